@@ -1,0 +1,10 @@
+//! `cargo contprof`: continuous profiling for Rust projects and their CI.
+//!
+//! The binary is a thin shell over this library so that tests and other front ends drive the
+//! same code. See `ARCHITECTURE.md` at the repository root for the map.
+
+pub mod compare;
+pub mod profile;
+pub mod report;
+pub mod store;
+pub mod symbolize;

@@ -1,0 +1,1 @@
+//! (profile: not yet written)

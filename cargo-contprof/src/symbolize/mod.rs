@@ -1,0 +1,1 @@
+//! (symbolize: not yet written)

@@ -1,0 +1,485 @@
+//! The raw sample file: the contract between the agent (which writes it from inside the
+//! workload) and `cargo contprof` (which reads, symbolizes and turns it into pprof).
+//!
+//! The agent appends records with single `write(2)` calls to a file opened with `O_APPEND`, so
+//! records of different threads never interleave and everything written before a crash (even
+//! `SIGKILL`) is on disk. The file is native-endian: it is written and read on the same machine.
+//!
+//! Layout: a [`Header`], then records. Every record starts with a [`RecordHeader`] (`kind`,
+//! `len` = payload bytes) followed by `len` payload bytes, all fields 8-byte aligned.
+//!
+//! | kind | payload |
+//! |---|---|
+//! | [`KIND_CPU_SAMPLE`] | `tid: u32, nframes: u32, frames: [u64; nframes]`; `frames[0]` is the interrupted instruction, the rest are return addresses |
+//! | [`KIND_THREAD_NAME`] | `tid: u32, len: u32, name: [u8; len]` padded to 8 |
+//! | [`KIND_MAPS`] | the text of `/proc/self/maps`, padded to 8 (written at start and again at exit) |
+//! | [`KIND_ALLOC_STACK`] | `alloc_count, alloc_bytes, inuse_count, inuse_bytes: u64, nframes: u32, pad: u32, frames: [u64; nframes]`; all frames are return addresses |
+//! | [`KIND_END`] | [`EndRecord`] |
+//! | [`KIND_MESSAGE`] | `level: u32, len: u32, text: [u8; len]` padded to 8: a warning from the agent (timer fallback, drops) |
+//!
+//! The reader tolerates a truncated last record (a process killed mid-write) and reports it.
+
+use std::io::{self, Read};
+
+/// First eight bytes of every raw file.
+pub const MAGIC: [u8; 8] = *b"CPROFRAW";
+/// Version of this layout; bumped on any incompatible change.
+pub const VERSION: u32 = 1;
+
+/// A CPU sample (one timer expiry on one thread).
+pub const KIND_CPU_SAMPLE: u32 = 1;
+/// The current name of a thread (written on the first sample and when it changes).
+pub const KIND_THREAD_NAME: u32 = 2;
+/// A copy of `/proc/self/maps`.
+pub const KIND_MAPS: u32 = 3;
+/// Aggregated allocations of one call stack (written at exit).
+pub const KIND_ALLOC_STACK: u32 = 4;
+/// Totals written by the exit handler.
+pub const KIND_END: u32 = 5;
+/// A warning or note from the agent.
+pub const KIND_MESSAGE: u32 = 6;
+
+/// Most frames recorded per stack; deeper stacks are cut at the root end.
+pub const MAX_FRAMES: usize = 128;
+
+/// How the CPU timer was driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ClockKind {
+    /// No CPU sampling.
+    Off = 0,
+    /// Per-thread `perf_event_open` software `cpu-clock` event (high resolution, not tick-driven).
+    PerfCpuClock = 1,
+    /// Per-thread POSIX timer on `CLOCK_THREAD_CPUTIME_ID` (tick-driven: at most `CONFIG_HZ`).
+    ThreadCpuTimer = 2,
+    /// Process-wide `setitimer(ITIMER_PROF)` (tick-driven).
+    Itimer = 3,
+}
+
+impl ClockKind {
+    /// Decodes the header field; unknown values read as `Off`.
+    pub fn from_u32(v: u32) -> Self {
+        match v {
+            1 => Self::PerfCpuClock,
+            2 => Self::ThreadCpuTimer,
+            3 => Self::Itimer,
+            _ => Self::Off,
+        }
+    }
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::PerfCpuClock => "perf cpu-clock",
+            Self::ThreadCpuTimer => "thread cpu timer",
+            Self::Itimer => "setitimer",
+        }
+    }
+}
+
+/// How allocations were recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum AllocMode {
+    /// Not recorded.
+    Off = 0,
+    /// Sampled on a geometric byte interval, weighted to unbiased estimates.
+    Sampled = 1,
+    /// Every allocation recorded.
+    Exact = 2,
+}
+
+impl AllocMode {
+    /// Decodes the header field; unknown values read as `Off`.
+    pub fn from_u32(v: u32) -> Self {
+        match v {
+            1 => Self::Sampled,
+            2 => Self::Exact,
+            _ => Self::Off,
+        }
+    }
+}
+
+/// Fixed header at offset 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct Header {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`VERSION`].
+    pub version: u32,
+    /// Size of this header in bytes.
+    pub header_len: u32,
+    /// Process id of the profiled process.
+    pub pid: u32,
+    /// Requested sampling frequency in Hz (0 when CPU sampling is off).
+    pub frequency_hz: u32,
+    /// [`ClockKind`] actually used.
+    pub clock: u32,
+    /// [`AllocMode`].
+    pub alloc_mode: u32,
+    /// Mean bytes between allocation samples (sampled mode).
+    pub alloc_interval: u64,
+    /// `CLOCK_REALTIME` at start, nanoseconds since the epoch.
+    pub start_unix_ns: u64,
+}
+
+/// Payload of [`KIND_END`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct EndRecord {
+    /// `CLOCK_PROCESS_CPUTIME_ID` at exit: CPU time of all threads of the process.
+    pub cpu_time_ns: u64,
+    /// Wall time since the agent started.
+    pub wall_ns: u64,
+    /// CPU samples the agent wrote.
+    pub samples: u64,
+    /// CPU samples lost (write failures, re-entrancy).
+    pub samples_dropped: u64,
+    /// Allocation calls seen (all modes but off).
+    pub alloc_calls: u64,
+    /// Bytes requested by those calls.
+    pub alloc_bytes: u64,
+    /// Allocation stacks that did not fit the agent's table and were merged into one bucket.
+    pub alloc_stacks_dropped: u64,
+    /// Threads the agent registered.
+    pub threads: u64,
+}
+
+/// Header of each record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct RecordHeader {
+    /// One of the `KIND_*` constants.
+    pub kind: u32,
+    /// Payload length in bytes (a multiple of 8).
+    pub len: u32,
+}
+
+/// Rounds up to the record alignment.
+pub const fn pad8(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+/// One decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// See [`KIND_CPU_SAMPLE`].
+    CpuSample {
+        /// Kernel thread id.
+        tid: u32,
+        /// Leaf first.
+        frames: Vec<u64>,
+    },
+    /// See [`KIND_THREAD_NAME`].
+    ThreadName {
+        /// Kernel thread id.
+        tid: u32,
+        /// The name as the kernel holds it (at most 15 bytes).
+        name: String,
+    },
+    /// See [`KIND_MAPS`].
+    Maps(String),
+    /// See [`KIND_ALLOC_STACK`].
+    AllocStack {
+        /// Estimated (sampled) or exact number of allocations.
+        alloc_count: u64,
+        /// Estimated or exact bytes allocated.
+        alloc_bytes: u64,
+        /// Allocations from this stack still live at exit.
+        inuse_count: u64,
+        /// Bytes from this stack still live at exit.
+        inuse_bytes: u64,
+        /// Return addresses, innermost first.
+        frames: Vec<u64>,
+    },
+    /// See [`KIND_END`].
+    End(EndRecord),
+    /// See [`KIND_MESSAGE`].
+    Message {
+        /// 0 note, 1 warning.
+        level: u32,
+        /// Text.
+        text: String,
+    },
+    /// A kind this reader does not know (skipped).
+    Unknown(u32),
+}
+
+/// Errors reading a raw file.
+#[derive(Debug)]
+pub enum ReadError {
+    /// I/O failure.
+    Io(io::Error),
+    /// Not a raw file or an unknown version.
+    BadHeader(String),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "i/o error: {e}"),
+            Self::BadHeader(why) => write!(f, "not a contprof raw sample file: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ReadError {}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// Everything in one raw file.
+#[derive(Debug, Clone)]
+pub struct RawFile {
+    /// The header.
+    pub header: Header,
+    /// Records in file order.
+    pub records: Vec<Record>,
+    /// Bytes at the end that did not form a whole record (process killed mid-write).
+    pub truncated_bytes: usize,
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_ne_bytes(a)
+}
+
+fn frames_at(b: &[u8], at: usize, n: usize) -> Option<Vec<u64>> {
+    if at + n * 8 > b.len() {
+        return None;
+    }
+    Some((0..n).map(|i| u64_at(b, at + i * 8)).collect())
+}
+
+/// Size of the encoded [`Header`].
+pub const HEADER_LEN: usize = std::mem::size_of::<Header>();
+
+impl Header {
+    /// Encodes the header.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0..8].copy_from_slice(&self.magic);
+        out[8..12].copy_from_slice(&self.version.to_ne_bytes());
+        out[12..16].copy_from_slice(&self.header_len.to_ne_bytes());
+        out[16..20].copy_from_slice(&self.pid.to_ne_bytes());
+        out[20..24].copy_from_slice(&self.frequency_hz.to_ne_bytes());
+        out[24..28].copy_from_slice(&self.clock.to_ne_bytes());
+        out[28..32].copy_from_slice(&self.alloc_mode.to_ne_bytes());
+        out[32..40].copy_from_slice(&self.alloc_interval.to_ne_bytes());
+        out[40..48].copy_from_slice(&self.start_unix_ns.to_ne_bytes());
+        out
+    }
+
+    fn parse(b: &[u8]) -> Result<Self, ReadError> {
+        if b.len() < HEADER_LEN {
+            return Err(ReadError::BadHeader(format!("file is {} bytes, shorter than the header", b.len())));
+        }
+        if b[0..8] != MAGIC {
+            return Err(ReadError::BadHeader("wrong magic".into()));
+        }
+        let version = u32_at(b, 8);
+        if version != VERSION {
+            return Err(ReadError::BadHeader(format!(
+                "format version {version}, this build reads version {VERSION}"
+            )));
+        }
+        let mut magic = [0u8; 8];
+        magic.copy_from_slice(&b[0..8]);
+        Ok(Self {
+            magic,
+            version,
+            header_len: u32_at(b, 12),
+            pid: u32_at(b, 16),
+            frequency_hz: u32_at(b, 20),
+            clock: u32_at(b, 24),
+            alloc_mode: u32_at(b, 28),
+            alloc_interval: u64_at(b, 32),
+            start_unix_ns: u64_at(b, 40),
+        })
+    }
+}
+
+impl EndRecord {
+    /// Number of `u64` fields.
+    pub const FIELDS: usize = 8;
+
+    /// Encodes as native-endian words.
+    pub fn to_words(&self) -> [u64; Self::FIELDS] {
+        [
+            self.cpu_time_ns,
+            self.wall_ns,
+            self.samples,
+            self.samples_dropped,
+            self.alloc_calls,
+            self.alloc_bytes,
+            self.alloc_stacks_dropped,
+            self.threads,
+        ]
+    }
+
+    fn parse(b: &[u8]) -> Self {
+        let w = |i: usize| if b.len() >= (i + 1) * 8 { u64_at(b, i * 8) } else { 0 };
+        Self {
+            cpu_time_ns: w(0),
+            wall_ns: w(1),
+            samples: w(2),
+            samples_dropped: w(3),
+            alloc_calls: w(4),
+            alloc_bytes: w(5),
+            alloc_stacks_dropped: w(6),
+            threads: w(7),
+        }
+    }
+}
+
+fn parse_record(kind: u32, p: &[u8]) -> Option<Record> {
+    let text = |at: usize, len: usize| -> Option<String> {
+        p.get(at..at + len).map(|s| String::from_utf8_lossy(s).into_owned())
+    };
+    Some(match kind {
+        KIND_CPU_SAMPLE => {
+            if p.len() < 8 {
+                return None;
+            }
+            let n = u32_at(p, 4) as usize;
+            Record::CpuSample { tid: u32_at(p, 0), frames: frames_at(p, 8, n)? }
+        }
+        KIND_THREAD_NAME => {
+            if p.len() < 8 {
+                return None;
+            }
+            let len = u32_at(p, 4) as usize;
+            Record::ThreadName { tid: u32_at(p, 0), name: text(8, len)? }
+        }
+        KIND_MAPS => Record::Maps(String::from_utf8_lossy(p).trim_end_matches('\0').to_owned()),
+        KIND_ALLOC_STACK => {
+            if p.len() < 40 {
+                return None;
+            }
+            let n = u32_at(p, 32) as usize;
+            Record::AllocStack {
+                alloc_count: u64_at(p, 0),
+                alloc_bytes: u64_at(p, 8),
+                inuse_count: u64_at(p, 16),
+                inuse_bytes: u64_at(p, 24),
+                frames: frames_at(p, 40, n)?,
+            }
+        }
+        KIND_END => Record::End(EndRecord::parse(p)),
+        KIND_MESSAGE => {
+            if p.len() < 8 {
+                return None;
+            }
+            let len = u32_at(p, 4) as usize;
+            Record::Message { level: u32_at(p, 0), text: text(8, len)? }
+        }
+        other => Record::Unknown(other),
+    })
+}
+
+impl RawFile {
+    /// Parses a whole raw file from bytes.
+    pub fn parse(b: &[u8]) -> Result<Self, ReadError> {
+        let header = Header::parse(b)?;
+        let mut at = (header.header_len as usize).max(HEADER_LEN);
+        let mut records = Vec::new();
+        let mut truncated_bytes = 0;
+        while at < b.len() {
+            if at + 8 > b.len() {
+                truncated_bytes = b.len() - at;
+                break;
+            }
+            let kind = u32_at(b, at);
+            let len = u32_at(b, at + 4) as usize;
+            let start = at + 8;
+            if start + len > b.len() {
+                truncated_bytes = b.len() - at;
+                break;
+            }
+            match parse_record(kind, &b[start..start + len]) {
+                Some(r) => records.push(r),
+                None => {
+                    truncated_bytes = b.len() - at;
+                    break;
+                }
+            }
+            at = start + len;
+        }
+        Ok(Self { header, records, truncated_bytes })
+    }
+
+    /// Reads and parses a raw file from a reader.
+    pub fn read_from(mut r: impl Read) -> Result<Self, ReadError> {
+        let mut b = Vec::new();
+        r.read_to_end(&mut b)?;
+        Self::parse(&b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kind: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(&(payload.len() as u32).to_ne_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn header() -> Header {
+        Header {
+            magic: MAGIC,
+            version: VERSION,
+            header_len: HEADER_LEN as u32,
+            pid: 42,
+            frequency_hz: 499,
+            clock: ClockKind::PerfCpuClock as u32,
+            alloc_mode: AllocMode::Sampled as u32,
+            alloc_interval: 512 * 1024,
+            start_unix_ns: 7,
+        }
+    }
+
+    #[test]
+    fn round_trips_records_and_reports_truncation() {
+        let mut b = header().to_bytes().to_vec();
+        let mut p = Vec::new();
+        p.extend_from_slice(&9u32.to_ne_bytes());
+        p.extend_from_slice(&2u32.to_ne_bytes());
+        p.extend_from_slice(&0x1000u64.to_ne_bytes());
+        p.extend_from_slice(&0x2000u64.to_ne_bytes());
+        b.extend(record(KIND_CPU_SAMPLE, &p));
+        let end = EndRecord { cpu_time_ns: 5, samples: 1, ..Default::default() };
+        let words: Vec<u8> = end.to_words().iter().flat_map(|w| w.to_ne_bytes()).collect();
+        b.extend(record(KIND_END, &words));
+        b.extend_from_slice(&[1, 0, 0]);
+        let f = RawFile::parse(&b).unwrap();
+        assert_eq!(f.header, header());
+        assert_eq!(f.records[0], Record::CpuSample { tid: 9, frames: vec![0x1000, 0x2000] });
+        assert_eq!(f.records[1], Record::End(end));
+        assert_eq!(f.truncated_bytes, 3);
+    }
+
+    #[test]
+    fn rejects_other_files() {
+        assert!(matches!(
+            RawFile::parse(b"not a profile at all, really not one"),
+            Err(ReadError::BadHeader(_))
+        ));
+        let mut h = header();
+        h.version = 99;
+        assert!(matches!(RawFile::parse(&h.to_bytes()), Err(ReadError::BadHeader(m)) if m.contains("99")));
+    }
+}
