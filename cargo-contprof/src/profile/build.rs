@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use contprof::format::{ClockKind, EndRecord, RawFile, Record};
 
+use super::fast_hash::FastMap;
 use super::proto::{Label, Line, Mapping, Profile};
 use super::writer::ProfileWriter;
 use super::{SAMPLE_TYPES, sample_index};
@@ -55,7 +56,7 @@ struct Symbols<'a> {
     maps: ProcessMaps,
     mapping_ids: HashMap<usize, u64>,
     /// `None` for addresses inside the agent.
-    locations: HashMap<(u64, AddressKind), Option<u64>>,
+    locations: FastMap<(u64, AddressKind), Option<u64>>,
     agent_location: Option<u64>,
 }
 
@@ -153,7 +154,7 @@ struct Collected<'a> {
 
 fn collect(raw: &RawFile) -> Collected<'_> {
     let mut c = Collected::default();
-    let mut cpu_index: HashMap<(u32, &[u64]), usize> = HashMap::new();
+    let mut cpu_index: FastMap<(u32, &[u64]), usize> = FastMap::default();
     for r in &raw.records {
         match r {
             Record::CpuSample { tid, frames } => {
@@ -255,7 +256,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         symbolizer,
         maps,
         mapping_ids: HashMap::new(),
-        locations: HashMap::new(),
+        locations: FastMap::default(),
         agent_location: None,
     };
     // pprof takes the first mapping as the main binary.

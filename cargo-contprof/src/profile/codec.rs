@@ -29,9 +29,9 @@ pub enum DecodeError {
     },
 }
 
-/// Writes the profile gzip-compressed.
+/// Writes the profile gzip-compressed (fastest level, as Go's `runtime/pprof` does).
 pub fn encode(profile: &Profile, writer: impl Write) -> io::Result<()> {
-    let mut gz = GzEncoder::new(writer, Compression::default());
+    let mut gz = GzEncoder::new(writer, Compression::fast());
     gz.write_all(&profile.encode_to_vec())?;
     gz.finish()?.flush()
 }

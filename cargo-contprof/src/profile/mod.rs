@@ -10,6 +10,7 @@
 mod build;
 mod codec;
 mod costs;
+mod fast_hash;
 mod merge;
 mod proto;
 mod raw_writer;

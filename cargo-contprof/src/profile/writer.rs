@@ -2,8 +2,7 @@
 //! deduplicated as they are added, and samples with the same stack and labels are summed.
 //! Building from a raw file and merging profiles both go through it.
 
-use std::collections::HashMap;
-
+use super::fast_hash::FastMap;
 use super::proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 
 #[derive(PartialEq, Eq, Hash)]
@@ -15,10 +14,10 @@ struct LocationKey {
 
 pub(super) struct ProfileWriter {
     profile: Profile,
-    strings: HashMap<String, i64>,
-    functions: HashMap<Function, u64>,
-    locations: HashMap<LocationKey, u64>,
-    samples: HashMap<(Vec<u64>, Vec<Label>), usize>,
+    strings: FastMap<String, i64>,
+    functions: FastMap<Function, u64>,
+    locations: FastMap<LocationKey, u64>,
+    samples: FastMap<(Vec<u64>, Vec<Label>), usize>,
 }
 
 impl ProfileWriter {
@@ -26,10 +25,10 @@ impl ProfileWriter {
     pub(super) fn new<S: AsRef<str>>(sample_types: &[(S, S)]) -> Self {
         let mut w = Self {
             profile: Profile { string_table: vec![String::new()], ..Profile::default() },
-            strings: HashMap::from([(String::new(), 0)]),
-            functions: HashMap::new(),
-            locations: HashMap::new(),
-            samples: HashMap::new(),
+            strings: FastMap::from_iter([(String::new(), 0)]),
+            functions: FastMap::default(),
+            locations: FastMap::default(),
+            samples: FastMap::default(),
         };
         w.profile.sample_type =
             sample_types.iter().map(|(t, u)| w.value_type(t.as_ref(), u.as_ref())).collect();
