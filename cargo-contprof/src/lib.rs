@@ -8,3 +8,8 @@ pub mod profile;
 pub mod report;
 pub mod store;
 pub mod symbolize;
+pub mod cargo;
+pub mod errors;
+pub mod shell;
+pub mod runner;
+pub mod cli;
