@@ -1,1 +1,116 @@
-//! (profile: not yet written)
+//! The profile model: the pprof `profile.proto` messages, building a profile from a raw sample
+//! file, gzip encoding and decoding, merging repeated runs and the per-function cost view.
+//!
+//! Owns the meaning of sample types and labels. It reads no files and prints nothing: callers
+//! pass bytes, readers and writers. Symbolization is delegated to [`crate::symbolize`].
+//!
+//! Every profile built here has the sample types of [`SAMPLE_TYPES`], in that order, whether
+//! or not allocations were recorded, so that profiles of different runs line up.
+
+mod build;
+mod codec;
+mod costs;
+mod merge;
+mod proto;
+mod raw_writer;
+mod writer;
+
+pub use build::{BuildOptions, Built, CpuTimeSource, build_profile};
+pub use codec::{DecodeError, decode, encode, encode_to_vec};
+pub use costs::{CostView, FunctionCost};
+pub use merge::{MergeError, merge};
+pub use proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
+pub use raw_writer::RawWriter;
+
+/// `(type, unit)` of the sample values of every profile built by [`build_profile`].
+pub const SAMPLE_TYPES: &[(&str, &str)] = &[
+    ("samples", "count"),
+    ("cpu", "nanoseconds"),
+    ("alloc_objects", "count"),
+    ("alloc_space", "bytes"),
+    ("inuse_objects", "count"),
+    ("inuse_space", "bytes"),
+];
+
+/// Indices into [`SAMPLE_TYPES`] and into each sample's values.
+pub mod sample_index {
+    /// `samples/count`: CPU samples.
+    pub const SAMPLES: usize = 0;
+    /// `cpu/nanoseconds`.
+    pub const CPU: usize = 1;
+    /// `alloc_objects/count`.
+    pub const ALLOC_OBJECTS: usize = 2;
+    /// `alloc_space/bytes`.
+    pub const ALLOC_SPACE: usize = 3;
+    /// `inuse_objects/count`.
+    pub const INUSE_OBJECTS: usize = 4;
+    /// `inuse_space/bytes`.
+    pub const INUSE_SPACE: usize = 5;
+}
+
+impl Profile {
+    /// The string at `index` of the string table, `""` when out of range.
+    pub fn str(&self, index: i64) -> &str {
+        usize::try_from(index).ok().and_then(|i| self.string_table.get(i)).map_or("", String::as_str)
+    }
+
+    /// Index of the sample type named `ty` (e.g. `"cpu"`).
+    pub fn sample_type_index(&self, ty: &str) -> Option<usize> {
+        self.sample_type.iter().position(|v| self.str(v.r#type) == ty)
+    }
+
+    /// The comments as text.
+    pub fn comments(&self) -> Vec<&str> {
+        self.comment.iter().map(|&i| self.str(i)).collect()
+    }
+
+    /// Sum of every sample's value of sample type `index`.
+    pub fn total(&self, index: usize) -> i64 {
+        self.sample.iter().filter_map(|s| s.value.get(index)).sum()
+    }
+
+    /// Index of `s` in the string table, appending it if absent.
+    fn intern(&mut self, s: &str) -> i64 {
+        if self.string_table.is_empty() {
+            self.string_table.push(String::new());
+        }
+        match self.string_table.iter().position(|t| t == s) {
+            Some(i) => i as i64,
+            None => {
+                self.string_table.push(s.to_owned());
+                self.string_table.len() as i64 - 1
+            }
+        }
+    }
+
+    /// Adds string labels to every sample, e.g. `("test", "parse::tests::big_input")`. A
+    /// label with the same key is replaced.
+    pub fn add_labels(&mut self, labels: &[(&str, &str)]) {
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label { key: self.intern(k), str: self.intern(v), num: 0, num_unit: 0 })
+            .collect();
+        for s in &mut self.sample {
+            s.label.retain(|l| !labels.iter().any(|n| n.key == l.key));
+            s.label.extend_from_slice(&labels);
+        }
+    }
+
+    /// Appends comments (kept once each).
+    pub fn add_comments<S: AsRef<str>>(&mut self, comments: &[S]) {
+        for c in comments {
+            let i = self.intern(c.as_ref());
+            if !self.comment.contains(&i) {
+                self.comment.push(i);
+            }
+        }
+    }
+
+    /// The string value of label `key` of a sample.
+    pub fn label_str<'a>(&'a self, sample: &Sample, key: &str) -> Option<&'a str> {
+        sample.label.iter().find(|l| self.str(l.key) == key && l.str != 0).map(|l| self.str(l.str))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,241 @@
-//! (symbolize: not yet written)
+//! Symbolization: runtime addresses of a profiled process to mappings and source frames.
+//!
+//! Owns reading binaries (ELF segments, build ids, DWARF through `addr2line`, symbol tables)
+//! and normalizing function names. It never fails on a bad binary: a missing, unreadable or
+//! stripped file degrades to symbol-table names, then to `module+0xoffset`, with one warning
+//! per binary collected in [`Symbolizer::take_warnings`]. It knows nothing about pprof.
+
+mod binary;
+mod demangle;
+mod maps;
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::{Path, PathBuf};
+
+use binary::Binary;
+pub use binary::BinaryInfo;
+pub use demangle::demangle;
+pub use maps::{MapEntry, ProcessMaps};
+
+/// Name given to the frames of the profiling agent itself when they end a CPU stack.
+pub const AGENT_FRAME: &str = "[contprof agent]";
+
+/// File name fragment of the preloaded agent library.
+const AGENT_LIBRARY: &str = "libcontprof_preload";
+
+/// Errors opening a binary. They are reported as warnings, never returned to the caller of
+/// [`Symbolizer::resolve`].
+#[derive(Debug, thiserror::Error)]
+pub enum SymbolizeError {
+    /// The binary cannot be opened or parsed.
+    #[error("{}: {what}", path.display())]
+    Binary {
+        /// The binary.
+        path: PathBuf,
+        /// What went wrong.
+        what: String,
+    },
+}
+
+/// How an address was obtained, which decides the address looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AddressKind {
+    /// The interrupted instruction (leaf of a CPU sample): looked up as is.
+    Exact,
+    /// A return address: `addr - 1` is looked up so that the call instruction, not the one
+    /// after it, gives the line (and the right function when the call is the last instruction).
+    Return,
+}
+
+/// Where a frame's name comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FrameSource {
+    /// DWARF: function, file and line.
+    Debug,
+    /// The symbol table: function only.
+    Symbol,
+    /// Nothing: the name is `module+0xoffset`.
+    Raw,
+}
+
+/// One source-level frame. Several frames share an address when functions were inlined.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Frame {
+    /// Demangled name without hash (see [`demangle`]).
+    pub function: String,
+    /// The name as the binary has it (mangled), or the same as `function`.
+    pub system_name: String,
+    /// Source file as written in the debug info.
+    pub file: Option<String>,
+    /// Line, 0 when unknown.
+    pub line: u32,
+    /// Column, 0 when unknown.
+    pub column: u32,
+    /// Where the name comes from.
+    pub source: FrameSource,
+}
+
+/// An address resolved to its mapping and frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Symbolized {
+    /// Index of the mapping in [`ProcessMaps::entries`], if the address is mapped.
+    pub mapping: Option<usize>,
+    /// The runtime address that was looked up (`addr - 1` for return addresses).
+    pub lookup_address: u64,
+    /// Innermost (inlined) first; the last one is the function the code was compiled in.
+    /// Never empty.
+    pub frames: Vec<Frame>,
+    /// The address is inside the profiling agent's own library.
+    pub in_agent: bool,
+}
+
+/// Resolves addresses, caching each binary it opened.
+#[derive(Default)]
+pub struct Symbolizer {
+    binaries: HashMap<String, Option<Binary>>,
+    warnings: Vec<String>,
+}
+
+impl Symbolizer {
+    /// A symbolizer with an empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Resolves one address of the process whose memory map is `maps`.
+    pub fn resolve(&mut self, maps: &ProcessMaps, addr: u64, kind: AddressKind) -> Symbolized {
+        let lookup = match kind {
+            AddressKind::Exact => addr,
+            AddressKind::Return => addr.saturating_sub(1),
+        };
+        let Some((index, entry)) = maps.find(lookup) else {
+            return Symbolized {
+                mapping: None,
+                lookup_address: lookup,
+                frames: vec![raw_frame(&format!("[unknown]+{lookup:#x}"))],
+                in_agent: false,
+            };
+        };
+        let file_offset = lookup - entry.start + entry.file_offset;
+        let in_agent = entry.path.contains(AGENT_LIBRARY);
+        let frames = if entry.is_file() {
+            self.resolve_in_file(entry, file_offset)
+        } else {
+            vec![raw_frame(&format!("{}+{file_offset:#x}", entry.short_name()))]
+        };
+        Symbolized { mapping: Some(index), lookup_address: lookup, frames, in_agent }
+    }
+
+    /// What is known about a binary (opening it if needed); `None` when it cannot be read.
+    pub fn binary_info(&mut self, path: &str) -> Option<&BinaryInfo> {
+        self.binary(path, false).map(|b| &b.info)
+    }
+
+    /// Warnings gathered so far (one per problematic binary), emptied by the call.
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    fn binary(&mut self, path: &str, deleted: bool) -> Option<&Binary> {
+        let slot = match self.binaries.entry(path.to_owned()) {
+            Entry::Occupied(o) => return o.into_mut().as_ref(),
+            Entry::Vacant(v) => v,
+        };
+        let opened = match Binary::open(Path::new(path)) {
+            Ok(b) => {
+                if deleted {
+                    self.warnings.push(format!(
+                        "{path} was deleted or replaced while the workload ran; its names may be wrong"
+                    ));
+                }
+                if !b.info.has_debug_info && b.info.has_symbols {
+                    self.warnings.push(format!(
+                        "{path} has no debug info: functions from its symbol table, without files, \
+                         lines or inlined frames"
+                    ));
+                } else if !b.info.has_symbols {
+                    self.warnings.push(format!(
+                        "{path} has no debug info and no symbols: frames show as module+offset"
+                    ));
+                }
+                Some(b)
+            }
+            Err(e) => {
+                self.warnings.push(format!("cannot symbolize {e}; frames show as module+offset"));
+                None
+            }
+        };
+        slot.insert(opened).as_ref()
+    }
+
+    fn resolve_in_file(&mut self, entry: &MapEntry, file_offset: u64) -> Vec<Frame> {
+        let raw = || vec![raw_frame(&format!("{}+{file_offset:#x}", entry.short_name()))];
+        let Some(binary) = self.binary(&entry.path, entry.deleted) else {
+            return raw();
+        };
+        let vaddr = binary.file_offset_to_vaddr(file_offset);
+        let Some(loader) = binary.loader.as_ref() else {
+            return raw();
+        };
+        let mut frames = Vec::new();
+        if binary.info.has_debug_info {
+            if let Ok(mut iter) = loader.find_frames(vaddr) {
+                while let Ok(Some(f)) = iter.next() {
+                    let system_name =
+                        f.function.as_ref().and_then(|n| n.raw_name().ok()).map(|n| n.into_owned());
+                    let (file, line, column) = match f.location {
+                        Some(l) => (l.file.map(str::to_owned), l.line.unwrap_or(0), l.column.unwrap_or(0)),
+                        None => (None, 0, 0),
+                    };
+                    frames.push(Frame {
+                        function: system_name.as_deref().map(demangle).unwrap_or_default(),
+                        system_name: system_name.unwrap_or_default(),
+                        file,
+                        line,
+                        column,
+                        source: FrameSource::Debug,
+                    });
+                }
+            }
+        }
+        // Line-table-only frames (no function DIE) and code without DWARF (e.g. assembly in
+        // the same binary) take the symbol table's name for the outermost frame.
+        let symbol = loader.find_symbol(vaddr);
+        match (frames.last_mut(), symbol) {
+            (Some(outer), Some(sym)) if outer.function.is_empty() => {
+                outer.function = demangle(sym);
+                outer.system_name = sym.to_owned();
+            }
+            (None, Some(sym)) => frames.push(Frame {
+                function: demangle(sym),
+                system_name: sym.to_owned(),
+                file: None,
+                line: 0,
+                column: 0,
+                source: FrameSource::Symbol,
+            }),
+            _ => {}
+        }
+        let name = format!("{}+{vaddr:#x}", entry.short_name());
+        for f in frames.iter_mut().filter(|f| f.function.is_empty()) {
+            f.function = name.clone();
+            f.system_name = name.clone();
+        }
+        if frames.is_empty() { vec![raw_frame(&name)] } else { frames }
+    }
+}
+
+fn raw_frame(name: &str) -> Frame {
+    Frame {
+        function: name.to_owned(),
+        system_name: name.to_owned(),
+        file: None,
+        line: 0,
+        column: 0,
+        source: FrameSource::Raw,
+    }
+}
+
+#[cfg(test)]
+mod tests;

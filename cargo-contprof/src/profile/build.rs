@@ -1,0 +1,322 @@
+//! Turning one raw sample file into a [`Profile`].
+
+use std::collections::HashMap;
+
+use contprof::format::{ClockKind, EndRecord, RawFile, Record};
+
+use super::proto::{Label, Line, Mapping, Profile};
+use super::writer::ProfileWriter;
+use super::{SAMPLE_TYPES, sample_index};
+use crate::symbolize::{AGENT_FRAME, AddressKind, ProcessMaps, Symbolizer};
+
+/// Where the CPU time that scales CPU samples came from (see [`BuildOptions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuTimeSource {
+    /// The END record the agent wrote at exit (`CLOCK_PROCESS_CPUTIME_ID`).
+    Agent,
+    /// The caller's measurement (the runner's `wait4` rusage of the child).
+    Caller,
+    /// Neither: one period of the requested frequency per sample.
+    Frequency,
+}
+
+/// Options for [`build_profile`].
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// CPU time of the process measured from outside (user + system, nanoseconds), used when
+    /// the raw file has no END record (the process was killed or exited without `atexit`).
+    pub fallback_cpu_time_ns: Option<u64>,
+}
+
+/// A built profile and what went wrong on the way.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The profile; warnings are also in its comments.
+    pub profile: Profile,
+    /// Problems worth showing to the user (missing debug info, truncated file, drops, ...).
+    pub warnings: Vec<String>,
+    /// Where the CPU time came from.
+    pub cpu_time_source: CpuTimeSource,
+}
+
+/// The agent's frames are recognised by their mapping; what to do with them depends on the
+/// stack's kind.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StackKind {
+    /// Runs of agent frames become one [`AGENT_FRAME`].
+    Cpu,
+    /// Agent frames (the allocator hook) are removed.
+    Alloc,
+}
+
+/// Per-raw-file symbolization state: locations per address, mappings per maps entry.
+struct Symbols<'a> {
+    symbolizer: &'a mut Symbolizer,
+    maps: ProcessMaps,
+    mapping_ids: HashMap<usize, u64>,
+    /// `None` for addresses inside the agent.
+    locations: HashMap<(u64, AddressKind), Option<u64>>,
+    agent_location: Option<u64>,
+}
+
+impl Symbols<'_> {
+    fn mapping_id(&mut self, w: &mut ProfileWriter, index: usize) -> u64 {
+        if let Some(&id) = self.mapping_ids.get(&index) {
+            return id;
+        }
+        let e = &self.maps.entries[index];
+        let info = if e.is_file() { self.symbolizer.binary_info(&e.path).cloned() } else { None };
+        let info = info.unwrap_or_default();
+        let m = Mapping {
+            id: 0,
+            memory_start: e.start,
+            memory_limit: e.limit,
+            file_offset: e.file_offset,
+            filename: w.string(&e.path),
+            build_id: w.string(info.build_id.as_deref().unwrap_or("")),
+            // Every location carries a name, even if only `module+0xoffset`.
+            has_functions: true,
+            has_filenames: info.has_debug_info,
+            has_line_numbers: info.has_debug_info,
+            has_inline_frames: info.has_debug_info,
+        };
+        let id = w.mapping(m);
+        self.mapping_ids.insert(index, id);
+        id
+    }
+
+    fn location(&mut self, w: &mut ProfileWriter, addr: u64, kind: AddressKind) -> Option<u64> {
+        if let Some(&l) = self.locations.get(&(addr, kind)) {
+            return l;
+        }
+        let s = self.symbolizer.resolve(&self.maps, addr, kind);
+        let loc = if s.in_agent {
+            None
+        } else {
+            let mapping_id = s.mapping.map_or(0, |i| self.mapping_id(w, i));
+            let lines = s
+                .frames
+                .iter()
+                .map(|f| Line {
+                    function_id: w.function(&f.function, &f.system_name, f.file.as_deref().unwrap_or(""), 0),
+                    line: i64::from(f.line),
+                    column: i64::from(f.column),
+                })
+                .collect();
+            Some(w.location(mapping_id, s.lookup_address, lines))
+        };
+        self.locations.insert((addr, kind), loc);
+        loc
+    }
+
+    fn agent_location(&mut self, w: &mut ProfileWriter) -> u64 {
+        *self.agent_location.get_or_insert_with(|| {
+            let f = w.function(AGENT_FRAME, AGENT_FRAME, "", 0);
+            w.location(0, 0, vec![Line { function_id: f, line: 0, column: 0 }])
+        })
+    }
+
+    /// Location ids of a stack, leaf first.
+    fn stack(&mut self, w: &mut ProfileWriter, frames: &[u64], kind: StackKind) -> Vec<u64> {
+        let mut out = Vec::with_capacity(frames.len());
+        let mut in_agent_run = false;
+        for (i, &addr) in frames.iter().enumerate() {
+            let ak = if i == 0 && kind == StackKind::Cpu { AddressKind::Exact } else { AddressKind::Return };
+            match self.location(w, addr, ak) {
+                Some(l) => {
+                    out.push(l);
+                    in_agent_run = false;
+                }
+                None if kind == StackKind::Cpu && !in_agent_run => {
+                    out.push(self.agent_location(w));
+                    in_agent_run = true;
+                }
+                None => {}
+            }
+        }
+        out
+    }
+}
+
+/// Everything the profile needs from the records, in one pass.
+#[derive(Default)]
+struct Collected<'a> {
+    maps: Vec<&'a str>,
+    thread_names: HashMap<u32, &'a str>,
+    /// Distinct `(tid, stack)` in first-seen order, with counts.
+    cpu: Vec<((u32, &'a [u64]), u64)>,
+    cpu_samples: u64,
+    allocs: Vec<([u64; 4], &'a [u64])>,
+    end: Option<EndRecord>,
+    messages: Vec<(u32, &'a str)>,
+}
+
+fn collect(raw: &RawFile) -> Collected<'_> {
+    let mut c = Collected::default();
+    let mut cpu_index: HashMap<(u32, &[u64]), usize> = HashMap::new();
+    for r in &raw.records {
+        match r {
+            Record::CpuSample { tid, frames } => {
+                c.cpu_samples += 1;
+                let key = (*tid, frames.as_slice());
+                match cpu_index.get(&key) {
+                    Some(&i) => c.cpu[i].1 += 1,
+                    None => {
+                        cpu_index.insert(key, c.cpu.len());
+                        c.cpu.push((key, 1));
+                    }
+                }
+            }
+            Record::ThreadName { tid, name } => {
+                c.thread_names.insert(*tid, name);
+            }
+            Record::Maps(text) => c.maps.push(text),
+            Record::AllocStack { alloc_count, alloc_bytes, inuse_count, inuse_bytes, frames } => {
+                c.allocs.push(([*alloc_count, *alloc_bytes, *inuse_count, *inuse_bytes], frames))
+            }
+            Record::End(e) => c.end = Some(*e),
+            Record::Message { level, text } => c.messages.push((*level, text)),
+            Record::Unknown(_) => {}
+        }
+    }
+    c
+}
+
+/// The process map: the last copy (written at exit, it has libraries loaded late), plus the
+/// entries of earlier copies that it does not overlap (libraries unloaded before exit).
+fn merged_maps(texts: &[&str]) -> ProcessMaps {
+    let mut iter = texts.iter().rev();
+    let mut maps = iter.next().map(|t| ProcessMaps::parse(t)).unwrap_or_default();
+    for t in iter {
+        for e in ProcessMaps::parse(t).entries {
+            if !maps.entries.iter().any(|m| m.start < e.limit && e.start < m.limit) {
+                maps.entries.push(e);
+            }
+        }
+    }
+    maps.entries.sort_by_key(|e| e.start);
+    maps
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Builds a profile from a raw file, symbolizing its addresses with `symbolizer`.
+///
+/// Sample types are [`SAMPLE_TYPES`]; CPU samples carry `thread` and `tid` labels. Each CPU
+/// sample is worth `period` nanoseconds, where `period` = measured CPU time / CPU samples, so
+/// totals match the measured CPU time whatever rate the timer achieved.
+pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &BuildOptions) -> Built {
+    let c = collect(raw);
+    let mut warnings = Vec::new();
+    let mut w = ProfileWriter::new(SAMPLE_TYPES);
+    let header = &raw.header;
+    let clock = ClockKind::from_u32(header.clock);
+
+    let measured = c.end.map(|e| e.cpu_time_ns).filter(|&t| t > 0);
+    let (cpu_time, cpu_time_source) = match (measured, options.fallback_cpu_time_ns) {
+        (Some(t), _) => (Some(t), CpuTimeSource::Agent),
+        (None, Some(t)) => (Some(t), CpuTimeSource::Caller),
+        (None, None) => (None, CpuTimeSource::Frequency),
+    };
+    if c.end.is_none() {
+        warnings.push("the raw file has no END record: the process did not exit normally".to_owned());
+    }
+    let period = match cpu_time {
+        Some(t) if c.cpu_samples > 0 => to_i64(t / c.cpu_samples),
+        _ if header.frequency_hz > 0 => {
+            if c.cpu_samples > 0 {
+                warnings.push(format!(
+                    "no measured CPU time: each sample counts as 1/{} s, which under-reports CPU time \
+                     when the timer fell behind",
+                    header.frequency_hz
+                ));
+            }
+            1_000_000_000 / i64::from(header.frequency_hz)
+        }
+        _ => 0,
+    };
+    if raw.truncated_bytes > 0 {
+        warnings.push(format!("the raw file ends with {} bytes of a partial record", raw.truncated_bytes));
+    }
+    if let Some(e) = c.end.filter(|e| e.samples_dropped > 0) {
+        warnings.push(format!("the agent dropped {} CPU samples", e.samples_dropped));
+    }
+    if let Some(e) = c.end.filter(|e| e.alloc_stacks_dropped > 0) {
+        warnings.push(format!("{} allocation stacks were merged into one bucket", e.alloc_stacks_dropped));
+    }
+    if c.maps.is_empty() && (c.cpu_samples > 0 || !c.allocs.is_empty()) {
+        warnings.push("the raw file has no memory map: addresses cannot be symbolized".to_owned());
+    }
+
+    let maps = merged_maps(&c.maps);
+    let mut sym = Symbols {
+        symbolizer,
+        maps,
+        mapping_ids: HashMap::new(),
+        locations: HashMap::new(),
+        agent_location: None,
+    };
+    // pprof takes the first mapping as the main binary.
+    let main = sym.maps.main_executable().map(str::to_owned);
+    if let Some(i) = main.and_then(|p| sym.maps.entries.iter().position(|e| e.path == p && e.executable)) {
+        sym.mapping_id(&mut w, i);
+    }
+
+    let (thread_key, tid_key) = (w.string("thread"), w.string("tid"));
+    let mut values = vec![0i64; SAMPLE_TYPES.len()];
+    let (i_samples, i_cpu) = (sample_index::SAMPLES, sample_index::CPU);
+    for &((tid, frames), count) in &c.cpu {
+        let stack = sym.stack(&mut w, frames, StackKind::Cpu);
+        let name = match c.thread_names.get(&tid) {
+            Some(n) => w.string(n),
+            None => w.string(&format!("tid-{tid}")),
+        };
+        let labels = vec![
+            Label { key: thread_key, str: name, num: 0, num_unit: 0 },
+            Label { key: tid_key, str: 0, num: i64::from(tid), num_unit: 0 },
+        ];
+        values.fill(0);
+        values[i_samples] = to_i64(count);
+        values[i_cpu] = to_i64(count).saturating_mul(period);
+        w.sample(stack, &values, labels);
+    }
+    for &(v, frames) in &c.allocs {
+        let stack = sym.stack(&mut w, frames, StackKind::Alloc);
+        values.fill(0);
+        values[sample_index::ALLOC_OBJECTS..].iter_mut().zip(v).for_each(|(d, s)| *d = to_i64(s));
+        w.sample(stack, &values, Vec::new());
+    }
+
+    let symbolizer_warnings = sym.symbolizer.take_warnings();
+    warnings.extend(symbolizer_warnings);
+    for (level, text) in &c.messages {
+        let kind = if *level >= 1 { "agent warning" } else { "agent note" };
+        if *level >= 1 {
+            warnings.push(format!("{kind}: {text}"));
+        } else {
+            w.comment(&format!("{kind}: {text}"));
+        }
+    }
+    w.comment(&format!("clock: {} at {} Hz requested", clock.name(), header.frequency_hz));
+    let source = match cpu_time_source {
+        CpuTimeSource::Agent => "measured by the agent",
+        CpuTimeSource::Caller => "measured by the runner",
+        CpuTimeSource::Frequency => "assumed from the frequency",
+    };
+    w.comment(&format!("cpu period: {period} ns per sample ({source})"));
+    for text in &warnings {
+        w.comment(&format!("warning: {text}"));
+    }
+
+    let period_type = w.value_type("cpu", "nanoseconds");
+    let default_type = period_type.r#type;
+    let p = w.profile_mut();
+    p.period_type = Some(period_type);
+    p.period = period;
+    p.default_sample_type = default_type;
+    p.time_nanos = to_i64(header.start_unix_ns);
+    p.duration_nanos = c.end.map_or(0, |e| to_i64(e.wall_ns));
+    Built { profile: w.finish(), warnings, cpu_time_source }
+}

@@ -1,0 +1,116 @@
+//! The per-function cost view: for every sample type, what each function costs by itself
+//! (self: it is the innermost frame) and with its callees (total: it is anywhere on the
+//! stack, counted once per sample even when it recurses).
+//!
+//! Functions are identified by name, so inlined copies and generic instances with the same
+//! demangled name are one function, and the same function lines up across profiles.
+
+use std::collections::HashMap;
+
+use super::proto::Profile;
+
+/// Cost of one function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionCost {
+    /// Demangled name.
+    pub name: String,
+    /// Source file of its first occurrence, `""` when unknown.
+    pub file: String,
+    /// Value per sample type where the function is the innermost frame.
+    pub self_values: Vec<i64>,
+    /// Value per sample type where the function is on the stack.
+    pub total_values: Vec<i64>,
+}
+
+/// The cost of every function of a profile.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CostView {
+    /// `(type, unit)` of each value.
+    pub sample_types: Vec<(String, String)>,
+    /// Sum over all samples, per sample type.
+    pub totals: Vec<i64>,
+    /// Functions in order of first appearance.
+    pub functions: Vec<FunctionCost>,
+    index: HashMap<String, usize>,
+}
+
+impl CostView {
+    /// Computes the view of a profile.
+    pub fn from_profile(p: &Profile) -> Self {
+        let n = p.sample_type.len();
+        let mut view = CostView {
+            sample_types: p
+                .sample_type
+                .iter()
+                .map(|v| (p.str(v.r#type).to_owned(), p.str(v.unit).to_owned()))
+                .collect(),
+            totals: (0..n).map(|i| p.total(i)).collect(),
+            ..Self::default()
+        };
+        // function id -> cost index; location id -> its lines' cost indices (innermost first).
+        let mut by_function: HashMap<u64, usize> = HashMap::new();
+        for f in &p.function {
+            let name = p.str(f.name);
+            let next = view.functions.len();
+            let i = *view.index.entry(name.to_owned()).or_insert(next);
+            if i == next {
+                view.functions.push(FunctionCost {
+                    name: name.to_owned(),
+                    file: p.str(f.filename).to_owned(),
+                    self_values: vec![0; n],
+                    total_values: vec![0; n],
+                });
+            }
+            by_function.insert(f.id, i);
+        }
+        let by_location: HashMap<u64, Vec<usize>> = p
+            .location
+            .iter()
+            .map(|l| {
+                (l.id, l.line.iter().filter_map(|line| by_function.get(&line.function_id).copied()).collect())
+            })
+            .collect();
+        // The last sample each function was counted in, for "once per sample".
+        let mut seen = vec![usize::MAX; view.functions.len()];
+        for (si, s) in p.sample.iter().enumerate() {
+            let mut frames = s.location_id.iter().filter_map(|id| by_location.get(id)).flatten();
+            if let Some(&leaf) = frames.clone().next() {
+                add(&mut view.functions[leaf].self_values, &s.value);
+            }
+            for &f in frames.by_ref() {
+                if seen[f] != si {
+                    seen[f] = si;
+                    add(&mut view.functions[f].total_values, &s.value);
+                }
+            }
+        }
+        view
+    }
+
+    /// Index of the sample type named `ty` (e.g. `"cpu"`).
+    pub fn sample_type_index(&self, ty: &str) -> Option<usize> {
+        self.sample_types.iter().position(|(t, _)| t == ty)
+    }
+
+    /// The cost of a function by name.
+    pub fn get(&self, name: &str) -> Option<&FunctionCost> {
+        self.index.get(name).map(|&i| &self.functions[i])
+    }
+
+    /// Functions sorted by decreasing self value of sample type `index`, then by total, then
+    /// by name.
+    pub fn sorted_by_self(&self, index: usize) -> Vec<&FunctionCost> {
+        let mut v: Vec<&FunctionCost> = self.functions.iter().collect();
+        let key = |f: &FunctionCost| {
+            (f.self_values.get(index).copied().unwrap_or(0), f.total_values.get(index).copied().unwrap_or(0))
+        };
+        v.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| a.name.cmp(&b.name)));
+        v
+    }
+}
+
+fn add(sum: &mut [i64], values: &[i64]) {
+    for (s, v) in sum.iter_mut().zip(values) {
+        *s = s.saturating_add(*v);
+    }
+}

@@ -1,0 +1,84 @@
+//! An encoder for the raw sample file, for tests, benchmarks and tools that synthesize raw
+//! files (the agent has its own allocation-free writer).
+
+use contprof::format::{
+    EndRecord, HEADER_LEN, Header, KIND_ALLOC_STACK, KIND_CPU_SAMPLE, KIND_END, KIND_MAPS, KIND_MESSAGE,
+    KIND_THREAD_NAME, MAGIC, VERSION, pad8,
+};
+
+/// Builds the bytes of a raw file, record by record, in the layout of [`contprof::format`].
+#[derive(Debug, Clone)]
+pub struct RawWriter {
+    buf: Vec<u8>,
+}
+
+impl RawWriter {
+    /// Starts a file with this header; `magic`, `version` and `header_len` are filled in.
+    pub fn new(header: Header) -> Self {
+        let header = Header { magic: MAGIC, version: VERSION, header_len: HEADER_LEN as u32, ..header };
+        Self { buf: header.to_bytes().to_vec() }
+    }
+
+    fn record(&mut self, kind: u32, payload: &[u8]) -> &mut Self {
+        let len = pad8(payload.len());
+        self.buf.extend_from_slice(&kind.to_ne_bytes());
+        self.buf.extend_from_slice(&(len as u32).to_ne_bytes());
+        self.buf.extend_from_slice(payload);
+        self.buf.resize(self.buf.len() + len - payload.len(), 0);
+        self
+    }
+
+    fn text_record(&mut self, kind: u32, first: u32, text: &str) -> &mut Self {
+        let mut p = Vec::with_capacity(8 + text.len());
+        p.extend_from_slice(&first.to_ne_bytes());
+        p.extend_from_slice(&(text.len() as u32).to_ne_bytes());
+        p.extend_from_slice(text.as_bytes());
+        self.record(kind, &p)
+    }
+
+    /// A CPU sample: `frames[0]` is the interrupted instruction, the rest return addresses.
+    pub fn cpu_sample(&mut self, tid: u32, frames: &[u64]) -> &mut Self {
+        let mut p = Vec::with_capacity(8 + frames.len() * 8);
+        p.extend_from_slice(&tid.to_ne_bytes());
+        p.extend_from_slice(&(frames.len() as u32).to_ne_bytes());
+        frames.iter().for_each(|f| p.extend_from_slice(&f.to_ne_bytes()));
+        self.record(KIND_CPU_SAMPLE, &p)
+    }
+
+    /// A thread name.
+    pub fn thread_name(&mut self, tid: u32, name: &str) -> &mut Self {
+        self.text_record(KIND_THREAD_NAME, tid, name)
+    }
+
+    /// A copy of `/proc/self/maps`.
+    pub fn maps(&mut self, text: &str) -> &mut Self {
+        self.record(KIND_MAPS, text.as_bytes())
+    }
+
+    /// An allocation stack: `[alloc_count, alloc_bytes, inuse_count, inuse_bytes]`, return
+    /// addresses innermost first.
+    pub fn alloc_stack(&mut self, values: [u64; 4], frames: &[u64]) -> &mut Self {
+        let mut p = Vec::with_capacity(40 + frames.len() * 8);
+        values.iter().for_each(|v| p.extend_from_slice(&v.to_ne_bytes()));
+        p.extend_from_slice(&(frames.len() as u32).to_ne_bytes());
+        p.extend_from_slice(&0u32.to_ne_bytes());
+        frames.iter().for_each(|f| p.extend_from_slice(&f.to_ne_bytes()));
+        self.record(KIND_ALLOC_STACK, &p)
+    }
+
+    /// The END record.
+    pub fn end(&mut self, end: EndRecord) -> &mut Self {
+        let p: Vec<u8> = end.to_words().iter().flat_map(|w| w.to_ne_bytes()).collect();
+        self.record(KIND_END, &p)
+    }
+
+    /// An agent message (level 0 note, 1 warning).
+    pub fn message(&mut self, level: u32, text: &str) -> &mut Self {
+        self.text_record(KIND_MESSAGE, level, text)
+    }
+
+    /// The encoded file.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}

@@ -1,0 +1,253 @@
+//! Building profiles from raw files that point at this test binary's own functions.
+
+use std::hint::black_box;
+
+use contprof::format::{ClockKind, EndRecord, Header, RawFile};
+
+use super::*;
+use crate::symbolize::{AGENT_FRAME, Symbolizer};
+
+#[inline(never)]
+fn profile_probe_hot(x: u64) -> u64 {
+    black_box(x).wrapping_mul(3).rotate_left(5)
+}
+
+#[inline(never)]
+fn profile_probe_cold(x: u64) -> u64 {
+    black_box(x).wrapping_add(11).rotate_right(3)
+}
+
+#[inline(never)]
+fn profile_probe_main(x: u64) -> u64 {
+    profile_probe_hot(x) ^ profile_probe_cold(x) ^ black_box(x)
+}
+
+fn addr_of(f: fn(u64) -> u64) -> u64 {
+    f as usize as u64
+}
+
+const PREFIX: &str = "cargo_contprof::profile::tests::";
+
+fn header(frequency_hz: u32) -> Header {
+    Header {
+        magic: [0; 8],
+        version: 0,
+        header_len: 0,
+        pid: 1,
+        frequency_hz,
+        clock: ClockKind::PerfCpuClock as u32,
+        alloc_mode: 1,
+        alloc_interval: 512 * 1024,
+        start_unix_ns: 1_700_000_000_000_000_000,
+    }
+}
+
+fn self_maps() -> String {
+    std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps")
+}
+
+/// Stacks (leaf first) of the three probe functions: hot and cold called from main.
+fn stacks() -> (Vec<u64>, Vec<u64>) {
+    let main = addr_of(profile_probe_main);
+    (vec![addr_of(profile_probe_hot) + 4, main + 12], vec![addr_of(profile_probe_cold) + 4, main + 24])
+}
+
+/// 2 hot samples on thread 7 ("worker"), 1 cold sample on thread 8 (unnamed), 3 s of CPU.
+fn raw_file(end: Option<EndRecord>) -> RawFile {
+    let (hot, cold) = stacks();
+    let mut w = RawWriter::new(header(1000));
+    w.maps(&self_maps()).thread_name(7, "worker").cpu_sample(7, &hot).cpu_sample(8, &cold).cpu_sample(7, &hot);
+    w.message(1, "timer fell back to setitimer");
+    if let Some(end) = end {
+        w.end(end);
+    }
+    RawFile::parse(w.bytes()).expect("valid raw file")
+}
+
+fn end(cpu_time_ns: u64) -> EndRecord {
+    EndRecord { cpu_time_ns, wall_ns: 4_000_000_000, samples: 3, threads: 2, ..Default::default() }
+}
+
+fn build(raw: &RawFile, options: &BuildOptions) -> Built {
+    build_profile(raw, &mut Symbolizer::new(), options)
+}
+
+fn leaf_name(p: &Profile, s: &Sample) -> String {
+    let loc = p.location.iter().find(|l| l.id == s.location_id[0]).expect("leaf location");
+    let f = p.function.iter().find(|f| f.id == loc.line[0].function_id).expect("function");
+    p.str(f.name).to_owned()
+}
+
+#[test]
+fn builds_symbolized_profile_with_types_labels_mapping_and_period() {
+    let built = build(&raw_file(Some(end(3_000_000_000))), &BuildOptions::default());
+    let p = &built.profile;
+    let types: Vec<(&str, &str)> = p.sample_type.iter().map(|v| (p.str(v.r#type), p.str(v.unit))).collect();
+    assert_eq!(types, SAMPLE_TYPES);
+    assert_eq!(p.str(p.default_sample_type), "cpu");
+    assert_eq!(p.string_table[0], "");
+    assert_eq!(p.period, 1_000_000_000);
+    assert_eq!(built.cpu_time_source, CpuTimeSource::Agent);
+    assert_eq!(p.total(sample_index::CPU), 3_000_000_000);
+    assert_eq!(p.total(sample_index::SAMPLES), 3);
+    assert_eq!(p.duration_nanos, 4_000_000_000);
+    assert_eq!(p.time_nanos, 1_700_000_000_000_000_000);
+
+    // Identical stacks on the same thread are one sample.
+    assert_eq!(p.sample.len(), 2);
+    let hot = p.sample.iter().find(|s| leaf_name(p, s).ends_with("profile_probe_hot")).expect("hot");
+    assert_eq!(leaf_name(p, hot), format!("{PREFIX}profile_probe_hot"));
+    assert_eq!(hot.value[sample_index::SAMPLES], 2);
+    assert_eq!(p.label_str(hot, "thread"), Some("worker"));
+    let tid = hot.label.iter().find(|l| p.str(l.key) == "tid").expect("tid label");
+    assert_eq!(tid.num, 7);
+    let cold = p.sample.iter().find(|s| leaf_name(p, s).ends_with("profile_probe_cold")).expect("cold");
+    assert_eq!(p.label_str(cold, "thread"), Some("tid-8"));
+
+    // The caller frame is the caller function, with this file and a line.
+    let caller = p.location.iter().find(|l| l.id == hot.location_id[1]).expect("caller");
+    let f = p.function.iter().find(|f| f.id == caller.line.last().expect("line").function_id).expect("fn");
+    assert_eq!(p.str(f.name), format!("{PREFIX}profile_probe_main"));
+    assert!(p.str(f.filename).ends_with("profile/tests.rs"), "{}", p.str(f.filename));
+    assert!(caller.line.last().is_some_and(|l| (21..=23).contains(&l.line)), "{caller:?}");
+    assert_eq!(caller.address, addr_of(profile_probe_main) + 12 - 1, "return addresses are looked up at addr-1");
+
+    // The first mapping is this test binary, with a build id and debug-info flags.
+    let m = &p.mapping[0];
+    let exe = std::env::current_exe().expect("current exe");
+    assert_eq!(std::path::Path::new(p.str(m.filename)), exe);
+    assert!(m.has_functions && m.has_filenames && m.has_line_numbers && m.has_inline_frames);
+    assert!(m.memory_start <= caller.address && caller.address < m.memory_limit);
+    assert!(p.location.iter().all(|l| l.mapping_id == m.id));
+
+    let comments = p.comments();
+    assert!(comments.iter().any(|c| c.contains("perf cpu-clock")), "{comments:?}");
+    assert!(comments.iter().any(|c| c.contains("timer fell back to setitimer")), "{comments:?}");
+    assert!(built.warnings.iter().any(|w| w.contains("timer fell back")));
+}
+
+#[test]
+fn period_falls_back_to_caller_cpu_time_then_frequency() {
+    let raw = raw_file(None);
+    let built = build(&raw, &BuildOptions { fallback_cpu_time_ns: Some(600_000_000) });
+    assert_eq!(built.cpu_time_source, CpuTimeSource::Caller);
+    assert_eq!(built.profile.period, 200_000_000);
+    assert_eq!(built.profile.total(sample_index::CPU), 600_000_000);
+    assert!(built.warnings.iter().any(|w| w.contains("no END record")));
+
+    let built = build(&raw, &BuildOptions::default());
+    assert_eq!(built.cpu_time_source, CpuTimeSource::Frequency);
+    assert_eq!(built.profile.period, 1_000_000);
+    assert!(built.warnings.iter().any(|w| w.contains("no measured CPU time")), "{:?}", built.warnings);
+}
+
+#[test]
+fn agent_frames_leave_allocation_stacks_and_collapse_in_cpu_stacks() {
+    let maps = format!("{}7ff000000000-7ff000100000 r-xp 00000000 08:01 5 /opt/libcontprof_preload.so\n", self_maps());
+    let agent = 0x7ff000000100u64;
+    let (hot, _) = stacks();
+    let mut w = RawWriter::new(header(1000));
+    w.maps(&maps);
+    w.cpu_sample(3, &[agent, agent + 0x40, hot[0], hot[1]]);
+    w.alloc_stack([4, 4096, 1, 1024], &[agent + 0x10, agent + 0x20, hot[0], hot[1]]);
+    w.end(end(1_000_000));
+    let raw = RawFile::parse(w.bytes()).expect("raw");
+    let p = build(&raw, &BuildOptions::default()).profile;
+    let cpu = p.sample.iter().find(|s| s.value[sample_index::SAMPLES] > 0).expect("cpu sample");
+    assert_eq!(leaf_name(&p, cpu), AGENT_FRAME);
+    assert_eq!(cpu.location_id.len(), 3, "one agent frame, then the two workload frames");
+    let alloc = p.sample.iter().find(|s| s.value[sample_index::ALLOC_SPACE] > 0).expect("alloc sample");
+    assert_eq!(leaf_name(&p, alloc), format!("{PREFIX}profile_probe_hot"));
+    assert_eq!(alloc.value[2..], [4, 4096, 1, 1024]);
+    assert_eq!(alloc.value[..2], [0, 0]);
+    assert!(alloc.label.is_empty());
+}
+
+#[test]
+fn gzip_round_trip_and_plain_bytes() {
+    let mut p = build(&raw_file(Some(end(3_000_000_000))), &BuildOptions::default()).profile;
+    p.add_labels(&[("test", "parse::tests::big")]);
+    p.add_comments(&["run 1 of 3"]);
+    let gz = encode_to_vec(&p);
+    assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+    let back = decode(&gz).expect("decodes");
+    assert_eq!(back, p);
+    assert!(back.sample.iter().all(|s| back.label_str(s, "test") == Some("parse::tests::big")));
+    assert!(back.comments().contains(&"run 1 of 3"));
+    use prost::Message;
+    assert_eq!(decode(&p.encode_to_vec()).expect("plain"), p);
+}
+
+#[test]
+fn corrupt_and_truncated_profiles_are_errors() {
+    let p = build(&raw_file(Some(end(3_000_000_000))), &BuildOptions::default()).profile;
+    let gz = encode_to_vec(&p);
+    assert!(matches!(decode(&gz[..gz.len() / 2]), Err(DecodeError::Gzip(_))));
+    assert!(matches!(decode(b""), Err(DecodeError::Empty)));
+    assert!(matches!(decode(b"\xff\xff\xff\xff garbage"), Err(DecodeError::Protobuf(_))));
+    use prost::Message;
+    let plain = p.encode_to_vec();
+    assert!(decode(&plain[..plain.len() - 3]).is_err());
+    let mut bad = p.clone();
+    bad.sample[0].location_id.push(9999);
+    let err = decode(&bad.encode_to_vec()).expect_err("dangling location");
+    assert!(err.to_string().contains("missing location 9999"), "{err}");
+}
+
+#[test]
+fn merge_sums_matching_stacks_across_address_spaces() {
+    let a = build(&raw_file(Some(end(3_000_000_000))), &BuildOptions::default()).profile;
+    // The same run loaded 0x10000 higher (another ASLR base) with a different period.
+    let mut b = build(&raw_file(Some(end(6_000_000_000))), &BuildOptions::default()).profile;
+    for m in &mut b.mapping {
+        m.memory_start += 0x10000;
+        m.memory_limit += 0x10000;
+    }
+    for l in &mut b.location {
+        l.address += 0x10000;
+    }
+    let m = merge(&[a.clone(), b]).expect("merge");
+    assert_eq!(m.total(sample_index::SAMPLES), 6);
+    assert_eq!(m.total(sample_index::CPU), 9_000_000_000);
+    assert_eq!(m.period, 1_500_000_000);
+    assert_eq!(m.sample.len(), a.sample.len(), "same stacks and labels are one sample");
+    assert_eq!(m.location.len(), a.location.len());
+    assert_eq!(m.mapping.len(), a.mapping.len());
+    assert_eq!(m.duration_nanos, 8_000_000_000);
+    assert!(decode(&encode_to_vec(&m)).is_ok());
+
+    // Labelled runs stay apart.
+    let mut r1 = a.clone();
+    r1.add_labels(&[("run", "1")]);
+    let mut r2 = a.clone();
+    r2.add_labels(&[("run", "2")]);
+    assert_eq!(merge(&[r1, r2]).expect("merge").sample.len(), 2 * a.sample.len());
+
+    let mut other = a.clone();
+    other.sample_type.pop();
+    assert!(matches!(merge(&[a, other]), Err(MergeError::SampleTypes { index: 1, .. })));
+    assert!(matches!(merge(&[]), Err(MergeError::Empty)));
+}
+
+#[test]
+fn cost_view_counts_recursion_once_in_total() {
+    let hot = addr_of(profile_probe_hot);
+    let main = addr_of(profile_probe_main);
+    let mut w = RawWriter::new(header(1000));
+    w.maps(&self_maps());
+    // hot <- hot <- hot <- main (recursion), twice; main alone once.
+    for _ in 0..2 {
+        w.cpu_sample(1, &[hot + 4, hot + 9, hot + 9, main + 12]);
+    }
+    w.cpu_sample(1, &[main + 3]);
+    w.end(end(3_000));
+    let p = build(&RawFile::parse(w.bytes()).expect("raw"), &BuildOptions::default()).profile;
+    let v = CostView::from_profile(&p);
+    let cpu = v.sample_type_index("cpu").expect("cpu");
+    let h = v.get(&format!("{PREFIX}profile_probe_hot")).expect("hot");
+    let m = v.get(&format!("{PREFIX}profile_probe_main")).expect("main");
+    assert_eq!((h.self_values[cpu], h.total_values[cpu]), (2_000, 2_000));
+    assert_eq!((m.self_values[cpu], m.total_values[cpu]), (1_000, 3_000));
+    assert_eq!(v.totals[cpu], 3_000);
+    assert_eq!(v.sorted_by_self(cpu)[0].name, h.name);
+}

@@ -1,0 +1,160 @@
+//! Symbolization of this test binary's own functions through the real `/proc/self/maps`.
+
+use std::hint::black_box;
+
+use super::*;
+
+#[inline(never)]
+fn symbolize_probe_leaf(x: u64) -> u64 {
+    black_box(x).wrapping_mul(31).rotate_left(7)
+}
+
+#[inline(always)]
+fn symbolize_probe_inlined(x: u64) -> u64 {
+    black_box(black_box(x).wrapping_mul(17))
+}
+
+#[inline(never)]
+fn symbolize_probe_outer(x: u64) -> u64 {
+    let a = symbolize_probe_inlined(x);
+    black_box(a + 1)
+}
+
+fn self_maps() -> ProcessMaps {
+    ProcessMaps::parse(&std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps"))
+}
+
+fn addr_of(f: fn(u64) -> u64) -> u64 {
+    f as usize as u64
+}
+
+const THIS_FILE: &str = "symbolize/tests.rs";
+
+#[test]
+fn resolves_own_function_with_file_line_and_mapping() {
+    let maps = self_maps();
+    let mut s = Symbolizer::new();
+    let addr = addr_of(symbolize_probe_leaf);
+    let r = s.resolve(&maps, addr, AddressKind::Exact);
+    let f = &r.frames[0];
+    assert_eq!(f.function, "cargo_contprof::symbolize::tests::symbolize_probe_leaf", "{r:?}");
+    assert!(f.system_name.starts_with("_ZN") || f.system_name.starts_with("_R"), "{f:?}");
+    assert!(f.file.as_deref().is_some_and(|p| p.ends_with(THIS_FILE)), "{f:?}");
+    assert!((8..=10).contains(&f.line), "{f:?}");
+    assert_eq!(f.source, FrameSource::Debug);
+    let exe = std::env::current_exe().unwrap();
+    let m = &maps.entries[r.mapping.expect("mapped")];
+    assert_eq!(std::path::Path::new(&m.path), exe);
+    assert!(m.executable);
+    let info = s.binary_info(&m.path).expect("readable").clone();
+    assert!(info.has_debug_info && info.has_symbols);
+    assert!(s.take_warnings().is_empty());
+    // A return address just after the entry is looked up one byte earlier, still inside.
+    let r2 = s.resolve(&maps, addr + 1, AddressKind::Return);
+    assert_eq!(r2.lookup_address, addr);
+    assert_eq!(r2.frames[0].function, f.function);
+}
+
+#[test]
+fn reports_inlined_frames_innermost_first() {
+    let maps = self_maps();
+    let mut s = Symbolizer::new();
+    let start = addr_of(symbolize_probe_outer);
+    let found = (0..256)
+        .map(|k| s.resolve(&maps, start + k, AddressKind::Exact))
+        .find(|r| r.frames.len() >= 2 && r.frames[0].function.ends_with("symbolize_probe_inlined"));
+    let r = found.expect("an address of the outer function is inside the inlined helper");
+    assert!(r.frames[1].function.ends_with("tests::symbolize_probe_outer"), "{r:?}");
+    assert_eq!(r.frames[1].line, 19, "call site line: {r:?}");
+    assert_eq!(r.frames.last().map(|f| f.file.is_some()), Some(true));
+}
+
+/// The runtime address of the symbol whose demangled name contains `needle`, found through
+/// the symbol table of this binary and the load bias of a known function.
+fn runtime_address_of_symbol(needle: &str) -> Option<u64> {
+    use object::{Object, ObjectSymbol};
+    let data = std::fs::read(std::env::current_exe().ok()?).ok()?;
+    let obj = object::File::parse(&*data).ok()?;
+    let find = |pred: &dyn Fn(&str) -> bool| {
+        obj.symbols().find(|s| s.name().is_ok_and(|n| pred(&demangle(n)))).map(|s| s.address())
+    };
+    let probe = find(&|n| n == "cargo_contprof::symbolize::tests::symbolize_probe_leaf")?;
+    let bias = addr_of(symbolize_probe_leaf).wrapping_sub(probe);
+    find(&|n| n.contains(needle)).map(|a| a.wrapping_add(bias))
+}
+
+#[test]
+fn closures_keep_their_marker_and_lose_the_hash() {
+    let f = |x: u64| black_box(x) + 3;
+    black_box(f(1));
+    let needle = "closures_keep_their_marker_and_lose_the_hash::{";
+    let addr = runtime_address_of_symbol(needle).expect("closure symbol");
+    let r = Symbolizer::new().resolve(&self_maps(), addr, AddressKind::Exact);
+    let name = &r.frames[0].function;
+    assert!(name.ends_with("{{closure}}") || name.ends_with("{closure#0}"), "{name}");
+    assert!(name.starts_with("cargo_contprof::symbolize::tests::"), "{name}");
+    assert!(!name.contains("::h"), "{name}");
+}
+
+#[test]
+fn unmapped_and_pseudo_mappings_get_raw_names() {
+    let maps = ProcessMaps::parse(
+        "7fff00000000-7fff00002000 r-xp 00000000 00:00 0   [vdso]\n\
+         7fff10000000-7fff10002000 r-xp 00001000 08:01 7   /nonexistent/libgone.so\n",
+    );
+    let mut s = Symbolizer::new();
+    assert_eq!(s.resolve(&maps, 0x10, AddressKind::Exact).frames[0].function, "[unknown]+0x10");
+    assert_eq!(s.resolve(&maps, 0x7fff00000010, AddressKind::Exact).frames[0].function, "[vdso]+0x10");
+    let r = s.resolve(&maps, 0x7fff10000010, AddressKind::Exact);
+    assert_eq!(r.frames[0].function, "libgone.so+0x1010");
+    assert_eq!(r.frames[0].source, FrameSource::Raw);
+    s.resolve(&maps, 0x7fff10000020, AddressKind::Exact);
+    let w = s.take_warnings();
+    assert_eq!(w.len(), 1, "one warning per binary: {w:?}");
+    assert!(w[0].contains("/nonexistent/libgone.so"), "{w:?}");
+}
+
+/// Copies the test binary, strips it with `objcopy`, and points the real maps at the copy.
+fn stripped_copy(flag: &str) -> Option<(tempfile::TempDir, ProcessMaps)> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = tempfile::tempdir().ok()?;
+    let copy = dir.path().join("stripped-bin");
+    let ok = std::process::Command::new("objcopy").arg(flag).arg(&exe).arg(&copy).status().ok()?.success();
+    if !ok {
+        return None;
+    }
+    let text = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let text = text.replace(exe.to_str()?, copy.to_str()?);
+    Some((dir, ProcessMaps::parse(&text)))
+}
+
+#[test]
+fn binary_without_debug_info_degrades_to_symbol_names_with_one_warning() {
+    let Some((_dir, maps)) = stripped_copy("--strip-debug") else {
+        eprintln!("objcopy not available: skipped");
+        return;
+    };
+    let mut s = Symbolizer::new();
+    let addr = addr_of(symbolize_probe_leaf);
+    let r = s.resolve(&maps, addr + 2, AddressKind::Exact);
+    assert_eq!(r.frames.len(), 1);
+    assert_eq!(r.frames[0].function, "cargo_contprof::symbolize::tests::symbolize_probe_leaf");
+    assert_eq!(r.frames[0].source, FrameSource::Symbol);
+    assert_eq!(r.frames[0].file, None);
+    s.resolve(&maps, addr_of(symbolize_probe_outer), AddressKind::Exact);
+    let w = s.take_warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("stripped-bin") && w[0].contains("no debug info"), "{w:?}");
+}
+
+#[test]
+fn fully_stripped_binary_degrades_to_module_offset() {
+    let Some((_dir, maps)) = stripped_copy("--strip-all") else {
+        eprintln!("objcopy not available: skipped");
+        return;
+    };
+    let mut s = Symbolizer::new();
+    let r = s.resolve(&maps, addr_of(symbolize_probe_leaf), AddressKind::Exact);
+    assert!(r.frames[0].function.starts_with("stripped-bin+0x"), "{r:?}");
+    assert!(s.take_warnings().iter().any(|w| w.contains("stripped-bin")));
+}
