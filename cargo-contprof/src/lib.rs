@@ -13,3 +13,4 @@ pub mod errors;
 pub mod shell;
 pub mod runner;
 pub mod cli;
+pub mod record;

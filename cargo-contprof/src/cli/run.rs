@@ -92,7 +92,7 @@ pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
         tags,
         output_dir,
         top: args.output.top,
-        binaries: vec![(target.group(), artifact.executable.clone())],
+        labels: Default::default(),
     };
     let summary = record::finish(&recording, executions, shell)?;
     if let Some(failure) = summary.first_failure() {
@@ -118,12 +118,7 @@ fn describe_settings(s: &runner::AgentSettings) -> String {
 pub fn default_output_dir(workspace: &Workspace, group: &str) -> PathBuf {
     let mut dir = workspace.target_dir().join("contprof").join("latest");
     for part in group.split('/') {
-        dir.push(sanitize(part));
+        dir.push(record::sanitize(part));
     }
     dir
-}
-
-/// A file-name-safe version of a target or test name.
-pub fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
 }
