@@ -56,7 +56,11 @@ fn stacks() -> (Vec<u64>, Vec<u64>) {
 fn raw_file(end: Option<EndRecord>) -> RawFile {
     let (hot, cold) = stacks();
     let mut w = RawWriter::new(header(1000));
-    w.maps(&self_maps()).thread_name(7, "worker").cpu_sample(7, &hot).cpu_sample(8, &cold).cpu_sample(7, &hot);
+    w.maps(&self_maps())
+        .thread_name(7, "worker")
+        .cpu_sample(7, &hot)
+        .cpu_sample(8, &cold)
+        .cpu_sample(7, &hot);
     w.message(1, "timer fell back to setitimer");
     if let Some(end) = end {
         w.end(end);
@@ -110,7 +114,11 @@ fn builds_symbolized_profile_with_types_labels_mapping_and_period() {
     assert_eq!(p.str(f.name), format!("{PREFIX}profile_probe_main"));
     assert!(p.str(f.filename).ends_with("profile/tests.rs"), "{}", p.str(f.filename));
     assert!(caller.line.last().is_some_and(|l| (21..=23).contains(&l.line)), "{caller:?}");
-    assert_eq!(caller.address, addr_of(profile_probe_main) + 12 - 1, "return addresses are looked up at addr-1");
+    assert_eq!(
+        caller.address,
+        addr_of(profile_probe_main) + 12 - 1,
+        "return addresses are looked up at addr-1"
+    );
 
     // The first mapping is this test binary, with a build id and debug-info flags.
     let m = &p.mapping[0];
@@ -143,7 +151,10 @@ fn period_falls_back_to_caller_cpu_time_then_frequency() {
 
 #[test]
 fn agent_frames_leave_allocation_stacks_and_collapse_in_cpu_stacks() {
-    let maps = format!("{}7ff000000000-7ff000100000 r-xp 00000000 08:01 5 /opt/libcontprof_preload.so\n", self_maps());
+    let maps = format!(
+        "{}7ff000000000-7ff000100000 r-xp 00000000 08:01 5 /opt/libcontprof_preload.so\n",
+        self_maps()
+    );
     let agent = 0x7ff000000100u64;
     let (hot, _) = stacks();
     let mut w = RawWriter::new(header(1000));

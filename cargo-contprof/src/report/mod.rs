@@ -1,1 +1,39 @@
-//! (report: not yet written)
+//! Human-facing views of one profile: the terminal table of top functions and flame graph
+//! SVGs.
+//!
+//! Functions here take a [`Profile`](crate::profile::Profile) and an `impl Write`; they open
+//! no files and pick no paths, so the CLI decides where output goes. Comparisons between
+//! profiles are not here (see `compare`).
+
+mod flame;
+mod table;
+mod units;
+
+pub use flame::{FlameGraphOptions, folded_stacks, write_flamegraph};
+pub use table::{TopOptions, write_top};
+pub use units::{format_bytes, format_duration};
+
+/// Errors writing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The profile has no sample type of that name.
+    #[error("the profile has no sample type `{sample_type}` (it has: {available})")]
+    UnknownSampleType {
+        /// The requested sample type.
+        sample_type: String,
+        /// The sample types the profile has.
+        available: String,
+    },
+    /// Every sample has value 0 for that sample type: there is nothing to draw.
+    #[error("the profile has no `{sample_type}` samples")]
+    NoSamples {
+        /// The requested sample type.
+        sample_type: String,
+    },
+    /// Writing failed.
+    #[error("cannot write the report")]
+    Io(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests;

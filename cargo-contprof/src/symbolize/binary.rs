@@ -70,12 +70,10 @@ impl Binary {
         let mut has_debug_info = has_dwarf(&obj);
         let mut has_symbols = obj.symbols().next().is_some() || obj.dynamic_symbols().next().is_some();
         let mut loader_path = path.to_owned();
-        if !has_debug_info {
-            if let Some(debug) = build_id.as_deref().and_then(debug_file_for) {
-                has_debug_info = true;
-                has_symbols = true;
-                loader_path = debug;
-            }
+        if !has_debug_info && let Some(debug) = build_id.as_deref().and_then(debug_file_for) {
+            has_debug_info = true;
+            has_symbols = true;
+            loader_path = debug;
         }
         drop(obj);
         // A binary whose DWARF cannot be parsed still has its symbol table through the

@@ -178,27 +178,7 @@ impl Symbolizer {
         let Some(loader) = binary.loader.as_ref() else {
             return raw();
         };
-        let mut frames = Vec::new();
-        if binary.info.has_debug_info {
-            if let Ok(mut iter) = loader.find_frames(vaddr) {
-                while let Ok(Some(f)) = iter.next() {
-                    let system_name =
-                        f.function.as_ref().and_then(|n| n.raw_name().ok()).map(|n| n.into_owned());
-                    let (file, line, column) = match f.location {
-                        Some(l) => (l.file.map(str::to_owned), l.line.unwrap_or(0), l.column.unwrap_or(0)),
-                        None => (None, 0, 0),
-                    };
-                    frames.push(Frame {
-                        function: system_name.as_deref().map(demangle).unwrap_or_default(),
-                        system_name: system_name.unwrap_or_default(),
-                        file,
-                        line,
-                        column,
-                        source: FrameSource::Debug,
-                    });
-                }
-            }
-        }
+        let mut frames = if binary.info.has_debug_info { debug_frames(loader, vaddr) } else { Vec::new() };
         // Line-table-only frames (no function DIE) and code without DWARF (e.g. assembly in
         // the same binary) take the symbol table's name for the outermost frame.
         let symbol = loader.find_symbol(vaddr);
@@ -224,6 +204,30 @@ impl Symbolizer {
         }
         if frames.is_empty() { vec![raw_frame(&name)] } else { frames }
     }
+}
+
+/// The DWARF frames of an ELF virtual address, innermost first.
+fn debug_frames(loader: &addr2line::Loader, vaddr: u64) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    let Ok(mut iter) = loader.find_frames(vaddr) else {
+        return frames;
+    };
+    while let Ok(Some(f)) = iter.next() {
+        let system_name = f.function.as_ref().and_then(|n| n.raw_name().ok()).map(|n| n.into_owned());
+        let (file, line, column) = match f.location {
+            Some(l) => (l.file.map(str::to_owned), l.line.unwrap_or(0), l.column.unwrap_or(0)),
+            None => (None, 0, 0),
+        };
+        frames.push(Frame {
+            function: system_name.as_deref().map(demangle).unwrap_or_default(),
+            system_name: system_name.unwrap_or_default(),
+            file,
+            line,
+            column,
+            source: FrameSource::Debug,
+        });
+    }
+    frames
 }
 
 fn raw_frame(name: &str) -> Frame {

@@ -1,0 +1,81 @@
+//! The terminal table of the most expensive functions.
+
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+
+use super::units::{format_bytes, format_duration};
+use crate::profile::{CostView, Profile};
+
+/// Options for [`write_top`].
+#[derive(Debug, Clone)]
+pub struct TopOptions {
+    /// Rows to show.
+    pub limit: usize,
+    /// What was profiled, for the header line (e.g. `bench parse`).
+    pub target: String,
+}
+
+impl Default for TopOptions {
+    fn default() -> Self {
+        Self { limit: 20, target: String::new() }
+    }
+}
+
+fn percent(part: i64, whole: i64) -> String {
+    if whole == 0 { "-".to_owned() } else { format!("{:.1}%", part as f64 * 100.0 / whole as f64) }
+}
+
+/// Writes a header line (total CPU time, samples, wall time, threads) and the top functions
+/// by self CPU time: self %, total % of CPU, self CPU time and bytes allocated with the
+/// function as innermost frame. Profiles without CPU samples are sorted by allocated bytes.
+pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> io::Result<()> {
+    let view = CostView::from_profile(profile);
+    let value = |i: Option<usize>, v: &[i64]| i.and_then(|i| v.get(i).copied()).unwrap_or(0);
+    let (cpu, samples, alloc) = (
+        view.sample_type_index("cpu"),
+        view.sample_type_index("samples"),
+        view.sample_type_index("alloc_space"),
+    );
+    let total_cpu = value(cpu, &view.totals);
+    let total_alloc = value(alloc, &view.totals);
+    let threads: BTreeSet<&str> = profile
+        .sample
+        .iter()
+        .filter(|s| value(cpu, &s.value) > 0)
+        .filter_map(|s| profile.label_str(s, "thread"))
+        .collect();
+    let target = if options.target.is_empty() { String::new() } else { format!("{}: ", options.target) };
+    writeln!(
+        w,
+        "{target}{} CPU in {} samples, {} wall, {} thread{}{}",
+        format_duration(total_cpu),
+        value(samples, &view.totals),
+        format_duration(profile.duration_nanos),
+        threads.len(),
+        if threads.len() == 1 { "" } else { "s" },
+        if total_alloc > 0 { format!(", {} allocated", format_bytes(total_alloc)) } else { String::new() },
+    )?;
+    let sort_by = if total_cpu > 0 { cpu } else { alloc };
+    let rows = match sort_by {
+        Some(i) => view.sorted_by_self(i),
+        None => view.functions.iter().collect(),
+    };
+    writeln!(w, "{:>7} {:>7} {:>10} {:>11}  function", "self%", "total%", "self CPU", "self alloc")?;
+    for f in rows.into_iter().take(options.limit) {
+        let (self_cpu, total) = (value(cpu, &f.self_values), value(cpu, &f.total_values));
+        let self_alloc = value(alloc, &f.self_values);
+        if self_cpu == 0 && total == 0 && self_alloc == 0 {
+            break;
+        }
+        writeln!(
+            w,
+            "{:>7} {:>7} {:>10} {:>11}  {}",
+            percent(self_cpu, total_cpu),
+            percent(total, total_cpu),
+            format_duration(self_cpu),
+            if self_alloc > 0 { format_bytes(self_alloc) } else { "-".to_owned() },
+            f.name
+        )?;
+    }
+    Ok(())
+}
