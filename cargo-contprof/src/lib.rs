@@ -14,3 +14,4 @@ pub mod shell;
 pub mod runner;
 pub mod cli;
 pub mod record;
+pub mod criterion;

@@ -30,6 +30,8 @@ pub struct Execution {
     pub raw_path: PathBuf,
     /// How it ended.
     pub outcome: Outcome,
+    /// Criterion's time per iteration for this execution (benchmarks only).
+    pub per_iteration_ns: Option<f64>,
 }
 
 /// What the results belong to.
@@ -152,6 +154,11 @@ pub fn finish(rec: &Recording<'_>, executions: Vec<Execution>, shell: &Shell) ->
                 labels.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             }
             p.add_labels(&labels);
+            if let Some(ns) = e.per_iteration_ns
+                && !crate::criterion::add_per_iteration(&mut p, ns, 1.0)
+            {
+                shell.warn(format_args!("{group}: no samples inside criterion's measured loop; no per-iteration costs"));
+            }
             let bytes = profile::encode_to_vec(&p);
             write_atomic(&dir.join(format!("run-{}.pb.gz", e.repetition)), &bytes)?;
             runs.push((e.repetition, bytes, e.outcome.exit));
@@ -169,10 +176,21 @@ pub fn finish(rec: &Recording<'_>, executions: Vec<Execution>, shell: &Shell) ->
         let merged = match profiles.len() {
             0 => None,
             1 => profiles.pop(),
-            _ => Some(profile::merge(&profiles).map_err(|e| Error::Profile {
-                context: format!("could not merge the runs of {group}"),
-                source: Box::new(e),
-            })?),
+            n => {
+                let mut m = profile::merge(&profiles).map_err(|e| Error::Profile {
+                    context: format!("could not merge the runs of {group}"),
+                    source: Box::new(e),
+                })?;
+                // Per-iteration costs are rates: the merged profile holds their mean, not their sum.
+                if let Some(i) = m.sample_type_index(crate::criterion::PER_ITER_TYPE) {
+                    for s in &mut m.sample {
+                        if let Some(v) = s.value.get_mut(i) {
+                            *v /= n as i64;
+                        }
+                    }
+                }
+                Some(m)
+            }
         };
         if let Some(m) = &merged {
             write_outputs(m, &group, &dir, rec, shell)?;

@@ -43,6 +43,21 @@ pub enum Command {
     /// sampling agent. Prints the top functions and writes a pprof profile and flame graphs.
     #[command(after_help = "Examples:\n  cargo contprof run --bin server -- --port 8080\n  cargo contprof run --bench parse --runs 5\n  cargo contprof run --example demo --alloc exact")]
     Run(RunArgs),
+    /// Profile a test suite, each test in its own process, one profile per test.
+    ///
+    /// Builds the test targets like `cargo test --no-run`, lists the tests of each binary and runs
+    /// every test alone under the agent, in parallel up to --jobs. Profiles are labelled with the
+    /// test's full name (`<binary>/<test path>`). Doc tests are not profiled.
+    #[command(after_help = "Examples:\n  cargo contprof test\n  cargo contprof test parse -- --nocapture\n  cargo contprof test --test integration --runs 3")]
+    Test(SuiteArgs),
+    /// Profile benchmarks: one profile per criterion benchmark id, with costs per iteration.
+    ///
+    /// Criterion benchmarks are listed and each one runs in its own process; the profile gains a
+    /// `cpu_per_iter` sample type (nanoseconds per iteration, from criterion's own estimate), so
+    /// costs compare across runs even though criterion varies iteration counts. Benchmarks with
+    /// a custom `main` are profiled as one process.
+    #[command(after_help = "Examples:\n  cargo contprof bench\n  cargo contprof bench parse --bench parser -- --measurement-time 2")]
+    Bench(SuiteArgs),
 }
 
 /// Target selection for `run`, as in `cargo run`.
@@ -154,6 +169,54 @@ pub struct RunArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     /// Arguments for the workload (after `--`).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<OsString>,
+}
+
+/// `cargo contprof test` and `cargo contprof bench`.
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    /// Only tests/benchmarks whose name contains FILTER (all with --exact: equal to it).
+    #[arg(value_name = "FILTER")]
+    pub filter: Option<String>,
+    /// Match FILTER exactly.
+    #[arg(long)]
+    pub exact: bool,
+    /// Only the library's unit tests.
+    #[arg(long, help_heading = "Target Selection")]
+    pub lib: bool,
+    /// Only the tests of binary NAME (repeatable).
+    #[arg(long = "bin", value_name = "NAME", help_heading = "Target Selection")]
+    pub bins: Vec<String>,
+    /// Only the integration test NAME (repeatable).
+    #[arg(long = "test", value_name = "NAME", help_heading = "Target Selection")]
+    pub tests: Vec<String>,
+    /// Only the benchmark target NAME (repeatable).
+    #[arg(long = "bench", value_name = "NAME", help_heading = "Target Selection")]
+    pub benches: Vec<String>,
+    /// Run only the ignored tests.
+    #[arg(long, conflicts_with = "include_ignored")]
+    pub ignored: bool,
+    /// Run ignored tests too.
+    #[arg(long)]
+    pub include_ignored: bool,
+    /// How many tests run at once [default: number of CPUs for tests, 1 for benchmarks].
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Kill a test or benchmark that runs longer than this (seconds); it is reported as timed out
+    /// and its samples are kept.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    pub timeout: f64,
+    /// Cargo flags.
+    #[command(flatten)]
+    pub cargo: CargoFlags,
+    /// Sampling flags.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Output flags.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Arguments passed to every test or benchmark process (after `--`), e.g. `--nocapture`.
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<OsString>,
 }

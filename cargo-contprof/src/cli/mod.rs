@@ -4,6 +4,7 @@
 pub mod args;
 mod run;
 mod settings;
+mod suite;
 
 use std::ffi::OsString;
 
@@ -39,6 +40,8 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
     crate::runner::interrupt::install();
     let result = match cli.command {
         Command::Run(a) => run::run(a, &shell),
+        Command::Test(a) => suite::run(a, suite::Mode::Test, &shell),
+        Command::Bench(a) => suite::run(a, suite::Mode::Bench, &shell),
     };
     match result {
         Ok(()) => exit_codes::OK,

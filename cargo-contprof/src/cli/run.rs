@@ -75,7 +75,13 @@ pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
         };
         let outcome = runner::run(&spec, &agent_lib)?;
         let failed = !outcome.exit.success();
-        executions.push(Execution { group: target.group(), repetition: i, raw_path: spec.raw_path, outcome });
+        executions.push(Execution {
+            group: target.group(),
+            repetition: i,
+            raw_path: spec.raw_path,
+            outcome,
+            per_iteration_ns: None,
+        });
         if failed || interrupt::interrupted() {
             if runs > i {
                 shell.warn(format_args!("stopping after run {i} of {runs}"));
@@ -95,6 +101,13 @@ pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
         labels: Default::default(),
     };
     let summary = record::finish(&recording, executions, shell)?;
+    if summary.groups.iter().all(|g| g.merged.is_none()) {
+        let status = summary.first_failure().map(|f| format!(" (the workload failed: {f})")).unwrap_or_default();
+        return Err(Error::NoSamples {
+            target: target.describe(),
+            reason: format!("no run produced a profile{status}; see the warnings above"),
+        });
+    }
     if let Some(failure) = summary.first_failure() {
         return Err(Error::WorkloadFailed { target: target.describe(), status: failure.to_string() });
     }

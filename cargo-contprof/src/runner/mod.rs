@@ -8,6 +8,8 @@
 
 pub mod agent;
 pub mod interrupt;
+pub mod list;
+pub mod pool;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -176,13 +178,13 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let watchdog = spec.timeout.map(|timeout| {
         std::thread::spawn(move || {
-            if done_rx.recv_timeout(timeout).is_err() {
+            if matches!(done_rx.recv_timeout(timeout), Err(mpsc::RecvTimeoutError::Timeout)) {
                 // SAFETY: plain syscall on our own child, not reaped yet (the main thread is
                 // blocked in wait4 for it), so the pid cannot have been reused.
                 unsafe {
                     libc::kill(pid, libc::SIGTERM);
                 }
-                if done_rx.recv_timeout(Duration::from_secs(2)).is_err() {
+                if matches!(done_rx.recv_timeout(Duration::from_secs(2)), Err(mpsc::RecvTimeoutError::Timeout)) {
                     // SAFETY: as above.
                     unsafe {
                         libc::kill(pid, libc::SIGKILL);
