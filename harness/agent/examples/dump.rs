@@ -1,7 +1,8 @@
 //! Prints a summary of a raw sample file: `cargo run -p contprof --example dump -- FILE [--leaves N]`.
 //!
-//! With `--leaves N` it also prints the N most frequent leaf addresses as offsets into their
-//! mapped file (ready for `addr2line -f -e FILE OFFSET`).
+//! With `--leaves N` it also prints the N most frequent leaf addresses relative to the load
+//! base of their file (for a PIE or a shared library that is the ELF virtual address, ready for
+//! `addr2line -f -e FILE ADDR`).
 
 use std::collections::BTreeMap;
 
@@ -9,11 +10,15 @@ use contprof::format::{ClockKind, RawFile, Record};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: dump FILE [--leaves N]")?;
-    let leaves: usize = match (args.next().as_deref(), args.next()) {
-        (Some("--leaves"), Some(n)) => n.parse()?,
-        _ => 0,
-    };
+    let path = args.next().ok_or("usage: dump FILE [--leaves N] [--stacks N]")?;
+    let (mut leaves, mut show_stacks) = (0usize, 0usize);
+    while let (Some(flag), Some(n)) = (args.next(), args.next()) {
+        match flag.as_str() {
+            "--leaves" => leaves = n.parse()?,
+            "--stacks" => show_stacks = n.parse()?,
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
     let f = RawFile::read_from(std::fs::File::open(&path)?)?;
     let h = f.header;
     println!(
@@ -68,23 +73,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (file, off) = locate(maps.first().map(String::as_str).unwrap_or(""), addr);
         println!("leaf {addr:#x} x{n}: {file} {off:#x}");
     }
+    let maps0 = maps.first().map(String::as_str).unwrap_or("");
+    let stacks = f.records.iter().filter_map(|r| match r {
+        Record::CpuSample { tid, frames } => Some(("cpu", *tid as u64, frames)),
+        Record::AllocStack { alloc_count, frames, .. } => Some(("alloc", *alloc_count, frames)),
+        _ => None,
+    });
+    for (kind, n, frames) in stacks.take(show_stacks) {
+        println!("{kind} stack ({n}):");
+        for a in frames {
+            let (file, off) = locate(maps0, *a);
+            println!("  {a:#x} {file} {off:#x}");
+        }
+    }
     Ok(())
 }
 
-/// Maps an address to (file, file offset) with the maps text.
+/// Maps an address to (file, address relative to the file's load base) with the maps text.
 fn locate(maps: &str, addr: u64) -> (String, u64) {
-    for line in maps.lines() {
+    let parse = |line: &str| -> Option<(u64, u64, u64, String)> {
         let mut it = line.split_whitespace();
-        let (Some(range), Some(_perms), Some(off)) = (it.next(), it.next(), it.next()) else { continue };
-        let Some((lo, hi)) = range.split_once('-') else { continue };
-        let (Ok(lo), Ok(hi), Ok(off)) =
-            (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16), u64::from_str_radix(off, 16))
-        else {
-            continue;
-        };
-        if lo <= addr && addr < hi {
-            let file = it.nth(2).unwrap_or("[anon]").to_string();
-            return (file, addr - lo + off);
+        let (lo, hi) = it.next()?.split_once('-')?;
+        let off = u64::from_str_radix(it.nth(1)?, 16).ok()?;
+        let file = it.nth(2).unwrap_or("[anon]").to_string();
+        Some((u64::from_str_radix(lo, 16).ok()?, u64::from_str_radix(hi, 16).ok()?, off, file))
+    };
+    let entries: Vec<_> = maps.lines().filter_map(parse).collect();
+    for (lo, hi, _, file) in &entries {
+        if *lo <= addr && addr < *hi {
+            let base = entries.iter().filter(|e| &e.3 == file && e.2 == 0).map(|e| e.0).min().unwrap_or(*lo);
+            return (file.clone(), addr - base);
         }
     }
     ("?".into(), addr)
