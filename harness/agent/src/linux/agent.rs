@@ -126,10 +126,11 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
 
 /// Called by the preload library at the start of every thread it created.
 pub(crate) fn on_thread_start() {
-    if running() && sampler_clock_is_per_thread() {
-        if let Some(w) = thread::register_current(thread::BoundsSource::Pthread) {
-            writer::write_message(1, &w);
-        }
+    if running()
+        && sampler_clock_is_per_thread()
+        && let Some(w) = thread::register_current(thread::BoundsSource::Pthread)
+    {
+        writer::write_message(1, &w);
     }
 }
 

@@ -84,7 +84,7 @@ extern "C" fn on_sigprof(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *m
 pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
     let tid = t.tid();
     let n = t.samples.fetch_add(1, Ordering::Relaxed);
-    if n % NAME_EVERY == 0 {
+    if n.is_multiple_of(NAME_EVERY) {
         write_name_if_changed(t, tid);
     }
     let mut buf = [0u64; 2 + MAX_FRAMES];

@@ -163,7 +163,7 @@ impl Store {
             if spins >= max_spins {
                 return None;
             }
-            if spins % 64 == 0 {
+            if spins.is_multiple_of(64) {
                 // SAFETY: no preconditions.
                 unsafe { libc::sched_yield() };
             } else {

@@ -146,6 +146,16 @@ pub(crate) fn init_exit_key() {
     });
 }
 
+/// Makes `on_thread_exit` run when the calling thread exits.
+fn arm_exit_destructor() {
+    let key = KEY.load(Ordering::Relaxed);
+    if key != usize::MAX {
+        // SAFETY: `key` was created by `init_exit_key`; any non-null value makes the
+        // destructor run at thread exit (the value itself is never dereferenced).
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, core::ptr::dangling::<c_void>()) };
+    }
+}
+
 /// Where to take the stack bounds of the calling thread from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BoundsSource {
@@ -197,12 +207,7 @@ pub(crate) fn register_current(source: BoundsSource) -> Option<String> {
             Ok(None) => None,
             Err(e) => Some(format!("thread {tid} is not sampled: {e}")),
         };
-        let key = KEY.load(Ordering::Relaxed);
-        if key != usize::MAX {
-            // SAFETY: `key` was created by `init_exit_key`; any non-null value makes the
-            // destructor run at thread exit.
-            unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const c_void) };
-        }
+        arm_exit_destructor();
         warning
     })
 }
@@ -219,11 +224,7 @@ pub(crate) fn adopt_first(slot: Option<u32>) {
             t.slot.store(s + 1, Ordering::Relaxed);
         }
         THREADS.fetch_add(1, Ordering::Relaxed);
-        let key = KEY.load(Ordering::Relaxed);
-        if key != usize::MAX {
-            // SAFETY: as in `register_current`.
-            unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, 1 as *const c_void) };
-        }
+        arm_exit_destructor();
     });
 }
 

@@ -112,7 +112,11 @@ pub fn walk(fp: usize, sp: usize, bounds: Bounds, out: &mut [u64]) -> usize {
     let mut prev = 0usize;
     let mut n = 0;
     while n < out.len() {
-        if fp % 8 != 0 || fp < lo || fp <= prev || fp.checked_add(16).is_none_or(|end| end > bounds.hi) {
+        if !fp.is_multiple_of(8)
+            || fp < lo
+            || fp <= prev
+            || fp.checked_add(16).is_none_or(|end| end > bounds.hi)
+        {
             break;
         }
         // SAFETY: `[fp, fp + 16)` lies inside the live part of this thread's stack (checked
