@@ -82,6 +82,11 @@ pub mod preload {
         eprintln!("{msg}");
     }
 
+    /// Finishes the file before the process ends through `_exit` (which skips `atexit`).
+    pub fn before_exit() {
+        crate::agent::finish();
+    }
+
     /// Whether threads must be registered when they start.
     pub fn wants_threads() -> bool {
         crate::agent::running()

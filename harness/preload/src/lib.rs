@@ -14,6 +14,33 @@ mod hooks;
 #[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod threads;
 
+/// `_exit` and `_Exit` skip `atexit` handlers (dash ends that way): finish the file first.
+#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod exit {
+    /// Interposes `_exit`.
+    ///
+    /// # Safety
+    /// The contract of `_exit(2)`.
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn _exit(status: libc::c_int) -> ! {
+        contprof::preload::before_exit();
+        loop {
+            // SAFETY: ends the process; `exit_group` does not return.
+            unsafe { libc::syscall(libc::SYS_exit_group, status) };
+        }
+    }
+
+    /// Interposes `_Exit`.
+    ///
+    /// # Safety
+    /// The contract of `_Exit(3)`.
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn _Exit(status: libc::c_int) -> ! {
+        // SAFETY: same contract.
+        unsafe { _exit(status) }
+    }
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod init {
     use std::ffi::CStr;

@@ -8,7 +8,7 @@
 
 use core::cell::UnsafeCell;
 use core::fmt::Write as _;
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Once;
@@ -27,6 +27,8 @@ const CHILD: u8 = 4;
 
 static STATE: AtomicU8 = AtomicU8::new(IDLE);
 static START_NS: AtomicU64 = AtomicU64::new(0);
+/// The process that started the agent (a `vfork` child shares our memory but not our pid).
+static PID: AtomicU32 = AtomicU32::new(0);
 static PROCESS_HOOKS: Once = Once::new();
 
 /// Whether the agent is recording.
@@ -112,6 +114,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     }
     writer::write_maps();
     START_NS.store(sys::clock_ns(libc::CLOCK_MONOTONIC), Ordering::Relaxed);
+    PID.store(std::process::id(), Ordering::Relaxed);
     if clock != ClockKind::Off {
         sampler::enable();
         warnings.extend(thread::register_existing(tid));
@@ -140,6 +143,11 @@ fn sampler_clock_is_per_thread() -> bool {
 
 /// Stops recording and writes the trailer. Idempotent and async-signal-safe.
 pub(crate) fn finish() {
+    // SAFETY: `getpid` has no preconditions.
+    if unsafe { libc::getpid() } as u32 != PID.load(Ordering::Relaxed) {
+        // A `vfork` child (no atfork handler ran) sharing the parent's memory: hands off.
+        return;
+    }
     if STATE.compare_exchange(RUNNING, STOPPING, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return;
     }
