@@ -2,15 +2,15 @@
 //!
 //! It is used in two ways:
 //! - preloaded: the `contprof-preload` library (`LD_PRELOAD`) starts it from the environment
-//!   ([`env`]) and exports the `malloc` family and `pthread_create`, which call into
-//!   [`preload`];
+//!   ([`env`](mod@env)) and exports the `malloc` family and `pthread_create`, which call into
+//!   `preload`;
 //! - linked in: a program calls [`start`] and may wrap its global allocator in [`Allocator`].
 //!
-//! Both write the raw sample file described in [`format`], which `cargo contprof` reads.
+//! Both write the raw sample file described in [`format`](mod@format), which `cargo contprof` reads.
 //!
 //! Map of the modules (each owns one concern):
-//! - [`format`]: the raw file layout and its reader;
-//! - `api` / [`env`]: options, errors, start from code or from the environment;
+//! - [`format`](mod@format): the raw file layout and its reader;
+//! - `api` / [`env`](mod@env): options, errors, start from code or from the environment;
 //! - `agent`: lifecycle (start, finish at exit / abort / guard drop, fork);
 //! - `timer`: the per-thread CPU timers (perf cpu-clock, POSIX timer, setitimer);
 //! - `sampler`: the `SIGPROF` handler;
