@@ -1,1 +1,9 @@
+//! End-to-end tests: the real `cargo-contprof` binary against the fixture workspace
+//! (`fixtures/`), checked against what `fixtures/expected.toml` declares.
+//!
+//! One test binary (`cargo test --test e2e`); helpers in `util`.
 
+mod errors;
+mod readers;
+mod run;
+mod util;

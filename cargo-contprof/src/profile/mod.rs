@@ -71,7 +71,7 @@ impl Profile {
     }
 
     /// Index of `s` in the string table, appending it if absent.
-    fn intern(&mut self, s: &str) -> i64 {
+    pub fn intern(&mut self, s: &str) -> i64 {
         if self.string_table.is_empty() {
             self.string_table.push(String::new());
         }

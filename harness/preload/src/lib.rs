@@ -1,1 +1,76 @@
-//! x
+//! `LD_PRELOAD` shell around the contprof agent.
+//!
+//! This library owns only what must live in the preloaded object: the constructor that starts
+//! the agent from the `CONTPROF_*` environment, the exported `malloc` family (forwarding to
+//! glibc's `__libc_*` entry points, never to `dlsym`, so it works before anything is
+//! initialised) and the exported `pthread_create` whose trampoline registers each new thread.
+//! Everything else is in the `contprof` crate.
+//!
+//! Build it with frame pointers (`-C force-frame-pointers=yes`): the allocation hooks start
+//! their stack walk from their own frame.
+
+#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod hooks;
+#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod threads;
+
+/// `_exit` and `_Exit` skip `atexit` handlers (dash ends that way): finish the file first.
+#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod exit {
+    /// Interposes `_exit`.
+    ///
+    /// # Safety
+    /// The contract of `_exit(2)`.
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn _exit(status: libc::c_int) -> ! {
+        contprof::preload::before_exit();
+        loop {
+            // SAFETY: ends the process; `exit_group` does not return.
+            unsafe { libc::syscall(libc::SYS_exit_group, status) };
+        }
+    }
+
+    /// Interposes `_Exit`.
+    ///
+    /// # Safety
+    /// The contract of `_Exit(3)`.
+    #[unsafe(no_mangle)]
+    pub unsafe extern "C" fn _Exit(status: libc::c_int) -> ! {
+        // SAFETY: same contract.
+        unsafe { _exit(status) }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod init {
+    use std::ffi::CStr;
+
+    /// Runs when the dynamic loader maps the library, before `main`.
+    extern "C" fn contprof_init() {
+        crate::threads::resolve_real_pthread_create();
+        let mut info: libc::Dl_info = Dl_info_zeroed();
+        // SAFETY: `dladdr` fills `info` for an address inside this library; the file name it
+        // returns lives as long as the library is mapped.
+        let own = unsafe {
+            (libc::dladdr(contprof_init as *const () as *const libc::c_void, &mut info) != 0
+                && !info.dli_fname.is_null())
+            .then(|| CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned())
+        };
+        // SAFETY: library constructors run single-threaded, before `main`.
+        unsafe { contprof::preload::init_from_env(own.as_deref()) };
+    }
+
+    #[allow(non_snake_case)]
+    fn Dl_info_zeroed() -> libc::Dl_info {
+        libc::Dl_info {
+            dli_fname: core::ptr::null(),
+            dli_fbase: core::ptr::null_mut(),
+            dli_sname: core::ptr::null(),
+            dli_saddr: core::ptr::null_mut(),
+        }
+    }
+
+    #[used]
+    #[unsafe(link_section = ".init_array")]
+    static INIT: extern "C" fn() = contprof_init;
+}

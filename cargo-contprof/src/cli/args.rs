@@ -1,0 +1,222 @@
+//! Command-line flags as clap parses them: plain data, validated into library settings by the
+//! command modules (`run.rs`, ...).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `cargo` as clap sees it: `cargo contprof ...` arrives as `cargo-contprof contprof ...`.
+#[derive(Debug, Parser)]
+#[command(name = "cargo", bin_name = "cargo", styles = clap::builder::styling::Styles::styled())]
+pub enum CargoCli {
+    /// Continuous profiling for Rust: profile targets, store runs per commit, flag function-level regressions.
+    #[command(name = "contprof", version, author)]
+    Contprof(ContprofCli),
+}
+
+/// Top level of `cargo contprof`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Continuous profiling for Rust: profile targets, store runs per commit, flag function-level regressions",
+    after_help = "Exit codes: 0 success, 1 regression found, 2 error, 3 build failed, 4 workload failed, 5 no baseline (check --no-baseline=fail).\n\nSee `cargo contprof <command> --help` for each command."
+)]
+pub struct ContprofCli {
+    /// Print more (commands run, agent notes).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print only errors and the requested output.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a target and profile it: CPU time and allocations per call stack, no code change.
+    ///
+    /// The target (bin, example, bench or test) is built with a profiling profile (release,
+    /// line-table debug info, frame pointers; your Cargo.toml is not edited), then run under the
+    /// sampling agent. Prints the top functions and writes a pprof profile and flame graphs.
+    #[command(after_help = "Examples:\n  cargo contprof run --bin server -- --port 8080\n  cargo contprof run --bench parse --runs 5\n  cargo contprof run --example demo --alloc exact")]
+    Run(RunArgs),
+    /// Profile a test suite, each test in its own process, one profile per test.
+    ///
+    /// Builds the test targets like `cargo test --no-run`, lists the tests of each binary and runs
+    /// every test alone under the agent, in parallel up to --jobs. Profiles are labelled with the
+    /// test's full name (`<binary>/<test path>`). Doc tests are not profiled.
+    #[command(after_help = "Examples:\n  cargo contprof test\n  cargo contprof test parse -- --nocapture\n  cargo contprof test --test integration --runs 3")]
+    Test(SuiteArgs),
+    /// Profile benchmarks: one profile per criterion benchmark id, with costs per iteration.
+    ///
+    /// Criterion benchmarks are listed and each one runs in its own process; the profile gains a
+    /// `cpu_per_iter` sample type (nanoseconds per iteration, from criterion's own estimate), so
+    /// costs compare across runs even though criterion varies iteration counts. Benchmarks with
+    /// a custom `main` are profiled as one process.
+    #[command(after_help = "Examples:\n  cargo contprof bench\n  cargo contprof bench parse --bench parser -- --measurement-time 2")]
+    Bench(SuiteArgs),
+}
+
+/// Target selection for `run`, as in `cargo run`.
+#[derive(Debug, Args, Clone, Default)]
+#[group(id = "target", multiple = false)]
+pub struct TargetArgs {
+    /// Profile the binary NAME.
+    #[arg(long, value_name = "NAME", help_heading = "Target Selection")]
+    pub bin: Option<String>,
+    /// Profile the example NAME.
+    #[arg(long, value_name = "NAME", help_heading = "Target Selection")]
+    pub example: Option<String>,
+    /// Profile the benchmark NAME (run as `cargo bench` would, with `--bench`).
+    #[arg(long, value_name = "NAME", help_heading = "Target Selection")]
+    pub bench: Option<String>,
+    /// Profile the integration test NAME (all its tests in one process).
+    #[arg(long, value_name = "NAME", help_heading = "Target Selection")]
+    pub test: Option<String>,
+}
+
+/// Cargo's package and feature flags.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CargoFlags {
+    /// Package to profile.
+    #[arg(short, long, value_name = "SPEC", help_heading = "Package Selection")]
+    pub package: Option<String>,
+    /// Space or comma separated list of features to activate.
+    #[arg(short = 'F', long, value_name = "FEATURES", help_heading = "Feature Selection")]
+    pub features: Vec<String>,
+    /// Activate all available features.
+    #[arg(long, help_heading = "Feature Selection")]
+    pub all_features: bool,
+    /// Do not activate the `default` feature.
+    #[arg(long, help_heading = "Feature Selection")]
+    pub no_default_features: bool,
+    /// Path to Cargo.toml.
+    #[arg(long, value_name = "PATH", help_heading = "Manifest Options")]
+    pub manifest_path: Option<PathBuf>,
+    /// Directory for all generated artifacts.
+    #[arg(long, value_name = "DIRECTORY", help_heading = "Compilation Options")]
+    pub target_dir: Option<PathBuf>,
+    /// Assert that `Cargo.lock` will remain unchanged.
+    #[arg(long, help_heading = "Manifest Options")]
+    pub locked: bool,
+    /// Run without accessing the network.
+    #[arg(long, help_heading = "Manifest Options")]
+    pub offline: bool,
+    /// Equivalent to specifying both --locked and --offline.
+    #[arg(long, help_heading = "Manifest Options")]
+    pub frozen: bool,
+}
+
+/// Allocation recording mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AllocArg {
+    /// Sample allocations every ~`--alloc-interval` bytes, weighted to unbiased estimates (low overhead).
+    #[default]
+    Sampled,
+    /// Record every allocation exactly (deterministic counts for comparisons; slower).
+    Exact,
+    /// Do not record allocations.
+    Off,
+}
+
+/// How the workload is sampled.
+#[derive(Debug, Args, Clone)]
+pub struct SamplingArgs {
+    /// CPU sampling rate in Hz (per thread of CPU time); 0 turns CPU sampling off.
+    #[arg(long, value_name = "HZ", default_value_t = crate::runner::DEFAULT_FREQUENCY, help_heading = "Profiling")]
+    pub frequency: u32,
+    /// Allocation profiling.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = AllocArg::Sampled, help_heading = "Profiling")]
+    pub alloc: AllocArg,
+    /// Mean bytes between allocation samples (`--alloc sampled`); suffixes K, M, G allowed.
+    #[arg(long, value_name = "BYTES", default_value = "512K", help_heading = "Profiling")]
+    pub alloc_interval: String,
+    /// Run the workload N times (a comparison needs repeated runs).
+    #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Profiling")]
+    pub runs: u32,
+}
+
+/// Where results go.
+#[derive(Debug, Args, Clone)]
+pub struct OutputArgs {
+    /// Directory for this run's profiles and flame graphs [default: <target-dir>/contprof/latest/<target>].
+    #[arg(long, short = 'o', value_name = "DIR", help_heading = "Output")]
+    pub output_dir: Option<PathBuf>,
+    /// How many functions the terminal table lists.
+    #[arg(long, value_name = "N", default_value_t = 20, help_heading = "Output")]
+    pub top: usize,
+    /// Tag the stored run, e.g. `--tag service=api --tag version=1.2` (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE", help_heading = "Output")]
+    pub tags: Vec<String>,
+}
+
+/// `cargo contprof run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Target selection.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Cargo flags.
+    #[command(flatten)]
+    pub cargo: CargoFlags,
+    /// Sampling flags.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Output flags.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Arguments for the workload (after `--`).
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<OsString>,
+}
+
+/// `cargo contprof test` and `cargo contprof bench`.
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    /// Only tests/benchmarks whose name contains FILTER (all with --exact: equal to it).
+    #[arg(value_name = "FILTER")]
+    pub filter: Option<String>,
+    /// Match FILTER exactly.
+    #[arg(long)]
+    pub exact: bool,
+    /// Only the library's unit tests.
+    #[arg(long, help_heading = "Target Selection")]
+    pub lib: bool,
+    /// Only the tests of binary NAME (repeatable).
+    #[arg(long = "bin", value_name = "NAME", help_heading = "Target Selection")]
+    pub bins: Vec<String>,
+    /// Only the integration test NAME (repeatable).
+    #[arg(long = "test", value_name = "NAME", help_heading = "Target Selection")]
+    pub tests: Vec<String>,
+    /// Only the benchmark target NAME (repeatable).
+    #[arg(long = "bench", value_name = "NAME", help_heading = "Target Selection")]
+    pub benches: Vec<String>,
+    /// Run only the ignored tests.
+    #[arg(long, conflicts_with = "include_ignored")]
+    pub ignored: bool,
+    /// Run ignored tests too.
+    #[arg(long)]
+    pub include_ignored: bool,
+    /// How many tests run at once [default: number of CPUs for tests, 1 for benchmarks].
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Kill a test or benchmark that runs longer than this (seconds); it is reported as timed out
+    /// and its samples are kept.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    pub timeout: f64,
+    /// Cargo flags.
+    #[command(flatten)]
+    pub cargo: CargoFlags,
+    /// Sampling flags.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Output flags.
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Arguments passed to every test or benchmark process (after `--`), e.g. `--nocapture`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<OsString>,
+}

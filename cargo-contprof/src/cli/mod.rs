@@ -1,0 +1,53 @@
+//! The `cargo contprof` command line: parsing (clap, [`args`]), then one module per command that
+//! validates its flags into library settings and drives the library.
+
+pub mod args;
+mod run;
+mod settings;
+mod suite;
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use crate::errors::{self, exit_codes};
+use crate::shell::{Shell, Verbosity};
+use args::{CargoCli, Command};
+
+/// Entry point of the binary: parses `args` (including the program name), runs the command and
+/// returns the process exit code. Errors are printed here, once, with their causes.
+pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    // Invoked directly as `cargo-contprof run ...` rather than through cargo: insert the subcommand.
+    if args.get(1).is_none_or(|a| a != "contprof") {
+        args.insert(1, "contprof".into());
+    }
+    let CargoCli::Contprof(cli) = match CargoCli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit_codes::ERROR } else { exit_codes::OK };
+        }
+    };
+    let verbosity = if cli.quiet {
+        Verbosity::Quiet
+    } else if cli.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    };
+    let shell = Shell::new(verbosity);
+    crate::runner::interrupt::install();
+    let result = match cli.command {
+        Command::Run(a) => run::run(a, &shell),
+        Command::Test(a) => suite::run(a, suite::Mode::Test, &shell),
+        Command::Bench(a) => suite::run(a, suite::Mode::Bench, &shell),
+    };
+    match result {
+        Ok(()) => exit_codes::OK,
+        Err(e) => {
+            let _ = errors::report(&e, &mut anstream::stderr().lock());
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Validation of flags shared by several commands: raw strings become typed settings here, with
+//! errors that name the flag.
+
+use contprof::format::AllocMode;
+
+use super::args::{AllocArg, CargoFlags, SamplingArgs};
+use crate::cargo::CargoArgs;
+use crate::errors::{Error, Result};
+use crate::runner::AgentSettings;
+
+/// Highest sampling rate accepted: beyond it the handler's cost stops being negligible.
+pub const MAX_FREQUENCY: u32 = 10_000;
+
+impl From<&CargoFlags> for CargoArgs {
+    fn from(f: &CargoFlags) -> Self {
+        CargoArgs {
+            manifest_path: f.manifest_path.clone(),
+            package: f.package.clone(),
+            features: f.features.clone(),
+            all_features: f.all_features,
+            no_default_features: f.no_default_features,
+            target_dir: f.target_dir.clone(),
+            locked: f.locked,
+            offline: f.offline,
+            frozen: f.frozen,
+        }
+    }
+}
+
+/// Parses `512K`, `4M`, `1G` or a plain number of bytes.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (digits, mult) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 1024),
+        (i, 'm' | 'M') => (&s[..i], 1024 * 1024),
+        (i, 'g' | 'G') => (&s[..i], 1024 * 1024 * 1024),
+        _ => (s, 1),
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// Validated sampling settings plus the number of runs.
+pub fn sampling(a: &SamplingArgs) -> Result<(AgentSettings, u32)> {
+    if a.frequency > MAX_FREQUENCY {
+        return Err(Error::InvalidArgument {
+            flag: "--frequency",
+            message: format!("{} Hz is above the supported maximum of {MAX_FREQUENCY} Hz", a.frequency),
+        });
+    }
+    let alloc_interval = parse_bytes(&a.alloc_interval).filter(|b| *b > 0).ok_or_else(|| Error::InvalidArgument {
+        flag: "--alloc-interval",
+        message: format!("`{}` is not a positive number of bytes (examples: 65536, 512K, 4M)", a.alloc_interval),
+    })?;
+    if a.runs == 0 {
+        return Err(Error::InvalidArgument { flag: "--runs", message: "must be at least 1".into() });
+    }
+    let alloc = match a.alloc {
+        AllocArg::Sampled => AllocMode::Sampled,
+        AllocArg::Exact => AllocMode::Exact,
+        AllocArg::Off => AllocMode::Off,
+    };
+    if a.frequency == 0 && alloc == AllocMode::Off {
+        return Err(Error::InvalidArgument {
+            flag: "--frequency",
+            message: "0 with --alloc off would record nothing".into(),
+        });
+    }
+    Ok((AgentSettings { frequency: a.frequency, alloc, alloc_interval }, a.runs))
+}
+
+/// Parses `KEY=VALUE` tags.
+pub fn tags(raw: &[String]) -> Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|t| match t.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+            _ => Err(Error::InvalidArgument { flag: "--tag", message: format!("`{t}` is not KEY=VALUE") }),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_byte_sizes() {
+        assert_eq!(parse_bytes("512K"), Some(512 * 1024));
+        assert_eq!(parse_bytes("4m"), Some(4 << 20));
+        assert_eq!(parse_bytes("100"), Some(100));
+        assert_eq!(parse_bytes("x"), None);
+        assert_eq!(parse_bytes(""), None);
+        assert_eq!(parse_bytes("99999999999999999999G"), None);
+    }
+
+    #[test]
+    fn rejects_bad_tags() {
+        assert!(tags(&["a=b".into(), "c=".into()]).is_ok());
+        assert!(tags(&["novalue".into()]).is_err());
+        assert!(tags(&["=x".into()]).is_err());
+    }
+}

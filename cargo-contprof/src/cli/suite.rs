@@ -1,0 +1,412 @@
+//! `cargo contprof test` and `cargo contprof bench`: every test or benchmark in its own process
+//! under the agent, so each profile belongs to exactly one of them (libtest's 15-byte thread
+//! names cannot tell tests apart inside one process).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::time::{Duration, Instant};
+
+use super::args::SuiteArgs;
+use super::settings;
+use crate::cargo::{self, Artifact, BuildOptions, CargoArgs, TargetKind, Workspace};
+use crate::criterion;
+use crate::errors::{Error, Result};
+use crate::profile::CostView;
+use crate::record::{self, Execution, Recording, sanitize};
+use crate::report;
+use crate::runner::list::{self, Case};
+use crate::runner::{self, Exit, RunSpec, Streams, interrupt, pool};
+use crate::shell::Shell;
+
+/// Which command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `cargo contprof test`.
+    Test,
+    /// `cargo contprof bench`.
+    Bench,
+}
+
+/// One process to run: a case of an artifact (or the whole artifact), one repetition.
+#[derive(Debug, Clone)]
+struct Job {
+    artifact: Artifact,
+    /// `None`: the whole binary in one process (`harness = false`, custom bench mains).
+    case: Option<Case>,
+    group: String,
+    label: String,
+    repetition: u32,
+    criterion: bool,
+}
+
+/// How one test process ended, in test terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    Fail,
+    TimedOut,
+}
+
+struct Done {
+    job: Job,
+    verdict: Verdict,
+    execution: Execution,
+    per_iteration_ns: Option<f64>,
+}
+
+/// Runs the command.
+pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
+    let cargo_args = CargoArgs::from(&args.cargo);
+    let (agent_settings, runs) = settings::sampling(&args.sampling)?;
+    let tags = settings::tags(&args.output.tags)?;
+    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
+        return Err(Error::InvalidArgument { flag: "--timeout", message: "must be a positive number of seconds".into() });
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let workspace = Workspace::load(&cargo_args)?;
+    let targets = select_targets(&workspace, &cargo_args, &args, mode)?;
+    if targets.is_empty() {
+        return Err(Error::NothingMatched { what: format!("no {} targets to run", noun(mode)) });
+    }
+    let output_dir = args.output.output_dir.clone().unwrap_or_else(|| {
+        workspace.target_dir().join("contprof").join("latest").join(match mode {
+            Mode::Test => "test",
+            Mode::Bench => "bench",
+        })
+    });
+    record::prepare_output_dir(&output_dir)?;
+    shell.status("Building", format_args!("{} {} target(s) with the `{}` profile", targets.len(), noun(mode), cargo::PROFILE_NAME));
+    let artifacts = cargo::build(&BuildOptions { cargo: &cargo_args, targets: &targets }, shell)?;
+    let agent_lib = runner::agent::install(&workspace.target_dir().join("contprof").join("agent"))?;
+
+    let filters: Vec<String> = args.filter.iter().cloned().collect();
+    let (jobs, ignored) = plan(&artifacts, &args, mode, &filters, runs)?;
+    if jobs.is_empty() {
+        let what = match &args.filter {
+            Some(f) => format!("no {} matched the filter `{f}`{}", noun(mode), if ignored > 0 { format!(" ({ignored} ignored)") } else { String::new() }),
+            None => format!("the selected targets contain no {}", noun(mode)),
+        };
+        return Err(Error::NothingMatched { what });
+    }
+    let distinct = jobs.iter().filter(|j| j.repetition == 1).count();
+    let parallel = args.jobs.unwrap_or(match mode {
+        Mode::Test => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        Mode::Bench => 1,
+    });
+    shell.status(
+        "Profiling",
+        format_args!(
+            "{distinct} {} in {} binaries{}, {parallel} at a time",
+            noun(mode),
+            artifacts.len(),
+            if runs > 1 { format!(", {runs} runs each") } else { String::new() }
+        ),
+    );
+
+    let raw_dir = output_dir.join("raw");
+    let started = Instant::now();
+    let mut done: Vec<Done> = Vec::new();
+    pool::run_parallel(
+        parallel,
+        jobs,
+        |job| execute(job, &raw_dir, &agent_lib, &args.args, agent_settings, timeout),
+        |d| {
+            let d = match d {
+                Ok(d) => d,
+                Err(e) => {
+                    shell.warn(e);
+                    return;
+                }
+            };
+            progress(shell, &d, runs);
+            done.push(d);
+        },
+    );
+    let elapsed = started.elapsed();
+
+    done.sort_by(|a, b| (&a.job.group, a.job.repetition).cmp(&(&b.job.group, b.job.repetition)));
+    let mut labels: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for d in &done {
+        let key = match mode {
+            Mode::Test => "test",
+            Mode::Bench => "benchmark",
+        };
+        labels.insert(d.job.group.clone(), vec![(key.to_owned(), d.job.label.clone())]);
+    }
+    let verdicts: Vec<(String, Verdict)> = done.iter().map(|d| (d.job.group.clone(), d.verdict)).collect();
+    let failures: Vec<&Done> = done.iter().filter(|d| d.verdict != Verdict::Pass).collect();
+    for f in &failures {
+        print_failure(f);
+    }
+    let failed = failures.len();
+    let total = done.len();
+    let recording = Recording {
+        workspace: &workspace,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        settings: agent_settings,
+        runs,
+        tags,
+        output_dir: output_dir.clone(),
+        top: 0,
+        labels,
+    };
+    let executions = done.into_iter().map(|d| d.execution).collect();
+    let summary = record::finish(&recording, executions, shell)?;
+    print_summary(&summary, &verdicts, mode);
+    let passed = verdicts.iter().filter(|(_, v)| *v == Verdict::Pass).count();
+    let mut line = format!(
+        "{passed} passed, {failed} failed, {ignored} ignored; {total} processes in {:.1}s",
+        elapsed.as_secs_f64()
+    );
+    if mode == Mode::Test {
+        line.push_str("; doc tests are not profiled");
+    }
+    shell.status("Summary", line);
+    shell.status("Wrote", format_args!("profiles and flame graphs under {}", output_dir.display()));
+    if failed > 0 {
+        return Err(Error::TestsFailed { failed, total });
+    }
+    if interrupt::interrupted() {
+        return Err(Error::msg("interrupted; the tests that ran were recorded"));
+    }
+    Ok(())
+}
+
+fn noun(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Test => "tests",
+        Mode::Bench => "benchmarks",
+    }
+}
+
+fn select_targets(ws: &Workspace, cargo_args: &CargoArgs, a: &SuiteArgs, mode: Mode) -> Result<Vec<cargo::Selected>> {
+    let mut out = Vec::new();
+    match mode {
+        Mode::Bench => {
+            if a.lib || !a.bins.is_empty() || !a.tests.is_empty() {
+                return Err(Error::InvalidArgument {
+                    flag: "--lib/--bin/--test",
+                    message: "`cargo contprof bench` selects benchmark targets with --bench NAME".into(),
+                });
+            }
+            out.extend(ws.select_all(cargo_args, TargetKind::Bench, &a.benches)?);
+        }
+        Mode::Test => {
+            let narrowed = a.lib || !a.bins.is_empty() || !a.tests.is_empty() || !a.benches.is_empty();
+            if !narrowed || a.lib {
+                out.extend(ws.select_all(cargo_args, TargetKind::Lib, &[])?);
+            }
+            if !narrowed || !a.bins.is_empty() {
+                out.extend(ws.select_all(cargo_args, TargetKind::Bin, &a.bins)?);
+            }
+            if !narrowed || !a.tests.is_empty() {
+                out.extend(ws.select_all(cargo_args, TargetKind::Test, &a.tests)?);
+            }
+            if !a.benches.is_empty() {
+                out.extend(ws.select_all(cargo_args, TargetKind::Bench, &a.benches)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Lists the cases of every artifact and turns the selected ones into jobs. Returns the jobs and
+/// how many matching tests were skipped as ignored.
+fn plan(artifacts: &[Artifact], a: &SuiteArgs, mode: Mode, filters: &[String], runs: u32) -> Result<(Vec<Job>, usize)> {
+    let mut jobs = Vec::new();
+    let mut ignored = 0;
+    for art in artifacts {
+        let t = &art.target;
+        let binary = match t.kind {
+            TargetKind::Lib => t.package.clone(),
+            _ => t.name.clone(),
+        };
+        let cases: Vec<(Option<Case>, bool)> = if t.harness {
+            list::libtest_cases(&art.executable, &t.package_root)?
+                .into_iter()
+                .filter(|c| c.bench == (mode == Mode::Bench))
+                .map(|c| (Some(c), false))
+                .collect()
+        } else if mode == Mode::Bench {
+            match list::criterion_cases(&art.executable, &t.package_root)? {
+                Some(cases) => cases.into_iter().map(|c| (Some(c), true)).collect(),
+                None => vec![(None, false)],
+            }
+        } else {
+            vec![(None, false)]
+        };
+        for (case, is_criterion) in cases {
+            let (group, label) = match &case {
+                Some(c) => (format!("{}/{binary}/{}", t.kind.as_str(), c.name), format!("{binary}/{}", c.name)),
+                None => (format!("{}/{binary}", t.kind.as_str()), binary.clone()),
+            };
+            if let Some(c) = &case {
+                if !list::matches(&c.name, filters, a.exact) {
+                    continue;
+                }
+                let wanted = if a.ignored { c.ignored } else { a.include_ignored || !c.ignored };
+                if !wanted {
+                    ignored += 1;
+                    continue;
+                }
+            }
+            for repetition in 1..=runs {
+                jobs.push(Job {
+                    artifact: art.clone(),
+                    case: case.clone(),
+                    group: group.clone(),
+                    label: label.clone(),
+                    repetition,
+                    criterion: is_criterion,
+                });
+            }
+        }
+    }
+    Ok((jobs, ignored))
+}
+
+fn execute(
+    job: Job,
+    raw_dir: &std::path::Path,
+    agent_lib: &std::path::Path,
+    extra: &[OsString],
+    settings: runner::AgentSettings,
+    timeout: Duration,
+) -> Result<Done> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut env = Vec::new();
+    let slot = raw_dir.join(sanitize(&job.group.replace('/', "__")));
+    match (&job.case, job.criterion) {
+        (Some(c), true) => {
+            args.extend(["--bench".into(), "--exact".into(), c.name.clone().into(), "--noplot".into()]);
+            env.push(("CRITERION_HOME".into(), slot.join(format!("criterion-{}", job.repetition)).into_os_string()));
+        }
+        (Some(c), false) => {
+            args.extend([c.name.clone().into(), "--exact".into(), "--test-threads=1".into()]);
+            if c.ignored {
+                args.push("--ignored".into());
+            }
+            if c.bench {
+                args.push("--bench".into());
+            }
+        }
+        (None, _) => {
+            if job.artifact.target.kind == TargetKind::Bench {
+                args.push("--bench".into());
+            }
+        }
+    }
+    args.extend(extra.iter().cloned());
+    let spec = RunSpec {
+        program: job.artifact.executable.clone(),
+        args,
+        cwd: job.artifact.target.package_root.clone(),
+        raw_path: slot.join(format!("run-{}.raw", job.repetition)),
+        settings,
+        streams: Streams::Capture,
+        timeout: Some(timeout),
+        env,
+    };
+    let outcome = runner::run(&spec, agent_lib)?;
+    let stdout = String::from_utf8_lossy(&outcome.stdout);
+    let verdict = match outcome.exit {
+        Exit::TimedOut => Verdict::TimedOut,
+        // libtest exits 0 when the filter matched nothing: that is not a pass.
+        Exit::Code(0) if job.case.as_ref().is_some_and(|c| !c.bench) && !stdout.contains("1 passed") => Verdict::Fail,
+        e if e.success() => Verdict::Pass,
+        _ => Verdict::Fail,
+    };
+    let per_iteration_ns = if job.criterion {
+        criterion::mean_ns_per_iteration(&slot.join(format!("criterion-{}", job.repetition)))
+    } else {
+        None
+    };
+    Ok(Done {
+        execution: Execution {
+            group: job.group.clone(),
+            repetition: job.repetition,
+            raw_path: spec.raw_path,
+            outcome,
+            per_iteration_ns,
+        },
+        job,
+        verdict,
+        per_iteration_ns,
+    })
+}
+
+fn progress(shell: &Shell, d: &Done, runs: u32) {
+    let verb = match d.verdict {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+        Verdict::TimedOut => "TIMEOUT",
+    };
+    let rep = if runs > 1 { format!(" (run {}/{runs})", d.job.repetition) } else { String::new() };
+    let wall = d.execution.outcome.wall.as_secs_f64();
+    let per_iter = d.per_iteration_ns.map(|ns| format!(" {}/iter", report::format_duration(ns as i64))).unwrap_or_default();
+    if d.verdict == Verdict::Pass {
+        shell.status(verb, format_args!("[{wall:>7.3}s] {}{rep}{per_iter}", d.job.label));
+    } else {
+        shell.warn(format_args!("{verb} [{wall:>7.3}s] {}{rep}: {}", d.job.label, d.execution.outcome.exit));
+    }
+}
+
+fn print_failure(d: &Done) {
+    use std::io::Write;
+    let mut err = anstream::stderr().lock();
+    let _ = writeln!(err, "\n--- {} ({}) ---", d.job.label, d.execution.outcome.exit);
+    let _ = err.write_all(&d.execution.outcome.stdout);
+    let _ = err.write_all(&d.execution.outcome.stderr);
+}
+
+/// One line per test: status, CPU time, allocated bytes and the function with the most self CPU.
+fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict)], mode: Mode) {
+    use std::io::Write;
+    let mut out = anstream::stdout().lock();
+    let name_width = summary.groups.iter().map(|g| g.group.len()).max().unwrap_or(4).min(70);
+    let _ = writeln!(
+        out,
+        "\n{:<name_width$}  {:>7}  {:>10}  {:>10}  top function (self cpu)",
+        match mode {
+            Mode::Test => "test",
+            Mode::Bench => "benchmark",
+        },
+        "status",
+        if mode == Mode::Bench { "per iter" } else { "cpu" },
+        "allocated"
+    );
+    for g in &summary.groups {
+        let status = match verdicts.iter().filter(|(k, _)| *k == g.group).map(|(_, v)| *v).max_by_key(|v| *v as u8) {
+            Some(Verdict::Pass) => "ok",
+            Some(Verdict::Fail) => "FAILED",
+            Some(Verdict::TimedOut) => "TIMEOUT",
+            None => "-",
+        };
+        let Some(p) = &g.merged else {
+            let _ = writeln!(out, "{:<name_width$}  {status:>7}  (no samples)", g.group);
+            continue;
+        };
+        let view = CostView::from_profile(p);
+        let cost_type = if mode == Mode::Bench && view.sample_type_index(criterion::PER_ITER_TYPE).is_some() {
+            criterion::PER_ITER_TYPE
+        } else {
+            "cpu"
+        };
+        let value = |ty: &str| view.sample_type_index(ty).map_or(0, |i| view.totals[i]);
+        let top = view
+            .sample_type_index(cost_type)
+            .and_then(|i| {
+                let whole = view.totals[i].max(1) as f64;
+                view.sorted_by_self(i).first().map(|f| format!("{} ({:.0}%)", f.name, f.self_values[i] as f64 * 100.0 / whole))
+            })
+            .unwrap_or_default();
+        let per_run = g.runs.len().max(1) as i64;
+        let _ = writeln!(
+            out,
+            "{:<name_width$}  {status:>7}  {:>10}  {:>10}  {top}",
+            g.group,
+            report::format_duration(value(cost_type) / if cost_type == "cpu" { per_run } else { 1 }),
+            report::format_bytes(value("alloc_space") / per_run),
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! From executions to results: reads each raw sample file, symbolizes it into a pprof profile,
+//! merges the repetitions of each target/test/benchmark, writes the profiles and flame graphs,
+//! prints the top-functions table and (when a store is configured) stores the run.
+//!
+//! Shared by `run`, `test` and `bench`. It never runs workloads (the runner does) and never
+//! decides exit codes (the commands do, from the [`Summary`]).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use contprof::format::RawFile;
+
+use crate::cargo::Workspace;
+use crate::errors::{Error, Result};
+use crate::profile::{self, BuildOptions, Profile};
+use crate::symbolize::Symbolizer;
+use crate::report::{self, FlameGraphOptions, TopOptions};
+use crate::runner::{AgentSettings, Exit, Outcome};
+use crate::shell::Shell;
+
+/// One execution of one workload, as the runner left it.
+#[derive(Debug)]
+pub struct Execution {
+    /// Group key (`bin/foo`, `test/it/tests::bar`).
+    pub group: String,
+    /// 1-based repetition.
+    pub repetition: u32,
+    /// Where the agent wrote its samples.
+    pub raw_path: PathBuf,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Criterion's time per iteration for this execution (benchmarks only).
+    pub per_iteration_ns: Option<f64>,
+}
+
+/// What the results belong to.
+#[derive(Debug)]
+pub struct Recording<'a> {
+    /// The workspace.
+    pub workspace: &'a Workspace,
+    /// The command line, for the stored metadata.
+    pub command: String,
+    /// Agent settings used.
+    pub settings: AgentSettings,
+    /// Repetitions asked for.
+    pub runs: u32,
+    /// User tags.
+    pub tags: Vec<(String, String)>,
+    /// Where profiles and flame graphs go: directly for one group, one subdirectory per group
+    /// otherwise.
+    pub output_dir: PathBuf,
+    /// Rows of the terminal table (0 prints none).
+    pub top: usize,
+    /// Extra labels per group (e.g. `test` = full test name), added to every sample.
+    pub labels: BTreeMap<String, Vec<(String, String)>>,
+}
+
+/// Results of one group.
+#[derive(Debug)]
+pub struct GroupResult {
+    /// Group key.
+    pub group: String,
+    /// Merged profile of all repetitions that produced samples.
+    pub merged: Option<Profile>,
+    /// Per repetition: the encoded profile (gzip) and the exit.
+    pub runs: Vec<(u32, Vec<u8>, Exit)>,
+    /// Directory holding this group's files.
+    pub dir: PathBuf,
+}
+
+/// Everything `finish` produced.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Per group, in order.
+    pub groups: Vec<GroupResult>,
+}
+
+impl Summary {
+    /// The first failed exit among all executions.
+    pub fn first_failure(&self) -> Option<Exit> {
+        self.groups.iter().flat_map(|g| g.runs.iter().map(|r| r.2)).find(|e| !e.success())
+    }
+}
+
+/// Creates the output directory and checks that it is writable, before any work is done.
+pub fn prepare_output_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("could not create output directory", dir, e))?;
+    tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("output directory is not writable:", dir, e))?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("could not create directory", dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("could not create a file in", dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io("could not write", path, e))?;
+    tmp.persist(path).map_err(|e| Error::io("could not write", path, e.error))?;
+    Ok(())
+}
+
+fn group_dir(rec: &Recording<'_>, group: &str, groups: usize) -> PathBuf {
+    if groups <= 1 {
+        return rec.output_dir.clone();
+    }
+    let mut dir = rec.output_dir.clone();
+    for part in group.split('/') {
+        dir.push(sanitize(part));
+    }
+    dir
+}
+
+/// A file-name-safe version of a target or test name.
+pub fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+}
+
+/// Turns executions into profiles, flame graphs and the terminal table.
+pub fn finish(rec: &Recording<'_>, executions: Vec<Execution>, shell: &Shell) -> Result<Summary> {
+    let mut by_group: BTreeMap<String, Vec<Execution>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for e in executions {
+        if !by_group.contains_key(&e.group) {
+            order.push(e.group.clone());
+        }
+        by_group.entry(e.group.clone()).or_default().push(e);
+    }
+    let mut symbolizer = Symbolizer::new();
+    let mut seen_warnings = std::collections::HashSet::new();
+    let mut summary = Summary::default();
+    let n_groups = order.len();
+    for group in order {
+        let execs = by_group.remove(&group).unwrap_or_default();
+        let dir = group_dir(rec, &group, n_groups);
+        let mut profiles = Vec::new();
+        let mut runs = Vec::new();
+        for e in &execs {
+            let built = match read_and_build(e, &mut symbolizer) {
+                Ok(b) => b,
+                Err(err) => {
+                    shell.warn(format_args!("{group} run {}: {err}", e.repetition));
+                    continue;
+                }
+            };
+            for w in built.warnings.iter().chain(symbolizer.take_warnings().iter()) {
+                if seen_warnings.insert(w.clone()) {
+                    shell.warn(w);
+                }
+            }
+            let mut p = built.profile;
+            let mut labels: Vec<(&str, &str)> = vec![("target", group.as_str())];
+            if let Some(extra) = rec.labels.get(&group) {
+                labels.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            }
+            p.add_labels(&labels);
+            if let Some(ns) = e.per_iteration_ns
+                && !crate::criterion::add_per_iteration(&mut p, ns, 1.0)
+            {
+                shell.warn(format_args!("{group}: no samples inside criterion's measured loop; no per-iteration costs"));
+            }
+            let bytes = profile::encode_to_vec(&p);
+            write_atomic(&dir.join(format!("run-{}.pb.gz", e.repetition)), &bytes)?;
+            runs.push((e.repetition, bytes, e.outcome.exit));
+            profiles.push(p);
+        }
+        if runs.len() < execs.len() {
+            // Keep the exit of executions that produced no profile, so failures are still seen.
+            let missing: Vec<(u32, Vec<u8>, Exit)> = execs
+                .iter()
+                .filter(|e| !e.outcome.exit.success() && !runs.iter().any(|r| r.0 == e.repetition))
+                .map(|e| (e.repetition, Vec::new(), e.outcome.exit))
+                .collect();
+            runs.extend(missing);
+        }
+        let merged = match profiles.len() {
+            0 => None,
+            1 => profiles.pop(),
+            n => {
+                let mut m = profile::merge(&profiles).map_err(|e| Error::Profile {
+                    context: format!("could not merge the runs of {group}"),
+                    source: Box::new(e),
+                })?;
+                // Per-iteration costs are rates: the merged profile holds their mean, not their sum.
+                if let Some(i) = m.sample_type_index(crate::criterion::PER_ITER_TYPE) {
+                    for s in &mut m.sample {
+                        if let Some(v) = s.value.get_mut(i) {
+                            *v /= n as i64;
+                        }
+                    }
+                }
+                Some(m)
+            }
+        };
+        if let Some(m) = &merged {
+            write_outputs(m, &group, &dir, rec, shell)?;
+        }
+        summary.groups.push(GroupResult { group, merged, runs, dir });
+    }
+    Ok(summary)
+}
+
+fn read_and_build(e: &Execution, symbolizer: &mut Symbolizer) -> Result<profile::Built> {
+    let bytes = match std::fs::read(&e.raw_path) {
+        Ok(b) => b,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NoSamples {
+                target: e.group.clone(),
+                reason: format!(
+                    "the agent wrote no sample file ({}); the workload may have exited before the agent started, \
+                     or been linked statically",
+                    e.raw_path.display()
+                ),
+            });
+        }
+        Err(err) => return Err(Error::io("could not read", &e.raw_path, err)),
+    };
+    let raw = RawFile::parse(&bytes).map_err(|err| Error::Profile {
+        context: format!("could not read the sample file {}", e.raw_path.display()),
+        source: Box::new(err),
+    })?;
+    let options = BuildOptions { fallback_cpu_time_ns: Some(e.outcome.cpu.as_nanos() as u64) };
+    Ok(profile::build_profile(&raw, symbolizer, &options))
+}
+
+fn write_outputs(merged: &Profile, group: &str, dir: &Path, rec: &Recording<'_>, shell: &Shell) -> Result<()> {
+    let profile_path = dir.join("profile.pb.gz");
+    write_atomic(&profile_path, &profile::encode_to_vec(merged))?;
+    let mut written = vec![profile_path];
+    for (sample_type, file) in [("cpu", "flamegraph.svg"), ("alloc_space", "alloc-flamegraph.svg")] {
+        let index = merged.sample_type_index(sample_type);
+        if index.is_none_or(|i| merged.total(i) == 0) {
+            continue;
+        }
+        let mut svg = Vec::new();
+        let options = FlameGraphOptions { sample_type: sample_type.to_owned(), target: group.to_owned() };
+        match report::write_flamegraph(&mut svg, merged, &options) {
+            Ok(()) => {
+                let path = dir.join(file);
+                write_atomic(&path, &svg)?;
+                written.push(path);
+            }
+            Err(e) => shell.warn(format_args!("no {sample_type} flame graph for {group}: {e}")),
+        }
+    }
+    if rec.top > 0 {
+        let mut out = anstream::stdout().lock();
+        let options = TopOptions { limit: rec.top, target: group.to_owned() };
+        report::write_top(&mut out, merged, &options).map_err(|e| Error::io("could not write to", "stdout", e))?;
+    }
+    for path in written {
+        shell.status("Wrote", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,241 @@
+//! Runs built artifacts under the agent.
+//!
+//! The agent is injected with `LD_PRELOAD` into the spawned artifact only: cargo, rustc and shells
+//! never see it, and the agent removes itself from the environment at start, so processes the
+//! workload spawns are not profiled into its file. Each execution writes one raw sample file; this
+//! module owns spawning, waiting (with CPU accounting from `wait4`), timeouts and exit statuses. It
+//! does not read the samples (see `profile`).
+
+pub mod agent;
+pub mod interrupt;
+pub mod list;
+pub mod pool;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use contprof::format::AllocMode;
+
+use crate::errors::{Error, Result};
+
+/// Settings handed to the agent through its environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// CPU sampling frequency in Hz; 0 turns CPU sampling off.
+    pub frequency: u32,
+    /// Allocation recording.
+    pub alloc: AllocMode,
+    /// Mean bytes between allocation samples in sampled mode.
+    pub alloc_interval: u64,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self { frequency: DEFAULT_FREQUENCY, alloc: AllocMode::Sampled, alloc_interval: DEFAULT_ALLOC_INTERVAL }
+    }
+}
+
+/// Default CPU sampling rate: above the 250 Hz kernel tick (the agent's per-thread perf timer is
+/// not tick-driven) and prime, so it does not beat with periodic work.
+pub const DEFAULT_FREQUENCY: u32 = 499;
+/// Default mean bytes between allocation samples.
+pub const DEFAULT_ALLOC_INTERVAL: u64 = 512 * 1024;
+
+/// What to do with the workload's standard streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streams {
+    /// The workload writes to our terminal (`cargo contprof run`).
+    Inherit,
+    /// Output is captured (tests; shown only on failure).
+    Capture,
+}
+
+/// One execution of an artifact.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// Where the agent writes its raw samples.
+    pub raw_path: PathBuf,
+    /// Agent settings.
+    pub settings: AgentSettings,
+    /// Standard streams.
+    pub streams: Streams,
+    /// Kill the workload after this long.
+    pub timeout: Option<Duration>,
+    /// Extra environment.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+/// How a workload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+    /// Killed by us after the timeout.
+    TimedOut,
+}
+
+impl Exit {
+    /// Whether the workload succeeded.
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Exit::Code(101) => write!(f, "exit status 101 (panicked)"),
+            Exit::Code(c) => write!(f, "exit status {c}"),
+            Exit::Signal(s) => write!(f, "killed by {}{}", signal_name(s), if s == libc::SIGABRT { " (aborted)" } else { "" }),
+            Exit::TimedOut => write!(f, "timed out"),
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTRAP => "SIGTRAP",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_owned()
+}
+
+/// Result of one execution.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// How it ended.
+    pub exit: Exit,
+    /// Wall-clock time.
+    pub wall: Duration,
+    /// User + system CPU time of the process as the kernel accounted it (`wait4`).
+    pub cpu: Duration,
+    /// Captured standard output (with [`Streams::Capture`]).
+    pub stdout: Vec<u8>,
+    /// Captured standard error (with [`Streams::Capture`]).
+    pub stderr: Vec<u8>,
+}
+
+/// Environment variables that configure the agent (read in its constructor).
+fn agent_env(spec: &RunSpec, agent_lib: &Path) -> Vec<(OsString, OsString)> {
+    let mut preload = agent_lib.as_os_str().to_owned();
+    if let Some(user) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
+        preload.push(":");
+        preload.push(user);
+    }
+    let alloc = match spec.settings.alloc {
+        AllocMode::Off => "off",
+        AllocMode::Sampled => "sampled",
+        AllocMode::Exact => "exact",
+    };
+    vec![
+        ("LD_PRELOAD".into(), preload),
+        ("CONTPROF_OUTPUT".into(), spec.raw_path.as_os_str().to_owned()),
+        ("CONTPROF_FREQUENCY".into(), spec.settings.frequency.to_string().into()),
+        ("CONTPROF_ALLOC".into(), alloc.into()),
+        ("CONTPROF_ALLOC_INTERVAL".into(), spec.settings.alloc_interval.to_string().into()),
+    ]
+}
+
+/// Runs `spec` under the agent at `agent_lib` and waits for it.
+pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
+    if let Some(dir) = spec.raw_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("could not create directory", dir, e))?;
+    }
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args).current_dir(&spec.cwd);
+    for (k, v) in spec.env.iter().cloned().chain(agent_env(spec, agent_lib)) {
+        cmd.env(k, v);
+    }
+    match spec.streams {
+        Streams::Inherit => cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit()),
+        Streams::Capture => cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()),
+    };
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn { program: spec.program.clone(), source })?;
+    let pid = child.id() as libc::pid_t;
+
+    let readers = [child.stdout.take().map(read_all), child.stderr.take().map(read_all)];
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watchdog = spec.timeout.map(|timeout| {
+        std::thread::spawn(move || {
+            if matches!(done_rx.recv_timeout(timeout), Err(mpsc::RecvTimeoutError::Timeout)) {
+                // SAFETY: plain syscall on our own child, not reaped yet (the main thread is
+                // blocked in wait4 for it), so the pid cannot have been reused.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+                if matches!(done_rx.recv_timeout(Duration::from_secs(2)), Err(mpsc::RecvTimeoutError::Timeout)) {
+                    // SAFETY: as above.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+                true
+            } else {
+                false
+            }
+        })
+    });
+
+    let (status, cpu) = wait4(pid).map_err(|source| Error::Spawn { program: spec.program.clone(), source })?;
+    let wall = start.elapsed();
+    drop(done_tx);
+    let timed_out = watchdog.map(|w| w.join().unwrap_or(false)).unwrap_or(false);
+    let [stdout, stderr] = readers.map(|r| r.and_then(|h| h.join().ok()).unwrap_or_default());
+    let exit = if timed_out {
+        Exit::TimedOut
+    } else if libc::WIFSIGNALED(status) {
+        Exit::Signal(libc::WTERMSIG(status))
+    } else {
+        Exit::Code(libc::WEXITSTATUS(status))
+    };
+    Ok(Outcome { exit, wall, cpu, stdout, stderr })
+}
+
+fn read_all(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Waits for `pid` and returns its raw status and the CPU time the kernel charged to it.
+fn wait4(pid: libc::pid_t) -> std::io::Result<(i32, Duration)> {
+    let mut status = 0;
+    // SAFETY: `rusage` is plain old data; zeroed is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to locals; `pid` is our own unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    Ok((status, tv(usage.ru_utime) + tv(usage.ru_stime)))
+}

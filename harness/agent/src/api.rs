@@ -1,0 +1,188 @@
+//! The public API for programs that link the agent in: [`Options`], [`start`], [`Guard`] and
+//! the structured [`Error`].
+//!
+//! Owns nothing but the translation between the caller's request and [`crate::agent`].
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::agent;
+pub use crate::format::AllocMode;
+
+/// Default CPU sampling frequency (Hz). Not a multiple of common periodic work.
+pub const DEFAULT_FREQUENCY_HZ: u32 = 499;
+/// Default mean number of bytes between allocation samples.
+pub const DEFAULT_ALLOC_INTERVAL: u64 = 512 * 1024;
+
+/// What to record and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// The raw sample file to create (truncated if it exists).
+    pub output: PathBuf,
+    /// CPU samples per second of CPU time per thread; 0 turns CPU sampling off.
+    pub frequency_hz: u32,
+    /// How allocations are recorded.
+    pub alloc: AllocMode,
+    /// Mean bytes between allocation samples ([`AllocMode::Sampled`]).
+    pub alloc_interval: u64,
+    /// Whether the `perf_event_open` timer may be used; false forces the tick-driven
+    /// fallbacks (for tests of the fallback path).
+    pub allow_perf: bool,
+}
+
+impl Options {
+    /// Defaults: 499 Hz, sampled allocations every 512 KiB on average.
+    pub fn new(output: impl Into<PathBuf>) -> Self {
+        Self {
+            output: output.into(),
+            frequency_hz: DEFAULT_FREQUENCY_HZ,
+            alloc: AllocMode::Sampled,
+            alloc_interval: DEFAULT_ALLOC_INTERVAL,
+            allow_perf: true,
+        }
+    }
+
+    /// Sets the CPU sampling frequency (0 = off).
+    pub fn frequency(mut self, hz: u32) -> Self {
+        self.frequency_hz = hz;
+        self
+    }
+
+    /// Sets the allocation mode.
+    pub fn alloc(mut self, mode: AllocMode) -> Self {
+        self.alloc = mode;
+        self
+    }
+
+    /// Sets the mean bytes between allocation samples.
+    pub fn alloc_interval(mut self, bytes: u64) -> Self {
+        self.alloc_interval = bytes.max(1);
+        self
+    }
+
+    /// Allows or forbids the `perf_event_open` timer.
+    pub fn allow_perf(mut self, allow: bool) -> Self {
+        self.allow_perf = allow;
+        self
+    }
+}
+
+/// Why the agent could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// `start` was called while the agent was already recording.
+    AlreadyRunning,
+    /// `start` was called in a forked child of a profiled process.
+    ForkedChild,
+    /// The output file could not be created.
+    CreateOutput {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The file header could not be written.
+    WriteHeader {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The allocation tables could not be mapped.
+    MapTables {
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A signal handler could not be installed.
+    InstallHandler {
+        /// The signal.
+        signal: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A `CONTPROF_*` environment variable holds a value the agent does not understand.
+    InvalidEnv {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// The platform is not supported (the agent needs Linux on x86-64 or aarch64).
+    Unsupported,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadyRunning => f.write_str("the contprof agent is already running in this process"),
+            Self::ForkedChild => {
+                f.write_str("the contprof agent cannot start in a forked child of a profiled process")
+            }
+            Self::CreateOutput { path, .. } => write!(f, "cannot create the sample file {}", path.display()),
+            Self::WriteHeader { path, .. } => {
+                write!(f, "cannot write the header of the sample file {}", path.display())
+            }
+            Self::MapTables { .. } => f.write_str("cannot map memory for the allocation tables"),
+            Self::InstallHandler { signal, .. } => write!(f, "cannot install the {signal} handler"),
+            Self::InvalidEnv { var, value, expected } => {
+                write!(f, "{var}={value:?} is invalid: expected {expected}")
+            }
+            Self::Unsupported => f.write_str("the contprof agent supports Linux on x86-64 and aarch64 only"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::CreateOutput { source, .. }
+            | Self::WriteHeader { source, .. }
+            | Self::MapTables { source }
+            | Self::InstallHandler { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Starts the agent: CPU sampling on every thread and allocation sampling through
+/// [`crate::Allocator`] (or the preload library's `malloc`). The returned guard writes the end
+/// record when stopped or dropped; an `atexit` handler and a `SIGABRT` handler write it too if
+/// the process ends first.
+///
+/// Threads that exist when `start` runs get a timer at once. Threads created later get one
+/// when the preload library's `pthread_create` starts them, or, when the agent is linked in,
+/// at their first allocation through [`crate::Allocator`].
+pub fn start(options: Options) -> Result<Guard, Error> {
+    agent::start(&options)?;
+    Ok(Guard { _private: () })
+}
+
+/// A running agent; [`Guard::stop`] (or drop) finishes the file.
+#[derive(Debug)]
+#[must_use = "dropping the guard stops the profiler"]
+pub struct Guard {
+    _private: (),
+}
+
+impl Guard {
+    /// Stops sampling and writes the allocation stacks, the maps and the end record.
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    /// Leaves the agent running until the process exits (the `atexit` handler finishes it).
+    pub fn keep_until_exit(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        agent::finish();
+    }
+}

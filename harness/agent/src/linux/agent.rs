@@ -1,0 +1,261 @@
+//! The agent's lifecycle: start, finish, and the process-wide hooks around them.
+//!
+//! Owns the running state and the order of operations: at start the output file, the header,
+//! the first maps, the timers; at finish (from [`crate::Guard`], `atexit`, or the `SIGABRT`
+//! handler) the timers off, in-flight handlers drained, the allocation stacks, the maps again
+//! and the end record. [`finish`] is async-signal-safe (it runs in the abort handler). In a
+//! forked child the agent is switched off for good: no samples, no writes, descriptors closed.
+
+use core::cell::UnsafeCell;
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Once;
+
+use crate::api::{Error, Options};
+use crate::format::{self, AllocMode, ClockKind, EndRecord, Header};
+use crate::table::STORE;
+use crate::{alloc, sampler, sys, thread, timer, writer};
+
+const IDLE: u8 = 0;
+const STARTING: u8 = 1;
+const RUNNING: u8 = 2;
+const STOPPING: u8 = 3;
+/// A forked child: the agent never runs again in this process.
+const CHILD: u8 = 4;
+
+static STATE: AtomicU8 = AtomicU8::new(IDLE);
+static START_NS: AtomicU64 = AtomicU64::new(0);
+/// The process that started the agent (a `vfork` child shares our memory but not our pid).
+static PID: AtomicU32 = AtomicU32::new(0);
+static PROCESS_HOOKS: Once = Once::new();
+
+/// Whether the agent is recording.
+pub(crate) fn running() -> bool {
+    STATE.load(Ordering::Acquire) == RUNNING
+}
+
+/// Starts recording into `opts.output`.
+pub(crate) fn start(opts: &Options) -> Result<(), Error> {
+    if let Err(state) = STATE.compare_exchange(IDLE, STARTING, Ordering::AcqRel, Ordering::Acquire) {
+        return Err(if state == CHILD { Error::ForkedChild } else { Error::AlreadyRunning });
+    }
+    let result = start_inner(opts);
+    STATE.store(if result.is_ok() { RUNNING } else { IDLE }, Ordering::Release);
+    result
+}
+
+fn start_inner(opts: &Options) -> Result<(), Error> {
+    let path = CString::new(opts.output.as_os_str().as_bytes()).map_err(|_| Error::CreateOutput {
+        path: opts.output.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"),
+    })?;
+    if opts.alloc != AllocMode::Off && !STORE.init() {
+        return Err(Error::MapTables { source: std::io::Error::last_os_error() });
+    }
+    // SAFETY: `path` is NUL-terminated; the flags need no further arguments besides the mode.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::CreateOutput {
+            path: opts.output.clone(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    install_process_hooks();
+    thread::init_exit_key();
+    thread::reset_current();
+    for counter in [&sampler::SAMPLES, &sampler::DROPPED, &alloc::CALLS, &alloc::BYTES, &thread::THREADS] {
+        counter.store(0, Ordering::Relaxed);
+    }
+    STORE.stacks_dropped.store(0, Ordering::Relaxed);
+    STORE.live_dropped.store(0, Ordering::Relaxed);
+
+    let tid = sys::gettid();
+    let mut warnings = Vec::new();
+    let mut slot = None;
+    if opts.frequency_hz > 0 {
+        if let Err(source) = sampler::install() {
+            // SAFETY: `fd` was opened above and is not shared yet.
+            unsafe { libc::close(fd) };
+            return Err(Error::InstallHandler { signal: "SIGPROF", source });
+        }
+        let period_ns = (1_000_000_000 / u64::from(opts.frequency_hz)).max(1);
+        slot = timer::arm_first(tid, period_ns, opts.allow_perf, &mut warnings);
+    }
+    thread::adopt_first(slot);
+    let clock = if opts.frequency_hz > 0 { timer::clock() } else { ClockKind::Off };
+
+    writer::set_fd(fd);
+    let header = Header {
+        magic: format::MAGIC,
+        version: format::VERSION,
+        header_len: format::HEADER_LEN as u32,
+        pid: std::process::id(),
+        frequency_hz: opts.frequency_hz,
+        clock: clock as u32,
+        alloc_mode: opts.alloc as u32,
+        alloc_interval: opts.alloc_interval,
+        start_unix_ns: sys::clock_ns(libc::CLOCK_REALTIME),
+    };
+    if !writer::emit_bytes(&header.to_bytes()) {
+        let source = std::io::Error::last_os_error();
+        timer::disarm_all();
+        let fd = writer::take_fd();
+        // SAFETY: the descriptor was taken back from the writer, nothing else uses it.
+        unsafe { libc::close(fd) };
+        return Err(Error::WriteHeader { path: opts.output.clone(), source });
+    }
+    writer::write_maps();
+    START_NS.store(sys::clock_ns(libc::CLOCK_MONOTONIC), Ordering::Relaxed);
+    PID.store(std::process::id(), Ordering::Relaxed);
+    if clock != ClockKind::Off {
+        sampler::enable();
+        warnings.extend(thread::register_existing(tid));
+    }
+    for w in &warnings {
+        writer::write_message(1, w);
+    }
+    let per_thread = matches!(clock, ClockKind::PerfCpuClock | ClockKind::ThreadCpuTimer);
+    alloc::set_mode(opts.alloc, opts.alloc_interval, per_thread);
+    Ok(())
+}
+
+/// Called by the preload library at the start of every thread it created.
+pub(crate) fn on_thread_start() {
+    if running()
+        && sampler_clock_is_per_thread()
+        && let Some(w) = thread::register_current(thread::BoundsSource::Pthread)
+    {
+        writer::write_message(1, &w);
+    }
+}
+
+fn sampler_clock_is_per_thread() -> bool {
+    matches!(timer::clock(), ClockKind::PerfCpuClock | ClockKind::ThreadCpuTimer)
+}
+
+/// Stops recording and writes the trailer. Idempotent and async-signal-safe.
+pub(crate) fn finish() {
+    // SAFETY: `getpid` has no preconditions.
+    if unsafe { libc::getpid() } as u32 != PID.load(Ordering::Relaxed) {
+        // A `vfork` child (no atfork handler ran) sharing the parent's memory: hands off.
+        return;
+    }
+    if STATE.compare_exchange(RUNNING, STOPPING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return;
+    }
+    let cpu_time_ns = sys::clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID);
+    let wall_ns = sys::clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(START_NS.load(Ordering::Relaxed));
+    timer::disarm_all();
+    sampler::disable_and_wait();
+    alloc::set_mode(AllocMode::Off, 1, false);
+
+    let complete = STORE.for_each_stack(|s| {
+        writer::write_alloc_stack(s.counts, s.frames);
+    });
+    if !complete {
+        writer::write_message(1, "allocation stacks lost: the allocation table stayed locked at exit");
+    }
+    let untracked = STORE.live_dropped.load(Ordering::Relaxed);
+    if untracked > 0 {
+        let mut m = writer::FixedText::new();
+        let _ = write!(
+            m,
+            "{untracked} sampled allocations were not tracked as live (table full): in-use bytes are under-reported"
+        );
+        writer::write_message(1, m.as_str());
+    }
+    writer::write_maps();
+    writer::write_end(&EndRecord {
+        cpu_time_ns,
+        wall_ns,
+        samples: sampler::SAMPLES.load(Ordering::Relaxed),
+        samples_dropped: sampler::DROPPED.load(Ordering::Relaxed),
+        alloc_calls: alloc::CALLS.load(Ordering::Relaxed),
+        alloc_bytes: alloc::BYTES.load(Ordering::Relaxed),
+        alloc_stacks_dropped: STORE.stacks_dropped.load(Ordering::Relaxed),
+        threads: thread::THREADS.load(Ordering::Relaxed),
+    });
+    let fd = writer::take_fd();
+    if fd >= 0 {
+        // SAFETY: the writer gave the descriptor back; nothing writes to it any more.
+        unsafe { libc::close(fd) };
+    }
+    STATE.store(IDLE, Ordering::Release);
+}
+
+/// `atexit`, `pthread_atfork` and `SIGABRT`, installed once per process.
+fn install_process_hooks() {
+    PROCESS_HOOKS.call_once(|| {
+        // SAFETY: registering handlers with the C ABI; they live for the whole process.
+        unsafe {
+            libc::atexit(at_exit);
+            libc::pthread_atfork(None, None, Some(in_forked_child));
+        }
+        install_abort_handler();
+    });
+}
+
+extern "C" fn at_exit() {
+    finish();
+}
+
+extern "C" fn in_forked_child() {
+    STATE.store(CHILD, Ordering::SeqCst);
+    sampler::disable();
+    alloc::set_mode(AllocMode::Off, 1, false);
+    timer::forget_all_in_child();
+    let fd = writer::take_fd();
+    if fd >= 0 {
+        // SAFETY: the child's copy of the output descriptor; nothing in the child uses it.
+        unsafe { libc::close(fd) };
+    }
+    thread::reset_current();
+}
+
+/// The `SIGABRT` disposition found at install time, restored before re-raising.
+struct SavedAction(UnsafeCell<Option<libc::sigaction>>);
+// SAFETY: written once in `install_abort_handler` before the handler can run, read-only after.
+unsafe impl Sync for SavedAction {}
+static OLD_ABORT: SavedAction = SavedAction(UnsafeCell::new(None));
+
+fn install_abort_handler() {
+    // SAFETY: `sigaction` is plain data; `OLD_ABORT` is written before our handler is
+    // installed, so the handler never sees it change.
+    unsafe {
+        let mut old: libc::sigaction = core::mem::zeroed();
+        if libc::sigaction(libc::SIGABRT, core::ptr::null(), &mut old) != 0 {
+            return;
+        }
+        *OLD_ABORT.0.get() = Some(old);
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = on_abort as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGABRT, &sa, core::ptr::null_mut());
+    }
+}
+
+extern "C" fn on_abort(_sig: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mut core::ffi::c_void) {
+    let saved = sys::errno();
+    finish();
+    // SAFETY: `OLD_ABORT` is read-only once the handler is installed; restoring it and raising
+    // again delivers the signal to the previous disposition as soon as this handler returns
+    // (SIGABRT is blocked while it runs).
+    unsafe {
+        if let Some(old) = &*OLD_ABORT.0.get() {
+            libc::sigaction(libc::SIGABRT, old, core::ptr::null_mut());
+        } else {
+            libc::signal(libc::SIGABRT, libc::SIG_DFL);
+        }
+        libc::raise(libc::SIGABRT);
+    }
+    sys::set_errno(saved);
+}

@@ -1,0 +1,108 @@
+//! Configuration from the environment, for the preload library: reading the `CONTPROF_*`
+//! variables and scrubbing them (and the library's own `LD_PRELOAD` entry) so that processes
+//! the workload spawns are never profiled into its file.
+
+use std::ffi::OsString;
+
+use crate::api::{DEFAULT_ALLOC_INTERVAL, DEFAULT_FREQUENCY_HZ, Error, Options};
+use crate::format::AllocMode;
+
+/// The output file; the agent does nothing when it is unset.
+pub const OUTPUT: &str = "CONTPROF_OUTPUT";
+/// Sampling frequency in Hz (0 = CPU sampling off).
+pub const FREQUENCY: &str = "CONTPROF_FREQUENCY";
+/// `sampled`, `exact` or `off`.
+pub const ALLOC: &str = "CONTPROF_ALLOC";
+/// Mean bytes between allocation samples.
+pub const ALLOC_INTERVAL: &str = "CONTPROF_ALLOC_INTERVAL";
+/// `0` forbids `perf_event_open` (forces the fallback timers).
+pub const PERF: &str = "CONTPROF_PERF";
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+fn number<T: std::str::FromStr>(name: &'static str, default: T, expected: &'static str) -> Result<T, Error> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| Error::InvalidEnv { var: name, value: v, expected }),
+    }
+}
+
+impl Options {
+    /// Reads the `CONTPROF_*` variables; `Ok(None)` when `CONTPROF_OUTPUT` is unset.
+    pub fn from_env() -> Result<Option<Self>, Error> {
+        let Some(output) = std::env::var_os(OUTPUT).filter(|o| !o.is_empty()) else { return Ok(None) };
+        let alloc = match var(ALLOC).as_deref().map(str::trim) {
+            None | Some("sampled") => AllocMode::Sampled,
+            Some("exact") => AllocMode::Exact,
+            Some("off") => AllocMode::Off,
+            Some(other) => {
+                return Err(Error::InvalidEnv {
+                    var: ALLOC,
+                    value: other.into(),
+                    expected: "sampled, exact or off",
+                });
+            }
+        };
+        let mut o = Options::new(output)
+            .frequency(number(FREQUENCY, DEFAULT_FREQUENCY_HZ, "a frequency in Hz")?)
+            .alloc(alloc)
+            .alloc_interval(number(ALLOC_INTERVAL, DEFAULT_ALLOC_INTERVAL, "a number of bytes")?);
+        o.allow_perf = number(PERF, 1u8, "0 or 1")? != 0;
+        Ok(Some(o))
+    }
+}
+
+/// `LD_PRELOAD` without the entries naming the agent's library (`own` is its path as the
+/// dynamic loader reports it); `None` when nothing is left.
+pub fn preload_without(value: &str, own: Option<&str>) -> Option<String> {
+    let kept: Vec<&str> = value
+        .split([':', ' '])
+        .filter(|e| !e.is_empty())
+        .filter(|e| {
+            Some(*e) != own && !e.rsplit('/').next().is_some_and(|f| f.starts_with("libcontprof_preload"))
+        })
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(":"))
+}
+
+/// Removes every `CONTPROF_*` variable and the agent's entry in `LD_PRELOAD`.
+///
+/// # Safety
+/// Modifies the environment: no other thread may read or write it concurrently (true in a
+/// library constructor, before `main`).
+pub unsafe fn scrub(own: Option<&str>) {
+    let ours: Vec<OsString> = std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| k.to_string_lossy().starts_with("CONTPROF_"))
+        .collect();
+    for k in ours {
+        // SAFETY: single-threaded by the caller's contract.
+        unsafe { std::env::remove_var(k) };
+    }
+    if let Some(p) = var("LD_PRELOAD") {
+        match preload_without(&p, own) {
+            // SAFETY: single-threaded by the caller's contract.
+            Some(rest) => unsafe { std::env::set_var("LD_PRELOAD", rest) },
+            // SAFETY: single-threaded by the caller's contract.
+            None => unsafe { std::env::remove_var("LD_PRELOAD") },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_only_the_agent_from_ld_preload() {
+        let own = "/t/release/libcontprof_preload.so";
+        assert_eq!(preload_without(own, Some(own)), None);
+        assert_eq!(
+            preload_without(&format!("/a/liba.so:{own} /b/libb.so"), Some(own)).as_deref(),
+            Some("/a/liba.so:/b/libb.so")
+        );
+        assert_eq!(preload_without("libcontprof_preload.so", None), None);
+    }
+}

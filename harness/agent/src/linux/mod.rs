@@ -1,0 +1,12 @@
+//! The agent proper, for Linux on x86-64 and aarch64 (see the crate docs for the module map).
+
+pub(crate) mod agent;
+pub(crate) mod alloc;
+pub mod env;
+pub(crate) mod sampler;
+pub(crate) mod sys;
+pub(crate) mod table;
+pub(crate) mod thread;
+pub(crate) mod timer;
+pub mod unwind;
+pub(crate) mod writer;

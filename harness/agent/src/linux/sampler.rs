@@ -1,0 +1,137 @@
+//! The `SIGPROF` handler: one CPU sample per timer expiry.
+//!
+//! Owns the handler, its on/off switch and the sample counters. The handler path (the
+//! [`on_sigprof`] entry and [`record_sample`]) allocates nothing and takes no lock: there is no
+//! lock anywhere on it by design. It reads the interrupted registers, walks frame pointers
+//! inside the thread's stack, and appends one record with one `write(2)` from a stack buffer;
+//! every 64th sample it also re-reads the thread name. `errno` is saved and restored. The
+//! tests in `tests/no_alloc_in_handler.rs` prove the no-allocation part with a counting global
+//! allocator.
+
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crate::format::{KIND_CPU_SAMPLE, MAX_FRAMES};
+use crate::thread::{self, ThreadState};
+use crate::unwind::{self, Regs};
+use crate::{sys, writer};
+
+/// Whether samples are recorded (false before start, after stop, and in forked children).
+static CPU_ON: AtomicBool = AtomicBool::new(false);
+/// Handlers currently running (stop waits for zero before writing the end record).
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Samples written.
+pub(crate) static SAMPLES: AtomicU64 = AtomicU64::new(0);
+/// Samples lost (failed writes).
+pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// How often (in samples of one thread) the thread name is re-read.
+const NAME_EVERY: u32 = 64;
+
+/// Installs the handler (idempotent).
+pub(crate) fn install() -> std::io::Result<()> {
+    // SAFETY: `sigaction` is plain data; the handler has the `SA_SIGINFO` signature.
+    unsafe {
+        let mut sa: libc::sigaction = core::mem::zeroed();
+        sa.sa_sigaction = on_sigprof as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+        libc::sigemptyset(&mut sa.sa_mask);
+        if libc::sigaction(libc::SIGPROF, &sa, core::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Starts recording samples.
+pub(crate) fn enable() {
+    CPU_ON.store(true, Ordering::SeqCst);
+}
+
+/// Stops recording samples and waits (bounded) until no handler is running.
+/// Async-signal-safe.
+pub(crate) fn disable_and_wait() {
+    CPU_ON.store(false, Ordering::SeqCst);
+    for _ in 0..100_000 {
+        if IN_FLIGHT.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
+/// Stops recording without waiting (a forked child).
+pub(crate) fn disable() {
+    CPU_ON.store(false, Ordering::SeqCst);
+}
+
+extern "C" fn on_sigprof(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    let saved = sys::errno();
+    // Counted before the switch is read, so a stop that saw zero in flight is never raced.
+    IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+    if CPU_ON.load(Ordering::SeqCst) && !ctx.is_null() {
+        // SAFETY: `ctx` is the ucontext the kernel passed to this SA_SIGINFO handler.
+        let regs = unsafe { Regs::from_ucontext(ctx) };
+        thread::with(|t| record_sample(t, regs));
+    }
+    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+    sys::set_errno(saved);
+}
+
+/// Builds and writes one CPU sample for the interrupted context `regs` of the calling thread.
+/// No allocation, no lock: callable from the signal handler.
+pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
+    let tid = t.tid();
+    let n = t.samples.fetch_add(1, Ordering::Relaxed);
+    if n.is_multiple_of(NAME_EVERY) {
+        write_name_if_changed(t, tid);
+    }
+    let mut buf = [0u64; 2 + MAX_FRAMES];
+    buf[2] = regs.pc as u64;
+    let walked = match t.bounds(regs.sp) {
+        Some(b) => unwind::walk(regs.fp, regs.sp, b, &mut buf[3..]),
+        None => 0,
+    };
+    let frames = 1 + walked;
+    buf[0] = writer::pair(KIND_CPU_SAMPLE, (8 + frames * 8) as u32);
+    buf[1] = writer::pair(tid, frames as u32);
+    if writer::emit(&buf[..2 + frames]) {
+        SAMPLES.fetch_add(1, Ordering::Relaxed);
+    } else {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn write_name_if_changed(t: &ThreadState, tid: u32) {
+    let mut name = [0u8; 16];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes into `name`.
+    if unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) } != 0 {
+        return;
+    }
+    let mut words = [0u64; 2];
+    for (w, chunk) in words.iter_mut().zip(name.chunks(8)) {
+        *w = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+    }
+    if words[0] == t.name[0].load(Ordering::Relaxed) && words[1] == t.name[1].load(Ordering::Relaxed) {
+        return;
+    }
+    let len = name.iter().position(|&c| c == 0).unwrap_or(16);
+    if writer::write_thread_name(tid, &name[..len]) {
+        t.name[0].store(words[0], Ordering::Relaxed);
+        t.name[1].store(words[1], Ordering::Relaxed);
+    }
+}
+
+/// Test support: takes one sample of the calling thread as the handler would, from the
+/// caller's own registers.
+#[doc(hidden)]
+#[inline(never)]
+pub fn sample_here() {
+    let regs = Regs {
+        pc: sample_here as *const () as usize,
+        fp: unwind::frame_pointer(),
+        sp: unwind::stack_pointer(),
+    };
+    thread::with(|t| record_sample(t, regs));
+}

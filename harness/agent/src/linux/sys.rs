@@ -1,0 +1,189 @@
+//! Thin wrappers over the few Linux system calls the agent needs from contexts where the
+//! standard library cannot be used (signal handlers, malloc hooks, the abort handler).
+//!
+//! Everything here is async-signal-safe: no allocation, no locks, only system calls.
+
+use core::ffi::c_void;
+
+/// Reads the calling thread's `errno`.
+pub(crate) fn errno() -> i32 {
+    // SAFETY: `__errno_location` always returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Restores the calling thread's `errno` (signal handlers must not change it).
+pub(crate) fn set_errno(value: i32) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = value }
+}
+
+/// The kernel thread id of the caller.
+pub(crate) fn gettid() -> u32 {
+    // SAFETY: `gettid` has no arguments and cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+/// Reads a clock in nanoseconds (0 if the clock is unavailable).
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Writes `bytes` with one `write(2)` (retried on `EINTR`); true if all bytes were written.
+///
+/// The output file is opened with `O_APPEND`, so one call is one atomic append: records of
+/// different threads never interleave.
+pub(crate) fn write_once(fd: i32, bytes: &[u8]) -> bool {
+    loop {
+        // SAFETY: `bytes` is a valid readable buffer of `bytes.len()` bytes.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast::<c_void>(), bytes.len()) };
+        if n >= 0 {
+            return n as usize == bytes.len();
+        }
+        if errno() != libc::EINTR {
+            return false;
+        }
+    }
+}
+
+/// An anonymous private mapping, used instead of the heap wherever the heap is off limits.
+pub(crate) struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps `len` bytes of zeroed memory without reserving swap (pages appear on first touch).
+    pub(crate) fn new(len: usize) -> Option<Self> {
+        // SAFETY: an anonymous mapping with no address hint has no preconditions.
+        let ptr = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED { None } else { Some(Self { ptr: ptr.cast(), len }) }
+    }
+
+    /// Length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The whole mapping as bytes.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` readable and writable bytes owned by `self`.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    /// Keeps the memory mapped for the rest of the process (for tables shared by all threads).
+    pub(crate) fn leak(self) -> *mut u8 {
+        let p = self.ptr;
+        core::mem::forget(self);
+        p
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr..ptr+len` was mapped by `Mapping::new` and nothing borrows it any more.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+/// Reads the whole of a `/proc` file into `buf` starting at `at`, growing the mapping as
+/// needed; returns the number of bytes read. Uses only `open`/`read`/`close`.
+pub(crate) fn read_proc_file(path: &core::ffi::CStr, buf: &mut Mapping, at: usize) -> Option<usize> {
+    loop {
+        // SAFETY: `path` is NUL-terminated.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        let mut len = 0;
+        let full = loop {
+            let room = &mut buf.bytes_mut()[at + len..];
+            if room.is_empty() {
+                break true;
+            }
+            // SAFETY: `room` is a valid writable buffer.
+            let n = unsafe { libc::read(fd, room.as_mut_ptr().cast(), room.len()) };
+            if n < 0 && errno() == libc::EINTR {
+                continue;
+            }
+            if n <= 0 {
+                break false;
+            }
+            len += n as usize;
+        };
+        // SAFETY: `fd` was opened above.
+        unsafe { libc::close(fd) };
+        if !full {
+            return Some(len);
+        }
+        *buf = Mapping::new(buf.len() * 2)?;
+    }
+}
+
+/// Finds the mapping of `/proc/self/maps` that contains `addr`, reading the file with raw
+/// system calls and a stack buffer (safe in a signal handler or a malloc hook).
+pub(crate) fn mapping_containing(addr: usize) -> Option<(usize, usize)> {
+    // SAFETY: the literal is NUL-terminated.
+    let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 2048];
+    // Per line: field 0 = start, 1 = end, 2 = rest of line.
+    let (mut field, mut start, mut end) = (0u8, 0usize, 0usize);
+    let mut found = None;
+    'read: loop {
+        // SAFETY: `buf` is a valid writable buffer.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        for &c in &buf[..n as usize] {
+            match (field, c) {
+                (_, b'\n') => {
+                    (field, start, end) = (0, 0, 0);
+                }
+                (0, b'-') => field = 1,
+                (1, b' ') => {
+                    field = 2;
+                    if start <= addr && addr < end {
+                        found = Some((start, end));
+                        break 'read;
+                    }
+                }
+                (0 | 1, _) => {
+                    let d = match c {
+                        b'0'..=b'9' => c - b'0',
+                        b'a'..=b'f' => c - b'a' + 10,
+                        _ => 0,
+                    } as usize;
+                    if field == 0 {
+                        start = start.wrapping_mul(16) + d;
+                    } else {
+                        end = end.wrapping_mul(16) + d;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    // SAFETY: `fd` was opened above.
+    unsafe { libc::close(fd) };
+    found
+}

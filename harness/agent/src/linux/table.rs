@@ -1,0 +1,399 @@
+//! Allocation tables that live outside the heap they observe.
+//!
+//! Owns two open-addressing hash tables in anonymous mappings (pages appear on first touch):
+//! the stack table (one entry per distinct call stack, frames kept in a separate arena, with
+//! allocated and in-use totals) and the live table (sampled pointers still allocated, with the
+//! stack and weights they were recorded with). Both are guarded by one spinlock: this is
+//! malloc context, never signal context (the CPU handler never comes here). A full table
+//! degrades instead of failing: stacks merge into one "dropped" bucket, pointers go untracked.
+//!
+//! `free` of an untracked pointer must stay cheap, so the live table can be probed without the
+//! lock: entries are only moved (backward-shift deletion) under a sequence counter, and a probe
+//! that overlaps a move retries under the lock.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use crate::format::MAX_FRAMES;
+use crate::sys::Mapping;
+
+const STACKS: usize = 1 << 16;
+const ARENA_FRAMES: usize = 1 << 22;
+const LIVE: usize = 1 << 20;
+/// Index of the bucket that collects stacks that did not fit.
+pub(crate) const DROPPED_STACK: u32 = u32::MAX;
+
+#[repr(C)]
+struct StackEntry {
+    /// 0 = empty.
+    hash: u64,
+    offset: u32,
+    nframes: u32,
+    count: f64,
+    bytes: f64,
+    inuse_count: f64,
+    inuse_bytes: f64,
+}
+
+#[repr(C)]
+struct LiveEntry {
+    /// 0 = empty.
+    ptr: AtomicUsize,
+    stack: u32,
+    _pad: u32,
+    count: f64,
+    bytes: f64,
+}
+
+/// Totals of one stack, for the writer.
+pub(crate) struct StackTotals<'a> {
+    pub(crate) frames: &'a [u64],
+    pub(crate) counts: [u64; 4],
+}
+
+struct Tables {
+    stacks: *mut StackEntry,
+    arena: *mut u64,
+    arena_used: usize,
+    stacks_used: usize,
+    dropped: [f64; 4],
+    live: *mut LiveEntry,
+    live_used: usize,
+}
+
+/// The tables and their lock.
+pub(crate) struct Store {
+    lock: AtomicBool,
+    ready: AtomicBool,
+    /// Odd while live entries move; see the module doc.
+    seq: AtomicU64,
+    /// Live pointers tracked (frees skip the probe when 0).
+    tracked: AtomicUsize,
+    live: AtomicUsize,
+    /// Stacks merged into the dropped bucket.
+    pub(crate) stacks_dropped: AtomicU64,
+    /// Pointers not tracked because the live table was full.
+    pub(crate) live_dropped: AtomicU64,
+    inner: UnsafeCell<Tables>,
+}
+
+// SAFETY: `inner` is only accessed with `lock` held (see `Guard`); the fields read without the
+// lock (`live` entries' `ptr`) are atomics.
+unsafe impl Sync for Store {}
+
+/// The process-wide store.
+pub(crate) static STORE: Store = Store {
+    lock: AtomicBool::new(false),
+    ready: AtomicBool::new(false),
+    seq: AtomicU64::new(0),
+    tracked: AtomicUsize::new(0),
+    live: AtomicUsize::new(0),
+    stacks_dropped: AtomicU64::new(0),
+    live_dropped: AtomicU64::new(0),
+    inner: UnsafeCell::new(Tables {
+        stacks: core::ptr::null_mut(),
+        arena: core::ptr::null_mut(),
+        arena_used: 0,
+        stacks_used: 0,
+        dropped: [0.0; 4],
+        live: core::ptr::null_mut(),
+        live_used: 0,
+    }),
+};
+
+fn hash_frames(frames: &[u64]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ frames.len() as u64;
+    for &f in frames {
+        h = (h ^ f).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
+    h | 1
+}
+
+fn hash_ptr(p: usize) -> usize {
+    ((p as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize
+}
+
+/// The lock, held: gives access to the tables.
+pub(crate) struct Guard<'a>(&'a Store);
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.0.lock.store(false, Ordering::Release);
+    }
+}
+
+impl Store {
+    /// Maps the tables (once; later calls clear them). Not for concurrent use with recording.
+    pub(crate) fn init(&self) -> bool {
+        if !self.ready.load(Ordering::Acquire) {
+            let (Some(s), Some(a), Some(l)) = (
+                Mapping::new(STACKS * core::mem::size_of::<StackEntry>()),
+                Mapping::new(ARENA_FRAMES * 8),
+                Mapping::new(LIVE * core::mem::size_of::<LiveEntry>()),
+            ) else {
+                return false;
+            };
+            let Some(g) = self.lock(u32::MAX) else { return false };
+            // SAFETY: lock held; the mappings are leaked, so they live for the process.
+            let t = unsafe { &mut *g.0.inner.get() };
+            t.stacks = s.leak().cast();
+            t.arena = a.leak().cast();
+            t.live = l.leak().cast();
+            self.live.store(t.live as usize, Ordering::Release);
+            self.ready.store(true, Ordering::Release);
+        } else if let Some(g) = self.lock(u32::MAX) {
+            // SAFETY: lock held; the tables are mapped (`ready`).
+            let t = unsafe { &mut *g.0.inner.get() };
+            // SAFETY: both regions are `STACKS`/`LIVE` entries long and zero is their empty state.
+            unsafe {
+                core::ptr::write_bytes(t.stacks, 0, STACKS);
+                core::ptr::write_bytes(t.live, 0, LIVE);
+            }
+            (t.arena_used, t.stacks_used, t.live_used, t.dropped) = (0, 0, 0, [0.0; 4]);
+            self.tracked.store(0, Ordering::Release);
+        }
+        true
+    }
+
+    /// Takes the lock, spinning at most `max_spins` rounds (`None` if it stayed taken).
+    pub(crate) fn lock(&self, max_spins: u32) -> Option<Guard<'_>> {
+        let mut spins = 0u32;
+        while self.lock.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            spins += 1;
+            if spins >= max_spins {
+                return None;
+            }
+            if spins.is_multiple_of(64) {
+                // SAFETY: no preconditions.
+                unsafe { libc::sched_yield() };
+            } else {
+                core::hint::spin_loop();
+            }
+        }
+        Some(Guard(self))
+    }
+
+    /// Adds one recorded allocation of `frames` with the given weights and, if `ptr` is not
+    /// null, tracks it as live.
+    pub(crate) fn record(&self, frames: &[u64], count: f64, bytes: f64, ptr: usize) {
+        if !self.ready.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(g) = self.lock(u32::MAX) else { return };
+        // SAFETY: lock held.
+        let t = unsafe { &mut *g.0.inner.get() };
+        let stack = self.find_or_insert(t, frames);
+        match stack_entry(t, stack) {
+            Some(e) => {
+                e.count += count;
+                e.bytes += bytes;
+            }
+            None => {
+                t.dropped[0] += count;
+                t.dropped[1] += bytes;
+            }
+        }
+        if ptr == 0 {
+            return;
+        }
+        if t.live_used * 4 >= LIVE * 3 {
+            self.live_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut i = hash_ptr(ptr) % LIVE;
+        loop {
+            // SAFETY: `i < LIVE`, the live table is mapped.
+            let e = unsafe { &mut *t.live.add(i) };
+            if e.ptr.load(Ordering::Relaxed) == 0 {
+                (e.stack, e.count, e.bytes) = (stack, count, bytes);
+                e.ptr.store(ptr, Ordering::Release);
+                break;
+            }
+            i = (i + 1) % LIVE;
+        }
+        t.live_used += 1;
+        self.tracked.fetch_add(1, Ordering::Release);
+        match stack_entry(t, stack) {
+            Some(e) => {
+                e.inuse_count += count;
+                e.inuse_bytes += bytes;
+            }
+            None => {
+                t.dropped[2] += count;
+                t.dropped[3] += bytes;
+            }
+        }
+    }
+
+    fn find_or_insert(&self, t: &mut Tables, frames: &[u64]) -> u32 {
+        let frames = &frames[..frames.len().min(MAX_FRAMES)];
+        let h = hash_frames(frames);
+        let mut i = h as usize % STACKS;
+        loop {
+            // SAFETY: `i < STACKS`, the stack table is mapped.
+            let e = unsafe { &mut *t.stacks.add(i) };
+            if e.hash == 0 {
+                break;
+            }
+            if e.hash == h && e.nframes as usize == frames.len() && arena(t, e.offset, e.nframes) == frames {
+                return i as u32;
+            }
+            i = (i + 1) % STACKS;
+        }
+        if t.stacks_used * 4 >= STACKS * 3 || t.arena_used + frames.len() > ARENA_FRAMES {
+            self.stacks_dropped.fetch_add(1, Ordering::Relaxed);
+            return DROPPED_STACK;
+        }
+        // SAFETY: the arena has room for `frames` (checked above).
+        unsafe { core::ptr::copy_nonoverlapping(frames.as_ptr(), t.arena.add(t.arena_used), frames.len()) };
+        // SAFETY: `i < STACKS`.
+        let e = unsafe { &mut *t.stacks.add(i) };
+        (e.hash, e.offset, e.nframes) = (h, t.arena_used as u32, frames.len() as u32);
+        t.arena_used += frames.len();
+        t.stacks_used += 1;
+        i as u32
+    }
+
+    /// Forgets `ptr` if it is tracked (it is being freed). Cheap when it is not.
+    #[inline]
+    pub(crate) fn forget(&self, ptr: usize) {
+        if ptr == 0 || self.tracked.load(Ordering::Acquire) == 0 || !self.maybe_tracked(ptr) {
+            return;
+        }
+        let Some(g) = self.lock(u32::MAX) else { return };
+        // SAFETY: lock held.
+        let t = unsafe { &mut *g.0.inner.get() };
+        let mut i = hash_ptr(ptr) % LIVE;
+        loop {
+            // SAFETY: `i < LIVE`.
+            let e = unsafe { &mut *t.live.add(i) };
+            match e.ptr.load(Ordering::Relaxed) {
+                0 => return,
+                p if p == ptr => break,
+                _ => i = (i + 1) % LIVE,
+            }
+        }
+        // SAFETY: `i < LIVE`.
+        let (stack, count, bytes) = unsafe {
+            let e = &*t.live.add(i);
+            (e.stack, e.count, e.bytes)
+        };
+        match stack_entry(t, stack) {
+            Some(e) => {
+                e.inuse_count -= count;
+                e.inuse_bytes -= bytes;
+            }
+            None => {
+                t.dropped[2] -= count;
+                t.dropped[3] -= bytes;
+            }
+        }
+        self.seq.fetch_add(1, Ordering::AcqRel);
+        remove_shift(t, i);
+        self.seq.fetch_add(1, Ordering::Release);
+        t.live_used -= 1;
+        self.tracked.fetch_sub(1, Ordering::Release);
+    }
+
+    /// Lock-free probe: false only if `ptr` is certainly not tracked.
+    fn maybe_tracked(&self, ptr: usize) -> bool {
+        let live = self.live.load(Ordering::Acquire) as *const LiveEntry;
+        if live.is_null() {
+            return false;
+        }
+        let before = self.seq.load(Ordering::Acquire);
+        if before % 2 == 1 {
+            return true;
+        }
+        let mut i = hash_ptr(ptr) % LIVE;
+        let found = loop {
+            // SAFETY: `i < LIVE` and the table stays mapped for the process; `ptr` is atomic.
+            let p = unsafe { (*live.add(i)).ptr.load(Ordering::Acquire) };
+            if p == ptr {
+                break true;
+            }
+            if p == 0 {
+                break false;
+            }
+            i = (i + 1) % LIVE;
+        };
+        found || self.seq.load(Ordering::Acquire) != before
+    }
+
+    /// Calls `f` for the dropped bucket and every stack, with the lock held (bounded wait: in
+    /// the abort handler the lock may belong to the interrupted code). False if the lock could
+    /// not be taken.
+    pub(crate) fn for_each_stack(&self, mut f: impl FnMut(StackTotals<'_>)) -> bool {
+        if !self.ready.load(Ordering::Acquire) {
+            return true;
+        }
+        let Some(g) = self.lock(1_000_000) else { return false };
+        // SAFETY: lock held.
+        let t = unsafe { &*g.0.inner.get() };
+        let round = |v: f64| v.max(0.0).round() as u64;
+        if t.dropped[0] > 0.0 {
+            f(StackTotals { frames: &[], counts: t.dropped.map(round) });
+        }
+        for i in 0..STACKS {
+            // SAFETY: `i < STACKS`.
+            let e = unsafe { &*t.stacks.add(i) };
+            if e.hash != 0 {
+                let counts = [e.count, e.bytes, e.inuse_count, e.inuse_bytes].map(round);
+                f(StackTotals { frames: arena(t, e.offset, e.nframes), counts });
+            }
+        }
+        true
+    }
+}
+
+fn stack_entry(t: &mut Tables, stack: u32) -> Option<&mut StackEntry> {
+    // SAFETY: stack ids other than `DROPPED_STACK` are indices below `STACKS`.
+    (stack != DROPPED_STACK).then(|| unsafe { &mut *t.stacks.add(stack as usize) })
+}
+
+fn arena(t: &Tables, offset: u32, n: u32) -> &[u64] {
+    // SAFETY: `offset..offset+n` was written by `find_or_insert` and is never rewritten while
+    // the entry exists.
+    unsafe { core::slice::from_raw_parts(t.arena.add(offset as usize), n as usize) }
+}
+
+/// Backward-shift deletion for linear probing: keeps every chain unbroken without tombstones.
+fn remove_shift(t: &mut Tables, mut hole: usize) {
+    let mut j = hole;
+    loop {
+        j = (j + 1) % LIVE;
+        // SAFETY: `j < LIVE`.
+        let (p, stack, count, bytes) = unsafe {
+            let e = &*t.live.add(j);
+            (e.ptr.load(Ordering::Relaxed), e.stack, e.count, e.bytes)
+        };
+        if p == 0 {
+            break;
+        }
+        let home = hash_ptr(p) % LIVE;
+        // Move `j` into the hole unless its home lies cyclically in (hole, j].
+        let stays = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
+        if stays {
+            continue;
+        }
+        // SAFETY: `hole < LIVE`.
+        let h = unsafe { &mut *t.live.add(hole) };
+        (h.stack, h.count, h.bytes) = (stack, count, bytes);
+        h.ptr.store(p, Ordering::Release);
+        hole = j;
+    }
+    // SAFETY: `hole < LIVE`.
+    unsafe { (*t.live.add(hole)).ptr.store(0, Ordering::Release) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_distinguish_order_and_length() {
+        assert_ne!(hash_frames(&[1, 2]), hash_frames(&[2, 1]));
+        assert_ne!(hash_frames(&[1]), hash_frames(&[1, 0]));
+        assert_eq!(hash_frames(&[]) & 1, 1);
+    }
+}

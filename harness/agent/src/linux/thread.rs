@@ -1,0 +1,264 @@
+//! Per-thread state and thread registration.
+//!
+//! Owns the thread-local [`ThreadState`] (constant-initialised and without destructor, so it
+//! compiles to a plain `#[thread_local]` slot: in the preload library that is static TLS, and
+//! reading it from a signal handler or a malloc hook never allocates) and the registration of
+//! a thread: stack bounds, its CPU timer, and a pthread key whose destructor disarms the timer
+//! when the thread exits.
+
+use core::cell::Cell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Once;
+
+use crate::sys;
+use crate::timer;
+use crate::unwind::Bounds;
+
+/// Not seen yet.
+const UNKNOWN: u8 = 0;
+/// Registered: precise bounds, timer armed (or process-wide timer).
+const REGISTERED: u8 = 1;
+/// The thread is exiting: never register it again.
+const EXITED: u8 = 3;
+
+/// What the agent keeps per thread. Fields read by the signal handler are atomics (the handler
+/// interrupts the same thread); the allocation sampler's fields are cells (never touched by
+/// the handler).
+pub(crate) struct ThreadState {
+    status: AtomicU8,
+    /// Bounds were set or looked up already (set or not, do not look again).
+    bounds_tried: AtomicBool,
+    tid: AtomicU32,
+    lo: AtomicUsize,
+    hi: AtomicUsize,
+    /// Timer slot + 1 (0 = none).
+    slot: AtomicU32,
+    /// Samples taken on this thread (decides when to re-read the name).
+    pub(crate) samples: AtomicU32,
+    /// Last name written, NUL-padded.
+    pub(crate) name: [AtomicU64; 2],
+    /// Inside an allocation hook (re-entrancy guard).
+    pub(crate) in_hook: Cell<bool>,
+    /// Bytes left before the next allocation sample (`i64::MIN` = not drawn yet).
+    pub(crate) countdown: Cell<i64>,
+    /// xorshift state (0 = not seeded).
+    pub(crate) rng: Cell<u64>,
+}
+
+impl ThreadState {
+    const fn new() -> Self {
+        Self {
+            status: AtomicU8::new(UNKNOWN),
+            bounds_tried: AtomicBool::new(false),
+            tid: AtomicU32::new(0),
+            lo: AtomicUsize::new(0),
+            hi: AtomicUsize::new(0),
+            slot: AtomicU32::new(0),
+            samples: AtomicU32::new(0),
+            name: [AtomicU64::new(0), AtomicU64::new(0)],
+            in_hook: Cell::new(false),
+            countdown: Cell::new(i64::MIN),
+            rng: Cell::new(0),
+        }
+    }
+
+    /// Kernel thread id (cached).
+    pub(crate) fn tid(&self) -> u32 {
+        match self.tid.load(Ordering::Relaxed) {
+            0 => {
+                let t = sys::gettid();
+                self.tid.store(t, Ordering::Relaxed);
+                t
+            }
+            t => t,
+        }
+    }
+
+    /// Stack bounds for a walk whose stack pointer is `sp`. Threads the agent did not
+    /// register get theirs once from the `/proc/self/maps` entry containing `sp` (raw system
+    /// calls only, so this is safe in the signal handler); `None` means leaf only.
+    pub(crate) fn bounds(&self, sp: usize) -> Option<Bounds> {
+        let hi = self.hi.load(Ordering::Relaxed);
+        if hi != 0 {
+            return Some(Bounds { lo: self.lo.load(Ordering::Relaxed), hi });
+        }
+        if self.bounds_tried.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        let (lo, hi) = sys::mapping_containing(sp)?;
+        self.set_bounds(lo, hi);
+        Some(Bounds { lo, hi })
+    }
+
+    fn set_bounds(&self, lo: usize, hi: usize) {
+        self.bounds_tried.store(true, Ordering::Relaxed);
+        self.lo.store(lo, Ordering::Relaxed);
+        self.hi.store(hi, Ordering::Relaxed);
+    }
+
+    /// Whether this thread may still be registered (not registered yet, not exiting).
+    pub(crate) fn registrable(&self) -> bool {
+        self.status.load(Ordering::Relaxed) == UNKNOWN
+    }
+
+    /// Marks a thread whose timer was armed from outside (it existed before `start()`) as
+    /// registered, so hooks stop considering it.
+    pub(crate) fn mark_registered(&self) {
+        self.status.store(REGISTERED, Ordering::Relaxed);
+    }
+}
+
+std::thread_local! {
+    static THREAD: ThreadState = const { ThreadState::new() };
+}
+
+/// Runs `f` with the calling thread's state.
+#[inline]
+pub(crate) fn with<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
+    THREAD.with(f)
+}
+
+/// Threads registered since the agent started.
+pub(crate) static THREADS: AtomicU64 = AtomicU64::new(0);
+
+static KEY_ONCE: Once = Once::new();
+static KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+extern "C" fn on_thread_exit(_: *mut c_void) {
+    with(|t| {
+        t.status.store(EXITED, Ordering::Relaxed);
+        let slot = t.slot.swap(0, Ordering::Relaxed);
+        if slot != 0 {
+            timer::release(slot - 1);
+        }
+    });
+}
+
+/// Creates the pthread key whose destructor disarms an exiting thread's timer.
+pub(crate) fn init_exit_key() {
+    KEY_ONCE.call_once(|| {
+        let mut key: libc::pthread_key_t = 0;
+        // SAFETY: valid out-pointer and a destructor with the C ABI.
+        if unsafe { libc::pthread_key_create(&mut key, Some(on_thread_exit)) } == 0 {
+            KEY.store(key as usize, Ordering::Relaxed);
+        }
+    });
+}
+
+/// Makes `on_thread_exit` run when the calling thread exits.
+fn arm_exit_destructor() {
+    let key = KEY.load(Ordering::Relaxed);
+    if key != usize::MAX {
+        // SAFETY: `key` was created by `init_exit_key`; any non-null value makes the
+        // destructor run at thread exit (the value itself is never dereferenced).
+        unsafe { libc::pthread_setspecific(key as libc::pthread_key_t, core::ptr::dangling::<c_void>()) };
+    }
+}
+
+/// Where to take the stack bounds of the calling thread from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BoundsSource {
+    /// `pthread_getattr_np`: exact, but it allocates and takes the thread's lock, so only at
+    /// thread start or from `start()`.
+    Pthread,
+    /// `/proc/self/maps` with raw system calls: for registration from inside a malloc hook.
+    Maps,
+}
+
+fn pthread_bounds() -> Option<(usize, usize)> {
+    // SAFETY: `attr` is initialised by `pthread_getattr_np` before use and destroyed after.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return None;
+        }
+        let mut addr: *mut c_void = core::ptr::null_mut();
+        let mut size = 0usize;
+        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        (rc == 0 && !addr.is_null()).then(|| (addr as usize, addr as usize + size))
+    }
+}
+
+/// Registers the calling thread: stack bounds, CPU timer, exit destructor. Returns a warning
+/// when the timer could not be armed. Does nothing for a thread already registered.
+pub(crate) fn register_current(source: BoundsSource) -> Option<String> {
+    with(|t| {
+        if !t.registrable() {
+            return None;
+        }
+        t.status.store(REGISTERED, Ordering::Relaxed);
+        let sp = crate::unwind::stack_pointer();
+        let bounds = match source {
+            BoundsSource::Pthread => pthread_bounds(),
+            BoundsSource::Maps => sys::mapping_containing(sp),
+        };
+        if let Some((lo, hi)) = bounds.filter(|&(lo, hi)| lo <= sp && sp < hi) {
+            t.set_bounds(lo, hi);
+        }
+        THREADS.fetch_add(1, Ordering::Relaxed);
+        let tid = t.tid();
+        let warning = match timer::arm(tid, true) {
+            Ok(Some(slot)) => {
+                t.slot.store(slot + 1, Ordering::Relaxed);
+                None
+            }
+            Ok(None) => None,
+            Err(e) => Some(format!("thread {tid} is not sampled: {e}")),
+        };
+        arm_exit_destructor();
+        warning
+    })
+}
+
+/// Records an already-armed timer slot for the calling thread (the first thread, whose
+/// timer chose the clock).
+pub(crate) fn adopt_first(slot: Option<u32>) {
+    with(|t| {
+        t.status.store(REGISTERED, Ordering::Relaxed);
+        if let Some((lo, hi)) = pthread_bounds() {
+            t.set_bounds(lo, hi);
+        }
+        if let Some(s) = slot {
+            t.slot.store(s + 1, Ordering::Relaxed);
+        }
+        THREADS.fetch_add(1, Ordering::Relaxed);
+        arm_exit_destructor();
+    });
+}
+
+/// Arms timers for the process's other threads (those running before `start()`; their
+/// stack bounds are looked up lazily by the signal handler). Returns warnings.
+pub(crate) fn register_existing(own_tid: u32) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        warnings.push("cannot list /proc/self/task: threads started before the agent are not sampled".into());
+        return warnings;
+    };
+    for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()) {
+        if tid == own_tid {
+            continue;
+        }
+        THREADS.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = timer::arm(tid, false) {
+            warnings.push(format!("thread {tid} is not sampled: {e}"));
+        }
+    }
+    warnings
+}
+
+/// Forgets the calling thread's registration (a forked child, or a restart of the agent).
+pub(crate) fn reset_current() {
+    with(|t| {
+        t.status.store(UNKNOWN, Ordering::Relaxed);
+        t.slot.store(0, Ordering::Relaxed);
+        t.tid.store(0, Ordering::Relaxed);
+        t.bounds_tried.store(false, Ordering::Relaxed);
+        t.lo.store(0, Ordering::Relaxed);
+        t.hi.store(0, Ordering::Relaxed);
+        t.samples.store(0, Ordering::Relaxed);
+        t.name[0].store(0, Ordering::Relaxed);
+        t.name[1].store(0, Ordering::Relaxed);
+    });
+}

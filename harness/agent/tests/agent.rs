@@ -1,0 +1,179 @@
+//! The agent used in-process through the public API: lifecycle, errors, the allocation
+//! wrapper, the fallback timer and forked children. The agent is process-wide, so the tests
+//! take turns.
+
+use std::alloc::System;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use contprof::format::{ClockKind, RawFile, Record};
+use contprof::{AllocMode, Error, Options};
+
+#[global_allocator]
+static ALLOC: contprof::Allocator<System> = contprof::Allocator::new(System);
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("contprof-{name}-{}.raw", std::process::id()))
+}
+
+fn read(path: &PathBuf) -> RawFile {
+    let f = RawFile::read_from(std::fs::File::open(path).expect("raw file exists")).expect("raw file parses");
+    let _ = std::fs::remove_file(path);
+    f
+}
+
+fn burn_cpu(ms: u64) -> u64 {
+    let start = std::time::Instant::now();
+    let mut x = 1u64;
+    while start.elapsed().as_millis() < u128::from(ms) {
+        for i in 0..10_000 {
+            x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+        }
+    }
+    x
+}
+
+fn end(f: &RawFile) -> contprof::format::EndRecord {
+    f.records
+        .iter()
+        .find_map(|r| if let Record::End(e) = r { Some(*e) } else { None })
+        .expect("an end record")
+}
+
+#[test]
+fn a_started_agent_writes_samples_and_an_end_record_and_refuses_a_second_start() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = temp("lifecycle");
+    let guard = contprof::start(Options::new(&path).frequency(499)).expect("agent starts");
+    assert!(matches!(contprof::start(Options::new(temp("second"))), Err(Error::AlreadyRunning)));
+    let worker = std::thread::spawn(|| burn_cpu(200));
+    burn_cpu(200);
+    worker.join().expect("worker finishes");
+    guard.stop();
+    let f = read(&path);
+    assert_eq!(ClockKind::from_u32(f.header.clock), ClockKind::PerfCpuClock);
+    let e = end(&f);
+    assert!(e.samples > 20, "{e:?}");
+    assert!(f.records.iter().filter(|r| matches!(r, Record::Maps(_))).count() == 2);
+    // The agent can run again once stopped.
+    let again = temp("again");
+    contprof::start(Options::new(&again)).expect("restart").stop();
+    assert!(end(&read(&again)).cpu_time_ns > 0);
+}
+
+/// This test binary is not built with frame pointers (cargo's defaults), so allocation stacks
+/// here may be empty and merge: the check is on totals. Per-stack exact counts are checked
+/// with a frame-pointer build under the preload library (see the crate README).
+#[test]
+fn exact_mode_counts_every_allocation_of_the_wrapped_allocator() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const SIZE: u64 = 12_345;
+    let path = temp("exact");
+    let guard =
+        contprof::start(Options::new(&path).frequency(0).alloc(AllocMode::Exact)).expect("agent starts");
+    let mut kept = Vec::with_capacity(100);
+    for i in 0..1000 {
+        let b = black_box(vec![0u8; SIZE as usize]);
+        if i % 10 == 0 {
+            kept.push(b);
+        }
+    }
+    guard.stop();
+    drop(kept);
+    let f = read(&path);
+    let (mut count, mut bytes, mut inuse, mut inuse_bytes) = (0, 0, 0, 0);
+    for r in &f.records {
+        if let Record::AllocStack { alloc_count, alloc_bytes, inuse_count, inuse_bytes: ib, .. } = r {
+            count += alloc_count;
+            bytes += alloc_bytes;
+            inuse += inuse_count;
+            inuse_bytes += ib;
+        }
+    }
+    let e = end(&f);
+    assert_eq!((count, bytes), (e.alloc_calls, e.alloc_bytes), "stacks add up to the end totals");
+    // 1000 + the one `kept` vector; nothing else allocates on this thread meanwhile.
+    assert!((1001..1010).contains(&count), "{count} allocations");
+    assert!((1000 * SIZE..1000 * SIZE + 10_000).contains(&bytes), "{bytes} bytes");
+    assert!((101..110).contains(&inuse), "{inuse} live");
+    assert!((100 * SIZE..100 * SIZE + 10_000).contains(&inuse_bytes), "{inuse_bytes} live bytes");
+}
+
+#[test]
+fn sampled_mode_estimates_bytes_without_bias() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = temp("sampled");
+    let guard =
+        contprof::start(Options::new(&path).frequency(0).alloc_interval(64 * 1024)).expect("agent starts");
+    for _ in 0..100_000 {
+        black_box(vec![0u8; 4000]);
+    }
+    guard.stop();
+    let f = read(&path);
+    let total: u64 = f
+        .records
+        .iter()
+        .filter_map(
+            |r| if let Record::AllocStack { alloc_bytes, .. } = r { Some(*alloc_bytes) } else { None },
+        )
+        .sum();
+    // 400 MB in ~6100 samples: the estimate is within a few percent.
+    let ratio = total as f64 / 400e6;
+    assert!((0.9..1.1).contains(&ratio), "estimated {total} bytes for 400e6");
+}
+
+#[test]
+fn without_perf_events_the_thread_timer_is_used_and_noted() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = temp("fallback");
+    let guard = contprof::start(Options::new(&path).allow_perf(false)).expect("agent starts");
+    burn_cpu(300);
+    guard.stop();
+    let f = read(&path);
+    assert_eq!(ClockKind::from_u32(f.header.clock), ClockKind::ThreadCpuTimer);
+    assert!(
+        f.records
+            .iter()
+            .any(|r| matches!(r, Record::Message { text, .. } if text.contains("perf_event_open")))
+    );
+    assert!(end(&f).samples > 5);
+}
+
+#[test]
+fn a_forked_child_writes_nothing_into_the_parents_file() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = temp("fork");
+    let guard = contprof::start(Options::new(&path).frequency(999)).expect("agent starts");
+    // SAFETY: the child only burns CPU, allocates (through the hooks) and calls `_exit`.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        burn_cpu(300);
+        black_box(vec![0u8; 1 << 20]);
+        // SAFETY: ends the child without running the parent's exit handlers twice.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    guard.stop();
+    let f = read(&path);
+    let from_child = f
+        .records
+        .iter()
+        .filter(|r| matches!(r, Record::CpuSample { tid, .. } if *tid as i32 == child))
+        .count();
+    assert_eq!(from_child, 0);
+    assert_eq!(f.records.iter().filter(|r| matches!(r, Record::End(_))).count(), 1);
+}
+
+#[test]
+fn an_unwritable_output_is_a_named_error() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let err = contprof::start(Options::new("/nonexistent-dir/x.raw")).expect_err("cannot create");
+    assert!(matches!(err, Error::CreateOutput { .. }));
+    assert_eq!(err.to_string(), "cannot create the sample file /nonexistent-dir/x.raw");
+    assert!(std::error::Error::source(&err).is_some());
+}

@@ -1,0 +1,82 @@
+//! The CPU sample path allocates nothing: a counting global allocator sees zero allocations
+//! on this thread while samples are taken, both by calling the record path directly and by
+//! letting real `SIGPROF` samples fire during a busy loop. (It takes no lock either: there is
+//! none on that path by design, see `sampler.rs`.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+
+use contprof::format::{RawFile, Record};
+
+struct Counting;
+
+thread_local! {
+    static WATCHING: Cell<bool> = const { Cell::new(false) };
+    static SEEN: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to `System` unchanged; only counts on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if WATCHING.with(Cell::get) {
+            SEEN.with(|s| s.set(s.get() + 1));
+        }
+        // SAFETY: forwarded.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[inline(never)]
+fn burn(iterations: u64) -> u64 {
+    let mut x = 1u64;
+    for i in 0..iterations {
+        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+    x
+}
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[test]
+fn sampling_allocates_nothing() {
+    let path = std::env::temp_dir().join(format!("contprof-noalloc-{}.raw", std::process::id()));
+    let guard = contprof::start(contprof::Options::new(&path).frequency(999).alloc(contprof::AllocMode::Off))
+        .expect("agent starts");
+
+    WATCHING.with(|w| w.set(true));
+    for _ in 0..500 {
+        contprof::preload::sample_here();
+    }
+    let direct = SEEN.with(Cell::get);
+    let until = thread_cpu_ns() + 300_000_000;
+    while thread_cpu_ns() < until {
+        black_box(burn(100_000));
+    }
+    WATCHING.with(|w| w.set(false));
+    let total = SEEN.with(Cell::get);
+    guard.stop();
+
+    let file = RawFile::read_from(std::fs::File::open(&path).expect("file exists")).expect("file parses");
+    let _ = std::fs::remove_file(&path);
+    // SAFETY: `gettid` has no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+    let samples =
+        file.records.iter().filter(|r| matches!(r, Record::CpuSample { tid: t, .. } if *t == tid)).count();
+    assert_eq!(direct, 0, "direct calls of the sample path allocated");
+    assert_eq!(total, 0, "signal-driven samples allocated");
+    assert!(samples >= 500 + 100, "expected the direct samples and ~300 timer samples, got {samples}");
+}

@@ -1,0 +1,64 @@
+//! Profiles are read by tools nobody here wrote: `go tool pprof` and npm `pprof-format`.
+
+use std::process::Command;
+
+use crate::util::{repo_root, run_fixture, tools_required};
+
+fn available(program: &str, args: &[&str]) -> bool {
+    let ok = Command::new(program).args(args).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(!tools_required(), "{program} is required (CONTPROF_REQUIRE_TOOLS is set) but not usable");
+        eprintln!("skipping: {program} not installed (.ci/run installs it)");
+    }
+    ok
+}
+
+#[test]
+fn go_tool_pprof_reads_the_profile_and_finds_the_binary() {
+    if !available("go", &["version"]) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let f = run_fixture("cpu_split", out.path(), &[], &[("FIXTURE_SCALE", "0.3")]);
+    assert_eq!(f.code, 0, "{f:?}");
+    let o = Command::new("go")
+        .args(["tool", "pprof", "-top", "-sample_index=cpu"])
+        .arg(out.path().join("profile.pb.gz"))
+        .env("PPROF_TMPDIR", out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("workloads::burn_a"), "{stdout}");
+    assert!(!stderr.contains("Main binary filename not available"), "{stderr}");
+    let alloc = Command::new("go")
+        .args(["tool", "pprof", "-top", "-sample_index=alloc_space"])
+        .arg(out.path().join("profile.pb.gz"))
+        .output()
+        .unwrap();
+    assert!(alloc.status.success(), "{}", String::from_utf8_lossy(&alloc.stderr));
+}
+
+#[test]
+fn npm_pprof_format_decodes_the_profile() {
+    let js = repo_root().join("tests/js");
+    if !js.join("node_modules/pprof-format").exists() {
+        assert!(!tools_required(), "tests/js/node_modules missing: run `npm ci` in tests/js");
+        eprintln!("skipping: npm pprof-format not installed (.ci/run installs it)");
+        return;
+    }
+    if !available("node", &["--version"]) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let f = run_fixture("cpu_split", out.path(), &[], &[("FIXTURE_SCALE", "0.3")]);
+    assert_eq!(f.code, 0, "{f:?}");
+    let o = Command::new("node").arg(js.join("decode.mjs")).arg(out.path().join("profile.pb.gz")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let types: Vec<&str> = summary["sampleTypes"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert!(types.contains(&"cpu/nanoseconds") && types.contains(&"alloc_space/bytes"), "{summary}");
+    assert!(summary["samples"].as_u64().unwrap() > 0, "{summary}");
+    assert!(summary["mappings"][0].as_str().unwrap().ends_with("cpu_split"), "{summary}");
+}

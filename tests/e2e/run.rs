@@ -1,0 +1,164 @@
+//! `cargo contprof run` on each fixture, checked against `fixtures/expected.toml`.
+
+use cargo_contprof::profile::{CostView, Profile};
+
+use crate::util::{describe, expectation, read_profile, run_fixture, share};
+
+/// Runs a fixture and checks every share its expectation declares; returns the merged profile.
+fn check_fixture(bin: &str, extra: &[&str], env: &[(&str, &str)]) -> (Profile, crate::util::Finished) {
+    let out = tempfile::tempdir().unwrap();
+    let finished = run_fixture(bin, out.path(), extra, env);
+    let expected = expectation(bin);
+    let code = expected.get("exit_code").and_then(|c| c.as_integer()).unwrap_or(0) as i32;
+    assert_eq!(finished.code, code, "{finished:?}");
+    let profile = read_profile(&out.path().join("profile.pb.gz"));
+    let view = CostView::from_profile(&profile);
+    for (key, total) in [("cpu_self_share", false), ("cpu_total_share", true)] {
+        for e in expected.get(key).and_then(|v| v.as_array()).into_iter().flatten() {
+            let function = e["function"].as_str().unwrap();
+            let want = e["share"].as_float().unwrap();
+            let tolerance = e["tolerance"].as_float().unwrap();
+            let got = share(&view, "cpu", function, total);
+            assert!(
+                (got - want).abs() <= tolerance,
+                "{bin}: {key} of {function} is {got:.3}, expected {want} ± {tolerance}\n{}\n{finished:?}",
+                describe(&view, "cpu")
+            );
+        }
+    }
+    for f in expected.get("absent").and_then(|v| v.as_array()).into_iter().flatten() {
+        let f = f.as_str().unwrap();
+        assert!(view.get(f).is_none(), "{bin}: {f} must not appear\n{}", describe(&view, "cpu"));
+    }
+    (profile, finished)
+}
+
+/// The CPU time in the profile matches the CPU the process burned (the period is derived from
+/// measured CPU time, not from the requested rate).
+fn assert_cpu_time_plausible(profile: &Profile) {
+    let cpu = profile.sample_type_index("cpu").unwrap();
+    let total_ns = profile.total(cpu) as f64;
+    let wall_ns = profile.duration_nanos as f64;
+    assert!(total_ns > 0.0, "no CPU time recorded");
+    // Single-threaded fixtures: CPU time is close to the wall time.
+    assert!(total_ns > 0.8 * wall_ns && total_ns < 1.1 * wall_ns, "cpu {total_ns} ns vs wall {wall_ns} ns");
+}
+
+#[test]
+fn cpu_split_shares_leaf_functions_and_cpu_time() {
+    let (profile, _) = check_fixture("cpu_split", &[], &[]);
+    assert_cpu_time_plausible(&profile);
+    assert!(!profile.mapping.is_empty(), "profile has mappings");
+    assert!(profile.mapping[0].has_functions, "main mapping is symbolized");
+}
+
+#[test]
+fn cpu_time_is_right_at_a_rate_above_the_kernel_tick() {
+    let (profile, _) = check_fixture("cpu_split", &["--frequency", "999"], &[]);
+    assert_cpu_time_plausible(&profile);
+    let samples = profile.total(profile.sample_type_index("samples").unwrap()) as f64;
+    let seconds = profile.total(profile.sample_type_index("cpu").unwrap()) as f64 / 1e9;
+    // Above the 250 Hz tick: the per-thread perf timer delivers far more than setitimer could.
+    assert!(samples / seconds > 400.0, "{samples} samples in {seconds:.2} s of CPU");
+}
+
+#[test]
+fn threads_are_sampled_and_labelled() {
+    let (profile, _) = check_fixture("threads", &[], &[]);
+    let expected = expectation("threads");
+    let threads = expected["threads"].as_table().unwrap();
+    for (thread, function) in threads {
+        let function = function.as_str().unwrap();
+        let mut on_thread = 0;
+        let mut with_function = 0;
+        for s in profile.sample.iter().filter(|s| profile.label_str(s, "thread") == Some(thread.as_str())) {
+            on_thread += 1;
+            let names = stack_names(&profile, s);
+            if names.iter().any(|n| n == function) {
+                with_function += 1;
+            }
+        }
+        assert!(on_thread > 20, "thread {thread}: {on_thread} samples");
+        assert!(with_function * 10 >= on_thread * 9, "thread {thread}: {with_function}/{on_thread} samples in {function}");
+    }
+}
+
+#[test]
+fn inlined_function_is_named() {
+    check_fixture("inlined", &[], &[]);
+}
+
+#[test]
+fn child_processes_stay_out_of_the_profile() {
+    check_fixture("spawns", &[], &[]);
+}
+
+#[test]
+fn failing_workload_keeps_its_samples_and_exits_4() {
+    let (_, finished) = check_fixture("panics", &[], &[]);
+    assert!(finished.stderr.contains("panicked"), "{finished:?}");
+    for (mode, needle) in [("abort", "SIGABRT"), ("segv", "SIGSEGV"), ("exit3", "exit status 3")] {
+        let out = tempfile::tempdir().unwrap();
+        let f = crate::util::run_fixture("panics", out.path(), &[], &[("FIXTURE_FAIL", mode), ("FIXTURE_SCALE", "0.5")]);
+        assert_eq!(f.code, 4, "{mode}: {f:?}");
+        assert!(f.stderr.contains(needle), "{mode}: {f:?}");
+        let profile = read_profile(&out.path().join("profile.pb.gz"));
+        let view = CostView::from_profile(&profile);
+        assert!(share(&view, "cpu", "panics::before_panic", true) > 0.8, "{mode}\n{}", describe(&view, "cpu"));
+    }
+}
+
+#[test]
+fn allocations_split_three_to_one() {
+    let (profile, _) = check_fixture("alloc_split", &[], &[]);
+    let view = CostView::from_profile(&profile);
+    let expected = expectation("alloc_split");
+    let r = expected["alloc_bytes_ratio"].as_table().unwrap();
+    let num = share(&view, "alloc_space", r["numerator"].as_str().unwrap(), true);
+    let den = share(&view, "alloc_space", r["denominator"].as_str().unwrap(), true);
+    let (want, tol) = (r["ratio"].as_float().unwrap(), r["tolerance"].as_float().unwrap());
+    assert!(den > 0.0 && (num / den - want).abs() <= tol, "ratio {num}/{den}\n{}", describe(&view, "alloc_space"));
+    for f in expected["inuse_functions"].as_array().unwrap() {
+        assert!(share(&view, "inuse_space", f.as_str().unwrap(), true) > 0.5, "{}", describe(&view, "inuse_space"));
+    }
+}
+
+#[test]
+fn exact_allocation_counts() {
+    let (profile, _) = check_fixture("alloc_split", &["--alloc", "exact"], &[]);
+    let view = CostView::from_profile(&profile);
+    let i = view.sample_type_index("alloc_objects").unwrap();
+    for e in expectation("alloc_split")["exact_alloc_count"].as_array().unwrap() {
+        let f = e["function"].as_str().unwrap();
+        let got = view.get(f).map_or(0, |c| c.total_values[i]);
+        assert_eq!(got, e["count"].as_integer().unwrap(), "{f}\n{}", describe(&view, "alloc_objects"));
+    }
+}
+
+#[test]
+fn repeated_runs_write_each_run_and_a_merged_profile() {
+    let out = tempfile::tempdir().unwrap();
+    let f = run_fixture("cpu_split", out.path(), &["--runs", "2"], &[("FIXTURE_SCALE", "0.3")]);
+    assert_eq!(f.code, 0, "{f:?}");
+    let one = read_profile(&out.path().join("run-1.pb.gz"));
+    let two = read_profile(&out.path().join("run-2.pb.gz"));
+    let merged = read_profile(&out.path().join("profile.pb.gz"));
+    let cpu = merged.sample_type_index("cpu").unwrap();
+    assert_eq!(merged.total(cpu), one.total(cpu) + two.total(cpu));
+    assert!(out.path().join("flamegraph.svg").exists());
+    assert!(f.stdout.contains("workloads::burn_a"), "top table lists the hot leaf: {f:?}");
+}
+
+fn stack_names(profile: &Profile, sample: &cargo_contprof::profile::Sample) -> Vec<String> {
+    let mut names = Vec::new();
+    for id in &sample.location_id {
+        if let Some(loc) = profile.location.iter().find(|l| l.id == *id) {
+            for line in &loc.line {
+                if let Some(f) = profile.function.iter().find(|f| f.id == line.function_id) {
+                    names.push(profile.str(f.name).to_owned());
+                }
+            }
+        }
+    }
+    names
+}

@@ -1,0 +1,104 @@
+//! Helpers: running the real CLI, locating fixtures, reading profiles and expectations.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cargo_contprof::profile::{self, CostView, Profile};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("crate has a parent").to_owned()
+}
+
+/// `fixtures/Cargo.toml`.
+pub fn fixtures_manifest() -> PathBuf {
+    repo_root().join("fixtures/Cargo.toml")
+}
+
+/// A command running the built `cargo-contprof` binary as cargo would (`cargo-contprof contprof ...`).
+pub fn contprof() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-contprof"));
+    cmd.arg("contprof");
+    // Keep the tests' own environment out of the workloads.
+    cmd.env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS").env("CARGO_TERM_COLOR", "never");
+    cmd
+}
+
+/// Output of a finished command, with both streams as text for assertions.
+pub struct Finished {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Runs `cmd` to completion.
+pub fn finish(cmd: &mut Command) -> Finished {
+    let Output { status, stdout, stderr } = cmd.output().expect("cargo-contprof starts");
+    Finished {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// `cargo contprof run --manifest-path fixtures/Cargo.toml --bin NAME -o DIR EXTRA...`.
+pub fn run_fixture(bin: &str, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Finished {
+    let mut cmd = contprof();
+    cmd.arg("run").arg("--manifest-path").arg(fixtures_manifest()).args(["--bin", bin]).arg("-o").arg(out);
+    cmd.args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    finish(&mut cmd)
+}
+
+/// Reads a gzipped pprof file.
+pub fn read_profile(path: &Path) -> Profile {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    profile::decode(&bytes).unwrap_or_else(|e| panic!("decode {}: {e}", path.display()))
+}
+
+/// Share of `function` in sample type `ty` (self or total).
+pub fn share(view: &CostView, ty: &str, function: &str, total: bool) -> f64 {
+    let i = view.sample_type_index(ty).unwrap_or_else(|| panic!("no sample type {ty}"));
+    let whole = view.totals[i] as f64;
+    let part = view.get(function).map_or(0, |f| if total { f.total_values[i] } else { f.self_values[i] });
+    if whole == 0.0 { 0.0 } else { part as f64 / whole }
+}
+
+/// The top entries of a view by self value, for assertion messages.
+pub fn describe(view: &CostView, ty: &str) -> String {
+    let i = view.sample_type_index(ty).expect("sample type");
+    let whole = view.totals[i].max(1) as f64;
+    view.sorted_by_self(i)
+        .iter()
+        .take(8)
+        .map(|f| format!("  {:5.1}% self {:5.1}% total  {}", f.self_values[i] as f64 * 100.0 / whole, f.total_values[i] as f64 * 100.0 / whole, f.name))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The `[[fixture]]` entry of `expected.toml` for `bin`.
+pub fn expectation(bin: &str) -> toml::Table {
+    let text = std::fs::read_to_string(repo_root().join("fixtures/expected.toml")).expect("expected.toml");
+    let doc: toml::Table = text.parse().expect("expected.toml parses");
+    doc["fixture"]
+        .as_array()
+        .expect("[[fixture]] entries")
+        .iter()
+        .filter_map(|f| f.as_table())
+        .find(|f| f.get("bin").and_then(|b| b.as_str()) == Some(bin))
+        .unwrap_or_else(|| panic!("no expectation for {bin}"))
+        .clone()
+}
+
+/// Whether tools that the environment must provide are required (CI sets this).
+pub fn tools_required() -> bool {
+    std::env::var_os("CONTPROF_REQUIRE_TOOLS").is_some()
+}
