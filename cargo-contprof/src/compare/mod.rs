@@ -1,1 +1,3 @@
-//! (compare: not yet written)
+//! Function-level regression detection between two sets of profiling runs.
+pub mod model;
+mod stats;
