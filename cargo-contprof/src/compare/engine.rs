@@ -8,12 +8,10 @@ use super::finding::{Comparison, Finding, Method, Summary, Verdict, Warning};
 use super::model::{Group, Kind, Metric, RevisionInfo};
 use super::options::Options;
 use super::series::{MetricData, Run, SIDES, Series, prepare};
-use super::stats::{SideStats, TestResult, benjamini_hochberg, single_run, welch};
+use super::stats::{SideStats, TestResult, benjamini_hochberg, fit_prior, single_run, weighted_median, welch};
 
-/// Rounds of "test, then leave the changed functions out of the normalizer".
-const NORMALIZATION_ROUNDS: usize = 4;
-/// The changed functions may hold at most this share of a run before normalization gives up.
-const MAX_EXCLUDED_SHARE: f64 = 0.5;
+/// Rounds of "estimate the shift, leave out the functions found changed".
+const SHIFT_ROUNDS: usize = 4;
 /// A total-cost change is inherited when self-cost changes in the same direction account for at
 /// least this fraction of it.
 const INHERITED_FRACTION: f64 = 1.0 / 1.5;
@@ -80,9 +78,7 @@ pub fn compare(
                         single.insert(SIDES[s]);
                     }
                 }
-                if let Some(w) = ctx.sampled() {
-                    warnings.push(w);
-                }
+                ctx.sampled();
             }
             summary.below_floor += ctx.below_floor;
         }
@@ -333,8 +329,8 @@ impl Ctx<'_> {
     }
 
     /// Sampled metrics: a t-test per function on logs, with the machine's speed normalized out
-    /// for metrics listed in `Options::normalize`. Returns a warning if normalization was capped.
-    fn sampled(&mut self) -> Option<Warning> {
+    /// for metrics listed in `Options::normalize`.
+    fn sampled(&mut self) {
         let normalized = self.opts.normalize.contains(&self.metric);
         let mut candidates: Vec<(usize, Kind)> = Vec::new();
         for (i, series) in self.data.functions.iter().enumerate() {
@@ -353,31 +349,54 @@ impl Ctx<'_> {
             }
         }
 
-        let mut excluded = BTreeSet::new();
-        let mut warning = None;
+        // Per candidate, per side: mean and variance of the logs.
+        let stats: Vec<[SideStats; 2]> = candidates.iter().map(|&(i, kind)| self.side_stats(i, kind, normalized)).collect();
+        // Empirical-Bayes prior of the per-run variance, from the self-cost series (opt-in: more
+        // power at 5 runs, but too many false positives when functions differ in spread).
+        let items: Vec<(f64, f64, f64)> = candidates
+            .iter()
+            .zip(&stats)
+            .filter(|((_, kind), _)| *kind == Kind::SelfCost)
+            .flat_map(|(_, st)| st.iter().map(|s| (s.raw_var, s.floor, s.df)))
+            .collect();
+        let prior = if self.opts.moderate_variance { fit_prior(&items) } else { None };
+        let tests: Vec<TestResult> = stats
+            .iter()
+            .map(|st| {
+                let [b, h] = st.map(|s| prior.map_or(s, |p| s.moderated(p)));
+                if b.n > 1 && h.n > 1 { welch(b, h) } else { single_run(b, h, self.opts.single_run_jitter.powi(2)) }
+            })
+            .collect();
+
+        // Side-level normalization: per run, costs are shares of the run's total (cancelling the
+        // machine's speed); between sides, the composition shifts when a function grows (every
+        // other share shrinks). The shift is the precision-weighted median of the self-cost log
+        // changes, recomputed without the functions it finds changed (a large changed function
+        // would otherwise pull the median of the unchanged ones off centre). Robust as long as
+        // the changed functions hold less than half the weight.
+        let mut shift = (0.0, 0.0);
         if normalized {
             let min_effect = self.opts.min_effect(self.metric);
-            for _ in 0..NORMALIZATION_ROUNDS {
-                let tests: Vec<(usize, TestResult)> = candidates
+            let mut changed = vec![false; candidates.len()];
+            for _ in 0..SHIFT_ROUNDS {
+                let selfs: Vec<usize> = (0..candidates.len()).filter(|&c| candidates[c].1 == Kind::SelfCost).collect();
+                let mut items: Vec<(f64, f64)> = selfs
                     .iter()
-                    .filter(|(_, kind)| *kind == Kind::SelfCost)
-                    .map(|&(i, _)| (i, self.test(i, Kind::SelfCost, &excluded, normalized)))
+                    .filter(|&&c| !changed[c] && tests[c].se > 0.0)
+                    .map(|&c| (tests[c].diff, 1.0 / (tests[c].se * tests[c].se)))
                     .collect();
-                let qs = benjamini_hochberg(&tests.iter().map(|(_, t)| t.p).collect::<Vec<_>>());
-                let next: BTreeSet<usize> = tests
-                    .iter()
-                    .zip(qs)
-                    .filter(|((_, t), q)| *q <= self.opts.alpha && (t.diff.exp() - 1.0).abs() >= min_effect)
-                    .map(|((i, _), _)| *i)
-                    .collect();
-                if self.excluded_share(&next) > MAX_EXCLUDED_SHARE {
-                    warning = Some(Warning::NormalizationCapped { group: self.group.to_owned(), metric: self.metric });
+                let Some(m) = weighted_median(&mut items) else { break };
+                shift = m;
+                let shifted: Vec<TestResult> = selfs.iter().map(|&c| tests[c].shifted(shift.0, shift.1)).collect();
+                let qs = benjamini_hochberg(&shifted.iter().map(|t| t.p).collect::<Vec<_>>());
+                let mut next = vec![false; candidates.len()];
+                for ((&c, t), q) in selfs.iter().zip(&shifted).zip(qs) {
+                    next[c] = q <= self.opts.alpha && (t.diff.exp() - 1.0).abs() >= min_effect;
+                }
+                if next == changed {
                     break;
                 }
-                if next == excluded {
-                    break;
-                }
-                excluded = next;
+                changed = next;
             }
         }
 
@@ -388,91 +407,54 @@ impl Ctx<'_> {
             (true, true) => Method::SingleRunLogShare,
             (false, true) => Method::SingleRunLog,
         };
-        for (i, kind) in candidates {
+        for (&(i, kind), t) in candidates.iter().zip(tests) {
             let series = &self.data.functions[i];
-            let t = self.test(i, kind, &excluded, normalized);
+            let t = if normalized { t.shifted(shift.0, shift.1) } else { t };
             let mut finding = self.finding(series, kind, method);
             let (lo, hi) = t.interval(self.opts.confidence);
             finding.change = Some(t.diff.exp() - 1.0);
             finding.ci_low = Some(lo.exp() - 1.0);
             finding.ci_high = Some(hi.exp() - 1.0);
             finding.p = Some(t.p);
-            let delta = self.level_delta(series, kind, &excluded, normalized);
+            let delta = self.level_delta(series, kind, shift.0, normalized);
             self.out.push(Pending { finding, decision: Decision::Test { single }, delta });
         }
-        warning
     }
 
-    /// Mean share of the runs held by the self cost of `set`.
-    fn excluded_share(&self, set: &BTreeSet<usize>) -> f64 {
-        let per_side = [0, 1].map(|s| {
-            mean(self.data.runs[s].iter().enumerate().map(|(r, run)| {
-                let x: f64 = set.iter().map(|&i| self.data.functions[i].self_[s][r]).sum();
-                if run.total > 0.0 { x / run.total } else { 0.0 }
-            }))
-        });
-        per_side[0].max(per_side[1])
-    }
-
-    /// Per-run normalizer: the run's total minus the self cost of the functions found to change.
-    fn normalizers(&self, s: usize, excluded: &BTreeSet<usize>) -> Vec<f64> {
-        self.data.runs[s]
-            .iter()
-            .enumerate()
-            .map(|(r, run)| {
-                let x: f64 = excluded.iter().map(|&i| self.data.functions[i].self_[s][r]).sum();
-                (run.total - x).max(run.unit)
-            })
-            .collect()
-    }
-
-    /// ln(cost + one sample), minus ln(normalizer) when normalized.
-    fn logs(&self, xs: &[f64], s: usize, norms: Option<&[f64]>) -> Vec<f64> {
+    /// ln(cost + one sample), minus ln(run total) when normalized.
+    fn logs(&self, xs: &[f64], s: usize, normalized: bool) -> Vec<f64> {
         let runs: &[Run] = &self.data.runs[s];
         xs.iter()
             .zip(runs)
-            .enumerate()
-            .map(|(r, (x, run))| (x + run.unit).ln() - norms.map_or(0.0, |n| n[r].ln()))
+            .map(|(x, run)| (x + run.unit).ln() - if normalized { run.total.max(run.unit).ln() } else { 0.0 })
             .collect()
     }
 
-    fn test(&self, i: usize, kind: Kind, excluded: &BTreeSet<usize>, normalized: bool) -> TestResult {
+    /// Per side: mean and variance of the logs of one series, with the sampling-noise floor.
+    fn side_stats(&self, i: usize, kind: Kind, normalized: bool) -> [SideStats; 2] {
         let xs = Self::values(&self.data.functions[i], kind);
-        let in_norm = kind == Kind::SelfCost && !excluded.contains(&i);
-        let stats = [0, 1].map(|s| {
-            let norms = normalized.then(|| self.normalizers(s, excluded));
-            let ys = self.logs(&xs[s], s, norms.as_deref());
+        [0, 1].map(|s| {
+            let ys = self.logs(&xs[s], s, normalized);
             // Sampling noise alone gives var(ln X) ≈ 1/λ for λ samples (Poisson); for a share of
-            // a total that includes the function, (1 - share)/λ (binomial).
+            // the run, (1 - share)/λ (binomial).
             let lambda = mean(xs[s].iter().zip(&self.data.runs[s]).map(|(x, r)| x / r.unit));
-            let share = match &norms {
-                Some(n) if in_norm => mean(xs[s].iter().zip(n).map(|(x, n)| x / n)).min(0.95),
-                _ => 0.0,
-            };
+            let share = if normalized { self.shares(xs)[s].min(0.95) } else { 0.0 };
             let exact = self.data.runs[s].iter().all(|r| r.exact);
             let floor = if exact { 0.0 } else { (1.0 - share) / (lambda + 1.0) };
             SideStats::new(&ys, floor)
-        });
-        if stats[0].n > 1 && stats[1].n > 1 {
-            welch(stats[0], stats[1])
-        } else {
-            single_run(stats[0], stats[1], self.opts.single_run_jitter.powi(2))
-        }
+        })
     }
 
-    /// Change of the mean level in units of the run: share points of the normalizer when
-    /// normalized, of the base side's mean total otherwise.
-    fn level_delta(&self, series: &Series, kind: Kind, excluded: &BTreeSet<usize>, normalized: bool) -> f64 {
+    /// Change of the mean level in units of the run: share points (head shares rescaled by the
+    /// side-level shift) when normalized, fractions of the base side's mean total otherwise.
+    fn level_delta(&self, series: &Series, kind: Kind, shift: f64, normalized: bool) -> f64 {
         let xs = Self::values(series, kind);
-        let level = |s: usize| {
-            if normalized {
-                let norms = self.normalizers(s, excluded);
-                mean(xs[s].iter().zip(&norms).map(|(x, n)| x / n))
-            } else {
-                let total = mean(self.data.runs[0].iter().map(|r| r.total));
-                if total > 0.0 { mean(xs[s].iter().copied()) / total } else { 0.0 }
-            }
-        };
-        level(1) - level(0)
+        if normalized {
+            let shares = self.shares(xs);
+            shares[1] * (-shift).exp() - shares[0]
+        } else {
+            let total = mean(self.data.runs[0].iter().map(|r| r.total));
+            if total > 0.0 { (mean(xs[1].iter().copied()) - mean(xs[0].iter().copied())) / total } else { 0.0 }
+        }
     }
 }

@@ -52,9 +52,9 @@ impl Verdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
-    /// Welch's t-test on ln(cost + one sample) − ln(stable cost of the run), where the stable cost
-    /// is the run's total minus the self cost of functions found to change: cancels the machine's
-    /// speed and the dilution by other functions' changes.
+    /// Welch's t-test on ln(cost + one sample) − ln(run total), shifted by the precision-weighted
+    /// median change of all functions: cancels the machine's speed per run and the dilution of
+    /// every share when one function grows.
     WelchLogShare,
     /// Welch's t-test on ln(cost + one sample) per run.
     WelchLog,
@@ -182,14 +182,6 @@ pub enum Warning {
         /// Why.
         reason: &'static str,
     },
-    /// So many functions changed that normalizing by the rest would be meaningless; the share of
-    /// changed functions was capped.
-    NormalizationCapped {
-        /// Group key.
-        group: String,
-        /// Metric.
-        metric: Metric,
-    },
 }
 
 impl fmt::Display for Warning {
@@ -209,10 +201,6 @@ impl fmt::Display for Warning {
             Warning::SkippedRun { group, metric, side, index, reason } => {
                 write!(f, "{group}: {side} run #{index} left out of {metric}: {reason}")
             }
-            Warning::NormalizationCapped { group, metric } => write!(
-                f,
-                "{group}: more than half of {metric} changed; changes are measured against the unchanged rest only in part"
-            ),
         }
     }
 }

@@ -34,6 +34,8 @@ pub mod model;
 mod options;
 mod render;
 mod series;
+#[cfg(test)]
+mod sim;
 mod stats;
 
 pub use engine::compare;
