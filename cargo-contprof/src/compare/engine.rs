@@ -8,7 +8,9 @@ use super::finding::{Comparison, Finding, Method, Summary, Verdict, Warning};
 use super::model::{Group, Kind, Metric, RevisionInfo};
 use super::options::Options;
 use super::series::{MetricData, Run, SIDES, Series, prepare};
-use super::stats::{SideStats, TestResult, benjamini_hochberg, fit_prior, single_run, weighted_median, welch};
+use super::stats::{
+    SideStats, TestResult, benjamini_hochberg, fit_prior, single_run, weighted_median, welch,
+};
 
 /// Rounds of "estimate the shift, leave out the functions found changed".
 const SHIFT_ROUNDS: usize = 4;
@@ -66,16 +68,17 @@ pub fn compare(
         for metric in Metric::ALL {
             let Some(data) = prepare(group, metric, opts, &mut warnings) else { continue };
             summary.ignored += data.ignored;
-            let mut ctx = Ctx { group: &group.key, metric, data: &data, opts, out: &mut pending, below_floor: 0 };
+            let mut ctx =
+                Ctx { group: &group.key, metric, data: &data, opts, out: &mut pending, below_floor: 0 };
             if data.exact() {
                 ctx.exact();
             } else {
                 if !data.consistent() {
                     warnings.push(Warning::MixedExactness { group: group.key.clone(), metric });
                 }
-                for s in 0..2 {
-                    if data.runs[s].len() == 1 {
-                        single.insert(SIDES[s]);
+                for (runs, side) in data.runs.iter().zip(SIDES) {
+                    if runs.len() == 1 {
+                        single.insert(side);
                     }
                 }
                 ctx.sampled();
@@ -159,7 +162,10 @@ fn mark_inherited(pending: &mut [Pending]) {
         let f = &p.finding;
         let flagged = matches!(
             f.verdict,
-            Verdict::Regression | Verdict::Improvement | Verdict::PossibleRegression | Verdict::PossibleImprovement
+            Verdict::Regression
+                | Verdict::Improvement
+                | Verdict::PossibleRegression
+                | Verdict::PossibleImprovement
         );
         if f.kind == Kind::Total && flagged {
             let sum = explained.get(&(f.group.clone(), f.metric, p.delta > 0.0)).copied().unwrap_or(0.0);
@@ -215,7 +221,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn values<'s>(series: &'s Series, kind: Kind) -> &'s [Vec<f64>; 2] {
+    fn values(series: &Series, kind: Kind) -> &[Vec<f64>; 2] {
         match kind {
             Kind::SelfCost => &series.self_,
             Kind::Total => &series.total,
@@ -225,7 +231,12 @@ impl Ctx<'_> {
     /// Mean share of the run total, per side.
     fn shares(&self, xs: &[Vec<f64>; 2]) -> [f64; 2] {
         [0, 1].map(|s| {
-            mean(xs[s].iter().zip(&self.data.runs[s]).map(|(x, r)| if r.total > 0.0 { x / r.total } else { 0.0 }))
+            mean(
+                xs[s]
+                    .iter()
+                    .zip(&self.data.runs[s])
+                    .map(|(x, r)| if r.total > 0.0 { x / r.total } else { 0.0 }),
+            )
         })
     }
 
@@ -233,7 +244,10 @@ impl Ctx<'_> {
     fn samples(&self, xs: &[Vec<f64>; 2]) -> [f64; 2] {
         [0, 1].map(|s| {
             mean(
-                xs[s].iter().zip(&self.data.runs[s]).map(|(x, r)| if r.exact { f64::INFINITY } else { x / r.unit }),
+                xs[s]
+                    .iter()
+                    .zip(&self.data.runs[s])
+                    .map(|(x, r)| if r.exact { f64::INFINITY } else { x / r.unit }),
             )
         })
     }
@@ -246,9 +260,12 @@ impl Ctx<'_> {
     /// Whether a total-cost series adds nothing to the self-cost one (a leaf), or cannot change
     /// once normalized (the root, holding the whole run).
     fn redundant_total(&self, series: &Series, normalized: bool) -> bool {
-        let leaf = (0..2).all(|s| series.total[s].iter().zip(&series.self_[s]).all(|(t, x)| t - x <= 1e-9 * t.abs()));
+        let leaf = (0..2)
+            .all(|s| series.total[s].iter().zip(&series.self_[s]).all(|(t, x)| t - x <= 1e-9 * t.abs()));
         let root = normalized
-            && (0..2).all(|s| series.total[s].iter().zip(&self.data.runs[s]).all(|(t, r)| *t >= r.total * (1.0 - 1e-9)));
+            && (0..2).all(|s| {
+                series.total[s].iter().zip(&self.data.runs[s]).all(|(t, r)| *t >= r.total * (1.0 - 1e-9))
+            });
         leaf || root
     }
 
@@ -317,7 +334,9 @@ impl Ctx<'_> {
                 }
                 let mut finding = self.finding(series, kind, Method::ExactThreshold);
                 let range = |s: usize| {
-                    xs[s].iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
+                    xs[s]
+                        .iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
                 };
                 let ((lo_b, hi_b), (lo_h, hi_h)) = (range(0), range(1));
                 let separated = hi_b < lo_h || hi_h < lo_b;
@@ -350,7 +369,8 @@ impl Ctx<'_> {
         }
 
         // Per candidate, per side: mean and variance of the logs.
-        let stats: Vec<[SideStats; 2]> = candidates.iter().map(|&(i, kind)| self.side_stats(i, kind, normalized)).collect();
+        let stats: Vec<[SideStats; 2]> =
+            candidates.iter().map(|&(i, kind)| self.side_stats(i, kind, normalized)).collect();
         // Empirical-Bayes prior of the per-run variance, from the self-cost series (opt-in: more
         // power at 5 runs, but too many false positives when functions differ in spread).
         let items: Vec<(f64, f64, f64)> = candidates
@@ -364,7 +384,11 @@ impl Ctx<'_> {
             .iter()
             .map(|st| {
                 let [b, h] = st.map(|s| prior.map_or(s, |p| s.moderated(p)));
-                if b.n > 1 && h.n > 1 { welch(b, h) } else { single_run(b, h, self.opts.single_run_jitter.powi(2)) }
+                if b.n > 1 && h.n > 1 {
+                    welch(b, h)
+                } else {
+                    single_run(b, h, self.opts.single_run_jitter.powi(2))
+                }
             })
             .collect();
 
@@ -379,7 +403,8 @@ impl Ctx<'_> {
             let min_effect = self.opts.min_effect(self.metric);
             let mut changed = vec![false; candidates.len()];
             for _ in 0..SHIFT_ROUNDS {
-                let selfs: Vec<usize> = (0..candidates.len()).filter(|&c| candidates[c].1 == Kind::SelfCost).collect();
+                let selfs: Vec<usize> =
+                    (0..candidates.len()).filter(|&c| candidates[c].1 == Kind::SelfCost).collect();
                 let mut items: Vec<(f64, f64)> = selfs
                     .iter()
                     .filter(|&&c| !changed[c] && tests[c].se > 0.0)
@@ -387,7 +412,8 @@ impl Ctx<'_> {
                     .collect();
                 let Some(m) = weighted_median(&mut items) else { break };
                 shift = m;
-                let shifted: Vec<TestResult> = selfs.iter().map(|&c| tests[c].shifted(shift.0, shift.1)).collect();
+                let shifted: Vec<TestResult> =
+                    selfs.iter().map(|&c| tests[c].shifted(shift.0, shift.1)).collect();
                 let qs = benjamini_hochberg(&shifted.iter().map(|t| t.p).collect::<Vec<_>>());
                 let mut next = vec![false; candidates.len()];
                 for ((&c, t), q) in selfs.iter().zip(&shifted).zip(qs) {
@@ -454,7 +480,11 @@ impl Ctx<'_> {
             shares[1] * (-shift).exp() - shares[0]
         } else {
             let total = mean(self.data.runs[0].iter().map(|r| r.total));
-            if total > 0.0 { (mean(xs[1].iter().copied()) - mean(xs[0].iter().copied())) / total } else { 0.0 }
+            if total > 0.0 {
+                (mean(xs[1].iter().copied()) - mean(xs[0].iter().copied())) / total
+            } else {
+                0.0
+            }
         }
     }
 }

@@ -191,12 +191,17 @@ impl fmt::Display for Warning {
                 f,
                 "{group}: a single {side} run; verdicts are at most \"possible\" (record more runs with --runs)"
             ),
-            Warning::GroupOnOneSide { group, side } => write!(f, "{group}: runs on the {side} side only, not compared"),
+            Warning::GroupOnOneSide { group, side } => {
+                write!(f, "{group}: runs on the {side} side only, not compared")
+            }
             Warning::MetricOnOneSide { group, metric, side } => {
                 write!(f, "{group}: {metric} recorded on the {side} side only, not compared")
             }
             Warning::MixedExactness { group, metric } => {
-                write!(f, "{group}: {metric} is exact on one side and sampled on the other; compared statistically")
+                write!(
+                    f,
+                    "{group}: {metric} is exact on one side and sampled on the other; compared statistically"
+                )
             }
             Warning::SkippedRun { group, metric, side, index, reason } => {
                 write!(f, "{group}: {side} run #{index} left out of {metric}: {reason}")
@@ -264,7 +269,8 @@ impl Comparison {
 
     /// Primary findings with `verdict`, most changed first.
     pub fn with_verdict(&self, verdict: Verdict) -> Vec<&Finding> {
-        let mut out: Vec<&Finding> = self.findings.iter().filter(|f| f.verdict == verdict && !f.inherited).collect();
+        let mut out: Vec<&Finding> =
+            self.findings.iter().filter(|f| f.verdict == verdict && !f.inherited).collect();
         out.sort_by(|a, b| {
             let key = |f: &Finding| f.change.map(f64::abs).unwrap_or(f.head_share.max(f.base_share));
             a.group
@@ -280,9 +286,7 @@ impl Comparison {
     /// Total-cost findings marked inherited, ordered like [`Comparison::with_verdict`].
     pub fn inherited(&self) -> Vec<&Finding> {
         let mut out: Vec<&Finding> = self.findings.iter().filter(|f| f.inherited).collect();
-        out.sort_by(|a, b| {
-            (&a.group, a.metric, &a.function).cmp(&(&b.group, b.metric, &b.function))
-        });
+        out.sort_by(|a, b| (&a.group, a.metric, &a.function).cmp(&(&b.group, b.metric, &b.function)));
         out
     }
 }

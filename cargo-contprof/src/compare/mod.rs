@@ -37,6 +37,8 @@ mod series;
 #[cfg(test)]
 mod sim;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 pub use engine::compare;
 pub use finding::{Comparison, Finding, Method, Summary, Verdict, Warning};

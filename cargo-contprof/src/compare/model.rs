@@ -109,7 +109,9 @@ impl MetricTotal {
     /// The value of one sample, if sampled and non-empty.
     pub fn sample_value(&self) -> Option<f64> {
         match self.sampling {
-            Sampling::Sampled { samples } if samples > 0 && self.value > 0.0 => Some(self.value / samples as f64),
+            Sampling::Sampled { samples } if samples > 0 && self.value > 0.0 => {
+                Some(self.value / samples as f64)
+            }
             _ => None,
         }
     }

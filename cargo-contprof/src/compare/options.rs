@@ -87,7 +87,11 @@ impl Options {
     /// Checks that every number is in range.
     pub fn validate(&self) -> Result<(), CompareError> {
         let open_unit = |name: &'static str, v: f64| {
-            if v > 0.0 && v < 1.0 { Ok(()) } else { Err(CompareError::Option { name, value: v, expected: "in (0, 1)" }) }
+            if v > 0.0 && v < 1.0 {
+                Ok(())
+            } else {
+                Err(CompareError::Option { name, value: v, expected: "in (0, 1)" })
+            }
         };
         let non_negative = |name: &'static str, v: f64| {
             if v >= 0.0 && v.is_finite() {
@@ -103,7 +107,11 @@ impl Options {
             non_negative("min_effect", *v)?;
         }
         if !(0.0..1.0).contains(&self.floor_share) {
-            return Err(CompareError::Option { name: "floor_share", value: self.floor_share, expected: "in [0, 1)" });
+            return Err(CompareError::Option {
+                name: "floor_share",
+                value: self.floor_share,
+                expected: "in [0, 1)",
+            });
         }
         non_negative("min_samples", self.min_samples)?;
         non_negative("single_run_jitter", self.single_run_jitter)

@@ -70,7 +70,9 @@ fn headline(cmp: &Comparison) -> String {
             format!("No regression; {} improvement{} found", s.improvements, plural(s.improvements))
         }
         "nothing_compared" => "Nothing compared: no target has runs on both sides".to_owned(),
-        _ => format!("No regression beyond noise in {} target{}", s.groups_compared, plural(s.groups_compared)),
+        _ => {
+            format!("No regression beyond noise in {} target{}", s.groups_compared, plural(s.groups_compared))
+        }
     }
 }
 
@@ -105,7 +107,8 @@ fn row(f: &Finding) -> [String; 8] {
     ]
 }
 
-const HEADER: [&str; 8] = ["verdict", "function", "group", "metric", "base", "head", "change [95% CI]", "evidence"];
+const HEADER: [&str; 8] =
+    ["verdict", "function", "group", "metric", "base", "head", "change [95% CI]", "evidence"];
 
 /// Writes a plain-text table for a terminal.
 pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
@@ -151,7 +154,12 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     };
     writeln!(out, "### {icon} cargo contprof: {}", headline(cmp))?;
     writeln!(out)?;
-    writeln!(out, "Compared `{}` (base) with `{}` (head).", cell(&revision(&cmp.base)), cell(&revision(&cmp.head)))?;
+    writeln!(
+        out,
+        "Compared `{}` (base) with `{}` (head).",
+        cell(&revision(&cmp.base)),
+        cell(&revision(&cmp.head))
+    )?;
     let rows = listed(cmp);
     if !rows.is_empty() {
         writeln!(out)?;

@@ -130,7 +130,12 @@ pub(crate) fn prepare(
     // A metric with no events at all on either side (e.g. a run that never allocates) is not
     // worth a warning per run.
     let all_empty = sides.iter().all(|runs| {
-        runs.iter().all(|r| r.totals.get(&metric).is_none_or(|t| t.value == 0.0 || t.sample_value().is_none()))
+        runs.iter().all(|r| {
+            r.totals.get(&metric).is_none_or(|t| match t.sampling {
+                Sampling::Exact => t.value == 0.0,
+                Sampling::Sampled { .. } => t.sample_value().is_none(),
+            })
+        })
     });
     if all_empty {
         return None;
@@ -162,7 +167,10 @@ pub(crate) fn prepare(
                 .iter()
                 .map(|(index, _)| {
                     let cost = sides[s][*index].functions.get(name).and_then(|m| m.get(&metric));
-                    cost.map_or(0.0, |c| if total { clean(c.total).max(clean(c.self_)) } else { clean(c.self_) })
+                    cost.map_or(
+                        0.0,
+                        |c| if total { clean(c.total).max(clean(c.self_)) } else { clean(c.self_) },
+                    )
                 })
                 .collect()
         };

@@ -92,7 +92,8 @@ impl Rng {
             if k < 0.0 || (us < 0.013 && v > us) {
                 continue;
             }
-            if v.ln() + inv_alpha.ln() - (a / (us * us) + b).ln() <= -lambda + k * loglam - ln_gamma(k + 1.0) {
+            if v.ln() + inv_alpha.ln() - (a / (us * us) + b).ln() <= -lambda + k * loglam - ln_gamma(k + 1.0)
+            {
                 return k as u64;
             }
         }
@@ -164,7 +165,9 @@ fn run(rng: &mut Rng, scn: &Scenario, drift: f64, head: bool, shares: &[f64]) ->
     let mids: Vec<u64> = (0..MIDS).map(|m| draw(MID_SELF, LEAVES + m, rng)).collect();
     let total: u64 = leaves.iter().sum::<u64>() + mids.iter().sum::<u64>();
     let mut functions = BTreeMap::new();
-    let cpu = |self_: u64, total: u64| BTreeMap::from([(Metric::Cpu, Cost { self_: self_ as f64 * period, total: total as f64 * period })]);
+    let cpu = |self_: u64, total: u64| {
+        BTreeMap::from([(Metric::Cpu, Cost { self_: self_ as f64 * period, total: total as f64 * period })])
+    };
     for (i, n) in leaves.iter().enumerate() {
         if *n > 0 {
             functions.insert(leaf_name(i), cpu(*n, *n));
@@ -175,7 +178,10 @@ fn run(rng: &mut Rng, scn: &Scenario, drift: f64, head: bool, shares: &[f64]) ->
         functions.insert(mid_name(m), cpu(*own, own + below));
     }
     functions.insert("app::main".to_owned(), cpu(0, total));
-    RunCosts { totals: BTreeMap::from([(Metric::Cpu, MetricTotal::sampled(total as f64 * period, total))]), functions }
+    RunCosts {
+        totals: BTreeMap::from([(Metric::Cpu, MetricTotal::sampled(total as f64 * period, total))]),
+        functions,
+    }
 }
 
 pub(crate) fn simulate(rng: &mut Rng, scn: &Scenario) -> Group {
@@ -204,7 +210,10 @@ pub(crate) struct Tally {
 fn flagged(v: Verdict) -> bool {
     matches!(
         v,
-        Verdict::Regression | Verdict::Improvement | Verdict::PossibleRegression | Verdict::PossibleImprovement
+        Verdict::Regression
+            | Verdict::Improvement
+            | Verdict::PossibleRegression
+            | Verdict::PossibleImprovement
     )
 }
 
@@ -214,16 +223,18 @@ pub(crate) fn tally(scn: &Scenario, comparisons: usize, seed: u64, opts: &Option
     let target = scn.effect.map(|(leaf, _)| leaf_name(leaf));
     for _ in 0..comparisons {
         let group = simulate(&mut rng, scn);
-        let cmp: Comparison = match compare(&[group], RevisionInfo::default(), RevisionInfo::default(), opts) {
+        let cmp: Comparison = match compare(&[group], RevisionInfo::default(), RevisionInfo::default(), opts)
+        {
             Ok(c) => c,
             Err(e) => panic!("simulated comparison failed: {e}"),
         };
         let flags: Vec<_> = cmp.findings.iter().filter(|f| flagged(f.verdict)).collect();
         t.any_flag += usize::from(!flags.is_empty());
         let is_target = |name: &str| target.as_deref() == Some(name);
-        t.found += usize::from(flags.iter().any(|f| {
-            is_target(&f.function) && f.kind == Kind::SelfCost && f.verdict == Verdict::Regression
-        }));
+        t.found +=
+            usize::from(flags.iter().any(|f| {
+                is_target(&f.function) && f.kind == Kind::SelfCost && f.verdict == Verdict::Regression
+            }));
         t.innocent += usize::from(flags.iter().any(|f| !is_target(&f.function) && !f.inherited));
     }
     t
@@ -276,8 +287,11 @@ mod tests {
     #[test]
     #[ignore]
     fn simulation_table() {
-        let opts = Options { moderate_variance: std::env::var_os("MODERATE").is_some(), ..Options::default() };
-        println!("| runs | length | A/A flags | +25% in 30%: found | innocent | +10% in 10%: found | innocent |");
+        let opts =
+            Options { moderate_variance: std::env::var_os("MODERATE").is_some(), ..Options::default() };
+        println!(
+            "| runs | length | A/A flags | +25% in 30%: found | innocent | +10% in 10%: found | innocent |"
+        );
         println!("|---|---|---|---|---|---|---|");
         for (runs, seconds) in [(5, 1.0), (5, 3.0), (10, 1.0), (10, 3.0), (10, 10.0), (20, 3.0), (20, 10.0)] {
             let aa = tally(&Scenario::new(runs, seconds, None), 500, 1, &opts);
@@ -294,4 +308,3 @@ mod tests {
         }
     }
 }
-

@@ -170,7 +170,8 @@ impl SideStats {
     pub(crate) fn new(ys: &[f64], floor: f64) -> SideStats {
         let n = ys.len();
         let mean = ys.iter().sum::<f64>() / n.max(1) as f64;
-        let var = if n > 1 { ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        let var =
+            if n > 1 { ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
         SideStats { n, mean, raw_var: var, var: var.max(floor), df: n.saturating_sub(1) as f64, floor }
     }
 
@@ -205,7 +206,8 @@ const MAX_PRIOR_DF: f64 = 50.0;
 /// a spread of their own); `d0` comes from the excess spread of ln s² over what χ²_d alone gives
 /// (Smyth 2004). `None` with fewer than three usable items.
 pub(crate) fn fit_prior(items: &[(f64, f64, f64)]) -> Option<Prior> {
-    let items: Vec<(f64, f64, f64)> = items.iter().copied().filter(|(s2, _, d)| *s2 > 0.0 && *d >= 1.0).collect();
+    let items: Vec<(f64, f64, f64)> =
+        items.iter().copied().filter(|(s2, _, d)| *s2 > 0.0 && *d >= 1.0).collect();
     if items.len() < 3 {
         return None;
     }
@@ -292,7 +294,7 @@ impl TestResult {
 pub(crate) fn weighted_median(items: &mut [(f64, f64)]) -> Option<(f64, f64)> {
     items.sort_by(|a, b| a.0.total_cmp(&b.0));
     let total: f64 = items.iter().map(|(_, w)| w).sum();
-    if items.is_empty() || !(total > 0.0) {
+    if items.is_empty() || total.is_nan() || total <= 0.0 {
         return None;
     }
     let mut acc = 0.0;
@@ -336,7 +338,13 @@ pub(crate) fn single_run(base: SideStats, head: SideStats, assumed_var: f64) -> 
 }
 
 fn finish(diff: f64, se: f64, df: f64) -> TestResult {
-    let p = if se > 0.0 { t_two_sided_p(diff / se, df) } else if diff == 0.0 { 1.0 } else { 0.0 };
+    let p = if se > 0.0 {
+        t_two_sided_p(diff / se, df)
+    } else if diff == 0.0 {
+        1.0
+    } else {
+        0.0
+    };
     TestResult { diff, se, df, p }
 }
 
@@ -402,7 +410,8 @@ mod tests {
     #[test]
     fn prior_fit_recovers_common_jitter() {
         // s² exactly at their expectation: τ² = 0.01 over floors 0.001..0.03, 9 degrees of freedom.
-        let items: Vec<(f64, f64, f64)> = (1..=30).map(|i| (0.01 + 0.001 * i as f64, 0.001 * i as f64, 9.0)).collect();
+        let items: Vec<(f64, f64, f64)> =
+            (1..=30).map(|i| (0.01 + 0.001 * i as f64, 0.001 * i as f64, 9.0)).collect();
         let prior = fit_prior(&items);
         // The median of χ²_9/9 is below 1, so τ² comes out a little above 0.01; no excess spread.
         assert!(prior.is_some_and(|p| p.tau2 > 0.01 && p.tau2 < 0.015 && p.d0 == MAX_PRIOR_DF), "{prior:?}");
