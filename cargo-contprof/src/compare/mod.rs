@@ -1,1 +1,78 @@
-//! (compare: not yet written)
+//! Function-level regression detection between two sets of profiling runs.
+//!
+//! Owns the statistics of `cargo contprof compare`/`check`: given per-run costs of functions for a
+//! base and a head revision, grouped by target/test/benchmark, it decides per function, metric and
+//! kind (self, total) whether the cost changed beyond noise, and renders the result as JSON, a
+//! terminal table and Markdown. It does no I/O beyond the writers it is given, and knows nothing
+//! of the store, git or the command line.
+//!
+//! # Method (chosen by simulation, see `sim` tests and `ARCHITECTURE.md`)
+//! - Each run gives one value per function: `ln(cost + one sample)`. The pseudocount of one
+//!   sample keeps functions absent from a run finite and damps tiny counts.
+//! - CPU time moves with the machine's speed (±15% between identical runs, drifting between
+//!   batches), so it is tested as a share: the log of the cost minus the log of the run's *stable*
+//!   cost, the run's total less the self cost of functions found to change. Those are found by
+//!   iterating (test, leave the changed ones out of the normalizer, test again), so a function
+//!   that grows does not make every other function look faster. Allocation metrics do not depend
+//!   on the machine's speed and are tested on absolute cost (configurable).
+//! - Welch's t-test (t distribution, Welch–Satterthwaite degrees of freedom) with each side's
+//!   variance raised to at least the Poisson sampling variance known from its sample count, so a
+//!   few runs that agree by chance cannot make a small function look certain.
+//! - Benjamini–Hochberg over every test of the comparison; a change is reported when q ≤ alpha
+//!   and the estimated change is at least the minimum effect; functions below a share and sample
+//!   floor are not tested.
+//! - Exact metrics use plain thresholds; single runs get "possible" verdicts at most; functions
+//!   present on one side only are reported as new or vanished by their cost.
+//! - Self and total: a leaf's total equals its self cost and is not tested twice; a total-cost
+//!   change that flagged self-cost changes account for is marked *inherited* and kept out of the
+//!   regressions list, so a slow leaf is reported once, not once per caller.
+
+mod engine;
+mod finding;
+mod json;
+pub mod model;
+mod options;
+mod render;
+mod series;
+#[cfg(test)]
+mod sim;
+mod stats;
+#[cfg(test)]
+mod tests;
+
+pub use engine::compare;
+pub use finding::{Comparison, Finding, Method, Summary, Verdict, Warning};
+pub use json::{REPORT_VERSION, write_json};
+pub use model::{Cost, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling};
+pub use options::{Options, Settings};
+pub use render::{write_markdown, write_text};
+
+/// Why a comparison could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    /// An ignore pattern is not a valid regular expression.
+    #[error("invalid ignore pattern `{pattern}`")]
+    Pattern {
+        /// The pattern as given.
+        pattern: String,
+        /// The parser's complaint.
+        #[source]
+        source: regex::Error,
+    },
+    /// An option is out of range.
+    #[error("option `{name}` is {value}, expected {expected}")]
+    Option {
+        /// Option name.
+        name: &'static str,
+        /// Value given.
+        value: f64,
+        /// What is accepted.
+        expected: &'static str,
+    },
+    /// Two groups have the same key.
+    #[error("group `{key}` appears twice")]
+    DuplicateGroup {
+        /// The key.
+        key: String,
+    },
+}

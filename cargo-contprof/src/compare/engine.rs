@@ -1,0 +1,490 @@
+//! The decision procedure: floors, tests per function, normalization, false discovery control,
+//! verdicts and the self/total bookkeeping. See the module docs of [`super`] for the method.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::CompareError;
+use super::finding::{Comparison, Finding, Method, Summary, Verdict, Warning};
+use super::model::{Group, Kind, Metric, RevisionInfo};
+use super::options::Options;
+use super::series::{MetricData, Run, SIDES, Series, prepare};
+use super::stats::{
+    SideStats, TestResult, benjamini_hochberg, fit_prior, single_run, weighted_median, welch,
+};
+
+/// Rounds of "estimate the shift, leave out the functions found changed".
+const SHIFT_ROUNDS: usize = 4;
+/// A total-cost change is inherited when self-cost changes in the same direction account for at
+/// least this fraction of it.
+const INHERITED_FRACTION: f64 = 1.0 / 1.5;
+
+/// What a finding's verdict is decided from, once q values are known.
+#[derive(Debug, Clone, Copy)]
+enum Decision {
+    Test { single: bool },
+    Exact { separated: bool },
+    Fixed(Verdict),
+}
+
+#[derive(Debug)]
+struct Pending {
+    finding: Finding,
+    decision: Decision,
+    /// Change in units of the run (share points), for the self/total bookkeeping.
+    delta: f64,
+}
+
+/// Compares base and head runs of every group.
+///
+/// Groups are matched by key; a key must appear once. Findings come out in a deterministic
+/// order (group, metric, kind, function) whatever the order of the input.
+pub fn compare(
+    groups: &[Group],
+    base: RevisionInfo,
+    head: RevisionInfo,
+    opts: &Options,
+) -> Result<Comparison, CompareError> {
+    opts.validate()?;
+    let mut by_key: BTreeMap<&str, &Group> = BTreeMap::new();
+    for g in groups {
+        if by_key.insert(g.key.as_str(), g).is_some() {
+            return Err(CompareError::DuplicateGroup { key: g.key.clone() });
+        }
+    }
+    let mut warnings = Vec::new();
+    let mut pending = Vec::new();
+    let mut summary = Summary::default();
+    for group in by_key.values() {
+        match (group.base.is_empty(), group.head.is_empty()) {
+            (true, true) => continue,
+            (false, true) | (true, false) => {
+                let side = if group.base.is_empty() { SIDES[1] } else { SIDES[0] };
+                warnings.push(Warning::GroupOnOneSide { group: group.key.clone(), side });
+                continue;
+            }
+            (false, false) => summary.groups_compared += 1,
+        }
+        let mut single = BTreeSet::new();
+        for metric in Metric::ALL {
+            let Some(data) = prepare(group, metric, opts, &mut warnings) else { continue };
+            summary.ignored += data.ignored;
+            let mut ctx =
+                Ctx { group: &group.key, metric, data: &data, opts, out: &mut pending, below_floor: 0 };
+            if data.exact() {
+                ctx.exact();
+            } else {
+                if !data.consistent() {
+                    warnings.push(Warning::MixedExactness { group: group.key.clone(), metric });
+                }
+                for (runs, side) in data.runs.iter().zip(SIDES) {
+                    if runs.len() == 1 {
+                        single.insert(side);
+                    }
+                }
+                ctx.sampled();
+            }
+            summary.below_floor += ctx.below_floor;
+        }
+        for side in single {
+            warnings.push(Warning::SingleRun { group: group.key.clone(), side });
+        }
+    }
+
+    // One false discovery rate family for the whole comparison.
+    let tested: Vec<usize> = (0..pending.len()).filter(|&i| pending[i].finding.p.is_some()).collect();
+    let ps: Vec<f64> = tested.iter().filter_map(|&i| pending[i].finding.p).collect();
+    for (&i, q) in tested.iter().zip(benjamini_hochberg(&ps)) {
+        pending[i].finding.q = Some(q);
+    }
+    summary.tests = tested.len();
+    for p in &mut pending {
+        p.finding.verdict = decide(&p.finding, p.decision, opts);
+    }
+    mark_inherited(&mut pending);
+
+    let mut findings: Vec<Finding> = pending.into_iter().map(|p| p.finding).collect();
+    findings.sort_by(|a, b| {
+        (&a.group, a.metric, a.kind, &a.function).cmp(&(&b.group, b.metric, b.kind, &b.function))
+    });
+    warnings.sort();
+    warnings.dedup();
+    summarize(&mut summary, &findings);
+    Ok(Comparison { base, head, settings: opts.settings(), findings, warnings, summary })
+}
+
+fn decide(f: &Finding, decision: Decision, opts: &Options) -> Verdict {
+    let min_effect = opts.min_effect(f.metric);
+    let change = f.change.unwrap_or(0.0);
+    let large = change.abs() >= min_effect && change != 0.0;
+    let up = change > 0.0;
+    match decision {
+        Decision::Fixed(v) => v,
+        Decision::Exact { separated } => match (large && separated, up) {
+            (true, true) => Verdict::Regression,
+            (true, false) => Verdict::Improvement,
+            (false, _) => Verdict::Unchanged,
+        },
+        Decision::Test { single } => {
+            let significant = large && f.q.is_some_and(|q| q <= opts.alpha);
+            match (significant, single, up) {
+                (true, false, true) => Verdict::Regression,
+                (true, false, false) => Verdict::Improvement,
+                (true, true, true) => Verdict::PossibleRegression,
+                (true, true, false) => Verdict::PossibleImprovement,
+                (false, false, _) => Verdict::Unchanged,
+                (false, true, _) => Verdict::Inconclusive,
+            }
+        }
+    }
+}
+
+/// Marks total-cost findings whose change the self-cost findings of the same group and metric
+/// account for: without a call graph, "account for" means the flagged self changes (and new or
+/// vanished functions) in the same direction add up to at least 2/3 of the total-cost change. A
+/// regressed leaf then shows once, as self cost, instead of once per caller up to `main`.
+fn mark_inherited(pending: &mut [Pending]) {
+    let mut explained: BTreeMap<(String, Metric, bool), f64> = BTreeMap::new();
+    for p in pending.iter() {
+        let f = &p.finding;
+        let counts = match f.verdict {
+            Verdict::New | Verdict::Vanished => true,
+            Verdict::Regression
+            | Verdict::Improvement
+            | Verdict::PossibleRegression
+            | Verdict::PossibleImprovement => f.kind == Kind::SelfCost,
+            Verdict::Unchanged | Verdict::Inconclusive => false,
+        };
+        if counts {
+            *explained.entry((f.group.clone(), f.metric, p.delta > 0.0)).or_default() += p.delta.abs();
+        }
+    }
+    for p in pending.iter_mut() {
+        let f = &p.finding;
+        let flagged = matches!(
+            f.verdict,
+            Verdict::Regression
+                | Verdict::Improvement
+                | Verdict::PossibleRegression
+                | Verdict::PossibleImprovement
+        );
+        if f.kind == Kind::Total && flagged {
+            let sum = explained.get(&(f.group.clone(), f.metric, p.delta > 0.0)).copied().unwrap_or(0.0);
+            p.finding.inherited = sum >= INHERITED_FRACTION * p.delta.abs();
+        }
+    }
+}
+
+fn summarize(s: &mut Summary, findings: &[Finding]) {
+    s.findings = findings.len();
+    for f in findings {
+        if f.inherited {
+            s.inherited += 1;
+            continue;
+        }
+        match f.verdict {
+            Verdict::Regression => s.regressions += 1,
+            Verdict::Improvement => s.improvements += 1,
+            Verdict::PossibleRegression => s.possible_regressions += 1,
+            Verdict::PossibleImprovement => s.possible_improvements += 1,
+            Verdict::New => s.new += 1,
+            Verdict::Vanished => s.vanished += 1,
+            Verdict::Inconclusive => s.inconclusive += 1,
+            Verdict::Unchanged => {}
+        }
+    }
+    s.verdict = if s.regressions > 0 {
+        "regression"
+    } else if s.possible_regressions > 0 {
+        "possible_regression"
+    } else if s.improvements > 0 {
+        "improvement"
+    } else if s.groups_compared == 0 {
+        "nothing_compared"
+    } else {
+        "unchanged"
+    };
+}
+
+fn mean(xs: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = xs.into_iter().fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+/// Comparison of one metric in one group.
+struct Ctx<'a> {
+    group: &'a str,
+    metric: Metric,
+    data: &'a MetricData,
+    opts: &'a Options,
+    out: &'a mut Vec<Pending>,
+    below_floor: usize,
+}
+
+impl Ctx<'_> {
+    fn values(series: &Series, kind: Kind) -> &[Vec<f64>; 2] {
+        match kind {
+            Kind::SelfCost => &series.self_,
+            Kind::Total => &series.total,
+        }
+    }
+
+    /// Mean share of the run total, per side.
+    fn shares(&self, xs: &[Vec<f64>; 2]) -> [f64; 2] {
+        [0, 1].map(|s| {
+            mean(
+                xs[s]
+                    .iter()
+                    .zip(&self.data.runs[s])
+                    .map(|(x, r)| if r.total > 0.0 { x / r.total } else { 0.0 }),
+            )
+        })
+    }
+
+    /// Mean samples per run, per side (infinite for exact runs: they pass any sample floor).
+    fn samples(&self, xs: &[Vec<f64>; 2]) -> [f64; 2] {
+        [0, 1].map(|s| {
+            mean(
+                xs[s]
+                    .iter()
+                    .zip(&self.data.runs[s])
+                    .map(|(x, r)| if r.exact { f64::INFINITY } else { x / r.unit }),
+            )
+        })
+    }
+
+    fn above_floor(&self, xs: &[Vec<f64>; 2]) -> [bool; 2] {
+        let (shares, samples) = (self.shares(xs), self.samples(xs));
+        [0, 1].map(|s| shares[s] >= self.opts.floor_share && samples[s] >= self.opts.min_samples)
+    }
+
+    /// Whether a total-cost series adds nothing to the self-cost one (a leaf), or cannot change
+    /// once normalized (the root, holding the whole run).
+    fn redundant_total(&self, series: &Series, normalized: bool) -> bool {
+        let leaf = (0..2)
+            .all(|s| series.total[s].iter().zip(&series.self_[s]).all(|(t, x)| t - x <= 1e-9 * t.abs()));
+        let root = normalized
+            && (0..2).all(|s| {
+                series.total[s].iter().zip(&self.data.runs[s]).all(|(t, r)| *t >= r.total * (1.0 - 1e-9))
+            });
+        leaf || root
+    }
+
+    fn finding(&self, series: &Series, kind: Kind, method: Method) -> Finding {
+        let xs = Self::values(series, kind);
+        let shares = self.shares(xs);
+        Finding {
+            group: self.group.to_owned(),
+            function: series.name.clone(),
+            metric: self.metric,
+            kind,
+            base: mean(xs[0].iter().copied()),
+            head: mean(xs[1].iter().copied()),
+            base_share: shares[0],
+            head_share: shares[1],
+            change: None,
+            ci_low: None,
+            ci_high: None,
+            p: None,
+            q: None,
+            runs_base: self.data.runs[0].len(),
+            runs_head: self.data.runs[1].len(),
+            method,
+            verdict: Verdict::Inconclusive,
+            inherited: false,
+        }
+    }
+
+    /// New or vanished: absent (total cost zero) from every run of one side, above the floor on
+    /// the other. Reported once, as total cost.
+    fn presence(&mut self, series: &Series) -> bool {
+        let absent = [0, 1].map(|s| series.total[s].iter().all(|x| *x == 0.0));
+        let floor = self.above_floor(&series.total);
+        let verdict = match (absent, floor) {
+            ([true, false], [_, true]) => Verdict::New,
+            ([false, true], [true, _]) => Verdict::Vanished,
+            _ if absent[0] || absent[1] => {
+                self.below_floor += 1;
+                return true;
+            }
+            _ => return false,
+        };
+        let mut finding = self.finding(series, Kind::Total, Method::Presence);
+        finding.change = (verdict == Verdict::Vanished).then_some(-1.0);
+        let delta = finding.head_share - finding.base_share;
+        self.out.push(Pending { finding, decision: Decision::Fixed(verdict), delta });
+        true
+    }
+
+    /// Exact metrics: plain thresholds on the means, and the two sides' ranges must not overlap
+    /// (a nondeterministic workload cannot turn run-to-run wobble into a verdict).
+    fn exact(&mut self) {
+        let base_total = mean(self.data.runs[0].iter().map(|r| r.total));
+        for series in &self.data.functions {
+            if self.presence(series) {
+                continue;
+            }
+            for kind in [Kind::SelfCost, Kind::Total] {
+                if kind == Kind::Total && self.redundant_total(series, false) {
+                    continue;
+                }
+                let xs = Self::values(series, kind);
+                if !self.above_floor(xs).contains(&true) {
+                    self.below_floor += 1;
+                    continue;
+                }
+                let mut finding = self.finding(series, kind, Method::ExactThreshold);
+                let range = |s: usize| {
+                    xs[s]
+                        .iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(*x), hi.max(*x)))
+                };
+                let ((lo_b, hi_b), (lo_h, hi_h)) = (range(0), range(1));
+                let separated = hi_b < lo_h || hi_h < lo_b;
+                finding.change = (finding.base > 0.0).then(|| finding.head / finding.base - 1.0);
+                let delta = if base_total > 0.0 { (finding.head - finding.base) / base_total } else { 0.0 };
+                self.out.push(Pending { finding, decision: Decision::Exact { separated }, delta });
+            }
+        }
+    }
+
+    /// Sampled metrics: a t-test per function on logs, with the machine's speed normalized out
+    /// for metrics listed in `Options::normalize`.
+    fn sampled(&mut self) {
+        let normalized = self.opts.normalize.contains(&self.metric);
+        let mut candidates: Vec<(usize, Kind)> = Vec::new();
+        for (i, series) in self.data.functions.iter().enumerate() {
+            if self.presence(series) {
+                continue;
+            }
+            for kind in [Kind::SelfCost, Kind::Total] {
+                if kind == Kind::Total && self.redundant_total(series, normalized) {
+                    continue;
+                }
+                if self.above_floor(Self::values(series, kind)).contains(&true) {
+                    candidates.push((i, kind));
+                } else {
+                    self.below_floor += 1;
+                }
+            }
+        }
+
+        // Per candidate, per side: mean and variance of the logs.
+        let stats: Vec<[SideStats; 2]> =
+            candidates.iter().map(|&(i, kind)| self.side_stats(i, kind, normalized)).collect();
+        // Empirical-Bayes prior of the per-run variance, from the self-cost series (opt-in: more
+        // power at 5 runs, but too many false positives when functions differ in spread).
+        let items: Vec<(f64, f64, f64)> = candidates
+            .iter()
+            .zip(&stats)
+            .filter(|((_, kind), _)| *kind == Kind::SelfCost)
+            .flat_map(|(_, st)| st.iter().map(|s| (s.raw_var, s.floor, s.df)))
+            .collect();
+        let prior = if self.opts.moderate_variance { fit_prior(&items) } else { None };
+        let tests: Vec<TestResult> = stats
+            .iter()
+            .map(|st| {
+                let [b, h] = st.map(|s| prior.map_or(s, |p| s.moderated(p)));
+                if b.n > 1 && h.n > 1 {
+                    welch(b, h)
+                } else {
+                    single_run(b, h, self.opts.single_run_jitter.powi(2))
+                }
+            })
+            .collect();
+
+        // Side-level normalization: per run, costs are shares of the run's total (cancelling the
+        // machine's speed); between sides, the composition shifts when a function grows (every
+        // other share shrinks). The shift is the precision-weighted median of the self-cost log
+        // changes, recomputed without the functions it finds changed (a large changed function
+        // would otherwise pull the median of the unchanged ones off centre). Robust as long as
+        // the changed functions hold less than half the weight.
+        let mut shift = (0.0, 0.0);
+        if normalized {
+            let min_effect = self.opts.min_effect(self.metric);
+            let mut changed = vec![false; candidates.len()];
+            for _ in 0..SHIFT_ROUNDS {
+                let selfs: Vec<usize> =
+                    (0..candidates.len()).filter(|&c| candidates[c].1 == Kind::SelfCost).collect();
+                let mut items: Vec<(f64, f64)> = selfs
+                    .iter()
+                    .filter(|&&c| !changed[c] && tests[c].se > 0.0)
+                    .map(|&c| (tests[c].diff, 1.0 / (tests[c].se * tests[c].se)))
+                    .collect();
+                let Some(m) = weighted_median(&mut items) else { break };
+                shift = m;
+                let shifted: Vec<TestResult> =
+                    selfs.iter().map(|&c| tests[c].shifted(shift.0, shift.1)).collect();
+                let qs = benjamini_hochberg(&shifted.iter().map(|t| t.p).collect::<Vec<_>>());
+                let mut next = vec![false; candidates.len()];
+                for ((&c, t), q) in selfs.iter().zip(&shifted).zip(qs) {
+                    next[c] = q <= self.opts.alpha && (t.diff.exp() - 1.0).abs() >= min_effect;
+                }
+                if next == changed {
+                    break;
+                }
+                changed = next;
+            }
+        }
+
+        let single = self.data.runs.iter().any(|r| r.len() < 2);
+        let method = match (normalized, single) {
+            (true, false) => Method::WelchLogShare,
+            (false, false) => Method::WelchLog,
+            (true, true) => Method::SingleRunLogShare,
+            (false, true) => Method::SingleRunLog,
+        };
+        for (&(i, kind), t) in candidates.iter().zip(tests) {
+            let series = &self.data.functions[i];
+            let t = if normalized { t.shifted(shift.0, shift.1) } else { t };
+            let mut finding = self.finding(series, kind, method);
+            let (lo, hi) = t.interval(self.opts.confidence);
+            finding.change = Some(t.diff.exp() - 1.0);
+            finding.ci_low = Some(lo.exp() - 1.0);
+            finding.ci_high = Some(hi.exp() - 1.0);
+            finding.p = Some(t.p);
+            let delta = self.level_delta(series, kind, shift.0, normalized);
+            self.out.push(Pending { finding, decision: Decision::Test { single }, delta });
+        }
+    }
+
+    /// ln(cost + one sample), minus ln(run total) when normalized.
+    fn logs(&self, xs: &[f64], s: usize, normalized: bool) -> Vec<f64> {
+        let runs: &[Run] = &self.data.runs[s];
+        xs.iter()
+            .zip(runs)
+            .map(|(x, run)| (x + run.unit).ln() - if normalized { run.total.max(run.unit).ln() } else { 0.0 })
+            .collect()
+    }
+
+    /// Per side: mean and variance of the logs of one series, with the sampling-noise floor.
+    fn side_stats(&self, i: usize, kind: Kind, normalized: bool) -> [SideStats; 2] {
+        let xs = Self::values(&self.data.functions[i], kind);
+        [0, 1].map(|s| {
+            let ys = self.logs(&xs[s], s, normalized);
+            // Sampling noise alone gives var(ln X) ≈ 1/λ for λ samples (Poisson); for a share of
+            // the run, (1 - share)/λ (binomial).
+            let lambda = mean(xs[s].iter().zip(&self.data.runs[s]).map(|(x, r)| x / r.unit));
+            let share = if normalized { self.shares(xs)[s].min(0.95) } else { 0.0 };
+            let exact = self.data.runs[s].iter().all(|r| r.exact);
+            let floor = if exact { 0.0 } else { (1.0 - share) / (lambda + 1.0) };
+            SideStats::new(&ys, floor)
+        })
+    }
+
+    /// Change of the mean level in units of the run: share points (head shares rescaled by the
+    /// side-level shift) when normalized, fractions of the base side's mean total otherwise.
+    fn level_delta(&self, series: &Series, kind: Kind, shift: f64, normalized: bool) -> f64 {
+        let xs = Self::values(series, kind);
+        if normalized {
+            let shares = self.shares(xs);
+            shares[1] * (-shift).exp() - shares[0]
+        } else {
+            let total = mean(self.data.runs[0].iter().map(|r| r.total));
+            if total > 0.0 {
+                (mean(xs[1].iter().copied()) - mean(xs[0].iter().copied())) / total
+            } else {
+                0.0
+            }
+        }
+    }
+}

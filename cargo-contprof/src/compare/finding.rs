@@ -1,0 +1,292 @@
+//! The output of a comparison: one [`Finding`] per tested (group, function, metric, kind), the
+//! warnings met on the way, and a summary.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::model::{Kind, Metric, RevisionInfo};
+use super::options::Settings;
+
+/// What a finding concludes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Significant (q ≤ alpha) and larger than the minimum effect, or beyond the threshold for an
+    /// exact metric: the function costs more.
+    Regression,
+    /// As `Regression`, the other way.
+    Improvement,
+    /// One side has a single run: the change looks real but the run-to-run spread of that side
+    /// is unknown, so it is not a certainty.
+    PossibleRegression,
+    /// As `PossibleRegression`, the other way.
+    PossibleImprovement,
+    /// No change beyond noise and the minimum effect.
+    Unchanged,
+    /// Absent from every base run, above the floor in head.
+    New,
+    /// Absent from every head run, above the floor in base.
+    Vanished,
+    /// Not enough evidence either way (e.g. a single run and no clear change).
+    Inconclusive,
+}
+
+impl Verdict {
+    /// The name used in JSON and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Regression => "regression",
+            Verdict::Improvement => "improvement",
+            Verdict::PossibleRegression => "possible_regression",
+            Verdict::PossibleImprovement => "possible_improvement",
+            Verdict::Unchanged => "unchanged",
+            Verdict::New => "new",
+            Verdict::Vanished => "vanished",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// How the evidence of a finding was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Welch's t-test on ln(cost + one sample) − ln(run total), shifted by the precision-weighted
+    /// median change of all functions: cancels the machine's speed per run and the dilution of
+    /// every share when one function grows.
+    WelchLogShare,
+    /// Welch's t-test on ln(cost + one sample) per run.
+    WelchLog,
+    /// One side has a single run: its variance is borrowed from the other side (or assumed when
+    /// both have one run); the result is only indicative.
+    SingleRunLogShare,
+    /// As `SingleRunLogShare`, on absolute cost.
+    SingleRunLog,
+    /// Exact metric: change of the means beyond the minimum effect and outside the range of runs.
+    ExactThreshold,
+    /// Present on one side only; reported by its cost.
+    Presence,
+}
+
+impl Method {
+    /// The name used in JSON and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::WelchLogShare => "welch-log-share",
+            Method::WelchLog => "welch-log",
+            Method::SingleRunLogShare => "single-run-log-share",
+            Method::SingleRunLog => "single-run-log",
+            Method::ExactThreshold => "exact-threshold",
+            Method::Presence => "presence",
+        }
+    }
+}
+
+/// The comparison of one function, metric and kind in one group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// Target, test or benchmark key.
+    pub group: String,
+    /// Function name (demangled, no hash).
+    pub function: String,
+    /// Metric.
+    pub metric: Metric,
+    /// Self or total cost.
+    pub kind: Kind,
+    /// Mean cost per base run, in the metric's unit.
+    pub base: f64,
+    /// Mean cost per head run.
+    pub head: f64,
+    /// Mean share of the group's total in base runs.
+    pub base_share: f64,
+    /// Mean share of the group's total in head runs.
+    pub head_share: f64,
+    /// Estimated relative change (0.25 = +25%): for tested metrics the ratio of geometric means
+    /// of the tested quantity minus one (adjusted for the machine's speed when normalized);
+    /// absent for new functions.
+    pub change: Option<f64>,
+    /// Lower bound of the confidence interval of `change`.
+    pub ci_low: Option<f64>,
+    /// Upper bound of the confidence interval of `change`.
+    pub ci_high: Option<f64>,
+    /// Two-sided p value of the test, when there is one.
+    pub p: Option<f64>,
+    /// Benjamini–Hochberg q value over every test of the comparison.
+    pub q: Option<f64>,
+    /// Runs used on the base side.
+    pub runs_base: usize,
+    /// Runs used on the head side.
+    pub runs_head: usize,
+    /// How the evidence was obtained.
+    pub method: Method,
+    /// The conclusion.
+    pub verdict: Verdict,
+    /// For a total-cost finding: the change is accounted for by self-cost changes found in the
+    /// same group and metric (e.g. a caller of a regressed leaf), so it is not reported as a
+    /// regression or improvement of its own.
+    pub inherited: bool,
+}
+
+impl Finding {
+    /// A regression or improvement to report at top level (not inherited).
+    pub fn is_primary(&self) -> bool {
+        !self.inherited
+    }
+}
+
+/// Something the caller should know: a comparison that is weaker than asked or skipped data.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Warning {
+    /// A side has a single run of the group: verdicts for it are at most "possible".
+    SingleRun {
+        /// Group key.
+        group: String,
+        /// `base` or `head`.
+        side: &'static str,
+    },
+    /// The group has runs on one side only.
+    GroupOnOneSide {
+        /// Group key.
+        group: String,
+        /// The side that has runs.
+        side: &'static str,
+    },
+    /// A metric was recorded on one side only.
+    MetricOnOneSide {
+        /// Group key.
+        group: String,
+        /// Metric.
+        metric: Metric,
+        /// The side that has it.
+        side: &'static str,
+    },
+    /// One side measured a metric exactly and the other by sampling: compared statistically.
+    MixedExactness {
+        /// Group key.
+        group: String,
+        /// Metric.
+        metric: Metric,
+    },
+    /// A run was left out of a metric's comparison.
+    SkippedRun {
+        /// Group key.
+        group: String,
+        /// Metric.
+        metric: Metric,
+        /// `base` or `head`.
+        side: &'static str,
+        /// Position of the run in its side's list.
+        index: usize,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::SingleRun { group, side } => write!(
+                f,
+                "{group}: a single {side} run; verdicts are at most \"possible\" (record more runs with --runs)"
+            ),
+            Warning::GroupOnOneSide { group, side } => {
+                write!(f, "{group}: runs on the {side} side only, not compared")
+            }
+            Warning::MetricOnOneSide { group, metric, side } => {
+                write!(f, "{group}: {metric} recorded on the {side} side only, not compared")
+            }
+            Warning::MixedExactness { group, metric } => {
+                write!(
+                    f,
+                    "{group}: {metric} is exact on one side and sampled on the other; compared statistically"
+                )
+            }
+            Warning::SkippedRun { group, metric, side, index, reason } => {
+                write!(f, "{group}: {side} run #{index} left out of {metric}: {reason}")
+            }
+        }
+    }
+}
+
+/// Counts over a comparison.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// One-word outcome: `regression`, `possible_regression`, `improvement`, `unchanged`, or
+    /// `nothing_compared`.
+    pub verdict: &'static str,
+    /// Groups with runs on both sides.
+    pub groups_compared: usize,
+    /// Statistical tests in the false discovery rate family.
+    pub tests: usize,
+    /// Findings (above the floor, not ignored).
+    pub findings: usize,
+    /// Primary regressions.
+    pub regressions: usize,
+    /// Primary improvements.
+    pub improvements: usize,
+    /// Possible regressions (single run).
+    pub possible_regressions: usize,
+    /// Possible improvements (single run).
+    pub possible_improvements: usize,
+    /// New functions.
+    pub new: usize,
+    /// Vanished functions.
+    pub vanished: usize,
+    /// Regressions and improvements of total cost accounted for by self-cost changes.
+    pub inherited: usize,
+    /// Inconclusive findings.
+    pub inconclusive: usize,
+    /// (function, metric, kind) series below the floor, not tested.
+    pub below_floor: usize,
+    /// Functions left out by the ignore list.
+    pub ignored: usize,
+}
+
+/// The result of comparing base and head runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// The base revision.
+    pub base: RevisionInfo,
+    /// The head revision.
+    pub head: RevisionInfo,
+    /// The settings used.
+    pub settings: Settings,
+    /// Every finding, ordered by group, metric, kind, function.
+    pub findings: Vec<Finding>,
+    /// Warnings, ordered.
+    pub warnings: Vec<Warning>,
+    /// Counts.
+    pub summary: Summary,
+}
+
+impl Comparison {
+    /// Whether a regression was found with certainty (the CI gate fails on this).
+    pub fn has_regression(&self) -> bool {
+        self.summary.regressions > 0
+    }
+
+    /// Primary findings with `verdict`, most changed first.
+    pub fn with_verdict(&self, verdict: Verdict) -> Vec<&Finding> {
+        let mut out: Vec<&Finding> =
+            self.findings.iter().filter(|f| f.verdict == verdict && !f.inherited).collect();
+        out.sort_by(|a, b| {
+            let key = |f: &Finding| f.change.map(f64::abs).unwrap_or(f.head_share.max(f.base_share));
+            a.group
+                .cmp(&b.group)
+                .then(a.metric.cmp(&b.metric))
+                .then(key(b).total_cmp(&key(a)))
+                .then(a.function.cmp(&b.function))
+                .then(a.kind.cmp(&b.kind))
+        });
+        out
+    }
+
+    /// Total-cost findings marked inherited, ordered like [`Comparison::with_verdict`].
+    pub fn inherited(&self) -> Vec<&Finding> {
+        let mut out: Vec<&Finding> = self.findings.iter().filter(|f| f.inherited).collect();
+        out.sort_by(|a, b| (&a.group, a.metric, &a.function).cmp(&(&b.group, b.metric, &b.function)));
+        out
+    }
+}

@@ -1,0 +1,67 @@
+//! The versioned JSON report (`--format json`), the contract CI and other tools read.
+//!
+//! ```json
+//! {"version": 1, "base": {...}, "head": {...}, "settings": {...},
+//!  "regressions": [...], "improvements": [...], "possible": [...], "new": [...], "vanished": [...],
+//!  "inherited": [...], "warnings": [...], "summary": {...}}
+//! ```
+//! Each entry of the lists is a [`Finding`]: `group`, `function`, `metric`, `kind`, `base`, `head`,
+//! `base_share`, `head_share`, `change`, `ci_low`, `ci_high`, `p`, `q`, `runs_base`, `runs_head`,
+//! `method`, `verdict`, `inherited`. Unchanged findings are not listed (they are counted).
+//! Adding fields is not a version change; renaming, removing or changing a meaning is.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::finding::{Comparison, Finding, Verdict, Warning};
+use super::model::RevisionInfo;
+use super::options::Settings;
+
+/// Version of the JSON report layout.
+pub const REPORT_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct Report<'a> {
+    version: u32,
+    base: &'a RevisionInfo,
+    head: &'a RevisionInfo,
+    settings: &'a Settings,
+    regressions: Vec<&'a Finding>,
+    improvements: Vec<&'a Finding>,
+    possible: Vec<&'a Finding>,
+    new: Vec<&'a Finding>,
+    vanished: Vec<&'a Finding>,
+    inherited: Vec<&'a Finding>,
+    warnings: Vec<WarningEntry<'a>>,
+    summary: &'a super::finding::Summary,
+}
+
+#[derive(Serialize)]
+struct WarningEntry<'a> {
+    #[serde(flatten)]
+    warning: &'a Warning,
+    message: String,
+}
+
+/// Writes the JSON report of `cmp` (pretty-printed, deterministic, newline-terminated).
+pub fn write_json(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
+    let mut possible = cmp.with_verdict(Verdict::PossibleRegression);
+    possible.extend(cmp.with_verdict(Verdict::PossibleImprovement));
+    let report = Report {
+        version: REPORT_VERSION,
+        base: &cmp.base,
+        head: &cmp.head,
+        settings: &cmp.settings,
+        regressions: cmp.with_verdict(Verdict::Regression),
+        improvements: cmp.with_verdict(Verdict::Improvement),
+        possible,
+        new: cmp.with_verdict(Verdict::New),
+        vanished: cmp.with_verdict(Verdict::Vanished),
+        inherited: cmp.inherited(),
+        warnings: cmp.warnings.iter().map(|w| WarningEntry { warning: w, message: w.to_string() }).collect(),
+        summary: &cmp.summary,
+    };
+    serde_json::to_writer_pretty(&mut out, &report)?;
+    out.write_all(b"\n")
+}

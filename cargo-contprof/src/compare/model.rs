@@ -1,0 +1,171 @@
+//! The input of a comparison: per-run costs of functions, grouped by target/test/benchmark.
+//!
+//! These types are plain data filled in by the profile module (or by tests). They carry no
+//! addresses: a function is identified by its demangled name without the `::h<hash>` suffix, so
+//! that identity survives rebuilds.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A measured quantity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// CPU time in nanoseconds (usually estimated from samples: samples × period).
+    Cpu,
+    /// Bytes allocated during the run.
+    AllocBytes,
+    /// Number of allocations during the run.
+    AllocCount,
+    /// Bytes still allocated when the run ended.
+    InuseBytes,
+}
+
+impl Metric {
+    /// Every metric, in report order.
+    pub const ALL: [Metric; 4] = [Metric::Cpu, Metric::AllocBytes, Metric::AllocCount, Metric::InuseBytes];
+
+    /// The name used in JSON and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Cpu => "cpu",
+            Metric::AllocBytes => "alloc_bytes",
+            Metric::AllocCount => "alloc_count",
+            Metric::InuseBytes => "inuse_bytes",
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Self or total (inclusive) cost of a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Cost of samples whose innermost frame is the function.
+    #[serde(rename = "self")]
+    SelfCost,
+    /// Cost of samples with the function anywhere on the stack.
+    Total,
+}
+
+impl Kind {
+    /// The name used in JSON and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::SelfCost => "self",
+            Kind::Total => "total",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a metric was measured in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum Sampling {
+    /// Every event counted (exact allocation mode, deterministic engines): repeated runs of the
+    /// same code give the same numbers, so comparisons use plain thresholds.
+    Exact,
+    /// Estimated from `samples` samples; the value of one sample is `total / samples`, which sets
+    /// the Poisson noise floor and the pseudocount used for functions absent from a run.
+    Sampled {
+        /// Number of samples behind the run's total.
+        samples: u64,
+    },
+}
+
+/// The whole-run value of one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MetricTotal {
+    /// Total of the metric over the run (nanoseconds, bytes or a count).
+    pub value: f64,
+    /// Whether the value is exact or sampled.
+    pub sampling: Sampling,
+}
+
+impl MetricTotal {
+    /// A sampled total.
+    pub fn sampled(value: f64, samples: u64) -> Self {
+        MetricTotal { value, sampling: Sampling::Sampled { samples } }
+    }
+
+    /// An exact total.
+    pub fn exact(value: f64) -> Self {
+        MetricTotal { value, sampling: Sampling::Exact }
+    }
+
+    /// The value of one sample, if sampled and non-empty.
+    pub fn sample_value(&self) -> Option<f64> {
+        match self.sampling {
+            Sampling::Sampled { samples } if samples > 0 && self.value > 0.0 => {
+                Some(self.value / samples as f64)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Self and total cost of one function for one metric in one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// Self cost.
+    #[serde(rename = "self")]
+    pub self_: f64,
+    /// Total (inclusive) cost.
+    pub total: f64,
+}
+
+impl Cost {
+    /// The cost of one kind.
+    pub fn get(&self, kind: Kind) -> f64 {
+        match kind {
+            Kind::SelfCost => self.self_,
+            Kind::Total => self.total,
+        }
+    }
+}
+
+/// Costs of one run (one process execution of one target, test or benchmark).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunCosts {
+    /// Whole-run totals per metric. A metric absent here was not recorded in this run.
+    pub totals: BTreeMap<Metric, MetricTotal>,
+    /// Per function (demangled, no hash), per metric, its cost. Absent means zero.
+    pub functions: BTreeMap<String, BTreeMap<Metric, Cost>>,
+}
+
+/// One target/test/benchmark with its base and head runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    /// The group key, e.g. `bench:parse` or `test:tests::round_trip`.
+    pub key: String,
+    /// Runs of the base revision.
+    pub base: Vec<RunCosts>,
+    /// Runs of the head revision.
+    pub head: Vec<RunCosts>,
+}
+
+/// A revision as the caller describes it; opaque to the comparison, shown in reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionInfo {
+    /// Commit id.
+    pub commit: String,
+    /// What the user named it (`main`, `HEAD`, `v1.2`), if anything.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub label: String,
+    /// More facts to show (dirty tree, host, toolchain...), in key order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
+}

@@ -1,0 +1,156 @@
+//! Settings of a comparison: significance level, practical thresholds, floors and ignore lists.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use regex::Regex;
+use serde::Serialize;
+
+use super::CompareError;
+use super::model::Metric;
+
+/// How a comparison decides. Build with [`Options::default`] and adjust the fields.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// False discovery rate: a change is significant when its Benjamini–Hochberg q value, taken
+    /// over every test of the comparison, is at most this.
+    pub alpha: f64,
+    /// Level of the reported confidence intervals of the change (not adjusted for multiplicity).
+    pub confidence: f64,
+    /// Minimum relative change worth reporting, per metric (0.05 = 5%). Metrics not listed use
+    /// [`Options::default_min_effect`].
+    pub min_effect: BTreeMap<Metric, f64>,
+    /// Minimum relative change for metrics not in `min_effect`.
+    pub default_min_effect: f64,
+    /// A function is tested only if it holds at least this share of its group's total of the metric
+    /// (its self share for self cost, its total share for total cost) on at least one side.
+    pub floor_share: f64,
+    /// For sampled metrics, a function is tested only if it has at least this many samples per run
+    /// on average on at least one side.
+    pub min_samples: f64,
+    /// Functions whose name matches any of these are not tested (their cost still counts in the
+    /// run's total).
+    pub ignore: Vec<Regex>,
+    /// Metrics tested as a share of the run's stable cost rather than as absolute cost: CPU time
+    /// moves with the machine's speed (±15% between identical runs), allocations do not.
+    pub normalize: BTreeSet<Metric>,
+    /// Assumed per-run spread (standard deviation of the log) when both sides have a single run
+    /// and nothing can be measured.
+    pub single_run_jitter: f64,
+    /// Moderate each function's variance toward a prior fitted over the group's functions
+    /// (empirical Bayes, as limma): more power with few runs, but in simulation it raised the A/A
+    /// false positive rate to ~5-7% when functions differ in run-to-run spread. Off by default.
+    pub moderate_variance: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            alpha: 0.05,
+            confidence: 0.95,
+            min_effect: BTreeMap::new(),
+            default_min_effect: 0.05,
+            floor_share: 0.005,
+            min_samples: 5.0,
+            ignore: Vec::new(),
+            normalize: BTreeSet::from([Metric::Cpu]),
+            single_run_jitter: 0.10,
+            moderate_variance: false,
+        }
+    }
+}
+
+impl Options {
+    /// Compiles ignore patterns (regular expressions matched anywhere in the function name).
+    pub fn ignore_patterns<I, S>(patterns: I) -> Result<Vec<Regex>, CompareError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        patterns
+            .into_iter()
+            .map(|p| {
+                Regex::new(p.as_ref())
+                    .map_err(|source| CompareError::Pattern { pattern: p.as_ref().to_owned(), source })
+            })
+            .collect()
+    }
+
+    /// The minimum relative effect for `metric`.
+    pub fn min_effect(&self, metric: Metric) -> f64 {
+        self.min_effect.get(&metric).copied().unwrap_or(self.default_min_effect)
+    }
+
+    pub(crate) fn is_ignored(&self, function: &str) -> bool {
+        self.ignore.iter().any(|r| r.is_match(function))
+    }
+
+    /// Checks that every number is in range.
+    pub fn validate(&self) -> Result<(), CompareError> {
+        let open_unit = |name: &'static str, v: f64| {
+            if v > 0.0 && v < 1.0 {
+                Ok(())
+            } else {
+                Err(CompareError::Option { name, value: v, expected: "in (0, 1)" })
+            }
+        };
+        let non_negative = |name: &'static str, v: f64| {
+            if v >= 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err(CompareError::Option { name, value: v, expected: "a finite number >= 0" })
+            }
+        };
+        open_unit("alpha", self.alpha)?;
+        open_unit("confidence", self.confidence)?;
+        non_negative("min_effect", self.default_min_effect)?;
+        for v in self.min_effect.values() {
+            non_negative("min_effect", *v)?;
+        }
+        if !(0.0..1.0).contains(&self.floor_share) {
+            return Err(CompareError::Option {
+                name: "floor_share",
+                value: self.floor_share,
+                expected: "in [0, 1)",
+            });
+        }
+        non_negative("min_samples", self.min_samples)?;
+        non_negative("single_run_jitter", self.single_run_jitter)
+    }
+
+    pub(crate) fn settings(&self) -> Settings {
+        Settings {
+            alpha: self.alpha,
+            confidence: self.confidence,
+            min_effect: Metric::ALL.iter().map(|m| (*m, self.min_effect(*m))).collect(),
+            floor_share: self.floor_share,
+            min_samples: self.min_samples,
+            ignore: self.ignore.iter().map(|r| r.as_str().to_owned()).collect(),
+            normalized: self.normalize.iter().copied().collect(),
+            single_run_jitter: self.single_run_jitter,
+            moderate_variance: self.moderate_variance,
+        }
+    }
+}
+
+/// The settings as recorded in a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Settings {
+    /// False discovery rate.
+    pub alpha: f64,
+    /// Confidence level of the intervals.
+    pub confidence: f64,
+    /// Minimum relative effect per metric.
+    pub min_effect: BTreeMap<Metric, f64>,
+    /// Minimum share of the group's total.
+    pub floor_share: f64,
+    /// Minimum samples per run for sampled metrics.
+    pub min_samples: f64,
+    /// Ignore patterns.
+    pub ignore: Vec<String>,
+    /// Metrics tested relative to the run's stable cost.
+    pub normalized: Vec<Metric>,
+    /// Assumed spread for single-run comparisons.
+    pub single_run_jitter: f64,
+    /// Whether variances were moderated toward a fitted prior.
+    pub moderate_variance: bool,
+}

@@ -1,0 +1,261 @@
+//! Human-readable reports: a plain terminal table and Markdown for a pull-request comment.
+//!
+//! Both are stable: no timestamps, deterministic order and rounding, so that an updated PR
+//! comment diffs cleanly against the previous one.
+
+use std::io::{self, Write};
+
+use super::finding::{Comparison, Finding, Verdict};
+use super::model::{Metric, RevisionInfo};
+
+/// A value in the metric's unit, rounded for reading.
+fn amount(metric: Metric, v: f64) -> String {
+    let scaled = |v: f64, units: &[&str], step: f64| {
+        let mut v = v;
+        let mut i = 0;
+        while v.abs() >= step && i + 1 < units.len() {
+            v /= step;
+            i += 1;
+        }
+        if i == 0 { format!("{v:.0} {}", units[0]) } else { format!("{v:.2} {}", units[i]) }
+    };
+    match metric {
+        Metric::Cpu => {
+            let ms = v / 1e6;
+            if ms >= 1000.0 { format!("{:.2} s", ms / 1000.0) } else { format!("{ms:.1} ms") }
+        }
+        Metric::AllocBytes | Metric::InuseBytes => scaled(v, &["B", "KiB", "MiB", "GiB", "TiB"], 1024.0),
+        Metric::AllocCount => scaled(v, &["", "k", "M", "G"], 1000.0).trim_end().to_owned(),
+    }
+}
+
+fn percent(v: f64) -> String {
+    format!("{:+.1}%", v * 100.0)
+}
+
+/// Change with its interval: `+25.3% [+18.1%, +33.0%]`.
+fn change(f: &Finding) -> String {
+    match (f.change, f.ci_low, f.ci_high) {
+        (Some(c), Some(lo), Some(hi)) => format!("{} [{}, {}]", percent(c), percent(lo), percent(hi)),
+        (Some(c), _, _) => percent(c),
+        (None, _, _) => "new".to_owned(),
+    }
+}
+
+fn evidence(f: &Finding) -> String {
+    match f.q {
+        Some(q) => format!("q={q:.2e}"),
+        None => f.method.as_str().to_owned(),
+    }
+}
+
+fn headline(cmp: &Comparison) -> String {
+    let s = &cmp.summary;
+    match s.verdict {
+        "regression" => format!(
+            "{} regression{} found ({} improvement{}) in {} compared target{}",
+            s.regressions,
+            plural(s.regressions),
+            s.improvements,
+            plural(s.improvements),
+            s.groups_compared,
+            plural(s.groups_compared)
+        ),
+        "possible_regression" => format!(
+            "{} possible regression{} (single runs: not conclusive), no confirmed regression",
+            s.possible_regressions,
+            plural(s.possible_regressions)
+        ),
+        "improvement" => {
+            format!("No regression; {} improvement{} found", s.improvements, plural(s.improvements))
+        }
+        "nothing_compared" => "Nothing compared: no target has runs on both sides".to_owned(),
+        _ => {
+            format!("No regression beyond noise in {} target{}", s.groups_compared, plural(s.groups_compared))
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn revision(r: &RevisionInfo) -> String {
+    let short: String = r.commit.chars().take(12).collect();
+    if r.label.is_empty() { short } else { format!("{short} ({})", r.label) }
+}
+
+/// The findings shown in the main tables, in order: regressions, improvements, possible ones.
+fn listed(cmp: &Comparison) -> Vec<&Finding> {
+    let mut rows = cmp.with_verdict(Verdict::Regression);
+    rows.extend(cmp.with_verdict(Verdict::Improvement));
+    rows.extend(cmp.with_verdict(Verdict::PossibleRegression));
+    rows.extend(cmp.with_verdict(Verdict::PossibleImprovement));
+    rows
+}
+
+fn row(f: &Finding) -> [String; 8] {
+    [
+        f.verdict.as_str().replace('_', " "),
+        f.function.clone(),
+        f.group.clone(),
+        format!("{} ({})", f.metric, f.kind),
+        amount(f.metric, f.base),
+        amount(f.metric, f.head),
+        change(f),
+        evidence(f),
+    ]
+}
+
+const HEADER: [&str; 8] =
+    ["verdict", "function", "group", "metric", "base", "head", "change [95% CI]", "evidence"];
+
+/// Writes a plain-text table for a terminal.
+pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
+    writeln!(out, "{}", headline(cmp))?;
+    writeln!(out, "base {}  head {}", revision(&cmp.base), revision(&cmp.head))?;
+    let mut rows: Vec<[String; 8]> = listed(cmp).into_iter().map(row).collect();
+    for f in cmp.with_verdict(Verdict::New).into_iter().chain(cmp.with_verdict(Verdict::Vanished)) {
+        rows.push(row(f));
+    }
+    if !rows.is_empty() {
+        let header = HEADER.map(str::to_owned);
+        let mut widths = [0usize; 8];
+        for r in std::iter::once(&header).chain(&rows) {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        writeln!(out)?;
+        for r in std::iter::once(&header).chain(&rows) {
+            let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            writeln!(out, "{}", line.join("  ").trim_end())?;
+        }
+    }
+    for w in &cmp.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}
+
+/// Escapes text for a Markdown table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Writes Markdown for a pull-request comment.
+pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
+    let s = &cmp.summary;
+    let icon = match s.verdict {
+        "regression" => "🔴",
+        "possible_regression" => "🟠",
+        "improvement" => "🟢",
+        _ => "⚪",
+    };
+    writeln!(out, "### {icon} cargo contprof: {}", headline(cmp))?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Compared `{}` (base) with `{}` (head).",
+        cell(&revision(&cmp.base)),
+        cell(&revision(&cmp.head))
+    )?;
+    let rows = listed(cmp);
+    if !rows.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "| | function | group | metric | base | head | change [95% CI] | q |")?;
+        writeln!(out, "|---|---|---|---|---|---|---|---|")?;
+        for f in rows {
+            let mark = match f.verdict {
+                Verdict::Regression => "🔴 regression",
+                Verdict::Improvement => "🟢 improvement",
+                Verdict::PossibleRegression => "🟠 possible regression",
+                _ => "🔵 possible improvement",
+            };
+            writeln!(
+                out,
+                "| {mark} | `{}` | {} | {} ({}) | {} | {} | {} | {} |",
+                cell(&f.function),
+                cell(&f.group),
+                f.metric,
+                f.kind,
+                amount(f.metric, f.base),
+                amount(f.metric, f.head),
+                change(f),
+                f.q.map_or_else(|| f.method.as_str().to_owned(), |q| format!("{q:.1e}"))
+            )?;
+        }
+    }
+    let presence: Vec<&Finding> =
+        cmp.with_verdict(Verdict::New).into_iter().chain(cmp.with_verdict(Verdict::Vanished)).collect();
+    let inherited = cmp.inherited();
+    writeln!(out)?;
+    writeln!(out, "<details><summary>Details</summary>")?;
+    writeln!(out)?;
+    if !presence.is_empty() {
+        writeln!(out, "New and vanished functions (by cost):")?;
+        writeln!(out)?;
+        writeln!(out, "| | function | group | metric | base | head | share |")?;
+        writeln!(out, "|---|---|---|---|---|---|---|")?;
+        for f in presence {
+            writeln!(
+                out,
+                "| {} | `{}` | {} | {} | {} | {} | {:.1}% → {:.1}% |",
+                f.verdict.as_str(),
+                cell(&f.function),
+                cell(&f.group),
+                f.metric,
+                amount(f.metric, f.base),
+                amount(f.metric, f.head),
+                f.base_share * 100.0,
+                f.head_share * 100.0
+            )?;
+        }
+        writeln!(out)?;
+    }
+    if !inherited.is_empty() {
+        writeln!(out, "Total-cost changes accounted for by the self-cost changes above:")?;
+        writeln!(out)?;
+        for f in inherited {
+            writeln!(out, "- `{}` in {} ({}): {}", cell(&f.function), cell(&f.group), f.metric, change(f))?;
+        }
+        writeln!(out)?;
+    }
+    if !cmp.warnings.is_empty() {
+        writeln!(out, "Warnings:")?;
+        writeln!(out)?;
+        for w in &cmp.warnings {
+            writeln!(out, "- {}", cell(&w.to_string()))?;
+        }
+        writeln!(out)?;
+    }
+    let set = &cmp.settings;
+    writeln!(
+        out,
+        "{} targets compared, {} tests, {} findings below the floor not tested. \
+         Significant: Benjamini–Hochberg q ≤ {} and change ≥ the minimum effect ({}); \
+         floor {:.1}% of the target and {} samples per run; confidence {:.0}%.",
+        s.groups_compared,
+        s.tests,
+        s.below_floor,
+        set.alpha,
+        set.min_effect.iter().map(|(m, e)| format!("{m} {:.0}%", e * 100.0)).collect::<Vec<_>>().join(", "),
+        set.floor_share * 100.0,
+        set.min_samples,
+        set.confidence * 100.0
+    )?;
+    if !set.ignore.is_empty() {
+        writeln!(out)?;
+        let patterns: Vec<String> = set.ignore.iter().map(|p| format!("`{}`", cell(p))).collect();
+        writeln!(out, "Ignored functions: {}.", patterns.join(", "))?;
+    }
+    writeln!(out)?;
+    for (name, r) in [("base", &cmp.base), ("head", &cmp.head)] {
+        let extra: Vec<String> = r.extra.iter().map(|(k, v)| format!("{}: {}", cell(k), cell(v))).collect();
+        let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join(", ")) };
+        writeln!(out, "- {name}: `{}`{extra}", cell(&revision(r)))?;
+    }
+    writeln!(out)?;
+    writeln!(out, "</details>")?;
+    Ok(())
+}

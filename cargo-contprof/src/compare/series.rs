@@ -1,0 +1,185 @@
+//! Extraction of per-run series from a group: which runs have a metric, the value of one sample
+//! in each run, and each function's self and total cost per run (zero where it is absent).
+
+use std::collections::BTreeSet;
+
+use super::finding::Warning;
+use super::model::{Group, Metric, RunCosts, Sampling};
+use super::options::Options;
+
+/// Base and head, in that order, wherever a pair is kept.
+pub(crate) const SIDES: [&str; 2] = ["base", "head"];
+
+/// One run's facts for one metric.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Run {
+    /// The run's total of the metric.
+    pub total: f64,
+    /// The value of one sample (1 for exact metrics): the pseudocount for absent functions.
+    pub unit: f64,
+    /// Whether the metric is exact in this run.
+    pub exact: bool,
+}
+
+/// One function's costs, per side, per run.
+#[derive(Debug, Clone)]
+pub(crate) struct Series {
+    pub name: String,
+    /// `[base, head]` self costs per run.
+    pub self_: [Vec<f64>; 2],
+    /// `[base, head]` total costs per run.
+    pub total: [Vec<f64>; 2],
+}
+
+/// Everything needed to compare one metric of one group.
+#[derive(Debug, Clone)]
+pub(crate) struct MetricData {
+    /// `[base, head]` runs that recorded the metric.
+    pub runs: [Vec<Run>; 2],
+    /// Functions with a non-zero cost somewhere, by name, ignored ones left out.
+    pub functions: Vec<Series>,
+    /// Distinct function names left out by the ignore list.
+    pub ignored: usize,
+}
+
+impl MetricData {
+    /// Whether every run on both sides measured the metric exactly.
+    pub(crate) fn exact(&self) -> bool {
+        self.runs.iter().flatten().all(|r| r.exact)
+    }
+
+    /// Whether both sides are sampled, or both exact.
+    pub(crate) fn consistent(&self) -> bool {
+        let side_exact = |s: &[Run]| s.iter().all(|r| r.exact);
+        let side_sampled = |s: &[Run]| s.iter().all(|r| !r.exact);
+        (side_exact(&self.runs[0]) && side_exact(&self.runs[1]))
+            || (side_sampled(&self.runs[0]) && side_sampled(&self.runs[1]))
+    }
+}
+
+fn clean(v: f64) -> f64 {
+    if v.is_finite() && v > 0.0 { v } else { 0.0 }
+}
+
+/// The runs of one side that can be used for `metric`, with their positions.
+fn side_runs(
+    group: &str,
+    runs: &[RunCosts],
+    metric: Metric,
+    side: &'static str,
+    warnings: &mut Vec<Warning>,
+) -> Vec<(usize, Run)> {
+    let recorded = runs.iter().filter(|r| r.totals.contains_key(&metric)).count();
+    let mut kept = Vec::new();
+    for (index, run) in runs.iter().enumerate() {
+        let Some(t) = run.totals.get(&metric) else {
+            if recorded > 0 {
+                warnings.push(Warning::SkippedRun {
+                    group: group.to_owned(),
+                    metric,
+                    side,
+                    index,
+                    reason: "metric not recorded",
+                });
+            }
+            continue;
+        };
+        let run = if !t.value.is_finite() || t.value < 0.0 {
+            Err("invalid total")
+        } else {
+            match t.sampling {
+                Sampling::Exact => Ok(Run { total: t.value, unit: 1.0, exact: true }),
+                Sampling::Sampled { .. } => match t.sample_value() {
+                    Some(unit) => Ok(Run { total: t.value, unit, exact: false }),
+                    None => Err("no samples"),
+                },
+            }
+        };
+        match run {
+            Ok(run) => kept.push((index, run)),
+            Err(reason) => {
+                warnings.push(Warning::SkippedRun { group: group.to_owned(), metric, side, index, reason })
+            }
+        }
+    }
+    kept
+}
+
+/// Extracts the series of `metric` in `group`. `None` when the metric cannot be compared (the
+/// reason, if worth telling, is pushed to `warnings`).
+pub(crate) fn prepare(
+    group: &Group,
+    metric: Metric,
+    opts: &Options,
+    warnings: &mut Vec<Warning>,
+) -> Option<MetricData> {
+    let sides = [&group.base, &group.head];
+    let mut side_warnings = Vec::new();
+    let kept: [Vec<(usize, Run)>; 2] =
+        [0, 1].map(|s| side_runs(&group.key, sides[s], metric, SIDES[s], &mut side_warnings));
+    let recorded = |s: usize| sides[s].iter().any(|r| r.totals.contains_key(&metric));
+    match (recorded(0), recorded(1)) {
+        (false, false) => return None,
+        (true, false) | (false, true) => {
+            let side = if recorded(0) { SIDES[0] } else { SIDES[1] };
+            warnings.push(Warning::MetricOnOneSide { group: group.key.clone(), metric, side });
+            return None;
+        }
+        (true, true) => {}
+    }
+    // A metric with no events at all on either side (e.g. a run that never allocates) is not
+    // worth a warning per run.
+    let all_empty = sides.iter().all(|runs| {
+        runs.iter().all(|r| {
+            r.totals.get(&metric).is_none_or(|t| match t.sampling {
+                Sampling::Exact => t.value == 0.0,
+                Sampling::Sampled { .. } => t.sample_value().is_none(),
+            })
+        })
+    });
+    if all_empty {
+        return None;
+    }
+    warnings.extend(side_warnings);
+    if kept[0].is_empty() || kept[1].is_empty() {
+        return None;
+    }
+
+    let mut names = BTreeSet::new();
+    for (s, side) in kept.iter().enumerate() {
+        for (index, _) in side {
+            for (name, costs) in &sides[s][*index].functions {
+                if costs.get(&metric).is_some_and(|c| clean(c.self_) > 0.0 || clean(c.total) > 0.0) {
+                    names.insert(name.as_str());
+                }
+            }
+        }
+    }
+    let mut ignored = 0;
+    let mut functions = Vec::new();
+    for name in names {
+        if opts.is_ignored(name) {
+            ignored += 1;
+            continue;
+        }
+        let values = |s: usize, total: bool| -> Vec<f64> {
+            kept[s]
+                .iter()
+                .map(|(index, _)| {
+                    let cost = sides[s][*index].functions.get(name).and_then(|m| m.get(&metric));
+                    cost.map_or(
+                        0.0,
+                        |c| if total { clean(c.total).max(clean(c.self_)) } else { clean(c.self_) },
+                    )
+                })
+                .collect()
+        };
+        functions.push(Series {
+            name: name.to_owned(),
+            self_: [values(0, false), values(1, false)],
+            total: [values(0, true), values(1, true)],
+        });
+    }
+    let runs = kept.map(|side| side.into_iter().map(|(_, run)| run).collect());
+    Some(MetricData { runs, functions, ignored })
+}

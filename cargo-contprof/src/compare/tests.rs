@@ -1,0 +1,167 @@
+//! Unit tests of verdicts and reports on small hand-made inputs.
+
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn run(metric: Metric, total: MetricTotal, fns: &[(&str, f64, f64)]) -> RunCosts {
+    RunCosts {
+        totals: BTreeMap::from([(metric, total)]),
+        functions: fns
+            .iter()
+            .map(|(n, s, t)| (n.to_string(), BTreeMap::from([(metric, Cost { self_: *s, total: *t })])))
+            .collect(),
+    }
+}
+
+fn exact_group(extra: f64, runs: usize) -> Group {
+    let side = |extra: f64| {
+        (0..runs)
+            .map(|_| {
+                let fns = [
+                    ("a::hot", 700.0 + extra, 700.0 + extra),
+                    ("a::cold", 300.0, 300.0),
+                    ("a::main", 0.0, 1000.0 + extra),
+                ];
+                run(Metric::AllocCount, MetricTotal::exact(1000.0 + extra), &fns)
+            })
+            .collect()
+    };
+    Group { key: "test:t".into(), base: side(0.0), head: side(extra) }
+}
+
+fn cmp(groups: &[Group]) -> Comparison {
+    match compare(groups, RevisionInfo::default(), RevisionInfo::default(), &Options::default()) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn exact_metric_uses_a_plain_threshold_even_with_one_run() {
+    let c = cmp(&[exact_group(100.0, 1)]);
+    let hot: Vec<_> = c.findings.iter().filter(|f| f.function == "a::hot").collect();
+    assert_eq!(hot.len(), 1, "a leaf's total is not tested twice");
+    assert_eq!(hot[0].verdict, Verdict::Regression);
+    assert_eq!(hot[0].method, Method::ExactThreshold);
+    assert!(hot[0].p.is_none());
+    assert!(
+        c.findings.iter().all(|f| f.function == "a::hot" || f.inherited || f.verdict == Verdict::Unchanged)
+    );
+    assert!(c.has_regression());
+    // A/A on exact data flags nothing.
+    assert_eq!(cmp(&[exact_group(0.0, 3)]).summary.verdict, "unchanged");
+    // Below the minimum effect (5%): 20 on 700.
+    assert!(!cmp(&[exact_group(20.0, 3)]).has_regression());
+}
+
+#[test]
+fn new_and_vanished_functions_are_reported_by_cost() {
+    let mut g = exact_group(0.0, 2);
+    for r in &mut g.head {
+        r.functions.remove("a::cold");
+        r.functions.insert(
+            "a::fresh".into(),
+            BTreeMap::from([(Metric::AllocCount, Cost { self_: 300.0, total: 300.0 })]),
+        );
+    }
+    let c = cmp(&[g]);
+    assert_eq!(
+        c.with_verdict(Verdict::New).iter().map(|f| f.function.as_str()).collect::<Vec<_>>(),
+        ["a::fresh"]
+    );
+    assert_eq!(c.with_verdict(Verdict::Vanished)[0].function, "a::cold");
+    assert!(!c.has_regression());
+}
+
+#[test]
+fn single_sampled_run_gives_at_most_a_possible_verdict() {
+    let side = |hot: u64| {
+        vec![run(
+            Metric::Cpu,
+            MetricTotal::sampled((hot + 1000) as f64, hot + 1000),
+            &[
+                ("a::hot", hot as f64, hot as f64),
+                ("a::r1", 250.0, 250.0),
+                ("a::r2", 250.0, 250.0),
+                ("a::r3", 250.0, 250.0),
+                ("a::r4", 250.0, 250.0),
+            ],
+        )]
+    };
+    let c = cmp(&[Group { key: "bench:b".into(), base: side(1000), head: side(2000) }]);
+    assert!(c.findings.iter().all(|f| f.verdict != Verdict::Regression && f.verdict != Verdict::Improvement));
+    assert!(c.with_verdict(Verdict::PossibleRegression).iter().any(|f| f.function == "a::hot"));
+    assert!(c.warnings.iter().any(|w| matches!(w, Warning::SingleRun { .. })));
+    assert!(!c.has_regression());
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    assert!(matches!(Options::ignore_patterns(["("]), Err(CompareError::Pattern { .. })));
+    let bad = Options { alpha: 1.5, ..Options::default() };
+    assert!(compare(&[], RevisionInfo::default(), RevisionInfo::default(), &bad).is_err());
+    let g = exact_group(0.0, 1);
+    assert!(matches!(
+        compare(&[g.clone(), g], RevisionInfo::default(), RevisionInfo::default(), &Options::default()),
+        Err(CompareError::DuplicateGroup { .. })
+    ));
+    let nan = Group {
+        key: "x".into(),
+        base: vec![run(Metric::Cpu, MetricTotal::sampled(f64::NAN, 3), &[])],
+        head: vec![],
+    };
+    assert_eq!(cmp(&[nan]).summary.verdict, "nothing_compared");
+}
+
+#[test]
+fn json_report_has_the_contract_fields_and_is_stable() {
+    let c = cmp(&[exact_group(100.0, 2)]);
+    let mut out = Vec::new();
+    assert!(write_json(&c, &mut out).is_ok());
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
+    for key in ["version", "base", "head", "settings", "regressions", "improvements", "summary"] {
+        assert!(v.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(v["version"], 1);
+    let r = &v["regressions"][0];
+    for key in [
+        "function",
+        "metric",
+        "kind",
+        "group",
+        "base",
+        "head",
+        "change",
+        "ci_low",
+        "ci_high",
+        "p",
+        "q",
+        "runs_base",
+        "runs_head",
+        "method",
+    ] {
+        assert!(r.get(key).is_some(), "missing {key} in {r}");
+    }
+    assert_eq!(r["metric"], "alloc_count");
+    assert_eq!(r["kind"], "self");
+    let mut again = Vec::new();
+    assert!(write_json(&cmp(&[exact_group(100.0, 2)]), &mut again).is_ok());
+    assert_eq!(out, again);
+}
+
+#[test]
+fn markdown_and_text_name_the_regression() {
+    let mut c = cmp(&[exact_group(100.0, 2)]);
+    c.base.commit = "0123456789abcdef".into();
+    c.head.label = "HEAD".into();
+    let mut md = Vec::new();
+    assert!(write_markdown(&c, &mut md).is_ok());
+    let md = String::from_utf8_lossy(&md);
+    assert!(md.starts_with("### 🔴 cargo contprof: 1 regression found"), "{md}");
+    assert!(md.contains("| `a::hot` | test:t | alloc_count (self) | 700 | 800 | +14.3% |"), "{md}");
+    assert!(md.contains("<details>") && md.contains("`0123456789ab`"));
+    let mut text = Vec::new();
+    assert!(write_text(&c, &mut text).is_ok());
+    assert!(String::from_utf8_lossy(&text).contains("a::hot"));
+}
