@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let preload_manifest = manifest_dir.join("../harness/preload/Cargo.toml");
     for dir in ["../harness/preload", "../harness/agent"] {
@@ -45,7 +46,10 @@ fn main() {
             || key == "RUSTC_WRAPPER"
             || key == "RUSTC_WORKSPACE_WRAPPER"
             || key.starts_with("DEP_")
-            || matches!(key.as_str(), "TARGET" | "HOST" | "OUT_DIR" | "OPT_LEVEL" | "PROFILE" | "DEBUG" | "NUM_JOBS")
+            || matches!(
+                key.as_str(),
+                "TARGET" | "HOST" | "OUT_DIR" | "OPT_LEVEL" | "PROFILE" | "DEBUG" | "NUM_JOBS"
+            )
         {
             cmd.env_remove(&key);
         }
@@ -53,7 +57,8 @@ fn main() {
     cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Cforce-frame-pointers=yes");
     cmd.env("CARGO_PROFILE_RELEASE_PANIC", "abort");
     cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
-    let status = cmd.status().unwrap_or_else(|e| panic!("could not run cargo to build the contprof agent: {e}"));
+    let status =
+        cmd.status().unwrap_or_else(|e| panic!("could not run cargo to build the contprof agent: {e}"));
     if !status.success() {
         panic!("building the contprof agent ({}) failed: {status}", preload_manifest.display());
     }

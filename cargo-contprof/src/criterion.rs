@@ -47,9 +47,13 @@ pub fn mean_ns_per_iteration(home: &Path) -> Option<f64> {
 pub fn add_per_iteration(profile: &mut Profile, ns_per_iter: f64, weight: f64) -> bool {
     let Some(cpu) = profile.sample_type_index("cpu") else { return false };
     let measured_locations = locations_with(profile, is_measured_frame);
-    let measured: Vec<bool> =
-        profile.sample.iter().map(|s| s.location_id.iter().any(|id| measured_locations.contains(id))).collect();
-    let loop_cpu: i64 = profile.sample.iter().zip(&measured).filter(|(_, m)| **m).map(|(s, _)| s.value[cpu]).sum();
+    let measured: Vec<bool> = profile
+        .sample
+        .iter()
+        .map(|s| s.location_id.iter().any(|id| measured_locations.contains(id)))
+        .collect();
+    let loop_cpu: i64 =
+        profile.sample.iter().zip(&measured).filter(|(_, m)| **m).map(|(s, _)| s.value[cpu]).sum();
     if loop_cpu <= 0 {
         return false;
     }

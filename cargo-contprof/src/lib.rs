@@ -3,15 +3,15 @@
 //! The binary is a thin shell over this library so that tests and other front ends drive the
 //! same code. See `ARCHITECTURE.md` at the repository root for the map.
 
+pub mod cargo;
+pub mod cli;
 pub mod compare;
+pub mod criterion;
+pub mod errors;
 pub mod profile;
+pub mod record;
 pub mod report;
+pub mod runner;
+pub mod shell;
 pub mod store;
 pub mod symbolize;
-pub mod cargo;
-pub mod errors;
-pub mod shell;
-pub mod runner;
-pub mod cli;
-pub mod record;
-pub mod criterion;

@@ -14,10 +14,10 @@ use contprof::format::RawFile;
 use crate::cargo::Workspace;
 use crate::errors::{Error, Result};
 use crate::profile::{self, BuildOptions, Profile};
-use crate::symbolize::Symbolizer;
 use crate::report::{self, FlameGraphOptions, TopOptions};
 use crate::runner::{AgentSettings, Exit, Outcome};
 use crate::shell::Shell;
+use crate::symbolize::Symbolizer;
 
 /// One execution of one workload, as the runner left it.
 #[derive(Debug)]
@@ -86,7 +86,8 @@ impl Summary {
 /// Creates the output directory and checks that it is writable, before any work is done.
 pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io("could not create output directory", dir, e))?;
-    tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("output directory is not writable:", dir, e))?;
+    tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| Error::io("output directory is not writable:", dir, e))?;
     Ok(())
 }
 
@@ -94,7 +95,8 @@ pub fn prepare_output_dir(dir: &Path) -> Result<()> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io("could not create directory", dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("could not create a file in", dir, e))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("could not create a file in", dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io("could not write", path, e))?;
     tmp.persist(path).map_err(|e| Error::io("could not write", path, e.error))?;
     Ok(())
@@ -157,7 +159,9 @@ pub fn finish(rec: &Recording<'_>, executions: Vec<Execution>, shell: &Shell) ->
             if let Some(ns) = e.per_iteration_ns
                 && !crate::criterion::add_per_iteration(&mut p, ns, 1.0)
             {
-                shell.warn(format_args!("{group}: no samples inside criterion's measured loop; no per-iteration costs"));
+                shell.warn(format_args!(
+                    "{group}: no samples inside criterion's measured loop; no per-iteration costs"
+                ));
             }
             let bytes = profile::encode_to_vec(&p);
             write_atomic(&dir.join(format!("run-{}.pb.gz", e.repetition)), &bytes)?;
@@ -223,7 +227,13 @@ fn read_and_build(e: &Execution, symbolizer: &mut Symbolizer) -> Result<profile:
     Ok(profile::build_profile(&raw, symbolizer, &options))
 }
 
-fn write_outputs(merged: &Profile, group: &str, dir: &Path, rec: &Recording<'_>, shell: &Shell) -> Result<()> {
+fn write_outputs(
+    merged: &Profile,
+    group: &str,
+    dir: &Path,
+    rec: &Recording<'_>,
+    shell: &Shell,
+) -> Result<()> {
     let profile_path = dir.join("profile.pb.gz");
     write_atomic(&profile_path, &profile::encode_to_vec(merged))?;
     let mut written = vec![profile_path];
@@ -246,7 +256,8 @@ fn write_outputs(merged: &Profile, group: &str, dir: &Path, rec: &Recording<'_>,
     if rec.top > 0 {
         let mut out = anstream::stdout().lock();
         let options = TopOptions { limit: rec.top, target: group.to_owned() };
-        report::write_top(&mut out, merged, &options).map_err(|e| Error::io("could not write to", "stdout", e))?;
+        report::write_top(&mut out, merged, &options)
+            .map_err(|e| Error::io("could not write to", "stdout", e))?;
     }
     for path in written {
         shell.status("Wrote", path.display());

@@ -24,7 +24,9 @@ fn no_target_given_in_a_multi_binary_package_lists_them() {
 
 #[test]
 fn unknown_package() {
-    let f = finish(contprof().args(["run", "-p", "ghost", "--bin", "x", "--manifest-path"]).arg(fixtures_manifest()));
+    let f = finish(
+        contprof().args(["run", "-p", "ghost", "--bin", "x", "--manifest-path"]).arg(fixtures_manifest()),
+    );
     assert_clean_error(&f, 2, &["package `ghost`", "workloads"]);
 }
 
@@ -49,7 +51,14 @@ fn bad_values() {
         (&["--runs", "0"][..], "--runs"),
         (&["--tag", "novalue"][..], "--tag"),
     ] {
-        let f = finish(contprof().arg("run").args(args).arg("--manifest-path").arg(fixtures_manifest()).args(["--bin", "cpu_split"]));
+        let f = finish(
+            contprof()
+                .arg("run")
+                .args(args)
+                .arg("--manifest-path")
+                .arg(fixtures_manifest())
+                .args(["--bin", "cpu_split"]),
+        );
         assert_clean_error(&f, 2, &[needle]);
     }
 }
@@ -60,7 +69,11 @@ fn unwritable_output_directory() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let f = finish(
-        contprof().args(["run", "--bin", "cpu_split", "--manifest-path"]).arg(fixtures_manifest()).arg("-o").arg(file.join("sub")),
+        contprof()
+            .args(["run", "--bin", "cpu_split", "--manifest-path"])
+            .arg(fixtures_manifest())
+            .arg("-o")
+            .arg(file.join("sub")),
     );
     assert_clean_error(&f, 2, &["output directory"]);
 }
@@ -68,7 +81,11 @@ fn unwritable_output_directory() {
 #[test]
 fn build_failure_shows_cargos_error_and_exits_3() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("Cargo.toml"), "[package]\nname = \"broken\"\nversion = \"0.1.0\"\nedition = \"2021\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"broken\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
     std::fs::create_dir(dir.path().join("src")).unwrap();
     std::fs::write(dir.path().join("src/main.rs"), "fn main() { let x: u32 = \"not a number\"; }\n").unwrap();
     let f = finish(contprof().args(["run"]).current_dir(dir.path()));

@@ -54,10 +54,15 @@ fn npm_pprof_format_decodes_the_profile() {
     let out = tempfile::tempdir().unwrap();
     let f = run_fixture("cpu_split", out.path(), &[], &[("FIXTURE_SCALE", "0.3")]);
     assert_eq!(f.code, 0, "{f:?}");
-    let o = Command::new("node").arg(js.join("decode.mjs")).arg(out.path().join("profile.pb.gz")).output().unwrap();
+    let o = Command::new("node")
+        .arg(js.join("decode.mjs"))
+        .arg(out.path().join("profile.pb.gz"))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let types: Vec<&str> = summary["sampleTypes"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let types: Vec<&str> =
+        summary["sampleTypes"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
     assert!(types.contains(&"cpu/nanoseconds") && types.contains(&"alloc_space/bytes"), "{summary}");
     assert!(summary["samples"].as_u64().unwrap() > 0, "{summary}");
     assert!(summary["mappings"][0].as_str().unwrap().ends_with("cpu_split"), "{summary}");

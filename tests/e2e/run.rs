@@ -2,7 +2,7 @@
 
 use cargo_contprof::profile::{CostView, Profile};
 
-use crate::util::{describe, expectation, read_profile, run_fixture, share};
+use crate::util::{describe, expectation, leaf_share, read_profile, run_fixture, share};
 
 /// Runs a fixture and checks every share its expectation declares; returns the merged profile.
 fn check_fixture(bin: &str, extra: &[&str], env: &[(&str, &str)]) -> (Profile, crate::util::Finished) {
@@ -13,12 +13,15 @@ fn check_fixture(bin: &str, extra: &[&str], env: &[(&str, &str)]) -> (Profile, c
     assert_eq!(finished.code, code, "{finished:?}");
     let profile = read_profile(&out.path().join("profile.pb.gz"));
     let view = CostView::from_profile(&profile);
-    for (key, total) in [("cpu_self_share", false), ("cpu_total_share", true)] {
+    for key in ["cpu_self_share", "cpu_leaf_share", "cpu_total_share"] {
         for e in expected.get(key).and_then(|v| v.as_array()).into_iter().flatten() {
             let function = e["function"].as_str().unwrap();
             let want = e["share"].as_float().unwrap();
             let tolerance = e["tolerance"].as_float().unwrap();
-            let got = share(&view, "cpu", function, total);
+            let got = match key {
+                "cpu_leaf_share" => leaf_share(&profile, function),
+                k => share(&view, "cpu", function, k == "cpu_total_share"),
+            };
             assert!(
                 (got - want).abs() <= tolerance,
                 "{bin}: {key} of {function} is {got:.3}, expected {want} ± {tolerance}\n{}\n{finished:?}",
@@ -33,21 +36,24 @@ fn check_fixture(bin: &str, extra: &[&str], env: &[(&str, &str)]) -> (Profile, c
     (profile, finished)
 }
 
-/// The CPU time in the profile matches the CPU the process burned (the period is derived from
-/// measured CPU time, not from the requested rate).
-fn assert_cpu_time_plausible(profile: &Profile) {
+/// The CPU time in the profile matches the CPU the same binary burns without the agent (the
+/// period is derived from measured CPU time, not from the requested rate, which the kernel tick
+/// can cap 4x below the truth).
+fn assert_cpu_time_matches_native(profile: &Profile, bin: &str) {
     let cpu = profile.sample_type_index("cpu").unwrap();
-    let total_ns = profile.total(cpu) as f64;
-    let wall_ns = profile.duration_nanos as f64;
-    assert!(total_ns > 0.0, "no CPU time recorded");
-    // Single-threaded fixtures: CPU time is close to the wall time.
-    assert!(total_ns > 0.8 * wall_ns && total_ns < 1.1 * wall_ns, "cpu {total_ns} ns vs wall {wall_ns} ns");
+    let profiled = profile.total(cpu) as f64 / 1e9;
+    let native =
+        crate::util::native_cpu_seconds(&crate::util::repo_root().join("fixtures/target/contprof").join(bin));
+    assert!(
+        (profiled / native - 1.0).abs() < 0.25,
+        "profile says {profiled:.3} s of CPU, the binary alone burns {native:.3} s"
+    );
 }
 
 #[test]
 fn cpu_split_shares_leaf_functions_and_cpu_time() {
     let (profile, _) = check_fixture("cpu_split", &[], &[]);
-    assert_cpu_time_plausible(&profile);
+    assert_cpu_time_matches_native(&profile, "cpu_split");
     assert!(!profile.mapping.is_empty(), "profile has mappings");
     assert!(profile.mapping[0].has_functions, "main mapping is symbolized");
 }
@@ -55,7 +61,7 @@ fn cpu_split_shares_leaf_functions_and_cpu_time() {
 #[test]
 fn cpu_time_is_right_at_a_rate_above_the_kernel_tick() {
     let (profile, _) = check_fixture("cpu_split", &["--frequency", "999"], &[]);
-    assert_cpu_time_plausible(&profile);
+    assert_cpu_time_matches_native(&profile, "cpu_split");
     let samples = profile.total(profile.sample_type_index("samples").unwrap()) as f64;
     let seconds = profile.total(profile.sample_type_index("cpu").unwrap()) as f64 / 1e9;
     // Above the 250 Hz tick: the per-thread perf timer delivers far more than setitimer could.
@@ -69,17 +75,21 @@ fn threads_are_sampled_and_labelled() {
     let threads = expected["threads"].as_table().unwrap();
     for (thread, function) in threads {
         let function = function.as_str().unwrap();
+        let count = profile.sample_type_index("samples").unwrap();
         let mut on_thread = 0;
         let mut with_function = 0;
         for s in profile.sample.iter().filter(|s| profile.label_str(s, "thread") == Some(thread.as_str())) {
-            on_thread += 1;
+            on_thread += s.value[count];
             let names = stack_names(&profile, s);
             if names.iter().any(|n| n == function) {
-                with_function += 1;
+                with_function += s.value[count];
             }
         }
-        assert!(on_thread > 20, "thread {thread}: {on_thread} samples");
-        assert!(with_function * 10 >= on_thread * 9, "thread {thread}: {with_function}/{on_thread} samples in {function}");
+        assert!(on_thread > 50, "thread {thread}: {on_thread} samples");
+        assert!(
+            with_function * 10 >= on_thread * 9,
+            "thread {thread}: {with_function}/{on_thread} samples in {function}"
+        );
     }
 }
 
@@ -99,12 +109,21 @@ fn failing_workload_keeps_its_samples_and_exits_4() {
     assert!(finished.stderr.contains("panicked"), "{finished:?}");
     for (mode, needle) in [("abort", "SIGABRT"), ("segv", "SIGSEGV"), ("exit3", "exit status 3")] {
         let out = tempfile::tempdir().unwrap();
-        let f = crate::util::run_fixture("panics", out.path(), &[], &[("FIXTURE_FAIL", mode), ("FIXTURE_SCALE", "0.5")]);
+        let f = crate::util::run_fixture(
+            "panics",
+            out.path(),
+            &[],
+            &[("FIXTURE_FAIL", mode), ("FIXTURE_SCALE", "0.5")],
+        );
         assert_eq!(f.code, 4, "{mode}: {f:?}");
         assert!(f.stderr.contains(needle), "{mode}: {f:?}");
         let profile = read_profile(&out.path().join("profile.pb.gz"));
         let view = CostView::from_profile(&profile);
-        assert!(share(&view, "cpu", "panics::before_panic", true) > 0.8, "{mode}\n{}", describe(&view, "cpu"));
+        assert!(
+            share(&view, "cpu", "panics::before_panic", true) > 0.8,
+            "{mode}\n{}",
+            describe(&view, "cpu")
+        );
     }
 }
 
@@ -117,9 +136,17 @@ fn allocations_split_three_to_one() {
     let num = share(&view, "alloc_space", r["numerator"].as_str().unwrap(), true);
     let den = share(&view, "alloc_space", r["denominator"].as_str().unwrap(), true);
     let (want, tol) = (r["ratio"].as_float().unwrap(), r["tolerance"].as_float().unwrap());
-    assert!(den > 0.0 && (num / den - want).abs() <= tol, "ratio {num}/{den}\n{}", describe(&view, "alloc_space"));
+    assert!(
+        den > 0.0 && (num / den - want).abs() <= tol,
+        "ratio {num}/{den}\n{}",
+        describe(&view, "alloc_space")
+    );
     for f in expected["inuse_functions"].as_array().unwrap() {
-        assert!(share(&view, "inuse_space", f.as_str().unwrap(), true) > 0.5, "{}", describe(&view, "inuse_space"));
+        assert!(
+            share(&view, "inuse_space", f.as_str().unwrap(), true) > 0.5,
+            "{}",
+            describe(&view, "inuse_space")
+        );
     }
 }
 

@@ -20,7 +20,10 @@ pub fn contprof() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_cargo-contprof"));
     cmd.arg("contprof");
     // Keep the tests' own environment out of the workloads.
-    cmd.env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS").env("CARGO_TERM_COLOR", "never");
+    cmd.env_remove("RUST_BACKTRACE")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("CARGO_TERM_COLOR", "never");
     cmd
 }
 
@@ -79,7 +82,14 @@ pub fn describe(view: &CostView, ty: &str) -> String {
     view.sorted_by_self(i)
         .iter()
         .take(8)
-        .map(|f| format!("  {:5.1}% self {:5.1}% total  {}", f.self_values[i] as f64 * 100.0 / whole, f.total_values[i] as f64 * 100.0 / whole, f.name))
+        .map(|f| {
+            format!(
+                "  {:5.1}% self {:5.1}% total  {}",
+                f.self_values[i] as f64 * 100.0 / whole,
+                f.total_values[i] as f64 * 100.0 / whole,
+                f.name
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -101,4 +111,40 @@ pub fn expectation(bin: &str) -> toml::Table {
 /// Whether tools that the environment must provide are required (CI sets this).
 pub fn tools_required() -> bool {
     std::env::var_os("CONTPROF_REQUIRE_TOOLS").is_some()
+}
+
+/// Share of CPU whose innermost location (with the functions inlined at it) includes `function`.
+pub fn leaf_share(profile: &Profile, function: &str) -> f64 {
+    let cpu = profile.sample_type_index("cpu").expect("cpu sample type");
+    let ids: std::collections::HashSet<u64> =
+        profile.function.iter().filter(|f| profile.str(f.name) == function).map(|f| f.id).collect();
+    let leaf_locations: std::collections::HashSet<u64> = profile
+        .location
+        .iter()
+        .filter(|l| l.line.iter().any(|line| ids.contains(&line.function_id)))
+        .map(|l| l.id)
+        .collect();
+    let total = profile.total(cpu) as f64;
+    let part: i64 = profile
+        .sample
+        .iter()
+        .filter(|s| s.location_id.first().is_some_and(|id| leaf_locations.contains(id)))
+        .map(|s| s.value[cpu])
+        .sum();
+    if total == 0.0 { 0.0 } else { part as f64 / total }
+}
+
+/// CPU seconds (user + system) that `program` burns when run alone, without the agent, as the
+/// kernel accounts them (`wait4`).
+#[allow(clippy::zombie_processes, reason = "reaped with wait4 below, which std cannot do")]
+pub fn native_cpu_seconds(program: &Path) -> f64 {
+    let child = Command::new(program).stdout(std::process::Stdio::null()).spawn().expect("spawn fixture");
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data, zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child with valid pointers to locals.
+    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(r, child.id() as libc::pid_t, "wait4");
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }

@@ -55,7 +55,7 @@ fn cargo_command(opts: &BuildOptions<'_>, shell: &Shell) -> Command {
     cmd.arg("--profile").arg(PROFILE_NAME).arg("--message-format=json-render-diagnostics");
     for (key, value) in [
         ("inherits", "\"release\""),
-        ("debug", "\"line-tables-only\""),
+        ("debug", "\"limited\""),
         ("strip", "\"none\""),
         ("incremental", "false"),
     ] {
@@ -171,7 +171,9 @@ pub fn build(opts: &BuildOptions<'_>, shell: &Shell) -> Result<Vec<Artifact>> {
 
 fn kind_matches(kind: TargetKind, cargo_kind: &str) -> bool {
     match kind {
-        TargetKind::Lib => matches!(cargo_kind, "lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "proc-macro"),
+        TargetKind::Lib => {
+            matches!(cargo_kind, "lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "proc-macro")
+        }
         other => other.as_str() == cargo_kind,
     }
 }

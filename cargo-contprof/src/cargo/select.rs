@@ -160,12 +160,16 @@ impl Workspace {
     fn package_scope(&self, package: Option<&str>) -> Result<Vec<&Package>> {
         let members = self.members();
         if let Some(name) = package {
-            return members.iter().copied().filter(|p| p.name.as_str() == name).map(|p| vec![p]).next().ok_or_else(
-                || Error::UnknownPackage {
+            return members
+                .iter()
+                .copied()
+                .filter(|p| p.name.as_str() == name)
+                .map(|p| vec![p])
+                .next()
+                .ok_or_else(|| Error::UnknownPackage {
                     name: name.to_owned(),
                     available: members.iter().map(|p| p.name.to_string()).collect::<Vec<_>>().join(", "),
-                },
-            );
+                });
         }
         // Like cargo: inside a member's directory, that member; else the default members.
         let here = members
@@ -201,7 +205,12 @@ impl Workspace {
     ///
     /// `kind`/`name` come from `--bin NAME` and friends; with neither, the package's only binary
     /// or its `default-run` is chosen, as `cargo run` does.
-    pub fn select_runnable(&self, args: &CargoArgs, kind: Option<TargetKind>, name: Option<&str>) -> Result<Selected> {
+    pub fn select_runnable(
+        &self,
+        args: &CargoArgs,
+        kind: Option<TargetKind>,
+        name: Option<&str>,
+    ) -> Result<Selected> {
         let scope = self.package_scope(args.package.as_deref())?;
         match (kind, name) {
             (Some(kind), Some(name)) => {
@@ -210,11 +219,17 @@ impl Workspace {
                         return Ok(self.select_one(pkg, t, kind, args));
                     }
                 }
-                Err(Error::UnknownTarget { kind: kind.as_str(), name: name.to_owned(), available: names(&scope, kind) })
+                Err(Error::UnknownTarget {
+                    kind: kind.as_str(),
+                    name: name.to_owned(),
+                    available: names(&scope, kind),
+                })
             }
             (Some(kind), None) => {
-                let found: Vec<(&Package, &Target)> =
-                    scope.iter().flat_map(|p| p.targets.iter().filter(|t| kind.matches(t)).map(move |t| (*p, t))).collect();
+                let found: Vec<(&Package, &Target)> = scope
+                    .iter()
+                    .flat_map(|p| p.targets.iter().filter(|t| kind.matches(t)).map(move |t| (*p, t)))
+                    .collect();
                 match found.as_slice() {
                     [(p, t)] => Ok(self.select_one(p, t, kind, args)),
                     [] => Err(Error::TargetSelection {
@@ -231,8 +246,10 @@ impl Workspace {
                 }
             }
             (None, _) => {
-                let bins: Vec<(&Package, &Target)> =
-                    scope.iter().flat_map(|p| p.targets.iter().filter(|t| t.is_bin()).map(move |t| (*p, t))).collect();
+                let bins: Vec<(&Package, &Target)> = scope
+                    .iter()
+                    .flat_map(|p| p.targets.iter().filter(|t| t.is_bin()).map(move |t| (*p, t)))
+                    .collect();
                 if let [(p, t)] = bins.as_slice() {
                     return Ok(self.select_one(p, t, TargetKind::Bin, args));
                 }
@@ -313,8 +330,10 @@ fn enabled_features(pkg: &Package, args: &CargoArgs) -> Vec<String> {
 }
 
 fn names(scope: &[&Package], kind: TargetKind) -> Vec<String> {
-    let mut v: Vec<String> =
-        scope.iter().flat_map(|p| p.targets.iter().filter(|t| kind.matches(t)).map(|t| t.name.clone())).collect();
+    let mut v: Vec<String> = scope
+        .iter()
+        .flat_map(|p| p.targets.iter().filter(|t| kind.matches(t)).map(|t| t.name.clone()))
+        .collect();
     v.sort();
     v.dedup();
     v

@@ -41,14 +41,18 @@ pub enum Command {
     /// The target (bin, example, bench or test) is built with a profiling profile (release,
     /// line-table debug info, frame pointers; your Cargo.toml is not edited), then run under the
     /// sampling agent. Prints the top functions and writes a pprof profile and flame graphs.
-    #[command(after_help = "Examples:\n  cargo contprof run --bin server -- --port 8080\n  cargo contprof run --bench parse --runs 5\n  cargo contprof run --example demo --alloc exact")]
+    #[command(
+        after_help = "Examples:\n  cargo contprof run --bin server -- --port 8080\n  cargo contprof run --bench parse --runs 5\n  cargo contprof run --example demo --alloc exact"
+    )]
     Run(RunArgs),
     /// Profile a test suite, each test in its own process, one profile per test.
     ///
     /// Builds the test targets like `cargo test --no-run`, lists the tests of each binary and runs
     /// every test alone under the agent, in parallel up to --jobs. Profiles are labelled with the
     /// test's full name (`<binary>/<test path>`). Doc tests are not profiled.
-    #[command(after_help = "Examples:\n  cargo contprof test\n  cargo contprof test parse -- --nocapture\n  cargo contprof test --test integration --runs 3")]
+    #[command(
+        after_help = "Examples:\n  cargo contprof test\n  cargo contprof test parse -- --nocapture\n  cargo contprof test --test integration --runs 3"
+    )]
     Test(SuiteArgs),
     /// Profile benchmarks: one profile per criterion benchmark id, with costs per iteration.
     ///
@@ -56,7 +60,9 @@ pub enum Command {
     /// `cpu_per_iter` sample type (nanoseconds per iteration, from criterion's own estimate), so
     /// costs compare across runs even though criterion varies iteration counts. Benchmarks with
     /// a custom `main` are profiled as one process.
-    #[command(after_help = "Examples:\n  cargo contprof bench\n  cargo contprof bench parse --bench parser -- --measurement-time 2")]
+    #[command(
+        after_help = "Examples:\n  cargo contprof bench\n  cargo contprof bench parse --bench parser -- --measurement-time 2"
+    )]
     Bench(SuiteArgs),
 }
 

@@ -31,7 +31,8 @@ pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
     };
     record::prepare_output_dir(&output_dir)?;
 
-    shell.status("Building", format_args!("{} with the `{}` profile", target.describe(), cargo::PROFILE_NAME));
+    shell
+        .status("Building", format_args!("{} with the `{}` profile", target.describe(), cargo::PROFILE_NAME));
     let targets = [target.clone()];
     let artifacts = cargo::build(&BuildOptions { cargo: &cargo_args, targets: &targets }, shell)?;
     let Some(artifact) = artifacts.into_iter().next() else {
@@ -48,7 +49,9 @@ pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
     workload_args.extend(args.args.iter().cloned());
     // `cargo run` keeps the current directory; `cargo test`/`cargo bench` run in the package root.
     let cwd = match target.kind {
-        TargetKind::Bin | TargetKind::Example => std::env::current_dir().unwrap_or_else(|_| workspace.root().to_owned()),
+        TargetKind::Bin | TargetKind::Example => {
+            std::env::current_dir().unwrap_or_else(|_| workspace.root().to_owned())
+        }
         _ => target.package_root.clone(),
     };
 
@@ -102,7 +105,8 @@ pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
     };
     let summary = record::finish(&recording, executions, shell)?;
     if summary.groups.iter().all(|g| g.merged.is_none()) {
-        let status = summary.first_failure().map(|f| format!(" (the workload failed: {f})")).unwrap_or_default();
+        let status =
+            summary.first_failure().map(|f| format!(" (the workload failed: {f})")).unwrap_or_default();
         return Err(Error::NoSamples {
             target: target.describe(),
             reason: format!("no run produced a profile{status}; see the warnings above"),

@@ -47,10 +47,14 @@ pub fn sampling(a: &SamplingArgs) -> Result<(AgentSettings, u32)> {
             message: format!("{} Hz is above the supported maximum of {MAX_FREQUENCY} Hz", a.frequency),
         });
     }
-    let alloc_interval = parse_bytes(&a.alloc_interval).filter(|b| *b > 0).ok_or_else(|| Error::InvalidArgument {
-        flag: "--alloc-interval",
-        message: format!("`{}` is not a positive number of bytes (examples: 65536, 512K, 4M)", a.alloc_interval),
-    })?;
+    let alloc_interval =
+        parse_bytes(&a.alloc_interval).filter(|b| *b > 0).ok_or_else(|| Error::InvalidArgument {
+            flag: "--alloc-interval",
+            message: format!(
+                "`{}` is not a positive number of bytes (examples: 65536, 512K, 4M)",
+                a.alloc_interval
+            ),
+        })?;
     if a.runs == 0 {
         return Err(Error::InvalidArgument { flag: "--runs", message: "must be at least 1".into() });
     }

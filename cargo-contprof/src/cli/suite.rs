@@ -60,7 +60,10 @@ pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
     let (agent_settings, runs) = settings::sampling(&args.sampling)?;
     let tags = settings::tags(&args.output.tags)?;
     if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        return Err(Error::InvalidArgument { flag: "--timeout", message: "must be a positive number of seconds".into() });
+        return Err(Error::InvalidArgument {
+            flag: "--timeout",
+            message: "must be a positive number of seconds".into(),
+        });
     }
     let timeout = Duration::from_secs_f64(args.timeout);
     let workspace = Workspace::load(&cargo_args)?;
@@ -75,7 +78,10 @@ pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
         })
     });
     record::prepare_output_dir(&output_dir)?;
-    shell.status("Building", format_args!("{} {} target(s) with the `{}` profile", targets.len(), noun(mode), cargo::PROFILE_NAME));
+    shell.status(
+        "Building",
+        format_args!("{} {} target(s) with the `{}` profile", targets.len(), noun(mode), cargo::PROFILE_NAME),
+    );
     let artifacts = cargo::build(&BuildOptions { cargo: &cargo_args, targets: &targets }, shell)?;
     let agent_lib = runner::agent::install(&workspace.target_dir().join("contprof").join("agent"))?;
 
@@ -83,7 +89,11 @@ pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
     let (jobs, ignored) = plan(&artifacts, &args, mode, &filters, runs)?;
     if jobs.is_empty() {
         let what = match &args.filter {
-            Some(f) => format!("no {} matched the filter `{f}`{}", noun(mode), if ignored > 0 { format!(" ({ignored} ignored)") } else { String::new() }),
+            Some(f) => format!(
+                "no {} matched the filter `{f}`{}",
+                noun(mode),
+                if ignored > 0 { format!(" ({ignored} ignored)") } else { String::new() }
+            ),
             None => format!("the selected targets contain no {}", noun(mode)),
         };
         return Err(Error::NothingMatched { what });
@@ -179,7 +189,12 @@ fn noun(mode: Mode) -> &'static str {
     }
 }
 
-fn select_targets(ws: &Workspace, cargo_args: &CargoArgs, a: &SuiteArgs, mode: Mode) -> Result<Vec<cargo::Selected>> {
+fn select_targets(
+    ws: &Workspace,
+    cargo_args: &CargoArgs,
+    a: &SuiteArgs,
+    mode: Mode,
+) -> Result<Vec<cargo::Selected>> {
     let mut out = Vec::new();
     match mode {
         Mode::Bench => {
@@ -212,7 +227,13 @@ fn select_targets(ws: &Workspace, cargo_args: &CargoArgs, a: &SuiteArgs, mode: M
 
 /// Lists the cases of every artifact and turns the selected ones into jobs. Returns the jobs and
 /// how many matching tests were skipped as ignored.
-fn plan(artifacts: &[Artifact], a: &SuiteArgs, mode: Mode, filters: &[String], runs: u32) -> Result<(Vec<Job>, usize)> {
+fn plan(
+    artifacts: &[Artifact],
+    a: &SuiteArgs,
+    mode: Mode,
+    filters: &[String],
+    runs: u32,
+) -> Result<(Vec<Job>, usize)> {
     let mut jobs = Vec::new();
     let mut ignored = 0;
     for art in artifacts {
@@ -237,7 +258,9 @@ fn plan(artifacts: &[Artifact], a: &SuiteArgs, mode: Mode, filters: &[String], r
         };
         for (case, is_criterion) in cases {
             let (group, label) = match &case {
-                Some(c) => (format!("{}/{binary}/{}", t.kind.as_str(), c.name), format!("{binary}/{}", c.name)),
+                Some(c) => {
+                    (format!("{}/{binary}/{}", t.kind.as_str(), c.name), format!("{binary}/{}", c.name))
+                }
                 None => (format!("{}/{binary}", t.kind.as_str()), binary.clone()),
             };
             if let Some(c) = &case {
@@ -279,7 +302,10 @@ fn execute(
     match (&job.case, job.criterion) {
         (Some(c), true) => {
             args.extend(["--bench".into(), "--exact".into(), c.name.clone().into(), "--noplot".into()]);
-            env.push(("CRITERION_HOME".into(), slot.join(format!("criterion-{}", job.repetition)).into_os_string()));
+            env.push((
+                "CRITERION_HOME".into(),
+                slot.join(format!("criterion-{}", job.repetition)).into_os_string(),
+            ));
         }
         (Some(c), false) => {
             args.extend([c.name.clone().into(), "--exact".into(), "--test-threads=1".into()]);
@@ -312,7 +338,9 @@ fn execute(
     let verdict = match outcome.exit {
         Exit::TimedOut => Verdict::TimedOut,
         // libtest exits 0 when the filter matched nothing: that is not a pass.
-        Exit::Code(0) if job.case.as_ref().is_some_and(|c| !c.bench) && !stdout.contains("1 passed") => Verdict::Fail,
+        Exit::Code(0) if job.case.as_ref().is_some_and(|c| !c.bench) && !stdout.contains("1 passed") => {
+            Verdict::Fail
+        }
         e if e.success() => Verdict::Pass,
         _ => Verdict::Fail,
     };
@@ -343,7 +371,10 @@ fn progress(shell: &Shell, d: &Done, runs: u32) {
     };
     let rep = if runs > 1 { format!(" (run {}/{runs})", d.job.repetition) } else { String::new() };
     let wall = d.execution.outcome.wall.as_secs_f64();
-    let per_iter = d.per_iteration_ns.map(|ns| format!(" {}/iter", report::format_duration(ns as i64))).unwrap_or_default();
+    let per_iter = d
+        .per_iteration_ns
+        .map(|ns| format!(" {}/iter", report::format_duration(ns as i64)))
+        .unwrap_or_default();
     if d.verdict == Verdict::Pass {
         shell.status(verb, format_args!("[{wall:>7.3}s] {}{rep}{per_iter}", d.job.label));
     } else {
@@ -376,12 +407,13 @@ fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict)], mode
         "allocated"
     );
     for g in &summary.groups {
-        let status = match verdicts.iter().filter(|(k, _)| *k == g.group).map(|(_, v)| *v).max_by_key(|v| *v as u8) {
-            Some(Verdict::Pass) => "ok",
-            Some(Verdict::Fail) => "FAILED",
-            Some(Verdict::TimedOut) => "TIMEOUT",
-            None => "-",
-        };
+        let status =
+            match verdicts.iter().filter(|(k, _)| *k == g.group).map(|(_, v)| *v).max_by_key(|v| *v as u8) {
+                Some(Verdict::Pass) => "ok",
+                Some(Verdict::Fail) => "FAILED",
+                Some(Verdict::TimedOut) => "TIMEOUT",
+                None => "-",
+            };
         let Some(p) = &g.merged else {
             let _ = writeln!(out, "{:<name_width$}  {status:>7}  (no samples)", g.group);
             continue;
@@ -397,7 +429,9 @@ fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict)], mode
             .sample_type_index(cost_type)
             .and_then(|i| {
                 let whole = view.totals[i].max(1) as f64;
-                view.sorted_by_self(i).first().map(|f| format!("{} ({:.0}%)", f.name, f.self_values[i] as f64 * 100.0 / whole))
+                view.sorted_by_self(i)
+                    .first()
+                    .map(|f| format!("{} ({:.0}%)", f.name, f.self_values[i] as f64 * 100.0 / whole))
             })
             .unwrap_or_default();
         let per_run = g.runs.len().max(1) as i64;

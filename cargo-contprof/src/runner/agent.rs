@@ -29,7 +29,8 @@ pub fn install(dir: &Path) -> Result<PathBuf> {
         return Ok(path);
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io("could not create directory", dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("could not create a file in", dir, e))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("could not create a file in", dir, e))?;
     tmp.write_all(AGENT_LIB).map_err(|e| Error::io("could not write", tmp.path().to_owned(), e))?;
     tmp.persist(&path).map_err(|e| Error::io("could not write", path.clone(), e.error))?;
     Ok(path)

@@ -40,7 +40,9 @@ pub fn parse_listing(text: &str) -> Vec<(String, bool)> {
             if let Some(name) = l.strip_suffix(": test") {
                 Some((name.to_owned(), false))
             } else {
-                l.strip_suffix(": benchmark").or_else(|| l.strip_suffix(": bench")).map(|n| (n.to_owned(), true))
+                l.strip_suffix(": benchmark")
+                    .or_else(|| l.strip_suffix(": bench"))
+                    .map(|n| (n.to_owned(), true))
             }
         })
         .collect()

@@ -34,7 +34,11 @@ pub struct AgentSettings {
 
 impl Default for AgentSettings {
     fn default() -> Self {
-        Self { frequency: DEFAULT_FREQUENCY, alloc: AllocMode::Sampled, alloc_interval: DEFAULT_ALLOC_INTERVAL }
+        Self {
+            frequency: DEFAULT_FREQUENCY,
+            alloc: AllocMode::Sampled,
+            alloc_interval: DEFAULT_ALLOC_INTERVAL,
+        }
     }
 }
 
@@ -97,7 +101,12 @@ impl std::fmt::Display for Exit {
         match *self {
             Exit::Code(101) => write!(f, "exit status 101 (panicked)"),
             Exit::Code(c) => write!(f, "exit status {c}"),
-            Exit::Signal(s) => write!(f, "killed by {}{}", signal_name(s), if s == libc::SIGABRT { " (aborted)" } else { "" }),
+            Exit::Signal(s) => write!(
+                f,
+                "killed by {}{}",
+                signal_name(s),
+                if s == libc::SIGABRT { " (aborted)" } else { "" }
+            ),
             Exit::TimedOut => write!(f, "timed out"),
         }
     }
@@ -184,7 +193,10 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
                 unsafe {
                     libc::kill(pid, libc::SIGTERM);
                 }
-                if matches!(done_rx.recv_timeout(Duration::from_secs(2)), Err(mpsc::RecvTimeoutError::Timeout)) {
+                if matches!(
+                    done_rx.recv_timeout(Duration::from_secs(2)),
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                ) {
                     // SAFETY: as above.
                     unsafe {
                         libc::kill(pid, libc::SIGKILL);
@@ -197,7 +209,8 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
         })
     });
 
-    let (status, cpu) = wait4(pid).map_err(|source| Error::Spawn { program: spec.program.clone(), source })?;
+    let (status, cpu) =
+        wait4(pid).map_err(|source| Error::Spawn { program: spec.program.clone(), source })?;
     let wall = start.elapsed();
     drop(done_tx);
     let timed_out = watchdog.map(|w| w.join().unwrap_or(false)).unwrap_or(false);
