@@ -4,6 +4,7 @@
 //! same code. See `ARCHITECTURE.md` at the repository root for the map.
 
 pub mod compare;
+pub mod git;
 pub mod profile;
 pub mod report;
 pub mod store;
