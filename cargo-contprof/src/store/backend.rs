@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
 };
 
 use super::error::StoreError;
@@ -54,8 +54,11 @@ impl NetworkOptions {
         RetryConfig { max_retries: self.max_retries, retry_timeout: self.retry_timeout, ..Default::default() }
     }
 
-    pub(crate) fn client(&self) -> ClientOptions {
-        ClientOptions::new().with_timeout(self.request_timeout).with_connect_timeout(self.connect_timeout)
+    pub(crate) fn client_config(&self) -> [(ClientConfigKey, String); 2] {
+        [
+            (ClientConfigKey::Timeout, format!("{}ms", self.request_timeout.as_millis())),
+            (ClientConfigKey::ConnectTimeout, format!("{}ms", self.connect_timeout.as_millis())),
+        ]
     }
 }
 

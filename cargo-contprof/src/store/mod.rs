@@ -31,6 +31,8 @@ mod render;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -375,7 +377,7 @@ fn local(dir: &Path, url: &str, fsync: bool) -> Result<Arc<dyn object_store::Obj
 }
 
 fn remote(url: &str, options: &StoreOptions) -> Result<Arc<dyn object_store::ObjectStore>, StoreError> {
-    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as S3Key};
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
     use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 
@@ -383,36 +385,43 @@ fn remote(url: &str, options: &StoreOptions) -> Result<Arc<dyn object_store::Obj
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let base_url = format!("{scheme}://{bucket}");
+    // Timeouts go in as configuration keys so that the environment's client settings (such as
+    // `AWS_ALLOW_HTTP`) survive; `with_client_options` would replace them all.
+    let client = options.network.client_config();
     let store: Arc<dyn object_store::ObjectStore> = match scheme {
         "s3" | "s3a" => {
-            let mut b = AmazonS3Builder::from_env().with_url(&base_url);
-            for (k, v) in &options.config {
-                let key: AmazonS3ConfigKey = k.parse().map_err(|e| invalid(format!("{e}")))?;
-                b = b.with_config(key, v);
+            let mut b = AmazonS3Builder::from_env().with_url(&base_url).with_retry(options.network.retry());
+            for (k, v) in client {
+                b = b.with_config(S3Key::Client(k), v);
             }
-            let endpoint = b.get_config_value(&AmazonS3ConfigKey::Endpoint).unwrap_or_default();
-            if is_loopback_http(&endpoint) {
+            for (k, v) in &options.config {
+                b = b.with_config(k.parse().map_err(|e| invalid(format!("{e}")))?, v);
+            }
+            if is_loopback_http(&b.get_config_value(&S3Key::Endpoint).unwrap_or_default()) {
                 b = b.with_allow_http(true);
             }
-            let b = b.with_retry(options.network.retry()).with_client_options(options.network.client());
             Arc::new(b.build().map_err(|e| invalid(e.to_string()))?)
         }
         "gs" => {
-            let mut b = GoogleCloudStorageBuilder::from_env().with_url(&base_url);
-            for (k, v) in &options.config {
-                let key: GoogleConfigKey = k.parse().map_err(|e| invalid(format!("{e}")))?;
-                b = b.with_config(key, v);
+            let mut b =
+                GoogleCloudStorageBuilder::from_env().with_url(&base_url).with_retry(options.network.retry());
+            for (k, v) in client {
+                b = b.with_config(GoogleConfigKey::Client(k), v);
             }
-            let b = b.with_retry(options.network.retry()).with_client_options(options.network.client());
+            for (k, v) in &options.config {
+                b = b.with_config(k.parse().map_err(|e| invalid(format!("{e}")))?, v);
+            }
             Arc::new(b.build().map_err(|e| invalid(e.to_string()))?)
         }
         _ => {
-            let mut b = MicrosoftAzureBuilder::from_env().with_url(&base_url);
-            for (k, v) in &options.config {
-                let key: AzureConfigKey = k.parse().map_err(|e| invalid(format!("{e}")))?;
-                b = b.with_config(key, v);
+            let mut b =
+                MicrosoftAzureBuilder::from_env().with_url(&base_url).with_retry(options.network.retry());
+            for (k, v) in client {
+                b = b.with_config(AzureConfigKey::Client(k), v);
             }
-            let b = b.with_retry(options.network.retry()).with_client_options(options.network.client());
+            for (k, v) in &options.config {
+                b = b.with_config(k.parse().map_err(|e| invalid(format!("{e}")))?, v);
+            }
             Arc::new(b.build().map_err(|e| invalid(e.to_string()))?)
         }
     };
