@@ -8,6 +8,7 @@ pub mod cli;
 pub mod compare;
 pub mod criterion;
 pub mod errors;
+pub mod git;
 pub mod profile;
 pub mod record;
 pub mod report;
