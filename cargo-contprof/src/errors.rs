@@ -156,6 +156,15 @@ pub enum Error {
         /// What was looked for.
         message: String,
     },
+    /// The profile store failed (unreachable, corrupt, newer version, not found).
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// A git query failed (unknown revision, not a repository).
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    /// The comparison could not be made (bad options or input).
+    #[error(transparent)]
+    Compare(#[from] crate::compare::CompareError),
     /// Any other error with its context.
     #[error("{context}")]
     Other {

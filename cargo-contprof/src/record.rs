@@ -17,6 +17,7 @@ use crate::profile::{self, BuildOptions, Profile};
 use crate::report::{self, FlameGraphOptions, TopOptions};
 use crate::runner::{AgentSettings, Exit, Outcome};
 use crate::shell::Shell;
+use crate::store::{NewProfile, NewRun, RunMetadata, Settings, Store, Toolchain};
 use crate::symbolize::Symbolizer;
 
 /// One execution of one workload, as the runner left it.
@@ -54,6 +55,8 @@ pub struct Recording<'a> {
     pub top: usize,
     /// Extra labels per group (e.g. `test` = full test name), added to every sample.
     pub labels: BTreeMap<String, Vec<(String, String)>>,
+    /// Where the run is stored (`None` with `--no-store`).
+    pub store: Option<&'a Store>,
 }
 
 /// Results of one group.
@@ -74,6 +77,8 @@ pub struct GroupResult {
 pub struct Summary {
     /// Per group, in order.
     pub groups: Vec<GroupResult>,
+    /// The stored run, when a store was given and something was recorded.
+    pub stored: Option<RunMetadata>,
 }
 
 impl Summary {
@@ -201,7 +206,67 @@ pub fn finish(rec: &Recording<'_>, executions: Vec<Execution>, shell: &Shell) ->
         }
         summary.groups.push(GroupResult { group, merged, runs, dir });
     }
+    if let Some(store) = rec.store {
+        summary.stored = store_run(rec, store, &summary, shell)?;
+    }
     Ok(summary)
+}
+
+/// Stores every profile of the summary as one run under the current commit.
+fn store_run(
+    rec: &Recording<'_>,
+    store: &Store,
+    summary: &Summary,
+    shell: &Shell,
+) -> Result<Option<RunMetadata>> {
+    let profiles: Vec<NewProfile> = summary
+        .groups
+        .iter()
+        .flat_map(|g| {
+            g.runs.iter().filter(|r| !r.1.is_empty()).map(|(repetition, bytes, exit)| NewProfile {
+                group: g.group.clone(),
+                repetition: repetition.saturating_sub(1),
+                exit_code: match exit {
+                    Exit::Code(c) => Some(*c),
+                    _ => None,
+                },
+                bytes: bytes.clone(),
+            })
+        })
+        .collect();
+    if profiles.is_empty() {
+        return Ok(None);
+    }
+    let repo = crate::git::Repo::state_of(rec.workspace.root())
+        .unwrap_or_else(|e| crate::git::RepoState::NoGit { reason: e.to_string() });
+    let mut new = NewRun::new(repo);
+    let toolchain = Toolchain::detect();
+    new.target = toolchain.host.clone();
+    new.toolchain = toolchain;
+    new.command = std::env::args().collect();
+    new.settings = Settings {
+        engine: "agent".to_owned(),
+        frequency_hz: rec.settings.frequency,
+        alloc_mode: match rec.settings.alloc {
+            contprof::format::AllocMode::Off => "off",
+            contprof::format::AllocMode::Sampled => "sampled",
+            contprof::format::AllocMode::Exact => "exact",
+        }
+        .to_owned(),
+        alloc_interval: (rec.settings.alloc == contprof::format::AllocMode::Sampled)
+            .then_some(rec.settings.alloc_interval),
+        runs: rec.runs,
+    };
+    new.tags = rec.tags.iter().cloned().collect();
+    let meta = store.record(new, profiles)?;
+    let under = match &meta.commit {
+        Some(c) => {
+            format!("commit {}{}", &c[..c.len().min(12)], if meta.dirty { " (dirty tree)" } else { "" })
+        }
+        None => format!("key `{}` ({})", meta.key, meta.key_note),
+    };
+    shell.status("Stored", format_args!("run {} under {under} in {}", meta.run_id, store.url()));
+    Ok(Some(meta))
 }
 
 fn read_and_build(e: &Execution, symbolizer: &mut Symbolizer) -> Result<profile::Built> {

@@ -64,6 +64,138 @@ pub enum Command {
         after_help = "Examples:\n  cargo contprof bench\n  cargo contprof bench parse --bench parser -- --measurement-time 2"
     )]
     Bench(SuiteArgs),
+    /// List stored runs, newest first.
+    #[command(
+        after_help = "Examples:\n  cargo contprof log\n  cargo contprof log --branch main --since 7d\n  cargo contprof log --tag service=api --format json"
+    )]
+    Log(LogArgs),
+    /// Show one stored run (a run id, or a git revision for its newest run).
+    Show(ShowArgs),
+    /// Write the pprof files of a stored run to a directory.
+    Export(ExportArgs),
+    /// Store pprof files produced by another tool as a run.
+    Import(ImportArgs),
+    /// Delete old runs: keep the last N days, and the newest run of each commit of the default branch.
+    Gc(GcArgs),
+}
+
+/// Text or JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// For machines.
+    Json,
+}
+
+/// `cargo contprof log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Only runs of these revisions (repeatable; branch names, `HEAD~3`, short ids).
+    #[arg(long = "commit", value_name = "REV")]
+    pub commits: Vec<String>,
+    /// Only runs recorded on this branch.
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+    /// Only runs with this tag (repeatable, all must match).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// Only runs with a target/test/benchmark containing this text.
+    #[arg(long, value_name = "TEXT")]
+    pub target: Option<String>,
+    /// Only runs at or after: a date (2026-11-01), an RFC 3339 time, or an age (7d, 12h).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only runs at or before (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// At most N runs.
+    #[arg(short = 'n', long = "limit", value_name = "N")]
+    pub limit: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Path to Cargo.toml (locates the default store).
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `cargo contprof show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A run id or a git revision.
+    #[arg(value_name = "RUN|REV", default_value = "HEAD")]
+    pub run: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Path to Cargo.toml (locates the default store).
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `cargo contprof export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A run id or a git revision.
+    #[arg(value_name = "RUN|REV", default_value = "HEAD")]
+    pub run: String,
+    /// Directory to write to [default: ./contprof-<run id>].
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Path to Cargo.toml (locates the default store).
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `cargo contprof import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Gzipped pprof files.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Group to file them under [default: import/<file stem>].
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Key the run under this revision [default: the current commit].
+    #[arg(long, value_name = "REV")]
+    pub commit: Option<String>,
+    /// Tag the run (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// Path to Cargo.toml (locates the default store).
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `cargo contprof gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Keep runs younger than this many days.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub keep_days: u32,
+    /// List what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Path to Cargo.toml (locates the default store).
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Target selection for `run`, as in `cargo run`.
@@ -157,6 +289,21 @@ pub struct OutputArgs {
     /// Tag the stored run, e.g. `--tag service=api --tag version=1.2` (repeatable).
     #[arg(long = "tag", value_name = "KEY=VALUE", help_heading = "Output")]
     pub tags: Vec<String>,
+    /// Do not record the run in the store (profiles are still written to the output directory).
+    #[arg(long, help_heading = "Output")]
+    pub no_store: bool,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Which store to use.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StoreArgs {
+    /// Profile store: a directory, `file:///path`, `s3://bucket/prefix`, `gs://...` or `az://...`
+    /// [default: $CONTPROF_STORE, else <workspace>/.contprof/store]
+    #[arg(long = "store", value_name = "URL", global = true, help_heading = "Store")]
+    pub url: Option<String>,
 }
 
 /// `cargo contprof run`.

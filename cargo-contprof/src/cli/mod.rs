@@ -4,6 +4,7 @@
 pub mod args;
 mod run;
 mod settings;
+mod store_cmds;
 mod suite;
 
 use std::ffi::OsString;
@@ -42,6 +43,11 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Run(a) => run::run(a, &shell),
         Command::Test(a) => suite::run(a, suite::Mode::Test, &shell),
         Command::Bench(a) => suite::run(a, suite::Mode::Bench, &shell),
+        Command::Log(a) => store_cmds::log(a, &shell),
+        Command::Show(a) => store_cmds::show(a),
+        Command::Export(a) => store_cmds::export(a, &shell),
+        Command::Import(a) => store_cmds::import(a, &shell),
+        Command::Gc(a) => store_cmds::gc(a, &shell),
     };
     match result {
         Ok(()) => exit_codes::OK,

@@ -13,10 +13,21 @@ use crate::shell::Shell;
 
 /// Runs the command.
 pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
+    record(&args, shell).map(|_| ())
+}
+
+/// Builds, profiles, writes and stores; what `check` reuses. A failed workload is an error (after
+/// its samples were written and stored).
+pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
     let cargo_args = CargoArgs::from(&args.cargo);
     let (agent_settings, runs) = settings::sampling(&args.sampling)?;
     let tags = settings::tags(&args.output.tags)?;
     let workspace = Workspace::load(&cargo_args)?;
+    let store = if args.output.no_store {
+        None
+    } else {
+        Some(settings::open_store(&args.output.store, workspace.root())?)
+    };
     let (kind, name) = match &args.target {
         t if t.bin.is_some() => (Some(TargetKind::Bin), t.bin.as_deref()),
         t if t.example.is_some() => (Some(TargetKind::Example), t.example.as_deref()),
@@ -101,6 +112,7 @@ pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
         tags,
         output_dir,
         top: args.output.top,
+        store: store.as_ref(),
         labels: Default::default(),
     };
     let summary = record::finish(&recording, executions, shell)?;
@@ -118,7 +130,7 @@ pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
     if interrupt::interrupted() {
         return Err(Error::msg("interrupted; the samples recorded so far were written"));
     }
-    Ok(())
+    Ok(summary)
 }
 
 fn describe_settings(s: &runner::AgentSettings) -> String {

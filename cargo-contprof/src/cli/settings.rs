@@ -3,7 +3,7 @@
 
 use contprof::format::AllocMode;
 
-use super::args::{AllocArg, CargoFlags, SamplingArgs};
+use super::args::{AllocArg, CargoFlags, SamplingArgs, StoreArgs};
 use crate::cargo::CargoArgs;
 use crate::errors::{Error, Result};
 use crate::runner::AgentSettings;
@@ -102,4 +102,11 @@ mod tests {
         assert!(tags(&["novalue".into()]).is_err());
         assert!(tags(&["=x".into()]).is_err());
     }
+}
+
+/// Opens the store named by `--store`, `CONTPROF_STORE` or the workspace default, so that an
+/// unreachable or newer store fails before any work is done.
+pub fn open_store(args: &StoreArgs, workspace_root: &std::path::Path) -> Result<crate::store::Store> {
+    let location = crate::store::StoreLocation::select(args.url.as_deref(), workspace_root)?;
+    Ok(crate::store::Store::open(&location)?)
 }

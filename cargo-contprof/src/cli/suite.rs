@@ -56,6 +56,12 @@ struct Done {
 
 /// Runs the command.
 pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
+    record(&args, mode, shell).map(|_| ())
+}
+
+/// Builds, lists, profiles each test/benchmark, writes and stores; what `check` reuses. Failed
+/// tests are an error (after their profiles were written and stored).
+pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Summary> {
     let cargo_args = CargoArgs::from(&args.cargo);
     let (agent_settings, runs) = settings::sampling(&args.sampling)?;
     let tags = settings::tags(&args.output.tags)?;
@@ -67,7 +73,12 @@ pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
     }
     let timeout = Duration::from_secs_f64(args.timeout);
     let workspace = Workspace::load(&cargo_args)?;
-    let targets = select_targets(&workspace, &cargo_args, &args, mode)?;
+    let store = if args.output.no_store {
+        None
+    } else {
+        Some(settings::open_store(&args.output.store, workspace.root())?)
+    };
+    let targets = select_targets(&workspace, &cargo_args, args, mode)?;
     if targets.is_empty() {
         return Err(Error::NothingMatched { what: format!("no {} targets to run", noun(mode)) });
     }
@@ -86,7 +97,7 @@ pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
     let agent_lib = runner::agent::install(&workspace.target_dir().join("contprof").join("agent"))?;
 
     let filters: Vec<String> = args.filter.iter().cloned().collect();
-    let (jobs, ignored) = plan(&artifacts, &args, mode, &filters, runs)?;
+    let (jobs, ignored) = plan(&artifacts, args, mode, &filters, runs)?;
     if jobs.is_empty() {
         let what = match &args.filter {
             Some(f) => format!(
@@ -158,6 +169,7 @@ pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
         tags,
         output_dir: output_dir.clone(),
         top: 0,
+        store: store.as_ref(),
         labels,
     };
     let executions = done.into_iter().map(|d| d.execution).collect();
@@ -179,7 +191,7 @@ pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
     if interrupt::interrupted() {
         return Err(Error::msg("interrupted; the tests that ran were recorded"));
     }
-    Ok(())
+    Ok(summary)
 }
 
 fn noun(mode: Mode) -> &'static str {

@@ -1,0 +1,207 @@
+//! Store management: `log`, `show`, `export`, `import`, `gc`. Thin: flags become store queries,
+//! answers are rendered by `store::render`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::args::{ExportArgs, GcArgs, ImportArgs, LogArgs, OutputFormat, ShowArgs, StoreArgs};
+use super::settings;
+use crate::cargo::{CargoArgs, Workspace};
+use crate::errors::{Error, Result};
+use crate::git::{Repo, RepoState};
+use crate::shell::Shell;
+use crate::store::{self, GcPolicy, ImportFile, LogFilter, NewRun, Store};
+
+/// The directory whose `.contprof/store` is the default store: the cargo workspace root, else the
+/// git work tree, else the current directory.
+pub fn project_root(manifest_path: Option<&Path>) -> PathBuf {
+    let args = CargoArgs { manifest_path: manifest_path.map(Path::to_owned), ..CargoArgs::default() };
+    if let Ok(ws) = Workspace::load(&args) {
+        return ws.root().to_owned();
+    }
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    Repo::discover(&cwd).map(|r| r.dir().to_owned()).unwrap_or(cwd)
+}
+
+fn open(args: &StoreArgs, root: &Path) -> Result<Store> {
+    settings::open_store(args, root)
+}
+
+fn repo(root: &Path) -> Option<Repo> {
+    Repo::discover(root).ok()
+}
+
+fn stdout() -> impl Write {
+    anstream::stdout().lock()
+}
+
+fn io_err(e: std::io::Error) -> Error {
+    Error::io("could not write to", "stdout", e)
+}
+
+/// Parses `2026-11-01`, an RFC 3339 time, or an age such as `7d`, `12h`, `30m` (ago).
+pub fn parse_time(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let span = match unit {
+        "d" | "days" | "day" => chrono::Duration::try_days(n)?,
+        "h" | "hours" | "hour" => chrono::Duration::try_hours(n)?,
+        "m" | "min" | "minutes" => chrono::Duration::try_minutes(n)?,
+        "w" | "weeks" | "week" => chrono::Duration::try_weeks(n)?,
+        _ => return None,
+    };
+    now.checked_sub_signed(span)
+}
+
+fn time_arg(flag: &'static str, s: &Option<String>) -> Result<Option<DateTime<Utc>>> {
+    match s {
+        None => Ok(None),
+        Some(s) => parse_time(s, Utc::now()).map(Some).ok_or_else(|| Error::InvalidArgument {
+            flag,
+            message: format!("`{s}` is not a date (2026-11-01), an RFC 3339 time or an age (7d, 12h, 30m)"),
+        }),
+    }
+}
+
+/// `cargo contprof log`.
+pub fn log(args: LogArgs, shell: &Shell) -> Result<()> {
+    let root = project_root(args.manifest_path.as_deref());
+    let store = open(&args.store, &root)?;
+    let mut commits = Vec::new();
+    if !args.commits.is_empty() {
+        let repo = Repo::discover(&root)?;
+        for rev in &args.commits {
+            commits.push(repo.resolve(rev)?);
+        }
+    }
+    let filter = LogFilter {
+        commits,
+        branch: args.branch.clone(),
+        tags: settings::tags(&args.tags)?,
+        target: args.target.clone(),
+        since: time_arg("--since", &args.since)?,
+        until: time_arg("--until", &args.until)?,
+        limit: args.limit,
+    };
+    let log = store.log(&filter)?;
+    for w in &log.warnings {
+        shell.warn(w);
+    }
+    let mut out = stdout();
+    match args.format {
+        OutputFormat::Json => store::render_log_json(&log, &mut out).map_err(io_err)?,
+        _ => {
+            if log.runs.is_empty() {
+                shell.status("Empty", format_args!("no runs match in {}", store.url()));
+            }
+            store::render_log(&log, &mut out).map_err(io_err)?
+        }
+    }
+    Ok(())
+}
+
+/// `cargo contprof show RUN|REV`.
+pub fn show(args: ShowArgs) -> Result<()> {
+    let root = project_root(args.manifest_path.as_deref());
+    let store = open(&args.store, &root)?;
+    let meta = store::resolve_run(&store, repo(&root).as_ref(), &args.run)?;
+    let mut out = stdout();
+    match args.format {
+        OutputFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &meta).map_err(|e| io_err(e.into()))?;
+            writeln!(out).map_err(io_err)?;
+        }
+        _ => store::render_show(&meta, &mut out).map_err(io_err)?,
+    }
+    Ok(())
+}
+
+/// `cargo contprof export RUN|REV [DIR]`.
+pub fn export(args: ExportArgs, shell: &Shell) -> Result<()> {
+    let root = project_root(args.manifest_path.as_deref());
+    let store = open(&args.store, &root)?;
+    let meta = store::resolve_run(&store, repo(&root).as_ref(), &args.run)?;
+    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(format!("contprof-{}", meta.run_id)));
+    let written = store.export(&meta.run_id, &dir)?;
+    shell.status(
+        "Exported",
+        format_args!("{} profile(s) of run {} to {}", written.len(), meta.run_id, dir.display()),
+    );
+    let mut out = stdout();
+    for p in written {
+        writeln!(out, "{}", p.display()).map_err(io_err)?;
+    }
+    Ok(())
+}
+
+/// `cargo contprof import FILE...`.
+pub fn import(args: ImportArgs, shell: &Shell) -> Result<()> {
+    let root = project_root(args.manifest_path.as_deref());
+    let store = open(&args.store, &root)?;
+    let repo_state = match &args.commit {
+        Some(rev) => RepoState::Commit {
+            commit: Repo::discover(&root)?.resolve(rev)?,
+            branch: None,
+            dirty: None,
+            shallow: false,
+        },
+        None => Repo::state_of(&root).unwrap_or_else(|e| RepoState::NoGit { reason: e.to_string() }),
+    };
+    let mut new = NewRun::new(repo_state);
+    new.command = std::env::args().collect();
+    new.settings.engine = "import".to_owned();
+    new.settings.runs = 1;
+    new.tags = settings::tags(&args.tags)?.into_iter().collect();
+    let files: Vec<ImportFile> =
+        args.files.iter().map(|p| ImportFile { path: p.clone(), group: args.group.clone() }).collect();
+    let meta = store.import(new, &files)?;
+    shell.status(
+        "Imported",
+        format_args!("{} profile(s) as run {} (key {})", files.len(), meta.run_id, meta.key),
+    );
+    Ok(())
+}
+
+/// `cargo contprof gc`.
+pub fn gc(args: GcArgs, shell: &Shell) -> Result<()> {
+    let root = project_root(args.manifest_path.as_deref());
+    let store = open(&args.store, &root)?;
+    let protected = match repo(&root) {
+        Some(r) => store::gc_protected_commits(&r)?,
+        None => Default::default(),
+    };
+    let keep = chrono::Duration::try_days(i64::from(args.keep_days))
+        .ok_or_else(|| Error::InvalidArgument { flag: "--keep-days", message: "too large".into() })?;
+    let policy = GcPolicy { keep, protected_commits: protected, now: Utc::now() };
+    let report = store.gc(&policy, args.dry_run)?;
+    store::render_gc(&report, args.dry_run, &mut stdout()).map_err(io_err)?;
+    if args.dry_run {
+        shell.status("Dry run", "nothing was deleted");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_times_and_ages() {
+        let now = DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().with_timezone(&Utc);
+        assert_eq!(parse_time("7d", now).unwrap().to_rfc3339(), "2026-11-18T12:00:00+00:00");
+        assert_eq!(parse_time("2h", now).unwrap().to_rfc3339(), "2026-11-25T10:00:00+00:00");
+        assert_eq!(parse_time("2026-11-01", now).unwrap().to_rfc3339(), "2026-11-01T00:00:00+00:00");
+        assert!(parse_time("2026-11-01T10:00:00+02:00", now).is_some());
+        assert!(parse_time("yesterday", now).is_none());
+        assert!(parse_time("5y", now).is_none());
+    }
+}
