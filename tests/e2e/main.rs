@@ -6,4 +6,5 @@
 mod errors;
 mod readers;
 mod run;
+mod suite;
 mod util;

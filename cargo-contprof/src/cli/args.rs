@@ -329,7 +329,8 @@ pub struct RunArgs {
 /// `cargo contprof test` and `cargo contprof bench`.
 #[derive(Debug, Args)]
 pub struct SuiteArgs {
-    /// Only tests/benchmarks whose name contains FILTER (all with --exact: equal to it).
+    /// Only tests/benchmarks whose name contains FILTER (with --exact: equal to it). Targets with
+    /// `harness = false` run only when FILTER matches their target name.
     #[arg(value_name = "FILTER")]
     pub filter: Option<String>,
     /// Match FILTER exactly.

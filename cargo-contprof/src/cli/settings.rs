@@ -82,6 +82,13 @@ pub fn tags(raw: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// Opens the store named by `--store`, `CONTPROF_STORE` or the workspace default, so that an
+/// unreachable or newer store fails before any work is done.
+pub fn open_store(args: &StoreArgs, workspace_root: &std::path::Path) -> Result<crate::store::Store> {
+    let location = crate::store::StoreLocation::select(args.url.as_deref(), workspace_root)?;
+    Ok(crate::store::Store::open(&location)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,11 +109,4 @@ mod tests {
         assert!(tags(&["novalue".into()]).is_err());
         assert!(tags(&["=x".into()]).is_err());
     }
-}
-
-/// Opens the store named by `--store`, `CONTPROF_STORE` or the workspace default, so that an
-/// unreachable or newer store fails before any work is done.
-pub fn open_store(args: &StoreArgs, workspace_root: &std::path::Path) -> Result<crate::store::Store> {
-    let location = crate::store::StoreLocation::select(args.url.as_deref(), workspace_root)?;
-    Ok(crate::store::Store::open(&location)?)
 }

@@ -275,6 +275,10 @@ fn plan(
                 }
                 None => (format!("{}/{binary}", t.kind.as_str()), binary.clone()),
             };
+            if case.is_none() && !filters.is_empty() && !list::matches(&t.name, filters, a.exact) {
+                // A filter cannot select inside a custom `main`; only its target name can match.
+                continue;
+            }
             if let Some(c) = &case {
                 if !list::matches(&c.name, filters, a.exact) {
                     continue;
@@ -443,6 +447,7 @@ fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict)], mode
                 let whole = view.totals[i].max(1) as f64;
                 view.sorted_by_self(i)
                     .first()
+                    .filter(|f| f.self_values[i] > 0)
                     .map(|f| format!("{} ({:.0}%)", f.name, f.self_values[i] as f64 * 100.0 / whole))
             })
             .unwrap_or_default();

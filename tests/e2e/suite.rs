@@ -1,0 +1,112 @@
+//! `cargo contprof test` and `cargo contprof bench` on the `suite` fixture: one profile per test
+//! or benchmark, labelled, with its own hot function; failures and timeouts reported.
+
+use std::path::Path;
+
+use cargo_contprof::profile::{CostView, Profile};
+
+use crate::util::{Finished, contprof, finish, fixtures_manifest, read_profile, share};
+
+fn suite(command: &str, out: &Path, extra: &[&str]) -> Finished {
+    let mut cmd = contprof();
+    cmd.arg(command)
+        .args(["-p", "suite", "--no-store", "--manifest-path"])
+        .arg(fixtures_manifest())
+        .arg("-o")
+        .arg(out);
+    cmd.args(extra).env("FIXTURE_SCALE", "0.5");
+    finish(&mut cmd)
+}
+
+fn group_profile(out: &Path, group: &str) -> Profile {
+    let mut dir = out.to_owned();
+    for part in group.split('/') {
+        dir.push(cargo_contprof::record::sanitize(part));
+    }
+    read_profile(&dir.join("profile.pb.gz"))
+}
+
+fn label_values(p: &Profile, key: &str) -> Vec<String> {
+    let mut v: Vec<String> = p.sample.iter().filter_map(|s| p.label_str(s, key)).map(str::to_owned).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn each_test_gets_its_own_labelled_profile() {
+    let out = tempfile::tempdir().unwrap();
+    let f = suite("test", out.path(), &[]);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stderr.contains("doc tests are not profiled"), "{f:?}");
+    assert!(f.stderr.contains("1 ignored"), "{f:?}");
+    let checksum = group_profile(out.path(), "lib/suite/tests::checksum_test");
+    let sort = group_profile(out.path(), "lib/suite/tests::sort_test");
+    let hashing = group_profile(out.path(), "test/api/hashing_test");
+    assert_eq!(label_values(&checksum, "test"), ["suite/tests::checksum_test"]);
+    assert_eq!(label_values(&hashing, "test"), ["api/hashing_test"]);
+    for (profile, hot, others) in [
+        (&checksum, "suite::checksum_heavy", ["suite::sorting_heavy", "suite::hashing_heavy"]),
+        (&sort, "suite::sorting_heavy", ["suite::checksum_heavy", "suite::hashing_heavy"]),
+        (&hashing, "suite::hashing_heavy", ["suite::checksum_heavy", "suite::sorting_heavy"]),
+    ] {
+        let view = CostView::from_profile(profile);
+        assert!(share(&view, "cpu", hot, true) > 0.7, "{hot}: {}", crate::util::describe(&view, "cpu"));
+        for other in others {
+            assert!(view.get(other).is_none(), "{other} must not be in the profile of {hot}'s test");
+        }
+    }
+    // `harness = false` targets run as one process.
+    let custom = group_profile(out.path(), "test/custom_main");
+    assert!(share(&CostView::from_profile(&custom), "cpu", "suite::checksum_heavy", true) > 0.5);
+    // The should_panic test passed and has its own profile.
+    group_profile(out.path(), "lib/suite/tests::panics_on_purpose");
+}
+
+#[test]
+fn failures_and_timeouts_are_reported_and_kept() {
+    let out = tempfile::tempdir().unwrap();
+    let f = suite("test", out.path(), &["--lib", "--features", "failing", "--timeout", "4"]);
+    assert_eq!(f.code, 4, "{f:?}");
+    assert!(f.stderr.contains("this test fails on purpose"), "failing test output shown: {f:?}");
+    assert!(f.stderr.contains("TIMEOUT") && f.stderr.contains("hanging_test"), "{f:?}");
+    assert!(f.stderr.contains("2 of 5 tests failed") || f.stderr.contains("tests failed"), "{f:?}");
+    // Both failing tests keep their profiles.
+    let failing = group_profile(out.path(), "lib/suite/tests::failing_test");
+    assert!(share(&CostView::from_profile(&failing), "cpu", "suite::hashing_heavy", true) > 0.5);
+    let hanging = group_profile(out.path(), "lib/suite/tests::hanging_test");
+    assert!(share(&CostView::from_profile(&hanging), "cpu", "suite::sorting_heavy", true) > 0.8);
+}
+
+#[test]
+fn a_filter_that_matches_nothing_says_so() {
+    let out = tempfile::tempdir().unwrap();
+    let f = suite("test", out.path(), &["no_such_test_anywhere"]);
+    assert_eq!(f.code, 2, "{f:?}");
+    assert!(f.stderr.contains("no tests matched the filter `no_such_test_anywhere`"), "{f:?}");
+}
+
+#[test]
+fn criterion_benchmarks_get_per_iteration_costs() {
+    let out = tempfile::tempdir().unwrap();
+    let f = suite("bench", out.path(), &[]);
+    assert_eq!(f.code, 0, "{f:?}");
+    let per_iter = |group: &str| {
+        let p = group_profile(out.path(), group);
+        assert_eq!(label_values(&p, "benchmark"), [group.trim_start_matches("bench/")]);
+        let view = CostView::from_profile(&p);
+        let i = view.sample_type_index("cpu_per_iter").expect("cpu_per_iter sample type");
+        view.get("suite::parse_units").map_or(0, |f| f.total_values[i]) as f64
+    };
+    let small = per_iter("bench/parsing/parse/small");
+    let large = per_iter("bench/parsing/parse/large");
+    assert!(small > 0.0, "{f:?}");
+    let ratio = large / small;
+    assert!(
+        (3.0..5.3).contains(&ratio),
+        "parse/large costs {ratio:.2}x parse/small per iteration, expected ~4x"
+    );
+    // A bench with its own main is one process.
+    let plain = group_profile(out.path(), "bench/plain_main");
+    assert!(share(&CostView::from_profile(&plain), "cpu", "suite::hashing_heavy", true) > 0.8);
+}
