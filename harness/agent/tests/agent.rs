@@ -95,9 +95,10 @@ fn exact_mode_counts_every_allocation_of_the_wrapped_allocator() {
     }
     let e = end(&f);
     assert_eq!((count, bytes), (e.alloc_calls, e.alloc_bytes), "stacks add up to the end totals");
-    // 1000 + the one `kept` vector; nothing else allocates on this thread meanwhile.
-    assert!((1001..1010).contains(&count), "{count} allocations");
-    assert!((1000 * SIZE..1000 * SIZE + 10_000).contains(&bytes), "{bytes} bytes");
+    // 1000 + the one `kept` vector, plus whatever libtest's other threads allocate meanwhile (the
+    // allocator is global): a few dozen small ones at most.
+    assert!((1001..1200).contains(&count), "{count} allocations");
+    assert!((1000 * SIZE..1000 * SIZE + 100_000).contains(&bytes), "{bytes} bytes");
     assert!((101..110).contains(&inuse), "{inuse} live");
     assert!((100 * SIZE..100 * SIZE + 10_000).contains(&inuse_bytes), "{inuse_bytes} live bytes");
 }

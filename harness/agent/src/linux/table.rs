@@ -12,7 +12,7 @@
 //! that overlaps a move retries under the lock.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::format::MAX_FRAMES;
 use crate::sys::Mapping;
@@ -113,6 +113,37 @@ fn hash_ptr(p: usize) -> usize {
     ((p as u64 >> 4).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize
 }
 
+/// Slots of the counting filter in front of the live table.
+const FILTER_SLOTS: usize = 1 << 16;
+
+/// A counting filter over tracked pointers (64 KiB, stays in cache): `free` of an untracked
+/// pointer, the common case, is answered here without touching the large live table, whose
+/// random probes would cost a cache miss on every free. Counts saturate at 255 and then stay
+/// (conservatively "maybe tracked").
+static PTR_FILTER: [AtomicU8; FILTER_SLOTS] = [const { AtomicU8::new(0) }; FILTER_SLOTS];
+
+fn filter_slot(p: usize) -> &'static AtomicU8 {
+    &PTR_FILTER[((p as u64 >> 4).wrapping_mul(0xd6e8_feb8_6659_fd93) >> 48) as usize]
+}
+
+/// Counts `p` in (under the table lock, so plain load/store suffice).
+fn filter_add(p: usize) {
+    let slot = filter_slot(p);
+    let v = slot.load(Ordering::Relaxed);
+    if v < u8::MAX {
+        slot.store(v + 1, Ordering::Release);
+    }
+}
+
+/// Counts `p` out (under the table lock); a saturated slot is never decremented.
+fn filter_remove(p: usize) {
+    let slot = filter_slot(p);
+    let v = slot.load(Ordering::Relaxed);
+    if v > 0 && v < u8::MAX {
+        slot.store(v - 1, Ordering::Release);
+    }
+}
+
 /// The lock, held: gives access to the tables.
 pub(crate) struct Guard<'a>(&'a Store);
 
@@ -150,6 +181,9 @@ impl Store {
                 core::ptr::write_bytes(t.live, 0, LIVE);
             }
             (t.arena_used, t.stacks_used, t.live_used, t.dropped) = (0, 0, 0, [0.0; 4]);
+            for slot in &PTR_FILTER {
+                slot.store(0, Ordering::Relaxed);
+            }
             self.tracked.store(0, Ordering::Release);
         }
         true
@@ -206,6 +240,7 @@ impl Store {
             let e = unsafe { &mut *t.live.add(i) };
             if e.ptr.load(Ordering::Relaxed) == 0 {
                 (e.stack, e.count, e.bytes) = (stack, count, bytes);
+                filter_add(ptr);
                 e.ptr.store(ptr, Ordering::Release);
                 break;
             }
@@ -291,12 +326,16 @@ impl Store {
         self.seq.fetch_add(1, Ordering::AcqRel);
         remove_shift(t, i);
         self.seq.fetch_add(1, Ordering::Release);
+        filter_remove(ptr);
         t.live_used -= 1;
         self.tracked.fetch_sub(1, Ordering::Release);
     }
 
     /// Lock-free probe: false only if `ptr` is certainly not tracked.
     fn maybe_tracked(&self, ptr: usize) -> bool {
+        if filter_slot(ptr).load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let live = self.live.load(Ordering::Acquire) as *const LiveEntry;
         if live.is_null() {
             return false;

@@ -1,0 +1,130 @@
+//! Agent overhead: the CPU time a fixture workload burns under the agent, as a ratio to the same
+//! binary without it, measured side by side in one run.
+//!
+//! `cargo bench -p cargo-contprof --bench overhead`
+//!
+//! Each iteration spawns the fixture binary and measures the child's user + system CPU time with
+//! `wait4` (criterion's `iter_custom`), so the figure is the cost the workload pays, independent
+//! of what else the machine runs. The fixtures are built with the profiling profile through the
+//! library's own cargo integration. After criterion's report, a table of ratios to the
+//! unprofiled baseline is printed from criterion's estimates.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cargo_contprof::cargo::{self, BuildOptions, CargoArgs, TargetKind, Workspace};
+use cargo_contprof::runner;
+use cargo_contprof::shell::{Shell, Verbosity};
+use criterion::Criterion;
+
+struct Setup {
+    agent: PathBuf,
+    bins: Vec<(String, PathBuf)>,
+    out: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/Cargo.toml");
+    let args = CargoArgs { manifest_path: Some(manifest), ..CargoArgs::default() };
+    let ws = Workspace::load(&args).expect("fixture workspace");
+    let shell = Shell::new(Verbosity::Quiet);
+    let targets: Vec<_> = ["cpu_split", "alloc_split"]
+        .iter()
+        .map(|b| ws.select_runnable(&args, Some(TargetKind::Bin), Some(b)).expect("fixture target"))
+        .collect();
+    let built = cargo::build(&BuildOptions { cargo: &args, targets: &targets }, &shell).expect("fixtures build");
+    let agent = runner::agent::install(&ws.target_dir().join("contprof/agent")).expect("agent");
+    Setup {
+        agent,
+        bins: built.into_iter().map(|a| (a.target.name.clone(), a.executable)).collect(),
+        out: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
+/// Runs `program` once (with `env`) and returns the CPU time the kernel charged to it.
+fn child_cpu(program: &Path, env: &[(&str, String)]) -> Duration {
+    let mut cmd = Command::new(program);
+    cmd.stdout(Stdio::null()).env("FIXTURE_SCALE", "0.4");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn fixture");
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data; zero is valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child with pointers to locals.
+    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(r, child.id() as libc::pid_t);
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+const CONFIGS: &[(&str, Option<(u32, &str)>)] = &[
+    ("unprofiled", None),
+    ("cpu 99 Hz", Some((99, "off"))),
+    ("cpu 199 Hz", Some((199, "off"))),
+    ("cpu 499 Hz", Some((499, "off"))),
+    ("cpu 999 Hz", Some((999, "off"))),
+    ("cpu 9999 Hz", Some((9999, "off"))),
+    ("cpu 199 Hz + sampled alloc", Some((199, "sampled"))),
+    ("cpu 199 Hz + exact alloc", Some((199, "exact"))),
+];
+
+fn env_for(setup: &Setup, cfg: Option<(u32, &str)>) -> Vec<(&'static str, String)> {
+    match cfg {
+        None => Vec::new(),
+        Some((hz, alloc)) => vec![
+            ("LD_PRELOAD", setup.agent.display().to_string()),
+            ("CONTPROF_OUTPUT", setup.out.path().join("bench.raw").display().to_string()),
+            ("CONTPROF_FREQUENCY", hz.to_string()),
+            ("CONTPROF_ALLOC", alloc.to_owned()),
+        ],
+    }
+}
+
+fn bench(c: &mut Criterion, setup: &Setup) {
+    for (bin, path) in &setup.bins {
+        let mut group = c.benchmark_group(format!("overhead/{bin}"));
+        group.sample_size(10).measurement_time(Duration::from_secs(5)).warm_up_time(Duration::from_secs(1));
+        for (name, cfg) in CONFIGS {
+            let env = env_for(setup, *cfg);
+            group.bench_function(*name, |b| {
+                b.iter_custom(|iters| (0..iters).map(|_| child_cpu(path, &env)).sum());
+            });
+        }
+        group.finish();
+    }
+}
+
+fn criterion_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("criterion")
+}
+
+fn mean_ns(group: &str, function: &str) -> Option<f64> {
+    // Criterion's directory names: these characters become `_`.
+    let slug = |s: &str| s.replace(['?', '"', '/', '\\', '*', '<', '>', ':', '|', '^'], "_");
+    let path = criterion_dir().join(slug(group)).join(slug(function)).join("new/estimates.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
+fn main() {
+    let setup = setup();
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c, &setup);
+    c.final_summary();
+    println!("\nCPU time of the workload under the agent, as a ratio to the unprofiled run:");
+    for (bin, _) in &setup.bins {
+        let group = format!("overhead/{bin}");
+        let Some(base) = mean_ns(&group, "unprofiled") else { continue };
+        for (name, _) in CONFIGS.iter().skip(1) {
+            if let Some(m) = mean_ns(&group, name) {
+                println!("  {bin:<12} {name:<38} {:.3}x", m / base);
+            }
+        }
+    }
+}
