@@ -7,3 +7,4 @@ mod errors;
 mod readers;
 mod run;
 mod util;
+mod viewer;

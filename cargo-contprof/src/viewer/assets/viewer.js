@@ -299,7 +299,7 @@
     const cols = DIFF
       ? [['name', 'Function'], ['self', 'Self'], ['total', 'Total'], ['base', 'Base total'], ['delta', 'Δ total']]
       : [['name', 'Function'], ['self', 'Self'], ['selfp', 'Self %'], ['total', 'Total'], ['totalp', 'Total %']];
-    $('top').tHead.innerHTML = '<tr>' + cols.map(([k, l]) => `<th data-sort="${k}" class="${k === 'name' ? '' : 'num'}${sortKey === k || sortKey + 'p' === k ? ' sorted' : ''}">${l}</th>`).join('') + '</tr>';
+    $('top').tHead.innerHTML = '<tr>' + cols.map(([k, l]) => `<th data-sort="${k}" class="${k === 'name' ? '' : 'num'}${sortKey === k ? ' sorted' : ''}">${l}</th>`).join('') + '</tr>';
     const whole = dTotal[HEAD][0], u = unit();
     const rows = topRows().slice(0, 300);
     $('top').tBodies[0].innerHTML = rows.map((r) => {
@@ -332,7 +332,7 @@
     let best = 0;
     for (let i = 1; i < dN; i++) if (dFn[i] === f && dTotal[HEAD][i] + dTotal[0][i] > dTotal[HEAD][best] + dTotal[0][best]) best = i;
     if (best === 0) for (let i = 1; i < dN; i++) if (dFn[i] === f) { best = i; break; }
-    zoom = best === 0 ? 0 : dParent[best];
+    zoom = best;
     zoomPath = pathOf(zoom);
     renderFilters();
     draw();
@@ -363,7 +363,7 @@
   }
   $('filter-add').addEventListener('click', addFilter);
   $('filter-input').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') addFilter(); });
-  function update() { rebuild(); renderFilters(); draw(); renderTop(); }
+  function update() { tip.hidden = true; rebuild(); renderFilters(); draw(); renderTop(); }
 
   // ---- type selector
   const sel = $('type');
@@ -372,7 +372,7 @@
   sel.addEventListener('change', () => { typeIdx = Number(sel.value); update(); });
   function selectType(name) {
     const i = T.types.findIndex((t) => t.name === name);
-    if (i >= 0 && i !== typeIdx) { typeIdx = i; sel.value = String(i); rebuild(); renderTop(); }
+    if (i >= 0 && i !== typeIdx) { typeIdx = i; sel.value = String(i); tip.hidden = true; rebuild(); renderTop(); }
   }
 
   // ---- regression table
