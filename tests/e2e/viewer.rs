@@ -206,7 +206,9 @@ fn viewer_in_headless_chromium() {
     write_html(&compare_report, &ReportInput::compare("base → head", &base, &head, Some(&cmp)));
     let large = out.join("report-large.html");
     let big = large_profile();
+    let started = std::time::Instant::now();
     write_html(&large, &ReportInput::profile("100,000 stacks", std::slice::from_ref(&big)));
+    let write_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     // A store with a base and a head run, served on loopback.
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -245,8 +247,10 @@ fn viewer_in_headless_chromium() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     eprintln!("{stderr}");
     assert!(run.status.success(), "browser checks failed:\n{stdout}\n{stderr}");
-    let result: serde_json::Value =
+    let mut result: serde_json::Value =
         serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("result JSON");
+    result["large"]["reportWriteMs"] = serde_json::json!(write_ms);
+    result["large"]["reportBytes"] = serde_json::json!(std::fs::metadata(&large).map_or(0, |m| m.len()));
     std::fs::write(out.join("timings.json"), serde_json::to_string_pretty(&result).unwrap_or_default())
         .expect("write timings");
     let first = result["large"]["firstViewMs"].as_f64().expect("first view time");

@@ -315,3 +315,46 @@ fn report_is_self_contained_and_escapes_script_ends() {
         assert!(!html.contains(needle), "page loads nothing: found {needle}");
     }
 }
+
+#[test]
+fn serve_refuses_remote_addresses_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = super::ServeOptions::new(StoreLocation::Dir(tmp.path().to_path_buf()));
+    opts.bind = "0.0.0.0:0".parse().unwrap();
+    let err = super::Server::bind(opts.clone()).unwrap_err();
+    assert!(matches!(err, super::ViewerError::NotLoopback { .. }), "{err}");
+    opts.bind = "127.0.0.1:0".parse().unwrap();
+    let server = super::Server::bind(opts).unwrap();
+    assert!(server.addr().ip().is_loopback() && server.addr().port() != 0);
+    assert!(server.url().starts_with("http://127.0.0.1:"));
+}
+
+#[test]
+fn head_and_get_over_a_real_socket() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    store_with_run(tmp.path());
+    let mut opts = super::ServeOptions::new(StoreLocation::Dir(tmp.path().to_path_buf()));
+    opts.bind = "127.0.0.1:0".parse().unwrap();
+    let server = super::Server::bind(opts).unwrap();
+    let addr = server.addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = std::sync::Arc::clone(&stop);
+    let t = std::thread::spawn(move || server.run_until(&stop2));
+    let ask = |req: &str| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let head = ask("HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"), "{head}");
+    assert!(head.contains("Content-Security-Policy: default-src 'none'"));
+    let bad = ask("GET /view?run=x HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(bad.starts_with("HTTP/1.1 400 ") && bad.contains("not a run id"), "{bad}");
+    let garbage = ask("hello\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    t.join().unwrap().unwrap();
+}
