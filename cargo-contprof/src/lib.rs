@@ -16,3 +16,4 @@ pub mod runner;
 pub mod shell;
 pub mod store;
 pub mod symbolize;
+pub mod viewer;

@@ -8,3 +8,4 @@ mod readers;
 mod run;
 mod suite;
 mod util;
+mod viewer;

@@ -1,0 +1,449 @@
+// cargo contprof viewer: flame graph (canvas), filters, top-functions table and regression table
+// over the call tree embedded in the page (see viewer/tree.rs for its shape). No dependencies.
+(function () {
+  'use strict';
+  const t0 = performance.now();
+  const D = JSON.parse(document.getElementById('contprof-data').textContent);
+  const T = D.tree;
+  const N = T.parent.length;
+  const NF = T.fns.name.length;
+  const SIDES = T.self.length;
+  const DIFF = D.kind === 'compare';
+  const HEAD = SIDES - 1;
+  const parentOf = Int32Array.from(T.parent);
+  const fnOf = Int32Array.from(T.fn);
+  const scale = T.profiles.map((n) => (DIFF && n > 0 ? 1 / n : 1));
+  const ROW = 18;
+  const $ = (id) => document.getElementById(id);
+  const canvas = $('flame');
+  const ctx = canvas.getContext('2d');
+  const tParsed = performance.now();
+
+  // ---- state
+  let typeIdx = Math.max(0, T.types.findIndex((t) => t.name === D.default_type));
+  let filters = []; // {mode, src, re}
+  let focusFn = -1;
+  let zoom = 0;
+  let zoomPath = [];
+  // derived tree after show/hide filters, for the current type
+  let dN = 0, dParent, dFn, dSelf, dTotal, cStart, cList, hlTop;
+  let rects = { x: [], w: [], d: [], n: [], byDepth: [] };
+  let lastDrawMs = 0;
+  let highlightedRects = 0;
+
+  // ---- formatting
+  function fmt(v, unit) {
+    const a = Math.abs(v);
+    if (unit === 'nanoseconds') {
+      if (a >= 1e9) return (v / 1e9).toFixed(2) + ' s';
+      if (a >= 1e6) return (v / 1e6).toFixed(2) + ' ms';
+      if (a >= 1e3) return (v / 1e3).toFixed(1) + ' µs';
+      return v.toFixed(0) + ' ns';
+    }
+    if (unit === 'bytes') {
+      if (a >= 1 << 30) return (v / (1 << 30)).toFixed(2) + ' GiB';
+      if (a >= 1 << 20) return (v / (1 << 20)).toFixed(2) + ' MiB';
+      if (a >= 1 << 10) return (v / (1 << 10)).toFixed(1) + ' KiB';
+      return v.toFixed(0) + ' B';
+    }
+    return Math.round(v).toLocaleString('en-US');
+  }
+  const unit = () => (T.types[typeIdx] ? T.types[typeIdx].unit : '');
+  const pct = (v, whole) => (whole > 0 ? ((100 * v) / whole).toFixed(2) + '%' : '–');
+  function change(b, h) {
+    if (b === 0 && h === 0) return '0%';
+    if (b === 0) return 'new';
+    const c = (100 * (h - b)) / b;
+    return (c >= 0 ? '+' : '') + c.toFixed(1) + '%';
+  }
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
+  function fnLoc(f) {
+    const file = T.fns.file[f];
+    if (!file) return '';
+    return T.fns.line[f] > 0 ? file + ':' + T.fns.line[f] : file;
+  }
+
+  // ---- filters → per-function masks
+  function masks() {
+    const hide = new Uint8Array(NF), show = new Int32Array(NF), hl = new Uint8Array(NF);
+    let nShow = 0;
+    for (const f of filters) {
+      const bit = f.mode === 'show' ? 1 << nShow++ : 0;
+      for (let i = 1; i < NF; i++) {
+        if (!f.re.test(T.fns.name[i])) continue;
+        if (f.mode === 'hide') hide[i] = 1;
+        else if (f.mode === 'show') show[i] |= bit;
+        else hl[i] = 1;
+      }
+    }
+    if (focusFn > 0) hl[focusFn] = 1;
+    return { hide, show, hl, all: (1 << nShow) - 1, hlAny: filters.some((f) => f.mode === 'highlight') || focusFn > 0 };
+  }
+
+  // ---- derived tree
+  function rebuild() {
+    const m = masks();
+    const structural = filters.some((f) => f.mode !== 'highlight');
+    dSelf = []; dTotal = [];
+    for (let s = 0; s < SIDES; s++) dSelf.push(new Float64Array(N));
+    const src = T.self.map((side) => side[typeIdx] || []);
+    if (!structural) {
+      dN = N; dParent = parentOf; dFn = fnOf;
+      for (let s = 0; s < SIDES; s++) { const a = src[s], o = dSelf[s]; for (let i = 0; i < a.length; i++) o[i] = a[i] * scale[s]; }
+    } else {
+      dParent = new Int32Array(N); dFn = new Int32Array(N);
+      const map = new Int32Array(N), bits = new Int32Array(N), index = new Map();
+      dN = 1;
+      for (let i = 0; i < N; i++) {
+        let d = 0;
+        if (i > 0) {
+          const p = map[parentOf[i]], f = fnOf[i];
+          bits[i] = bits[parentOf[i]] | m.show[f];
+          if (m.hide[f]) d = p;
+          else {
+            const key = p * NF + f;
+            d = index.get(key);
+            if (d === undefined) { d = dN++; dParent[d] = p; dFn[d] = f; index.set(key, d); }
+          }
+        }
+        map[i] = d;
+        if (bits[i] === m.all) for (let s = 0; s < SIDES; s++) dSelf[s][d] += (src[s][i] || 0) * scale[s];
+      }
+    }
+    for (let s = 0; s < SIDES; s++) {
+      const t = dSelf[s].slice(0, dN);
+      for (let i = dN - 1; i > 0; i--) t[dParent[i]] += t[i];
+      dTotal.push(t);
+    }
+    // children, heaviest first (by head in a comparison)
+    const w = dTotal[HEAD];
+    const count = new Int32Array(dN + 1);
+    for (let i = 1; i < dN; i++) count[dParent[i] + 1]++;
+    for (let i = 0; i < dN; i++) count[i + 1] += count[i];
+    cStart = count; cList = new Int32Array(Math.max(dN - 1, 0));
+    const fill = count.slice(0, dN);
+    for (let i = 1; i < dN; i++) cList[fill[dParent[i]]++] = i;
+    for (let p = 0; p < dN; p++) {
+      if (cStart[p + 1] - cStart[p] > 1) cList.subarray(cStart[p], cStart[p + 1]).sort((a, b) => w[b] - w[a] || dFn[a] - dFn[b]);
+    }
+    // highlighted: frames matching a highlight filter, counted once under matching ancestors
+    hlTop = 0;
+    if (m.hlAny) {
+      const under = new Uint8Array(dN);
+      for (let i = 1; i < dN; i++) {
+        const p = dParent[i];
+        under[i] = under[p] || (p > 0 && m.hl[dFn[p]]) ? 1 : 0;
+        if (m.hl[dFn[i]] && !under[i]) hlTop += w[i];
+      }
+    }
+    rebuild.hl = m.hlAny ? m.hl : null;
+    zoom = nodeAt(zoomPath);
+  }
+
+  function pathOf(n) { const p = []; for (; n > 0; n = dParent[n]) p.unshift(dFn[n]); return p; }
+  function nodeAt(path) {
+    let n = 0;
+    for (const f of path) {
+      let next = -1;
+      for (let k = cStart[n]; k < cStart[n + 1]; k++) if (dFn[cList[k]] === f) { next = cList[k]; break; }
+      if (next < 0) break;
+      n = next;
+    }
+    return n;
+  }
+  function setZoom(n) { zoom = n; zoomPath = pathOf(n); draw(); }
+
+  // ---- layout and drawing
+  const colors = T.classes.map((c) => c.color);
+  function diffColor(n) {
+    const b = dTotal[0][n], h = dTotal[HEAD][n];
+    const c = b > 0 ? (h - b) / b : h > 0 ? 1 : 0;
+    const t = Math.max(-1, Math.min(1, c));
+    if (Math.abs(t) < 0.02) return 'hsl(0, 0%, 86%)';
+    const light = 88 - 38 * Math.abs(t);
+    return t > 0 ? `hsl(0, 85%, ${light}%)` : `hsl(218, 85%, ${light}%)`;
+  }
+  function layout(width) {
+    const x = [], w = [], d = [], n = [];
+    const chain = [];
+    for (let k = zoom; ; k = dParent[k]) { chain.unshift(k); if (k === 0) break; }
+    chain.forEach((k, depth) => { x.push(0); w.push(width); d.push(depth); n.push(k); });
+    const total = dTotal[HEAD][zoom];
+    if (total > 0) {
+      const px = width / total;
+      const visit = (node, x0, depth) => {
+        let cx = x0;
+        for (let k = cStart[node]; k < cStart[node + 1]; k++) {
+          const c = cList[k];
+          const cw = dTotal[HEAD][c] * px;
+          if (cw < 1) break; // sorted: the rest are narrower still
+          x.push(cx); w.push(cw); d.push(depth + 1); n.push(c);
+          visit(c, cx, depth + 1);
+          cx += cw;
+        }
+      };
+      visit(zoom, 0, chain.length - 1);
+    }
+    const byDepth = [];
+    for (let i = 0; i < n.length; i++) (byDepth[d[i]] = byDepth[d[i]] || []).push(i);
+    return { x, w, d, n, byDepth };
+  }
+  function draw() {
+    const start = performance.now();
+    const width = Math.max(200, canvas.parentElement.clientWidth);
+    rects = layout(width);
+    const depths = rects.byDepth.length;
+    const dpr = window.devicePixelRatio || 1;
+    const height = Math.max(1, depths) * ROW;
+    canvas.width = Math.round(width * dpr); canvas.height = Math.round(height * dpr);
+    canvas.style.height = height + 'px';
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+    ctx.font = '12px ui-monospace, Menlo, Consolas, monospace';
+    ctx.textBaseline = 'middle';
+    const charW = ctx.measureText('m').width || 7;
+    const hl = rebuild.hl;
+    highlightedRects = 0;
+    for (let i = 0; i < rects.n.length; i++) {
+      const node = rects.n[i], f = dFn[node];
+      const rx = rects.x[i], rw = rects.w[i], ry = rects.d[i] * ROW;
+      const on = !hl || hl[f];
+      if (hl && hl[f]) highlightedRects++;
+      ctx.globalAlpha = on ? 1 : 0.28;
+      ctx.fillStyle = DIFF && node !== 0 ? diffColor(node) : colors[T.fns.class[f]];
+      ctx.fillRect(rx, ry, Math.max(rw - 0.5, 0.5), ROW - 1);
+      if (hl && hl[f]) { ctx.globalAlpha = 1; ctx.strokeStyle = '#222'; ctx.lineWidth = 1.5; ctx.strokeRect(rx + 0.75, ry + 0.75, rw - 2, ROW - 2.5); }
+      if (rw > 3 * charW) {
+        const name = node === 0 ? rootLabel() : T.fns.name[f];
+        const max = Math.floor((rw - 6) / charW);
+        ctx.fillStyle = '#111';
+        ctx.fillText(name.length > max ? name.slice(0, Math.max(max - 1, 1)) + '…' : name, rx + 3, ry + ROW / 2);
+      }
+    }
+    ctx.globalAlpha = 1;
+    lastDrawMs = performance.now() - start;
+    const t = T.types[typeIdx];
+    canvas.dataset.type = t ? t.name : '';
+    canvas.dataset.zoom = zoom === 0 ? 'all' : T.fns.name[dFn[zoom]];
+    canvas.dataset.rects = String(rects.n.length);
+    canvas.dataset.highlighted = String(highlightedRects);
+    status();
+  }
+  function rootLabel() { const t = T.types[typeIdx]; return 'all · ' + (t ? t.label + ' ' + fmt(dTotal[HEAD][0], t.unit) : 'no data'); }
+  function status() {
+    const whole = dTotal[HEAD][0];
+    let s = T.types.length === 0 ? 'These profiles have no samples.' : `${T.types[typeIdx].label}: ${fmt(whole, unit())}` + (DIFF ? ` per run (base ${fmt(dTotal[0][0], unit())})` : '');
+    if (zoom !== 0) s += ` · zoomed into ${T.fns.name[dFn[zoom]]} (${pct(dTotal[HEAD][zoom], whole)})`;
+    if (rebuild.hl) s += ` · highlighted: ${fmt(hlTop, unit())} (${pct(hlTop, whole)}) in ${highlightedRects} boxes`;
+    $('status').textContent = s;
+  }
+  function hit(ev) {
+    const r = canvas.getBoundingClientRect();
+    const px = ev.clientX - r.left, depth = Math.floor((ev.clientY - r.top) / ROW);
+    for (const i of rects.byDepth[depth] || []) if (px >= rects.x[i] && px < rects.x[i] + rects.w[i]) return rects.n[i];
+    return -1;
+  }
+
+  // ---- tooltip
+  const tip = $('tooltip');
+  canvas.addEventListener('mousemove', (ev) => {
+    const n = hit(ev);
+    if (n < 0) { tip.hidden = true; return; }
+    const f = dFn[n], u = unit(), whole = dTotal[HEAD][0];
+    let html = `<div class="fn">${esc(n === 0 ? 'all' : T.fns.name[f])}</div>`;
+    if (fnLoc(f)) html += `<div class="loc">${esc(fnLoc(f))}</div>`;
+    if (DIFF) {
+      const bw = dTotal[0][0];
+      html += `<div>base: self ${fmt(dSelf[0][n], u)} (${pct(dSelf[0][n], bw)}), total ${fmt(dTotal[0][n], u)} (${pct(dTotal[0][n], bw)})</div>`;
+      html += `<div>head: self ${fmt(dSelf[HEAD][n], u)} (${pct(dSelf[HEAD][n], whole)}), total ${fmt(dTotal[HEAD][n], u)} (${pct(dTotal[HEAD][n], whole)})</div>`;
+      html += `<div>change: total ${change(dTotal[0][n], dTotal[HEAD][n])}, self ${change(dSelf[0][n], dSelf[HEAD][n])}</div>`;
+    } else {
+      html += `<div>self ${fmt(dSelf[0][n], u)} (${pct(dSelf[0][n], whole)})</div><div>total ${fmt(dTotal[0][n], u)} (${pct(dTotal[0][n], whole)})</div>`;
+    }
+    tip.innerHTML = html;
+    tip.hidden = false;
+    tip.style.left = Math.min(ev.clientX + 12, window.innerWidth - tip.offsetWidth - 8) + 'px';
+    tip.style.top = ev.clientY + 14 + 'px';
+  });
+  canvas.addEventListener('mouseleave', () => { tip.hidden = true; });
+  canvas.addEventListener('click', (ev) => { const n = hit(ev); if (n >= 0) setZoom(n); });
+  document.addEventListener('keydown', (ev) => { if (ev.key === 'Escape' && zoom !== 0) setZoom(dParent[zoom]); });
+  $('reset-zoom').addEventListener('click', () => setZoom(0));
+  window.addEventListener('resize', () => draw());
+
+  // ---- top-functions table
+  let sortKey = DIFF ? 'delta' : 'self';
+  function topRows() {
+    const selfH = new Float64Array(NF), totH = new Float64Array(NF), totB = new Float64Array(NF);
+    const onStack = new Int32Array(NF);
+    for (let s = 0; s < SIDES; s++) for (let i = 0; i < dN; i++) if (s === HEAD) selfH[dFn[i]] += dSelf[s][i];
+    // iterative DFS: a function's total counts once per path even when it recurses
+    const stack = [0], pos = [cStart[0]];
+    onStack[dFn[0]]++;
+    while (stack.length) {
+      const n = stack[stack.length - 1], k = pos[pos.length - 1];
+      if (k < cStart[n + 1]) {
+        pos[pos.length - 1]++;
+        const c = cList[k], f = dFn[c];
+        if (onStack[f] === 0) { totH[f] += dTotal[HEAD][c]; if (DIFF) totB[f] += dTotal[0][c]; }
+        onStack[f]++; stack.push(c); pos.push(cStart[c]);
+      } else { onStack[dFn[n]]--; stack.pop(); pos.pop(); }
+    }
+    const rows = [];
+    for (let f = 1; f < NF; f++) if (totH[f] > 0 || totB[f] > 0) rows.push({ f, self: selfH[f], total: totH[f], base: totB[f], delta: totH[f] - totB[f] });
+    const key = sortKey;
+    rows.sort((a, b) => (key === 'name' ? T.fns.name[a.f].localeCompare(T.fns.name[b.f]) : key === 'delta' ? Math.abs(b.delta) - Math.abs(a.delta) : b[key] - a[key]) || a.f - b.f);
+    return rows;
+  }
+  function renderTop() {
+    const cols = DIFF
+      ? [['name', 'Function'], ['self', 'Self'], ['total', 'Total'], ['base', 'Base total'], ['delta', 'Δ total']]
+      : [['name', 'Function'], ['self', 'Self'], ['selfp', 'Self %'], ['total', 'Total'], ['totalp', 'Total %']];
+    $('top').tHead.innerHTML = '<tr>' + cols.map(([k, l]) => `<th data-sort="${k}" class="${k === 'name' ? '' : 'num'}${sortKey === k ? ' sorted' : ''}">${l}</th>`).join('') + '</tr>';
+    const whole = dTotal[HEAD][0], u = unit();
+    const rows = topRows().slice(0, 300);
+    $('top').tBodies[0].innerHTML = rows.map((r) => {
+      const name = `<td class="fn">${esc(T.fns.name[r.f])}</td>`;
+      return `<tr data-fn="${r.f}">` + name + (DIFF
+        ? `<td class="num">${fmt(r.self, u)}</td><td class="num">${fmt(r.total, u)}</td><td class="num">${fmt(r.base, u)}</td><td class="num ${r.delta > 0 ? 'up' : r.delta < 0 ? 'down' : ''}">${change(r.base, r.total)}</td>`
+        : `<td class="num">${fmt(r.self, u)}</td><td class="num">${pct(r.self, whole)}</td><td class="num">${fmt(r.total, u)}</td><td class="num">${pct(r.total, whole)}</td>`) + '</tr>';
+    }).join('');
+  }
+  $('top').tHead.addEventListener('click', (ev) => {
+    const th = ev.target.closest('th');
+    if (!th) return;
+    sortKey = th.dataset.sort.replace(/p$/, '');
+    renderTop();
+  });
+  $('top').tBodies[0].addEventListener('click', (ev) => {
+    const tr = ev.target.closest('tr');
+    if (tr) focusFunction(Number(tr.dataset.fn));
+  });
+
+  // ---- focus: zoom to a function's heaviest box and outline every box of it
+  let fnIndex = null;
+  function fnByName(name) {
+    if (!fnIndex) { fnIndex = new Map(); T.fns.name.forEach((n, i) => fnIndex.set(n, i)); }
+    return fnIndex.has(name) ? fnIndex.get(name) : -1;
+  }
+  function focusFunction(f) {
+    focusFn = f;
+    rebuild();
+    let best = 0;
+    for (let i = 1; i < dN; i++) if (dFn[i] === f && dTotal[HEAD][i] + dTotal[0][i] > dTotal[HEAD][best] + dTotal[0][best]) best = i;
+    if (best === 0) for (let i = 1; i < dN; i++) if (dFn[i] === f) { best = i; break; }
+    zoom = best;
+    zoomPath = pathOf(zoom);
+    renderFilters();
+    draw();
+    canvas.scrollIntoView({ block: 'nearest' });
+  }
+
+  // ---- filters UI
+  function renderFilters() {
+    const chips = filters.map((f, i) => `<span class="chip mode-${f.mode}">${f.mode}: ${esc(f.src)}<button type="button" data-remove="${i}" aria-label="remove filter">×</button></span>`);
+    if (focusFn > 0) chips.push(`<span class="chip mode-highlight">focus: ${esc(T.fns.name[focusFn])}<button type="button" data-remove="focus" aria-label="remove focus">×</button></span>`);
+    $('filter-list').innerHTML = chips.join('');
+  }
+  $('filter-list').addEventListener('click', (ev) => {
+    const b = ev.target.closest('button');
+    if (!b) return;
+    if (b.dataset.remove === 'focus') focusFn = -1; else filters.splice(Number(b.dataset.remove), 1);
+    update();
+  });
+  function addFilter() {
+    const src = $('filter-input').value.trim();
+    if (!src) return;
+    let re;
+    try { re = new RegExp(src); } catch (e) { $('filter-error').textContent = 'invalid regular expression: ' + e.message; return; }
+    $('filter-error').textContent = '';
+    filters.push({ mode: $('filter-mode').value, src, re });
+    $('filter-input').value = '';
+    update();
+  }
+  $('filter-add').addEventListener('click', addFilter);
+  $('filter-input').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') addFilter(); });
+  function update() { tip.hidden = true; rebuild(); renderFilters(); draw(); renderTop(); }
+
+  // ---- type selector
+  const sel = $('type');
+  sel.innerHTML = T.types.map((t, i) => `<option value="${i}">${esc(t.label)}</option>`).join('');
+  sel.value = String(typeIdx);
+  sel.addEventListener('change', () => { typeIdx = Number(sel.value); update(); });
+  function selectType(name) {
+    const i = T.types.findIndex((t) => t.name === name);
+    if (i >= 0 && i !== typeIdx) { typeIdx = i; sel.value = String(i); tip.hidden = true; rebuild(); renderTop(); }
+  }
+
+  // ---- regression table
+  const METRIC_TYPE = { cpu: 'cpu', alloc_bytes: 'alloc_space', alloc_count: 'alloc_objects', inuse_bytes: 'inuse_space' };
+  const METRIC_UNIT = { cpu: 'nanoseconds', alloc_bytes: 'bytes', alloc_count: 'count', inuse_bytes: 'bytes' };
+  if (DIFF) {
+    $('regressions').hidden = false;
+    const fs = D.findings || [];
+    $('no-findings').hidden = fs.length > 0;
+    const sign = (v) => (v >= 0 ? '+' : '') + (100 * v).toFixed(1) + '%';
+    $('findings').tBodies[0].innerHTML = fs.map((f, i) => {
+      const u = METRIC_UNIT[f.metric] || 'count';
+      const ch = f.change == null ? 'new' : sign(f.change) + (f.ci_low != null && f.ci_high != null ? ` [${sign(f.ci_low)}, ${sign(f.ci_high)}]` : '');
+      return `<tr><td class="v-${f.verdict}">${esc(f.verdict.replace('_', ' '))}</td><td>${esc(f.group)}</td>` +
+        `<td class="fn"><a class="focus-link" data-finding="${i}" href="#">${esc(f.function)}</a></td><td>${esc(f.metric)}</td><td>${esc(f.kind)}</td>` +
+        `<td class="num">${fmt(f.base, u)}</td><td class="num">${fmt(f.head, u)}</td><td class="num">${ch}</td><td class="num">${f.q == null ? '–' : f.q.toPrecision(2)}</td></tr>`;
+    }).join('');
+    $('findings').addEventListener('click', (ev) => {
+      const a = ev.target.closest('a.focus-link');
+      if (!a) return;
+      ev.preventDefault();
+      const f = fs[Number(a.dataset.finding)];
+      selectType(METRIC_TYPE[f.metric] || '');
+      const fi = fnByName(f.function);
+      if (fi > 0) focusFunction(fi);
+      else $('filter-error').textContent = `${f.function} is not in these profiles`;
+    });
+  }
+
+  // ---- header
+  document.title = D.title + ' · cargo contprof';
+  $('details').innerHTML = (D.details || []).map((d) => `<li>${esc(d)}</li>`).join('');
+  if (D.home) $('home').innerHTML = `<a href="${esc(D.home)}">← runs</a>`;
+  const used = new Set();
+  for (let f = 1; f < NF; f++) used.add(T.fns.class[f]);
+  $('legend').innerHTML = DIFF
+    ? 'Colour by change of total: <span class="swatch" style="background:hsl(0,85%,55%)"></span>slower / more <span class="swatch" style="background:hsl(218,85%,55%)"></span>faster / less <span class="swatch" style="background:hsl(0,0%,86%)"></span>unchanged'
+    : [...used].slice(0, 40).map((c) => `<span class="swatch" style="background:${T.classes[c].color}"></span>${esc(T.classes[c].name)}`).join('');
+
+  // ---- first view
+  rebuild();
+  renderFilters();
+  draw();
+  renderTop();
+  const tFirst = performance.now();
+
+  // ---- hook for tests and for users' scripts: read-only state and box geometry
+  window.contprof = {
+    timings: { parseMs: tParsed - t0, firstViewMs: tFirst - t0, sinceNavigationMs: tFirst, nodes: N },
+    lastDrawMs: () => lastDrawMs,
+    state: () => ({
+      type: T.types[typeIdx] ? T.types[typeIdx].name : '',
+      zoom: zoom === 0 ? 'all' : T.fns.name[dFn[zoom]],
+      rects: rects.n.length,
+      highlighted: highlightedRects,
+      highlightedValue: hlTop,
+      total: dTotal[HEAD][0],
+      derivedNodes: dN,
+      filters: filters.map((f) => f.mode + ':' + f.src),
+    }),
+    // The widest box of a function, in CSS pixels relative to the canvas.
+    box: (name) => {
+      let best = -1;
+      for (let i = 0; i < rects.n.length; i++) {
+        const n = rects.n[i];
+        if ((n === 0 ? 'all' : T.fns.name[dFn[n]]) === name && (best < 0 || rects.w[i] > rects.w[best])) best = i;
+      }
+      if (best < 0) return null;
+      const n = rects.n[best];
+      return { x: rects.x[best], y: rects.d[best] * ROW, w: rects.w[best], h: ROW, color: DIFF && n !== 0 ? diffColor(n) : colors[T.fns.class[dFn[n]]] };
+    },
+  };
+  canvas.dataset.ready = 'true';
+})();

@@ -1,0 +1,105 @@
+//! Colour classes of flame graph frames: the crate a function belongs to (the first path segment
+//! of its demangled name), with the standard library and native code (libc, the runtime, frames
+//! without symbols) in classes of their own, and one stable colour per class.
+
+/// What a frame's colour says about it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FrameClass {
+    /// The whole-program root box.
+    Root,
+    /// `std`, `core`, `alloc` and the other crates shipped with the toolchain.
+    Std,
+    /// Code without a Rust path: libc, the dynamic loader, the runtime, unsymbolized addresses.
+    Native,
+    /// A crate of the program or its dependencies, by name.
+    Crate(String),
+}
+
+/// Crates that ship with the toolchain and are coloured as the standard library.
+const STD_CRATES: &[&str] = &[
+    "std",
+    "core",
+    "alloc",
+    "std_detect",
+    "proc_macro",
+    "test",
+    "panic_unwind",
+    "panic_abort",
+    "compiler_builtins",
+    "rustc_std_workspace_core",
+    "unwind",
+];
+
+const PRIMITIVES: &[&str] = &[
+    "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64",
+    "bool", "char", "str", "T", "_", "fn", "dyn", "impl",
+];
+
+impl FrameClass {
+    /// The class of a demangled function name.
+    pub fn of(name: &str) -> FrameClass {
+        if !name.contains("::") {
+            return FrameClass::Native;
+        }
+        let segment = match first_segment(name) {
+            Some(s) if !PRIMITIVES.contains(&s) => Some(s),
+            // `<[u8] as core::fmt::Debug>::fmt`, `<&T as Trait>::f`: the trait's crate.
+            _ => name.split_once(" as ").and_then(|(_, rest)| first_segment(rest)),
+        };
+        match segment {
+            Some(s) if STD_CRATES.contains(&s) => FrameClass::Std,
+            Some(s) if !PRIMITIVES.contains(&s) => FrameClass::Crate(s.to_owned()),
+            _ => FrameClass::Native,
+        }
+    }
+
+    /// The name shown in the legend: the crate, `std` or `native`.
+    pub fn label(&self) -> &str {
+        match self {
+            FrameClass::Root => "all",
+            FrameClass::Std => "std",
+            FrameClass::Native => "native",
+            FrameClass::Crate(c) => c,
+        }
+    }
+
+    /// The fill colour of the class as CSS `hsl()`: fixed for the root, std and native code,
+    /// hashed from the crate name otherwise (stable across runs and pages), always light enough
+    /// for black text.
+    pub fn color(&self) -> String {
+        match self {
+            FrameClass::Root => "hsl(220, 10%, 82%)".to_owned(),
+            FrameClass::Std => "hsl(38, 45%, 70%)".to_owned(),
+            FrameClass::Native => "hsl(0, 0%, 72%)".to_owned(),
+            FrameClass::Crate(c) => {
+                // FNV-1a: tiny, stable, and spreads similar names apart.
+                let h = c.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+                // Skip the tan of std and the greys: hues spread over 0..360 in 24 steps, avoiding 30..50.
+                let mut hue = (h % 24) * 15;
+                if (30..=45).contains(&hue) {
+                    hue += 30;
+                }
+                let light = 60 + (h / 24 % 3) * 5;
+                format!("hsl({hue}, 70%, {light}%)")
+            }
+        }
+    }
+}
+
+/// The first path segment of a name, skipping the `<`, `&`, `mut `, `dyn `, `[` of qualified
+/// paths; `None` when there is none.
+fn first_segment(name: &str) -> Option<&str> {
+    let mut s = name.trim_start();
+    loop {
+        let before = s.len();
+        for prefix in ["<", "&", "*const ", "*mut ", "mut ", "dyn ", "impl ", "[", "(", " "] {
+            s = s.strip_prefix(prefix).unwrap_or(s);
+        }
+        if s.len() == before {
+            break;
+        }
+    }
+    let end = s.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.')).unwrap_or(s.len());
+    let seg = &s[..end];
+    (!seg.is_empty()).then_some(seg)
+}

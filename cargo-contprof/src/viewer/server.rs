@@ -1,0 +1,439 @@
+//! `cargo contprof serve`: a local web server that browses a store. Routes:
+//!
+//! - `GET /`: the run list with filters (see `runs_page`).
+//! - `GET /view?run=ID&run=ID[&group=G][&format=json]`: the selected runs merged, as the same page
+//!   (or JSON) that [`write_report`](super::write_report) writes.
+//! - `GET /compare?base=ID&head=ID[&group=G][&format=json]`: base against head, with the
+//!   statistics of [`crate::compare`].
+//!
+//! One thread accepts; each connection is answered on a thread of its own, at most
+//! [`MAX_CONNECTIONS`] at once. The store is opened on first use and again after a failure, so a
+//! store that cannot be read yields an error page naming it rather than a dead server.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::ViewerError;
+use super::costs::run_costs;
+use super::http::{ReadError, Request, Response, read_request, write_response};
+use super::page::{ReportInput, write_json, write_report};
+use super::query::{ListQuery, ViewQuery};
+use super::runs_page;
+use crate::compare::{self, Group, RevisionInfo};
+use crate::profile::{self, Profile};
+use crate::store::{RunMetadata, Store, StoreError, StoreLocation, rfc3339};
+
+/// Address `serve` listens on unless told otherwise.
+pub const DEFAULT_BIND: &str = "127.0.0.1:7878";
+/// Connections answered at once; more get a 503.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// What to serve and where.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The store to browse.
+    pub store: StoreLocation,
+    /// Address to listen on (port 0 picks a free port).
+    pub bind: SocketAddr,
+    /// Allow a non-loopback address. The viewer has no authentication: anyone who can reach the
+    /// port can read every profile of the store.
+    pub allow_remote: bool,
+}
+
+impl ServeOptions {
+    /// Serving `store` on [`DEFAULT_BIND`].
+    pub fn new(store: StoreLocation) -> ServeOptions {
+        ServeOptions { store, bind: SocketAddr::from(([127, 0, 0, 1], 7878)), allow_remote: false }
+    }
+}
+
+/// A bound server, not yet answering.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: Arc<State>,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    location: StoreLocation,
+    store: Mutex<Option<Arc<Store>>>,
+    allow_remote: bool,
+    busy: AtomicUsize,
+}
+
+/// Binds and serves until the process ends.
+pub fn serve(opts: ServeOptions) -> Result<(), ViewerError> {
+    Server::bind(opts)?.run()
+}
+
+impl Server {
+    /// Opens the listening socket. Refuses a non-loopback address unless `allow_remote`.
+    pub fn bind(opts: ServeOptions) -> Result<Server, ViewerError> {
+        if !opts.bind.ip().is_loopback() && !opts.allow_remote {
+            return Err(ViewerError::NotLoopback { addr: opts.bind.to_string() });
+        }
+        let bind_err = |source| ViewerError::Bind { addr: opts.bind.to_string(), source };
+        let listener = TcpListener::bind(opts.bind).map_err(bind_err)?;
+        let addr = listener.local_addr().map_err(bind_err)?;
+        let state = State {
+            location: opts.store,
+            store: Mutex::new(None),
+            allow_remote: opts.allow_remote,
+            busy: AtomicUsize::new(0),
+        };
+        Ok(Server { listener, addr, state: Arc::new(state) })
+    }
+
+    /// The bound address (with the port chosen when binding port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL of the run list, to print for the user.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Answers requests until the process ends.
+    pub fn run(self) -> Result<(), ViewerError> {
+        self.run_until(&AtomicBool::new(false))
+    }
+
+    /// Answers requests until `stop` is set (checked at least every 50 ms).
+    pub fn run_until(self, stop: &AtomicBool) -> Result<(), ViewerError> {
+        let accept_err = |source| ViewerError::Accept { addr: self.addr.to_string(), source };
+        self.listener.set_nonblocking(true).map_err(accept_err)?;
+        while !stop.load(Ordering::Relaxed) {
+            match self.listener.accept() {
+                Ok((stream, _)) => self.dispatch(stream),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                // A connection reset before it was accepted, or fds momentarily exhausted: keep serving.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::Interrupted
+                    ) || e.raw_os_error() == Some(libc::EMFILE) =>
+                {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => return Err(accept_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn dispatch(&self, stream: TcpStream) {
+        if stream.set_nonblocking(false).is_err() {
+            return;
+        }
+        if self.state.busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+            self.state.busy.fetch_sub(1, Ordering::AcqRel);
+            let _ =
+                write_response(&stream, &Response::text(503, "too many requests at once; retry\n"), false);
+            return;
+        }
+        let state = Arc::clone(&self.state);
+        let spawned = std::thread::Builder::new().name("contprof-serve".into()).spawn(move || {
+            state.answer(&stream);
+            state.busy.fetch_sub(1, Ordering::AcqRel);
+        });
+        if spawned.is_err() {
+            self.state.busy.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// A failed request: status and the message shown.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub status: u16,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(status: u16, message: impl Into<String>) -> Failure {
+        Failure { status, message: message.into() }
+    }
+
+    fn store(e: &StoreError) -> Failure {
+        let status = match e {
+            StoreError::NotFound { .. } => 404,
+            StoreError::InvalidInput(_) => 400,
+            _ => 503,
+        };
+        Failure::new(status, error_chain(e))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+impl State {
+    /// A state serving `location`, for tests of [`State::route`].
+    #[cfg(test)]
+    pub(crate) fn new(location: StoreLocation, allow_remote: bool) -> State {
+        State { location, store: Mutex::new(None), allow_remote, busy: AtomicUsize::new(0) }
+    }
+
+    fn answer(&self, stream: &TcpStream) {
+        let request = match read_request(stream) {
+            Ok(r) => r,
+            Err(ReadError::Closed) => return,
+            Err(ReadError::Malformed(m)) => {
+                let _ = write_response(stream, &Response::text(400, format!("{m}\n")), false);
+                return;
+            }
+        };
+        let head_only = request.method == "HEAD";
+        let response = self.route(&request).unwrap_or_else(|f| Response {
+            status: f.status,
+            content_type: "text/html; charset=utf-8",
+            body: runs_page::error_page(f.status, &f.message).into_bytes(),
+        });
+        // The client may have gone away; there is no one left to tell.
+        let _ = write_response(std::io::BufWriter::new(stream), &response, head_only);
+    }
+
+    /// Answers one request (pure of the connection, for tests).
+    pub(crate) fn route(&self, r: &Request) -> Result<Response, Failure> {
+        if !self.allow_remote && !r.host.as_deref().is_some_and(is_loopback_host) {
+            // A page on another site cannot reach us through DNS rebinding: it would send its own host.
+            return Err(Failure::new(
+                403,
+                "requests must name a loopback host (127.0.0.1, localhost or [::1])",
+            ));
+        }
+        if r.method != "GET" && r.method != "HEAD" {
+            return Err(Failure::new(
+                405,
+                format!("method {} is not allowed: the viewer only reads", r.method),
+            ));
+        }
+        match r.path.as_str() {
+            "/" => {
+                let q = ListQuery::parse(&r.query).map_err(|e| Failure::new(400, e.0))?;
+                let store = self.store()?;
+                let mut log = store.log(&q.filter).map_err(|e| Failure::store(&e))?;
+                if let Some(prefix) = &q.commit {
+                    log.runs
+                        .retain(|run| run.commit.as_deref().is_some_and(|c| c.starts_with(prefix.as_str())));
+                }
+                Ok(html(runs_page::render(store.url(), &q, &log)))
+            }
+            "/view" | "/compare" => {
+                let q = ViewQuery::parse(&r.query).map_err(|e| Failure::new(400, e.0))?;
+                self.view(r.path == "/compare", &q)
+            }
+            _ => Err(Failure::new(404, format!("no page at {}", r.path))),
+        }
+    }
+
+    fn store(&self) -> Result<Arc<Store>, Failure> {
+        let mut slot = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = &*slot {
+            return Ok(Arc::clone(s));
+        }
+        // Opening a local store creates its directory: check first, the viewer writes nothing.
+        let dir = match &self.location {
+            StoreLocation::Default { workspace_root } => Some(workspace_root.join(".contprof").join("store")),
+            StoreLocation::Dir(d) => Some(d.clone()),
+            StoreLocation::Url(_) => None,
+        };
+        if let Some(d) = dir
+            && !d.is_dir()
+        {
+            return Err(Failure::new(
+                503,
+                format!(
+                    "cannot read store {}: no such directory (record a run first)",
+                    self.location.display()
+                ),
+            ));
+        }
+        let store = Store::open(&self.location).map_err(|e| {
+            Failure::new(503, format!("cannot read store {}: {}", self.location.display(), error_chain(&e)))
+        })?;
+        let store = Arc::new(store);
+        *slot = Some(Arc::clone(&store));
+        Ok(store)
+    }
+
+    fn view(&self, compare: bool, q: &ViewQuery) -> Result<Response, Failure> {
+        let store = self.store()?;
+        let group = q.group.as_deref().map_or_else(|| "all groups".to_owned(), |g| format!("group {g}"));
+        let body = if compare {
+            if q.base.is_empty() || q.head.is_empty() {
+                return Err(Failure::new(400, "a comparison needs at least one `base` and one `head` run"));
+            }
+            let base = self.load(&store, &q.base, q)?;
+            let head = self.load(&store, &q.head, q)?;
+            let groups = comparison_groups(&base, &head);
+            let cmp = compare::compare(
+                &groups,
+                revision(&base.runs),
+                revision(&head.runs),
+                &compare::Options::default(),
+            )
+            .map_err(|e| Failure::new(500, error_chain(&e)))?;
+            let title = format!("{} → {} ({group})", short(&base.runs), short(&head.runs));
+            let mut details = describe("base", &base.runs);
+            details.extend(describe("head", &head.runs));
+            details.push(format!(
+                "{} regressions, {} improvements",
+                cmp.summary.regressions, cmp.summary.improvements
+            ));
+            let input =
+                ReportInput::compare(title, &base.profiles, &head.profiles, Some(&cmp)).with_details(details);
+            render(&input, q.json)?
+        } else {
+            if q.runs.is_empty() {
+                return Err(Failure::new(400, "pick at least one run (`run=ID`)"));
+            }
+            let sel = self.load(&store, &q.runs, q)?;
+            let title = format!("{} ({group})", short(&sel.runs));
+            let input = ReportInput::profile(title, &sel.profiles).with_details(describe("runs", &sel.runs));
+            render(&input, q.json)?
+        };
+        Ok(body)
+    }
+
+    /// The runs' metadata and their profiles of the selected group, decoded.
+    fn load(&self, store: &Store, ids: &[String], q: &ViewQuery) -> Result<Selection, Failure> {
+        let mut sel = Selection::default();
+        for id in ids {
+            let meta = store.show(id).map_err(|e| Failure::store(&e))?;
+            let exact = meta.settings.alloc_mode == "exact";
+            for entry in meta.profiles.iter().filter(|p| q.selects(&p.group)) {
+                let bytes = store.read_profile(&meta.run_id, &entry.file).map_err(|e| Failure::store(&e))?;
+                let p = profile::decode(&bytes).map_err(|e| {
+                    Failure::new(
+                        500,
+                        format!(
+                            "profile {} of run {id} in store {}: {}",
+                            entry.file,
+                            store.url(),
+                            error_chain(&e)
+                        ),
+                    )
+                })?;
+                sel.groups.push((entry.group.clone(), exact));
+                sel.profiles.push(p);
+            }
+            sel.runs.push(meta);
+        }
+        if sel.profiles.is_empty() {
+            let what = q.group.as_deref().map_or_else(String::new, |g| format!(" in group `{g}`"));
+            return Err(Failure::new(404, format!("the selected runs have no profiles{what}")));
+        }
+        Ok(sel)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Selection {
+    runs: Vec<RunMetadata>,
+    profiles: Vec<Profile>,
+    /// Group and exact-allocation flag of each profile.
+    groups: Vec<(String, bool)>,
+}
+
+fn comparison_groups(base: &Selection, head: &Selection) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (side, sel) in [base, head].into_iter().enumerate() {
+        for ((key, exact), p) in sel.groups.iter().zip(&sel.profiles) {
+            let i = match groups.iter().position(|g| &g.key == key) {
+                Some(i) => i,
+                None => {
+                    groups.push(Group { key: key.clone(), ..Group::default() });
+                    groups.len() - 1
+                }
+            };
+            let costs = run_costs(p, *exact);
+            if side == 0 { groups[i].base.push(costs) } else { groups[i].head.push(costs) }
+        }
+    }
+    groups
+}
+
+fn revision(runs: &[RunMetadata]) -> RevisionInfo {
+    let commits: Vec<&str> = runs.iter().map(|r| r.commit.as_deref().unwrap_or(r.key.as_str())).collect();
+    let mut info = RevisionInfo {
+        commit: commits.first().copied().unwrap_or_default().to_owned(),
+        ..Default::default()
+    };
+    if commits.iter().any(|c| *c != commits[0]) {
+        info.label = format!("{} commits", commits.len());
+    }
+    info
+}
+
+fn short(runs: &[RunMetadata]) -> String {
+    let mut commits: Vec<String> = runs
+        .iter()
+        .map(|r| r.commit.as_deref().unwrap_or(r.key.as_str()).chars().take(10).collect())
+        .collect();
+    commits.dedup();
+    match commits.as_slice() {
+        [one] => one.clone(),
+        many => format!("{} commits", many.len()),
+    }
+}
+
+fn describe(side: &str, runs: &[RunMetadata]) -> Vec<String> {
+    runs.iter()
+        .map(|r| {
+            let branch = r.branch.as_deref().map_or_else(String::new, |b| format!(" on {b}"));
+            format!(
+                "{side}: run {} at {}{branch}, {}",
+                r.run_id,
+                r.commit.as_deref().unwrap_or(&r.key),
+                rfc3339(r.time)
+            )
+        })
+        .collect()
+}
+
+fn render(input: &ReportInput<'_>, json: bool) -> Result<Response, Failure> {
+    let input = ReportInput { home: Some("/".to_owned()), ..input.clone() };
+    let input = &input;
+    let mut body = Vec::new();
+    let written = if json { write_json(&mut body, input) } else { write_report(&mut body, input) };
+    written.map_err(|e| Failure::new(500, error_chain(&e)))?;
+    Ok(Response {
+        status: 200,
+        content_type: if json { "application/json" } else { "text/html; charset=utf-8" },
+        body,
+    })
+}
+
+fn html(body: String) -> Response {
+    Response { status: 200, content_type: "text/html; charset=utf-8", body: body.into_bytes() }
+}
+
+/// Whether a `Host` header names this machine's loopback interface.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':')
+            .map_or(host, |(h, port)| if port.bytes().all(|b| b.is_ascii_digit()) { h } else { host })
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}

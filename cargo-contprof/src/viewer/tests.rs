@@ -1,0 +1,360 @@
+//! Unit tests of the viewer: tree aggregation, colour classes, query validation, routes and their
+//! 4xx answers, the page's self-containment.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::classify::FrameClass;
+use super::http::{Request, parse_head};
+use super::page::{ReportInput, write_report};
+use super::query::{ListQuery, ViewQuery, decode, is_run_id};
+use super::server::{State, is_loopback_host};
+use super::tree::FlameTree;
+use crate::git::RepoState;
+use crate::profile::{self, Function, Line, Location, Profile, SAMPLE_TYPES, Sample, ValueType};
+use crate::store::{NewProfile, NewRun, Store, StoreLocation};
+
+/// A profile from `(stack root first, cpu nanoseconds, allocated bytes)`; every function has one
+/// location, except `inl` frames written `outer+inner` (one location, `inner` inlined in `outer`).
+pub(super) fn synth(stacks: &[(&[&str], i64, i64)]) -> Profile {
+    let mut p = Profile::default();
+    for (t, u) in SAMPLE_TYPES {
+        let vt = ValueType { r#type: p.intern(t), unit: p.intern(u) };
+        p.sample_type.push(vt);
+    }
+    let mut locs: BTreeMap<String, u64> = BTreeMap::new();
+    for (stack, cpu, bytes) in stacks {
+        let mut ids = Vec::new();
+        for frame in stack.iter().rev() {
+            let next = locs.len() as u64 + 1;
+            let id = *locs.entry((*frame).to_owned()).or_insert(next);
+            if id == next {
+                let mut lines = Vec::new();
+                for name in frame.split('+').rev() {
+                    let fid = p.function.len() as u64 + 1;
+                    let f = Function {
+                        id: fid,
+                        name: p.intern(name),
+                        system_name: 0,
+                        filename: p.intern("src/lib.rs"),
+                        start_line: 10,
+                    };
+                    p.function.push(f);
+                    lines.push(Line { function_id: fid, line: 12, column: 0 });
+                }
+                p.location.push(Location {
+                    id,
+                    mapping_id: 0,
+                    address: 0x1000 + id,
+                    line: lines,
+                    is_folded: false,
+                });
+            }
+            ids.push(id);
+        }
+        let samples = cpu / 1_000_000;
+        let allocs = i64::from(*bytes > 0);
+        p.sample.push(Sample {
+            location_id: ids,
+            value: vec![samples, *cpu, allocs, *bytes, 0, 0],
+            label: vec![],
+        });
+    }
+    p
+}
+
+const MAIN: &str = "app::main";
+
+fn sample_profile() -> Profile {
+    synth(&[
+        (&[MAIN, "app::parse", "core::str::from_utf8"], 30_000_000, 0),
+        (&[MAIN, "app::parse"], 10_000_000, 4096),
+        (&[MAIN, "app::render+app::render::inner", "std::io::Write::write_all", "write"], 50_000_000, 0),
+        (&[MAIN, "app::parse", "core::str::from_utf8"], 10_000_000, 0),
+    ])
+}
+
+#[test]
+fn tree_aggregates_equal_stacks_and_sums_totals() {
+    let mut t = FlameTree::new(1);
+    t.add(0, &sample_profile());
+    // root, main, parse, from_utf8, render, inner, write_all, write
+    assert_eq!(t.len(), 8);
+    let cpu = t.sample_types.iter().position(|(n, _)| n == "cpu").unwrap();
+    let total = t.totals(0, cpu);
+    assert_eq!(total[0], 100_000_000);
+    let parse = t.find_path(&[MAIN, "app::parse"]).unwrap();
+    assert_eq!(total[parse], 50_000_000);
+    assert_eq!(t.self_values[0][cpu][parse], 10_000_000);
+    let utf8 = t.find_path(&[MAIN, "app::parse", "core::str::from_utf8"]).unwrap();
+    assert_eq!(t.self_values[0][cpu][utf8], 40_000_000, "two equal stacks are one node");
+    assert!(t.parent.iter().enumerate().skip(1).all(|(i, &p)| (p as usize) < i), "parents come first");
+}
+
+#[test]
+fn inlined_frames_nest_inside_their_caller() {
+    let mut t = FlameTree::new(1);
+    t.add(0, &sample_profile());
+    assert!(t.find_path(&[MAIN, "app::render", "app::render::inner", "std::io::Write::write_all"]).is_some());
+    assert!(t.find_path(&[MAIN, "app::render::inner"]).is_none());
+}
+
+#[test]
+fn compare_tree_keeps_sides_apart_and_counts_profiles() {
+    let mut t = FlameTree::new(2);
+    let p = sample_profile();
+    t.add(0, &p);
+    t.add(1, &p);
+    t.add(1, &synth(&[(&[MAIN, "app::new_code"], 20_000_000, 0)]));
+    assert_eq!(t.profiles, vec![1, 2]);
+    let cpu = t.sample_types.iter().position(|(n, _)| n == "cpu").unwrap();
+    let new = t.find_path(&[MAIN, "app::new_code"]).unwrap();
+    assert_eq!((t.totals(0, cpu)[new], t.totals(1, cpu)[new]), (0, 20_000_000));
+    assert_eq!(t.totals(1, cpu)[0], 120_000_000);
+}
+
+#[test]
+fn json_drops_sample_types_never_recorded() {
+    let mut t = FlameTree::new(1);
+    t.add(0, &sample_profile());
+    let v = serde_json::to_value(t.to_json()).unwrap();
+    let types: Vec<&str> =
+        v["types"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(types, ["samples", "cpu", "alloc_objects", "alloc_space"]);
+    assert_eq!(v["self"][0].as_array().unwrap().len(), 4);
+    assert_eq!(v["parent"].as_array().unwrap().len(), 8);
+}
+
+#[test]
+fn frame_classes_follow_the_first_path_segment() {
+    let crate_of = |s: &str| FrameClass::Crate(s.to_owned());
+    for (name, class) in [
+        ("std::io::Write::write_all", FrameClass::Std),
+        ("core::str::from_utf8", FrameClass::Std),
+        ("alloc::raw_vec::RawVec<T,A>::grow_one", FrameClass::Std),
+        ("<alloc::vec::Vec<T> as core::ops::drop::Drop>::drop", FrameClass::Std),
+        ("<[u8] as core::fmt::Debug>::fmt", FrameClass::Std),
+        ("<&T as core::fmt::Display>::fmt", FrameClass::Std),
+        ("<app::Foo as core::fmt::Display>::fmt", crate_of("app")),
+        ("regex_automata::meta::Regex::search", crate_of("regex_automata")),
+        ("fixture::main::{{closure}}", crate_of("fixture")),
+        ("malloc", FrameClass::Native),
+        ("__libc_start_main", FrameClass::Native),
+        ("0x7f00deadbeef", FrameClass::Native),
+        ("[unknown]", FrameClass::Native),
+    ] {
+        assert_eq!(FrameClass::of(name), class, "{name}");
+    }
+}
+
+#[test]
+fn one_colour_per_class_and_std_apart_from_crates() {
+    let app = FrameClass::of("app::main").color();
+    assert_eq!(app, FrameClass::of("app::parse::{{closure}}").color());
+    assert_ne!(app, FrameClass::Std.color());
+    assert_ne!(FrameClass::Std.color(), FrameClass::Native.color());
+    // Hashed crate colours never take the standard library's hue.
+    for name in ["a", "serde", "tokio", "regex", "app", "hyper", "rand", "x1", "x2", "x3", "x4", "x5"] {
+        assert_ne!(FrameClass::Crate(name.into()).color(), FrameClass::Std.color(), "{name}");
+    }
+}
+
+#[test]
+fn query_strings_decode_and_reject_bad_escapes() {
+    assert_eq!(
+        decode("a=1+2&b=%2Fx%C3%A9&c").unwrap(),
+        [("a".into(), "1 2".into()), ("b".into(), "/xé".into()), ("c".into(), String::new())]
+    );
+    assert!(decode("a=%zz").is_err());
+    assert!(decode("a=%4").is_err());
+    assert!(decode("a=%ff").is_err(), "not UTF-8");
+}
+
+const RUN: &str = "20250101T120000.000001Z-0123456789";
+
+#[test]
+fn view_queries_accept_run_ids_only() {
+    let q = ViewQuery::parse(&format!("run={RUN}&run={RUN}&group=test%2Fapi&format=json")).unwrap();
+    assert_eq!((q.runs.len(), q.group.as_deref(), q.json), (1, Some("test/api"), true));
+    assert!(q.selects("test/api/hashing") && q.selects("test/api") && !q.selects("test/apix"));
+    for bad in
+        ["run=..%2F..%2Fetc%2Fpasswd", "run=20250101Tx%2F..", "nope=1", "format=xml", "group=a&group=b"]
+    {
+        assert!(ViewQuery::parse(bad).is_err(), "{bad}");
+    }
+    assert!(is_run_id(RUN) && !is_run_id("20250101T/../../x") && !is_run_id("main"));
+}
+
+#[test]
+fn list_queries_validate_every_field() {
+    let q = ListQuery::parse("commit=ABCD12&branch=main&tag=service%3Dapi&since=2025-01-01&limit=5").unwrap();
+    assert_eq!(q.commit.as_deref(), Some("abcd12"));
+    assert_eq!(q.filter.tags, [("service".to_owned(), "api".to_owned())]);
+    assert_eq!(q.filter.limit, None, "commit prefix filters after the store");
+    assert!(q.filter.since.is_some());
+    for bad in [
+        "commit=xyz",
+        "commit=ab",
+        "since=yesterday",
+        "limit=0",
+        "limit=x",
+        "tag==v",
+        "branch=a%0Ab",
+        "what=1",
+    ] {
+        assert!(ListQuery::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn request_heads_parse_and_hosts_are_checked() {
+    let r = parse_head("GET /view?run=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n").ok().unwrap();
+    assert_eq!(
+        (r.path.as_str(), r.query.as_str(), r.host.as_deref()),
+        ("/view", "run=1", Some("127.0.0.1:8080"))
+    );
+    assert!(parse_head("GET http://evil/ HTTP/1.1\r\n\r\n").is_err());
+    assert!(parse_head("GET / SPDY\r\n\r\n").is_err());
+    for ok in ["localhost", "localhost:80", "127.0.0.1:1", "[::1]:8080", "127.1.2.3"] {
+        assert!(is_loopback_host(ok), "{ok}");
+    }
+    for bad in ["evil.example", "evil.example:80", "10.0.0.1:80", "[::2]:1", "localhost.evil.example"] {
+        assert!(!is_loopback_host(bad), "{bad}");
+    }
+}
+
+fn get(state: &State, target: &str) -> (u16, String) {
+    let r = parse_head(&format!("GET {target} HTTP/1.1\r\nHost: localhost:1\r\n\r\n")).ok().unwrap();
+    route(state, &r)
+}
+
+fn route(state: &State, r: &Request) -> (u16, String) {
+    match state.route(r) {
+        Ok(resp) => (resp.status, String::from_utf8(resp.body).unwrap()),
+        Err(f) => (f.status, f.message),
+    }
+}
+
+fn store_with_run(dir: &Path) -> String {
+    let store = Store::open(&StoreLocation::Dir(dir.to_path_buf())).unwrap();
+    let repo = RepoState::Commit {
+        commit: "ab".repeat(20),
+        branch: Some("main".into()),
+        dirty: None,
+        shallow: false,
+    };
+    let bytes = profile::encode_to_vec(&sample_profile());
+    let p = NewProfile { group: "bin/app".into(), repetition: 0, exit_code: Some(0), bytes };
+    store.record(NewRun::new(repo), vec![p]).unwrap().run_id
+}
+
+#[test]
+fn routes_answer_4xx_with_clear_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = store_with_run(tmp.path());
+    let state = State::new(StoreLocation::Dir(tmp.path().to_path_buf()), false);
+    let (status, body) = get(&state, "/");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&run) && body.contains("bin/app"));
+    let (status, body) = get(&state, &format!("/view?run={RUN}"));
+    assert_eq!(status, 404);
+    assert!(body.contains(RUN) && body.contains(&tmp.path().display().to_string()), "{body}");
+    assert_eq!(get(&state, "/view?run=..%2Fmeta").0, 400);
+    assert_eq!(get(&state, "/view").0, 400);
+    assert_eq!(get(&state, &format!("/compare?base={run}")).0, 400);
+    assert_eq!(get(&state, &format!("/view?run={run}&group=bin%2Fother")).0, 404);
+    assert_eq!(get(&state, "/etc/passwd").0, 404);
+    assert_eq!(get(&state, "/?limit=-1").0, 400);
+    let post = parse_head("POST / HTTP/1.1\r\nHost: localhost\r\n\r\n").ok().unwrap();
+    assert_eq!(route(&state, &post).0, 405);
+    let rebinding = parse_head("GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n").ok().unwrap();
+    assert_eq!(route(&state, &rebinding).0, 403);
+}
+
+#[test]
+fn views_render_the_same_page_as_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = store_with_run(tmp.path());
+    let state = State::new(StoreLocation::Dir(tmp.path().to_path_buf()), false);
+    let (status, body) = get(&state, &format!("/view?run={run}&group=bin"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("id=\"contprof-data\"") && body.contains("app::parse"));
+    let (status, json) = get(&state, &format!("/compare?base={run}&head={run}&format=json"));
+    assert_eq!(status, 200, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["kind"], "compare");
+    assert_eq!(v["tree"]["profiles"], serde_json::json!([1, 1]));
+}
+
+#[test]
+fn unreadable_store_gives_an_error_page_naming_it_and_is_not_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-store");
+    let state = State::new(StoreLocation::Dir(missing.clone()), false);
+    let (status, body) = get(&state, "/");
+    assert_eq!(status, 503);
+    assert!(body.contains(&missing.display().to_string()), "{body}");
+    assert!(!missing.exists(), "the viewer must not create the store");
+    // A store of another format.
+    std::fs::write(tmp.path().join("store.json"), "{\"format\":\"other\",\"version\":1}").unwrap();
+    let state = State::new(StoreLocation::Dir(tmp.path().to_path_buf()), false);
+    let (status, body) = get(&state, "/");
+    assert_eq!(status, 503);
+    assert!(body.contains(&tmp.path().display().to_string()) && body.contains("format"), "{body}");
+}
+
+#[test]
+fn report_is_self_contained_and_escapes_script_ends() {
+    let p = synth(&[(&[MAIN, "app::</script><script>alert(1)</script>"], 1_000_000, 0)]);
+    let mut out = Vec::new();
+    write_report(&mut out, &ReportInput::profile("t<itle>", std::slice::from_ref(&p))).unwrap();
+    let html = String::from_utf8(out).unwrap();
+    assert_eq!(html.matches("</script>").count(), 2, "only the page's own two scripts end");
+    assert!(html.contains("t&lt;itle&gt;"));
+    for needle in ["http://", "https://", "src=\"", "@import"] {
+        assert!(!html.contains(needle), "page loads nothing: found {needle}");
+    }
+}
+
+#[test]
+fn serve_refuses_remote_addresses_unless_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = super::ServeOptions::new(StoreLocation::Dir(tmp.path().to_path_buf()));
+    opts.bind = "0.0.0.0:0".parse().unwrap();
+    let err = super::Server::bind(opts.clone()).unwrap_err();
+    assert!(matches!(err, super::ViewerError::NotLoopback { .. }), "{err}");
+    opts.bind = "127.0.0.1:0".parse().unwrap();
+    let server = super::Server::bind(opts).unwrap();
+    assert!(server.addr().ip().is_loopback() && server.addr().port() != 0);
+    assert!(server.url().starts_with("http://127.0.0.1:"));
+}
+
+#[test]
+fn head_and_get_over_a_real_socket() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::tempdir().unwrap();
+    store_with_run(tmp.path());
+    let mut opts = super::ServeOptions::new(StoreLocation::Dir(tmp.path().to_path_buf()));
+    opts.bind = "127.0.0.1:0".parse().unwrap();
+    let server = super::Server::bind(opts).unwrap();
+    let addr = server.addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = std::sync::Arc::clone(&stop);
+    let t = std::thread::spawn(move || server.run_until(&stop2));
+    let ask = |req: &str| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let head = ask("HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"), "{head}");
+    assert!(head.contains("Content-Security-Policy: default-src 'none'"));
+    let bad = ask("GET /view?run=x HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert!(bad.starts_with("HTTP/1.1 400 ") && bad.contains("not a run id"), "{bad}");
+    let garbage = ask("hello\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    t.join().unwrap().unwrap();
+}
