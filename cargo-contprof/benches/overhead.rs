@@ -14,9 +14,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cargo_contprof::cargo::{self, BuildOptions, CargoArgs, TargetKind, Workspace};
-use cargo_contprof::runner;
+use cargo_contprof::runner::{self, AgentSettings};
 use cargo_contprof::shell::{Shell, Verbosity};
+use contprof::format::AllocMode;
 use criterion::Criterion;
+use std::ffi::OsString;
 
 struct Setup {
     agent: PathBuf,
@@ -33,7 +35,8 @@ fn setup() -> Setup {
         .iter()
         .map(|b| ws.select_runnable(&args, Some(TargetKind::Bin), Some(b)).expect("fixture target"))
         .collect();
-    let built = cargo::build(&BuildOptions { cargo: &args, targets: &targets }, &shell).expect("fixtures build");
+    let built =
+        cargo::build(&BuildOptions { cargo: &args, targets: &targets }, &shell).expect("fixtures build");
     let agent = runner::agent::install(&ws.target_dir().join("contprof/agent")).expect("agent");
     Setup {
         agent,
@@ -43,7 +46,7 @@ fn setup() -> Setup {
 }
 
 /// Runs `program` once (with `env`) and returns the CPU time the kernel charged to it.
-fn child_cpu(program: &Path, env: &[(&str, String)]) -> Duration {
+fn child_cpu(program: &Path, env: &[(OsString, OsString)]) -> Duration {
     let mut cmd = Command::new(program);
     cmd.stdout(Stdio::null()).env("FIXTURE_SCALE", "0.4");
     for (k, v) in env {
@@ -60,26 +63,23 @@ fn child_cpu(program: &Path, env: &[(&str, String)]) -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-const CONFIGS: &[(&str, Option<(u32, &str)>)] = &[
+const CONFIGS: &[(&str, Option<(u32, AllocMode)>)] = &[
     ("unprofiled", None),
-    ("cpu 99 Hz", Some((99, "off"))),
-    ("cpu 199 Hz", Some((199, "off"))),
-    ("cpu 499 Hz", Some((499, "off"))),
-    ("cpu 999 Hz", Some((999, "off"))),
-    ("cpu 9999 Hz", Some((9999, "off"))),
-    ("cpu 199 Hz + sampled alloc", Some((199, "sampled"))),
-    ("cpu 199 Hz + exact alloc", Some((199, "exact"))),
+    ("cpu 250 Hz (default, tick timer)", Some((250, AllocMode::Off))),
+    ("cpu 999 Hz (perf timer)", Some((999, AllocMode::Off))),
+    ("cpu 9999 Hz (perf timer)", Some((9999, AllocMode::Off))),
+    ("cpu 250 Hz + sampled alloc (default)", Some((250, AllocMode::Sampled))),
+    ("cpu 250 Hz + exact alloc", Some((250, AllocMode::Exact))),
 ];
 
-fn env_for(setup: &Setup, cfg: Option<(u32, &str)>) -> Vec<(&'static str, String)> {
+/// The same environment the runner gives a workload.
+fn env_for(setup: &Setup, cfg: Option<(u32, AllocMode)>) -> Vec<(OsString, OsString)> {
     match cfg {
         None => Vec::new(),
-        Some((hz, alloc)) => vec![
-            ("LD_PRELOAD", setup.agent.display().to_string()),
-            ("CONTPROF_OUTPUT", setup.out.path().join("bench.raw").display().to_string()),
-            ("CONTPROF_FREQUENCY", hz.to_string()),
-            ("CONTPROF_ALLOC", alloc.to_owned()),
-        ],
+        Some((frequency, alloc)) => {
+            let settings = AgentSettings { frequency, alloc, ..AgentSettings::default() };
+            runner::agent_env(&settings, &setup.out.path().join("bench.raw"), &setup.agent)
+        }
     }
 }
 

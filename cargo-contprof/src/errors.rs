@@ -214,7 +214,7 @@ impl Error {
     }
 }
 
-/// Result with [`Error`].
+/// Result with [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Writes `error: <message>` and each cause on its own line, the way cargo does.

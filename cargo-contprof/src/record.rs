@@ -103,6 +103,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp =
         tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("could not create a file in", dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io("could not write", path, e))?;
+    // Temporary files are private (0600); results are ordinary files for the user's tools.
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(|e| Error::io("could not write", path, e))?;
     tmp.persist(path).map_err(|e| Error::io("could not write", path, e.error))?;
     Ok(())
 }
@@ -289,7 +294,31 @@ fn read_and_build(e: &Execution, symbolizer: &mut Symbolizer) -> Result<profile:
         source: Box::new(err),
     })?;
     let options = BuildOptions { fallback_cpu_time_ns: Some(e.outcome.cpu.as_nanos() as u64) };
-    Ok(profile::build_profile(&raw, symbolizer, &options))
+    let mut built = profile::build_profile(&raw, symbolizer, &options);
+    if let Some(w) = rate_warning(&raw, &built.profile) {
+        built.warnings.push(w);
+    }
+    Ok(built)
+}
+
+/// A warning when the timer delivered far fewer samples than asked (a kernel tick below the
+/// requested rate, or perf events refused). The CPU totals stay right either way: only the
+/// resolution suffers.
+fn rate_warning(raw: &RawFile, p: &Profile) -> Option<String> {
+    let requested = f64::from(raw.header.frequency_hz);
+    let samples = p.sample_type_index("samples").map(|i| p.total(i))? as f64;
+    let cpu_s = p.sample_type_index("cpu").map(|i| p.total(i))? as f64 / 1e9;
+    if requested == 0.0 || cpu_s < 0.5 || samples < 1.0 {
+        return None;
+    }
+    let delivered = samples / cpu_s;
+    (delivered < 0.7 * requested).then(|| {
+        format!(
+            "the {} timer delivered {delivered:.0} samples per CPU second of the {requested:.0} Hz asked; \
+             CPU times are still right (scaled by measured CPU time), only the resolution is lower",
+            contprof::format::ClockKind::from_u32(raw.header.clock).name()
+        )
+    })
 }
 
 fn write_outputs(

@@ -1,3 +1,6 @@
+// Doc comments here are the `--help` text: placeholders like <DIR> are meant literally.
+#![allow(rustdoc::invalid_html_tags)]
+
 //! Command-line flags as clap parses them: plain data, validated into library settings by the
 //! command modules (`run.rs`, ...).
 
@@ -77,6 +80,53 @@ pub enum Command {
     Import(ImportArgs),
     /// Delete old runs: keep the last N days, and the newest run of each commit of the default branch.
     Gc(GcArgs),
+    /// Browse the store in a local web viewer (flame graphs, top functions, comparisons).
+    #[command(
+        after_help = "Examples:\n  cargo contprof serve\n  cargo contprof serve --bind 127.0.0.1:9000 --store s3://bucket/profiles"
+    )]
+    Serve(ServeArgs),
+    /// Write a stored run as one self-contained HTML page (flame graph and top functions).
+    #[command(
+        after_help = "Examples:\n  cargo contprof report --html profile.html\n  cargo contprof report main --group bench/parse --html parse.html"
+    )]
+    Report(ReportArgs),
+}
+
+/// `cargo contprof serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
+    pub bind: String,
+    /// Allow an address reachable from other machines (the viewer has no authentication).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Path to Cargo.toml (locates the default store).
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `cargo contprof report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A run id or a git revision (its newest run).
+    #[arg(value_name = "RUN|REV", default_value = "HEAD")]
+    pub run: String,
+    /// Only profiles whose group (target, test, benchmark) contains this text.
+    #[arg(long, value_name = "TEXT")]
+    pub group: Option<String>,
+    /// Where to write the page.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub html: PathBuf,
+    /// Path to Cargo.toml (locates the default store).
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Text or JSON.

@@ -6,6 +6,7 @@ mod run;
 mod settings;
 mod store_cmds;
 mod suite;
+mod view;
 
 use std::ffi::OsString;
 
@@ -48,6 +49,8 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Export(a) => store_cmds::export(a, &shell),
         Command::Import(a) => store_cmds::import(a, &shell),
         Command::Gc(a) => store_cmds::gc(a, &shell),
+        Command::Serve(a) => view::serve(a, &shell),
+        Command::Report(a) => view::report(a, &shell),
     };
     match result {
         Ok(()) => exit_codes::OK,

@@ -42,9 +42,15 @@ impl Default for AgentSettings {
     }
 }
 
-/// Default CPU sampling rate: above the 250 Hz kernel tick (the agent's per-thread perf timer is
-/// not tick-driven) and prime, so it does not beat with periodic work.
-pub const DEFAULT_FREQUENCY: u32 = 499;
+/// Default CPU sampling rate: the kernel tick of common configurations, the highest rate the
+/// tick-driven per-thread CPU timers deliver, at no measurable overhead.
+pub const DEFAULT_FREQUENCY: u32 = 250;
+
+/// Up to this rate the agent uses tick-driven per-thread CPU timers (`timer_create` on
+/// `CLOCK_THREAD_CPUTIME_ID`); above it, per-thread `perf_event_open` cpu-clock events, which go
+/// past the tick but cost about 40 µs of CPU per sample on the development VM (measured by
+/// `benches/overhead.rs`), against nothing measurable for the tick-driven timers.
+pub const TICK_TIMER_MAX_HZ: u32 = 250;
 /// Default mean bytes between allocation samples.
 pub const DEFAULT_ALLOC_INTERVAL: u64 = 512 * 1024;
 
@@ -145,23 +151,28 @@ pub struct Outcome {
 }
 
 /// Environment variables that configure the agent (read in its constructor).
-fn agent_env(spec: &RunSpec, agent_lib: &Path) -> Vec<(OsString, OsString)> {
+/// The environment that starts the agent in a process: `LD_PRELOAD` plus the `CONTPROF_*`
+/// settings. At or below [`TICK_TIMER_MAX_HZ`] the agent uses the kernel's tick-driven per-thread
+/// CPU timers, above it a per-thread `perf_event_open` clock (see [`TICK_TIMER_MAX_HZ`]).
+pub fn agent_env(settings: &AgentSettings, raw_path: &Path, agent_lib: &Path) -> Vec<(OsString, OsString)> {
     let mut preload = agent_lib.as_os_str().to_owned();
     if let Some(user) = std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
         preload.push(":");
         preload.push(user);
     }
-    let alloc = match spec.settings.alloc {
+    let alloc = match settings.alloc {
         AllocMode::Off => "off",
         AllocMode::Sampled => "sampled",
         AllocMode::Exact => "exact",
     };
+    let use_perf = if settings.frequency > TICK_TIMER_MAX_HZ { "1" } else { "0" };
     vec![
         ("LD_PRELOAD".into(), preload),
-        ("CONTPROF_OUTPUT".into(), spec.raw_path.as_os_str().to_owned()),
-        ("CONTPROF_FREQUENCY".into(), spec.settings.frequency.to_string().into()),
+        ("CONTPROF_OUTPUT".into(), raw_path.as_os_str().to_owned()),
+        ("CONTPROF_FREQUENCY".into(), settings.frequency.to_string().into()),
         ("CONTPROF_ALLOC".into(), alloc.into()),
-        ("CONTPROF_ALLOC_INTERVAL".into(), spec.settings.alloc_interval.to_string().into()),
+        ("CONTPROF_ALLOC_INTERVAL".into(), settings.alloc_interval.to_string().into()),
+        ("CONTPROF_PERF".into(), use_perf.into()),
     ]
 }
 
@@ -172,7 +183,7 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
     }
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args).current_dir(&spec.cwd);
-    for (k, v) in spec.env.iter().cloned().chain(agent_env(spec, agent_lib)) {
+    for (k, v) in spec.env.iter().cloned().chain(agent_env(&spec.settings, &spec.raw_path, agent_lib)) {
         cmd.env(k, v);
     }
     match spec.streams {

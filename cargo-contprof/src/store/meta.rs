@@ -125,7 +125,7 @@ pub struct RunSummary {
     pub target: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
-    /// Distinct profile groups, at most [`SUMMARY_GROUPS`]; see `more_groups`.
+    /// Distinct profile groups, at most `SUMMARY_GROUPS` (16); see `more_groups`.
     pub groups: Vec<String>,
     /// True when the run has more distinct groups than the summary keeps (filters then read the
     /// run's metadata).

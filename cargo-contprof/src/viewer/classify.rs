@@ -44,7 +44,10 @@ impl FrameClass {
         let segment = match first_segment(name) {
             Some(s) if !PRIMITIVES.contains(&s) => Some(s),
             // `<[u8] as core::fmt::Debug>::fmt`, `<&T as Trait>::f`: the trait's crate.
-            _ => name.split_once(" as ").and_then(|(_, rest)| first_segment(rest)),
+            _ if name.contains(" as ") => name.split_once(" as ").and_then(|(_, rest)| first_segment(rest)),
+            // Inherent methods of primitive types (`<u64>::wrapping_add`) live in core.
+            Some(_) => Some("core"),
+            None => None,
         };
         match segment {
             Some(s) if STD_CRATES.contains(&s) => FrameClass::Std,

@@ -1,0 +1,96 @@
+//! `cargo contprof serve` and `cargo contprof report --html`: the viewer, live over a store or as
+//! one self-contained HTML file. Both render through `viewer`, so the views are the same.
+
+use std::path::Path;
+
+use super::args::{ReportArgs, ServeArgs};
+use super::settings;
+use super::store_cmds::project_root;
+use crate::errors::{Error, Result};
+use crate::git::Repo;
+use crate::profile::{self, Profile};
+use crate::record::write_atomic;
+use crate::shell::Shell;
+use crate::store::{self, Store, StoreLocation};
+use crate::viewer::{self, ReportInput, ServeOptions};
+
+fn viewer_err(context: &str, e: viewer::ViewerError) -> Error {
+    Error::Other { context: context.to_owned(), source: Some(Box::new(e)) }
+}
+
+/// `cargo contprof serve`.
+pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
+    let root = project_root(args.manifest_path.as_deref());
+    let location = StoreLocation::select(args.store.url.as_deref(), &root)?;
+    let bind = args.bind.parse().map_err(|_| Error::InvalidArgument {
+        flag: "--bind",
+        message: format!("`{}` is not an address like 127.0.0.1:7878", args.bind),
+    })?;
+    let shown = location.display();
+    let opts = ServeOptions { store: location, bind, allow_remote: args.allow_remote };
+    let server = viewer::Server::bind(opts).map_err(|e| viewer_err("could not start the viewer", e))?;
+    shell.status("Serving", format_args!("{shown} at {} (Ctrl-C to stop)", server.url()));
+    server.run().map_err(|e| viewer_err("the viewer stopped", e))
+}
+
+/// The decoded profiles of one stored run (optionally only groups containing `group`).
+pub fn run_profiles(store: &Store, run_id: &str, group: Option<&str>, shell: &Shell) -> Result<Vec<Profile>> {
+    let meta = store.show(run_id)?;
+    let mut out = Vec::new();
+    for p in meta.profiles.iter().filter(|p| group.is_none_or(|g| p.group.contains(g))) {
+        let bytes = store.read_profile(run_id, &p.file)?;
+        match profile::decode(&bytes) {
+            Ok(profile) => out.push(profile),
+            Err(e) => shell.warn(format_args!("skipping corrupt profile {} of run {run_id}: {e}", p.file)),
+        }
+    }
+    Ok(out)
+}
+
+/// `cargo contprof report --html OUT [RUN|REV]`.
+pub fn report(args: ReportArgs, shell: &Shell) -> Result<()> {
+    let root = project_root(args.manifest_path.as_deref());
+    let store = settings::open_store(&args.store, &root)?;
+    let repo = Repo::discover(&root).ok();
+    let meta = store::resolve_run(&store, repo.as_ref(), &args.run)?;
+    let profiles = run_profiles(&store, &meta.run_id, args.group.as_deref(), shell)?;
+    if profiles.is_empty() {
+        return Err(Error::NothingMatched {
+            what: format!(
+                "run {} has no profile{}",
+                meta.run_id,
+                args.group.as_deref().map(|g| format!(" in a group containing `{g}`")).unwrap_or_default()
+            ),
+        });
+    }
+    let commit = meta.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or(meta.key.as_str());
+    let title = match &args.group {
+        Some(g) => format!("{g} at {commit}"),
+        None => format!("run {} at {commit}", meta.run_id),
+    };
+    let details = vec![
+        format!("run {} ({} profiles)", meta.run_id, profiles.len()),
+        format!(
+            "commit {}{}",
+            meta.commit.as_deref().unwrap_or(&meta.key),
+            if meta.dirty { " (dirty)" } else { "" }
+        ),
+        format!(
+            "branch {}, host {}, {}",
+            meta.branch.as_deref().unwrap_or("-"),
+            meta.host,
+            store::rfc3339(meta.time)
+        ),
+    ];
+    let input = ReportInput::profile(title, &profiles).with_details(details);
+    write_html(&args.html, &input)?;
+    shell.status("Wrote", args.html.display());
+    Ok(())
+}
+
+/// Writes a report page atomically.
+pub fn write_html(path: &Path, input: &ReportInput<'_>) -> Result<()> {
+    let mut page = Vec::new();
+    viewer::write_report(&mut page, input).map_err(|e| viewer_err("could not render the report", e))?;
+    write_atomic(path, &page)
+}
