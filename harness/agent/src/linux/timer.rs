@@ -224,17 +224,16 @@ pub(crate) fn arm_first(
     warnings: &mut Vec<String>,
 ) -> Option<u32> {
     PERIOD_NS.store(period_ns, Ordering::Relaxed);
-    let perf = if allow_perf {
-        open_perf(tid, period_ns)
-    } else {
-        Err(ArmError { what: "perf_event_open (not allowed by the options)", errno: libc::EPERM })
-    };
-    match perf {
-        Ok(v) => {
-            CLOCK.store(ClockKind::PerfCpuClock as u32, Ordering::Relaxed);
-            return store(v, tid);
+    // Without `allow_perf` the tick-driven timer is a choice (cheaper at rates up to the tick),
+    // not a fallback, and nothing is worth a warning.
+    if allow_perf {
+        match open_perf(tid, period_ns) {
+            Ok(v) => {
+                CLOCK.store(ClockKind::PerfCpuClock as u32, Ordering::Relaxed);
+                return store(v, tid);
+            }
+            Err(e) => warnings.push(format!("{e}; falling back to a per-thread CPU timer (tick-driven)")),
         }
-        Err(e) => warnings.push(format!("{e}; falling back to a per-thread CPU timer (tick-driven)")),
     }
     match create_thread_timer(tid, true, period_ns) {
         Ok(v) => {
