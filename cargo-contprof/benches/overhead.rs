@@ -46,6 +46,7 @@ fn setup() -> Setup {
 }
 
 /// Runs `program` once (with `env`) and returns the CPU time the kernel charged to it.
+#[allow(clippy::zombie_processes, reason = "reaped with wait4 below, which std cannot do")]
 fn child_cpu(program: &Path, env: &[(OsString, OsString)]) -> Duration {
     let mut cmd = Command::new(program);
     cmd.stdout(Stdio::null()).env("FIXTURE_SCALE", "0.4");

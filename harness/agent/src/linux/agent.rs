@@ -173,6 +173,9 @@ pub(crate) fn finish() {
         writer::write_message(1, m.as_str());
     }
     writer::write_maps();
+    // The exiting thread's batched counts; other live threads' last batches (< 256 calls each)
+    // are not in the totals, which only describe the run (the stacks carry the estimates).
+    thread::with(alloc::flush_pending);
     writer::write_end(&EndRecord {
         cpu_time_ns,
         wall_ns,

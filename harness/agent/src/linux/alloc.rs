@@ -25,6 +25,18 @@ static MEAN: AtomicU64 = AtomicU64::new(512 * 1024);
 pub(crate) static CALLS: AtomicU64 = AtomicU64::new(0);
 /// Bytes those calls requested.
 pub(crate) static BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// Calls a thread counts locally before adding them to [`CALLS`]/[`BYTES`] in sampled mode.
+const PENDING_BATCH: u64 = 256;
+
+/// Adds a thread's batched allocation counts to the process totals (thread exit, agent stop).
+pub(crate) fn flush_pending(t: &ThreadState) {
+    let (calls, bytes) = (t.pending_calls.replace(0), t.pending_bytes.replace(0));
+    if calls > 0 {
+        CALLS.fetch_add(calls, Ordering::Relaxed);
+        BYTES.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
 /// Whether threads first seen in a hook get a CPU timer (link-in mode).
 static REGISTER_LAZILY: AtomicU8 = AtomicU8::new(0);
 
@@ -77,9 +89,20 @@ impl Hook<'_> {
     /// function (from [`unwind::frame_pointer`] in its body), so the first frame is the
     /// return address into its caller.
     pub fn on_alloc(&self, ptr: *mut u8, size: usize, fp: usize) {
-        CALLS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(size as u64, Ordering::Relaxed);
         let t = self.thread;
+        let calls = t.pending_calls.get() + 1;
+        let total = t.pending_bytes.get() + size as u64;
+        // Exact mode adds every call at once (its totals must match the stacks exactly); sampled
+        // mode batches per thread and flushes at thread exit and at the end.
+        if calls >= PENDING_BATCH || mode() == AllocMode::Exact {
+            CALLS.fetch_add(calls, Ordering::Relaxed);
+            BYTES.fetch_add(total, Ordering::Relaxed);
+            t.pending_calls.set(0);
+            t.pending_bytes.set(0);
+        } else {
+            t.pending_calls.set(calls);
+            t.pending_bytes.set(total);
+        }
         if REGISTER_LAZILY.load(Ordering::Relaxed) != 0 && t.registrable() {
             if crate::timer::is_armed(t.tid()) {
                 t.mark_registered();

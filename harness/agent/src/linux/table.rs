@@ -114,16 +114,16 @@ fn hash_ptr(p: usize) -> usize {
 }
 
 /// Slots of the counting filter in front of the live table.
-const FILTER_SLOTS: usize = 1 << 16;
+const FILTER_SLOTS: usize = 1 << 14;
 
-/// A counting filter over tracked pointers (64 KiB, stays in cache): `free` of an untracked
+/// A counting filter over tracked pointers (16 KiB, stays in the L1 cache): `free` of an untracked
 /// pointer, the common case, is answered here without touching the large live table, whose
 /// random probes would cost a cache miss on every free. Counts saturate at 255 and then stay
 /// (conservatively "maybe tracked").
 static PTR_FILTER: [AtomicU8; FILTER_SLOTS] = [const { AtomicU8::new(0) }; FILTER_SLOTS];
 
 fn filter_slot(p: usize) -> &'static AtomicU8 {
-    &PTR_FILTER[((p as u64 >> 4).wrapping_mul(0xd6e8_feb8_6659_fd93) >> 48) as usize]
+    &PTR_FILTER[((p as u64 >> 4).wrapping_mul(0xd6e8_feb8_6659_fd93) >> 50) as usize]
 }
 
 /// Counts `p` in (under the table lock, so plain load/store suffice).
