@@ -6,6 +6,7 @@
 mod errors;
 mod readers;
 mod run;
+mod store;
 mod suite;
 mod util;
 mod viewer;

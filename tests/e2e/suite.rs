@@ -5,7 +5,7 @@ use std::path::Path;
 
 use cargo_contprof::profile::{CostView, Profile};
 
-use crate::util::{Finished, contprof, finish, fixtures_manifest, read_profile, share};
+use crate::util::{Finished, contprof, finish, finish_alone, fixtures_manifest, read_profile, share};
 
 fn suite(command: &str, out: &Path, extra: &[&str]) -> Finished {
     let mut cmd = contprof();

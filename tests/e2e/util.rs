@@ -40,8 +40,28 @@ impl std::fmt::Debug for Finished {
     }
 }
 
+/// Commands run under a read guard; a timing-sensitive test takes the write guard so that it
+/// runs alone (criterion measures wall time, which the other tests' load on two cores distorts).
+static QUIET: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held while a test runs something heavy outside [`finish`] (a browser).
+pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    QUIET.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `cmd` to completion.
 pub fn finish(cmd: &mut Command) -> Finished {
+    let _shared = shared();
+    output(cmd)
+}
+
+/// Runs `cmd` to completion while no other command of these tests runs.
+pub fn finish_alone(cmd: &mut Command) -> Finished {
+    let _alone = QUIET.write().unwrap_or_else(|e| e.into_inner());
+    output(cmd)
+}
+
+fn output(cmd: &mut Command) -> Finished {
     let Output { status, stdout, stderr } = cmd.output().expect("cargo-contprof starts");
     Finished {
         code: status.code().unwrap_or(-1),

@@ -235,12 +235,15 @@ fn viewer_in_headless_chromium() {
         "largeReport": large,
         "largeStacks": big.sample.len(),
     });
-    let run = Command::new("node")
-        .arg(repo_root().join("tests/js/viewer.mjs"))
-        .arg(config.to_string())
-        .current_dir(repo_root().join("tests/js"))
-        .output()
-        .expect("run node");
+    let run = {
+        let _shared = crate::util::shared();
+        Command::new("node")
+            .arg(repo_root().join("tests/js/viewer.mjs"))
+            .arg(config.to_string())
+            .current_dir(repo_root().join("tests/js"))
+            .output()
+            .expect("run node")
+    };
     stop.store(true, Ordering::Relaxed);
     serving.join().expect("server thread").expect("server ran");
     let stdout = String::from_utf8_lossy(&run.stdout);

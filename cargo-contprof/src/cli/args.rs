@@ -101,12 +101,9 @@ pub struct ServeArgs {
     /// Allow an address reachable from other machines (the viewer has no authentication).
     #[arg(long)]
     pub allow_remote: bool,
-    /// Path to Cargo.toml (locates the default store).
-    #[arg(long, value_name = "PATH")]
-    pub manifest_path: Option<PathBuf>,
-    /// The store.
+    /// Which store.
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub scope: StoreScope,
 }
 
 /// `cargo contprof report`.
@@ -121,12 +118,9 @@ pub struct ReportArgs {
     /// Where to write the page.
     #[arg(long, value_name = "FILE", required = true)]
     pub html: PathBuf,
-    /// Path to Cargo.toml (locates the default store).
-    #[arg(long, value_name = "PATH")]
-    pub manifest_path: Option<PathBuf>,
-    /// The store.
+    /// Which store.
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub scope: StoreScope,
 }
 
 /// Text or JSON.
@@ -166,12 +160,9 @@ pub struct LogArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
-    /// Path to Cargo.toml (locates the default store).
-    #[arg(long, value_name = "PATH")]
-    pub manifest_path: Option<PathBuf>,
-    /// The store.
+    /// Which store.
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub scope: StoreScope,
 }
 
 /// `cargo contprof show`.
@@ -183,12 +174,9 @@ pub struct ShowArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
-    /// Path to Cargo.toml (locates the default store).
-    #[arg(long, value_name = "PATH")]
-    pub manifest_path: Option<PathBuf>,
-    /// The store.
+    /// Which store.
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub scope: StoreScope,
 }
 
 /// `cargo contprof export`.
@@ -200,12 +188,9 @@ pub struct ExportArgs {
     /// Directory to write to [default: ./contprof-<run id>].
     #[arg(value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Path to Cargo.toml (locates the default store).
-    #[arg(long, value_name = "PATH")]
-    pub manifest_path: Option<PathBuf>,
-    /// The store.
+    /// Which store.
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub scope: StoreScope,
 }
 
 /// `cargo contprof import`.
@@ -223,12 +208,9 @@ pub struct ImportArgs {
     /// Tag the run (repeatable).
     #[arg(long = "tag", value_name = "KEY=VALUE")]
     pub tags: Vec<String>,
-    /// Path to Cargo.toml (locates the default store).
-    #[arg(long, value_name = "PATH")]
-    pub manifest_path: Option<PathBuf>,
-    /// The store.
+    /// Which store.
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub scope: StoreScope,
 }
 
 /// `cargo contprof gc`.
@@ -240,12 +222,9 @@ pub struct GcArgs {
     /// List what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Path to Cargo.toml (locates the default store).
-    #[arg(long, value_name = "PATH")]
-    pub manifest_path: Option<PathBuf>,
-    /// The store.
+    /// Which store.
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub scope: StoreScope,
 }
 
 /// Target selection for `run`, as in `cargo run`.
@@ -342,6 +321,17 @@ pub struct OutputArgs {
     /// Do not record the run in the store (profiles are still written to the output directory).
     #[arg(long, help_heading = "Output")]
     pub no_store: bool,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// The store of a project: `--store`, or the default one of the workspace at `--manifest-path`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StoreScope {
+    /// Path to Cargo.toml (locates the default store).
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,

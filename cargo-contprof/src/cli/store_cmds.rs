@@ -74,8 +74,8 @@ fn time_arg(flag: &'static str, s: &Option<String>) -> Result<Option<DateTime<Ut
 
 /// `cargo contprof log`.
 pub fn log(args: LogArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.manifest_path.as_deref());
-    let store = open(&args.store, &root)?;
+    let root = project_root(args.scope.manifest_path.as_deref());
+    let store = open(&args.scope.store, &root)?;
     let mut commits = Vec::new();
     if !args.commits.is_empty() {
         let repo = Repo::discover(&root)?;
@@ -111,8 +111,8 @@ pub fn log(args: LogArgs, shell: &Shell) -> Result<()> {
 
 /// `cargo contprof show RUN|REV`.
 pub fn show(args: ShowArgs) -> Result<()> {
-    let root = project_root(args.manifest_path.as_deref());
-    let store = open(&args.store, &root)?;
+    let root = project_root(args.scope.manifest_path.as_deref());
+    let store = open(&args.scope.store, &root)?;
     let meta = store::resolve_run(&store, repo(&root).as_ref(), &args.run)?;
     let mut out = stdout();
     match args.format {
@@ -127,8 +127,8 @@ pub fn show(args: ShowArgs) -> Result<()> {
 
 /// `cargo contprof export RUN|REV [DIR]`.
 pub fn export(args: ExportArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.manifest_path.as_deref());
-    let store = open(&args.store, &root)?;
+    let root = project_root(args.scope.manifest_path.as_deref());
+    let store = open(&args.scope.store, &root)?;
     let meta = store::resolve_run(&store, repo(&root).as_ref(), &args.run)?;
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(format!("contprof-{}", meta.run_id)));
     let written = store.export(&meta.run_id, &dir)?;
@@ -145,8 +145,8 @@ pub fn export(args: ExportArgs, shell: &Shell) -> Result<()> {
 
 /// `cargo contprof import FILE...`.
 pub fn import(args: ImportArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.manifest_path.as_deref());
-    let store = open(&args.store, &root)?;
+    let root = project_root(args.scope.manifest_path.as_deref());
+    let store = open(&args.scope.store, &root)?;
     let repo_state = match &args.commit {
         Some(rev) => RepoState::Commit {
             commit: Repo::discover(&root)?.resolve(rev)?,
@@ -173,8 +173,8 @@ pub fn import(args: ImportArgs, shell: &Shell) -> Result<()> {
 
 /// `cargo contprof gc`.
 pub fn gc(args: GcArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.manifest_path.as_deref());
-    let store = open(&args.store, &root)?;
+    let root = project_root(args.scope.manifest_path.as_deref());
+    let store = open(&args.scope.store, &root)?;
     let protected = match repo(&root) {
         Some(r) => store::gc_protected_commits(&r)?,
         None => Default::default(),

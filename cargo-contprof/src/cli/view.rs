@@ -20,8 +20,8 @@ fn viewer_err(context: &str, e: viewer::ViewerError) -> Error {
 
 /// `cargo contprof serve`.
 pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.manifest_path.as_deref());
-    let location = StoreLocation::select(args.store.url.as_deref(), &root)?;
+    let root = project_root(args.scope.manifest_path.as_deref());
+    let location = StoreLocation::select(args.scope.store.url.as_deref(), &root)?;
     let bind = args.bind.parse().map_err(|_| Error::InvalidArgument {
         flag: "--bind",
         message: format!("`{}` is not an address like 127.0.0.1:7878", args.bind),
@@ -49,8 +49,8 @@ pub fn run_profiles(store: &Store, run_id: &str, group: Option<&str>, shell: &Sh
 
 /// `cargo contprof report --html OUT [RUN|REV]`.
 pub fn report(args: ReportArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.manifest_path.as_deref());
-    let store = settings::open_store(&args.store, &root)?;
+    let root = project_root(args.scope.manifest_path.as_deref());
+    let store = settings::open_store(&args.scope.store, &root)?;
     let repo = Repo::discover(&root).ok();
     let meta = store::resolve_run(&store, repo.as_ref(), &args.run)?;
     let profiles = run_profiles(&store, &meta.run_id, args.group.as_deref(), shell)?;

@@ -1,0 +1,86 @@
+//! Runs are stored under their commit and read back by `log`, `show`, `export`, `import` and
+//! `report --html`, against a store in a temporary directory.
+
+use crate::util::{contprof, finish, fixtures_manifest, run_fixture};
+
+#[test]
+fn a_run_is_stored_and_can_be_listed_shown_exported_and_reported() {
+    let store = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let store_arg = store.path().to_str().unwrap();
+    let f = run_fixture(
+        "cpu_split",
+        out.path(),
+        &["--store", store_arg, "--runs", "2", "--tag", "service=e2e"],
+        &[("FIXTURE_SCALE", "0.2")],
+    );
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stderr.contains("Stored run"), "{f:?}");
+    let run_id = f.stderr.split("Stored run ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+
+    let log =
+        finish(contprof().args(["log", "--format", "json", "--tag", "service=e2e", "--store", store_arg]));
+    assert_eq!(log.code, 0, "{log:?}");
+    let v: serde_json::Value = serde_json::from_str(&log.stdout).unwrap();
+    let text = v.to_string();
+    assert!(text.contains(&run_id), "{text}");
+    let none =
+        finish(contprof().args(["log", "--tag", "service=other", "--format", "json", "--store", store_arg]));
+    assert!(!none.stdout.contains(&run_id), "{none:?}");
+
+    let show = finish(contprof().args(["show", &run_id, "--store", store_arg]));
+    assert_eq!(show.code, 0, "{show:?}");
+    assert!(show.stdout.contains("bin/cpu_split") && show.stdout.contains("service=e2e"), "{show:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let export = finish(contprof().args(["export", &run_id]).arg(dir.path()).args(["--store", store_arg]));
+    assert_eq!(export.code, 0, "{export:?}");
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(files.len(), 2, "one pprof file per repetition: {files:?}");
+    for f in &files {
+        crate::util::read_profile(f);
+    }
+
+    // The exported files import back as a new run.
+    let import =
+        finish(contprof().arg("import").args(&files).args(["--tag", "origin=import", "--store", store_arg]));
+    assert_eq!(import.code, 0, "{import:?}");
+    let log = finish(contprof().args(["log", "--tag", "origin=import", "--store", store_arg]));
+    assert!(log.stdout.lines().count() >= 2, "{log:?}");
+
+    let html = out.path().join("report.html");
+    let report = finish(contprof().args(["report", &run_id, "--store", store_arg]).arg("--html").arg(&html));
+    assert_eq!(report.code, 0, "{report:?}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("workloads::burn_a") && !page.contains("src=\"http"),
+        "self-contained page with the profile"
+    );
+}
+
+#[test]
+fn store_errors_are_clear() {
+    let store = tempfile::tempdir().unwrap();
+    let store_arg = store.path().to_str().unwrap();
+    let f = finish(
+        contprof()
+            .args(["show", "no-such-revision", "--store", store_arg])
+            .arg("--manifest-path")
+            .arg(fixtures_manifest()),
+    );
+    assert_eq!(f.code, 2, "{f:?}");
+    assert!(f.stderr.contains("no-such-revision"), "{f:?}");
+    // A store written by a newer version is refused and left alone.
+    std::fs::write(store.path().join("store.json"), r#"{"format":"cargo-contprof-store","version":99}"#)
+        .unwrap();
+    let f = finish(contprof().args(["log", "--store", store_arg]));
+    assert_eq!(f.code, 2, "{f:?}");
+    assert!(f.stderr.contains("version 99"), "{f:?}");
+    let bad = finish(
+        contprof()
+            .args(["import", "/nonexistent/file.pb.gz", "--store"])
+            .arg(tempfile::tempdir().unwrap().path()),
+    );
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stderr.contains("/nonexistent/file.pb.gz"), "{bad:?}");
+}
