@@ -11,7 +11,8 @@ use super::args::{CompareArgs, ReportFormat, StatsArgs, StoreArgs};
 use super::settings;
 use crate::cargo::{CargoArgs, Workspace};
 use crate::compare::{
-    self, AllocRecording, Comparison, Group, InputOptions, Options, RevisionInfo, run_costs,
+    self, AllocRecording, Comparison, Group, InputOptions, Metric, Options, RevisionInfo, RunCosts, Sampling,
+    run_costs,
 };
 use crate::config::{self, Loaded};
 use crate::errors::{Error, Result};
@@ -29,6 +30,10 @@ const BASELINE_DEPTH: usize = 200;
 pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
     let cargo_args = CargoArgs { manifest_path: args.manifest_path.clone(), ..CargoArgs::default() };
     let ctx = Context::load(&cargo_args, &args.store)?;
+    // An unknown revision is named before anything else is looked up.
+    for spec in [&args.base, &args.head].into_iter().flatten() {
+        ctx.resolve(spec)?;
+    }
     let head = match &args.head {
         Some(spec) => ctx.side(spec, false)?,
         None => ctx.side("HEAD", false)?,
@@ -195,6 +200,16 @@ impl Context {
                 self.workspace.root().display()
             ))
         })
+    }
+
+    /// Checks that `spec` names run ids or a revision that exists.
+    pub fn resolve(&self, spec: &str) -> Result<()> {
+        let ids: Vec<&str> = spec.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+        if !ids.is_empty() && ids.iter().all(|s| looks_like_run_id(s)) {
+            return Ok(());
+        }
+        self.repo(spec)?.resolve(spec)?;
+        Ok(())
     }
 
     /// The runs named by `spec`: run ids (comma-separated) or a revision. `prefer_clean`: for a
@@ -415,10 +430,39 @@ pub(super) fn prepare(
                 }
             }
         }
+        let sparse = drop_sparse_allocations(&mut group);
+        if !sparse.is_empty() {
+            shell.note(format_args!(
+                "{key}: {} not compared: some runs have no allocation sample (lower --alloc-interval or use --alloc exact)",
+                sparse.join(", ")
+            ));
+        }
         prepared.profiles.insert(key.clone(), profiles);
         prepared.groups.push(group);
     }
     Ok(prepared)
+}
+
+/// Drops sampled allocation metrics from a group when a run has no sample of them: a handful of
+/// samples says nothing statistically, and the gaps would only produce a warning per run.
+fn drop_sparse_allocations(group: &mut Group) -> Vec<&'static str> {
+    let mut dropped = Vec::new();
+    for metric in [Metric::AllocBytes, Metric::AllocCount, Metric::InuseBytes] {
+        let empty = |r: &RunCosts| {
+            r.totals.get(&metric).is_some_and(|t| t.sampling == Sampling::Sampled { samples: 0 })
+        };
+        if !group.base.iter().chain(&group.head).any(empty) {
+            continue;
+        }
+        for r in group.base.iter_mut().chain(group.head.iter_mut()) {
+            r.totals.remove(&metric);
+            for costs in r.functions.values_mut() {
+                costs.remove(&metric);
+            }
+        }
+        dropped.push(metric.as_str());
+    }
+    dropped
 }
 
 fn read(store: &Store, run_id: &str, file: &str) -> std::result::Result<Profile, String> {
