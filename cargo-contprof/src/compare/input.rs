@@ -176,7 +176,7 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
     for s in &profile.sample {
         frames.clear();
         frames.extend(s.location_id.iter().filter_map(|id| locations.get(id)).flatten().copied());
-        let Some(&&(ref innermost, _)) = frames.first() else { continue };
+        let Some((innermost, _)) = frames.first().copied() else { continue };
         let leaf = frames.iter().find(|f| !f.1).map_or(innermost.as_str(), |f| f.0.as_str());
         seen.clear();
         seen.push(leaf);
