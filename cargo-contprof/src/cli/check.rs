@@ -54,7 +54,11 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let head_groups = select_groups(&head.runs, None);
     let base = match &args.base {
         Some(rev) => match ctx.side(rev, true) {
-            Ok(side) => Some(side),
+            // `--base HEAD` (or the commit HEAD is on): the runs just recorded are not their own base.
+            Ok(mut side) => {
+                side.runs.retain(|r| !head.runs.iter().any(|h| h.run_id == r.run_id));
+                (!side.runs.is_empty()).then_some(side)
+            }
             Err(Error::NothingMatched { what }) => {
                 shell.warn(what);
                 None
