@@ -6,6 +6,7 @@
 pub mod cargo;
 pub mod cli;
 pub mod compare;
+pub mod config;
 pub mod criterion;
 pub mod errors;
 pub mod git;

@@ -3,6 +3,7 @@
 //!
 //! One test binary (`cargo test --test e2e`); helpers in `util`.
 
+mod compare;
 mod errors;
 mod readers;
 mod run;

@@ -67,6 +67,24 @@ pub enum Command {
         after_help = "Examples:\n  cargo contprof bench\n  cargo contprof bench parse --bench parser -- --measurement-time 2"
     )]
     Bench(SuiteArgs),
+    /// Compare the stored runs of two revisions, function by function, with statistical evidence.
+    ///
+    /// BASE and HEAD are git revisions (all runs of that commit with the same settings are used)
+    /// or run ids (comma-separated for several). Exits 1 when a regression is found.
+    #[command(
+        after_help = "Examples:\n  cargo contprof compare\n  cargo contprof compare main HEAD --format markdown --output report.md\n  cargo contprof compare v1.2 v1.3 --group bench/parse --min-effect 0.1"
+    )]
+    Compare(CompareArgs),
+    /// The CI gate: record HEAD, compare with the baseline, write the reports, exit 0/1 (regression).
+    ///
+    /// Targets as for `run` (`--bin`, `--example`, `--bench`, `--test`) or the suites (`--tests`,
+    /// `--benches`, with an optional FILTER), else `[check] targets` of the configuration. The
+    /// baseline is `--base REV`, else the runs of the merge-base with the default branch or of its
+    /// nearest first-parent ancestor with runs of the same targets and settings.
+    #[command(
+        after_help = "Examples:\n  cargo contprof check --bin server --runs 5\n  cargo contprof check --benches parse --base origin/main\n  cargo contprof check --tests --no-baseline=fail"
+    )]
+    Check(CheckArgs),
     /// List stored runs, newest first.
     #[command(
         after_help = "Examples:\n  cargo contprof log\n  cargo contprof log --branch main --since 7d\n  cargo contprof log --tag service=api --format json"
@@ -411,6 +429,123 @@ pub struct SuiteArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     /// Arguments passed to every test or benchmark process (after `--`), e.g. `--nocapture`.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<OsString>,
+}
+
+/// Report format of `compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ReportFormat {
+    /// Terminal table.
+    #[default]
+    Text,
+    /// The versioned JSON report.
+    Json,
+    /// Markdown for a pull-request comment.
+    Markdown,
+}
+
+/// Statistics flags shared by `compare` and `check`; unset ones come from the configuration.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StatsArgs {
+    /// False discovery rate (Benjamini–Hochberg) [default: config, else 0.05].
+    #[arg(long, value_name = "Q", help_heading = "Statistics")]
+    pub alpha: Option<f64>,
+    /// Minimum relative change to report, every metric (0.05 = 5%) [default: config, else 0.05].
+    #[arg(long, value_name = "FRACTION", help_heading = "Statistics")]
+    pub min_effect: Option<f64>,
+    /// Leave functions matching this regular expression out of the tests (repeatable).
+    #[arg(long = "ignore", value_name = "REGEX", help_heading = "Statistics")]
+    pub ignore: Vec<String>,
+    /// Compare even when the profiling settings of the two sides differ (warn instead of refusing).
+    #[arg(long, help_heading = "Statistics")]
+    pub allow_mismatch: bool,
+}
+
+/// `cargo contprof compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Base: a git revision or run id(s) [default: the baseline of HEAD, as `check` finds it].
+    #[arg(value_name = "BASE")]
+    pub base: Option<String>,
+    /// Head: a git revision or run id(s) [default: the runs of the current commit, dirty included].
+    #[arg(value_name = "HEAD")]
+    pub head: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Write the report to FILE instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Only targets/tests/benchmarks whose name contains TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub group: Option<String>,
+    /// Directory for differential flame graphs [default: <target-dir>/contprof/compare].
+    #[arg(long, value_name = "DIR")]
+    pub flamegraph_dir: Option<PathBuf>,
+    /// Do not draw differential flame graphs.
+    #[arg(long)]
+    pub no_flamegraphs: bool,
+    /// Statistics.
+    #[command(flatten)]
+    pub stats: StatsArgs,
+    /// Path to Cargo.toml (locates the store and the configuration).
+    #[arg(long, value_name = "PATH")]
+    pub manifest_path: Option<PathBuf>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `cargo contprof check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// With --tests/--benches: only tests/benchmarks whose name contains FILTER.
+    #[arg(value_name = "FILTER")]
+    pub filter: Option<String>,
+    /// Record the test suite (one process per test).
+    #[arg(long, help_heading = "Target Selection", conflicts_with = "benches")]
+    pub tests: bool,
+    /// Record the benchmarks (one profile per benchmark).
+    #[arg(long, help_heading = "Target Selection")]
+    pub benches: bool,
+    /// Target selection (with --tests/--benches: which test/bench targets).
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Runs per target [default: config `check.runs`, else 5].
+    #[arg(long, value_name = "N", help_heading = "Profiling")]
+    pub runs: Option<u32>,
+    /// CPU sampling rate in Hz.
+    #[arg(long, value_name = "HZ", default_value_t = crate::runner::DEFAULT_FREQUENCY, help_heading = "Profiling")]
+    pub frequency: u32,
+    /// Allocation profiling.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = AllocArg::Sampled, help_heading = "Profiling")]
+    pub alloc: AllocArg,
+    /// Mean bytes between allocation samples (`--alloc sampled`).
+    #[arg(long, value_name = "BYTES", default_value = "512K", help_heading = "Profiling")]
+    pub alloc_interval: String,
+    /// Baseline revision [default: merge-base with the default branch, or nearest ancestor with runs].
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
+    /// When no baseline exists: record HEAD and pass (exit 0) or fail (exit 5) [default: config, else pass].
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub no_baseline: Option<crate::config::NoBaseline>,
+    /// Directory for report.md, report.json, report.txt and flame graphs [default: <target-dir>/contprof/check].
+    #[arg(long, value_name = "DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// Statistics.
+    #[command(flatten)]
+    pub stats: StatsArgs,
+    /// Cargo flags.
+    #[command(flatten)]
+    pub cargo: CargoFlags,
+    /// Tag the stored run (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Arguments for the workload (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<OsString>,
 }

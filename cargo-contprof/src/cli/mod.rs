@@ -2,6 +2,8 @@
 //! validates its flags into library settings and drives the library.
 
 pub mod args;
+mod check;
+mod compare;
 mod run;
 mod settings;
 mod store_cmds;
@@ -44,6 +46,8 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Run(a) => run::run(a, &shell),
         Command::Test(a) => suite::run(a, suite::Mode::Test, &shell),
         Command::Bench(a) => suite::run(a, suite::Mode::Bench, &shell),
+        Command::Compare(a) => compare::run(a, &shell),
+        Command::Check(a) => check::run(a, &shell),
         Command::Log(a) => store_cmds::log(a, &shell),
         Command::Show(a) => store_cmds::show(a),
         Command::Export(a) => store_cmds::export(a, &shell),
@@ -54,6 +58,8 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
     };
     match result {
         Ok(()) => exit_codes::OK,
+        // The report already says so: a regression is not a tool error.
+        Err(e @ errors::Error::RegressionFound { .. }) => e.exit_code(),
         Err(e) => {
             let _ = errors::report(&e, &mut anstream::stderr().lock());
             e.exit_code()

@@ -5,10 +5,12 @@
 //! no files and pick no paths, so the CLI decides where output goes. Comparisons between
 //! profiles are not here (see `compare`).
 
+mod diff;
 mod flame;
 mod table;
 mod units;
 
+pub use diff::{DiffOptions, write_diff_flamegraph};
 pub use flame::{FlameGraphOptions, folded_stacks, write_flamegraph};
 pub use table::{TopOptions, write_top};
 pub use units::{format_bytes, format_duration};

@@ -1,0 +1,199 @@
+//! `cargo contprof check`, the CI gate: records HEAD through `run`/`test`/`bench`'s own code, finds
+//! the baseline, compares, writes `report.{md,json,txt}` and differential flame graphs, prints the
+//! text report and exits with the gate's code.
+
+use super::args::{CheckArgs, OutputArgs, ReportFormat, RunArgs, SamplingArgs, SuiteArgs, TargetArgs};
+use super::compare::{
+    Context, Side, prepare, render, select_groups, verdict, write_flamegraphs, write_stdout,
+};
+use super::{run, suite};
+use crate::cargo::CargoArgs;
+use crate::compare;
+use crate::config::{CheckTarget, NoBaseline};
+use crate::errors::{Error, Result};
+use crate::record::write_atomic;
+use crate::shell::Shell;
+
+/// Runs used when neither `--runs` nor `check.runs` says.
+pub const DEFAULT_RUNS: u32 = 5;
+
+/// Runs the command.
+pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
+    let cargo_args = CargoArgs::from(&args.cargo);
+    let ctx = Context::load(&cargo_args, &args.store)?;
+    let config = &ctx.config.config;
+    let runs = args.runs.or(config.check.runs).unwrap_or(DEFAULT_RUNS);
+    let no_baseline = args.no_baseline.or(config.check.no_baseline).unwrap_or(NoBaseline::Pass);
+    // Options and an explicit base are checked before the (long) recording.
+    let options = ctx.options(&args.stats)?;
+    if let Some(rev) = &args.base
+        && !crate::store::looks_like_run_id(rev)
+    {
+        match &ctx.repo {
+            Some(repo) => {
+                repo.resolve(rev)?;
+            }
+            None => return Err(Error::msg(format!("--base {rev}: revisions need a git repository"))),
+        }
+    }
+    let targets = targets(&args, config.check_targets());
+
+    let mut recorded = Vec::new();
+    for target in &targets {
+        let summary = record(&args, target, runs, shell)?;
+        match summary.stored {
+            Some(meta) => recorded.push(meta),
+            None => return Err(Error::msg("the run was not stored; `check` needs a store")),
+        }
+    }
+    let head = Side {
+        label: "HEAD".to_owned(),
+        commit: recorded.first().and_then(|r| r.commit.clone()),
+        runs: recorded,
+    };
+    let head_groups = select_groups(&head.runs, None);
+    let base = match &args.base {
+        Some(rev) => match ctx.side(rev, true) {
+            // `--base HEAD` (or the commit HEAD is on): the runs just recorded are not their own base.
+            Ok(mut side) => {
+                side.runs.retain(|r| !head.runs.iter().any(|h| h.run_id == r.run_id));
+                (!side.runs.is_empty()).then_some(side)
+            }
+            Err(Error::NothingMatched { what }) => {
+                shell.warn(what);
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        None => ctx.find_baseline(&head, &head_groups)?,
+    };
+    let Some(base) = base else {
+        let ids: Vec<&str> = head.runs.iter().map(|r| r.run_id.as_str()).collect();
+        let message = format!(
+            "no baseline for {}: no stored runs of the same targets and settings on the merge-base with \
+             the default branch or its ancestors{}; HEAD was recorded (run {}) and will be the baseline \
+             of later commits",
+            head.describe(),
+            args.base.as_deref().map(|b| format!(" (--base {b})")).unwrap_or_default(),
+            ids.join(", ")
+        );
+        return match no_baseline {
+            NoBaseline::Pass => {
+                shell.warn(&message);
+                Ok(())
+            }
+            NoBaseline::Fail => Err(Error::NoBaseline { message }),
+        };
+    };
+    shell.status("Comparing", format_args!("{} with {}", head.describe(), base.describe()));
+
+    let prepared = prepare(&ctx, &base, &head, None, &args.stats, shell)?;
+    let cmp = compare::compare(&prepared.groups, base.info(), head.info(), &options)?;
+    for w in &cmp.warnings {
+        shell.warn(w);
+    }
+    let dir = args.report_dir.clone().unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/check"));
+    write_flamegraphs(&prepared, &dir, shell)?;
+    let mut text = Vec::new();
+    for (format, name) in [
+        (ReportFormat::Markdown, "report.md"),
+        (ReportFormat::Json, "report.json"),
+        (ReportFormat::Text, "report.txt"),
+    ] {
+        let mut bytes = Vec::new();
+        render(&cmp, format, &mut bytes).map_err(|e| Error::io("could not render", name, e))?;
+        write_atomic(&dir.join(name), &bytes)?;
+        if format == ReportFormat::Text {
+            text = bytes;
+        }
+    }
+    shell.status("Wrote", format_args!("report.md, report.json, report.txt in {}", dir.display()));
+    write_stdout(&text)?;
+    verdict(&cmp)
+}
+
+/// What to record: the flags, else `[check] targets`, else the default target of `run`.
+fn targets(args: &CheckArgs, configured: Vec<CheckTarget>) -> Vec<CheckTarget> {
+    let t = &args.target;
+    let single = [("bin", &t.bin), ("example", &t.example), ("bench", &t.bench), ("test", &t.test)]
+        .into_iter()
+        .find_map(|(kind, name)| {
+            name.as_ref().map(|n| CheckTarget::Single { kind: kind.to_owned(), name: n.clone() })
+        });
+    if args.tests {
+        vec![CheckTarget::Tests(args.filter.clone())]
+    } else if args.benches {
+        vec![CheckTarget::Benches(args.filter.clone())]
+    } else if let Some(s) = single {
+        vec![s]
+    } else if !configured.is_empty() {
+        configured
+    } else {
+        vec![CheckTarget::Single { kind: String::new(), name: String::new() }]
+    }
+}
+
+/// Records one target set with `run`'s or `test`/`bench`'s own code.
+fn record(
+    args: &CheckArgs,
+    target: &CheckTarget,
+    runs: u32,
+    shell: &Shell,
+) -> Result<crate::record::Summary> {
+    let sampling = SamplingArgs {
+        frequency: args.frequency,
+        alloc: args.alloc,
+        alloc_interval: args.alloc_interval.clone(),
+        runs,
+    };
+    let output = OutputArgs {
+        output_dir: None,
+        top: 0,
+        tags: args.tags.clone(),
+        no_store: false,
+        store: args.store.clone(),
+    };
+    match target {
+        CheckTarget::Single { kind, name } => {
+            let mut selection = TargetArgs::default();
+            let name = (!name.is_empty()).then(|| name.clone());
+            match kind.as_str() {
+                "bin" => selection.bin = name,
+                "example" => selection.example = name,
+                "bench" => selection.bench = name,
+                "test" => selection.test = name,
+                _ => {}
+            }
+            let run_args = RunArgs {
+                target: selection,
+                cargo: args.cargo.clone(),
+                sampling,
+                output,
+                args: args.args.clone(),
+            };
+            run::record(&run_args, shell)
+        }
+        CheckTarget::Tests(filter) | CheckTarget::Benches(filter) => {
+            let mode =
+                if matches!(target, CheckTarget::Tests(_)) { suite::Mode::Test } else { suite::Mode::Bench };
+            // With a suite, --test/--bench name the targets to run.
+            let suite_args = SuiteArgs {
+                filter: filter.clone(),
+                exact: false,
+                lib: false,
+                bins: args.target.bin.iter().cloned().collect(),
+                tests: args.target.test.iter().cloned().collect(),
+                benches: args.target.bench.iter().cloned().collect(),
+                ignored: false,
+                include_ignored: false,
+                jobs: None,
+                timeout: 300.0,
+                cargo: args.cargo.clone(),
+                sampling,
+                output,
+                args: args.args.clone(),
+            };
+            suite::record(&suite_args, mode, shell)
+        }
+    }
+}

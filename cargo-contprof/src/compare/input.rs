@@ -1,0 +1,240 @@
+//! From a pprof profile to the per-run costs the comparison reads ([`RunCosts`]).
+//!
+//! Function identity must survive rebuilds and edits elsewhere in the code, and a verdict must name
+//! the user's function rather than the standard library code the compiler inlined into it:
+//! - names are normalized: a trailing `::h<16 hex>` hash is dropped and closure indices are erased
+//!   (`{closure#2}` and `{{closure}}` become `{closure}`), since adding a closure renumbers the rest;
+//! - *library frames* (the standard library: `std`, `core`, `alloc`, methods of primitive types,
+//!   libtest; C symbols such as `memcpy` or `malloc`; the profiling agent) are folded into the
+//!   innermost caller that is not one when [`InputOptions::fold_library`] is on: the cost of an
+//!   inlined `<u64>::wrapping_add` or of `alloc::alloc::alloc` belongs to the function that called it.
+//!   A stack made only of library frames keeps its innermost frame.
+//!
+//! Reads no files; the caller passes decoded profiles and says how each metric was measured.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use super::model::{Cost, Metric, MetricTotal, RunCosts};
+use crate::criterion::PER_ITER_TYPE;
+use crate::profile::Profile;
+
+/// How allocations were recorded in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocRecording {
+    /// Not recorded: allocation metrics are left out.
+    Off,
+    /// Every allocation counted: exact metrics.
+    Exact,
+    /// One sample about every `interval` bytes: sampled metrics.
+    Sampled {
+        /// Mean bytes between samples.
+        interval: u64,
+    },
+}
+
+/// How a profile was recorded and how to read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputOptions {
+    /// Whether CPU was sampled (frequency above 0).
+    pub cpu: bool,
+    /// Allocation recording.
+    pub alloc: AllocRecording,
+    /// Fold library frames into their callers (see the module docs).
+    pub fold_library: bool,
+}
+
+impl Default for InputOptions {
+    fn default() -> Self {
+        InputOptions {
+            cpu: true,
+            alloc: AllocRecording::Sampled { interval: 512 * 1024 },
+            fold_library: true,
+        }
+    }
+}
+
+/// The normalized name of a function: no `::h<hash>`, closure indices erased.
+pub fn normalize_name(name: &str) -> String {
+    let mut s = name.trim();
+    if let Some(i) = s.rfind("::h") {
+        let hash = &s[i + 3..];
+        if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            s = &s[..i];
+        }
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(t) = tail.strip_prefix("{{closure}}") {
+            out.push_str("{closure}");
+            rest = t;
+        } else if let Some(t) = tail.strip_prefix("{closure#") {
+            match t.find('}') {
+                Some(end) if t[..end].bytes().all(|b| b.is_ascii_digit()) => {
+                    out.push_str("{closure}");
+                    rest = &t[end + 1..];
+                }
+                _ => {
+                    out.push('{');
+                    rest = &tail[1..];
+                }
+            }
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+const LIBRARY_CRATES: &[&str] =
+    &["std", "core", "alloc", "compiler_builtins", "test", "panic_unwind", "std_detect"];
+const PRIMITIVES: &[&str] = &[
+    "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64",
+    "bool", "char", "str",
+];
+
+/// Whether a (normalized) function name is a library frame: standard library, primitive methods,
+/// C symbols (no `::` path) and the agent.
+pub fn is_library_frame(name: &str) -> bool {
+    if !name.contains("::") {
+        return true;
+    }
+    // `<T as Trait>::f` and `<T>::f` belong to T's crate; strip references, `dyn`, `impl`, slices.
+    let mut s = name;
+    loop {
+        let t = s.trim_start_matches(['<', '&', '*', '(', '[', ' ']);
+        let t = t.strip_prefix("mut ").or_else(|| t.strip_prefix("const ")).unwrap_or(t);
+        let t = t.strip_prefix("dyn ").or_else(|| t.strip_prefix("impl ")).unwrap_or(t);
+        if t == s {
+            break;
+        }
+        s = t;
+    }
+    let first = s.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("");
+    LIBRARY_CRATES.contains(&first) || PRIMITIVES.contains(&first)
+}
+
+/// Converts one profile (one run of one group) to its costs.
+pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
+    let index = |ty: &str| profile.sample_type_index(ty);
+    let cpu_index = index(PER_ITER_TYPE).filter(|&i| profile.total(i) > 0).or_else(|| index("cpu"));
+    let mut metrics: Vec<(Metric, usize)> = Vec::new();
+    if opts.cpu {
+        metrics.extend(cpu_index.map(|i| (Metric::Cpu, i)));
+    }
+    if opts.alloc != AllocRecording::Off {
+        for (m, ty) in [
+            (Metric::AllocBytes, "alloc_space"),
+            (Metric::AllocCount, "alloc_objects"),
+            (Metric::InuseBytes, "inuse_space"),
+        ] {
+            metrics.extend(index(ty).map(|i| (m, i)));
+        }
+    }
+
+    let mut out = RunCosts::default();
+    let cpu_samples = index("samples").map_or(0, |i| profile.total(i).max(0) as u64);
+    let alloc_bytes = index("alloc_space").map_or(0, |i| profile.total(i).max(0) as u64);
+    for &(metric, i) in &metrics {
+        let value = profile.total(i).max(0) as f64;
+        let total = match (metric, opts.alloc) {
+            (Metric::Cpu, _) => MetricTotal::sampled(value, cpu_samples),
+            (_, AllocRecording::Exact) => MetricTotal::exact(value),
+            (Metric::InuseBytes, AllocRecording::Sampled { interval }) => {
+                MetricTotal::sampled(value, (value / interval.max(1) as f64).round() as u64)
+            }
+            // One sample per ~interval allocated bytes, whichever of bytes or count is read.
+            (_, AllocRecording::Sampled { interval }) => {
+                MetricTotal::sampled(value, alloc_bytes / interval.max(1))
+            }
+            (_, AllocRecording::Off) => continue,
+        };
+        out.totals.insert(metric, total);
+    }
+
+    let names: HashMap<u64, (String, bool)> = profile
+        .function
+        .iter()
+        .map(|f| {
+            let name = normalize_name(profile.str(f.name));
+            let library = opts.fold_library && is_library_frame(&name);
+            (f.id, (name, library))
+        })
+        .collect();
+    let locations: HashMap<u64, Vec<&(String, bool)>> = profile
+        .location
+        .iter()
+        .map(|l| (l.id, l.line.iter().filter_map(|line| names.get(&line.function_id)).collect()))
+        .collect();
+    let mut frames: Vec<&(String, bool)> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for s in &profile.sample {
+        frames.clear();
+        frames.extend(s.location_id.iter().filter_map(|id| locations.get(id)).flatten().copied());
+        let Some((innermost, _)) = frames.first().copied() else { continue };
+        let leaf = frames.iter().find(|f| !f.1).map_or(innermost.as_str(), |f| f.0.as_str());
+        seen.clear();
+        seen.push(leaf);
+        seen.extend(frames.iter().filter(|f| !f.1 && f.0 != leaf).map(|f| f.0.as_str()));
+        seen.sort_unstable();
+        seen.dedup();
+        for &(metric, i) in &metrics {
+            let v = s.value.get(i).copied().unwrap_or(0);
+            if v == 0 {
+                continue;
+            }
+            let v = v as f64;
+            for &name in &seen {
+                let cost: &mut Cost =
+                    out.functions.entry(name.to_owned()).or_default().entry(metric).or_default();
+                cost.total += v;
+                if name == leaf {
+                    cost.self_ += v;
+                }
+            }
+        }
+    }
+    // Functions with no cost in any metric are dropped by construction; keep maps tidy.
+    out.functions.retain(|_, m: &mut BTreeMap<Metric, Cost>| !m.is_empty());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_lose_hashes_and_closure_indices() {
+        assert_eq!(normalize_name("foo::bar::h0123456789abcdef"), "foo::bar");
+        assert_eq!(normalize_name("foo::bar::{closure#3}"), "foo::bar::{closure}");
+        assert_eq!(normalize_name("foo::bar::{{closure}}"), "foo::bar::{closure}");
+        assert_eq!(normalize_name("foo::hello"), "foo::hello");
+        assert_eq!(normalize_name("foo::{shim:vtable#0}"), "foo::{shim:vtable#0}");
+    }
+
+    #[test]
+    fn library_frames_are_recognized() {
+        for lib in [
+            "<u64>::wrapping_add",
+            "core::hint::black_box",
+            "alloc::alloc::alloc",
+            "<alloc::alloc::Global as core::alloc::Allocator>::allocate",
+            "<u8 as alloc::vec::spec_from_elem::SpecFromElem>::from_elem",
+            "<&dyn core::ops::function::Fn<()> as core::ops::function::FnOnce<()>>::call_once",
+            "std::rt::lang_start::{closure}",
+            "__memset_avx512_unaligned_erms",
+            "[contprof agent]",
+            "main",
+        ] {
+            assert!(is_library_frame(lib), "{lib}");
+        }
+        for user in ["workloads::burn_a", "<mycrate::Foo as core::fmt::Display>::fmt", "regress::main"] {
+            assert!(!is_library_frame(user), "{user}");
+        }
+    }
+}
