@@ -162,8 +162,8 @@ fn write_html(path: &Path, input: &ReportInput<'_>) {
 fn costs_groups(base: &[Profile], head: &[Profile]) -> Vec<Group> {
     vec![Group {
         key: "bin/app".into(),
-        base: base.iter().map(|p| viewer::run_costs(p, false)).collect(),
-        head: head.iter().map(|p| viewer::run_costs(p, false)).collect(),
+        base: base.iter().map(|p| compare::run_costs(p, &compare::InputOptions::default())).collect(),
+        head: head.iter().map(|p| compare::run_costs(p, &compare::InputOptions::default())).collect(),
     }]
 }
 

@@ -61,16 +61,29 @@ fn start_moto(port: u16) -> Option<Moto> {
 }
 
 /// Creates a bucket with a bare HTTP request (moto does not check signatures).
+/// Retried: a freshly started server (two cores shared with the other tests) may still reset the
+/// first connections.
 fn create_bucket(port: u16, bucket: &str) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 200"), "bucket creation failed: {reply}");
+    let attempt = || -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        write!(
+            s,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply)?;
+        Ok(reply)
+    };
+    let mut last = String::new();
+    for _ in 0..50 {
+        match attempt() {
+            Ok(reply) if reply.starts_with("HTTP/1.1 200") => return,
+            Ok(reply) => last = reply,
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("bucket creation failed: {last}");
 }
 
 fn options(port: u16) -> StoreOptions {

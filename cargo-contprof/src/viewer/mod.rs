@@ -15,7 +15,6 @@
 //! the store's own metadata. It prints nothing; the CLI reports the bound address.
 
 mod classify;
-mod costs;
 mod http;
 mod page;
 mod query;
@@ -27,7 +26,6 @@ mod tree;
 mod tests;
 
 pub use classify::FrameClass;
-pub use costs::{metric_sample_type, run_costs};
 pub use page::{ReportInput, ReportView, html_escape, write_json, write_report};
 pub use server::{DEFAULT_BIND, ServeOptions, Server, serve};
 pub use tree::{FlameTree, FnInfo, ROOT_NAME, type_label};

@@ -16,12 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::ViewerError;
-use super::costs::run_costs;
 use super::http::{ReadError, Request, Response, read_request, write_response};
 use super::page::{ReportInput, write_json, write_report};
 use super::query::{ListQuery, ViewQuery};
 use super::runs_page;
 use crate::compare::{self, Group, RevisionInfo};
+use crate::compare::{AllocRecording, InputOptions, run_costs};
 use crate::profile::{self, Profile};
 use crate::store::{RunMetadata, Store, StoreError, StoreLocation, rfc3339};
 
@@ -364,7 +364,13 @@ fn comparison_groups(base: &Selection, head: &Selection) -> Vec<Group> {
                     groups.len() - 1
                 }
             };
-            let costs = run_costs(p, *exact);
+            // The same reading of a profile as `cargo contprof compare`.
+            let alloc = if *exact {
+                AllocRecording::Exact
+            } else {
+                AllocRecording::Sampled { interval: crate::runner::DEFAULT_ALLOC_INTERVAL }
+            };
+            let costs = run_costs(p, &InputOptions { alloc, ..InputOptions::default() });
             if side == 0 { groups[i].base.push(costs) } else { groups[i].head.push(costs) }
         }
     }
