@@ -46,6 +46,10 @@ impl Default for AgentSettings {
 /// tick-driven per-thread CPU timers deliver, at no measurable overhead.
 pub const DEFAULT_FREQUENCY: u32 = 250;
 
+/// Default CPU sampling rate of `check`: the per-thread perf clock past the tick, four times the
+/// samples of [`DEFAULT_FREQUENCY`] for the statistics.
+pub const CHECK_FREQUENCY: u32 = 999;
+
 /// Up to this rate the agent uses tick-driven per-thread CPU timers (`timer_create` on
 /// `CLOCK_THREAD_CPUTIME_ID`); above it, per-thread `perf_event_open` cpu-clock events, which go
 /// past the tick but cost about 40 µs of CPU per sample on the development VM (measured by
