@@ -53,6 +53,8 @@ pub struct Recording<'a> {
     pub output_dir: PathBuf,
     /// Rows of the terminal table (0 prints none).
     pub top: usize,
+    /// Show library frames' own self cost in the table instead of counting it in their caller.
+    pub raw_frames: bool,
     /// Extra labels per group (e.g. `test` = full test name), added to every sample.
     pub labels: BTreeMap<String, Vec<(String, String)>>,
     /// Where the run is stored (`None` with `--no-store`).
@@ -349,7 +351,7 @@ fn write_outputs(
     }
     if rec.top > 0 {
         let mut out = anstream::stdout().lock();
-        let options = TopOptions { limit: rec.top, target: group.to_owned() };
+        let options = TopOptions { limit: rec.top, target: group.to_owned(), fold_library: !rec.raw_frames };
         report::write_top(&mut out, merged, &options)
             .map_err(|e| Error::io("could not write to", "stdout", e))?;
     }

@@ -336,6 +336,10 @@ pub struct OutputArgs {
     /// Tag the stored run, e.g. `--tag service=api --tag version=1.2` (repeatable).
     #[arg(long = "tag", value_name = "KEY=VALUE", help_heading = "Output")]
     pub tags: Vec<String>,
+    /// In the table, show the self time of std/core/alloc/libc frames as their own instead of
+    /// counting it in the nearest caller in your code.
+    #[arg(long, help_heading = "Output")]
+    pub raw_frames: bool,
     /// Do not record the run in the store (profiles are still written to the output directory).
     #[arg(long, help_heading = "Output")]
     pub no_store: bool,

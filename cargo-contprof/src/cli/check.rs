@@ -149,6 +149,7 @@ fn record(
     let output = OutputArgs {
         output_dir: None,
         top: 0,
+        raw_frames: false,
         tags: args.tags.clone(),
         no_store: false,
         store: args.store.clone(),

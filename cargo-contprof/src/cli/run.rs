@@ -112,6 +112,7 @@ pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
         tags,
         output_dir,
         top: args.output.top,
+        raw_frames: args.output.raw_frames,
         store: store.as_ref(),
         labels: Default::default(),
     };

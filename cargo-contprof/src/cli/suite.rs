@@ -169,6 +169,7 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
         tags,
         output_dir: output_dir.clone(),
         top: 0,
+        raw_frames: args.output.raw_frames,
         store: store.as_ref(),
         labels,
     };

@@ -35,8 +35,19 @@ pub struct CostView {
 }
 
 impl CostView {
-    /// Computes the view of a profile.
+    /// Computes the view of a profile: self cost goes to the innermost frame (pprof's view).
     pub fn from_profile(p: &Profile) -> Self {
+        Self::compute(p, None)
+    }
+
+    /// Like [`CostView::from_profile`], but a sample's self cost goes to its innermost frame for
+    /// which `is_library` is false (the nearest caller in the user's code), when there is one.
+    /// Totals are unchanged.
+    pub fn from_profile_folded(p: &Profile, is_library: &dyn Fn(&str) -> bool) -> Self {
+        Self::compute(p, Some(is_library))
+    }
+
+    fn compute(p: &Profile, is_library: Option<&dyn Fn(&str) -> bool>) -> Self {
         let n = p.sample_type.len();
         let mut view = CostView {
             sample_types: p
@@ -70,11 +81,17 @@ impl CostView {
                 (l.id, l.line.iter().filter_map(|line| by_function.get(&line.function_id).copied()).collect())
             })
             .collect();
+        let library: Option<Vec<bool>> =
+            is_library.map(|f| view.functions.iter().map(|c| f(&c.name)).collect());
         // The last sample each function was counted in, for "once per sample".
         let mut seen = vec![usize::MAX; view.functions.len()];
         for (si, s) in p.sample.iter().enumerate() {
             let mut frames = s.location_id.iter().filter_map(|id| by_location.get(id)).flatten();
-            if let Some(&leaf) = frames.clone().next() {
+            let leaf = match &library {
+                Some(lib) => frames.clone().find(|&&f| !lib[f]).or_else(|| frames.clone().next()),
+                None => frames.clone().next(),
+            };
+            if let Some(&leaf) = leaf {
                 add(&mut view.functions[leaf].self_values, &s.value);
             }
             for &f in frames.by_ref() {

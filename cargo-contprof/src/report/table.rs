@@ -13,11 +13,14 @@ pub struct TopOptions {
     pub limit: usize,
     /// What was profiled, for the header line (e.g. `bench parse`).
     pub target: String,
+    /// Count the self cost of library frames (std, core, alloc, libc, the agent) in their nearest
+    /// caller in the user's code, as `compare` does; `false` shows pprof's innermost frames.
+    pub fold_library: bool,
 }
 
 impl Default for TopOptions {
     fn default() -> Self {
-        Self { limit: 20, target: String::new() }
+        Self { limit: 20, target: String::new(), fold_library: false }
     }
 }
 
@@ -29,7 +32,13 @@ fn percent(part: i64, whole: i64) -> String {
 /// by self CPU time: self %, total % of CPU, self CPU time and bytes allocated with the
 /// function as innermost frame. Profiles without CPU samples are sorted by allocated bytes.
 pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> io::Result<()> {
-    let view = CostView::from_profile(profile);
+    let view = if options.fold_library {
+        CostView::from_profile_folded(profile, &|name| {
+            crate::compare::is_library_frame(&crate::compare::normalize_name(name))
+        })
+    } else {
+        CostView::from_profile(profile)
+    };
     let value = |i: Option<usize>, v: &[i64]| i.and_then(|i| v.get(i).copied()).unwrap_or(0);
     let (cpu, samples, alloc) = (
         view.sample_type_index("cpu"),
@@ -60,6 +69,12 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
         Some(i) => view.sorted_by_self(i),
         None => view.functions.iter().collect(),
     };
+    if options.fold_library {
+        writeln!(
+            w,
+            "  (self costs of std, core, alloc and libc frames are counted in their caller in your code)"
+        )?;
+    }
     writeln!(w, "{:>7} {:>7} {:>10} {:>11}  function", "self%", "total%", "self CPU", "self alloc")?;
     for f in rows.into_iter().take(options.limit) {
         let (self_cpu, total) = (value(cpu, &f.self_values), value(cpu, &f.total_values));

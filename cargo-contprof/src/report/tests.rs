@@ -68,7 +68,12 @@ fn sample_profile() -> Profile {
 #[test]
 fn top_table_sorts_by_self_cpu_with_header() {
     let mut out = Vec::new();
-    write_top(&mut out, &sample_profile(), &TopOptions { limit: 3, target: "bench parse".into() }).unwrap();
+    write_top(
+        &mut out,
+        &sample_profile(),
+        &TopOptions { limit: 3, target: "bench parse".into(), fold_library: false },
+    )
+    .unwrap();
     let text = String::from_utf8(out).unwrap();
     let expected = "\
 bench parse: 1.00 s CPU in 1000 samples, 2.50 s wall, 2 threads, 1.0 MiB allocated

@@ -22,9 +22,15 @@ unsafe extern "C" {
 #[inline(always)]
 fn recorded(fp: usize, size: usize, alloc: impl FnOnce() -> *mut c_void) -> *mut c_void {
     with_hook(|hook| {
+        if let Some(h) = hook {
+            h.enter(fp);
+        }
         let p = alloc();
-        if let (Some(h), false) = (hook, p.is_null()) {
-            h.on_alloc(p.cast(), size, fp);
+        if let Some(h) = hook {
+            h.leave();
+            if !p.is_null() {
+                h.on_alloc(p.cast(), size, fp);
+            }
         }
         p
     })
@@ -96,9 +102,18 @@ pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -
 /// The contract of `free(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    let fp = frame_pointer();
     release(ptr);
-    // SAFETY: forwarded.
-    unsafe { __libc_free(ptr) }
+    with_hook(|hook| {
+        if let Some(h) = hook {
+            h.enter(fp);
+        }
+        // SAFETY: forwarded.
+        unsafe { __libc_free(ptr) };
+        if let Some(h) = hook {
+            h.leave();
+        }
+    })
 }
 
 /// Interposes `posix_memalign`.

@@ -85,6 +85,19 @@ pub fn free_needs_hook() -> bool {
 }
 
 impl Hook<'_> {
+    /// Marks the thread as inside the interposed function whose frame pointer is `fp`, until
+    /// [`Hook::leave`]: CPU samples taken meanwhile walk the stack from there.
+    #[inline]
+    pub fn enter(&self, fp: usize) {
+        self.thread.hook_fp.store(fp, Ordering::Relaxed);
+    }
+
+    /// Ends [`Hook::enter`].
+    #[inline]
+    pub fn leave(&self) {
+        self.thread.hook_fp.store(0, Ordering::Relaxed);
+    }
+
     /// Records an allocation of `size` bytes at `ptr`. `fp` is the frame pointer of the hooked
     /// function (from [`unwind::frame_pointer`] in its body), so the first frame is the
     /// return address into its caller.

@@ -89,8 +89,12 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
     }
     let mut buf = [0u64; 2 + MAX_FRAMES];
     buf[2] = regs.pc as u64;
+    // Inside glibc's allocator (no frame pointers, `rbp` used as a register) the walk resumes at
+    // the interposed function's frame: its return address is the allocating caller.
+    let hook_fp = t.hook_fp.load(Ordering::Relaxed);
+    let fp = if hook_fp != 0 { hook_fp } else { regs.fp };
     let walked = match t.bounds(regs.sp) {
-        Some(b) => unwind::walk(regs.fp, regs.sp, b, &mut buf[3..]),
+        Some(b) => unwind::walk(fp, regs.sp, b, &mut buf[3..]),
         None => 0,
     };
     let frames = 1 + walked;
