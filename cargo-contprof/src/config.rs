@@ -56,6 +56,9 @@ pub struct Config {
     /// Defaults of `check`.
     #[serde(default)]
     pub check: CheckConfig,
+    /// The profile store (a directory or `s3://`, `gs://`, `az://`, `file://` URL); `--store` and
+    /// `CONTPROF_STORE` take precedence.
+    pub store: Option<String>,
 }
 
 /// `[thresholds]`: minimum relative change per metric.
@@ -185,6 +188,12 @@ pub enum ConfigError {
 
 /// Finds and reads the configuration of the workspace rooted at `root` whose metadata is given.
 pub fn load(root: &Path, metadata: &cargo_metadata::Metadata) -> Result<Loaded, ConfigError> {
+    load_at(root, metadata.workspace_members.len() == 1)
+}
+
+/// [`load`] without cargo metadata: `single_package` says whether `[package.metadata.contprof]`
+/// counts (a one-package project).
+pub fn load_at(root: &Path, single_package: bool) -> Result<Loaded, ConfigError> {
     let file = root.join(FILE_NAME);
     if file.is_file() {
         let text = std::fs::read_to_string(&file)
@@ -197,7 +206,7 @@ pub fn load(root: &Path, metadata: &cargo_metadata::Metadata) -> Result<Loaded, 
     let nested = |top: &str| table.get(top)?.get("metadata")?.get("contprof").cloned();
     let found = nested("workspace").map(|v| (v, "workspace")).or_else(|| {
         // A single-package project: its package metadata.
-        (metadata.workspace_members.len() == 1).then(|| nested("package").map(|v| (v, "package"))).flatten()
+        single_package.then(|| nested("package").map(|v| (v, "package"))).flatten()
     });
     let Some((value, top)) = found else { return Ok(Loaded::default()) };
     let name = format!("[{top}.metadata.contprof] of {}", manifest.display());

@@ -82,11 +82,31 @@ pub fn tags(raw: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
-/// Opens the store named by `--store`, `CONTPROF_STORE` or the workspace default, so that an
-/// unreachable or newer store fails before any work is done.
+/// The store named by `--store`, else `CONTPROF_STORE`, else the config file's `store`, else the
+/// workspace default.
+pub fn store_location(
+    args: &StoreArgs,
+    workspace_root: &std::path::Path,
+) -> Result<crate::store::StoreLocation> {
+    let from_env = std::env::var(crate::store::STORE_ENV).is_ok_and(|v| !v.trim().is_empty());
+    let configured = if args.url.is_none() && !from_env {
+        crate::config::load_at(workspace_root, true)
+            .map_err(|e| Error::Other {
+                context: "could not read the configuration".into(),
+                source: Some(Box::new(e)),
+            })?
+            .config
+            .store
+    } else {
+        None
+    };
+    Ok(crate::store::StoreLocation::select(args.url.as_deref().or(configured.as_deref()), workspace_root)?)
+}
+
+/// Opens the store (see [`store_location`]), so that an unreachable or newer store fails before
+/// any work is done.
 pub fn open_store(args: &StoreArgs, workspace_root: &std::path::Path) -> Result<crate::store::Store> {
-    let location = crate::store::StoreLocation::select(args.url.as_deref(), workspace_root)?;
-    Ok(crate::store::Store::open(&location)?)
+    Ok(crate::store::Store::open(&store_location(args, workspace_root)?)?)
 }
 
 #[cfg(test)]

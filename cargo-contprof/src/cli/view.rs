@@ -11,7 +11,7 @@ use crate::git::Repo;
 use crate::profile::{self, Profile};
 use crate::record::write_atomic;
 use crate::shell::Shell;
-use crate::store::{self, Store, StoreLocation};
+use crate::store::{self, Store};
 use crate::viewer::{self, ReportInput, ServeOptions};
 
 fn viewer_err(context: &str, e: viewer::ViewerError) -> Error {
@@ -21,7 +21,7 @@ fn viewer_err(context: &str, e: viewer::ViewerError) -> Error {
 /// `cargo contprof serve`.
 pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
     let root = project_root(args.scope.manifest_path.as_deref());
-    let location = StoreLocation::select(args.scope.store.url.as_deref(), &root)?;
+    let location = settings::store_location(&args.scope.store, &root)?;
     let bind = args.bind.parse().map_err(|_| Error::InvalidArgument {
         flag: "--bind",
         message: format!("`{}` is not an address like 127.0.0.1:7878", args.bind),

@@ -79,7 +79,8 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
     // Folded, library frames keep self cost only where no user code called them: listing the others
     // by total would only repeat the runtime's entry points (`main`'s callers) at 100%.
     let library = |name: &str| crate::compare::is_library_frame(&crate::compare::normalize_name(name));
-    let has_self = |f: &crate::profile::FunctionCost| value(cpu, &f.self_values) > 0 || value(alloc, &f.self_values) > 0;
+    let has_self =
+        |f: &crate::profile::FunctionCost| value(cpu, &f.self_values) > 0 || value(alloc, &f.self_values) > 0;
     let rows = rows.into_iter().filter(|f| !options.fold_library || has_self(f) || !library(&f.name));
     for f in rows.take(options.limit) {
         let (self_cpu, total) = (value(cpu, &f.self_values), value(cpu, &f.total_values));
