@@ -291,11 +291,23 @@ fn read_and_build(e: &Execution, symbolizer: &mut Symbolizer) -> Result<profile:
         }
         Err(err) => return Err(Error::io("could not read", &e.raw_path, err)),
     };
-    let raw = RawFile::parse(&bytes).map_err(|err| Error::Profile {
-        context: format!("could not read the sample file {}", e.raw_path.display()),
+    build_from_raw(&bytes, &e.raw_path, Some(e.outcome.cpu.as_nanos() as u64), symbolizer)
+}
+
+/// Symbolizes the raw sample file `bytes` (read from `path`, named in errors) into a profile.
+/// `fallback_cpu_time_ns` is the process's CPU time measured from outside, used when the agent
+/// wrote no end record.
+pub fn build_from_raw(
+    bytes: &[u8],
+    path: &Path,
+    fallback_cpu_time_ns: Option<u64>,
+    symbolizer: &mut Symbolizer,
+) -> Result<profile::Built> {
+    let raw = RawFile::parse(bytes).map_err(|err| Error::Profile {
+        context: format!("could not read the sample file {}", path.display()),
         source: Box::new(err),
     })?;
-    let options = BuildOptions { fallback_cpu_time_ns: Some(e.outcome.cpu.as_nanos() as u64) };
+    let options = BuildOptions { fallback_cpu_time_ns };
     let mut built = profile::build_profile(&raw, symbolizer, &options);
     if let Some(w) = rate_warning(&raw, &built.profile) {
         built.warnings.push(w);

@@ -48,6 +48,15 @@ fn a_run_is_stored_and_can_be_listed_shown_exported_and_reported() {
     let log = finish(contprof().args(["log", "--tag", "origin=import", "--store", store_arg]));
     assert!(log.stdout.lines().count() >= 2, "{log:?}");
 
+    // A raw sample file of the agent imports too: symbolized into pprof on the way in.
+    let raw = out.path().join("raw/run-1.raw");
+    let import =
+        finish(contprof().arg("import").arg(&raw).args(["--group", "bin/from-raw", "--store", store_arg]));
+    assert_eq!(import.code, 0, "{import:?}");
+    let log =
+        finish(contprof().args(["log", "--target", "from-raw", "--format", "json", "--store", store_arg]));
+    assert!(log.stdout.contains("bin/from-raw"), "{log:?}");
+
     let html = out.path().join("report.html");
     let report = finish(contprof().args(["report", &run_id, "--store", store_arg]).arg("--html").arg(&html));
     assert_eq!(report.code, 0, "{report:?}");

@@ -161,14 +161,41 @@ pub fn import(args: ImportArgs, shell: &Shell) -> Result<()> {
     new.settings.engine = "import".to_owned();
     new.settings.runs = 1;
     new.tags = settings::tags(&args.tags)?.into_iter().collect();
-    let files: Vec<ImportFile> =
-        args.files.iter().map(|p| ImportFile { path: p.clone(), group: args.group.clone() }).collect();
+    // Raw sample files of the agent (e.g. from `contprof::criterion::Profiler`) are symbolized into
+    // pprof first, in a temporary directory; pprof files are stored as they are.
+    let converted =
+        tempfile::tempdir().map_err(|e| Error::io("could not create a temporary directory", "/tmp", e))?;
+    let mut symbolizer = crate::symbolize::Symbolizer::new();
+    let mut files = Vec::new();
+    for (i, path) in args.files.iter().enumerate() {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("could not read", path, e))?;
+        if !bytes.starts_with(&contprof::format::MAGIC) {
+            files.push(ImportFile { path: path.clone(), group: args.group.clone() });
+            continue;
+        }
+        let built = crate::record::build_from_raw(&bytes, path, None, &mut symbolizer)?;
+        for w in built.warnings.iter().chain(symbolizer.take_warnings().iter()) {
+            shell.warn(format_args!("{}: {w}", path.display()));
+        }
+        let out = converted.path().join(format!("{i}.pb.gz"));
+        crate::record::write_atomic(&out, &crate::profile::encode_to_vec(&built.profile))?;
+        let group = args.group.clone().or_else(|| criterion_group(path));
+        files.push(ImportFile { path: out, group });
+    }
     let meta = store.import(new, &files)?;
     shell.status(
         "Imported",
         format_args!("{} profile(s) as run {} (key {})", files.len(), meta.run_id, meta.key),
     );
     Ok(())
+}
+
+/// `bench/<id>` for criterion's `<dir>/criterion/<id>/profile/contprof.raw`.
+fn criterion_group(path: &Path) -> Option<String> {
+    let text = path.to_str()?;
+    let (_, rest) = text.rsplit_once("/criterion/")?;
+    let id = rest.strip_suffix(&format!("/profile/{}", "contprof.raw"))?;
+    Some(format!("bench/{id}"))
 }
 
 /// `cargo contprof gc`.
@@ -193,6 +220,13 @@ pub fn gc(args: GcArgs, shell: &Shell) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn criterion_profile_paths_name_their_benchmark() {
+        let p = Path::new("/w/target/criterion/parse/large/profile/contprof.raw");
+        assert_eq!(criterion_group(p).as_deref(), Some("bench/parse/large"));
+        assert_eq!(criterion_group(Path::new("/tmp/x.raw")), None);
+    }
 
     #[test]
     fn parses_times_and_ages() {

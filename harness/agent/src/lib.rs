@@ -4,7 +4,8 @@
 //! - preloaded: the `contprof-preload` library (`LD_PRELOAD`) starts it from the environment
 //!   ([`env`](mod@env)) and exports the `malloc` family and `pthread_create`, which call into
 //!   `preload`;
-//! - linked in: a program calls [`start`] and may wrap its global allocator in [`Allocator`].
+//! - linked in: a program calls [`start`] and may wrap its global allocator in [`Allocator`];
+//!   criterion benchmarks can use `criterion::Profiler` (feature `criterion`).
 //!
 //! Both write the raw sample file described in [`format`](mod@format), which `cargo contprof` reads.
 //!
@@ -24,6 +25,9 @@
 #![warn(missing_docs)]
 
 pub mod format;
+
+#[cfg(feature = "criterion")]
+pub mod criterion;
 
 mod api;
 pub use api::{DEFAULT_ALLOC_INTERVAL, DEFAULT_FREQUENCY_HZ, Error, Guard, Options, start};
