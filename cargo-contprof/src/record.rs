@@ -55,6 +55,8 @@ pub struct Recording<'a> {
     pub top: usize,
     /// Show library frames' own self cost in the table instead of counting it in their caller.
     pub raw_frames: bool,
+    /// Print the path of every file written (one target); suites print one summary line instead.
+    pub list_files: bool,
     /// Extra labels per group (e.g. `test` = full test name), added to every sample.
     pub labels: BTreeMap<String, Vec<(String, String)>>,
     /// Where the run is stored (`None` with `--no-store`).
@@ -367,8 +369,10 @@ fn write_outputs(
         report::write_top(&mut out, merged, &options)
             .map_err(|e| Error::io("could not write to", "stdout", e))?;
     }
-    for path in written {
-        shell.status("Wrote", path.display());
+    if rec.list_files {
+        for path in written {
+            shell.status("Wrote", path.display());
+        }
     }
     Ok(())
 }

@@ -113,6 +113,7 @@ pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
         output_dir,
         top: args.output.top,
         raw_frames: args.output.raw_frames,
+        list_files: true,
         store: store.as_ref(),
         labels: Default::default(),
     };

@@ -154,7 +154,8 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
         };
         labels.insert(d.job.group.clone(), vec![(key.to_owned(), d.job.label.clone())]);
     }
-    let verdicts: Vec<(String, Verdict)> = done.iter().map(|d| (d.job.group.clone(), d.verdict)).collect();
+    let verdicts: Vec<(String, Verdict, Duration)> =
+        done.iter().map(|d| (d.job.group.clone(), d.verdict, d.execution.outcome.cpu)).collect();
     let failures: Vec<&Done> = done.iter().filter(|d| d.verdict != Verdict::Pass).collect();
     for f in &failures {
         print_failure(f);
@@ -170,13 +171,14 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
         output_dir: output_dir.clone(),
         top: 0,
         raw_frames: args.output.raw_frames,
+        list_files: false,
         store: store.as_ref(),
         labels,
     };
     let executions = done.into_iter().map(|d| d.execution).collect();
     let summary = record::finish(&recording, executions, shell)?;
     print_summary(&summary, &verdicts, mode);
-    let passed = verdicts.iter().filter(|(_, v)| *v == Verdict::Pass).count();
+    let passed = verdicts.iter().filter(|(_, v, _)| *v == Verdict::Pass).count();
     let mut line = format!(
         "{passed} passed, {failed} failed, {ignored} ignored; {total} processes in {:.1}s",
         elapsed.as_secs_f64()
@@ -408,7 +410,9 @@ fn print_failure(d: &Done) {
 }
 
 /// One line per test: status, CPU time, allocated bytes and the function with the most self CPU.
-fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict)], mode: Mode) {
+/// One line per test: status, CPU time (as the kernel measured the process, mean per run; short
+/// tests may have no samples), allocated bytes and the function with the most self CPU.
+fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict, Duration)], mode: Mode) {
     use std::io::Write;
     let mut out = anstream::stdout().lock();
     let name_width = summary.groups.iter().map(|g| g.group.len()).max().unwrap_or(4).min(70);
@@ -424,18 +428,24 @@ fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict)], mode
         "allocated"
     );
     for g in &summary.groups {
-        let status =
-            match verdicts.iter().filter(|(k, _)| *k == g.group).map(|(_, v)| *v).max_by_key(|v| *v as u8) {
-                Some(Verdict::Pass) => "ok",
-                Some(Verdict::Fail) => "FAILED",
-                Some(Verdict::TimedOut) => "TIMEOUT",
-                None => "-",
-            };
+        let status = match verdicts
+            .iter()
+            .filter(|(k, _, _)| *k == g.group)
+            .map(|(_, v, _)| *v)
+            .max_by_key(|v| *v as u8)
+        {
+            Some(Verdict::Pass) => "ok",
+            Some(Verdict::Fail) => "FAILED",
+            Some(Verdict::TimedOut) => "TIMEOUT",
+            None => "-",
+        };
         let Some(p) = &g.merged else {
             let _ = writeln!(out, "{:<name_width$}  {status:>7}  (no samples)", g.group);
             continue;
         };
-        let view = CostView::from_profile(p);
+        let view = CostView::from_profile_folded(p, &|name| {
+            crate::compare::is_library_frame(&crate::compare::normalize_name(name))
+        });
         let cost_type = if mode == Mode::Bench && view.sample_type_index(criterion::PER_ITER_TYPE).is_some() {
             criterion::PER_ITER_TYPE
         } else {
@@ -457,7 +467,14 @@ fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict)], mode
             out,
             "{:<name_width$}  {status:>7}  {:>10}  {:>10}  {top}",
             g.group,
-            report::format_duration(value(cost_type) / if cost_type == "cpu" { per_run } else { 1 }),
+            if cost_type == "cpu" {
+                let runs: Vec<Duration> =
+                    verdicts.iter().filter(|(k, _, _)| *k == g.group).map(|(_, _, cpu)| *cpu).collect();
+                let mean = runs.iter().sum::<Duration>() / runs.len().max(1) as u32;
+                report::format_duration(mean.as_nanos() as i64)
+            } else {
+                report::format_duration(value(cost_type))
+            },
             report::format_bytes(value("alloc_space") / per_run),
         );
     }
