@@ -74,6 +74,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     for counter in [&sampler::SAMPLES, &sampler::DROPPED, &alloc::CALLS, &alloc::BYTES, &thread::THREADS] {
         counter.store(0, Ordering::Relaxed);
     }
+    alloc::GENERATION.fetch_add(1, Ordering::Relaxed);
     STORE.stacks_dropped.store(0, Ordering::Relaxed);
     STORE.live_dropped.store(0, Ordering::Relaxed);
 

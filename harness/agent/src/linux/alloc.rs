@@ -9,7 +9,7 @@
 //! straight through. It never calls the system allocator itself.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 pub use crate::format::AllocMode;
 use crate::format::MAX_FRAMES;
@@ -29,10 +29,13 @@ pub(crate) static BYTES: AtomicU64 = AtomicU64::new(0);
 /// Calls a thread counts locally before adding them to [`CALLS`]/[`BYTES`] in sampled mode.
 const PENDING_BATCH: u64 = 256;
 
+/// Incremented at every agent start; see `ThreadState::pending_generation`.
+pub(crate) static GENERATION: AtomicU32 = AtomicU32::new(0);
+
 /// Adds a thread's batched allocation counts to the process totals (thread exit, agent stop).
 pub(crate) fn flush_pending(t: &ThreadState) {
     let (calls, bytes) = (t.pending_calls.replace(0), t.pending_bytes.replace(0));
-    if calls > 0 {
+    if calls > 0 && t.pending_generation.get() == GENERATION.load(Ordering::Relaxed) {
         CALLS.fetch_add(calls, Ordering::Relaxed);
         BYTES.fetch_add(bytes, Ordering::Relaxed);
     }
@@ -103,18 +106,29 @@ impl Hook<'_> {
     /// return address into its caller.
     pub fn on_alloc(&self, ptr: *mut u8, size: usize, fp: usize) {
         let t = self.thread;
-        let calls = t.pending_calls.get() + 1;
-        let total = t.pending_bytes.get() + size as u64;
-        // Exact mode adds every call at once (its totals must match the stacks exactly); sampled
-        // mode batches per thread and flushes at thread exit and at the end.
-        if calls >= PENDING_BATCH || mode() == AllocMode::Exact {
-            CALLS.fetch_add(calls, Ordering::Relaxed);
-            BYTES.fetch_add(total, Ordering::Relaxed);
-            t.pending_calls.set(0);
-            t.pending_bytes.set(0);
+        if mode() == AllocMode::Exact {
+            // Every call at once: exact totals must match the stacks.
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(size as u64, Ordering::Relaxed);
         } else {
-            t.pending_calls.set(calls);
-            t.pending_bytes.set(total);
+            // Sampled: batched per thread, flushed every `PENDING_BATCH` calls, at thread exit
+            // and at the end.
+            let generation = GENERATION.load(Ordering::Relaxed);
+            if t.pending_generation.replace(generation) != generation {
+                t.pending_calls.set(0);
+                t.pending_bytes.set(0);
+            }
+            let calls = t.pending_calls.get() + 1;
+            let total = t.pending_bytes.get() + size as u64;
+            if calls >= PENDING_BATCH {
+                CALLS.fetch_add(calls, Ordering::Relaxed);
+                BYTES.fetch_add(total, Ordering::Relaxed);
+                t.pending_calls.set(0);
+                t.pending_bytes.set(0);
+            } else {
+                t.pending_calls.set(calls);
+                t.pending_bytes.set(total);
+            }
         }
         if REGISTER_LAZILY.load(Ordering::Relaxed) != 0 && t.registrable() {
             if crate::timer::is_armed(t.tid()) {

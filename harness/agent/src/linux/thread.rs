@@ -49,6 +49,9 @@ pub(crate) struct ThreadState {
     pub(crate) pending_calls: Cell<u64>,
     /// See `pending_calls`.
     pub(crate) pending_bytes: Cell<u64>,
+    /// The agent start (`alloc::GENERATION`) the pending counts belong to: counts left over
+    /// from an earlier start in the same process are dropped, not added to a new run.
+    pub(crate) pending_generation: Cell<u32>,
     /// Frame pointer of the interposed allocator function this thread is inside (0: none).
     /// glibc's allocator has no frame pointers and uses `rbp` as a register, so a CPU sample
     /// taken inside it resumes the stack walk here instead of losing everything but the leaf.
@@ -71,6 +74,7 @@ impl ThreadState {
             rng: Cell::new(0),
             pending_calls: Cell::new(0),
             pending_bytes: Cell::new(0),
+            pending_generation: Cell::new(0),
             hook_fp: AtomicUsize::new(0),
         }
     }
