@@ -77,6 +77,9 @@ pub struct Explanation {
     pub top_unchanged_callee: Option<(String, f64)>,
 }
 
+/// A function's location and its changed lines (empty when unchanged).
+type Located = (Location, Vec<String>);
+
 /// Explains each finding from the base and head profiles of its group (`profiles[group]`).
 pub fn explain(
     findings: &[&Finding],
@@ -84,7 +87,7 @@ pub fn explain(
     repo_root: &Path,
     sources: &dyn Sources,
 ) -> Vec<Explanation> {
-    let mut cache: HashMap<(String, String), Option<(Location, Vec<String>)>> = HashMap::new();
+    let mut cache: HashMap<(String, String), Option<Located>> = HashMap::new();
     let mut change_of = |group: &str, function: &str, head: &[Profile]| {
         cache
             .entry((group.to_owned(), function.to_owned()))
