@@ -346,3 +346,66 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         reply.len()
     );
 }
+
+#[test]
+fn rebuild_base_interleaves_base_and_head_without_a_stored_baseline() {
+    let project = Project::new();
+    project.git(&["checkout", "-q", "-b", "feature"]);
+    project.edit("for i in 0..n_own {", "for i in 0..n_own * 30 {");
+    project.commit("slower host");
+    let reports = project.dir.path().join("reports");
+    let mut cmd = contprof();
+    cmd.args([
+        "check",
+        "--bin",
+        "regress",
+        "--runs",
+        "3",
+        "--frequency",
+        "4999",
+        "--rebuild-base",
+        "--report-dir",
+    ])
+    .arg(&reports)
+    .arg("--store")
+    .arg(project.dir.path().join("store"))
+    .current_dir(&project.root)
+    .env("FIXTURE_SCALE", "0.4");
+    let f = finish(&mut cmd);
+    assert_eq!(f.code, 1, "{f:?}");
+    // A B A B A B, then the comparison of the runs just made.
+    let order: Vec<&str> = f.stderr.lines().filter_map(|l| l.trim().strip_prefix("Recording ")).collect();
+    assert_eq!(order.len(), 6, "{f:?}");
+    assert!(order.iter().step_by(2).all(|l| l.starts_with("base")), "{order:?}");
+    assert!(order.iter().skip(1).step_by(2).all(|l| l.starts_with("head")), "{order:?}");
+    let md = std::fs::read_to_string(reports.join("report.md")).unwrap();
+    assert!(md.contains("| 🔴 regression | `regress::host` |") && md.contains("(rebuilt)"), "{md}");
+    // The worktree is gone, its target directory kept.
+    let contprof_dir = project.root.join("target/contprof");
+    assert!(!contprof_dir.join("base-worktree").exists());
+    assert!(contprof_dir.join("base-target").is_dir());
+}
+
+#[test]
+fn shallow_clone_without_the_base_says_fetch_depth_0() {
+    let project = Project::new();
+    project.git(&["checkout", "-q", "-b", "feature"]);
+    project.commit("feature");
+    let clone = project.dir.path().join("clone");
+    let url = format!("file://{}", project.root.display());
+    let st = Command::new("git")
+        .args(["clone", "-q", "--depth", "1", "--branch", "feature", &url])
+        .arg(&clone)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let f = finish(
+        contprof()
+            .args(["check", "--bin", "regress", "--runs", "1", "--rebuild-base", "--base", "main"])
+            .arg("--store")
+            .arg(project.dir.path().join("store"))
+            .current_dir(&clone),
+    );
+    assert_eq!(f.code, 2, "{f:?}");
+    assert!(f.stderr.contains("shallow clone") && f.stderr.contains("fetch-depth: 0"), "{f:?}");
+}

@@ -31,7 +31,8 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     {
         match &ctx.repo {
             Some(repo) => {
-                repo.resolve(rev)?;
+                repo.resolve(rev)
+                    .map_err(|e| Error::msg(format!("--base: {e}{}", super::ci::shallow_note(repo))))?;
             }
             None => return Err(Error::msg(format!("--base {rev}: revisions need a git repository"))),
         }

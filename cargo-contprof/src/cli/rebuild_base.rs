@@ -34,12 +34,7 @@ impl Drop for Worktree<'_> {
 /// The base commit: `--base`, else the merge-base with the default branch (its first parent when
 /// that is HEAD itself, as on the default branch).
 fn base_commit(args: &CheckArgs, repo: &Repo, shell: &Shell) -> Result<String> {
-    let shallow = repo.is_shallow().unwrap_or(false);
-    let fetch_hint = if shallow {
-        "; this is a shallow clone: fetch the history (actions/checkout with `fetch-depth: 0`)"
-    } else {
-        ""
-    };
+    let fetch_hint = super::ci::shallow_note(repo);
     let head = repo.resolve("HEAD")?;
     if let Some(rev) = &args.base {
         return repo.resolve(rev).map_err(|e| Error::msg(format!("--rebuild-base: {e}{fetch_hint}")));
