@@ -238,6 +238,26 @@ impl Repo {
         self.first_parents(rev, None)
     }
 
+    /// The contents of `path` (relative to the top level) at revision `rev`; `None` when the file does
+    /// not exist there.
+    pub fn file_at(&self, rev: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+        let spec = format!("{rev}:{path}");
+        let out = run_git(&self.dir, ["cat-file", "blob", "--end-of-options", &spec])?;
+        Ok(out.status.success().then_some(out.stdout))
+    }
+
+    /// Checks `commit` out, detached, in a new work tree at `path` (`git worktree add`).
+    pub fn add_worktree(&self, path: &Path, commit: &str) -> Result<(), GitError> {
+        let path = path.to_string_lossy();
+        self.checked(["worktree", "add", "--force", "--detach", "--end-of-options", &path, commit]).map(drop)
+    }
+
+    /// Removes a work tree made by [`Repo::add_worktree`].
+    pub fn remove_worktree(&self, path: &Path) -> Result<(), GitError> {
+        let path = path.to_string_lossy();
+        self.checked(["worktree", "remove", "--force", "--end-of-options", &path]).map(drop)
+    }
+
     fn first_parents(&self, rev: &str, n: Option<usize>) -> Result<Vec<String>, GitError> {
         let commit = self.resolve(rev)?;
         let mut args = vec!["rev-list".to_string(), "--first-parent".to_string()];

@@ -5,6 +5,7 @@
 
 mod compare;
 mod errors;
+mod github;
 mod readers;
 mod run;
 mod store;

@@ -23,6 +23,9 @@ pub fn contprof() -> Command {
     cmd.env_remove("RUST_BACKTRACE")
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        // Under GitHub Actions, `check` would annotate this CI's job with the tests' reports.
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_STEP_SUMMARY")
         .env("CARGO_TERM_COLOR", "never");
     cmd
 }

@@ -502,7 +502,7 @@ pub struct CompareArgs {
 }
 
 /// `cargo contprof check`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct CheckArgs {
     /// With --tests/--benches: only tests/benchmarks whose name contains FILTER.
     #[arg(value_name = "FILTER")]
@@ -535,6 +535,14 @@ pub struct CheckArgs {
     /// When no baseline exists: record HEAD and pass (exit 0) or fail (exit 5) [default: config, else pass].
     #[arg(long, value_enum, value_name = "WHAT")]
     pub no_baseline: Option<crate::config::NoBaseline>,
+    /// Build the base revision in a separate git worktree and run base and head interleaved
+    /// (A B A B ...) in this job, instead of reading a stored baseline.
+    #[arg(long)]
+    pub rebuild_base: bool,
+    /// GitHub Actions output: annotations on regressed functions, the job summary, the comment marker
+    /// [default: on when GITHUB_ACTIONS=true].
+    #[arg(long)]
+    pub github: bool,
     /// Directory for report.md, report.json, report.txt and flame graphs [default: <target-dir>/contprof/check].
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,

@@ -31,7 +31,8 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     {
         match &ctx.repo {
             Some(repo) => {
-                repo.resolve(rev)?;
+                repo.resolve(rev)
+                    .map_err(|e| Error::msg(format!("--base: {e}{}", super::ci::shallow_note(repo))))?;
             }
             None => return Err(Error::msg(format!("--base {rev}: revisions need a git repository"))),
         }
@@ -39,7 +40,12 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let targets = targets(&args, config.check_targets());
 
     let mut recorded = Vec::new();
-    for target in &targets {
+    let mut rebuilt = None;
+    if args.rebuild_base {
+        let (base, head) = super::rebuild_base::record_interleaved(&args, &ctx, &targets, runs, shell)?;
+        (rebuilt, recorded) = (Some(base), head);
+    }
+    for target in targets.iter().filter(|_| !args.rebuild_base) {
         let summary = record(&args, target, runs, shell)?;
         match summary.stored {
             Some(meta) => recorded.push(meta),
@@ -53,6 +59,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     };
     let head_groups = select_groups(&head.runs, None);
     let base = match &args.base {
+        _ if rebuilt.is_some() => rebuilt,
         Some(rev) => match ctx.side(rev, true) {
             // `--base HEAD` (or the commit HEAD is on): the runs just recorded are not their own base.
             Ok(mut side) => {
@@ -68,6 +75,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         None => ctx.find_baseline(&head, &head_groups)?,
     };
     let Some(base) = base else {
+        super::ci::shallow_hint(&ctx, shell);
         let ids: Vec<&str> = head.runs.iter().map(|r| r.run_id.as_str()).collect();
         let message = format!(
             "no baseline for {}: no stored runs of the same targets and settings on the merge-base with \
@@ -92,9 +100,10 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     for w in &cmp.warnings {
         shell.warn(w);
     }
+    let extras = super::ci::Extras::build(&ctx, &prepared, &cmp, crate::github::enabled(args.github), shell);
     let dir = args.report_dir.clone().unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/check"));
     write_flamegraphs(&prepared, &dir, shell)?;
-    let mut text = Vec::new();
+    let (mut text, mut markdown) = (Vec::new(), Vec::new());
     for (format, name) in [
         (ReportFormat::Markdown, "report.md"),
         (ReportFormat::Json, "report.json"),
@@ -102,6 +111,10 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     ] {
         let mut bytes = Vec::new();
         render(&cmp, format, &mut bytes).map_err(|e| Error::io("could not render", name, e))?;
+        if format == ReportFormat::Markdown {
+            bytes = extras.markdown(bytes);
+            markdown.clone_from(&bytes);
+        }
         write_atomic(&dir.join(name), &bytes)?;
         if format == ReportFormat::Text {
             text = bytes;
@@ -109,6 +122,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     }
     shell.status("Wrote", format_args!("report.md, report.json, report.txt in {}", dir.display()));
     write_stdout(&text)?;
+    extras.publish(&cmp, &markdown)?;
     verdict(&cmp)
 }
 
@@ -134,7 +148,7 @@ fn targets(args: &CheckArgs, configured: Vec<CheckTarget>) -> Vec<CheckTarget> {
 }
 
 /// Records one target set with `run`'s or `test`/`bench`'s own code.
-fn record(
+pub(super) fn record(
     args: &CheckArgs,
     target: &CheckTarget,
     runs: u32,

@@ -3,7 +3,9 @@
 
 pub mod args;
 mod check;
+mod ci;
 mod compare;
+mod rebuild_base;
 mod run;
 mod settings;
 mod store_cmds;

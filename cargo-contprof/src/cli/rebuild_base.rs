@@ -1,0 +1,133 @@
+//! `check --rebuild-base`: builds the base revision in a separate git worktree and records base and
+//! head interleaved (A B A B ...) in the same job, so that drift of a shared runner's speed hits both
+//! sides alike, instead of comparing with a baseline recorded on another machine at another time.
+//!
+//! The base worktree is `<target-dir>/contprof/base-worktree` (removed afterwards) and builds into
+//! its own target directory, `<target-dir>/contprof/base-target`, kept between jobs: sharing the
+//! head's would make each side's build overwrite the other's binaries at every alternation. Both
+//! sides are stored in the head's store under their own commits.
+
+use std::path::{Path, PathBuf};
+
+use super::args::CheckArgs;
+use super::check::record;
+use super::compare::{Context, Side};
+use crate::config::CheckTarget;
+use crate::errors::{Error, Result};
+use crate::git::Repo;
+use crate::shell::Shell;
+use crate::store::RunMetadata;
+
+/// Removes the worktree when dropped, whatever happened.
+struct Worktree<'a> {
+    repo: &'a Repo,
+    path: PathBuf,
+}
+
+impl Drop for Worktree<'_> {
+    fn drop(&mut self) {
+        let _ = self.repo.remove_worktree(&self.path);
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// The base commit: `--base`, else the merge-base with the default branch (its first parent when
+/// that is HEAD itself, as on the default branch).
+fn base_commit(args: &CheckArgs, repo: &Repo, shell: &Shell) -> Result<String> {
+    let fetch_hint = super::ci::shallow_note(repo);
+    let head = repo.resolve("HEAD")?;
+    if let Some(rev) = &args.base {
+        return repo.resolve(rev).map_err(|e| Error::msg(format!("--rebuild-base: {e}{fetch_hint}")));
+    }
+    let merge_base = repo.merge_base_with_default(&head)?.ok_or_else(|| {
+        Error::msg(format!(
+            "--rebuild-base: no merge-base of HEAD with the default branch; name the base with --base{fetch_hint}"
+        ))
+    })?;
+    if merge_base != head {
+        return Ok(merge_base);
+    }
+    let parent = repo.resolve("HEAD~1").map_err(|e| {
+        Error::msg(format!(
+            "--rebuild-base: HEAD is on the default branch and has no parent: {e}{fetch_hint}"
+        ))
+    })?;
+    shell.note("HEAD is on the default branch: the base is its first parent");
+    Ok(parent)
+}
+
+/// Where `path` (inside the repository at `repo_root`) lies in the worktree at `worktree`.
+fn in_worktree(path: &Path, repo_root: &Path, worktree: &Path) -> Result<PathBuf> {
+    let rel = path.strip_prefix(repo_root).map_err(|_| {
+        Error::msg(format!(
+            "--rebuild-base: {} is outside the git repository {}",
+            path.display(),
+            repo_root.display()
+        ))
+    })?;
+    Ok(worktree.join(rel))
+}
+
+/// Records `runs` repetitions of each target on base and head, alternating, one repetition at a
+/// time. Returns the base side and head's runs.
+pub(super) fn record_interleaved(
+    args: &CheckArgs,
+    ctx: &Context,
+    targets: &[CheckTarget],
+    runs: u32,
+    shell: &Shell,
+) -> Result<(Side, Vec<RunMetadata>)> {
+    let repo = ctx
+        .repo
+        .as_ref()
+        .ok_or_else(|| Error::msg("--rebuild-base needs a git repository to check the base out"))?;
+    let base = base_commit(args, repo, shell)?;
+    let contprof_dir = ctx.workspace.target_dir().join("contprof");
+    let path = contprof_dir.join("base-worktree");
+    if path.exists() {
+        let _ = repo.remove_worktree(&path);
+        std::fs::remove_dir_all(&path).map_err(|e| Error::io("could not remove", &path, e))?;
+    }
+    std::fs::create_dir_all(&contprof_dir)
+        .map_err(|e| Error::io("could not create directory", &contprof_dir, e))?;
+    repo.add_worktree(&path, &base)?;
+    let worktree = Worktree { repo, path };
+    shell.status(
+        "Checked out",
+        format_args!("base {} in {}", &base[..base.len().min(12)], worktree.path.display()),
+    );
+
+    let mut base_args = args.clone();
+    let root = repo.dir();
+    let manifest =
+        args.cargo.manifest_path.clone().unwrap_or_else(|| ctx.workspace.root().join("Cargo.toml"));
+    let manifest =
+        std::path::absolute(&manifest).map_err(|e| Error::io("could not resolve", &manifest, e))?;
+    base_args.cargo.manifest_path = Some(in_worktree(&manifest, root, &worktree.path)?);
+    base_args.cargo.target_dir = Some(contprof_dir.join("base-target"));
+    base_args.store.url = Some(ctx.store.url().to_owned());
+
+    let (mut base_runs, mut head_runs) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        for target in targets {
+            for (side_args, out, name) in
+                [(&base_args, &mut base_runs, "base"), (args, &mut head_runs, "head")]
+            {
+                shell.status("Recording", format_args!("{name}, repetition {} of {runs}", i + 1));
+                let summary = record(side_args, target, 1, shell)?;
+                let meta = summary
+                    .stored
+                    .ok_or_else(|| Error::msg("the run was not stored; `check` needs a store"))?;
+                out.push(meta);
+            }
+        }
+    }
+    base_runs.reverse();
+    head_runs.reverse();
+    let side = Side {
+        label: format!("{} (rebuilt)", &base[..base.len().min(12)]),
+        commit: Some(base),
+        runs: base_runs,
+    };
+    Ok((side, head_runs))
+}

@@ -1,0 +1,411 @@
+//! The GitHub workflows simulated end to end: the baseline job records `main`, the pull-request job
+//! runs `check` on a branch with a regression (environment as Actions sets it), and the comment
+//! workflow's poster (`.github/contprof/sticky-comment.mjs`) posts the report twice against a
+//! stand-in of the GitHub REST API on loopback: the second push updates the one sticky comment.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::util::{Finished, contprof, finish, repo_root, tools_required};
+
+const MARKER: &str = "<!-- cargo-contprof -->";
+const REPO: &str = "octo/widgets";
+const PR: u64 = 7;
+const HEAD_SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// A git repository with the fixture's `workloads` package, on branch `main`.
+struct Project {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        copy_dir(&repo_root().join("fixtures/workloads"), &root.join("workloads"));
+        std::fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\nresolver = \"3\"\nmembers = [\"workloads\"]\n\
+             [workspace.package]\nedition = \"2024\"\npublish = false\n",
+        )
+        .unwrap();
+        std::fs::write(root.join(".gitignore"), "target/\nCargo.lock\n").unwrap();
+        let p = Project { dir, root };
+        p.git(&["init", "-q", "-b", "main"]);
+        p.commit("base");
+        p
+    }
+
+    fn git(&self, args: &[&str]) {
+        let st = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(&self.root)
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    }
+
+    fn commit(&self, msg: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
+    }
+
+    fn edit(&self, from: &str, to: &str) {
+        let path = self.root.join("workloads/src/bin/regress.rs");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from}");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// `check` as the workflows run it, with the variables GitHub Actions sets.
+    fn check(&self, reports: &Path, env: &[(&str, &str)]) -> Finished {
+        let event = self.dir.path().join("event.json");
+        std::fs::write(&event, json!({"pull_request": {"number": PR}}).to_string()).unwrap();
+        let mut cmd = contprof();
+        cmd.args(["check", "--bin", "regress", "--runs", "4", "--frequency", "4999", "--report-dir"])
+            .arg(reports)
+            .arg("--store")
+            .arg(self.dir.path().join("store"))
+            .current_dir(&self.root)
+            .env("FIXTURE_SCALE", "0.4")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", self.dir.path().join("summary.md"))
+            .env("GITHUB_REPOSITORY", REPO)
+            .env("GITHUB_EVENT_NAME", "pull_request")
+            .env("GITHUB_EVENT_PATH", &event)
+            .env("GITHUB_REF", format!("refs/pull/{PR}/merge"))
+            .env("GITHUB_WORKSPACE", &self.root);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        finish(&mut cmd)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// 1-based line of the first line of `file` containing `needle`.
+fn line_of(file: &Path, needle: &str) -> usize {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or_else(|| panic!("{needle}"))
+}
+
+#[test]
+fn pull_request_job_annotates_explains_and_the_comment_is_sticky() {
+    let project = Project::new();
+    // The baseline job on a push to main: no baseline yet, HEAD is recorded, the job passes.
+    let reports = project.dir.path().join("reports-main");
+    let f = project.check(&reports, &[]);
+    assert_eq!(f.code, 0, "{f:?}");
+
+    // The pull request: `host` gets 30x its own work by a source edit, `thirty` 2x by the fixture's
+    // switch (no source change).
+    project.git(&["checkout", "-q", "-b", "feature"]);
+    project.edit("for i in 0..n_own {", "for i in 0..n_own * 30 {");
+    project.commit("slower host");
+    let reports = project.dir.path().join("reports-pr");
+    let f = project.check(&reports, &[("FIXTURE_SLOWDOWN_THIRTY", "2")]);
+    assert_eq!(f.code, 1, "{f:?}");
+
+    let md = std::fs::read_to_string(reports.join("report.md")).unwrap();
+    assert!(md.starts_with(MARKER), "{md}");
+    for function in ["regress::host", "regress::thirty"] {
+        let row = format!("| 🔴 regression | `{function}` | bin/regress | cpu (self) |");
+        assert!(md.contains(&row), "{row}\n{md}");
+    }
+    // Why: host's own lines changed (shown), thirty's did not.
+    let why = md.split_once("#### Why did it regress?").unwrap_or_else(|| panic!("{md}")).1;
+    let host = why.lines().find(|l| l.starts_with("- `regress::host`")).unwrap_or_else(|| panic!("{md}"));
+    assert!(host.contains("**its own source changed**"), "{md}");
+    assert!(md.contains("-    for i in 0..n_own {") && md.contains("+    for i in 0..n_own * 30 {"), "{md}");
+    let thirty = why.lines().find(|l| l.starts_with("- `regress::thirty`")).unwrap_or_else(|| panic!("{md}"));
+    assert!(thirty.contains("neither its own source nor its callees' changed"), "{md}");
+
+    // Annotations: one per regressed function, on its `fn` line, file relative to the repository.
+    let source = project.root.join("workloads/src/bin/regress.rs");
+    let annotations: Vec<&str> = f.stdout.lines().filter(|l| l.starts_with("::warning ")).collect();
+    let host_line = line_of(&source, "fn host(");
+    let expected = format!(
+        "::warning file=workloads/src/bin/regress.rs,line={host_line},title=cargo contprof%3A regress%3A%3Ahost regressed::cpu (self) +"
+    );
+    assert!(annotations.iter().any(|a| a.starts_with(&expected)), "{expected}\n{annotations:#?}");
+    let thirty_line = line_of(&source, "fn $name(n: u64)");
+    let expected = format!("::warning file=workloads/src/bin/regress.rs,line={thirty_line},title=");
+    assert!(annotations.iter().any(|a| a.starts_with(&expected) && a.contains("thirty")), "{annotations:#?}");
+    assert_eq!(annotations.len(), 2, "{annotations:#?}");
+
+    // The job summary holds the same report.
+    let summary = std::fs::read_to_string(project.dir.path().join("summary.md")).unwrap();
+    assert!(summary.contains(MARKER) && summary.contains("`regress::host`"), "{summary}");
+
+    if !node_available() {
+        return;
+    }
+    // The comment workflow: a comment by someone else is there first and stays untouched.
+    let api = FakeGitHub::start();
+    api.state.lock().unwrap().comments.push(json!({"id": 1, "body": "LGTM", "user": {"login": "human"}}));
+    let post = |report: &Path, token: Option<&str>| {
+        let mut cmd = Command::new("node");
+        cmd.arg(repo_root().join(".github/contprof/sticky-comment.mjs"))
+            .arg("--report")
+            .arg(report)
+            .args(["--pr", &PR.to_string(), "--head-sha", HEAD_SHA])
+            .env("GITHUB_API_URL", format!("http://{}", api.addr))
+            .env("GITHUB_REPOSITORY", REPO)
+            .env_remove("GITHUB_TOKEN");
+        if let Some(t) = token {
+            cmd.env("GITHUB_TOKEN", t);
+        }
+        finish(&mut cmd)
+    };
+    let f = post(&reports.join("report.md"), Some("t0ken"));
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stdout.contains("created comment"), "{f:?}");
+
+    // A second push: `thirty` back to normal, the report changes, the same comment is updated.
+    project.edit("for i in 0..n_own * 30 {", "for i in 0..n_own * 31 {");
+    project.commit("still slower host");
+    let f = project.check(&reports, &[]);
+    assert_eq!(f.code, 1, "{f:?}");
+    let second = std::fs::read_to_string(reports.join("report.md")).unwrap();
+    assert!(!second.contains("| 🔴 regression | `regress::thirty`"), "{second}");
+    let f = post(&reports.join("report.md"), Some("t0ken"));
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stdout.contains("updated comment"), "{f:?}");
+    {
+        let state = api.state.lock().unwrap();
+        let ours: Vec<&Value> =
+            state.comments.iter().filter(|c| c["body"].as_str().unwrap_or("").contains(MARKER)).collect();
+        assert_eq!(ours.len(), 1, "{:#?}", state.comments);
+        assert_eq!(ours[0]["body"].as_str(), Some(second.as_str()));
+        assert_eq!(state.comments.len(), 2, "{:#?}", state.comments);
+        assert_eq!(state.comments[0]["body"], "LGTM");
+        assert!(state.requests.iter().all(|r| r.authorized), "{:?}", state.requests);
+        let methods: Vec<&str> = state.requests.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(methods.iter().filter(|m| **m == "POST").count(), 1, "{methods:?}");
+        assert_eq!(methods.iter().filter(|m| **m == "PATCH").count(), 1, "{methods:?}");
+    }
+
+    // No token: a warning, exit 0, no request.
+    let before = api.state.lock().unwrap().requests.len();
+    let f = post(&reports.join("report.md"), None);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stdout.contains("::warning") && f.stdout.contains("GITHUB_TOKEN"), "{f:?}");
+    assert_eq!(api.state.lock().unwrap().requests.len(), before);
+}
+
+#[test]
+fn sticky_comment_refuses_a_pull_request_at_another_commit() {
+    if !node_available() {
+        return;
+    }
+    let api = FakeGitHub::start();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.md");
+    std::fs::write(&report, "report").unwrap();
+    let f = finish(
+        Command::new("node")
+            .arg(repo_root().join(".github/contprof/sticky-comment.mjs"))
+            .arg("--report")
+            .arg(&report)
+            .args(["--pr", &PR.to_string(), "--head-sha", "ffffffffffffffffffffffffffffffffffffffff"])
+            .env("GITHUB_API_URL", format!("http://{}", api.addr))
+            .env("GITHUB_REPOSITORY", REPO)
+            .env("GITHUB_TOKEN", "t0ken"),
+    );
+    assert_eq!(f.code, 1, "{f:?}");
+    assert!(f.stdout.contains("not commenting"), "{f:?}");
+    assert!(api.state.lock().unwrap().comments.is_empty());
+}
+
+fn node_available() -> bool {
+    let ok = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(ok || !tools_required(), "node is required (CONTPROF_REQUIRE_TOOLS)");
+    ok
+}
+
+/// One request the stand-in served.
+#[derive(Debug)]
+struct Request {
+    method: String,
+    authorized: bool,
+}
+
+#[derive(Default)]
+struct State {
+    comments: Vec<Value>,
+    requests: Vec<Request>,
+    next_id: u64,
+}
+
+/// The part of the GitHub REST API the poster uses: the pull request, and listing, creating and
+/// updating issue comments of `REPO`'s pull request `PR`. One connection per request.
+struct FakeGitHub {
+    addr: std::net::SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+impl FakeGitHub {
+    fn start() -> FakeGitHub {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State { next_id: 100, ..State::default() }));
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                serve(stream, &shared);
+            }
+        });
+        FakeGitHub { addr, state }
+    }
+}
+
+fn serve(stream: TcpStream, state: &Mutex<State>) {
+    let mut reader = BufReader::new(stream);
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+    let (mut length, mut authorized) = (0usize, false);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        let (name, value) = line.split_once(':').unwrap_or(("", ""));
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().unwrap_or(0),
+            "authorization" => authorized = value.trim() == "Bearer t0ken",
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let path = target.split('?').next().unwrap_or("");
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let mut s = state.lock().unwrap();
+    s.requests.push(Request { method: method.clone(), authorized });
+    let comments = format!("/repos/{REPO}/issues/{PR}/comments");
+    let (status, reply) = match (method.as_str(), path) {
+        ("GET", p) if p == format!("/repos/{REPO}/pulls/{PR}") => {
+            (200, json!({"number": PR, "head": {"sha": HEAD_SHA}}))
+        }
+        ("GET", p) if p == comments => {
+            let page: usize = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("page="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            let list: Vec<Value> = s.comments.iter().skip((page - 1) * 100).take(100).cloned().collect();
+            (200, Value::Array(list))
+        }
+        ("POST", p) if p == comments => {
+            s.next_id += 1;
+            let c = json!({"id": s.next_id, "body": body["body"], "user": {"login": "github-actions[bot]"}});
+            s.comments.push(c.clone());
+            (201, c)
+        }
+        ("PATCH", p) if p.starts_with(&format!("/repos/{REPO}/issues/comments/")) => {
+            let id: u64 = p.rsplit('/').next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            match s.comments.iter_mut().find(|c| c["id"] == id) {
+                Some(c) => {
+                    c["body"] = body["body"].clone();
+                    (200, c.clone())
+                }
+                None => (404, json!({"message": "Not Found"})),
+            }
+        }
+        _ => (404, json!({"message": "Not Found"})),
+    };
+    drop(s);
+    let reply = reply.to_string();
+    let mut stream = reader.into_inner();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+}
+
+#[test]
+fn rebuild_base_interleaves_base_and_head_without_a_stored_baseline() {
+    let project = Project::new();
+    project.git(&["checkout", "-q", "-b", "feature"]);
+    project.edit("for i in 0..n_own {", "for i in 0..n_own * 30 {");
+    project.commit("slower host");
+    let reports = project.dir.path().join("reports");
+    let mut cmd = contprof();
+    cmd.args([
+        "check",
+        "--bin",
+        "regress",
+        "--runs",
+        "3",
+        "--frequency",
+        "4999",
+        "--rebuild-base",
+        "--report-dir",
+    ])
+    .arg(&reports)
+    .arg("--store")
+    .arg(project.dir.path().join("store"))
+    .current_dir(&project.root)
+    .env("FIXTURE_SCALE", "0.4");
+    let f = finish(&mut cmd);
+    assert_eq!(f.code, 1, "{f:?}");
+    // A B A B A B, then the comparison of the runs just made.
+    let order: Vec<&str> = f.stderr.lines().filter_map(|l| l.trim().strip_prefix("Recording ")).collect();
+    assert_eq!(order.len(), 6, "{f:?}");
+    assert!(order.iter().step_by(2).all(|l| l.starts_with("base")), "{order:?}");
+    assert!(order.iter().skip(1).step_by(2).all(|l| l.starts_with("head")), "{order:?}");
+    let md = std::fs::read_to_string(reports.join("report.md")).unwrap();
+    assert!(md.contains("| 🔴 regression | `regress::host` |") && md.contains("(rebuilt)"), "{md}");
+    // The worktree is gone, its target directory kept.
+    let contprof_dir = project.root.join("target/contprof");
+    assert!(!contprof_dir.join("base-worktree").exists());
+    assert!(contprof_dir.join("base-target").is_dir());
+}
+
+#[test]
+fn shallow_clone_without_the_base_says_fetch_depth_0() {
+    let project = Project::new();
+    project.git(&["checkout", "-q", "-b", "feature"]);
+    project.commit("feature");
+    let clone = project.dir.path().join("clone");
+    let url = format!("file://{}", project.root.display());
+    let st = Command::new("git")
+        .args(["clone", "-q", "--depth", "1", "--branch", "feature", &url])
+        .arg(&clone)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let f = finish(
+        contprof()
+            .args(["check", "--bin", "regress", "--runs", "1", "--rebuild-base", "--base", "main"])
+            .arg("--store")
+            .arg(project.dir.path().join("store"))
+            .current_dir(&clone),
+    );
+    assert_eq!(f.code, 2, "{f:?}");
+    assert!(f.stderr.contains("shallow clone") && f.stderr.contains("fetch-depth: 0"), "{f:?}");
+}
