@@ -94,7 +94,7 @@ pub enum Command {
     Show(ShowArgs),
     /// Write the pprof files of a stored run to a directory.
     Export(ExportArgs),
-    /// Store pprof files produced by another tool as a run.
+    /// Store pprof files produced by another tool (or raw sample files of the agent) as a run.
     Import(ImportArgs),
     /// Delete old runs: keep the last N days, and the newest run of each commit of the default branch.
     Gc(GcArgs),
