@@ -62,9 +62,23 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Ok(()) => exit_codes::OK,
         // The report already says so: a regression is not a tool error.
         Err(e @ errors::Error::RegressionFound { .. }) => e.exit_code(),
+        // `cargo contprof log | head`: the reader went away; nothing more to say.
+        Err(e) if is_broken_pipe(&e) => exit_codes::OK,
         Err(e) => {
             let _ = errors::report(&e, &mut anstream::stderr().lock());
             e.exit_code()
         }
     }
+}
+
+/// Whether `e` (or one of its causes) is a write to a closed pipe.
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
