@@ -2,11 +2,10 @@
 //! (and a temporary git repository for the baseline lookup), asserting on large effects only.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 
-use crate::util::{Finished, contprof, finish, fixtures_manifest, repo_root};
+use crate::util::{Finished, contprof, finish, fixtures_manifest};
 
 /// Small and quick: ~0.15 s of CPU per run, sampled at 4999 Hz for clear verdicts on +50%.
 const SCALE: &str = "0.4";
@@ -141,42 +140,22 @@ fn bad_config_key_names_key_and_file() {
 
 /// A git repository holding the fixture's `workloads` package, on branch `main`.
 struct Repo {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
+    project: crate::util::GitProject,
     store: PathBuf,
+}
+
+impl std::ops::Deref for Repo {
+    type Target = crate::util::GitProject;
+    fn deref(&self) -> &Self::Target {
+        &self.project
+    }
 }
 
 impl Repo {
     fn new() -> Repo {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("repo");
-        copy_dir(&repo_root().join("fixtures/workloads"), &root.join("workloads"));
-        std::fs::write(
-            root.join("Cargo.toml"),
-            "[workspace]\nresolver = \"3\"\nmembers = [\"workloads\"]\n[workspace.package]\nedition = \"2024\"\npublish = false\n",
-        )
-        .unwrap();
-        std::fs::write(root.join(".gitignore"), "target/\n").unwrap();
-        let store = dir.path().join("store");
-        let repo = Repo { _dir: dir, root, store };
-        repo.git(&["init", "-q", "-b", "main"]);
-        repo.commit("base");
-        repo
-    }
-
-    fn git(&self, args: &[&str]) {
-        let st = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-            .args(args)
-            .current_dir(&self.root)
-            .status()
-            .unwrap();
-        assert!(st.success(), "git {args:?}");
-    }
-
-    fn commit(&self, msg: &str) {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
+        let project = crate::util::GitProject::new();
+        let store = project.dir.path().join("store");
+        Repo { project, store }
     }
 
     fn check(&self, extra: &[&str], env: &[(&str, &str)]) -> Finished {
@@ -194,18 +173,6 @@ impl Repo {
             cmd.env(k, v);
         }
         finish(&mut cmd)
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
     }
 }
 

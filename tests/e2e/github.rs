@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -19,42 +19,18 @@ const PR: u64 = 7;
 const HEAD_SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A git repository with the fixture's `workloads` package, on branch `main`.
-struct Project {
-    dir: tempfile::TempDir,
-    root: PathBuf,
+struct Project(crate::util::GitProject);
+
+impl std::ops::Deref for Project {
+    type Target = crate::util::GitProject;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Project {
     fn new() -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("repo");
-        copy_dir(&repo_root().join("fixtures/workloads"), &root.join("workloads"));
-        std::fs::write(
-            root.join("Cargo.toml"),
-            "[workspace]\nresolver = \"3\"\nmembers = [\"workloads\"]\n\
-             [workspace.package]\nedition = \"2024\"\npublish = false\n",
-        )
-        .unwrap();
-        std::fs::write(root.join(".gitignore"), "target/\nCargo.lock\n").unwrap();
-        let p = Project { dir, root };
-        p.git(&["init", "-q", "-b", "main"]);
-        p.commit("base");
-        p
-    }
-
-    fn git(&self, args: &[&str]) {
-        let st = Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
-            .args(args)
-            .current_dir(&self.root)
-            .status()
-            .unwrap();
-        assert!(st.success(), "git {args:?}");
-    }
-
-    fn commit(&self, msg: &str) {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
+        Project(crate::util::GitProject::new())
     }
 
     fn edit(&self, from: &str, to: &str) {
@@ -86,18 +62,6 @@ impl Project {
             cmd.env(k, v);
         }
         finish(&mut cmd)
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
     }
 }
 

@@ -171,3 +171,62 @@ pub fn native_cpu_seconds(program: &Path) -> f64 {
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
+
+/// A temporary git repository (branch `main`, one commit) holding a copy of the fixture
+/// workloads as its own workspace, for tests of commits, baselines and diffs.
+pub struct GitProject {
+    /// Keeps the directory alive; other files of a test may live beside `root`.
+    pub dir: tempfile::TempDir,
+    /// The repository's root.
+    pub root: PathBuf,
+}
+
+impl GitProject {
+    /// Creates the repository and commits the fixture as `base`.
+    pub fn new() -> GitProject {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        copy_dir(&repo_root().join("fixtures/workloads"), &root.join("workloads"));
+        std::fs::write(
+            root.join("Cargo.toml"),
+            "[workspace]\nresolver = \"3\"\nmembers = [\"workloads\"]\n\
+             [workspace.package]\nedition = \"2024\"\npublish = false\n",
+        )
+        .unwrap();
+        std::fs::write(root.join(".gitignore"), "target/\nCargo.lock\n").unwrap();
+        let p = GitProject { dir, root };
+        p.git(&["init", "-q", "-b", "main"]);
+        p.commit("base");
+        p
+    }
+
+    /// Runs `git ARGS` in the repository and asserts it succeeded.
+    pub fn git(&self, args: &[&str]) {
+        let st = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(&self.root)
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    }
+
+    /// Commits everything.
+    pub fn commit(&self, msg: &str) {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", msg]);
+    }
+}
+
+/// Copies a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}

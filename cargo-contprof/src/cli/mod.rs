@@ -75,7 +75,8 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
 fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = next {
-        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) {
+        if err.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
             return true;
         }
         next = err.source();
