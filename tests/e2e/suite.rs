@@ -111,3 +111,22 @@ fn criterion_benchmarks_get_per_iteration_costs() {
     let plain = group_profile(out.path(), "bench/plain_main");
     assert!(share(&CostView::from_profile(&plain), "cpu", "suite::hashing_heavy", true) > 0.8);
 }
+
+#[test]
+fn run_bench_profiles_a_criterion_target_in_bench_mode() {
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = contprof();
+    cmd.args(["run", "-p", "suite", "--bench", "parsing", "--no-store", "--manifest-path"])
+        .arg(fixtures_manifest())
+        .arg("-o")
+        .arg(out.path())
+        .args(["--", "--warm-up-time", "0.1", "--measurement-time", "0.3", "--noplot"]);
+    let f = finish(&mut cmd);
+    assert_eq!(f.code, 0, "{f:?}");
+    // Benchmarked, not run once in criterion's test mode: the measured loop dominates.
+    assert!(!f.stdout.contains("Testing parse/small"), "{f:?}");
+    let p = read_profile(&out.path().join("profile.pb.gz"));
+    assert!(share(&CostView::from_profile(&p), "cpu", "suite::parse_units", true) > 0.5);
+    // Criterion's baselines went to our output, not the user's target/criterion.
+    assert!(out.path().join("criterion").is_dir());
+}

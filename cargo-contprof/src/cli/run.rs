@@ -52,9 +52,9 @@ pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
 
     let agent_lib = runner::agent::install(&workspace.target_dir().join("contprof").join("agent"))?;
     let raw_dir = output_dir.join("raw");
-    // Benches run as `cargo bench` runs them: libtest and criterion both need `--bench`.
+    // Benches run as `cargo bench` runs them: libtest, criterion and custom mains all get `--bench`.
     let mut workload_args = Vec::new();
-    if target.kind == TargetKind::Bench && target.harness {
+    if target.kind == TargetKind::Bench {
         workload_args.push("--bench".into());
     }
     workload_args.extend(args.args.iter().cloned());
@@ -85,7 +85,13 @@ pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
             settings: agent_settings,
             streams: Streams::Inherit,
             timeout: None,
-            env: Vec::new(),
+            // Criterion writes its baselines under CRITERION_HOME: keep the profiled (slower)
+            // timings out of the user's own.
+            env: if target.kind == TargetKind::Bench {
+                vec![("CRITERION_HOME".into(), output_dir.join("criterion").into_os_string())]
+            } else {
+                Vec::new()
+            },
         };
         let outcome = runner::run(&spec, &agent_lib)?;
         let failed = !outcome.exit.success();
