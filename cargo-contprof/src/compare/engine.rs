@@ -5,13 +5,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::CompareError;
 use super::finding::{Comparison, Finding, Method, Summary, Verdict, Warning};
-use super::model::{Group, Kind, Metric, RevisionInfo};
+use super::model::{Group, Kind, Metric, RevisionInfo, Sampling};
 use super::options::Options;
 use super::series::{MetricData, Run, SIDES, Series, prepare};
 use super::stats::{
     SideStats, TestResult, benjamini_hochberg, fit_prior, single_run, weighted_median, welch,
 };
 
+/// Below this many CPU samples per run a warning says the runs are too short to resolve changes
+/// of a few percent in functions of a few percent (a 10% function holds ~100 samples).
+const FEW_SAMPLES: u64 = 1000;
 /// Rounds of "estimate the shift, leave out the functions found changed".
 const SHIFT_ROUNDS: usize = 4;
 /// A total-cost change is inherited when self-cost changes in the same direction account for at
@@ -87,6 +90,19 @@ pub fn compare(
         }
         for side in single {
             warnings.push(Warning::SingleRun { group: group.key.clone(), side });
+        }
+        for (runs, side) in [&group.base, &group.head].into_iter().zip(SIDES) {
+            let samples: Vec<u64> = runs
+                .iter()
+                .filter_map(|r| match r.totals.get(&Metric::Cpu)?.sampling {
+                    Sampling::Sampled { samples } => Some(samples),
+                    Sampling::Exact => None,
+                })
+                .collect();
+            let mean = samples.iter().sum::<u64>() / (samples.len().max(1) as u64);
+            if !samples.is_empty() && mean < FEW_SAMPLES {
+                warnings.push(Warning::FewSamples { group: group.key.clone(), side, samples_per_run: mean });
+            }
         }
     }
 

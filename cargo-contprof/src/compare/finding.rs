@@ -182,6 +182,15 @@ pub enum Warning {
         /// Why.
         reason: &'static str,
     },
+    /// The runs of one side have few CPU samples: only large changes can be resolved.
+    FewSamples {
+        /// Group key.
+        group: String,
+        /// `base` or `head`.
+        side: &'static str,
+        /// Mean CPU samples per run.
+        samples_per_run: u64,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -206,6 +215,11 @@ impl fmt::Display for Warning {
             Warning::SkippedRun { group, metric, side, index, reason } => {
                 write!(f, "{group}: {side} run #{index} left out of {metric}: {reason}")
             }
+            Warning::FewSamples { group, side, samples_per_run } => write!(
+                f,
+                "{group}: {side} runs have ~{samples_per_run} CPU samples each, too few to tell changes of a few \
+                 percent from sampling noise; record longer runs, more --runs, or a higher --frequency"
+            ),
         }
     }
 }
