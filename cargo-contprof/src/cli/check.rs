@@ -102,7 +102,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     }
     let extras = super::ci::Extras::build(&ctx, &prepared, &cmp, crate::github::enabled(args.github), shell);
     let dir = args.report_dir.clone().unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/check"));
-    write_flamegraphs(&prepared, &dir, shell)?;
+    write_flamegraphs(&prepared, &cmp, &dir, shell)?;
     let (mut text, mut markdown) = (Vec::new(), Vec::new());
     for (format, name) in [
         (ReportFormat::Markdown, "report.md"),

@@ -68,7 +68,7 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
             .flamegraph_dir
             .clone()
             .unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/compare"));
-        write_flamegraphs(&prepared, &dir, shell)?;
+        write_flamegraphs(&prepared, &cmp, &dir, shell)?;
     }
     let mut bytes = Vec::new();
     render(&cmp, args.format, &mut bytes).map_err(|e| Error::io("could not render", "the report", e))?;
@@ -480,13 +480,29 @@ fn input_options(s: &Settings, fold_library: bool) -> InputOptions {
 }
 
 /// Draws a differential flame graph per group compared (CPU, and allocated bytes when recorded)
-/// into `dir`; returns the files written.
-pub(super) fn write_flamegraphs(prepared: &Prepared, dir: &Path, shell: &Shell) -> Result<Vec<PathBuf>> {
+/// and writes the interactive compare view of the group as one self-contained HTML page
+/// (`<group>-compare.html`, fit to upload as a CI artifact) into `dir`; returns the files written.
+pub(super) fn write_flamegraphs(
+    prepared: &Prepared,
+    cmp: &Comparison,
+    dir: &Path,
+    shell: &Shell,
+) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
     for (key, (base, head)) in &prepared.profiles {
         if base.is_empty() || head.is_empty() {
             continue;
         }
+        let title = format!("{key}: {} → {}", prepared.base_label, prepared.head_label);
+        let page =
+            crate::viewer::ReportInput::compare(title, base, head, Some(cmp)).with_details(vec![format!(
+                "{} base and {} head runs; the regression table covers every compared target",
+                base.len(),
+                head.len()
+            )]);
+        let path = dir.join(format!("{}-compare.html", sanitize(key)));
+        super::view::write_html(&path, &page)?;
+        written.push(path);
         let base: Vec<&Profile> = base.iter().collect();
         let head: Vec<&Profile> = head.iter().collect();
         for (ty, suffix) in [("cpu", "cpu"), ("alloc_space", "alloc")] {
@@ -511,7 +527,11 @@ pub(super) fn write_flamegraphs(prepared: &Prepared, dir: &Path, shell: &Shell) 
     if !written.is_empty() {
         shell.status(
             "Wrote",
-            format_args!("{} differential flame graph(s) in {}", written.len(), dir.display()),
+            format_args!(
+                "{} differential flame graph(s) and compare page(s) in {}",
+                written.len(),
+                dir.display()
+            ),
         );
     }
     Ok(written)
