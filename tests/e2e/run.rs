@@ -189,3 +189,8 @@ fn stack_names(profile: &Profile, sample: &cargo_contprof::profile::Sample) -> V
     }
     names
 }
+
+#[test]
+fn a_frameless_libc_leaf_keeps_its_caller() {
+    check_fixture("memcopy", &[], &[]);
+}

@@ -36,7 +36,7 @@ pub use format::AllocMode;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod linux;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-use linux::{agent, alloc, sampler, sys, table, thread, timer, writer};
+use linux::{agent, alloc, code, sampler, sys, table, thread, timer, writer};
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub use linux::{alloc::Allocator, env, unwind};
 

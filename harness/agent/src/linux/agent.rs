@@ -114,6 +114,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
         return Err(Error::WriteHeader { path: opts.output.clone(), source });
     }
     writer::write_maps();
+    crate::code::load();
     START_NS.store(sys::clock_ns(libc::CLOCK_MONOTONIC), Ordering::Relaxed);
     PID.store(std::process::id(), Ordering::Relaxed);
     if clock != ClockKind::Off {

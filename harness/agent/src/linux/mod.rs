@@ -2,6 +2,7 @@
 
 pub(crate) mod agent;
 pub(crate) mod alloc;
+pub(crate) mod code;
 pub mod env;
 pub(crate) mod sampler;
 pub(crate) mod sys;
