@@ -519,8 +519,8 @@ pub struct CheckArgs {
     /// Runs per target [default: config `check.runs`, else 5].
     #[arg(long, value_name = "N", help_heading = "Profiling")]
     pub runs: Option<u32>,
-    /// CPU sampling rate in Hz. Higher than `run`'s default: a comparison needs samples more than
-    /// it minds the overhead (about 3.5% at 999 Hz, paid by base and head alike).
+    /// CPU sampling rate in Hz. Far higher than `run`'s default: a comparison needs samples more
+    /// than it minds the overhead (about 20% of CPU at 4999 Hz, paid by base and head alike).
     #[arg(long, value_name = "HZ", default_value_t = crate::runner::CHECK_FREQUENCY, help_heading = "Profiling")]
     pub frequency: u32,
     /// Allocation profiling.

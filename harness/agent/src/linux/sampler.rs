@@ -101,19 +101,19 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
     // A leaf outside the main executable (glibc's `memcpy`, `memset`...) has no frame pointer:
     // the walk began at its caller's caller. The caller's return address is the word at the stack
     // pointer when it points into code (see `code`).
-    if hook_fp == 0 && !crate::code::in_main_executable(regs.pc) {
-        if let Some(b) = t.bounds(regs.sp)
-            && b.contains(regs.sp)
-            && regs.sp.checked_add(8).is_some_and(|end| end <= b.hi)
-        {
-            // SAFETY: `[sp, sp + 8)` lies inside this thread's live stack (checked above).
-            let ret = unsafe { core::ptr::read_volatile(regs.sp as *const usize) };
-            if crate::code::is_code(ret) && (walked == 0 || buf[3] != ret as u64) {
-                let keep = walked.min(MAX_FRAMES - 2);
-                buf.copy_within(3..3 + keep, 4);
-                buf[3] = ret as u64;
-                frames = 2 + keep;
-            }
+    if hook_fp == 0
+        && !crate::code::in_main_executable(regs.pc)
+        && let Some(b) = t.bounds(regs.sp)
+        && b.contains(regs.sp)
+        && regs.sp.checked_add(8).is_some_and(|end| end <= b.hi)
+    {
+        // SAFETY: `[sp, sp + 8)` lies inside this thread's live stack (checked above).
+        let ret = unsafe { core::ptr::read_volatile(regs.sp as *const usize) };
+        if crate::code::is_code(ret) && (walked == 0 || buf[3] != ret as u64) {
+            let keep = walked.min(MAX_FRAMES - 2);
+            buf.copy_within(3..3 + keep, 4);
+            buf[3] = ret as u64;
+            frames = 2 + keep;
         }
     }
     buf[0] = writer::pair(KIND_CPU_SAMPLE, (8 + frames * 8) as u32);
