@@ -293,7 +293,12 @@ fn read_and_build(e: &Execution, symbolizer: &mut Symbolizer) -> Result<profile:
         }
         Err(err) => return Err(Error::io("could not read", &e.raw_path, err)),
     };
-    build_from_raw(&bytes, &e.raw_path, Some(e.outcome.cpu.as_nanos() as u64), symbolizer)
+    let mut built = build_from_raw(&bytes, &e.raw_path, Some(e.outcome.cpu.as_nanos() as u64), symbolizer)?;
+    if built.profile.duration_nanos == 0 {
+        // No end record (killed): the wall time as the runner measured it.
+        built.profile.duration_nanos = e.outcome.wall.as_nanos() as i64;
+    }
+    Ok(built)
 }
 
 /// Symbolizes the raw sample file `bytes` (read from `path`, named in errors) into a profile.

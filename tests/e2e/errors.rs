@@ -91,3 +91,34 @@ fn build_failure_shows_cargos_error_and_exits_3() {
     let f = finish(contprof().args(["run"]).current_dir(dir.path()));
     assert_clean_error(&f, 3, &["mismatched types", "build failed"]);
 }
+
+#[test]
+fn a_terminated_run_passes_the_signal_on_and_keeps_its_samples() {
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = contprof();
+    cmd.args(["run", "--bin", "cpu_split", "--no-store", "--manifest-path"])
+        .arg(fixtures_manifest())
+        .arg("-o")
+        .arg(out.path())
+        .env("FIXTURE_SCALE", "30")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let _shared = crate::util::shared();
+    let child = cmd.spawn().unwrap();
+    // Wait until the workload runs (its raw file exists), then stop cargo contprof alone, as a CI
+    // runner cancelling a job does.
+    let raw = out.path().join("raw/run-1.raw");
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&raw).map_or(0, |m| m.len()) < 4096 {
+        assert!(started.elapsed().as_secs() < 60, "the workload never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: plain syscall on our own, not yet reaped child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    let p = crate::util::read_profile(&out.path().join("profile.pb.gz"));
+    assert!(p.total(p.sample_type_index("samples").unwrap()) > 0);
+}

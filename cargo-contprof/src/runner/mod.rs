@@ -226,8 +226,8 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
         })
     });
 
-    let (status, cpu) =
-        wait4(pid).map_err(|source| Error::Spawn { program: spec.program.clone(), source })?;
+    let (status, cpu) = wait4_tracked(pid, interrupt::track(pid))
+        .map_err(|source| Error::Spawn { program: spec.program.clone(), source })?;
     let wall = start.elapsed();
     drop(done_tx);
     let timed_out = watchdog.map(|w| w.join().unwrap_or(false)).unwrap_or(false);
@@ -248,6 +248,27 @@ fn read_all(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHand
         let _ = r.read_to_end(&mut buf);
         buf
     })
+}
+
+/// Waits for `pid` without reaping it (`waitid` with `WNOWAIT`), releases its interrupt slot,
+/// then reaps it with [`wait4`]: a signal forwarded meanwhile can never reach a reused pid.
+fn wait4_tracked(pid: libc::pid_t, tracked: interrupt::Tracked) -> std::io::Result<(i32, Duration)> {
+    loop {
+        // SAFETY: `siginfo_t` is plain data; zeroed is valid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid out-pointer; `pid` is our own unreaped child.
+        let r =
+            unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    drop(tracked);
+    wait4(pid)
 }
 
 /// Waits for `pid` and returns its raw status and the CPU time the kernel charged to it.
