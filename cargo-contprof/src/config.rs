@@ -13,7 +13,7 @@
 //! cpu = 0.05
 //! alloc_bytes = 0.02
 //! [check]
-//! runs = 5
+//! runs = 10
 //! no_baseline = "pass"         # or "fail" (exit 5)
 //! targets = ["bin:server", "bench:parse", "tests", "benches:parse"]
 //! ```

@@ -47,10 +47,10 @@ impl Default for AgentSettings {
 pub const DEFAULT_FREQUENCY: u32 = 250;
 
 /// Default CPU sampling rate of `check`: the per-thread perf clock far past the tick. The power to
-/// see a change grows with the samples per run (`benches/detection.rs`: with 10 runs of 0.27 s, a
-/// +10% change in a function with 10% of CPU was found 2/20 times at 999 Hz, 20/20 at 9999 Hz);
-/// the overhead (about 20% of CPU at 4999 Hz) is paid by base and head alike.
-pub const CHECK_FREQUENCY: u32 = 4999;
+/// see a change grows with the samples per run (`benches/detection.rs`, 10 runs of 0.27 s a side:
+/// +10% in a function with 10% of CPU found 2/20 at 999 Hz, 0/20 at 4999 Hz, 20/20 at 9999 Hz);
+/// the overhead (about 40% of CPU at 9999 Hz on the development VM) is paid by base and head alike.
+pub const CHECK_FREQUENCY: u32 = 9999;
 
 /// Up to this rate the agent uses tick-driven per-thread CPU timers (`timer_create` on
 /// `CLOCK_THREAD_CPUTIME_ID`); above it, per-thread `perf_event_open` cpu-clock events, which go
