@@ -194,3 +194,8 @@ fn stack_names(profile: &Profile, sample: &cargo_contprof::profile::Sample) -> V
 fn a_frameless_libc_leaf_keeps_its_caller() {
     check_fixture("memcopy", &[], &[]);
 }
+
+#[test]
+fn an_example_target_is_profiled() {
+    check_fixture("demo", &[], &[]);
+}

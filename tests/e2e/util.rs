@@ -73,10 +73,12 @@ fn output(cmd: &mut Command) -> Finished {
     }
 }
 
-/// `cargo contprof run --manifest-path fixtures/Cargo.toml --bin NAME -o DIR EXTRA...`.
+/// `cargo contprof run --manifest-path fixtures/Cargo.toml --bin NAME -o DIR EXTRA...` (`--example`
+/// for the fixtures that are examples).
 pub fn run_fixture(bin: &str, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Finished {
+    let kind = if expectation_kind(bin) == "example" { "--example" } else { "--bin" };
     let mut cmd = contprof();
-    cmd.arg("run").arg("--manifest-path").arg(fixtures_manifest()).args(["--bin", bin]).arg("-o").arg(out);
+    cmd.arg("run").arg("--manifest-path").arg(fixtures_manifest()).args([kind, bin]).arg("-o").arg(out);
     cmd.args(extra);
     for (k, v) in env {
         cmd.env(k, v);
@@ -126,7 +128,7 @@ pub fn expectation(bin: &str) -> toml::Table {
         .expect("[[fixture]] entries")
         .iter()
         .filter_map(|f| f.as_table())
-        .find(|f| f.get("bin").and_then(|b| b.as_str()) == Some(bin))
+        .find(|f| f.get("bin").or_else(|| f.get("example")).and_then(|b| b.as_str()) == Some(bin))
         .unwrap_or_else(|| panic!("no expectation for {bin}"))
         .clone()
 }
@@ -229,4 +231,17 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
+}
+
+/// `bin` or `example`: how `expected.toml` declares the fixture named `name` (`bin` when absent).
+fn expectation_kind(name: &str) -> &'static str {
+    let text = std::fs::read_to_string(repo_root().join("fixtures/expected.toml")).unwrap_or_default();
+    let doc: toml::Table = text.parse().unwrap_or_default();
+    let is_example = doc
+        .get("fixture")
+        .and_then(|f| f.as_array())
+        .into_iter()
+        .flatten()
+        .any(|f| f.get("example").and_then(|e| e.as_str()) == Some(name));
+    if is_example { "example" } else { "bin" }
 }
