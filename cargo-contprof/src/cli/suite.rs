@@ -443,9 +443,7 @@ fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict, Durati
             let _ = writeln!(out, "{:<name_width$}  {status:>7}  (no samples)", g.group);
             continue;
         };
-        let view = CostView::from_profile_folded(p, &|name| {
-            crate::compare::is_library_frame(&crate::compare::normalize_name(name))
-        });
+        let view = CostView::from_profile_folded(p, &crate::compare::is_library_symbol);
         let cost_type = if mode == Mode::Bench && view.sample_type_index(criterion::PER_ITER_TYPE).is_some() {
             criterion::PER_ITER_TYPE
         } else {

@@ -93,7 +93,8 @@ pub fn normalize_name(name: &str) -> String {
 
 const LIBRARY_CRATES: &[&str] =
     &["std", "core", "alloc", "compiler_builtins", "test", "panic_unwind", "std_detect"];
-const PRIMITIVES: &[&str] = &[
+/// Primitive types, whose inherent methods (`<u64>::wrapping_add`) live in `core`.
+pub(crate) const PRIMITIVES: &[&str] = &[
     "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64",
     "bool", "char", "str",
 ];
@@ -117,6 +118,12 @@ pub fn is_library_frame(name: &str) -> bool {
     }
     let first = s.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap_or("");
     LIBRARY_CRATES.contains(&first) || PRIMITIVES.contains(&first)
+}
+
+/// [`is_library_frame`] of a function name as a profile holds it (normalized first): the one
+/// test shared by the comparison, the terminal table and the suite summary.
+pub fn is_library_symbol(name: &str) -> bool {
+    is_library_frame(&normalize_name(name))
 }
 
 /// Converts one profile (one run of one group) to its costs.

@@ -29,7 +29,7 @@
 
 mod engine;
 mod finding;
-mod input;
+pub(crate) mod input;
 mod json;
 pub mod model;
 mod options;
@@ -43,7 +43,9 @@ mod tests;
 
 pub use engine::compare;
 pub use finding::{Comparison, Finding, Method, Summary, Verdict, Warning};
-pub use input::{AllocRecording, InputOptions, is_library_frame, normalize_name, run_costs};
+pub use input::{
+    AllocRecording, InputOptions, is_library_frame, is_library_symbol, normalize_name, run_costs,
+};
 pub use json::{REPORT_VERSION, write_json};
 pub use model::{Cost, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling};
 pub use options::{Options, Settings};

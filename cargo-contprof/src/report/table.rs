@@ -33,9 +33,7 @@ fn percent(part: i64, whole: i64) -> String {
 /// function as innermost frame. Profiles without CPU samples are sorted by allocated bytes.
 pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> io::Result<()> {
     let view = if options.fold_library {
-        CostView::from_profile_folded(profile, &|name| {
-            crate::compare::is_library_frame(&crate::compare::normalize_name(name))
-        })
+        CostView::from_profile_folded(profile, &crate::compare::is_library_symbol)
     } else {
         CostView::from_profile(profile)
     };
@@ -78,10 +76,11 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
     writeln!(w, "{:>7} {:>7} {:>10} {:>11}  function", "self%", "total%", "self CPU", "self alloc")?;
     // Folded, library frames keep self cost only where no user code called them: listing the others
     // by total would only repeat the runtime's entry points (`main`'s callers) at 100%.
-    let library = |name: &str| crate::compare::is_library_frame(&crate::compare::normalize_name(name));
     let has_self =
         |f: &crate::profile::FunctionCost| value(cpu, &f.self_values) > 0 || value(alloc, &f.self_values) > 0;
-    let rows = rows.into_iter().filter(|f| !options.fold_library || has_self(f) || !library(&f.name));
+    let rows = rows
+        .into_iter()
+        .filter(|f| !options.fold_library || has_self(f) || !crate::compare::is_library_symbol(&f.name));
     for f in rows.take(options.limit) {
         let (self_cpu, total) = (value(cpu, &f.self_values), value(cpu, &f.total_values));
         let self_alloc = value(alloc, &f.self_values);

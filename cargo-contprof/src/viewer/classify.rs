@@ -30,10 +30,11 @@ const STD_CRATES: &[&str] = &[
     "unwind",
 ];
 
-const PRIMITIVES: &[&str] = &[
-    "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64",
-    "bool", "char", "str", "T", "_", "fn", "dyn", "impl",
-];
+/// Leading path segments that name no crate: primitive types, plus generic placeholders and
+/// type constructors (`<T as Trait>`, `<fn() as ...>`, `<dyn Trait>`).
+fn names_no_crate(segment: &str) -> bool {
+    crate::compare::input::PRIMITIVES.contains(&segment) || ["T", "_", "fn", "dyn", "impl"].contains(&segment)
+}
 
 impl FrameClass {
     /// The class of a demangled function name.
@@ -42,7 +43,7 @@ impl FrameClass {
             return FrameClass::Native;
         }
         let segment = match first_segment(name) {
-            Some(s) if !PRIMITIVES.contains(&s) => Some(s),
+            Some(s) if !names_no_crate(s) => Some(s),
             // `<[u8] as core::fmt::Debug>::fmt`, `<&T as Trait>::f`: the trait's crate.
             _ if name.contains(" as ") => name.split_once(" as ").and_then(|(_, rest)| first_segment(rest)),
             // Inherent methods of primitive types (`<u64>::wrapping_add`) live in core.
@@ -51,7 +52,7 @@ impl FrameClass {
         };
         match segment {
             Some(s) if STD_CRATES.contains(&s) => FrameClass::Std,
-            Some(s) if !PRIMITIVES.contains(&s) => FrameClass::Crate(s.to_owned()),
+            Some(s) if !names_no_crate(s) => FrameClass::Crate(s.to_owned()),
             _ => FrameClass::Native,
         }
     }
