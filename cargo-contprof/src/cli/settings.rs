@@ -88,19 +88,12 @@ pub fn store_location(
     args: &StoreArgs,
     workspace_root: &std::path::Path,
 ) -> Result<crate::store::StoreLocation> {
-    let from_env = std::env::var(crate::store::STORE_ENV).is_ok_and(|v| !v.trim().is_empty());
-    let configured = if args.url.is_none() && !from_env {
-        crate::config::load_at(workspace_root, true)
-            .map_err(|e| Error::Other {
-                context: "could not read the configuration".into(),
-                source: Some(Box::new(e)),
-            })?
-            .config
-            .store
-    } else {
-        None
+    let configured = || {
+        crate::config::load_at(workspace_root, true).map(|loaded| loaded.config.store).map_err(|e| {
+            Error::Other { context: "could not read the configuration".into(), source: Some(Box::new(e)) }
+        })
     };
-    Ok(crate::store::StoreLocation::select(args.url.as_deref().or(configured.as_deref()), workspace_root)?)
+    crate::store::StoreLocation::select(args.url.as_deref(), configured, workspace_root)
 }
 
 /// Opens the store (see [`store_location`]), so that an unreachable or newer store fails before

@@ -73,15 +73,25 @@ pub enum StoreLocation {
 }
 
 impl StoreLocation {
-    /// The store to use: `--store` if given, else the `CONTPROF_STORE` environment variable, else the
-    /// default under the workspace root. (A config file slots in between the two when there is one.)
-    pub fn select(cli: Option<&str>, workspace_root: &Path) -> Result<StoreLocation, StoreError> {
+    /// The store to use: `--store` if given, else the `CONTPROF_STORE` environment variable, else
+    /// what `configured` reads (a config file; asked only when needed, so a broken config never
+    /// stands in the way of an explicit store), else the default under the workspace root.
+    pub fn select<E: From<StoreError>>(
+        cli: Option<&str>,
+        configured: impl FnOnce() -> Result<Option<String>, E>,
+        workspace_root: &Path,
+    ) -> Result<StoreLocation, E> {
         if let Some(s) = cli {
-            return StoreLocation::parse(s);
+            return Ok(StoreLocation::parse(s)?);
         }
-        match std::env::var(STORE_ENV) {
-            Ok(s) if !s.trim().is_empty() => StoreLocation::parse(s.trim()),
-            _ => Ok(StoreLocation::Default { workspace_root: workspace_root.to_path_buf() }),
+        if let Ok(s) = std::env::var(STORE_ENV)
+            && !s.trim().is_empty()
+        {
+            return Ok(StoreLocation::parse(s.trim())?);
+        }
+        match configured()? {
+            Some(s) => Ok(StoreLocation::parse(&s)?),
+            None => Ok(StoreLocation::Default { workspace_root: workspace_root.to_path_buf() }),
         }
     }
 
