@@ -46,22 +46,13 @@ fn setup() -> Setup {
 }
 
 /// Runs `program` once (with `env`) and returns the CPU time the kernel charged to it.
-#[allow(clippy::zombie_processes, reason = "reaped with wait4 below, which std cannot do")]
 fn child_cpu(program: &Path, env: &[(OsString, OsString)]) -> Duration {
     let mut cmd = Command::new(program);
     cmd.stdout(Stdio::null()).env("FIXTURE_SCALE", "0.4");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().expect("spawn fixture");
-    let mut status = 0;
-    // SAFETY: `rusage` is plain data; zero is valid.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child with pointers to locals.
-    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(r, child.id() as libc::pid_t);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    runner::wait_cpu(cmd.spawn().expect("spawn fixture")).expect("wait for the fixture")
 }
 
 const CONFIGS: &[(&str, Option<(u32, AllocMode)>)] = &[

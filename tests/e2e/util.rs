@@ -161,17 +161,9 @@ pub fn leaf_share(profile: &Profile, function: &str) -> f64 {
 
 /// CPU seconds (user + system) that `program` burns when run alone, without the agent, as the
 /// kernel accounts them (`wait4`).
-#[allow(clippy::zombie_processes, reason = "reaped with wait4 below, which std cannot do")]
 pub fn native_cpu_seconds(program: &Path) -> f64 {
     let child = Command::new(program).stdout(std::process::Stdio::null()).spawn().expect("spawn fixture");
-    let mut status = 0;
-    // SAFETY: `rusage` is plain data, zero is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waits for our own child with valid pointers to locals.
-    let r = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(r, child.id() as libc::pid_t, "wait4");
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    cargo_contprof::runner::wait_cpu(child).expect("wait4").as_secs_f64()
 }
 
 /// A temporary git repository (branch `main`, one commit) holding a copy of the fixture

@@ -271,6 +271,12 @@ fn wait4_tracked(pid: libc::pid_t, tracked: interrupt::Tracked) -> std::io::Resu
     wait4(pid)
 }
 
+/// Waits for `child` (spawned without our agent, e.g. by a benchmark or a test measuring a
+/// workload alone) and returns the user + system CPU time the kernel charged to it.
+pub fn wait_cpu(child: std::process::Child) -> std::io::Result<Duration> {
+    wait4(child.id() as libc::pid_t).map(|(_, cpu)| cpu)
+}
+
 /// Waits for `pid` and returns its raw status and the CPU time the kernel charged to it.
 fn wait4(pid: libc::pid_t) -> std::io::Result<(i32, Duration)> {
     let mut status = 0;
