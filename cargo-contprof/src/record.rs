@@ -117,10 +117,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn group_dir(rec: &Recording<'_>, group: &str, groups: usize) -> PathBuf {
-    if groups <= 1 {
-        return rec.output_dir.clone();
-    }
-    let mut dir = rec.output_dir.clone();
+    if groups <= 1 { rec.output_dir.clone() } else { group_path(&rec.output_dir, group) }
+}
+
+/// `base/<group>`, each `/`-separated part of the group key a directory level, made file-name-safe
+/// (`bin/foo`, `lib/crate/tests::x` → `lib/crate/tests__x`).
+pub fn group_path(base: &Path, group: &str) -> PathBuf {
+    let mut dir = base.to_owned();
     for part in group.split('/') {
         dir.push(sanitize(part));
     }

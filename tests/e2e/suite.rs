@@ -20,11 +20,7 @@ fn suite(command: &str, out: &Path, extra: &[&str]) -> Finished {
 }
 
 fn group_profile(out: &Path, group: &str) -> Profile {
-    let mut dir = out.to_owned();
-    for part in group.split('/') {
-        dir.push(cargo_contprof::record::sanitize(part));
-    }
-    read_profile(&dir.join("profile.pb.gz"))
+    read_profile(&cargo_contprof::record::group_path(out, group).join("profile.pb.gz"))
 }
 
 fn label_values(p: &Profile, key: &str) -> Vec<String> {

@@ -153,9 +153,5 @@ fn describe_settings(s: &runner::AgentSettings) -> String {
 
 /// `<target-dir>/contprof/latest/<group>`, with the group's `/` kept as a directory level.
 pub fn default_output_dir(workspace: &Workspace, group: &str) -> PathBuf {
-    let mut dir = workspace.target_dir().join("contprof").join("latest");
-    for part in group.split('/') {
-        dir.push(record::sanitize(part));
-    }
-    dir
+    record::group_path(&workspace.target_dir().join("contprof").join("latest"), group)
 }

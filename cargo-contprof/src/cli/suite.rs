@@ -83,10 +83,13 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
         return Err(Error::NothingMatched { what: format!("no {} targets to run", noun(mode)) });
     }
     let output_dir = args.output.output_dir.clone().unwrap_or_else(|| {
-        workspace.target_dir().join("contprof").join("latest").join(match mode {
-            Mode::Test => "test",
-            Mode::Bench => "bench",
-        })
+        super::run::default_output_dir(
+            &workspace,
+            match mode {
+                Mode::Test => "test",
+                Mode::Bench => "bench",
+            },
+        )
     });
     record::prepare_output_dir(&output_dir)?;
     shell.status(
