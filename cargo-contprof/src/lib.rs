@@ -5,6 +5,7 @@
 
 pub mod cargo;
 pub mod cli;
+pub mod code;
 pub mod compare;
 pub mod config;
 pub mod criterion;

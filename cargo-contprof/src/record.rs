@@ -270,7 +270,10 @@ fn store_run(
         runs: rec.runs,
     };
     new.tags = rec.tags.iter().cloned().collect();
-    let meta = store.record(new, profiles)?;
+    let merged: Vec<&Profile> = summary.groups.iter().filter_map(|g| g.merged.as_ref()).collect();
+    let code = crate::code::fingerprint_profiles(&mut crate::code::Fingerprinter::new(), &merged);
+    let code = (!code.functions.is_empty()).then(|| code.encode());
+    let meta = store.record_with_code(new, profiles, code)?;
     let under = match &meta.commit {
         Some(c) => {
             format!("commit {}{}", &c[..c.len().min(12)], if meta.dirty { " (dirty tree)" } else { "" })

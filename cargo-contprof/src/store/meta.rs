@@ -51,6 +51,10 @@ pub struct RunMetadata {
     pub tags: BTreeMap<String, String>,
     /// The profiles of the run, in recording order.
     pub profiles: Vec<ProfileEntry>,
+    /// File name (inside the run) of the machine-code fingerprints of the functions its profiles
+    /// hold (`code.json.gz`); absent in runs recorded before they existed, and in imports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_map: Option<String>,
 }
 
 /// The compiler that built the workload.
@@ -230,6 +234,7 @@ impl NewRun {
             settings: self.settings,
             tags: self.tags,
             profiles: Vec::new(),
+            code_map: None,
         }
     }
 }

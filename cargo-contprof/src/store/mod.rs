@@ -278,11 +278,38 @@ impl Store {
 
     /// Records a whole run at once: [`Store::begin_run`], every profile, [`RunWriter::commit`].
     pub fn record(&self, new: NewRun, profiles: Vec<NewProfile>) -> Result<RunMetadata, StoreError> {
+        self.record_with_code(new, profiles, None)
+    }
+
+    /// [`Store::record`] with the run's code map ([`crate::code::CodeMap::encode`]), when there is one.
+    pub fn record_with_code(
+        &self,
+        new: NewRun,
+        profiles: Vec<NewProfile>,
+        code_map: Option<Vec<u8>>,
+    ) -> Result<RunMetadata, StoreError> {
         let mut w = self.begin_run(new)?;
         for p in profiles {
             w.add_profile(&p.group, p.repetition, p.exit_code, p.bytes)?;
         }
+        if let Some(bytes) = code_map {
+            w.add_code_map(bytes)?;
+        }
         w.commit()
+    }
+
+    /// The code map of a run, `None` when the run has none. Errors when it is named but missing.
+    pub fn read_code_map(&self, meta: &RunMetadata) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(file) = &meta.code_map else { return Ok(None) };
+        // The name comes from a stored file that anyone with write access to a shared store
+        // could have edited: only the name this tool writes is followed.
+        if file != crate::code::CODE_MAP_FILE {
+            return Err(StoreError::NotFound {
+                what: format!("code map `{file}` of run {} (not a name this tool writes)", meta.run_id),
+                store: self.url().to_string(),
+            });
+        }
+        self.read_profile(&meta.run_id, file).map(Some)
     }
 
     /// The gzipped pprof bytes of one profile of a run.
@@ -343,6 +370,14 @@ impl RunWriter<'_> {
         let size = bytes.len() as u64;
         self.store.backend.put(&profile_path(&self.meta.run_id, &file), bytes)?;
         self.meta.profiles.push(ProfileEntry { group: group.to_string(), repetition, file, size, exit_code });
+        Ok(())
+    }
+
+    /// Writes the machine-code fingerprints of the run's functions ([`crate::code::CodeMap`]).
+    pub fn add_code_map(&mut self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let file = crate::code::CODE_MAP_FILE.to_owned();
+        self.store.backend.put(&profile_path(&self.meta.run_id, &file), bytes)?;
+        self.meta.code_map = Some(file);
         Ok(())
     }
 
