@@ -9,6 +9,7 @@
 //! ignore = ["^my_crate::log"]  # function name regexes never tested
 //! ignore_crates = ["tokio"]    # crates never tested
 //! fold_library = true          # std/core/alloc frames count toward their caller
+//! strict = false               # gate also on changes the diff does not explain (`--strict`)
 //! [thresholds]                 # minimum relative change per metric
 //! cpu = 0.05
 //! alloc_bytes = 0.02
@@ -50,6 +51,8 @@ pub struct Config {
     pub ignore_crates: Vec<String>,
     /// Fold standard-library frames into their callers.
     pub fold_library: Option<bool>,
+    /// Gate also on regressions that the diff's code changes do not explain.
+    pub strict: Option<bool>,
     /// Minimum relative effect per metric.
     #[serde(default)]
     pub thresholds: Thresholds,
@@ -299,6 +302,7 @@ impl Config {
         if let Some(f) = self.floor_share {
             o.floor_share = f;
         }
+        o.strict = self.strict.unwrap_or(false);
         let t = &self.thresholds;
         let per_metric = [
             (Metric::Cpu, t.cpu),

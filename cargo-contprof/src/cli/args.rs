@@ -464,6 +464,11 @@ pub struct StatsArgs {
     /// Compare even when the profiling settings of the two sides differ (warn instead of refusing).
     #[arg(long, help_heading = "Statistics")]
     pub allow_mismatch: bool,
+    /// Gate on every regression beyond noise, also those the diff does not explain (no code on
+    /// the function's call paths changed: layout, machine or input); by default they are
+    /// reported as `shifted` and do not fail the gate.
+    #[arg(long, help_heading = "Statistics")]
+    pub strict: bool,
 }
 
 /// `cargo contprof compare`.

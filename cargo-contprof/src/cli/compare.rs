@@ -3,16 +3,17 @@
 //!
 //! The gathering and rendering here are shared with `check` (`check.rs`), which records HEAD first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::args::{CompareArgs, ReportFormat, StatsArgs, StoreArgs};
 use super::settings;
 use crate::cargo::{CargoArgs, Workspace};
+use crate::code::CodeMap;
 use crate::compare::{
-    self, AllocRecording, Comparison, Group, InputOptions, Metric, Options, RevisionInfo, RunCosts, Sampling,
-    run_costs,
+    self, AllocRecording, Comparison, Explained, Group, InputOptions, Metric, Options, RevisionInfo,
+    RunCosts, Sampling, run_costs,
 };
 use crate::config::{self, Loaded};
 use crate::errors::{Error, Result};
@@ -186,6 +187,7 @@ impl Context {
             o.default_min_effect = m;
             o.min_effect.clear();
         }
+        o.strict |= stats.strict;
         let mut patterns = c.ignore_patterns();
         patterns.extend(stats.ignore.iter().cloned());
         o.ignore = Options::ignore_patterns(&patterns)?;
@@ -440,7 +442,61 @@ pub(super) fn prepare(
         prepared.profiles.insert(key.clone(), profiles);
         prepared.groups.push(group);
     }
+    let used = |sel: &GroupRuns| -> BTreeSet<String> {
+        sel.values().flat_map(|g| g.profiles.iter().map(|(id, _)| id.clone())).collect()
+    };
+    let code = [(base, used(&b), "base"), (head, used(&h), "head")]
+        .map(|(side, ids, name)| side_code_map(ctx, side, &ids, name, shell));
+    if let [Some(base_code), Some(head_code)] = &code {
+        match crate::code::diff(base_code, head_code) {
+            Some(diff) => {
+                for group in &mut prepared.groups {
+                    let (b, h) = &prepared.profiles[&group.key];
+                    group.explained =
+                        Some(Explained::from_stacks(b.iter().chain(h), &diff.changed, fold_library));
+                }
+            }
+            None => shell.warn(
+                "the two sides' machine-code fingerprints were made by different versions of cargo contprof; \
+                 every change counts as explained by the diff",
+            ),
+        }
+    }
     Ok(prepared)
+}
+
+/// The merged code map of the runs `ids` of one side; `None` (with a warning) when one of them
+/// has none or it cannot be read: then no change can be told apart from a shift.
+fn side_code_map(
+    ctx: &Context,
+    side: &Side,
+    ids: &BTreeSet<String>,
+    name: &str,
+    shell: &Shell,
+) -> Option<CodeMap> {
+    let mut merged = CodeMap::default();
+    for run in side.runs.iter().filter(|r| ids.contains(&r.run_id)) {
+        let why = match ctx.store.read_code_map(run) {
+            Ok(Some(bytes)) => match CodeMap::decode(&bytes) {
+                Ok(map) => {
+                    merged.merge(&map);
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            },
+            Ok(None) => {
+                "it has no machine-code fingerprints (recorded by an older cargo contprof, or imported)"
+                    .to_owned()
+            }
+            Err(e) => e.to_string(),
+        };
+        shell.warn(format_args!(
+            "{name} run {}: {why}; every change counts as explained by the diff (none is reported as shifted)",
+            run.run_id
+        ));
+        return None;
+    }
+    Some(merged)
 }
 
 /// Drops sampled allocation metrics from a group when a run has no sample of them: a handful of

@@ -71,8 +71,15 @@ pub fn compare(
         for metric in Metric::ALL {
             let Some(data) = prepare(group, metric, opts, &mut warnings) else { continue };
             summary.ignored += data.ignored;
-            let mut ctx =
-                Ctx { group: &group.key, metric, data: &data, opts, out: &mut pending, below_floor: 0 };
+            let mut ctx = Ctx {
+                group: &group.key,
+                explained: group.explained.as_ref(),
+                metric,
+                data: &data,
+                opts,
+                out: &mut pending,
+                below_floor: 0,
+            };
             if data.exact() {
                 ctx.exact();
             } else {
@@ -114,7 +121,7 @@ pub fn compare(
     }
     summary.tests = tested.len();
     for p in &mut pending {
-        p.finding.verdict = decide(&p.finding, p.decision, opts);
+        p.finding.verdict = unexplained_is_shift(decide(&p.finding, p.decision, opts), &p.finding, opts);
     }
     mark_inherited(&mut pending);
 
@@ -154,6 +161,26 @@ fn decide(f: &Finding, decision: Decision, opts: &Options) -> Verdict {
     }
 }
 
+/// A change beyond noise that nothing on the function's call paths explains is a shift, not a
+/// regression or improvement: the pull request did not change the code that could cost more.
+/// `--strict` keeps unexplained regressions gating (marked `explained: false`).
+fn unexplained_is_shift(verdict: Verdict, f: &Finding, opts: &Options) -> Verdict {
+    let flagged = matches!(
+        verdict,
+        Verdict::Regression
+            | Verdict::Improvement
+            | Verdict::PossibleRegression
+            | Verdict::PossibleImprovement
+    );
+    if !flagged || f.explained != Some(false) {
+        return verdict;
+    }
+    match verdict {
+        Verdict::Regression | Verdict::PossibleRegression if opts.strict => verdict,
+        _ => Verdict::Shifted,
+    }
+}
+
 /// Marks total-cost findings whose change the self-cost findings of the same group and metric
 /// account for: without a call graph, "account for" means the flagged self changes (and new or
 /// vanished functions) in the same direction add up to at least 2/3 of the total-cost change. A
@@ -167,7 +194,8 @@ fn mark_inherited(pending: &mut [Pending]) {
             Verdict::Regression
             | Verdict::Improvement
             | Verdict::PossibleRegression
-            | Verdict::PossibleImprovement => f.kind == Kind::SelfCost,
+            | Verdict::PossibleImprovement
+            | Verdict::Shifted => f.kind == Kind::SelfCost,
             Verdict::Unchanged | Verdict::Inconclusive => false,
         };
         if counts {
@@ -182,6 +210,7 @@ fn mark_inherited(pending: &mut [Pending]) {
                 | Verdict::Improvement
                 | Verdict::PossibleRegression
                 | Verdict::PossibleImprovement
+                | Verdict::Shifted
         );
         if f.kind == Kind::Total && flagged {
             let sum = explained.get(&(f.group.clone(), f.metric, p.delta > 0.0)).copied().unwrap_or(0.0);
@@ -205,6 +234,7 @@ fn summarize(s: &mut Summary, findings: &[Finding]) {
             Verdict::New => s.new += 1,
             Verdict::Vanished => s.vanished += 1,
             Verdict::Inconclusive => s.inconclusive += 1,
+            Verdict::Shifted => s.shifted += 1,
             Verdict::Unchanged => {}
         }
     }
@@ -214,6 +244,8 @@ fn summarize(s: &mut Summary, findings: &[Finding]) {
         "possible_regression"
     } else if s.improvements > 0 {
         "improvement"
+    } else if s.shifted > 0 {
+        "shifted"
     } else if s.groups_compared == 0 {
         "nothing_compared"
     } else {
@@ -229,6 +261,7 @@ fn mean(xs: impl IntoIterator<Item = f64>) -> f64 {
 /// Comparison of one metric in one group.
 struct Ctx<'a> {
     group: &'a str,
+    explained: Option<&'a super::explain::Explained>,
     metric: Metric,
     data: &'a MetricData,
     opts: &'a Options,
@@ -307,6 +340,7 @@ impl Ctx<'_> {
             method,
             verdict: Verdict::Inconclusive,
             inherited: false,
+            explained: self.explained.map(|e| e.explains(&series.name, kind)),
         }
     }
 

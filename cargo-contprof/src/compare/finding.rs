@@ -30,6 +30,10 @@ pub enum Verdict {
     Vanished,
     /// Not enough evidence either way (e.g. a single run and no clear change).
     Inconclusive,
+    /// Changed beyond noise, but nothing on the function's call paths changed its machine code
+    /// between base and head: code layout, the machine or the input moved it. Reported, not
+    /// gated on (unless `--strict`, which keeps unexplained regressions as regressions).
+    Shifted,
 }
 
 impl Verdict {
@@ -44,6 +48,7 @@ impl Verdict {
             Verdict::New => "new",
             Verdict::Vanished => "vanished",
             Verdict::Inconclusive => "inconclusive",
+            Verdict::Shifted => "shifted",
         }
     }
 }
@@ -126,6 +131,9 @@ pub struct Finding {
     /// same group and metric (e.g. a caller of a regressed leaf), so it is not reported as a
     /// regression or improvement of its own.
     pub inherited: bool,
+    /// Whether code on the function's call paths changed between base and head (see
+    /// `compare::explain`); `None` when the runs carry no code fingerprints to tell.
+    pub explained: Option<bool>,
 }
 
 impl Finding {
@@ -227,8 +235,8 @@ impl fmt::Display for Warning {
 /// Counts over a comparison.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
-    /// One-word outcome: `regression`, `possible_regression`, `improvement`, `unchanged`, or
-    /// `nothing_compared`.
+    /// One-word outcome: `regression`, `possible_regression`, `improvement`, `shifted` (only
+    /// unexplained changes), `unchanged`, or `nothing_compared`.
     pub verdict: &'static str,
     /// Groups with runs on both sides.
     pub groups_compared: usize,
@@ -252,6 +260,8 @@ pub struct Summary {
     pub inherited: usize,
     /// Inconclusive findings.
     pub inconclusive: usize,
+    /// Changes beyond noise that the diff's code changes do not explain.
+    pub shifted: usize,
     /// (function, metric, kind) series below the floor, not tested.
     pub below_floor: usize,
     /// Functions left out by the ignore list.

@@ -164,32 +164,11 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
         out.totals.insert(metric, total);
     }
 
-    let names: HashMap<u64, (String, bool)> = profile
-        .function
-        .iter()
-        .map(|f| {
-            let name = normalize_name(profile.str(f.name));
-            let library = opts.fold_library && is_library_frame(&name);
-            (f.id, (name, library))
-        })
-        .collect();
-    let locations: HashMap<u64, Vec<&(String, bool)>> = profile
-        .location
-        .iter()
-        .map(|l| (l.id, l.line.iter().filter_map(|line| names.get(&line.function_id)).collect()))
-        .collect();
+    let names = FrameNames::new(profile, opts.fold_library);
     let mut frames: Vec<&(String, bool)> = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for s in &profile.sample {
-        frames.clear();
-        frames.extend(s.location_id.iter().filter_map(|id| locations.get(id)).flatten().copied());
-        let Some((innermost, _)) = frames.first().copied() else { continue };
-        let leaf = frames.iter().find(|f| !f.1).map_or(innermost.as_str(), |f| f.0.as_str());
-        seen.clear();
-        seen.push(leaf);
-        seen.extend(frames.iter().filter(|f| !f.1 && f.0 != leaf).map(|f| f.0.as_str()));
-        seen.sort_unstable();
-        seen.dedup();
+        let Some(leaf) = names.stack(s, &mut frames, &mut seen) else { continue };
         for &(metric, i) in &metrics {
             let v = s.value.get(i).copied().unwrap_or(0);
             if v == 0 {
@@ -209,6 +188,61 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
     // Functions with no cost in any metric are dropped by construction; keep maps tidy.
     out.functions.retain(|_, m: &mut BTreeMap<Metric, Cost>| !m.is_empty());
     out
+}
+
+/// The normalized names of a profile's frames, each marked as a library frame when folding.
+pub(crate) struct FrameNames {
+    /// (normalized name, library frame to fold), by position.
+    names: Vec<(String, bool)>,
+    /// Location id → positions in `names`, innermost (inlined) first.
+    locations: HashMap<u64, Vec<usize>>,
+}
+
+impl FrameNames {
+    pub(crate) fn new(profile: &Profile, fold_library: bool) -> FrameNames {
+        let mut names = Vec::with_capacity(profile.function.len());
+        let mut by_id: HashMap<u64, usize> = HashMap::with_capacity(profile.function.len());
+        for f in &profile.function {
+            let name = normalize_name(profile.str(f.name));
+            let library = fold_library && is_library_frame(&name);
+            by_id.insert(f.id, names.len());
+            names.push((name, library));
+        }
+        let locations = profile
+            .location
+            .iter()
+            .map(|l| (l.id, l.line.iter().filter_map(|line| by_id.get(&line.function_id).copied()).collect()))
+            .collect();
+        FrameNames { names, locations }
+    }
+
+    /// The frames of `sample` into `frames` (innermost first, inlined ones included) and the
+    /// functions the comparison names on it into `seen` (sorted, once each); returns the one its
+    /// self cost is counted in: the innermost frame that is not a library frame, else the innermost.
+    pub(crate) fn stack<'s>(
+        &'s self,
+        sample: &crate::profile::Sample,
+        frames: &mut Vec<&'s (String, bool)>,
+        seen: &mut Vec<&'s str>,
+    ) -> Option<&'s str> {
+        frames.clear();
+        frames.extend(
+            sample
+                .location_id
+                .iter()
+                .filter_map(|id| self.locations.get(id))
+                .flatten()
+                .map(|&i| &self.names[i]),
+        );
+        let (innermost, _) = frames.first().copied()?;
+        let leaf = frames.iter().find(|f| !f.1).map_or(innermost.as_str(), |f| f.0.as_str());
+        seen.clear();
+        seen.push(leaf);
+        seen.extend(frames.iter().filter(|f| !f.1 && f.0 != leaf).map(|f| f.0.as_str()));
+        seen.sort_unstable();
+        seen.dedup();
+        Some(leaf)
+    }
 }
 
 #[cfg(test)]

@@ -1,13 +1,15 @@
 //! The versioned JSON report (`--format json`), the contract CI and other tools read.
 //!
 //! ```json
-//! {"version": 1, "base": {...}, "head": {...}, "settings": {...},
-//!  "regressions": [...], "improvements": [...], "possible": [...], "new": [...], "vanished": [...],
-//!  "inherited": [...], "warnings": [...], "summary": {...}}
+//! {"version": 2, "base": {...}, "head": {...}, "settings": {...},
+//!  "regressions": [...], "improvements": [...], "shifted": [...], "possible": [...], "new": [...],
+//!  "vanished": [...], "inherited": [...], "warnings": [...], "summary": {...}}
 //! ```
 //! Each entry of the lists is a [`Finding`]: `group`, `function`, `metric`, `kind`, `base`, `head`,
 //! `base_share`, `head_share`, `change`, `ci_low`, `ci_high`, `p`, `q`, `runs_base`, `runs_head`,
-//! `method`, `verdict`, `inherited`. Unchanged findings are not listed (they are counted).
+//! `method`, `verdict`, `inherited`, `explained`. Unchanged findings are not listed (they are
+//! counted). Version 2: `regressions` and `improvements` hold only changes the diff explains (code
+//! on the function's call paths changed); the others are in `shifted`.
 //! Adding fields is not a version change; renaming, removing or changing a meaning is.
 
 use std::io::{self, Write};
@@ -19,7 +21,7 @@ use super::model::RevisionInfo;
 use super::options::Settings;
 
 /// Version of the JSON report layout.
-pub const REPORT_VERSION: u32 = 1;
+pub const REPORT_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -29,6 +31,7 @@ struct Report<'a> {
     settings: &'a Settings,
     regressions: Vec<&'a Finding>,
     improvements: Vec<&'a Finding>,
+    shifted: Vec<&'a Finding>,
     possible: Vec<&'a Finding>,
     new: Vec<&'a Finding>,
     vanished: Vec<&'a Finding>,
@@ -55,6 +58,7 @@ pub fn write_json(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         settings: &cmp.settings,
         regressions: cmp.with_verdict(Verdict::Regression),
         improvements: cmp.with_verdict(Verdict::Improvement),
+        shifted: cmp.with_verdict(Verdict::Shifted),
         possible,
         new: cmp.with_verdict(Verdict::New),
         vanished: cmp.with_verdict(Verdict::Vanished),

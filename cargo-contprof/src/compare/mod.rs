@@ -28,6 +28,7 @@
 //!   regressions list, so a slow leaf is reported once, not once per caller.
 
 mod engine;
+mod explain;
 mod finding;
 pub(crate) mod input;
 mod json;
@@ -42,6 +43,7 @@ mod stats;
 mod tests;
 
 pub use engine::compare;
+pub use explain::Explained;
 pub use finding::{Comparison, Finding, Method, Summary, Verdict, Warning};
 pub use input::{
     AllocRecording, InputOptions, is_library_frame, is_library_symbol, normalize_name, run_costs,

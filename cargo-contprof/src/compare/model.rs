@@ -155,6 +155,10 @@ pub struct Group {
     pub base: Vec<RunCosts>,
     /// Runs of the head revision.
     pub head: Vec<RunCosts>,
+    /// Which changes the diff's code changes explain (the call-path rule); `None` when unknown
+    /// (a side without code fingerprints), and then every change counts as explained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explained: Option<super::explain::Explained>,
 }
 
 /// A revision as the caller describes it; opaque to the comparison, shown in reports.

@@ -40,6 +40,9 @@ pub struct Options {
     /// (empirical Bayes, as limma): more power with few runs, but in simulation it raised the A/A
     /// false positive rate to ~5-7% when functions differ in run-to-run spread. Off by default.
     pub moderate_variance: bool,
+    /// Keep regressions that the diff's code changes do not explain as regressions (they gate),
+    /// instead of reporting them as shifted.
+    pub strict: bool,
 }
 
 impl Default for Options {
@@ -55,6 +58,7 @@ impl Default for Options {
             normalize: BTreeSet::from([Metric::Cpu]),
             single_run_jitter: 0.10,
             moderate_variance: false,
+            strict: false,
         }
     }
 }
@@ -128,6 +132,7 @@ impl Options {
             normalized: self.normalize.iter().copied().collect(),
             single_run_jitter: self.single_run_jitter,
             moderate_variance: self.moderate_variance,
+            strict: self.strict,
         }
     }
 }
@@ -153,4 +158,6 @@ pub struct Settings {
     pub single_run_jitter: f64,
     /// Whether variances were moderated toward a fitted prior.
     pub moderate_variance: bool,
+    /// Whether unexplained regressions gate (`--strict`).
+    pub strict: bool,
 }

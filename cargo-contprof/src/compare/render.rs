@@ -69,6 +69,11 @@ fn headline(cmp: &Comparison) -> String {
         "improvement" => {
             format!("No regression; {} improvement{} found", s.improvements, plural(s.improvements))
         }
+        "shifted" => format!(
+            "No regression; {} shift{} in code the diff did not change (not gated)",
+            s.shifted,
+            plural(s.shifted)
+        ),
         "nothing_compared" => "Nothing compared: no target has runs on both sides".to_owned(),
         _ => {
             format!("No regression beyond noise in {} target{}", s.groups_compared, plural(s.groups_compared))
@@ -94,9 +99,19 @@ fn listed(cmp: &Comparison) -> Vec<&Finding> {
     rows
 }
 
+/// The verdict as a table shows it: an unexplained regression kept by `--strict` says so.
+fn verdict_label(f: &Finding) -> String {
+    let v = f.verdict.as_str().replace('_', " ");
+    if f.explained == Some(false) && f.verdict != Verdict::Shifted { format!("{v} (unexplained)") } else { v }
+}
+
+/// What the shifted section says about its rows.
+const SHIFTED_NOTE: &str = "shifted: beyond noise, but no code on these functions' call paths changed \
+     (code layout, the machine or the input moved them); not gated unless --strict";
+
 fn row(f: &Finding) -> [String; 8] {
     [
-        f.verdict.as_str().replace('_', " "),
+        verdict_label(f),
         f.function.clone(),
         f.group.clone(),
         format!("{} ({})", f.metric, f.kind),
@@ -118,6 +133,8 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     for f in cmp.with_verdict(Verdict::New).into_iter().chain(cmp.with_verdict(Verdict::Vanished)) {
         rows.push(row(f));
     }
+    let shifted = cmp.with_verdict(Verdict::Shifted);
+    rows.extend(shifted.iter().map(|f| row(f)));
     if !rows.is_empty() {
         let header = HEADER.map(str::to_owned);
         let mut widths = [0usize; 8];
@@ -131,6 +148,9 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
             let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
             writeln!(out, "{}", line.join("  ").trim_end())?;
         }
+    }
+    if !shifted.is_empty() {
+        writeln!(out, "({SHIFTED_NOTE})")?;
     }
     for w in &cmp.warnings {
         writeln!(out, "warning: {w}")?;
@@ -166,10 +186,11 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         writeln!(out, "| | function | group | metric | base | head | change [95% CI] | q |")?;
         writeln!(out, "|---|---|---|---|---|---|---|---|")?;
         for f in rows {
-            let mark = match f.verdict {
-                Verdict::Regression => "🔴 regression",
-                Verdict::Improvement => "🟢 improvement",
-                Verdict::PossibleRegression => "🟠 possible regression",
+            let mark = match (f.verdict, f.explained == Some(false)) {
+                (Verdict::Regression, false) => "🔴 regression",
+                (Verdict::Regression, true) => "🔴 regression (unexplained)",
+                (Verdict::Improvement, _) => "🟢 improvement",
+                (Verdict::PossibleRegression, _) => "🟠 possible regression",
                 _ => "🔵 possible improvement",
             };
             writeln!(
@@ -185,6 +206,32 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
                 f.q.map_or_else(|| f.method.as_str().to_owned(), |q| format!("{q:.1e}"))
             )?;
         }
+    }
+    let shifted = cmp.with_verdict(Verdict::Shifted);
+    if !shifted.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "<details><summary>{} shifted (not gated)</summary>", shifted.len())?;
+        writeln!(out)?;
+        writeln!(out, "{}.", cell(SHIFTED_NOTE))?;
+        writeln!(out)?;
+        writeln!(out, "| function | group | metric | base | head | change [95% CI] | q |")?;
+        writeln!(out, "|---|---|---|---|---|---|---|")?;
+        for f in shifted {
+            writeln!(
+                out,
+                "| `{}` | {} | {} ({}) | {} | {} | {} | {} |",
+                cell(&f.function),
+                cell(&f.group),
+                f.metric,
+                f.kind,
+                amount(f.metric, f.base),
+                amount(f.metric, f.head),
+                change(f),
+                f.q.map_or_else(|| f.method.as_str().to_owned(), |q| format!("{q:.1e}"))
+            )?;
+        }
+        writeln!(out)?;
+        writeln!(out, "</details>")?;
     }
     let presence: Vec<&Finding> =
         cmp.with_verdict(Verdict::New).into_iter().chain(cmp.with_verdict(Verdict::Vanished)).collect();

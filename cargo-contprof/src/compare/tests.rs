@@ -27,7 +27,7 @@ fn exact_group(extra: f64, runs: usize) -> Group {
             })
             .collect()
     };
-    Group { key: "test:t".into(), base: side(0.0), head: side(extra) }
+    Group { key: "test:t".into(), base: side(0.0), head: side(extra), explained: None }
 }
 
 fn cmp(groups: &[Group]) -> Comparison {
@@ -89,7 +89,7 @@ fn single_sampled_run_gives_at_most_a_possible_verdict() {
             ],
         )]
     };
-    let c = cmp(&[Group { key: "bench:b".into(), base: side(1000), head: side(2000) }]);
+    let c = cmp(&[Group { key: "bench:b".into(), base: side(1000), head: side(2000), explained: None }]);
     assert!(c.findings.iter().all(|f| f.verdict != Verdict::Regression && f.verdict != Verdict::Improvement));
     assert!(c.with_verdict(Verdict::PossibleRegression).iter().any(|f| f.function == "a::hot"));
     assert!(c.warnings.iter().any(|w| matches!(w, Warning::SingleRun { .. })));
@@ -110,6 +110,7 @@ fn bad_input_is_an_error_not_a_panic() {
         key: "x".into(),
         base: vec![run(Metric::Cpu, MetricTotal::sampled(f64::NAN, 3), &[])],
         head: vec![],
+        explained: None,
     };
     assert_eq!(cmp(&[nan]).summary.verdict, "nothing_compared");
 }
@@ -120,10 +121,10 @@ fn json_report_has_the_contract_fields_and_is_stable() {
     let mut out = Vec::new();
     assert!(write_json(&c, &mut out).is_ok());
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap_or_default();
-    for key in ["version", "base", "head", "settings", "regressions", "improvements", "summary"] {
+    for key in ["version", "base", "head", "settings", "regressions", "improvements", "shifted", "summary"] {
         assert!(v.get(key).is_some(), "missing {key}");
     }
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], 2);
     let r = &v["regressions"][0];
     for key in [
         "function",
@@ -140,6 +141,7 @@ fn json_report_has_the_contract_fields_and_is_stable() {
         "runs_base",
         "runs_head",
         "method",
+        "explained",
     ] {
         assert!(r.get(key).is_some(), "missing {key} in {r}");
     }
@@ -164,4 +166,49 @@ fn markdown_and_text_name_the_regression() {
     let mut text = Vec::new();
     assert!(write_text(&c, &mut text).is_ok());
     assert!(String::from_utf8_lossy(&text).contains("a::hot"));
+}
+
+fn explained(self_cost: &[&str], total: &[&str]) -> Option<Explained> {
+    Some(Explained {
+        changed: Default::default(),
+        self_cost: self_cost.iter().map(|s| s.to_string()).collect(),
+        total: total.iter().map(|s| s.to_string()).collect(),
+    })
+}
+
+#[test]
+fn a_change_the_diff_does_not_explain_is_shifted_and_does_not_gate() {
+    // `a::hot` grows by 100 of 700, but the diff changed code only on `a::cold`'s paths.
+    let mut g = exact_group(100.0, 3);
+    g.explained = explained(&["a::cold"], &["a::cold", "a::main"]);
+    let c = cmp(std::slice::from_ref(&g));
+    assert!(!c.has_regression(), "{:?}", c.findings);
+    let shifted = c.with_verdict(Verdict::Shifted);
+    assert_eq!(shifted.iter().map(|f| f.function.as_str()).collect::<Vec<_>>(), ["a::hot"]);
+    assert_eq!(shifted[0].explained, Some(false));
+    assert_eq!(c.summary.verdict, "shifted");
+    let mut json = Vec::new();
+    assert!(write_json(&c, &mut json).is_ok());
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();
+    assert_eq!(v["regressions"].as_array().map(Vec::len), Some(0));
+    assert_eq!(v["shifted"][0]["function"], "a::hot");
+    let mut md = Vec::new();
+    assert!(write_markdown(&c, &mut md).is_ok());
+    let md = String::from_utf8_lossy(&md);
+    assert!(md.contains("1 shifted (not gated)") && md.contains("| `a::hot` |"), "{md}");
+
+    // --strict gates on it, saying it is unexplained.
+    let strict = Options { strict: true, ..Options::default() };
+    let c = compare(&[g.clone()], RevisionInfo::default(), RevisionInfo::default(), &strict).unwrap();
+    assert!(c.has_regression());
+    let mut text = Vec::new();
+    assert!(write_text(&c, &mut text).is_ok());
+    assert!(String::from_utf8_lossy(&text).contains("regression (unexplained)"));
+
+    // Explained: a regression as before, the caller's total inherited from it.
+    g.explained = explained(&["a::hot"], &["a::hot", "a::main"]);
+    let c = cmp(&[g]);
+    assert!(c.has_regression());
+    assert_eq!(c.with_verdict(Verdict::Regression)[0].explained, Some(true));
+    assert!(c.with_verdict(Verdict::Shifted).is_empty());
 }
