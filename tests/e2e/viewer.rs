@@ -165,6 +165,7 @@ fn costs_groups(base: &[Profile], head: &[Profile]) -> Vec<Group> {
         base: base.iter().map(|p| compare::run_costs(p, &compare::InputOptions::default())).collect(),
         head: head.iter().map(|p| compare::run_costs(p, &compare::InputOptions::default())).collect(),
         explained: None,
+        history: None,
     }]
 }
 

@@ -4,12 +4,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::CompareError;
-use super::finding::{Comparison, Finding, Method, Summary, Verdict, Warning};
+use super::finding::{
+    Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict, Warning,
+};
 use super::model::{Group, Kind, Metric, RevisionInfo, Sampling};
 use super::options::Options;
 use super::series::{MetricData, Run, SIDES, Series, prepare};
 use super::stats::{
-    SideStats, TestResult, benjamini_hochberg, fit_prior, single_run, weighted_median, welch,
+    SideStats, TestResult, benjamini_hochberg, excess_variance, fit_prior, normal_quantile_upper, single_run,
+    weighted_median, welch,
 };
 
 /// Below this many CPU samples per run a warning says the runs are too short to resolve changes
@@ -56,6 +59,8 @@ pub fn compare(
     }
     let mut warnings = Vec::new();
     let mut pending = Vec::new();
+    let mut power = Vec::new();
+    let mut few_samples = Vec::new();
     let mut summary = Summary::default();
     for group in by_key.values() {
         match (group.base.is_empty(), group.head.is_empty()) {
@@ -74,10 +79,12 @@ pub fn compare(
             let mut ctx = Ctx {
                 group: &group.key,
                 explained: group.explained.as_ref(),
+                history: group.history.as_ref(),
                 metric,
                 data: &data,
                 opts,
                 out: &mut pending,
+                power: &mut power,
                 below_floor: 0,
             };
             if data.exact() {
@@ -108,7 +115,7 @@ pub fn compare(
                 .collect();
             let mean = samples.iter().sum::<u64>() / (samples.len().max(1) as u64);
             if !samples.is_empty() && mean < FEW_SAMPLES {
-                warnings.push(Warning::FewSamples { group: group.key.clone(), side, samples_per_run: mean });
+                few_samples.push((group.key.clone(), side, mean));
             }
         }
     }
@@ -120,6 +127,17 @@ pub fn compare(
         pending[i].finding.q = Some(q);
     }
     summary.tests = tested.len();
+    for p in &mut power {
+        p.min_detectable = min_detectable(p, summary.tests, opts);
+    }
+    for (group, side, samples_per_run) in few_samples {
+        let min_detectable_percent = power
+            .iter()
+            .find(|p| p.group == group && p.metric == Metric::Cpu)
+            .and_then(|p| p.at(0.05))
+            .map(|c| (c * 100.0).round() as u64);
+        warnings.push(Warning::FewSamples { group, side, samples_per_run, min_detectable_percent });
+    }
     for p in &mut pending {
         p.finding.verdict = unexplained_is_shift(decide(&p.finding, p.decision, opts), &p.finding, opts);
     }
@@ -132,7 +150,33 @@ pub fn compare(
     warnings.sort();
     warnings.dedup();
     summarize(&mut summary, &findings);
-    Ok(Comparison { base, head, settings: opts.settings(), findings, warnings, summary })
+    Ok(Comparison { base, head, settings: opts.settings(), findings, warnings, power, summary })
+}
+
+/// The empirical null is estimated from functions whose sampling-noise floor (about one over the
+/// samples per run) is at most this: about 20 samples per run.
+const NULL_MAX_FLOOR: f64 = 1.0 / 21.0;
+
+/// Probability of finding a change of the minimum detectable size.
+const POWER: f64 = 0.8;
+
+/// The smallest change found with probability [`POWER`] in a function holding each of
+/// [`Power::SHARES`], as the first discovery of a Benjamini–Hochberg family of `tests` tests
+/// (two-sided p ≤ alpha / tests), given the group's samples, runs, overdispersion and spread.
+fn min_detectable(p: &Power, tests: usize, opts: &Options) -> Vec<Detectable> {
+    let z =
+        normal_quantile_upper(opts.alpha / (2.0 * tests.max(1) as f64)) + normal_quantile_upper(1.0 - POWER);
+    let normalized = opts.normalize.contains(&p.metric);
+    let (nb, nh) = (p.runs_base.max(1) as f64, p.runs_head.max(1) as f64);
+    Power::SHARES
+        .iter()
+        .map(|&share| {
+            let lambda = (share * p.samples_per_run).max(1e-9);
+            let per_run = p.overdispersion * if normalized { 1.0 - share } else { 1.0 } / lambda;
+            let se = (per_run / nb + per_run / nh + p.between_batch_sd.powi(2)).sqrt();
+            Detectable { share, change: (z * se).exp_m1().max(opts.min_effect(p.metric)) }
+        })
+        .collect()
 }
 
 fn decide(f: &Finding, decision: Decision, opts: &Options) -> Verdict {
@@ -262,10 +306,13 @@ fn mean(xs: impl IntoIterator<Item = f64>) -> f64 {
 struct Ctx<'a> {
     group: &'a str,
     explained: Option<&'a super::explain::Explained>,
+    /// Between-batch variance per metric learned from the store's history, if any.
+    history: Option<&'a BTreeMap<Metric, f64>>,
     metric: Metric,
     data: &'a MetricData,
     opts: &'a Options,
     out: &'a mut Vec<Pending>,
+    power: &'a mut Vec<Power>,
     below_floor: usize,
 }
 
@@ -448,35 +495,61 @@ impl Ctx<'_> {
         // changes, recomputed without the functions it finds changed (a large changed function
         // would otherwise pull the median of the unchanged ones off centre). Robust as long as
         // the changed functions hold less than half the weight.
+        //
+        // Between-batch spread: in the same rounds, the spread of all functions' changes beyond
+        // what their within-batch variances show (the empirical null, see `excess_variance`) is
+        // added to every test, so that drift between batches recorded at different times does not
+        // look certain; the configured default and the store's history set its floor.
+        let single = self.data.runs.iter().any(|r| r.len() < 2);
+        let selfs: Vec<usize> =
+            (0..candidates.len()).filter(|&c| candidates[c].1 == Kind::SelfCost).collect();
+        let floor = self.drift_floor(normalized);
+        let min_effect = self.opts.min_effect(self.metric);
         let mut shift = (0.0, 0.0);
-        if normalized {
-            let min_effect = self.opts.min_effect(self.metric);
-            let mut changed = vec![false; candidates.len()];
-            for _ in 0..SHIFT_ROUNDS {
-                let selfs: Vec<usize> =
-                    (0..candidates.len()).filter(|&c| candidates[c].1 == Kind::SelfCost).collect();
+        let mut null = None;
+        let mut changed = vec![false; candidates.len()];
+        let spread = |null: Option<f64>| {
+            null.map_or(floor, |v: f64| if v > floor.1 { (DriftSource::Comparison, v) } else { floor })
+        };
+        for _ in 0..SHIFT_ROUNDS {
+            let var = spread(null).1;
+            if normalized {
                 let mut items: Vec<(f64, f64)> = selfs
                     .iter()
                     .filter(|&&c| !changed[c] && tests[c].se > 0.0)
-                    .map(|&c| (tests[c].diff, 1.0 / (tests[c].se * tests[c].se)))
+                    .map(|&c| (tests[c].diff, 1.0 / (tests[c].se * tests[c].se + var)))
                     .collect();
                 let Some(m) = weighted_median(&mut items) else { break };
                 shift = m;
-                let shifted: Vec<TestResult> =
-                    selfs.iter().map(|&c| tests[c].shifted(shift.0, shift.1)).collect();
-                let qs = benjamini_hochberg(&shifted.iter().map(|t| t.p).collect::<Vec<_>>());
-                let mut next = vec![false; candidates.len()];
-                for ((&c, t), q) in selfs.iter().zip(&shifted).zip(qs) {
-                    next[c] = q <= self.opts.alpha && (t.diff.exp() - 1.0).abs() >= min_effect;
-                }
-                if next == changed {
-                    break;
-                }
-                changed = next;
             }
+            // Only functions with enough samples: below ~20 per run the log of (samples + 1) is
+            // biased toward zero change, and a run that grew would make every small function
+            // look shifted.
+            let items: Vec<(f64, f64)> = selfs
+                .iter()
+                .filter(|&&c| stats[c].iter().all(|s| s.floor <= NULL_MAX_FLOOR))
+                .map(|&c| {
+                    let t = tests[c].shifted(shift.0, shift.1);
+                    (t.diff, t.se * t.se)
+                })
+                .collect();
+            null = if single { None } else { excess_variance(&items) };
+            let var = spread(null).1;
+            let shifted: Vec<TestResult> =
+                selfs.iter().map(|&c| tests[c].shifted(shift.0, shift.1 + var)).collect();
+            let qs = benjamini_hochberg(&shifted.iter().map(|t| t.p).collect::<Vec<_>>());
+            let mut next = vec![false; candidates.len()];
+            for ((&c, t), q) in selfs.iter().zip(&shifted).zip(qs) {
+                next[c] = q <= self.opts.alpha && (t.diff.exp() - 1.0).abs() >= min_effect;
+            }
+            if next == changed {
+                break;
+            }
+            changed = next;
         }
-
-        let single = self.data.runs.iter().any(|r| r.len() < 2);
+        let (source, drift) = spread(null);
+        self.record_power(&selfs, &stats, source, drift);
+        let shift = (shift.0, shift.1 + drift);
         let method = match (normalized, single) {
             (true, false) => Method::WelchLogShare,
             (false, false) => Method::WelchLog,
@@ -485,7 +558,7 @@ impl Ctx<'_> {
         };
         for (&(i, kind), t) in candidates.iter().zip(tests) {
             let series = &self.data.functions[i];
-            let t = if normalized { t.shifted(shift.0, shift.1) } else { t };
+            let t = t.shifted(if normalized { shift.0 } else { 0.0 }, shift.1);
             let mut finding = self.finding(series, kind, method);
             let (lo, hi) = t.interval(self.opts.confidence);
             finding.change = Some(t.diff.exp() - 1.0);
@@ -495,6 +568,45 @@ impl Ctx<'_> {
             let delta = self.level_delta(series, kind, shift.0, normalized);
             self.out.push(Pending { finding, decision: Decision::Test { single }, delta });
         }
+    }
+
+    /// The least between-batch variance of this group and metric: the spread learned from the
+    /// store's history, else the configured default (CPU only: allocations do not drift with the
+    /// machine).
+    fn drift_floor(&self, normalized: bool) -> (DriftSource, f64) {
+        let default = if normalized { self.opts.between_batch_sd.powi(2) } else { 0.0 };
+        match self.history.and_then(|h| h.get(&self.metric).copied()) {
+            Some(v) if v >= default => (DriftSource::History, v),
+            _ if default > 0.0 => (DriftSource::Default, default),
+            _ => (DriftSource::None, 0.0),
+        }
+    }
+
+    /// Records the group's [`Power`]: what its comparison could have seen.
+    fn record_power(&mut self, selfs: &[usize], stats: &[[SideStats; 2]], source: DriftSource, var: f64) {
+        // How much more than sampling noise functions vary between runs of one batch.
+        let mut ratios: Vec<f64> = selfs
+            .iter()
+            .flat_map(|&c| stats[c].iter())
+            .filter(|s| s.n > 1 && s.floor > 0.0)
+            .map(|s| s.raw_var / s.floor)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let overdispersion = ratios.get(ratios.len() / 2).copied().unwrap_or(1.0).max(1.0);
+        let runs = |s: usize| self.data.runs[s].len();
+        let samples =
+            mean(self.data.runs.iter().flatten().map(|r| if r.exact { 0.0 } else { r.total / r.unit }));
+        self.power.push(Power {
+            group: self.group.to_owned(),
+            metric: self.metric,
+            runs_base: runs(0),
+            runs_head: runs(1),
+            samples_per_run: samples,
+            overdispersion,
+            between_batch_sd: var.sqrt(),
+            drift_source: source,
+            min_detectable: Vec::new(),
+        });
     }
 
     /// ln(cost + one sample), minus ln(run total) when normalized.

@@ -198,6 +198,8 @@ pub enum Warning {
         side: &'static str,
         /// Mean CPU samples per run.
         samples_per_run: u64,
+        /// Smallest change the group could resolve in a function holding 5% of CPU, in percent.
+        min_detectable_percent: Option<u64>,
     },
 }
 
@@ -223,12 +225,77 @@ impl fmt::Display for Warning {
             Warning::SkippedRun { group, metric, side, index, reason } => {
                 write!(f, "{group}: {side} run #{index} left out of {metric}: {reason}")
             }
-            Warning::FewSamples { group, side, samples_per_run } => write!(
-                f,
-                "{group}: {side} runs have ~{samples_per_run} CPU samples each, too few to tell changes of a few \
-                 percent from sampling noise; record longer runs, more --runs, or a higher --frequency"
-            ),
+            Warning::FewSamples { group, side, samples_per_run, min_detectable_percent } => {
+                write!(f, "{group}: {side} runs have ~{samples_per_run} CPU samples each")?;
+                match min_detectable_percent {
+                    Some(p) => write!(
+                        f,
+                        ": only changes of {p}% or more can be told from noise in a function holding 5% of CPU"
+                    )?,
+                    None => write!(f, ", too few to tell changes of a few percent from sampling noise")?,
+                }
+                write!(f, "; record longer runs, more --runs, or a higher --frequency")
+            }
         }
+    }
+}
+
+/// Where a group's between-batch spread came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftSource {
+    /// The empirical null: the spread of every function's change in this comparison.
+    Comparison,
+    /// Earlier batches of the same target and settings in the store (A/A pairs of history).
+    History,
+    /// The conservative default (`Options::between_batch_sd`): neither of the others said more.
+    Default,
+    /// Not applied: exact metric, or nothing to estimate it from and no default.
+    None,
+}
+
+/// The smallest change a group's comparison could have seen in a function of a given share.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Detectable {
+    /// Share of the metric held by the function (0.05 = 5%).
+    pub share: f64,
+    /// Smallest relative change (0.12 = +12%) found with 80% probability at the comparison's
+    /// false discovery rate, and at least the minimum effect.
+    pub change: f64,
+}
+
+/// The power of one group's comparison of one sampled metric: what a "no regression" is worth.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Power {
+    /// Group key.
+    pub group: String,
+    /// Metric.
+    pub metric: Metric,
+    /// Runs on the base side.
+    pub runs_base: usize,
+    /// Runs on the head side.
+    pub runs_head: usize,
+    /// Mean samples per run over both sides.
+    pub samples_per_run: f64,
+    /// Run-to-run variance of functions relative to pure sampling noise (median over functions,
+    /// at least 1).
+    pub overdispersion: f64,
+    /// Standard deviation, on the log scale, added to every function's change for the spread
+    /// between batches that within-batch variances do not show.
+    pub between_batch_sd: f64,
+    /// Where `between_batch_sd` came from.
+    pub drift_source: DriftSource,
+    /// The minimum detectable effect at a few shares.
+    pub min_detectable: Vec<Detectable>,
+}
+
+impl Power {
+    /// Shares at which the minimum detectable effect is reported.
+    pub const SHARES: [f64; 3] = [0.01, 0.05, 0.20];
+
+    /// The minimum detectable change at `share`, or `None` if not computed there.
+    pub fn at(&self, share: f64) -> Option<f64> {
+        self.min_detectable.iter().find(|d| (d.share - share).abs() < 1e-12).map(|d| d.change)
     }
 }
 
@@ -281,6 +348,8 @@ pub struct Comparison {
     pub findings: Vec<Finding>,
     /// Warnings, ordered.
     pub warnings: Vec<Warning>,
+    /// Per group and sampled metric: the spread used and the smallest detectable changes.
+    pub power: Vec<Power>,
     /// Counts.
     pub summary: Summary,
 }

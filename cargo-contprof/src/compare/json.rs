@@ -3,13 +3,14 @@
 //! ```json
 //! {"version": 2, "base": {...}, "head": {...}, "settings": {...},
 //!  "regressions": [...], "improvements": [...], "shifted": [...], "possible": [...], "new": [...],
-//!  "vanished": [...], "inherited": [...], "warnings": [...], "summary": {...}}
+//!  "vanished": [...], "inherited": [...], "warnings": [...], "groups": [...], "summary": {...}}
 //! ```
 //! Each entry of the lists is a [`Finding`]: `group`, `function`, `metric`, `kind`, `base`, `head`,
 //! `base_share`, `head_share`, `change`, `ci_low`, `ci_high`, `p`, `q`, `runs_base`, `runs_head`,
 //! `method`, `verdict`, `inherited`, `explained`. Unchanged findings are not listed (they are
 //! counted). Version 2: `regressions` and `improvements` hold only changes the diff explains (code
-//! on the function's call paths changed); the others are in `shifted`.
+//! on the function's call paths changed); the others are in `shifted`. `groups` holds, per group and
+//! sampled metric, the spread used and the minimum detectable effect ([`super::finding::Power`]).
 //! Adding fields is not a version change; renaming, removing or changing a meaning is.
 
 use std::io::{self, Write};
@@ -37,6 +38,7 @@ struct Report<'a> {
     vanished: Vec<&'a Finding>,
     inherited: Vec<&'a Finding>,
     warnings: Vec<WarningEntry<'a>>,
+    groups: &'a [super::finding::Power],
     summary: &'a super::finding::Summary,
 }
 
@@ -64,6 +66,7 @@ pub fn write_json(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         vanished: cmp.with_verdict(Verdict::Vanished),
         inherited: cmp.inherited(),
         warnings: cmp.warnings.iter().map(|w| WarningEntry { warning: w, message: w.to_string() }).collect(),
+        groups: &cmp.power,
         summary: &cmp.summary,
     };
     serde_json::to_writer_pretty(&mut out, &report)?;

@@ -159,6 +159,10 @@ pub struct Group {
     /// (a side without code fingerprints), and then every change counts as explained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explained: Option<super::explain::Explained>,
+    /// Variance (log scale) of a function's change between two batches of unchanged code, per
+    /// metric, learned from earlier batches in the store; `None` when there is no such history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<BTreeMap<Metric, f64>>,
 }
 
 /// A revision as the caller describes it; opaque to the comparison, shown in reports.

@@ -43,6 +43,10 @@ pub struct Options {
     /// Keep regressions that the diff's code changes do not explain as regressions (they gate),
     /// instead of reporting them as shifted.
     pub strict: bool,
+    /// The smallest spread assumed between two batches recorded at different times, as the
+    /// standard deviation of a function's log change, for metrics in `normalize` (CPU): used when
+    /// neither the comparison itself nor the store's history shows more.
+    pub between_batch_sd: f64,
 }
 
 impl Default for Options {
@@ -59,6 +63,7 @@ impl Default for Options {
             single_run_jitter: 0.10,
             moderate_variance: false,
             strict: false,
+            between_batch_sd: 0.03,
         }
     }
 }
@@ -118,6 +123,7 @@ impl Options {
             });
         }
         non_negative("min_samples", self.min_samples)?;
+        non_negative("between_batch_sd", self.between_batch_sd)?;
         non_negative("single_run_jitter", self.single_run_jitter)
     }
 
@@ -133,6 +139,7 @@ impl Options {
             single_run_jitter: self.single_run_jitter,
             moderate_variance: self.moderate_variance,
             strict: self.strict,
+            between_batch_sd: self.between_batch_sd,
         }
     }
 }
@@ -160,4 +167,6 @@ pub struct Settings {
     pub moderate_variance: bool,
     /// Whether unexplained regressions gate (`--strict`).
     pub strict: bool,
+    /// The default between-batch spread.
+    pub between_batch_sd: f64,
 }

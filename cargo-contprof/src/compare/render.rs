@@ -76,9 +76,25 @@ fn headline(cmp: &Comparison) -> String {
         ),
         "nothing_compared" => "Nothing compared: no target has runs on both sides".to_owned(),
         _ => {
-            format!("No regression beyond noise in {} target{}", s.groups_compared, plural(s.groups_compared))
+            let mut h = format!(
+                "No regression beyond noise in {} target{}",
+                s.groups_compared,
+                plural(s.groups_compared)
+            );
+            if let Some(mde) = power_statement(cmp) {
+                h.push_str(&format!(" ({mde})"));
+            }
+            h
         }
     }
+}
+
+/// What "no regression" is worth: the largest minimum detectable CPU change over the compared
+/// groups at a 5% share, e.g. `no change >= 12% in functions >= 5% of CPU`.
+fn power_statement(cmp: &Comparison) -> Option<String> {
+    let worst =
+        cmp.power.iter().filter(|p| p.metric == Metric::Cpu).filter_map(|p| p.at(0.05)).reduce(f64::max)?;
+    Some(format!("could have seen changes >= {:.0}% in functions >= 5% of CPU", worst * 100.0))
 }
 
 fn plural(n: usize) -> &'static str {

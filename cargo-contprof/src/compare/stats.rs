@@ -348,6 +348,80 @@ fn finish(diff: f64, se: f64, df: f64) -> TestResult {
     TestResult { diff, se, df, p }
 }
 
+/// Fewest items from which a spread common to them is estimated.
+pub(crate) const MIN_NULL_ITEMS: usize = 8;
+
+/// The spread between two batches that their within-batch variances do not show: drift between
+/// batches recorded at different times, code layout. Given `(change, variance)` of the tests of
+/// functions that were not found changed (most of a comparison's functions: an empirical null),
+/// the variance τ² to add to every one, by a moment estimator of random-effects meta-analysis
+/// (DerSimonian–Laird, with Q set to its upper quartile rather than its mean, see below):
+/// τ² = max(0, (Q − q₇₅) / (Σw − Σw²/Σw)) with w = 1/variance and Q the weighted squared
+/// deviations from the weighted mean. `None` with fewer than [`MIN_NULL_ITEMS`] items.
+///
+/// Real changes would inflate it, so they are left out first, one at a time: the item with the
+/// largest studentized deleted residual (its distance from the others' weighted mean, in units of
+/// its own spread under the others' estimate) while that is beyond 3.5, up to a third of them.
+pub(crate) fn excess_variance(items: &[(f64, f64)]) -> Option<f64> {
+    let mut kept: Vec<(f64, f64)> =
+        items.iter().copied().filter(|(d, v)| d.is_finite() && v.is_finite() && *v > 0.0).collect();
+    let first = dersimonian_laird(&kept)?;
+    let most_removed = kept.len() / 3;
+    for _ in 0..most_removed {
+        let mut worst: Option<(usize, f64)> = None;
+        for i in 0..kept.len() {
+            let others: Vec<(f64, f64)> =
+                kept.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, x)| *x).collect();
+            let Some(tau2) = dersimonian_laird(&others) else { return Some(first) };
+            let w: Vec<f64> = others.iter().map(|(_, v)| 1.0 / (v + tau2)).collect();
+            let sw: f64 = w.iter().sum();
+            let mean = others.iter().zip(&w).map(|((d, _), w)| w * d).sum::<f64>() / sw;
+            let (d, v) = kept[i];
+            let z = (d - mean).abs() / (v + tau2 + 1.0 / sw).sqrt();
+            if worst.is_none_or(|(_, zw)| z > zw) {
+                worst = Some((i, z));
+            }
+        }
+        match worst {
+            Some((i, z)) if z > 3.5 => {
+                kept.remove(i);
+            }
+            _ => break,
+        }
+    }
+    dersimonian_laird(&kept).or(Some(first))
+}
+
+fn dersimonian_laird(items: &[(f64, f64)]) -> Option<f64> {
+    if items.len() < MIN_NULL_ITEMS {
+        return None;
+    }
+    let w: Vec<f64> = items.iter().map(|(_, v)| 1.0 / v).collect();
+    let sw: f64 = w.iter().sum();
+    let sw2: f64 = w.iter().map(|w| w * w).sum();
+    let mean = items.iter().zip(&w).map(|((d, _), w)| w * d).sum::<f64>() / sw;
+    let q: f64 = items.iter().zip(&w).map(|((d, _), w)| w * (d - mean).powi(2)).sum();
+    // DerSimonian–Laird sets Q to its expectation k − 1. With a dozen functions Q alone varies
+    // by ±√(2(k−1)), and on identical batches the estimate would then often add as much as a
+    // typical function's own noise, costing the large functions their power. Setting Q to its
+    // upper quartile instead adds spread only when the data show clearly more than noise.
+    let k = items.len() as f64;
+    let q75 = (k - 1.0) + 0.674_5 * (2.0 * (k - 1.0)).sqrt();
+    Some(((q - q75) / (sw - sw2 / sw)).max(0.0))
+}
+
+/// The value a standard normal variable exceeds with probability `p` (0 < p < 1), from the t
+/// distribution with many degrees of freedom.
+pub(crate) fn normal_quantile_upper(p: f64) -> f64 {
+    if p < 0.5 {
+        t_quantile_two_sided(2.0 * p, 1e7)
+    } else if p > 0.5 {
+        -t_quantile_two_sided(2.0 * (1.0 - p), 1e7)
+    } else {
+        0.0
+    }
+}
+
 /// Benjamini–Hochberg adjusted p values (q values), in the order of `ps`.
 pub(crate) fn benjamini_hochberg(ps: &[f64]) -> Vec<f64> {
     let m = ps.len();
@@ -425,6 +499,26 @@ mod tests {
         let mut items = [(1.0, 1.0), (2.0, 1.0)];
         assert_eq!(weighted_median(&mut items).map(|m| m.0), Some(1.5));
         assert!(weighted_median(&mut []).is_none());
+    }
+
+    #[test]
+    fn excess_variance_recovers_a_spread_the_variances_do_not_show() {
+        // Changes spread as N(0, 0.01 + 0.04): the variances claim 0.01, the excess is 0.04.
+        // Deterministic normal quantiles stand in for draws.
+        let n = 401;
+        let items: Vec<(f64, f64)> = (1..=n)
+            .map(|i| {
+                let z = normal_quantile_upper(i as f64 / (n + 1) as f64);
+                (z * 0.05f64.sqrt(), 0.01)
+            })
+            .collect();
+        let tau2 = excess_variance(&items).unwrap();
+        assert!((tau2 - 0.04).abs() < 0.005, "{tau2}");
+        // Spread as claimed: nothing to add; too few items: no estimate.
+        let tight: Vec<(f64, f64)> = items.iter().map(|(d, _)| (*d, 0.05)).collect();
+        assert!(excess_variance(&tight).unwrap() < 0.003);
+        assert_eq!(excess_variance(&items[..5]), None);
+        assert!((normal_quantile_upper(0.025) - 1.959_964).abs() < 1e-4);
     }
 
     #[test]

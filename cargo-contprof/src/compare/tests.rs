@@ -27,7 +27,7 @@ fn exact_group(extra: f64, runs: usize) -> Group {
             })
             .collect()
     };
-    Group { key: "test:t".into(), base: side(0.0), head: side(extra), explained: None }
+    Group { key: "test:t".into(), base: side(0.0), head: side(extra), explained: None, history: None }
 }
 
 fn cmp(groups: &[Group]) -> Comparison {
@@ -89,7 +89,13 @@ fn single_sampled_run_gives_at_most_a_possible_verdict() {
             ],
         )]
     };
-    let c = cmp(&[Group { key: "bench:b".into(), base: side(1000), head: side(2000), explained: None }]);
+    let c = cmp(&[Group {
+        key: "bench:b".into(),
+        base: side(1000),
+        head: side(2000),
+        explained: None,
+        history: None,
+    }]);
     assert!(c.findings.iter().all(|f| f.verdict != Verdict::Regression && f.verdict != Verdict::Improvement));
     assert!(c.with_verdict(Verdict::PossibleRegression).iter().any(|f| f.function == "a::hot"));
     assert!(c.warnings.iter().any(|w| matches!(w, Warning::SingleRun { .. })));
@@ -111,6 +117,7 @@ fn bad_input_is_an_error_not_a_panic() {
         base: vec![run(Metric::Cpu, MetricTotal::sampled(f64::NAN, 3), &[])],
         head: vec![],
         explained: None,
+        history: None,
     };
     assert_eq!(cmp(&[nan]).summary.verdict, "nothing_compared");
 }
