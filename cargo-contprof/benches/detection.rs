@@ -2,7 +2,9 @@
 //!
 //! For each scenario and repetition it records an independent base batch and an independent head
 //! batch (`cargo contprof run --bin regress --runs N`, the head with a regression switched on by
-//! environment), compares them by run id (`compare BASE HEAD --format json`) and counts:
+//! environment), compares them by run id (`compare BASE HEAD --format json --strict`: the switch
+//! changes the input, not the machine code, so without `--strict` the regression would be reported
+//! as shifted, not gated) and counts:
 //! - found: the injected regression is reported, naming the right function and metric;
 //! - other: a regression or improvement of any other function was reported (a false alarm);
 //! - for A/A (no change): the share of comparisons that flag anything at all.
@@ -126,7 +128,18 @@ struct Outcome {
 fn compare(s: &Setup, sc: &Scenario, base: &str, head: &str) -> Result<Outcome, String> {
     let out = Command::new(&s.bin)
         .current_dir(&s.fixtures)
-        .args(["contprof", "compare", base, head, "--format", "json", "--no-flamegraphs", "-q", "--store"])
+        .args([
+            "contprof",
+            "compare",
+            base,
+            head,
+            "--format",
+            "json",
+            "--no-flamegraphs",
+            "--strict",
+            "-q",
+            "--store",
+        ])
         .arg(&s.store)
         .output()
         .map_err(|e| e.to_string())?;

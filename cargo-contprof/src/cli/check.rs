@@ -96,7 +96,10 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     };
     shell.status("Comparing", format_args!("{} with {}", head.describe(), base.describe()));
 
-    let prepared = prepare(&ctx, &base, &head, None, &args.stats, shell)?;
+    let mut prepared = prepare(&ctx, &base, &head, None, &args.stats, shell)?;
+    if !args.rebuild_base {
+        super::history::learn(&ctx, &base, &mut prepared, &options, shell);
+    }
     let cmp = compare::compare(&prepared.groups, base.info(), head.info(), &options)?;
     for w in &cmp.warnings {
         shell.warn(w);

@@ -59,7 +59,8 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
         }
     };
     let options = ctx.options(&args.stats)?;
-    let prepared = prepare(&ctx, &base, &head, args.group.as_deref(), &args.stats, shell)?;
+    let mut prepared = prepare(&ctx, &base, &head, args.group.as_deref(), &args.stats, shell)?;
+    super::history::learn(&ctx, &base, &mut prepared, &options, shell);
     let cmp = compare::compare(&prepared.groups, base.info(), head.info(), &options)?;
     for w in &cmp.warnings {
         shell.warn(w);
@@ -521,12 +522,12 @@ fn drop_sparse_allocations(group: &mut Group) -> Vec<&'static str> {
     dropped
 }
 
-fn read(store: &Store, run_id: &str, file: &str) -> std::result::Result<Profile, String> {
+pub(super) fn read(store: &Store, run_id: &str, file: &str) -> std::result::Result<Profile, String> {
     let bytes = store.read_profile(run_id, file).map_err(|e| e.to_string())?;
     profile::decode(&bytes).map_err(|e| format!("corrupt profile: {e}"))
 }
 
-fn input_options(s: &Settings, fold_library: bool) -> InputOptions {
+pub(super) fn input_options(s: &Settings, fold_library: bool) -> InputOptions {
     let alloc = match s.alloc_mode.as_str() {
         "exact" => AllocRecording::Exact,
         "sampled" => AllocRecording::Sampled { interval: s.alloc_interval.unwrap_or(512 * 1024) },

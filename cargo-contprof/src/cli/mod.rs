@@ -5,6 +5,7 @@ pub mod args;
 mod check;
 mod ci;
 mod compare;
+mod history;
 mod rebuild_base;
 mod run;
 mod settings;

@@ -548,7 +548,7 @@ impl Ctx<'_> {
             changed = next;
         }
         let (source, drift) = spread(null);
-        self.record_power(&selfs, &stats, source, drift);
+        self.record_power(&selfs, &stats, source, drift, null);
         let shift = (shift.0, shift.1 + drift);
         let method = match (normalized, single) {
             (true, false) => Method::WelchLogShare,
@@ -583,7 +583,14 @@ impl Ctx<'_> {
     }
 
     /// Records the group's [`Power`]: what its comparison could have seen.
-    fn record_power(&mut self, selfs: &[usize], stats: &[[SideStats; 2]], source: DriftSource, var: f64) {
+    fn record_power(
+        &mut self,
+        selfs: &[usize],
+        stats: &[[SideStats; 2]],
+        source: DriftSource,
+        var: f64,
+        null: Option<f64>,
+    ) {
         // How much more than sampling noise functions vary between runs of one batch.
         let mut ratios: Vec<f64> = selfs
             .iter()
@@ -605,6 +612,7 @@ impl Ctx<'_> {
             overdispersion,
             between_batch_sd: var.sqrt(),
             drift_source: source,
+            comparison_sd: null.map(f64::sqrt),
             min_detectable: Vec::new(),
         });
     }

@@ -285,6 +285,9 @@ pub struct Power {
     pub between_batch_sd: f64,
     /// Where `between_batch_sd` came from.
     pub drift_source: DriftSource,
+    /// This comparison's own estimate of that spread (its empirical null), when it had enough
+    /// functions to make one.
+    pub comparison_sd: Option<f64>,
     /// The minimum detectable effect at a few shares.
     pub min_detectable: Vec<Detectable>,
 }

@@ -1,0 +1,108 @@
+//! The between-batch spread learned from the store's history: the batch of the same targets and
+//! settings recorded just before the base batch (an older run of the base commit, else the runs
+//! of its nearest ancestor) is compared with the base batch, as an A/A pair of mostly unchanged
+//! code; the spread of that comparison's functions beyond their within-batch variances (its
+//! empirical null) is what two batches recorded at different times differ by on this machine.
+//! It becomes the floor of the same spread in the real comparison ([`Group::history`]).
+//!
+//! Skipped for interleaved comparisons (`check --rebuild-base`), whose runs do not come in
+//! batches.
+
+use std::collections::BTreeMap;
+
+use super::compare::{Context, Prepared, Side, input_options, read, select_groups};
+use crate::compare::{self, Group, Metric, Options, RevisionInfo, run_costs};
+use crate::errors::Result;
+use crate::shell::Shell;
+use crate::store::{RunMetadata, nearest_ancestor_with_runs};
+
+/// How far back the search for an earlier batch walks the first-parent history.
+const HISTORY_DEPTH: usize = 50;
+
+/// Sets [`Group::history`] of every group of `prepared` for which the store holds an earlier
+/// batch than `base`'s. Failures to read history are notes, never errors: the comparison stands
+/// without it.
+pub(super) fn learn(ctx: &Context, base: &Side, prepared: &mut Prepared, options: &Options, shell: &Shell) {
+    match earlier_batch(ctx, base) {
+        Ok(Some(earlier)) => apply(ctx, &earlier, prepared, options, shell),
+        Ok(None) => {}
+        Err(e) => shell.note(format_args!("no history of the base: {e}")),
+    }
+}
+
+/// The newest clean run older than every run of `base`, of its commit or else of its nearest
+/// ancestor with runs.
+fn earlier_batch(ctx: &Context, base: &Side) -> Result<Option<RunMetadata>> {
+    let Some(commit) = &base.commit else { return Ok(None) };
+    let Some(oldest) = base.runs.iter().map(|r| r.time).min() else { return Ok(None) };
+    let newest_older = |runs: Vec<crate::store::RunSummary>| {
+        runs.into_iter()
+            .filter(|r| !r.dirty && r.time < oldest && !base.runs.iter().any(|b| b.run_id == r.run_id))
+            .max_by_key(|r| r.time)
+    };
+    let mut found = newest_older(ctx.store.runs_for_commit(commit)?);
+    if found.is_none()
+        && let Some(repo) = &ctx.repo
+        && repo.resolve(&format!("{commit}~1")).is_ok()
+        && let Some(b) = nearest_ancestor_with_runs(&ctx.store, repo, &format!("{commit}~1"), HISTORY_DEPTH)?
+    {
+        found = newest_older(ctx.store.runs_for_commit(&b.commit)?);
+    }
+    match found {
+        Some(summary) => Ok(Some(ctx.store.show(&summary.run_id)?)),
+        None => Ok(None),
+    }
+}
+
+fn apply(ctx: &Context, earlier: &RunMetadata, prepared: &mut Prepared, options: &Options, shell: &Shell) {
+    let fold_library = ctx.config.config.fold_library.unwrap_or(true);
+    let selected = select_groups(std::slice::from_ref(earlier), None);
+    let mut pairs = Vec::new();
+    for group in &prepared.groups {
+        let Some(sel) = selected.get(&group.key) else { continue };
+        let opts = input_options(&sel.settings, fold_library);
+        let runs: Vec<_> = sel
+            .profiles
+            .iter()
+            .filter_map(|(run_id, file)| read(&ctx.store, run_id, file).ok())
+            .map(|p| run_costs(&p, &opts))
+            .collect();
+        if runs.len() < 2 || group.base.len() < 2 {
+            continue;
+        }
+        pairs.push(Group {
+            key: group.key.clone(),
+            base: runs,
+            head: group.base.clone(),
+            ..Group::default()
+        });
+    }
+    if pairs.is_empty() {
+        return;
+    }
+    // The history's own spread only: no default floor, so that a quiet machine can say so.
+    let opts = Options { between_batch_sd: 0.0, strict: false, ..options.clone() };
+    let Ok(cmp) = compare::compare(&pairs, RevisionInfo::default(), RevisionInfo::default(), &opts) else {
+        return;
+    };
+    let mut learned: BTreeMap<&str, BTreeMap<Metric, f64>> = BTreeMap::new();
+    for p in &cmp.power {
+        if let Some(sd) = p.comparison_sd {
+            learned.entry(p.group.as_str()).or_default().insert(p.metric, sd * sd);
+        }
+    }
+    let mut used = 0;
+    for group in &mut prepared.groups {
+        if let Some(h) = learned.get(group.key.as_str()) {
+            group.history = Some(h.clone());
+            used += 1;
+        }
+    }
+    if used > 0 {
+        shell.note(format_args!(
+            "between-batch spread of {used} target(s) learned from the earlier batch {} (commit {})",
+            earlier.run_id,
+            earlier.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("?")
+        ));
+    }
+}
