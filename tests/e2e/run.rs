@@ -199,3 +199,45 @@ fn a_frameless_libc_leaf_keeps_its_caller() {
 fn an_example_target_is_profiled() {
     check_fixture("demo", &[], &[]);
 }
+
+/// System time lands on the function that made the system calls, whichever way the perf clock
+/// runs: counting kernel time (the sample is delivered when the call returns) or user time only
+/// (the agent adds each thread's system time, from `getrusage`, under a `[kernel]` frame on its
+/// next sample). Checked against the split the fixture measured from its own thread times.
+#[test]
+fn kernel_time_lands_on_the_function_that_made_the_system_calls() {
+    let expected = expectation("syscall_split");
+    let want = &expected["measured_share"];
+    let (function, tolerance) = (want["function"].as_str().unwrap(), want["tolerance"].as_float().unwrap());
+    for kernel in ["1", "0"] {
+        let out = tempfile::tempdir().unwrap();
+        let f = run_fixture(
+            "syscall_split",
+            out.path(),
+            &["--frequency", "999", "--no-store"],
+            &[("CONTPROF_PERF_KERNEL", kernel)],
+        );
+        assert_eq!(f.code, 0, "{f:?}");
+        let measured: f64 = f
+            .stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("measured split: syscall_heavy="))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no measured split\n{f:?}"));
+        let profile = read_profile(&out.path().join("profile.pb.gz"));
+        let view = CostView::from_profile(&profile);
+        let got = share(&view, "cpu", function, true);
+        assert!(
+            (got - measured).abs() <= tolerance,
+            "CONTPROF_PERF_KERNEL={kernel}: {function} holds {got:.3} of CPU, the fixture measured \
+             {measured:.3}\n{}\n{f:?}",
+            describe(&view, "cpu")
+        );
+        let clock = profile.comment.iter().map(|&i| profile.str(i)).find(|c| c.starts_with("clock:"));
+        if kernel == "0" {
+            assert!(clock.is_some_and(|c| c.contains("user time")), "{clock:?}");
+            assert!(view.get("[kernel]").is_some(), "no [kernel] frame\n{}", describe(&view, "cpu"));
+        }
+    }
+}

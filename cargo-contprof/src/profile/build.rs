@@ -139,6 +139,10 @@ impl Symbols<'_> {
     }
 }
 
+/// The frame under which system time recorded apart from the samples ([`Record::KernelTime`]) is
+/// shown, on the stack of the sample taken right after it.
+pub const KERNEL_FRAME: &str = "[kernel]";
+
 /// Everything the profile needs from the records, in one pass.
 #[derive(Default)]
 struct Collected<'a> {
@@ -147,6 +151,9 @@ struct Collected<'a> {
     /// Distinct `(tid, stack)` in first-seen order, with counts.
     cpu: Vec<((u32, &'a [u64]), u64)>,
     cpu_samples: u64,
+    /// System time per `(tid, stack)` of the CPU sample it came with ([`Record::KernelTime`]).
+    kernel: Vec<((u32, &'a [u64]), u64)>,
+    kernel_ns: u64,
     allocs: Vec<([u64; 4], &'a [u64])>,
     end: Option<EndRecord>,
     messages: Vec<(u32, &'a str)>,
@@ -155,8 +162,29 @@ struct Collected<'a> {
 fn collect(raw: &RawFile) -> Collected<'_> {
     let mut c = Collected::default();
     let mut cpu_index: FastMap<(u32, &[u64]), usize> = FastMap::default();
+    let mut kernel_index: FastMap<(u32, &[u64]), usize> = FastMap::default();
+    let mut previous: Option<(u32, &[u64])> = None;
     for r in &raw.records {
+        if let Record::KernelTime { tid, kernel_ns } = r {
+            // Written in the same write(2) as the CPU sample it follows.
+            if let Some(key) = previous.filter(|(t, _)| t == tid) {
+                c.kernel_ns = c.kernel_ns.saturating_add(*kernel_ns);
+                match kernel_index.get(&key) {
+                    Some(&i) => c.kernel[i].1 = c.kernel[i].1.saturating_add(*kernel_ns),
+                    None => {
+                        kernel_index.insert(key, c.kernel.len());
+                        c.kernel.push((key, *kernel_ns));
+                    }
+                }
+            }
+            continue;
+        }
+        previous = match r {
+            Record::CpuSample { tid, frames } => Some((*tid, frames.as_slice())),
+            _ => None,
+        };
         match r {
+            Record::KernelTime { .. } => {}
             Record::CpuSample { tid, frames } => {
                 c.cpu_samples += 1;
                 let key = (*tid, frames.as_slice());
@@ -224,8 +252,14 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     if c.end.is_none() {
         warnings.push("the raw file has no END record: the process did not exit normally".to_owned());
     }
+    // With a user-time-only clock the samples stand for user time; system time was recorded
+    // with the sample after it and is added under a `[kernel]` frame on that sample's stack.
+    let kernel_ns = match cpu_time {
+        Some(t) => c.kernel_ns.min(t),
+        None => 0,
+    };
     let period = match cpu_time {
-        Some(t) if c.cpu_samples > 0 => to_i64(t / c.cpu_samples),
+        Some(t) if c.cpu_samples > 0 => to_i64((t - kernel_ns) / c.cpu_samples),
         _ if header.frequency_hz > 0 => {
             if c.cpu_samples > 0 {
                 warnings.push(format!(
@@ -282,6 +316,27 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         values[i_samples] = to_i64(count);
         values[i_cpu] = to_i64(count).saturating_mul(period);
         w.sample(stack, &values, labels);
+    }
+    if kernel_ns > 0 {
+        let f = w.function(KERNEL_FRAME, KERNEL_FRAME, "", 0);
+        let kernel = w.location(0, 0, vec![Line { function_id: f, line: 0, column: 0 }]);
+        // Scaled so that the total stays the measured CPU time.
+        let scale = kernel_ns as f64 / c.kernel_ns.max(1) as f64;
+        for &((tid, frames), ns) in &c.kernel {
+            let mut stack = vec![kernel];
+            stack.extend(sym.stack(&mut w, frames, StackKind::Cpu));
+            let name = match c.thread_names.get(&tid) {
+                Some(n) => w.string(n),
+                None => w.string(&format!("tid-{tid}")),
+            };
+            let labels = vec![
+                Label { key: thread_key, str: name, num: 0, num_unit: 0 },
+                Label { key: tid_key, str: 0, num: i64::from(tid), num_unit: 0 },
+            ];
+            values.fill(0);
+            values[i_cpu] = (ns as f64 * scale) as i64;
+            w.sample(stack, &values, labels);
+        }
     }
     for &(v, frames) in &c.allocs {
         let stack = sym.stack(&mut w, frames, StackKind::Alloc);

@@ -55,6 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Record::End(e) => println!("end: {e:?}"),
             Record::Message { level, text } => println!("message[{level}]: {text}"),
+            Record::KernelTime { tid, kernel_ns } => println!("kernel time: tid {tid} {kernel_ns} ns"),
             Record::Unknown(k) => println!("unknown record kind {k}"),
         }
     }

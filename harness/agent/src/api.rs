@@ -30,6 +30,10 @@ pub struct Options {
     /// Whether the `perf_event_open` timer may be used; false forces the tick-driven
     /// fallbacks (for tests of the fallback path).
     pub allow_perf: bool,
+    /// Whether the `perf_event_open` timer may try to count kernel time too (when the system
+    /// allows it); false counts user time alone and adds each thread's system time, from
+    /// `getrusage`, to its next sample.
+    pub perf_kernel: bool,
 }
 
 impl Options {
@@ -41,6 +45,7 @@ impl Options {
             alloc: AllocMode::Sampled,
             alloc_interval: DEFAULT_ALLOC_INTERVAL,
             allow_perf: true,
+            perf_kernel: true,
         }
     }
 
@@ -65,6 +70,13 @@ impl Options {
     /// Allows or forbids the `perf_event_open` timer.
     pub fn allow_perf(mut self, allow: bool) -> Self {
         self.allow_perf = allow;
+        self
+    }
+
+    /// Allows or forbids the `perf_event_open` timer to count kernel time (see
+    /// [`Options::perf_kernel`]).
+    pub fn perf_kernel(mut self, allow: bool) -> Self {
+        self.perf_kernel = allow;
         self
     }
 }

@@ -16,6 +16,7 @@
 //! | [`KIND_ALLOC_STACK`] | `alloc_count, alloc_bytes, inuse_count, inuse_bytes: u64, nframes: u32, pad: u32, frames: [u64; nframes]`; all frames are return addresses |
 //! | [`KIND_END`] | [`EndRecord`] |
 //! | [`KIND_MESSAGE`] | `level: u32, len: u32, text: [u8; len]` padded to 8: a warning from the agent (timer fallback, drops) |
+//! | [`KIND_KERNEL_TIME`] | `tid: u32, pad: u32, kernel_ns: u64`: system time the thread spent since its previous CPU sample, written with (right after) the CPU sample it belongs to; only with [`ClockKind::PerfCpuClock`], which counts user time alone |
 //!
 //! The reader tolerates a truncated last record (a process killed mid-write) and reports it.
 
@@ -38,6 +39,8 @@ pub const KIND_ALLOC_STACK: u32 = 4;
 pub const KIND_END: u32 = 5;
 /// A warning or note from the agent.
 pub const KIND_MESSAGE: u32 = 6;
+/// System time of a thread between two of its CPU samples.
+pub const KIND_KERNEL_TIME: u32 = 7;
 
 /// Most frames recorded per stack; deeper stacks are cut at the root end.
 pub const MAX_FRAMES: usize = 128;
@@ -48,12 +51,18 @@ pub const MAX_FRAMES: usize = 128;
 pub enum ClockKind {
     /// No CPU sampling.
     Off = 0,
-    /// Per-thread `perf_event_open` software `cpu-clock` event (high resolution, not tick-driven).
+    /// Per-thread `perf_event_open` software `cpu-clock` event (high resolution, not tick-driven)
+    /// counting user time only (`exclude_kernel`, what `perf_event_paranoid` 2 allows): system time
+    /// comes in [`KIND_KERNEL_TIME`] records.
     PerfCpuClock = 1,
     /// Per-thread POSIX timer on `CLOCK_THREAD_CPUTIME_ID` (tick-driven: at most `CONFIG_HZ`).
     ThreadCpuTimer = 2,
     /// Process-wide `setitimer(ITIMER_PROF)` (tick-driven).
     Itimer = 3,
+    /// As [`ClockKind::PerfCpuClock`], counting kernel time too (allowed at
+    /// `perf_event_paranoid` ≤ 1 or with `CAP_PERFMON`): a sample that falls in a system call is
+    /// delivered when it returns, on the user frame that made it.
+    PerfCpuClockKernel = 4,
 }
 
 impl ClockKind {
@@ -63,6 +72,7 @@ impl ClockKind {
             1 => Self::PerfCpuClock,
             2 => Self::ThreadCpuTimer,
             3 => Self::Itimer,
+            4 => Self::PerfCpuClockKernel,
             _ => Self::Off,
         }
     }
@@ -71,7 +81,8 @@ impl ClockKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Off => "off",
-            Self::PerfCpuClock => "perf cpu-clock",
+            Self::PerfCpuClock => "perf cpu-clock (user time)",
+            Self::PerfCpuClockKernel => "perf cpu-clock",
             Self::ThreadCpuTimer => "thread cpu timer",
             Self::Itimer => "setitimer",
         }
@@ -171,6 +182,13 @@ pub enum Record {
         tid: u32,
         /// Leaf first.
         frames: Vec<u64>,
+    },
+    /// See [`KIND_KERNEL_TIME`].
+    KernelTime {
+        /// Kernel thread id.
+        tid: u32,
+        /// System time since the thread's previous CPU sample, in nanoseconds.
+        kernel_ns: u64,
     },
     /// See [`KIND_THREAD_NAME`].
     ThreadName {
@@ -360,6 +378,12 @@ fn parse_record(kind: u32, p: &[u8]) -> Option<Record> {
             }
             let len = u32_at(p, 4) as usize;
             Record::ThreadName { tid: u32_at(p, 0), name: text(8, len)? }
+        }
+        KIND_KERNEL_TIME => {
+            if p.len() < 16 {
+                return None;
+            }
+            Record::KernelTime { tid: u32_at(p, 0), kernel_ns: u64_at(p, 8) }
         }
         KIND_MAPS => Record::Maps(String::from_utf8_lossy(p).trim_end_matches('\0').to_owned()),
         KIND_ALLOC_STACK => {

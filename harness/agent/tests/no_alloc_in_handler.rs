@@ -51,11 +51,22 @@ fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// Both perf clock modes: counting kernel time, and user time only, where each sample also reads
+/// the thread's system time (`getrusage`).
 #[test]
 fn sampling_allocates_nothing() {
-    let path = std::env::temp_dir().join(format!("contprof-noalloc-{}.raw", std::process::id()));
-    let guard = contprof::start(contprof::Options::new(&path).frequency(999).alloc(contprof::AllocMode::Off))
-        .expect("agent starts");
+    for perf_kernel in [true, false] {
+        sample_without_allocating(perf_kernel);
+    }
+}
+
+fn sample_without_allocating(perf_kernel: bool) {
+    SEEN.with(|s| s.set(0));
+    let path =
+        std::env::temp_dir().join(format!("contprof-noalloc-{}-{perf_kernel}.raw", std::process::id()));
+    let options =
+        contprof::Options::new(&path).frequency(999).alloc(contprof::AllocMode::Off).perf_kernel(perf_kernel);
+    let guard = contprof::start(options).expect("agent starts");
 
     WATCHING.with(|w| w.set(true));
     for _ in 0..500 {
@@ -76,7 +87,7 @@ fn sampling_allocates_nothing() {
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
     let samples =
         file.records.iter().filter(|r| matches!(r, Record::CpuSample { tid: t, .. } if *t == tid)).count();
-    assert_eq!(direct, 0, "direct calls of the sample path allocated");
-    assert_eq!(total, 0, "signal-driven samples allocated");
+    assert_eq!(direct, 0, "direct calls of the sample path allocated (perf_kernel {perf_kernel})");
+    assert_eq!(total, 0, "signal-driven samples allocated (perf_kernel {perf_kernel})");
     assert!(samples >= 500 + 100, "expected the direct samples and ~300 timer samples, got {samples}");
 }

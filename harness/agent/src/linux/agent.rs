@@ -88,7 +88,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
             return Err(Error::InstallHandler { signal: "SIGPROF", source });
         }
         let period_ns = (1_000_000_000 / u64::from(opts.frequency_hz)).max(1);
-        slot = timer::arm_first(tid, period_ns, opts.allow_perf, &mut warnings);
+        slot = timer::arm_first(tid, period_ns, opts.allow_perf, opts.perf_kernel, &mut warnings);
     }
     thread::adopt_first(slot);
     let clock = if opts.frequency_hz > 0 { timer::clock() } else { ClockKind::Off };
@@ -124,7 +124,8 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     for w in &warnings {
         writer::write_message(1, w);
     }
-    let per_thread = matches!(clock, ClockKind::PerfCpuClock | ClockKind::ThreadCpuTimer);
+    let per_thread =
+        matches!(clock, ClockKind::PerfCpuClock | ClockKind::PerfCpuClockKernel | ClockKind::ThreadCpuTimer);
     alloc::set_mode(opts.alloc, opts.alloc_interval, per_thread);
     Ok(())
 }
@@ -140,7 +141,10 @@ pub(crate) fn on_thread_start() {
 }
 
 fn sampler_clock_is_per_thread() -> bool {
-    matches!(timer::clock(), ClockKind::PerfCpuClock | ClockKind::ThreadCpuTimer)
+    matches!(
+        timer::clock(),
+        ClockKind::PerfCpuClock | ClockKind::PerfCpuClockKernel | ClockKind::ThreadCpuTimer
+    )
 }
 
 /// Stops recording and writes the trailer. Idempotent and async-signal-safe.

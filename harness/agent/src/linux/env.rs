@@ -17,6 +17,9 @@ pub const ALLOC: &str = "CONTPROF_ALLOC";
 pub const ALLOC_INTERVAL: &str = "CONTPROF_ALLOC_INTERVAL";
 /// `0` forbids `perf_event_open` (forces the fallback timers).
 pub const PERF: &str = "CONTPROF_PERF";
+/// `0`: the perf timer counts user time only, even where kernel time could be counted (system
+/// time then comes from `getrusage` per sample).
+pub const PERF_KERNEL: &str = "CONTPROF_PERF_KERNEL";
 
 fn var(name: &'static str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
@@ -50,6 +53,7 @@ impl Options {
             .alloc(alloc)
             .alloc_interval(number(ALLOC_INTERVAL, DEFAULT_ALLOC_INTERVAL, "a number of bytes")?);
         o.allow_perf = number(PERF, 1u8, "0 or 1")? != 0;
+        o.perf_kernel = number(PERF_KERNEL, 1u8, "0 or 1")? != 0;
         Ok(Some(o))
     }
 }

@@ -11,7 +11,7 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use crate::format::{KIND_CPU_SAMPLE, MAX_FRAMES};
+use crate::format::{ClockKind, KIND_CPU_SAMPLE, KIND_KERNEL_TIME, MAX_FRAMES};
 use crate::thread::{self, ThreadState};
 use crate::unwind::{self, Regs};
 use crate::{sys, writer};
@@ -87,7 +87,7 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
     if n.is_multiple_of(NAME_EVERY) {
         write_name_if_changed(t, tid);
     }
-    let mut buf = [0u64; 2 + MAX_FRAMES];
+    let mut buf = [0u64; 2 + MAX_FRAMES + 3];
     buf[2] = regs.pc as u64;
     // Inside glibc's allocator (no frame pointers, `rbp` used as a register) the walk resumes at
     // the interposed function's frame: its return address is the allocating caller.
@@ -118,11 +118,36 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
     }
     buf[0] = writer::pair(KIND_CPU_SAMPLE, (8 + frames * 8) as u32);
     buf[1] = writer::pair(tid, frames as u32);
-    if writer::emit(&buf[..2 + frames]) {
+    let mut len = 2 + frames;
+    // User-time-only perf clock: the system time since this thread's previous sample goes with
+    // this sample, in the same write, so that it lands right after the system call that spent it.
+    if crate::timer::clock() == ClockKind::PerfCpuClock
+        && let Some(kernel_ns) = system_time_since_last(t)
+    {
+        buf[len] = writer::pair(KIND_KERNEL_TIME, 16);
+        buf[len + 1] = writer::pair(tid, 0);
+        buf[len + 2] = kernel_ns;
+        len += 3;
+    }
+    if writer::emit(&buf[..len]) {
         SAMPLES.fetch_add(1, Ordering::Relaxed);
     } else {
         DROPPED.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// The calling thread's system time since its previous sample (`None` on the first, or when it
+/// did not grow). `getrusage(RUSAGE_THREAD)` is one system call, no allocation, no lock.
+fn system_time_since_last(t: &ThreadState) -> Option<u64> {
+    // SAFETY: `rusage` is plain data; the kernel fills it.
+    let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return None;
+    }
+    let now = ru.ru_stime.tv_sec as u64 * 1_000_000_000 + ru.ru_stime.tv_usec as u64 * 1_000 + 1;
+    let before = t.stime_ns.swap(now, Ordering::Relaxed);
+    (before != 0 && now > before).then(|| now - before)
 }
 
 fn write_name_if_changed(t: &ThreadState, tid: u32) {

@@ -56,6 +56,9 @@ pub(crate) struct ThreadState {
     /// glibc's allocator has no frame pointers and uses `rbp` as a register, so a CPU sample
     /// taken inside it resumes the stack walk here instead of losing everything but the leaf.
     pub(crate) hook_fp: AtomicUsize,
+    /// The thread's system time at its previous CPU sample, in nanoseconds plus one (0: none yet),
+    /// for [`crate::format::KIND_KERNEL_TIME`].
+    pub(crate) stime_ns: AtomicU64,
 }
 
 impl ThreadState {
@@ -76,6 +79,7 @@ impl ThreadState {
             pending_bytes: Cell::new(0),
             pending_generation: Cell::new(0),
             hook_fp: AtomicUsize::new(0),
+            stime_ns: AtomicU64::new(0),
         }
     }
 

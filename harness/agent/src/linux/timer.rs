@@ -129,13 +129,16 @@ fn destroy(value: u64, disable: bool) {
     }
 }
 
-fn open_perf(tid: u32, period_ns: u64) -> Result<u64, ArmError> {
+/// Opens the per-thread cpu-clock event; `kernel`: count time in the kernel too (refused with
+/// `EACCES` at `perf_event_paranoid` 2 without `CAP_PERFMON`).
+fn open_perf(tid: u32, period_ns: u64, kernel: bool) -> Result<u64, ArmError> {
+    let exclude = if kernel { ATTR_EXCLUDE_HV } else { ATTR_EXCLUDE_KERNEL | ATTR_EXCLUDE_HV };
     let attr = PerfEventAttr {
         kind: PERF_TYPE_SOFTWARE,
         size: core::mem::size_of::<PerfEventAttr>() as u32,
         config: PERF_COUNT_SW_CPU_CLOCK,
         sample_period: period_ns,
-        flags: ATTR_DISABLED | ATTR_EXCLUDE_KERNEL | ATTR_EXCLUDE_HV,
+        flags: ATTR_DISABLED | exclude,
         wakeup_events: 1,
         ..Default::default()
     };
@@ -221,13 +224,22 @@ pub(crate) fn arm_first(
     tid: u32,
     period_ns: u64,
     allow_perf: bool,
+    perf_kernel: bool,
     warnings: &mut Vec<String>,
 ) -> Option<u32> {
     PERIOD_NS.store(period_ns, Ordering::Relaxed);
     // Without `allow_perf` the tick-driven timer is a choice (cheaper at rates up to the tick),
     // not a fallback, and nothing is worth a warning.
     if allow_perf {
-        match open_perf(tid, period_ns) {
+        // Counting kernel time puts system time on the user frame that made the system call;
+        // where that is not allowed, user time alone is counted and the sampler adds each
+        // thread's system time to its next sample (`KIND_KERNEL_TIME`). Neither is a fallback
+        // worth a warning.
+        if perf_kernel && let Ok(v) = open_perf(tid, period_ns, true) {
+            CLOCK.store(ClockKind::PerfCpuClockKernel as u32, Ordering::Relaxed);
+            return store(v, tid);
+        }
+        match open_perf(tid, period_ns, false) {
             Ok(v) => {
                 CLOCK.store(ClockKind::PerfCpuClock as u32, Ordering::Relaxed);
                 return store(v, tid);
@@ -258,7 +270,10 @@ pub(crate) fn arm(tid: u32, own: bool) -> Result<Option<u32>, ArmError> {
     let period = PERIOD_NS.load(Ordering::Relaxed);
     let value = match clock() {
         ClockKind::PerfCpuClock => {
-            open_perf(tid, period).or_else(|_| create_thread_timer(tid, own, period))?
+            open_perf(tid, period, false).or_else(|_| create_thread_timer(tid, own, period))?
+        }
+        ClockKind::PerfCpuClockKernel => {
+            open_perf(tid, period, true).or_else(|_| create_thread_timer(tid, own, period))?
         }
         ClockKind::ThreadCpuTimer => create_thread_timer(tid, own, period)?,
         ClockKind::Itimer | ClockKind::Off => return Ok(None),
