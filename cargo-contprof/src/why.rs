@@ -16,6 +16,8 @@ use std::path::Path;
 
 use similar::{ChangeTag, DiffTag, TextDiff};
 
+use crate::compare::markdown::{code, html, text};
+use crate::compare::render_amount as amount;
 use crate::compare::{Finding, Metric, is_library_frame, normalize_name};
 use crate::profile::Profile;
 
@@ -318,25 +320,23 @@ pub fn write_markdown(explanations: &[Explanation], out: &mut String) {
         let at = e
             .location
             .as_ref()
-            .map(|l| format!(" (`{}:{}-{}`)", l.file, l.first, l.last))
+            .map(|l| format!(" ({})", code(&format!("{}:{}-{}", l.file, l.first, l.last))))
             .unwrap_or_default();
-        let _ = write!(out, "- `{}`{at} in {}, {}: ", e.function, e.group, e.metric);
+        let _ = write!(out, "- {}{at} in {}, {}: ", code(&e.function), text(&e.group), e.metric);
         if let Some(own) = &e.own {
             out.push_str("**its own source changed** between base and head.\n");
-            details(out, &format!("changed lines in `{}`", own.location.file), &own.lines);
+            details(out, &own.location.file, &own.lines);
         } else if !e.callees.is_empty() {
             out.push_str("its own source did not change; changed callees carry the increase:\n");
             for c in &e.callees {
                 let _ = writeln!(
                     out,
-                    "  - `{}` (`{}:{}-{}`), +{} per run under it",
-                    c.function,
-                    c.location.file,
-                    c.location.first,
-                    c.location.last,
+                    "  - {} ({}), +{} per run under it",
+                    code(&c.function),
+                    code(&format!("{}:{}-{}", c.location.file, c.location.first, c.location.last)),
                     amount(e.metric, c.increase)
                 );
-                details(out, &format!("changed lines in `{}`", c.function), &c.lines);
+                details(out, &c.function, &c.lines);
             }
         } else {
             out.push_str("neither its own source nor its callees' changed between base and head");
@@ -347,7 +347,8 @@ pub fn write_markdown(explanations: &[Explanation], out: &mut String) {
                 Some((name, inc)) => {
                     let _ = write!(
                         out,
-                        "; the callee carrying most of the increase is `{name}` (+{})",
+                        "; the callee carrying most of the increase is {} (+{})",
+                        code(name),
                         amount(e.metric, *inc)
                     );
                 }
@@ -358,8 +359,13 @@ pub fn write_markdown(explanations: &[Explanation], out: &mut String) {
     }
 }
 
-fn details(out: &mut String, summary: &str, lines: &[String]) {
-    let _ = writeln!(out, "\n  <details><summary>{summary}</summary>\n\n  ```diff");
+/// A collapsed diff of the changed lines in `name` (a file or a function), named in HTML.
+fn details(out: &mut String, name: &str, lines: &[String]) {
+    let _ = writeln!(
+        out,
+        "\n  <details><summary>changed lines in <code>{}</code></summary>\n\n  ```diff",
+        html(name)
+    );
     for l in lines.iter().take(MAX_SHOWN_LINES) {
         let _ = writeln!(out, "  {}", l.replace("```", "`\u{200b}``"));
     }
@@ -367,14 +373,6 @@ fn details(out: &mut String, summary: &str, lines: &[String]) {
         let _ = writeln!(out, "  … {} more lines", lines.len() - MAX_SHOWN_LINES);
     }
     out.push_str("  ```\n\n  </details>\n\n");
-}
-
-fn amount(metric: Metric, v: f64) -> String {
-    match metric {
-        Metric::Cpu => format!("{:.1} ms", v / 1e6),
-        Metric::AllocBytes | Metric::InuseBytes => format!("{:.0} B", v),
-        Metric::AllocCount => format!("{v:.0}"),
-    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ mod explain;
 mod finding;
 pub(crate) mod input;
 mod json;
+pub mod markdown;
 pub mod model;
 mod options;
 mod render;
@@ -51,7 +52,7 @@ pub use input::{
 pub use json::{REPORT_VERSION, write_json};
 pub use model::{Cost, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling};
 pub use options::{Options, Settings};
-pub use render::{write_markdown, write_text};
+pub use render::{amount as render_amount, write_markdown, write_text};
 
 /// Why a comparison could not be made.
 #[derive(Debug, thiserror::Error)]

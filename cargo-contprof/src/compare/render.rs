@@ -8,8 +8,8 @@ use std::io::{self, Write};
 use super::finding::{Comparison, Finding, Verdict};
 use super::model::{Metric, RevisionInfo};
 
-/// A value in the metric's unit, rounded for reading.
-fn amount(metric: Metric, v: f64) -> String {
+/// A value in the metric's unit, rounded for reading (reports and the "why" section).
+pub fn amount(metric: Metric, v: f64) -> String {
     let scaled = |v: f64, units: &[&str], step: f64| {
         let mut v = v;
         let mut i = 0;
@@ -174,10 +174,7 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     Ok(())
 }
 
-/// Escapes text for a Markdown table cell.
-fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;")
-}
+use super::markdown::{code_cell, text as cell};
 
 /// Writes Markdown for a pull-request comment.
 pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
@@ -192,9 +189,9 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "Compared `{}` (base) with `{}` (head).",
-        cell(&revision(&cmp.base)),
-        cell(&revision(&cmp.head))
+        "Compared {} (base) with {} (head).",
+        code_cell(&revision(&cmp.base)),
+        code_cell(&revision(&cmp.head))
     )?;
     let rows = listed(cmp);
     if !rows.is_empty() {
@@ -211,8 +208,8 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
             };
             writeln!(
                 out,
-                "| {mark} | `{}` | {} | {} ({}) | {} | {} | {} | {} |",
-                cell(&f.function),
+                "| {mark} | {} | {} | {} ({}) | {} | {} | {} | {} |",
+                code_cell(&f.function),
                 cell(&f.group),
                 f.metric,
                 f.kind,
@@ -235,8 +232,8 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         for f in shifted {
             writeln!(
                 out,
-                "| `{}` | {} | {} ({}) | {} | {} | {} | {} |",
-                cell(&f.function),
+                "| {} | {} | {} ({}) | {} | {} | {} | {} |",
+                code_cell(&f.function),
                 cell(&f.group),
                 f.metric,
                 f.kind,
@@ -263,9 +260,9 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         for f in presence {
             writeln!(
                 out,
-                "| {} | `{}` | {} | {} | {} | {} | {:.1}% → {:.1}% |",
+                "| {} | {} | {} | {} | {} | {} | {:.1}% → {:.1}% |",
                 f.verdict.as_str(),
-                cell(&f.function),
+                code_cell(&f.function),
                 cell(&f.group),
                 f.metric,
                 amount(f.metric, f.base),
@@ -280,7 +277,14 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         writeln!(out, "Total-cost changes accounted for by the self-cost changes above:")?;
         writeln!(out)?;
         for f in inherited {
-            writeln!(out, "- `{}` in {} ({}): {}", cell(&f.function), cell(&f.group), f.metric, change(f))?;
+            writeln!(
+                out,
+                "- {} in {} ({}): {}",
+                code_cell(&f.function),
+                cell(&f.group),
+                f.metric,
+                change(f)
+            )?;
         }
         writeln!(out)?;
     }
@@ -309,14 +313,14 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     )?;
     if !set.ignore.is_empty() {
         writeln!(out)?;
-        let patterns: Vec<String> = set.ignore.iter().map(|p| format!("`{}`", cell(p))).collect();
+        let patterns: Vec<String> = set.ignore.iter().map(|p| code_cell(p)).collect();
         writeln!(out, "Ignored functions: {}.", patterns.join(", "))?;
     }
     writeln!(out)?;
     for (name, r) in [("base", &cmp.base), ("head", &cmp.head)] {
         let extra: Vec<String> = r.extra.iter().map(|(k, v)| format!("{}: {}", cell(k), cell(v))).collect();
         let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join(", ")) };
-        writeln!(out, "- {name}: `{}`{extra}", cell(&revision(r)))?;
+        writeln!(out, "- {name}: {}{extra}", code_cell(&revision(r)))?;
     }
     writeln!(out)?;
     writeln!(out, "</details>")?;

@@ -219,3 +219,20 @@ fn a_change_the_diff_does_not_explain_is_shifted_and_does_not_gate() {
     assert_eq!(c.with_verdict(Verdict::Regression)[0].explained, Some(true));
     assert!(c.with_verdict(Verdict::Shifted).is_empty());
 }
+
+/// Issue 15.4: `&lt;`/`&gt;` inside backtick code spans show literally on GitHub.
+#[test]
+fn pr_comment_keeps_rust_names_intact() {
+    let name = "<serde_json::read::SliceRead as serde_json::read::Read>::peek";
+    let mut g = exact_group(100.0, 2);
+    for r in g.base.iter_mut().chain(g.head.iter_mut()) {
+        if let Some(c) = r.functions.remove("a::hot") {
+            r.functions.insert(name.to_owned(), c);
+        }
+    }
+    let mut md = Vec::new();
+    assert!(write_markdown(&cmp(&[g]), &mut md).is_ok());
+    let md = String::from_utf8_lossy(&md);
+    assert!(md.contains(&format!("| `{name}` |")), "{md}");
+    assert!(!md.contains("&lt;serde_json"), "{md}");
+}
