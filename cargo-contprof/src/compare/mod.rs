@@ -18,6 +18,10 @@
 //! - Welch's t-test (t distribution, Welch–Satterthwaite degrees of freedom) with each side's
 //!   variance raised to at least the Poisson sampling variance known from its sample count, so a
 //!   few runs that agree by chance cannot make a small function look certain.
+//! - A between-batch variance is added to every sampled test: batches recorded at different
+//!   times drift apart function by function, which within-batch variances cannot show. It is the
+//!   largest of the comparison's empirical null (`stats::excess_variance` over functions with
+//!   enough samples), the store's history ([`Group::history`]) and a default.
 //! - Benjamini–Hochberg over every test of the comparison; a change is reported when q ≤ alpha
 //!   and the estimated change is at least the minimum effect; functions below a share and sample
 //!   floor are not tested.
@@ -26,6 +30,9 @@
 //! - Self and total: a leaf's total equals its self cost and is not tested twice; a total-cost
 //!   change that flagged self-cost changes account for is marked *inherited* and kept out of the
 //!   regressions list, so a slow leaf is reported once, not once per caller.
+//! - A change beyond noise that the diff's machine-code changes do not explain (the call-path
+//!   rule of [`explain`], from [`Group::explained`]) is [`Verdict::Shifted`], not a regression,
+//!   unless [`Options::strict`].
 
 mod engine;
 mod explain;
