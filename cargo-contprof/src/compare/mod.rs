@@ -31,7 +31,7 @@
 //!   change that flagged self-cost changes account for is marked *inherited* and kept out of the
 //!   regressions list, so a slow leaf is reported once, not once per caller.
 //! - A change beyond noise that the diff's machine-code changes do not explain (the call-path
-//!   rule of [`explain`], from [`Group::explained`]) is [`Verdict::Shifted`], not a regression,
+//!   rule of `compare::explain`, from [`Group::explained`]) is [`Verdict::Shifted`], not a regression,
 //!   unless [`Options::strict`].
 
 mod engine;

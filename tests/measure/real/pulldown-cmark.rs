@@ -18,9 +18,39 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "parser", "event", "stream", "render", "html", "table", "footnote", "list", "item", "block", "inline",
-    "emphasis", "strong", "link", "image", "code", "quote", "heading", "paragraph", "text", "the", "a", "of",
-    "and", "to", "in", "is", "that", "for", "with", "café", "naïve", "über",
+    "parser",
+    "event",
+    "stream",
+    "render",
+    "html",
+    "table",
+    "footnote",
+    "list",
+    "item",
+    "block",
+    "inline",
+    "emphasis",
+    "strong",
+    "link",
+    "image",
+    "code",
+    "quote",
+    "heading",
+    "paragraph",
+    "text",
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "that",
+    "for",
+    "with",
+    "café",
+    "naïve",
+    "über",
 ];
 
 fn words(rng: &mut Rng, out: &mut String, n: u64) {
@@ -49,7 +79,8 @@ fn document(rng: &mut Rng) -> String {
     for section in 0..6 {
         d.push_str(&format!("## Section {section} {{#s{section}}}\n\n"));
         for _ in 0..1 + rng.below(3) {
-            words(rng, &mut d, 20 + rng.below(60));
+            let n = 20 + rng.below(60);
+            words(rng, &mut d, n);
             d.push_str("\n\n");
         }
         match rng.below(5) {
@@ -59,7 +90,8 @@ fn document(rng: &mut Rng) -> String {
                     if rng.below(3) == 0 {
                         d.push_str("[x] ");
                     }
-                    words(rng, &mut d, 4 + rng.below(12));
+                    let n = 4 + rng.below(12);
+                    words(rng, &mut d, n);
                     d.push('\n');
                 }
             }
@@ -83,14 +115,16 @@ fn document(rng: &mut Rng) -> String {
             3 => {
                 for _ in 0..2 + rng.below(3) {
                     d.push_str("> ");
-                    words(rng, &mut d, 10 + rng.below(20));
+                    let n = 10 + rng.below(20);
+                    words(rng, &mut d, n);
                     d.push('\n');
                 }
             }
             _ => {
                 for i in 1..4 + rng.below(4) {
                     d.push_str(&format!("{i}. "));
-                    words(rng, &mut d, 6 + rng.below(10));
+                    let n = 6 + rng.below(10);
+                    words(rng, &mut d, n);
                     d.push('\n');
                 }
             }
@@ -114,7 +148,7 @@ fn main() {
     let docs: Vec<String> = (0..120).map(|_| document(&mut rng)).collect();
     let mut checksum = 0u64;
     let mut out = String::new();
-    for round in 0..6 {
+    for round in 0..14 {
         for text in docs.iter().map(String::as_str).chain(std::iter::repeat(README).take(10)) {
             out.clear();
             html::push_html(&mut out, Parser::new_ext(text, opts));
