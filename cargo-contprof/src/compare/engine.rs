@@ -120,15 +120,30 @@ pub fn compare(
         }
     }
 
-    // One false discovery rate family for the whole comparison.
+    // False discovery rate families, fixed before any p value is seen: the tests of functions
+    // whose call paths the diff changed (the ones that can gate), and the others (that can only be
+    // shifted). Each family's rate is controlled on its own, so a thousand untouched functions do
+    // not dilute the power to see the few the diff touched. Without code fingerprints, one family.
     let tested: Vec<usize> = (0..pending.len()).filter(|&i| pending[i].finding.p.is_some()).collect();
-    let ps: Vec<f64> = tested.iter().filter_map(|&i| pending[i].finding.p).collect();
-    for (&i, q) in tested.iter().zip(benjamini_hochberg(&ps)) {
-        pending[i].finding.q = Some(q);
+    let mut gating = 0;
+    for unexplained in [false, true] {
+        let family: Vec<usize> = tested
+            .iter()
+            .copied()
+            .filter(|&i| (pending[i].finding.explained == Some(false)) == unexplained)
+            .collect();
+        let ps: Vec<f64> = family.iter().filter_map(|&i| pending[i].finding.p).collect();
+        for (&i, q) in family.iter().zip(benjamini_hochberg(&ps)) {
+            pending[i].finding.q = Some(q);
+        }
+        if !unexplained {
+            gating = family.len();
+        }
     }
     summary.tests = tested.len();
+    summary.gating_tests = gating;
     for p in &mut power {
-        p.min_detectable = min_detectable(p, summary.tests, opts);
+        p.min_detectable = min_detectable(p, gating.max(1), opts);
     }
     for (group, side, samples_per_run) in few_samples {
         let min_detectable_percent = power

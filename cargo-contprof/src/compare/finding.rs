@@ -260,7 +260,8 @@ pub struct Detectable {
     /// Share of the metric held by the function (0.05 = 5%).
     pub share: f64,
     /// Smallest relative change (0.12 = +12%) found with 80% probability at the comparison's
-    /// false discovery rate, and at least the minimum effect.
+    /// false discovery rate (as the first discovery among the tests that can gate), and at least
+    /// the minimum effect.
     pub change: f64,
 }
 
@@ -310,8 +311,11 @@ pub struct Summary {
     pub verdict: &'static str,
     /// Groups with runs on both sides.
     pub groups_compared: usize,
-    /// Statistical tests in the false discovery rate family.
+    /// Statistical tests.
     pub tests: usize,
+    /// Of those, the tests of functions the diff can explain: the false discovery rate family
+    /// that can gate (the others form their own family, for `shifted`).
+    pub gating_tests: usize,
     /// Findings (above the floor, not ignored).
     pub findings: usize,
     /// Primary regressions.

@@ -1,7 +1,7 @@
 //! contprof workload for sha2: two std threads (std::thread::scope) hash deterministic data, one with
 //! SHA-256 and one with SHA-512: large buffers in one call, and many small records fed in odd-sized
 //! pieces through the incremental `Digest::update` (what content-addressed stores and manifests
-//! do). Prints a checksum of the digests. About 0.5 s of CPU over the two threads on the development VM.
+//! do). Prints a checksum of the digests. About 0.4 s of CPU over the two threads on the development VM.
 use sha2::digest::block_api::AlgorithmName;
 use sha2::{Digest, Sha256, Sha512};
 use std::fmt;
