@@ -172,6 +172,23 @@ pub fn compare(
 /// samples per run) is at most this: about 20 samples per run.
 const NULL_MAX_FLOOR: f64 = 1.0 / 21.0;
 
+/// The between-batch variance used: this comparison's estimate and the history's are two
+/// estimates of one quantity, so both are averaged when there are both (one pair of batches each:
+/// either alone is noisy); the default is the floor.
+fn spread(null: Option<f64>, history: Option<f64>, floor: f64) -> (DriftSource, f64) {
+    let (source, estimate) = match (null, history) {
+        (Some(n), Some(h)) => (DriftSource::Pooled, 0.5 * (n + h)),
+        (Some(n), None) => (DriftSource::Comparison, n),
+        (None, Some(h)) => (DriftSource::History, h),
+        (None, None) => (DriftSource::None, 0.0),
+    };
+    match () {
+        _ if estimate > floor => (source, estimate),
+        _ if floor > 0.0 => (DriftSource::Default, floor),
+        _ => (DriftSource::None, 0.0),
+    }
+}
+
 /// Probability of finding a change of the minimum detectable size.
 const POWER: f64 = 0.8;
 
@@ -523,9 +540,8 @@ impl Ctx<'_> {
         let mut shift = (0.0, 0.0);
         let mut null = None;
         let mut changed = vec![false; candidates.len()];
-        let spread = |null: Option<f64>| {
-            null.map_or(floor, |v: f64| if v > floor.1 { (DriftSource::Comparison, v) } else { floor })
-        };
+        let history = self.history.and_then(|h| h.get(&self.metric).copied());
+        let spread = |null: Option<f64>| spread(null, history, floor);
         for _ in 0..SHIFT_ROUNDS {
             let var = spread(null).1;
             if normalized {
@@ -585,16 +601,10 @@ impl Ctx<'_> {
         }
     }
 
-    /// The least between-batch variance of this group and metric: the spread learned from the
-    /// store's history, else the configured default (CPU only: allocations do not drift with the
-    /// machine).
-    fn drift_floor(&self, normalized: bool) -> (DriftSource, f64) {
-        let default = if normalized { self.opts.between_batch_sd.powi(2) } else { 0.0 };
-        match self.history.and_then(|h| h.get(&self.metric).copied()) {
-            Some(v) if v >= default => (DriftSource::History, v),
-            _ if default > 0.0 => (DriftSource::Default, default),
-            _ => (DriftSource::None, 0.0),
-        }
+    /// The least between-batch variance of this group and metric: the configured default (CPU
+    /// only: allocations do not drift with the machine).
+    fn drift_floor(&self, normalized: bool) -> f64 {
+        if normalized { self.opts.between_batch_sd.powi(2) } else { 0.0 }
     }
 
     /// Records the group's [`Power`]: what its comparison could have seen.

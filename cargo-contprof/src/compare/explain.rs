@@ -3,9 +3,16 @@
 //! A function's cost change is explained when code that runs on its behalf changed between base
 //! and head (the machine code, from [`crate::code`]'s fingerprints):
 //! - its **self cost**, when a stack on which it is the function the self cost is counted in
-//!   holds a changed function: itself (or the function it was inlined into), a library frame
-//!   folded into it, or a caller (which may call it more often or with more work);
-//! - its **total cost**, when any stack through it holds a changed function, callees included.
+//!   holds a changed function at its own place or below: itself or the function it was inlined
+//!   into, a library frame folded into it, or its **direct caller** (which may call it more often
+//!   or with more work);
+//! - its **total cost**, when a stack through it holds a changed function at its place, below it
+//!   (callees: more work) or as its direct caller.
+//!
+//! Callers further up do not explain: a change in `main` or in a top-level entry point (a new
+//! branch in `from_str`, an unrelated function linked in there) would otherwise explain every
+//! function under it, layout shifts included. What such a caller changes below it shows in the
+//! total cost of its direct callees, which it does explain.
 //!
 //! Everything else that moved beyond noise is a *shift*: the code did not change, so layout,
 //! the machine or the input moved it, and no reviewer of the diff can act on it.
@@ -43,17 +50,31 @@ impl Explained {
         }
         for profile in profiles {
             let names = FrameNames::new(profile, fold_library);
-            let (mut frames, mut seen) = (Vec::new(), Vec::new());
+            let (mut frames, mut seen, mut located) = (Vec::new(), Vec::new(), Vec::new());
             for s in &profile.sample {
                 let Some(leaf) = names.stack(s, &mut frames, &mut seen) else { continue };
-                if !frames.iter().any(|(name, _)| changed.contains(name)) {
+                names.located(s, &mut located);
+                // The innermost location holding a changed function.
+                let Some(changed_at) =
+                    located.iter().filter(|(_, (name, _))| changed.contains(name)).map(|(d, _)| *d).min()
+                else {
                     continue;
-                }
-                if !out.self_cost.contains(leaf) {
+                };
+                // A function is explained when that location is at or below its direct caller:
+                // the next location outward holding a frame that is not a library frame (the
+                // library frames in between, iterator adapters and closure shims, are part of
+                // the call).
+                let explained_at = |name: &str| {
+                    let Some(&(d, _)) = located.iter().find(|(_, (n, _))| n == name) else { return false };
+                    let caller =
+                        located.iter().find(|(dc, (_, library))| *dc > d && !library).map(|(dc, _)| *dc);
+                    changed_at <= caller.unwrap_or(usize::MAX)
+                };
+                if !out.self_cost.contains(leaf) && explained_at(leaf) {
                     out.self_cost.insert(leaf.to_owned());
                 }
                 for &name in &seen {
-                    if !out.total.contains(name) {
+                    if !out.total.contains(name) && explained_at(name) {
                         out.total.insert(name.to_owned());
                     }
                 }
@@ -122,12 +143,28 @@ mod tests {
         // The changed function itself, and what it calls (more work or more calls from it).
         assert!(e.explains("app::checksum", crate::compare::Kind::SelfCost));
         assert!(e.explains("app::fnv_round", crate::compare::Kind::SelfCost));
-        // Its callers' totals contain it, their own code did not change.
+        // Its direct caller's total contains it; its own code did not change.
         assert!(e.explains("app::main", crate::compare::Kind::Total));
         assert!(!e.explains("app::main", crate::compare::Kind::SelfCost));
         // A sibling path: nothing on it changed.
         assert!(!e.explains("json::serialize_str", crate::compare::Kind::SelfCost));
         assert!(!e.explains("app::encode", crate::compare::Kind::Total));
+    }
+
+    #[test]
+    fn a_changed_entry_point_explains_its_direct_callees_only() {
+        // `from_str` changed (a new branch); the parser two calls below it did not.
+        let p = profile(&[
+            &["app::main", "json::from_str", "json::parse_value", "json::parse_str"],
+            &["app::main", "json::from_str", "json::parse_value"],
+        ]);
+        let changed = BTreeSet::from(["json::from_str".to_owned()]);
+        let e = Explained::from_stacks([&p], &changed, true);
+        assert!(e.explains("json::parse_value", crate::compare::Kind::SelfCost));
+        assert!(e.explains("json::parse_value", crate::compare::Kind::Total));
+        assert!(!e.explains("json::parse_str", crate::compare::Kind::SelfCost));
+        assert!(!e.explains("json::parse_str", crate::compare::Kind::Total));
+        assert!(e.explains("app::main", crate::compare::Kind::Total));
     }
 
     #[test]

@@ -248,6 +248,8 @@ pub enum DriftSource {
     Comparison,
     /// Earlier batches of the same target and settings in the store (A/A pairs of history).
     History,
+    /// The mean of the comparison's and the history's estimates.
+    Pooled,
     /// The conservative default (`Options::between_batch_sd`): neither of the others said more.
     Default,
     /// Not applied: exact metric, or nothing to estimate it from and no default.

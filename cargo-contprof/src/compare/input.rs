@@ -216,6 +216,21 @@ impl FrameNames {
         FrameNames { names, locations }
     }
 
+    /// The frames of `sample`, innermost first, each with the position of its location on the
+    /// stack (frames inlined at one address share it; the last of them is the compiled function).
+    pub(crate) fn located<'s>(
+        &'s self,
+        sample: &crate::profile::Sample,
+        out: &mut Vec<(usize, &'s (String, bool))>,
+    ) {
+        out.clear();
+        for (depth, id) in sample.location_id.iter().enumerate() {
+            if let Some(lines) = self.locations.get(id) {
+                out.extend(lines.iter().map(|&i| (depth, &self.names[i])));
+            }
+        }
+    }
+
     /// The frames of `sample` into `frames` (innermost first, inlined ones included) and the
     /// functions the comparison names on it into `seen` (sorted, once each); returns the one its
     /// self cost is counted in: the innermost frame that is not a library frame, else the innermost.
