@@ -30,6 +30,21 @@ struct Sym {
     text: bool,
 }
 
+/// A symbol's name as the same code has it in every build: demangled and normalized as the
+/// comparison names functions, without the `.llvm.<n>` suffix that ThinLTO gives promoted local
+/// symbols (a number that changes with the build), and with the compiler's anonymous constants
+/// (`anon.<hash>.<n>`) all called `anon`.
+fn stable_name(raw: &str) -> String {
+    let raw = match raw.find(".llvm.") {
+        Some(i) if raw[i + 6..].bytes().all(|b| b.is_ascii_digit()) => &raw[..i],
+        _ => raw,
+    };
+    if raw.starts_with("anon.") || raw.starts_with(".L") {
+        return "anon".to_owned();
+    }
+    normalize_name(&demangle(raw))
+}
+
 /// A binary's symbols, sorted by address, and its code.
 struct Code {
     symbols: Vec<Sym>,
@@ -64,14 +79,13 @@ impl Code {
             if raw.is_empty() {
                 continue;
             }
-            symbols.push(Sym {
-                address: s.address(),
-                size: s.size(),
-                name: normalize_name(&demangle(raw)),
-                text,
-            });
+            symbols.push(Sym { address: s.address(), size: s.size(), name: stable_name(raw), text });
         }
-        symbols.sort_by(|a, b| a.address.cmp(&b.address).then(b.size.cmp(&a.size)));
+        // Several symbols can share an address (identical code folding, aliases) and the symbol
+        // table's order of them differs between builds of the same code (it follows the names,
+        // whose hashes depend on the build path): the name breaks ties, so the symbol found at
+        // an address, and with it every fingerprint naming it, is the same in both builds.
+        symbols.sort_by(|a, b| a.address.cmp(&b.address).then(b.size.cmp(&a.size)).then(a.name.cmp(&b.name)));
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, s) in symbols.iter().enumerate() {
             if s.text && s.size > 0 {
@@ -300,6 +314,16 @@ mod tests {
         if cfg!(target_arch = "x86_64") {
             assert_eq!(map.method, NORMALIZED);
         }
+    }
+
+    #[test]
+    fn build_specific_suffixes_do_not_reach_names() {
+        assert_eq!(stable_name("anon.543c1f316a986ef651a6f3ccbcf806a7.1.llvm.967284759788050981"), "anon");
+        assert_eq!(stable_name("anon.543c1f316a986ef651a6f3ccbcf806a7.1.llvm.724909351805341841"), "anon");
+        assert_eq!(
+            stable_name("_ZN10serde_json4read5error17h0123456789abcdefE.llvm.42"),
+            "serde_json::read::error"
+        );
     }
 
     #[test]
