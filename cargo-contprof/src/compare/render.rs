@@ -176,6 +176,21 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
 
 use super::markdown::{code_cell, text as cell};
 
+/// A finding's cells of a Markdown table, from the function to the evidence, with the closing `|`.
+fn markdown_cells(f: &Finding) -> String {
+    format!(
+        "{} | {} | {} ({}) | {} | {} | {} | {} |",
+        code_cell(&f.function),
+        cell(&f.group),
+        f.metric,
+        f.kind,
+        amount(f.metric, f.base),
+        amount(f.metric, f.head),
+        change(f),
+        f.q.map_or_else(|| f.method.as_str().to_owned(), |q| format!("{q:.1e}"))
+    )
+}
+
 /// Writes Markdown for a pull-request comment.
 pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     let s = &cmp.summary;
@@ -206,18 +221,7 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
                 (Verdict::PossibleRegression, _) => "🟠 possible regression",
                 _ => "🔵 possible improvement",
             };
-            writeln!(
-                out,
-                "| {mark} | {} | {} | {} ({}) | {} | {} | {} | {} |",
-                code_cell(&f.function),
-                cell(&f.group),
-                f.metric,
-                f.kind,
-                amount(f.metric, f.base),
-                amount(f.metric, f.head),
-                change(f),
-                f.q.map_or_else(|| f.method.as_str().to_owned(), |q| format!("{q:.1e}"))
-            )?;
+            writeln!(out, "| {mark} | {}", markdown_cells(f))?;
         }
     }
     let shifted = cmp.with_verdict(Verdict::Shifted);
@@ -230,18 +234,7 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         writeln!(out, "| function | group | metric | base | head | change [95% CI] | q |")?;
         writeln!(out, "|---|---|---|---|---|---|---|")?;
         for f in shifted {
-            writeln!(
-                out,
-                "| {} | {} | {} ({}) | {} | {} | {} | {} |",
-                code_cell(&f.function),
-                cell(&f.group),
-                f.metric,
-                f.kind,
-                amount(f.metric, f.base),
-                amount(f.metric, f.head),
-                change(f),
-                f.q.map_or_else(|| f.method.as_str().to_owned(), |q| format!("{q:.1e}"))
-            )?;
+            writeln!(out, "| {}", markdown_cells(f))?;
         }
         writeln!(out)?;
         writeln!(out, "</details>")?;

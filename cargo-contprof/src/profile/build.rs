@@ -300,18 +300,22 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     }
 
     let (thread_key, tid_key) = (w.string("thread"), w.string("tid"));
-    let mut values = vec![0i64; SAMPLE_TYPES.len()];
-    let (i_samples, i_cpu) = (sample_index::SAMPLES, sample_index::CPU);
-    for &((tid, frames), count) in &c.cpu {
-        let stack = sym.stack(&mut w, frames, StackKind::Cpu);
+    // `thread` (its name, else `tid-N`) and `tid` labels of a CPU sample.
+    let thread_labels = |w: &mut ProfileWriter, tid: u32| {
         let name = match c.thread_names.get(&tid) {
             Some(n) => w.string(n),
             None => w.string(&format!("tid-{tid}")),
         };
-        let labels = vec![
+        vec![
             Label { key: thread_key, str: name, num: 0, num_unit: 0 },
             Label { key: tid_key, str: 0, num: i64::from(tid), num_unit: 0 },
-        ];
+        ]
+    };
+    let mut values = vec![0i64; SAMPLE_TYPES.len()];
+    let (i_samples, i_cpu) = (sample_index::SAMPLES, sample_index::CPU);
+    for &((tid, frames), count) in &c.cpu {
+        let stack = sym.stack(&mut w, frames, StackKind::Cpu);
+        let labels = thread_labels(&mut w, tid);
         values.fill(0);
         values[i_samples] = to_i64(count);
         values[i_cpu] = to_i64(count).saturating_mul(period);
@@ -325,14 +329,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         for &((tid, frames), ns) in &c.kernel {
             let mut stack = vec![kernel];
             stack.extend(sym.stack(&mut w, frames, StackKind::Cpu));
-            let name = match c.thread_names.get(&tid) {
-                Some(n) => w.string(n),
-                None => w.string(&format!("tid-{tid}")),
-            };
-            let labels = vec![
-                Label { key: thread_key, str: name, num: 0, num_unit: 0 },
-                Label { key: tid_key, str: 0, num: i64::from(tid), num_unit: 0 },
-            ];
+            let labels = thread_labels(&mut w, tid);
             values.fill(0);
             values[i_cpu] = (ns as f64 * scale) as i64;
             w.sample(stack, &values, labels);
