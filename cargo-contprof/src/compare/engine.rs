@@ -556,9 +556,16 @@ impl Ctx<'_> {
             // Only functions with enough samples: below ~20 per run the log of (samples + 1) is
             // biased toward zero change, and a run that grew would make every small function
             // look shifted.
+            // Functions the diff explains are left out too: their code (or their caller's)
+            // changed, so their change is not spread, and a change inlined into many callers
+            // would otherwise pass for drift and hide itself.
             let items: Vec<(f64, f64)> = selfs
                 .iter()
                 .filter(|&&c| stats[c].iter().all(|s| s.floor <= NULL_MAX_FLOOR))
+                .filter(|&&c| {
+                    let name = &self.data.functions[candidates[c].0].name;
+                    !self.explained.is_some_and(|e| e.explains(name, Kind::SelfCost))
+                })
                 .map(|&c| {
                     let t = tests[c].shifted(shift.0, shift.1);
                     (t.diff, t.se * t.se)
