@@ -155,7 +155,7 @@ impl Side {
     }
 }
 
-fn short(c: &str) -> &str {
+pub(super) fn short(c: &str) -> &str {
     &c[..c.len().min(12)]
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use super::compare::{Context, Prepared, Side, input_options, read, select_groups};
+use super::compare::{Context, Prepared, Side, input_options, read, select_groups, short};
 use crate::compare::{self, Group, Metric, Options, RevisionInfo, run_costs};
 use crate::errors::Result;
 use crate::shell::Shell;
@@ -102,7 +102,7 @@ fn apply(ctx: &Context, earlier: &RunMetadata, prepared: &mut Prepared, options:
         shell.note(format_args!(
             "between-batch spread of {used} target(s) learned from the earlier batch {} (commit {})",
             earlier.run_id,
-            earlier.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or("?")
+            earlier.commit.as_deref().map(short).unwrap_or("?")
         ));
     }
 }

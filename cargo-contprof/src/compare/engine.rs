@@ -182,10 +182,12 @@ fn spread(null: Option<f64>, history: Option<f64>, floor: f64) -> (DriftSource, 
         (None, Some(h)) => (DriftSource::History, h),
         (None, None) => (DriftSource::None, 0.0),
     };
-    match () {
-        _ if estimate > floor => (source, estimate),
-        _ if floor > 0.0 => (DriftSource::Default, floor),
-        _ => (DriftSource::None, 0.0),
+    if estimate > floor {
+        (source, estimate)
+    } else if floor > 0.0 {
+        (DriftSource::Default, floor)
+    } else {
+        (DriftSource::None, 0.0)
     }
 }
 
@@ -241,14 +243,7 @@ fn decide(f: &Finding, decision: Decision, opts: &Options) -> Verdict {
 /// regression or improvement: the pull request did not change the code that could cost more.
 /// `--strict` keeps unexplained regressions gating (marked `explained: false`).
 fn unexplained_is_shift(verdict: Verdict, f: &Finding, opts: &Options) -> Verdict {
-    let flagged = matches!(
-        verdict,
-        Verdict::Regression
-            | Verdict::Improvement
-            | Verdict::PossibleRegression
-            | Verdict::PossibleImprovement
-    );
-    if !flagged || f.explained != Some(false) {
+    if !verdict.is_change() || f.explained != Some(false) {
         return verdict;
     }
     match verdict {
@@ -267,12 +262,7 @@ fn mark_inherited(pending: &mut [Pending]) {
         let f = &p.finding;
         let counts = match f.verdict {
             Verdict::New | Verdict::Vanished => true,
-            Verdict::Regression
-            | Verdict::Improvement
-            | Verdict::PossibleRegression
-            | Verdict::PossibleImprovement
-            | Verdict::Shifted => f.kind == Kind::SelfCost,
-            Verdict::Unchanged | Verdict::Inconclusive => false,
+            v => v.is_change() && f.kind == Kind::SelfCost,
         };
         if counts {
             *explained.entry((f.group.clone(), f.metric, p.delta > 0.0)).or_default() += p.delta.abs();
@@ -280,15 +270,7 @@ fn mark_inherited(pending: &mut [Pending]) {
     }
     for p in pending.iter_mut() {
         let f = &p.finding;
-        let flagged = matches!(
-            f.verdict,
-            Verdict::Regression
-                | Verdict::Improvement
-                | Verdict::PossibleRegression
-                | Verdict::PossibleImprovement
-                | Verdict::Shifted
-        );
-        if f.kind == Kind::Total && flagged {
+        if f.kind == Kind::Total && f.verdict.is_change() {
             let sum = explained.get(&(f.group.clone(), f.metric, p.delta > 0.0)).copied().unwrap_or(0.0);
             p.finding.inherited = sum >= INHERITED_FRACTION * p.delta.abs();
         }

@@ -51,6 +51,19 @@ impl Verdict {
             Verdict::Shifted => "shifted",
         }
     }
+
+    /// A change beyond noise, whichever way and however sure: regression, improvement, their
+    /// possible forms, or a shift.
+    pub fn is_change(self) -> bool {
+        matches!(
+            self,
+            Verdict::Regression
+                | Verdict::Improvement
+                | Verdict::PossibleRegression
+                | Verdict::PossibleImprovement
+                | Verdict::Shifted
+        )
+    }
 }
 
 /// How the evidence of a finding was obtained.

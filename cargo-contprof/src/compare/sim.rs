@@ -239,16 +239,6 @@ pub(crate) struct Tally {
     pub innocent: usize,
 }
 
-fn flagged_verdict(v: Verdict) -> bool {
-    matches!(
-        v,
-        Verdict::Regression
-            | Verdict::Improvement
-            | Verdict::PossibleRegression
-            | Verdict::PossibleImprovement
-    )
-}
-
 pub(crate) fn tally(scn: &Scenario, comparisons: usize, seed: u64, opts: &Options) -> Tally {
     let mut rng = Rng::new(seed);
     let mut t = Tally { comparisons, ..Tally::default() };
@@ -260,7 +250,7 @@ pub(crate) fn tally(scn: &Scenario, comparisons: usize, seed: u64, opts: &Option
             Ok(c) => c,
             Err(e) => panic!("simulated comparison failed: {e}"),
         };
-        let flags: Vec<_> = cmp.findings.iter().filter(|f| flagged_verdict(f.verdict)).collect();
+        let flags: Vec<_> = cmp.findings.iter().filter(|f| f.verdict.is_change()).collect();
         t.any_flag += usize::from(!flags.is_empty());
         let is_target = |name: &str| target.as_deref() == Some(name);
         t.found +=

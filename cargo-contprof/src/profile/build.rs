@@ -163,37 +163,22 @@ fn collect(raw: &RawFile) -> Collected<'_> {
     let mut c = Collected::default();
     let mut cpu_index: FastMap<(u32, &[u64]), usize> = FastMap::default();
     let mut kernel_index: FastMap<(u32, &[u64]), usize> = FastMap::default();
+    // The CPU sample just read, if the record before this one was one.
     let mut previous: Option<(u32, &[u64])> = None;
     for r in &raw.records {
-        if let Record::KernelTime { tid, kernel_ns } = r {
-            // Written in the same write(2) as the CPU sample it follows.
-            if let Some(key) = previous.filter(|(t, _)| t == tid) {
-                c.kernel_ns = c.kernel_ns.saturating_add(*kernel_ns);
-                match kernel_index.get(&key) {
-                    Some(&i) => c.kernel[i].1 = c.kernel[i].1.saturating_add(*kernel_ns),
-                    None => {
-                        kernel_index.insert(key, c.kernel.len());
-                        c.kernel.push((key, *kernel_ns));
-                    }
-                }
-            }
-            continue;
-        }
-        previous = match r {
-            Record::CpuSample { tid, frames } => Some((*tid, frames.as_slice())),
-            _ => None,
-        };
+        let mut sample = None;
         match r {
-            Record::KernelTime { .. } => {}
             Record::CpuSample { tid, frames } => {
                 c.cpu_samples += 1;
                 let key = (*tid, frames.as_slice());
-                match cpu_index.get(&key) {
-                    Some(&i) => c.cpu[i].1 += 1,
-                    None => {
-                        cpu_index.insert(key, c.cpu.len());
-                        c.cpu.push((key, 1));
-                    }
+                add(&mut cpu_index, &mut c.cpu, key, 1);
+                sample = Some(key);
+            }
+            Record::KernelTime { tid, kernel_ns } => {
+                // Written in the same write(2) as the CPU sample it follows.
+                if let Some(key) = previous.filter(|(t, _)| t == tid) {
+                    c.kernel_ns = c.kernel_ns.saturating_add(*kernel_ns);
+                    add(&mut kernel_index, &mut c.kernel, key, *kernel_ns);
                 }
             }
             Record::ThreadName { tid, name } => {
@@ -207,8 +192,25 @@ fn collect(raw: &RawFile) -> Collected<'_> {
             Record::Message { level, text } => c.messages.push((*level, text)),
             Record::Unknown(_) => {}
         }
+        previous = sample;
     }
     c
+}
+
+/// Adds `n` to the entry of `key` in `out` (first-seen order), found through `index`.
+fn add<'a>(
+    index: &mut FastMap<(u32, &'a [u64]), usize>,
+    out: &mut Vec<((u32, &'a [u64]), u64)>,
+    key: (u32, &'a [u64]),
+    n: u64,
+) {
+    match index.get(&key) {
+        Some(&i) => out[i].1 = out[i].1.saturating_add(n),
+        None => {
+            index.insert(key, out.len());
+            out.push((key, n));
+        }
+    }
 }
 
 /// The process map: the last copy (written at exit, it has libraries loaded late), plus the
