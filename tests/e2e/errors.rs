@@ -105,12 +105,18 @@ fn a_terminated_run_passes_the_signal_on_and_keeps_its_samples() {
         .stderr(std::process::Stdio::piped());
     let _shared = crate::util::shared();
     let child = cmd.spawn().unwrap();
-    // Wait until the workload runs (its raw file exists), then stop cargo contprof alone, as a CI
-    // runner cancelling a job does.
+    // Wait until the workload has written its first CPU sample (the memory map written at start
+    // alone is not enough: a stop before the first sample leaves nothing to keep), then stop cargo
+    // contprof alone, as a CI runner cancelling a job does.
     let raw = out.path().join("raw/run-1.raw");
     let started = std::time::Instant::now();
-    while std::fs::metadata(&raw).map_or(0, |m| m.len()) < 4096 {
-        assert!(started.elapsed().as_secs() < 60, "the workload never started");
+    let has_a_sample = || {
+        let Ok(bytes) = std::fs::read(&raw) else { return false };
+        contprof::format::RawFile::parse(&bytes)
+            .is_ok_and(|f| f.records.iter().any(|r| matches!(r, contprof::format::Record::CpuSample { .. })))
+    };
+    while !has_a_sample() {
+        assert!(started.elapsed().as_secs() < 60, "the workload never wrote a sample");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     // SAFETY: plain syscall on our own, not yet reaped child.
