@@ -16,6 +16,7 @@
 //! [check]
 //! runs = 10
 //! no_baseline = "pass"         # or "fail" (exit 5)
+//! baseline = "auto"            # or "interleaved" / "stored": where the base's runs come from
 //! targets = ["bin:server", "bench:parse", "tests", "benches:parse"]
 //! ```
 //!
@@ -86,6 +87,8 @@ pub struct CheckConfig {
     pub runs: Option<u32>,
     /// What to do without a baseline.
     pub no_baseline: Option<NoBaseline>,
+    /// Where the base's runs come from.
+    pub baseline: Option<BaselineMode>,
     /// Targets recorded when none is given on the command line.
     #[serde(default)]
     pub targets: Vec<String>,
@@ -99,6 +102,19 @@ pub enum NoBaseline {
     Pass,
     /// Record HEAD and exit 5.
     Fail,
+}
+
+/// Where `check` gets the base's runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BaselineMode {
+    /// Interleaved when HEAD is off the default branch and the base commit is in the clone, else
+    /// stored.
+    Auto,
+    /// Build the base in a git worktree and record base and head alternately (A B A B) in this job.
+    Interleaved,
+    /// Compare with the base's runs in the store, recorded earlier.
+    Stored,
 }
 
 /// A target set of `check`, as written in `[check] targets` (`bin:NAME`, `tests:FILTER`...).
@@ -349,11 +365,13 @@ alloc_count = 0
 [check]
 runs = 7
 no_baseline = "fail"
+baseline = "stored"
 targets = ["bin:a", "tests", "benches:parse"]
 "#;
         let c = parse(text, "contprof.toml").map(|l| l.config).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.check.runs, Some(7));
         assert_eq!(c.check.no_baseline, Some(NoBaseline::Fail));
+        assert_eq!(c.check.baseline, Some(BaselineMode::Stored));
         let o = c.options();
         assert_eq!(o.alpha, 0.01);
         assert_eq!(o.min_effect(Metric::Cpu), 0.2);

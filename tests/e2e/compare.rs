@@ -173,7 +173,10 @@ impl Repo {
 
     fn check_in(&self, store: &Path, extra: &[&str], env: &[(&str, &str)]) -> Finished {
         let mut cmd = contprof();
-        cmd.args(["check", "--bin", "regress", "--runs", "5", "--frequency", "4999", "--store"])
+        // Stored baselines: the slowdowns below are switched by the environment, which an
+        // interleaved base would see too.
+        cmd.args(["check", "--baseline", "stored", "--bin", "regress", "--runs", "5", "--frequency", "4999"])
+            .arg("--store")
             .arg(store)
             .args(extra)
             .current_dir(&self.root)

@@ -45,7 +45,10 @@ impl Project {
         let event = self.dir.path().join("event.json");
         std::fs::write(&event, json!({"pull_request": {"number": PR}}).to_string()).unwrap();
         let mut cmd = contprof();
-        cmd.args(["check", "--bin", "regress", "--runs", "4", "--frequency", "4999", "--report-dir"])
+        // The baseline workflow's stored baseline (an interleaved base would see the environment's
+        // slowdown switch too).
+        cmd.args(["check", "--baseline", "stored", "--bin", "regress", "--runs", "4", "--frequency", "4999"])
+            .arg("--report-dir")
             .arg(reports)
             .arg("--store")
             .arg(self.dir.path().join("store"))
@@ -323,29 +326,19 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
 }
 
 #[test]
-fn rebuild_base_interleaves_base_and_head_without_a_stored_baseline() {
+fn off_the_default_branch_check_interleaves_a_rebuilt_base_by_default() {
     let project = Project::new();
     project.git(&["checkout", "-q", "-b", "feature"]);
     project.edit("for i in 0..n_own {", "for i in 0..n_own * 30 {");
     project.commit("slower host");
     let reports = project.dir.path().join("reports");
     let mut cmd = contprof();
-    cmd.args([
-        "check",
-        "--bin",
-        "regress",
-        "--runs",
-        "3",
-        "--frequency",
-        "4999",
-        "--rebuild-base",
-        "--report-dir",
-    ])
-    .arg(&reports)
-    .arg("--store")
-    .arg(project.dir.path().join("store"))
-    .current_dir(&project.root)
-    .env("FIXTURE_SCALE", "0.4");
+    cmd.args(["check", "--bin", "regress", "--runs", "3", "--frequency", "4999", "--report-dir"])
+        .arg(&reports)
+        .arg("--store")
+        .arg(project.dir.path().join("store"))
+        .current_dir(&project.root)
+        .env("FIXTURE_SCALE", "0.4");
     let f = finish(&mut cmd);
     assert_eq!(f.code, 1, "{f:?}");
     // A B A B A B, then the comparison of the runs just made.
@@ -383,4 +376,28 @@ fn shallow_clone_without_the_base_says_fetch_depth_0() {
     );
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("shallow clone") && f.stderr.contains("fetch-depth: 0"), "{f:?}");
+
+    // At the default (`--baseline auto`) the missing base is no error: the store is used, and the
+    // status says how to get the history. (actions/checkout fetches one commit and no default
+    // branch; this clone's origin/HEAD would name the feature branch as the default.)
+    let st = Command::new("git")
+        .args(["remote", "set-head", "origin", "-d"])
+        .current_dir(&clone)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let f = finish(
+        contprof()
+            .args(["check", "--bin", "regress", "--runs", "1", "--frequency", "99"])
+            .arg("--store")
+            .arg(project.dir.path().join("store"))
+            .current_dir(&clone)
+            .env("FIXTURE_SCALE", "0.05"),
+    );
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(
+        f.stderr.contains("Baseline stored runs: no merge-base") && f.stderr.contains("fetch-depth: 0"),
+        "{f:?}"
+    );
+    assert!(f.stderr.contains("no baseline"), "{f:?}");
 }

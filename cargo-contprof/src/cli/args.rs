@@ -540,9 +540,16 @@ pub struct CheckArgs {
     /// When no baseline exists: record HEAD and pass (exit 0) or fail (exit 5) [default: config, else pass].
     #[arg(long, value_enum, value_name = "WHAT")]
     pub no_baseline: Option<crate::config::NoBaseline>,
-    /// Build the base revision in a separate git worktree and run base and head interleaved
-    /// (A B A B ...) in this job, instead of reading a stored baseline.
-    #[arg(long)]
+    /// Where the base's runs come from: `interleaved` builds the base revision in a git worktree and
+    /// records base and head alternately (A B A B ...) in this job, which cancels the drift between
+    /// batches recorded at different times (twice the recording time, plus the base's build);
+    /// `stored` compares with runs recorded earlier; `auto` interleaves when HEAD is off the default
+    /// branch and the base commit is in the clone, else uses the store
+    /// [default: config `check.baseline`, else auto].
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub baseline: Option<crate::config::BaselineMode>,
+    /// Same as `--baseline interleaved`.
+    #[arg(long, conflicts_with = "baseline")]
     pub rebuild_base: bool,
     /// GitHub Actions output: annotations on regressed functions, the job summary, the comment marker
     /// [default: on when GITHUB_ACTIONS=true].

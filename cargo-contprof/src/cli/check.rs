@@ -27,12 +27,6 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let no_baseline = args.no_baseline.or(config.check.no_baseline).unwrap_or(NoBaseline::Pass);
     // Options and an explicit base are checked before the (long) recording.
     let mut options = ctx.options(&args.stats)?;
-    if args.rebuild_base {
-        // Base and head interleaved run by run: no drift between batches to allow for by default
-        // (the comparison's own empirical null still catches what spread there is). Measured on
-        // serde_json: that null came out 0.00-0.02 interleaved, 0.03-0.18 between stored batches.
-        options.between_batch_sd = 0.0;
-    }
     if let Some(rev) = &args.base
         && !crate::store::looks_like_run_id(rev)
     {
@@ -45,14 +39,22 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         }
     }
     let targets = targets(&args, config.check_targets());
+    let to_rebuild = super::rebuild_base::base_to_rebuild(&args, &ctx, shell)?;
+    let interleaved = to_rebuild.is_some();
+    if interleaved {
+        // Base and head interleaved run by run: no drift between batches to allow for by default
+        // (the comparison's own empirical null still catches what spread there is). Measured on
+        // serde_json: that null came out 0.00-0.02 interleaved, 0.03-0.18 between stored batches.
+        options.between_batch_sd = 0.0;
+    }
 
     let mut recorded = Vec::new();
     let mut rebuilt = None;
-    if args.rebuild_base {
-        let (base, head) = super::rebuild_base::record_interleaved(&args, &ctx, &targets, runs, shell)?;
+    if let Some(base) = to_rebuild {
+        let (base, head) = super::rebuild_base::record_interleaved(&args, &ctx, base, &targets, runs, shell)?;
         (rebuilt, recorded) = (Some(base), head);
     }
-    for target in targets.iter().filter(|_| !args.rebuild_base) {
+    for target in targets.iter().filter(|_| !interleaved) {
         let summary = record(&args, target, runs, shell)?;
         match summary.stored {
             Some(meta) => recorded.push(meta),
@@ -103,7 +105,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     shell.status("Comparing", format_args!("{} with {}", head.describe(), base.describe()));
 
     let mut prepared = prepare(&ctx, &base, &head, None, &args.stats, shell)?;
-    if !args.rebuild_base {
+    if !interleaved {
         super::history::learn(&ctx, &base, &mut prepared, &options, shell);
     }
     let cmp = compare::compare(&prepared.groups, base.info(), head.info(), &options)?;
