@@ -10,6 +10,7 @@
 //! ignore_crates = ["tokio"]    # crates never tested
 //! fold_library = true          # std/core/alloc frames count toward their caller
 //! strict = false               # gate also on changes the diff does not explain (`--strict`)
+//! engine = "agent"             # or "instructions" (`--engine`)
 //! [thresholds]                 # minimum relative change per metric
 //! cpu = 0.05
 //! alloc_bytes = 0.02
@@ -63,6 +64,8 @@ pub struct Config {
     /// The profile store (a directory or `s3://`, `gs://`, `az://`, `file://` URL); `--store` and
     /// `CONTPROF_STORE` take precedence.
     pub store: Option<String>,
+    /// What measures workloads in `run`, `test`, `bench` and `check` (`--engine` takes precedence).
+    pub engine: Option<crate::runner::Engine>,
 }
 
 /// `[thresholds]`: minimum relative change per metric.
@@ -77,6 +80,8 @@ pub struct Thresholds {
     pub alloc_count: Option<f64>,
     /// Bytes in use at exit.
     pub inuse_bytes: Option<f64>,
+    /// Instructions executed (`--engine instructions`).
+    pub instructions: Option<f64>,
 }
 
 /// `[check]`.
@@ -325,6 +330,7 @@ impl Config {
             (Metric::AllocBytes, t.alloc_bytes),
             (Metric::AllocCount, t.alloc_count),
             (Metric::InuseBytes, t.inuse_bytes),
+            (Metric::Instructions, t.instructions),
         ];
         o.min_effect =
             per_metric.into_iter().filter_map(|(m, v)| v.map(|v| (m, v))).collect::<BTreeMap<_, _>>();

@@ -3,6 +3,7 @@
 //! The binary is a thin shell over this library so that tests and other front ends drive the
 //! same code. See `ARCHITECTURE.md` at the repository root for the map.
 
+pub mod callgrind;
 pub mod cargo;
 pub mod cli;
 pub mod code;

@@ -15,7 +15,7 @@ use crate::cargo::Workspace;
 use crate::errors::{Error, Result};
 use crate::profile::{self, BuildOptions, Profile};
 use crate::report::{self, FlameGraphOptions, TopOptions};
-use crate::runner::{AgentSettings, Exit, Outcome};
+use crate::runner::{AgentSettings, Engine, Exit, Outcome};
 use crate::shell::Shell;
 use crate::store::{NewProfile, NewRun, RunMetadata, Settings, Store, Toolchain};
 use crate::symbolize::Symbolizer;
@@ -155,7 +155,7 @@ pub fn finish(rec: &Recording<'_>, executions: Vec<Execution>, shell: &Shell) ->
         let mut profiles = Vec::new();
         let mut runs = Vec::new();
         for e in &execs {
-            let built = match read_and_build(e, &mut symbolizer) {
+            let built = match read_and_build(e, rec.settings.engine, &mut symbolizer) {
                 Ok(b) => b,
                 Err(err) => {
                     shell.warn(format_args!("{group} run {}: {err}", e.repetition));
@@ -257,7 +257,7 @@ fn store_run(
     new.toolchain = toolchain;
     new.command = std::env::args().collect();
     new.settings = Settings {
-        engine: "agent".to_owned(),
+        engine: rec.settings.engine.name().to_owned(),
         frequency_hz: rec.settings.frequency,
         alloc_mode: match rec.settings.alloc {
             contprof::format::AllocMode::Off => "off",
@@ -284,7 +284,7 @@ fn store_run(
     Ok(Some(meta))
 }
 
-fn read_and_build(e: &Execution, symbolizer: &mut Symbolizer) -> Result<profile::Built> {
+fn read_and_build(e: &Execution, engine: Engine, symbolizer: &mut Symbolizer) -> Result<profile::Built> {
     let bytes = match std::fs::read(&e.raw_path) {
         Ok(b) => b,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -299,7 +299,20 @@ fn read_and_build(e: &Execution, symbolizer: &mut Symbolizer) -> Result<profile:
         }
         Err(err) => return Err(Error::io("could not read", &e.raw_path, err)),
     };
-    let mut built = build_from_raw(&bytes, &e.raw_path, Some(e.outcome.cpu.as_nanos() as u64), symbolizer)?;
+    let instructions = match engine {
+        Engine::Agent => None,
+        Engine::Instructions => Some(read_instructions(e)?),
+    };
+    let raw = RawFile::parse(&bytes).map_err(|err| Error::Profile {
+        context: format!("could not read the sample file {}", e.raw_path.display()),
+        source: Box::new(err),
+    })?;
+    let options = BuildOptions {
+        fallback_cpu_time_ns: Some(e.outcome.cpu.as_nanos() as u64),
+        instructions: instructions.as_ref().map(|(callgrind, _)| callgrind),
+    };
+    let mut built = build(&raw, &options, symbolizer);
+    built.warnings.extend(instructions.and_then(|(_, warning)| warning));
     if built.profile.duration_nanos == 0 {
         // No end record (killed): the wall time as the runner measured it.
         built.profile.duration_nanos = e.outcome.wall.as_nanos() as i64;
@@ -320,12 +333,44 @@ pub fn build_from_raw(
         context: format!("could not read the sample file {}", path.display()),
         source: Box::new(err),
     })?;
-    let options = BuildOptions { fallback_cpu_time_ns };
-    let mut built = profile::build_profile(&raw, symbolizer, &options);
-    if let Some(w) = rate_warning(&raw, &built.profile) {
+    Ok(build(&raw, &BuildOptions { fallback_cpu_time_ns, instructions: None }, symbolizer))
+}
+
+fn build(raw: &RawFile, options: &BuildOptions<'_>, symbolizer: &mut Symbolizer) -> profile::Built {
+    let mut built = profile::build_profile(raw, symbolizer, options);
+    if let Some(w) = rate_warning(raw, &built.profile) {
         built.warnings.push(w);
     }
-    Ok(built)
+    built
+}
+
+/// Reads and parses callgrind's counts of execution `e`, with a warning when the file was cut
+/// short.
+fn read_instructions(e: &Execution) -> Result<(crate::callgrind::Callgrind, Option<String>)> {
+    let path = crate::runner::callgrind::output_path(&e.raw_path);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NoSamples {
+                target: e.group.clone(),
+                reason: format!(
+                    "callgrind wrote no counts ({}): valgrind could not run the workload ({}; its \
+                     message is above, or in the test's output)",
+                    path.display(),
+                    e.outcome.exit
+                ),
+            });
+        }
+        Err(err) => return Err(Error::io("could not read", &path, err)),
+    };
+    let parsed = crate::callgrind::parse(&bytes).map_err(|err| Error::Profile {
+        context: format!("could not read callgrind's output {}", path.display()),
+        source: Box::new(err),
+    })?;
+    let warning = parsed.truncated.then(|| {
+        format!("callgrind's output {} ends in the middle of a line: the run was cut short", path.display())
+    });
+    Ok((parsed, warning))
 }
 
 /// A warning when the timer delivered far fewer samples than asked (a kernel tick below the
@@ -358,7 +403,12 @@ fn write_outputs(
     let profile_path = dir.join("profile.pb.gz");
     write_atomic(&profile_path, &profile::encode_to_vec(merged))?;
     let mut written = vec![profile_path];
-    for (sample_type, file) in [("cpu", "flamegraph.svg"), ("alloc_space", "alloc-flamegraph.svg")] {
+    // A profile holds CPU samples or instruction counts, never both: one `flamegraph.svg`.
+    for (sample_type, file) in [
+        ("cpu", "flamegraph.svg"),
+        ("instructions", "flamegraph.svg"),
+        ("alloc_space", "alloc-flamegraph.svg"),
+    ] {
         let index = merged.sample_type_index(sample_type);
         if index.is_none_or(|i| merged.total(i) == 0) {
             continue;

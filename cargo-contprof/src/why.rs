@@ -124,7 +124,7 @@ pub fn explain(
             out.push(e);
             continue;
         }
-        let sample_type = sample_type(f.metric);
+        let sample_type = f.metric.sample_type();
         let mut increases: Vec<(String, f64)> = callee_costs(head, &f.function, sample_type)
             .into_iter()
             .map(|(name, h)| {
@@ -148,16 +148,6 @@ pub fn explain(
         out.push(e);
     }
     out
-}
-
-/// The pprof sample type holding `metric`.
-fn sample_type(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Cpu => "cpu",
-        Metric::AllocBytes => "alloc_space",
-        Metric::AllocCount => "alloc_objects",
-        Metric::InuseBytes => "inuse_space",
-    }
 }
 
 /// Per callee of `function` (a function below it on a stack), the mean per profile of the cost whose

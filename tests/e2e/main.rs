@@ -6,6 +6,7 @@
 mod compare;
 mod errors;
 mod github;
+mod instructions;
 mod readers;
 mod run;
 mod store;

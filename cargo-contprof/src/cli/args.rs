@@ -310,6 +310,12 @@ pub enum AllocArg {
 /// How the workload is sampled.
 #[derive(Debug, Args, Clone)]
 pub struct SamplingArgs {
+    /// What measures the workload: `agent` samples CPU time and allocations; `instructions` runs it
+    /// under valgrind's callgrind and counts every instruction per function (exact and repeatable,
+    /// 4-50x slower; every allocation recorded, `--frequency` and `--alloc` do not apply)
+    /// [default: config `engine`, else agent].
+    #[arg(long, value_enum, value_name = "ENGINE", help_heading = "Profiling")]
+    pub engine: Option<crate::runner::Engine>,
     /// CPU sampling rate in Hz (per thread of CPU time); 0 turns CPU sampling off.
     #[arg(long, value_name = "HZ", default_value_t = crate::runner::DEFAULT_FREQUENCY, help_heading = "Profiling")]
     pub frequency: u32,
@@ -524,6 +530,11 @@ pub struct CheckArgs {
     /// Runs per target [default: config `check.runs`, else 10].
     #[arg(long, value_name = "N", help_heading = "Profiling")]
     pub runs: Option<u32>,
+    /// What measures the workload: `agent` (sampling) or `instructions` (callgrind: exact
+    /// per-function instruction counts, one run a side is enough) [default: config `engine`, else
+    /// agent].
+    #[arg(long, value_enum, value_name = "ENGINE", help_heading = "Profiling")]
+    pub engine: Option<crate::runner::Engine>,
     /// CPU sampling rate in Hz. Far higher than `run`'s default: a comparison needs samples more
     /// than it minds the overhead (about 40% of CPU at 9999 Hz on a VM, paid by base and head alike).
     #[arg(long, value_name = "HZ", default_value_t = crate::runner::CHECK_FREQUENCY, help_heading = "Profiling")]

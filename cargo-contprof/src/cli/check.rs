@@ -14,8 +14,8 @@ use crate::errors::{Error, Result};
 use crate::record::write_atomic;
 use crate::shell::Shell;
 
-/// Runs used when neither `--runs` nor `check.runs` says: the detection figures in the README
-/// (`benches/detection.rs`) were measured with 10 runs a side.
+/// Runs used when neither `--runs` nor `check.runs` says, with the sampling engine: the detection
+/// figures in the README were measured with 10 runs a side (the instructions engine: 1).
 pub const DEFAULT_RUNS: u32 = 10;
 
 /// Runs the command.
@@ -23,7 +23,10 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let cargo_args = CargoArgs::from(&args.cargo);
     let ctx = Context::load(&cargo_args, &args.store)?;
     let config = &ctx.config.config;
-    let runs = args.runs.or(config.check.runs).unwrap_or(DEFAULT_RUNS);
+    // Instruction counts repeat exactly: one run a side is enough.
+    let engine = args.engine.or(config.engine).unwrap_or_default();
+    let default_runs = if engine == crate::runner::Engine::Instructions { 1 } else { DEFAULT_RUNS };
+    let runs = args.runs.or(config.check.runs).unwrap_or(default_runs);
     let no_baseline = args.no_baseline.or(config.check.no_baseline).unwrap_or(NoBaseline::Pass);
     // Options and an explicit base are checked before the (long) recording.
     let mut options = ctx.options(&args.stats)?;
@@ -167,6 +170,7 @@ pub(super) fn record(
     shell: &Shell,
 ) -> Result<crate::record::Summary> {
     let sampling = SamplingArgs {
+        engine: args.engine,
         frequency: args.frequency,
         alloc: args.alloc,
         alloc_interval: args.alloc_interval.clone(),

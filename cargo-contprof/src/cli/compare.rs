@@ -164,6 +164,9 @@ fn describe_settings(s: &Settings) -> String {
         ("sampled", Some(i)) => format!("alloc sampled every {i} B"),
         (m, _) => format!("alloc {m}"),
     };
+    if s.engine == crate::runner::Engine::Instructions.name() {
+        return format!("instructions (callgrind), {alloc}");
+    }
     format!("{} at {} Hz, {alloc}", s.engine, s.frequency_hz)
 }
 

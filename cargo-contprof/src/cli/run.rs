@@ -20,9 +20,9 @@ pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
 /// its samples were written and stored).
 pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
     let cargo_args = CargoArgs::from(&args.cargo);
-    let (agent_settings, runs) = settings::sampling(&args.sampling)?;
     let tags = settings::tags(&args.output.tags)?;
     let workspace = Workspace::load(&cargo_args)?;
+    let (agent_settings, runs) = settings::sampling(&args.sampling, workspace.root())?;
     let store = if args.output.no_store {
         None
     } else {

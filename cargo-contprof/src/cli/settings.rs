@@ -6,7 +6,7 @@ use contprof::format::AllocMode;
 use super::args::{AllocArg, CargoFlags, SamplingArgs, StoreArgs};
 use crate::cargo::CargoArgs;
 use crate::errors::{Error, Result};
-use crate::runner::AgentSettings;
+use crate::runner::{AgentSettings, Engine};
 
 /// Highest sampling rate accepted: beyond it the handler's cost stops being negligible.
 pub const MAX_FREQUENCY: u32 = 10_000;
@@ -39,8 +39,21 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
     digits.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
-/// Validated sampling settings plus the number of runs.
-pub fn sampling(a: &SamplingArgs) -> Result<(AgentSettings, u32)> {
+/// Validated sampling settings plus the number of runs. The engine is `--engine`, else the
+/// config's `engine` at `workspace_root`, else the agent; the instructions engine records every
+/// allocation and no CPU samples, and needs valgrind (checked here, before any build).
+pub fn sampling(a: &SamplingArgs, workspace_root: &std::path::Path) -> Result<(AgentSettings, u32)> {
+    let engine = match a.engine {
+        Some(e) => e,
+        None => crate::config::load_at(workspace_root, true)
+            .map_err(|e| Error::Other {
+                context: "could not read the configuration".into(),
+                source: Some(Box::new(e)),
+            })?
+            .config
+            .engine
+            .unwrap_or_default(),
+    };
     if a.frequency > MAX_FREQUENCY {
         return Err(Error::InvalidArgument {
             flag: "--frequency",
@@ -69,7 +82,11 @@ pub fn sampling(a: &SamplingArgs) -> Result<(AgentSettings, u32)> {
             message: "0 with --alloc off would record nothing".into(),
         });
     }
-    Ok((AgentSettings { frequency: a.frequency, alloc, alloc_interval }, a.runs))
+    if engine == Engine::Instructions {
+        crate::runner::callgrind::find_valgrind()?;
+        return Ok((AgentSettings { engine, frequency: 0, alloc: AllocMode::Exact, alloc_interval }, a.runs));
+    }
+    Ok((AgentSettings { engine, frequency: a.frequency, alloc, alloc_interval }, a.runs))
 }
 
 /// Parses `KEY=VALUE` tags.

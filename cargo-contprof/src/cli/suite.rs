@@ -63,7 +63,6 @@ pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
 /// tests are an error (after their profiles were written and stored).
 pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Summary> {
     let cargo_args = CargoArgs::from(&args.cargo);
-    let (agent_settings, runs) = settings::sampling(&args.sampling)?;
     let tags = settings::tags(&args.output.tags)?;
     if !(args.timeout > 0.0 && args.timeout.is_finite()) {
         return Err(Error::InvalidArgument {
@@ -73,6 +72,7 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
     }
     let timeout = Duration::from_secs_f64(args.timeout);
     let workspace = Workspace::load(&cargo_args)?;
+    let (agent_settings, runs) = settings::sampling(&args.sampling, workspace.root())?;
     let store = if args.output.no_store {
         None
     } else {
@@ -419,16 +419,29 @@ fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict, Durati
     use std::io::Write;
     let mut out = anstream::stdout().lock();
     let name_width = summary.groups.iter().map(|g| g.group.len()).max().unwrap_or(4).min(70);
+    // The instructions engine's profiles: counts instead of CPU time.
+    let counted = summary
+        .groups
+        .iter()
+        .filter_map(|g| g.merged.as_ref())
+        .any(|p| p.sample_type_index(crate::profile::INSTRUCTIONS_TYPE.0).is_some());
     let _ = writeln!(
         out,
-        "\n{:<name_width$}  {:>7}  {:>10}  {:>10}  top function (self cpu)",
+        "\n{:<name_width$}  {:>7}  {:>10}  {:>10}  top function (self {})",
         match mode {
             Mode::Test => "test",
             Mode::Bench => "benchmark",
         },
         "status",
-        if mode == Mode::Bench { "per iter" } else { "cpu" },
-        "allocated"
+        if counted {
+            "instr"
+        } else if mode == Mode::Bench {
+            "per iter"
+        } else {
+            "cpu"
+        },
+        "allocated",
+        if counted { "instructions" } else { "cpu" },
     );
     for g in &summary.groups {
         let status = match verdicts
@@ -447,7 +460,9 @@ fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict, Durati
             continue;
         };
         let view = CostView::from_profile_folded(p, &crate::compare::is_library_symbol);
-        let cost_type = if mode == Mode::Bench && view.sample_type_index(criterion::PER_ITER_TYPE).is_some() {
+        let cost_type = if counted {
+            crate::profile::INSTRUCTIONS_TYPE.0
+        } else if mode == Mode::Bench && view.sample_type_index(criterion::PER_ITER_TYPE).is_some() {
             criterion::PER_ITER_TYPE
         } else {
             "cpu"
@@ -473,6 +488,8 @@ fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict, Durati
                     verdicts.iter().filter(|(k, _, _)| *k == g.group).map(|(_, _, cpu)| *cpu).collect();
                 let mean = runs.iter().sum::<Duration>() / runs.len().max(1) as u32;
                 report::format_duration(mean.as_nanos() as i64)
+            } else if counted {
+                report::format_count(value(cost_type) / per_run)
             } else {
                 report::format_duration(value(cost_type))
             },

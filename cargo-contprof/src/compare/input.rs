@@ -134,13 +134,15 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
     if opts.cpu {
         metrics.extend(cpu_index.map(|i| (Metric::Cpu, i)));
     }
+    // Instruction counts, where the instructions engine recorded them.
+    metrics.extend(
+        index(Metric::Instructions.sample_type())
+            .filter(|&i| profile.total(i) > 0)
+            .map(|i| (Metric::Instructions, i)),
+    );
     if opts.alloc != AllocRecording::Off {
-        for (m, ty) in [
-            (Metric::AllocBytes, "alloc_space"),
-            (Metric::AllocCount, "alloc_objects"),
-            (Metric::InuseBytes, "inuse_space"),
-        ] {
-            metrics.extend(index(ty).map(|i| (m, i)));
+        for m in [Metric::AllocBytes, Metric::AllocCount, Metric::InuseBytes] {
+            metrics.extend(index(m.sample_type()).map(|i| (m, i)));
         }
     }
 
@@ -151,6 +153,7 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
         let value = profile.total(i).max(0) as f64;
         let total = match (metric, opts.alloc) {
             (Metric::Cpu, _) => MetricTotal::sampled(value, cpu_samples),
+            (Metric::Instructions, _) => MetricTotal::exact(value),
             (_, AllocRecording::Exact) => MetricTotal::exact(value),
             (Metric::InuseBytes, AllocRecording::Sampled { interval }) => {
                 MetricTotal::sampled(value, (value / interval.max(1) as f64).round() as u64)

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 pub enum Metric {
     /// CPU time in nanoseconds (usually estimated from samples: samples × period).
     Cpu,
+    /// Instructions executed, counted by callgrind (the instructions engine): exact.
+    Instructions,
     /// Bytes allocated during the run.
     AllocBytes,
     /// Number of allocations during the run.
@@ -25,15 +27,28 @@ pub enum Metric {
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 4] = [Metric::Cpu, Metric::AllocBytes, Metric::AllocCount, Metric::InuseBytes];
+    pub const ALL: [Metric; 5] =
+        [Metric::Cpu, Metric::Instructions, Metric::AllocBytes, Metric::AllocCount, Metric::InuseBytes];
 
     /// The name used in JSON and reports.
     pub fn as_str(self) -> &'static str {
         match self {
             Metric::Cpu => "cpu",
+            Metric::Instructions => "instructions",
             Metric::AllocBytes => "alloc_bytes",
             Metric::AllocCount => "alloc_count",
             Metric::InuseBytes => "inuse_bytes",
+        }
+    }
+
+    /// The pprof sample type holding the metric (CPU: without criterion's per-iteration type).
+    pub fn sample_type(self) -> &'static str {
+        match self {
+            Metric::Cpu => "cpu",
+            Metric::Instructions => crate::profile::INSTRUCTIONS_TYPE.0,
+            Metric::AllocBytes => "alloc_space",
+            Metric::AllocCount => "alloc_objects",
+            Metric::InuseBytes => "inuse_space",
         }
     }
 }

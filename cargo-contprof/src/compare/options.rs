@@ -8,6 +8,12 @@ use serde::Serialize;
 use super::CompareError;
 use super::model::Metric;
 
+/// The smallest relative change of a function's instruction count reported when
+/// `[thresholds] instructions` does not say: counts repeat exactly for deterministic code, and
+/// this stays above the jitter of hash seeds, thread interleaving and time measured on real crates
+/// (README, "The instructions engine").
+pub const DEFAULT_INSTRUCTIONS_EFFECT: f64 = 0.005;
+
 /// How a comparison decides. Build with [`Options::default`] and adjust the fields.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -17,7 +23,8 @@ pub struct Options {
     /// Level of the reported confidence intervals of the change (not adjusted for multiplicity).
     pub confidence: f64,
     /// Minimum relative change worth reporting, per metric (0.05 = 5%). Metrics not listed use
-    /// [`Options::default_min_effect`].
+    /// [`Options::default_min_effect`], except instructions, which use
+    /// [`DEFAULT_INSTRUCTIONS_EFFECT`].
     pub min_effect: BTreeMap<Metric, f64>,
     /// Minimum relative change for metrics not in `min_effect`.
     pub default_min_effect: f64,
@@ -86,7 +93,11 @@ impl Options {
 
     /// The minimum relative effect for `metric`.
     pub fn min_effect(&self, metric: Metric) -> f64 {
-        self.min_effect.get(&metric).copied().unwrap_or(self.default_min_effect)
+        match (self.min_effect.get(&metric), metric) {
+            (Some(&m), _) => m,
+            (None, Metric::Instructions) => DEFAULT_INSTRUCTIONS_EFFECT,
+            (None, _) => self.default_min_effect,
+        }
     }
 
     pub(crate) fn is_ignored(&self, function: &str) -> bool {

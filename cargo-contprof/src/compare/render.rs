@@ -25,7 +25,9 @@ pub fn amount(metric: Metric, v: f64) -> String {
             if ms >= 1000.0 { format!("{:.2} s", ms / 1000.0) } else { format!("{ms:.1} ms") }
         }
         Metric::AllocBytes | Metric::InuseBytes => scaled(v, &["B", "KiB", "MiB", "GiB", "TiB"], 1024.0),
-        Metric::AllocCount => scaled(v, &["", "k", "M", "G"], 1000.0).trim_end().to_owned(),
+        Metric::AllocCount | Metric::Instructions => {
+            scaled(v, &["", "k", "M", "G", "T"], 1000.0).trim_end().to_owned()
+        }
     }
 }
 
@@ -90,11 +92,19 @@ fn headline(cmp: &Comparison) -> String {
 }
 
 /// What "no regression" is worth: the largest minimum detectable CPU change over the compared
-/// groups at a 5% share, e.g. `no change >= 12% in functions >= 5% of CPU`.
+/// groups at a 5% share, e.g. `no change >= 12% in functions >= 5% of CPU`. Instruction counts
+/// are exact: their threshold is what could have been seen.
 fn power_statement(cmp: &Comparison) -> Option<String> {
     let worst =
-        cmp.power.iter().filter(|p| p.metric == Metric::Cpu).filter_map(|p| p.at(0.05)).reduce(f64::max)?;
-    Some(format!("could have seen changes >= {:.0}% in functions >= 5% of CPU", worst * 100.0))
+        cmp.power.iter().filter(|p| p.metric == Metric::Cpu).filter_map(|p| p.at(0.05)).reduce(f64::max);
+    if let Some(worst) = worst {
+        return Some(format!("could have seen changes >= {:.0}% in functions >= 5% of CPU", worst * 100.0));
+    }
+    let counted = cmp.findings.iter().any(|f| f.metric == Metric::Instructions);
+    counted.then(|| {
+        let threshold = cmp.settings.min_effect.get(&Metric::Instructions).copied().unwrap_or_default();
+        format!("exact instruction counts: no function changed by >= {:.1}%", threshold * 100.0)
+    })
 }
 
 fn plural(n: usize) -> &'static str {

@@ -7,7 +7,7 @@ use contprof::format::{ClockKind, EndRecord, RawFile, Record};
 use super::fast_hash::FastMap;
 use super::proto::{Label, Line, Mapping, Profile};
 use super::writer::ProfileWriter;
-use super::{SAMPLE_TYPES, sample_index};
+use super::{INSTRUCTIONS_TYPE, SAMPLE_TYPES, sample_index};
 use crate::symbolize::{AGENT_FRAME, AddressKind, ProcessMaps, Symbolizer};
 
 /// Where the CPU time that scales CPU samples came from (see [`BuildOptions`]).
@@ -23,10 +23,14 @@ pub enum CpuTimeSource {
 
 /// Options for [`build_profile`].
 #[derive(Debug, Clone, Default)]
-pub struct BuildOptions {
+pub struct BuildOptions<'a> {
     /// CPU time of the process measured from outside (user + system, nanoseconds), used when
     /// the raw file has no END record (the process was killed or exited without `atexit`).
     pub fallback_cpu_time_ns: Option<u64>,
+    /// Callgrind's instruction counts of the same execution (the instructions engine); the profile
+    /// then has the sample type [`INSTRUCTIONS_TYPE`] after [`SAMPLE_TYPES`], and it is the
+    /// default one.
+    pub instructions: Option<&'a crate::callgrind::Callgrind>,
 }
 
 /// A built profile and what went wrong on the way.
@@ -139,6 +143,10 @@ impl Symbols<'_> {
     }
 }
 
+/// The outermost frame of instruction counts whose call path callgrind's call graph could not
+/// give (indirect recursion, paths too thin or too deep to expand; see [`crate::callgrind`]).
+pub const DETACHED_FRAME: &str = "[call path not recorded]";
+
 /// The frame under which system time recorded apart from the samples ([`Record::KernelTime`]) is
 /// shown, on the stack of the sample taken right after it.
 pub const KERNEL_FRAME: &str = "[kernel]";
@@ -241,7 +249,11 @@ fn to_i64(v: u64) -> i64 {
 pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &BuildOptions) -> Built {
     let c = collect(raw);
     let mut warnings = Vec::new();
-    let mut w = ProfileWriter::new(SAMPLE_TYPES);
+    let mut types = SAMPLE_TYPES.to_vec();
+    if options.instructions.is_some() {
+        types.push(INSTRUCTIONS_TYPE);
+    }
+    let mut w = ProfileWriter::new(&types);
     let header = &raw.header;
     let clock = ClockKind::from_u32(header.clock);
 
@@ -313,7 +325,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
             Label { key: tid_key, str: 0, num: i64::from(tid), num_unit: 0 },
         ]
     };
-    let mut values = vec![0i64; SAMPLE_TYPES.len()];
+    let mut values = vec![0i64; types.len()];
     let (i_samples, i_cpu) = (sample_index::SAMPLES, sample_index::CPU);
     for &((tid, frames), count) in &c.cpu {
         let stack = sym.stack(&mut w, frames, StackKind::Cpu);
@@ -344,6 +356,10 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         w.sample(stack, &values, Vec::new());
     }
 
+    if let Some(counts) = options.instructions {
+        add_instructions(&mut w, &mut sym, counts, &mut values, &mut warnings);
+    }
+
     let symbolizer_warnings = sym.symbolizer.take_warnings();
     warnings.extend(symbolizer_warnings);
     for (level, text) in &c.messages {
@@ -365,7 +381,10 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         w.comment(&format!("warning: {text}"));
     }
 
-    let period_type = w.value_type("cpu", "nanoseconds");
+    let (period_type, period) = match options.instructions {
+        Some(_) => (w.value_type(INSTRUCTIONS_TYPE.0, INSTRUCTIONS_TYPE.1), 1),
+        None => (w.value_type("cpu", "nanoseconds"), period),
+    };
     let default_type = period_type.r#type;
     let p = w.profile_mut();
     p.period_type = Some(period_type);
@@ -374,4 +393,60 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     p.time_nanos = to_i64(header.start_unix_ns);
     p.duration_nanos = c.end.map_or(0, |e| to_i64(e.wall_ns));
     Built { profile: w.finish(), warnings, cpu_time_source }
+}
+
+/// Adds callgrind's counts as samples of the last sample type: its ELF virtual addresses moved to
+/// where each object was loaded (the raw file's memory map), its call graph turned into stacks
+/// ([`crate::callgrind::synthesize`]). Every frame is an instruction address (the counted
+/// instruction, then the call instructions of its callers), so each is symbolized as exact,
+/// inlined frames included; the agent's own frames (its allocator hooks forwarding to libc) are
+/// dropped, which charges their few instructions to the caller.
+fn add_instructions(
+    w: &mut ProfileWriter,
+    sym: &mut Symbols<'_>,
+    callgrind: &crate::callgrind::Callgrind,
+    values: &mut [i64],
+    warnings: &mut Vec<String>,
+) {
+    let mut relocated = callgrind.clone();
+    let mut biases: HashMap<String, Option<u64>> = HashMap::new();
+    for f in &mut relocated.functions {
+        let bias =
+            *biases.entry(f.object.clone()).or_insert_with(|| sym.symbolizer.load_bias(&sym.maps, &f.object));
+        let Some(bias) = bias else { continue };
+        f.self_cost.iter_mut().for_each(|(a, _)| *a = a.wrapping_add(bias));
+        f.calls.iter_mut().for_each(|c| c.site = c.site.wrapping_add(bias));
+    }
+    let unmapped: Vec<&str> = biases.iter().filter(|(_, b)| b.is_none()).map(|(o, _)| o.as_str()).collect();
+    if !unmapped.is_empty() {
+        w.comment(&format!("instructions in objects missing from the memory map: {}", unmapped.join(", ")));
+    }
+    let counts = crate::callgrind::synthesize(&relocated, &Default::default());
+    let last = values.len() - 1;
+    let mut detached = None;
+    for s in &counts.stacks {
+        let mut stack: Vec<u64> =
+            s.frames.iter().filter_map(|&a| sym.location(w, a, AddressKind::Exact)).collect();
+        if s.detached {
+            stack.push(*detached.get_or_insert_with(|| {
+                let f = w.function(DETACHED_FRAME, DETACHED_FRAME, "", 0);
+                w.location(0, 0, vec![Line { function_id: f, line: 0, column: 0 }])
+            }));
+        }
+        if stack.is_empty() {
+            continue;
+        }
+        values.fill(0);
+        values[last] = to_i64(s.value);
+        w.sample(stack, values, Vec::new());
+    }
+    w.comment(&format!("engine: instructions (valgrind callgrind), {} instructions", counts.total));
+    if counts.total > 0 && counts.detached_cost * 100 > counts.total {
+        warnings.push(format!(
+            "{:.1}% of the instructions have no call path above their function (`{DETACHED_FRAME}`): \
+             callgrind records a call graph, not stacks; self counts are exact, totals of their callers \
+             are lower by that much",
+            counts.detached_cost as f64 * 100.0 / counts.total as f64
+        ));
+    }
 }

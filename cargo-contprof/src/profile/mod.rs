@@ -5,7 +5,8 @@
 //! pass bytes, readers and writers. Symbolization is delegated to [`crate::symbolize`].
 //!
 //! Every profile built here has the sample types of [`SAMPLE_TYPES`], in that order, whether
-//! or not allocations were recorded, so that profiles of different runs line up.
+//! or not allocations were recorded, so that profiles of different runs line up; profiles of the
+//! instructions engine have [`INSTRUCTIONS_TYPE`] after them.
 
 mod build;
 mod codec;
@@ -16,7 +17,7 @@ mod proto;
 mod raw_writer;
 mod writer;
 
-pub use build::{BuildOptions, Built, CpuTimeSource, build_profile};
+pub use build::{BuildOptions, Built, CpuTimeSource, DETACHED_FRAME, build_profile};
 pub use codec::{DecodeError, decode, encode, encode_to_vec};
 pub use costs::{CostView, FunctionCost};
 pub use merge::{MergeError, merge};
@@ -32,6 +33,9 @@ pub const SAMPLE_TYPES: &[(&str, &str)] = &[
     ("inuse_objects", "count"),
     ("inuse_space", "bytes"),
 ];
+
+/// `(type, unit)` of the instruction counts of the instructions engine, after [`SAMPLE_TYPES`].
+pub const INSTRUCTIONS_TYPE: (&str, &str) = ("instructions", "count");
 
 /// Indices into [`SAMPLE_TYPES`] and into each sample's values.
 pub mod sample_index {

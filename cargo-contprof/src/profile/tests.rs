@@ -137,7 +137,7 @@ fn builds_symbolized_profile_with_types_labels_mapping_and_period() {
 #[test]
 fn period_falls_back_to_caller_cpu_time_then_frequency() {
     let raw = raw_file(None);
-    let built = build(&raw, &BuildOptions { fallback_cpu_time_ns: Some(600_000_000) });
+    let built = build(&raw, &BuildOptions { fallback_cpu_time_ns: Some(600_000_000), ..Default::default() });
     assert_eq!(built.cpu_time_source, CpuTimeSource::Caller);
     assert_eq!(built.profile.period, 200_000_000);
     assert_eq!(built.profile.total(sample_index::CPU), 600_000_000);

@@ -7,7 +7,7 @@ use inferno::flamegraph::color::{BasicPalette, MultiPalette, Palette};
 use inferno::flamegraph::{self, Options};
 
 use super::ReportError;
-use super::units::{format_bytes, format_duration};
+use super::units::{format_bytes, format_count, format_duration};
 use crate::profile::Profile;
 
 /// Options for [`write_flamegraph`].
@@ -92,6 +92,11 @@ pub fn write_flamegraph(
     let index = sample_index(profile, &options.sample_type)?;
     let (unit, total) = (unit(profile, index), profile.total(index));
     let (count_name, subtitle, colors) = match unit {
+        _ if options.sample_type == "instructions" => (
+            "instructions",
+            format!("{} instructions", format_count(total)),
+            Palette::Multi(MultiPalette::Rust),
+        ),
         "nanoseconds" => {
             ("µs", format!("{} CPU", format_duration(total)), Palette::Multi(MultiPalette::Rust))
         }
@@ -100,6 +105,7 @@ pub fn write_flamegraph(
     };
     let what = match options.sample_type.as_str() {
         "cpu" => "CPU time".to_owned(),
+        "instructions" => "instructions (callgrind; stacks from its call graph)".to_owned(),
         "alloc_space" => "allocated bytes".to_owned(),
         other => other.replace('_', " "),
     };

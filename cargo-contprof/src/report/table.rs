@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 
-use super::units::{format_bytes, format_duration};
+use super::units::{format_bytes, format_count, format_duration};
 use crate::profile::{CostView, Profile};
 
 /// Options for [`write_top`].
@@ -30,7 +30,8 @@ fn percent(part: i64, whole: i64) -> String {
 
 /// Writes a header line (total CPU time, samples, wall time, threads) and the top functions
 /// by self CPU time: self %, total % of CPU, self CPU time and bytes allocated with the
-/// function as innermost frame. Profiles without CPU samples are sorted by allocated bytes.
+/// function as innermost frame. Profiles of the instructions engine are shown by instructions
+/// instead of CPU time; profiles with neither are sorted by allocated bytes.
 pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> io::Result<()> {
     let view = if options.fold_library {
         CostView::from_profile_folded(profile, &crate::compare::is_library_symbol)
@@ -43,6 +44,12 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
         view.sample_type_index("samples"),
         view.sample_type_index("alloc_space"),
     );
+    let instructions = view.sample_type_index("instructions").filter(|&i| view.totals[i] > 0);
+    // The main cost: instructions where counted, else CPU time.
+    let (cpu, format_cost, cost_header): (_, fn(i64) -> String, _) = match instructions {
+        Some(i) => (Some(i), format_count, "self instr"),
+        None => (cpu, format_duration, "self CPU"),
+    };
     let total_cpu = value(cpu, &view.totals);
     let total_alloc = value(alloc, &view.totals);
     let threads: BTreeSet<&str> = profile
@@ -52,16 +59,26 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
         .filter_map(|s| profile.label_str(s, "thread"))
         .collect();
     let target = if options.target.is_empty() { String::new() } else { format!("{}: ", options.target) };
-    writeln!(
-        w,
-        "{target}{} CPU in {} samples, {} wall, {} thread{}{}",
-        format_duration(total_cpu),
-        value(samples, &view.totals),
-        format_duration(profile.duration_nanos),
-        threads.len(),
-        if threads.len() == 1 { "" } else { "s" },
-        if total_alloc > 0 { format!(", {} allocated", format_bytes(total_alloc)) } else { String::new() },
-    )?;
+    let allocated =
+        if total_alloc > 0 { format!(", {} allocated", format_bytes(total_alloc)) } else { String::new() };
+    if instructions.is_some() {
+        writeln!(
+            w,
+            "{target}{} instructions (callgrind, exact), {} wall under valgrind{allocated}",
+            format_count(total_cpu),
+            format_duration(profile.duration_nanos),
+        )?;
+    } else {
+        writeln!(
+            w,
+            "{target}{} CPU in {} samples, {} wall, {} thread{}{allocated}",
+            format_duration(total_cpu),
+            value(samples, &view.totals),
+            format_duration(profile.duration_nanos),
+            threads.len(),
+            if threads.len() == 1 { "" } else { "s" },
+        )?;
+    }
     let sort_by = if total_cpu > 0 { cpu } else { alloc };
     let rows = match sort_by {
         Some(i) => view.sorted_by_self(i),
@@ -73,7 +90,7 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
             "  (self costs of std, core, alloc and libc frames are counted in their caller in your code)"
         )?;
     }
-    writeln!(w, "{:>7} {:>7} {:>10} {:>11}  function", "self%", "total%", "self CPU", "self alloc")?;
+    writeln!(w, "{:>7} {:>7} {:>10} {:>11}  function", "self%", "total%", cost_header, "self alloc")?;
     // Folded, library frames keep self cost only where no user code called them: listing the others
     // by total would only repeat the runtime's entry points (`main`'s callers) at 100%.
     let has_self =
@@ -92,7 +109,7 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
             "{:>7} {:>7} {:>10} {:>11}  {}",
             percent(self_cpu, total_cpu),
             percent(total, total_cpu),
-            format_duration(self_cpu),
+            format_cost(self_cpu),
             if self_alloc > 0 { format_bytes(self_alloc) } else { "-".to_owned() },
             f.name
         )?;

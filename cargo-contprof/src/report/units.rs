@@ -11,6 +11,17 @@ pub fn format_duration(ns: i64) -> String {
     }
 }
 
+/// `950`, `12.3 k`, `4.56 M`, `7.89 G`: instruction and other counts.
+pub fn format_count(n: i64) -> String {
+    let v = n as f64;
+    match n.unsigned_abs() {
+        a if a >= 1_000_000_000 => format!("{:.2} G", v / 1e9),
+        a if a >= 1_000_000 => format!("{:.2} M", v / 1e6),
+        a if a >= 1_000 => format!("{:.1} k", v / 1e3),
+        _ => format!("{n}"),
+    }
+}
+
 /// `512 B`, `1.5 KiB`, `3.2 MiB`, `1.1 GiB`.
 pub fn format_bytes(bytes: i64) -> String {
     let v = bytes as f64;

@@ -7,6 +7,7 @@
 //! does not read the samples (see `profile`).
 
 pub mod agent;
+pub mod callgrind;
 pub mod interrupt;
 pub mod list;
 pub mod pool;
@@ -21,9 +22,34 @@ use contprof::format::AllocMode;
 
 use crate::errors::{Error, Result};
 
+/// What measures the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// The sampling agent: CPU time by sampling, allocations sampled or exact.
+    #[default]
+    Agent,
+    /// Valgrind's callgrind: every instruction counted per function (exact, repeatable), with the
+    /// agent inside recording every allocation; 4-50x slower.
+    Instructions,
+}
+
+impl Engine {
+    /// The name stored in a run's settings (`settings.engine`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Agent => "agent",
+            Engine::Instructions => "instructions",
+        }
+    }
+}
+
 /// Settings handed to the agent through its environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AgentSettings {
+    /// What measures the workload; with [`Engine::Instructions`], `frequency` is 0 and `alloc`
+    /// exact.
+    pub engine: Engine,
     /// CPU sampling frequency in Hz; 0 turns CPU sampling off.
     pub frequency: u32,
     /// Allocation recording.
@@ -35,6 +61,7 @@ pub struct AgentSettings {
 impl Default for AgentSettings {
     fn default() -> Self {
         Self {
+            engine: Engine::Agent,
             frequency: DEFAULT_FREQUENCY,
             alloc: AllocMode::Sampled,
             alloc_interval: DEFAULT_ALLOC_INTERVAL,
@@ -187,8 +214,31 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
     if let Some(dir) = spec.raw_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("could not create directory", dir, e))?;
     }
-    let mut cmd = Command::new(&spec.program);
-    cmd.args(&spec.args).current_dir(&spec.cwd);
+    let mut cmd = match spec.settings.engine {
+        Engine::Agent => {
+            let mut cmd = Command::new(&spec.program);
+            cmd.args(&spec.args);
+            cmd
+        }
+        Engine::Instructions => {
+            let out = callgrind::output_path(&spec.raw_path);
+            // A stale file from an earlier run must not pass for this one's counts.
+            match std::fs::remove_file(&out) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("could not remove", &out, e));
+                }
+                _ => {}
+            }
+            let mut cmd = Command::new(callgrind::find_valgrind()?);
+            cmd.args(callgrind::arguments(&spec.program, &spec.args, &out));
+            // The agent starts in the workload only, not in valgrind's wrapper and launcher,
+            // which must hand LD_PRELOAD on (see contprof::env::EXE).
+            let exe = std::fs::canonicalize(&spec.program).unwrap_or_else(|_| spec.program.clone());
+            cmd.env(contprof::env::EXE, exe);
+            cmd
+        }
+    };
+    cmd.current_dir(&spec.cwd);
     for (k, v) in spec.env.iter().cloned().chain(agent_env(&spec.settings, &spec.raw_path, agent_lib)) {
         cmd.env(k, v);
     }

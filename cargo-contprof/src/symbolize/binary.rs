@@ -86,6 +86,18 @@ impl Binary {
         Ok(Self { info: BinaryInfo { build_id, has_debug_info, has_symbols }, segments, loader })
     }
 
+    /// For the file range `[start, end)` of one mapping: a file offset in it, with its virtual
+    /// address in the `PT_LOAD` segment that covers most of the range (a page at either end may
+    /// hold the tail of a neighbouring segment, mapped elsewhere).
+    pub(super) fn loaded_offset_in(&self, start: u64, end: u64) -> Option<(u64, u64)> {
+        self.segments
+            .iter()
+            .map(|s| (s, start.max(s.file_offset), end.min(s.file_offset + s.file_size)))
+            .filter(|(_, lo, hi)| lo < hi)
+            .max_by_key(|(_, lo, hi)| hi - lo)
+            .map(|(s, lo, _)| (lo, s.vaddr + (lo - s.file_offset)))
+    }
+
     /// Converts a file offset (runtime address - mapping start + mapping offset) to the ELF
     /// virtual address that DWARF and the symbol table use.
     pub(super) fn file_offset_to_vaddr(&self, file_offset: u64) -> u64 {

@@ -127,6 +127,18 @@ impl Symbolizer {
         Symbolized { mapping: Some(index), lookup_address: lookup, frames, in_agent }
     }
 
+    /// How far the object file at `path` was moved when it was loaded (runtime address = ELF
+    /// virtual address + bias; the dynamic loader moves all segments of an object alike), from its
+    /// executable mapping in `maps`. `None` when the object is not mapped or cannot be read.
+    /// Callgrind writes ELF virtual addresses; this turns them into the runtime addresses
+    /// [`Symbolizer::resolve`] takes.
+    pub fn load_bias(&mut self, maps: &ProcessMaps, path: &str) -> Option<u64> {
+        let entry = maps.entries.iter().find(|e| e.path == path && e.executable)?;
+        let end = entry.file_offset + (entry.limit - entry.start);
+        let (offset, vaddr) = self.binary(path, entry.deleted)?.loaded_offset_in(entry.file_offset, end)?;
+        Some((entry.start + (offset - entry.file_offset)).wrapping_sub(vaddr))
+    }
+
     /// What is known about a binary (opening it if needed); `None` when it cannot be read.
     pub fn binary_info(&mut self, path: &str) -> Option<&BinaryInfo> {
         self.binary(path, false).map(|b| &b.info)
@@ -144,12 +156,16 @@ impl Symbolizer {
         };
         let opened = match Binary::open(Path::new(path)) {
             Ok(b) => {
+                // The agent's frames are dropped or named by the agent; valgrind's preload is
+                // valgrind's: neither is the user's to fix.
+                let ours = path.contains(AGENT_LIBRARY) || path.contains("/valgrind/vgpreload");
                 if deleted {
                     self.warnings.push(format!(
                         "{path} was deleted or replaced while the workload ran; its names may be wrong"
                     ));
                 }
-                if !b.info.has_debug_info && b.info.has_symbols {
+                if ours {
+                } else if !b.info.has_debug_info && b.info.has_symbols {
                     self.warnings.push(format!(
                         "{path} has no debug info: functions from its symbol table, without files, \
                          lines or inlined frames"

@@ -62,7 +62,11 @@ pub mod preload {
     ///
     /// # Safety
     /// Must run single-threaded (from a library constructor): it modifies the environment.
+    #[inline(never)]
     pub unsafe fn init_from_env(own: Option<&str>) {
+        if !crate::env::is_target_process() {
+            return;
+        }
         let opts = crate::Options::from_env();
         // SAFETY: single-threaded by the caller's contract.
         unsafe { crate::env::scrub(own) };

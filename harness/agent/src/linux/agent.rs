@@ -130,7 +130,9 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     Ok(())
 }
 
-/// Called by the preload library at the start of every thread it created.
+/// Called by the preload library at the start of every thread it created. Never inlined: see
+/// [`crate::env::CALLGRIND_UNCOUNTED`].
+#[inline(never)]
 pub(crate) fn on_thread_start() {
     if running()
         && sampler_clock_is_per_thread()
@@ -147,7 +149,9 @@ fn sampler_clock_is_per_thread() -> bool {
     )
 }
 
-/// Stops recording and writes the trailer. Idempotent and async-signal-safe.
+/// Stops recording and writes the trailer. Idempotent and async-signal-safe. Never inlined: see
+/// [`crate::env::CALLGRIND_UNCOUNTED`].
+#[inline(never)]
 pub(crate) fn finish() {
     // SAFETY: `getpid` has no preconditions.
     if unsafe { libc::getpid() } as u32 != PID.load(Ordering::Relaxed) {

@@ -104,6 +104,11 @@ impl Hook<'_> {
     /// Records an allocation of `size` bytes at `ptr`. `fp` is the frame pointer of the hooked
     /// function (from [`unwind::frame_pointer`] in its body), so the first frame is the
     /// return address into its caller.
+    ///
+    /// Never inlined: the instructions engine names it to callgrind (`--toggle-collect`, see
+    /// [`crate::env::CALLGRIND_UNCOUNTED`]) so that the agent's bookkeeping is not counted as the
+    /// workload's instructions.
+    #[inline(never)]
     pub fn on_alloc(&self, ptr: *mut u8, size: usize, fp: usize) {
         let t = self.thread;
         if mode() == AllocMode::Exact {
@@ -157,14 +162,21 @@ impl Hook<'_> {
     /// Forgets `ptr` (about to be freed or reallocated).
     #[inline]
     pub fn on_free(&self, ptr: *mut u8) {
-        STORE.forget(ptr as usize);
+        untrack(ptr as usize);
     }
 }
 
 /// Forgets `ptr` without a hook (frees are not recorded, only untracked).
 #[inline]
 pub fn forget(ptr: *mut u8) {
-    STORE.forget(ptr as usize);
+    untrack(ptr as usize);
+}
+
+/// Drops `ptr` from the live-allocation table. Never inlined, for the same reason as
+/// [`Hook::on_alloc`].
+#[inline(never)]
+fn untrack(ptr: usize) {
+    STORE.forget(ptr);
 }
 
 /// Decides whether this allocation is sampled; returns its (count, bytes) weights if so.

@@ -17,6 +17,23 @@ pub const ALLOC: &str = "CONTPROF_ALLOC";
 pub const ALLOC_INTERVAL: &str = "CONTPROF_ALLOC_INTERVAL";
 /// `0` forbids `perf_event_open` (forces the fallback timers).
 pub const PERF: &str = "CONTPROF_PERF";
+/// When set: the agent starts (and scrubs the environment) only in a process running this
+/// executable, and stays dormant in the processes that start it, such as valgrind's wrapper
+/// script and launcher, which must hand `LD_PRELOAD` on to the workload.
+pub const EXE: &str = "CONTPROF_EXE";
+/// The agent's functions that do its own bookkeeping (start, recording an allocation, untracking
+/// a free, registering a thread, writing the file at exit), as callgrind names them. The
+/// instructions engine passes each to `valgrind --tool=callgrind --toggle-collect=...`, so that
+/// instructions spent in them (and below them) are not counted as the workload's. None of them
+/// calls another, which a toggle would turn back on. Forwarding to the real allocator stays
+/// counted: it is the workload's.
+pub const CALLGRIND_UNCOUNTED: &[&str] = &[
+    "contprof::preload::init_from_env",
+    "contprof::linux::alloc::Hook::on_alloc",
+    "contprof::linux::alloc::untrack",
+    "contprof::linux::agent::on_thread_start",
+    "contprof::linux::agent::finish",
+];
 /// `0`: the perf timer counts user time only, even where kernel time could be counted (system
 /// time then comes from `getrusage` per sample).
 pub const PERF_KERNEL: &str = "CONTPROF_PERF_KERNEL";
@@ -56,6 +73,15 @@ impl Options {
         o.perf_kernel = number(PERF_KERNEL, 1u8, "0 or 1")? != 0;
         Ok(Some(o))
     }
+}
+
+/// Whether this process is the one the agent is meant for: always, unless [`EXE`] names another
+/// executable (paths compared after resolving links; under valgrind, `/proc/self/exe` names the
+/// program valgrind runs).
+pub fn is_target_process() -> bool {
+    let Some(want) = std::env::var_os(EXE).filter(|v| !v.is_empty()) else { return true };
+    let resolve = |p: std::path::PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
+    std::env::current_exe().is_ok_and(|exe| resolve(exe) == resolve(want.into()))
 }
 
 /// `LD_PRELOAD` without the entries naming the agent's library (`own` is its path as the

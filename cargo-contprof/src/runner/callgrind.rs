@@ -1,0 +1,98 @@
+//! The instructions engine's runner: the workload runs under valgrind's callgrind, which counts
+//! every instruction it executes, per instruction address and per call edge. The agent still
+//! runs inside it (with CPU sampling off and every allocation recorded), so allocation profiles
+//! and the memory map for symbolization come from the same raw file as with the sampling engine.
+//!
+//! Callgrind's own costs stay low: no cache or branch simulation (`--cache-sim=no`,
+//! `--branch-sim=no`), no jump recording. The agent's bookkeeping is left out of the counts with
+//! `--toggle-collect` on its entry points ([`contprof::env::CALLGRIND_UNCOUNTED`]).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::errors::{Error, Result};
+
+/// Overrides the `valgrind` found on `PATH`.
+pub const VALGRIND_ENV: &str = "CONTPROF_VALGRIND";
+
+/// The valgrind executable: `CONTPROF_VALGRIND`, else `valgrind` on `PATH`. Missing valgrind is
+/// an error (exit 2) that says how to install it.
+pub fn find_valgrind() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(VALGRIND_ENV).filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if is_executable(&p) {
+            Ok(p)
+        } else {
+            Err(Error::msg(format!("{VALGRIND_ENV}={} is not an executable file", p.display())))
+        };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("valgrind"))
+        .find(|p| is_executable(p))
+        .ok_or_else(|| {
+            Error::msg(
+                "--engine instructions runs the workload under valgrind, which is not installed (no \
+                 `valgrind` on PATH); install it with `sudo apt-get install valgrind` (Debian, Ubuntu), \
+                 `sudo dnf install valgrind` (Fedora) or `sudo pacman -S valgrind` (Arch), or point \
+                 CONTPROF_VALGRIND at it",
+            )
+        })
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Where callgrind writes its counts for the run whose raw sample file is `raw_path`.
+pub fn output_path(raw_path: &Path) -> PathBuf {
+    raw_path.with_extension("callgrind")
+}
+
+/// The arguments of `valgrind` that run `program args` under callgrind, writing to `out`.
+pub fn arguments(program: &Path, args: &[OsString], out: &Path) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec![
+        "--tool=callgrind".into(),
+        "--quiet".into(),
+        {
+            let mut o = OsString::from("--callgrind-out-file=");
+            o.push(out);
+            o
+        },
+        // Per-instruction costs, so that addresses go through the project's own symbolizer
+        // (inlined frames included).
+        "--dump-instr=yes".into(),
+        "--cache-sim=no".into(),
+        "--branch-sim=no".into(),
+        "--collect-jumps=no".into(),
+        // Children the workload spawns run natively and unprofiled, as with the agent.
+        "--trace-children=no".into(),
+    ];
+    v.extend(
+        contprof::env::CALLGRIND_UNCOUNTED.iter().map(|f| OsString::from(format!("--toggle-collect={f}"))),
+    );
+    // After the toggles: any --toggle-collect makes callgrind start with collection off.
+    v.push("--collect-atstart=yes".into());
+    v.push(program.as_os_str().to_owned());
+    v.extend(args.iter().cloned());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_starts_on_after_the_toggles_and_the_program_comes_last() {
+        let a = arguments(Path::new("/bin/w"), &["x".into()], Path::new("/o/run-1.callgrind"));
+        let strs: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+        let last_toggle = strs.iter().rposition(|s| s.starts_with("--toggle-collect=")).unwrap();
+        let atstart = strs.iter().position(|s| s == "--collect-atstart=yes").unwrap();
+        assert!(atstart > last_toggle, "{strs:?}");
+        assert_eq!(&strs[strs.len() - 2..], ["/bin/w", "x"]);
+        assert!(strs.contains(&"--callgrind-out-file=/o/run-1.callgrind".to_owned()));
+        assert_eq!(output_path(Path::new("/o/run-1.raw")), Path::new("/o/run-1.callgrind"));
+    }
+}

@@ -1,0 +1,246 @@
+//! The instructions engine (`--engine instructions`): workloads under valgrind's callgrind, exact
+//! per-function instruction counts through the same profiles, comparisons and gate.
+
+use std::path::Path;
+use std::process::Command;
+
+use cargo_contprof::profile::{CostView, Profile};
+
+use crate::util::{
+    GitProject, contprof, finish, fixtures_manifest, read_profile, run_fixture, tools_required,
+};
+
+/// Whether valgrind can run here; CI (`CONTPROF_REQUIRE_TOOLS`) requires it.
+fn valgrind() -> bool {
+    let ok = Command::new("valgrind").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(!tools_required(), "valgrind is required (CONTPROF_REQUIRE_TOOLS is set) but not usable");
+        eprintln!("skipping: valgrind not installed (.ci/run installs it)");
+    }
+    ok
+}
+
+fn instructions(view: &CostView, function: &str, total: bool) -> i64 {
+    let i = view.sample_type_index("instructions").expect("an instructions sample type");
+    view.get(function).map_or(0, |f| if total { f.total_values[i] } else { f.self_values[i] })
+}
+
+fn whole(view: &CostView) -> i64 {
+    view.totals[view.sample_type_index("instructions").expect("an instructions sample type")]
+}
+
+#[test]
+fn counts_are_exact_per_function_with_inlined_frames_and_repeat_run_to_run() {
+    if !valgrind() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let f = run_fixture(
+        "regress",
+        out.path(),
+        &["--engine", "instructions", "--runs", "2"],
+        &[("FIXTURE_SCALE", "0.01")],
+    );
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stdout.contains("instructions (callgrind, exact)"), "{f:?}");
+    let merged = read_profile(&out.path().join("profile.pb.gz"));
+    assert_eq!(merged.str(merged.default_sample_type), "instructions");
+
+    // Both runs counted the same instructions in every function of the fixture's own code (std's
+    // inlined frames counted in their caller, as the reports do).
+    let folded = |p: &Profile| CostView::from_profile_folded(p, &cargo_contprof::compare::is_library_symbol);
+    let profiles: Vec<Profile> =
+        ["run-1.pb.gz", "run-2.pb.gz"].iter().map(|r| read_profile(&out.path().join(r))).collect();
+    let runs: Vec<CostView> = profiles.iter().map(folded).collect();
+    for function in ["regress::thirty", "regress::ten", "regress::host", "regress::inlined_hot"] {
+        let (a, b) = (instructions(&runs[0], function, false), instructions(&runs[1], function, false));
+        assert!(a > 0 && a == b, "{function}: {a} then {b}");
+    }
+    // `thirty` and `ten` run the same loop body 3:1 times.
+    let view = &runs[0];
+    let ratio = instructions(view, "regress::thirty", false) as f64
+        / instructions(view, "regress::ten", false) as f64;
+    assert!((ratio - 3.0).abs() < 0.01, "thirty/ten = {ratio}");
+    // The inlined function is reported as itself, at about its designed 20%.
+    let share = |name: &str, total: bool| instructions(view, name, total) as f64 / whole(view) as f64;
+    assert!(
+        (share("regress::inlined_hot", false) - 0.20).abs() < 0.05,
+        "{}",
+        share("regress::inlined_hot", false)
+    );
+    assert!(share("regress::host", true) > share("regress::inlined_hot", false));
+    assert!(share("regress::main", true) > 0.95, "main total {}", share("regress::main", true));
+    // Flame graph of instructions, allocations exact.
+    assert!(out.path().join("flamegraph.svg").is_file());
+    assert!(view.sample_type_index("alloc_objects").is_some_and(|i| view.totals[i] > 0));
+
+    // `go tool pprof` reads the same self and total counts from the profile (its self counts are
+    // those of the innermost frames: std's inlined `wrapping_mul` is its own there).
+    let view = CostView::from_profile(&profiles[0]);
+    if let Some(top) = go_pprof_top(&out.path().join("run-1.pb.gz"), out.path()) {
+        for function in ["regress::thirty", "regress::host", "regress::inlined_hot", "regress::main"] {
+            let line = top
+                .lines()
+                .find(|l| l.trim_end().trim_end_matches(" (inline)").ends_with(&format!(" {function}")))
+                .unwrap_or_else(|| panic!("{function} not in\n{top}"));
+            let cols: Vec<f64> = line.split_whitespace().filter_map(|c| c.parse().ok()).collect();
+            let (flat, cum) = (cols[0], cols[1]);
+            let (ours_self, ours_total) =
+                (instructions(&view, function, false) as f64, instructions(&view, function, true) as f64);
+            assert!(
+                (flat - ours_self).abs() <= ours_self * 1e-3,
+                "{function}: pprof {flat}, ours {ours_self}\n{top}"
+            );
+            assert!(
+                (cum - ours_total).abs() <= ours_total * 1e-3,
+                "{function}: pprof {cum}, ours {ours_total}\n{top}"
+            );
+        }
+    }
+}
+
+/// `go tool pprof -top -sample_index=instructions` with plain numbers (flat, cum, name), `None`
+/// where go is missing and not required.
+fn go_pprof_top(profile: &Path, tmp: &Path) -> Option<String> {
+    if !Command::new("go").arg("version").output().is_ok_and(|o| o.status.success()) {
+        assert!(!tools_required(), "go is required (CONTPROF_REQUIRE_TOOLS is set)");
+        return None;
+    }
+    let o = Command::new("go")
+        .args(["tool", "pprof", "-top", "-sample_index=instructions", "-nodecount=1000"])
+        .arg("-unit=count")
+        .arg(profile)
+        .env("PPROF_TMPDIR", tmp)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Rows: flat flat% sum% cum cum% name; keep flat, cum and the name.
+    let text = String::from_utf8_lossy(&o.stdout);
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                (c.len() >= 6 && c[1].ends_with('%') && c[4].ends_with('%'))
+                    .then(|| format!("{} {} {}", c[0], c[3], c[5..].join(" ")))
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+#[test]
+fn check_names_a_one_percent_change_of_a_one_percent_function_and_nothing_else() {
+    if !valgrind() {
+        return;
+    }
+    let project = GitProject::new();
+    let check = |extra: &[&str]| {
+        finish(
+            contprof()
+                .args(["check", "--engine", "instructions", "--bin", "regress", "--store"])
+                .arg(project.dir.path().join("store"))
+                .args(extra)
+                .current_dir(&project.root)
+                .env("FIXTURE_SCALE", "0.01"),
+        )
+    };
+    project.git(&["checkout", "-q", "-b", "feature"]);
+    // A comment changes nothing: not one function moves.
+    let path = project.root.join("workloads/src/bin/regress.rs");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("// a comment\n{text}")).unwrap();
+    project.commit("comment");
+    let reports = project.dir.path().join("reports");
+    let f = check(&["--report-dir", reports.to_str().unwrap()]);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stderr.contains("Baseline interleaved"), "{f:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap()).unwrap();
+    for list in ["regressions", "improvements", "shifted"] {
+        assert_eq!(report[list].as_array().map(Vec::len), Some(0), "{list}: {report:#}");
+    }
+
+    // `host`'s own loop (about 1% of the instructions) does 1% more iterations.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("for i in 0..n_own {", "for i in 0..n_own + n_own / 100 {", 1))
+        .unwrap();
+    project.commit("host: 1% more");
+    let f = check(&["--report-dir", reports.to_str().unwrap()]);
+    assert_eq!(f.code, 1, "{f:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap()).unwrap();
+    let found: Vec<(String, String, String)> = report["regressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (s("function"), s("metric"), s("kind"))
+        })
+        .collect();
+    assert_eq!(found, [("regress::host".to_owned(), "instructions".to_owned(), "self".to_owned())], "{f:?}");
+    let change = report["regressions"][0]["change"].as_f64().unwrap();
+    assert!((change - 0.01).abs() < 0.002, "host self {change:+}");
+    assert!(f.stdout.contains("regress::host"), "{f:?}");
+}
+
+#[test]
+fn each_test_gets_its_own_exact_profile() {
+    if !valgrind() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let f = finish(
+        contprof()
+            .args([
+                "test",
+                "--engine",
+                "instructions",
+                "-p",
+                "suite",
+                "--lib",
+                "--no-store",
+                "--manifest-path",
+            ])
+            .arg(fixtures_manifest())
+            .arg("-o")
+            .arg(out.path())
+            .env("FIXTURE_SCALE", "0.05"),
+    );
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stdout.contains("top function (self instructions)"), "{f:?}");
+    for (group, hot) in [
+        ("lib/suite/tests::checksum_test", "suite::checksum_heavy"),
+        ("lib/suite/tests::sort_test", "suite::sorting_heavy"),
+    ] {
+        let p: Profile =
+            read_profile(&cargo_contprof::record::group_path(out.path(), group).join("profile.pb.gz"));
+        let view = CostView::from_profile(&p);
+        let share = instructions(&view, hot, true) as f64 / whole(&view) as f64;
+        assert!(share > 0.5, "{group}: {hot} holds {share:.2} of the instructions");
+    }
+}
+
+#[test]
+fn without_valgrind_the_error_says_how_to_install_it() {
+    // A PATH with cargo and rustc but no valgrind.
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["cargo", "rustc"] {
+        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap();
+        let path = String::from_utf8_lossy(&found.stdout).trim().to_owned();
+        std::os::unix::fs::symlink(&path, bin.path().join(tool)).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let f = finish(
+        contprof()
+            .args(["run", "--engine", "instructions", "--bin", "regress", "--manifest-path"])
+            .arg(fixtures_manifest())
+            .arg("-o")
+            .arg(out.path())
+            .env("PATH", bin.path())
+            .env_remove("CONTPROF_VALGRIND"),
+    );
+    assert_eq!(f.code, 2, "{f:?}");
+    assert!(f.stderr.contains("valgrind") && f.stderr.contains("apt-get install valgrind"), "{f:?}");
+    assert!(!f.stderr.contains("Building"), "checked before the build: {f:?}");
+}
