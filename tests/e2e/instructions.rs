@@ -244,3 +244,25 @@ fn without_valgrind_the_error_says_how_to_install_it() {
     assert!(f.stderr.contains("valgrind") && f.stderr.contains("apt-get install valgrind"), "{f:?}");
     assert!(!f.stderr.contains("Building"), "checked before the build: {f:?}");
 }
+
+#[test]
+fn a_workload_failing_under_valgrind_exits_4_and_keeps_its_counts() {
+    if !valgrind() {
+        return;
+    }
+    for (mode, needle) in [("panic", "panicked"), ("segv", "SIGSEGV")] {
+        let out = tempfile::tempdir().unwrap();
+        let f = run_fixture(
+            "panics",
+            out.path(),
+            &["--engine", "instructions"],
+            &[("FIXTURE_FAIL", mode), ("FIXTURE_SCALE", "0.02")],
+        );
+        assert_eq!(f.code, 4, "{mode}: {f:?}");
+        assert!(f.stderr.contains(needle) && f.stderr.contains("bin `panics`"), "{mode}: {f:?}");
+        let profile = read_profile(&out.path().join("profile.pb.gz"));
+        let view = CostView::from_profile_folded(&profile, &cargo_contprof::compare::is_library_symbol);
+        let share = instructions(&view, "panics::before_panic", true) as f64 / whole(&view) as f64;
+        assert!(share > 0.5, "{mode}: before_panic holds {share:.2} of the instructions");
+    }
+}
