@@ -112,6 +112,14 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
         };
         return Err(Error::NothingMatched { what });
     }
+    if agent_settings.engine == crate::runner::Engine::Instructions && jobs.iter().any(|j| j.criterion) {
+        shell.warn(
+            "criterion chooses its iteration counts by the clock, so the instruction counts of a criterion \
+             benchmark follow how many iterations fit its time budget under valgrind: they are not \
+             repeatable; for exact counts, run the routine a fixed number of times in a test \
+             (`cargo contprof test --engine instructions`) or a `harness = false` benchmark",
+        );
+    }
     let distinct = jobs.iter().filter(|j| j.repetition == 1).count();
     let parallel = args.jobs.unwrap_or(match mode {
         Mode::Test => std::thread::available_parallelism().map_or(2, |n| n.get()),
