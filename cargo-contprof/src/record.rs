@@ -347,7 +347,8 @@ fn build(raw: &RawFile, options: &BuildOptions<'_>, symbolizer: &mut Symbolizer)
 /// Reads and parses callgrind's counts of execution `e`, with a warning when the file was cut
 /// short.
 fn read_instructions(e: &Execution) -> Result<(crate::callgrind::Callgrind, Option<String>)> {
-    let path = crate::runner::callgrind::output_path(&e.raw_path);
+    let path = crate::runner::callgrind::output_path(&e.raw_path, e.outcome.pid);
+    let children = crate::runner::callgrind::outputs(&e.raw_path).into_iter().filter(|p| *p != path).count();
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -367,9 +368,17 @@ fn read_instructions(e: &Execution) -> Result<(crate::callgrind::Callgrind, Opti
         context: format!("could not read callgrind's output {}", path.display()),
         source: Box::new(err),
     })?;
-    let warning = parsed.truncated.then(|| {
-        format!("callgrind's output {} ends in the middle of a line: the run was cut short", path.display())
-    });
+    let warning = if parsed.truncated {
+        Some(format!("callgrind's output {} is incomplete: the run was cut short", path.display()))
+    } else {
+        (children > 0).then(|| {
+            format!(
+                "{children} process(es) forked by the workload ran under valgrind too; their instructions \
+                 are not counted (files beside {})",
+                path.display()
+            )
+        })
+    };
     Ok((parsed, warning))
 }
 

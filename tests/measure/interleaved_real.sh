@@ -14,7 +14,8 @@
 #
 # Environment: WORK (default /work/measure), CRATES (default "serde_json pulldown-cmark sha2"),
 # SCENARIOS (default "aa layout reg_own reg_dep"), N_AA (default 17), N_LAYOUT (default 4), N_REG
-# (default 8), NEIGHBOUR_EVERY (default 2), NEIGHBOUR_DELAY (default 12 s), KEEP=1 (append to the
+# (default 8), NEIGHBOUR_EVERY (default 2), NEIGHBOUR_DELAY (default 12 s), RESULTS (default
+# $WORK/results/interleaved.jsonl), KEEP=1 (append to the
 # results instead of starting them afresh).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -27,7 +28,7 @@ N_LAYOUT=${N_LAYOUT:-4}
 N_REG=${N_REG:-8}
 NEIGHBOUR_EVERY=${NEIGHBOUR_EVERY:-2}
 NEIGHBOUR_DELAY=${NEIGHBOUR_DELAY:-12}
-RESULTS=$WORK/results/interleaved.jsonl
+RESULTS=${RESULTS:-$WORK/results/interleaved.jsonl}
 # shellcheck source=real/scenarios.sh
 source "$HERE/real/scenarios.sh"
 

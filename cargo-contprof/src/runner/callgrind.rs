@@ -46,19 +46,40 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Where callgrind writes its counts for the run whose raw sample file is `raw_path`.
-pub fn output_path(raw_path: &Path) -> PathBuf {
-    raw_path.with_extension("callgrind")
+/// Where callgrind writes the counts of process `pid` of the run whose raw sample file is
+/// `raw_path`. Each process has its own file (`%p` in the name): a workload that forks without
+/// exec (a `harness = false` bench, say) has children that stay under valgrind, and their counts
+/// at exit must not overwrite the workload's.
+pub fn output_path(raw_path: &Path, pid: u32) -> PathBuf {
+    raw_path.with_extension(format!("callgrind.{pid}"))
 }
 
-/// The arguments of `valgrind` that run `program args` under callgrind, writing to `out`.
-pub fn arguments(program: &Path, args: &[OsString], out: &Path) -> Vec<OsString> {
+/// The counts files of every process of the run whose raw sample file is `raw_path`.
+pub fn outputs(raw_path: &Path) -> Vec<PathBuf> {
+    let prefix = format!(
+        "{}.",
+        raw_path.with_extension("callgrind").file_name().unwrap_or_default().to_string_lossy()
+    );
+    let Some(dir) = raw_path.parent() else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&prefix)))
+        .collect();
+    out.sort();
+    out
+}
+
+/// The arguments of `valgrind` that run `program args` under callgrind, writing the counts of
+/// the run whose raw sample file is `raw_path` (see [`output_path`]).
+pub fn arguments(program: &Path, args: &[OsString], raw_path: &Path) -> Vec<OsString> {
     let mut v: Vec<OsString> = vec![
         "--tool=callgrind".into(),
         "--quiet".into(),
         {
             let mut o = OsString::from("--callgrind-out-file=");
-            o.push(out);
+            o.push(raw_path.with_extension("callgrind.%p"));
             o
         },
         // Per-instruction costs, so that addresses go through the project's own symbolizer
@@ -86,13 +107,13 @@ mod tests {
 
     #[test]
     fn collection_starts_on_after_the_toggles_and_the_program_comes_last() {
-        let a = arguments(Path::new("/bin/w"), &["x".into()], Path::new("/o/run-1.callgrind"));
+        let a = arguments(Path::new("/bin/w"), &["x".into()], Path::new("/o/run-1.raw"));
         let strs: Vec<String> = a.iter().map(|s| s.to_string_lossy().into_owned()).collect();
         let last_toggle = strs.iter().rposition(|s| s.starts_with("--toggle-collect=")).unwrap();
         let atstart = strs.iter().position(|s| s == "--collect-atstart=yes").unwrap();
         assert!(atstart > last_toggle, "{strs:?}");
         assert_eq!(&strs[strs.len() - 2..], ["/bin/w", "x"]);
-        assert!(strs.contains(&"--callgrind-out-file=/o/run-1.callgrind".to_owned()));
-        assert_eq!(output_path(Path::new("/o/run-1.raw")), Path::new("/o/run-1.callgrind"));
+        assert!(strs.contains(&"--callgrind-out-file=/o/run-1.callgrind.%p".to_owned()));
+        assert_eq!(output_path(Path::new("/o/run-1.raw"), 42), Path::new("/o/run-1.callgrind.42"));
     }
 }

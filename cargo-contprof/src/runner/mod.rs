@@ -181,6 +181,9 @@ pub struct Outcome {
     pub stdout: Vec<u8>,
     /// Captured standard error (with [`Streams::Capture`]).
     pub stderr: Vec<u8>,
+    /// The process id it ran as (valgrind's wrapper execs valgrind, which runs the workload in the
+    /// same process: the id of callgrind's counts file).
+    pub pid: u32,
 }
 
 /// Environment variables that configure the agent (read in its constructor).
@@ -221,16 +224,12 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
             cmd
         }
         Engine::Instructions => {
-            let out = callgrind::output_path(&spec.raw_path);
-            // A stale file from an earlier run must not pass for this one's counts.
-            match std::fs::remove_file(&out) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::io("could not remove", &out, e));
-                }
-                _ => {}
+            // Stale files of an earlier run must not pass for this one's counts.
+            for old in callgrind::outputs(&spec.raw_path) {
+                std::fs::remove_file(&old).map_err(|e| Error::io("could not remove", &old, e))?;
             }
             let mut cmd = Command::new(callgrind::find_valgrind()?);
-            cmd.args(callgrind::arguments(&spec.program, &spec.args, &out));
+            cmd.args(callgrind::arguments(&spec.program, &spec.args, &spec.raw_path));
             // The agent starts in the workload only, not in valgrind's wrapper and launcher,
             // which must hand LD_PRELOAD on (see contprof::env::EXE).
             let exe = std::fs::canonicalize(&spec.program).unwrap_or_else(|_| spec.program.clone());
@@ -289,7 +288,7 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
     } else {
         Exit::Code(libc::WEXITSTATUS(status))
     };
-    Ok(Outcome { exit, wall, cpu, stdout, stderr })
+    Ok(Outcome { exit, wall, cpu, stdout, stderr, pid: pid as u32 })
 }
 
 fn read_all(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
