@@ -241,3 +241,17 @@ fn kernel_time_lands_on_the_function_that_made_the_system_calls() {
         }
     }
 }
+
+/// Issue 15.5: the agent's own library has no debug info, and its frames are folded anyway.
+#[test]
+fn runs_do_not_warn_about_the_agents_own_library() {
+    let out = tempfile::tempdir().unwrap();
+    let f = crate::util::run_fixture(
+        "alloc_split",
+        out.path(),
+        &["--alloc", "exact"],
+        &[("FIXTURE_SCALE", "0.2")],
+    );
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(!f.stderr.contains("libcontprof_preload"), "{f:?}");
+}
