@@ -126,3 +126,13 @@ fn run_bench_profiles_a_criterion_target_in_bench_mode() {
     // Criterion's baselines went to our output, not the user's target/criterion.
     assert!(out.path().join("criterion").is_dir());
 }
+
+/// Issue 15.8: a test reading `CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, `CARGO` or the library path at
+/// run time passes under `cargo contprof test` as under `cargo test`.
+#[test]
+fn tests_get_the_environment_cargo_test_gives_them() {
+    let out = tempfile::tempdir().unwrap();
+    let f = suite("test", out.path(), &["--test", "api", "cargo_test_environment", "--exact"]);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stdout.contains("cargo_test_environment") && f.stdout.contains("ok"), "{f:?}");
+}

@@ -85,9 +85,29 @@ pub struct Selected {
     pub harness: bool,
     /// Required features that are not enabled (cargo skips such targets).
     pub required_features: Vec<String>,
+    /// The variables `cargo run`/`cargo test`/`cargo bench` set for the target's process
+    /// (`CARGO_MANIFEST_DIR`, `CARGO_MANIFEST_PATH`, `CARGO_PKG_*`), from
+    /// the package's metadata; see [`Selected::run_env`] for the full environment.
+    pub cargo_env: Vec<(String, String)>,
 }
 
 impl Selected {
+    /// The environment cargo gives the target's process when it runs it: [`Selected::cargo_env`],
+    /// `CARGO` (the cargo that cargo contprof uses), and the build's `deps` directory first on
+    /// the dynamic-library search path (`LD_LIBRARY_PATH`), for dylib dependencies.
+    pub fn run_env(&self, target_dir: &Path) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        let mut env: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+            self.cargo_env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+        env.push(("CARGO".into(), std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())));
+        let profile_dir = target_dir.join(super::PROFILE_NAME);
+        let mut paths = vec![profile_dir.join("deps"), profile_dir];
+        paths.extend(std::env::var_os("LD_LIBRARY_PATH").iter().flat_map(std::env::split_paths));
+        if let Ok(joined) = std::env::join_paths(paths) {
+            env.push(("LD_LIBRARY_PATH".into(), joined));
+        }
+        env
+    }
+
     /// `bin/foo`, the group key under which its profiles are stored.
     pub fn group(&self) -> String {
         format!("{}/{}", self.kind.as_str(), self.name)
@@ -198,6 +218,7 @@ impl Workspace {
                 .filter(|f| !args.all_features && !enabled.contains(f))
                 .cloned()
                 .collect(),
+            cargo_env: cargo_env(pkg),
         }
     }
 
@@ -379,4 +400,32 @@ fn uses_libtest(pkg: &Package, target: &Target) -> bool {
         .and_then(|t| t.get("harness"))
         .and_then(|h| h.as_bool())
         .unwrap_or(true)
+}
+
+/// What cargo sets at run time for a target of `pkg` (cargo's `Compilation::fill_env`; nextest
+/// gives tests the same list): the compile-time-only `CARGO_CRATE_NAME` and `CARGO_BIN_NAME`
+/// are not among them.
+fn cargo_env(pkg: &Package) -> Vec<(String, String)> {
+    let v = &pkg.version;
+    let or_empty = |o: &Option<String>| o.clone().unwrap_or_default();
+    let manifest = pkg.manifest_path.as_std_path();
+    let env = vec![
+        ("CARGO_MANIFEST_DIR", manifest.parent().map(|p| p.display().to_string()).unwrap_or_default()),
+        ("CARGO_MANIFEST_PATH", manifest.display().to_string()),
+        ("CARGO_PKG_NAME", pkg.name.to_string()),
+        ("CARGO_PKG_VERSION", v.to_string()),
+        ("CARGO_PKG_VERSION_MAJOR", v.major.to_string()),
+        ("CARGO_PKG_VERSION_MINOR", v.minor.to_string()),
+        ("CARGO_PKG_VERSION_PATCH", v.patch.to_string()),
+        ("CARGO_PKG_VERSION_PRE", v.pre.to_string()),
+        ("CARGO_PKG_AUTHORS", pkg.authors.join(":")),
+        ("CARGO_PKG_DESCRIPTION", or_empty(&pkg.description)),
+        ("CARGO_PKG_HOMEPAGE", or_empty(&pkg.homepage)),
+        ("CARGO_PKG_REPOSITORY", or_empty(&pkg.repository)),
+        ("CARGO_PKG_LICENSE", or_empty(&pkg.license)),
+        ("CARGO_PKG_LICENSE_FILE", pkg.license_file.as_ref().map(|p| p.to_string()).unwrap_or_default()),
+        ("CARGO_PKG_RUST_VERSION", pkg.rust_version.as_ref().map(|r| r.to_string()).unwrap_or_default()),
+        ("CARGO_PKG_README", pkg.readme.as_ref().map(|p| p.to_string()).unwrap_or_default()),
+    ];
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

@@ -87,10 +87,13 @@ pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
             timeout: None,
             // Criterion writes its baselines under CRITERION_HOME: keep the profiled (slower)
             // timings out of the user's own.
-            env: if target.kind == TargetKind::Bench {
-                vec![("CRITERION_HOME".into(), output_dir.join("criterion").into_os_string())]
-            } else {
-                Vec::new()
+            // What `cargo run`/`cargo bench` give the process.
+            env: {
+                let mut env = target.run_env(workspace.target_dir());
+                if target.kind == TargetKind::Bench {
+                    env.push(("CRITERION_HOME".into(), output_dir.join("criterion").into_os_string()));
+                }
+                env
             },
         };
         let outcome = runner::run(&spec, &agent_lib)?;

@@ -141,7 +141,7 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
     pool::run_parallel(
         parallel,
         jobs,
-        |job| execute(job, &raw_dir, &agent_lib, &args.args, agent_settings, timeout),
+        |job| execute(job, &raw_dir, &agent_lib, workspace.target_dir(), &args.args, agent_settings, timeout),
         |d| {
             let d = match d {
                 Ok(d) => d,
@@ -322,12 +322,14 @@ fn execute(
     job: Job,
     raw_dir: &std::path::Path,
     agent_lib: &std::path::Path,
+    target_dir: &std::path::Path,
     extra: &[OsString],
     settings: runner::AgentSettings,
     timeout: Duration,
 ) -> Result<Done> {
     let mut args: Vec<OsString> = Vec::new();
-    let mut env = Vec::new();
+    // What `cargo test`/`cargo bench` give the process, plus criterion's home below.
+    let mut env = job.artifact.target.run_env(target_dir);
     let slot = raw_dir.join(sanitize(&job.group.replace('/', "__")));
     match (&job.case, job.criterion) {
         (Some(c), true) => {
