@@ -255,3 +255,17 @@ fn runs_do_not_warn_about_the_agents_own_library() {
     assert_eq!(f.code, 0, "{f:?}");
     assert!(!f.stderr.contains("libcontprof_preload"), "{f:?}");
 }
+
+/// Issue 15.7: threads are counted by id, not by name (a runtime's workers share one name).
+#[test]
+fn the_summary_counts_threads_by_id() {
+    let out = tempfile::tempdir().unwrap();
+    let f = crate::util::run_fixture(
+        "threads",
+        out.path(),
+        &[],
+        &[("FIXTURE_SAME_NAME", "1"), ("FIXTURE_SCALE", "0.2")],
+    );
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stdout.contains("3 threads sampled"), "{f:?}");
+}

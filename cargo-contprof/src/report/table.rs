@@ -52,11 +52,13 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
     };
     let total_cpu = value(cpu, &view.totals);
     let total_alloc = value(alloc, &view.totals);
-    let threads: BTreeSet<&str> = profile
+    // Threads by id: two threads of one name (a runtime's workers) are two.
+    let tid_key = profile.string_table.iter().position(|t| t == "tid").map(|i| i as i64);
+    let threads: BTreeSet<i64> = profile
         .sample
         .iter()
         .filter(|s| value(cpu, &s.value) > 0)
-        .filter_map(|s| profile.label_str(s, "thread"))
+        .flat_map(|s| s.label.iter().filter(|l| Some(l.key) == tid_key).map(|l| l.num))
         .collect();
     let target = if options.target.is_empty() { String::new() } else { format!("{}: ", options.target) };
     let allocated =
@@ -71,7 +73,7 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
     } else {
         writeln!(
             w,
-            "{target}{} CPU in {} samples, {} wall, {} thread{}{allocated}",
+            "{target}{} CPU in {} samples, {} wall, {} thread{} sampled{allocated}",
             format_duration(total_cpu),
             value(samples, &view.totals),
             format_duration(profile.duration_nanos),
