@@ -158,11 +158,20 @@ fn callee_costs(profiles: &[Profile], function: &str, sample_type: &str) -> BTre
         let Some(ty) = p.sample_type_index(sample_type) else { continue };
         let names: HashMap<u64, String> =
             p.function.iter().map(|f| (f.id, normalize_name(p.str(f.name)))).collect();
+        // Per location, its non-library frames (innermost first), decided once per location: an
+        // instructions profile has hundreds of thousands of samples over a few ten thousand
+        // locations.
         let locations: HashMap<u64, Vec<&str>> = p
             .location
             .iter()
             .map(|l| {
-                (l.id, l.line.iter().filter_map(|x| names.get(&x.function_id).map(String::as_str)).collect())
+                let frames = l
+                    .line
+                    .iter()
+                    .filter_map(|x| names.get(&x.function_id).map(String::as_str))
+                    .filter(|n| !is_library_frame(n))
+                    .collect();
+                (l.id, frames)
             })
             .collect();
         for s in &p.sample {
@@ -170,17 +179,11 @@ fn callee_costs(profiles: &[Profile], function: &str, sample_type: &str) -> BTre
             if v <= 0 {
                 continue;
             }
-            let frames: Vec<&str> = s
-                .location_id
-                .iter()
-                .filter_map(|id| locations.get(id))
-                .flatten()
-                .copied()
-                .filter(|n| !is_library_frame(n))
-                .collect();
-            let Some(at) = frames.iter().position(|n| *n == function) else { continue };
-            if at > 0 {
-                *sums.entry(frames[0].to_owned()).or_default() += v as f64;
+            let mut frames = s.location_id.iter().filter_map(|id| locations.get(id)).flatten();
+            // The innermost frame in user code carries the cost, when `function` is above it.
+            let Some(&leaf) = frames.next() else { continue };
+            if leaf != function && frames.any(|n| *n == function) {
+                *sums.entry(leaf.to_owned()).or_default() += v as f64;
             }
         }
     }

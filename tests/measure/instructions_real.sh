@@ -15,7 +15,8 @@
 #   ir_dep    the same for reg_dep's dependency function (sha2's digest_blocks: 1 call in 100);
 #             N_IR checks each: the injected function named, anything else listed?
 # Environment: WORK (default /work/measure), CRATES (default "serde_json pulldown-cmark sha2"),
-# RUNS (default 5), N_AA (default 3), N_IR (default 3). Raw results: $WORK/results/instructions.jsonl.
+# RUNS (default 5), N_AA (default 3), N_IR (default 3), KEEP=1 (append to the results instead of
+# starting them afresh). Raw results: $WORK/results/instructions.jsonl.
 # Needs valgrind and go (`go tool pprof` reads the per-run profiles).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +32,7 @@ source "$HERE/real/scenarios.sh"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 git() { command git -c user.name=contprof-measure -c user.email=measure@localhost -c commit.gpgsign=false "$@"; }
 mkdir -p "$WORK/results" "$WORK/instructions"
-: >"$RESULTS"
+[ "${KEEP:-0}" = 1 ] || : >"$RESULTS"
 
 # ir_own/ir_dep: the reg_* commit with its every-5th-count switch made every 101st (100 calls and
 # one redo), sha2's input-length switch 3 mod 4 made 3 mod 100.
