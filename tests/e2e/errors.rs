@@ -128,3 +128,25 @@ fn a_terminated_run_passes_the_signal_on_and_keeps_its_samples() {
     let p = crate::util::read_profile(&out.path().join("profile.pb.gz"));
     assert!(p.total(p.sample_type_index("samples").unwrap()) > 0);
 }
+
+/// Issue 15.14: numbers too large for a duration or the calendar are errors or plain results,
+/// never panics.
+#[test]
+fn huge_timeouts_and_retentions_do_not_panic() {
+    let f = finish(
+        contprof()
+            .args(["test", "-p", "suite", "--timeout", "1e30", "--manifest-path"])
+            .arg(fixtures_manifest()),
+    );
+    assert_clean_error(&f, 2, &["--timeout", "1e30"]);
+    let store = tempfile::tempdir().unwrap();
+    let f = finish(
+        contprof()
+            .args(["gc", "--keep-days", "100000000", "--manifest-path"])
+            .arg(fixtures_manifest())
+            .arg("--store")
+            .arg(store.path()),
+    );
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(!f.stderr.contains("panicked"), "{f:?}");
+}

@@ -64,13 +64,16 @@ pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
 pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Summary> {
     let cargo_args = CargoArgs::from(&args.cargo);
     let tags = settings::tags(&args.output.tags)?;
-    if !(args.timeout > 0.0 && args.timeout.is_finite()) {
-        return Err(Error::InvalidArgument {
-            flag: "--timeout",
-            message: "must be a positive number of seconds".into(),
-        });
-    }
-    let timeout = Duration::from_secs_f64(args.timeout);
+    let timeout =
+        Duration::try_from_secs_f64(args.timeout).ok().filter(|t| !t.is_zero()).ok_or_else(|| {
+            Error::InvalidArgument {
+                flag: "--timeout",
+                message: format!(
+                    "{:e} s is not a positive number of seconds that fits a duration",
+                    args.timeout
+                ),
+            }
+        })?;
     let workspace = Workspace::load(&cargo_args)?;
     let (agent_settings, runs) = settings::sampling(&args.sampling, workspace.root())?;
     let store = if args.output.no_store {

@@ -189,7 +189,8 @@ impl Store {
     /// `dry_run`, only reports.
     pub fn gc(&self, policy: &GcPolicy, dry_run: bool) -> Result<GcReport, StoreError> {
         let snap = index::load(&self.backend)?;
-        let cutoff = policy.now - policy.keep;
+        // A retention beyond the calendar's range keeps everything (no panic on overflow).
+        let cutoff = policy.now.checked_sub_signed(policy.keep).unwrap_or(DateTime::<Utc>::MIN_UTC);
         let mut newest_protected: HashSet<&str> = HashSet::new();
         let mut doomed = Vec::new();
         let mut kept = 0;
