@@ -94,7 +94,7 @@ impl RepoState {
         match self {
             RepoState::Commit { commit, dirty: None, .. } => format!("runs are keyed by commit {commit}"),
             RepoState::Commit { commit, dirty: Some(h), .. } => {
-                format!("runs are keyed by commit {commit} (dirty tree, diff {})", &h[..h.len().min(12)])
+                format!("runs are keyed by commit {commit} (dirty tree, diff {})", short_commit(h))
             }
             RepoState::Unborn { branch } => format!(
                 "branch {} has no commit yet: runs are keyed by time only (key `unborn`) until the first commit",
@@ -310,9 +310,25 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// A commit id shortened for messages: its first 12 characters (character-safe: a stored
+/// `meta.json` may hold anything). The one shortening every message uses.
+pub fn short_commit(commit: &str) -> &str {
+    commit.char_indices().nth(12).map_or(commit, |(i, _)| &commit[..i])
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// Issue 15.14: a non-ASCII "commit" from a stored `meta.json` is shortened, not sliced
+    /// through a character.
+    #[test]
+    fn short_commit_never_splits_a_character() {
+        assert_eq!(short_commit("0123456789abcdef0123"), "0123456789ab");
+        assert_eq!(short_commit("ééééééééééééééé"), "éééééééééééé");
+        assert_eq!(short_commit("abc"), "abc");
+        assert_eq!(short_commit(""), "");
+    }
 
     /// A throwaway repository with `n` commits on `main`.
     pub(crate) fn temp_repo(n: usize) -> (tempfile::TempDir, Repo, Vec<String>) {

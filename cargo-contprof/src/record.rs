@@ -276,7 +276,7 @@ fn store_run(
     let meta = store.record_with_code(new, profiles, code)?;
     let under = match &meta.commit {
         Some(c) => {
-            format!("commit {}{}", &c[..c.len().min(12)], if meta.dirty { " (dirty tree)" } else { "" })
+            format!("commit {}{}", crate::git::short_commit(c), if meta.dirty { " (dirty tree)" } else { "" })
         }
         None => format!("key `{}` ({})", meta.key, meta.key_note),
     };

@@ -17,7 +17,7 @@ use crate::compare::{
 };
 use crate::config::{self, Loaded};
 use crate::errors::{Error, Result};
-use crate::git::Repo;
+use crate::git::{Repo, short_commit};
 use crate::profile::{self, Profile};
 use crate::record::{sanitize, write_atomic};
 use crate::report::{DiffOptions, write_diff_flamegraph};
@@ -133,8 +133,8 @@ pub(super) struct Side {
 impl Side {
     pub fn describe(&self) -> String {
         match &self.commit {
-            Some(c) if self.label != *c => format!("`{}` (commit {})", self.label, short(c)),
-            Some(c) => format!("commit {}", short(c)),
+            Some(c) if self.label != *c => format!("`{}` (commit {})", self.label, short_commit(c)),
+            Some(c) => format!("commit {}", short_commit(c)),
             None => format!("`{}`", self.label),
         }
     }
@@ -153,10 +153,6 @@ impl Side {
         }
         RevisionInfo { commit: self.commit.clone().unwrap_or_default(), label: self.label.clone(), extra }
     }
-}
-
-pub(super) fn short(c: &str) -> &str {
-    &c[..c.len().min(12)]
 }
 
 fn describe_settings(s: &Settings) -> String {
@@ -236,7 +232,7 @@ impl Context {
                     "no runs of revision `{spec}` (commit {}) in the store {}; record them with \
                      `git checkout {spec} && cargo contprof run --runs 5 ...` (or `test`/`bench`), \
                      or let `cargo contprof check` record HEAD",
-                    short(&commit),
+                    short_commit(&commit),
                     self.store.url()
                 ),
             });
@@ -267,7 +263,11 @@ impl Context {
                 base_groups.get(g).is_some_and(|b| settings_mismatch(&b.settings, &h.settings).is_none())
             });
             if matches {
-                return Ok(Some(Side { label: short(&b.commit).to_owned(), commit: Some(b.commit), runs }));
+                return Ok(Some(Side {
+                    label: short_commit(&b.commit).to_owned(),
+                    commit: Some(b.commit),
+                    runs,
+                }));
             }
             depth_left = depth_left.saturating_sub(b.distance + 1);
             if depth_left == 0 {

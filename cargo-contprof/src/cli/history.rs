@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 
-use super::compare::{Context, Prepared, Side, input_options, read, select_groups, short};
+use super::compare::{Context, Prepared, Side, input_options, read, select_groups};
 use crate::compare::{self, Group, Metric, Options, RevisionInfo, run_costs};
 use crate::errors::Result;
+use crate::git::short_commit;
 use crate::shell::Shell;
 use crate::store::{RunMetadata, nearest_ancestor_with_runs};
 
@@ -102,7 +103,7 @@ fn apply(ctx: &Context, earlier: &RunMetadata, prepared: &mut Prepared, options:
         shell.note(format_args!(
             "between-batch spread of {used} target(s) learned from the earlier batch {} (commit {})",
             earlier.run_id,
-            earlier.commit.as_deref().map(short).unwrap_or("?")
+            earlier.commit.as_deref().map(short_commit).unwrap_or("?")
         ));
     }
 }

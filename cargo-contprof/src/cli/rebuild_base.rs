@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use super::args::CheckArgs;
 use super::check::record;
-use super::compare::{Context, Side, short};
+use super::compare::{Context, Side};
 use crate::config::{BaselineMode, CheckTarget};
 use crate::errors::{Error, Result};
-use crate::git::Repo;
+use crate::git::{Repo, short_commit};
 use crate::shell::Shell;
 use crate::store::RunMetadata;
 
@@ -83,7 +83,10 @@ pub(super) fn base_to_rebuild(args: &CheckArgs, ctx: &Context, shell: &Shell) ->
         Ok(base) => {
             shell.status(
                 "Baseline",
-                format_args!("interleaved: base {} rebuilt, base and head run alternately", short(&base)),
+                format_args!(
+                    "interleaved: base {} rebuilt, base and head run alternately",
+                    short_commit(&base)
+                ),
             );
             Ok(Some(base))
         }
@@ -160,7 +163,7 @@ pub(super) fn record_interleaved(
         .map_err(|e| Error::io("could not create directory", &contprof_dir, e))?;
     repo.add_worktree(&path, &base)?;
     let worktree = Worktree { repo, path };
-    shell.status("Checked out", format_args!("base {} in {}", short(&base), worktree.path.display()));
+    shell.status("Checked out", format_args!("base {} in {}", short_commit(&base), worktree.path.display()));
 
     let mut base_args = args.clone();
     let root = repo.dir();
@@ -189,6 +192,7 @@ pub(super) fn record_interleaved(
     }
     base_runs.reverse();
     head_runs.reverse();
-    let side = Side { label: format!("{} (rebuilt)", short(&base)), commit: Some(base), runs: base_runs };
+    let side =
+        Side { label: format!("{} (rebuilt)", short_commit(&base)), commit: Some(base), runs: base_runs };
     Ok((side, head_runs))
 }

@@ -63,7 +63,7 @@ pub fn report(args: ReportArgs, shell: &Shell) -> Result<()> {
             ),
         });
     }
-    let commit = meta.commit.as_deref().map(|c| &c[..c.len().min(12)]).unwrap_or(meta.key.as_str());
+    let commit = meta.commit.as_deref().map(crate::git::short_commit).unwrap_or(meta.key.as_str());
     let title = match &args.group {
         Some(g) => format!("{g} at {commit}"),
         None => format!("run {} at {commit}", meta.run_id),

@@ -392,7 +392,7 @@ fn revision(runs: &[RunMetadata]) -> RevisionInfo {
 fn short(runs: &[RunMetadata]) -> String {
     let mut commits: Vec<String> = runs
         .iter()
-        .map(|r| r.commit.as_deref().unwrap_or(r.key.as_str()).chars().take(10).collect())
+        .map(|r| crate::git::short_commit(r.commit.as_deref().unwrap_or(r.key.as_str())).to_owned())
         .collect();
     commits.dedup();
     match commits.as_slice() {
