@@ -21,6 +21,9 @@ pub enum DecodeError {
     /// The bytes are not a protobuf `Profile`.
     #[error("not a pprof profile")]
     Protobuf(#[source] prost::DecodeError),
+    /// The gzip stream inflates beyond [`MAX_INFLATED`] (a zip bomb in a shared store, say).
+    #[error("the profile inflates beyond {} MiB", MAX_INFLATED >> 20)]
+    TooLarge,
     /// The profile decodes but its references are inconsistent.
     #[error("inconsistent pprof profile: {what}")]
     Invalid {
@@ -28,6 +31,10 @@ pub enum DecodeError {
         what: String,
     },
 }
+
+/// The largest decompressed profile read: far above real ones (an instructions profile of a
+/// large program is ~20 MiB), far below what would exhaust memory.
+pub const MAX_INFLATED: u64 = 1 << 30;
 
 /// Writes the profile gzip-compressed (fastest level, as Go's `runtime/pprof` does).
 pub fn encode(profile: &Profile, writer: impl Write) -> io::Result<()> {
@@ -47,13 +54,21 @@ pub fn encode_to_vec(profile: &Profile) -> Vec<u8> {
 /// Decodes a profile from gzip-compressed or plain protobuf bytes and checks that its
 /// indices and ids refer to existing entries.
 pub fn decode(bytes: &[u8]) -> Result<Profile, DecodeError> {
+    decode_bounded(bytes, MAX_INFLATED)
+}
+
+/// [`decode`], refusing a gzip stream that inflates beyond `max` bytes.
+pub(super) fn decode_bounded(bytes: &[u8], max: u64) -> Result<Profile, DecodeError> {
     if bytes.is_empty() {
         return Err(DecodeError::Empty);
     }
     let plain;
     let data = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        GzDecoder::new(bytes).read_to_end(&mut out).map_err(DecodeError::Gzip)?;
+        GzDecoder::new(bytes).take(max + 1).read_to_end(&mut out).map_err(DecodeError::Gzip)?;
+        if out.len() as u64 > max {
+            return Err(DecodeError::TooLarge);
+        }
         plain = out;
         &plain[..]
     } else {

@@ -205,6 +205,19 @@ fn corrupt_and_truncated_profiles_are_errors() {
     assert!(err.to_string().contains("missing location 9999"), "{err}");
 }
 
+/// Issue 15.14: a gzip stream that inflates without bound (a zip bomb in a shared store) is
+/// refused at the bound ([`super::codec::MAX_INFLATED`] in use; 1 MiB here), not read into memory.
+#[test]
+fn a_profile_inflating_beyond_the_bound_is_refused() {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&vec![0u8; 2 << 20]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(matches!(super::codec::decode_bounded(&bomb, 1 << 20), Err(DecodeError::TooLarge)));
+    let p = build(&raw_file(Some(end(3_000_000_000))), &BuildOptions::default()).profile;
+    assert!(super::codec::decode_bounded(&encode_to_vec(&p), 1 << 20).is_ok());
+}
+
 #[test]
 fn merge_sums_matching_stacks_across_address_spaces() {
     let a = build(&raw_file(Some(end(3_000_000_000))), &BuildOptions::default()).profile;
