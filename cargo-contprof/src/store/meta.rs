@@ -274,6 +274,17 @@ pub fn looks_like_run_id(s: &str) -> bool {
     b.len() >= 16 && b[..8].iter().all(u8::is_ascii_digit) && b[8] == b'T'
 }
 
+/// Whether `name` has the shape [`profile_file_name`] gives (and imports keep): one plain file
+/// name of ASCII letters, digits, `-`, `_` and `.`, ending `.pb.gz`, never `..` or a path. A
+/// stored `meta.json` may come from anyone who can write to a shared bucket: a name like
+/// `../../.bashrc` must not become a path outside the export directory.
+pub(crate) fn is_profile_file_name(name: &str) -> bool {
+    name.len() <= 200
+        && name.ends_with(".pb.gz")
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// A file name for a profile: position first (unique within the run), then a readable group.
 pub(crate) fn profile_file_name(index: usize, group: &str, repetition: u32) -> String {
     let mut g: String = group

@@ -314,6 +314,13 @@ impl Store {
 
     /// The gzipped pprof bytes of one profile of a run.
     pub fn read_profile(&self, run_id: &str, file: &str) -> Result<Vec<u8>, StoreError> {
+        if !meta::is_profile_file_name(file) {
+            return Err(StoreError::Corrupt {
+                path: format!("runs/{run_id}/meta.json"),
+                store: self.url().to_string(),
+                reason: format!("profile file name `{}` is not one this tool writes", file.escape_debug()),
+            });
+        }
         let path = profile_path(run_id, file);
         match self.backend.get(&path)? {
             Some(b) => Ok(b.to_vec()),

@@ -78,6 +78,28 @@ fn records_lists_shows_and_exports() {
     assert!(text.contains("service=api") && text.contains("bench/parse/large"), "{text}");
 }
 
+/// Issue 15.13: a stored `meta.json` naming a profile file outside the run (written by anyone
+/// who can write to a shared bucket) is corrupt: `export` writes nothing outside its directory.
+#[test]
+fn export_refuses_profile_file_names_that_are_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = dir_store(tmp.path());
+    let run = store.record(new_run(commit_state(C1, "main"), &[]), vec![profile("bin/x")]).unwrap();
+    let meta_path = tmp.path().join(format!("runs/{}/meta.json", run.run_id));
+    let text = std::fs::read_to_string(&meta_path).unwrap();
+    let stored = &run.profiles[0].file;
+    let out = tempfile::tempdir().unwrap();
+    let target = out.path().join("export");
+    for evil in ["../escaped.pb.gz", "/tmp/absolute.pb.gz", "..", "sub/dir.pb.gz"] {
+        std::fs::write(&meta_path, text.replace(stored.as_str(), evil)).unwrap();
+        let err = store.export(&run.run_id, &target).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{evil}: {err}");
+        assert!(err.to_string().contains("not one this tool writes"), "{err}");
+    }
+    assert!(!out.path().join("escaped.pb.gz").exists());
+    assert!(std::fs::read_dir(&target).map_or(0, |d| d.count()) == 0);
+}
+
 /// Runs as a child process of `killed_writer_leaves_nothing_visible`: writes a profile, says so on
 /// stdout, then waits before the metadata until it is killed.
 #[test]
