@@ -95,6 +95,7 @@ fn bench(c: &mut Criterion) {
             group: "bench/parse/large".into(),
             repetition: 0,
             exit_code: Some(0),
+            stopped: None,
             bytes: small_profile(i),
         };
         store.record(new, vec![profile]).expect("record");

@@ -242,6 +242,7 @@ fn store_run(
                     Exit::Code(c) => Some(*c),
                     _ => None,
                 },
+                stopped: (!matches!(exit, Exit::Code(_))).then(|| exit.to_string()),
                 bytes: bytes.clone(),
             })
         })

@@ -95,9 +95,12 @@ fn build_failure_shows_cargos_error_and_exits_3() {
 #[test]
 fn a_terminated_run_passes_the_signal_on_and_keeps_its_samples() {
     let out = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
     let mut cmd = contprof();
-    cmd.args(["run", "--bin", "cpu_split", "--no-store", "--manifest-path"])
+    cmd.args(["run", "--bin", "cpu_split", "--manifest-path"])
         .arg(fixtures_manifest())
+        .arg("--store")
+        .arg(store.path())
         .arg("-o")
         .arg(out.path())
         .env("FIXTURE_SCALE", "30")
@@ -127,6 +130,16 @@ fn a_terminated_run_passes_the_signal_on_and_keeps_its_samples() {
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     let p = crate::util::read_profile(&out.path().join("profile.pb.gz"));
     assert!(p.total(p.sample_type_index("samples").unwrap()) > 0);
+    // Issue 15.9: the stopped run is stored, marked, and kept out of comparisons.
+    let show = finish(
+        contprof()
+            .args(["show", "--manifest-path"])
+            .arg(fixtures_manifest())
+            .arg("--store")
+            .arg(store.path()),
+    );
+    assert_eq!(show.code, 0, "{show:?}");
+    assert!(show.stdout.contains("(killed by SIGTERM: not compared)"), "{show:?}");
 }
 
 /// Issue 15.14: numbers too large for a duration or the calendar are errors or plain results,

@@ -181,6 +181,7 @@ fn record(store: &Store, commit: &str, branch: &str, profiles: &[Profile]) -> St
             group: "bin/app".into(),
             repetition: i as u32,
             exit_code: Some(0),
+            stopped: None,
             bytes: profile::encode_to_vec(p),
         })
         .collect();

@@ -314,7 +314,8 @@ pub(super) fn select_groups(runs: &[RunMetadata], filter: Option<&str>) -> Group
                 profiles: Vec::new(),
                 failed: 0,
             });
-            if p.exit_code.is_some_and(|c| c != 0) {
+            // Failed, killed and timed-out repetitions stay in the store, out of comparisons.
+            if p.exit_code.is_some_and(|c| c != 0) || p.stopped.is_some() {
                 sel.failed += 1;
                 continue;
             }

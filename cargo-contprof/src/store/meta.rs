@@ -108,6 +108,10 @@ pub struct ProfileEntry {
     pub size: u64,
     /// Exit code of the workload, `None` when it was killed by a signal or not known.
     pub exit_code: Option<i32>,
+    /// How the workload was stopped when it did not exit by itself (`killed by SIGTERM`, `timed
+    /// out`): kept in the store, left out of comparisons and baselines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// The slim copy of a run's metadata kept in the index: what `log`, filters and baseline lookups need.

@@ -290,7 +290,7 @@ impl Store {
     ) -> Result<RunMetadata, StoreError> {
         let mut w = self.begin_run(new)?;
         for p in profiles {
-            w.add_profile(&p.group, p.repetition, p.exit_code, p.bytes)?;
+            w.add_stopped_profile(&p.group, p.repetition, p.exit_code, p.stopped, p.bytes)?;
         }
         if let Some(bytes) = code_map {
             w.add_code_map(bytes)?;
@@ -340,6 +340,8 @@ pub struct NewProfile {
     pub repetition: u32,
     /// Exit code of the workload.
     pub exit_code: Option<i32>,
+    /// How the workload was stopped when it did not exit by itself (see [`ProfileEntry::stopped`]).
+    pub stopped: Option<String>,
     /// Gzipped pprof bytes.
     pub bytes: Vec<u8>,
 }
@@ -373,10 +375,24 @@ impl RunWriter<'_> {
         exit_code: Option<i32>,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
+        self.add_stopped_profile(group, repetition, exit_code, None, bytes)
+    }
+
+    /// [`RunWriter::add_profile`] of a workload that did not exit by itself: `stopped` says how
+    /// it ended (`killed by SIGTERM`, `timed out`), which keeps it out of comparisons.
+    pub fn add_stopped_profile(
+        &mut self,
+        group: &str,
+        repetition: u32,
+        exit_code: Option<i32>,
+        stopped: Option<String>,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
         let file = meta::profile_file_name(self.meta.profiles.len(), group, repetition);
         let size = bytes.len() as u64;
         self.store.backend.put(&profile_path(&self.meta.run_id, &file), bytes)?;
-        self.meta.profiles.push(ProfileEntry { group: group.to_string(), repetition, file, size, exit_code });
+        let group = group.to_string();
+        self.meta.profiles.push(ProfileEntry { group, repetition, file, size, exit_code, stopped });
         Ok(())
     }
 

@@ -76,7 +76,12 @@ pub fn render_show(meta: &RunMetadata, out: &mut impl Write) -> io::Result<()> {
     writeln!(out, "profiles  {}", meta.profiles.len())?;
     for p in &meta.profiles {
         let exit = p.exit_code.map_or_else(|| "-".to_string(), |c| c.to_string());
-        writeln!(out, "  {:<40} #{:<3} exit {:<4} {:>9} B  {}", p.group, p.repetition, exit, p.size, p.file)?;
+        let stopped = p.stopped.as_deref().map(|s| format!("  ({s}: not compared)")).unwrap_or_default();
+        writeln!(
+            out,
+            "  {:<40} #{:<3} exit {:<4} {:>9} B  {}{stopped}",
+            p.group, p.repetition, exit, p.size, p.file
+        )?;
     }
     Ok(())
 }

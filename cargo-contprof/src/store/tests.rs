@@ -41,7 +41,13 @@ pub(super) fn new_run(repo: RepoState, tags: &[(&str, &str)]) -> NewRun {
 }
 
 pub(super) fn profile(group: &str) -> NewProfile {
-    NewProfile { group: group.into(), repetition: 0, exit_code: Some(0), bytes: gz(b"profile bytes") }
+    NewProfile {
+        group: group.into(),
+        repetition: 0,
+        exit_code: Some(0),
+        stopped: None,
+        bytes: gz(b"profile bytes"),
+    }
 }
 
 fn dir_store(dir: &Path) -> Store {

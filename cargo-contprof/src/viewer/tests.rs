@@ -244,7 +244,7 @@ fn store_with_run(dir: &Path) -> String {
         shallow: false,
     };
     let bytes = profile::encode_to_vec(&sample_profile());
-    let p = NewProfile { group: "bin/app".into(), repetition: 0, exit_code: Some(0), bytes };
+    let p = NewProfile { group: "bin/app".into(), repetition: 0, exit_code: Some(0), stopped: None, bytes };
     store.record(NewRun::new(repo), vec![p]).unwrap().run_id
 }
 
