@@ -62,33 +62,16 @@ impl ProcessMaps {
     }
 }
 
+/// One entry, through the agent's parser (the one parser of maps lines).
 fn parse_line(line: &str) -> Option<MapEntry> {
-    // 55d0c0a00000-55d0c0a21000 r-xp 00021000 08:01 1234   /path/with spaces (deleted)
-    let mut fields = line.splitn(6, ' ');
-    let range = fields.next()?;
-    let perms = fields.next()?;
-    let offset = fields.next()?;
-    let _dev = fields.next()?;
-    let _inode = fields.next()?;
-    let path = fields.next().unwrap_or("").trim_start();
-    let (start, limit) = range.split_once('-')?;
-    let start = u64::from_str_radix(start, 16).ok()?;
-    let limit = u64::from_str_radix(limit, 16).ok()?;
-    let file_offset = u64::from_str_radix(offset, 16).ok()?;
-    if limit <= start {
-        return None;
-    }
-    let (path, deleted) = match path.strip_suffix(" (deleted)") {
-        Some(p) => (p, true),
-        None => (path, false),
-    };
+    let l = contprof::maps::parse_line(line)?;
     Some(MapEntry {
-        start,
-        limit,
-        file_offset,
-        executable: perms.as_bytes().get(2) == Some(&b'x'),
-        path: path.to_owned(),
-        deleted,
+        start: l.start,
+        limit: l.limit,
+        file_offset: l.file_offset,
+        executable: l.executable(),
+        path: l.path.to_owned(),
+        deleted: l.deleted,
     })
 }
 

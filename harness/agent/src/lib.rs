@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 pub mod format;
+pub mod maps;
 
 #[cfg(feature = "criterion")]
 pub mod criterion;

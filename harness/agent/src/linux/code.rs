@@ -24,16 +24,9 @@ pub(crate) fn load() {
     let exe = std::fs::read_link("/proc/self/exe").ok();
     let mut n = 0;
     for line in maps.lines() {
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
-        if !perms.contains('x') {
-            continue;
-        }
-        let Some((lo, hi)) = range.split_once('-') else { continue };
-        let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)) else {
-            continue;
-        };
-        let path = fields.nth(3);
+        let Some(entry) = crate::maps::parse_line(line).filter(|e| e.executable()) else { continue };
+        let (lo, hi) = (entry.start as usize, entry.limit as usize);
+        let path = Some(entry.path).filter(|p| !p.is_empty());
         if n < MAX_RANGES {
             RANGES[n][0].store(lo, Ordering::Relaxed);
             RANGES[n][1].store(hi, Ordering::Relaxed);
