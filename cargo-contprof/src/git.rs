@@ -117,7 +117,13 @@ impl Repo {
         let dir = dir.as_ref().to_path_buf();
         let out = run_git(&dir, ["rev-parse", "--show-toplevel"])?;
         if !out.status.success() {
-            return Err(GitError::NotARepo { dir });
+            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            // Only git's own "not a git repository" means that; anything else ("detected dubious
+            // ownership" in a container, a corrupt .git) is shown as git said it.
+            if stderr.contains("not a git repository") || stderr.is_empty() {
+                return Err(GitError::NotARepo { dir });
+            }
+            return Err(GitError::Command { args: "rev-parse --show-toplevel".into(), dir, stderr });
         }
         let top = String::from_utf8_lossy(&out.stdout).trim().to_string();
         Ok(Repo { dir: if top.is_empty() { dir } else { PathBuf::from(top) } })

@@ -163,3 +163,23 @@ fn huge_timeouts_and_retentions_do_not_panic() {
     assert_eq!(f.code, 0, "{f:?}");
     assert!(!f.stderr.contains("panicked"), "{f:?}");
 }
+
+/// Issue 15.19: a git that fails for another reason than "not a repository" (here a broken global
+/// configuration; in containers, "dubious ownership") is shown as git said it, and `compare`,
+/// which needs commits, stops with exit 2.
+#[test]
+fn a_failing_git_is_shown_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gitconfig");
+    std::fs::write(&config, "[core\nthis is not git config\n").unwrap();
+    let f = finish(
+        contprof()
+            .args(["compare", "--manifest-path"])
+            .arg(fixtures_manifest())
+            .arg("--store")
+            .arg(dir.path().join("store"))
+            .env("GIT_CONFIG_GLOBAL", &config),
+    );
+    assert_clean_error(&f, 2, &["git rev-parse", "config"]);
+    assert!(!f.stderr.contains("is not inside a git repository"), "{f:?}");
+}

@@ -172,7 +172,14 @@ impl Context {
         let config = config::load(workspace.root(), workspace.metadata())
             .map_err(|e| Error::Other { context: e.to_string(), source: None })?;
         let store = settings::open_store(store, workspace.root())?;
-        let repo = Repo::discover(workspace.root()).ok();
+        // Outside a repository (or without git), revisions are unavailable; a git that fails
+        // otherwise ("dubious ownership" in a container) is an error, with git's message: runs
+        // keyed without a commit would never find a baseline.
+        let repo = match Repo::discover(workspace.root()) {
+            Ok(r) => Some(r),
+            Err(crate::git::GitError::NotARepo { .. } | crate::git::GitError::Missing(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
         Ok(Context { workspace, store, repo, config })
     }
 
