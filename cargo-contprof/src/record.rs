@@ -435,10 +435,12 @@ fn write_outputs(
         }
     }
     if rec.top > 0 {
-        let mut out = anstream::stdout().lock();
+        // On stderr, as cargo's own messages: the workload's stdout stays the workload's
+        // (`cargo contprof run -- in.md > out.html`).
+        let mut out = anstream::stderr().lock();
         let options = TopOptions { limit: rec.top, target: group.to_owned(), fold_library: !rec.raw_frames };
         report::write_top(&mut out, merged, &options)
-            .map_err(|e| Error::io("could not write to", "stdout", e))?;
+            .map_err(|e| Error::io("could not write to", "stderr", e))?;
     }
     if rec.list_files {
         for path in written {

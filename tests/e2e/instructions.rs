@@ -42,7 +42,7 @@ fn counts_are_exact_per_function_with_inlined_frames_and_repeat_run_to_run() {
         &[("FIXTURE_SCALE", "0.01")],
     );
     assert_eq!(f.code, 0, "{f:?}");
-    assert!(f.stdout.contains("instructions (callgrind, exact)"), "{f:?}");
+    assert!(f.stderr.contains("instructions (callgrind, exact)"), "{f:?}");
     let merged = read_profile(&out.path().join("profile.pb.gz"));
     assert_eq!(merged.str(merged.default_sample_type), "instructions");
 
@@ -208,7 +208,7 @@ fn each_test_gets_its_own_exact_profile() {
             .env("FIXTURE_SCALE", "0.05"),
     );
     assert_eq!(f.code, 0, "{f:?}");
-    assert!(f.stdout.contains("top function (self instructions)"), "{f:?}");
+    assert!(f.stderr.contains("top function (self instructions)"), "{f:?}");
     for (group, hot) in [
         ("lib/suite/tests::checksum_test", "suite::checksum_heavy"),
         ("lib/suite/tests::sort_test", "suite::sorting_heavy"),

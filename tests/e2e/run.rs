@@ -173,7 +173,7 @@ fn repeated_runs_write_each_run_and_a_merged_profile() {
     let cpu = merged.sample_type_index("cpu").unwrap();
     assert_eq!(merged.total(cpu), one.total(cpu) + two.total(cpu));
     assert!(out.path().join("flamegraph.svg").exists());
-    assert!(f.stdout.contains("workloads::burn_a"), "top table lists the hot leaf: {f:?}");
+    assert!(f.stderr.contains("workloads::burn_a"), "top table lists the hot leaf: {f:?}");
 }
 
 fn stack_names(profile: &Profile, sample: &cargo_contprof::profile::Sample) -> Vec<String> {
@@ -267,5 +267,16 @@ fn the_summary_counts_threads_by_id() {
         &[("FIXTURE_SAME_NAME", "1"), ("FIXTURE_SCALE", "0.2")],
     );
     assert_eq!(f.code, 0, "{f:?}");
-    assert!(f.stdout.contains("3 threads sampled"), "{f:?}");
+    assert!(f.stderr.contains("3 threads sampled"), "{f:?}");
+}
+
+/// Issue 15.6: the table goes to stderr with the tool's other messages; the workload's stdout stays
+/// the workload's (`cargo contprof run -- in.md > out.html`).
+#[test]
+fn the_workloads_stdout_stays_its_own() {
+    let out = tempfile::tempdir().unwrap();
+    let f = crate::util::run_fixture("cpu_split", out.path(), &[], &[("FIXTURE_SCALE", "0.1")]);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(!f.stdout.contains("self%") && !f.stdout.contains("Wrote"), "{f:?}");
+    assert!(f.stderr.contains("self%"), "{f:?}");
 }

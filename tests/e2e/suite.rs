@@ -134,5 +134,5 @@ fn tests_get_the_environment_cargo_test_gives_them() {
     let out = tempfile::tempdir().unwrap();
     let f = suite("test", out.path(), &["--test", "api", "cargo_test_environment", "--exact"]);
     assert_eq!(f.code, 0, "{f:?}");
-    assert!(f.stdout.contains("cargo_test_environment") && f.stdout.contains("ok"), "{f:?}");
+    assert!(f.stderr.contains("cargo_test_environment") && f.stderr.contains("ok"), "{f:?}");
 }

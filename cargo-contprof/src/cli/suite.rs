@@ -425,12 +425,12 @@ fn print_failure(d: &Done) {
     let _ = err.write_all(&d.execution.outcome.stderr);
 }
 
-/// One line per test: status, CPU time, allocated bytes and the function with the most self CPU.
-/// One line per test: status, CPU time (as the kernel measured the process, mean per run; short
-/// tests may have no samples), allocated bytes and the function with the most self CPU.
+/// One line per test, on stderr with the other messages: status, CPU time (as the kernel
+/// measured the process, mean per run; short tests may have no samples), allocated bytes and the
+/// function with the most self CPU.
 fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict, Duration)], mode: Mode) {
     use std::io::Write;
-    let mut out = anstream::stdout().lock();
+    let mut out = anstream::stderr().lock();
     let name_width = summary.groups.iter().map(|g| g.group.len()).max().unwrap_or(4).min(70);
     // The instructions engine's profiles: counts instead of CPU time.
     let counted = summary
