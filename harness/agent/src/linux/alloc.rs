@@ -167,8 +167,15 @@ impl Hook<'_> {
 }
 
 /// Forgets `ptr` without a hook (frees are not recorded, only untracked).
+///
+/// A free from a signal handler that interrupted this thread inside a hook (which may hold the
+/// allocation table's lock in `record`) leaves `ptr` tracked rather than waiting for a lock that
+/// its own thread holds: the in-use figures keep a few bytes too many, the process does not hang.
 #[inline]
 pub fn forget(ptr: *mut u8) {
+    if thread::with(|t| t.in_hook.get()) {
+        return;
+    }
     untrack(ptr as usize);
 }
 
@@ -283,8 +290,9 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
         let fp = unwind::frame_pointer();
         with_hook(|hook| {
             if hook.is_some() {
-                // Before the call: once freed, `ptr` may be handed to another thread.
-                forget(ptr);
+                // Before the call: once freed, `ptr` may be handed to another thread. (Inside the
+                // hook, so not through `forget`, which a hook in progress turns off.)
+                untrack(ptr as usize);
             }
             // SAFETY: forwarded with the caller's arguments.
             let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
