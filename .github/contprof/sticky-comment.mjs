@@ -19,12 +19,22 @@ const MARKER = "<!-- cargo-contprof -->";
 // GitHub's limit for a comment body is 65536 characters.
 const MAX_BODY = 65000;
 
+// The author of the comments this script writes: the workflow token's bot. A comment by anyone
+// else is never updated, even if it carries the marker (anyone can write the marker).
+const AUTHOR = process.env.CONTPROF_COMMENT_AUTHOR || "github-actions[bot]";
+
+// A workflow command's message is one line: GitHub's escapes for `%`, CR and LF, so that text
+// from an artifact (a PR author controls it) cannot start a command of its own.
+function escapeCommand(message) {
+  return String(message).replace(/%/g, "%25").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
+}
+
 function warn(message) {
-  console.log(`::warning title=cargo contprof comment::${message}`);
+  console.log(`::warning title=cargo contprof comment::${escapeCommand(message)}`);
 }
 
 function fail(message) {
-  console.log(`::error title=cargo contprof comment::${message}`);
+  console.log(`::error title=cargo contprof comment::${escapeCommand(message)}`);
   process.exit(1);
 }
 
@@ -89,7 +99,9 @@ async function main() {
   let existing = null;
   for (let page = 1; ; page++) {
     const comments = await api(base, token, "GET", `/repos/${repo}/issues/${pr}/comments?per_page=100&page=${page}`);
-    existing = comments.find((c) => typeof c.body === "string" && c.body.includes(MARKER)) ?? null;
+    existing =
+      comments.find((c) => c?.user?.login === AUTHOR && typeof c.body === "string" && c.body.includes(MARKER)) ??
+      null;
     if (existing || comments.length < 100) break;
   }
   if (existing) {

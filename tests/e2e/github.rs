@@ -139,6 +139,12 @@ fn pull_request_job_annotates_explains_and_the_comment_is_sticky() {
     // The comment workflow: a comment by someone else is there first and stays untouched.
     let api = FakeGitHub::start();
     api.state.lock().unwrap().comments.push(json!({"id": 1, "body": "LGTM", "user": {"login": "human"}}));
+    // Issue 15.11: someone else's comment carrying the marker is not ours to update.
+    api.state
+        .lock()
+        .unwrap()
+        .comments
+        .push(json!({"id": 2, "body": format!("{MARKER}\nfake report"), "user": {"login": "mallory"}}));
     let post = |report: &Path, token: Option<&str>| {
         let mut cmd = Command::new("node");
         cmd.arg(repo_root().join(".github/contprof/sticky-comment.mjs"))
@@ -171,10 +177,13 @@ fn pull_request_job_annotates_explains_and_the_comment_is_sticky() {
         let state = api.state.lock().unwrap();
         let ours: Vec<&Value> =
             state.comments.iter().filter(|c| c["body"].as_str().unwrap_or("").contains(MARKER)).collect();
+        let ours: Vec<&&Value> =
+            ours.iter().filter(|c| c["user"]["login"] == "github-actions[bot]").collect();
         assert_eq!(ours.len(), 1, "{:#?}", state.comments);
         assert_eq!(ours[0]["body"].as_str(), Some(second.as_str()));
-        assert_eq!(state.comments.len(), 2, "{:#?}", state.comments);
+        assert_eq!(state.comments.len(), 3, "{:#?}", state.comments);
         assert_eq!(state.comments[0]["body"], "LGTM");
+        assert_eq!(state.comments[1]["body"].as_str(), Some(format!("{MARKER}\nfake report").as_str()));
         assert!(state.requests.iter().all(|r| r.authorized), "{:?}", state.requests);
         let methods: Vec<&str> = state.requests.iter().map(|r| r.method.as_str()).collect();
         assert_eq!(methods.iter().filter(|m| **m == "POST").count(), 1, "{methods:?}");
@@ -211,6 +220,25 @@ fn sticky_comment_refuses_a_pull_request_at_another_commit() {
     assert_eq!(f.code, 1, "{f:?}");
     assert!(f.stdout.contains("not commenting"), "{f:?}");
     assert!(api.state.lock().unwrap().comments.is_empty());
+
+    // Issue 15.11: text from the artifact (its PR number file) cannot start a workflow command of
+    // its own on a new line.
+    let pr_file = dir.path().join("pr-number");
+    std::fs::write(&pr_file, "7\n::warning::pwned").unwrap();
+    let f = finish(
+        Command::new("node")
+            .arg(repo_root().join(".github/contprof/sticky-comment.mjs"))
+            .arg("--report")
+            .arg(&report)
+            .arg("--pr-file")
+            .arg(&pr_file)
+            .env("GITHUB_API_URL", format!("http://{}", api.addr))
+            .env("GITHUB_REPOSITORY", REPO)
+            .env("GITHUB_TOKEN", "t0ken"),
+    );
+    assert_eq!(f.code, 1, "{f:?}");
+    assert!(f.stdout.contains("%0A::warning::pwned"), "{f:?}");
+    assert!(!f.stdout.lines().any(|l| l.starts_with("::warning::pwned")), "{f:?}");
 }
 
 fn node_available() -> bool {

@@ -309,7 +309,12 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         s.tests,
         s.below_floor,
         set.alpha,
-        set.min_effect.iter().map(|(m, e)| format!("{m} {:.0}%", e * 100.0)).collect::<Vec<_>>().join(", "),
+        // 5% and 0.5% alike: to a tenth of a percent, without trailing zeros.
+        set.min_effect
+            .iter()
+            .map(|(m, e)| format!("{m} {}%", (e * 1000.0).round() / 10.0))
+            .collect::<Vec<_>>()
+            .join(", "),
         set.floor_share * 100.0,
         set.min_samples,
         set.confidence * 100.0

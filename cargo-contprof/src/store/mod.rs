@@ -309,7 +309,7 @@ impl Store {
                 store: self.url().to_string(),
             });
         }
-        self.read_profile(&meta.run_id, file).map(Some)
+        self.read_object(&meta.run_id, file).map(Some)
     }
 
     /// The gzipped pprof bytes of one profile of a run.
@@ -321,6 +321,11 @@ impl Store {
                 reason: format!("profile file name `{}` is not one this tool writes", file.escape_debug()),
             });
         }
+        self.read_object(run_id, file)
+    }
+
+    /// The bytes of file `file` of run `run_id` (its name checked by the caller).
+    fn read_object(&self, run_id: &str, file: &str) -> Result<Vec<u8>, StoreError> {
         let path = profile_path(run_id, file);
         match self.backend.get(&path)? {
             Some(b) => Ok(b.to_vec()),
