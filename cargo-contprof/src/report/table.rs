@@ -52,14 +52,14 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
     };
     let total_cpu = value(cpu, &view.totals);
     let total_alloc = value(alloc, &view.totals);
-    // Threads by id: two threads of one name (a runtime's workers) are two.
+    // Threads by id: two threads of one name (a runtime's workers) are two. Profiles from other
+    // tools may have names only.
     let tid_key = profile.string_table.iter().position(|t| t == "tid").map(|i| i as i64);
-    let threads: BTreeSet<i64> = profile
-        .sample
-        .iter()
-        .filter(|s| value(cpu, &s.value) > 0)
-        .flat_map(|s| s.label.iter().filter(|l| Some(l.key) == tid_key).map(|l| l.num))
-        .collect();
+    let sampled = || profile.sample.iter().filter(|s| value(cpu, &s.value) > 0);
+    let by_id: BTreeSet<i64> =
+        sampled().flat_map(|s| s.label.iter().filter(|l| Some(l.key) == tid_key).map(|l| l.num)).collect();
+    let by_name: BTreeSet<&str> = sampled().filter_map(|s| profile.label_str(s, "thread")).collect();
+    let threads = if by_id.is_empty() { by_name.len() } else { by_id.len() };
     let target = if options.target.is_empty() { String::new() } else { format!("{}: ", options.target) };
     let allocated =
         if total_alloc > 0 { format!(", {} allocated", format_bytes(total_alloc)) } else { String::new() };
@@ -77,8 +77,8 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
             format_duration(total_cpu),
             value(samples, &view.totals),
             format_duration(profile.duration_nanos),
-            threads.len(),
-            if threads.len() == 1 { "" } else { "s" },
+            threads,
+            if threads == 1 { "" } else { "s" },
         )?;
     }
     let sort_by = if total_cpu > 0 { cpu } else { alloc };

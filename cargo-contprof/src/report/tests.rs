@@ -76,7 +76,7 @@ fn top_table_sorts_by_self_cpu_with_header() {
     .unwrap();
     let text = String::from_utf8(out).unwrap();
     let expected = "\
-bench parse: 1.00 s CPU in 1000 samples, 2.50 s wall, 2 threads, 1.0 MiB allocated
+bench parse: 1.00 s CPU in 1000 samples, 2.50 s wall, 2 threads sampled, 1.0 MiB allocated
   self%  total%   self CPU  self alloc  function
   70.0%   70.0%   700.0 ms           -  lex
   20.0%   20.0%   200.0 ms     4.0 KiB  memchr
