@@ -18,7 +18,7 @@ mod raw_writer;
 mod writer;
 
 pub use build::{BuildOptions, Built, CpuTimeSource, DETACHED_FRAME, build_profile};
-pub use codec::{DecodeError, decode, encode, encode_to_vec};
+pub use codec::{DecodeError, MAX_INFLATED, decode, encode, encode_to_vec};
 pub use costs::{CostView, FunctionCost};
 pub use merge::{MergeError, merge};
 pub use proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
