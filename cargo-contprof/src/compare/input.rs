@@ -91,8 +91,9 @@ pub fn normalize_name(name: &str) -> String {
     out
 }
 
+/// `__rustc` holds std's allocator shims and panic entry points (`__rustc::__rdl_alloc`).
 const LIBRARY_CRATES: &[&str] =
-    &["std", "core", "alloc", "compiler_builtins", "test", "panic_unwind", "std_detect"];
+    &["std", "core", "alloc", "compiler_builtins", "test", "panic_unwind", "std_detect", "__rustc"];
 /// Primitive types, whose inherent methods (`<u64>::wrapping_add`) live in `core`.
 pub(crate) const PRIMITIVES: &[&str] = &[
     "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64",
@@ -289,6 +290,8 @@ mod tests {
             "__memset_avx512_unaligned_erms",
             "[contprof agent]",
             "main",
+            "__rustc::__rdl_alloc",
+            "__rustc::rust_begin_unwind",
         ] {
             assert!(is_library_frame(lib), "{lib}");
         }

@@ -71,7 +71,8 @@ impl Profile {
 
     /// Sum of every sample's value of sample type `index`.
     pub fn total(&self, index: usize) -> i64 {
-        self.sample.iter().filter_map(|s| s.value.get(index)).sum()
+        // Saturating: a stored profile may hold any values (issue 15.14: no overflow panic).
+        self.sample.iter().filter_map(|s| s.value.get(index)).fold(0i64, |a, &v| a.saturating_add(v))
     }
 
     /// Index of `s` in the string table, appending it if absent.

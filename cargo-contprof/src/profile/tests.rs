@@ -275,3 +275,18 @@ fn cost_view_counts_recursion_once_in_total() {
     assert_eq!(v.totals[cpu], 3_000);
     assert_eq!(v.sorted_by_self(cpu)[0].name, h.name);
 }
+
+/// Issue 15.14: values whose sum overflows saturate, in totals, the cost view and merges.
+#[test]
+fn sums_that_overflow_saturate() {
+    let mut p = build(&raw_file(Some(end(3_000_000_000))), &BuildOptions::default()).profile;
+    let cpu = p.sample_type_index("cpu").unwrap();
+    for s in &mut p.sample {
+        s.value[cpu] = i64::MAX;
+    }
+    assert_eq!(p.total(cpu), i64::MAX);
+    let view = crate::profile::CostView::from_profile(&p);
+    assert_eq!(view.totals[cpu], i64::MAX);
+    let merged = crate::profile::merge(&[p.clone(), p]).unwrap();
+    assert_eq!(merged.total(cpu), i64::MAX);
+}

@@ -105,7 +105,7 @@ impl ProfileWriter {
         let key = (location_id, label);
         if let Some(&i) = self.samples.get(&key) {
             for (sum, v) in self.profile.sample[i].value.iter_mut().zip(value) {
-                *sum += v;
+                *sum = sum.saturating_add(*v);
             }
             return;
         }
