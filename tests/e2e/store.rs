@@ -93,3 +93,36 @@ fn store_errors_are_clear() {
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("/nonexistent/file.pb.gz"), "{bad:?}");
 }
+
+/// Issue 15.1: `serve` stops promptly on SIGTERM and on SIGINT.
+#[test]
+fn serve_stops_on_sigterm_and_sigint() {
+    use std::io::{BufRead, BufReader};
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let store = tempfile::tempdir().unwrap();
+        let mut child = crate::util::contprof()
+            .args(["serve", "--bind", "127.0.0.1:0", "--store"])
+            .arg(store.path())
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("Serving") {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0, "serve ended before serving");
+        }
+        // SAFETY: plain syscall on our own, not yet reaped child.
+        unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "serve ignored signal {sig}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(status.success(), "signal {sig}: {status:?}");
+    }
+}

@@ -30,7 +30,10 @@ pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
     let opts = ServeOptions { store: location, bind, allow_remote: args.allow_remote };
     let server = viewer::Server::bind(opts).map_err(|e| viewer_err("could not start the viewer", e))?;
     shell.status("Serving", format_args!("{shown} at {} (Ctrl-C to stop)", server.url()));
-    server.run().map_err(|e| viewer_err("the viewer stopped", e))
+    // SIGINT/SIGTERM set the interrupt flag; the server polls it between connections.
+    server.run_until(crate::runner::interrupt::flag()).map_err(|e| viewer_err("the viewer stopped", e))?;
+    shell.status("Stopped", "serving (interrupted)");
+    Ok(())
 }
 
 /// The decoded profiles of one stored run (optionally only groups containing `group`).

@@ -53,6 +53,11 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// The flag [`interrupted`] reads, for loops that poll a stop flag (the viewer's server).
+pub fn flag() -> &'static AtomicBool {
+    &INTERRUPTED
+}
+
 /// Marks `pid` as a running workload until the guard is dropped (before it is reaped).
 pub fn track(pid: libc::pid_t) -> Tracked {
     let slot =
