@@ -136,3 +136,19 @@ fn tests_get_the_environment_cargo_test_gives_them() {
     assert_eq!(f.code, 0, "{f:?}");
     assert!(f.stderr.contains("cargo_test_environment") && f.stderr.contains("ok"), "{f:?}");
 }
+
+/// Issue 15.10: a test that leaves a grandchild holding its stdout, then hangs, is stopped by
+/// `--timeout` with everything it started: `test` does not wait for the grandchild.
+#[test]
+fn a_grandchild_holding_stdout_does_not_outlive_the_timeout() {
+    let out = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let f = suite(
+        "test",
+        out.path(),
+        &["--lib", "--features", "grandchild", "--timeout", "3", "grandchild_test"],
+    );
+    assert_eq!(f.code, 4, "{f:?}");
+    assert!(f.stderr.contains("TIMEOUT") && f.stderr.contains("grandchild_test"), "{f:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+}

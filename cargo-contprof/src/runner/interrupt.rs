@@ -16,16 +16,15 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut li
     INTERRUPTED.store(true, Ordering::SeqCst);
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let from_process = !info.is_null() && unsafe { (*info).si_code } == libc::SI_USER;
-    // A terminal's Ctrl-C already reached the workloads (same process group); a signal sent to us
-    // alone is passed on. `kill` is async-signal-safe; the slots are atomics.
-    if from_process || sig == libc::SIGTERM {
-        for slot in &RUNNING {
-            let pid = slot.load(Ordering::SeqCst);
-            if pid > 0 {
-                // SAFETY: plain syscall; the pid is a child we have not reaped yet (slots are
-                // cleared before `wait4` returns to the caller).
-                unsafe { libc::kill(pid, sig) };
-            }
+    // A terminal's Ctrl-C already reached the workloads in our process group; a signal sent to
+    // us alone is passed on, and so is every signal to a workload in a group of its own (a
+    // negative slot: the group of that pid). `kill` is async-signal-safe; the slots are atomics.
+    for slot in &RUNNING {
+        let pid = slot.load(Ordering::SeqCst);
+        if pid < 0 || (pid > 0 && (from_process || sig == libc::SIGTERM)) {
+            // SAFETY: plain syscall; the pid is a child (or the group it leads) we have not
+            // reaped yet (slots are cleared before `wait4` returns to the caller).
+            unsafe { libc::kill(pid, sig) };
         }
     }
 }
@@ -58,7 +57,8 @@ pub fn flag() -> &'static AtomicBool {
     &INTERRUPTED
 }
 
-/// Marks `pid` as a running workload until the guard is dropped (before it is reaped).
+/// Marks `pid` as a running workload until the guard is dropped (before it is reaped); a negative
+/// `pid` is the process group of `-pid`, which receives every interruption.
 pub fn track(pid: libc::pid_t) -> Tracked {
     let slot =
         RUNNING.iter().position(|s| s.compare_exchange(0, pid, Ordering::SeqCst, Ordering::SeqCst).is_ok());

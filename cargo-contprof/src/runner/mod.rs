@@ -241,6 +241,15 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
     for (k, v) in spec.env.iter().cloned().chain(agent_env(&spec.settings, &spec.raw_path, agent_lib)) {
         cmd.env(k, v);
     }
+    // A captured workload (a test) runs in a process group of its own, so that a timeout or an
+    // interruption stops whatever it started too: a grandchild holding its stdout open would keep
+    // the pipe readers waiting forever. A workload on our terminal (`run`) stays in ours, where it
+    // can read the terminal and gets the terminal's Ctrl-C.
+    let grouped = spec.streams == Streams::Capture;
+    if grouped {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
     match spec.streams {
         Streams::Inherit => cmd.stdin(Stdio::inherit()).stdout(Stdio::inherit()).stderr(Stdio::inherit()),
         Streams::Capture => cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()),
@@ -248,16 +257,19 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|source| Error::Spawn { program: spec.program.clone(), source })?;
     let pid = child.id() as libc::pid_t;
+    // Who signals reach: the whole group when it has one of its own.
+    let target = if grouped { -pid } else { pid };
 
     let readers = [child.stdout.take().map(read_all), child.stderr.take().map(read_all)];
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let watchdog = spec.timeout.map(|timeout| {
         std::thread::spawn(move || {
             if matches!(done_rx.recv_timeout(timeout), Err(mpsc::RecvTimeoutError::Timeout)) {
-                // SAFETY: plain syscall on our own child, not reaped yet (the main thread is
-                // blocked in wait4 for it), so the pid cannot have been reused.
+                // SAFETY: plain syscall on our own child (or its group, whose leader it is), not
+                // reaped yet (the main thread is blocked in wait4 for it), so the pid cannot have
+                // been reused.
                 unsafe {
-                    libc::kill(pid, libc::SIGTERM);
+                    libc::kill(target, libc::SIGTERM);
                 }
                 if matches!(
                     done_rx.recv_timeout(Duration::from_secs(2)),
@@ -265,7 +277,7 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
                 ) {
                     // SAFETY: as above.
                     unsafe {
-                        libc::kill(pid, libc::SIGKILL);
+                        libc::kill(target, libc::SIGKILL);
                     }
                 }
                 true
@@ -275,9 +287,18 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
         })
     });
 
-    let (status, cpu) = wait4_tracked(pid, interrupt::track(pid))
+    let (status, cpu) = wait4_tracked(pid, interrupt::track(target))
         .map_err(|source| Error::Spawn { program: spec.program.clone(), source })?;
     let wall = start.elapsed();
+    if grouped {
+        // Whatever the workload left behind in its group (a grandchild holding its stdout) goes
+        // with it: each test is one process and its children, hermetically.
+        // SAFETY: plain syscall; the group outlives its reaped leader only while members remain,
+        // so its id cannot have been reused (ESRCH when none remain).
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
     drop(done_tx);
     let timed_out = watchdog.map(|w| w.join().unwrap_or(false)).unwrap_or(false);
     let [stdout, stderr] = readers.map(|r| r.and_then(|h| h.join().ok()).unwrap_or_default());
