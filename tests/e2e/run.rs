@@ -280,3 +280,51 @@ fn the_workloads_stdout_stays_its_own() {
     assert!(!f.stdout.contains("self%") && !f.stdout.contains("Wrote"), "{f:?}");
     assert!(f.stderr.contains("self%"), "{f:?}");
 }
+
+/// Issue 15.2: a package whose dependency graph holds another version of itself (itertools 0.14's
+/// criterion pulls in itertools 0.10) is still selected unambiguously, also as `-p name@version`.
+#[test]
+fn a_package_depending_on_another_version_of_itself_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old");
+    let new = dir.path().join("new");
+    for (path, version, main) in [(&old, "0.1.0", false), (&new, "0.2.0", true)] {
+        std::fs::create_dir_all(path.join("src")).unwrap();
+        let deps = if main {
+            "\n[dev-dependencies]\nold = { package = \"selfdep\", path = \"../old\" }\n"
+        } else {
+            ""
+        };
+        std::fs::write(
+            path.join("Cargo.toml"),
+            format!("[package]\nname = \"selfdep\"\nversion = \"{version}\"\nedition = \"2021\"\n{deps}"),
+        )
+        .unwrap();
+        std::fs::write(
+            path.join("src/lib.rs"),
+            "pub fn v() -> u32 { 1 }\n#[test]\nfn one() { assert_eq!(v(), 1); }\n",
+        )
+        .unwrap();
+        if main {
+            std::fs::write(
+                path.join("src/main.rs"),
+                "fn main() { let mut x = 0u64; for i in 0..20_000_000u64 { x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(i)); } std::hint::black_box(x); }\n",
+            )
+            .unwrap();
+        }
+    }
+    // `test` builds the dev-dependencies too: that is where the two versions meet.
+    for extra in [&["--lib"][..], &["--lib", "-p", "selfdep@0.2.0"][..]] {
+        let out = tempfile::tempdir().unwrap();
+        let f = crate::util::finish(
+            crate::util::contprof()
+                .args(["test", "--no-store", "--manifest-path"])
+                .arg(new.join("Cargo.toml"))
+                .args(extra)
+                .arg("-o")
+                .arg(out.path()),
+        );
+        assert_eq!(f.code, 0, "{extra:?}: {f:?}");
+        assert!(!f.stderr.contains("ambiguous"), "{f:?}");
+    }
+}

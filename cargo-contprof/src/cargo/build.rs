@@ -85,7 +85,7 @@ fn cargo_command(opts: &BuildOptions<'_>, shell: &Shell) -> Command {
     if shell.verbosity() == Verbosity::Quiet {
         cmd.arg("--quiet");
     }
-    let mut packages: Vec<&str> = opts.targets.iter().map(|t| t.package.as_str()).collect();
+    let mut packages: Vec<&str> = opts.targets.iter().map(|t| t.package_spec.as_str()).collect();
     packages.sort();
     packages.dedup();
     for p in packages {

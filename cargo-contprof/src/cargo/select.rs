@@ -75,6 +75,10 @@ pub struct Selected {
     pub package: String,
     /// Package id as cargo prints it (to match build messages).
     pub package_id: String,
+    /// `name@version`: the package id spec given to cargo's `-p`, which stays unambiguous when the
+    /// dependency graph holds another version of the same package (itertools' dev-dependency
+    /// criterion pulls in an older itertools).
+    pub package_spec: String,
     /// Directory of the package's manifest (`cargo test` runs tests there).
     pub package_root: PathBuf,
     /// Kind.
@@ -183,7 +187,8 @@ impl Workspace {
             return members
                 .iter()
                 .copied()
-                .filter(|p| p.name.as_str() == name)
+                // `-p name` or, as cargo takes it, `-p name@version`.
+                .filter(|p| p.name.as_str() == name || format!("{}@{}", p.name, p.version) == name)
                 .map(|p| vec![p])
                 .next()
                 .ok_or_else(|| Error::UnknownPackage {
@@ -208,6 +213,7 @@ impl Workspace {
         Selected {
             package: pkg.name.to_string(),
             package_id: pkg.id.repr.clone(),
+            package_spec: format!("{}@{}", pkg.name, pkg.version),
             package_root: pkg.manifest_path.parent().map(|p| p.as_std_path().to_owned()).unwrap_or_default(),
             kind,
             name: target.name.clone(),
