@@ -100,6 +100,36 @@ pub fn prepare_output_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// This invocation's directory for raw sample files: `<output>/raw/<pid>/`. Two invocations on
+/// one output directory (two terminals, two CI steps) must not truncate each other's files, so
+/// each has its own; directories of invocations no longer running are removed first, which keeps
+/// only the newest finished one's around (for a look after the fact) and bounds the disk used.
+pub fn raw_dir(output_dir: &Path) -> Result<PathBuf> {
+    let base = output_dir.join("raw");
+    let me = std::process::id();
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        for e in entries.flatten() {
+            let path = e.path();
+            let Some(pid) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.parse::<i32>().ok())
+            else {
+                // Files of the layout before per-invocation directories: `run-N.raw`.
+                if path.extension().is_some_and(|x| x == "raw") {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            };
+            // SAFETY: signal 0 only checks that the process exists.
+            let alive = pid as u32 == me || unsafe { libc::kill(pid, 0) } == 0;
+            if !alive {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+    let dir = base.join(me.to_string());
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("could not create directory", &dir, e))?;
+    Ok(dir)
+}
+
 /// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));

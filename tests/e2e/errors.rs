@@ -111,7 +111,8 @@ fn a_terminated_run_passes_the_signal_on_and_keeps_its_samples() {
     // Wait until the workload has written its first CPU sample (the memory map written at start
     // alone is not enough: a stop before the first sample leaves nothing to keep), then stop cargo
     // contprof alone, as a CI runner cancelling a job does.
-    let raw = out.path().join("raw/run-1.raw");
+    // This invocation's own raw directory (`raw/<pid>/`).
+    let raw = out.path().join(format!("raw/{}/run-1.raw", child.id()));
     let started = std::time::Instant::now();
     let has_a_sample = || {
         let Ok(bytes) = std::fs::read(&raw) else { return false };

@@ -333,3 +333,44 @@ fn a_package_depending_on_another_version_of_itself_runs() {
         assert!(!f.stderr.contains("ambiguous"), "{f:?}");
     }
 }
+
+/// Issue 15.17: two invocations on one output directory keep their own raw files: neither
+/// truncates the other's, and both profiles hold their samples.
+#[test]
+fn two_invocations_on_one_output_directory_keep_their_own_raw_files() {
+    let out = tempfile::tempdir().unwrap();
+    let _shared = crate::util::shared();
+    let spawn = || {
+        crate::util::contprof()
+            .args(["run", "--no-store", "--bin", "cpu_split", "--manifest-path"])
+            .arg(crate::util::fixtures_manifest())
+            .arg("-o")
+            .arg(out.path())
+            .env("FIXTURE_SCALE", "0.3")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let o = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{stderr}");
+        // A truncated or interleaved file would say so.
+        assert!(!stderr.contains("partial record") && !stderr.contains("no END record"), "{stderr}");
+    }
+    // Each invocation wrote into a directory of its own (a finished one's is removed by the next).
+    let dirs: Vec<_> =
+        std::fs::read_dir(out.path().join("raw")).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(!dirs.is_empty() && dirs.iter().all(|d| d.is_dir()), "{dirs:?}");
+    for d in dirs {
+        let bytes = std::fs::read(d.join("run-1.raw")).unwrap();
+        let file = contprof::format::RawFile::parse(&bytes).unwrap();
+        assert!(
+            file.records.iter().any(|r| matches!(r, contprof::format::Record::End(_))),
+            "{}",
+            d.display()
+        );
+    }
+}

@@ -49,7 +49,7 @@ fn a_run_is_stored_and_can_be_listed_shown_exported_and_reported() {
     assert!(log.stdout.lines().count() >= 2, "{log:?}");
 
     // A raw sample file of the agent imports too: symbolized into pprof on the way in.
-    let raw = out.path().join("raw/run-1.raw");
+    let raw = crate::util::raw_file(out.path(), 1);
     let import =
         finish(contprof().arg("import").arg(&raw).args(["--group", "bin/from-raw", "--store", store_arg]));
     assert_eq!(import.code, 0, "{import:?}");

@@ -237,3 +237,16 @@ fn expectation_kind(name: &str) -> &'static str {
         .any(|f| f.get("example").and_then(|e| e.as_str()) == Some(name));
     if is_example { "example" } else { "bin" }
 }
+
+/// The raw sample file of repetition `n` that the last invocation left under `out`
+/// (`raw/<pid>/run-N.raw`).
+pub fn raw_file(out: &Path, n: u32) -> PathBuf {
+    std::fs::read_dir(out.join("raw"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join(format!("run-{n}.raw")))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| panic!("no raw/*/run-{n}.raw under {}", out.display()))
+}

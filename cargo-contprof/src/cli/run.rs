@@ -51,7 +51,7 @@ pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
     };
 
     let agent_lib = runner::agent::install(&workspace.target_dir().join("contprof").join("agent"))?;
-    let raw_dir = output_dir.join("raw");
+    let raw_dir = record::raw_dir(&output_dir)?;
     // Benches run as `cargo bench` runs them: libtest, criterion and custom mains all get `--bench`.
     let mut workload_args = Vec::new();
     if target.kind == TargetKind::Bench {

@@ -138,7 +138,7 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
         ),
     );
 
-    let raw_dir = output_dir.join("raw");
+    let raw_dir = record::raw_dir(&output_dir)?;
     let started = Instant::now();
     let mut done: Vec<Done> = Vec::new();
     pool::run_parallel(
