@@ -334,15 +334,11 @@ fn read_and_build(e: &Execution, engine: Engine, symbolizer: &mut Symbolizer) ->
         Engine::Agent => None,
         Engine::Instructions => Some(read_instructions(e)?),
     };
-    let raw = RawFile::parse(&bytes).map_err(|err| Error::Profile {
-        context: format!("could not read the sample file {}", e.raw_path.display()),
-        source: Box::new(err),
-    })?;
     let options = BuildOptions {
         fallback_cpu_time_ns: Some(e.outcome.cpu.as_nanos() as u64),
         instructions: instructions.as_ref().map(|(callgrind, _)| callgrind),
     };
-    let mut built = build(&raw, &options, symbolizer);
+    let mut built = build_from_raw(&bytes, &e.raw_path, &options, symbolizer)?;
     built.warnings.extend(instructions.and_then(|(_, warning)| warning));
     if built.profile.duration_nanos == 0 {
         // No end record (killed): the wall time as the runner measured it.
@@ -352,27 +348,22 @@ fn read_and_build(e: &Execution, engine: Engine, symbolizer: &mut Symbolizer) ->
 }
 
 /// Symbolizes the raw sample file `bytes` (read from `path`, named in errors) into a profile.
-/// `fallback_cpu_time_ns` is the process's CPU time measured from outside, used when the agent
-/// wrote no end record.
+/// `options` say what else goes in (see [`BuildOptions`]).
 pub fn build_from_raw(
     bytes: &[u8],
     path: &Path,
-    fallback_cpu_time_ns: Option<u64>,
+    options: &BuildOptions<'_>,
     symbolizer: &mut Symbolizer,
 ) -> Result<profile::Built> {
     let raw = RawFile::parse(bytes).map_err(|err| Error::Profile {
         context: format!("could not read the sample file {}", path.display()),
         source: Box::new(err),
     })?;
-    Ok(build(&raw, &BuildOptions { fallback_cpu_time_ns, instructions: None }, symbolizer))
-}
-
-fn build(raw: &RawFile, options: &BuildOptions<'_>, symbolizer: &mut Symbolizer) -> profile::Built {
-    let mut built = profile::build_profile(raw, symbolizer, options);
-    if let Some(w) = rate_warning(raw, &built.profile) {
+    let mut built = profile::build_profile(&raw, symbolizer, options);
+    if let Some(w) = rate_warning(&raw, &built.profile) {
         built.warnings.push(w);
     }
-    built
+    Ok(built)
 }
 
 /// Reads and parses callgrind's counts of execution `e`, with a warning when the file was cut

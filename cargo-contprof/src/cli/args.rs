@@ -312,7 +312,7 @@ pub enum AllocArg {
 pub struct SamplingArgs {
     /// What measures the workload: `agent` samples CPU time and allocations; `instructions` runs it
     /// under valgrind's callgrind and counts every instruction per function (exact and repeatable,
-    /// 4-50x slower; every allocation recorded, `--frequency` and `--alloc` do not apply)
+    /// 67-98x slower on real crates; every allocation recorded, `--frequency` and `--alloc` do not apply)
     /// [default: config `engine`, else agent].
     #[arg(long, value_enum, value_name = "ENGINE", help_heading = "Profiling")]
     pub engine: Option<crate::runner::Engine>,

@@ -1,6 +1,7 @@
-//! `check --baseline interleaved` (and `auto` off the default branch): builds the base revision in a separate git worktree and records base and
-//! head interleaved (A B A B ...) in the same job, so that drift of a shared runner's speed hits both
-//! sides alike, instead of comparing with a baseline recorded on another machine at another time.
+//! `check --baseline interleaved` (and `auto` off the default branch): builds the base revision in
+//! a separate git worktree and records base and head interleaved (A B A B ...) in the same job, so
+//! that drift of a shared runner's speed hits both sides alike, instead of comparing with a
+//! baseline recorded on another machine at another time.
 //!
 //! The base worktree is `<target-dir>/contprof/base-worktree` (removed afterwards) and builds into
 //! its own target directory, `<target-dir>/contprof/base-target`, kept between jobs: sharing the

@@ -22,7 +22,7 @@ pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
     let cargo_args = CargoArgs::from(&args.cargo);
     let tags = settings::tags(&args.output.tags)?;
     let workspace = Workspace::load(&cargo_args)?;
-    let (agent_settings, runs) = settings::sampling(&args.sampling, workspace.root())?;
+    let (agent_settings, runs) = settings::sampling(&args.sampling, &workspace)?;
     let store = if args.output.no_store {
         None
     } else {

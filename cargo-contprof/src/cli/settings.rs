@@ -40,16 +40,14 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
 }
 
 /// Validated sampling settings plus the number of runs. The engine is `--engine`, else the
-/// config's `engine` at `workspace_root`, else the agent; the instructions engine records every
-/// allocation and no CPU samples, and needs valgrind (checked here, before any build).
-pub fn sampling(a: &SamplingArgs, workspace_root: &std::path::Path) -> Result<(AgentSettings, u32)> {
+/// workspace's configured `engine` (read as `compare` and `check` read it), else the agent; the
+/// instructions engine records every allocation and no CPU samples, and needs valgrind (checked
+/// here, before any build).
+pub fn sampling(a: &SamplingArgs, workspace: &crate::cargo::Workspace) -> Result<(AgentSettings, u32)> {
     let engine = match a.engine {
         Some(e) => e,
-        None => crate::config::load_at(workspace_root, true)
-            .map_err(|e| Error::Other {
-                context: "could not read the configuration".into(),
-                source: Some(Box::new(e)),
-            })?
+        None => crate::config::load(workspace.root(), workspace.metadata())
+            .map_err(config_error)?
             .config
             .engine
             .unwrap_or_default(),
@@ -99,6 +97,10 @@ pub fn tags(raw: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+fn config_error(e: crate::config::ConfigError) -> Error {
+    Error::Other { context: "could not read the configuration".into(), source: Some(Box::new(e)) }
+}
+
 /// The store named by `--store`, else `CONTPROF_STORE`, else the config file's `store`, else the
 /// workspace default.
 pub fn store_location(
@@ -106,9 +108,7 @@ pub fn store_location(
     workspace_root: &std::path::Path,
 ) -> Result<crate::store::StoreLocation> {
     let configured = || {
-        crate::config::load_at(workspace_root, true).map(|loaded| loaded.config.store).map_err(|e| {
-            Error::Other { context: "could not read the configuration".into(), source: Some(Box::new(e)) }
-        })
+        crate::config::load_at(workspace_root, true).map(|loaded| loaded.config.store).map_err(config_error)
     };
     crate::store::StoreLocation::select(args.url.as_deref(), configured, workspace_root)
 }

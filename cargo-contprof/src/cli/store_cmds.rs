@@ -173,7 +173,7 @@ pub fn import(args: ImportArgs, shell: &Shell) -> Result<()> {
             files.push(ImportFile { path: path.clone(), group: args.group.clone() });
             continue;
         }
-        let built = crate::record::build_from_raw(&bytes, path, None, &mut symbolizer)?;
+        let built = crate::record::build_from_raw(&bytes, path, &Default::default(), &mut symbolizer)?;
         for w in built.warnings.iter().chain(symbolizer.take_warnings().iter()) {
             shell.warn(format_args!("{}: {w}", path.display()));
         }

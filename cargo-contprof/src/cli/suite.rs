@@ -75,7 +75,7 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
             }
         })?;
     let workspace = Workspace::load(&cargo_args)?;
-    let (agent_settings, runs) = settings::sampling(&args.sampling, workspace.root())?;
+    let (agent_settings, runs) = settings::sampling(&args.sampling, &workspace)?;
     let store = if args.output.no_store {
         None
     } else {

@@ -46,20 +46,12 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
     );
     let instructions = view.sample_type_index("instructions").filter(|&i| view.totals[i] > 0);
     // The main cost: instructions where counted, else CPU time.
-    let (cpu, format_cost, cost_header): (_, fn(i64) -> String, _) = match instructions {
+    let (cost, format_cost, cost_header): (_, fn(i64) -> String, _) = match instructions {
         Some(i) => (Some(i), format_count, "self instr"),
         None => (cpu, format_duration, "self CPU"),
     };
-    let total_cpu = value(cpu, &view.totals);
+    let total_cost = value(cost, &view.totals);
     let total_alloc = value(alloc, &view.totals);
-    // Threads by id: two threads of one name (a runtime's workers) are two. Profiles from other
-    // tools may have names only.
-    let tid_key = profile.string_table.iter().position(|t| t == "tid").map(|i| i as i64);
-    let sampled = || profile.sample.iter().filter(|s| value(cpu, &s.value) > 0);
-    let by_id: BTreeSet<i64> =
-        sampled().flat_map(|s| s.label.iter().filter(|l| Some(l.key) == tid_key).map(|l| l.num)).collect();
-    let by_name: BTreeSet<&str> = sampled().filter_map(|s| profile.label_str(s, "thread")).collect();
-    let threads = if by_id.is_empty() { by_name.len() } else { by_id.len() };
     let target = if options.target.is_empty() { String::new() } else { format!("{}: ", options.target) };
     let allocated =
         if total_alloc > 0 { format!(", {} allocated", format_bytes(total_alloc)) } else { String::new() };
@@ -67,21 +59,22 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
         writeln!(
             w,
             "{target}{} instructions (callgrind, exact), {} wall under valgrind{allocated}",
-            format_count(total_cpu),
+            format_count(total_cost),
             format_duration(profile.duration_nanos),
         )?;
     } else {
+        let threads = sampled_threads(profile, cost);
         writeln!(
             w,
             "{target}{} CPU in {} samples, {} wall, {} thread{} sampled{allocated}",
-            format_duration(total_cpu),
+            format_duration(total_cost),
             value(samples, &view.totals),
             format_duration(profile.duration_nanos),
             threads,
             if threads == 1 { "" } else { "s" },
         )?;
     }
-    let sort_by = if total_cpu > 0 { cpu } else { alloc };
+    let sort_by = if total_cost > 0 { cost } else { alloc };
     let rows = match sort_by {
         Some(i) => view.sorted_by_self(i),
         None => view.functions.iter().collect(),
@@ -95,26 +88,41 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
     writeln!(w, "{:>7} {:>7} {:>10} {:>11}  function", "self%", "total%", cost_header, "self alloc")?;
     // Folded, library frames keep self cost only where no user code called them: listing the others
     // by total would only repeat the runtime's entry points (`main`'s callers) at 100%.
-    let has_self =
-        |f: &crate::profile::FunctionCost| value(cpu, &f.self_values) > 0 || value(alloc, &f.self_values) > 0;
+    let has_self = |f: &crate::profile::FunctionCost| {
+        value(cost, &f.self_values) > 0 || value(alloc, &f.self_values) > 0
+    };
     let rows = rows
         .into_iter()
         .filter(|f| !options.fold_library || has_self(f) || !crate::compare::is_library_symbol(&f.name));
     for f in rows.take(options.limit) {
-        let (self_cpu, total) = (value(cpu, &f.self_values), value(cpu, &f.total_values));
+        let (self_cost, total) = (value(cost, &f.self_values), value(cost, &f.total_values));
         let self_alloc = value(alloc, &f.self_values);
-        if self_cpu == 0 && total == 0 && self_alloc == 0 {
+        if self_cost == 0 && total == 0 && self_alloc == 0 {
             break;
         }
         writeln!(
             w,
             "{:>7} {:>7} {:>10} {:>11}  {}",
-            percent(self_cpu, total_cpu),
-            percent(total, total_cpu),
-            format_cost(self_cpu),
+            percent(self_cost, total_cost),
+            percent(total, total_cost),
+            format_cost(self_cost),
             if self_alloc > 0 { format_bytes(self_alloc) } else { "-".to_owned() },
             f.name
         )?;
     }
     Ok(())
+}
+
+/// Threads with samples of sample type `index`, by id: two threads of one name (a runtime's
+/// workers) are two. Profiles from other tools may have names only.
+fn sampled_threads(profile: &Profile, index: Option<usize>) -> usize {
+    let sampled =
+        || profile.sample.iter().filter(move |s| index.and_then(|i| s.value.get(i)).is_some_and(|&v| v > 0));
+    let tid_key = profile.string_table.iter().position(|t| t == "tid").map(|i| i as i64);
+    let by_id: BTreeSet<i64> =
+        sampled().flat_map(|s| s.label.iter().filter(|l| Some(l.key) == tid_key).map(|l| l.num)).collect();
+    if !by_id.is_empty() {
+        return by_id.len();
+    }
+    sampled().filter_map(|s| profile.label_str(s, "thread")).collect::<BTreeSet<&str>>().len()
 }
