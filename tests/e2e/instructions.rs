@@ -77,7 +77,7 @@ fn counts_are_exact_per_function_with_inlined_frames_and_repeat_run_to_run() {
     // `go tool pprof` reads the same self and total counts from the profile (its self counts are
     // those of the innermost frames: std's inlined `wrapping_mul` is its own there).
     let view = CostView::from_profile(&profiles[0]);
-    if let Some(top) = go_pprof_top(&out.path().join("run-1.pb.gz"), out.path()) {
+    if let Some(top) = go_pprof_top(&out.path().join("run-1.pb.gz"), out.path(), "instructions") {
         for function in ["regress::thirty", "regress::host", "regress::inlined_hot", "regress::main"] {
             let line = top
                 .lines()
@@ -97,17 +97,38 @@ fn counts_are_exact_per_function_with_inlined_frames_and_repeat_run_to_run() {
             );
         }
     }
+
+    // Call counts: 40 slices call each function 40 times; the inlined function is never called,
+    // its host is (the entry's outermost frame is the function called).
+    let calls = view.sample_type_index("calls").expect("a calls sample type");
+    let called = |function: &str| view.get(function).map_or(0, |f| f.self_values[calls]);
+    assert_eq!(
+        ["regress::thirty", "regress::host", "regress::inlined_hot"].map(called),
+        [40, 40, 0],
+        "calls of thirty, host, inlined_hot"
+    );
+    if let Some(top) = go_pprof_top(&out.path().join("run-1.pb.gz"), out.path(), "calls") {
+        let line = top.lines().find(|l| l.ends_with(" regress::thirty")).unwrap_or_else(|| panic!("{top}"));
+        assert!(line.starts_with("40 "), "{line}");
+    }
 }
 
-/// `go tool pprof -top -sample_index=instructions` with plain numbers (flat, cum, name), `None`
+/// `go tool pprof -top -sample_index=<index>` with plain numbers (flat, cum, name), `None`
 /// where go is missing and not required.
-fn go_pprof_top(profile: &Path, tmp: &Path) -> Option<String> {
+fn go_pprof_top(profile: &Path, tmp: &Path, index: &str) -> Option<String> {
     if !Command::new("go").arg("version").output().is_ok_and(|o| o.status.success()) {
         assert!(!tools_required(), "go is required (CONTPROF_REQUIRE_TOOLS is set)");
         return None;
     }
     let o = Command::new("go")
-        .args(["tool", "pprof", "-top", "-sample_index=instructions", "-nodecount=1000"])
+        .args([
+            "tool",
+            "pprof",
+            "-top",
+            &format!("-sample_index={index}"),
+            "-nodecount=100000",
+            "-nodefraction=0",
+        ])
         .arg("-unit=count")
         .arg(profile)
         .env("PPROF_TMPDIR", tmp)
@@ -181,6 +202,13 @@ fn check_names_a_one_percent_change_of_a_one_percent_function_and_nothing_else()
     assert_eq!(found, [("regress::host".to_owned(), "instructions".to_owned(), "self".to_owned())], "{f:?}");
     let change = report["regressions"][0]["change"].as_f64().unwrap();
     assert!((change - 0.01).abs() < 0.002, "host self {change:+}");
+    // The same 40 calls, each doing more: the evidence says so.
+    assert_eq!(
+        report["regressions"][0]["calls"],
+        serde_json::json!({"base": 40.0, "head": 40.0}),
+        "{report:#}"
+    );
+    assert!(f.stdout.contains("calls 40 → 40"), "{f:?}");
     assert!(f.stdout.contains("regress::host"), "{f:?}");
 }
 

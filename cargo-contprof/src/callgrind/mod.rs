@@ -51,6 +51,10 @@
 //! remainder method. Hence, exactly and in integers, the stacks whose leaf is address `a` of
 //! function `F` sum to `F`'s self cost at `a`; inclusive costs are as close as the call graph
 //! allows.
+//!
+//! Call counts are split along the same paths: a call edge's count goes to the paths of its
+//! caller in proportion to their flow, as its inclusive cost does, and is rounded per edge so
+//! that the stacks of each call site sum to exactly its count.
 
 mod parse;
 mod stacks;
@@ -85,6 +89,18 @@ impl Callgrind {
     pub fn find(&self, object: &str, name: &str) -> Option<usize> {
         self.functions.iter().position(|f| f.object == object && f.name == name)
     }
+
+    /// Calls into each function (indices of [`Callgrind::functions`]), recursive calls
+    /// included, summed over every call site, saturating.
+    pub fn calls_into(&self) -> Vec<u64> {
+        let mut into = vec![0u64; self.functions.len()];
+        for c in self.functions.iter().flat_map(|f| &f.calls) {
+            if let Some(n) = into.get_mut(c.callee) {
+                *n = n.saturating_add(c.count);
+            }
+        }
+        into
+    }
 }
 
 /// A function (an object and a name) and its costs.
@@ -100,6 +116,10 @@ pub struct Function {
     pub self_cost: Vec<(u64, u64)>,
     /// Calls this function makes, summed per `(site, callee)` and sorted that way.
     pub calls: Vec<Call>,
+    /// The function's entry address, where calls to it land (the target of the first `calls=`
+    /// line naming it), in the same address space as [`Function::self_cost`]; `None` when
+    /// nothing recorded a call to it.
+    pub entry: Option<u64>,
 }
 
 impl Function {
@@ -270,6 +290,11 @@ pub struct Synthesized {
     pub stacks: Vec<Stack>,
     /// Sum of the values of the detached stacks.
     pub detached_cost: u64,
+    /// Call counts as stacks: `frames[0]` is the callee's entry address (the outermost function
+    /// there is the one called), then the call sites of the path, split like the costs. The
+    /// stacks of one call sum to exactly its count; where no path was expanded the count is in
+    /// a detached stack `[entry]`. Calls to functions without a known entry are left out.
+    pub calls: Vec<Stack>,
     /// Sum of all stack values, which is the sum of all self costs (saturating at `u64::MAX`).
     pub total: u64,
 }

@@ -79,6 +79,7 @@ struct Building {
     name: Sym,
     self_cost: Vec<(u64, u64)>,
     calls: Vec<Call>,
+    entry: Option<u64>,
 }
 
 struct Parser {
@@ -286,14 +287,15 @@ impl Parser {
                 let mut t = tokens(value);
                 let count = t.next().ok_or(Kind::InvalidCall).and_then(number)?;
                 let Some(columns) = self.columns else { return Err(self.no_addresses()) };
-                // The target position is not needed but must be well formed.
-                self.positions(&mut t, columns).map_err(|e| match e {
+                // The target position is the callee's entry address.
+                let target = self.positions(&mut t, columns).map_err(|e| match e {
                     Kind::MissingPositions { .. } => Kind::InvalidCall,
                     e => e,
                 })?;
                 let name = self.called_name.ok_or(Kind::CallWithoutCallee)?;
                 let object = self.called_object.take().unwrap_or(self.object);
                 let callee = self.function_index(object, name);
+                self.functions[callee].entry.get_or_insert(target[columns.instr]);
                 self.pending_call = Some(PendingCall { callee, count });
             }
             // The source line that follows these has no costs and does not move positions.
@@ -344,7 +346,13 @@ impl Parser {
 
     fn function_index(&mut self, object: Sym, name: Sym) -> usize {
         *self.function_ids.entry((object, name)).or_insert_with(|| {
-            self.functions.push(Building { object, name, self_cost: Vec::new(), calls: Vec::new() });
+            self.functions.push(Building {
+                object,
+                name,
+                self_cost: Vec::new(),
+                calls: Vec::new(),
+                entry: None,
+            });
             self.functions.len() - 1
         })
     }
@@ -429,6 +437,7 @@ impl Parser {
                 object: self.strings[b.object].clone(),
                 self_cost: sum_self(b.self_cost)?,
                 calls: sum_calls(b.calls)?,
+                entry: b.entry,
             });
         }
         Ok(Callgrind { events, totals: self.totals, functions, truncated: truncated || self.missing_totals })

@@ -22,6 +22,16 @@ struct Emission {
     value: f64,
 }
 
+/// Part of the calls of one call (`call`, an index into the flattened calls) attributed to the
+/// path `node`: the path into the callee, or for a recursive call (`recursive`) the path of the
+/// function calling itself.
+struct CallEmission {
+    node: usize,
+    call: usize,
+    value: f64,
+    recursive: bool,
+}
+
 /// A path being expanded: its function, its tree node, `flow / I'(func)`, and the next call
 /// edge to follow.
 struct Frame {
@@ -32,8 +42,9 @@ struct Frame {
     next_edge: usize,
 }
 
-/// A call edge to another function: `(site, callee, inclusive cost)`.
-type Edge = (u64, usize, f64);
+/// A call edge to another function: `(site, callee, inclusive cost, index among the caller's
+/// calls)`.
+type Edge = (u64, usize, f64, usize);
 
 /// The depth-first expansion from the roots and what it emitted.
 struct Expansion<'a> {
@@ -43,9 +54,12 @@ struct Expansion<'a> {
     inclusive: &'a [f64],
     /// Index of each function's first address among the flattened self costs.
     leaf_base: &'a [usize],
+    /// Index of each function's first call among the flattened calls.
+    call_base: &'a [usize],
     max_stacks: usize,
     nodes: Vec<Node>,
     emissions: Vec<Emission>,
+    calls: Vec<CallEmission>,
     on_path: Vec<bool>,
     stack: Vec<Frame>,
 }
@@ -54,11 +68,11 @@ impl Expansion<'_> {
     /// Expands every path from `root`, which starts with `flow`. False once the budget is spent,
     /// which ends the whole expansion.
     fn expand(&mut self, root: usize, flow: f64, min_flow: f64, max_depth: usize) -> bool {
-        if !self.enter(NO_PARENT, 0, root, flow, 1) {
+        if !self.enter(NO_PARENT, 0, root, flow, 1, None) {
             return false;
         }
         while let Some(top) = self.stack.last_mut() {
-            let Some(&(site, callee, c)) = self.edges[top.func].get(top.next_edge) else {
+            let Some(&(site, callee, c, call)) = self.edges[top.func].get(top.next_edge) else {
                 self.on_path[top.func] = false;
                 self.stack.pop();
                 continue;
@@ -71,16 +85,29 @@ impl Expansion<'_> {
                 continue;
             }
             let (node, depth) = (top.node, top.depth + 1);
-            if !self.enter(node, site, callee, flow, depth) {
+            let calls = (
+                self.call_base[top.func] + call,
+                top.ratio * self.cg.functions[top.func].calls[call].count as f64,
+            );
+            if !self.enter(node, site, callee, flow, depth, Some(calls)) {
                 return false;
             }
         }
         true
     }
 
-    /// Enters `func` on a new path with `flow`: emits its self cost and queues its calls.
-    /// False, and nothing emitted, when that would exceed the budget.
-    fn enter(&mut self, parent: usize, site: u64, func: usize, flow: f64, depth: usize) -> bool {
+    /// Enters `func` on a new path with `flow`, reached by `(call, calls)` of its parent (none for
+    /// a root): emits its self cost and calls and queues its calls. False, and nothing emitted,
+    /// when that would exceed the budget.
+    fn enter(
+        &mut self,
+        parent: usize,
+        site: u64,
+        func: usize,
+        flow: f64,
+        depth: usize,
+        calls: Option<(usize, f64)>,
+    ) -> bool {
         let self_cost = &self.cg.functions[func].self_cost;
         if self.nodes.len() >= self.max_stacks || self.emissions.len() + self_cost.len() > self.max_stacks {
             return false;
@@ -92,6 +119,15 @@ impl Expansion<'_> {
         for (i, &(_, c)) in self_cost.iter().enumerate() {
             if c > 0 {
                 self.emissions.push(Emission { node, leaf: base + i, value: ratio * c as f64 });
+            }
+        }
+        if let Some((call, value)) = calls {
+            self.calls.push(CallEmission { node, call, value, recursive: false });
+        }
+        for (i, c) in self.cg.functions[func].calls.iter().enumerate() {
+            if c.callee == func && c.count > 0 {
+                let call = self.call_base[func] + i;
+                self.calls.push(CallEmission { node, call, value: ratio * c.count as f64, recursive: true });
             }
         }
         self.on_path[func] = true;
@@ -115,8 +151,9 @@ pub fn synthesize(cg: &Callgrind, options: &SynthOptions) -> Synthesized {
         .map(|(f, func)| {
             func.calls
                 .iter()
-                .filter(|c| c.callee != f && c.callee < n)
-                .map(|c| (c.site, c.callee, c.inclusive as f64))
+                .enumerate()
+                .filter(|(_, c)| c.callee != f && c.callee < n)
+                .map(|(i, c)| (c.site, c.callee, c.inclusive as f64, i))
                 .collect()
         })
         .collect();
@@ -129,13 +166,15 @@ pub fn synthesize(cg: &Callgrind, options: &SynthOptions) -> Synthesized {
     let inclusive: Vec<f64> = funcs
         .iter()
         .zip(&edges)
-        .map(|(f, e)| f.self_total() as f64 + e.iter().map(|&(_, _, c)| c).sum::<f64>())
+        .map(|(f, e)| f.self_total() as f64 + e.iter().map(|&(_, _, c, _)| c).sum::<f64>())
         .collect();
-    let mut leaf_base = Vec::with_capacity(n);
-    let mut leaves = 0;
+    let (mut leaf_base, mut call_base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut leaves, mut all_calls) = (0, 0);
     for f in funcs {
         leaf_base.push(leaves);
         leaves += f.self_cost.len();
+        call_base.push(all_calls);
+        all_calls += f.calls.len();
     }
     let total_self: u128 = funcs.iter().map(|f| f.self_total()).sum();
     let min_flow = options.min_flow.unwrap_or((total_self as f64 / 100_000.0).max(1.0));
@@ -145,9 +184,11 @@ pub fn synthesize(cg: &Callgrind, options: &SynthOptions) -> Synthesized {
         edges: &edges,
         inclusive: &inclusive,
         leaf_base: &leaf_base,
+        call_base: &call_base,
         max_stacks: options.max_stacks,
         nodes: Vec::new(),
         emissions: Vec::new(),
+        calls: Vec::new(),
         on_path: vec![false; n],
         stack: Vec::new(),
     };
@@ -168,7 +209,7 @@ pub fn synthesize(cg: &Callgrind, options: &SynthOptions) -> Synthesized {
             }
         }
     }
-    let Expansion { nodes, emissions, .. } = x;
+    let Expansion { nodes, emissions, calls, .. } = x;
 
     // Per address: the emitted parts plus the deficit, rounded to the exact self cost.
     let mut start = vec![0usize; leaves + 1];
@@ -216,16 +257,11 @@ pub fn synthesize(cg: &Callgrind, options: &SynthOptions) -> Synthesized {
         }
         let func = nodes[e.node].func;
         let addr = funcs[func].self_cost[e.leaf - leaf_base[func]].0;
-        let (mut frames, mut functions) = (vec![addr], vec![func]);
-        let mut cur = e.node;
-        while nodes[cur].parent != NO_PARENT {
-            frames.push(nodes[cur].site);
-            cur = nodes[cur].parent;
-            functions.push(nodes[cur].func);
-        }
+        let (frames, functions) = path(&nodes, e.node, (addr, func));
         total += u128::from(value);
         out.stacks.push(Stack { frames, functions, value, detached: false });
     }
+    out.calls = call_stacks(funcs, &nodes, &calls, &call_base, all_calls);
     let mut detached_cost: u128 = 0;
     for (f, func) in funcs.iter().enumerate() {
         for (i, &(addr, _)) in func.self_cost.iter().enumerate() {
@@ -238,6 +274,74 @@ pub fn synthesize(cg: &Callgrind, options: &SynthOptions) -> Synthesized {
     }
     out.detached_cost = saturate(detached_cost);
     out.total = saturate(total + detached_cost);
+    out
+}
+
+/// The frames and functions of the path `node`, from `first`: `first` itself, then the call
+/// sites of the path innermost first.
+fn path(nodes: &[Node], node: usize, first: (u64, usize)) -> (Vec<u64>, Vec<usize>) {
+    let (mut frames, mut functions) = (vec![first.0], vec![first.1]);
+    let mut cur = node;
+    while nodes[cur].parent != NO_PARENT {
+        frames.push(nodes[cur].site);
+        cur = nodes[cur].parent;
+        functions.push(nodes[cur].func);
+    }
+    (frames, functions)
+}
+
+/// Call-count stacks: per call, its emitted parts plus the deficit (detached), rounded to the
+/// exact count. A stack starts at the callee's entry; a recursive call's stack then has the
+/// recursive call site before the path of the function.
+fn call_stacks(
+    funcs: &[super::Function],
+    nodes: &[Node],
+    emissions: &[CallEmission],
+    call_base: &[usize],
+    all_calls: usize,
+) -> Vec<Stack> {
+    let mut per_call: Vec<Vec<usize>> = vec![Vec::new(); all_calls];
+    for (i, e) in emissions.iter().enumerate() {
+        per_call[e.call].push(i);
+    }
+    let mut out = Vec::new();
+    let mut detached = Vec::new();
+    let mut weights = Vec::new();
+    for (f, func) in funcs.iter().enumerate() {
+        for (j, call) in func.calls.iter().enumerate() {
+            let Some(entry) = funcs.get(call.callee).and_then(|c| c.entry) else { continue };
+            let parts = &per_call[call_base[f] + j];
+            weights.clear();
+            weights.extend(parts.iter().map(|&e| emissions[e].value));
+            let deficit = call.count as f64 - weights.iter().sum::<f64>();
+            if deficit > 0.0 {
+                weights.push(deficit);
+            }
+            let shares = apportion(&weights, call.count);
+            for (&e, &value) in parts.iter().zip(&shares) {
+                let e = &emissions[e];
+                if value == 0 {
+                    continue;
+                }
+                let (mut frames, mut functions) = path(nodes, e.node, (entry, call.callee));
+                if e.recursive {
+                    frames.insert(1, call.site);
+                    functions.insert(1, f);
+                }
+                out.push(Stack { frames, functions, value, detached: false });
+            }
+            match shares.get(parts.len()) {
+                Some(&value) if deficit > 0.0 && value > 0 => detached.push(Stack {
+                    frames: vec![entry],
+                    functions: vec![call.callee],
+                    value,
+                    detached: true,
+                }),
+                _ => {}
+            }
+        }
+    }
+    out.append(&mut detached);
     out
 }
 

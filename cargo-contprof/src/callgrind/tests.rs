@@ -128,6 +128,10 @@ fn call_cost_lines_are_inclusive_and_do_not_move_the_position() {
     // h is known only as a callee.
     assert!(cg.functions[h].self_cost.is_empty());
     assert_eq!(cg.self_total(), 43);
+    // The target position of `calls=` is the callee's entry, relative positions included.
+    assert_eq!((cg.functions[g].entry, cg.functions[h].entry, main.entry), (Some(0x900), Some(0x900), None));
+    let into = cg.calls_into();
+    assert_eq!((into[g], into[h], into[cg.find("???", "main").unwrap()]), (4, 2, 0));
 }
 
 #[test]
@@ -357,6 +361,7 @@ fn graph(spec: Spec) -> Callgrind {
                 .iter()
                 .map(|&(site, callee, inclusive)| Call { site, callee: index[callee], count: 1, inclusive })
                 .collect(),
+            entry: None,
         })
         .collect();
     Callgrind { events: vec!["Ir".into()], totals: None, functions, truncated: false }
@@ -566,4 +571,37 @@ fn apportion_sums_to_the_target_with_largest_remainders() {
         let target = seed >> 50;
         assert_eq!(apportion(&weights, target).iter().sum::<u64>(), target, "{weights:?} {target}");
     }
+}
+
+#[test]
+fn call_counts_follow_the_paths_and_sum_exactly_per_call() {
+    // main calls g 3 times and h once; h calls g twice; g calls itself once. By inclusive cost,
+    // g's paths are main->g (30 of 50) and main->h->g (20 of 50).
+    let cg = ok(&format!(
+        "{HEAD}fn=main\n0x10 1 10\ncfn=g\ncalls=3 0x100 1\n0x11 1 30\ncfn=h\ncalls=1 0x200 1\n0x12 1 25\n\
+         fn=h\n0x200 1 5\ncfn=g\ncalls=2 0x100 1\n0x201 1 20\n\
+         fn=g\n0x100 1 50\ncfn=g\ncalls=1 0x100 1\n0x101 1 10\n"
+    ));
+    let syn = synthesize(&cg, &SynthOptions::default());
+    let (main, g, h) =
+        (cg.find("???", "main").unwrap(), cg.find("???", "g").unwrap(), cg.find("???", "h").unwrap());
+    let calls =
+        |frames: &[u64]| syn.calls.iter().filter(|s| s.frames == frames).map(|s| s.value).sum::<u64>();
+    assert_eq!(calls(&[0x100, 0x11]), 3, "main->g");
+    assert_eq!(calls(&[0x200, 0x12]), 1, "main->h");
+    assert_eq!(calls(&[0x100, 0x201, 0x12]), 2, "main->h->g");
+    // The recursive call, split over g's two paths by their flow (3/5 and 2/5 of 1, rounded).
+    let recursive = calls(&[0x100, 0x101, 0x11]) + calls(&[0x100, 0x101, 0x201, 0x12]);
+    assert_eq!(recursive, 1);
+    let into = cg.calls_into();
+    for f in [main, g, h] {
+        let total: u64 = syn.calls.iter().filter(|s| s.functions[0] == f).map(|s| s.value).sum();
+        assert_eq!(total, into[f], "{}", cg.functions[f].name);
+    }
+    assert!(syn.calls.iter().all(|s| !s.detached));
+    assert!(syn.calls.iter().all(|s| s.frames.len() == s.functions.len()));
+    // Unexpanded paths keep their counts, detached at the callee's entry.
+    let syn = synthesize(&cg, &SynthOptions { max_depth: 0, ..SynthOptions::default() });
+    assert_eq!(syn.calls.iter().filter(|s| s.detached).map(|s| s.value).sum::<u64>(), 7);
+    assert!(syn.calls.iter().all(|s| s.detached && s.frames.len() == 1));
 }

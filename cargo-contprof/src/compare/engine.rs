@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::CompareError;
 use super::finding::{
-    Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict, Warning,
+    Calls, Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict, Warning,
 };
-use super::model::{Group, Kind, Metric, RevisionInfo, Sampling};
+use super::model::{Group, Kind, Metric, RevisionInfo, RunCosts, Sampling};
 use super::options::Options;
 use super::series::{MetricData, Run, SIDES, Series, prepare};
 use super::stats::{
@@ -78,6 +78,7 @@ pub fn compare(
             summary.ignored += data.ignored;
             let mut ctx = Ctx {
                 group: &group.key,
+                sides: [&group.base, &group.head],
                 explained: group.explained.as_ref(),
                 history: group.history.as_ref(),
                 metric,
@@ -319,6 +320,8 @@ fn mean(xs: impl IntoIterator<Item = f64>) -> f64 {
 /// Comparison of one metric in one group.
 struct Ctx<'a> {
     group: &'a str,
+    /// The group's `[base, head]` runs, for the call counts they carry.
+    sides: [&'a [RunCosts]; 2],
     explained: Option<&'a super::explain::Explained>,
     /// Between-batch variance per metric learned from the store's history, if any.
     history: Option<&'a BTreeMap<Metric, f64>>,
@@ -402,6 +405,21 @@ impl Ctx<'_> {
             verdict: Verdict::Inconclusive,
             inherited: false,
             explained: self.explained.map(|e| e.explains(&series.name, kind)),
+            calls: if self.metric == Metric::Instructions { self.calls(&series.name) } else { None },
+        }
+    }
+
+    /// Mean calls of `function` per run on each side, when both sides counted calls and it was
+    /// called on one of them.
+    fn calls(&self, function: &str) -> Option<Calls> {
+        let per_side = self.sides.map(|runs| {
+            let counted: Vec<&RunCosts> = runs.iter().filter(|r| !r.calls.is_empty()).collect();
+            (!counted.is_empty())
+                .then(|| mean(counted.iter().map(|r| r.calls.get(function).copied().unwrap_or(0.0))))
+        });
+        match per_side {
+            [Some(base), Some(head)] if base > 0.0 || head > 0.0 => Some(Calls { base, head }),
+            _ => None,
         }
     }
 

@@ -147,6 +147,19 @@ pub struct Finding {
     /// Whether code on the function's call paths changed between base and head (see
     /// `compare::explain`); `None` when the runs carry no code fingerprints to tell.
     pub explained: Option<bool>,
+    /// How often the function was called, for instruction counts (callgrind counts calls):
+    /// tells more work per call from more calls.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<Calls>,
+}
+
+/// Mean calls of a function per run, on each side.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Calls {
+    /// Mean per base run.
+    pub base: f64,
+    /// Mean per head run.
+    pub head: f64,
 }
 
 impl Finding {

@@ -191,6 +191,17 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
     }
     // Functions with no cost in any metric are dropped by construction; keep maps tidy.
     out.functions.retain(|_, m: &mut BTreeMap<Metric, Cost>| !m.is_empty());
+    // Calls into each function (the instructions engine), by the called function itself: a
+    // library function's calls are its own, not its caller's.
+    if let Some(i) = index(crate::profile::CALLS_TYPE.0) {
+        for s in &profile.sample {
+            let v = s.value.get(i).copied().unwrap_or(0);
+            let called = s.location_id.first().and_then(|id| names.locations.get(id)).and_then(|l| l.last());
+            if let (true, Some(&f)) = (v > 0, called) {
+                *out.calls.entry(names.names[f].0.clone()).or_default() += v as f64;
+            }
+        }
+    }
     out
 }
 

@@ -52,7 +52,9 @@ mod tests;
 
 pub use engine::compare;
 pub use explain::Explained;
-pub use finding::{Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict, Warning};
+pub use finding::{
+    Calls, Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict, Warning,
+};
 pub use input::{
     AllocRecording, InputOptions, is_library_frame, is_library_symbol, normalize_name, run_costs,
 };

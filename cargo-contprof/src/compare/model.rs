@@ -159,6 +159,10 @@ pub struct RunCosts {
     pub totals: BTreeMap<Metric, MetricTotal>,
     /// Per function (demangled, no hash), per metric, its cost. Absent means zero.
     pub functions: BTreeMap<String, BTreeMap<Metric, Cost>>,
+    /// Per function, how many times it was called, where the engine counts calls (instructions);
+    /// empty otherwise. Evidence for instruction findings, not compared on its own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub calls: BTreeMap<String, f64>,
 }
 
 /// One target/test/benchmark with its base and head runs.

@@ -44,11 +44,15 @@ fn change(f: &Finding) -> String {
     }
 }
 
-fn evidence(f: &Finding) -> String {
-    match f.q {
-        Some(q) => format!("q={q:.2e}"),
-        None => f.method.as_str().to_owned(),
+/// The evidence column: the q value or the method, then the calls where they were counted
+/// (`exact-threshold, calls 200 → 200`: the same calls each doing more).
+fn evidence(f: &Finding, q: impl Fn(f64) -> String) -> String {
+    let mut e = f.q.map_or_else(|| f.method.as_str().to_owned(), q);
+    if let Some(c) = f.calls {
+        let n = |v: f64| amount(Metric::AllocCount, v);
+        e.push_str(&format!(", calls {} → {}", n(c.base), n(c.head)));
     }
+    e
 }
 
 fn headline(cmp: &Comparison) -> String {
@@ -144,7 +148,7 @@ fn row(f: &Finding) -> [String; 8] {
         amount(f.metric, f.base),
         amount(f.metric, f.head),
         change(f),
-        evidence(f),
+        evidence(f, |q| format!("q={q:.2e}")),
     ]
 }
 
@@ -197,7 +201,7 @@ fn markdown_cells(f: &Finding) -> String {
         amount(f.metric, f.base),
         amount(f.metric, f.head),
         change(f),
-        f.q.map_or_else(|| f.method.as_str().to_owned(), |q| format!("{q:.1e}"))
+        cell(&evidence(f, |q| format!("{q:.1e}")))
     )
 }
 

@@ -208,6 +208,7 @@ fn run(rng: &mut Rng, scn: &Scenario, drift: f64, head: bool, shares: &[f64]) ->
     RunCosts {
         totals: BTreeMap::from([(Metric::Cpu, MetricTotal::sampled(total as f64 * period, total))]),
         functions,
+        ..RunCosts::default()
     }
 }
 

@@ -11,6 +11,7 @@ fn run(metric: Metric, total: MetricTotal, fns: &[(&str, f64, f64)]) -> RunCosts
             .iter()
             .map(|(n, s, t)| (n.to_string(), BTreeMap::from([(metric, Cost { self_: *s, total: *t })])))
             .collect(),
+        ..RunCosts::default()
     }
 }
 
@@ -235,4 +236,38 @@ fn pr_comment_keeps_rust_names_intact() {
     let md = String::from_utf8_lossy(&md);
     assert!(md.contains(&format!("| `{name}` |")), "{md}");
     assert!(!md.contains("&lt;serde_json"), "{md}");
+}
+
+#[test]
+fn instruction_findings_carry_the_calls_and_reports_show_them() {
+    let side = |hot: f64, calls: f64| {
+        let fns = [("a::hot", hot, hot), ("a::cold", 300.0, 300.0), ("a::main", 0.0, 300.0 + hot)];
+        let mut r = run(Metric::Instructions, MetricTotal::exact(300.0 + hot), &fns);
+        r.calls = BTreeMap::from([("a::hot".to_owned(), calls), ("a::cold".to_owned(), 3.0)]);
+        vec![r]
+    };
+    let g = Group {
+        key: "test:t".into(),
+        base: side(700.0, 200.0),
+        head: side(770.0, 200.0),
+        ..Group::default()
+    };
+    let c = cmp(&[g]);
+    let hot = c.findings.iter().find(|f| f.function == "a::hot").expect("a::hot");
+    assert_eq!(hot.verdict, Verdict::Regression);
+    assert_eq!(hot.calls, Some(Calls { base: 200.0, head: 200.0 }));
+    assert_eq!(
+        c.findings.iter().find(|f| f.function == "a::main").and_then(|f| f.calls),
+        None,
+        "never called"
+    );
+    let mut text = Vec::new();
+    write_text(&c, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("exact-threshold, calls 200 → 200"), "{text}");
+    let mut md = Vec::new();
+    write_markdown(&c, &mut md).unwrap();
+    assert!(String::from_utf8(md).unwrap().contains("exact-threshold, calls 200 → 200 |"));
+    let json = serde_json::to_value(hot).unwrap();
+    assert_eq!(json["calls"], serde_json::json!({"base": 200.0, "head": 200.0}));
 }

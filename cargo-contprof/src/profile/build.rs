@@ -7,7 +7,7 @@ use contprof::format::{ClockKind, EndRecord, RawFile, Record};
 use super::fast_hash::FastMap;
 use super::proto::{Label, Line, Mapping, Profile};
 use super::writer::ProfileWriter;
-use super::{INSTRUCTIONS_TYPE, SAMPLE_TYPES, sample_index};
+use super::{CALLS_TYPE, INSTRUCTIONS_TYPE, SAMPLE_TYPES, sample_index};
 use crate::symbolize::{AGENT_FRAME, AddressKind, ProcessMaps, Symbolizer};
 
 /// Where the CPU time that scales CPU samples came from (see [`BuildOptions`]).
@@ -28,8 +28,8 @@ pub struct BuildOptions<'a> {
     /// the raw file has no END record (the process was killed or exited without `atexit`).
     pub fallback_cpu_time_ns: Option<u64>,
     /// Callgrind's instruction counts of the same execution (the instructions engine); the profile
-    /// then has the sample type [`INSTRUCTIONS_TYPE`] after [`SAMPLE_TYPES`], and it is the
-    /// default one.
+    /// then has the sample types [`INSTRUCTIONS_TYPE`], the default one, and [`CALLS_TYPE`]
+    /// after [`SAMPLE_TYPES`].
     pub instructions: Option<&'a crate::callgrind::Callgrind>,
 }
 
@@ -61,6 +61,9 @@ struct Symbols<'a> {
     mapping_ids: HashMap<usize, u64>,
     /// `None` for addresses inside the agent.
     locations: FastMap<(u64, AddressKind), Option<u64>>,
+    /// Per function entry address, its location with the outermost frame only (the function
+    /// called there, not what was inlined into its first instruction); `None` inside the agent.
+    entry_locations: FastMap<u64, Option<u64>>,
     agent_location: Option<u64>,
 }
 
@@ -111,6 +114,25 @@ impl Symbols<'_> {
             Some(w.location(mapping_id, s.lookup_address, lines))
         };
         self.locations.insert((addr, kind), loc);
+        loc
+    }
+
+    /// The location of a function entry, called there: its outermost frame only.
+    fn entry_location(&mut self, w: &mut ProfileWriter, addr: u64) -> Option<u64> {
+        if let Some(&l) = self.entry_locations.get(&addr) {
+            return l;
+        }
+        let s = self.symbolizer.resolve(&self.maps, addr, AddressKind::Exact);
+        let loc = match s.frames.last() {
+            Some(f) if !s.in_agent => {
+                let mapping_id = s.mapping.map_or(0, |i| self.mapping_id(w, i));
+                let function_id = w.function(&f.function, &f.system_name, f.file.as_deref().unwrap_or(""), 0);
+                let line = Line { function_id, line: i64::from(f.line), column: i64::from(f.column) };
+                Some(w.location(mapping_id, s.lookup_address, vec![line]))
+            }
+            _ => None,
+        };
+        self.entry_locations.insert(addr, loc);
         loc
     }
 
@@ -251,7 +273,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     let mut warnings = Vec::new();
     let mut types = SAMPLE_TYPES.to_vec();
     if options.instructions.is_some() {
-        types.push(INSTRUCTIONS_TYPE);
+        types.extend([INSTRUCTIONS_TYPE, CALLS_TYPE]);
     }
     let mut w = ProfileWriter::new(&types);
     let header = &raw.header;
@@ -305,6 +327,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         maps,
         mapping_ids: HashMap::new(),
         locations: FastMap::default(),
+        entry_locations: FastMap::default(),
         agent_location: None,
     };
     // pprof takes the first mapping as the main binary.
@@ -395,7 +418,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     Built { profile: w.finish(), warnings, cpu_time_source }
 }
 
-/// Adds callgrind's counts as samples of the last sample type: its ELF virtual addresses moved to
+/// Adds callgrind's counts as samples of the last two sample types (instructions, then calls): its ELF virtual addresses moved to
 /// where each object was loaded (the raw file's memory map), its call graph turned into stacks
 /// ([`crate::callgrind::synthesize`]). Every frame is an instruction address (the counted
 /// instruction, then the call instructions of its callers), so each is symbolized as exact,
@@ -416,17 +439,26 @@ fn add_instructions(
         let Some(bias) = bias else { continue };
         f.self_cost.iter_mut().for_each(|(a, _)| *a = a.wrapping_add(bias));
         f.calls.iter_mut().for_each(|c| c.site = c.site.wrapping_add(bias));
+        f.entry = f.entry.map(|a| a.wrapping_add(bias));
     }
     let unmapped: Vec<&str> = biases.iter().filter(|(_, b)| b.is_none()).map(|(o, _)| o.as_str()).collect();
     if !unmapped.is_empty() {
         w.comment(&format!("instructions in objects missing from the memory map: {}", unmapped.join(", ")));
     }
     let counts = crate::callgrind::synthesize(&relocated, &Default::default());
-    let last = values.len() - 1;
+    let (i_instructions, i_calls) = (values.len() - 2, values.len() - 1);
     let mut detached = None;
-    for s in &counts.stacks {
-        let mut stack: Vec<u64> =
-            s.frames.iter().filter_map(|&a| sym.location(w, a, AddressKind::Exact)).collect();
+    let instructions = counts.stacks.iter().map(|s| (s, i_instructions));
+    for (s, index) in instructions.chain(counts.calls.iter().map(|s| (s, i_calls))) {
+        let mut stack = Vec::with_capacity(s.frames.len() + 1);
+        if index == i_calls {
+            // A call's leaf is the function called, which is not in the stack if it is the agent.
+            let Some(entry) = sym.entry_location(w, s.frames[0]) else { continue };
+            stack.push(entry);
+        } else if let Some(leaf) = sym.location(w, s.frames[0], AddressKind::Exact) {
+            stack.push(leaf);
+        }
+        stack.extend(s.frames[1..].iter().filter_map(|&a| sym.location(w, a, AddressKind::Exact)));
         if s.detached {
             stack.push(*detached.get_or_insert_with(|| {
                 let f = w.function(DETACHED_FRAME, DETACHED_FRAME, "", 0);
@@ -437,7 +469,7 @@ fn add_instructions(
             continue;
         }
         values.fill(0);
-        values[last] = to_i64(s.value);
+        values[index] = to_i64(s.value);
         w.sample(stack, values, Vec::new());
     }
     w.comment(&format!("engine: instructions (valgrind callgrind), {} instructions", counts.total));

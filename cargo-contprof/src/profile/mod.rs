@@ -6,7 +6,7 @@
 //!
 //! Every profile built here has the sample types of [`SAMPLE_TYPES`], in that order, whether
 //! or not allocations were recorded, so that profiles of different runs line up; profiles of the
-//! instructions engine have [`INSTRUCTIONS_TYPE`] after them.
+//! instructions engine have [`INSTRUCTIONS_TYPE`] and [`CALLS_TYPE`] after them.
 
 mod build;
 mod codec;
@@ -36,6 +36,11 @@ pub const SAMPLE_TYPES: &[(&str, &str)] = &[
 
 /// `(type, unit)` of the instruction counts of the instructions engine, after [`SAMPLE_TYPES`].
 pub const INSTRUCTIONS_TYPE: (&str, &str) = ("instructions", "count");
+
+/// `(type, unit)` of the call counts of the instructions engine, after [`INSTRUCTIONS_TYPE`]: a
+/// sample's leaf is the called function's entry, so a function's self value is how many times
+/// it was called and its total how many calls were made under it, itself included.
+pub const CALLS_TYPE: (&str, &str) = ("calls", "count");
 
 /// Indices into [`SAMPLE_TYPES`] and into each sample's values.
 pub mod sample_index {
