@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cargo_contprof::cargo::{self, BuildOptions, CargoArgs, TargetKind, Workspace};
-use cargo_contprof::runner::{self, AgentSettings};
+use cargo_contprof::runner::{self, AgentSettings, Unwind};
 use cargo_contprof::shell::{Shell, Verbosity};
 use contprof::format::AllocMode;
 use criterion::Criterion;
@@ -31,12 +31,12 @@ fn setup() -> Setup {
     let args = CargoArgs { manifest_path: Some(manifest), ..CargoArgs::default() };
     let ws = Workspace::load(&args).expect("fixture workspace");
     let shell = Shell::new(Verbosity::Quiet);
-    let targets: Vec<_> = ["cpu_split", "alloc_split"]
+    let targets: Vec<_> = ["cpu_split", "alloc_split", "c_split"]
         .iter()
         .map(|b| ws.select_runnable(&args, Some(TargetKind::Bin), Some(b)).expect("fixture target"))
         .collect();
-    let built =
-        cargo::build(&BuildOptions { cargo: &args, targets: &targets }, &shell).expect("fixtures build");
+    let built = cargo::build(&BuildOptions { cargo: &args, targets: &targets, frame_pointers: true }, &shell)
+        .expect("fixtures build");
     let agent = runner::agent::install(&ws.target_dir().join("contprof/agent")).expect("agent");
     Setup {
         agent,
@@ -55,21 +55,39 @@ fn child_cpu(program: &Path, env: &[(OsString, OsString)]) -> Duration {
     runner::wait_cpu(cmd.spawn().expect("spawn fixture")).expect("wait for the fixture")
 }
 
-const CONFIGS: &[(&str, Option<(u32, AllocMode)>)] = &[
+/// How stacks are walked: the unwind tables (the default) or frame pointers only, to price the
+/// tables. The fixtures are built with frame pointers for both (`tests/measure/unwind_cost.py`
+/// also measures a real crate built without them).
+#[derive(Clone, Copy)]
+enum Walk {
+    Tables,
+    FramePointers,
+}
+
+/// Frequency, allocation mode and walk of a profiled configuration.
+type Profiled = (u32, AllocMode, Walk);
+
+const CONFIGS: &[(&str, Option<Profiled>)] = &[
     ("unprofiled", None),
-    ("cpu 250 Hz (default, tick timer)", Some((250, AllocMode::Off))),
-    ("cpu 999 Hz (perf timer)", Some((999, AllocMode::Off))),
-    ("cpu 9999 Hz (perf timer)", Some((9999, AllocMode::Off))),
-    ("cpu 250 Hz + sampled alloc (default)", Some((250, AllocMode::Sampled))),
-    ("cpu 250 Hz + exact alloc", Some((250, AllocMode::Exact))),
+    ("cpu 250 Hz (default, tick timer)", Some((250, AllocMode::Off, Walk::Tables))),
+    ("cpu 999 Hz (perf timer)", Some((999, AllocMode::Off, Walk::Tables))),
+    ("cpu 999 Hz, frame pointers only", Some((999, AllocMode::Off, Walk::FramePointers))),
+    ("cpu 9999 Hz (perf timer)", Some((9999, AllocMode::Off, Walk::Tables))),
+    ("cpu 250 Hz + sampled alloc (default)", Some((250, AllocMode::Sampled, Walk::Tables))),
+    ("cpu 250 Hz + exact alloc", Some((250, AllocMode::Exact, Walk::Tables))),
+    ("cpu 250 Hz + exact alloc, frame pointers only", Some((250, AllocMode::Exact, Walk::FramePointers))),
 ];
 
 /// The same environment the runner gives a workload.
-fn env_for(setup: &Setup, cfg: Option<(u32, AllocMode)>) -> Vec<(OsString, OsString)> {
+fn env_for(setup: &Setup, cfg: Option<Profiled>) -> Vec<(OsString, OsString)> {
     match cfg {
         None => Vec::new(),
-        Some((frequency, alloc)) => {
-            let settings = AgentSettings { frequency, alloc, ..AgentSettings::default() };
+        Some((frequency, alloc, walk)) => {
+            let unwind = match walk {
+                Walk::Tables => Unwind::Tables,
+                Walk::FramePointers => Unwind::FramePointers,
+            };
+            let settings = AgentSettings { frequency, alloc, unwind, ..AgentSettings::default() };
             runner::agent_env(&settings, &setup.out.path().join("bench.raw"), &setup.agent)
         }
     }
@@ -115,7 +133,7 @@ fn main() {
         let Some(base) = mean_ns(&group, "unprofiled") else { continue };
         for (name, _) in CONFIGS.iter().skip(1) {
             if let Some(m) = mean_ns(&group, name) {
-                println!("  {bin:<12} {name:<38} {:.3}x", m / base);
+                println!("  {bin:<12} {name:<46} {:.3}x", m / base);
             }
         }
     }

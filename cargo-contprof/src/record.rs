@@ -299,6 +299,7 @@ fn store_run(
         alloc_interval: (rec.settings.alloc == contprof::format::AllocMode::Sampled)
             .then_some(rec.settings.alloc_interval),
         runs: rec.runs,
+        unwind: rec.settings.unwind.name().to_owned(),
     };
     new.tags = rec.tags.iter().cloned().collect();
     let merged: Vec<&Profile> = summary.groups.iter().filter_map(|g| g.merged.as_ref()).collect();

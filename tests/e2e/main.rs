@@ -11,5 +11,6 @@ mod readers;
 mod run;
 mod store;
 mod suite;
+mod unwind;
 mod util;
 mod viewer;

@@ -5,7 +5,11 @@ use cargo_contprof::profile::{CostView, Profile};
 use crate::util::{describe, expectation, leaf_share, read_profile, run_fixture, share};
 
 /// Runs a fixture and checks every share its expectation declares; returns the merged profile.
-fn check_fixture(bin: &str, extra: &[&str], env: &[(&str, &str)]) -> (Profile, crate::util::Finished) {
+pub(crate) fn check_fixture(
+    bin: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Profile, crate::util::Finished) {
     let out = tempfile::tempdir().unwrap();
     let finished = run_fixture(bin, out.path(), extra, env);
     let expected = expectation(bin);

@@ -2,8 +2,10 @@
 //!
 //! The profile is defined on the command line (`--config profile.contprof.*`), inheriting from
 //! `release` and adding line-table debug info, so the user's `Cargo.toml` is never touched and the
-//! output lands in its own directory (`target/contprof/`) without disturbing release builds. Frame
-//! pointers are forced with `-C force-frame-pointers=yes`, appended to the user's own flags.
+//! output lands in its own directory (`target/contprof/`) without disturbing release builds. With
+//! `--unwind frame-pointers`, frame pointers are forced with `-C force-frame-pointers=yes`,
+//! appended to the user's own flags; by default the agent walks unwind tables and the release
+//! flags are kept.
 
 use std::ffi::OsString;
 use std::io::BufReader;
@@ -28,6 +30,8 @@ pub struct BuildOptions<'a> {
     pub cargo: &'a CargoArgs,
     /// Targets to build (all of one kind family).
     pub targets: &'a [Selected],
+    /// Force frame pointers (`--unwind frame-pointers`).
+    pub frame_pointers: bool,
 }
 
 /// A built executable for one selected target.
@@ -97,7 +101,9 @@ fn cargo_command(opts: &BuildOptions<'_>, shell: &Shell) -> Command {
             kind => cmd.arg(format!("--{}", kind.as_str())).arg(&t.name),
         };
     }
-    add_frame_pointer_flag(&mut cmd);
+    if opts.frame_pointers {
+        add_frame_pointer_flag(&mut cmd);
+    }
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
     cmd
 }

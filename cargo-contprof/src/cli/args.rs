@@ -328,6 +328,12 @@ pub struct SamplingArgs {
     /// Run the workload N times (a comparison needs repeated runs).
     #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Profiling")]
     pub runs: u32,
+    /// How stacks are walked: `tables` reads each object's unwind tables, so stacks go through C
+    /// libraries and code without frame pointers and the workload keeps cargo's release flags;
+    /// `frame-pointers` builds with `-C force-frame-pointers=yes` and walks those only (callers
+    /// of C code are lost; cheaper per stack with `--alloc exact`).
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = crate::runner::Unwind::Tables, help_heading = "Profiling")]
+    pub unwind: crate::runner::Unwind,
 }
 
 /// Where results go.
@@ -545,6 +551,9 @@ pub struct CheckArgs {
     /// Mean bytes between allocation samples (`--alloc sampled`).
     #[arg(long, value_name = "BYTES", default_value = "512K", help_heading = "Profiling")]
     pub alloc_interval: String,
+    /// How stacks are walked (see `run --help`).
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = crate::runner::Unwind::Tables, help_heading = "Profiling")]
+    pub unwind: crate::runner::Unwind,
     /// Baseline revision [default: merge-base with the default branch, or nearest ancestor with runs].
     #[arg(long, value_name = "REV")]
     pub base: Option<String>,

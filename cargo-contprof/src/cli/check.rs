@@ -175,6 +175,7 @@ pub(super) fn record(
         alloc: args.alloc,
         alloc_interval: args.alloc_interval.clone(),
         runs,
+        unwind: args.unwind,
     };
     let output = OutputArgs {
         output_dir: None,

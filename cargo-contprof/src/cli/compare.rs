@@ -343,6 +343,12 @@ fn settings_mismatch(base: &Settings, head: &Settings) -> Option<String> {
     if base.alloc_mode != head.alloc_mode {
         return Some(format!("base recorded allocations `{}`, head `{}`", base.alloc_mode, head.alloc_mode));
     }
+    if base.unwind != head.unwind {
+        return Some(format!(
+            "base walked stacks with `{}`, head with `{}` (--unwind; frame pointers change the code)",
+            base.unwind, head.unwind
+        ));
+    }
     if base.alloc_mode == "sampled" && base.alloc_interval != head.alloc_interval {
         let show = |i: Option<u64>| i.map_or("?".to_owned(), |i| i.to_string());
         return Some(format!(

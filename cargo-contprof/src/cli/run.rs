@@ -45,7 +45,9 @@ pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
     shell
         .status("Building", format_args!("{} with the `{}` profile", target.describe(), cargo::PROFILE_NAME));
     let targets = [target.clone()];
-    let artifacts = cargo::build(&BuildOptions { cargo: &cargo_args, targets: &targets }, shell)?;
+    let frame_pointers = agent_settings.unwind == runner::Unwind::FramePointers;
+    let artifacts =
+        cargo::build(&BuildOptions { cargo: &cargo_args, targets: &targets, frame_pointers }, shell)?;
     let Some(artifact) = artifacts.into_iter().next() else {
         return Err(Error::NoArtifact { target: target.describe() });
     };
@@ -151,7 +153,11 @@ fn describe_settings(s: &runner::AgentSettings) -> String {
         contprof::format::AllocMode::Exact => "every allocation".to_owned(),
         contprof::format::AllocMode::Sampled => format!("allocations every ~{} KiB", s.alloc_interval / 1024),
     };
-    format!("{cpu}, {alloc}")
+    let walk = match s.unwind {
+        runner::Unwind::Tables => "",
+        runner::Unwind::FramePointers => ", frame pointers only",
+    };
+    format!("{cpu}, {alloc}{walk}")
 }
 
 /// `<target-dir>/contprof/latest/<group>`, with the group's `/` kept as a directory level.

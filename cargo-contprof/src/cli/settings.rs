@@ -82,9 +82,11 @@ pub fn sampling(a: &SamplingArgs, workspace: &crate::cargo::Workspace) -> Result
     }
     if engine == Engine::Instructions {
         crate::runner::callgrind::find_valgrind()?;
-        return Ok((AgentSettings { engine, frequency: 0, alloc: AllocMode::Exact, alloc_interval }, a.runs));
+        let settings =
+            AgentSettings { engine, frequency: 0, alloc: AllocMode::Exact, alloc_interval, unwind: a.unwind };
+        return Ok((settings, a.runs));
     }
-    Ok((AgentSettings { engine, frequency: a.frequency, alloc, alloc_interval }, a.runs))
+    Ok((AgentSettings { engine, frequency: a.frequency, alloc, alloc_interval, unwind: a.unwind }, a.runs))
 }
 
 /// Parses `KEY=VALUE` tags.

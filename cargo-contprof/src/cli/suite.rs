@@ -99,7 +99,9 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
         "Building",
         format_args!("{} {} target(s) with the `{}` profile", targets.len(), noun(mode), cargo::PROFILE_NAME),
     );
-    let artifacts = cargo::build(&BuildOptions { cargo: &cargo_args, targets: &targets }, shell)?;
+    let frame_pointers = agent_settings.unwind == crate::runner::Unwind::FramePointers;
+    let artifacts =
+        cargo::build(&BuildOptions { cargo: &cargo_args, targets: &targets, frame_pointers }, shell)?;
     let agent_lib = runner::agent::install(&workspace.target_dir().join("contprof").join("agent"))?;
 
     let filters: Vec<String> = args.filter.iter().cloned().collect();

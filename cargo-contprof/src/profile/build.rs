@@ -65,6 +65,7 @@ struct Symbols<'a> {
     /// called there, not what was inlined into its first instruction); `None` inside the agent.
     entry_locations: FastMap<u64, Option<u64>>,
     agent_location: Option<u64>,
+    truncated_location: Option<u64>,
 }
 
 impl Symbols<'_> {
@@ -136,6 +137,14 @@ impl Symbols<'_> {
         loc
     }
 
+    /// The root frame of a stack the agent could not walk to its end.
+    fn truncated_location(&mut self, w: &mut ProfileWriter) -> u64 {
+        *self.truncated_location.get_or_insert_with(|| {
+            let f = w.function(TRUNCATED_STACK_FRAME, TRUNCATED_STACK_FRAME, "", 0);
+            w.location(0, 0, vec![Line { function_id: f, line: 0, column: 0 }])
+        })
+    }
+
     fn agent_location(&mut self, w: &mut ProfileWriter) -> u64 {
         *self.agent_location.get_or_insert_with(|| {
             let f = w.function(AGENT_FRAME, AGENT_FRAME, "", 0);
@@ -148,6 +157,10 @@ impl Symbols<'_> {
         let mut out = Vec::with_capacity(frames.len());
         let mut in_agent_run = false;
         for (i, &addr) in frames.iter().enumerate() {
+            if addr == contprof::format::TRUNCATED_FRAME && i > 0 {
+                out.push(self.truncated_location(w));
+                continue;
+            }
             let ak = if i == 0 && kind == StackKind::Cpu { AddressKind::Exact } else { AddressKind::Return };
             match self.location(w, addr, ak) {
                 Some(l) => {
@@ -168,6 +181,10 @@ impl Symbols<'_> {
 /// The outermost frame of instruction counts whose call path callgrind's call graph could not
 /// give (indirect recursion, paths too thin or too deep to expand; see [`crate::callgrind`]).
 pub const DETACHED_FRAME: &str = "[call path not recorded]";
+
+/// The outermost frame of a stack the agent could not walk to its root (see
+/// [`contprof::format::TRUNCATED_FRAME`]): what is above it is unknown.
+pub const TRUNCATED_STACK_FRAME: &str = "[truncated stack]";
 
 /// The frame under which system time recorded apart from the samples ([`Record::KernelTime`]) is
 /// shown, on the stack of the sample taken right after it.
@@ -329,6 +346,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         locations: FastMap::default(),
         entry_locations: FastMap::default(),
         agent_location: None,
+        truncated_location: None,
     };
     // pprof takes the first mapping as the main binary.
     let main = sym.maps.main_executable().map(str::to_owned);

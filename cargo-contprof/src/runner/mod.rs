@@ -44,6 +44,29 @@ impl Engine {
     }
 }
 
+/// How stacks are walked, and so how the workload is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unwind {
+    /// The objects' unwind tables (`.eh_frame`): stacks pass through C libraries and code built
+    /// without frame pointers, so the workload is built with cargo's release flags.
+    #[default]
+    Tables,
+    /// Frame pointers only: the workload is built with `-C force-frame-pointers=yes`; callers of
+    /// C code without frame pointers are lost. Cheaper per stack (see the README).
+    FramePointers,
+}
+
+impl Unwind {
+    /// The name stored in a run's settings and given to the agent (`CONTPROF_UNWIND`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Unwind::Tables => "tables",
+            Unwind::FramePointers => "frame-pointers",
+        }
+    }
+}
+
 /// Settings handed to the agent through its environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AgentSettings {
@@ -56,6 +79,8 @@ pub struct AgentSettings {
     pub alloc: AllocMode,
     /// Mean bytes between allocation samples in sampled mode.
     pub alloc_interval: u64,
+    /// How stacks are walked.
+    pub unwind: Unwind,
 }
 
 impl Default for AgentSettings {
@@ -65,6 +90,7 @@ impl Default for AgentSettings {
             frequency: DEFAULT_FREQUENCY,
             alloc: AllocMode::Sampled,
             alloc_interval: DEFAULT_ALLOC_INTERVAL,
+            unwind: Unwind::Tables,
         }
     }
 }
@@ -209,6 +235,7 @@ pub fn agent_env(settings: &AgentSettings, raw_path: &Path, agent_lib: &Path) ->
         ("CONTPROF_ALLOC".into(), alloc.into()),
         ("CONTPROF_ALLOC_INTERVAL".into(), settings.alloc_interval.to_string().into()),
         ("CONTPROF_PERF".into(), use_perf.into()),
+        ("CONTPROF_UNWIND".into(), settings.unwind.name().into()),
     ]
 }
 

@@ -93,6 +93,14 @@ pub struct Settings {
     pub alloc_interval: Option<u64>,
     /// Repetitions of each workload.
     pub runs: u32,
+    /// How stacks were walked (`tables`, or `frame-pointers` with frame pointers forced in the
+    /// build, which changes the code). Runs stored before the tables existed used frame pointers.
+    #[serde(default = "frame_pointers")]
+    pub unwind: String,
+}
+
+fn frame_pointers() -> String {
+    "frame-pointers".to_owned()
 }
 
 /// One stored profile (gzipped pprof) of a run.

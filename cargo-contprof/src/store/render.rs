@@ -67,8 +67,8 @@ pub fn render_show(meta: &RunMetadata, out: &mut impl Write) -> io::Result<()> {
     let interval = s.alloc_interval.map(|i| format!(" every {i} B")).unwrap_or_default();
     writeln!(
         out,
-        "settings  engine={} frequency={} Hz alloc={}{} runs={}",
-        s.engine, s.frequency_hz, s.alloc_mode, interval, s.runs
+        "settings  engine={} frequency={} Hz alloc={}{} runs={} unwind={}",
+        s.engine, s.frequency_hz, s.alloc_mode, interval, s.runs, s.unwind
     )?;
     for (k, v) in &meta.tags {
         writeln!(out, "tag       {k}={v}")?;

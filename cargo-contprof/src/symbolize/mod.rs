@@ -213,6 +213,23 @@ impl Symbolizer {
             }),
             _ => {}
         }
+        if frames.is_empty()
+            && let Some(function) = binary.enclosing_function(vaddr)
+        {
+            let name = if function.starts_with("0x") {
+                format!("{}+{function}", entry.short_name())
+            } else {
+                function
+            };
+            frames.push(Frame {
+                function: name.clone(),
+                system_name: name,
+                file: None,
+                line: 0,
+                column: 0,
+                source: FrameSource::Symbol,
+            });
+        }
         let name = format!("{}+{vaddr:#x}", entry.short_name());
         for f in frames.iter_mut().filter(|f| f.function.is_empty()) {
             f.function = name.clone();

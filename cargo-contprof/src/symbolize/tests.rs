@@ -158,3 +158,52 @@ fn fully_stripped_binary_degrades_to_module_offset() {
     assert!(r.frames[0].function.starts_with("stripped-bin+0x"), "{r:?}");
     assert!(s.take_warnings().iter().any(|w| w.contains("stripped-bin")));
 }
+
+/// The system's zlib: stripped, its internal functions (`deflate_slow`, `longest_match`) in no
+/// symbol table. Skipped where it is missing.
+const STRIPPED: &str = "/usr/lib/x86_64-linux-gnu/libz.so.1";
+
+#[test]
+fn a_stripped_librarys_code_is_named_per_function_from_its_unwind_tables() {
+    let Ok(b) = binary::Binary::open(Path::new(STRIPPED)) else {
+        eprintln!("skipping: no {STRIPPED}");
+        return;
+    };
+    assert!(!b.info.has_debug_info && b.info.has_symbols, "{:?}", b.info);
+    let functions = b.function_bounds();
+    assert!(functions.len() > 50, "{} functions in .eh_frame", functions.len());
+    let mut unnamed = 0;
+    for &(start, end) in functions {
+        let name = b.enclosing_function(start).expect("a name");
+        // One name for the whole function, different from its neighbours'.
+        assert_eq!(b.enclosing_function(end - 1).as_deref(), Some(name.as_str()), "{start:#x}..{end:#x}");
+        unnamed += usize::from(name.contains('+'));
+    }
+    // Internal functions take the nearest symbol before them plus their offset.
+    assert!(unnamed > 0, "every function had a symbol of its own");
+    let names: std::collections::HashSet<String> =
+        functions.iter().filter_map(|&(s, _)| b.enclosing_function(s)).collect();
+    assert_eq!(names.len(), functions.len(), "two functions share a name");
+}
+
+#[test]
+fn a_separate_debug_file_named_by_gnu_debuglink_is_used() {
+    // This test binary, its DWARF moved to `<name>.debug` next to a stripped copy that links it.
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let (debug, stripped) = (dir.path().join("probe.debug"), dir.path().join("probe"));
+    let objcopy = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("objcopy").args(args).status().is_ok_and(|s| s.success())
+    };
+    if !objcopy(&["--only-keep-debug".as_ref(), exe.as_os_str(), debug.as_os_str()]) {
+        eprintln!("skipping: objcopy (binutils) is not usable");
+        return;
+    }
+    let link = format!("--add-gnu-debuglink={}", debug.display());
+    assert!(objcopy(&["--strip-debug".as_ref(), link.as_ref(), exe.as_os_str(), stripped.as_os_str()]));
+    let b = binary::Binary::open(&stripped).unwrap();
+    assert!(b.info.has_debug_info, "{:?}", b.info);
+    // A debug file that does not match the link's CRC is not taken.
+    std::fs::write(&debug, b"not the debug file").unwrap();
+    assert!(!binary::Binary::open(&stripped).unwrap().info.has_debug_info);
+}

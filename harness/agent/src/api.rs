@@ -34,6 +34,9 @@ pub struct Options {
     /// allows it); false counts user time alone and adds each thread's system time, from
     /// `getrusage`, to its next sample.
     pub perf_kernel: bool,
+    /// Whether stacks are walked with the objects' unwind tables (`.eh_frame`), which also
+    /// passes through code without frame pointers; false walks frame pointers only.
+    pub unwind_tables: bool,
 }
 
 impl Options {
@@ -46,6 +49,7 @@ impl Options {
             alloc_interval: DEFAULT_ALLOC_INTERVAL,
             allow_perf: true,
             perf_kernel: true,
+            unwind_tables: true,
         }
     }
 
@@ -70,6 +74,13 @@ impl Options {
     /// Allows or forbids the `perf_event_open` timer.
     pub fn allow_perf(mut self, allow: bool) -> Self {
         self.allow_perf = allow;
+        self
+    }
+
+    /// Walks stacks with the unwind tables (the default) or with frame pointers only (see
+    /// [`Options::unwind_tables`]).
+    pub fn unwind_tables(mut self, on: bool) -> Self {
+        self.unwind_tables = on;
         self
     }
 

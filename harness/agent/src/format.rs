@@ -45,6 +45,10 @@ pub const KIND_KERNEL_TIME: u32 = 7;
 /// Most frames recorded per stack; deeper stacks are cut at the root end.
 pub const MAX_FRAMES: usize = 128;
 
+/// The last frame of a stack that the agent could not walk to its root (an unreadable frame, code
+/// without unwind information, more than [`MAX_FRAMES`] frames): no return address is 1.
+pub const TRUNCATED_FRAME: u64 = 1;
+
 /// How the CPU timer was driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]

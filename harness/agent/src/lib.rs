@@ -37,7 +37,7 @@ pub use format::AllocMode;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod linux;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-use linux::{agent, alloc, code, sampler, sys, table, thread, timer, writer};
+use linux::{agent, alloc, cfi, code, sampler, sys, table, thread, timer, writer};
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub use linux::{alloc::Allocator, env, unwind};
 
@@ -55,7 +55,7 @@ use unsupported::agent;
 pub mod preload {
     pub use crate::linux::alloc::{Hook, forget, free_needs_hook, with_hook};
     pub use crate::linux::sampler::sample_here;
-    pub use crate::linux::unwind::frame_pointer;
+    pub use crate::linux::unwind::{Caller, caller, frame_pointer};
 
     /// Starts the agent from the `CONTPROF_*` variables and scrubs them (and `own`, the
     /// library's path, from `LD_PRELOAD`). Reports failures on stderr: a constructor has no

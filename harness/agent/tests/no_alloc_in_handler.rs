@@ -90,4 +90,18 @@ fn sample_without_allocating(perf_kernel: bool) {
     assert_eq!(direct, 0, "direct calls of the sample path allocated (perf_kernel {perf_kernel})");
     assert_eq!(total, 0, "signal-driven samples allocated (perf_kernel {perf_kernel})");
     assert!(samples >= 500 + 100, "expected the direct samples and ~300 timer samples, got {samples}");
+    // The walks used the unwind tables and reached the thread's root (`clone3`, whose table says
+    // it has no caller): hardly any ends truncated, and each holds the test harness's frames.
+    let stacks: Vec<&[u64]> = file
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::CpuSample { tid: t, frames } if *t == tid => Some(frames.as_slice()),
+            _ => None,
+        })
+        .collect();
+    let truncated = stacks.iter().filter(|f| f.last() == Some(&contprof::format::TRUNCATED_FRAME)).count();
+    assert!(truncated * 20 <= stacks.len(), "{truncated} of {} stacks truncated", stacks.len());
+    let shallow = stacks.iter().filter(|f| f.len() < 8).count();
+    assert!(shallow * 20 <= stacks.len(), "{shallow} of {} stacks under 8 frames", stacks.len());
 }

@@ -5,7 +5,7 @@
 
 use core::ffi::c_void;
 
-use contprof::preload::{forget, frame_pointer, free_needs_hook, with_hook};
+use contprof::preload::{Caller, caller, forget, free_needs_hook, with_hook};
 
 unsafe extern "C" {
     fn __libc_malloc(size: usize) -> *mut c_void;
@@ -17,10 +17,10 @@ unsafe extern "C" {
     fn __libc_pvalloc(size: usize) -> *mut c_void;
 }
 
-/// Runs `alloc` and records its result as an allocation of `size` bytes made by the caller
-/// whose frame pointer is `fp`.
+/// Runs `alloc` and records its result as an allocation of `size` bytes made by the caller of
+/// the hook `fp` (see [`caller`]).
 #[inline(always)]
-fn recorded(fp: usize, size: usize, alloc: impl FnOnce() -> *mut c_void) -> *mut c_void {
+fn recorded(fp: Caller, size: usize, alloc: impl FnOnce() -> *mut c_void) -> *mut c_void {
     with_hook(|hook| {
         if let Some(h) = hook {
             h.enter(fp);
@@ -51,7 +51,7 @@ fn release(ptr: *mut c_void) {
 /// The contract of `malloc(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    let fp = frame_pointer();
+    let fp = caller();
     // SAFETY: forwarded.
     recorded(fp, size, || unsafe { __libc_malloc(size) })
 }
@@ -62,7 +62,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 /// The contract of `calloc(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-    let fp = frame_pointer();
+    let fp = caller();
     // SAFETY: forwarded (glibc checks the multiplication for overflow).
     recorded(fp, n.saturating_mul(size), || unsafe { __libc_calloc(n, size) })
 }
@@ -73,7 +73,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 /// The contract of `realloc(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-    let fp = frame_pointer();
+    let fp = caller();
     release(ptr);
     // SAFETY: forwarded.
     recorded(fp, size, || unsafe { __libc_realloc(ptr, size) })
@@ -85,7 +85,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
 /// The contract of `reallocarray(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -> *mut c_void {
-    let fp = frame_pointer();
+    let fp = caller();
     let Some(total) = n.checked_mul(size) else {
         // SAFETY: `__errno_location` returns this thread's errno.
         unsafe { *libc::__errno_location() = libc::ENOMEM };
@@ -102,7 +102,7 @@ pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -
 /// The contract of `free(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    let fp = frame_pointer();
+    let fp = caller();
     release(ptr);
     with_hook(|hook| {
         if let Some(h) = hook {
@@ -122,7 +122,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 /// The contract of `posix_memalign(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> libc::c_int {
-    let fp = frame_pointer();
+    let fp = caller();
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return libc::EINVAL;
     }
@@ -142,7 +142,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// The contract of `aligned_alloc(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    let fp = frame_pointer();
+    let fp = caller();
     // SAFETY: forwarded.
     recorded(fp, size, || unsafe { __libc_memalign(align, size) })
 }
@@ -153,7 +153,7 @@ pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void
 /// The contract of `memalign(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    let fp = frame_pointer();
+    let fp = caller();
     // SAFETY: forwarded.
     recorded(fp, size, || unsafe { __libc_memalign(align, size) })
 }
@@ -164,7 +164,7 @@ pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
 /// The contract of `valloc(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    let fp = frame_pointer();
+    let fp = caller();
     // SAFETY: forwarded.
     recorded(fp, size, || unsafe { __libc_valloc(size) })
 }
@@ -175,7 +175,7 @@ pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
 /// The contract of `pvalloc(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let fp = frame_pointer();
+    let fp = caller();
     // SAFETY: forwarded.
     recorded(fp, size, || unsafe { __libc_pvalloc(size) })
 }

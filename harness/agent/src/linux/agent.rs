@@ -115,6 +115,11 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     }
     writer::write_maps();
     crate::code::load();
+    if opts.unwind_tables {
+        crate::cfi::load();
+    } else {
+        crate::cfi::disable();
+    }
     START_NS.store(sys::clock_ns(libc::CLOCK_MONOTONIC), Ordering::Relaxed);
     PID.store(std::process::id(), Ordering::Relaxed);
     if clock != ClockKind::Off {

@@ -12,7 +12,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 pub use crate::format::AllocMode;
-use crate::format::MAX_FRAMES;
+use crate::format::{MAX_FRAMES, TRUNCATED_FRAME};
 use crate::table::STORE;
 use crate::thread::{self, BoundsSource, ThreadState};
 use crate::unwind;
@@ -88,11 +88,11 @@ pub fn free_needs_hook() -> bool {
 }
 
 impl Hook<'_> {
-    /// Marks the thread as inside the interposed function whose frame pointer is `fp`, until
-    /// [`Hook::leave`]: CPU samples taken meanwhile walk the stack from there.
+    /// Marks the thread as inside the interposed function `caller`, until [`Hook::leave`]: CPU
+    /// samples taken meanwhile walk frame pointers from there when there are no unwind tables.
     #[inline]
-    pub fn enter(&self, fp: usize) {
-        self.thread.hook_fp.store(fp, Ordering::Relaxed);
+    pub fn enter(&self, caller: unwind::Caller) {
+        self.thread.hook_fp.store(caller.fp, Ordering::Relaxed);
     }
 
     /// Ends [`Hook::enter`].
@@ -101,15 +101,16 @@ impl Hook<'_> {
         self.thread.hook_fp.store(0, Ordering::Relaxed);
     }
 
-    /// Records an allocation of `size` bytes at `ptr`. `fp` is the frame pointer of the hooked
-    /// function (from [`unwind::frame_pointer`] in its body), so the first frame is the
-    /// return address into its caller.
+    /// Records an allocation of `size` bytes at `ptr`. `caller` is the hooked function (from
+    /// [`unwind::caller`] in its body), so the first frame is the return address into its caller:
+    /// the walk uses the unwind tables from here and drops the frames below `caller` (the agent's
+    /// own), or without tables walks frame pointers from `caller`.
     ///
     /// Never inlined: the instructions engine names it to callgrind (`--toggle-collect`, see
     /// [`crate::env::CALLGRIND_UNCOUNTED`]) so that the agent's bookkeeping is not counted as the
     /// workload's instructions.
     #[inline(never)]
-    pub fn on_alloc(&self, ptr: *mut u8, size: usize, fp: usize) {
+    pub fn on_alloc(&self, ptr: *mut u8, size: usize, caller: unwind::Caller) {
         let t = self.thread;
         if mode() == AllocMode::Exact {
             // Every call at once: exact totals must match the stacks.
@@ -151,9 +152,16 @@ impl Hook<'_> {
             },
         };
         let mut frames = [0u64; MAX_FRAMES];
-        let sp = unwind::stack_pointer();
+        let (pc, sp, fp) = unwind::registers();
         let n = match t.bounds(sp) {
-            Some(b) => unwind::walk(fp, sp, b, &mut frames),
+            Some(b) => match crate::cfi::walk(pc, sp, fp, b, caller.sp, &mut frames[..MAX_FRAMES - 1]) {
+                Some(w) if w.truncated => {
+                    frames[w.frames] = TRUNCATED_FRAME;
+                    w.frames + 1
+                }
+                Some(w) => w.frames,
+                None => unwind::walk(caller.fp, sp, b, &mut frames),
+            },
             None => 0,
         };
         STORE.record(&frames[..n], count, bytes, ptr as usize);
@@ -252,7 +260,7 @@ impl<A> Allocator<A> {
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let fp = unwind::frame_pointer();
+        let fp = unwind::caller();
         with_hook(|hook| {
             // SAFETY: forwarded with the caller's layout (the caller upholds `alloc`'s contract).
             let p = unsafe { self.inner.alloc(layout) };
@@ -265,7 +273,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let fp = unwind::frame_pointer();
+        let fp = unwind::caller();
         with_hook(|hook| {
             // SAFETY: as in `alloc`.
             let p = unsafe { self.inner.alloc_zeroed(layout) };
@@ -287,7 +295,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
 
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let fp = unwind::frame_pointer();
+        let fp = unwind::caller();
         with_hook(|hook| {
             if hook.is_some() {
                 // Before the call: once freed, `ptr` may be handed to another thread. (Inside the

@@ -34,6 +34,9 @@ pub const CALLGRIND_UNCOUNTED: &[&str] = &[
     "contprof::linux::agent::on_thread_start",
     "contprof::linux::agent::finish",
 ];
+/// How stacks are walked: `tables` (the default: the objects' `.eh_frame` unwind tables, through
+/// code without frame pointers) or `frame-pointers`.
+pub const UNWIND: &str = "CONTPROF_UNWIND";
 /// `0`: the perf timer counts user time only, even where kernel time could be counted (system
 /// time then comes from `getrusage` per sample).
 pub const PERF_KERNEL: &str = "CONTPROF_PERF_KERNEL";
@@ -71,6 +74,17 @@ impl Options {
             .alloc_interval(number(ALLOC_INTERVAL, DEFAULT_ALLOC_INTERVAL, "a number of bytes")?);
         o.allow_perf = number(PERF, 1u8, "0 or 1")? != 0;
         o.perf_kernel = number(PERF_KERNEL, 1u8, "0 or 1")? != 0;
+        o.unwind_tables = match var(UNWIND).as_deref().map(str::trim) {
+            None | Some("tables") => true,
+            Some("frame-pointers") => false,
+            Some(other) => {
+                return Err(Error::InvalidEnv {
+                    var: UNWIND,
+                    value: other.into(),
+                    expected: "tables or frame-pointers",
+                });
+            }
+        };
         Ok(Some(o))
     }
 }

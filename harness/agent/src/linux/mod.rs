@@ -2,6 +2,11 @@
 
 pub(crate) mod agent;
 pub(crate) mod alloc;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod cfi;
+#[cfg(not(target_arch = "x86_64"))]
+#[path = "cfi_none.rs"]
+pub(crate) mod cfi;
 pub(crate) mod code;
 pub mod env;
 pub(crate) mod sampler;

@@ -11,10 +11,10 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use crate::format::{ClockKind, KIND_CPU_SAMPLE, KIND_KERNEL_TIME, MAX_FRAMES};
+use crate::format::{ClockKind, KIND_CPU_SAMPLE, KIND_KERNEL_TIME, MAX_FRAMES, TRUNCATED_FRAME};
 use crate::thread::{self, ThreadState};
 use crate::unwind::{self, Regs};
-use crate::{sys, writer};
+use crate::{cfi, sys, writer};
 
 /// Whether samples are recorded (false before start, after stop, and in forked children).
 static CPU_ON: AtomicBool = AtomicBool::new(false);
@@ -89,33 +89,10 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
     }
     let mut buf = [0u64; 2 + MAX_FRAMES + 3];
     buf[2] = regs.pc as u64;
-    // Inside glibc's allocator (no frame pointers, `rbp` used as a register) the walk resumes at
-    // the interposed function's frame: its return address is the allocating caller.
-    let hook_fp = t.hook_fp.load(Ordering::Relaxed);
-    let fp = if hook_fp != 0 { hook_fp } else { regs.fp };
-    let walked = match t.bounds(regs.sp) {
-        Some(b) => unwind::walk(fp, regs.sp, b, &mut buf[3..]),
-        None => 0,
+    let frames = match t.bounds(regs.sp).and_then(|b| walk_tables(regs, b, &mut buf[3..2 + MAX_FRAMES])) {
+        Some(n) => 1 + n,
+        None => 1 + walk_frame_pointers(t, regs, &mut buf[3..2 + MAX_FRAMES]),
     };
-    let mut frames = 1 + walked;
-    // A leaf outside the main executable (glibc's `memcpy`, `memset`...) has no frame pointer:
-    // the walk began at its caller's caller. The caller's return address is the word at the stack
-    // pointer when it points into code (see `code`).
-    if hook_fp == 0
-        && !crate::code::in_main_executable(regs.pc)
-        && let Some(b) = t.bounds(regs.sp)
-        && b.contains(regs.sp)
-        && regs.sp.checked_add(8).is_some_and(|end| end <= b.hi)
-    {
-        // SAFETY: `[sp, sp + 8)` lies inside this thread's live stack (checked above).
-        let ret = unsafe { core::ptr::read_volatile(regs.sp as *const usize) };
-        if crate::code::is_code(ret) && (walked == 0 || buf[3] != ret as u64) {
-            let keep = walked.min(MAX_FRAMES - 2);
-            buf.copy_within(3..3 + keep, 4);
-            buf[3] = ret as u64;
-            frames = 2 + keep;
-        }
-    }
     buf[0] = writer::pair(KIND_CPU_SAMPLE, (8 + frames * 8) as u32);
     buf[1] = writer::pair(tid, frames as u32);
     let mut len = 2 + frames;
@@ -134,6 +111,48 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
     } else {
         DROPPED.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Walks the unwind tables from `regs` (see [`cfi`]): the return addresses, then
+/// [`TRUNCATED_FRAME`] when the walk stopped short of the root. `None` when they are not loaded or
+/// no cache is free.
+fn walk_tables(regs: Regs, bounds: unwind::Bounds, out: &mut [u64]) -> Option<usize> {
+    let room = out.len().checked_sub(1)?;
+    let w = cfi::walk(regs.pc, regs.sp, regs.fp, bounds, 0, &mut out[..room])?;
+    if w.truncated {
+        out[w.frames] = TRUNCATED_FRAME;
+        return Some(w.frames + 1);
+    }
+    Some(w.frames)
+}
+
+/// Walks frame pointers from `regs` into `out` (without unwind tables); returns the frames stored.
+fn walk_frame_pointers(t: &ThreadState, regs: Regs, out: &mut [u64]) -> usize {
+    // Inside glibc's allocator (no frame pointers, `rbp` used as a register) the walk resumes at
+    // the interposed function's frame: its return address is the allocating caller.
+    let hook_fp = t.hook_fp.load(Ordering::Relaxed);
+    let fp = if hook_fp != 0 { hook_fp } else { regs.fp };
+    let Some(b) = t.bounds(regs.sp) else { return 0 };
+    let walked = unwind::walk(fp, regs.sp, b, out);
+    // A leaf outside the main executable (glibc's `memcpy`, `memset`...) has no frame pointer:
+    // the walk began at its caller's caller. The caller's return address is the word at the stack
+    // pointer when it points into code (see `code`).
+    if hook_fp == 0
+        && !crate::code::in_main_executable(regs.pc)
+        && b.contains(regs.sp)
+        && regs.sp.checked_add(8).is_some_and(|end| end <= b.hi)
+        && !out.is_empty()
+    {
+        // SAFETY: `[sp, sp + 8)` lies inside this thread's live stack (checked above).
+        let ret = unsafe { core::ptr::read_volatile(regs.sp as *const usize) };
+        if crate::code::is_code(ret) && (walked == 0 || out[0] != ret as u64) {
+            let keep = walked.min(out.len() - 1);
+            out.copy_within(0..keep, 1);
+            out[0] = ret as u64;
+            return 1 + keep;
+        }
+    }
+    walked
 }
 
 /// The calling thread's system time since its previous sample (`None` on the first, or when it

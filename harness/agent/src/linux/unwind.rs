@@ -80,6 +80,49 @@ pub fn frame_pointer() -> usize {
     fp
 }
 
+/// Where an interposed function (an allocation hook) stands: its frame and stack pointers, read
+/// in its body by [`caller`]. Stack walks from inside the hook keep what is above it: its caller
+/// and the caller's callers.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// The hook's frame pointer (with frame pointers, `*(fp + 8)` is its return address).
+    pub fp: usize,
+    /// The hook's stack pointer: frames of its callees lie at or below it.
+    pub sp: usize,
+}
+
+/// The [`Caller`] of the function this is inlined into.
+#[inline(always)]
+pub fn caller() -> Caller {
+    Caller { fp: frame_pointer(), sp: stack_pointer() }
+}
+
+/// The instruction pointer, stack pointer and frame pointer at the point where this is inlined,
+/// read together, so that they describe one context to unwind from.
+#[inline(always)]
+pub fn registers() -> (usize, usize, usize) {
+    let (pc, sp, fp): (usize, usize, usize);
+    // SAFETY: reads registers, touches no memory.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!(
+            "lea {pc}, [rip]", "mov {sp}, rsp", "mov {fp}, rbp",
+            pc = out(reg) pc, sp = out(reg) sp, fp = out(reg) fp,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    // SAFETY: reads registers, touches no memory.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!(
+            "adr {pc}, .", "mov {sp}, sp", "mov {fp}, x29",
+            pc = out(reg) pc, sp = out(reg) sp, fp = out(reg) fp,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+    (pc, sp, fp)
+}
+
 /// The current stack pointer.
 #[inline(always)]
 pub fn stack_pointer() -> usize {

@@ -1,0 +1,315 @@
+//! Unwinding from the unwind tables (`.eh_frame`, indexed by `.eh_frame_hdr`) that every ELF
+//! object on Linux ships, for code built without frame pointers: C libraries (zlib, OpenSSL,
+//! glibc), assembly, and Rust built with cargo's default release flags.
+//!
+//! Owns the module list, the unwinder caches and the walk. The work is split so that the signal
+//! handler neither allocates nor locks:
+//! - [`load`] (not async-signal-safe: at start) lists the loaded objects with `dl_iterate_phdr`,
+//!   hands each one's mapped `.eh_frame_hdr` and `.eh_frame` to `framehop` (which reads them in
+//!   place, no copy), preallocates a pool of caches, and publishes the unwinder through an atomic
+//!   pointer. A later [`load`] that finds new objects publishes a new unwinder; the old one is
+//!   leaked, never freed, because a handler may still be walking with it.
+//! - [`walk`] takes a cache from the pool with one compare-and-swap (none free: the caller falls
+//!   back to frame pointers) and unwinds frame by frame, each by the rule of its address: the
+//!   CFI row where there is one, the frame pointer where there is none. Every stack read is
+//!   bounds-checked against the thread's stack; the walk stops at the first frame that does not
+//!   move the stack pointer up, at the output's capacity, or at an unreadable or unknown frame,
+//!   and says whether the stack is complete.
+//!
+//! An object unloaded by `dlclose` while sampling would leave its tables unmapped; Rust programs
+//! rarely unload libraries, and the agent does not hook `dlclose`.
+
+use core::cell::UnsafeCell;
+use core::ops::Range;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+
+use framehop::{
+    CacheNative, ExplicitModuleSectionInfo, FrameAddress, Module, MustNotAllocateDuringUnwind,
+    UnwindRegsNative, Unwinder as _, UnwinderNative,
+};
+
+use crate::unwind::Bounds;
+
+type Unwinder = UnwinderNative<&'static [u8], MustNotAllocateDuringUnwind>;
+type Cache = CacheNative<MustNotAllocateDuringUnwind>;
+
+/// The published unwinder; null until [`load`] ran.
+static UNWINDER: AtomicPtr<Unwinder> = AtomicPtr::new(core::ptr::null_mut());
+/// Whether walks use the tables (set by [`load`], cleared by [`disable`]).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+/// Objects in the published unwinder (a later [`load`] republishes only when this changed).
+static OBJECTS: AtomicUsize = AtomicUsize::new(0);
+
+/// Caches for walks in progress at once (signal handlers on several threads, allocation hooks).
+/// A walk that finds none free uses frame pointers.
+const POOL: usize = 16;
+
+struct Slot {
+    busy: AtomicBool,
+    cache: UnsafeCell<Option<Box<Cache>>>,
+}
+
+// SAFETY: `cache` is only touched by the holder of `busy` (taken with a compare-and-swap), or by
+// `load` before the slot is first published as filled.
+unsafe impl Sync for Slot {}
+
+static CACHES: [Slot; POOL] =
+    [const { Slot { busy: AtomicBool::new(false), cache: UnsafeCell::new(None) } }; POOL];
+
+/// How a walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Walked {
+    /// Return addresses stored.
+    pub frames: usize,
+    /// The walk did not reach the stack's root (an unreadable frame, no unwind rule, the
+    /// output's capacity).
+    pub truncated: bool,
+}
+
+/// Lists the loaded objects and publishes an unwinder for them (see the module docs). Not
+/// async-signal-safe; call at start. Cheap when nothing new was loaded.
+pub(crate) fn load() {
+    for slot in &CACHES {
+        if !slot.busy.swap(true, Ordering::Acquire) {
+            // SAFETY: this thread holds `busy`.
+            let cache = unsafe { &mut *slot.cache.get() };
+            if cache.is_none() {
+                *cache = Some(Box::new(Cache::new_in()));
+            }
+            slot.busy.store(false, Ordering::Release);
+        }
+    }
+    let mut modules: Vec<Module<&'static [u8]>> = Vec::new();
+    // SAFETY: the callback only reads the program headers it is given and pushes onto `modules`.
+    unsafe { libc::dl_iterate_phdr(Some(add_object), (&raw mut modules).cast()) };
+    if modules.len() == OBJECTS.load(Ordering::Relaxed) && !UNWINDER.load(Ordering::Acquire).is_null() {
+        ENABLED.store(true, Ordering::Release);
+        return;
+    }
+    let count = modules.len();
+    let mut unwinder = Unwinder::new();
+    for m in modules {
+        unwinder.add_module(m);
+    }
+    UNWINDER.store(Box::into_raw(Box::new(unwinder)), Ordering::Release);
+    OBJECTS.store(count, Ordering::Relaxed);
+    ENABLED.store(true, Ordering::Release);
+}
+
+/// Turns the tables off: walks use frame pointers until the next [`load`].
+pub(crate) fn disable() {
+    ENABLED.store(false, Ordering::Release);
+}
+
+/// Whether [`load`] published an unwinder. Async-signal-safe.
+#[cfg(test)]
+pub(crate) fn ready() -> bool {
+    !UNWINDER.load(Ordering::Acquire).is_null() && ENABLED.load(Ordering::Acquire)
+}
+
+/// The `dl_iterate_phdr` callback: one module per object with an `.eh_frame_hdr`.
+unsafe extern "C" fn add_object(
+    info: *mut libc::dl_phdr_info,
+    _size: usize,
+    data: *mut libc::c_void,
+) -> libc::c_int {
+    // SAFETY: the loader passes a valid `dl_phdr_info` and our `Vec` through `data`.
+    let (info, modules) = unsafe { (&*info, &mut *data.cast::<Vec<Module<&'static [u8]>>>()) };
+    // SAFETY: as above; the headers stay valid while the object is loaded.
+    if let Some(m) = unsafe { module(info) } {
+        modules.push(m);
+    }
+    0
+}
+
+/// The module of one loaded object, its sections read in place.
+///
+/// # Safety
+/// `info` describes an object that is loaded (as `dl_iterate_phdr` passes it).
+unsafe fn module(info: &libc::dl_phdr_info) -> Option<Module<&'static [u8]>> {
+    if info.dlpi_phdr.is_null() || info.dlpi_phnum == 0 {
+        return None;
+    }
+    // SAFETY: the loader's program headers for this object.
+    let headers = unsafe { core::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) };
+    let bias = info.dlpi_addr;
+    let mut text: Option<Range<u64>> = None;
+    let mut hdr: Option<Range<u64>> = None;
+    for h in headers {
+        let range = h.p_vaddr..h.p_vaddr.checked_add(h.p_memsz)?;
+        match h.p_type {
+            libc::PT_LOAD if h.p_flags & libc::PF_X != 0 => {
+                text = Some(match text {
+                    Some(t) => t.start.min(range.start)..t.end.max(range.end),
+                    None => range,
+                });
+            }
+            libc::PT_GNU_EH_FRAME => hdr = Some(range),
+            _ => {}
+        }
+    }
+    let (text, hdr) = (text?, hdr?);
+    // SAFETY: PT_GNU_EH_FRAME lies in a loaded segment of this object, mapped while it is loaded.
+    let hdr_bytes: &'static [u8] = unsafe { mapped(bias, &hdr)? };
+    let bases = gimli::BaseAddresses::default().set_eh_frame_hdr(hdr.start);
+    let parsed = gimli::EhFrameHdr::new(hdr_bytes, gimli::NativeEndian).parse(&bases, 8).ok()?;
+    let eh_frame_start = match parsed.eh_frame_ptr() {
+        gimli::Pointer::Direct(a) => a,
+        gimli::Pointer::Indirect(_) => return None,
+    };
+    // `.eh_frame` has no length of its own here: it runs at most to the end of its segment.
+    let segment_end = headers
+        .iter()
+        .filter(|h| h.p_type == libc::PT_LOAD)
+        .map(|h| h.p_vaddr..h.p_vaddr.saturating_add(h.p_memsz))
+        .find(|r| r.contains(&eh_frame_start))?
+        .end;
+    let eh_frame = eh_frame_start..segment_end;
+    // SAFETY: inside a loaded segment of this object (found just above).
+    let eh_frame_bytes: &'static [u8] = unsafe { mapped(bias, &eh_frame)? };
+    let name = if info.dlpi_name.is_null() {
+        String::new()
+    } else {
+        // SAFETY: a NUL-terminated string owned by the loader.
+        unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
+    };
+    let avma = bias.checked_add(text.start)?..bias.checked_add(text.end)?;
+    let sections = ExplicitModuleSectionInfo {
+        base_svma: 0,
+        text_svma: Some(text),
+        eh_frame_svma: Some(eh_frame),
+        eh_frame: Some(eh_frame_bytes),
+        eh_frame_hdr_svma: Some(hdr),
+        eh_frame_hdr: Some(hdr_bytes),
+        ..Default::default()
+    };
+    Some(Module::new(name, avma, bias, sections))
+}
+
+/// The bytes at the object-relative addresses `range`, where the object was loaded at `bias`.
+///
+/// # Safety
+/// `range` must lie in a loaded segment of an object that stays loaded.
+unsafe fn mapped(bias: u64, range: &Range<u64>) -> Option<&'static [u8]> {
+    let start = usize::try_from(bias.checked_add(range.start)?).ok()?;
+    let len = usize::try_from(range.end.checked_sub(range.start)?).ok()?;
+    // SAFETY: the caller's contract.
+    (len > 0).then(|| unsafe { core::slice::from_raw_parts(start as *const u8, len) })
+}
+
+/// Unwinds the context `(pc, sp, fp)` of the calling thread, whose stack is `bounds`, into `out`
+/// (return addresses, innermost first; `pc` itself is not stored). Frames whose canonical frame
+/// address is at or below `skip_below` are not stored: an allocation hook passes the stack pointer
+/// of the interposed function, so that only its caller and what is above remain.
+///
+/// `None` when there is no unwinder yet or every cache is in use: the caller walks frame
+/// pointers instead. Allocation-free and lock-free: callable from a signal handler.
+pub(crate) fn walk(
+    pc: usize,
+    sp: usize,
+    fp: usize,
+    bounds: Bounds,
+    skip_below: usize,
+    out: &mut [u64],
+) -> Option<Walked> {
+    let unwinder = UNWINDER.load(Ordering::Acquire);
+    if unwinder.is_null() || !ENABLED.load(Ordering::Acquire) || !bounds.contains(sp) {
+        return None;
+    }
+    let slot = CACHES
+        .iter()
+        .find(|s| s.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok())?;
+    // SAFETY: this thread holds `busy`; published unwinders are never freed.
+    let (cache, unwinder) = unsafe { (&mut *slot.cache.get(), &*unwinder) };
+    let walked =
+        cache.as_deref_mut().map(|cache| walk_with(unwinder, cache, pc, sp, fp, bounds, skip_below, out));
+    slot.busy.store(false, Ordering::Release);
+    walked
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk_with(
+    unwinder: &Unwinder,
+    cache: &mut Cache,
+    pc: usize,
+    sp: usize,
+    fp: usize,
+    bounds: Bounds,
+    skip_below: usize,
+    out: &mut [u64],
+) -> Walked {
+    let lo = bounds.lo.max(sp);
+    let mut read = |addr: u64| -> Result<u64, ()> {
+        let a = usize::try_from(addr).map_err(|_| ())?;
+        if a < lo || a.checked_add(8).is_none_or(|end| end > bounds.hi) || !a.is_multiple_of(8) {
+            return Err(());
+        }
+        // SAFETY: `[a, a + 8)` lies inside the live part of this thread's stack (checked above),
+        // which is mapped; volatile because the interrupted code may be writing it.
+        Ok(unsafe { core::ptr::read_volatile(a as *const u64) })
+    };
+    let mut regs = UnwindRegsNative::new(pc as u64, sp as u64, fp as u64);
+    let mut address = FrameAddress::from_instruction_pointer(pc as u64);
+    let mut n = 0;
+    loop {
+        let before = regs.sp();
+        let ret = match unwinder.unwind_frame(address, &mut regs, cache, &mut read) {
+            Ok(Some(ret)) => ret,
+            // The root: its unwind rule says there is no caller.
+            Ok(None) => return Walked { frames: n, truncated: false },
+            Err(_) => return Walked { frames: n, truncated: true },
+        };
+        // Each frame's caller lies above it; a rule that does not move up would loop.
+        if regs.sp() <= before {
+            return Walked { frames: n, truncated: true };
+        }
+        let Some(next) = FrameAddress::from_return_address(ret) else {
+            return Walked { frames: n, truncated: false };
+        };
+        if regs.sp() as usize > skip_below {
+            if n == out.len() {
+                return Walked { frames: n, truncated: true };
+            }
+            out[n] = ret;
+            n += 1;
+        }
+        address = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn here(out: &mut [u64]) -> Option<Walked> {
+        let (pc, sp, fp) = crate::unwind::registers();
+        let (lo, hi) = crate::sys::mapping_containing(sp).expect("the stack's mapping");
+        walk(pc, sp, fp, Bounds { lo, hi }, 0, out)
+    }
+
+    #[test]
+    fn walks_the_test_threads_own_stack_to_frames_above_it() {
+        load();
+        assert!(ready());
+        let mut out = [0u64; 64];
+        let w = here(&mut out).expect("an unwinder and a free cache");
+        assert!(w.frames >= 3, "{w:?}");
+        // Every frame is a return address into loaded code.
+        crate::code::load();
+        assert!(out[..w.frames].iter().all(|&a| crate::code::is_code(a as usize)), "{:x?}", &out[..w.frames]);
+    }
+
+    #[test]
+    fn a_bad_context_stops_cleanly() {
+        load();
+        let mut out = [0u64; 64];
+        let sp = crate::unwind::stack_pointer();
+        let bounds = Bounds { lo: sp, hi: sp + 64 };
+        // A pc in no object, a frame pointer outside the stack.
+        let w = walk(0x10, sp, 0x20, bounds, 0, &mut out).expect("walked");
+        assert!(w.truncated && w.frames == 0, "{w:?}");
+        // A stack pointer outside the bounds: nothing is read.
+        assert_eq!(walk(0x10, 8, 0, bounds, 0, &mut out), None);
+    }
+}

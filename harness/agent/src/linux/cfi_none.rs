@@ -1,0 +1,30 @@
+//! Unwind-table unwinding is implemented for x86-64 only: elsewhere every walk uses frame
+//! pointers (see `cfi.rs` for the interface).
+
+use crate::unwind::Bounds;
+
+/// How a walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Walked {
+    /// Return addresses stored.
+    pub frames: usize,
+    /// The walk did not reach the stack's root.
+    pub truncated: bool,
+}
+
+/// Nothing to load.
+pub(crate) fn load() {}
+
+/// Nothing to turn off.
+pub(crate) fn disable() {}
+
+/// Never ready.
+#[cfg(test)]
+pub(crate) fn ready() -> bool {
+    false
+}
+
+/// Always `None`: the caller walks frame pointers.
+pub(crate) fn walk(_: usize, _: usize, _: usize, _: Bounds, _: usize, _: &mut [u64]) -> Option<Walked> {
+    None
+}
