@@ -98,3 +98,32 @@ fn a_user_crate_built_without_frame_pointers_keeps_its_callers() {
     let cpu = profile.total(profile.sample_type_index("cpu").unwrap());
     assert!(truncated * 50 <= cpu, "{truncated} of {cpu} ns truncated");
 }
+
+#[test]
+fn a_library_loaded_with_dlopen_keeps_its_callers() {
+    // A copy of zlib under another name, so that `dlopen` maps it anew while the workload runs:
+    // the agent learns its unwind tables then (the preload library's `dlopen`).
+    let zlib =
+        ["/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib64/libz.so.1"]
+            .into_iter()
+            .map(std::path::Path::new)
+            .find(|p| p.is_file())
+            .expect("the system's zlib (zlib1g)");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libz-loaded-later.so");
+    std::fs::copy(zlib, &copy).unwrap();
+    let (profile, f) =
+        check_fixture("c_split", &["--frequency", "999"], &[("FIXTURE_DLOPEN", copy.to_str().unwrap())]);
+    assert!(f.stderr.contains("libz-loaded-later.so"), "the copy ran: {f:?}");
+    assert!(through(&profile, "cpu", &["c_split::compress_seventy"]) > 0);
+}
+
+#[test]
+fn code_generated_at_run_time_neither_breaks_the_walk_nor_loses_its_caller() {
+    // No table describes the generated loop: the walk takes the return address at the stack
+    // pointer of that frameless leaf and goes on from its caller by the caller's tables.
+    let (profile, _) = check_fixture("jit", &["--frequency", "999"], &[]);
+    let generated = through(&profile, "cpu", &["[generated code]", "jit::run_generated", "jit::main"]);
+    let cpu = profile.total(profile.sample_type_index("cpu").unwrap());
+    assert!(generated * 4 > cpu, "{generated} of {cpu} ns in generated code under its caller");
+}

@@ -21,6 +21,9 @@ pub use maps::{MapEntry, ProcessMaps};
 /// Name given to the frames of the profiling agent itself when they end a CPU stack.
 pub const AGENT_FRAME: &str = "[contprof agent]";
 
+/// Name of code in anonymous memory, generated at run time.
+pub const GENERATED_CODE: &str = "[generated code]";
+
 /// File name fragment of the preloaded agent library.
 const AGENT_LIBRARY: &str = "libcontprof_preload";
 
@@ -121,6 +124,10 @@ impl Symbolizer {
         let in_agent = entry.path.contains(AGENT_LIBRARY);
         let frames = if entry.is_file() {
             self.resolve_in_file(entry, file_offset)
+        } else if entry.path.is_empty() {
+            // Anonymous memory: code generated at run time (a JIT, trampolines). Its addresses
+            // mean nothing from one run to the next, so it is one frame per process.
+            vec![raw_frame(GENERATED_CODE)]
         } else {
             vec![raw_frame(&format!("{}+{file_offset:#x}", entry.short_name()))]
         };

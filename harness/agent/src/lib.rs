@@ -105,4 +105,12 @@ pub mod preload {
     pub fn on_thread_start() {
         crate::agent::on_thread_start();
     }
+
+    /// After a `dlopen`: adds the unwind tables of newly loaded objects (when the agent runs and
+    /// walks tables).
+    pub fn after_dlopen() {
+        if crate::agent::running() {
+            crate::cfi::refresh();
+        }
+    }
 }

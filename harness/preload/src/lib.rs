@@ -3,12 +3,15 @@
 //! This library owns only what must live in the preloaded object: the constructor that starts
 //! the agent from the `CONTPROF_*` environment, the exported `malloc` family (forwarding to
 //! glibc's `__libc_*` entry points, never to `dlsym`, so it works before anything is
-//! initialised) and the exported `pthread_create` whose trampoline registers each new thread.
+//! initialised), the exported `pthread_create` whose trampoline registers each new thread, and the
+//! exported `dlopen`, after which the new library's unwind tables are added.
 //! Everything else is in the `contprof` crate.
 //!
 //! Build it with frame pointers (`-C force-frame-pointers=yes`): the allocation hooks start
 //! their stack walk from their own frame.
 
+#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod dl;
 #[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod hooks;
 #[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]

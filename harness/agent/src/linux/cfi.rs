@@ -7,8 +7,10 @@
 //! - [`load`] (not async-signal-safe: at start) lists the loaded objects with `dl_iterate_phdr`,
 //!   hands each one's mapped `.eh_frame_hdr` and `.eh_frame` to `framehop` (which reads them in
 //!   place, no copy), preallocates a pool of caches, and publishes the unwinder through an atomic
-//!   pointer. A later [`load`] that finds new objects publishes a new unwinder; the old one is
-//!   leaked, never freed, because a handler may still be walking with it.
+//!   pointer. A later [`load`] (the preload library's `dlopen` calls [`refresh`]) that finds new
+//!   objects publishes a new unwinder; the old one is leaked, never freed, because a handler may
+//!   still be walking with it. A program that links the agent in (no preload) does not see its
+//!   `dlopen`s: stacks through libraries it loads later fall back to frame pointers there.
 //! - [`walk`] takes a cache from the pool with one compare-and-swap (none free: the caller falls
 //!   back to frame pointers) and unwinds frame by frame, each by the rule of its address: the
 //!   CFI row where there is one, the frame pointer where there is none. Every stack read is
@@ -33,8 +35,22 @@ use crate::unwind::Bounds;
 type Unwinder = UnwinderNative<&'static [u8], MustNotAllocateDuringUnwind>;
 type Cache = CacheNative<MustNotAllocateDuringUnwind>;
 
+/// An unwinder and the code ranges of its modules, sorted.
+struct Published {
+    unwinder: Unwinder,
+    code: Vec<Range<u64>>,
+}
+
+impl Published {
+    /// Whether `addr` lies in the code of a known object.
+    fn knows(&self, addr: u64) -> bool {
+        let i = self.code.partition_point(|r| r.start <= addr);
+        i > 0 && addr < self.code[i - 1].end
+    }
+}
+
 /// The published unwinder; null until [`load`] ran.
-static UNWINDER: AtomicPtr<Unwinder> = AtomicPtr::new(core::ptr::null_mut());
+static UNWINDER: AtomicPtr<Published> = AtomicPtr::new(core::ptr::null_mut());
 /// Whether walks use the tables (set by [`load`], cleared by [`disable`]).
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Objects in the published unwinder (a later [`load`] republishes only when this changed).
@@ -88,12 +104,21 @@ pub(crate) fn load() {
     }
     let count = modules.len();
     let mut unwinder = Unwinder::new();
+    let mut code: Vec<Range<u64>> = modules.iter().map(Module::avma_range).collect();
+    code.sort_unstable_by_key(|r| r.start);
     for m in modules {
         unwinder.add_module(m);
     }
-    UNWINDER.store(Box::into_raw(Box::new(unwinder)), Ordering::Release);
+    UNWINDER.store(Box::into_raw(Box::new(Published { unwinder, code })), Ordering::Release);
     OBJECTS.store(count, Ordering::Relaxed);
     ENABLED.store(true, Ordering::Release);
+}
+
+/// [`load`] again when the tables are in use (after a `dlopen`): objects loaded since are added.
+pub(crate) fn refresh() {
+    if ENABLED.load(Ordering::Acquire) {
+        load();
+    }
 }
 
 /// Turns the tables off: walks use frame pointers until the next [`load`].
@@ -229,7 +254,7 @@ pub(crate) fn walk(
 
 #[allow(clippy::too_many_arguments)]
 fn walk_with(
-    unwinder: &Unwinder,
+    published: &Published,
     cache: &mut Cache,
     pc: usize,
     sp: usize,
@@ -248,9 +273,26 @@ fn walk_with(
         // which is mapped; volatile because the interrupted code may be writing it.
         Ok(unsafe { core::ptr::read_volatile(a as *const u64) })
     };
+    let unwinder = &published.unwinder;
     let mut regs = UnwindRegsNative::new(pc as u64, sp as u64, fp as u64);
     let mut address = FrameAddress::from_instruction_pointer(pc as u64);
     let mut n = 0;
+    // Code in no object (generated at run time) has no table. A leaf there that has pushed
+    // nothing has its return address at the stack pointer: taken when it points into known code,
+    // and the walk goes on from the caller by its tables. Otherwise the frame-pointer rule guesses.
+    if !published.knows(pc as u64)
+        && let Ok(ret) = read(sp as u64)
+        && published.knows(ret)
+        && let Some(next) = FrameAddress::from_return_address(ret)
+    {
+        let caller_sp = sp as u64 + 8;
+        if caller_sp as usize > skip_below && !out.is_empty() {
+            out[0] = ret;
+            n = 1;
+        }
+        regs.set_sp(caller_sp);
+        address = next;
+    }
     loop {
         let before = regs.sp();
         let ret = match unwinder.unwind_frame(address, &mut regs, cache, &mut read) {

@@ -15,6 +15,9 @@ pub(crate) struct Walked {
 /// Nothing to load.
 pub(crate) fn load() {}
 
+/// Nothing to refresh.
+pub(crate) fn refresh() {}
+
 /// Nothing to turn off.
 pub(crate) fn disable() {}
 
