@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The cost of frame pointers and of walking the unwind tables, on a real workload. By hand only.
 
-    tests/measure/unwind_cost.py AGENT_LIB BINARY_WITH_FP BINARY_WITHOUT_FP [ROUNDS]
+    tests/measure/unwind_cost.py AGENT_LIB BINARY_WITH_FP BINARY_WITHOUT_FP [ROUNDS [-- ARGS...]]
 
 BINARY_WITH_FP and BINARY_WITHOUT_FP are the same program built with
 RUSTFLAGS=-Cforce-frame-pointers=yes and =no (e.g. a real crate's example, see
@@ -12,8 +12,11 @@ frame-pointer build run without the agent.
 """
 import os, statistics, subprocess, sys, tempfile
 
-agent, with_fp, without_fp = sys.argv[1:4]
-rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 7
+argv = sys.argv[1:]
+program_args = argv[argv.index("--") + 1:] if "--" in argv else []
+argv = argv[:argv.index("--")] if "--" in argv else argv
+agent, with_fp, without_fp = argv[:3]
+rounds = int(argv[3]) if len(argv) > 3 else 7
 raw = os.path.join(tempfile.mkdtemp(), "run.raw")
 
 def agent_env(frequency, alloc, walk):
@@ -37,7 +40,7 @@ configs = [
 ]
 
 def cpu(binary, env):
-    p = subprocess.Popen([binary], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    p = subprocess.Popen([binary, *program_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     _, status, ru = os.wait4(p.pid, 0)
     assert status == 0, f"{binary} failed: {status}"
     return ru.ru_utime + ru.ru_stime

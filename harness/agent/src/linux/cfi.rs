@@ -308,6 +308,11 @@ fn walk_with(
         let Some(next) = FrameAddress::from_return_address(ret) else {
             return Walked { frames: n, truncated: false };
         };
+        // A return address outside all known code was read by a guess (the frame-pointer rule
+        // in code without a table, such as hand-written assembly using `rbp` as a register).
+        if !published.knows(ret) {
+            return Walked { frames: n, truncated: true };
+        }
         if regs.sp() as usize > skip_below {
             if n == out.len() {
                 return Walked { frames: n, truncated: true };
