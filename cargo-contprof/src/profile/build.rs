@@ -334,6 +334,22 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     if let Some(e) = c.end.filter(|e| e.alloc_stacks_dropped > 0) {
         warnings.push(format!("{} allocation stacks were merged into one bucket", e.alloc_stacks_dropped));
     }
+    let truncated: u64 = c
+        .cpu
+        .iter()
+        .filter(|((_, frames), _)| {
+            frames.len() > 1 && frames.last() == Some(&contprof::format::TRUNCATED_FRAME)
+        })
+        .map(|(_, n)| n)
+        .sum();
+    // A few stacks through hand-written assembly are expected; more means the walk is failing.
+    if truncated * 20 > c.cpu_samples {
+        warnings.push(format!(
+            "{:.0}% of the CPU samples have stacks the agent could not walk to their root (shown under \
+             `{TRUNCATED_STACK_FRAME}`): code without unwind tables, such as assembly or a JIT, was running",
+            truncated as f64 * 100.0 / c.cpu_samples as f64
+        ));
+    }
     if c.maps.is_empty() && (c.cpu_samples > 0 || !c.allocs.is_empty()) {
         warnings.push("the raw file has no memory map: addresses cannot be symbolized".to_owned());
     }

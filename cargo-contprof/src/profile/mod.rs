@@ -17,7 +17,7 @@ mod proto;
 mod raw_writer;
 mod writer;
 
-pub use build::{BuildOptions, Built, CpuTimeSource, DETACHED_FRAME, build_profile};
+pub use build::{BuildOptions, Built, CpuTimeSource, DETACHED_FRAME, TRUNCATED_STACK_FRAME, build_profile};
 pub use codec::{DecodeError, MAX_INFLATED, decode, encode, encode_to_vec};
 pub use costs::{CostView, FunctionCost};
 pub use merge::{MergeError, merge};

@@ -290,3 +290,22 @@ fn sums_that_overflow_saturate() {
     let merged = crate::profile::merge(&[p.clone(), p]).unwrap();
     assert_eq!(merged.total(cpu), i64::MAX);
 }
+
+#[test]
+fn stacks_the_agent_could_not_finish_hang_under_a_truncated_frame_and_warn() {
+    let (hot, cold) = stacks();
+    let mut w = RawWriter::new(header(1000));
+    w.maps(&self_maps());
+    // One complete stack, two cut short by the walk.
+    w.cpu_sample(1, &hot).cpu_sample(1, &[cold[0], contprof::format::TRUNCATED_FRAME]);
+    w.cpu_sample(1, &[cold[0], contprof::format::TRUNCATED_FRAME]);
+    w.end(end(3_000_000));
+    let built = build(&RawFile::parse(w.bytes()).expect("raw"), &BuildOptions::default());
+    let p = &built.profile;
+    let cut = p.sample.iter().find(|s| s.value[sample_index::SAMPLES] == 2).expect("the truncated sample");
+    assert_eq!(leaf_name(p, cut), format!("{PREFIX}profile_probe_cold"));
+    let root = p.location.iter().find(|l| Some(&l.id) == cut.location_id.last()).expect("root");
+    let f = p.function.iter().find(|f| f.id == root.line[0].function_id).expect("function");
+    assert_eq!(p.str(f.name), TRUNCATED_STACK_FRAME);
+    assert!(built.warnings.iter().any(|w| w.contains("67% of the CPU samples")), "{:?}", built.warnings);
+}
