@@ -13,6 +13,7 @@ pub mod criterion;
 pub mod errors;
 pub mod git;
 pub mod github;
+pub mod pipeline;
 pub mod profile;
 pub mod record;
 pub mod report;

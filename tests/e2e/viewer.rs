@@ -174,6 +174,13 @@ fn record(store: &Store, commit: &str, branch: &str, profiles: &[Profile]) -> St
         RepoState::Commit { commit: commit.into(), branch: Some(branch.into()), dirty: None, shallow: false };
     let mut new = NewRun::new(repo);
     new.tags = BTreeMap::from([("service".to_owned(), "api".to_owned())]);
+    // As `cargo contprof run --frequency 999` records them: the viewer compares by the settings.
+    new.settings.engine = "agent".into();
+    new.settings.frequency_hz = 999;
+    new.settings.alloc_mode = "sampled".into();
+    new.settings.alloc_interval = Some(512 * 1024);
+    new.settings.runs = profiles.len() as u32;
+    new.settings.unwind = "tables".into();
     let profiles = profiles
         .iter()
         .enumerate()

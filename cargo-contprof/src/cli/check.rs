@@ -3,9 +3,7 @@
 //! text report and exits with the gate's code.
 
 use super::args::{CheckArgs, OutputArgs, ReportFormat, RunArgs, SamplingArgs, SuiteArgs, TargetArgs};
-use super::compare::{
-    Context, Side, prepare, render, select_groups, verdict, write_flamegraphs, write_stdout,
-};
+use super::compare::{Context, Side, prepare, render, verdict, write_flamegraphs, write_stdout};
 use super::{run, suite};
 use crate::cargo::CargoArgs;
 use crate::compare;
@@ -69,7 +67,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         commit: recorded.first().and_then(|r| r.commit.clone()),
         runs: recorded,
     };
-    let head_groups = select_groups(&head.runs, None);
+    let head_groups = crate::pipeline::select_groups(&head.runs, &crate::pipeline::all_groups);
     let base = match &args.base {
         _ if rebuilt.is_some() => rebuilt,
         Some(rev) => match ctx.side(rev, true) {

@@ -4,11 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::compare::{Context, Prepared};
+use super::compare::Context;
 use crate::compare::{Comparison, Finding, Verdict};
 use crate::errors::Result;
 use crate::git::Repo;
 use crate::github::{self, Annotation};
+use crate::pipeline::Prepared;
 use crate::shell::Shell;
 use crate::why::{self, Explanation, Sources};
 

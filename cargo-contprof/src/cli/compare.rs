@@ -3,22 +3,19 @@
 //!
 //! The gathering and rendering here are shared with `check` (`check.rs`), which records HEAD first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::args::{CompareArgs, ReportFormat, StatsArgs, StoreArgs};
 use super::settings;
 use crate::cargo::{CargoArgs, Workspace};
-use crate::code::CodeMap;
-use crate::compare::{
-    self, AllocRecording, Comparison, Explained, Group, InputOptions, Metric, Options, RevisionInfo,
-    RunCosts, Sampling, run_costs,
-};
+use crate::compare::{self, Comparison, Options, RevisionInfo};
 use crate::config::{self, Loaded};
 use crate::errors::{Error, Result};
 use crate::git::{Repo, short_commit};
-use crate::profile::{self, Profile};
+use crate::pipeline::{self, GroupRuns, Prepared, all_groups, select_groups, settings_mismatch};
+use crate::profile::Profile;
 use crate::record::{sanitize, write_atomic};
 use crate::report::{DiffOptions, write_diff_flamegraph};
 use crate::shell::Shell;
@@ -42,7 +39,7 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
     let base = match &args.base {
         Some(spec) => ctx.side(spec, true)?,
         None => {
-            let head_groups = select_groups(&head.runs, None);
+            let head_groups = select_groups(&head.runs, &all_groups);
             match ctx.find_baseline(&head, &head_groups)? {
                 Some(b) => b,
                 None => {
@@ -265,7 +262,7 @@ impl Context {
         let mut depth_left = BASELINE_DEPTH;
         while let Some(b) = found {
             let runs = self.runs_of(&b.commit, true)?;
-            let base_groups = select_groups(&runs, None);
+            let base_groups = select_groups(&runs, &all_groups);
             let matches = head_groups.iter().any(|(g, h)| {
                 base_groups.get(g).is_some_and(|b| settings_mismatch(&b.settings, &h.settings).is_none())
             });
@@ -290,86 +287,8 @@ impl Context {
     }
 }
 
-/// The profiles chosen for one group on one side.
-#[derive(Debug, Clone)]
-pub(super) struct GroupSel {
-    pub settings: Settings,
-    /// `(run id, file)` of each profile (one repetition each).
-    pub profiles: Vec<(String, String)>,
-    /// Repetitions left out because their workload failed.
-    pub failed: usize,
-}
-
-pub(super) type GroupRuns = BTreeMap<String, GroupSel>;
-
-/// Per group, the profiles of every run that matches the newest run of that group in settings and
-/// tree state (the same dirty diff), so that one side never mixes settings or code.
-pub(super) fn select_groups(runs: &[RunMetadata], filter: Option<&str>) -> GroupRuns {
-    let mut out: GroupRuns = BTreeMap::new();
-    let mut defining: BTreeMap<String, (&Settings, &Option<String>)> = BTreeMap::new();
-    for run in runs {
-        for p in &run.profiles {
-            if filter.is_some_and(|f| !p.group.contains(f)) {
-                continue;
-            }
-            let (s, diff) = *defining.entry(p.group.clone()).or_insert((&run.settings, &run.diff_hash));
-            if s != &run.settings || diff != &run.diff_hash {
-                continue;
-            }
-            let sel = out.entry(p.group.clone()).or_insert_with(|| GroupSel {
-                settings: run.settings.clone(),
-                profiles: Vec::new(),
-                failed: 0,
-            });
-            // Failed, killed and timed-out repetitions stay in the store, out of comparisons.
-            if p.exit_code.is_some_and(|c| c != 0) || p.stopped.is_some() {
-                sel.failed += 1;
-                continue;
-            }
-            sel.profiles.push((run.run_id.clone(), p.file.clone()));
-        }
-    }
-    out
-}
-
-/// The first setting that differs between base and head, described for the user.
-fn settings_mismatch(base: &Settings, head: &Settings) -> Option<String> {
-    if base.engine != head.engine {
-        return Some(format!("base was recorded by `{}`, head by `{}`", base.engine, head.engine));
-    }
-    if base.frequency_hz != head.frequency_hz {
-        return Some(format!("base sampled at {} Hz, head at {} Hz", base.frequency_hz, head.frequency_hz));
-    }
-    if base.alloc_mode != head.alloc_mode {
-        return Some(format!("base recorded allocations `{}`, head `{}`", base.alloc_mode, head.alloc_mode));
-    }
-    if base.unwind != head.unwind {
-        return Some(format!(
-            "base walked stacks with `{}`, head with `{}` (--unwind; frame pointers change the code)",
-            base.unwind, head.unwind
-        ));
-    }
-    if base.alloc_mode == "sampled" && base.alloc_interval != head.alloc_interval {
-        let show = |i: Option<u64>| i.map_or("?".to_owned(), |i| i.to_string());
-        return Some(format!(
-            "base sampled allocations every {} bytes, head every {} bytes",
-            show(base.alloc_interval),
-            show(head.alloc_interval)
-        ));
-    }
-    None
-}
-
-/// Everything a comparison and its flame graphs need.
-pub(super) struct Prepared {
-    pub groups: Vec<Group>,
-    /// Per group: decoded base and head profiles.
-    pub profiles: BTreeMap<String, (Vec<Profile>, Vec<Profile>)>,
-    pub base_label: String,
-    pub head_label: String,
-}
-
-/// Reads and converts the profiles of both sides. Corrupt profiles are skipped with a warning.
+/// [`pipeline::prepare`] for the CLI: the configuration's `fold_library`, `--allow-mismatch`, a
+/// `--group` substring filter; its warnings and notes go to the terminal.
 pub(super) fn prepare(
     ctx: &Context,
     base: &Side,
@@ -378,179 +297,27 @@ pub(super) fn prepare(
     stats: &StatsArgs,
     shell: &Shell,
 ) -> Result<Prepared> {
-    let b = select_groups(&base.runs, filter);
-    let h = select_groups(&head.runs, filter);
-    if b.is_empty() || h.is_empty() {
-        let (side, sel) = if b.is_empty() { (base, &b) } else { (head, &h) };
-        let _ = sel;
-        return Err(Error::NothingMatched {
-            what: match filter {
-                Some(f) => {
-                    format!("no profiles of a group containing `{f}` in the runs of {}", side.describe())
-                }
-                None => format!("no profiles in the runs of {}", side.describe()),
-            },
-        });
-    }
-    if !b.keys().any(|k| h.contains_key(k)) {
-        return Err(Error::NothingMatched {
-            what: format!(
-                "{} and {} have no target/test/benchmark in common (base: {}; head: {})",
-                base.describe(),
-                head.describe(),
-                b.keys().cloned().collect::<Vec<_>>().join(", "),
-                h.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        });
-    }
-    let fold_library = ctx.config.config.fold_library.unwrap_or(true);
-    let mut prepared = Prepared {
-        groups: Vec::new(),
-        profiles: BTreeMap::new(),
-        base_label: base.label.clone(),
-        head_label: head.label.clone(),
+    let (base_describe, head_describe) = (base.describe(), head.describe());
+    let keep = |group: &str| filter.is_none_or(|f| group.contains(f));
+    let options = pipeline::PrepareOptions {
+        keep: &keep,
+        filter_name: filter,
+        allow_mismatch: stats.allow_mismatch,
+        fold_library: ctx.config.config.fold_library.unwrap_or(true),
     };
-    let keys: Vec<&String> =
-        b.keys().chain(h.keys()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    for key in keys {
-        let (bs, hs) = (b.get(key), h.get(key));
-        if let (Some(bs), Some(hs)) = (bs, hs)
-            && let Some(diff) = settings_mismatch(&bs.settings, &hs.settings)
-        {
-            if !stats.allow_mismatch {
-                return Err(Error::msg(format!(
-                    "{key}: the profiling settings differ ({diff}); record both sides with the same \
-                     settings, or pass --allow-mismatch to compare anyway"
-                )));
-            }
-            shell.warn(format_args!("{key}: the profiling settings differ ({diff}); compared anyway"));
-        }
-        let mut group = Group { key: key.clone(), ..Group::default() };
-        let mut profiles = (Vec::new(), Vec::new());
-        for (sel, runs, decoded, side) in
-            [(bs, &mut group.base, &mut profiles.0, "base"), (hs, &mut group.head, &mut profiles.1, "head")]
-        {
-            let Some(sel) = sel else { continue };
-            if sel.failed > 0 {
-                shell.warn(format_args!(
-                    "{key}: {} {side} repetition(s) left out: the workload failed",
-                    sel.failed
-                ));
-            }
-            let opts = input_options(&sel.settings, fold_library);
-            for (run_id, file) in &sel.profiles {
-                match read(&ctx.store, run_id, file) {
-                    Ok(p) => {
-                        runs.push(run_costs(&p, &opts));
-                        decoded.push(p);
-                    }
-                    Err(why) => {
-                        shell.warn(format_args!("{key}: skipped {side} profile {run_id}/{file}: {why}"))
-                    }
-                }
-            }
-        }
-        let sparse = drop_sparse_allocations(&mut group);
-        if !sparse.is_empty() {
-            shell.note(format_args!(
-                "{key}: {} not compared: some runs have no allocation sample (lower --alloc-interval or use --alloc exact)",
-                sparse.join(", ")
-            ));
-        }
-        prepared.profiles.insert(key.clone(), profiles);
-        prepared.groups.push(group);
+    let prepared = pipeline::prepare(
+        &ctx.store,
+        pipeline::SideRuns { label: &base.label, describe: &base_describe, runs: &base.runs },
+        pipeline::SideRuns { label: &head.label, describe: &head_describe, runs: &head.runs },
+        &options,
+    )?;
+    for w in &prepared.warnings {
+        shell.warn(w);
     }
-    let used = |sel: &GroupRuns| -> BTreeSet<String> {
-        sel.values().flat_map(|g| g.profiles.iter().map(|(id, _)| id.clone())).collect()
-    };
-    let code = [(base, used(&b), "base"), (head, used(&h), "head")]
-        .map(|(side, ids, name)| side_code_map(ctx, side, &ids, name, shell));
-    if let [Some(base_code), Some(head_code)] = &code {
-        match crate::code::diff(base_code, head_code) {
-            Some(diff) => {
-                for group in &mut prepared.groups {
-                    let (b, h) = &prepared.profiles[&group.key];
-                    group.explained =
-                        Some(Explained::from_stacks(b.iter().chain(h), &diff.changed, fold_library));
-                }
-            }
-            None => shell.warn(
-                "the two sides' machine-code fingerprints were made by different versions of cargo contprof; \
-                 every change counts as explained by the diff",
-            ),
-        }
+    for n in &prepared.notes {
+        shell.note(n);
     }
     Ok(prepared)
-}
-
-/// The merged code map of the runs `ids` of one side; `None` (with a warning) when one of them
-/// has none or it cannot be read: then no change can be told apart from a shift.
-fn side_code_map(
-    ctx: &Context,
-    side: &Side,
-    ids: &BTreeSet<String>,
-    name: &str,
-    shell: &Shell,
-) -> Option<CodeMap> {
-    let mut merged = CodeMap::default();
-    for run in side.runs.iter().filter(|r| ids.contains(&r.run_id)) {
-        let why = match ctx.store.read_code_map(run) {
-            Ok(Some(bytes)) => match CodeMap::decode(&bytes) {
-                Ok(map) => {
-                    merged.merge(&map);
-                    continue;
-                }
-                Err(e) => e.to_string(),
-            },
-            Ok(None) => {
-                "it has no machine-code fingerprints (recorded by an older cargo contprof, or imported)"
-                    .to_owned()
-            }
-            Err(e) => e.to_string(),
-        };
-        shell.warn(format_args!(
-            "{name} run {}: {why}; every change counts as explained by the diff (none is reported as shifted)",
-            run.run_id
-        ));
-        return None;
-    }
-    Some(merged)
-}
-
-/// Drops sampled allocation metrics from a group when a run has no sample of them: a handful of
-/// samples says nothing statistically, and the gaps would only produce a warning per run.
-fn drop_sparse_allocations(group: &mut Group) -> Vec<&'static str> {
-    let mut dropped = Vec::new();
-    for metric in [Metric::AllocBytes, Metric::AllocCount, Metric::InuseBytes] {
-        let empty = |r: &RunCosts| {
-            r.totals.get(&metric).is_some_and(|t| t.sampling == Sampling::Sampled { samples: 0 })
-        };
-        if !group.base.iter().chain(&group.head).any(empty) {
-            continue;
-        }
-        for r in group.base.iter_mut().chain(group.head.iter_mut()) {
-            r.totals.remove(&metric);
-            for costs in r.functions.values_mut() {
-                costs.remove(&metric);
-            }
-        }
-        dropped.push(metric.as_str());
-    }
-    dropped
-}
-
-pub(super) fn read(store: &Store, run_id: &str, file: &str) -> std::result::Result<Profile, String> {
-    let bytes = store.read_profile(run_id, file).map_err(|e| e.to_string())?;
-    profile::decode(&bytes).map_err(|e| format!("corrupt profile: {e}"))
-}
-
-pub(super) fn input_options(s: &Settings, fold_library: bool) -> InputOptions {
-    let alloc = match s.alloc_mode.as_str() {
-        "exact" => AllocRecording::Exact,
-        "sampled" => AllocRecording::Sampled { interval: s.alloc_interval.unwrap_or(512 * 1024) },
-        _ => AllocRecording::Off,
-    };
-    InputOptions { cpu: s.frequency_hz > 0, alloc, fold_library }
 }
 
 /// Draws a differential flame graph per group compared (CPU, and allocated bytes when recorded)

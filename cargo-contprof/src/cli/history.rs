@@ -10,10 +10,11 @@
 
 use std::collections::BTreeMap;
 
-use super::compare::{Context, Prepared, Side, input_options, read, select_groups};
+use super::compare::{Context, Side};
 use crate::compare::{self, Group, Metric, Options, RevisionInfo, run_costs};
 use crate::errors::Result;
 use crate::git::short_commit;
+use crate::pipeline::{Prepared, all_groups, input_options, read_profile, select_groups};
 use crate::shell::Shell;
 use crate::store::{RunMetadata, nearest_ancestor_with_runs};
 
@@ -57,7 +58,7 @@ fn earlier_batch(ctx: &Context, base: &Side) -> Result<Option<RunMetadata>> {
 
 fn apply(ctx: &Context, earlier: &RunMetadata, prepared: &mut Prepared, options: &Options, shell: &Shell) {
     let fold_library = ctx.config.config.fold_library.unwrap_or(true);
-    let selected = select_groups(std::slice::from_ref(earlier), None);
+    let selected = select_groups(std::slice::from_ref(earlier), &all_groups);
     let mut pairs = Vec::new();
     for group in &prepared.groups {
         let Some(sel) = selected.get(&group.key) else { continue };
@@ -65,7 +66,7 @@ fn apply(ctx: &Context, earlier: &RunMetadata, prepared: &mut Prepared, options:
         let runs: Vec<_> = sel
             .profiles
             .iter()
-            .filter_map(|(run_id, file)| read(&ctx.store, run_id, file).ok())
+            .filter_map(|(run_id, file)| read_profile(&ctx.store, run_id, file).ok())
             .map(|p| run_costs(&p, &opts))
             .collect();
         if runs.len() < 2 || group.base.len() < 2 {

@@ -6,13 +6,14 @@ use std::path::Path;
 use super::args::{ReportArgs, ServeArgs};
 use super::settings;
 use super::store_cmds::project_root;
+use crate::cargo::{CargoArgs, Workspace};
 use crate::errors::{Error, Result};
 use crate::git::Repo;
 use crate::profile::{self, Profile};
 use crate::record::write_atomic;
 use crate::shell::Shell;
 use crate::store::{self, Store};
-use crate::viewer::{self, ReportInput, ServeOptions};
+use crate::viewer::{self, Comparing, ReportInput, ServeOptions};
 
 fn viewer_err(context: &str, e: viewer::ViewerError) -> Error {
     Error::Other { context: context.to_owned(), source: Some(Box::new(e)) }
@@ -27,13 +28,36 @@ pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
         message: format!("`{}` is not an address like 127.0.0.1:7878", args.bind),
     })?;
     let shown = location.display();
-    let opts = ServeOptions { store: location, bind, allow_remote: args.allow_remote };
+    let comparing = comparing(&args.scope.manifest_path, shell);
+    let opts = ServeOptions { store: location, bind, allow_remote: args.allow_remote, comparing };
     let server = viewer::Server::bind(opts).map_err(|e| viewer_err("could not start the viewer", e))?;
     shell.status("Serving", format_args!("{shown} at {} (Ctrl-C to stop)", server.url()));
     // SIGINT/SIGTERM set the interrupt flag; the server polls it between connections.
     server.run_until(crate::runner::interrupt::flag()).map_err(|e| viewer_err("the viewer stopped", e))?;
     shell.status("Stopped", "serving (interrupted)");
     Ok(())
+}
+
+/// What `/compare` compares with: the project's configuration (thresholds, ignore list,
+/// `fold_library`) as `cargo contprof compare` reads it, when `serve` runs in a Cargo project;
+/// the defaults elsewhere.
+fn comparing(manifest_path: &Option<std::path::PathBuf>, shell: &Shell) -> Comparing {
+    let args = CargoArgs { manifest_path: manifest_path.clone(), ..CargoArgs::default() };
+    let Ok(workspace) = Workspace::load(&args) else { return Comparing::default() };
+    let loaded = match crate::config::load(workspace.root(), workspace.metadata()) {
+        Ok(l) => l,
+        Err(e) => {
+            shell.warn(format_args!("{e}; /compare uses the default thresholds"));
+            return Comparing::default();
+        }
+    };
+    let c = &loaded.config;
+    let mut options = c.options();
+    match crate::compare::Options::ignore_patterns(c.ignore_patterns()) {
+        Ok(ignore) => options.ignore = ignore,
+        Err(e) => shell.warn(format_args!("{e}; /compare ignores no function")),
+    }
+    Comparing { options, fold_library: c.fold_library.unwrap_or(true) }
 }
 
 /// The decoded profiles of one stored run (optionally only groups containing `group`).

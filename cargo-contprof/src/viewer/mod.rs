@@ -27,7 +27,7 @@ mod tests;
 
 pub use classify::FrameClass;
 pub use page::{ReportInput, ReportView, html_escape, write_json, write_report};
-pub use server::{DEFAULT_BIND, ServeOptions, Server, serve};
+pub use server::{Comparing, DEFAULT_BIND, ServeOptions, Server, serve};
 pub use tree::{FlameTree, FnInfo, ROOT_NAME, type_label};
 
 /// Errors of the viewer.

@@ -20,9 +20,9 @@ use super::http::{ReadError, Request, Response, read_request, write_response};
 use super::page::{ReportInput, write_json, write_report};
 use super::query::{ListQuery, ViewQuery};
 use super::runs_page;
-use crate::compare::{self, Group, RevisionInfo};
-use crate::compare::{AllocRecording, InputOptions, run_costs};
-use crate::profile::{self, Profile};
+use crate::compare::{self, RevisionInfo};
+use crate::pipeline;
+use crate::profile::Profile;
 use crate::store::{RunMetadata, Store, StoreError, StoreLocation, rfc3339};
 
 /// Address `serve` listens on unless told otherwise.
@@ -40,12 +40,34 @@ pub struct ServeOptions {
     /// Allow a non-loopback address. The viewer has no authentication: anyone who can reach the
     /// port can read every profile of the store.
     pub allow_remote: bool,
+    /// How `/compare` compares: the project's configuration, as `cargo contprof compare` reads it.
+    pub comparing: Comparing,
+}
+
+/// The comparison settings `/compare` uses, the same as the CLI's without its flags.
+#[derive(Debug, Clone)]
+pub struct Comparing {
+    /// Thresholds, ignore list and the rest (configuration `[thresholds]`, `ignore`...).
+    pub options: compare::Options,
+    /// Fold library frames into their callers (configuration `fold_library`).
+    pub fold_library: bool,
+}
+
+impl Default for Comparing {
+    fn default() -> Self {
+        Comparing { options: compare::Options::default(), fold_library: true }
+    }
 }
 
 impl ServeOptions {
     /// Serving `store` on [`DEFAULT_BIND`].
     pub fn new(store: StoreLocation) -> ServeOptions {
-        ServeOptions { store, bind: SocketAddr::from(([127, 0, 0, 1], 7878)), allow_remote: false }
+        ServeOptions {
+            store,
+            bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            allow_remote: false,
+            comparing: Comparing::default(),
+        }
     }
 }
 
@@ -63,6 +85,7 @@ pub(crate) struct State {
     store: Mutex<Option<Arc<Store>>>,
     allow_remote: bool,
     busy: AtomicUsize,
+    comparing: Comparing,
 }
 
 /// Binds and serves until the process ends.
@@ -84,6 +107,7 @@ impl Server {
             store: Mutex::new(None),
             allow_remote: opts.allow_remote,
             busy: AtomicUsize::new(0),
+            comparing: opts.comparing,
         };
         Ok(Server { listener, addr, state: Arc::new(state) })
     }
@@ -188,7 +212,13 @@ impl State {
     /// A state serving `location`, for tests of [`State::route`].
     #[cfg(test)]
     pub(crate) fn new(location: StoreLocation, allow_remote: bool) -> State {
-        State { location, store: Mutex::new(None), allow_remote, busy: AtomicUsize::new(0) }
+        State {
+            location,
+            store: Mutex::new(None),
+            allow_remote,
+            busy: AtomicUsize::new(0),
+            comparing: Comparing::default(),
+        }
     }
 
     fn answer(&self, stream: &TcpStream) {
@@ -281,25 +311,49 @@ impl State {
             if q.base.is_empty() || q.head.is_empty() {
                 return Err(Failure::new(400, "a comparison needs at least one `base` and one `head` run"));
             }
-            let base = self.load(&store, &q.base, q)?;
-            let head = self.load(&store, &q.head, q)?;
-            let groups = comparison_groups(&base, &head);
-            let cmp = compare::compare(
-                &groups,
-                revision(&base.runs),
-                revision(&head.runs),
-                &compare::Options::default(),
+            let base = self.metadata(&store, &q.base)?;
+            let head = self.metadata(&store, &q.head)?;
+            let (base_label, head_label) = (short(&base), short(&head));
+            let (base_describe, head_describe) = (format!("base {base_label}"), format!("head {head_label}"));
+            // The pipeline of `cargo contprof compare`; differing settings are shown, not refused:
+            // the runs were picked by hand.
+            let keep = |g: &str| q.selects(g);
+            let options = pipeline::PrepareOptions {
+                keep: &keep,
+                filter_name: q.group.as_deref(),
+                allow_mismatch: true,
+                fold_library: self.comparing.fold_library,
+            };
+            let prepared = pipeline::prepare(
+                &store,
+                pipeline::SideRuns { label: &base_label, describe: &base_describe, runs: &base },
+                pipeline::SideRuns { label: &head_label, describe: &head_describe, runs: &head },
+                &options,
             )
-            .map_err(|e| Failure::new(500, error_chain(&e)))?;
-            let title = format!("{} → {} ({group})", short(&base.runs), short(&head.runs));
-            let mut details = describe("base", &base.runs);
-            details.extend(describe("head", &head.runs));
+            .map_err(|e| match e {
+                crate::errors::Error::NothingMatched { what } => Failure::new(404, what),
+                e => Failure::new(500, error_chain(&e)),
+            })?;
+            let cmp =
+                compare::compare(&prepared.groups, revision(&base), revision(&head), &self.comparing.options)
+                    .map_err(|e| Failure::new(500, error_chain(&e)))?;
+            let title = format!("{base_label} → {head_label} ({group})");
+            let mut details = describe("base", &base);
+            details.extend(describe("head", &head));
             details.push(format!(
                 "{} regressions, {} improvements",
                 cmp.summary.regressions, cmp.summary.improvements
             ));
+            details.extend(prepared.warnings.iter().chain(&prepared.notes).cloned());
+            details.extend(cmp.warnings.iter().map(|w| w.to_string()));
+            let (base_profiles, head_profiles): (Vec<Profile>, Vec<Profile>) =
+                prepared.profiles.into_values().fold((Vec::new(), Vec::new()), |(mut b, mut h), (pb, ph)| {
+                    b.extend(pb);
+                    h.extend(ph);
+                    (b, h)
+                });
             let input =
-                ReportInput::compare(title, &base.profiles, &head.profiles, Some(&cmp)).with_details(details);
+                ReportInput::compare(title, &base_profiles, &head_profiles, Some(&cmp)).with_details(details);
             render(&input, q.json)?
         } else {
             if q.runs.is_empty() {
@@ -313,29 +367,29 @@ impl State {
         Ok(body)
     }
 
+    /// The metadata of the runs `ids`.
+    fn metadata(&self, store: &Store, ids: &[String]) -> Result<Vec<RunMetadata>, Failure> {
+        ids.iter().map(|id| store.show(id).map_err(|e| Failure::store(&e))).collect()
+    }
+
     /// The runs' metadata and their profiles of the selected group, decoded.
     fn load(&self, store: &Store, ids: &[String], q: &ViewQuery) -> Result<Selection, Failure> {
-        let mut sel = Selection::default();
-        for id in ids {
-            let meta = store.show(id).map_err(|e| Failure::store(&e))?;
-            let exact = meta.settings.alloc_mode == "exact";
+        let mut sel = Selection { runs: self.metadata(store, ids)?, profiles: Vec::new() };
+        for meta in &sel.runs {
             for entry in meta.profiles.iter().filter(|p| q.selects(&p.group)) {
-                let bytes = store.read_profile(&meta.run_id, &entry.file).map_err(|e| Failure::store(&e))?;
-                let p = profile::decode(&bytes).map_err(|e| {
+                let p = pipeline::read_profile(store, &meta.run_id, &entry.file).map_err(|why| {
                     Failure::new(
                         500,
                         format!(
-                            "profile {} of run {id} in store {}: {}",
+                            "profile {} of run {} in store {}: {why}",
                             entry.file,
-                            store.url(),
-                            error_chain(&e)
+                            meta.run_id,
+                            store.url()
                         ),
                     )
                 })?;
-                sel.groups.push((entry.group.clone(), exact));
                 sel.profiles.push(p);
             }
-            sel.runs.push(meta);
         }
         if sel.profiles.is_empty() {
             let what = q.group.as_deref().map_or_else(String::new, |g| format!(" in group `{g}`"));
@@ -349,32 +403,6 @@ impl State {
 struct Selection {
     runs: Vec<RunMetadata>,
     profiles: Vec<Profile>,
-    /// Group and exact-allocation flag of each profile.
-    groups: Vec<(String, bool)>,
-}
-
-fn comparison_groups(base: &Selection, head: &Selection) -> Vec<Group> {
-    let mut groups: Vec<Group> = Vec::new();
-    for (side, sel) in [base, head].into_iter().enumerate() {
-        for ((key, exact), p) in sel.groups.iter().zip(&sel.profiles) {
-            let i = match groups.iter().position(|g| &g.key == key) {
-                Some(i) => i,
-                None => {
-                    groups.push(Group { key: key.clone(), ..Group::default() });
-                    groups.len() - 1
-                }
-            };
-            // The same reading of a profile as `cargo contprof compare`.
-            let alloc = if *exact {
-                AllocRecording::Exact
-            } else {
-                AllocRecording::Sampled { interval: crate::runner::DEFAULT_ALLOC_INTERVAL }
-            };
-            let costs = run_costs(p, &InputOptions { alloc, ..InputOptions::default() });
-            if side == 0 { groups[i].base.push(costs) } else { groups[i].head.push(costs) }
-        }
-    }
-    groups
 }
 
 fn revision(runs: &[RunMetadata]) -> RevisionInfo {

@@ -358,3 +358,107 @@ fn head_and_get_over_a_real_socket() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     t.join().unwrap().unwrap();
 }
+
+/// Records one run of group `bin/app` with `settings` and these profiles.
+fn record_run(store: &Store, commit: char, settings: crate::store::Settings, profiles: &[Profile]) -> String {
+    let repo = RepoState::Commit {
+        commit: commit.to_string().repeat(40),
+        branch: Some("main".into()),
+        dirty: None,
+        shallow: false,
+    };
+    let mut run = NewRun::new(repo);
+    run.settings = settings;
+    let profiles = profiles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| NewProfile {
+            group: "bin/app".into(),
+            repetition: i as u32,
+            exit_code: Some(0),
+            stopped: None,
+            bytes: profile::encode_to_vec(p),
+        })
+        .collect();
+    store.record(run, profiles).unwrap().run_id
+}
+
+#[test]
+fn compare_reads_the_runs_as_their_settings_say_like_the_cli() {
+    // Allocations recorded `off`: whatever allocation values the profiles hold are not compared
+    // (the viewer used to read them as sampled at the default interval), while CPU is.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreLocation::Dir(tmp.path().to_path_buf())).unwrap();
+    let settings = crate::store::Settings {
+        engine: "agent".into(),
+        frequency_hz: 999,
+        alloc_mode: "off".into(),
+        alloc_interval: None,
+        runs: 3,
+        unwind: "tables".into(),
+    };
+    let side = |parse_ms: i64, bytes: i64, jitter: i64| -> Vec<Profile> {
+        (0..3)
+            .map(|j| {
+                // app::parse and five functions that do not change.
+                let steady = ["app::render", "app::load", "app::index", "app::store", "app::send"];
+                let mut stacks: Vec<(&[&str], i64, i64)> =
+                    vec![(&[MAIN, "app::parse"][..], (parse_ms + j * jitter) * 1_000_000, bytes)];
+                let frames: Vec<[&str; 2]> = steady.iter().map(|f| [MAIN, *f]).collect();
+                for (k, f) in frames.iter().enumerate() {
+                    stacks.push((&f[..], 200_000_000 + (j + k as i64) * 1_000_000, 0));
+                }
+                synth(&stacks)
+            })
+            .collect()
+    };
+    let base = record_run(&store, 'a', settings.clone(), &side(500, 1 << 20, 2));
+    let head = record_run(&store, 'b', settings, &side(1000, 64 << 20, 3));
+    let state = State::new(StoreLocation::Dir(tmp.path().to_path_buf()), false);
+    let (status, json) = get(&state, &format!("/compare?base={base}&head={head}&format=json"));
+    assert_eq!(status, 200, "{json}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let findings = v["findings"].as_array().unwrap();
+    let parse_cpu = findings.iter().any(|f| f["function"] == "app::parse" && f["metric"] == "cpu");
+    assert!(parse_cpu, "the doubled CPU of app::parse: {findings:#?}");
+    assert!(findings.iter().all(|f| f["metric"] == "cpu"), "allocations were recorded off: {findings:#?}");
+
+    // The same runs through the CLI's pipeline give the same findings.
+    let runs = |id: &str| vec![store.show(id).unwrap()];
+    let (b, h) = (runs(&base), runs(&head));
+    let keep = |_: &str| true;
+    let opts = crate::pipeline::PrepareOptions {
+        keep: &keep,
+        filter_name: None,
+        allow_mismatch: false,
+        fold_library: true,
+    };
+    let prepared = crate::pipeline::prepare(
+        &store,
+        crate::pipeline::SideRuns { label: "a", describe: "a", runs: &b },
+        crate::pipeline::SideRuns { label: "b", describe: "b", runs: &h },
+        &opts,
+    )
+    .unwrap();
+    let cmp = crate::compare::compare(
+        &prepared.groups,
+        Default::default(),
+        Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    let cli: Vec<(String, String)> = cmp
+        .findings
+        .iter()
+        .filter(|f| f.verdict != crate::compare::Verdict::Unchanged && !f.inherited)
+        .map(|f| (f.function.clone(), f.metric.to_string()))
+        .collect();
+    let mut viewer: Vec<(String, String)> = findings
+        .iter()
+        .map(|f| (f["function"].as_str().unwrap().to_owned(), f["metric"].as_str().unwrap().to_owned()))
+        .collect();
+    viewer.sort();
+    let mut cli = cli;
+    cli.sort();
+    assert_eq!(viewer, cli);
+}

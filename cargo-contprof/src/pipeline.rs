@@ -1,0 +1,322 @@
+//! The one way stored runs become a comparison's input, shared by `compare`, `check` (stored and
+//! interleaved baselines), the history of the base and the viewer's `/compare`: per group, the
+//! profiles of each side that agree in settings and tree state, read as their settings say
+//! (allocations exact, sampled at their interval, or off; library frames folded or not), the
+//! settings of the two sides checked against each other, sampled allocation metrics dropped where
+//! a run has no sample of them, and the machine-code diff that tells explained changes from shifts.
+//!
+//! It reads the store and prints nothing: what it has to say comes back in [`Prepared::warnings`]
+//! and [`Prepared::notes`], for the caller to show its way.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::code::CodeMap;
+use crate::compare::{AllocRecording, Explained, Group, InputOptions, Metric, RunCosts, Sampling, run_costs};
+use crate::errors::{Error, Result};
+use crate::profile::{self, Profile};
+use crate::store::{RunMetadata, Settings, Store};
+
+/// The profiles chosen for one group on one side.
+#[derive(Debug, Clone)]
+pub struct GroupSel {
+    /// The settings every chosen run of the group shares.
+    pub settings: Settings,
+    /// `(run id, file)` of each profile (one repetition each).
+    pub profiles: Vec<(String, String)>,
+    /// Repetitions left out because their workload failed or was stopped.
+    pub failed: usize,
+}
+
+/// The chosen profiles of one side, per group.
+pub type GroupRuns = BTreeMap<String, GroupSel>;
+
+/// Per group, the profiles of every run that matches the newest run of that group in settings and
+/// tree state (the same dirty diff), so that one side never mixes settings or code. Groups for
+/// which `keep` is false are left out.
+pub fn select_groups(runs: &[RunMetadata], keep: &dyn Fn(&str) -> bool) -> GroupRuns {
+    let mut out: GroupRuns = BTreeMap::new();
+    let mut defining: BTreeMap<String, (&Settings, &Option<String>)> = BTreeMap::new();
+    for run in runs {
+        for p in &run.profiles {
+            if !keep(&p.group) {
+                continue;
+            }
+            let (s, diff) = *defining.entry(p.group.clone()).or_insert((&run.settings, &run.diff_hash));
+            if s != &run.settings || diff != &run.diff_hash {
+                continue;
+            }
+            let sel = out.entry(p.group.clone()).or_insert_with(|| GroupSel {
+                settings: run.settings.clone(),
+                profiles: Vec::new(),
+                failed: 0,
+            });
+            // Failed, killed and timed-out repetitions stay in the store, out of comparisons.
+            if p.exit_code.is_some_and(|c| c != 0) || p.stopped.is_some() {
+                sel.failed += 1;
+                continue;
+            }
+            sel.profiles.push((run.run_id.clone(), p.file.clone()));
+        }
+    }
+    out
+}
+
+/// Every group.
+pub fn all_groups(_: &str) -> bool {
+    true
+}
+
+/// The first setting that differs between base and head, described for the user.
+pub fn settings_mismatch(base: &Settings, head: &Settings) -> Option<String> {
+    if base.engine != head.engine {
+        return Some(format!("base was recorded by `{}`, head by `{}`", base.engine, head.engine));
+    }
+    if base.frequency_hz != head.frequency_hz {
+        return Some(format!("base sampled at {} Hz, head at {} Hz", base.frequency_hz, head.frequency_hz));
+    }
+    if base.alloc_mode != head.alloc_mode {
+        return Some(format!("base recorded allocations `{}`, head `{}`", base.alloc_mode, head.alloc_mode));
+    }
+    if base.unwind != head.unwind {
+        return Some(format!(
+            "base walked stacks with `{}`, head with `{}` (--unwind; frame pointers change the code)",
+            base.unwind, head.unwind
+        ));
+    }
+    if base.alloc_mode == "sampled" && base.alloc_interval != head.alloc_interval {
+        let show = |i: Option<u64>| i.map_or("?".to_owned(), |i| i.to_string());
+        return Some(format!(
+            "base sampled allocations every {} bytes, head every {} bytes",
+            show(base.alloc_interval),
+            show(head.alloc_interval)
+        ));
+    }
+    None
+}
+
+/// How the profiles of runs recorded with `s` are read. Imported profiles (`import`) say nothing
+/// of how they were recorded: their CPU is read, and their allocations as the agent samples them
+/// by default.
+pub fn input_options(s: &Settings, fold_library: bool) -> InputOptions {
+    let default_interval = crate::runner::DEFAULT_ALLOC_INTERVAL;
+    let alloc = match s.alloc_mode.as_str() {
+        "exact" => AllocRecording::Exact,
+        "sampled" => AllocRecording::Sampled { interval: s.alloc_interval.unwrap_or(default_interval) },
+        _ if s.engine == "import" => AllocRecording::Sampled { interval: default_interval },
+        _ => AllocRecording::Off,
+    };
+    InputOptions { cpu: s.frequency_hz > 0 || s.engine == "import", alloc, fold_library }
+}
+
+/// Reads and decodes one stored profile; the error says why, for a warning.
+pub fn read_profile(store: &Store, run_id: &str, file: &str) -> std::result::Result<Profile, String> {
+    let bytes = store.read_profile(run_id, file).map_err(|e| e.to_string())?;
+    profile::decode(&bytes).map_err(|e| format!("corrupt profile: {e}"))
+}
+
+/// One side as the pipeline needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct SideRuns<'a> {
+    /// How the side is named in flame-graph titles (`main`, `HEAD`, a commit).
+    pub label: &'a str,
+    /// How the side is described in messages (`` `main` (commit 0123abcd) ``).
+    pub describe: &'a str,
+    /// Its runs, newest first.
+    pub runs: &'a [RunMetadata],
+}
+
+/// What [`prepare`] takes besides the two sides.
+pub struct PrepareOptions<'a> {
+    /// Which groups to compare.
+    pub keep: &'a dyn Fn(&str) -> bool,
+    /// How the user asked for the groups (`--group`), for the message when none is left.
+    pub filter_name: Option<&'a str>,
+    /// Compare groups whose settings differ (with a warning) instead of failing.
+    pub allow_mismatch: bool,
+    /// Fold library frames into their callers (configuration `fold_library`).
+    pub fold_library: bool,
+}
+
+/// Everything a comparison and its flame graphs need.
+pub struct Prepared {
+    /// The comparison's input.
+    pub groups: Vec<Group>,
+    /// Per group: decoded base and head profiles.
+    pub profiles: BTreeMap<String, (Vec<Profile>, Vec<Profile>)>,
+    /// The sides' labels, for titles.
+    pub base_label: String,
+    /// See `base_label`.
+    pub head_label: String,
+    /// Problems met (skipped profiles, settings compared anyway, missing fingerprints).
+    pub warnings: Vec<String>,
+    /// Facts worth a line (metrics left out for too few samples).
+    pub notes: Vec<String>,
+}
+
+/// Reads and converts the profiles of both sides (see the module docs). Corrupt profiles are
+/// skipped with a warning; sides with nothing in common, or settings that differ without
+/// `allow_mismatch`, are errors.
+pub fn prepare(
+    store: &Store,
+    base: SideRuns<'_>,
+    head: SideRuns<'_>,
+    opts: &PrepareOptions<'_>,
+) -> Result<Prepared> {
+    let b = select_groups(base.runs, opts.keep);
+    let h = select_groups(head.runs, opts.keep);
+    if b.is_empty() || h.is_empty() {
+        let side = if b.is_empty() { base } else { head };
+        return Err(Error::NothingMatched {
+            what: match opts.filter_name {
+                Some(f) => format!("no profiles of a group matching `{f}` in the runs of {}", side.describe),
+                None => format!("no profiles in the runs of {}", side.describe),
+            },
+        });
+    }
+    if !b.keys().any(|k| h.contains_key(k)) {
+        return Err(Error::NothingMatched {
+            what: format!(
+                "{} and {} have no target/test/benchmark in common (base: {}; head: {})",
+                base.describe,
+                head.describe,
+                b.keys().cloned().collect::<Vec<_>>().join(", "),
+                h.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    let mut prepared = Prepared {
+        groups: Vec::new(),
+        profiles: BTreeMap::new(),
+        base_label: base.label.to_owned(),
+        head_label: head.label.to_owned(),
+        warnings: Vec::new(),
+        notes: Vec::new(),
+    };
+    let keys: BTreeSet<&String> = b.keys().chain(h.keys()).collect();
+    for key in keys {
+        let (bs, hs) = (b.get(key), h.get(key));
+        if let (Some(bs), Some(hs)) = (bs, hs)
+            && let Some(diff) = settings_mismatch(&bs.settings, &hs.settings)
+        {
+            if !opts.allow_mismatch {
+                return Err(Error::msg(format!(
+                    "{key}: the profiling settings differ ({diff}); record both sides with the same \
+                     settings, or pass --allow-mismatch to compare anyway"
+                )));
+            }
+            prepared.warnings.push(format!("{key}: the profiling settings differ ({diff}); compared anyway"));
+        }
+        let mut group = Group { key: key.clone(), ..Group::default() };
+        let mut profiles = (Vec::new(), Vec::new());
+        for (sel, runs, decoded, side) in
+            [(bs, &mut group.base, &mut profiles.0, "base"), (hs, &mut group.head, &mut profiles.1, "head")]
+        {
+            let Some(sel) = sel else { continue };
+            if sel.failed > 0 {
+                prepared.warnings.push(format!(
+                    "{key}: {} {side} repetition(s) left out: the workload failed or was stopped",
+                    sel.failed
+                ));
+            }
+            let input = input_options(&sel.settings, opts.fold_library);
+            for (run_id, file) in &sel.profiles {
+                match read_profile(store, run_id, file) {
+                    Ok(p) => {
+                        runs.push(run_costs(&p, &input));
+                        decoded.push(p);
+                    }
+                    Err(why) => prepared
+                        .warnings
+                        .push(format!("{key}: skipped {side} profile {run_id}/{file}: {why}")),
+                }
+            }
+        }
+        let sparse = drop_sparse_allocations(&mut group);
+        if !sparse.is_empty() {
+            prepared.notes.push(format!(
+                "{key}: {} not compared: some runs have no allocation sample (lower --alloc-interval or use --alloc exact)",
+                sparse.join(", ")
+            ));
+        }
+        prepared.profiles.insert(key.clone(), profiles);
+        prepared.groups.push(group);
+    }
+    let used = |sel: &GroupRuns| -> BTreeSet<String> {
+        sel.values().flat_map(|g| g.profiles.iter().map(|(id, _)| id.clone())).collect()
+    };
+    let code = [(base, used(&b), "base"), (head, used(&h), "head")]
+        .map(|(side, ids, name)| side_code_map(store, side.runs, &ids, name, &mut prepared.warnings));
+    if let [Some(base_code), Some(head_code)] = &code {
+        match crate::code::diff(base_code, head_code) {
+            Some(diff) => {
+                for group in &mut prepared.groups {
+                    let (b, h) = &prepared.profiles[&group.key];
+                    group.explained =
+                        Some(Explained::from_stacks(b.iter().chain(h), &diff.changed, opts.fold_library));
+                }
+            }
+            None => prepared.warnings.push(
+                "the two sides' machine-code fingerprints were made by different versions of cargo contprof; \
+                 every change counts as explained by the diff"
+                    .to_owned(),
+            ),
+        }
+    }
+    Ok(prepared)
+}
+
+/// The merged code map of the runs `ids` of one side; `None` (with a warning) when one of them
+/// has none or it cannot be read: then no change can be told apart from a shift.
+fn side_code_map(
+    store: &Store,
+    runs: &[RunMetadata],
+    ids: &BTreeSet<String>,
+    name: &str,
+    warnings: &mut Vec<String>,
+) -> Option<CodeMap> {
+    let mut merged = CodeMap::default();
+    for run in runs.iter().filter(|r| ids.contains(&r.run_id)) {
+        let why = match store.read_code_map(run) {
+            Ok(Some(bytes)) => match CodeMap::decode(&bytes) {
+                Ok(map) => {
+                    merged.merge(&map);
+                    continue;
+                }
+                Err(e) => e.to_string(),
+            },
+            Ok(None) => {
+                "it has no machine-code fingerprints (recorded by an older cargo contprof, or imported)"
+                    .to_owned()
+            }
+            Err(e) => e.to_string(),
+        };
+        warnings.push(format!(
+            "{name} run {}: {why}; every change counts as explained by the diff (none is reported as shifted)",
+            run.run_id
+        ));
+        return None;
+    }
+    Some(merged)
+}
+
+/// Drops sampled allocation metrics from a group when a run has no sample of them: a handful of
+/// samples says nothing statistically, and the gaps would only produce a warning per run.
+fn drop_sparse_allocations(group: &mut Group) -> Vec<&'static str> {
+    let mut dropped = Vec::new();
+    for metric in [Metric::AllocBytes, Metric::AllocCount, Metric::InuseBytes] {
+        let empty = |r: &RunCosts| {
+            r.totals.get(&metric).is_some_and(|t| t.sampling == Sampling::Sampled { samples: 0 })
+        };
+        if !group.base.iter().chain(&group.head).any(empty) {
+            continue;
+        }
+        for r in group.base.iter_mut().chain(group.head.iter_mut()) {
+            r.totals.remove(&metric);
+            for costs in r.functions.values_mut() {
+                costs.remove(&metric);
+            }
+        }
+        dropped.push(metric.as_str());
+    }
+    dropped
+}
