@@ -10,7 +10,7 @@ use crate::util::{Finished, contprof, finish, fixtures_manifest};
 /// Small and quick: ~0.15 s of CPU per run, sampled at 4999 Hz for clear verdicts on +50%.
 const SCALE: &str = "0.4";
 
-fn record(store: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> String {
+pub(crate) fn record(store: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> String {
     let mut cmd = contprof();
     cmd.args(["run", "--bin", "regress", "--top", "0", "--manifest-path"])
         .arg(fixtures_manifest())
@@ -29,7 +29,7 @@ fn record(store: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Str
     stored.and_then(|l| l.split_whitespace().next().map(str::to_owned)).unwrap_or_else(|| panic!("{f:?}"))
 }
 
-fn compare(store: &Path, args: &[&str]) -> Finished {
+pub(crate) fn compare(store: &Path, args: &[&str]) -> Finished {
     finish(
         contprof()
             .arg("compare")

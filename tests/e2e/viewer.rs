@@ -79,14 +79,29 @@ fn app_profile(head: bool, jitter: i64) -> Profile {
     let mut s = Synth::new();
     let parse = if head { 300 } else { 100 };
     let render = if head { 100 } else { 200 };
-    s.sample(&["app::main", "app::parse", "core::str::from_utf8"], parse + jitter, 0);
-    s.sample(&["app::main", "app::parse"], parse / 2 + jitter, 64 * 1024);
-    s.sample(&["app::main", "app::render", "std::io::Write::write_all", "write"], render - jitter, 0);
-    s.sample(&["app::main", "app::render", "alloc::vec::Vec<T>::push"], render / 4, 8 * 1024 * 1024);
-    s.sample(&["app::main", "serde_json::to_string"], 150 + jitter, 1024);
-    s.sample(&["app::main", "serde_json::to_string", "core::fmt::write"], 80 - jitter, 0);
+    let under =
+        |frames: &[&'static str]| -> Vec<&'static str> { PROLOGUE.iter().chain(frames).copied().collect() };
+    s.sample(&under(&["app::main", "app::parse", "core::str::from_utf8"]), parse + jitter, 0);
+    s.sample(&under(&["app::main", "app::parse"]), parse / 2 + jitter, 64 * 1024);
+    s.sample(&under(&["app::main", "app::render", "std::io::Write::write_all", "write"]), render - jitter, 0);
+    s.sample(&under(&["app::main", "app::render", "alloc::vec::Vec<T>::push"]), render / 4, 8 * 1024 * 1024);
+    s.sample(&under(&["app::main", "serde_json::to_string"]), 150 + jitter, 1024);
+    s.sample(&under(&["app::main", "serde_json::to_string", "core::fmt::write"]), 80 - jitter, 0);
     s.p
 }
+
+/// The frames every Rust program runs under, from the process entry to the user's `main`, as a
+/// real profile has them: the viewer folds them into one frame.
+const PROLOGUE: [&str; 8] = [
+    "_start",
+    "__libc_start_main_impl",
+    "__libc_start_call_main",
+    "main",
+    "std::rt::lang_start_internal",
+    "std::panicking::catch_unwind",
+    "std::rt::lang_start::{{closure}}",
+    "std::sys::backtrace::__rust_begin_short_backtrace",
+];
 
 /// A profile with exactly 100,000 distinct stacks: a ten-way tree five levels deep (functions of
 /// several crates, one leaf per stack) under a common prefix, each leaf with a tail of zero to four
@@ -234,8 +249,31 @@ fn viewer_in_headless_chromium() {
     let stop2 = Arc::clone(&stop);
     let serving = std::thread::spawn(move || server.run_until(&stop2));
 
+    // A real workload as well: the `regress` fixture (its own crate, the `workloads` library, std
+    // and libc under the real prologue), `thirty` made 1.5x slower, compared by the CLI.
+    let real = tmp.path().join("real");
+    let real_store = real.join("store");
+    let runs = ["--runs", "5", "--frequency", "4999"];
+    let base_id = crate::compare::record(&real_store, &real.join("base"), &runs, &[]);
+    let head_id =
+        crate::compare::record(&real_store, &real.join("head"), &runs, &[("FIXTURE_SLOWDOWN_THIRTY", "1.5")]);
+    let pages = real.join("pages");
+    let f = crate::compare::compare(
+        &real_store,
+        &[&base_id, &head_id, "--flamegraph-dir", pages.to_str().unwrap(), "--format", "json"],
+    );
+    // An environment switch changes no code: `thirty` is reported as shifted, and not gated.
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stdout.contains("regress::thirty"), "{f:?}");
+    let real_compare = std::fs::read_dir(&pages)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-compare.html"))
+        .expect("a compare page");
+
     let config = serde_json::json!({
         "chromium": chromium,
+        "realCompare": real_compare,
         "artifacts": out,
         "server": url,
         "baseRun": base_run,

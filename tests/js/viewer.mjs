@@ -92,7 +92,10 @@ await removeFilters();
 await page.selectOption('#type', { label: 'Allocated bytes' });
 check((await attr('data-type')) === 'alloc_space', 'report: profile type switch to allocated bytes');
 check((await text('#status')).includes('Allocated bytes') && (await text('#status')).includes('MiB'), 'report: status in bytes');
-check((await page.locator('#top tbody tr').first().innerText()).includes('alloc::vec::Vec<T>::push'), 'report: top table follows the type');
+check((await page.locator('#top tbody tr').first().innerText()).includes('app::render'), 'report: top table follows the type (Vec::push\'s bytes counted in its caller)');
+await page.uncheck('#fold-runtime');
+check((await page.locator('#top tbody tr').first().innerText()).includes('alloc::vec::Vec<T>::push'), 'report: std frames counted as their own on request');
+await page.check('#fold-runtime');
 const labels = await page.locator('#type option').allInnerTexts();
 check(['CPU time', 'Allocated bytes', 'Allocation count'].every((l) => labels.includes(l)), `report: type selector lists recorded types (${labels})`);
 await page.selectOption('#type', { label: 'CPU time' });
@@ -101,6 +104,20 @@ check((await page.locator('#top tbody tr').first().innerText()).includes('app::m
 await page.locator('#top tbody tr', { hasText: 'core::fmt::write' }).click();
 check((await attr('data-zoom')) === 'core::fmt::write', 'report: table row focuses the flame graph');
 await page.screenshot({ path: join(cfg.artifacts, 'report-profile.png'), fullPage: true });
+// The program's prologue (entry, libc, std's runtime) is one frame until asked for.
+const PROLOGUE = ['_start', '__libc_start_main_impl', '__libc_start_call_main', 'main', 'std::rt::lang_start_internal',
+  'std::panicking::catch_unwind', 'std::rt::lang_start::{{closure}}', 'std::sys::backtrace::__rust_begin_short_backtrace'];
+const firstRows = async () => (await page.locator('#top tbody tr td.fn').allInnerTexts()).slice(0, 10);
+await clickBox('all');
+check((await box('[program start]')) !== null && (await box('__libc_start_call_main')) === null, 'report: prologue folded into one frame');
+check((await box('app::main')).y === 2 * 18, 'report: the user\'s main is the third row (all, program start, main)');
+check(!(await firstRows()).some((n) => PROLOGUE.includes(n)), `report: no prologue frame in the first 10 rows (${await firstRows()})`);
+const legend = await text('#legend');
+check(!/\b[A-Z]\b/.test(legend.replace(/[^ -~]/g, ' ')), `report: the crate legend names crates only (${legend})`);
+await page.check('#expand-prologue');
+check((await box('__libc_start_call_main')) !== null && (await box('[program start]')) === null, 'report: the prologue expands on request');
+await page.screenshot({ path: join(cfg.artifacts, 'report-profile-prologue.png'), fullPage: true });
+await page.uncheck('#expand-prologue');
 
 // ---- compare report (file://)
 await page.goto(pathToFileURL(cfg.compareReport).href);
@@ -119,7 +136,40 @@ check(dtip.includes('base:') && dtip.includes('head:') && /change: total \+\d/.t
 const improvedFn = await improved.locator('a.focus-link').innerText();
 await improved.locator('a.focus-link').click();
 check((await attr('data-zoom')) === improvedFn, `compare report: regression link focuses the flame graph on ${improvedFn}`);
+await clickBox('all');
+// app::parse tripled, in its own code and in the std function it calls (counted in it).
+const firstRow = (await firstRows())[0];
+check(firstRow === 'app::parse', `compare report: the regressed function is the first row by change of self (${firstRow})`);
+check(!(await firstRows()).some((n) => PROLOGUE.includes(n)), `compare report: no prologue frame in the first 10 rows (${await firstRows()})`);
+const strong = [];
+for (const name of ['app::main', 'serde_json::to_string', 'core::fmt::write', 'app::parse', 'core::str::from_utf8', '[program start]']) {
+  const b = await box(name);
+  const light = b ? Number(b.color.match(/([\d.]+)%\)$/)?.[1] ?? 100) : 100;
+  if (b && !b.color.startsWith('hsl(218,') && light < 70) strong.push(name);
+}
+check(strong.includes('app::parse') && !strong.includes('serde_json::to_string') && !strong.includes('core::fmt::write'),
+  `compare report: the regressed function is strongly red, unchanged ones are not (${strong})`);
+check((await text('#legend')).includes("beyond the run's own"), 'compare report: the legend says what the colour is');
 await page.screenshot({ path: join(cfg.artifacts, 'report-compare.png'), fullPage: true });
+
+// ---- a real workload's compare page (the regress fixture, `thirty` 1.5x slower)
+await page.goto(pathToFileURL(cfg.realCompare).href);
+await ready();
+const realRows = await firstRows();
+check(realRows[0] === 'regress::thirty', `real compare: the regressed function is the first row (${realRows})`);
+const prologueNames = /^(_start|__libc_start|main$|std::rt::|std::panicking::|std::panic::|core::ops::function::|std::sys::backtrace::)/;
+check(!realRows.some((n) => prologueNames.test(n)), `real compare: no prologue frame in the first 10 rows (${realRows})`);
+check((await box('[program start]')) !== null && (await box('std::rt::lang_start_internal')) === null, 'real compare: the prologue is one frame');
+const strongRed = (await page.evaluate(() => window.contprof.boxes())).filter((b) => {
+  const m = b.color.match(/^hsl\(0, 85%, ([\d.]+)%\)$/);
+  return m && Number(m[1]) < 70;
+});
+check(strongRed.length > 0 && strongRed.every((b) => b.name === 'regress::thirty' || b.path.includes('regress::thirty')),
+  `real compare: only regress::thirty (and what is inlined in it) is strongly red (${strongRed.filter((b) => b.name !== 'regress::thirty' && !b.path.includes('regress::thirty')).map((b) => b.path.join(' > ') + ' ' + b.color)})`);
+await page.screenshot({ path: join(cfg.artifacts, 'real-compare.png'), fullPage: true });
+await page.check('#expand-prologue');
+check((await box('std::rt::lang_start_internal')) !== null, 'real compare: the prologue expands on request');
+await page.screenshot({ path: join(cfg.artifacts, 'real-compare-prologue.png'), fullPage: true });
 
 // ---- server
 let resp = await page.goto(cfg.server);
@@ -147,6 +197,9 @@ await page.selectOption('select[name=group]', 'bin/app');
 await page.click('#compare-selected');
 await ready();
 check((await text('#findings tbody')).includes('app::parse'), 'serve: compare view lists the regression');
+const verdicts = await page.locator('#findings tbody tr td:first-child').allInnerTexts();
+const order = { regression: 0, 'possible regression': 1, shifted: 2, new: 3, improvement: 4, 'possible improvement': 5 };
+check(verdicts.every((v, i) => i === 0 || (order[verdicts[i - 1]] ?? 9) <= (order[v] ?? 9)), `serve: regressions first, then shifted, then improvements (${verdicts})`);
 await page.locator('#findings a.focus-link', { hasText: 'app::parse' }).first().click();
 check((await attr('data-zoom')) === 'app::parse', 'serve: regression link focuses the flame graph');
 await addFilter('highlight', 'from_utf8');

@@ -30,11 +30,18 @@ const STD_CRATES: &[&str] = &[
     "unwind",
 ];
 
-/// Leading path segments that name no crate: primitive types, plus generic placeholders and
-/// type constructors (`<T as Trait>`, `<fn() as ...>`, `<dyn Trait>`).
+/// Leading path segments that name no crate: primitive types, type constructors (`<fn() as ...>`,
+/// `<dyn Trait>`) and generic parameters (`<A as Trait>`, `<T>`, `<_>`): demangled paths of real
+/// types start with their crate, and crate names are never capitalized.
 fn names_no_crate(segment: &str) -> bool {
-    crate::compare::input::PRIMITIVES.contains(&segment) || ["T", "_", "fn", "dyn", "impl"].contains(&segment)
+    crate::compare::input::PRIMITIVES.contains(&segment)
+        || ["_", "fn", "dyn", "impl"].contains(&segment)
+        || segment.starts_with(|c: char| c.is_ascii_uppercase())
 }
+
+/// Crates whose frames run the program rather than belong to it: the test and benchmark
+/// harnesses, above the test function or benchmark closure.
+const HARNESS_CRATES: &[&str] = &["criterion", "libtest_mimic"];
 
 impl FrameClass {
     /// The class of a demangled function name.
@@ -47,13 +54,25 @@ impl FrameClass {
             // `<[u8] as core::fmt::Debug>::fmt`, `<&T as Trait>::f`: the trait's crate.
             _ if name.contains(" as ") => name.split_once(" as ").and_then(|(_, rest)| first_segment(rest)),
             // Inherent methods of primitive types (`<u64>::wrapping_add`) live in core.
-            Some(_) => Some("core"),
-            None => None,
+            Some(s) if crate::compare::input::PRIMITIVES.contains(&s) => Some("core"),
+            _ => None,
         };
         match segment {
             Some(s) if STD_CRATES.contains(&s) => FrameClass::Std,
             Some(s) if !names_no_crate(s) => FrameClass::Crate(s.to_owned()),
             _ => FrameClass::Native,
+        }
+    }
+
+    /// Whether the class is the runtime: the standard library, native code, or a harness crate.
+    /// The frames from the process entry down to the first frame that is not (the user's `main`,
+    /// the test function, the benchmark closure) are the program's prologue, which the viewer
+    /// folds into one frame.
+    pub fn is_runtime(&self) -> bool {
+        match self {
+            FrameClass::Root => false,
+            FrameClass::Std | FrameClass::Native => true,
+            FrameClass::Crate(c) => HARNESS_CRATES.contains(&c.as_str()),
         }
     }
 

@@ -135,9 +135,21 @@ fn write_json_of(out: &mut impl Write, input: &ReportInput<'_>, tree: &FlameTree
         ReportView::Compare { comparison: Some(c), .. } => {
             let mut f: Vec<&Finding> =
                 c.findings.iter().filter(|f| f.verdict != Verdict::Unchanged && !f.inherited).collect();
+            // What a reviewer acts on first: regressions, then shifts (changes the diff does not
+            // explain), then the rest; the largest change first within each.
+            let rank = |v: Verdict| match v {
+                Verdict::Regression => 0,
+                Verdict::PossibleRegression => 1,
+                Verdict::Shifted => 2,
+                Verdict::New => 3,
+                Verdict::Improvement => 4,
+                Verdict::PossibleImprovement => 5,
+                Verdict::Vanished => 6,
+                Verdict::Inconclusive | Verdict::Unchanged => 7,
+            };
             f.sort_by(|a, b| {
                 let mag = |f: &Finding| f.change.map_or(f64::INFINITY, f64::abs);
-                a.verdict.cmp(&b.verdict).then(mag(b).total_cmp(&mag(a)))
+                rank(a.verdict).cmp(&rank(b.verdict)).then(mag(b).total_cmp(&mag(a)))
             });
             f
         }

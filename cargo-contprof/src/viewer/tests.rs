@@ -142,9 +142,19 @@ fn frame_classes_follow_the_first_path_segment() {
         ("__libc_start_main", FrameClass::Native),
         ("0x7f00deadbeef", FrameClass::Native),
         ("[unknown]", FrameClass::Native),
+        // Generic parameters are no crates: the trait's crate, else no crate at all.
+        ("<A as core::iter::traits::iterator::Iterator>::next", FrameClass::Std),
+        ("<Q as hashbrown::Equivalent<K>>::equivalent", crate_of("hashbrown")),
+        ("<W as serde_json::ser::Formatter>::write_f64", crate_of("serde_json")),
+        ("<I>::next", FrameClass::Native),
     ] {
         assert_eq!(FrameClass::of(name), class, "{name}");
     }
+    // The prologue is made of runtime classes: std, native code and the harnesses.
+    assert!(FrameClass::of("std::rt::lang_start_internal").is_runtime());
+    assert!(FrameClass::of("__libc_start_call_main").is_runtime());
+    assert!(FrameClass::of("criterion::bencher::Bencher<M>::iter").is_runtime());
+    assert!(!FrameClass::of("app::main").is_runtime());
 }
 
 #[test]

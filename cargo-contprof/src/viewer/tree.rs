@@ -222,7 +222,7 @@ impl FlameTree {
             },
             classes: classes
                 .iter()
-                .map(|c| ClassJson { name: c.label().to_owned(), color: c.color() })
+                .map(|c| ClassJson { name: c.label().to_owned(), color: c.color(), runtime: c.is_runtime() })
                 .collect(),
             parent: &self.parent,
             func: &self.func,
@@ -284,4 +284,6 @@ struct FnsJson<'a> {
 struct ClassJson {
     name: String,
     color: String,
+    /// Standard library, native code or a harness: the prologue is made of these.
+    runtime: bool,
 }

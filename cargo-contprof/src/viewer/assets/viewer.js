@@ -6,7 +6,19 @@
   const D = JSON.parse(document.getElementById('contprof-data').textContent);
   const T = D.tree;
   const N = T.parent.length;
+  // The program's prologue (process entry, runtime, harness: every leading frame of a runtime
+  // class, down to the user's main, test function or benchmark closure) is folded into one
+  // frame unless asked otherwise. Pseudo-frames (`[kernel]`, `[truncated stack]`) are never part
+  // of it.
+  const PROGRAM = T.fns.name.length;
+  T.fns.name.push('[program start]'); T.fns.file.push(''); T.fns.line.push(0); T.fns.class.push(T.fns.class[0]);
   const NF = T.fns.name.length;
+  const runtimeFn = new Uint8Array(NF);
+  for (let f = 1; f < PROGRAM; f++) runtimeFn[f] = T.classes[T.fns.class[f]].runtime && T.fns.name[f][0] !== '[' ? 1 : 0;
+  let collapsePrologue = true;
+  // As the terminal table and the verdicts count it: the self cost of std, core, alloc, libc
+  // and harness frames goes to their nearest caller in the program's own code.
+  let foldRuntime = true;
   const SIDES = T.self.length;
   const DIFF = D.kind === 'compare';
   const HEAD = SIDES - 1;
@@ -83,7 +95,7 @@
   // ---- derived tree
   function rebuild() {
     const m = masks();
-    const structural = filters.some((f) => f.mode !== 'highlight');
+    const structural = collapsePrologue || filters.some((f) => f.mode !== 'highlight');
     dSelf = []; dTotal = [];
     for (let s = 0; s < SIDES; s++) dSelf.push(new Float64Array(N));
     const src = T.self.map((side) => side[typeIdx] || []);
@@ -93,13 +105,18 @@
     } else {
       dParent = new Int32Array(N); dFn = new Int32Array(N);
       const map = new Int32Array(N), bits = new Int32Array(N), index = new Map();
+      const prologue = new Uint8Array(N);
       dN = 1;
       for (let i = 0; i < N; i++) {
         let d = 0;
         if (i > 0) {
           const p = map[parentOf[i]], f = fnOf[i];
           bits[i] = bits[parentOf[i]] | m.show[f];
-          if (m.hide[f]) d = p;
+          prologue[i] = collapsePrologue && runtimeFn[f] && (parentOf[i] === 0 || prologue[parentOf[i]]) ? 1 : 0;
+          if (prologue[i]) {
+            d = index.get(PROGRAM);
+            if (d === undefined) { d = dN++; dParent[d] = 0; dFn[d] = PROGRAM; index.set(PROGRAM, d); }
+          } else if (m.hide[f]) d = p;
           else {
             const key = p * NF + f;
             d = index.get(key);
@@ -115,6 +132,7 @@
       for (let i = dN - 1; i > 0; i--) t[dParent[i]] += t[i];
       dTotal.push(t);
     }
+    runScale = DIFF ? medianChange() : 1;
     // children, heaviest first (by head in a comparison)
     const w = dTotal[HEAD];
     const count = new Int32Array(dN + 1);
@@ -140,6 +158,23 @@
     zoom = nodeAt(zoomPath);
   }
 
+  // How the run changed as a whole, the way the verdicts read it: the median (weighted by base
+  // cost) of head/base over the frames that have self cost on both sides. A frame is compared
+  // with that, so frames that moved with the whole run (a slower machine) stay neutral.
+  let runScale = 1;
+  function medianChange() {
+    const r = [];
+    for (let i = 1; i < dN; i++) { const b = dSelf[0][i], h = dSelf[HEAD][i]; if (b > 0 && h > 0) r.push([h / b, b]); }
+    if (r.length === 0) return dTotal[0][0] > 0 ? dTotal[HEAD][0] / dTotal[0][0] : 1;
+    r.sort((a, b) => a[0] - b[0]);
+    const half = r.reduce((s, x) => s + x[1], 0) / 2;
+    let acc = 0;
+    for (const [ratio, w] of r) { acc += w; if (acc >= half) return ratio; }
+    return r[r.length - 1][0];
+  }
+  // Relative change of head against base, beyond the run's own change.
+  function relChange(b, h) { const e = b * runScale; return e > 0 ? h / e - 1 : h > 0 ? 1 : 0; }
+
   function pathOf(n) { const p = []; for (; n > 0; n = dParent[n]) p.unshift(dFn[n]); return p; }
   function nodeAt(path) {
     let n = 0;
@@ -155,12 +190,16 @@
 
   // ---- layout and drawing
   const colors = T.classes.map((c) => c.color);
+  // A change that is a small part of the run is faded in proportion: a frame of a few samples
+  // that doubles is noise, not news.
+  const FADE_BELOW = 0.01;
   function diffColor(n) {
-    const b = dTotal[0][n], h = dTotal[HEAD][n];
-    const c = b > 0 ? (h - b) / b : h > 0 ? 1 : 0;
-    const t = Math.max(-1, Math.min(1, c));
+    const b = dTotal[0][n], h = dTotal[HEAD][n], whole = Math.max(dTotal[HEAD][0], dTotal[0][0] * runScale);
+    const weight = whole > 0 ? Math.min(1, Math.abs(h - b * runScale) / (FADE_BELOW * whole)) : 0;
+    const t = Math.max(-1, Math.min(1, relChange(b, h))) * weight;
     if (Math.abs(t) < 0.02) return 'hsl(0, 0%, 86%)';
-    const light = 88 - 38 * Math.abs(t);
+    // Full colour from a 50% change on.
+    const light = 88 - 38 * Math.min(1, Math.abs(t) / 0.5);
     return t > 0 ? `hsl(0, 85%, ${light}%)` : `hsl(218, 85%, ${light}%)`;
   }
   function layout(width) {
@@ -257,6 +296,7 @@
       html += `<div>base: self ${fmt(dSelf[0][n], u)} (${pct(dSelf[0][n], bw)}), total ${fmt(dTotal[0][n], u)} (${pct(dTotal[0][n], bw)})</div>`;
       html += `<div>head: self ${fmt(dSelf[HEAD][n], u)} (${pct(dSelf[HEAD][n], whole)}), total ${fmt(dTotal[HEAD][n], u)} (${pct(dTotal[HEAD][n], whole)})</div>`;
       html += `<div>change: total ${change(dTotal[0][n], dTotal[HEAD][n])}, self ${change(dSelf[0][n], dSelf[HEAD][n])}</div>`;
+      if (Math.abs(runScale - 1) > 0.005) html += `<div>beyond the run's own ${change(1, runScale)}: total ${(100 * relChange(dTotal[0][n], dTotal[HEAD][n])).toFixed(1)}%</div>`;
     } else {
       html += `<div>self ${fmt(dSelf[0][n], u)} (${pct(dSelf[0][n], whole)})</div><div>total ${fmt(dTotal[0][n], u)} (${pct(dTotal[0][n], whole)})</div>`;
     }
@@ -272,11 +312,19 @@
   window.addEventListener('resize', () => draw());
 
   // ---- top-functions table
-  let sortKey = DIFF ? 'delta' : 'self';
+  let sortKey = DIFF ? 'dself' : 'self';
   function topRows() {
-    const selfH = new Float64Array(NF), totH = new Float64Array(NF), totB = new Float64Array(NF);
+    const selfH = new Float64Array(NF), selfB = new Float64Array(NF), totH = new Float64Array(NF), totB = new Float64Array(NF);
     const onStack = new Int32Array(NF);
-    for (let s = 0; s < SIDES; s++) for (let i = 0; i < dN; i++) if (s === HEAD) selfH[dFn[i]] += dSelf[s][i];
+    const owner = new Int32Array(dN);
+    for (let i = 1; i < dN; i++) {
+      const f = dFn[i], user = f !== PROGRAM && !runtimeFn[f];
+      owner[i] = user || !foldRuntime ? i : owner[dParent[i]] > 0 ? owner[dParent[i]] : 0;
+    }
+    for (let i = 0; i < dN; i++) {
+      const o = owner[i] > 0 ? owner[i] : i;
+      selfH[dFn[o]] += dSelf[HEAD][i]; selfB[dFn[o]] += dSelf[0][i];
+    }
     // iterative DFS: a function's total counts once per path even when it recurses
     const stack = [0], pos = [cStart[0]];
     onStack[dFn[0]]++;
@@ -290,14 +338,28 @@
       } else { onStack[dFn[n]]--; stack.pop(); pos.pop(); }
     }
     const rows = [];
-    for (let f = 1; f < NF; f++) if (totH[f] > 0 || totB[f] > 0) rows.push({ f, self: selfH[f], total: totH[f], base: totB[f], delta: totH[f] - totB[f] });
+    // The folded prologue is not a function of the program.
+    for (let f = 1; f < NF; f++) {
+      if (f === PROGRAM || (totH[f] === 0 && totB[f] === 0)) continue;
+      // Changes beyond the run's own (see medianChange), in the metric's unit per run.
+      rows.push({ f, self: selfH[f], baseSelf: selfB[f], total: totH[f], base: totB[f],
+        dself: selfH[f] - selfB[f] * runScale, delta: totH[f] - totB[f] * runScale });
+    }
     const key = sortKey;
-    rows.sort((a, b) => (key === 'name' ? T.fns.name[a.f].localeCompare(T.fns.name[b.f]) : key === 'delta' ? Math.abs(b.delta) - Math.abs(a.delta) : b[key] - a[key]) || a.f - b.f);
+    const byMagnitude = key === 'delta' || key === 'dself';
+    rows.sort((a, b) => (key === 'name' ? T.fns.name[a.f].localeCompare(T.fns.name[b.f]) : byMagnitude ? Math.abs(b[key]) - Math.abs(a[key]) : b[key] - a[key]) || a.f - b.f);
     return rows;
+  }
+  // A change cell: the change beyond the run's own, with base and head in its title.
+  function deltaCell(b, h, d) {
+    const c = b * runScale > 0 ? relChange(b, h) : null;
+    const shown = c === null ? (h > 0 ? 'new' : '–') : (c >= 0 ? '+' : '') + (100 * c).toFixed(1) + '%';
+    const cls = Math.abs(d) < 1e-9 ? '' : d > 0 ? 'up' : 'down';
+    return `<td class="num ${cls}" title="base ${fmt(b, unit())}, head ${fmt(h, unit())}">${shown}</td>`;
   }
   function renderTop() {
     const cols = DIFF
-      ? [['name', 'Function'], ['self', 'Self'], ['total', 'Total'], ['base', 'Base total'], ['delta', 'Δ total']]
+      ? [['name', 'Function'], ['self', 'Self'], ['dself', 'Δ self'], ['total', 'Total'], ['delta', 'Δ total']]
       : [['name', 'Function'], ['self', 'Self'], ['selfp', 'Self %'], ['total', 'Total'], ['totalp', 'Total %']];
     $('top').tHead.innerHTML = '<tr>' + cols.map(([k, l]) => `<th data-sort="${k}" class="${k === 'name' ? '' : 'num'}${sortKey === k ? ' sorted' : ''}">${l}</th>`).join('') + '</tr>';
     const whole = dTotal[HEAD][0], u = unit();
@@ -305,7 +367,7 @@
     $('top').tBodies[0].innerHTML = rows.map((r) => {
       const name = `<td class="fn">${esc(T.fns.name[r.f])}</td>`;
       return `<tr data-fn="${r.f}">` + name + (DIFF
-        ? `<td class="num">${fmt(r.self, u)}</td><td class="num">${fmt(r.total, u)}</td><td class="num">${fmt(r.base, u)}</td><td class="num ${r.delta > 0 ? 'up' : r.delta < 0 ? 'down' : ''}">${change(r.base, r.total)}</td>`
+        ? `<td class="num">${fmt(r.self, u)}</td>${deltaCell(r.baseSelf, r.self, r.dself)}<td class="num">${fmt(r.total, u)}</td>${deltaCell(r.base, r.total, r.delta)}`
         : `<td class="num">${fmt(r.self, u)}</td><td class="num">${pct(r.self, whole)}</td><td class="num">${fmt(r.total, u)}</td><td class="num">${pct(r.total, whole)}</td>`) + '</tr>';
     }).join('');
   }
@@ -363,7 +425,7 @@
   }
   $('filter-add').addEventListener('click', addFilter);
   $('filter-input').addEventListener('keydown', (ev) => { if (ev.key === 'Enter') addFilter(); });
-  function update() { tip.hidden = true; rebuild(); renderFilters(); draw(); renderTop(); }
+  function update() { tip.hidden = true; rebuild(); renderFilters(); draw(); renderTop(); if (DIFF) renderLegend(); }
 
   // ---- type selector
   const sel = $('type');
@@ -408,12 +470,21 @@
   if (D.home) $('home').innerHTML = `<a href="${esc(D.home)}">← runs</a>`;
   const used = new Set();
   for (let f = 1; f < NF; f++) used.add(T.fns.class[f]);
-  $('legend').innerHTML = DIFF
-    ? 'Colour by change of total: <span class="swatch" style="background:hsl(0,85%,55%)"></span>slower / more <span class="swatch" style="background:hsl(218,85%,55%)"></span>faster / less <span class="swatch" style="background:hsl(0,0%,86%)"></span>unchanged'
-    : [...used].slice(0, 40).map((c) => `<span class="swatch" style="background:${T.classes[c].color}"></span>${esc(T.classes[c].name)}`).join('');
+  function renderLegend() {
+    $('legend').innerHTML = DIFF
+      ? `Colour by change of total beyond the run's own (${change(1, runScale)}, the median change of the frames, as the verdicts normalize): ` +
+        '<span class="swatch" style="background:hsl(0,85%,55%)"></span>costs more <span class="swatch" style="background:hsl(218,85%,55%)"></span>costs less <span class="swatch" style="background:hsl(0,0%,86%)"></span>moved with the run (changes under 1% of the run are faded)'
+      : [...used].filter((c) => c !== T.fns.class[0]).slice(0, 40).map((c) => `<span class="swatch" style="background:${T.classes[c].color}"></span>${esc(T.classes[c].name)}`).join('');
+  }
+  renderLegend();
+  $('fold-runtime').checked = foldRuntime;
+  $('fold-runtime').addEventListener('change', () => { foldRuntime = $('fold-runtime').checked; renderTop(); });
+  $('expand-prologue').checked = !collapsePrologue;
+  $('expand-prologue').addEventListener('change', () => { collapsePrologue = !$('expand-prologue').checked; update(); });
 
   // ---- first view
   rebuild();
+  if (DIFF) renderLegend();
   renderFilters();
   draw();
   renderTop();
@@ -432,7 +503,15 @@
       total: dTotal[HEAD][0],
       derivedNodes: dN,
       filters: filters.map((f) => f.mode + ':' + f.src),
+      prologueFolded: collapsePrologue,
+      runScale,
     }),
+    // Every drawn box: its function, colour and the functions on its path from the root.
+    boxes: () => rects.n.map((n) => ({
+      name: n === 0 ? 'all' : T.fns.name[dFn[n]],
+      color: DIFF && n !== 0 ? diffColor(n) : colors[T.fns.class[dFn[n]]],
+      path: pathOf(n).map((f) => T.fns.name[f]),
+    })),
     // The widest box of a function, in CSS pixels relative to the canvas.
     box: (name) => {
       let best = -1;
