@@ -152,3 +152,26 @@ fn a_grandchild_holding_stdout_does_not_outlive_the_timeout() {
     assert!(f.stderr.contains("TIMEOUT") && f.stderr.contains("grandchild_test"), "{f:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
 }
+
+#[test]
+fn criterion_0_4_benchmarks_without_exact_are_each_profiled_alone() {
+    // Criterion 0.4 has no `--exact` (it refuses the argument) and reads its filter as a regex:
+    // `sum (x2)` must select that benchmark only, not `sum (x2) squares`.
+    let out = tempfile::tempdir().unwrap();
+    let mut cmd = contprof();
+    cmd.args(["bench", "-p", "bench04", "--no-store", "--manifest-path"])
+        .arg(fixtures_manifest())
+        .arg("-o")
+        .arg(out.path());
+    let f = finish_alone(&mut cmd);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stderr.contains("2 passed"), "{f:?}");
+    for (group, own, other) in [
+        ("bench/old_criterion/sum (x2)", "old_criterion::sum_work", "old_criterion::square_work"),
+        ("bench/old_criterion/sum (x2) squares", "old_criterion::square_work", "old_criterion::sum_work"),
+    ] {
+        let view = CostView::from_profile(&group_profile(out.path(), group));
+        let has = |f: &str| view.functions.iter().any(|x| x.name.starts_with(f));
+        assert!(has(own) && !has(other), "{group}: {own} alone\n{f:?}");
+    }
+}

@@ -36,7 +36,8 @@ struct Job {
     group: String,
     label: String,
     repetition: u32,
-    criterion: bool,
+    /// A criterion benchmark, and how its binary selects it.
+    criterion: Option<list::CriterionSelect>,
 }
 
 /// How one test process ended, in test terms.
@@ -117,7 +118,9 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
         };
         return Err(Error::NothingMatched { what });
     }
-    if agent_settings.engine == crate::runner::Engine::Instructions && jobs.iter().any(|j| j.criterion) {
+    if agent_settings.engine == crate::runner::Engine::Instructions
+        && jobs.iter().any(|j| j.criterion.is_some())
+    {
         shell.warn(
             "criterion chooses its iteration counts by the clock, so the instruction counts of a criterion \
              benchmark follow how many iterations fit its time budget under valgrind: they are not \
@@ -273,19 +276,19 @@ fn plan(
             TargetKind::Lib => t.package.clone(),
             _ => t.name.clone(),
         };
-        let cases: Vec<(Option<Case>, bool)> = if t.harness {
+        let cases: Vec<(Option<Case>, Option<list::CriterionSelect>)> = if t.harness {
             list::libtest_cases(&art.executable, &t.package_root)?
                 .into_iter()
                 .filter(|c| c.bench == (mode == Mode::Bench))
-                .map(|c| (Some(c), false))
+                .map(|c| (Some(c), None))
                 .collect()
         } else if mode == Mode::Bench {
             match list::criterion_cases(&art.executable, &t.package_root)? {
-                Some(cases) => cases.into_iter().map(|c| (Some(c), true)).collect(),
-                None => vec![(None, false)],
+                Some(found) => found.cases.into_iter().map(|c| (Some(c), Some(found.select))).collect(),
+                None => vec![(None, None)],
             }
         } else {
-            vec![(None, false)]
+            vec![(None, None)]
         };
         for (case, is_criterion) in cases {
             let (group, label) = match &case {
@@ -337,14 +340,16 @@ fn execute(
     let mut env = job.artifact.target.run_env(target_dir);
     let slot = raw_dir.join(sanitize(&job.group.replace('/', "__")));
     match (&job.case, job.criterion) {
-        (Some(c), true) => {
-            args.extend(["--bench".into(), "--exact".into(), c.name.clone().into(), "--noplot".into()]);
+        (Some(c), Some(select)) => {
+            args.push("--bench".into());
+            args.extend(select.args(&c.name));
+            args.push("--noplot".into());
             env.push((
                 "CRITERION_HOME".into(),
                 slot.join(format!("criterion-{}", job.repetition)).into_os_string(),
             ));
         }
-        (Some(c), false) => {
+        (Some(c), None) => {
             args.extend([c.name.clone().into(), "--exact".into(), "--test-threads=1".into()]);
             if c.ignored {
                 args.push("--ignored".into());
@@ -381,7 +386,7 @@ fn execute(
         e if e.success() => Verdict::Pass,
         _ => Verdict::Fail,
     };
-    let per_iteration_ns = if job.criterion {
+    let per_iteration_ns = if job.criterion.is_some() {
         criterion::mean_ns_per_iteration(&slot.join(format!("criterion-{}", job.repetition)))
     } else {
         None

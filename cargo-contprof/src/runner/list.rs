@@ -62,16 +62,52 @@ pub fn libtest_cases(exe: &Path, cwd: &Path) -> Result<Vec<Case>> {
         .collect())
 }
 
+/// How a criterion binary is told to run one benchmark and no other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CriterionSelect {
+    /// Criterion 0.5 and later: `--exact ID`.
+    Exact,
+    /// Criterion 0.3 and 0.4, which have no `--exact`: the filter is a regular expression, so
+    /// the id goes anchored and escaped (`^parse/large$`).
+    AnchoredRegex,
+}
+
+impl CriterionSelect {
+    /// The arguments that select the benchmark `id`.
+    pub fn args(self, id: &str) -> Vec<std::ffi::OsString> {
+        match self {
+            CriterionSelect::Exact => vec!["--exact".into(), id.into()],
+            CriterionSelect::AnchoredRegex => vec![format!("^{}$", regex::escape(id)).into()],
+        }
+    }
+}
+
+/// The benchmarks of a criterion binary and how to select one of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CriterionCases {
+    /// The benchmark ids, as `--list` gives them.
+    pub cases: Vec<Case>,
+    /// How to run one of them alone (from the binary's own `--help`: whether it knows `--exact`).
+    pub select: CriterionSelect,
+}
+
 /// Lists the benchmarks of a criterion binary (`--bench --list`); `None` when the binary does not
 /// answer like criterion (a custom `main`), which is then profiled as one process.
-pub fn criterion_cases(exe: &Path, cwd: &Path) -> Result<Option<Vec<Case>>> {
+pub fn criterion_cases(exe: &Path, cwd: &Path) -> Result<Option<CriterionCases>> {
     let (ok, out, _) = list_output(exe, cwd, &["--bench", "--list"])?;
     let cases: Vec<Case> = parse_listing(&out)
         .into_iter()
         .filter(|(_, bench)| *bench)
         .map(|(name, _)| Case { name, ignored: false, bench: true })
         .collect();
-    Ok(if ok && !cases.is_empty() { Some(cases) } else { None })
+    if !ok || cases.is_empty() {
+        return Ok(None);
+    }
+    // The binary says what it understands: criterion's clap help lists `--exact` from 0.5 on.
+    let (_, help, help_err) = list_output(exe, cwd, &["--bench", "--help"])?;
+    let knows_exact = help.contains("--exact") || help_err.contains("--exact");
+    let select = if knows_exact { CriterionSelect::Exact } else { CriterionSelect::AnchoredRegex };
+    Ok(Some(CriterionCases { cases, select }))
 }
 
 /// The libtest filter semantics: substring match, or exact with `--exact`.
@@ -90,6 +126,17 @@ mod tests {
             parse_listing(text),
             vec![("tests::a".into(), false), ("tests::b".into(), true), ("parse/large".into(), true)]
         );
+    }
+
+    #[test]
+    fn criterion_before_0_5_gets_an_anchored_escaped_regex() {
+        let args = |s: CriterionSelect| -> Vec<String> {
+            s.args("parse/large (x2)").into_iter().map(|a| a.into_string().unwrap()).collect()
+        };
+        assert_eq!(args(CriterionSelect::Exact), ["--exact", "parse/large (x2)"]);
+        assert_eq!(args(CriterionSelect::AnchoredRegex), [r"^parse/large \(x2\)$"]);
+        let re = regex::Regex::new(&args(CriterionSelect::AnchoredRegex)[0]).unwrap();
+        assert!(re.is_match("parse/large (x2)") && !re.is_match("parse/large (x2)/more"));
     }
 
     #[test]
