@@ -126,3 +126,48 @@ fn serve_stops_on_sigterm_and_sigint() {
         assert!(status.success(), "signal {sig}: {status:?}");
     }
 }
+
+/// Issue 15.1: `log` against a store that never answers stops promptly on SIGINT and SIGTERM,
+/// with a message naming the store, instead of waiting out the network timeouts.
+#[test]
+fn commands_waiting_on_a_silent_store_stop_on_sigint_and_sigterm() {
+    use std::io::Read;
+    // An "S3 endpoint" that accepts connections and never says a word.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = crate::util::contprof()
+            .args(["log", "--store", "s3://silent-bucket/runs"])
+            .env("AWS_ENDPOINT", format!("http://127.0.0.1:{port}"))
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        assert!(child.try_wait().unwrap().is_none(), "log did not wait for the silent store");
+        // SAFETY: plain syscall on our own, not yet reaped child.
+        unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(5), "log ignored signal {sig}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "signal {sig}: {stderr}");
+        assert!(stderr.contains("interrupted") && stderr.contains("silent-bucket"), "signal {sig}: {stderr}");
+    }
+}

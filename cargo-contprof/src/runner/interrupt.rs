@@ -4,9 +4,12 @@
 //! instead of dying: the samples recorded so far are still turned into profiles and stored, and
 //! no further runs are started.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Interruptions so far, so that an operation can tell one that arrived while it ran from one
+/// that came before (the Ctrl-C that stopped a workload must not abort storing its samples).
+static COUNT: AtomicU64 = AtomicU64::new(0);
 
 /// Workloads running now (0 = free slot); `cargo contprof test` runs several at once.
 const SLOTS: usize = 256;
@@ -14,6 +17,7 @@ static RUNNING: [AtomicI32; SLOTS] = [const { AtomicI32::new(0) }; SLOTS];
 
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
     INTERRUPTED.store(true, Ordering::SeqCst);
+    COUNT.fetch_add(1, Ordering::SeqCst);
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
     let from_process = !info.is_null() && unsafe { (*info).si_code } == libc::SI_USER;
     // A terminal's Ctrl-C already reached the workloads in our process group; a signal sent to
@@ -50,6 +54,12 @@ pub fn install() {
 /// Whether an interruption arrived since [`install`].
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// How many interruptions arrived since [`install`]: an operation that notes it at its start stops
+/// when it grows.
+pub fn count() -> u64 {
+    COUNT.load(Ordering::SeqCst)
 }
 
 /// The flag [`interrupted`] reads, for loops that poll a stop flag (the viewer's server).

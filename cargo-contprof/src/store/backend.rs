@@ -83,6 +83,29 @@ impl Backend {
         Ok(Backend { inner, rt, url })
     }
 
+    /// Drives `fut` to completion, unless SIGINT or SIGTERM arrives meanwhile: then it is dropped
+    /// (object_store writes each object to a temporary name and renames it, or uploads it in one
+    /// request, so nothing half-written becomes visible) and the call returns
+    /// [`StoreError::Interrupted`]. An interruption from before the call (the Ctrl-C that
+    /// stopped a workload whose samples are now stored) does not count.
+    fn block<T>(&self, fut: impl std::future::Future<Output = T>) -> Result<T, StoreError> {
+        let at_start = crate::runner::interrupt::count();
+        let interrupted = async move {
+            while crate::runner::interrupt::count() == at_start {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        let raced = self.rt.block_on(async {
+            futures::pin_mut!(fut);
+            futures::pin_mut!(interrupted);
+            match futures::future::select(fut, interrupted).await {
+                futures::future::Either::Left((out, _)) => Some(out),
+                futures::future::Either::Right(_) => None,
+            }
+        });
+        raced.ok_or_else(|| StoreError::Interrupted { store: self.url.clone() })
+    }
+
     fn unreachable(&self, op: &'static str, path: &str, source: object_store::Error) -> StoreError {
         StoreError::Unreachable {
             store: self.url.clone(),
@@ -95,8 +118,7 @@ impl Backend {
     /// Writes an object, replacing any previous one. Atomic: readers see the old or the new bytes.
     pub fn put(&self, path: &str, bytes: impl Into<Bytes>) -> Result<(), StoreError> {
         let payload = PutPayload::from(bytes.into());
-        self.rt
-            .block_on(self.inner.put(&Path::from(path), payload))
+        self.block(self.inner.put(&Path::from(path), payload))?
             .map(drop)
             .map_err(|e| self.unreachable("put", path, e))
     }
@@ -106,8 +128,7 @@ impl Backend {
     pub fn put_if_absent(&self, path: &str, bytes: impl Into<Bytes>) -> Result<bool, StoreError> {
         let bytes = bytes.into();
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.rt.block_on(self.inner.put_opts(&Path::from(path), PutPayload::from(bytes.clone()), opts))
-        {
+        match self.block(self.inner.put_opts(&Path::from(path), PutPayload::from(bytes.clone()), opts))? {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
                 Ok(false)
@@ -122,20 +143,20 @@ impl Backend {
     /// Reads an object; `None` when it does not exist.
     pub fn get(&self, path: &str) -> Result<Option<Bytes>, StoreError> {
         let p = Path::from(path);
-        let res = self.rt.block_on(async {
+        let res = self.block(async {
             match self.inner.get(&p).await {
                 Ok(r) => r.bytes().await.map(Some),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
             }
-        });
+        })?;
         res.map_err(|e| self.unreachable("get", path, e))
     }
 
     /// Reads many objects concurrently; each result is `None` when that object does not exist.
     pub fn get_many(&self, paths: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
         let inner = &self.inner;
-        let res: Result<Vec<Option<Bytes>>, (String, object_store::Error)> = self.rt.block_on(
+        let res: Result<Vec<Option<Bytes>>, (String, object_store::Error)> = self.block(
             futures::stream::iter(paths.iter().map(|path| async move {
                 let p = Path::from(path.as_str());
                 let r = match inner.get(&p).await {
@@ -147,14 +168,14 @@ impl Backend {
             }))
             .buffered(CONCURRENT_GETS)
             .try_collect(),
-        );
+        )?;
         res.map_err(|(path, e)| self.unreachable("get", &path, e))
     }
 
     /// Every object under `prefix` (a directory-like path without trailing slash), recursively.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         let p = Path::from(prefix);
-        let res: Result<Vec<_>, _> = self.rt.block_on(self.inner.list(Some(&p)).try_collect());
+        let res: Result<Vec<_>, _> = self.block(self.inner.list(Some(&p)).try_collect())?;
         match res {
             Ok(metas) => Ok(metas
                 .into_iter()
@@ -168,7 +189,7 @@ impl Backend {
     /// Deletes objects; missing ones are not an error.
     pub fn delete_many(&self, paths: &[String]) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let res: Result<Vec<()>, (String, object_store::Error)> = self.rt.block_on(
+        let res: Result<Vec<()>, (String, object_store::Error)> = self.block(
             futures::stream::iter(paths.iter().map(|path| async move {
                 match inner.delete(&Path::from(path.as_str())).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -177,7 +198,7 @@ impl Backend {
             }))
             .buffered(CONCURRENT_GETS)
             .try_collect(),
-        );
+        )?;
         res.map(drop).map_err(|(path, e)| self.unreachable("delete", &path, e))
     }
 }

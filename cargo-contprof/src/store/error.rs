@@ -6,6 +6,13 @@ use crate::git::GitError;
 /// An error of the profile store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// SIGINT or SIGTERM arrived while the store was being read or written; the operation was
+    /// abandoned (what it wrote, if anything, is never visible half-done).
+    #[error("interrupted while waiting for store {store}")]
+    Interrupted {
+        /// The store URL.
+        store: String,
+    },
     /// A run, revision or object that was asked for does not exist in the store.
     #[error("{what} not found in store {store}")]
     NotFound {
