@@ -23,3 +23,6 @@ pub mod store;
 pub mod symbolize;
 pub mod viewer;
 pub mod why;
+
+#[cfg(test)]
+mod hostile_tests;

@@ -27,7 +27,7 @@ const INDEX_VERSION: u32 = 1;
 const READ_ATTEMPTS: usize = 8;
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Segment {
+pub(crate) struct Segment {
     version: u32,
     entries: Vec<RunSummary>,
 }
@@ -110,7 +110,7 @@ fn load_raw(backend: &Backend) -> Result<Raw, StoreError> {
     })
 }
 
-fn parse_segment(body: &[u8]) -> Result<Segment, String> {
+pub(crate) fn parse_segment(body: &[u8]) -> Result<Segment, String> {
     #[derive(Deserialize)]
     struct Version {
         version: u32,

@@ -24,7 +24,7 @@
 
 mod backend;
 mod error;
-mod index;
+pub(crate) mod index;
 mod meta;
 mod query;
 mod render;

@@ -15,11 +15,11 @@
 //! the store's own metadata. It prints nothing; the CLI reports the bound address.
 
 mod classify;
-mod http;
+pub(crate) mod http;
 mod page;
-mod query;
+pub(crate) mod query;
 mod runs_page;
-mod server;
+pub(crate) mod server;
 mod tree;
 
 #[cfg(test)]
