@@ -224,3 +224,24 @@ fn check_without_baseline_then_flags_a_slowdown() {
     assert_eq!(f.code, 0, "{f:?}");
     assert!(f.stderr.contains("no baseline") && f.stderr.contains("HEAD was recorded"), "{f:?}");
 }
+
+/// Issue 15.16: a run the index lists whose metadata is gone (a deletion that raced the index) is
+/// skipped with a warning; the commit's other runs are still its baseline.
+#[test]
+fn a_baseline_run_without_metadata_is_skipped_not_fatal() {
+    let repo = Repo::new();
+    for _ in 0..2 {
+        let f = repo.check(&[], &[]);
+        assert_eq!(f.code, 0, "{f:?}");
+    }
+    let runs: Vec<PathBuf> =
+        std::fs::read_dir(repo.store.join("runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    std::fs::remove_file(runs[0].join("meta.json")).unwrap();
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.commit("feature");
+    let f = repo.check(&[], &[]);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stderr.contains("has no metadata") && f.stderr.contains("skipped"), "{f:?}");
+    assert!(f.stderr.contains("Comparing"), "{f:?}");
+}

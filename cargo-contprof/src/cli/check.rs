@@ -103,6 +103,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
             NoBaseline::Fail => Err(Error::NoBaseline { message }),
         };
     };
+    ctx.warn_skipped(shell);
     shell.status("Comparing", format_args!("{} with {}", head.describe(), base.describe()));
 
     let mut prepared = prepare(&ctx, &base, &head, None, &args.stats, shell)?;

@@ -55,6 +55,7 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
             }
         }
     };
+    ctx.warn_skipped(shell);
     let options = ctx.options(&args.stats)?;
     let mut prepared = prepare(&ctx, &base, &head, args.group.as_deref(), &args.stats, shell)?;
     super::history::learn(&ctx, &base, &mut prepared, &options, shell);
@@ -114,6 +115,9 @@ pub(super) struct Context {
     pub store: Store,
     pub repo: Option<Repo>,
     pub config: Loaded,
+    /// Runs the index lists whose metadata is gone (a deletion that raced the index), skipped;
+    /// said by [`Context::warn_skipped`].
+    skipped: std::cell::RefCell<Vec<String>>,
 }
 
 /// One side of a comparison: the runs chosen and how the user named them.
@@ -177,7 +181,7 @@ impl Context {
             Err(crate::git::GitError::NotARepo { .. } | crate::git::GitError::Missing(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        Ok(Context { workspace, store, repo, config })
+        Ok(Context { workspace, store, repo, config, skipped: Default::default() })
     }
 
     /// Comparison options: configuration, then flags.
@@ -249,7 +253,27 @@ impl Context {
         if prefer_clean && summaries.iter().any(|r| !r.dirty) {
             summaries.retain(|r| !r.dirty);
         }
-        Ok(summaries.iter().map(|s| self.store.show(&s.run_id)).collect::<Result<Vec<_>, _>>()?)
+        let mut runs = Vec::with_capacity(summaries.len());
+        for s in &summaries {
+            match self.store.show(&s.run_id) {
+                Ok(meta) => runs.push(meta),
+                // Listed but gone: skipped, so that one deleted run does not block the commit.
+                Err(crate::store::StoreError::NotFound { .. }) => self.skipped.borrow_mut().push(format!(
+                    "run {} of commit {} is in the index but has no metadata (deleted); skipped",
+                    s.run_id,
+                    short_commit(commit)
+                )),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(runs)
+    }
+
+    /// Prints (once) the runs skipped because their metadata is gone.
+    pub fn warn_skipped(&self, shell: &Shell) {
+        for w in self.skipped.borrow_mut().drain(..) {
+            shell.warn(w);
+        }
     }
 
     /// The baseline of `head`: the first commit from the merge-base with the default branch (or

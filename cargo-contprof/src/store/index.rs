@@ -5,7 +5,9 @@
 //! a writer merges them the same way. Readers list loose entries before segments and start over when
 //! an object they listed is gone, so an entry is always seen in at least one place. Duplicates from
 //! concurrent compactions are merged by run id. gc hides a run with a tombstone before deleting it,
-//! so a compaction racing gc cannot bring it back into view.
+//! and a tombstone outlives every index object that mentions the run by [`TOMBSTONE_GRACE`] at
+//! least: a compaction that read the run's entry before gc and writes it back after gc's cleanup
+//! only writes it next to a tombstone that still hides it, and a later gc drops it for good.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -22,6 +24,10 @@ pub(crate) const DELETED: &str = "index/deleted";
 
 /// Version of index objects (loose entries and segments share the format).
 const INDEX_VERSION: u32 = 1;
+
+/// How long a tombstone stays after no index object mentions its run any more: longer than any
+/// compaction takes between reading entries and writing them back.
+pub(crate) const TOMBSTONE_GRACE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// How often a reader starts over after racing a compaction before giving up.
 const READ_ATTEMPTS: usize = 8;
@@ -138,6 +144,18 @@ pub(crate) fn maybe_compact(backend: &Backend, options: &StoreOptions) -> Result
 /// Writes one segment holding the entries of `paths` (minus tombstoned runs), then deletes `paths`.
 /// Unreadable objects are left in place for a human to look at.
 fn merge_objects(backend: &Backend, paths: &[String]) -> Result<(), StoreError> {
+    let merge = read_for_merge(backend, paths)?;
+    write_merged(backend, merge)
+}
+
+/// A merge read and not yet written: the entries to keep, and the objects they came from.
+pub(crate) struct Merge {
+    entries: BTreeMap<String, RunSummary>,
+    merged: Vec<String>,
+}
+
+/// The first half of a merge: the tombstones, then the objects' entries.
+pub(crate) fn read_for_merge(backend: &Backend, paths: &[String]) -> Result<Merge, StoreError> {
     let deleted: HashSet<String> = backend
         .list(DELETED)?
         .into_iter()
@@ -157,6 +175,12 @@ fn merge_objects(backend: &Backend, paths: &[String]) -> Result<(), StoreError> 
         }
         merged.push(path.clone());
     }
+    Ok(Merge { entries, merged })
+}
+
+/// The second half of a merge: the segment, then the deletion of what it replaces.
+pub(crate) fn write_merged(backend: &Backend, merge: Merge) -> Result<(), StoreError> {
+    let Merge { entries, merged } = merge;
     if merged.len() < 2 && !entries.is_empty() {
         return Ok(());
     }
@@ -181,7 +205,9 @@ pub(crate) fn hide(backend: &Backend, run_ids: &[String]) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Drops entries of tombstoned runs from the index objects, then the tombstones no object mentions.
+/// Drops entries of tombstoned runs from the index objects, then the tombstones that no object has
+/// mentioned for [`TOMBSTONE_GRACE`] (a tombstone's age is the time it was written; a compaction that
+/// wrote an entry back after it is caught by the next call).
 pub(crate) fn forget(backend: &Backend) -> Result<(), StoreError> {
     let raw = load_raw(backend)?;
     for (path, ids) in &raw.objects {
@@ -199,11 +225,13 @@ pub(crate) fn forget(backend: &Backend) -> Result<(), StoreError> {
         backend.delete_many(std::slice::from_ref(path))?;
     }
     let after = load_raw(backend)?;
-    let stale: Vec<String> = after
-        .deleted
-        .iter()
-        .filter(|id| !after.entries.contains_key(*id))
-        .map(|id| tombstone_path(id))
+    let old_enough = chrono::Utc::now() - TOMBSTONE_GRACE;
+    let stale: Vec<String> = backend
+        .list(DELETED)?
+        .into_iter()
+        .filter(|l| l.modified <= old_enough)
+        .filter(|l| l.path.rsplit('/').next().is_some_and(|id| !after.entries.contains_key(id)))
+        .map(|l| l.path)
         .collect();
     backend.delete_many(&stale)
 }

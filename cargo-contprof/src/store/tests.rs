@@ -261,7 +261,62 @@ fn gc_keeps_recent_runs_and_newest_of_default_branch_commits() {
         store.log(&LogFilter::default()).unwrap().runs.into_iter().map(|r| r.run_id).collect();
     assert_eq!(left, vec![c2_recent, c1_newer]);
     assert!(matches!(store.show(&c1_old), Err(StoreError::NotFound { .. })));
-    assert_eq!(std::fs::read_dir(tmp.path().join("index/deleted")).map(|d| d.count()).unwrap_or(0), 0);
+    // The tombstones outlive the index entries by the grace period, then a later gc removes them.
+    let tombstones = || std::fs::read_dir(tmp.path().join("index/deleted")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(tombstones(), 2);
+    age_tombstones(tmp.path());
+    store.gc(&policy, false).unwrap();
+    assert_eq!(tombstones(), 0);
+    assert_eq!(store.log(&LogFilter::default()).unwrap().runs.len(), 2);
+}
+
+/// Makes every tombstone older than the grace period.
+fn age_tombstones(root: &Path) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    for e in std::fs::read_dir(root.join("index/deleted")).into_iter().flatten().flatten() {
+        std::fs::File::options().write(true).open(e.path()).unwrap().set_modified(old).unwrap();
+    }
+}
+
+/// Issue 15.16: a compaction that read the index before gc deleted a run, and writes its segment
+/// after gc's cleanup, does not bring the run back: its tombstone is still there, and the next gc
+/// drops the entry for good.
+#[test]
+fn a_compaction_racing_gc_does_not_resurrect_a_deleted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = dir_store(tmp.path());
+    let now = chrono::Utc::now();
+    let at = |commit: &str, days: i64| {
+        let mut n = new_run(
+            RepoState::Commit { commit: commit.into(), branch: None, dirty: None, shallow: false },
+            &[],
+        );
+        n.time = now - Duration::days(days);
+        store.record(n, vec![profile("bin/x")]).unwrap().run_id
+    };
+    let doomed = at(C1, 50);
+    let kept = at(C2, 1);
+    // A compaction reads the loose entries (both runs)...
+    let loose: Vec<String> = store.backend.list(index::LOOSE).unwrap().into_iter().map(|l| l.path).collect();
+    assert_eq!(loose.len(), 2);
+    let merge = index::read_for_merge(&store.backend, &loose).unwrap();
+    // ...gc deletes the old run meanwhile...
+    let policy = GcPolicy { keep: Duration::days(30), protected_commits: Default::default(), now };
+    assert_eq!(store.gc(&policy, false).unwrap().deleted.len(), 1);
+    // ...and the compaction writes its segment, with the deleted run's entry in it.
+    index::write_merged(&store.backend, merge).unwrap();
+    let visible = || -> Vec<String> {
+        store.log(&LogFilter::default()).unwrap().runs.into_iter().map(|r| r.run_id).collect()
+    };
+    assert_eq!(visible(), vec![kept.clone()], "the deleted run stays hidden");
+    assert!(matches!(store.show(&doomed), Err(StoreError::NotFound { .. })));
+    // Past the grace period, gc drops the entry, then the tombstone.
+    age_tombstones(tmp.path());
+    store.gc(&policy, false).unwrap();
+    age_tombstones(tmp.path());
+    store.gc(&policy, false).unwrap();
+    assert!(!index::known_ids(&store.backend).unwrap().contains(&doomed));
+    assert_eq!(visible(), vec![kept]);
 }
 
 #[test]
