@@ -175,3 +175,22 @@ fn criterion_0_4_benchmarks_without_exact_are_each_profiled_alone() {
         assert!(has(own) && !has(other), "{group}: {own} alone\n{f:?}");
     }
 }
+
+/// Issue 15.10: a `harness = false` bench that is not criterion ignores `--list` and would run in
+/// full to answer it; it is run once, to be profiled.
+#[test]
+fn a_custom_bench_main_runs_once_not_also_to_answer_a_listing() {
+    let out = tempfile::tempdir().unwrap();
+    let log = out.path().join("runs.log");
+    let mut cmd = contprof();
+    cmd.args(["bench", "-p", "suite", "--bench", "plain_main", "--no-store", "--manifest-path"])
+        .arg(fixtures_manifest())
+        .arg("-o")
+        .arg(out.path().join("out"))
+        .env("FIXTURE_SCALE", "0.1")
+        .env("FIXTURE_RUN_LOG", &log);
+    let f = finish(&mut cmd);
+    assert_eq!(f.code, 0, "{f:?}");
+    let runs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(runs.lines().collect::<Vec<_>>(), ["--bench"], "{f:?}");
+}

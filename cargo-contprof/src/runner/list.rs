@@ -2,10 +2,17 @@
 //! `--list --format terse` and criterion's `--bench --list`, so that each test or benchmark can
 //! run in its own process (as cargo-nextest does).
 
+use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::errors::{Error, Result};
+
+/// Longest a binary may take to list its tests or benchmarks: listing runs no test, so a binary
+/// still busy after this is running something else (a custom `main` that ignores `--list`).
+pub const LIST_DEADLINE: Duration = Duration::from_secs(60);
 
 /// One test or benchmark inside a binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,18 +25,76 @@ pub struct Case {
     pub bench: bool,
 }
 
-fn list_output(exe: &Path, cwd: &Path, args: &[&str]) -> Result<(bool, String, String)> {
-    let out = Command::new(exe)
+/// Runs `exe args` to list what it holds, in a process group of its own, killed (with whatever it
+/// started) past `deadline`.
+fn list_output_within(
+    exe: &Path,
+    cwd: &Path,
+    args: &[&str],
+    deadline: Duration,
+) -> Result<(bool, String, String)> {
+    let mut child = Command::new(exe)
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
         .map_err(|source| Error::Spawn { program: exe.to_owned(), source })?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    // The pipes are drained on threads, so that a full pipe never stalls the child.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait().map_err(|source| Error::Spawn { program: exe.to_owned(), source })? {
+            Some(status) => break status,
+            None if started.elapsed() > deadline => {
+                // SAFETY: plain syscall on the group our unreaped child leads.
+                unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+                let _ = child.wait();
+                return Err(Error::msg(format!(
+                    "`{} {}` did not finish listing within {} s; a binary whose `main` ignores the \
+                     listing flags runs as one process (`harness = false` without criterion)",
+                    exe.display(),
+                    args.join(" "),
+                    deadline.as_secs()
+                )));
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    Ok((status.success(), out.join().unwrap_or_default(), err.join().unwrap_or_default()))
+}
+
+fn list_output(exe: &Path, cwd: &Path, args: &[&str]) -> Result<(bool, String, String)> {
+    list_output_within(exe, cwd, args, LIST_DEADLINE)
+}
+
+/// Whether the binary links criterion (a symbol of the `criterion` crate): only then is a
+/// `harness = false` bench asked to list its benchmarks; anything else would run in full.
+pub fn links_criterion(exe: &Path) -> bool {
+    use object::{Object, ObjectSymbol};
+    let Ok(file) = std::fs::File::open(exe) else { return false };
+    let cache = object::ReadCache::new(file);
+    let Ok(obj) = object::File::parse(&cache) else { return false };
+    // Mangled names spell the crate as `9criterion` (legacy and v0 alike).
+    obj.symbols()
+        .chain(obj.dynamic_symbols())
+        .any(|s| s.name_bytes().is_ok_and(|n| memfind(n, b"9criterion")))
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Parses `name: test` / `name: bench` lines (libtest terse format, criterion's `--list`).
@@ -94,6 +159,9 @@ pub struct CriterionCases {
 /// Lists the benchmarks of a criterion binary (`--bench --list`); `None` when the binary does not
 /// answer like criterion (a custom `main`), which is then profiled as one process.
 pub fn criterion_cases(exe: &Path, cwd: &Path) -> Result<Option<CriterionCases>> {
+    if !links_criterion(exe) {
+        return Ok(None);
+    }
     let (ok, out, _) = list_output(exe, cwd, &["--bench", "--list"])?;
     let cases: Vec<Case> = parse_listing(&out)
         .into_iter()
@@ -137,6 +205,28 @@ mod tests {
         assert_eq!(args(CriterionSelect::AnchoredRegex), [r"^parse/large \(x2\)$"]);
         let re = regex::Regex::new(&args(CriterionSelect::AnchoredRegex)[0]).unwrap();
         assert!(re.is_match("parse/large (x2)") && !re.is_match("parse/large (x2)/more"));
+    }
+
+    #[test]
+    fn a_binary_that_never_finishes_listing_is_stopped_at_the_deadline() {
+        let started = Instant::now();
+        let e = list_output_within(
+            Path::new("/bin/sh"),
+            Path::new("/"),
+            &["-c", "sleep 30 & sleep 30"],
+            Duration::from_millis(300),
+        );
+        assert!(e.is_err_and(|e| e.to_string().contains("did not finish listing")));
+        assert!(started.elapsed() < Duration::from_secs(5), "the group was killed, the pipes closed");
+    }
+
+    #[test]
+    fn only_binaries_linking_criterion_are_asked_to_list_benchmarks() {
+        assert!(!links_criterion(Path::new("/bin/sh")));
+        assert!(
+            !links_criterion(&std::env::current_exe().unwrap()),
+            "this test binary does not link criterion"
+        );
     }
 
     #[test]
