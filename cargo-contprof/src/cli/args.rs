@@ -554,6 +554,14 @@ pub struct CheckArgs {
     /// How stacks are walked (see `run --help`).
     #[arg(long, value_enum, value_name = "HOW", default_value_t = crate::runner::Unwind::Tables, help_heading = "Profiling")]
     pub unwind: crate::runner::Unwind,
+    /// With --tests/--benches: how many run at once [default: number of CPUs for tests, 1 for
+    /// benchmarks].
+    #[arg(short, long, value_name = "N", help_heading = "Profiling")]
+    pub jobs: Option<usize>,
+    /// With --tests/--benches: kill a test or benchmark that runs longer than this (seconds); it
+    /// is reported as timed out and its samples are kept.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0, help_heading = "Profiling")]
+    pub timeout: f64,
     /// Baseline revision [default: merge-base with the default branch, or nearest ancestor with runs].
     #[arg(long, value_name = "REV")]
     pub base: Option<String>,

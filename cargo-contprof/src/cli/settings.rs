@@ -92,10 +92,7 @@ pub fn sampling(a: &SamplingArgs, workspace: &crate::cargo::Workspace) -> Result
 /// Parses `KEY=VALUE` tags.
 pub fn tags(raw: &[String]) -> Result<Vec<(String, String)>> {
     raw.iter()
-        .map(|t| match t.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-            _ => Err(Error::InvalidArgument { flag: "--tag", message: format!("`{t}` is not KEY=VALUE") }),
-        })
+        .map(|t| crate::store::parse_tag(t).map_err(|message| Error::InvalidArgument { flag: "--tag", message }))
         .collect()
 }
 

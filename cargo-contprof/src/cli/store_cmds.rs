@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use super::args::{ExportArgs, GcArgs, ImportArgs, LogArgs, OutputFormat, ShowArgs, StoreArgs};
 use super::settings;
@@ -12,7 +12,7 @@ use crate::cargo::{CargoArgs, Workspace};
 use crate::errors::{Error, Result};
 use crate::git::{Repo, RepoState};
 use crate::shell::Shell;
-use crate::store::{self, GcPolicy, ImportFile, LogFilter, NewRun, Store};
+use crate::store::{self, GcPolicy, ImportFile, LogFilter, NewRun, Store, parse_time};
 
 /// The directory whose `.contprof/store` is the default store: the cargo workspace root, else the
 /// git work tree, else the current directory.
@@ -41,31 +41,10 @@ fn io_err(e: std::io::Error) -> Error {
     Error::io("could not write to", "stdout", e)
 }
 
-/// Parses `2026-11-01`, an RFC 3339 time, or an age such as `7d`, `12h`, `30m` (ago).
-pub fn parse_time(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let s = s.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
-    }
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = num.parse().ok()?;
-    let span = match unit {
-        "d" | "days" | "day" => chrono::Duration::try_days(n)?,
-        "h" | "hours" | "hour" => chrono::Duration::try_hours(n)?,
-        "m" | "min" | "minutes" => chrono::Duration::try_minutes(n)?,
-        "w" | "weeks" | "week" => chrono::Duration::try_weeks(n)?,
-        _ => return None,
-    };
-    now.checked_sub_signed(span)
-}
-
 fn time_arg(flag: &'static str, s: &Option<String>) -> Result<Option<DateTime<Utc>>> {
     match s {
         None => Ok(None),
-        Some(s) => parse_time(s, Utc::now()).map(Some).ok_or_else(|| Error::InvalidArgument {
+        Some(s) => parse_time(s, Utc::now(), flag == "--until").map(Some).ok_or_else(|| Error::InvalidArgument {
             flag,
             message: format!("`{s}` is not a date (2026-11-01), an RFC 3339 time or an age (7d, 12h, 30m)"),
         }),
@@ -231,11 +210,13 @@ mod tests {
     #[test]
     fn parses_times_and_ages() {
         let now = DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z").unwrap().with_timezone(&Utc);
-        assert_eq!(parse_time("7d", now).unwrap().to_rfc3339(), "2026-11-18T12:00:00+00:00");
-        assert_eq!(parse_time("2h", now).unwrap().to_rfc3339(), "2026-11-25T10:00:00+00:00");
-        assert_eq!(parse_time("2026-11-01", now).unwrap().to_rfc3339(), "2026-11-01T00:00:00+00:00");
-        assert!(parse_time("2026-11-01T10:00:00+02:00", now).is_some());
-        assert!(parse_time("yesterday", now).is_none());
-        assert!(parse_time("5y", now).is_none());
+        assert_eq!(parse_time("7d", now, false).unwrap().to_rfc3339(), "2026-11-18T12:00:00+00:00");
+        assert_eq!(parse_time("2h", now, false).unwrap().to_rfc3339(), "2026-11-25T10:00:00+00:00");
+        assert_eq!(parse_time("2026-11-01", now, false).unwrap().to_rfc3339(), "2026-11-01T00:00:00+00:00");
+        assert!(parse_time("2026-11-01T10:00:00+02:00", now, false).is_some());
+        assert!(parse_time("yesterday", now, false).is_none());
+        assert!(parse_time("5y", now, false).is_none());
+        // An `--until` date covers the whole day, as in the viewer.
+        assert_eq!(parse_time("2026-11-01", now, true).unwrap().to_rfc3339(), "2026-11-01T23:59:59+00:00");
     }
 }

@@ -8,26 +8,16 @@ use std::io::{self, Write};
 use super::finding::{Comparison, Finding, Verdict};
 use super::model::{Metric, RevisionInfo};
 
-/// A value in the metric's unit, rounded for reading (reports and the "why" section).
+/// A value in the metric's unit, rounded for reading (reports and the "why" section), in the
+/// units every table of the tool uses ([`crate::report::units`]).
 pub fn amount(metric: Metric, v: f64) -> String {
-    let scaled = |v: f64, units: &[&str], step: f64| {
-        let mut v = v;
-        let mut i = 0;
-        while v.abs() >= step && i + 1 < units.len() {
-            v /= step;
-            i += 1;
-        }
-        if i == 0 { format!("{v:.0} {}", units[0]) } else { format!("{v:.2} {}", units[i]) }
-    };
+    use crate::report::units::{format_bytes, format_count, format_duration};
+    // `as` saturates: an f64 beyond i64 prints as the largest value.
+    let v = v.round() as i64;
     match metric {
-        Metric::Cpu => {
-            let ms = v / 1e6;
-            if ms >= 1000.0 { format!("{:.2} s", ms / 1000.0) } else { format!("{ms:.1} ms") }
-        }
-        Metric::AllocBytes | Metric::InuseBytes => scaled(v, &["B", "KiB", "MiB", "GiB", "TiB"], 1024.0),
-        Metric::AllocCount | Metric::Instructions => {
-            scaled(v, &["", "k", "M", "G", "T"], 1000.0).trim_end().to_owned()
-        }
+        Metric::Cpu => format_duration(v),
+        Metric::AllocBytes | Metric::InuseBytes => format_bytes(v),
+        Metric::AllocCount | Metric::Instructions => format_count(v),
     }
 }
 

@@ -8,7 +8,7 @@
 mod diff;
 mod flame;
 mod table;
-mod units;
+pub mod units;
 
 pub use diff::{DiffOptions, write_diff_flamegraph};
 pub use flame::{FlameGraphOptions, folded_stacks, write_flamegraph};

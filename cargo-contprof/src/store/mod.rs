@@ -47,7 +47,7 @@ pub use meta::{
 };
 pub use query::{
     Baseline, GcPolicy, GcReport, ImportFile, Log, LogFilter, baseline_for, gc_protected_commits,
-    nearest_ancestor_with_runs, resolve_run,
+    nearest_ancestor_with_runs, parse_time, resolve_run,
 };
 pub use render::{render_gc, render_log, render_log_json, render_show};
 

@@ -243,6 +243,30 @@ impl Store {
     }
 }
 
+/// Parses a time of a `--since`/`--until` filter (the CLI's and the viewer's alike): an RFC 3339
+/// time, a date (`2026-11-01`: its first second, or its last with `end_of_day`), or an age
+/// such as `7d`, `12h`, `30m`, `2w` (that long before `now`). `None` when it is none of them.
+pub fn parse_time(s: &str, now: DateTime<Utc>, end_of_day: bool) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let t = if end_of_day { d.and_hms_opt(23, 59, 59) } else { d.and_hms_opt(0, 0, 0) };
+        return t.map(|t| t.and_utc());
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = num.parse().ok()?;
+    let span = match unit {
+        "d" | "days" | "day" => chrono::Duration::try_days(n)?,
+        "h" | "hours" | "hour" => chrono::Duration::try_hours(n)?,
+        "m" | "min" | "minutes" => chrono::Duration::try_minutes(n)?,
+        "w" | "weeks" | "week" => chrono::Duration::try_weeks(n)?,
+        _ => return None,
+    };
+    now.checked_sub_signed(span)
+}
+
 fn matches_cheap(run: &RunSummary, f: &LogFilter) -> bool {
     (f.commits.is_empty() || f.commits.contains(&run.key))
         && f.branch.as_ref().is_none_or(|b| run.branch.as_ref() == Some(b))

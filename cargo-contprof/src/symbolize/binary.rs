@@ -85,10 +85,6 @@ fn symbols<'a>(obj: &object::File<'a, &'a object::ReadCache<File>>) -> Vec<(u64,
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The conventional place of a separate debug file for a build id.
 fn debug_file_for(build_id: &str) -> Option<PathBuf> {
     if build_id.len() < 3 {
@@ -125,7 +121,7 @@ impl Binary {
                 Segment { file_offset, file_size, vaddr: s.address() }
             })
             .collect();
-        let build_id = obj.build_id().ok().flatten().map(hex);
+        let build_id = obj.build_id().ok().flatten().map(crate::git::hex);
         let mut has_debug_info = has_dwarf(&obj);
         let mut has_symbols = obj.symbols().next().is_some() || obj.dynamic_symbols().next().is_some();
         let mut loader_path = path.to_owned();

@@ -3,7 +3,7 @@
 //! have the shape of run ids, free text is bounded and free of control characters, and unknown or
 //! repeated parameters are rejected, so a malformed query is a 400 with a message saying why.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::store::{LogFilter, looks_like_run_id, parse_tag};
 
@@ -73,14 +73,9 @@ fn set_once(slot: &mut Option<String>, name: &str, value: &str) -> Result<(), Qu
 }
 
 fn time(name: &str, value: &str, end_of_day: bool) -> Result<DateTime<Utc>, QueryError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let date = NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| {
-        bad(format!("`{name}` must be a date (2025-01-31) or an RFC 3339 time, not `{value}`"))
-    })?;
-    let t = if end_of_day { date.and_hms_opt(23, 59, 59) } else { date.and_hms_opt(0, 0, 0) };
-    t.map(|t| t.and_utc()).ok_or_else(|| bad(format!("`{name}` is out of range")))
+    crate::store::parse_time(value, Utc::now(), end_of_day).ok_or_else(|| {
+        bad(format!("`{name}` must be a date (2025-01-31), an RFC 3339 time or an age (7d, 12h), not `{value}`"))
+    })
 }
 
 /// `GET /`: which runs to list.

@@ -154,13 +154,16 @@ impl Hook<'_> {
         let mut frames = [0u64; MAX_FRAMES];
         let (pc, sp, fp) = unwind::registers();
         let n = match t.bounds(sp) {
-            Some(b) => match crate::cfi::walk(pc, sp, fp, b, caller.sp, &mut frames[..MAX_FRAMES - 1]) {
+            Some(bounds) => match crate::cfi::walk(
+                crate::cfi::Start { pc, sp, fp, bounds, skip_below: caller.sp },
+                &mut frames[..MAX_FRAMES - 1],
+            ) {
                 Some(w) if w.truncated => {
                     frames[w.frames] = TRUNCATED_FRAME;
                     w.frames + 1
                 }
                 Some(w) => w.frames,
-                None => unwind::walk(caller.fp, sp, b, &mut frames),
+                None => unwind::walk(caller.fp, sp, bounds, &mut frames),
             },
             None => 0,
         };

@@ -222,23 +222,30 @@ unsafe fn mapped(bias: u64, range: &Range<u64>) -> Option<&'static [u8]> {
     (len > 0).then(|| unsafe { core::slice::from_raw_parts(start as *const u8, len) })
 }
 
-/// Unwinds the context `(pc, sp, fp)` of the calling thread, whose stack is `bounds`, into `out`
-/// (return addresses, innermost first; `pc` itself is not stored). Frames whose canonical frame
-/// address is at or below `skip_below` are not stored: an allocation hook passes the stack pointer
-/// of the interposed function, so that only its caller and what is above remain.
+/// Where a walk starts: a context of the calling thread and what to leave out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Start {
+    /// Instruction pointer (not stored: the caller records it as the leaf).
+    pub pc: usize,
+    /// Stack pointer.
+    pub sp: usize,
+    /// Frame pointer.
+    pub fp: usize,
+    /// The thread's stack.
+    pub bounds: Bounds,
+    /// Frames whose canonical frame address is at or below this are not stored: an allocation
+    /// hook passes the stack pointer of the interposed function, so that only its caller and what
+    /// is above remain (0: keep every frame).
+    pub skip_below: usize,
+}
+
+/// Unwinds from `start` into `out` (return addresses, innermost first).
 ///
 /// `None` when there is no unwinder yet or every cache is in use: the caller walks frame
 /// pointers instead. Allocation-free and lock-free: callable from a signal handler.
-pub(crate) fn walk(
-    pc: usize,
-    sp: usize,
-    fp: usize,
-    bounds: Bounds,
-    skip_below: usize,
-    out: &mut [u64],
-) -> Option<Walked> {
+pub(crate) fn walk(start: Start, out: &mut [u64]) -> Option<Walked> {
     let unwinder = UNWINDER.load(Ordering::Acquire);
-    if unwinder.is_null() || !ENABLED.load(Ordering::Acquire) || !bounds.contains(sp) {
+    if unwinder.is_null() || !ENABLED.load(Ordering::Acquire) || !start.bounds.contains(start.sp) {
         return None;
     }
     let slot = CACHES
@@ -246,23 +253,13 @@ pub(crate) fn walk(
         .find(|s| s.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok())?;
     // SAFETY: this thread holds `busy`; published unwinders are never freed.
     let (cache, unwinder) = unsafe { (&mut *slot.cache.get(), &*unwinder) };
-    let walked =
-        cache.as_deref_mut().map(|cache| walk_with(unwinder, cache, pc, sp, fp, bounds, skip_below, out));
+    let walked = cache.as_deref_mut().map(|cache| walk_with(unwinder, cache, start, out));
     slot.busy.store(false, Ordering::Release);
     walked
 }
 
-#[allow(clippy::too_many_arguments)]
-fn walk_with(
-    published: &Published,
-    cache: &mut Cache,
-    pc: usize,
-    sp: usize,
-    fp: usize,
-    bounds: Bounds,
-    skip_below: usize,
-    out: &mut [u64],
-) -> Walked {
+fn walk_with(published: &Published, cache: &mut Cache, start: Start, out: &mut [u64]) -> Walked {
+    let Start { pc, sp, fp, bounds, skip_below } = start;
     let lo = bounds.lo.max(sp);
     let mut read = |addr: u64| -> Result<u64, ()> {
         let a = usize::try_from(addr).map_err(|_| ())?;
@@ -332,7 +329,7 @@ mod tests {
     fn here(out: &mut [u64]) -> Option<Walked> {
         let (pc, sp, fp) = crate::unwind::registers();
         let (lo, hi) = crate::sys::mapping_containing(sp).expect("the stack's mapping");
-        walk(pc, sp, fp, Bounds { lo, hi }, 0, out)
+        walk(Start { pc, sp, fp, bounds: Bounds { lo, hi }, skip_below: 0 }, out)
     }
 
     #[test]
@@ -354,9 +351,9 @@ mod tests {
         let sp = crate::unwind::stack_pointer();
         let bounds = Bounds { lo: sp, hi: sp + 64 };
         // A pc in no object, a frame pointer outside the stack.
-        let w = walk(0x10, sp, 0x20, bounds, 0, &mut out).expect("walked");
+        let w = walk(Start { pc: 0x10, sp, fp: 0x20, bounds, skip_below: 0 }, &mut out).expect("walked");
         assert!(w.truncated && w.frames == 0, "{w:?}");
         // A stack pointer outside the bounds: nothing is read.
-        assert_eq!(walk(0x10, 8, 0, bounds, 0, &mut out), None);
+        assert_eq!(walk(Start { pc: 0x10, sp: 8, fp: 0, bounds, skip_below: 0 }, &mut out), None);
     }
 }

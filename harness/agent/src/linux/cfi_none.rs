@@ -27,7 +27,18 @@ pub(crate) fn ready() -> bool {
     false
 }
 
+/// Where a walk starts (see `cfi.rs`).
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)]
+pub(crate) struct Start {
+    pub pc: usize,
+    pub sp: usize,
+    pub fp: usize,
+    pub bounds: Bounds,
+    pub skip_below: usize,
+}
+
 /// Always `None`: the caller walks frame pointers.
-pub(crate) fn walk(_: usize, _: usize, _: usize, _: Bounds, _: usize, _: &mut [u64]) -> Option<Walked> {
+pub(crate) fn walk(_: Start, _: &mut [u64]) -> Option<Walked> {
     None
 }

@@ -118,7 +118,8 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
 /// no cache is free.
 fn walk_tables(regs: Regs, bounds: unwind::Bounds, out: &mut [u64]) -> Option<usize> {
     let room = out.len().checked_sub(1)?;
-    let w = cfi::walk(regs.pc, regs.sp, regs.fp, bounds, 0, &mut out[..room])?;
+    let start = cfi::Start { pc: regs.pc, sp: regs.sp, fp: regs.fp, bounds, skip_below: 0 };
+    let w = cfi::walk(start, &mut out[..room])?;
     if w.truncated {
         out[w.frames] = TRUNCATED_FRAME;
         return Some(w.frames + 1);
