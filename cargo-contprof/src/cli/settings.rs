@@ -92,7 +92,9 @@ pub fn sampling(a: &SamplingArgs, workspace: &crate::cargo::Workspace) -> Result
 /// Parses `KEY=VALUE` tags.
 pub fn tags(raw: &[String]) -> Result<Vec<(String, String)>> {
     raw.iter()
-        .map(|t| crate::store::parse_tag(t).map_err(|message| Error::InvalidArgument { flag: "--tag", message }))
+        .map(|t| {
+            crate::store::parse_tag(t).map_err(|message| Error::InvalidArgument { flag: "--tag", message })
+        })
         .collect()
 }
 

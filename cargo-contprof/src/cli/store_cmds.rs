@@ -44,10 +44,14 @@ fn io_err(e: std::io::Error) -> Error {
 fn time_arg(flag: &'static str, s: &Option<String>) -> Result<Option<DateTime<Utc>>> {
     match s {
         None => Ok(None),
-        Some(s) => parse_time(s, Utc::now(), flag == "--until").map(Some).ok_or_else(|| Error::InvalidArgument {
-            flag,
-            message: format!("`{s}` is not a date (2026-11-01), an RFC 3339 time or an age (7d, 12h, 30m)"),
-        }),
+        Some(s) => {
+            parse_time(s, Utc::now(), flag == "--until").map(Some).ok_or_else(|| Error::InvalidArgument {
+                flag,
+                message: format!(
+                    "`{s}` is not a date (2026-11-01), an RFC 3339 time or an age (7d, 12h, 30m)"
+                ),
+            })
+        }
     }
 }
 

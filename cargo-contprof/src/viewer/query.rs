@@ -74,7 +74,9 @@ fn set_once(slot: &mut Option<String>, name: &str, value: &str) -> Result<(), Qu
 
 fn time(name: &str, value: &str, end_of_day: bool) -> Result<DateTime<Utc>, QueryError> {
     crate::store::parse_time(value, Utc::now(), end_of_day).ok_or_else(|| {
-        bad(format!("`{name}` must be a date (2025-01-31), an RFC 3339 time or an age (7d, 12h), not `{value}`"))
+        bad(format!(
+            "`{name}` must be a date (2025-01-31), an RFC 3339 time or an age (7d, 12h), not `{value}`"
+        ))
     })
 }
 
