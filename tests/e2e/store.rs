@@ -171,3 +171,35 @@ fn commands_waiting_on_a_silent_store_stop_on_sigint_and_sigterm() {
         assert!(stderr.contains("interrupted") && stderr.contains("silent-bucket"), "signal {sig}: {stderr}");
     }
 }
+
+/// `agent path` installs the embedded agent once and prints it; preloading it profiles a program
+/// this tool did not start (here a shell loop), and `import` stores the raw file it wrote.
+#[test]
+fn agent_path_profiles_any_program_and_import_stores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |d: &std::path::Path| {
+        let f = finish(crate::util::contprof().args(["agent", "path", "--dir"]).arg(d));
+        assert_eq!(f.code, 0, "{f:?}");
+        f.stdout.trim().to_owned()
+    };
+    let lib = path(dir.path());
+    assert!(lib.ends_with(".so") && std::path::Path::new(&lib).is_file(), "{lib}");
+    assert_eq!(path(dir.path()), lib, "installed once");
+    let raw = dir.path().join("run.raw");
+    let status = std::process::Command::new("/bin/sh")
+        .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])
+        .env("LD_PRELOAD", &lib)
+        .env("CONTPROF_OUTPUT", &raw)
+        .env("CONTPROF_FREQUENCY", "999")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let file = contprof::format::RawFile::read_from(std::fs::File::open(&raw).unwrap()).unwrap();
+    let samples =
+        file.records.iter().filter(|r| matches!(r, contprof::format::Record::CpuSample { .. })).count();
+    assert!(samples > 10, "{samples} CPU samples");
+    let store = dir.path().join("store");
+    let f = finish(crate::util::contprof().arg("import").arg(&raw).arg("--store").arg(&store));
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stderr.contains("Imported 1 profile"), "{f:?}");
+}

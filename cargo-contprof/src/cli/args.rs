@@ -41,9 +41,8 @@ pub struct ContprofCli {
 pub enum Command {
     /// Build a target and profile it: CPU time and allocations per call stack, no code change.
     ///
-    /// The target (bin, example, bench or test) is built with a profiling profile (release,
-    /// line-table debug info, frame pointers; your Cargo.toml is not edited), then run under the
-    /// sampling agent. Prints the top functions and writes a pprof profile and flame graphs.
+    /// The target (bin, example, bench or test) is built with a profiling profile (release with
+    /// line-table debug info; your Cargo.toml is not edited), then run under the sampling agent. Prints the top functions and writes a pprof profile and flame graphs.
     #[command(
         after_help = "Examples:\n  cargo contprof run --bin server -- --port 8080\n  cargo contprof run --bench parse --runs 5\n  cargo contprof run --example demo --alloc exact"
     )]
@@ -108,6 +107,28 @@ pub enum Command {
         after_help = "Examples:\n  cargo contprof report --html profile.html\n  cargo contprof report main --group bench/parse --html parse.html"
     )]
     Report(ReportArgs),
+    /// The profiling agent itself, for programs this tool does not start.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+}
+
+/// `cargo contprof agent ...`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Write the agent's preload library (embedded in this binary) if it is not there yet, and
+    /// print its path.
+    ///
+    /// `LD_PRELOAD=$(cargo contprof agent path) CONTPROF_OUTPUT=run.raw ./program` then profiles
+    /// any dynamically linked program with no code change; `cargo contprof import run.raw` stores
+    /// the result. The file name carries a hash of the library, so versions never mix.
+    #[command(after_help = "Examples:
+  LD_PRELOAD=$(cargo contprof agent path) CONTPROF_OUTPUT=run.raw ./target/release/server
+  cargo contprof agent path --dir /opt/contprof")]
+    Path {
+        /// Where to write it [default: $XDG_CACHE_HOME/cargo-contprof, else ~/.cache/cargo-contprof].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `cargo contprof serve`.

@@ -58,6 +58,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Gc(a) => store_cmds::gc(a, &shell),
         Command::Serve(a) => view::serve(a, &shell),
         Command::Report(a) => view::report(a, &shell),
+        Command::Agent(args::AgentCommand::Path { dir }) => agent_path(dir),
     };
     match result {
         Ok(()) => exit_codes::OK,
@@ -83,4 +84,30 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
         next = err.source();
     }
     false
+}
+
+/// `cargo contprof agent path`: installs the embedded agent library and prints its path.
+fn agent_path(dir: Option<std::path::PathBuf>) -> errors::Result<()> {
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .filter(|v| !v.is_empty())
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .filter(|v| !v.is_empty())
+                        .map(|h| std::path::Path::new(&h).join(".cache"))
+                })
+                .ok_or_else(|| errors::Error::InvalidArgument {
+                    flag: "--dir",
+                    message: "neither XDG_CACHE_HOME nor HOME is set: name the directory".into(),
+                })?;
+            cache.join("cargo-contprof")
+        }
+    };
+    let path = crate::runner::agent::install(&dir)?;
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, format!("{}\n", path.display()).as_bytes())
+        .map_err(|e| errors::Error::io("could not write", "stdout", e))
 }
