@@ -185,6 +185,21 @@ fn agent_path_profiles_any_program_and_import_stores_it() {
     let lib = path(dir.path());
     assert!(lib.ends_with(".so") && std::path::Path::new(&lib).is_file(), "{lib}");
     assert_eq!(path(dir.path()), lib, "installed once");
+    // A stable name for images: a link to the versioned file, replaced atomically.
+    for _ in 0..2 {
+        let f = finish(
+            crate::util::contprof()
+                .args(["agent", "path", "--link", "libcontprof.so", "--dir"])
+                .arg(dir.path()),
+        );
+        assert_eq!(f.code, 0, "{f:?}");
+        let linked = std::path::PathBuf::from(f.stdout.trim());
+        assert_eq!(linked, dir.path().join("libcontprof.so"));
+        assert_eq!(std::fs::canonicalize(&linked).unwrap(), std::fs::canonicalize(&lib).unwrap());
+    }
+    let bad =
+        finish(crate::util::contprof().args(["agent", "path", "--link", "../x", "--dir"]).arg(dir.path()));
+    assert_eq!(bad.code, 2, "{bad:?}");
     let raw = dir.path().join("run.raw");
     let status = std::process::Command::new("/bin/sh")
         .args(["-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"])

@@ -123,11 +123,15 @@ pub enum AgentCommand {
     /// the result. The file name carries a hash of the library, so versions never mix.
     #[command(after_help = "Examples:
   LD_PRELOAD=$(cargo contprof agent path) CONTPROF_OUTPUT=run.raw ./target/release/server
-  cargo contprof agent path --dir /opt/contprof")]
+  cargo contprof agent path --dir /opt/contprof --link libcontprof.so")]
     Path {
         /// Where to write it [default: $XDG_CACHE_HOME/cargo-contprof, else ~/.cache/cargo-contprof].
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Also make NAME in the directory a symbolic link to it, a stable name for a container
+        /// image (`ENV LD_PRELOAD=/opt/contprof/libcontprof.so`); the link is printed instead.
+        #[arg(long, value_name = "NAME")]
+        link: Option<String>,
     },
 }
 

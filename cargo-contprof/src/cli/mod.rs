@@ -58,7 +58,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Gc(a) => store_cmds::gc(a, &shell),
         Command::Serve(a) => view::serve(a, &shell),
         Command::Report(a) => view::report(a, &shell),
-        Command::Agent(args::AgentCommand::Path { dir }) => agent_path(dir),
+        Command::Agent(args::AgentCommand::Path { dir, link }) => agent_path(dir, link),
     };
     match result {
         Ok(()) => exit_codes::OK,
@@ -87,7 +87,7 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// `cargo contprof agent path`: installs the embedded agent library and prints its path.
-fn agent_path(dir: Option<std::path::PathBuf>) -> errors::Result<()> {
+fn agent_path(dir: Option<std::path::PathBuf>, link: Option<String>) -> errors::Result<()> {
     let dir = match dir {
         Some(d) => d,
         None => {
@@ -106,7 +106,24 @@ fn agent_path(dir: Option<std::path::PathBuf>) -> errors::Result<()> {
             cache.join("cargo-contprof")
         }
     };
-    let path = crate::runner::agent::install(&dir)?;
+    let mut path = crate::runner::agent::install(&dir)?;
+    if let Some(name) = link {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(errors::Error::InvalidArgument {
+                flag: "--link",
+                message: format!("`{name}` is not a file name"),
+            });
+        }
+        // A new link under a temporary name, renamed over the old one: never a moment without it.
+        let target = path.file_name().map(std::path::PathBuf::from).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp)
+            .map_err(|e| errors::Error::io("could not create", &tmp, e))?;
+        let linked = dir.join(&name);
+        std::fs::rename(&tmp, &linked).map_err(|e| errors::Error::io("could not create", &linked, e))?;
+        path = linked;
+    }
     let mut out = std::io::stdout().lock();
     std::io::Write::write_all(&mut out, format!("{}\n", path.display()).as_bytes())
         .map_err(|e| errors::Error::io("could not write", "stdout", e))
