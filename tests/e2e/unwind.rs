@@ -125,5 +125,9 @@ fn code_generated_at_run_time_neither_breaks_the_walk_nor_loses_its_caller() {
     let (profile, _) = check_fixture("jit", &["--frequency", "999"], &[]);
     let generated = through(&profile, "cpu", &["[generated code]", "jit::run_generated", "jit::main"]);
     let cpu = profile.total(profile.sample_type_index("cpu").unwrap());
-    assert!(generated * 4 > cpu, "{generated} of {cpu} ns in generated code under its caller");
+    // The two loops' speeds differ by machine: a third to a half of the CPU is the generated one.
+    assert!(
+        generated * 5 > cpu && generated * 3 < cpu * 2,
+        "{generated} of {cpu} ns in generated code under its caller"
+    );
 }
