@@ -178,6 +178,8 @@ pub struct Store {
     backend: Backend,
     options: StoreOptions,
     initialized: std::sync::atomic::AtomicBool,
+    /// A local store's directory: gc removes the emptied `runs/<id>/` directories itself.
+    local_root: Option<PathBuf>,
 }
 
 impl Store {
@@ -190,7 +192,7 @@ impl Store {
     /// Opens a store with explicit options.
     pub fn open_with(location: &StoreLocation, options: StoreOptions) -> Result<Store, StoreError> {
         let url = location.display();
-        let inner: Arc<dyn object_store::ObjectStore> = match location {
+        let inner: (Arc<dyn object_store::ObjectStore>, Option<PathBuf>) = match location {
             StoreLocation::Default { workspace_root } => {
                 let dot = workspace_root.join(".contprof");
                 let dir = dot.join("store");
@@ -203,18 +205,20 @@ impl Store {
                         source,
                     })?;
                 }
-                local(&dir, &url, options.fsync)?
+                (local(&dir, &url, options.fsync)?, Some(dir))
             }
             StoreLocation::Dir(dir) => {
                 create_dir(dir)?;
-                local(dir, &url, options.fsync)?
+                (local(dir, &url, options.fsync)?, Some(dir.clone()))
             }
-            StoreLocation::Url(u) => remote(u, &options)?,
+            StoreLocation::Url(u) => (remote(u, &options)?, None),
         };
+        let (inner, local_root) = inner;
         let store = Store {
             backend: Backend::new(inner, url)?,
             options,
             initialized: std::sync::atomic::AtomicBool::new(false),
+            local_root,
         };
         store.check_version()?;
         Ok(store)
@@ -445,8 +449,10 @@ fn create_dir(dir: &Path) -> Result<(), StoreError> {
 fn local(dir: &Path, url: &str, fsync: bool) -> Result<Arc<dyn object_store::ObjectStore>, StoreError> {
     let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)
         .map_err(|e| StoreError::InvalidUrl { url: url.to_string(), reason: e.to_string() })?;
-    // Cleanup removes the emptied `runs/<id>/` directories when gc deletes a run.
-    Ok(Arc::new(fs.with_fsync(fsync).with_automatic_cleanup(true)))
+    // No automatic cleanup of emptied directories: it races with writers putting into the same
+    // directory (`index/loose/`: a put's directory sync fails when a compaction's delete removes
+    // the directory under it). gc removes the `runs/<id>/` directories it empties itself.
+    Ok(Arc::new(fs.with_fsync(fsync)))
 }
 
 fn remote(url: &str, options: &StoreOptions) -> Result<Arc<dyn object_store::ObjectStore>, StoreError> {

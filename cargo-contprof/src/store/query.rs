@@ -238,6 +238,12 @@ impl Store {
         }
         objects.extend(orphan_objects);
         self.backend.delete_many(&objects)?;
+        // A local store's emptied run directories (object stores have no directories).
+        if let Some(root) = &self.local_root {
+            for id in ids.iter().chain(&report.orphans) {
+                remove_empty_dirs(&root.join("runs").join(id));
+            }
+        }
         index::forget(&self.backend)?;
         Ok(report)
     }
@@ -265,6 +271,17 @@ pub fn parse_time(s: &str, now: DateTime<Utc>, end_of_day: bool) -> Option<DateT
         _ => return None,
     };
     now.checked_sub_signed(span)
+}
+
+/// Removes `dir` and the directories below it that are empty once their empty subdirectories are
+/// gone; never a file (a writer's file in it keeps it).
+fn remove_empty_dirs(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_dirs(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 fn matches_cheap(run: &RunSummary, f: &LogFilter) -> bool {

@@ -148,7 +148,19 @@ fn killed_writer_leaves_nothing_visible() {
     let later = GcPolicy { now: Utc::now() + Duration::days(2), ..GcPolicy::default() };
     let report = store.gc(&later, false).unwrap();
     assert_eq!(report.orphans.len(), 1);
-    assert_eq!(std::fs::read_dir(tmp.path().join("runs")).map(|d| d.count()).unwrap_or(0), 0);
+    let left: Vec<_> = walk_all(&tmp.path().join("runs"));
+    assert_eq!(std::fs::read_dir(tmp.path().join("runs")).map(|d| d.count()).unwrap_or(0), 0, "{left:?}");
+}
+
+fn walk_all(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(e.path());
+        if e.path().is_dir() {
+            out.extend(walk_all(&e.path()));
+        }
+    }
+    out
 }
 
 #[test]
