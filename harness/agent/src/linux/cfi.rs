@@ -30,7 +30,7 @@ use framehop::{
     UnwindRegsNative, Unwinder as _, UnwinderNative,
 };
 
-use crate::unwind::Bounds;
+pub(crate) use crate::unwind::{Start, Walked};
 
 type Unwinder = UnwinderNative<&'static [u8], MustNotAllocateDuringUnwind>;
 type Cache = CacheNative<MustNotAllocateDuringUnwind>;
@@ -71,16 +71,6 @@ unsafe impl Sync for Slot {}
 
 static CACHES: [Slot; POOL] =
     [const { Slot { busy: AtomicBool::new(false), cache: UnsafeCell::new(None) } }; POOL];
-
-/// How a walk ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Walked {
-    /// Return addresses stored.
-    pub frames: usize,
-    /// The walk did not reach the stack's root (an unreadable frame, no unwind rule, the
-    /// output's capacity).
-    pub truncated: bool,
-}
 
 /// Lists the loaded objects and publishes an unwinder for them (see the module docs). Not
 /// async-signal-safe; call at start. Cheap when nothing new was loaded.
@@ -222,23 +212,6 @@ unsafe fn mapped(bias: u64, range: &Range<u64>) -> Option<&'static [u8]> {
     (len > 0).then(|| unsafe { core::slice::from_raw_parts(start as *const u8, len) })
 }
 
-/// Where a walk starts: a context of the calling thread and what to leave out.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Start {
-    /// Instruction pointer (not stored: the caller records it as the leaf).
-    pub pc: usize,
-    /// Stack pointer.
-    pub sp: usize,
-    /// Frame pointer.
-    pub fp: usize,
-    /// The thread's stack.
-    pub bounds: Bounds,
-    /// Frames whose canonical frame address is at or below this are not stored: an allocation
-    /// hook passes the stack pointer of the interposed function, so that only its caller and what
-    /// is above remain (0: keep every frame).
-    pub skip_below: usize,
-}
-
 /// Unwinds from `start` into `out` (return addresses, innermost first).
 ///
 /// `None` when there is no unwinder yet or every cache is in use: the caller walks frame
@@ -324,6 +297,7 @@ fn walk_with(published: &Published, cache: &mut Cache, start: Start, out: &mut [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::unwind::Bounds;
 
     #[inline(never)]
     fn here(out: &mut [u64]) -> Option<Walked> {

@@ -1,16 +1,7 @@
 //! Unwind-table unwinding is implemented for x86-64 only: elsewhere every walk uses frame
 //! pointers (see `cfi.rs` for the interface).
 
-use crate::unwind::Bounds;
-
-/// How a walk ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Walked {
-    /// Return addresses stored.
-    pub frames: usize,
-    /// The walk did not reach the stack's root.
-    pub truncated: bool,
-}
+pub(crate) use crate::unwind::{Start, Walked};
 
 /// Nothing to load.
 pub(crate) fn load() {}
@@ -25,17 +16,6 @@ pub(crate) fn disable() {}
 #[cfg(test)]
 pub(crate) fn ready() -> bool {
     false
-}
-
-/// Where a walk starts (see `cfi.rs`).
-#[derive(Debug, Clone, Copy)]
-#[allow(dead_code)]
-pub(crate) struct Start {
-    pub pc: usize,
-    pub sp: usize,
-    pub fp: usize,
-    pub bounds: Bounds,
-    pub skip_below: usize,
 }
 
 /// Always `None`: the caller walks frame pointers.

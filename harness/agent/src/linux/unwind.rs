@@ -140,6 +140,33 @@ pub fn stack_pointer() -> usize {
     sp
 }
 
+/// Where a walk starts: a context of the calling thread and what to leave out.
+#[derive(Debug, Clone, Copy)]
+pub struct Start {
+    /// Instruction pointer (not stored: the caller records it as the leaf).
+    pub pc: usize,
+    /// Stack pointer.
+    pub sp: usize,
+    /// Frame pointer.
+    pub fp: usize,
+    /// The thread's stack.
+    pub bounds: Bounds,
+    /// Frames whose canonical frame address is at or below this are not stored: an allocation
+    /// hook passes the stack pointer of the interposed function, so that only its caller and what
+    /// is above remain (0: keep every frame).
+    pub skip_below: usize,
+}
+
+/// How a walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Walked {
+    /// Return addresses stored.
+    pub frames: usize,
+    /// The walk did not reach the stack's root (an unreadable frame, no unwind rule, the
+    /// output's capacity).
+    pub truncated: bool,
+}
+
 /// Walks the frame-pointer chain starting at `fp` and stores return addresses into `out`;
 /// returns how many were stored.
 ///
