@@ -12,7 +12,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 pub use crate::format::AllocMode;
-use crate::format::{MAX_FRAMES, TRUNCATED_FRAME};
+use crate::format::MAX_FRAMES;
 use crate::table::STORE;
 use crate::thread::{self, BoundsSource, ThreadState};
 use crate::unwind;
@@ -154,17 +154,13 @@ impl Hook<'_> {
         let mut frames = [0u64; MAX_FRAMES];
         let (pc, sp, fp) = unwind::registers();
         let n = match t.bounds(sp) {
-            Some(bounds) => match crate::cfi::walk(
-                crate::cfi::Start { pc, sp, fp, bounds, skip_below: caller.sp },
-                &mut frames[..MAX_FRAMES - 1],
-            ) {
-                Some(w) if w.truncated => {
-                    frames[w.frames] = TRUNCATED_FRAME;
-                    w.frames + 1
+            Some(bounds) => {
+                let start = unwind::Start { pc, sp, fp, bounds, skip_below: caller.sp };
+                match unwind::walk_tables(start, &mut frames) {
+                    Some(n) => n,
+                    None => unwind::walk(caller.fp, sp, bounds, &mut frames),
                 }
-                Some(w) => w.frames,
-                None => unwind::walk(caller.fp, sp, bounds, &mut frames),
-            },
+            }
             None => 0,
         };
         STORE.record(&frames[..n], count, bytes, ptr as usize);

@@ -23,14 +23,14 @@
 
 use core::cell::UnsafeCell;
 use core::ops::Range;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use framehop::{
     CacheNative, ExplicitModuleSectionInfo, FrameAddress, Module, MustNotAllocateDuringUnwind,
     UnwindRegsNative, Unwinder as _, UnwinderNative,
 };
 
-pub(crate) use crate::unwind::{Start, Walked};
+use crate::unwind::{Start, Walked};
 
 type Unwinder = UnwinderNative<&'static [u8], MustNotAllocateDuringUnwind>;
 type Cache = CacheNative<MustNotAllocateDuringUnwind>;
@@ -53,8 +53,6 @@ impl Published {
 static UNWINDER: AtomicPtr<Published> = AtomicPtr::new(core::ptr::null_mut());
 /// Whether walks use the tables (set by [`load`], cleared by [`disable`]).
 static ENABLED: AtomicBool = AtomicBool::new(false);
-/// Objects in the published unwinder (a later [`load`] republishes only when this changed).
-static OBJECTS: AtomicUsize = AtomicUsize::new(0);
 
 /// Caches for walks in progress at once (signal handlers on several threads, allocation hooks).
 /// A walk that finds none free uses frame pointers.
@@ -88,19 +86,17 @@ pub(crate) fn load() {
     let mut modules: Vec<Module<&'static [u8]>> = Vec::new();
     // SAFETY: the callback only reads the program headers it is given and pushes onto `modules`.
     unsafe { libc::dl_iterate_phdr(Some(add_object), (&raw mut modules).cast()) };
-    if modules.len() == OBJECTS.load(Ordering::Relaxed) && !UNWINDER.load(Ordering::Acquire).is_null() {
-        ENABLED.store(true, Ordering::Release);
-        return;
-    }
-    let count = modules.len();
-    let mut unwinder = Unwinder::new();
     let mut code: Vec<Range<u64>> = modules.iter().map(Module::avma_range).collect();
     code.sort_unstable_by_key(|r| r.start);
-    for m in modules {
-        unwinder.add_module(m);
+    let published = UNWINDER.load(Ordering::Acquire);
+    // SAFETY: published unwinders are never freed. The same objects at the same addresses: keep it.
+    if published.is_null() || unsafe { (*published).code != code } {
+        let mut unwinder = Unwinder::new();
+        for m in modules {
+            unwinder.add_module(m);
+        }
+        UNWINDER.store(Box::into_raw(Box::new(Published { unwinder, code })), Ordering::Release);
     }
-    UNWINDER.store(Box::into_raw(Box::new(Published { unwinder, code })), Ordering::Release);
-    OBJECTS.store(count, Ordering::Relaxed);
     ENABLED.store(true, Ordering::Release);
 }
 

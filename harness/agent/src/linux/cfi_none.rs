@@ -1,7 +1,7 @@
 //! Unwind-table unwinding is implemented for x86-64 only: elsewhere every walk uses frame
 //! pointers (see `cfi.rs` for the interface).
 
-pub(crate) use crate::unwind::{Start, Walked};
+use crate::unwind::{Start, Walked};
 
 /// Nothing to load.
 pub(crate) fn load() {}

@@ -11,10 +11,10 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use crate::format::{ClockKind, KIND_CPU_SAMPLE, KIND_KERNEL_TIME, MAX_FRAMES, TRUNCATED_FRAME};
+use crate::format::{ClockKind, KIND_CPU_SAMPLE, KIND_KERNEL_TIME, MAX_FRAMES};
 use crate::thread::{self, ThreadState};
 use crate::unwind::{self, Regs};
-use crate::{cfi, sys, writer};
+use crate::{sys, writer};
 
 /// Whether samples are recorded (false before start, after stop, and in forked children).
 static CPU_ON: AtomicBool = AtomicBool::new(false);
@@ -89,10 +89,18 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
     }
     let mut buf = [0u64; 2 + MAX_FRAMES + 3];
     buf[2] = regs.pc as u64;
-    let frames = match t.bounds(regs.sp).and_then(|b| walk_tables(regs, b, &mut buf[3..2 + MAX_FRAMES])) {
-        Some(n) => 1 + n,
-        None => 1 + walk_frame_pointers(t, regs, &mut buf[3..2 + MAX_FRAMES]),
+    let out = &mut buf[3..2 + MAX_FRAMES];
+    let walked = match t.bounds(regs.sp) {
+        Some(bounds) => {
+            let start = unwind::Start { pc: regs.pc, sp: regs.sp, fp: regs.fp, bounds, skip_below: 0 };
+            match unwind::walk_tables(start, out) {
+                Some(n) => n,
+                None => walk_frame_pointers(t, regs, bounds, out),
+            }
+        }
+        None => 0,
     };
+    let frames = 1 + walked;
     buf[0] = writer::pair(KIND_CPU_SAMPLE, (8 + frames * 8) as u32);
     buf[1] = writer::pair(tid, frames as u32);
     let mut len = 2 + frames;
@@ -113,27 +121,12 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
     }
 }
 
-/// Walks the unwind tables from `regs` (see [`cfi`]): the return addresses, then
-/// [`TRUNCATED_FRAME`] when the walk stopped short of the root. `None` when they are not loaded or
-/// no cache is free.
-fn walk_tables(regs: Regs, bounds: unwind::Bounds, out: &mut [u64]) -> Option<usize> {
-    let room = out.len().checked_sub(1)?;
-    let start = cfi::Start { pc: regs.pc, sp: regs.sp, fp: regs.fp, bounds, skip_below: 0 };
-    let w = cfi::walk(start, &mut out[..room])?;
-    if w.truncated {
-        out[w.frames] = TRUNCATED_FRAME;
-        return Some(w.frames + 1);
-    }
-    Some(w.frames)
-}
-
 /// Walks frame pointers from `regs` into `out` (without unwind tables); returns the frames stored.
-fn walk_frame_pointers(t: &ThreadState, regs: Regs, out: &mut [u64]) -> usize {
+fn walk_frame_pointers(t: &ThreadState, regs: Regs, b: unwind::Bounds, out: &mut [u64]) -> usize {
     // Inside glibc's allocator (no frame pointers, `rbp` used as a register) the walk resumes at
     // the interposed function's frame: its return address is the allocating caller.
     let hook_fp = t.hook_fp.load(Ordering::Relaxed);
     let fp = if hook_fp != 0 { hook_fp } else { regs.fp };
-    let Some(b) = t.bounds(regs.sp) else { return 0 };
     let walked = unwind::walk(fp, regs.sp, b, out);
     // A leaf outside the main executable (glibc's `memcpy`, `memset`...) has no frame pointer:
     // the walk began at its caller's caller. The caller's return address is the word at the stack

@@ -167,6 +167,20 @@ pub struct Walked {
     pub truncated: bool,
 }
 
+/// Walks the unwind tables from `start` into `out` (see `cfi`), keeping the last slot for
+/// [`crate::format::TRUNCATED_FRAME`], which ends a stack the walk could not finish; returns the
+/// frames stored. `None` when the tables are not loaded or no cache is free: the caller walks frame
+/// pointers instead. Allocation-free and lock-free.
+pub(crate) fn walk_tables(start: Start, out: &mut [u64]) -> Option<usize> {
+    let room = out.len().checked_sub(1)?;
+    let w = crate::cfi::walk(start, &mut out[..room])?;
+    if w.truncated {
+        out[w.frames] = crate::format::TRUNCATED_FRAME;
+        return Some(w.frames + 1);
+    }
+    Some(w.frames)
+}
+
 /// Walks the frame-pointer chain starting at `fp` and stores return addresses into `out`;
 /// returns how many were stored.
 ///
