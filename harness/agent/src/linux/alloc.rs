@@ -173,17 +173,19 @@ impl Hook<'_> {
     }
 }
 
-/// Forgets `ptr` without a hook (frees are not recorded, only untracked).
+/// Forgets `ptr` (frees are not recorded, only untracked), inside the hooks' re-entrancy guard.
 ///
-/// A free from a signal handler that interrupted this thread inside a hook (which may hold the
-/// allocation table's lock in `record`) leaves `ptr` tracked rather than waiting for a lock that
-/// its own thread holds: the in-use figures keep a few bytes too many, the process does not hang.
+/// A free from a signal handler that interrupted this thread inside a hook or inside another
+/// free's untracking (either may hold the allocation table's lock) leaves `ptr` tracked rather
+/// than waiting for a lock that its own thread holds: the in-use figures keep a few bytes too
+/// many, the process does not hang.
 #[inline]
 pub fn forget(ptr: *mut u8) {
-    if thread::with(|t| t.in_hook.get()) {
-        return;
-    }
-    untrack(ptr as usize);
+    with_hook(|hook| {
+        if let Some(h) = hook {
+            h.on_free(ptr);
+        }
+    });
 }
 
 /// Drops `ptr` from the live-allocation table. Never inlined, for the same reason as
