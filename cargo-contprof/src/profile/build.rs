@@ -64,8 +64,6 @@ struct Symbols<'a> {
     /// Per function entry address, its location with the outermost frame only (the function
     /// called there, not what was inlined into its first instruction); `None` inside the agent.
     entry_locations: FastMap<u64, Option<u64>>,
-    agent_location: Option<u64>,
-    truncated_location: Option<u64>,
 }
 
 impl Symbols<'_> {
@@ -137,28 +135,13 @@ impl Symbols<'_> {
         loc
     }
 
-    /// The root frame of a stack the agent could not walk to its end.
-    fn truncated_location(&mut self, w: &mut ProfileWriter) -> u64 {
-        *self.truncated_location.get_or_insert_with(|| {
-            let f = w.function(TRUNCATED_STACK_FRAME, TRUNCATED_STACK_FRAME, "", 0);
-            w.location(0, 0, vec![Line { function_id: f, line: 0, column: 0 }])
-        })
-    }
-
-    fn agent_location(&mut self, w: &mut ProfileWriter) -> u64 {
-        *self.agent_location.get_or_insert_with(|| {
-            let f = w.function(AGENT_FRAME, AGENT_FRAME, "", 0);
-            w.location(0, 0, vec![Line { function_id: f, line: 0, column: 0 }])
-        })
-    }
-
     /// Location ids of a stack, leaf first.
     fn stack(&mut self, w: &mut ProfileWriter, frames: &[u64], kind: StackKind) -> Vec<u64> {
         let mut out = Vec::with_capacity(frames.len());
         let mut in_agent_run = false;
         for (i, &addr) in frames.iter().enumerate() {
             if addr == contprof::format::TRUNCATED_FRAME && i > 0 {
-                out.push(self.truncated_location(w));
+                out.push(w.pseudo_location(TRUNCATED_STACK_FRAME));
                 continue;
             }
             let ak = if i == 0 && kind == StackKind::Cpu { AddressKind::Exact } else { AddressKind::Return };
@@ -168,7 +151,7 @@ impl Symbols<'_> {
                     in_agent_run = false;
                 }
                 None if kind == StackKind::Cpu && !in_agent_run => {
-                    out.push(self.agent_location(w));
+                    out.push(w.pseudo_location(AGENT_FRAME));
                     in_agent_run = true;
                 }
                 None => {}
@@ -361,8 +344,6 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         mapping_ids: HashMap::new(),
         locations: FastMap::default(),
         entry_locations: FastMap::default(),
-        agent_location: None,
-        truncated_location: None,
     };
     // pprof takes the first mapping as the main binary.
     let main = sym.maps.main_executable().map(str::to_owned);
@@ -393,8 +374,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         w.sample(stack, &values, labels);
     }
     if kernel_ns > 0 {
-        let f = w.function(KERNEL_FRAME, KERNEL_FRAME, "", 0);
-        let kernel = w.location(0, 0, vec![Line { function_id: f, line: 0, column: 0 }]);
+        let kernel = w.pseudo_location(KERNEL_FRAME);
         // Scaled so that the total stays the measured CPU time.
         let scale = kernel_ns as f64 / c.kernel_ns.max(1) as f64;
         for &((tid, frames), ns) in &c.kernel {
@@ -452,8 +432,9 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     Built { profile: w.finish(), warnings, cpu_time_source }
 }
 
-/// Adds callgrind's counts as samples of the last two sample types (instructions, then calls): its ELF virtual addresses moved to
-/// where each object was loaded (the raw file's memory map), its call graph turned into stacks
+/// Adds callgrind's counts as samples of the last two sample types (instructions, then calls):
+/// its ELF virtual addresses moved to where each object was loaded (the raw file's memory map),
+/// its call graph turned into stacks
 /// ([`crate::callgrind::synthesize`]). Every frame is an instruction address (the counted
 /// instruction, then the call instructions of its callers), so each is symbolized as exact,
 /// inlined frames included; the agent's own frames (its allocator hooks forwarding to libc) are
@@ -481,7 +462,6 @@ fn add_instructions(
     }
     let counts = crate::callgrind::synthesize(&relocated, &Default::default());
     let (i_instructions, i_calls) = (values.len() - 2, values.len() - 1);
-    let mut detached = None;
     let instructions = counts.stacks.iter().map(|s| (s, i_instructions));
     for (s, index) in instructions.chain(counts.calls.iter().map(|s| (s, i_calls))) {
         let mut stack = Vec::with_capacity(s.frames.len() + 1);
@@ -494,10 +474,7 @@ fn add_instructions(
         }
         stack.extend(s.frames[1..].iter().filter_map(|&a| sym.location(w, a, AddressKind::Exact)));
         if s.detached {
-            stack.push(*detached.get_or_insert_with(|| {
-                let f = w.function(DETACHED_FRAME, DETACHED_FRAME, "", 0);
-                w.location(0, 0, vec![Line { function_id: f, line: 0, column: 0 }])
-            }));
+            stack.push(w.pseudo_location(DETACHED_FRAME));
         }
         if stack.is_empty() {
             continue;

@@ -83,6 +83,14 @@ impl ProfileWriter {
         id
     }
 
+    /// The location of a frame that stands for something other than code (`[kernel]`, the agent,
+    /// a truncated stack): no mapping, no address, one function of that name. The same id for the
+    /// same name (functions and locations are deduplicated).
+    pub(super) fn pseudo_location(&mut self, name: &str) -> u64 {
+        let function_id = self.function(name, name, "", 0);
+        self.location(0, 0, vec![Line { function_id, line: 0, column: 0 }])
+    }
+
     pub(super) fn location(&mut self, mapping_id: u64, address: u64, lines: Vec<Line>) -> u64 {
         let key = LocationKey { mapping_id, address, lines };
         if let Some(&id) = self.locations.get(&key) {
