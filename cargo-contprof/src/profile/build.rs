@@ -59,11 +59,9 @@ struct Symbols<'a> {
     symbolizer: &'a mut Symbolizer,
     maps: ProcessMaps,
     mapping_ids: HashMap<usize, u64>,
-    /// `None` for addresses inside the agent.
-    locations: FastMap<(u64, AddressKind), Option<u64>>,
-    /// Per function entry address, its location with the outermost frame only (the function
-    /// called there, not what was inlined into its first instruction); `None` inside the agent.
-    entry_locations: FastMap<u64, Option<u64>>,
+    /// Per address, kind and whether only the outermost frame is kept (a function entry, for call
+    /// counts); `None` for addresses inside the agent.
+    locations: FastMap<(u64, AddressKind, bool), Option<u64>>,
 }
 
 impl Symbols<'_> {
@@ -93,7 +91,25 @@ impl Symbols<'_> {
     }
 
     fn location(&mut self, w: &mut ProfileWriter, addr: u64, kind: AddressKind) -> Option<u64> {
-        if let Some(&l) = self.locations.get(&(addr, kind)) {
+        self.cached_location(w, addr, kind, false)
+    }
+
+    /// The location of a function entry, called there: its outermost frame only (the function
+    /// called, not what was inlined into its first instruction).
+    fn entry_location(&mut self, w: &mut ProfileWriter, addr: u64) -> Option<u64> {
+        self.cached_location(w, addr, AddressKind::Exact, true)
+    }
+
+    /// The location of `addr` with every frame there, or with the outermost only; `None` in the
+    /// agent.
+    fn cached_location(
+        &mut self,
+        w: &mut ProfileWriter,
+        addr: u64,
+        kind: AddressKind,
+        outermost: bool,
+    ) -> Option<u64> {
+        if let Some(&l) = self.locations.get(&(addr, kind, outermost)) {
             return l;
         }
         let s = self.symbolizer.resolve(&self.maps, addr, kind);
@@ -101,8 +117,9 @@ impl Symbols<'_> {
             None
         } else {
             let mapping_id = s.mapping.map_or(0, |i| self.mapping_id(w, i));
-            let lines = s
-                .frames
+            let frames =
+                if outermost { &s.frames[s.frames.len().saturating_sub(1)..] } else { &s.frames[..] };
+            let lines = frames
                 .iter()
                 .map(|f| Line {
                     function_id: w.function(&f.function, &f.system_name, f.file.as_deref().unwrap_or(""), 0),
@@ -112,26 +129,7 @@ impl Symbols<'_> {
                 .collect();
             Some(w.location(mapping_id, s.lookup_address, lines))
         };
-        self.locations.insert((addr, kind), loc);
-        loc
-    }
-
-    /// The location of a function entry, called there: its outermost frame only.
-    fn entry_location(&mut self, w: &mut ProfileWriter, addr: u64) -> Option<u64> {
-        if let Some(&l) = self.entry_locations.get(&addr) {
-            return l;
-        }
-        let s = self.symbolizer.resolve(&self.maps, addr, AddressKind::Exact);
-        let loc = match s.frames.last() {
-            Some(f) if !s.in_agent => {
-                let mapping_id = s.mapping.map_or(0, |i| self.mapping_id(w, i));
-                let function_id = w.function(&f.function, &f.system_name, f.file.as_deref().unwrap_or(""), 0);
-                let line = Line { function_id, line: i64::from(f.line), column: i64::from(f.column) };
-                Some(w.location(mapping_id, s.lookup_address, vec![line]))
-            }
-            _ => None,
-        };
-        self.entry_locations.insert(addr, loc);
+        self.locations.insert((addr, kind, outermost), loc);
         loc
     }
 
@@ -338,13 +336,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     }
 
     let maps = merged_maps(&c.maps);
-    let mut sym = Symbols {
-        symbolizer,
-        maps,
-        mapping_ids: HashMap::new(),
-        locations: FastMap::default(),
-        entry_locations: FastMap::default(),
-    };
+    let mut sym = Symbols { symbolizer, maps, mapping_ids: HashMap::new(), locations: FastMap::default() };
     // pprof takes the first mapping as the main binary.
     let main = sym.maps.main_executable().map(str::to_owned);
     if let Some(i) = main.and_then(|p| sym.maps.entries.iter().position(|e| e.path == p && e.executable)) {
