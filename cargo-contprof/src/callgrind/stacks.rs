@@ -234,18 +234,11 @@ pub fn synthesize(cg: &Callgrind, options: &SynthOptions) -> Synthesized {
             let parts = &order[start[leaf]..start[leaf + 1]];
             weights.clear();
             weights.extend(parts.iter().map(|&e| emissions[e].value));
-            let emitted: f64 = weights.iter().sum();
-            let deficit = exact as f64 - emitted;
-            if deficit > 0.0 {
-                weights.push(deficit);
-            }
-            let shares = apportion(&weights, exact);
+            let (shares, rest) = round_with_deficit(&mut weights, exact);
             for (&e, &v) in parts.iter().zip(&shares) {
                 rounded[e] = v;
             }
-            if deficit > 0.0 {
-                detached[leaf] = shares.last().copied().unwrap_or(0);
-            }
+            detached[leaf] = rest;
         }
     }
 
@@ -313,11 +306,7 @@ fn call_stacks(
             let parts = &per_call[call_base[f] + j];
             weights.clear();
             weights.extend(parts.iter().map(|&e| emissions[e].value));
-            let deficit = call.count as f64 - weights.iter().sum::<f64>();
-            if deficit > 0.0 {
-                weights.push(deficit);
-            }
-            let shares = apportion(&weights, call.count);
+            let (shares, rest) = round_with_deficit(&mut weights, call.count);
             for (&e, &value) in parts.iter().zip(&shares) {
                 let e = &emissions[e];
                 if value == 0 {
@@ -330,14 +319,13 @@ fn call_stacks(
                 }
                 out.push(Stack { frames, functions, value, detached: false });
             }
-            match shares.get(parts.len()) {
-                Some(&value) if deficit > 0.0 && value > 0 => detached.push(Stack {
+            if rest > 0 {
+                detached.push(Stack {
                     frames: vec![entry],
                     functions: vec![call.callee],
-                    value,
+                    value: rest,
                     detached: true,
-                }),
-                _ => {}
+                });
             }
         }
     }
@@ -347,6 +335,21 @@ fn call_stacks(
 
 fn saturate(v: u128) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// The emitted parts `weights` rounded to integers that, with what they fall short of `exact` as
+/// one more part (the detached rest), sum to exactly `exact`: the parts' integers, then the rest
+/// (0 when nothing falls short).
+fn round_with_deficit(weights: &mut Vec<f64>, exact: u64) -> (Vec<u64>, u64) {
+    let parts = weights.len();
+    let deficit = exact as f64 - weights.iter().sum::<f64>();
+    if deficit > 0.0 {
+        weights.push(deficit);
+    }
+    let mut shares = apportion(weights, exact);
+    let rest = if deficit > 0.0 { shares.get(parts).copied().unwrap_or(0) } else { 0 };
+    shares.truncate(parts);
+    (shares, rest)
 }
 
 /// Integers proportional to `weights` that sum to exactly `target`, by the largest remainder
