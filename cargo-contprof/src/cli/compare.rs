@@ -186,21 +186,7 @@ impl Context {
 
     /// Comparison options: configuration, then flags.
     pub fn options(&self, stats: &StatsArgs) -> Result<Options> {
-        let c = &self.config.config;
-        let mut o = c.options();
-        if let Some(a) = stats.alpha {
-            o.alpha = a;
-        }
-        if let Some(m) = stats.min_effect {
-            o.default_min_effect = m;
-            o.min_effect.clear();
-        }
-        o.strict |= stats.strict;
-        let mut patterns = c.ignore_patterns();
-        patterns.extend(stats.ignore.iter().cloned());
-        o.ignore = Options::ignore_patterns(&patterns)?;
-        o.validate()?;
-        Ok(o)
+        comparison_options(&self.config.config, stats)
     }
 
     fn repo(&self, what: &str) -> Result<&Repo> {
@@ -400,4 +386,23 @@ pub(super) fn write_flamegraphs(
         );
     }
     Ok(written)
+}
+
+/// Comparison options from the configuration, then the statistics flags (`compare`, `check`, and
+/// the viewer with no flags).
+pub(super) fn comparison_options(c: &crate::config::Config, stats: &StatsArgs) -> Result<Options> {
+    let mut o = c.options();
+    if let Some(a) = stats.alpha {
+        o.alpha = a;
+    }
+    if let Some(m) = stats.min_effect {
+        o.default_min_effect = m;
+        o.min_effect.clear();
+    }
+    o.strict |= stats.strict;
+    let mut patterns = c.ignore_patterns();
+    patterns.extend(stats.ignore.iter().cloned());
+    o.ignore = Options::ignore_patterns(&patterns)?;
+    o.validate()?;
+    Ok(o)
 }

@@ -52,12 +52,14 @@ fn comparing(manifest_path: &Option<std::path::PathBuf>, shell: &Shell) -> Compa
         }
     };
     let c = &loaded.config;
-    let mut options = c.options();
-    match crate::compare::Options::ignore_patterns(c.ignore_patterns()) {
-        Ok(ignore) => options.ignore = ignore,
-        Err(e) => shell.warn(format_args!("{e}; /compare ignores no function")),
+    // The options `cargo contprof compare` takes from the configuration, without its flags.
+    match super::compare::comparison_options(c, &Default::default()) {
+        Ok(options) => Comparing { options, fold_library: c.fold_library.unwrap_or(true) },
+        Err(e) => {
+            shell.warn(format_args!("{e}; /compare uses the default thresholds"));
+            Comparing::default()
+        }
     }
-    Comparing { options, fold_library: c.fold_library.unwrap_or(true) }
 }
 
 /// The decoded profiles of one stored run (optionally only groups containing `group`).
