@@ -160,9 +160,9 @@ impl Binary {
     /// For code outside every symbol of a binary without debug info (a stripped library's
     /// internal functions): a name for the whole function `vaddr` is in, the nearest code
     /// symbol before it plus the function's offset from that symbol (`deflateSetDictionary+0x1a0`:
-    /// one row per function, not per address), or `None` when the unwind tables do not know the
-    /// function and no symbol precedes it.
-    pub(super) fn enclosing_function(&self, vaddr: u64) -> Option<String> {
+    /// one row per function, not per address), else `module+0x<function start>` when no symbol
+    /// precedes it, or `None` when the unwind tables do not know the function either.
+    pub(super) fn enclosing_function(&self, vaddr: u64, module: &str) -> Option<String> {
         let i = self.functions.partition_point(|&(start, _)| start <= vaddr);
         let start =
             i.checked_sub(1).map(|i| self.functions[i]).filter(|&(_, end)| vaddr < end).map(|(s, _)| s);
@@ -174,7 +174,7 @@ impl Binary {
             (Some((a, name)), Some(start)) => Some(format!("{}+{:#x}", super::demangle(name), start - a)),
             // No function bounds: everything after the symbol is grouped under it.
             (Some((_, name)), None) => Some(format!("{}+?", super::demangle(name))),
-            (None, Some(start)) => Some(format!("{start:#x}")),
+            (None, Some(start)) => Some(format!("{module}+{start:#x}")),
             (None, None) => None,
         }
     }

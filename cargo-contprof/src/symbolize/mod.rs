@@ -210,32 +210,13 @@ impl Symbolizer {
                 outer.function = demangle(sym);
                 outer.system_name = sym.to_owned();
             }
-            (None, Some(sym)) => frames.push(Frame {
-                function: demangle(sym),
-                system_name: sym.to_owned(),
-                file: None,
-                line: 0,
-                column: 0,
-                source: FrameSource::Symbol,
-            }),
+            (None, Some(sym)) => frames.push(symbol_frame(demangle(sym), sym.to_owned())),
             _ => {}
         }
         if frames.is_empty()
-            && let Some(function) = binary.enclosing_function(vaddr)
+            && let Some(name) = binary.enclosing_function(vaddr, entry.short_name())
         {
-            let name = if function.starts_with("0x") {
-                format!("{}+{function}", entry.short_name())
-            } else {
-                function
-            };
-            frames.push(Frame {
-                function: name.clone(),
-                system_name: name,
-                file: None,
-                line: 0,
-                column: 0,
-                source: FrameSource::Symbol,
-            });
+            frames.push(symbol_frame(name.clone(), name));
         }
         let name = format!("{}+{vaddr:#x}", entry.short_name());
         for f in frames.iter_mut().filter(|f| f.function.is_empty()) {
@@ -268,6 +249,11 @@ fn debug_frames(loader: &addr2line::Loader, vaddr: u64) -> Vec<Frame> {
         });
     }
     frames
+}
+
+/// A frame named by the symbol table: function only.
+fn symbol_frame(function: String, system_name: String) -> Frame {
+    Frame { function, system_name, file: None, line: 0, column: 0, source: FrameSource::Symbol }
 }
 
 fn raw_frame(name: &str) -> Frame {
