@@ -14,6 +14,7 @@ pub mod errors;
 pub mod git;
 pub mod github;
 pub mod pipeline;
+pub mod prod;
 pub mod profile;
 pub mod record;
 pub mod report;

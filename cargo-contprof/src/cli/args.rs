@@ -133,6 +133,11 @@ pub enum AgentCommand {
         #[arg(long, value_name = "NAME")]
         link: Option<String>,
     },
+    /// The continuous mode's uploader, which the agent starts beside a profiled service (not
+    /// run by hand): it schedules the deployment's windows through leases in the store,
+    /// symbolizes each window the agent recorded and uploads one gzipped pprof profile per type.
+    #[command(hide = true)]
+    Upload(UploadArgs),
 }
 
 /// `cargo contprof serve`.
@@ -626,4 +631,42 @@ pub struct CheckArgs {
     /// Arguments for the workload (after `--`).
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<OsString>,
+}
+
+/// `cargo contprof agent upload` (started by the agent; see `contprof::service`).
+#[derive(Debug, Args)]
+pub struct UploadArgs {
+    /// The profiled service's process.
+    #[arg(long)]
+    pub pid: u32,
+    /// The service's name.
+    #[arg(long)]
+    pub service: String,
+    /// Its version.
+    #[arg(long)]
+    pub version: String,
+    /// Its zone.
+    #[arg(long)]
+    pub zone: String,
+    /// This replica.
+    #[arg(long)]
+    pub instance: String,
+    /// Where profiles go.
+    #[arg(long)]
+    pub store: String,
+    /// Seconds between windows of the deployment.
+    #[arg(long)]
+    pub period: f64,
+    /// Seconds of one window.
+    #[arg(long)]
+    pub window: f64,
+    /// Profile types, comma-separated.
+    #[arg(long)]
+    pub types: String,
+    /// Replicas expected where the store cannot arbitrate leases.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: u32,
+    /// Extra labels, `k=v`.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
 }

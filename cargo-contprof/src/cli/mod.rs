@@ -59,6 +59,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Serve(a) => view::serve(a, &shell),
         Command::Report(a) => view::report(a, &shell),
         Command::Agent(args::AgentCommand::Path { dir, link }) => agent_path(dir, link),
+        Command::Agent(args::AgentCommand::Upload(a)) => crate::prod::uploader::run(a),
     };
     match result {
         Ok(()) => exit_codes::OK,

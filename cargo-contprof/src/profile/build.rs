@@ -7,7 +7,7 @@ use contprof::format::{ClockKind, EndRecord, RawFile, Record};
 use super::fast_hash::FastMap;
 use super::proto::{Label, Line, Mapping, Profile};
 use super::writer::ProfileWriter;
-use super::{CALLS_TYPE, INSTRUCTIONS_TYPE, SAMPLE_TYPES, sample_index};
+use super::{CALLS_TYPE, INSTRUCTIONS_TYPE, SAMPLE_TYPES, THREADS_TYPE, sample_index};
 use crate::symbolize::{AGENT_FRAME, AddressKind, ProcessMaps, Symbolizer};
 
 /// Where the CPU time that scales CPU samples came from (see [`BuildOptions`]).
@@ -183,6 +183,8 @@ struct Collected<'a> {
     kernel: Vec<((u32, &'a [u64]), u64)>,
     kernel_ns: u64,
     allocs: Vec<([u64; 4], &'a [u64])>,
+    /// A snapshot of every thread's stack ([`Record::ThreadStack`]).
+    threads: Vec<(u32, &'a [u64])>,
     end: Option<EndRecord>,
     messages: Vec<(u32, &'a str)>,
 }
@@ -216,6 +218,7 @@ fn collect(raw: &RawFile) -> Collected<'_> {
             Record::AllocStack { alloc_count, alloc_bytes, inuse_count, inuse_bytes, frames } => {
                 c.allocs.push(([*alloc_count, *alloc_bytes, *inuse_count, *inuse_bytes], frames))
             }
+            Record::ThreadStack { tid, frames } => c.threads.push((*tid, frames)),
             Record::End(e) => c.end = Some(*e),
             Record::Message { level, text } => c.messages.push((*level, text)),
             Record::Unknown(_) => {}
@@ -273,6 +276,10 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     if options.instructions.is_some() {
         types.extend([INSTRUCTIONS_TYPE, CALLS_TYPE]);
     }
+    let i_threads = (!c.threads.is_empty()).then(|| {
+        types.push(THREADS_TYPE);
+        types.len() - 1
+    });
     let mut w = ProfileWriter::new(&types);
     let header = &raw.header;
     let clock = ClockKind::from_u32(header.clock);
@@ -385,6 +392,15 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         w.sample(stack, &values, Vec::new());
     }
 
+    if let Some(i) = i_threads {
+        for &(tid, frames) in &c.threads {
+            let stack = sym.stack(&mut w, frames, StackKind::Cpu);
+            let labels = thread_labels(&mut w, tid);
+            values.fill(0);
+            values[i] = 1;
+            w.sample(stack, &values, labels);
+        }
+    }
     if let Some(counts) = options.instructions {
         add_instructions(&mut w, &mut sym, counts, &mut values, &mut warnings);
     }

@@ -13,6 +13,7 @@ mod codec;
 mod costs;
 mod fast_hash;
 mod merge;
+mod project;
 mod proto;
 mod raw_writer;
 mod writer;
@@ -36,6 +37,10 @@ pub const SAMPLE_TYPES: &[(&str, &str)] = &[
 
 /// `(type, unit)` of the instruction counts of the instructions engine, after [`SAMPLE_TYPES`].
 pub const INSTRUCTIONS_TYPE: (&str, &str) = ("instructions", "count");
+
+/// `(type, unit)` of a production window's thread snapshot: one sample per thread, its stack
+/// at the window's end (the analogue of Go's goroutine profile).
+pub const THREADS_TYPE: (&str, &str) = ("threads", "count");
 
 /// `(type, unit)` of the call counts of the instructions engine, after [`INSTRUCTIONS_TYPE`]: a
 /// sample's leaf is the called function's entry, so a function's self value is how many times

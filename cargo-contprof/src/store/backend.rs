@@ -25,6 +25,17 @@ pub(crate) struct Listed {
     pub modified: DateTime<Utc>,
 }
 
+/// What [`Backend::create`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    /// The object is ours.
+    Made,
+    /// Someone else's object was there first.
+    Exists,
+    /// The store cannot create conditionally (nothing was written).
+    Unsupported,
+}
+
 /// Network behaviour of remote stores.
 #[derive(Debug, Clone)]
 pub struct NetworkOptions {
@@ -127,14 +138,24 @@ impl Backend {
     /// conditional puts fall back to a plain put (callers only use this for identical contents).
     pub fn put_if_absent(&self, path: &str, bytes: impl Into<Bytes>) -> Result<bool, StoreError> {
         let bytes = bytes.into();
+        match self.create(path, bytes.clone())? {
+            Create::Made => Ok(true),
+            Create::Exists => Ok(false),
+            Create::Unsupported => self.put(path, bytes).map(|()| true),
+        }
+    }
+
+    /// Creates an object only if it does not exist yet: one of several writers racing for the
+    /// same path wins (on every backend that supports conditional puts).
+    pub fn create(&self, path: &str, bytes: impl Into<Bytes>) -> Result<Create, StoreError> {
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.block(self.inner.put_opts(&Path::from(path), PutPayload::from(bytes.clone()), opts))? {
-            Ok(_) => Ok(true),
+        match self.block(self.inner.put_opts(&Path::from(path), PutPayload::from(bytes.into()), opts))? {
+            Ok(_) => Ok(Create::Made),
             Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                Ok(false)
+                Ok(Create::Exists)
             }
             Err(object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }) => {
-                self.put(path, bytes).map(|()| true)
+                Ok(Create::Unsupported)
             }
             Err(e) => Err(self.unreachable("put", path, e)),
         }

@@ -9,6 +9,7 @@
 //! index/loose/<run-id>.json         index entry of one run: written last, it makes the run visible
 //! index/segments/<id>.json          compacted index entries of many runs
 //! index/deleted/<run-id>            tombstone written by gc before it deletes a run
+//! prod/...                         production windows and their leases (see `prod.rs`)
 //! ```
 //!
 //! Integrity rests on three rules. Every object is written whole (local: temp file, fsync, rename;
@@ -26,6 +27,7 @@ mod backend;
 mod error;
 pub(crate) mod index;
 mod meta;
+mod prod;
 mod query;
 mod render;
 
@@ -45,6 +47,7 @@ pub use meta::{
     KEY_NO_GIT, KEY_UNBORN, METADATA_VERSION, NewRun, ProfileEntry, RunMetadata, RunSummary, Settings,
     Toolchain, host_name, looks_like_run_id, new_run_id, parse_tag, rfc3339,
 };
+pub use prod::{Deployment, Lease, ProductionGc, WindowKey};
 pub use query::{
     Baseline, GcPolicy, GcReport, ImportFile, Log, LogFilter, baseline_for, gc_protected_commits,
     nearest_ancestor_with_runs, parse_time, resolve_run,

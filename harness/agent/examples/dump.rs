@@ -56,6 +56,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Record::End(e) => println!("end: {e:?}"),
             Record::Message { level, text } => println!("message[{level}]: {text}"),
             Record::KernelTime { tid, kernel_ns } => println!("kernel time: tid {tid} {kernel_ns} ns"),
+            Record::ThreadStack { tid, frames } => {
+                println!("thread snapshot: tid {tid}, {} frames", frames.len())
+            }
             Record::Unknown(k) => println!("unknown record kind {k}"),
         }
     }

@@ -37,6 +37,10 @@ pub struct Options {
     /// Whether stacks are walked with the objects' unwind tables (`.eh_frame`), which also
     /// passes through code without frame pointers; false walks frame pointers only.
     pub unwind_tables: bool,
+    /// A window of the continuous mode ([`crate::service`]): the allocation tables and the unwind
+    /// tables outlive it, allocations stay sampled after it (for the heap in use), and what it
+    /// records of allocations is what happened during it.
+    pub(crate) window: bool,
 }
 
 impl Options {
@@ -50,6 +54,7 @@ impl Options {
             allow_perf: true,
             perf_kernel: true,
             unwind_tables: true,
+            window: false,
         }
     }
 
@@ -135,6 +140,24 @@ pub enum Error {
         /// What it should be.
         expected: &'static str,
     },
+    /// A setting of the continuous mode ([`crate::service::Config`]) is invalid.
+    InvalidConfig {
+        /// The setting.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// The continuous mode's uploader (`cargo-contprof`) was not found.
+    NoUploader,
+    /// The uploader could not be started.
+    SpawnUploader {
+        /// The executable.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
     /// The platform is not supported (the agent needs Linux on x86-64 or aarch64).
     Unsupported,
 }
@@ -155,6 +178,14 @@ impl fmt::Display for Error {
             Self::InvalidEnv { var, value, expected } => {
                 write!(f, "{var}={value:?} is invalid: expected {expected}")
             }
+            Self::InvalidConfig { field, value, expected } => {
+                write!(f, "the setting `{field}` = {value:?} is invalid: expected {expected}")
+            }
+            Self::NoUploader => f.write_str(
+                "cannot find the uploader `cargo-contprof` (beside the preload library or on PATH): \
+                 install it, or set CONTPROF_HELPER to its path",
+            ),
+            Self::SpawnUploader { path, .. } => write!(f, "cannot start the uploader {}", path.display()),
             Self::Unsupported => f.write_str("the contprof agent supports Linux on x86-64 and aarch64 only"),
         }
     }
@@ -166,23 +197,108 @@ impl std::error::Error for Error {
             Self::CreateOutput { source, .. }
             | Self::WriteHeader { source, .. }
             | Self::MapTables { source }
-            | Self::InstallHandler { source, .. } => Some(source),
+            | Self::InstallHandler { source, .. }
+            | Self::SpawnUploader { source, .. } => Some(source),
             _ => None,
         }
     }
 }
 
-/// Starts the agent: CPU sampling on every thread and allocation sampling through
-/// [`crate::Allocator`] (or the preload library's `malloc`). The returned guard writes the end
-/// record when stopped or dropped; an `atexit` handler and a `SIGABRT` handler write it too if
-/// the process ends first.
+/// Starts the agent, in one of two modes:
+/// - with [`Options`], it records the whole run into one raw file: CPU sampling on every thread
+///   and allocation sampling through [`crate::Allocator`] (or the preload library's `malloc`).
+///   The returned [`Guard`] writes the end record when stopped or dropped; an `atexit` handler
+///   and a `SIGABRT` handler write it too if the process ends first. Threads that exist when
+///   `start` runs get a timer at once; threads created later get one when the preload library's
+///   `pthread_create` starts them, or, when the agent is linked in, at their first allocation
+///   through [`crate::Allocator`].
+/// - with a [`crate::service::Config`], it profiles a long-running service continuously: one
+///   window per period, shared by the replicas of a deployment, uploaded to a store (see
+///   [`crate::service`]). The returned [`Service`] ends it when stopped or dropped.
 ///
-/// Threads that exist when `start` runs get a timer at once. Threads created later get one
-/// when the preload library's `pthread_create` starts them, or, when the agent is linked in,
-/// at their first allocation through [`crate::Allocator`].
-pub fn start(options: Options) -> Result<Guard, Error> {
-    agent::start(&options)?;
-    Ok(Guard { _private: () })
+/// ```no_run
+/// use contprof::service::Config;
+/// let _profiling = contprof::start(Config::new("indexing-service").version("1.0.3").store("s3://profiles/prod"))?;
+/// # Ok::<(), contprof::Error>(())
+/// ```
+pub fn start<S: Start>(what: S) -> Result<S::Running, Error> {
+    what.start()
+}
+
+/// What [`start`] can start: [`Options`] (one run) or [`crate::service::Config`] (a service).
+pub trait Start: sealed::Sealed {
+    /// The handle of what runs.
+    type Running;
+    /// Starts it.
+    fn start(self) -> Result<Self::Running, Error>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Options {}
+    impl Sealed for crate::service::Config {}
+}
+
+impl Start for Options {
+    type Running = Guard;
+    fn start(self) -> Result<Guard, Error> {
+        agent::start(&self)?;
+        Ok(Guard { _private: () })
+    }
+}
+
+impl Start for crate::service::Config {
+    type Running = Service;
+    fn start(self) -> Result<Service, Error> {
+        Service::start(self, None)
+    }
+}
+
+/// A service profiled continuously; [`Service::stop`] (or drop) completes the window in progress
+/// and lets the uploader finish. [`Service::keep_until_exit`] profiles until the process ends.
+#[must_use = "dropping the handle stops profiling"]
+pub struct Service {
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    shared: std::sync::Arc<crate::continuous::Shared>,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service").finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// Starts the continuous mode; `library` is the preload library when it starts it.
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+    pub(crate) fn start(
+        config: crate::service::Config,
+        library: Option<&std::path::Path>,
+    ) -> Result<Self, Error> {
+        Ok(Service { shared: crate::continuous::start(config, library)? })
+    }
+
+    #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+    pub(crate) fn start(_: crate::service::Config, _: Option<&std::path::Path>) -> Result<Self, Error> {
+        Err(Error::Unsupported)
+    }
+
+    /// Completes the window in progress, hands it to the uploader and stops.
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    /// Profiles until the process exits (the `atexit` handler completes the last window).
+    pub fn keep_until_exit(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+        crate::continuous::stop(&self.shared);
+    }
 }
 
 /// A running agent; [`Guard::stop`] (or drop) finishes the file.

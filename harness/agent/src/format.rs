@@ -16,6 +16,7 @@
 //! | [`KIND_ALLOC_STACK`] | `alloc_count, alloc_bytes, inuse_count, inuse_bytes: u64, nframes: u32, pad: u32, frames: [u64; nframes]`; all frames are return addresses |
 //! | [`KIND_END`] | [`EndRecord`] |
 //! | [`KIND_MESSAGE`] | `level: u32, len: u32, text: [u8; len]` padded to 8: a warning from the agent (timer fallback, drops) |
+//! | [`KIND_THREAD_STACK`] | as [`KIND_CPU_SAMPLE`]: one thread's stack in a snapshot of every thread (a window of the continuous mode), with a [`KIND_THREAD_NAME`] record right before it |
 //! | [`KIND_KERNEL_TIME`] | `tid: u32, pad: u32, kernel_ns: u64`: system time the thread spent since its previous CPU sample, written with (right after) the CPU sample it belongs to; only with [`ClockKind::PerfCpuClock`], which counts user time alone |
 //!
 //! The reader tolerates a truncated last record (a process killed mid-write) and reports it.
@@ -41,6 +42,8 @@ pub const KIND_END: u32 = 5;
 pub const KIND_MESSAGE: u32 = 6;
 /// System time of a thread between two of its CPU samples.
 pub const KIND_KERNEL_TIME: u32 = 7;
+/// One thread's stack in a snapshot of every thread.
+pub const KIND_THREAD_STACK: u32 = 8;
 
 /// Most frames recorded per stack; deeper stacks are cut at the root end.
 pub const MAX_FRAMES: usize = 128;
@@ -185,6 +188,13 @@ pub enum Record {
         /// Kernel thread id.
         tid: u32,
         /// Leaf first.
+        frames: Vec<u64>,
+    },
+    /// See [`KIND_THREAD_STACK`].
+    ThreadStack {
+        /// Kernel thread id.
+        tid: u32,
+        /// Leaf first, as in [`Record::CpuSample`].
         frames: Vec<u64>,
     },
     /// See [`KIND_KERNEL_TIME`].
@@ -369,12 +379,16 @@ fn parse_record(kind: u32, p: &[u8]) -> Option<Record> {
         p.get(at..at + len).map(|s| String::from_utf8_lossy(s).into_owned())
     };
     Some(match kind {
-        KIND_CPU_SAMPLE => {
+        KIND_CPU_SAMPLE | KIND_THREAD_STACK => {
             if p.len() < 8 {
                 return None;
             }
-            let n = u32_at(p, 4) as usize;
-            Record::CpuSample { tid: u32_at(p, 0), frames: frames_at(p, 8, n)? }
+            let (tid, frames) = (u32_at(p, 0), frames_at(p, 8, u32_at(p, 4) as usize)?);
+            if kind == KIND_CPU_SAMPLE {
+                Record::CpuSample { tid, frames }
+            } else {
+                Record::ThreadStack { tid, frames }
+            }
         }
         KIND_THREAD_NAME => {
             if p.len() < 8 {

@@ -12,6 +12,7 @@
 //! Map of the modules (each owns one concern):
 //! - [`format`](mod@format): the raw file layout and its reader;
 //! - `api` / [`env`](mod@env): options, errors, start from code or from the environment;
+//! - [`service`]: the continuous mode's settings; `continuous`: its control thread and uploader;
 //! - `agent`: lifecycle (start, finish at exit / abort / guard drop, fork);
 //! - `timer`: the per-thread CPU timers (perf cpu-clock, POSIX timer, setitimer);
 //! - `sampler`: the `SIGPROF` handler;
@@ -30,14 +31,16 @@ pub mod maps;
 #[cfg(feature = "criterion")]
 pub mod criterion;
 
+pub mod service;
+
 mod api;
-pub use api::{DEFAULT_ALLOC_INTERVAL, DEFAULT_FREQUENCY_HZ, Error, Guard, Options, start};
+pub use api::{DEFAULT_ALLOC_INTERVAL, DEFAULT_FREQUENCY_HZ, Error, Guard, Options, Service, Start, start};
 pub use format::AllocMode;
 
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod linux;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-use linux::{agent, alloc, cfi, code, sampler, sys, table, thread, timer, writer};
+use linux::{agent, alloc, cfi, code, continuous, sampler, sys, table, thread, timer, writer};
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub use linux::{alloc::Allocator, env, unwind};
 
@@ -68,9 +71,21 @@ pub mod preload {
         if !crate::env::is_target_process() {
             return;
         }
+        let service = crate::service::Config::from_env();
         let opts = crate::Options::from_env();
         // SAFETY: single-threaded by the caller's contract.
         unsafe { crate::env::scrub(own) };
+        match service {
+            Ok(None) => {}
+            Ok(Some(config)) => {
+                match crate::Service::start(config, own.map(std::path::Path::new)) {
+                    Ok(s) => s.keep_until_exit(),
+                    Err(e) => report(&e),
+                }
+                return;
+            }
+            Err(e) => return report(&e),
+        }
         match opts {
             Ok(None) => {}
             Ok(Some(o)) => match crate::start(o) {
@@ -106,11 +121,9 @@ pub mod preload {
         crate::agent::on_thread_start();
     }
 
-    /// After a `dlopen`: adds the unwind tables of newly loaded objects (when the agent runs and
-    /// walks tables).
+    /// After a `dlopen`: adds the unwind tables of newly loaded objects (when the agent walks
+    /// tables).
     pub fn after_dlopen() {
-        if crate::agent::running() {
-            crate::cfi::refresh();
-        }
+        crate::cfi::refresh();
     }
 }

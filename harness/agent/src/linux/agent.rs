@@ -8,7 +8,7 @@
 
 use core::cell::UnsafeCell;
 use core::fmt::Write as _;
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Once;
@@ -27,6 +27,12 @@ const CHILD: u8 = 4;
 
 static STATE: AtomicU8 = AtomicU8::new(IDLE);
 static START_NS: AtomicU64 = AtomicU64::new(0);
+/// `CLOCK_PROCESS_CPUTIME_ID` at start: the END record counts the CPU time since then.
+static START_CPU_NS: AtomicU64 = AtomicU64::new(0);
+/// Whether the current recording is a window of the continuous mode ([`Options::window`]).
+static WINDOW: AtomicBool = AtomicBool::new(false);
+/// The mean allocation interval that stays on between windows of the continuous mode (0: off).
+static BETWEEN_WINDOWS: AtomicU64 = AtomicU64::new(0);
 /// The process that started the agent (a `vfork` child shares our memory but not our pid).
 static PID: AtomicU32 = AtomicU32::new(0);
 static PROCESS_HOOKS: Once = Once::new();
@@ -51,7 +57,8 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
         path: opts.output.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"),
     })?;
-    if opts.alloc != AllocMode::Off && !STORE.init() {
+    let tables = || if opts.window && STORE.is_ready() { STORE.mark_window() } else { STORE.init() };
+    if opts.alloc != AllocMode::Off && !tables() {
         return Err(Error::MapTables { source: std::io::Error::last_os_error() });
     }
     // SAFETY: `path` is NUL-terminated; the flags need no further arguments besides the mode.
@@ -115,12 +122,16 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     }
     writer::write_maps();
     crate::code::load();
-    if opts.unwind_tables {
-        crate::cfi::load();
-    } else {
+    // A window reuses the unwind tables of the previous one (a rebuild would leak the old
+    // ones, which a signal handler may still hold); `dlopen` keeps them current.
+    if !opts.unwind_tables {
         crate::cfi::disable();
+    } else if !(opts.window && crate::cfi::ready()) {
+        crate::cfi::load();
     }
+    WINDOW.store(opts.window, Ordering::Relaxed);
     START_NS.store(sys::clock_ns(libc::CLOCK_MONOTONIC), Ordering::Relaxed);
+    START_CPU_NS.store(sys::clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID), Ordering::Relaxed);
     PID.store(std::process::id(), Ordering::Relaxed);
     if clock != ClockKind::Off {
         sampler::enable();
@@ -166,11 +177,18 @@ pub(crate) fn finish() {
     if STATE.compare_exchange(RUNNING, STOPPING, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return;
     }
-    let cpu_time_ns = sys::clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID);
+    let cpu_time_ns =
+        sys::clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID).saturating_sub(START_CPU_NS.load(Ordering::Relaxed));
     let wall_ns = sys::clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(START_NS.load(Ordering::Relaxed));
     timer::disarm_all();
     sampler::disable_and_wait();
-    alloc::set_mode(AllocMode::Off, 1, false);
+    // Between windows of the continuous mode allocations stay sampled (live ones must stay
+    // tracked for the heap in use), without registering threads for CPU timers.
+    let between = if WINDOW.load(Ordering::Relaxed) { BETWEEN_WINDOWS.load(Ordering::Relaxed) } else { 0 };
+    match between {
+        0 => alloc::set_mode(AllocMode::Off, 1, false),
+        mean => alloc::set_mode(AllocMode::Sampled, mean, false),
+    }
 
     let complete = STORE.for_each_stack(|s| {
         writer::write_alloc_stack(s.counts, s.frames);
@@ -207,6 +225,37 @@ pub(crate) fn finish() {
         unsafe { libc::close(fd) };
     }
     STATE.store(IDLE, Ordering::Release);
+}
+
+/// Begins the continuous mode's allocation sampling, which runs from now on, windows or not, so
+/// that the heap in use at a window's end counts every live sampled allocation (Go's heap
+/// profile does the same). Also installs the process hooks and loads the unwind tables once.
+pub(crate) fn begin_continuous(alloc_interval: u64, unwind_tables: bool) -> Result<(), Error> {
+    if STATE.load(Ordering::Acquire) == CHILD {
+        return Err(Error::ForkedChild);
+    }
+    install_process_hooks();
+    thread::init_exit_key();
+    crate::code::load();
+    if unwind_tables {
+        crate::cfi::load();
+    }
+    if alloc_interval > 0 {
+        if !STORE.init() {
+            return Err(Error::MapTables { source: std::io::Error::last_os_error() });
+        }
+        BETWEEN_WINDOWS.store(alloc_interval, Ordering::Relaxed);
+        alloc::set_mode(AllocMode::Sampled, alloc_interval, false);
+    }
+    Ok(())
+}
+
+/// Ends the continuous mode: allocations are no longer sampled (after the last window).
+pub(crate) fn end_continuous() {
+    BETWEEN_WINDOWS.store(0, Ordering::Relaxed);
+    if STATE.load(Ordering::Acquire) == IDLE {
+        alloc::set_mode(AllocMode::Off, 1, false);
+    }
 }
 
 /// `atexit`, `pthread_atfork` and `SIGABRT`, installed once per process.

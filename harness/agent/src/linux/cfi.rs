@@ -113,7 +113,6 @@ pub(crate) fn disable() {
 }
 
 /// Whether [`load`] published an unwinder. Async-signal-safe.
-#[cfg(test)]
 pub(crate) fn ready() -> bool {
     !UNWINDER.load(Ordering::Acquire).is_null() && ENABLED.load(Ordering::Acquire)
 }

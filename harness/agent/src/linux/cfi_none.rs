@@ -13,7 +13,6 @@ pub(crate) fn refresh() {}
 pub(crate) fn disable() {}
 
 /// Never ready.
-#[cfg(test)]
 pub(crate) fn ready() -> bool {
     false
 }

@@ -8,6 +8,7 @@ pub(crate) mod cfi;
 #[path = "cfi_none.rs"]
 pub(crate) mod cfi;
 pub(crate) mod code;
+pub(crate) mod continuous;
 pub mod env;
 pub(crate) mod sampler;
 pub(crate) mod sys;

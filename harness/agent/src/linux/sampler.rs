@@ -1,4 +1,5 @@
-//! The `SIGPROF` handler: one CPU sample per timer expiry.
+//! The `SIGPROF` handler: one CPU sample per timer expiry, and one stack per thread in a
+//! snapshot of every thread (signals sent by [`snapshot_threads`] with `tgkill`).
 //!
 //! Owns the handler, its on/off switch and the sample counters. The handler path (the
 //! [`on_sigprof`] entry and [`record_sample`]) allocates nothing and takes no lock: there is no
@@ -11,7 +12,7 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use crate::format::{ClockKind, KIND_CPU_SAMPLE, KIND_KERNEL_TIME, MAX_FRAMES};
+use crate::format::{ClockKind, KIND_CPU_SAMPLE, KIND_KERNEL_TIME, KIND_THREAD_STACK, MAX_FRAMES};
 use crate::thread::{self, ThreadState};
 use crate::unwind::{self, Regs};
 use crate::{sys, writer};
@@ -66,27 +67,87 @@ pub(crate) fn disable() {
     CPU_ON.store(false, Ordering::SeqCst);
 }
 
-extern "C" fn on_sigprof(_sig: libc::c_int, _info: *mut libc::siginfo_t, ctx: *mut c_void) {
+extern "C" fn on_sigprof(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     let saved = sys::errno();
     // Counted before the switch is read, so a stop that saw zero in flight is never raced.
     IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-    if CPU_ON.load(Ordering::SeqCst) && !ctx.is_null() {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    let sent_by_thread = !info.is_null() && unsafe { (*info).si_code } == libc::SI_TKILL;
+    if !ctx.is_null() {
         // SAFETY: `ctx` is the ucontext the kernel passed to this SA_SIGINFO handler.
         let regs = unsafe { Regs::from_ucontext(ctx) };
-        thread::with(|t| record_sample(t, regs));
+        // A signal from `tgkill` is never a CPU timer's: a snapshot's, or ignored.
+        if sent_by_thread {
+            if SNAPSHOT.load(Ordering::SeqCst) {
+                thread::with(|t| {
+                    write_name(t, t.tid(), true);
+                    record_stack(t, regs, KIND_THREAD_STACK);
+                });
+                SNAPSHOT_TAKEN.fetch_add(1, Ordering::SeqCst);
+            }
+        } else if CPU_ON.load(Ordering::SeqCst) {
+            thread::with(|t| record_sample(t, regs));
+        }
     }
     IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
     sys::set_errno(saved);
 }
 
+/// Whether a snapshot of every thread is being taken ([`snapshot_threads`]).
+static SNAPSHOT: AtomicBool = AtomicBool::new(false);
+/// Threads that recorded their stack for the current snapshot.
+static SNAPSHOT_TAKEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Records every other thread's stack and name at one instant (into the open raw file): each is
+/// sent `SIGPROF` with `tgkill`, and its handler records where it was, running or blocked.
+/// Waits until all have answered or `timeout` passed; returns `(signalled, answered)`.
+///
+/// A blocked thread is interrupted once: system calls restart (`SA_RESTART`), except those
+/// that never do after a handler (`epoll_wait`, `poll`, `nanosleep`...), which return `EINTR`
+/// as they do for any signal.
+pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
+    if install().is_err() {
+        return (0, 0);
+    }
+    SNAPSHOT_TAKEN.store(0, Ordering::SeqCst);
+    SNAPSHOT.store(true, Ordering::SeqCst);
+    let own = sys::gettid();
+    let pid = std::process::id() as libc::pid_t;
+    let mut signalled = 0;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()) {
+            if tid == own {
+                continue;
+            }
+            // SAFETY: sending a signal whose handler is installed; a thread that exited meanwhile
+            // makes the call fail harmlessly.
+            if unsafe { libc::syscall(libc::SYS_tgkill, pid, tid as libc::pid_t, libc::SIGPROF) } == 0 {
+                signalled += 1;
+            }
+        }
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    while SNAPSHOT_TAKEN.load(Ordering::SeqCst) < signalled && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    SNAPSHOT.store(false, Ordering::SeqCst);
+    (signalled, SNAPSHOT_TAKEN.load(Ordering::SeqCst))
+}
+
 /// Builds and writes one CPU sample for the interrupted context `regs` of the calling thread.
 /// No allocation, no lock: callable from the signal handler.
 pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
-    let tid = t.tid();
     let n = t.samples.fetch_add(1, Ordering::Relaxed);
     if n.is_multiple_of(NAME_EVERY) {
-        write_name_if_changed(t, tid);
+        write_name(t, t.tid(), false);
     }
+    record_stack(t, regs, KIND_CPU_SAMPLE);
+}
+
+/// Walks and writes the stack of the interrupted context `regs` as a record of `kind`
+/// ([`KIND_CPU_SAMPLE`] or [`KIND_THREAD_STACK`]).
+fn record_stack(t: &ThreadState, regs: Regs, kind: u32) {
+    let tid = t.tid();
     let mut buf = [0u64; 2 + MAX_FRAMES + 3];
     buf[2] = regs.pc as u64;
     let out = &mut buf[3..2 + MAX_FRAMES];
@@ -101,12 +162,13 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
         None => 0,
     };
     let frames = 1 + walked;
-    buf[0] = writer::pair(KIND_CPU_SAMPLE, (8 + frames * 8) as u32);
+    buf[0] = writer::pair(kind, (8 + frames * 8) as u32);
     buf[1] = writer::pair(tid, frames as u32);
     let mut len = 2 + frames;
     // User-time-only perf clock: the system time since this thread's previous sample goes with
     // this sample, in the same write, so that it lands right after the system call that spent it.
-    if crate::timer::clock() == ClockKind::PerfCpuClock
+    if kind == KIND_CPU_SAMPLE
+        && crate::timer::clock() == ClockKind::PerfCpuClock
         && let Some(kernel_ns) = system_time_since_last(t)
     {
         buf[len] = writer::pair(KIND_KERNEL_TIME, 16);
@@ -114,10 +176,10 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
         buf[len + 2] = kernel_ns;
         len += 3;
     }
-    if writer::emit(&buf[..len]) {
-        SAMPLES.fetch_add(1, Ordering::Relaxed);
-    } else {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
+    let written = writer::emit(&buf[..len]);
+    if kind == KIND_CPU_SAMPLE {
+        let counter = if written { &SAMPLES } else { &DROPPED };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -163,7 +225,8 @@ fn system_time_since_last(t: &ThreadState) -> Option<u64> {
     (before != 0 && now > before).then(|| now - before)
 }
 
-fn write_name_if_changed(t: &ThreadState, tid: u32) {
+/// Writes the thread's name when it changed since it was last written (or always, `force`).
+fn write_name(t: &ThreadState, tid: u32, force: bool) {
     let mut name = [0u8; 16];
     // SAFETY: PR_GET_NAME writes at most 16 bytes into `name`.
     if unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) } != 0 {
@@ -173,7 +236,10 @@ fn write_name_if_changed(t: &ThreadState, tid: u32) {
     for (w, chunk) in words.iter_mut().zip(name.chunks(8)) {
         *w = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
     }
-    if words[0] == t.name[0].load(Ordering::Relaxed) && words[1] == t.name[1].load(Ordering::Relaxed) {
+    if !force
+        && words[0] == t.name[0].load(Ordering::Relaxed)
+        && words[1] == t.name[1].load(Ordering::Relaxed)
+    {
         return;
     }
     let len = name.iter().position(|&c| c == 0).unwrap_or(16);

@@ -150,8 +150,9 @@ extern "C" fn on_thread_exit(_: *mut c_void) {
         crate::alloc::flush_pending(t);
         t.status.store(EXITED, Ordering::Relaxed);
         let slot = t.slot.swap(0, Ordering::Relaxed);
-        if slot != 0 {
-            timer::release(slot - 1);
+        let tid = t.tid.load(Ordering::Relaxed);
+        if tid != 0 {
+            timer::release_thread(slot.checked_sub(1), tid);
         }
     });
 }

@@ -297,6 +297,17 @@ pub(crate) fn release(slot: u32) {
     }
 }
 
+/// Disarms and frees the timers of thread `tid` (its exit), starting at the slot it was given
+/// (`hint`): after a restart of the agent that slot may belong to another thread, and the
+/// thread's own timer may be in another slot. Async-signal-safe.
+pub(crate) fn release_thread(hint: Option<u32>, tid: u32) {
+    let owned = |i: usize| OWNER[i].load(Ordering::Acquire) == tid;
+    match hint.filter(|&s| (s as usize) < SLOTS && owned(s as usize)) {
+        Some(s) => release(s),
+        None => (0..SLOTS).filter(|&i| owned(i)).for_each(|i| release(i as u32)),
+    }
+}
+
 /// Disarms every timer (agent stop). Async-signal-safe.
 pub(crate) fn disarm_all() {
     if clock() == ClockKind::Itimer {

@@ -1,0 +1,6 @@
+//! Production: the continuous agent's uploader (`uploader.rs`) and the profiles of one window
+//! (`window.rs`). The layout in the store is `store/prod.rs`; the agent's side is the
+//! `contprof::service` module of the agent crate.
+
+pub mod uploader;
+pub mod window;
