@@ -7,6 +7,7 @@ mod compare;
 mod errors;
 mod github;
 mod instructions;
+mod prod;
 mod readers;
 mod run;
 mod store;

@@ -264,7 +264,7 @@ pub struct ImportArgs {
 /// `cargo contprof gc`.
 #[derive(Debug, Args)]
 pub struct GcArgs {
-    /// Keep runs younger than this many days.
+    /// Keep runs younger than this many days, and production windows recorded since then.
     #[arg(long, value_name = "DAYS", default_value_t = 30)]
     pub keep_days: u32,
     /// List what would be deleted, delete nothing.

@@ -194,6 +194,19 @@ pub fn gc(args: GcArgs, shell: &Shell) -> Result<()> {
     let policy = GcPolicy { keep, protected_commits: protected, now: Utc::now() };
     let report = store.gc(&policy, args.dry_run)?;
     store::render_gc(&report, args.dry_run, &mut stdout()).map_err(io_err)?;
+    // Production windows by the time they were recorded (no commit protects them).
+    let prod = store.gc_production(policy.now - keep, policy.now, args.dry_run)?;
+    if prod.windows > 0 || prod.leases > 0 {
+        let verb = if args.dry_run { "would delete" } else { "deleted" };
+        writeln!(
+            stdout(),
+            "production: {verb} {} window profile(s) older than {} days and {} lease(s)",
+            prod.windows,
+            args.keep_days,
+            prod.leases
+        )
+        .map_err(io_err)?;
+    }
     if args.dry_run {
         shell.status("Dry run", "nothing was deleted");
     }

@@ -180,11 +180,12 @@ impl Store {
     }
 
     /// Deletes production windows that started before `cutoff`, and leases older than a day
-    /// (they only arbitrate the window they name).
+    /// (they only arbitrate the window they name); with `dry_run`, only counts them.
     pub fn gc_production(
         &self,
         cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
+        dry_run: bool,
     ) -> Result<ProductionGc, StoreError> {
         let old: Vec<String> = self
             .backend
@@ -201,8 +202,10 @@ impl Store {
             .filter(|l| l.modified < lease_cutoff)
             .map(|l| l.path)
             .collect();
-        self.backend.delete_many(&old)?;
-        self.backend.delete_many(&leases)?;
+        if !dry_run {
+            self.backend.delete_many(&old)?;
+            self.backend.delete_many(&leases)?;
+        }
         Ok(ProductionGc { windows: old.len(), leases: leases.len() })
     }
 }
@@ -230,5 +233,32 @@ mod tests {
         assert_eq!(WindowKey::parse("prod/windows/svc/cpu/2025-12-02/notes.txt"), None);
         assert_eq!(WindowKey::parse("prod/windows/svc/cpu/2025-12-02/x_1_2_3.pb.gz"), None);
         assert_eq!(unescape(&escape("..")).as_deref(), Some(".."));
+    }
+
+    #[test]
+    fn leases_are_won_once_and_old_windows_expire_on_a_local_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&super::super::StoreLocation::Dir(dir.path().into())).unwrap();
+        let d = Deployment { service: "api".into(), version: "1".into(), zone: "z".into() };
+        assert_eq!(store.lease_window(&d, 100, "a").unwrap(), Lease::Won);
+        assert_eq!(store.lease_window(&d, 100, "b").unwrap(), Lease::Taken);
+        let now = Utc::now();
+        let at = |days: i64| WindowKey {
+            deployment: d.clone(),
+            profile_type: "heap".into(),
+            start: (now - chrono::Duration::days(days)).timestamp(),
+            instance: "a".into(),
+        };
+        for days in [40, 31, 29, 0] {
+            store.put_window(&at(days), vec![1]).unwrap();
+        }
+        let cutoff = now - chrono::Duration::days(30);
+        let counted = store.gc_production(cutoff, now, true).unwrap();
+        assert_eq!(counted.windows, 2);
+        assert_eq!(store.list_windows(None).unwrap().len(), 4, "a dry run deletes nothing");
+        assert_eq!(store.gc_production(cutoff, now, false).unwrap().windows, 2);
+        let mut left: Vec<i64> = store.list_windows(Some("api")).unwrap().iter().map(|k| k.start).collect();
+        left.sort();
+        assert_eq!(left, vec![at(29).start, at(0).start]);
     }
 }

@@ -237,3 +237,19 @@ fn unreachable_store_is_a_clear_error() {
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
     assert!(err.to_string().contains("s3://nobody/x"), "{err}");
 }
+
+#[test]
+fn a_window_lease_is_won_once_and_windows_round_trip_on_s3() {
+    let Some(moto) = start_moto(free_port()) else { return };
+    create_bucket(moto.port, "prod");
+    let store = s3_store(moto.port, "s3://prod/profiles");
+    let d = Deployment { service: "api".into(), version: "1.4".into(), zone: "eu-1".into() };
+    assert_eq!(store.lease_window(&d, 1_800_000_000, "a").unwrap(), Lease::Won);
+    assert_eq!(store.lease_window(&d, 1_800_000_000, "b").unwrap(), Lease::Taken);
+    assert_eq!(store.lease_window(&d, 1_800_000_060, "b").unwrap(), Lease::Won);
+    let key =
+        WindowKey { deployment: d, profile_type: "cpu".into(), start: 1_800_000_000, instance: "a".into() };
+    store.put_window(&key, b"gz".to_vec()).unwrap();
+    assert_eq!(store.list_windows(Some("api")).unwrap(), vec![key.clone()]);
+    assert_eq!(store.get_window(&key).unwrap().as_deref(), Some(&b"gz"[..]));
+}

@@ -1,0 +1,438 @@
+//! The production agent on a real HTTP service (`fixtures/service`: axum on tokio) under load from
+//! a real load generator (wrk), as separate replica processes sharing one store: on disk, and on
+//! S3 (moto).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use cargo_contprof::profile::{self, Profile};
+use cargo_contprof::store::{Store, StoreLocation, StoreOptions, WindowKey};
+
+use crate::util::{contprof, fixtures_manifest, repo_root, tools_required};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The service fixture, built once (release, as a service would ship).
+fn service_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "-p", "service", "--manifest-path"])
+            .arg(fixtures_manifest())
+            .status()
+            .expect("cargo starts");
+        assert!(status.success(), "the service fixture builds");
+        repo_root().join("fixtures/target/release/service")
+    })
+}
+
+/// The preload library, as `cargo contprof agent path` installs it.
+fn agent_library(dir: &Path) -> PathBuf {
+    let out = contprof().args(["agent", "path", "--dir"]).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// wrk, or `None` (after saying so) when it is missing and not required.
+fn wrk() -> Option<&'static str> {
+    match Command::new("wrk").arg("--version").output() {
+        Ok(_) => Some("wrk"),
+        Err(e) if !tools_required() => {
+            eprintln!(
+                "\n*** SKIPPING PRODUCTION TEST: cannot run `wrk` ({e}); install it (apt install wrk) ***\n"
+            );
+            None
+        }
+        Err(e) => panic!("CONTPROF_REQUIRE_TOOLS is set but wrk cannot run: {e}"),
+    }
+}
+
+struct Replica {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Replica {
+    /// Starts one replica of the service with the agent preloaded (or started from code with
+    /// `in_code`), its stderr in `dir/<instance>.log`.
+    fn start(dir: &Path, instance: &str, env: &[(&str, String)], in_code: bool) -> Replica {
+        let port = free_port();
+        let log = dir.join(format!("{instance}.log"));
+        let mut cmd = Command::new(service_binary());
+        cmd.arg(port.to_string());
+        if in_code {
+            cmd.arg("--in-code");
+        } else {
+            cmd.env("LD_PRELOAD", agent_library(dir));
+        }
+        cmd.env("CONTPROF_SERVICE", "web")
+            .env("CONTPROF_VERSION", "1.4.0")
+            .env("CONTPROF_ZONE", "eu-west")
+            .env("CONTPROF_INSTANCE", instance)
+            .env("CONTPROF_LABELS", "team=search,canary=no")
+            .env("CONTPROF_HELPER", env!("CARGO_BIN_EXE_cargo-contprof"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("the service starts");
+        let replica = Replica { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the service did not listen: {}", replica.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        replica
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    /// Stops it with SIGTERM (the service shuts down gracefully) and waits.
+    fn stop(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let status = self.child.wait().unwrap();
+        let log = self.log();
+        assert!(status.success(), "the service stopped cleanly on SIGTERM ({status}):\n{log}");
+        log
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Load on every replica for `secs` seconds, with wrk.
+fn load(replicas: &[&Replica], secs: u32) {
+    let runs: Vec<Child> = replicas
+        .iter()
+        .map(|r| {
+            Command::new("wrk")
+                .args(["-t1", "-c4", &format!("-d{secs}s")])
+                .arg(format!("http://127.0.0.1:{}/work?n=300", r.port))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("wrk starts")
+        })
+        .collect();
+    for mut r in runs {
+        assert!(r.wait().unwrap().success(), "wrk ran");
+    }
+}
+
+fn windows(store: &Store) -> Vec<WindowKey> {
+    let mut w = store.list_windows(Some("web")).unwrap();
+    w.sort_by(|a, b| (a.start, &a.profile_type).cmp(&(b.start, &b.profile_type)));
+    w
+}
+
+/// Waits until `f` holds (the uploader works in the background).
+fn eventually(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn read(store: &Store, key: &WindowKey) -> Profile {
+    profile::decode(&store.get_window(key).unwrap().expect("the window exists")).unwrap()
+}
+
+fn label<'a>(p: &'a Profile, s: &profile::Sample, key: &str) -> Option<&'a str> {
+    s.label.iter().find(|l| p.str(l.key) == key).map(|l| p.str(l.str))
+}
+
+/// Self value of function `name` (the leaf) in sample type `ty`, over the total.
+fn leaf_share(p: &Profile, ty: &str, name: &str) -> f64 {
+    let i = p.sample_type_index(ty).unwrap();
+    let total = p.total(i).max(1) as f64;
+    let leaf = |s: &profile::Sample| {
+        let loc = p.location.iter().find(|l| l.id == s.location_id[0])?;
+        let id = loc.line.first()?.function_id;
+        let f = p.function.iter().find(|f| f.id == id)?;
+        Some(p.str(f.name).to_owned())
+    };
+    p.sample.iter().filter(|s| leaf(s).is_some_and(|n| n.contains(name))).map(|s| s.value[i]).sum::<i64>()
+        as f64
+        / total
+}
+
+fn functions(p: &Profile) -> Vec<&str> {
+    p.function.iter().map(|f| p.str(f.name)).collect()
+}
+
+const FAST: [(&str, &str); 2] = [("CONTPROF_PERIOD", "1"), ("CONTPROF_WINDOW", "0.4")];
+
+fn env_with(store: &str, extra: &[(&str, &str)]) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> = vec![("CONTPROF_STORE", store.to_owned())];
+    for (k, v) in FAST.iter().chain(extra) {
+        env.push((leak(k), (*v).to_owned()));
+    }
+    env
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+#[test]
+fn replicas_share_one_window_per_period_and_upload_every_profile_type() {
+    let Some(_) = wrk() else { return };
+    let _shared = crate::util::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let env = env_with(store_dir.to_str().unwrap(), &[]);
+    let replicas: Vec<Replica> =
+        ["r1", "r2", "r3"].iter().map(|i| Replica::start(dir.path(), i, &env, false)).collect();
+    let started = Instant::now();
+    load(&replicas.iter().collect::<Vec<_>>(), 9);
+    let periods = started.elapsed().as_secs_f64();
+    for r in replicas {
+        r.stop();
+    }
+    let store = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let all = windows(&store);
+    let mut starts: Vec<i64> = all.iter().map(|k| k.start).collect();
+    starts.dedup();
+    // One window per period in all, not one per replica.
+    assert!(
+        (starts.len() as f64) >= periods * 0.6 && (starts.len() as f64) <= periods + 2.0,
+        "{} windows in {periods:.1} periods: {all:?}",
+        starts.len()
+    );
+    for s in &starts {
+        let of: Vec<&WindowKey> = all.iter().filter(|k| k.start == *s).collect();
+        let instances: std::collections::BTreeSet<&str> = of.iter().map(|k| k.instance.as_str()).collect();
+        assert_eq!(instances.len(), 1, "window {s} was recorded by one replica: {of:?}");
+        let types: Vec<&str> = of.iter().map(|k| k.profile_type.as_str()).collect();
+        assert_eq!(types, ["alloc", "cpu", "heap", "threads"], "window {s} has every profile type");
+    }
+    let turns: std::collections::BTreeSet<&str> = all.iter().map(|k| k.instance.as_str()).collect();
+    assert!(turns.len() >= 2, "the replicas take turns: {turns:?}");
+
+    // The windows under load: the handler's CPU is in `checksum`, its allocations in `render_rows`.
+    let loaded: Vec<&WindowKey> = all.iter().filter(|k| k.profile_type == "cpu").skip(1).collect();
+    let cpu: Vec<Profile> = loaded.iter().map(|k| read(&store, k)).collect();
+    let merged = profile::merge(&cpu).unwrap();
+    let checksum = leaf_share(&merged, "cpu", "service::checksum");
+    assert!(checksum > 0.5, "checksum has {:.0}% of the CPU", checksum * 100.0);
+    let p = &cpu[0];
+    let s = &p.sample[0];
+    assert_eq!(label(p, s, "service"), Some("web"));
+    assert_eq!(label(p, s, "version"), Some("1.4.0"));
+    assert_eq!(label(p, s, "zone"), Some("eu-west"));
+    assert_eq!(label(p, s, "instance"), Some(loaded[0].instance.as_str()));
+    assert_eq!(label(p, s, "team"), Some("search"));
+    assert_eq!(label(p, s, "type"), Some("cpu"));
+    let comments = p.comments().join("\n");
+    for key in ["window_start", "window_end", "build_id"] {
+        assert!(comments.contains(&format!("contprof.{key}=")), "{key} in the comments:\n{comments}");
+    }
+    assert!(
+        p.duration_nanos > 300_000_000 && p.duration_nanos < 600_000_000,
+        "a 0.4 s window: {}",
+        p.duration_nanos
+    );
+
+    let alloc = read(&store, all.iter().filter(|k| k.profile_type == "alloc").nth(2).unwrap());
+    assert_eq!(alloc.str(alloc.default_sample_type), "alloc_space");
+    assert!(functions(&alloc).iter().any(|f| f.contains("render_rows")), "{:?}", functions(&alloc));
+    // The heap in use at a window's end counts what was allocated long before it: the 64 MiB
+    // cache filled at start (sampled every 512 KiB on average: ±30% is four standard errors).
+    let heap = read(&store, all.iter().filter(|k| k.profile_type == "heap").nth(3).unwrap());
+    assert_eq!(heap.str(heap.sample_type[1].r#type), "inuse_space");
+    let cache = leaf_share(&heap, "inuse_space", "warm_cache") * heap.total(1) as f64 / f64::from(1 << 20);
+    assert!(
+        (cache - 64.0).abs() < 64.0 * 0.3,
+        "warm_cache holds {cache:.1} MiB, not 64: {:?}",
+        functions(&heap)
+    );
+
+    // Every thread at the window's end: main, tokio's workers (one per core), each named.
+    let threads = read(&store, all.iter().filter(|k| k.profile_type == "threads").nth(2).unwrap());
+    let names: Vec<&str> = threads.sample.iter().filter_map(|s| label(&threads, s, "thread")).collect();
+    assert!(names.len() >= 3, "{names:?}");
+    assert!(names.iter().filter(|n| n.starts_with("tokio-r")).count() >= 2, "{names:?}");
+    assert!(!names.contains(&"contprof-agent"), "the agent's own thread is left out: {names:?}");
+}
+
+#[test]
+fn sigterm_mid_window_uploads_the_window_cut_short() {
+    let _shared = crate::util::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let env = env_with(store_dir.to_str().unwrap(), &[("CONTPROF_PERIOD", "3"), ("CONTPROF_WINDOW", "2.5")]);
+    let r = Replica::start(dir.path(), "solo", &env, false);
+    let leases = store_dir.join("prod/leases");
+    eventually("a window to start", 10, || walk(&leases).next().is_some());
+    std::thread::sleep(Duration::from_millis(500));
+    let log = r.stop();
+    let store = Store::open(&StoreLocation::Dir(store_dir)).unwrap();
+    eventually("the last window's upload", 15, || windows(&store).len() == 4);
+    let cpu = read(&store, &windows(&store)[1]);
+    assert!(
+        cpu.duration_nanos > 100_000_000 && cpu.duration_nanos < 2_000_000_000,
+        "the window ended with the service, before its 2.5 s: {} ns\n{log}",
+        cpu.duration_nanos
+    );
+}
+
+#[test]
+fn a_replica_killed_mid_window_loses_that_window_only_and_leaves_nothing_partial() {
+    let _shared = crate::util::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let env = env_with(store_dir.to_str().unwrap(), &[("CONTPROF_PERIOD", "2"), ("CONTPROF_WINDOW", "1.5")]);
+    let r = Replica::start(dir.path(), "doomed", &env, false);
+    let store = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
+    // One whole window, then a kill -9 in the middle of the next.
+    eventually("a first window", 15, || !windows(&store).is_empty());
+    let first = windows(&store)[0].start;
+    let leases = store_dir.join("prod/leases");
+    eventually("a second window to start", 10, || walk(&leases).count() >= 2);
+    std::thread::sleep(Duration::from_millis(400));
+    r.signal(libc::SIGKILL);
+    std::thread::sleep(Duration::from_secs(3));
+    let left = windows(&store);
+    assert!(left.iter().all(|k| k.start == first), "only the completed window is stored: {left:?}");
+    assert_eq!(left.len(), 4);
+    // No temporary or partial object anywhere in the store, and the uploader removed its spool.
+    let stray: Vec<PathBuf> = walk(&store_dir)
+        .filter(|p| {
+            let s = p.strip_prefix(&store_dir).unwrap().to_string_lossy().into_owned();
+            !(s == "store.json" || s.starts_with("prod/leases/") || WindowKey::parse(&s).is_some())
+        })
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    let pid = r.child.id();
+    eventually("the spool to be removed", 10, || {
+        !std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(&format!("contprof-spool-{pid}-")))
+    });
+}
+
+fn walk(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    let mut files = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                todo.push(e.path());
+            } else {
+                files.push(e.path());
+            }
+        }
+    }
+    files.into_iter()
+}
+
+struct Moto(Child);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// moto's S3 server on `port` with bucket `bucket`, or `None` when it is not installed and not
+/// required.
+fn moto(port: u16, bucket: &str) -> Option<Moto> {
+    let child = match Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if std::env::var_os("CONTPROF_REQUIRE_S3").is_none() => {
+            eprintln!("\n*** SKIPPING S3 TEST: cannot start moto_server ({e}) ***\n");
+            return None;
+        }
+        Err(e) => panic!("CONTPROF_REQUIRE_S3 is set but moto_server cannot start: {e}"),
+    };
+    let moto = Moto(child);
+    eventually("moto to listen", 30, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    // A bare HTTP request (moto checks no signatures), retried while the server warms up.
+    eventually("the bucket", 10, || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
+        let request = format!(
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let mut reply = String::new();
+        s.write_all(request.as_bytes()).is_ok()
+            && s.read_to_string(&mut reply).is_ok()
+            && reply.starts_with("HTTP/1.1 200")
+    });
+    Some(moto)
+}
+
+fn s3_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT", format!("http://127.0.0.1:{port}")),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ]
+}
+
+fn s3_store(port: u16, url: &str) -> Store {
+    let config = [
+        ("aws_endpoint", format!("http://127.0.0.1:{port}")),
+        ("aws_allow_http", "true".into()),
+        ("aws_access_key_id", "testing".into()),
+        ("aws_secret_access_key", "testing".into()),
+        ("aws_region", "us-east-1".into()),
+    ];
+    let options =
+        StoreOptions { config: config.map(|(k, v)| (k.to_owned(), v)).to_vec(), ..StoreOptions::default() };
+    Store::open_with(&StoreLocation::parse(url).unwrap(), options).unwrap()
+}
+
+#[test]
+fn started_from_code_on_s3_with_the_store_down_at_first() {
+    let Some(_) = wrk() else { return };
+    let _shared = crate::util::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut env = env_with("s3://prod/profiles", &[]);
+    env.extend(s3_env(port));
+    // The store is not there yet: the service runs, nothing is recorded, nothing breaks.
+    let r = Replica::start(dir.path(), "coded", &env, true);
+    load(&[&r], 3);
+    let Some(_moto) = moto(port, "prod") else { return };
+    let store = s3_store(port, "s3://prod/profiles");
+    assert!(windows(&store).is_empty(), "no window while the store was down");
+    load(&[&r], 4);
+    eventually("windows on S3 once the store is up", 20, || windows(&store).len() >= 8);
+    let log = r.stop();
+    assert!(log.contains("the store is unreachable"), "the outage was reported:\n{log}");
+    assert_eq!(log.matches("the store is unreachable").count(), 1, "once, not per period:\n{log}");
+    let cpu = windows(&store).into_iter().filter(|k| k.profile_type == "cpu").nth(1).unwrap();
+    let p = read(&store, &cpu);
+    assert!(leaf_share(&p, "cpu", "service::checksum") > 0.3, "{:?}", functions(&p));
+}
