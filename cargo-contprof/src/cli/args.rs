@@ -120,9 +120,14 @@ pub enum AgentCommand {
     ///
     /// `LD_PRELOAD=$(cargo contprof agent path) CONTPROF_OUTPUT=run.raw ./program` then profiles
     /// any dynamically linked program with no code change; `cargo contprof import run.raw` stores
-    /// the result. The file name carries a hash of the library, so versions never mix.
+    /// the result. With `CONTPROF_SERVICE` and `CONTPROF_STORE` instead, it profiles a
+    /// long-running service continuously (a window per period per deployment, uploaded to the
+    /// store; see the README's production section). The file name carries a hash of the library,
+    /// so versions never mix.
     #[command(after_help = "Examples:
   LD_PRELOAD=$(cargo contprof agent path) CONTPROF_OUTPUT=run.raw ./target/release/server
+  LD_PRELOAD=$(cargo contprof agent path) CONTPROF_SERVICE=api CONTPROF_VERSION=1.4 \\
+    CONTPROF_STORE=s3://profiles/prod ./target/release/server
   cargo contprof agent path --dir /opt/contprof --link libcontprof.so")]
     Path {
         /// Where to write it [default: $XDG_CACHE_HOME/cargo-contprof, else ~/.cache/cargo-contprof].

@@ -195,7 +195,8 @@ pub fn gc(args: GcArgs, shell: &Shell) -> Result<()> {
     let report = store.gc(&policy, args.dry_run)?;
     store::render_gc(&report, args.dry_run, &mut stdout()).map_err(io_err)?;
     // Production windows by the time they were recorded (no commit protects them).
-    let prod = store.gc_production(policy.now - keep, policy.now, args.dry_run)?;
+    let cutoff = policy.now.checked_sub_signed(keep).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let prod = store.gc_production(cutoff, policy.now, args.dry_run)?;
     if prod.windows > 0 || prod.leases > 0 {
         let verb = if args.dry_run { "would delete" } else { "deleted" };
         writeln!(

@@ -2,10 +2,12 @@
 //!
 //! It owns the schedule and everything that touches the network, so that none of it runs in
 //! the service:
-//! - **schedule**: at every period boundary (plus a random delay of up to 5% of the period, at
-//!   most 1 s, so that replicas race fairly) it asks the store for the lease of the deployment's
-//!   window. The replica that creates the lease object first records the window; the others do
-//!   nothing until the next period. Where the store cannot create conditionally, each replica
+//! - **schedule**: at every period boundary, after a short delay, it asks the store for the
+//!   lease of the deployment's window. The replica that creates the lease object first records
+//!   the window; the others do nothing until the next period. The delay is random (up to 2% of
+//!   the period, at most 0.5 s) plus one such step for each window this replica won in the last
+//!   eight periods (at most four), so that replicas that have not had a turn lately win the race:
+//!   turns spread over the replicas instead of following who is closest to the store. Where the store cannot create conditionally, each replica
 //!   takes the window with probability 1/replicas (`CONTPROF_REPLICAS`). A store that cannot
 //!   be reached means no window: nothing is recorded that could not be uploaded.
 //! - **windows**: it tells the agent to record one (`window <ms> <path>` on the agent's input),
@@ -102,6 +104,8 @@ struct Uploader {
     log: Log,
     /// Said once: the store cannot arbitrate.
     told_unsupported: bool,
+    /// Starts of the windows this replica won lately (see the schedule in the module docs).
+    won: VecDeque<i64>,
 }
 
 /// Runs the uploader until the service's pipe closes.
@@ -160,6 +164,7 @@ pub fn run(args: UploadArgs) -> Result<()> {
         symbolizer: Symbolizer::new(),
         log: Log::default(),
         told_unsupported: false,
+        won: VecDeque::new(),
     };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || read_agent(&tx));
@@ -199,7 +204,12 @@ impl Uploader {
         loop {
             let now = unix_now();
             let boundary = ((now / period).floor() + 1.0) * period;
-            let delay = fastrand::f64() * (period * 0.05).min(1.0);
+            let recent_from = boundary - 8.0 * period;
+            while self.won.front().is_some_and(|&s| (s as f64) < recent_from) {
+                self.won.pop_front();
+            }
+            let step = (period * 0.02).min(0.5);
+            let delay = (fastrand::f64() + self.won.len().min(4) as f64) * step;
             let at = Instant::now() + Duration::from_secs_f64(boundary + delay - now);
             while Instant::now() < at {
                 let next_upload = self.queue.iter().map(|p| p.next_try).min().unwrap_or(at).min(at);
@@ -267,6 +277,7 @@ impl Uploader {
         let mut out = std::io::stdout().lock();
         if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_ok() {
             self.in_flight = Some((path, start));
+            self.won.push_back(start);
         }
     }
 

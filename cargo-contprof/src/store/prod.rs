@@ -194,7 +194,7 @@ impl Store {
             .filter(|l| WindowKey::parse(&l.path).is_some_and(|k| k.start < cutoff.timestamp()))
             .map(|l| l.path)
             .collect();
-        let lease_cutoff = now - chrono::Duration::days(1);
+        let lease_cutoff = now.checked_sub_signed(chrono::Duration::days(1)).unwrap_or(now);
         let leases: Vec<String> = self
             .backend
             .list(LEASES)?

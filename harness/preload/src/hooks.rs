@@ -5,7 +5,7 @@
 
 use core::ffi::c_void;
 
-use contprof::preload::{Caller, caller, forget, free_needs_hook, with_hook};
+use contprof::preload::{Caller, caller, forget, free_needs_hook, may_be_tracked, wants_hook_fp, with_hook};
 
 unsafe extern "C" {
     fn __libc_malloc(size: usize) -> *mut c_void;
@@ -40,7 +40,7 @@ fn recorded(fp: Caller, size: usize, alloc: impl FnOnce() -> *mut c_void) -> *mu
 /// be handed the same address).
 #[inline(always)]
 fn release(ptr: *mut c_void) {
-    if !ptr.is_null() && free_needs_hook() {
+    if !ptr.is_null() && free_needs_hook() && may_be_tracked(ptr.cast()) {
         forget(ptr.cast());
     }
 }
@@ -104,6 +104,10 @@ pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     let fp = caller();
     release(ptr);
+    if !wants_hook_fp() {
+        // SAFETY: forwarded.
+        return unsafe { __libc_free(ptr) };
+    }
     with_hook(|hook| {
         if let Some(h) = hook {
             h.enter(fp);

@@ -142,6 +142,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     }
     let per_thread =
         matches!(clock, ClockKind::PerfCpuClock | ClockKind::PerfCpuClockKernel | ClockKind::ThreadCpuTimer);
+    alloc::set_hook_fp(clock != ClockKind::Off && !opts.unwind_tables);
     alloc::set_mode(opts.alloc, opts.alloc_interval, per_thread);
     Ok(())
 }

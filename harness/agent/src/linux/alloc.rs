@@ -40,6 +40,29 @@ pub(crate) fn flush_pending(t: &ThreadState) {
         BYTES.fetch_add(bytes, Ordering::Relaxed);
     }
 }
+/// Whether CPU samples walk frame pointers, so that a sample inside glibc's allocator needs the
+/// interposed function's frame ([`Hook::enter`]); with unwind tables it does not, and `free`
+/// skips the thread lookup altogether for pointers that are not tracked.
+static HOOK_FP: AtomicU8 = AtomicU8::new(0);
+
+/// Sets [`HOOK_FP`] (at start).
+pub(crate) fn set_hook_fp(on: bool) {
+    HOOK_FP.store(on as u8, Ordering::Relaxed);
+}
+
+/// Whether the interposed functions must mark their frame with [`Hook::enter`].
+#[inline]
+pub fn wants_hook_fp() -> bool {
+    HOOK_FP.load(Ordering::Relaxed) != 0
+}
+
+/// Whether `ptr` may be a tracked live allocation, answered without the thread's state: false for
+/// almost every `free` (see the counting filter in `table.rs`).
+#[inline]
+pub fn may_be_tracked(ptr: *mut u8) -> bool {
+    STORE.may_track(ptr as usize)
+}
+
 /// Whether threads first seen in a hook get a CPU timer (link-in mode).
 static REGISTER_LAZILY: AtomicU8 = AtomicU8::new(0);
 
@@ -92,13 +115,17 @@ impl Hook<'_> {
     /// samples taken meanwhile walk frame pointers from there when there are no unwind tables.
     #[inline]
     pub fn enter(&self, caller: unwind::Caller) {
-        self.thread.hook_fp.store(caller.fp, Ordering::Relaxed);
+        if wants_hook_fp() {
+            self.thread.hook_fp.store(caller.fp, Ordering::Relaxed);
+        }
     }
 
     /// Ends [`Hook::enter`].
     #[inline]
     pub fn leave(&self) {
-        self.thread.hook_fp.store(0, Ordering::Relaxed);
+        if wants_hook_fp() {
+            self.thread.hook_fp.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Records an allocation of `size` bytes at `ptr`. `caller` is the hooked function (from
@@ -106,11 +133,36 @@ impl Hook<'_> {
     /// the walk uses the unwind tables from here and drops the frames below `caller` (the agent's
     /// own), or without tables walks frame pointers from `caller`.
     ///
+    /// The common case of the sampled mode, an allocation that is not sampled by a thread that is
+    /// registered, is decided here, inline: a countdown and two counters, no call.
+    #[inline(always)]
+    pub fn on_alloc(&self, ptr: *mut u8, size: usize, caller: unwind::Caller) {
+        let t = self.thread;
+        let left = t.countdown.get();
+        let calls = t.pending_calls.get() + 1;
+        if MODE.load(Ordering::Relaxed) == AllocMode::Sampled as u8
+            && left != i64::MIN
+            && left > size as i64
+            && calls < PENDING_BATCH
+            && t.pending_generation.get() == GENERATION.load(Ordering::Relaxed)
+            && !(REGISTER_LAZILY.load(Ordering::Relaxed) != 0 && t.registrable())
+        {
+            t.countdown.set(left - size as i64);
+            t.pending_calls.set(calls);
+            t.pending_bytes.set(t.pending_bytes.get() + size as u64);
+            return;
+        }
+        self.record_alloc(ptr, size, caller);
+    }
+
+    /// Everything else of [`Hook::on_alloc`]: exact mode, sampled allocations and their stacks,
+    /// batches of counts, lazy registration.
+    ///
     /// Never inlined: the instructions engine names it to callgrind (`--toggle-collect`, see
     /// [`crate::env::CALLGRIND_UNCOUNTED`]) so that the agent's bookkeeping is not counted as the
-    /// workload's instructions.
+    /// workload's instructions (it records every allocation, so it always comes here).
     #[inline(never)]
-    pub fn on_alloc(&self, ptr: *mut u8, size: usize, caller: unwind::Caller) {
+    fn record_alloc(&self, ptr: *mut u8, size: usize, caller: unwind::Caller) {
         let t = self.thread;
         if mode() == AllocMode::Exact {
             // Every call at once: exact totals must match the stacks.
@@ -189,7 +241,7 @@ pub fn forget(ptr: *mut u8) {
 }
 
 /// Drops `ptr` from the live-allocation table. Never inlined, for the same reason as
-/// [`Hook::on_alloc`].
+/// `Hook::record_alloc`.
 #[inline(never)]
 fn untrack(ptr: usize) {
     STORE.forget(ptr);

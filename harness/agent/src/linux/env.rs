@@ -29,7 +29,7 @@ pub const EXE: &str = "CONTPROF_EXE";
 /// counted: it is the workload's.
 pub const CALLGRIND_UNCOUNTED: &[&str] = &[
     "contprof::preload::init_from_env",
-    "contprof::linux::alloc::Hook::on_alloc",
+    "contprof::linux::alloc::Hook::record_alloc",
     "contprof::linux::alloc::untrack",
     "contprof::linux::agent::on_thread_start",
     "contprof::linux::agent::finish",

@@ -306,6 +306,13 @@ impl Store {
         i as u32
     }
 
+    /// Whether `ptr` may be tracked: false when nothing is, or when the counting filter has no
+    /// entry for it. No lock, no thread state.
+    #[inline]
+    pub(crate) fn may_track(&self, ptr: usize) -> bool {
+        self.tracked.load(Ordering::Acquire) != 0 && filter_slot(ptr).load(Ordering::Acquire) != 0
+    }
+
     /// Forgets `ptr` if it is tracked (it is being freed). Cheap when it is not.
     #[inline]
     pub(crate) fn forget(&self, ptr: usize) {
