@@ -124,6 +124,8 @@ def overhead(e, rounds, secs):
         "no agent": None,
         "agent, in a window all the time (1 s per 1 s)": {"CONTPROF_PERIOD": "1", "CONTPROF_WINDOW": "0.95"},
         "agent, default duty of one replica (1 s per 6 s)": {"CONTPROF_PERIOD": "6", "CONTPROF_WINDOW": "1"},
+        "agent, default duty, CONTPROF_TYPES=cpu,alloc,threads (no heap)": {
+            "CONTPROF_PERIOD": "6", "CONTPROF_WINDOW": "1", "CONTPROF_TYPES": "cpu,alloc,threads"},
         "agent, default duty, CONTPROF_TYPES=cpu,threads": {"CONTPROF_PERIOD": "6", "CONTPROF_WINDOW": "1",
                                                            "CONTPROF_TYPES": "cpu,threads"},
         "agent, store unreachable": {"CONTPROF_PERIOD": "1", "CONTPROF_WINDOW": "0.95",

@@ -34,6 +34,8 @@ mod render;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_azure;
+#[cfg(test)]
 mod tests_s3;
 
 use std::path::{Path, PathBuf};

@@ -56,7 +56,9 @@ use unsupported::agent;
 #[doc(hidden)]
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub mod preload {
-    pub use crate::linux::alloc::{Hook, forget, free_needs_hook, may_be_tracked, wants_hook_fp, with_hook};
+    pub use crate::linux::alloc::{
+        Hook, forget, free_needs_hook, may_be_tracked, recording, wants_hook_fp, with_hook,
+    };
     pub use crate::linux::sampler::sample_here;
     pub use crate::linux::unwind::{Caller, caller, frame_pointer};
 

@@ -7,8 +7,8 @@
 //! The work is split between two processes:
 //! - in the service, the agent: a control thread that opens a window when told to (CPU timers
 //!   armed, allocations counted into a fresh raw file) and closes it at its end; between
-//!   windows the timers are disarmed, and allocations stay sampled (one stack per 512 KiB on
-//!   average) so that the heap in use is known at every window's end;
+//!   windows the timers are disarmed, and when the heap is profiled allocations stay sampled
+//!   (one stack per 512 KiB on average) so that the heap in use is known at every window's end;
 //! - beside it, the uploader: a child process running `cargo-contprof agent upload`, which
 //!   decides the schedule (a create-if-absent lease object per deployment and window in the
 //!   store, so that replicas share one window per period), symbolizes each finished window,

@@ -5,7 +5,9 @@
 
 use core::ffi::c_void;
 
-use contprof::preload::{Caller, caller, forget, free_needs_hook, may_be_tracked, wants_hook_fp, with_hook};
+use contprof::preload::{
+    Caller, caller, forget, free_needs_hook, may_be_tracked, recording, wants_hook_fp, with_hook,
+};
 
 unsafe extern "C" {
     fn __libc_malloc(size: usize) -> *mut c_void;
@@ -51,6 +53,10 @@ fn release(ptr: *mut c_void) {
 /// The contract of `malloc(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    if !recording() {
+        // SAFETY: forwarded.
+        return unsafe { __libc_malloc(size) };
+    }
     let fp = caller();
     // SAFETY: forwarded.
     recorded(fp, size, || unsafe { __libc_malloc(size) })
@@ -102,12 +108,12 @@ pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -
 /// The contract of `free(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    let fp = caller();
     release(ptr);
     if !wants_hook_fp() {
         // SAFETY: forwarded.
         return unsafe { __libc_free(ptr) };
     }
+    let fp = caller();
     with_hook(|hook| {
         if let Some(h) = hook {
             h.enter(fp);

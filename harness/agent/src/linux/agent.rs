@@ -57,7 +57,10 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
         path: opts.output.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"),
     })?;
-    let tables = || if opts.window && STORE.is_ready() { STORE.mark_window() } else { STORE.init() };
+    // A window keeps the tables (and the live allocations tracked between windows) when the heap
+    // in use is profiled; otherwise each window starts from empty tables.
+    let keep = opts.window && BETWEEN_WINDOWS.load(Ordering::Relaxed) != 0 && STORE.is_ready();
+    let tables = || if keep { STORE.mark_window() } else { STORE.init() };
     if opts.alloc != AllocMode::Off && !tables() {
         return Err(Error::MapTables { source: std::io::Error::last_os_error() });
     }

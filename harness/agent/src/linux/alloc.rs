@@ -104,6 +104,12 @@ pub fn with_hook<R>(f: impl FnOnce(Option<&Hook<'_>>) -> R) -> R {
     })
 }
 
+/// Whether allocations are being recorded at all (else the hooks only forward).
+#[inline]
+pub fn recording() -> bool {
+    MODE.load(Ordering::Relaxed) != AllocMode::Off as u8
+}
+
 /// Whether a free must go through [`Hook::on_free`] (some pointers are tracked).
 #[inline]
 pub fn free_needs_hook() -> bool {

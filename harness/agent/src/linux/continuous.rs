@@ -66,8 +66,10 @@ pub(crate) fn start(config: Config, library: Option<&Path>) -> Result<Arc<Shared
 }
 
 fn start_inner(config: Config, helper: &Path) -> Result<Arc<Shared>, Error> {
-    let wants_allocs = config.types.iter().any(|t| matches!(t, ProfileType::Alloc | ProfileType::Heap));
-    agent::begin_continuous(if wants_allocs { config.alloc_interval } else { 0 }, config.unwind_tables)?;
+    // Only the heap in use needs allocations sampled between windows (its live allocations may be
+    // old); without it, allocations cost nothing outside windows.
+    let heap = config.types.contains(&ProfileType::Heap);
+    agent::begin_continuous(if heap { config.alloc_interval } else { 0 }, config.unwind_tables)?;
     let mut child = match uploader_command(&config, helper).spawn() {
         Ok(c) => c,
         Err(source) => {
