@@ -1,10 +1,11 @@
-//! `cargo contprof check`, the CI gate: records HEAD through `run`/`test`/`bench`'s own code, finds
+//! `cargo contprof check`, the CI gate: records HEAD through the one recording path, finds
 //! the baseline, compares, writes `report.{md,json,txt}` and differential flame graphs, prints the
 //! text report and exits with the gate's code.
 
-use super::args::{CheckArgs, OutputArgs, ReportFormat, RunArgs, SamplingArgs, SuiteArgs, TargetArgs};
+use super::args::{CheckArgs, OutputArgs, ReportFormat, SamplingArgs, TargetArgs};
 use super::compare::{Context, Side, prepare, render, verdict, write_flamegraphs, write_stdout};
-use super::{run, suite};
+use super::recording::{self, Request, Suite, What};
+use super::suite;
 use crate::cargo::CargoArgs;
 use crate::compare;
 use crate::config::{CheckTarget, NoBaseline};
@@ -161,7 +162,7 @@ fn targets(args: &CheckArgs, configured: Vec<CheckTarget>) -> Vec<CheckTarget> {
     }
 }
 
-/// Records one target set with `run`'s or `test`/`bench`'s own code.
+/// Records one target set through the one recording path (`recording.rs`).
 pub(super) fn record(
     args: &CheckArgs,
     target: &CheckTarget,
@@ -184,7 +185,7 @@ pub(super) fn record(
         no_store: false,
         store: args.store.clone(),
     };
-    match target {
+    let what = match target {
         CheckTarget::Single { kind, name } => {
             let mut selection = TargetArgs::default();
             let name = (!name.is_empty()).then(|| name.clone());
@@ -195,20 +196,14 @@ pub(super) fn record(
                 "test" => selection.test = name,
                 _ => {}
             }
-            let run_args = RunArgs {
-                target: selection,
-                cargo: args.cargo.clone(),
-                sampling,
-                output,
-                args: args.args.clone(),
-            };
-            run::record(&run_args, shell)
+            What::Target(selection)
         }
         CheckTarget::Tests(filter) | CheckTarget::Benches(filter) => {
             let mode =
                 if matches!(target, CheckTarget::Tests(_)) { suite::Mode::Test } else { suite::Mode::Bench };
             // With a suite, --test/--bench name the targets to run.
-            let suite_args = SuiteArgs {
+            What::Suite(Suite {
+                mode,
                 filter: filter.clone(),
                 exact: false,
                 lib: false,
@@ -219,12 +214,10 @@ pub(super) fn record(
                 include_ignored: false,
                 jobs: args.jobs,
                 timeout: args.timeout,
-                cargo: args.cargo.clone(),
-                sampling,
-                output,
-                args: args.args.clone(),
-            };
-            suite::record(&suite_args, mode, shell)
+            })
         }
-    }
+    };
+    let request =
+        Request { cargo: args.cargo.clone(), sampling, output, workload_args: args.args.clone(), what };
+    recording::record(&request, shell)
 }

@@ -7,6 +7,7 @@ mod ci;
 mod compare;
 mod history;
 mod rebuild_base;
+mod recording;
 mod run;
 mod settings;
 mod store_cmds;

@@ -1,11 +1,12 @@
 //! `cargo contprof run`: build one target, run it N times under the agent, then hand the raw
-//! samples to [`crate::record`] for profiles, reports and the store.
+//! samples to [`crate::record`] for profiles, reports and the store. What is shared with the
+//! other recording commands is in `recording.rs`.
 
 use std::path::PathBuf;
 
-use super::args::RunArgs;
-use super::settings;
-use crate::cargo::{self, BuildOptions, CargoArgs, TargetKind, Workspace};
+use super::args::{RunArgs, TargetArgs};
+use super::recording::{self, Prepared, Request};
+use crate::cargo::{self, BuildOptions, TargetKind, Workspace};
 use crate::errors::{Error, Result};
 use crate::record::{self, Execution, Recording};
 use crate::runner::{self, RunSpec, Streams, interrupt};
@@ -13,32 +14,30 @@ use crate::shell::Shell;
 
 /// Runs the command.
 pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
-    record(&args, shell).map(|_| ())
+    recording::record(&Request::from(args), shell).map(|_| ())
 }
 
-/// Builds, profiles, writes and stores; what `check` reuses. A failed workload is an error (after
-/// its samples were written and stored).
-pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
-    let cargo_args = CargoArgs::from(&args.cargo);
-    let tags = settings::tags(&args.output.tags)?;
-    let workspace = Workspace::load(&cargo_args)?;
-    let (agent_settings, runs) = settings::sampling(&args.sampling, &workspace)?;
-    let store = if args.output.no_store {
-        None
-    } else {
-        Some(settings::open_store(&args.output.store, workspace.root())?)
-    };
-    let (kind, name) = match &args.target {
+/// Builds `target`, profiles it, writes and stores (see [`recording::single_outcome`] for what
+/// is an error).
+pub(super) fn record(
+    prepared: &Prepared,
+    request: &Request,
+    target: &TargetArgs,
+    shell: &Shell,
+) -> Result<record::Summary> {
+    let Prepared { cargo_args, workspace, agent_settings, runs, .. } = prepared;
+    let (agent_settings, runs) = (*agent_settings, *runs);
+    let (kind, name) = match target {
         t if t.bin.is_some() => (Some(TargetKind::Bin), t.bin.as_deref()),
         t if t.example.is_some() => (Some(TargetKind::Example), t.example.as_deref()),
         t if t.bench.is_some() => (Some(TargetKind::Bench), t.bench.as_deref()),
         t if t.test.is_some() => (Some(TargetKind::Test), t.test.as_deref()),
         _ => (None, None),
     };
-    let target = workspace.select_runnable(&cargo_args, kind, name)?;
-    let output_dir = match &args.output.output_dir {
+    let target = workspace.select_runnable(cargo_args, kind, name)?;
+    let output_dir = match &request.output.output_dir {
         Some(d) => d.clone(),
-        None => default_output_dir(&workspace, &target.group()),
+        None => default_output_dir(workspace, &target.group()),
     };
     record::prepare_output_dir(&output_dir)?;
 
@@ -47,19 +46,19 @@ pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
     let targets = [target.clone()];
     let frame_pointers = agent_settings.unwind == runner::Unwind::FramePointers;
     let artifacts =
-        cargo::build(&BuildOptions { cargo: &cargo_args, targets: &targets, frame_pointers }, shell)?;
+        cargo::build(&BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers }, shell)?;
     let Some(artifact) = artifacts.into_iter().next() else {
         return Err(Error::NoArtifact { target: target.describe() });
     };
 
-    let agent_lib = runner::agent::install(&workspace.target_dir().join("contprof").join("agent"))?;
+    let agent_lib = prepared.agent_library()?;
     let raw_dir = record::raw_dir(&output_dir)?;
     // Benches run as `cargo bench` runs them: libtest, criterion and custom mains all get `--bench`.
     let mut workload_args = Vec::new();
     if target.kind == TargetKind::Bench {
         workload_args.push("--bench".into());
     }
-    workload_args.extend(args.args.iter().cloned());
+    workload_args.extend(request.workload_args.iter().cloned());
     // `cargo run` keeps the current directory; `cargo test`/`cargo bench` run in the package root.
     let cwd = match target.kind {
         TargetKind::Bin | TargetKind::Example => {
@@ -87,16 +86,7 @@ pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
             settings: agent_settings,
             streams: Streams::Inherit,
             timeout: None,
-            // Criterion writes its baselines under CRITERION_HOME: keep the profiled (slower)
-            // timings out of the user's own.
-            // What `cargo run`/`cargo bench` give the process.
-            env: {
-                let mut env = target.run_env(workspace.target_dir());
-                if target.kind == TargetKind::Bench {
-                    env.push(("CRITERION_HOME".into(), output_dir.join("criterion").into_os_string()));
-                }
-                env
-            },
+            env: recording::workload_env(&target, workspace, Some(&output_dir.join("criterion"))),
         };
         let outcome = runner::run(&spec, &agent_lib)?;
         let failed = !outcome.exit.success();
@@ -116,34 +106,20 @@ pub fn record(args: &RunArgs, shell: &Shell) -> Result<record::Summary> {
     }
 
     let recording = Recording {
-        workspace: &workspace,
+        workspace,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         settings: agent_settings,
         runs,
-        tags,
+        tags: prepared.tags.clone(),
         output_dir,
-        top: args.output.top,
-        raw_frames: args.output.raw_frames,
+        top: request.output.top,
+        raw_frames: request.output.raw_frames,
         list_files: true,
-        store: store.as_ref(),
+        store: prepared.store.as_ref(),
         labels: Default::default(),
     };
     let summary = record::finish(&recording, executions, shell)?;
-    if summary.groups.iter().all(|g| g.merged.is_none()) {
-        let status =
-            summary.first_failure().map(|f| format!(" (the workload failed: {f})")).unwrap_or_default();
-        return Err(Error::NoSamples {
-            target: target.describe(),
-            reason: format!("no run produced a profile{status}; see the warnings above"),
-        });
-    }
-    if let Some(failure) = summary.first_failure() {
-        return Err(Error::WorkloadFailed { target: target.describe(), status: failure.to_string() });
-    }
-    if interrupt::interrupted() {
-        return Err(Error::msg("interrupted; the samples recorded so far were written"));
-    }
-    Ok(summary)
+    recording::single_outcome(summary, &target.describe())
 }
 
 fn describe_settings(s: &runner::AgentSettings) -> String {

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use super::args::SuiteArgs;
-use super::settings;
+use super::recording::{self, Prepared, Request, Suite};
 use crate::cargo::{self, Artifact, BuildOptions, CargoArgs, TargetKind, Workspace};
 use crate::criterion;
 use crate::errors::{Error, Result};
@@ -15,7 +15,7 @@ use crate::profile::CostView;
 use crate::record::{self, Execution, Recording, sanitize};
 use crate::report;
 use crate::runner::list::{self, Case};
-use crate::runner::{self, Exit, RunSpec, Streams, interrupt, pool};
+use crate::runner::{self, Exit, RunSpec, Streams, pool};
 use crate::shell::Shell;
 
 /// Which command.
@@ -57,38 +57,27 @@ struct Done {
 
 /// Runs the command.
 pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
-    record(&args, mode, shell).map(|_| ())
+    recording::record(&Request::suite(args, mode), shell).map(|_| ())
 }
 
-/// Builds, lists, profiles each test/benchmark, writes and stores; what `check` reuses. Failed
-/// tests are an error (after their profiles were written and stored).
-pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Summary> {
-    let cargo_args = CargoArgs::from(&args.cargo);
-    let tags = settings::tags(&args.output.tags)?;
-    let timeout =
-        Duration::try_from_secs_f64(args.timeout).ok().filter(|t| !t.is_zero()).ok_or_else(|| {
-            Error::InvalidArgument {
-                flag: "--timeout",
-                message: format!(
-                    "{:e} s is not a positive number of seconds that fits a duration",
-                    args.timeout
-                ),
-            }
-        })?;
-    let workspace = Workspace::load(&cargo_args)?;
-    let (agent_settings, runs) = settings::sampling(&args.sampling, &workspace)?;
-    let store = if args.output.no_store {
-        None
-    } else {
-        Some(settings::open_store(&args.output.store, workspace.root())?)
-    };
-    let targets = select_targets(&workspace, &cargo_args, args, mode)?;
+/// Builds, lists, profiles each test/benchmark of `args`, writes and stores (see
+/// [`recording::suite_outcome`] for what is an error).
+pub(super) fn record(
+    prepared: &Prepared,
+    request: &Request,
+    args: &Suite,
+    timeout: Duration,
+    shell: &Shell,
+) -> Result<record::Summary> {
+    let Prepared { cargo_args, workspace, agent_settings, runs, .. } = prepared;
+    let (agent_settings, runs, mode) = (*agent_settings, *runs, args.mode);
+    let targets = select_targets(workspace, cargo_args, args, mode)?;
     if targets.is_empty() {
         return Err(Error::NothingMatched { what: format!("no {} targets to run", noun(mode)) });
     }
-    let output_dir = args.output.output_dir.clone().unwrap_or_else(|| {
+    let output_dir = request.output.output_dir.clone().unwrap_or_else(|| {
         super::run::default_output_dir(
-            &workspace,
+            workspace,
             match mode {
                 Mode::Test => "test",
                 Mode::Bench => "bench",
@@ -102,8 +91,8 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
     );
     let frame_pointers = agent_settings.unwind == crate::runner::Unwind::FramePointers;
     let artifacts =
-        cargo::build(&BuildOptions { cargo: &cargo_args, targets: &targets, frame_pointers }, shell)?;
-    let agent_lib = runner::agent::install(&workspace.target_dir().join("contprof").join("agent"))?;
+        cargo::build(&BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers }, shell)?;
+    let agent_lib = prepared.agent_library()?;
 
     let filters: Vec<String> = args.filter.iter().cloned().collect();
     let (jobs, ignored) = plan(&artifacts, args, mode, &filters, runs)?;
@@ -149,7 +138,7 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
     pool::run_parallel(
         parallel,
         jobs,
-        |job| execute(job, &raw_dir, &agent_lib, workspace.target_dir(), &args.args, agent_settings, timeout),
+        |job| execute(job, &raw_dir, &agent_lib, workspace, &request.workload_args, agent_settings, timeout),
         |d| {
             let d = match d {
                 Ok(d) => d,
@@ -182,16 +171,16 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
     let failed = failures.len();
     let total = done.len();
     let recording = Recording {
-        workspace: &workspace,
+        workspace,
         command: std::env::args().collect::<Vec<_>>().join(" "),
         settings: agent_settings,
         runs,
-        tags,
+        tags: prepared.tags.clone(),
         output_dir: output_dir.clone(),
         top: 0,
-        raw_frames: args.output.raw_frames,
+        raw_frames: request.output.raw_frames,
         list_files: false,
-        store: store.as_ref(),
+        store: prepared.store.as_ref(),
         labels,
     };
     let executions = done.into_iter().map(|d| d.execution).collect();
@@ -207,13 +196,7 @@ pub fn record(args: &SuiteArgs, mode: Mode, shell: &Shell) -> Result<record::Sum
     }
     shell.status("Summary", line);
     shell.status("Wrote", format_args!("profiles and flame graphs under {}", output_dir.display()));
-    if failed > 0 {
-        return Err(Error::TestsFailed { failed, total });
-    }
-    if interrupt::interrupted() {
-        return Err(Error::msg("interrupted; the tests that ran were recorded"));
-    }
-    Ok(summary)
+    recording::suite_outcome(summary, failed, total)
 }
 
 fn noun(mode: Mode) -> &'static str {
@@ -226,7 +209,7 @@ fn noun(mode: Mode) -> &'static str {
 fn select_targets(
     ws: &Workspace,
     cargo_args: &CargoArgs,
-    a: &SuiteArgs,
+    a: &Suite,
     mode: Mode,
 ) -> Result<Vec<cargo::Selected>> {
     let mut out = Vec::new();
@@ -263,7 +246,7 @@ fn select_targets(
 /// how many matching tests were skipped as ignored.
 fn plan(
     artifacts: &[Artifact],
-    a: &SuiteArgs,
+    a: &Suite,
     mode: Mode,
     filters: &[String],
     runs: u32,
@@ -330,24 +313,21 @@ fn execute(
     job: Job,
     raw_dir: &std::path::Path,
     agent_lib: &std::path::Path,
-    target_dir: &std::path::Path,
+    workspace: &Workspace,
     extra: &[OsString],
     settings: runner::AgentSettings,
     timeout: Duration,
 ) -> Result<Done> {
     let mut args: Vec<OsString> = Vec::new();
-    // What `cargo test`/`cargo bench` give the process, plus criterion's home below.
-    let mut env = job.artifact.target.run_env(target_dir);
     let slot = raw_dir.join(sanitize(&job.group.replace('/', "__")));
+    // Each criterion benchmark's estimates in a home of its own, read back below.
+    let criterion_home = job.criterion.map(|_| slot.join(format!("criterion-{}", job.repetition)));
+    let env = recording::workload_env(&job.artifact.target, workspace, criterion_home.as_deref());
     match (&job.case, job.criterion) {
         (Some(c), Some(select)) => {
             args.push("--bench".into());
             args.extend(select.args(&c.name));
             args.push("--noplot".into());
-            env.push((
-                "CRITERION_HOME".into(),
-                slot.join(format!("criterion-{}", job.repetition)).into_os_string(),
-            ));
         }
         (Some(c), None) => {
             args.extend([c.name.clone().into(), "--exact".into(), "--test-threads=1".into()]);
@@ -386,11 +366,7 @@ fn execute(
         e if e.success() => Verdict::Pass,
         _ => Verdict::Fail,
     };
-    let per_iteration_ns = if job.criterion.is_some() {
-        criterion::mean_ns_per_iteration(&slot.join(format!("criterion-{}", job.repetition)))
-    } else {
-        None
-    };
+    let per_iteration_ns = criterion_home.as_deref().and_then(criterion::mean_ns_per_iteration);
     Ok(Done {
         execution: Execution {
             group: job.group.clone(),

@@ -1,0 +1,218 @@
+//! One owner of recording, for `run`, `test`, `bench` and `check` (its HEAD and its rebuilt
+//! base):
+//! - what to record: a [`Request`], plain data that each command builds from its own flags
+//!   (`check` builds one per target set, never another command's clap structs);
+//! - the preparation every recording shares ([`Prepared`]): the workspace, the sampling settings,
+//!   tags, the store, the agent library;
+//! - the workload's environment ([`workload_env`]): what cargo gives the process, plus a
+//!   `CRITERION_HOME` of ours for benchmarks;
+//! - the rules of the outcome ([`single_outcome`], [`suite_outcome`]): a failed workload or test,
+//!   and an interruption, are errors after the profiles of what ran were written and stored.
+//!
+//! Running one target is `run.rs`; planning and running a suite of tests or benchmarks, one
+//! process each, is `suite.rs`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::args::{CargoFlags, OutputArgs, RunArgs, SamplingArgs, SuiteArgs, TargetArgs};
+use super::settings;
+use super::suite::Mode;
+use crate::cargo::{CargoArgs, Selected, TargetKind, Workspace};
+use crate::errors::{Error, Result};
+use crate::record::Summary;
+use crate::runner::{self, interrupt};
+use crate::shell::Shell;
+use crate::store::Store;
+
+/// What to record, and how.
+#[derive(Debug, Clone)]
+pub(super) struct Request {
+    /// Cargo's package, feature and manifest flags.
+    pub cargo: CargoFlags,
+    /// Engine, frequency, allocations, runs, unwinding.
+    pub sampling: SamplingArgs,
+    /// Output directory, tags, store.
+    pub output: OutputArgs,
+    /// Arguments for the workload (after `--`).
+    pub workload_args: Vec<OsString>,
+    /// One target or a suite.
+    pub what: What,
+}
+
+/// One target or a suite.
+#[derive(Debug, Clone)]
+pub(super) enum What {
+    /// One target, selected as `cargo run` selects it (`run`).
+    Target(TargetArgs),
+    /// Every test or benchmark in its own process (`test`, `bench`).
+    Suite(Suite),
+}
+
+/// Which tests or benchmarks, as `cargo test`/`cargo bench` select them.
+#[derive(Debug, Clone)]
+pub(super) struct Suite {
+    /// Tests or benchmarks.
+    pub mode: Mode,
+    /// Only cases whose name contains this (or equals it, with `exact`).
+    pub filter: Option<String>,
+    /// The filter matches whole names.
+    pub exact: bool,
+    /// The library's unit tests.
+    pub lib: bool,
+    /// These binaries' tests.
+    pub bins: Vec<String>,
+    /// These integration tests.
+    pub tests: Vec<String>,
+    /// These benchmark targets.
+    pub benches: Vec<String>,
+    /// Only ignored tests.
+    pub ignored: bool,
+    /// Ignored tests too.
+    pub include_ignored: bool,
+    /// Processes at once [default: cores for tests, 1 for benchmarks].
+    pub jobs: Option<usize>,
+    /// Seconds before one process is killed.
+    pub timeout: f64,
+}
+
+impl From<RunArgs> for Request {
+    fn from(a: RunArgs) -> Request {
+        Request {
+            cargo: a.cargo,
+            sampling: a.sampling,
+            output: a.output,
+            workload_args: a.args,
+            what: What::Target(a.target),
+        }
+    }
+}
+
+impl Request {
+    /// `cargo contprof test` or `bench`.
+    pub(super) fn suite(a: SuiteArgs, mode: Mode) -> Request {
+        Request {
+            cargo: a.cargo,
+            sampling: a.sampling,
+            output: a.output,
+            workload_args: a.args,
+            what: What::Suite(Suite {
+                mode,
+                filter: a.filter,
+                exact: a.exact,
+                lib: a.lib,
+                bins: a.bins,
+                tests: a.tests,
+                benches: a.benches,
+                ignored: a.ignored,
+                include_ignored: a.include_ignored,
+                jobs: a.jobs,
+                timeout: a.timeout,
+            }),
+        }
+    }
+}
+
+/// What every recording has before it builds.
+pub(super) struct Prepared {
+    /// The cargo flags as `cargo` takes them.
+    pub cargo_args: CargoArgs,
+    /// The workspace.
+    pub workspace: Workspace,
+    /// How the agent samples.
+    pub agent_settings: runner::AgentSettings,
+    /// Repetitions of each workload.
+    pub runs: u32,
+    /// `--tag` pairs.
+    pub tags: Vec<(String, String)>,
+    /// Where runs are stored (`None` with `--no-store`).
+    pub store: Option<Store>,
+}
+
+impl Prepared {
+    /// The agent library, written under the target directory.
+    pub(super) fn agent_library(&self) -> Result<PathBuf> {
+        runner::agent::install(&self.workspace.target_dir().join("contprof").join("agent"))
+    }
+}
+
+/// Records what `request` asks for.
+pub(super) fn record(request: &Request, shell: &Shell) -> Result<Summary> {
+    let cargo_args = CargoArgs::from(&request.cargo);
+    let tags = settings::tags(&request.output.tags)?;
+    // Checked before anything long starts.
+    let timeout = match &request.what {
+        What::Suite(s) => Some(suite_timeout(s.timeout)?),
+        What::Target(_) => None,
+    };
+    let workspace = Workspace::load(&cargo_args)?;
+    let (agent_settings, runs) = settings::sampling(&request.sampling, &workspace)?;
+    let store = match request.output.no_store {
+        true => None,
+        false => Some(settings::open_store(&request.output.store, workspace.root())?),
+    };
+    let prepared = Prepared { cargo_args, workspace, agent_settings, runs, tags, store };
+    match (&request.what, timeout) {
+        (What::Target(target), _) => super::run::record(&prepared, request, target, shell),
+        (What::Suite(suite), Some(timeout)) => {
+            super::suite::record(&prepared, request, suite, timeout, shell)
+        }
+        (What::Suite(_), None) => unreachable!("a suite's timeout is checked above"),
+    }
+}
+
+fn suite_timeout(secs: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(secs).ok().filter(|t| !t.is_zero()).ok_or_else(|| Error::InvalidArgument {
+        flag: "--timeout",
+        message: format!("{secs:e} s is not a positive number of seconds that fits a duration"),
+    })
+}
+
+/// The environment of one workload process: what `cargo run`/`cargo test`/`cargo bench` give it
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, the library path...), and for a benchmark a
+/// `CRITERION_HOME` of ours (`criterion_home`), so that criterion's baselines of the profiled,
+/// slower runs stay out of the user's own.
+pub(super) fn workload_env(
+    target: &Selected,
+    workspace: &Workspace,
+    criterion_home: Option<&Path>,
+) -> Vec<(OsString, OsString)> {
+    let mut env = target.run_env(workspace.target_dir());
+    if let Some(home) = criterion_home.filter(|_| target.kind == TargetKind::Bench) {
+        env.push(("CRITERION_HOME".into(), home.as_os_str().to_owned()));
+    }
+    env
+}
+
+/// The outcome of recording one target: an error when no run produced a profile, when the
+/// workload failed, or when it was interrupted (each after what ran was written and stored).
+pub(super) fn single_outcome(summary: Summary, target: &str) -> Result<Summary> {
+    if summary.groups.iter().all(|g| g.merged.is_none()) {
+        let status =
+            summary.first_failure().map(|f| format!(" (the workload failed: {f})")).unwrap_or_default();
+        return Err(Error::NoSamples {
+            target: target.to_owned(),
+            reason: format!("no run produced a profile{status}; see the warnings above"),
+        });
+    }
+    if let Some(failure) = summary.first_failure() {
+        return Err(Error::WorkloadFailed { target: target.to_owned(), status: failure.to_string() });
+    }
+    if interrupt::interrupted() {
+        return Err(Error::msg("interrupted; the samples recorded so far were written"));
+    }
+    Ok(summary)
+}
+
+/// The outcome of a suite: an error when tests failed (or timed out), or when it was
+/// interrupted (after the profiles of what ran were written and stored).
+pub(super) fn suite_outcome(summary: Summary, failed: usize, total: usize) -> Result<Summary> {
+    if failed > 0 {
+        return Err(Error::TestsFailed { failed, total });
+    }
+    if interrupt::interrupted() {
+        return Err(Error::msg("interrupted; the tests that ran were recorded"));
+    }
+    Ok(summary)
+}
