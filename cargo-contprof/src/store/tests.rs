@@ -10,6 +10,79 @@ use super::*;
 use crate::git::RepoState;
 use crate::git::tests::temp_repo;
 
+/// A server a test runs against (moto, Azurite), on a free loopback port; killed when dropped.
+pub(super) struct Server {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback port.
+pub(super) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `program` with `args`, to listen on loopback `port`, and waits until it does. Returns
+/// `None` (after saying so, with `install`, the way to get it) when it cannot be started and the
+/// environment variable `required` is unset; panics when it is set (CI).
+pub(super) fn start_server(
+    program: &std::path::Path,
+    port: u16,
+    args: &[String],
+    required: &str,
+    install: &str,
+) -> Option<Server> {
+    let name = program.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let spawned = Command::new(program)
+        .args(args)
+        // Debug logs and lock files some servers write go to the temporary directory.
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let child = match spawned {
+        Ok(c) => c,
+        Err(e) if std::env::var_os(required).is_none() => {
+            eprintln!(
+                "\n*** SKIPPING TEST: cannot start `{name}` ({e}); {install} (set {required}=1 to make \
+                 this a failure) ***\n"
+            );
+            return None;
+        }
+        Err(e) => panic!("{required} is set but `{name}` cannot be started: {e}"),
+    };
+    let server = Server { child, port };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "`{name}` did not listen on port {port} within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Some(server)
+}
+
+/// Store options for a server on loopback: fail fast, compact early.
+pub(super) fn local_server_options(config: Vec<(String, String)>) -> StoreOptions {
+    StoreOptions {
+        config,
+        network: NetworkOptions {
+            max_retries: 1,
+            retry_timeout: std::time::Duration::from_secs(2),
+            request_timeout: std::time::Duration::from_secs(10),
+            connect_timeout: std::time::Duration::from_secs(1),
+        },
+        compact_at: 4,
+        merge_at: 3,
+        ..StoreOptions::default()
+    }
+}
+
 pub(super) fn gz(payload: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(payload).unwrap();

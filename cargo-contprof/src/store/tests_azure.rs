@@ -2,65 +2,32 @@
 //! `npm ci`), started on a free loopback port. Without it they are skipped loudly, unless
 //! `CONTPROF_REQUIRE_TOOLS` is set (CI), in which case they fail.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use super::tests::{commit_state, new_run, profile};
+use super::tests::{Server, commit_state, free_port, local_server_options, new_run, profile, start_server};
 use super::*;
 
 /// Azurite's well-known development account.
 const ACCOUNT: &str = "devstoreaccount1";
 const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-struct Azurite {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn azurite_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/js/node_modules/.bin/azurite-blob")
-}
-
 /// Starts Azurite's blob service, or returns `None` (after saying so) when it is not installed
 /// and not required.
-fn start_azurite() -> Option<Azurite> {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let spawned = Command::new(azurite_bin())
-        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-        .args(["--inMemoryPersistence", "--disableTelemetry", "--silent"])
-        // Its debug log and lock files go to the working directory.
-        .current_dir(std::env::temp_dir())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let child = match spawned {
-        Ok(c) => c,
-        Err(e) if std::env::var_os("CONTPROF_REQUIRE_TOOLS").is_none() => {
-            eprintln!(
-                "\n*** SKIPPING AZURE TEST: cannot start Azurite ({e}); run `npm ci` in tests/js \
-                 (set CONTPROF_REQUIRE_TOOLS=1 to make this a failure) ***\n"
-            );
-            return None;
-        }
-        Err(e) => panic!("CONTPROF_REQUIRE_TOOLS is set but Azurite cannot be started: {e}"),
-    };
-    let azurite = Azurite { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "Azurite did not listen on port {port} within 30 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(azurite)
+fn start_azurite() -> Option<Server> {
+    let port = free_port();
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/js/node_modules/.bin/azurite-blob");
+    let args = [
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        &port.to_string(),
+        "--inMemoryPersistence",
+        "--disableTelemetry",
+        "--silent",
+    ]
+    .map(String::from);
+    start_server(&bin, port, &args, "CONTPROF_REQUIRE_TOOLS", "run `npm ci` in tests/js")
 }
 
 /// Creates a container with a request signed by the account key (Shared Key), which object_store
@@ -91,18 +58,7 @@ fn options(port: u16) -> StoreOptions {
         ("azure_storage_endpoint", format!("http://127.0.0.1:{port}/{ACCOUNT}")),
         ("allow_http", "true".to_owned()),
     ];
-    StoreOptions {
-        config: config.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        network: NetworkOptions {
-            max_retries: 1,
-            retry_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(1),
-        },
-        compact_at: 4,
-        merge_at: 3,
-        ..StoreOptions::default()
-    }
+    local_server_options(config.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 #[test]

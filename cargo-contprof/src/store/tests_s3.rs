@@ -3,61 +3,28 @@
 //! in which case they fail.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 
-use super::tests::{commit_state, new_run, profile};
+use super::tests::{Server, commit_state, free_port, local_server_options, new_run, profile, start_server};
 use super::*;
 
 const C1: &str = "1111111111111111111111111111111111111111";
 const C2: &str = "2222222222222222222222222222222222222222";
 
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Starts moto on `port`, or returns `None` (after saying so) when it is not installed and not required.
-fn start_moto(port: u16) -> Option<Moto> {
-    let spawned = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let child = match spawned {
-        Ok(c) => c,
-        Err(e) if std::env::var_os("CONTPROF_REQUIRE_S3").is_none() => {
-            eprintln!(
-                "\n*** SKIPPING S3 TEST: cannot start `moto_server` ({e}); install it with \
-                 `pip install 'moto[server]'` (set CONTPROF_REQUIRE_S3=1 to make this a failure) ***\n"
-            );
-            return None;
-        }
-        Err(e) => panic!("CONTPROF_REQUIRE_S3 is set but moto_server cannot be started: {e}"),
-    };
-    let moto = Moto { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within 30 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(moto)
+fn start_moto(port: u16) -> Option<Server> {
+    let args = ["-H", "127.0.0.1", "-p", &port.to_string()].map(String::from);
+    start_server(
+        Path::new("moto_server"),
+        port,
+        &args,
+        "CONTPROF_REQUIRE_S3",
+        "install it with `pip install 'moto[server]'`",
+    )
 }
 
 /// Creates a bucket with a bare HTTP request (moto does not check signatures).
@@ -94,18 +61,7 @@ fn options(port: u16) -> StoreOptions {
         ("aws_region", "us-east-1".into()),
         ("aws_virtual_hosted_style_request", "false".into()),
     ];
-    StoreOptions {
-        config: config.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        network: NetworkOptions {
-            max_retries: 1,
-            retry_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(10),
-            connect_timeout: Duration::from_secs(1),
-        },
-        compact_at: 4,
-        merge_at: 3,
-        ..StoreOptions::default()
-    }
+    local_server_options(config.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 fn s3_store(port: u16, url: &str) -> Store {
