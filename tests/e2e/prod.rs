@@ -62,10 +62,21 @@ impl Replica {
     /// Starts one replica of the service with the agent preloaded (or started from code with
     /// `in_code`), its stderr in `dir/<instance>.log`.
     fn start(dir: &Path, instance: &str, env: &[(&str, String)], in_code: bool) -> Replica {
+        Replica::start_with(dir, instance, env, in_code, &[])
+    }
+
+    /// [`Replica::start`] with extra arguments for the service (`--slow-render`).
+    fn start_with(
+        dir: &Path,
+        instance: &str,
+        env: &[(&str, String)],
+        in_code: bool,
+        args: &[&str],
+    ) -> Replica {
         let port = free_port();
         let log = dir.join(format!("{instance}.log"));
         let mut cmd = Command::new(service_binary());
-        cmd.arg(port.to_string());
+        cmd.arg(port.to_string()).args(args);
         if in_code {
             cmd.arg("--in-code");
         } else {
@@ -309,13 +320,18 @@ fn a_replica_killed_mid_window_loses_that_window_only_and_leaves_nothing_partial
     eventually("a first window", 15, || !windows(&store).is_empty());
     let first = windows(&store)[0].start;
     let leases = store_dir.join("prod/leases");
-    eventually("a second window to start", 10, || walk(&leases).count() >= 2);
+    let leased = walk(&leases).count();
+    eventually("a new window to start", 10, || walk(&leases).count() > leased);
     std::thread::sleep(Duration::from_millis(400));
     r.signal(libc::SIGKILL);
     std::thread::sleep(Duration::from_secs(3));
+    // Every window that completed is stored (the first, perhaps the one after it), the window the
+    // kill cut short is not.
     let left = windows(&store);
-    assert!(left.iter().all(|k| k.start == first), "only the completed window is stored: {left:?}");
-    assert_eq!(left.len(), 4);
+    let killed: i64 = walk(&leases).filter_map(|p| p.file_name()?.to_str()?.parse().ok()).max().unwrap();
+    assert!(left.iter().all(|k| k.start != killed), "the window cut short is not stored: {left:?}");
+    assert!(left.iter().any(|k| k.start == first), "{left:?}");
+    assert_eq!(left.len() % 4, 0, "whole windows only: {left:?}");
     // No temporary or partial object anywhere in the store, and the uploader removed its spool.
     let stray: Vec<PathBuf> = walk(&store_dir)
         .filter(|p| {
@@ -435,4 +451,89 @@ fn started_from_code_on_s3_with_the_store_down_at_first() {
     let cpu = windows(&store).into_iter().filter(|k| k.profile_type == "cpu").nth(1).unwrap();
     let p = read(&store, &cpu);
     assert!(leaf_share(&p, "cpu", "service::checksum") > 0.3, "{:?}", functions(&p));
+}
+
+#[test]
+fn prod_compare_names_the_function_the_new_version_made_slower() {
+    let Some(_) = wrk() else { return };
+    let _shared = crate::util::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let store = store_dir.to_str().unwrap().to_owned();
+    // Two deployments of one service: 1.3, and 1.4 whose `render_rows` formats every row five
+    // times. `CONTPROF_VERSION` comes after the defaults, so it wins.
+    let mut old = env_with(&store, &[("CONTPROF_WINDOW", "0.5")]);
+    old.push(("CONTPROF_VERSION", "1.3".into()));
+    let mut new = env_with(&store, &[("CONTPROF_WINDOW", "0.5")]);
+    new.push(("CONTPROF_VERSION", "1.4".into()));
+    let a = Replica::start_with(dir.path(), "old", &old, false, &[]);
+    let b = Replica::start_with(dir.path(), "new", &new, false, &["--slow-render"]);
+    load(&[&a, &b], 10);
+    a.stop();
+    b.stop();
+
+    let list = crate::util::finish(contprof().args(["prod", "list", "--format", "json", "--store", &store]));
+    assert_eq!(list.code, 0, "{list:?}");
+    let listed: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let versions: Vec<&str> =
+        listed["deployments"].as_array().unwrap().iter().map(|d| d["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["1.3", "1.4"], "{}", list.stdout);
+
+    let compare = |base: &str| {
+        crate::util::finish(contprof().args([
+            "prod",
+            "compare",
+            "--service",
+            "web",
+            "--base",
+            base,
+            "--head",
+            "version=1.4",
+            "--format",
+            "json",
+            "--store",
+            &store,
+        ]))
+    };
+    let out = compare("version=1.3");
+    assert_eq!(out.code, 1, "a regression exits 1: {out:?}");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let regressions: Vec<&str> =
+        report["regressions"].as_array().unwrap().iter().map(|f| f["function"].as_str().unwrap()).collect();
+    assert!(regressions.iter().any(|f| f.ends_with("render_rows")), "{regressions:?}\n{}", out.stdout);
+    assert!(
+        regressions.iter().all(|f| f.ends_with("render_rows")),
+        "nothing else is blamed: {regressions:?}"
+    );
+
+    // A side that matches nothing says what the store has.
+    let none = compare("version=9.9");
+    assert_eq!(none.code, 2, "{none:?}");
+    assert!(none.stderr.contains("web 1.3 in eu-west"), "{none:?}");
+
+    // Exported windows are plain gzipped pprof.
+    let export = dir.path().join("export");
+    let out = crate::util::finish(
+        contprof()
+            .args([
+                "prod",
+                "export",
+                "--service",
+                "web",
+                "--version",
+                "1.4",
+                "--type",
+                "heap",
+                "--store",
+                &store,
+            ])
+            .arg(&export),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let files: Vec<PathBuf> = std::fs::read_dir(&export).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(!files.is_empty());
+    for f in &files {
+        let p = profile::decode(&std::fs::read(f).unwrap()).unwrap();
+        assert_eq!(p.str(p.default_sample_type), "inuse_space", "{}", f.display());
+    }
 }

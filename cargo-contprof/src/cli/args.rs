@@ -110,6 +110,10 @@ pub enum Command {
     /// The profiling agent itself, for programs this tool does not start.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Production profiles, uploaded by the continuous agent: list, export and compare windows
+    /// selected by service, version, zone, instance, profile type and time span.
+    #[command(subcommand)]
+    Prod(ProdCommand),
 }
 
 /// `cargo contprof agent ...`.
@@ -674,4 +678,116 @@ pub struct UploadArgs {
     /// Extra labels, `k=v`.
     #[arg(long = "label")]
     pub labels: Vec<String>,
+}
+
+/// `cargo contprof prod ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProdCommand {
+    /// Services, deployments (service, version, zone) and their windows per profile type.
+    #[command(after_help = "Examples:
+  cargo contprof prod list --store s3://profiles/prod
+  cargo contprof prod list --service indexing --since 7d --format json")]
+    List(ProdListArgs),
+    /// Write the selected windows as pprof files (`go tool pprof` reads them).
+    #[command(after_help = "Examples:
+  cargo contprof prod export --service indexing --version 1.4 --type heap --since 2h heap/")]
+    Export(ProdExportArgs),
+    /// Compare two selections, each window one observation: function-level verdicts with the same
+    /// rules and the same JSON contract as `compare`. Exits 1 when the head regressed.
+    #[command(after_help = "Examples:
+  cargo contprof prod compare --service indexing --base version=1.3 --head version=1.4 --since 7d
+  cargo contprof prod compare --service indexing --base zone=eu,version=1.4 --head zone=us,version=1.4 --format markdown")]
+    Compare(ProdCompareArgs),
+}
+
+/// Which production windows.
+#[derive(Debug, Args, Clone)]
+pub struct ProdSelectArgs {
+    /// The service.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Windows that started since then: an age (`30m`, `24h`, `7d`), a date or an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", default_value = "24h")]
+    pub since: String,
+    /// Windows that started until then (same forms; a date covers its whole day).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only this version (repeatable).
+    #[arg(long = "version", value_name = "V")]
+    pub versions: Vec<String>,
+    /// Only this zone (repeatable).
+    #[arg(long = "zone", value_name = "Z")]
+    pub zones: Vec<String>,
+    /// Only this replica (repeatable).
+    #[arg(long = "instance", value_name = "I")]
+    pub instances: Vec<String>,
+    /// Label filters `key=value` on version, zone or instance (repeatable).
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Store.
+    #[command(flatten)]
+    pub scope: StoreScope,
+}
+
+/// `cargo contprof prod list`.
+#[derive(Debug, Args)]
+pub struct ProdListArgs {
+    /// Which windows.
+    #[command(flatten)]
+    pub select: ProdSelectArgs,
+    /// Only these profile types (repeatable): cpu, alloc, heap, threads.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// List every window, not only the deployments (text; JSON always has them).
+    #[arg(long)]
+    pub windows: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+}
+
+/// Output of `prod list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// A table.
+    Text,
+    /// JSON for machines.
+    Json,
+}
+
+/// `cargo contprof prod export`.
+#[derive(Debug, Args)]
+pub struct ProdExportArgs {
+    /// Which windows.
+    #[command(flatten)]
+    pub select: ProdSelectArgs,
+    /// Only these profile types (repeatable).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub types: Vec<String>,
+    /// Directory to write the files to (created if needed).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// `cargo contprof prod compare`.
+#[derive(Debug, Args)]
+pub struct ProdCompareArgs {
+    /// Which windows, for both sides.
+    #[command(flatten)]
+    pub select: ProdSelectArgs,
+    /// The base side: `key=value[,key=value]` on version, zone or instance.
+    #[arg(long, value_name = "LABELS")]
+    pub base: String,
+    /// The head side, as `--base`.
+    #[arg(long, value_name = "LABELS")]
+    pub head: String,
+    /// The profile type compared: cpu, alloc or heap.
+    #[arg(long = "type", value_name = "TYPE", default_value = "cpu")]
+    pub profile_type: String,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Statistics.
+    #[command(flatten)]
+    pub stats: StatsArgs,
 }

@@ -2,5 +2,6 @@
 //! (`window.rs`). The layout in the store is `store/prod.rs`; the agent's side is the
 //! `contprof::service` module of the agent crate.
 
+pub mod select;
 pub mod uploader;
 pub mod window;

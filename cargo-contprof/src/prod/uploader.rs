@@ -54,6 +54,8 @@ enum Event {
     Done(PathBuf),
     Failed(PathBuf, String),
     Closed,
+    /// A window's profiles, from the builder thread.
+    Built(Result<window::Window>),
 }
 
 struct Pending {
@@ -92,7 +94,6 @@ struct Uploader {
     location: StoreLocation,
     store: Option<Store>,
     origin: Origin,
-    types: Vec<String>,
     period: Duration,
     window: Duration,
     spool: PathBuf,
@@ -100,7 +101,11 @@ struct Uploader {
     dropped: u64,
     /// The window being recorded: its file and scheduled start.
     in_flight: Option<(PathBuf, i64)>,
-    symbolizer: Symbolizer,
+    /// The builder thread's jobs: symbolizing a window can take longer than a period, and must not
+    /// hold up the schedule.
+    builder: mpsc::Sender<(PathBuf, i64)>,
+    /// Jobs sent to the builder and not back yet.
+    building: usize,
     log: Log,
     /// Said once: the store cannot arbitrate.
     told_unsupported: bool,
@@ -149,6 +154,8 @@ pub fn run(args: UploadArgs) -> Result<()> {
         instance: args.instance.clone(),
         labels,
     };
+    let (tx, rx) = mpsc::channel();
+    let builder = spawn_builder(types, origin.clone(), tx.clone());
     let mut u = Uploader {
         period: Duration::from_secs_f64(args.period),
         window: Duration::from_secs_f64(args.window),
@@ -156,22 +163,43 @@ pub fn run(args: UploadArgs) -> Result<()> {
         location,
         store: None,
         origin,
-        types,
         spool,
         queue: VecDeque::new(),
         dropped: 0,
         in_flight: None,
-        symbolizer: Symbolizer::new(),
+        builder,
+        building: 0,
         log: Log::default(),
         told_unsupported: false,
         won: VecDeque::new(),
     };
-    let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || read_agent(&tx));
     u.serve(&rx);
+    u.finish_building(&rx);
     u.drain();
     let _ = std::fs::remove_dir_all(&u.spool);
     Ok(())
+}
+
+/// The thread that turns recorded windows into profiles, with one symbolizer kept across
+/// windows (each binary is read once).
+fn spawn_builder(
+    types: Vec<String>,
+    origin: Origin,
+    events: mpsc::Sender<Event>,
+) -> mpsc::Sender<(PathBuf, i64)> {
+    let (jobs, rx) = mpsc::channel::<(PathBuf, i64)>();
+    std::thread::spawn(move || {
+        let mut symbolizer = Symbolizer::new();
+        for (path, start) in rx {
+            let built = window::build(&path, start, &types, &origin, &mut symbolizer);
+            let _ = std::fs::remove_file(&path);
+            if events.send(Event::Built(built)).is_err() {
+                return;
+            }
+        }
+    });
+    jobs
 }
 
 /// The agent's messages, until its pipe closes.
@@ -290,14 +318,21 @@ impl Uploader {
                 self.in_flight = None;
             }
             Event::Closed => {}
+            Event::Built(built) => self.built(built),
         }
     }
 
-    /// The agent completed the window in `path`.
+    /// The agent completed the window in `path`: to the builder.
     fn finished(&mut self, path: &Path) {
         let Some((_, start)) = self.in_flight.take().filter(|(p, _)| p == path) else { return };
-        let built = window::build(path, start, &self.types, &self.origin, &mut self.symbolizer);
-        let _ = std::fs::remove_file(path);
+        if self.builder.send((path.to_owned(), start)).is_ok() {
+            self.building += 1;
+        }
+    }
+
+    /// A window's profiles are built: to the queue.
+    fn built(&mut self, built: Result<window::Window>) {
+        self.building = self.building.saturating_sub(1);
         match built {
             Ok(w) => {
                 for warning in &w.warnings {
@@ -376,6 +411,18 @@ impl Uploader {
             );
             let _ = std::fs::remove_file(&path);
             self.in_flight = None;
+        }
+    }
+
+    /// Waits (at most [`DRAIN`]) for the windows the builder still has.
+    fn finish_building(&mut self, rx: &mpsc::Receiver<Event>) {
+        let deadline = Instant::now() + DRAIN;
+        while self.building > 0 {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Event::Built(b)) => self.built(b),
+                Ok(_) => {}
+                Err(_) => break,
+            }
         }
     }
 

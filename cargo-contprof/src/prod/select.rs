@@ -1,0 +1,166 @@
+//! Selections of production windows: by service, profile type, time span and the labels that
+//! the store's keys carry (version, zone, instance), answered from one listing, without reading
+//! a profile.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::store::{Deployment, WindowKey};
+
+/// Which windows.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// The service (every service when `None`).
+    pub service: Option<String>,
+    /// Profile types (every type when empty).
+    pub types: Vec<String>,
+    /// Windows that started at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Windows that started at or before this.
+    pub until: Option<DateTime<Utc>>,
+    /// `key = value` filters on `version`, `zone` and `instance`; several values of one key are
+    /// alternatives, different keys must all match.
+    pub labels: Vec<(String, String)>,
+}
+
+/// The label keys a selection can filter on.
+pub const LABEL_KEYS: [&str; 3] = ["version", "zone", "instance"];
+
+/// Parses `k=v` (or `k=v,k=v`) label filters, refusing keys the store's keys do not carry.
+pub fn parse_labels(spec: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not key=value"))?;
+        let k = k.trim();
+        if !LABEL_KEYS.contains(&k) {
+            return Err(format!(
+                "`{k}`: windows are selected by {} (other labels are inside the profiles, not in the store's keys)",
+                LABEL_KEYS.join(", ")
+            ));
+        }
+        out.push((k.to_owned(), v.trim().to_owned()));
+    }
+    if out.is_empty() {
+        return Err(format!("`{spec}` selects nothing: give key=value"));
+    }
+    Ok(out)
+}
+
+impl Selection {
+    /// Whether `key` is selected.
+    pub fn matches(&self, key: &WindowKey) -> bool {
+        let d = &key.deployment;
+        let value = |k: &str| match k {
+            "version" => d.version.as_str(),
+            "zone" => d.zone.as_str(),
+            _ => key.instance.as_str(),
+        };
+        let labels_match = LABEL_KEYS.iter().all(|k| {
+            let wanted: Vec<&str> =
+                self.labels.iter().filter(|(lk, _)| lk == k).map(|(_, v)| v.as_str()).collect();
+            wanted.is_empty() || wanted.contains(&value(k))
+        });
+        self.service.as_ref().is_none_or(|s| *s == d.service)
+            && (self.types.is_empty() || self.types.contains(&key.profile_type))
+            && self.since.is_none_or(|t| key.start >= t.timestamp())
+            && self.until.is_none_or(|t| key.start <= t.timestamp())
+            && labels_match
+    }
+
+    /// The selected windows of `all`, oldest first.
+    pub fn apply(&self, all: &[WindowKey]) -> Vec<WindowKey> {
+        let mut out: Vec<WindowKey> = all.iter().filter(|k| self.matches(k)).cloned().collect();
+        out.sort_by(|a, b| {
+            (a.start, &a.profile_type, &a.instance).cmp(&(b.start, &b.profile_type, &b.instance))
+        });
+        out
+    }
+}
+
+/// One deployment's windows in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeploymentSummary {
+    /// Service, version, zone.
+    pub service: String,
+    /// Its version.
+    pub version: String,
+    /// Its zone.
+    pub zone: String,
+    /// Windows per profile type.
+    pub windows: BTreeMap<String, usize>,
+    /// Replicas that recorded at least one of them.
+    pub instances: Vec<String>,
+    /// The first window's start (RFC 3339).
+    pub first: String,
+    /// The last window's start.
+    pub last: String,
+}
+
+/// Groups windows by deployment, in order of service, version, zone.
+pub fn summarize(windows: &[WindowKey]) -> Vec<DeploymentSummary> {
+    let mut by: BTreeMap<&Deployment, Vec<&WindowKey>> = BTreeMap::new();
+    for w in windows {
+        by.entry(&w.deployment).or_default().push(w);
+    }
+    let time = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap_or_default().to_rfc3339();
+    by.into_iter()
+        .map(|(d, ws)| {
+            let mut types = BTreeMap::new();
+            let mut instances: Vec<String> = Vec::new();
+            for w in &ws {
+                *types.entry(w.profile_type.clone()).or_insert(0) += 1;
+                if !instances.contains(&w.instance) {
+                    instances.push(w.instance.clone());
+                }
+            }
+            instances.sort();
+            let first = ws.iter().map(|w| w.start).min().unwrap_or_default();
+            let last = ws.iter().map(|w| w.start).max().unwrap_or_default();
+            DeploymentSummary {
+                service: d.service.clone(),
+                version: d.version.clone(),
+                zone: d.zone.clone(),
+                windows: types,
+                instances,
+                first: time(first),
+                last: time(last),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(version: &str, zone: &str, ty: &str, start: i64) -> WindowKey {
+        WindowKey {
+            deployment: Deployment { service: "api".into(), version: version.into(), zone: zone.into() },
+            profile_type: ty.into(),
+            start,
+            instance: format!("{zone}-1"),
+        }
+    }
+
+    #[test]
+    fn selections_combine_labels_types_and_time() {
+        let all = [key("1.3", "eu", "cpu", 100), key("1.4", "eu", "cpu", 200), key("1.4", "us", "heap", 300)];
+        let sel = Selection { labels: parse_labels("version=1.4").unwrap(), ..Selection::default() };
+        assert_eq!(sel.apply(&all).len(), 2);
+        let sel = Selection {
+            labels: parse_labels("version=1.4,zone=eu").unwrap(),
+            types: vec!["cpu".into()],
+            ..Selection::default()
+        };
+        assert_eq!(sel.apply(&all), vec![all[1].clone()]);
+        let sel = Selection { since: DateTime::from_timestamp(150, 0), ..Selection::default() };
+        assert_eq!(sel.apply(&all).len(), 2);
+        assert!(parse_labels("team=search").unwrap_err().contains("version, zone, instance"));
+        assert!(parse_labels("version").is_err());
+        let listed = summarize(&all);
+        assert_eq!(listed.len(), 3);
+        assert_eq!(listed[1].windows.get("cpu"), Some(&1));
+    }
+}
