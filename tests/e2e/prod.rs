@@ -292,7 +292,17 @@ fn sigterm_mid_window_uploads_the_window_cut_short() {
     let _shared = crate::util::shared();
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
-    let env = env_with(store_dir.to_str().unwrap(), &[("CONTPROF_PERIOD", "3"), ("CONTPROF_WINDOW", "2.5")]);
+    // No CONTPROF_HELPER and no cargo-contprof on PATH: the uploader is the one that `agent path`
+    // recorded beside the library.
+    let env = env_with(
+        store_dir.to_str().unwrap(),
+        &[
+            ("CONTPROF_PERIOD", "3"),
+            ("CONTPROF_WINDOW", "2.5"),
+            ("CONTPROF_HELPER", ""),
+            ("PATH", "/usr/bin:/bin"),
+        ],
+    );
     let r = Replica::start(dir.path(), "solo", &env, false);
     let leases = store_dir.join("prod/leases");
     eventually("a window to start", 10, || walk(&leases).next().is_some());

@@ -92,6 +92,19 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Writes beside the library the path of this executable, the uploader of the continuous mode
+/// when none is beside the library or given (`contprof::service::UPLOADER_RECORD`), so that
+/// `LD_PRELOAD=$(cargo contprof agent path)` needs nothing on `PATH`.
+fn record_uploader(dir: &std::path::Path) -> errors::Result<()> {
+    let Ok(exe) = std::env::current_exe() else { return Ok(()) };
+    let file = dir.join(contprof::service::UPLOADER_RECORD);
+    let line = format!("{}\n", exe.display());
+    if std::fs::read_to_string(&file).is_ok_and(|old| old == line) {
+        return Ok(());
+    }
+    crate::record::write_atomic(&file, line.as_bytes())
+}
+
 /// `cargo contprof agent path`: installs the embedded agent library and prints its path.
 fn agent_path(dir: Option<std::path::PathBuf>, link: Option<String>) -> errors::Result<()> {
     let dir = match dir {
@@ -113,6 +126,7 @@ fn agent_path(dir: Option<std::path::PathBuf>, link: Option<String>) -> errors::
         }
     };
     let mut path = crate::runner::agent::install(&dir)?;
+    record_uploader(&dir)?;
     if let Some(name) = link {
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {
             return Err(errors::Error::InvalidArgument {

@@ -46,9 +46,12 @@ pub const WINDOW: &str = "CONTPROF_WINDOW";
 pub const LABELS: &str = "CONTPROF_LABELS";
 /// Profile types, a comma-separated subset of `cpu,alloc,heap,threads` (default all).
 pub const TYPES: &str = "CONTPROF_TYPES";
-/// The uploader executable (default: `cargo-contprof` next to the preload library, else on
-/// `PATH`).
+/// The uploader executable (default: `cargo-contprof` next to the preload library, else the one
+/// that installed the library ([`UPLOADER_RECORD`]), else on `PATH`).
 pub const HELPER: &str = "CONTPROF_HELPER";
+/// The file beside the preload library in which `cargo contprof agent path` writes the path of the
+/// `cargo-contprof` that wrote it: the uploader when no other is given or found beside it.
+pub const UPLOADER_RECORD: &str = "contprof-uploader.path";
 /// Expected number of replicas, used only where the store cannot arbitrate leases.
 pub const REPLICAS: &str = "CONTPROF_REPLICAS";
 

@@ -145,17 +145,22 @@ fn uploader_command(config: &Config, helper: &Path) -> Command {
 }
 
 /// The uploader: [`Config::helper`] (or `CONTPROF_HELPER`), else `cargo-contprof` beside the
-/// preload library, else on `PATH`.
+/// preload library, else the one that installed the library
+/// ([`crate::service::UPLOADER_RECORD`]), else on `PATH`.
 fn find_helper(config: &Config, library: Option<&Path>) -> Result<PathBuf, Error> {
     if let Some(h) = &config.helper {
         return Ok(h.clone());
     }
-    let beside = library.and_then(Path::parent).map(|d| d.join("cargo-contprof"));
+    let dir = library.and_then(Path::parent);
+    let beside = dir.map(|d| d.join("cargo-contprof"));
+    let recorded = dir
+        .and_then(|d| std::fs::read_to_string(d.join(crate::service::UPLOADER_RECORD)).ok())
+        .map(|p| PathBuf::from(p.trim_end_matches('\n')));
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|d| d.join("cargo-contprof"));
-    beside.into_iter().chain(on_path).find(|p| p.is_file()).ok_or(Error::NoUploader)
+    beside.into_iter().chain(recorded).chain(on_path).find(|p| p.is_file()).ok_or(Error::NoUploader)
 }
 
 fn control(config: Config, mut child: Child, shared: &Shared) {
