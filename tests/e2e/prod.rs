@@ -466,15 +466,17 @@ fn started_from_code_on_s3_with_the_store_down_at_first() {
 #[test]
 fn prod_compare_names_the_function_the_new_version_made_slower() {
     let Some(_) = wrk() else { return };
-    let _shared = crate::util::shared();
+    // Verdicts need samples: nothing else of these tests competes for the two cores meanwhile.
+    let _alone = crate::util::alone();
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
     let store = store_dir.to_str().unwrap().to_owned();
     // Two deployments of one service: 1.3, and 1.4 whose `render_rows` formats every row five
     // times. `CONTPROF_VERSION` comes after the defaults, so it wins.
-    let mut old = env_with(&store, &[("CONTPROF_WINDOW", "0.5")]);
+    let fast = [("CONTPROF_WINDOW", "0.8"), ("CONTPROF_FREQUENCY", "250")];
+    let mut old = env_with(&store, &fast);
     old.push(("CONTPROF_VERSION", "1.3".into()));
-    let mut new = env_with(&store, &[("CONTPROF_WINDOW", "0.5")]);
+    let mut new = env_with(&store, &fast);
     new.push(("CONTPROF_VERSION", "1.4".into()));
     let a = Replica::start_with(dir.path(), "old", &old, false, &[]);
     let b = Replica::start_with(dir.path(), "new", &new, false, &["--slow-render"]);
@@ -482,7 +484,16 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
     a.stop();
     b.stop();
 
-    let list = crate::util::finish(contprof().args(["prod", "list", "--format", "json", "--store", &store]));
+    // Not `util::finish`, which would wait for the lock this test holds.
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd.output().unwrap();
+        crate::util::Finished {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let list = run(contprof().args(["prod", "list", "--format", "json", "--store", &store]));
     assert_eq!(list.code, 0, "{list:?}");
     let listed: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
     let versions: Vec<&str> =
@@ -490,7 +501,7 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
     assert_eq!(versions, ["1.3", "1.4"], "{}", list.stdout);
 
     let compare = |base: &str| {
-        crate::util::finish(contprof().args([
+        run(contprof().args([
             "prod",
             "compare",
             "--service",
@@ -523,22 +534,9 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
 
     // Exported windows are plain gzipped pprof.
     let export = dir.path().join("export");
-    let out = crate::util::finish(
-        contprof()
-            .args([
-                "prod",
-                "export",
-                "--service",
-                "web",
-                "--version",
-                "1.4",
-                "--type",
-                "heap",
-                "--store",
-                &store,
-            ])
-            .arg(&export),
-    );
+    let out = run(contprof()
+        .args(["prod", "export", "--service", "web", "--version", "1.4", "--type", "heap", "--store", &store])
+        .arg(&export));
     assert_eq!(out.code, 0, "{out:?}");
     let files: Vec<PathBuf> = std::fs::read_dir(&export).unwrap().flatten().map(|e| e.path()).collect();
     assert!(!files.is_empty());
@@ -546,4 +544,34 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
         let p = profile::decode(&std::fs::read(f).unwrap()).unwrap();
         assert_eq!(p.str(p.default_sample_type), "inuse_space", "{}", f.display());
     }
+}
+
+/// The uploader the agent started for service `pid`.
+fn uploader_of(pid: u32) -> Option<u32> {
+    let wanted = format!("agent\0upload\0--pid\0{pid}\0");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let child: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline).contains(&wanted).then_some(child)
+    })
+}
+
+#[test]
+fn a_killed_uploader_is_started_again() {
+    let _shared = crate::util::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let env = env_with(store_dir.to_str().unwrap(), &[("CONTPROF_WINDOW", "0.3")]);
+    let r = Replica::start(dir.path(), "phoenix", &env, false);
+    let store = Store::open(&StoreLocation::Dir(store_dir)).unwrap();
+    eventually("a first window", 15, || !windows(&store).is_empty());
+    let first = uploader_of(r.child.id()).expect("the uploader runs");
+    // SAFETY: signalling a process of this test.
+    unsafe { libc::kill(first as libc::pid_t, libc::SIGKILL) };
+    let before = windows(&store).len();
+    eventually("windows after the uploader was killed", 20, || windows(&store).len() > before + 4);
+    let second = uploader_of(r.child.id()).expect("an uploader runs again");
+    assert_ne!(first, second);
+    let log = r.stop();
+    assert!(log.contains("the uploader exited"), "{log}");
 }

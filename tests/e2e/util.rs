@@ -52,6 +52,12 @@ pub fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
     QUIET.read().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Held while a timing-sensitive test runs several things of its own: no other command of these
+/// tests runs meanwhile.
+pub fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    QUIET.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs `cmd` to completion.
 pub fn finish(cmd: &mut Command) -> Finished {
     let _shared = shared();
@@ -60,7 +66,7 @@ pub fn finish(cmd: &mut Command) -> Finished {
 
 /// Runs `cmd` to completion while no other command of these tests runs.
 pub fn finish_alone(cmd: &mut Command) -> Finished {
-    let _alone = QUIET.write().unwrap_or_else(|e| e.into_inner());
+    let _alone = alone();
     output(cmd)
 }
 

@@ -82,9 +82,10 @@ fn start_inner(config: Config, helper: &Path) -> Result<Arc<Shared>, Error> {
         changed: Condvar::new(),
     });
     let thread_shared = Arc::clone(&shared);
+    let uploader = helper.to_path_buf();
     let spawned = std::thread::Builder::new()
         .name("contprof-agent".into())
-        .spawn(move || control(config, child, &thread_shared));
+        .spawn(move || control(config, uploader, child, &thread_shared));
     if let Err(source) = spawned {
         agent::end_continuous();
         shared.lock().to_uploader = None;
@@ -163,8 +164,51 @@ fn find_helper(config: &Config, library: Option<&Path>) -> Result<PathBuf, Error
     beside.into_iter().chain(recorded).chain(on_path).find(|p| p.is_file()).ok_or(Error::NoUploader)
 }
 
-fn control(config: Config, mut child: Child, shared: &Shared) {
-    let Some(stdout) = child.stdout.take() else { return };
+/// The control thread: serves one uploader after another. An uploader that ends while the
+/// service runs (it printed why) is started again, after 1 s doubling to 5 min (back to 1 s
+/// after one that lived 10 min); meanwhile no window is recorded.
+fn control(config: Config, helper: PathBuf, first: Child, shared: &Shared) {
+    let mut child = Some(first);
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        if let Some(c) = child.as_mut() {
+            let stopped = c.stdout.take().is_none_or(|out| serve(&config, out, shared));
+            if stopped {
+                break;
+            }
+            shared.lock().to_uploader = None;
+            let status = c.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            eprintln!("contprof: the uploader exited ({status}); starting it again in {} s", delay.as_secs());
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            delay = Duration::from_secs(1);
+        }
+        if wait_for_stop(shared, delay) {
+            return;
+        }
+        delay = (delay * 2).min(Duration::from_secs(300));
+        child = match uploader_command(&config, &helper).spawn() {
+            Ok(mut c) => {
+                shared.lock().to_uploader = c.stdin.take();
+                Some(c)
+            }
+            Err(e) => {
+                eprintln!("contprof: cannot start the uploader {} again: {e}", helper.display());
+                None
+            }
+        };
+    }
+    shared.lock().to_uploader = None;
+    // Reaps the uploader once it has uploaded what it holds (it exits when its input closes).
+    if let Some(mut c) = child {
+        let _ = c.wait();
+    }
+}
+
+/// Records the windows one uploader asks for, until its output closes (false) or the service
+/// stops (true).
+fn serve(config: &Config, stdout: std::process::ChildStdout, shared: &Shared) -> bool {
     let cpu = config.types.contains(&ProfileType::Cpu);
     let threads = config.types.contains(&ProfileType::Threads);
     let allocs = config.types.iter().any(|t| matches!(t, ProfileType::Alloc | ProfileType::Heap));
@@ -178,7 +222,7 @@ fn control(config: Config, mut child: Child, shared: &Shared) {
         {
             let mut s = shared.lock();
             if s.stop {
-                break;
+                return true;
             }
             s.in_window = true;
         }
@@ -211,21 +255,16 @@ fn control(config: Config, mut child: Child, shared: &Shared) {
         shared.changed.notify_all();
         drop(s);
         if stop {
-            break;
+            return true;
         }
     }
-    let mut s = shared.lock();
-    if !s.stop {
-        // The uploader ended on its own (it printed why): no more windows.
-        s.stop = true;
-        s.to_uploader = None;
-        drop(s);
-        agent::end_continuous();
-    } else {
-        s.to_uploader = None;
-    }
-    // Reaps the uploader once it has uploaded what it holds (it exits when its input closes).
-    let _ = child.wait();
+    shared.lock().stop
+}
+
+/// Waits `length`, or less when the service stops; true if it did.
+fn wait_for_stop(shared: &Shared, length: Duration) -> bool {
+    wait_window(shared, length);
+    shared.lock().stop
 }
 
 /// Sleeps for a window, or less when the service stops.
