@@ -113,10 +113,13 @@ impl Replica {
         unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
     }
 
-    /// Stops it with SIGTERM (the service shuts down gracefully) and waits.
+    /// Stops it with SIGTERM (the service shuts down gracefully) and waits for it, then for its
+    /// uploader to have uploaded what it held and exited.
     fn stop(mut self) -> String {
+        let pid = self.child.id();
         self.signal(libc::SIGTERM);
         let status = self.child.wait().unwrap();
+        eventually("the uploader to finish", 60, || uploader_of(pid).is_none());
         let log = self.log();
         assert!(status.success(), "the service stopped cleanly on SIGTERM ({status}):\n{log}");
         log
@@ -221,7 +224,6 @@ fn replicas_share_one_window_per_period_and_upload_every_profile_type() {
         r.stop();
     }
     let store = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
     let all = windows(&store);
     let mut starts: Vec<i64> = all.iter().map(|k| k.start).collect();
     starts.dedup();
@@ -473,14 +475,27 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
     let store = store_dir.to_str().unwrap().to_owned();
     // Two deployments of one service: 1.3, and 1.4 whose `render_rows` formats every row five
     // times. `CONTPROF_VERSION` comes after the defaults, so it wins.
-    let fast = [("CONTPROF_WINDOW", "0.8"), ("CONTPROF_FREQUENCY", "250")];
+    // Windows of 1.2 s every 2 s at 250 Hz: a few hundred samples each, and time to close each
+    // window (thread snapshot, allocation stacks) before the next period begins.
+    let fast = [("CONTPROF_PERIOD", "2"), ("CONTPROF_WINDOW", "1.2"), ("CONTPROF_FREQUENCY", "250")];
     let mut old = env_with(&store, &fast);
     old.push(("CONTPROF_VERSION", "1.3".into()));
     let mut new = env_with(&store, &fast);
     new.push(("CONTPROF_VERSION", "1.4".into()));
     let a = Replica::start_with(dir.path(), "old", &old, false, &[]);
     let b = Replica::start_with(dir.path(), "new", &new, false, &["--slow-render"]);
-    load(&[&a, &b], 10);
+    // Load until each side has enough windows under load (on two shared cores the schedule may
+    // skip periods), for at most a minute.
+    let listing = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
+    let started = Instant::now();
+    loop {
+        load(&[&a, &b], 4);
+        let cpu = windows(&listing).into_iter().filter(|k| k.profile_type == "cpu").collect::<Vec<_>>();
+        let of = |v: &str| cpu.iter().filter(|k| k.deployment.version == v).count();
+        if (of("1.3") >= 7 && of("1.4") >= 7) || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
     a.stop();
     b.stop();
 
