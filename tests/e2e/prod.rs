@@ -500,14 +500,7 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
     b.stop();
 
     // Not `util::finish`, which would wait for the lock this test holds.
-    let run = |cmd: &mut std::process::Command| {
-        let out = cmd.output().unwrap();
-        crate::util::Finished {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    };
+    let run = crate::util::output;
     let list = run(contprof().args(["prod", "list", "--format", "json", "--store", &store]));
     assert_eq!(list.code, 0, "{list:?}");
     let listed: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();

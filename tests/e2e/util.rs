@@ -70,7 +70,8 @@ pub fn finish_alone(cmd: &mut Command) -> Finished {
     output(cmd)
 }
 
-fn output(cmd: &mut Command) -> Finished {
+/// Runs `cmd` to completion without taking the tests' lock (for a test that holds [`alone`]).
+pub fn output(cmd: &mut Command) -> Finished {
     let Output { status, stdout, stderr } = cmd.output().expect("cargo-contprof starts");
     Finished {
         code: status.code().unwrap_or(-1),

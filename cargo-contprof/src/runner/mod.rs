@@ -105,11 +105,7 @@ pub const DEFAULT_FREQUENCY: u32 = 250;
 /// the overhead (about 40% of CPU at 9999 Hz on the development VM) is paid by base and head alike.
 pub const CHECK_FREQUENCY: u32 = 9999;
 
-/// Up to this rate the agent uses tick-driven per-thread CPU timers (`timer_create` on
-/// `CLOCK_THREAD_CPUTIME_ID`); above it, per-thread `perf_event_open` cpu-clock events, which go
-/// past the tick but cost about 40 µs of CPU per sample on the development VM (measured by
-/// `benches/overhead.rs`), against nothing measurable for the tick-driven timers.
-pub const TICK_TIMER_MAX_HZ: u32 = 250;
+pub use contprof::TICK_TIMER_MAX_HZ;
 /// Default mean bytes between allocation samples.
 pub const DEFAULT_ALLOC_INTERVAL: u64 = 512 * 1024;
 

@@ -12,6 +12,11 @@ pub use crate::format::AllocMode;
 
 /// Default CPU sampling frequency (Hz). Not a multiple of common periodic work.
 pub const DEFAULT_FREQUENCY_HZ: u32 = 499;
+/// Up to this rate the agent uses tick-driven per-thread CPU timers (`timer_create` on
+/// `CLOCK_THREAD_CPUTIME_ID`); above it, per-thread `perf_event_open` cpu-clock events, which go
+/// past the tick but cost about 40 µs of CPU per sample on the development VM (measured by
+/// `cargo-contprof`'s `benches/overhead.rs`), against nothing measurable for the tick-driven timers.
+pub const TICK_TIMER_MAX_HZ: u32 = 250;
 /// Default mean number of bytes between allocation samples.
 pub const DEFAULT_ALLOC_INTERVAL: u64 = 512 * 1024;
 

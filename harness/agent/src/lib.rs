@@ -34,7 +34,10 @@ pub mod criterion;
 pub mod service;
 
 mod api;
-pub use api::{DEFAULT_ALLOC_INTERVAL, DEFAULT_FREQUENCY_HZ, Error, Guard, Options, Service, Start, start};
+pub use api::{
+    DEFAULT_ALLOC_INTERVAL, DEFAULT_FREQUENCY_HZ, Error, Guard, Options, Service, Start, TICK_TIMER_MAX_HZ,
+    start,
+};
 pub use format::AllocMode;
 
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]

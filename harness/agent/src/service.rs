@@ -284,13 +284,7 @@ impl Config {
                 .ok_or_else(|| invalid(REPLICAS, v, "a number of replicas"))?;
         }
         c.helper = var(HELPER).map(PathBuf::from);
-        if let Some(v) = var(crate::env::UNWIND) {
-            c.unwind_tables = match v.as_str() {
-                "tables" => true,
-                "frame-pointers" => false,
-                _ => return Err(invalid(crate::env::UNWIND, v, "tables or frame-pointers")),
-            };
-        }
+        c.unwind_tables = crate::env::unwind_tables(var(crate::env::UNWIND).as_deref())?;
         Ok(Some(c))
     }
 

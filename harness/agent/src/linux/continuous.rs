@@ -26,9 +26,6 @@ use crate::service::{Config, ProfileType};
 /// Set while a service is running in this process (one at a time).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 
-/// The highest frequency the tick-driven per-thread timer serves; above it, the perf timer.
-const TICK_TIMER_MAX_HZ: u32 = 250;
-
 #[derive(Default)]
 struct State {
     stop: bool,
@@ -230,7 +227,7 @@ fn serve(config: &Config, stdout: std::process::ChildStdout, shared: &Shared) ->
             .frequency(if cpu { config.frequency_hz } else { 0 })
             .alloc(if allocs { AllocMode::Sampled } else { AllocMode::Off })
             .alloc_interval(config.alloc_interval)
-            .allow_perf(config.frequency_hz > TICK_TIMER_MAX_HZ)
+            .allow_perf(config.frequency_hz > crate::TICK_TIMER_MAX_HZ)
             .unwind_tables(config.unwind_tables);
         opts.window = true;
         let reply = match agent::start(&opts) {

@@ -45,6 +45,17 @@ fn var(name: &'static str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
 
+/// The value of [`UNWIND`] (unset: tables) as [`Options::unwind_tables`].
+pub(crate) fn unwind_tables(value: Option<&str>) -> Result<bool, Error> {
+    match value {
+        None | Some("tables") => Ok(true),
+        Some("frame-pointers") => Ok(false),
+        Some(other) => {
+            Err(Error::InvalidEnv { var: UNWIND, value: other.into(), expected: "tables or frame-pointers" })
+        }
+    }
+}
+
 fn number<T: std::str::FromStr>(name: &'static str, default: T, expected: &'static str) -> Result<T, Error> {
     match var(name) {
         None => Ok(default),
@@ -74,17 +85,7 @@ impl Options {
             .alloc_interval(number(ALLOC_INTERVAL, DEFAULT_ALLOC_INTERVAL, "a number of bytes")?);
         o.allow_perf = number(PERF, 1u8, "0 or 1")? != 0;
         o.perf_kernel = number(PERF_KERNEL, 1u8, "0 or 1")? != 0;
-        o.unwind_tables = match var(UNWIND).as_deref().map(str::trim) {
-            None | Some("tables") => true,
-            Some("frame-pointers") => false,
-            Some(other) => {
-                return Err(Error::InvalidEnv {
-                    var: UNWIND,
-                    value: other.into(),
-                    expected: "tables or frame-pointers",
-                });
-            }
-        };
+        o.unwind_tables = unwind_tables(var(UNWIND).as_deref().map(str::trim))?;
         Ok(Some(o))
     }
 }
