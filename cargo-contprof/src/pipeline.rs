@@ -5,7 +5,8 @@
 //! settings of the two sides checked against each other, sampled allocation metrics dropped where
 //! a run has no sample of them, and the machine-code diff that tells explained changes from shifts.
 //!
-//! Production windows take the same way through [`prepare_windows`], each window one observation.
+//! Production windows take the same way through [`prepare_windows`], each window one observation
+//! (read by `prod::load`).
 //!
 //! It reads the store and prints nothing: what it has to say comes back in [`Prepared::warnings`]
 //! and [`Prepared::notes`], for the caller to show its way.
@@ -15,8 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::code::CodeMap;
 use crate::compare::{AllocRecording, Explained, Group, InputOptions, Metric, RunCosts, Sampling, run_costs};
 use crate::errors::{Error, Result};
+use crate::prod::load::Loaded;
 use crate::profile::{self, Profile};
-use crate::store::{RunMetadata, Settings, Store, WindowKey};
+use crate::store::{RunMetadata, Settings, Store};
 
 /// The profiles chosen for one group on one side.
 #[derive(Debug, Clone)]
@@ -267,17 +269,12 @@ pub fn prepare(
     Ok(prepared)
 }
 
-/// The production windows of two selections as a comparison's input (`prod compare`): one
-/// group per service and profile type, each window one observation, read as the agent records
-/// windows (CPU samples; allocations sampled every 512 KiB on average). Windows of the `threads`
-/// type carry no metric and are left out. There are no machine-code fingerprints: no change is
-/// told apart as a shift.
-pub fn prepare_windows(
-    store: &Store,
-    base: (&str, &[WindowKey]),
-    head: (&str, &[WindowKey]),
-    fold_library: bool,
-) -> Result<Prepared> {
+/// The production windows of two selections of one service and profile type (`prod compare`,
+/// the viewer's production comparison) as a comparison's input: one group, each window one
+/// observation, its costs read as the agent records windows (CPU samples; allocations sampled
+/// every 512 KiB on average; see `prod::rollup::input_options`). The sides' merged stacks stand
+/// for their profiles. There are no machine-code fingerprints: no change is told apart as a shift.
+pub fn prepare_windows(group: &str, base: (&str, Loaded), head: (&str, Loaded)) -> Prepared {
     let mut prepared = Prepared {
         groups: Vec::new(),
         profiles: BTreeMap::new(),
@@ -286,53 +283,25 @@ pub fn prepare_windows(
         warnings: Vec::new(),
         notes: Vec::new(),
     };
-    let key = |w: &WindowKey| format!("prod/{}/{}", w.deployment.service, w.profile_type);
-    let keys: BTreeSet<String> =
-        base.1.iter().chain(head.1).filter(|w| w.profile_type != "threads").map(key).collect();
-    for k in keys {
-        let mut group = Group { key: k.clone(), ..Group::default() };
-        let mut profiles = (Vec::new(), Vec::new());
-        for ((name, windows), runs, decoded) in
-            [(base, &mut group.base, &mut profiles.0), (head, &mut group.head, &mut profiles.1)]
-        {
-            for w in windows.iter().filter(|w| key(w) == k) {
-                let input = InputOptions {
-                    cpu: w.profile_type == "cpu",
-                    alloc: match w.profile_type.as_str() {
-                        "alloc" | "heap" => {
-                            AllocRecording::Sampled { interval: crate::runner::DEFAULT_ALLOC_INTERVAL }
-                        }
-                        _ => AllocRecording::Off,
-                    },
-                    fold_library,
-                };
-                let read = store
-                    .get_window(w)
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| b.ok_or_else(|| "it is gone (deleted since it was listed)".to_owned()))
-                    .and_then(|b| profile::decode(&b).map_err(|e| format!("corrupt profile: {e}")));
-                match read {
-                    Ok(p) => {
-                        runs.push(run_costs(&p, &input));
-                        decoded.push(p);
-                    }
-                    Err(why) => {
-                        prepared.warnings.push(format!("{k}: skipped {name} window {}: {why}", w.path()))
-                    }
-                }
-            }
-        }
-        let sparse = drop_sparse_allocations(&mut group);
-        if !sparse.is_empty() {
-            prepared.notes.push(format!(
-                "{k}: {} not compared: some windows have no allocation sample",
-                sparse.join(", ")
-            ));
-        }
-        prepared.profiles.insert(k, profiles);
-        prepared.groups.push(group);
+    let mut g = Group { key: group.to_owned(), ..Group::default() };
+    let mut stacks = (Vec::new(), Vec::new());
+    for ((name, loaded), runs, merged) in
+        [(base, &mut g.base, &mut stacks.0), (head, &mut g.head, &mut stacks.1)]
+    {
+        prepared.warnings.extend(loaded.warnings.into_iter().map(|w| format!("{name}: {w}")));
+        runs.extend(loaded.observations.into_iter().map(|o| o.costs));
+        merged.extend(loaded.stacks);
     }
-    Ok(prepared)
+    let sparse = drop_sparse_allocations(&mut g);
+    if !sparse.is_empty() {
+        prepared.notes.push(format!(
+            "{group}: {} not compared: some windows have no allocation sample",
+            sparse.join(", ")
+        ));
+    }
+    prepared.profiles.insert(group.to_owned(), stacks);
+    prepared.groups.push(g);
+    prepared
 }
 
 /// The merged code map of the runs `ids` of one side; `None` (with a warning) when one of them

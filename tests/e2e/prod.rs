@@ -535,6 +535,16 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
         "nothing else is blamed: {regressions:?}"
     );
 
+    // Compacted, the same comparison reads rollups and gives the same verdicts.
+    let compact = run(contprof().args(["prod", "compact", "--store", &store]));
+    assert_eq!(compact.code, 0, "{compact:?}");
+    assert!(compact.stderr.contains("hour and"), "{compact:?}");
+    let rolled = compare("version=1.3");
+    assert_eq!(rolled.code, 1, "{rolled:?}");
+    assert!(!rolled.stderr.contains(" 0 rollup(s)"), "rollups are read: {rolled:?}");
+    let again: serde_json::Value = serde_json::from_str(&rolled.stdout).unwrap();
+    assert_eq!(again["regressions"], report["regressions"], "{}", rolled.stdout);
+
     // A side that matches nothing says what the store has.
     let none = compare("version=9.9");
     assert_eq!(none.code, 2, "{none:?}");

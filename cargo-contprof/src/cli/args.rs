@@ -698,6 +698,31 @@ pub enum ProdCommand {
   cargo contprof prod compare --service indexing --base version=1.3 --head version=1.4 --since 7d
   cargo contprof prod compare --service indexing --base zone=eu,version=1.4 --head zone=us,version=1.4 --format markdown")]
     Compare(ProdCompareArgs),
+    /// Write the hourly and daily rollups that let `prod` queries and `serve` read a day or a
+    /// month of windows as tens of objects: merged stacks plus per-window costs. Safe to run at
+    /// any time, and by several processes at once; `serve` runs it in the background.
+    #[command(after_help = "Examples:
+  cargo contprof prod compact --store s3://profiles/prod
+  cargo contprof prod compact --service indexing --full")]
+    Compact(ProdCompactArgs),
+}
+
+/// `cargo contprof prod compact`.
+#[derive(Debug, Args)]
+pub struct ProdCompactArgs {
+    /// Only this service.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Days already rolled up are listed again for late windows when they ended less than this
+    /// many days ago.
+    #[arg(long, value_name = "DAYS", default_value_t = 2)]
+    pub rescan_days: u32,
+    /// List every day again (after a long outage of the uploaders, say).
+    #[arg(long)]
+    pub full: bool,
+    /// Store.
+    #[command(flatten)]
+    pub scope: StoreScope,
 }
 
 /// Which production windows.
@@ -721,7 +746,8 @@ pub struct ProdSelectArgs {
     /// Only this replica (repeatable).
     #[arg(long = "instance", value_name = "I")]
     pub instances: Vec<String>,
-    /// Label filters `key=value` on version, zone or instance (repeatable).
+    /// Label filters `key=value[,key=value]` (repeatable): version, zone, instance or a custom
+    /// label of the agent's `CONTPROF_LABELS`. Values of one key are alternatives; keys combine.
     #[arg(long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
     /// Store.
@@ -775,7 +801,7 @@ pub struct ProdCompareArgs {
     /// Which windows, for both sides.
     #[command(flatten)]
     pub select: ProdSelectArgs,
-    /// The base side: `key=value[,key=value]` on version, zone or instance.
+    /// The base side: `key=value[,key=value]` on version, zone, instance or a custom label.
     #[arg(long, value_name = "LABELS")]
     pub base: String,
     /// The head side, as `--base`.

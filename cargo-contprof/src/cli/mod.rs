@@ -62,9 +62,10 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Report(a) => view::report(a, &shell),
         Command::Agent(args::AgentCommand::Path { dir, link }) => agent_path(dir, link),
         Command::Agent(args::AgentCommand::Upload(a)) => crate::prod::uploader::run(a),
-        Command::Prod(args::ProdCommand::List(a)) => prod::list(a),
+        Command::Prod(args::ProdCommand::List(a)) => prod::list(a, &shell),
         Command::Prod(args::ProdCommand::Export(a)) => prod::export(a, &shell),
         Command::Prod(args::ProdCommand::Compare(a)) => prod::compare(a, &shell),
+        Command::Prod(args::ProdCommand::Compact(a)) => prod::compact(a, &shell),
     };
     match result {
         Ok(()) => exit_codes::OK,

@@ -7,12 +7,17 @@ use std::io::Write;
 
 use chrono::Utc;
 
-use super::args::{ListFormat, ProdCompareArgs, ProdExportArgs, ProdListArgs, ProdSelectArgs};
+use super::args::{
+    ListFormat, ProdCompactArgs, ProdCompareArgs, ProdExportArgs, ProdListArgs, ProdSelectArgs,
+};
 use super::compare::{comparison_options, render, verdict, write_stdout};
 use super::settings;
 use super::store_cmds::project_root;
 use crate::compare::{self, RevisionInfo};
 use crate::errors::{Error, Result};
+use crate::prod::compact::{self, CompactOptions};
+use crate::prod::load::{self, Loaded, Want};
+use crate::prod::rollup::Observation;
 use crate::prod::select::{self, Selection};
 use crate::shell::Shell;
 use crate::store::{Store, WindowKey, parse_time};
@@ -59,33 +64,82 @@ fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate
     Ok((store, selection, config))
 }
 
-/// The windows `selection` picks from `all`, or an error that says what exists.
-fn selected(all: &[WindowKey], selection: &Selection, store: &Store) -> Result<Vec<WindowKey>> {
-    let picked = selection.apply(all);
-    if !picked.is_empty() {
-        return Ok(picked);
+/// The selected windows of every service and type the selection names (all of them when it
+/// names none), read by `prod::load`; warnings go to the shell.
+fn load_selected(
+    store: &Store,
+    selection: &Selection,
+    want: Want,
+    shell: &Shell,
+) -> Result<Vec<Observation>> {
+    let now = Utc::now();
+    let services = match &selection.service {
+        Some(s) => vec![s.clone()],
+        None => store.production_services()?,
+    };
+    let mut out = Vec::new();
+    for service in &services {
+        let types = if selection.types.is_empty() {
+            store.production_types(service)?
+        } else {
+            selection.types.clone()
+        };
+        for ty in &types {
+            let loaded = load::load(store, service, ty, selection, want, now)?;
+            for w in &loaded.warnings {
+                shell.warn(w);
+            }
+            out.extend(loaded.observations);
+        }
     }
-    let exists = select::summarize(all);
-    let what = if exists.is_empty() {
-        format!("the store {} holds no production window", store.url())
-    } else {
-        let list: Vec<String> = exists
+    Ok(out)
+}
+
+/// The error for a selection that matched nothing, saying what the store has.
+fn nothing_matched(store: &Store, selection: &Selection, shell: &Shell) -> Error {
+    // The same span without label filters: the deployments one could have meant.
+    let wider = Selection { labels: Vec::new(), ..selection.clone() };
+    let around = load_selected(store, &wider, Want::default(), shell).unwrap_or_default();
+    let keys: Vec<WindowKey> = around.into_iter().map(|o| o.key).collect();
+    let what = if !keys.is_empty() {
+        let list: Vec<String> = select::summarize(&keys)
             .iter()
             .map(|d| {
                 let n: usize = d.windows.values().sum();
                 format!("{} {} in {} ({n} windows, {} to {})", d.service, d.version, d.zone, d.first, d.last)
             })
             .collect();
-        format!("no production window matches the selection; the store has: {}", list.join("; "))
+        format!(
+            "no production window matches the selection; in that time span the store has: {}",
+            list.join("; ")
+        )
+    } else {
+        let mut spans = Vec::new();
+        for service in store.production_services().unwrap_or_default() {
+            for ty in store.production_types(&service).unwrap_or_default() {
+                let days = store.window_days(&service, &ty).unwrap_or_default();
+                if let (Some(first), Some(last)) = (days.first(), days.last()) {
+                    spans.push(format!("{service} {ty} from {first} to {last}"));
+                }
+            }
+        }
+        if spans.is_empty() {
+            format!("the store {} holds no production window", store.url())
+        } else {
+            format!("no production window in that time span; the store has: {}", spans.join("; "))
+        }
     };
-    Err(Error::NothingMatched { what })
+    Error::NothingMatched { what }
 }
 
 /// `prod list`.
-pub fn list(a: ProdListArgs) -> Result<()> {
+pub fn list(a: ProdListArgs, shell: &Shell) -> Result<()> {
     let (store, selection, _) = open(&a.select, &a.types)?;
-    let all = store.list_windows(selection.service.as_deref())?;
-    let windows = selected(&all, &selection, &store)?;
+    let observations = load_selected(&store, &selection, Want::default(), shell)?;
+    if observations.is_empty() {
+        return Err(nothing_matched(&store, &selection, shell));
+    }
+    let windows: Vec<WindowKey> = observations.into_iter().map(|o| o.key).collect();
     let deployments = select::summarize(&windows);
     let mut out = Vec::new();
     match a.format {
@@ -149,8 +203,11 @@ pub fn list(a: ProdListArgs) -> Result<()> {
 /// `prod export`.
 pub fn export(a: ProdExportArgs, shell: &Shell) -> Result<()> {
     let (store, selection, _) = open(&a.select, &a.types)?;
-    let all = store.list_windows(selection.service.as_deref())?;
-    let windows = selected(&all, &selection, &store)?;
+    let windows: Vec<WindowKey> =
+        load_selected(&store, &selection, Want::default(), shell)?.into_iter().map(|o| o.key).collect();
+    if windows.is_empty() {
+        return Err(nothing_matched(&store, &selection, shell));
+    }
     std::fs::create_dir_all(&a.dir).map_err(|e| Error::io("could not create", &a.dir, e))?;
     let mut written = 0;
     for w in &windows {
@@ -183,24 +240,35 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
     }
     let (store, selection, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;
     let options = comparison_options(&config, &a.stats)?;
-    let all = store.list_windows(selection.service.as_deref())?;
-    let side = |flag: &'static str, spec: &str| -> Result<Vec<WindowKey>> {
+    let service = a.select.service.clone().unwrap_or_default();
+    let want = Want { stacks: false, costs: true, fold_library: config.fold_library.unwrap_or(true) };
+    let side = |flag: &'static str, spec: &str| -> Result<Loaded> {
         let mut s = selection.clone();
         s.labels
             .extend(select::parse_labels(spec).map_err(|message| Error::InvalidArgument { flag, message })?);
-        selected(&all, &s, &store)
+        let loaded = load::load(&store, &service, &a.profile_type, &s, want, Utc::now())?;
+        if loaded.observations.is_empty() {
+            return Err(nothing_matched(&store, &s, shell));
+        }
+        Ok(loaded)
     };
     let (base, head) = (side("--base", &a.base)?, side("--head", &a.head)?);
     shell.status(
         "Comparing",
-        format_args!("{} windows of {} with {} of {}", head.len(), a.head, base.len(), a.base),
+        format_args!(
+            "{} windows of {} with {} of {} ({} rollup(s) and {} window profile(s) read)",
+            head.observations.len(),
+            a.head,
+            base.observations.len(),
+            a.base,
+            base.rollups_read + head.rollups_read,
+            base.windows_read + head.windows_read
+        ),
     );
-    let prepared = crate::pipeline::prepare_windows(
-        &store,
-        (&a.base, &base),
-        (&a.head, &head),
-        config.fold_library.unwrap_or(true),
-    )?;
+    let keys = |l: &Loaded| l.observations.iter().map(|o| o.key.clone()).collect::<Vec<_>>();
+    let (base_keys, head_keys) = (keys(&base), keys(&head));
+    let group = format!("prod/{service}/{}", a.profile_type);
+    let prepared = crate::pipeline::prepare_windows(&group, (&a.base, base), (&a.head, head));
     for w in prepared.warnings.iter().chain(&prepared.notes) {
         shell.warn(w);
     }
@@ -212,7 +280,8 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
         extra.insert("instances".to_owned(), instances.len().to_string());
         RevisionInfo { commit: String::new(), label: label.to_owned(), extra }
     };
-    let cmp = compare::compare(&prepared.groups, info(&a.base, &base), info(&a.head, &head), &options)?;
+    let cmp =
+        compare::compare(&prepared.groups, info(&a.base, &base_keys), info(&a.head, &head_keys), &options)?;
     for w in &cmp.warnings {
         shell.warn(w);
     }
@@ -220,4 +289,40 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
     render(&cmp, a.format, &mut out).map_err(|e| Error::io("could not render", "stdout", e))?;
     write_stdout(&out)?;
     verdict(&cmp)
+}
+
+/// `prod compact`.
+pub fn compact(a: ProdCompactArgs, shell: &Shell) -> Result<()> {
+    let root = project_root(a.scope.manifest_path.as_deref());
+    let store = settings::open_store(&a.scope.store, &root)?;
+    let fold_library = match crate::config::load_at(&root, false) {
+        Ok(loaded) => loaded.config.fold_library.unwrap_or(true),
+        Err(_) => true,
+    };
+    let opts = CompactOptions {
+        service: a.service,
+        rescan_days: i64::from(a.rescan_days),
+        full: a.full,
+        fold_library,
+        now: Utc::now(),
+    };
+    let done = compact::compact(&store, &opts, &mut |what| shell.status("Compacting", what))?;
+    for w in &done.warnings {
+        shell.warn(w);
+    }
+    shell.status(
+        "Compacted",
+        format_args!(
+            "{} hour and {} day rollup(s) written from {} window profile(s){}",
+            done.hours,
+            done.days,
+            done.windows,
+            if done.deleted > 0 {
+                format!("; {} stale costs object(s) deleted", done.deleted)
+            } else {
+                String::new()
+            }
+        ),
+    );
+    Ok(())
 }

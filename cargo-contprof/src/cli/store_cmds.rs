@@ -197,12 +197,13 @@ pub fn gc(args: GcArgs, shell: &Shell) -> Result<()> {
     // Production windows by the time they were recorded (no commit protects them).
     let cutoff = policy.now.checked_sub_signed(keep).unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
     let prod = store.gc_production(cutoff, policy.now, args.dry_run)?;
-    if prod.windows > 0 || prod.leases > 0 {
+    if prod.windows > 0 || prod.leases > 0 || prod.rollups > 0 {
         let verb = if args.dry_run { "would delete" } else { "deleted" };
         writeln!(
             stdout(),
-            "production: {verb} {} window profile(s) older than {} days and {} lease(s)",
+            "production: {verb} {} window profile(s) and {} rollup object(s) older than {} days, and {} lease(s)",
             prod.windows,
+            prod.rollups,
             args.keep_days,
             prod.leases
         )

@@ -2,6 +2,9 @@
 //! (`window.rs`). The layout in the store is `store/prod.rs`; the agent's side is the
 //! `contprof::service` module of the agent crate.
 
+pub mod compact;
+pub mod load;
+pub mod rollup;
 pub mod select;
 pub mod uploader;
 pub mod window;

@@ -1,6 +1,7 @@
-//! Selections of production windows: by service, profile type, time span and the labels that
-//! the store's keys carry (version, zone, instance), answered from one listing, without reading
-//! a profile.
+//! Selections of production windows: by service, profile type, time span, the labels that the
+//! store's keys carry (version, zone, instance) and the custom labels inside the profiles. The
+//! first four are answered from a listing, without reading a profile; custom labels from the
+//! rollups or the windows' profiles (see `prod::load`).
 
 use std::collections::BTreeMap;
 
@@ -20,24 +21,26 @@ pub struct Selection {
     pub since: Option<DateTime<Utc>>,
     /// Windows that started at or before this.
     pub until: Option<DateTime<Utc>>,
-    /// `key = value` filters on `version`, `zone` and `instance`; several values of one key are
-    /// alternatives, different keys must all match.
+    /// `key = value` filters on `version`, `zone`, `instance` and custom labels; several values
+    /// of one key are alternatives, different keys must all match.
     pub labels: Vec<(String, String)>,
 }
 
-/// The label keys a selection can filter on.
+/// The label keys the store's keys carry.
 pub const LABEL_KEYS: [&str; 3] = ["version", "zone", "instance"];
 
-/// Parses `k=v` (or `k=v,k=v`) label filters, refusing keys the store's keys do not carry.
+/// Label keys that are not a window's labels, and cannot be selected on.
+const NOT_LABELS: [&str; 2] = ["service", "type"];
+
+/// Parses `k=v` (or `k=v,k=v`) label filters.
 pub fn parse_labels(spec: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
     for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').ok_or_else(|| format!("`{pair}` is not key=value"))?;
         let k = k.trim();
-        if !LABEL_KEYS.contains(&k) {
+        if k.is_empty() || NOT_LABELS.contains(&k) {
             return Err(format!(
-                "`{k}`: windows are selected by {} (other labels are inside the profiles, not in the store's keys)",
-                LABEL_KEYS.join(", ")
+                "`{k}` is not a label to select by (services and types have their own flags)"
             ));
         }
         out.push((k.to_owned(), v.trim().to_owned()));
@@ -67,6 +70,30 @@ impl Selection {
             && self.since.is_none_or(|t| key.start >= t.timestamp())
             && self.until.is_none_or(|t| key.start <= t.timestamp())
             && labels_match
+    }
+
+    /// Whether the selection filters on custom labels, which only the profiles know.
+    pub fn has_custom_labels(&self) -> bool {
+        self.labels.iter().any(|(k, _)| !LABEL_KEYS.contains(&k.as_str()))
+    }
+
+    /// Whether a label set passes the selection's filters on the keys it has an opinion about:
+    /// `value(k)` gives the set's value of `k`.
+    pub fn labels_match<'a>(&self, value: impl Fn(&str) -> Option<&'a str>) -> bool {
+        let mut keys: Vec<&str> = self.labels.iter().map(|(k, _)| k.as_str()).collect();
+        keys.dedup();
+        keys.iter().all(|k| {
+            let have = value(k);
+            self.labels.iter().any(|(lk, v)| lk == k && have == Some(v.as_str()))
+        })
+    }
+
+    /// Whether a window with custom `labels` passes the custom-label filters.
+    pub fn custom_labels_match(&self, labels: &[(String, String)]) -> bool {
+        self.labels.iter().filter(|(k, _)| !LABEL_KEYS.contains(&k.as_str())).all(|(k, _)| {
+            let have = labels.iter().find(|(lk, _)| lk == k).map(|(_, v)| v.as_str());
+            self.labels.iter().any(|(lk, v)| lk == k && have == Some(v.as_str()))
+        })
     }
 
     /// The selected windows of `all`, oldest first.
@@ -157,8 +184,14 @@ mod tests {
         assert_eq!(sel.apply(&all), vec![all[1].clone()]);
         let sel = Selection { since: DateTime::from_timestamp(150, 0), ..Selection::default() };
         assert_eq!(sel.apply(&all).len(), 2);
-        assert!(parse_labels("team=search").unwrap_err().contains("version, zone, instance"));
+        assert!(parse_labels("type=cpu").is_err());
         assert!(parse_labels("version").is_err());
+        let sel = Selection { labels: parse_labels("team=search,zone=eu").unwrap(), ..Selection::default() };
+        assert!(sel.has_custom_labels());
+        assert_eq!(sel.apply(&all).len(), 2, "custom labels are not in the keys");
+        assert!(sel.custom_labels_match(&[("team".into(), "search".into())]));
+        assert!(!sel.custom_labels_match(&[("team".into(), "ads".into())]));
+        assert!(!sel.custom_labels_match(&[]));
         let listed = summarize(&all);
         assert_eq!(listed.len(), 3);
         assert_eq!(listed[1].windows.get("cpu"), Some(&1));

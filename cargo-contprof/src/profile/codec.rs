@@ -51,6 +51,24 @@ pub fn encode_to_vec(profile: &Profile) -> Vec<u8> {
     out
 }
 
+/// Inflates a gzip stream, refusing one that inflates beyond `max` bytes.
+pub fn gunzip(bytes: &[u8], max: u64) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    GzDecoder::new(bytes).take(max + 1).read_to_end(&mut out).map_err(DecodeError::Gzip)?;
+    if out.len() as u64 > max {
+        return Err(DecodeError::TooLarge);
+    }
+    Ok(out)
+}
+
+/// Compresses bytes as [`encode`] does.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = gz.write_all(bytes);
+    gz.finish().unwrap_or_default()
+}
+
 /// Decodes a profile from gzip-compressed or plain protobuf bytes and checks that its
 /// indices and ids refer to existing entries.
 pub fn decode(bytes: &[u8]) -> Result<Profile, DecodeError> {
@@ -64,12 +82,7 @@ pub(super) fn decode_bounded(bytes: &[u8], max: u64) -> Result<Profile, DecodeEr
     }
     let plain;
     let data = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(bytes).take(max + 1).read_to_end(&mut out).map_err(DecodeError::Gzip)?;
-        if out.len() as u64 > max {
-            return Err(DecodeError::TooLarge);
-        }
-        plain = out;
+        plain = gunzip(bytes, max)?;
         &plain[..]
     } else {
         bytes

@@ -16,10 +16,12 @@ mod merge;
 mod project;
 mod proto;
 mod raw_writer;
+#[cfg(test)]
+pub(crate) mod test_support;
 mod writer;
 
 pub use build::{BuildOptions, Built, CpuTimeSource, DETACHED_FRAME, TRUNCATED_STACK_FRAME, build_profile};
-pub use codec::{DecodeError, MAX_INFLATED, decode, encode, encode_to_vec};
+pub use codec::{DecodeError, MAX_INFLATED, decode, encode, encode_to_vec, gunzip, gzip};
 pub use costs::{CostView, FunctionCost};
 pub use merge::{MergeError, merge};
 pub use proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};

@@ -4,7 +4,15 @@
 //! ```text
 //! prod/leases/<service>/<version>/<zone>/<start>                        lease of one window (body: the instance)
 //! prod/windows/<service>/<type>/<yyyy-mm-dd>/<start>_<version>_<zone>_<instance>.pb.gz
+//! prod/rollups/<service>/<type>/<yyyy-mm-dd>/<hh>.pb.gz                  one hour's rollup
+//! prod/rollups/<service>/<type>/<yyyy-mm-dd>/<hh>.costs-<digest>.pb.gz   its per-window costs
+//! prod/rollups/<service>/<type>/<yyyy-mm-dd>/day.pb.gz                   one day's rollup
 //! ```
+//!
+//! Rollups are written by compaction (`prod::compact`, format in `prod::rollup`). A rollup's
+//! per-window costs live in an object of their own, named by the digest of its bytes and written
+//! before the rollup that names it, so that a reader never pairs a rollup with costs it was not
+//! built with, and a flame graph is read without them.
 //!
 //! `<start>` is the window's start in seconds since the epoch (UTC), `<yyyy-mm-dd>` its day, so
 //! that a time span is listed by day without reading objects. Every name is escaped to
@@ -20,6 +28,7 @@ use super::error::StoreError;
 
 const LEASES: &str = "prod/leases";
 const WINDOWS: &str = "prod/windows";
+const ROLLUPS: &str = "prod/rollups";
 
 /// The outcome of asking for a window's lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +53,7 @@ pub struct Deployment {
 }
 
 /// One uploaded window of one profile type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WindowKey {
     /// Whose window.
     pub deployment: Deployment,
@@ -101,7 +110,7 @@ impl Deployment {
 impl WindowKey {
     /// The object's path.
     pub fn path(&self) -> String {
-        let day = DateTime::<Utc>::from_timestamp(self.start, 0).unwrap_or_default().format("%Y-%m-%d");
+        let day = day_of(self.start);
         let d = &self.deployment;
         format!(
             "{WINDOWS}/{}/{}/{day}/{}_{}_{}_{}.pb.gz",
@@ -134,6 +143,101 @@ impl WindowKey {
     }
 }
 
+/// The day (UTC) of a time in seconds since the epoch, as the store's keys spell it.
+pub fn day_of(start: i64) -> String {
+    DateTime::<Utc>::from_timestamp(start, 0).unwrap_or_default().format("%Y-%m-%d").to_string()
+}
+
+/// The span one rollup covers: an hour of a day, or the whole day.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RollupKey {
+    /// The service.
+    pub service: String,
+    /// The profile type.
+    pub profile_type: String,
+    /// Start of the span, seconds since the epoch (a whole hour or day, UTC).
+    pub start: i64,
+    /// Whether the span is a day (else an hour).
+    pub day: bool,
+}
+
+/// A rollup object and when it was written.
+pub type ListedRollup = (RollupObject, DateTime<Utc>);
+
+/// An object under the rollups' prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollupObject {
+    /// A rollup.
+    Rollup(RollupKey),
+    /// The per-window costs of a rollup, with their digest.
+    Costs(RollupKey, String),
+}
+
+impl RollupKey {
+    /// The hour (or day, with `day`) of `service`'s `profile_type` that holds time `t`.
+    pub fn at(service: &str, profile_type: &str, t: i64, day: bool) -> RollupKey {
+        let span = if day { 86_400 } else { 3_600 };
+        RollupKey {
+            service: service.to_owned(),
+            profile_type: profile_type.to_owned(),
+            start: t.div_euclid(span) * span,
+            day,
+        }
+    }
+
+    /// The end of the span (exclusive), seconds since the epoch.
+    pub fn end(&self) -> i64 {
+        self.start + if self.day { 86_400 } else { 3_600 }
+    }
+
+    fn dir(&self) -> String {
+        format!("{ROLLUPS}/{}/{}/{}", escape(&self.service), escape(&self.profile_type), day_of(self.start))
+    }
+
+    fn stem(&self) -> String {
+        if self.day { "day".to_owned() } else { format!("{:02}", self.start.rem_euclid(86_400) / 3_600) }
+    }
+
+    /// The rollup's path.
+    pub fn path(&self) -> String {
+        format!("{}/{}.pb.gz", self.dir(), self.stem())
+    }
+
+    /// The path of its costs object with `digest`.
+    pub fn costs_path(&self, digest: &str) -> String {
+        format!("{}/{}.costs-{digest}.pb.gz", self.dir(), self.stem())
+    }
+}
+
+impl RollupObject {
+    /// What `path` is; `None` for anything compaction does not write.
+    pub fn parse(path: &str) -> Option<RollupObject> {
+        let rest = path.strip_prefix(ROLLUPS)?.strip_prefix('/')?;
+        let [service, ty, day, file] = rest.split('/').collect::<Vec<_>>()[..] else { return None };
+        let day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+        let day_start = day.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
+        let stem = file.strip_suffix(".pb.gz")?;
+        let (span, digest) = match stem.split_once(".costs-") {
+            Some((span, digest)) if digest.bytes().all(|b| b.is_ascii_hexdigit()) && !digest.is_empty() => {
+                (span, Some(digest))
+            }
+            Some(_) => return None,
+            None => (stem, None),
+        };
+        let (start, is_day) = match span {
+            "day" => (day_start, true),
+            hh if hh.len() == 2 => (day_start + hh.parse::<i64>().ok().filter(|h| *h < 24)? * 3_600, false),
+            _ => return None,
+        };
+        let key = RollupKey { service: unescape(service)?, profile_type: unescape(ty)?, start, day: is_day };
+        Some(match digest {
+            Some(d) if !is_day => RollupObject::Costs(key, d.to_owned()),
+            Some(_) => return None,
+            None => RollupObject::Rollup(key),
+        })
+    }
+}
+
 /// What [`Store::gc_production`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProductionGc {
@@ -141,6 +245,8 @@ pub struct ProductionGc {
     pub windows: usize,
     /// Leases deleted.
     pub leases: usize,
+    /// Rollup and costs objects deleted.
+    pub rollups: usize,
 }
 
 impl Store {
@@ -179,6 +285,66 @@ impl Store {
         Ok(self.backend.list(&prefix)?.iter().filter_map(|l| WindowKey::parse(&l.path)).collect())
     }
 
+    /// The services that have production windows.
+    pub fn production_services(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.backend.list_dirs(WINDOWS)?.iter().filter_map(|s| unescape(s)).collect())
+    }
+
+    /// The profile types `service` has windows of.
+    pub fn production_types(&self, service: &str) -> Result<Vec<String>, StoreError> {
+        let dirs = self.backend.list_dirs(&format!("{WINDOWS}/{}", escape(service)))?;
+        Ok(dirs.iter().filter_map(|s| unescape(s)).collect())
+    }
+
+    /// The days (`yyyy-mm-dd`) on which `service` has windows of `profile_type`.
+    pub fn window_days(&self, service: &str, profile_type: &str) -> Result<Vec<String>, StoreError> {
+        self.backend.list_dirs(&format!("{WINDOWS}/{}/{}", escape(service), escape(profile_type)))
+    }
+
+    /// The windows of `service`'s `profile_type` on `day` (`yyyy-mm-dd`), with the number of
+    /// objects there that the agent did not write (skipped).
+    pub fn list_windows_on(
+        &self,
+        service: &str,
+        profile_type: &str,
+        day: &str,
+    ) -> Result<(Vec<WindowKey>, usize), StoreError> {
+        let listed =
+            self.backend.list(&format!("{WINDOWS}/{}/{}/{day}", escape(service), escape(profile_type)))?;
+        let keys: Vec<WindowKey> = listed.iter().filter_map(|l| WindowKey::parse(&l.path)).collect();
+        let foreign = listed.len() - keys.len();
+        Ok((keys, foreign))
+    }
+
+    /// The rollup objects of `service`'s `profile_type`, with when each was written, and the
+    /// number of objects there that compaction did not write.
+    pub fn list_rollups(
+        &self,
+        service: &str,
+        profile_type: &str,
+    ) -> Result<(Vec<ListedRollup>, usize), StoreError> {
+        let listed = self.backend.list(&format!("{ROLLUPS}/{}/{}", escape(service), escape(profile_type)))?;
+        let objects: Vec<_> =
+            listed.iter().filter_map(|l| RollupObject::parse(&l.path).map(|o| (o, l.modified))).collect();
+        let foreign = listed.len() - objects.len();
+        Ok((objects, foreign))
+    }
+
+    /// Writes a rollup or costs object (whole, in one put).
+    pub fn put_rollup_object(&self, path: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.backend.put(path, bytes)
+    }
+
+    /// Reads production objects (windows, rollups, costs) concurrently; `None` for one that is gone.
+    pub fn get_production_objects(&self, paths: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        Ok(self.backend.get_many(paths)?.into_iter().map(|b| b.map(|b| b.to_vec())).collect())
+    }
+
+    /// Deletes rollup or costs objects.
+    pub fn delete_rollup_objects(&self, paths: &[String]) -> Result<(), StoreError> {
+        self.backend.delete_many(paths)
+    }
+
     /// Deletes production windows that started before `cutoff`, and leases older than a day
     /// (they only arbitrate the window they name); with `dry_run`, only counts them.
     pub fn gc_production(
@@ -202,11 +368,23 @@ impl Store {
             .filter(|l| l.modified < lease_cutoff)
             .map(|l| l.path)
             .collect();
+        // A rollup goes when its whole span is older than the cutoff, with its costs.
+        let rollups: Vec<String> = self
+            .backend
+            .list(ROLLUPS)?
+            .into_iter()
+            .filter(|l| match RollupObject::parse(&l.path) {
+                Some(RollupObject::Rollup(k) | RollupObject::Costs(k, _)) => k.end() <= cutoff.timestamp(),
+                None => false,
+            })
+            .map(|l| l.path)
+            .collect();
         if !dry_run {
             self.backend.delete_many(&old)?;
             self.backend.delete_many(&leases)?;
+            self.backend.delete_many(&rollups)?;
         }
-        Ok(ProductionGc { windows: old.len(), leases: leases.len() })
+        Ok(ProductionGc { windows: old.len(), leases: leases.len(), rollups: rollups.len() })
     }
 }
 

@@ -1,0 +1,487 @@
+//! Compaction: `cargo contprof prod compact` (also run by `serve` in the background) writes the
+//! rollups of [`super::rollup`] from the windows in the store.
+//!
+//! - An hour's rollup is written as soon as the hour has a window, and brought up to date when
+//!   more arrive: the new windows are merged into the existing rollup, not the hour read again.
+//! - A day's rollup is written once the day is over, from its hours' rollups, and again when a
+//!   late window changes one of its hours.
+//! - Days whose rollup exists and that ended more than `rescan_days` ago are not listed again,
+//!   so that a pass costs a few requests per service and type; `full` rescans everything.
+//!
+//! Every object is written whole by one put, costs before the rollup that names them, so a
+//! reader sees the old rollup or the new one, never a mixture. Two compactions at once write
+//! the same bytes for the same windows; if they saw different windows, the last write wins and
+//! is still correct for the windows it lists (the next pass adds the others). Costs objects that
+//! no rollup names any more are deleted once they are [`ORPHAN_AGE`] old, so that a concurrent
+//! compaction's fresh costs are not deleted under it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use super::rollup::{self, Observation, Rollup};
+use crate::profile::{self, Profile};
+use crate::store::{RollupKey, RollupObject, Store, StoreError, WindowKey};
+
+/// Costs objects no rollup names are deleted after this long.
+pub const ORPHAN_AGE: chrono::Duration = chrono::Duration::minutes(10);
+
+/// A day's rollup is written this long after the day ended, to let its last windows arrive.
+pub const DAY_GRACE: i64 = 5 * 60;
+
+/// What to compact.
+#[derive(Debug, Clone)]
+pub struct CompactOptions {
+    /// One service, or every service.
+    pub service: Option<String>,
+    /// Days already rolled up are listed again for late windows when they ended less than this
+    /// many days ago.
+    pub rescan_days: i64,
+    /// List every day again.
+    pub full: bool,
+    /// Fold library frames into their callers in the costs (the configuration's `fold_library`).
+    pub fold_library: bool,
+    /// The current time.
+    pub now: DateTime<Utc>,
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compacted {
+    /// Hour rollups written.
+    pub hours: usize,
+    /// Day rollups written.
+    pub days: usize,
+    /// Window profiles read.
+    pub windows: usize,
+    /// Costs objects deleted (no rollup names them).
+    pub deleted: usize,
+    /// Windows and rollups that could not be read (skipped), and foreign objects.
+    pub warnings: Vec<String>,
+}
+
+/// Compacts the store's production windows.
+pub fn compact(
+    store: &Store,
+    opts: &CompactOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Compacted, StoreError> {
+    let mut done = Compacted::default();
+    let services = match &opts.service {
+        Some(s) => vec![s.clone()],
+        None => store.production_services()?,
+    };
+    for service in &services {
+        for ty in store.production_types(service)? {
+            compact_type(store, service, &ty, opts, &mut done, progress)?;
+        }
+    }
+    Ok(done)
+}
+
+/// The rollup objects of one service and type, by span.
+#[derive(Default)]
+struct Existing {
+    rollups: BTreeSet<RollupKey>,
+    /// Per hour, its costs objects: (digest, written).
+    costs: BTreeMap<RollupKey, Vec<(String, DateTime<Utc>)>>,
+}
+
+fn existing(
+    store: &Store,
+    service: &str,
+    ty: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Existing, StoreError> {
+    let (objects, foreign) = store.list_rollups(service, ty)?;
+    if foreign > 0 {
+        warnings.push(format!(
+            "{service} {ty}: {foreign} object(s) among the rollups that compaction did not write (left alone)"
+        ));
+    }
+    let mut e = Existing::default();
+    for (o, modified) in objects {
+        match o {
+            RollupObject::Rollup(k) => {
+                e.rollups.insert(k);
+            }
+            RollupObject::Costs(k, digest) => e.costs.entry(k).or_default().push((digest, modified)),
+        }
+    }
+    Ok(e)
+}
+
+fn compact_type(
+    store: &Store,
+    service: &str,
+    ty: &str,
+    opts: &CompactOptions,
+    done: &mut Compacted,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), StoreError> {
+    let existing = existing(store, service, ty, &mut done.warnings)?;
+    let now = opts.now.timestamp();
+    let rescan_from = RollupKey::at(service, ty, now, true).start - opts.rescan_days * 86_400;
+    for day in store.window_days(service, ty)? {
+        let Some(day_start) = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc().timestamp())
+        else {
+            continue;
+        };
+        let day_key = RollupKey::at(service, ty, day_start, true);
+        if !opts.full && existing.rollups.contains(&day_key) && day_key.end() <= rescan_from {
+            continue;
+        }
+        let (windows, foreign) = store.list_windows_on(service, ty, &day)?;
+        if foreign > 0 {
+            done.warnings.push(format!("{service} {ty} {day}: {foreign} object(s) among the windows that the agent did not write (skipped)"));
+        }
+        let mut by_hour: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
+        for w in windows {
+            by_hour.entry(RollupKey::at(service, ty, w.start, false).start).or_default().push(w);
+        }
+        let mut hours: Vec<Rollup> = Vec::new();
+        let mut changed = false;
+        for (hour, windows) in by_hour {
+            let key = RollupKey::at(service, ty, hour, false);
+            let (rollup, wrote) = compact_hour(store, &key, windows, &existing, opts, done)?;
+            changed |= wrote;
+            hours.extend(rollup);
+        }
+        let closed = day_key.end() + DAY_GRACE <= now;
+        if closed && (changed || !existing.rollups.contains(&day_key)) && !hours.is_empty() {
+            progress(&format!("{service} {ty} {day}: day rollup of {} hour(s)", hours.len()));
+            write_day(store, &day_key, &hours, opts.fold_library, &mut done.warnings)?;
+            done.days += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Brings one hour's rollup up to date with `windows` (the hour's listing). Returns the rollup
+/// as it now is (`None` if no window could be read) and whether it was written.
+fn compact_hour(
+    store: &Store,
+    key: &RollupKey,
+    windows: Vec<WindowKey>,
+    existing: &Existing,
+    opts: &CompactOptions,
+    done: &mut Compacted,
+) -> Result<(Option<Rollup>, bool), StoreError> {
+    let mut base: Option<(Rollup, Vec<Observation>)> = None;
+    if existing.rollups.contains(key) {
+        match read_hour(store, key, opts.fold_library, existing) {
+            Ok(Some(r)) => base = Some(r),
+            Ok(None) => {}
+            Err(why) => done.warnings.push(format!("{}: {why}; rebuilding it from its windows", key.path())),
+        }
+    }
+    let covered: BTreeSet<WindowKey> =
+        base.as_ref().map(|(r, _)| r.windows.iter().map(|w| r.window_key(w)).collect()).unwrap_or_default();
+    let new: Vec<WindowKey> = windows.into_iter().filter(|w| !covered.contains(w)).collect();
+    if new.is_empty() {
+        return Ok((base.map(|(r, _)| r), false));
+    }
+    let paths: Vec<String> = new.iter().map(WindowKey::path).collect();
+    let bytes = store.get_production_objects(&paths)?;
+    let mut observations = Vec::new();
+    let mut profiles: Vec<Profile> = Vec::new();
+    if let Some((r, obs)) = &base {
+        observations.extend(obs.iter().cloned());
+        match r.merged() {
+            Ok(Some(p)) => profiles.push(p),
+            Ok(None) => {}
+            Err(e) => {
+                // Unreachable in practice (read_hour decoded it); rebuild rather than lose stacks.
+                done.warnings.push(format!("{}: {e}", key.path()));
+            }
+        }
+    }
+    for ((w, path), b) in new.iter().zip(&paths).zip(bytes) {
+        let Some(b) = b else { continue }; // deleted since it was listed
+        match profile::decode(&b) {
+            Ok(p) => {
+                observations.push(rollup::observe(w, &p, opts.fold_library));
+                profiles.push(rollup::for_merge(p));
+                done.windows += 1;
+            }
+            Err(e) => done.warnings.push(format!("skipped {path}: corrupt profile: {e}")),
+        }
+    }
+    if observations.len() == covered.len() {
+        return Ok((base.map(|(r, _)| r), false));
+    }
+    let merged = merge_stacks(&profiles, key, &mut done.warnings);
+    let encoded = rollup::encode(key, opts.fold_library, observations, merged.as_ref());
+    let digest = encoded.costs.as_ref().map(|(d, _)| d.clone()).unwrap_or_default();
+    if let Some((d, costs)) = encoded.costs {
+        store.put_rollup_object(&key.costs_path(&d), costs)?;
+    }
+    let rollup = Rollup::decode_for(&encoded.rollup, key).ok();
+    store.put_rollup_object(&key.path(), encoded.rollup)?;
+    done.hours += 1;
+    // Costs objects of this hour that no rollup names any more, old enough not to be a
+    // concurrent compaction's.
+    let cutoff = opts.now - ORPHAN_AGE;
+    let orphans: Vec<String> = existing
+        .costs
+        .get(key)
+        .into_iter()
+        .flatten()
+        .filter(|(d, written)| *d != digest && *written < cutoff)
+        .map(|(d, _)| key.costs_path(d))
+        .collect();
+    if !orphans.is_empty() {
+        store.delete_rollup_objects(&orphans)?;
+        done.deleted += orphans.len();
+    }
+    Ok((rollup, true))
+}
+
+/// The hour's rollup with its observations and their costs; `Ok(None)` when the rollup was
+/// built with other settings (it is rebuilt); `Err` when it or its costs cannot be read.
+fn read_hour(
+    store: &Store,
+    key: &RollupKey,
+    fold_library: bool,
+    existing: &Existing,
+) -> Result<Option<(Rollup, Vec<Observation>)>, String> {
+    let [rollup] = &store.get_production_objects(&[key.path()]).map_err(|e| e.to_string())?[..] else {
+        return Err("unreadable".into());
+    };
+    let Some(rollup) = rollup else { return Ok(None) };
+    let r = Rollup::decode_for(rollup, key).map_err(|e| e.to_string())?;
+    if r.fold_library != fold_library {
+        return Ok(None);
+    }
+    r.merged().map_err(|e| e.to_string())?;
+    let named = existing.costs.get(key).is_some_and(|c| c.iter().any(|(d, _)| *d == r.costs));
+    let costs = if named {
+        store.get_production_objects(&[key.costs_path(&r.costs)]).map_err(|e| e.to_string())?
+    } else {
+        vec![None]
+    };
+    let Some(Some(costs)) = costs.into_iter().next() else {
+        return Err(format!("its costs object {} is missing", key.costs_path(&r.costs)));
+    };
+    let mut obs = r.observations();
+    r.add_costs(&costs, &mut obs).map_err(|e| e.to_string())?;
+    Ok(Some((r, obs)))
+}
+
+/// The merge of `profiles`, `None` when there is nothing to merge or they do not merge.
+pub(crate) fn merge_stacks(
+    profiles: &[Profile],
+    key: &RollupKey,
+    warnings: &mut Vec<String>,
+) -> Option<Profile> {
+    if profiles.is_empty() {
+        return None;
+    }
+    match profile::merge(profiles) {
+        Ok(mut p) => {
+            p.add_comment(&format!("contprof.service={}", key.service));
+            p.add_comment(&format!("contprof.type={}", key.profile_type));
+            Some(p)
+        }
+        Err(e) => {
+            warnings
+                .push(format!("{}: the windows' stacks do not merge ({e}); the rollup has none", key.path()));
+            None
+        }
+    }
+}
+
+fn write_day(
+    store: &Store,
+    key: &RollupKey,
+    hours: &[Rollup],
+    fold_library: bool,
+    warnings: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let mut observations = Vec::new();
+    let mut profiles = Vec::new();
+    for h in hours {
+        observations.extend(h.observations());
+        if let Ok(Some(p)) = h.merged() {
+            profiles.push(rollup::for_merge(p));
+        }
+    }
+    let merged = merge_stacks(&profiles, key, warnings);
+    let encoded = rollup::encode(key, fold_library, observations, merged.as_ref());
+    store.put_rollup_object(&key.path(), encoded.rollup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prod::load::{Want, load};
+    use crate::prod::select::{Selection, parse_labels};
+    use crate::profile::test_support::synth;
+    use crate::store::{Deployment, StoreLocation};
+
+    const DAY: i64 = 1_764_547_200; // 2025-12-01T00:00:00Z
+
+    fn key(version: &str, instance: &str, start: i64) -> WindowKey {
+        WindowKey {
+            deployment: Deployment { service: "api".into(), version: version.into(), zone: "eu".into() },
+            profile_type: "cpu".into(),
+            start,
+            instance: instance.into(),
+        }
+    }
+
+    /// A window as the uploader writes it, `parse_ms` of 100 ms in `parse`.
+    fn put(store: &Store, k: &WindowKey, parse_ms: i64) {
+        let ms = 1_000_000;
+        let mut p =
+            synth(&[(&["main", "parse"], parse_ms * ms, 0), (&["main", "render"], (100 - parse_ms) * ms, 0)])
+                .project(&["samples", "cpu"], "cpu");
+        let d = &k.deployment;
+        p.label_samples(&[
+            ("service", &d.service),
+            ("version", &d.version),
+            ("zone", &d.zone),
+            ("instance", &k.instance),
+            ("type", "cpu"),
+        ]);
+        p.add_comment(&format!("contprof.window_start={}", k.start));
+        p.add_comment("contprof.team=search");
+        store.put_window(k, profile::encode_to_vec(&p)).unwrap();
+    }
+
+    fn opts(now: i64) -> CompactOptions {
+        CompactOptions {
+            service: None,
+            rescan_days: 2,
+            full: false,
+            fold_library: true,
+            now: DateTime::from_timestamp(now, 0).unwrap(),
+        }
+    }
+
+    fn all(now: i64) -> Selection {
+        Selection {
+            since: DateTime::from_timestamp(DAY - 86_400, 0),
+            until: DateTime::from_timestamp(now, 0),
+            ..Selection::default()
+        }
+    }
+
+    fn costs(store: &Store, sel: &Selection, now: i64) -> crate::prod::load::Loaded {
+        let want = Want { stacks: true, costs: true, fold_library: true };
+        load(store, "api", "cpu", sel, want, DateTime::from_timestamp(now, 0).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rollups_give_what_the_windows_give_and_take_late_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().into())).unwrap();
+        // Two days of one window every 10 minutes, two versions on two replicas.
+        for i in 0..(2 * 144) {
+            let (version, instance) = if i % 2 == 0 { ("1.3", "a") } else { ("1.4", "b") };
+            put(&store, &key(version, instance, DAY + i * 600), if version == "1.3" { 30 } else { 40 });
+        }
+        let now = DAY + 2 * 86_400 + 3_600;
+        let raw = costs(&store, &all(now), now);
+        assert_eq!((raw.observations.len(), raw.rollups_read, raw.windows_read), (288, 0, 288));
+
+        let done = compact(&store, &opts(now), &mut |_| {}).unwrap();
+        assert_eq!((done.hours, done.days, done.windows), (48, 2, 288), "{:?}", done.warnings);
+        let rolled = costs(&store, &all(now), now);
+        assert_eq!(rolled.windows_read, 0, "{:?}", rolled.warnings);
+        assert_eq!(rolled.observations, raw.observations, "the same observations, costs included");
+        let (a, b) = (raw.stacks.unwrap(), rolled.stacks.unwrap());
+        assert_eq!(a.total(1), b.total(1));
+        assert!(b.sample.len() <= 4 * 2, "stacks merged across windows: {} samples", b.sample.len());
+
+        // A view without costs reads the two day rollups only.
+        let view =
+            load(&store, "api", "cpu", &all(now), Want { stacks: true, ..Want::default() }, opts(now).now)
+                .unwrap();
+        assert_eq!((view.rollups_read, view.windows_read, view.observations.len()), (2, 0, 288));
+        assert!(view.observations.iter().all(|o| o.labels == vec![("team".to_owned(), "search".to_owned())]));
+
+        // Selections by label filter observations and stacks.
+        let sel = Selection { labels: parse_labels("version=1.4").unwrap(), ..all(now) };
+        let v14 = load(&store, "api", "cpu", &sel, Want { stacks: true, ..Want::default() }, opts(now).now)
+            .unwrap();
+        assert_eq!(v14.observations.len(), 144);
+        assert_eq!(v14.stacks.unwrap().total(1), 144 * 100_000_000);
+        let sel = Selection { labels: parse_labels("team=ads").unwrap(), ..all(now) };
+        assert!(
+            load(&store, "api", "cpu", &sel, Want::default(), opts(now).now).unwrap().observations.is_empty()
+        );
+
+        // A late window in a compacted hour: read raw until the next pass adds it.
+        put(&store, &key("1.4", "c", DAY + 86_400 + 60), 90);
+        let again = compact(&store, &opts(now), &mut |_| {}).unwrap();
+        assert_eq!(
+            (again.hours, again.days, again.windows),
+            (1, 1, 1),
+            "only the changed hour and day: {again:?}"
+        );
+        let after = costs(&store, &all(now), now);
+        assert_eq!(after.observations.len(), 289);
+        assert_eq!(after.windows_read, 0);
+        // Nothing new: nothing written.
+        assert_eq!(compact(&store, &opts(now), &mut |_| {}).unwrap(), Compacted::default());
+    }
+
+    #[test]
+    fn a_broken_rollup_is_reported_and_its_windows_read_instead() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().into())).unwrap();
+        for i in 0..12 {
+            put(&store, &key("1.3", "a", DAY + i * 600), 30);
+        }
+        let now = DAY + 3 * 3_600;
+        compact(&store, &opts(now), &mut |_| {}).unwrap();
+        let hour = RollupKey::at("api", "cpu", DAY, false);
+        store.put_rollup_object(&hour.path(), b"\x1f\x8b garbage".to_vec()).unwrap();
+        store.put_rollup_object("prod/rollups/api/cpu/2025-12-01/notes.txt", b"hi".to_vec()).unwrap();
+        let got = costs(&store, &all(now), now);
+        assert_eq!(got.observations.len(), 12);
+        assert_eq!(got.windows_read, 6, "the broken hour's windows, raw");
+        assert!(
+            got.warnings.iter().any(|w| w.contains("skipped rollup") && w.contains("00.pb.gz")),
+            "{:?}",
+            got.warnings
+        );
+        assert!(got.warnings.iter().any(|w| w.contains("did not write")), "{:?}", got.warnings);
+        // The next compaction rebuilds it.
+        let done = compact(&store, &opts(now), &mut |_| {}).unwrap();
+        assert_eq!(done.hours, 1, "{done:?}");
+        assert_eq!(costs(&store, &all(now), now).windows_read, 0);
+    }
+
+    #[test]
+    fn two_compactions_at_once_leave_one_correct_rollup() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().into())).unwrap();
+        for i in 0..36 {
+            put(&store, &key("1.3", "a", DAY + i * 200), 30);
+        }
+        let now = DAY + 86_400 + 3_600;
+        let expected = costs(&store, &all(now), now).observations;
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let store = Store::open(&StoreLocation::Dir(dir.path().into())).unwrap();
+                    compact(&store, &opts(now), &mut |_| {}).unwrap();
+                });
+            }
+        });
+        let got = costs(&store, &all(now), now);
+        assert_eq!((got.windows_read, got.warnings.len()), (0, 0), "{:?}", got.warnings);
+        assert_eq!(got.observations, expected);
+        let (objects, _) = store.list_rollups("api", "cpu").unwrap();
+        assert_eq!(
+            objects.len(),
+            2 * 2 + 1,
+            "two hours with one costs object each, and the day: {objects:?}"
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! Reading a selection of production windows for one service and profile type: from the
+//! rollups compaction wrote (`prod::compact`), and from the windows themselves where there is
+//! none yet (the current hour, a store never compacted) or where a rollup cannot be read.
+//!
+//! - Observations (one per window: labels, totals and, when asked, per-function costs) are
+//!   exact: every selected window once, by its start time and labels.
+//! - Stacks (the merged flame graph) come from whole rollups: a span that starts or ends inside
+//!   an hour gets that whole hour's stacks. Days entirely inside the span are read from the day's
+//!   rollup; the others from their hours'.
+//! - A rollup that cannot be read (corrupt, foreign, another format, its costs gone) is
+//!   reported in [`Loaded::warnings`] and its span read from the windows instead.
+//! - A day that has a day rollup is not listed again: windows uploaded after its compaction are
+//!   seen once a compaction adds them (it rescans recent days).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use super::rollup::{self, Observation, Rollup};
+use super::select::Selection;
+use crate::profile::{self, Profile};
+use crate::store::{RollupKey, RollupObject, Store, StoreError, WindowKey, day_of};
+
+/// What to read besides the windows' labels and totals.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Want {
+    /// The merged stacks of the selection.
+    pub stacks: bool,
+    /// Per-window, per-function costs (for the statistics).
+    pub costs: bool,
+    /// Fold library frames into their callers in the costs.
+    pub fold_library: bool,
+}
+
+/// A selection, read.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The selected windows, oldest first.
+    pub observations: Vec<Observation>,
+    /// Their merged stacks, when asked for and there are any.
+    pub stacks: Option<Profile>,
+    /// What was skipped, and why.
+    pub warnings: Vec<String>,
+    /// Rollup objects read.
+    pub rollups_read: usize,
+    /// Window profiles read.
+    pub windows_read: usize,
+}
+
+/// How one day is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DayPlan {
+    /// From its day rollup.
+    Day,
+    /// From its hours' rollups, and its windows where no hour rollup covers them.
+    Hours,
+}
+
+/// Reads `selection`'s windows of `service`'s `profile_type`. `now` ends a selection without
+/// `until`.
+pub fn load(
+    store: &Store,
+    service: &str,
+    profile_type: &str,
+    selection: &Selection,
+    want: Want,
+    now: DateTime<Utc>,
+) -> Result<Loaded, StoreError> {
+    let mut out = Loaded::default();
+    let since = selection.since.map_or(i64::MIN, |t| t.timestamp());
+    let until = selection.until.unwrap_or(now).timestamp();
+    let (objects, foreign) = store.list_rollups(service, profile_type)?;
+    if foreign > 0 {
+        out.warnings.push(format!("{service} {profile_type}: skipped {foreign} object(s) among the rollups that compaction did not write"));
+    }
+    let mut rollups: BTreeSet<RollupKey> = BTreeSet::new();
+    for (o, _) in objects {
+        if let RollupObject::Rollup(k) = o {
+            rollups.insert(k);
+        }
+    }
+    // Days that overlap the span and have windows or rollups.
+    let mut days: BTreeMap<i64, DayPlan> = BTreeMap::new();
+    let window_days = store.window_days(service, profile_type)?;
+    let day_starts = window_days
+        .iter()
+        .filter_map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .filter_map(|d| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()))
+        .chain(rollups.iter().filter(|k| k.day).map(|k| k.start));
+    for start in day_starts {
+        let key = RollupKey::at(service, profile_type, start, true);
+        if key.end() <= since || key.start > until {
+            continue;
+        }
+        let inside = key.start >= since && key.end() - 1 <= until;
+        let plan =
+            if !want.costs && inside && rollups.contains(&key) { DayPlan::Day } else { DayPlan::Hours };
+        days.insert(key.start, plan);
+    }
+
+    // Day rollups.
+    let day_keys: Vec<RollupKey> = days
+        .iter()
+        .filter(|(_, p)| **p == DayPlan::Day)
+        .map(|(&s, _)| RollupKey::at(service, profile_type, s, true))
+        .collect();
+    let mut used: Vec<Rollup> = Vec::new();
+    for (key, read) in day_keys.iter().zip(read_rollups(store, &day_keys, &mut out)?) {
+        match read {
+            Some(r) => used.push(r),
+            None => {
+                days.insert(key.start, DayPlan::Hours);
+            }
+        }
+    }
+
+    // Hour rollups of the other days, and the days to list.
+    let mut list: BTreeSet<i64> = BTreeSet::new();
+    let mut hour_keys = Vec::new();
+    for (&start, _) in days.iter().filter(|(_, p)| **p == DayPlan::Hours) {
+        let day = RollupKey::at(service, profile_type, start, true);
+        if !rollups.contains(&day) {
+            list.insert(start);
+        }
+        hour_keys.extend(
+            rollups
+                .iter()
+                .filter(|k| !k.day && k.start >= day.start && k.start < day.end())
+                .filter(|k| k.end() > since && k.start <= until)
+                .cloned(),
+        );
+    }
+    let mut hours: Vec<(Rollup, Vec<Observation>)> = Vec::new();
+    for (key, read) in hour_keys.iter().zip(read_rollups(store, &hour_keys, &mut out)?) {
+        let Some(r) = read else {
+            list.insert(RollupKey::at(service, profile_type, key.start, true).start);
+            continue;
+        };
+        if want.costs && r.fold_library != want.fold_library {
+            // Built with the other folding: its costs are not the ones asked for.
+            list.insert(RollupKey::at(service, profile_type, key.start, true).start);
+            continue;
+        }
+        let obs = r.observations();
+        hours.push((r, obs));
+    }
+    if want.costs {
+        let paths: Vec<String> = hours
+            .iter()
+            .map(|(r, _)| RollupKey::at(service, profile_type, r.start, false).costs_path(&r.costs))
+            .collect();
+        let read = store.get_production_objects(&paths)?;
+        let mut kept = Vec::new();
+        for ((mut h, path), bytes) in hours.into_iter().zip(&paths).zip(read) {
+            let added = match bytes {
+                Some(b) => h.0.add_costs(&b, &mut h.1).map_err(|e| e.to_string()),
+                None => Err("it is missing".to_owned()),
+            };
+            match added {
+                Ok(()) => kept.push(h),
+                Err(why) => {
+                    out.warnings
+                        .push(format!("skipped rollup costs {path}: {why}; reading its windows instead"));
+                    list.insert(RollupKey::at(service, profile_type, h.0.start, true).start);
+                }
+            }
+        }
+        hours = kept;
+    }
+
+    // Observations and stacks of the rollups used.
+    let mut covered: BTreeSet<WindowKey> = BTreeSet::new();
+    let mut stacks: Vec<Profile> = Vec::new();
+    for r in &used {
+        out.observations.extend(r.observations());
+    }
+    for (_, obs) in &mut hours {
+        out.observations.append(obs);
+    }
+    for r in used.iter().chain(hours.iter().map(|(r, _)| r)) {
+        covered.extend(r.windows.iter().map(|w| r.window_key(w)));
+        if want.stacks {
+            match r.merged() {
+                Ok(Some(mut p)) => {
+                    filter_samples(&mut p, selection);
+                    stacks.push(p);
+                }
+                Ok(None) => {}
+                Err(e) => out.warnings.push(format!("the stacks of rollup {} are unreadable: {e}", r.start)),
+            }
+        }
+    }
+    out.observations.retain(|o| selection.matches(&o.key) && selection.custom_labels_match(&o.labels));
+
+    // Windows no rollup covers.
+    let mut raw: Vec<WindowKey> = Vec::new();
+    for &start in &list {
+        let (keys, foreign) = store.list_windows_on(service, profile_type, &day_of(start))?;
+        if foreign > 0 {
+            out.warnings.push(format!(
+                "{service} {profile_type} {}: skipped {foreign} object(s) among the windows that the agent did not write",
+                day_of(start)
+            ));
+        }
+        raw.extend(keys.into_iter().filter(|k| selection.matches(k) && !covered.contains(k)));
+    }
+    let need_profiles = want.stacks || want.costs || selection.has_custom_labels();
+    if need_profiles {
+        let paths: Vec<String> = raw.iter().map(WindowKey::path).collect();
+        let read = store.get_production_objects(&paths)?;
+        for ((key, path), bytes) in raw.iter().zip(&paths).zip(read) {
+            let Some(bytes) = bytes else { continue }; // deleted since it was listed
+            let p = match profile::decode(&bytes) {
+                Ok(p) => p,
+                Err(e) => {
+                    out.warnings.push(format!("skipped window {path}: corrupt profile: {e}"));
+                    continue;
+                }
+            };
+            out.windows_read += 1;
+            let mut o = rollup::observe(key, &p, want.fold_library);
+            if !selection.custom_labels_match(&o.labels) {
+                continue;
+            }
+            if !want.costs {
+                o.costs.functions.clear();
+            }
+            out.observations.push(o);
+            if want.stacks {
+                stacks.push(rollup::for_merge(p));
+            }
+        }
+    } else {
+        out.observations.extend(raw.iter().map(|k| Observation {
+            key: k.clone(),
+            labels: Vec::new(),
+            costs: Default::default(),
+        }));
+    }
+    out.observations.sort_by(|a, b| a.key.start.cmp(&b.key.start).then_with(|| a.key.cmp(&b.key)));
+    if want.stacks && !stacks.is_empty() {
+        let key = RollupKey::at(service, profile_type, since.max(0), false);
+        out.stacks = super::compact::merge_stacks(&stacks, &key, &mut out.warnings);
+    }
+    Ok(out)
+}
+
+/// Reads and decodes rollups; `None` (with a warning) for one that cannot be read.
+fn read_rollups(
+    store: &Store,
+    keys: &[RollupKey],
+    out: &mut Loaded,
+) -> Result<Vec<Option<Rollup>>, StoreError> {
+    let paths: Vec<String> = keys.iter().map(RollupKey::path).collect();
+    let read = store.get_production_objects(&paths)?;
+    out.rollups_read += read.iter().filter(|b| b.is_some()).count();
+    Ok(keys
+        .iter()
+        .zip(&paths)
+        .zip(read)
+        .map(|((key, path), bytes)| {
+            let decoded = match bytes {
+                Some(b) => Rollup::decode_for(&b, key).map_err(|e| e.to_string()),
+                None => Err("it is gone (deleted since it was listed)".to_owned()),
+            };
+            decoded
+                .map_err(|why| {
+                    out.warnings.push(format!("skipped rollup {path}: {why}; reading its windows instead"))
+                })
+                .ok()
+        })
+        .collect())
+}
+
+/// Keeps the samples whose labels pass the selection's label filters.
+fn filter_samples(p: &mut Profile, selection: &Selection) {
+    if selection.labels.is_empty() {
+        return;
+    }
+    let keep: Vec<bool> = p.sample.iter().map(|s| selection.labels_match(|k| p.label_str(s, k))).collect();
+    let mut i = 0;
+    p.sample.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+}
