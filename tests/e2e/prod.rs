@@ -562,6 +562,48 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
         let p = profile::decode(&std::fs::read(f).unwrap()).unwrap();
         assert_eq!(p.str(p.default_sample_type), "inuse_space", "{}", f.display());
     }
+
+    // The viewer's production section in a real browser, over the same store.
+    let Some(chromium) = crate::viewer::browser_tools() else { return };
+    let report = dir.path().join("release.html");
+    let out = run(contprof()
+        .args(["prod", "report", "--service", "web", "--base", "version=1.3", "--head", "version=1.4"])
+        .args(["--store", &store, "--html"])
+        .arg(&report));
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut opts = cargo_contprof::viewer::ServeOptions::new(StoreLocation::Dir(store_dir));
+    opts.bind = "127.0.0.1:0".parse().unwrap();
+    let server = cargo_contprof::viewer::Server::bind(opts).unwrap();
+    let url = server.url();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = std::sync::Arc::clone(&stop);
+    let serving = std::thread::spawn(move || server.run_until(&stop2));
+    let artifacts = repo_root().join("target/contprof-test-artifacts/prod");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let config = serde_json::json!({
+        "chromium": chromium,
+        "server": url,
+        "service": "web",
+        "base": "1.3",
+        "head": "1.4",
+        "report": report,
+        "artifacts": artifacts,
+    });
+    let browser = Command::new("node")
+        .arg(repo_root().join("tests/js/prod.mjs"))
+        .arg(config.to_string())
+        .current_dir(repo_root().join("tests/js"))
+        .output()
+        .expect("run node");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    serving.join().unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&browser.stderr);
+    eprintln!("{stderr}");
+    assert!(
+        browser.status.success(),
+        "browser checks failed:\n{}\n{stderr}",
+        String::from_utf8_lossy(&browser.stdout)
+    );
 }
 
 /// The uploader the agent started for service `pid`.

@@ -147,7 +147,7 @@ fn chromium() -> Option<PathBuf> {
 }
 
 /// The browser tools, or `None` (with a loud message) when they are missing and not required.
-fn browser_tools() -> Option<PathBuf> {
+pub(crate) fn browser_tools() -> Option<PathBuf> {
     let js = repo_root().join("tests/js/node_modules/playwright-core");
     let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
     let missing: Vec<&str> = [

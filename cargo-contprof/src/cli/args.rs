@@ -705,6 +705,36 @@ pub enum ProdCommand {
   cargo contprof prod compact --store s3://profiles/prod
   cargo contprof prod compact --service indexing --full")]
     Compact(ProdCompactArgs),
+    /// Write the viewer's page of a selection (breakdown, timeline, merged flame graph) or, with
+    /// --base and --head, of a comparison (differential flame graph and verdicts), as one
+    /// self-contained HTML file: what `serve` shows under /prod.
+    #[command(after_help = "Examples:
+  cargo contprof prod report --service indexing --since 7d --html week.html
+  cargo contprof prod report --service indexing --base version=1.3 --head version=1.4 --html release.html")]
+    Report(ProdReportArgs),
+}
+
+/// `cargo contprof prod report`.
+#[derive(Debug, Args)]
+pub struct ProdReportArgs {
+    /// Which windows.
+    #[command(flatten)]
+    pub select: ProdSelectArgs,
+    /// The profile type: cpu, alloc, heap or threads.
+    #[arg(long = "type", value_name = "TYPE", default_value = "cpu")]
+    pub profile_type: String,
+    /// Compare: the base side, `key=value[,key=value]` (with --head).
+    #[arg(long, value_name = "LABELS", requires = "head")]
+    pub base: Option<String>,
+    /// Compare: the head side (with --base).
+    #[arg(long, value_name = "LABELS", requires = "base")]
+    pub head: Option<String>,
+    /// Colour the timeline by version, zone or instance.
+    #[arg(long, value_name = "KEY", default_value = "version")]
+    pub color: String,
+    /// Where to write the page.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub html: PathBuf,
 }
 
 /// `cargo contprof prod compact`.

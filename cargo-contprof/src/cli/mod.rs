@@ -66,6 +66,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Prod(args::ProdCommand::Export(a)) => prod::export(a, &shell),
         Command::Prod(args::ProdCommand::Compare(a)) => prod::compare(a, &shell),
         Command::Prod(args::ProdCommand::Compact(a)) => prod::compact(a, &shell),
+        Command::Prod(args::ProdCommand::Report(a)) => prod::report(a, &shell),
     };
     match result {
         Ok(()) => exit_codes::OK,

@@ -8,15 +8,16 @@ use std::io::Write;
 use chrono::Utc;
 
 use super::args::{
-    ListFormat, ProdCompactArgs, ProdCompareArgs, ProdExportArgs, ProdListArgs, ProdSelectArgs,
+    ListFormat, ProdCompactArgs, ProdCompareArgs, ProdExportArgs, ProdListArgs, ProdReportArgs,
+    ProdSelectArgs,
 };
 use super::compare::{comparison_options, render, verdict, write_stdout};
 use super::settings;
 use super::store_cmds::project_root;
-use crate::compare::{self, RevisionInfo};
+use crate::compare;
 use crate::errors::{Error, Result};
 use crate::prod::compact::{self, CompactOptions};
-use crate::prod::load::{self, Loaded, Want};
+use crate::prod::load::{self, Want};
 use crate::prod::rollup::Observation;
 use crate::prod::select::{self, Selection};
 use crate::shell::Shell;
@@ -64,72 +65,23 @@ fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate
     Ok((store, selection, config))
 }
 
-/// The selected windows of every service and type the selection names (all of them when it
-/// names none), read by `prod::load`; warnings go to the shell.
+/// The selected windows of every service and type the selection names; warnings go to the shell.
 fn load_selected(
     store: &Store,
     selection: &Selection,
     want: Want,
     shell: &Shell,
 ) -> Result<Vec<Observation>> {
-    let now = Utc::now();
-    let services = match &selection.service {
-        Some(s) => vec![s.clone()],
-        None => store.production_services()?,
-    };
-    let mut out = Vec::new();
-    for service in &services {
-        let types = if selection.types.is_empty() {
-            store.production_types(service)?
-        } else {
-            selection.types.clone()
-        };
-        for ty in &types {
-            let loaded = load::load(store, service, ty, selection, want, now)?;
-            for w in &loaded.warnings {
-                shell.warn(w);
-            }
-            out.extend(loaded.observations);
-        }
+    let (observations, warnings) = load::load_all(store, selection, want, Utc::now())?;
+    for w in &warnings {
+        shell.warn(w);
     }
-    Ok(out)
+    Ok(observations)
 }
 
 /// The error for a selection that matched nothing, saying what the store has.
-fn nothing_matched(store: &Store, selection: &Selection, shell: &Shell) -> Error {
-    // The same span without label filters: the deployments one could have meant.
-    let wider = Selection { labels: Vec::new(), ..selection.clone() };
-    let around = load_selected(store, &wider, Want::default(), shell).unwrap_or_default();
-    let keys: Vec<WindowKey> = around.into_iter().map(|o| o.key).collect();
-    let what = if !keys.is_empty() {
-        let list: Vec<String> = select::summarize(&keys)
-            .iter()
-            .map(|d| {
-                let n: usize = d.windows.values().sum();
-                format!("{} {} in {} ({n} windows, {} to {})", d.service, d.version, d.zone, d.first, d.last)
-            })
-            .collect();
-        format!(
-            "no production window matches the selection; in that time span the store has: {}",
-            list.join("; ")
-        )
-    } else {
-        let mut spans = Vec::new();
-        for service in store.production_services().unwrap_or_default() {
-            for ty in store.production_types(&service).unwrap_or_default() {
-                let days = store.window_days(&service, &ty).unwrap_or_default();
-                if let (Some(first), Some(last)) = (days.first(), days.last()) {
-                    spans.push(format!("{service} {ty} from {first} to {last}"));
-                }
-            }
-        }
-        if spans.is_empty() {
-            format!("the store {} holds no production window", store.url())
-        } else {
-            format!("no production window in that time span; the store has: {}", spans.join("; "))
-        }
-    };
-    Error::NothingMatched { what }
+fn nothing_matched(store: &Store, selection: &Selection) -> Error {
+    Error::NothingMatched { what: load::nothing_matched(store, selection, Utc::now()) }
 }
 
 /// `prod list`.
@@ -137,7 +89,7 @@ pub fn list(a: ProdListArgs, shell: &Shell) -> Result<()> {
     let (store, selection, _) = open(&a.select, &a.types)?;
     let observations = load_selected(&store, &selection, Want::default(), shell)?;
     if observations.is_empty() {
-        return Err(nothing_matched(&store, &selection, shell));
+        return Err(nothing_matched(&store, &selection));
     }
     let windows: Vec<WindowKey> = observations.into_iter().map(|o| o.key).collect();
     let deployments = select::summarize(&windows);
@@ -206,7 +158,7 @@ pub fn export(a: ProdExportArgs, shell: &Shell) -> Result<()> {
     let windows: Vec<WindowKey> =
         load_selected(&store, &selection, Want::default(), shell)?.into_iter().map(|o| o.key).collect();
     if windows.is_empty() {
-        return Err(nothing_matched(&store, &selection, shell));
+        return Err(nothing_matched(&store, &selection));
     }
     std::fs::create_dir_all(&a.dir).map_err(|e| Error::io("could not create", &a.dir, e))?;
     let mut written = 0;
@@ -242,17 +194,16 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
     let options = comparison_options(&config, &a.stats)?;
     let service = a.select.service.clone().unwrap_or_default();
     let want = Want { stacks: false, costs: true, fold_library: config.fold_library.unwrap_or(true) };
-    let side = |flag: &'static str, spec: &str| -> Result<Loaded> {
-        let mut s = selection.clone();
-        s.labels
-            .extend(select::parse_labels(spec).map_err(|message| Error::InvalidArgument { flag, message })?);
-        let loaded = load::load(&store, &service, &a.profile_type, &s, want, Utc::now())?;
-        if loaded.observations.is_empty() {
-            return Err(nothing_matched(&store, &s, shell));
-        }
-        Ok(loaded)
-    };
-    let (base, head) = (side("--base", &a.base)?, side("--head", &a.head)?);
+    let sides = load::load_sides(
+        &store,
+        (&service, &a.profile_type),
+        &selection,
+        (&a.base, &a.head),
+        ["--base", "--head"],
+        want,
+        Utc::now(),
+    )?;
+    let (base, head) = (&sides.base, &sides.head);
     shell.status(
         "Comparing",
         format_args!(
@@ -265,23 +216,13 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
             base.windows_read + head.windows_read
         ),
     );
-    let keys = |l: &Loaded| l.observations.iter().map(|o| o.key.clone()).collect::<Vec<_>>();
-    let (base_keys, head_keys) = (keys(&base), keys(&head));
+    let (base_info, head_info) = (base.revision(&a.base), head.revision(&a.head));
     let group = format!("prod/{service}/{}", a.profile_type);
-    let prepared = crate::pipeline::prepare_windows(&group, (&a.base, base), (&a.head, head));
+    let prepared = crate::pipeline::prepare_windows(&group, (&a.base, sides.base), (&a.head, sides.head));
     for w in prepared.warnings.iter().chain(&prepared.notes) {
         shell.warn(w);
     }
-    let info = |label: &str, windows: &[WindowKey]| {
-        let mut extra = BTreeMap::new();
-        extra.insert("windows".to_owned(), windows.len().to_string());
-        let instances: std::collections::BTreeSet<&str> =
-            windows.iter().map(|w| w.instance.as_str()).collect();
-        extra.insert("instances".to_owned(), instances.len().to_string());
-        RevisionInfo { commit: String::new(), label: label.to_owned(), extra }
-    };
-    let cmp =
-        compare::compare(&prepared.groups, info(&a.base, &base_keys), info(&a.head, &head_keys), &options)?;
+    let cmp = compare::compare(&prepared.groups, base_info, head_info, &options)?;
     for w in &cmp.warnings {
         shell.warn(w);
     }
@@ -324,5 +265,53 @@ pub fn compact(a: ProdCompactArgs, shell: &Shell) -> Result<()> {
             }
         ),
     );
+    Ok(())
+}
+
+/// `prod report`.
+pub fn report(a: ProdReportArgs, shell: &Shell) -> Result<()> {
+    let Some(service) = a.select.service.clone() else {
+        return Err(Error::InvalidArgument {
+            flag: "--service",
+            message: "a production report shows one service: name it".into(),
+        });
+    };
+    if !matches!(a.color.as_str(), "version" | "zone" | "instance") {
+        return Err(Error::InvalidArgument {
+            flag: "--color",
+            message: format!("`{}`: colour by version, zone or instance", a.color),
+        });
+    }
+    let (store, _, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;
+    let mut labels = Vec::new();
+    for (key, values) in
+        [("version", &a.select.versions), ("zone", &a.select.zones), ("instance", &a.select.instances)]
+    {
+        labels.extend(values.iter().map(|v| (key.to_owned(), v.clone())));
+    }
+    for l in &a.select.labels {
+        labels.extend(
+            select::parse_labels(l).map_err(|message| Error::InvalidArgument { flag: "--label", message })?,
+        );
+    }
+    let query = crate::viewer::ProdQuery {
+        service,
+        profile_type: a.profile_type.clone(),
+        since: a.select.since.clone(),
+        until: a.select.until.clone(),
+        labels,
+        color: a.color.clone(),
+        base: a.base.clone(),
+        head: a.head.clone(),
+        json: false,
+    };
+    let comparing = crate::viewer::Comparing {
+        options: comparison_options(&config, &Default::default())?,
+        fold_library: config.fold_library.unwrap_or(true),
+    };
+    let mut page = Vec::new();
+    crate::viewer::prod::write_page(&mut page, &store, &query, &comparing, false, Utc::now())?;
+    crate::record::write_atomic(&a.html, &page)?;
+    shell.status("Wrote", format_args!("{} ({} KiB)", a.html.display(), page.len() / 1024));
     Ok(())
 }

@@ -37,8 +37,9 @@ pub struct Want {
 pub struct Loaded {
     /// The selected windows, oldest first.
     pub observations: Vec<Observation>,
-    /// Their merged stacks, when asked for and there are any.
-    pub stacks: Option<Profile>,
+    /// Their stacks, when asked for: one profile per rollup and per window read, each filtered
+    /// to the selection's labels (a flame graph adds them up; merging them first would only cost).
+    pub stacks: Vec<Profile>,
     /// What was skipped, and why.
     pub warnings: Vec<String>,
     /// Rollup objects read.
@@ -170,7 +171,7 @@ pub fn load(
 
     // Observations and stacks of the rollups used.
     let mut covered: BTreeSet<WindowKey> = BTreeSet::new();
-    let mut stacks: Vec<Profile> = Vec::new();
+    let mut stacks = std::mem::take(&mut out.stacks);
     for r in &used {
         out.observations.extend(r.observations());
     }
@@ -227,7 +228,9 @@ pub fn load(
             }
             out.observations.push(o);
             if want.stacks {
-                stacks.push(rollup::for_merge(p));
+                let mut p = rollup::for_merge(p);
+                filter_samples(&mut p, selection);
+                stacks.push(p);
             }
         }
     } else {
@@ -238,10 +241,7 @@ pub fn load(
         }));
     }
     out.observations.sort_by(|a, b| a.key.start.cmp(&b.key.start).then_with(|| a.key.cmp(&b.key)));
-    if want.stacks && !stacks.is_empty() {
-        let key = RollupKey::at(service, profile_type, since.max(0), false);
-        out.stacks = super::compact::merge_stacks(&stacks, &key, &mut out.warnings);
-    }
+    out.stacks = stacks;
     Ok(out)
 }
 
@@ -283,4 +283,116 @@ fn filter_samples(p: &mut Profile, selection: &Selection) {
         i += 1;
         keep[i - 1]
     });
+}
+
+/// Every selected window of every service and type `selection` names (all of them when it names
+/// none), with the warnings of reading them.
+pub fn load_all(
+    store: &Store,
+    selection: &Selection,
+    want: Want,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Observation>, Vec<String>), StoreError> {
+    let services = match &selection.service {
+        Some(s) => vec![s.clone()],
+        None => store.production_services()?,
+    };
+    let (mut observations, mut warnings) = (Vec::new(), Vec::new());
+    for service in &services {
+        let types = if selection.types.is_empty() {
+            store.production_types(service)?
+        } else {
+            selection.types.clone()
+        };
+        for ty in &types {
+            let loaded = load(store, service, ty, selection, want, now)?;
+            warnings.extend(loaded.warnings);
+            observations.extend(loaded.observations);
+        }
+    }
+    Ok((observations, warnings))
+}
+
+/// What the store has, said for a selection that matched nothing: the deployments in its time
+/// span, else the days each service and type has windows on.
+pub fn nothing_matched(store: &Store, selection: &Selection, now: DateTime<Utc>) -> String {
+    let wider = Selection { labels: Vec::new(), ..selection.clone() };
+    let keys: Vec<WindowKey> = load_all(store, &wider, Want::default(), now)
+        .map(|(o, _)| o.into_iter().map(|o| o.key).collect())
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let list: Vec<String> = super::select::summarize(&keys)
+            .iter()
+            .map(|d| {
+                let n: usize = d.windows.values().sum();
+                format!("{} {} in {} ({n} windows, {} to {})", d.service, d.version, d.zone, d.first, d.last)
+            })
+            .collect();
+        return format!(
+            "no production window matches the selection; in that time span the store has: {}",
+            list.join("; ")
+        );
+    }
+    let mut spans = Vec::new();
+    for service in store.production_services().unwrap_or_default() {
+        for ty in store.production_types(&service).unwrap_or_default() {
+            let days = store.window_days(&service, &ty).unwrap_or_default();
+            if let (Some(first), Some(last)) = (days.first(), days.last()) {
+                spans.push(format!("{service} {ty} from {first} to {last}"));
+            }
+        }
+    }
+    if spans.is_empty() {
+        format!("the store {} holds no production window", store.url())
+    } else {
+        format!("no production window in that time span; the store has: {}", spans.join("; "))
+    }
+}
+
+/// The two sides of a production comparison, read.
+#[derive(Debug)]
+pub struct Sides {
+    /// The base side's windows (with costs and stacks).
+    pub base: Loaded,
+    /// The head side's.
+    pub head: Loaded,
+}
+
+/// Reads both sides of a comparison of `service`'s `profile_type`: `selection` narrowed by the
+/// `key=value[,key=value]` specs `base` and `head`. A spec that does not parse is an
+/// invalid-argument error naming `flags` (`--base`/`--head`, or `base`/`head` for the viewer); a
+/// side that matches nothing says what the store has.
+pub fn load_sides(
+    store: &Store,
+    (service, profile_type): (&str, &str),
+    selection: &Selection,
+    (base, head): (&str, &str),
+    flags: [&'static str; 2],
+    want: Want,
+    now: DateTime<Utc>,
+) -> crate::errors::Result<Sides> {
+    let side = |flag: &'static str, spec: &str| -> crate::errors::Result<Loaded> {
+        let mut s = selection.clone();
+        s.labels.extend(
+            super::select::parse_labels(spec)
+                .map_err(|message| crate::errors::Error::InvalidArgument { flag, message })?,
+        );
+        let loaded = load(store, service, profile_type, &s, want, now)?;
+        if loaded.observations.is_empty() {
+            return Err(crate::errors::Error::NothingMatched { what: nothing_matched(store, &s, now) });
+        }
+        Ok(loaded)
+    };
+    Ok(Sides { base: side(flags[0], base)?, head: side(flags[1], head)? })
+}
+
+impl Loaded {
+    /// The side as a comparison's revision: its name, with its windows and replicas counted.
+    pub fn revision(&self, label: &str) -> crate::compare::RevisionInfo {
+        let instances: BTreeSet<&str> = self.observations.iter().map(|o| o.key.instance.as_str()).collect();
+        let mut extra = BTreeMap::new();
+        extra.insert("windows".to_owned(), self.observations.len().to_string());
+        extra.insert("instances".to_owned(), instances.len().to_string());
+        crate::compare::RevisionInfo { commit: String::new(), label: label.to_owned(), extra }
+    }
 }

@@ -76,13 +76,20 @@ pub fn observe(key: &WindowKey, profile: &Profile, fold_library: bool) -> Observ
     }
 }
 
-/// A window's profile made ready for merging into a rollup: no thread ids (every window has its
-/// own, so they would keep every window's samples apart) and none of the window's own comments.
+/// A window's profile made ready for merging into a rollup: no thread ids and names (every
+/// window has its own ids, so they would keep every window's samples apart, and no view selects
+/// by thread) and none of the window's own comments.
 pub fn for_merge(mut p: Profile) -> Profile {
-    let tid = p.string_table.iter().position(|s| s == "tid").map(|i| i as i64);
-    if let Some(tid) = tid {
+    let drop: Vec<i64> = p
+        .string_table
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| *s == "tid" || *s == "thread")
+        .map(|(i, _)| i as i64)
+        .collect();
+    if !drop.is_empty() {
         for s in &mut p.sample {
-            s.label.retain(|l| l.key != tid);
+            s.label.retain(|l| !drop.contains(&l.key));
         }
     }
     p.comment.retain(|&c| !p.string_table.get(c as usize).is_some_and(|s| s.starts_with("contprof.")));

@@ -11,7 +11,7 @@
 mod build;
 mod codec;
 mod costs;
-mod fast_hash;
+pub(crate) mod fast_hash;
 mod merge;
 mod project;
 mod proto;

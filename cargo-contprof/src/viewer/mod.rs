@@ -17,6 +17,7 @@
 mod classify;
 pub(crate) mod http;
 mod page;
+pub mod prod;
 pub(crate) mod query;
 mod runs_page;
 pub(crate) mod server;
@@ -27,6 +28,7 @@ mod tests;
 
 pub use classify::FrameClass;
 pub use page::{ReportInput, ReportView, html_escape, write_json, write_report};
+pub use query::ProdQuery;
 pub use server::{Comparing, DEFAULT_BIND, ServeOptions, Server, serve};
 pub use tree::{FlameTree, FnInfo, ROOT_NAME, type_label};
 

@@ -46,6 +46,15 @@ pub struct ReportInput<'a> {
     pub view: ReportView<'a>,
     /// Link back to the run list (set by the server; `None` in a report file).
     pub home: Option<String>,
+    /// What the home link is called (`runs` when `None`).
+    pub home_label: Option<String>,
+    /// Markup shown between the header and the flame graph (the production section's filters,
+    /// breakdown and timeline). Built by the viewer, every text in it escaped: never user input.
+    pub prelude: String,
+    /// What one profile of a side stands for, and how many each side's profiles stand for, when
+    /// that is not one run per profile (production windows merged into one profile per side):
+    /// the differential flame graph compares per-window averages.
+    pub averaged_over: Option<(&'static str, [usize; 2])>,
 }
 
 impl<'a> ReportInput<'a> {
@@ -56,6 +65,9 @@ impl<'a> ReportInput<'a> {
             details: Vec::new(),
             view: ReportView::Profile { profiles },
             home: None,
+            home_label: None,
+            prelude: String::new(),
+            averaged_over: None,
         }
     }
 
@@ -71,6 +83,9 @@ impl<'a> ReportInput<'a> {
             details: Vec::new(),
             view: ReportView::Compare { base, head, comparison },
             home: None,
+            home_label: None,
+            prelude: String::new(),
+            averaged_over: None,
         }
     }
 
@@ -81,6 +96,17 @@ impl<'a> ReportInput<'a> {
     }
 }
 
+/// The aggregated tree of `input`, with its per-side counts when they are not per profile.
+fn tree_of(input: &ReportInput<'_>) -> FlameTree {
+    let mut tree = build_tree(&input.view);
+    if let Some((_, counts)) = input.averaged_over {
+        for (side, n) in tree.profiles.iter_mut().zip(counts) {
+            *side = n;
+        }
+    }
+    tree
+}
+
 /// The data of a view as the page's script reads it.
 #[derive(Debug, Serialize)]
 struct ViewJson<'a> {
@@ -88,6 +114,9 @@ struct ViewJson<'a> {
     title: &'a str,
     details: &'a [String],
     home: Option<&'a str>,
+    home_label: Option<&'a str>,
+    /// What the differential flame graph averages over: `run` or `window`.
+    per: &'a str,
     default_type: String,
     tree: TreeJson<'a>,
     findings: Vec<&'a Finding>,
@@ -126,7 +155,7 @@ fn default_type(tree: &FlameTree) -> String {
 
 /// Writes the view's data as JSON (what the page embeds and the server's `format=json` returns).
 pub fn write_json(mut out: impl Write, input: &ReportInput<'_>) -> Result<(), ViewerError> {
-    let tree = build_tree(&input.view);
+    let tree = tree_of(input);
     write_json_of(&mut out, input, &tree)
 }
 
@@ -163,6 +192,8 @@ fn write_json_of(out: &mut impl Write, input: &ReportInput<'_>, tree: &FlameTree
         title: &input.title,
         details: &input.details,
         home: input.home.as_deref(),
+        home_label: input.home_label.as_deref(),
+        per: input.averaged_over.map_or("run", |(noun, _)| noun),
         default_type: default_type(tree),
         tree: tree.to_json(),
         findings,
@@ -176,7 +207,7 @@ fn write_json_of(out: &mut impl Write, input: &ReportInput<'_>, tree: &FlameTree
 /// Writes one self-contained HTML page of a view: data embedded as JSON, script and styles
 /// inlined, nothing loaded from the network.
 pub fn write_report(mut out: impl Write, input: &ReportInput<'_>) -> Result<(), ViewerError> {
-    let tree = build_tree(&input.view);
+    let tree = tree_of(input);
     let mut rest = TEMPLATE;
     while let Some(start) = rest.find("{{") {
         let Some(len) = rest[start..].find("}}") else { break };
@@ -186,6 +217,7 @@ pub fn write_report(mut out: impl Write, input: &ReportInput<'_>) -> Result<(), 
             "CSS" => out.write_all(CSS.as_bytes())?,
             "JS" => out.write_all(JS.as_bytes())?,
             "DATA" => write_json_of(&mut out, input, &tree)?,
+            "PRELUDE" => out.write_all(input.prelude.as_bytes())?,
             other => out.write_all(format!("{{{{{other}}}}}").as_bytes())?,
         }
         rest = &rest[start + len + 2..];

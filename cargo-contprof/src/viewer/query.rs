@@ -209,3 +209,82 @@ pub fn is_run_id(s: &str) -> bool {
         && s.len() <= 64
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
+
+/// `GET /prod/view` and `GET /prod/compare`: a selection of production windows, and for a
+/// comparison its two sides. Label values are checked as text; what they mean is the selection's
+/// (`prod::select`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProdQuery {
+    /// The service.
+    pub service: String,
+    /// The profile type (`cpu` when not given).
+    pub profile_type: String,
+    /// Start of the span: an age, a date or an RFC 3339 time (`24h` when not given).
+    pub since: String,
+    /// End of the span, if any.
+    pub until: Option<String>,
+    /// `key=value` filters, in order: `version`, `zone`, `instance` parameters and `label`s.
+    pub labels: Vec<(String, String)>,
+    /// Colour the timeline by `version` or `zone`.
+    pub color: String,
+    /// A comparison's base side, `key=value[,key=value]`.
+    pub base: Option<String>,
+    /// Its head side.
+    pub head: Option<String>,
+    /// Answer with the view's JSON instead of the page.
+    pub json: bool,
+}
+
+/// Most label filters one production query may carry.
+const MAX_LABELS: usize = 32;
+
+impl ProdQuery {
+    /// Validates the parameters of a production view.
+    pub fn parse(query: &str) -> Result<ProdQuery, QueryError> {
+        let mut q = ProdQuery::default();
+        let (mut service, mut ty, mut since, mut color, mut format) = (None, None, None, None, None);
+        for (k, v) in decode(query)? {
+            match k.as_str() {
+                "service" => set_once(&mut service, "service", &v)?,
+                "type" => set_once(&mut ty, "type", &v)?,
+                "since" => set_once(&mut since, "since", &v)?,
+                "until" => set_once(&mut q.until, "until", &v)?,
+                "color" => set_once(&mut color, "color", &v)?,
+                "base" => set_once(&mut q.base, "base", &v)?,
+                "head" => set_once(&mut q.head, "head", &v)?,
+                "format" => set_once(&mut format, "format", &v)?,
+                "version" | "zone" | "instance" | "label" => {
+                    let v = text(&k, &v)?;
+                    for one in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let pair = if k == "label" {
+                            let (lk, lv) = one
+                                .split_once('=')
+                                .ok_or_else(|| bad(format!("`label`: `{one}` is not key=value")))?;
+                            (lk.trim().to_owned(), lv.trim().to_owned())
+                        } else {
+                            (k.clone(), one.to_owned())
+                        };
+                        q.labels.push(pair);
+                    }
+                    if q.labels.len() > MAX_LABELS {
+                        return Err(bad(format!("at most {MAX_LABELS} label filters")));
+                    }
+                }
+                other => return Err(bad(format!("unknown parameter `{other}` for a production view"))),
+            }
+        }
+        q.service = service.ok_or_else(|| bad("`service` is required: pick one on /prod"))?;
+        q.profile_type = ty.unwrap_or_else(|| "cpu".to_owned());
+        q.since = since.unwrap_or_else(|| "24h".to_owned());
+        q.color = color.unwrap_or_else(|| "version".to_owned());
+        if !matches!(q.color.as_str(), "version" | "zone" | "instance") {
+            return Err(bad(format!("`color` must be version, zone or instance, not `{}`", q.color)));
+        }
+        q.json = match format.as_deref() {
+            None | Some("html") => false,
+            Some("json") => true,
+            Some(f) => return Err(bad(format!("`format` must be `html` or `json`, not `{f}`"))),
+        };
+        Ok(q)
+    }
+}

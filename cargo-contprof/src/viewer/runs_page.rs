@@ -20,7 +20,7 @@ pub fn render(store: &str, query: &ListQuery, log: &Log) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
-        r#"<header><h1>Runs in store <code id="store">{store}</code></h1>
+        r#"<header><nav><a href="/prod" id="to-prod">production →</a></nav><h1>Runs in store <code id="store">{store}</code></h1>
 <form class="controls" method="get" action="/" id="run-filter">
 <label>commit <input name="commit" size="12" value="{commit}"></label>
 <label>branch <input name="branch" size="12" value="{branch}"></label>

@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::ViewerError;
 use super::http::{ReadError, Request, Response, read_request, write_response};
 use super::page::{ReportInput, write_json, write_report};
-use super::query::{ListQuery, ViewQuery};
+use super::query::{ListQuery, ProdQuery, ViewQuery};
 use super::runs_page;
 use crate::compare::{self, RevisionInfo};
 use crate::pipeline;
@@ -187,6 +187,17 @@ impl Failure {
         Failure { status, message: message.into() }
     }
 
+    /// The failure of a command-layer error: what the request got wrong is a 4xx.
+    fn of(e: &crate::errors::Error) -> Failure {
+        use crate::errors::Error;
+        match e {
+            Error::NothingMatched { what } => Failure::new(404, what.clone()),
+            Error::InvalidArgument { flag, message } => Failure::new(400, format!("`{flag}`: {message}")),
+            Error::Store(s) => Failure::store(s),
+            e => Failure::new(500, error_chain(e)),
+        }
+    }
+
     fn store(e: &StoreError) -> Failure {
         let status = match e {
             StoreError::NotFound { .. } => 404,
@@ -269,6 +280,25 @@ impl State {
             "/view" | "/compare" => {
                 let q = ViewQuery::parse(&r.query).map_err(|e| Failure::new(400, e.0))?;
                 self.view(r.path == "/compare", &q)
+            }
+            "/prod" => {
+                let store = self.store()?;
+                super::prod::services_page(&store).map(html).map_err(|e| Failure::of(&e))
+            }
+            "/prod/view" | "/prod/compare" => {
+                let q = ProdQuery::parse(&r.query).map_err(|e| Failure::new(400, e.0))?;
+                if r.path == "/prod/compare" && (q.base.is_none() || q.head.is_none()) {
+                    return Err(Failure::new(
+                        400,
+                        "a comparison needs `base` and `head` (key=value[,key=value])",
+                    ));
+                }
+                let store = self.store()?;
+                let mut body = Vec::new();
+                super::prod::write_page(&mut body, &store, &q, &self.comparing, true, chrono::Utc::now())
+                    .map_err(|e| Failure::of(&e))?;
+                let content_type = if q.json { "application/json" } else { "text/html; charset=utf-8" };
+                Ok(Response { status: 200, content_type, body })
             }
             _ => Err(Failure::new(404, format!("no page at {}", r.path))),
         }

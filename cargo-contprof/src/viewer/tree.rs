@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::classify::FrameClass;
 use crate::profile::Profile;
+use crate::profile::fast_hash::FastMap;
 
 /// Name of the root box.
 pub const ROOT_NAME: &str = "all";
@@ -44,7 +45,7 @@ pub struct FlameTree {
     pub self_values: Vec<Vec<Vec<i64>>>,
     /// Profiles added per side, to show per-run averages.
     pub profiles: Vec<usize>,
-    children: HashMap<(u32, u32), u32>,
+    children: FastMap<(u32, u32), u32>,
     by_name: HashMap<String, u32>,
 }
 
@@ -60,7 +61,7 @@ impl FlameTree {
             func: vec![0],
             self_values: vec![Vec::new(); sides],
             profiles: vec![0; sides],
-            children: HashMap::new(),
+            children: FastMap::default(),
             by_name: HashMap::new(),
         }
     }

@@ -271,7 +271,7 @@
   function rootLabel() { const t = T.types[typeIdx]; return 'all · ' + (t ? t.label + ' ' + fmt(dTotal[HEAD][0], t.unit) : 'no data'); }
   function status() {
     const whole = dTotal[HEAD][0];
-    let s = T.types.length === 0 ? 'These profiles have no samples.' : `${T.types[typeIdx].label}: ${fmt(whole, unit())}` + (DIFF ? ` per run (base ${fmt(dTotal[0][0], unit())})` : '');
+    let s = T.types.length === 0 ? 'These profiles have no samples.' : `${T.types[typeIdx].label}: ${fmt(whole, unit())}` + (DIFF ? ` per ${D.per || 'run'} (base ${fmt(dTotal[0][0], unit())})` : '');
     if (zoom !== 0) s += ` · zoomed into ${T.fns.name[dFn[zoom]]} (${pct(dTotal[HEAD][zoom], whole)})`;
     if (rebuild.hl) s += ` · highlighted: ${fmt(hlTop, unit())} (${pct(hlTop, whole)}) in ${highlightedRects} boxes`;
     $('status').textContent = s;
@@ -467,7 +467,7 @@
   // ---- header
   document.title = D.title + ' · cargo contprof';
   $('details').innerHTML = (D.details || []).map((d) => `<li>${esc(d)}</li>`).join('');
-  if (D.home) $('home').innerHTML = `<a href="${esc(D.home)}">← runs</a>`;
+  if (D.home) $('home').innerHTML = `<a href="${esc(D.home)}">← ${esc(D.home_label || 'runs')}</a>`;
   const used = new Set();
   for (let f = 1; f < NF; f++) used.add(T.fns.class[f]);
   function renderLegend() {

@@ -1,0 +1,521 @@
+//! The production section of the viewer: the services page (`/prod`), a selection of windows
+//! (`/prod/view`) and a comparison of two selections (`/prod/compare`), served by `serve` and
+//! written as one file by `cargo contprof prod report`.
+//!
+//! A selection's page is the view page of the per-commit runs (the same flame graph, filters and
+//! top table, over the selection's merged stacks) with a prelude: the filter form (service,
+//! profile type, time span, version, zone, instance, any label), a breakdown by deployment and
+//! a timeline of each window's total, coloured by version, zone or instance. A comparison's
+//! page is the differential flame graph of per-window averages with the verdict table of
+//! [`crate::compare`], computed from per-window costs as `prod compare` computes them.
+//!
+//! Everything is read through [`crate::prod::load`]: rollups where compaction wrote them,
+//! windows elsewhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+
+use super::Comparing;
+use super::page::{ReportInput, html_escape as esc, write_json, write_report};
+use super::query::ProdQuery;
+use crate::compare::{self, Metric, render_amount};
+use crate::errors::{Error, Result};
+use crate::prod::load::{self, Want};
+use crate::prod::rollup::Observation;
+use crate::prod::select::{self, Selection};
+use crate::store::{Store, parse_time, rfc3339};
+
+const CSS: &str = include_str!("assets/viewer.css");
+
+/// Time spans offered by the span picker.
+const SPANS: [(&str, &str); 4] =
+    [("1h", "last hour"), ("24h", "last day"), ("7d", "last week"), ("30d", "30 days")];
+
+/// Most points of the timeline: windows are averaged into this many buckets at most.
+const TIMELINE_BUCKETS: usize = 240;
+
+/// Series colours of the timeline, in order.
+const PALETTE: [&str; 8] =
+    ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6", "#dd4477", "#66aa00"];
+
+/// The metric a profile type's timeline and breakdown show.
+fn metric_of(profile_type: &str) -> Option<Metric> {
+    match profile_type {
+        "cpu" => Some(Metric::Cpu),
+        "alloc" => Some(Metric::AllocBytes),
+        "heap" => Some(Metric::InuseBytes),
+        _ => None,
+    }
+}
+
+/// The selection a query asks for.
+pub fn selection(q: &ProdQuery, now: DateTime<Utc>) -> Result<Selection> {
+    let time = |flag: &'static str, s: &str, end: bool| {
+        parse_time(s, now, end).ok_or_else(|| Error::InvalidArgument {
+            flag,
+            message: format!("`{s}` is not an age (30m, 24h, 7d), a date (2026-11-30) or an RFC 3339 time"),
+        })
+    };
+    if crate::prod::window::sample_types(&q.profile_type).is_none() {
+        return Err(Error::InvalidArgument {
+            flag: "type",
+            message: format!("`{}` is not a profile type: cpu, alloc, heap or threads", q.profile_type),
+        });
+    }
+    let mut labels = Vec::new();
+    for (k, v) in &q.labels {
+        labels.extend(
+            select::parse_labels(&format!("{k}={v}"))
+                .map_err(|message| Error::InvalidArgument { flag: "label", message })?,
+        );
+    }
+    Ok(Selection {
+        service: Some(q.service.clone()),
+        types: vec![q.profile_type.clone()],
+        since: Some(time("since", &q.since, false)?),
+        until: q.until.as_deref().map(|u| time("until", u, true)).transpose()?,
+        labels,
+    })
+}
+
+/// The services page: every service with its profile types and the days they have windows on.
+pub fn services_page(store: &Store) -> Result<String> {
+    let mut rows = String::new();
+    for service in store.production_services()? {
+        let mut types = String::new();
+        for ty in store.production_types(&service)? {
+            let days = store.window_days(&service, &ty)?;
+            let span = match (days.first(), days.last()) {
+                (Some(a), Some(b)) if a != b => format!("{a} to {b}"),
+                (Some(a), _) => a.clone(),
+                _ => continue,
+            };
+            let q = ProdQuery {
+                service: service.clone(),
+                profile_type: ty.clone(),
+                since: "24h".into(),
+                color: "version".into(),
+                ..ProdQuery::default()
+            };
+            let _ = write!(
+                types,
+                r#"<li><a class="prod-type" href="/prod/view?{}">{}</a> <span class="muted">{}</span></li>"#,
+                esc(&query_string(&q)),
+                esc(&ty),
+                esc(&span)
+            );
+        }
+        let _ = write!(
+            rows,
+            r#"<tr data-service="{s}"><td>{s}</td><td><ul class="plain">{types}</ul></td></tr>"#,
+            s = esc(&service)
+        );
+    }
+    let body = if rows.is_empty() {
+        format!(
+            r#"<p id="empty">The store {} has no production windows. Start the agent in a service (see the README's production section).</p>"#,
+            esc(store.url())
+        )
+    } else {
+        format!(
+            r#"<table id="services"><thead><tr><th>service</th><th>profile types (days with windows)</th></tr></thead><tbody>{rows}</tbody></table>"#
+        )
+    };
+    Ok(format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Production · cargo contprof</title>\
+         <style>{CSS}</style></head><body><header><nav><a href=\"/\">← runs</a></nav><h1>Production profiles in store \
+         <code id=\"store\">{}</code></h1></header><main>{body}</main></body></html>\n",
+        esc(store.url())
+    ))
+}
+
+/// Writes the page (or, with `q.json`, the view's JSON) of a selection, or of a comparison when
+/// `q` has both sides. `served` adds the forms and links that need the server.
+pub fn write_page(
+    out: &mut Vec<u8>,
+    store: &Store,
+    q: &ProdQuery,
+    comparing: &Comparing,
+    served: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let sel = selection(q, now)?;
+    let until = sel.until.unwrap_or(now);
+    let since = sel.since.unwrap_or(now);
+    let metric = metric_of(&q.profile_type);
+    let mut details = vec![format!(
+        "{} {} windows from {} to {}",
+        q.service,
+        q.profile_type,
+        rfc3339(since),
+        rfc3339(until)
+    )];
+    let written = match (&q.base, &q.head) {
+        (Some(base), Some(head)) => {
+            let want = Want { stacks: true, costs: true, fold_library: comparing.fold_library };
+            let sides = load::load_sides(
+                store,
+                (&q.service, &q.profile_type),
+                &sel,
+                (base, head),
+                ["base", "head"],
+                want,
+                now,
+            )?;
+            let mut prelude = filter_form(q, served);
+            let series: Vec<(String, &Observation)> = [("base", &sides.base), ("head", &sides.head)]
+                .iter()
+                .flat_map(|(side, l)| l.observations.iter().map(move |o| ((*side).to_owned(), o)))
+                .collect();
+            prelude.push_str(&breakdown(q, series.iter().map(|(_, o)| *o), metric, served));
+            prelude.push_str(&timeline(&series, metric, (since, until), "side"));
+            let counts = [sides.base.observations.len(), sides.head.observations.len()];
+            for (name, l) in [(base, &sides.base), (head, &sides.head)] {
+                details.push(format!(
+                    "{name}: {} windows ({} read from {} rollup(s), {} from window profiles)",
+                    l.observations.len(),
+                    l.observations.len().saturating_sub(l.windows_read),
+                    l.rollups_read,
+                    l.windows_read
+                ));
+            }
+            let (base_info, head_info) = (sides.base.revision(base), sides.head.revision(head));
+            let group = format!("prod/{}/{}", q.service, q.profile_type);
+            let mut prepared =
+                crate::pipeline::prepare_windows(&group, (base, sides.base), (head, sides.head));
+            let cmp = compare::compare(&prepared.groups, base_info, head_info, &comparing.options)?;
+            details.push(format!(
+                "{} regressions, {} improvements",
+                cmp.summary.regressions, cmp.summary.improvements
+            ));
+            details.extend(prepared.warnings.iter().chain(&prepared.notes).cloned());
+            details.extend(cmp.warnings.iter().map(|w| w.to_string()));
+            let (b, h) = prepared.profiles.remove(&group).unwrap_or_default();
+            let title = format!("{} {}: {base} → {head}", q.service, q.profile_type);
+            let mut input = ReportInput::compare(title, &b, &h, Some(&cmp)).with_details(details);
+            input.prelude = prelude;
+            input.averaged_over = Some(("window", counts));
+            emit(out, input, q.json, served)
+        }
+        (None, None) => {
+            let want = Want { stacks: true, costs: false, fold_library: comparing.fold_library };
+            let loaded = load::load(store, &q.service, &q.profile_type, &sel, want, now)?;
+            if loaded.observations.is_empty() {
+                return Err(Error::NothingMatched { what: load::nothing_matched(store, &sel, now) });
+            }
+            let instances: BTreeSet<&str> =
+                loaded.observations.iter().map(|o| o.key.instance.as_str()).collect();
+            details.push(format!(
+                "{} windows from {} replica(s); read {} rollup(s) and {} window profile(s)",
+                loaded.observations.len(),
+                instances.len(),
+                loaded.rollups_read,
+                loaded.windows_read
+            ));
+            details.extend(loaded.warnings.iter().cloned());
+            let series: Vec<(String, &Observation)> =
+                loaded.observations.iter().map(|o| (color_key(o, &q.color), o)).collect();
+            let mut prelude = filter_form(q, served);
+            prelude.push_str(&breakdown(q, loaded.observations.iter(), metric, served));
+            prelude.push_str(&timeline(&series, metric, (since, until), &q.color));
+            prelude.push_str(&compare_form(q, served));
+            let stacks = loaded.stacks;
+            let title = format!("{} {}", q.service, q.profile_type);
+            let mut input = ReportInput::profile(title, &stacks).with_details(details);
+            input.prelude = prelude;
+            emit(out, input, q.json, served)
+        }
+        _ => {
+            return Err(Error::InvalidArgument {
+                flag: if q.base.is_none() { "base" } else { "head" },
+                message: "a comparison needs both `base` and `head` (key=value[,key=value])".into(),
+            });
+        }
+    };
+    written
+        .map_err(|e| Error::Other { context: "could not write the page".into(), source: Some(Box::new(e)) })
+}
+
+fn emit(
+    out: &mut Vec<u8>,
+    mut input: ReportInput<'_>,
+    json: bool,
+    served: bool,
+) -> std::result::Result<(), super::ViewerError> {
+    if served {
+        input.home = Some("/prod".to_owned());
+        input.home_label = Some("production".to_owned());
+    }
+    if json { write_json(out, &input) } else { write_report(out, &input) }
+}
+
+/// The value of the timeline's colour key for a window.
+fn color_key(o: &Observation, color: &str) -> String {
+    match color {
+        "zone" => o.key.deployment.zone.clone(),
+        "instance" => o.key.instance.clone(),
+        _ => o.key.deployment.version.clone(),
+    }
+}
+
+/// The query string of `q` (for links).
+fn query_string(q: &ProdQuery) -> String {
+    let mut parts =
+        vec![("service", q.service.clone()), ("type", q.profile_type.clone()), ("since", q.since.clone())];
+    if let Some(u) = &q.until {
+        parts.push(("until", u.clone()));
+    }
+    for (k, v) in &q.labels {
+        parts.push(("label", format!("{k}={v}")));
+    }
+    if q.color != "version" {
+        parts.push(("color", q.color.clone()));
+    }
+    parts.iter().map(|(k, v)| format!("{k}={}", url_escape(v))).collect::<Vec<_>>().join("&")
+}
+
+/// Percent-encodes a query value.
+fn url_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The filter form: profile type, span picker, label filters, colour key.
+fn filter_form(q: &ProdQuery, served: bool) -> String {
+    if !served {
+        return String::new();
+    }
+    let mut f = String::new();
+    let _ = write!(
+        f,
+        r#"<section id="prod-filters"><form class="controls" method="get" action="/prod/view" id="prod-filter">
+<input type="hidden" name="service" value="{service}"><label>type <select name="type" id="prod-type">"#,
+        service = esc(&q.service)
+    );
+    for ty in ["cpu", "alloc", "heap", "threads"] {
+        let sel = if ty == q.profile_type { " selected" } else { "" };
+        let _ = write!(f, "<option{sel}>{ty}</option>");
+    }
+    f.push_str(r#"</select></label><span class="spans" role="group" aria-label="time span">"#);
+    for (span, label) in SPANS {
+        let mut linked = q.clone();
+        linked.since = span.to_owned();
+        linked.until = None;
+        let current = if q.since == span && q.until.is_none() { r#" aria-current="true""# } else { "" };
+        let _ = write!(
+            f,
+            r#"<a class="span" data-span="{span}" href="/prod/view?{}"{current}>{label}</a> "#,
+            esc(&query_string(&linked))
+        );
+    }
+    let label_values = |key: &str| {
+        q.labels.iter().filter(|(k, _)| k == key).map(|(_, v)| v.as_str()).collect::<Vec<_>>().join(",")
+    };
+    let custom: Vec<String> = q
+        .labels
+        .iter()
+        .filter(|(k, _)| !select::LABEL_KEYS.contains(&k.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let _ = write!(
+        f,
+        r#"</span><label>since <input name="since" size="10" value="{since}"></label>
+<label>until <input name="until" size="10" placeholder="now" value="{until}"></label>
+<label>version <input name="version" size="8" placeholder="any" value="{version}"></label>
+<label>zone <input name="zone" size="8" placeholder="any" value="{zone}"></label>
+<label>instance <input name="instance" size="10" placeholder="any" value="{instance}"></label>
+<label>label <input name="label" size="14" placeholder="key=value" value="{custom}"></label>
+<label>colour by <select name="color">{colors}</select></label>
+<button type="submit" id="prod-apply">Show</button></form>"#,
+        since = esc(&q.since),
+        until = esc(q.until.as_deref().unwrap_or("")),
+        version = esc(&label_values("version")),
+        zone = esc(&label_values("zone")),
+        instance = esc(&label_values("instance")),
+        custom = esc(&custom.join(",")),
+        colors = ["version", "zone", "instance"]
+            .iter()
+            .map(|c| format!("<option{}>{c}</option>", if *c == q.color { " selected" } else { "" }))
+            .collect::<String>(),
+    );
+    f.push_str("</section>");
+    f
+}
+
+/// The compare form: two label specs over the current selection.
+fn compare_form(q: &ProdQuery, served: bool) -> String {
+    if !served {
+        return String::new();
+    }
+    let mut hidden = String::new();
+    for (k, v) in
+        [("service", q.service.as_str()), ("type", q.profile_type.as_str()), ("since", q.since.as_str())]
+    {
+        let _ = write!(hidden, r#"<input type="hidden" name="{k}" value="{}">"#, esc(v));
+    }
+    if let Some(u) = &q.until {
+        let _ = write!(hidden, r#"<input type="hidden" name="until" value="{}">"#, esc(u));
+    }
+    for (k, v) in &q.labels {
+        let _ = write!(hidden, r#"<input type="hidden" name="label" value="{}">"#, esc(&format!("{k}={v}")));
+    }
+    format!(
+        r#"<section id="prod-compare"><form class="controls" method="get" action="/prod/compare" id="prod-compare-form">{hidden}
+<label>base <input name="base" id="prod-base" size="18" placeholder="version=1.3"></label>
+<label>head <input name="head" id="prod-head" size="18" placeholder="version=1.4"></label>
+<button type="submit" id="prod-compare-go">Compare</button>
+<span class="muted">each window one observation; verdicts as in <code>cargo contprof prod compare</code></span></form></section>"#
+    )
+}
+
+/// The breakdown table: per deployment (version, zone), windows, replicas, mean total per window
+/// and share of the total.
+fn breakdown<'a>(
+    q: &ProdQuery,
+    observations: impl Iterator<Item = &'a Observation>,
+    metric: Option<Metric>,
+    served: bool,
+) -> String {
+    #[derive(Default)]
+    struct Row<'b> {
+        windows: usize,
+        instances: BTreeSet<&'b str>,
+        total: f64,
+    }
+    let mut rows: BTreeMap<(&str, &str), Row<'_>> = BTreeMap::new();
+    let mut all = 0.0;
+    for o in observations {
+        let r = rows.entry((&o.key.deployment.version, &o.key.deployment.zone)).or_default();
+        r.windows += 1;
+        r.instances.insert(&o.key.instance);
+        let v = metric.and_then(|m| o.costs.totals.get(&m)).map_or(0.0, |t| t.value);
+        r.total += v;
+        all += v;
+    }
+    let name = metric.map_or("", Metric::as_str);
+    let mut t = format!(
+        r#"<section id="prod-breakdown"><h2>Breakdown</h2><table id="breakdown"><thead><tr><th>version</th><th>zone</th>
+<th class="num">windows</th><th class="num">replicas</th><th class="num">{name} per window</th><th class="num">share</th><th></th></tr></thead><tbody>"#
+    );
+    for ((version, zone), r) in &rows {
+        let (mean, share) = match metric {
+            Some(m) => (
+                render_amount(m, r.total / r.windows.max(1) as f64),
+                if all > 0.0 { format!("{:.1}%", 100.0 * r.total / all) } else { "–".into() },
+            ),
+            None => ("–".into(), "–".into()),
+        };
+        let only = if served {
+            let mut narrowed = q.clone();
+            narrowed.labels.retain(|(k, _)| k != "version" && k != "zone");
+            narrowed.labels.push(("version".into(), (*version).to_owned()));
+            narrowed.labels.push(("zone".into(), (*zone).to_owned()));
+            format!(r#"<a href="/prod/view?{}">only this</a>"#, esc(&query_string(&narrowed)))
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            t,
+            r#"<tr data-version="{v}" data-zone="{z}"><td>{v}</td><td>{z}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{only}</td></tr>"#,
+            r.windows,
+            r.instances.len(),
+            esc(&mean),
+            esc(&share),
+            v = esc(version),
+            z = esc(zone),
+        );
+    }
+    t.push_str("</tbody></table></section>");
+    t
+}
+
+/// The timeline: each series' mean total per window over time, as an inline SVG (no script),
+/// with a tooltip per point.
+fn timeline(
+    series: &[(String, &Observation)],
+    metric: Option<Metric>,
+    (since, until): (DateTime<Utc>, DateTime<Utc>),
+    by: &str,
+) -> String {
+    let Some(metric) = metric else { return String::new() };
+    let (start, end) = (since.timestamp(), until.timestamp().max(since.timestamp() + 1));
+    let first = series.iter().map(|(_, o)| o.key.start).min().unwrap_or(start).max(start);
+    let span = (end - first).max(1);
+    let buckets = TIMELINE_BUCKETS.min(series.len().max(1));
+    let width = 900.0;
+    let height = 160.0;
+    // series name -> bucket -> (sum, windows)
+    let mut sums: BTreeMap<&str, BTreeMap<usize, (f64, usize)>> = BTreeMap::new();
+    let mut max: f64 = 0.0;
+    for (name, o) in series {
+        let b = (((o.key.start - first).max(0) as f64 / span as f64) * buckets as f64) as usize;
+        let v = o.costs.totals.get(&metric).map_or(0.0, |t| t.value);
+        let e = sums.entry(name.as_str()).or_default().entry(b.min(buckets - 1)).or_default();
+        e.0 += v;
+        e.1 += 1;
+    }
+    for points in sums.values() {
+        for (sum, n) in points.values() {
+            max = max.max(sum / *n as f64);
+        }
+    }
+    let max = if max > 0.0 { max } else { 1.0 };
+    let x = |b: usize| 40.0 + (b as f64 + 0.5) / buckets as f64 * (width - 50.0);
+    let y = |v: f64| 10.0 + (1.0 - v / max) * (height - 30.0);
+    let mut svg = format!(
+        r#"<section id="prod-timeline"><h2>Timeline: {} per window, by {}</h2><svg id="timeline" viewBox="0 0 {width} {height}" width="100%" height="{height}" role="img" aria-label="total per window over time">"#,
+        esc(metric.as_str()),
+        esc(by)
+    );
+    let _ = write!(
+        svg,
+        r##"<line x1="40" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/><text x="2" y="16" font-size="10">{top}</text><text x="2" y="{b}" font-size="10">0</text><text x="40" y="{h}" font-size="10">{from}</text><text x="{r}" y="{h}" font-size="10" text-anchor="end">{to}</text>"##,
+        b = height - 20.0,
+        r = width - 10.0,
+        h = height - 6.0,
+        top = esc(&render_amount(metric, max)),
+        from = esc(&rfc3339(DateTime::from_timestamp(first, 0).unwrap_or(since))),
+        to = esc(&rfc3339(until)),
+    );
+    let mut legend = String::new();
+    for (i, (name, points)) in sums.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let coords: Vec<String> =
+            points.iter().map(|(&b, (sum, n))| format!("{:.1},{:.1}", x(b), y(sum / *n as f64))).collect();
+        let _ = write!(
+            svg,
+            r#"<polyline class="series" data-series="{n}" fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
+            coords.join(" "),
+            n = esc(name)
+        );
+        for (&b, (sum, count)) in points {
+            let t = first + (b as i64 * span) / buckets as i64;
+            let _ = write!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{color}"><title>{}: {} per window, {} window(s) from {}</title></circle>"#,
+                x(b),
+                y(sum / *count as f64),
+                esc(name),
+                esc(&render_amount(metric, sum / *count as f64)),
+                count,
+                esc(&rfc3339(DateTime::from_timestamp(t, 0).unwrap_or(since)))
+            );
+        }
+        let _ = write!(
+            legend,
+            r#"<span class="legend-item"><span class="swatch" style="background:{color}"></span>{}</span> "#,
+            esc(name)
+        );
+    }
+    let _ = write!(svg, r#"</svg><div id="timeline-legend">{legend}</div></section>"#);
+    svg
+}
