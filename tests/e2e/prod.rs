@@ -535,10 +535,28 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
         "nothing else is blamed: {regressions:?}"
     );
 
-    // Compacted, the same comparison reads rollups and gives the same verdicts.
+    // `serve` compacts in the background; a `prod compact` after it finds nothing left to do.
+    let mut serve = contprof()
+        .args(["serve", "--bind", "127.0.0.1:0", "--store", &store])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut said = String::new();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(serve.stderr.take().unwrap()));
+    while !said.contains("Compacted") {
+        let Some(Ok(line)) = lines.next() else { break };
+        said.push_str(&line);
+        said.push('\n');
+    }
+    // SAFETY: signalling a process of this test.
+    unsafe { libc::kill(serve.id() as libc::pid_t, libc::SIGTERM) };
+    let status = serve.wait().unwrap();
+    assert!(said.contains("Compacted") && said.contains("hour and"), "{said}");
+    assert!(status.success(), "serve stops cleanly on SIGTERM: {status:?}");
     let compact = run(contprof().args(["prod", "compact", "--store", &store]));
     assert_eq!(compact.code, 0, "{compact:?}");
-    assert!(compact.stderr.contains("hour and"), "{compact:?}");
+    assert!(compact.stderr.contains("0 hour and 0 day rollup(s) written"), "{compact:?}");
     let rolled = compare("version=1.3");
     assert_eq!(rolled.code, 1, "{rolled:?}");
     assert!(!rolled.stderr.contains(" 0 rollup(s)"), "rollups are read: {rolled:?}");

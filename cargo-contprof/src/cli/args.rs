@@ -158,6 +158,10 @@ pub struct ServeArgs {
     /// Allow an address reachable from other machines (the viewer has no authentication).
     #[arg(long)]
     pub allow_remote: bool,
+    /// Do not compact production windows into rollups in the background (every minute; see
+    /// `prod compact`), e.g. with read-only store credentials.
+    #[arg(long)]
+    pub no_compact: bool,
     /// Which store.
     #[command(flatten)]
     pub scope: StoreScope,

@@ -29,13 +29,74 @@ pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
     })?;
     let shown = location.display();
     let comparing = comparing(&args.scope.manifest_path, shell);
-    let opts = ServeOptions { store: location, bind, allow_remote: args.allow_remote, comparing };
+    let compact_location = location.clone();
+    let opts =
+        ServeOptions { store: location, bind, allow_remote: args.allow_remote, comparing: comparing.clone() };
     let server = viewer::Server::bind(opts).map_err(|e| viewer_err("could not start the viewer", e))?;
     shell.status("Serving", format_args!("{shown} at {} (Ctrl-C to stop)", server.url()));
-    // SIGINT/SIGTERM set the interrupt flag; the server polls it between connections.
-    server.run_until(crate::runner::interrupt::flag()).map_err(|e| viewer_err("the viewer stopped", e))?;
+    let fold_library = comparing.fold_library;
+    std::thread::scope(|s| {
+        if !args.no_compact {
+            s.spawn(|| background_compaction(&compact_location, fold_library, shell));
+        }
+        // SIGINT/SIGTERM set the interrupt flag; the server polls it between connections.
+        server.run_until(crate::runner::interrupt::flag()).map_err(|e| viewer_err("the viewer stopped", e))
+    })?;
     shell.status("Stopped", "serving (interrupted)");
     Ok(())
+}
+
+/// How often `serve` compacts production windows.
+const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `prod compact` every [`COMPACT_EVERY`] until SIGINT/SIGTERM, so that the production pages read
+/// rollups. Stores without production windows are left alone; a failure is reported once per
+/// distinct message and retried at the next round.
+fn background_compaction(location: &store::StoreLocation, fold_library: bool, shell: &Shell) {
+    let interrupted = crate::runner::interrupt::interrupted;
+    let mut last_error = String::new();
+    while !interrupted() {
+        let round = || -> Result<Option<crate::prod::compact::Compacted>> {
+            let store = Store::open(location)?;
+            if store.production_services()?.is_empty() {
+                return Ok(None);
+            }
+            let opts = crate::prod::compact::CompactOptions {
+                service: None,
+                rescan_days: 2,
+                full: false,
+                fold_library,
+                now: chrono::Utc::now(),
+            };
+            Ok(Some(crate::prod::compact::compact(&store, &opts, &mut |_| {})?))
+        };
+        // A local store that does not exist yet is not created by the viewer.
+        let exists = match location {
+            store::StoreLocation::Dir(d) => d.is_dir(),
+            store::StoreLocation::Default { workspace_root } => {
+                workspace_root.join(".contprof/store").is_dir()
+            }
+            store::StoreLocation::Url(_) => true,
+        };
+        match exists.then(round) {
+            Some(Ok(Some(done))) if done.hours + done.days > 0 => {
+                shell
+                    .status("Compacted", format_args!("{} hour and {} day rollup(s)", done.hours, done.days));
+                for w in &done.warnings {
+                    shell.warn(w);
+                }
+            }
+            Some(Err(e)) if e.to_string() != last_error => {
+                last_error = e.to_string();
+                shell.warn(format_args!("background compaction failed: {e} (retried every minute)"));
+            }
+            _ => {}
+        }
+        let until = std::time::Instant::now() + COMPACT_EVERY;
+        while std::time::Instant::now() < until && !interrupted() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
 }
 
 /// What `/compare` compares with: the project's configuration (thresholds, ignore list,

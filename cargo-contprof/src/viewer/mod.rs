@@ -8,6 +8,10 @@
 //! type selector), a sortable top-functions table and, for comparisons, the regression table of
 //! [`crate::compare`] with links that focus the flame graph.
 //!
+//! The production section (`prod`: `/prod`, `/prod/view`, `/prod/compare`, and `cargo contprof
+//! prod report`) puts a selection of production windows through the same page, with its filters,
+//! breakdown and timeline above the flame graph.
+//!
 //! This module owns the views and the HTTP surface. It only reads the store (through
 //! [`Store::log`](crate::store::Store::log), [`show`](crate::store::Store::show) and
 //! [`read_profile`](crate::store::Store::read_profile)); it never writes to it, and no part of a

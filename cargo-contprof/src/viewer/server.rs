@@ -5,6 +5,8 @@
 //!   (or JSON) that [`write_report`](super::write_report) writes.
 //! - `GET /compare?base=ID&head=ID[&group=G][&format=json]`: base against head, with the
 //!   statistics of [`crate::compare`].
+//! - `GET /prod`, `GET /prod/view?service=S[&type=..&since=..&version=..&label=k=v..]`,
+//!   `GET /prod/compare?...&base=k=v&head=k=v`: production windows (see `prod`).
 //!
 //! One thread accepts; each connection is answered on a thread of its own, at most
 //! [`MAX_CONNECTIONS`] at once. The store is opened on first use and again after a failure, so a
