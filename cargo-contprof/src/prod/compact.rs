@@ -463,6 +463,36 @@ mod tests {
     }
 
     #[test]
+    fn a_comparison_reads_the_costs_of_at_most_a_thousand_windows_spread_over_the_span() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().into())).unwrap();
+        let n = crate::prod::load::MAX_COMPARED as i64 + 200;
+        for i in 0..n {
+            put(&store, &key("1.3", "a", DAY + i * 60), 30);
+        }
+        let now = DAY + 86_400 + 7_200;
+        compact(&store, &opts(now), &mut |_| {}).unwrap();
+        // Windows of the next day, not compacted yet: the thinning covers them too.
+        for j in 0..30 {
+            put(&store, &key("1.3", "a", DAY + 86_400 + j * 60), 30);
+        }
+        let got = costs(&store, &all(now), now);
+        assert_eq!(got.observations.len(), crate::prod::load::MAX_COMPARED);
+        assert!(got.warnings.iter().any(|w| w.contains("evenly spread")), "{:?}", got.warnings);
+        assert!(got.observations.iter().all(|o| !o.costs.functions.is_empty()));
+        let (first, last) = (got.observations[0].key.start, got.observations.last().unwrap().key.start);
+        assert!(first < DAY + 120 && last > DAY + 86_400 + 25 * 60, "spread over the span: {first}..{last}");
+        assert!(
+            got.windows_read > 0 && got.windows_read < 30,
+            "raw windows thinned too: {}",
+            got.windows_read
+        );
+        // A view without costs keeps every window.
+        let view = load(&store, "api", "cpu", &all(now), Want::default(), opts(now).now).unwrap();
+        assert_eq!(view.observations.len() as i64, n + 30);
+    }
+
+    #[test]
     fn two_compactions_at_once_leave_one_correct_rollup() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreLocation::Dir(dir.path().into())).unwrap();

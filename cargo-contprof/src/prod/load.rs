@@ -21,6 +21,11 @@ use super::select::Selection;
 use crate::profile::{self, Profile};
 use crate::store::{RollupKey, RollupObject, Store, StoreError, WindowKey, day_of};
 
+/// Most windows whose per-function costs one side of a comparison reads: beyond a thousand
+/// observations the intervals are as narrow as sampling noise allows, and a month of windows
+/// with their costs would not fit in memory.
+pub const MAX_COMPARED: usize = 1_000;
+
 /// What to read besides the windows' labels and totals.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Want {
@@ -145,7 +150,41 @@ pub fn load(
         let obs = r.observations();
         hours.push((r, obs));
     }
+    // Windows no rollup covers.
+    let mut covered: BTreeSet<WindowKey> = BTreeSet::new();
+    for r in used.iter().chain(hours.iter().map(|(r, _)| r)) {
+        covered.extend(r.windows.iter().map(|w| r.window_key(w)));
+    }
+    let mut raw: Vec<WindowKey> = Vec::new();
+    for &start in &list {
+        let (keys, foreign) = store.list_windows_on(service, profile_type, &day_of(start))?;
+        if foreign > 0 {
+            out.warnings.push(format!(
+                "{service} {profile_type} {}: skipped {foreign} object(s) among the windows that the agent did not write",
+                day_of(start)
+            ));
+        }
+        raw.extend(keys.into_iter().filter(|k| selection.matches(k) && !covered.contains(k)));
+    }
+
+    // Per-function costs: of at most MAX_COMPARED windows, evenly spread over the span.
+    let mut keep: Option<BTreeSet<WindowKey>> = None;
     if want.costs {
+        let mut candidates: Vec<&WindowKey> = hours
+            .iter()
+            .flat_map(|(_, obs)| obs.iter().map(|o| &o.key))
+            .filter(|k| selection.matches(k))
+            .chain(&raw)
+            .collect();
+        if candidates.len() > MAX_COMPARED {
+            candidates.sort_by_key(|k| (k.start, *k));
+            let n = candidates.len();
+            out.warnings.push(format!(
+                "compared {MAX_COMPARED} of the {n} selected windows, evenly spread over the span \
+                 (more add nothing a comparison can use)"
+            ));
+            keep = Some((0..MAX_COMPARED).map(|i| candidates[i * n / MAX_COMPARED].clone()).collect());
+        }
         let paths: Vec<String> = hours
             .iter()
             .map(|(r, _)| RollupKey::at(service, profile_type, r.start, false).costs_path(&r.costs))
@@ -158,19 +197,26 @@ pub fn load(
                 None => Err("it is missing".to_owned()),
             };
             match added {
-                Ok(()) => kept.push(h),
+                Ok(()) => {
+                    if let Some(keep) = &keep {
+                        h.1.retain(|o| keep.contains(&o.key));
+                    }
+                    kept.push(h);
+                }
                 Err(why) => {
                     out.warnings
                         .push(format!("skipped rollup costs {path}: {why}; reading its windows instead"));
-                    list.insert(RollupKey::at(service, profile_type, h.0.start, true).start);
+                    raw.extend(h.1.iter().map(|o| o.key.clone()).filter(|k| selection.matches(k)));
                 }
             }
         }
         hours = kept;
+        if let Some(keep) = &keep {
+            raw.retain(|k| keep.contains(k));
+        }
     }
 
     // Observations and stacks of the rollups used.
-    let mut covered: BTreeSet<WindowKey> = BTreeSet::new();
     let mut stacks = std::mem::take(&mut out.stacks);
     for r in &used {
         out.observations.extend(r.observations());
@@ -179,7 +225,6 @@ pub fn load(
         out.observations.append(obs);
     }
     for r in used.iter().chain(hours.iter().map(|(r, _)| r)) {
-        covered.extend(r.windows.iter().map(|w| r.window_key(w)));
         if want.stacks {
             match r.merged() {
                 Ok(Some(mut p)) => {
@@ -193,18 +238,6 @@ pub fn load(
     }
     out.observations.retain(|o| selection.matches(&o.key) && selection.custom_labels_match(&o.labels));
 
-    // Windows no rollup covers.
-    let mut raw: Vec<WindowKey> = Vec::new();
-    for &start in &list {
-        let (keys, foreign) = store.list_windows_on(service, profile_type, &day_of(start))?;
-        if foreign > 0 {
-            out.warnings.push(format!(
-                "{service} {profile_type} {}: skipped {foreign} object(s) among the windows that the agent did not write",
-                day_of(start)
-            ));
-        }
-        raw.extend(keys.into_iter().filter(|k| selection.matches(k) && !covered.contains(k)));
-    }
     let need_profiles = want.stacks || want.costs || selection.has_custom_labels();
     if need_profiles {
         let paths: Vec<String> = raw.iter().map(WindowKey::path).collect();
