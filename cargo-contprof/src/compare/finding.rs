@@ -232,6 +232,10 @@ pub enum Warning {
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Warning::SingleRun { group, side } if is_production(group) => write!(
+                f,
+                "{group}: a single {side} window; verdicts are at most \"possible\" (select a longer span)"
+            ),
             Warning::SingleRun { group, side } => write!(
                 f,
                 "{group}: a single {side} run; verdicts are at most \"possible\" (record more runs with --runs)"
@@ -252,7 +256,8 @@ impl fmt::Display for Warning {
                 write!(f, "{group}: {side} run #{index} left out of {metric}: {reason}")
             }
             Warning::FewSamples { group, side, samples_per_run, min_detectable_percent } => {
-                write!(f, "{group}: {side} runs have ~{samples_per_run} CPU samples each")?;
+                let runs = if is_production(group) { "windows" } else { "runs" };
+                write!(f, "{group}: {side} {runs} have ~{samples_per_run} CPU samples each")?;
                 match min_detectable_percent {
                     Some(p) => write!(
                         f,
@@ -260,10 +265,23 @@ impl fmt::Display for Warning {
                     )?,
                     None => write!(f, ", too few to tell changes of a few percent from sampling noise")?,
                 }
-                write!(f, "; record longer runs, more --runs, or a higher --frequency")
+                if is_production(group) {
+                    write!(
+                        f,
+                        "; select a longer span, or give the agent longer windows (CONTPROF_WINDOW) or a higher CONTPROF_FREQUENCY"
+                    )
+                } else {
+                    write!(f, "; record longer runs, more --runs, or a higher --frequency")
+                }
             }
         }
     }
+}
+
+/// Whether a group holds production windows (`pipeline::prepare_windows` names them
+/// `prod/<service>/<type>`), whose advice is about spans and the agent, not `--runs`.
+fn is_production(group: &str) -> bool {
+    group.starts_with("prod/")
 }
 
 /// Where a group's between-batch spread came from.

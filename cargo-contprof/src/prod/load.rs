@@ -110,8 +110,8 @@ pub fn load(
         .filter(|(_, p)| **p == DayPlan::Day)
         .map(|(&s, _)| RollupKey::at(service, profile_type, s, true))
         .collect();
-    let mut used: Vec<Rollup> = Vec::new();
-    for (key, read) in day_keys.iter().zip(read_rollups(store, &day_keys, &mut out)?) {
+    let mut used: Vec<ReadRollup> = Vec::new();
+    for (key, read) in day_keys.iter().zip(read_rollups(store, &day_keys, want.stacks, &mut out)?) {
         match read {
             Some(r) => used.push(r),
             None => {
@@ -136,9 +136,9 @@ pub fn load(
                 .cloned(),
         );
     }
-    let mut hours: Vec<(Rollup, Vec<Observation>)> = Vec::new();
-    for (key, read) in hour_keys.iter().zip(read_rollups(store, &hour_keys, &mut out)?) {
-        let Some(r) = read else {
+    let mut hours: Vec<(ReadRollup, Vec<Observation>)> = Vec::new();
+    for (key, read) in hour_keys.iter().zip(read_rollups(store, &hour_keys, want.stacks, &mut out)?) {
+        let Some((r, merged)) = read else {
             list.insert(RollupKey::at(service, profile_type, key.start, true).start);
             continue;
         };
@@ -148,11 +148,11 @@ pub fn load(
             continue;
         }
         let obs = r.observations();
-        hours.push((r, obs));
+        hours.push(((r, merged), obs));
     }
     // Windows no rollup covers.
     let mut covered: BTreeSet<WindowKey> = BTreeSet::new();
-    for r in used.iter().chain(hours.iter().map(|(r, _)| r)) {
+    for (r, _) in used.iter().chain(hours.iter().map(|(r, _)| r)) {
         covered.extend(r.windows.iter().map(|w| r.window_key(w)));
     }
     let mut raw: Vec<WindowKey> = Vec::new();
@@ -187,13 +187,13 @@ pub fn load(
         }
         let paths: Vec<String> = hours
             .iter()
-            .map(|(r, _)| RollupKey::at(service, profile_type, r.start, false).costs_path(&r.costs))
+            .map(|((r, _), _)| RollupKey::at(service, profile_type, r.start, false).costs_path(&r.costs))
             .collect();
         let read = store.get_production_objects(&paths)?;
         let mut kept = Vec::new();
         for ((mut h, path), bytes) in hours.into_iter().zip(&paths).zip(read) {
             let added = match bytes {
-                Some(b) => h.0.add_costs(&b, &mut h.1).map_err(|e| e.to_string()),
+                Some(b) => h.0.0.add_costs(&b, &mut h.1).map_err(|e| e.to_string()),
                 None => Err("it is missing".to_owned()),
             };
             match added {
@@ -218,22 +218,16 @@ pub fn load(
 
     // Observations and stacks of the rollups used.
     let mut stacks = std::mem::take(&mut out.stacks);
-    for r in &used {
+    for (r, _) in &used {
         out.observations.extend(r.observations());
     }
     for (_, obs) in &mut hours {
         out.observations.append(obs);
     }
-    for r in used.iter().chain(hours.iter().map(|(r, _)| r)) {
-        if want.stacks {
-            match r.merged() {
-                Ok(Some(mut p)) => {
-                    filter_samples(&mut p, selection);
-                    stacks.push(p);
-                }
-                Ok(None) => {}
-                Err(e) => out.warnings.push(format!("the stacks of rollup {} are unreadable: {e}", r.start)),
-            }
+    for (_, merged) in used.into_iter().chain(hours.into_iter().map(|(r, _)| r)) {
+        if let Some(mut p) = merged {
+            filter_samples(&mut p, selection);
+            stacks.push(p);
         }
     }
     out.observations.retain(|o| selection.matches(&o.key) && selection.custom_labels_match(&o.labels));
@@ -278,31 +272,58 @@ pub fn load(
     Ok(out)
 }
 
-/// Reads and decodes rollups; `None` (with a warning) for one that cannot be read.
+/// A rollup read, with its stacks decoded when they were asked for.
+type ReadRollup = (Rollup, Option<Profile>);
+
+/// Reads and decodes rollups (and, with `stacks`, their merged stacks), on every core;
+/// `None` (with a warning) for one that cannot be read.
 fn read_rollups(
     store: &Store,
     keys: &[RollupKey],
+    stacks: bool,
     out: &mut Loaded,
-) -> Result<Vec<Option<Rollup>>, StoreError> {
+) -> Result<Vec<Option<ReadRollup>>, StoreError> {
     let paths: Vec<String> = keys.iter().map(RollupKey::path).collect();
     let read = store.get_production_objects(&paths)?;
     out.rollups_read += read.iter().filter(|b| b.is_some()).count();
-    Ok(keys
-        .iter()
+    let jobs: Vec<(&RollupKey, Option<Vec<u8>>)> = keys.iter().zip(read).collect();
+    let decoded = par_map(jobs, |(key, bytes)| -> Result<ReadRollup, String> {
+        let bytes = bytes.ok_or("it is gone (deleted since it was listed)")?;
+        let mut r = Rollup::decode_for(&bytes, key).map_err(|e| e.to_string())?;
+        let merged = if stacks { r.merged().map_err(|e| format!("its stacks: {e}"))? } else { None };
+        r.profile = Vec::new();
+        Ok((r, merged))
+    });
+    Ok(decoded
+        .into_iter()
         .zip(&paths)
-        .zip(read)
-        .map(|((key, path), bytes)| {
-            let decoded = match bytes {
-                Some(b) => Rollup::decode_for(&b, key).map_err(|e| e.to_string()),
-                None => Err("it is gone (deleted since it was listed)".to_owned()),
-            };
-            decoded
-                .map_err(|why| {
-                    out.warnings.push(format!("skipped rollup {path}: {why}; reading its windows instead"))
-                })
-                .ok()
+        .map(|(d, path)| {
+            d.map_err(|why| {
+                out.warnings.push(format!("skipped rollup {path}: {why}; reading its windows instead"))
+            })
+            .ok()
         })
         .collect())
+}
+
+/// `f` over `items` on as many threads as there are cores, results in order.
+fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    if threads <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        chunks.push(items.by_ref().take(chunk).collect());
+    }
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> =
+            chunks.into_iter().map(|c| s.spawn(move || c.into_iter().map(f).collect::<Vec<R>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
 }
 
 /// Keeps the samples whose labels pass the selection's label filters.

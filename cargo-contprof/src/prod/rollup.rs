@@ -76,15 +76,19 @@ pub fn observe(key: &WindowKey, profile: &Profile, fold_library: bool) -> Observ
     }
 }
 
-/// A window's profile made ready for merging into a rollup: no thread ids and names (every
-/// window has its own ids, so they would keep every window's samples apart, and no view selects
-/// by thread) and none of the window's own comments.
+/// Sample labels a rollup's stacks do without: thread ids and names (every window has its own
+/// ids, so they would keep every window's samples apart, and no view selects by thread), and the
+/// service and type, which the rollup itself names.
+const NOT_IN_ROLLUPS: [&str; 4] = ["tid", "thread", "service", "type"];
+
+/// A window's profile made ready for merging into a rollup: without the labels of
+/// [`NOT_IN_ROLLUPS`] and the window's own comments.
 pub fn for_merge(mut p: Profile) -> Profile {
     let drop: Vec<i64> = p
         .string_table
         .iter()
         .enumerate()
-        .filter(|(_, s)| *s == "tid" || *s == "thread")
+        .filter(|(_, s)| NOT_IN_ROLLUPS.contains(&s.as_str()))
         .map(|(i, _)| i as i64)
         .collect();
     if !drop.is_empty() {

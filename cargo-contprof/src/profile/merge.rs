@@ -97,16 +97,25 @@ pub fn merge(profiles: &[Profile]) -> Result<Profile, MergeError> {
             let address = if mapping_id == 0 { l.address } else { l.address.wrapping_add(shift) };
             locations.insert(l.id, w.location(mapping_id, address, lines));
         }
+        // Labels repeat on every sample: each of this profile's strings is interned once.
+        let mut strings: Vec<Option<i64>> = vec![None; p.string_table.len()];
+        let mut string = |w: &mut ProfileWriter, i: i64| -> i64 {
+            match usize::try_from(i).ok().and_then(|i| strings.get_mut(i)) {
+                Some(Some(new)) => *new,
+                Some(slot) => *slot.insert(w.string(p.str(i))),
+                None => w.string(""),
+            }
+        };
         for s in &p.sample {
             let stack = s.location_id.iter().filter_map(|id| locations.get(id).copied()).collect();
             let labels = s
                 .label
                 .iter()
                 .map(|l| Label {
-                    key: w.string(p.str(l.key)),
-                    str: w.string(p.str(l.str)),
+                    key: string(&mut w, l.key),
+                    str: string(&mut w, l.str),
                     num: l.num,
-                    num_unit: w.string(p.str(l.num_unit)),
+                    num_unit: string(&mut w, l.num_unit),
                 })
                 .collect();
             w.sample(stack, &s.value, labels);
