@@ -24,6 +24,8 @@ pub(crate) mod server;
 mod tree;
 
 #[cfg(test)]
+mod serve_tests;
+#[cfg(test)]
 mod tests;
 
 pub use classify::FrameClass;

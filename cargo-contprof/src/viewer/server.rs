@@ -158,6 +158,12 @@ impl Server {
         self.answer_until(stop, Arc::new(move |r: &Request| state.answer(r)))
     }
 
+    /// [`Server::run_until`] with another answer function, for tests of the limits.
+    #[cfg(test)]
+    pub(crate) fn run_answering(self, stop: &AtomicBool, answer: http::Answer) -> Result<(), ViewerError> {
+        self.answer_until(stop, answer)
+    }
+
     fn answer_until(self, stop: &AtomicBool, answer: http::Answer) -> Result<(), ViewerError> {
         let Server { runtime, listener, addr, limits, .. } = self;
         let served = runtime.block_on(http::serve_until(listener, limits, answer, stop));
