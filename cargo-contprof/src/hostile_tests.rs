@@ -1,8 +1,8 @@
 //! Hostile bytes for every parser of outside input: the agent's raw sample files, pprof profiles
 //! (gzipped and plain), a stored run's `meta.json`, the store's index entries, the configuration
-//! file, and the viewer's HTTP request head and query string. Each input is random bytes or a
-//! mutation of a valid one (bit flips, overwritten, inserted, deleted and duplicated ranges,
-//! truncation, two inputs spliced); each parser must answer with a value or an error, never a
+//! file, and what the viewer reads of a request (target, Host header, query string). Each input
+//! is random bytes or a mutation of a valid one (bit flips, overwritten, inserted, deleted and
+//! duplicated ranges, truncation, two inputs spliced); each parser must answer with a value or an error, never a
 //! panic, and in bounded time (every input is at most a few KiB, and each parser's allocations
 //! are bounded by its input or by its own limits).
 //!
@@ -257,18 +257,23 @@ targets = ["bin:a", "tests", "benches:parse"]
 }
 
 #[test]
-fn http_request_heads_and_queries() {
+fn http_request_targets_hosts_and_queries() {
+    // hyper parses the head; what the viewer reads of it is the target, the Host header and the query.
     let valid = vec![
-        b"GET /compare?base=20250101T120000.123456Z-0123456789&head=x&group=bin%2Fapp&format=json HTTP/1.1\r\nHost: localhost:7878\r\nAccept: */*\r\n\r\n".to_vec(),
-        b"GET /?commit=ab&tag=service%3Dapi&limit=50 HTTP/1.0\r\nHost: [::1]:7878\r\n\r\n".to_vec(),
+        b"/compare?base=20250101T120000.123456Z-0123456789&head=x&group=bin%2Fapp&format=json\nlocalhost:7878".to_vec(),
+        b"/?commit=ab&tag=service%3Dapi&limit=50\n[::1]:7878".to_vec(),
     ];
-    hostile("HTTP request head", &valid, |b| {
-        let head = text(b);
-        if let Ok(r) = crate::viewer::http::parse_head(&head) {
+    hostile("HTTP request target and Host", &valid, |b| {
+        let (target, host) = b.split_at(b.iter().position(|&c| c == b'\n').unwrap_or(b.len()));
+        let request = hyper::Request::builder()
+            .uri(target)
+            .header(hyper::header::HOST, host.get(1..).unwrap_or_default())
+            .body(());
+        if let Ok(request) = request
+            && let Ok(r) = crate::viewer::http::Request::new(&request.into_parts().0, false)
+        {
             let _ = crate::viewer::server::is_loopback_host(r.host.as_deref().unwrap_or(""));
-        }
-        if let Some((_, query)) = head.split_once('?') {
-            let _ = crate::viewer::query::decode(query.split(' ').next().unwrap_or(""));
+            let _ = crate::viewer::query::decode(&r.query);
         }
     });
 }

@@ -30,8 +30,12 @@ pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
     let shown = location.display();
     let comparing = comparing(&args.scope.manifest_path, shell);
     let compact_location = location.clone();
-    let opts =
-        ServeOptions { store: location, bind, allow_remote: args.allow_remote, comparing: comparing.clone() };
+    let opts = ServeOptions {
+        bind,
+        allow_remote: args.allow_remote,
+        comparing: comparing.clone(),
+        ..ServeOptions::new(location)
+    };
     let server = viewer::Server::bind(opts).map_err(|e| viewer_err("could not start the viewer", e))?;
     shell.status("Serving", format_args!("{shown} at {} (Ctrl-C to stop)", server.url()));
     let fold_library = comparing.fold_library;
@@ -39,7 +43,8 @@ pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
         if !args.no_compact {
             s.spawn(|| background_compaction(&compact_location, fold_library, shell));
         }
-        // SIGINT/SIGTERM set the interrupt flag; the server polls it between connections.
+        // SIGINT/SIGTERM set the interrupt flag; the server polls it, then lets answers in
+        // progress finish.
         server.run_until(crate::runner::interrupt::flag()).map_err(|e| viewer_err("the viewer stopped", e))
     })?;
     shell.status("Stopped", "serving (interrupted)");

@@ -12,7 +12,8 @@
 //! prod report`) puts a selection of production windows through the same page, with its filters,
 //! breakdown and timeline above the flame graph.
 //!
-//! This module owns the views and the HTTP surface. It only reads the store (through
+//! This module owns the views and the HTTP surface: the route table is ours (`server`), hyper
+//! speaks HTTP/1.1 under the limits of `http`. It only reads the store (through
 //! [`Store::log`](crate::store::Store::log), [`show`](crate::store::Store::show) and
 //! [`read_profile`](crate::store::Store::read_profile)); it never writes to it, and no part of a
 //! request names a file: runs are looked up by validated run id and profiles by the file names in
@@ -27,6 +28,8 @@ mod runs_page;
 pub(crate) mod server;
 mod tree;
 
+#[cfg(test)]
+mod serve_tests;
 #[cfg(test)]
 mod tests;
 
@@ -54,6 +57,9 @@ pub enum ViewerError {
         #[source]
         source: std::io::Error,
     },
+    /// The server's runtime could not be started.
+    #[error("cannot start the server's runtime")]
+    Runtime(#[source] std::io::Error),
     /// A non-loopback address was asked for without `allow_remote`.
     #[error(
         "refusing to listen on {addr}: it is reachable from other machines and the viewer has no \

@@ -8,17 +8,19 @@
 //! - `GET /prod`, `GET /prod/view?service=S[&type=..&since=..&version=..&label=k=v..]`,
 //!   `GET /prod/compare?...&base=k=v&head=k=v`: production windows (see `prod`).
 //!
-//! One thread accepts; each connection is answered on a thread of its own, at most
-//! [`MAX_CONNECTIONS`] at once. The store is opened on first use and again after a failure, so a
-//! store that cannot be read yields an error page naming it rather than a dead server.
+//! [`State::route`] is the route table, with the checks every request passes first (loopback
+//! `Host`, `GET` or `HEAD`, no body); [`super::http`] serves it over hyper with the limits on
+//! time, size and answers in progress. The store is opened on first use and again after a
+//! failure, so a store that cannot be read yields an error page naming it rather than a dead
+//! server.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::ViewerError;
-use super::http::{ReadError, Request, Response, read_request, write_response};
+use super::http::{self, Limits, Request, Response};
 use super::page::{ReportInput, write_json, write_report};
 use super::query::{ListQuery, ProdQuery, ViewQuery};
 use super::runs_page;
@@ -29,8 +31,6 @@ use crate::store::{RunMetadata, Store, StoreError, StoreLocation, rfc3339};
 
 /// Address `serve` listens on unless told otherwise.
 pub const DEFAULT_BIND: &str = "127.0.0.1:7878";
-/// Connections answered at once; more get a 503.
-pub const MAX_CONNECTIONS: usize = 16;
 
 /// What to serve and where.
 #[derive(Debug, Clone)]
@@ -44,6 +44,11 @@ pub struct ServeOptions {
     pub allow_remote: bool,
     /// How `/compare` compares: the project's configuration, as `cargo contprof compare` reads it.
     pub comparing: Comparing,
+    /// How long a client may take to send a request head; also how long an idle connection is
+    /// kept open.
+    pub head_timeout: Duration,
+    /// How long an answer may take; past it the client gets a 503 saying so.
+    pub answer_timeout: Duration,
 }
 
 /// The comparison settings `/compare` uses, the same as the CLI's without its flags.
@@ -62,13 +67,15 @@ impl Default for Comparing {
 }
 
 impl ServeOptions {
-    /// Serving `store` on [`DEFAULT_BIND`].
+    /// Serving `store` on [`DEFAULT_BIND`], with the default timeouts.
     pub fn new(store: StoreLocation) -> ServeOptions {
         ServeOptions {
             store,
             bind: SocketAddr::from(([127, 0, 0, 1], 7878)),
             allow_remote: false,
             comparing: Comparing::default(),
+            head_timeout: http::HEAD_TIMEOUT,
+            answer_timeout: http::ANSWER_TIMEOUT,
         }
     }
 }
@@ -76,8 +83,11 @@ impl ServeOptions {
 /// A bound server, not yet answering.
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
+    /// One thread drives the connections; answers run on its blocking pool.
+    runtime: tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    limits: Limits,
     state: Arc<State>,
 }
 
@@ -86,7 +96,6 @@ pub(crate) struct State {
     location: StoreLocation,
     store: Mutex<Option<Arc<Store>>>,
     allow_remote: bool,
-    busy: AtomicUsize,
     comparing: Comparing,
 }
 
@@ -96,22 +105,37 @@ pub fn serve(opts: ServeOptions) -> Result<(), ViewerError> {
 }
 
 impl Server {
-    /// Opens the listening socket. Refuses a non-loopback address unless `allow_remote`.
+    /// Opens the listening socket (listening when this returns). Refuses a non-loopback address
+    /// unless `allow_remote`.
     pub fn bind(opts: ServeOptions) -> Result<Server, ViewerError> {
         if !opts.bind.ip().is_loopback() && !opts.allow_remote {
             return Err(ViewerError::NotLoopback { addr: opts.bind.to_string() });
         }
         let bind_err = |source| ViewerError::Bind { addr: opts.bind.to_string(), source };
-        let listener = TcpListener::bind(opts.bind).map_err(bind_err)?;
+        let listener = std::net::TcpListener::bind(opts.bind).map_err(bind_err)?;
         let addr = listener.local_addr().map_err(bind_err)?;
+        listener.set_nonblocking(true).map_err(bind_err)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("contprof-serve")
+            .build()
+            .map_err(ViewerError::Runtime)?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(bind_err)?
+        };
+        let limits = Limits {
+            head_timeout: opts.head_timeout,
+            answer_timeout: opts.answer_timeout,
+            max_in_flight: http::MAX_IN_FLIGHT,
+        };
         let state = State {
             location: opts.store,
             store: Mutex::new(None),
             allow_remote: opts.allow_remote,
-            busy: AtomicUsize::new(0),
             comparing: opts.comparing,
         };
-        Ok(Server { listener, addr, state: Arc::new(state) })
+        Ok(Server { runtime, listener, addr, limits, state: Arc::new(state) })
     }
 
     /// The bound address (with the port chosen when binding port 0).
@@ -129,51 +153,25 @@ impl Server {
         self.run_until(&AtomicBool::new(false))
     }
 
-    /// Answers requests until `stop` is set (checked at least every 50 ms).
+    /// Answers requests until `stop` is set (checked every 50 ms), then lets the requests in
+    /// progress finish and returns.
     pub fn run_until(self, stop: &AtomicBool) -> Result<(), ViewerError> {
-        let accept_err = |source| ViewerError::Accept { addr: self.addr.to_string(), source };
-        self.listener.set_nonblocking(true).map_err(accept_err)?;
-        while !stop.load(Ordering::Relaxed) {
-            match self.listener.accept() {
-                Ok((stream, _)) => self.dispatch(stream),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                // A connection reset before it was accepted, or fds momentarily exhausted: keep serving.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::ConnectionAborted
-                            | std::io::ErrorKind::ConnectionReset
-                            | std::io::ErrorKind::Interrupted
-                    ) || e.raw_os_error() == Some(libc::EMFILE) =>
-                {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => return Err(accept_err(e)),
-            }
-        }
-        Ok(())
+        let state = Arc::clone(&self.state);
+        self.answer_until(stop, Arc::new(move |r: &Request| state.answer(r)))
     }
 
-    fn dispatch(&self, stream: TcpStream) {
-        if stream.set_nonblocking(false).is_err() {
-            return;
-        }
-        if self.state.busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-            self.state.busy.fetch_sub(1, Ordering::AcqRel);
-            let _ =
-                write_response(&stream, &Response::text(503, "too many requests at once; retry\n"), false);
-            return;
-        }
-        let state = Arc::clone(&self.state);
-        let spawned = std::thread::Builder::new().name("contprof-serve".into()).spawn(move || {
-            state.answer(&stream);
-            state.busy.fetch_sub(1, Ordering::AcqRel);
-        });
-        if spawned.is_err() {
-            self.state.busy.fetch_sub(1, Ordering::AcqRel);
-        }
+    /// [`Server::run_until`] with another answer function, for tests of the limits.
+    #[cfg(test)]
+    pub(crate) fn run_answering(self, stop: &AtomicBool, answer: http::Answer) -> Result<(), ViewerError> {
+        self.answer_until(stop, answer)
+    }
+
+    fn answer_until(self, stop: &AtomicBool, answer: http::Answer) -> Result<(), ViewerError> {
+        let Server { runtime, listener, addr, limits, .. } = self;
+        let served = runtime.block_on(http::serve_until(listener, limits, answer, stop));
+        // Answers still running went past their timeout and were given up; do not wait for them.
+        runtime.shutdown_background();
+        served.map_err(|source| ViewerError::Accept { addr: addr.to_string(), source })
     }
 }
 
@@ -225,35 +223,19 @@ impl State {
     /// A state serving `location`, for tests of [`State::route`].
     #[cfg(test)]
     pub(crate) fn new(location: StoreLocation, allow_remote: bool) -> State {
-        State {
-            location,
-            store: Mutex::new(None),
-            allow_remote,
-            busy: AtomicUsize::new(0),
-            comparing: Comparing::default(),
-        }
+        State { location, store: Mutex::new(None), allow_remote, comparing: Comparing::default() }
     }
 
-    fn answer(&self, stream: &TcpStream) {
-        let request = match read_request(stream) {
-            Ok(r) => r,
-            Err(ReadError::Closed) => return,
-            Err(ReadError::Malformed(m)) => {
-                let _ = write_response(stream, &Response::text(400, format!("{m}\n")), false);
-                return;
-            }
-        };
-        let head_only = request.method == "HEAD";
-        let response = self.route(&request).unwrap_or_else(|f| Response {
+    /// Answers one request: its page, or the error page of why not.
+    fn answer(&self, request: &Request) -> Response {
+        self.route(request).unwrap_or_else(|f| Response {
             status: f.status,
             content_type: "text/html; charset=utf-8",
             body: runs_page::error_page(f.status, &f.message).into_bytes(),
-        });
-        // The client may have gone away; there is no one left to tell.
-        let _ = write_response(std::io::BufWriter::new(stream), &response, head_only);
+        })
     }
 
-    /// Answers one request (pure of the connection, for tests).
+    /// The route table: the page a request asks for, after the checks every request passes.
     pub(crate) fn route(&self, r: &Request) -> Result<Response, Failure> {
         if !self.allow_remote && !r.host.as_deref().is_some_and(is_loopback_host) {
             // A page on another site cannot reach us through DNS rebinding: it would send its own host.
@@ -267,6 +249,9 @@ impl State {
                 405,
                 format!("method {} is not allowed: the viewer only reads", r.method),
             ));
+        }
+        if r.has_body {
+            return Err(Failure::new(413, "the viewer takes no request body"));
         }
         match r.path.as_str() {
             "/" => {

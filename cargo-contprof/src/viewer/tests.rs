@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::classify::FrameClass;
-use super::http::{Request, parse_head};
+use super::http::Request;
 use super::page::{ReportInput, write_report};
 use super::query::{ListQuery, ViewQuery, decode, is_run_id};
 use super::server::{State, is_loopback_host};
@@ -168,15 +168,26 @@ fn list_queries_validate_every_field() {
     }
 }
 
+/// The request hyper would hand over for `method target` with these headers.
+fn request(method: &str, target: &str, headers: &[(&str, &str)]) -> Result<Request, &'static str> {
+    let mut b = hyper::Request::builder().method(method).uri(target);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let (parts, ()) = b.body(()).unwrap().into_parts();
+    Request::new(&parts, false)
+}
+
 #[test]
-fn request_heads_parse_and_hosts_are_checked() {
-    let r = parse_head("GET /view?run=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n").ok().unwrap();
+fn requests_are_paths_with_one_host_and_hosts_are_checked() {
+    let r = request("GET", "/view?run=1", &[("host", "127.0.0.1:8080")]).unwrap();
     assert_eq!(
         (r.path.as_str(), r.query.as_str(), r.host.as_deref()),
         ("/view", "run=1", Some("127.0.0.1:8080"))
     );
-    assert!(parse_head("GET http://evil/ HTTP/1.1\r\n\r\n").is_err());
-    assert!(parse_head("GET / SPDY\r\n\r\n").is_err());
+    assert!(request("GET", "http://evil/", &[("host", "localhost")]).is_err(), "absolute URI");
+    assert!(request("GET", "/", &[("host", "localhost"), ("host", "evil.example")]).is_err());
+    assert_eq!(request("GET", "/", &[]).unwrap().host, None);
     for ok in ["localhost", "localhost:80", "127.0.0.1:1", "[::1]:8080", "127.1.2.3"] {
         assert!(is_loopback_host(ok), "{ok}");
     }
@@ -186,8 +197,7 @@ fn request_heads_parse_and_hosts_are_checked() {
 }
 
 fn get(state: &State, target: &str) -> (u16, String) {
-    let r = parse_head(&format!("GET {target} HTTP/1.1\r\nHost: localhost:1\r\n\r\n")).ok().unwrap();
-    route(state, &r)
+    route(state, &request("GET", target, &[("host", "localhost:1")]).unwrap())
 }
 
 fn route(state: &State, r: &Request) -> (u16, String) {
@@ -227,9 +237,11 @@ fn routes_answer_4xx_with_clear_messages() {
     assert_eq!(get(&state, &format!("/view?run={run}&group=bin%2Fother")).0, 404);
     assert_eq!(get(&state, "/etc/passwd").0, 404);
     assert_eq!(get(&state, "/?limit=-1").0, 400);
-    let post = parse_head("POST / HTTP/1.1\r\nHost: localhost\r\n\r\n").ok().unwrap();
+    let post = request("POST", "/", &[("host", "localhost")]).unwrap();
     assert_eq!(route(&state, &post).0, 405);
-    let rebinding = parse_head("GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n").ok().unwrap();
+    let with_body = Request { has_body: true, ..request("GET", "/", &[("host", "localhost")]).unwrap() };
+    assert_eq!(route(&state, &with_body).0, 413);
+    let rebinding = request("GET", "/", &[("host", "evil.example")]).unwrap();
     assert_eq!(route(&state, &rebinding).0, 403);
 }
 
@@ -310,10 +322,11 @@ fn head_and_get_over_a_real_socket() {
         s.read_to_string(&mut out).unwrap();
         out
     };
-    let head = ask("HEAD / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    // Connections are kept alive unless the client says otherwise.
+    let head = ask("HEAD / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.ends_with("\r\n\r\n"), "{head}");
     assert!(head.contains("Content-Security-Policy: default-src 'none'"));
-    let bad = ask("GET /view?run=x HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let bad = ask("GET /view?run=x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     assert!(bad.starts_with("HTTP/1.1 400 ") && bad.contains("not a run id"), "{bad}");
     let garbage = ask("hello\r\n\r\n");
     assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
