@@ -23,22 +23,6 @@ fn bench_anchor(x: u64) -> u64 {
     black_box(x).wrapping_mul(7)
 }
 
-/// A small deterministic generator (xorshift64*), so every run benchmarks the same file.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// `(runtime address, size)` of the functions of this binary.
 fn functions() -> Vec<(u64, u64)> {
     let exe = std::env::current_exe().expect("current exe");
@@ -56,20 +40,20 @@ fn functions() -> Vec<(u64, u64)> {
 /// The raw file bytes: a call tree of shared prefixes, a skewed choice of stacks per sample.
 fn raw_file() -> Vec<u8> {
     let funcs = functions();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     // A pool of call sites: real code returns to the same call sites over and over.
     let pool: Vec<u64> = (0..CALL_SITES)
         .map(|_| {
-            let (addr, size) = funcs[rng.below(funcs.len())];
-            addr + 1 + rng.next() % (size - 1)
+            let (addr, size) = funcs[rng.usize(..funcs.len())];
+            addr + 1 + rng.u64(..) % (size - 1)
         })
         .collect();
-    let call_site = |rng: &mut Rng| pool[rng.below(pool.len())];
+    let call_site = |rng: &mut fastrand::Rng| pool[rng.usize(..pool.len())];
     let roots: Vec<Vec<u64>> = (0..64).map(|_| (0..8).map(|_| call_site(&mut rng)).collect()).collect();
     let stacks: Vec<Vec<u64>> = (0..STACKS)
         .map(|_| {
-            let mut s: Vec<u64> = (0..4 + rng.below(28)).map(|_| call_site(&mut rng)).collect();
-            s.extend(&roots[rng.below(roots.len())]);
+            let mut s: Vec<u64> = (0..4 + rng.usize(..28)).map(|_| call_site(&mut rng)).collect();
+            s.extend(&roots[rng.usize(..roots.len())]);
             s
         })
         .collect();
@@ -93,12 +77,12 @@ fn raw_file() -> Vec<u8> {
     let mut frames = Vec::with_capacity(64);
     for _ in 0..SAMPLES {
         // Skewed towards the first stacks, as real profiles are.
-        let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let u = (rng.u64(..) >> 11) as f64 / (1u64 << 53) as f64;
         let stack = &stacks[((u * u * u) * STACKS as f64) as usize];
         frames.clear();
         frames.extend_from_slice(stack);
-        frames[0] = frames[0].wrapping_add(rng.next() % 4); // leaf: any instruction nearby
-        w.cpu_sample(1000 + (rng.next() % u64::from(THREADS)) as u32, &frames);
+        frames[0] = frames[0].wrapping_add(rng.u64(..) % 4); // leaf: any instruction nearby
+        w.cpu_sample(1000 + (rng.u64(..) % u64::from(THREADS)) as u32, &frames);
     }
     w.end(EndRecord {
         cpu_time_ns: SAMPLES as u64 * 1_001_001,

@@ -34,20 +34,6 @@ const STACKS_PER_VERSION: usize = 4_000;
 const SAMPLES_PER_WINDOW: usize = 3_000;
 const MARKER: &str = "scale-bench-filled";
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Function names as a service's profile has them.
 fn names() -> Vec<String> {
     let crates = [
@@ -82,14 +68,14 @@ fn names() -> Vec<String> {
 }
 
 /// A version's stacks: a call tree of shared prefixes, leaves spread over the functions.
-fn stacks(rng: &mut Rng, functions: usize) -> Vec<Vec<u32>> {
+fn stacks(rng: &mut fastrand::Rng, functions: usize) -> Vec<Vec<u32>> {
     let mut out: Vec<Vec<u32>> = vec![vec![0, 1, 2, 3]]; // main, runtime entry frames
     while out.len() < STACKS_PER_VERSION {
-        let mut s = out[rng.below(out.len())].clone();
-        let keep = 4 + rng.below(s.len().saturating_sub(3).max(1));
+        let mut s = out[rng.usize(..out.len())].clone();
+        let keep = 4 + rng.usize(..s.len().saturating_sub(3).max(1));
         s.truncate(keep.min(36));
-        for _ in 0..1 + rng.below(6) {
-            s.push(4 + rng.below(functions - 4) as u32);
+        for _ in 0..1 + rng.usize(..6) {
+            s.push(4 + rng.usize(..functions - 4) as u32);
         }
         out.push(s);
     }
@@ -97,7 +83,7 @@ fn stacks(rng: &mut Rng, functions: usize) -> Vec<Vec<u32>> {
 }
 
 /// One window's CPU profile, labelled as the uploader labels it.
-fn window(rng: &mut Rng, names: &[String], stacks: &[Vec<u32>], key: &WindowKey) -> Profile {
+fn window(rng: &mut fastrand::Rng, names: &[String], stacks: &[Vec<u32>], key: &WindowKey) -> Profile {
     let mut p = Profile::default();
     let mut strings: BTreeMap<String, i64> = BTreeMap::new();
     let mut intern = |p: &mut Profile, s: &str| -> i64 {
@@ -114,8 +100,8 @@ fn window(rng: &mut Rng, names: &[String], stacks: &[Vec<u32>], key: &WindowKey)
     let mut counts: BTreeMap<usize, i64> = BTreeMap::new();
     for _ in 0..SAMPLES_PER_WINDOW {
         // Skewed: a few stacks are hot, most are rare.
-        let r = rng.below(stacks.len());
-        let i = (r * rng.below(stacks.len()) / stacks.len()).min(stacks.len() - 1);
+        let r = rng.usize(..stacks.len());
+        let i = (r * rng.usize(..stacks.len()) / stacks.len()).min(stacks.len() - 1);
         *counts.entry(i).or_default() += 1;
     }
     let mut fn_ids: BTreeMap<u32, u64> = BTreeMap::new();
@@ -226,7 +212,7 @@ fn open(port: u16) -> Store {
 fn fill(port: u16, days: i64) {
     let minutes = days * 1_440;
     let names = names();
-    let mut rng = Rng(0x5eed);
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
     let by_version: BTreeMap<&str, Vec<Vec<u32>>> =
         ["1.0.0", "1.1.0", "1.2.0"].into_iter().map(|v| (v, stacks(&mut rng, names.len()))).collect();
     let started = Instant::now();
@@ -237,7 +223,7 @@ fn fill(port: u16, days: i64) {
             let (names, by_version, bytes) = (&names, &by_version, &bytes);
             s.spawn(move || {
                 let store = open(port);
-                let mut rng = Rng(0xabc + t as u64);
+                let mut rng = fastrand::Rng::with_seed(0xabc + t as u64);
                 for m in (t as i64..minutes).step_by(threads) {
                     let (version, zone, instance) = who(m, days);
                     let key = WindowKey {

@@ -1,35 +1,12 @@
 // Browser checks of the viewer's production section, run by tests/e2e/prod.rs with a JSON config
 // argument: headless Chromium (playwright-core) against `serve` over a store that real service
 // replicas filled, and against a `prod report` file. Writes screenshots; prints one JSON line last.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
+import { session } from './browser.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
-const failures = [];
-function check(ok, what) {
-  if (!ok) failures.push(what);
-  console.error(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-}
-
-const profileDir = mkdtempSync(join(tmpdir(), 'contprof-chromium-'));
-const context = await chromium.launchPersistentContext(profileDir, {
-  executablePath: cfg.chromium,
-  headless: true,
-  viewport: { width: 1400, height: 900 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-const external = [];
-context.on('request', (r) => {
-  const u = r.url();
-  if (!u.startsWith('file:') && !u.startsWith(cfg.server) && !u.startsWith('data:')) external.push(u);
-});
-const page = await context.newPage();
-const errors = [];
-page.on('pageerror', (e) => errors.push(String(e)));
+const { page, check, finish } = await session(cfg);
 const ready = () => page.waitForSelector('canvas#flame[data-ready="true"]', { timeout: 30000 });
 const text = (sel) => page.locator(sel).innerText();
 const rows = () => page.locator('#breakdown tbody tr').count();
@@ -103,9 +80,6 @@ check((await text('#findings tbody')).includes('render_rows'), 'prod report: the
 check((await page.locator('#prod-filter').count()) === 0, 'prod report: no server forms in a file');
 await page.screenshot({ path: join(cfg.artifacts, 'prod-report.png'), fullPage: true });
 
-check(errors.length === 0, `no script errors (${errors.join('; ')})`);
-check(external.length === 0, `no requests outside the report and the server (${external.join(', ')})`);
-await context.close();
-rmSync(profileDir, { recursive: true, force: true });
+const failures = await finish();
 console.log(JSON.stringify({ failures, timings }));
 process.exit(failures.length ? 1 : 0);

@@ -1,36 +1,12 @@
 // Browser checks of the viewer, run by tests/e2e/viewer.rs with a JSON config argument: drives
 // headless Chromium with playwright-core against generated reports and a running `serve`, asserts
 // on the rendered page, writes screenshots, and prints one JSON line of measurements last.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium } from 'playwright-core';
+import { session } from './browser.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
-const failures = [];
-function check(ok, what) {
-  if (!ok) failures.push(what);
-  console.error(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
-}
-
-const profileDir = mkdtempSync(join(tmpdir(), 'contprof-chromium-'));
-const context = await chromium.launchPersistentContext(profileDir, {
-  executablePath: cfg.chromium,
-  headless: true,
-  viewport: { width: 1400, height: 900 },
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-// Nothing may be fetched from outside: reports are self-contained, the server is on loopback.
-const external = [];
-context.on('request', (r) => {
-  const u = r.url();
-  if (!u.startsWith('file:') && !u.startsWith(cfg.server) && !u.startsWith('data:')) external.push(u);
-});
-const page = await context.newPage();
-const errors = [];
-page.on('pageerror', (e) => errors.push(String(e)));
+const { page, check, finish } = await session(cfg);
 
 const ready = () => page.waitForSelector('canvas#flame[data-ready="true"]', { timeout: 30000 });
 const state = () => page.evaluate(() => window.contprof.state());
@@ -228,9 +204,6 @@ check((await attr('data-type')) === 'alloc_space', 'large: type switch');
 await page.screenshot({ path: join(cfg.artifacts, 'report-large.png') });
 check(timings.nodes > 100000, `large: ${timings.nodes} tree nodes for ${cfg.largeStacks} stacks`);
 
-check(errors.length === 0, `no script errors (${errors.join('; ')})`);
-check(external.length === 0, `no requests outside the report and the server (${external.join(', ')})`);
-await context.close();
-rmSync(profileDir, { recursive: true, force: true });
+const failures = await finish();
 console.log(JSON.stringify({ failures, large: { ...timings, zoomDrawMs: zoomMs, typeSwitchDrawMs: switchDraw, stacks: cfg.largeStacks } }));
 process.exit(failures.length ? 1 : 0);

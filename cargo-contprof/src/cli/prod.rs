@@ -23,6 +23,20 @@ use crate::prod::select::{self, Selection};
 use crate::shell::Shell;
 use crate::store::{Store, WindowKey, parse_time};
 
+/// The label filters of `a`: `--version`, `--zone`, `--instance` and `--label`.
+fn labels_of(a: &ProdSelectArgs) -> Result<Vec<(String, String)>> {
+    let mut labels = Vec::new();
+    for (key, values) in [("version", &a.versions), ("zone", &a.zones), ("instance", &a.instances)] {
+        labels.extend(values.iter().map(|v| (key.to_owned(), v.clone())));
+    }
+    for l in &a.labels {
+        labels.extend(
+            select::parse_labels(l).map_err(|message| Error::InvalidArgument { flag: "--label", message })?,
+        );
+    }
+    Ok(labels)
+}
+
 /// The store and the selection of `a` (plus `types`).
 fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate::config::Config)> {
     let root = project_root(a.scope.manifest_path.as_deref());
@@ -42,15 +56,7 @@ fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate
             });
         }
     }
-    let mut labels = Vec::new();
-    for (key, values) in [("version", &a.versions), ("zone", &a.zones), ("instance", &a.instances)] {
-        labels.extend(values.iter().map(|v| (key.to_owned(), v.clone())));
-    }
-    for l in &a.labels {
-        labels.extend(
-            select::parse_labels(l).map_err(|message| Error::InvalidArgument { flag: "--label", message })?,
-        );
-    }
+    let labels = labels_of(a)?;
     let selection = Selection {
         service: a.service.clone(),
         types: types.to_vec(),
@@ -283,17 +289,7 @@ pub fn report(a: ProdReportArgs, shell: &Shell) -> Result<()> {
         });
     }
     let (store, _, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;
-    let mut labels = Vec::new();
-    for (key, values) in
-        [("version", &a.select.versions), ("zone", &a.select.zones), ("instance", &a.select.instances)]
-    {
-        labels.extend(values.iter().map(|v| (key.to_owned(), v.clone())));
-    }
-    for l in &a.select.labels {
-        labels.extend(
-            select::parse_labels(l).map_err(|message| Error::InvalidArgument { flag: "--label", message })?,
-        );
-    }
+    let labels = labels_of(&a.select)?;
     let query = crate::viewer::ProdQuery {
         service,
         profile_type: a.profile_type.clone(),
