@@ -82,7 +82,7 @@ pub fn observe(key: &WindowKey, profile: &Profile, fold_library: bool) -> Observ
 const NOT_IN_ROLLUPS: [&str; 4] = ["tid", "thread", "service", "type"];
 
 /// A window's profile made ready for merging into a rollup: without the labels of
-/// [`NOT_IN_ROLLUPS`] and the window's own comments.
+/// `NOT_IN_ROLLUPS` (thread ids and names, service, type) and the window's own comments.
 pub fn for_merge(mut p: Profile) -> Profile {
     let drop: Vec<i64> = p
         .string_table
