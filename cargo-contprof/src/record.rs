@@ -300,6 +300,7 @@ fn store_run(
             .then_some(rec.settings.alloc_interval),
         runs: rec.runs,
         unwind: rec.settings.unwind.name().to_owned(),
+        contention_rate_ns: (rec.settings.contention_rate_ns > 0).then_some(rec.settings.contention_rate_ns),
     };
     new.tags = rec.tags.iter().cloned().collect();
     let merged: Vec<&Profile> = summary.groups.iter().filter_map(|g| g.merged.as_ref()).collect();
@@ -440,6 +441,7 @@ fn write_outputs(
         ("cpu", "flamegraph.svg"),
         ("instructions", "flamegraph.svg"),
         ("alloc_space", "alloc-flamegraph.svg"),
+        ("delay", "contention-flamegraph.svg"),
     ] {
         let index = merged.sample_type_index(sample_type);
         if index.is_none_or(|i| merged.total(i) == 0) {

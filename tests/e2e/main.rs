@@ -4,6 +4,7 @@
 //! One test binary (`cargo test --test e2e`); helpers in `util`.
 
 mod compare;
+mod contention;
 mod errors;
 mod github;
 mod instructions;

@@ -40,6 +40,34 @@ fn go_tool_pprof_reads_the_profile_and_finds_the_binary() {
     assert!(alloc.status.success(), "{}", String::from_utf8_lossy(&alloc.stderr));
 }
 
+/// The contention types (Go's own names) read as Go reads its block profiles.
+#[test]
+fn go_tool_pprof_reads_the_contention_types() {
+    if !available("go", &["version"]) {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let f = run_fixture(
+        "lock_wait",
+        out.path(),
+        &["--contention", "--no-store", "--", "std"],
+        &[("FIXTURE_SCALE", "0.2")],
+    );
+    assert_eq!(f.code, 0, "{f:?}");
+    for index in ["delay", "contentions"] {
+        let o = Command::new("go")
+            .args(["tool", "pprof", "-top", "-cum", &format!("-sample_index={index}")])
+            .arg(out.path().join("profile.pb.gz"))
+            .env("PPROF_TMPDIR", out.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        assert!(stdout.contains(&format!("Type: {index}")), "{stdout}");
+        assert!(stdout.contains("lock_wait::std_contender"), "{stdout}");
+    }
+}
+
 #[test]
 fn npm_pprof_format_decodes_the_profile() {
     let js = repo_root().join("tests/js");

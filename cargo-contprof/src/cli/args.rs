@@ -371,6 +371,17 @@ pub struct SamplingArgs {
     /// Run the workload N times (a comparison needs repeated runs).
     #[arg(long, value_name = "N", default_value_t = 1, help_heading = "Profiling")]
     pub runs: u32,
+    /// Record where threads wait (contention): blocking futex calls (Rust's std `Mutex`,
+    /// `RwLock`, `Condvar`, `thread::park`, parking_lot) and contended `pthread_mutex_lock`,
+    /// `pthread_rwlock_*lock` and `pthread_cond_*wait`, as sample types `contentions` and
+    /// `delay` (nanoseconds), duration-sampled like Go's block profile.
+    #[arg(long, help_heading = "Profiling")]
+    pub contention: bool,
+    /// Sampling rate of `--contention` (implies it): waits at least this long are always
+    /// recorded, shorter ones with probability wait/rate and weighted to stay unbiased; units
+    /// ns, us, ms, s [default: 10us].
+    #[arg(long, value_name = "DURATION", help_heading = "Profiling")]
+    pub contention_rate: Option<String>,
     /// How stacks are walked: `tables` reads each object's unwind tables, so stacks go through C
     /// libraries and code without frame pointers and the workload keeps cargo's release flags;
     /// `frame-pointers` builds with `-C force-frame-pointers=yes` and walks those only (callers

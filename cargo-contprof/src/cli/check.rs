@@ -176,6 +176,8 @@ pub(super) fn record(
         alloc_interval: args.alloc_interval.clone(),
         runs,
         unwind: args.unwind,
+        contention: false,
+        contention_rate: None,
     };
     let output = OutputArgs {
         output_dir: None,

@@ -133,7 +133,14 @@ fn describe_settings(s: &runner::AgentSettings) -> String {
         runner::Unwind::Tables => "",
         runner::Unwind::FramePointers => ", frame pointers only",
     };
-    format!("{cpu}, {alloc}{walk}")
+    let contention = match s.contention_rate_ns {
+        0 => String::new(),
+        ns => format!(
+            ", waits sampled at {}",
+            crate::report::format_duration(i64::try_from(ns).unwrap_or(i64::MAX))
+        ),
+    };
+    format!("{cpu}, {alloc}{contention}{walk}")
 }
 
 /// `<target-dir>/contprof/latest/<group>`, with the group's `/` kept as a directory level.

@@ -39,6 +39,34 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
     digits.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// Parses a duration in nanoseconds: `10us` (or `µs`), `500ns`, `2ms`, `1s`, or a plain number
+/// of nanoseconds.
+pub fn parse_duration_ns(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (number, unit) = (s[..split].trim(), s[split..].trim());
+    let scale = match unit {
+        "" | "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => return None,
+    };
+    let ns = number.parse::<f64>().ok()? * scale;
+    (ns.is_finite() && ns >= 0.0 && ns < u64::MAX as f64).then_some(ns.round() as u64)
+}
+
+/// The contention sampling rate of `--contention`/`--contention-rate` (0: not recorded).
+fn contention_rate(a: &SamplingArgs) -> Result<u64> {
+    let Some(raw) = a.contention_rate.as_deref() else {
+        return Ok(if a.contention { crate::runner::DEFAULT_CONTENTION_RATE_NS } else { 0 });
+    };
+    parse_duration_ns(raw).filter(|&ns| ns > 0).ok_or_else(|| Error::InvalidArgument {
+        flag: "--contention-rate",
+        message: format!("`{raw}` is not a positive duration (examples: 10us, 500ns, 1ms)"),
+    })
+}
+
 /// Validated sampling settings plus the number of runs. The engine is `--engine`, else the
 /// workspace's configured `engine` (read as `compare` and `check` read it), else the agent; the
 /// instructions engine records every allocation and no CPU samples, and needs valgrind (checked
@@ -74,19 +102,41 @@ pub fn sampling(a: &SamplingArgs, workspace: &crate::cargo::Workspace) -> Result
         AllocArg::Exact => AllocMode::Exact,
         AllocArg::Off => AllocMode::Off,
     };
-    if a.frequency == 0 && alloc == AllocMode::Off {
+    let contention_rate_ns = contention_rate(a)?;
+    if a.frequency == 0 && alloc == AllocMode::Off && contention_rate_ns == 0 {
         return Err(Error::InvalidArgument {
             flag: "--frequency",
             message: "0 with --alloc off would record nothing".into(),
         });
     }
     if engine == Engine::Instructions {
+        if contention_rate_ns > 0 {
+            return Err(Error::InvalidArgument {
+                flag: "--contention",
+                message: "does not apply to --engine instructions (valgrind runs one thread at a time)"
+                    .into(),
+            });
+        }
         crate::runner::callgrind::find_valgrind()?;
-        let settings =
-            AgentSettings { engine, frequency: 0, alloc: AllocMode::Exact, alloc_interval, unwind: a.unwind };
+        let settings = AgentSettings {
+            engine,
+            frequency: 0,
+            alloc: AllocMode::Exact,
+            alloc_interval,
+            unwind: a.unwind,
+            contention_rate_ns: 0,
+        };
         return Ok((settings, a.runs));
     }
-    Ok((AgentSettings { engine, frequency: a.frequency, alloc, alloc_interval, unwind: a.unwind }, a.runs))
+    let settings = AgentSettings {
+        engine,
+        frequency: a.frequency,
+        alloc,
+        alloc_interval,
+        unwind: a.unwind,
+        contention_rate_ns,
+    };
+    Ok((settings, a.runs))
 }
 
 /// Parses `KEY=VALUE` tags.
@@ -132,6 +182,19 @@ mod tests {
         assert_eq!(parse_bytes("x"), None);
         assert_eq!(parse_bytes(""), None);
         assert_eq!(parse_bytes("99999999999999999999G"), None);
+    }
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration_ns("10us"), Some(10_000));
+        assert_eq!(parse_duration_ns("10µs"), Some(10_000));
+        assert_eq!(parse_duration_ns("500ns"), Some(500));
+        assert_eq!(parse_duration_ns("1.5ms"), Some(1_500_000));
+        assert_eq!(parse_duration_ns("2 s"), Some(2_000_000_000));
+        assert_eq!(parse_duration_ns("250"), Some(250));
+        assert_eq!(parse_duration_ns("10 parsecs"), None);
+        assert_eq!(parse_duration_ns("us"), None);
+        assert_eq!(parse_duration_ns("-3us"), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use contprof::format::{ClockKind, EndRecord, RawFile, Record};
 use super::fast_hash::FastMap;
 use super::proto::{Label, Line, Mapping, Profile};
 use super::writer::ProfileWriter;
-use super::{CALLS_TYPE, INSTRUCTIONS_TYPE, SAMPLE_TYPES, THREADS_TYPE, sample_index};
+use super::{CALLS_TYPE, CONTENTION_TYPES, INSTRUCTIONS_TYPE, SAMPLE_TYPES, THREADS_TYPE, sample_index};
 use crate::symbolize::{AGENT_FRAME, AddressKind, ProcessMaps, Symbolizer};
 
 /// Where the CPU time that scales CPU samples came from (see [`BuildOptions`]).
@@ -50,7 +50,7 @@ pub struct Built {
 enum StackKind {
     /// Runs of agent frames become one [`AGENT_FRAME`].
     Cpu,
-    /// Agent frames (the allocator hook) are removed.
+    /// Agent frames (the allocator and wait hooks) are removed.
     Alloc,
 }
 
@@ -183,6 +183,8 @@ struct Collected<'a> {
     kernel: Vec<((u32, &'a [u64]), u64)>,
     kernel_ns: u64,
     allocs: Vec<([u64; 4], &'a [u64])>,
+    /// Waits and nanoseconds waited per stack ([`Record::ContentionStack`]).
+    waits: Vec<([u64; 2], &'a [u64])>,
     /// A snapshot of every thread's stack ([`Record::ThreadStack`]).
     threads: Vec<(u32, &'a [u64])>,
     end: Option<EndRecord>,
@@ -217,6 +219,9 @@ fn collect(raw: &RawFile) -> Collected<'_> {
             Record::Maps(text) => c.maps.push(text),
             Record::AllocStack { alloc_count, alloc_bytes, inuse_count, inuse_bytes, frames } => {
                 c.allocs.push(([*alloc_count, *alloc_bytes, *inuse_count, *inuse_bytes], frames))
+            }
+            Record::ContentionStack { contentions, delay_ns, frames } => {
+                c.waits.push(([*contentions, *delay_ns], frames))
             }
             Record::ThreadStack { tid, frames } => c.threads.push((*tid, frames)),
             Record::End(e) => c.end = Some(*e),
@@ -279,6 +284,11 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     let i_threads = (!c.threads.is_empty()).then(|| {
         types.push(THREADS_TYPE);
         types.len() - 1
+    });
+    let contention_rate = raw.header.contention_rate_ns;
+    let i_contention = (contention_rate > 0).then(|| {
+        types.extend(CONTENTION_TYPES);
+        types.len() - 2
     });
     let mut w = ProfileWriter::new(&types);
     let header = &raw.header;
@@ -392,6 +402,19 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         w.sample(stack, &values, Vec::new());
     }
 
+    if let Some(i) = i_contention {
+        for &(v, frames) in &c.waits {
+            let stack = sym.stack(&mut w, frames, StackKind::Alloc);
+            values.fill(0);
+            values[i] = to_i64(v[0]);
+            values[i + 1] = to_i64(v[1]);
+            w.sample(stack, &values, Vec::new());
+        }
+        w.comment(&format!(
+            "contention: waits of {contention_rate} ns or more recorded, shorter ones sampled with \
+             probability wait/{contention_rate} ns and weighted"
+        ));
+    }
     if let Some(i) = i_threads {
         for &(tid, frames) in &c.threads {
             let stack = sym.stack(&mut w, frames, StackKind::Cpu);

@@ -6,7 +6,8 @@
 //!
 //! Every profile built here has the sample types of [`SAMPLE_TYPES`], in that order, whether
 //! or not allocations were recorded, so that profiles of different runs line up; profiles of the
-//! instructions engine have [`INSTRUCTIONS_TYPE`] and [`CALLS_TYPE`] after them.
+//! instructions engine have [`INSTRUCTIONS_TYPE`] and [`CALLS_TYPE`] after them, and profiles of
+//! runs that recorded waits (`--contention`) end with [`CONTENTION_TYPES`].
 
 mod build;
 mod codec;
@@ -43,6 +44,12 @@ pub const INSTRUCTIONS_TYPE: (&str, &str) = ("instructions", "count");
 /// `(type, unit)` of a production window's thread snapshot: one sample per thread, its stack
 /// at the window's end (the analogue of Go's goroutine profile).
 pub const THREADS_TYPE: (&str, &str) = ("threads", "count");
+
+/// `(type, unit)` of the waits of a run that recorded them (`--contention`), last: how many
+/// waits and how long they took per stack, Go's names for its block and mutex profiles. Present
+/// when the agent recorded waits (the raw file's `contention_rate_ns`), even if there were none,
+/// so that the profiles of such runs line up; absent otherwise.
+pub const CONTENTION_TYPES: [(&str, &str); 2] = [("contentions", "count"), ("delay", "nanoseconds")];
 
 /// `(type, unit)` of the call counts of the instructions engine, after [`INSTRUCTIONS_TYPE`]: a
 /// sample's leaf is the called function's entry, so a function's self value is how many times

@@ -2,8 +2,8 @@
 //! files (the agent has its own allocation-free writer).
 
 use contprof::format::{
-    EndRecord, HEADER_LEN, Header, KIND_ALLOC_STACK, KIND_CPU_SAMPLE, KIND_END, KIND_MAPS, KIND_MESSAGE,
-    KIND_THREAD_NAME, MAGIC, VERSION, pad8,
+    EndRecord, HEADER_LEN, Header, KIND_ALLOC_STACK, KIND_CONTENTION_STACK, KIND_CPU_SAMPLE, KIND_END,
+    KIND_MAPS, KIND_MESSAGE, KIND_THREAD_NAME, MAGIC, VERSION, pad8,
 };
 
 /// Builds the bytes of a raw file, record by record, in the layout of [`contprof::format`].
@@ -64,6 +64,16 @@ impl RawWriter {
         p.extend_from_slice(&0u32.to_ne_bytes());
         frames.iter().for_each(|f| p.extend_from_slice(&f.to_ne_bytes()));
         self.record(KIND_ALLOC_STACK, &p)
+    }
+
+    /// A contention stack: `[contentions, delay_ns]`, return addresses innermost first.
+    pub fn contention_stack(&mut self, values: [u64; 2], frames: &[u64]) -> &mut Self {
+        let mut p = Vec::with_capacity(24 + frames.len() * 8);
+        values.iter().for_each(|v| p.extend_from_slice(&v.to_ne_bytes()));
+        p.extend_from_slice(&(frames.len() as u32).to_ne_bytes());
+        p.extend_from_slice(&0u32.to_ne_bytes());
+        frames.iter().for_each(|f| p.extend_from_slice(&f.to_ne_bytes()));
+        self.record(KIND_CONTENTION_STACK, &p)
     }
 
     /// The END record.

@@ -39,6 +39,7 @@ fn header(frequency_hz: u32) -> Header {
         alloc_mode: 1,
         alloc_interval: 512 * 1024,
         start_unix_ns: 1_700_000_000_000_000_000,
+        contention_rate_ns: 0,
     }
 }
 
@@ -308,4 +309,38 @@ fn stacks_the_agent_could_not_finish_hang_under_a_truncated_frame_and_warn() {
     let f = p.function.iter().find(|f| f.id == root.line[0].function_id).expect("function");
     assert_eq!(p.str(f.name), TRUNCATED_STACK_FRAME);
     assert!(built.warnings.iter().any(|w| w.contains("67% of the CPU samples")), "{:?}", built.warnings);
+}
+
+#[test]
+fn contention_types_come_last_only_when_waits_were_recorded() {
+    let (hot, _) = stacks();
+    let waits = |rate: u64, stacks: &[([u64; 2], &[u64])]| {
+        let mut w = RawWriter::new(Header { contention_rate_ns: rate, ..header(1000) });
+        w.maps(&self_maps());
+        for (v, frames) in stacks {
+            w.contention_stack(*v, frames);
+        }
+        build(&RawFile::parse(w.end(end(1)).bytes()).expect("valid raw file"), &BuildOptions::default())
+            .profile
+    };
+    let types = |p: &Profile| -> Vec<(String, String)> {
+        p.sample_type.iter().map(|v| (p.str(v.r#type).to_owned(), p.str(v.unit).to_owned())).collect()
+    };
+    let owned = |t: &[(&str, &str)]| -> Vec<(String, String)> {
+        t.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    };
+    let mut want = SAMPLE_TYPES.to_vec();
+    want.extend(CONTENTION_TYPES);
+
+    let p = waits(10_000, &[([3, 4_000_000], &hot[1..])]);
+    assert_eq!(types(&p), owned(&want));
+    let (contentions, delay) =
+        (p.sample_type_index("contentions").unwrap(), p.sample_type_index("delay").unwrap());
+    assert_eq!((p.total(contentions), p.total(delay)), (3, 4_000_000));
+    let s = p.sample.iter().find(|s| s.value[delay] > 0).expect("the wait's sample");
+    assert_eq!(s.value[sample_index::CPU], 0);
+    // Recorded but no wait: the same types, so that the runs' profiles merge.
+    assert_eq!(types(&waits(10_000, &[])), owned(&want));
+    // Not recorded: the profile is what it always was.
+    assert_eq!(types(&waits(0, &[])), owned(SAMPLE_TYPES));
 }

@@ -97,6 +97,9 @@ pub fn write_flamegraph(
             format!("{} instructions", format_count(total)),
             Palette::Multi(MultiPalette::Rust),
         ),
+        _ if options.sample_type == "delay" => {
+            ("ns", format!("{} waited", format_duration(total)), Palette::Basic(BasicPalette::Io))
+        }
         "nanoseconds" => {
             ("µs", format!("{} CPU", format_duration(total)), Palette::Multi(MultiPalette::Rust))
         }
@@ -107,6 +110,7 @@ pub fn write_flamegraph(
         "cpu" => "CPU time".to_owned(),
         "instructions" => "instructions (callgrind; stacks from its call graph)".to_owned(),
         "alloc_space" => "allocated bytes".to_owned(),
+        "delay" => "time waited for locks (contention)".to_owned(),
         other => other.replace('_', " "),
     };
     let mut opts = Options::default();

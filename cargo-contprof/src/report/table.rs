@@ -53,8 +53,16 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
     let total_cost = value(cost, &view.totals);
     let total_alloc = value(alloc, &view.totals);
     let target = if options.target.is_empty() { String::new() } else { format!("{}: ", options.target) };
-    let allocated =
+    let mut allocated =
         if total_alloc > 0 { format!(", {} allocated", format_bytes(total_alloc)) } else { String::new() };
+    if let (Some(c), Some(d)) = (view.sample_type_index("contentions"), view.sample_type_index("delay")) {
+        let (waits, delay) = (view.totals[c], view.totals[d]);
+        allocated.push_str(&format!(
+            ", {waits} wait{} for {}",
+            if waits == 1 { "" } else { "s" },
+            format_duration(delay)
+        ));
+    }
     if instructions.is_some() {
         writeln!(
             w,

@@ -81,6 +81,8 @@ pub struct AgentSettings {
     pub alloc_interval: u64,
     /// How stacks are walked.
     pub unwind: Unwind,
+    /// Contention sampling rate in nanoseconds; 0 when waits are not recorded.
+    pub contention_rate_ns: u64,
 }
 
 impl Default for AgentSettings {
@@ -91,6 +93,7 @@ impl Default for AgentSettings {
             alloc: AllocMode::Sampled,
             alloc_interval: DEFAULT_ALLOC_INTERVAL,
             unwind: Unwind::Tables,
+            contention_rate_ns: 0,
         }
     }
 }
@@ -108,6 +111,8 @@ pub const CHECK_FREQUENCY: u32 = 9999;
 pub use contprof::TICK_TIMER_MAX_HZ;
 /// Default mean bytes between allocation samples.
 pub const DEFAULT_ALLOC_INTERVAL: u64 = 512 * 1024;
+/// Default sampling rate of `--contention`, in nanoseconds.
+pub const DEFAULT_CONTENTION_RATE_NS: u64 = contprof::DEFAULT_CONTENTION_RATE_NS;
 
 /// What to do with the workload's standard streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +237,7 @@ pub fn agent_env(settings: &AgentSettings, raw_path: &Path, agent_lib: &Path) ->
         ("CONTPROF_ALLOC_INTERVAL".into(), settings.alloc_interval.to_string().into()),
         ("CONTPROF_PERF".into(), use_perf.into()),
         ("CONTPROF_UNWIND".into(), settings.unwind.name().into()),
+        (contprof::env::CONTENTION_RATE.into(), settings.contention_rate_ns.to_string().into()),
     ]
 }
 

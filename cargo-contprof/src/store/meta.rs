@@ -97,6 +97,9 @@ pub struct Settings {
     /// build, which changes the code). Runs stored before the tables existed used frame pointers.
     #[serde(default = "frame_pointers")]
     pub unwind: String,
+    /// Contention sampling rate in nanoseconds, when waits were recorded (`--contention`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contention_rate_ns: Option<u64>,
 }
 
 fn frame_pointers() -> String {

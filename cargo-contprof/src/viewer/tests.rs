@@ -371,6 +371,7 @@ fn compare_reads_the_runs_as_their_settings_say_like_the_cli() {
         alloc_interval: None,
         runs: 3,
         unwind: "tables".into(),
+        contention_rate_ns: None,
     };
     let side = |parse_ms: i64, bytes: i64, jitter: i64| -> Vec<Profile> {
         (0..3)

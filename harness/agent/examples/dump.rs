@@ -22,12 +22,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let f = RawFile::read_from(std::fs::File::open(&path)?)?;
     let h = f.header;
     println!(
-        "pid {} freq {} Hz clock {} alloc_mode {} interval {}",
+        "pid {} freq {} Hz clock {} alloc_mode {} interval {} contention rate {} ns",
         h.pid,
         h.frequency_hz,
         ClockKind::from_u32(h.clock).name(),
         h.alloc_mode,
-        h.alloc_interval
+        h.alloc_interval,
+        h.contention_rate_ns
     );
     let mut per_tid: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     let mut names = BTreeMap::new();
@@ -58,6 +59,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Record::KernelTime { tid, kernel_ns } => println!("kernel time: tid {tid} {kernel_ns} ns"),
             Record::ThreadStack { tid, frames } => {
                 println!("thread snapshot: tid {tid}, {} frames", frames.len())
+            }
+            Record::ContentionStack { contentions, delay_ns, frames } => {
+                println!("contention: {contentions} waits, {delay_ns} ns, {} frames", frames.len())
             }
             Record::Unknown(k) => println!("unknown record kind {k}"),
         }

@@ -19,6 +19,8 @@ pub const DEFAULT_FREQUENCY_HZ: u32 = 499;
 pub const TICK_TIMER_MAX_HZ: u32 = 250;
 /// Default mean number of bytes between allocation samples.
 pub const DEFAULT_ALLOC_INTERVAL: u64 = 512 * 1024;
+/// Default contention sampling rate in nanoseconds (see [`Options::contention_rate_ns`]).
+pub const DEFAULT_CONTENTION_RATE_NS: u64 = 10_000;
 
 /// What to record and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,13 @@ pub struct Options {
     /// Whether stacks are walked with the objects' unwind tables (`.eh_frame`), which also
     /// passes through code without frame pointers; false walks frame pointers only.
     pub unwind_tables: bool,
+    /// Lock and futex waits are recorded when this is above 0 (nanoseconds; 0, the default: not
+    /// recorded): a wait of at least this long always, with weight 1; a shorter wait of `d` ns
+    /// with probability `d / rate` and weight `rate / d`, so that both the number of waits and
+    /// the time waited are estimated without bias (Go's block profile). Waits are seen only
+    /// where the preload library interposes the slow paths (`syscall(SYS_futex, FUTEX_WAIT...)`,
+    /// `pthread_mutex_lock` and friends): a program that links the agent in records none.
+    pub contention_rate_ns: u64,
     /// A window of the continuous mode ([`crate::service`]): the allocation tables and the unwind
     /// tables outlive it, allocations stay sampled after it (for the heap in use), and what it
     /// records of allocations is what happened during it.
@@ -59,6 +68,7 @@ impl Options {
             allow_perf: true,
             perf_kernel: true,
             unwind_tables: true,
+            contention_rate_ns: 0,
             window: false,
         }
     }
@@ -78,6 +88,13 @@ impl Options {
     /// Sets the mean bytes between allocation samples.
     pub fn alloc_interval(mut self, bytes: u64) -> Self {
         self.alloc_interval = bytes.max(1);
+        self
+    }
+
+    /// Records lock and futex waits at this sampling rate in nanoseconds (0 = off; see
+    /// [`Options::contention_rate_ns`]).
+    pub fn contention_rate_ns(mut self, rate_ns: u64) -> Self {
+        self.contention_rate_ns = rate_ns;
         self
     }
 

@@ -18,6 +18,7 @@
 //! | [`KIND_MESSAGE`] | `level: u32, len: u32, text: [u8; len]` padded to 8: a warning from the agent (timer fallback, drops) |
 //! | [`KIND_THREAD_STACK`] | as [`KIND_CPU_SAMPLE`]: one thread's stack in a snapshot of every thread (a window of the continuous mode), with a [`KIND_THREAD_NAME`] record right before it |
 //! | [`KIND_KERNEL_TIME`] | `tid: u32, pad: u32, kernel_ns: u64`: system time the thread spent since its previous CPU sample, written with (right after) the CPU sample it belongs to; only with [`ClockKind::PerfCpuClock`], which counts user time alone |
+//! | [`KIND_CONTENTION_STACK`] | `contentions, delay_ns: u64, nframes: u32, pad: u32, frames: [u64; nframes]`: the waits of one call stack (estimated, see [`Header::contention_rate_ns`]), written at exit; all frames are return addresses |
 //!
 //! The reader tolerates a truncated last record (a process killed mid-write) and reports it.
 
@@ -44,6 +45,8 @@ pub const KIND_MESSAGE: u32 = 6;
 pub const KIND_KERNEL_TIME: u32 = 7;
 /// One thread's stack in a snapshot of every thread.
 pub const KIND_THREAD_STACK: u32 = 8;
+/// Aggregated lock and futex waits of one call stack (written at exit).
+pub const KIND_CONTENTION_STACK: u32 = 9;
 
 /// Most frames recorded per stack; deeper stacks are cut at the root end.
 pub const MAX_FRAMES: usize = 128;
@@ -141,6 +144,11 @@ pub struct Header {
     pub alloc_interval: u64,
     /// `CLOCK_REALTIME` at start, nanoseconds since the epoch.
     pub start_unix_ns: u64,
+    /// Waits were recorded ([`KIND_CONTENTION_STACK`]) with this sampling rate in nanoseconds: a
+    /// wait of at least this long always, a shorter one of `d` ns with probability `d / rate` and
+    /// weight `rate / d` (Go's block profile). 0: not recorded (also in files written before the
+    /// field existed, whose `header_len` is 48).
+    pub contention_rate_ns: u64,
 }
 
 /// Payload of [`KIND_END`].
@@ -226,6 +234,15 @@ pub enum Record {
         /// Return addresses, innermost first.
         frames: Vec<u64>,
     },
+    /// See [`KIND_CONTENTION_STACK`].
+    ContentionStack {
+        /// Estimated number of waits.
+        contentions: u64,
+        /// Estimated nanoseconds waited.
+        delay_ns: u64,
+        /// Return addresses, innermost first.
+        frames: Vec<u64>,
+    },
     /// See [`KIND_END`].
     End(EndRecord),
     /// See [`KIND_MESSAGE`].
@@ -295,6 +312,8 @@ fn frames_at(b: &[u8], at: usize, n: usize) -> Option<Vec<u64>> {
 
 /// Size of the encoded [`Header`].
 pub const HEADER_LEN: usize = std::mem::size_of::<Header>();
+/// Size of the header before [`Header::contention_rate_ns`] was added (still read).
+const HEADER_LEN_V1: usize = 48;
 
 impl Header {
     /// Encodes the header.
@@ -309,11 +328,12 @@ impl Header {
         out[28..32].copy_from_slice(&self.alloc_mode.to_ne_bytes());
         out[32..40].copy_from_slice(&self.alloc_interval.to_ne_bytes());
         out[40..48].copy_from_slice(&self.start_unix_ns.to_ne_bytes());
+        out[48..56].copy_from_slice(&self.contention_rate_ns.to_ne_bytes());
         out
     }
 
     fn parse(b: &[u8]) -> Result<Self, ReadError> {
-        if b.len() < HEADER_LEN {
+        if b.len() < HEADER_LEN_V1 {
             return Err(ReadError::BadHeader(format!("file is {} bytes, shorter than the header", b.len())));
         }
         if b[0..8] != MAGIC {
@@ -337,6 +357,11 @@ impl Header {
             alloc_mode: u32_at(b, 28),
             alloc_interval: u64_at(b, 32),
             start_unix_ns: u64_at(b, 40),
+            contention_rate_ns: if u32_at(b, 12) as usize >= HEADER_LEN && b.len() >= HEADER_LEN {
+                u64_at(b, 48)
+            } else {
+                0
+            },
         })
     }
 }
@@ -417,6 +442,17 @@ fn parse_record(kind: u32, p: &[u8]) -> Option<Record> {
                 frames: frames_at(p, 40, n)?,
             }
         }
+        KIND_CONTENTION_STACK => {
+            if p.len() < 24 {
+                return None;
+            }
+            let n = u32_at(p, 16) as usize;
+            Record::ContentionStack {
+                contentions: u64_at(p, 0),
+                delay_ns: u64_at(p, 8),
+                frames: frames_at(p, 24, n)?,
+            }
+        }
         KIND_END => Record::End(EndRecord::parse(p)),
         KIND_MESSAGE => {
             if p.len() < 8 {
@@ -433,7 +469,7 @@ impl RawFile {
     /// Parses a whole raw file from bytes.
     pub fn parse(b: &[u8]) -> Result<Self, ReadError> {
         let header = Header::parse(b)?;
-        let mut at = (header.header_len as usize).max(HEADER_LEN);
+        let mut at = (header.header_len as usize).max(HEADER_LEN_V1);
         let mut records = Vec::new();
         let mut truncated_bytes = 0;
         while at < b.len() {
@@ -491,6 +527,7 @@ mod tests {
             alloc_mode: AllocMode::Sampled as u32,
             alloc_interval: 512 * 1024,
             start_unix_ns: 7,
+            contention_rate_ns: 10_000,
         }
     }
 
@@ -512,6 +549,31 @@ mod tests {
         assert_eq!(f.records[0], Record::CpuSample { tid: 9, frames: vec![0x1000, 0x2000] });
         assert_eq!(f.records[1], Record::End(end));
         assert_eq!(f.truncated_bytes, 3);
+    }
+
+    #[test]
+    fn reads_contention_stacks_and_headers_without_the_rate() {
+        let mut b = header().to_bytes().to_vec();
+        let mut p = Vec::new();
+        for w in [3u64, 4_000_000, 2] {
+            p.extend_from_slice(&w.to_ne_bytes());
+        }
+        p.extend_from_slice(&0x1000u64.to_ne_bytes());
+        p.extend_from_slice(&0x2000u64.to_ne_bytes());
+        b.extend(record(KIND_CONTENTION_STACK, &p));
+        let f = RawFile::parse(&b).unwrap();
+        assert_eq!(f.header.contention_rate_ns, 10_000);
+        assert_eq!(
+            f.records,
+            [Record::ContentionStack { contentions: 3, delay_ns: 4_000_000, frames: vec![0x1000, 0x2000] }]
+        );
+        // A header of the first layout (48 bytes) reads as "contention not recorded".
+        let mut old = header().to_bytes()[..HEADER_LEN_V1].to_vec();
+        old[12..16].copy_from_slice(&(HEADER_LEN_V1 as u32).to_ne_bytes());
+        old.extend(record(KIND_CONTENTION_STACK, &p));
+        let f = RawFile::parse(&old).unwrap();
+        assert_eq!(f.header.contention_rate_ns, 0);
+        assert_eq!(f.records.len(), 1);
     }
 
     #[test]

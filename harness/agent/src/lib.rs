@@ -18,7 +18,8 @@
 //! - `sampler`: the `SIGPROF` handler;
 //! - [`unwind`]: the bounded frame-pointer walk;
 //! - `thread`: per-thread state and registration;
-//! - `alloc`: allocation sampling and [`Allocator`]; `table`: its off-heap tables;
+//! - `alloc`: allocation sampling and [`Allocator`]; `table`: its off-heap tables (shared with
+//!   `contention`: lock and futex waits, timed at the preload library's slow-path hooks);
 //! - `writer`: record encoding; `sys`: raw system-call helpers.
 //!
 //! Platform: Linux on x86-64 and aarch64. Elsewhere [`start`] returns [`Error::Unsupported`]
@@ -35,15 +36,15 @@ pub mod service;
 
 mod api;
 pub use api::{
-    DEFAULT_ALLOC_INTERVAL, DEFAULT_FREQUENCY_HZ, Error, Guard, Options, Service, Start, TICK_TIMER_MAX_HZ,
-    start,
+    DEFAULT_ALLOC_INTERVAL, DEFAULT_CONTENTION_RATE_NS, DEFAULT_FREQUENCY_HZ, Error, Guard, Options, Service,
+    Start, TICK_TIMER_MAX_HZ, start,
 };
 pub use format::AllocMode;
 
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod linux;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-use linux::{agent, alloc, cfi, code, continuous, sampler, sys, table, thread, timer, writer};
+use linux::{agent, alloc, cfi, code, contention, continuous, sampler, sys, table, thread, timer, writer};
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub use linux::{alloc::Allocator, env, unwind};
 
@@ -62,6 +63,7 @@ pub mod preload {
     pub use crate::linux::alloc::{
         Hook, forget, free_needs_hook, may_be_tracked, recording, wants_hook_fp, with_hook,
     };
+    pub use crate::linux::contention::{contention_enabled, is_futex_wait, timed_wait};
     pub use crate::linux::sampler::sample_here;
     pub use crate::linux::unwind::{Caller, caller, frame_pointer};
 

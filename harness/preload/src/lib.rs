@@ -4,7 +4,9 @@
 //! the agent from the `CONTPROF_*` environment, the exported `malloc` family (forwarding to
 //! glibc's `__libc_*` entry points, never to `dlsym`, so it works before anything is
 //! initialised), the exported `pthread_create` whose trampoline registers each new thread, and the
-//! exported `dlopen`, after which the new library's unwind tables are added.
+//! exported `dlopen`, after which the new library's unwind tables are added, and the slow paths
+//! of locking (`syscall` for futex waits, the blocking `pthread_*` lock and condition calls),
+//! timed for the contention profile.
 //! Everything else is in the `contprof` crate.
 //!
 //! Build it with frame pointers (`-C force-frame-pointers=yes`): the allocation hooks start
@@ -16,6 +18,8 @@ mod dl;
 mod hooks;
 #[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod threads;
+#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod waits;
 
 /// `_exit` and `_Exit` skip `atexit` handlers (dash ends that way): finish the file first.
 #[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -51,6 +55,7 @@ mod init {
     /// Runs when the dynamic loader maps the library, before `main`.
     extern "C" fn contprof_init() {
         crate::threads::resolve_real_pthread_create();
+        crate::waits::resolve_real_pthread();
         let mut info: libc::Dl_info = Dl_info_zeroed();
         // SAFETY: `dladdr` fills `info` for an address inside this library; the file name it
         // returns lives as long as the library is mapped.

@@ -16,7 +16,7 @@ use std::sync::Once;
 use crate::api::{Error, Options};
 use crate::format::{self, AllocMode, ClockKind, EndRecord, Header};
 use crate::table::STORE;
-use crate::{alloc, sampler, sys, thread, timer, writer};
+use crate::{alloc, contention, sampler, sys, thread, timer, writer};
 
 const IDLE: u8 = 0;
 const STARTING: u8 = 1;
@@ -61,7 +61,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     // in use is profiled; otherwise each window starts from empty tables.
     let keep = opts.window && BETWEEN_WINDOWS.load(Ordering::Relaxed) != 0 && STORE.is_ready();
     let tables = || if keep { STORE.mark_window() } else { STORE.init() };
-    if opts.alloc != AllocMode::Off && !tables() {
+    if (opts.alloc != AllocMode::Off || opts.contention_rate_ns > 0) && !tables() {
         return Err(Error::MapTables { source: std::io::Error::last_os_error() });
     }
     // SAFETY: `path` is NUL-terminated; the flags need no further arguments besides the mode.
@@ -114,6 +114,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
         alloc_mode: opts.alloc as u32,
         alloc_interval: opts.alloc_interval,
         start_unix_ns: sys::clock_ns(libc::CLOCK_REALTIME),
+        contention_rate_ns: opts.contention_rate_ns,
     };
     if !writer::emit_bytes(&header.to_bytes()) {
         let source = std::io::Error::last_os_error();
@@ -147,6 +148,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
         matches!(clock, ClockKind::PerfCpuClock | ClockKind::PerfCpuClockKernel | ClockKind::ThreadCpuTimer);
     alloc::set_hook_fp(clock != ClockKind::Off && !opts.unwind_tables);
     alloc::set_mode(opts.alloc, opts.alloc_interval, per_thread);
+    contention::set_rate(opts.contention_rate_ns);
     Ok(())
 }
 
@@ -194,11 +196,20 @@ pub(crate) fn finish() {
         mean => alloc::set_mode(AllocMode::Sampled, mean, false),
     }
 
+    contention::set_rate(0);
     let complete = STORE.for_each_stack(|s| {
-        writer::write_alloc_stack(s.counts, s.frames);
+        if s.counts.iter().any(|&v| v > 0) {
+            writer::write_alloc_stack(s.counts, s.frames);
+        }
+        if s.waits.iter().any(|&v| v > 0) {
+            writer::write_contention_stack(s.waits, s.frames);
+        }
     });
     if !complete {
-        writer::write_message(1, "allocation stacks lost: the allocation table stayed locked at exit");
+        writer::write_message(
+            1,
+            "allocation and contention stacks lost: the stack table stayed locked at exit",
+        );
     }
     let untracked = STORE.live_dropped.load(Ordering::Relaxed);
     if untracked > 0 {
@@ -282,6 +293,7 @@ extern "C" fn in_forked_child() {
     STATE.store(CHILD, Ordering::SeqCst);
     sampler::disable();
     alloc::set_mode(AllocMode::Off, 1, false);
+    contention::set_rate(0);
     timer::forget_all_in_child();
     let fd = writer::take_fd();
     if fd >= 0 {

@@ -210,17 +210,7 @@ impl Hook<'_> {
             },
         };
         let mut frames = [0u64; MAX_FRAMES];
-        let (pc, sp, fp) = unwind::registers();
-        let n = match t.bounds(sp) {
-            Some(bounds) => {
-                let start = unwind::Start { pc, sp, fp, bounds, skip_below: caller.sp };
-                match unwind::walk_tables(start, &mut frames) {
-                    Some(n) => n,
-                    None => unwind::walk(caller.fp, sp, bounds, &mut frames),
-                }
-            }
-            None => 0,
-        };
+        let n = hook_stack(t, caller, &mut frames);
         STORE.record(&frames[..n], count, bytes, ptr as usize);
     }
 
@@ -228,6 +218,24 @@ impl Hook<'_> {
     #[inline]
     pub fn on_free(&self, ptr: *mut u8) {
         untrack(ptr as usize);
+    }
+}
+
+/// The stack of the caller of an interposed function (an allocation or wait hook) that read
+/// `caller` in its body: the unwind tables from here, dropping the frames below `caller` (the
+/// agent's own), or without tables (or when they fail) frame pointers from `caller`. Returns the
+/// number of return addresses written, innermost first; 0 when the thread's stack is unknown.
+pub(crate) fn hook_stack(t: &ThreadState, caller: unwind::Caller, frames: &mut [u64; MAX_FRAMES]) -> usize {
+    let (pc, sp, fp) = unwind::registers();
+    match t.bounds(sp) {
+        Some(bounds) => {
+            let start = unwind::Start { pc, sp, fp, bounds, skip_below: caller.sp };
+            match unwind::walk_tables(start, frames) {
+                Some(n) => n,
+                None => unwind::walk(caller.fp, sp, bounds, frames),
+            }
+        }
+        None => 0,
     }
 }
 

@@ -15,6 +15,9 @@ pub const FREQUENCY: &str = "CONTPROF_FREQUENCY";
 pub const ALLOC: &str = "CONTPROF_ALLOC";
 /// Mean bytes between allocation samples.
 pub const ALLOC_INTERVAL: &str = "CONTPROF_ALLOC_INTERVAL";
+/// Contention sampling rate in nanoseconds (unset or 0: waits are not recorded); see
+/// [`Options::contention_rate_ns`].
+pub const CONTENTION_RATE: &str = "CONTPROF_CONTENTION_RATE";
 /// `0` forbids `perf_event_open` (forces the fallback timers).
 pub const PERF: &str = "CONTPROF_PERF";
 /// When set: the agent starts (and scrubs the environment) only in a process running this
@@ -86,6 +89,7 @@ impl Options {
         o.allow_perf = number(PERF, 1u8, "0 or 1")? != 0;
         o.perf_kernel = number(PERF_KERNEL, 1u8, "0 or 1")? != 0;
         o.unwind_tables = unwind_tables(var(UNWIND).as_deref().map(str::trim))?;
+        o.contention_rate_ns = number(CONTENTION_RATE, 0u64, "a rate in nanoseconds (0 = off)")?;
         Ok(Some(o))
     }
 }

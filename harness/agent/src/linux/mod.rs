@@ -8,6 +8,7 @@ pub(crate) mod cfi;
 #[path = "cfi_none.rs"]
 pub(crate) mod cfi;
 pub(crate) mod code;
+pub(crate) mod contention;
 pub(crate) mod continuous;
 pub mod env;
 pub(crate) mod sampler;

@@ -1,8 +1,8 @@
-//! Allocation tables that live outside the heap they observe.
+//! Allocation and contention tables that live outside the heap they observe.
 //!
 //! Owns two open-addressing hash tables in anonymous mappings (pages appear on first touch):
 //! the stack table (one entry per distinct call stack, frames kept in a separate arena, with
-//! allocated and in-use totals) and the live table (sampled pointers still allocated, with the
+//! allocated and in-use totals, and the waits recorded at that stack by `contention`) and the live table (sampled pointers still allocated, with the
 //! stack and weights they were recorded with). Both are guarded by one spinlock: this is
 //! malloc context, never signal context (the CPU handler never comes here). A full table
 //! degrades instead of failing: stacks merge into one "dropped" bucket, pointers go untracked.
@@ -36,6 +36,9 @@ struct StackEntry {
     /// `count` and `bytes` when the current window began ([`Store::mark_window`]).
     base_count: f64,
     base_bytes: f64,
+    /// Estimated waits and nanoseconds waited at this stack (`contention`).
+    waits: f64,
+    wait_ns: f64,
 }
 
 #[repr(C)]
@@ -52,6 +55,8 @@ struct LiveEntry {
 pub(crate) struct StackTotals<'a> {
     pub(crate) frames: &'a [u64],
     pub(crate) counts: [u64; 4],
+    /// Waits and nanoseconds waited.
+    pub(crate) waits: [u64; 2],
 }
 
 struct Tables {
@@ -62,6 +67,8 @@ struct Tables {
     dropped: [f64; 4],
     /// The dropped bucket's allocated count and bytes when the current window began.
     dropped_base: [f64; 2],
+    /// The dropped bucket's waits and nanoseconds waited.
+    dropped_waits: [f64; 2],
     live: *mut LiveEntry,
     live_used: usize,
 }
@@ -102,6 +109,7 @@ pub(crate) static STORE: Store = Store {
         stacks_used: 0,
         dropped: [0.0; 4],
         dropped_base: [0.0; 2],
+        dropped_waits: [0.0; 2],
         live: core::ptr::null_mut(),
         live_used: 0,
     }),
@@ -196,8 +204,8 @@ impl Store {
                     unsafe { core::ptr::write_bytes(ptr, 0, len) };
                 }
             }
-            (t.arena_used, t.stacks_used, t.live_used, t.dropped, t.dropped_base) =
-                (0, 0, 0, [0.0; 4], [0.0; 2]);
+            (t.arena_used, t.stacks_used, t.live_used, t.dropped, t.dropped_base, t.dropped_waits) =
+                (0, 0, 0, [0.0; 4], [0.0; 2], [0.0; 2]);
             for slot in &PTR_FILTER {
                 slot.store(0, Ordering::Relaxed);
             }
@@ -273,6 +281,27 @@ impl Store {
             None => {
                 t.dropped[2] += count;
                 t.dropped[3] += bytes;
+            }
+        }
+    }
+
+    /// Adds `waits` waits of `ns` nanoseconds in all at `frames` (see `contention`).
+    pub(crate) fn record_wait(&self, frames: &[u64], waits: f64, ns: f64) {
+        if !self.ready.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(g) = self.lock(u32::MAX) else { return };
+        // SAFETY: lock held.
+        let t = unsafe { &mut *g.0.inner.get() };
+        let stack = self.find_or_insert(t, frames);
+        match stack_entry(t, stack) {
+            Some(e) => {
+                e.waits += waits;
+                e.wait_ns += ns;
+            }
+            None => {
+                t.dropped_waits[0] += waits;
+                t.dropped_waits[1] += ns;
             }
         }
     }
@@ -388,8 +417,8 @@ impl Store {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Begins a window of the continuous mode: allocations counted from now on are the window's,
-    /// while live allocations (and their stacks) stay tracked across windows. A no-op when the
+    /// Begins a window of the continuous mode: allocations and waits counted from now on are the
+    /// window's, while live allocations (and their stacks) stay tracked across windows. A no-op when the
     /// tables are not mapped; false if the lock could not be taken.
     pub(crate) fn mark_window(&self) -> bool {
         if !self.ready.load(Ordering::Acquire) {
@@ -399,11 +428,13 @@ impl Store {
         // SAFETY: lock held.
         let t = unsafe { &mut *g.0.inner.get() };
         t.dropped_base = [t.dropped[0], t.dropped[1]];
+        t.dropped_waits = [0.0; 2];
         for i in 0..STACKS {
             // SAFETY: `i < STACKS`.
             let e = unsafe { &mut *t.stacks.add(i) };
             if e.hash != 0 {
                 (e.base_count, e.base_bytes) = (e.count, e.bytes);
+                (e.waits, e.wait_ns) = (0.0, 0.0);
             }
         }
         true
@@ -411,8 +442,8 @@ impl Store {
 
     /// Calls `f` for the dropped bucket and every stack with something to report, with the lock
     /// held (bounded wait: in the abort handler the lock may belong to the interrupted code):
-    /// allocations since the last [`Store::mark_window`] (since [`Store::init`] without one) and
-    /// what is in use now. False if the lock could not be taken.
+    /// allocations and waits since the last [`Store::mark_window`] (since [`Store::init`] without
+    /// one) and what is in use now. False if the lock could not be taken.
     pub(crate) fn for_each_stack(&self, mut f: impl FnMut(StackTotals<'_>)) -> bool {
         if !self.ready.load(Ordering::Acquire) {
             return true;
@@ -423,8 +454,9 @@ impl Store {
         let round = |v: f64| v.max(0.0).round() as u64;
         let d = &t.dropped;
         let dropped = [d[0] - t.dropped_base[0], d[1] - t.dropped_base[1], d[2], d[3]].map(round);
-        if dropped.iter().any(|&v| v > 0) {
-            f(StackTotals { frames: &[], counts: dropped });
+        let waits = t.dropped_waits.map(round);
+        if dropped.iter().chain(&waits).any(|&v| v > 0) {
+            f(StackTotals { frames: &[], counts: dropped, waits });
         }
         for i in 0..STACKS {
             // SAFETY: `i < STACKS`.
@@ -432,8 +464,9 @@ impl Store {
             if e.hash != 0 {
                 let counts =
                     [e.count - e.base_count, e.bytes - e.base_bytes, e.inuse_count, e.inuse_bytes].map(round);
-                if counts.iter().any(|&v| v > 0) {
-                    f(StackTotals { frames: arena(t, e.offset, e.nframes), counts });
+                let waits = [e.waits, e.wait_ns].map(round);
+                if counts.iter().chain(&waits).any(|&v| v > 0) {
+                    f(StackTotals { frames: arena(t, e.offset, e.nframes), counts, waits });
                 }
             }
         }

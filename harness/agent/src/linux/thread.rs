@@ -59,6 +59,11 @@ pub(crate) struct ThreadState {
     /// The thread's system time at its previous CPU sample, in nanoseconds plus one (0: none yet),
     /// for [`crate::format::KIND_KERNEL_TIME`].
     pub(crate) stime_ns: AtomicU64,
+    /// Inside a timed wait or its recording (`contention`'s re-entrancy guard). Atomic, as are
+    /// the next field: a signal handler may wait on a futex too.
+    pub(crate) in_wait: AtomicBool,
+    /// xorshift state of the contention sampler (0 = not seeded).
+    pub(crate) wait_rng: AtomicU64,
 }
 
 impl ThreadState {
@@ -80,6 +85,8 @@ impl ThreadState {
             pending_generation: Cell::new(0),
             hook_fp: AtomicUsize::new(0),
             stime_ns: AtomicU64::new(0),
+            in_wait: AtomicBool::new(false),
+            wait_rng: AtomicU64::new(0),
         }
     }
 

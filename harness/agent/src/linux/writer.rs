@@ -7,7 +7,8 @@
 use core::sync::atomic::{AtomicI32, Ordering};
 
 use crate::format::{
-    self, EndRecord, KIND_ALLOC_STACK, KIND_END, KIND_MAPS, KIND_MESSAGE, KIND_THREAD_NAME, MAX_FRAMES,
+    self, EndRecord, KIND_ALLOC_STACK, KIND_CONTENTION_STACK, KIND_END, KIND_MAPS, KIND_MESSAGE,
+    KIND_THREAD_NAME, MAX_FRAMES,
 };
 use crate::sys;
 
@@ -95,6 +96,17 @@ pub(crate) fn write_alloc_stack(counts: [u64; 4], frames: &[u64]) -> bool {
     buf[5] = pair(frames.len() as u32, 0);
     buf[6..6 + frames.len()].copy_from_slice(frames);
     emit(&buf[..6 + frames.len()])
+}
+
+/// Writes a [`KIND_CONTENTION_STACK`] record; `waits` = estimated waits, nanoseconds waited.
+pub(crate) fn write_contention_stack(waits: [u64; 2], frames: &[u64]) -> bool {
+    let frames = &frames[..frames.len().min(MAX_FRAMES)];
+    let mut buf = [0u64; 4 + MAX_FRAMES];
+    buf[0] = pair(KIND_CONTENTION_STACK, (24 + frames.len() * 8) as u32);
+    buf[1..3].copy_from_slice(&waits);
+    buf[3] = pair(frames.len() as u32, 0);
+    buf[4..4 + frames.len()].copy_from_slice(frames);
+    emit(&buf[..4 + frames.len()])
 }
 
 /// Writes a [`KIND_MAPS`] record with the current `/proc/self/maps`.

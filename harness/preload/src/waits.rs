@@ -1,0 +1,279 @@
+//! The exported slow paths of locking, timed for the contention profile: `syscall` (Rust's std
+//! `Mutex`, `RwLock`, `Condvar`, `thread::park` and parking_lot call
+//! `syscall(SYS_futex, FUTEX_WAIT...)` when they must block), and for C code
+//! `pthread_mutex_lock`, `pthread_rwlock_rdlock`/`wrlock`, `pthread_cond_wait`/`timedwait`.
+//!
+//! Only a wait is timed (`contprof::preload::timed_wait`): a futex call that blocks (an
+//! uncontended std lock never makes one), a pthread lock whose `trylock` failed, a condition
+//! wait. With contention recording off each function forwards at the cost of one atomic load.
+//!
+//! How calls are forwarded, chosen to be safe before anything is initialised and in signal
+//! handlers:
+//! - `syscall` executes the system call itself, as glibc's wrapper does (six argument registers
+//!   read as `c_long`s, the `syscall` / `svc` instruction, `-4095..-1` turned into `errno`).
+//!   glibc exports no internal alias for it, and resolving it with `dlsym` is neither
+//!   async-signal-safe nor possible before this library's constructor, while the agent's own
+//!   signal handler (and other libraries' constructors) call `syscall`.
+//! - the `trylock` calls are glibc's own (not interposed, so linked as usual).
+//! - the blocking `pthread_*` functions are resolved with `dlsym(RTLD_NEXT)` (the condition
+//!   functions with `dlvsym` at their current version, `GLIBC_2.3.2` on x86-64, never the
+//!   pre-2003 compatibility one) in the constructor, or on first use if a library's constructor
+//!   locks before ours runs; none of them may be called from a signal handler, and `dlsym` takes
+//!   only the loader's internal locks, never these functions. glibc's `__pthread_mutex_lock` &
+//!   co. are no alternative: since glibc 2.34 they are compatibility symbols that neither the
+//!   linker nor the dynamic loader binds new references to.
+
+use core::ffi::{CStr, c_char, c_int, c_long};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use contprof::preload::{caller, contention_enabled, is_futex_wait, timed_wait};
+
+/// The next definition of an interposed function (glibc's), resolved once.
+struct Next {
+    name: &'static CStr,
+    /// Looked up with `dlvsym` at this version first.
+    version: Option<&'static CStr>,
+    /// The address; 0 = not resolved yet.
+    addr: AtomicUsize,
+}
+
+impl Next {
+    const fn new(name: &'static CStr, version: Option<&'static CStr>) -> Self {
+        Self { name, version, addr: AtomicUsize::new(0) }
+    }
+
+    /// The address, 0 if there is none.
+    fn get(&self) -> usize {
+        let f = self.addr.load(Ordering::Acquire);
+        if f != 0 {
+            return f;
+        }
+        let name: *const c_char = self.name.as_ptr();
+        let mut f = match self.version {
+            // SAFETY: NUL-terminated strings; RTLD_NEXT searches the objects after this one.
+            Some(v) => (unsafe { libc::dlvsym(libc::RTLD_NEXT, name, v.as_ptr()) }) as usize,
+            None => 0,
+        };
+        if f == 0 {
+            // SAFETY: as above.
+            f = unsafe { libc::dlsym(libc::RTLD_NEXT, name) } as usize;
+        }
+        self.addr.store(f, Ordering::Release);
+        f
+    }
+}
+
+/// The current version of the `pthread_cond_*` symbols.
+#[cfg(target_arch = "x86_64")]
+const COND_VERSION: Option<&CStr> = Some(c"GLIBC_2.3.2");
+#[cfg(target_arch = "aarch64")]
+const COND_VERSION: Option<&CStr> = Some(c"GLIBC_2.17");
+
+static MUTEX_LOCK: Next = Next::new(c"pthread_mutex_lock", None);
+static RWLOCK_RDLOCK: Next = Next::new(c"pthread_rwlock_rdlock", None);
+static RWLOCK_WRLOCK: Next = Next::new(c"pthread_rwlock_wrlock", None);
+static COND_WAIT: Next = Next::new(c"pthread_cond_wait", COND_VERSION);
+static COND_TIMEDWAIT: Next = Next::new(c"pthread_cond_timedwait", COND_VERSION);
+
+/// Resolves the interposed `pthread_*` functions (from the constructor).
+pub(crate) fn resolve_real_pthread() {
+    for next in [&MUTEX_LOCK, &RWLOCK_RDLOCK, &RWLOCK_WRLOCK, &COND_WAIT, &COND_TIMEDWAIT] {
+        next.get();
+    }
+}
+
+type Lock<T> = unsafe extern "C" fn(*mut T) -> c_int;
+type CondWait = unsafe extern "C" fn(*mut libc::pthread_cond_t, *mut libc::pthread_mutex_t) -> c_int;
+type CondTimedWait = unsafe extern "C" fn(
+    *mut libc::pthread_cond_t,
+    *mut libc::pthread_mutex_t,
+    *const libc::timespec,
+) -> c_int;
+
+/// Locks `lock` with `next` (glibc's blocking lock function): at once when waits are not
+/// recorded, else after `try_lock` failed with `EBUSY`, timed. Every other result of
+/// `try_lock` is what the blocking call would have returned too (0, `EOWNERDEAD` of a robust
+/// mutex, `EAGAIN` of a full recursive count, `EINVAL`), so it is returned as it is.
+///
+/// # Safety
+/// `lock` as the lock function's contract requires; `try_lock` is its non-blocking twin.
+#[inline(always)]
+unsafe fn lock_slow_path<T>(
+    next: &Next,
+    lock: *mut T,
+    try_lock: Lock<T>,
+    caller: contprof::preload::Caller,
+) -> c_int {
+    let f = next.get();
+    if f == 0 {
+        return libc::EINVAL;
+    }
+    // SAFETY: `f` is glibc's function of this signature (resolved by name).
+    let real = unsafe { core::mem::transmute::<usize, Lock<T>>(f) };
+    if !contention_enabled() {
+        // SAFETY: forwarded.
+        return unsafe { real(lock) };
+    }
+    // SAFETY: forwarded.
+    let rc = unsafe { try_lock(lock) };
+    if rc != libc::EBUSY {
+        return rc;
+    }
+    // SAFETY: forwarded.
+    timed_wait(caller, || unsafe { real(lock) })
+}
+
+/// The system call `n` with six arguments, as glibc's `syscall()` makes it.
+///
+/// # Safety
+/// The contract of the system call.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn raw_syscall(n: c_long, a: [c_long; 6]) -> c_long {
+    let ret: c_long;
+    // SAFETY: the kernel's system-call convention; `syscall` clobbers rcx and r11. Memory may be
+    // read and written (no `nomem`), as the call's arguments say.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") n => ret,
+            in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5],
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack)
+        )
+    };
+    errno_result(ret)
+}
+
+/// The system call `n` with six arguments, as glibc's `syscall()` makes it.
+///
+/// # Safety
+/// The contract of the system call.
+#[cfg(target_arch = "aarch64")]
+#[inline(always)]
+unsafe fn raw_syscall(n: c_long, a: [c_long; 6]) -> c_long {
+    let ret: c_long;
+    // SAFETY: the kernel's system-call convention (number in x8, result in x0).
+    unsafe {
+        core::arch::asm!(
+            "svc 0",
+            in("x8") n,
+            inlateout("x0") a[0] => ret,
+            in("x1") a[1], in("x2") a[2], in("x3") a[3], in("x4") a[4], in("x5") a[5],
+            options(nostack)
+        )
+    };
+    errno_result(ret)
+}
+
+/// glibc's convention: a kernel result in `-4095..=-1` is `-errno`, returned as -1.
+#[inline(always)]
+fn errno_result(ret: c_long) -> c_long {
+    if (ret as u64) >= (-4095i64) as u64 {
+        // SAFETY: `__errno_location` returns this thread's errno.
+        unsafe { *libc::__errno_location() = -ret as c_int };
+        -1
+    } else {
+        ret
+    }
+}
+
+/// Interposes `syscall`. C declares it variadic; on the supported ABIs a variadic callee reads
+/// its integer arguments from the same registers (x86-64: the seventh, `a6`, from the stack slot
+/// above the return address, as glibc does), so six `c_long`s receive whatever the caller passed.
+///
+/// # Safety
+/// The contract of `syscall(2)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn syscall(
+    n: c_long,
+    a1: c_long,
+    a2: c_long,
+    a3: c_long,
+    a4: c_long,
+    a5: c_long,
+    a6: c_long,
+) -> c_long {
+    let args = [a1, a2, a3, a4, a5, a6];
+    if n == libc::SYS_futex && is_futex_wait(a2) && contention_enabled() {
+        let fp = caller();
+        // SAFETY: the caller's system call, forwarded unchanged.
+        return timed_wait(fp, || unsafe { raw_syscall(n, args) });
+    }
+    // SAFETY: the caller's system call, forwarded unchanged.
+    unsafe { raw_syscall(n, args) }
+}
+
+/// Interposes `pthread_mutex_lock`: an uncontended lock costs one `trylock`.
+///
+/// # Safety
+/// The contract of `pthread_mutex_lock(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> c_int {
+    let fp = caller();
+    // SAFETY: the caller's mutex, forwarded.
+    unsafe { lock_slow_path(&MUTEX_LOCK, m, libc::pthread_mutex_trylock, fp) }
+}
+
+/// Interposes `pthread_rwlock_rdlock`.
+///
+/// # Safety
+/// The contract of `pthread_rwlock_rdlock(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_rwlock_rdlock(l: *mut libc::pthread_rwlock_t) -> c_int {
+    let fp = caller();
+    // SAFETY: the caller's lock, forwarded.
+    unsafe { lock_slow_path(&RWLOCK_RDLOCK, l, libc::pthread_rwlock_tryrdlock, fp) }
+}
+
+/// Interposes `pthread_rwlock_wrlock`.
+///
+/// # Safety
+/// The contract of `pthread_rwlock_wrlock(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_rwlock_wrlock(l: *mut libc::pthread_rwlock_t) -> c_int {
+    let fp = caller();
+    // SAFETY: the caller's lock, forwarded.
+    unsafe { lock_slow_path(&RWLOCK_WRLOCK, l, libc::pthread_rwlock_trywrlock, fp) }
+}
+
+/// Interposes `pthread_cond_wait`: the whole call is the wait.
+///
+/// # Safety
+/// The contract of `pthread_cond_wait(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_cond_wait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+) -> c_int {
+    let f = COND_WAIT.get();
+    if f == 0 {
+        return libc::EINVAL;
+    }
+    // SAFETY: `f` is glibc's `pthread_cond_wait`, which has this signature.
+    let real = unsafe { core::mem::transmute::<usize, CondWait>(f) };
+    let fp = caller();
+    // SAFETY: forwarded.
+    timed_wait(fp, || unsafe { real(c, m) })
+}
+
+/// Interposes `pthread_cond_timedwait`.
+///
+/// # Safety
+/// The contract of `pthread_cond_timedwait(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_cond_timedwait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    let f = COND_TIMEDWAIT.get();
+    if f == 0 {
+        return libc::EINVAL;
+    }
+    // SAFETY: `f` is glibc's `pthread_cond_timedwait`, which has this signature.
+    let real = unsafe { core::mem::transmute::<usize, CondTimedWait>(f) };
+    let fp = caller();
+    // SAFETY: forwarded.
+    timed_wait(fp, || unsafe { real(c, m, abstime) })
+}
