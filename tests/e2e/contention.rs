@@ -48,7 +48,10 @@ fn lock_waits_match_what_the_fixture_measured() {
             "{mode}: {function} holds {share:.3} of the delay\n{}",
             describe(&view, "delay")
         );
-        assert!(waits >= 100, "{mode}: only {waits} waits recorded");
+        // How many waits there are depends on the scheduler: std's `Mutex` is not fair, so one
+        // thread may take many turns in a row while the other waits once, long. The time is what
+        // the fixture measures; the count only has to be there.
+        assert!(waits >= 1, "{mode}: no wait recorded for {delay} ns of delay");
     }
 }
 
