@@ -110,8 +110,9 @@ pub enum Command {
     /// The profiling agent itself, for programs this tool does not start.
     #[command(subcommand)]
     Agent(AgentCommand),
-    /// Production profiles, uploaded by the continuous agent: list, export and compare windows
-    /// selected by service, version, zone, instance, profile type and time span.
+    /// Production profiles, uploaded by the continuous agent: list, export, compare and report
+    /// windows selected by service, version, zone, instance, any label, profile type and time
+    /// span, and compact them into rollups (`serve` browses them under /prod).
     #[command(subcommand)]
     Prod(ProdCommand),
 }
