@@ -150,3 +150,43 @@ fn longer_lock_holds_are_a_delay_regression() {
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("base sampled waits at 10 µs, head did not record waits"), "{f:?}");
 }
+
+/// `check --contention` records waits on both sides: the stored baseline (recorded by `check` on
+/// `main`) and the head, so that the head's longer holds are a delay regression (`--strict`: the
+/// environment, not the code, made them).
+#[test]
+fn check_with_contention_flags_longer_lock_holds() {
+    let repo = crate::util::GitProject::new();
+    let store = repo.dir.path().join("store");
+    let check = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = contprof();
+        cmd.args(["check", "--baseline", "stored", "--bin", "lock_wait", "--runs", "3", "--contention"])
+            .arg("--store")
+            .arg(&store)
+            .args(extra)
+            .args(["--", "std"])
+            .current_dir(&repo.root)
+            .env("FIXTURE_SCALE", "0.1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        crate::util::finish(&mut cmd)
+    };
+    let f = check(&[], &[]);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stderr.contains("waits sampled at 10 µs"), "{f:?}");
+
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.commit("feature");
+    let reports = repo.dir.path().join("reports");
+    let f = check(&["--strict", "--report-dir", reports.to_str().unwrap()], &[("FIXTURE_HOLD_US", "8000")]);
+    assert_eq!(f.code, 1, "{f:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap()).unwrap();
+    let regressed = report["regressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["function"] == "lock_wait::std_contender" && r["metric"] == "delay");
+    assert!(regressed, "{report}\n{f:?}");
+}
