@@ -14,6 +14,7 @@
 //! [thresholds]                 # minimum relative change per metric
 //! cpu = 0.05
 //! alloc_bytes = 0.02
+//! contention = 0.1             # time waited for locks and number of waits (`--contention`)
 //! [check]
 //! runs = 10
 //! no_baseline = "pass"         # or "fail" (exit 5)
@@ -82,6 +83,9 @@ pub struct Thresholds {
     pub inuse_bytes: Option<f64>,
     /// Instructions executed (`--engine instructions`).
     pub instructions: Option<f64>,
+    /// Waits for locks (`--contention`): the time waited (`delay`) and the number of waits
+    /// (`contentions`).
+    pub contention: Option<f64>,
 }
 
 /// `[check]`.
@@ -275,6 +279,8 @@ fn validate(c: &Config, name: &str) -> Result<(), ConfigError> {
         ("thresholds.alloc_bytes", c.thresholds.alloc_bytes),
         ("thresholds.alloc_count", c.thresholds.alloc_count),
         ("thresholds.inuse_bytes", c.thresholds.inuse_bytes),
+        ("thresholds.instructions", c.thresholds.instructions),
+        ("thresholds.contention", c.thresholds.contention),
     ];
     for (key, v) in effects {
         if let Some(v) = v
@@ -331,6 +337,8 @@ impl Config {
             (Metric::AllocCount, t.alloc_count),
             (Metric::InuseBytes, t.inuse_bytes),
             (Metric::Instructions, t.instructions),
+            (Metric::Delay, t.contention),
+            (Metric::Contentions, t.contention),
         ];
         o.min_effect =
             per_metric.into_iter().filter_map(|(m, v)| v.map(|v| (m, v))).collect::<BTreeMap<_, _>>();
@@ -368,6 +376,7 @@ fold_library = false
 [thresholds]
 cpu = 0.2
 alloc_count = 0
+contention = 0.3
 [check]
 runs = 7
 no_baseline = "fail"
@@ -383,6 +392,7 @@ targets = ["bin:a", "tests", "benches:parse"]
         assert_eq!(o.min_effect(Metric::Cpu), 0.2);
         assert_eq!(o.min_effect(Metric::AllocBytes), 0.1);
         assert_eq!(o.min_effect(Metric::AllocCount), 0.0);
+        assert_eq!((o.min_effect(Metric::Delay), o.min_effect(Metric::Contentions)), (0.3, 0.3));
         assert_eq!(c.ignore_patterns(), vec!["^x::".to_owned(), "^<?tokio::".to_owned()]);
         assert_eq!(c.check_targets()[2], CheckTarget::Benches(Some("parse".into())));
     }
@@ -399,5 +409,7 @@ targets = ["bin:a", "tests", "benches:parse"]
         assert!(e.contains("alpha"), "{e}");
         let e = parse("[check]\ntargets = [\"bogus\"]", "f").err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("check.targets") && e.contains("bogus"), "{e}");
+        let e = parse("[thresholds]\ncontention = -1", "f").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("thresholds.contention"), "{e}");
     }
 }

@@ -87,6 +87,21 @@ pub fn settings_mismatch(base: &Settings, head: &Settings) -> Option<String> {
             base.unwind, head.unwind
         ));
     }
+    if base.contention_rate_ns != head.contention_rate_ns {
+        let show = |r: Option<u64>| {
+            r.map_or("did not record waits".to_owned(), |r| {
+                format!(
+                    "sampled waits at {}",
+                    crate::report::format_duration(i64::try_from(r).unwrap_or(i64::MAX))
+                )
+            })
+        };
+        return Some(format!(
+            "base {}, head {} (--contention, --contention-rate)",
+            show(base.contention_rate_ns),
+            show(head.contention_rate_ns)
+        ));
+    }
     if base.alloc_mode == "sampled" && base.alloc_interval != head.alloc_interval {
         let show = |i: Option<u64>| i.map_or("?".to_owned(), |i| i.to_string());
         return Some(format!(
@@ -109,7 +124,12 @@ pub fn input_options(s: &Settings, fold_library: bool) -> InputOptions {
         _ if s.engine == "import" => AllocRecording::Sampled { interval: default_interval },
         _ => AllocRecording::Off,
     };
-    InputOptions { cpu: s.frequency_hz > 0 || s.engine == "import", alloc, fold_library }
+    InputOptions {
+        cpu: s.frequency_hz > 0 || s.engine == "import",
+        alloc,
+        contention_rate_ns: s.contention_rate_ns,
+        fold_library,
+    }
 }
 
 /// Reads and decodes one stored profile; the error says why, for a warning.

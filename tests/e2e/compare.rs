@@ -11,8 +11,19 @@ use crate::util::{Finished, contprof, finish, fixtures_manifest};
 const SCALE: &str = "0.4";
 
 pub(crate) fn record(store: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> String {
+    record_bin("regress", store, out, extra, env)
+}
+
+/// [`record`] of the fixture binary `bin` (`env` may override `FIXTURE_SCALE`); returns the run id.
+pub(crate) fn record_bin(
+    bin: &str,
+    store: &Path,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> String {
     let mut cmd = contprof();
-    cmd.args(["run", "--bin", "regress", "--top", "0", "--manifest-path"])
+    cmd.args(["run", "--bin", bin, "--top", "0", "--manifest-path"])
         .arg(fixtures_manifest())
         .arg("-o")
         .arg(out)

@@ -102,3 +102,91 @@ fn the_stored_run_records_the_contention_rate() {
         serde_json::from_slice(&std::fs::read(runs[0].path().join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["settings"]["contention_rate_ns"], 50_000, "{meta}");
 }
+
+/// Issue 14: `compare` tests contention like the other metrics. The head holds the lock 4× as
+/// long (`FIXTURE_HOLD_US`), so its threads wait 4× as long; since the environment made the change
+/// and not the code, it is a shift, gated with `--strict`. Whatever the scheduler does with the
+/// unfair `std::sync::Mutex`, a run waits between half and all of its holds, so the sides are
+/// at least 2× apart.
+#[test]
+fn longer_lock_holds_are_a_delay_regression() {
+    use crate::compare::{compare, record_bin};
+    let (store, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let flags = ["--runs", "3", "--contention", "--", "std"];
+    let scale = ("FIXTURE_SCALE", "0.1");
+    let base = record_bin("lock_wait", store.path(), out.path(), &flags, &[scale]);
+    let head =
+        record_bin("lock_wait", store.path(), out.path(), &flags, &[scale, ("FIXTURE_HOLD_US", "8000")]);
+    let args = [base.as_str(), head.as_str(), "--format", "json", "--no-flamegraphs"];
+    let report = |f: &crate::util::Finished| -> serde_json::Value {
+        serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}: {f:?}"))
+    };
+    let delay_findings = |r: &serde_json::Value, list: &str| -> Vec<String> {
+        r[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["metric"] == "delay" && f["kind"] == "self")
+            .filter_map(|f| f["function"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let f = compare(store.path(), &args);
+    assert_eq!(f.code, 0, "{f:?}");
+    let shifted = delay_findings(&report(&f), "shifted");
+    assert!(shifted.iter().any(|n| n == "lock_wait::std_contender"), "{shifted:?}\n{f:?}");
+
+    let f = compare(store.path(), &[&args[..], &["--strict"]].concat());
+    assert_eq!(f.code, 1, "{f:?}");
+    let r = report(&f);
+    let regressed = delay_findings(&r, "regressions");
+    assert!(regressed.iter().any(|n| n == "lock_wait::std_contender"), "{regressed:?}\n{f:?}");
+    let found = r["regressions"].as_array().into_iter().flatten().find(|f| f["metric"] == "delay");
+    let change = found.and_then(|f| f["change"].as_f64()).unwrap_or(0.0);
+    assert!(change > 0.5, "the delay grew by {change}\n{f:?}");
+
+    // A side recorded without waits is refused, naming the setting.
+    let plain = record_bin("lock_wait", store.path(), out.path(), &["--", "std"], &[scale]);
+    let f = compare(store.path(), &[&base, &plain]);
+    assert_eq!(f.code, 2, "{f:?}");
+    assert!(f.stderr.contains("base sampled waits at 10 µs, head did not record waits"), "{f:?}");
+}
+
+/// `check --contention` records waits on both sides: the stored baseline (recorded by `check` on
+/// `main`) and the head, so that the head's longer holds are a delay regression (`--strict`: the
+/// environment, not the code, made them).
+#[test]
+fn check_with_contention_flags_longer_lock_holds() {
+    let repo = crate::util::GitProject::new();
+    let store = repo.dir.path().join("store");
+    let check = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = contprof();
+        cmd.args(["check", "--baseline", "stored", "--bin", "lock_wait", "--runs", "3", "--contention"])
+            .arg("--store")
+            .arg(&store)
+            .args(extra)
+            .args(["--", "std"])
+            .current_dir(&repo.root)
+            .env("FIXTURE_SCALE", "0.1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        crate::util::finish(&mut cmd)
+    };
+    let f = check(&[], &[]);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(f.stderr.contains("waits sampled at 10 µs"), "{f:?}");
+
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.commit("feature");
+    let reports = repo.dir.path().join("reports");
+    let f = check(&["--strict", "--report-dir", reports.to_str().unwrap()], &[("FIXTURE_HOLD_US", "8000")]);
+    assert_eq!(f.code, 1, "{f:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap()).unwrap();
+    let regressed = report["regressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|r| r["function"] == "lock_wait::std_contender" && r["metric"] == "delay");
+    assert!(regressed, "{report}\n{f:?}");
+}

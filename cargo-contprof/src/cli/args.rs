@@ -606,6 +606,13 @@ pub struct CheckArgs {
     /// Mean bytes between allocation samples (`--alloc sampled`).
     #[arg(long, value_name = "BYTES", default_value = "512K", help_heading = "Profiling")]
     pub alloc_interval: String,
+    /// Record where threads wait, on both sides, so that `delay` and `contentions` are compared
+    /// (see `run --help`).
+    #[arg(long, help_heading = "Profiling")]
+    pub contention: bool,
+    /// Sampling rate of `--contention` (implies it; see `run --help`) [default: 10us].
+    #[arg(long, value_name = "DURATION", help_heading = "Profiling")]
+    pub contention_rate: Option<String>,
     /// How stacks are walked (see `run --help`).
     #[arg(long, value_enum, value_name = "HOW", default_value_t = crate::runner::Unwind::Tables, help_heading = "Profiling")]
     pub unwind: crate::runner::Unwind,

@@ -176,8 +176,8 @@ pub(super) fn record(
         alloc_interval: args.alloc_interval.clone(),
         runs,
         unwind: args.unwind,
-        contention: false,
-        contention_rate: None,
+        contention: args.contention,
+        contention_rate: args.contention_rate.clone(),
     };
     let output = OutputArgs {
         output_dir: None,

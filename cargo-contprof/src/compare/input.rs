@@ -40,6 +40,10 @@ pub struct InputOptions {
     pub cpu: bool,
     /// Allocation recording.
     pub alloc: AllocRecording,
+    /// The duration-sampling rate of waits (`--contention`), when known: it tells how many
+    /// records the `contentions` and `delay` values stand for (see [`contention_samples`]).
+    /// Waits are read whenever the profile has their sample types, whatever this says.
+    pub contention_rate_ns: Option<u64>,
     /// Fold library frames into their callers (see the module docs).
     pub fold_library: bool,
 }
@@ -49,6 +53,7 @@ impl Default for InputOptions {
         InputOptions {
             cpu: true,
             alloc: AllocRecording::Sampled { interval: 512 * 1024 },
+            contention_rate_ns: None,
             fold_library: true,
         }
     }
@@ -146,15 +151,23 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
             metrics.extend(index(m.sample_type()).map(|i| (m, i)));
         }
     }
+    // Waits, where the run recorded them (`--contention`, or an imported Go block profile): the
+    // types are there even when no thread waited, and then every run has a zero total.
+    let waits = index(Metric::Contentions.sample_type()).zip(index(Metric::Delay.sample_type()));
+    if let Some((c, d)) = waits {
+        metrics.extend([(Metric::Delay, d), (Metric::Contentions, c)]);
+    }
 
     let mut out = RunCosts::default();
     let cpu_samples = index("samples").map_or(0, |i| profile.total(i).max(0) as u64);
     let alloc_bytes = index("alloc_space").map_or(0, |i| profile.total(i).max(0) as u64);
+    let wait_samples = waits.map_or(0, |(c, d)| contention_samples(profile, c, d, opts.contention_rate_ns));
     for &(metric, i) in &metrics {
         let value = profile.total(i).max(0) as f64;
         let total = match (metric, opts.alloc) {
             (Metric::Cpu, _) => MetricTotal::sampled(value, cpu_samples),
             (Metric::Instructions, _) => MetricTotal::exact(value),
+            (Metric::Delay | Metric::Contentions, _) => MetricTotal::sampled(value, wait_samples),
             (_, AllocRecording::Exact) => MetricTotal::exact(value),
             (Metric::InuseBytes, AllocRecording::Sampled { interval }) => {
                 MetricTotal::sampled(value, (value / interval.max(1) as f64).round() as u64)
@@ -203,6 +216,32 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
         }
     }
     out
+}
+
+/// How many recorded waits the `contentions` (index `c`) and `delay` (index `d`) values of a
+/// profile stand for: the sample count of both metrics, which sets their noise floor.
+///
+/// The agent samples waits by duration (Go's block profile): at rate `R`, a wait of `d >= R` ns is
+/// one record adding 1 wait and `d` ns; a shorter one is recorded with probability `d / R` and
+/// adds `R / d` waits and exactly `R` ns. Records are aggregated per stack, so their number is not
+/// stored, but each record adds at least 1 wait and at least `R` ns: per stack, the records are
+/// at most `min(contentions, delay / R)`, and exactly that when all of the stack's waits were
+/// long (`contentions`) or all short (`delay / R`), the usual case, since one stack waits on one
+/// lock. The sum over stacks is the count; it errs, if at all, toward more records (a smaller
+/// noise floor) only for a stack that mixes long and short waits. Without the rate (an imported
+/// profile), `contentions`: exact when every wait was recorded with weight 1, as Go's default
+/// rate of 1 (every wait) does.
+pub fn contention_samples(profile: &Profile, c: usize, d: usize, rate_ns: Option<u64>) -> u64 {
+    let count = |s: &crate::profile::Sample, i: usize| s.value.get(i).copied().unwrap_or(0).max(0) as f64;
+    let records: f64 = profile
+        .sample
+        .iter()
+        .map(|s| match rate_ns.filter(|&r| r > 0) {
+            Some(r) => count(s, c).min(count(s, d) / r as f64),
+            None => count(s, c),
+        })
+        .sum();
+    records.round() as u64
 }
 
 /// The normalized names of a profile's frames, each marked as a library frame when folding.
@@ -286,6 +325,46 @@ mod tests {
         assert_eq!(normalize_name("foo::bar::{{closure}}"), "foo::bar::{closure}");
         assert_eq!(normalize_name("foo::hello"), "foo::hello");
         assert_eq!(normalize_name("foo::{shim:vtable#0}"), "foo::{shim:vtable#0}");
+    }
+
+    /// A profile of a `--contention` run: `app::waiter` waited under std's lock twice as long
+    /// as `app::other`, through one stack of long waits (3 waits, 6 ms at a 10 µs rate) and one
+    /// of short ones (each record adds the rate: 5 records, 50 µs, weighted to 20 waits).
+    fn waits_profile() -> Profile {
+        let mut p = crate::profile::test_support::synth(&[
+            (&["main", "app::waiter", "std::sync::Mutex::lock"], 0, 0),
+            (&["main", "app::other", "std::sync::Mutex::lock"], 0, 0),
+            (&["main", "app::busy"], 5_000_000, 0),
+        ]);
+        for (t, u) in crate::profile::CONTENTION_TYPES {
+            let vt = crate::profile::ValueType { r#type: p.intern(t), unit: p.intern(u) };
+            p.sample_type.push(vt);
+        }
+        for (s, waits) in p.sample.iter_mut().zip([[3, 6_000_000], [20, 50_000], [0, 0]]) {
+            s.value.extend(waits);
+        }
+        p
+    }
+
+    #[test]
+    fn contention_metrics_are_read_when_the_profile_has_them() {
+        let opts = InputOptions { contention_rate_ns: Some(10_000), ..InputOptions::default() };
+        let r = run_costs(&waits_profile(), &opts);
+        // 3 long waits (one record each) + 50 µs / 10 µs short records.
+        assert_eq!(r.totals[&Metric::Delay], MetricTotal::sampled(6_050_000.0, 8));
+        assert_eq!(r.totals[&Metric::Contentions], MetricTotal::sampled(23.0, 8));
+        // The lock's own frames are std's: the wait counts toward the caller.
+        let waiter = &r.functions["app::waiter"];
+        assert_eq!(waiter[&Metric::Delay], Cost { self_: 6_000_000.0, total: 6_000_000.0 });
+        assert_eq!(waiter[&Metric::Contentions], Cost { self_: 3.0, total: 3.0 });
+        assert!(!r.functions["app::busy"].contains_key(&Metric::Delay));
+        // Without the rate (an imported profile), every wait counts as a record.
+        let r = run_costs(&waits_profile(), &InputOptions::default());
+        assert_eq!(r.totals[&Metric::Delay], MetricTotal::sampled(6_050_000.0, 23));
+        // A profile without the types has no contention metrics.
+        let plain = crate::profile::test_support::synth(&[(&["main", "app::busy"], 5_000_000, 0)]);
+        let r = run_costs(&plain, &opts);
+        assert!(!r.totals.contains_key(&Metric::Delay) && !r.totals.contains_key(&Metric::Contentions));
     }
 
     #[test]

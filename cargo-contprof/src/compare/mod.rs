@@ -56,7 +56,8 @@ pub use finding::{
     Calls, Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict, Warning,
 };
 pub use input::{
-    AllocRecording, InputOptions, is_library_frame, is_library_symbol, normalize_name, run_costs,
+    AllocRecording, InputOptions, contention_samples, is_library_frame, is_library_symbol, normalize_name,
+    run_costs,
 };
 pub use json::{REPORT_VERSION, write_json};
 pub use model::{Cost, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling};

@@ -23,12 +23,25 @@ pub enum Metric {
     AllocCount,
     /// Bytes still allocated when the run ended.
     InuseBytes,
+    /// Nanoseconds threads spent waiting for locks, condition variables and futexes
+    /// (`--contention`; sample type `delay`), duration-sampled.
+    Delay,
+    /// Number of such waits (`--contention`; sample type `contentions`), duration-sampled.
+    Contentions,
 }
 
 impl Metric {
-    /// Every metric, in report order.
-    pub const ALL: [Metric; 5] =
-        [Metric::Cpu, Metric::Instructions, Metric::AllocBytes, Metric::AllocCount, Metric::InuseBytes];
+    /// Every metric, in report order. New metrics are appended: rollups store a metric as its
+    /// position here (`prod::rollup`).
+    pub const ALL: [Metric; 7] = [
+        Metric::Cpu,
+        Metric::Instructions,
+        Metric::AllocBytes,
+        Metric::AllocCount,
+        Metric::InuseBytes,
+        Metric::Delay,
+        Metric::Contentions,
+    ];
 
     /// The name used in JSON and reports.
     pub fn as_str(self) -> &'static str {
@@ -38,6 +51,8 @@ impl Metric {
             Metric::AllocBytes => "alloc_bytes",
             Metric::AllocCount => "alloc_count",
             Metric::InuseBytes => "inuse_bytes",
+            Metric::Delay => "delay",
+            Metric::Contentions => "contentions",
         }
     }
 
@@ -49,6 +64,8 @@ impl Metric {
             Metric::AllocBytes => "alloc_space",
             Metric::AllocCount => "alloc_objects",
             Metric::InuseBytes => "inuse_space",
+            Metric::Delay => crate::profile::CONTENTION_TYPES[1].0,
+            Metric::Contentions => crate::profile::CONTENTION_TYPES[0].0,
         }
     }
 }

@@ -15,9 +15,9 @@ pub fn amount(metric: Metric, v: f64) -> String {
     // `as` saturates: an f64 beyond i64 prints as the largest value.
     let v = v.round() as i64;
     match metric {
-        Metric::Cpu => format_duration(v),
+        Metric::Cpu | Metric::Delay => format_duration(v),
         Metric::AllocBytes | Metric::InuseBytes => format_bytes(v),
-        Metric::AllocCount | Metric::Instructions => format_count(v),
+        Metric::AllocCount | Metric::Instructions | Metric::Contentions => format_count(v),
     }
 }
 

@@ -271,3 +271,57 @@ fn instruction_findings_carry_the_calls_and_reports_show_them() {
     let json = serde_json::to_value(hot).unwrap();
     assert_eq!(json["calls"], serde_json::json!({"base": 200.0, "head": 200.0}));
 }
+
+/// Issue 14: a function that waits twice as long for its lock is a delay regression; the same
+/// waits are not, and the reports show the time waited as a duration.
+#[test]
+fn doubled_lock_delay_is_a_regression_and_unchanged_delay_is_not() {
+    // Per run, ms waited by `a::contender` (about 2 ms per wait: the samples are the waits) and
+    // by `a::other`, with a few percent of run-to-run spread.
+    let side = |contender_ms: f64| -> Vec<RunCosts> {
+        [1.0, 0.97, 1.03, 0.99]
+            .iter()
+            .map(|jitter| {
+                let (c, o) = (contender_ms * 1e6 * jitter, 400.0e6 * (2.0 - jitter));
+                let samples = ((c + o) / 2.0e6).round() as u64;
+                run(
+                    Metric::Delay,
+                    MetricTotal::sampled(c + o, samples),
+                    &[("a::contender", c, c), ("a::other", o, o), ("a::main", 0.0, c + o)],
+                )
+            })
+            .collect()
+    };
+    let group = |head_ms: f64| Group {
+        key: "bin:lock_wait".into(),
+        base: side(400.0),
+        head: side(head_ms),
+        ..Group::default()
+    };
+    let c = cmp(&[group(800.0)]);
+    let regressed: Vec<_> = c
+        .with_verdict(Verdict::Regression)
+        .iter()
+        .filter(|f| !f.inherited)
+        .map(|f| (f.function.as_str(), f.metric, f.kind))
+        .collect();
+    assert!(regressed.contains(&("a::contender", Metric::Delay, Kind::SelfCost)), "{:?}", c.findings);
+    assert!(
+        c.findings.iter().all(|f| f.function != "a::other" || f.verdict != Verdict::Regression),
+        "{:?}",
+        c.findings
+    );
+    let mut md = Vec::new();
+    assert!(write_markdown(&c, &mut md).is_ok());
+    let md = String::from_utf8_lossy(&md);
+    // Markdown escapes the group's `_`; the time waited is a duration.
+    assert!(md.contains("| `a::contender` | bin:lock\\_wait | delay (self) | 399.0 ms | 798.0 ms |"), "{md}");
+
+    let same = cmp(&[group(400.0)]);
+    assert!(!same.has_regression(), "{:?}", same.findings);
+    assert!(
+        same.findings.iter().all(|f| f.verdict == Verdict::Unchanged || f.inherited),
+        "{:?}",
+        same.findings
+    );
+}

@@ -53,6 +53,7 @@ pub fn input_options(profile_type: &str, fold_library: bool) -> InputOptions {
             "alloc" | "heap" => AllocRecording::Sampled { interval: crate::runner::DEFAULT_ALLOC_INTERVAL },
             _ => AllocRecording::Off,
         },
+        contention_rate_ns: None,
         fold_library,
     }
 }

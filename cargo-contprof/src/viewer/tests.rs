@@ -438,3 +438,37 @@ fn compare_reads_the_runs_as_their_settings_say_like_the_cli() {
     cli.sort();
     assert_eq!(viewer, cli);
 }
+
+/// Issue 14: the profile-type switch offers a `--contention` profile's waits, labelled, in the
+/// units the page formats them by (`nanoseconds` shows as a time).
+#[test]
+fn type_switch_offers_lock_waits() {
+    let mut p = synth(&[
+        (&[MAIN, "app::wait", "std::sync::Mutex::lock"], 0, 0),
+        (&[MAIN, "app::busy"], 5_000_000, 0),
+    ]);
+    for (t, u) in profile::CONTENTION_TYPES {
+        let vt = profile::ValueType { r#type: p.intern(t), unit: p.intern(u) };
+        p.sample_type.push(vt);
+    }
+    for (s, waits) in p.sample.iter_mut().zip([[4, 8_000_000], [0, 0]]) {
+        s.value.extend(waits);
+    }
+    let mut t = FlameTree::new(1);
+    t.add(0, &p);
+    let json = serde_json::to_value(t.to_json()).unwrap_or_default();
+    let types: Vec<(&str, &str, &str)> = json["types"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap_or(""),
+                t["unit"].as_str().unwrap_or(""),
+                t["label"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(types.contains(&("contentions", "count", "Lock waits")), "{types:?}");
+    assert!(types.contains(&("delay", "nanoseconds", "Time waiting for locks")), "{types:?}");
+}

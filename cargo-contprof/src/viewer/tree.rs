@@ -247,6 +247,8 @@ pub fn type_label(ty: &str) -> String {
         "alloc_objects" => "Allocation count",
         "inuse_space" => "In-use bytes",
         "inuse_objects" => "In-use count",
+        "contentions" => "Lock waits",
+        "delay" => "Time waiting for locks",
         other => other,
     }
     .to_owned()

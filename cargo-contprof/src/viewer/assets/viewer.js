@@ -438,8 +438,15 @@
   }
 
   // ---- regression table
-  const METRIC_TYPE = { cpu: 'cpu', alloc_bytes: 'alloc_space', alloc_count: 'alloc_objects', inuse_bytes: 'inuse_space' };
-  const METRIC_UNIT = { cpu: 'nanoseconds', alloc_bytes: 'bytes', alloc_count: 'count', inuse_bytes: 'bytes' };
+  // A finding's metric → the sample type it was read from (compare::Metric::sample_type).
+  const METRIC_TYPE = {
+    cpu: 'cpu', instructions: 'instructions', alloc_bytes: 'alloc_space', alloc_count: 'alloc_objects',
+    inuse_bytes: 'inuse_space', delay: 'delay', contentions: 'contentions',
+  };
+  const METRIC_UNIT = {
+    cpu: 'nanoseconds', instructions: 'count', alloc_bytes: 'bytes', alloc_count: 'count', inuse_bytes: 'bytes',
+    delay: 'nanoseconds', contentions: 'count',
+  };
   if (DIFF) {
     $('regressions').hidden = false;
     const fs = D.findings || [];
