@@ -485,14 +485,14 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
     let a = Replica::start_with(dir.path(), "old", &old, false, &[]);
     let b = Replica::start_with(dir.path(), "new", &new, false, &["--slow-render"]);
     // Load until each side has enough windows under load (on two shared cores the schedule may
-    // skip periods), for at most a minute.
+    // skip periods), for at most 90 s: ten windows a side keep the verdict clear of sampling noise on a loaded machine.
     let listing = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
     let started = Instant::now();
     loop {
         load(&[&a, &b], 4);
         let cpu = windows(&listing).into_iter().filter(|k| k.profile_type == "cpu").collect::<Vec<_>>();
         let of = |v: &str| cpu.iter().filter(|k| k.deployment.version == v).count();
-        if (of("1.3") >= 7 && of("1.4") >= 7) || started.elapsed() > Duration::from_secs(60) {
+        if (of("1.3") >= 10 && of("1.4") >= 10) || started.elapsed() > Duration::from_secs(90) {
             break;
         }
     }
