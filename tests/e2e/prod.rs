@@ -485,7 +485,8 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
     let a = Replica::start_with(dir.path(), "old", &old, false, &[]);
     let b = Replica::start_with(dir.path(), "new", &new, false, &["--slow-render"]);
     // Load until each side has enough windows under load (on two shared cores the schedule may
-    // skip periods), for at most 90 s: ten windows a side keep the verdict clear of sampling noise on a loaded machine.
+    // skip periods), for at most 90 s: ten windows a side keep the verdict clear of sampling
+    // noise on a loaded machine.
     let listing = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
     let started = Instant::now();
     loop {
