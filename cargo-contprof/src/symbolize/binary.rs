@@ -3,11 +3,13 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use addr2line::gimli::{self, UnwindSection};
 use object::{Object, ObjectSection, ObjectSegment};
 
+use super::symtab::SymbolTable;
 use super::{Detail, SymbolizeError};
 
 /// A `PT_LOAD` segment: where file bytes land in the ELF's virtual address space.
@@ -16,6 +18,7 @@ struct Segment {
     file_offset: u64,
     file_size: u64,
     vaddr: u64,
+    executable: bool,
 }
 
 /// What the symbolizer knows about one binary.
@@ -29,14 +32,6 @@ pub struct BinaryInfo {
     pub has_symbols: bool,
 }
 
-/// One entry of a symbol table.
-struct Symbol {
-    address: u64,
-    /// Its size, or up to the next symbol when the table gives none.
-    size: u64,
-    name: Box<str>,
-}
-
 /// An opened binary.
 pub(super) struct Binary {
     pub(super) info: BinaryInfo,
@@ -47,12 +42,21 @@ pub(super) struct Binary {
     /// Without a loader: where the code of each function starts and ends, from the unwind
     /// tables (`.eh_frame`), sorted.
     functions: Vec<(u64, u64)>,
-    /// Without a loader: the symbol table by address, sorted, one name per address, chosen as
-    /// the loader chooses (`object`'s symbol map).
-    symbols: Vec<Symbol>,
+    /// Without a loader: the code symbols.
+    symbols: SymbolTable,
 }
 
-type ElfFile<'a> = object::File<'a, &'a object::ReadCache<File>>;
+type ElfFile<'a> = object::File<'a, &'a [u8]>;
+
+/// The file at `path`, mapped to be parsed in place: no copy of what is read, and the kernel's
+/// page cache rather than the heap holds it.
+fn map(path: &Path) -> std::io::Result<memmap2::Mmap> {
+    let file = File::open(path)?;
+    // SAFETY: the map is read only while a binary is opened, and dropped before `Binary::open`
+    // returns. A file rewritten meanwhile gives wrong names, or SIGBUS if it is truncated: the
+    // same exposure as `addr2line`'s own map of the files it reads DWARF from.
+    unsafe { memmap2::Mmap::map(&file) }
+}
 
 fn has_dwarf(obj: &ElfFile<'_>) -> bool {
     obj.section_by_name(".debug_info").is_some_and(|s| s.size() > 0)
@@ -85,21 +89,11 @@ fn functions(obj: &ElfFile<'_>) -> Vec<(u64, u64)> {
     out
 }
 
-/// The defined symbols with a name, from the static symbol table or, failing that, the dynamic
-/// one, sorted by address: the symbol map that `addr2line`'s loader looks names up in, owned.
-fn symbols(obj: &ElfFile<'_>) -> Vec<Symbol> {
-    let map = obj.symbol_map();
-    map.symbols()
-        .iter()
-        .map(|s| Symbol { address: s.address(), size: s.size(), name: s.name().into() })
-        .collect()
-}
-
-/// The symbols of the ELF file at `path`, when it can be read.
-fn symbols_of_file(path: &Path) -> Option<Vec<Symbol>> {
-    let cache = object::ReadCache::new(File::open(path).ok()?);
-    let obj = object::File::parse(&cache).ok()?;
-    Some(symbols(&obj))
+/// The code symbols of the ELF file at `path` (a separate debug file), when it can be read.
+fn symbols_of_file(path: &Path, code: &[Range<u64>]) -> Option<SymbolTable> {
+    let map = map(path).ok()?;
+    let obj = object::File::parse(&*map).ok()?;
+    Some(SymbolTable::of(&obj, code))
 }
 
 /// The conventional place of a separate debug file for a build id.
@@ -150,14 +144,14 @@ impl Binary {
     /// the file; the caller turns them into one warning.
     pub(super) fn open(path: &Path, detail: Detail) -> Result<Self, SymbolizeError> {
         let err = |what: String| SymbolizeError::Binary { path: path.to_owned(), what };
-        let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-        let cache = object::ReadCache::new(file);
-        let obj = object::File::parse(&cache).map_err(|e| err(format!("not a readable object file: {e}")))?;
-        let segments = obj
+        let map = map(path).map_err(|e| err(format!("cannot open: {e}")))?;
+        let obj = object::File::parse(&*map).map_err(|e| err(format!("not a readable object file: {e}")))?;
+        let segments: Vec<Segment> = obj
             .segments()
             .map(|s| {
                 let (file_offset, file_size) = s.file_range();
-                Segment { file_offset, file_size, vaddr: s.address() }
+                let executable = matches!(s.flags(), object::SegmentFlags::Elf { p_flags } if p_flags & object::elf::PF_X != 0);
+                Segment { file_offset, file_size, vaddr: s.address(), executable }
             })
             .collect();
         let build_id = obj.build_id().ok().flatten().map(crate::git::hex);
@@ -175,11 +169,13 @@ impl Binary {
             // A stripped library keeps only its dynamic symbols; its separate debug file has the
             // whole symbol table (internal functions such as glibc's `_int_malloc`), which is
             // read without its DWARF.
+            let code: Vec<Range<u64>> =
+                segments.iter().filter(|s| s.executable).map(|s| s.vaddr..s.vaddr + s.file_size).collect();
             let separate = (detail == Detail::Symbols && obj.symbol_table().is_none())
-                .then(|| debug_file(build_id.as_deref(), &obj, path).and_then(|p| symbols_of_file(&p)))
+                .then(|| debug_file(build_id.as_deref(), &obj, path).and_then(|p| symbols_of_file(&p, &code)))
                 .flatten()
                 .filter(|s| !s.is_empty());
-            (functions(&obj), separate.unwrap_or_else(|| symbols(&obj)))
+            (functions(&obj), separate.unwrap_or_else(|| SymbolTable::of(&obj, &code)))
         };
         let has_symbols = if loader.is_some() {
             own_symbols || dwarf.as_deref() != Some(path)
@@ -200,9 +196,7 @@ impl Binary {
         if let Some(loader) = &self.loader {
             return loader.find_symbol(vaddr);
         }
-        let i = self.symbols.partition_point(|s| s.address <= vaddr).checked_sub(1)?;
-        let s = &self.symbols[i];
-        (s.size == 0 || vaddr - s.address < s.size).then_some(&*s.name)
+        self.symbols.containing(vaddr)
     }
 
     /// The function bounds read from the unwind tables (without debug info), sorted.
@@ -221,13 +215,11 @@ impl Binary {
         let start =
             i.checked_sub(1).map(|i| self.functions[i]).filter(|&(_, end)| vaddr < end).map(|(s, _)| s);
         let anchor = start.unwrap_or(vaddr);
-        let j = self.symbols.partition_point(|s| s.address <= anchor);
-        let symbol = j.checked_sub(1).map(|j| &self.symbols[j]);
-        match (symbol, start) {
-            (Some(s), Some(start)) if start == s.address => Some(super::demangle(&s.name)),
-            (Some(s), Some(start)) => Some(format!("{}+{:#x}", super::demangle(&s.name), start - s.address)),
+        match (self.symbols.at_or_before(anchor), start) {
+            (Some((a, name)), Some(start)) if start == a => Some(super::demangle(name)),
+            (Some((a, name)), Some(start)) => Some(format!("{}+{:#x}", super::demangle(name), start - a)),
             // No function bounds: everything after the symbol is grouped under it.
-            (Some(s), None) => Some(format!("{}+?", super::demangle(&s.name))),
+            (Some((_, name)), None) => Some(format!("{}+?", super::demangle(name))),
             (None, Some(start)) => Some(format!("{module}+{start:#x}")),
             (None, None) => None,
         }

@@ -10,6 +10,7 @@
 mod binary;
 mod demangle;
 mod maps;
+mod symtab;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
