@@ -117,6 +117,7 @@ struct Uploader {
 pub fn run(args: UploadArgs) -> Result<()> {
     // SAFETY: `setsid` has no preconditions; failing (already a group leader) is harmless.
     unsafe { libc::setsid() };
+    allocator::one_arena();
     let location = StoreLocation::parse(&args.store)?;
     let types: Vec<String> = args.types.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
     if let Some(bad) = types.iter().find(|t| window::sample_types(t).is_none()) {
@@ -196,12 +197,41 @@ fn spawn_builder(
         for (path, start) in rx {
             let built = window::build(&path, start, &types, &origin, &mut symbolizer);
             let _ = std::fs::remove_file(&path);
+            // What the window needed goes back to the system until the next one: libraries it
+            // did not use, the memory its profiles took.
+            symbolizer.forget_unused();
+            allocator::give_back();
             if events.send(Event::Built(built)).is_err() {
                 return;
             }
         }
     });
     jobs
+}
+
+/// glibc's allocator, told to hold little between windows.
+#[cfg(target_env = "gnu")]
+mod allocator {
+    /// One arena for every thread: glibc gives each thread that allocates an arena of its own,
+    /// which keeps what that thread freed; here only the builder allocates much, and the
+    /// threads never allocate at the same time for long.
+    pub(super) fn one_arena() {
+        // SAFETY: `mallopt` takes the allocator's lock and only changes its settings.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    }
+
+    /// Returns the free memory of the arenas to the system.
+    pub(super) fn give_back() {
+        // SAFETY: `malloc_trim` takes the allocator's own locks; any thread may call it.
+        unsafe { libc::malloc_trim(0) };
+    }
+}
+
+/// Other allocators have no such settings.
+#[cfg(not(target_env = "gnu"))]
+mod allocator {
+    pub(super) fn one_arena() {}
+    pub(super) fn give_back() {}
 }
 
 /// The agent's messages, until its pipe closes.

@@ -118,11 +118,18 @@ pub struct SymbolizerOptions {
     pub libraries: Detail,
 }
 
+/// A binary as opened (`None`: it could not be read), and whether a lookup needed it since the
+/// last [`Symbolizer::forget_unused`].
+struct Cached {
+    binary: Option<Binary>,
+    used: bool,
+}
+
 /// Resolves addresses, caching each binary it opened.
 #[derive(Default)]
 pub struct Symbolizer {
     options: SymbolizerOptions,
-    binaries: HashMap<(String, Detail), Option<Binary>>,
+    binaries: HashMap<(String, Detail), Cached>,
     warnings: Vec<String>,
 }
 
@@ -189,12 +196,22 @@ impl Symbolizer {
         std::mem::take(&mut self.warnings)
     }
 
+    /// Drops the binaries that no lookup needed since the last call, so that a long-lived
+    /// symbolizer holds what its latest work used, not every library a process ever loaded.
+    pub fn forget_unused(&mut self) {
+        self.binaries.retain(|_, c| std::mem::take(&mut c.used));
+    }
+
     /// The binary at `path` as the process of `maps` mapped it, read as the options say.
     fn binary(&mut self, maps: &ProcessMaps, path: &str, deleted: bool) -> Option<&Binary> {
         let detail =
             if maps.main_executable() == Some(path) { Detail::Debug } else { self.options.libraries };
         let slot = match self.binaries.entry((path.to_owned(), detail)) {
-            Entry::Occupied(o) => return o.into_mut().as_ref(),
+            Entry::Occupied(o) => {
+                let cached = o.into_mut();
+                cached.used = true;
+                return cached.binary.as_ref();
+            }
             Entry::Vacant(v) => v,
         };
         let opened = match Binary::open(Path::new(path), detail) {
@@ -225,7 +242,7 @@ impl Symbolizer {
                 None
             }
         };
-        slot.insert(opened).as_ref()
+        slot.insert(Cached { binary: opened, used: true }).binary.as_ref()
     }
 
     fn resolve_in_file(&mut self, maps: &ProcessMaps, entry: &MapEntry, file_offset: u64) -> Vec<Frame> {

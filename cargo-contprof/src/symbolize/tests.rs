@@ -288,3 +288,24 @@ fn with_library_symbols_only_a_stripped_library_takes_internal_names_from_its_de
     assert_eq!((r.frames[0].source, r.frames[0].file.as_deref()), (FrameSource::Symbol, None));
     assert!(!s.binary_info(&maps, &libc).unwrap().has_debug_info);
 }
+
+#[test]
+fn forget_unused_keeps_what_was_looked_up_since_the_last_call() {
+    let maps = self_maps();
+    let mut s = library_symbols_only();
+    s.resolve(&maps, addr_of(symbolize_probe_leaf), AddressKind::Exact);
+    if let Some(libc) = libc_of(&maps) {
+        s.binary_info(&maps, &libc);
+    }
+    let opened = s.binaries.len();
+    s.forget_unused();
+    assert_eq!(s.binaries.len(), opened, "everything was used since the start");
+    // Only this binary is needed again: the others go.
+    s.resolve(&maps, addr_of(symbolize_probe_outer), AddressKind::Exact);
+    s.forget_unused();
+    let exe = std::env::current_exe().unwrap();
+    let kept: Vec<&str> = s.binaries.keys().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(kept, [exe.to_str().unwrap()]);
+    s.forget_unused();
+    assert!(s.binaries.is_empty());
+}
