@@ -175,19 +175,19 @@ fn label<'a>(p: &'a Profile, s: &profile::Sample, key: &str) -> Option<&'a str> 
     s.label.iter().find(|l| p.str(l.key) == key).map(|l| p.str(l.str))
 }
 
-/// Self value of function `name` (the leaf) in sample type `ty`, over the total.
+/// Value of the samples whose leaf location is code of function `name` (its own or inlined into
+/// it: the service has line tables, so a location has its inlined frames) in sample type `ty`,
+/// over the total.
 fn leaf_share(p: &Profile, ty: &str, name: &str) -> f64 {
     let i = p.sample_type_index(ty).unwrap();
     let total = p.total(i).max(1) as f64;
-    let leaf = |s: &profile::Sample| {
-        let loc = p.location.iter().find(|l| l.id == s.location_id[0])?;
-        let id = loc.line.first()?.function_id;
-        let f = p.function.iter().find(|f| f.id == id)?;
-        Some(p.str(f.name).to_owned())
+    let in_leaf = |s: &profile::Sample| {
+        let Some(loc) = p.location.iter().find(|l| l.id == s.location_id[0]) else { return false };
+        loc.line.iter().any(|l| {
+            p.function.iter().find(|f| f.id == l.function_id).is_some_and(|f| p.str(f.name).contains(name))
+        })
     };
-    p.sample.iter().filter(|s| leaf(s).is_some_and(|n| n.contains(name))).map(|s| s.value[i]).sum::<i64>()
-        as f64
-        / total
+    p.sample.iter().filter(|s| in_leaf(s)).map(|s| s.value[i]).sum::<i64>() as f64 / total
 }
 
 fn functions(p: &Profile) -> Vec<&str> {
@@ -220,8 +220,26 @@ fn replicas_share_one_window_per_period_and_upload_every_profile_type() {
     let started = Instant::now();
     load(&replicas.iter().collect::<Vec<_>>(), 9);
     let periods = started.elapsed().as_secs_f64();
+    // Each uploader's peak memory, while its service still runs: every replica won some windows.
+    let peaks: Vec<(u64, u64)> = replicas
+        .iter()
+        .filter_map(|r| uploader_of(r.child.id()))
+        .filter_map(|u| Some((status_kib(u, "VmHWM")?, status_kib(u, "RssAnon")?)))
+        .collect();
     for r in replicas {
         r.stop();
+    }
+    assert_eq!(peaks.len(), 3, "every replica's uploader ran: {peaks:?}");
+    for &(peak, anon) in &peaks {
+        assert!(
+            peak < UPLOADER_PEAK_MAX_KIB && anon < UPLOADER_ANON_MAX_KIB,
+            "an uploader peaked at {} MiB ({} MiB private memory left after its windows): the bounds are \
+             {} and {} MiB",
+            peak >> 10,
+            anon >> 10,
+            UPLOADER_PEAK_MAX_KIB >> 10,
+            UPLOADER_ANON_MAX_KIB >> 10
+        );
     }
     let store = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
     let all = windows(&store);
@@ -248,7 +266,23 @@ fn replicas_share_one_window_per_period_and_upload_every_profile_type() {
     let cpu: Vec<Profile> = loaded.iter().map(|k| read(&store, k)).collect();
     let merged = profile::merge(&cpu).unwrap();
     let checksum = leaf_share(&merged, "cpu", "service::checksum");
-    assert!(checksum > 0.5, "checksum has {:.0}% of the CPU", checksum * 100.0);
+    assert!(checksum > 0.5, "checksum has {:.0}% of the CPU: {:?}", checksum * 100.0, functions(&merged));
+    // The service's own code with its files and lines (it ships line tables), glibc's named from
+    // its symbol table alone, even where its separate debug file is installed.
+    let f = merged.function.iter().find(|f| merged.str(f.name) == "service::checksum").unwrap();
+    assert!(merged.str(f.filename).ends_with("service/src/main.rs"), "{}", merged.str(f.filename));
+    let lines: Vec<i64> = merged
+        .location
+        .iter()
+        .flat_map(|l| &l.line)
+        .filter(|l| l.function_id == f.id)
+        .map(|l| l.line)
+        .collect();
+    assert!(!lines.is_empty() && lines.iter().all(|&l| l > 0), "checksum's lines: {lines:?}");
+    let file_of = |name: &str| merged.mapping.iter().find(|m| merged.str(m.filename).contains(name));
+    assert!(file_of("/service").expect("the service's mapping").has_filenames);
+    let libc = file_of("/libc.so").expect("glibc on some CPU stack (memcpy, malloc)");
+    assert!(!libc.has_filenames && !libc.has_line_numbers, "{libc:?}");
     let p = &cpu[0];
     let s = &p.sample[0];
     assert_eq!(label(p, s, "service"), Some("web"));
@@ -623,6 +657,23 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
         "browser checks failed:\n{}\n{stderr}",
         String::from_utf8_lossy(&browser.stdout)
     );
+}
+
+/// The uploader's peak RSS (`VmHWM`) stays under this. Measured beside this service (built with
+/// `debug = "limited"`) at 49-51 MiB for the tests' unoptimized build, about 24 MiB of it the
+/// build's own code pages; reading glibc's separate debug file, as the uploader did before it
+/// named library code from symbol tables only, made it 89-90 MiB.
+const UPLOADER_PEAK_MAX_KIB: u64 = 64 << 10;
+
+/// The uploader's private memory (`RssAnon`) after its windows stays under this: measured at
+/// 12-14 MiB, most of it the service's parsed DWARF (48-49 MiB with glibc's debug file).
+const UPLOADER_ANON_MAX_KIB: u64 = 24 << 10;
+
+/// A field of `/proc/<pid>/status` in KiB (`VmHWM`, `RssAnon`).
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    line.split_whitespace().next()?.parse().ok()
 }
 
 /// The uploader the agent started for service `pid`.

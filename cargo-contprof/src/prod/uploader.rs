@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::cli::args::UploadArgs;
 use crate::errors::{Error, Result};
 use crate::store::{Deployment, Lease, NetworkOptions, Store, StoreLocation, StoreOptions, WindowKey};
-use crate::symbolize::Symbolizer;
+use crate::symbolize::{Detail, Symbolizer, SymbolizerOptions};
 
 use super::window::{self, Origin};
 
@@ -117,6 +117,7 @@ struct Uploader {
 pub fn run(args: UploadArgs) -> Result<()> {
     // SAFETY: `setsid` has no preconditions; failing (already a group leader) is harmless.
     unsafe { libc::setsid() };
+    allocator::one_arena();
     let location = StoreLocation::parse(&args.store)?;
     let types: Vec<String> = args.types.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
     if let Some(bad) = types.iter().find(|t| window::sample_types(t).is_none()) {
@@ -182,7 +183,9 @@ pub fn run(args: UploadArgs) -> Result<()> {
 }
 
 /// The thread that turns recorded windows into profiles, with one symbolizer kept across
-/// windows (each binary is read once).
+/// windows (each binary is read once). Library code is named from symbol tables only: the
+/// service's own code keeps its files, lines and inlined frames, and glibc's debug file (about
+/// 40 MiB once parsed) is never loaded beside the service.
 fn spawn_builder(
     types: Vec<String>,
     origin: Origin,
@@ -190,16 +193,45 @@ fn spawn_builder(
 ) -> mpsc::Sender<(PathBuf, i64)> {
     let (jobs, rx) = mpsc::channel::<(PathBuf, i64)>();
     std::thread::spawn(move || {
-        let mut symbolizer = Symbolizer::new();
+        let mut symbolizer = Symbolizer::with_options(SymbolizerOptions { libraries: Detail::Symbols });
         for (path, start) in rx {
             let built = window::build(&path, start, &types, &origin, &mut symbolizer);
             let _ = std::fs::remove_file(&path);
+            // What the window needed goes back to the system until the next one: libraries it
+            // did not use, the memory its profiles took.
+            symbolizer.forget_unused();
+            allocator::give_back();
             if events.send(Event::Built(built)).is_err() {
                 return;
             }
         }
     });
     jobs
+}
+
+/// glibc's allocator, told to hold little between windows.
+#[cfg(target_env = "gnu")]
+mod allocator {
+    /// One arena for every thread: glibc gives each thread that allocates an arena of its own,
+    /// which keeps what that thread freed; here only the builder allocates much, and the
+    /// threads never allocate at the same time for long.
+    pub(super) fn one_arena() {
+        // SAFETY: `mallopt` takes the allocator's lock and only changes its settings.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
+    }
+
+    /// Returns the free memory of the arenas to the system.
+    pub(super) fn give_back() {
+        // SAFETY: `malloc_trim` takes the allocator's own locks; any thread may call it.
+        unsafe { libc::malloc_trim(0) };
+    }
+}
+
+/// Other allocators have no such settings.
+#[cfg(not(target_env = "gnu"))]
+mod allocator {
+    pub(super) fn one_arena() {}
+    pub(super) fn give_back() {}
 }
 
 /// The agent's messages, until its pipe closes.

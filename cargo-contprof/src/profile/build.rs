@@ -70,7 +70,7 @@ impl Symbols<'_> {
             return id;
         }
         let e = &self.maps.entries[index];
-        let info = if e.is_file() { self.symbolizer.binary_info(&e.path).cloned() } else { None };
+        let info = if e.is_file() { self.symbolizer.binary_info(&self.maps, &e.path).cloned() } else { None };
         let info = info.unwrap_or_default();
         let m = Mapping {
             id: 0,

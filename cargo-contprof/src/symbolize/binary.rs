@@ -1,12 +1,16 @@
-//! One ELF file opened for symbolization: its load segments, build id and debug info.
+//! One ELF file opened for symbolization: its load segments, build id, and its debug info or its
+//! symbol table.
 
 use std::fs::File;
+use std::io::Read;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use addr2line::gimli::{self, UnwindSection};
-use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectSection, ObjectSegment};
 
-use super::SymbolizeError;
+use super::symtab::SymbolTable;
+use super::{Detail, SymbolizeError};
 
 /// A `PT_LOAD` segment: where file bytes land in the ELF's virtual address space.
 #[derive(Debug, Clone, Copy)]
@@ -14,6 +18,7 @@ struct Segment {
     file_offset: u64,
     file_size: u64,
     vaddr: u64,
+    executable: bool,
 }
 
 /// What the symbolizer knows about one binary.
@@ -31,22 +36,35 @@ pub struct BinaryInfo {
 pub(super) struct Binary {
     pub(super) info: BinaryInfo,
     segments: Vec<Segment>,
-    /// DWARF and symbol lookups (from the separate debug file when the binary has none).
+    /// DWARF and symbol lookups (from the separate debug file when the binary has none); `None`
+    /// without debug info, or when it is not read ([`Detail::Symbols`]).
     pub(super) loader: Option<addr2line::Loader>,
-    /// Without debug info: where the code of each function starts and ends, from the unwind
-    /// tables (`.eh_frame`), sorted; empty with debug info.
+    /// Without a loader: where the code of each function starts and ends, from the unwind
+    /// tables (`.eh_frame`), sorted.
     functions: Vec<(u64, u64)>,
-    /// Without debug info: the code symbols (`.symtab` and `.dynsym`) by address, sorted.
-    symbols: Vec<(u64, String)>,
+    /// Without a loader: the code symbols.
+    symbols: SymbolTable,
 }
 
-fn has_dwarf<'a>(obj: &object::File<'a, &'a object::ReadCache<File>>) -> bool {
+type ElfFile<'a> = object::File<'a, &'a [u8]>;
+
+/// The file at `path`, mapped to be parsed in place: no copy of what is read, and the kernel's
+/// page cache rather than the heap holds it.
+fn map(path: &Path) -> std::io::Result<memmap2::Mmap> {
+    let file = File::open(path)?;
+    // SAFETY: the map is read only while a binary is opened, and dropped before `Binary::open`
+    // returns. A file rewritten meanwhile gives wrong names, or SIGBUS if it is truncated: the
+    // same exposure as `addr2line`'s own map of the files it reads DWARF from.
+    unsafe { memmap2::Mmap::map(&file) }
+}
+
+fn has_dwarf(obj: &ElfFile<'_>) -> bool {
     obj.section_by_name(".debug_info").is_some_and(|s| s.size() > 0)
         || obj.section_by_name(".zdebug_info").is_some_and(|s| s.size() > 0)
 }
 
 /// Function bounds `[start, end)` from the FDEs of `.eh_frame`, sorted by start.
-fn functions<'a>(obj: &object::File<'a, &'a object::ReadCache<File>>) -> Vec<(u64, u64)> {
+fn functions(obj: &ElfFile<'_>) -> Vec<(u64, u64)> {
     let Some(section) = obj.section_by_name(".eh_frame") else { return Vec::new() };
     let Ok(data) = section.data() else { return Vec::new() };
     let endian =
@@ -71,18 +89,11 @@ fn functions<'a>(obj: &object::File<'a, &'a object::ReadCache<File>>) -> Vec<(u6
     out
 }
 
-/// Code symbols with an address, from the static and the dynamic symbol table, sorted.
-fn symbols<'a>(obj: &object::File<'a, &'a object::ReadCache<File>>) -> Vec<(u64, String)> {
-    let mut out: Vec<(u64, String)> = obj
-        .symbols()
-        .chain(obj.dynamic_symbols())
-        .filter(|s| s.kind() == SymbolKind::Text && s.address() != 0)
-        .filter_map(|s| Some((s.address(), s.name().ok()?.to_owned())))
-        .filter(|(_, n)| !n.is_empty())
-        .collect();
-    out.sort_unstable();
-    out.dedup_by_key(|(a, _)| *a);
-    out
+/// The code symbols of the ELF file at `path` (a separate debug file), when it can be read.
+fn symbols_of_file(path: &Path, code: &[Range<u64>]) -> Option<SymbolTable> {
+    let map = map(path).ok()?;
+    let obj = object::File::parse(&*map).ok()?;
+    Some(SymbolTable::of(&obj, code))
 }
 
 /// The conventional place of a separate debug file for a build id.
@@ -97,58 +108,95 @@ fn debug_file_for(build_id: &str) -> Option<PathBuf> {
 /// The separate debug file named by `.gnu_debuglink`, where GDB looks for it: next to the binary,
 /// in its `.debug/` directory, and under `/usr/lib/debug/` followed by the binary's directory.
 /// Only a file whose CRC-32 matches the link's is taken.
-fn debuglink_file<'a>(obj: &object::File<'a, &'a object::ReadCache<File>>, binary: &Path) -> Option<PathBuf> {
+fn debuglink_file(obj: &ElfFile<'_>, binary: &Path) -> Option<PathBuf> {
     let (name, crc) = obj.gnu_debuglink().ok().flatten()?;
     let name = Path::new(std::str::from_utf8(name).ok()?);
     let dir = std::fs::canonicalize(binary).ok()?.parent()?.to_owned();
     let global = Path::new("/usr/lib/debug").join(dir.strip_prefix("/").unwrap_or(&dir));
     [dir.join(name), dir.join(".debug").join(name), global.join(name)]
         .into_iter()
-        .find(|p| p.is_file() && std::fs::read(p).is_ok_and(|bytes| crc32fast::hash(&bytes) == crc))
+        .find(|p| p.is_file() && crc32_of(p) == Some(crc))
+}
+
+/// The CRC-32 of a file, read in pieces: a debug file can be larger than what the symbolizer
+/// should hold at once.
+fn crc32_of(path: &Path) -> Option<u32> {
+    let mut file = File::open(path).ok()?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0; 64 << 10];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => return Some(hasher.finalize()),
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The separate debug file of a binary: by build id, else by `.gnu_debuglink`.
+fn debug_file(build_id: Option<&str>, obj: &ElfFile<'_>, binary: &Path) -> Option<PathBuf> {
+    build_id.and_then(debug_file_for).or_else(|| debuglink_file(obj, binary))
 }
 
 impl Binary {
-    /// Opens `path`. Errors name the file; the caller turns them into one warning.
-    pub(super) fn open(path: &Path) -> Result<Self, SymbolizeError> {
+    /// Opens `path`, reading its DWARF or only its symbol table as `detail` says. Errors name
+    /// the file; the caller turns them into one warning.
+    pub(super) fn open(path: &Path, detail: Detail) -> Result<Self, SymbolizeError> {
         let err = |what: String| SymbolizeError::Binary { path: path.to_owned(), what };
-        let file = File::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-        let cache = object::ReadCache::new(file);
-        let obj = object::File::parse(&cache).map_err(|e| err(format!("not a readable object file: {e}")))?;
-        let segments = obj
+        let map = map(path).map_err(|e| err(format!("cannot open: {e}")))?;
+        let obj = object::File::parse(&*map).map_err(|e| err(format!("not a readable object file: {e}")))?;
+        let segments: Vec<Segment> = obj
             .segments()
             .map(|s| {
                 let (file_offset, file_size) = s.file_range();
-                Segment { file_offset, file_size, vaddr: s.address() }
+                let executable = matches!(s.flags(), object::SegmentFlags::Elf { p_flags } if p_flags & object::elf::PF_X != 0);
+                Segment { file_offset, file_size, vaddr: s.address(), executable }
             })
             .collect();
         let build_id = obj.build_id().ok().flatten().map(crate::git::hex);
-        let mut has_debug_info = has_dwarf(&obj);
-        let mut has_symbols = obj.symbols().next().is_some() || obj.dynamic_symbols().next().is_some();
-        let mut loader_path = path.to_owned();
-        let debug_file =
-            || build_id.as_deref().and_then(debug_file_for).or_else(|| debuglink_file(&obj, path));
-        if !has_debug_info && let Some(debug) = debug_file() {
-            has_debug_info = true;
-            has_symbols = true;
-            loader_path = debug;
-        }
-        let (functions, symbols) =
-            if has_debug_info { Default::default() } else { (functions(&obj), symbols(&obj)) };
-        drop(obj);
-        // A binary whose DWARF cannot be parsed still has its symbol table through the
-        // loader; a loader failure leaves `module+offset` names only.
-        let loader = addr2line::Loader::new(&loader_path).ok();
-        if loader.is_none() {
-            has_debug_info = false;
-            has_symbols = false;
-        }
+        let own_symbols = obj.symbols().next().is_some() || obj.dynamic_symbols().next().is_some();
+        let dwarf = match detail {
+            Detail::Debug if has_dwarf(&obj) => Some(path.to_owned()),
+            Detail::Debug => debug_file(build_id.as_deref(), &obj, path),
+            Detail::Symbols => None,
+        };
+        // A loader that fails (DWARF that cannot be parsed) leaves the symbol table.
+        let loader = dwarf.as_deref().and_then(|p| addr2line::Loader::new(p).ok());
+        let (functions, symbols) = if loader.is_some() {
+            Default::default()
+        } else {
+            // A stripped library keeps only its dynamic symbols; its separate debug file has the
+            // whole symbol table (internal functions such as glibc's `_int_malloc`), which is
+            // read without its DWARF.
+            let code: Vec<Range<u64>> =
+                segments.iter().filter(|s| s.executable).map(|s| s.vaddr..s.vaddr + s.file_size).collect();
+            let separate = (detail == Detail::Symbols && obj.symbol_table().is_none())
+                .then(|| debug_file(build_id.as_deref(), &obj, path).and_then(|p| symbols_of_file(&p, &code)))
+                .flatten()
+                .filter(|s| !s.is_empty());
+            (functions(&obj), separate.unwrap_or_else(|| SymbolTable::of(&obj, &code)))
+        };
+        let has_symbols = if loader.is_some() {
+            own_symbols || dwarf.as_deref() != Some(path)
+        } else {
+            !symbols.is_empty()
+        };
         Ok(Self {
-            info: BinaryInfo { build_id, has_debug_info, has_symbols },
+            info: BinaryInfo { build_id, has_debug_info: loader.is_some(), has_symbols },
             segments,
             loader,
             functions,
             symbols,
         })
+    }
+
+    /// The name of the symbol `vaddr` is in, if one covers it.
+    pub(super) fn symbol(&self, vaddr: u64) -> Option<&str> {
+        if let Some(loader) = &self.loader {
+            return loader.find_symbol(vaddr);
+        }
+        self.symbols.containing(vaddr)
     }
 
     /// The function bounds read from the unwind tables (without debug info), sorted.
@@ -167,10 +215,8 @@ impl Binary {
         let start =
             i.checked_sub(1).map(|i| self.functions[i]).filter(|&(_, end)| vaddr < end).map(|(s, _)| s);
         let anchor = start.unwrap_or(vaddr);
-        let j = self.symbols.partition_point(|(a, _)| *a <= anchor);
-        let symbol = j.checked_sub(1).map(|j| &self.symbols[j]);
-        match (symbol, start) {
-            (Some((a, name)), Some(start)) if start == *a => Some(super::demangle(name)),
+        match (self.symbols.at_or_before(anchor), start) {
+            (Some((a, name)), Some(start)) if start == a => Some(super::demangle(name)),
             (Some((a, name)), Some(start)) => Some(format!("{}+{:#x}", super::demangle(name), start - a)),
             // No function bounds: everything after the symbol is grouped under it.
             (Some((_, name)), None) => Some(format!("{}+?", super::demangle(name))),

@@ -3,11 +3,14 @@
 //! Owns reading binaries (ELF segments, build ids, DWARF through `addr2line`, symbol tables)
 //! and normalizing function names. It never fails on a bad binary: a missing, unreadable or
 //! stripped file degrades to symbol-table names, then to `module+0xoffset`, with one warning
-//! per binary collected in [`Symbolizer::take_warnings`]. It knows nothing about pprof.
+//! per binary collected in [`Symbolizer::take_warnings`]. How much of a shared library it reads
+//! is an option ([`SymbolizerOptions`]): the continuous agent's uploader names library code from
+//! symbol tables alone, to stay small beside a service. It knows nothing about pprof.
 
 mod binary;
 mod demangle;
 mod maps;
+mod symtab;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -93,17 +96,52 @@ pub struct Symbolized {
     pub in_agent: bool,
 }
 
+/// How much of a binary the symbolizer reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Detail {
+    /// Its DWARF, or that of its separate debug file (`/usr/lib/debug`, by build id or
+    /// `.gnu_debuglink`): functions, inlined frames, files and lines.
+    #[default]
+    Debug,
+    /// Its symbol tables only (`.symtab`, else `.dynsym`; for a stripped binary, the separate
+    /// debug file's `.symtab`, without its DWARF): function names without files, lines or
+    /// inlined frames. Parsed DWARF costs memory in proportion to the binary (glibc's debug file
+    /// alone takes about 40 MiB once parsed), which the uploader beside a service must not spend.
+    Symbols,
+}
+
+/// Options of a [`Symbolizer`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SymbolizerOptions {
+    /// What is read of shared libraries and every other object but the main executable, which is
+    /// always read with [`Detail::Debug`] (the code the profile is for).
+    pub libraries: Detail,
+}
+
+/// A binary as opened (`None`: it could not be read), and whether a lookup needed it since the
+/// last [`Symbolizer::forget_unused`].
+struct Cached {
+    binary: Option<Binary>,
+    used: bool,
+}
+
 /// Resolves addresses, caching each binary it opened.
 #[derive(Default)]
 pub struct Symbolizer {
-    binaries: HashMap<String, Option<Binary>>,
+    options: SymbolizerOptions,
+    binaries: HashMap<(String, Detail), Cached>,
     warnings: Vec<String>,
 }
 
 impl Symbolizer {
-    /// A symbolizer with an empty cache.
+    /// A symbolizer with an empty cache that reads every binary's debug info.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A symbolizer with an empty cache and `options`.
+    pub fn with_options(options: SymbolizerOptions) -> Self {
+        Self { options, ..Self::default() }
     }
 
     /// Resolves one address of the process whose memory map is `maps`.
@@ -123,7 +161,7 @@ impl Symbolizer {
         let file_offset = lookup - entry.start + entry.file_offset;
         let in_agent = entry.path.contains(AGENT_LIBRARY);
         let frames = if entry.is_file() {
-            self.resolve_in_file(entry, file_offset)
+            self.resolve_in_file(maps, entry, file_offset)
         } else if entry.path.is_empty() {
             // Anonymous memory: code generated at run time (a JIT, trampolines). Its addresses
             // mean nothing from one run to the next, so it is one frame per process.
@@ -142,13 +180,15 @@ impl Symbolizer {
     pub fn load_bias(&mut self, maps: &ProcessMaps, path: &str) -> Option<u64> {
         let entry = maps.entries.iter().find(|e| e.path == path && e.executable)?;
         let end = entry.file_offset + (entry.limit - entry.start);
-        let (offset, vaddr) = self.binary(path, entry.deleted)?.loaded_offset_in(entry.file_offset, end)?;
+        let (offset, vaddr) =
+            self.binary(maps, path, entry.deleted)?.loaded_offset_in(entry.file_offset, end)?;
         Some((entry.start + (offset - entry.file_offset)).wrapping_sub(vaddr))
     }
 
-    /// What is known about a binary (opening it if needed); `None` when it cannot be read.
-    pub fn binary_info(&mut self, path: &str) -> Option<&BinaryInfo> {
-        self.binary(path, false).map(|b| &b.info)
+    /// What is known about a binary mapped in `maps` (opening it if needed); `None` when it
+    /// cannot be read.
+    pub fn binary_info(&mut self, maps: &ProcessMaps, path: &str) -> Option<&BinaryInfo> {
+        self.binary(maps, path, false).map(|b| &b.info)
     }
 
     /// Warnings gathered so far (one per problematic binary), emptied by the call.
@@ -156,12 +196,25 @@ impl Symbolizer {
         std::mem::take(&mut self.warnings)
     }
 
-    fn binary(&mut self, path: &str, deleted: bool) -> Option<&Binary> {
-        let slot = match self.binaries.entry(path.to_owned()) {
-            Entry::Occupied(o) => return o.into_mut().as_ref(),
+    /// Drops the binaries that no lookup needed since the last call, so that a long-lived
+    /// symbolizer holds what its latest work used, not every library a process ever loaded.
+    pub fn forget_unused(&mut self) {
+        self.binaries.retain(|_, c| std::mem::take(&mut c.used));
+    }
+
+    /// The binary at `path` as the process of `maps` mapped it, read as the options say.
+    fn binary(&mut self, maps: &ProcessMaps, path: &str, deleted: bool) -> Option<&Binary> {
+        let detail =
+            if maps.main_executable() == Some(path) { Detail::Debug } else { self.options.libraries };
+        let slot = match self.binaries.entry((path.to_owned(), detail)) {
+            Entry::Occupied(o) => {
+                let cached = o.into_mut();
+                cached.used = true;
+                return cached.binary.as_ref();
+            }
             Entry::Vacant(v) => v,
         };
-        let opened = match Binary::open(Path::new(path)) {
+        let opened = match Binary::open(Path::new(path), detail) {
             Ok(b) => {
                 // The agent's frames are dropped or named by the agent; valgrind's preload is
                 // valgrind's: neither is the user's to fix.
@@ -172,7 +225,7 @@ impl Symbolizer {
                     ));
                 }
                 if ours {
-                } else if !b.info.has_debug_info && b.info.has_symbols {
+                } else if !b.info.has_debug_info && b.info.has_symbols && detail == Detail::Debug {
                     self.warnings.push(format!(
                         "{path} has no debug info: functions from its symbol table, without files, \
                          lines or inlined frames"
@@ -189,22 +242,18 @@ impl Symbolizer {
                 None
             }
         };
-        slot.insert(opened).as_ref()
+        slot.insert(Cached { binary: opened, used: true }).binary.as_ref()
     }
 
-    fn resolve_in_file(&mut self, entry: &MapEntry, file_offset: u64) -> Vec<Frame> {
-        let raw = || vec![raw_frame(&format!("{}+{file_offset:#x}", entry.short_name()))];
-        let Some(binary) = self.binary(&entry.path, entry.deleted) else {
-            return raw();
+    fn resolve_in_file(&mut self, maps: &ProcessMaps, entry: &MapEntry, file_offset: u64) -> Vec<Frame> {
+        let Some(binary) = self.binary(maps, &entry.path, entry.deleted) else {
+            return vec![raw_frame(&format!("{}+{file_offset:#x}", entry.short_name()))];
         };
         let vaddr = binary.file_offset_to_vaddr(file_offset);
-        let Some(loader) = binary.loader.as_ref() else {
-            return raw();
-        };
-        let mut frames = if binary.info.has_debug_info { debug_frames(loader, vaddr) } else { Vec::new() };
+        let mut frames = binary.loader.as_ref().map(|l| debug_frames(l, vaddr)).unwrap_or_default();
         // Line-table-only frames (no function DIE) and code without DWARF (e.g. assembly in
         // the same binary) take the symbol table's name for the outermost frame.
-        let symbol = loader.find_symbol(vaddr);
+        let symbol = binary.symbol(vaddr);
         match (frames.last_mut(), symbol) {
             (Some(outer), Some(sym)) if outer.function.is_empty() => {
                 outer.function = demangle(sym);

@@ -46,7 +46,7 @@ fn resolves_own_function_with_file_line_and_mapping() {
     let m = &maps.entries[r.mapping.expect("mapped")];
     assert_eq!(std::path::Path::new(&m.path), exe);
     assert!(m.executable);
-    let info = s.binary_info(&m.path).expect("readable").clone();
+    let info = s.binary_info(&maps, &m.path).expect("readable").clone();
     assert!(info.has_debug_info && info.has_symbols);
     assert!(s.take_warnings().is_empty());
     // A return address just after the entry is looked up one byte earlier, still inside.
@@ -165,7 +165,7 @@ const STRIPPED: &str = "/usr/lib/x86_64-linux-gnu/libz.so.1";
 
 #[test]
 fn a_stripped_librarys_code_is_named_per_function_from_its_unwind_tables() {
-    let Ok(b) = binary::Binary::open(Path::new(STRIPPED)) else {
+    let Ok(b) = binary::Binary::open(Path::new(STRIPPED), Detail::Debug) else {
         eprintln!("skipping: no {STRIPPED}");
         return;
     };
@@ -205,9 +205,107 @@ fn a_separate_debug_file_named_by_gnu_debuglink_is_used() {
     }
     let link = format!("--add-gnu-debuglink={}", debug.display());
     assert!(objcopy(&["--strip-debug".as_ref(), link.as_ref(), exe.as_os_str(), stripped.as_os_str()]));
-    let b = binary::Binary::open(&stripped).unwrap();
+    let b = binary::Binary::open(&stripped, Detail::Debug).unwrap();
     assert!(b.info.has_debug_info, "{:?}", b.info);
     // A debug file that does not match the link's CRC is not taken.
     std::fs::write(&debug, b"not the debug file").unwrap();
-    assert!(!binary::Binary::open(&stripped).unwrap().info.has_debug_info);
+    assert!(!binary::Binary::open(&stripped, Detail::Debug).unwrap().info.has_debug_info);
+}
+
+/// The symbolizer of the continuous agent's uploader.
+fn library_symbols_only() -> Symbolizer {
+    Symbolizer::with_options(SymbolizerOptions { libraries: Detail::Symbols })
+}
+
+/// glibc as this test binary mapped it.
+fn libc_of(maps: &ProcessMaps) -> Option<String> {
+    let libc = maps.entries.iter().find(|e| e.executable && e.short_name().starts_with("libc.so"))?;
+    Some(libc.path.clone())
+}
+
+#[test]
+fn with_library_symbols_only_the_executable_keeps_its_lines_and_libraries_are_named_by_symbol() {
+    let maps = self_maps();
+    let mut s = library_symbols_only();
+    // The main executable: DWARF as ever.
+    let r = s.resolve(&maps, addr_of(symbolize_probe_leaf), AddressKind::Exact);
+    let f = &r.frames[0];
+    assert_eq!(f.function, "cargo_contprof::symbolize::tests::symbolize_probe_leaf", "{r:?}");
+    assert_eq!(f.source, FrameSource::Debug);
+    assert!(f.file.as_deref().is_some_and(|p| p.ends_with(THIS_FILE)) && f.line > 0, "{f:?}");
+
+    // The same binary mapped as a library (another executable mapped first): its DWARF is not
+    // read, its symbol table names the function.
+    let text = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let as_library =
+        ProcessMaps::parse(&format!("1000-2000 r-xp 00000000 08:01 1   /nonexistent/service\n{text}"));
+    let r = s.resolve(&as_library, addr_of(symbolize_probe_leaf) + 2, AddressKind::Exact);
+    assert_eq!(r.frames.len(), 1, "{r:?}");
+    assert_eq!(r.frames[0].function, "cargo_contprof::symbolize::tests::symbolize_probe_leaf", "{r:?}");
+    assert_eq!((r.frames[0].source, r.frames[0].file.as_deref()), (FrameSource::Symbol, None));
+    let m = &as_library.entries[r.mapping.expect("mapped")];
+    let info = s.binary_info(&as_library, &m.path).expect("readable");
+    assert!(!info.has_debug_info && info.has_symbols, "{info:?}");
+
+    // glibc: no debug info, even where its separate debug file is installed.
+    if let Some(libc) = libc_of(&maps) {
+        let info = s.binary_info(&maps, &libc).expect("readable").clone();
+        assert!(!info.has_debug_info && info.has_symbols, "{libc}: {info:?}");
+        let getpid = libc::getpid as *const () as u64;
+        let r = s.resolve(&maps, getpid, AddressKind::Exact);
+        assert!(r.frames[0].function.contains("getpid"), "{r:?}");
+        assert_eq!(r.frames[0].source, FrameSource::Symbol);
+    }
+    // Libraries without DWARF are so by choice here, not worth a warning.
+    let w = s.take_warnings();
+    assert!(w.is_empty(), "{w:?}");
+}
+
+#[test]
+fn with_library_symbols_only_a_stripped_library_takes_internal_names_from_its_debug_files_symbol_table() {
+    use object::{Object, ObjectSymbol};
+    let maps = self_maps();
+    let Some(libc) = libc_of(&maps) else { return };
+    let debug = std::fs::read(&libc)
+        .ok()
+        .and_then(|b| object::File::parse(&*b).ok()?.build_id().ok().flatten().map(crate::git::hex))
+        .map(|id| format!("/usr/lib/debug/.build-id/{}/{}.debug", &id[..2], &id[2..]));
+    let Some(debug) = debug.filter(|d| Path::new(d).is_file()) else {
+        eprintln!("skipping: no separate debug file for {libc} (libc6-dbg)");
+        return;
+    };
+    // `_int_malloc` is internal: in the debug file's symbol table, not in the library's.
+    let data = std::fs::read(&debug).unwrap();
+    let obj = object::File::parse(&*data).unwrap();
+    let Some(vaddr) = obj.symbols().find(|s| s.name() == Ok("_int_malloc")).map(|s| s.address()) else {
+        eprintln!("skipping: {debug} has no _int_malloc");
+        return;
+    };
+    let mut s = library_symbols_only();
+    let bias = s.load_bias(&maps, &libc).expect("glibc's load bias");
+    let r = s.resolve(&maps, vaddr.wrapping_add(bias) + 16, AddressKind::Exact);
+    assert_eq!(r.frames[0].function, "_int_malloc", "{r:?}");
+    assert_eq!((r.frames[0].source, r.frames[0].file.as_deref()), (FrameSource::Symbol, None));
+    assert!(!s.binary_info(&maps, &libc).unwrap().has_debug_info);
+}
+
+#[test]
+fn forget_unused_keeps_what_was_looked_up_since_the_last_call() {
+    let maps = self_maps();
+    let mut s = library_symbols_only();
+    s.resolve(&maps, addr_of(symbolize_probe_leaf), AddressKind::Exact);
+    if let Some(libc) = libc_of(&maps) {
+        s.binary_info(&maps, &libc);
+    }
+    let opened = s.binaries.len();
+    s.forget_unused();
+    assert_eq!(s.binaries.len(), opened, "everything was used since the start");
+    // Only this binary is needed again: the others go.
+    s.resolve(&maps, addr_of(symbolize_probe_outer), AddressKind::Exact);
+    s.forget_unused();
+    let exe = std::env::current_exe().unwrap();
+    let kept: Vec<&str> = s.binaries.keys().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(kept, [exe.to_str().unwrap()]);
+    s.forget_unused();
+    assert!(s.binaries.is_empty());
 }
