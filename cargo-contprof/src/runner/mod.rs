@@ -246,6 +246,8 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
     if let Some(dir) = spec.raw_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("could not create directory", dir, e))?;
     }
+    // The instructions engine's links (see `callgrind::StablePaths`), kept until the run ends.
+    let mut stable = None;
     let mut cmd = match spec.settings.engine {
         Engine::Agent => {
             let mut cmd = Command::new(&spec.program);
@@ -257,17 +259,19 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
             for old in callgrind::outputs(&spec.raw_path) {
                 std::fs::remove_file(&old).map_err(|e| Error::io("could not remove", &old, e))?;
             }
+            let paths = callgrind::StablePaths::new(&spec.program, &spec.raw_path)?;
             let mut cmd = Command::new(callgrind::find_valgrind()?);
-            cmd.args(callgrind::arguments(&spec.program, &spec.args, &spec.raw_path));
+            cmd.args(callgrind::arguments(&paths.program, &spec.args, &spec.raw_path));
             // The agent starts in the workload only, not in valgrind's wrapper and launcher,
             // which must hand LD_PRELOAD on (see contprof::env::EXE).
-            let exe = std::fs::canonicalize(&spec.program).unwrap_or_else(|_| spec.program.clone());
-            cmd.env(contprof::env::EXE, exe);
+            cmd.env(contprof::env::EXE, &paths.program);
+            stable = Some(paths);
             cmd
         }
     };
     cmd.current_dir(&spec.cwd);
-    for (k, v) in spec.env.iter().cloned().chain(agent_env(&spec.settings, &spec.raw_path, agent_lib)) {
+    let raw_path = stable.as_ref().map_or(spec.raw_path.as_path(), |s| s.raw_path.as_path());
+    for (k, v) in spec.env.iter().cloned().chain(agent_env(&spec.settings, raw_path, agent_lib)) {
         cmd.env(k, v);
     }
     // A captured workload (a test) runs in a process group of its own, so that a timeout or an
