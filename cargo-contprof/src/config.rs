@@ -15,6 +15,7 @@
 //! cpu = 0.05
 //! alloc_bytes = 0.02
 //! contention = 0.1             # time waited for locks and number of waits (`--contention`)
+//! wall = 0.05                  # wall time, on CPU and off (`--wall`)
 //! [check]
 //! runs = 10
 //! no_baseline = "pass"         # or "fail" (exit 5)
@@ -86,6 +87,8 @@ pub struct Thresholds {
     /// Waits for locks (`--contention`): the time waited (`delay`) and the number of waits
     /// (`contentions`).
     pub contention: Option<f64>,
+    /// Wall time, on CPU and off (`--wall`).
+    pub wall: Option<f64>,
 }
 
 /// `[check]`.
@@ -281,6 +284,7 @@ fn validate(c: &Config, name: &str) -> Result<(), ConfigError> {
         ("thresholds.inuse_bytes", c.thresholds.inuse_bytes),
         ("thresholds.instructions", c.thresholds.instructions),
         ("thresholds.contention", c.thresholds.contention),
+        ("thresholds.wall", c.thresholds.wall),
     ];
     for (key, v) in effects {
         if let Some(v) = v
@@ -339,6 +343,7 @@ impl Config {
             (Metric::Instructions, t.instructions),
             (Metric::Delay, t.contention),
             (Metric::Contentions, t.contention),
+            (Metric::Wall, t.wall),
         ];
         o.min_effect =
             per_metric.into_iter().filter_map(|(m, v)| v.map(|v| (m, v))).collect::<BTreeMap<_, _>>();
@@ -377,6 +382,7 @@ fold_library = false
 cpu = 0.2
 alloc_count = 0
 contention = 0.3
+wall = 0.15
 [check]
 runs = 7
 no_baseline = "fail"
@@ -393,6 +399,7 @@ targets = ["bin:a", "tests", "benches:parse"]
         assert_eq!(o.min_effect(Metric::AllocBytes), 0.1);
         assert_eq!(o.min_effect(Metric::AllocCount), 0.0);
         assert_eq!((o.min_effect(Metric::Delay), o.min_effect(Metric::Contentions)), (0.3, 0.3));
+        assert_eq!(o.min_effect(Metric::Wall), 0.15);
         assert_eq!(c.ignore_patterns(), vec!["^x::".to_owned(), "^<?tokio::".to_owned()]);
         assert_eq!(c.check_targets()[2], CheckTarget::Benches(Some("parse".into())));
     }

@@ -102,6 +102,16 @@ pub fn settings_mismatch(base: &Settings, head: &Settings) -> Option<String> {
             show(head.contention_rate_ns)
         ));
     }
+    if base.wall_hz != head.wall_hz {
+        let show = |hz: Option<u32>| {
+            hz.map_or("did not sample wall time".to_owned(), |hz| format!("sampled wall time at {hz} Hz"))
+        };
+        return Some(format!(
+            "base {}, head {} (--wall, --wall-frequency)",
+            show(base.wall_hz),
+            show(head.wall_hz)
+        ));
+    }
     if base.alloc_mode == "sampled" && base.alloc_interval != head.alloc_interval {
         let show = |i: Option<u64>| i.map_or("?".to_owned(), |i| i.to_string());
         return Some(format!(
@@ -128,6 +138,7 @@ pub fn input_options(s: &Settings, fold_library: bool) -> InputOptions {
         cpu: s.frequency_hz > 0 || s.engine == "import",
         alloc,
         contention_rate_ns: s.contention_rate_ns,
+        wall_period_ns: s.wall_hz.filter(|&hz| hz > 0).map(|hz| 1_000_000_000 / u64::from(hz)),
         fold_library,
     }
 }

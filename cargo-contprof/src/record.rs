@@ -301,6 +301,7 @@ fn store_run(
         runs: rec.runs,
         unwind: rec.settings.unwind.name().to_owned(),
         contention_rate_ns: (rec.settings.contention_rate_ns > 0).then_some(rec.settings.contention_rate_ns),
+        wall_hz: (rec.settings.wall_hz > 0).then_some(rec.settings.wall_hz),
     };
     new.tags = rec.tags.iter().cloned().collect();
     let merged: Vec<&Profile> = summary.groups.iter().filter_map(|g| g.merged.as_ref()).collect();
@@ -442,6 +443,7 @@ fn write_outputs(
         ("instructions", "flamegraph.svg"),
         ("alloc_space", "alloc-flamegraph.svg"),
         ("delay", "contention-flamegraph.svg"),
+        ("wall", "wall-flamegraph.svg"),
     ] {
         let index = merged.sample_type_index(sample_type);
         if index.is_none_or(|i| merged.total(i) == 0) {

@@ -16,3 +16,4 @@ mod suite;
 mod unwind;
 mod util;
 mod viewer;
+mod wall;

@@ -383,6 +383,16 @@ pub struct SamplingArgs {
     /// ns, us, ms, s [default: 10us].
     #[arg(long, value_name = "DURATION", help_heading = "Profiling")]
     pub contention_rate: Option<String>,
+    /// Sample every thread on wall time, on CPU and off, as sample type `wall` (nanoseconds): a
+    /// thread blocked in a system call, a lock, a channel or a sleep is charged at the frame where
+    /// it blocked. Answers where the wall time (the latency) goes. A blocked thread is interrupted
+    /// once per blocking episode; `sleep`, `epoll_wait` and timed waits then return `EINTR`, which
+    /// std and tokio retry.
+    #[arg(long, help_heading = "Profiling")]
+    pub wall: bool,
+    /// Wall-clock samples per second of every thread (implies `--wall`; at most 1000) [default: 100].
+    #[arg(long, value_name = "HZ", help_heading = "Profiling")]
+    pub wall_frequency: Option<u32>,
     /// How stacks are walked: `tables` reads each object's unwind tables, so stacks go through C
     /// libraries and code without frame pointers and the workload keeps cargo's release flags;
     /// `frame-pointers` builds with `-C force-frame-pointers=yes` and walks those only (callers
@@ -613,6 +623,12 @@ pub struct CheckArgs {
     /// Sampling rate of `--contention` (implies it; see `run --help`) [default: 10us].
     #[arg(long, value_name = "DURATION", help_heading = "Profiling")]
     pub contention_rate: Option<String>,
+    /// Sample wall time on both sides, so that `wall` is compared (see `run --help`).
+    #[arg(long, help_heading = "Profiling")]
+    pub wall: bool,
+    /// Wall-clock samples per second (implies `--wall`) [default: 100].
+    #[arg(long, value_name = "HZ", help_heading = "Profiling")]
+    pub wall_frequency: Option<u32>,
     /// How stacks are walked (see `run --help`).
     #[arg(long, value_enum, value_name = "HOW", default_value_t = crate::runner::Unwind::Tables, help_heading = "Profiling")]
     pub unwind: crate::runner::Unwind,

@@ -178,6 +178,8 @@ pub(super) fn record(
         unwind: args.unwind,
         contention: args.contention,
         contention_rate: args.contention_rate.clone(),
+        wall: args.wall,
+        wall_frequency: args.wall_frequency,
     };
     let output = OutputArgs {
         output_dir: None,

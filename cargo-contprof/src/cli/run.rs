@@ -140,7 +140,11 @@ fn describe_settings(s: &runner::AgentSettings) -> String {
             crate::report::format_duration(i64::try_from(ns).unwrap_or(i64::MAX))
         ),
     };
-    format!("{cpu}, {alloc}{contention}{walk}")
+    let wall = match s.wall_hz {
+        0 => String::new(),
+        hz => format!(", wall time at {hz} Hz"),
+    };
+    format!("{cpu}, {alloc}{contention}{wall}{walk}")
 }
 
 /// `<target-dir>/contprof/latest/<group>`, with the group's `/` kept as a directory level.

@@ -67,6 +67,18 @@ fn contention_rate(a: &SamplingArgs) -> Result<u64> {
     })
 }
 
+/// The wall-clock sampling frequency of `--wall`/`--wall-frequency` (0: not sampled).
+fn wall_hz(a: &SamplingArgs) -> Result<u32> {
+    match a.wall_frequency {
+        None => Ok(if a.wall { crate::runner::DEFAULT_WALL_HZ } else { 0 }),
+        Some(hz) if (1..=contprof::WALL_MAX_HZ).contains(&hz) => Ok(hz),
+        Some(hz) => Err(Error::InvalidArgument {
+            flag: "--wall-frequency",
+            message: format!("{hz} Hz is outside 1 to {} Hz", contprof::WALL_MAX_HZ),
+        }),
+    }
+}
+
 /// Validated sampling settings plus the number of runs. The engine is `--engine`, else the
 /// workspace's configured `engine` (read as `compare` and `check` read it), else the agent; the
 /// instructions engine records every allocation and no CPU samples, and needs valgrind (checked
@@ -103,7 +115,8 @@ pub fn sampling(a: &SamplingArgs, workspace: &crate::cargo::Workspace) -> Result
         AllocArg::Off => AllocMode::Off,
     };
     let contention_rate_ns = contention_rate(a)?;
-    if a.frequency == 0 && alloc == AllocMode::Off && contention_rate_ns == 0 {
+    let wall_hz = wall_hz(a)?;
+    if a.frequency == 0 && alloc == AllocMode::Off && contention_rate_ns == 0 && wall_hz == 0 {
         return Err(Error::InvalidArgument {
             flag: "--frequency",
             message: "0 with --alloc off would record nothing".into(),
@@ -117,6 +130,14 @@ pub fn sampling(a: &SamplingArgs, workspace: &crate::cargo::Workspace) -> Result
                     .into(),
             });
         }
+        if wall_hz > 0 {
+            return Err(Error::InvalidArgument {
+                flag: "--wall",
+                message:
+                    "does not apply to --engine instructions (under valgrind, wall time is not the program's)"
+                        .into(),
+            });
+        }
         crate::runner::callgrind::find_valgrind()?;
         let settings = AgentSettings {
             engine,
@@ -125,6 +146,7 @@ pub fn sampling(a: &SamplingArgs, workspace: &crate::cargo::Workspace) -> Result
             alloc_interval,
             unwind: a.unwind,
             contention_rate_ns: 0,
+            wall_hz: 0,
         };
         return Ok((settings, a.runs));
     }
@@ -135,6 +157,7 @@ pub fn sampling(a: &SamplingArgs, workspace: &crate::cargo::Workspace) -> Result
         alloc_interval,
         unwind: a.unwind,
         contention_rate_ns,
+        wall_hz,
     };
     Ok((settings, a.runs))
 }

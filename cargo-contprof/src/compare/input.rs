@@ -44,6 +44,9 @@ pub struct InputOptions {
     /// records the `contentions` and `delay` values stand for (see [`contention_samples`]).
     /// Waits are read whenever the profile has their sample types, whatever this says.
     pub contention_rate_ns: Option<u64>,
+    /// The wall-clock sampling period (`--wall`), when known: each period of each thread's wall
+    /// time is one sample of `wall`. Wall time is read whenever the profile has its sample type.
+    pub wall_period_ns: Option<u64>,
     /// Fold library frames into their callers (see the module docs).
     pub fold_library: bool,
 }
@@ -54,6 +57,7 @@ impl Default for InputOptions {
             cpu: true,
             alloc: AllocRecording::Sampled { interval: 512 * 1024 },
             contention_rate_ns: None,
+            wall_period_ns: None,
             fold_library: true,
         }
     }
@@ -157,17 +161,21 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
     if let Some((c, d)) = waits {
         metrics.extend([(Metric::Delay, d), (Metric::Contentions, c)]);
     }
+    let wall = index(Metric::Wall.sample_type());
+    metrics.extend(wall.map(|i| (Metric::Wall, i)));
 
     let mut out = RunCosts::default();
     let cpu_samples = index("samples").map_or(0, |i| profile.total(i).max(0) as u64);
     let alloc_bytes = index("alloc_space").map_or(0, |i| profile.total(i).max(0) as u64);
     let wait_samples = waits.map_or(0, |(c, d)| contention_samples(profile, c, d, opts.contention_rate_ns));
+    let wall_samples = wall.map_or(0, |i| wall_samples(profile, i, opts.wall_period_ns));
     for &(metric, i) in &metrics {
         let value = profile.total(i).max(0) as f64;
         let total = match (metric, opts.alloc) {
             (Metric::Cpu, _) => MetricTotal::sampled(value, cpu_samples),
             (Metric::Instructions, _) => MetricTotal::exact(value),
             (Metric::Delay | Metric::Contentions, _) => MetricTotal::sampled(value, wait_samples),
+            (Metric::Wall, _) => MetricTotal::sampled(value, wall_samples),
             (_, AllocRecording::Exact) => MetricTotal::exact(value),
             (Metric::InuseBytes, AllocRecording::Sampled { interval }) => {
                 MetricTotal::sampled(value, (value / interval.max(1) as f64).round() as u64)
@@ -242,6 +250,17 @@ pub fn contention_samples(profile: &Profile, c: usize, d: usize, rate_ns: Option
         })
         .sum();
     records.round() as u64
+}
+
+/// How many wall-clock samples the `wall` values (index `i`) of a profile stand for: one per
+/// period of each thread's wall time (a thread that stayed blocked is not signalled again, but
+/// each of its periods is one observation of where it was). Without the period (an imported
+/// profile), the number of samples with wall time.
+pub fn wall_samples(profile: &Profile, i: usize, period_ns: Option<u64>) -> u64 {
+    match period_ns.filter(|&p| p > 0) {
+        Some(p) => (profile.total(i).max(0) as f64 / p as f64).round() as u64,
+        None => profile.sample.iter().filter(|s| s.value.get(i).is_some_and(|&v| v > 0)).count() as u64,
+    }
 }
 
 /// The normalized names of a profile's frames, each marked as a library frame when folding.

@@ -57,7 +57,7 @@ pub use finding::{
 };
 pub use input::{
     AllocRecording, InputOptions, contention_samples, is_library_frame, is_library_symbol, normalize_name,
-    run_costs,
+    run_costs, wall_samples,
 };
 pub use json::{REPORT_VERSION, write_json};
 pub use model::{Cost, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling};

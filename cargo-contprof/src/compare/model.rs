@@ -28,12 +28,15 @@ pub enum Metric {
     Delay,
     /// Number of such waits (`--contention`; sample type `contentions`), duration-sampled.
     Contentions,
+    /// Nanoseconds of every thread's wall time, on CPU or off (`--wall`; sample type `wall`),
+    /// sampled at a fixed wall-clock rate.
+    Wall,
 }
 
 impl Metric {
     /// Every metric, in report order. New metrics are appended: rollups store a metric as its
     /// position here (`prod::rollup`).
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 8] = [
         Metric::Cpu,
         Metric::Instructions,
         Metric::AllocBytes,
@@ -41,6 +44,7 @@ impl Metric {
         Metric::InuseBytes,
         Metric::Delay,
         Metric::Contentions,
+        Metric::Wall,
     ];
 
     /// The name used in JSON and reports.
@@ -53,6 +57,7 @@ impl Metric {
             Metric::InuseBytes => "inuse_bytes",
             Metric::Delay => "delay",
             Metric::Contentions => "contentions",
+            Metric::Wall => "wall",
         }
     }
 
@@ -66,6 +71,7 @@ impl Metric {
             Metric::InuseBytes => "inuse_space",
             Metric::Delay => crate::profile::CONTENTION_TYPES[1].0,
             Metric::Contentions => crate::profile::CONTENTION_TYPES[0].0,
+            Metric::Wall => crate::profile::WALL_TYPE.0,
         }
     }
 }

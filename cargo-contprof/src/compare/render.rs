@@ -15,7 +15,7 @@ pub fn amount(metric: Metric, v: f64) -> String {
     // `as` saturates: an f64 beyond i64 prints as the largest value.
     let v = v.round() as i64;
     match metric {
-        Metric::Cpu | Metric::Delay => format_duration(v),
+        Metric::Cpu | Metric::Delay | Metric::Wall => format_duration(v),
         Metric::AllocBytes | Metric::InuseBytes => format_bytes(v),
         Metric::AllocCount | Metric::Instructions | Metric::Contentions => format_count(v),
     }

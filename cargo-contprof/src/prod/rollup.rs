@@ -54,6 +54,7 @@ pub fn input_options(profile_type: &str, fold_library: bool) -> InputOptions {
             _ => AllocRecording::Off,
         },
         contention_rate_ns: None,
+        wall_period_ns: None,
         fold_library,
     }
 }

@@ -7,7 +7,9 @@ use contprof::format::{ClockKind, EndRecord, RawFile, Record};
 use super::fast_hash::FastMap;
 use super::proto::{Label, Line, Mapping, Profile};
 use super::writer::ProfileWriter;
-use super::{CALLS_TYPE, CONTENTION_TYPES, INSTRUCTIONS_TYPE, SAMPLE_TYPES, THREADS_TYPE, sample_index};
+use super::{
+    CALLS_TYPE, CONTENTION_TYPES, INSTRUCTIONS_TYPE, SAMPLE_TYPES, THREADS_TYPE, WALL_TYPE, sample_index,
+};
 use crate::symbolize::{AGENT_FRAME, AddressKind, ProcessMaps, Symbolizer};
 
 /// Where the CPU time that scales CPU samples came from (see [`BuildOptions`]).
@@ -187,6 +189,9 @@ struct Collected<'a> {
     waits: Vec<([u64; 2], &'a [u64])>,
     /// A snapshot of every thread's stack ([`Record::ThreadStack`]).
     threads: Vec<(u32, &'a [u64])>,
+    /// Wall time per `(tid, stack)` ([`Record::WallStack`], plus the [`Record::WallTime`] that
+    /// follows a thread's stack), in first-seen order.
+    wall: Vec<((u32, &'a [u64]), u64)>,
     end: Option<EndRecord>,
     messages: Vec<(u32, &'a str)>,
 }
@@ -195,6 +200,9 @@ fn collect(raw: &RawFile) -> Collected<'_> {
     let mut c = Collected::default();
     let mut cpu_index: FastMap<(u32, &[u64]), usize> = FastMap::default();
     let mut kernel_index: FastMap<(u32, &[u64]), usize> = FastMap::default();
+    let mut wall_index: FastMap<(u32, &[u64]), usize> = FastMap::default();
+    // Each thread's last wall stack: its later wall time without a stack goes there.
+    let mut last_wall: FastMap<u32, (u32, &[u64])> = FastMap::default();
     // The CPU sample just read, if the record before this one was one.
     let mut previous: Option<(u32, &[u64])> = None;
     for r in &raw.records {
@@ -224,6 +232,16 @@ fn collect(raw: &RawFile) -> Collected<'_> {
                 c.waits.push(([*contentions, *delay_ns], frames))
             }
             Record::ThreadStack { tid, frames } => c.threads.push((*tid, frames)),
+            Record::WallStack { tid, wall_ns, frames } => {
+                let key = (*tid, frames.as_slice());
+                add(&mut wall_index, &mut c.wall, key, *wall_ns);
+                last_wall.insert(*tid, key);
+            }
+            Record::WallTime { tid, wall_ns } => {
+                if let Some(&key) = last_wall.get(tid) {
+                    add(&mut wall_index, &mut c.wall, key, *wall_ns);
+                }
+            }
             Record::End(e) => c.end = Some(*e),
             Record::Message { level, text } => c.messages.push((*level, text)),
             Record::Unknown(_) => {}
@@ -289,6 +307,11 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     let i_contention = (contention_rate > 0).then(|| {
         types.extend(CONTENTION_TYPES);
         types.len() - 2
+    });
+    let wall_period = raw.header.wall_period_ns;
+    let i_wall = (wall_period > 0).then(|| {
+        types.push(WALL_TYPE);
+        types.len() - 1
     });
     let mut w = ProfileWriter::new(&types);
     let header = &raw.header;
@@ -413,6 +436,19 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         w.comment(&format!(
             "contention: waits of {contention_rate} ns or more recorded, shorter ones sampled with \
              probability wait/{contention_rate} ns and weighted"
+        ));
+    }
+    if let Some(i) = i_wall {
+        for &((tid, frames), ns) in &c.wall {
+            let stack = sym.stack(&mut w, frames, StackKind::Cpu);
+            let labels = thread_labels(&mut w, tid);
+            values.fill(0);
+            values[i] = to_i64(ns);
+            w.sample(stack, &values, labels);
+        }
+        w.comment(&format!(
+            "wall: every thread sampled every {wall_period} ns of wall time, on CPU or off; a thread \
+             off CPU is charged at the stack where it blocked"
         ));
     }
     if let Some(i) = i_threads {

@@ -7,7 +7,8 @@
 //! Every profile built here has the sample types of [`SAMPLE_TYPES`], in that order, whether
 //! or not allocations were recorded, so that profiles of different runs line up; profiles of the
 //! instructions engine have [`INSTRUCTIONS_TYPE`] and [`CALLS_TYPE`] after them, and profiles of
-//! runs that recorded waits (`--contention`) end with [`CONTENTION_TYPES`].
+//! runs that recorded waits (`--contention`) have [`CONTENTION_TYPES`] next and runs that sampled
+//! wall time (`--wall`) end with [`WALL_TYPE`].
 
 mod build;
 mod codec;
@@ -50,6 +51,12 @@ pub const THREADS_TYPE: (&str, &str) = ("threads", "count");
 /// when the agent recorded waits (the raw file's `contention_rate_ns`), even if there were none,
 /// so that the profiles of such runs line up; absent otherwise.
 pub const CONTENTION_TYPES: [(&str, &str); 2] = [("contentions", "count"), ("delay", "nanoseconds")];
+
+/// `(type, unit)` of a run's wall-clock profile (`--wall`), after [`CONTENTION_TYPES`] when
+/// both are there: every thread's wall time per stack, on CPU or off (blocked in a system call,
+/// a futex, a sleep: charged at the frame where it blocked). Present when the agent sampled wall
+/// time (the raw file's `wall_period_ns`); absent otherwise.
+pub const WALL_TYPE: (&str, &str) = ("wall", "nanoseconds");
 
 /// `(type, unit)` of the call counts of the instructions engine, after [`INSTRUCTIONS_TYPE`]: a
 /// sample's leaf is the called function's entry, so a function's self value is how many times

@@ -100,6 +100,11 @@ pub fn write_flamegraph(
         _ if options.sample_type == "delay" => {
             ("ns", format!("{} waited", format_duration(total)), Palette::Basic(BasicPalette::Io))
         }
+        _ if options.sample_type == "wall" => (
+            "ns",
+            format!("{} of thread wall time", format_duration(total)),
+            Palette::Multi(MultiPalette::Rust),
+        ),
         "nanoseconds" => {
             ("µs", format!("{} CPU", format_duration(total)), Palette::Multi(MultiPalette::Rust))
         }
@@ -111,6 +116,7 @@ pub fn write_flamegraph(
         "instructions" => "instructions (callgrind; stacks from its call graph)".to_owned(),
         "alloc_space" => "allocated bytes".to_owned(),
         "delay" => "time waited for locks (contention)".to_owned(),
+        "wall" => "wall time of every thread, on CPU and off".to_owned(),
         other => other.replace('_', " "),
     };
     let mut opts = Options::default();

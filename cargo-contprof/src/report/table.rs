@@ -63,6 +63,9 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
             format_duration(delay)
         ));
     }
+    if let Some(i) = view.sample_type_index("wall") {
+        allocated.push_str(&format!(", {} of thread wall time", format_duration(view.totals[i])));
+    }
     if instructions.is_some() {
         writeln!(
             w,

@@ -83,6 +83,8 @@ pub struct AgentSettings {
     pub unwind: Unwind,
     /// Contention sampling rate in nanoseconds; 0 when waits are not recorded.
     pub contention_rate_ns: u64,
+    /// Wall-clock sampling frequency in Hz; 0 when wall time is not sampled.
+    pub wall_hz: u32,
 }
 
 impl Default for AgentSettings {
@@ -94,6 +96,7 @@ impl Default for AgentSettings {
             alloc_interval: DEFAULT_ALLOC_INTERVAL,
             unwind: Unwind::Tables,
             contention_rate_ns: 0,
+            wall_hz: 0,
         }
     }
 }
@@ -113,6 +116,8 @@ pub use contprof::TICK_TIMER_MAX_HZ;
 pub const DEFAULT_ALLOC_INTERVAL: u64 = 512 * 1024;
 /// Default sampling rate of `--contention`, in nanoseconds.
 pub const DEFAULT_CONTENTION_RATE_NS: u64 = contprof::DEFAULT_CONTENTION_RATE_NS;
+/// Default frequency of `--wall`, in Hz.
+pub const DEFAULT_WALL_HZ: u32 = contprof::DEFAULT_WALL_HZ;
 
 /// What to do with the workload's standard streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,6 +243,7 @@ pub fn agent_env(settings: &AgentSettings, raw_path: &Path, agent_lib: &Path) ->
         ("CONTPROF_PERF".into(), use_perf.into()),
         ("CONTPROF_UNWIND".into(), settings.unwind.name().into()),
         (contprof::env::CONTENTION_RATE.into(), settings.contention_rate_ns.to_string().into()),
+        (contprof::env::WALL_FREQUENCY.into(), settings.wall_hz.to_string().into()),
     ]
 }
 

@@ -100,6 +100,9 @@ pub struct Settings {
     /// Contention sampling rate in nanoseconds, when waits were recorded (`--contention`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contention_rate_ns: Option<u64>,
+    /// Wall-clock sampling frequency in Hz, when wall time was sampled (`--wall`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_hz: Option<u32>,
 }
 
 fn frame_pointers() -> String {

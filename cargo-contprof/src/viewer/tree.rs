@@ -249,6 +249,7 @@ pub fn type_label(ty: &str) -> String {
         "inuse_objects" => "In-use count",
         "contentions" => "Lock waits",
         "delay" => "Time waiting for locks",
+        "wall" => "Wall time (on and off CPU)",
         other => other,
     }
     .to_owned()

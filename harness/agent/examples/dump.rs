@@ -22,14 +22,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let f = RawFile::read_from(std::fs::File::open(&path)?)?;
     let h = f.header;
     println!(
-        "pid {} freq {} Hz clock {} alloc_mode {} interval {} contention rate {} ns",
+        "pid {} freq {} Hz clock {} alloc_mode {} interval {} contention rate {} ns wall period {} ns",
         h.pid,
         h.frequency_hz,
         ClockKind::from_u32(h.clock).name(),
         h.alloc_mode,
         h.alloc_interval,
-        h.contention_rate_ns
+        h.contention_rate_ns,
+        h.wall_period_ns
     );
+    let mut wall: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     let mut per_tid: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     let mut names = BTreeMap::new();
     let mut leaf_counts: BTreeMap<u64, u64> = BTreeMap::new();
@@ -63,12 +65,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Record::ContentionStack { contentions, delay_ns, frames } => {
                 println!("contention: {contentions} waits, {delay_ns} ns, {} frames", frames.len())
             }
+            Record::WallStack { tid, wall_ns, .. } => {
+                let e = wall.entry(*tid).or_default();
+                e.0 += 1;
+                e.1 += wall_ns;
+            }
+            Record::WallTime { tid, wall_ns } => wall.entry(*tid).or_default().1 += wall_ns,
             Record::Unknown(k) => println!("unknown record kind {k}"),
         }
     }
     for (tid, (n, frames)) in &per_tid {
         let name = names.get(tid).map(String::as_str).unwrap_or("?");
         println!("tid {tid} {name:<16} samples {n:>6} mean depth {:.1}", *frames as f64 / *n as f64);
+    }
+    for (tid, (stacks, ns)) in &wall {
+        let name = names.get(tid).map(String::as_str).unwrap_or("?");
+        println!("tid {tid} {name:<16} wall stacks {stacks:>6} wall {:.3} s", *ns as f64 / 1e9);
     }
     println!("maps records {}", maps.len());
     println!("alloc stacks {stacks}: count {ac} bytes {ab} in-use count {ic} bytes {ib}");

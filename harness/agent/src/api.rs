@@ -21,6 +21,12 @@ pub const TICK_TIMER_MAX_HZ: u32 = 250;
 pub const DEFAULT_ALLOC_INTERVAL: u64 = 512 * 1024;
 /// Default contention sampling rate in nanoseconds (see [`Options::contention_rate_ns`]).
 pub const DEFAULT_CONTENTION_RATE_NS: u64 = 10_000;
+/// Default wall-clock sampling frequency (Hz, see [`Options::wall_hz`]): every thread, 100 times
+/// a second of wall time.
+pub const DEFAULT_WALL_HZ: u32 = 100;
+/// The highest wall-clock sampling frequency: the sampler thread lists and reads every thread
+/// at each tick, which past 1 kHz costs more than it tells.
+pub const WALL_MAX_HZ: u32 = 1000;
 
 /// What to record and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +57,14 @@ pub struct Options {
     /// where the preload library interposes the slow paths (`syscall(SYS_futex, FUTEX_WAIT...)`,
     /// `pthread_mutex_lock` and friends): a program that links the agent in records none.
     pub contention_rate_ns: u64,
+    /// Every thread is sampled on wall time this many times a second (0, the default: off),
+    /// running or not, by a sampler thread of the agent: a thread whose CPU time moved since its
+    /// last stack gets a signal and records where it is (`SIGPROF`, as CPU samples); a thread
+    /// that stayed off CPU is still where it blocked, and its wall time goes to the stack it
+    /// recorded then. A blocked thread is thus interrupted once per blocking episode: system
+    /// calls that do not restart after a handler (`nanosleep`, `epoll_wait`, timed futex waits)
+    /// return `EINTR` then, as they would for any signal. At most [`WALL_MAX_HZ`].
+    pub wall_hz: u32,
     /// A window of the continuous mode ([`crate::service`]): the allocation tables and the unwind
     /// tables outlive it, allocations stay sampled after it (for the heap in use), and what it
     /// records of allocations is what happened during it.
@@ -69,6 +83,7 @@ impl Options {
             perf_kernel: true,
             unwind_tables: true,
             contention_rate_ns: 0,
+            wall_hz: 0,
             window: false,
         }
     }
@@ -95,6 +110,12 @@ impl Options {
     /// [`Options::contention_rate_ns`]).
     pub fn contention_rate_ns(mut self, rate_ns: u64) -> Self {
         self.contention_rate_ns = rate_ns;
+        self
+    }
+
+    /// Samples every thread on wall time at this frequency (0 = off; see [`Options::wall_hz`]).
+    pub fn wall_hz(mut self, hz: u32) -> Self {
+        self.wall_hz = hz;
         self
     }
 

@@ -19,6 +19,8 @@
 //! | [`KIND_THREAD_STACK`] | as [`KIND_CPU_SAMPLE`]: one thread's stack in a snapshot of every thread (a window of the continuous mode), with a [`KIND_THREAD_NAME`] record right before it |
 //! | [`KIND_KERNEL_TIME`] | `tid: u32, pad: u32, kernel_ns: u64`: system time the thread spent since its previous CPU sample, written with (right after) the CPU sample it belongs to; only with [`ClockKind::PerfCpuClock`], which counts user time alone |
 //! | [`KIND_CONTENTION_STACK`] | `contentions, delay_ns: u64, nframes: u32, pad: u32, frames: [u64; nframes]`: the waits of one call stack (estimated, see [`Header::contention_rate_ns`]), written at exit; all frames are return addresses |
+//! | [`KIND_WALL_STACK`] | `tid: u32, nframes: u32, wall_ns: u64, frames: [u64; nframes]` (frames as in [`KIND_CPU_SAMPLE`]): a thread's stack on wall time, on CPU or blocked, worth `wall_ns` of its wall time (see [`Header::wall_period_ns`]) |
+//! | [`KIND_WALL_TIME`] | `tid: u32, pad: u32, wall_ns: u64`: more wall time of a thread that did not run since its last [`KIND_WALL_STACK`], which it belongs to (the thread is still where that stack was taken) |
 //!
 //! The reader tolerates a truncated last record (a process killed mid-write) and reports it.
 
@@ -47,6 +49,10 @@ pub const KIND_KERNEL_TIME: u32 = 7;
 pub const KIND_THREAD_STACK: u32 = 8;
 /// Aggregated lock and futex waits of one call stack (written at exit).
 pub const KIND_CONTENTION_STACK: u32 = 9;
+/// A thread's stack on wall time, with the wall time it stands for.
+pub const KIND_WALL_STACK: u32 = 10;
+/// Wall time of a thread that stayed off CPU, added to its last wall stack.
+pub const KIND_WALL_TIME: u32 = 11;
 
 /// Most frames recorded per stack; deeper stacks are cut at the root end.
 pub const MAX_FRAMES: usize = 128;
@@ -149,6 +155,10 @@ pub struct Header {
     /// weight `rate / d` (Go's block profile). 0: not recorded (also in files written before the
     /// field existed, whose `header_len` is 48).
     pub contention_rate_ns: u64,
+    /// Every thread was sampled on wall time ([`KIND_WALL_STACK`], [`KIND_WALL_TIME`]) once per
+    /// this many nanoseconds. 0: not sampled (also in files written before the field existed,
+    /// whose `header_len` is 56 or 48).
+    pub wall_period_ns: u64,
 }
 
 /// Payload of [`KIND_END`].
@@ -204,6 +214,22 @@ pub enum Record {
         tid: u32,
         /// Leaf first, as in [`Record::CpuSample`].
         frames: Vec<u64>,
+    },
+    /// See [`KIND_WALL_STACK`].
+    WallStack {
+        /// Kernel thread id.
+        tid: u32,
+        /// Wall time the stack stands for, in nanoseconds.
+        wall_ns: u64,
+        /// Leaf first, as in [`Record::CpuSample`].
+        frames: Vec<u64>,
+    },
+    /// See [`KIND_WALL_TIME`].
+    WallTime {
+        /// Kernel thread id.
+        tid: u32,
+        /// Wall time to add to the thread's last [`Record::WallStack`], in nanoseconds.
+        wall_ns: u64,
     },
     /// See [`KIND_KERNEL_TIME`].
     KernelTime {
@@ -314,6 +340,8 @@ fn frames_at(b: &[u8], at: usize, n: usize) -> Option<Vec<u64>> {
 pub const HEADER_LEN: usize = std::mem::size_of::<Header>();
 /// Size of the header before [`Header::contention_rate_ns`] was added (still read).
 const HEADER_LEN_V1: usize = 48;
+/// Size of the header before [`Header::wall_period_ns`] was added (still read).
+const HEADER_LEN_V2: usize = 56;
 
 impl Header {
     /// Encodes the header.
@@ -329,6 +357,7 @@ impl Header {
         out[32..40].copy_from_slice(&self.alloc_interval.to_ne_bytes());
         out[40..48].copy_from_slice(&self.start_unix_ns.to_ne_bytes());
         out[48..56].copy_from_slice(&self.contention_rate_ns.to_ne_bytes());
+        out[56..64].copy_from_slice(&self.wall_period_ns.to_ne_bytes());
         out
     }
 
@@ -347,6 +376,11 @@ impl Header {
         }
         let mut magic = [0u8; 8];
         magic.copy_from_slice(&b[0..8]);
+        // A field the writer's header has (by its length) and the file holds.
+        let field = |at: usize| {
+            let len = u32_at(b, 12) as usize;
+            if len >= at + 8 && b.len() >= at + 8 { u64_at(b, at) } else { 0 }
+        };
         Ok(Self {
             magic,
             version,
@@ -357,11 +391,8 @@ impl Header {
             alloc_mode: u32_at(b, 28),
             alloc_interval: u64_at(b, 32),
             start_unix_ns: u64_at(b, 40),
-            contention_rate_ns: if u32_at(b, 12) as usize >= HEADER_LEN && b.len() >= HEADER_LEN {
-                u64_at(b, 48)
-            } else {
-                0
-            },
+            contention_rate_ns: field(HEADER_LEN_V1),
+            wall_period_ns: field(HEADER_LEN_V2),
         })
     }
 }
@@ -414,6 +445,19 @@ fn parse_record(kind: u32, p: &[u8]) -> Option<Record> {
             } else {
                 Record::ThreadStack { tid, frames }
             }
+        }
+        KIND_WALL_STACK => {
+            if p.len() < 16 {
+                return None;
+            }
+            let frames = frames_at(p, 16, u32_at(p, 4) as usize)?;
+            Record::WallStack { tid: u32_at(p, 0), wall_ns: u64_at(p, 8), frames }
+        }
+        KIND_WALL_TIME => {
+            if p.len() < 16 {
+                return None;
+            }
+            Record::WallTime { tid: u32_at(p, 0), wall_ns: u64_at(p, 8) }
         }
         KIND_THREAD_NAME => {
             if p.len() < 8 {
@@ -528,6 +572,7 @@ mod tests {
             alloc_interval: 512 * 1024,
             start_unix_ns: 7,
             contention_rate_ns: 10_000,
+            wall_period_ns: 10_000_000,
         }
     }
 
@@ -573,6 +618,35 @@ mod tests {
         old.extend(record(KIND_CONTENTION_STACK, &p));
         let f = RawFile::parse(&old).unwrap();
         assert_eq!(f.header.contention_rate_ns, 0);
+        assert_eq!(f.records.len(), 1);
+    }
+
+    #[test]
+    fn reads_wall_records_and_headers_without_the_wall_period() {
+        let mut b = header().to_bytes().to_vec();
+        let mut p = Vec::new();
+        p.extend_from_slice(&7u32.to_ne_bytes());
+        p.extend_from_slice(&1u32.to_ne_bytes());
+        p.extend_from_slice(&10_000_000u64.to_ne_bytes());
+        p.extend_from_slice(&0x1000u64.to_ne_bytes());
+        b.extend(record(KIND_WALL_STACK, &p));
+        b.extend(record(KIND_WALL_TIME, &p[..16]));
+        let f = RawFile::parse(&b).unwrap();
+        assert_eq!(f.header.wall_period_ns, 10_000_000);
+        assert_eq!(
+            f.records,
+            [
+                Record::WallStack { tid: 7, wall_ns: 10_000_000, frames: vec![0x1000] },
+                Record::WallTime { tid: 7, wall_ns: 10_000_000 }
+            ]
+        );
+        // A header of the second layout (56 bytes) reads as "wall time not sampled" and keeps
+        // its contention rate.
+        let mut old = header().to_bytes()[..HEADER_LEN_V2].to_vec();
+        old[12..16].copy_from_slice(&(HEADER_LEN_V2 as u32).to_ne_bytes());
+        old.extend(record(KIND_WALL_TIME, &p[..16]));
+        let f = RawFile::parse(&old).unwrap();
+        assert_eq!((f.header.wall_period_ns, f.header.contention_rate_ns), (0, 10_000));
         assert_eq!(f.records.len(), 1);
     }
 

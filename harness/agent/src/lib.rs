@@ -36,15 +36,17 @@ pub mod service;
 
 mod api;
 pub use api::{
-    DEFAULT_ALLOC_INTERVAL, DEFAULT_CONTENTION_RATE_NS, DEFAULT_FREQUENCY_HZ, Error, Guard, Options, Service,
-    Start, TICK_TIMER_MAX_HZ, start,
+    DEFAULT_ALLOC_INTERVAL, DEFAULT_CONTENTION_RATE_NS, DEFAULT_FREQUENCY_HZ, DEFAULT_WALL_HZ, Error, Guard,
+    Options, Service, Start, TICK_TIMER_MAX_HZ, WALL_MAX_HZ, start,
 };
 pub use format::AllocMode;
 
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod linux;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-use linux::{agent, alloc, cfi, code, contention, continuous, sampler, sys, table, thread, timer, writer};
+use linux::{
+    agent, alloc, cfi, code, contention, continuous, sampler, sys, table, thread, timer, wall, writer,
+};
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub use linux::{alloc::Allocator, env, unwind};
 

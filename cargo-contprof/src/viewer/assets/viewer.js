@@ -441,11 +441,11 @@
   // A finding's metric → the sample type it was read from (compare::Metric::sample_type).
   const METRIC_TYPE = {
     cpu: 'cpu', instructions: 'instructions', alloc_bytes: 'alloc_space', alloc_count: 'alloc_objects',
-    inuse_bytes: 'inuse_space', delay: 'delay', contentions: 'contentions',
+    inuse_bytes: 'inuse_space', delay: 'delay', contentions: 'contentions', wall: 'wall',
   };
   const METRIC_UNIT = {
     cpu: 'nanoseconds', instructions: 'count', alloc_bytes: 'bytes', alloc_count: 'count', inuse_bytes: 'bytes',
-    delay: 'nanoseconds', contentions: 'count',
+    delay: 'nanoseconds', contentions: 'count', wall: 'nanoseconds',
   };
   if (DIFF) {
     $('regressions').hidden = false;

@@ -16,7 +16,7 @@ use std::sync::Once;
 use crate::api::{Error, Options};
 use crate::format::{self, AllocMode, ClockKind, EndRecord, Header};
 use crate::table::STORE;
-use crate::{alloc, contention, sampler, sys, thread, timer, writer};
+use crate::{alloc, contention, sampler, sys, thread, timer, wall, writer};
 
 const IDLE: u8 = 0;
 const STARTING: u8 = 1;
@@ -53,6 +53,13 @@ pub(crate) fn start(opts: &Options) -> Result<(), Error> {
 }
 
 fn start_inner(opts: &Options) -> Result<(), Error> {
+    if opts.wall_hz > crate::api::WALL_MAX_HZ {
+        return Err(Error::InvalidConfig {
+            field: "wall_hz",
+            value: opts.wall_hz.to_string(),
+            expected: "a wall-clock sampling frequency of at most 1000 Hz",
+        });
+    }
     let path = CString::new(opts.output.as_os_str().as_bytes()).map_err(|_| Error::CreateOutput {
         path: opts.output.clone(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"),
@@ -91,12 +98,14 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     let tid = sys::gettid();
     let mut warnings = Vec::new();
     let mut slot = None;
-    if opts.frequency_hz > 0 {
+    if opts.frequency_hz > 0 || opts.wall_hz > 0 {
         if let Err(source) = sampler::install() {
             // SAFETY: `fd` was opened above and is not shared yet.
             unsafe { libc::close(fd) };
             return Err(Error::InstallHandler { signal: "SIGPROF", source });
         }
+    }
+    if opts.frequency_hz > 0 {
         let period_ns = (1_000_000_000 / u64::from(opts.frequency_hz)).max(1);
         slot = timer::arm_first(tid, period_ns, opts.allow_perf, opts.perf_kernel, &mut warnings);
     }
@@ -115,6 +124,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
         alloc_interval: opts.alloc_interval,
         start_unix_ns: sys::clock_ns(libc::CLOCK_REALTIME),
         contention_rate_ns: opts.contention_rate_ns,
+        wall_period_ns: if opts.wall_hz > 0 { 1_000_000_000 / u64::from(opts.wall_hz) } else { 0 },
     };
     if !writer::emit_bytes(&header.to_bytes()) {
         let source = std::io::Error::last_os_error();
@@ -149,6 +159,9 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     alloc::set_hook_fp(clock != ClockKind::Off && !opts.unwind_tables);
     alloc::set_mode(opts.alloc, opts.alloc_interval, per_thread);
     contention::set_rate(opts.contention_rate_ns);
+    if let Err(w) = wall::start(opts.wall_hz) {
+        writer::write_message(1, &w);
+    }
     Ok(())
 }
 
@@ -186,6 +199,8 @@ pub(crate) fn finish() {
     let cpu_time_ns =
         sys::clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID).saturating_sub(START_CPU_NS.load(Ordering::Relaxed));
     let wall_ns = sys::clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(START_NS.load(Ordering::Relaxed));
+    // The wall sampler writes the time it holds before the handlers are drained.
+    wall::stop();
     timer::disarm_all();
     sampler::disable_and_wait();
     // Between windows of the continuous mode allocations stay sampled (live ones must stay
@@ -294,6 +309,7 @@ extern "C" fn in_forked_child() {
     sampler::disable();
     alloc::set_mode(AllocMode::Off, 1, false);
     contention::set_rate(0);
+    wall::forget_in_child();
     timer::forget_all_in_child();
     let fd = writer::take_fd();
     if fd >= 0 {

@@ -18,6 +18,8 @@ pub const ALLOC_INTERVAL: &str = "CONTPROF_ALLOC_INTERVAL";
 /// Contention sampling rate in nanoseconds (unset or 0: waits are not recorded); see
 /// [`Options::contention_rate_ns`].
 pub const CONTENTION_RATE: &str = "CONTPROF_CONTENTION_RATE";
+/// Wall-clock sampling frequency in Hz (unset or 0: off); see [`Options::wall_hz`].
+pub const WALL_FREQUENCY: &str = "CONTPROF_WALL_FREQUENCY";
 /// `0` forbids `perf_event_open` (forces the fallback timers).
 pub const PERF: &str = "CONTPROF_PERF";
 /// When set: the agent starts (and scrubs the environment) only in a process running this
@@ -90,6 +92,7 @@ impl Options {
         o.perf_kernel = number(PERF_KERNEL, 1u8, "0 or 1")? != 0;
         o.unwind_tables = unwind_tables(var(UNWIND).as_deref().map(str::trim))?;
         o.contention_rate_ns = number(CONTENTION_RATE, 0u64, "a rate in nanoseconds (0 = off)")?;
+        o.wall_hz = number(WALL_FREQUENCY, 0u32, "a frequency in Hz (0 = off)")?;
         Ok(Some(o))
     }
 }

@@ -17,4 +17,5 @@ pub(crate) mod table;
 pub(crate) mod thread;
 pub(crate) mod timer;
 pub mod unwind;
+pub(crate) mod wall;
 pub(crate) mod writer;

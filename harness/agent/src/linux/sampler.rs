@@ -1,5 +1,6 @@
-//! The `SIGPROF` handler: one CPU sample per timer expiry, and one stack per thread in a
-//! snapshot of every thread (signals sent by [`snapshot_threads`] with `tgkill`).
+//! The `SIGPROF` handler: one CPU sample per timer expiry, one stack per thread in a snapshot
+//! of every thread (signals sent by [`snapshot_threads`] with `tgkill`), and one wall-clock
+//! stack per signal queued by the wall sampler ([`crate::wall`]).
 //!
 //! Owns the handler, its on/off switch and the sample counters. The handler path (the
 //! [`on_sigprof`] entry and [`record_sample`]) allocates nothing and takes no lock: there is no
@@ -12,7 +13,9 @@
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use crate::format::{ClockKind, KIND_CPU_SAMPLE, KIND_KERNEL_TIME, KIND_THREAD_STACK, MAX_FRAMES};
+use crate::format::{
+    ClockKind, KIND_CPU_SAMPLE, KIND_KERNEL_TIME, KIND_THREAD_STACK, KIND_WALL_STACK, MAX_FRAMES,
+};
 use crate::thread::{self, ThreadState};
 use crate::unwind::{self, Regs};
 use crate::{sys, writer};
@@ -72,12 +75,17 @@ extern "C" fn on_sigprof(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mu
     // Counted before the switch is read, so a stop that saw zero in flight is never raced.
     IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let sent_by_thread = !info.is_null() && unsafe { (*info).si_code } == libc::SI_TKILL;
+    let info = unsafe { info.as_ref() };
+    let sent_by_thread = info.is_some_and(|i| i.si_code == libc::SI_TKILL);
+    let wall_slot = info.and_then(crate::wall::slot_of);
     if !ctx.is_null() {
         // SAFETY: `ctx` is the ucontext the kernel passed to this SA_SIGINFO handler.
         let regs = unsafe { Regs::from_ucontext(ctx) };
-        // A signal from `tgkill` is never a CPU timer's: a snapshot's, or ignored.
-        if sent_by_thread {
+        // A signal from `tgkill` or `rt_tgsigqueueinfo` is never a CPU timer's: a snapshot's, the
+        // wall sampler's, or ignored.
+        if let Some(slot) = wall_slot {
+            thread::with(|t| crate::wall::on_signal(t, slot, regs));
+        } else if sent_by_thread {
             if SNAPSHOT.load(Ordering::SeqCst) {
                 thread::with(|t| {
                     write_name(t, t.tid(), true);
@@ -144,13 +152,33 @@ pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
     record_stack(t, regs, KIND_CPU_SAMPLE);
 }
 
+/// Writes one wall-clock stack of the calling thread worth `wall_ns` (see [`crate::wall`]);
+/// true if it was written. No allocation, no lock.
+pub(crate) fn record_wall_stack(t: &ThreadState, regs: Regs, wall_ns: u64) -> bool {
+    let n = t.samples.fetch_add(1, Ordering::Relaxed);
+    if n.is_multiple_of(NAME_EVERY) {
+        write_name(t, t.tid(), false);
+    }
+    write_stack(t, regs, KIND_WALL_STACK, Some(wall_ns))
+}
+
 /// Walks and writes the stack of the interrupted context `regs` as a record of `kind`
 /// ([`KIND_CPU_SAMPLE`] or [`KIND_THREAD_STACK`]).
 fn record_stack(t: &ThreadState, regs: Regs, kind: u32) {
+    write_stack(t, regs, kind, None);
+}
+
+/// Walks and writes the stack of `regs` as a record of `kind`, with `weight` as a word between
+/// the `(tid, nframes)` pair and the frames when given ([`KIND_WALL_STACK`]); true if written.
+fn write_stack(t: &ThreadState, regs: Regs, kind: u32, weight: Option<u64>) -> bool {
     let tid = t.tid();
-    let mut buf = [0u64; 2 + MAX_FRAMES + 3];
-    buf[2] = regs.pc as u64;
-    let out = &mut buf[3..2 + MAX_FRAMES];
+    let mut buf = [0u64; 3 + MAX_FRAMES + 3];
+    let at = 2 + usize::from(weight.is_some());
+    if let Some(w) = weight {
+        buf[2] = w;
+    }
+    buf[at] = regs.pc as u64;
+    let out = &mut buf[at + 1..at + MAX_FRAMES];
     let walked = match t.bounds(regs.sp) {
         Some(bounds) => {
             let start = unwind::Start { pc: regs.pc, sp: regs.sp, fp: regs.fp, bounds, skip_below: 0 };
@@ -162,9 +190,9 @@ fn record_stack(t: &ThreadState, regs: Regs, kind: u32) {
         None => 0,
     };
     let frames = 1 + walked;
-    buf[0] = writer::pair(kind, (8 + frames * 8) as u32);
+    buf[0] = writer::pair(kind, ((at - 1) * 8 + frames * 8) as u32);
     buf[1] = writer::pair(tid, frames as u32);
-    let mut len = 2 + frames;
+    let mut len = at + frames;
     // User-time-only perf clock: the system time since this thread's previous sample goes with
     // this sample, in the same write, so that it lands right after the system call that spent it.
     if kind == KIND_CPU_SAMPLE
@@ -181,6 +209,7 @@ fn record_stack(t: &ThreadState, regs: Regs, kind: u32) {
         let counter = if written { &SAMPLES } else { &DROPPED };
         counter.fetch_add(1, Ordering::Relaxed);
     }
+    written
 }
 
 /// Walks frame pointers from `regs` into `out` (without unwind tables); returns the frames stored.

@@ -1,0 +1,463 @@
+//! Wall-clock sampling: every thread of the process, on CPU or off, on wall time.
+//!
+//! Owns the sampler thread and the per-thread slots it shares with the signal handler. At each
+//! tick (`1 / wall_hz` of wall time) the sampler lists `/proc/self/task` and reads each thread's
+//! CPU clock (ticks are spaced at random around the period, so that periodic work is not seen
+//! at one phase):
+//! - a thread whose CPU time moved by more than [`MOVED_NS`] since its last stack (or that has
+//!   none yet) is sent `SIGPROF` with `rt_tgsigqueueinfo`, its slot in the signal's value; its
+//!   handler ([`on_signal`]) records where the thread is now, running or blocked in a system
+//!   call, as a [`KIND_WALL_STACK`](crate::format::KIND_WALL_STACK) worth the wall time since the previous tick, and notes the
+//!   thread's CPU clock at its end;
+//! - a thread that did not move is still where its last stack was taken: the tick's wall time
+//!   is added up in its slot and written as [`KIND_WALL_TIME`] (which the reader adds to that
+//!   stack) before the thread's next stack, when it exits, and when sampling stops.
+//!
+//! So a thread blocked for a second costs one signal, not a hundred, and its stack is the frame
+//! where it blocked (`futex`, `nanosleep`, `read`...). The handler's own CPU time, and the few
+//! microseconds of a system call restarted after it, stay under [`MOVED_NS`], so they do not
+//! count as running. A thread that ran less than that since its stack, then blocked elsewhere,
+//! is charged at the old stack: the error is bounded by [`MOVED_NS`] of CPU per tick.
+//!
+//! The sampler allocates nothing once started (stack buffers, raw `getdents64`), takes no lock,
+//! and is neither CPU-sampled nor wall-sampled itself. Slots live in a static table of
+//! [`SLOTS`] threads; more live threads than that are not wall-sampled (counted in a message).
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use crate::format::KIND_WALL_TIME;
+use crate::thread::ThreadState;
+use crate::unwind::Regs;
+use crate::{sys, thread, timer, writer};
+
+/// Threads that can be wall-sampled at once.
+const SLOTS: usize = 4096;
+/// CPU time a thread must have used since its last stack to count as running (nanoseconds).
+pub(crate) const MOVED_NS: u64 = 50_000;
+/// The high half of a wall signal's value (the low half is the slot): tells it from any other
+/// queued `SIGPROF`.
+const MAGIC: u64 = 0xC0F7_A11C << 32;
+/// A free slot's tid; a slot freed after use holds [`GONE`] so that lookups probe past it.
+const FREE: u32 = 0;
+const GONE: u32 = u32::MAX;
+
+/// What the sampler and the handler share about one thread.
+struct Slot {
+    tid: AtomicU32,
+    /// Wall time for the handler to record with the stack it takes (set before the signal).
+    pending_ns: AtomicU64,
+    /// The thread's CPU clock when its handler last finished.
+    cpu_after_ns: AtomicU64,
+    /// A signal was sent and its handler has not finished.
+    in_flight: AtomicBool,
+    /// A stack of this thread was recorded: [`KIND_WALL_TIME`] has something to add to.
+    has_stack: AtomicBool,
+    /// Wall time of ticks at which the thread did not move, not written yet (sampler only).
+    idle_ns: AtomicU64,
+    /// The tick at which the sampler last saw the thread (sampler only).
+    seen: AtomicU32,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY: Slot = Slot {
+    tid: AtomicU32::new(FREE),
+    pending_ns: AtomicU64::new(0),
+    cpu_after_ns: AtomicU64::new(0),
+    in_flight: AtomicBool::new(false),
+    has_stack: AtomicBool::new(false),
+    idle_ns: AtomicU64::new(0),
+    seen: AtomicU32::new(0),
+};
+static TABLE: [Slot; SLOTS] = [EMPTY; SLOTS];
+
+/// Whether wall stacks are recorded (the handler's switch).
+static ON: AtomicBool = AtomicBool::new(false);
+/// Asks the sampler to flush and exit.
+static STOP: AtomicBool = AtomicBool::new(false);
+/// The sampler is running (set by `start`, cleared by the sampler when it has flushed).
+static RUNNING: AtomicBool = AtomicBool::new(false);
+/// Nanoseconds between ticks.
+static PERIOD_NS: AtomicU64 = AtomicU64::new(0);
+/// Live threads that found no free slot.
+static UNTRACKED: AtomicU64 = AtomicU64::new(0);
+
+/// Starts sampling every thread `hz` times a second of wall time (the handler must be
+/// installed). Returns a warning when the sampler thread could not be created.
+pub(crate) fn start(hz: u32) -> Result<(), String> {
+    if hz == 0 {
+        return Ok(());
+    }
+    for s in &TABLE {
+        reset(s, FREE);
+    }
+    UNTRACKED.store(0, Ordering::Relaxed);
+    PERIOD_NS.store(1_000_000_000 / u64::from(hz), Ordering::Relaxed);
+    STOP.store(false, Ordering::SeqCst);
+    RUNNING.store(true, Ordering::SeqCst);
+    ON.store(true, Ordering::SeqCst);
+    // SAFETY: `attr` is initialised before use and destroyed after; `run` has the C ABI and
+    // ignores its argument; the thread is detached, nothing joins it.
+    let rc = unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        let mut handle: libc::pthread_t = core::mem::zeroed();
+        let rc = libc::pthread_create(&mut handle, &attr, run, core::ptr::null_mut());
+        libc::pthread_attr_destroy(&mut attr);
+        rc
+    };
+    if rc != 0 {
+        ON.store(false, Ordering::SeqCst);
+        RUNNING.store(false, Ordering::SeqCst);
+        return Err(format!(
+            "wall-clock sampling is off: the sampler thread could not be created ({})",
+            std::io::Error::from_raw_os_error(rc)
+        ));
+    }
+    Ok(())
+}
+
+/// Stops the sampler: it writes the wall time it holds and exits. Waits for that (bounded: two
+/// seconds), then stops recording wall stacks. Async-signal-safe.
+pub(crate) fn stop() {
+    if !RUNNING.load(Ordering::SeqCst) {
+        ON.store(false, Ordering::SeqCst);
+        return;
+    }
+    STOP.store(true, Ordering::SeqCst);
+    for _ in 0..2000 {
+        if !RUNNING.load(Ordering::SeqCst) {
+            break;
+        }
+        sleep_ns(1_000_000);
+    }
+    ON.store(false, Ordering::SeqCst);
+    let untracked = UNTRACKED.swap(0, Ordering::Relaxed);
+    if untracked > 0 {
+        let mut m = writer::FixedText::new();
+        let _ = core::fmt::Write::write_fmt(
+            &mut m,
+            format_args!("{untracked} threads were not wall-sampled: more than {SLOTS} threads at once"),
+        );
+        writer::write_message(1, m.as_str());
+    }
+}
+
+/// Stops in a forked child, where the sampler thread does not exist.
+pub(crate) fn forget_in_child() {
+    ON.store(false, Ordering::SeqCst);
+    RUNNING.store(false, Ordering::SeqCst);
+}
+
+/// Whether `info` is a wall signal; if so, its slot.
+pub(crate) fn slot_of(info: &libc::siginfo_t) -> Option<usize> {
+    if info.si_code != libc::SI_QUEUE {
+        return None;
+    }
+    // SAFETY: a queued signal's siginfo carries `si_value`.
+    let value = unsafe { info.si_value() }.sival_ptr as u64;
+    (value & !0xFFFF_FFFF == MAGIC).then_some((value & 0xFFFF_FFFF) as usize).filter(|&s| s < SLOTS)
+}
+
+/// The wall signal's handler, on the signalled thread: records its stack with the wall time the
+/// sampler left in the slot. No allocation, no lock.
+pub(crate) fn on_signal(t: &ThreadState, slot: usize, regs: Regs) {
+    let s = &TABLE[slot];
+    if s.tid.load(Ordering::Acquire) != t.tid() {
+        return;
+    }
+    if ON.load(Ordering::SeqCst) {
+        let wall_ns = s.pending_ns.swap(0, Ordering::AcqRel);
+        if wall_ns > 0 && crate::sampler::record_wall_stack(t, regs, wall_ns) {
+            s.has_stack.store(true, Ordering::Release);
+        }
+    }
+    s.cpu_after_ns.store(sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID), Ordering::Release);
+    s.in_flight.store(false, Ordering::Release);
+}
+
+extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
+    let own = sys::gettid();
+    // This thread is the agent's: no CPU timer (the preload library armed one at its start).
+    thread::with(ThreadState::mark_registered);
+    timer::release_thread(None, own);
+    let mut name = *b"contprof-wall\0";
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_mut_ptr()) };
+    // SAFETY: a NUL-terminated path; the descriptor is closed below.
+    let dir = unsafe {
+        libc::open(c"/proc/self/task".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
+    };
+    if dir >= 0 {
+        sample_until_stopped(dir, own);
+        // SAFETY: opened above, used by nothing else.
+        unsafe { libc::close(dir) };
+    } else {
+        writer::write_message(1, "wall-clock sampling is off: /proc/self/task cannot be read");
+    }
+    flush_all();
+    RUNNING.store(false, Ordering::SeqCst);
+    core::ptr::null_mut()
+}
+
+fn sample_until_stopped(dir: i32, own: u32) {
+    let period = PERIOD_NS.load(Ordering::Relaxed).max(1);
+    let pid = std::process::id() as libc::pid_t;
+    let mut last = sys::clock_ns(libc::CLOCK_MONOTONIC);
+    let mut rng = last | 1;
+    let mut next = last + period;
+    let mut tick: u32 = 0;
+    loop {
+        sleep_until(next);
+        if STOP.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = sys::clock_ns(libc::CLOCK_MONOTONIC);
+        // Each tick stands for all the time since the previous one, a late wake-up included.
+        let elapsed = now.saturating_sub(last);
+        last = now;
+        // Ticks are spaced at random, uniformly between half and one and a half periods: a
+        // workload whose rhythm matches the period (a 10 ms loop at 100 Hz) would otherwise be
+        // seen at the same phase every time, and charged to the wrong state.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        next = now + period / 2 + rng % period.max(1);
+        tick = tick.wrapping_add(1).max(1);
+        for_each_tid(dir, |tid| {
+            if tid != own {
+                visit(tid, pid, elapsed, tick);
+            }
+        });
+        // Threads not seen at this tick have exited: their idle time goes to their last stack.
+        for s in &TABLE {
+            let tid = s.tid.load(Ordering::Relaxed);
+            if tid != FREE && tid != GONE && s.seen.load(Ordering::Relaxed) != tick {
+                flush(s, tid);
+                reset(s, GONE);
+            }
+        }
+    }
+}
+
+/// One thread at one tick.
+fn visit(tid: u32, pid: libc::pid_t, elapsed: u64, tick: u32) {
+    let Some((index, s)) = slot_for(tid) else {
+        UNTRACKED.fetch_add(1, Ordering::Relaxed);
+        return;
+    };
+    s.seen.store(tick, Ordering::Relaxed);
+    if s.in_flight.load(Ordering::Acquire) {
+        // The last signal is not handled yet: the stack it takes stands for this tick too.
+        s.pending_ns.fetch_add(elapsed, Ordering::AcqRel);
+        return;
+    }
+    let Some(cpu) = thread_cpu_ns(tid) else { return };
+    let has_stack = s.has_stack.load(Ordering::Acquire);
+    if has_stack && cpu <= s.cpu_after_ns.load(Ordering::Acquire).saturating_add(MOVED_NS) {
+        s.idle_ns.fetch_add(elapsed, Ordering::Relaxed);
+        return;
+    }
+    // Running (or never seen): the time it sat idle before belongs to its previous stack.
+    flush(s, tid);
+    s.pending_ns.store(elapsed, Ordering::Release);
+    s.in_flight.store(true, Ordering::Release);
+    if !signal(pid, tid, index) {
+        s.in_flight.store(false, Ordering::Release);
+        s.pending_ns.store(0, Ordering::Release);
+    }
+}
+
+/// Writes the idle time held for thread `tid` (and a signal's time never handled) as one
+/// [`KIND_WALL_TIME`], when it has a stack to add to.
+fn flush(s: &Slot, tid: u32) {
+    let mut ns = s.idle_ns.swap(0, Ordering::Relaxed);
+    if !s.in_flight.load(Ordering::Acquire) {
+        ns += s.pending_ns.swap(0, Ordering::AcqRel);
+    }
+    if ns > 0 && s.has_stack.load(Ordering::Acquire) {
+        writer::emit(&[writer::pair(KIND_WALL_TIME, 16), writer::pair(tid, 0), ns]);
+    }
+}
+
+/// At stop: every thread's held time, and that of signals still in flight (whose handler will
+/// find nothing left to record).
+fn flush_all() {
+    for s in &TABLE {
+        let tid = s.tid.load(Ordering::Relaxed);
+        if tid != FREE && tid != GONE {
+            s.in_flight.store(false, Ordering::Release);
+            flush(s, tid);
+        }
+    }
+}
+
+fn reset(s: &Slot, tid: u32) {
+    s.pending_ns.store(0, Ordering::Relaxed);
+    s.cpu_after_ns.store(0, Ordering::Relaxed);
+    s.in_flight.store(false, Ordering::Relaxed);
+    s.has_stack.store(false, Ordering::Relaxed);
+    s.idle_ns.store(0, Ordering::Relaxed);
+    s.seen.store(0, Ordering::Relaxed);
+    s.tid.store(tid, Ordering::Release);
+}
+
+/// The slot of `tid`, taken if it has none (open addressing; the sampler is the only writer of
+/// `tid`, so no compare-and-swap is needed). `None` when the table is full.
+fn slot_for(tid: u32) -> Option<(usize, &'static Slot)> {
+    let start = (tid as usize).wrapping_mul(0x9E37_79B9) % SLOTS;
+    let mut reuse = None;
+    for i in 0..SLOTS {
+        let index = (start + i) % SLOTS;
+        let s = &TABLE[index];
+        match s.tid.load(Ordering::Relaxed) {
+            t if t == tid => return Some((index, s)),
+            GONE => {
+                reuse.get_or_insert(index);
+            }
+            FREE => {
+                let index = reuse.unwrap_or(index);
+                reset(&TABLE[index], tid);
+                return Some((index, &TABLE[index]));
+            }
+            _ => {}
+        }
+    }
+    let index = reuse?;
+    reset(&TABLE[index], tid);
+    Some((index, &TABLE[index]))
+}
+
+/// Another thread's CPU time (its `CLOCK_THREAD_CPUTIME_ID`, read through the clock id the
+/// kernel derives from a tid); `None` when it has exited.
+fn thread_cpu_ns(tid: u32) -> Option<u64> {
+    // MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED) in the kernel's posix-timers.h.
+    let clock = (!(tid as libc::clockid_t) << 3) | 6;
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
+        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// The kernel's `siginfo` for a queued signal (the `_rt` member of its union).
+#[repr(C)]
+struct QueuedInfo {
+    signo: i32,
+    errno: i32,
+    code: i32,
+    _pad: i32,
+    pid: i32,
+    uid: u32,
+    value: u64,
+    _rest: [u64; 12],
+}
+
+/// Sends thread `tid` the wall signal for `slot`.
+fn signal(pid: libc::pid_t, tid: u32, slot: usize) -> bool {
+    let info = QueuedInfo {
+        signo: libc::SIGPROF,
+        errno: 0,
+        code: libc::SI_QUEUE,
+        _pad: 0,
+        pid,
+        // SAFETY: no preconditions.
+        uid: unsafe { libc::getuid() },
+        value: MAGIC | slot as u64,
+        _rest: [0; 12],
+    };
+    // SAFETY: `info` is a valid siginfo of 128 bytes; the handler is installed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            pid,
+            tid as libc::pid_t,
+            libc::SIGPROF,
+            &info as *const QueuedInfo,
+        ) == 0
+    }
+}
+
+/// Calls `f` with every thread id in the directory `dir` (`/proc/self/task`), read with raw
+/// `getdents64` into a stack buffer.
+fn for_each_tid(dir: i32, mut f: impl FnMut(u32)) {
+    // SAFETY: `dir` is an open directory descriptor.
+    if unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } != 0 {
+        return;
+    }
+    let mut buf = [0u8; 8192];
+    loop {
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+        let mut at = 0usize;
+        while at + 19 < n as usize {
+            // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+            let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            if reclen == 0 {
+                return;
+            }
+            let name = &buf[at + 19..(at + reclen).min(n as usize)];
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            if let Some(tid) = parse_tid(name) {
+                f(tid);
+            }
+            at += reclen;
+        }
+    }
+}
+
+fn parse_tid(name: &[u8]) -> Option<u32> {
+    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    name.iter().try_fold(0u32, |n, &d| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+}
+
+fn sleep_until(deadline_ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: valid timespec; EINTR just ends this sleep early (the loop checks the time).
+    unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, core::ptr::null_mut()) };
+}
+
+fn sleep_ns(ns: u64) {
+    let ts = libc::timespec { tv_sec: 0, tv_nsec: ns as libc::c_long };
+    // SAFETY: valid timespec.
+    unsafe { libc::nanosleep(&ts, core::ptr::null_mut()) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_names_are_tids() {
+        assert_eq!(parse_tid(b"1234"), Some(1234));
+        assert_eq!(parse_tid(b"."), None);
+        assert_eq!(parse_tid(b".."), None);
+        assert_eq!(parse_tid(b"99999999999"), None);
+    }
+
+    #[test]
+    fn lists_this_process_threads_and_reads_their_cpu_clocks() {
+        let own = sys::gettid();
+        // SAFETY: a NUL-terminated path; closed below.
+        let dir = unsafe { libc::open(c"/proc/self/task".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
+        assert!(dir >= 0);
+        let mut tids = Vec::new();
+        for_each_tid(dir, |t| tids.push(t));
+        // SAFETY: opened above.
+        unsafe { libc::close(dir) };
+        assert!(tids.contains(&own), "{tids:?}");
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(20) {}
+        let cpu = thread_cpu_ns(own).unwrap();
+        assert!(cpu >= 10_000_000, "{cpu}");
+        assert!(cpu.abs_diff(sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)) < 5_000_000);
+    }
+}
