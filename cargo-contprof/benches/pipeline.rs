@@ -68,6 +68,7 @@ fn raw_file() -> Vec<u8> {
         alloc_interval: 0,
         start_unix_ns: 1,
         contention_rate_ns: 0,
+        wall_period_ns: 0,
     };
     let mut w = RawWriter::new(header);
     let maps = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");

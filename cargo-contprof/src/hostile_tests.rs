@@ -120,6 +120,7 @@ fn valid_raw() -> Vec<u8> {
         alloc_interval: 4096,
         start_unix_ns: 1,
         contention_rate_ns: 0,
+        wall_period_ns: 0,
     });
     w.maps(&maps)
         .thread_name(3, "worker")

@@ -40,6 +40,7 @@ fn header(frequency_hz: u32) -> Header {
         alloc_interval: 512 * 1024,
         start_unix_ns: 1_700_000_000_000_000_000,
         contention_rate_ns: 0,
+        wall_period_ns: 0,
     }
 }
 

@@ -110,6 +110,7 @@ pub(super) fn new_run(repo: RepoState, tags: &[(&str, &str)]) -> NewRun {
         runs: 1,
         unwind: "tables".into(),
         contention_rate_ns: None,
+        wall_hz: None,
     };
     n.tags = tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>();
     n

@@ -372,6 +372,7 @@ fn compare_reads_the_runs_as_their_settings_say_like_the_cli() {
         runs: 3,
         unwind: "tables".into(),
         contention_rate_ns: None,
+        wall_hz: None,
     };
     let side = |parse_ms: i64, bytes: i64, jitter: i64| -> Vec<Profile> {
         (0..3)

@@ -98,12 +98,12 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     let tid = sys::gettid();
     let mut warnings = Vec::new();
     let mut slot = None;
-    if opts.frequency_hz > 0 || opts.wall_hz > 0 {
-        if let Err(source) = sampler::install() {
-            // SAFETY: `fd` was opened above and is not shared yet.
-            unsafe { libc::close(fd) };
-            return Err(Error::InstallHandler { signal: "SIGPROF", source });
-        }
+    if (opts.frequency_hz > 0 || opts.wall_hz > 0)
+        && let Err(source) = sampler::install()
+    {
+        // SAFETY: `fd` was opened above and is not shared yet.
+        unsafe { libc::close(fd) };
+        return Err(Error::InstallHandler { signal: "SIGPROF", source });
     }
     if opts.frequency_hz > 0 {
         let period_ns = (1_000_000_000 / u64::from(opts.frequency_hz)).max(1);

@@ -83,19 +83,25 @@ extern "C" fn on_sigprof(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mu
         let regs = unsafe { Regs::from_ucontext(ctx) };
         // A signal from `tgkill` or `rt_tgsigqueueinfo` is never a CPU timer's: a snapshot's, the
         // wall sampler's, or ignored.
-        if let Some(slot) = wall_slot {
-            thread::with(|t| crate::wall::on_signal(t, slot, regs));
-        } else if sent_by_thread {
-            if SNAPSHOT.load(Ordering::SeqCst) {
-                thread::with(|t| {
+        thread::with(|t| {
+            if let Some(slot) = wall_slot {
+                crate::wall::on_signal(t, slot, regs);
+                return;
+            }
+            if sent_by_thread {
+                if SNAPSHOT.load(Ordering::SeqCst) {
                     write_name(t, t.tid(), true);
                     record_stack(t, regs, KIND_THREAD_STACK);
-                });
-                SNAPSHOT_TAKEN.fetch_add(1, Ordering::SeqCst);
+                    SNAPSHOT_TAKEN.fetch_add(1, Ordering::SeqCst);
+                }
+            } else if CPU_ON.load(Ordering::SeqCst) {
+                record_sample(t, regs);
             }
-        } else if CPU_ON.load(Ordering::SeqCst) {
-            thread::with(|t| record_sample(t, regs));
-        }
+            // A wall signal sent while this one was pending was merged into it.
+            if let Some(slot) = crate::wall::requested(t.tid()) {
+                crate::wall::on_signal(t, slot, regs);
+            }
+        });
     }
     IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
     sys::set_errno(saved);

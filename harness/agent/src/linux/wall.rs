@@ -5,8 +5,9 @@
 //! CPU clock (ticks are spaced at random around the period, so that periodic work is not seen
 //! at one phase):
 //! - a thread whose CPU time moved by more than [`MOVED_NS`] since its last stack (or that has
-//!   none yet) is sent `SIGPROF` with `rt_tgsigqueueinfo`, its slot in the signal's value; its
-//!   handler ([`on_signal`]) records where the thread is now, running or blocked in a system
+//!   none yet) is sent `SIGPROF` with `rt_tgsigqueueinfo`, its slot in the signal's value (or, when
+//!   the signal merged with a pending CPU timer's, found by [`requested`]); its handler
+//!   ([`on_signal`]) records where the thread is now, running or blocked in a system
 //!   call, as a [`KIND_WALL_STACK`](crate::format::KIND_WALL_STACK) worth the wall time since the previous tick, and notes the
 //!   thread's CPU clock at its end;
 //! - a thread that did not move is still where its last stack was taken: the tick's wall time
@@ -160,6 +161,29 @@ pub(crate) fn slot_of(info: &libc::siginfo_t) -> Option<usize> {
     (value & !0xFFFF_FFFF == MAGIC).then_some((value & 0xFFFF_FFFF) as usize).filter(|&s| s < SLOTS)
 }
 
+/// The slot of thread `tid` when a wall signal was sent to it and not handled yet. `SIGPROF` is
+/// not a real-time signal: one sent while another is pending (a CPU timer's) is merged into it,
+/// so every `SIGPROF` handler asks. No allocation, no lock.
+pub(crate) fn requested(tid: u32) -> Option<usize> {
+    if !ON.load(Ordering::Relaxed) {
+        return None;
+    }
+    let start = home(tid);
+    for i in 0..SLOTS {
+        let index = (start + i) % SLOTS;
+        match TABLE[index].tid.load(Ordering::Acquire) {
+            t if t == tid => return TABLE[index].in_flight.load(Ordering::Acquire).then_some(index),
+            FREE => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn home(tid: u32) -> usize {
+    (tid as usize).wrapping_mul(0x9E37_79B9) % SLOTS
+}
+
 /// The wall signal's handler, on the signalled thread: records its stack with the wall time the
 /// sampler left in the slot. No allocation, no lock.
 pub(crate) fn on_signal(t: &ThreadState, slot: usize, regs: Regs) {
@@ -306,7 +330,7 @@ fn reset(s: &Slot, tid: u32) {
 /// The slot of `tid`, taken if it has none (open addressing; the sampler is the only writer of
 /// `tid`, so no compare-and-swap is needed). `None` when the table is full.
 fn slot_for(tid: u32) -> Option<(usize, &'static Slot)> {
-    let start = (tid as usize).wrapping_mul(0x9E37_79B9) % SLOTS;
+    let start = home(tid);
     let mut reuse = None;
     for i in 0..SLOTS {
         let index = (start + i) % SLOTS;
