@@ -64,30 +64,32 @@ enum Walk {
     FramePointers,
 }
 
-/// Frequency, allocation mode and walk of a profiled configuration.
-type Profiled = (u32, AllocMode, Walk);
+/// Frequency, allocation mode, walk and wall-clock frequency (0: off) of a profiled configuration.
+type Profiled = (u32, AllocMode, Walk, u32);
 
 const CONFIGS: &[(&str, Option<Profiled>)] = &[
     ("unprofiled", None),
-    ("cpu 250 Hz (default, tick timer)", Some((250, AllocMode::Off, Walk::Tables))),
-    ("cpu 999 Hz (perf timer)", Some((999, AllocMode::Off, Walk::Tables))),
-    ("cpu 999 Hz, frame pointers only", Some((999, AllocMode::Off, Walk::FramePointers))),
-    ("cpu 9999 Hz (perf timer)", Some((9999, AllocMode::Off, Walk::Tables))),
-    ("cpu 250 Hz + sampled alloc (default)", Some((250, AllocMode::Sampled, Walk::Tables))),
-    ("cpu 250 Hz + exact alloc", Some((250, AllocMode::Exact, Walk::Tables))),
-    ("cpu 250 Hz + exact alloc, frame pointers only", Some((250, AllocMode::Exact, Walk::FramePointers))),
+    ("cpu 250 Hz (default, tick timer)", Some((250, AllocMode::Off, Walk::Tables, 0))),
+    ("cpu 999 Hz (perf timer)", Some((999, AllocMode::Off, Walk::Tables, 0))),
+    ("cpu 999 Hz, frame pointers only", Some((999, AllocMode::Off, Walk::FramePointers, 0))),
+    ("cpu 9999 Hz (perf timer)", Some((9999, AllocMode::Off, Walk::Tables, 0))),
+    ("cpu 250 Hz + sampled alloc (default)", Some((250, AllocMode::Sampled, Walk::Tables, 0))),
+    ("cpu 250 Hz + exact alloc", Some((250, AllocMode::Exact, Walk::Tables, 0))),
+    ("cpu 250 Hz + exact alloc, frame pointers only", Some((250, AllocMode::Exact, Walk::FramePointers, 0))),
+    ("cpu 250 Hz + sampled alloc + wall 100 Hz", Some((250, AllocMode::Sampled, Walk::Tables, 100))),
+    ("cpu 250 Hz + sampled alloc + wall 1000 Hz", Some((250, AllocMode::Sampled, Walk::Tables, 1000))),
 ];
 
 /// The same environment the runner gives a workload.
 fn env_for(setup: &Setup, cfg: Option<Profiled>) -> Vec<(OsString, OsString)> {
     match cfg {
         None => Vec::new(),
-        Some((frequency, alloc, walk)) => {
+        Some((frequency, alloc, walk, wall_hz)) => {
             let unwind = match walk {
                 Walk::Tables => Unwind::Tables,
                 Walk::FramePointers => Unwind::FramePointers,
             };
-            let settings = AgentSettings { frequency, alloc, unwind, ..AgentSettings::default() };
+            let settings = AgentSettings { frequency, alloc, unwind, wall_hz, ..AgentSettings::default() };
             runner::agent_env(&settings, &setup.out.path().join("bench.raw"), &setup.agent)
         }
     }

@@ -2,6 +2,7 @@
 //! (and a temporary git repository for the baseline lookup), asserting on large effects only.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -22,6 +23,22 @@ pub(crate) fn record_bin(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> String {
+    stored_run(finish(&mut record_command(bin, store, out, extra, env)))
+}
+
+/// [`record_bin`] with no other command of the tests running meanwhile (for timing-sensitive
+/// recordings such as wall time, which a loaded machine biases).
+pub(crate) fn record_bin_alone(
+    bin: &str,
+    store: &Path,
+    out: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> String {
+    stored_run(crate::util::finish_alone(&mut record_command(bin, store, out, extra, env)))
+}
+
+fn record_command(bin: &str, store: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = contprof();
     cmd.args(["run", "--bin", bin, "--top", "0", "--manifest-path"])
         .arg(fixtures_manifest())
@@ -34,7 +51,11 @@ pub(crate) fn record_bin(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let f = finish(&mut cmd);
+    cmd
+}
+
+/// The id of the run that `f` (a `run --store`) stored.
+fn stored_run(f: Finished) -> String {
     assert_eq!(f.code, 0, "{f:?}");
     let stored = f.stderr.lines().find_map(|l| l.trim().strip_prefix("Stored run ")).map(|l| l.to_owned());
     stored.and_then(|l| l.split_whitespace().next().map(str::to_owned)).unwrap_or_else(|| panic!("{f:?}"))

@@ -278,7 +278,9 @@ fn replicas_share_one_window_per_period_and_upload_every_profile_type() {
         .filter(|l| l.function_id == f.id)
         .map(|l| l.line)
         .collect();
-    assert!(!lines.is_empty() && lines.iter().all(|&l| l > 0), "checksum's lines: {lines:?}");
+    // Line 0 is DWARF's "no source line" for an instruction the compiler made up; it may be hit.
+    let known = lines.iter().filter(|&&l| l > 0).count();
+    assert!(!lines.is_empty() && known * 4 >= lines.len() * 3, "checksum's lines: {lines:?}");
     let file_of = |name: &str| merged.mapping.iter().find(|m| merged.str(m.filename).contains(name));
     assert!(file_of("/service").expect("the service's mapping").has_filenames);
     let libc = file_of("/libc.so").expect("glibc on some CPU stack (memcpy, malloc)");
@@ -321,6 +323,95 @@ fn replicas_share_one_window_per_period_and_upload_every_profile_type() {
     assert!(names.len() >= 3, "{names:?}");
     assert!(names.iter().filter(|n| n.starts_with("tokio-r")).count() >= 2, "{names:?}");
     assert!(!names.contains(&"contprof-agent"), "the agent's own thread is left out: {names:?}");
+}
+
+/// Whether `s`'s stack holds a function whose name contains `name`.
+fn holds(p: &Profile, s: &profile::Sample, name: &str) -> bool {
+    s.location_id.iter().any(|id| {
+        p.location.iter().find(|l| l.id == *id).is_some_and(|l| {
+            l.line.iter().any(|line| {
+                p.function
+                    .iter()
+                    .find(|f| f.id == line.function_id)
+                    .is_some_and(|f| p.str(f.name).contains(name))
+            })
+        })
+    })
+}
+
+/// `ty`'s total over the samples whose stack holds `name` (see [`holds`]).
+fn under(p: &Profile, ty: &str, name: &str) -> i64 {
+    let i = p.sample_type_index(ty).unwrap();
+    p.sample.iter().filter(|s| holds(p, s, name)).map(|s| s.value[i]).sum()
+}
+
+/// Wall time of `p`'s samples labelled with thread `name`, and of those of them whose stack holds
+/// `under`.
+fn thread_wall(p: &Profile, name: &str, under: &str) -> (i64, i64) {
+    let i = p.sample_type_index("wall").unwrap();
+    let of: Vec<&profile::Sample> = p.sample.iter().filter(|s| label(p, s, "thread") == Some(name)).collect();
+    (of.iter().map(|s| s.value[i]).sum(), of.iter().filter(|s| holds(p, s, under)).map(|s| s.value[i]).sum())
+}
+
+#[test]
+fn windows_record_lock_waits_and_wall_time_when_asked() {
+    let Some(_) = wrk() else { return };
+    let _shared = crate::util::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let env = env_with(store_dir.to_str().unwrap(), &[("CONTPROF_TYPES", "cpu,contention,wall")]);
+    let r = Replica::start_with(dir.path(), "solo", &env, false, &["--flush-stats"]);
+    load(&[&r], 5);
+    r.stop();
+    let store = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
+    let all = windows(&store);
+    let mut starts: Vec<i64> = all.iter().map(|k| k.start).collect();
+    starts.dedup();
+    assert!(starts.len() >= 3, "{all:?}");
+    for s in &starts {
+        let types: Vec<&str> =
+            all.iter().filter(|k| k.start == *s).map(|k| k.profile_type.as_str()).collect();
+        assert_eq!(types, ["contention", "cpu", "wall"], "window {s} has the types asked for");
+    }
+    let of = |ty: &str| -> Vec<Profile> {
+        all.iter().filter(|k| k.profile_type == ty).skip(1).map(|k| read(&store, k)).collect()
+    };
+
+    // The handlers that came while `stats-flush` held the lock (2 ms of every 20) waited in
+    // `record_stats`; its waits are about a millisecond each, all above the 10 µs rate.
+    let contention = profile::merge(&of("contention")).unwrap();
+    assert_eq!(contention.str(contention.default_sample_type), "delay");
+    let delay = under(&contention, "delay", "record_stats");
+    let waits = under(&contention, "contentions", "record_stats");
+    assert!(delay > 1_000_000 && waits >= 5, "under record_stats: {waits} waits, {delay} ns");
+
+    // `stats-flush` was there for the whole of every window, asleep (off CPU) nearly all of it
+    // (tolerances: 100 Hz over 0.4 s is 40 ticks a window; a stack taken in the microseconds it
+    // runs carries the sleep that follows, which under a loaded machine (the suite runs tests in
+    // parallel) moved a quarter of a window to the lock calls beside the sleeps); the agent's own
+    // thread is left out.
+    for p in of("wall") {
+        let window = p.duration_nanos as f64;
+        let (wall, asleep) = thread_wall(&p, "stats-flush", "sleep");
+        assert!(
+            (wall as f64 - window).abs() < window * 0.25 && asleep as f64 > wall as f64 * 0.6,
+            "stats-flush: {wall} ns of wall time ({asleep} in a sleep) in a {window} ns window"
+        );
+        assert_eq!(thread_wall(&p, "contprof-agent", "").0, 0, "the agent's thread is not sampled");
+        let (workers, _) = thread_wall(&p, "tokio-rt-worker", "");
+        assert!(workers as f64 > window * 0.75, "tokio's workers: {workers} ns in a {window} ns window");
+    }
+
+    // The viewer's and the CLI's profile-type lists know the types.
+    let store = store_dir.to_str().unwrap();
+    for ty in ["contention", "wall"] {
+        let list = crate::util::output(
+            contprof().args(["prod", "list", "--type", ty, "--format", "json", "--store", store]),
+        );
+        assert_eq!(list.code, 0, "{list:?}");
+        let listed: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+        assert!(listed["windows"].as_array().is_some_and(|w| w.len() >= 3), "{ty}: {listed}");
+    }
 }
 
 #[test]

@@ -77,12 +77,13 @@ fn every_thread_is_charged_its_whole_wall_time() {
 /// shift, gated with `--strict`.
 #[test]
 fn longer_sleeps_are_a_wall_regression() {
-    use crate::compare::{compare, record_bin};
+    use crate::compare::{compare, record_bin_alone};
     let (store, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let flags = ["--runs", "3", "--wall", "--", "sleep"];
     let scale = ("FIXTURE_SCALE", "0.3");
-    let base = record_bin("off_cpu", store.path(), out.path(), &flags, &[scale]);
-    let head = record_bin("off_cpu", store.path(), out.path(), &flags, &[scale, ("FIXTURE_NAP_US", "9000")]);
+    let base = record_bin_alone("off_cpu", store.path(), out.path(), &flags, &[scale]);
+    let head =
+        record_bin_alone("off_cpu", store.path(), out.path(), &flags, &[scale, ("FIXTURE_NAP_US", "9000")]);
     let args = [base.as_str(), head.as_str(), "--format", "json", "--no-flamegraphs", "--strict"];
     let f = compare(store.path(), &args);
     assert_eq!(f.code, 1, "{f:?}");
@@ -98,7 +99,7 @@ fn longer_sleeps_are_a_wall_regression() {
     assert!(!wall.contains(&"off_cpu::compute"), "{wall:?}\n{f:?}");
 
     // A side recorded without wall time is refused, naming the setting.
-    let plain = record_bin("off_cpu", store.path(), out.path(), &["--", "sleep"], &[scale]);
+    let plain = record_bin_alone("off_cpu", store.path(), out.path(), &["--", "sleep"], &[scale]);
     let f = compare(store.path(), &[&base, &plain]);
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("base sampled wall time at 100 Hz, head did not sample wall time"), "{f:?}");

@@ -54,7 +54,7 @@ await ready();
 check((await rows()) === 1, 'prod view: a custom label combines with the version filter');
 let resp = await page.goto(`${cfg.server}prod/view?service=${cfg.service}&label=team%3Dads`);
 check(resp.status() === 404 && (await text('#error')).includes('in that time span the store has'), 'prod view: an empty selection says what exists');
-resp = await page.goto(`${cfg.server}prod/view?service=${cfg.service}&type=wall`);
+resp = await page.goto(`${cfg.server}prod/view?service=${cfg.service}&type=bogus`);
 check(resp.status() === 400 && (await text('#error')).includes('not a profile type'), 'prod view: a bad type is a 400');
 
 // ---- compare two selections

@@ -759,7 +759,7 @@ pub struct ProdReportArgs {
     /// Which windows.
     #[command(flatten)]
     pub select: ProdSelectArgs,
-    /// The profile type: cpu, alloc, heap or threads.
+    /// The profile type: cpu, alloc, heap, threads, contention or wall.
     #[arg(long = "type", value_name = "TYPE", default_value = "cpu")]
     pub profile_type: String,
     /// Compare: the base side, `key=value[,key=value]` (with --head).
@@ -830,7 +830,7 @@ pub struct ProdListArgs {
     /// Which windows.
     #[command(flatten)]
     pub select: ProdSelectArgs,
-    /// Only these profile types (repeatable): cpu, alloc, heap, threads.
+    /// Only these profile types (repeatable): cpu, alloc, heap, threads, contention, wall.
     #[arg(long = "type", value_name = "TYPE")]
     pub types: Vec<String>,
     /// List every window, not only the deployments (text; JSON always has them).
@@ -876,7 +876,7 @@ pub struct ProdCompareArgs {
     /// The head side, as `--base`.
     #[arg(long, value_name = "LABELS")]
     pub head: String,
-    /// The profile type compared: cpu, alloc or heap.
+    /// The profile type compared: cpu, alloc, heap, contention or wall.
     #[arg(long = "type", value_name = "TYPE", default_value = "cpu")]
     pub profile_type: String,
     /// Report format.

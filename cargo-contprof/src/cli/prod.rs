@@ -50,10 +50,7 @@ fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate
     };
     for t in types {
         if crate::prod::window::sample_types(t).is_none() {
-            return Err(Error::InvalidArgument {
-                flag: "--type",
-                message: format!("`{t}` is not a profile type: cpu, alloc, heap or threads"),
-            });
+            return Err(crate::prod::window::unknown_type("--type", t));
         }
     }
     let labels = labels_of(a)?;
@@ -190,10 +187,13 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
             message: "`prod compare` compares windows of one service: name it".into(),
         });
     }
-    if !matches!(a.profile_type.as_str(), "cpu" | "alloc" | "heap") {
+    if crate::prod::rollup::metric_of(&a.profile_type).is_none() {
         return Err(Error::InvalidArgument {
             flag: "--type",
-            message: format!("`{}`: compare cpu, alloc or heap", a.profile_type),
+            message: format!(
+                "`{}`: compare cpu, alloc, heap, contention or wall (a threads profile is one instant, not a cost)",
+                a.profile_type
+            ),
         });
     }
     let (store, selection, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;

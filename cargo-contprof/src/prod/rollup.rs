@@ -45,7 +45,8 @@ pub struct Observation {
     pub costs: RunCosts,
 }
 
-/// How the costs of a window of `profile_type` are read (the same for raw windows and rollups).
+/// How the costs of a window of `profile_type` are read (the same for raw windows and rollups):
+/// at the rates the agent records windows at.
 pub fn input_options(profile_type: &str, fold_library: bool) -> InputOptions {
     InputOptions {
         cpu: profile_type == "cpu",
@@ -53,9 +54,23 @@ pub fn input_options(profile_type: &str, fold_library: bool) -> InputOptions {
             "alloc" | "heap" => AllocRecording::Sampled { interval: crate::runner::DEFAULT_ALLOC_INTERVAL },
             _ => AllocRecording::Off,
         },
-        contention_rate_ns: None,
-        wall_period_ns: None,
+        contention_rate_ns: (profile_type == "contention").then_some(contprof::DEFAULT_CONTENTION_RATE_NS),
+        wall_period_ns: (profile_type == "wall")
+            .then_some(1_000_000_000 / u64::from(contprof::DEFAULT_WALL_HZ)),
         fold_library,
+    }
+}
+
+/// The metric a profile type's timeline, breakdown and comparison show; `None` for `threads`
+/// (one instant, not a cost).
+pub fn metric_of(profile_type: &str) -> Option<Metric> {
+    match profile_type {
+        "cpu" => Some(Metric::Cpu),
+        "alloc" => Some(Metric::AllocBytes),
+        "heap" => Some(Metric::InuseBytes),
+        "contention" => Some(Metric::Delay),
+        "wall" => Some(Metric::Wall),
+        _ => None,
     }
 }
 

@@ -121,10 +121,7 @@ pub fn run(args: UploadArgs) -> Result<()> {
     let location = StoreLocation::parse(&args.store)?;
     let types: Vec<String> = args.types.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
     if let Some(bad) = types.iter().find(|t| window::sample_types(t).is_none()) {
-        return Err(Error::InvalidArgument {
-            flag: "--types",
-            message: format!("unknown profile type `{bad}`"),
-        });
+        return Err(window::unknown_type("--types", bad));
     }
     let mut labels = Vec::new();
     for l in &args.labels {

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use contprof::service::ProfileType;
+
 use crate::errors::Result;
 use crate::profile::{self, BuildOptions, Profile};
 use crate::store::{Deployment, WindowKey};
@@ -18,15 +20,29 @@ pub struct Origin {
     pub labels: Vec<(String, String)>,
 }
 
-/// The sample types of each profile type, and the default one.
+/// The sample types of each profile type (the agent's [`ProfileType`] names them), and the
+/// default one.
 pub fn sample_types(profile_type: &str) -> Option<(&'static [&'static str], &'static str)> {
-    Some(match profile_type {
-        "cpu" => (&["samples", "cpu"], "cpu"),
-        "alloc" => (&["alloc_objects", "alloc_space"], "alloc_space"),
-        "heap" => (&["inuse_objects", "inuse_space"], "inuse_space"),
-        "threads" => (&[profile::THREADS_TYPE.0], profile::THREADS_TYPE.0),
+    Some(match ProfileType::from_name(profile_type)? {
+        ProfileType::Cpu => (&["samples", "cpu"], "cpu"),
+        ProfileType::Alloc => (&["alloc_objects", "alloc_space"], "alloc_space"),
+        ProfileType::Heap => (&["inuse_objects", "inuse_space"], "inuse_space"),
+        ProfileType::Threads => (&[profile::THREADS_TYPE.0], profile::THREADS_TYPE.0),
+        ProfileType::Contention => (
+            &[profile::CONTENTION_TYPES[0].0, profile::CONTENTION_TYPES[1].0],
+            profile::CONTENTION_TYPES[1].0,
+        ),
+        ProfileType::Wall => (&[profile::WALL_TYPE.0], profile::WALL_TYPE.0),
         _ => return None,
     })
+}
+
+/// The error for a profile type that is none of [`ProfileType::ALL`].
+pub fn unknown_type(flag: &'static str, name: &str) -> crate::errors::Error {
+    crate::errors::Error::InvalidArgument {
+        flag,
+        message: format!("`{name}` is not a profile type: {}", ProfileType::names()),
+    }
 }
 
 /// A window's profiles, one per requested type, gzipped, with their keys.

@@ -40,16 +40,6 @@ const TIMELINE_BUCKETS: usize = 240;
 const PALETTE: [&str; 8] =
     ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6", "#dd4477", "#66aa00"];
 
-/// The metric a profile type's timeline and breakdown show.
-fn metric_of(profile_type: &str) -> Option<Metric> {
-    match profile_type {
-        "cpu" => Some(Metric::Cpu),
-        "alloc" => Some(Metric::AllocBytes),
-        "heap" => Some(Metric::InuseBytes),
-        _ => None,
-    }
-}
-
 /// The selection a query asks for.
 pub fn selection(q: &ProdQuery, now: DateTime<Utc>) -> Result<Selection> {
     let time = |flag: &'static str, s: &str, end: bool| {
@@ -59,10 +49,7 @@ pub fn selection(q: &ProdQuery, now: DateTime<Utc>) -> Result<Selection> {
         })
     };
     if crate::prod::window::sample_types(&q.profile_type).is_none() {
-        return Err(Error::InvalidArgument {
-            flag: "type",
-            message: format!("`{}` is not a profile type: cpu, alloc, heap or threads", q.profile_type),
-        });
+        return Err(crate::prod::window::unknown_type("type", &q.profile_type));
     }
     let mut labels = Vec::new();
     for (k, v) in &q.labels {
@@ -144,7 +131,7 @@ pub fn write_page(
     let sel = selection(q, now)?;
     let until = sel.until.unwrap_or(now);
     let since = sel.since.unwrap_or(now);
-    let metric = metric_of(&q.profile_type);
+    let metric = crate::prod::rollup::metric_of(&q.profile_type);
     let mut details = vec![format!(
         "{} {} windows from {} to {}",
         q.service,
@@ -301,7 +288,7 @@ fn filter_form(q: &ProdQuery, served: bool) -> String {
 <input type="hidden" name="service" value="{service}"><label>type <select name="type" id="prod-type">"#,
         service = esc(&q.service)
     );
-    for ty in ["cpu", "alloc", "heap", "threads"] {
+    for ty in contprof::service::ProfileType::ALL.map(|t| t.name()) {
         let sel = if ty == q.profile_type { " selected" } else { "" };
         let _ = write!(f, "<option{sel}>{ty}</option>");
     }

@@ -44,7 +44,8 @@ pub const PERIOD: &str = "CONTPROF_PERIOD";
 pub const WINDOW: &str = "CONTPROF_WINDOW";
 /// Extra labels, `k=v,k=v`.
 pub const LABELS: &str = "CONTPROF_LABELS";
-/// Profile types, a comma-separated subset of `cpu,alloc,heap,threads` (default all).
+/// Profile types, a comma-separated subset of `cpu,alloc,heap,threads,contention,wall` (default
+/// [`ProfileType::DEFAULT`]).
 pub const TYPES: &str = "CONTPROF_TYPES";
 /// The uploader executable (default: `cargo-contprof` next to the preload library, else the one
 /// that installed the library ([`UPLOADER_RECORD`]), else on `PATH`).
@@ -59,7 +60,7 @@ pub const REPLICAS: &str = "CONTPROF_REPLICAS";
 pub const RESERVED_LABELS: &[&str] =
     &["service", "version", "zone", "instance", "type", "window_start", "window_end", "build_id"];
 
-/// What a window records. Contention is not recorded yet.
+/// What a window records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ProfileType {
@@ -72,11 +73,24 @@ pub enum ProfileType {
     Heap,
     /// Every thread's stack and name at the window's end (`threads`).
     Threads,
+    /// Lock, condition variable and futex waits during the window, sampled by duration at
+    /// [`DEFAULT_CONTENTION_RATE_NS`](crate::DEFAULT_CONTENTION_RATE_NS) (`contentions`,
+    /// `delay`). Recorded by the preload library only, which interposes the waits.
+    Contention,
+    /// Every thread's wall time during the window, on CPU and off, sampled at
+    /// [`DEFAULT_WALL_HZ`](crate::DEFAULT_WALL_HZ) (`wall`).
+    Wall,
 }
 
 impl ProfileType {
     /// Every type, in their canonical order.
-    pub const ALL: [ProfileType; 4] = [Self::Cpu, Self::Alloc, Self::Heap, Self::Threads];
+    pub const ALL: [ProfileType; 6] =
+        [Self::Cpu, Self::Alloc, Self::Heap, Self::Threads, Self::Contention, Self::Wall];
+
+    /// What a window records unless told otherwise. Contention and wall time are recorded only
+    /// when asked for: contention times every blocking wait, and wall sampling signals threads
+    /// that may be in system calls that return `EINTR` after a signal handler.
+    pub const DEFAULT: [ProfileType; 4] = [Self::Cpu, Self::Alloc, Self::Heap, Self::Threads];
 
     /// The name used in configuration, labels and store keys.
     pub fn name(self) -> &'static str {
@@ -85,12 +99,19 @@ impl ProfileType {
             Self::Alloc => "alloc",
             Self::Heap => "heap",
             Self::Threads => "threads",
+            Self::Contention => "contention",
+            Self::Wall => "wall",
         }
     }
 
     /// The type named `name`.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Every type's name, for messages: `cpu, alloc, heap, threads, contention, wall`.
+    pub fn names() -> String {
+        Self::ALL.map(Self::name).join(", ")
     }
 }
 
@@ -142,7 +163,7 @@ impl Config {
             store: None,
             period: DEFAULT_PERIOD,
             window: DEFAULT_WINDOW,
-            types: ProfileType::ALL.to_vec(),
+            types: ProfileType::DEFAULT.to_vec(),
             frequency_hz: DEFAULT_SERVICE_FREQUENCY_HZ,
             alloc_interval: DEFAULT_ALLOC_INTERVAL,
             helper: None,
@@ -258,8 +279,9 @@ impl Config {
         if let Some(types) = var(TYPES) {
             c.types = Vec::new();
             for name in types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                let t = ProfileType::from_name(name)
-                    .ok_or_else(|| invalid(TYPES, types.clone(), "a list of cpu, alloc, heap, threads"))?;
+                let t = ProfileType::from_name(name).ok_or_else(|| {
+                    invalid(TYPES, types.clone(), "a list of cpu, alloc, heap, threads, contention, wall")
+                })?;
                 if !c.types.contains(&t) {
                     c.types.push(t);
                 }

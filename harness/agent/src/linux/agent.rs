@@ -159,7 +159,8 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     alloc::set_hook_fp(clock != ClockKind::Off && !opts.unwind_tables);
     alloc::set_mode(opts.alloc, opts.alloc_interval, per_thread);
     contention::set_rate(opts.contention_rate_ns);
-    if let Err(w) = wall::start(opts.wall_hz) {
+    // A window is opened by the continuous mode's control thread, which is the agent's own.
+    if let Err(w) = wall::start(opts.wall_hz, if opts.window { tid } else { 0 }) {
         writer::write_message(1, &w);
     }
     Ok(())

@@ -49,6 +49,14 @@ impl Shared {
 /// (the uploader is looked for beside it).
 pub(crate) fn start(config: Config, library: Option<&Path>) -> Result<Arc<Shared>, Error> {
     config.validate()?;
+    if library.is_none() && config.types.contains(&ProfileType::Contention) {
+        return Err(Error::InvalidConfig {
+            field: "types",
+            value: ProfileType::Contention.name().into(),
+            expected: "types a linked agent records: contention needs the preload library \
+                       (LD_PRELOAD=$(cargo contprof agent path)), which interposes the waits",
+        });
+    }
     let helper = find_helper(&config, library)?;
     if ACTIVE.swap(true, Ordering::AcqRel) || agent::running() {
         return Err(Error::AlreadyRunning);
@@ -209,6 +217,8 @@ fn serve(config: &Config, stdout: std::process::ChildStdout, shared: &Shared) ->
     let cpu = config.types.contains(&ProfileType::Cpu);
     let threads = config.types.contains(&ProfileType::Threads);
     let allocs = config.types.iter().any(|t| matches!(t, ProfileType::Alloc | ProfileType::Heap));
+    let contention = config.types.contains(&ProfileType::Contention);
+    let wall = config.types.contains(&ProfileType::Wall);
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };
         let mut parts = line.splitn(3, ' ');
@@ -228,7 +238,9 @@ fn serve(config: &Config, stdout: std::process::ChildStdout, shared: &Shared) ->
             .alloc(if allocs { AllocMode::Sampled } else { AllocMode::Off })
             .alloc_interval(config.alloc_interval)
             .allow_perf(config.frequency_hz > crate::TICK_TIMER_MAX_HZ)
-            .unwind_tables(config.unwind_tables);
+            .unwind_tables(config.unwind_tables)
+            .contention_rate_ns(if contention { crate::DEFAULT_CONTENTION_RATE_NS } else { 0 })
+            .wall_hz(if wall { crate::DEFAULT_WALL_HZ } else { 0 });
         opts.window = true;
         let reply = match agent::start(&opts) {
             Ok(()) => {

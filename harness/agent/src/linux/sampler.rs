@@ -151,20 +151,24 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
 /// Builds and writes one CPU sample for the interrupted context `regs` of the calling thread.
 /// No allocation, no lock: callable from the signal handler.
 pub(crate) fn record_sample(t: &ThreadState, regs: Regs) {
+    maybe_write_name(t);
+    record_stack(t, regs, KIND_CPU_SAMPLE);
+}
+
+/// Writes the thread's name with its first stack in this file and then every [`NAME_EVERY`]
+/// stacks (a thread may rename itself).
+fn maybe_write_name(t: &ThreadState) {
     let n = t.samples.fetch_add(1, Ordering::Relaxed);
-    if n.is_multiple_of(NAME_EVERY) {
+    let stale = t.name_generation.load(Ordering::Relaxed) != crate::alloc::GENERATION.load(Ordering::Relaxed);
+    if stale || n.is_multiple_of(NAME_EVERY) {
         write_name(t, t.tid(), false);
     }
-    record_stack(t, regs, KIND_CPU_SAMPLE);
 }
 
 /// Writes one wall-clock stack of the calling thread worth `wall_ns` (see [`crate::wall`]);
 /// true if it was written. No allocation, no lock.
 pub(crate) fn record_wall_stack(t: &ThreadState, regs: Regs, wall_ns: u64) -> bool {
-    let n = t.samples.fetch_add(1, Ordering::Relaxed);
-    if n.is_multiple_of(NAME_EVERY) {
-        write_name(t, t.tid(), false);
-    }
+    maybe_write_name(t);
     write_stack(t, regs, KIND_WALL_STACK, Some(wall_ns))
 }
 
@@ -271,9 +275,11 @@ fn write_name(t: &ThreadState, tid: u32, force: bool) {
     for (w, chunk) in words.iter_mut().zip(name.chunks(8)) {
         *w = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
     }
+    let generation = crate::alloc::GENERATION.load(Ordering::Relaxed);
     if !force
         && words[0] == t.name[0].load(Ordering::Relaxed)
         && words[1] == t.name[1].load(Ordering::Relaxed)
+        && generation == t.name_generation.load(Ordering::Relaxed)
     {
         return;
     }
@@ -281,6 +287,7 @@ fn write_name(t: &ThreadState, tid: u32, force: bool) {
     if writer::write_thread_name(tid, &name[..len]) {
         t.name[0].store(words[0], Ordering::Relaxed);
         t.name[1].store(words[1], Ordering::Relaxed);
+        t.name_generation.store(generation, Ordering::Relaxed);
     }
 }
 

@@ -38,6 +38,9 @@ pub(crate) struct ThreadState {
     pub(crate) samples: AtomicU32,
     /// Last name written, NUL-padded.
     pub(crate) name: [AtomicU64; 2],
+    /// The agent start (`alloc::GENERATION`) into whose file [`ThreadState::name`] was written:
+    /// each window of the continuous mode is a new file, which needs the name again.
+    pub(crate) name_generation: AtomicU32,
     /// Inside an allocation hook (re-entrancy guard).
     pub(crate) in_hook: Cell<bool>,
     /// Bytes left before the next allocation sample (`i64::MIN` = not drawn yet).
@@ -77,6 +80,7 @@ impl ThreadState {
             slot: AtomicU32::new(0),
             samples: AtomicU32::new(0),
             name: [AtomicU64::new(0), AtomicU64::new(0)],
+            name_generation: AtomicU32::new(u32::MAX),
             in_hook: Cell::new(false),
             countdown: Cell::new(i64::MIN),
             rng: Cell::new(0),

@@ -79,15 +79,19 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static RUNNING: AtomicBool = AtomicBool::new(false);
 /// Nanoseconds between ticks.
 static PERIOD_NS: AtomicU64 = AtomicU64::new(0);
+/// A thread that is not sampled besides the sampler itself (the continuous mode's control
+/// thread, the agent's own); 0 for none.
+static SKIP: AtomicU32 = AtomicU32::new(0);
 /// Live threads that found no free slot.
 static UNTRACKED: AtomicU64 = AtomicU64::new(0);
 
-/// Starts sampling every thread `hz` times a second of wall time (the handler must be
+/// Starts sampling every thread but `skip` `hz` times a second of wall time (the handler must be
 /// installed). Returns a warning when the sampler thread could not be created.
-pub(crate) fn start(hz: u32) -> Result<(), String> {
+pub(crate) fn start(hz: u32, skip: u32) -> Result<(), String> {
     if hz == 0 {
         return Ok(());
     }
+    SKIP.store(skip, Ordering::Relaxed);
     for s in &TABLE {
         reset(s, FREE);
     }
@@ -249,8 +253,9 @@ fn sample_until_stopped(dir: i32, own: u32) {
         rng ^= rng << 17;
         next = now + period / 2 + rng % period.max(1);
         tick = tick.wrapping_add(1).max(1);
+        let skip = SKIP.load(Ordering::Relaxed);
         for_each_tid(dir, |tid| {
-            if tid != own {
+            if tid != own && tid != skip {
                 visit(tid, pid, elapsed, tick);
             }
         });
