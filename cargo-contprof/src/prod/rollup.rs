@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 
+use contprof::service::ProfileType;
 use prost::Message;
 use sha2::Digest;
 
@@ -48,15 +49,19 @@ pub struct Observation {
 /// How the costs of a window of `profile_type` are read (the same for raw windows and rollups):
 /// at the rates the agent records windows at.
 pub fn input_options(profile_type: &str, fold_library: bool) -> InputOptions {
+    let ty = ProfileType::from_name(profile_type);
     InputOptions {
-        cpu: profile_type == "cpu",
-        alloc: match profile_type {
-            "alloc" | "heap" => AllocRecording::Sampled { interval: crate::runner::DEFAULT_ALLOC_INTERVAL },
+        cpu: ty == Some(ProfileType::Cpu),
+        alloc: match ty {
+            Some(ProfileType::Alloc | ProfileType::Heap) => {
+                AllocRecording::Sampled { interval: crate::runner::DEFAULT_ALLOC_INTERVAL }
+            }
             _ => AllocRecording::Off,
         },
-        contention_rate_ns: (profile_type == "contention").then_some(contprof::DEFAULT_CONTENTION_RATE_NS),
-        wall_period_ns: (profile_type == "wall")
-            .then_some(1_000_000_000 / u64::from(contprof::DEFAULT_WALL_HZ)),
+        contention_rate_ns: (ty == Some(ProfileType::Contention))
+            .then_some(contprof::DEFAULT_CONTENTION_RATE_NS),
+        wall_period_ns: (ty == Some(ProfileType::Wall))
+            .then_some(contprof::wall_period_ns(contprof::DEFAULT_WALL_HZ)),
         fold_library,
     }
 }
@@ -64,12 +69,12 @@ pub fn input_options(profile_type: &str, fold_library: bool) -> InputOptions {
 /// The metric a profile type's timeline, breakdown and comparison show; `None` for `threads`
 /// (one instant, not a cost).
 pub fn metric_of(profile_type: &str) -> Option<Metric> {
-    match profile_type {
-        "cpu" => Some(Metric::Cpu),
-        "alloc" => Some(Metric::AllocBytes),
-        "heap" => Some(Metric::InuseBytes),
-        "contention" => Some(Metric::Delay),
-        "wall" => Some(Metric::Wall),
+    match ProfileType::from_name(profile_type)? {
+        ProfileType::Cpu => Some(Metric::Cpu),
+        ProfileType::Alloc => Some(Metric::AllocBytes),
+        ProfileType::Heap => Some(Metric::InuseBytes),
+        ProfileType::Contention => Some(Metric::Delay),
+        ProfileType::Wall => Some(Metric::Wall),
         _ => None,
     }
 }

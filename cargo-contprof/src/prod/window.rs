@@ -41,7 +41,7 @@ pub fn sample_types(profile_type: &str) -> Option<(&'static [&'static str], &'st
 pub fn unknown_type(flag: &'static str, name: &str) -> crate::errors::Error {
     crate::errors::Error::InvalidArgument {
         flag,
-        message: format!("`{name}` is not a profile type: {}", ProfileType::names()),
+        message: format!("`{name}` is not a profile type: {}", ProfileType::NAMES),
     }
 }
 

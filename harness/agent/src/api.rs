@@ -28,6 +28,12 @@ pub const DEFAULT_WALL_HZ: u32 = 100;
 /// at each tick, which past 1 kHz costs more than it tells.
 pub const WALL_MAX_HZ: u32 = 1000;
 
+/// Nanoseconds between wall-clock ticks at `hz` (0 when off): what the raw file's header says
+/// and what a reader weighs a tick with.
+pub const fn wall_period_ns(hz: u32) -> u64 {
+    if hz == 0 { 0 } else { 1_000_000_000 / hz as u64 }
+}
+
 /// What to record and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

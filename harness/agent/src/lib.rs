@@ -37,7 +37,7 @@ pub mod service;
 mod api;
 pub use api::{
     DEFAULT_ALLOC_INTERVAL, DEFAULT_CONTENTION_RATE_NS, DEFAULT_FREQUENCY_HZ, DEFAULT_WALL_HZ, Error, Guard,
-    Options, Service, Start, TICK_TIMER_MAX_HZ, WALL_MAX_HZ, start,
+    Options, Service, Start, TICK_TIMER_MAX_HZ, WALL_MAX_HZ, start, wall_period_ns,
 };
 pub use format::AllocMode;
 

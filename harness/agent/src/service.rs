@@ -60,6 +60,13 @@ pub const REPLICAS: &str = "CONTPROF_REPLICAS";
 pub const RESERVED_LABELS: &[&str] =
     &["service", "version", "zone", "instance", "type", "window_start", "window_end", "build_id"];
 
+/// [`ProfileType::NAMES`] as a literal, for messages built with `concat!`.
+macro_rules! type_names {
+    () => {
+        "cpu, alloc, heap, threads, contention, wall"
+    };
+}
+
 /// What a window records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -109,10 +116,8 @@ impl ProfileType {
         Self::ALL.into_iter().find(|t| t.name() == name)
     }
 
-    /// Every type's name, for messages: `cpu, alloc, heap, threads, contention, wall`.
-    pub fn names() -> String {
-        Self::ALL.map(Self::name).join(", ")
-    }
+    /// Every type's name in [`ProfileType::ALL`]'s order, for messages.
+    pub const NAMES: &'static str = type_names!();
 }
 
 /// The continuous mode's settings. [`Config::new`] takes the service's name; everything else
@@ -279,9 +284,8 @@ impl Config {
         if let Some(types) = var(TYPES) {
             c.types = Vec::new();
             for name in types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                let t = ProfileType::from_name(name).ok_or_else(|| {
-                    invalid(TYPES, types.clone(), "a list of cpu, alloc, heap, threads, contention, wall")
-                })?;
+                let t = ProfileType::from_name(name)
+                    .ok_or_else(|| invalid(TYPES, types.clone(), concat!("a list of ", type_names!())))?;
                 if !c.types.contains(&t) {
                     c.types.push(t);
                 }
@@ -378,4 +382,14 @@ fn host_name() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "host".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProfileType;
+
+    #[test]
+    fn the_names_in_messages_are_every_type_in_order() {
+        assert_eq!(ProfileType::NAMES, ProfileType::ALL.map(ProfileType::name).join(", "));
+    }
 }

@@ -124,7 +124,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
         alloc_interval: opts.alloc_interval,
         start_unix_ns: sys::clock_ns(libc::CLOCK_REALTIME),
         contention_rate_ns: opts.contention_rate_ns,
-        wall_period_ns: if opts.wall_hz > 0 { 1_000_000_000 / u64::from(opts.wall_hz) } else { 0 },
+        wall_period_ns: crate::api::wall_period_ns(opts.wall_hz),
     };
     if !writer::emit_bytes(&header.to_bytes()) {
         let source = std::io::Error::last_os_error();

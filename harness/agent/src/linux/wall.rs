@@ -96,7 +96,7 @@ pub(crate) fn start(hz: u32, skip: u32) -> Result<(), String> {
         reset(s, FREE);
     }
     UNTRACKED.store(0, Ordering::Relaxed);
-    PERIOD_NS.store(1_000_000_000 / u64::from(hz), Ordering::Relaxed);
+    PERIOD_NS.store(crate::api::wall_period_ns(hz), Ordering::Relaxed);
     STOP.store(false, Ordering::SeqCst);
     RUNNING.store(true, Ordering::SeqCst);
     ON.store(true, Ordering::SeqCst);
