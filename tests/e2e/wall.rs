@@ -104,3 +104,35 @@ fn longer_sleeps_are_a_wall_regression() {
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("base sampled wall time at 100 Hz, head did not sample wall time"), "{f:?}");
 }
+
+/// A producer blocked in a full std channel waits in the futex call that the agent's `syscall`
+/// interposer makes for std: its wall time ends in `syscall`, as it would without the agent, and
+/// none of it is charged to the agent. With contention recorded too, the same waits go through
+/// the interposer's timing code and still end there.
+#[test]
+fn blocked_threads_wait_in_the_system_call_not_in_the_agent() {
+    for extra in [&[][..], &["--contention"][..]] {
+        let out = tempfile::tempdir().unwrap();
+        let mut cmd = contprof();
+        cmd.arg("run").arg("--manifest-path").arg(fixtures_manifest()).args(["--bin", "off_cpu", "-o"]);
+        cmd.arg(out.path())
+            .args(["--wall-frequency", "1000", "--no-store"])
+            .args(extra)
+            .args(["--", "channel"]);
+        let f = crate::util::finish_alone(&mut cmd);
+        assert_eq!(f.code, 0, "{f:?}");
+        let profile = read_profile(&out.path().join("profile.pb.gz"));
+        let view = CostView::from_profile(&profile);
+        let i = view.sample_type_index("wall").expect("wall sample type");
+        let total = |name: &str| view.get(name).map_or(0, |f| f.total_values[i]);
+        let produce = total("off_cpu::produce");
+        let in_syscall = view.get("syscall").map_or(0, |f| f.self_values[i]);
+        let agent = total(cargo_contprof::symbolize::AGENT_FRAME);
+        assert!(
+            in_syscall as f64 > 0.5 * produce as f64 && (agent as f64) < 0.01 * produce as f64,
+            "{extra:?}: of {produce} ns of wall time under produce, {in_syscall} ns end in `syscall` \
+             and {agent} ns in the agent\n{}",
+            describe(&view, "wall")
+        );
+    }
+}

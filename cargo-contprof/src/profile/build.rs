@@ -10,7 +10,7 @@ use super::writer::ProfileWriter;
 use super::{
     CALLS_TYPE, CONTENTION_TYPES, INSTRUCTIONS_TYPE, SAMPLE_TYPES, THREADS_TYPE, WALL_TYPE, sample_index,
 };
-use crate::symbolize::{AGENT_FRAME, AddressKind, ProcessMaps, Symbolizer};
+use crate::symbolize::{AGENT_FRAME, AddressKind, AgentCode, ProcessMaps, Symbolizer};
 
 /// Where the CPU time that scales CPU samples came from (see [`BuildOptions`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +62,20 @@ struct Symbols<'a> {
     maps: ProcessMaps,
     mapping_ids: HashMap<usize, u64>,
     /// Per address, kind and whether only the outermost frame is kept (a function entry, for call
-    /// counts); `None` for addresses inside the agent.
-    locations: FastMap<(u64, AddressKind, bool), Option<u64>>,
+    /// counts).
+    locations: FastMap<(u64, AddressKind, bool), Loc>,
+}
+
+/// What one address of a stack is.
+#[derive(Clone, Copy)]
+enum Loc {
+    /// Code outside the agent: the location.
+    Code(u64),
+    /// An interposer of the agent library standing in for the C library's function of its name
+    /// ([`AgentCode::Interposer`]): the location.
+    Interposer(u64),
+    /// The agent's own code.
+    Agent,
 }
 
 impl Symbols<'_> {
@@ -92,31 +104,37 @@ impl Symbols<'_> {
         id
     }
 
+    /// The location of `addr` outside the agent; `None` in the agent, interposers included.
     fn location(&mut self, w: &mut ProfileWriter, addr: u64, kind: AddressKind) -> Option<u64> {
-        self.cached_location(w, addr, kind, false)
+        match self.cached_location(w, addr, kind, false) {
+            Loc::Code(l) => Some(l),
+            Loc::Interposer(_) | Loc::Agent => None,
+        }
     }
 
     /// The location of a function entry, called there: its outermost frame only (the function
-    /// called, not what was inlined into its first instruction).
+    /// called, not what was inlined into its first instruction). `None` in the agent.
     fn entry_location(&mut self, w: &mut ProfileWriter, addr: u64) -> Option<u64> {
-        self.cached_location(w, addr, AddressKind::Exact, true)
+        match self.cached_location(w, addr, AddressKind::Exact, true) {
+            Loc::Code(l) => Some(l),
+            Loc::Interposer(_) | Loc::Agent => None,
+        }
     }
 
-    /// The location of `addr` with every frame there, or with the outermost only; `None` in the
-    /// agent.
+    /// What `addr` is, with every frame there or with the outermost only.
     fn cached_location(
         &mut self,
         w: &mut ProfileWriter,
         addr: u64,
         kind: AddressKind,
         outermost: bool,
-    ) -> Option<u64> {
+    ) -> Loc {
         if let Some(&l) = self.locations.get(&(addr, kind, outermost)) {
             return l;
         }
         let s = self.symbolizer.resolve(&self.maps, addr, kind);
-        let loc = if s.in_agent {
-            None
+        let loc = if s.agent == AgentCode::Internal {
+            Loc::Agent
         } else {
             let mapping_id = s.mapping.map_or(0, |i| self.mapping_id(w, i));
             let frames =
@@ -129,33 +147,42 @@ impl Symbols<'_> {
                     column: i64::from(f.column),
                 })
                 .collect();
-            Some(w.location(mapping_id, s.lookup_address, lines))
+            let l = w.location(mapping_id, s.lookup_address, lines);
+            if s.agent == AgentCode::Interposer { Loc::Interposer(l) } else { Loc::Code(l) }
         };
         self.locations.insert((addr, kind, outermost), loc);
         loc
     }
 
-    /// Location ids of a stack, leaf first.
+    /// Location ids of a stack, leaf first. The agent's frames leave allocation and wait stacks
+    /// (they start where the workload called it). In CPU, wall and thread stacks an interposer
+    /// is named as the function it stands for where the thread is in it (a system call made on
+    /// the caller's behalf) and left out where it forwarded to the C library's function, whose
+    /// frames stand for it: the stack reads as it would without the agent. A run of the agent's
+    /// own frames, its cost, becomes one [`AGENT_FRAME`].
     fn stack(&mut self, w: &mut ProfileWriter, frames: &[u64], kind: StackKind) -> Vec<u64> {
         let mut out = Vec::with_capacity(frames.len());
         let mut in_agent_run = false;
+        // The frame before this one (its callee) is code outside the agent.
+        let mut callee_is_code = false;
         for (i, &addr) in frames.iter().enumerate() {
             if addr == contprof::format::TRUNCATED_FRAME && i > 0 {
                 out.push(w.pseudo_location(TRUNCATED_STACK_FRAME));
                 continue;
             }
             let ak = if i == 0 && kind == StackKind::Cpu { AddressKind::Exact } else { AddressKind::Return };
-            match self.location(w, addr, ak) {
-                Some(l) => {
-                    out.push(l);
-                    in_agent_run = false;
+            let loc = self.cached_location(w, addr, ak, false);
+            match loc {
+                Loc::Code(l) => out.push(l),
+                Loc::Interposer(l) if kind == StackKind::Cpu && !callee_is_code => out.push(l),
+                Loc::Interposer(_) => {}
+                Loc::Agent if kind == StackKind::Cpu && !in_agent_run => {
+                    out.push(w.pseudo_location(AGENT_FRAME))
                 }
-                None if kind == StackKind::Cpu && !in_agent_run => {
-                    out.push(w.pseudo_location(AGENT_FRAME));
-                    in_agent_run = true;
-                }
-                None => {}
+                Loc::Agent => {}
             }
+            in_agent_run = matches!(loc, Loc::Agent);
+            callee_is_code = matches!(loc, Loc::Code(_));
         }
         out
     }

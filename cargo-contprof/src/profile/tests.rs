@@ -176,6 +176,75 @@ fn agent_frames_leave_allocation_stacks_and_collapse_in_cpu_stacks() {
     assert!(alloc.label.is_empty());
 }
 
+/// The runtime address of symbol `name` in `lib` mapped whole from offset 0 at `start`, and
+/// whether the library exports it.
+fn symbol_address(lib: &[u8], start: u64, name: impl Fn(&str) -> bool) -> Option<(u64, bool)> {
+    use object::{Object, ObjectSegment, ObjectSymbol};
+    let obj = object::File::parse(lib).expect("agent library parses");
+    let sym = obj
+        .symbols()
+        .find(|s| s.kind() == object::SymbolKind::Text && s.size() > 16 && s.name().is_ok_and(&name))?;
+    let seg = obj.segments().find(|g| (g.address()..g.address() + g.size()).contains(&sym.address()))?;
+    Some((start + sym.address() - seg.address() + seg.file_range().0, sym.is_global()))
+}
+
+#[test]
+fn interposers_stand_for_the_c_functions_and_only_the_agents_own_code_is_hidden() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lib = crate::runner::agent::install(dir.path()).expect("agent library");
+    let bytes = std::fs::read(&lib).expect("read agent library");
+    let start = 0x7ff000000000u64;
+    let maps = format!(
+        "{}{start:x}-{:x} r-xp 00000000 08:01 5 {}\n",
+        self_maps(),
+        start + 0x1000_0000,
+        lib.display()
+    );
+    let (syscall, exported) = symbol_address(&bytes, start, |n| n == "syscall").expect("syscall symbol");
+    assert!(exported);
+    let (malloc, _) = symbol_address(&bytes, start, |n| n == "malloc").expect("malloc symbol");
+    let (internal, exported) =
+        symbol_address(&bytes, start, |n| n.contains("contprof") && n.contains("record"))
+            .expect("an internal function");
+    assert!(!exported);
+    let (hot, cold) = stacks();
+    let mut w = RawWriter::new(header(1000));
+    w.maps(&maps);
+    // Blocked in the futex wait the interposer makes for its caller.
+    w.cpu_sample(3, &[syscall + 8, hot[0], hot[1]]);
+    // In the C library's function the interposer forwarded to (`cold` plays it).
+    w.cpu_sample(3, &[cold[0], malloc + 8, hot[1]]);
+    // The agent's own work, called from an interposer.
+    w.cpu_sample(3, &[internal + 4, malloc + 8, hot[1]]);
+    w.end(end(3_000_000));
+    let raw = RawFile::parse(w.bytes()).expect("raw");
+    let p = build(&raw, &BuildOptions::default()).profile;
+    let names = |s: &Sample| -> Vec<String> {
+        s.location_id
+            .iter()
+            .map(|id| {
+                let loc = p.location.iter().find(|l| l.id == *id).expect("location");
+                let f = p
+                    .function
+                    .iter()
+                    .find(|f| f.id == loc.line.last().expect("line").function_id)
+                    .expect("function");
+                p.str(f.name).trim_start_matches(PREFIX).to_owned()
+            })
+            .collect()
+    };
+    let mut stacks: Vec<Vec<String>> = p.sample.iter().map(names).collect();
+    stacks.sort();
+    assert_eq!(
+        stacks,
+        [
+            vec![AGENT_FRAME, "malloc", "profile_probe_main"],
+            vec!["profile_probe_cold", "profile_probe_main"],
+            vec!["syscall", "profile_probe_hot", "profile_probe_main"],
+        ]
+    );
+}
+
 #[test]
 fn gzip_round_trip_and_plain_bytes() {
     let mut p = build(&raw_file(Some(end(3_000_000_000))), &BuildOptions::default()).profile;

@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use addr2line::gimli::{self, UnwindSection};
-use object::{Object, ObjectSection, ObjectSegment};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 use super::symtab::SymbolTable;
 use super::{Detail, SymbolizeError};
@@ -94,6 +94,19 @@ fn symbols_of_file(path: &Path, code: &[Range<u64>]) -> Option<SymbolTable> {
     let map = map(path).ok()?;
     let obj = object::File::parse(&*map).ok()?;
     Some(SymbolTable::of(&obj, code))
+}
+
+/// The functions the ELF file at `path` exports (defined global code symbols of its dynamic
+/// table); `None` when it cannot be read.
+pub(super) fn exported_functions(path: &Path) -> Option<std::collections::HashSet<String>> {
+    let map = map(path).ok()?;
+    let obj = object::File::parse(&*map).ok()?;
+    let exported = obj
+        .dynamic_symbols()
+        .filter(|s| s.is_definition() && s.is_global() && s.kind() == object::SymbolKind::Text)
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .collect();
+    Some(exported)
 }
 
 /// The conventional place of a separate debug file for a build id.

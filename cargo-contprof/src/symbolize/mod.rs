@@ -12,8 +12,8 @@ mod demangle;
 mod maps;
 mod symtab;
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use binary::Binary;
@@ -92,8 +92,22 @@ pub struct Symbolized {
     /// Innermost (inlined) first; the last one is the function the code was compiled in.
     /// Never empty.
     pub frames: Vec<Frame>,
-    /// The address is inside the profiling agent's own library.
-    pub in_agent: bool,
+    /// Whether the address is inside the profiling agent's library, and as what.
+    pub agent: AgentCode,
+}
+
+/// What an address in the preloaded agent library is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentCode {
+    /// Not the agent's: the workload's code, its libraries.
+    No,
+    /// One of the functions the agent interposes (`syscall`, `malloc`, `pthread_mutex_lock`…,
+    /// the library's exports), standing in for the C library's: its one frame is named as that
+    /// function. A thread blocked in a system call the agent makes on its caller's behalf (a futex
+    /// wait of a std lock) is there.
+    Interposer,
+    /// The agent's own code (recording a sample, timing a wait).
+    Internal,
 }
 
 /// How much of a binary the symbolizer reads.
@@ -130,6 +144,8 @@ struct Cached {
 pub struct Symbolizer {
     options: SymbolizerOptions,
     binaries: HashMap<(String, Detail), Cached>,
+    /// Per agent library, the functions it interposes.
+    interposers: HashMap<String, HashSet<String>>,
     warnings: Vec<String>,
 }
 
@@ -155,13 +171,23 @@ impl Symbolizer {
                 mapping: None,
                 lookup_address: lookup,
                 frames: vec![raw_frame(&format!("[unknown]+{lookup:#x}"))],
-                in_agent: false,
+                agent: AgentCode::No,
             };
         };
         let file_offset = lookup - entry.start + entry.file_offset;
-        let in_agent = entry.path.contains(AGENT_LIBRARY);
+        let mut agent = AgentCode::No;
         let frames = if entry.is_file() {
-            self.resolve_in_file(maps, entry, file_offset)
+            let mut frames = self.resolve_in_file(maps, entry, file_offset);
+            if entry.path.contains(AGENT_LIBRARY) {
+                agent = AgentCode::Internal;
+                if let Some(outer) = frames.pop_if(|f| self.interposers(&entry.path).contains(&f.system_name))
+                {
+                    // The C library's function it stands for: no agent source lines under it.
+                    frames = vec![symbol_frame(outer.function, outer.system_name)];
+                    agent = AgentCode::Interposer;
+                }
+            }
+            frames
         } else if entry.path.is_empty() {
             // Anonymous memory: code generated at run time (a JIT, trampolines). Its addresses
             // mean nothing from one run to the next, so it is one frame per process.
@@ -169,7 +195,15 @@ impl Symbolizer {
         } else {
             vec![raw_frame(&format!("{}+{file_offset:#x}", entry.short_name()))]
         };
-        Symbolized { mapping: Some(index), lookup_address: lookup, frames, in_agent }
+        Symbolized { mapping: Some(index), lookup_address: lookup, frames, agent }
+    }
+
+    /// The functions the agent library at `path` interposes: its exports (the preload library
+    /// exports nothing else), read once.
+    fn interposers(&mut self, path: &str) -> &HashSet<String> {
+        self.interposers
+            .entry(path.to_owned())
+            .or_insert_with(|| binary::exported_functions(Path::new(path)).unwrap_or_default())
     }
 
     /// How far the object file at `path` was moved when it was loaded (runtime address = ELF

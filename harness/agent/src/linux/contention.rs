@@ -54,26 +54,32 @@ pub fn is_futex_wait(op: libc::c_long) -> bool {
 /// Runs `wait` (the blocking call of an interposed function that read `caller` in its body)
 /// and, when waits are recorded, times it with `CLOCK_MONOTONIC` and records it as
 /// the module doc says (Go's duration sampling).
+///
+/// `wait` runs in the interposer's own frame, outside the closures that reach the thread's
+/// state: a thread blocked there has the interposer (`syscall`, `pthread_mutex_lock`…) as its
+/// leaf in CPU and wall stacks, which name it as the C library's function it stands for, and
+/// not a frame of the agent's own code.
 #[inline(always)]
 pub fn timed_wait<R>(caller: Caller, wait: impl FnOnce() -> R) -> R {
     if !contention_enabled() {
         return wait();
     }
+    let timed = thread::with(|t| !t.in_hook.get() && !t.in_wait.swap(true, Ordering::Relaxed));
+    if !timed {
+        return wait();
+    }
+    let start = crate::sys::clock_ns(libc::CLOCK_MONOTONIC);
+    let result = wait();
+    let waited = crate::sys::clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(start);
+    // The caller reads errno as the wait left it; the first stack walk of a thread may read
+    // /proc.
+    let saved = crate::sys::errno();
     thread::with(|t| {
-        if t.in_hook.get() || t.in_wait.swap(true, Ordering::Relaxed) {
-            return wait();
-        }
-        let start = crate::sys::clock_ns(libc::CLOCK_MONOTONIC);
-        let result = wait();
-        let waited = crate::sys::clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(start);
-        // The caller reads errno as the wait left it; the first stack walk of a thread may read
-        // /proc.
-        let saved = crate::sys::errno();
         record_wait(t, waited, caller);
-        crate::sys::set_errno(saved);
         t.in_wait.store(false, Ordering::Relaxed);
-        result
-    })
+    });
+    crate::sys::set_errno(saved);
+    result
 }
 
 /// Samples and records one wait of `waited` ns. Never inlined: kept off the hooks' own code.
