@@ -1,11 +1,14 @@
 //! The exported slow paths of locking, timed for the contention profile: `syscall` (Rust's std
 //! `Mutex`, `RwLock`, `Condvar`, `thread::park` and parking_lot call
 //! `syscall(SYS_futex, FUTEX_WAIT...)` when they must block), and for C code
-//! `pthread_mutex_lock`, `pthread_rwlock_rdlock`/`wrlock`, `pthread_cond_wait`/`timedwait`.
+//! `pthread_mutex_lock`/`timedlock`/`clocklock`, `pthread_rwlock_rdlock`/`wrlock` and their
+//! timed and clock variants, `pthread_cond_wait`/`timedwait`/`clockwait`, and
+//! `sem_wait`/`timedwait`/`clockwait`.
 //!
 //! Only a wait is timed (`contprof::preload::timed_wait`): a futex call that blocks (an
-//! uncontended std lock never makes one), a pthread lock whose `trylock` failed, a condition
-//! wait. With contention recording off each function forwards at the cost of one atomic load.
+//! uncontended std lock never makes one), a pthread lock whose `trylock` failed, a semaphore
+//! whose `sem_trywait` failed, a condition wait. With contention recording off each function
+//! forwards at the cost of one atomic load.
 //!
 //! How calls are forwarded, chosen to be safe before anything is initialised and in signal
 //! handlers:
@@ -42,6 +45,18 @@ impl Next {
         Self { name, version, addr: AtomicUsize::new(0) }
     }
 
+    /// The function as a pointer of type `F`, `None` if there is none.
+    ///
+    /// # Safety
+    /// `F` is the type of the function named `name`: an `unsafe extern "C" fn` pointer.
+    #[inline(always)]
+    unsafe fn function<F: Copy>(&self) -> Option<F> {
+        const { assert!(core::mem::size_of::<F>() == core::mem::size_of::<usize>()) };
+        let f = self.get();
+        // SAFETY: a non-null address of the function of type `F` (the caller's contract).
+        (f != 0).then(|| unsafe { core::mem::transmute_copy::<usize, F>(&f) })
+    }
+
     /// The address, 0 if there is none.
     fn get(&self) -> usize {
         let f = self.addr.load(Ordering::Acquire);
@@ -70,27 +85,61 @@ const COND_VERSION: Option<&CStr> = Some(c"GLIBC_2.3.2");
 const COND_VERSION: Option<&CStr> = Some(c"GLIBC_2.17");
 
 static MUTEX_LOCK: Next = Next::new(c"pthread_mutex_lock", None);
+static MUTEX_TIMEDLOCK: Next = Next::new(c"pthread_mutex_timedlock", None);
+static MUTEX_CLOCKLOCK: Next = Next::new(c"pthread_mutex_clocklock", None);
 static RWLOCK_RDLOCK: Next = Next::new(c"pthread_rwlock_rdlock", None);
 static RWLOCK_WRLOCK: Next = Next::new(c"pthread_rwlock_wrlock", None);
+static RWLOCK_TIMEDRDLOCK: Next = Next::new(c"pthread_rwlock_timedrdlock", None);
+static RWLOCK_TIMEDWRLOCK: Next = Next::new(c"pthread_rwlock_timedwrlock", None);
+static RWLOCK_CLOCKRDLOCK: Next = Next::new(c"pthread_rwlock_clockrdlock", None);
+static RWLOCK_CLOCKWRLOCK: Next = Next::new(c"pthread_rwlock_clockwrlock", None);
 static COND_WAIT: Next = Next::new(c"pthread_cond_wait", COND_VERSION);
 static COND_TIMEDWAIT: Next = Next::new(c"pthread_cond_timedwait", COND_VERSION);
+static COND_CLOCKWAIT: Next = Next::new(c"pthread_cond_clockwait", None);
+static SEM_WAIT: Next = Next::new(c"sem_wait", None);
+static SEM_TIMEDWAIT: Next = Next::new(c"sem_timedwait", None);
+static SEM_CLOCKWAIT: Next = Next::new(c"sem_clockwait", None);
 
-/// Resolves the interposed `pthread_*` functions (from the constructor).
+/// Resolves the interposed `pthread_*` and `sem_*` functions (from the constructor).
 pub(crate) fn resolve_real_pthread() {
-    for next in [&MUTEX_LOCK, &RWLOCK_RDLOCK, &RWLOCK_WRLOCK, &COND_WAIT, &COND_TIMEDWAIT] {
+    for next in [
+        &MUTEX_LOCK,
+        &MUTEX_TIMEDLOCK,
+        &MUTEX_CLOCKLOCK,
+        &RWLOCK_RDLOCK,
+        &RWLOCK_WRLOCK,
+        &RWLOCK_TIMEDRDLOCK,
+        &RWLOCK_TIMEDWRLOCK,
+        &RWLOCK_CLOCKRDLOCK,
+        &RWLOCK_CLOCKWRLOCK,
+        &COND_WAIT,
+        &COND_TIMEDWAIT,
+        &COND_CLOCKWAIT,
+        &SEM_WAIT,
+        &SEM_TIMEDWAIT,
+        &SEM_CLOCKWAIT,
+    ] {
         next.get();
     }
 }
 
 type Lock<T> = unsafe extern "C" fn(*mut T) -> c_int;
+type TimedLock<T> = unsafe extern "C" fn(*mut T, *const libc::timespec) -> c_int;
+type ClockLock<T> = unsafe extern "C" fn(*mut T, libc::clockid_t, *const libc::timespec) -> c_int;
 type CondWait = unsafe extern "C" fn(*mut libc::pthread_cond_t, *mut libc::pthread_mutex_t) -> c_int;
 type CondTimedWait = unsafe extern "C" fn(
     *mut libc::pthread_cond_t,
     *mut libc::pthread_mutex_t,
     *const libc::timespec,
 ) -> c_int;
+type CondClockWait = unsafe extern "C" fn(
+    *mut libc::pthread_cond_t,
+    *mut libc::pthread_mutex_t,
+    libc::clockid_t,
+    *const libc::timespec,
+) -> c_int;
 
-/// Locks `lock` with `next` (glibc's blocking lock function): at once when waits are not
+/// Locks `lock` with `real` (glibc's blocking lock call, forwarded): at once when waits are not
 /// recorded, else after `try_lock` failed with `EBUSY`, timed. Every other result of
 /// `try_lock` is what the blocking call would have returned too (0, `EOWNERDEAD` of a robust
 /// mutex, `EAGAIN` of a full recursive count, `EINVAL`), so it is returned as it is.
@@ -99,28 +148,53 @@ type CondTimedWait = unsafe extern "C" fn(
 /// `lock` as the lock function's contract requires; `try_lock` is its non-blocking twin.
 #[inline(always)]
 unsafe fn lock_slow_path<T>(
-    next: &Next,
     lock: *mut T,
     try_lock: Lock<T>,
     caller: contprof::preload::Caller,
+    real: impl FnOnce() -> c_int,
 ) -> c_int {
-    let f = next.get();
-    if f == 0 {
-        return libc::EINVAL;
-    }
-    // SAFETY: `f` is glibc's function of this signature (resolved by name).
-    let real = unsafe { core::mem::transmute::<usize, Lock<T>>(f) };
     if !contention_enabled() {
-        // SAFETY: forwarded.
-        return unsafe { real(lock) };
+        return real();
     }
     // SAFETY: forwarded.
     let rc = unsafe { try_lock(lock) };
     if rc != libc::EBUSY {
         return rc;
     }
-    // SAFETY: forwarded.
-    timed_wait(caller, || unsafe { real(lock) })
+    timed_wait(caller, real)
+}
+
+/// Waits for the semaphore `sem` with `real` (glibc's blocking call, forwarded): at once when
+/// waits are not recorded, else after `sem_trywait` failed with `EAGAIN`, timed. `sem_trywait`
+/// failing otherwise (`EINVAL`) is what the blocking call would have said; a try that failed with
+/// `EAGAIN` leaves `errno` as it found it.
+///
+/// # Safety
+/// `sem` as `sem_wait(3)` requires.
+#[inline(always)]
+unsafe fn sem_slow_path(
+    sem: *mut libc::sem_t,
+    caller: contprof::preload::Caller,
+    real: impl FnOnce() -> c_int,
+) -> c_int {
+    if !contention_enabled() {
+        return real();
+    }
+    // SAFETY: `__errno_location` returns this thread's errno.
+    let errno = unsafe { libc::__errno_location() };
+    // SAFETY: as above.
+    let saved = unsafe { *errno };
+    // SAFETY: the caller's semaphore.
+    if unsafe { libc::sem_trywait(sem) } == 0 {
+        return 0;
+    }
+    // SAFETY: as above.
+    if unsafe { *errno } != libc::EAGAIN {
+        return -1;
+    }
+    // SAFETY: as above.
+    unsafe { *errno = saved };
+    timed_wait(caller, real)
 }
 
 /// The system call `n` with six arguments, as glibc's `syscall()` makes it.
@@ -211,8 +285,43 @@ pub unsafe extern "C" fn syscall(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> c_int {
     let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { MUTEX_LOCK.function::<Lock<_>>() }) else { return libc::EINVAL };
     // SAFETY: the caller's mutex, forwarded.
-    unsafe { lock_slow_path(&MUTEX_LOCK, m, libc::pthread_mutex_trylock, fp) }
+    unsafe { lock_slow_path(m, libc::pthread_mutex_trylock, fp, || real(m)) }
+}
+
+/// Interposes `pthread_mutex_timedlock`.
+///
+/// # Safety
+/// The contract of `pthread_mutex_timedlock(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_mutex_timedlock(
+    m: *mut libc::pthread_mutex_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { MUTEX_TIMEDLOCK.function::<TimedLock<_>>() }) else { return libc::EINVAL };
+    // SAFETY: the caller's mutex, forwarded.
+    unsafe { lock_slow_path(m, libc::pthread_mutex_trylock, fp, || real(m, abstime)) }
+}
+
+/// Interposes `pthread_mutex_clocklock` (glibc 2.30).
+///
+/// # Safety
+/// The contract of `pthread_mutex_clocklock(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_mutex_clocklock(
+    m: *mut libc::pthread_mutex_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { MUTEX_CLOCKLOCK.function::<ClockLock<_>>() }) else { return libc::EINVAL };
+    // SAFETY: the caller's mutex, forwarded.
+    unsafe { lock_slow_path(m, libc::pthread_mutex_trylock, fp, || real(m, clock, abstime)) }
 }
 
 /// Interposes `pthread_rwlock_rdlock`.
@@ -222,8 +331,10 @@ pub unsafe extern "C" fn pthread_mutex_lock(m: *mut libc::pthread_mutex_t) -> c_
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_rwlock_rdlock(l: *mut libc::pthread_rwlock_t) -> c_int {
     let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { RWLOCK_RDLOCK.function::<Lock<_>>() }) else { return libc::EINVAL };
     // SAFETY: the caller's lock, forwarded.
-    unsafe { lock_slow_path(&RWLOCK_RDLOCK, l, libc::pthread_rwlock_tryrdlock, fp) }
+    unsafe { lock_slow_path(l, libc::pthread_rwlock_tryrdlock, fp, || real(l)) }
 }
 
 /// Interposes `pthread_rwlock_wrlock`.
@@ -233,8 +344,76 @@ pub unsafe extern "C" fn pthread_rwlock_rdlock(l: *mut libc::pthread_rwlock_t) -
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn pthread_rwlock_wrlock(l: *mut libc::pthread_rwlock_t) -> c_int {
     let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { RWLOCK_WRLOCK.function::<Lock<_>>() }) else { return libc::EINVAL };
     // SAFETY: the caller's lock, forwarded.
-    unsafe { lock_slow_path(&RWLOCK_WRLOCK, l, libc::pthread_rwlock_trywrlock, fp) }
+    unsafe { lock_slow_path(l, libc::pthread_rwlock_trywrlock, fp, || real(l)) }
+}
+
+/// Interposes `pthread_rwlock_timedrdlock`.
+///
+/// # Safety
+/// The contract of `pthread_rwlock_timedrdlock(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_rwlock_timedrdlock(
+    l: *mut libc::pthread_rwlock_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { RWLOCK_TIMEDRDLOCK.function::<TimedLock<_>>() }) else { return libc::EINVAL };
+    // SAFETY: the caller's lock, forwarded.
+    unsafe { lock_slow_path(l, libc::pthread_rwlock_tryrdlock, fp, || real(l, abstime)) }
+}
+
+/// Interposes `pthread_rwlock_timedwrlock`.
+///
+/// # Safety
+/// The contract of `pthread_rwlock_timedwrlock(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_rwlock_timedwrlock(
+    l: *mut libc::pthread_rwlock_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { RWLOCK_TIMEDWRLOCK.function::<TimedLock<_>>() }) else { return libc::EINVAL };
+    // SAFETY: the caller's lock, forwarded.
+    unsafe { lock_slow_path(l, libc::pthread_rwlock_trywrlock, fp, || real(l, abstime)) }
+}
+
+/// Interposes `pthread_rwlock_clockrdlock` (glibc 2.30).
+///
+/// # Safety
+/// The contract of `pthread_rwlock_clockrdlock(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_rwlock_clockrdlock(
+    l: *mut libc::pthread_rwlock_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { RWLOCK_CLOCKRDLOCK.function::<ClockLock<_>>() }) else { return libc::EINVAL };
+    // SAFETY: the caller's lock, forwarded.
+    unsafe { lock_slow_path(l, libc::pthread_rwlock_tryrdlock, fp, || real(l, clock, abstime)) }
+}
+
+/// Interposes `pthread_rwlock_clockwrlock` (glibc 2.30).
+///
+/// # Safety
+/// The contract of `pthread_rwlock_clockwrlock(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_rwlock_clockwrlock(
+    l: *mut libc::pthread_rwlock_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { RWLOCK_CLOCKWRLOCK.function::<ClockLock<_>>() }) else { return libc::EINVAL };
+    // SAFETY: the caller's lock, forwarded.
+    unsafe { lock_slow_path(l, libc::pthread_rwlock_trywrlock, fp, || real(l, clock, abstime)) }
 }
 
 /// Interposes `pthread_cond_wait`: the whole call is the wait.
@@ -246,13 +425,9 @@ pub unsafe extern "C" fn pthread_cond_wait(
     c: *mut libc::pthread_cond_t,
     m: *mut libc::pthread_mutex_t,
 ) -> c_int {
-    let f = COND_WAIT.get();
-    if f == 0 {
-        return libc::EINVAL;
-    }
-    // SAFETY: `f` is glibc's `pthread_cond_wait`, which has this signature.
-    let real = unsafe { core::mem::transmute::<usize, CondWait>(f) };
     let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { COND_WAIT.function::<CondWait>() }) else { return libc::EINVAL };
     // SAFETY: forwarded.
     timed_wait(fp, || unsafe { real(c, m) })
 }
@@ -267,13 +442,78 @@ pub unsafe extern "C" fn pthread_cond_timedwait(
     m: *mut libc::pthread_mutex_t,
     abstime: *const libc::timespec,
 ) -> c_int {
-    let f = COND_TIMEDWAIT.get();
-    if f == 0 {
-        return libc::EINVAL;
-    }
-    // SAFETY: `f` is glibc's `pthread_cond_timedwait`, which has this signature.
-    let real = unsafe { core::mem::transmute::<usize, CondTimedWait>(f) };
     let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { COND_TIMEDWAIT.function::<CondTimedWait>() }) else { return libc::EINVAL };
     // SAFETY: forwarded.
     timed_wait(fp, || unsafe { real(c, m, abstime) })
+}
+
+/// Interposes `pthread_cond_clockwait` (glibc 2.30).
+///
+/// # Safety
+/// The contract of `pthread_cond_clockwait(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn pthread_cond_clockwait(
+    c: *mut libc::pthread_cond_t,
+    m: *mut libc::pthread_mutex_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { COND_CLOCKWAIT.function::<CondClockWait>() }) else { return libc::EINVAL };
+    // SAFETY: forwarded.
+    timed_wait(fp, || unsafe { real(c, m, clock, abstime) })
+}
+
+/// Interposes `sem_wait`: a semaphore that `sem_trywait` could not take is waited for, timed.
+///
+/// # Safety
+/// The contract of `sem_wait(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sem_wait(sem: *mut libc::sem_t) -> c_int {
+    let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { SEM_WAIT.function::<Lock<_>>() }) else { return einval() };
+    // SAFETY: the caller's semaphore, forwarded.
+    unsafe { sem_slow_path(sem, fp, || real(sem)) }
+}
+
+/// Interposes `sem_timedwait`.
+///
+/// # Safety
+/// The contract of `sem_timedwait(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sem_timedwait(sem: *mut libc::sem_t, abstime: *const libc::timespec) -> c_int {
+    let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { SEM_TIMEDWAIT.function::<TimedLock<_>>() }) else { return einval() };
+    // SAFETY: the caller's semaphore, forwarded.
+    unsafe { sem_slow_path(sem, fp, || real(sem, abstime)) }
+}
+
+/// Interposes `sem_clockwait` (glibc 2.30).
+///
+/// # Safety
+/// The contract of `sem_clockwait(3)`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sem_clockwait(
+    sem: *mut libc::sem_t,
+    clock: libc::clockid_t,
+    abstime: *const libc::timespec,
+) -> c_int {
+    let fp = caller();
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { SEM_CLOCKWAIT.function::<ClockLock<_>>() }) else { return einval() };
+    // SAFETY: the caller's semaphore, forwarded.
+    unsafe { sem_slow_path(sem, fp, || real(sem, clock, abstime)) }
+}
+
+/// The `sem_*` convention for an error: -1 with `errno` set, here to `EINVAL` (glibc's function
+/// could not be found).
+fn einval() -> c_int {
+    // SAFETY: `__errno_location` returns this thread's errno.
+    unsafe { *libc::__errno_location() = libc::EINVAL };
+    -1
 }
