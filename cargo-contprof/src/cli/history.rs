@@ -83,7 +83,8 @@ fn apply(ctx: &Context, earlier: &RunMetadata, prepared: &mut Prepared, options:
         return;
     }
     // The history's own spread only: no default floor, so that a quiet machine can say so.
-    let opts = Options { between_batch_sd: 0.0, strict: false, ..options.clone() };
+    let opts =
+        Options { between_batch_sd: 0.0, wait_between_batch_sd: 0.0, strict: false, ..options.clone() };
     let Ok(cmp) = compare::compare(&pairs, RevisionInfo::default(), RevisionInfo::default(), &opts) else {
         return;
     };

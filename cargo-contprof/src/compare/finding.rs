@@ -76,6 +76,9 @@ pub enum Method {
     WelchLogShare,
     /// Welch's t-test on ln(cost + one sample) per run.
     WelchLog,
+    /// Yuen's trimmed t-test on ln(cost + one sample) per run, a fifth of each side's runs cut at
+    /// each end: the metrics of waiting, whose runs have heavy tails.
+    YuenLog,
     /// One side has a single run: its variance is borrowed from the other side (or assumed when
     /// both have one run); the result is only indicative.
     SingleRunLogShare,
@@ -93,6 +96,7 @@ impl Method {
         match self {
             Method::WelchLogShare => "welch-log-share",
             Method::WelchLog => "welch-log",
+            Method::YuenLog => "yuen-log",
             Method::SingleRunLogShare => "single-run-log-share",
             Method::SingleRunLog => "single-run-log",
             Method::ExactThreshold => "exact-threshold",

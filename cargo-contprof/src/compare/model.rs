@@ -47,6 +47,12 @@ impl Metric {
         Metric::Wall,
     ];
 
+    /// Whether the metric measures waiting, which the scheduler's interleaving of threads moves
+    /// from batch to batch ([`Options::wait_between_batch_sd`](super::Options::wait_between_batch_sd)).
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Metric::Delay | Metric::Contentions | Metric::Wall)
+    }
+
     /// The name used in JSON and reports.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -54,6 +54,14 @@ pub struct Options {
     /// standard deviation of a function's log change, for metrics in `normalize` (CPU): used when
     /// neither the comparison itself nor the store's history shows more.
     pub between_batch_sd: f64,
+    /// The same floor for the metrics of waiting ([`Metric::is_waiting`]: lock delay and count,
+    /// wall time). How long threads wait depends on how the scheduler interleaves them, which
+    /// moves between batches more than CPU shares do, and these metrics have too few functions
+    /// for the comparison to measure the spread itself. Measured on crossbeam-channel's
+    /// rendezvous channel (tests/measure/real_crates.sh): the total delay of its main wait site
+    /// varies by 11% (SD of the log) between batches of identical code, 0.16 for the difference of
+    /// two.
+    pub wait_between_batch_sd: f64,
 }
 
 impl Default for Options {
@@ -71,6 +79,7 @@ impl Default for Options {
             moderate_variance: false,
             strict: false,
             between_batch_sd: 0.03,
+            wait_between_batch_sd: 0.15,
         }
     }
 }
@@ -135,6 +144,7 @@ impl Options {
         }
         non_negative("min_samples", self.min_samples)?;
         non_negative("between_batch_sd", self.between_batch_sd)?;
+        non_negative("wait_between_batch_sd", self.wait_between_batch_sd)?;
         non_negative("single_run_jitter", self.single_run_jitter)
     }
 
@@ -151,6 +161,7 @@ impl Options {
             moderate_variance: self.moderate_variance,
             strict: self.strict,
             between_batch_sd: self.between_batch_sd,
+            wait_between_batch_sd: self.wait_between_batch_sd,
         }
     }
 }
@@ -180,4 +191,6 @@ pub struct Settings {
     pub strict: bool,
     /// The default between-batch spread.
     pub between_batch_sd: f64,
+    /// The default between-batch spread of the metrics of waiting.
+    pub wait_between_batch_sd: f64,
 }

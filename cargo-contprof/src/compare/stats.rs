@@ -148,6 +148,13 @@ fn trigamma(mut x: f64) -> f64 {
     acc + 1.0 / x + x2 / 2.0 + x2 / x * (1.0 / 6.0 - x2 * (1.0 / 30.0 - x2 / 42.0))
 }
 
+/// How many of `n` values [`SideStats::trimmed`] cuts at each end at `trim`: 0 when fewer than
+/// two would stay.
+pub(crate) fn trimmed_per_end(n: usize, trim: f64) -> usize {
+    let g = (trim * n as f64).floor() as usize;
+    if n >= 2 * g + 2 { g } else { 0 }
+}
+
 /// Summary of one side of a test: values already on the log scale.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SideStats {
@@ -173,6 +180,30 @@ impl SideStats {
         let var =
             if n > 1 { ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
         SideStats { n, mean, raw_var: var, var: var.max(floor), df: n.saturating_sub(1) as f64, floor }
+    }
+
+    /// Yuen's trimmed statistics of `ys`: the mean of the middle values, `trim` of them cut at
+    /// each end, and the winsorized variance scaled so that `var / n` is Yuen's squared standard
+    /// error, with `h - 1` degrees of freedom (`h` values kept): [`welch`] on two of them is
+    /// Yuen's test. For costs whose runs have heavy tails (a lock's waits when the scheduler
+    /// interleaved threads unusually in one run), where one low run would otherwise dominate the
+    /// variance of the logs. With fewer than `1 / trim` values nothing is cut: [`SideStats::new`].
+    pub(crate) fn trimmed(ys: &[f64], floor: f64, trim: f64) -> SideStats {
+        let n = ys.len();
+        let g = trimmed_per_end(n, trim);
+        if g == 0 {
+            return SideStats::new(ys, floor);
+        }
+        let mut sorted = ys.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let h = n - 2 * g;
+        let mean = sorted[g..n - g].iter().sum::<f64>() / h as f64;
+        let (lo, hi) = (sorted[g], sorted[n - g - 1]);
+        let winsorized: Vec<f64> = sorted.iter().map(|y| y.clamp(lo, hi)).collect();
+        let wmean = winsorized.iter().sum::<f64>() / n as f64;
+        let wvar = winsorized.iter().map(|y| (y - wmean).powi(2)).sum::<f64>() / (n - 1) as f64;
+        let var = wvar * ((n * (n - 1)) as f64 / (h * (h - 1)) as f64);
+        SideStats { n, mean, raw_var: wvar, var: var.max(floor), df: (h - 1) as f64, floor }
     }
 
     /// Empirical-Bayes moderation: the measured variance is averaged with the prior `τ² + floor`
@@ -490,6 +521,32 @@ mod tests {
         // The median of χ²_9/9 is below 1, so τ² comes out a little above 0.01; no excess spread.
         assert!(prior.is_some_and(|p| p.tau2 > 0.01 && p.tau2 < 0.015 && p.d0 == MAX_PRIOR_DF), "{prior:?}");
         assert_eq!(fit_prior(&items[..2]), None);
+    }
+
+    #[test]
+    fn trimmed_statistics_are_yuens_and_resist_a_low_run() {
+        // One run of ten far below the others: its log pulls the plain mean and variance, not the
+        // trimmed ones.
+        let mut ys: Vec<f64> = (0..9).map(|i| 6.5 + 0.05 * f64::from(i)).collect();
+        ys.push(4.0);
+        let plain = SideStats::new(&ys, 0.0);
+        let t = SideStats::trimmed(&ys, 0.0, 0.2);
+        assert_eq!((t.n, t.df), (10, 5.0));
+        // Trimmed mean of the middle six sorted values: 6.55..6.8.
+        assert!((t.mean - 6.675).abs() < 1e-9, "{t:?}");
+        // Winsorized at 6.55 and 6.80: variance of [6.55 x3, 6.6, 6.65, 6.7, 6.75, 6.8 x3].
+        let w = [6.55, 6.55, 6.55, 6.6, 6.65, 6.7, 6.75, 6.8, 6.8, 6.8];
+        let wm = w.iter().sum::<f64>() / 10.0;
+        let wvar = w.iter().map(|y| (y - wm).powi(2)).sum::<f64>() / 9.0;
+        assert!((t.raw_var - wvar).abs() < 1e-12);
+        assert!((t.var - wvar * 90.0 / 30.0).abs() < 1e-12);
+        assert!(t.var < plain.var / 5.0, "{t:?} vs {plain:?}");
+        // Too few values to cut one at each end: the plain statistics.
+        let few = SideStats::trimmed(&ys[..4], 0.0, 0.2);
+        assert_eq!(
+            (few.mean, few.var, few.df),
+            (SideStats::new(&ys[..4], 0.0).mean, SideStats::new(&ys[..4], 0.0).var, 3.0)
+        );
     }
 
     #[test]
