@@ -24,7 +24,8 @@
 # instead of the workload's main (see edit_layout).
 # Environment: WORK (default /work/measure: crates, worktrees, target dirs, stores, results),
 # CONTPROF_BIN (default: built once with `cargo build --release` into $WORK/tool-target),
-# CRATES (default "serde_json pulldown-cmark sha2"), PAIRS (comparisons per scenario; default 12
+# CRATES (default "serde_json pulldown-cmark sha2"; also crossbeam-channel, whose batches record
+# lock waits and wall time too: EXTRA_FLAGS), PAIRS (comparisons per scenario; default 12
 # for aa and layout, 8 for reg_own and reg_dep), NEIGHBOUR_EVERY (default 2: the aa batch of every
 # 2nd round runs next to the neighbour process), CREATE_NODE_SPIN (default 8: the size of the
 # pulldown-cmark reg_own loop), SETUP_ONLY=1 (set up, build, print the base
@@ -44,14 +45,21 @@ NEIGHBOUR_EVERY=${NEIGHBOUR_EVERY:-2}
 # 6 was calibrated once from a base/reg_own profile pair, but at check's defaults create_node's
 # measured self change came out at +12..21%; 8 measured +27..38%, 10 +39..44%.
 CREATE_NODE_SPIN=${CREATE_NODE_SPIN:-8}
+# The size of crossbeam-channel's reg_own: one send in this many sleeps 20 µs holding the
+# rendezvous channel's lock.
+HOLD_SLEEP_EVERY=${HOLD_SLEEP_EVERY:-16}
 SCENARIOS=(aa layout reg_own reg_dep)
 # Exactly what `check` records at its defaults (cargo-contprof/src/cli/check.rs DEFAULT_RUNS,
 # args.rs CheckArgs: runner::CHECK_FREQUENCY, AllocArg::Sampled, 512K).
 RECORD_FLAGS=(--runs 10 --frequency 9999 --alloc sampled --alloc-interval 512K)
 
-declare -A VERSION=([serde_json]=1.0.154 [pulldown-cmark]=0.13.6 [sha2]=0.11.1)
+declare -A VERSION=([serde_json]=1.0.154 [pulldown-cmark]=0.13.6 [sha2]=0.11.1 [crossbeam-channel]=0.5.15)
 # The dependency vendored into vendor/NAME for reg_dep (its version is the one Cargo.lock resolves).
-declare -A VENDORED=([serde_json]=zmij [pulldown-cmark]=pulldown-cmark-escape [sha2]=block-buffer)
+declare -A VENDORED=([serde_json]=zmij [pulldown-cmark]=pulldown-cmark-escape [sha2]=block-buffer
+  [crossbeam-channel]=crossbeam-utils)
+# Recorded on top of RECORD_FLAGS: crossbeam-channel's workload is about waiting, so its batches
+# also record lock waits and wall time, and its comparisons test those metrics too.
+declare -A EXTRA_FLAGS=([crossbeam-channel]="--contention --wall")
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "FAILED: $*"; exit 2; }
@@ -160,6 +168,7 @@ edit_aa() {  # a comment at the end of the file with the hot code: no line moves
     serde_json) f=src/ser.rs ;;
     pulldown-cmark) f=src/firstpass.rs ;;
     sha2) f=src/sha512/x86_avx2.rs ;;
+    crossbeam-channel) f=src/flavors/zero.rs ;;
   esac
   printf '\n// contprof A/A scenario: a comment-only change.\n' >>"$f"
 }
@@ -189,6 +198,10 @@ edit_layout() {
       replace src/block_api.rs $'\npub use crate::{sha256::compress256, sha512::compress512};\n' \
         $'\npub use crate::{sha256::compress256, sha512::compress512};\n'"$LAYOUT_FN"
       path=sha2::block_api::contprof_layout_filler ;;
+    crossbeam-channel)  # early in flavors/zero.rs (the rendezvous channel the workload uses)
+      replace src/flavors/zero.rs $'\nuse crossbeam_utils::Backoff;\n' $'\nuse crossbeam_utils::Backoff;\n'"$LAYOUT_FN"
+      replace src/lib.rs $'#[cfg(feature = "std")]\nmod flavors;\n' $'#[cfg(feature = "std")]\nmod flavors;\n#[cfg(feature = "std")]\n#[doc(hidden)]\npub use flavors::zero::contprof_layout_filler;\n'
+      path=crossbeam_channel::contprof_layout_filler ;;
   esac
   replace contprof-workload/examples/contprof_workload.rs $'\nfn main() {\n' \
     $'\nfn main() {\n    if std::env::var_os("CONTPROF_LAYOUT_NEVER_SET").is_some() {\n        std::hint::black_box('"$path"$'(1 << 20));\n    }\n'
@@ -202,6 +215,10 @@ edit_reg_own() {
     pulldown-cmark)  # an arithmetic loop on every 4th call (the body mutates the tree: cannot be redone)
       replace src/tree.rs $'    pub(crate) fn create_node(&mut self, item: T) -> TreeIndex {\n' \
         $'    pub(crate) fn create_node(&mut self, item: T) -> TreeIndex {\n    '"$EVERY_4TH"$'\n        if contprof_redo {\n            let mut x = core::hint::black_box(self.nodes.len() as u64);\n            for _ in 0..'"$CREATE_NODE_SPIN"$' {\n                x = core::hint::black_box(x.wrapping_mul(0x2545_F491_4F6C_DD1D).wrapping_add(1));\n            }\n        }\n' ;;
+    crossbeam-channel)  # the rendezvous channel's send holds its mutex through a short sleep (as if
+      # it did I/O under the lock) on every HOLD_SLEEP_EVERY-th call
+      replace src/flavors/zero.rs $'    ) -> Result<(), SendTimeoutError<T>> {\n        let token = &mut Token::default();\n        let mut inner = self.inner.lock().unwrap();\n' \
+        $'    ) -> Result<(), SendTimeoutError<T>> {\n        let token = &mut Token::default();\n        let mut inner = self.inner.lock().unwrap();\n        static CONTPROF_SENDS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);\n        if CONTPROF_SENDS.fetch_add(1, core::sync::atomic::Ordering::Relaxed) % '"$HOLD_SLEEP_EVERY"$' == 0 {\n            std::thread::sleep(std::time::Duration::from_micros(20));\n        }\n' ;;
     sha2)  # two thirds of an extra big-Sigma1 of the state, kept alive with black_box (about a
       # quarter of a round's work; a per-call counter would cost more than the round itself)
       replace src/sha512/x86_avx2.rs $'    rotate_state!(s);\n}\n' $'    rotate_state!(s);\n    core::hint::black_box(s[0].rotate_right(14) ^ s[0].rotate_right(18));\n}\n' ;;
@@ -247,6 +264,11 @@ fn contprof_no_compress<BS: ArraySize>() -> impl FnMut(&[Array<u8, BS>]) {
 }
 RS
       ;;
+    crossbeam-channel)  # Backoff::snooze also spins before it yields: 2^step spin-loop hints
+      # ahead of each sched_yield of its yielding steps (crossbeam-channel snoozes while it waits
+      # for a packet or before it parks)
+      replace "$d/src/backoff.rs" $'            #[cfg(feature = "std")]\n            ::std::thread::yield_now();\n' \
+        $'            #[cfg(feature = "std")]\n            for _ in 0..1 << self.step.get() {\n                hint::spin_loop();\n            }\n            #[cfg(feature = "std")]\n            ::std::thread::yield_now();\n' ;;
   esac
 }
 
@@ -255,7 +277,7 @@ RS
 setup_crate() {
   local c=$1 dir=$WORK/crates/$1 stamp
   # What the crate's repo is made of: its version, workload and the edits (not the rest of this script).
-  stamp=$( (echo "${VERSION[$c]} ${VENDORED[$c]} $CREATE_NODE_SPIN ${LAYOUT_CALLER:-main}$LAYOUT_FN$EVERY_4TH"; cat "$HERE/real/$c.rs"
+  stamp=$( (echo "${VERSION[$c]} ${VENDORED[$c]} $CREATE_NODE_SPIN $HOLD_SLEEP_EVERY ${LAYOUT_CALLER:-main}$LAYOUT_FN$EVERY_4TH"; cat "$HERE/real/$c.rs"
     declare -f setup_base edit_aa edit_layout edit_reg_own edit_reg_dep) | sha256sum | cut -c1-16)
   if [ "$(cat "$dir/setup.ok" 2>/dev/null)" = "$stamp" ]; then
     log "$c: reusing $dir"
@@ -309,10 +331,10 @@ build_crate() {
   log "$c: base and aa binaries have identical .text and .rodata: $same"
   contprof "$c" base run --runs 3 --frequency 999 --no-store --top 400 >"$logs/base-profile.txt" 2>"$logs/base-profile.err" \
     || die "$c: base profile failed (see $logs/base-profile.err)"
-  log "$c: base profile (3 runs, 999 Hz): $(grep -m1 'CPU in' "$logs/base-profile.txt")"
+  log "$c: base profile (3 runs, 999 Hz): $(grep -hm1 'CPU in' "$logs/base-profile.txt" "$logs/base-profile.err")"
   for s in reg_own reg_dep; do
     log "$c/$s injects into ${INJECTED[$c/$s]}: ${EXPECTED[$c/$s]}"
-    log "  base share (self%, total%): $(grep -F "  ${INJECTED[$c/$s]}" "$logs/base-profile.txt" | awk '{printf "%s %s; ", $1, $2}')"
+    log "  base share (self%, total%): $(grep -hE "  (${INJECTED[$c/$s]})" "$logs/base-profile.txt" "$logs/base-profile.err" | awk '{printf "%s %s; ", $1, $2}')"
   done
 }
 
@@ -347,7 +369,8 @@ BATCHES=0
 # to stdout); both are searched.
 record() {
   local c=$1 side=$2 label=$3 logs=$WORK/logs/$1 t0=$SECONDS id
-  contprof "$c" "$side" run "${RECORD_FLAGS[@]}" --store "$WORK/crates/$c/store" \
+  # shellcheck disable=SC2086 # EXTRA_FLAGS holds several flags
+  contprof "$c" "$side" run "${RECORD_FLAGS[@]}" ${EXTRA_FLAGS[$c]:-} --store "$WORK/crates/$c/store" \
     --tag measure=real_crates --tag "scenario=$side" >"$logs/$label.out" 2>"$logs/$label.err" \
     || { cat "$logs/$label.err" >&2; die "$c: recording $label failed"; }
   id=$(grep -hoE 'Stored run [^ ]+ under commit' "$logs/$label.err" "$logs/$label.out" | awk '{print $3}' | tail -1)
@@ -374,9 +397,12 @@ compare_pair() {
     die "$c/$s round $round: compare exited $rc"
   fi
   python3 - "$out" "$c" "$s" "$round" "$base" "$head" "$nb" "$gap" "$rc" \
-    "${INJECTED[$c/$s]:-}" "${PATHS[$c/$s]:-}" "${RUN_LOAD[$base]:-}" "${RUN_LOAD[$head]:-}" >>"$RESULTS" <<'PY'
+    "${INJECTED[$c/$s]:-}" "${PATHS[$c/$s]:-}" "${RUN_LOAD[$base]:-}" "${RUN_LOAD[$head]:-}" \
+    "${METRICS[$c/$s]:-^cpu\$}" >>"$RESULTS" <<'PY'
 import json, re, sys
-out, crate, scen, rnd, base, head, nb, gap, rc, injected, paths, load_base, load_head = sys.argv[1:]
+out, crate, scen, rnd, base, head, nb, gap, rc, injected, paths, load_base, load_head, metrics = sys.argv[1:]
+# The metrics in which the injected change is expected (a regex; CPU unless scenarios.sh says).
+metric_ok = lambda m: re.search(metrics, m) is not None
 r = json.load(open(out))
 regs = r.get("regressions", [])
 shifted = r.get("shifted")
@@ -396,14 +422,14 @@ for g in r.get("groups") or []:
         row["cpu_noise"] = {k: g.get(k) for k in ("samples_per_run", "overdispersion", "between_batch_sd", "drift_source", "min_detectable")}
 if injected:
     import re
-    hits = [e for e in regs if re.search(injected, e["function"]) and e["metric"] == "cpu"]
+    hits = [e for e in regs if re.search(injected, e["function"]) and metric_ok(e["metric"])]
     row["injected_named"] = bool(hits)
-    row["injected_change"] = {e["kind"]: e["change"] for e in hits}
-    row["injected_in_shifted"] = any(re.search(injected, e["function"]) and e["metric"] == "cpu" for e in shifted or [])
+    row["injected_change"] = {f'{e["metric"]}/{e["kind"]}': e["change"] for e in hits}
+    row["injected_in_shifted"] = any(re.search(injected, e["function"]) and metric_ok(e["metric"]) for e in shifted or [])
     # Whatever the verdict, the injected function's measured change (cpu self, total) in any list.
     for lst in ("regressions", "shifted", "possible", "improvements", "inherited"):
         for e in r.get(lst) or []:
-            if re.search(injected, e["function"]) and e["metric"] == "cpu":
+            if re.search(injected, e["function"]) and metric_ok(e["metric"]):
                 row.setdefault(f'injected_{e["kind"]}_change', e["change"])
     row["others"] = sorted({e["function"] for e in regs if not on_path.search(e["function"])})
 print(json.dumps(row))

@@ -11,7 +11,8 @@
 # +27..38%, sha_round self +34..48%, digest_blocks self +43%, escape_html_scalar self +63..78%
 # (total +39%), zmij::write self +76..100% (total +32..41%): the redo adds a call's fixed cost
 # to short calls.
-declare -A INJECTED PATHS EXPECTED
+# METRICS: a regex of the metrics in which the injected change counts as named (default: cpu).
+declare -A INJECTED PATHS EXPECTED METRICS
 INJECTED[serde_json/reg_own]='serde_json::ser::format_escaped_str_contents'
 EXPECTED[serde_json/reg_own]='+25% of its self work (its body redone into io::sink() on every 4th call); it holds ~5% of self CPU (1 thread)'
 PATHS[serde_json/reg_own]='format_escaped_str_contents|format_escaped_str\b|serialize_str|write_string_fragment|write_char_escape|Serialize for serde_json::value::Value>::serialize|Serialize for alloc::string::String|SerializeMap|SerializeSeq|serialize_entry|serialize_key|serialize_value|serialize_element|MapKeySerializer|ser::to_string|ser::to_vec|ser::to_writer|to_string_pretty|to_vec_pretty|contprof_workload::main|collect_seq|Serialize for &T>::serialize|Serialize for alloc::vec::Vec<T>>::serialize|<contprof_workload::'
@@ -33,3 +34,14 @@ INJECTED[sha2/reg_dep]='block_buffer::BlockBuffer<BS,K>::digest_blocks'
 EXPECTED[sha2/reg_dep]='about +25% of its self work (on calls whose input length is 3 mod 4, about a quarter: the body redone on a clone with a no-op compression); it holds ~17% of self CPU (both threads)'
 PATHS[sha2/reg_dep]='block_buffer::|digest::|Sha256VarCore|Sha512VarCore|update_blocks|compress256|compress512|sha2::sha256::|sha2::sha512::|contprof_workload::work|std::thread|contprof_workload::main'
 
+# The rendezvous channel's lock is taken by every send and recv of the four threads. A sleep
+# while holding it makes the others wait longer for it (delay of their lock waits, charged to send
+# and recv, whose std frames fold into them) and the sender's own wall time in send grow.
+INJECTED[crossbeam-channel/reg_own]='crossbeam_channel::flavors::zero::Channel<T>::(send|recv)'
+EXPECTED[crossbeam-channel/reg_own]='every HOLD_SLEEP_EVERY=16th send sleeps 20 µs (~70 µs with timer slack) holding the zero-capacity channel mutex: longer lock waits (delay) in send and recv, wall time in send'
+METRICS[crossbeam-channel/reg_own]='^(delay|contentions|wall)$'
+PATHS[crossbeam-channel/reg_own]='crossbeam_channel::|std::sync::|std::sys::|std::thread|contprof_workload::rendezvous|contprof_workload::main|syscall|clock_nanosleep'
+INJECTED[crossbeam-channel/reg_dep]='crossbeam_utils::backoff::Backoff::snooze'
+EXPECTED[crossbeam-channel/reg_dep]='2^step spin-loop hints (64-1024) ahead of every sched_yield of Backoff::snooze (a CPU regression of a dependency; snooze holds ~25% of self CPU, sched_yield folded in)'
+METRICS[crossbeam-channel/reg_dep]='^cpu$'
+PATHS[crossbeam-channel/reg_dep]='crossbeam_utils::|crossbeam_channel::|std::thread|contprof_workload::rendezvous|contprof_workload::pipeline|contprof_workload::main|sched_yield'
