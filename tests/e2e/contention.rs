@@ -112,7 +112,7 @@ fn the_stored_run_records_the_contention_rate() {
 fn longer_lock_holds_are_a_delay_regression() {
     use crate::compare::{compare, record_bin};
     let (store, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let flags = ["--runs", "3", "--contention", "--", "std"];
+    let flags = ["--runs", "5", "--contention", "--", "std"];
     let scale = ("FIXTURE_SCALE", "0.1");
     let base = record_bin("lock_wait", store.path(), out.path(), &flags, &[scale]);
     let head =
@@ -160,7 +160,7 @@ fn check_with_contention_flags_longer_lock_holds() {
     let store = repo.dir.path().join("store");
     let check = |extra: &[&str], env: &[(&str, &str)]| {
         let mut cmd = contprof();
-        cmd.args(["check", "--baseline", "stored", "--bin", "lock_wait", "--runs", "3", "--contention"])
+        cmd.args(["check", "--baseline", "stored", "--bin", "lock_wait", "--runs", "5", "--contention"])
             .arg("--store")
             .arg(&store)
             .args(extra)
