@@ -40,7 +40,7 @@ PATHS[sha2/reg_dep]='block_buffer::|digest::|Sha256VarCore|Sha512VarCore|update_
 INJECTED[crossbeam-channel/reg_own]='crossbeam_channel::flavors::zero::Channel<T>::(send|recv)'
 EXPECTED[crossbeam-channel/reg_own]='every HOLD_SLEEP_EVERY=16th send sleeps 20 µs (~70 µs with timer slack) holding the zero-capacity channel mutex: longer lock waits (delay) in send and recv, wall time in send'
 METRICS[crossbeam-channel/reg_own]='^(delay|contentions|wall)$'
-PATHS[crossbeam-channel/reg_own]='crossbeam_channel::|std::sync::|std::sys::|std::thread|contprof_workload::rendezvous|contprof_workload::main|syscall|clock_nanosleep'
+PATHS[crossbeam-channel/reg_own]='crossbeam_channel::|crossbeam_utils::|std::sync::|std::sys::|std::thread|contprof_workload::rendezvous|contprof_workload::main|syscall|clock_nanosleep'
 INJECTED[crossbeam-channel/reg_dep]='crossbeam_utils::backoff::Backoff::snooze'
 EXPECTED[crossbeam-channel/reg_dep]='2^step spin-loop hints (64-1024) ahead of every sched_yield of Backoff::snooze (a CPU regression of a dependency; snooze holds ~25% of self CPU, sched_yield folded in)'
 METRICS[crossbeam-channel/reg_dep]='^cpu$'
