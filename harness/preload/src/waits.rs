@@ -164,6 +164,12 @@ unsafe fn lock_slow_path<T>(
     timed_wait(caller, real)
 }
 
+/// Whether glibc waits on `clock` in its `*_clock*` functions (it returns `EINVAL` for any other,
+/// before trying the lock: such a call is forwarded as it is, so that it fails as it would).
+fn timed_clock(clock: libc::clockid_t) -> bool {
+    clock == libc::CLOCK_REALTIME || clock == libc::CLOCK_MONOTONIC
+}
+
 /// Waits for the semaphore `sem` with `real` (glibc's blocking call, forwarded): at once when
 /// waits are not recorded, else after `sem_trywait` failed with `EAGAIN`, timed. `sem_trywait`
 /// failing otherwise (`EINVAL`) is what the blocking call would have said; a try that failed with
@@ -320,6 +326,10 @@ pub unsafe extern "C" fn pthread_mutex_clocklock(
     let fp = caller();
     // SAFETY: glibc's function of this name has this type.
     let Some(real) = (unsafe { MUTEX_CLOCKLOCK.function::<ClockLock<_>>() }) else { return libc::EINVAL };
+    if !timed_clock(clock) {
+        // SAFETY: forwarded: glibc refuses the clock before it would try the lock.
+        return unsafe { real(m, clock, abstime) };
+    }
     // SAFETY: the caller's mutex, forwarded.
     unsafe { lock_slow_path(m, libc::pthread_mutex_trylock, fp, || real(m, clock, abstime)) }
 }
@@ -395,6 +405,10 @@ pub unsafe extern "C" fn pthread_rwlock_clockrdlock(
     let fp = caller();
     // SAFETY: glibc's function of this name has this type.
     let Some(real) = (unsafe { RWLOCK_CLOCKRDLOCK.function::<ClockLock<_>>() }) else { return libc::EINVAL };
+    if !timed_clock(clock) {
+        // SAFETY: forwarded: glibc refuses the clock before it would try the lock.
+        return unsafe { real(l, clock, abstime) };
+    }
     // SAFETY: the caller's lock, forwarded.
     unsafe { lock_slow_path(l, libc::pthread_rwlock_tryrdlock, fp, || real(l, clock, abstime)) }
 }
@@ -412,6 +426,10 @@ pub unsafe extern "C" fn pthread_rwlock_clockwrlock(
     let fp = caller();
     // SAFETY: glibc's function of this name has this type.
     let Some(real) = (unsafe { RWLOCK_CLOCKWRLOCK.function::<ClockLock<_>>() }) else { return libc::EINVAL };
+    if !timed_clock(clock) {
+        // SAFETY: forwarded: glibc refuses the clock before it would try the lock.
+        return unsafe { real(l, clock, abstime) };
+    }
     // SAFETY: the caller's lock, forwarded.
     unsafe { lock_slow_path(l, libc::pthread_rwlock_trywrlock, fp, || real(l, clock, abstime)) }
 }
@@ -506,6 +524,10 @@ pub unsafe extern "C" fn sem_clockwait(
     let fp = caller();
     // SAFETY: glibc's function of this name has this type.
     let Some(real) = (unsafe { SEM_CLOCKWAIT.function::<ClockLock<_>>() }) else { return einval() };
+    if !timed_clock(clock) {
+        // SAFETY: forwarded: glibc refuses the clock before it would try the lock.
+        return unsafe { real(sem, clock, abstime) };
+    }
     // SAFETY: the caller's semaphore, forwarded.
     unsafe { sem_slow_path(sem, fp, || real(sem, clock, abstime)) }
 }
