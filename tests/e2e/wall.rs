@@ -5,14 +5,14 @@ use cargo_contprof::profile::{CostView, Profile};
 
 use crate::util::{contprof, describe, expectation, fixtures_manifest, read_profile};
 
-/// Runs `off_cpu <mode>` with `--wall-frequency 1000`, alone (the sampler's view of a thread
+/// Runs `off_cpu <mode>` with `--wall-frequency 1000` and `extra` flags, alone (the sampler's view of a thread
 /// depends on when it gets a core: see the module docs of the agent's `wall`); returns the profile
 /// and the fixture's stderr. At 1 kHz a run of about a second has some 300 samples of `nap`: the
 /// sampling error alone is then about ±5%, and the tolerances in `expected.toml` are 2-3 times that.
-fn run_mode(out: &std::path::Path, mode: &str) -> (Profile, String) {
+fn run_mode(out: &std::path::Path, mode: &str, extra: &[&str]) -> (Profile, String) {
     let mut cmd = contprof();
     cmd.arg("run").arg("--manifest-path").arg(fixtures_manifest()).args(["--bin", "off_cpu", "-o"]);
-    cmd.arg(out).args(["--wall-frequency", "1000", "--no-store", "--", mode]);
+    cmd.arg(out).args(["--wall-frequency", "1000", "--no-store"]).args(extra).args(["--", mode]);
     let f = crate::util::finish_alone(&mut cmd);
     assert_eq!(f.code, 0, "{f:?}");
     (read_profile(&out.join("profile.pb.gz")), f.stderr)
@@ -25,7 +25,7 @@ fn wall_time_matches_what_the_fixture_measured() {
         let (mode, function) = (case["mode"].as_str().unwrap(), case["function"].as_str().unwrap());
         let tolerance = case["tolerance"].as_float().unwrap();
         let out = tempfile::tempdir().unwrap();
-        let (profile, stderr) = run_mode(out.path(), mode);
+        let (profile, stderr) = run_mode(out.path(), mode, &[]);
         let prefix = format!("measured wall: {function}=");
         let measured: f64 = stderr
             .lines()
@@ -48,7 +48,7 @@ fn wall_time_matches_what_the_fixture_measured() {
 #[test]
 fn every_thread_is_charged_its_whole_wall_time() {
     let out = tempfile::tempdir().unwrap();
-    let (profile, _) = run_mode(out.path(), "sleep");
+    let (profile, _) = run_mode(out.path(), "sleep", &[]);
     let i = profile.sample_type_index("wall").expect("wall sample type");
     let duration = profile.duration_nanos as f64;
     // Two threads (main, joining, and the napper) and nothing else: the sampler leaves itself out.
@@ -115,15 +115,7 @@ fn longer_sleeps_are_a_wall_regression() {
 fn blocked_threads_wait_in_the_system_call_not_in_the_agent() {
     for extra in [&[][..], &["--contention"][..]] {
         let out = tempfile::tempdir().unwrap();
-        let mut cmd = contprof();
-        cmd.arg("run").arg("--manifest-path").arg(fixtures_manifest()).args(["--bin", "off_cpu", "-o"]);
-        cmd.arg(out.path())
-            .args(["--wall-frequency", "1000", "--no-store"])
-            .args(extra)
-            .args(["--", "channel"]);
-        let f = crate::util::finish_alone(&mut cmd);
-        assert_eq!(f.code, 0, "{f:?}");
-        let profile = read_profile(&out.path().join("profile.pb.gz"));
+        let (profile, _) = run_mode(out.path(), "channel", extra);
         let view = CostView::from_profile(&profile);
         let i = view.sample_type_index("wall").expect("wall sample type");
         let total = |name: &str| view.get(name).map_or(0, |f| f.total_values[i]);

@@ -599,7 +599,7 @@ impl Ctx<'_> {
             (true, false) => Method::WelchLogShare,
             (false, false)
                 if self.metric.is_waiting()
-                    && self.data.runs.iter().all(|r| trimmed_per_end(r.len(), WAIT_TRIM) > 0) =>
+                    && self.data.runs.iter().any(|r| trimmed_per_end(r.len(), WAIT_TRIM) > 0) =>
             {
                 Method::YuenLog
             }

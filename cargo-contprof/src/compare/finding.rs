@@ -76,8 +76,8 @@ pub enum Method {
     WelchLogShare,
     /// Welch's t-test on ln(cost + one sample) per run.
     WelchLog,
-    /// Yuen's trimmed t-test on ln(cost + one sample) per run, a fifth of each side's runs cut at
-    /// each end: the metrics of waiting, whose runs have heavy tails.
+    /// Yuen's trimmed t-test on ln(cost + one sample) per run, a fifth of the runs cut at each end
+    /// of every side with 8 runs or more: the metrics of waiting, whose runs have heavy tails.
     YuenLog,
     /// One side has a single run: its variance is borrowed from the other side (or assumed when
     /// both have one run); the result is only indicative.

@@ -78,6 +78,16 @@ enum Loc {
     Agent,
 }
 
+impl Loc {
+    /// The location of code outside the agent.
+    fn code(self) -> Option<u64> {
+        match self {
+            Loc::Code(l) => Some(l),
+            Loc::Interposer(_) | Loc::Agent => None,
+        }
+    }
+}
+
 impl Symbols<'_> {
     fn mapping_id(&mut self, w: &mut ProfileWriter, index: usize) -> u64 {
         if let Some(&id) = self.mapping_ids.get(&index) {
@@ -106,19 +116,13 @@ impl Symbols<'_> {
 
     /// The location of `addr` outside the agent; `None` in the agent, interposers included.
     fn location(&mut self, w: &mut ProfileWriter, addr: u64, kind: AddressKind) -> Option<u64> {
-        match self.cached_location(w, addr, kind, false) {
-            Loc::Code(l) => Some(l),
-            Loc::Interposer(_) | Loc::Agent => None,
-        }
+        self.cached_location(w, addr, kind, false).code()
     }
 
     /// The location of a function entry, called there: its outermost frame only (the function
     /// called, not what was inlined into its first instruction). `None` in the agent.
     fn entry_location(&mut self, w: &mut ProfileWriter, addr: u64) -> Option<u64> {
-        match self.cached_location(w, addr, AddressKind::Exact, true) {
-            Loc::Code(l) => Some(l),
-            Loc::Interposer(_) | Loc::Agent => None,
-        }
+        self.cached_location(w, addr, AddressKind::Exact, true).code()
     }
 
     /// What `addr` is, with every frame there or with the outermost only.

@@ -201,9 +201,11 @@ impl Symbolizer {
     /// The functions the agent library at `path` interposes: its exports (the preload library
     /// exports nothing else), read once.
     fn interposers(&mut self, path: &str) -> &HashSet<String> {
-        self.interposers
-            .entry(path.to_owned())
-            .or_insert_with(|| binary::exported_functions(Path::new(path)).unwrap_or_default())
+        if !self.interposers.contains_key(path) {
+            let exported = binary::exported_functions(Path::new(path)).unwrap_or_default();
+            self.interposers.insert(path.to_owned(), exported);
+        }
+        &self.interposers[path]
     }
 
     /// How far the object file at `path` was moved when it was loaded (runtime address = ELF
