@@ -1,6 +1,8 @@
-//! Builds the preloadable agent (`harness/preload`, a cdylib) and hands its path to the crate,
-//! which embeds the bytes with `include_bytes!`. The installed `cargo-contprof` binary is then
-//! self-contained: it writes the library next to the workload's build output at run time.
+//! Builds the preloadable agent (`harness/preload`, a cdylib) twice, with and without its
+//! allocation hooks (the lean build is preloaded when allocations are not recorded, so that they
+//! cost nothing), and hands their paths to the crate, which embeds the bytes with
+//! `include_bytes!`. The installed `cargo-contprof` binary is then self-contained: it writes the
+//! library next to the workload's build output at run time.
 //!
 //! The agent is built by a nested `cargo build` in its own target directory (so it never waits
 //! on the outer build's lock), in release mode with frame pointers, from a clean environment: the
@@ -19,22 +21,47 @@ fn main() {
         println!("cargo::rerun-if-changed={}", manifest_dir.join(dir).display());
     }
     println!("cargo::rerun-if-env-changed=CONTPROF_AGENT_LIB");
+    println!("cargo::rerun-if-env-changed=CONTPROF_AGENT_LIB_LEAN");
 
-    // Escape hatch for packagers who build the agent themselves.
-    if let Some(prebuilt) = env::var_os("CONTPROF_AGENT_LIB") {
-        println!("cargo::rustc-env=CONTPROF_AGENT_LIB_PATH={}", PathBuf::from(prebuilt).display());
+    // Escape hatch for packagers who build the agent themselves (both builds).
+    if let (Some(full), Some(lean)) =
+        (env::var_os("CONTPROF_AGENT_LIB"), env::var_os("CONTPROF_AGENT_LIB_LEAN"))
+    {
+        println!("cargo::rustc-env=CONTPROF_AGENT_LIB_PATH={}", PathBuf::from(full).display());
+        println!("cargo::rustc-env=CONTPROF_AGENT_LIB_LEAN_PATH={}", PathBuf::from(lean).display());
         return;
     }
 
     let target_dir = out_dir.join("agent-target");
+    // Both builds share the target directory (the agent crate is compiled once) and write the same
+    // file name, so each is copied out as soon as it is built.
+    for (features, file, var) in [
+        (None, "libcontprof_preload.so", "CONTPROF_AGENT_LIB_PATH"),
+        (Some("--no-default-features"), "libcontprof_preload_lean.so", "CONTPROF_AGENT_LIB_LEAN_PATH"),
+    ] {
+        let built = build_agent(&preload_manifest, &target_dir, features);
+        let kept = out_dir.join(file);
+        std::fs::copy(&built, &kept)
+            .unwrap_or_else(|e| panic!("could not copy {} to {}: {e}", built.display(), kept.display()));
+        println!("cargo::rustc-env={var}={}", kept.display());
+    }
+}
+
+/// Builds the preload library with `features` (an extra flag) and returns where it is.
+fn build_agent(
+    preload_manifest: &std::path::Path,
+    target_dir: &std::path::Path,
+    features: Option<&str>,
+) -> PathBuf {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
         .arg("--release")
         .arg("--manifest-path")
-        .arg(&preload_manifest)
+        .arg(preload_manifest)
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(target_dir);
+    cmd.args(features);
     if env::var_os("CARGO_NET_OFFLINE").is_some() {
         cmd.arg("--offline");
     }
@@ -66,5 +93,5 @@ fn main() {
     if !lib.exists() {
         panic!("the agent build succeeded but {} is missing", lib.display());
     }
-    println!("cargo::rustc-env=CONTPROF_AGENT_LIB_PATH={}", lib.display());
+    lib
 }

@@ -142,6 +142,11 @@ pub enum AgentCommand {
         /// image (`ENV LD_PRELOAD=/opt/contprof/libcontprof.so`); the link is printed instead.
         #[arg(long, value_name = "NAME")]
         link: Option<String>,
+        /// The lean build, without the allocation hooks: for a service whose `CONTPROF_TYPES`
+        /// has neither `alloc` nor `heap` (its `malloc` and `free` then run exactly as without the
+        /// agent). It records no allocations, and says so if asked to.
+        #[arg(long)]
+        no_alloc: bool,
     },
     /// The continuous mode's uploader, which the agent starts beside a profiled service (not
     /// run by hand): it schedules the deployment's windows through leases in the store,

@@ -60,7 +60,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Gc(a) => store_cmds::gc(a, &shell),
         Command::Serve(a) => view::serve(a, &shell),
         Command::Report(a) => view::report(a, &shell),
-        Command::Agent(args::AgentCommand::Path { dir, link }) => agent_path(dir, link),
+        Command::Agent(args::AgentCommand::Path { dir, link, no_alloc }) => agent_path(dir, link, no_alloc),
         Command::Agent(args::AgentCommand::Upload(a)) => crate::prod::uploader::run(a),
         Command::Prod(args::ProdCommand::List(a)) => prod::list(a, &shell),
         Command::Prod(args::ProdCommand::Export(a)) => prod::export(a, &shell),
@@ -108,7 +108,7 @@ fn record_uploader(dir: &std::path::Path) -> errors::Result<()> {
 }
 
 /// `cargo contprof agent path`: installs the embedded agent library and prints its path.
-fn agent_path(dir: Option<std::path::PathBuf>, link: Option<String>) -> errors::Result<()> {
+fn agent_path(dir: Option<std::path::PathBuf>, link: Option<String>, no_alloc: bool) -> errors::Result<()> {
     let dir = match dir {
         Some(d) => d,
         None => {
@@ -127,7 +127,8 @@ fn agent_path(dir: Option<std::path::PathBuf>, link: Option<String>) -> errors::
             cache.join("cargo-contprof")
         }
     };
-    let mut path = crate::runner::agent::install(&dir)?;
+    let build = if no_alloc { crate::runner::agent::Build::Lean } else { crate::runner::agent::Build::Full };
+    let mut path = crate::runner::agent::install_build(&dir, build)?;
     record_uploader(&dir)?;
     if let Some(name) = link {
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {

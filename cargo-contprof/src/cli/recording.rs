@@ -131,9 +131,11 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    /// The agent library, written under the target directory.
+    /// The agent library, written under the target directory: the lean build when allocations
+    /// are not recorded (they then cost the workload nothing).
     pub(super) fn agent_library(&self) -> Result<PathBuf> {
-        runner::agent::install(&self.workspace.target_dir().join("contprof").join("agent"))
+        let build = runner::agent::Build::for_alloc(self.agent_settings.alloc);
+        runner::agent::install_build(&self.workspace.target_dir().join("contprof").join("agent"), build)
     }
 }
 

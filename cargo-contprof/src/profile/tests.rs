@@ -203,8 +203,12 @@ fn interposers_stand_for_the_c_functions_and_only_the_agents_own_code_is_hidden(
     let (syscall, exported) = symbol_address(&bytes, start, |n| n == "syscall").expect("syscall symbol");
     assert!(exported);
     let (malloc, _) = symbol_address(&bytes, start, |n| n == "malloc").expect("malloc symbol");
+    let twin_name = format!("{}malloc", contprof::format::RECORDING_TWIN_PREFIX);
+    let (twin, exported) =
+        symbol_address(&bytes, start, |n| n == twin_name).expect("malloc's recording twin");
+    assert!(exported);
     let (internal, exported) =
-        symbol_address(&bytes, start, |n| n.contains("contprof") && n.contains("record"))
+        symbol_address(&bytes, start, |n| n.contains("contprof") && n.contains("5alloc6decide"))
             .expect("an internal function");
     assert!(!exported);
     let (hot, cold) = stacks();
@@ -216,7 +220,10 @@ fn interposers_stand_for_the_c_functions_and_only_the_agents_own_code_is_hidden(
     w.cpu_sample(3, &[cold[0], malloc + 8, hot[1]]);
     // The agent's own work, called from an interposer.
     w.cpu_sample(3, &[internal + 4, malloc + 8, hot[1]]);
-    w.end(end(3_000_000));
+    // The same through the recording twin, which stands for `malloc` too.
+    w.cpu_sample(3, &[internal + 4, twin + 8, hot[0], hot[1]]);
+    w.cpu_sample(3, &[cold[0], twin + 8, hot[0], hot[1]]);
+    w.end(end(5_000_000));
     let raw = RawFile::parse(w.bytes()).expect("raw");
     let p = build(&raw, &BuildOptions::default()).profile;
     let names = |s: &Sample| -> Vec<String> {
@@ -238,7 +245,9 @@ fn interposers_stand_for_the_c_functions_and_only_the_agents_own_code_is_hidden(
     assert_eq!(
         stacks,
         [
+            vec![AGENT_FRAME, "malloc", "profile_probe_hot", "profile_probe_main"],
             vec![AGENT_FRAME, "malloc", "profile_probe_main"],
+            vec!["profile_probe_cold", "profile_probe_hot", "profile_probe_main"],
             vec!["profile_probe_cold", "profile_probe_main"],
             vec!["syscall", "profile_probe_hot", "profile_probe_main"],
         ]

@@ -18,6 +18,12 @@ use std::path::{Path, PathBuf};
 
 use binary::Binary;
 pub use binary::BinaryInfo;
+
+/// The functions a shared object exports (its dynamic symbol table's defined code symbols);
+/// `None` when it cannot be read.
+pub fn exported_functions(path: &Path) -> Option<HashSet<String>> {
+    binary::exported_functions(path)
+}
 pub use demangle::demangle;
 pub use maps::{MapEntry, ProcessMaps};
 
@@ -182,8 +188,12 @@ impl Symbolizer {
                 agent = AgentCode::Internal;
                 if let Some(outer) = frames.pop_if(|f| self.interposers(&entry.path).contains(&f.system_name))
                 {
-                    // The C library's function it stands for: no agent source lines under it.
-                    frames = vec![symbol_frame(outer.function, outer.system_name)];
+                    // The C library's function it stands for: no agent source lines under it. A
+                    // recording twin stands for the function it records.
+                    frames = match outer.system_name.strip_prefix(contprof::format::RECORDING_TWIN_PREFIX) {
+                        Some(c_name) => vec![symbol_frame(c_name.to_owned(), c_name.to_owned())],
+                        None => vec![symbol_frame(outer.function, outer.system_name)],
+                    };
                     agent = AgentCode::Interposer;
                 }
             }

@@ -77,6 +77,20 @@ pub struct Options {
     pub(crate) window: bool,
 }
 
+/// Why the allocation functions this process calls are not the agent's (set once by the preload
+/// library's constructor; `None`: they are, or the agent is linked in and uses [`crate::Allocator`]).
+static ALLOC_UNSEEN: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Records why allocations cannot be seen in this process (see [`ALLOC_UNSEEN`]).
+pub(crate) fn set_alloc_unseen(why: &'static str) {
+    let _ = ALLOC_UNSEEN.set(why);
+}
+
+/// Why allocations cannot be seen in this process, if they cannot.
+pub(crate) fn alloc_unseen() -> Option<&'static str> {
+    ALLOC_UNSEEN.get().copied()
+}
+
 impl Options {
     /// Defaults: 499 Hz, sampled allocations every 512 KiB on average.
     pub fn new(output: impl Into<PathBuf>) -> Self {

@@ -61,6 +61,12 @@ pub const MAX_FRAMES: usize = 128;
 /// without unwind information, more than [`MAX_FRAMES`] frames): no return address is 1.
 pub const TRUNCATED_FRAME: u64 = 1;
 
+/// The prefix of the preload library's exported "recording twins": `__contprof_recording_malloc`
+/// is the part of the interposed `malloc` that records (it allocates in its own frame, so that
+/// glibc's allocator runs under it), tail-called by `malloc` when an allocation must be recorded.
+/// Symbolizers name a twin as the C function after the prefix, as they name the interposers.
+pub const RECORDING_TWIN_PREFIX: &str = "__contprof_recording_";
+
 /// How the CPU timer was driven.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]

@@ -45,7 +45,7 @@ pub use format::AllocMode;
 mod linux;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 use linux::{
-    agent, alloc, cfi, code, contention, continuous, sampler, sys, table, thread, timer, wall, writer,
+    agent, alloc, cfi, code, contention, continuous, sampler, sys, table, thread, timer, tls, wall, writer,
 };
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub use linux::{alloc::Allocator, env, unwind};
@@ -62,23 +62,33 @@ use unsupported::agent;
 #[doc(hidden)]
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub mod preload {
-    pub use crate::linux::alloc::{
-        Hook, forget, free_needs_hook, may_be_tracked, recording, wants_hook_fp, with_hook,
-    };
+    /// The allocation hooks' side of the agent (see `alloc`'s module docs).
+    pub mod alloc {
+        pub use crate::linux::alloc::{
+            EXACT, HOOK_FP, Recorded, SAMPLED, decide, enter, forget, free_marks_frame, hooks, leave,
+            may_be_tracked, on_alloc, record, skip_sampled,
+        };
+    }
     pub use crate::linux::contention::{contention_enabled, is_futex_wait, timed_wait};
     pub use crate::linux::sampler::sample_here;
     pub use crate::linux::unwind::{Caller, caller, frame_pointer};
 
     /// Starts the agent from the `CONTPROF_*` variables and scrubs them (and `own`, the
-    /// library's path, from `LD_PRELOAD`). Reports failures on stderr: a constructor has no
-    /// caller to return them to.
+    /// library's path, from `LD_PRELOAD`). `alloc_unseen` says why the process's allocation
+    /// functions are not the library's, if they are not (the lean build; another allocator
+    /// interposed first): allocations are then not recorded, with a message saying why. Reports
+    /// failures on stderr (never raising `SIGPIPE`, never failing): a constructor has no caller to
+    /// return them to.
     ///
     /// # Safety
     /// Must run single-threaded (from a library constructor): it modifies the environment.
     #[inline(never)]
-    pub unsafe fn init_from_env(own: Option<&str>) {
+    pub unsafe fn init_from_env(own: Option<&str>, alloc_unseen: Option<&'static str>) {
         if !crate::env::is_target_process() {
             return;
+        }
+        if let Some(why) = alloc_unseen {
+            crate::api::set_alloc_unseen(why);
         }
         let service = crate::service::Config::from_env();
         let opts = crate::Options::from_env();
@@ -86,7 +96,16 @@ pub mod preload {
         unsafe { crate::env::scrub(own) };
         match service {
             Ok(None) => {}
-            Ok(Some(config)) => {
+            Ok(Some(mut config)) => {
+                if let Some(why) = alloc_unseen {
+                    let recorded = config.types.len();
+                    config.types.retain(|t| {
+                        !matches!(t, crate::service::ProfileType::Alloc | crate::service::ProfileType::Heap)
+                    });
+                    if config.types.len() < recorded {
+                        say(&format!("contprof: allocation and heap profiles are off: {why}"));
+                    }
+                }
                 match crate::Service::start(config, own.map(std::path::Path::new)) {
                     Ok(s) => s.keep_until_exit(),
                     Err(e) => report(&e),
@@ -112,7 +131,14 @@ pub mod preload {
             msg.push_str(&format!(": {s}"));
             src = s.source();
         }
-        eprintln!("{msg}");
+        say(&msg);
+    }
+
+    /// One line on stderr, dropped if stderr cannot take it (closed, full, a broken pipe).
+    fn say(line: &str) {
+        let mut bytes = line.as_bytes().to_vec();
+        bytes.push(b'\n');
+        crate::sys::write_quietly(2, &bytes);
     }
 
     /// Finishes the file before the process ends through `_exit` (which skips `atexit`).

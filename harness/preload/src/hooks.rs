@@ -1,13 +1,28 @@
-//! The exported `malloc` family. Each function reads its own frame pointer (the stack walk
-//! starts at its caller), forwards to glibc's `__libc_*` implementation, and reports the result
-//! to the agent's sampler. Before the agent runs, and for allocations the agent itself makes
-//! while inside a hook, they only forward.
+//! The exported `malloc` family, each in two parts:
+//! - the interposer (`malloc`): reads the mode and, for an allocation that is not recorded
+//!   (allocations off, or the sampled mode's countdown not reached: decided before the allocation,
+//!   since it does not depend on the address), forwards to glibc's `__libc_*` function as a tail
+//!   call. glibc's allocator then runs in place of the hook, with the program's function as its
+//!   caller, as without the agent; the hook costs a load of the mode, a subtraction and a counter.
+//! - its recording twin (`__contprof_recording_malloc`, see
+//!   [`contprof::format::RECORDING_TWIN_PREFIX`]), tail-called otherwise: it decides, allocates
+//!   in its own frame (which symbolizers name as the C function it stands for, like the
+//!   interposer), with a header when the allocation is recorded (`header.rs`), and reports it to
+//!   the agent with that frame, so the stack walk starts at the program's caller. Only the
+//!   agent's own work (a recorded allocation's stack, the exact mode) runs the agent's code, which
+//!   is the agent's cost.
+//!
+//! `free`, `realloc` and `malloc_usable_size` of a pointer without a header (all of them until
+//! an allocation is recorded, then all but the recorded ones) forward after one load of the word
+//! in front of the pointer.
 
 use core::ffi::c_void;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
-use contprof::preload::{
-    Caller, caller, forget, free_needs_hook, may_be_tracked, recording, wants_hook_fp, with_hook,
-};
+use contprof::preload::alloc::{decide, enter, forget, free_marks_frame, hooks, leave, record, skip_sampled};
+use contprof::preload::caller;
+
+use crate::header::{self, OFFSET};
 
 unsafe extern "C" {
     fn __libc_malloc(size: usize) -> *mut c_void;
@@ -19,70 +34,98 @@ unsafe extern "C" {
     fn __libc_pvalloc(size: usize) -> *mut c_void;
 }
 
-/// Runs `alloc` and records its result as an allocation of `size` bytes made by the caller of
-/// the hook `fp` (see [`caller`]).
-#[inline(always)]
-fn recorded(fp: Caller, size: usize, alloc: impl FnOnce() -> *mut c_void) -> *mut c_void {
-    with_hook(|hook| {
-        if let Some(h) = hook {
-            h.enter(fp);
-        }
-        let p = alloc();
-        if let Some(h) = hook {
-            h.leave();
-            if !p.is_null() {
-                h.on_alloc(p.cast(), size, fp);
+type UsableSize = unsafe extern "C" fn(*mut c_void) -> usize;
+
+/// glibc's `malloc_usable_size` (0 = not resolved yet).
+static USABLE_SIZE: AtomicUsize = AtomicUsize::new(0);
+
+/// Looks up glibc's `malloc_usable_size` (from the constructor; `dlsym` may allocate, which the
+/// hooks forward untouched then).
+pub(crate) fn resolve_real() {
+    real_usable_size();
+}
+
+fn real_usable_size() -> Option<UsableSize> {
+    let mut f = USABLE_SIZE.load(Ordering::Acquire);
+    if f == 0 {
+        // SAFETY: the symbol name is NUL-terminated; RTLD_NEXT searches the objects after this one.
+        f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"malloc_usable_size".as_ptr()) } as usize;
+        USABLE_SIZE.store(f, Ordering::Release);
+    }
+    // SAFETY: `f` is the address of glibc's `malloc_usable_size`, which has this signature.
+    (f != 0).then(|| unsafe { core::mem::transmute::<usize, UsableSize>(f) })
+}
+
+/// glibc's usable size of a block it allocated (0 when unknown).
+fn usable_size(block: *mut c_void) -> usize {
+    // SAFETY: `block` is one of glibc's (the caller's contract with `malloc_usable_size`).
+    real_usable_size().map_or(0, |f| unsafe { f(block) })
+}
+
+fn set_enomem() {
+    // SAFETY: `__errno_location` returns this thread's errno.
+    unsafe { *libc::__errno_location() = libc::ENOMEM };
+}
+
+/// Defines an allocation function: the interposer forwards what is not recorded, its twin (in
+/// [`recording`]) records the rest. `$size` is the size recorded.
+macro_rules! allocation {
+    ($(#[$doc:meta])* fn $name:ident ($($arg:ident: $ty:ty),*) size $size:expr, real $real:expr) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        #[doc = concat!("The contract of `", stringify!($name), "(3)`.")]
+        #[unsafe(no_mangle)]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
+            let h = hooks();
+            if h == 0 || skip_sampled(h, $size) {
+                // SAFETY: forwarded.
+                return unsafe { $real };
             }
+            // SAFETY: the same arguments, forwarded to the twin, which forwards them.
+            unsafe { recording::$name($($arg),*) }
         }
-        p
-    })
+    };
 }
 
-/// Untracks `ptr`, which is about to be freed (before the free: afterwards another thread may
-/// be handed the same address).
-#[inline(always)]
-fn release(ptr: *mut c_void) {
-    if !ptr.is_null() && free_needs_hook() && may_be_tracked(ptr.cast()) {
-        forget(ptr.cast());
-    }
+allocation! {
+    /// Interposes `malloc`.
+    fn malloc(size: usize) size size, real __libc_malloc(size)
+}
+allocation! {
+    /// Interposes `calloc`.
+    fn calloc(n: usize, size: usize) size n.saturating_mul(size), real __libc_calloc(n, size)
+}
+allocation! {
+    /// Interposes `memalign`.
+    fn memalign(align: usize, size: usize) size size, real __libc_memalign(align, size)
+}
+allocation! {
+    /// Interposes `aligned_alloc`.
+    fn aligned_alloc(align: usize, size: usize) size size, real __libc_memalign(align, size)
+}
+allocation! {
+    /// Interposes `valloc`.
+    fn valloc(size: usize) size size, real __libc_valloc(size)
+}
+allocation! {
+    /// Interposes `pvalloc`.
+    fn pvalloc(size: usize) size size, real __libc_pvalloc(size)
 }
 
-/// Interposes `malloc`.
-///
-/// # Safety
-/// The contract of `malloc(3)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
-    if !recording() {
-        // SAFETY: forwarded.
-        return unsafe { __libc_malloc(size) };
-    }
-    let fp = caller();
-    // SAFETY: forwarded.
-    recorded(fp, size, || unsafe { __libc_malloc(size) })
-}
-
-/// Interposes `calloc`.
-///
-/// # Safety
-/// The contract of `calloc(3)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-    let fp = caller();
-    // SAFETY: forwarded (glibc checks the multiplication for overflow).
-    recorded(fp, n.saturating_mul(size), || unsafe { __libc_calloc(n, size) })
-}
-
-/// Interposes `realloc`.
+/// Interposes `realloc`: a recorded block is reallocated by the twin, with its header.
 ///
 /// # Safety
 /// The contract of `realloc(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-    let fp = caller();
-    release(ptr);
-    // SAFETY: forwarded.
-    recorded(fp, size, || unsafe { __libc_realloc(ptr, size) })
+    let h = hooks();
+    if !header::is_recorded(ptr) && (h == 0 || skip_sampled(h, size)) {
+        // SAFETY: forwarded.
+        return unsafe { __libc_realloc(ptr, size) };
+    }
+    // SAFETY: the same arguments, forwarded to the twin.
+    unsafe { recording::realloc(ptr, size) }
 }
 
 /// Interposes `reallocarray`.
@@ -91,39 +134,12 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
 /// The contract of `reallocarray(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn reallocarray(ptr: *mut c_void, n: usize, size: usize) -> *mut c_void {
-    let fp = caller();
     let Some(total) = n.checked_mul(size) else {
-        // SAFETY: `__errno_location` returns this thread's errno.
-        unsafe { *libc::__errno_location() = libc::ENOMEM };
+        set_enomem();
         return core::ptr::null_mut();
     };
-    release(ptr);
-    // SAFETY: forwarded.
-    recorded(fp, total, || unsafe { __libc_realloc(ptr, total) })
-}
-
-/// Interposes `free`.
-///
-/// # Safety
-/// The contract of `free(3)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    release(ptr);
-    if !wants_hook_fp() {
-        // SAFETY: forwarded.
-        return unsafe { __libc_free(ptr) };
-    }
-    let fp = caller();
-    with_hook(|hook| {
-        if let Some(h) = hook {
-            h.enter(fp);
-        }
-        // SAFETY: forwarded.
-        unsafe { __libc_free(ptr) };
-        if let Some(h) = hook {
-            h.leave();
-        }
-    })
+    // SAFETY: `realloc` of the product, as glibc's `reallocarray` does.
+    unsafe { realloc(ptr, total) }
 }
 
 /// Interposes `posix_memalign`.
@@ -132,12 +148,12 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 /// The contract of `posix_memalign(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> libc::c_int {
-    let fp = caller();
     if !align.is_power_of_two() || !align.is_multiple_of(core::mem::size_of::<usize>()) {
         return libc::EINVAL;
     }
-    // SAFETY: forwarded.
-    let p = recorded(fp, size, || unsafe { __libc_memalign(align, size) });
+    // SAFETY: `memalign` with an alignment checked as `posix_memalign` requires (errno is left
+    // as glibc's `posix_memalign` leaves it: ENOMEM on failure).
+    let p = unsafe { memalign(align, size) };
     if p.is_null() {
         return libc::ENOMEM;
     }
@@ -146,46 +162,206 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     0
 }
 
-/// Interposes `aligned_alloc`.
+/// Interposes `free`.
 ///
 /// # Safety
-/// The contract of `aligned_alloc(3)`.
+/// The contract of `free(3)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
-    let fp = caller();
-    // SAFETY: forwarded.
-    recorded(fp, size, || unsafe { __libc_memalign(align, size) })
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    if !header::is_recorded(ptr) && !free_marks_frame() {
+        // SAFETY: forwarded.
+        return unsafe { __libc_free(ptr) };
+    }
+    // SAFETY: forwarded to the twin.
+    unsafe { recording::free(ptr) }
 }
 
-/// Interposes `memalign`.
+/// Interposes `malloc_usable_size`: a recorded block's usable size is what follows its header.
 ///
 /// # Safety
-/// The contract of `memalign(3)`.
+/// The contract of `malloc_usable_size(3)`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
-    let fp = caller();
-    // SAFETY: forwarded.
-    recorded(fp, size, || unsafe { __libc_memalign(align, size) })
+pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
+    if !header::is_recorded(ptr) {
+        return usable_size(ptr);
+    }
+    // SAFETY: recorded.
+    let (block, offset) = unsafe { header::block(ptr) };
+    usable_size(block).saturating_sub(offset)
 }
 
-/// Interposes `valloc`.
-///
-/// # Safety
-/// The contract of `valloc(3)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
-    let fp = caller();
-    // SAFETY: forwarded.
-    recorded(fp, size, || unsafe { __libc_valloc(size) })
-}
+/// The recording twins (see the module docs): exported, so that symbolizers name them as the C
+/// functions they stand for, and never inlined into the interposers, so that those stay small.
+mod recording {
+    use super::*;
 
-/// Interposes `pvalloc`.
-///
-/// # Safety
-/// The contract of `pvalloc(3)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
-    let fp = caller();
-    // SAFETY: forwarded.
-    recorded(fp, size, || unsafe { __libc_pvalloc(size) })
+    /// Allocates a block of `size` program bytes with `real(total)`, behind a header of `offset`
+    /// bytes when `recorded`, in the frame of the twin that read `fp`, and records it.
+    #[inline(always)]
+    fn allocate(
+        h: u8,
+        fp: contprof::preload::Caller,
+        size: usize,
+        offset: usize,
+        real: impl FnOnce(usize) -> *mut c_void,
+    ) -> *mut c_void {
+        let Some(recorded) = decide(h, size) else {
+            enter(h, fp);
+            let p = real(size);
+            leave(h);
+            return p;
+        };
+        let Some(total) = header::with_header(size, offset) else {
+            set_enomem();
+            return core::ptr::null_mut();
+        };
+        enter(h, fp);
+        let block = real(total);
+        leave(h);
+        if block.is_null() {
+            return block;
+        }
+        // SAFETY: `block` holds `offset` header bytes and `size` program bytes.
+        let p = unsafe { header::install(block, offset) };
+        record(recorded, p.cast(), fp);
+        p
+    }
+
+    /// Defines the twin of an allocation function.
+    macro_rules! twin {
+        ($export:literal fn $name:ident ($($arg:ident: $ty:ty),*) size $size:expr, offset $offset:expr, real |$total:ident| $real:expr) => {
+            /// The recording twin of the interposer of the same name.
+            ///
+            /// # Safety
+            /// The contract of the C function it stands for.
+            #[unsafe(export_name = $export)]
+            #[inline(never)]
+            pub unsafe extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
+                let (h, fp) = (hooks(), caller());
+                // SAFETY: forwarded, with the program's size or the block's.
+                allocate(h, fp, $size, $offset, |$total| unsafe { $real })
+            }
+        };
+    }
+
+    twin!("__contprof_recording_malloc" fn malloc(size: usize) size size, offset OFFSET, real |n| __libc_malloc(n));
+    twin!("__contprof_recording_calloc" fn calloc(n: usize, size: usize) size n.saturating_mul(size),
+        offset OFFSET, real |t| if t == n.saturating_mul(size) { __libc_calloc(n, size) } else { __libc_calloc(1, t) });
+    twin!("__contprof_recording_memalign" fn memalign(align: usize, size: usize) size size,
+        offset header_offset(align), real |n| __libc_memalign(align, n));
+    twin!("__contprof_recording_aligned_alloc" fn aligned_alloc(align: usize, size: usize) size size,
+        offset header_offset(align), real |n| __libc_memalign(align, n));
+    twin!("__contprof_recording_valloc" fn valloc(size: usize) size size,
+        offset page_size(), real |n| __libc_valloc(n));
+    twin!("__contprof_recording_pvalloc" fn pvalloc(size: usize) size size,
+        offset page_size(), real |n| __libc_pvalloc(n));
+
+    /// The bytes in front of a recorded block of alignment `align`: the header, and the program's
+    /// part still aligned. An alignment that is not a power of two (glibc rounds it up) gets the
+    /// next one.
+    fn header_offset(align: usize) -> usize {
+        align.checked_next_power_of_two().unwrap_or(usize::MAX).max(OFFSET)
+    }
+
+    fn page_size() -> usize {
+        // SAFETY: no preconditions.
+        (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(OFFSET as libc::c_long) as usize
+    }
+
+    /// The twin of `realloc`: a recorded block is reallocated with its header (so it may grow in
+    /// place, as without the agent); a plain block that becomes recorded moves behind a header.
+    ///
+    /// # Safety
+    /// The contract of `realloc(3)`.
+    #[unsafe(export_name = "__contprof_recording_realloc")]
+    #[inline(never)]
+    pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+        let (h, fp) = (hooks(), caller());
+        if ptr.is_null() {
+            // SAFETY: forwarded to the twin of `malloc`, as glibc's `realloc(NULL, n)` does.
+            return unsafe { malloc(size) };
+        }
+        if header::is_recorded(ptr) {
+            if size == 0 {
+                // glibc frees the block and returns NULL.
+                // SAFETY: the program's pointer, freed by the twin of `free`.
+                unsafe { free(ptr) };
+                return core::ptr::null_mut();
+            }
+            // SAFETY: recorded.
+            let (block, offset) = unsafe { header::block(ptr) };
+            let Some(total) = header::with_header(size, offset) else {
+                set_enomem();
+                return core::ptr::null_mut();
+            };
+            let recorded = decide(h, size);
+            forget(ptr.cast());
+            enter(h, fp);
+            // SAFETY: glibc's block, reallocated with the header in front.
+            let moved = unsafe { __libc_realloc(block, total) };
+            leave(h);
+            if moved.is_null() {
+                // The block is intact and still the program's; it is no longer tracked.
+                return moved;
+            }
+            // SAFETY: `moved` holds the header (copied with the block) and `size` bytes.
+            let p = unsafe { header::install(moved, offset) };
+            if let Some(r) = recorded {
+                record(r, p.cast(), fp);
+            }
+            return p;
+        }
+        let Some(recorded) = (size > 0).then(|| decide(h, size)).flatten() else {
+            enter(h, fp);
+            // SAFETY: forwarded.
+            let p = unsafe { __libc_realloc(ptr, size) };
+            leave(h);
+            return p;
+        };
+        // A plain block whose new size is recorded: moved behind a header, as `realloc` may move.
+        let Some(total) = header::with_header(size, OFFSET) else {
+            set_enomem();
+            return core::ptr::null_mut();
+        };
+        enter(h, fp);
+        // SAFETY: forwarded.
+        let block = unsafe { __libc_malloc(total) };
+        leave(h);
+        if block.is_null() {
+            return block;
+        }
+        // SAFETY: `block` holds `OFFSET` header bytes and `size` program bytes.
+        let p = unsafe { header::install(block, OFFSET) };
+        let keep = usable_size(ptr).min(size);
+        // SAFETY: `keep` bytes are readable at `ptr` and writable at `p`; the blocks are distinct.
+        unsafe { core::ptr::copy_nonoverlapping(ptr.cast::<u8>(), p.cast::<u8>(), keep) };
+        // SAFETY: the program's old block, which `realloc` frees.
+        unsafe { __libc_free(ptr) };
+        record(recorded, p.cast(), fp);
+        p
+    }
+
+    /// The twin of `free`: a recorded block is untracked and freed whole; frames are marked for
+    /// frame-pointer walks.
+    ///
+    /// # Safety
+    /// The contract of `free(3)`.
+    #[unsafe(export_name = "__contprof_recording_free")]
+    #[inline(never)]
+    pub unsafe extern "C" fn free(ptr: *mut c_void) {
+        let (h, fp) = (hooks(), caller());
+        let mut block = ptr;
+        if header::is_recorded(ptr) {
+            forget(ptr.cast());
+            // SAFETY: recorded, and freed below.
+            unsafe {
+                block = header::block(ptr).0;
+                header::clear(ptr);
+            }
+        }
+        enter(h, fp);
+        // SAFETY: forwarded: the program's block, or the whole of a recorded one.
+        unsafe { __libc_free(block) };
+        leave(h);
+    }
 }

@@ -14,7 +14,19 @@
 
 #[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod dl;
-#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[cfg(all(
+    feature = "alloc-hooks",
+    target_os = "linux",
+    target_env = "gnu",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod header;
+#[cfg(all(
+    feature = "alloc-hooks",
+    target_os = "linux",
+    target_env = "gnu",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
 mod hooks;
 #[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod threads;
@@ -56,6 +68,8 @@ mod init {
     extern "C" fn contprof_init() {
         crate::threads::resolve_real_pthread_create();
         crate::waits::resolve_real_pthread();
+        #[cfg(feature = "alloc-hooks")]
+        crate::hooks::resolve_real();
         let mut info: libc::Dl_info = Dl_info_zeroed();
         // SAFETY: `dladdr` fills `info` for an address inside this library; the file name it
         // returns lives as long as the library is mapped.
@@ -65,7 +79,25 @@ mod init {
             .then(|| CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned())
         };
         // SAFETY: library constructors run single-threaded, before `main`.
-        unsafe { contprof::preload::init_from_env(own.as_deref()) };
+        unsafe { contprof::preload::init_from_env(own.as_deref(), alloc_unseen()) };
+    }
+
+    /// Why the process's `malloc` is not this library's, if it is not.
+    fn alloc_unseen() -> Option<&'static str> {
+        #[cfg(not(feature = "alloc-hooks"))]
+        return Some(
+            "this is the lean build of the agent, which has no allocation hooks \
+             (`cargo contprof agent path` without `--no-alloc` gives the full one)",
+        );
+        #[cfg(feature = "alloc-hooks")]
+        {
+            // SAFETY: the symbol name is NUL-terminated.
+            let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr()) } as usize;
+            (found != crate::hooks::malloc as *const () as usize).then_some(
+                "the program's malloc is another allocator's, preloaded or linked before the agent \
+                 (jemalloc, mimalloc, tcmalloc...): link contprof::Allocator around it instead",
+            )
+        }
     }
 
     #[allow(non_snake_case)]

@@ -76,7 +76,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
         libc::open(
             path.as_ptr(),
             libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND | libc::O_CLOEXEC,
-            0o644 as libc::c_uint,
+            0o600 as libc::c_uint,
         )
     };
     if fd < 0 {
@@ -97,6 +97,13 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
 
     let tid = sys::gettid();
     let mut warnings = Vec::new();
+    let mut alloc = opts.alloc;
+    if alloc != AllocMode::Off
+        && let Some(why) = crate::api::alloc_unseen()
+    {
+        warnings.push(format!("allocations are not recorded: {why}"));
+        alloc = AllocMode::Off;
+    }
     let mut slot = None;
     if (opts.frequency_hz > 0 || opts.wall_hz > 0)
         && let Err(source) = sampler::install()
@@ -120,7 +127,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
         pid: std::process::id(),
         frequency_hz: opts.frequency_hz,
         clock: clock as u32,
-        alloc_mode: opts.alloc as u32,
+        alloc_mode: alloc as u32,
         alloc_interval: opts.alloc_interval,
         start_unix_ns: sys::clock_ns(libc::CLOCK_REALTIME),
         contention_rate_ns: opts.contention_rate_ns,
@@ -156,8 +163,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     }
     let per_thread =
         matches!(clock, ClockKind::PerfCpuClock | ClockKind::PerfCpuClockKernel | ClockKind::ThreadCpuTimer);
-    alloc::set_hook_fp(clock != ClockKind::Off && !opts.unwind_tables);
-    alloc::set_mode(opts.alloc, opts.alloc_interval, per_thread);
+    alloc::set_mode(alloc, opts.alloc_interval, per_thread, clock != ClockKind::Off && !opts.unwind_tables);
     contention::set_rate(opts.contention_rate_ns);
     // A window is opened by the continuous mode's control thread, which is the agent's own.
     if let Err(w) = wall::start(opts.wall_hz, if opts.window { tid } else { 0 }) {
@@ -208,8 +214,8 @@ pub(crate) fn finish() {
     // tracked for the heap in use), without registering threads for CPU timers.
     let between = if WINDOW.load(Ordering::Relaxed) { BETWEEN_WINDOWS.load(Ordering::Relaxed) } else { 0 };
     match between {
-        0 => alloc::set_mode(AllocMode::Off, 1, false),
-        mean => alloc::set_mode(AllocMode::Sampled, mean, false),
+        0 => alloc::set_mode(AllocMode::Off, 1, false, false),
+        mean => alloc::set_mode(AllocMode::Sampled, mean, false, false),
     }
 
     contention::set_rate(0);
@@ -276,7 +282,7 @@ pub(crate) fn begin_continuous(alloc_interval: u64, unwind_tables: bool) -> Resu
             return Err(Error::MapTables { source: std::io::Error::last_os_error() });
         }
         BETWEEN_WINDOWS.store(alloc_interval, Ordering::Relaxed);
-        alloc::set_mode(AllocMode::Sampled, alloc_interval, false);
+        alloc::set_mode(AllocMode::Sampled, alloc_interval, false, false);
     }
     Ok(())
 }
@@ -285,7 +291,7 @@ pub(crate) fn begin_continuous(alloc_interval: u64, unwind_tables: bool) -> Resu
 pub(crate) fn end_continuous() {
     BETWEEN_WINDOWS.store(0, Ordering::Relaxed);
     if STATE.load(Ordering::Acquire) == IDLE {
-        alloc::set_mode(AllocMode::Off, 1, false);
+        alloc::set_mode(AllocMode::Off, 1, false, false);
     }
 }
 
@@ -308,7 +314,7 @@ extern "C" fn at_exit() {
 extern "C" fn in_forked_child() {
     STATE.store(CHILD, Ordering::SeqCst);
     sampler::disable();
-    alloc::set_mode(AllocMode::Off, 1, false);
+    alloc::set_mode(AllocMode::Off, 1, false, false);
     contention::set_rate(0);
     wall::forget_in_child();
     timer::forget_all_in_child();

@@ -4,9 +4,15 @@
 //! Owns the sampling decision (a per-thread byte countdown drawn from an exponential
 //! distribution, so each allocation of `size` bytes is sampled with probability
 //! `1 - exp(-size/mean)` and weighted by the inverse), the stack capture of an allocation
-//! (frame-pointer walk from the hooked function's own frame) and the re-entrancy guard: while a
-//! thread is inside a hook, allocations it makes (from `pthread_getattr_np`, `format!`...) go
-//! straight through. It never calls the system allocator itself.
+//! (the unwind tables, or frame pointers, from the hooked function's own frame) and the
+//! re-entrancy guard: while a thread is inside a hook's slow path, allocations it makes (from
+//! `pthread_getattr_np`, `format!`...) go straight through. It never calls the system allocator
+//! itself.
+//!
+//! The hooks' fast path is the point of the design: one load of [`HOOKS`] and, in the sampled
+//! mode, one cache line of the thread's state read through initial-exec TLS (see `tls`): an
+//! allocation that is not sampled costs a subtraction, a comparison and a counter, and a `free`
+//! of a pointer that is not tracked a load and a byte of the counting filter.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
@@ -17,8 +23,16 @@ use crate::table::STORE;
 use crate::thread::{self, BoundsSource, ThreadState};
 use crate::unwind;
 
-/// The active mode ([`AllocMode`] as `u8`; `Off` when the agent is not running).
-static MODE: AtomicU8 = AtomicU8::new(AllocMode::Off as u8);
+/// What the allocation hooks do, as bits ([`SAMPLED`], [`EXACT`], [`HOOK_FP`]), read with one
+/// load at the top of every hook. 0: forward, nothing else.
+static HOOKS: AtomicU8 = AtomicU8::new(0);
+/// Allocations are sampled (the countdown decides).
+pub const SAMPLED: u8 = 1;
+/// Every allocation is recorded.
+pub const EXACT: u8 = 2;
+/// CPU samples walk frame pointers: a hook marks its frame while glibc's allocator, which has
+/// none, runs ([`enter`], [`leave`]).
+pub const HOOK_FP: u8 = 4;
 /// Mean bytes between samples.
 static MEAN: AtomicU64 = AtomicU64::new(512 * 1024);
 /// Allocation calls seen.
@@ -26,39 +40,57 @@ pub(crate) static CALLS: AtomicU64 = AtomicU64::new(0);
 /// Bytes those calls requested.
 pub(crate) static BYTES: AtomicU64 = AtomicU64::new(0);
 
-/// Calls a thread counts locally before adding them to [`CALLS`]/[`BYTES`] in sampled mode.
-const PENDING_BATCH: u64 = 256;
-
-/// Incremented at every agent start; see `ThreadState::pending_generation`.
+/// Incremented at every agent start (so never 0 once started); see `ThreadState::generation`.
 pub(crate) static GENERATION: AtomicU32 = AtomicU32::new(0);
 
-/// Adds a thread's batched allocation counts to the process totals (thread exit, agent stop).
+/// Adds a thread's pending allocation counts to the process totals (at each sample, thread exit,
+/// agent stop).
 pub(crate) fn flush_pending(t: &ThreadState) {
-    let (calls, bytes) = (t.pending_calls.replace(0), t.pending_bytes.replace(0));
-    if calls > 0 && t.pending_generation.get() == GENERATION.load(Ordering::Relaxed) {
+    let since_draw = if t.drawn.get() > 0 { (t.drawn.get() - t.countdown.get()).max(0) as u64 } else { 0 };
+    let (calls, bytes) = (t.calls.replace(0), t.pending_bytes.replace(0) + since_draw);
+    t.drawn.set(t.countdown.get());
+    if calls > 0 && t.generation.get() == GENERATION.load(Ordering::Relaxed) {
         CALLS.fetch_add(calls, Ordering::Relaxed);
         BYTES.fetch_add(bytes, Ordering::Relaxed);
     }
 }
-/// Whether CPU samples walk frame pointers, so that a sample inside glibc's allocator needs the
-/// interposed function's frame ([`Hook::enter`]); with unwind tables it does not, and `free`
-/// skips the thread lookup altogether for pointers that are not tracked.
-static HOOK_FP: AtomicU8 = AtomicU8::new(0);
 
-/// Sets [`HOOK_FP`] (at start).
-pub(crate) fn set_hook_fp(on: bool) {
-    HOOK_FP.store(on as u8, Ordering::Relaxed);
+/// The hooks' bits ([`SAMPLED`], [`EXACT`], [`HOOK_FP`]); 0 when allocations are not recorded.
+#[inline(always)]
+pub fn hooks() -> u8 {
+    HOOKS.load(Ordering::Relaxed)
 }
 
-/// Whether the interposed functions must mark their frame with [`Hook::enter`].
-#[inline]
-pub fn wants_hook_fp() -> bool {
-    HOOK_FP.load(Ordering::Relaxed) != 0
+/// [`HOOK_FP`] on its own, for `free` (which does not read [`HOOKS`]: pointers sampled while
+/// recording must be untracked after recording stopped too, see [`may_be_tracked`]).
+static HOOK_FP_ON: AtomicU8 = AtomicU8::new(0);
+
+/// Whether `free` must mark its frame ([`HOOK_FP`]).
+#[inline(always)]
+pub fn free_marks_frame() -> bool {
+    HOOK_FP_ON.load(Ordering::Relaxed) != 0
+}
+
+/// Marks the calling thread as inside the interposed function `caller` when `hooks` has
+/// [`HOOK_FP`], until [`leave`]: CPU samples taken meanwhile walk frame pointers from there.
+#[inline(always)]
+pub fn enter(hooks: u8, caller: unwind::Caller) {
+    if hooks & HOOK_FP != 0 {
+        thread::current().hook_fp.store(caller.fp, Ordering::Relaxed);
+    }
+}
+
+/// Ends [`enter`].
+#[inline(always)]
+pub fn leave(hooks: u8) {
+    if hooks & HOOK_FP != 0 {
+        thread::current().hook_fp.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Whether `ptr` may be a tracked live allocation, answered without the thread's state: false for
 /// almost every `free` (see the counting filter in `table.rs`).
-#[inline]
+#[inline(always)]
 pub fn may_be_tracked(ptr: *mut u8) -> bool {
     STORE.may_track(ptr as usize)
 }
@@ -66,159 +98,127 @@ pub fn may_be_tracked(ptr: *mut u8) -> bool {
 /// Whether threads first seen in a hook get a CPU timer (link-in mode).
 static REGISTER_LAZILY: AtomicU8 = AtomicU8::new(0);
 
-/// Switches recording on or off.
-pub(crate) fn set_mode(mode: AllocMode, mean: u64, register_lazily: bool) {
+/// Switches recording on or off; `hook_fp`: CPU samples walk frame pointers (see [`HOOK_FP`]).
+pub(crate) fn set_mode(mode: AllocMode, mean: u64, register_lazily: bool, hook_fp: bool) {
     MEAN.store(mean.max(1), Ordering::Relaxed);
     REGISTER_LAZILY.store(register_lazily as u8, Ordering::Relaxed);
-    MODE.store(mode as u8, Ordering::SeqCst);
+    let bits = match mode {
+        AllocMode::Off => 0,
+        AllocMode::Sampled => SAMPLED,
+        AllocMode::Exact => EXACT,
+    };
+    let fp = if hook_fp && bits != 0 { HOOK_FP } else { 0 };
+    HOOK_FP_ON.store(fp, Ordering::Relaxed);
+    HOOKS.store(bits | fp, Ordering::SeqCst);
 }
 
-fn mode() -> AllocMode {
-    AllocMode::from_u32(MODE.load(Ordering::Relaxed) as u32)
+/// The fast path of a hook in the sampled mode, before the allocation: true when an allocation
+/// of `size` bytes is not sampled, in which case it is already counted and the hook only
+/// forwards (as a tail call, so that glibc's allocator runs with the hook's caller as its caller:
+/// the stack reads as without the agent). False: the hook must allocate, then call [`on_alloc`].
+/// An allocation that then fails was counted all the same: the totals are estimates.
+#[inline(always)]
+pub fn skip_sampled(hooks: u8, size: usize) -> bool {
+    if hooks != SAMPLED {
+        return false;
+    }
+    let t = thread::current();
+    let left = t.countdown.get().wrapping_sub(size as i64);
+    if left <= 0 {
+        return false;
+    }
+    t.countdown.set(left);
+    t.calls.set(t.calls.get() + 1);
+    true
 }
 
-/// A thread inside an allocation hook; while it lives, nested allocations are not recorded.
-pub struct Hook<'a> {
-    thread: &'a ThreadState,
-}
-
-impl Drop for Hook<'_> {
-    fn drop(&mut self) {
-        self.thread.in_hook.set(false);
+/// Records an allocation of `size` bytes at `ptr` (not null) made by the caller of the hook
+/// `caller` (from [`unwind::caller`] in its body); `hooks` is what [`hooks`] returned when the
+/// hook began (not 0).
+///
+/// The common case, an allocation that is not sampled, is decided here inline: the countdown
+/// moves and the call is counted, one cache line of the thread's state, no call.
+#[inline(always)]
+pub fn on_alloc(hooks: u8, ptr: *mut u8, size: usize, caller: unwind::Caller) {
+    let t = thread::current();
+    let left = t.countdown.get().wrapping_sub(size as i64);
+    if hooks & SAMPLED != 0 && left > 0 {
+        t.countdown.set(left);
+        t.calls.set(t.calls.get() + 1);
+        return;
+    }
+    if let Some(d) = decide(hooks, size) {
+        record(d, ptr, caller);
     }
 }
 
-/// Runs `f` with a [`Hook`] if allocations are being recorded and the thread is not already
-/// inside a hook; otherwise with `None` (just forward to the real allocator).
-#[inline]
-pub fn with_hook<R>(f: impl FnOnce(Option<&Hook<'_>>) -> R) -> R {
-    if MODE.load(Ordering::Relaxed) == AllocMode::Off as u8 {
-        return f(None);
+/// An allocation that is to be recorded, with the weights it stands for.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded {
+    count: f64,
+    bytes: f64,
+}
+
+/// Whether an allocation of `size` bytes that the fast path ([`skip_sampled`]) did not skip is
+/// recorded, decided before it is made (the preload hooks then allocate it with a header, see
+/// the preload library's `header.rs`): the exact mode records everything, the sampled mode when
+/// the countdown reaches 0 (it also draws the countdown the first time and adds the thread's
+/// counts to the totals at each sample). `None` for an allocation the agent makes itself while
+/// recording another (registration, a first stack walk).
+///
+/// Never inlined: the instructions engine names it to callgrind (`--toggle-collect`, see
+/// [`crate::env::CALLGRIND_UNCOUNTED`]) so that the agent's bookkeeping is not counted as the
+/// workload's instructions (it records every allocation, so it always comes here).
+#[inline(never)]
+pub fn decide(hooks: u8, size: usize) -> Option<Recorded> {
+    let t = thread::current();
+    // An allocation the agent makes while in here or in `record` is its own, not the program's.
+    if hooks == 0 || t.in_hook.replace(true) {
+        return None;
     }
-    thread::with(|t| {
-        if t.in_hook.replace(true) {
-            return f(None);
+    let generation = GENERATION.load(Ordering::Relaxed);
+    if t.generation.replace(generation) != generation {
+        // Counts and draws of an earlier run of the agent are not this run's.
+        t.calls.set(0);
+        t.pending_bytes.set(0);
+        t.countdown.set(0);
+        t.drawn.set(0);
+    }
+    if REGISTER_LAZILY.load(Ordering::Relaxed) != 0 && t.registrable() {
+        if crate::timer::is_armed(t.tid()) {
+            t.mark_registered();
+        } else if let Some(w) = thread::register_current(BoundsSource::Maps) {
+            crate::writer::write_message(1, &w);
         }
-        let hook = Hook { thread: t };
-        f(Some(&hook))
-    })
+    }
+    let weights = if hooks & EXACT != 0 {
+        // Every call at once: exact totals must match the stacks.
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(size as u64, Ordering::Relaxed);
+        Some((1.0, size as f64))
+    } else if hooks & SAMPLED != 0 {
+        t.calls.set(t.calls.get() + 1);
+        sample(t, size)
+    } else {
+        None
+    };
+    t.in_hook.set(false);
+    weights.map(|(count, bytes)| Recorded { count, bytes })
 }
 
-/// Whether allocations are being recorded at all (else the hooks only forward).
-#[inline]
-pub fn recording() -> bool {
-    MODE.load(Ordering::Relaxed) != AllocMode::Off as u8
-}
-
-/// Whether a free must go through [`Hook::on_free`] (some pointers are tracked).
-#[inline]
-pub fn free_needs_hook() -> bool {
-    MODE.load(Ordering::Relaxed) != AllocMode::Off as u8
-}
-
-impl Hook<'_> {
-    /// Marks the thread as inside the interposed function `caller`, until [`Hook::leave`]: CPU
-    /// samples taken meanwhile walk frame pointers from there when there are no unwind tables.
-    #[inline]
-    pub fn enter(&self, caller: unwind::Caller) {
-        if wants_hook_fp() {
-            self.thread.hook_fp.store(caller.fp, Ordering::Relaxed);
-        }
+/// Records the allocation [`decide`] chose, made at `ptr` (not null) by the caller of the hook
+/// `caller` (from [`unwind::caller`] in its body): its stack, its weights, and `ptr` as live.
+/// Never inlined, for the same reason as [`decide`].
+#[inline(never)]
+pub fn record(recorded: Recorded, ptr: *mut u8, caller: unwind::Caller) {
+    let t = thread::current();
+    if t.in_hook.replace(true) {
+        return;
     }
-
-    /// Ends [`Hook::enter`].
-    #[inline]
-    pub fn leave(&self) {
-        if wants_hook_fp() {
-            self.thread.hook_fp.store(0, Ordering::Relaxed);
-        }
-    }
-
-    /// Records an allocation of `size` bytes at `ptr`. `caller` is the hooked function (from
-    /// [`unwind::caller`] in its body), so the first frame is the return address into its caller:
-    /// the walk uses the unwind tables from here and drops the frames below `caller` (the agent's
-    /// own), or without tables walks frame pointers from `caller`.
-    ///
-    /// The common case of the sampled mode, an allocation that is not sampled by a thread that is
-    /// registered, is decided here, inline: a countdown and two counters, no call.
-    #[inline(always)]
-    pub fn on_alloc(&self, ptr: *mut u8, size: usize, caller: unwind::Caller) {
-        let t = self.thread;
-        let left = t.countdown.get();
-        let calls = t.pending_calls.get() + 1;
-        if MODE.load(Ordering::Relaxed) == AllocMode::Sampled as u8
-            && left != i64::MIN
-            && left > size as i64
-            && calls < PENDING_BATCH
-            && t.pending_generation.get() == GENERATION.load(Ordering::Relaxed)
-            && !(REGISTER_LAZILY.load(Ordering::Relaxed) != 0 && t.registrable())
-        {
-            t.countdown.set(left - size as i64);
-            t.pending_calls.set(calls);
-            t.pending_bytes.set(t.pending_bytes.get() + size as u64);
-            return;
-        }
-        self.record_alloc(ptr, size, caller);
-    }
-
-    /// Everything else of [`Hook::on_alloc`]: exact mode, sampled allocations and their stacks,
-    /// batches of counts, lazy registration.
-    ///
-    /// Never inlined: the instructions engine names it to callgrind (`--toggle-collect`, see
-    /// [`crate::env::CALLGRIND_UNCOUNTED`]) so that the agent's bookkeeping is not counted as the
-    /// workload's instructions (it records every allocation, so it always comes here).
-    #[inline(never)]
-    fn record_alloc(&self, ptr: *mut u8, size: usize, caller: unwind::Caller) {
-        let t = self.thread;
-        if mode() == AllocMode::Exact {
-            // Every call at once: exact totals must match the stacks.
-            CALLS.fetch_add(1, Ordering::Relaxed);
-            BYTES.fetch_add(size as u64, Ordering::Relaxed);
-        } else {
-            // Sampled: batched per thread, flushed every `PENDING_BATCH` calls, at thread exit
-            // and at the end.
-            let generation = GENERATION.load(Ordering::Relaxed);
-            if t.pending_generation.replace(generation) != generation {
-                t.pending_calls.set(0);
-                t.pending_bytes.set(0);
-            }
-            let calls = t.pending_calls.get() + 1;
-            let total = t.pending_bytes.get() + size as u64;
-            if calls >= PENDING_BATCH {
-                CALLS.fetch_add(calls, Ordering::Relaxed);
-                BYTES.fetch_add(total, Ordering::Relaxed);
-                t.pending_calls.set(0);
-                t.pending_bytes.set(0);
-            } else {
-                t.pending_calls.set(calls);
-                t.pending_bytes.set(total);
-            }
-        }
-        if REGISTER_LAZILY.load(Ordering::Relaxed) != 0 && t.registrable() {
-            if crate::timer::is_armed(t.tid()) {
-                t.mark_registered();
-            } else if let Some(w) = thread::register_current(BoundsSource::Maps) {
-                crate::writer::write_message(1, &w);
-            }
-        }
-        let (count, bytes) = match mode() {
-            AllocMode::Off => return,
-            AllocMode::Exact => (1.0, size as f64),
-            AllocMode::Sampled => match sample(t, size) {
-                Some(w) => w,
-                None => return,
-            },
-        };
-        let mut frames = [0u64; MAX_FRAMES];
-        let n = hook_stack(t, caller, &mut frames);
-        STORE.record(&frames[..n], count, bytes, ptr as usize);
-    }
-
-    /// Forgets `ptr` (about to be freed or reallocated).
-    #[inline]
-    pub fn on_free(&self, ptr: *mut u8) {
-        untrack(ptr as usize);
-    }
+    let mut frames = [0u64; MAX_FRAMES];
+    let n = hook_stack(t, caller, &mut frames);
+    STORE.record(&frames[..n], recorded.count, recorded.bytes, ptr as usize);
+    t.in_hook.set(false);
 }
 
 /// The stack of the caller of an interposed function (an allocation or wait hook) that read
@@ -239,41 +239,49 @@ pub(crate) fn hook_stack(t: &ThreadState, caller: unwind::Caller, frames: &mut [
     }
 }
 
-/// Forgets `ptr` (frees are not recorded, only untracked), inside the hooks' re-entrancy guard.
+/// Forgets `ptr`, which is about to be freed or reallocated (before the call: afterwards another
+/// thread may be handed the same address). Call when [`may_be_tracked`] said it may be.
 ///
 /// A free from a signal handler that interrupted this thread inside a hook or inside another
 /// free's untracking (either may hold the allocation table's lock) leaves `ptr` tracked rather
 /// than waiting for a lock that its own thread holds: the in-use figures keep a few bytes too
 /// many, the process does not hang.
-#[inline]
+#[inline(never)]
 pub fn forget(ptr: *mut u8) {
-    with_hook(|hook| {
-        if let Some(h) = hook {
-            h.on_free(ptr);
-        }
-    });
+    let t = thread::current();
+    if t.in_hook.replace(true) {
+        return;
+    }
+    untrack(ptr as usize);
+    t.in_hook.set(false);
 }
 
 /// Drops `ptr` from the live-allocation table. Never inlined, for the same reason as
-/// `Hook::record_alloc`.
+/// [`decide`] (and [`forget`], whose guard is the workload's: a free of a tracked pointer stays
+/// counted, the bookkeeping does not).
 #[inline(never)]
 fn untrack(ptr: usize) {
     STORE.forget(ptr);
 }
 
-/// Decides whether this allocation is sampled; returns its (count, bytes) weights if so.
+/// Decides whether this allocation of `size` bytes is sampled (the countdown reaches 0); returns
+/// its (count, bytes) weights if so. A sample also adds the thread's counts to the totals.
 fn sample(t: &ThreadState, size: usize) -> Option<(f64, f64)> {
     let mean = MEAN.load(Ordering::Relaxed) as f64;
-    let mut left = t.countdown.get();
-    if left == i64::MIN {
-        left = draw(t, mean);
+    if t.drawn.get() <= 0 {
+        let d = draw(t, mean);
+        t.drawn.set(d);
+        t.countdown.set(d);
     }
-    left -= size as i64;
+    let left = t.countdown.get().saturating_sub(size.min(i64::MAX as usize) as i64);
+    t.countdown.set(left);
     if left > 0 {
-        t.countdown.set(left);
         return None;
     }
-    t.countdown.set(draw(t, mean));
+    flush_pending(t);
+    let d = draw(t, mean);
+    t.drawn.set(d);
+    t.countdown.set(d);
     Some(weights(size, mean))
 }
 
@@ -328,32 +336,30 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let fp = unwind::caller();
-        with_hook(|hook| {
-            // SAFETY: forwarded with the caller's layout (the caller upholds `alloc`'s contract).
-            let p = unsafe { self.inner.alloc(layout) };
-            if let (Some(h), false) = (hook, p.is_null()) {
-                h.on_alloc(p, layout.size(), fp);
-            }
-            p
-        })
+        // SAFETY: forwarded with the caller's layout (the caller upholds `alloc`'s contract).
+        let p = unsafe { self.inner.alloc(layout) };
+        let h = hooks();
+        if h != 0 && !p.is_null() {
+            on_alloc(h, p, layout.size(), fp);
+        }
+        p
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let fp = unwind::caller();
-        with_hook(|hook| {
-            // SAFETY: as in `alloc`.
-            let p = unsafe { self.inner.alloc_zeroed(layout) };
-            if let (Some(h), false) = (hook, p.is_null()) {
-                h.on_alloc(p, layout.size(), fp);
-            }
-            p
-        })
+        // SAFETY: as in `alloc`.
+        let p = unsafe { self.inner.alloc_zeroed(layout) };
+        let h = hooks();
+        if h != 0 && !p.is_null() {
+            on_alloc(h, p, layout.size(), fp);
+        }
+        p
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if free_needs_hook() {
+        if may_be_tracked(ptr) {
             forget(ptr);
         }
         // SAFETY: `ptr` was allocated by `inner` with `layout` (caller's contract).
@@ -363,19 +369,17 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Allocator<A> {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let fp = unwind::caller();
-        with_hook(|hook| {
-            if hook.is_some() {
-                // Before the call: once freed, `ptr` may be handed to another thread. (Inside the
-                // hook, so not through `forget`, which a hook in progress turns off.)
-                untrack(ptr as usize);
-            }
-            // SAFETY: forwarded with the caller's arguments.
-            let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
-            if let (Some(h), false) = (hook, p.is_null()) {
-                h.on_alloc(p, new_size, fp);
-            }
-            p
-        })
+        // Before the call: once freed, `ptr` may be handed to another thread.
+        if may_be_tracked(ptr) {
+            forget(ptr);
+        }
+        // SAFETY: forwarded with the caller's arguments.
+        let p = unsafe { self.inner.realloc(ptr, layout, new_size) };
+        let h = hooks();
+        if h != 0 && !p.is_null() {
+            on_alloc(h, p, new_size, fp);
+        }
+        p
     }
 }
 

@@ -34,7 +34,8 @@ pub const EXE: &str = "CONTPROF_EXE";
 /// counted: it is the workload's.
 pub const CALLGRIND_UNCOUNTED: &[&str] = &[
     "contprof::preload::init_from_env",
-    "contprof::linux::alloc::Hook::record_alloc",
+    "contprof::linux::alloc::decide",
+    "contprof::linux::alloc::record",
     "contprof::linux::alloc::untrack",
     "contprof::linux::agent::on_thread_start",
     "contprof::linux::agent::finish",

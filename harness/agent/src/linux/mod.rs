@@ -16,6 +16,7 @@ pub(crate) mod sys;
 pub(crate) mod table;
 pub(crate) mod thread;
 pub(crate) mod timer;
+pub(crate) mod tls;
 pub mod unwind;
 pub(crate) mod wall;
 pub(crate) mod writer;

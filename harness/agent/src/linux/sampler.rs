@@ -296,10 +296,7 @@ fn write_name(t: &ThreadState, tid: u32, force: bool) {
 #[doc(hidden)]
 #[inline(never)]
 pub fn sample_here() {
-    let regs = Regs {
-        pc: sample_here as *const () as usize,
-        fp: unwind::frame_pointer(),
-        sp: unwind::stack_pointer(),
-    };
-    thread::with(|t| record_sample(t, regs));
+    // Read together, at one instruction whose unwind row describes this frame as it is.
+    let (pc, sp, fp) = unwind::registers();
+    record_sample(thread::current(), Regs { pc, fp, sp });
 }

@@ -337,7 +337,7 @@ impl Store {
 
     /// Whether `ptr` may be tracked: false when nothing is, or when the counting filter has no
     /// entry for it. No lock, no thread state.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn may_track(&self, ptr: usize) -> bool {
         self.tracked.load(Ordering::Acquire) != 0 && filter_slot(ptr).load(Ordering::Acquire) != 0
     }

@@ -22,10 +22,31 @@ const REGISTERED: u8 = 1;
 /// The thread is exiting: never register it again.
 const EXITED: u8 = 3;
 
-/// What the agent keeps per thread. Fields read by the signal handler are atomics (the handler
-/// interrupts the same thread); the allocation sampler's fields are cells (never touched by
-/// the handler).
+/// What the agent keeps per thread (see [`crate::tls`] for where it lives). Fields read by the
+/// signal handler are atomics (the handler interrupts the same thread); the allocation sampler's
+/// fields are cells (never touched by the handler). Every field's initial value is zero
+/// ([`ThreadState::ZERO`]): the thread-local storage it lives in is zero-filled.
+#[repr(C, align(64))]
 pub(crate) struct ThreadState {
+    // The allocation hooks' fast path reads and writes these two only; they come first, in the
+    // cache line the hooks touch.
+    /// Bytes left before the next allocation sample. An allocation that does not bring it to 0 or
+    /// below is not sampled and costs a subtraction; 0 (never drawn) sends the next allocation to
+    /// the slow path, which draws it.
+    pub(crate) countdown: Cell<i64>,
+    /// Allocation calls not yet added to the process totals (`alloc::CALLS`).
+    pub(crate) calls: Cell<u64>,
+    /// The countdown as last drawn: `drawn - countdown` bytes were allocated since.
+    pub(crate) drawn: Cell<i64>,
+    /// Bytes allocated before the last draw and not yet added to the process totals.
+    pub(crate) pending_bytes: Cell<u64>,
+    /// The agent start (`alloc::GENERATION`) the counts above belong to: counts left over from an
+    /// earlier start in the same process are dropped, not added to a new run.
+    pub(crate) generation: Cell<u32>,
+    /// Inside an allocation hook's slow path (re-entrancy guard).
+    pub(crate) in_hook: Cell<bool>,
+    /// xorshift state (0 = not seeded).
+    pub(crate) rng: Cell<u64>,
     status: AtomicU8,
     /// Bounds were set or looked up already (set or not, do not look again).
     bounds_tried: AtomicBool,
@@ -38,23 +59,10 @@ pub(crate) struct ThreadState {
     pub(crate) samples: AtomicU32,
     /// Last name written, NUL-padded.
     pub(crate) name: [AtomicU64; 2],
-    /// The agent start (`alloc::GENERATION`) into whose file [`ThreadState::name`] was written:
-    /// each window of the continuous mode is a new file, which needs the name again.
+    /// The agent start (`alloc::GENERATION`, never 0 once started) into whose file
+    /// [`ThreadState::name`] was written: each window of the continuous mode is a new file, which
+    /// needs the name again.
     pub(crate) name_generation: AtomicU32,
-    /// Inside an allocation hook (re-entrancy guard).
-    pub(crate) in_hook: Cell<bool>,
-    /// Bytes left before the next allocation sample (`i64::MIN` = not drawn yet).
-    pub(crate) countdown: Cell<i64>,
-    /// xorshift state (0 = not seeded).
-    pub(crate) rng: Cell<u64>,
-    /// Allocation calls and bytes not yet added to the process totals (sampled mode batches
-    /// them: a locked add per `malloc` cost ~15% of an allocation-heavy program).
-    pub(crate) pending_calls: Cell<u64>,
-    /// See `pending_calls`.
-    pub(crate) pending_bytes: Cell<u64>,
-    /// The agent start (`alloc::GENERATION`) the pending counts belong to: counts left over
-    /// from an earlier start in the same process are dropped, not added to a new run.
-    pub(crate) pending_generation: Cell<u32>,
     /// Frame pointer of the interposed allocator function this thread is inside (0: none).
     /// glibc's allocator has no frame pointers and uses `rbp` as a register, so a CPU sample
     /// taken inside it resumes the stack walk here instead of losing everything but the leaf.
@@ -70,29 +78,37 @@ pub(crate) struct ThreadState {
 }
 
 impl ThreadState {
-    const fn new() -> Self {
-        Self {
-            status: AtomicU8::new(UNKNOWN),
-            bounds_tried: AtomicBool::new(false),
-            tid: AtomicU32::new(0),
-            lo: AtomicUsize::new(0),
-            hi: AtomicUsize::new(0),
-            slot: AtomicU32::new(0),
-            samples: AtomicU32::new(0),
-            name: [AtomicU64::new(0), AtomicU64::new(0)],
-            name_generation: AtomicU32::new(u32::MAX),
-            in_hook: Cell::new(false),
-            countdown: Cell::new(i64::MIN),
-            rng: Cell::new(0),
-            pending_calls: Cell::new(0),
-            pending_bytes: Cell::new(0),
-            pending_generation: Cell::new(0),
-            hook_fp: AtomicUsize::new(0),
-            stime_ns: AtomicU64::new(0),
-            in_wait: AtomicBool::new(false),
-            wait_rng: AtomicU64::new(0),
-        }
-    }
+    /// A thread the agent has not seen: all zeros, as thread-local storage starts.
+    #[cfg_attr(
+        all(target_arch = "x86_64", feature = "initial-exec-tls", not(test)),
+        allow(dead_code, reason = "the `.tbss` bytes stand for it; the tests check they are the same")
+    )]
+    #[allow(
+        clippy::declare_interior_mutable_const,
+        reason = "a template: each thread's state starts as a copy"
+    )]
+    pub(crate) const ZERO: ThreadState = ThreadState {
+        countdown: Cell::new(0),
+        calls: Cell::new(0),
+        drawn: Cell::new(0),
+        pending_bytes: Cell::new(0),
+        generation: Cell::new(0),
+        in_hook: Cell::new(false),
+        rng: Cell::new(0),
+        status: AtomicU8::new(UNKNOWN),
+        bounds_tried: AtomicBool::new(false),
+        tid: AtomicU32::new(0),
+        lo: AtomicUsize::new(0),
+        hi: AtomicUsize::new(0),
+        slot: AtomicU32::new(0),
+        samples: AtomicU32::new(0),
+        name: [AtomicU64::new(0), AtomicU64::new(0)],
+        name_generation: AtomicU32::new(0),
+        hook_fp: AtomicUsize::new(0),
+        stime_ns: AtomicU64::new(0),
+        in_wait: AtomicBool::new(false),
+        wait_rng: AtomicU64::new(0),
+    };
 
     /// Kernel thread id (cached).
     pub(crate) fn tid(&self) -> u32 {
@@ -140,14 +156,16 @@ impl ThreadState {
     }
 }
 
-std::thread_local! {
-    static THREAD: ThreadState = const { ThreadState::new() };
+/// The calling thread's state (see [`crate::tls`]).
+#[inline(always)]
+pub(crate) fn current() -> &'static ThreadState {
+    crate::tls::current()
 }
 
 /// Runs `f` with the calling thread's state.
-#[inline]
+#[inline(always)]
 pub(crate) fn with<R>(f: impl FnOnce(&ThreadState) -> R) -> R {
-    THREAD.with(f)
+    f(current())
 }
 
 /// Threads registered since the agent started.
@@ -294,4 +312,46 @@ pub(crate) fn reset_current() {
         t.name[0].store(0, Ordering::Relaxed);
         t.name[1].store(0, Ordering::Relaxed);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_of_an_unseen_thread_is_all_zeros() {
+        // Thread-local storage starts zero-filled (`crate::tls`): zeroed memory must read as
+        // `ZERO`, field by field.
+        // SAFETY: every field is a cell or an atomic of an integer or `bool`, for which zero is valid.
+        let zeroed: ThreadState = unsafe { core::mem::zeroed() };
+        let fields = |t: &ThreadState| {
+            [
+                t.countdown.get() as u64,
+                t.calls.get(),
+                t.drawn.get() as u64,
+                t.pending_bytes.get(),
+                u64::from(t.generation.get()),
+                u64::from(t.in_hook.get()),
+                t.rng.get(),
+                u64::from(t.status.load(Ordering::Relaxed)),
+                u64::from(t.bounds_tried.load(Ordering::Relaxed)),
+                u64::from(t.tid.load(Ordering::Relaxed)),
+                t.lo.load(Ordering::Relaxed) as u64,
+                t.hi.load(Ordering::Relaxed) as u64,
+                u64::from(t.slot.load(Ordering::Relaxed)),
+                u64::from(t.samples.load(Ordering::Relaxed)),
+                t.name[0].load(Ordering::Relaxed),
+                t.name[1].load(Ordering::Relaxed),
+                u64::from(t.name_generation.load(Ordering::Relaxed)),
+                t.hook_fp.load(Ordering::Relaxed) as u64,
+                t.stime_ns.load(Ordering::Relaxed),
+                u64::from(t.in_wait.load(Ordering::Relaxed)),
+                t.wait_rng.load(Ordering::Relaxed),
+            ]
+        };
+        let template = ThreadState::ZERO;
+        assert_eq!(fields(&template), fields(&zeroed));
+        assert!(fields(&zeroed).iter().all(|&v| v == 0));
+        assert_eq!(core::mem::align_of::<ThreadState>(), 64);
+    }
 }

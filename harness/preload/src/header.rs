@@ -1,0 +1,121 @@
+//! The header in front of every allocation the hooks record, which lets `free` tell a recorded
+//! pointer from any other with one load of a word it is about to touch anyway.
+//!
+//! A recorded allocation (sampled, or every allocation in the exact mode) is made
+//! [`OFFSET`] bytes larger (or its alignment larger, for the aligned functions), and the pointer
+//! handed to the program is `base + offset`, preceded by two words: the offset, then a tag,
+//! `pointer ^ TAG`. In front of every pointer glibc returns lies its chunk's size field, a size
+//! below 2^63 with flag bits; the tag has its top bit set (the pointer's is clear on every 64-bit
+//! Linux), so a glibc pointer can never pass for a recorded one, and the check needs no table:
+//! `free` reads the word before the pointer (in the cache line glibc's `free` reads next) and
+//! compares. That is what keeps `free` cheap in a service with a large heap profiled for hours,
+//! where a table of tracked pointers would have to be probed on every `free`.
+//!
+//! Every function that takes a pointer from the program must know the header: `free`, `realloc`
+//! (which keeps it: the block is reallocated with its header), `malloc_usable_size`; the
+//! preload library interposes them all. glibc calls `malloc`, `free`, `realloc` and `calloc`
+//! through its own relocations (it supports replacing them), so pointers it allocates for the
+//! program and frees itself (`getline`, `fclose`) pass through these functions too.
+
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+/// Bytes in front of a recorded pointer at least (the two header words; glibc's alignment).
+pub(crate) const OFFSET: usize = 16;
+
+/// XOR-ed with the pointer to make the tag: top bit set (see the module docs), the rest arbitrary.
+const TAG: usize = 0xC0F7_A55E_D0C0_FFEE;
+
+/// Whether a recorded allocation was ever made in this process: until then `free` reads nothing.
+static USED: AtomicBool = AtomicBool::new(false);
+
+/// The tag of `p`.
+#[inline(always)]
+fn tag(p: *mut c_void) -> usize {
+    p as usize ^ TAG
+}
+
+/// Whether `p` was allocated with a header. Reads the word before `p` (glibc's chunk size of any
+/// other pointer, which its allocator reads too) only once recorded allocations exist.
+#[inline(always)]
+pub(crate) fn is_recorded(p: *mut c_void) -> bool {
+    // SAFETY: `p` is not null and was returned by this allocator (the caller's contract with
+    // `free` & co.): glibc's chunk header, or our header, lies in the 16 bytes before it.
+    USED.load(Ordering::Relaxed) && !p.is_null() && unsafe { p.cast::<usize>().sub(1).read() } == tag(p)
+}
+
+/// Writes the header of a recorded block allocated at `base` with `offset` bytes in front of the
+/// program's part, and returns the program's pointer.
+///
+/// # Safety
+/// `base` is a block of at least `offset` bytes plus the program's size; `offset` is at least
+/// [`OFFSET`] and a multiple of 8.
+#[inline(always)]
+pub(crate) unsafe fn install(base: *mut c_void, offset: usize) -> *mut c_void {
+    USED.store(true, Ordering::Relaxed);
+    // SAFETY: inside the block (the caller's contract); the two words lie in its first `offset`
+    // bytes, 8-aligned since `base` is.
+    unsafe {
+        let p = base.cast::<u8>().add(offset).cast::<c_void>();
+        let words = p.cast::<usize>();
+        words.sub(2).write(offset);
+        words.sub(1).write(tag(p));
+        p
+    }
+}
+
+/// The block of a recorded pointer, and the bytes in front of the program's part.
+///
+/// # Safety
+/// [`is_recorded`] said so.
+#[inline(always)]
+pub(crate) unsafe fn block(p: *mut c_void) -> (*mut c_void, usize) {
+    // SAFETY: the header's first word (the caller's contract).
+    let offset = unsafe { p.cast::<usize>().sub(2).read() };
+    // SAFETY: the block starts `offset` bytes before `p`.
+    (unsafe { p.cast::<u8>().sub(offset).cast() }, offset)
+}
+
+/// Unmarks a recorded pointer whose block is being freed, so that a stale copy of the header in
+/// memory glibc hands out again never reads as a tag (glibc overwrites the first words of a freed
+/// block, but not necessarily these).
+///
+/// # Safety
+/// [`is_recorded`] said so, and the block is about to be freed.
+#[inline(always)]
+pub(crate) unsafe fn clear(p: *mut c_void) {
+    // SAFETY: the header's tag word (the caller's contract).
+    unsafe { p.cast::<usize>().sub(1).write(0) };
+}
+
+/// The block size for `size` program bytes behind `offset` header bytes; `None` on overflow.
+#[inline(always)]
+pub(crate) fn with_header(size: usize, offset: usize) -> Option<usize> {
+    size.checked_add(offset).filter(|&n| n <= isize::MAX as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_glibc_pointer_never_reads_as_recorded_and_a_recorded_one_always_does() {
+        let mut memory = [0usize; 8];
+        let base = memory.as_mut_ptr().cast::<c_void>();
+        // SAFETY: 64 bytes, 8-aligned.
+        let p = unsafe { install(base, OFFSET) };
+        assert!(is_recorded(p));
+        // SAFETY: `p` is recorded.
+        assert_eq!(unsafe { block(p) }, (base, OFFSET));
+        // A chunk size in front of a pointer (any value below 2^63) is never a tag.
+        for size in [0usize, 0x21, 0x411, (1 << 47) | 3, (1 << 62) + 5] {
+            let mut chunk = [0usize, size, 0, 0];
+            let q = chunk[2..].as_mut_ptr().cast::<c_void>();
+            assert!(!is_recorded(q), "{size:#x}");
+        }
+        // SAFETY: recorded.
+        unsafe { clear(p) };
+        assert!(!is_recorded(p));
+        assert!(!is_recorded(core::ptr::null_mut()));
+    }
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""The agent's cost on allocation-heavy Rust code from crates.io, measured as a new user would.
+
+Run by hand, not in CI (a few minutes on the 2-core VM; nothing else should run meanwhile):
+
+    cargo build --release --locked -p cargo-contprof
+    tests/measure/alloc_overhead.py --tool target/release/cargo-contprof [--rounds 7]
+
+Builds two workloads from published crates with the profiling profile that `cargo contprof run`
+uses (release, `debug = "limited"`): serde_json 1.0.154 round trips (tests/measure/real/serde_json.rs:
+order documents built as `Value`, serialized compact and pretty, parsed back; ~18 M malloc/free
+calls per second; 60 rounds instead of the 7 of real_crates.sh) and pulldown-cmark 0.13.6 rendering Markdown to HTML
+(tests/measure/real/pulldown-cmark.rs, 80 rounds instead of 14). Each is run under the preload library directly, in every
+configuration below, the configurations interleaved round by round so that drift falls on all of
+them alike. The figure is the CPU time the kernel charged to the process (user + system, from
+wait4), as the median over the rounds, and its ratio to the runs without the agent.
+
+Configurations (the environment `cargo contprof run` gives a workload, and the production agent's
+between-window state):
+  none          no agent
+  defaults      CONTPROF_FREQUENCY=250, sampled allocations every 512 KiB (run's defaults)
+  alloc-off     CONTPROF_FREQUENCY=250, CONTPROF_ALLOC=off
+  cpu999-off    CONTPROF_FREQUENCY=999, CONTPROF_ALLOC=off
+  sampled-only  CONTPROF_FREQUENCY=0, sampled allocations (the hooks' own cost, no CPU timer)
+  exact         CONTPROF_FREQUENCY=0, CONTPROF_ALLOC=exact (every allocation recorded)
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# name: (crate, version, workload source, (round loop as written, as run here: about 1.5 s))
+WORKLOADS = {
+    "serde_json": ("serde_json", "1.0.154", HERE / "real/serde_json.rs", ("0..7u64", "0..60u64")),
+    "pulldown-cmark": ("pulldown-cmark", "0.13.6", HERE / "real/pulldown-cmark.rs", ("0..14 {", "0..80 {")),
+}
+CONFIGS = {
+    "none": None,
+    "defaults": {"CONTPROF_FREQUENCY": "250"},
+    "alloc-off": {"CONTPROF_FREQUENCY": "250", "CONTPROF_ALLOC": "off"},
+    "cpu999-off": {"CONTPROF_FREQUENCY": "999", "CONTPROF_ALLOC": "off"},
+    "sampled-only": {"CONTPROF_FREQUENCY": "0"},
+    "exact": {"CONTPROF_FREQUENCY": "0", "CONTPROF_ALLOC": "exact"},
+}
+
+
+def build(work: Path) -> dict:
+    """A crate with one example per workload, built with the profiling profile."""
+    crate = work / "alloc-workloads"
+    (crate / "examples").mkdir(parents=True, exist_ok=True)
+    (crate / "src").mkdir(exist_ok=True)
+    (crate / "src/lib.rs").write_text("//! Allocation-heavy workloads: see examples/.\n")
+    deps = "\n".join(f'{name} = "={ver}"' for name, ver, _, _ in WORKLOADS.values())
+    (crate / "Cargo.toml").write_text(
+        f"""[package]
+name = "alloc-workloads"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+{deps}
+
+[profile.release]
+debug = "limited"
+
+[workspace]
+"""
+    )
+    bins = {}
+    for key, (_, _, src, (rounds, longer)) in WORKLOADS.items():
+        text = src.read_text()
+        assert rounds in text, f"{src} has no {rounds}"
+        text = text.replace(rounds, longer, 1)
+        # The pulldown-cmark workload includes the crate's README: give it a Markdown text.
+        text = text.replace('include_str!("../../README.md")', 'include_str!("../README.md")')
+        name = key.replace("-", "_")
+        (crate / "examples" / f"{name}.rs").write_text(text)
+        bins[key] = crate / "target/release/examples" / name
+    (crate / "README.md").write_text((HERE.parents[1] / "README.md").read_text())
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--examples"], cwd=crate, check=True)
+    return bins
+
+
+def cpu_of(cmd, env) -> float:
+    full = dict(os.environ)
+    full.update(env)
+    p = subprocess.Popen(cmd, env=full, stdout=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    if status != 0:
+        sys.exit(f"{cmd} failed under {env}: status {status}")
+    return ru.ru_utime + ru.ru_stime
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tool", required=True, help="the cargo-contprof binary (its embedded agent is measured)")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--work", default="/work/measure/alloc-overhead")
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    args = ap.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    bins = build(work)
+    lib = subprocess.run([args.tool, "contprof", "agent", "path", "--dir", str(work / "agent")],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    configs = args.configs.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in args.workloads.split(","):
+            times = {c: [] for c in configs}
+            for _ in range(args.rounds):
+                for c in configs:
+                    env = {}
+                    if CONFIGS[c] is not None:
+                        env = {"LD_PRELOAD": lib, "CONTPROF_OUTPUT": f"{tmp}/{c}.raw", **CONFIGS[c]}
+                    times[c].append(cpu_of([str(bins[key])], env))
+            base = statistics.median(times["none"]) if "none" in times else None
+            print(f"{key}: CPU user+system, median of {args.rounds} interleaved rounds")
+            for c in configs:
+                med = statistics.median(times[c])
+                ratio = f"{med / base:.3f}x" if base else "-"
+                spread = f"{min(times[c]):.3f}..{max(times[c]):.3f}"
+                print(f"  {c:13} {med:7.3f} s  {ratio:>7}   (range {spread})")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
