@@ -57,7 +57,7 @@ fn cc(out: &str, args: &[&str]) -> Option<PathBuf> {
         // Built beside, then renamed: another test binary may run the same program meanwhile.
         let tmp = dir.join(format!(".{out}.{}", std::process::id()));
         let o = Command::new("cc")
-            .args(["-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-I"])
+            .args(["-O1", "-Wall", "-Wextra", "-Werror", "-pthread", "-I"])
             .arg(sources())
             .arg("-o")
             .arg(&tmp)
