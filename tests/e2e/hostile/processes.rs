@@ -2,7 +2,7 @@
 //! linked program, 10,000 threads.
 
 use super::programs::c_program;
-use super::run::{Case, PROD, PROD_ITIMER, RUN, RUN_ITIMER, run_case};
+use super::run::{Case, PROD, PROD_ITIMER, RUN, RUN_ITIMER, RawExpect, run_case};
 use crate::util::{contprof, fixtures_manifest, repo_root};
 
 /// Double fork and setsid; the parent exits at once, the daemon works on and writes its result.
@@ -65,7 +65,7 @@ fn exec_from_a_second_thread() {
 fn statically_linked_c_program() {
     let Some(program) = c_program("static_prog") else { return };
     let mut case = Case::new("statically linked", program, &[]).only(&[PROD, RUN]);
-    case.raw_file = false;
+    case.raw_file = RawExpect::Absent;
     let report = run_case(case);
     report.assert_unchanged();
     let run = report.outcome(RUN.name);

@@ -42,7 +42,7 @@ fn own_sigprof_profiler_started_late() {
     own_sigprof("late");
 }
 
-/// 10,000 SIGUSR1 from a thread, 5,000 SIGUSR2 from a child, 5,000 queued SIGRTMIN: all counted;
+/// 5,000 SIGUSR1 from a thread, 3,000 SIGUSR2 from a child, 3,000 queued SIGRTMIN: all counted;
 /// errno intact across every handler; a read blocked through the storm restarts.
 #[test]
 fn signal_storm_counts_every_signal() {
