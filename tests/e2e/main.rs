@@ -7,6 +7,7 @@ mod compare;
 mod contention;
 mod errors;
 mod github;
+mod hostile;
 mod instructions;
 mod prod;
 mod readers;

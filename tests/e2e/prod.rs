@@ -13,7 +13,7 @@ use cargo_contprof::store::{Store, StoreLocation, StoreOptions, WindowKey};
 
 use crate::util::{contprof, fixtures_manifest, repo_root, tools_required};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -501,7 +501,7 @@ fn walk(dir: &Path) -> impl Iterator<Item = PathBuf> {
     files.into_iter()
 }
 
-struct Moto(Child);
+pub(crate) struct Moto(Child);
 
 impl Drop for Moto {
     fn drop(&mut self) {
@@ -512,7 +512,7 @@ impl Drop for Moto {
 
 /// moto's S3 server on `port` with bucket `bucket`, or `None` when it is not installed and not
 /// required.
-fn moto(port: u16, bucket: &str) -> Option<Moto> {
+pub(crate) fn moto(port: u16, bucket: &str) -> Option<Moto> {
     let child = match Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -543,7 +543,7 @@ fn moto(port: u16, bucket: &str) -> Option<Moto> {
     Some(moto)
 }
 
-fn s3_env(port: u16) -> Vec<(&'static str, String)> {
+pub(crate) fn s3_env(port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ENDPOINT", format!("http://127.0.0.1:{port}")),
         ("AWS_ALLOW_HTTP", "true".into()),
@@ -553,7 +553,7 @@ fn s3_env(port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn s3_store(port: u16, url: &str) -> Store {
+pub(crate) fn s3_store(port: u16, url: &str) -> Store {
     let config = [
         ("aws_endpoint", format!("http://127.0.0.1:{port}")),
         ("aws_allow_http", "true".into()),
