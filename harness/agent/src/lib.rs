@@ -45,7 +45,8 @@ pub use format::AllocMode;
 mod linux;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 use linux::{
-    agent, alloc, cfi, code, contention, continuous, sampler, sys, table, thread, timer, tls, wall, writer,
+    agent, alloc, cfi, code, contention, continuous, sampler, signals, sys, table, thread, timer, tls, wall,
+    writer,
 };
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub use linux::{alloc::Allocator, env, unwind};
@@ -160,5 +161,27 @@ pub mod preload {
     /// tables).
     pub fn after_dlopen() {
         crate::cfi::refresh();
+    }
+
+    /// After a `dlclose`: the unwinder drops the objects no longer loaded (its copies of their
+    /// tables kept them safe to read until then, see `cfi`).
+    pub fn after_dlclose() {
+        crate::cfi::refresh();
+    }
+
+    /// Before the process replaces its program: finishes the recording (see `agent::before_exec`);
+    /// true if [`after_failed_exec`] must be called when the `exec` returns.
+    pub fn before_exec() -> bool {
+        crate::agent::before_exec()
+    }
+
+    /// The `exec` failed: the recording goes on.
+    pub fn after_failed_exec() {
+        crate::agent::after_failed_exec();
+    }
+
+    /// `SIGPROF` shared with the program (see the agent's `signals` module).
+    pub mod signals {
+        pub use crate::linux::signals::{is_ours, mask_changed, program_sigaction, set_real_functions};
     }
 }

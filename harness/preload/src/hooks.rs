@@ -17,12 +17,12 @@
 //! in front of the pointer.
 
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicUsize, Ordering};
 
 use contprof::preload::alloc::{decide, enter, forget, free_marks_frame, hooks, leave, record, skip_sampled};
 use contprof::preload::caller;
 
 use crate::header::{self, OFFSET};
+use crate::next::Next;
 
 unsafe extern "C" {
     fn __libc_malloc(size: usize) -> *mut c_void;
@@ -36,30 +36,14 @@ unsafe extern "C" {
 
 type UsableSize = unsafe extern "C" fn(*mut c_void) -> usize;
 
-/// glibc's `malloc_usable_size` (0 = not resolved yet).
-static USABLE_SIZE: AtomicUsize = AtomicUsize::new(0);
-
-/// Looks up glibc's `malloc_usable_size` (from the constructor; `dlsym` may allocate, which the
-/// hooks forward untouched then).
-pub(crate) fn resolve_real() {
-    real_usable_size();
-}
-
-fn real_usable_size() -> Option<UsableSize> {
-    let mut f = USABLE_SIZE.load(Ordering::Acquire);
-    if f == 0 {
-        // SAFETY: the symbol name is NUL-terminated; RTLD_NEXT searches the objects after this one.
-        f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"malloc_usable_size".as_ptr()) } as usize;
-        USABLE_SIZE.store(f, Ordering::Release);
-    }
-    // SAFETY: `f` is the address of glibc's `malloc_usable_size`, which has this signature.
-    (f != 0).then(|| unsafe { core::mem::transmute::<usize, UsableSize>(f) })
-}
+/// glibc's `malloc_usable_size`.
+pub(crate) static USABLE_SIZE: Next = Next::new(c"malloc_usable_size");
 
 /// glibc's usable size of a block it allocated (0 when unknown).
 fn usable_size(block: *mut c_void) -> usize {
-    // SAFETY: `block` is one of glibc's (the caller's contract with `malloc_usable_size`).
-    real_usable_size().map_or(0, |f| unsafe { f(block) })
+    // SAFETY: glibc's function of this name has this type; `block` is one of glibc's (the
+    // caller's contract with `malloc_usable_size`).
+    unsafe { USABLE_SIZE.function::<UsableSize>().map_or(0, |f| f(block)) }
 }
 
 fn set_enomem() {

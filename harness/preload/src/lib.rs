@@ -14,6 +14,8 @@
 
 #[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod dl;
+#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod exec;
 #[cfg(all(
     feature = "alloc-hooks",
     target_os = "linux",
@@ -28,6 +30,10 @@ mod header;
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 mod hooks;
+#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod next;
+#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
+mod signals;
 #[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod threads;
 #[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
@@ -66,10 +72,12 @@ mod init {
 
     /// Runs when the dynamic loader maps the library, before `main`.
     extern "C" fn contprof_init() {
-        crate::threads::resolve_real_pthread_create();
+        crate::next::resolve_all(&[&crate::threads::REAL, &crate::dl::DLOPEN, &crate::dl::DLCLOSE]);
         crate::waits::resolve_real_pthread();
+        crate::signals::resolve_real();
+        crate::exec::resolve_real();
         #[cfg(feature = "alloc-hooks")]
-        crate::hooks::resolve_real();
+        crate::next::resolve_all(&[&crate::hooks::USABLE_SIZE]);
         let mut info: libc::Dl_info = Dl_info_zeroed();
         // SAFETY: `dladdr` fills `info` for an address inside this library; the file name it
         // returns lives as long as the library is mapped.

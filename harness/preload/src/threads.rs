@@ -2,7 +2,8 @@
 //! (stack bounds, CPU timer) before the thread's own start routine runs.
 
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::next::Next;
 
 type StartRoutine = extern "C" fn(*mut c_void) -> *mut c_void;
 type PthreadCreate = unsafe extern "C" fn(
@@ -12,25 +13,12 @@ type PthreadCreate = unsafe extern "C" fn(
     *mut c_void,
 ) -> libc::c_int;
 
-/// glibc's `pthread_create` (0 = not resolved yet).
-static REAL: AtomicUsize = AtomicUsize::new(0);
+/// glibc's `pthread_create`.
+pub(crate) static REAL: Next = Next::new(c"pthread_create");
 
 unsafe extern "C" {
     fn __libc_malloc(size: usize) -> *mut c_void;
     fn __libc_free(ptr: *mut c_void);
-}
-
-/// Looks up the next `pthread_create` (glibc's). Called from the constructor; `dlsym` may
-/// allocate, which the `malloc` hooks forward untouched at that point.
-pub(crate) fn resolve_real_pthread_create() -> usize {
-    let cur = REAL.load(Ordering::Acquire);
-    if cur != 0 {
-        return cur;
-    }
-    // SAFETY: the symbol name is NUL-terminated; RTLD_NEXT searches the objects after this one.
-    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"pthread_create".as_ptr()) } as usize;
-    REAL.store(f, Ordering::Release);
-    f
 }
 
 struct Start {
@@ -58,12 +46,8 @@ pub unsafe extern "C" fn pthread_create(
     routine: StartRoutine,
     arg: *mut c_void,
 ) -> libc::c_int {
-    let real = resolve_real_pthread_create();
-    if real == 0 {
-        return libc::EAGAIN;
-    }
-    // SAFETY: `real` is the address of glibc's `pthread_create`, which has this signature.
-    let real: PthreadCreate = unsafe { core::mem::transmute::<usize, PthreadCreate>(real) };
+    // SAFETY: glibc's function of this name has this type.
+    let Some(real) = (unsafe { REAL.function::<PthreadCreate>() }) else { return libc::EAGAIN };
     if !contprof::preload::wants_threads() {
         // SAFETY: the caller's arguments, forwarded.
         return unsafe { real(thread, attr, routine, arg) };

@@ -26,57 +26,11 @@
 //!   co. are no alternative: since glibc 2.34 they are compatibility symbols that neither the
 //!   linker nor the dynamic loader binds new references to.
 
-use core::ffi::{CStr, c_char, c_int, c_long};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::ffi::{CStr, c_int, c_long};
 
 use contprof::preload::{caller, contention_enabled, is_futex_wait, timed_wait};
 
-/// The next definition of an interposed function (glibc's), resolved once.
-struct Next {
-    name: &'static CStr,
-    /// Looked up with `dlvsym` at this version first.
-    version: Option<&'static CStr>,
-    /// The address; 0 = not resolved yet.
-    addr: AtomicUsize,
-}
-
-impl Next {
-    const fn new(name: &'static CStr, version: Option<&'static CStr>) -> Self {
-        Self { name, version, addr: AtomicUsize::new(0) }
-    }
-
-    /// The function as a pointer of type `F`, `None` if there is none.
-    ///
-    /// # Safety
-    /// `F` is the type of the function named `name`: an `unsafe extern "C" fn` pointer.
-    #[inline(always)]
-    unsafe fn function<F: Copy>(&self) -> Option<F> {
-        const { assert!(core::mem::size_of::<F>() == core::mem::size_of::<usize>()) };
-        let f = self.get();
-        // SAFETY: a non-null address of the function of type `F` (the caller's contract).
-        (f != 0).then(|| unsafe { core::mem::transmute_copy::<usize, F>(&f) })
-    }
-
-    /// The address, 0 if there is none.
-    fn get(&self) -> usize {
-        let f = self.addr.load(Ordering::Acquire);
-        if f != 0 {
-            return f;
-        }
-        let name: *const c_char = self.name.as_ptr();
-        let mut f = match self.version {
-            // SAFETY: NUL-terminated strings; RTLD_NEXT searches the objects after this one.
-            Some(v) => (unsafe { libc::dlvsym(libc::RTLD_NEXT, name, v.as_ptr()) }) as usize,
-            None => 0,
-        };
-        if f == 0 {
-            // SAFETY: as above.
-            f = unsafe { libc::dlsym(libc::RTLD_NEXT, name) } as usize;
-        }
-        self.addr.store(f, Ordering::Release);
-        f
-    }
-}
+use crate::next::Next;
 
 /// The current version of the `pthread_cond_*` symbols.
 #[cfg(target_arch = "x86_64")]
@@ -84,25 +38,25 @@ const COND_VERSION: Option<&CStr> = Some(c"GLIBC_2.3.2");
 #[cfg(target_arch = "aarch64")]
 const COND_VERSION: Option<&CStr> = Some(c"GLIBC_2.17");
 
-static MUTEX_LOCK: Next = Next::new(c"pthread_mutex_lock", None);
-static MUTEX_TIMEDLOCK: Next = Next::new(c"pthread_mutex_timedlock", None);
-static MUTEX_CLOCKLOCK: Next = Next::new(c"pthread_mutex_clocklock", None);
-static RWLOCK_RDLOCK: Next = Next::new(c"pthread_rwlock_rdlock", None);
-static RWLOCK_WRLOCK: Next = Next::new(c"pthread_rwlock_wrlock", None);
-static RWLOCK_TIMEDRDLOCK: Next = Next::new(c"pthread_rwlock_timedrdlock", None);
-static RWLOCK_TIMEDWRLOCK: Next = Next::new(c"pthread_rwlock_timedwrlock", None);
-static RWLOCK_CLOCKRDLOCK: Next = Next::new(c"pthread_rwlock_clockrdlock", None);
-static RWLOCK_CLOCKWRLOCK: Next = Next::new(c"pthread_rwlock_clockwrlock", None);
-static COND_WAIT: Next = Next::new(c"pthread_cond_wait", COND_VERSION);
-static COND_TIMEDWAIT: Next = Next::new(c"pthread_cond_timedwait", COND_VERSION);
-static COND_CLOCKWAIT: Next = Next::new(c"pthread_cond_clockwait", None);
-static SEM_WAIT: Next = Next::new(c"sem_wait", None);
-static SEM_TIMEDWAIT: Next = Next::new(c"sem_timedwait", None);
-static SEM_CLOCKWAIT: Next = Next::new(c"sem_clockwait", None);
+static MUTEX_LOCK: Next = Next::new(c"pthread_mutex_lock");
+static MUTEX_TIMEDLOCK: Next = Next::new(c"pthread_mutex_timedlock");
+static MUTEX_CLOCKLOCK: Next = Next::new(c"pthread_mutex_clocklock");
+static RWLOCK_RDLOCK: Next = Next::new(c"pthread_rwlock_rdlock");
+static RWLOCK_WRLOCK: Next = Next::new(c"pthread_rwlock_wrlock");
+static RWLOCK_TIMEDRDLOCK: Next = Next::new(c"pthread_rwlock_timedrdlock");
+static RWLOCK_TIMEDWRLOCK: Next = Next::new(c"pthread_rwlock_timedwrlock");
+static RWLOCK_CLOCKRDLOCK: Next = Next::new(c"pthread_rwlock_clockrdlock");
+static RWLOCK_CLOCKWRLOCK: Next = Next::new(c"pthread_rwlock_clockwrlock");
+static COND_WAIT: Next = Next::versioned(c"pthread_cond_wait", COND_VERSION);
+static COND_TIMEDWAIT: Next = Next::versioned(c"pthread_cond_timedwait", COND_VERSION);
+static COND_CLOCKWAIT: Next = Next::new(c"pthread_cond_clockwait");
+static SEM_WAIT: Next = Next::new(c"sem_wait");
+static SEM_TIMEDWAIT: Next = Next::new(c"sem_timedwait");
+static SEM_CLOCKWAIT: Next = Next::new(c"sem_clockwait");
 
 /// Resolves the interposed `pthread_*` and `sem_*` functions (from the constructor).
 pub(crate) fn resolve_real_pthread() {
-    for next in [
+    crate::next::resolve_all(&[
         &MUTEX_LOCK,
         &MUTEX_TIMEDLOCK,
         &MUTEX_CLOCKLOCK,
@@ -118,9 +72,7 @@ pub(crate) fn resolve_real_pthread() {
         &SEM_WAIT,
         &SEM_TIMEDWAIT,
         &SEM_CLOCKWAIT,
-    ] {
-        next.get();
-    }
+    ]);
 }
 
 type Lock<T> = unsafe extern "C" fn(*mut T) -> c_int;

@@ -47,12 +47,61 @@ pub(crate) fn start(opts: &Options) -> Result<(), Error> {
     if let Err(state) = STATE.compare_exchange(IDLE, STARTING, Ordering::AcqRel, Ordering::Acquire) {
         return Err(if state == CHILD { Error::ForkedChild } else { Error::AlreadyRunning });
     }
-    let result = start_inner(opts);
+    let result = start_inner(opts, false);
+    if result.is_ok() && !opts.window {
+        *EXEC_RESUME.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(opts.clone());
+    }
     STATE.store(if result.is_ok() { RUNNING } else { IDLE }, Ordering::Release);
     result
 }
 
-fn start_inner(opts: &Options) -> Result<(), Error> {
+/// The options of the recording in progress (not a window), for resuming it after an `exec` that
+/// failed ([`before_exec`]).
+static EXEC_RESUME: std::sync::Mutex<Option<Options>> = std::sync::Mutex::new(None);
+/// The output file's length when [`finish`] had stopped the samplers, before it wrote the
+/// allocation stacks, the maps and the end record: where a recording that resumes cuts it (the
+/// tables are written again at its end).
+static END_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Before the process replaces its program (`execve` and friends, interposed by the preload
+/// library): the recording is finished as at exit, since no `atexit` handler runs in the new
+/// program, and every timer is disarmed (a process-wide `setitimer` would survive the exec and
+/// kill the new program). Returns true if [`after_failed_exec`] must resume it. Nothing is done
+/// in a `vfork` child, which shares the recording process's memory.
+pub(crate) fn before_exec() -> bool {
+    // SAFETY: `getpid` has no preconditions.
+    if !running() || unsafe { libc::getpid() } as u32 != PID.load(Ordering::Relaxed) {
+        return false;
+    }
+    let resumable = !WINDOW.load(Ordering::Relaxed);
+    finish();
+    if !resumable {
+        END_AT.store(0, Ordering::Relaxed);
+    }
+    resumable
+}
+
+/// The `exec` failed (the program goes on): the recording [`before_exec`] finished resumes, with
+/// its end record removed, into the same file.
+pub(crate) fn after_failed_exec() {
+    let Some(opts) = EXEC_RESUME.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone() else {
+        return;
+    };
+    let end_at = END_AT.swap(0, Ordering::Relaxed);
+    let Ok(path) = CString::new(opts.output.as_os_str().as_bytes()) else { return };
+    if end_at == 0 || !writer::truncate_file(&path, end_at) {
+        return;
+    }
+    if STATE.compare_exchange(IDLE, STARTING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        return;
+    }
+    let result = start_inner(&opts, true);
+    STATE.store(if result.is_ok() { RUNNING } else { IDLE }, Ordering::Release);
+}
+
+/// Starts recording; `resume`: into the file of the recording that [`before_exec`] finished,
+/// appending to it, as one run (same start, same counters, same tables).
+fn start_inner(opts: &Options, resume: bool) -> Result<(), Error> {
     if opts.wall_hz > crate::api::WALL_MAX_HZ {
         return Err(Error::InvalidConfig {
             field: "wall_hz",
@@ -68,17 +117,12 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     // in use is profiled; otherwise each window starts from empty tables.
     let keep = opts.window && BETWEEN_WINDOWS.load(Ordering::Relaxed) != 0 && STORE.is_ready();
     let tables = || if keep { STORE.mark_window() } else { STORE.init() };
-    if (opts.alloc != AllocMode::Off || opts.contention_rate_ns > 0) && !tables() {
+    if !resume && (opts.alloc != AllocMode::Off || opts.contention_rate_ns > 0) && !tables() {
         return Err(Error::MapTables { source: std::io::Error::last_os_error() });
     }
-    // SAFETY: `path` is NUL-terminated; the flags need no further arguments besides the mode.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND | libc::O_CLOEXEC,
-            0o600 as libc::c_uint,
-        )
-    };
+    // Readable by its owner only: it holds the program's address layout, stacks and thread names.
+    let truncate = if resume { 0 } else { libc::O_TRUNC };
+    let fd = sys::open_kept(&path, libc::O_WRONLY | libc::O_CREAT | truncate | libc::O_APPEND, 0o600);
     if fd < 0 {
         return Err(Error::CreateOutput {
             path: opts.output.clone(),
@@ -88,12 +132,15 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     install_process_hooks();
     thread::init_exit_key();
     thread::reset_current();
-    for counter in [&sampler::SAMPLES, &sampler::DROPPED, &alloc::CALLS, &alloc::BYTES, &thread::THREADS] {
-        counter.store(0, Ordering::Relaxed);
+    if !resume {
+        for counter in [&sampler::SAMPLES, &sampler::DROPPED, &alloc::CALLS, &alloc::BYTES, &thread::THREADS]
+        {
+            counter.store(0, Ordering::Relaxed);
+        }
+        alloc::GENERATION.fetch_add(1, Ordering::Relaxed);
+        STORE.stacks_dropped.store(0, Ordering::Relaxed);
+        STORE.live_dropped.store(0, Ordering::Relaxed);
     }
-    alloc::GENERATION.fetch_add(1, Ordering::Relaxed);
-    STORE.stacks_dropped.store(0, Ordering::Relaxed);
-    STORE.live_dropped.store(0, Ordering::Relaxed);
 
     let tid = sys::gettid();
     let mut warnings = Vec::new();
@@ -108,8 +155,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     if (opts.frequency_hz > 0 || opts.wall_hz > 0)
         && let Err(source) = sampler::install()
     {
-        // SAFETY: `fd` was opened above and is not shared yet.
-        unsafe { libc::close(fd) };
+        sys::close(fd);
         return Err(Error::InstallHandler { signal: "SIGPROF", source });
     }
     if opts.frequency_hz > 0 {
@@ -119,7 +165,7 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
     thread::adopt_first(slot);
     let clock = if opts.frequency_hz > 0 { timer::clock() } else { ClockKind::Off };
 
-    writer::set_fd(fd);
+    writer::set_output(fd, &path);
     let header = Header {
         magic: format::MAGIC,
         version: format::VERSION,
@@ -133,12 +179,10 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
         contention_rate_ns: opts.contention_rate_ns,
         wall_period_ns: crate::api::wall_period_ns(opts.wall_hz),
     };
-    if !writer::emit_bytes(&header.to_bytes()) {
+    if !resume && !writer::emit_bytes(&header.to_bytes()) {
         let source = std::io::Error::last_os_error();
         timer::disarm_all();
-        let fd = writer::take_fd();
-        // SAFETY: the descriptor was taken back from the writer, nothing else uses it.
-        unsafe { libc::close(fd) };
+        writer::close_output();
         return Err(Error::WriteHeader { path: opts.output.clone(), source });
     }
     writer::write_maps();
@@ -151,8 +195,10 @@ fn start_inner(opts: &Options) -> Result<(), Error> {
         crate::cfi::load();
     }
     WINDOW.store(opts.window, Ordering::Relaxed);
-    START_NS.store(sys::clock_ns(libc::CLOCK_MONOTONIC), Ordering::Relaxed);
-    START_CPU_NS.store(sys::clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID), Ordering::Relaxed);
+    if !resume {
+        START_NS.store(sys::clock_ns(libc::CLOCK_MONOTONIC), Ordering::Relaxed);
+        START_CPU_NS.store(sys::clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID), Ordering::Relaxed);
+    }
     PID.store(std::process::id(), Ordering::Relaxed);
     if clock != ClockKind::Off {
         sampler::enable();
@@ -210,6 +256,7 @@ pub(crate) fn finish() {
     wall::stop();
     timer::disarm_all();
     sampler::disable_and_wait();
+    END_AT.store(writer::length().unwrap_or(0), Ordering::Relaxed);
     // Between windows of the continuous mode allocations stay sampled (live ones must stay
     // tracked for the heap in use), without registering threads for CPU timers.
     let between = if WINDOW.load(Ordering::Relaxed) { BETWEEN_WINDOWS.load(Ordering::Relaxed) } else { 0 };
@@ -256,11 +303,7 @@ pub(crate) fn finish() {
         alloc_stacks_dropped: STORE.stacks_dropped.load(Ordering::Relaxed),
         threads: thread::THREADS.load(Ordering::Relaxed),
     });
-    let fd = writer::take_fd();
-    if fd >= 0 {
-        // SAFETY: the writer gave the descriptor back; nothing writes to it any more.
-        unsafe { libc::close(fd) };
-    }
+    writer::close_output();
     STATE.store(IDLE, Ordering::Release);
 }
 
@@ -318,11 +361,7 @@ extern "C" fn in_forked_child() {
     contention::set_rate(0);
     wall::forget_in_child();
     timer::forget_all_in_child();
-    let fd = writer::take_fd();
-    if fd >= 0 {
-        // SAFETY: the child's copy of the output descriptor; nothing in the child uses it.
-        unsafe { libc::close(fd) };
-    }
+    writer::close_output();
     thread::reset_current();
 }
 

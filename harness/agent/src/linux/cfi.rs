@@ -5,12 +5,12 @@
 //! Owns the module list, the unwinder caches and the walk. The work is split so that the signal
 //! handler neither allocates nor locks:
 //! - [`load`] (not async-signal-safe: at start) lists the loaded objects with `dl_iterate_phdr`,
-//!   hands each one's mapped `.eh_frame_hdr` and `.eh_frame` to `framehop` (which reads them in
-//!   place, no copy), preallocates a pool of caches, and publishes the unwinder through an atomic
-//!   pointer. A later [`load`] (the preload library's `dlopen` calls [`refresh`]) that finds new
-//!   objects publishes a new unwinder; the old one is leaked, never freed, because a handler may
-//!   still be walking with it. A program that links the agent in (no preload) does not see its
-//!   `dlopen`s: stacks through libraries it loads later fall back to frame pointers there.
+//!   hands each one's `.eh_frame_hdr` and `.eh_frame` to `framehop` (see below for which are read
+//!   in place and which are copied), preallocates a pool of caches, and publishes the unwinder
+//!   through an atomic pointer. A later [`load`] (the preload library's `dlopen` and `dlclose`
+//!   call [`refresh`]) that finds the objects changed publishes a new unwinder and retires the old
+//!   one. A program that links the agent in (no preload) does not see its `dlopen`s: stacks
+//!   through libraries it loads later fall back to frame pointers there until the next start.
 //! - [`walk`] takes a cache from the pool with one compare-and-swap (none free: the caller falls
 //!   back to frame pointers) and unwinds frame by frame, each by the rule of its address: the
 //!   CFI row where there is one, the frame pointer where there is none. Every stack read is
@@ -18,12 +18,25 @@
 //!   move the stack pointer up, at the output's capacity, or at an unreadable or unknown frame,
 //!   and says whether the stack is complete.
 //!
-//! An object unloaded by `dlclose` while sampling would leave its tables unmapped; Rust programs
-//! rarely unload libraries, and the agent does not hook `dlclose`.
+//! Libraries come and go (`dlopen`, `dlclose`, and the ones glibc loads and unloads itself for
+//! NSS and iconv, which no interposer sees), and a signal handler must never read a table that
+//! was unmapped under it. So the tables of the objects loaded when the agent first looked (the
+//! program and its startup libraries, which are never unloaded) are read in place, and those of
+//! every object found later are copied into memory the agent owns: a walk with an unwinder that
+//! still lists a library since closed reads the copy, never the closed library. A stale entry can
+//! only name code mapped later at the same address wrongly, until the next [`load`] (after every
+//! `dlopen` and `dlclose` the preload library sees, and at every window) drops it.
+//!
+//! An unwinder that a newer one replaced is freed once no walk can still hold it: walks hold a
+//! cache slot of the pool while they run, so the publisher waits (bounded) until every slot busy
+//! when it published has been released; a walk that takes a slot after that sees the new one.
+//! If a slot stays busy past the bound, the old unwinder is kept (counted), never freed early.
 
 use core::cell::UnsafeCell;
-use core::ops::Range;
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::ops::{Deref, Range};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use framehop::{
     CacheNative, ExplicitModuleSectionInfo, FrameAddress, Module, MustNotAllocateDuringUnwind,
@@ -32,8 +45,40 @@ use framehop::{
 
 use crate::unwind::{Start, Walked};
 
-type Unwinder = UnwinderNative<&'static [u8], MustNotAllocateDuringUnwind>;
+type Unwinder = UnwinderNative<Section, MustNotAllocateDuringUnwind>;
 type Cache = CacheNative<MustNotAllocateDuringUnwind>;
+
+/// The bytes of an unwind section: in place in an object that is never unloaded, or a copy.
+#[derive(Clone, Default)]
+enum Section {
+    /// No bytes (framehop's default for the sections it is not given).
+    #[default]
+    Empty,
+    Mapped(&'static [u8]),
+    Copied(Arc<[u8]>),
+}
+
+impl Deref for Section {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Section::Empty => &[],
+            Section::Mapped(b) => b,
+            Section::Copied(b) => b,
+        }
+    }
+}
+
+/// The start addresses of the objects' code seen at the first [`load`]: their tables are read in
+/// place.
+static STARTUP: OnceLock<Vec<u64>> = OnceLock::new();
+/// Copies of the sections of objects found later, by (code start, section start), reused by the
+/// next [`load`] while the object stays at that address; only [`load`] touches it.
+static COPIES: Mutex<Option<Copies>> = Mutex::new(None);
+/// See [`COPIES`].
+type Copies = HashMap<(u64, u64), Arc<[u8]>>;
+/// Unwinders kept because a walk held a slot past the bound when they were replaced.
+pub(crate) static KEPT: AtomicU64 = AtomicU64::new(0);
 
 /// An unwinder and the code ranges of its modules, sorted.
 struct Published {
@@ -83,21 +128,75 @@ pub(crate) fn load() {
             slot.busy.store(false, Ordering::Release);
         }
     }
-    let mut modules: Vec<Module<&'static [u8]>> = Vec::new();
-    // SAFETY: the callback only reads the program headers it is given and pushes onto `modules`.
-    unsafe { libc::dl_iterate_phdr(Some(add_object), (&raw mut modules).cast()) };
+    let mut found: Vec<Found> = Vec::new();
+    // SAFETY: the callback only reads the program headers it is given and pushes onto `found`.
+    unsafe { libc::dl_iterate_phdr(Some(add_object), (&raw mut found).cast()) };
+    let startup = STARTUP.get_or_init(|| found.iter().map(|f| f.avma.start).collect());
+    let mut copies = COPIES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let copies = copies.get_or_insert_with(HashMap::new);
+    let mut kept_copies = HashMap::new();
+    let mut modules = Vec::with_capacity(found.len());
+    for f in found {
+        let in_place = startup.contains(&f.avma.start);
+        let mut section = |bytes: &'static [u8]| -> Section {
+            if in_place {
+                return Section::Mapped(bytes);
+            }
+            let key = (f.avma.start, bytes.as_ptr() as u64);
+            let copy =
+                copies.get(&key).filter(|c| c.len() == bytes.len()).cloned().unwrap_or_else(|| bytes.into());
+            kept_copies.insert(key, Arc::clone(&copy));
+            Section::Copied(copy)
+        };
+        let (hdr, frame) = (section(f.eh_frame_hdr), section(f.eh_frame));
+        let sections = ExplicitModuleSectionInfo {
+            base_svma: 0,
+            text_svma: Some(f.text.clone()),
+            eh_frame_svma: Some(f.eh_frame_svma.clone()),
+            eh_frame: Some(frame),
+            eh_frame_hdr_svma: Some(f.hdr_svma.clone()),
+            eh_frame_hdr: Some(hdr),
+            ..Default::default()
+        };
+        modules.push(Module::new(f.name, f.avma, f.bias, sections));
+    }
+    // Copies of objects no longer loaded go with the unwinders that still list them.
+    *copies = kept_copies;
     let mut code: Vec<Range<u64>> = modules.iter().map(Module::avma_range).collect();
     code.sort_unstable_by_key(|r| r.start);
     let published = UNWINDER.load(Ordering::Acquire);
-    // SAFETY: published unwinders are never freed. The same objects at the same addresses: keep it.
+    // SAFETY: a published unwinder is freed only by `retire`, which runs under `COPIES`' lock
+    // held here. The same objects at the same addresses: keep it.
     if published.is_null() || unsafe { (*published).code != code } {
         let mut unwinder = Unwinder::new();
         for m in modules {
             unwinder.add_module(m);
         }
-        UNWINDER.store(Box::into_raw(Box::new(Published { unwinder, code })), Ordering::Release);
+        let new = Box::into_raw(Box::new(Published { unwinder, code }));
+        let old = UNWINDER.swap(new, Ordering::SeqCst);
+        retire(old);
     }
     ENABLED.store(true, Ordering::Release);
+}
+
+/// Frees `old`, a replaced unwinder, once no walk can hold it (see the module docs).
+fn retire(old: *mut Published) {
+    if old.is_null() {
+        return;
+    }
+    let deadline = crate::sys::clock_ns(libc::CLOCK_MONOTONIC) + 200_000_000;
+    for slot in &CACHES {
+        while slot.busy.load(Ordering::SeqCst) {
+            if crate::sys::clock_ns(libc::CLOCK_MONOTONIC) > deadline {
+                KEPT.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+    // SAFETY: `old` came from `Box::into_raw` in `load`, is no longer published, and every walk
+    // that could have loaded it has released its slot.
+    drop(unsafe { Box::from_raw(old) });
 }
 
 /// [`load`] again when the tables are in use (after a `dlopen`): objects loaded since are added.
@@ -117,26 +216,39 @@ pub(crate) fn ready() -> bool {
     !UNWINDER.load(Ordering::Acquire).is_null() && ENABLED.load(Ordering::Acquire)
 }
 
-/// The `dl_iterate_phdr` callback: one module per object with an `.eh_frame_hdr`.
+/// One loaded object with an `.eh_frame_hdr`, its sections where they are mapped.
+struct Found {
+    name: String,
+    avma: Range<u64>,
+    bias: u64,
+    text: Range<u64>,
+    hdr_svma: Range<u64>,
+    eh_frame_svma: Range<u64>,
+    eh_frame_hdr: &'static [u8],
+    eh_frame: &'static [u8],
+}
+
+/// The `dl_iterate_phdr` callback: one [`Found`] per object with an `.eh_frame_hdr`.
 unsafe extern "C" fn add_object(
     info: *mut libc::dl_phdr_info,
     _size: usize,
     data: *mut libc::c_void,
 ) -> libc::c_int {
     // SAFETY: the loader passes a valid `dl_phdr_info` and our `Vec` through `data`.
-    let (info, modules) = unsafe { (&*info, &mut *data.cast::<Vec<Module<&'static [u8]>>>()) };
-    // SAFETY: as above; the headers stay valid while the object is loaded.
-    if let Some(m) = unsafe { module(info) } {
-        modules.push(m);
+    let (info, found) = unsafe { (&*info, &mut *data.cast::<Vec<Found>>()) };
+    // SAFETY: as above; the headers stay valid while the object is loaded (the loader's lock is
+    // held during the callback, and sections are copied before it returns where needed).
+    if let Some(f) = unsafe { module(info) } {
+        found.push(f);
     }
     0
 }
 
-/// The module of one loaded object, its sections read in place.
+/// The sections of one loaded object, read in place.
 ///
 /// # Safety
 /// `info` describes an object that is loaded (as `dl_iterate_phdr` passes it).
-unsafe fn module(info: &libc::dl_phdr_info) -> Option<Module<&'static [u8]>> {
+unsafe fn module(info: &libc::dl_phdr_info) -> Option<Found> {
     if info.dlpi_phdr.is_null() || info.dlpi_phnum == 0 {
         return None;
     }
@@ -184,16 +296,16 @@ unsafe fn module(info: &libc::dl_phdr_info) -> Option<Module<&'static [u8]>> {
         unsafe { core::ffi::CStr::from_ptr(info.dlpi_name) }.to_string_lossy().into_owned()
     };
     let avma = bias.checked_add(text.start)?..bias.checked_add(text.end)?;
-    let sections = ExplicitModuleSectionInfo {
-        base_svma: 0,
-        text_svma: Some(text),
-        eh_frame_svma: Some(eh_frame),
-        eh_frame: Some(eh_frame_bytes),
-        eh_frame_hdr_svma: Some(hdr),
-        eh_frame_hdr: Some(hdr_bytes),
-        ..Default::default()
-    };
-    Some(Module::new(name, avma, bias, sections))
+    Some(Found {
+        name,
+        avma,
+        bias,
+        text,
+        hdr_svma: hdr,
+        eh_frame_svma: eh_frame,
+        eh_frame_hdr: hdr_bytes,
+        eh_frame: eh_frame_bytes,
+    })
 }
 
 /// The bytes at the object-relative addresses `range`, where the object was loaded at `bias`.
@@ -212,14 +324,20 @@ unsafe fn mapped(bias: u64, range: &Range<u64>) -> Option<&'static [u8]> {
 /// `None` when there is no unwinder yet or every cache is in use: the caller walks frame
 /// pointers instead. Allocation-free and lock-free: callable from a signal handler.
 pub(crate) fn walk(start: Start, out: &mut [u64]) -> Option<Walked> {
-    let unwinder = UNWINDER.load(Ordering::Acquire);
-    if unwinder.is_null() || !ENABLED.load(Ordering::Acquire) || !start.bounds.contains(start.sp) {
+    if !ENABLED.load(Ordering::Acquire) || !start.bounds.contains(start.sp) {
         return None;
     }
+    // The slot first, then the unwinder: a `retire` that replaced it waits for the slot.
     let slot = CACHES
         .iter()
-        .find(|s| s.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok())?;
-    // SAFETY: this thread holds `busy`; published unwinders are never freed.
+        .find(|s| s.busy.compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed).is_ok())?;
+    let unwinder = UNWINDER.load(Ordering::SeqCst);
+    if unwinder.is_null() {
+        slot.busy.store(false, Ordering::Release);
+        return None;
+    }
+    // SAFETY: this thread holds `busy`, so `retire` does not free the unwinder it loaded after
+    // taking the slot (see the module docs).
     let (cache, unwinder) = unsafe { (&mut *slot.cache.get(), &*unwinder) };
     let walked = cache.as_deref_mut().map(|cache| walk_with(unwinder, cache, start, out));
     slot.busy.store(false, Ordering::Release);

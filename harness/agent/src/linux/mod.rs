@@ -12,6 +12,7 @@ pub(crate) mod contention;
 pub(crate) mod continuous;
 pub mod env;
 pub(crate) mod sampler;
+pub(crate) mod signals;
 pub(crate) mod sys;
 pub(crate) mod table;
 pub(crate) mod thread;

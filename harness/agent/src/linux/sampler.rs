@@ -32,19 +32,10 @@ pub(crate) static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// How often (in samples of one thread) the thread name is re-read.
 const NAME_EVERY: u32 = 64;
 
-/// Installs the handler (idempotent).
+/// Installs the handler (idempotent), keeping the program's own `SIGPROF` action, to which the
+/// handler hands every `SIGPROF` that is not the agent's (see [`crate::signals`]).
 pub(crate) fn install() -> std::io::Result<()> {
-    // SAFETY: `sigaction` is plain data; the handler has the `SA_SIGINFO` signature.
-    unsafe {
-        let mut sa: libc::sigaction = core::mem::zeroed();
-        sa.sa_sigaction = on_sigprof as *const () as usize;
-        sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-        libc::sigemptyset(&mut sa.sa_mask);
-        if libc::sigaction(libc::SIGPROF, &sa, core::ptr::null_mut()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    crate::signals::install(on_sigprof as *const () as usize)
 }
 
 /// Starts recording samples.
@@ -70,47 +61,94 @@ pub(crate) fn disable() {
     CPU_ON.store(false, Ordering::SeqCst);
 }
 
-extern "C" fn on_sigprof(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+extern "C" fn on_sigprof(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     let saved = sys::errno();
     // Counted before the switch is read, so a stop that saw zero in flight is never raced.
     IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
     // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-    let info = unsafe { info.as_ref() };
-    let sent_by_thread = info.is_some_and(|i| i.si_code == libc::SI_TKILL);
-    let wall_slot = info.and_then(crate::wall::slot_of);
+    let info_ref = unsafe { info.as_ref() };
+    let ours = info_ref.is_some_and(crate::signals::is_ours);
     if !ctx.is_null() {
         // SAFETY: `ctx` is the ucontext the kernel passed to this SA_SIGINFO handler.
         let regs = unsafe { Regs::from_ucontext(ctx) };
-        // A signal from `tgkill` or `rt_tgsigqueueinfo` is never a CPU timer's: a snapshot's, the
-        // wall sampler's, or ignored.
-        thread::with(|t| {
-            if let Some(slot) = wall_slot {
-                crate::wall::on_signal(t, slot, regs);
-                return;
+        let t = thread::current();
+        match info_ref.filter(|_| ours) {
+            Some(i) if let Some(slot) = crate::wall::slot_of(i) => crate::wall::on_signal(t, slot, regs),
+            Some(i) if is_snapshot(i) && SNAPSHOT.load(Ordering::SeqCst) => {
+                write_name(t, t.tid(), true);
+                record_stack(t, regs, KIND_THREAD_STACK);
+                SNAPSHOT_TAKEN.fetch_add(1, Ordering::SeqCst);
             }
-            if sent_by_thread {
-                if SNAPSHOT.load(Ordering::SeqCst) {
-                    write_name(t, t.tid(), true);
-                    record_stack(t, regs, KIND_THREAD_STACK);
-                    SNAPSHOT_TAKEN.fetch_add(1, Ordering::SeqCst);
-                }
-            } else if CPU_ON.load(Ordering::SeqCst) {
-                record_sample(t, regs);
-            }
-            // A wall signal sent while this one was pending was merged into it.
-            if let Some(slot) = crate::wall::requested(t.tid()) {
-                crate::wall::on_signal(t, slot, regs);
-            }
-        });
+            Some(i) if is_snapshot(i) => {}
+            Some(_) if CPU_ON.load(Ordering::SeqCst) => record_sample(t, regs),
+            _ => {}
+        }
+        // A wall signal sent while another SIGPROF was pending was merged into it.
+        if let Some(slot) = crate::wall::requested(t.tid()) {
+            crate::wall::on_signal(t, slot, regs);
+        }
     }
     IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
     sys::set_errno(saved);
+    if !ours {
+        // SAFETY: the handler's own arguments.
+        unsafe { crate::signals::forward(sig, info, ctx) };
+    }
+}
+
+/// Whether `info` is a thread snapshot's signal ([`snapshot_threads`]).
+fn is_snapshot(info: &libc::siginfo_t) -> bool {
+    // SAFETY: a queued signal's siginfo carries `si_value`.
+    info.si_code == libc::SI_QUEUE
+        && unsafe { info.si_value() }.sival_ptr as u64
+            == crate::signals::QUEUED_MAGIC | crate::signals::SNAPSHOT
 }
 
 /// Whether a snapshot of every thread is being taken ([`snapshot_threads`]).
 static SNAPSHOT: AtomicBool = AtomicBool::new(false);
 /// Threads that recorded their stack for the current snapshot.
 static SNAPSHOT_TAKEN: AtomicUsize = AtomicUsize::new(0);
+/// Threads the last snapshot left out because they block `SIGPROF`.
+pub(crate) static SKIPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// The kernel's `siginfo` for a queued signal (the `_rt` member of its union).
+#[repr(C)]
+struct QueuedInfo {
+    signo: i32,
+    errno: i32,
+    code: i32,
+    _pad: i32,
+    pid: i32,
+    uid: u32,
+    value: u64,
+    _rest: [u64; 12],
+}
+
+/// Sends thread `tid` of process `pid` the agent's `SIGPROF` with value `QUEUED_MAGIC | what`
+/// (see [`crate::signals::is_ours`]); false if it could not (the thread exited).
+pub(crate) fn queue(pid: libc::pid_t, tid: u32, what: u64) -> bool {
+    let info = QueuedInfo {
+        signo: libc::SIGPROF,
+        errno: 0,
+        code: libc::SI_QUEUE,
+        _pad: 0,
+        pid,
+        // SAFETY: no preconditions.
+        uid: unsafe { libc::getuid() },
+        value: crate::signals::QUEUED_MAGIC | what,
+        _rest: [0; 12],
+    };
+    // SAFETY: `info` is a valid siginfo of 128 bytes; the handler is installed.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_tgsigqueueinfo,
+            pid,
+            tid as libc::pid_t,
+            libc::SIGPROF,
+            &info as *const QueuedInfo,
+        ) == 0
+    }
+}
 
 /// Records every other thread's stack and name at one instant (into the open raw file): each is
 /// sent `SIGPROF` with `tgkill`, and its handler records where it was, running or blocked.
@@ -128,17 +166,33 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
     let own = sys::gettid();
     let pid = std::process::id() as libc::pid_t;
     let mut signalled = 0;
+    let mut blocking = 0;
     if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
         for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()) {
             if tid == own {
                 continue;
             }
-            // SAFETY: sending a signal whose handler is installed; a thread that exited meanwhile
-            // makes the call fail harmlessly.
-            if unsafe { libc::syscall(libc::SYS_tgkill, pid, tid as libc::pid_t, libc::SIGPROF) } == 0 {
+            // A thread that blocks SIGPROF (a `sigwait` signal thread) would collect the signal as
+            // its own: it is left out, as the agent's own threads are (they block every signal).
+            if crate::signals::blocks(tid) != Some(false)
+                || crate::signals::blocks_per_proc(tid) != Some(false)
+            {
+                blocking += 1;
+                continue;
+            }
+            if queue(pid, tid, crate::signals::SNAPSHOT) {
                 signalled += 1;
             }
         }
+    }
+    SKIPPED.store(blocking, Ordering::Relaxed);
+    if blocking > 0 {
+        let mut m = writer::FixedText::new();
+        let _ = core::fmt::Write::write_fmt(
+            &mut m,
+            format_args!("{blocking} threads left out of the snapshot: they block SIGPROF (signal threads)"),
+        );
+        writer::write_message(1, m.as_str());
     }
     let deadline = std::time::Instant::now() + timeout;
     while SNAPSHOT_TAKEN.load(Ordering::SeqCst) < signalled && std::time::Instant::now() < deadline {

@@ -1,9 +1,13 @@
 //! Thin wrappers over the few Linux system calls the agent needs from contexts where the
 //! standard library cannot be used (signal handlers, malloc hooks, the abort handler).
 //!
-//! Everything here is async-signal-safe: no allocation, no locks, only system calls.
-
-use core::ffi::c_void;
+//! Everything here is async-signal-safe: no allocation, no locks, only system calls. The calls
+//! that glibc makes cancellation points (`open`, `read`, `write`, `close`) are made as raw system
+//! calls: the agent works on the program's threads (in hooks, at thread exit), and a cancellation
+//! pending for such a thread must act where the program would act on it, never inside the agent.
+//! Descriptors the agent keeps ([`open_kept`]) live above the ones programs use, never at 0, 1 or
+//! 2: a program that closed its standard output must get `EBADF` from `write(1)`, as without the
+//! agent, not write into the agent's file.
 
 /// Reads the calling thread's `errno`.
 pub(crate) fn errno() -> i32 {
@@ -33,14 +37,84 @@ pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// `open(2)` as a raw system call (not a cancellation point); -1 with `errno` on failure.
+pub(crate) fn open(path: &core::ffi::CStr, flags: i32, mode: u32) -> i32 {
+    // SAFETY: `path` is NUL-terminated; the kernel checks the rest.
+    unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags, mode) as i32 }
+}
+
+/// `read(2)` as a raw system call.
+pub(crate) fn read(fd: i32, buf: &mut [u8]) -> isize {
+    // SAFETY: `buf` is writable for its length.
+    unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) as isize }
+}
+
+/// `write(2)` as a raw system call.
+pub(crate) fn write(fd: i32, bytes: &[u8]) -> isize {
+    // SAFETY: `bytes` is readable for its length.
+    unsafe { libc::syscall(libc::SYS_write, fd, bytes.as_ptr(), bytes.len()) as isize }
+}
+
+/// `close(2)` as a raw system call (errors ignored: the descriptor is gone either way).
+pub(crate) fn close(fd: i32) {
+    // SAFETY: closes a descriptor the agent owns (the callers' contract).
+    unsafe { libc::syscall(libc::SYS_close, fd) };
+}
+
+/// The lowest descriptor number the agent keeps a descriptor at: half the soft limit, at most
+/// 512, at least 3. Programs take the lowest free numbers; one that closes every descriptor at
+/// start (as daemons do) and opens its own gets low numbers, far from the agent's.
+fn kept_floor() -> i32 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid out-pointer.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 { lim.rlim_cur } else { 64 };
+    (soft / 2).clamp(3, 512) as i32
+}
+
+/// Moves a descriptor the agent keeps above the program's ([`kept_floor`], else anywhere from 3
+/// up): never 0, 1 or 2. Returns the new descriptor (close-on-exec), or -1 (and closes `fd`)
+/// when no number is free there.
+pub(crate) fn keep_high(fd: i32) -> i32 {
+    if fd < 0 {
+        return fd;
+    }
+    for floor in [kept_floor(), 3] {
+        // SAFETY: duplicates a descriptor the agent owns.
+        let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, floor) };
+        if high >= 0 {
+            close(fd);
+            return high;
+        }
+    }
+    if fd > 2 {
+        return fd;
+    }
+    close(fd);
+    -1
+}
+
+/// [`open`] for a descriptor the agent keeps (see [`keep_high`]).
+pub(crate) fn open_kept(path: &core::ffi::CStr, flags: i32, mode: u32) -> i32 {
+    keep_high(open(path, flags | libc::O_CLOEXEC, mode))
+}
+
+/// The device and inode `fd` refers to (`None` if it is closed), to check that a descriptor the
+/// agent keeps is still its own before writing to it.
+pub(crate) fn identity(fd: i32) -> Option<(u64, u64)> {
+    // SAFETY: `stat` is plain data; the kernel fills it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: valid out-pointer; a raw system call (not a cancellation point).
+    let rc = unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) };
+    (rc == 0).then_some((st.st_dev, st.st_ino))
+}
+
 /// Writes `bytes` with one `write(2)` (retried on `EINTR`); true if all bytes were written.
 ///
 /// The output file is opened with `O_APPEND`, so one call is one atomic append: records of
 /// different threads never interleave.
 pub(crate) fn write_once(fd: i32, bytes: &[u8]) -> bool {
     loop {
-        // SAFETY: `bytes` is a valid readable buffer of `bytes.len()` bytes.
-        let n = unsafe { libc::write(fd, bytes.as_ptr().cast::<c_void>(), bytes.len()) };
+        let n = write(fd, bytes);
         if n >= 0 {
             return n as usize == bytes.len();
         }
@@ -77,7 +151,7 @@ pub(crate) fn write_quietly(fd: i32, bytes: &[u8]) {
             // Non-blocking would change the descriptor for the program too: a full pipe blocks
             // this thread, as it would block any writer.
             while !rest.is_empty() {
-                let n = libc::write(fd, rest.as_ptr().cast::<c_void>(), rest.len());
+                let n = write(fd, rest);
                 if n > 0 {
                     rest = &rest[n as usize..];
                 } else if !(n < 0 && errno() == libc::EINTR) {
@@ -147,8 +221,7 @@ impl Drop for Mapping {
 /// needed; returns the number of bytes read. Uses only `open`/`read`/`close`.
 pub(crate) fn read_proc_file(path: &core::ffi::CStr, buf: &mut Mapping, at: usize) -> Option<usize> {
     loop {
-        // SAFETY: `path` is NUL-terminated.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        let fd = open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0);
         if fd < 0 {
             return None;
         }
@@ -158,8 +231,7 @@ pub(crate) fn read_proc_file(path: &core::ffi::CStr, buf: &mut Mapping, at: usiz
             if room.is_empty() {
                 break true;
             }
-            // SAFETY: `room` is a valid writable buffer.
-            let n = unsafe { libc::read(fd, room.as_mut_ptr().cast(), room.len()) };
+            let n = read(fd, room);
             if n < 0 && errno() == libc::EINTR {
                 continue;
             }
@@ -168,8 +240,7 @@ pub(crate) fn read_proc_file(path: &core::ffi::CStr, buf: &mut Mapping, at: usiz
             }
             len += n as usize;
         };
-        // SAFETY: `fd` was opened above.
-        unsafe { libc::close(fd) };
+        close(fd);
         if !full {
             return Some(len);
         }
@@ -180,8 +251,7 @@ pub(crate) fn read_proc_file(path: &core::ffi::CStr, buf: &mut Mapping, at: usiz
 /// Finds the mapping of `/proc/self/maps` that contains `addr`, reading the file with raw
 /// system calls and a stack buffer (safe in a signal handler or a malloc hook).
 pub(crate) fn mapping_containing(addr: usize) -> Option<(usize, usize)> {
-    // SAFETY: the literal is NUL-terminated.
-    let fd = unsafe { libc::open(c"/proc/self/maps".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = open(c"/proc/self/maps", libc::O_RDONLY | libc::O_CLOEXEC, 0);
     if fd < 0 {
         return None;
     }
@@ -190,8 +260,7 @@ pub(crate) fn mapping_containing(addr: usize) -> Option<(usize, usize)> {
     let (mut field, mut start, mut end) = (0u8, 0usize, 0usize);
     let mut found = None;
     'read: loop {
-        // SAFETY: `buf` is a valid writable buffer.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        let n = read(fd, &mut buf);
         if n < 0 && errno() == libc::EINTR {
             continue;
         }
@@ -227,7 +296,6 @@ pub(crate) fn mapping_containing(addr: usize) -> Option<(usize, usize)> {
             }
         }
     }
-    // SAFETY: `fd` was opened above.
-    unsafe { libc::close(fd) };
+    close(fd);
     found
 }

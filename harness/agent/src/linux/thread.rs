@@ -258,9 +258,20 @@ pub(crate) fn register_current(source: BoundsSource) -> Option<String> {
             Ok(None) => None,
             Err(e) => Some(format!("thread {tid} is not sampled: {e}")),
         };
+        // A thread born with SIGPROF blocked (a signal thread's children inherit its mask).
+        let blocked = crate::signals::sigprof_blocked();
+        crate::signals::set_blocks(tid, blocked);
+        if blocked {
+            timer_follows_mask(t, true);
+        }
         arm_exit_destructor();
         warning
     })
+}
+
+/// Pauses the CPU timer of the calling thread `t` while it blocks `SIGPROF`, resumes it after.
+pub(crate) fn timer_follows_mask(t: &ThreadState, blocked: bool) {
+    timer::set_thread_paused(t.slot.load(Ordering::Relaxed).checked_sub(1), t.tid(), blocked);
 }
 
 /// Records an already-armed timer slot for the calling thread (the first thread, whose
@@ -292,8 +303,16 @@ pub(crate) fn register_existing(own_tid: u32) -> Vec<String> {
             continue;
         }
         THREADS.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = timer::arm(tid, false) {
-            warnings.push(format!("thread {tid} is not sampled: {e}"));
+        match timer::arm(tid, false) {
+            Err(e) => warnings.push(format!("thread {tid} is not sampled: {e}")),
+            // A thread that blocks SIGPROF (a signal thread) must not find one pending.
+            Ok(slot) => {
+                let blocked = crate::signals::blocks_per_proc(tid).unwrap_or(false);
+                crate::signals::set_blocks(tid, blocked);
+                if let (true, Some(slot)) = (blocked, slot) {
+                    timer::set_paused(slot, true);
+                }
+            }
         }
     }
     warnings

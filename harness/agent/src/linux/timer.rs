@@ -109,16 +109,25 @@ fn store(value: u64, tid: u32) -> Option<u32> {
     None
 }
 
+/// The device and inode of perf event descriptors (one anonymous inode for all of them), seen at
+/// the first: a descriptor is closed or disabled only if it still is one (a program that closed
+/// every descriptor may have reused the number for a file of its own).
+static PERF_DEV: AtomicU64 = AtomicU64::new(0);
+static PERF_INO: AtomicU64 = AtomicU64::new(u64::MAX);
+
+fn is_perf_event(fd: i32) -> bool {
+    sys::identity(fd) == Some((PERF_DEV.load(Ordering::Relaxed), PERF_INO.load(Ordering::Relaxed)))
+}
+
 fn destroy(value: u64, disable: bool) {
     let id = value & SLOT_VALUE;
     match value & !SLOT_VALUE {
-        SLOT_PERF => {
+        SLOT_PERF if is_perf_event(id as i32) => {
             if disable {
                 // SAFETY: `id` is a perf event descriptor the agent opened.
                 unsafe { libc::ioctl(id as i32, PERF_EVENT_IOC_DISABLE, 0) };
             }
-            // SAFETY: as above; the slot held the only reference to it.
-            unsafe { libc::close(id as i32) };
+            sys::close(id as i32);
         }
         SLOT_TIMER if disable => {
             // SAFETY: `id` is a timer the agent created (a kernel timer id, as glibc returns
@@ -156,6 +165,16 @@ fn open_perf(tid: u32, period_ns: u64, kernel: bool) -> Result<u64, ArmError> {
     if fd < 0 {
         return Err(fail("perf_event_open(cpu-clock)"));
     }
+    let fd = sys::keep_high(fd);
+    if fd < 0 {
+        return Err(fail("perf_event_open(cpu-clock): no descriptor free"));
+    }
+    if PERF_INO.load(Ordering::Relaxed) == u64::MAX
+        && let Some((dev, ino)) = sys::identity(fd)
+    {
+        PERF_DEV.store(dev, Ordering::Relaxed);
+        PERF_INO.store(ino, Ordering::Relaxed);
+    }
     let owner = FOwnerEx { kind: F_OWNER_TID, pid: tid as i32 };
     // SAFETY: `fd` is the event just opened; `owner` is a valid `f_owner_ex`.
     let setup = unsafe {
@@ -172,8 +191,7 @@ fn open_perf(tid: u32, period_ns: u64, kernel: bool) -> Result<u64, ArmError> {
         }
     };
     if setup.is_err() {
-        // SAFETY: `fd` was opened above and is not stored anywhere.
-        unsafe { libc::close(fd) };
+        sys::close(fd);
     }
     setup
 }
@@ -185,6 +203,8 @@ fn create_thread_timer(tid: u32, own: bool, period_ns: u64) -> Result<u64, ArmEr
     let mut ev: libc::sigevent = unsafe { core::mem::zeroed() };
     ev.sigev_notify = SIGEV_THREAD_ID;
     ev.sigev_signo = libc::SIGPROF;
+    // Tells the agent's timer signals from the program's (`signals::is_ours`).
+    ev.sigev_value = libc::sigval { sival_ptr: crate::signals::TIMER_VALUE as *mut libc::c_void };
     ev.sigev_notify_thread_id = tid as i32;
     let mut id: libc::timer_t = core::ptr::null_mut();
     // SAFETY: valid sigevent and out-pointer.
@@ -279,6 +299,39 @@ pub(crate) fn arm(tid: u32, own: bool) -> Result<Option<u32>, ArmError> {
         ClockKind::Itimer | ClockKind::Off => return Ok(None),
     };
     Ok(store(value, tid))
+}
+
+/// Pauses the timer in `slot` (its thread blocks `SIGPROF`: no signal may become pending for it)
+/// or resumes it. Async-signal-safe.
+pub(crate) fn set_paused(slot: u32, paused: bool) {
+    let Some(v) = ARMED.get(slot as usize).map(|s| s.load(Ordering::Acquire)).filter(|&v| v != 0) else {
+        return;
+    };
+    let id = v & SLOT_VALUE;
+    match v & !SLOT_VALUE {
+        SLOT_PERF if is_perf_event(id as i32) => {
+            let request = if paused { PERF_EVENT_IOC_DISABLE } else { PERF_EVENT_IOC_ENABLE };
+            // SAFETY: `id` is a perf event descriptor the agent opened.
+            unsafe { libc::ioctl(id as i32, request, 0) };
+        }
+        SLOT_TIMER => {
+            let ts = if paused { timespec(0) } else { timespec(PERIOD_NS.load(Ordering::Relaxed)) };
+            let spec = libc::itimerspec { it_interval: ts, it_value: ts };
+            // SAFETY: `id` is a timer the agent created; `spec` is valid.
+            unsafe { libc::timer_settime(id as usize as libc::timer_t, 0, &spec, core::ptr::null_mut()) };
+        }
+        _ => {}
+    }
+}
+
+/// [`set_paused`] for thread `tid`'s timer, looked for from `hint` (its slot when it armed its
+/// own) as [`release_thread`] does.
+pub(crate) fn set_thread_paused(hint: Option<u32>, tid: u32, paused: bool) {
+    let owned = |i: usize| OWNER[i].load(Ordering::Acquire) == tid;
+    match hint.filter(|&s| (s as usize) < SLOTS && owned(s as usize)) {
+        Some(s) => set_paused(s, paused),
+        None => (0..SLOTS).filter(|&i| owned(i)).for_each(|i| set_paused(i as u32, paused)),
+    }
 }
 
 /// Whether a timer is armed for thread `tid`.

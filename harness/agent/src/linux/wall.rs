@@ -37,7 +37,7 @@ const SLOTS: usize = 4096;
 pub(crate) const MOVED_NS: u64 = 50_000;
 /// The high half of a wall signal's value (the low half is the slot): tells it from any other
 /// queued `SIGPROF`.
-const MAGIC: u64 = 0xC0F7_A11C << 32;
+const MAGIC: u64 = crate::signals::QUEUED_MAGIC;
 /// A free slot's tid; a slot freed after use holds [`GONE`] so that lookups probe past it.
 const FREE: u32 = 0;
 const GONE: u32 = u32::MAX;
@@ -84,6 +84,8 @@ static PERIOD_NS: AtomicU64 = AtomicU64::new(0);
 static SKIP: AtomicU32 = AtomicU32::new(0);
 /// Live threads that found no free slot.
 static UNTRACKED: AtomicU64 = AtomicU64::new(0);
+/// Ticks at which a thread that blocks `SIGPROF` (never signalled) had no stack to charge.
+static BLOCKING_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// Starts sampling every thread but `skip` `hz` times a second of wall time (the handler must be
 /// installed). Returns a warning when the sampler thread could not be created.
@@ -96,6 +98,7 @@ pub(crate) fn start(hz: u32, skip: u32) -> Result<(), String> {
         reset(s, FREE);
     }
     UNTRACKED.store(0, Ordering::Relaxed);
+    BLOCKING_TICKS.store(0, Ordering::Relaxed);
     PERIOD_NS.store(crate::api::wall_period_ns(hz), Ordering::Relaxed);
     STOP.store(false, Ordering::SeqCst);
     RUNNING.store(true, Ordering::SeqCst);
@@ -144,6 +147,17 @@ pub(crate) fn stop() {
         let _ = core::fmt::Write::write_fmt(
             &mut m,
             format_args!("{untracked} threads were not wall-sampled: more than {SLOTS} threads at once"),
+        );
+        writer::write_message(1, m.as_str());
+    }
+    let blocking = BLOCKING_TICKS.swap(0, Ordering::Relaxed);
+    if blocking > 0 {
+        let mut m = writer::FixedText::new();
+        let _ = core::fmt::Write::write_fmt(
+            &mut m,
+            format_args!(
+                "{blocking} thread-ticks of wall time not sampled: threads that block SIGPROF (signal threads) are never signalled"
+            ),
         );
         writer::write_message(1, m.as_str());
     }
@@ -288,6 +302,18 @@ fn visit(tid: u32, pid: libc::pid_t, elapsed: u64, tick: u32) {
         s.idle_ns.fetch_add(elapsed, Ordering::Relaxed);
         return;
     }
+    // A thread that blocks SIGPROF (a `sigwait` signal thread) is never signalled: it would
+    // collect the signal as its own. Its time stays with the stack it had, if any.
+    let blocked =
+        crate::signals::blocks(tid).or_else(|| crate::signals::blocks_per_proc(tid)).unwrap_or(true);
+    if blocked {
+        if has_stack {
+            s.idle_ns.fetch_add(elapsed, Ordering::Relaxed);
+        } else {
+            BLOCKING_TICKS.fetch_add(1, Ordering::Relaxed);
+        }
+        return;
+    }
     // Running (or never seen): the time it sat idle before belongs to its previous stack.
     flush(s, tid);
     s.pending_ns.store(elapsed, Ordering::Release);
@@ -369,42 +395,9 @@ fn thread_cpu_ns(tid: u32) -> Option<u64> {
         .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
-/// The kernel's `siginfo` for a queued signal (the `_rt` member of its union).
-#[repr(C)]
-struct QueuedInfo {
-    signo: i32,
-    errno: i32,
-    code: i32,
-    _pad: i32,
-    pid: i32,
-    uid: u32,
-    value: u64,
-    _rest: [u64; 12],
-}
-
 /// Sends thread `tid` the wall signal for `slot`.
 fn signal(pid: libc::pid_t, tid: u32, slot: usize) -> bool {
-    let info = QueuedInfo {
-        signo: libc::SIGPROF,
-        errno: 0,
-        code: libc::SI_QUEUE,
-        _pad: 0,
-        pid,
-        // SAFETY: no preconditions.
-        uid: unsafe { libc::getuid() },
-        value: MAGIC | slot as u64,
-        _rest: [0; 12],
-    };
-    // SAFETY: `info` is a valid siginfo of 128 bytes; the handler is installed.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_tgsigqueueinfo,
-            pid,
-            tid as libc::pid_t,
-            libc::SIGPROF,
-            &info as *const QueuedInfo,
-        ) == 0
-    }
+    crate::sampler::queue(pid, tid, slot as u64)
 }
 
 /// Calls `f` with every thread id in the directory `dir` (`/proc/self/task`), read with raw

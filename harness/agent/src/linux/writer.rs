@@ -3,8 +3,17 @@
 //! Owns the output file descriptor. Every function here builds its record in a stack buffer
 //! (or an anonymous mapping for the maps text) and appends it with one `write(2)`, so all of
 //! them may run in a signal handler; none allocates or locks.
+//!
+//! The descriptor lives above the program's ([`sys::keep_high`]), but a program may still close
+//! it (daemons close every descriptor at start) and then reuse its number for a file or a socket
+//! of its own. So every write first checks that the descriptor is still the output file (its
+//! device and inode); if it is not, the number is left to the program and the file is opened
+//! again by its path (kept at start), in append mode: the record lands where it belongs, never in
+//! the program's file. Between the check and the write the program would have to close and reuse
+//! that number within microseconds; that race is the one left.
 
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use crate::format::{
     self, EndRecord, KIND_ALLOC_STACK, KIND_CONTENTION_STACK, KIND_END, KIND_MAPS, KIND_MESSAGE,
@@ -14,15 +23,99 @@ use crate::sys;
 
 /// The raw file, or -1 when the agent is not running.
 static FD: AtomicI32 = AtomicI32::new(-1);
+/// The output file's device and inode.
+static DEV: AtomicU64 = AtomicU64::new(0);
+static INO: AtomicU64 = AtomicU64::new(0);
+/// A writer is opening the file again (the others drop their record meanwhile).
+static REOPENING: AtomicBool = AtomicBool::new(false);
 
-/// Installs the output descriptor (the agent owns it from now on).
-pub(crate) fn set_fd(fd: i32) {
+/// The output file's path, NUL-terminated, for opening it again.
+struct Path(UnsafeCell<[u8; PATH_MAX]>);
+const PATH_MAX: usize = 4096;
+// SAFETY: written by `set_output` before the descriptor is published (`FD`, release), read only
+// while a descriptor is published.
+unsafe impl Sync for Path {}
+static PATH: Path = Path(UnsafeCell::new([0; PATH_MAX]));
+
+/// Installs the output descriptor (the agent owns it from now on) of the file at `path`.
+pub(crate) fn set_output(fd: i32, path: &core::ffi::CStr) {
+    let bytes = path.to_bytes_with_nul();
+    // SAFETY: no descriptor is published (the agent is starting), so nothing reads `PATH`.
+    unsafe {
+        let buf = &mut *PATH.0.get();
+        let n = bytes.len().min(PATH_MAX);
+        buf[..n].copy_from_slice(&bytes[..n]);
+        buf[PATH_MAX - 1] = 0;
+    }
+    let (dev, ino) = sys::identity(fd).unwrap_or((0, 0));
+    DEV.store(dev, Ordering::Relaxed);
+    INO.store(ino, Ordering::Relaxed);
     FD.store(fd, Ordering::SeqCst);
 }
 
-/// Takes the output descriptor back (nothing is written after this).
-pub(crate) fn take_fd() -> i32 {
-    FD.swap(-1, Ordering::SeqCst)
+/// Stops writing and closes the output descriptor, if it is still the output file (a number the
+/// program reused after closing ours is the program's). Async-signal-safe.
+pub(crate) fn close_output() {
+    let fd = FD.swap(-1, Ordering::SeqCst);
+    if fd >= 0 && sys::identity(fd) == Some((DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed))) {
+        sys::close(fd);
+    }
+}
+
+/// The output file's length now (`None` when it is not open).
+pub(crate) fn length() -> Option<u64> {
+    let fd = checked_fd();
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `stat` is plain data; the kernel fills it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: valid out-pointer; a raw system call.
+    (unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } == 0)
+        .then_some(st.st_size as u64)
+}
+
+/// Cuts the file at `path` to `len` bytes (the end record of a recording that resumes).
+pub(crate) fn truncate_file(path: &core::ffi::CStr, len: u64) -> bool {
+    // SAFETY: a NUL-terminated path; a raw system call.
+    unsafe { libc::syscall(libc::SYS_truncate, path.as_ptr(), len as libc::off_t) == 0 }
+}
+
+/// The output descriptor, checked to be the output file still (see the module docs); -1 when
+/// there is none or it is being opened again.
+fn checked_fd() -> i32 {
+    let fd = FD.load(Ordering::Acquire);
+    if fd < 0 {
+        return -1;
+    }
+    let ours = (DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed));
+    if sys::identity(fd) == Some(ours) {
+        return fd;
+    }
+    // The program closed it: the number is the program's now. Open the file again, once.
+    if REOPENING.swap(true, Ordering::AcqRel) {
+        return -1;
+    }
+    // SAFETY: `PATH` was written before `FD` was published.
+    let path = unsafe { core::ffi::CStr::from_bytes_until_nul(&*PATH.0.get()) };
+    let again = match path {
+        Ok(p) => sys::open_kept(p, libc::O_WRONLY | libc::O_APPEND, 0),
+        Err(_) => -1,
+    };
+    let reopened = if again >= 0 && sys::identity(again) == Some(ours) {
+        again
+    } else {
+        if again >= 0 {
+            sys::close(again);
+        }
+        -1
+    };
+    // Only if no one stopped the writer meanwhile.
+    if FD.compare_exchange(fd, reopened, Ordering::AcqRel, Ordering::Acquire).is_err() && reopened >= 0 {
+        sys::close(reopened);
+    }
+    REOPENING.store(false, Ordering::Release);
+    FD.load(Ordering::Acquire)
 }
 
 /// Two `u32` fields packed as one native-endian word, as the format lays them out.
@@ -35,7 +128,7 @@ pub(crate) fn pair(a: u32, b: u32) -> u64 {
 
 /// Appends whole words; false if the agent is stopped or the write failed.
 pub(crate) fn emit(words: &[u64]) -> bool {
-    let fd = FD.load(Ordering::Acquire);
+    let fd = checked_fd();
     if fd < 0 {
         return false;
     }
@@ -46,7 +139,7 @@ pub(crate) fn emit(words: &[u64]) -> bool {
 
 /// Appends raw bytes (the header, the maps text).
 pub(crate) fn emit_bytes(bytes: &[u8]) -> bool {
-    let fd = FD.load(Ordering::Acquire);
+    let fd = checked_fd();
     fd >= 0 && sys::write_once(fd, bytes)
 }
 
