@@ -72,7 +72,7 @@ fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate
 fn load_selected(
     store: &Store,
     selection: &Selection,
-    want: Want,
+    want: &Want,
     shell: &Shell,
 ) -> Result<Vec<Observation>> {
     let (observations, warnings) = load::load_all(store, selection, want, Utc::now())?;
@@ -90,7 +90,7 @@ fn nothing_matched(store: &Store, selection: &Selection) -> Error {
 /// `prod list`.
 pub fn list(a: ProdListArgs, shell: &Shell) -> Result<()> {
     let (store, selection, _) = open(&a.select, &a.types)?;
-    let observations = load_selected(&store, &selection, Want::default(), shell)?;
+    let observations = load_selected(&store, &selection, &Want::default(), shell)?;
     if observations.is_empty() {
         return Err(nothing_matched(&store, &selection));
     }
@@ -159,7 +159,7 @@ pub fn list(a: ProdListArgs, shell: &Shell) -> Result<()> {
 pub fn export(a: ProdExportArgs, shell: &Shell) -> Result<()> {
     let (store, selection, _) = open(&a.select, &a.types)?;
     let windows: Vec<WindowKey> =
-        load_selected(&store, &selection, Want::default(), shell)?.into_iter().map(|o| o.key).collect();
+        load_selected(&store, &selection, &Want::default(), shell)?.into_iter().map(|o| o.key).collect();
     if windows.is_empty() {
         return Err(nothing_matched(&store, &selection));
     }
@@ -199,14 +199,15 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
     let (store, selection, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;
     let options = comparison_options(&config, &a.stats)?;
     let service = a.select.service.clone().unwrap_or_default();
-    let want = Want { stacks: false, costs: true, fold_library: config.fold_library.unwrap_or(true) };
+    let want =
+        Want { stacks: false, costs: true, fold_library: config.fold_library.unwrap_or(true), cancel: None };
     let sides = load::load_sides(
         &store,
         (&service, &a.profile_type),
         &selection,
         (&a.base, &a.head),
         ["--base", "--head"],
-        want,
+        &want,
         Utc::now(),
     )?;
     let (base, head) = (&sides.base, &sides.head);
@@ -306,7 +307,7 @@ pub fn report(a: ProdReportArgs, shell: &Shell) -> Result<()> {
         fold_library: config.fold_library.unwrap_or(true),
     };
     let mut page = Vec::new();
-    crate::viewer::prod::write_page(&mut page, &store, &query, &comparing, false, Utc::now())?;
+    crate::viewer::prod::write_page(&mut page, &store, &query, &comparing, (false, None), Utc::now())?;
     crate::record::write_atomic(&a.html, &page)?;
     shell.status("Wrote", format_args!("{} ({} KiB)", a.html.display(), page.len() / 1024));
     Ok(())

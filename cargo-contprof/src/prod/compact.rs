@@ -371,8 +371,8 @@ mod tests {
     }
 
     fn costs(store: &Store, sel: &Selection, now: i64) -> crate::prod::load::Loaded {
-        let want = Want { stacks: true, costs: true, fold_library: true };
-        load(store, "api", "cpu", sel, want, DateTime::from_timestamp(now, 0).unwrap()).unwrap()
+        let want = Want { stacks: true, costs: true, fold_library: true, cancel: None };
+        load(store, "api", "cpu", sel, &want, DateTime::from_timestamp(now, 0).unwrap()).unwrap()
     }
 
     #[test]
@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(rolled.observations, raw.observations, "the same observations, costs included");
         let cpu = |v: &[Profile]| v.iter().map(|p| p.total(1)).sum::<i64>();
         assert_eq!(cpu(&raw.stacks), cpu(&rolled.stacks));
-        assert_eq!(raw.stacks.len(), 288, "one profile per window read");
+        assert_eq!(raw.stacks.len(), 288_usize.div_ceil(64), "windows read one by one, merged 64 at a time");
         assert_eq!(rolled.stacks.len(), 48, "one per hour rollup");
         assert!(
             rolled.stacks.iter().all(|p| p.sample.len() <= 2 * 2),
@@ -404,20 +404,23 @@ mod tests {
 
         // A view without costs reads the two day rollups only.
         let view =
-            load(&store, "api", "cpu", &all(now), Want { stacks: true, ..Want::default() }, opts(now).now)
+            load(&store, "api", "cpu", &all(now), &Want { stacks: true, ..Want::default() }, opts(now).now)
                 .unwrap();
         assert_eq!((view.rollups_read, view.windows_read, view.observations.len()), (2, 0, 288));
         assert!(view.observations.iter().all(|o| o.labels == vec![("team".to_owned(), "search".to_owned())]));
 
         // Selections by label filter observations and stacks.
         let sel = Selection { labels: parse_labels("version=1.4").unwrap(), ..all(now) };
-        let v14 = load(&store, "api", "cpu", &sel, Want { stacks: true, ..Want::default() }, opts(now).now)
+        let v14 = load(&store, "api", "cpu", &sel, &Want { stacks: true, ..Want::default() }, opts(now).now)
             .unwrap();
         assert_eq!(v14.observations.len(), 144);
         assert_eq!(cpu(&v14.stacks), 144 * 100_000_000);
         let sel = Selection { labels: parse_labels("team=ads").unwrap(), ..all(now) };
         assert!(
-            load(&store, "api", "cpu", &sel, Want::default(), opts(now).now).unwrap().observations.is_empty()
+            load(&store, "api", "cpu", &sel, &Want::default(), opts(now).now)
+                .unwrap()
+                .observations
+                .is_empty()
         );
 
         // A late window in a compacted hour: read raw until the next pass adds it.
@@ -488,8 +491,35 @@ mod tests {
             got.windows_read
         );
         // A view without costs keeps every window.
-        let view = load(&store, "api", "cpu", &all(now), Want::default(), opts(now).now).unwrap();
+        let view = load(&store, "api", "cpu", &all(now), &Want::default(), opts(now).now).unwrap();
         assert_eq!(view.observations.len() as i64, n + 30);
+    }
+
+    #[test]
+    fn a_view_reads_the_stacks_of_at_most_a_thousand_uncompacted_windows_and_stops_when_told() {
+        use crate::prod::load::MAX_VIEWED;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().into())).unwrap();
+        let n = MAX_VIEWED as i64 + 300;
+        for i in 0..n {
+            put(&store, &key("1.3", "a", DAY + i * 60), 30);
+        }
+        let now = DAY + 86_400 + 3_600;
+        let want = Want { stacks: true, ..Want::default() };
+        let view = load(&store, "api", "cpu", &all(now), &want, opts(now).now).unwrap();
+        assert_eq!((view.windows_read, view.observations.len()), (MAX_VIEWED, MAX_VIEWED));
+        let said = format!("read {MAX_VIEWED} of the {n} windows that no rollup covers");
+        assert!(view.warnings.iter().any(|w| w.contains(&said)), "{:?}", view.warnings);
+        let (first, last) = (view.observations[0].key.start, view.observations.last().unwrap().key.start);
+        assert!(first < DAY + 120 && last > DAY + (n - 3) * 60, "spread over the span: {first}..{last}");
+        assert!(view.stacks.len() <= MAX_VIEWED.div_ceil(64), "merged as read: {}", view.stacks.len());
+        let cpu: i64 = view.stacks.iter().map(|p| p.total(1)).sum();
+        assert_eq!(cpu, MAX_VIEWED as i64 * 100_000_000);
+
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let told = Want { stacks: true, cancel: Some(cancel), ..Want::default() };
+        let stopped = load(&store, "api", "cpu", &all(now), &told, opts(now).now);
+        assert!(matches!(stopped, Err(StoreError::Interrupted { .. })), "{stopped:?}");
     }
 
     #[test]
