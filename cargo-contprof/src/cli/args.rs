@@ -717,6 +717,10 @@ pub struct UploadArgs {
     /// Extra labels, `k=v`.
     #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// Append messages to this file instead of writing them to standard error
+    /// (`CONTPROF_LOG`).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
 }
 
 /// `cargo contprof prod ...`.

@@ -106,13 +106,14 @@ pub mod preload {
     }
 
     fn report(e: &crate::Error) {
-        let mut msg = format!("contprof: {e}");
+        let mut msg = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
             msg.push_str(&format!(": {s}"));
             src = s.source();
         }
-        eprintln!("{msg}");
+        // Never `eprintln!`: it panics when standard error is full or closed.
+        crate::continuous::say(&msg);
     }
 
     /// Finishes the file before the process ends through `_exit` (which skips `atexit`).
