@@ -17,6 +17,10 @@
 //!   and counted. Failed uploads are retried with jittered exponential backoff (1 s doubling up
 //!   to 5 min), so a store that is down for an hour costs a few requests and the windows that
 //!   did not fit.
+//! - **pause**: at every period boundary it reads the store's pause objects (`prod pause`, for
+//!   its service or for the whole store). While one exists it asks for no window, and tells the
+//!   agent (`pause`), which then stops sampling allocations between windows: the service pays
+//!   for the agent's disarmed hooks only. When the object is gone, `resume`.
 //! - **end**: when the agent's channel closes (the service exited), the window in progress is
 //!   uploaded if its file is complete, discarded otherwise (a killed service), the queue gets
 //!   30 s more to drain, and the spool directory is removed.
@@ -93,6 +97,8 @@ struct Uploader {
     told_unsupported: bool,
     /// Starts of the windows this replica won lately (see the schedule in the module docs).
     won: VecDeque<i64>,
+    /// Whether profiling is paused (the agent was told so).
+    paused: bool,
 }
 
 /// Runs the uploader until the service's channel closes.
@@ -145,6 +151,7 @@ pub fn run(args: UploadArgs) -> Result<()> {
         log,
         told_unsupported: false,
         won: VecDeque::new(),
+        paused: false,
     };
     std::thread::spawn(move || read_agent(&tx));
     u.serve(&rx);
@@ -297,7 +304,7 @@ impl Uploader {
                     Err(mpsc::RecvTimeoutError::Timeout) => self.upload_due(),
                 }
             }
-            if self.in_flight.is_none() {
+            if self.in_flight.is_none() && !self.paused_now() {
                 self.maybe_record(boundary.round() as i64);
             }
         }
@@ -322,6 +329,29 @@ impl Uploader {
             }
         }
         self.store.as_ref()
+    }
+
+    /// Whether an operator paused profiling (the store's pause objects), telling the agent when
+    /// that changed. A store that cannot be read leaves things as they were.
+    fn paused_now(&mut self) -> bool {
+        let service = self.origin.deployment.service.clone();
+        let Some(store) = self.store() else { return self.paused };
+        let pause = match store.production_pause(&service) {
+            Ok(p) => p,
+            Err(e) => {
+                self.log.say("pause", &format!("cannot read the pause objects of the store: {e}"));
+                return self.paused;
+            }
+        };
+        if pause.is_some() != self.paused && self.tell_agent(if pause.is_some() { "pause" } else { "resume" })
+        {
+            self.paused = pause.is_some();
+            match &pause {
+                Some(p) => self.log.always(&format!("profiling paused: {}", p.describe())),
+                None => self.log.always("profiling resumed"),
+            }
+        }
+        self.paused
     }
 
     /// Sends the agent one line; false when it is gone.

@@ -1,7 +1,8 @@
 //! The production agent as a guest: small C programs that each do one thing services do (a
 //! standard error nobody can write to, a `sigwait` signal thread, daemonizing, pre-fork workers),
 //! run under the preload library in the continuous mode, must behave as they do without it and
-//! still be profiled. Also the uploader's command line for values that look like flags.
+//! still be profiled. Also the operator's off switch (`prod pause`) on a running program, and the
+//! uploader's command line for values that look like flags.
 //!
 //! The programs are compiled here with the system's C compiler (the one Rust links with) and
 //! without debug info, so that the uploader warns on its first window, as it would for any
@@ -17,6 +18,7 @@ use super::{agent_library, eventually, label, read, uploader_of};
 use crate::util::contprof;
 
 /// Allocates and computes for `argv[1]` seconds (default 5), then exits 0; never writes anything.
+/// With `argv[2]`, first allocates that many MiB and keeps them live.
 const BUSY: &str = r#"
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,12 @@ static void work(void) {
 }
 int main(int argc, char **argv) {
     time_t end = time(0) + (argc > 1 ? atoi(argv[1]) : 5);
+    if (argc > 2) {
+        size_t len = (size_t)atoi(argv[2]) << 20;
+        char *kept = malloc(len);
+        memset(kept, 1, len);
+        sink += kept[len - 1];
+    }
     while (time(0) < end) { work(); usleep(500); }
     return 0;
 }
@@ -423,6 +431,54 @@ fn pre_fork_workers_are_profiled_each_as_an_instance() {
         assert!(instances.contains(w.as_str()), "worker {w} has windows: {instances:?}");
     }
     assert!(instances.iter().all(|i| *i == "pf" || workers.iter().any(|w| w == i)), "{instances:?}");
+}
+
+#[test]
+fn a_pause_in_the_store_stops_the_windows_until_it_is_removed() {
+    let _shared = crate::util::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let busy = compile(dir.path(), "busy", BUSY);
+    let store = dir.path().join("store");
+    let log = dir.path().join("uploader.log");
+    let log_env = log.to_str().unwrap().to_owned();
+    let mut child = profiled(dir.path(), &busy, &store, &[("CONTPROF_LOG", &log_env)])
+        .args(["16", "64"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("a first window", 20, || !windows_of(&store, "cpu").is_empty());
+    let run = |args: &[&str]| {
+        let out = crate::util::output(contprof().args(["prod"]).args(args).arg("--store").arg(&store));
+        assert_eq!(out.code, 0, "{out:?}");
+        out
+    };
+    run(&["pause", "--service", "web", "--reason", "incident 7"]);
+    let paused_at = chrono::Utc::now().timestamp();
+    let listed = run(&["list"]);
+    assert!(
+        listed.stdout.contains("paused: service web since") && listed.stdout.contains("incident 7"),
+        "{listed:?}"
+    );
+    // Within a period every uploader knows; a window that had already started may still end.
+    std::thread::sleep(Duration::from_secs(4));
+    let during: Vec<WindowKey> =
+        windows_of(&store, "cpu").into_iter().filter(|k| k.start > paused_at + 1).collect();
+    assert!(during.is_empty(), "no window while paused: {during:?}");
+    run(&["resume", "--service", "web"]);
+    let resumed_at = chrono::Utc::now().timestamp();
+    eventually("windows again", 10, || windows_of(&store, "cpu").iter().any(|k| k.start >= resumed_at));
+    let _ = child.kill();
+    let _ = child.wait();
+    // The agent was told: it stopped sampling allocations, and sampling resumed from empty
+    // tables, so the 64 MiB allocated at start are in the heap before the pause, not after.
+    let in_use = |k: &WindowKey| read(&open(&store), k).total(1) as f64 / f64::from(1 << 20);
+    let heap = windows_of(&store, "heap");
+    let before = heap.iter().filter(|k| k.start <= paused_at).map(in_use).fold(0.0, f64::max);
+    let after: Vec<f64> = heap.iter().filter(|k| k.start >= resumed_at).map(in_use).collect();
+    assert!(before > 64.0 * 0.7, "the block allocated at start is in use before the pause: {before:.1} MiB");
+    assert!(!after.is_empty() && after.iter().all(|&a| a < 8.0), "after the resume: {after:?} MiB");
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(said.contains("profiling paused: service web") && said.contains("profiling resumed"), "{said}");
 }
 
 #[test]
