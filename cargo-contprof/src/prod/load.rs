@@ -14,7 +14,7 @@
 //! - The work is bounded whatever the store holds: a comparison reads the costs of at most
 //!   [`MAX_COMPARED`] windows a side, a flame graph the stacks of at most [`MAX_VIEWED`]
 //!   windows that no rollup covers (a store that could not be compacted), both evenly spread
-//!   over the span and said in [`Loaded::warnings`]. Windows are read [`READ_CHUNK`] at a time,
+//!   over the span and said in [`Loaded::warnings`]. Windows are read 64 at a time,
 //!   and a caller that gave up (the viewer's answer timed out) stops the reading through
 //!   [`Want::cancel`].
 
