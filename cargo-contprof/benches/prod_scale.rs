@@ -293,7 +293,7 @@ fn bench(c: &mut Criterion) {
             ..ProdQuery::default()
         };
         let mut out = Vec::new();
-        write_page(&mut out, &store, &q, &Comparing::default(), true, now).unwrap();
+        write_page(&mut out, &store, &q, &Comparing::default(), (true, None), now).unwrap();
         out
     };
     for span in ["24h", "30d"] {
@@ -304,7 +304,7 @@ fn bench(c: &mut Criterion) {
             ..Default::default()
         };
         let want = cargo_contprof::prod::load::Want { stacks: true, ..Default::default() };
-        let loaded = cargo_contprof::prod::load::load(&store, "indexing", "cpu", &sel, want, now).unwrap();
+        let loaded = cargo_contprof::prod::load::load(&store, "indexing", "cpu", &sel, &want, now).unwrap();
         let read = t.elapsed().as_secs_f64();
         let samples: usize = loaded.stacks.iter().map(|p| p.sample.len()).sum();
         let t = Instant::now();

@@ -13,6 +13,8 @@ use cargo_contprof::store::{Store, StoreLocation, StoreOptions, WindowKey};
 
 use crate::util::{contprof, fixtures_manifest, repo_root, tools_required};
 
+mod guest;
+
 pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -769,7 +771,7 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 
 /// The uploader the agent started for service `pid`.
 fn uploader_of(pid: u32) -> Option<u32> {
-    let wanted = format!("agent\0upload\0--pid\0{pid}\0");
+    let wanted = format!("agent\0upload\0--pid={pid}\0");
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let child: u32 = e.file_name().to_str()?.parse().ok()?;
         let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;

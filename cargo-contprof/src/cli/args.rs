@@ -722,6 +722,10 @@ pub struct UploadArgs {
     /// Extra labels, `k=v`.
     #[arg(long = "label")]
     pub labels: Vec<String>,
+    /// Append messages to this file instead of writing them to standard error
+    /// (`CONTPROF_LOG`).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
 }
 
 /// `cargo contprof prod ...`.
@@ -756,6 +760,41 @@ pub enum ProdCommand {
   cargo contprof prod report --service indexing --since 7d --html week.html
   cargo contprof prod report --service indexing --base version=1.3 --head version=1.4 --html release.html")]
     Report(ProdReportArgs),
+    /// Pause production profiling of a service (or, without --service, of every service) with
+    /// no redeploy: one object in the store, which every uploader reads once per period. While
+    /// paused no window is recorded and the agents sample nothing. `prod list` shows it.
+    #[command(after_help = "Examples:
+  cargo contprof prod pause --store s3://profiles/prod --service indexing --reason 'incident 4211'
+  cargo contprof prod resume --store s3://profiles/prod --service indexing")]
+    Pause(ProdPauseArgs),
+    /// Resume production profiling paused by `prod pause` (of one service, or without --service
+    /// the pause of every service): the uploaders take windows again from their next period.
+    Resume(ProdResumeArgs),
+}
+
+/// `cargo contprof prod pause`.
+#[derive(Debug, Args)]
+pub struct ProdPauseArgs {
+    /// Only this service (by default, every service of the store).
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Why, shown by `prod list` and in the uploaders' messages.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub reason: String,
+    /// Store.
+    #[command(flatten)]
+    pub scope: StoreScope,
+}
+
+/// `cargo contprof prod resume`.
+#[derive(Debug, Args)]
+pub struct ProdResumeArgs {
+    /// Only this service (by default, the pause of every service).
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Store.
+    #[command(flatten)]
+    pub scope: StoreScope,
 }
 
 /// `cargo contprof prod report`.

@@ -1,6 +1,8 @@
-//! `cargo contprof prod list|export|compare`: the production windows the continuous agent
-//! uploaded, selected from one listing of the store (`prod::select`), compared through the one
-//! comparison pipeline (`pipeline::prepare_windows`) and rendered as `compare` renders.
+//! `cargo contprof prod list|export|compare|compact|report|pause|resume`: the production windows
+//! the continuous agent uploaded, selected from one listing of the store (`prod::select`),
+//! compared through the one comparison pipeline (`pipeline::prepare_windows`) and rendered as
+//! `compare` renders; and the off switch (`pause`, `resume`: the store's pause objects, which
+//! every uploader reads once per period).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,8 +10,8 @@ use std::io::Write;
 use chrono::Utc;
 
 use super::args::{
-    ListFormat, ProdCompactArgs, ProdCompareArgs, ProdExportArgs, ProdListArgs, ProdReportArgs,
-    ProdSelectArgs,
+    ListFormat, ProdCompactArgs, ProdCompareArgs, ProdExportArgs, ProdListArgs, ProdPauseArgs,
+    ProdReportArgs, ProdResumeArgs, ProdSelectArgs,
 };
 use super::compare::{comparison_options, render, verdict, write_stdout};
 use super::settings;
@@ -21,7 +23,7 @@ use crate::prod::load::{self, Want};
 use crate::prod::rollup::Observation;
 use crate::prod::select::{self, Selection};
 use crate::shell::Shell;
-use crate::store::{Store, WindowKey, parse_time};
+use crate::store::{Pause, Store, WindowKey, parse_time, rfc3339};
 
 /// The label filters of `a`: `--version`, `--zone`, `--instance` and `--label`.
 fn labels_of(a: &ProdSelectArgs) -> Result<Vec<(String, String)>> {
@@ -72,7 +74,7 @@ fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate
 fn load_selected(
     store: &Store,
     selection: &Selection,
-    want: Want,
+    want: &Want,
     shell: &Shell,
 ) -> Result<Vec<Observation>> {
     let (observations, warnings) = load::load_all(store, selection, want, Utc::now())?;
@@ -90,8 +92,16 @@ fn nothing_matched(store: &Store, selection: &Selection) -> Error {
 /// `prod list`.
 pub fn list(a: ProdListArgs, shell: &Shell) -> Result<()> {
     let (store, selection, _) = open(&a.select, &a.types)?;
-    let observations = load_selected(&store, &selection, Want::default(), shell)?;
+    let pauses: Vec<Pause> = store
+        .production_pauses()?
+        .into_iter()
+        .filter(|p| p.service.is_none() || selection.service.is_none() || p.service == selection.service)
+        .collect();
+    let observations = load_selected(&store, &selection, &Want::default(), shell)?;
     if observations.is_empty() {
+        for p in &pauses {
+            shell.warn(format_args!("profiling is paused: {}", p.describe()));
+        }
         return Err(nothing_matched(&store, &selection));
     }
     let windows: Vec<WindowKey> = observations.into_iter().map(|o| o.key).collect();
@@ -113,11 +123,25 @@ pub fn list(a: ProdListArgs, shell: &Shell) -> Result<()> {
                     })
                 })
                 .collect();
-            let doc = serde_json::json!({ "deployments": deployments, "windows": windows });
+            let paused: Vec<_> = pauses
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "service": p.service,
+                        "reason": p.reason,
+                        "since": rfc3339(p.since),
+                        "by": p.by,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({ "deployments": deployments, "windows": windows, "paused": paused });
             serde_json::to_writer_pretty(&mut out, &doc).map_err(|e| Error::msg(e.to_string()))?;
             out.push(b'\n');
         }
         ListFormat::Text => {
+            for p in &pauses {
+                let _ = writeln!(out, "paused: {}", p.describe());
+            }
             let mut by_service: BTreeMap<&str, Vec<&select::DeploymentSummary>> = BTreeMap::new();
             for d in &deployments {
                 by_service.entry(&d.service).or_default().push(d);
@@ -159,7 +183,7 @@ pub fn list(a: ProdListArgs, shell: &Shell) -> Result<()> {
 pub fn export(a: ProdExportArgs, shell: &Shell) -> Result<()> {
     let (store, selection, _) = open(&a.select, &a.types)?;
     let windows: Vec<WindowKey> =
-        load_selected(&store, &selection, Want::default(), shell)?.into_iter().map(|o| o.key).collect();
+        load_selected(&store, &selection, &Want::default(), shell)?.into_iter().map(|o| o.key).collect();
     if windows.is_empty() {
         return Err(nothing_matched(&store, &selection));
     }
@@ -199,14 +223,15 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
     let (store, selection, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;
     let options = comparison_options(&config, &a.stats)?;
     let service = a.select.service.clone().unwrap_or_default();
-    let want = Want { stacks: false, costs: true, fold_library: config.fold_library.unwrap_or(true) };
+    let want =
+        Want { stacks: false, costs: true, fold_library: config.fold_library.unwrap_or(true), cancel: None };
     let sides = load::load_sides(
         &store,
         (&service, &a.profile_type),
         &selection,
         (&a.base, &a.head),
         ["--base", "--head"],
-        want,
+        &want,
         Utc::now(),
     )?;
     let (base, head) = (&sides.base, &sides.head);
@@ -306,8 +331,51 @@ pub fn report(a: ProdReportArgs, shell: &Shell) -> Result<()> {
         fold_library: config.fold_library.unwrap_or(true),
     };
     let mut page = Vec::new();
-    crate::viewer::prod::write_page(&mut page, &store, &query, &comparing, false, Utc::now())?;
+    crate::viewer::prod::write_page(&mut page, &store, &query, &comparing, (false, None), Utc::now())?;
     crate::record::write_atomic(&a.html, &page)?;
     shell.status("Wrote", format_args!("{} ({} KiB)", a.html.display(), page.len() / 1024));
+    Ok(())
+}
+
+/// `prod pause`.
+pub fn pause(a: ProdPauseArgs, shell: &Shell) -> Result<()> {
+    let root = project_root(a.scope.manifest_path.as_deref());
+    let store = settings::open_store(&a.scope.store, &root)?;
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    let host = crate::store::host_name();
+    let pause = Pause {
+        service: a.service,
+        reason: a.reason,
+        since: Utc::now(),
+        by: if user.is_empty() { host } else { format!("{user}@{host}") },
+    };
+    store.pause_production(&pause)?;
+    shell.status(
+        "Paused",
+        format_args!(
+            "{}; the uploaders stop at their next period (`cargo contprof prod resume` ends it)",
+            pause.describe()
+        ),
+    );
+    Ok(())
+}
+
+/// `prod resume`.
+pub fn resume(a: ProdResumeArgs, shell: &Shell) -> Result<()> {
+    let root = project_root(a.scope.manifest_path.as_deref());
+    let store = settings::open_store(&a.scope.store, &root)?;
+    match store.resume_production(a.service.as_deref())? {
+        Some(p) => shell.status("Resumed", format_args!("{} is over", p.describe())),
+        None => shell.warn(format_args!(
+            "{} was not paused",
+            a.service.as_deref().map_or("the store".to_owned(), |s| format!("service {s}"))
+        )),
+    }
+    // A pause of every service still holds this one.
+    if a.service.is_some()
+        && let Some(all) = store.production_pauses()?.into_iter().find(|p| p.service.is_none())
+    {
+        shell.warn(format_args!("profiling stays paused: {}", all.describe()));
+    }
     Ok(())
 }

@@ -8,6 +8,11 @@
 //! - Days whose rollup exists and that ended more than `rescan_days` ago are not listed again,
 //!   so that a pass costs a few requests per service and type; `full` rescans everything.
 //!
+//! - An hour's costs are read with library frames folded or not, as the compaction that wrote
+//!   the hour first was configured (`fold_library`); later passes keep that, whatever their own
+//!   configuration says, so that two configurations that disagree do not rewrite every hour on
+//!   every pass. A comparison asking for the other folding reads that hour's windows instead.
+//!
 //! Every object is written whole by one put, costs before the rollup that names them, so a
 //! reader sees the old rollup or the new one, never a mixture. Two compactions at once write
 //! the same bytes for the same windows; if they saw different windows, the last write wins and
@@ -39,7 +44,8 @@ pub struct CompactOptions {
     pub rescan_days: i64,
     /// List every day again.
     pub full: bool,
-    /// Fold library frames into their callers in the costs (the configuration's `fold_library`).
+    /// Fold library frames into their callers in the costs of hours not rolled up yet (the
+    /// configuration's `fold_library`; an existing hour keeps its own).
     pub fold_library: bool,
     /// The current time.
     pub now: DateTime<Utc>,
@@ -172,7 +178,7 @@ fn compact_hour(
 ) -> Result<(Option<Rollup>, bool), StoreError> {
     let mut base: Option<(Rollup, Vec<Observation>)> = None;
     if existing.rollups.contains(key) {
-        match read_hour(store, key, opts.fold_library, existing) {
+        match read_hour(store, key, existing) {
             Ok(Some(r)) => base = Some(r),
             Ok(None) => {}
             Err(why) => done.warnings.push(format!("{}: {why}; rebuilding it from its windows", key.path())),
@@ -184,6 +190,8 @@ fn compact_hour(
     if new.is_empty() {
         return Ok((base.map(|(r, _)| r), false));
     }
+    // New windows are read as the hour's rollup was.
+    let fold_library = base.as_ref().map_or(opts.fold_library, |(r, _)| r.fold_library);
     let paths: Vec<String> = new.iter().map(WindowKey::path).collect();
     let bytes = store.get_production_objects(&paths)?;
     let mut observations = Vec::new();
@@ -203,7 +211,7 @@ fn compact_hour(
         let Some(b) = b else { continue }; // deleted since it was listed
         match profile::decode(&b) {
             Ok(p) => {
-                observations.push(rollup::observe(w, &p, opts.fold_library));
+                observations.push(rollup::observe(w, &p, fold_library));
                 profiles.push(rollup::for_merge(p));
                 done.windows += 1;
             }
@@ -214,7 +222,7 @@ fn compact_hour(
         return Ok((base.map(|(r, _)| r), false));
     }
     let merged = merge_stacks(&profiles, key, &mut done.warnings);
-    let encoded = rollup::encode(key, opts.fold_library, observations, merged.as_ref());
+    let encoded = rollup::encode(key, fold_library, observations, merged.as_ref());
     let digest = encoded.costs.as_ref().map(|(d, _)| d.clone()).unwrap_or_default();
     if let Some((d, costs)) = encoded.costs {
         store.put_rollup_object(&key.costs_path(&d), costs)?;
@@ -240,12 +248,11 @@ fn compact_hour(
     Ok((rollup, true))
 }
 
-/// The hour's rollup with its observations and their costs; `Ok(None)` when the rollup was
-/// built with other settings (it is rebuilt); `Err` when it or its costs cannot be read.
+/// The hour's rollup with its observations and their costs; `Ok(None)` when it is gone; `Err`
+/// when it or its costs cannot be read.
 fn read_hour(
     store: &Store,
     key: &RollupKey,
-    fold_library: bool,
     existing: &Existing,
 ) -> Result<Option<(Rollup, Vec<Observation>)>, String> {
     let [rollup] = &store.get_production_objects(&[key.path()]).map_err(|e| e.to_string())?[..] else {
@@ -253,9 +260,6 @@ fn read_hour(
     };
     let Some(rollup) = rollup else { return Ok(None) };
     let r = Rollup::decode_for(rollup, key).map_err(|e| e.to_string())?;
-    if r.fold_library != fold_library {
-        return Ok(None);
-    }
     r.merged().map_err(|e| e.to_string())?;
     let named = existing.costs.get(key).is_some_and(|c| c.iter().any(|(d, _)| *d == r.costs));
     let costs = if named {
@@ -371,8 +375,8 @@ mod tests {
     }
 
     fn costs(store: &Store, sel: &Selection, now: i64) -> crate::prod::load::Loaded {
-        let want = Want { stacks: true, costs: true, fold_library: true };
-        load(store, "api", "cpu", sel, want, DateTime::from_timestamp(now, 0).unwrap()).unwrap()
+        let want = Want { stacks: true, costs: true, fold_library: true, cancel: None };
+        load(store, "api", "cpu", sel, &want, DateTime::from_timestamp(now, 0).unwrap()).unwrap()
     }
 
     #[test]
@@ -395,7 +399,7 @@ mod tests {
         assert_eq!(rolled.observations, raw.observations, "the same observations, costs included");
         let cpu = |v: &[Profile]| v.iter().map(|p| p.total(1)).sum::<i64>();
         assert_eq!(cpu(&raw.stacks), cpu(&rolled.stacks));
-        assert_eq!(raw.stacks.len(), 288, "one profile per window read");
+        assert_eq!(raw.stacks.len(), 288_usize.div_ceil(64), "windows read one by one, merged 64 at a time");
         assert_eq!(rolled.stacks.len(), 48, "one per hour rollup");
         assert!(
             rolled.stacks.iter().all(|p| p.sample.len() <= 2 * 2),
@@ -404,20 +408,23 @@ mod tests {
 
         // A view without costs reads the two day rollups only.
         let view =
-            load(&store, "api", "cpu", &all(now), Want { stacks: true, ..Want::default() }, opts(now).now)
+            load(&store, "api", "cpu", &all(now), &Want { stacks: true, ..Want::default() }, opts(now).now)
                 .unwrap();
         assert_eq!((view.rollups_read, view.windows_read, view.observations.len()), (2, 0, 288));
         assert!(view.observations.iter().all(|o| o.labels == vec![("team".to_owned(), "search".to_owned())]));
 
         // Selections by label filter observations and stacks.
         let sel = Selection { labels: parse_labels("version=1.4").unwrap(), ..all(now) };
-        let v14 = load(&store, "api", "cpu", &sel, Want { stacks: true, ..Want::default() }, opts(now).now)
+        let v14 = load(&store, "api", "cpu", &sel, &Want { stacks: true, ..Want::default() }, opts(now).now)
             .unwrap();
         assert_eq!(v14.observations.len(), 144);
         assert_eq!(cpu(&v14.stacks), 144 * 100_000_000);
         let sel = Selection { labels: parse_labels("team=ads").unwrap(), ..all(now) };
         assert!(
-            load(&store, "api", "cpu", &sel, Want::default(), opts(now).now).unwrap().observations.is_empty()
+            load(&store, "api", "cpu", &sel, &Want::default(), opts(now).now)
+                .unwrap()
+                .observations
+                .is_empty()
         );
 
         // A late window in a compacted hour: read raw until the next pass adds it.
@@ -433,6 +440,36 @@ mod tests {
         assert_eq!(after.windows_read, 0);
         // Nothing new: nothing written.
         assert_eq!(compact(&store, &opts(now), &mut |_| {}).unwrap(), Compacted::default());
+    }
+
+    #[test]
+    fn configurations_that_disagree_on_folding_do_not_rewrite_each_others_hours() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().into())).unwrap();
+        for i in 0..12 {
+            put(&store, &key("1.3", "a", DAY + i * 600), 30);
+        }
+        let now = DAY + 86_400 + 3_600;
+        let folded = opts(now);
+        let unfolded = CompactOptions { fold_library: false, ..opts(now) };
+        assert_eq!(compact(&store, &folded, &mut |_| {}).unwrap().hours, 2);
+        for o in [&unfolded, &folded, &unfolded] {
+            assert_eq!(
+                compact(&store, o, &mut |_| {}).unwrap(),
+                Compacted::default(),
+                "nothing new: nothing written"
+            );
+        }
+        // A late window is added with the hour's own folding, and a comparison that wants the
+        // other folding reads the windows.
+        put(&store, &key("1.3", "a", DAY + 61), 30);
+        assert_eq!(compact(&store, &unfolded, &mut |_| {}).unwrap().hours, 1);
+        let hour = RollupKey::at("api", "cpu", DAY, false);
+        let bytes = store.get_production_objects(&[hour.path()]).unwrap().remove(0).unwrap();
+        assert!(Rollup::decode_for(&bytes, &hour).unwrap().fold_library);
+        let want = Want { stacks: false, costs: true, fold_library: false, ..Want::default() };
+        let other = load(&store, "api", "cpu", &all(now), &want, opts(now).now).unwrap();
+        assert_eq!((other.observations.len(), other.windows_read), (13, 13));
     }
 
     #[test]
@@ -488,8 +525,35 @@ mod tests {
             got.windows_read
         );
         // A view without costs keeps every window.
-        let view = load(&store, "api", "cpu", &all(now), Want::default(), opts(now).now).unwrap();
+        let view = load(&store, "api", "cpu", &all(now), &Want::default(), opts(now).now).unwrap();
         assert_eq!(view.observations.len() as i64, n + 30);
+    }
+
+    #[test]
+    fn a_view_reads_the_stacks_of_at_most_a_thousand_uncompacted_windows_and_stops_when_told() {
+        use crate::prod::load::MAX_VIEWED;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().into())).unwrap();
+        let n = MAX_VIEWED as i64 + 300;
+        for i in 0..n {
+            put(&store, &key("1.3", "a", DAY + i * 60), 30);
+        }
+        let now = DAY + 86_400 + 3_600;
+        let want = Want { stacks: true, ..Want::default() };
+        let view = load(&store, "api", "cpu", &all(now), &want, opts(now).now).unwrap();
+        assert_eq!((view.windows_read, view.observations.len()), (MAX_VIEWED, MAX_VIEWED));
+        let said = format!("read {MAX_VIEWED} of the {n} windows that no rollup covers");
+        assert!(view.warnings.iter().any(|w| w.contains(&said)), "{:?}", view.warnings);
+        let (first, last) = (view.observations[0].key.start, view.observations.last().unwrap().key.start);
+        assert!(first < DAY + 120 && last > DAY + (n - 3) * 60, "spread over the span: {first}..{last}");
+        assert!(view.stacks.len() <= MAX_VIEWED.div_ceil(64), "merged as read: {}", view.stacks.len());
+        let cpu: i64 = view.stacks.iter().map(|p| p.total(1)).sum();
+        assert_eq!(cpu, MAX_VIEWED as i64 * 100_000_000);
+
+        let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let told = Want { stacks: true, cancel: Some(cancel), ..Want::default() };
+        let stopped = load(&store, "api", "cpu", &all(now), &told, opts(now).now);
+        assert!(matches!(stopped, Err(StoreError::Interrupted { .. })), "{stopped:?}");
     }
 
     #[test]

@@ -11,8 +11,16 @@
 //!   reported in [`Loaded::warnings`] and its span read from the windows instead.
 //! - A day that has a day rollup is not listed again: windows uploaded after its compaction are
 //!   seen once a compaction adds them (it rescans recent days).
+//! - The work is bounded whatever the store holds: a comparison reads the costs of at most
+//!   [`MAX_COMPARED`] windows a side, a flame graph the stacks of at most [`MAX_VIEWED`]
+//!   windows that no rollup covers (a store that could not be compacted), both evenly spread
+//!   over the span and said in [`Loaded::warnings`]. Windows are read 64 at a time,
+//!   and a caller that gave up (the viewer's answer timed out) stops the reading through
+//!   [`Want::cancel`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 
@@ -26,8 +34,19 @@ use crate::store::{RollupKey, RollupObject, Store, StoreError, WindowKey, day_of
 /// with their costs would not fit in memory.
 pub const MAX_COMPARED: usize = 1_000;
 
+/// Most windows that no rollup covers whose stacks a flame graph reads: a month of windows
+/// decoded one by one would take minutes and gigabytes; a thousand, spread over the span, draw
+/// the same picture.
+pub const MAX_VIEWED: usize = 1_000;
+
+/// Window profiles read from the store at once: what is held in memory before decoding.
+const READ_CHUNK: usize = 64;
+
+/// Window profiles whose stacks are kept apart before they are merged into one.
+const MERGE_EVERY: usize = 64;
+
 /// What to read besides the windows' labels and totals.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Want {
     /// The merged stacks of the selection.
     pub stacks: bool,
@@ -35,6 +54,20 @@ pub struct Want {
     pub costs: bool,
     /// Fold library frames into their callers in the costs.
     pub fold_library: bool,
+    /// Set by the caller when it no longer wants the answer: the reading stops at the next
+    /// object with [`StoreError::Interrupted`].
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Want {
+    fn check(&self, store: &Store) -> Result<(), StoreError> {
+        match &self.cancel {
+            Some(c) if c.load(Ordering::Relaxed) => {
+                Err(StoreError::Interrupted { store: store.url().to_owned() })
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A selection, read.
@@ -69,9 +102,10 @@ pub fn load(
     service: &str,
     profile_type: &str,
     selection: &Selection,
-    want: Want,
+    want: &Want,
     now: DateTime<Utc>,
 ) -> Result<Loaded, StoreError> {
+    want.check(store)?;
     let mut out = Loaded::default();
     let since = selection.since.map_or(i64::MIN, |t| t.timestamp());
     let until = selection.until.unwrap_or(now).timestamp();
@@ -111,7 +145,7 @@ pub fn load(
         .map(|(&s, _)| RollupKey::at(service, profile_type, s, true))
         .collect();
     let mut used: Vec<ReadRollup> = Vec::new();
-    for (key, read) in day_keys.iter().zip(read_rollups(store, &day_keys, want.stacks, &mut out)?) {
+    for (key, read) in day_keys.iter().zip(read_rollups(store, &day_keys, want, &mut out)?) {
         match read {
             Some(r) => used.push(r),
             None => {
@@ -137,7 +171,7 @@ pub fn load(
         );
     }
     let mut hours: Vec<(ReadRollup, Vec<Observation>)> = Vec::new();
-    for (key, read) in hour_keys.iter().zip(read_rollups(store, &hour_keys, want.stacks, &mut out)?) {
+    for (key, read) in hour_keys.iter().zip(read_rollups(store, &hour_keys, want, &mut out)?) {
         let Some((r, merged)) = read else {
             list.insert(RollupKey::at(service, profile_type, key.start, true).start);
             continue;
@@ -189,6 +223,7 @@ pub fn load(
             .iter()
             .map(|((r, _), _)| RollupKey::at(service, profile_type, r.start, false).costs_path(&r.costs))
             .collect();
+        want.check(store)?;
         let read = store.get_production_objects(&paths)?;
         let mut kept = Vec::new();
         for ((mut h, path), bytes) in hours.into_iter().zip(&paths).zip(read) {
@@ -232,34 +267,55 @@ pub fn load(
     }
     out.observations.retain(|o| selection.matches(&o.key) && selection.custom_labels_match(&o.labels));
 
+    // Stacks of at most MAX_VIEWED windows, evenly spread over the span (the costs were
+    // thinned above).
+    if want.stacks && !want.costs && raw.len() > MAX_VIEWED {
+        raw.sort_by_key(|k| (k.start, k.clone()));
+        let n = raw.len();
+        out.warnings.push(format!(
+            "read {MAX_VIEWED} of the {n} windows that no rollup covers, evenly spread over the span: \
+             the breakdown, timeline and flame graph leave the others out (`cargo contprof prod compact` \
+             rolls them up)"
+        ));
+        raw = (0..MAX_VIEWED).map(|i| raw[i * n / MAX_VIEWED].clone()).collect();
+    }
     let need_profiles = want.stacks || want.costs || selection.has_custom_labels();
     if need_profiles {
-        let paths: Vec<String> = raw.iter().map(WindowKey::path).collect();
-        let read = store.get_production_objects(&paths)?;
-        for ((key, path), bytes) in raw.iter().zip(&paths).zip(read) {
-            let Some(bytes) = bytes else { continue }; // deleted since it was listed
-            let p = match profile::decode(&bytes) {
-                Ok(p) => p,
-                Err(e) => {
-                    out.warnings.push(format!("skipped window {path}: corrupt profile: {e}"));
+        let mut unmerged: Vec<Profile> = Vec::new();
+        for chunk in raw.chunks(READ_CHUNK) {
+            want.check(store)?;
+            let paths: Vec<String> = chunk.iter().map(WindowKey::path).collect();
+            let read = store.get_production_objects(&paths)?;
+            for ((key, path), bytes) in chunk.iter().zip(&paths).zip(read) {
+                want.check(store)?;
+                let Some(bytes) = bytes else { continue }; // deleted since it was listed
+                let p = match profile::decode(&bytes) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        out.warnings.push(format!("skipped window {path}: corrupt profile: {e}"));
+                        continue;
+                    }
+                };
+                out.windows_read += 1;
+                let mut o = rollup::observe(key, &p, want.fold_library);
+                if !selection.custom_labels_match(&o.labels) {
                     continue;
                 }
-            };
-            out.windows_read += 1;
-            let mut o = rollup::observe(key, &p, want.fold_library);
-            if !selection.custom_labels_match(&o.labels) {
-                continue;
-            }
-            if !want.costs {
-                o.costs.functions.clear();
-            }
-            out.observations.push(o);
-            if want.stacks {
-                let mut p = rollup::for_merge(p);
-                filter_samples(&mut p, selection);
-                stacks.push(p);
+                if !want.costs {
+                    o.costs.functions.clear();
+                }
+                out.observations.push(o);
+                if want.stacks {
+                    let mut p = rollup::for_merge(p);
+                    filter_samples(&mut p, selection);
+                    unmerged.push(p);
+                    if unmerged.len() == MERGE_EVERY {
+                        merge_into(&mut stacks, std::mem::take(&mut unmerged));
+                    }
+                }
             }
         }
+        merge_into(&mut stacks, unmerged);
     } else {
         out.observations.extend(raw.iter().map(|k| Observation {
             key: k.clone(),
@@ -272,6 +328,15 @@ pub fn load(
     Ok(out)
 }
 
+/// Adds `profiles` to `stacks` as one merged profile (as they are, if they do not merge), so that
+/// the windows read one by one hold the memory of a few merged profiles, not of each window.
+fn merge_into(stacks: &mut Vec<Profile>, profiles: Vec<Profile>) {
+    match profile::merge(&profiles) {
+        Ok(p) if profiles.len() > 1 => stacks.push(p),
+        _ => stacks.extend(profiles),
+    }
+}
+
 /// A rollup read, with its stacks decoded when they were asked for.
 type ReadRollup = (Rollup, Option<Profile>);
 
@@ -280,11 +345,14 @@ type ReadRollup = (Rollup, Option<Profile>);
 fn read_rollups(
     store: &Store,
     keys: &[RollupKey],
-    stacks: bool,
+    want: &Want,
     out: &mut Loaded,
 ) -> Result<Vec<Option<ReadRollup>>, StoreError> {
+    let stacks = want.stacks;
     let paths: Vec<String> = keys.iter().map(RollupKey::path).collect();
+    want.check(store)?;
     let read = store.get_production_objects(&paths)?;
+    want.check(store)?;
     out.rollups_read += read.iter().filter(|b| b.is_some()).count();
     let jobs: Vec<(&RollupKey, Option<Vec<u8>>)> = keys.iter().zip(read).collect();
     let decoded = par_map(jobs, |(key, bytes)| -> Result<ReadRollup, String> {
@@ -344,7 +412,7 @@ fn filter_samples(p: &mut Profile, selection: &Selection) {
 pub fn load_all(
     store: &Store,
     selection: &Selection,
-    want: Want,
+    want: &Want,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Observation>, Vec<String>), StoreError> {
     let services = match &selection.service {
@@ -371,7 +439,7 @@ pub fn load_all(
 /// span, else the days each service and type has windows on.
 pub fn nothing_matched(store: &Store, selection: &Selection, now: DateTime<Utc>) -> String {
     let wider = Selection { labels: Vec::new(), ..selection.clone() };
-    let keys: Vec<WindowKey> = load_all(store, &wider, Want::default(), now)
+    let keys: Vec<WindowKey> = load_all(store, &wider, &Want::default(), now)
         .map(|(o, _)| o.into_iter().map(|o| o.key).collect())
         .unwrap_or_default();
     if !keys.is_empty() {
@@ -422,7 +490,7 @@ pub fn load_sides(
     selection: &Selection,
     (base, head): (&str, &str),
     flags: [&'static str; 2],
-    want: Want,
+    want: &Want,
     now: DateTime<Utc>,
 ) -> crate::errors::Result<Sides> {
     let side = |flag: &'static str, spec: &str| -> crate::errors::Result<Loaded> {

@@ -17,9 +17,17 @@
 //!   and counted. Failed uploads are retried with jittered exponential backoff (1 s doubling up
 //!   to 5 min), so a store that is down for an hour costs a few requests and the windows that
 //!   did not fit.
-//! - **end**: when the agent's pipe closes (the service exited), the window in progress is
+//! - **pause**: at every period boundary it reads the store's pause objects (`prod pause`, for
+//!   its service or for the whole store). While one exists it asks for no window, and tells the
+//!   agent (`pause`), which then stops sampling allocations between windows: the service pays
+//!   for the agent's disarmed hooks only. When the object is gone, `resume`.
+//! - **end**: when the agent's channel closes (the service exited), the window in progress is
 //!   uploaded if its file is complete, discarded otherwise (a killed service), the queue gets
 //!   30 s more to drain, and the spool directory is removed.
+//!
+//! The raw files wait in a spool directory of its own, created `0700` and refused unless it is
+//! this user's: a window holds the service's address layout, stacks and thread names. Messages
+//! go through [`super::log`]: rate-limited, never a panic, to a file with `--log`.
 //!
 //! It runs in its own session (`setsid`), so that a Ctrl-C or a signal to the service's process
 //! group does not end it before the service has flushed its last window.
@@ -35,6 +43,7 @@ use crate::errors::{Error, Result};
 use crate::store::{Deployment, Lease, NetworkOptions, Store, StoreLocation, StoreOptions, WindowKey};
 use crate::symbolize::{Detail, Symbolizer, SymbolizerOptions};
 
+use super::log::Log;
 use super::window::{self, Origin};
 
 /// Profiles held for upload at most.
@@ -47,8 +56,9 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(300);
 /// How long the queue may still drain once the service has exited.
 const DRAIN: Duration = Duration::from_secs(30);
-/// The same kind of message is printed at most this often.
-const QUIET_FOR: Duration = Duration::from_secs(600);
+/// The longest period or window accepted, in seconds (as `CONTPROF_PERIOD` and
+/// `CONTPROF_WINDOW`): a billion seconds is 31 years.
+const LONGEST: f64 = 1e9;
 
 enum Event {
     Done(PathBuf),
@@ -63,30 +73,6 @@ struct Pending {
     bytes: Vec<u8>,
     failures: u32,
     next_try: Instant,
-}
-
-/// Prints a kind of message at most once per [`QUIET_FOR`], counting the ones it kept back.
-#[derive(Default)]
-struct Log {
-    last: std::collections::HashMap<&'static str, (Instant, u64)>,
-}
-
-impl Log {
-    fn say(&mut self, kind: &'static str, message: &str) {
-        let now = Instant::now();
-        match self.last.get_mut(kind) {
-            Some((at, held)) if now.duration_since(*at) < QUIET_FOR => *held += 1,
-            Some((at, held)) => {
-                let more = if *held > 0 { format!(" ({held} more like it since)") } else { String::new() };
-                eprintln!("contprof agent: {message}{more}");
-                (*at, *held) = (now, 0);
-            }
-            None => {
-                eprintln!("contprof agent: {message}");
-                self.last.insert(kind, (now, 0));
-            }
-        }
-    }
 }
 
 struct Uploader {
@@ -111,13 +97,14 @@ struct Uploader {
     told_unsupported: bool,
     /// Starts of the windows this replica won lately (see the schedule in the module docs).
     won: VecDeque<i64>,
+    /// Whether profiling is paused (the agent was told so).
+    paused: bool,
 }
 
-/// Runs the uploader until the service's pipe closes.
+/// Runs the uploader until the service's channel closes.
 pub fn run(args: UploadArgs) -> Result<()> {
-    // SAFETY: `setsid` has no preconditions; failing (already a group leader) is harmless.
-    unsafe { libc::setsid() };
-    allocator::one_arena();
+    // Everything is checked before anything is created.
+    let (period, window) = schedule(&args)?;
     let location = StoreLocation::parse(&args.store)?;
     let types: Vec<String> = args.types.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
     if let Some(bad) = types.iter().find(|t| window::sample_types(t).is_none()) {
@@ -131,18 +118,12 @@ pub fn run(args: UploadArgs) -> Result<()> {
         })?;
         labels.push((k.to_owned(), v.to_owned()));
     }
-    if !(args.period.is_finite()
-        && args.window.is_finite()
-        && args.window > 0.0
-        && args.period >= args.window)
-    {
-        return Err(Error::InvalidArgument {
-            flag: "--window",
-            message: "the window must be positive and at most the period".into(),
-        });
-    }
+    // SAFETY: `setsid` has no preconditions; failing (already a group leader) is harmless.
+    unsafe { libc::setsid() };
+    allocator::one_arena();
+    let log = Log::open(args.log.as_deref());
     let spool = std::env::temp_dir().join(format!("contprof-spool-{}-{:08x}", args.pid, fastrand::u32(..)));
-    std::fs::create_dir_all(&spool).map_err(|e| Error::io("could not create", &spool, e))?;
+    create_spool(&spool)?;
     let origin = Origin {
         deployment: Deployment {
             service: args.service.clone(),
@@ -155,8 +136,8 @@ pub fn run(args: UploadArgs) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let builder = spawn_builder(types, origin.clone(), tx.clone());
     let mut u = Uploader {
-        period: Duration::from_secs_f64(args.period),
-        window: Duration::from_secs_f64(args.window),
+        period,
+        window,
         args,
         location,
         store: None,
@@ -167,15 +148,62 @@ pub fn run(args: UploadArgs) -> Result<()> {
         in_flight: None,
         builder,
         building: 0,
-        log: Log::default(),
+        log,
         told_unsupported: false,
         won: VecDeque::new(),
+        paused: false,
     };
     std::thread::spawn(move || read_agent(&tx));
     u.serve(&rx);
     u.finish_building(&rx);
     u.drain();
     let _ = std::fs::remove_dir_all(&u.spool);
+    Ok(())
+}
+
+/// The period and the window of `args`, checked: finite, positive, the window at most the
+/// period, neither longer than [`LONGEST`].
+fn schedule(args: &UploadArgs) -> Result<(Duration, Duration)> {
+    let seconds = |flag: &'static str, s: f64| {
+        Some(s)
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= LONGEST)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| Error::InvalidArgument {
+                flag,
+                message: format!("`{s}` is not a number of seconds above 0 and at most {LONGEST}"),
+            })
+    };
+    let (period, window) = (seconds("--period", args.period)?, seconds("--window", args.window)?);
+    if window > period {
+        return Err(Error::InvalidArgument {
+            flag: "--window",
+            message: format!("the window ({} s) must be at most the period ({} s)", args.window, args.period),
+        });
+    }
+    Ok((period, window))
+}
+
+/// Creates the spool directory `dir`, readable by this user only: a raw window holds the
+/// service's address layout (its `/proc/self/maps`), stacks and thread names. A directory that
+/// is already there is used only if it is this user's own and private.
+fn create_spool(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io("could not create the spool directory", dir, e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io("could not read", dir, e))?;
+    // SAFETY: no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(Error::msg(format!(
+            "the spool directory {} is not a private directory of this user's (owner {}, mode {:o}):              refusing to put the service's windows there",
+            dir.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        )));
+    }
     Ok(())
 }
 
@@ -231,7 +259,7 @@ mod allocator {
     pub(super) fn give_back() {}
 }
 
-/// The agent's messages, until its pipe closes.
+/// The agent's messages, until its channel closes.
 fn read_agent(tx: &mpsc::Sender<Event>) {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
@@ -255,7 +283,7 @@ fn unix_now() -> f64 {
 }
 
 impl Uploader {
-    /// The schedule, until the agent's pipe closes.
+    /// The schedule, until the agent's channel closes.
     fn serve(&mut self, rx: &mpsc::Receiver<Event>) {
         let period = self.period.as_secs_f64();
         loop {
@@ -276,7 +304,7 @@ impl Uploader {
                     Err(mpsc::RecvTimeoutError::Timeout) => self.upload_due(),
                 }
             }
-            if self.in_flight.is_none() {
+            if self.in_flight.is_none() && !self.paused_now() {
                 self.maybe_record(boundary.round() as i64);
             }
         }
@@ -303,6 +331,35 @@ impl Uploader {
         self.store.as_ref()
     }
 
+    /// Whether an operator paused profiling (the store's pause objects), telling the agent when
+    /// that changed. A store that cannot be read leaves things as they were.
+    fn paused_now(&mut self) -> bool {
+        let service = self.origin.deployment.service.clone();
+        let Some(store) = self.store() else { return self.paused };
+        let pause = match store.production_pause(&service) {
+            Ok(p) => p,
+            Err(e) => {
+                self.log.say("pause", &format!("cannot read the pause objects of the store: {e}"));
+                return self.paused;
+            }
+        };
+        if pause.is_some() != self.paused && self.tell_agent(if pause.is_some() { "pause" } else { "resume" })
+        {
+            self.paused = pause.is_some();
+            match &pause {
+                Some(p) => self.log.always(&format!("profiling paused: {}", p.describe())),
+                None => self.log.always("profiling resumed"),
+            }
+        }
+        self.paused
+    }
+
+    /// Sends the agent one line; false when it is gone.
+    fn tell_agent(&mut self, line: &str) -> bool {
+        let mut out = std::io::stdout().lock();
+        out.write_all(format!("{line}\n").as_bytes()).and_then(|()| out.flush()).is_ok()
+    }
+
     /// Asks for the lease of the window starting at `start`, and records it if won.
     fn maybe_record(&mut self, start: i64) {
         let (deployment, instance, replicas) =
@@ -314,10 +371,10 @@ impl Uploader {
             Ok(Lease::Unsupported) => {
                 if !self.told_unsupported {
                     self.told_unsupported = true;
-                    eprintln!(
-                        "contprof agent: the store cannot create objects conditionally, so replicas cannot \
-                         share windows: each takes one with probability 1/{replicas} (CONTPROF_REPLICAS)"
-                    );
+                    self.log.always(&format!(
+                        "the store cannot create objects conditionally, so replicas cannot share windows: \
+                         each takes one with probability 1/{replicas} (CONTPROF_REPLICAS)"
+                    ));
                 }
                 fastrand::u32(..replicas) == 0
             }
@@ -330,9 +387,7 @@ impl Uploader {
             return;
         }
         let path = self.spool.join(format!("{start}.raw"));
-        let line = format!("window {} {}\n", self.window.as_millis(), path.display());
-        let mut out = std::io::stdout().lock();
-        if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_ok() {
+        if self.tell_agent(&format!("window {} {}", self.window.as_millis(), path.display())) {
             self.in_flight = Some((path, start));
             self.won.push_back(start);
         }
@@ -468,9 +523,140 @@ impl Uploader {
         }
         if !self.queue.is_empty() {
             let n = self.queue.len();
-            eprintln!(
-                "contprof agent: the store stayed unreachable: {n} profiles of the last windows not uploaded"
+            self.log.always(&format!(
+                "the store stayed unreachable: {n} profiles of the last windows not uploaded"
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::{AgentCommand, CargoCli, Command};
+    use clap::Parser as _;
+    use contprof::service::Config;
+
+    /// The uploader's arguments as the agent writes them for `config`, parsed as the uploader
+    /// parses them.
+    fn parsed(config: &Config) -> UploadArgs {
+        let mut argv: Vec<std::ffi::OsString> = vec!["cargo".into(), "contprof".into()];
+        argv.extend(config.uploader_args(4242));
+        let CargoCli::Contprof(cli) =
+            CargoCli::try_parse_from(argv).unwrap_or_else(|e| panic!("{config:?}: {e}"));
+        match cli.command {
+            Command::Agent(AgentCommand::Upload(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_value_the_agent_accepts_reaches_the_uploader_unchanged() {
+        let long = "x".repeat(128);
+        let long_unicode = "é".repeat(64);
+        let tricky = [
+            "-rc1",
+            "--version",
+            "-",
+            "--",
+            "a=b",
+            "=",
+            "with space",
+            " lead",
+            "ünïcödé ✓",
+            "-é=x y",
+            &long,
+            &long_unicode,
+            "--label=x",
+            "'quoted'",
+            "a,b",
+            "1.4.0+build_7",
+        ];
+        for value in tricky {
+            let config = Config::new(value)
+                .version(value)
+                .zone(value)
+                .instance(value)
+                .store(value)
+                .label("k", value)
+                .label("other.key", "v")
+                .period(Duration::from_secs_f64(1.5))
+                .window(Duration::from_secs_f64(0.3))
+                .log(value);
+            config.validate().unwrap_or_else(|e| panic!("{value:?} is accepted: {e}"));
+            let a = parsed(&config);
+            assert_eq!(
+                (
+                    a.service.as_str(),
+                    a.version.as_str(),
+                    a.zone.as_str(),
+                    a.instance.as_str(),
+                    a.store.as_str()
+                ),
+                (value, value, value, value, value)
             );
+            assert_eq!(a.labels, vec![format!("k={value}"), "other.key=v".to_owned()]);
+            assert_eq!(a.log.as_deref(), Some(Path::new(value)));
+            assert_eq!((a.pid, a.period, a.window, a.replicas), (4242, 1.5, 0.3, 1));
+            assert_eq!(a.types, "cpu,alloc,heap,threads");
+            let labels: Vec<(&str, &str)> = a.labels.iter().filter_map(|l| l.split_once('=')).collect();
+            assert_eq!(labels[0], ("k", value), "the uploader splits the label at its first `=`");
+        }
+    }
+
+    fn upload_args(period: f64, window: f64) -> UploadArgs {
+        let mut a = parsed(&Config::new("s").store("/tmp/x"));
+        (a.period, a.window) = (period, window);
+        a
+    }
+
+    #[test]
+    fn a_period_or_window_out_of_range_is_an_error_not_a_panic() {
+        for (period, window) in [
+            (1e20, 1.0),
+            (f64::INFINITY, 1.0),
+            (f64::NAN, 1.0),
+            (60.0, 0.0),
+            (60.0, -1.0),
+            (1.0, 2.0),
+            (2e9, 1.0),
+        ] {
+            let got = schedule(&upload_args(period, window));
+            assert!(got.is_err(), "--period {period} --window {window}: {got:?}");
+        }
+        assert_eq!(
+            schedule(&upload_args(1e9, 10.0)).unwrap(),
+            (Duration::from_secs(1_000_000_000), Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn the_spool_is_private_and_a_foreign_one_is_refused() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        create_spool(&spool).unwrap();
+        assert_eq!(std::fs::metadata(&spool).unwrap().mode() & 0o777, 0o700);
+        create_spool(&spool).unwrap();
+
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = create_spool(&open).unwrap_err().to_string();
+        assert!(e.contains("not a private directory") && e.contains("755"), "{e}");
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&spool, &link).unwrap();
+        assert!(create_spool(&link).is_err(), "a link is not the spool");
+
+        // SAFETY: no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let theirs = dir.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+            let e = create_spool(&theirs).unwrap_err().to_string();
+            assert!(e.contains("owner 65534"), "{e}");
         }
     }
 }

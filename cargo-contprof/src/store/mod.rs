@@ -49,7 +49,7 @@ pub use meta::{
     KEY_NO_GIT, KEY_UNBORN, METADATA_VERSION, NewRun, ProfileEntry, RunMetadata, RunSummary, Settings,
     Toolchain, host_name, looks_like_run_id, new_run_id, parse_tag, rfc3339,
 };
-pub use prod::{Deployment, Lease, ProductionGc, RollupKey, RollupObject, WindowKey, day_of};
+pub use prod::{Deployment, Lease, Pause, ProductionGc, RollupKey, RollupObject, WindowKey, day_of};
 pub use query::{
     Baseline, GcPolicy, GcReport, ImportFile, Log, LogFilter, baseline_for, gc_protected_commits,
     nearest_ancestor_with_runs, parse_time, resolve_run,

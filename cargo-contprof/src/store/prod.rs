@@ -7,6 +7,8 @@
 //! prod/rollups/<service>/<type>/<yyyy-mm-dd>/<hh>.pb.gz                  one hour's rollup
 //! prod/rollups/<service>/<type>/<yyyy-mm-dd>/<hh>.costs-<digest>.pb.gz   its per-window costs
 //! prod/rollups/<service>/<type>/<yyyy-mm-dd>/day.pb.gz                   one day's rollup
+//! prod/pause/<service>                                                   profiling of a service paused
+//! prod/pause/_store                                                      profiling of every service paused
 //! ```
 //!
 //! Rollups are written by compaction (`prod::compact`, format in `prod::rollup`). A rollup's
@@ -17,10 +19,17 @@
 //! `<start>` is the window's start in seconds since the epoch (UTC), `<yyyy-mm-dd>` its day, so
 //! that a time span is listed by day without reading objects. Every name is escaped to
 //! letters, digits, `.` and `-`, other bytes as `+XX` (hex), so that `_` and `/` in a version or
-//! an instance cannot break the layout. A window object is written whole by one PUT (or a
-//! rename on disk): a half-written one is never visible.
+//! an instance cannot break the layout. There is one spelling of each name: a key spelled any
+//! other way (`+73vc` for `svc`, lower-case hex) is not one the agent wrote, and is skipped like
+//! any foreign object, so that no window is counted twice. A window object is written whole by
+//! one PUT (or a rename on disk): a half-written one is never visible.
+//!
+//! A pause object (`prod pause`, JSON: [`Pause`]) stops the uploaders of its service, or of
+//! every service, from recording windows until it is deleted (`prod resume`); each uploader
+//! reads them once per period.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::Store;
 use super::backend::Create;
@@ -29,6 +38,9 @@ use super::error::StoreError;
 const LEASES: &str = "prod/leases";
 const WINDOWS: &str = "prod/windows";
 const ROLLUPS: &str = "prod/rollups";
+const PAUSES: &str = "prod/pause";
+/// The pause object of every service: `_` never appears in an escaped name.
+const STORE_PAUSE: &str = "_store";
 
 /// The outcome of asking for a window's lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +93,13 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// The name `s` spells, if `s` is that name's one spelling ([`escape`]'s).
 fn unescape(s: &str) -> Option<String> {
+    let name = decode(s)?;
+    (escape(&name) == s).then_some(name)
+}
+
+fn decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -238,6 +256,52 @@ impl RollupObject {
     }
 }
 
+/// An operator's pause of production profiling: of one service, or of the whole store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// The service paused; every service when `None`.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// Why, as the operator said it.
+    #[serde(default)]
+    pub reason: String,
+    /// When it was paused.
+    pub since: DateTime<Utc>,
+    /// Who paused it (`user@host`).
+    #[serde(default)]
+    pub by: String,
+}
+
+impl Pause {
+    fn path_of(service: Option<&str>) -> String {
+        format!("{PAUSES}/{}", service.map_or_else(|| STORE_PAUSE.to_owned(), escape))
+    }
+
+    /// The pause a pause object's bytes say; an object that does not parse still pauses (an
+    /// operator put it there), with a reason saying so.
+    fn read(service: Option<&str>, bytes: &[u8]) -> Pause {
+        serde_json::from_slice::<Pause>(bytes).unwrap_or_else(|e| Pause {
+            service: service.map(str::to_owned),
+            reason: format!("(the pause object does not parse: {e})"),
+            since: DateTime::<Utc>::UNIX_EPOCH,
+            by: String::new(),
+        })
+    }
+
+    /// `<what> since <time> by <who>: <reason>`, for messages.
+    pub fn describe(&self) -> String {
+        let what = self.service.as_deref().map_or("every service".to_owned(), |s| format!("service {s}"));
+        let mut d = format!("{what} since {}", super::rfc3339(self.since));
+        if !self.by.is_empty() {
+            d.push_str(&format!(" by {}", self.by));
+        }
+        if !self.reason.is_empty() {
+            d.push_str(&format!(": {}", self.reason));
+        }
+        d
+    }
+}
+
 /// What [`Store::gc_production`] removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProductionGc {
@@ -345,6 +409,47 @@ impl Store {
         self.backend.delete_many(paths)
     }
 
+    /// Pauses production profiling (of `pause.service`, or of every service): writes its pause
+    /// object, replacing an earlier one.
+    pub fn pause_production(&self, pause: &Pause) -> Result<(), StoreError> {
+        self.ensure_initialized()?;
+        let bytes = serde_json::to_vec_pretty(pause).unwrap_or_default();
+        self.backend.put(&Pause::path_of(pause.service.as_deref()), bytes)
+    }
+
+    /// Resumes production profiling of `service` (of every service when `None`): deletes its
+    /// pause object. Returns the pause that was there.
+    pub fn resume_production(&self, service: Option<&str>) -> Result<Option<Pause>, StoreError> {
+        let path = Pause::path_of(service);
+        let Some(bytes) = self.backend.get(&path)? else { return Ok(None) };
+        self.backend.delete_many(std::slice::from_ref(&path))?;
+        Ok(Some(Pause::read(service, &bytes)))
+    }
+
+    /// The pause that holds `service`: its own, else the whole store's; `None` when it runs.
+    pub fn production_pause(&self, service: &str) -> Result<Option<Pause>, StoreError> {
+        let paths = [Pause::path_of(Some(service)), Pause::path_of(None)];
+        let read = self.backend.get_many(&paths)?;
+        let [own, all] = [Some(service), None];
+        Ok(read.iter().zip([own, all]).find_map(|(b, s)| b.as_ref().map(|b| Pause::read(s, b))))
+    }
+
+    /// Every pause in the store: the whole store's first, then by service.
+    pub fn production_pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        let mut names: Vec<Option<String>> = Vec::new();
+        for l in self.backend.list(PAUSES)? {
+            let Some(name) = l.path.strip_prefix(PAUSES).and_then(|p| p.strip_prefix('/')) else { continue };
+            match name {
+                STORE_PAUSE => names.push(None),
+                escaped => names.extend(unescape(escaped).map(Some)),
+            }
+        }
+        names.sort();
+        let paths: Vec<String> = names.iter().map(|n| Pause::path_of(n.as_deref())).collect();
+        let read = self.backend.get_many(&paths)?;
+        Ok(names.iter().zip(read).filter_map(|(n, b)| b.map(|b| Pause::read(n.as_deref(), &b))).collect())
+    }
+
     /// Deletes production windows that started before `cutoff`, and leases older than a day
     /// (they only arbitrate the window they name); with `dry_run`, only counts them.
     pub fn gc_production(
@@ -383,6 +488,14 @@ impl Store {
             self.backend.delete_many(&old)?;
             self.backend.delete_many(&leases)?;
             self.backend.delete_many(&rollups)?;
+            // A local store's emptied directories (object stores have none): a day directory
+            // left empty would still be listed as a day with windows. A writer racing into a
+            // directory removed here at that instant fails once (a lease: no window that period).
+            if let Some(root) = &self.local_root {
+                for dir in [WINDOWS, LEASES, ROLLUPS] {
+                    super::query::remove_empty_dirs_below(&root.join(dir));
+                }
+            }
         }
         Ok(ProductionGc { windows: old.len(), leases: leases.len(), rollups: rollups.len() })
     }
@@ -411,6 +524,78 @@ mod tests {
         assert_eq!(WindowKey::parse("prod/windows/svc/cpu/2025-12-02/notes.txt"), None);
         assert_eq!(WindowKey::parse("prod/windows/svc/cpu/2025-12-02/x_1_2_3.pb.gz"), None);
         assert_eq!(unescape(&escape("..")).as_deref(), Some(".."));
+    }
+
+    #[test]
+    fn a_name_has_one_spelling_and_others_are_foreign() {
+        for name in ["svc", "", ".", "..", "-rc1", "a b", "ü/_+", "1.4.0+build_7"] {
+            assert_eq!(unescape(&escape(name)).as_deref(), Some(name), "{name:?}");
+        }
+        // Spelled by hand: the same bytes, another spelling.
+        for spelling in ["+73vc", "sv+63", "api+2fgw", "+2E", "a+", "+2"] {
+            assert_eq!(unescape(spelling), None, "{spelling}");
+        }
+        let listed = WindowKey::parse("prod/windows/+73vc/cpu/2025-12-02/1764652800_1_z_a.pb.gz");
+        assert_eq!(listed, None, "a hand-made spelling of svc is not a window of svc");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&super::super::StoreLocation::Dir(dir.path().into())).unwrap();
+        let key = WindowKey::parse("prod/windows/svc/cpu/2025-12-02/1764652800_1_z_a.pb.gz").unwrap();
+        store.put_window(&key, vec![1]).unwrap();
+        store.backend.put("prod/windows/+73vc/cpu/2025-12-02/1764652800_1_z_a.pb.gz", vec![1]).unwrap();
+        assert_eq!(store.list_windows(Some("svc")).unwrap(), vec![key.clone()]);
+        assert_eq!(store.list_windows(None).unwrap(), vec![key], "counted once");
+        assert_eq!(store.production_services().unwrap(), vec!["svc".to_owned()]);
+    }
+
+    #[test]
+    fn gc_leaves_no_empty_day_to_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&super::super::StoreLocation::Dir(dir.path().into())).unwrap();
+        let now = Utc::now();
+        let at = |service: &str, days: i64| WindowKey {
+            deployment: Deployment { service: service.into(), version: "1".into(), zone: "z".into() },
+            profile_type: "cpu".into(),
+            start: (now - chrono::Duration::days(days)).timestamp(),
+            instance: "a".into(),
+        };
+        store.put_window(&at("old", 40), vec![1]).unwrap();
+        store.put_window(&at("api", 40), vec![1]).unwrap();
+        store.put_window(&at("api", 1), vec![1]).unwrap();
+        store.lease_window(&at("old", 40).deployment, 1, "a").unwrap();
+        let cutoff = now - chrono::Duration::days(30);
+        assert_eq!(store.gc_production(cutoff, now + chrono::Duration::days(2), false).unwrap().windows, 2);
+        assert_eq!(
+            store.production_services().unwrap(),
+            vec!["api".to_owned()],
+            "the emptied service is gone"
+        );
+        assert_eq!(store.window_days("api", "cpu").unwrap(), vec![day_of(at("api", 1).start)]);
+        assert!(!dir.path().join("prod/leases/old").exists(), "emptied lease directories go too");
+    }
+
+    #[test]
+    fn pauses_are_written_read_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&super::super::StoreLocation::Dir(dir.path().into())).unwrap();
+        assert_eq!(store.production_pause("api").unwrap(), None);
+        let since = DateTime::from_timestamp(1_764_652_800, 0).unwrap();
+        let api =
+            Pause { service: Some("api/v2".into()), reason: "incident 42".into(), since, by: "ops@h".into() };
+        store.pause_production(&api).unwrap();
+        assert_eq!(store.production_pause("api/v2").unwrap(), Some(api.clone()));
+        assert_eq!(store.production_pause("web").unwrap(), None);
+        let all = Pause { service: None, reason: String::new(), since, by: String::new() };
+        store.pause_production(&all).unwrap();
+        assert_eq!(store.production_pause("web").unwrap(), Some(all.clone()));
+        assert_eq!(store.production_pause("api/v2").unwrap(), Some(api.clone()), "its own first");
+        assert_eq!(store.production_pauses().unwrap(), vec![all.clone(), api.clone()]);
+        assert_eq!(store.resume_production(None).unwrap(), Some(all));
+        assert_eq!(store.resume_production(None).unwrap(), None);
+        assert_eq!(store.production_pause("web").unwrap(), None);
+        store.backend.put(&Pause::path_of(Some("web")), b"not json".to_vec()).unwrap();
+        let odd = store.production_pause("web").unwrap().expect("an object that does not parse still pauses");
+        assert!(odd.reason.contains("does not parse"), "{odd:?}");
+        assert!(api.describe().contains("service api/v2 since 2025-12-02"), "{}", api.describe());
     }
 
     #[test]

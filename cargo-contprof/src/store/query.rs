@@ -273,6 +273,16 @@ pub fn parse_time(s: &str, now: DateTime<Utc>, end_of_day: bool) -> Option<DateT
     now.checked_sub_signed(span)
 }
 
+/// Removes the directories below `dir` (not `dir` itself) that are empty once their empty
+/// subdirectories are gone; never a file.
+pub(super) fn remove_empty_dirs_below(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_empty_dirs(&e.path());
+        }
+    }
+}
+
 /// Removes `dir` and the directories below it that are empty once their empty subdirectories are
 /// gone; never a file (a writer's file in it keeps it).
 fn remove_empty_dirs(dir: &Path) {

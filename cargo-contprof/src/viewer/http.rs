@@ -58,6 +58,27 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
     ),
 ];
 
+/// Set once the client no longer waits for the answer (its time ran out): an answer that takes
+/// long checks it and stops, so that its slot among the answers in progress is freed.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// The flag, for code that checks it.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+}
+
+/// Not part of what a request asks for.
+impl PartialEq for Cancel {
+    fn eq(&self, _: &Cancel) -> bool {
+        true
+    }
+}
+
+impl Eq for Cancel {}
+
 /// What the route table sees of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -71,6 +92,8 @@ pub struct Request {
     pub host: Option<String>,
     /// Whether the request carries a body (never read: the viewer takes none).
     pub has_body: bool,
+    /// Set when the answer is no longer awaited.
+    pub cancel: Cancel,
 }
 
 impl Request {
@@ -91,6 +114,7 @@ impl Request {
             query: parts.uri.query().unwrap_or_default().to_owned(),
             host: host.transpose()?,
             has_body,
+            cancel: Cancel::default(),
         })
     }
 }
@@ -222,8 +246,9 @@ impl Shared {
             return Response::text(503, "too many requests at once; retry\n").into_hyper();
         };
         let answer = Arc::clone(&self.answer);
+        let cancel = request.cancel.clone();
         // The slot goes with the work: an answer that timed out still holds one until it ends,
-        // so abandoned answers cannot pile up on the blocking pool.
+        // so abandoned answers cannot pile up on the blocking pool; the work is told to stop.
         let work = tokio::task::spawn_blocking(move || {
             let response = answer(&request);
             drop(slot);
@@ -232,13 +257,16 @@ impl Shared {
         let response = match tokio::time::timeout(self.limits.answer_timeout, work).await {
             Ok(Ok(response)) => response,
             Ok(Err(_)) => Response::text(500, "the viewer failed to answer (a bug: see its output)\n"),
-            Err(_) => Response::text(
-                503,
-                format!(
-                    "no answer within {:.1} s: the request took too long; retry or ask for less\n",
-                    self.limits.answer_timeout.as_secs_f64()
-                ),
-            ),
+            Err(_) => {
+                cancel.0.store(true, Ordering::Relaxed);
+                Response::text(
+                    503,
+                    format!(
+                        "no answer within {:.1} s: the request took too long; retry or ask for less\n",
+                        self.limits.answer_timeout.as_secs_f64()
+                    ),
+                )
+            }
         };
         response.into_hyper()
     }

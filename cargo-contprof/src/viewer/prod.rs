@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 
@@ -119,13 +121,14 @@ pub fn services_page(store: &Store) -> Result<String> {
 }
 
 /// Writes the page (or, with `q.json`, the view's JSON) of a selection, or of a comparison when
-/// `q` has both sides. `served` adds the forms and links that need the server.
+/// `q` has both sides. `served` adds the forms and links that need the server; `cancel`, set by
+/// the server when the client stopped waiting, ends the reading early (with an error).
 pub fn write_page(
     out: &mut Vec<u8>,
     store: &Store,
     q: &ProdQuery,
     comparing: &Comparing,
-    served: bool,
+    (served, cancel): (bool, Option<Arc<AtomicBool>>),
     now: DateTime<Utc>,
 ) -> Result<()> {
     let sel = selection(q, now)?;
@@ -141,14 +144,14 @@ pub fn write_page(
     )];
     let written = match (&q.base, &q.head) {
         (Some(base), Some(head)) => {
-            let want = Want { stacks: true, costs: true, fold_library: comparing.fold_library };
+            let want = Want { stacks: true, costs: true, fold_library: comparing.fold_library, cancel };
             let sides = load::load_sides(
                 store,
                 (&q.service, &q.profile_type),
                 &sel,
                 (base, head),
                 ["base", "head"],
-                want,
+                &want,
                 now,
             )?;
             let mut prelude = filter_form(q, served);
@@ -187,8 +190,8 @@ pub fn write_page(
             emit(out, input, q.json, served)
         }
         (None, None) => {
-            let want = Want { stacks: true, costs: false, fold_library: comparing.fold_library };
-            let loaded = load::load(store, &q.service, &q.profile_type, &sel, want, now)?;
+            let want = Want { stacks: true, costs: false, fold_library: comparing.fold_library, cancel };
+            let loaded = load::load(store, &q.service, &q.profile_type, &sel, &want, now)?;
             if loaded.observations.is_empty() {
                 return Err(Error::NothingMatched { what: load::nothing_matched(store, &sel, now) });
             }
@@ -505,4 +508,101 @@ fn timeline(
     }
     let _ = write!(svg, r#"</svg><div id="timeline-legend">{legend}</div></section>"#);
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use super::super::http::{Answer, MAX_IN_FLIGHT, Request, Response};
+    use super::super::server::State;
+    use super::super::{ServeOptions, Server};
+    use crate::store::{Deployment, Store, StoreLocation, WindowKey};
+
+    const GET_PROD: &[u8] = b"GET /prod HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+
+    fn ask(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(request).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn an_answer_that_timed_out_is_told_to_stop_and_frees_its_slot() {
+        let store = tempfile::tempdir().unwrap();
+        let mut opts = ServeOptions::new(StoreLocation::Dir(store.path().to_path_buf()));
+        opts.bind = "127.0.0.1:0".parse().unwrap();
+        opts.answer_timeout = Duration::from_millis(200);
+        let server = Server::bind(opts).unwrap();
+        let addr = server.addr();
+        // Work that goes on until it is told to stop (at most 10 s, so that a server that never
+        // tells it fails this test instead of hanging it).
+        let answer: Answer = std::sync::Arc::new(|r: &Request| {
+            let flag = r.cancel.flag();
+            let end = Instant::now() + Duration::from_secs(10);
+            while !flag.load(Ordering::Relaxed) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Response::text(200, "done\n")
+        });
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let serving = std::thread::spawn(move || server.run_answering(&flag, answer));
+        let slow: Vec<_> =
+            (0..MAX_IN_FLIGHT).map(|_| std::thread::spawn(move || ask(addr, GET_PROD))).collect();
+        for s in slow {
+            let got = s.join().unwrap();
+            assert!(got.starts_with("HTTP/1.1 503") && got.contains("no answer within"), "{got}");
+        }
+        // Every slot was taken by an answer given up on; they are free again at once.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let got = ask(addr, GET_PROD);
+            if !got.contains("too many requests") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the slots of the answers given up on are still taken: {got}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, Ordering::Relaxed);
+        serving.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_view_whose_client_stopped_waiting_stops_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().to_path_buf())).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let p = crate::profile::test_support::synth(&[(&["main", "work"], 1_000_000, 0)])
+            .project(&["samples", "cpu"], "cpu");
+        for i in 0..10 {
+            let key = WindowKey {
+                deployment: Deployment { service: "api".into(), version: "1".into(), zone: "z".into() },
+                profile_type: "cpu".into(),
+                start: now - 60 * i,
+                instance: "a".into(),
+            };
+            store.put_window(&key, crate::profile::encode_to_vec(&p)).unwrap();
+        }
+        let state = State::new(StoreLocation::Dir(dir.path().to_path_buf()), false);
+        let request = |cancelled: bool| {
+            let (parts, ()) = hyper::Request::builder()
+                .uri("/prod/view?service=api&type=cpu&since=1h")
+                .header("host", "localhost")
+                .body(())
+                .unwrap()
+                .into_parts();
+            let r = Request::new(&parts, false).unwrap();
+            r.cancel.flag().store(cancelled, Ordering::Relaxed);
+            r
+        };
+        assert_eq!(state.route(&request(false)).map(|r| r.status).map_err(|f| f.message), Ok(200));
+        let stopped = state.route(&request(true)).expect_err("no page for a client that left");
+        assert_eq!(stopped.status, 503, "{}", stopped.message);
+    }
 }

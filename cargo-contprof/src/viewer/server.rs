@@ -282,8 +282,16 @@ impl State {
                 }
                 let store = self.store()?;
                 let mut body = Vec::new();
-                super::prod::write_page(&mut body, &store, &q, &self.comparing, true, chrono::Utc::now())
-                    .map_err(|e| Failure::of(&e))?;
+                let cancel = Some(r.cancel.flag());
+                super::prod::write_page(
+                    &mut body,
+                    &store,
+                    &q,
+                    &self.comparing,
+                    (true, cancel),
+                    chrono::Utc::now(),
+                )
+                .map_err(|e| Failure::of(&e))?;
                 let content_type = if q.json { "application/json" } else { "text/html; charset=utf-8" };
                 Ok(Response { status: 200, content_type, body })
             }

@@ -44,10 +44,10 @@ impl Profiler {
 impl ::criterion::profiler::Profiler for Profiler {
     fn start_profiling(&mut self, benchmark_id: &str, benchmark_dir: &Path) {
         if let Err(e) = std::fs::create_dir_all(benchmark_dir) {
-            eprintln!(
-                "contprof: not profiling {benchmark_id}: cannot create {}: {e}",
+            crate::agent::say(&format!(
+                "not profiling {benchmark_id}: cannot create {}: {e}",
                 benchmark_dir.display()
-            );
+            ));
             return;
         }
         let mut options = Options::new(benchmark_dir.join(RAW_FILE));
@@ -56,7 +56,7 @@ impl ::criterion::profiler::Profiler for Profiler {
         }
         match crate::start(options) {
             Ok(guard) => self.running = Some(guard),
-            Err(e) => eprintln!("contprof: not profiling {benchmark_id}: {e}"),
+            Err(e) => crate::agent::say(&format!("not profiling {benchmark_id}: {e}")),
         }
     }
 

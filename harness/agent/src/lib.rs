@@ -104,7 +104,7 @@ pub mod preload {
                         !matches!(t, crate::service::ProfileType::Alloc | crate::service::ProfileType::Heap)
                     });
                     if config.types.len() < recorded {
-                        say(&format!("contprof: allocation and heap profiles are off: {why}"));
+                        crate::continuous::say(&format!("allocation and heap profiles are off: {why}"));
                     }
                 }
                 match crate::Service::start(config, own.map(std::path::Path::new)) {
@@ -126,20 +126,13 @@ pub mod preload {
     }
 
     fn report(e: &crate::Error) {
-        let mut msg = format!("contprof: {e}");
+        let mut msg = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
             msg.push_str(&format!(": {s}"));
             src = s.source();
         }
-        say(&msg);
-    }
-
-    /// One line on stderr, dropped if stderr cannot take it (closed, full, a broken pipe).
-    fn say(line: &str) {
-        let mut bytes = line.as_bytes().to_vec();
-        bytes.push(b'\n');
-        crate::sys::write_quietly(2, &bytes);
+        crate::continuous::say(&msg);
     }
 
     /// Finishes the file before the process ends through `_exit` (which skips `atexit`).

@@ -15,6 +15,7 @@
 //!   writes one gzipped pprof profile per profile type and uploads them, with retries and a
 //!   bounded queue. Symbolization, compression and the network never run in the service.
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -55,6 +56,8 @@ pub const HELPER: &str = "CONTPROF_HELPER";
 pub const UPLOADER_RECORD: &str = "contprof-uploader.path";
 /// Expected number of replicas, used only where the store cannot arbitrate leases.
 pub const REPLICAS: &str = "CONTPROF_REPLICAS";
+/// A file the uploader appends its messages to, instead of the service's standard error.
+pub const LOG: &str = "CONTPROF_LOG";
 
 /// Label keys the agent sets itself.
 pub const RESERVED_LABELS: &[&str] =
@@ -154,6 +157,9 @@ pub struct Config {
     pub replicas: u32,
     /// Whether stacks are walked with the unwind tables (else frame pointers).
     pub unwind_tables: bool,
+    /// Where the uploader writes its messages ([`LOG`]); the service's standard error when
+    /// `None`.
+    pub log: Option<PathBuf>,
 }
 
 impl Config {
@@ -174,6 +180,7 @@ impl Config {
             helper: None,
             replicas: 1,
             unwind_tables: true,
+            log: None,
         }
     }
 
@@ -240,6 +247,12 @@ impl Config {
     /// Sets the replicas expected where the store cannot arbitrate leases.
     pub fn replicas(mut self, n: u32) -> Self {
         self.replicas = n;
+        self
+    }
+
+    /// Sends the uploader's messages to a file (appended to) instead of standard error.
+    pub fn log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.log = Some(path.into());
         self
     }
 
@@ -310,6 +323,7 @@ impl Config {
                 .ok_or_else(|| invalid(REPLICAS, v, "a number of replicas"))?;
         }
         c.helper = var(HELPER).map(PathBuf::from);
+        c.log = var(LOG).map(PathBuf::from);
         c.unwind_tables = crate::env::unwind_tables(var(crate::env::UNWIND).as_deref())?;
         Ok(Some(c))
     }
@@ -372,6 +386,40 @@ impl Config {
     /// This replica's name: the configured one, else `<host name>-<pid>`.
     pub fn instance_name(&self) -> String {
         self.instance.clone().unwrap_or_else(|| format!("{}-{}", host_name(), std::process::id()))
+    }
+
+    /// The arguments of `cargo-contprof agent upload` for these settings, for the service whose
+    /// process is `pid`. Every value is attached to its flag (`--version=-rc1`), so that a value
+    /// that starts with `-` is never read as a flag.
+    pub fn uploader_args(&self, pid: u32) -> Vec<OsString> {
+        let types: Vec<&str> = self.types.iter().map(|t| t.name()).collect();
+        let arg = |name: &str, value: &OsStr| {
+            let mut a = OsString::from(format!("--{name}="));
+            a.push(value);
+            a
+        };
+        let mut args: Vec<OsString> = vec!["agent".into(), "upload".into()];
+        for (name, value) in [
+            ("pid", pid.to_string()),
+            ("service", self.service.clone()),
+            ("version", self.version.clone()),
+            ("zone", self.zone.clone()),
+            ("instance", self.instance_name()),
+            ("store", self.store.clone().unwrap_or_default()),
+            ("period", self.period.as_secs_f64().to_string()),
+            ("window", self.window.as_secs_f64().to_string()),
+            ("types", types.join(",")),
+            ("replicas", self.replicas.to_string()),
+        ] {
+            args.push(arg(name, OsStr::new(&value)));
+        }
+        for (k, v) in &self.labels {
+            args.push(arg("label", OsStr::new(&format!("{k}={v}"))));
+        }
+        if let Some(log) = &self.log {
+            args.push(arg("log", log.as_os_str()));
+        }
+        args
     }
 }
 

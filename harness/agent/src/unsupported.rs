@@ -11,6 +11,13 @@ pub(crate) mod agent {
     }
 
     pub(crate) fn finish() {}
+
+    /// One line on standard error, dropped if it cannot be written.
+    #[cfg_attr(not(feature = "criterion"), allow(dead_code))]
+    pub(crate) fn say(line: &str) {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "contprof: {line}");
+    }
 }
 
 /// A `#[global_allocator]` wrapper; on this platform it only forwards to `A`.

@@ -4,7 +4,8 @@
 //! the first maps, the timers; at finish (from [`crate::Guard`], `atexit`, or the `SIGABRT`
 //! handler) the timers off, in-flight handlers drained, the allocation stacks, the maps again
 //! and the end record. [`finish`] is async-signal-safe (it runs in the abort handler). In a
-//! forked child the agent is switched off for good: no samples, no writes, descriptors closed.
+//! forked child the agent is switched off (no samples, no writes, descriptors closed) for good,
+//! unless the continuous mode takes it up again there as a new instance.
 
 use core::cell::UnsafeCell;
 use core::fmt::Write as _;
@@ -36,6 +37,13 @@ static BETWEEN_WINDOWS: AtomicU64 = AtomicU64::new(0);
 /// The process that started the agent (a `vfork` child shares our memory but not our pid).
 static PID: AtomicU32 = AtomicU32::new(0);
 static PROCESS_HOOKS: Once = Once::new();
+
+/// One line on the program's standard error (see `continuous::say`: never fails, never raises a
+/// signal, rate-limited).
+#[cfg_attr(not(feature = "criterion"), allow(dead_code))]
+pub(crate) fn say(line: &str) {
+    crate::continuous::say(line);
+}
 
 /// Whether the agent is recording.
 pub(crate) fn running() -> bool {
@@ -310,6 +318,8 @@ pub(crate) fn finish() {
 /// Begins the continuous mode's allocation sampling, which runs from now on, windows or not, so
 /// that the heap in use at a window's end counts every live sampled allocation (Go's heap
 /// profile does the same). Also installs the process hooks and loads the unwind tables once.
+/// Called again after a pause ([`end_continuous`]) and in a forked child: the tables start
+/// empty then, and the heap in use counts the allocations sampled since.
 pub(crate) fn begin_continuous(alloc_interval: u64, unwind_tables: bool) -> Result<(), Error> {
     if STATE.load(Ordering::Acquire) == CHILD {
         return Err(Error::ForkedChild);
@@ -317,7 +327,9 @@ pub(crate) fn begin_continuous(alloc_interval: u64, unwind_tables: bool) -> Resu
     install_process_hooks();
     thread::init_exit_key();
     crate::code::load();
-    if unwind_tables {
+    // Loaded once per process: a forked child has its parent's, and profiling resumed after a
+    // pause keeps them (a rebuild would leak the old ones, which a handler may still hold).
+    if unwind_tables && !crate::cfi::ready() {
         crate::cfi::load();
     }
     if alloc_interval > 0 {
@@ -354,15 +366,30 @@ extern "C" fn at_exit() {
     finish();
 }
 
+/// In a forked child: the agent stops here, its descriptors closed. The run mode never records
+/// a child. The continuous mode profiles a child that goes on running as an instance of its
+/// own: [`crate::continuous::in_forked_child`] starts the thread that takes the agent up again
+/// ([`adopt_forked_child`]).
 extern "C" fn in_forked_child() {
     STATE.store(CHILD, Ordering::SeqCst);
     sampler::disable();
     alloc::set_mode(AllocMode::Off, 1, false, false);
     contention::set_rate(0);
     wall::forget_in_child();
+    sampler::forget_in_child();
+    crate::signals::forget_in_child();
     timer::forget_all_in_child();
     writer::close_output();
     thread::reset_current();
+    // The table's lock, if a thread of the parent held it at the fork, belongs to no thread here.
+    STORE.unlock_in_child();
+    crate::continuous::in_forked_child();
+}
+
+/// Takes the agent up again in a forked child, for the continuous mode's new control thread:
+/// false if this process is not a forked child (or another thread took it up).
+pub(crate) fn adopt_forked_child() -> bool {
+    STATE.compare_exchange(CHILD, IDLE, Ordering::AcqRel, Ordering::Acquire).is_ok()
 }
 
 /// The `SIGABRT` disposition found at install time, restored before re-raising.

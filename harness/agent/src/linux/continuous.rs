@@ -1,20 +1,40 @@
 //! The continuous mode's lifecycle in the service (see [`crate::service`] for the design): the
-//! uploader child process, and the control thread that opens and closes windows when the
-//! uploader says so.
+//! uploader child process, the control thread that opens and closes windows when the uploader
+//! says so, and what becomes of both in a forked child.
 //!
-//! The two talk over the child's standard input and output, one line per message:
+//! The two talk over a socket pair (`channel.rs`; the uploader's standard input and output), one
+//! line per message:
 //! - uploader → agent: `window <ms> <path>`: record a window of `<ms>` milliseconds into the raw
-//!   file `<path>` (in the uploader's spool directory);
+//!   file `<path>` (in the uploader's spool directory); `pause`: an operator paused profiling
+//!   (an object in the store), so allocations are no longer sampled between windows; `resume`:
+//!   they are again, from empty tables (the heap in use then counts the allocations sampled
+//!   since the resume);
 //! - agent → uploader: `done <path>` when the window's file is complete, or `failed <path> <why>`.
 //!
 //! When the service exits, the `atexit` handler completes the window in progress; the uploader
 //! sees its input close and uploads that window if its file has an end record. A service killed
 //! by `SIGKILL` leaves a file without one, which the uploader discards.
+//!
+//! The agent is a guest: nothing here may change how the service behaves or fails.
+//! - Its messages go through `say.rs`: never a panic, never a `SIGPIPE`, rate-limited, dropped
+//!   once standard error fails. The channel is written with `MSG_NOSIGNAL`.
+//! - The control thread is born with every signal blocked, so that signals sent to the process
+//!   (`SIGTERM` to a server that collects them with `sigwait`, `SIGINT`, `SIGPIPE`) always go to
+//!   the service's own threads.
+//! - Fork: no descriptor of the agent survives in a child (`channel.rs`). A child that goes on
+//!   running (a daemon, a pre-fork worker) is profiled as an instance of its own
+//!   (`<instance>-<pid>`, or the default `<host>-<pid>`), with its own uploader, by a new control
+//!   thread that the `fork` child handler creates with fresh state. That thread waits a period
+//!   (at most [`FORK_SETTLE`]) first, so that a child that `exec`s or exits soon costs one
+//!   thread creation and nothing else.
 
-use std::io::{BufRead, BufReader, Write};
+mod channel;
+mod say;
+
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,21 +42,36 @@ use crate::agent;
 use crate::api::{Error, Options};
 use crate::format::AllocMode;
 use crate::service::{Config, ProfileType};
+use channel::Channel;
+pub(crate) use say::say;
 
 /// Set while a service is running in this process (one at a time).
 static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// The settings of the service running in this process (uploader resolved), leaked: what a
+/// forked child starts its own profiling with. Null when none runs.
+static CONFIG: AtomicPtr<Config> = AtomicPtr::new(core::ptr::null_mut());
+/// The running service of this process (one strong reference, leaked), for a handle that a
+/// forked child inherited from its parent. Null when none runs.
+static CURRENT: AtomicPtr<Shared> = AtomicPtr::new(core::ptr::null_mut());
+/// How long a forked child waits before it starts profiling itself, at most: a child that lives
+/// less than a period would not get a window anyway, and one that `exec`s or exits meanwhile
+/// costs one thread creation and nothing more.
+const FORK_SETTLE: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
 struct State {
     stop: bool,
     in_window: bool,
-    /// The uploader's input; dropping it tells the uploader that the service is done.
-    to_uploader: Option<ChildStdin>,
+    /// The channel to the uploader in service; shutting it down tells the uploader that the
+    /// service is done.
+    channel: Option<Arc<Channel>>,
 }
 
 pub(crate) struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// The process whose service this is: a forked child has a copy it must not touch.
+    pid: u32,
 }
 
 impl Shared {
@@ -47,7 +82,7 @@ impl Shared {
 
 /// Starts the continuous mode. `library` is the preload library's path when started from it
 /// (the uploader is looked for beside it).
-pub(crate) fn start(config: Config, library: Option<&Path>) -> Result<Arc<Shared>, Error> {
+pub(crate) fn start(mut config: Config, library: Option<&Path>) -> Result<Arc<Shared>, Error> {
     config.validate()?;
     if library.is_none() && config.types.contains(&ProfileType::Contention) {
         return Err(Error::InvalidConfig {
@@ -57,51 +92,120 @@ pub(crate) fn start(config: Config, library: Option<&Path>) -> Result<Arc<Shared
                        (LD_PRELOAD=$(cargo contprof agent path)), which interposes the waits",
         });
     }
-    let helper = find_helper(&config, library)?;
+    config.helper = Some(find_helper(&config, library)?);
     if ACTIVE.swap(true, Ordering::AcqRel) || agent::running() {
         return Err(Error::AlreadyRunning);
     }
-    match start_inner(config, &helper) {
-        Ok(shared) => Ok(shared),
-        Err(e) => {
-            ACTIVE.store(false, Ordering::Release);
-            Err(e)
+    let started = prepare(&config, &config).and_then(|(shared, child)| {
+        let thread_shared = Arc::clone(&shared);
+        let thread_config = config.clone();
+        // Born with every signal blocked (it inherits the creator's mask), so that no signal
+        // meant for the service is ever delivered to it.
+        let spawned = with_signals_blocked(|| {
+            std::thread::Builder::new()
+                .name("contprof-agent".into())
+                .spawn(move || control(thread_config, child, &thread_shared))
+        });
+        match spawned {
+            Ok(_) => Ok(shared),
+            Err(source) => {
+                unpublish();
+                agent::end_continuous();
+                Err(Error::SpawnUploader { path: helper_of(&config).to_path_buf(), source })
+            }
         }
+    });
+    if started.is_err() {
+        ACTIVE.store(false, Ordering::Release);
     }
+    started
 }
 
-fn start_inner(config: Config, helper: &Path) -> Result<Arc<Shared>, Error> {
-    // Only the heap in use needs allocations sampled between windows (its live allocations may be
-    // old); without it, allocations cost nothing outside windows.
-    let heap = config.types.contains(&ProfileType::Heap);
-    agent::begin_continuous(if heap { config.alloc_interval } else { 0 }, config.unwind_tables)?;
-    let mut child = match uploader_command(&config, helper).spawn() {
+/// Begins sampling, starts the uploader and publishes the service, with the settings a forked
+/// child starts from (`base`: the instance name as configured, not as this process extended it).
+fn prepare(config: &Config, base: &Config) -> Result<(Arc<Shared>, Child), Error> {
+    begin(config)?;
+    let (channel, child) = match spawn_uploader(config) {
         Ok(c) => c,
         Err(source) => {
             agent::end_continuous();
-            return Err(Error::SpawnUploader { path: helper.to_path_buf(), source });
+            return Err(Error::SpawnUploader { path: helper_of(config).to_path_buf(), source });
         }
     };
     let shared = Arc::new(Shared {
-        state: Mutex::new(State { to_uploader: child.stdin.take(), ..State::default() }),
+        state: Mutex::new(State { channel: Some(Arc::new(channel)), ..State::default() }),
         changed: Condvar::new(),
+        pid: std::process::id(),
     });
-    let thread_shared = Arc::clone(&shared);
-    let uploader = helper.to_path_buf();
-    let spawned = std::thread::Builder::new()
-        .name("contprof-agent".into())
-        .spawn(move || control(config, uploader, child, &thread_shared));
-    if let Err(source) = spawned {
-        agent::end_continuous();
-        shared.lock().to_uploader = None;
-        return Err(Error::SpawnUploader { path: helper.to_path_buf(), source });
+    publish(base, &shared);
+    Ok((shared, child))
+}
+
+/// The allocation sampling between windows: only the heap in use needs it (its live allocations
+/// may be old); without it, allocations cost nothing outside windows.
+fn begin(config: &Config) -> Result<(), Error> {
+    let heap = config.types.contains(&ProfileType::Heap);
+    agent::begin_continuous(if heap { config.alloc_interval } else { 0 }, config.unwind_tables)
+}
+
+fn publish(config: &Config, shared: &Arc<Shared>) {
+    // Leaked on purpose: a forked child reads them without any lock, whatever the parent's
+    // threads were doing at the fork.
+    let old = CONFIG.swap(Box::into_raw(Box::new(config.clone())), Ordering::AcqRel);
+    let _ = old; // an earlier service's settings stay leaked: a child may still be reading them
+    CURRENT.store(Arc::into_raw(Arc::clone(shared)).cast_mut(), Ordering::Release);
+}
+
+fn unpublish() {
+    CONFIG.store(core::ptr::null_mut(), Ordering::Release);
+    CURRENT.store(core::ptr::null_mut(), Ordering::Release);
+}
+
+/// The running service of this process, if any.
+fn current() -> Option<Arc<Shared>> {
+    let p = CURRENT.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
     }
-    Ok(shared)
+    // SAFETY: `p` came from `Arc::into_raw` in `publish`, and that reference is never released,
+    // so the allocation lives; this takes one more reference for the caller.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Some(Arc::from_raw(p))
+    }
+}
+
+/// Runs `f` with every signal blocked in this thread; a thread created meanwhile inherits that
+/// mask for its life.
+fn with_signals_blocked<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: the sets are plain data filled by `sigfillset` before use; the mask is restored.
+    let old = unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        old
+    };
+    let r = f();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut()) };
+    r
 }
 
 /// Stops: the window in progress (if any) is completed and handed to the uploader first, then
 /// the uploader's input is closed (it uploads what it holds and exits on its own).
 pub(crate) fn stop(shared: &Shared) {
+    if shared.pid != std::process::id() {
+        // A handle a forked child inherited: what runs here is the child's own service, and the
+        // parent's state may be locked by threads that do not exist in this process.
+        match current().filter(|c| c.pid == std::process::id()) {
+            Some(own) => stop(&own),
+            // Not started yet (the child waits a period first): it will not start.
+            None => unpublish(),
+        }
+        return;
+    }
+    unpublish();
     let mut s = shared.lock();
     s.stop = true;
     shared.changed.notify_all();
@@ -113,40 +217,94 @@ pub(crate) fn stop(shared: &Shared) {
         }
         s = shared.changed.wait_timeout(s, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
     }
-    s.to_uploader = None;
+    if let Some(c) = s.channel.take() {
+        c.shut_down();
+    }
     drop(s);
     agent::end_continuous();
 }
 
-fn uploader_command(config: &Config, helper: &Path) -> Command {
-    let mut cmd = Command::new(helper);
-    let types: Vec<&str> = config.types.iter().map(|t| t.name()).collect();
-    cmd.args(["agent", "upload", "--pid"])
-        .arg(std::process::id().to_string())
-        .arg("--service")
-        .arg(&config.service)
-        .arg("--version")
-        .arg(&config.version)
-        .arg("--zone")
-        .arg(&config.zone)
-        .arg("--instance")
-        .arg(config.instance_name())
-        .arg("--store")
-        .arg(config.store.as_deref().unwrap_or_default())
-        .arg("--period")
-        .arg(config.period.as_secs_f64().to_string())
-        .arg("--window")
-        .arg(config.window.as_secs_f64().to_string())
-        .arg("--types")
-        .arg(types.join(","))
-        .arg("--replicas")
-        .arg(config.replicas.to_string());
-    for (k, v) in &config.labels {
-        cmd.arg("--label").arg(format!("{k}={v}"));
+/// In a forked child, from the agent's child handler: closes the agent's descriptors and, when
+/// the parent ran a service, creates the thread that profiles this child as an instance of its
+/// own. Async-signal-safe but for the thread's creation (glibc's `fork` leaves its allocator and
+/// thread library usable in the child handler). True when that thread was created.
+pub(crate) fn in_forked_child() -> bool {
+    if channel::own_fork() {
+        // The uploader being started by this very fork: it `exec`s next.
+        return false;
     }
+    channel::close_in_child();
+    CURRENT.store(core::ptr::null_mut(), Ordering::Release);
+    if !ACTIVE.load(Ordering::Acquire) || CONFIG.load(Ordering::Acquire).is_null() {
+        return false;
+    }
+    with_signals_blocked(|| {
+        // SAFETY: `attr` is initialised before use and destroyed after; `in_child` has the C ABI
+        // and ignores its argument; the thread is detached, nothing joins it.
+        unsafe {
+            let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+            libc::pthread_attr_init(&mut attr);
+            libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+            let mut handle: libc::pthread_t = core::mem::zeroed();
+            let rc = libc::pthread_create(&mut handle, &attr, in_child, core::ptr::null_mut());
+            libc::pthread_attr_destroy(&mut attr);
+            rc == 0
+        }
+    })
+}
+
+/// The forked child's control thread: after a period (at most [`FORK_SETTLE`]), the parent's
+/// settings under this child's instance name, a new uploader, then the windows as in the parent.
+extern "C" fn in_child(_: *mut libc::c_void) -> *mut libc::c_void {
+    let p = CONFIG.load(Ordering::Acquire);
+    if p.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `p` came from `Box::into_raw` in `publish` and is never freed; nothing writes
+    // through it.
+    std::thread::sleep(unsafe { (*p).period }.min(FORK_SETTLE));
+    let p = CONFIG.load(Ordering::Acquire);
+    if p.is_null() || !agent::adopt_forked_child() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `p` came from `Box::into_raw` in `publish` and is never freed; nothing writes
+    // through it.
+    let base = unsafe { (*p).clone() };
+    let mut config = base.clone();
+    config.instance = config.instance.as_deref().map(child_instance);
+    match prepare(&config, &base) {
+        Ok((shared, child)) => control(config, child, &shared),
+        Err(e) => say(&format!("profiling of forked process {} is off: {e}", std::process::id())),
+    }
+    core::ptr::null_mut()
+}
+
+/// A forked child's instance name: the parent's configured one and the child's pid (at most 128
+/// characters, as [`Config::validate`] wants).
+fn child_instance(parent: &str) -> String {
+    let suffix = format!("-{}", std::process::id());
+    let mut cut = 128usize.saturating_sub(suffix.len()).min(parent.len());
+    while !parent.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{suffix}", &parent[..cut])
+}
+
+fn helper_of(config: &Config) -> &Path {
+    config.helper.as_deref().unwrap_or(Path::new("cargo-contprof"))
+}
+
+/// Starts the uploader on a new channel.
+fn spawn_uploader(config: &Config) -> std::io::Result<(Channel, Child)> {
+    channel::spawn_with(|stdin, stdout| uploader_command(config, stdin, stdout).spawn())
+}
+
+fn uploader_command(config: &Config, stdin: Stdio, stdout: Stdio) -> Command {
+    let mut cmd = Command::new(helper_of(config));
+    cmd.args(config.uploader_args(std::process::id()));
     // The uploader is never profiled, whatever the service's environment says.
     cmd.env_remove("LD_PRELOAD").env_remove(crate::service::SERVICE).env_remove(crate::env::OUTPUT);
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.stdin(stdin).stdout(stdout).stderr(Stdio::inherit());
     cmd
 }
 
@@ -172,19 +330,21 @@ fn find_helper(config: &Config, library: Option<&Path>) -> Result<PathBuf, Error
 /// The control thread: serves one uploader after another. An uploader that ends while the
 /// service runs (it printed why) is started again, after 1 s doubling to 5 min (back to 1 s
 /// after one that lived 10 min); meanwhile no window is recorded.
-fn control(config: Config, helper: PathBuf, first: Child, shared: &Shared) {
+fn control(config: Config, first: Child, shared: &Shared) {
     let mut child = Some(first);
     let mut delay = Duration::from_secs(1);
     loop {
         let started = Instant::now();
-        if let Some(c) = child.as_mut() {
-            let stopped = c.stdout.take().is_none_or(|out| serve(&config, out, shared));
+        if let Some(mut c) = child.take() {
+            let channel = shared.lock().channel.clone();
+            let stopped = channel.is_none_or(|ch| serve(&config, &ch, shared));
             if stopped {
+                child = Some(c);
                 break;
             }
-            shared.lock().to_uploader = None;
+            shared.lock().channel = None;
             let status = c.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-            eprintln!("contprof: the uploader exited ({status}); starting it again in {} s", delay.as_secs());
+            say(&format!("the uploader exited ({status}); starting it again in {} s", delay.as_secs()));
         }
         if started.elapsed() > Duration::from_secs(600) {
             delay = Duration::from_secs(1);
@@ -193,18 +353,17 @@ fn control(config: Config, helper: PathBuf, first: Child, shared: &Shared) {
             return;
         }
         delay = (delay * 2).min(Duration::from_secs(300));
-        child = match uploader_command(&config, &helper).spawn() {
-            Ok(mut c) => {
-                shared.lock().to_uploader = c.stdin.take();
-                Some(c)
+        match spawn_uploader(&config) {
+            Ok((channel, c)) => {
+                shared.lock().channel = Some(Arc::new(channel));
+                child = Some(c);
             }
-            Err(e) => {
-                eprintln!("contprof: cannot start the uploader {} again: {e}", helper.display());
-                None
-            }
-        };
+            Err(e) => say(&format!("cannot start the uploader {} again: {e}", helper_of(&config).display())),
+        }
     }
-    shared.lock().to_uploader = None;
+    if let Some(c) = shared.lock().channel.take() {
+        c.shut_down();
+    }
     // Reaps the uploader once it has uploaded what it holds (it exits when its input closes).
     if let Some(mut c) = child {
         let _ = c.wait();
@@ -213,14 +372,31 @@ fn control(config: Config, helper: PathBuf, first: Child, shared: &Shared) {
 
 /// Records the windows one uploader asks for, until its output closes (false) or the service
 /// stops (true).
-fn serve(config: &Config, stdout: std::process::ChildStdout, shared: &Shared) -> bool {
+fn serve(config: &Config, channel: &Channel, shared: &Shared) -> bool {
     let cpu = config.types.contains(&ProfileType::Cpu);
     let threads = config.types.contains(&ProfileType::Threads);
     let allocs = config.types.iter().any(|t| matches!(t, ProfileType::Alloc | ProfileType::Heap));
     let contention = config.types.contains(&ProfileType::Contention);
     let wall = config.types.contains(&ProfileType::Wall);
-    for line in BufReader::new(stdout).lines() {
+    let mut paused = false;
+    let mut stopped = false;
+    for line in BufReader::new(channel.reader()).lines() {
         let Ok(line) = line else { break };
+        match line.as_str() {
+            "pause" if !paused => {
+                paused = true;
+                agent::end_continuous();
+                continue;
+            }
+            "resume" if paused => {
+                paused = false;
+                if let Err(e) = begin(config) {
+                    say(&format!("profiling cannot resume: {e}"));
+                }
+                continue;
+            }
+            _ => {}
+        }
         let mut parts = line.splitn(3, ' ');
         let (Some("window"), Some(ms), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
@@ -229,7 +405,8 @@ fn serve(config: &Config, stdout: std::process::ChildStdout, shared: &Shared) ->
         {
             let mut s = shared.lock();
             if s.stop {
-                return true;
+                stopped = true;
+                break;
             }
             s.in_window = true;
         }
@@ -253,21 +430,24 @@ fn serve(config: &Config, stdout: std::process::ChildStdout, shared: &Shared) ->
             }
             Err(e) => format!("failed {path} {}\n", e.to_string().replace('\n', " ")),
         };
+        // An uploader gone meanwhile is seen when its output closes.
+        let _ = channel.send(&reply);
         let mut s = shared.lock();
         s.in_window = false;
-        if let Some(to) = s.to_uploader.as_mut()
-            && to.write_all(reply.as_bytes()).and_then(|()| to.flush()).is_err()
-        {
-            s.to_uploader = None;
-        }
-        let stop = s.stop;
+        stopped = s.stop;
         shared.changed.notify_all();
         drop(s);
-        if stop {
-            return true;
+        if stopped {
+            break;
         }
     }
-    shared.lock().stop
+    if paused && !stopped {
+        // The next uploader says whether profiling is paused; until then it is not.
+        if let Err(e) = begin(config) {
+            say(&format!("profiling cannot resume: {e}"));
+        }
+    }
+    stopped || shared.lock().stop
 }
 
 /// Waits `length`, or less when the service stops; true if it did.
@@ -286,5 +466,19 @@ fn wait_window(shared: &Shared, length: Duration) {
             break;
         }
         s = shared.changed.wait_timeout(s, left).unwrap_or_else(std::sync::PoisonError::into_inner).0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::child_instance;
+
+    #[test]
+    fn a_forked_child_is_an_instance_of_its_own_within_the_length_limit() {
+        let pid = std::process::id();
+        assert_eq!(child_instance("web-1"), format!("web-1-{pid}"));
+        let long = "é".repeat(100);
+        let named = child_instance(&long);
+        assert!(named.len() <= 128 && named.ends_with(&format!("-{pid}")), "{named}");
     }
 }

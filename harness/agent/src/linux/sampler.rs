@@ -61,6 +61,13 @@ pub(crate) fn disable() {
     CPU_ON.store(false, Ordering::SeqCst);
 }
 
+/// In a forked child: handlers that were running on the parent's other threads at the fork do
+/// not exist here; their count must not hold up the child's stops.
+pub(crate) fn forget_in_child() {
+    IN_FLIGHT.store(0, Ordering::SeqCst);
+    SNAPSHOT.store(false, Ordering::SeqCst);
+}
+
 extern "C" fn on_sigprof(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
     let saved = sys::errno();
     // Counted before the switch is read, so a stop that saw zero in flight is never raced.

@@ -310,6 +310,18 @@ pub(crate) fn set_blocks(tid: u32, blocked: bool) {
     OVERFLOW.store(true, Ordering::Relaxed);
 }
 
+/// In a forked child: the parent's threads are not here; only the calling thread, which the
+/// child's mask was copied from, is.
+pub(crate) fn forget_in_child() {
+    for slot in &BLOCKING {
+        slot.store(0, Ordering::Relaxed);
+    }
+    OVERFLOW.store(false, Ordering::Relaxed);
+    if sigprof_blocked() {
+        set_blocks(sys::gettid(), true);
+    }
+}
+
 /// Whether thread `tid` blocks `SIGPROF`, from its `SigBlk` line in `/proc/self/task/<tid>/status`
 /// (`None` when it cannot be read: it exited). Raw system calls and a stack buffer only.
 pub(crate) fn blocks_per_proc(tid: u32) -> Option<bool> {

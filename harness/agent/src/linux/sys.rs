@@ -124,48 +124,46 @@ pub(crate) fn write_once(fd: i32, bytes: &[u8]) -> bool {
     }
 }
 
-/// Writes `bytes` to `fd` (the program's stderr, typically) as far as it goes, for the agent's own
-/// messages: never fails, never blocks on a full pipe for long, never raises `SIGPIPE`. A write to
-/// a pipe whose reader is gone sends `SIGPIPE` to the writing thread, which kills a C program
-/// that did not ask for it, so the signal is blocked around the write and, if the write raised
-/// it, taken back before it is unblocked (a `SIGPIPE` already pending for the thread is left
-/// alone: then nothing is written). `errno` is kept. Async-signal-safe.
-pub(crate) fn write_quietly(fd: i32, bytes: &[u8]) {
+/// Writes all of `bytes` to `fd` (the program's stderr, typically), for the agent's own
+/// messages; false on any error. Never raises `SIGPIPE`: a write to a pipe whose reader is gone
+/// sends it to the writing thread, which kills a C program that did not ask for it, so the signal
+/// is blocked around the write and, if the write raised it, taken back before it is unblocked (a
+/// `SIGPIPE` already pending for the thread is the program's and stays). `errno` is kept.
+/// Async-signal-safe.
+pub(crate) fn write_quietly(fd: i32, mut bytes: &[u8]) -> bool {
     let saved = errno();
-    // SAFETY: signal sets are plain data initialised by `sigemptyset`/`sigaddset`; the masks are
+    // SAFETY: signal sets are plain data initialised by `sigemptyset`/`sigaddset`; the mask is
     // the calling thread's, restored before returning; `sigtimedwait` with a zero timeout only
     // takes a `SIGPIPE` pending for this thread, which the write just raised.
-    unsafe {
+    let ok = unsafe {
         let mut pipe: libc::sigset_t = core::mem::zeroed();
         libc::sigemptyset(&mut pipe);
         libc::sigaddset(&mut pipe, libc::SIGPIPE);
         let mut old: libc::sigset_t = core::mem::zeroed();
-        if libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old) != 0 {
-            set_errno(saved);
-            return;
-        }
+        let blocked = crate::signals::real_sigmask(libc::SIG_BLOCK, &pipe, &mut old) == 0;
         let mut pending: libc::sigset_t = core::mem::zeroed();
-        let already = libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, libc::SIGPIPE) == 1;
-        if !already {
-            let mut rest = bytes;
-            // Non-blocking would change the descriptor for the program too: a full pipe blocks
-            // this thread, as it would block any writer.
-            while !rest.is_empty() {
-                let n = write(fd, rest);
-                if n > 0 {
-                    rest = &rest[n as usize..];
-                } else if !(n < 0 && errno() == libc::EINTR) {
-                    break;
-                }
-            }
-            let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-            if libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, libc::SIGPIPE) == 1 {
-                libc::sigtimedwait(&pipe, core::ptr::null_mut(), &zero);
+        let before = libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        let mut ok = true;
+        while !bytes.is_empty() {
+            let n = write(fd, bytes);
+            if n > 0 {
+                bytes = &bytes[n as usize..];
+            } else if !(n < 0 && errno() == libc::EINTR) {
+                ok = false;
+                break;
             }
         }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
-    }
+        if !ok && errno() == libc::EPIPE && !before {
+            let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            libc::sigtimedwait(&pipe, core::ptr::null_mut(), &zero);
+        }
+        if blocked {
+            crate::signals::real_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
+        }
+        ok
+    };
     set_errno(saved);
+    ok
 }
 
 /// An anonymous private mapping, used instead of the heap wherever the heap is off limits.

@@ -214,6 +214,12 @@ impl Store {
         true
     }
 
+    /// In a forked child: releases the lock, which only a thread of the parent can hold (the
+    /// thread that forked was not inside the agent). Async-signal-safe.
+    pub(crate) fn unlock_in_child(&self) {
+        self.lock.store(false, Ordering::Release);
+    }
+
     /// Takes the lock, spinning at most `max_spins` rounds (`None` if it stayed taken).
     pub(crate) fn lock(&self, max_spins: u32) -> Option<Guard<'_>> {
         let mut spins = 0u32;
