@@ -32,6 +32,11 @@ use contprof::preload::{caller, contention_enabled, is_futex_wait, timed_wait};
 
 use crate::next::Next;
 
+unsafe extern "C" {
+    /// glibc's (the `libc` crate does not declare it on Linux).
+    fn pthread_testcancel();
+}
+
 /// The current version of the `pthread_cond_*` symbols.
 #[cfg(target_arch = "x86_64")]
 const COND_VERSION: Option<&CStr> = Some(c"GLIBC_2.3.2");
@@ -127,16 +132,25 @@ fn timed_clock(clock: libc::clockid_t) -> bool {
 /// failing otherwise (`EINVAL`) is what the blocking call would have said; a try that failed with
 /// `EAGAIN` leaves `errno` as it found it.
 ///
+/// `cancel_point`: the function acts on a pending cancellation even when the semaphore is free
+/// (glibc's `sem_wait` and `sem_timedwait` test for it first, as POSIX requires of them;
+/// `sem_clockwait` does not in glibc 2.36), so the try is preceded by the same test.
+///
 /// # Safety
 /// `sem` as `sem_wait(3)` requires.
 #[inline(always)]
 unsafe fn sem_slow_path(
     sem: *mut libc::sem_t,
     caller: contprof::preload::Caller,
+    cancel_point: bool,
     real: impl FnOnce() -> c_int,
 ) -> c_int {
     if !contention_enabled() {
         return real();
+    }
+    if cancel_point {
+        // SAFETY: acts on a pending cancellation as glibc's function would, at the same point.
+        unsafe { pthread_testcancel() };
     }
     // SAFETY: `__errno_location` returns this thread's errno.
     let errno = unsafe { libc::__errno_location() };
@@ -447,7 +461,7 @@ pub unsafe extern "C" fn sem_wait(sem: *mut libc::sem_t) -> c_int {
     // SAFETY: glibc's function of this name has this type.
     let Some(real) = (unsafe { SEM_WAIT.function::<Lock<_>>() }) else { return einval() };
     // SAFETY: the caller's semaphore, forwarded.
-    unsafe { sem_slow_path(sem, fp, || real(sem)) }
+    unsafe { sem_slow_path(sem, fp, true, || real(sem)) }
 }
 
 /// Interposes `sem_timedwait`.
@@ -460,7 +474,7 @@ pub unsafe extern "C" fn sem_timedwait(sem: *mut libc::sem_t, abstime: *const li
     // SAFETY: glibc's function of this name has this type.
     let Some(real) = (unsafe { SEM_TIMEDWAIT.function::<TimedLock<_>>() }) else { return einval() };
     // SAFETY: the caller's semaphore, forwarded.
-    unsafe { sem_slow_path(sem, fp, || real(sem, abstime)) }
+    unsafe { sem_slow_path(sem, fp, true, || real(sem, abstime)) }
 }
 
 /// Interposes `sem_clockwait` (glibc 2.30).
@@ -481,7 +495,7 @@ pub unsafe extern "C" fn sem_clockwait(
         return unsafe { real(sem, clock, abstime) };
     }
     // SAFETY: the caller's semaphore, forwarded.
-    unsafe { sem_slow_path(sem, fp, || real(sem, clock, abstime)) }
+    unsafe { sem_slow_path(sem, fp, false, || real(sem, clock, abstime)) }
 }
 
 /// The `sem_*` convention for an error: -1 with `errno` set, here to `EINVAL` (glibc's function

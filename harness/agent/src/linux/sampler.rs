@@ -174,24 +174,20 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
     let pid = std::process::id() as libc::pid_t;
     let mut signalled = 0;
     let mut blocking = 0;
-    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
-        for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()) {
-            if tid == own {
-                continue;
-            }
-            // A thread that blocks SIGPROF (a `sigwait` signal thread) would collect the signal as
-            // its own: it is left out, as the agent's own threads are (they block every signal).
-            if crate::signals::blocks(tid) != Some(false)
-                || crate::signals::blocks_per_proc(tid) != Some(false)
-            {
-                blocking += 1;
-                continue;
-            }
-            if queue(pid, tid, crate::signals::SNAPSHOT) {
-                signalled += 1;
-            }
+    sys::for_each_thread(|tid| {
+        if tid == own {
+            return;
         }
-    }
+        // A thread that blocks SIGPROF (a `sigwait` signal thread) would collect the signal as its
+        // own: it is left out, as the agent's own threads are (they block every signal).
+        if crate::signals::blocks(tid) != Some(false) || crate::signals::blocks_per_proc(tid) != Some(false) {
+            blocking += 1;
+            return;
+        }
+        if queue(pid, tid, crate::signals::SNAPSHOT) {
+            signalled += 1;
+        }
+    });
     SKIPPED.store(blocking, Ordering::Relaxed);
     if blocking > 0 {
         let mut m = writer::FixedText::new();

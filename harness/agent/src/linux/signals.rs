@@ -113,6 +113,11 @@ pub fn is_ours(info: &libc::siginfo_t) -> bool {
         // The process-wide `setitimer` fallback: the program cannot use `ITIMER_PROF` at the
         // same time anyway (one timer per process).
         libc::SI_KERNEL => crate::timer::clock() == crate::format::ClockKind::Itimer,
+        // No sender: the kernel lost the signal's information (the process is at its
+        // `RLIMIT_SIGPENDING`), which only the agent's timers can cause here; a `kill` from a
+        // process carries its pid.
+        // SAFETY: a user signal's siginfo carries `si_pid`.
+        libc::SI_USER => (unsafe { info.si_pid() }) == 0 && crate::timer::clock() != crate::format::ClockKind::Off,
         _ => false,
     }
 }
@@ -346,7 +351,7 @@ pub(crate) fn blocks_per_proc(tid: u32) -> Option<bool> {
     }
     path[at..at + 7].copy_from_slice(b"/status");
     let path = core::ffi::CStr::from_bytes_until_nul(&path).ok()?;
-    let fd = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0);
+    let fd = sys::open_brief(path, libc::O_RDONLY);
     if fd < 0 {
         return None;
     }

@@ -93,6 +93,71 @@ pub(crate) fn keep_high(fd: i32) -> i32 {
     -1
 }
 
+/// [`open`] for a descriptor the agent holds briefly: never 0, 1 or 2 (a program that closed its
+/// standard output and writes to it at that moment must get `EBADF`, not write into the agent's
+/// file). Close-on-exec.
+pub(crate) fn open_brief(path: &core::ffi::CStr, flags: i32) -> i32 {
+    let fd = open(path, flags | libc::O_CLOEXEC, 0);
+    if !(0..3).contains(&fd) {
+        return fd;
+    }
+    // SAFETY: duplicates a descriptor the agent owns.
+    let moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    close(fd);
+    moved
+}
+
+/// Calls `f` with the id of every thread of the process, from `/proc/self/task` read with raw
+/// `getdents64` into a stack buffer. Returns false if the directory cannot be read.
+pub(crate) fn for_each_thread(f: impl FnMut(u32)) -> bool {
+    let dir = open_brief(c"/proc/self/task", libc::O_RDONLY | libc::O_DIRECTORY);
+    if dir < 0 {
+        return false;
+    }
+    for_each_tid(dir, f);
+    close(dir);
+    true
+}
+
+/// Calls `f` with every thread id in the directory `dir` (`/proc/self/task`, open), read from its
+/// start with raw `getdents64` into a stack buffer.
+pub(crate) fn for_each_tid(dir: i32, mut f: impl FnMut(u32)) {
+    // SAFETY: `dir` is an open directory descriptor.
+    if unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } != 0 {
+        return;
+    }
+    let mut buf = [0u8; 8192];
+    loop {
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+        let mut at = 0usize;
+        while at + 19 < n as usize {
+            // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+            let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            if reclen == 0 {
+                return;
+            }
+            let name = &buf[at + 19..(at + reclen).min(n as usize)];
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            if let Some(tid) = parse_tid(name) {
+                f(tid);
+            }
+            at += reclen;
+        }
+    }
+}
+
+/// A decimal thread id (a `/proc/self/task` entry), `None` for anything else.
+pub(crate) fn parse_tid(name: &[u8]) -> Option<u32> {
+    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    name.iter().try_fold(0u32, |n, &d| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+}
+
 /// [`open`] for a descriptor the agent keeps (see [`keep_high`]).
 pub(crate) fn open_kept(path: &core::ffi::CStr, flags: i32, mode: u32) -> i32 {
     keep_high(open(path, flags | libc::O_CLOEXEC, mode))
@@ -219,7 +284,7 @@ impl Drop for Mapping {
 /// needed; returns the number of bytes read. Uses only `open`/`read`/`close`.
 pub(crate) fn read_proc_file(path: &core::ffi::CStr, buf: &mut Mapping, at: usize) -> Option<usize> {
     loop {
-        let fd = open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0);
+        let fd = open_brief(path, libc::O_RDONLY);
         if fd < 0 {
             return None;
         }
@@ -249,7 +314,7 @@ pub(crate) fn read_proc_file(path: &core::ffi::CStr, buf: &mut Mapping, at: usiz
 /// Finds the mapping of `/proc/self/maps` that contains `addr`, reading the file with raw
 /// system calls and a stack buffer (safe in a signal handler or a malloc hook).
 pub(crate) fn mapping_containing(addr: usize) -> Option<(usize, usize)> {
-    let fd = open(c"/proc/self/maps", libc::O_RDONLY | libc::O_CLOEXEC, 0);
+    let fd = open_brief(c"/proc/self/maps", libc::O_RDONLY);
     if fd < 0 {
         return None;
     }

@@ -294,11 +294,12 @@ pub(crate) fn adopt_first(slot: Option<u32>) {
 /// stack bounds are looked up lazily by the signal handler). Returns warnings.
 pub(crate) fn register_existing(own_tid: u32) -> Vec<String> {
     let mut warnings = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+    let mut tids = Vec::new();
+    if !sys::for_each_thread(|tid| tids.push(tid)) {
         warnings.push("cannot list /proc/self/task: threads started before the agent are not sampled".into());
         return warnings;
-    };
-    for tid in dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()) {
+    }
+    for tid in tids {
         if tid == own_tid {
             continue;
         }

@@ -227,14 +227,10 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     let mut name = *b"contprof-wall\0";
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_mut_ptr()) };
-    // SAFETY: a NUL-terminated path; the descriptor is closed below.
-    let dir = unsafe {
-        libc::open(c"/proc/self/task".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC)
-    };
+    let dir = sys::open_kept(c"/proc/self/task", libc::O_RDONLY | libc::O_DIRECTORY, 0);
     if dir >= 0 {
         sample_until_stopped(dir, own);
-        // SAFETY: opened above, used by nothing else.
-        unsafe { libc::close(dir) };
+        sys::close(dir);
     } else {
         writer::write_message(1, "wall-clock sampling is off: /proc/self/task cannot be read");
     }
@@ -268,7 +264,7 @@ fn sample_until_stopped(dir: i32, own: u32) {
         next = now + period / 2 + rng % period.max(1);
         tick = tick.wrapping_add(1).max(1);
         let skip = SKIP.load(Ordering::Relaxed);
-        for_each_tid(dir, |tid| {
+        sys::for_each_tid(dir, |tid| {
             if tid != own && tid != skip {
                 visit(tid, pid, elapsed, tick);
             }
@@ -400,44 +396,6 @@ fn signal(pid: libc::pid_t, tid: u32, slot: usize) -> bool {
     crate::sampler::queue(pid, tid, slot as u64)
 }
 
-/// Calls `f` with every thread id in the directory `dir` (`/proc/self/task`), read with raw
-/// `getdents64` into a stack buffer.
-fn for_each_tid(dir: i32, mut f: impl FnMut(u32)) {
-    // SAFETY: `dir` is an open directory descriptor.
-    if unsafe { libc::lseek(dir, 0, libc::SEEK_SET) } != 0 {
-        return;
-    }
-    let mut buf = [0u8; 8192];
-    loop {
-        // SAFETY: `buf` is writable for its length.
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
-        if n <= 0 {
-            return;
-        }
-        let mut at = 0usize;
-        while at + 19 < n as usize {
-            // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
-            let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
-            if reclen == 0 {
-                return;
-            }
-            let name = &buf[at + 19..(at + reclen).min(n as usize)];
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
-            if let Some(tid) = parse_tid(name) {
-                f(tid);
-            }
-            at += reclen;
-        }
-    }
-}
-
-fn parse_tid(name: &[u8]) -> Option<u32> {
-    if name.is_empty() || !name.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    name.iter().try_fold(0u32, |n, &d| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
-}
-
 fn sleep_until(deadline_ns: u64) {
     let ts = libc::timespec {
         tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
@@ -459,22 +417,17 @@ mod tests {
 
     #[test]
     fn task_names_are_tids() {
-        assert_eq!(parse_tid(b"1234"), Some(1234));
-        assert_eq!(parse_tid(b"."), None);
-        assert_eq!(parse_tid(b".."), None);
-        assert_eq!(parse_tid(b"99999999999"), None);
+        assert_eq!(sys::parse_tid(b"1234"), Some(1234));
+        assert_eq!(sys::parse_tid(b"."), None);
+        assert_eq!(sys::parse_tid(b".."), None);
+        assert_eq!(sys::parse_tid(b"99999999999"), None);
     }
 
     #[test]
     fn lists_this_process_threads_and_reads_their_cpu_clocks() {
         let own = sys::gettid();
-        // SAFETY: a NUL-terminated path; closed below.
-        let dir = unsafe { libc::open(c"/proc/self/task".as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY) };
-        assert!(dir >= 0);
         let mut tids = Vec::new();
-        for_each_tid(dir, |t| tids.push(t));
-        // SAFETY: opened above.
-        unsafe { libc::close(dir) };
+        assert!(sys::for_each_thread(|t| tids.push(t)));
         assert!(tids.contains(&own), "{tids:?}");
         let spin = std::time::Instant::now();
         while spin.elapsed() < std::time::Duration::from_millis(20) {}

@@ -14,13 +14,19 @@
 //! closes them with a raw `close`: it never touches the parent's Rust objects, whose locks may
 //! belong to threads that do not exist in the child.
 //!
+//! The program may close the agent's end too (a daemon closing every descriptor at start) and
+//! reuse its number: every descriptor lives above the program's (`sys::keep_high`), and the
+//! channel checks before each use that its number still names its socket (device and inode); if
+//! not, the channel counts as closed (the uploader is started again with a new one) and the
+//! number, now the program's, is left alone.
+//!
 //! A section may itself fork: `std::process::Command` forks where it cannot use `posix_spawn`.
 //! That fork is the agent's own (the uploader about to `exec`): its child leaves everything as
 //! it is ([`own_fork`]).
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::Stdio;
 use std::sync::Once;
@@ -108,9 +114,9 @@ pub(super) fn close_in_child() {
     for fd in &FDS {
         let v = fd.swap(-1, Ordering::SeqCst);
         if v >= 0 {
-            // SAFETY: at the fork this was one of the agent's descriptors (see the module docs);
-            // the child's copy is closed, the parent's is untouched.
-            unsafe { libc::close(v) };
+            // At the fork this was one of the agent's descriptors (see the module docs); the
+            // child's copy is closed, the parent's is untouched.
+            sys::close(v);
         }
     }
     SECTION.store(0, Ordering::SeqCst);
@@ -121,6 +127,18 @@ pub(super) fn close_in_child() {
 /// The agent's end of the channel.
 pub(super) struct Channel {
     stream: Option<UnixStream>,
+    /// The socket's device and inode, to tell it from a descriptor the program reused.
+    identity: Option<(u64, u64)>,
+}
+
+/// `stream`'s descriptor moved above the program's (see the module docs).
+fn kept_high(stream: UnixStream) -> io::Result<UnixStream> {
+    let fd = sys::keep_high(stream.into_raw_fd());
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EMFILE));
+    }
+    // SAFETY: `keep_high` returned a descriptor we own, duplicated from the stream's.
+    Ok(unsafe { UnixStream::from_raw_fd(fd) })
 }
 
 /// Makes a channel and runs `spawn` with it (in one section: the uploader's ends are closed
@@ -128,9 +146,11 @@ pub(super) struct Channel {
 pub(super) fn spawn_with<T>(spawn: impl FnOnce(Stdio, Stdio) -> io::Result<T>) -> io::Result<(Channel, T)> {
     section(|| {
         let (ours, theirs) = UnixStream::pair()?;
+        let (ours, theirs) = (kept_high(ours)?, kept_high(theirs)?);
         FDS[AGENT].store(ours.as_raw_fd(), Ordering::SeqCst);
-        let channel = Channel { stream: Some(ours) };
-        let theirs_out = match theirs.try_clone() {
+        let identity = sys::identity(ours.as_raw_fd());
+        let channel = Channel { stream: Some(ours), identity };
+        let theirs_out = match theirs.try_clone().and_then(kept_high) {
             Ok(t) => t,
             Err(e) => {
                 channel.close_in_section();
@@ -154,9 +174,14 @@ pub(super) fn spawn_with<T>(spawn: impl FnOnce(Stdio, Stdio) -> io::Result<T>) -
 }
 
 impl Channel {
+    /// The socket, if its descriptor is still it (the program did not close it).
+    fn socket(&self) -> Option<&UnixStream> {
+        self.stream.as_ref().filter(|s| self.identity.is_some() && sys::identity(s.as_raw_fd()) == self.identity)
+    }
+
     /// Sends `line` whole; false if the uploader is gone (or the channel closed).
     pub(super) fn send(&self, line: &str) -> bool {
-        let Some(s) = &self.stream else { return false };
+        let Some(s) = self.socket() else { return false };
         let mut bytes = line.as_bytes();
         while !bytes.is_empty() {
             // SAFETY: `bytes` is a valid readable buffer; MSG_NOSIGNAL: a closed peer is EPIPE,
@@ -176,38 +201,50 @@ impl Channel {
 
     /// Tells the uploader that no more messages come (it finishes and exits); reading goes on.
     pub(super) fn shut_down(&self) {
-        if let Some(s) = &self.stream {
+        if let Some(s) = self.socket() {
             let _ = s.shutdown(std::net::Shutdown::Write);
         }
     }
 
     /// A reader of the uploader's messages.
     pub(super) fn reader(&self) -> impl Read + '_ {
-        Reader(self.stream.as_ref())
+        Reader(self)
     }
 
     fn close_in_section(mut self) {
         FDS[AGENT].store(-1, Ordering::SeqCst);
-        drop(self.stream.take());
+        self.release();
+    }
+
+    /// Closes the socket if its descriptor is still it; otherwise the number is the program's.
+    fn release(&mut self) {
+        if let Some(s) = self.stream.take() {
+            let ours = self.identity.is_some() && sys::identity(s.as_raw_fd()) == self.identity;
+            let fd = s.into_raw_fd();
+            if ours {
+                sys::close(fd);
+            }
+        }
     }
 }
 
 impl Drop for Channel {
     fn drop(&mut self) {
-        if let Some(s) = self.stream.take() {
+        if self.stream.is_some() {
             section(|| {
                 FDS[AGENT].store(-1, Ordering::SeqCst);
-                drop(s);
+                self.release();
             });
         }
     }
 }
 
-struct Reader<'a>(Option<&'a UnixStream>);
+/// Reads the uploader's messages; the end of them when the socket is gone.
+struct Reader<'a>(&'a Channel);
 
 impl Read for Reader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.0 {
+        match self.0.socket() {
             Some(mut s) => s.read(buf),
             None => Ok(0),
         }
