@@ -324,6 +324,25 @@ unsafe fn mapped(bias: u64, range: &Range<u64>) -> Option<&'static [u8]> {
 /// `None` when there is no unwinder yet or every cache is in use: the caller walks frame
 /// pointers instead. Allocation-free and lock-free: callable from a signal handler.
 pub(crate) fn walk(start: Start, out: &mut [u64]) -> Option<Walked> {
+    let (lo, hi) = (start.bounds.lo.max(start.sp), start.bounds.hi);
+    walk_reading(start, out, |addr: u64| -> Result<u64, ()> {
+        let a = usize::try_from(addr).map_err(|_| ())?;
+        if a < lo || a.checked_add(8).is_none_or(|end| end > hi) || !a.is_multiple_of(8) {
+            return Err(());
+        }
+        // SAFETY: `[a, a + 8)` lies inside the live part of this thread's stack (checked above),
+        // which is mapped; volatile because the interrupted code may be writing it.
+        Ok(unsafe { core::ptr::read_volatile(a as *const u64) })
+    })
+}
+
+/// [`walk`] with the stack read by `read` (which checks its own bounds): another thread's stack
+/// is read through a copy (see `remote`).
+pub(crate) fn walk_reading(
+    start: Start,
+    out: &mut [u64],
+    read: impl FnMut(u64) -> Result<u64, ()>,
+) -> Option<Walked> {
     if !ENABLED.load(Ordering::Acquire) || !start.bounds.contains(start.sp) {
         return None;
     }
@@ -339,23 +358,19 @@ pub(crate) fn walk(start: Start, out: &mut [u64]) -> Option<Walked> {
     // SAFETY: this thread holds `busy`, so `retire` does not free the unwinder it loaded after
     // taking the slot (see the module docs).
     let (cache, unwinder) = unsafe { (&mut *slot.cache.get(), &*unwinder) };
-    let walked = cache.as_deref_mut().map(|cache| walk_with(unwinder, cache, start, out));
+    let walked = cache.as_deref_mut().map(|cache| walk_with(unwinder, cache, start, out, read));
     slot.busy.store(false, Ordering::Release);
     walked
 }
 
-fn walk_with(published: &Published, cache: &mut Cache, start: Start, out: &mut [u64]) -> Walked {
-    let Start { pc, sp, fp, bounds, skip_below } = start;
-    let lo = bounds.lo.max(sp);
-    let mut read = |addr: u64| -> Result<u64, ()> {
-        let a = usize::try_from(addr).map_err(|_| ())?;
-        if a < lo || a.checked_add(8).is_none_or(|end| end > bounds.hi) || !a.is_multiple_of(8) {
-            return Err(());
-        }
-        // SAFETY: `[a, a + 8)` lies inside the live part of this thread's stack (checked above),
-        // which is mapped; volatile because the interrupted code may be writing it.
-        Ok(unsafe { core::ptr::read_volatile(a as *const u64) })
-    };
+fn walk_with(
+    published: &Published,
+    cache: &mut Cache,
+    start: Start,
+    out: &mut [u64],
+    mut read: impl FnMut(u64) -> Result<u64, ()>,
+) -> Walked {
+    let Start { pc, sp, fp, skip_below, .. } = start;
     let unwinder = &published.unwinder;
     let mut regs = UnwindRegsNative::new(pc as u64, sp as u64, fp as u64);
     let mut address = FrameAddress::from_instruction_pointer(pc as u64);

@@ -11,6 +11,7 @@ pub(crate) mod code;
 pub(crate) mod contention;
 pub(crate) mod continuous;
 pub mod env;
+pub(crate) mod remote;
 pub(crate) mod sampler;
 pub(crate) mod signals;
 pub(crate) mod sys;

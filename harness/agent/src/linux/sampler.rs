@@ -157,13 +157,11 @@ pub(crate) fn queue(pid: libc::pid_t, tid: u32, what: u64) -> bool {
     }
 }
 
-/// Records every other thread's stack and name at one instant (into the open raw file): each is
-/// sent `SIGPROF` with `tgkill`, and its handler records where it was, running or blocked.
-/// Waits until all have answered or `timeout` passed; returns `(signalled, answered)`.
-///
-/// A blocked thread is interrupted once: system calls restart (`SA_RESTART`), except those
-/// that never do after a handler (`epoll_wait`, `poll`, `nanosleep`...), which return `EINTR`
-/// as they do for any signal.
+/// Records every other thread's stack and name at one instant (into the open raw file): a thread
+/// blocked in a system call is read where it sits (see [`crate::remote`]: no signal, so no call
+/// is cut short), any other is sent `SIGPROF` and its handler records where it is. Threads that
+/// block `SIGPROF` are left out (counted in a message). Waits until the signalled ones have
+/// answered or `timeout` passed; returns `(signalled, answered)`.
 pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
     if install().is_err() {
         return (0, 0);
@@ -174,6 +172,8 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
     let pid = std::process::id() as libc::pid_t;
     let mut signalled = 0;
     let mut blocking = 0;
+    let mut copy = Box::new(crate::remote::StackCopy::new());
+    let mut frames = [0u64; MAX_FRAMES];
     sys::for_each_thread(|tid| {
         if tid == own {
             return;
@@ -182,6 +182,18 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
         // own: it is left out, as the agent's own threads are (they block every signal).
         if crate::signals::blocks(tid) != Some(false) || crate::signals::blocks_per_proc(tid) != Some(false) {
             blocking += 1;
+            return;
+        }
+        // A thread blocked in a system call is read where it sits, without a signal that would
+        // cut the call short (`EINTR`); only a running thread is signalled.
+        if let Some(at) = crate::remote::blocked_at(tid)
+            && let Some(n) = crate::remote::stack(tid, at, &mut copy, &mut frames)
+        {
+            let mut name = [0u8; 16];
+            if let Some(len) = crate::remote::name(tid, &mut name) {
+                writer::write_thread_name(tid, &name[..len]);
+            }
+            writer::write_stack(KIND_THREAD_STACK, tid, None, &frames[..n]);
             return;
         }
         if queue(pid, tid, crate::signals::SNAPSHOT) {

@@ -331,26 +331,8 @@ pub(crate) fn forget_in_child() {
 /// (`None` when it cannot be read: it exited). Raw system calls and a stack buffer only.
 pub(crate) fn blocks_per_proc(tid: u32) -> Option<bool> {
     let mut path = [0u8; 48];
-    let prefix = b"/proc/self/task/";
-    path[..prefix.len()].copy_from_slice(prefix);
-    let mut at = prefix.len();
-    let mut digits = [0u8; 10];
-    let mut n = 0;
-    let mut v = tid;
-    loop {
-        digits[n] = b'0' + (v % 10) as u8;
-        n += 1;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for d in digits[..n].iter().rev() {
-        path[at] = *d;
-        at += 1;
-    }
-    path[at..at + 7].copy_from_slice(b"/status");
-    let path = core::ffi::CStr::from_bytes_until_nul(&path).ok()?;
+    let len = sys::task_path(&mut path, tid, b"status")?;
+    let path = core::ffi::CStr::from_bytes_with_nul(&path[..len]).ok()?;
     let fd = sys::open_brief(path, libc::O_RDONLY);
     if fd < 0 {
         return None;

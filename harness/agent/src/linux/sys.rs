@@ -93,6 +93,34 @@ pub(crate) fn keep_high(fd: i32) -> i32 {
     -1
 }
 
+/// Writes `/proc/self/task/<tid>/<leaf>` and a NUL into `buf`; returns the length with the NUL
+/// (`None` if it does not fit).
+pub(crate) fn task_path(buf: &mut [u8], tid: u32, leaf: &[u8]) -> Option<usize> {
+    let prefix = b"/proc/self/task/";
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    let mut v = tid;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let len = prefix.len() + n + 1 + leaf.len() + 1;
+    let out = buf.get_mut(..len)?;
+    out[..prefix.len()].copy_from_slice(prefix);
+    for (o, d) in out[prefix.len()..].iter_mut().zip(digits[..n].iter().rev()) {
+        *o = *d;
+    }
+    let at = prefix.len() + n;
+    out[at] = b'/';
+    out[at + 1..len - 1].copy_from_slice(leaf);
+    out[len - 1] = 0;
+    Some(len)
+}
+
 /// [`open`] for a descriptor the agent holds briefly: never 0, 1 or 2 (a program that closed its
 /// standard output and writes to it at that moment must get `EBADF`, not write into the agent's
 /// file). Close-on-exec.

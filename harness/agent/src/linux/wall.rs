@@ -57,6 +57,9 @@ struct Slot {
     idle_ns: AtomicU64,
     /// The tick at which the sampler last saw the thread (sampler only).
     seen: AtomicU32,
+    /// The agent start (`alloc::GENERATION`) into whose file the sampler wrote the thread's name
+    /// with a stack it took without a signal (sampler only).
+    name_generation: AtomicU32,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -68,6 +71,7 @@ const EMPTY: Slot = Slot {
     has_stack: AtomicBool::new(false),
     idle_ns: AtomicU64::new(0),
     seen: AtomicU32::new(0),
+    name_generation: AtomicU32::new(0),
 };
 static TABLE: [Slot; SLOTS] = [EMPTY; SLOTS];
 
@@ -109,7 +113,8 @@ pub(crate) fn start(hz: u32, skip: u32) -> Result<(), String> {
         let mut attr: libc::pthread_attr_t = core::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
         libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
-        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
+        // Room for the copy of a blocked thread's stack pages (`remote::StackCopy`).
+        libc::pthread_attr_setstacksize(&mut attr, 512 * 1024);
         let mut handle: libc::pthread_t = core::mem::zeroed();
         let rc = libc::pthread_create(&mut handle, &attr, run, core::ptr::null_mut());
         libc::pthread_attr_destroy(&mut attr);
@@ -246,6 +251,8 @@ fn sample_until_stopped(dir: i32, own: u32) {
     let mut rng = last | 1;
     let mut next = last + period;
     let mut tick: u32 = 0;
+    let mut copy = crate::remote::StackCopy::new();
+    let mut frames = [0u64; crate::format::MAX_FRAMES];
     loop {
         sleep_until(next);
         if STOP.load(Ordering::SeqCst) {
@@ -266,7 +273,7 @@ fn sample_until_stopped(dir: i32, own: u32) {
         let skip = SKIP.load(Ordering::Relaxed);
         sys::for_each_tid(dir, |tid| {
             if tid != own && tid != skip {
-                visit(tid, pid, elapsed, tick);
+                visit(tid, pid, elapsed, tick, &mut copy, &mut frames);
             }
         });
         // Threads not seen at this tick have exited: their idle time goes to their last stack.
@@ -280,8 +287,29 @@ fn sample_until_stopped(dir: i32, own: u32) {
     }
 }
 
-/// One thread at one tick.
-fn visit(tid: u32, pid: libc::pid_t, elapsed: u64, tick: u32) {
+/// Writes thread `tid`'s name (from `/proc`) into this file once, for stacks the sampler took
+/// itself (a signal handler writes its own thread's name).
+fn write_name(s: &Slot, tid: u32) {
+    let generation = crate::alloc::GENERATION.load(Ordering::Relaxed);
+    if s.name_generation.swap(generation, Ordering::Relaxed) == generation {
+        return;
+    }
+    let mut name = [0u8; 16];
+    if let Some(n) = crate::remote::name(tid, &mut name) {
+        writer::write_thread_name(tid, &name[..n]);
+    }
+}
+
+/// One thread at one tick; `copy` and `frames` are the sampler's buffers for the stacks of
+/// blocked threads.
+fn visit(
+    tid: u32,
+    pid: libc::pid_t,
+    elapsed: u64,
+    tick: u32,
+    copy: &mut crate::remote::StackCopy,
+    frames: &mut [u64; crate::format::MAX_FRAMES],
+) {
     let Some((index, s)) = slot_for(tid) else {
         UNTRACKED.fetch_add(1, Ordering::Relaxed);
         return;
@@ -312,6 +340,18 @@ fn visit(tid: u32, pid: libc::pid_t, elapsed: u64, tick: u32) {
     }
     // Running (or never seen): the time it sat idle before belongs to its previous stack.
     flush(s, tid);
+    // Blocked in a system call since: its stack is taken where it sits, without a signal that
+    // would cut the call short (`EINTR`). Only a thread that runs now is signalled.
+    if let Some(at) = crate::remote::blocked_at(tid)
+        && let Some(n) = crate::remote::stack(tid, at, copy, frames)
+    {
+        write_name(s, tid);
+        if writer::write_stack(crate::format::KIND_WALL_STACK, tid, Some(elapsed), &frames[..n]) {
+            s.has_stack.store(true, Ordering::Release);
+        }
+        s.cpu_after_ns.store(cpu, Ordering::Release);
+        return;
+    }
     s.pending_ns.store(elapsed, Ordering::Release);
     s.in_flight.store(true, Ordering::Release);
     if !signal(pid, tid, index) {
@@ -351,6 +391,7 @@ fn reset(s: &Slot, tid: u32) {
     s.has_stack.store(false, Ordering::Relaxed);
     s.idle_ns.store(0, Ordering::Relaxed);
     s.seen.store(0, Ordering::Relaxed);
+    s.name_generation.store(0, Ordering::Relaxed);
     s.tid.store(tid, Ordering::Release);
 }
 

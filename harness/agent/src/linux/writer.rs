@@ -179,6 +179,22 @@ pub(crate) fn write_end(end: &EndRecord) -> bool {
     emit(&buf)
 }
 
+/// Writes a stack record of `kind` ([`format::KIND_CPU_SAMPLE`], [`format::KIND_THREAD_STACK`],
+/// [`format::KIND_WALL_STACK`] with its `weight`) for thread `tid`: `frames` is the instruction
+/// pointer, then return addresses.
+pub(crate) fn write_stack(kind: u32, tid: u32, weight: Option<u64>, frames: &[u64]) -> bool {
+    let frames = &frames[..frames.len().min(MAX_FRAMES)];
+    let mut buf = [0u64; 3 + MAX_FRAMES];
+    let at = 2 + usize::from(weight.is_some());
+    if let Some(w) = weight {
+        buf[2] = w;
+    }
+    buf[at..at + frames.len()].copy_from_slice(frames);
+    buf[0] = pair(kind, ((at - 1) * 8 + frames.len() * 8) as u32);
+    buf[1] = pair(tid, frames.len() as u32);
+    emit(&buf[..at + frames.len()])
+}
+
 /// Writes a [`KIND_ALLOC_STACK`] record; `counts` = alloc count, alloc bytes, in-use count,
 /// in-use bytes.
 pub(crate) fn write_alloc_stack(counts: [u64; 4], frames: &[u64]) -> bool {

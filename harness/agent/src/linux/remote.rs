@@ -1,0 +1,227 @@
+//! The stack of another thread of the process that is blocked in a system call, taken without
+//! signalling it.
+//!
+//! A signal to a thread blocked in `nanosleep`, `epoll_wait`, `poll`, `sem_wait` and the other
+//! calls that never restart after a handler makes the call fail with `EINTR`: the program would
+//! see the agent. The wall sampler and the thread snapshot need the stacks of exactly such
+//! threads, and those threads sit still. So, from the sampler's or the snapshot's own thread:
+//! - `/proc/self/task/<tid>/syscall` says whether the thread is blocked in a system call and
+//!   where (its stack pointer and instruction pointer; the kernel answers only for a thread that
+//!   is not running);
+//! - its stack is read with `process_vm_readv` on the process itself (a read of memory that is
+//!   gone fails with `EFAULT` instead of a fault), a few pages at a time into a buffer of the
+//!   caller's, and walked with the unwind tables as the signal handler would;
+//! - the file is read again after the walk: if the thread moved meanwhile (another call, another
+//!   stack pointer) the stack may be torn, and it is discarded.
+//!
+//! A thread that runs, or is stopped outside a system call, is signalled as before: it is not in
+//! a call that a handler could cut short.
+
+use crate::format::MAX_FRAMES;
+use crate::sys;
+use crate::unwind::{Bounds, Start};
+
+/// Where a thread blocked in a system call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Blocked {
+    nr: i64,
+    pub(crate) sp: usize,
+    pub(crate) pc: usize,
+}
+
+/// Where thread `tid` is blocked, from `/proc/self/task/<tid>/syscall`; `None` when it runs, is
+/// not in a system call, or the file cannot be read. Raw system calls and stack buffers only.
+pub(crate) fn blocked_at(tid: u32) -> Option<Blocked> {
+    let mut path = [0u8; 48];
+    let len = sys::task_path(&mut path, tid, b"syscall")?;
+    let path = core::ffi::CStr::from_bytes_with_nul(&path[..len]).ok()?;
+    let fd = sys::open_brief(path, libc::O_RDONLY);
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 256];
+    let n = sys::read(fd, &mut buf);
+    sys::close(fd);
+    parse(&buf[..usize::try_from(n).ok()?])
+}
+
+/// Thread `tid`'s name (`/proc/self/task/<tid>/comm`) into `out`; its length.
+pub(crate) fn name(tid: u32, out: &mut [u8; 16]) -> Option<usize> {
+    let mut path = [0u8; 48];
+    let len = sys::task_path(&mut path, tid, b"comm")?;
+    let path = core::ffi::CStr::from_bytes_with_nul(&path[..len]).ok()?;
+    let fd = sys::open_brief(path, libc::O_RDONLY);
+    if fd < 0 {
+        return None;
+    }
+    let mut buf = [0u8; 32];
+    let n = sys::read(fd, &mut buf);
+    sys::close(fd);
+    let text = &buf[..usize::try_from(n).ok()?];
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    let n = text.len().min(16);
+    out[..n].copy_from_slice(&text[..n]);
+    Some(n)
+}
+
+/// Parses the `syscall` file: `nr arg1 .. arg6 sp pc` (numbers in hex after the first).
+fn parse(text: &[u8]) -> Option<Blocked> {
+    let mut fields = text.split(|c| c.is_ascii_whitespace()).filter(|f| !f.is_empty());
+    let nr = core::str::from_utf8(fields.next()?).ok()?.parse::<i64>().ok()?;
+    if nr < 0 {
+        return None;
+    }
+    let hex = |f: &[u8]| usize::from_str_radix(core::str::from_utf8(f).ok()?.trim_start_matches("0x"), 16).ok();
+    let rest: [&[u8]; 8] = core::array::from_fn(|_| fields.next().unwrap_or(b""));
+    Some(Blocked { nr, sp: hex(rest[6])?, pc: hex(rest[7])? })
+}
+
+/// Pages of another thread's stack, read on demand (see the module docs).
+pub(crate) struct StackCopy {
+    pages: [[u8; PAGE]; PAGES],
+    at: [usize; PAGES],
+    next: usize,
+}
+
+const PAGE: usize = 4096;
+const PAGES: usize = 12;
+
+impl StackCopy {
+    /// An empty copy (48 KiB: keep it off small stacks, e.g. in a `static` or a thread's frame
+    /// of a thread started with room for it).
+    pub(crate) const fn new() -> Self {
+        StackCopy { pages: [[0; PAGE]; PAGES], at: [usize::MAX; PAGES], next: 0 }
+    }
+
+    fn forget(&mut self) {
+        self.at = [usize::MAX; PAGES];
+        self.next = 0;
+    }
+
+    /// The word at `addr` (8-aligned, inside `bounds`), copied from the process's memory.
+    fn read(&mut self, addr: usize, bounds: Bounds) -> Option<u64> {
+        if !addr.is_multiple_of(8) || addr < bounds.lo || addr.checked_add(8)? > bounds.hi {
+            return None;
+        }
+        let page = addr & !(PAGE - 1);
+        let i = match self.at.iter().position(|&a| a == page) {
+            Some(i) => i,
+            None => {
+                let i = self.next % PAGES;
+                self.next += 1;
+                let local = libc::iovec { iov_base: self.pages[i].as_mut_ptr().cast(), iov_len: PAGE };
+                let remote = libc::iovec { iov_base: page as *mut libc::c_void, iov_len: PAGE };
+                // SAFETY: copies one page of this process's memory into our buffer; memory that
+                // is not mapped makes the call fail, it is never touched directly.
+                let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+                if n != PAGE as isize {
+                    self.at[i] = usize::MAX;
+                    return None;
+                }
+                self.at[i] = page;
+                i
+            }
+        };
+        let off = addr - page;
+        Some(u64::from_ne_bytes(self.pages[i][off..off + 8].try_into().ok()?))
+    }
+}
+
+/// The stack of thread `tid`, blocked at `at`, into `out`: the instruction pointer first, then
+/// return addresses, as a signal handler's record would hold them (a truncated walk ends with
+/// [`crate::format::TRUNCATED_FRAME`]). `None` when it cannot be taken (no unwind tables, the
+/// stack cannot be read, or the thread moved during the walk): signal it instead.
+///
+/// The kernel gives the stack and instruction pointers of a blocked thread, not its frame
+/// pointer. The system call's wrapper (glibc's, the agent's) does not use it, so its caller's
+/// frame pointer is still in the register, and a caller whose unwind rule is based on it (code
+/// built with frame pointers, the Rust standard library among it) cannot be unwound without it.
+/// When the walk stops there, the frame pointer is looked for in the words above the stack
+/// pointer: a word that points higher up the stack, followed by a return address into code, is a
+/// saved frame pointer and its return address; the candidate whose walk goes furthest is kept.
+pub(crate) fn stack(tid: u32, at: Blocked, copy: &mut StackCopy, out: &mut [u64; MAX_FRAMES]) -> Option<usize> {
+    let (lo, hi) = sys::mapping_containing(at.sp)?;
+    let bounds = Bounds { lo, hi };
+    copy.forget();
+    let walk = |fp: usize, out: &mut [u64; MAX_FRAMES], copy: &mut StackCopy| {
+        let start = Start { pc: at.pc, sp: at.sp, fp, bounds, skip_below: 0 };
+        crate::cfi::walk_reading(start, &mut out[1..MAX_FRAMES - 1], |a| {
+            usize::try_from(a).ok().and_then(|a| copy.read(a, bounds)).ok_or(())
+        })
+    };
+    let mut best = walk(0, out, copy)?;
+    // A walk stopped by the unknown frame pointer ends as if at the root (a frame pointer of 0
+    // marks the outermost frame): short or truncated, look for it.
+    if best.truncated || best.frames < 4 {
+        let mut other = [0u64; MAX_FRAMES];
+        let mut tries = 0;
+        let mut a = at.sp;
+        while tries < 24 && a < at.sp.saturating_add(SCAN) {
+            let (Some(saved), Some(ret)) = (copy.read(a, bounds), copy.read(a + 8, bounds)) else { break };
+            let chained = saved == 0 || (saved as usize > a && (saved as usize) < bounds.hi);
+            if chained && crate::code::is_code(ret as usize) {
+                tries += 1;
+                if let Some(w) = walk(a, &mut other, copy)
+                    && w.frames > best.frames
+                {
+                    best = w;
+                    out[1..1 + w.frames].copy_from_slice(&other[1..1 + w.frames]);
+                    if !w.truncated {
+                        break;
+                    }
+                }
+            }
+            a += 8;
+        }
+    }
+    out[0] = at.pc as u64;
+    let mut n = 1 + best.frames;
+    if best.truncated {
+        out[n] = crate::format::TRUNCATED_FRAME;
+        n += 1;
+    }
+    // Still in the same call at the same place: the copy is the stack it was blocked on.
+    (blocked_at(tid) == Some(at)).then_some(n)
+}
+
+/// How far above the stack pointer a saved frame pointer is looked for.
+const SCAN: usize = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_syscall_file_says_where_a_blocked_thread_is() {
+        let blocked = b"230 0x1 0x0 0x7ffc1 0x0 0x0 0x0 0x7f00aa10 0x7f0012345\n";
+        assert_eq!(parse(blocked), Some(Blocked { nr: 230, sp: 0x7f00aa10, pc: 0x7f0012345 }));
+        assert_eq!(parse(b"running\n"), None);
+        assert_eq!(parse(b"-1 0x7f00aa10 0x7f0012345\n"), None);
+        assert_eq!(parse(b""), None);
+    }
+
+    #[test]
+    fn a_sleeping_threads_stack_is_taken_without_a_signal() {
+        crate::cfi::load();
+        crate::code::load();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sleeper = std::thread::spawn(move || {
+            tx.send(sys::gettid()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        });
+        let tid = rx.recv().unwrap();
+        let at = (0..200)
+            .find_map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                blocked_at(tid)
+            })
+            .expect("the sleeping thread is seen blocked");
+        let mut copy = Box::new(StackCopy::new());
+        let mut out = [0u64; MAX_FRAMES];
+        let n = stack(tid, at, &mut copy, &mut out).expect("its stack");
+        sleeper.join().unwrap();
+        // The sleep's frames and the test's above them: every one a return address into code.
+        assert!(n >= 5, "{:x?}", &out[..n]);
+        assert!(out[1..n].iter().filter(|&&a| a != crate::format::TRUNCATED_FRAME).all(|&a| crate::code::is_code(a as usize)));
+    }
+}
