@@ -45,8 +45,8 @@ pub use format::AllocMode;
 mod linux;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 use linux::{
-    agent, alloc, cfi, code, contention, continuous, remote, sampler, signals, sys, table, thread, timer, tls, wall,
-    writer,
+    agent, alloc, cfi, code, contention, continuous, remote, sampler, signals, sys, table, thread, timer,
+    tls, wall, writer,
 };
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub use linux::{alloc::Allocator, env, unwind};

@@ -71,7 +71,8 @@ fn parse(text: &[u8]) -> Option<Blocked> {
     if nr < 0 {
         return None;
     }
-    let hex = |f: &[u8]| usize::from_str_radix(core::str::from_utf8(f).ok()?.trim_start_matches("0x"), 16).ok();
+    let hex =
+        |f: &[u8]| usize::from_str_radix(core::str::from_utf8(f).ok()?.trim_start_matches("0x"), 16).ok();
     let rest: [&[u8]; 8] = core::array::from_fn(|_| fields.next().unwrap_or(b""));
     Some(Blocked { nr, sp: hex(rest[6])?, pc: hex(rest[7])? })
 }
@@ -139,7 +140,12 @@ impl StackCopy {
 /// When the walk stops there, the frame pointer is looked for in the words above the stack
 /// pointer: a word that points higher up the stack, followed by a return address into code, is a
 /// saved frame pointer and its return address; the candidate whose walk goes furthest is kept.
-pub(crate) fn stack(tid: u32, at: Blocked, copy: &mut StackCopy, out: &mut [u64; MAX_FRAMES]) -> Option<usize> {
+pub(crate) fn stack(
+    tid: u32,
+    at: Blocked,
+    copy: &mut StackCopy,
+    out: &mut [u64; MAX_FRAMES],
+) -> Option<usize> {
     let (lo, hi) = sys::mapping_containing(at.sp)?;
     let bounds = Bounds { lo, hi };
     copy.forget();
@@ -222,6 +228,11 @@ mod tests {
         sleeper.join().unwrap();
         // The sleep's frames and the test's above them: every one a return address into code.
         assert!(n >= 5, "{:x?}", &out[..n]);
-        assert!(out[1..n].iter().filter(|&&a| a != crate::format::TRUNCATED_FRAME).all(|&a| crate::code::is_code(a as usize)));
+        assert!(
+            out[1..n]
+                .iter()
+                .filter(|&&a| a != crate::format::TRUNCATED_FRAME)
+                .all(|&a| crate::code::is_code(a as usize))
+        );
     }
 }

@@ -117,7 +117,9 @@ pub fn is_ours(info: &libc::siginfo_t) -> bool {
         // `RLIMIT_SIGPENDING`), which only the agent's timers can cause here; a `kill` from a
         // process carries its pid.
         // SAFETY: a user signal's siginfo carries `si_pid`.
-        libc::SI_USER => (unsafe { info.si_pid() }) == 0 && crate::timer::clock() != crate::format::ClockKind::Off,
+        libc::SI_USER => {
+            (unsafe { info.si_pid() }) == 0 && crate::timer::clock() != crate::format::ClockKind::Off
+        }
         _ => false,
     }
 }

@@ -282,6 +282,11 @@ impl Mapping {
         if ptr == libc::MAP_FAILED { None } else { Some(Self { ptr: ptr.cast(), len }) }
     }
 
+    /// The start of the mapping.
+    pub(crate) fn ptr_mut(&self) -> *mut u8 {
+        self.ptr
+    }
+
     /// Length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len

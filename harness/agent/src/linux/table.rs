@@ -94,26 +94,32 @@ pub(crate) struct Store {
 unsafe impl Sync for Store {}
 
 /// The process-wide store.
-pub(crate) static STORE: Store = Store {
-    lock: AtomicBool::new(false),
-    ready: AtomicBool::new(false),
-    seq: AtomicU64::new(0),
-    tracked: AtomicUsize::new(0),
-    live: AtomicUsize::new(0),
-    stacks_dropped: AtomicU64::new(0),
-    live_dropped: AtomicU64::new(0),
-    inner: UnsafeCell::new(Tables {
-        stacks: core::ptr::null_mut(),
-        arena: core::ptr::null_mut(),
-        arena_used: 0,
-        stacks_used: 0,
-        dropped: [0.0; 4],
-        dropped_base: [0.0; 2],
-        dropped_waits: [0.0; 2],
-        live: core::ptr::null_mut(),
-        live_used: 0,
-    }),
-};
+pub(crate) static STORE: Store = Store::new();
+
+impl Store {
+    const fn new() -> Store {
+        Store {
+            lock: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            seq: AtomicU64::new(0),
+            tracked: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            stacks_dropped: AtomicU64::new(0),
+            live_dropped: AtomicU64::new(0),
+            inner: UnsafeCell::new(Tables {
+                stacks: core::ptr::null_mut(),
+                arena: core::ptr::null_mut(),
+                arena_used: 0,
+                stacks_used: 0,
+                dropped: [0.0; 4],
+                dropped_base: [0.0; 2],
+                dropped_waits: [0.0; 2],
+                live: core::ptr::null_mut(),
+                live_used: 0,
+            }),
+        }
+    }
+}
 
 fn hash_frames(frames: &[u64]) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ frames.len() as u64;
@@ -318,7 +324,7 @@ impl Store {
         let mut i = h as usize % STACKS;
         loop {
             // SAFETY: `i < STACKS`, the stack table is mapped.
-            let e = unsafe { &mut *t.stacks.add(i) };
+            let e = unsafe { &*t.stacks.add(i) };
             if e.hash == 0 {
                 break;
             }
@@ -327,18 +333,11 @@ impl Store {
             }
             i = (i + 1) % STACKS;
         }
-        if t.stacks_used * 4 >= STACKS * 3 || t.arena_used + frames.len() > ARENA_FRAMES {
+        let id = insert_new(t, h, frames);
+        if id == DROPPED_STACK {
             self.stacks_dropped.fetch_add(1, Ordering::Relaxed);
-            return DROPPED_STACK;
         }
-        // SAFETY: the arena has room for `frames` (checked above).
-        unsafe { core::ptr::copy_nonoverlapping(frames.as_ptr(), t.arena.add(t.arena_used), frames.len()) };
-        // SAFETY: `i < STACKS`.
-        let e = unsafe { &mut *t.stacks.add(i) };
-        (e.hash, e.offset, e.nframes) = (h, t.arena_used as u32, frames.len() as u32);
-        t.arena_used += frames.len();
-        t.stacks_used += 1;
-        i as u32
+        id
     }
 
     /// Whether `ptr` may be tracked: false when nothing is, or when the counting filter has no
@@ -426,6 +425,10 @@ impl Store {
     /// Begins a window of the continuous mode: allocations and waits counted from now on are the
     /// window's, while live allocations (and their stacks) stay tracked across windows. A no-op when the
     /// tables are not mapped; false if the lock could not be taken.
+    ///
+    /// A service runs for weeks and keeps reaching new code: once the stack table or its arena is
+    /// half full, the stacks that no live allocation holds (they carry nothing into the new window)
+    /// are dropped, so that new stacks always find room ([`compact`]).
     pub(crate) fn mark_window(&self) -> bool {
         if !self.ready.load(Ordering::Acquire) {
             return true;
@@ -433,6 +436,9 @@ impl Store {
         let Some(g) = self.lock(1_000_000) else { return false };
         // SAFETY: lock held.
         let t = unsafe { &mut *g.0.inner.get() };
+        if t.stacks_used * 2 >= STACKS || t.arena_used * 2 >= ARENA_FRAMES {
+            compact(t);
+        }
         t.dropped_base = [t.dropped[0], t.dropped[1]];
         t.dropped_waits = [0.0; 2];
         for i in 0..STACKS {
@@ -480,6 +486,85 @@ impl Store {
     }
 }
 
+/// Rebuilds the stack table and its arena with only the stacks that live allocations hold (see
+/// [`Store::mark_window`]), and points the live entries at their stacks' new places. Lock held.
+/// Allocates nothing from the heap: the old tables are copied aside into temporary mappings.
+fn compact(t: &mut Tables) {
+    let stacks_len = STACKS * core::mem::size_of::<StackEntry>();
+    let (Some(old_stacks), Some(old_arena), Some(remap)) = (
+        Mapping::new(stacks_len),
+        Mapping::new(t.arena_used.max(1) * 8),
+        Mapping::new(STACKS * core::mem::size_of::<u32>()),
+    ) else {
+        return;
+    };
+    let (old_stacks_ptr, old_arena_ptr, remap_ptr) = (
+        old_stacks.ptr_mut().cast::<StackEntry>(),
+        old_arena.ptr_mut().cast::<u64>(),
+        remap.ptr_mut().cast::<u32>(),
+    );
+    // SAFETY: both copies have room for what they receive; the tables are mapped and the lock
+    // is held, so nothing else reads or writes them meanwhile.
+    unsafe {
+        core::ptr::copy_nonoverlapping(t.stacks, old_stacks_ptr, STACKS);
+        core::ptr::copy_nonoverlapping(t.arena, old_arena_ptr, t.arena_used);
+        for (ptr, len) in [(t.stacks.cast::<u8>(), stacks_len), (t.arena.cast::<u8>(), ARENA_FRAMES * 8)] {
+            if libc::madvise(ptr.cast(), len, libc::MADV_DONTNEED) != 0 {
+                core::ptr::write_bytes(ptr, 0, len);
+            }
+        }
+    }
+    (t.stacks_used, t.arena_used) = (0, 0);
+    for i in 0..STACKS {
+        // SAFETY: `i < STACKS`, inside the copy.
+        let old = unsafe { &*old_stacks_ptr.add(i) };
+        let mut to = DROPPED_STACK;
+        if old.hash != 0 && (old.inuse_count > 0.0 || old.inuse_bytes > 0.0) {
+            // SAFETY: the frames the old entry pointed to, inside the arena's copy.
+            let frames = unsafe {
+                core::slice::from_raw_parts(old_arena_ptr.add(old.offset as usize), old.nframes as usize)
+            };
+            to = insert_new(t, old.hash, frames);
+            if let Some(e) = stack_entry(t, to) {
+                (e.count, e.bytes, e.inuse_count, e.inuse_bytes) =
+                    (old.count, old.bytes, old.inuse_count, old.inuse_bytes);
+                (e.base_count, e.base_bytes) = (old.count, old.bytes);
+            }
+        }
+        // SAFETY: `i < STACKS`, inside the map.
+        unsafe { *remap_ptr.add(i) = to };
+    }
+    for i in 0..LIVE {
+        // SAFETY: `i < LIVE`, the live table is mapped.
+        let e = unsafe { &mut *t.live.add(i) };
+        if e.ptr.load(Ordering::Relaxed) != 0 && e.stack != DROPPED_STACK {
+            // SAFETY: live entries hold stack ids below `STACKS` (or the dropped bucket).
+            e.stack = unsafe { *remap_ptr.add(e.stack as usize) };
+        }
+    }
+}
+
+/// Inserts a stack known not to be in the (freshly cleared) table; its id, or
+/// [`DROPPED_STACK`] if there is no room.
+fn insert_new(t: &mut Tables, hash: u64, frames: &[u64]) -> u32 {
+    if t.stacks_used * 4 >= STACKS * 3 || t.arena_used + frames.len() > ARENA_FRAMES {
+        return DROPPED_STACK;
+    }
+    let mut i = hash as usize % STACKS;
+    // SAFETY: `i < STACKS`; the table is not full (checked above), so an empty entry exists.
+    while unsafe { (*t.stacks.add(i)).hash } != 0 {
+        i = (i + 1) % STACKS;
+    }
+    // SAFETY: the arena has room for `frames` (checked above).
+    unsafe { core::ptr::copy_nonoverlapping(frames.as_ptr(), t.arena.add(t.arena_used), frames.len()) };
+    // SAFETY: `i < STACKS`.
+    let e = unsafe { &mut *t.stacks.add(i) };
+    (e.hash, e.offset, e.nframes) = (hash, t.arena_used as u32, frames.len() as u32);
+    t.arena_used += frames.len();
+    t.stacks_used += 1;
+    i as u32
+}
+
 fn stack_entry(t: &mut Tables, stack: u32) -> Option<&mut StackEntry> {
     // SAFETY: stack ids other than `DROPPED_STACK` are indices below `STACKS`.
     (stack != DROPPED_STACK).then(|| unsafe { &mut *t.stacks.add(stack as usize) })
@@ -523,6 +608,39 @@ fn remove_shift(t: &mut Tables, mut hole: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression test: a service that made more distinct stacks over its life than the table
+    /// holds, and freed their allocations, then allocated from a new site: that site was merged
+    /// into the frameless "dropped" bucket forever. Windows now drop the stacks no live
+    /// allocation holds.
+    #[test]
+    fn stacks_without_live_allocations_make_room_at_a_window() {
+        let store = Box::leak(Box::new(Store::new()));
+        assert!(store.init());
+        let frames = |k: u64| [0x1000 + k, 0x2000, 0x3000];
+        // More stacks than the table holds, each with a live pointer; one stays allocated.
+        for k in 0..(STACKS as u64 + 1000) {
+            store.record(&frames(k), 1.0, 64.0, 0x10_0000 + 16 * k as usize);
+        }
+        assert!(store.stacks_dropped.load(Ordering::Relaxed) > 0, "the table filled up");
+        for k in 1..(STACKS as u64 + 1000) {
+            store.forget(0x10_0000 + 16 * k as usize);
+        }
+        assert!(store.mark_window());
+        store.record(&[0xdead, 0xbeef], 1.0, 4096.0, 0x90_0000);
+        let mut seen = Vec::new();
+        assert!(store.for_each_stack(|s| seen.push((s.frames.to_vec(), s.counts))));
+        let new = seen.iter().find(|(f, _)| f == &[0xdead, 0xbeef]).expect("the new stack has its own entry");
+        assert_eq!(new.1, [1, 4096, 1, 4096]);
+        // The stack still holding a live allocation kept its in-use figures, and the pointer its
+        // stack: freeing it empties that stack.
+        let kept = seen.iter().find(|(f, _)| f == &frames(0)).expect("the live allocation's stack stays");
+        assert_eq!(kept.1[2..], [1, 64]);
+        store.forget(0x10_0000);
+        let mut after = Vec::new();
+        assert!(store.for_each_stack(|s| after.push((s.frames.to_vec(), s.counts))));
+        assert!(after.iter().all(|(f, c)| f != &frames(0) || c[2..] == [0, 0]), "{after:?}");
+    }
 
     #[test]
     fn hashes_distinguish_order_and_length() {

@@ -176,7 +176,9 @@ pub(super) fn spawn_with<T>(spawn: impl FnOnce(Stdio, Stdio) -> io::Result<T>) -
 impl Channel {
     /// The socket, if its descriptor is still it (the program did not close it).
     fn socket(&self) -> Option<&UnixStream> {
-        self.stream.as_ref().filter(|s| self.identity.is_some() && sys::identity(s.as_raw_fd()) == self.identity)
+        self.stream
+            .as_ref()
+            .filter(|s| self.identity.is_some() && sys::identity(s.as_raw_fd()) == self.identity)
     }
 
     /// Sends `line` whole; false if the uploader is gone (or the channel closed).
