@@ -11,8 +11,10 @@
 //! - its stack is read with `process_vm_readv` on the process itself (a read of memory that is
 //!   gone fails with `EFAULT` instead of a fault), a few pages at a time into a buffer of the
 //!   caller's, and walked with the unwind tables as the signal handler would;
-//! - the file is read again after the walk: if the thread moved meanwhile (another call, another
-//!   stack pointer) the stack may be torn, and it is discarded.
+//! - the pages nearest the call are copied at once, and the file read again right after: if the
+//!   thread moved meanwhile (another call, another stack pointer) the copy may be torn, and the
+//!   thread is signalled instead. Frames further up, read later if the walk gets there, change
+//!   only when the thread returns that far.
 //!
 //! A thread that runs, or is stopped outside a system call, is signalled as before: it is not in
 //! a call that a handler could cut short.
@@ -86,6 +88,8 @@ pub(crate) struct StackCopy {
 
 const PAGE: usize = 4096;
 const PAGES: usize = 12;
+/// Pages copied at once, right after the thread was seen blocked.
+const PREFETCH: usize = 4;
 
 impl StackCopy {
     /// An empty copy (48 KiB: keep it off small stacks, e.g. in a `static` or a thread's frame
@@ -97,6 +101,32 @@ impl StackCopy {
     fn forget(&mut self) {
         self.at = [usize::MAX; PAGES];
         self.next = 0;
+    }
+
+    /// Copies the first [`PREFETCH`] pages of the stack from `sp` up, in one system call: the
+    /// frames nearest the blocked call, which change first when the thread wakes up. False if
+    /// they could not be read.
+    fn prefetch(&mut self, sp: usize, bounds: Bounds) -> bool {
+        self.forget();
+        let first = sp & !(PAGE - 1);
+        let pages = ((bounds.hi - first) / PAGE).clamp(1, PREFETCH);
+        let mut local = [libc::iovec { iov_base: core::ptr::null_mut(), iov_len: 0 }; PREFETCH];
+        for (i, l) in local.iter_mut().enumerate().take(pages) {
+            *l = libc::iovec { iov_base: self.pages[i].as_mut_ptr().cast(), iov_len: PAGE };
+        }
+        let remote = libc::iovec { iov_base: first as *mut libc::c_void, iov_len: pages * PAGE };
+        // SAFETY: copies `pages` pages of this process's memory into our buffers; memory that is
+        // not mapped makes the call fail (or stop short), it is never touched directly.
+        let n =
+            unsafe { libc::process_vm_readv(libc::getpid(), local.as_ptr(), pages as u64, &remote, 1, 0) };
+        if n < PAGE as isize {
+            return false;
+        }
+        for i in 0..(n as usize / PAGE) {
+            self.at[i] = first + i * PAGE;
+        }
+        self.next = n as usize / PAGE;
+        true
     }
 
     /// The word at `addr` (8-aligned, inside `bounds`), copied from the process's memory.
@@ -140,15 +170,28 @@ impl StackCopy {
 /// When the walk stops there, the frame pointer is looked for in the words above the stack
 /// pointer: a word that points higher up the stack, followed by a return address into code, is a
 /// saved frame pointer and its return address; the candidate whose walk goes furthest is kept.
+///
+/// `known`: the thread's stack bounds if the caller has them (the mapping that holds the stack
+/// pointer is looked up in `/proc/self/maps` otherwise, and returned for next time).
 pub(crate) fn stack(
     tid: u32,
     at: Blocked,
+    known: Option<Bounds>,
     copy: &mut StackCopy,
     out: &mut [u64; MAX_FRAMES],
-) -> Option<usize> {
-    let (lo, hi) = sys::mapping_containing(at.sp)?;
-    let bounds = Bounds { lo, hi };
-    copy.forget();
+) -> Option<(usize, Bounds)> {
+    let bounds = match known.filter(|b| b.contains(at.sp)) {
+        Some(b) => b,
+        None => {
+            let (lo, hi) = sys::mapping_containing(at.sp)?;
+            Bounds { lo, hi }
+        }
+    };
+    // The pages nearest the call, copied at once, then the thread checked to be still blocked
+    // there: what the walk reads first is the stack it was blocked on.
+    if !copy.prefetch(at.sp, bounds) || blocked_at(tid) != Some(at) {
+        return None;
+    }
     let walk = |fp: usize, out: &mut [u64; MAX_FRAMES], copy: &mut StackCopy| {
         let start = Start { pc: at.pc, sp: at.sp, fp, bounds, skip_below: 0 };
         crate::cfi::walk_reading(start, &mut out[1..MAX_FRAMES - 1], |a| {
@@ -186,8 +229,7 @@ pub(crate) fn stack(
         out[n] = crate::format::TRUNCATED_FRAME;
         n += 1;
     }
-    // Still in the same call at the same place: the copy is the stack it was blocked on.
-    (blocked_at(tid) == Some(at)).then_some(n)
+    Some((n, bounds))
 }
 
 /// How far above the stack pointer a saved frame pointer is looked for.
@@ -224,7 +266,7 @@ mod tests {
             .expect("the sleeping thread is seen blocked");
         let mut copy = Box::new(StackCopy::new());
         let mut out = [0u64; MAX_FRAMES];
-        let n = stack(tid, at, &mut copy, &mut out).expect("its stack");
+        let (n, _) = stack(tid, at, None, &mut copy, &mut out).expect("its stack");
         sleeper.join().unwrap();
         // The sleep's frames and the test's above them: every one a return address into code.
         assert!(n >= 5, "{:x?}", &out[..n]);

@@ -60,6 +60,9 @@ struct Slot {
     /// The agent start (`alloc::GENERATION`) into whose file the sampler wrote the thread's name
     /// with a stack it took without a signal (sampler only).
     name_generation: AtomicU32,
+    /// The thread's stack bounds, once the sampler looked them up (0, 0: not yet; sampler only).
+    stack_lo: AtomicU64,
+    stack_hi: AtomicU64,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -72,6 +75,8 @@ const EMPTY: Slot = Slot {
     idle_ns: AtomicU64::new(0),
     seen: AtomicU32::new(0),
     name_generation: AtomicU32::new(0),
+    stack_lo: AtomicU64::new(0),
+    stack_hi: AtomicU64::new(0),
 };
 static TABLE: [Slot; SLOTS] = [EMPTY; SLOTS];
 
@@ -342,9 +347,15 @@ fn visit(
     flush(s, tid);
     // Blocked in a system call since: its stack is taken where it sits, without a signal that
     // would cut the call short (`EINTR`). Only a thread that runs now is signalled.
+    let known = match (s.stack_lo.load(Ordering::Relaxed), s.stack_hi.load(Ordering::Relaxed)) {
+        (_, 0) => None,
+        (lo, hi) => Some(crate::unwind::Bounds { lo: lo as usize, hi: hi as usize }),
+    };
     if let Some(at) = crate::remote::blocked_at(tid)
-        && let Some(n) = crate::remote::stack(tid, at, copy, frames)
+        && let Some((n, bounds)) = crate::remote::stack(tid, at, known, copy, frames)
     {
+        s.stack_lo.store(bounds.lo as u64, Ordering::Relaxed);
+        s.stack_hi.store(bounds.hi as u64, Ordering::Relaxed);
         write_name(s, tid);
         if writer::write_stack(crate::format::KIND_WALL_STACK, tid, Some(elapsed), &frames[..n]) {
             s.has_stack.store(true, Ordering::Release);
@@ -392,6 +403,8 @@ fn reset(s: &Slot, tid: u32) {
     s.idle_ns.store(0, Ordering::Relaxed);
     s.seen.store(0, Ordering::Relaxed);
     s.name_generation.store(0, Ordering::Relaxed);
+    s.stack_lo.store(0, Ordering::Relaxed);
+    s.stack_hi.store(0, Ordering::Relaxed);
     s.tid.store(tid, Ordering::Release);
 }
 
