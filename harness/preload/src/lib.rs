@@ -1,46 +1,33 @@
 //! `LD_PRELOAD` shell around the contprof agent.
 //!
-//! This library owns only what must live in the preloaded object: the constructor that starts
-//! the agent from the `CONTPROF_*` environment, the exported `malloc` family (forwarding to
-//! glibc's `__libc_*` entry points, never to `dlsym`, so it works before anything is
-//! initialised), the exported `pthread_create` whose trampoline registers each new thread, and the
-//! exported `dlopen`, after which the new library's unwind tables are added, and the slow paths
-//! of locking (`syscall` for futex waits, the blocking `pthread_*` lock and condition calls),
-//! timed for the contention profile.
-//! Everything else is in the `contprof` crate.
+//! This library owns only what must live in the preloaded object, the functions it interposes:
+//! the constructor that starts the agent from the `CONTPROF_*` environment; the `malloc` family
+//! (`hooks.rs`, forwarding to glibc's `__libc_*` entry points, never to `dlsym`, so it works
+//! before anything is initialised); `pthread_create`, whose trampoline registers each new thread;
+//! `dlopen` and `dlclose` (the unwinder follows loaded libraries); the signal functions through
+//! which the program shares `SIGPROF` (`signals.rs`); the exec family (the recording is finished
+//! first); `_exit`; and the slow paths of locking (`syscall` for futex waits, the blocking
+//! `pthread_*` lock and condition calls), timed for the contention profile. Everything else is in
+//! the `contprof` crate.
+//!
+//! The library is for glibc on Linux (x86-64 and aarch64); elsewhere it is empty.
 //!
 //! Build it with frame pointers (`-C force-frame-pointers=yes`): the allocation hooks start
 //! their stack walk from their own frame.
+#![cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 
-#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod dl;
-#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod exec;
-#[cfg(all(
-    feature = "alloc-hooks",
-    target_os = "linux",
-    target_env = "gnu",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
+#[cfg(feature = "alloc-hooks")]
 mod header;
-#[cfg(all(
-    feature = "alloc-hooks",
-    target_os = "linux",
-    target_env = "gnu",
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
+#[cfg(feature = "alloc-hooks")]
 mod hooks;
-#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod next;
-#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod signals;
-#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod threads;
-#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod waits;
 
 /// `_exit` and `_Exit` skip `atexit` handlers (dash ends that way): finish the file first.
-#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod exit {
     /// Interposes `_exit`.
     ///
@@ -66,7 +53,6 @@ mod exit {
     }
 }
 
-#[cfg(all(target_os = "linux", target_env = "gnu", any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod init {
     use std::ffi::CStr;
 

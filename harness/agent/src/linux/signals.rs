@@ -116,9 +116,10 @@ pub fn is_ours(info: &libc::siginfo_t) -> bool {
         // No sender: the kernel lost the signal's information (the process is at its
         // `RLIMIT_SIGPENDING`), which only the agent's timers can cause here; a `kill` from a
         // process carries its pid.
-        // SAFETY: a user signal's siginfo carries `si_pid`.
         libc::SI_USER => {
-            (unsafe { info.si_pid() }) == 0 && crate::timer::clock() != crate::format::ClockKind::Off
+            // SAFETY: a user signal's siginfo carries `si_pid`.
+            let pid = unsafe { info.si_pid() };
+            pid == 0 && crate::timer::clock() != crate::format::ClockKind::Off
         }
         _ => false,
     }
@@ -359,7 +360,7 @@ pub(crate) fn blocks_per_proc(tid: u32) -> Option<bool> {
 
 /// The calling thread's mask may have changed (the preload library's `pthread_sigmask`,
 /// `sigprocmask`): its CPU timer is paused while it blocks `SIGPROF`, resumed when it does not,
-/// and [`BLOCKING`] follows.
+/// and the table of threads that block it follows.
 pub fn mask_changed() {
     let blocked = sigprof_blocked();
     let t = crate::thread::current();
