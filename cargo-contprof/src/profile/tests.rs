@@ -423,3 +423,28 @@ fn contention_types_come_last_only_when_waits_were_recorded() {
     // Not recorded: the profile is what it always was.
     assert_eq!(types(&waits(0, &[])), owned(SAMPLE_TYPES));
 }
+
+#[test]
+fn instruction_costs_are_the_agents_where_its_code_runs_or_the_c_runtime_runs_for_it() {
+    use super::build::{Loc, agents_own};
+    let (code, runtime, interposer, agent) = (Loc::Code(1), Loc::Runtime(2), Loc::Interposer(3), Loc::Agent);
+    // The agent's own instructions: its internal code, an interposer's or a twin's own.
+    assert!(agents_own([agent, interposer, code]));
+    assert!(agents_own([interposer, code]));
+    // glibc's allocator under `malloc` (interposer, or a twin) called by the program, or by glibc
+    // for the program (`fopen`): the program's.
+    assert!(!agents_own([runtime, interposer, code]));
+    assert!(!agents_own([runtime, interposer, runtime, code]));
+    // The C runtime run for the agent: `dlsym` from its constructor under the loader, the
+    // agent's own allocations (through its `malloc` interposer).
+    assert!(agents_own([runtime, runtime, agent, runtime]));
+    assert!(agents_own([runtime, interposer, agent, interposer, code]));
+    // The program's code under the agent (a thread's start routine under the trampoline), and the
+    // C runtime it calls.
+    assert!(!agents_own([code, agent, runtime]));
+    assert!(!agents_own([runtime, code, agent]));
+    // Startup in the loader, or a cost without a call path: the program's.
+    assert!(!agents_own([runtime, runtime]));
+    assert!(!agents_own([runtime]));
+    assert!(!agents_own([]));
+}
