@@ -10,7 +10,9 @@ use super::writer::ProfileWriter;
 use super::{
     CALLS_TYPE, CONTENTION_TYPES, INSTRUCTIONS_TYPE, SAMPLE_TYPES, THREADS_TYPE, WALL_TYPE, sample_index,
 };
-use crate::symbolize::{AGENT_FRAME, AddressKind, AgentCode, ProcessMaps, Symbolizer};
+use crate::symbolize::{
+    AGENT_FRAME, AddressKind, AgentCode, ProcessMaps, SYSTEM_CALL_INTERPOSERS, Symbolizer,
+};
 
 /// Where the CPU time that scales CPU samples came from (see [`BuildOptions`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +77,9 @@ pub(super) enum Loc {
     /// whoever calls it, the agent included: the location.
     Runtime(u64),
     /// An interposer of the agent library standing in for the C library's function of its name
-    /// ([`AgentCode::Interposer`]): the location.
-    Interposer(u64),
+    /// ([`AgentCode::Interposer`]): the location, and whether it makes a system call for its
+    /// caller in its own frame ([`SYSTEM_CALL_INTERPOSERS`]).
+    Interposer(u64, bool),
     /// The agent's own code.
     Agent,
 }
@@ -86,7 +89,7 @@ impl Loc {
     fn code(self) -> Option<u64> {
         match self {
             Loc::Code(l) | Loc::Runtime(l) => Some(l),
-            Loc::Interposer(_) | Loc::Agent => None,
+            Loc::Interposer(..) | Loc::Agent => None,
         }
     }
 }
@@ -101,7 +104,7 @@ impl Loc {
 pub(super) fn agents_own(locs: impl IntoIterator<Item = Loc>) -> bool {
     let mut locs = locs.into_iter();
     match locs.next() {
-        Some(Loc::Agent | Loc::Interposer(_)) => return true,
+        Some(Loc::Agent | Loc::Interposer(..)) => return true,
         Some(Loc::Code(_)) | None => return false,
         Some(Loc::Runtime(_)) => {}
     }
@@ -109,7 +112,7 @@ pub(super) fn agents_own(locs: impl IntoIterator<Item = Loc>) -> bool {
         match loc {
             Loc::Agent => return true,
             Loc::Code(_) => return false,
-            Loc::Runtime(_) | Loc::Interposer(_) => {}
+            Loc::Runtime(_) | Loc::Interposer(..) => {}
         }
     }
     false
@@ -170,7 +173,10 @@ impl Symbols<'_> {
             let l = w.location(mapping_id, s.lookup_address, lines);
             let runtime = s.mapping.is_some_and(|i| self.maps.entries[i].is_c_runtime());
             match s.agent {
-                AgentCode::Interposer => Loc::Interposer(l),
+                AgentCode::Interposer => Loc::Interposer(
+                    l,
+                    frames.last().is_some_and(|f| SYSTEM_CALL_INTERPOSERS.contains(&f.system_name.as_str())),
+                ),
                 _ if runtime => Loc::Runtime(l),
                 _ => Loc::Code(l),
             }
@@ -181,10 +187,12 @@ impl Symbols<'_> {
 
     /// Location ids of a stack, leaf first. The agent's frames leave allocation and wait stacks
     /// (they start where the workload called it). In CPU, wall and thread stacks an interposer
-    /// is named as the function it stands for where the thread is in it (a system call made on
-    /// the caller's behalf) and left out where it forwarded to the C library's function, whose
-    /// frames stand for it: the stack reads as it would without the agent. A run of the agent's
-    /// own frames, its cost, becomes one [`AGENT_FRAME`].
+    /// is named as the function it stands for where the thread is in it or in the agent's code
+    /// it called, and left out where it forwarded to the C library's function, whose frames
+    /// stand for it: the stack reads as it would without the agent, except for its cost. A run of
+    /// the agent's own frames, its cost, becomes one [`AGENT_FRAME`]; so does an interposer's own
+    /// code (the interposer's name then follows it, as its caller), unless it is a system call
+    /// made for the caller ([`SYSTEM_CALL_INTERPOSERS`]): the program's.
     fn stack(&mut self, w: &mut ProfileWriter, frames: &[u64], kind: StackKind) -> Vec<u64> {
         let mut out = Vec::with_capacity(frames.len());
         let mut in_agent_run = false;
@@ -199,8 +207,13 @@ impl Symbols<'_> {
             let loc = self.cached_location(w, addr, ak, false);
             match loc {
                 Loc::Code(l) | Loc::Runtime(l) => out.push(l),
-                Loc::Interposer(l) if kind == StackKind::Cpu && !callee_is_code => out.push(l),
-                Loc::Interposer(_) => {}
+                Loc::Interposer(l, system_call) if kind == StackKind::Cpu && !callee_is_code => {
+                    if i == 0 && !system_call {
+                        out.push(w.pseudo_location(AGENT_FRAME));
+                    }
+                    out.push(l)
+                }
+                Loc::Interposer(..) => {}
                 Loc::Agent if kind == StackKind::Cpu && !in_agent_run => {
                     out.push(w.pseudo_location(AGENT_FRAME))
                 }
