@@ -3,6 +3,7 @@
 //!
 //! One test binary (`cargo test --test e2e`); helpers in `util`.
 
+mod agent_cost;
 mod compare;
 mod contention;
 mod errors;

@@ -13,20 +13,30 @@ calls per second; 60 rounds instead of the 7 of real_crates.sh) and pulldown-cma
 (tests/measure/real/pulldown-cmark.rs, 80 rounds instead of 14). Each is run under the preload library directly, in every
 configuration below, the configurations interleaved round by round so that drift falls on all of
 them alike. The figure is the CPU time the kernel charged to the process (user + system, from
-wait4), as the median over the rounds, and its ratio to the runs without the agent.
+wait4), as the median over the rounds, and its ratio to the runs without the agent. Next to it,
+for the configurations that sample CPU: the share of CPU that the profiles of those same runs give
+`[contprof agent]` (its total: the agent's own code and what it calls; the raw files are imported
+into a temporary store, exported as pprof and read with `go tool pprof -top`, all rounds merged).
+The profile can only show what the agent's own instructions cost while the CPU timer runs; the
+ratio also holds the cost it cannot see (the timer's signals, the start and the end). The load
+average is printed before and after each workload: timings mean little above ~1.5 on 2 cores.
 
 Configurations (the environment `cargo contprof run` gives a workload, and the production agent's
 between-window state):
   none          no agent
   defaults      CONTPROF_FREQUENCY=250, sampled allocations every 512 KiB (run's defaults)
-  alloc-off     CONTPROF_FREQUENCY=250, CONTPROF_ALLOC=off
-  cpu999-off    CONTPROF_FREQUENCY=999, CONTPROF_ALLOC=off
+  alloc-off     CONTPROF_FREQUENCY=250, CONTPROF_ALLOC=off, the lean build (no allocation hooks:
+                what `run` preloads when allocations are off, `agent path --no-alloc`)
+  off-full      the same with the full build (its hooks forward every call: `agent path` with
+                CONTPROF_ALLOC=off)
+  cpu999-off    CONTPROF_FREQUENCY=999, CONTPROF_ALLOC=off, the lean build
   sampled-only  CONTPROF_FREQUENCY=0, sampled allocations (the hooks' own cost, no CPU timer)
   exact         CONTPROF_FREQUENCY=0, CONTPROF_ALLOC=exact (every allocation recorded)
 """
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -43,10 +53,13 @@ CONFIGS = {
     "none": None,
     "defaults": {"CONTPROF_FREQUENCY": "250"},
     "alloc-off": {"CONTPROF_FREQUENCY": "250", "CONTPROF_ALLOC": "off"},
+    "off-full": {"CONTPROF_FREQUENCY": "250", "CONTPROF_ALLOC": "off"},
     "cpu999-off": {"CONTPROF_FREQUENCY": "999", "CONTPROF_ALLOC": "off"},
     "sampled-only": {"CONTPROF_FREQUENCY": "0"},
     "exact": {"CONTPROF_FREQUENCY": "0", "CONTPROF_ALLOC": "exact"},
 }
+# Preloaded with the lean build (the others with the full one).
+LEAN = {"alloc-off", "cpu999-off"}
 
 
 def build(work: Path) -> dict:
@@ -97,6 +110,32 @@ def cpu_of(cmd, env) -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def agent_share(tool: str, raws: list, work: Path) -> str:
+    """The share of CPU the profiles of `raws` give `[contprof agent]` (its total, `cum`)."""
+    store, out = work / "store", work / "export"
+    imported = subprocess.run([tool, "contprof", "import", "--store", str(store), "--group", "share", *raws],
+                              capture_output=True, text=True)
+    m = re.search(r"as run (\S+)", imported.stdout + imported.stderr)
+    if imported.returncode != 0 or not m:
+        return f"import failed: {imported.stderr.strip()[-200:]}"
+    subprocess.run([tool, "contprof", "export", m.group(1), str(out), "--store", str(store)],
+                   check=True, capture_output=True)
+    files = sorted(str(f) for f in out.glob("*.pb.gz"))
+    top = subprocess.run(["go", "tool", "pprof", "-top", "-sample_index=cpu", "-nodecount=100000", *files],
+                         capture_output=True, text=True)
+    if top.returncode != 0:
+        return f"go tool pprof failed: {top.stderr.strip()[-200:]}"
+    for line in top.stdout.splitlines():
+        cols = line.split()
+        if line.rstrip().endswith("[contprof agent]") and len(cols) >= 6:
+            return cols[4]
+    return "0%"
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tool", required=True, help="the cargo-contprof binary (its embedded agent is measured)")
@@ -110,23 +149,33 @@ def main():
     bins = build(work)
     lib = subprocess.run([args.tool, "contprof", "agent", "path", "--dir", str(work / "agent")],
                          check=True, capture_output=True, text=True).stdout.strip()
+    lean = subprocess.run([args.tool, "contprof", "agent", "path", "--no-alloc", "--dir", str(work / "agent")],
+                          check=True, capture_output=True, text=True).stdout.strip()
     configs = args.configs.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.workloads.split(","):
+            print(f"{key}: load average before {load()}")
             times = {c: [] for c in configs}
-            for _ in range(args.rounds):
+            raws = {c: [] for c in configs}
+            for r in range(args.rounds):
                 for c in configs:
                     env = {}
                     if CONFIGS[c] is not None:
-                        env = {"LD_PRELOAD": lib, "CONTPROF_OUTPUT": f"{tmp}/{c}.raw", **CONFIGS[c]}
+                        raw = f"{tmp}/{key}-{c}-{r}.raw"
+                        raws[c].append(raw)
+                        chosen = lean if c in LEAN else lib
+                        env = {"LD_PRELOAD": chosen, "CONTPROF_OUTPUT": raw, **CONFIGS[c]}
                     times[c].append(cpu_of([str(bins[key])], env))
             base = statistics.median(times["none"]) if "none" in times else None
-            print(f"{key}: CPU user+system, median of {args.rounds} interleaved rounds")
+            print(f"{key}: CPU user+system, median of {args.rounds} interleaved rounds; load average after {load()}")
+            print(f"  {'':13} {'CPU':>9}  {'ratio':>7}   {'[contprof agent] in the profiles':>32}   range")
             for c in configs:
                 med = statistics.median(times[c])
                 ratio = f"{med / base:.3f}x" if base else "-"
                 spread = f"{min(times[c]):.3f}..{max(times[c]):.3f}"
-                print(f"  {c:13} {med:7.3f} s  {ratio:>7}   (range {spread})")
+                samples_cpu = CONFIGS[c] is not None and CONFIGS[c].get("CONTPROF_FREQUENCY") != "0"
+                share = agent_share(args.tool, raws[c], Path(tmp) / f"{key}-{c}") if samples_cpu else "-"
+                print(f"  {c:13} {med:7.3f} s  {ratio:>7}   {share:>32}   ({spread})")
             sys.stdout.flush()
 
 

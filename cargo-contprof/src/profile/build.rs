@@ -10,7 +10,9 @@ use super::writer::ProfileWriter;
 use super::{
     CALLS_TYPE, CONTENTION_TYPES, INSTRUCTIONS_TYPE, SAMPLE_TYPES, THREADS_TYPE, WALL_TYPE, sample_index,
 };
-use crate::symbolize::{AGENT_FRAME, AddressKind, AgentCode, ProcessMaps, Symbolizer};
+use crate::symbolize::{
+    AGENT_FRAME, AddressKind, AgentCode, ProcessMaps, SYSTEM_CALL_INTERPOSERS, Symbolizer,
+};
 
 /// Where the CPU time that scales CPU samples came from (see [`BuildOptions`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +70,16 @@ struct Symbols<'a> {
 
 /// What one address of a stack is.
 #[derive(Clone, Copy)]
-enum Loc {
-    /// Code outside the agent: the location.
+pub(super) enum Loc {
+    /// Code outside the agent and the C runtime: the location.
     Code(u64),
+    /// The C runtime's code ([`crate::symbolize::MapEntry::is_c_runtime`]), which runs for
+    /// whoever calls it, the agent included: the location.
+    Runtime(u64),
     /// An interposer of the agent library standing in for the C library's function of its name
-    /// ([`AgentCode::Interposer`]): the location.
-    Interposer(u64),
+    /// ([`AgentCode::Interposer`]): the location, and whether it makes a system call for its
+    /// caller in its own frame ([`SYSTEM_CALL_INTERPOSERS`]).
+    Interposer(u64, bool),
     /// The agent's own code.
     Agent,
 }
@@ -82,10 +88,34 @@ impl Loc {
     /// The location of code outside the agent.
     fn code(self) -> Option<u64> {
         match self {
-            Loc::Code(l) => Some(l),
-            Loc::Interposer(_) | Loc::Agent => None,
+            Loc::Code(l) | Loc::Runtime(l) => Some(l),
+            Loc::Interposer(..) | Loc::Agent => None,
         }
     }
+}
+
+/// Whether a cost at the addresses `locs` (the leaf, then its callers) is the agent's own: the
+/// agent's code is the leaf (its internal code, or an interposer's or a recording twin's own
+/// instructions), or the C runtime runs there for the agent (called by its internal code,
+/// through the C runtime and interposers only: `dlsym` from the constructor, the agent's own
+/// `malloc`). Code reached through an interposer from the program (glibc's allocator under
+/// `malloc`) and the program's code under the agent (a thread's start routine, called by the
+/// agent's trampoline) are the program's.
+pub(super) fn agents_own(locs: impl IntoIterator<Item = Loc>) -> bool {
+    let mut locs = locs.into_iter();
+    match locs.next() {
+        Some(Loc::Agent | Loc::Interposer(..)) => return true,
+        Some(Loc::Code(_)) | None => return false,
+        Some(Loc::Runtime(_)) => {}
+    }
+    for loc in locs {
+        match loc {
+            Loc::Agent => return true,
+            Loc::Code(_) => return false,
+            Loc::Runtime(_) | Loc::Interposer(..) => {}
+        }
+    }
+    false
 }
 
 impl Symbols<'_> {
@@ -112,17 +142,6 @@ impl Symbols<'_> {
         let id = w.mapping(m);
         self.mapping_ids.insert(index, id);
         id
-    }
-
-    /// The location of `addr` outside the agent; `None` in the agent, interposers included.
-    fn location(&mut self, w: &mut ProfileWriter, addr: u64, kind: AddressKind) -> Option<u64> {
-        self.cached_location(w, addr, kind, false).code()
-    }
-
-    /// The location of a function entry, called there: its outermost frame only (the function
-    /// called, not what was inlined into its first instruction). `None` in the agent.
-    fn entry_location(&mut self, w: &mut ProfileWriter, addr: u64) -> Option<u64> {
-        self.cached_location(w, addr, AddressKind::Exact, true).code()
     }
 
     /// What `addr` is, with every frame there or with the outermost only.
@@ -152,7 +171,15 @@ impl Symbols<'_> {
                 })
                 .collect();
             let l = w.location(mapping_id, s.lookup_address, lines);
-            if s.agent == AgentCode::Interposer { Loc::Interposer(l) } else { Loc::Code(l) }
+            let runtime = s.mapping.is_some_and(|i| self.maps.entries[i].is_c_runtime());
+            match s.agent {
+                AgentCode::Interposer => Loc::Interposer(
+                    l,
+                    frames.last().is_some_and(|f| SYSTEM_CALL_INTERPOSERS.contains(&f.system_name.as_str())),
+                ),
+                _ if runtime => Loc::Runtime(l),
+                _ => Loc::Code(l),
+            }
         };
         self.locations.insert((addr, kind, outermost), loc);
         loc
@@ -160,10 +187,12 @@ impl Symbols<'_> {
 
     /// Location ids of a stack, leaf first. The agent's frames leave allocation and wait stacks
     /// (they start where the workload called it). In CPU, wall and thread stacks an interposer
-    /// is named as the function it stands for where the thread is in it (a system call made on
-    /// the caller's behalf) and left out where it forwarded to the C library's function, whose
-    /// frames stand for it: the stack reads as it would without the agent. A run of the agent's
-    /// own frames, its cost, becomes one [`AGENT_FRAME`].
+    /// is named as the function it stands for where the thread is in it or in the agent's code
+    /// it called, and left out where it forwarded to the C library's function, whose frames
+    /// stand for it: the stack reads as it would without the agent, except for its cost. A run of
+    /// the agent's own frames, its cost, becomes one [`AGENT_FRAME`]; so does an interposer's own
+    /// code (the interposer's name then follows it, as its caller), unless it is a system call
+    /// made for the caller ([`SYSTEM_CALL_INTERPOSERS`]): the program's.
     fn stack(&mut self, w: &mut ProfileWriter, frames: &[u64], kind: StackKind) -> Vec<u64> {
         let mut out = Vec::with_capacity(frames.len());
         let mut in_agent_run = false;
@@ -177,16 +206,21 @@ impl Symbols<'_> {
             let ak = if i == 0 && kind == StackKind::Cpu { AddressKind::Exact } else { AddressKind::Return };
             let loc = self.cached_location(w, addr, ak, false);
             match loc {
-                Loc::Code(l) => out.push(l),
-                Loc::Interposer(l) if kind == StackKind::Cpu && !callee_is_code => out.push(l),
-                Loc::Interposer(_) => {}
+                Loc::Code(l) | Loc::Runtime(l) => out.push(l),
+                Loc::Interposer(l, system_call) if kind == StackKind::Cpu && !callee_is_code => {
+                    if i == 0 && !system_call {
+                        out.push(w.pseudo_location(AGENT_FRAME));
+                    }
+                    out.push(l)
+                }
+                Loc::Interposer(..) => {}
                 Loc::Agent if kind == StackKind::Cpu && !in_agent_run => {
                     out.push(w.pseudo_location(AGENT_FRAME))
                 }
                 Loc::Agent => {}
             }
             in_agent_run = matches!(loc, Loc::Agent);
-            callee_is_code = matches!(loc, Loc::Code(_));
+            callee_is_code = matches!(loc, Loc::Code(_) | Loc::Runtime(_));
         }
         out
     }
@@ -535,8 +569,15 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
 /// its call graph turned into stacks
 /// ([`crate::callgrind::synthesize`]). Every frame is an instruction address (the counted
 /// instruction, then the call instructions of its callers), so each is symbolized as exact,
-/// inlined frames included; the agent's own frames (its allocator hooks forwarding to libc) are
-/// dropped, which charges their few instructions to the caller.
+/// inlined frames included.
+///
+/// The agent's own instructions are left out, from the stacks and so from the total: those of its
+/// library (interposers, recording twins, its internal code) and those the C runtime runs for it
+/// (see [`agents_own`]); its bookkeeping is not even counted (`--toggle-collect`, see
+/// [`contprof::env::CALLGRIND_UNCOUNTED`]). The program's instructions under its interposers
+/// (glibc's allocator under `malloc`) stay, charged to the program's caller: the interposer's frame
+/// is dropped from the stack. The program's total is then what callgrind counts without the agent
+/// but for the allocator's work on the headers of recorded blocks (see the README).
 fn add_instructions(
     w: &mut ProfileWriter,
     sym: &mut Symbols<'_>,
@@ -561,33 +602,43 @@ fn add_instructions(
     let counts = crate::callgrind::synthesize(&relocated, &Default::default());
     let (i_instructions, i_calls) = (values.len() - 2, values.len() - 1);
     let instructions = counts.stacks.iter().map(|s| (s, i_instructions));
+    let (mut total, mut detached, mut agent) = (0u64, 0u64, 0u64);
+    let mut locs = Vec::new();
     for (s, index) in instructions.chain(counts.calls.iter().map(|s| (s, i_calls))) {
-        let mut stack = Vec::with_capacity(s.frames.len() + 1);
-        if index == i_calls {
-            // A call's leaf is the function called, which is not in the stack if it is the agent.
-            let Some(entry) = sym.entry_location(w, s.frames[0]) else { continue };
-            stack.push(entry);
-        } else if let Some(leaf) = sym.location(w, s.frames[0], AddressKind::Exact) {
-            stack.push(leaf);
+        locs.clear();
+        // A call's leaf is the function called: its entry, outermost frame only.
+        let outermost = index == i_calls;
+        locs.push(sym.cached_location(w, s.frames[0], AddressKind::Exact, outermost));
+        locs.extend(s.frames[1..].iter().map(|&a| sym.cached_location(w, a, AddressKind::Exact, false)));
+        if agents_own(locs.iter().copied()) {
+            if index == i_instructions {
+                agent = agent.saturating_add(s.value);
+            }
+            continue;
         }
-        stack.extend(s.frames[1..].iter().filter_map(|&a| sym.location(w, a, AddressKind::Exact)));
+        let mut stack: Vec<u64> = locs.iter().filter_map(|l| l.code()).collect();
         if s.detached {
             stack.push(w.pseudo_location(DETACHED_FRAME));
         }
-        if stack.is_empty() {
-            continue;
+        if index == i_instructions {
+            total = total.saturating_add(s.value);
+            if s.detached {
+                detached = detached.saturating_add(s.value);
+            }
         }
         values.fill(0);
         values[index] = to_i64(s.value);
         w.sample(stack, values, Vec::new());
     }
-    w.comment(&format!("engine: instructions (valgrind callgrind), {} instructions", counts.total));
-    if counts.total > 0 && counts.detached_cost * 100 > counts.total {
+    w.comment(&format!(
+        "engine: instructions (valgrind callgrind), {total} instructions; the agent's own {agent} left out"
+    ));
+    if total > 0 && detached * 100 > total {
         warnings.push(format!(
             "{:.1}% of the instructions have no call path above their function (`{DETACHED_FRAME}`): \
              callgrind records a call graph, not stacks; self counts are exact, totals of their callers \
              are lower by that much",
-            counts.detached_cost as f64 * 100.0 / counts.total as f64
+            detached as f64 * 100.0 / total as f64
         ));
     }
 }

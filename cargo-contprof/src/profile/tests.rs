@@ -218,12 +218,15 @@ fn interposers_stand_for_the_c_functions_and_only_the_agents_own_code_is_hidden(
     w.cpu_sample(3, &[syscall + 8, hot[0], hot[1]]);
     // In the C library's function the interposer forwarded to (`cold` plays it).
     w.cpu_sample(3, &[cold[0], malloc + 8, hot[1]]);
+    // In the interposer's own code (the agent's, unlike the system call above), and its twin's.
+    w.cpu_sample(3, &[malloc + 4, hot[0], hot[1]]);
+    w.cpu_sample(3, &[twin + 4, hot[1]]);
     // The agent's own work, called from an interposer.
     w.cpu_sample(3, &[internal + 4, malloc + 8, hot[1]]);
     // The same through the recording twin, which stands for `malloc` too.
     w.cpu_sample(3, &[internal + 4, twin + 8, hot[0], hot[1]]);
     w.cpu_sample(3, &[cold[0], twin + 8, hot[0], hot[1]]);
-    w.end(end(5_000_000));
+    w.end(end(7_000_000));
     let raw = RawFile::parse(w.bytes()).expect("raw");
     let p = build(&raw, &BuildOptions::default()).profile;
     let names = |s: &Sample| -> Vec<String> {
@@ -246,6 +249,8 @@ fn interposers_stand_for_the_c_functions_and_only_the_agents_own_code_is_hidden(
         stacks,
         [
             vec![AGENT_FRAME, "malloc", "profile_probe_hot", "profile_probe_main"],
+            vec![AGENT_FRAME, "malloc", "profile_probe_hot", "profile_probe_main"],
+            vec![AGENT_FRAME, "malloc", "profile_probe_main"],
             vec![AGENT_FRAME, "malloc", "profile_probe_main"],
             vec!["profile_probe_cold", "profile_probe_hot", "profile_probe_main"],
             vec!["profile_probe_cold", "profile_probe_main"],
@@ -422,4 +427,30 @@ fn contention_types_come_last_only_when_waits_were_recorded() {
     assert_eq!(types(&waits(10_000, &[])), owned(&want));
     // Not recorded: the profile is what it always was.
     assert_eq!(types(&waits(0, &[])), owned(SAMPLE_TYPES));
+}
+
+#[test]
+fn instruction_costs_are_the_agents_where_its_code_runs_or_the_c_runtime_runs_for_it() {
+    use super::build::{Loc, agents_own};
+    let (code, runtime, interposer, agent) =
+        (Loc::Code(1), Loc::Runtime(2), Loc::Interposer(3, false), Loc::Agent);
+    // The agent's own instructions: its internal code, an interposer's or a twin's own.
+    assert!(agents_own([agent, interposer, code]));
+    assert!(agents_own([interposer, code]));
+    // glibc's allocator under `malloc` (interposer, or a twin) called by the program, or by glibc
+    // for the program (`fopen`): the program's.
+    assert!(!agents_own([runtime, interposer, code]));
+    assert!(!agents_own([runtime, interposer, runtime, code]));
+    // The C runtime run for the agent: `dlsym` from its constructor under the loader, the
+    // agent's own allocations (through its `malloc` interposer).
+    assert!(agents_own([runtime, runtime, agent, runtime]));
+    assert!(agents_own([runtime, interposer, agent, interposer, code]));
+    // The program's code under the agent (a thread's start routine under the trampoline), and the
+    // C runtime it calls.
+    assert!(!agents_own([code, agent, runtime]));
+    assert!(!agents_own([runtime, code, agent]));
+    // Startup in the loader, or a cost without a call path: the program's.
+    assert!(!agents_own([runtime, runtime]));
+    assert!(!agents_own([runtime]));
+    assert!(!agents_own([]));
 }

@@ -223,6 +223,25 @@ mod tests {
         assert!(!seen[0].2.exists() && !seen[1].2.exists());
     }
 
+    /// `--toggle-collect` matches callgrind's names: a function renamed or inlined away in the
+    /// agent would silently be counted as the program's again.
+    #[test]
+    fn every_uncounted_function_is_a_function_of_the_agent_library() {
+        use object::{Object, ObjectSymbol};
+        let dir = tempfile::tempdir().unwrap();
+        let lib = crate::runner::agent::install(dir.path()).unwrap();
+        let bytes = std::fs::read(&lib).unwrap();
+        let obj = object::File::parse(&*bytes).unwrap();
+        let functions: std::collections::HashSet<String> = obj
+            .symbols()
+            .filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 0)
+            .filter_map(|s| s.name().ok().map(crate::symbolize::demangle))
+            .collect();
+        for f in contprof::env::CALLGRIND_UNCOUNTED {
+            assert!(functions.contains(*f), "{f} is not a function of {}", lib.display());
+        }
+    }
+
     #[test]
     fn collection_starts_on_after_the_toggles_and_the_program_comes_last() {
         let a = arguments(Path::new("/bin/w"), &["x".into()], Path::new("/o/run-1.raw"));

@@ -29,6 +29,26 @@ impl MapEntry {
     pub fn short_name(&self) -> &str {
         self.path.rsplit('/').next().unwrap_or(&self.path)
     }
+
+    /// Whether the mapping is the C runtime: the C library (with the parts older glibc ships as
+    /// libraries of their own), the dynamic loader, the kernel's vDSO. The agent's own work calls
+    /// into these and nothing else (`dlsym`, `write`, `mmap`, `clock_gettime`), so code there runs
+    /// for whoever called it; any other object's code is the program's.
+    pub fn is_c_runtime(&self) -> bool {
+        const RUNTIME: &[&str] = &[
+            "libc.so",
+            "libc-",
+            "ld-linux",
+            "ld64.so",
+            "libpthread",
+            "libdl.so",
+            "libdl-",
+            "librt.so",
+            "librt-",
+        ];
+        let name = self.short_name();
+        self.path == "[vdso]" || RUNTIME.iter().any(|r| name.starts_with(r))
+    }
 }
 
 /// The memory map of the profiled process.
@@ -100,5 +120,31 @@ garbage line
         assert!(!m.find(0x7fff00000000).unwrap().1.is_file());
         assert!(m.find(0x55d0c0b00000).is_none());
         assert!(m.find(0x10).is_none());
+    }
+
+    #[test]
+    fn the_c_runtime_is_libc_the_loader_and_the_vdso() {
+        let entry = |path: &str| MapEntry {
+            start: 0,
+            limit: 1,
+            file_offset: 0,
+            executable: true,
+            path: path.to_owned(),
+            deleted: false,
+        };
+        for runtime in [
+            "/usr/lib/x86_64-linux-gnu/libc.so.6",
+            "/lib/x86_64-linux-gnu/libc-2.31.so",
+            "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+            "/lib/x86_64-linux-gnu/libpthread.so.0",
+            "[vdso]",
+        ] {
+            assert!(entry(runtime).is_c_runtime(), "{runtime}");
+        }
+        for program in
+            ["/usr/bin/my prog", "/usr/lib/libcrypto.so.3", "/opt/libcontprof_preload-1.so", "[heap]", ""]
+        {
+            assert!(!entry(program).is_c_runtime(), "{program}");
+        }
     }
 }

@@ -30,6 +30,12 @@ pub use maps::{MapEntry, ProcessMaps};
 /// Name given to the frames of the profiling agent itself when they end a CPU stack.
 pub const AGENT_FRAME: &str = "[contprof agent]";
 
+/// The interposers that make a system call for their caller in their own frame (`syscall`
+/// executes the instruction itself): CPU time there is the system call's, the caller's. CPU time
+/// in the own code of any other interposer (or recording twin) is the agent's: it runs a few
+/// instructions and hands the call on to the C library.
+pub const SYSTEM_CALL_INTERPOSERS: &[&str] = &["syscall"];
+
 /// Name of code in anonymous memory, generated at run time.
 pub const GENERATED_CODE: &str = "[generated code]";
 
