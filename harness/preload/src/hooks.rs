@@ -14,11 +14,16 @@
 //!
 //! `free`, `realloc` and `malloc_usable_size` of a pointer without a header (all of them until
 //! an allocation is recorded, then all but the recorded ones) forward after one load of the word
-//! in front of the pointer.
+//! in front of the pointer. The exact mode, which records every allocation, puts no header (it
+//! would move every pointer and change glibc's paths): its pointers are tracked in the agent's
+//! table, which `free` then consults (behind a counting filter).
 
 use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, Ordering};
 
-use contprof::preload::alloc::{decide, enter, forget, free_marks_frame, hooks, leave, record, skip_sampled};
+use contprof::preload::alloc::{
+    EXACT, decide, enter, forget, free_marks_frame, hooks, leave, may_be_tracked, record, skip_sampled,
+};
 use contprof::preload::caller;
 
 use crate::header::{self, OFFSET};
@@ -38,6 +43,19 @@ type UsableSize = unsafe extern "C" fn(*mut c_void) -> usize;
 
 /// glibc's `malloc_usable_size`.
 pub(crate) static USABLE_SIZE: Next = Next::new(c"malloc_usable_size");
+
+/// Whether the exact mode recorded a pointer without a header (see [`tracked_plain`]); sticky.
+static PLAIN: AtomicBool = AtomicBool::new(false);
+
+/// Whether `ptr`, which has no header, may be a pointer the exact mode recorded. The exact mode
+/// records every allocation, so it leaves them as glibc made them (a header would move every
+/// pointer off its alignment and change glibc's paths and the counts the instructions engine
+/// reads) and tracks them in the agent's table, behind its counting filter. False at once in a
+/// process that never recorded in the exact mode.
+#[inline(always)]
+fn tracked_plain(ptr: *mut c_void) -> bool {
+    PLAIN.load(Ordering::Relaxed) && may_be_tracked(ptr.cast())
+}
 
 /// glibc's usable size of a block it allocated (0 when unknown).
 fn usable_size(block: *mut c_void) -> usize {
@@ -104,7 +122,7 @@ allocation! {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     let h = hooks();
-    if !header::is_recorded(ptr) && (h == 0 || skip_sampled(h, size)) {
+    if !header::is_recorded(ptr) && !tracked_plain(ptr) && (h == 0 || skip_sampled(h, size)) {
         // SAFETY: forwarded.
         return unsafe { __libc_realloc(ptr, size) };
     }
@@ -152,7 +170,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// The contract of `free(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    if !header::is_recorded(ptr) && !free_marks_frame() {
+    if !header::is_recorded(ptr) && !tracked_plain(ptr) && !free_marks_frame() {
         // SAFETY: forwarded.
         return unsafe { __libc_free(ptr) };
     }
@@ -195,6 +213,16 @@ mod recording {
             leave(h);
             return p;
         };
+        if h & EXACT != 0 {
+            enter(h, fp);
+            let p = real(size);
+            leave(h);
+            if !p.is_null() {
+                PLAIN.store(true, Ordering::Relaxed);
+                record(recorded, p.cast(), fp);
+            }
+            return p;
+        }
         let Some(total) = header::with_header(size, offset) else {
             set_enomem();
             return core::ptr::null_mut();
@@ -295,13 +323,23 @@ mod recording {
             }
             return p;
         }
-        let Some(recorded) = (size > 0).then(|| decide(h, size)).flatten() else {
+        if tracked_plain(ptr) {
+            // Before the call: once freed, the address may be handed to another thread.
+            forget(ptr.cast());
+        }
+        let recorded = (size > 0).then(|| decide(h, size)).flatten();
+        if recorded.is_none() || h & EXACT != 0 {
             enter(h, fp);
             // SAFETY: forwarded.
             let p = unsafe { __libc_realloc(ptr, size) };
             leave(h);
+            if let (Some(r), false) = (recorded, p.is_null()) {
+                PLAIN.store(true, Ordering::Relaxed);
+                record(r, p.cast(), fp);
+            }
             return p;
-        };
+        }
+        let Some(recorded) = recorded else { return core::ptr::null_mut() };
         // A plain block whose new size is recorded: moved behind a header, as `realloc` may move.
         let Some(total) = header::with_header(size, OFFSET) else {
             set_enomem();
@@ -342,6 +380,8 @@ mod recording {
                 block = header::block(ptr).0;
                 header::clear(ptr);
             }
+        } else if tracked_plain(ptr) {
+            forget(ptr.cast());
         }
         enter(h, fp);
         // SAFETY: forwarded: the program's block, or the whole of a recorded one.
