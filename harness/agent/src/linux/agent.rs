@@ -124,7 +124,9 @@ fn start_inner(opts: &Options, resume: bool) -> Result<(), Error> {
     // A window keeps the tables (and the live allocations tracked between windows) when the heap
     // in use is profiled; otherwise each window starts from empty tables.
     let keep = opts.window && BETWEEN_WINDOWS.load(Ordering::Relaxed) != 0 && STORE.is_ready();
-    let tables = || if keep { STORE.mark_window() } else { STORE.init() };
+    let live_cap =
+        if opts.alloc == AllocMode::Exact { crate::table::LIVE_EXACT } else { crate::table::LIVE_SAMPLED };
+    let tables = || if keep { STORE.mark_window() } else { STORE.init(live_cap) };
     if !resume && (opts.alloc != AllocMode::Off || opts.contention_rate_ns > 0) && !tables() {
         return Err(Error::MapTables { source: std::io::Error::last_os_error() });
     }
@@ -333,7 +335,7 @@ pub(crate) fn begin_continuous(alloc_interval: u64, unwind_tables: bool) -> Resu
         crate::cfi::load();
     }
     if alloc_interval > 0 {
-        if !STORE.init() {
+        if !STORE.init(crate::table::LIVE_SAMPLED) {
             return Err(Error::MapTables { source: std::io::Error::last_os_error() });
         }
         BETWEEN_WINDOWS.store(alloc_interval, Ordering::Relaxed);

@@ -19,7 +19,14 @@ use crate::sys::Mapping;
 
 const STACKS: usize = 1 << 16;
 const ARENA_FRAMES: usize = 1 << 22;
+/// Live pointers the table can hold: mapped in full once, used up to [`Store::init`]'s capacity.
 const LIVE: usize = 1 << 20;
+/// The live table's capacity in the exact mode, which tracks every live allocation.
+pub(crate) const LIVE_EXACT: usize = LIVE;
+/// The capacity in the sampled modes, which track about one live pointer per sampling interval of
+/// heap (48 Ki pointers at 3/4: 24 GiB of heap at the default 512 KiB): a small table keeps the
+/// probes of `record` and `forget` in the caches.
+pub(crate) const LIVE_SAMPLED: usize = 1 << 16;
 /// Index of the bucket that collects stacks that did not fit.
 pub(crate) const DROPPED_STACK: u32 = u32::MAX;
 
@@ -81,6 +88,8 @@ pub(crate) struct Store {
     seq: AtomicU64,
     /// Live pointers tracked (frees skip the probe when 0).
     tracked: AtomicUsize,
+    /// The live table's capacity in use (a power of two, at most [`LIVE`]).
+    live_cap: AtomicUsize,
     live: AtomicUsize,
     /// Stacks merged into the dropped bucket.
     pub(crate) stacks_dropped: AtomicU64,
@@ -103,6 +112,7 @@ impl Store {
             ready: AtomicBool::new(false),
             seq: AtomicU64::new(0),
             tracked: AtomicUsize::new(0),
+            live_cap: AtomicUsize::new(LIVE_SAMPLED),
             live: AtomicUsize::new(0),
             stacks_dropped: AtomicU64::new(0),
             live_dropped: AtomicU64::new(0),
@@ -174,8 +184,10 @@ impl Drop for Guard<'_> {
 }
 
 impl Store {
-    /// Maps the tables (once; later calls clear them). Not for concurrent use with recording.
-    pub(crate) fn init(&self) -> bool {
+    /// Maps the tables (once; later calls clear them) and sets the live table's capacity
+    /// ([`LIVE_EXACT`] or [`LIVE_SAMPLED`]). Not for concurrent use with recording.
+    pub(crate) fn init(&self, live_cap: usize) -> bool {
+        self.live_cap.store(live_cap.next_power_of_two().clamp(1024, LIVE), Ordering::Release);
         if !self.ready.load(Ordering::Acquire) {
             let (Some(s), Some(a), Some(l)) = (
                 Mapping::new(STACKS * core::mem::size_of::<StackEntry>()),
@@ -267,13 +279,14 @@ impl Store {
         if ptr == 0 {
             return;
         }
-        if t.live_used * 4 >= LIVE * 3 {
+        let cap = self.live_cap.load(Ordering::Relaxed);
+        if t.live_used * 4 >= cap * 3 {
             self.live_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let mut i = hash_ptr(ptr) % LIVE;
+        let mut i = hash_ptr(ptr) & (cap - 1);
         loop {
-            // SAFETY: `i < LIVE`, the live table is mapped.
+            // SAFETY: `i < cap <= LIVE`, the live table is mapped.
             let e = unsafe { &mut *t.live.add(i) };
             if e.ptr.load(Ordering::Relaxed) == 0 {
                 (e.stack, e.count, e.bytes) = (stack, count, bytes);
@@ -281,7 +294,7 @@ impl Store {
                 e.ptr.store(ptr, Ordering::Release);
                 break;
             }
-            i = (i + 1) % LIVE;
+            i = (i + 1) & (cap - 1);
         }
         t.live_used += 1;
         self.tracked.fetch_add(1, Ordering::Release);
@@ -356,14 +369,15 @@ impl Store {
         let Some(g) = self.lock(u32::MAX) else { return };
         // SAFETY: lock held.
         let t = unsafe { &mut *g.0.inner.get() };
-        let mut i = hash_ptr(ptr) % LIVE;
+        let cap = self.live_cap.load(Ordering::Relaxed);
+        let mut i = hash_ptr(ptr) & (cap - 1);
         loop {
-            // SAFETY: `i < LIVE`.
+            // SAFETY: `i < cap <= LIVE`.
             let e = unsafe { &mut *t.live.add(i) };
             match e.ptr.load(Ordering::Relaxed) {
                 0 => return,
                 p if p == ptr => break,
-                _ => i = (i + 1) % LIVE,
+                _ => i = (i + 1) & (cap - 1),
             }
         }
         // SAFETY: `i < LIVE`.
@@ -382,7 +396,7 @@ impl Store {
             }
         }
         self.seq.fetch_add(1, Ordering::AcqRel);
-        remove_shift(t, i);
+        remove_shift(t, i, cap);
         self.seq.fetch_add(1, Ordering::Release);
         filter_remove(ptr);
         t.live_used -= 1;
@@ -402,9 +416,10 @@ impl Store {
         if before % 2 == 1 {
             return true;
         }
-        let mut i = hash_ptr(ptr) % LIVE;
+        let cap = self.live_cap.load(Ordering::Acquire);
+        let mut i = hash_ptr(ptr) & (cap - 1);
         let found = loop {
-            // SAFETY: `i < LIVE` and the table stays mapped for the process; `ptr` is atomic.
+            // SAFETY: `i < cap <= LIVE` and the table stays mapped for the process; `ptr` is atomic.
             let p = unsafe { (*live.add(i)).ptr.load(Ordering::Acquire) };
             if p == ptr {
                 break true;
@@ -412,7 +427,7 @@ impl Store {
             if p == 0 {
                 break false;
             }
-            i = (i + 1) % LIVE;
+            i = (i + 1) & (cap - 1);
         };
         found || self.seq.load(Ordering::Acquire) != before
     }
@@ -535,7 +550,7 @@ fn compact(t: &mut Tables) {
         unsafe { *remap_ptr.add(i) = to };
     }
     for i in 0..LIVE {
-        // SAFETY: `i < LIVE`, the live table is mapped.
+        // SAFETY: `i < LIVE`, the live table is mapped (entries past the capacity in use are empty).
         let e = unsafe { &mut *t.live.add(i) };
         if e.ptr.load(Ordering::Relaxed) != 0 && e.stack != DROPPED_STACK {
             // SAFETY: live entries hold stack ids below `STACKS` (or the dropped bucket).
@@ -576,12 +591,13 @@ fn arena(t: &Tables, offset: u32, n: u32) -> &[u64] {
     unsafe { core::slice::from_raw_parts(t.arena.add(offset as usize), n as usize) }
 }
 
-/// Backward-shift deletion for linear probing: keeps every chain unbroken without tombstones.
-fn remove_shift(t: &mut Tables, mut hole: usize) {
+/// Backward-shift deletion for linear probing (in a table of `cap` entries): keeps every chain
+/// unbroken without tombstones.
+fn remove_shift(t: &mut Tables, mut hole: usize, cap: usize) {
     let mut j = hole;
     loop {
-        j = (j + 1) % LIVE;
-        // SAFETY: `j < LIVE`.
+        j = (j + 1) & (cap - 1);
+        // SAFETY: `j < cap <= LIVE`.
         let (p, stack, count, bytes) = unsafe {
             let e = &*t.live.add(j);
             (e.ptr.load(Ordering::Relaxed), e.stack, e.count, e.bytes)
@@ -589,7 +605,7 @@ fn remove_shift(t: &mut Tables, mut hole: usize) {
         if p == 0 {
             break;
         }
-        let home = hash_ptr(p) % LIVE;
+        let home = hash_ptr(p) & (cap - 1);
         // Move `j` into the hole unless its home lies cyclically in (hole, j].
         let stays = if hole <= j { hole < home && home <= j } else { hole < home || home <= j };
         if stays {
@@ -616,7 +632,7 @@ mod tests {
     #[test]
     fn stacks_without_live_allocations_make_room_at_a_window() {
         let store = Box::leak(Box::new(Store::new()));
-        assert!(store.init());
+        assert!(store.init(LIVE_SAMPLED));
         let frames = |k: u64| [0x1000 + k, 0x2000, 0x3000];
         // More stacks than the table holds, each with a live pointer; one stays allocated.
         for k in 0..(STACKS as u64 + 1000) {
