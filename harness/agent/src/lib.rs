@@ -66,8 +66,8 @@ pub mod preload {
     /// The allocation hooks' side of the agent (see `alloc`'s module docs).
     pub mod alloc {
         pub use crate::linux::alloc::{
-            EXACT, HOOK_FP, Recorded, SAMPLED, decide, enter, forget, free_marks_frame, hooks, leave,
-            may_be_tracked, on_alloc, record, skip_sampled,
+            EXACT, HOOK_FP, HOOKS_MASK, Recorded, SAMPLED, decide, enter, forget, hooks, leave,
+            may_be_tracked, mirror_hooks, on_alloc, record, skip_sampled,
         };
     }
     pub use crate::linux::contention::{contention_enabled, is_futex_wait, timed_wait};

@@ -1,15 +1,20 @@
 //! The header in front of every allocation the hooks record, which lets `free` tell a recorded
 //! pointer from any other with one load of a word it is about to touch anyway.
 //!
-//! A recorded allocation (sampled, or every allocation in the exact mode) is made
-//! [`OFFSET`] bytes larger (or its alignment larger, for the aligned functions), and the pointer
-//! handed to the program is `base + offset`, preceded by two words: the offset, then a tag,
-//! `pointer ^ TAG`. In front of every pointer glibc returns lies its chunk's size field, a size
-//! below 2^63 with flag bits; the tag has its top bit set (the pointer's is clear on every 64-bit
-//! Linux), so a glibc pointer can never pass for a recorded one, and the check needs no table:
-//! `free` reads the word before the pointer (in the cache line glibc's `free` reads next) and
-//! compares. That is what keeps `free` cheap in a service with a large heap profiled for hours,
-//! where a table of tracked pointers would have to be probed on every `free`.
+//! A recorded allocation (a sampled one) is made [`SLACK`] bytes larger (or, for the aligned
+//! functions, its alignment and size larger), and the pointer handed to the program is
+//! `base + offset`, preceded by two words: the offset, then a tag, `pointer ^ TAG`. In front of
+//! every pointer glibc returns lies its chunk's size field, a size below 2^63 with flag bits; the
+//! tag has its top bit set (the pointer's is clear on every 64-bit Linux), so a glibc pointer can
+//! never pass for a recorded one, and the check needs no table. That is what keeps `free` cheap in
+//! a service with a large heap profiled for hours, where a table of tracked pointers would have to
+//! be probed on every `free`.
+//!
+//! And `free` reads that word for few pointers: the offset puts every recorded pointer at a fixed
+//! place modulo 256 (240 for the plain functions; 0 for the aligned ones, whose blocks are at
+//! least 256-aligned), so a `free` first looks at the pointer's low byte, and reads the word in
+//! front of it only for the 1 in 16 of glibc's pointers that share it (1 in 8 once an aligned
+//! allocation was recorded).
 //!
 //! Every function that takes a pointer from the program must know the header: `free`, `realloc`
 //! (which keeps it: the block is reallocated with its header), `malloc_usable_size`; the
@@ -18,16 +23,21 @@
 //! program and frees itself (`getline`, `fclose`) pass through these functions too.
 
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::flags::{self, USED_ALIGNED, USED_PLAIN};
 
 /// Bytes in front of a recorded pointer at least (the two header words; glibc's alignment).
 pub(crate) const OFFSET: usize = 16;
+/// Bytes added to a plain recorded block: room for the header and for placing the pointer at
+/// [`PLAIN`] modulo 256.
+pub(crate) const SLACK: usize = 256;
+/// Where the program's pointer of a plain recorded block sits, modulo 256.
+const PLAIN: usize = 240;
+/// The alignment (at least) of an aligned recorded block's pointer, which then sits at 0 modulo 256.
+pub(crate) const ALIGNED: usize = 256;
 
 /// XOR-ed with the pointer to make the tag: top bit set (see the module docs), the rest arbitrary.
 const TAG: usize = 0xC0F7_A55E_D0C0_FFEE;
-
-/// Whether a recorded allocation was ever made in this process: until then `free` reads nothing.
-static USED: AtomicBool = AtomicBool::new(false);
 
 /// The tag of `p`.
 #[inline(always)]
@@ -36,12 +46,32 @@ fn tag(p: *mut c_void) -> usize {
 }
 
 /// Whether `p` was allocated with a header. Reads the word before `p` (glibc's chunk size of any
-/// other pointer, which its allocator reads too) only once recorded allocations exist.
+/// other pointer, which its allocator reads too) only when `p` sits where a recorded pointer of a
+/// kind already made would (see the module docs).
 #[inline(always)]
 pub(crate) fn is_recorded(p: *mut c_void) -> bool {
-    // SAFETY: `p` is not null and was returned by this allocator (the caller's contract with
-    // `free` & co.): glibc's chunk header, or our header, lies in the 16 bytes before it.
-    USED.load(Ordering::Relaxed) && !p.is_null() && unsafe { p.cast::<usize>().sub(1).read() } == tag(p)
+    is_recorded_with(p, flags::load())
+}
+
+/// [`is_recorded`] with the flags already read.
+#[inline(always)]
+pub(crate) fn is_recorded_with(p: *mut c_void, flags: u8) -> bool {
+    let kind = match p as usize & 255 {
+        PLAIN => USED_PLAIN,
+        0 => USED_ALIGNED,
+        _ => return false,
+    };
+    // SAFETY: `p` is not null (checked first) and was returned by this allocator (the caller's
+    // contract with `free` & co.): glibc's chunk header, or our header, lies in the 16 bytes
+    // before it.
+    flags & kind != 0 && !p.is_null() && unsafe { p.cast::<usize>().sub(1).read() } == tag(p)
+}
+
+/// The offset that puts the program's pointer of a plain recorded block at `block` where
+/// [`is_recorded`] looks for it: between [`OFFSET`] and [`SLACK`].
+#[inline(always)]
+pub(crate) fn plain_offset(block: *mut c_void) -> usize {
+    OFFSET + (PLAIN.wrapping_sub((block as usize + OFFSET) & 255) & 255)
 }
 
 /// Writes the header of a recorded block allocated at `base` with `offset` bytes in front of the
@@ -49,10 +79,11 @@ pub(crate) fn is_recorded(p: *mut c_void) -> bool {
 ///
 /// # Safety
 /// `base` is a block of at least `offset` bytes plus the program's size; `offset` is at least
-/// [`OFFSET`] and a multiple of 8.
+/// [`OFFSET`], a multiple of 8, and puts the pointer at [`PLAIN`] or 0 modulo 256 (see
+/// [`plain_offset`], [`ALIGNED`]).
 #[inline(always)]
 pub(crate) unsafe fn install(base: *mut c_void, offset: usize) -> *mut c_void {
-    USED.store(true, Ordering::Relaxed);
+    flags::set(if (base as usize + offset) & 255 == PLAIN { USED_PLAIN } else { USED_ALIGNED });
     // SAFETY: inside the block (the caller's contract); the two words lie in its first `offset`
     // bytes, 8-aligned since `base` is.
     unsafe {
@@ -100,19 +131,31 @@ mod tests {
 
     #[test]
     fn a_glibc_pointer_never_reads_as_recorded_and_a_recorded_one_always_does() {
-        let mut memory = [0usize; 8];
+        let mut memory = vec![0u128; 64];
         let base = memory.as_mut_ptr().cast::<c_void>();
-        // SAFETY: 64 bytes, 8-aligned.
-        let p = unsafe { install(base, OFFSET) };
+        let offset = plain_offset(base);
+        assert!((OFFSET..=SLACK).contains(&offset) && offset % 16 == 0);
+        // SAFETY: 1 KiB, 16-aligned.
+        let p = unsafe { install(base, offset) };
+        assert_eq!(p as usize & 255, PLAIN);
         assert!(is_recorded(p));
         // SAFETY: `p` is recorded.
-        assert_eq!(unsafe { block(p) }, (base, OFFSET));
-        // A chunk size in front of a pointer (any value below 2^63) is never a tag.
+        assert_eq!(unsafe { block(p) }, (base, offset));
+        // A chunk size in front of a pointer (any value below 2^63) is never a tag, wherever the
+        // pointer sits.
+        let words = memory.as_mut_ptr().cast::<usize>();
         for size in [0usize, 0x21, 0x411, (1 << 47) | 3, (1 << 62) + 5] {
-            let mut chunk = [0usize, size, 0, 0];
-            let q = chunk[2..].as_mut_ptr().cast::<c_void>();
-            assert!(!is_recorded(q), "{size:#x}");
+            for at in (2..128).step_by(2) {
+                // SAFETY: inside `memory` (128 words).
+                let q = unsafe {
+                    words.add(at - 1).write(size);
+                    words.add(at).cast::<c_void>()
+                };
+                assert!(!is_recorded(q), "{size:#x} at {q:?}");
+            }
         }
+        // SAFETY: `p`'s header was overwritten above: install it again.
+        let p = unsafe { install(base, offset) };
         // SAFETY: recorded.
         unsafe { clear(p) };
         assert!(!is_recorded(p));

@@ -19,14 +19,12 @@
 //! table, which `free` then consults (behind a counting filter).
 
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, Ordering};
 
-use contprof::preload::alloc::{
-    EXACT, decide, enter, forget, free_marks_frame, hooks, leave, may_be_tracked, record, skip_sampled,
-};
+use contprof::preload::alloc::{decide, enter, forget, hooks, leave, may_be_tracked, record, skip_sampled};
 use contprof::preload::caller;
 
-use crate::header::{self, OFFSET};
+use crate::flags::{self, EXACT, HOOK_FP, HOOKS_MASK, PLAIN_TRACKED, USED_ALIGNED, USED_PLAIN};
+use crate::header::{self, ALIGNED, SLACK};
 use crate::next::Next;
 
 unsafe extern "C" {
@@ -44,9 +42,6 @@ type UsableSize = unsafe extern "C" fn(*mut c_void) -> usize;
 /// glibc's `malloc_usable_size`.
 pub(crate) static USABLE_SIZE: Next = Next::new(c"malloc_usable_size");
 
-/// Whether the exact mode recorded a pointer without a header (see [`tracked_plain`]); sticky.
-static PLAIN: AtomicBool = AtomicBool::new(false);
-
 /// Whether `ptr`, which has no header, may be a pointer the exact mode recorded. The exact mode
 /// records every allocation, so it leaves them as glibc made them (a header would move every
 /// pointer off its alignment and change glibc's paths and the counts the instructions engine
@@ -54,7 +49,13 @@ static PLAIN: AtomicBool = AtomicBool::new(false);
 /// process that never recorded in the exact mode.
 #[inline(always)]
 fn tracked_plain(ptr: *mut c_void) -> bool {
-    PLAIN.load(Ordering::Relaxed) && may_be_tracked(ptr.cast())
+    tracked_plain_with(ptr, flags::load())
+}
+
+/// [`tracked_plain`] with the flags already read.
+#[inline(always)]
+fn tracked_plain_with(ptr: *mut c_void, flags: u8) -> bool {
+    flags & PLAIN_TRACKED != 0 && may_be_tracked(ptr.cast())
 }
 
 /// glibc's usable size of a block it allocated (0 when unknown).
@@ -79,7 +80,7 @@ macro_rules! allocation {
         #[doc = concat!("The contract of `", stringify!($name), "(3)`.")]
         #[unsafe(no_mangle)]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
-            let h = hooks();
+            let h = flags::load() & HOOKS_MASK;
             if h == 0 || skip_sampled(h, $size) {
                 // SAFETY: forwarded.
                 return unsafe { $real };
@@ -121,8 +122,9 @@ allocation! {
 /// The contract of `realloc(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-    let h = hooks();
-    if !header::is_recorded(ptr) && !tracked_plain(ptr) && (h == 0 || skip_sampled(h, size)) {
+    let f = flags::load();
+    let h = f & HOOKS_MASK;
+    if !header::is_recorded_with(ptr, f) && !tracked_plain_with(ptr, f) && (h == 0 || skip_sampled(h, size)) {
         // SAFETY: forwarded.
         return unsafe { __libc_realloc(ptr, size) };
     }
@@ -170,7 +172,10 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 /// The contract of `free(3)`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    if !header::is_recorded(ptr) && !tracked_plain(ptr) && !free_marks_frame() {
+    let f = flags::load();
+    if f & (USED_PLAIN | USED_ALIGNED | PLAIN_TRACKED | HOOK_FP) == 0
+        || (!header::is_recorded_with(ptr, f) && !tracked_plain_with(ptr, f) && f & HOOK_FP == 0)
+    {
         // SAFETY: forwarded.
         return unsafe { __libc_free(ptr) };
     }
@@ -197,51 +202,86 @@ pub unsafe extern "C" fn malloc_usable_size(ptr: *mut c_void) -> usize {
 mod recording {
     use super::*;
 
-    /// Allocates a block of `size` program bytes with `real(total)`, behind a header of `offset`
-    /// bytes when `recorded`, in the frame of the twin that read `fp`, and records it.
+    /// Where a recorded block puts the program's part (see `header.rs`).
+    #[derive(Clone, Copy)]
+    enum Place {
+        /// [`SLACK`] bytes more, the pointer placed by `header::plain_offset`.
+        Plain,
+        /// Allocated at an alignment `a` (a power of two, at least [`ALIGNED`]) with `a` bytes
+        /// more, the pointer at `a`.
+        Aligned(usize),
+    }
+
+    impl Place {
+        /// An alignment of `align` (rounded up to a power of two, as glibc does).
+        fn aligned(align: usize) -> Place {
+            Place::Aligned(align.checked_next_power_of_two().unwrap_or(usize::MAX).max(ALIGNED))
+        }
+
+        fn extra(self) -> usize {
+            match self {
+                Place::Plain => SLACK,
+                Place::Aligned(a) => a,
+            }
+        }
+
+        fn offset(self, block: *mut c_void) -> usize {
+            match self {
+                Place::Plain => header::plain_offset(block),
+                Place::Aligned(a) => a,
+            }
+        }
+    }
+
+    /// Allocates a block of `size` program bytes with `real(total)`, placed as `place` says
+    /// behind a header when it is recorded, in the frame of the twin that read `fp`, and records
+    /// it; `real` is told the placement when there is one (the aligned functions then align the
+    /// block as it says). The exact mode, which records every allocation, places nothing (see
+    /// `tracked_plain`).
     #[inline(always)]
     fn allocate(
         h: u8,
         fp: contprof::preload::Caller,
         size: usize,
-        offset: usize,
-        real: impl FnOnce(usize) -> *mut c_void,
+        place: Place,
+        real: impl FnOnce(usize, Option<Place>) -> *mut c_void,
     ) -> *mut c_void {
         let Some(recorded) = decide(h, size) else {
             enter(h, fp);
-            let p = real(size);
+            let p = real(size, None);
             leave(h);
             return p;
         };
         if h & EXACT != 0 {
             enter(h, fp);
-            let p = real(size);
+            let p = real(size, None);
             leave(h);
             if !p.is_null() {
-                PLAIN.store(true, Ordering::Relaxed);
+                flags::set(PLAIN_TRACKED);
                 record(recorded, p.cast(), fp);
             }
             return p;
         }
-        let Some(total) = header::with_header(size, offset) else {
+        let Some(total) = header::with_header(size, place.extra()) else {
             set_enomem();
             return core::ptr::null_mut();
         };
         enter(h, fp);
-        let block = real(total);
+        let block = real(total, Some(place));
         leave(h);
         if block.is_null() {
             return block;
         }
-        // SAFETY: `block` holds `offset` header bytes and `size` program bytes.
-        let p = unsafe { header::install(block, offset) };
+        // SAFETY: `block` holds `place.extra()` bytes more than the program's, which covers the
+        // offset `place` gives.
+        let p = unsafe { header::install(block, place.offset(block)) };
         record(recorded, p.cast(), fp);
         p
     }
 
     /// Defines the twin of an allocation function.
     macro_rules! twin {
-        ($export:literal fn $name:ident ($($arg:ident: $ty:ty),*) size $size:expr, offset $offset:expr, real |$total:ident| $real:expr) => {
+        ($export:literal fn $name:ident ($($arg:ident: $ty:ty),*) size $size:expr, place $place:expr, real |$total:ident, $placed:ident| $real:expr) => {
             /// The recording twin of the interposer of the same name.
             ///
             /// # Safety
@@ -251,33 +291,26 @@ mod recording {
             pub unsafe extern "C" fn $name($($arg: $ty),*) -> *mut c_void {
                 let (h, fp) = (hooks(), caller());
                 // SAFETY: forwarded, with the program's size or the block's.
-                allocate(h, fp, $size, $offset, |$total| unsafe { $real })
+                allocate(h, fp, $size, $place, |$total, $placed| unsafe { $real })
             }
         };
     }
 
-    twin!("__contprof_recording_malloc" fn malloc(size: usize) size size, offset OFFSET, real |n| __libc_malloc(n));
+    twin!("__contprof_recording_malloc" fn malloc(size: usize) size size, place Place::Plain, real |n, _p| __libc_malloc(n));
     twin!("__contprof_recording_calloc" fn calloc(n: usize, size: usize) size n.saturating_mul(size),
-        offset OFFSET, real |t| if t == n.saturating_mul(size) { __libc_calloc(n, size) } else { __libc_calloc(1, t) });
+        place Place::Plain, real |t, placed| if placed.is_none() { __libc_calloc(n, size) } else { __libc_calloc(1, t) });
     twin!("__contprof_recording_memalign" fn memalign(align: usize, size: usize) size size,
-        offset header_offset(align), real |n| __libc_memalign(align, n));
+        place Place::aligned(align), real |n, placed| __libc_memalign(placed.map_or(align, Place::extra), n));
     twin!("__contprof_recording_aligned_alloc" fn aligned_alloc(align: usize, size: usize) size size,
-        offset header_offset(align), real |n| __libc_memalign(align, n));
+        place Place::aligned(align), real |n, placed| __libc_memalign(placed.map_or(align, Place::extra), n));
     twin!("__contprof_recording_valloc" fn valloc(size: usize) size size,
-        offset page_size(), real |n| __libc_valloc(n));
+        place Place::aligned(page_size()), real |n, _p| __libc_valloc(n));
     twin!("__contprof_recording_pvalloc" fn pvalloc(size: usize) size size,
-        offset page_size(), real |n| __libc_pvalloc(n));
-
-    /// The bytes in front of a recorded block of alignment `align`: the header, and the program's
-    /// part still aligned. An alignment that is not a power of two (glibc rounds it up) gets the
-    /// next one.
-    fn header_offset(align: usize) -> usize {
-        align.checked_next_power_of_two().unwrap_or(usize::MAX).max(OFFSET)
-    }
+        place Place::aligned(page_size()), real |n, _p| __libc_pvalloc(n));
 
     fn page_size() -> usize {
         // SAFETY: no preconditions.
-        (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(OFFSET as libc::c_long) as usize
+        (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(ALIGNED as libc::c_long) as usize
     }
 
     /// The twin of `realloc`: a recorded block is reallocated with its header (so it may grow in
@@ -302,22 +335,56 @@ mod recording {
             }
             // SAFETY: recorded.
             let (block, offset) = unsafe { header::block(ptr) };
-            let Some(total) = header::with_header(size, offset) else {
+            let old_size = usable_size(block).saturating_sub(offset);
+            let keep = old_size.min(size);
+            let Some(total) = header::with_header(size, SLACK) else {
                 set_enomem();
                 return core::ptr::null_mut();
             };
             let recorded = decide(h, size);
             forget(ptr.cast());
-            enter(h, fp);
-            // SAFETY: glibc's block, reallocated with the header in front.
-            let moved = unsafe { __libc_realloc(block, total) };
-            leave(h);
-            if moved.is_null() {
-                // The block is intact and still the program's; it is no longer tracked.
-                return moved;
-            }
-            // SAFETY: `moved` holds the header (copied with the block) and `size` bytes.
-            let p = unsafe { header::install(moved, offset) };
+            let p = if offset <= SLACK && ptr as usize & 255 != 0 {
+                // A plain block: reallocated with its header (so it may grow in place, as without
+                // the agent), the program's part moved to where the new block's offset puts it.
+                enter(h, fp);
+                // SAFETY: glibc's block, reallocated with room for the header and the placement.
+                let moved = unsafe { __libc_realloc(block, total) };
+                leave(h);
+                if moved.is_null() {
+                    // The block is intact and still the program's; it is no longer tracked.
+                    return moved;
+                }
+                let placed = header::plain_offset(moved);
+                if placed != offset {
+                    // SAFETY: both ranges lie in the new block (`keep` bytes behind either
+                    // offset, both at most `SLACK`); `copy` handles the overlap.
+                    unsafe {
+                        core::ptr::copy(moved.cast::<u8>().add(offset), moved.cast::<u8>().add(placed), keep)
+                    };
+                }
+                // SAFETY: `moved` holds `placed` bytes in front of `size` program bytes.
+                unsafe { header::install(moved, placed) }
+            } else {
+                // An aligned block: `realloc` keeps no alignment beyond `malloc`'s, so it moves to a
+                // plain recorded block.
+                enter(h, fp);
+                // SAFETY: forwarded.
+                let fresh = unsafe { __libc_malloc(total) };
+                leave(h);
+                if fresh.is_null() {
+                    return fresh;
+                }
+                // SAFETY: `fresh` holds `SLACK` bytes more than `size`, which covers the offset;
+                // `keep` bytes are readable at `ptr` and writable at the new pointer; then the old
+                // block, which `realloc` frees, is freed.
+                unsafe {
+                    let p = header::install(fresh, header::plain_offset(fresh));
+                    core::ptr::copy_nonoverlapping(ptr.cast::<u8>(), p.cast::<u8>(), keep);
+                    header::clear(ptr);
+                    __libc_free(block);
+                    p
+                }
+            };
             if let Some(r) = recorded {
                 record(r, p.cast(), fp);
             }
@@ -334,14 +401,14 @@ mod recording {
             let p = unsafe { __libc_realloc(ptr, size) };
             leave(h);
             if let (Some(r), false) = (recorded, p.is_null()) {
-                PLAIN.store(true, Ordering::Relaxed);
+                flags::set(PLAIN_TRACKED);
                 record(r, p.cast(), fp);
             }
             return p;
         }
         let Some(recorded) = recorded else { return core::ptr::null_mut() };
         // A plain block whose new size is recorded: moved behind a header, as `realloc` may move.
-        let Some(total) = header::with_header(size, OFFSET) else {
+        let Some(total) = header::with_header(size, SLACK) else {
             set_enomem();
             return core::ptr::null_mut();
         };
@@ -352,8 +419,8 @@ mod recording {
         if block.is_null() {
             return block;
         }
-        // SAFETY: `block` holds `OFFSET` header bytes and `size` program bytes.
-        let p = unsafe { header::install(block, OFFSET) };
+        // SAFETY: `block` holds `SLACK` bytes more than `size`, which covers the offset.
+        let p = unsafe { header::install(block, header::plain_offset(block)) };
         let keep = usable_size(ptr).min(size);
         // SAFETY: `keep` bytes are readable at `ptr` and writable at `p`; the blocks are distinct.
         unsafe { core::ptr::copy_nonoverlapping(ptr.cast::<u8>(), p.cast::<u8>(), keep) };

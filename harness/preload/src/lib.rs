@@ -19,6 +19,8 @@
 mod dl;
 mod exec;
 #[cfg(feature = "alloc-hooks")]
+mod flags;
+#[cfg(feature = "alloc-hooks")]
 mod header;
 #[cfg(feature = "alloc-hooks")]
 mod hooks;
@@ -62,6 +64,8 @@ mod init {
         crate::waits::resolve_real_pthread();
         crate::signals::resolve_real();
         crate::exec::resolve_real();
+        #[cfg(feature = "alloc-hooks")]
+        crate::flags::mirror();
         #[cfg(feature = "alloc-hooks")]
         crate::next::resolve_all(&[&crate::hooks::USABLE_SIZE]);
         let mut info: libc::Dl_info = Dl_info_zeroed();

@@ -15,7 +15,7 @@
 //! of a pointer that is not tracked a load and a byte of the counting filter.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 pub use crate::format::AllocMode;
 use crate::format::MAX_FRAMES;
@@ -61,14 +61,20 @@ pub fn hooks() -> u8 {
     HOOKS.load(Ordering::Relaxed)
 }
 
-/// [`HOOK_FP`] on its own, for `free` (which does not read [`HOOKS`]: pointers sampled while
-/// recording must be untracked after recording stopped too, see [`may_be_tracked`]).
-static HOOK_FP_ON: AtomicU8 = AtomicU8::new(0);
+/// A copy of [`HOOKS`] in the low bits ([`HOOKS_MASK`]) of a byte of the preload library's (see
+/// [`mirror_hooks`]); null until it registers one.
+static MIRROR: AtomicPtr<AtomicU8> = AtomicPtr::new(core::ptr::null_mut());
 
-/// Whether `free` must mark its frame ([`HOOK_FP`]).
-#[inline(always)]
-pub fn free_marks_frame() -> bool {
-    HOOK_FP_ON.load(Ordering::Relaxed) != 0
+/// The bits of [`HOOKS`] ([`SAMPLED`], [`EXACT`], [`HOOK_FP`]) in a byte that holds more.
+pub const HOOKS_MASK: u8 = SAMPLED | EXACT | HOOK_FP;
+
+/// Keeps a copy of the hooks' bits in the low bits ([`HOOKS_MASK`]) of `byte`, a static of the
+/// preload library, whose hooks then read their mode and their own flags with one load of their
+/// own static instead of going through the global offset table to this crate's.
+pub fn mirror_hooks(byte: &'static AtomicU8) {
+    byte.fetch_and(!HOOKS_MASK, Ordering::SeqCst);
+    byte.fetch_or(HOOKS.load(Ordering::SeqCst), Ordering::SeqCst);
+    MIRROR.store(byte as *const AtomicU8 as *mut AtomicU8, Ordering::Release);
 }
 
 /// Marks the calling thread as inside the interposed function `caller` when `hooks` has
@@ -108,8 +114,12 @@ pub(crate) fn set_mode(mode: AllocMode, mean: u64, register_lazily: bool, hook_f
         AllocMode::Exact => EXACT,
     };
     let fp = if hook_fp && bits != 0 { HOOK_FP } else { 0 };
-    HOOK_FP_ON.store(fp, Ordering::Relaxed);
     HOOKS.store(bits | fp, Ordering::SeqCst);
+    // SAFETY: a registered mirror is a `'static` byte (see `mirror_hooks`).
+    if let Some(m) = unsafe { MIRROR.load(Ordering::Acquire).as_ref() } {
+        m.fetch_and(!HOOKS_MASK, Ordering::SeqCst);
+        m.fetch_or(bits | fp, Ordering::SeqCst);
+    }
 }
 
 /// The fast path of a hook in the sampled mode, before the allocation: true when an allocation
