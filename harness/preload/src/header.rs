@@ -134,7 +134,7 @@ mod tests {
         let mut memory = vec![0u128; 64];
         let base = memory.as_mut_ptr().cast::<c_void>();
         let offset = plain_offset(base);
-        assert!((OFFSET..=SLACK).contains(&offset) && offset % 16 == 0);
+        assert!((OFFSET..=SLACK).contains(&offset) && offset.is_multiple_of(16));
         // SAFETY: 1 KiB, 16-aligned.
         let p = unsafe { install(base, offset) };
         assert_eq!(p as usize & 255, PLAIN);
