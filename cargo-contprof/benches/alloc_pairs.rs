@@ -25,6 +25,9 @@ use cargo_contprof::shell::{Shell, Verbosity};
 use contprof::format::AllocMode;
 use criterion::Criterion;
 
+mod common;
+use common::mean_ns;
+
 /// Pairs per timed run (`FIXTURE_SCALE` of the fixture's 20 million).
 const SCALE: f64 = 1.0;
 const PAIRS: f64 = 20_000_000.0 * SCALE;
@@ -72,13 +75,6 @@ fn env_for(setup: &Setup, agent: Agent) -> Vec<(OsString, OsString)> {
     runner::agent_env(&settings, &setup.out.path().join("pairs.raw"), &lib)
 }
 
-/// Runs the fixture once and returns the CPU time the kernel charged to it.
-fn child_cpu(program: &Path, env: &[(OsString, OsString)]) -> Duration {
-    let mut cmd = Command::new(program);
-    cmd.stdout(Stdio::null()).env("FIXTURE_SCALE", SCALE.to_string()).envs(env.iter().cloned());
-    runner::wait_cpu(cmd.spawn().expect("spawn fixture")).expect("wait for the fixture")
-}
-
 /// Callgrind's instructions per pair under `env`, or `None` without valgrind.
 fn instructions_per_pair(setup: &Setup, env: &[(OsString, OsString)]) -> Option<f64> {
     let total = |scale: &str| -> Option<f64> {
@@ -108,25 +104,12 @@ fn bench(c: &mut Criterion, setup: &Setup) {
     for (name, agent) in CONFIGS {
         let env = env_for(setup, *agent);
         group.bench_function(*name, |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| child_cpu(&setup.program, &env)).sum());
+            b.iter_custom(|iters| {
+                (0..iters).map(|_| common::child_cpu(&setup.program, &SCALE.to_string(), &env)).sum()
+            });
         });
     }
     group.finish();
-}
-
-fn criterion_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
-fn mean_ns(group: &str, function: &str) -> Option<f64> {
-    // Criterion's directory names: these characters become `_`.
-    let slug = |s: &str| s.replace(['?', '"', '/', '\\', '*', '<', '>', ':', '|', '^'], "_");
-    let path = criterion_dir().join(slug(group)).join(slug(function)).join("new/estimates.json");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    v["mean"]["point_estimate"].as_f64()
 }
 
 fn main() {

@@ -21,6 +21,9 @@ use cargo_contprof::runner::{self, AgentSettings};
 use cargo_contprof::shell::{Shell, Verbosity};
 use criterion::{Criterion, SamplingMode};
 
+mod common;
+use common::mean_ns;
+
 const MODES: &[(&str, &str)] = &[("uncontended", "1"), ("contended", "5")];
 
 /// `None`: no agent; else the contention rate (0 = off) on top of the default settings.
@@ -54,20 +57,6 @@ fn wall(program: &Path, mode: &str, scale: &str, env: &[(OsString, OsString)]) -
     let status = cmd.status().expect("spawn fixture");
     assert!(status.success(), "lock_wait {mode} failed: {status}");
     start.elapsed()
-}
-
-fn criterion_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
-fn mean_ns(group: &str, function: &str) -> Option<f64> {
-    let slug = |s: &str| s.replace(['?', '"', '/', '\\', '*', '<', '>', ':', '|', '^'], "_");
-    let path = criterion_dir().join(slug(group)).join(slug(function)).join("new/estimates.json");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    v["mean"]["point_estimate"].as_f64()
 }
 
 fn main() {

@@ -14,7 +14,7 @@
 //! handler), so its share stays below the ratio's excess by about that much.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 use std::collections::HashMap;
@@ -27,6 +27,9 @@ use cargo_contprof::symbolize::{AGENT_FRAME, Symbolizer};
 use contprof::format::AllocMode;
 use criterion::Criterion;
 use std::ffi::OsString;
+
+mod common;
+use common::mean_ns;
 
 struct Setup {
     /// Where the agent's builds are installed.
@@ -51,16 +54,6 @@ fn setup() -> Setup {
         bins: built.into_iter().map(|a| (a.target.name.clone(), a.executable)).collect(),
         out: tempfile::tempdir().expect("tempdir"),
     }
-}
-
-/// Runs `program` once (with `env`) and returns the CPU time the kernel charged to it.
-fn child_cpu(program: &Path, env: &[(OsString, OsString)]) -> Duration {
-    let mut cmd = Command::new(program);
-    cmd.stdout(Stdio::null()).env("FIXTURE_SCALE", "0.4");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    runner::wait_cpu(cmd.spawn().expect("spawn fixture")).expect("wait for the fixture")
 }
 
 /// How stacks are walked: the unwind tables (the default) or frame pointers only, to price the
@@ -148,7 +141,7 @@ fn bench(c: &mut Criterion, setup: &Setup, shares: &mut AgentShares) {
                     (0..iters)
                         .map(|_| {
                             let _ = std::fs::remove_file(&raw);
-                            let cpu = child_cpu(path, &env);
+                            let cpu = common::child_cpu(path, "0.4", &env);
                             if cfg.is_some() {
                                 add_agent_share(&raw, &mut symbolizer, share);
                             }
@@ -160,21 +153,6 @@ fn bench(c: &mut Criterion, setup: &Setup, shares: &mut AgentShares) {
         }
         group.finish();
     }
-}
-
-fn criterion_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("criterion")
-}
-
-fn mean_ns(group: &str, function: &str) -> Option<f64> {
-    // Criterion's directory names: these characters become `_`.
-    let slug = |s: &str| s.replace(['?', '"', '/', '\\', '*', '<', '>', ':', '|', '^'], "_");
-    let path = criterion_dir().join(slug(group)).join(slug(function)).join("new/estimates.json");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    v["mean"]["point_estimate"].as_f64()
 }
 
 fn main() {

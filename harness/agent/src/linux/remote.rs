@@ -34,32 +34,16 @@ pub(crate) struct Blocked {
 /// Where thread `tid` is blocked, from `/proc/self/task/<tid>/syscall`; `None` when it runs, is
 /// not in a system call, or the file cannot be read. Raw system calls and stack buffers only.
 pub(crate) fn blocked_at(tid: u32) -> Option<Blocked> {
-    let mut path = [0u8; 48];
-    let len = sys::task_path(&mut path, tid, b"syscall")?;
-    let path = core::ffi::CStr::from_bytes_with_nul(&path[..len]).ok()?;
-    let fd = sys::open_brief(path, libc::O_RDONLY);
-    if fd < 0 {
-        return None;
-    }
     let mut buf = [0u8; 256];
-    let n = sys::read(fd, &mut buf);
-    sys::close(fd);
-    parse(&buf[..usize::try_from(n).ok()?])
+    let n = sys::read_task_file(tid, b"syscall", &mut buf)?;
+    parse(&buf[..n])
 }
 
 /// Thread `tid`'s name (`/proc/self/task/<tid>/comm`) into `out`; its length.
 pub(crate) fn name(tid: u32, out: &mut [u8; 16]) -> Option<usize> {
-    let mut path = [0u8; 48];
-    let len = sys::task_path(&mut path, tid, b"comm")?;
-    let path = core::ffi::CStr::from_bytes_with_nul(&path[..len]).ok()?;
-    let fd = sys::open_brief(path, libc::O_RDONLY);
-    if fd < 0 {
-        return None;
-    }
     let mut buf = [0u8; 32];
-    let n = sys::read(fd, &mut buf);
-    sys::close(fd);
-    let text = &buf[..usize::try_from(n).ok()?];
+    let n = sys::read_task_file(tid, b"comm", &mut buf)?;
+    let text = &buf[..n];
     let text = text.strip_suffix(b"\n").unwrap_or(text);
     let n = text.len().min(16);
     out[..n].copy_from_slice(&text[..n]);

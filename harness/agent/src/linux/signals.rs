@@ -333,24 +333,8 @@ pub(crate) fn forget_in_child() {
 /// Whether thread `tid` blocks `SIGPROF`, from its `SigBlk` line in `/proc/self/task/<tid>/status`
 /// (`None` when it cannot be read: it exited). Raw system calls and a stack buffer only.
 pub(crate) fn blocks_per_proc(tid: u32) -> Option<bool> {
-    let mut path = [0u8; 48];
-    let len = sys::task_path(&mut path, tid, b"status")?;
-    let path = core::ffi::CStr::from_bytes_with_nul(&path[..len]).ok()?;
-    let fd = sys::open_brief(path, libc::O_RDONLY);
-    if fd < 0 {
-        return None;
-    }
     let mut buf = [0u8; 4096];
-    let mut len = 0;
-    loop {
-        let n = sys::read(fd, &mut buf[len..]);
-        if n <= 0 || len + n as usize >= buf.len() {
-            len += n.max(0) as usize;
-            break;
-        }
-        len += n as usize;
-    }
-    sys::close(fd);
+    let len = sys::read_task_file(tid, b"status", &mut buf)?;
     let text = &buf[..len];
     let line = text.split(|&c| c == b'\n').find(|l| l.starts_with(b"SigBlk:"))?;
     let hex = line[b"SigBlk:".len()..].iter().filter(|c| c.is_ascii_hexdigit());

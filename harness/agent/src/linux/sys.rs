@@ -121,6 +121,31 @@ pub(crate) fn task_path(buf: &mut [u8], tid: u32, leaf: &[u8]) -> Option<usize> 
     Some(len)
 }
 
+/// Reads `/proc/self/task/<tid>/<leaf>` into `buf` (as much as fits); the bytes read, `None` when
+/// the file cannot be read (the thread exited). Raw system calls, no allocation.
+pub(crate) fn read_task_file(tid: u32, leaf: &[u8], buf: &mut [u8]) -> Option<usize> {
+    let mut path = [0u8; 48];
+    let len = task_path(&mut path, tid, leaf)?;
+    let path = core::ffi::CStr::from_bytes_with_nul(&path[..len]).ok()?;
+    let fd = open_brief(path, libc::O_RDONLY);
+    if fd < 0 {
+        return None;
+    }
+    let mut len = 0;
+    while len < buf.len() {
+        let n = read(fd, &mut buf[len..]);
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
+        if n <= 0 {
+            break;
+        }
+        len += n as usize;
+    }
+    close(fd);
+    Some(len)
+}
+
 /// [`open`] for a descriptor the agent holds briefly: never 0, 1 or 2 (a program that closed its
 /// standard output and writes to it at that moment must get `EBADF`, not write into the agent's
 /// file). Close-on-exec.
