@@ -11,9 +11,9 @@
 //! - its stack is read with `process_vm_readv` on the process itself (a read of memory that is
 //!   gone fails with `EFAULT` instead of a fault), a few pages at a time into a buffer of the
 //!   caller's, and walked with the unwind tables as the signal handler would;
-//! - the pages nearest the call are copied at once, and the file read again right after: if the
-//!   thread moved meanwhile (another call, another stack pointer) the copy may be torn, and the
-//!   thread is signalled instead. Frames further up, read later if the walk gets there, change
+//! - the pages nearest the call are copied at once, and the file and the thread's CPU clock read
+//!   again right after: if the thread ran meanwhile (even to block again at the same place) the
+//!   copy may be torn, and the thread is signalled instead. Frames further up, read later if the walk gets there, change
 //!   only when the thread returns that far.
 //!
 //! A thread that runs, or is stopped outside a system call, is signalled as before: it is not in
@@ -142,7 +142,8 @@ impl StackCopy {
     }
 }
 
-/// The stack of thread `tid`, blocked at `at`, into `out`: the instruction pointer first, then
+/// The stack of thread `tid`, blocked at `at` (its CPU clock read `cpu_before` before `at` was
+/// read), into `out`: the instruction pointer first, then
 /// return addresses, as a signal handler's record would hold them (a truncated walk ends with
 /// [`crate::format::TRUNCATED_FRAME`]). `None` when it cannot be taken (no unwind tables, the
 /// stack cannot be read, or the thread moved during the walk): signal it instead.
@@ -160,6 +161,7 @@ impl StackCopy {
 pub(crate) fn stack(
     tid: u32,
     at: Blocked,
+    cpu_before: u64,
     known: Option<Bounds>,
     copy: &mut StackCopy,
     out: &mut [u64; MAX_FRAMES],
@@ -173,7 +175,10 @@ pub(crate) fn stack(
     };
     // The pages nearest the call, copied at once, then the thread checked to be still blocked
     // there: what the walk reads first is the stack it was blocked on.
-    if !copy.prefetch(at.sp, bounds) || blocked_at(tid) != Some(at) {
+    if !copy.prefetch(at.sp, bounds)
+        || blocked_at(tid) != Some(at)
+        || sys::thread_cpu_ns(tid) != Some(cpu_before)
+    {
         return None;
     }
     let walk = |fp: usize, out: &mut [u64; MAX_FRAMES], copy: &mut StackCopy| {
@@ -242,15 +247,16 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(400));
         });
         let tid = rx.recv().unwrap();
-        let at = (0..200)
+        let (cpu, at) = (0..200)
             .find_map(|_| {
                 std::thread::sleep(std::time::Duration::from_millis(1));
-                blocked_at(tid)
+                let cpu = sys::thread_cpu_ns(tid)?;
+                Some((cpu, blocked_at(tid)?))
             })
             .expect("the sleeping thread is seen blocked");
         let mut copy = Box::new(StackCopy::new());
         let mut out = [0u64; MAX_FRAMES];
-        let (n, _) = stack(tid, at, None, &mut copy, &mut out).expect("its stack");
+        let (n, _) = stack(tid, at, cpu, None, &mut copy, &mut out).expect("its stack");
         sleeper.join().unwrap();
         // The sleep's frames and the test's above them: every one a return address into code.
         assert!(n >= 5, "{:x?}", &out[..n]);

@@ -186,8 +186,9 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
         }
         // A thread blocked in a system call is read where it sits, without a signal that would
         // cut the call short (`EINTR`); only a running thread is signalled.
-        if let Some(at) = crate::remote::blocked_at(tid)
-            && let Some((n, _)) = crate::remote::stack(tid, at, None, &mut copy, &mut frames)
+        if let Some(cpu) = sys::thread_cpu_ns(tid)
+            && let Some(at) = crate::remote::blocked_at(tid)
+            && let Some((n, _)) = crate::remote::stack(tid, at, cpu, None, &mut copy, &mut frames)
         {
             let mut name = [0u8; 16];
             if let Some(len) = crate::remote::name(tid, &mut name) {

@@ -226,6 +226,20 @@ pub(crate) fn identity(fd: i32) -> Option<(u64, u64)> {
     (rc == 0).then_some((st.st_dev, st.st_ino))
 }
 
+/// The CPU clock of thread `tid` of this process (`MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)` in
+/// the kernel's `posix-timers.h`).
+pub(crate) fn thread_cpu_clock(tid: u32) -> libc::clockid_t {
+    (!(tid as libc::clockid_t) << 3) | 6
+}
+
+/// Another thread's CPU time in nanoseconds; `None` when it has exited.
+pub(crate) fn thread_cpu_ns(tid: u32) -> Option<u64> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out-pointer.
+    (unsafe { libc::clock_gettime(thread_cpu_clock(tid), &mut ts) } == 0)
+        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 /// Writes `bytes` with one `write(2)` (retried on `EINTR`); true if all bytes were written.
 ///
 /// The output file is opened with `O_APPEND`, so one call is one atomic append: records of

@@ -197,8 +197,7 @@ fn open_perf(tid: u32, period_ns: u64, kernel: bool) -> Result<u64, ArmError> {
 }
 
 fn create_thread_timer(tid: u32, own: bool, period_ns: u64) -> Result<u64, ArmError> {
-    // The CPU clock of another thread is `MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`.
-    let clock = if own { libc::CLOCK_THREAD_CPUTIME_ID } else { ((!(tid as i32)) << 3) | 6 };
+    let clock = if own { libc::CLOCK_THREAD_CPUTIME_ID } else { sys::thread_cpu_clock(tid) };
     // SAFETY: `sigevent` is plain data; all-zero is a valid starting value.
     let mut ev: libc::sigevent = unsafe { core::mem::zeroed() };
     ev.sigev_notify = SIGEV_THREAD_ID;

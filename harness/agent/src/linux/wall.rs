@@ -325,7 +325,7 @@ fn visit(
         s.pending_ns.fetch_add(elapsed, Ordering::AcqRel);
         return;
     }
-    let Some(cpu) = thread_cpu_ns(tid) else { return };
+    let Some(cpu) = sys::thread_cpu_ns(tid) else { return };
     let has_stack = s.has_stack.load(Ordering::Acquire);
     if has_stack && cpu <= s.cpu_after_ns.load(Ordering::Acquire).saturating_add(MOVED_NS) {
         s.idle_ns.fetch_add(elapsed, Ordering::Relaxed);
@@ -352,7 +352,7 @@ fn visit(
         (lo, hi) => Some(crate::unwind::Bounds { lo: lo as usize, hi: hi as usize }),
     };
     if let Some(at) = crate::remote::blocked_at(tid)
-        && let Some((n, bounds)) = crate::remote::stack(tid, at, known, copy, frames)
+        && let Some((n, bounds)) = crate::remote::stack(tid, at, cpu, known, copy, frames)
     {
         s.stack_lo.store(bounds.lo as u64, Ordering::Relaxed);
         s.stack_hi.store(bounds.hi as u64, Ordering::Relaxed);
@@ -434,17 +434,6 @@ fn slot_for(tid: u32) -> Option<(usize, &'static Slot)> {
     Some((index, &TABLE[index]))
 }
 
-/// Another thread's CPU time (its `CLOCK_THREAD_CPUTIME_ID`, read through the clock id the
-/// kernel derives from a tid); `None` when it has exited.
-fn thread_cpu_ns(tid: u32) -> Option<u64> {
-    // MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED) in the kernel's posix-timers.h.
-    let clock = (!(tid as libc::clockid_t) << 3) | 6;
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: valid out-pointer.
-    (unsafe { libc::clock_gettime(clock, &mut ts) } == 0)
-        .then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
-}
-
 /// Sends thread `tid` the wall signal for `slot`.
 fn signal(pid: libc::pid_t, tid: u32, slot: usize) -> bool {
     crate::sampler::queue(pid, tid, slot as u64)
@@ -483,10 +472,12 @@ mod tests {
         let mut tids = Vec::new();
         assert!(sys::for_each_thread(|t| tids.push(t)));
         assert!(tids.contains(&own), "{tids:?}");
-        let spin = std::time::Instant::now();
-        while spin.elapsed() < std::time::Duration::from_millis(20) {}
-        let cpu = thread_cpu_ns(own).unwrap();
-        assert!(cpu >= 10_000_000, "{cpu}");
+        // Spin for 20 ms of this thread's CPU time (not of wall time: on a loaded machine the
+        // thread may get a fraction of a core).
+        let until = sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) + 20_000_000;
+        while sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID) < until {}
+        let cpu = sys::thread_cpu_ns(own).unwrap();
+        assert!(cpu >= 20_000_000, "{cpu}");
         assert!(cpu.abs_diff(sys::clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)) < 5_000_000);
     }
 }
