@@ -65,7 +65,8 @@ pub fn hooks() -> u8 {
 /// [`mirror_hooks`]); null until it registers one.
 static MIRROR: AtomicPtr<AtomicU8> = AtomicPtr::new(core::ptr::null_mut());
 
-/// The bits of [`HOOKS`] ([`SAMPLED`], [`EXACT`], [`HOOK_FP`]) in a byte that holds more.
+/// The bits of the hooks' mode ([`hooks`]: [`SAMPLED`], [`EXACT`], [`HOOK_FP`]) in a byte that
+/// holds more.
 pub const HOOKS_MASK: u8 = SAMPLED | EXACT | HOOK_FP;
 
 /// Keeps a copy of the hooks' bits in the low bits ([`HOOKS_MASK`]) of `byte`, a static of the
