@@ -2,7 +2,7 @@
 """The production agent on a published HTTP server from crates.io (miniserve) under wrk load.
 
 Run by hand, never in CI. Installing miniserve takes 5-15 minutes once; the checks take about
-3 minutes, the timed rounds about 6 minutes on a quiet machine (plus any time spent waiting for
+4 minutes, the timed rounds about 12 minutes on a quiet machine (plus any time spent waiting for
 one):
 
     cargo build --release -p cargo-contprof
@@ -24,10 +24,13 @@ no change.
    - it survives a closed standard error (`2>&-`) and a full one (`2>/dev/full`): it keeps
      serving, and windows are still recorded.
 2. Overhead, as `tests/measure/prod_agent.py` does for the fixture: requests/s and p50/p99
-   latency from `wrk -t2 -c16 --latency` on one 16 KiB file, without the agent, with it always in
-   a window (period 1 s, window 0.95 s) and at the default duty of one replica (10 s per 60 s,
-   simulated as 1 s per 6 s), default profile types, alternating round by round; the service's
-   RSS and peak RSS, the uploader's peak RSS and CPU per window.
+   latency from `wrk -t2 -c16 --latency`, and the server's CPU time per request, without the
+   agent, with it always in a window (period 1 s, window 0.95 s) and at the default duty of one
+   replica (10 s per 60 s, simulated as 1 s per 6 s), default profile types, alternating round
+   by round, on two workloads: the directory listing (`/`: readdir, stat, an HTML page rendered
+   per request) and a 16 KiB file (actix-files; its latency is bimodal, a response often waits
+   for the client's delayed ACK, 40 ms, with or without the agent); the service's RSS and peak
+   RSS, the uploader's peak RSS and CPU per window.
 
 Timing needs a quiet machine: before the timed part the script waits until the 1-minute load
 average is below `--max-load` (1.5); during each round it measures the CPU time the rest of the
@@ -377,75 +380,90 @@ def wait_quiet(max_load, max_wait):
     return time.time() - t
 
 
+WORKLOADS = {
+    "listing": "/",  # the directory listing: readdir, stat, an HTML page rendered per request
+    "file": f"/{LOAD_FILE}",  # a 16 KiB file (actix-files)
+}
+
+
 def overhead(e, rounds, secs, max_load, max_others, max_wait):
     configs = {
         "no agent": None,
         "in a window all the time (1 s per 1 s)": {"CONTPROF_PERIOD": "1", "CONTPROF_WINDOW": "0.95"},
         "default duty of one replica (1 s per 6 s)": {"CONTPROF_PERIOD": "6", "CONTPROF_WINDOW": "1"},
     }
-    results = {k: [] for k in configs}
-    memory = {k: [] for k in configs}
+    results = {(w, k): [] for w in WORKLOADS for k in configs}
+    memory = {(w, k): [] for w in WORKLOADS for k in configs}
     notes = []
     waited = wait_quiet(max_load, max_wait)
-    print(f"\n(load average {load1():.2f} at the start of the timed part, after waiting {waited:.0f} s)",
+    start_load = load1()
+    t_start = time.time()
+    print(f"(load average {start_load:.2f} at the start of the timed part, after waiting {waited:.0f} s)",
           file=sys.stderr)
     hz = os.sysconf("SC_CLK_TCK")
     for r in range(rounds):
-        for c, (name, cfg) in enumerate(configs.items()):
-            for attempt in range(6):
-                env = None
-                store = e.tmp / f"store-{r}-{c}-{attempt}"
-                if cfg is not None:
-                    env = e.agent_env(store, **cfg)
-                la = load1()
-                p, port, _, _ = e.start(env)
-                wrk(port, 2)  # warm up
-                up = uploader_of(p.pid)
-                WRK_TICKS.take()
-                m0 = machine_ticks()
-                ours0 = cpu_ticks(p.pid) + (cpu_ticks(up) if up else 0)
-                w = wrk(port, secs, background=True)
-                wout, _ = w.communicate()
-                wrk_ticks = WRK_TICKS.take()  # wrk's CPU: it is a finished child of this process now
-                m1 = machine_ticks()
-                up = up or uploader_of(p.pid)
-                ours1 = cpu_ticks(p.pid) + (cpu_ticks(up) if up else 0)
-                res = parse_wrk(wout)
-                n = len(windows(store))
-                mem = (status(p.pid, "VmRSS"), status(p.pid, "VmHWM"), status(up, "VmHWM") if up else 0,
-                       (cpu_ticks(up) / hz) / max(n, 1) * 1000 if up else 0.0, n)
-                stop(p)
-                others = (m1 - m0 - (ours1 - ours0) - wrk_ticks) / hz / secs
-                if others <= max_others:
-                    break
-                notes.append(f"round {r + 1} {name}: others used {others:.2f} cores (load {la:.2f}); repeated")
-                print(f"  {notes[-1]}", file=sys.stderr)
-                wait_quiet(max_load, max_wait)
-            results[name].append((*res, la, others))
-            memory[name].append(mem)
-            print(f"  round {r + 1} {name}: {res[0]:.0f}/s p50 {res[1]:.3f} ms p99 {res[2]:.3f} ms, load {la:.2f}, "
-                  f"others {others:.2f} cores", file=sys.stderr)
-    base = statistics.median(x[0] for x in results["no agent"])
-    base50 = statistics.median(x[1] for x in results["no agent"])
-    base99 = statistics.median(x[2] for x in results["no agent"])
-    print(f"\n## Overhead ({rounds} alternating rounds of {secs} s, wrk -t2 -c16 on /{LOAD_FILE}, medians)\n")
-    print("| configuration | requests/s | vs no agent | p50 | p99 | load avg at round start | others' CPU (cores) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, xs in results.items():
-        rps = statistics.median(x[0] for x in xs)
-        p50 = statistics.median(x[1] for x in xs)
-        p99 = statistics.median(x[2] for x in xs)
-        print(f"| {name} | {rps:.0f} | {rps / base:.3f}x | {p50:.3f} ms ({p50 / base50:.2f}x) | "
-              f"{p99:.3f} ms ({p99 / base99:.2f}x) | {min(x[5] for x in xs):.2f}-{max(x[5] for x in xs):.2f} | "
-              f"{max(x[6] for x in xs):.2f} max |")
-    print("\nPer round (requests/s): " + "; ".join(
-        f"{name}: " + ", ".join(f"{x[0]:.0f}" for x in xs) for name, xs in results.items()))
-    print("\n| configuration | service RSS at the end | service peak RSS | uploader peak RSS | uploader CPU per window | windows per run |")
+        for wname, path in WORKLOADS.items():
+            for c, (name, cfg) in enumerate(configs.items()):
+                for attempt in range(10):
+                    env = None
+                    store = e.tmp / f"store-{r}-{wname}-{c}-{attempt}"
+                    if cfg is not None:
+                        env = e.agent_env(store, **cfg)
+                    la = load1()
+                    p, port, _, _ = e.start(env)
+                    wrk(port, 2, path)  # warm up
+                    up = uploader_of(p.pid)
+                    WRK_TICKS.take()
+                    m0 = machine_ticks()
+                    svc0, up0 = cpu_ticks(p.pid), cpu_ticks(up) if up else 0
+                    w = wrk(port, secs, path, background=True)
+                    wout, _ = w.communicate()
+                    wrk_ticks = WRK_TICKS.take()  # wrk's CPU: it is a finished child of this process now
+                    m1 = machine_ticks()
+                    up = up or uploader_of(p.pid)
+                    svc1, up1 = cpu_ticks(p.pid), cpu_ticks(up) if up else 0
+                    res = parse_wrk(wout)
+                    n = len(windows(store))
+                    cpu_per_request = (svc1 - svc0) / hz / max(1.0, res[0] * secs) * 1e6
+                    mem = (status(p.pid, "VmRSS"), status(p.pid, "VmHWM"), status(up, "VmHWM") if up else 0,
+                           (cpu_ticks(up) / hz) / max(n, 1) * 1000 if up else 0.0, n)
+                    stop(p)
+                    others = (m1 - m0 - (svc1 - svc0) - (up1 - up0) - wrk_ticks) / hz / secs
+                    if others <= max_others:
+                        break
+                    notes.append(f"round {r + 1} {wname} {name}: others used {others:.2f} cores (load {la:.2f}); "
+                                 "repeated")
+                    print(f"  {notes[-1]}", file=sys.stderr)
+                    wait_quiet(max_load, max_wait)
+                results[wname, name].append((*res, la, others, cpu_per_request))
+                memory[wname, name].append(mem)
+                print(f"  round {r + 1} {wname} {name}: {res[0]:.0f}/s p50 {res[1]:.3f} ms p99 {res[2]:.3f} ms, "
+                      f"{cpu_per_request:.1f} us CPU/request, load {la:.2f}, others {others:.2f} cores",
+                      file=sys.stderr)
+    minutes = (time.time() - t_start) / 60
+    for wname, path in WORKLOADS.items():
+        base = [statistics.median(x[i] for x in results[wname, "no agent"]) for i in (0, 1, 2, 7)]
+        print(f"\n## Overhead on `{path}` ({wname}): {rounds} alternating rounds of {secs} s, wrk -t2 -c16, medians\n")
+        print("| configuration | requests/s | vs no agent | p50 | p99 | service CPU per request | "
+              "load avg at round start | others' CPU |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name in configs:
+            xs = results[wname, name]
+            rps, p50, p99, cpu = (statistics.median(x[i] for x in xs) for i in (0, 1, 2, 7))
+            print(f"| {name} | {rps:.0f} | {rps / base[0]:.3f}x | {p50:.3f} ms ({p50 / base[1]:.2f}x) | "
+                  f"{p99:.2f} ms ({p99 / base[2]:.2f}x) | {cpu:.1f} us ({cpu / base[3]:.2f}x) | "
+                  f"{min(x[5] for x in xs):.2f}-{max(x[5] for x in xs):.2f} | {max(x[6] for x in xs):.2f} cores max |")
+        print("\nPer round (requests/s): " + "; ".join(
+            f"{name}: " + ", ".join(f"{x[0]:.0f}" for x in results[wname, name]) for name in configs))
+    print("\n| workload, configuration | service RSS at the end | service peak RSS | uploader peak RSS | "
+          "uploader CPU per window | windows per run |")
     print("|---|---|---|---|---|---|")
-    for name, xs in memory.items():
-        print(f"| {name} | {statistics.median(x[0] for x in xs) / 1024:.1f} MiB | "
+    for (wname, name), xs in memory.items():
+        print(f"| {wname}, {name} | {statistics.median(x[0] for x in xs) / 1024:.1f} MiB | "
               f"{statistics.median(x[1] for x in xs) / 1024:.1f} MiB | {statistics.median(x[2] for x in xs) / 1024:.1f} MiB | "
               f"{statistics.median(x[3] for x in xs):.0f} ms | {statistics.median(x[4] for x in xs):.0f} |")
+    print(f"\nTimed part: {minutes:.1f} min, load average {start_load:.2f} at its start and {load1():.2f} at its end "
+          f"(ours included); {len(notes)} rounds repeated because others used more than {max_others} cores.")
     for n in notes:
         print(f"- {n}")
 

@@ -233,16 +233,41 @@ def wait_listening(port, secs=30):
 
 
 def proc_status(pid):
-    """VmRSS, VmHWM (KiB) and Threads of `pid`, None when it is gone."""
+    """VmRSS, VmHWM, RssAnon (KiB) and Threads of `pid`, None when it is gone."""
     try:
         d = {}
         for line in open(f"/proc/{pid}/status"):
             k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM", "Threads"):
+            if k in ("VmRSS", "VmHWM", "RssAnon", "Threads"):
                 d[k] = int(v.split()[0])
         return d
     except OSError:
         return None
+
+
+# The agent's allocation tables, anonymous mappings of known sizes (harness/agent/src/linux/table.rs):
+# the stack table (65,536 entries of 80 bytes) and, 32 MiB each, the frame arena and the live table,
+# which the kernel merges into one 64 MiB mapping when they are adjacent.
+AGENT_TABLE_KIB = (5120, 32768, 65536)
+
+
+def agent_tables_kib(pid):
+    """Resident KiB of the anonymous mappings whose sizes are the agent's tables' (0 for a process
+    without the agent: checked on the control)."""
+    total, size, anon = 0, 0, False
+    try:
+        for line in open(f"/proc/{pid}/smaps"):
+            head = line.split()
+            if "-" in head[0] and not line.startswith(("Size", "Rss")) and len(head) >= 5 and ":" not in head[0]:
+                anon = len(head) == 5  # no path: anonymous
+                size = 0
+            elif head[0] == "Size:":
+                size = int(head[1])
+            elif head[0] == "Rss:" and anon and size in AGENT_TABLE_KIB:
+                total += int(head[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+    return total
 
 
 def fd_count(pid):
@@ -485,12 +510,15 @@ def main():
             print("soak: the service is gone", file=sys.stderr)
             break
         samples.append({
-            "t": round(now - t0, 1), "svc_rss": s["VmRSS"], "svc_hwm": s["VmHWM"], "svc_threads": s["Threads"],
+            "t": round(now - t0, 1), "svc_rss": s["VmRSS"], "svc_hwm": s["VmHWM"], "svc_anon": s["RssAnon"],
+            "svc_tables": agent_tables_kib(svc.pid), "svc_threads": s["Threads"],
             "svc_fds": fd_count(svc.pid), "svc_cpu": cpu_seconds(svc.pid),
             "up_pid": up or 0, "up_rss": u["VmRSS"] if u else 0, "up_hwm": u["VmHWM"] if u else 0,
+            "up_anon": u["RssAnon"] if u else 0,
             "up_fds": fd_count(up) if up else 0, "up_cpu": cpu_seconds(up) if up else 0.0,
             "spool": dir_bytes(spool_tmp),
-            "ctl_rss": c["VmRSS"] if c else 0, "ctl_hwm": c["VmHWM"] if c else 0,
+            "ctl_rss": c["VmRSS"] if c else 0, "ctl_hwm": c["VmHWM"] if c else 0, "ctl_anon": c["RssAnon"] if c else 0,
+            "ctl_tables": agent_tables_kib(control[0].pid) if control else 0,
             "ctl_cpu": cpu_seconds(control[0].pid) if control else 0.0,
             "churn_sent": counters["churn"], "probes_active": active_probes(),
         })
@@ -611,8 +639,9 @@ def main():
         churn_in += len(inside)
         churn_seen += n_seen
         b = int((ws - t0) // 300)
-        bi, bs = churn_by_bucket.get(b, (0, 0))
-        churn_by_bucket[b] = (bi + len(inside), bs + n_seen)
+        if inside:
+            bi, bs = churn_by_bucket.get(b, (0, 0))
+            churn_by_bucket[b] = (bi + len(inside), bs + n_seen)
     p_churn = 1 - math.exp(-a.churn_bytes / SAMPLE_MEAN)
     latencies = sorted(answered - sent for sent, answered, _ in churn_log)
     churn_latency_ms = {q: round(latencies[int(len(latencies) * q / 100) - 1] * 1000, 1) for q in (50, 99)} \
@@ -665,7 +694,8 @@ def main():
         "alloc_samples": sum(t for _, t in dropped.values()),
         "listings": listings,
     }
-    for key in ("svc_rss", "svc_hwm", "up_rss", "up_hwm", "ctl_rss", "svc_fds", "up_fds", "svc_threads"):
+    for key in ("svc_rss", "svc_hwm", "svc_anon", "svc_tables", "up_rss", "up_hwm", "up_anon", "ctl_rss", "ctl_anon",
+                "ctl_tables", "svc_fds", "up_fds", "svc_threads"):
         xs = [r[key] for r in samples]
         summary[key] = summarize_series(xs)
         summary[key + "_slope_second_half_per_hour"] = round(
@@ -682,8 +712,10 @@ def main():
           f"{uploader_pids}; alive 40 s after: {uploader_left or 'none'}.\n")
     print("| memory (MiB) | first | last | max | slope over the second half |")
     print("|---|---|---|---|---|")
-    for key, name in (("svc_rss", "service VmRSS"), ("ctl_rss", "control (no agent) VmRSS"),
-                      ("up_rss", "uploader VmRSS"), ("up_hwm", "uploader VmHWM")):
+    for key, name in (("svc_rss", "service VmRSS"), ("svc_anon", "service RssAnon"),
+                      ("svc_tables", "the agent's tables in the service (resident)"),
+                      ("ctl_rss", "control (no agent) VmRSS"), ("ctl_anon", "control RssAnon"),
+                      ("up_rss", "uploader VmRSS"), ("up_anon", "uploader RssAnon"), ("up_hwm", "uploader VmHWM")):
         x = summary[key]
         print(f"| {name} | {mib(x['first']):.1f} | {mib(x['last']):.1f} | {mib(x['max']):.1f} | "
               f"{summary[key + '_slope_second_half_per_hour'] / 1024:+.2f} MiB/h |")
