@@ -147,7 +147,7 @@ pub enum Error {
     /// `compare`/`check` found regressions (not a failure of the tool; mapped to its own code).
     #[error("{count} regression(s) found")]
     RegressionFound {
-        /// How many findings are regressions.
+        /// How many regressions, one per cause (the findings that are its evidence not counted).
         count: usize,
     },
     /// `check` found no baseline and `--no-baseline=fail` was given.

@@ -14,7 +14,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::code::CodeMap;
-use crate::compare::{AllocRecording, Explained, Group, InputOptions, Metric, RunCosts, Sampling, run_costs};
+use crate::compare::{
+    AllocRecording, CallGraph, Explained, Group, InputOptions, Metric, RunCosts, Sampling, run_costs,
+};
 use crate::errors::{Error, Result};
 use crate::prod::load::Loaded;
 use crate::profile::{self, Profile};
@@ -273,6 +275,7 @@ pub fn prepare(
                 sparse.join(", ")
             ));
         }
+        group.calls = Some(CallGraph::from_stacks(profiles.0.iter().chain(&profiles.1), opts.fold_library));
         prepared.profiles.insert(key.clone(), profiles);
         prepared.groups.push(group);
     }
@@ -329,6 +332,9 @@ pub fn prepare_windows(group: &str, base: (&str, Loaded), head: (&str, Loaded)) 
             "{group}: {} not compared: some windows have no allocation sample",
             sparse.join(", ")
         ));
+    }
+    if !stacks.0.is_empty() || !stacks.1.is_empty() {
+        g.calls = Some(CallGraph::from_stacks(stacks.0.iter().chain(&stacks.1), true));
     }
     prepared.profiles.insert(group.to_owned(), stacks);
     prepared.groups.push(g);

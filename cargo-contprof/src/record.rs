@@ -33,6 +33,8 @@ pub struct Execution {
     pub outcome: Outcome,
     /// Criterion's time per iteration for this execution (benchmarks only).
     pub per_iteration_ns: Option<f64>,
+    /// Paths the process saw and the files behind them (see [`profile::BuildOptions::aliases`]).
+    pub aliases: Vec<(String, String)>,
 }
 
 /// What the results belong to.
@@ -340,6 +342,7 @@ fn read_and_build(e: &Execution, engine: Engine, symbolizer: &mut Symbolizer) ->
     let options = BuildOptions {
         fallback_cpu_time_ns: Some(e.outcome.cpu.as_nanos() as u64),
         instructions: instructions.as_ref().map(|(callgrind, _)| callgrind),
+        aliases: &e.aliases,
     };
     let mut built = build_from_raw(&bytes, &e.raw_path, &options, symbolizer)?;
     built.warnings.extend(instructions.and_then(|(_, warning)| warning));

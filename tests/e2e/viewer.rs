@@ -55,7 +55,7 @@ impl Synth {
             id,
             name: self.intern(name),
             system_name: 0,
-            filename: self.intern("src/synthetic.rs"),
+            filename: self.intern(file_of(name)),
             start_line: 40,
         };
         self.p.function.push(f);
@@ -71,6 +71,53 @@ impl Synth {
         let value = vec![cpu_ms, cpu_ms * 1_000_000, i64::from(bytes > 0), bytes, 0, 0];
         self.p.sample.push(Sample { location_id: ids, value, label: vec![] });
     }
+}
+
+/// The source file of a synthetic function, as debug info names it: the toolchain's for std, the
+/// registry's for a dependency (rayon), the program's own otherwise.
+fn file_of(name: &str) -> &'static str {
+    if name.starts_with("rayon") {
+        "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/rayon-core-1.12.1/src/registry.rs"
+    } else if ["std::", "core::", "alloc::", "<"].iter().any(|p| name.starts_with(p)) {
+        "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/std/src/lib.rs"
+    } else {
+        "src/synthetic.rs"
+    }
+}
+
+/// A program whose work runs on rayon workers (issue 27): the main thread's `app::main` calls
+/// into rayon's plumbing down to `app::work`, and each worker thread starts in std and rayon's
+/// scheduler above its `app::work`; idle workers spin in the scheduler.
+fn threads_profile() -> Profile {
+    let mut s = Synth::new();
+    let main =
+        |frames: &[&'static str]| -> Vec<&'static str> { PROLOGUE.iter().chain(frames).copied().collect() };
+    s.sample(
+        &main(&[
+            "app::main",
+            "rayon::iter::plumbing::bridge_producer_consumer::helper",
+            "rayon_core::join::join_context",
+            "core::ops::function::FnOnce::call_once",
+            "app::work",
+        ]),
+        300,
+        0,
+    );
+    s.sample(&main(&["app::main", "std::io::Write::write_all", "write"]), 40, 0);
+    let worker = [
+        "clone3",
+        "start_thread",
+        "std::sys::pal::unix::thread::Thread::new::thread_start",
+        "rayon_core::registry::ThreadBuilder::run",
+        "rayon_core::registry::main_loop",
+        "rayon_core::registry::WorkerThread::wait_until_cold",
+        "rayon_core::job::StackJob<L,F,R>::execute",
+        "rayon_core::join::join_context::{{closure}}",
+        "app::work",
+    ];
+    s.sample(&worker, 600, 0);
+    s.sample(&[&worker[..6], &["rayon_core::sleep::Sleep::sleep", "syscall"]].concat(), 60, 0);
+    s.p
 }
 
 /// The small program profiled in base and head: head's `app::parse` costs three times as much and
@@ -229,6 +276,8 @@ fn viewer_in_headless_chromium() {
     .expect("compare");
     let compare_report = out.join("report-compare.html");
     write_html(&compare_report, &ReportInput::compare("base → head", &base, &head, Some(&cmp)));
+    let threads = out.join("report-threads.html");
+    write_html(&threads, &ReportInput::profile("rayon workers", &[threads_profile()]));
     let large = out.join("report-large.html");
     let big = large_profile();
     let started = std::time::Instant::now();
@@ -280,6 +329,7 @@ fn viewer_in_headless_chromium() {
         "headRun": head_run,
         "report": report,
         "compareReport": compare_report,
+        "threadsReport": threads,
         "largeReport": large,
         "largeStacks": big.sample.len(),
     });

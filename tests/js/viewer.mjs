@@ -95,6 +95,29 @@ check((await box('__libc_start_call_main')) !== null && (await box('[program sta
 await page.screenshot({ path: join(cfg.artifacts, 'report-profile-prologue.png'), fullPage: true });
 await page.uncheck('#expand-prologue');
 
+// ---- worker threads and library frames between the user's functions (file://, issue 27)
+await page.goto(pathToFileURL(cfg.threadsReport).href);
+await ready();
+check((await box('rayon_core::registry::main_loop')) === null && (await box('[program start]')) !== null,
+  'threads: a worker thread\'s start and scheduler frames are folded into the prologue');
+const paths = (name) => page.evaluate((n) => window.contprof.boxes().filter((b) => b.name === n).map((b) => b.path.join(' > ')), name);
+const workPaths = await paths('app::work');
+check(workPaths.includes('[program start] > app::work'), `threads: the worker's function sits right under the prologue (${workPaths})`);
+check(workPaths.includes('[program start] > app::main > [library frames] > app::work'),
+  `threads: rayon's plumbing between app::main and app::work is one box (${workPaths})`);
+check((await box('rayon_core::join::join_context')) === null, 'threads: the library frames are folded');
+check((await box('std::io::Write::write_all')) !== null, 'threads: library frames with none of the user\'s code below stay');
+check((await state()).libraryFolded === true, 'threads: library frames folded by default');
+await page.check('#expand-library');
+check((await box('[library frames]')) === null && (await box('rayon_core::join::join_context')) !== null,
+  'threads: the library frames expand on request');
+await page.screenshot({ path: join(cfg.artifacts, 'report-threads-expanded.png'), fullPage: true });
+await page.uncheck('#expand-library');
+await page.check('#expand-prologue');
+check((await box('rayon_core::registry::main_loop')) !== null, 'threads: the worker prologue expands on request');
+await page.uncheck('#expand-prologue');
+await page.screenshot({ path: join(cfg.artifacts, 'report-threads.png'), fullPage: true });
+
 // ---- compare report (file://)
 await page.goto(pathToFileURL(cfg.compareReport).href);
 await ready();

@@ -58,7 +58,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         (rebuilt, recorded) = (Some(base), head);
     }
     for target in targets.iter().filter(|_| !interleaved) {
-        let summary = record(&args, target, runs, shell)?;
+        let summary = record(&args, target, runs, &stage_dir(&ctx), shell)?;
         match summary.stored {
             Some(meta) => recorded.push(meta),
             None => return Err(Error::msg("the run was not stored; `check` needs a store")),
@@ -163,11 +163,20 @@ fn targets(args: &CheckArgs, configured: Vec<CheckTarget>) -> Vec<CheckTarget> {
     }
 }
 
-/// Records one target set through the one recording path (`recording.rs`).
+/// The instructions engine's stage of `check`: the workspace's, for HEAD and for a rebuilt base
+/// alike (and for the stored baselines `check` recorded here before), so that both sides run
+/// from one place ([`crate::runner::stage`]).
+pub(super) fn stage_dir(ctx: &Context) -> std::path::PathBuf {
+    ctx.workspace.target_dir().join("contprof").join("stage")
+}
+
+/// Records one target set through the one recording path (`recording.rs`), running the
+/// instructions engine's workloads from the stage in `stage`.
 pub(super) fn record(
     args: &CheckArgs,
     target: &CheckTarget,
     runs: u32,
+    stage: &std::path::Path,
     shell: &Shell,
 ) -> Result<crate::record::Summary> {
     let sampling = SamplingArgs {
@@ -222,7 +231,13 @@ pub(super) fn record(
             })
         }
     };
-    let request =
-        Request { cargo: args.cargo.clone(), sampling, output, workload_args: args.args.clone(), what };
+    let request = Request {
+        cargo: args.cargo.clone(),
+        sampling,
+        output,
+        workload_args: args.args.clone(),
+        what,
+        stage_dir: Some(stage.to_owned()),
+    };
     recording::record(&request, shell)
 }

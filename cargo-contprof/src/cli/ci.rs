@@ -105,7 +105,13 @@ impl Extras {
                     file: location.map(|l| l.file.clone()),
                     line: location.map(|l| l.first),
                     title: format!("cargo contprof: {} regressed", f.function),
-                    message: format!("{} ({}) {change} in {}", f.metric, f.kind, f.group),
+                    message: format!(
+                        "{} ({}) {change} in {}{}",
+                        f.metric,
+                        f.kind,
+                        f.group,
+                        more_groups(cmp, f)
+                    ),
                 }
             })
             .collect();
@@ -118,13 +124,19 @@ impl Extras {
     }
 }
 
-/// Regressions, one per function and metric (self and total of one function are one cause).
+/// Regressions, one per cause (`compare::causes`): its representative finding, the own change
+/// with the largest change; the other findings are its evidence.
 fn distinct_regressions(cmp: &Comparison) -> Vec<&Finding> {
-    let mut seen = std::collections::BTreeSet::new();
-    cmp.with_verdict(Verdict::Regression)
+    cmp.causes_of(Verdict::Regression)
         .into_iter()
-        .filter(|f| seen.insert((f.group.as_str(), f.function.as_str(), f.metric)))
+        .filter_map(|c| cmp.members(c).into_iter().find(|f| f.verdict == Verdict::Regression))
         .collect()
+}
+
+/// How many more groups than `f`'s own the cause of `f` was found in, as ` (+N more)`.
+fn more_groups(cmp: &Comparison, f: &Finding) -> String {
+    let groups = cmp.causes.iter().find(|c| Some(&c.id) == f.cause.as_ref()).map_or(1, |c| c.groups.len());
+    if groups > 1 { format!(" (+{} more)", groups - 1) } else { String::new() }
 }
 
 /// What to append to an error about a missing revision in a shallow clone ("" otherwise).

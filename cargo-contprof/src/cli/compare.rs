@@ -85,7 +85,9 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
 /// Exit status of a comparison: [`Error::RegressionFound`] when it found any.
 pub(super) fn verdict(cmp: &Comparison) -> Result<()> {
     if cmp.has_regression() {
-        return Err(Error::RegressionFound { count: cmp.summary.regressions });
+        // One per cause: the other findings are its evidence.
+        let causes = cmp.causes_of(crate::compare::Verdict::Regression).len();
+        return Err(Error::RegressionFound { count: causes.max(1) });
     }
     Ok(())
 }

@@ -253,7 +253,15 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
     for w in prepared.warnings.iter().chain(&prepared.notes) {
         shell.warn(w);
     }
-    let cmp = compare::compare(&prepared.groups, base_info, head_info, &options)?;
+    let metric = crate::prod::rollup::metric_of(&a.profile_type).unwrap_or(compare::Metric::Cpu);
+    let cmp = crate::prod::denominator::compare(
+        &prepared.groups,
+        metric,
+        a.denominator,
+        &options,
+        base_info,
+        head_info,
+    )?;
     for w in &cmp.warnings {
         shell.warn(w);
     }

@@ -183,7 +183,7 @@ pub(super) fn record_interleaved(
                 [(&base_args, &mut base_runs, "base"), (args, &mut head_runs, "head")]
             {
                 shell.status("Recording", format_args!("{name}, repetition {} of {runs}", i + 1));
-                let summary = record(side_args, target, 1, shell)?;
+                let summary = record(side_args, target, 1, &super::check::stage_dir(ctx), shell)?;
                 let meta = summary
                     .stored
                     .ok_or_else(|| Error::msg("the run was not stored; `check` needs a store"))?;

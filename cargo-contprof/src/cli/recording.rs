@@ -39,6 +39,9 @@ pub(super) struct Request {
     pub workload_args: Vec<OsString>,
     /// One target or a suite.
     pub what: What,
+    /// The instructions engine's stage ([`runner::stage`]); `None`: the workspace's own,
+    /// `<target-dir>/contprof/stage`. `check` gives its base the head's, so both run from one place.
+    pub stage_dir: Option<PathBuf>,
 }
 
 /// One target or a suite.
@@ -85,6 +88,7 @@ impl From<RunArgs> for Request {
             output: a.output,
             workload_args: a.args,
             what: What::Target(a.target),
+            stage_dir: None,
         }
     }
 }
@@ -110,6 +114,7 @@ impl Request {
                 jobs: a.jobs,
                 timeout: a.timeout,
             }),
+            stage_dir: None,
         }
     }
 }
@@ -169,6 +174,47 @@ fn suite_timeout(secs: f64) -> Result<Duration> {
         flag: "--timeout",
         message: format!("{secs:e} s is not a positive number of seconds that fits a duration"),
     })
+}
+
+/// The instructions engine's stage for a recording whose raw files go under `raw_dir`, with the
+/// packages of `targets` on it; `None` for the sampling engine (which runs programs where they are).
+pub(super) fn open_stage(
+    prepared: &Prepared,
+    request: &Request,
+    raw_dir: &Path,
+    targets: &[&Selected],
+    shell: &Shell,
+) -> Result<Option<std::sync::Arc<runner::stage::Stage>>> {
+    if prepared.agent_settings.engine != runner::Engine::Instructions {
+        return Ok(None);
+    }
+    let dir = request
+        .stage_dir
+        .clone()
+        .unwrap_or_else(|| prepared.workspace.target_dir().join("contprof").join("stage"));
+    let on_wait =
+        || shell.status("Waiting", format_args!("for another recording to leave {}", dir.display()));
+    let mut stage = runner::stage::Stage::open(&dir, prepared.workspace.target_dir(), raw_dir, &on_wait)?;
+    for t in targets {
+        stage.add_package(&t.package, &t.package_root)?;
+    }
+    Ok(Some(std::sync::Arc::new(stage)))
+}
+
+/// A run's place on `stage` (see [`open_stage`]): its program named after the target.
+pub(super) fn staging(
+    stage: Option<&std::sync::Arc<runner::stage::Stage>>,
+    target: &Selected,
+) -> Option<runner::stage::Staging> {
+    stage.map(|s| runner::stage::Staging {
+        stage: s.clone(),
+        name: format!("{}.{}.{}", target.package, target.kind.as_str(), target.name),
+    })
+}
+
+/// Paths the runs of `stage` saw and the files behind them, for building their profiles.
+pub(super) fn aliases(stage: Option<&std::sync::Arc<runner::stage::Stage>>) -> Vec<(String, String)> {
+    stage.map(|s| s.aliases()).unwrap_or_default()
 }
 
 /// The environment of one workload process: what `cargo run`/`cargo test`/`cargo bench` give it

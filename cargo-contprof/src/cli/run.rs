@@ -67,6 +67,7 @@ pub(super) fn record(
         _ => target.package_root.clone(),
     };
 
+    let stage = recording::open_stage(prepared, request, &raw_dir, &[&target], shell)?;
     let mut executions = Vec::new();
     for i in 1..=runs {
         shell.status(
@@ -87,6 +88,7 @@ pub(super) fn record(
             streams: Streams::Inherit,
             timeout: None,
             env: recording::workload_env(&target, workspace, Some(&output_dir.join("criterion"))),
+            stage: recording::staging(stage.as_ref(), &target),
         };
         let outcome = runner::run(&spec, &agent_lib)?;
         let failed = !outcome.exit.success();
@@ -96,6 +98,7 @@ pub(super) fn record(
             raw_path: spec.raw_path,
             outcome,
             per_iteration_ns: None,
+            aliases: recording::aliases(stage.as_ref()),
         });
         if failed || interrupt::interrupted() {
             if runs > i {

@@ -133,12 +133,17 @@ pub(super) fn record(
     );
 
     let raw_dir = record::raw_dir(&output_dir)?;
+    let packages: Vec<&cargo::Selected> = artifacts.iter().map(|a| &a.target).collect();
+    let stage = recording::open_stage(prepared, request, &raw_dir, &packages, shell)?;
     let started = Instant::now();
     let mut done: Vec<Done> = Vec::new();
     pool::run_parallel(
         parallel,
         jobs,
-        |job| execute(job, &raw_dir, &agent_lib, workspace, &request.workload_args, agent_settings, timeout),
+        |job| {
+            let run = Run { raw_dir: &raw_dir, agent_lib: &agent_lib, workspace, stage: stage.as_ref() };
+            execute(job, &run, &request.workload_args, agent_settings, timeout)
+        },
         |d| {
             let d = match d {
                 Ok(d) => d,
@@ -309,15 +314,23 @@ fn plan(
     Ok((jobs, ignored))
 }
 
+/// Where the processes of a suite run: what every job shares.
+struct Run<'a> {
+    raw_dir: &'a std::path::Path,
+    agent_lib: &'a std::path::Path,
+    workspace: &'a Workspace,
+    /// The instructions engine's stage.
+    stage: Option<&'a std::sync::Arc<runner::stage::Stage>>,
+}
+
 fn execute(
     job: Job,
-    raw_dir: &std::path::Path,
-    agent_lib: &std::path::Path,
-    workspace: &Workspace,
+    run: &Run<'_>,
     extra: &[OsString],
     settings: runner::AgentSettings,
     timeout: Duration,
 ) -> Result<Done> {
+    let Run { raw_dir, agent_lib, workspace, stage } = *run;
     let mut args: Vec<OsString> = Vec::new();
     let slot = raw_dir.join(sanitize(&job.group.replace('/', "__")));
     // Each criterion benchmark's estimates in a home of its own, read back below.
@@ -354,6 +367,7 @@ fn execute(
         streams: Streams::Capture,
         timeout: Some(timeout),
         env,
+        stage: recording::staging(stage, &job.artifact.target),
     };
     let outcome = runner::run(&spec, agent_lib)?;
     let stdout = String::from_utf8_lossy(&outcome.stdout);
@@ -374,6 +388,7 @@ fn execute(
             raw_path: spec.raw_path,
             outcome,
             per_iteration_ns,
+            aliases: recording::aliases(stage),
         },
         job,
         verdict,
@@ -455,7 +470,7 @@ fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict, Durati
             let _ = writeln!(out, "{:<name_width$}  {status:>7}  (no samples)", g.group);
             continue;
         };
-        let view = CostView::from_profile_folded(p, &crate::compare::is_library_symbol);
+        let view = CostView::from_profile_folded(p, &crate::compare::is_library_function);
         let cost_type = if counted {
             crate::profile::INSTRUCTIONS_TYPE.0
         } else if mode == Mode::Bench && view.sample_type_index(criterion::PER_ITER_TYPE).is_some() {

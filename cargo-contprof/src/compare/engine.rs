@@ -166,7 +166,9 @@ pub fn compare(
     warnings.sort();
     warnings.dedup();
     summarize(&mut summary, &findings);
-    Ok(Comparison { base, head, settings: opts.settings(), findings, warnings, power, summary })
+    let causes = super::causes::assign(&mut findings, groups);
+    summary.causes = causes.len();
+    Ok(Comparison { base, head, settings: opts.settings(), findings, warnings, power, summary, causes })
 }
 
 /// The share of runs cut at each end of a side for the metrics of waiting (Yuen's test,
@@ -413,6 +415,8 @@ impl Ctx<'_> {
             inherited: false,
             explained: self.explained.map(|e| e.explains(&series.name, kind)),
             calls: if self.metric == Metric::Instructions { self.calls(&series.name) } else { None },
+            cause: None,
+            cause_role: None,
         }
     }
 

@@ -155,6 +155,14 @@ pub struct Finding {
     /// tells more work per call from more calls.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calls: Option<Calls>,
+    /// The id of the cause this finding is listed under (see `compare::causes` and
+    /// [`Comparison::causes`]); `None` for unchanged and inconclusive findings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// How the finding relates to its cause: its own change, its total, a caller's total or an
+    /// inlined callee's self cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause_role: Option<super::causes::CauseRole>,
 }
 
 /// Mean calls of a function per run, on each side.
@@ -231,6 +239,21 @@ pub enum Warning {
         /// Smallest change the group could resolve in a function holding 5% of CPU, in percent.
         min_detectable_percent: Option<u64>,
     },
+    /// What a production comparison divided the metric by (`prod::denominator`): the rate per
+    /// window, or the share of the window when a function above half of the metric cannot be
+    /// judged by it.
+    Denominator {
+        /// Group key.
+        group: String,
+        /// Metric.
+        metric: Metric,
+        /// Compared by the metric per window (per instance) rather than by its share.
+        rate: bool,
+        /// The functions above half of the metric, with their share in thousandths.
+        dominant: Vec<(String, u32)>,
+        /// Relative change of the median window's metric outside them (the load), in thousandths.
+        load_change_permille: Option<i64>,
+    },
 }
 
 impl fmt::Display for Warning {
@@ -258,6 +281,34 @@ impl fmt::Display for Warning {
             }
             Warning::SkippedRun { group, metric, side, index, reason } => {
                 write!(f, "{group}: {side} run #{index} left out of {metric}: {reason}")
+            }
+            Warning::Denominator { group, metric, rate, dominant, load_change_permille } => {
+                let names: Vec<String> = dominant
+                    .iter()
+                    .map(|(n, s)| format!("`{n}` holds {:.0}% of {metric}", f64::from(*s) / 10.0))
+                    .collect();
+                let load = load_change_permille.map(|c| {
+                    format!("the {metric} outside it moved by {:+.1}% (median window)", c as f64 / 10.0)
+                });
+                let load = load.unwrap_or_else(|| format!("no {metric} outside it to tell the load by"));
+                if *rate {
+                    let unit = if *metric == Metric::Cpu { "CPU".to_owned() } else { metric.to_string() };
+                    write!(
+                        f,
+                        "{group}: compared by {unit} per window (per instance), not by its share of the window"
+                    )?;
+                    if names.is_empty() {
+                        write!(f, " (--denominator rate)")
+                    } else {
+                        write!(f, ": {}, and the windows' load is comparable: {load}", names.join(", "))
+                    }
+                } else {
+                    write!(
+                        f,
+                        "{group}: {}: its share of the window cannot judge it (1.5x slower at 87% moves it to                          91%); it is compared by share because the windows' load is not comparable: {load}                          (select windows of comparable load, or --denominator rate)",
+                        names.join(", ")
+                    )
+                }
             }
             Warning::FewSamples { group, side, samples_per_run, min_detectable_percent } => {
                 let runs = if is_production(group) { "windows" } else { "runs" };
@@ -388,6 +439,9 @@ pub struct Summary {
     pub shifted: usize,
     /// (function, metric, kind) series below the floor, not tested.
     pub below_floor: usize,
+    /// Causes the changes group into (`causes` of the report): one per function whose change the
+    /// others are evidence of.
+    pub causes: usize,
     /// Functions left out by the ignore list.
     pub ignored: usize,
 }
@@ -409,6 +463,8 @@ pub struct Comparison {
     pub power: Vec<Power>,
     /// Counts.
     pub summary: Summary,
+    /// The changes grouped by cause, in the order of their verdicts (see `compare::causes`).
+    pub causes: Vec<super::causes::Cause>,
 }
 
 impl Comparison {
@@ -431,6 +487,17 @@ impl Comparison {
                 .then(a.kind.cmp(&b.kind))
         });
         out
+    }
+
+    /// The causes of `verdict`'s kind ([`Verdict::PossibleRegression`] goes with
+    /// [`Verdict::Regression`], [`Verdict::PossibleImprovement`] with [`Verdict::Improvement`]).
+    pub fn causes_of(&self, verdict: Verdict) -> Vec<&super::causes::Cause> {
+        self.causes.iter().filter(|c| c.verdict == verdict).collect()
+    }
+
+    /// The findings of a cause, its representative first.
+    pub fn members(&self, cause: &super::causes::Cause) -> Vec<&Finding> {
+        cause.members.iter().filter_map(|&i| self.findings.get(i)).collect()
     }
 
     /// Total-cost findings marked inherited, ordered like [`Comparison::with_verdict`].

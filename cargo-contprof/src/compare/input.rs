@@ -5,10 +5,19 @@
 //! - names are normalized: a trailing `::h<16 hex>` hash is dropped and closure indices are erased
 //!   (`{closure#2}` and `{{closure}}` become `{closure}`), since adding a closure renumbers the rest;
 //! - *library frames* (the standard library: `std`, `core`, `alloc`, methods of primitive types,
-//!   libtest; C symbols such as `memcpy` or `malloc`; the profiling agent) are folded into the
-//!   innermost caller that is not one when [`InputOptions::fold_library`] is on: the cost of an
-//!   inlined `<u64>::wrapping_add` or of `alloc::alloc::alloc` belongs to the function that called it.
-//!   A stack made only of library frames keeps its innermost frame.
+//!   libtest; the crates std itself depends on, such as its `hashbrown`, `gimli` or
+//!   `rustc_demangle`, told by their source path in the toolchain ([`is_toolchain_source`]); C
+//!   symbols such as `memcpy` or `malloc`; the profiling agent) are folded into the innermost
+//!   caller that is not one when [`InputOptions::fold_library`] is on: the cost of an inlined
+//!   `<u64>::wrapping_add`, of `alloc::alloc::alloc` or of std's `HashMap` probing belongs to the
+//!   function that called it. A stack made only of library frames keeps its innermost frame,
+//!   except the program's start and its harness: a stack of library frames only that holds the
+//!   process's entry or the dynamic loader's (`_start`, `__libc_start_main`, `_dl_start`...) or
+//!   libtest's own code (option parsing, the test runner) is counted in one [`PROGRAM_START`]
+//!   function, as the viewer folds the prologue: what the runtime does before and around the
+//!   user's code moves with paths, arguments and environment, not with the code under review.
+//!   One test decides what a library frame is everywhere: [`is_library_function`], from the name
+//!   and the DWARF source path.
 //!
 //! Reads no files; the caller passes decoded profiles and says how each metric was measured.
 
@@ -130,10 +139,58 @@ pub fn is_library_frame(name: &str) -> bool {
     LIBRARY_CRATES.contains(&first) || PRIMITIVES.contains(&first)
 }
 
-/// [`is_library_frame`] of a function name as a profile holds it (normalized first): the one
-/// test shared by the comparison, the terminal table and the suite summary.
+/// [`is_library_frame`] of a function name as a profile holds it (normalized first), for a frame
+/// whose source file is unknown; see [`is_library_function`].
 pub fn is_library_symbol(name: &str) -> bool {
     is_library_frame(&normalize_name(name))
+}
+
+/// Whether a source path (as the debug info names it) is the toolchain's own source: the standard
+/// library and the crates it vendors, which are built from the toolchain's `library/` tree and its
+/// dependencies, never from the user's registry. The release toolchains remap those paths to
+/// `/rustc/<commit>/library/...` (std, core, alloc, libtest, `std_detect`...) and `/rust/deps/<crate>-<version>/...`
+/// (std's `hashbrown`, `gimli`, `addr2line`, `miniz_oxide`, `rustc_demangle`, libtest's `getopts`...);
+/// a toolchain whose sources are installed (`rust-src`) or built locally names them under
+/// `<sysroot>/lib/rustlib/src/rust/` (`library/` and `vendor/`). A crate from the user's registry
+/// (`~/.cargo/registry/src/...`), even one std also uses, is not the toolchain's.
+pub fn is_toolchain_source(file: &str) -> bool {
+    if let Some(rest) = file.strip_prefix("/rustc/") {
+        // `/rustc/<40 hex digits>/...`
+        let hash = rest.split('/').next().unwrap_or("");
+        return hash.len() == 40 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    }
+    file.starts_with("/rust/deps/") || file.contains("/lib/rustlib/src/rust/")
+}
+
+/// Whether a function is a library frame (see the module docs): by its name ([`is_library_symbol`]:
+/// std, core, alloc, primitive types, C symbols, the agent) or by its source file
+/// ([`is_toolchain_source`]: std's vendored dependencies, whose names say nothing). `file` is the
+/// path the profile holds (its `Function.filename`), `""` when unknown. The one test shared by the
+/// comparison, the call-path rule, the terminal table, the suite summary and the viewer.
+pub fn is_library_function(name: &str, file: &str) -> bool {
+    is_toolchain_source(file) || is_library_symbol(name)
+}
+
+/// The function the costs of the program's start and of its test harness are counted in (see the
+/// module docs).
+pub const PROGRAM_START: &str = "[program start]";
+
+/// Frames that start the process, or belong to the test harness: a stack of library frames that
+/// holds one of them is the program's start ([`PROGRAM_START`]).
+fn is_start_frame(name: &str) -> bool {
+    const ENTRIES: &[&str] = &[
+        "_start",
+        "__libc_start_main",
+        "__libc_start_call_main",
+        "_dl_start",
+        "_dl_start_user",
+        "_dl_init",
+        "_dl_fini",
+        "_dl_relocate_object",
+        "std::rt::lang_start_internal",
+    ];
+    ENTRIES.contains(&name)
+        || ["test::", "getopts::", "<test::", "<getopts::"].iter().any(|p| name.starts_with(p))
 }
 
 /// Converts one profile (one run of one group) to its costs.
@@ -269,6 +326,8 @@ pub(crate) struct FrameNames {
     names: Vec<(String, bool)>,
     /// Location id → positions in `names`, innermost (inlined) first.
     locations: HashMap<u64, Vec<usize>>,
+    /// Whether library frames are folded (and the program's start with them).
+    fold_library: bool,
 }
 
 impl FrameNames {
@@ -277,7 +336,8 @@ impl FrameNames {
         let mut by_id: HashMap<u64, usize> = HashMap::with_capacity(profile.function.len());
         for f in &profile.function {
             let name = normalize_name(profile.str(f.name));
-            let library = fold_library && is_library_frame(&name);
+            let library =
+                fold_library && (is_library_frame(&name) || is_toolchain_source(profile.str(f.filename)));
             by_id.insert(f.id, names.len());
             names.push((name, library));
         }
@@ -286,7 +346,7 @@ impl FrameNames {
             .iter()
             .map(|l| (l.id, l.line.iter().filter_map(|line| by_id.get(&line.function_id).copied()).collect()))
             .collect();
-        FrameNames { names, locations }
+        FrameNames { names, locations, fold_library }
     }
 
     /// The frames of `sample`, innermost first, each with the position of its location on the
@@ -323,8 +383,13 @@ impl FrameNames {
                 .map(|&i| &self.names[i]),
         );
         let (innermost, _) = frames.first().copied()?;
-        let leaf = frames.iter().find(|f| !f.1).map_or(innermost.as_str(), |f| f.0.as_str());
+        let own = frames.iter().find(|f| !f.1);
         seen.clear();
+        if own.is_none() && self.fold_library && frames.iter().any(|f| is_start_frame(&f.0)) {
+            seen.push(PROGRAM_START);
+            return Some(PROGRAM_START);
+        }
+        let leaf = own.map_or(innermost.as_str(), |f| f.0.as_str());
         seen.push(leaf);
         seen.extend(frames.iter().filter(|f| !f.1 && f.0 != leaf).map(|f| f.0.as_str()));
         seen.sort_unstable();
@@ -407,5 +472,112 @@ mod tests {
         for user in ["workloads::burn_a", "<mycrate::Foo as core::fmt::Display>::fmt", "regress::main"] {
             assert!(!is_library_frame(user), "{user}");
         }
+    }
+
+    /// Issue 27: std's `HashMap` internals (its vendored hashbrown), inlined into the user's
+    /// function, were listed as seven regressions of their own.
+    #[test]
+    fn std_vendored_crates_are_library_frames_by_their_source_path_and_the_users_own_are_not() {
+        let std_hashbrown = "/rust/deps/hashbrown-0.16.1/src/raw/mod.rs";
+        let rustc = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/std/src/collections/hash/map.rs";
+        let sysroot = "/home/u/.rustup/toolchains/stable-x86_64-unknown-linux-gnu/lib/rustlib/src/rust/library/core/src/hash/mod.rs";
+        let vendored = "/opt/rust/lib/rustlib/src/rust/vendor/gimli-0.32.3/src/read/unit.rs";
+        for file in [std_hashbrown, rustc, sysroot, vendored] {
+            assert!(is_toolchain_source(file), "{file}");
+            assert!(is_library_function("hashbrown::raw::RawTableInner::find_inner", file), "{file}");
+        }
+        let registry =
+            "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/hashbrown-0.15.2/src/raw/mod.rs";
+        for file in [registry, "/work/app/src/main.rs", "src/main.rs", "/rustc/notahash/library/x.rs", ""] {
+            assert!(!is_toolchain_source(file), "{file}");
+            assert!(!is_library_function("hashbrown::raw::RawTableInner::find_inner", file), "{file}");
+        }
+        // The name still decides where the path does not: std by name, C symbols.
+        assert!(is_library_function("core::hint::black_box", ""));
+        assert!(is_library_function("memcpy", "/build/glibc/string/memcpy.S"));
+    }
+
+    /// Issue 27: libtest's option parsing and the startup's `strtoul`/`vfscanf` were 263 shifted
+    /// rows of an A/A under the instructions engine.
+    #[test]
+    fn the_programs_start_and_the_test_harness_are_one_function() {
+        let mut p = crate::profile::test_support::synth(&[
+            (
+                &[
+                    "_start",
+                    "__libc_start_main",
+                    "main",
+                    "std::rt::lang_start_internal",
+                    "test::test_main",
+                    "getopts::Options::optflag",
+                ],
+                3_000_000,
+                0,
+            ),
+            (
+                &[
+                    "_start",
+                    "__libc_start_main",
+                    "main",
+                    "std::rt::lang_start_internal",
+                    "test::test_main",
+                    "app::tests::case",
+                    "app::parse",
+                ],
+                5_000_000,
+                0,
+            ),
+            (&["_dl_start", "_dl_relocate_object", "strcmp"], 1_000_000, 0),
+            (
+                &["clone3", "start_thread", "std::sys::thread::Thread::new::thread_start", "std::io::copy"],
+                2_000_000,
+                0,
+            ),
+        ]);
+        // libtest's getopts is std's vendored copy.
+        let getopts = p.intern("/rust/deps/getopts-0.2.21/src/lib.rs");
+        for f in &mut p.function {
+            if p.string_table[f.name as usize].starts_with("getopts::") {
+                f.filename = getopts;
+            }
+        }
+        let r = run_costs(&p, &InputOptions::default());
+        assert_eq!(r.functions[PROGRAM_START][&Metric::Cpu].self_, 4_000_000.0);
+        assert!(
+            !r.functions.contains_key("getopts::Options::optflag") && !r.functions.contains_key("strcmp")
+        );
+        assert_eq!(r.functions["app::parse"][&Metric::Cpu].self_, 5_000_000.0);
+        // A thread of library frames that is not the harness keeps its innermost frame.
+        assert_eq!(r.functions["std::io::copy"][&Metric::Cpu].self_, 2_000_000.0);
+        // Unfolded, frames are themselves.
+        let r = run_costs(&p, &InputOptions { fold_library: false, ..InputOptions::default() });
+        assert!(
+            r.functions.contains_key("getopts::Options::optflag") && !r.functions.contains_key(PROGRAM_START)
+        );
+    }
+
+    #[test]
+    fn a_toolchain_crate_inlined_into_user_code_is_counted_in_it() {
+        let mut p = crate::profile::test_support::synth(&[
+            (&["main", "app::tokenize", "hashbrown::raw::RawTable::find"], 3_000_000, 0),
+            (&["main", "app::tokenize"], 1_000_000, 0),
+            (&["main", "app::own_table", "hashbrown::raw::RawTable::insert"], 2_000_000, 0),
+        ]);
+        let std_file = p.intern("/rust/deps/hashbrown-0.16.1/src/raw/mod.rs");
+        let registry =
+            p.intern("/home/u/.cargo/registry/src/index.crates.io-x/hashbrown-0.15.2/src/raw/mod.rs");
+        for f in &mut p.function {
+            match p.string_table[f.name as usize].as_str() {
+                "hashbrown::raw::RawTable::find" => f.filename = std_file,
+                "hashbrown::raw::RawTable::insert" => f.filename = registry,
+                _ => {}
+            }
+        }
+        let r = run_costs(&p, &InputOptions::default());
+        assert!(!r.functions.contains_key("hashbrown::raw::RawTable::find"));
+        assert_eq!(r.functions["app::tokenize"][&Metric::Cpu].self_, 4_000_000.0);
+        // The user's own hashbrown stays a function of its own.
+        assert_eq!(r.functions["hashbrown::raw::RawTable::insert"][&Metric::Cpu].self_, 2_000_000.0);
+        assert_eq!(r.functions["app::own_table"][&Metric::Cpu].self_, 0.0);
     }
 }

@@ -7,10 +7,19 @@
 //! ```
 //! Each entry of the lists is a [`Finding`]: `group`, `function`, `metric`, `kind`, `base`, `head`,
 //! `base_share`, `head_share`, `change`, `ci_low`, `ci_high`, `p`, `q`, `runs_base`, `runs_head`,
-//! `method`, `verdict`, `inherited`, `explained`. Unchanged findings are not listed (they are
-//! counted). Version 2: `regressions` and `improvements` hold only changes the diff explains (code
-//! on the function's call paths changed); the others are in `shifted`. `groups` holds, per group and
-//! sampled metric, the spread used and the minimum detectable effect ([`super::finding::Power`]).
+//! `method`, `verdict`, `inherited`, `explained`, and `cause` and `cause_role` (below). Unchanged
+//! findings are not listed (they are counted). Version 2: `regressions` and `improvements` hold
+//! only changes the diff explains (code on the function's call paths changed); the others are in
+//! `shifted`. `groups` holds, per group and sampled metric, the spread used and the minimum
+//! detectable effect ([`super::finding::Power`]).
+//!
+//! `causes` lists the changes once per cause ([`super::causes`]): `id` (stable:
+//! `<metric>:<verdict>:<function>`), `function`, `metric`, `verdict`, the `groups` where its own
+//! change was found, `change_min`/`change_max` over them, `findings` (how many findings it groups)
+//! and `roles` (how many of them per role). Every listed finding names its cause's `id` in
+//! `cause`, and its `cause_role`: `cause` (the function's own change in one group), `total` (its
+//! total cost), `caller_total` (a caller's total cost that its change accounts for) or `inlined`
+//! (a function inlined into it). The gate is unchanged: it fails iff `regressions` is non-empty.
 //! Adding fields is not a version change; renaming, removing or changing a meaning is.
 
 use std::io::{self, Write};
@@ -40,6 +49,7 @@ struct Report<'a> {
     warnings: Vec<WarningEntry<'a>>,
     groups: &'a [super::finding::Power],
     summary: &'a super::finding::Summary,
+    causes: &'a [super::causes::Cause],
 }
 
 #[derive(Serialize)]
@@ -68,6 +78,7 @@ pub fn write_json(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         warnings: cmp.warnings.iter().map(|w| WarningEntry { warning: w, message: w.to_string() }).collect(),
         groups: &cmp.power,
         summary: &cmp.summary,
+        causes: &cmp.causes,
     };
     serde_json::to_writer_pretty(&mut out, &report)?;
     out.write_all(b"\n")

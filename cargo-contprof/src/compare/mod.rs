@@ -34,6 +34,7 @@
 //!   rule of `compare::explain`, from [`Group::explained`]) is [`Verdict::Shifted`], not a regression,
 //!   unless [`Options::strict`].
 
+pub mod causes;
 mod engine;
 mod explain;
 mod finding;
@@ -50,14 +51,15 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use causes::{CallGraph, Cause, CauseRole};
 pub use engine::compare;
 pub use explain::Explained;
 pub use finding::{
     Calls, Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict, Warning,
 };
 pub use input::{
-    AllocRecording, InputOptions, contention_samples, is_library_frame, is_library_symbol, normalize_name,
-    run_costs, wall_samples,
+    AllocRecording, InputOptions, contention_samples, is_library_frame, is_library_function,
+    is_library_symbol, is_toolchain_source, normalize_name, run_costs, wall_samples,
 };
 pub use json::{REPORT_VERSION, write_json};
 pub use model::{Cost, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling};

@@ -211,6 +211,11 @@ pub struct Group {
     /// metric, learned from earlier batches in the store; `None` when there is no such history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<BTreeMap<Metric, f64>>,
+    /// Who calls whom and what was inlined where in the group's stacks, for grouping findings by
+    /// cause (`compare::causes`); `None` when the stacks were not read (then only inherited totals
+    /// and one function's findings across groups are grouped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calls: Option<super::causes::CallGraph>,
 }
 
 /// A revision as the caller describes it; opaque to the comparison, shown in reports.

@@ -5,6 +5,7 @@
 
 use std::io::{self, Write};
 
+use super::causes::{Cause, CauseRole};
 use super::finding::{Comparison, Finding, Verdict};
 use super::model::{Metric, RevisionInfo};
 
@@ -45,30 +46,46 @@ fn evidence(f: &Finding, q: impl Fn(f64) -> String) -> String {
     e
 }
 
+/// How many causes of `verdict` there are, and how many findings they group: what a headline
+/// counts (one regression, one count, however many findings are its evidence).
+fn counted(cmp: &Comparison, verdict: Verdict) -> (usize, usize) {
+    let causes: Vec<&Cause> = cmp.causes.iter().filter(|c| c.verdict == verdict).collect();
+    (causes.len(), causes.iter().map(|c| c.findings).sum())
+}
+
+/// `1 regression`, counted by cause.
+fn count(cmp: &Comparison, verdict: Verdict, noun: &str) -> String {
+    let (causes, _) = counted(cmp, verdict);
+    format!("{causes} {noun}{}", plural(causes))
+}
+
+/// `; 22 findings` when the causes of `verdict` group more findings than there are causes.
+fn findings_note(cmp: &Comparison, verdict: Verdict) -> String {
+    let (causes, findings) = counted(cmp, verdict);
+    if findings > causes { format!("{findings} findings; ") } else { String::new() }
+}
+
 fn headline(cmp: &Comparison) -> String {
     let s = &cmp.summary;
     match s.verdict {
         "regression" => format!(
-            "{} regression{} found ({} improvement{}) in {} compared target{}",
-            s.regressions,
-            plural(s.regressions),
-            s.improvements,
-            plural(s.improvements),
+            "{} found ({}{}) in {} compared target{}",
+            count(cmp, Verdict::Regression, "regression"),
+            findings_note(cmp, Verdict::Regression),
+            count(cmp, Verdict::Improvement, "improvement"),
             s.groups_compared,
             plural(s.groups_compared)
         ),
         "possible_regression" => format!(
-            "{} possible regression{} (single runs: not conclusive), no confirmed regression",
-            s.possible_regressions,
-            plural(s.possible_regressions)
+            "{} (single runs: not conclusive), no confirmed regression",
+            count(cmp, Verdict::PossibleRegression, "possible regression")
         ),
         "improvement" => {
-            format!("No regression; {} improvement{} found", s.improvements, plural(s.improvements))
+            format!("No regression; {} found", count(cmp, Verdict::Improvement, "improvement"))
         }
         "shifted" => format!(
-            "No regression; {} shift{} in code the diff did not change (not gated)",
-            s.shifted,
-            plural(s.shifted)
+            "No regression; {} in code the diff did not change (not gated)",
+            count(cmp, Verdict::Shifted, "shift")
         ),
         "nothing_compared" => "Nothing compared: no target has runs on both sides".to_owned(),
         _ => {
@@ -110,13 +127,79 @@ fn revision(r: &RevisionInfo) -> String {
     if r.label.is_empty() { short } else { format!("{short} ({})", r.label) }
 }
 
-/// The findings shown in the main tables, in order: regressions, improvements, possible ones.
-fn listed(cmp: &Comparison) -> Vec<&Finding> {
-    let mut rows = cmp.with_verdict(Verdict::Regression);
-    rows.extend(cmp.with_verdict(Verdict::Improvement));
-    rows.extend(cmp.with_verdict(Verdict::PossibleRegression));
-    rows.extend(cmp.with_verdict(Verdict::PossibleImprovement));
+/// The causes shown in the main tables, in order: regressions, improvements, possible ones.
+fn listed(cmp: &Comparison) -> Vec<&Cause> {
+    let mut rows = cmp.causes_of(Verdict::Regression);
+    rows.extend(cmp.causes_of(Verdict::Improvement));
+    rows.extend(cmp.causes_of(Verdict::PossibleRegression));
+    rows.extend(cmp.causes_of(Verdict::PossibleImprovement));
     rows
+}
+
+/// A cause's row: its representative finding, with the other groups it was found in.
+struct CauseRow<'a> {
+    cause: &'a Cause,
+    head: &'a Finding,
+    members: Vec<&'a Finding>,
+}
+
+impl<'a> CauseRow<'a> {
+    fn of(cmp: &'a Comparison, cause: &'a Cause) -> Option<CauseRow<'a>> {
+        let members = cmp.members(cause);
+        Some(CauseRow { cause, head: members.first().copied()?, members })
+    }
+
+    /// The group, or the first group and how many more the cause was found in.
+    fn group(&self) -> String {
+        match self.cause.groups.len() {
+            0 | 1 => self.head.group.clone(),
+            n => format!("{} (+{} more)", self.head.group, n - 1),
+        }
+    }
+
+    /// The change, or its range when the cause was found in several groups.
+    fn change(&self) -> String {
+        match (self.cause.groups.len(), self.cause.change_min, self.cause.change_max) {
+            (n, Some(lo), Some(hi)) if n > 1 && hi - lo > 5e-4 => {
+                format!("{} to {}", percent(lo), percent(hi))
+            }
+            _ => change(self.head),
+        }
+    }
+
+    /// What the other findings grouped under the cause are, in one line (`None` for none).
+    fn evidence(&self) -> Option<String> {
+        if self.members.len() < 2 {
+            return None;
+        }
+        let mut parts = Vec::new();
+        let own = self.members.iter().filter(|f| f.cause_role == Some(CauseRole::Cause)).count();
+        if own > 1 {
+            parts.push(format!("its own change in {own} groups"));
+        }
+        for (role, what) in [
+            (CauseRole::Total, "its total cost"),
+            (CauseRole::CallerTotal, "callers' total cost"),
+            (CauseRole::Inlined, "functions inlined into it"),
+        ] {
+            let of: Vec<&&Finding> = self.members.iter().filter(|f| f.cause_role == Some(role)).collect();
+            if of.is_empty() {
+                continue;
+            }
+            let mut names: Vec<&str> = of.iter().map(|f| f.function.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            let shown: Vec<&str> = names.iter().take(3).copied().collect();
+            let more = if names.len() > 3 { format!(", +{} more", names.len() - 3) } else { String::new() };
+            let list = if role == CauseRole::Total {
+                String::new()
+            } else {
+                format!(": {}{more}", shown.join(", "))
+            };
+            parts.push(format!("{} × {what}{list}", of.len()));
+        }
+        Some(format!("{} findings: {}", self.members.len(), parts.join("; ")))
+    }
 }
 
 /// The verdict as a table shows it: an unexplained regression kept by `--strict` says so.
@@ -145,16 +228,26 @@ fn row(f: &Finding) -> [String; 8] {
 const HEADER: [&str; 8] =
     ["verdict", "function", "group", "metric", "base", "head", "change [95% CI]", "evidence"];
 
-/// Writes a plain-text table for a terminal.
+/// One cause as a row of the text table.
+fn cause_row(r: &CauseRow<'_>) -> [String; 8] {
+    let mut cells = row(r.head);
+    cells[2] = r.group();
+    cells[6] = r.change();
+    cells
+}
+
+/// Writes a plain-text table for a terminal: one row per cause, with a line under it saying what
+/// the findings grouped under it are.
 pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     writeln!(out, "{}", headline(cmp))?;
     writeln!(out, "base {}  head {}", revision(&cmp.base), revision(&cmp.head))?;
-    let mut rows: Vec<[String; 8]> = listed(cmp).into_iter().map(row).collect();
-    for f in cmp.with_verdict(Verdict::New).into_iter().chain(cmp.with_verdict(Verdict::Vanished)) {
-        rows.push(row(f));
-    }
-    let shifted = cmp.with_verdict(Verdict::Shifted);
-    rows.extend(shifted.iter().map(|f| row(f)));
+    let mut causes = listed(cmp);
+    causes.extend(cmp.causes_of(Verdict::New));
+    causes.extend(cmp.causes_of(Verdict::Vanished));
+    let shifted = cmp.causes_of(Verdict::Shifted);
+    causes.extend(shifted.iter().copied());
+    let causes: Vec<CauseRow<'_>> = causes.into_iter().filter_map(|c| CauseRow::of(cmp, c)).collect();
+    let rows: Vec<[String; 8]> = causes.iter().map(cause_row).collect();
     if !rows.is_empty() {
         let header = HEADER.map(str::to_owned);
         let mut widths = [0usize; 8];
@@ -164,9 +257,16 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
             }
         }
         writeln!(out)?;
-        for r in std::iter::once(&header).chain(&rows) {
-            let line: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-            writeln!(out, "{}", line.join("  ").trim_end())?;
+        let line = |r: &[String; 8]| {
+            let cells: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            cells.join("  ").trim_end().to_owned()
+        };
+        writeln!(out, "{}", line(&header))?;
+        for (r, cause) in rows.iter().zip(&causes) {
+            writeln!(out, "{}", line(r))?;
+            if let Some(e) = cause.evidence() {
+                writeln!(out, "{:w$}  ↳ {e}", "", w = widths[0])?;
+            }
         }
     }
     if !shifted.is_empty() {
@@ -180,19 +280,62 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
 
 use super::markdown::{code_cell, text as cell};
 
-/// A finding's cells of a Markdown table, from the function to the evidence, with the closing `|`.
-fn markdown_cells(f: &Finding) -> String {
+/// A cause's cells of a Markdown table, from the function to the evidence, with the closing `|`:
+/// its representative finding's, with the groups and changes of all its own findings.
+fn cause_cells(r: &CauseRow<'_>) -> String {
+    let f = r.head;
     format!(
         "{} | {} | {} ({}) | {} | {} | {} | {} |",
         code_cell(&f.function),
-        cell(&f.group),
+        cell(&r.group()),
         f.metric,
         f.kind,
         amount(f.metric, f.base),
         amount(f.metric, f.head),
-        change(f),
+        r.change(),
         cell(&evidence(f, |q| format!("{q:.1e}")))
     )
+}
+
+/// Under a table of causes, the findings each groups (when any groups more than one), folded.
+fn write_evidence(out: &mut impl Write, rows: &[CauseRow<'_>]) -> io::Result<()> {
+    let grouped: Vec<&CauseRow<'_>> = rows.iter().filter(|r| r.members.len() > 1).collect();
+    if grouped.is_empty() {
+        return Ok(());
+    }
+    let findings: usize = grouped.iter().map(|r| r.members.len()).sum();
+    writeln!(out)?;
+    writeln!(
+        out,
+        "<details><summary>Evidence: {findings} findings under {} of these causes</summary>",
+        grouped.len()
+    )?;
+    writeln!(out)?;
+    for r in grouped {
+        writeln!(
+            out,
+            "- {} ({}): {}",
+            code_cell(&r.cause.function),
+            r.cause.metric,
+            cell(&r.evidence().unwrap_or_default())
+        )?;
+        for f in &r.members {
+            let role = f.cause_role.map_or("", CauseRole::as_str).replace('_', " ");
+            writeln!(
+                out,
+                "  - {role}: {} in {} ({} {}): {} → {}, {}",
+                code_cell(&f.function),
+                cell(&f.group),
+                f.metric,
+                f.kind,
+                amount(f.metric, f.base),
+                amount(f.metric, f.head),
+                change(f)
+            )?;
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "</details>")
 }
 
 /// Writes Markdown for a pull-request comment.
@@ -212,12 +355,13 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         code_cell(&revision(&cmp.base)),
         code_cell(&revision(&cmp.head))
     )?;
-    let rows = listed(cmp);
+    let rows: Vec<CauseRow<'_>> = listed(cmp).into_iter().filter_map(|c| CauseRow::of(cmp, c)).collect();
     if !rows.is_empty() {
         writeln!(out)?;
         writeln!(out, "| | function | group | metric | base | head | change [95% CI] | q |")?;
         writeln!(out, "|---|---|---|---|---|---|---|---|")?;
-        for f in rows {
+        for r in &rows {
+            let f = r.head;
             let mark = match (f.verdict, f.explained == Some(false)) {
                 (Verdict::Regression, false) => "🔴 regression",
                 (Verdict::Regression, true) => "🔴 regression (unexplained)",
@@ -225,10 +369,12 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
                 (Verdict::PossibleRegression, _) => "🟠 possible regression",
                 _ => "🔵 possible improvement",
             };
-            writeln!(out, "| {mark} | {}", markdown_cells(f))?;
+            writeln!(out, "| {mark} | {}", cause_cells(r))?;
         }
+        write_evidence(&mut out, &rows)?;
     }
-    let shifted = cmp.with_verdict(Verdict::Shifted);
+    let shifted: Vec<CauseRow<'_>> =
+        cmp.causes_of(Verdict::Shifted).into_iter().filter_map(|c| CauseRow::of(cmp, c)).collect();
     if !shifted.is_empty() {
         writeln!(out)?;
         writeln!(out, "<details><summary>{} shifted (not gated)</summary>", shifted.len())?;
@@ -237,14 +383,19 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         writeln!(out)?;
         writeln!(out, "| function | group | metric | base | head | change [95% CI] | q |")?;
         writeln!(out, "|---|---|---|---|---|---|---|")?;
-        for f in shifted {
-            writeln!(out, "| {}", markdown_cells(f))?;
+        for r in &shifted {
+            writeln!(out, "| {}", cause_cells(r))?;
         }
+        write_evidence(&mut out, &shifted)?;
         writeln!(out)?;
         writeln!(out, "</details>")?;
     }
-    let presence: Vec<&Finding> =
-        cmp.with_verdict(Verdict::New).into_iter().chain(cmp.with_verdict(Verdict::Vanished)).collect();
+    let presence: Vec<&Finding> = cmp
+        .causes_of(Verdict::New)
+        .into_iter()
+        .chain(cmp.causes_of(Verdict::Vanished))
+        .filter_map(|c| cmp.members(c).first().copied())
+        .collect();
     let inherited = cmp.inherited();
     writeln!(out)?;
     writeln!(out, "<details><summary>Details</summary>")?;

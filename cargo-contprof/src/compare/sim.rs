@@ -225,7 +225,7 @@ pub(crate) fn simulate(rng: &mut Rng, scn: &Scenario) -> Group {
     };
     let base = side(false, rng);
     let head = side(true, rng);
-    Group { key: "bench:sim".to_owned(), base, head, explained: None, history: None }
+    Group { key: "bench:sim".to_owned(), base, head, explained: None, history: None, calls: None }
 }
 
 /// Outcome counts over many comparisons.

@@ -28,7 +28,14 @@ fn exact_group(extra: f64, runs: usize) -> Group {
             })
             .collect()
     };
-    Group { key: "test:t".into(), base: side(0.0), head: side(extra), explained: None, history: None }
+    Group {
+        key: "test:t".into(),
+        base: side(0.0),
+        head: side(extra),
+        explained: None,
+        history: None,
+        calls: None,
+    }
 }
 
 fn cmp(groups: &[Group]) -> Comparison {
@@ -96,6 +103,7 @@ fn single_sampled_run_gives_at_most_a_possible_verdict() {
         head: side(2000),
         explained: None,
         history: None,
+        calls: None,
     }]);
     assert!(c.findings.iter().all(|f| f.verdict != Verdict::Regression && f.verdict != Verdict::Improvement));
     assert!(c.with_verdict(Verdict::PossibleRegression).iter().any(|f| f.function == "a::hot"));
@@ -119,6 +127,7 @@ fn bad_input_is_an_error_not_a_panic() {
         head: vec![],
         explained: None,
         history: None,
+        calls: None,
     };
     assert_eq!(cmp(&[nan]).summary.verdict, "nothing_compared");
 }

@@ -3,6 +3,7 @@
 //! `contprof::service` module of the agent crate.
 
 pub mod compact;
+pub mod denominator;
 pub mod load;
 pub mod log;
 pub mod rollup;

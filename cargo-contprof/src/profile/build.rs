@@ -35,6 +35,11 @@ pub struct BuildOptions<'a> {
     /// then has the sample types [`INSTRUCTIONS_TYPE`], the default one, and [`CALLS_TYPE`]
     /// after [`SAMPLE_TYPES`].
     pub instructions: Option<&'a crate::callgrind::Callgrind>,
+    /// `(path the process saw, real path)` of files run through links (the instructions engine's
+    /// stage, [`crate::runner::stage`]): the memory map and callgrind's objects name the first,
+    /// which may point to another build by the time the profile is built; symbolization and the
+    /// profile's mappings use the second.
+    pub aliases: &'a [(String, String)],
 }
 
 /// A built profile and what went wrong on the way.
@@ -440,7 +445,12 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         warnings.push("the raw file has no memory map: addresses cannot be symbolized".to_owned());
     }
 
-    let maps = merged_maps(&c.maps);
+    let mut maps = merged_maps(&c.maps);
+    for e in &mut maps.entries {
+        if let Some((_, real)) = options.aliases.iter().find(|(seen, _)| *seen == e.path) {
+            e.path.clone_from(real);
+        }
+    }
     let mut sym = Symbols { symbolizer, maps, mapping_ids: HashMap::new(), locations: FastMap::default() };
     // pprof takes the first mapping as the main binary.
     let main = sym.maps.main_executable().map(str::to_owned);
@@ -526,7 +536,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         }
     }
     if let Some(counts) = options.instructions {
-        add_instructions(&mut w, &mut sym, counts, &mut values, &mut warnings);
+        add_instructions(&mut w, &mut sym, counts, options.aliases, &mut values, &mut warnings);
     }
 
     let symbolizer_warnings = sym.symbolizer.take_warnings();
@@ -582,12 +592,16 @@ fn add_instructions(
     w: &mut ProfileWriter,
     sym: &mut Symbols<'_>,
     callgrind: &crate::callgrind::Callgrind,
+    aliases: &[(String, String)],
     values: &mut [i64],
     warnings: &mut Vec<String>,
 ) {
     let mut relocated = callgrind.clone();
     let mut biases: HashMap<String, Option<u64>> = HashMap::new();
     for f in &mut relocated.functions {
+        if let Some((_, real)) = aliases.iter().find(|(seen, _)| *seen == f.object) {
+            f.object.clone_from(real);
+        }
         let bias =
             *biases.entry(f.object.clone()).or_insert_with(|| sym.symbolizer.load_bias(&sym.maps, &f.object));
         let Some(bias) = bias else { continue };

@@ -41,13 +41,15 @@ impl CostView {
     }
 
     /// Like [`CostView::from_profile`], but a sample's self cost goes to its innermost frame for
-    /// which `is_library` is false (the nearest caller in the user's code), when there is one.
-    /// Totals are unchanged.
-    pub fn from_profile_folded(p: &Profile, is_library: &dyn Fn(&str) -> bool) -> Self {
+    /// which `is_library(name, file)` is false (the nearest caller in the user's code), when there
+    /// is one. Totals are unchanged. Each of a profile's functions is judged with its own source
+    /// file, so two functions of one name (std's vendored `hashbrown` and the user's own) can
+    /// differ.
+    pub fn from_profile_folded(p: &Profile, is_library: &dyn Fn(&str, &str) -> bool) -> Self {
         Self::compute(p, Some(is_library))
     }
 
-    fn compute(p: &Profile, is_library: Option<&dyn Fn(&str) -> bool>) -> Self {
+    fn compute(p: &Profile, is_library: Option<&dyn Fn(&str, &str) -> bool>) -> Self {
         let n = p.sample_type.len();
         let mut view = CostView {
             sample_types: p
@@ -58,8 +60,9 @@ impl CostView {
             totals: (0..n).map(|i| p.total(i)).collect(),
             ..Self::default()
         };
-        // function id -> cost index; location id -> its lines' cost indices (innermost first).
-        let mut by_function: HashMap<u64, usize> = HashMap::new();
+        // function id -> (cost index, library frame); location id -> those of its lines
+        // (innermost first).
+        let mut by_function: HashMap<u64, (usize, bool)> = HashMap::new();
         for f in &p.function {
             let name = p.str(f.name);
             let next = view.functions.len();
@@ -72,29 +75,25 @@ impl CostView {
                     total_values: vec![0; n],
                 });
             }
-            by_function.insert(f.id, i);
+            let library = is_library.is_some_and(|lib| lib(name, p.str(f.filename)));
+            by_function.insert(f.id, (i, library));
         }
-        let by_location: HashMap<u64, Vec<usize>> = p
+        let by_location: HashMap<u64, Vec<(usize, bool)>> = p
             .location
             .iter()
             .map(|l| {
                 (l.id, l.line.iter().filter_map(|line| by_function.get(&line.function_id).copied()).collect())
             })
             .collect();
-        let library: Option<Vec<bool>> =
-            is_library.map(|f| view.functions.iter().map(|c| f(&c.name)).collect());
         // The last sample each function was counted in, for "once per sample".
         let mut seen = vec![usize::MAX; view.functions.len()];
         for (si, s) in p.sample.iter().enumerate() {
             let mut frames = s.location_id.iter().filter_map(|id| by_location.get(id)).flatten();
-            let leaf = match &library {
-                Some(lib) => frames.clone().find(|&&f| !lib[f]).or_else(|| frames.clone().next()),
-                None => frames.clone().next(),
-            };
-            if let Some(&leaf) = leaf {
+            let leaf = frames.clone().find(|f| !f.1).or_else(|| frames.clone().next());
+            if let Some(&(leaf, _)) = leaf {
                 add(&mut view.functions[leaf].self_values, &s.value);
             }
-            for &f in frames.by_ref() {
+            for &(f, _) in frames.by_ref() {
                 if seen[f] != si {
                     seen[f] = si;
                     add(&mut view.functions[f].total_values, &s.value);

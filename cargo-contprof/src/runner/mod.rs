@@ -11,6 +11,7 @@ pub mod callgrind;
 pub mod interrupt;
 pub mod list;
 pub mod pool;
+pub mod stage;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -147,6 +148,9 @@ pub struct RunSpec {
     pub timeout: Option<Duration>,
     /// Extra environment.
     pub env: Vec<(OsString, OsString)>,
+    /// Where the instructions engine runs it from, so that base and head see one set of paths
+    /// ([`stage`]); without one, and with the sampling engine, the program runs where it is.
+    pub stage: Option<stage::Staging>,
 }
 
 /// How a workload ended.
@@ -252,8 +256,14 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
     if let Some(dir) = spec.raw_path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("could not create directory", dir, e))?;
     }
-    // The instructions engine's links (see `callgrind::StablePaths`), kept until the run ends.
-    let mut stable = None;
+    // What the process sees: program, raw file, agent, working directory, environment.
+    let mut seen = (
+        spec.program.clone(),
+        spec.raw_path.clone(),
+        agent_lib.to_owned(),
+        spec.cwd.clone(),
+        spec.env.clone(),
+    );
     let mut cmd = match spec.settings.engine {
         Engine::Agent => {
             let mut cmd = Command::new(&spec.program);
@@ -265,19 +275,27 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
             for old in callgrind::outputs(&spec.raw_path) {
                 std::fs::remove_file(&old).map_err(|e| Error::io("could not remove", &old, e))?;
             }
-            let paths = callgrind::StablePaths::new(&spec.program, &spec.raw_path)?;
+            if let Some(s) = &spec.stage {
+                let stage = &s.stage;
+                seen = (
+                    stage.program(&spec.program, &s.name)?,
+                    stage.path(&spec.raw_path),
+                    stage.agent(agent_lib)?,
+                    stage.path(&spec.cwd),
+                    spec.env.iter().map(|(k, v)| (k.clone(), stage.env_value(v))).collect(),
+                );
+            }
             let mut cmd = Command::new(callgrind::find_valgrind()?);
-            cmd.args(callgrind::arguments(&paths.program, &spec.args, &spec.raw_path));
+            cmd.args(callgrind::arguments(&seen.0, &spec.args, &spec.raw_path));
             // The agent starts in the workload only, not in valgrind's wrapper and launcher,
             // which must hand LD_PRELOAD on (see contprof::env::EXE).
-            cmd.env(contprof::env::EXE, &paths.program);
-            stable = Some(paths);
+            cmd.env(contprof::env::EXE, &seen.0);
             cmd
         }
     };
-    cmd.current_dir(&spec.cwd);
-    let raw_path = stable.as_ref().map_or(spec.raw_path.as_path(), |s| s.raw_path.as_path());
-    for (k, v) in spec.env.iter().cloned().chain(agent_env(&spec.settings, raw_path, agent_lib)) {
+    let (_, raw_path, agent, cwd, env) = &seen;
+    cmd.current_dir(cwd);
+    for (k, v) in env.iter().cloned().chain(agent_env(&spec.settings, raw_path, agent)) {
         cmd.env(k, v);
     }
     // A captured workload (a test) runs in a process group of its own, so that a timeout or an

@@ -1,6 +1,9 @@
 //! Colour classes of flame graph frames: the crate a function belongs to (the first path segment
-//! of its demangled name), with the standard library and native code (libc, the runtime, frames
-//! without symbols) in classes of their own, and one stable colour per class.
+//! of its demangled name), with the standard library (by name, or by a source path in the
+//! toolchain: std's vendored `hashbrown` is std's) and native code (libc, the runtime, frames
+//! without symbols) in classes of their own, and one stable colour per class. Also which frames
+//! are the user's own code ([`is_own`]), which the viewer keeps when it collapses the library
+//! frames between them.
 
 /// What a frame's colour says about it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -43,7 +46,36 @@ fn names_no_crate(segment: &str) -> bool {
 /// harnesses, above the test function or benchmark closure.
 const HARNESS_CRATES: &[&str] = &["criterion", "libtest_mimic"];
 
+/// Crates whose frames start and schedule a worker thread's work: a worker's stack begins with
+/// tens of their frames (rayon's `ThreadBuilder::run`, `main_loop`, `wait_until`, `execute`,
+/// `join_context`...) above the user's closure, its prologue as `main`'s runtime is the main
+/// thread's.
+const SCHEDULER_CRATES: &[&str] =
+    &["rayon", "rayon_core", "crossbeam_deque", "crossbeam_epoch", "crossbeam_utils", "threadpool", "tokio"];
+
+/// Source paths of dependencies: crates from a registry or a git repository, as cargo unpacks
+/// them under `CARGO_HOME`.
+const DEPENDENCY_PATHS: &[&str] = &["/registry/src/", "/git/checkouts/"];
+
+/// Whether a frame is the user's own code: a Rust function of a crate that is neither the
+/// toolchain's nor a dependency (by its source file), so a crate of the workspace (or a path
+/// dependency next to it). Frames without a source file are not.
+pub fn is_own(class: &FrameClass, file: &str) -> bool {
+    matches!(class, FrameClass::Crate(_))
+        && !class.is_runtime()
+        && !file.is_empty()
+        && !crate::compare::is_toolchain_source(file)
+        && !DEPENDENCY_PATHS.iter().any(|d| file.contains(d))
+}
+
 impl FrameClass {
+    /// The class of a function by its demangled name and its source file (`""` when unknown): a
+    /// function whose source is the toolchain's is the standard library's, whatever its crate
+    /// (std's vendored `hashbrown`, `gimli`, libtest's `getopts`).
+    pub fn of_function(name: &str, file: &str) -> FrameClass {
+        if crate::compare::is_toolchain_source(file) { FrameClass::Std } else { FrameClass::of(name) }
+    }
+
     /// The class of a demangled function name.
     pub fn of(name: &str) -> FrameClass {
         if !name.contains("::") {
@@ -74,6 +106,14 @@ impl FrameClass {
             FrameClass::Std | FrameClass::Native => true,
             FrameClass::Crate(c) => HARNESS_CRATES.contains(&c.as_str()),
         }
+    }
+
+    /// Whether a run of leading frames of this class is a thread's prologue ([`is_runtime`]), or a
+    /// worker thread's: a thread pool's scheduler ([`SCHEDULER_CRATES`]) above the user's closure.
+    ///
+    /// [`is_runtime`]: FrameClass::is_runtime
+    pub fn is_prologue(&self) -> bool {
+        self.is_runtime() || matches!(self, FrameClass::Crate(c) if SCHEDULER_CRATES.contains(&c.as_str()))
     }
 
     /// The name shown in the legend: the crate, `std` or `native`.

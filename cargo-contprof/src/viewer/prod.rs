@@ -175,7 +175,15 @@ pub fn write_page(
             let group = format!("prod/{}/{}", q.service, q.profile_type);
             let mut prepared =
                 crate::pipeline::prepare_windows(&group, (base, sides.base), (head, sides.head));
-            let cmp = compare::compare(&prepared.groups, base_info, head_info, &comparing.options)?;
+            let metric = crate::prod::rollup::metric_of(&q.profile_type).unwrap_or(compare::Metric::Cpu);
+            let cmp = crate::prod::denominator::compare(
+                &prepared.groups,
+                metric,
+                crate::prod::denominator::Denominator::Auto,
+                &comparing.options,
+                base_info,
+                head_info,
+            )?;
             details.push(format!(
                 "{} regressions, {} improvements",
                 cmp.summary.regressions, cmp.summary.improvements

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::classify::FrameClass;
+use super::classify::{FrameClass, is_own};
 use super::http::Request;
 use super::page::{ReportInput, write_report};
 use super::query::{ListQuery, ViewQuery, decode, is_run_id};
@@ -107,6 +107,32 @@ fn frame_classes_follow_the_first_path_segment() {
     assert!(FrameClass::of("__libc_start_call_main").is_runtime());
     assert!(FrameClass::of("criterion::bencher::Bencher<M>::iter").is_runtime());
     assert!(!FrameClass::of("app::main").is_runtime());
+}
+
+/// Issue 27: std's vendored hashbrown is std's; a rayon worker's scheduler frames are its
+/// prologue; only the workspace's own code is "own".
+#[test]
+fn source_paths_tell_std_and_dependencies_from_the_users_code() {
+    let std_hashbrown = "/rust/deps/hashbrown-0.16.1/src/raw/mod.rs";
+    assert_eq!(
+        FrameClass::of_function("hashbrown::raw::RawTableInner::find_inner", std_hashbrown),
+        FrameClass::Std
+    );
+    let registry =
+        "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/hashbrown-0.15.2/src/raw/mod.rs";
+    let users = FrameClass::of_function("hashbrown::raw::RawTableInner::find_inner", registry);
+    assert_eq!(users, FrameClass::Crate("hashbrown".into()));
+    assert!(!is_own(&users, registry));
+    let app = FrameClass::of_function("words::tokenize", "/work/words/src/main.rs");
+    assert!(is_own(&app, "/work/words/src/main.rs"));
+    assert!(!is_own(&app, ""));
+    assert!(!is_own(
+        &FrameClass::Std,
+        "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/std/src/rt.rs"
+    ));
+    let rayon = FrameClass::of("rayon_core::registry::WorkerThread::wait_until_cold");
+    assert!(rayon.is_prologue() && !rayon.is_runtime());
+    assert!(FrameClass::Std.is_prologue() && !app.is_prologue());
 }
 
 #[test]

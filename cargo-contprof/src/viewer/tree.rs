@@ -146,7 +146,7 @@ impl FlameTree {
             name: name.to_owned(),
             file: file.to_owned(),
             line,
-            class: FrameClass::of(name),
+            class: FrameClass::of_function(name, file),
         });
         self.by_name.insert(name.to_owned(), i);
         i
@@ -220,10 +220,20 @@ impl FlameTree {
                 file: self.functions.iter().map(|f| f.file.as_str()).collect(),
                 line: self.functions.iter().map(|f| f.line).collect(),
                 class: class_of,
+                own: self
+                    .functions
+                    .iter()
+                    .map(|f| u8::from(super::classify::is_own(&f.class, &f.file)))
+                    .collect(),
             },
             classes: classes
                 .iter()
-                .map(|c| ClassJson { name: c.label().to_owned(), color: c.color(), runtime: c.is_runtime() })
+                .map(|c| ClassJson {
+                    name: c.label().to_owned(),
+                    color: c.color(),
+                    runtime: c.is_runtime(),
+                    prologue: c.is_prologue(),
+                })
                 .collect(),
             parent: &self.parent,
             func: &self.func,
@@ -282,12 +292,16 @@ struct FnsJson<'a> {
     file: Vec<&'a str>,
     line: Vec<i64>,
     class: Vec<u32>,
+    /// 1 for the user's own code ([`super::classify::is_own`]), 0 otherwise.
+    own: Vec<u8>,
 }
 
 #[derive(Debug, Serialize)]
 struct ClassJson {
     name: String,
     color: String,
-    /// Standard library, native code or a harness: the prologue is made of these.
+    /// Standard library, native code or a harness: their self cost counts in the caller.
     runtime: bool,
+    /// Runtime, or a thread pool's scheduler: the prologue of a thread is made of these.
+    prologue: bool,
 }

@@ -8,14 +8,27 @@
   const N = T.parent.length;
   // The program's prologue (process entry, runtime, harness: every leading frame of a runtime
   // class, down to the user's main, test function or benchmark closure) is folded into one
-  // frame unless asked otherwise. Pseudo-frames (`[kernel]`, `[truncated stack]`) are never part
-  // of it.
+  // frame unless asked otherwise; so is a worker thread's (its start in std, then a thread
+  // pool's scheduler: rayon's main_loop, wait_until, execute, join_context...). Pseudo-frames
+  // (`[kernel]`, `[truncated stack]`) are never part of it.
   const PROGRAM = T.fns.name.length;
   T.fns.name.push('[program start]'); T.fns.file.push(''); T.fns.line.push(0); T.fns.class.push(T.fns.class[0]);
+  // Library frames between two frames of the user's own code (a parallel iterator's plumbing,
+  // std's closures and shims) are folded into one frame unless asked otherwise; frames below
+  // which no code of the user's runs (where the time is spent) stay.
+  const LIBRARY = T.fns.name.length;
+  T.fns.name.push('[library frames]'); T.fns.file.push(''); T.fns.line.push(0); T.fns.class.push(T.fns.class[0]);
   const NF = T.fns.name.length;
-  const runtimeFn = new Uint8Array(NF);
-  for (let f = 1; f < PROGRAM; f++) runtimeFn[f] = T.classes[T.fns.class[f]].runtime && T.fns.name[f][0] !== '[' ? 1 : 0;
+  const runtimeFn = new Uint8Array(NF), prologueFn = new Uint8Array(NF), ownFn = new Uint8Array(NF);
+  for (let f = 1; f < PROGRAM; f++) {
+    const c = T.classes[T.fns.class[f]], pseudo = T.fns.name[f][0] === '[';
+    runtimeFn[f] = c.runtime && !pseudo ? 1 : 0;
+    prologueFn[f] = (c.prologue || c.runtime) && !pseudo ? 1 : 0;
+    ownFn[f] = T.fns.own && T.fns.own[f] ? 1 : 0;
+  }
+  runtimeFn[LIBRARY] = 1;
   let collapsePrologue = true;
+  let collapseLibrary = true;
   // As the terminal table and the verdicts count it: the self cost of std, core, alloc, libc
   // and harness frames goes to their nearest caller in the program's own code.
   let foldRuntime = true;
@@ -95,7 +108,7 @@
   // ---- derived tree
   function rebuild() {
     const m = masks();
-    const structural = collapsePrologue || filters.some((f) => f.mode !== 'highlight');
+    const structural = collapsePrologue || collapseLibrary || filters.some((f) => f.mode !== 'highlight');
     dSelf = []; dTotal = [];
     for (let s = 0; s < SIDES; s++) dSelf.push(new Float64Array(N));
     const src = T.self.map((side) => side[typeIdx] || []);
@@ -106,18 +119,33 @@
       dParent = new Int32Array(N); dFn = new Int32Array(N);
       const map = new Int32Array(N), bits = new Int32Array(N), index = new Map();
       const prologue = new Uint8Array(N);
+      // Whether a frame of the user's own code is above a node, and below it (children have
+      // larger indices than their parents).
+      const ownAbove = new Uint8Array(N), ownBelow = new Uint8Array(N);
+      if (collapseLibrary) {
+        for (let i = N - 1; i > 0; i--) if (ownBelow[i] || ownFn[fnOf[i]]) ownBelow[parentOf[i]] = 1;
+        for (let i = 1; i < N; i++) ownAbove[i] = ownAbove[parentOf[i]] || ownFn[fnOf[parentOf[i]]] ? 1 : 0;
+      }
       dN = 1;
       for (let i = 0; i < N; i++) {
         let d = 0;
         if (i > 0) {
           const p = map[parentOf[i]], f = fnOf[i];
           bits[i] = bits[parentOf[i]] | m.show[f];
-          prologue[i] = collapsePrologue && runtimeFn[f] && (parentOf[i] === 0 || prologue[parentOf[i]]) ? 1 : 0;
+          prologue[i] = collapsePrologue && prologueFn[f] && (parentOf[i] === 0 || prologue[parentOf[i]]) ? 1 : 0;
           if (prologue[i]) {
             d = index.get(PROGRAM);
             if (d === undefined) { d = dN++; dParent[d] = 0; dFn[d] = PROGRAM; index.set(PROGRAM, d); }
           } else if (m.hide[f]) d = p;
-          else {
+          else if (collapseLibrary && !ownFn[f] && T.fns.name[f][0] !== '[' && ownAbove[i] && ownBelow[i]) {
+            // One `[library frames]` box per run of them under a frame.
+            if (dFn[p] === LIBRARY) d = p;
+            else {
+              const key = p * NF + LIBRARY;
+              d = index.get(key);
+              if (d === undefined) { d = dN++; dParent[d] = p; dFn[d] = LIBRARY; index.set(key, d); }
+            }
+          } else {
             const key = p * NF + f;
             d = index.get(key);
             if (d === undefined) { d = dN++; dParent[d] = p; dFn[d] = f; index.set(key, d); }
@@ -338,9 +366,9 @@
       } else { onStack[dFn[n]]--; stack.pop(); pos.pop(); }
     }
     const rows = [];
-    // The folded prologue is not a function of the program.
+    // The folded prologue and library frames are not functions of the program.
     for (let f = 1; f < NF; f++) {
-      if (f === PROGRAM || (totH[f] === 0 && totB[f] === 0)) continue;
+      if (f === PROGRAM || f === LIBRARY || (totH[f] === 0 && totB[f] === 0)) continue;
       // Changes beyond the run's own (see medianChange), in the metric's unit per run.
       rows.push({ f, self: selfH[f], baseSelf: selfB[f], total: totH[f], base: totB[f],
         dself: selfH[f] - selfB[f] * runScale, delta: totH[f] - totB[f] * runScale });
@@ -488,6 +516,8 @@
   $('fold-runtime').addEventListener('change', () => { foldRuntime = $('fold-runtime').checked; renderTop(); });
   $('expand-prologue').checked = !collapsePrologue;
   $('expand-prologue').addEventListener('change', () => { collapsePrologue = !$('expand-prologue').checked; update(); });
+  $('expand-library').checked = !collapseLibrary;
+  $('expand-library').addEventListener('change', () => { collapseLibrary = !$('expand-library').checked; update(); });
 
   // ---- first view
   rebuild();
@@ -511,6 +541,7 @@
       derivedNodes: dN,
       filters: filters.map((f) => f.mode + ':' + f.src),
       prologueFolded: collapsePrologue,
+      libraryFolded: collapseLibrary,
       runScale,
     }),
     // Every drawn box: its function, colour and the functions on its path from the root.
