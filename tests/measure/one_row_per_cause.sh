@@ -190,6 +190,7 @@ has_benches() {
 
 setup_words
 setup_semver
+[ -n "${SETUP_ONLY:-}" ] && exit 0
 for pair in $TOOLS; do
   name=${pair%%=*}; tool=${pair#*=}
   for s in $SCENARIOS; do

@@ -334,3 +334,52 @@ fn doubled_lock_delay_is_a_regression_and_unchanged_delay_is_not() {
         same.findings
     );
 }
+
+/// Issue 27: one function regressed in three tests, its caller's total in each: one row in the
+/// text and the Markdown, the rest as its evidence; JSON keeps every finding and names its cause.
+#[test]
+fn one_cause_is_one_row_with_its_evidence_in_every_format() {
+    let groups: Vec<Group> = ["test:a", "test:b", "test:c"]
+        .into_iter()
+        .map(|key| {
+            let mut g = exact_group(100.0, 2);
+            g.key = key.into();
+            g.calls = Some(CallGraph {
+                calls: [("a::main".to_owned(), "a::hot".to_owned())].into(),
+                inlined: Default::default(),
+            });
+            g
+        })
+        .collect();
+    let c = cmp(&groups);
+    assert_eq!(c.summary.regressions, 3, "{:#?}", c.findings);
+    assert_eq!(c.causes.len(), 1, "{:#?}", c.causes);
+    let cause = &c.causes[0];
+    assert_eq!((cause.function.as_str(), cause.groups.len(), cause.findings), ("a::hot", 3, 6));
+
+    let mut text = Vec::new();
+    assert!(write_text(&c, &mut text).is_ok());
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with("1 regression found (6 findings; 0 improvements) in 3 compared targets"), "{text}");
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("regression ")).collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert!(rows[0].contains("test:a (+2 more)"), "{text}");
+    assert!(text.contains("↳ 6 findings: its own change in 3 groups; 3 × callers' total cost: a::main"), "{text}");
+
+    let mut md = Vec::new();
+    assert!(write_markdown(&c, &mut md).is_ok());
+    let md = String::from_utf8_lossy(&md);
+    assert_eq!(md.matches("| 🔴 regression |").count(), 1, "{md}");
+    assert!(md.contains("<summary>Evidence: 6 findings under 1 of these causes</summary>"), "{md}");
+    assert!(md.contains("  - caller total: `a::main` in test:c (alloc_count total)"), "{md}");
+
+    let mut json = Vec::new();
+    assert!(write_json(&c, &mut json).is_ok());
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();
+    assert_eq!(v["causes"][0]["id"], "alloc_count:regression:a::hot");
+    assert_eq!(v["causes"][0]["roles"]["caller_total"], 3);
+    let listed: Vec<&serde_json::Value> =
+        ["regressions", "inherited"].iter().flat_map(|k| v[k].as_array().into_iter().flatten()).collect();
+    assert_eq!(listed.len(), 6, "{v:#}");
+    assert!(listed.iter().all(|f| f["cause"] == "alloc_count:regression:a::hot"), "{v:#}");
+}
