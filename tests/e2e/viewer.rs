@@ -228,6 +228,7 @@ fn costs_groups(base: &[Profile], head: &[Profile]) -> Vec<Group> {
         head: head.iter().map(|p| compare::run_costs(p, &compare::InputOptions::default())).collect(),
         explained: None,
         history: None,
+        calls: None,
     }]
 }
 

@@ -28,6 +28,9 @@ use super::input::FrameNames;
 use super::model::{Group, Kind, Metric};
 use crate::profile::Profile;
 
+/// Group, metric and kind of verdict: where findings can share a cause.
+type Place<'a> = (&'a str, Metric, Verdict);
+
 /// A total-cost change is evidence of the self-cost changes below it when they account for at
 /// least this fraction of it (as for inherited totals).
 const ACCOUNTED: f64 = 1.0 / 1.5;
@@ -215,7 +218,7 @@ pub fn assign(findings: &mut [Finding], groups: &[Group]) -> Vec<Cause> {
     let callers: HashMap<&str, HashMap<&str, Vec<&str>>> =
         graphs.iter().map(|(k, g)| (*k, g.callers())).collect();
     // (group, metric, class) -> own findings there: (function, index).
-    let mut own: HashMap<(&str, Metric, Verdict), Vec<(&str, usize)>> = HashMap::new();
+    let mut own: HashMap<Place<'_>, Vec<(&str, usize)>> = HashMap::new();
     let mut role: Vec<Option<(usize, CauseRole)>> = vec![None; findings.len()];
     for (i, f) in findings.iter().enumerate() {
         let Some(c) = class(f.verdict) else { continue };
@@ -233,7 +236,7 @@ pub fn assign(findings: &mut [Finding], groups: &[Group]) -> Vec<Cause> {
                 continue;
             }
             // Follow "inlined into" outward to the outermost function that changed too.
-            let target = graph.inlined_chain(name).into_iter().filter_map(|o| by_name.get(o).copied()).last();
+            let target = graph.inlined_chain(name).into_iter().rev().find_map(|o| by_name.get(o).copied());
             if let Some(t) = target {
                 role[i] = Some((t, CauseRole::Inlined));
             }

@@ -360,11 +360,17 @@ fn one_cause_is_one_row_with_its_evidence_in_every_format() {
     let mut text = Vec::new();
     assert!(write_text(&c, &mut text).is_ok());
     let text = String::from_utf8_lossy(&text);
-    assert!(text.starts_with("1 regression found (6 findings; 0 improvements) in 3 compared targets"), "{text}");
+    assert!(
+        text.starts_with("1 regression found (6 findings; 0 improvements) in 3 compared targets"),
+        "{text}"
+    );
     let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("regression ")).collect();
     assert_eq!(rows.len(), 1, "{text}");
     assert!(rows[0].contains("test:a (+2 more)"), "{text}");
-    assert!(text.contains("↳ 6 findings: its own change in 3 groups; 3 × callers' total cost: a::main"), "{text}");
+    assert!(
+        text.contains("↳ 6 findings: its own change in 3 groups; 3 × callers' total cost: a::main"),
+        "{text}"
+    );
 
     let mut md = Vec::new();
     assert!(write_markdown(&c, &mut md).is_ok());

@@ -9,6 +9,10 @@ use std::collections::HashMap;
 
 use super::proto::Profile;
 
+/// Whether a function is a library frame, by its name and source file
+/// (`compare::is_library_function`).
+pub type IsLibrary = dyn Fn(&str, &str) -> bool;
+
 /// Cost of one function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionCost {
@@ -45,11 +49,11 @@ impl CostView {
     /// is one. Totals are unchanged. Each of a profile's functions is judged with its own source
     /// file, so two functions of one name (std's vendored `hashbrown` and the user's own) can
     /// differ.
-    pub fn from_profile_folded(p: &Profile, is_library: &dyn Fn(&str, &str) -> bool) -> Self {
+    pub fn from_profile_folded(p: &Profile, is_library: &IsLibrary) -> Self {
         Self::compute(p, Some(is_library))
     }
 
-    fn compute(p: &Profile, is_library: Option<&dyn Fn(&str, &str) -> bool>) -> Self {
+    fn compute(p: &Profile, is_library: Option<&IsLibrary>) -> Self {
         let n = p.sample_type.len();
         let mut view = CostView {
             sample_types: p

@@ -24,7 +24,7 @@ mod writer;
 
 pub use build::{BuildOptions, Built, CpuTimeSource, DETACHED_FRAME, TRUNCATED_STACK_FRAME, build_profile};
 pub use codec::{DecodeError, MAX_INFLATED, decode, encode, encode_to_vec, gunzip, gzip};
-pub use costs::{CostView, FunctionCost};
+pub use costs::{CostView, FunctionCost, IsLibrary};
 pub use merge::{MergeError, merge};
 pub use proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 pub use raw_writer::RawWriter;
