@@ -109,7 +109,7 @@ impl FrameClass {
     }
 
     /// Whether a run of leading frames of this class is a thread's prologue ([`is_runtime`]), or a
-    /// worker thread's: a thread pool's scheduler ([`SCHEDULER_CRATES`]) above the user's closure.
+    /// worker thread's: a thread pool's scheduler (rayon, crossbeam, tokio) above the user's closure.
     ///
     /// [`is_runtime`]: FrameClass::is_runtime
     pub fn is_prologue(&self) -> bool {
