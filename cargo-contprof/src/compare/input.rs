@@ -385,7 +385,13 @@ impl FrameNames {
         let (innermost, _) = frames.first().copied()?;
         let own = frames.iter().find(|f| !f.1);
         seen.clear();
-        if own.is_none() && self.fold_library && frames.iter().any(|f| is_start_frame(&f.0)) {
+        // The `main` rustc generates for a test binary (`<crate>::main`, calling libtest's
+        // `test_main_static`) is the harness's, not the user's.
+        let harness_main = |k: usize| {
+            frames[k].0.ends_with("::main") && k > 0 && frames[k - 1].0.starts_with("test::test_main")
+        };
+        let only_harness = (0..frames.len()).all(|k| frames[k].1 || harness_main(k));
+        if only_harness && self.fold_library && frames.iter().any(|f| is_start_frame(&f.0)) {
             seen.push(PROGRAM_START);
             return Some(PROGRAM_START);
         }
@@ -528,6 +534,20 @@ mod tests {
                 0,
             ),
             (&["_dl_start", "_dl_relocate_object", "strcmp"], 1_000_000, 0),
+            // A test binary's own `main` (rustc's, not the user's) parsing its options.
+            (
+                &[
+                    "_start",
+                    "__libc_start_main",
+                    "main",
+                    "std::rt::lang_start_internal",
+                    "app_tests::main",
+                    "test::test_main_static",
+                    "test::parse_opts",
+                ],
+                2_000_000,
+                0,
+            ),
             (
                 &["clone3", "start_thread", "std::sys::thread::Thread::new::thread_start", "std::io::copy"],
                 2_000_000,
@@ -542,10 +562,11 @@ mod tests {
             }
         }
         let r = run_costs(&p, &InputOptions::default());
-        assert_eq!(r.functions[PROGRAM_START][&Metric::Cpu].self_, 4_000_000.0);
+        assert_eq!(r.functions[PROGRAM_START][&Metric::Cpu].self_, 6_000_000.0);
         assert!(
             !r.functions.contains_key("getopts::Options::optflag") && !r.functions.contains_key("strcmp")
         );
+        assert!(!r.functions.contains_key("app_tests::main"));
         assert_eq!(r.functions["app::parse"][&Metric::Cpu].self_, 5_000_000.0);
         // A thread of library frames that is not the harness keeps its innermost frame.
         assert_eq!(r.functions["std::io::copy"][&Metric::Cpu].self_, 2_000_000.0);
