@@ -58,7 +58,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         (rebuilt, recorded) = (Some(base), head);
     }
     for target in targets.iter().filter(|_| !interleaved) {
-        let summary = record(&args, target, runs, &stage_dir(&ctx), shell)?;
+        let summary = record(&args, target, runs, &stage_dir(&ctx), &[], shell)?;
         match summary.stored {
             Some(meta) => recorded.push(meta),
             None => return Err(Error::msg("the run was not stored; `check` needs a store")),
@@ -171,12 +171,14 @@ pub(super) fn stage_dir(ctx: &Context) -> std::path::PathBuf {
 }
 
 /// Records one target set through the one recording path (`recording.rs`), running the
-/// instructions engine's workloads from the stage in `stage`.
+/// instructions engine's workloads from the stage in `stage`, the build's source paths rewritten
+/// by `remap` (`--remap-path-prefix`).
 pub(super) fn record(
     args: &CheckArgs,
     target: &CheckTarget,
     runs: u32,
     stage: &std::path::Path,
+    remap: &[(std::path::PathBuf, std::path::PathBuf)],
     shell: &Shell,
 ) -> Result<crate::record::Summary> {
     let sampling = SamplingArgs {
@@ -238,6 +240,7 @@ pub(super) fn record(
         workload_args: args.args.clone(),
         what,
         stage_dir: Some(stage.to_owned()),
+        remap: remap.to_vec(),
     };
     recording::record(&request, shell)
 }

@@ -174,16 +174,24 @@ pub(super) fn record_interleaved(
         std::path::absolute(&manifest).map_err(|e| Error::io("could not resolve", &manifest, e))?;
     base_args.cargo.manifest_path = Some(in_worktree(&manifest, root, &worktree.path)?);
     base_args.cargo.target_dir = Some(contprof_dir.join("base-target"));
+    // The base's build names its sources and build outputs as the head's: its debug info, panic
+    // locations and the files generated into its target directory then differ from the head's
+    // only where the code does (the instructions engine counts the work of reading them).
+    let base_remap = vec![
+        (worktree.path.clone(), root.to_owned()),
+        (contprof_dir.join("base-target"), ctx.workspace.target_dir().to_owned()),
+    ];
     base_args.store.url = Some(ctx.store.url().to_owned());
 
     let (mut base_runs, mut head_runs) = (Vec::new(), Vec::new());
     for i in 0..runs {
         for target in targets {
-            for (side_args, out, name) in
-                [(&base_args, &mut base_runs, "base"), (args, &mut head_runs, "head")]
-            {
+            for (side_args, out, name, remap) in [
+                (&base_args, &mut base_runs, "base", &base_remap[..]),
+                (args, &mut head_runs, "head", &[][..]),
+            ] {
                 shell.status("Recording", format_args!("{name}, repetition {} of {runs}", i + 1));
-                let summary = record(side_args, target, 1, &super::check::stage_dir(ctx), shell)?;
+                let summary = record(side_args, target, 1, &super::check::stage_dir(ctx), remap, shell)?;
                 let meta = summary
                     .stored
                     .ok_or_else(|| Error::msg("the run was not stored; `check` needs a store"))?;

@@ -42,6 +42,10 @@ pub(super) struct Request {
     /// The instructions engine's stage ([`runner::stage`]); `None`: the workspace's own,
     /// `<target-dir>/contprof/stage`. `check` gives its base the head's, so both run from one place.
     pub stage_dir: Option<PathBuf>,
+    /// Source path prefixes the build rewrites (`--remap-path-prefix`, see
+    /// [`crate::cargo::BuildOptions::remap`]): `check`'s rebuilt base names its worktree and
+    /// target directory as the head's.
+    pub remap: Vec<(PathBuf, PathBuf)>,
 }
 
 /// One target or a suite.
@@ -89,6 +93,7 @@ impl From<RunArgs> for Request {
             workload_args: a.args,
             what: What::Target(a.target),
             stage_dir: None,
+            remap: Vec::new(),
         }
     }
 }
@@ -115,6 +120,7 @@ impl Request {
                 timeout: a.timeout,
             }),
             stage_dir: None,
+            remap: Vec::new(),
         }
     }
 }

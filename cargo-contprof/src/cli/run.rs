@@ -45,8 +45,10 @@ pub(super) fn record(
         .status("Building", format_args!("{} with the `{}` profile", target.describe(), cargo::PROFILE_NAME));
     let targets = [target.clone()];
     let frame_pointers = agent_settings.unwind == runner::Unwind::FramePointers;
-    let artifacts =
-        cargo::build(&BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers }, shell)?;
+    let artifacts = cargo::build(
+        &BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers, remap: &request.remap },
+        shell,
+    )?;
     let Some(artifact) = artifacts.into_iter().next() else {
         return Err(Error::NoArtifact { target: target.describe() });
     };

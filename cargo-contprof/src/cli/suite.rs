@@ -90,8 +90,10 @@ pub(super) fn record(
         format_args!("{} {} target(s) with the `{}` profile", targets.len(), noun(mode), cargo::PROFILE_NAME),
     );
     let frame_pointers = agent_settings.unwind == crate::runner::Unwind::FramePointers;
-    let artifacts =
-        cargo::build(&BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers }, shell)?;
+    let artifacts = cargo::build(
+        &BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers, remap: &request.remap },
+        shell,
+    )?;
     let agent_lib = prepared.agent_library()?;
 
     let filters: Vec<String> = args.filter.iter().cloned().collect();
