@@ -177,7 +177,7 @@ pub(super) fn record_interleaved(
     // The base's build names its sources and build outputs as the head's: its debug info, panic
     // locations and the files generated into its target directory then differ from the head's
     // only where the code does (the instructions engine counts the work of reading them).
-    let base_remap = vec![
+    let base_remap = [
         (worktree.path.clone(), root.to_owned()),
         (contprof_dir.join("base-target"), ctx.workspace.target_dir().to_owned()),
     ];
