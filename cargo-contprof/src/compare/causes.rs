@@ -259,6 +259,7 @@ pub fn assign(findings: &mut [Finding], groups: &[Group]) -> Vec<Cause> {
         }
     }
     // Totals: of a cause itself, of callers of causes, or causes of their own.
+    let mut unresolved: Vec<(usize, Verdict)> = Vec::new();
     for (i, f) in findings.iter().enumerate() {
         let Some(c) = class(f.verdict) else { continue };
         if f.kind != Kind::Total || matches!(f.verdict, Verdict::New | Verdict::Vanished) {
@@ -303,9 +304,35 @@ pub fn assign(findings: &mut [Finding], groups: &[Group]) -> Vec<Cause> {
             role[i] = Some((j, CauseRole::CallerTotal));
             continue;
         }
-        // An inherited total is accounted for by self changes: never a cause of its own.
-        if !f.inherited {
+        // Nothing in its own group accounts for it (a callee's self change there may be under the
+        // floor): decided once every self cause is known.
+        if below.is_empty() {
+            unresolved.push((i, c));
+        } else if !f.inherited {
+            // An inherited total is accounted for by self changes: never a cause of its own.
             heads.entry((f.metric, c, f.function.as_str())).or_default().push(i);
+        }
+    }
+    // A total that nothing in its group accounts for is evidence of a cause found elsewhere whose
+    // machine code the diff changed and that it calls (the change of the callee's self cost in
+    // this group was too small a share to be tested, its callers' totals not): the largest.
+    let self_causes: Vec<((Metric, Verdict, &str), usize)> =
+        heads.iter().map(|(k, members)| (*k, members[0])).collect();
+    for (i, c) in unresolved {
+        let f = &findings[i];
+        let code_changed = |name: &str| changed.get(f.group.as_str()).is_none_or(|set| set.contains(name));
+        let target = callers.get(f.group.as_str()).and_then(|up| {
+            self_causes
+                .iter()
+                .filter(|((m, k, name), _)| *m == f.metric && *k == c && code_changed(name))
+                .filter(|((_, _, name), _)| CallGraph::is_above(&f.function, name, up))
+                .max_by(|a, b| delta(&findings[a.1]).abs().total_cmp(&delta(&findings[b.1]).abs()))
+                .map(|(_, j)| *j)
+        });
+        match target {
+            Some(j) => role[i] = Some((j, CauseRole::CallerTotal)),
+            None if !f.inherited => heads.entry((f.metric, c, f.function.as_str())).or_default().push(i),
+            None => {}
         }
     }
     // Causes from heads; evidence follows its head's cause.
@@ -446,6 +473,18 @@ mod tests {
                 ..Group::default()
             });
         }
+        // In a fourth test the function's own change is below the floor (not a finding): its
+        // callers' totals are still its evidence, the diff having changed its code.
+        findings.push(finding("test/d", "semver::parse::version", Kind::Total, r, 0.01, 0.5));
+        groups.push(Group {
+            key: "test/d".into(),
+            calls: Some(graph(&[("semver::parse::version", "semver::parse::numeric_identifier")], &[])),
+            explained: Some(crate::compare::Explained {
+                changed: ["semver::parse::numeric_identifier".to_owned()].into(),
+                ..Default::default()
+            }),
+            ..Group::default()
+        });
         // An unrelated total that the cause does not account for stays a cause of its own.
         findings.push(finding("test/c", "test::other", Kind::Total, r, 0.5, 0.4));
         let causes = assign(&mut findings, &groups);
@@ -454,9 +493,9 @@ mod tests {
         assert_eq!(c.function, "semver::parse::numeric_identifier");
         assert_eq!(c.id, "instructions:regression:semver::parse::numeric_identifier");
         assert_eq!(c.groups, ["test/a", "test/b", "test/c"]);
-        assert_eq!(c.findings, 9);
+        assert_eq!(c.findings, 10);
         assert_eq!(c.roles[&CauseRole::Cause], 3);
-        assert_eq!(c.roles[&CauseRole::CallerTotal], 6);
+        assert_eq!(c.roles[&CauseRole::CallerTotal], 7);
         assert!(findings.iter().all(|f| f.cause.is_some()));
         assert_eq!(causes[1].function, "test::other");
         assert_eq!(findings.last().unwrap().cause_role, Some(CauseRole::Cause));
