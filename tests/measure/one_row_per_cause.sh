@@ -204,4 +204,4 @@ for pair in $TOOLS; do
       *) echo "unknown scenario $s" >&2; exit 2 ;;
     esac
   done
-done | tee "$WORK/results.jsonl"
+done | tee -a "$WORK/results.jsonl"

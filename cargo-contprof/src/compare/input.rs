@@ -16,6 +16,8 @@
 //!   libtest's own code (option parsing, the test runner) is counted in one [`PROGRAM_START`]
 //!   function, as the viewer folds the prologue: what the runtime does before and around the
 //!   user's code moves with paths, arguments and environment, not with the code under review.
+//!   Library frames under the instructions engine's `[call path not recorded]` (callers it could
+//!   not rebuild) are counted in that frame, not as std's own functions.
 //!   One test decides what a library frame is everywhere: [`is_library_function`], from the name
 //!   and the DWARF source path.
 //!
@@ -395,6 +397,13 @@ impl FrameNames {
             seen.push(PROGRAM_START);
             return Some(PROGRAM_START);
         }
+        // Library code whose callers callgrind's call graph could not tell (recursion through a
+        // thread pool's scheduler): counted where the path ends, not as std's functions.
+        if own.is_none() && self.fold_library && frames.iter().any(|f| f.0 == crate::profile::DETACHED_FRAME)
+        {
+            seen.push(crate::profile::DETACHED_FRAME);
+            return Some(crate::profile::DETACHED_FRAME);
+        }
         let leaf = own.map_or(innermost.as_str(), |f| f.0.as_str());
         seen.push(leaf);
         seen.extend(frames.iter().filter(|f| !f.1 && f.0 != leaf).map(|f| f.0.as_str()));
@@ -534,6 +543,9 @@ mod tests {
                 0,
             ),
             (&["_dl_start", "_dl_relocate_object", "strcmp"], 1_000_000, 0),
+            // Library code whose callers the instructions engine could not rebuild.
+            (&["[call path not recorded]", "core::hash::sip::Hasher::write"], 7_000_000, 0),
+            (&["[call path not recorded]", "_int_free"], 1_000_000, 0),
             // A test binary's own `main` (rustc's, not the user's) parsing its options.
             (
                 &[
@@ -567,6 +579,8 @@ mod tests {
             !r.functions.contains_key("getopts::Options::optflag") && !r.functions.contains_key("strcmp")
         );
         assert!(!r.functions.contains_key("app_tests::main"));
+        assert_eq!(r.functions[crate::profile::DETACHED_FRAME][&Metric::Cpu].self_, 8_000_000.0);
+        assert!(!r.functions.contains_key("_int_free"));
         assert_eq!(r.functions["app::parse"][&Metric::Cpu].self_, 5_000_000.0);
         // A thread of library frames that is not the harness keeps its innermost frame.
         assert_eq!(r.functions["std::io::copy"][&Metric::Cpu].self_, 2_000_000.0);
