@@ -57,9 +57,11 @@ fn setup() -> Setup {
     let shell = Shell::new(Verbosity::Quiet);
     let target =
         ws.select_runnable(&args, Some(TargetKind::Bin), Some("alloc_pairs")).expect("fixture target");
-    let built =
-        cargo::build(&BuildOptions { cargo: &args, targets: &[target], frame_pointers: true }, &shell)
-            .expect("fixture build");
+    let built = cargo::build(
+        &BuildOptions { cargo: &args, targets: &[target], frame_pointers: true, remap: &[] },
+        &shell,
+    )
+    .expect("fixture build");
     Setup {
         program: built.into_iter().next().expect("one artifact").executable,
         agent_dir: ws.target_dir().join("contprof/agent"),

@@ -39,9 +39,11 @@ fn build() -> (PathBuf, PathBuf, tempfile::TempDir) {
     let ws = Workspace::load(&args).expect("fixture workspace");
     let target = ws.select_runnable(&args, Some(TargetKind::Bin), Some("lock_wait")).expect("fixture target");
     let shell = Shell::new(Verbosity::Quiet);
-    let built =
-        cargo::build(&BuildOptions { cargo: &args, targets: &[target], frame_pointers: false }, &shell)
-            .expect("fixture builds");
+    let built = cargo::build(
+        &BuildOptions { cargo: &args, targets: &[target], frame_pointers: false, remap: &[] },
+        &shell,
+    )
+    .expect("fixture builds");
     let agent = runner::agent::install(&ws.target_dir().join("contprof/agent")).expect("agent");
     (built[0].executable.clone(), agent, tempfile::tempdir().expect("tempdir"))
 }

@@ -47,8 +47,11 @@ fn setup() -> Setup {
         .iter()
         .map(|b| ws.select_runnable(&args, Some(TargetKind::Bin), Some(b)).expect("fixture target"))
         .collect();
-    let built = cargo::build(&BuildOptions { cargo: &args, targets: &targets, frame_pointers: true }, &shell)
-        .expect("fixtures build");
+    let built = cargo::build(
+        &BuildOptions { cargo: &args, targets: &targets, frame_pointers: true, remap: &[] },
+        &shell,
+    )
+    .expect("fixtures build");
     Setup {
         agent_dir: ws.target_dir().join("contprof/agent"),
         bins: built.into_iter().map(|a| (a.target.name.clone(), a.executable)).collect(),

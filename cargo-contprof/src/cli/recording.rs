@@ -142,6 +142,12 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
+    /// The directory cargo builds into: `--target-dir` when given (`check`'s rebuilt base), else
+    /// the workspace's target directory. `cargo metadata` does not know the flag.
+    pub(super) fn build_dir(&self) -> &Path {
+        self.cargo_args.target_dir.as_deref().unwrap_or(self.workspace.target_dir())
+    }
+
     /// The agent library, written under the target directory: the lean build when allocations
     /// are not recorded (they then cost the workload nothing).
     pub(super) fn agent_library(&self) -> Result<PathBuf> {
@@ -200,7 +206,7 @@ pub(super) fn open_stage(
         .unwrap_or_else(|| prepared.workspace.target_dir().join("contprof").join("stage"));
     let on_wait =
         || shell.status("Waiting", format_args!("for another recording to leave {}", dir.display()));
-    let mut stage = runner::stage::Stage::open(&dir, prepared.workspace.target_dir(), raw_dir, &on_wait)?;
+    let mut stage = runner::stage::Stage::open(&dir, prepared.build_dir(), raw_dir, &on_wait)?;
     for t in targets {
         stage.add_package(&t.package, &t.package_root)?;
     }
@@ -226,13 +232,14 @@ pub(super) fn aliases(stage: Option<&std::sync::Arc<runner::stage::Stage>>) -> V
 /// The environment of one workload process: what `cargo run`/`cargo test`/`cargo bench` give it
 /// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, the library path...), and for a benchmark a
 /// `CRITERION_HOME` of ours (`criterion_home`), so that criterion's baselines of the profiled,
-/// slower runs stay out of the user's own.
+/// slower runs stay out of the user's own. `build_dir` is where the target was built
+/// ([`Prepared::build_dir`]): its library path.
 pub(super) fn workload_env(
     target: &Selected,
-    workspace: &Workspace,
+    build_dir: &Path,
     criterion_home: Option<&Path>,
 ) -> Vec<(OsString, OsString)> {
-    let mut env = target.run_env(workspace.target_dir());
+    let mut env = target.run_env(build_dir);
     if let Some(home) = criterion_home.filter(|_| target.kind == TargetKind::Bench) {
         env.push(("CRITERION_HOME".into(), home.as_os_str().to_owned()));
     }

@@ -89,7 +89,7 @@ pub(super) fn record(
             settings: agent_settings,
             streams: Streams::Inherit,
             timeout: None,
-            env: recording::workload_env(&target, workspace, Some(&output_dir.join("criterion"))),
+            env: recording::workload_env(&target, prepared.build_dir(), Some(&output_dir.join("criterion"))),
             stage: recording::staging(stage.as_ref(), &target),
         };
         let outcome = runner::run(&spec, &agent_lib)?;

@@ -143,7 +143,12 @@ pub(super) fn record(
         parallel,
         jobs,
         |job| {
-            let run = Run { raw_dir: &raw_dir, agent_lib: &agent_lib, workspace, stage: stage.as_ref() };
+            let run = Run {
+                raw_dir: &raw_dir,
+                agent_lib: &agent_lib,
+                build_dir: prepared.build_dir(),
+                stage: stage.as_ref(),
+            };
             execute(job, &run, &request.workload_args, agent_settings, timeout)
         },
         |d| {
@@ -320,7 +325,8 @@ fn plan(
 struct Run<'a> {
     raw_dir: &'a std::path::Path,
     agent_lib: &'a std::path::Path,
-    workspace: &'a Workspace,
+    /// Where cargo built the artifacts ([`Prepared::build_dir`]).
+    build_dir: &'a std::path::Path,
     /// The instructions engine's stage.
     stage: Option<&'a std::sync::Arc<runner::stage::Stage>>,
 }
@@ -332,12 +338,12 @@ fn execute(
     settings: runner::AgentSettings,
     timeout: Duration,
 ) -> Result<Done> {
-    let Run { raw_dir, agent_lib, workspace, stage } = *run;
+    let Run { raw_dir, agent_lib, build_dir, stage } = *run;
     let mut args: Vec<OsString> = Vec::new();
     let slot = raw_dir.join(sanitize(&job.group.replace('/', "__")));
     // Each criterion benchmark's estimates in a home of its own, read back below.
     let criterion_home = job.criterion.map(|_| slot.join(format!("criterion-{}", job.repetition)));
-    let env = recording::workload_env(&job.artifact.target, workspace, criterion_home.as_deref());
+    let env = recording::workload_env(&job.artifact.target, build_dir, criterion_home.as_deref());
     match (&job.case, job.criterion) {
         (Some(c), Some(select)) => {
             args.push("--bench".into());
