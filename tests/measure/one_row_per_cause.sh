@@ -154,8 +154,9 @@ check() {
   rm -rf "$out" "$dir/.contprof" && mkdir -p "$out"
   (cd "$dir" && git checkout -q "$branch")
   set +e
+  # shellcheck disable=SC2086 # CHECK_ARGS is a list of flags
   (cd "$dir" && "$tool" contprof check --engine instructions --baseline interleaved --base main \
-    --report-dir "$out" "$@" >"$out/stdout.txt" 2>"$out/stderr.txt")
+    --report-dir "$out" ${CHECK_ARGS:-} "$@" >"$out/stdout.txt" 2>"$out/stderr.txt")
   local code=$?
   set -e
   (cd "$dir" && git checkout -q main)
