@@ -14,6 +14,7 @@ mod instructions;
 mod prod;
 mod readers;
 mod redact;
+mod reports;
 mod run;
 mod store;
 mod suite;
