@@ -547,6 +547,25 @@ impl Ctx<'_> {
         let mut shift = (0.0, 0.0);
         let mut null = None;
         let mut changed = vec![false; candidates.len()];
+        // The functions the empirical null is estimated from: enough samples (below ~20 per run
+        // the log of (samples + 1) is biased toward zero change, and a run that grew would make
+        // every small function look shifted), and not explained by the diff (their code, or their
+        // caller's, changed: their change is not spread, and a change inlined into many callers
+        // would otherwise pass for drift and hide itself).
+        let null_items: Vec<usize> = selfs
+            .iter()
+            .copied()
+            .filter(|&c| stats[c].iter().all(|s| s.floor <= NULL_MAX_FLOOR))
+            .filter(|&c| {
+                let name = &self.data.functions[candidates[c].0].name;
+                !self.explained.is_some_and(|e| e.explains(name, Kind::SelfCost))
+            })
+            .collect();
+        // Interleaved sides have no drift between them: what the comparison's null shows beyond
+        // the sides' own A/A is the layout's real shifts of unchanged functions, not spread (if
+        // the halves cannot say, nothing is added).
+        let halves = (self.opts.interleaved && !single)
+            .then(|| self.halves_null(&candidates, &null_items, &stats, normalized).unwrap_or(0.0));
         let history = self.history.and_then(|h| h.get(&self.metric).copied());
         let spread = |null: Option<f64>| spread(null, history, floor);
         for _ in 0..SHIFT_ROUNDS {
@@ -560,25 +579,17 @@ impl Ctx<'_> {
                 let Some(m) = weighted_median(&mut items) else { break };
                 shift = m;
             }
-            // Only functions with enough samples: below ~20 per run the log of (samples + 1) is
-            // biased toward zero change, and a run that grew would make every small function
-            // look shifted.
-            // Functions the diff explains are left out too: their code (or their caller's)
-            // changed, so their change is not spread, and a change inlined into many callers
-            // would otherwise pass for drift and hide itself.
-            let items: Vec<(f64, f64)> = selfs
+            let items: Vec<(f64, f64)> = null_items
                 .iter()
-                .filter(|&&c| stats[c].iter().all(|s| s.floor <= NULL_MAX_FLOOR))
-                .filter(|&&c| {
-                    let name = &self.data.functions[candidates[c].0].name;
-                    !self.explained.is_some_and(|e| e.explains(name, Kind::SelfCost))
-                })
                 .map(|&c| {
                     let t = tests[c].shifted(shift.0, shift.1);
                     (t.diff, t.se * t.se)
                 })
                 .collect();
             null = if single { None } else { excess_variance(&items) };
+            if let (Some(n), Some(cap)) = (null, halves) {
+                null = Some(n.min(cap));
+            }
             let var = spread(null).1;
             let shifted: Vec<TestResult> =
                 selfs.iter().map(|&c| tests[c].shifted(shift.0, shift.1 + var)).collect();
@@ -688,12 +699,49 @@ impl Ctx<'_> {
             let share = if normalized { self.shares(xs)[s].min(0.95) } else { 0.0 };
             let exact = self.data.runs[s].iter().all(|r| r.exact);
             let floor = if exact { 0.0 } else { (1.0 - share) / (lambda + 1.0) };
-            if self.metric.is_waiting() {
-                SideStats::trimmed(&ys, floor, WAIT_TRIM)
-            } else {
-                SideStats::new(&ys, floor)
-            }
+            self.stats_of(&ys, floor)
         })
+    }
+
+    /// Mean and variance of logs: trimmed for the metrics of waiting (heavy tails).
+    fn stats_of(&self, ys: &[f64], floor: f64) -> SideStats {
+        if self.metric.is_waiting() {
+            SideStats::trimmed(ys, floor, WAIT_TRIM)
+        } else {
+            SideStats::new(ys, floor)
+        }
+    }
+
+    /// The between-batch variance of an A/A of the same workload: each side's runs split in two
+    /// (alternate runs, so that both halves span the same time) and compared, for the functions
+    /// the empirical null is estimated from (`null_items`, candidates' indices). With base and
+    /// head interleaved, nothing but the code differs between the sides; what spread the sides'
+    /// halves show is the most that drift can add.
+    fn halves_null(
+        &self,
+        candidates: &[(usize, Kind)],
+        null_items: &[usize],
+        stats: &[[SideStats; 2]],
+        normalized: bool,
+    ) -> Option<f64> {
+        let mut items = Vec::new();
+        for &c in null_items {
+            let xs = Self::values(&self.data.functions[candidates[c].0], candidates[c].1);
+            for s in 0..2 {
+                let ys = self.logs(&xs[s], s, normalized);
+                if ys.len() < 4 {
+                    continue;
+                }
+                let half =
+                    |parity: usize| -> Vec<f64> { ys.iter().skip(parity).step_by(2).copied().collect() };
+                let t = welch(
+                    self.stats_of(&half(0), stats[c][s].floor),
+                    self.stats_of(&half(1), stats[c][s].floor),
+                );
+                items.push((t.diff, t.se * t.se));
+            }
+        }
+        excess_variance(&items)
     }
 
     /// Change of the mean level in units of the run: share points (head shares rescaled by the
