@@ -567,7 +567,14 @@ impl Ctx<'_> {
         let halves = (self.opts.interleaved && !single)
             .then(|| self.halves_null(&candidates, &null_items, &stats, normalized).unwrap_or(0.0));
         let history = self.history.and_then(|h| h.get(&self.metric).copied());
-        let spread = |null: Option<f64>| spread(null, history, floor);
+        // The comparison's null as used: capped at the sides' own A/A when interleaved.
+        let spread = |null: Option<f64>| {
+            let used = match (null, halves) {
+                (Some(n), Some(cap)) => Some(n.min(cap)),
+                _ => null,
+            };
+            spread(used, history, floor)
+        };
         for _ in 0..SHIFT_ROUNDS {
             let var = spread(null).1;
             if normalized {
@@ -587,9 +594,6 @@ impl Ctx<'_> {
                 })
                 .collect();
             null = if single { None } else { excess_variance(&items) };
-            if let (Some(n), Some(cap)) = (null, halves) {
-                null = Some(n.min(cap));
-            }
             let var = spread(null).1;
             let shifted: Vec<TestResult> =
                 selfs.iter().map(|&c| tests[c].shifted(shift.0, shift.1 + var)).collect();
@@ -604,7 +608,7 @@ impl Ctx<'_> {
             changed = next;
         }
         let (source, drift) = spread(null);
-        self.record_power(&selfs, &stats, source, drift, null);
+        self.record_power(&selfs, &stats, source, drift, null, halves);
         let shift = (shift.0, shift.1 + drift);
         let method = match (normalized, single) {
             (true, false) => Method::WelchLogShare,
@@ -652,6 +656,7 @@ impl Ctx<'_> {
         source: DriftSource,
         var: f64,
         null: Option<f64>,
+        halves: Option<f64>,
     ) {
         // How much more than sampling noise functions vary between runs of one batch.
         let mut ratios: Vec<f64> = selfs
@@ -675,6 +680,7 @@ impl Ctx<'_> {
             between_batch_sd: var.sqrt(),
             drift_source: source,
             comparison_sd: null.map(f64::sqrt),
+            sides_sd: halves.map(f64::sqrt),
             min_detectable: Vec::new(),
         });
     }
