@@ -24,6 +24,7 @@
 # to the results), SUMMARY_ONLY=1 (print the table of the results there).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+SELF=$HERE/$(basename "$0")
 REAL_CRATE=${REAL_CRATE:-/work/shared/tools/real-crate}
 WORK=${WORK:-/work/measure/caller-change}
 BINS=${BINS:?set BINS to name=path pairs of cargo-contprof builds}
@@ -53,8 +54,8 @@ summary() {
 import json, re, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 named_re, paths_re = sys.argv[2], sys.argv[3]
-print("| tool | scenario | checks | gated / named | off the call paths | comparison's null (sd) | least detectable at 5% (min-median-max) | inflate's change |")
-print("|---|---|---|---|---|---|---|---|")
+print("| tool | scenario | checks | gated / named | off the call paths | comparison's null (sd) | sides' own A/A (sd) | least detectable at 5% (min-median-max) | inflate's change |")
+print("|---|---|---|---|---|---|---|---|---|")
 keys = []
 for r in rows:
     if (r["bin"], r["scenario"]) not in keys:
@@ -71,17 +72,18 @@ for b, s in sorted(keys, key=lambda k: (k[1], k[0])):
     if failed:
         verdict += f", {failed} failed"
     null = sorted(r["comparison_sd"] or 0.0 for r in rs)
+    sides = sorted(r["sides_sd"] for r in rs if r.get("sides_sd") is not None)
     mde = sorted(m for r in rs for m in r["min_detectable_5pct"])
     span = lambda v, f: f"{f(v[0])}-{f(statistics.median(v))}-{f(v[-1])}" if v else "-"
     change = sorted({c for r in rs for c in r["injected_change"]})
-    print(f"| {b} | {s} | {len(rs)} | {verdict} | {off} | {span(null, lambda x: f'{x:.2f}')} | {span(mde, lambda x: f'{x:.0%}')} | {', '.join(change[:4])} |")
+    print(f"| {b} | {s} | {len(rs)} | {verdict} | {off} | {span(null, lambda x: f'{x:.2f}')} | {span(sides, lambda x: f'{x:.2f}')} | {span(mde, lambda x: f'{x:.0%}')} | {', '.join(change[:4])} |")
 PY
 }
 if [ "${SUMMARY_ONLY:-0}" = 1 ]; then summary; exit; fi
 
 setup() {
   local repo=$WORK/repo
-  [ -f "$WORK/setup.ok" ] && [ "$(cat "$WORK/setup.ok")" = "$(sha256sum "$HERE/real/miniz_oxide.rs" "$0" | sha256sum | cut -c1-16)" ] && return
+  [ -f "$WORK/setup.ok" ] && [ "$(cat "$WORK/setup.ok")" = "$(sha256sum "$HERE/real/miniz_oxide.rs" "$SELF" | sha256sum | cut -c1-16)" ] && return
   rm -rf "$WORK" && mkdir -p "$WORK"
   "$REAL_CRATE" miniz_oxide@0.8.9 "$repo" >/dev/null
   cd "$repo"
@@ -106,7 +108,7 @@ setup() {
     git checkout -q main
     git worktree add -q "$WORK/wt/$s" "$s"
   done
-  sha256sum "$HERE/real/miniz_oxide.rs" "$0" | sha256sum | cut -c1-16 >"$WORK/setup.ok"
+  sha256sum "$HERE/real/miniz_oxide.rs" "$SELF" | sha256sum | cut -c1-16 >"$WORK/setup.ok"
 }
 
 setup
@@ -136,7 +138,7 @@ print(json.dumps({"bin": b, "scenario": s, "i": int(i), "exit": int(code), "seco
     "gated": bool(r["regressions"]), "regressions": sorted({e["function"] for e in r["regressions"]}),
     "shifted": len(r["shifted"]),
     "injected_change": [f'{e["function"].split("::")[-1]} {e["kind"]} {e["change"]:+.0%}' for e in regs if re.search(named, e["function"])],
-    "comparison_sd": cpu["comparison_sd"], "between_batch_sd": cpu["between_batch_sd"], "drift_source": cpu["drift_source"],
+    "comparison_sd": cpu["comparison_sd"], "sides_sd": cpu.get("sides_sd"), "between_batch_sd": cpu["between_batch_sd"], "drift_source": cpu["drift_source"],
     "min_detectable_5pct": [m["change"] for m in cpu["min_detectable"] if m["share"] == 0.05]}))
 PY
       log "$b/$s #$i: exit $code, $((SECONDS - t0)) s: $(tail -n1 "$RESULTS" | cut -c1-200)"

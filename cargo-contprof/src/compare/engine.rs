@@ -38,6 +38,10 @@ struct Pending {
     decision: Decision,
     /// Change in units of the run (share points), for the self/total bookkeeping.
     delta: f64,
+    /// The function is called by changed code ([`Explained::called_by_changed`]).
+    ///
+    /// [`Explained::called_by_changed`]: super::explain::Explained::called_by_changed
+    called_by_changed: bool,
 }
 
 /// Compares base and head runs of every group.
@@ -264,8 +268,14 @@ fn unexplained_is_shift(verdict: Verdict, f: &Finding, opts: &Options) -> Verdic
 /// account for: without a call graph, "account for" means the flagged self changes (and new or
 /// vanished functions) in the same direction add up to at least 2/3 of the total-cost change. A
 /// regressed leaf then shows once, as self cost, instead of once per caller up to `main`.
+///
+/// The total of a function called by changed code (a loop bound, an extra call in its caller)
+/// is accounted for only by self changes that are not shifts: the changed caller does more work
+/// below it, its callees' self costs grow without their code changing (shifts, which do not
+/// gate), and that total is then the row that names the regression.
 fn mark_inherited(pending: &mut [Pending]) {
-    let mut explained: BTreeMap<(String, Metric, bool), f64> = BTreeMap::new();
+    // Per group, metric and direction: the flagged self changes, and those that are not shifts.
+    let mut accounted: BTreeMap<(String, Metric, bool), [f64; 2]> = BTreeMap::new();
     for p in pending.iter() {
         let f = &p.finding;
         let counts = match f.verdict {
@@ -273,13 +283,19 @@ fn mark_inherited(pending: &mut [Pending]) {
             v => v.is_change() && f.kind == Kind::SelfCost,
         };
         if counts {
-            *explained.entry((f.group.clone(), f.metric, p.delta > 0.0)).or_default() += p.delta.abs();
+            let sums = accounted.entry((f.group.clone(), f.metric, p.delta > 0.0)).or_default();
+            sums[0] += p.delta.abs();
+            if f.verdict != Verdict::Shifted {
+                sums[1] += p.delta.abs();
+            }
         }
     }
     for p in pending.iter_mut() {
         let f = &p.finding;
         if f.kind == Kind::Total && f.verdict.is_change() {
-            let sum = explained.get(&(f.group.clone(), f.metric, p.delta > 0.0)).copied().unwrap_or(0.0);
+            let sums =
+                accounted.get(&(f.group.clone(), f.metric, p.delta > 0.0)).copied().unwrap_or_default();
+            let sum = if p.called_by_changed && f.verdict != Verdict::Shifted { sums[1] } else { sums[0] };
             p.finding.inherited = sum >= INHERITED_FRACTION * p.delta.abs();
         }
     }
@@ -389,6 +405,10 @@ impl Ctx<'_> {
         leaf || root
     }
 
+    fn called_by_changed(&self, series: &Series) -> bool {
+        self.explained.is_some_and(|e| e.called_by_changed.contains(&series.name))
+    }
+
     fn finding(&self, series: &Series, kind: Kind, method: Method) -> Finding {
         let xs = Self::values(series, kind);
         let shares = self.shares(xs);
@@ -447,7 +467,12 @@ impl Ctx<'_> {
         let mut finding = self.finding(series, Kind::Total, Method::Presence);
         finding.change = (verdict == Verdict::Vanished).then_some(-1.0);
         let delta = finding.head_share - finding.base_share;
-        self.out.push(Pending { finding, decision: Decision::Fixed(verdict), delta });
+        self.out.push(Pending {
+            finding,
+            decision: Decision::Fixed(verdict),
+            delta,
+            called_by_changed: self.called_by_changed(series),
+        });
         true
     }
 
@@ -478,7 +503,12 @@ impl Ctx<'_> {
                 let separated = hi_b < lo_h || hi_h < lo_b;
                 finding.change = (finding.base > 0.0).then(|| finding.head / finding.base - 1.0);
                 let delta = if base_total > 0.0 { (finding.head - finding.base) / base_total } else { 0.0 };
-                self.out.push(Pending { finding, decision: Decision::Exact { separated }, delta });
+                self.out.push(Pending {
+                    finding,
+                    decision: Decision::Exact { separated },
+                    delta,
+                    called_by_changed: self.called_by_changed(series),
+                });
             }
         }
     }
@@ -632,7 +662,12 @@ impl Ctx<'_> {
             finding.ci_high = Some(hi.exp() - 1.0);
             finding.p = Some(t.p);
             let delta = self.level_delta(series, kind, shift.0, normalized);
-            self.out.push(Pending { finding, decision: Decision::Test { single }, delta });
+            self.out.push(Pending {
+                finding,
+                decision: Decision::Test { single },
+                delta,
+                called_by_changed: self.called_by_changed(series),
+            });
         }
     }
 

@@ -247,6 +247,7 @@ pub(crate) fn simulate(rng: &mut Rng, scn: &Scenario) -> Group {
             changed: BTreeSet::from([caller.clone()]),
             self_cost: BTreeSet::from([leaf_name(leaf), caller.clone()]),
             total: BTreeSet::from([leaf_name(leaf), caller]),
+            called_by_changed: BTreeSet::new(),
         }
     });
     Group { key: "bench:sim".to_owned(), base, head, explained, history: None }
