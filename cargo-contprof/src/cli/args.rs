@@ -127,7 +127,7 @@ pub enum AgentCommand {
     /// any dynamically linked program with no code change; `cargo contprof import run.raw` stores
     /// the result. With `CONTPROF_SERVICE` and `CONTPROF_STORE` instead, it profiles a
     /// long-running service continuously (a window per period per deployment, uploaded to the
-    /// store; see the README's production section). The file name carries a hash of the library,
+    /// store; see the book's production chapter, docs/src/production/index.md). The file name carries a hash of the library,
     /// so versions never mix.
     #[command(after_help = "Examples:
   LD_PRELOAD=$(cargo contprof agent path) CONTPROF_OUTPUT=run.raw ./target/release/server

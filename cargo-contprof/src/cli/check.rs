@@ -14,7 +14,7 @@ use crate::record::write_atomic;
 use crate::shell::Shell;
 
 /// Runs used when neither `--runs` nor `check.runs` says, with the sampling engine: the detection
-/// figures in the README were measured with 10 runs a side (the instructions engine: 1).
+/// figures in the book (`docs/src/measurements.md`) were measured with 10 runs a side (the instructions engine: 1).
 pub const DEFAULT_RUNS: u32 = 10;
 
 /// Runs the command.

@@ -35,8 +35,8 @@ impl Drop for Worktree<'_> {
 /// The base commit to rebuild and interleave with, or `None` to compare with the store, by the
 /// `--baseline` mode (`--rebuild-base` is `interleaved`), else `check.baseline`, else `auto`.
 ///
-/// `auto` interleaves whenever it can, because that is what measured better on real crates (README,
-/// "Interleaved"): between batches recorded minutes apart, functions of identical binaries drift
+/// `auto` interleaves whenever it can, because that is what measured better on real crates (the book,
+/// `docs/src/measurements.md#detection`): between batches recorded minutes apart, functions of identical binaries drift
 /// apart by 3-18% on the log scale, which hides a +25% change in a 5% function; interleaved, that
 /// spread is 0-2%. It falls back to the store on the default branch itself (where `check` records
 /// the baseline of later commits) and where the base is not in the clone (a shallow checkout), and

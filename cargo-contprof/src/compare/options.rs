@@ -11,7 +11,7 @@ use super::model::Metric;
 /// The smallest relative change of a function's instruction count reported when
 /// `[thresholds] instructions` does not say: counts repeat exactly for deterministic code, and
 /// this stays above the jitter of hash seeds, thread interleaving and time measured on real crates
-/// (README, "The instructions engine").
+/// (`docs/src/guide/instructions.md`).
 pub const DEFAULT_INSTRUCTIONS_EFFECT: f64 = 0.005;
 
 /// How a comparison decides. Build with [`Options::default`] and adjust the fields.

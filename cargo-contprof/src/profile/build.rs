@@ -577,7 +577,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
 /// [`contprof::env::CALLGRIND_UNCOUNTED`]). The program's instructions under its interposers
 /// (glibc's allocator under `malloc`) stay, charged to the program's caller: the interposer's frame
 /// is dropped from the stack. The program's total is then what callgrind counts without the agent
-/// but for the allocator's work on the headers of recorded blocks (see the README).
+/// but for the allocator's work on the headers of recorded blocks (see `docs/src/guide/instructions.md`).
 fn add_instructions(
     w: &mut ProfileWriter,
     sym: &mut Symbols<'_>,
