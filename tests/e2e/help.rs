@@ -1,5 +1,6 @@
-//! `--help` of every command, snapshotted. The commands are found by walking clap's command tree,
-//! so a new command or subcommand is covered (and must be blessed) without touching this file.
+//! `--help` of every command, snapshotted, and the book's CLI reference generated from the same
+//! text. The commands are found by walking clap's command tree, so a new command or subcommand is
+//! covered (and must be blessed) without touching this file.
 //!
 //! The help is rendered in-process at a fixed width: what a terminal of 100 columns or more shows
 //! (clap wraps at 100 at most), whatever the width of the terminal the tests run in.
@@ -11,6 +12,9 @@ use clap::CommandFactory;
 
 /// Columns the help is wrapped at.
 const WIDTH: usize = 100;
+
+/// The book's page that lists every command's help.
+const REFERENCE: &str = "docs/src/reference/cli.md";
 
 /// One command's help.
 struct Page {
@@ -87,4 +91,34 @@ fn the_binary_prints_the_same_help() {
     let f = crate::util::finish(crate::util::contprof().args(["compare", "--help"]).env("COLUMNS", "100"));
     assert_eq!(f.code, 0, "{f:?}");
     assert_eq!(f.stdout, page.text);
+}
+
+/// The book's reference page: every visible command's `--help`.
+fn reference() -> String {
+    let mut out = String::from(
+        "# Command-line reference\n\n\
+         <!-- Generated from the command-line parser by `tests/e2e/help.rs`, which fails when this \
+         page is stale; regenerate it with\n     \
+         INSTA_UPDATE=always cargo test -p cargo-contprof --test e2e help::\n-->\n\n\
+         Every command's `--help`, as `cargo contprof <command> --help` prints it.\n",
+    );
+    for page in pages().iter().filter(|p| !p.hidden) {
+        out.push_str(&format!("\n## `{}`\n\n```text\n{}```\n", page.command(), page.text));
+    }
+    out
+}
+
+#[test]
+fn the_books_cli_reference_is_current() {
+    let path = crate::util::repo_root().join(REFERENCE);
+    let expected = reference();
+    if std::env::var("INSTA_UPDATE").is_ok_and(|v| v == "always") {
+        std::fs::write(&path, &expected).expect("write the reference");
+    }
+    let found = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        found == expected,
+        "{REFERENCE} is not the help of the commands as built; regenerate it with \
+         `INSTA_UPDATE=always cargo test -p cargo-contprof --test e2e help::`"
+    );
 }
