@@ -6,6 +6,7 @@
 mod agent_cost;
 mod compare;
 mod contention;
+mod docs;
 mod errors;
 mod github;
 mod help;
