@@ -110,6 +110,7 @@ fn aa_compare_exits_0_and_different_settings_are_refused() {
     let f = compare(store.path(), &[&base, &other]);
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("base sampled at 4999 Hz, head at 499 Hz"), "{f:?}");
+    insta::assert_snapshot!("settings-differ", Redactions::new().apply(&f.stderr));
 }
 
 #[test]
