@@ -5,8 +5,8 @@
 //! The two revisions of a small repository hold one run of six repetitions each, with
 //! machine-code fingerprints, built so that the comparison has one of everything: a self-cost
 //! regression whose total change is inherited by its caller, an improvement, a shift the diff
-//! does not explain (allocations of a function whose code did not change), a new and a vanished
-//! function, a folded library frame and a note about a metric left out.
+//! does not explain (allocations of a function whose call paths kept their code), a new and a
+//! vanished function, and a library frame folded into its caller.
 
 use std::collections::BTreeMap;
 use std::path::Path;
