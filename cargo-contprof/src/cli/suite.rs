@@ -17,6 +17,7 @@ use crate::report;
 use crate::runner::list::{self, Case};
 use crate::runner::{self, Exit, RunSpec, Streams, pool};
 use crate::shell::Shell;
+use crate::timing::Phase;
 
 /// Which command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,9 +91,12 @@ pub(super) fn record(
         format_args!("{} {} target(s) with the `{}` profile", targets.len(), noun(mode), cargo::PROFILE_NAME),
     );
     let frame_pointers = agent_settings.unwind == crate::runner::Unwind::FramePointers;
-    let artifacts =
-        cargo::build(&BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers }, shell)?;
+    let artifacts = prepared.clock.time(Phase::Build, || {
+        cargo::build(&BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers }, shell)
+    })?;
     let agent_lib = prepared.agent_library()?;
+    // Listing the cases runs the binaries: it counts with the runs.
+    let listing_started = Instant::now();
 
     let filters: Vec<String> = args.filter.iter().cloned().collect();
     let (jobs, ignored) = plan(&artifacts, args, mode, &filters, runs)?;
@@ -152,6 +156,7 @@ pub(super) fn record(
         },
     );
     let elapsed = started.elapsed();
+    prepared.clock.add(Phase::Runs, listing_started.elapsed());
 
     done.sort_by(|a, b| (&a.job.group, a.job.repetition).cmp(&(&b.job.group, b.job.repetition)));
     let mut labels: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
@@ -184,7 +189,7 @@ pub(super) fn record(
         labels,
     };
     let executions = done.into_iter().map(|d| d.execution).collect();
-    let summary = record::finish(&recording, executions, shell)?;
+    let summary = prepared.clock.time(Phase::Profiles, || record::finish(&recording, executions, shell))?;
     print_summary(&summary, &verdicts, mode);
     let passed = verdicts.iter().filter(|(_, v, _)| *v == Verdict::Pass).count();
     let mut line = format!(
