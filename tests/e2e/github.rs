@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 use crate::util::{Finished, contprof, finish, repo_root, tools_required};
 
+mod action;
+
 const MARKER: &str = "<!-- cargo-contprof -->";
 const REPO: &str = "octo/widgets";
 const PR: u64 = 7;
