@@ -129,8 +129,9 @@ fn divan_benchmarks_are_each_profiled_alone_with_per_iteration_costs() {
     // One benchmark per process: the other one never ran in it.
     assert_eq!(large_in_small, 0.0, "{f:?}");
     let ratio = large / small;
-    // Scaled by divan's wall-clock mean: wide bounds, the two processes ran at different times.
-    assert!((2.0..8.0).contains(&ratio), "large costs {ratio:.2}x small per iteration, expected ~4x");
+    // The loop's CPU over divan's iteration count: unlike divan's wall-clock times, it does not
+    // move when the machine is busy while one of the two processes runs.
+    assert!((3.0..5.3).contains(&ratio), "large costs {ratio:.2}x small per iteration, expected ~4x");
 }
 
 #[test]

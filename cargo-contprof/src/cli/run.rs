@@ -99,7 +99,7 @@ pub(super) fn record(
             repetition: i,
             raw_path: spec.raw_path,
             outcome,
-            per_iteration_ns: None,
+            per_iteration: None,
         });
         if failed || interrupt::interrupted() {
             if runs > i {

@@ -63,7 +63,7 @@ struct Done {
     job: Job,
     verdict: Verdict,
     execution: Execution,
-    per_iteration_ns: Option<f64>,
+    per_iteration: Option<criterion::PerIteration>,
 }
 
 /// Runs the command.
@@ -389,11 +389,12 @@ fn execute(
         e if e.success() => Verdict::Pass,
         _ => Verdict::Fail,
     };
-    let per_iteration_ns = match job.harness {
-        Some(BenchHarness::Criterion(_)) => {
-            criterion_home.as_deref().and_then(criterion::mean_ns_per_iteration)
-        }
-        Some(BenchHarness::Divan) => criterion::divan_mean_ns(&stdout),
+    let per_iteration = match job.harness {
+        Some(BenchHarness::Criterion(_)) => criterion_home
+            .as_deref()
+            .and_then(criterion::mean_ns_per_iteration)
+            .map(criterion::PerIteration::MeanNs),
+        Some(BenchHarness::Divan) => criterion::divan_iterations(&stdout).map(criterion::PerIteration::Count),
         None => None,
     };
     Ok(Done {
@@ -402,11 +403,11 @@ fn execute(
             repetition: job.repetition,
             raw_path: spec.raw_path,
             outcome,
-            per_iteration_ns,
+            per_iteration,
         },
         job,
         verdict,
-        per_iteration_ns,
+        per_iteration,
     })
 }
 
@@ -418,10 +419,11 @@ fn progress(shell: &Shell, d: &Done, runs: u32) {
     };
     let rep = if runs > 1 { format!(" (run {}/{runs})", d.job.repetition) } else { String::new() };
     let wall = d.execution.outcome.wall.as_secs_f64();
-    let per_iter = d
-        .per_iteration_ns
-        .map(|ns| format!(" {}/iter", report::format_duration(ns as i64)))
-        .unwrap_or_default();
+    let per_iter = match d.per_iteration {
+        Some(criterion::PerIteration::MeanNs(ns)) => format!(" {}/iter", report::format_duration(ns as i64)),
+        Some(criterion::PerIteration::Count(n)) => format!(" {n} iterations"),
+        None => String::new(),
+    };
     if d.verdict == Verdict::Pass {
         shell.status(verb, format_args!("[{wall:>7.3}s] {}{rep}{per_iter}", d.job.label));
     } else {

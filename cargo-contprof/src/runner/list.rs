@@ -287,7 +287,7 @@ mod tests {
     fn a_crate_is_told_from_a_module_of_the_same_name() {
         assert!(in_crate(b"_ZN9criterion7bencher7Bencher4iter17h0123456789abcdefE", b"9criterion"));
         assert!(!in_crate(
-            b"_ZN14cargo_contprof9criterion13divan_mean_ns17h0123456789abcdefE",
+            b"_ZN14cargo_contprof9criterion16divan_iterations17h0123456789abcdefE",
             b"9criterion"
         ));
         assert!(in_crate(b"_RNvNtCs4fqI2P2rA04_5divan9benchmark5bench", b"5divan"));
