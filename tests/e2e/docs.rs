@@ -1,7 +1,7 @@
 //! The documentation's own checks: every relative link of the README, `ARCHITECTURE.md` and the
-//! book (`docs/src`) leads to a file that exists and, with a `#fragment`, to a heading of it (as
-//! mdBook makes heading ids); every page of the book is in its `SUMMARY.md`; the README stays
-//! short. (`mdbook build docs` in `.ci/run` builds the book itself.)
+//! book (`docs/`) leads to a file that exists and, with a `#fragment`, to a heading of it (as
+//! mdBook makes heading ids, includes expanded); every page of the book is in its `SUMMARY.md`;
+//! the README stays short. (`mdbook build docs` in `.ci/run` builds the book itself.)
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,10 +13,16 @@ use crate::util::repo_root;
 /// The README is the front door: what it is, the two commands, the tour; the rest is in the book.
 const README_MAX_BYTES: usize = 11 * 1024;
 
-/// Markdown files under `dir`, recursively.
+/// Markdown files under `dir`, recursively (not in the built book, `docs/book`).
 fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("a directory entry").path();
+        if path.is_dir()
+            && path.file_name().is_some_and(|n| n == "book")
+            && path.parent() == Some(&repo_root().join("docs"))
+        {
+            continue;
+        }
         if path.is_dir() {
             markdown_files(&path, out);
         } else if path.extension().is_some_and(|e| e == "md") {
@@ -25,12 +31,26 @@ fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The files checked: the book's pages, the README and the architecture map.
+/// The files checked: the book's pages (and the files they include), the README and the
+/// architecture map.
 fn documents() -> Vec<PathBuf> {
     let root = repo_root();
     let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
-    markdown_files(&root.join("docs/src"), &mut files);
+    markdown_files(&root.join("docs"), &mut files);
     files
+}
+
+/// The text of the page at `path` as mdBook renders it: `{{#include FILE}}` lines replaced by the
+/// file they name (relative to the page).
+fn rendered(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let include = Regex::new(r"(?m)^\{\{#include ([^}\s]+)\}\}\s*$").expect("a valid pattern");
+    let mut out = text.clone();
+    for c in include.captures_iter(&text) {
+        let included = std::fs::read_to_string(path.parent()?.join(&c[1])).ok()?;
+        out = out.replace(&c[0], &included);
+    }
+    Some(out)
 }
 
 /// `text` without fenced code blocks and inline code spans (links there are examples).
@@ -115,7 +135,7 @@ fn broken(from: &Path, target: &str) -> Option<String> {
     if path.extension().is_none_or(|e| e != "md") {
         return None;
     }
-    let text = std::fs::read_to_string(&path).ok()?;
+    let Some(text) = rendered(&path) else { return Some(format!("cannot read {}", path.display())) };
     if anchors(&text).contains(fragment) {
         None
     } else {

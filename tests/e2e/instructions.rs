@@ -277,10 +277,10 @@ fn check_names_a_one_percent_change_of_a_one_percent_function_and_nothing_else()
     assert!(f.stdout.contains("calls 40 → 40"), "{f:?}");
     assert!(f.stdout.contains("regress::host"), "{f:?}");
 
-    // The reports as written, with what depends on the machine (host, toolchain) and on the
-    // toolchain's code generation redacted: the counts, the change they make (about +1%, checked
-    // above), the functions below the floor, and the column widths the counts set in the text
-    // table. The verdict, the method, the calls, the layout and the "why" section are exact.
+    // The reports as written, with what depends on the machine (host, toolchain, timings) and on
+    // the toolchain's code generation redacted: the counts, the change they make (about +1%,
+    // checked above), the functions below the floor, and the column widths the counts set in the
+    // text table. The verdict, the method, the calls, the layout and the "why" section are exact.
     let redactions = || {
         Redactions::new()
             .path(project.dir.path(), "[PROJECT]")
@@ -289,6 +289,9 @@ fn check_names_a_one_percent_change_of_a_one_percent_function_and_nothing_else()
             .pattern(r"\b\d+(\.\d+)? [kMG]\b", "[COUNT]")
             .pattern(r"[-+]\d+\.\d%", "[CHANGE]")
             .pattern(r"\b\d+ findings below the floor", "[N] findings below the floor")
+            // Where the job's time went: wall-clock seconds, phases that took none left out.
+            .pattern(r"(?m)^([Tt]ime: ).*$", "${1}[TIMINGS]")
+            .pattern(r#"(?s)"timings": \{.*?\n  \}"#, r#""timings": [TIMINGS]"#)
             .pattern(
                 r#""(base|head|base_share|head_share|change|value|total|samples|tests|findings|below_floor)": -?[\d.e+-]+"#,
                 r#""$1": [N]"#,

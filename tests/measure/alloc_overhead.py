@@ -103,7 +103,7 @@ debug = "limited"
 # The Markdown text the pulldown-cmark workload renders: the project's README as it last was before
 # it moved into the book (docs/), about 100 KB, the text the figures were measured on give or take
 # a few edits; fixed, so that the workload no longer changes with the documentation.
-README_COMMIT = "f71de2a4ed99ae4c2dd73aa13c4a5f5eb6a020de"
+README_COMMIT = "48f861391ecf77f32aab0b50a155fb87766c972c"
 
 
 def markdown_input() -> str:

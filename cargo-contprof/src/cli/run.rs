@@ -3,6 +3,7 @@
 //! other recording commands is in `recording.rs`.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use super::args::{RunArgs, TargetArgs};
 use super::recording::{self, Prepared, Request};
@@ -11,6 +12,7 @@ use crate::errors::{Error, Result};
 use crate::record::{self, Execution, Recording};
 use crate::runner::{self, RunSpec, Streams, interrupt};
 use crate::shell::Shell;
+use crate::timing::Phase;
 
 /// Runs the command.
 pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
@@ -45,8 +47,9 @@ pub(super) fn record(
         .status("Building", format_args!("{} with the `{}` profile", target.describe(), cargo::PROFILE_NAME));
     let targets = [target.clone()];
     let frame_pointers = agent_settings.unwind == runner::Unwind::FramePointers;
-    let artifacts =
-        cargo::build(&BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers }, shell)?;
+    let artifacts = prepared.clock.time(Phase::Build, || {
+        cargo::build(&BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers }, shell)
+    })?;
     let Some(artifact) = artifacts.into_iter().next() else {
         return Err(Error::NoArtifact { target: target.describe() });
     };
@@ -68,6 +71,7 @@ pub(super) fn record(
     };
 
     let mut executions = Vec::new();
+    let runs_started = Instant::now();
     for i in 1..=runs {
         shell.status(
             "Profiling",
@@ -95,7 +99,7 @@ pub(super) fn record(
             repetition: i,
             raw_path: spec.raw_path,
             outcome,
-            per_iteration_ns: None,
+            per_iteration: None,
         });
         if failed || interrupt::interrupted() {
             if runs > i {
@@ -104,6 +108,7 @@ pub(super) fn record(
             break;
         }
     }
+    prepared.clock.add(Phase::Runs, runs_started.elapsed());
 
     let recording = Recording {
         workspace,
@@ -118,7 +123,7 @@ pub(super) fn record(
         store: prepared.store.as_ref(),
         labels: Default::default(),
     };
-    let summary = record::finish(&recording, executions, shell)?;
+    let summary = prepared.clock.time(Phase::Profiles, || record::finish(&recording, executions, shell))?;
     recording::single_outcome(summary, &target.describe())
 }
 

@@ -170,7 +170,16 @@ pub fn compare(
     warnings.sort();
     warnings.dedup();
     summarize(&mut summary, &findings);
-    Ok(Comparison { base, head, settings: opts.settings(), findings, warnings, power, summary })
+    Ok(Comparison {
+        base,
+        head,
+        settings: opts.settings(),
+        findings,
+        warnings,
+        power,
+        summary,
+        timings: None,
+    })
 }
 
 /// The share of runs cut at each end of a side for the metrics of waiting (Yuen's test,

@@ -413,6 +413,8 @@ pub struct Comparison {
     pub power: Vec<Power>,
     /// Counts.
     pub summary: Summary,
+    /// Where the time went, when `check` made the comparison (the reports show it).
+    pub timings: Option<crate::timing::Timings>,
 }
 
 impl Comparison {

@@ -3,7 +3,8 @@
 //! ```json
 //! {"version": 2, "base": {...}, "head": {...}, "settings": {...},
 //!  "regressions": [...], "improvements": [...], "shifted": [...], "possible": [...], "new": [...],
-//!  "vanished": [...], "inherited": [...], "warnings": [...], "groups": [...], "summary": {...}}
+//!  "vanished": [...], "inherited": [...], "warnings": [...], "groups": [...], "summary": {...},
+//!  "timings": {...}}
 //! ```
 //! Each entry of the lists is a [`Finding`]: `group`, `function`, `metric`, `kind`, `base`, `head`,
 //! `base_share`, `head_share`, `change`, `ci_low`, `ci_high`, `p`, `q`, `runs_base`, `runs_head`,
@@ -11,6 +12,7 @@
 //! counted). Version 2: `regressions` and `improvements` hold only changes the diff explains (code
 //! on the function's call paths changed); the others are in `shifted`. `groups` holds, per group and
 //! sampled metric, the spread used and the minimum detectable effect ([`super::finding::Power`]).
+//! `timings` (only from `check`) says where the job's time went ([`crate::timing::Timings`]).
 //! Adding fields is not a version change; renaming, removing or changing a meaning is.
 
 use std::io::{self, Write};
@@ -40,6 +42,8 @@ struct Report<'a> {
     warnings: Vec<WarningEntry<'a>>,
     groups: &'a [super::finding::Power],
     summary: &'a super::finding::Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<&'a crate::timing::Timings>,
 }
 
 #[derive(Serialize)]
@@ -68,6 +72,7 @@ pub fn write_json(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         warnings: cmp.warnings.iter().map(|w| WarningEntry { warning: w, message: w.to_string() }).collect(),
         groups: &cmp.power,
         summary: &cmp.summary,
+        timings: cmp.timings.as_ref(),
     };
     serde_json::to_writer_pretty(&mut out, &report)?;
     out.write_all(b"\n")
