@@ -188,3 +188,72 @@ fn an_unwritable_output_is_a_named_error() {
     assert_eq!(err.to_string(), "cannot create the sample file /nonexistent-dir/x.raw");
     assert!(std::error::Error::source(&err).is_some());
 }
+
+/// Per label set (its pairs, `k=v` joined by `,`; "" for none): the allocated and in-use bytes of
+/// the allocation stacks recorded under it.
+fn alloc_bytes_by_labels(f: &RawFile) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let sets: std::collections::HashMap<u32, String> = f
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::LabelSet { id, pairs } => {
+                Some((*id, pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut out = std::collections::BTreeMap::<String, (u64, u64)>::new();
+    let mut pending = 0;
+    for r in &f.records {
+        match r {
+            Record::Labels { set } => pending = *set,
+            Record::AllocStack { alloc_bytes, inuse_bytes, .. } => {
+                let key = if pending == 0 { String::new() } else { sets[&pending].clone() };
+                let e = out.entry(key).or_default();
+                e.0 += alloc_bytes;
+                e.1 += inuse_bytes;
+                pending = 0;
+            }
+            _ => pending = 0,
+        }
+    }
+    out
+}
+
+#[test]
+fn allocations_carry_the_labels_they_were_made_under_and_keep_them_while_in_use() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    const SIZE: u64 = 7777;
+    let path = temp("labels");
+    let guard =
+        contprof::start(Options::new(&path).frequency(0).alloc(AllocMode::Exact)).expect("agent starts");
+    let mut kept = Vec::with_capacity(10);
+    contprof::labels::with(&[("phase", "a")], || {
+        for i in 0..100 {
+            let b = black_box(vec![0u8; SIZE as usize]);
+            if i % 10 == 0 {
+                kept.push(b);
+            }
+        }
+    });
+    let nested = contprof::labels::set(&[("phase", "b")]);
+    contprof::labels::with(&[("tenant", "t1")], || {
+        for _ in 0..50 {
+            black_box(vec![0u8; SIZE as usize]);
+        }
+    });
+    drop(nested);
+    for _ in 0..30 {
+        black_box(vec![0u8; SIZE as usize]);
+    }
+    assert!(contprof::labels::LabelSet::current().is_empty(), "guards restore the set before");
+    guard.stop();
+    drop(kept);
+    let by = alloc_bytes_by_labels(&read(&path));
+    let (a, a_live) = by["phase=a"];
+    assert!((100 * SIZE..100 * SIZE + 1000).contains(&a), "{by:?}");
+    assert!((10 * SIZE..10 * SIZE + 1000).contains(&a_live), "in use under its labels: {by:?}");
+    assert_eq!(by["phase=b,tenant=t1"], (50 * SIZE, 0), "{by:?}");
+    assert!(by[""].0 >= 30 * SIZE, "{by:?}");
+    assert_eq!(by.len(), 3, "{by:?}");
+}

@@ -75,6 +75,9 @@ pub(crate) struct ThreadState {
     pub(crate) in_wait: AtomicBool,
     /// xorshift state of the contention sampler (0 = not seeded).
     pub(crate) wait_rng: AtomicU64,
+    /// The thread's current label set ([`crate::labels`]; 0: none), written by the thread itself
+    /// and read by its signal handler and allocation hooks with one load.
+    pub(crate) labels: AtomicU32,
 }
 
 impl ThreadState {
@@ -108,6 +111,7 @@ impl ThreadState {
         stime_ns: AtomicU64::new(0),
         in_wait: AtomicBool::new(false),
         wait_rng: AtomicU64::new(0),
+        labels: AtomicU32::new(0),
     };
 
     /// Kernel thread id (cached).
@@ -367,6 +371,7 @@ mod tests {
                 t.stime_ns.load(Ordering::Relaxed),
                 u64::from(t.in_wait.load(Ordering::Relaxed)),
                 t.wait_rng.load(Ordering::Relaxed),
+                u64::from(t.labels.load(Ordering::Relaxed)),
             ]
         };
         let template = ThreadState::ZERO;

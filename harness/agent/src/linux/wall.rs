@@ -357,7 +357,7 @@ fn visit(
         s.stack_lo.store(bounds.lo as u64, Ordering::Relaxed);
         s.stack_hi.store(bounds.hi as u64, Ordering::Relaxed);
         write_name(s, tid);
-        if writer::write_stack(crate::format::KIND_WALL_STACK, tid, Some(elapsed), &frames[..n]) {
+        if writer::write_stack(crate::format::KIND_WALL_STACK, tid, Some(elapsed), 0, &frames[..n]) {
             s.has_stack.store(true, Ordering::Release);
         }
         s.cpu_after_ns.store(cpu, Ordering::Release);
