@@ -1,0 +1,129 @@
+//! Labels from code (`contprof::labels`) on the `label_split` fixture, preloaded with no other
+//! change to the program: CPU per label value against the split the fixture was written with,
+//! each function's samples carrying exactly its labels (CPU, allocations, bytes in use), and
+//! `go tool pprof` reading them (`-tags`, `-tagfocus`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Command;
+
+use cargo_contprof::profile::{Profile, Sample};
+
+use crate::util::{expectation, read_profile, run_fixture, tools_required};
+
+/// Labels the tool puts on samples itself (the thread, the run's target).
+const TOOL_LABELS: &[&str] = &["thread", "tid", "target"];
+
+/// The program's labels of a sample, as sorted `key=value` strings.
+fn program_labels(p: &Profile, s: &Sample) -> Vec<String> {
+    let mut l: Vec<String> = s
+        .label
+        .iter()
+        .filter(|l| l.str != 0 && !TOOL_LABELS.contains(&p.str(l.key)))
+        .map(|l| format!("{}={}", p.str(l.key), p.str(l.str)))
+        .collect();
+    l.sort();
+    l
+}
+
+/// The function names on a sample's stack.
+fn functions_of<'p>(p: &'p Profile, s: &Sample) -> Vec<&'p str> {
+    let names: HashMap<u64, &str> = p.function.iter().map(|f| (f.id, p.str(f.name))).collect();
+    let locations: HashMap<u64, &cargo_contprof::profile::Location> =
+        p.location.iter().map(|l| (l.id, l)).collect();
+    s.location_id
+        .iter()
+        .filter_map(|id| locations.get(id))
+        .flat_map(|l| l.line.iter().filter_map(|line| names.get(&line.function_id).copied()))
+        .collect()
+}
+
+fn run_label_split(out: &std::path::Path, extra: &[&str]) -> Profile {
+    let mut args = vec!["--no-store"];
+    args.extend_from_slice(extra);
+    let f = run_fixture("label_split", out, &args, &[("FIXTURE_SCALE", "0.7")]);
+    assert_eq!(f.code, 0, "{f:?}");
+    read_profile(&out.join("profile.pb.gz"))
+}
+
+#[test]
+fn cpu_splits_by_label_as_the_fixture_set_it_and_samples_carry_exactly_their_labels() {
+    let out = tempfile::tempdir().unwrap();
+    let p = run_label_split(out.path(), &[]);
+    let expected = expectation("label_split");
+    let cpu = p.sample_type_index("cpu").expect("cpu");
+    let total = p.total(cpu) as f64;
+    for case in expected["label_cpu_share"].as_array().unwrap() {
+        let (label, value) = (case["label"].as_str().unwrap(), case["value"].as_str().unwrap());
+        let (share, tolerance) = (case["share"].as_float().unwrap(), case["tolerance"].as_float().unwrap());
+        let part: i64 = p
+            .sample
+            .iter()
+            .filter(|s| p.label_str(s, label).unwrap_or("") == value)
+            .map(|s| s.value[cpu])
+            .sum();
+        let got = part as f64 / total;
+        assert!(
+            (got - share).abs() <= tolerance,
+            "CPU under {label}={value:?}: {got:.3}, expected {share} ± {tolerance}"
+        );
+    }
+    let alloc = p.sample_type_index("alloc_space").expect("alloc_space");
+    let inuse = p.sample_type_index("inuse_space").expect("inuse_space");
+    for case in expected["labels_of"].as_array().unwrap() {
+        let function = case["function"].as_str().unwrap();
+        let want: Vec<&str> =
+            case["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        // Per label set: CPU, allocated and in-use bytes of the samples with the function.
+        let mut seen = BTreeMap::<Vec<String>, [i64; 3]>::new();
+        for s in p.sample.iter().filter(|s| functions_of(&p, s).contains(&function)) {
+            let e = seen.entry(program_labels(&p, s)).or_default();
+            for (v, i) in e.iter_mut().zip([cpu, alloc, inuse]) {
+                *v += s.value[i];
+            }
+        }
+        let sets: Vec<Vec<String>> = seen.keys().cloned().collect();
+        assert_eq!(sets, [want.iter().map(|s| s.to_string()).collect::<Vec<_>>()], "{function}: {seen:?}");
+        assert!(seen.values().next().unwrap()[0] > 0, "{function} has CPU samples");
+        if function.ends_with("items") {
+            // 256 KiB kept per slice, 50 slices: the sampled estimate of bytes in use at exit.
+            let [_, allocated, in_use] = *seen.values().next().unwrap();
+            let kept = 50.0 * 256.0 * 1024.0;
+            assert!((allocated as f64 / kept - 1.0).abs() < 0.5, "{function}: {allocated} bytes allocated");
+            assert!((in_use as f64 / kept - 1.0).abs() < 0.5, "{function}: {in_use} bytes in use");
+        }
+    }
+}
+
+#[test]
+fn go_tool_pprof_lists_and_focuses_on_the_labels() {
+    let available = Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(!tools_required(), "go is required (CONTPROF_REQUIRE_TOOLS is set)");
+        eprintln!("skipping: go not installed (.ci/run installs it)");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    run_label_split(out.path(), &[]);
+    let pprof = |args: &[&str]| {
+        let o = Command::new("go")
+            .args(["tool", "pprof"])
+            .args(args)
+            .arg(out.path().join("profile.pb.gz"))
+            .env("PPROF_TMPDIR", out.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{args:?}: {stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        stdout
+    };
+    let tags = pprof(&["-tags", "-sample_index=cpu"]);
+    for needle in ["endpoint:", "/search", "/items", "tenant:", "t1"] {
+        assert!(tags.contains(needle), "`-tags` lacks {needle}:\n{tags}");
+    }
+    let focused = pprof(&["-top", "-sample_index=cpu", "-tagfocus=endpoint=/search"]);
+    assert!(focused.contains("label_split::search"), "{focused}");
+    assert!(
+        !focused.contains("label_split::items") && !focused.contains("label_split::unlabelled"),
+        "{focused}"
+    );
+}
