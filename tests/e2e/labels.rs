@@ -1,7 +1,8 @@
 //! Labels from code (`contprof::labels`) on the `label_split` fixture, preloaded with no other
 //! change to the program: CPU per label value against the split the fixture was written with,
 //! each function's samples carrying exactly its labels (CPU, allocations, bytes in use), and
-//! `go tool pprof` reading them (`-tags`, `-tagfocus`).
+//! `go tool pprof` reading them (`-tags`, `-tagfocus`). The same from `tracing` spans on the
+//! `traced_service` fixture (axum, tokio, `contprof_tracing`'s layer).
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
@@ -45,6 +46,35 @@ fn run_label_split(out: &std::path::Path, extra: &[&str]) -> Profile {
     read_profile(&out.join("profile.pb.gz"))
 }
 
+/// Checks `expected`'s `labels_of`: every sample with the function on its stack carries exactly
+/// the labels listed (beyond the tool's own); returns, per function, its CPU, allocated and
+/// in-use bytes.
+fn check_labels_of(p: &Profile, expected: &toml::Table) -> BTreeMap<String, [i64; 3]> {
+    let cpu = p.sample_type_index("cpu").expect("cpu");
+    let alloc = p.sample_type_index("alloc_space").expect("alloc_space");
+    let inuse = p.sample_type_index("inuse_space").expect("inuse_space");
+    let mut totals = BTreeMap::new();
+    for case in expected["labels_of"].as_array().unwrap() {
+        let function = case["function"].as_str().unwrap();
+        let want: Vec<&str> =
+            case["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        // Per label set: CPU, allocated and in-use bytes of the samples with the function.
+        let mut seen = BTreeMap::<Vec<String>, [i64; 3]>::new();
+        for s in p.sample.iter().filter(|s| functions_of(p, s).contains(&function)) {
+            let e = seen.entry(program_labels(p, s)).or_default();
+            for (v, i) in e.iter_mut().zip([cpu, alloc, inuse]) {
+                *v += s.value[i];
+            }
+        }
+        let sets: Vec<Vec<String>> = seen.keys().cloned().collect();
+        assert_eq!(sets, [want.iter().map(|s| s.to_string()).collect::<Vec<_>>()], "{function}: {seen:?}");
+        let values = *seen.values().next().unwrap();
+        assert!(values[0] > 0, "{function} has CPU samples");
+        totals.insert(function.to_owned(), values);
+    }
+    totals
+}
+
 #[test]
 fn cpu_splits_by_label_as_the_fixture_set_it_and_samples_carry_exactly_their_labels() {
     let out = tempfile::tempdir().unwrap();
@@ -67,31 +97,37 @@ fn cpu_splits_by_label_as_the_fixture_set_it_and_samples_carry_exactly_their_lab
             "CPU under {label}={value:?}: {got:.3}, expected {share} ± {tolerance}"
         );
     }
-    let alloc = p.sample_type_index("alloc_space").expect("alloc_space");
-    let inuse = p.sample_type_index("inuse_space").expect("inuse_space");
-    for case in expected["labels_of"].as_array().unwrap() {
-        let function = case["function"].as_str().unwrap();
-        let want: Vec<&str> =
-            case["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-        // Per label set: CPU, allocated and in-use bytes of the samples with the function.
-        let mut seen = BTreeMap::<Vec<String>, [i64; 3]>::new();
-        for s in p.sample.iter().filter(|s| functions_of(&p, s).contains(&function)) {
-            let e = seen.entry(program_labels(&p, s)).or_default();
-            for (v, i) in e.iter_mut().zip([cpu, alloc, inuse]) {
-                *v += s.value[i];
-            }
-        }
-        let sets: Vec<Vec<String>> = seen.keys().cloned().collect();
-        assert_eq!(sets, [want.iter().map(|s| s.to_string()).collect::<Vec<_>>()], "{function}: {seen:?}");
-        assert!(seen.values().next().unwrap()[0] > 0, "{function} has CPU samples");
-        if function.ends_with("items") {
-            // 256 KiB kept per slice, 50 slices: the sampled estimate of bytes in use at exit.
-            let [_, allocated, in_use] = *seen.values().next().unwrap();
-            let kept = 50.0 * 256.0 * 1024.0;
-            assert!((allocated as f64 / kept - 1.0).abs() < 0.5, "{function}: {allocated} bytes allocated");
-            assert!((in_use as f64 / kept - 1.0).abs() < 0.5, "{function}: {in_use} bytes in use");
-        }
+    let totals = check_labels_of(&p, &expected);
+    // 256 KiB kept per slice, 50 slices: the sampled estimates of bytes allocated and in use at exit.
+    let [_, allocated, in_use] = totals["label_split::items"];
+    let kept = 50.0 * 256.0 * 1024.0;
+    assert!((allocated as f64 / kept - 1.0).abs() < 0.5, "items: {allocated} bytes allocated");
+    assert!((in_use as f64 / kept - 1.0).abs() < 0.5, "items: {in_use} bytes in use");
+}
+
+/// A request's CPU follows its span across `.await` points and worker threads.
+#[test]
+fn tracing_spans_split_a_services_cpu_by_endpoint() {
+    let out = tempfile::tempdir().unwrap();
+    let f = run_fixture("traced_service", out.path(), &["--no-store"], &[]);
+    assert_eq!(f.code, 0, "{f:?}");
+    let p = read_profile(&out.path().join("profile.pb.gz"));
+    let expected = expectation("traced_service");
+    let cpu = p.sample_type_index("cpu").expect("cpu");
+    let labelled: i64 =
+        p.sample.iter().filter(|s| p.label_str(s, "endpoint").is_some()).map(|s| s.value[cpu]).sum();
+    for case in expected["label_cpu_share_of_labelled"].as_array().unwrap() {
+        let (label, value) = (case["label"].as_str().unwrap(), case["value"].as_str().unwrap());
+        let (share, tolerance) = (case["share"].as_float().unwrap(), case["tolerance"].as_float().unwrap());
+        let part: i64 =
+            p.sample.iter().filter(|s| p.label_str(s, label) == Some(value)).map(|s| s.value[cpu]).sum();
+        let got = part as f64 / labelled as f64;
+        assert!(
+            (got - share).abs() <= tolerance,
+            "share of labelled CPU under {label}={value}: {got:.3}, expected {share} ± {tolerance}"
+        );
     }
+    check_labels_of(&p, &expected);
 }
 
 #[test]
