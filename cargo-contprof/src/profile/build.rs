@@ -239,12 +239,21 @@ pub const TRUNCATED_STACK_FRAME: &str = "[truncated stack]";
 /// sample's label of the same key, later).
 pub const RESERVED_SAMPLE_LABELS: &[&str] = &["thread", "tid"];
 
+/// The sample label of the span a CPU, wall or thread sample was taken in (16 hex digits), as
+/// Pyroscope and OpenTelemetry profiles name it.
+pub const SPAN_ID_LABEL: &str = "span_id";
+/// The sample label of the trace (32 hex digits, W3C trace context).
+pub const TRACE_ID_LABEL: &str = "trace_id";
+
 /// The frame under which system time recorded apart from the samples ([`Record::KernelTime`]) is
 /// shown, on the stack of the sample taken right after it.
 pub const KERNEL_FRAME: &str = "[kernel]";
 
-/// A thread's stack under a label set: `(tid, label set, frames)`.
-type Key<'a> = (u32, u32, &'a [u64]);
+/// What a sample was tagged with: `(label set, span id, trace id)`, 0 for none.
+type Tags = (u32, u64, u128);
+
+/// A thread's stack under its tags: `(tid, tags, frames)`.
+type Key<'a> = (u32, Tags, &'a [u64]);
 
 /// Everything the profile needs from the records, in one pass.
 #[derive(Default)]
@@ -282,19 +291,20 @@ fn collect(raw: &RawFile) -> Collected<'_> {
     let mut last_wall: FastMap<u32, Key> = FastMap::default();
     // The CPU sample just read, if the record before this one was one.
     let mut previous: Option<Key> = None;
-    // The label set of the record after a `Labels` record (0: none).
-    let mut labels = 0;
+    // The tags of the record after a `Labels` record (0: none).
+    let mut labels: Tags = (0, 0, 0);
     for r in &raw.records {
         let mut sample = None;
-        let set = std::mem::take(&mut labels);
+        let tags = std::mem::take(&mut labels);
+        let set = tags.0;
         match r {
-            Record::Labels { set } => labels = *set,
+            Record::Labels { set, span_id, trace_id } => labels = (*set, *span_id, *trace_id),
             Record::LabelSet { id, pairs } => {
                 c.label_sets.insert(*id, pairs);
             }
             Record::CpuSample { tid, frames } => {
                 c.cpu_samples += 1;
-                let key = (*tid, set, frames.as_slice());
+                let key = (*tid, tags, frames.as_slice());
                 add(&mut cpu_index, &mut c.cpu, key, 1);
                 sample = Some(key);
             }
@@ -315,9 +325,9 @@ fn collect(raw: &RawFile) -> Collected<'_> {
             Record::ContentionStack { contentions, delay_ns, frames } => {
                 c.waits.push(([*contentions, *delay_ns], set, frames))
             }
-            Record::ThreadStack { tid, frames } => c.threads.push((*tid, set, frames)),
+            Record::ThreadStack { tid, frames } => c.threads.push((*tid, tags, frames)),
             Record::WallStack { tid, wall_ns, frames } => {
-                let key = (*tid, set, frames.as_slice());
+                let key = (*tid, tags, frames.as_slice());
                 add(&mut wall_index, &mut c.wall, key, *wall_ns);
                 last_wall.insert(*tid, key);
             }
@@ -497,9 +507,10 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     }
 
     let (thread_key, tid_key) = (w.string("thread"), w.string("tid"));
+    let (span_key, trace_key) = (w.string(SPAN_ID_LABEL), w.string(TRACE_ID_LABEL));
     let mut sets = SetLabels { sets: &c.label_sets, cache: HashMap::new(), missing: 0 };
     // `thread` (its name, else `tid-N`) and `tid` labels of a CPU sample, then its label set's.
-    let thread_labels = |w: &mut ProfileWriter, sets: &mut SetLabels, tid: u32, set: u32| {
+    let thread_labels = |w: &mut ProfileWriter, sets: &mut SetLabels, tid: u32, (set, span, trace): Tags| {
         let name = match c.thread_names.get(&tid) {
             Some(n) => w.string(n),
             None => w.string(&format!("tid-{tid}")),
@@ -509,6 +520,17 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
             Label { key: tid_key, str: 0, num: i64::from(tid), num_unit: 0 },
         ];
         labels.extend(sets.get(w, set));
+        if span != 0 {
+            labels.push(Label { key: span_key, str: w.string(&format!("{span:016x}")), num: 0, num_unit: 0 });
+        }
+        if trace != 0 {
+            labels.push(Label {
+                key: trace_key,
+                str: w.string(&format!("{trace:032x}")),
+                num: 0,
+                num_unit: 0,
+            });
+        }
         labels
     };
     let mut values = vec![0i64; types.len()];

@@ -99,6 +99,16 @@ impl RawWriter {
         self.record(KIND_LABELS, &p)
     }
 
+    /// The label set, span id and trace id of the next record.
+    pub fn labels_in_trace(&mut self, set: u32, span_id: u64, trace_id: u128) -> &mut Self {
+        let mut p = set.to_ne_bytes().to_vec();
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(&span_id.to_ne_bytes());
+        p.extend_from_slice(&((trace_id >> 64) as u64).to_ne_bytes());
+        p.extend_from_slice(&(trace_id as u64).to_ne_bytes());
+        self.record(KIND_LABELS, &p)
+    }
+
     /// The END record.
     pub fn end(&mut self, end: EndRecord) -> &mut Self {
         let p: Vec<u8> = end.to_words().iter().flat_map(|w| w.to_ne_bytes()).collect();

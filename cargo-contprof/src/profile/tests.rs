@@ -138,7 +138,8 @@ fn builds_symbolized_profile_with_types_labels_mapping_and_period() {
 
 /// The program's label sets become string labels of the samples taken under them (CPU, allocation
 /// and contention alike); samples outside any set have none; a set may be defined after the
-/// records that name it; a key the tool sets (`thread`) stays the tool's.
+/// records that name it; a key the tool sets (`thread`) stays the tool's; span and trace ids
+/// become `span_id` and `trace_id` in hex.
 #[test]
 fn label_sets_become_sample_labels() {
     let (hot, cold) = stacks();
@@ -151,12 +152,14 @@ fn label_sets_become_sample_labels() {
         .labels(2)
         .cpu_sample(7, &hot)
         .cpu_sample(7, &hot)
+        .labels_in_trace(0, 0xab, 0x0102_0000_0000_0000_0000_0000_0000_00cd)
+        .cpu_sample(7, &hot)
         .labels(1)
         .alloc_stack([1, 100, 0, 0], &cold[1..])
         .labels(2)
         .contention_stack([1, 5000], &cold[1..])
         .label_set(2, &[("endpoint", "/items"), ("tenant", "t1")])
-        .end(end(3_000_000_000));
+        .end(end(4_000_000_000));
     let built = build(&RawFile::parse(w.bytes()).expect("valid"), &BuildOptions::default());
     let p = &built.profile;
     let labels = |s: &Sample| {
@@ -190,6 +193,10 @@ fn label_sets_become_sample_labels() {
             ("endpoint=/items,tenant=t1,thread=worker".into(), cpu(1)),
             ("endpoint=/search".into(), alloc),
             ("endpoint=/search,thread=worker".into(), cpu(1)),
+            (
+                "span_id=00000000000000ab,thread=worker,trace_id=010200000000000000000000000000cd".into(),
+                cpu(1)
+            ),
             ("thread=worker".into(), cpu(1)),
         ]
     );

@@ -22,7 +22,7 @@
 //! | [`KIND_WALL_STACK`] | `tid: u32, nframes: u32, wall_ns: u64, frames: [u64; nframes]` (frames as in [`KIND_CPU_SAMPLE`]): a thread's stack on wall time, on CPU or blocked, worth `wall_ns` of its wall time (see [`Header::wall_period_ns`]) |
 //! | [`KIND_WALL_TIME`] | `tid: u32, pad: u32, wall_ns: u64`: more wall time of a thread that did not run since its last [`KIND_WALL_STACK`], which it belongs to (the thread is still where that stack was taken) |
 //! | [`KIND_LABEL_SET`] | `id: u32, len: u32, set: [u8; len]` padded to 8: an interned label set (see [`label_pairs`]), written once per file before or after the records that name it |
-//! | [`KIND_LABELS`] | `set: u32, pad: u32`: the label set of the record that follows it, written in the same `write(2)` (a stack record: CPU, thread, wall, allocation or contention); a record without one has no labels |
+//! | [`KIND_LABELS`] | `set: u32, pad: u32`, optionally followed by `span_id: u64, trace_id_high: u64, trace_id_low: u64`: the label set (0: none) and trace ids (0: none) of the record that follows it, written in the same `write(2)` (a stack record: CPU, thread or wall with both, allocation or contention with the set only); a record without one has no labels |
 //!
 //! The reader tolerates a truncated last record (a process killed mid-write) and reports it.
 
@@ -301,8 +301,12 @@ pub enum Record {
     },
     /// See [`KIND_LABELS`]: the labels of the record right after it.
     Labels {
-        /// The id of a [`Record::LabelSet`] of the same file.
+        /// The id of a [`Record::LabelSet`] of the same file (0: none).
         set: u32,
+        /// The span the thread was in (0: none).
+        span_id: u64,
+        /// The trace the thread was in (0: none).
+        trace_id: u128,
     },
     /// A kind this reader does not know (skipped).
     Unknown(u32),
@@ -537,7 +541,12 @@ fn parse_record(kind: u32, p: &[u8]) -> Option<Record> {
             if p.len() < 8 {
                 return None;
             }
-            Record::Labels { set: u32_at(p, 0) }
+            let (span_id, trace_id) = if p.len() >= 32 {
+                (u64_at(p, 8), (u128::from(u64_at(p, 16)) << 64) | u128::from(u64_at(p, 24)))
+            } else {
+                (0, 0)
+            };
+            Record::Labels { set: u32_at(p, 0), span_id, trace_id }
         }
         KIND_MESSAGE => {
             if p.len() < 8 {
@@ -716,6 +725,10 @@ mod tests {
         let mut l = 3u32.to_ne_bytes().to_vec();
         l.extend_from_slice(&[0; 4]);
         b.extend(record(KIND_LABELS, &l));
+        for w in [9u64, 1, 2] {
+            l.extend_from_slice(&w.to_ne_bytes());
+        }
+        b.extend(record(KIND_LABELS, &l));
         let f = RawFile::parse(&b).unwrap();
         assert_eq!(
             f.records,
@@ -724,7 +737,8 @@ mod tests {
                     id: 3,
                     pairs: vec![("endpoint".into(), "/search".into()), ("tenant".into(), "t1".into())]
                 },
-                Record::Labels { set: 3 }
+                Record::Labels { set: 3, span_id: 0, trace_id: 0 },
+                Record::Labels { set: 3, span_id: 9, trace_id: (1 << 64) | 2 }
             ]
         );
         assert_eq!(f.truncated_bytes, 0);

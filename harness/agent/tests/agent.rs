@@ -206,7 +206,7 @@ fn alloc_bytes_by_labels(f: &RawFile) -> std::collections::BTreeMap<String, (u64
     let mut pending = 0;
     for r in &f.records {
         match r {
-            Record::Labels { set } => pending = *set,
+            Record::Labels { set, .. } => pending = *set,
             Record::AllocStack { alloc_bytes, inuse_bytes, .. } => {
                 let key = if pending == 0 { String::new() } else { sets[&pending].clone() };
                 let e = out.entry(key).or_default();

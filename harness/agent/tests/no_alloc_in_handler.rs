@@ -2,8 +2,8 @@
 //! on this thread while samples are taken, both by calling the record path directly and by
 //! letting real `SIGPROF` samples fire during a busy loop. (It takes no lock either: there is
 //! none on that path by design, see `sampler.rs`.) The thread has a label set while it is
-//! sampled, so the path that reads it and writes it with each sample is covered, and its samples
-//! are checked to carry it.
+//! sampled (and a span and trace id), so the path that reads them and writes them with each
+//! sample is covered, and its samples are checked to carry them.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -71,6 +71,12 @@ fn sample_without_allocating(perf_kernel: bool) {
     let guard = contprof::start(options).expect("agent starts");
     let labels = contprof::labels::set(&[("phase", "no-alloc")]);
     assert!(!contprof::labels::LabelSet::current().is_empty(), "the linked agent takes labels");
+    let context = contprof::labels::Context {
+        labels: contprof::labels::LabelSet::current(),
+        span_id: 0x5151,
+        trace_id: 0x7e7e << 64 | 0x42,
+    };
+    let outside = contprof::labels::replace_context(context);
 
     WATCHING.with(|w| w.set(true));
     for _ in 0..500 {
@@ -83,6 +89,7 @@ fn sample_without_allocating(perf_kernel: bool) {
     }
     WATCHING.with(|w| w.set(false));
     let total = SEEN.with(Cell::get);
+    contprof::labels::replace_context(outside);
     drop(labels);
     guard.stop();
 
@@ -109,9 +116,12 @@ fn sample_without_allocating(perf_kernel: bool) {
     let labelled = file
         .records
         .windows(2)
-        .filter(|w| matches!(w, [Record::Labels { set: s }, Record::CpuSample { tid: t, .. }] if *s == set && *t == tid))
+        .filter(|w| {
+            matches!(w, [Record::Labels { set: s, span_id: 0x5151, trace_id }, Record::CpuSample { tid: t, .. }]
+                if *s == set && *t == tid && *trace_id == 0x7e7e << 64 | 0x42)
+        })
         .count();
-    assert_eq!(labelled, samples, "samples without their label set");
+    assert_eq!(labelled, samples, "samples without their label set and trace ids");
     // The walks used the unwind tables and reached the thread's root (`clone3`, whose table says
     // it has no caller): hardly any ends truncated, and each holds the test harness's frames.
     let stacks: Vec<&[u64]> = file

@@ -20,3 +20,16 @@ pub unsafe extern "C" fn contprof_labels_intern_v1(parent: u32, pairs: *const Ra
 pub extern "C" fn contprof_labels_swap_v1(id: u32) -> u32 {
     contprof::preload::labels::swap(id)
 }
+
+/// Makes `*new` the calling thread's label set and trace ids; the ones before go to `*old`.
+///
+/// # Safety
+/// `new` and `old` point to valid `RawContext`s (or are null: nothing is done).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn contprof_labels_swap_context_v1(
+    new: *const contprof::labels::RawContext,
+    old: *mut contprof::labels::RawContext,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { contprof::preload::labels::swap_context(new, old) }
+}

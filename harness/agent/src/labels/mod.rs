@@ -132,6 +132,31 @@ pub fn replace(set: LabelSet) -> LabelSet {
     }
 }
 
+/// What a thread's samples are tagged with: its label set and the span and trace it is in.
+///
+/// The ids are not interned: every value costs the same, so they may be unique per request. They
+/// go with CPU, wall and thread samples (as the `span_id` and `trace_id` labels, 16 and 32 hex
+/// digits as W3C trace context writes them); allocation and wait totals, which are aggregated per
+/// stack, carry the label set only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Context {
+    /// The label set.
+    pub labels: LabelSet,
+    /// The span (0: none).
+    pub span_id: u64,
+    /// The trace (0: none).
+    pub trace_id: u128,
+}
+
+/// Makes `context` the calling thread's and returns the one before (see [`replace`]). With a
+/// preloaded agent older than this call, only the label set changes.
+pub fn replace_context(context: Context) -> Context {
+    match backend() {
+        None => Context::default(),
+        Some(b) => b.swap_context(context),
+    }
+}
+
 /// Whether an agent receives labels (one load once resolved).
 pub fn active() -> bool {
     backend().is_some()
@@ -156,6 +181,44 @@ pub struct RawPair {
 type InternFn = unsafe extern "C" fn(u32, *const RawPair, usize) -> u32;
 /// `contprof_labels_swap_v1(id) -> previous id`; [`KEEP`] reads the current id without changing it.
 type SwapFn = extern "C" fn(u32) -> u32;
+/// `contprof_labels_swap_context_v1(new, old)`.
+type SwapContextFn = unsafe extern "C" fn(*const RawContext, *mut RawContext);
+
+/// A [`Context`] as the preloaded library's entry point takes it.
+#[doc(hidden)]
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct RawContext {
+    /// The label set's id.
+    pub set: u32,
+    /// Zero.
+    pub pad: u32,
+    /// The span id.
+    pub span_id: u64,
+    /// The trace id's high and low words.
+    pub trace_id: [u64; 2],
+}
+
+impl From<Context> for RawContext {
+    fn from(c: Context) -> Self {
+        Self {
+            set: c.labels.0,
+            pad: 0,
+            span_id: c.span_id,
+            trace_id: [(c.trace_id >> 64) as u64, c.trace_id as u64],
+        }
+    }
+}
+
+impl From<RawContext> for Context {
+    fn from(r: RawContext) -> Self {
+        Self {
+            labels: LabelSet(r.set),
+            span_id: r.span_id,
+            trace_id: (u128::from(r.trace_id[0]) << 64) | u128::from(r.trace_id[1]),
+        }
+    }
+}
 
 /// The exported names of the preloaded library's entry points (the `_v1` suffix is their
 /// contract's version: a change of meaning gets a new name).
@@ -163,6 +226,8 @@ type SwapFn = extern "C" fn(u32) -> u32;
 pub const INTERN_SYMBOL: &core::ffi::CStr = c"contprof_labels_intern_v1";
 #[doc(hidden)]
 pub const SWAP_SYMBOL: &core::ffi::CStr = c"contprof_labels_swap_v1";
+#[doc(hidden)]
+pub const SWAP_CONTEXT_SYMBOL: &core::ffi::CStr = c"contprof_labels_swap_context_v1";
 
 /// The id that [`exported::swap`] takes to mean "leave the set as it is" (no set has it: ids are
 /// below [`MAX_SETS`]).
@@ -176,6 +241,7 @@ const PRELOADED: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNRESOLVED);
 static INTERN: AtomicUsize = AtomicUsize::new(0);
 static SWAP: AtomicUsize = AtomicUsize::new(0);
+static SWAP_CONTEXT: AtomicUsize = AtomicUsize::new(0);
 /// The agent of this copy of the crate has been started in this process (labels set before
 /// that are not kept; labels outlive a stop, for the next window).
 static LOCAL_STARTED: AtomicBool = AtomicBool::new(false);
@@ -206,8 +272,9 @@ fn backend() -> Option<Backend> {
 
 #[cold]
 fn resolve() -> Option<Backend> {
-    let (intern, swap) = lookup();
+    let (intern, swap, context) = lookup();
     if intern != 0 && swap != 0 {
+        SWAP_CONTEXT.store(context, Ordering::Relaxed);
         INTERN.store(intern, Ordering::Relaxed);
         SWAP.store(swap, Ordering::Relaxed);
         STATE.store(PRELOADED, Ordering::Release);
@@ -223,7 +290,7 @@ fn resolve() -> Option<Backend> {
 /// The preloaded library's entry points, if the process has them (never this copy's own: the
 /// preload library's copy of the crate calls its agent directly).
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn lookup() -> (usize, usize) {
+fn lookup() -> (usize, usize, usize) {
     // SAFETY: `dlsym` with `RTLD_DEFAULT` and NUL-terminated names; the results are only used as
     // functions of the documented signatures, which the preload library exports under these
     // versioned names.
@@ -231,13 +298,14 @@ fn lookup() -> (usize, usize) {
         (
             libc::dlsym(libc::RTLD_DEFAULT, INTERN_SYMBOL.as_ptr()) as usize,
             libc::dlsym(libc::RTLD_DEFAULT, SWAP_SYMBOL.as_ptr()) as usize,
+            libc::dlsym(libc::RTLD_DEFAULT, SWAP_CONTEXT_SYMBOL.as_ptr()) as usize,
         )
     }
 }
 
 #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
-fn lookup() -> (usize, usize) {
-    (0, 0)
+fn lookup() -> (usize, usize, usize) {
+    (0, 0, 0)
 }
 
 impl Backend {
@@ -269,6 +337,24 @@ impl Backend {
                 }
                 id
             }
+        }
+    }
+
+    fn swap_context(self, context: Context) -> Context {
+        match self {
+            Backend::Local => local_swap_context(context.into()).into(),
+            Backend::Preloaded => match SWAP_CONTEXT.load(Ordering::Relaxed) {
+                0 => Context { labels: LabelSet(self.swap(context.labels.0)), ..Context::default() },
+                f => {
+                    // SAFETY: stored only by `resolve`, from `dlsym` of `SWAP_CONTEXT_SYMBOL`.
+                    let f = unsafe { core::mem::transmute::<usize, SwapContextFn>(f) };
+                    let new = RawContext::from(context);
+                    let mut old = RawContext::default();
+                    // SAFETY: two valid pointers for the duration of the call.
+                    unsafe { f(&new, &mut old) };
+                    old.into()
+                }
+            },
         }
     }
 
@@ -304,6 +390,30 @@ fn local_swap(_: u32) -> u32 {
     0
 }
 
+/// Sets the calling thread's label set and trace ids; returns the ones before. The signal handler
+/// of this thread, which may run between any two of the stores, sees the set as
+/// [`KEEP`] while the ids change, and then takes neither (see `ThreadState::label_context`).
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn local_swap_context(new: RawContext) -> RawContext {
+    use core::sync::atomic::compiler_fence;
+    let t = crate::thread::current();
+    let set = t.labels.load(Ordering::Relaxed);
+    let old = [0, 1, 2].map(|i| t.trace[i].load(Ordering::Relaxed));
+    t.labels.store(KEEP, Ordering::Relaxed);
+    compiler_fence(Ordering::SeqCst);
+    for (slot, v) in t.trace.iter().zip([new.span_id, new.trace_id[0], new.trace_id[1]]) {
+        slot.store(v, Ordering::Relaxed);
+    }
+    compiler_fence(Ordering::SeqCst);
+    t.labels.store(new.set, Ordering::Relaxed);
+    RawContext { set, pad: 0, span_id: old[0], trace_id: [old[1], old[2]] }
+}
+
+#[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
+fn local_swap_context(_: RawContext) -> RawContext {
+    RawContext::default()
+}
+
 /// The preload library's side: its exported entry points call these, in its own copy of the
 /// crate, whose agent is the one running.
 #[doc(hidden)]
@@ -331,6 +441,18 @@ pub mod exported {
             parent,
             raw.iter().filter_map(|r| Some((text(r.key, r.key_len)?, text(r.value, r.value_len)?))),
         )
+    }
+
+    /// Sets the calling thread's label set and trace ids from `new`; the ones before go to `old`.
+    ///
+    /// # Safety
+    /// `new` and `old` are valid for reads and writes of a `RawContext`.
+    pub unsafe fn swap_context(new: *const super::RawContext, old: *mut super::RawContext) {
+        if new.is_null() || old.is_null() {
+            return;
+        }
+        // SAFETY: the caller's contract.
+        unsafe { *old = super::local_swap_context(*new) };
     }
 
     /// Sets the calling thread's label set ([`super::KEEP`]: leaves it); returns the one before.

@@ -253,7 +253,8 @@ fn record_stack(t: &ThreadState, regs: Regs, kind: u32) {
 fn write_stack(t: &ThreadState, regs: Regs, kind: u32, weight: Option<u64>) -> bool {
     let tid = t.tid();
     let mut whole = [0u64; writer::LABELS_WORDS + 3 + MAX_FRAMES + 3];
-    let from = writer::labels_prefix(&mut whole, t.labels.load(Ordering::Relaxed));
+    let (set, trace) = t.label_context();
+    let from = writer::labels_prefix(&mut whole, set, trace);
     let buf = &mut whole[writer::LABELS_WORDS..];
     let at = 2 + usize::from(weight.is_some());
     if let Some(w) = weight {

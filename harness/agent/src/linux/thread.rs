@@ -75,9 +75,13 @@ pub(crate) struct ThreadState {
     pub(crate) in_wait: AtomicBool,
     /// xorshift state of the contention sampler (0 = not seeded).
     pub(crate) wait_rng: AtomicU64,
-    /// The thread's current label set ([`crate::labels`]; 0: none), written by the thread itself
-    /// and read by its signal handler and allocation hooks with one load.
+    /// The thread's current label set ([`crate::labels`]; 0: none, [`crate::labels::KEEP`]: being
+    /// changed), written by the thread itself and read by its signal handler and allocation hooks
+    /// with one load.
     pub(crate) labels: AtomicU32,
+    /// The thread's span id and trace id (high, low word) for the samples it is in (0: none);
+    /// changed by the thread itself while `labels` reads [`crate::labels::KEEP`].
+    pub(crate) trace: [AtomicU64; 3],
 }
 
 impl ThreadState {
@@ -112,7 +116,29 @@ impl ThreadState {
         in_wait: AtomicBool::new(false),
         wait_rng: AtomicU64::new(0),
         labels: AtomicU32::new(0),
+        trace: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
     };
+
+    /// The thread's label set (0 while it is being changed: see [`ThreadState::trace`]).
+    #[inline(always)]
+    pub(crate) fn label_set(&self) -> u32 {
+        match self.labels.load(Ordering::Relaxed) {
+            crate::labels::KEEP => 0,
+            set => set,
+        }
+    }
+
+    /// The thread's label set and trace ids, as its signal handler reads them: consistent, since
+    /// the thread changes them only while `labels` reads [`crate::labels::KEEP`] (then none).
+    #[inline(always)]
+    pub(crate) fn label_context(&self) -> (u32, [u64; 3]) {
+        let set = self.labels.load(Ordering::Relaxed);
+        if set == crate::labels::KEEP {
+            return (0, [0; 3]);
+        }
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        (set, [0, 1, 2].map(|i| self.trace[i].load(Ordering::Relaxed)))
+    }
 
     /// Kernel thread id (cached).
     pub(crate) fn tid(&self) -> u32 {
@@ -372,6 +398,9 @@ mod tests {
                 u64::from(t.in_wait.load(Ordering::Relaxed)),
                 t.wait_rng.load(Ordering::Relaxed),
                 u64::from(t.labels.load(Ordering::Relaxed)),
+                t.trace[0].load(Ordering::Relaxed),
+                t.trace[1].load(Ordering::Relaxed),
+                t.trace[2].load(Ordering::Relaxed),
             ]
         };
         let template = ThreadState::ZERO;

@@ -179,19 +179,25 @@ pub(crate) fn write_end(end: &EndRecord) -> bool {
     emit(&buf)
 }
 
-/// Words of a [`KIND_LABELS`] record.
-pub(crate) const LABELS_WORDS: usize = 2;
+/// Most words of a [`KIND_LABELS`] record (with trace ids).
+pub(crate) const LABELS_WORDS: usize = 5;
 
-/// Puts the [`KIND_LABELS`] record of `set` in the [`LABELS_WORDS`] words before `body` in
-/// `buf` (which starts there); returns where the bytes to write start: 0 with labels,
-/// [`LABELS_WORDS`] without (set 0).
-pub(crate) fn labels_prefix(buf: &mut [u64], set: u32) -> usize {
+/// Puts the [`KIND_LABELS`] record of `set` and `trace` (span id, trace id high and low word) at
+/// the end of the first [`LABELS_WORDS`] words of `buf`, right before the record it belongs to;
+/// returns where the bytes to write start: [`LABELS_WORDS`] when there is nothing to say.
+pub(crate) fn labels_prefix(buf: &mut [u64], set: u32, trace: [u64; 3]) -> usize {
+    if trace != [0; 3] {
+        buf[0] = pair(KIND_LABELS, 32);
+        buf[1] = pair(set, 0);
+        buf[2..5].copy_from_slice(&trace);
+        return 0;
+    }
     if set == 0 {
         return LABELS_WORDS;
     }
-    buf[0] = pair(KIND_LABELS, 8);
-    buf[1] = pair(set, 0);
-    0
+    buf[3] = pair(KIND_LABELS, 8);
+    buf[4] = pair(set, 0);
+    3
 }
 
 /// Writes a stack record of `kind` ([`format::KIND_CPU_SAMPLE`], [`format::KIND_THREAD_STACK`],
@@ -200,7 +206,7 @@ pub(crate) fn labels_prefix(buf: &mut [u64], set: u32) -> usize {
 pub(crate) fn write_stack(kind: u32, tid: u32, weight: Option<u64>, labels: u32, frames: &[u64]) -> bool {
     let frames = &frames[..frames.len().min(MAX_FRAMES)];
     let mut buf = [0u64; LABELS_WORDS + 3 + MAX_FRAMES];
-    let from = labels_prefix(&mut buf, labels);
+    let from = labels_prefix(&mut buf, labels, [0; 3]);
     let b = &mut buf[LABELS_WORDS..];
     let at = 2 + usize::from(weight.is_some());
     if let Some(w) = weight {
@@ -217,7 +223,7 @@ pub(crate) fn write_stack(kind: u32, tid: u32, weight: Option<u64>, labels: u32,
 pub(crate) fn write_alloc_stack(counts: [u64; 4], labels: u32, frames: &[u64]) -> bool {
     let frames = &frames[..frames.len().min(MAX_FRAMES)];
     let mut buf = [0u64; LABELS_WORDS + 6 + MAX_FRAMES];
-    let from = labels_prefix(&mut buf, labels);
+    let from = labels_prefix(&mut buf, labels, [0; 3]);
     let b = &mut buf[LABELS_WORDS..];
     b[0] = pair(KIND_ALLOC_STACK, (40 + frames.len() * 8) as u32);
     b[1..5].copy_from_slice(&counts);
@@ -231,7 +237,7 @@ pub(crate) fn write_alloc_stack(counts: [u64; 4], labels: u32, frames: &[u64]) -
 pub(crate) fn write_contention_stack(waits: [u64; 2], labels: u32, frames: &[u64]) -> bool {
     let frames = &frames[..frames.len().min(MAX_FRAMES)];
     let mut buf = [0u64; LABELS_WORDS + 4 + MAX_FRAMES];
-    let from = labels_prefix(&mut buf, labels);
+    let from = labels_prefix(&mut buf, labels, [0; 3]);
     let b = &mut buf[LABELS_WORDS..];
     b[0] = pair(KIND_CONTENTION_STACK, (24 + frames.len() * 8) as u32);
     b[1..3].copy_from_slice(&waits);
