@@ -130,6 +130,38 @@ fn tracing_spans_split_a_services_cpu_by_endpoint() {
     check_labels_of(&p, &expected);
 }
 
+/// With span and trace ids on, each request's samples carry the trace id its client sent in
+/// `traceparent` (which says its endpoint, see the fixture) and a span id; samples outside any span
+/// carry neither.
+#[test]
+fn a_requests_samples_carry_its_trace_id() {
+    let out = tempfile::tempdir().unwrap();
+    let f = run_fixture("traced_service", out.path(), &["--no-store"], &[("FIXTURE_TRACE_IDS", "1")]);
+    assert_eq!(f.code, 0, "{f:?}");
+    let p = read_profile(&out.path().join("profile.pb.gz"));
+    let cpu = p.sample_type_index("cpu").expect("cpu");
+    let mut traces = std::collections::BTreeSet::new();
+    for s in p.sample.iter().filter(|s| s.value[cpu] > 0) {
+        let (trace, span, endpoint) =
+            (p.label_str(s, "trace_id"), p.label_str(s, "span_id"), p.label_str(s, "endpoint"));
+        let Some(trace) = trace else {
+            assert!(span.is_none() && endpoint.is_none(), "{:?}", program_labels(&p, s));
+            continue;
+        };
+        assert_eq!(trace.len(), 32, "{trace}");
+        assert!(span.is_some_and(|s| s.len() == 16), "{:?}", program_labels(&p, s));
+        let want = match &trace[..6] {
+            "5ea4c4" => "/search",
+            "017e55" => "/items",
+            other => panic!("a trace id no request had: {trace} ({other})"),
+        };
+        assert_eq!(endpoint, Some(want), "{trace}");
+        traces.insert(trace.to_owned());
+    }
+    // 200 requests of 2-4 ms at 250 Hz: most of them have samples.
+    assert!(traces.len() >= 50, "{} traces sampled", traces.len());
+}
+
 #[test]
 fn go_tool_pprof_lists_and_focuses_on_the_labels() {
     let available = Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());

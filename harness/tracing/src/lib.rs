@@ -18,6 +18,15 @@
 //! span's name: the innermost span's name wins). Entering and leaving a span then costs a lookup
 //! of the span and one store of the thread's label set id each way.
 //!
+//! With [`ContprofLayer::span_ids`] and [`ContprofLayer::trace_ids`], CPU, wall and thread
+//! samples also carry the `span_id` and `trace_id` labels (16 and 32 hex digits, the names
+//! Pyroscope and OpenTelemetry profiles use), which are not interned and may be unique per
+//! request: a span's id is its `span_id` field if it has one (hex text or an integer), else a
+//! random one; a trace id is the `trace_id` field of the span or of its nearest ancestor that has
+//! one (record the W3C trace id of the incoming `traceparent` there to open the profile of a trace
+//! from Jaeger, Tempo or Grafana), else a random id given to the root span and inherited by its
+//! descendants.
+//!
 //! Cardinality is bounded: each label key keeps at most [`ContprofLayer::max_values`] distinct
 //! values (64 by default); a value beyond that is left out of the span's labels and counted
 //! ([`Stats::dropped_values`]). Label values are meant to be routes and tenants, not request ids.
@@ -31,11 +40,11 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use contprof::labels::{self, LabelSet};
+use contprof::labels::{self, Context, LabelSet};
 use tracing_core::field::{Field, Visit};
 use tracing_core::span::{Attributes, Id, Record};
 use tracing_core::{Metadata, Subscriber};
-use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::layer::{self, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The label key of a span's name (the name Pyroscope and OpenTelemetry profiles use).
@@ -67,6 +76,8 @@ impl Stats {
 pub struct ContprofLayer {
     fields: Vec<String>,
     span_names: bool,
+    span_ids: bool,
+    trace_ids: bool,
     only_spans: Option<Vec<String>>,
     max_values: usize,
     seen: Arc<RwLock<HashMap<String, HashSet<String>>>>,
@@ -79,12 +90,42 @@ impl Default for ContprofLayer {
     }
 }
 
-/// The label set a span stands for (in its extensions).
-struct SpanLabels(LabelSet);
+/// What a span tags samples with (in its extensions).
+struct SpanLabels(Context);
 
 thread_local! {
-    /// The label sets to restore as the spans this thread entered are left, innermost last.
-    static PREVIOUS: RefCell<Vec<LabelSet>> = const { RefCell::new(Vec::new()) };
+    /// What to restore as the spans this thread entered are left, innermost last.
+    static PREVIOUS: RefCell<Vec<Context>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The span and trace ids a span declares in its fields.
+#[derive(Default)]
+struct Ids {
+    span_id: Option<u64>,
+    trace_id: Option<u128>,
+}
+
+/// Hex text (up to 32 digits, as W3C trace context writes ids) or a decimal integer.
+fn parse_id(text: &str) -> Option<u128> {
+    let t = text.trim().trim_start_matches("0x");
+    let hex = t.len() <= 32 && !t.is_empty() && t.bytes().all(|b| b.is_ascii_hexdigit());
+    if hex { u128::from_str_radix(t, 16).ok() } else { t.parse().ok() }.filter(|&v| v != 0)
+}
+
+/// A random nonzero id (splitmix64 over a counter seeded from the clock and the process).
+fn random_u64() -> u64 {
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    if STATE.load(Ordering::Relaxed) == 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let seed = now ^ (u64::from(std::process::id()) << 32) | 1;
+        let _ = STATE.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    let mut z = STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)).max(1)
 }
 
 impl ContprofLayer {
@@ -94,6 +135,8 @@ impl ContprofLayer {
         Self {
             fields: DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
             span_names: true,
+            span_ids: false,
+            trace_ids: false,
             only_spans: None,
             max_values: 64,
             seen: Arc::default(),
@@ -110,6 +153,20 @@ impl ContprofLayer {
     /// Whether the span's name becomes the `span_name` label (on by default).
     pub fn span_names(mut self, on: bool) -> Self {
         self.span_names = on;
+        self
+    }
+
+    /// Whether CPU, wall and thread samples carry the `span_id` label of their span (off by
+    /// default).
+    pub fn span_ids(mut self, on: bool) -> Self {
+        self.span_ids = on;
+        self
+    }
+
+    /// Whether CPU, wall and thread samples carry the `trace_id` label of their trace (off by
+    /// default).
+    pub fn trace_ids(mut self, on: bool) -> Self {
+        self.trace_ids = on;
         self
     }
 
@@ -155,6 +212,16 @@ impl ContprofLayer {
         false
     }
 
+    /// Makes `context` the thread's; returns the one before (only the label set is switched when
+    /// no ids are recorded: one store).
+    fn switch(&self, context: Context) -> Context {
+        if self.span_ids || self.trace_ids {
+            labels::replace_context(context)
+        } else {
+            Context { labels: labels::replace(context.labels), ..Context::default() }
+        }
+    }
+
     /// `base` plus the admitted pairs.
     fn extend(&self, base: LabelSet, pairs: &[(&str, &str)]) -> LabelSet {
         let admitted: Vec<(&str, &str)> = pairs.iter().copied().filter(|(k, v)| self.admit(k, v)).collect();
@@ -162,24 +229,50 @@ impl ContprofLayer {
     }
 }
 
-/// Collects the chosen fields' values.
+/// Collects the chosen fields' values, and the ids.
 struct Fields<'a> {
     wanted: &'a [String],
     found: Vec<(&'static str, String)>,
+    ids: Ids,
 }
 
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
+impl Fields<'_> {
+    fn new(wanted: &[String]) -> Fields<'_> {
+        Fields { wanted, found: Vec::new(), ids: Ids::default() }
+    }
+
+    fn text(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "span_id" => self.ids.span_id = parse_id(value).map(|v| v as u64).or(self.ids.span_id),
+            "trace_id" => self.ids.trace_id = parse_id(value).or(self.ids.trace_id),
+            _ => {}
+        }
         if self.wanted.iter().any(|w| w == field.name()) {
             self.found.push((field.name(), value.to_owned()));
         }
     }
+}
+
+impl Visit for Fields<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.text(field, value);
+    }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if self.wanted.iter().any(|w| w == field.name()) {
-            // `%value` fields arrive here wrapped so that `Debug` prints their `Display`.
-            self.found.push((field.name(), format!("{value:?}")));
-        }
+        // `%value` fields arrive here wrapped so that `Debug` prints their `Display`.
+        self.text(field, &format!("{value:?}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.text(field, &value.to_string());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.text(field, &value.to_string());
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        self.text(field, &value.to_string());
     }
 }
 
@@ -187,61 +280,77 @@ impl<S> Layer<S> for ContprofLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: layer::Context<'_, S>) {
         if !labels::active() {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let parent = span
-            .parent()
-            .and_then(|p| p.extensions().get::<SpanLabels>().map(|l| l.0))
-            .unwrap_or(LabelSet::EMPTY);
-        let mut set = parent;
+        let parent = span.parent().and_then(|p| p.extensions().get::<SpanLabels>().map(|l| l.0));
+        let mut fields = Fields::new(&self.fields);
+        attrs.record(&mut fields);
+        let mut context =
+            Context { labels: parent.map_or(LabelSet::EMPTY, |p| p.labels), ..Context::default() };
         if self.labels_span(attrs.metadata()) {
-            let mut fields = Fields { wanted: &self.fields, found: Vec::new() };
-            attrs.record(&mut fields);
             let mut pairs: Vec<(&str, &str)> = fields.found.iter().map(|(k, v)| (*k, v.as_str())).collect();
             if self.span_names {
                 pairs.push((SPAN_NAME, attrs.metadata().name()));
             }
-            set = self.extend(parent, &pairs);
+            context.labels = self.extend(context.labels, &pairs);
         }
-        span.extensions_mut().insert(SpanLabels(set));
+        if self.span_ids {
+            context.span_id = fields.ids.span_id.unwrap_or_else(random_u64);
+        }
+        if self.trace_ids {
+            let inherited = parent.map(|p| p.trace_id).filter(|&t| t != 0);
+            context.trace_id = fields
+                .ids
+                .trace_id
+                .or(inherited)
+                .unwrap_or_else(|| (u128::from(random_u64()) << 64) | u128::from(random_u64()));
+        }
+        span.extensions_mut().insert(SpanLabels(context));
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: layer::Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         if !self.labels_span(span.metadata()) {
             return;
         }
-        let Some(current) = span.extensions().get::<SpanLabels>().map(|l| l.0) else { return };
-        let mut fields = Fields { wanted: &self.fields, found: Vec::new() };
+        let Some(mut context) = span.extensions().get::<SpanLabels>().map(|l| l.0) else { return };
+        let mut fields = Fields::new(&self.fields);
         values.record(&mut fields);
-        if fields.found.is_empty() {
-            return;
-        }
         let pairs: Vec<(&str, &str)> = fields.found.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let set = self.extend(current, &pairs);
+        context.labels = self.extend(context.labels, &pairs);
+        if self.span_ids
+            && let Some(id) = fields.ids.span_id
+        {
+            context.span_id = id;
+        }
+        if self.trace_ids
+            && let Some(id) = fields.ids.trace_id
+        {
+            context.trace_id = id;
+        }
         if let Some(l) = span.extensions_mut().get_mut::<SpanLabels>() {
-            l.0 = set;
+            l.0 = context;
         }
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+    fn on_enter(&self, id: &Id, ctx: layer::Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let Some(set) = span.extensions().get::<SpanLabels>().map(|l| l.0) else { return };
-        let previous = labels::replace(set);
+        let Some(context) = span.extensions().get::<SpanLabels>().map(|l| l.0) else { return };
+        let previous = self.switch(context);
         // Never panics, not even in a thread's last moments (thread-local storage torn down):
         // then the set is left as it is.
         let _ = PREVIOUS.try_with(|p| p.try_borrow_mut().map(|mut p| p.push(previous)));
     }
 
-    fn on_exit(&self, id: &Id, ctx: Context<'_, S>) {
+    fn on_exit(&self, id: &Id, ctx: layer::Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
         if span.extensions().get::<SpanLabels>().is_none() {
             return;
         }
         let previous = PREVIOUS.try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()));
-        labels::replace(previous.ok().flatten().unwrap_or(LabelSet::EMPTY));
+        self.switch(previous.ok().flatten().unwrap_or_default());
     }
 }

@@ -105,3 +105,32 @@ fn values_beyond_the_bound_are_left_out_and_counted() {
     });
     assert_eq!(stats.dropped_values(), 1);
 }
+
+/// The calling thread's label set and ids.
+fn context() -> contprof::labels::Context {
+    let c = contprof::labels::replace_context(contprof::labels::Context::default());
+    contprof::labels::replace_context(c);
+    c
+}
+
+#[test]
+fn span_and_trace_ids_come_from_fields_or_are_made_and_children_inherit_the_trace() {
+    agent();
+    let layer = ContprofLayer::new().span_ids(true).trace_ids(true);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let traced =
+            tracing::info_span!("request", trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", span_id = 7u64);
+        let (outer, inner) = traced.in_scope(|| (context(), tracing::info_span!("db").in_scope(context)));
+        assert_eq!(outer.trace_id, 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736);
+        assert_eq!(outer.span_id, 7);
+        assert_eq!(inner.trace_id, outer.trace_id, "a child is in its parent's trace");
+        assert!(inner.span_id != 0 && inner.span_id != outer.span_id);
+        assert_eq!(context(), contprof::labels::Context::default(), "leaving restores no ids");
+        // A root span without a trace id gets one of its own, which its children share.
+        let (a, b) = tracing::info_span!("request")
+            .in_scope(|| (context(), tracing::info_span!("child").in_scope(context)));
+        let other = tracing::info_span!("request").in_scope(context);
+        assert!(a.trace_id != 0 && a.trace_id == b.trace_id && other.trace_id != a.trace_id);
+    });
+}
