@@ -257,3 +257,62 @@ fn allocations_carry_the_labels_they_were_made_under_and_keep_them_while_in_use(
     assert!(by[""].0 >= 30 * SIZE, "{by:?}");
     assert_eq!(by.len(), 3, "{by:?}");
 }
+
+/// A labelled thread blocked in a system call is read by the wall sampler from outside (no signal
+/// to cut its sleep short): its wall time still goes to its labels, from the table threads keep
+/// them in for that.
+#[test]
+fn a_blocked_threads_wall_time_carries_its_labels() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = temp("wall-labels");
+    let guard = contprof::start(Options::new(&path).frequency(0).alloc(AllocMode::Off).wall_hz(200))
+        .expect("agent starts");
+    let tid = std::thread::spawn(|| {
+        contprof::labels::with(&[("endpoint", "/slow")], || {
+            burn_cpu(20);
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        });
+        // SAFETY: `gettid` has no preconditions.
+        unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+    })
+    .join()
+    .expect("the thread finishes");
+    guard.stop();
+    let f = read(&path);
+    let slow = f
+        .records
+        .iter()
+        .find_map(|r| match r {
+            Record::LabelSet { id, pairs } if pairs == &[("endpoint".to_owned(), "/slow".to_owned())] => {
+                Some(*id)
+            }
+            _ => None,
+        })
+        .expect("the set is in the file");
+    // Wall time of the thread per label set: a stack's set is the `Labels` record before it;
+    // later wall time without a stack goes to the thread's last stack.
+    let (mut labelled, mut other, mut next, mut last) = (0u64, 0u64, 0u32, 0u32);
+    for r in &f.records {
+        match r {
+            Record::Labels { set, .. } => {
+                next = *set;
+                continue;
+            }
+            Record::WallStack { tid: t, wall_ns, .. } if *t == tid => {
+                last = next;
+                if last == slow { labelled += wall_ns } else { other += wall_ns }
+            }
+            Record::WallTime { tid: t, wall_ns } if *t == tid => {
+                if last == slow {
+                    labelled += wall_ns
+                } else {
+                    other += wall_ns
+                }
+            }
+            _ => {}
+        }
+        next = 0;
+    }
+    assert!(labelled >= 300_000_000, "{labelled} ns labelled, {other} ns not");
+    assert!(other <= labelled / 5, "{labelled} ns labelled, {other} ns not");
+}

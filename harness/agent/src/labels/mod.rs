@@ -28,6 +28,8 @@
 //! [`MAX_VALUE`], sets at [`MAX_PAIRS`] pairs.
 
 mod intern;
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) mod slots;
 
 pub use intern::{MAX_KEY, MAX_PAIRS, MAX_SETS, MAX_VALUE};
 
@@ -381,6 +383,7 @@ fn local_swap(id: u32) -> u32 {
     let previous = t.labels.load(Ordering::Relaxed);
     if id != KEEP {
         t.labels.store(id, Ordering::Relaxed);
+        publish(t, id);
     }
     previous
 }
@@ -406,7 +409,26 @@ fn local_swap_context(new: RawContext) -> RawContext {
     }
     compiler_fence(Ordering::SeqCst);
     t.labels.store(new.set, Ordering::Relaxed);
+    publish(t, new.set);
     RawContext { set, pad: 0, span_id: old[0], trace_id: [old[1], old[2]] }
+}
+
+/// Copies the thread's set and ids to its slot for the samplers that read blocked threads from
+/// outside ([`slots`]), taking one on the first labels.
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[inline]
+fn publish(t: &crate::thread::ThreadState, set: u32) {
+    let mut slot = t.label_slot.load(Ordering::Relaxed);
+    if slot == 0 {
+        if set == 0 {
+            return;
+        }
+        slot = slots::claim(t.tid()).unwrap_or(u32::MAX);
+        t.label_slot.store(slot, Ordering::Relaxed);
+    }
+    if slot != u32::MAX {
+        slots::publish(slot, set, [0, 1, 2].map(|i| t.trace[i].load(Ordering::Relaxed)));
+    }
 }
 
 #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]

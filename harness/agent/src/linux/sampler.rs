@@ -194,7 +194,8 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
             if let Some(len) = crate::remote::name(tid, &mut name) {
                 writer::write_thread_name(tid, &name[..len]);
             }
-            writer::write_stack(KIND_THREAD_STACK, tid, None, 0, &frames[..n]);
+            let (set, trace) = crate::labels::slots::of(tid);
+            writer::write_stack(KIND_THREAD_STACK, tid, None, set, trace, &frames[..n]);
             return;
         }
         if queue(pid, tid, crate::signals::SNAPSHOT) {

@@ -82,6 +82,8 @@ pub(crate) struct ThreadState {
     /// The thread's span id and trace id (high, low word) for the samples it is in (0: none);
     /// changed by the thread itself while `labels` reads [`crate::labels::KEEP`].
     pub(crate) trace: [AtomicU64; 3],
+    /// The thread's slot in `labels::slots` plus one (0: none yet; `u32::MAX`: none free).
+    pub(crate) label_slot: AtomicU32,
 }
 
 impl ThreadState {
@@ -117,6 +119,7 @@ impl ThreadState {
         wait_rng: AtomicU64::new(0),
         labels: AtomicU32::new(0),
         trace: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+        label_slot: AtomicU32::new(0),
     };
 
     /// The thread's label set (0 while it is being changed: see [`ThreadState::trace`]).
@@ -208,6 +211,10 @@ extern "C" fn on_thread_exit(_: *mut c_void) {
     with(|t| {
         crate::alloc::flush_pending(t);
         t.status.store(EXITED, Ordering::Relaxed);
+        match t.label_slot.swap(u32::MAX, Ordering::Relaxed) {
+            0 | u32::MAX => {}
+            slot => crate::labels::slots::release(slot),
+        }
         let slot = t.slot.swap(0, Ordering::Relaxed);
         let tid = t.tid.load(Ordering::Relaxed);
         if tid != 0 {
@@ -401,6 +408,7 @@ mod tests {
                 t.trace[0].load(Ordering::Relaxed),
                 t.trace[1].load(Ordering::Relaxed),
                 t.trace[2].load(Ordering::Relaxed),
+                u64::from(t.label_slot.load(Ordering::Relaxed)),
             ]
         };
         let template = ThreadState::ZERO;

@@ -201,12 +201,20 @@ pub(crate) fn labels_prefix(buf: &mut [u64], set: u32, trace: [u64; 3]) -> usize
 }
 
 /// Writes a stack record of `kind` ([`format::KIND_CPU_SAMPLE`], [`format::KIND_THREAD_STACK`],
-/// [`format::KIND_WALL_STACK`] with its `weight`) for thread `tid` with label set `labels`:
+/// [`format::KIND_WALL_STACK`] with its `weight`) for thread `tid` with label set `labels` and
+/// trace ids `trace`:
 /// `frames` is the instruction pointer, then return addresses.
-pub(crate) fn write_stack(kind: u32, tid: u32, weight: Option<u64>, labels: u32, frames: &[u64]) -> bool {
+pub(crate) fn write_stack(
+    kind: u32,
+    tid: u32,
+    weight: Option<u64>,
+    labels: u32,
+    trace: [u64; 3],
+    frames: &[u64],
+) -> bool {
     let frames = &frames[..frames.len().min(MAX_FRAMES)];
     let mut buf = [0u64; LABELS_WORDS + 3 + MAX_FRAMES];
-    let from = labels_prefix(&mut buf, labels, [0; 3]);
+    let from = labels_prefix(&mut buf, labels, trace);
     let b = &mut buf[LABELS_WORDS..];
     let at = 2 + usize::from(weight.is_some());
     if let Some(w) = weight {
