@@ -26,7 +26,7 @@ const INDEX: usize = MAX_SETS * 2;
 pub const MAX_KEY: usize = 64;
 /// Longest value kept, in bytes; a longer one is cut (at a character boundary).
 pub const MAX_VALUE: usize = 256;
-/// Most pairs in one set; further keys are left out (and counted in [`DROPPED_PAIRS`]).
+/// Most pairs in one set; further keys are left out (and counted in [`dropped_pairs`]).
 pub const MAX_PAIRS: usize = 16;
 /// Largest encoding of a set.
 pub const MAX_ENCODED: usize = MAX_PAIRS * (4 + MAX_KEY + MAX_VALUE);

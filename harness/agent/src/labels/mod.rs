@@ -17,7 +17,7 @@
 //! - the preloaded one (`cargo contprof run`, `LD_PRELOAD`): the program needs no other change;
 //!   this crate finds the library's exported entry points (`contprof_labels_*_v1`) once, with
 //!   `dlsym`;
-//! - the linked one, once [`crate::start`] (or [`crate::Service::start`]) has run in this
+//! - the linked one, once [`crate::start`] (or `Service::start`) has run in this
 //!   process;
 //! - none: every call returns at once after one load of a cached flag, and sets nothing.
 //!
