@@ -162,6 +162,40 @@ fn a_requests_samples_carry_its_trace_id() {
     assert!(traces.len() >= 50, "{} traces sampled", traces.len());
 }
 
+/// npm `pprof-format` reads the labels: CPU per endpoint, as the profile has it.
+#[test]
+fn npm_pprof_format_reads_the_labels() {
+    let js = crate::util::repo_root().join("tests/js");
+    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !js.join("node_modules/pprof-format").exists() || !node {
+        assert!(
+            !tools_required(),
+            "node and tests/js/node_modules are required (CONTPROF_REQUIRE_TOOLS is set)"
+        );
+        eprintln!("skipping: node or npm pprof-format not installed (.ci/run installs them)");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let p = run_label_split(out.path(), &[]);
+    let o = Command::new("node")
+        .arg(js.join("decode.mjs"))
+        .arg(out.path().join("profile.pb.gz"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cpu = p.sample_type_index("cpu").expect("cpu");
+    for value in ["/search", "/items"] {
+        let ours: i64 =
+            p.sample.iter().filter(|s| p.label_str(s, "endpoint") == Some(value)).map(|s| s.value[cpu]).sum();
+        let theirs = summary["labelSums"][format!("endpoint={value}")][cpu].as_f64().unwrap_or(0.0);
+        assert!(
+            ours > 0 && (theirs - ours as f64).abs() < 1e-6 * ours as f64,
+            "{value}: {theirs} against {ours}"
+        );
+    }
+}
+
 #[test]
 fn go_tool_pprof_lists_and_focuses_on_the_labels() {
     let available = Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
