@@ -222,6 +222,10 @@ pub fn intern<'a>(parent: u32, pairs: impl IntoIterator<Item = (&'a str, &'a str
     merged.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut buf = [0u8; MAX_ENCODED];
     let mut len = 0;
+    let kept = merged.iter().filter(|(_, v)| !v.is_empty()).count();
+    if kept > MAX_PAIRS {
+        DROPPED_PAIRS.fetch_add((kept - MAX_PAIRS) as u64, Ordering::Relaxed);
+    }
     for &(k, v) in merged.iter().filter(|(_, v)| !v.is_empty()).take(MAX_PAIRS) {
         buf[len..len + 2].copy_from_slice(&(k.len() as u16).to_ne_bytes());
         buf[len + 2..len + 4].copy_from_slice(&(v.len() as u16).to_ne_bytes());
@@ -299,6 +303,10 @@ mod tests {
         let id = intern(0, keys.iter().map(|k| (k.as_str(), "v")));
         assert_eq!(of(id).len(), MAX_PAIRS);
         assert!(DROPPED_PAIRS.load(Ordering::Relaxed) >= before + 3);
+        // A child that adds keys to a full parent: the keys past the bound are counted too.
+        let before = DROPPED_PAIRS.load(Ordering::Relaxed);
+        assert_eq!(of(intern(id, [("zz", "v")])).len(), MAX_PAIRS);
+        assert!(DROPPED_PAIRS.load(Ordering::Relaxed) > before);
     }
 
     #[test]
