@@ -229,3 +229,73 @@ fn go_tool_pprof_lists_and_focuses_on_the_labels() {
         "{focused}"
     );
 }
+
+/// In production (preloaded, windows uploaded to a store), every CPU window of the traced service
+/// keeps the spans' labels as sample labels beside the window's own, and no store key names a
+/// label value.
+#[test]
+fn production_windows_keep_span_labels_as_sample_labels() {
+    use cargo_contprof::store::{Store, StoreLocation};
+    let _shared = crate::util::shared();
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "labelled",
+            "--bin",
+            "traced_service",
+            "--manifest-path",
+        ])
+        .arg(crate::util::fixtures_manifest())
+        .status()
+        .expect("cargo starts");
+    assert!(status.success(), "the fixture builds");
+    let dir = tempfile::tempdir().unwrap();
+    let lib = crate::util::contprof().args(["agent", "path", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(lib.status.success(), "{}", String::from_utf8_lossy(&lib.stderr));
+    let lib = String::from_utf8(lib.stdout).unwrap().trim().to_owned();
+    let store_dir = dir.path().join("store");
+    let out = Command::new(crate::util::repo_root().join("fixtures/target/release/traced_service"))
+        .arg("600")
+        .env("LD_PRELOAD", &lib)
+        .env("CONTPROF_SERVICE", "traced")
+        .env("CONTPROF_VERSION", "1.0.0")
+        .env("CONTPROF_ZONE", "eu")
+        .env("CONTPROF_INSTANCE", "i-1")
+        .env("CONTPROF_STORE", &store_dir)
+        .env("CONTPROF_PERIOD", "1")
+        .env("CONTPROF_WINDOW", "0.8")
+        .env("CONTPROF_HELPER", env!("CARGO_BIN_EXE_cargo-contprof"))
+        .output()
+        .expect("the service runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = Store::open(&StoreLocation::Dir(store_dir)).unwrap();
+    // The uploader finishes in the background after the service exits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut labelled = BTreeMap::<String, i64>::new();
+    while labelled.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no CPU windows with both endpoints: {labelled:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let keys = store.list_windows(Some("traced")).unwrap();
+        labelled.clear();
+        for key in keys.iter().filter(|k| k.profile_type == "cpu") {
+            assert!(!key.path().contains("search") && !key.path().contains("items"), "{}", key.path());
+            let Ok(Some(bytes)) = store.get_window(key) else { continue };
+            let p = cargo_contprof::profile::decode(&bytes).unwrap();
+            let cpu = p.sample_type_index("cpu").expect("cpu");
+            for s in &p.sample {
+                if let Some(endpoint) = p.label_str(s, "endpoint") {
+                    assert_eq!(p.label_str(s, "span_name"), Some("request"));
+                    assert_eq!(p.label_str(s, "service"), Some("traced"));
+                    *labelled.entry(endpoint.to_owned()).or_default() += s.value[cpu];
+                }
+            }
+        }
+    }
+    assert_eq!(labelled.keys().collect::<Vec<_>>(), ["/items", "/search"]);
+    // The windows cover 0.8 s of each second: the split of the requests they saw, loosely.
+    let search = labelled["/search"] as f64 / (labelled["/search"] + labelled["/items"]) as f64;
+    assert!((0.5..0.8).contains(&search), "share of /search in the windows: {search:.2}");
+}
