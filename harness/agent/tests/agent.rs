@@ -316,3 +316,51 @@ fn a_blocked_threads_wall_time_carries_its_labels() {
     assert!(labelled >= 300_000_000, "{labelled} ns labelled, {other} ns not");
     assert!(other <= labelled / 5, "{labelled} ns labelled, {other} ns not");
 }
+
+/// A wait timed as the preload library's lock interposers time them.
+#[inline(never)]
+fn wait_here(ms: u64) {
+    let caller = contprof::preload::caller();
+    contprof::preload::timed_wait(caller, || std::thread::sleep(std::time::Duration::from_millis(ms)));
+}
+
+#[test]
+fn waits_carry_the_waiting_threads_labels() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = temp("wait-labels");
+    let guard =
+        contprof::start(Options::new(&path).frequency(0).alloc(AllocMode::Off).contention_rate_ns(1000))
+            .expect("agent starts");
+    contprof::labels::with(&[("endpoint", "/lock")], || wait_here(30));
+    wait_here(10);
+    guard.stop();
+    let f = read(&path);
+    let sets: std::collections::HashMap<u32, Vec<(String, String)>> = f
+        .records
+        .iter()
+        .filter_map(
+            |r| if let Record::LabelSet { id, pairs } = r { Some((*id, pairs.clone())) } else { None },
+        )
+        .collect();
+    let (mut labelled, mut other, mut next) = (0u64, 0u64, 0u32);
+    for r in &f.records {
+        match r {
+            Record::Labels { set, .. } => {
+                next = *set;
+                continue;
+            }
+            Record::ContentionStack { delay_ns, .. } => {
+                let lock =
+                    sets.get(&next).is_some_and(|p| p == &[("endpoint".to_owned(), "/lock".to_owned())]);
+                if lock { labelled += delay_ns } else { other += delay_ns }
+            }
+            _ => {}
+        }
+        next = 0;
+    }
+    assert!(
+        (30_000_000..40_000_000).contains(&labelled),
+        "{labelled} ns waited under /lock, {other} without"
+    );
+    assert!((10_000_000..20_000_000).contains(&other), "{labelled} ns waited under /lock, {other} without");
+}
