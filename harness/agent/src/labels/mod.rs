@@ -413,6 +413,12 @@ fn local_swap_context(new: RawContext) -> RawContext {
     RawContext { set, pad: 0, span_id: old[0], trace_id: [old[1], old[2]] }
 }
 
+/// Copies the calling thread's set and ids to its slot again (after its slot was forgotten).
+#[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) fn republish(t: &crate::thread::ThreadState) {
+    publish(t, t.label_set());
+}
+
 /// Copies the thread's set and ids to its slot for the samplers that read blocked threads from
 /// outside ([`slots`]), taking one on the first labels.
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]

@@ -368,6 +368,9 @@ pub(crate) fn reset_current() {
         t.samples.store(0, Ordering::Relaxed);
         t.name[0].store(0, Ordering::Relaxed);
         t.name[1].store(0, Ordering::Relaxed);
+        // Its thread id may have changed (a forked child): its labels' slot is found again by it.
+        t.label_slot.store(0, Ordering::Relaxed);
+        crate::labels::republish(t);
     });
 }
 
