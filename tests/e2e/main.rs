@@ -10,6 +10,7 @@ mod errors;
 mod github;
 mod hostile;
 mod instructions;
+mod labels;
 mod packaging;
 mod prod;
 mod readers;
