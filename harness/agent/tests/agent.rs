@@ -108,7 +108,10 @@ fn exact_mode_counts_every_allocation_of_the_wrapped_allocator() {
     // allocator is global): a few dozen small ones at most.
     assert!((1001..1200).contains(&count), "{count} allocations");
     assert!((1000 * SIZE..1000 * SIZE + 100_000).contains(&bytes), "{bytes} bytes");
-    assert!((101..110).contains(&inuse), "{inuse} live");
+    // Live: the 100 kept vectors and `kept`, and what the other tests' threads (started by
+    // libtest while this one holds the turn) allocated meanwhile and still hold: 9 of them were
+    // seen live under load.
+    assert!((101..140).contains(&inuse), "{inuse} live");
     assert!((100 * SIZE..100 * SIZE + 10_000).contains(&inuse_bytes), "{inuse_bytes} live bytes");
 }
 
