@@ -12,6 +12,7 @@ mod github;
 mod help;
 mod hostile;
 mod instructions;
+mod labels;
 mod packaging;
 mod prod;
 mod readers;

@@ -103,7 +103,7 @@ debug = "limited"
 # The Markdown text the pulldown-cmark workload renders: the project's README as it last was before
 # it moved into the book (docs/), about 100 KB, the text the figures were measured on give or take
 # a few edits; fixed, so that the workload no longer changes with the documentation.
-README_COMMIT = "48f861391ecf77f32aab0b50a155fb87766c972c"
+README_COMMIT = "2d6d464eda9f1a91f09870ba8e570b6fc51e2994"
 
 
 def markdown_input() -> str:
