@@ -76,20 +76,27 @@ impl Explained {
                         located.iter().find(|(dc, (_, library))| *dc > d && !library).map(|(dc, _)| *dc);
                     Some((d, caller.unwrap_or(usize::MAX)))
                 };
-                let explained_at = |name: &str| place(name).is_some_and(|(_, caller)| changed_at <= caller);
-                let called_by_changed = |name: &str| {
-                    place(name).is_some_and(|(d, caller)| {
-                        located.iter().any(|(cd, (n, _))| *cd > d && *cd <= caller && changed.contains(n))
-                    })
+                let explained_at = |caller: usize| changed_at <= caller;
+                // A changed function between a function's place and its caller's, the caller's
+                // included.
+                let called_by_changed = |d: usize, caller: usize| {
+                    located.iter().any(|(cd, (n, _))| *cd > d && *cd <= caller && changed.contains(n))
                 };
-                if !out.self_cost.contains(leaf) && explained_at(leaf) {
+                if !out.self_cost.contains(leaf)
+                    && place(leaf).is_some_and(|(_, caller)| explained_at(caller))
+                {
                     out.self_cost.insert(leaf.to_owned());
                 }
                 for &name in &seen {
-                    if !out.total.contains(name) && explained_at(name) {
+                    let (total, called) = (out.total.contains(name), out.called_by_changed.contains(name));
+                    if total && called {
+                        continue;
+                    }
+                    let Some((d, caller)) = place(name) else { continue };
+                    if !total && explained_at(caller) {
                         out.total.insert(name.to_owned());
                     }
-                    if !out.called_by_changed.contains(name) && called_by_changed(name) {
+                    if !called && called_by_changed(d, caller) {
                         out.called_by_changed.insert(name.to_owned());
                     }
                 }
