@@ -36,18 +36,8 @@ RESULTS=$WORK/results.jsonl
 NAMED='miniz_oxide::inflate|decompress_to_vec|inflate_all'
 PATHS='miniz_oxide::inflate|decompress_to_vec|inflate_all|contprof_workload::main|alloc::|core::|std::|malloc|free|realloc|memcpy|memmove|memset|\[program start\]'
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-git() { command git -c user.name=contprof-measure -c user.email=measure@localhost -c commit.gpgsign=false "$@"; }
-replace() {
-  python3 - "$@" <<'PY'
-import sys
-path, old, new = sys.argv[1:4]
-text = open(path).read()
-if text.count(old) != 1:
-    sys.exit(f"replace: {text.count(old)} occurrences of {old[:60]!r} in {path}")
-open(path, "w").write(text.replace(old, new))
-PY
-}
+# shellcheck source=real/common.sh
+source "$HERE/real/common.sh"
 
 summary() {
   python3 - "$RESULTS" "$NAMED" "$PATHS" <<'PY'
