@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// Documented exit codes of `cargo contprof` (README, "Exit codes").
+/// Documented exit codes of `cargo contprof` (the book: `docs/src/reference/exit-codes.md`).
 pub mod exit_codes {
     /// Success: the command did what was asked and no regression was found.
     pub const OK: i32 = 0;

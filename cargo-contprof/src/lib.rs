@@ -22,6 +22,7 @@ pub mod runner;
 pub mod shell;
 pub mod store;
 pub mod symbolize;
+pub mod timing;
 pub mod viewer;
 pub mod why;
 

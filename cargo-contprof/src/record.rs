@@ -31,8 +31,8 @@ pub struct Execution {
     pub raw_path: PathBuf,
     /// How it ended.
     pub outcome: Outcome,
-    /// Criterion's time per iteration for this execution (benchmarks only).
-    pub per_iteration_ns: Option<f64>,
+    /// What the benchmark harness said of its iterations in this execution (benchmarks only).
+    pub per_iteration: Option<crate::criterion::PerIteration>,
     /// Paths the process saw and the files behind them (see [`profile::BuildOptions::aliases`]).
     pub aliases: Vec<(String, String)>,
 }
@@ -205,11 +205,11 @@ pub fn finish(rec: &Recording<'_>, executions: Vec<Execution>, shell: &Shell) ->
                 labels.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             }
             p.add_labels(&labels);
-            if let Some(ns) = e.per_iteration_ns
-                && !crate::criterion::add_per_iteration(&mut p, ns, 1.0)
+            if let Some(per) = e.per_iteration
+                && !crate::criterion::add_per_iteration(&mut p, per, 1.0)
             {
                 shell.warn(format_args!(
-                    "{group}: no samples inside criterion's measured loop; no per-iteration costs"
+                    "{group}: no samples inside the benchmark harness's measured loop; no per-iteration costs"
                 ));
             }
             let bytes = profile::encode_to_vec(&p);

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::redact::Redactions;
 use crate::util::{Finished, contprof, finish, fixtures_manifest};
 
 /// Small and quick: ~0.15 s of CPU per run, sampled at 4999 Hz for clear verdicts on +50%.
@@ -109,6 +110,7 @@ fn aa_compare_exits_0_and_different_settings_are_refused() {
     let f = compare(store.path(), &[&base, &other]);
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("base sampled at 4999 Hz, head at 499 Hz"), "{f:?}");
+    insta::assert_snapshot!("settings-differ", Redactions::new().apply(&f.stderr));
 }
 
 #[test]
@@ -135,12 +137,15 @@ fn exact_extra_allocation_is_flagged() {
 #[test]
 fn unknown_revision_and_missing_runs_are_named() {
     let store = tempfile::tempdir().unwrap();
+    let redactions = Redactions::new().path(store.path(), "[STORE]");
     let f = compare(store.path(), &["no-such-rev-xyz", "HEAD"]);
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("no-such-rev-xyz"), "{f:?}");
+    insta::assert_snapshot!("unknown-revision", redactions.apply(&f.stderr));
     let f = compare(store.path(), &["HEAD~1", "HEAD"]);
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("no runs of revision") && f.stderr.contains("cargo contprof run"), "{f:?}");
+    insta::assert_snapshot!("no-runs-of-revision", redactions.apply(&f.stderr));
 }
 
 #[test]
@@ -165,9 +170,11 @@ fn bad_config_key_names_key_and_file() {
                 .arg(&store),
         )
     };
+    let redactions = Redactions::new().path(dir.path(), "[DIR]");
     let f = run(&["compare", "HEAD"]);
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("threshold") && f.stderr.contains("contprof.toml"), "{f:?}");
+    insta::assert_snapshot!("unknown-config-key", redactions.apply(&f.stderr));
 
     // The same in the manifest's metadata, with a bad value.
     std::fs::remove_file(dir.path().join("contprof.toml")).unwrap();
@@ -177,6 +184,7 @@ fn bad_config_key_names_key_and_file() {
     let f = run(&["check"]);
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("thresholds.cpu") && f.stderr.contains("Cargo.toml"), "{f:?}");
+    insta::assert_snapshot!("bad-config-value", redactions.apply(&f.stderr));
 }
 
 /// A git repository holding the fixture's `workloads` package, on branch `main`.

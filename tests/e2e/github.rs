@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 use crate::util::{Finished, contprof, finish, repo_root, tools_required};
 
+mod action;
+
 const MARKER: &str = "<!-- cargo-contprof -->";
 const REPO: &str = "octo/widgets";
 const PR: u64 = 7;
@@ -66,6 +68,24 @@ impl Project {
         }
         finish(&mut cmd)
     }
+}
+
+/// The phases of the JSON report's `timings`, as `"<phase> <side>"`, after checking that each took
+/// some time and that they add up to no more than the total.
+fn phases(report: &Value) -> Vec<String> {
+    let timings = &report["timings"];
+    let total = timings["total_seconds"].as_f64().unwrap_or_else(|| panic!("{report}"));
+    let phases = timings["phases"].as_array().unwrap_or_else(|| panic!("{report}"));
+    let sum: f64 = phases.iter().map(|p| p["seconds"].as_f64().unwrap()).sum();
+    assert!(phases.iter().all(|p| p["seconds"].as_f64().unwrap() > 0.0), "{timings}");
+    assert!(sum <= total, "{timings}");
+    phases
+        .iter()
+        .map(|p| {
+            let side = p["side"].as_str().map(|s| format!(" {s}")).unwrap_or_default();
+            format!("{}{side}", p["phase"].as_str().unwrap())
+        })
+        .collect()
 }
 
 /// 1-based line of the first line of `file` containing `needle`.
@@ -129,9 +149,13 @@ fn pull_request_job_annotates_explains_and_the_comment_is_sticky() {
     // Only the regression is annotated; the shift is not.
     assert_eq!(annotations.len(), 1, "{annotations:#?}");
 
-    // The job summary holds the same report.
+    // The job summary holds the same report, with the time the gate took.
     let summary = std::fs::read_to_string(project.dir.path().join("summary.md")).unwrap();
     assert!(summary.contains(MARKER) && summary.contains("`regress::host`"), "{summary}");
+    assert!(summary.contains("Time: ") && summary.contains("build "), "{summary}");
+    // A stored baseline: only HEAD was built and run here.
+    assert_eq!(phases(&report), ["build head", "runs head", "profiles head", "analysis"], "{report}");
+    assert!(f.stdout.contains("time: ") && f.stdout.contains("analysis "), "{f:?}");
 
     if !node_available() {
         return;
@@ -369,17 +393,34 @@ fn off_the_default_branch_check_interleaves_a_rebuilt_base_by_default() {
         .env("FIXTURE_SCALE", "0.4");
     let f = finish(&mut cmd);
     assert_eq!(f.code, 1, "{f:?}");
-    // A B A B A B, then the comparison of the runs just made.
+    // H B H B H B (the head first: its dependencies seed the base's build), then the comparison of
+    // the runs just made.
     let order: Vec<&str> = f.stderr.lines().filter_map(|l| l.trim().strip_prefix("Recording ")).collect();
     assert_eq!(order.len(), 6, "{f:?}");
-    assert!(order.iter().step_by(2).all(|l| l.starts_with("base")), "{order:?}");
-    assert!(order.iter().skip(1).step_by(2).all(|l| l.starts_with("head")), "{order:?}");
+    assert!(order.iter().step_by(2).all(|l| l.starts_with("head")), "{order:?}");
+    assert!(order.iter().skip(1).step_by(2).all(|l| l.starts_with("base")), "{order:?}");
     let md = std::fs::read_to_string(reports.join("report.md")).unwrap();
     assert!(md.contains("| 🔴 regression | `regress::host` |") && md.contains("(rebuilt)"), "{md}");
     // The worktree is gone, its target directory kept.
     let contprof_dir = project.root.join("target/contprof");
     assert!(!contprof_dir.join("base-worktree").exists());
     assert!(contprof_dir.join("base-target").is_dir());
+    // Dependencies are compiled once for both sides (the head first; the base's target directory is
+    // seeded with them): only the workspace's own crate, whose sources differ, is compiled for each.
+    // The regression above shows that each side ran its own binary.
+    let compiled = |krate: &str| {
+        f.stderr.lines().filter(|l| l.trim().starts_with(&format!("Compiling {krate} v"))).count()
+    };
+    assert_eq!(compiled("cc"), 1, "{f:?}");
+    assert_eq!(compiled("workloads"), 2, "{f:?}");
+    // Both sides' builds, runs and profiles are timed.
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap()).unwrap();
+    assert_eq!(
+        phases(&report),
+        ["build head", "build base", "runs head", "runs base", "profiles head", "profiles base", "analysis"],
+        "{report}"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use cargo_contprof::profile::{CostView, Profile};
 
+use crate::redact::Redactions;
 use crate::util::{
     GitProject, contprof, finish, fixtures_manifest, read_profile, run_fixture, tools_required,
 };
@@ -276,6 +277,33 @@ fn check_names_a_one_percent_change_of_a_one_percent_function_and_nothing_else()
     );
     assert!(f.stdout.contains("calls 40 → 40"), "{f:?}");
     assert!(f.stdout.contains("regress::host"), "{f:?}");
+
+    // The reports as written, with what depends on the machine (host, toolchain, timings) and on
+    // the toolchain's code generation redacted: the counts, the change they make (about +1%,
+    // checked above), the functions below the floor, and the column widths the counts set in the
+    // text table. The verdict, the method, the calls, the layout and the "why" section are exact.
+    let redactions = || {
+        Redactions::new()
+            .path(project.dir.path(), "[PROJECT]")
+            .pattern(r#"(host: |"host": ")[^,")]+"#, "${1}[HOST]")
+            .pattern(r#"(toolchain: |"toolchain": ")[^,")]+"#, "${1}[TOOLCHAIN]")
+            .pattern(r"\b\d+(\.\d+)? [kMG]\b", "[COUNT]")
+            .pattern(r"[-+]\d+\.\d%", "[CHANGE]")
+            .pattern(r"\b\d+ findings below the floor", "[N] findings below the floor")
+            // Where the job's time went: wall-clock seconds, phases that took none left out.
+            .pattern(r"(?m)^([Tt]ime: ).*$", "${1}[TIMINGS]")
+            .pattern(r#"(?s)"timings": \{.*?\n  \}"#, r#""timings": [TIMINGS]"#)
+            .pattern(
+                r#""(base|head|base_share|head_share|change|change_min|change_max|value|total|samples|tests|findings|below_floor)": -?[\d.e+-]+"#,
+                r#""$1": [N]"#,
+            )
+    };
+    for name in ["report.txt", "report.md", "report.json"] {
+        let text = std::fs::read_to_string(reports.join(name)).unwrap();
+        let r = if name == "report.txt" { redactions().pattern(r"(\S) {2,}", "$1  ") } else { redactions() };
+        insta::assert_snapshot!(format!("check-{name}"), r.apply(&text));
+    }
+    assert_eq!(f.stdout, std::fs::read_to_string(reports.join("report.txt")).unwrap());
 }
 
 /// Issue 27: a comment-only commit on a real crate's suite gave 263 shifted rows under the

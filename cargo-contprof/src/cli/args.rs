@@ -56,12 +56,12 @@ pub enum Command {
         after_help = "Examples:\n  cargo contprof test\n  cargo contprof test parse -- --nocapture\n  cargo contprof test --test integration --runs 3"
     )]
     Test(SuiteArgs),
-    /// Profile benchmarks: one profile per criterion benchmark id, with costs per iteration.
+    /// Profile benchmarks: one profile per criterion or divan benchmark, with costs per iteration.
     ///
-    /// Criterion benchmarks are listed and each one runs in its own process; the profile gains a
-    /// `cpu_per_iter` sample type (nanoseconds per iteration, from criterion's own estimate), so
-    /// costs compare across runs even though criterion varies iteration counts. Benchmarks with
-    /// a custom `main` are profiled as one process.
+    /// Criterion and divan benchmarks are listed and each one runs in its own process; the
+    /// profile gains a `cpu_per_iter` sample type (nanoseconds per iteration, from the harness's
+    /// own estimate), so costs compare across runs even though the harnesses vary iteration
+    /// counts. Benchmarks with a custom `main` are profiled as one process.
     #[command(
         after_help = "Examples:\n  cargo contprof bench\n  cargo contprof bench parse --bench parser -- --measurement-time 2"
     )]
@@ -79,7 +79,9 @@ pub enum Command {
     /// Targets as for `run` (`--bin`, `--example`, `--bench`, `--test`) or the suites (`--tests`,
     /// `--benches`, with an optional FILTER), else `[check] targets` of the configuration. The
     /// baseline is `--base REV`, else the runs of the merge-base with the default branch or of its
-    /// nearest first-parent ancestor with runs of the same targets and settings.
+    /// nearest first-parent ancestor with runs of the same targets and settings. The reports end
+    /// with the time each phase took (builds, runs, profiles per side; the analysis), also in
+    /// report.json's `timings`.
     #[command(
         after_help = "Examples:\n  cargo contprof check --bin server --runs 5\n  cargo contprof check --benches parse --base origin/main\n  cargo contprof check --tests --no-baseline=fail"
     )]
@@ -127,7 +129,7 @@ pub enum AgentCommand {
     /// any dynamically linked program with no code change; `cargo contprof import run.raw` stores
     /// the result. With `CONTPROF_SERVICE` and `CONTPROF_STORE` instead, it profiles a
     /// long-running service continuously (a window per period per deployment, uploaded to the
-    /// store; see the README's production section). The file name carries a hash of the library,
+    /// store; see the book's production chapter, docs/src/production/index.md). The file name carries a hash of the library,
     /// so versions never mix.
     #[command(after_help = "Examples:
   LD_PRELOAD=$(cargo contprof agent path) CONTPROF_OUTPUT=run.raw ./target/release/server

@@ -2,6 +2,9 @@
 //! the baseline, compares, writes `report.{md,json,txt}` and differential flame graphs, prints the
 //! text report and exits with the gate's code.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use super::args::{CheckArgs, OutputArgs, ReportFormat, SamplingArgs, TargetArgs};
 use super::compare::{Context, Side, prepare, render, verdict, write_flamegraphs, write_stdout};
 use super::recording::{self, Request, Suite, What};
@@ -12,13 +15,15 @@ use crate::config::{CheckTarget, NoBaseline};
 use crate::errors::{Error, Result};
 use crate::record::write_atomic;
 use crate::shell::Shell;
+use crate::timing::{Clock, Timings};
 
 /// Runs used when neither `--runs` nor `check.runs` says, with the sampling engine: the detection
-/// figures in the README were measured with 10 runs a side (the instructions engine: 1).
+/// figures in the book (`docs/src/measurements.md`) were measured with 10 runs a side (the instructions engine: 1).
 pub const DEFAULT_RUNS: u32 = 10;
 
 /// Runs the command.
 pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
+    let started = Instant::now();
     let cargo_args = CargoArgs::from(&args.cargo);
     let ctx = Context::load(&cargo_args, &args.store)?;
     let config = &ctx.config.config;
@@ -44,21 +49,26 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let to_rebuild = super::rebuild_base::base_to_rebuild(&args, &ctx, shell)?;
     let interleaved = to_rebuild.is_some();
     if interleaved {
-        // Base and head interleaved run by run: no drift between batches to allow for by default
-        // (the comparison's own empirical null still catches what spread there is). Measured on
-        // serde_json: that null came out 0.00-0.02 interleaved, 0.03-0.18 between stored batches.
+        // Base and head interleaved run by run: no drift between batches to allow for by default,
+        // and no more spread from the comparison's empirical null than the sides' own A/A shows
+        // (see `Options::interleaved`). Measured on serde_json: that null came out 0.00-0.02
+        // interleaved on unchanged code, 0.03-0.18 between stored batches, and 0.10-0.14 on a
+        // change that moved the layout, which then hid the change.
         options.between_batch_sd = 0.0;
         options.wait_between_batch_sd = 0.0;
+        options.interleaved = true;
     }
 
     let mut recorded = Vec::new();
     let mut rebuilt = None;
+    let clocks = Clocks::default();
     if let Some(base) = to_rebuild {
-        let (base, head) = super::rebuild_base::record_interleaved(&args, &ctx, base, &targets, runs, shell)?;
+        let (base, head) =
+            super::rebuild_base::record_interleaved(&args, &ctx, base, &targets, runs, &clocks, shell)?;
         (rebuilt, recorded) = (Some(base), head);
     }
     for target in targets.iter().filter(|_| !interleaved) {
-        let summary = record(&args, target, runs, &stage_dir(&ctx), &[], shell)?;
+        let summary = record(&args, target, runs, &stage_dir(&ctx), &[], &clocks.head, shell)?;
         match summary.stored {
             Some(meta) => recorded.push(meta),
             None => return Err(Error::msg("the run was not stored; `check` needs a store")),
@@ -69,6 +79,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         commit: recorded.first().and_then(|r| r.commit.clone()),
         runs: recorded,
     };
+    let analysis_started = Instant::now();
     let head_groups = crate::pipeline::select_groups(&head.runs, &crate::pipeline::all_groups);
     let base = match &args.base {
         _ if rebuilt.is_some() => rebuilt,
@@ -112,13 +123,18 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     if !interleaved {
         super::history::learn(&ctx, &base, &mut prepared, &options, shell);
     }
-    let cmp = compare::compare(&prepared.groups, base.info(), head.info(), &options)?;
+    let mut cmp = compare::compare(&prepared.groups, base.info(), head.info(), &options)?;
     for w in &cmp.warnings {
         shell.warn(w);
     }
     let extras = super::ci::Extras::build(&ctx, &prepared, &cmp, crate::github::enabled(args.github), shell);
     let dir = args.report_dir.clone().unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/check"));
     write_flamegraphs(&prepared, &cmp, &dir, shell)?;
+    cmp.timings = Some(Timings::new(
+        &[("head", &*clocks.head), ("base", &*clocks.base)],
+        analysis_started.elapsed(),
+        started.elapsed(),
+    ));
     let (mut text, mut markdown) = (Vec::new(), Vec::new());
     for (format, name) in [
         (ReportFormat::Markdown, "report.md"),
@@ -170,15 +186,25 @@ pub(super) fn stage_dir(ctx: &Context) -> std::path::PathBuf {
     ctx.workspace.target_dir().join("contprof").join("stage")
 }
 
+/// The time each side's recording took, phase by phase.
+#[derive(Default)]
+pub(super) struct Clocks {
+    /// HEAD's builds, runs and profiles.
+    pub head: Arc<Clock>,
+    /// The rebuilt base's (interleaved only).
+    pub base: Arc<Clock>,
+}
+
 /// Records one target set through the one recording path (`recording.rs`), running the
-/// instructions engine's workloads from the stage in `stage`, the build's source paths rewritten
-/// by `remap` (`--remap-path-prefix`).
+/// instructions engine's workloads from the stage in `stage`, the workspace's source paths
+/// rewritten by `remap` (`--remap-path-prefix`), adding the time of each phase to `clock`.
 pub(super) fn record(
     args: &CheckArgs,
     target: &CheckTarget,
     runs: u32,
     stage: &std::path::Path,
     remap: &[(std::path::PathBuf, std::path::PathBuf)],
+    clock: &Arc<Clock>,
     shell: &Shell,
 ) -> Result<crate::record::Summary> {
     let sampling = SamplingArgs {
@@ -241,6 +267,7 @@ pub(super) fn record(
         what,
         stage_dir: Some(stage.to_owned()),
         remap: remap.to_vec(),
+        clock: Arc::clone(clock),
     };
     recording::record(&request, shell)
 }

@@ -27,6 +27,10 @@ use args::{CargoCli, Command};
 /// returns the process exit code. Errors are printed here, once, with their causes.
 pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
     let mut args: Vec<OsString> = args.into_iter().collect();
+    // Run by cargo as the workspace's rustc wrapper while `check` builds a rebuilt base.
+    if let Some(code) = crate::cargo::run_as_wrapper(&args) {
+        return code;
+    }
     // Invoked directly as `cargo-contprof run ...` rather than through cargo: insert the subcommand.
     if args.get(1).is_none_or(|a| a != "contprof") {
         args.insert(1, "contprof".into());

@@ -4,20 +4,30 @@
 //! baseline recorded on another machine at another time.
 //!
 //! The base worktree is `<target-dir>/contprof/base-worktree` (removed afterwards) and builds into
-//! its own target directory, `<target-dir>/contprof/base-target`, kept between jobs: sharing the
-//! head's would make each side's build overwrite the other's binaries at every alternation. Both
-//! sides are stored in the head's store under their own commits.
+//! its own target directory, `<target-dir>/contprof/base-target`, kept between jobs. It cannot
+//! share the head's: cargo gives a workspace's crates the same artifact names at any checkout path
+//! (hashed relative to the workspace root) and judges them fresh by modification times, so the
+//! side built second would find the other side's binary up to date and run it. What the base
+//! does share is the dependencies: the head records first, and before the base is checked out its
+//! target directory is seeded with copies of the head's build outputs (`deps`, `build`,
+//! `.fingerprint`, modification times kept; files it already has are left alone). A dependency
+//! that both sides resolve alike (same version, features, flags) is then fresh for the base, while
+//! the base's own crates, checked out after the copies were made, are newer than any of them and
+//! are compiled. Both sides are stored in the head's store under their own commits.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::args::CheckArgs;
-use super::check::record;
+use super::check::{Clocks, record};
 use super::compare::{Context, Side};
+use crate::cargo::PROFILE_NAME;
 use crate::config::{BaselineMode, CheckTarget};
 use crate::errors::{Error, Result};
 use crate::git::{Repo, short_commit};
 use crate::shell::Shell;
 use crate::store::RunMetadata;
+use crate::timing::Clock;
 
 /// Removes the worktree when dropped, whatever happened.
 struct Worktree<'a> {
@@ -35,8 +45,8 @@ impl Drop for Worktree<'_> {
 /// The base commit to rebuild and interleave with, or `None` to compare with the store, by the
 /// `--baseline` mode (`--rebuild-base` is `interleaved`), else `check.baseline`, else `auto`.
 ///
-/// `auto` interleaves whenever it can, because that is what measured better on real crates (README,
-/// "Interleaved"): between batches recorded minutes apart, functions of identical binaries drift
+/// `auto` interleaves whenever it can, because that is what measured better on real crates (the book,
+/// `docs/src/measurements.md#detection`): between batches recorded minutes apart, functions of identical binaries drift
 /// apart by 3-18% on the log scale, which hides a +25% change in a 5% function; interleaved, that
 /// spread is 0-2%. It falls back to the store on the default branch itself (where `check` records
 /// the baseline of later commits) and where the base is not in the clone (a shallow checkout), and
@@ -140,7 +150,7 @@ fn in_worktree(path: &Path, repo_root: &Path, worktree: &Path) -> Result<PathBuf
     Ok(worktree.join(rel))
 }
 
-/// Records `runs` repetitions of each target on base and head, alternating, one repetition at a
+/// Records `runs` repetitions of each target on head and base, alternating, one repetition at a
 /// time. Returns the base side and head's runs.
 pub(super) fn record_interleaved(
     args: &CheckArgs,
@@ -148,6 +158,7 @@ pub(super) fn record_interleaved(
     base: String,
     targets: &[CheckTarget],
     runs: u32,
+    clocks: &Clocks,
     shell: &Shell,
 ) -> Result<(Side, Vec<RunMetadata>)> {
     let repo = ctx
@@ -162,9 +173,6 @@ pub(super) fn record_interleaved(
     }
     std::fs::create_dir_all(&contprof_dir)
         .map_err(|e| Error::io("could not create directory", &contprof_dir, e))?;
-    repo.add_worktree(&path, &base)?;
-    let worktree = Worktree { repo, path };
-    shell.status("Checked out", format_args!("base {} in {}", short_commit(&base), worktree.path.display()));
 
     let mut base_args = args.clone();
     let root = repo.dir();
@@ -172,36 +180,91 @@ pub(super) fn record_interleaved(
         args.cargo.manifest_path.clone().unwrap_or_else(|| ctx.workspace.root().join("Cargo.toml"));
     let manifest =
         std::path::absolute(&manifest).map_err(|e| Error::io("could not resolve", &manifest, e))?;
-    base_args.cargo.manifest_path = Some(in_worktree(&manifest, root, &worktree.path)?);
-    base_args.cargo.target_dir = Some(contprof_dir.join("base-target"));
-    // The base's build names its sources and build outputs as the head's: its debug info, panic
-    // locations and the files generated into its target directory then differ from the head's
-    // only where the code does (the instructions engine counts the work of reading them).
-    let base_remap = [
-        (worktree.path.clone(), root.to_owned()),
-        (contprof_dir.join("base-target"), ctx.workspace.target_dir().to_owned()),
-    ];
+    base_args.cargo.manifest_path = Some(in_worktree(&manifest, root, &path)?);
+    let base_target = contprof_dir.join("base-target");
+    base_args.cargo.target_dir = Some(base_target.clone());
+    // The base's own crates name their sources and build outputs as the head's: their debug info,
+    // panic locations and the files generated into the target directory then differ from the
+    // head's only where the code does (the instructions engine counts the work of reading them).
+    // Dependencies are not rebuilt for it (see `cargo::BuildOptions::remap`): the seeded ones
+    // already name the head's paths.
+    let base_remap =
+        [(path.clone(), root.to_owned()), (base_target.clone(), ctx.workspace.target_dir().to_owned())];
     base_args.store.url = Some(ctx.store.url().to_owned());
+    let stage = super::check::stage_dir(ctx);
 
     let (mut base_runs, mut head_runs) = (Vec::new(), Vec::new());
+    let mut worktree = None;
     for i in 0..runs {
         for target in targets {
-            for (side_args, out, name, remap) in [
-                (&base_args, &mut base_runs, "base", &base_remap[..]),
-                (args, &mut head_runs, "head", &[][..]),
-            ] {
-                shell.status("Recording", format_args!("{name}, repetition {} of {runs}", i + 1));
-                let summary = record(side_args, target, 1, &super::check::stage_dir(ctx), remap, shell)?;
-                let meta = summary
-                    .stored
-                    .ok_or_else(|| Error::msg("the run was not stored; `check` needs a store"))?;
-                out.push(meta);
+            shell.status("Recording", format_args!("head, repetition {} of {runs}", i + 1));
+            head_runs.push(record_stored(args, target, &stage, &[], &clocks.head, shell)?);
+            if worktree.is_none() {
+                // After the head's first build, before the checkout: see the module doc.
+                let seeded = seed_target(&contprof_dir, &base_target.join(PROFILE_NAME))?;
+                if seeded > 0 {
+                    shell.note(format_args!(
+                        "seeded the base's target directory with {seeded} files of the head's build"
+                    ));
+                }
+                repo.add_worktree(&path, &base)?;
+                shell.status(
+                    "Checked out",
+                    format_args!("base {} in {}", short_commit(&base), path.display()),
+                );
+                worktree = Some(Worktree { repo, path: path.clone() });
             }
+            shell.status("Recording", format_args!("base, repetition {} of {runs}", i + 1));
+            base_runs.push(record_stored(&base_args, target, &stage, &base_remap, &clocks.base, shell)?);
         }
     }
+    drop(worktree);
     base_runs.reverse();
     head_runs.reverse();
     let side =
         Side { label: format!("{} (rebuilt)", short_commit(&base)), commit: Some(base), runs: base_runs };
     Ok((side, head_runs))
+}
+
+/// Records one repetition of `target` and returns the stored run (see [`record`]).
+fn record_stored(
+    args: &CheckArgs,
+    target: &CheckTarget,
+    stage: &Path,
+    remap: &[(PathBuf, PathBuf)],
+    clock: &Arc<Clock>,
+    shell: &Shell,
+) -> Result<RunMetadata> {
+    let summary = record(args, target, 1, stage, remap, clock, shell)?;
+    summary.stored.ok_or_else(|| Error::msg("the run was not stored; `check` needs a store"))
+}
+
+/// Copies cargo's build outputs of the profile directory `from` (`deps`, `build`, `.fingerprint`)
+/// into `to`, keeping modification times (cargo compares them) and leaving the files `to` has
+/// alone. Returns how many files were copied.
+fn seed_target(from: &Path, to: &Path) -> Result<usize> {
+    fn copy_tree(from: &Path, to: &Path, copied: &mut usize) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(from) else { return Ok(()) };
+        std::fs::create_dir_all(to).map_err(|e| Error::io("could not create directory", to, e))?;
+        for entry in entries.flatten() {
+            let (src, dest) = (entry.path(), to.join(entry.file_name()));
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                copy_tree(&src, &dest, copied)?;
+            } else if kind.is_file() && !dest.exists() {
+                std::fs::copy(&src, &dest).map_err(|e| Error::io("could not copy", &src, e))?;
+                let modified = entry.metadata().and_then(|m| m.modified());
+                let kept =
+                    modified.and_then(|t| std::fs::File::options().write(true).open(&dest)?.set_modified(t));
+                kept.map_err(|e| Error::io("could not set the modification time of", &dest, e))?;
+                *copied += 1;
+            }
+        }
+        Ok(())
+    }
+    let mut copied = 0;
+    for dir in ["deps", "build", ".fingerprint"] {
+        copy_tree(&from.join(dir), &to.join(dir), &mut copied)?;
+    }
+    Ok(copied)
 }

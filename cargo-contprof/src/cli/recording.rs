@@ -14,6 +14,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::{CargoFlags, OutputArgs, RunArgs, SamplingArgs, SuiteArgs, TargetArgs};
@@ -25,6 +26,7 @@ use crate::record::Summary;
 use crate::runner::{self, interrupt};
 use crate::shell::Shell;
 use crate::store::Store;
+use crate::timing::Clock;
 
 /// What to record, and how.
 #[derive(Debug, Clone)]
@@ -46,6 +48,8 @@ pub(super) struct Request {
     /// [`crate::cargo::BuildOptions::remap`]): `check`'s rebuilt base names its worktree and
     /// target directory as the head's.
     pub remap: Vec<(PathBuf, PathBuf)>,
+    /// Where the time of builds, runs and profile writing is added (`check` reads it).
+    pub clock: Arc<Clock>,
 }
 
 /// One target or a suite.
@@ -94,6 +98,7 @@ impl From<RunArgs> for Request {
             what: What::Target(a.target),
             stage_dir: None,
             remap: Vec::new(),
+            clock: Arc::default(),
         }
     }
 }
@@ -121,6 +126,7 @@ impl Request {
             }),
             stage_dir: None,
             remap: Vec::new(),
+            clock: Arc::default(),
         }
     }
 }
@@ -139,6 +145,8 @@ pub(super) struct Prepared {
     pub tags: Vec<(String, String)>,
     /// Where runs are stored (`None` with `--no-store`).
     pub store: Option<Store>,
+    /// Where the time of each phase is added.
+    pub clock: Arc<Clock>,
 }
 
 impl Prepared {
@@ -171,7 +179,8 @@ pub(super) fn record(request: &Request, shell: &Shell) -> Result<Summary> {
         true => None,
         false => Some(settings::open_store(&request.output.store, workspace.root())?),
     };
-    let prepared = Prepared { cargo_args, workspace, agent_settings, runs, tags, store };
+    let clock = Arc::clone(&request.clock);
+    let prepared = Prepared { cargo_args, workspace, agent_settings, runs, tags, store, clock };
     match (&request.what, timeout) {
         (What::Target(target), _) => super::run::record(&prepared, request, target, shell),
         (What::Suite(suite), Some(timeout)) => {

@@ -3,6 +3,7 @@
 //! other recording commands is in `recording.rs`.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use super::args::{RunArgs, TargetArgs};
 use super::recording::{self, Prepared, Request};
@@ -11,6 +12,7 @@ use crate::errors::{Error, Result};
 use crate::record::{self, Execution, Recording};
 use crate::runner::{self, RunSpec, Streams, interrupt};
 use crate::shell::Shell;
+use crate::timing::Phase;
 
 /// Runs the command.
 pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
@@ -45,10 +47,12 @@ pub(super) fn record(
         .status("Building", format_args!("{} with the `{}` profile", target.describe(), cargo::PROFILE_NAME));
     let targets = [target.clone()];
     let frame_pointers = agent_settings.unwind == runner::Unwind::FramePointers;
-    let artifacts = cargo::build(
-        &BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers, remap: &request.remap },
-        shell,
-    )?;
+    let artifacts = prepared.clock.time(Phase::Build, || {
+        cargo::build(
+            &BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers, remap: &request.remap },
+            shell,
+        )
+    })?;
     let Some(artifact) = artifacts.into_iter().next() else {
         return Err(Error::NoArtifact { target: target.describe() });
     };
@@ -71,6 +75,7 @@ pub(super) fn record(
 
     let stage = recording::open_stage(prepared, request, &raw_dir, &[&target], shell)?;
     let mut executions = Vec::new();
+    let runs_started = Instant::now();
     for i in 1..=runs {
         shell.status(
             "Profiling",
@@ -99,7 +104,7 @@ pub(super) fn record(
             repetition: i,
             raw_path: spec.raw_path,
             outcome,
-            per_iteration_ns: None,
+            per_iteration: None,
             aliases: recording::aliases(stage.as_ref()),
         });
         if failed || interrupt::interrupted() {
@@ -109,6 +114,7 @@ pub(super) fn record(
             break;
         }
     }
+    prepared.clock.add(Phase::Runs, runs_started.elapsed());
 
     let recording = Recording {
         workspace,
@@ -123,7 +129,7 @@ pub(super) fn record(
         store: prepared.store.as_ref(),
         labels: Default::default(),
     };
-    let summary = record::finish(&recording, executions, shell)?;
+    let summary = prepared.clock.time(Phase::Profiles, || record::finish(&recording, executions, shell))?;
     recording::single_outcome(summary, &target.describe())
 }
 

@@ -17,6 +17,7 @@ use crate::report;
 use crate::runner::list::{self, Case};
 use crate::runner::{self, Exit, RunSpec, Streams, pool};
 use crate::shell::Shell;
+use crate::timing::Phase;
 
 /// Which command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +37,18 @@ struct Job {
     group: String,
     label: String,
     repetition: u32,
-    /// A criterion benchmark, and how its binary selects it.
-    criterion: Option<list::CriterionSelect>,
+    /// A benchmark of a harness that measures time per iteration.
+    harness: Option<BenchHarness>,
+}
+
+/// The benchmark harnesses whose own time per iteration scales a benchmark's profile
+/// (`cpu_per_iter`, see [`criterion`]).
+#[derive(Debug, Clone, Copy)]
+enum BenchHarness {
+    /// Criterion, and how its binary selects one benchmark.
+    Criterion(list::CriterionSelect),
+    /// Divan (`--exact NAME`).
+    Divan,
 }
 
 /// How one test process ended, in test terms.
@@ -52,7 +63,7 @@ struct Done {
     job: Job,
     verdict: Verdict,
     execution: Execution,
-    per_iteration_ns: Option<f64>,
+    per_iteration: Option<criterion::PerIteration>,
 }
 
 /// Runs the command.
@@ -90,11 +101,15 @@ pub(super) fn record(
         format_args!("{} {} target(s) with the `{}` profile", targets.len(), noun(mode), cargo::PROFILE_NAME),
     );
     let frame_pointers = agent_settings.unwind == crate::runner::Unwind::FramePointers;
-    let artifacts = cargo::build(
-        &BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers, remap: &request.remap },
-        shell,
-    )?;
+    let artifacts = prepared.clock.time(Phase::Build, || {
+        cargo::build(
+            &BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers, remap: &request.remap },
+            shell,
+        )
+    })?;
     let agent_lib = prepared.agent_library()?;
+    // Listing the cases runs the binaries: it counts with the runs.
+    let listing_started = Instant::now();
 
     let filters: Vec<String> = args.filter.iter().cloned().collect();
     let (jobs, ignored) = plan(&artifacts, args, mode, &filters, runs)?;
@@ -110,11 +125,11 @@ pub(super) fn record(
         return Err(Error::NothingMatched { what });
     }
     if agent_settings.engine == crate::runner::Engine::Instructions
-        && jobs.iter().any(|j| j.criterion.is_some())
+        && jobs.iter().any(|j| j.harness.is_some())
     {
         shell.warn(
-            "criterion chooses its iteration counts by the clock, so the instruction counts of a criterion \
-             benchmark follow how many iterations fit its time budget under valgrind: they are not \
+            "criterion and divan choose their iteration counts by the clock, so the instruction counts of \
+             their benchmarks follow how many iterations fit the time budget under valgrind: they are not \
              repeatable; for exact counts, run the routine a fixed number of times in a test \
              (`cargo contprof test --engine instructions`) or a `harness = false` benchmark",
         );
@@ -164,6 +179,7 @@ pub(super) fn record(
         },
     );
     let elapsed = started.elapsed();
+    prepared.clock.add(Phase::Runs, listing_started.elapsed());
 
     done.sort_by(|a, b| (&a.job.group, a.job.repetition).cmp(&(&b.job.group, b.job.repetition)));
     let mut labels: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
@@ -196,7 +212,7 @@ pub(super) fn record(
         labels,
     };
     let executions = done.into_iter().map(|d| d.execution).collect();
-    let summary = record::finish(&recording, executions, shell)?;
+    let summary = prepared.clock.time(Phase::Profiles, || record::finish(&recording, executions, shell))?;
     print_summary(&summary, &verdicts, mode);
     let passed = verdicts.iter().filter(|(_, v, _)| *v == Verdict::Pass).count();
     let mut line = format!(
@@ -271,21 +287,25 @@ fn plan(
             TargetKind::Lib => t.package.clone(),
             _ => t.name.clone(),
         };
-        let cases: Vec<(Option<Case>, Option<list::CriterionSelect>)> = if t.harness {
+        let cases: Vec<(Option<Case>, Option<BenchHarness>)> = if t.harness {
             list::libtest_cases(&art.executable, &t.package_root)?
                 .into_iter()
                 .filter(|c| c.bench == (mode == Mode::Bench))
                 .map(|c| (Some(c), None))
                 .collect()
         } else if mode == Mode::Bench {
-            match list::criterion_cases(&art.executable, &t.package_root)? {
-                Some(found) => found.cases.into_iter().map(|c| (Some(c), Some(found.select))).collect(),
-                None => vec![(None, None)],
+            if let Some(found) = list::criterion_cases(&art.executable, &t.package_root)? {
+                let harness = BenchHarness::Criterion(found.select);
+                found.cases.into_iter().map(|c| (Some(c), Some(harness))).collect()
+            } else if let Some(cases) = list::divan_cases(&art.executable, &t.package_root)? {
+                cases.into_iter().map(|c| (Some(c), Some(BenchHarness::Divan))).collect()
+            } else {
+                vec![(None, None)]
             }
         } else {
             vec![(None, None)]
         };
-        for (case, is_criterion) in cases {
+        for (case, harness) in cases {
             let (group, label) = match &case {
                 Some(c) => {
                     (format!("{}/{binary}/{}", t.kind.as_str(), c.name), format!("{binary}/{}", c.name))
@@ -313,7 +333,7 @@ fn plan(
                     group: group.clone(),
                     label: label.clone(),
                     repetition,
-                    criterion: is_criterion,
+                    harness,
                 });
             }
         }
@@ -342,13 +362,17 @@ fn execute(
     let mut args: Vec<OsString> = Vec::new();
     let slot = raw_dir.join(sanitize(&job.group.replace('/', "__")));
     // Each criterion benchmark's estimates in a home of its own, read back below.
-    let criterion_home = job.criterion.map(|_| slot.join(format!("criterion-{}", job.repetition)));
+    let criterion_home = matches!(job.harness, Some(BenchHarness::Criterion(_)))
+        .then(|| slot.join(format!("criterion-{}", job.repetition)));
     let env = recording::workload_env(&job.artifact.target, build_dir, criterion_home.as_deref());
-    match (&job.case, job.criterion) {
-        (Some(c), Some(select)) => {
+    match (&job.case, job.harness) {
+        (Some(c), Some(BenchHarness::Criterion(select))) => {
             args.push("--bench".into());
             args.extend(select.args(&c.name));
             args.push("--noplot".into());
+        }
+        (Some(c), Some(BenchHarness::Divan)) => {
+            args.extend(["--bench".into(), "--exact".into(), c.name.clone().into()]);
         }
         (Some(c), None) => {
             args.extend([c.name.clone().into(), "--exact".into(), "--test-threads=1".into()]);
@@ -388,19 +412,26 @@ fn execute(
         e if e.success() => Verdict::Pass,
         _ => Verdict::Fail,
     };
-    let per_iteration_ns = criterion_home.as_deref().and_then(criterion::mean_ns_per_iteration);
+    let per_iteration = match job.harness {
+        Some(BenchHarness::Criterion(_)) => criterion_home
+            .as_deref()
+            .and_then(criterion::mean_ns_per_iteration)
+            .map(criterion::PerIteration::MeanNs),
+        Some(BenchHarness::Divan) => criterion::divan_iterations(&stdout).map(criterion::PerIteration::Count),
+        None => None,
+    };
     Ok(Done {
         execution: Execution {
             group: job.group.clone(),
             repetition: job.repetition,
             raw_path: spec.raw_path,
             outcome,
-            per_iteration_ns,
+            per_iteration,
             aliases: recording::aliases(stage),
         },
         job,
         verdict,
-        per_iteration_ns,
+        per_iteration,
     })
 }
 
@@ -412,10 +443,11 @@ fn progress(shell: &Shell, d: &Done, runs: u32) {
     };
     let rep = if runs > 1 { format!(" (run {}/{runs})", d.job.repetition) } else { String::new() };
     let wall = d.execution.outcome.wall.as_secs_f64();
-    let per_iter = d
-        .per_iteration_ns
-        .map(|ns| format!(" {}/iter", report::format_duration(ns as i64)))
-        .unwrap_or_default();
+    let per_iter = match d.per_iteration {
+        Some(criterion::PerIteration::MeanNs(ns)) => format!(" {}/iter", report::format_duration(ns as i64)),
+        Some(criterion::PerIteration::Count(n)) => format!(" {n} iterations"),
+        None => String::new(),
+    };
     if d.verdict == Verdict::Pass {
         shell.status(verb, format_args!("[{wall:>7.3}s] {}{rep}{per_iter}", d.job.label));
     } else {

@@ -38,6 +38,10 @@ struct Pending {
     decision: Decision,
     /// Change in units of the run (share points), for the self/total bookkeeping.
     delta: f64,
+    /// The function is called by changed code ([`Explained::called_by_changed`]).
+    ///
+    /// [`Explained::called_by_changed`]: super::explain::Explained::called_by_changed
+    called_by_changed: bool,
 }
 
 /// Compares base and head runs of every group.
@@ -168,7 +172,17 @@ pub fn compare(
     summarize(&mut summary, &findings);
     let causes = super::causes::assign(&mut findings, groups);
     summary.causes = causes.len();
-    Ok(Comparison { base, head, settings: opts.settings(), findings, warnings, power, summary, causes })
+    Ok(Comparison {
+        base,
+        head,
+        settings: opts.settings(),
+        findings,
+        warnings,
+        power,
+        summary,
+        causes,
+        timings: None,
+    })
 }
 
 /// The share of runs cut at each end of a side for the metrics of waiting (Yuen's test,
@@ -266,8 +280,14 @@ fn unexplained_is_shift(verdict: Verdict, f: &Finding, opts: &Options) -> Verdic
 /// account for: without a call graph, "account for" means the flagged self changes (and new or
 /// vanished functions) in the same direction add up to at least 2/3 of the total-cost change. A
 /// regressed leaf then shows once, as self cost, instead of once per caller up to `main`.
+///
+/// The total of a function called by changed code (a loop bound, an extra call in its caller)
+/// is accounted for only by self changes that are not shifts: the changed caller does more work
+/// below it, its callees' self costs grow without their code changing (shifts, which do not
+/// gate), and that total is then the row that names the regression.
 fn mark_inherited(pending: &mut [Pending]) {
-    let mut explained: BTreeMap<(String, Metric, bool), f64> = BTreeMap::new();
+    // Per group, metric and direction: the flagged self changes, and those that are not shifts.
+    let mut accounted: BTreeMap<(String, Metric, bool), [f64; 2]> = BTreeMap::new();
     for p in pending.iter() {
         let f = &p.finding;
         let counts = match f.verdict {
@@ -275,13 +295,19 @@ fn mark_inherited(pending: &mut [Pending]) {
             v => v.is_change() && f.kind == Kind::SelfCost,
         };
         if counts {
-            *explained.entry((f.group.clone(), f.metric, p.delta > 0.0)).or_default() += p.delta.abs();
+            let sums = accounted.entry((f.group.clone(), f.metric, p.delta > 0.0)).or_default();
+            sums[0] += p.delta.abs();
+            if f.verdict != Verdict::Shifted {
+                sums[1] += p.delta.abs();
+            }
         }
     }
     for p in pending.iter_mut() {
         let f = &p.finding;
         if f.kind == Kind::Total && f.verdict.is_change() {
-            let sum = explained.get(&(f.group.clone(), f.metric, p.delta > 0.0)).copied().unwrap_or(0.0);
+            let sums =
+                accounted.get(&(f.group.clone(), f.metric, p.delta > 0.0)).copied().unwrap_or_default();
+            let sum = if p.called_by_changed && f.verdict != Verdict::Shifted { sums[1] } else { sums[0] };
             p.finding.inherited = sum >= INHERITED_FRACTION * p.delta.abs();
         }
     }
@@ -391,6 +417,10 @@ impl Ctx<'_> {
         leaf || root
     }
 
+    fn called_by_changed(&self, series: &Series) -> bool {
+        self.explained.is_some_and(|e| e.called_by_changed.contains(&series.name))
+    }
+
     fn finding(&self, series: &Series, kind: Kind, method: Method) -> Finding {
         let xs = Self::values(series, kind);
         let shares = self.shares(xs);
@@ -451,7 +481,12 @@ impl Ctx<'_> {
         let mut finding = self.finding(series, Kind::Total, Method::Presence);
         finding.change = (verdict == Verdict::Vanished).then_some(-1.0);
         let delta = finding.head_share - finding.base_share;
-        self.out.push(Pending { finding, decision: Decision::Fixed(verdict), delta });
+        self.out.push(Pending {
+            finding,
+            decision: Decision::Fixed(verdict),
+            delta,
+            called_by_changed: self.called_by_changed(series),
+        });
         true
     }
 
@@ -482,7 +517,12 @@ impl Ctx<'_> {
                 let separated = hi_b < lo_h || hi_h < lo_b;
                 finding.change = (finding.base > 0.0).then(|| finding.head / finding.base - 1.0);
                 let delta = if base_total > 0.0 { (finding.head - finding.base) / base_total } else { 0.0 };
-                self.out.push(Pending { finding, decision: Decision::Exact { separated }, delta });
+                self.out.push(Pending {
+                    finding,
+                    decision: Decision::Exact { separated },
+                    delta,
+                    called_by_changed: self.called_by_changed(series),
+                });
             }
         }
     }
@@ -551,8 +591,34 @@ impl Ctx<'_> {
         let mut shift = (0.0, 0.0);
         let mut null = None;
         let mut changed = vec![false; candidates.len()];
+        // The functions the empirical null is estimated from: enough samples (below ~20 per run
+        // the log of (samples + 1) is biased toward zero change, and a run that grew would make
+        // every small function look shifted), and not explained by the diff (their code, or their
+        // caller's, changed: their change is not spread, and a change inlined into many callers
+        // would otherwise pass for drift and hide itself).
+        let null_items: Vec<usize> = selfs
+            .iter()
+            .copied()
+            .filter(|&c| stats[c].iter().all(|s| s.floor <= NULL_MAX_FLOOR))
+            .filter(|&c| {
+                let name = &self.data.functions[candidates[c].0].name;
+                !self.explained.is_some_and(|e| e.explains(name, Kind::SelfCost))
+            })
+            .collect();
+        // Interleaved sides have no drift between them: what the comparison's null shows beyond
+        // the sides' own A/A is the layout's real shifts of unchanged functions, not spread (if
+        // the halves cannot say, nothing is added).
+        let halves = (self.opts.interleaved && !single)
+            .then(|| self.halves_null(&candidates, &null_items, &stats, normalized).unwrap_or(0.0));
         let history = self.history.and_then(|h| h.get(&self.metric).copied());
-        let spread = |null: Option<f64>| spread(null, history, floor);
+        // The comparison's null as used: capped at the sides' own A/A when interleaved.
+        let spread = |null: Option<f64>| {
+            let used = match (null, halves) {
+                (Some(n), Some(cap)) => Some(n.min(cap)),
+                _ => null,
+            };
+            spread(used, history, floor)
+        };
         for _ in 0..SHIFT_ROUNDS {
             let var = spread(null).1;
             if normalized {
@@ -564,19 +630,8 @@ impl Ctx<'_> {
                 let Some(m) = weighted_median(&mut items) else { break };
                 shift = m;
             }
-            // Only functions with enough samples: below ~20 per run the log of (samples + 1) is
-            // biased toward zero change, and a run that grew would make every small function
-            // look shifted.
-            // Functions the diff explains are left out too: their code (or their caller's)
-            // changed, so their change is not spread, and a change inlined into many callers
-            // would otherwise pass for drift and hide itself.
-            let items: Vec<(f64, f64)> = selfs
+            let items: Vec<(f64, f64)> = null_items
                 .iter()
-                .filter(|&&c| stats[c].iter().all(|s| s.floor <= NULL_MAX_FLOOR))
-                .filter(|&&c| {
-                    let name = &self.data.functions[candidates[c].0].name;
-                    !self.explained.is_some_and(|e| e.explains(name, Kind::SelfCost))
-                })
                 .map(|&c| {
                     let t = tests[c].shifted(shift.0, shift.1);
                     (t.diff, t.se * t.se)
@@ -597,7 +652,7 @@ impl Ctx<'_> {
             changed = next;
         }
         let (source, drift) = spread(null);
-        self.record_power(&selfs, &stats, source, drift, null);
+        self.record_power(&selfs, &stats, source, drift, null, halves);
         let shift = (shift.0, shift.1 + drift);
         let method = match (normalized, single) {
             (true, false) => Method::WelchLogShare,
@@ -621,7 +676,12 @@ impl Ctx<'_> {
             finding.ci_high = Some(hi.exp() - 1.0);
             finding.p = Some(t.p);
             let delta = self.level_delta(series, kind, shift.0, normalized);
-            self.out.push(Pending { finding, decision: Decision::Test { single }, delta });
+            self.out.push(Pending {
+                finding,
+                decision: Decision::Test { single },
+                delta,
+                called_by_changed: self.called_by_changed(series),
+            });
         }
     }
 
@@ -645,6 +705,7 @@ impl Ctx<'_> {
         source: DriftSource,
         var: f64,
         null: Option<f64>,
+        halves: Option<f64>,
     ) {
         // How much more than sampling noise functions vary between runs of one batch.
         let mut ratios: Vec<f64> = selfs
@@ -668,6 +729,7 @@ impl Ctx<'_> {
             between_batch_sd: var.sqrt(),
             drift_source: source,
             comparison_sd: null.map(f64::sqrt),
+            sides_sd: halves.map(f64::sqrt),
             min_detectable: Vec::new(),
         });
     }
@@ -692,12 +754,49 @@ impl Ctx<'_> {
             let share = if normalized { self.shares(xs)[s].min(0.95) } else { 0.0 };
             let exact = self.data.runs[s].iter().all(|r| r.exact);
             let floor = if exact { 0.0 } else { (1.0 - share) / (lambda + 1.0) };
-            if self.metric.is_waiting() {
-                SideStats::trimmed(&ys, floor, WAIT_TRIM)
-            } else {
-                SideStats::new(&ys, floor)
-            }
+            self.stats_of(&ys, floor)
         })
+    }
+
+    /// Mean and variance of logs: trimmed for the metrics of waiting (heavy tails).
+    fn stats_of(&self, ys: &[f64], floor: f64) -> SideStats {
+        if self.metric.is_waiting() {
+            SideStats::trimmed(ys, floor, WAIT_TRIM)
+        } else {
+            SideStats::new(ys, floor)
+        }
+    }
+
+    /// The between-batch variance of an A/A of the same workload: each side's runs split in two
+    /// (alternate runs, so that both halves span the same time) and compared, for the functions
+    /// the empirical null is estimated from (`null_items`, candidates' indices). With base and
+    /// head interleaved, nothing but the code differs between the sides; what spread the sides'
+    /// halves show is the most that drift can add.
+    fn halves_null(
+        &self,
+        candidates: &[(usize, Kind)],
+        null_items: &[usize],
+        stats: &[[SideStats; 2]],
+        normalized: bool,
+    ) -> Option<f64> {
+        let mut items = Vec::new();
+        for &c in null_items {
+            let xs = Self::values(&self.data.functions[candidates[c].0], candidates[c].1);
+            for s in 0..2 {
+                let ys = self.logs(&xs[s], s, normalized);
+                if ys.len() < 4 {
+                    continue;
+                }
+                let half =
+                    |parity: usize| -> Vec<f64> { ys.iter().skip(parity).step_by(2).copied().collect() };
+                let t = welch(
+                    self.stats_of(&half(0), stats[c][s].floor),
+                    self.stats_of(&half(1), stats[c][s].floor),
+                );
+                items.push((t.diff, t.se * t.se));
+            }
+        }
+        excess_variance(&items)
     }
 
     /// Change of the mean level in units of the run: share points (head shares rescaled by the

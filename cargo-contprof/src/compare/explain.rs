@@ -35,6 +35,11 @@ pub struct Explained {
     pub self_cost: BTreeSet<String>,
     /// Functions whose total-cost change is explained.
     pub total: BTreeSet<String>,
+    /// Functions called by changed code: on some stack, a changed function sits between them
+    /// and their direct caller, the caller included (a caller that calls them more often or
+    /// with more work). Their callees' self costs may then grow without their code changing.
+    #[serde(default)]
+    pub called_by_changed: BTreeSet<String>,
 }
 
 impl Explained {
@@ -64,18 +69,35 @@ impl Explained {
                 // the next location outward holding a frame that is not a library frame (the
                 // library frames in between, iterator adapters and closure shims, are part of
                 // the call).
-                let explained_at = |name: &str| {
-                    let Some(&(d, _)) = located.iter().find(|(_, (n, _))| n == name) else { return false };
+                // A function's innermost location, and its caller's.
+                let place = |name: &str| {
+                    let &(d, _) = located.iter().find(|(_, (n, _))| n == name)?;
                     let caller =
                         located.iter().find(|(dc, (_, library))| *dc > d && !library).map(|(dc, _)| *dc);
-                    changed_at <= caller.unwrap_or(usize::MAX)
+                    Some((d, caller.unwrap_or(usize::MAX)))
                 };
-                if !out.self_cost.contains(leaf) && explained_at(leaf) {
+                let explained_at = |caller: usize| changed_at <= caller;
+                // A changed function between a function's place and its caller's, the caller's
+                // included.
+                let called_by_changed = |d: usize, caller: usize| {
+                    located.iter().any(|(cd, (n, _))| *cd > d && *cd <= caller && changed.contains(n))
+                };
+                if !out.self_cost.contains(leaf)
+                    && place(leaf).is_some_and(|(_, caller)| explained_at(caller))
+                {
                     out.self_cost.insert(leaf.to_owned());
                 }
                 for &name in &seen {
-                    if !out.total.contains(name) && explained_at(name) {
+                    let (total, called) = (out.total.contains(name), out.called_by_changed.contains(name));
+                    if total && called {
+                        continue;
+                    }
+                    let Some((d, caller)) = place(name) else { continue };
+                    if !total && explained_at(caller) {
                         out.total.insert(name.to_owned());
+                    }
+                    if !called && called_by_changed(d, caller) {
+                        out.called_by_changed.insert(name.to_owned());
                     }
                 }
             }
@@ -165,6 +187,8 @@ mod tests {
         assert!(!e.explains("json::parse_str", crate::compare::Kind::SelfCost));
         assert!(!e.explains("json::parse_str", crate::compare::Kind::Total));
         assert!(e.explains("app::main", crate::compare::Kind::Total));
+        // Called by changed code: the direct callee only; not the changed function, nor its caller.
+        assert_eq!(e.called_by_changed, BTreeSet::from(["json::parse_value".to_owned()]));
     }
 
     #[test]

@@ -390,6 +390,10 @@ pub struct Power {
     /// This comparison's own estimate of that spread (its empirical null), when it had enough
     /// functions to make one.
     pub comparison_sd: Option<f64>,
+    /// With base and head interleaved: the same estimate between the halves of each side's runs
+    /// (an A/A of the same workload), the most of `comparison_sd` that is used; what the
+    /// comparison shows beyond it is real shifts (layout) of functions the diff did not change.
+    pub sides_sd: Option<f64>,
     /// The minimum detectable effect at a few shares.
     pub min_detectable: Vec<Detectable>,
 }
@@ -465,6 +469,8 @@ pub struct Comparison {
     pub summary: Summary,
     /// The changes grouped by cause, in the order of their verdicts (see `compare::causes`).
     pub causes: Vec<super::causes::Cause>,
+    /// Where the time went, when `check` made the comparison (the reports show it).
+    pub timings: Option<crate::timing::Timings>,
 }
 
 impl Comparison {

@@ -3,7 +3,8 @@
 //! ```json
 //! {"version": 2, "base": {...}, "head": {...}, "settings": {...},
 //!  "regressions": [...], "improvements": [...], "shifted": [...], "possible": [...], "new": [...],
-//!  "vanished": [...], "inherited": [...], "warnings": [...], "groups": [...], "summary": {...}}
+//!  "vanished": [...], "inherited": [...], "warnings": [...], "groups": [...], "summary": {...},
+//!  "timings": {...}}
 //! ```
 //! Each entry of the lists is a [`Finding`]: `group`, `function`, `metric`, `kind`, `base`, `head`,
 //! `base_share`, `head_share`, `change`, `ci_low`, `ci_high`, `p`, `q`, `runs_base`, `runs_head`,
@@ -11,7 +12,8 @@
 //! findings are not listed (they are counted). Version 2: `regressions` and `improvements` hold
 //! only changes the diff explains (code on the function's call paths changed); the others are in
 //! `shifted`. `groups` holds, per group and sampled metric, the spread used and the minimum
-//! detectable effect ([`super::finding::Power`]).
+//! detectable effect ([`super::finding::Power`]). `timings` (only from `check`) says where the
+//! job's time went ([`crate::timing::Timings`]).
 //!
 //! `causes` lists the changes once per cause ([`super::causes`]): `id` (stable:
 //! `<metric>:<verdict>:<function>`), `function`, `metric`, `verdict`, the `groups` where its own
@@ -50,6 +52,8 @@ struct Report<'a> {
     groups: &'a [super::finding::Power],
     summary: &'a super::finding::Summary,
     causes: &'a [super::causes::Cause],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<&'a crate::timing::Timings>,
 }
 
 #[derive(Serialize)]
@@ -79,6 +83,7 @@ pub fn write_json(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         groups: &cmp.power,
         summary: &cmp.summary,
         causes: &cmp.causes,
+        timings: cmp.timings.as_ref(),
     };
     serde_json::to_writer_pretty(&mut out, &report)?;
     out.write_all(b"\n")

@@ -21,7 +21,10 @@
 //! - A between-batch variance is added to every sampled test: batches recorded at different
 //!   times drift apart function by function, which within-batch variances cannot show. It is the
 //!   largest of the comparison's empirical null (`stats::excess_variance` over functions with
-//!   enough samples), the store's history ([`Group::history`]) and a default.
+//!   enough samples), the store's history ([`Group::history`]) and a default. With base and
+//!   head interleaved run by run (`Options::interleaved`) there is no drift between them, and
+//!   the comparison's null is capped at what each side's runs split in two show: beyond that,
+//!   the spread is the layout's real shifts of unchanged functions, which would hide the change.
 //! - Benjamini–Hochberg over every test of the comparison; a change is reported when q ≤ alpha
 //!   and the estimated change is at least the minimum effect; functions below a share and sample
 //!   floor are not tested.

@@ -11,7 +11,7 @@ use super::model::Metric;
 /// The smallest relative change of a function's instruction count reported when
 /// `[thresholds] instructions` does not say: counts repeat exactly for deterministic code, and
 /// this stays above the jitter of hash seeds, thread interleaving and time measured on real crates
-/// (README, "The instructions engine").
+/// (`docs/src/guide/instructions.md`).
 pub const DEFAULT_INSTRUCTIONS_EFFECT: f64 = 0.005;
 
 /// How a comparison decides. Build with [`Options::default`] and adjust the fields.
@@ -62,6 +62,11 @@ pub struct Options {
     /// varies by 11% (SD of the log) between batches of identical code, 0.16 for the difference of
     /// two.
     pub wait_between_batch_sd: f64,
+    /// Base and head were recorded alternately, run by run (`check`'s interleaved base): no
+    /// drift between the sides, so the spread the comparison's empirical null may add is capped
+    /// at what each side's own runs, split in two, show (an A/A of the same workload). Beyond it,
+    /// the spread is real: a change moves the binary's layout, and unchanged functions shift.
+    pub interleaved: bool,
 }
 
 impl Default for Options {
@@ -80,6 +85,7 @@ impl Default for Options {
             strict: false,
             between_batch_sd: 0.03,
             wait_between_batch_sd: 0.15,
+            interleaved: false,
         }
     }
 }
@@ -162,6 +168,7 @@ impl Options {
             strict: self.strict,
             between_batch_sd: self.between_batch_sd,
             wait_between_batch_sd: self.wait_between_batch_sd,
+            interleaved: self.interleaved,
         }
     }
 }
@@ -193,4 +200,7 @@ pub struct Settings {
     pub between_batch_sd: f64,
     /// The default between-batch spread of the metrics of waiting.
     pub wait_between_batch_sd: f64,
+    /// Whether base and head were recorded alternately (the empirical null is capped by the
+    /// sides' own A/A).
+    pub interleaved: bool,
 }

@@ -275,6 +275,9 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     for w in &cmp.warnings {
         writeln!(out, "warning: {w}")?;
     }
+    if let Some(t) = &cmp.timings {
+        writeln!(out, "time: {}", t.describe())?;
+    }
     Ok(())
 }
 
@@ -477,5 +480,9 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     }
     writeln!(out)?;
     writeln!(out, "</details>")?;
+    if let Some(t) = &cmp.timings {
+        writeln!(out)?;
+        writeln!(out, "Time: {}.", cell(&t.describe()))?;
+    }
     Ok(())
 }

@@ -187,10 +187,48 @@ fn markdown_and_text_name_the_regression() {
 
 fn explained(self_cost: &[&str], total: &[&str]) -> Option<Explained> {
     Some(Explained {
-        changed: Default::default(),
         self_cost: self_cost.iter().map(|s| s.to_string()).collect(),
         total: total.iter().map(|s| s.to_string()).collect(),
+        ..Explained::default()
     })
+}
+
+/// A constant in a caller (`a::main` calls `a::inflate` five times instead of four): the
+/// inflate functions' self costs grow without their code changing (shifts), and the total of the
+/// function the changed caller calls names the regression instead of being inherited from them.
+#[test]
+fn more_work_from_a_changed_caller_is_named_by_the_callees_total() {
+    let side = |passes: f64, runs: usize| -> Vec<RunCosts> {
+        (0..runs)
+            .map(|_| {
+                let inflate = 100.0 * passes;
+                let fns = [
+                    ("a::deflate", 600.0, 600.0),
+                    ("a::inflate", 0.0, inflate),
+                    ("a::inflate_core", 0.75 * inflate, 0.75 * inflate),
+                    ("a::inflate_bits", 0.25 * inflate, 0.25 * inflate),
+                    ("a::main", 0.0, 600.0 + inflate),
+                ];
+                run(Metric::AllocCount, MetricTotal::exact(600.0 + inflate), &fns)
+            })
+            .collect()
+    };
+    let mut g = Group { key: "test:t".into(), base: side(4.0, 3), head: side(5.0, 3), ..Group::default() };
+    let mut e = explained(&["a::inflate"], &["a::inflate", "a::main"]).unwrap();
+    e.changed.insert("a::main".into());
+    e.called_by_changed.extend(["a::inflate".to_owned(), "a::deflate".to_owned()]);
+    g.explained = Some(e);
+    let c = cmp(std::slice::from_ref(&g));
+    let gating: Vec<_> =
+        c.findings.iter().filter(|f| f.verdict == Verdict::Regression && !f.inherited).collect();
+    assert_eq!(gating.len(), 1, "{:?}", c.findings);
+    assert_eq!((gating[0].function.as_str(), gating[0].kind), ("a::inflate", Kind::Total));
+    let shifted: Vec<_> = c.with_verdict(Verdict::Shifted).iter().map(|f| f.function.clone()).collect();
+    assert_eq!(shifted, ["a::inflate_bits", "a::inflate_core"]);
+    // Not called by changed code (a changed function below it instead): inherited from the
+    // shifts as before, and nothing gates.
+    g.explained.as_mut().unwrap().called_by_changed.clear();
+    assert!(!cmp(&[g]).has_regression());
 }
 
 #[test]

@@ -99,9 +99,11 @@ pub fn observe(key: &WindowKey, profile: &Profile, fold_library: bool) -> Observ
 }
 
 /// Sample labels a rollup's stacks do without: thread ids and names (every window has its own
-/// ids, so they would keep every window's samples apart, and no view selects by thread), and the
-/// service and type, which the rollup itself names.
-const NOT_IN_ROLLUPS: [&str; 4] = ["tid", "thread", "service", "type"];
+/// ids, so they would keep every window's samples apart, and no view selects by thread), the
+/// service and type, which the rollup itself names, and the span and trace ids of the program's
+/// requests (one value per request: a rollup would grow with the traffic; a trace is read from
+/// its windows). The program's other labels (`contprof::labels`, spans' fields) stay.
+const NOT_IN_ROLLUPS: [&str; 6] = ["tid", "thread", "service", "type", "span_id", "trace_id"];
 
 /// A window's profile made ready for merging into a rollup: without the labels of
 /// `NOT_IN_ROLLUPS` (thread ids and names, service, type) and the window's own comments.
@@ -477,6 +479,21 @@ mod tests {
             profile_type: "cpu".into(),
             start,
             instance: instance.into(),
+        }
+    }
+
+    /// Regression guard: per-request ids would make a rollup grow with the traffic.
+    #[test]
+    fn rollups_keep_program_labels_and_leave_request_ids_out() {
+        let mut w = window("a", 10, 5);
+        w.label_samples(&[("endpoint", "/search"), ("span_id", "00000000000000ab"), ("trace_id", "01")]);
+        let merged = for_merge(w);
+        for s in &merged.sample {
+            let keys: Vec<&str> = s.label.iter().map(|l| merged.str(l.key)).collect();
+            assert!(
+                keys.contains(&"endpoint") && !keys.contains(&"span_id") && !keys.contains(&"trace_id"),
+                "{keys:?}"
+            );
         }
     }
 

@@ -155,10 +155,33 @@ pub fn run(args: UploadArgs) -> Result<()> {
     };
     std::thread::spawn(move || read_agent(&tx));
     u.serve(&rx);
+    release_service_streams();
     u.finish_building(&rx);
     u.drain();
     let _ = std::fs::remove_dir_all(&u.spool);
     Ok(())
+}
+
+/// The service ended: its standard streams, which the uploader shares, are let go before the last
+/// window is built and uploaded (up to [`DRAIN`] against a slow store), so that whoever reads the
+/// service's output (a pipe, a terminal, a supervisor) sees it end when the service does. Later
+/// messages go to the log file if there is one, else nowhere.
+fn release_service_streams() {
+    // SAFETY: plain system calls on descriptors this process owns; on failure the streams stay.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 {
+            return;
+        }
+        for fd in 0..=2 {
+            if fd != null {
+                libc::dup2(null, fd);
+            }
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+    }
 }
 
 /// The period and the window of `args`, checked: finite, positive, the window at most the

@@ -1,4 +1,8 @@
 //! One recorded window → one labelled profile per profile type, ready to upload.
+//!
+//! The program's own labels (`contprof::labels`, `tracing` spans) stay sample labels of each
+//! profile; they never name a stored object. The window's labels (deployment, instance, type)
+//! replace a program label of the same key.
 
 use std::path::Path;
 
@@ -101,4 +105,62 @@ pub fn build(
         profiles.push((key, profile::encode_to_vec(&p)));
     }
     Ok(Window { profiles, warnings: built.warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::RawWriter;
+    use contprof::format::{ClockKind, EndRecord, Header};
+
+    #[inline(never)]
+    fn window_probe(x: u64) -> u64 {
+        std::hint::black_box(x.wrapping_mul(3))
+    }
+
+    /// Regression guard for labels in production: a window's CPU profile keeps the program's
+    /// label sets as sample labels next to the window's own, and a program label named like a
+    /// window label gives way to it.
+    #[test]
+    fn program_labels_stay_sample_labels_of_each_window_profile() {
+        let header = Header {
+            magic: [0; 8],
+            version: 0,
+            header_len: 0,
+            pid: 1,
+            frequency_hz: 100,
+            clock: ClockKind::ThreadCpuTimer as u32,
+            alloc_mode: 0,
+            alloc_interval: 0,
+            start_unix_ns: 1_700_000_000_000_000_000,
+            contention_rate_ns: 0,
+            wall_period_ns: 0,
+        };
+        let pc = window_probe as *const () as u64 + 4;
+        let mut w = RawWriter::new(header);
+        w.maps(&std::fs::read_to_string("/proc/self/maps").unwrap())
+            .label_set(1, &[("endpoint", "/search"), ("version", "forged")])
+            .labels(1)
+            .cpu_sample(5, &[pc])
+            .cpu_sample(5, &[pc])
+            .end(EndRecord { cpu_time_ns: 20_000_000, samples: 2, ..Default::default() });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("window.raw");
+        std::fs::write(&path, w.bytes()).unwrap();
+        let origin = Origin {
+            deployment: Deployment { service: "api".into(), version: "1.2".into(), zone: "eu".into() },
+            instance: "i-1".into(),
+            labels: Vec::new(),
+        };
+        let window = build(&path, 1_700_000_000, &["cpu".into()], &origin, &mut Symbolizer::new()).unwrap();
+        let (key, bytes) = &window.profiles[0];
+        assert!(!key.path().contains("search"), "{}", key.path());
+        let p = crate::profile::decode(bytes).unwrap();
+        let labelled: Vec<_> =
+            p.sample.iter().filter(|s| p.label_str(s, "endpoint") == Some("/search")).collect();
+        assert_eq!(labelled.len(), 1, "{:?}", p.sample);
+        assert_eq!(p.label_str(labelled[0], "version"), Some("1.2"));
+        assert_eq!(labelled[0].label.iter().filter(|l| p.str(l.key) == "version").count(), 1);
+        assert_eq!(p.label_str(labelled[0], "service"), Some("api"));
+    }
 }

@@ -239,54 +239,83 @@ pub const DETACHED_FRAME: &str = "[call path not recorded]";
 /// [`contprof::format::TRUNCATED_FRAME`]): what is above it is unknown.
 pub const TRUNCATED_STACK_FRAME: &str = "[truncated stack]";
 
+/// Sample labels the tool sets itself: a label set from the program with one of these keys keeps
+/// the tool's value (`thread` and `tid` here; the run's and the window's labels, which replace a
+/// sample's label of the same key, later).
+pub const RESERVED_SAMPLE_LABELS: &[&str] = &["thread", "tid"];
+
+/// The sample label of the span a CPU, wall or thread sample was taken in (16 hex digits), as
+/// Pyroscope and OpenTelemetry profiles name it.
+pub const SPAN_ID_LABEL: &str = "span_id";
+/// The sample label of the trace (32 hex digits, W3C trace context).
+pub const TRACE_ID_LABEL: &str = "trace_id";
+
 /// The frame under which system time recorded apart from the samples ([`Record::KernelTime`]) is
 /// shown, on the stack of the sample taken right after it.
 pub const KERNEL_FRAME: &str = "[kernel]";
+
+/// What a sample was tagged with: `(label set, span id, trace id)`, 0 for none.
+type Tags = (u32, u64, u128);
+
+/// A thread's stack under its tags: `(tid, tags, frames)`.
+type Key<'a> = (u32, Tags, &'a [u64]);
 
 /// Everything the profile needs from the records, in one pass.
 #[derive(Default)]
 struct Collected<'a> {
     maps: Vec<&'a str>,
     thread_names: HashMap<u32, &'a str>,
-    /// Distinct `(tid, stack)` in first-seen order, with counts.
-    cpu: Vec<((u32, &'a [u64]), u64)>,
+    /// The label sets by id ([`Record::LabelSet`]).
+    label_sets: HashMap<u32, &'a [(String, String)]>,
+    /// Distinct `(tid, labels, stack)` in first-seen order, with counts.
+    cpu: Vec<(Key<'a>, u64)>,
     cpu_samples: u64,
-    /// System time per `(tid, stack)` of the CPU sample it came with ([`Record::KernelTime`]).
-    kernel: Vec<((u32, &'a [u64]), u64)>,
+    /// System time per `(tid, labels, stack)` of the CPU sample it came with
+    /// ([`Record::KernelTime`]).
+    kernel: Vec<(Key<'a>, u64)>,
     kernel_ns: u64,
-    allocs: Vec<([u64; 4], &'a [u64])>,
-    /// Waits and nanoseconds waited per stack ([`Record::ContentionStack`]).
-    waits: Vec<([u64; 2], &'a [u64])>,
+    /// Allocation totals per `(labels, stack)`.
+    allocs: Vec<([u64; 4], u32, &'a [u64])>,
+    /// Waits and nanoseconds waited per `(labels, stack)` ([`Record::ContentionStack`]).
+    waits: Vec<([u64; 2], u32, &'a [u64])>,
     /// A snapshot of every thread's stack ([`Record::ThreadStack`]).
-    threads: Vec<(u32, &'a [u64])>,
-    /// Wall time per `(tid, stack)` ([`Record::WallStack`], plus the [`Record::WallTime`] that
-    /// follows a thread's stack), in first-seen order.
-    wall: Vec<((u32, &'a [u64]), u64)>,
+    threads: Vec<Key<'a>>,
+    /// Wall time per `(tid, labels, stack)` ([`Record::WallStack`], plus the [`Record::WallTime`]
+    /// that follows a thread's stack), in first-seen order.
+    wall: Vec<(Key<'a>, u64)>,
     end: Option<EndRecord>,
     messages: Vec<(u32, &'a str)>,
 }
 
 fn collect(raw: &RawFile) -> Collected<'_> {
     let mut c = Collected::default();
-    let mut cpu_index: FastMap<(u32, &[u64]), usize> = FastMap::default();
-    let mut kernel_index: FastMap<(u32, &[u64]), usize> = FastMap::default();
-    let mut wall_index: FastMap<(u32, &[u64]), usize> = FastMap::default();
+    let mut cpu_index: FastMap<Key, usize> = FastMap::default();
+    let mut kernel_index: FastMap<Key, usize> = FastMap::default();
+    let mut wall_index: FastMap<Key, usize> = FastMap::default();
     // Each thread's last wall stack: its later wall time without a stack goes there.
-    let mut last_wall: FastMap<u32, (u32, &[u64])> = FastMap::default();
+    let mut last_wall: FastMap<u32, Key> = FastMap::default();
     // The CPU sample just read, if the record before this one was one.
-    let mut previous: Option<(u32, &[u64])> = None;
+    let mut previous: Option<Key> = None;
+    // The tags of the record after a `Labels` record (0: none).
+    let mut labels: Tags = (0, 0, 0);
     for r in &raw.records {
         let mut sample = None;
+        let tags = std::mem::take(&mut labels);
+        let set = tags.0;
         match r {
+            Record::Labels { set, span_id, trace_id } => labels = (*set, *span_id, *trace_id),
+            Record::LabelSet { id, pairs } => {
+                c.label_sets.insert(*id, pairs);
+            }
             Record::CpuSample { tid, frames } => {
                 c.cpu_samples += 1;
-                let key = (*tid, frames.as_slice());
+                let key = (*tid, tags, frames.as_slice());
                 add(&mut cpu_index, &mut c.cpu, key, 1);
                 sample = Some(key);
             }
             Record::KernelTime { tid, kernel_ns } => {
                 // Written in the same write(2) as the CPU sample it follows.
-                if let Some(key) = previous.filter(|(t, _)| t == tid) {
+                if let Some(key) = previous.filter(|(t, _, _)| t == tid) {
                     c.kernel_ns = c.kernel_ns.saturating_add(*kernel_ns);
                     add(&mut kernel_index, &mut c.kernel, key, *kernel_ns);
                 }
@@ -296,14 +325,14 @@ fn collect(raw: &RawFile) -> Collected<'_> {
             }
             Record::Maps(text) => c.maps.push(text),
             Record::AllocStack { alloc_count, alloc_bytes, inuse_count, inuse_bytes, frames } => {
-                c.allocs.push(([*alloc_count, *alloc_bytes, *inuse_count, *inuse_bytes], frames))
+                c.allocs.push(([*alloc_count, *alloc_bytes, *inuse_count, *inuse_bytes], set, frames))
             }
             Record::ContentionStack { contentions, delay_ns, frames } => {
-                c.waits.push(([*contentions, *delay_ns], frames))
+                c.waits.push(([*contentions, *delay_ns], set, frames))
             }
-            Record::ThreadStack { tid, frames } => c.threads.push((*tid, frames)),
+            Record::ThreadStack { tid, frames } => c.threads.push((*tid, tags, frames)),
             Record::WallStack { tid, wall_ns, frames } => {
-                let key = (*tid, frames.as_slice());
+                let key = (*tid, tags, frames.as_slice());
                 add(&mut wall_index, &mut c.wall, key, *wall_ns);
                 last_wall.insert(*tid, key);
             }
@@ -321,13 +350,42 @@ fn collect(raw: &RawFile) -> Collected<'_> {
     c
 }
 
+/// The pprof labels of the program's label sets (`contprof::labels`), each made once.
+struct SetLabels<'a> {
+    sets: &'a HashMap<u32, &'a [(String, String)]>,
+    cache: HashMap<u32, Vec<Label>>,
+    /// Sets named by records but not defined in the file.
+    missing: usize,
+}
+
+impl SetLabels<'_> {
+    /// The labels of set `set` (none for 0); a key the tool sets itself
+    /// ([`RESERVED_SAMPLE_LABELS`]) stays the tool's.
+    fn get(&mut self, w: &mut ProfileWriter, set: u32) -> Vec<Label> {
+        if set == 0 {
+            return Vec::new();
+        }
+        if let Some(l) = self.cache.get(&set) {
+            return l.clone();
+        }
+        let labels: Vec<Label> = match self.sets.get(&set) {
+            Some(pairs) => pairs
+                .iter()
+                .filter(|(k, _)| !RESERVED_SAMPLE_LABELS.contains(&k.as_str()))
+                .map(|(k, v)| Label { key: w.string(k), str: w.string(v), num: 0, num_unit: 0 })
+                .collect(),
+            None => {
+                self.missing += 1;
+                Vec::new()
+            }
+        };
+        self.cache.insert(set, labels.clone());
+        labels
+    }
+}
+
 /// Adds `n` to the entry of `key` in `out` (first-seen order), found through `index`.
-fn add<'a>(
-    index: &mut FastMap<(u32, &'a [u64]), usize>,
-    out: &mut Vec<((u32, &'a [u64]), u64)>,
-    key: (u32, &'a [u64]),
-    n: u64,
-) {
+fn add<'a>(index: &mut FastMap<Key<'a>, usize>, out: &mut Vec<(Key<'a>, u64)>, key: Key<'a>, n: u64) {
     match index.get(&key) {
         Some(&i) => out[i].1 = out[i].1.saturating_add(n),
         None => {
@@ -428,7 +486,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     let truncated: u64 = c
         .cpu
         .iter()
-        .filter(|((_, frames), _)| {
+        .filter(|((_, _, frames), _)| {
             frames.len() > 1 && frames.last() == Some(&contprof::format::TRUNCATED_FRAME)
         })
         .map(|(_, n)| n)
@@ -459,22 +517,37 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
     }
 
     let (thread_key, tid_key) = (w.string("thread"), w.string("tid"));
-    // `thread` (its name, else `tid-N`) and `tid` labels of a CPU sample.
-    let thread_labels = |w: &mut ProfileWriter, tid: u32| {
+    let (span_key, trace_key) = (w.string(SPAN_ID_LABEL), w.string(TRACE_ID_LABEL));
+    let mut sets = SetLabels { sets: &c.label_sets, cache: HashMap::new(), missing: 0 };
+    // `thread` (its name, else `tid-N`) and `tid` labels of a CPU sample, then its label set's.
+    let thread_labels = |w: &mut ProfileWriter, sets: &mut SetLabels, tid: u32, (set, span, trace): Tags| {
         let name = match c.thread_names.get(&tid) {
             Some(n) => w.string(n),
             None => w.string(&format!("tid-{tid}")),
         };
-        vec![
+        let mut labels = vec![
             Label { key: thread_key, str: name, num: 0, num_unit: 0 },
             Label { key: tid_key, str: 0, num: i64::from(tid), num_unit: 0 },
-        ]
+        ];
+        labels.extend(sets.get(w, set));
+        if span != 0 {
+            labels.push(Label { key: span_key, str: w.string(&format!("{span:016x}")), num: 0, num_unit: 0 });
+        }
+        if trace != 0 {
+            labels.push(Label {
+                key: trace_key,
+                str: w.string(&format!("{trace:032x}")),
+                num: 0,
+                num_unit: 0,
+            });
+        }
+        labels
     };
     let mut values = vec![0i64; types.len()];
     let (i_samples, i_cpu) = (sample_index::SAMPLES, sample_index::CPU);
-    for &((tid, frames), count) in &c.cpu {
+    for &((tid, set, frames), count) in &c.cpu {
         let stack = sym.stack(&mut w, frames, StackKind::Cpu);
-        let labels = thread_labels(&mut w, tid);
+        let labels = thread_labels(&mut w, &mut sets, tid, set);
         values.fill(0);
         values[i_samples] = to_i64(count);
         values[i_cpu] = to_i64(count).saturating_mul(period);
@@ -484,29 +557,31 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         let kernel = w.pseudo_location(KERNEL_FRAME);
         // Scaled so that the total stays the measured CPU time.
         let scale = kernel_ns as f64 / c.kernel_ns.max(1) as f64;
-        for &((tid, frames), ns) in &c.kernel {
+        for &((tid, set, frames), ns) in &c.kernel {
             let mut stack = vec![kernel];
             stack.extend(sym.stack(&mut w, frames, StackKind::Cpu));
-            let labels = thread_labels(&mut w, tid);
+            let labels = thread_labels(&mut w, &mut sets, tid, set);
             values.fill(0);
             values[i_cpu] = (ns as f64 * scale) as i64;
             w.sample(stack, &values, labels);
         }
     }
-    for &(v, frames) in &c.allocs {
+    for &(v, set, frames) in &c.allocs {
         let stack = sym.stack(&mut w, frames, StackKind::Alloc);
         values.fill(0);
         values[sample_index::ALLOC_OBJECTS..].iter_mut().zip(v).for_each(|(d, s)| *d = to_i64(s));
-        w.sample(stack, &values, Vec::new());
+        let labels = sets.get(&mut w, set);
+        w.sample(stack, &values, labels);
     }
 
     if let Some(i) = i_contention {
-        for &(v, frames) in &c.waits {
+        for &(v, set, frames) in &c.waits {
             let stack = sym.stack(&mut w, frames, StackKind::Alloc);
             values.fill(0);
             values[i] = to_i64(v[0]);
             values[i + 1] = to_i64(v[1]);
-            w.sample(stack, &values, Vec::new());
+            let labels = sets.get(&mut w, set);
+            w.sample(stack, &values, labels);
         }
         w.comment(&format!(
             "contention: waits of {contention_rate} ns or more recorded, shorter ones sampled with \
@@ -514,9 +589,9 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         ));
     }
     if let Some(i) = i_wall {
-        for &((tid, frames), ns) in &c.wall {
+        for &((tid, set, frames), ns) in &c.wall {
             let stack = sym.stack(&mut w, frames, StackKind::Cpu);
-            let labels = thread_labels(&mut w, tid);
+            let labels = thread_labels(&mut w, &mut sets, tid, set);
             values.fill(0);
             values[i] = to_i64(ns);
             w.sample(stack, &values, labels);
@@ -527,13 +602,19 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         ));
     }
     if let Some(i) = i_threads {
-        for &(tid, frames) in &c.threads {
+        for &(tid, set, frames) in &c.threads {
             let stack = sym.stack(&mut w, frames, StackKind::Cpu);
-            let labels = thread_labels(&mut w, tid);
+            let labels = thread_labels(&mut w, &mut sets, tid, set);
             values.fill(0);
             values[i] = 1;
             w.sample(stack, &values, labels);
         }
+    }
+    if sets.missing > 0 {
+        warnings.push(format!(
+            "{} label sets named by samples are not in the raw file: those samples have no labels",
+            sets.missing
+        ));
     }
     if let Some(counts) = options.instructions {
         add_instructions(&mut w, &mut sym, counts, options.aliases, &mut values, &mut warnings);
@@ -587,7 +668,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
 /// [`contprof::env::CALLGRIND_UNCOUNTED`]). The program's instructions under its interposers
 /// (glibc's allocator under `malloc`) stay, charged to the program's caller: the interposer's frame
 /// is dropped from the stack. The program's total is then what callgrind counts without the agent
-/// but for the allocator's work on the headers of recorded blocks (see the README).
+/// but for the allocator's work on the headers of recorded blocks (see `docs/src/guide/instructions.md`).
 fn add_instructions(
     w: &mut ProfileWriter,
     sym: &mut Symbols<'_>,

@@ -41,7 +41,8 @@ impl Profile {
         }
     }
 
-    /// Adds string labels to every sample.
+    /// Adds string labels to every sample; a sample's label of the same key (one the program set
+    /// with `contprof::labels`) gives way.
     pub fn label_samples(&mut self, labels: &[(&str, &str)]) {
         let mut ids = HashMap::new();
         let mut intern = |p: &mut Profile, s: &str| -> i64 {
@@ -54,7 +55,12 @@ impl Profile {
             .iter()
             .map(|(k, v)| Label { key: intern(self, k), str: intern(self, v), num: 0, num_unit: 0 })
             .collect();
+        // Keys compare by text: this profile may hold the same key string more than once.
+        let replaced: HashSet<i64> = (0..self.string_table.len() as i64)
+            .filter(|&i| labels.iter().any(|n| self.str(n.key) == self.str(i)))
+            .collect();
         for s in &mut self.sample {
+            s.label.retain(|l| !replaced.contains(&l.key));
             s.label.extend_from_slice(&labels);
         }
     }

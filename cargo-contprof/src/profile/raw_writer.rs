@@ -3,7 +3,7 @@
 
 use contprof::format::{
     EndRecord, HEADER_LEN, Header, KIND_ALLOC_STACK, KIND_CONTENTION_STACK, KIND_CPU_SAMPLE, KIND_END,
-    KIND_MAPS, KIND_MESSAGE, KIND_THREAD_NAME, MAGIC, VERSION, pad8,
+    KIND_LABEL_SET, KIND_LABELS, KIND_MAPS, KIND_MESSAGE, KIND_THREAD_NAME, MAGIC, VERSION, pad8,
 };
 
 /// Builds the bytes of a raw file, record by record, in the layout of [`contprof::format`].
@@ -74,6 +74,39 @@ impl RawWriter {
         p.extend_from_slice(&0u32.to_ne_bytes());
         frames.iter().for_each(|f| p.extend_from_slice(&f.to_ne_bytes()));
         self.record(KIND_CONTENTION_STACK, &p)
+    }
+
+    /// A label set's definition: `pairs` in key order, keys unique (as the agent interns them).
+    pub fn label_set(&mut self, id: u32, pairs: &[(&str, &str)]) -> &mut Self {
+        let mut set = Vec::new();
+        for (k, v) in pairs {
+            set.extend_from_slice(&(k.len() as u16).to_ne_bytes());
+            set.extend_from_slice(&(v.len() as u16).to_ne_bytes());
+            set.extend_from_slice(k.as_bytes());
+            set.extend_from_slice(v.as_bytes());
+        }
+        let mut p = Vec::with_capacity(8 + set.len());
+        p.extend_from_slice(&id.to_ne_bytes());
+        p.extend_from_slice(&(set.len() as u32).to_ne_bytes());
+        p.extend_from_slice(&set);
+        self.record(KIND_LABEL_SET, &p)
+    }
+
+    /// The label set of the next record.
+    pub fn labels(&mut self, set: u32) -> &mut Self {
+        let mut p = set.to_ne_bytes().to_vec();
+        p.extend_from_slice(&[0; 4]);
+        self.record(KIND_LABELS, &p)
+    }
+
+    /// The label set, span id and trace id of the next record.
+    pub fn labels_in_trace(&mut self, set: u32, span_id: u64, trace_id: u128) -> &mut Self {
+        let mut p = set.to_ne_bytes().to_vec();
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(&span_id.to_ne_bytes());
+        p.extend_from_slice(&((trace_id >> 64) as u64).to_ne_bytes());
+        p.extend_from_slice(&(trace_id as u64).to_ne_bytes());
+        self.record(KIND_LABELS, &p)
     }
 
     /// The END record.

@@ -136,6 +136,73 @@ fn builds_symbolized_profile_with_types_labels_mapping_and_period() {
     assert!(built.warnings.iter().any(|w| w.contains("timer fell back")));
 }
 
+/// The program's label sets become string labels of the samples taken under them (CPU, allocation
+/// and contention alike); samples outside any set have none; a set may be defined after the
+/// records that name it; a key the tool sets (`thread`) stays the tool's; span and trace ids
+/// become `span_id` and `trace_id` in hex.
+#[test]
+fn label_sets_become_sample_labels() {
+    let (hot, cold) = stacks();
+    let mut w = RawWriter::new(Header { contention_rate_ns: 1000, ..header(1000) });
+    w.maps(&self_maps())
+        .thread_name(7, "worker")
+        .label_set(1, &[("endpoint", "/search"), ("thread", "mine")])
+        .labels(1)
+        .cpu_sample(7, &hot)
+        .labels(2)
+        .cpu_sample(7, &hot)
+        .cpu_sample(7, &hot)
+        .labels_in_trace(0, 0xab, 0x0102_0000_0000_0000_0000_0000_0000_00cd)
+        .cpu_sample(7, &hot)
+        .labels(1)
+        .alloc_stack([1, 100, 0, 0], &cold[1..])
+        .labels(2)
+        .contention_stack([1, 5000], &cold[1..])
+        .label_set(2, &[("endpoint", "/items"), ("tenant", "t1")])
+        .end(end(4_000_000_000));
+    let built = build(&RawFile::parse(w.bytes()).expect("valid"), &BuildOptions::default());
+    let p = &built.profile;
+    let labels = |s: &Sample| {
+        let mut l: Vec<String> = s
+            .label
+            .iter()
+            .filter(|l| l.str != 0)
+            .map(|l| format!("{}={}", p.str(l.key), p.str(l.str)))
+            .collect();
+        l.sort();
+        l.join(",")
+    };
+    let mut seen: Vec<(String, Vec<i64>)> = p.sample.iter().map(|s| (labels(s), s.value.clone())).collect();
+    seen.sort();
+    let cpu = |n: i64| {
+        let mut v = vec![0; p.sample_type.len()];
+        v[sample_index::SAMPLES] = n;
+        v[sample_index::CPU] = n * 1_000_000_000;
+        v
+    };
+    let mut alloc = vec![0; p.sample_type.len()];
+    alloc[sample_index::ALLOC_OBJECTS] = 1;
+    alloc[sample_index::ALLOC_OBJECTS + 1] = 100;
+    let mut waits = vec![0; p.sample_type.len()];
+    let i = p.sample_type.len() - 2;
+    (waits[i], waits[i + 1]) = (1, 5000);
+    assert_eq!(
+        seen,
+        [
+            ("endpoint=/items,tenant=t1".into(), waits),
+            ("endpoint=/items,tenant=t1,thread=worker".into(), cpu(1)),
+            ("endpoint=/search".into(), alloc),
+            ("endpoint=/search,thread=worker".into(), cpu(1)),
+            (
+                "span_id=00000000000000ab,thread=worker,trace_id=010200000000000000000000000000cd".into(),
+                cpu(1)
+            ),
+            ("thread=worker".into(), cpu(1)),
+        ]
+    );
+    assert!(built.warnings.is_empty(), "{:?}", built.warnings);
+}
+
 #[test]
 fn period_falls_back_to_caller_cpu_time_then_frequency() {
     let raw = raw_file(None);

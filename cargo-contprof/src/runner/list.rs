@@ -1,5 +1,6 @@
 //! Listing what a test or benchmark binary contains, without the agent: libtest's
-//! `--list --format terse` and criterion's `--bench --list`, so that each test or benchmark can
+//! `--list --format terse`, criterion's `--bench --list` and divan's `--list --format terse`
+//! (which divan answers under cargo-nextest's `NEXTEST=1`), so that each test or benchmark can
 //! run in its own process (as cargo-nextest does).
 
 use std::io::Read;
@@ -31,10 +32,12 @@ fn list_output_within(
     exe: &Path,
     cwd: &Path,
     args: &[&str],
+    env: &[(&str, &str)],
     deadline: Duration,
 ) -> Result<(bool, String, String)> {
     let mut child = Command::new(exe)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -77,20 +80,52 @@ fn list_output_within(
 }
 
 fn list_output(exe: &Path, cwd: &Path, args: &[&str]) -> Result<(bool, String, String)> {
-    list_output_within(exe, cwd, args, LIST_DEADLINE)
+    list_output_within(exe, cwd, args, &[], LIST_DEADLINE)
 }
 
-/// Whether the binary links criterion (a symbol of the `criterion` crate): only then is a
+/// Whether the binary links criterion (a function of the `criterion` crate): only then is a
 /// `harness = false` bench asked to list its benchmarks; anything else would run in full.
 pub fn links_criterion(exe: &Path) -> bool {
+    links(exe, b"9criterion")
+}
+
+/// Whether the binary links divan (a function of the `divan` crate), as [`links_criterion`].
+pub fn links_divan(exe: &Path) -> bool {
+    links(exe, b"5divan")
+}
+
+/// Whether a symbol of `exe` belongs to the crate whose mangled name is `krate` (`<length><name>`).
+fn links(exe: &Path, krate: &[u8]) -> bool {
     use object::{Object, ObjectSymbol};
     let Ok(file) = std::fs::File::open(exe) else { return false };
     let cache = object::ReadCache::new(file);
     let Ok(obj) = object::File::parse(&cache) else { return false };
-    // Mangled names spell the crate as `9criterion` (legacy and v0 alike).
-    obj.symbols()
-        .chain(obj.dynamic_symbols())
-        .any(|s| s.name_bytes().is_ok_and(|n| memfind(n, b"9criterion")))
+    obj.symbols().chain(obj.dynamic_symbols()).any(|s| s.name_bytes().is_ok_and(|n| in_crate(n, krate)))
+}
+
+/// Whether the mangled `symbol` names a path that starts at the crate `krate`: the crate is the
+/// first component (legacy `_ZN9criterion...`) or a crate root (v0: `C`, an optional
+/// disambiguator `s<base62>_`, then the name). A module of another crate with the same name
+/// (`cargo_contprof::criterion`) does not count.
+fn in_crate(symbol: &[u8], krate: &[u8]) -> bool {
+    if let Some(path) = symbol.strip_prefix(b"_ZN") {
+        return path.starts_with(krate);
+    }
+    if !symbol.starts_with(b"_R") {
+        return false;
+    }
+    (1..symbol.len().saturating_sub(krate.len())).any(|i| {
+        symbol[i..].starts_with(krate)
+            && match symbol[i - 1] {
+                b'C' => true,
+                b'_' => {
+                    let before = &symbol[..i - 1];
+                    let run = before.iter().rev().take_while(|c| c.is_ascii_alphanumeric()).count();
+                    memfind(&before[before.len() - run..], b"Cs")
+                }
+                _ => false,
+            }
+    })
 }
 
 fn memfind(hay: &[u8], needle: &[u8]) -> bool {
@@ -178,6 +213,23 @@ pub fn criterion_cases(exe: &Path, cwd: &Path) -> Result<Option<CriterionCases>>
     Ok(Some(CriterionCases { cases, select }))
 }
 
+/// Lists the benchmarks of a divan binary; `None` when it does not link divan or lists nothing.
+/// Divan answers `--list --format terse` (`name: benchmark`, with each argument of a benchmark
+/// as its own `name::arg`) only under cargo-nextest, which it recognizes by `NEXTEST=1`.
+pub fn divan_cases(exe: &Path, cwd: &Path) -> Result<Option<Vec<Case>>> {
+    if !links_divan(exe) {
+        return Ok(None);
+    }
+    let (ok, out, _) =
+        list_output_within(exe, cwd, &["--list", "--format", "terse"], &[("NEXTEST", "1")], LIST_DEADLINE)?;
+    let cases: Vec<Case> = parse_listing(&out)
+        .into_iter()
+        .filter(|(_, bench)| *bench)
+        .map(|(name, _)| Case { name, ignored: false, bench: true })
+        .collect();
+    Ok((ok && !cases.is_empty()).then_some(cases))
+}
+
 /// The libtest filter semantics: substring match, or exact with `--exact`.
 pub fn matches(name: &str, filters: &[String], exact: bool) -> bool {
     filters.is_empty() || filters.iter().any(|f| if exact { name == f } else { name.contains(f.as_str()) })
@@ -214,6 +266,7 @@ mod tests {
             Path::new("/bin/sh"),
             Path::new("/"),
             &["-c", "sleep 30 & sleep 30"],
+            &[],
             Duration::from_millis(300),
         );
         assert!(e.is_err_and(|e| e.to_string().contains("did not finish listing")));
@@ -227,6 +280,19 @@ mod tests {
             !links_criterion(&std::env::current_exe().unwrap()),
             "this test binary does not link criterion"
         );
+        assert!(!links_divan(&std::env::current_exe().unwrap()), "nor divan");
+    }
+
+    #[test]
+    fn a_crate_is_told_from_a_module_of_the_same_name() {
+        assert!(in_crate(b"_ZN9criterion7bencher7Bencher4iter17h0123456789abcdefE", b"9criterion"));
+        assert!(!in_crate(
+            b"_ZN14cargo_contprof9criterion16divan_iterations17h0123456789abcdefE",
+            b"9criterion"
+        ));
+        assert!(in_crate(b"_RNvNtCs4fqI2P2rA04_5divan9benchmark5bench", b"5divan"));
+        assert!(in_crate(b"_RNvC5divan4main", b"5divan"));
+        assert!(!in_crate(b"_RNvNtCs4fqI2P2rA04_14cargo_contprof5divan4mean", b"5divan"));
     }
 
     #[test]

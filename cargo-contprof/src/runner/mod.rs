@@ -31,7 +31,7 @@ pub enum Engine {
     #[default]
     Agent,
     /// Valgrind's callgrind: every instruction counted per function (exact, repeatable), with the
-    /// agent inside recording every allocation; 67-98x slower on the README's real crates.
+    /// agent inside recording every allocation; 67-98x slower on the real crates of `docs/src/guide/instructions.md`.
     Instructions,
 }
 
@@ -54,7 +54,7 @@ pub enum Unwind {
     #[default]
     Tables,
     /// Frame pointers only: the workload is built with `-C force-frame-pointers=yes`; callers of
-    /// C code without frame pointers are lost. Cheaper per stack (see the README).
+    /// C code without frame pointers are lost. Cheaper per stack (see `docs/src/guide/unwind.md`).
     FramePointers,
 }
 

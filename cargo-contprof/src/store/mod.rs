@@ -36,6 +36,10 @@ mod tests;
 #[cfg(test)]
 mod tests_azure;
 #[cfg(test)]
+mod tests_gcs;
+#[cfg(test)]
+mod tests_remote;
+#[cfg(test)]
 mod tests_s3;
 
 use std::path::{Path, PathBuf};
@@ -461,6 +465,7 @@ fn local(dir: &Path, url: &str, fsync: bool) -> Result<Arc<dyn object_store::Obj
 }
 
 fn remote(url: &str, options: &StoreOptions) -> Result<Arc<dyn object_store::ObjectStore>, StoreError> {
+    use object_store::ClientConfigKey;
     use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as S3Key};
     use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
     use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -494,6 +499,10 @@ fn remote(url: &str, options: &StoreOptions) -> Result<Arc<dyn object_store::Obj
             }
             for (k, v) in &options.config {
                 b = b.with_config(k.parse().map_err(|e| invalid(format!("{e}")))?, v);
+            }
+            // An emulator on this machine (fake-gcs-server) speaks plain HTTP, as for S3.
+            if is_loopback_http(&b.get_config_value(&GoogleConfigKey::BaseUrl).unwrap_or_default()) {
+                b = b.with_config(GoogleConfigKey::Client(ClientConfigKey::AllowHttp), "true");
             }
             Arc::new(b.build().map_err(|e| invalid(e.to_string()))?)
         }

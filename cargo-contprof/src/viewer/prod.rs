@@ -104,7 +104,7 @@ pub fn services_page(store: &Store) -> Result<String> {
     }
     let body = if rows.is_empty() {
         format!(
-            r#"<p id="empty">The store {} has no production windows. Start the agent in a service (see the README's production section).</p>"#,
+            r#"<p id="empty">The store {} has no production windows. Start the agent in a service (see the production chapter of the book, docs/src/production/index.md).</p>"#,
             esc(store.url())
         )
     } else {

@@ -71,6 +71,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 e.1 += wall_ns;
             }
             Record::WallTime { tid, wall_ns } => wall.entry(*tid).or_default().1 += wall_ns,
+            Record::LabelSet { id, pairs } => println!("label set {id}: {pairs:?}"),
+            Record::Labels { .. } => {}
             Record::Unknown(k) => println!("unknown record kind {k}"),
         }
     }

@@ -21,6 +21,8 @@
 //! | [`KIND_CONTENTION_STACK`] | `contentions, delay_ns: u64, nframes: u32, pad: u32, frames: [u64; nframes]`: the waits of one call stack (estimated, see [`Header::contention_rate_ns`]), written at exit; all frames are return addresses |
 //! | [`KIND_WALL_STACK`] | `tid: u32, nframes: u32, wall_ns: u64, frames: [u64; nframes]` (frames as in [`KIND_CPU_SAMPLE`]): a thread's stack on wall time, on CPU or blocked, worth `wall_ns` of its wall time (see [`Header::wall_period_ns`]) |
 //! | [`KIND_WALL_TIME`] | `tid: u32, pad: u32, wall_ns: u64`: more wall time of a thread that did not run since its last [`KIND_WALL_STACK`], which it belongs to (the thread is still where that stack was taken) |
+//! | [`KIND_LABEL_SET`] | `id: u32, len: u32, set: [u8; len]` padded to 8: an interned label set (see [`label_pairs`]), written once per file before or after the records that name it |
+//! | [`KIND_LABELS`] | `set: u32, pad: u32`, optionally followed by `span_id: u64, trace_id_high: u64, trace_id_low: u64`: the label set (0: none) and trace ids (0: none) of the record that follows it, written in the same `write(2)` (a stack record: CPU, thread or wall with both, allocation or contention with the set only); a record without one has no labels |
 //!
 //! The reader tolerates a truncated last record (a process killed mid-write) and reports it.
 
@@ -53,6 +55,12 @@ pub const KIND_CONTENTION_STACK: u32 = 9;
 pub const KIND_WALL_STACK: u32 = 10;
 /// Wall time of a thread that stayed off CPU, added to its last wall stack.
 pub const KIND_WALL_TIME: u32 = 11;
+
+/// A label set's definition: its id and its pairs.
+pub const KIND_LABEL_SET: u32 = 12;
+/// The label set of the next record. Readers that do not know it skip it and read the record
+/// without labels.
+pub const KIND_LABELS: u32 = 13;
 
 /// Most frames recorded per stack; deeper stacks are cut at the root end.
 pub const MAX_FRAMES: usize = 128;
@@ -284,6 +292,22 @@ pub enum Record {
         /// Text.
         text: String,
     },
+    /// See [`KIND_LABEL_SET`].
+    LabelSet {
+        /// The id that [`Record::Labels`] records name (never 0).
+        id: u32,
+        /// Its pairs, in key order.
+        pairs: Vec<(String, String)>,
+    },
+    /// See [`KIND_LABELS`]: the labels of the record right after it.
+    Labels {
+        /// The id of a [`Record::LabelSet`] of the same file (0: none).
+        set: u32,
+        /// The span the thread was in (0: none).
+        span_id: u64,
+        /// The trace the thread was in (0: none).
+        trace_id: u128,
+    },
     /// A kind this reader does not know (skipped).
     Unknown(u32),
 }
@@ -504,6 +528,26 @@ fn parse_record(kind: u32, p: &[u8]) -> Option<Record> {
             }
         }
         KIND_END => Record::End(EndRecord::parse(p)),
+        KIND_LABEL_SET => {
+            if p.len() < 8 {
+                return None;
+            }
+            let len = u32_at(p, 4) as usize;
+            let set = p.get(8..8 + len)?;
+            let pairs = label_pairs(set).map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            Record::LabelSet { id: u32_at(p, 0), pairs }
+        }
+        KIND_LABELS => {
+            if p.len() < 8 {
+                return None;
+            }
+            let (span_id, trace_id) = if p.len() >= 32 {
+                (u64_at(p, 8), (u128::from(u64_at(p, 16)) << 64) | u128::from(u64_at(p, 24)))
+            } else {
+                (0, 0)
+            };
+            Record::Labels { set: u32_at(p, 0), span_id, trace_id }
+        }
         KIND_MESSAGE => {
             if p.len() < 8 {
                 return None;
@@ -513,6 +557,12 @@ fn parse_record(kind: u32, p: &[u8]) -> Option<Record> {
         }
         other => Record::Unknown(other),
     })
+}
+
+/// The pairs of an encoded label set, as [`KIND_LABEL_SET`] holds it: per pair `key_len: u16,
+/// value_len: u16, key, value` (UTF-8, native-endian lengths), keys in order and unique.
+pub fn label_pairs(set: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    crate::labels::pairs(set)
 }
 
 impl RawFile {
@@ -654,6 +704,44 @@ mod tests {
         let f = RawFile::parse(&old).unwrap();
         assert_eq!((f.header.wall_period_ns, f.header.contention_rate_ns), (0, 10_000));
         assert_eq!(f.records.len(), 1);
+    }
+
+    #[test]
+    fn reads_label_sets_and_the_labels_of_a_record() {
+        let mut b = header().to_bytes().to_vec();
+        let mut set = Vec::new();
+        for (k, v) in [("endpoint", "/search"), ("tenant", "t1")] {
+            set.extend_from_slice(&(k.len() as u16).to_ne_bytes());
+            set.extend_from_slice(&(v.len() as u16).to_ne_bytes());
+            set.extend_from_slice(k.as_bytes());
+            set.extend_from_slice(v.as_bytes());
+        }
+        let mut p = Vec::new();
+        p.extend_from_slice(&3u32.to_ne_bytes());
+        p.extend_from_slice(&(set.len() as u32).to_ne_bytes());
+        p.extend_from_slice(&set);
+        p.resize(pad8(p.len()), 0);
+        b.extend(record(KIND_LABEL_SET, &p));
+        let mut l = 3u32.to_ne_bytes().to_vec();
+        l.extend_from_slice(&[0; 4]);
+        b.extend(record(KIND_LABELS, &l));
+        for w in [9u64, 1, 2] {
+            l.extend_from_slice(&w.to_ne_bytes());
+        }
+        b.extend(record(KIND_LABELS, &l));
+        let f = RawFile::parse(&b).unwrap();
+        assert_eq!(
+            f.records,
+            [
+                Record::LabelSet {
+                    id: 3,
+                    pairs: vec![("endpoint".into(), "/search".into()), ("tenant".into(), "t1".into())]
+                },
+                Record::Labels { set: 3, span_id: 0, trace_id: 0 },
+                Record::Labels { set: 3, span_id: 9, trace_id: (1 << 64) | 2 }
+            ]
+        );
+        assert_eq!(f.truncated_bytes, 0);
     }
 
     #[test]

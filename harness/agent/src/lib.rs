@@ -20,13 +20,15 @@
 //! - `thread`: per-thread state and registration;
 //! - `alloc`: allocation sampling and [`Allocator`]; `table`: its off-heap tables (shared with
 //!   `contention`: lock and futex waits, timed at the preload library's slow-path hooks);
-//! - `writer`: record encoding; `sys`: raw system-call helpers.
+//! - `writer`: record encoding; `sys`: raw system-call helpers;
+//! - [`labels`]: labels from code, interned sets that samples carry.
 //!
 //! Platform: Linux on x86-64 and aarch64. Elsewhere [`start`] returns [`Error::Unsupported`]
 //! and [`Allocator`] only forwards.
 #![warn(missing_docs)]
 
 pub mod format;
+pub mod labels;
 pub mod maps;
 
 #[cfg(feature = "criterion")]
@@ -70,6 +72,7 @@ pub mod preload {
             may_be_tracked, mirror_hooks, on_alloc, record, skip_sampled,
         };
     }
+    pub use crate::labels::exported as labels;
     pub use crate::linux::contention::{contention_enabled, is_futex_wait, timed_wait};
     pub use crate::linux::sampler::sample_here;
     pub use crate::linux::unwind::{Caller, caller, frame_pointer};

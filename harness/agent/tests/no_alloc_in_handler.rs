@@ -1,7 +1,9 @@
 //! The CPU sample path allocates nothing: a counting global allocator sees zero allocations
 //! on this thread while samples are taken, both by calling the record path directly and by
 //! letting real `SIGPROF` samples fire during a busy loop. (It takes no lock either: there is
-//! none on that path by design, see `sampler.rs`.)
+//! none on that path by design, see `sampler.rs`.) The thread has a label set while it is
+//! sampled (and a span and trace id), so the path that reads them and writes them with each
+//! sample is covered, and its samples are checked to carry them.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -67,6 +69,14 @@ fn sample_without_allocating(perf_kernel: bool) {
     let options =
         contprof::Options::new(&path).frequency(999).alloc(contprof::AllocMode::Off).perf_kernel(perf_kernel);
     let guard = contprof::start(options).expect("agent starts");
+    let labels = contprof::labels::set(&[("phase", "no-alloc")]);
+    assert!(!contprof::labels::LabelSet::current().is_empty(), "the linked agent takes labels");
+    let context = contprof::labels::Context {
+        labels: contprof::labels::LabelSet::current(),
+        span_id: 0x5151,
+        trace_id: 0x7e7e << 64 | 0x42,
+    };
+    let outside = contprof::labels::replace_context(context);
 
     WATCHING.with(|w| w.set(true));
     for _ in 0..500 {
@@ -79,6 +89,8 @@ fn sample_without_allocating(perf_kernel: bool) {
     }
     WATCHING.with(|w| w.set(false));
     let total = SEEN.with(Cell::get);
+    contprof::labels::replace_context(outside);
+    drop(labels);
     guard.stop();
 
     let file = RawFile::read_from(std::fs::File::open(&path).expect("file exists")).expect("file parses");
@@ -90,6 +102,26 @@ fn sample_without_allocating(perf_kernel: bool) {
     assert_eq!(direct, 0, "direct calls of the sample path allocated (perf_kernel {perf_kernel})");
     assert_eq!(total, 0, "signal-driven samples allocated (perf_kernel {perf_kernel})");
     assert!(samples >= 500 + 100, "expected the direct samples and ~300 timer samples, got {samples}");
+    // Every sample of this thread carries the label set, written right before it.
+    let set = file
+        .records
+        .iter()
+        .find_map(|r| match r {
+            Record::LabelSet { id, pairs } if pairs == &[("phase".to_owned(), "no-alloc".to_owned())] => {
+                Some(*id)
+            }
+            _ => None,
+        })
+        .expect("the label set is in the file");
+    let labelled = file
+        .records
+        .windows(2)
+        .filter(|w| {
+            matches!(w, [Record::Labels { set: s, span_id: 0x5151, trace_id }, Record::CpuSample { tid: t, .. }]
+                if *s == set && *t == tid && *trace_id == 0x7e7e << 64 | 0x42)
+        })
+        .count();
+    assert_eq!(labelled, samples, "samples without their label set and trace ids");
     // The walks used the unwind tables and reached the thread's root (`clone3`, whose table says
     // it has no caller): hardly any ends truncated, and each holds the test harness's frames.
     let stacks: Vec<&[u64]> = file

@@ -7,8 +7,9 @@
 //! `dlopen` and `dlclose` (the unwinder follows loaded libraries); the signal functions through
 //! which the program shares `SIGPROF` (`signals.rs`); the exec family (the recording is finished
 //! first); `_exit`; and the slow paths of locking (`syscall` for futex waits, the blocking
-//! `pthread_*` lock and condition calls), timed for the contention profile. Everything else is in
-//! the `contprof` crate.
+//! `pthread_*` lock and condition calls), timed for the contention profile; and the entry points
+//! through which a program's own copy of the `contprof` crate sets labels (`labels.rs`).
+//! Everything else is in the `contprof` crate.
 //!
 //! The library is for glibc on Linux (x86-64 and aarch64); elsewhere it is empty.
 //!
@@ -24,6 +25,7 @@ mod flags;
 mod header;
 #[cfg(feature = "alloc-hooks")]
 mod hooks;
+mod labels;
 mod next;
 mod signals;
 mod threads;

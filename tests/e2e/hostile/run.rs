@@ -112,7 +112,9 @@ pub struct Case {
     /// What run mode must have written.
     pub raw_file: RawExpect,
     /// A detached process (a daemon) that outlives the program: the file in `HOSTILE_DIR` it
-    /// writes last, and the file there that holds its pid (`("result", "daemon.pid")`).
+    /// writes last, and the file there that holds its pid (`("result", "daemon.pid")`). It works
+    /// until `HOSTILE_DIR/stop` exists, which the test creates once the daemon's first window is
+    /// stored (production mode with [`Case::windows`]), at once otherwise.
     pub detached: Option<(&'static str, &'static str)>,
     /// `CONTPROF_STORE` for production mode (default: a fresh directory of the run), and extra
     /// environment there (credentials).
@@ -514,8 +516,14 @@ fn run_one(case: &Case, mode: Mode) -> Outcome {
     };
     let seconds = started.elapsed().as_secs_f64();
 
-    // A detached process (a daemon) still works: wait for its last file, then for it to end.
+    // A detached process (a daemon) still works: let it stop once it has a window, wait for its
+    // last file, then for it to end.
     if let Some((last, pid_file)) = case.detached {
+        if mode.agent == Agent::Prod && case.windows && case.store.is_none() {
+            // Not a failure here: the count below says whether a window was stored.
+            wait_until(case.timeout.as_secs_f64(), || !windows(&store_dir, Some(&service)).is_empty());
+        }
+        let _ = std::fs::write(files_dir.join("stop"), "");
         if !wait_until(case.timeout.as_secs_f64(), || files_dir.join(last).exists()) {
             problems.push(format!("the detached process never wrote {last}"));
         }

@@ -196,6 +196,8 @@ fn start_inner(opts: &Options, resume: bool) -> Result<(), Error> {
         return Err(Error::WriteHeader { path: opts.output.clone(), source });
     }
     writer::write_maps();
+    crate::labels::local_agent_started();
+    writer::write_label_sets();
     crate::code::load();
     // A window reuses the unwind tables of the previous one (a rebuild would leak the old
     // ones, which a signal handler may still hold); `dlopen` keeps them current.
@@ -278,10 +280,10 @@ pub(crate) fn finish() {
     contention::set_rate(0);
     let complete = STORE.for_each_stack(|s| {
         if s.counts.iter().any(|&v| v > 0) {
-            writer::write_alloc_stack(s.counts, s.frames);
+            writer::write_alloc_stack(s.counts, s.labels, s.frames);
         }
         if s.waits.iter().any(|&v| v > 0) {
-            writer::write_contention_stack(s.waits, s.frames);
+            writer::write_contention_stack(s.waits, s.labels, s.frames);
         }
     });
     if !complete {
@@ -289,6 +291,17 @@ pub(crate) fn finish() {
             1,
             "allocation and contention stacks lost: the stack table stayed locked at exit",
         );
+    }
+    let (sets, pairs) = (crate::labels::dropped(), crate::labels::dropped_pairs());
+    if sets > 0 || pairs > 0 {
+        let mut m = writer::FixedText::new();
+        let _ = write!(
+            m,
+            "{sets} label sets carry no labels (the table of {} sets is full) and {pairs} labels were left out of sets of {} already",
+            crate::labels::MAX_SETS,
+            crate::labels::MAX_PAIRS
+        );
+        writer::write_message(1, m.as_str());
     }
     let untracked = STORE.live_dropped.load(Ordering::Relaxed);
     if untracked > 0 {

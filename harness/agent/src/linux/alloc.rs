@@ -228,7 +228,7 @@ pub fn record(recorded: Recorded, ptr: *mut u8, caller: unwind::Caller) {
     }
     let mut frames = [0u64; MAX_FRAMES];
     let n = hook_stack(t, caller, &mut frames);
-    STORE.record(&frames[..n], recorded.count, recorded.bytes, ptr as usize);
+    STORE.record(&frames[..n], t.label_set(), recorded.count, recorded.bytes, ptr as usize);
     t.in_hook.set(false);
 }
 

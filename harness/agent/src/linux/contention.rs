@@ -89,7 +89,7 @@ fn record_wait(t: &ThreadState, waited: u64, caller: Caller) {
     let Some((waits, ns)) = sample(waited, rate, || next_random(t)) else { return };
     let mut frames = [0u64; MAX_FRAMES];
     let n = crate::alloc::hook_stack(t, caller, &mut frames);
-    STORE.record_wait(&frames[..n], waits, ns);
+    STORE.record_wait(&frames[..n], t.label_set(), waits, ns);
 }
 
 /// Go's block-profile rule: `Some((waits, nanoseconds))` to add for a wait of `waited` ns at

@@ -194,7 +194,8 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
             if let Some(len) = crate::remote::name(tid, &mut name) {
                 writer::write_thread_name(tid, &name[..len]);
             }
-            writer::write_stack(KIND_THREAD_STACK, tid, None, &frames[..n]);
+            let (set, trace) = crate::labels::slots::of(tid);
+            writer::write_stack(KIND_THREAD_STACK, tid, None, set, trace, &frames[..n]);
             return;
         }
         if queue(pid, tid, crate::signals::SNAPSHOT) {
@@ -252,7 +253,10 @@ fn record_stack(t: &ThreadState, regs: Regs, kind: u32) {
 /// the `(tid, nframes)` pair and the frames when given ([`KIND_WALL_STACK`]); true if written.
 fn write_stack(t: &ThreadState, regs: Regs, kind: u32, weight: Option<u64>) -> bool {
     let tid = t.tid();
-    let mut buf = [0u64; 3 + MAX_FRAMES + 3];
+    let mut whole = [0u64; writer::LABELS_WORDS + 3 + MAX_FRAMES + 3];
+    let (set, trace) = t.label_context();
+    let from = writer::labels_prefix(&mut whole, set, trace);
+    let buf = &mut whole[writer::LABELS_WORDS..];
     let at = 2 + usize::from(weight.is_some());
     if let Some(w) = weight {
         buf[2] = w;
@@ -284,7 +288,7 @@ fn write_stack(t: &ThreadState, regs: Regs, kind: u32, weight: Option<u64>) -> b
         buf[len + 2] = kernel_ns;
         len += 3;
     }
-    let written = writer::emit(&buf[..len]);
+    let written = writer::emit(&whole[from..writer::LABELS_WORDS + len]);
     if kind == KIND_CPU_SAMPLE {
         let counter = if written { &SAMPLES } else { &DROPPED };
         counter.fetch_add(1, Ordering::Relaxed);

@@ -36,6 +36,9 @@ struct StackEntry {
     hash: u64,
     offset: u32,
     nframes: u32,
+    /// The label set the stack's allocations and waits were recorded under (part of the key).
+    labels: u32,
+    _pad: u32,
     count: f64,
     bytes: f64,
     inuse_count: f64,
@@ -61,6 +64,8 @@ struct LiveEntry {
 /// Totals of one stack, for the writer.
 pub(crate) struct StackTotals<'a> {
     pub(crate) frames: &'a [u64],
+    /// The label set (0: none).
+    pub(crate) labels: u32,
     pub(crate) counts: [u64; 4],
     /// Waits and nanoseconds waited.
     pub(crate) waits: [u64; 2],
@@ -131,8 +136,8 @@ impl Store {
     }
 }
 
-fn hash_frames(frames: &[u64]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ frames.len() as u64;
+fn hash_frames(frames: &[u64], labels: u32) -> u64 {
+    let mut h = (0xcbf2_9ce4_8422_2325u64 ^ frames.len() as u64).wrapping_add(u64::from(labels) << 32);
     for &f in frames {
         h = (h ^ f).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
     }
@@ -258,14 +263,14 @@ impl Store {
 
     /// Adds one recorded allocation of `frames` with the given weights and, if `ptr` is not
     /// null, tracks it as live.
-    pub(crate) fn record(&self, frames: &[u64], count: f64, bytes: f64, ptr: usize) {
+    pub(crate) fn record(&self, frames: &[u64], labels: u32, count: f64, bytes: f64, ptr: usize) {
         if !self.ready.load(Ordering::Acquire) {
             return;
         }
         let Some(g) = self.lock(u32::MAX) else { return };
         // SAFETY: lock held.
         let t = unsafe { &mut *g.0.inner.get() };
-        let stack = self.find_or_insert(t, frames);
+        let stack = self.find_or_insert(t, frames, labels);
         match stack_entry(t, stack) {
             Some(e) => {
                 e.count += count;
@@ -311,14 +316,14 @@ impl Store {
     }
 
     /// Adds `waits` waits of `ns` nanoseconds in all at `frames` (see `contention`).
-    pub(crate) fn record_wait(&self, frames: &[u64], waits: f64, ns: f64) {
+    pub(crate) fn record_wait(&self, frames: &[u64], labels: u32, waits: f64, ns: f64) {
         if !self.ready.load(Ordering::Acquire) {
             return;
         }
         let Some(g) = self.lock(u32::MAX) else { return };
         // SAFETY: lock held.
         let t = unsafe { &mut *g.0.inner.get() };
-        let stack = self.find_or_insert(t, frames);
+        let stack = self.find_or_insert(t, frames, labels);
         match stack_entry(t, stack) {
             Some(e) => {
                 e.waits += waits;
@@ -331,9 +336,9 @@ impl Store {
         }
     }
 
-    fn find_or_insert(&self, t: &mut Tables, frames: &[u64]) -> u32 {
+    fn find_or_insert(&self, t: &mut Tables, frames: &[u64], labels: u32) -> u32 {
         let frames = &frames[..frames.len().min(MAX_FRAMES)];
-        let h = hash_frames(frames);
+        let h = hash_frames(frames, labels);
         let mut i = h as usize % STACKS;
         loop {
             // SAFETY: `i < STACKS`, the stack table is mapped.
@@ -341,12 +346,16 @@ impl Store {
             if e.hash == 0 {
                 break;
             }
-            if e.hash == h && e.nframes as usize == frames.len() && arena(t, e.offset, e.nframes) == frames {
+            if e.hash == h
+                && e.labels == labels
+                && e.nframes as usize == frames.len()
+                && arena(t, e.offset, e.nframes) == frames
+            {
                 return i as u32;
             }
             i = (i + 1) % STACKS;
         }
-        let id = insert_new(t, h, frames);
+        let id = insert_new(t, h, frames, labels);
         if id == DROPPED_STACK {
             self.stacks_dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -483,7 +492,7 @@ impl Store {
         let dropped = [d[0] - t.dropped_base[0], d[1] - t.dropped_base[1], d[2], d[3]].map(round);
         let waits = t.dropped_waits.map(round);
         if dropped.iter().chain(&waits).any(|&v| v > 0) {
-            f(StackTotals { frames: &[], counts: dropped, waits });
+            f(StackTotals { frames: &[], labels: 0, counts: dropped, waits });
         }
         for i in 0..STACKS {
             // SAFETY: `i < STACKS`.
@@ -493,7 +502,7 @@ impl Store {
                     [e.count - e.base_count, e.bytes - e.base_bytes, e.inuse_count, e.inuse_bytes].map(round);
                 let waits = [e.waits, e.wait_ns].map(round);
                 if counts.iter().chain(&waits).any(|&v| v > 0) {
-                    f(StackTotals { frames: arena(t, e.offset, e.nframes), counts, waits });
+                    f(StackTotals { frames: arena(t, e.offset, e.nframes), labels: e.labels, counts, waits });
                 }
             }
         }
@@ -539,7 +548,7 @@ fn compact(t: &mut Tables) {
             let frames = unsafe {
                 core::slice::from_raw_parts(old_arena_ptr.add(old.offset as usize), old.nframes as usize)
             };
-            to = insert_new(t, old.hash, frames);
+            to = insert_new(t, old.hash, frames, old.labels);
             if let Some(e) = stack_entry(t, to) {
                 (e.count, e.bytes, e.inuse_count, e.inuse_bytes) =
                     (old.count, old.bytes, old.inuse_count, old.inuse_bytes);
@@ -561,7 +570,7 @@ fn compact(t: &mut Tables) {
 
 /// Inserts a stack known not to be in the (freshly cleared) table; its id, or
 /// [`DROPPED_STACK`] if there is no room.
-fn insert_new(t: &mut Tables, hash: u64, frames: &[u64]) -> u32 {
+fn insert_new(t: &mut Tables, hash: u64, frames: &[u64], labels: u32) -> u32 {
     if t.stacks_used * 4 >= STACKS * 3 || t.arena_used + frames.len() > ARENA_FRAMES {
         return DROPPED_STACK;
     }
@@ -574,7 +583,7 @@ fn insert_new(t: &mut Tables, hash: u64, frames: &[u64]) -> u32 {
     unsafe { core::ptr::copy_nonoverlapping(frames.as_ptr(), t.arena.add(t.arena_used), frames.len()) };
     // SAFETY: `i < STACKS`.
     let e = unsafe { &mut *t.stacks.add(i) };
-    (e.hash, e.offset, e.nframes) = (hash, t.arena_used as u32, frames.len() as u32);
+    (e.hash, e.offset, e.nframes, e.labels) = (hash, t.arena_used as u32, frames.len() as u32, labels);
     t.arena_used += frames.len();
     t.stacks_used += 1;
     i as u32
@@ -636,14 +645,14 @@ mod tests {
         let frames = |k: u64| [0x1000 + k, 0x2000, 0x3000];
         // More stacks than the table holds, each with a live pointer; one stays allocated.
         for k in 0..(STACKS as u64 + 1000) {
-            store.record(&frames(k), 1.0, 64.0, 0x10_0000 + 16 * k as usize);
+            store.record(&frames(k), 0, 1.0, 64.0, 0x10_0000 + 16 * k as usize);
         }
         assert!(store.stacks_dropped.load(Ordering::Relaxed) > 0, "the table filled up");
         for k in 1..(STACKS as u64 + 1000) {
             store.forget(0x10_0000 + 16 * k as usize);
         }
         assert!(store.mark_window());
-        store.record(&[0xdead, 0xbeef], 1.0, 4096.0, 0x90_0000);
+        store.record(&[0xdead, 0xbeef], 0, 1.0, 4096.0, 0x90_0000);
         let mut seen = Vec::new();
         assert!(store.for_each_stack(|s| seen.push((s.frames.to_vec(), s.counts))));
         let new = seen.iter().find(|(f, _)| f == &[0xdead, 0xbeef]).expect("the new stack has its own entry");
@@ -660,8 +669,27 @@ mod tests {
 
     #[test]
     fn hashes_distinguish_order_and_length() {
-        assert_ne!(hash_frames(&[1, 2]), hash_frames(&[2, 1]));
-        assert_ne!(hash_frames(&[1]), hash_frames(&[1, 0]));
-        assert_eq!(hash_frames(&[]) & 1, 1);
+        assert_ne!(hash_frames(&[1, 2], 0), hash_frames(&[2, 1], 0));
+        assert_ne!(hash_frames(&[1], 0), hash_frames(&[1, 0], 0));
+        assert_ne!(hash_frames(&[1], 0), hash_frames(&[1], 1));
+        assert_eq!(hash_frames(&[], 0) & 1, 1);
+    }
+
+    /// The same stack under two label sets is two entries, each keeping its allocations, waits
+    /// and the in-use bytes of its live pointers, across a window's compaction too.
+    #[test]
+    fn label_sets_keep_their_own_totals() {
+        let store = Box::leak(Box::new(Store::new()));
+        assert!(store.init(LIVE_SAMPLED));
+        let frames = [0x1000, 0x2000];
+        store.record(&frames, 0, 1.0, 100.0, 0);
+        store.record(&frames, 7, 2.0, 300.0, 0x50_0000);
+        store.record_wait(&frames, 7, 1.0, 5000.0);
+        assert!(store.mark_window());
+        store.record(&frames, 7, 1.0, 10.0, 0);
+        let mut seen = Vec::new();
+        assert!(store.for_each_stack(|s| seen.push((s.labels, s.counts, s.waits))));
+        seen.sort_by_key(|s| s.0);
+        assert_eq!(seen, [(7, [1, 10, 2, 300], [0, 0])]);
     }
 }

@@ -75,6 +75,15 @@ pub(crate) struct ThreadState {
     pub(crate) in_wait: AtomicBool,
     /// xorshift state of the contention sampler (0 = not seeded).
     pub(crate) wait_rng: AtomicU64,
+    /// The thread's current label set ([`crate::labels`]; 0: none, [`crate::labels::KEEP`]: being
+    /// changed), written by the thread itself and read by its signal handler and allocation hooks
+    /// with one load.
+    pub(crate) labels: AtomicU32,
+    /// The thread's span id and trace id (high, low word) for the samples it is in (0: none);
+    /// changed by the thread itself while `labels` reads [`crate::labels::KEEP`].
+    pub(crate) trace: [AtomicU64; 3],
+    /// The thread's slot in `labels::slots` plus one (0: none yet; `u32::MAX`: none free).
+    pub(crate) label_slot: AtomicU32,
 }
 
 impl ThreadState {
@@ -108,7 +117,31 @@ impl ThreadState {
         stime_ns: AtomicU64::new(0),
         in_wait: AtomicBool::new(false),
         wait_rng: AtomicU64::new(0),
+        labels: AtomicU32::new(0),
+        trace: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+        label_slot: AtomicU32::new(0),
     };
+
+    /// The thread's label set (0 while it is being changed: see [`ThreadState::trace`]).
+    #[inline(always)]
+    pub(crate) fn label_set(&self) -> u32 {
+        match self.labels.load(Ordering::Relaxed) {
+            crate::labels::KEEP => 0,
+            set => set,
+        }
+    }
+
+    /// The thread's label set and trace ids, as its signal handler reads them: consistent, since
+    /// the thread changes them only while `labels` reads [`crate::labels::KEEP`] (then none).
+    #[inline(always)]
+    pub(crate) fn label_context(&self) -> (u32, [u64; 3]) {
+        let set = self.labels.load(Ordering::Relaxed);
+        if set == crate::labels::KEEP {
+            return (0, [0; 3]);
+        }
+        core::sync::atomic::compiler_fence(Ordering::SeqCst);
+        (set, [0, 1, 2].map(|i| self.trace[i].load(Ordering::Relaxed)))
+    }
 
     /// Kernel thread id (cached).
     pub(crate) fn tid(&self) -> u32 {
@@ -178,6 +211,10 @@ extern "C" fn on_thread_exit(_: *mut c_void) {
     with(|t| {
         crate::alloc::flush_pending(t);
         t.status.store(EXITED, Ordering::Relaxed);
+        match t.label_slot.swap(u32::MAX, Ordering::Relaxed) {
+            0 | u32::MAX => {}
+            slot => crate::labels::slots::release(slot),
+        }
         let slot = t.slot.swap(0, Ordering::Relaxed);
         let tid = t.tid.load(Ordering::Relaxed);
         if tid != 0 {
@@ -331,6 +368,9 @@ pub(crate) fn reset_current() {
         t.samples.store(0, Ordering::Relaxed);
         t.name[0].store(0, Ordering::Relaxed);
         t.name[1].store(0, Ordering::Relaxed);
+        // Its thread id may have changed (a forked child): its labels' slot is found again by it.
+        t.label_slot.store(0, Ordering::Relaxed);
+        crate::labels::republish(t);
     });
 }
 
@@ -367,6 +407,11 @@ mod tests {
                 t.stime_ns.load(Ordering::Relaxed),
                 u64::from(t.in_wait.load(Ordering::Relaxed)),
                 t.wait_rng.load(Ordering::Relaxed),
+                u64::from(t.labels.load(Ordering::Relaxed)),
+                t.trace[0].load(Ordering::Relaxed),
+                t.trace[1].load(Ordering::Relaxed),
+                t.trace[2].load(Ordering::Relaxed),
+                u64::from(t.label_slot.load(Ordering::Relaxed)),
             ]
         };
         let template = ThreadState::ZERO;

@@ -357,7 +357,9 @@ fn visit(
         s.stack_lo.store(bounds.lo as u64, Ordering::Relaxed);
         s.stack_hi.store(bounds.hi as u64, Ordering::Relaxed);
         write_name(s, tid);
-        if writer::write_stack(crate::format::KIND_WALL_STACK, tid, Some(elapsed), &frames[..n]) {
+        // Its labels from the table the thread keeps them in (its own state is out of reach).
+        let (set, trace) = crate::labels::slots::of(tid);
+        if writer::write_stack(crate::format::KIND_WALL_STACK, tid, Some(elapsed), set, trace, &frames[..n]) {
             s.has_stack.store(true, Ordering::Release);
         }
         s.cpu_after_ns.store(cpu, Ordering::Release);

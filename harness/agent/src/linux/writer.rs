@@ -16,8 +16,8 @@ use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 use crate::format::{
-    self, EndRecord, KIND_ALLOC_STACK, KIND_CONTENTION_STACK, KIND_END, KIND_MAPS, KIND_MESSAGE,
-    KIND_THREAD_NAME, MAX_FRAMES,
+    self, EndRecord, KIND_ALLOC_STACK, KIND_CONTENTION_STACK, KIND_END, KIND_LABEL_SET, KIND_LABELS,
+    KIND_MAPS, KIND_MESSAGE, KIND_THREAD_NAME, MAX_FRAMES,
 };
 use crate::sys;
 
@@ -179,43 +179,95 @@ pub(crate) fn write_end(end: &EndRecord) -> bool {
     emit(&buf)
 }
 
+/// Most words of a [`KIND_LABELS`] record (with trace ids).
+pub(crate) const LABELS_WORDS: usize = 5;
+
+/// Puts the [`KIND_LABELS`] record of `set` and `trace` (span id, trace id high and low word) at
+/// the end of the first [`LABELS_WORDS`] words of `buf`, right before the record it belongs to;
+/// returns where the bytes to write start: [`LABELS_WORDS`] when there is nothing to say.
+pub(crate) fn labels_prefix(buf: &mut [u64], set: u32, trace: [u64; 3]) -> usize {
+    if trace != [0; 3] {
+        buf[0] = pair(KIND_LABELS, 32);
+        buf[1] = pair(set, 0);
+        buf[2..5].copy_from_slice(&trace);
+        return 0;
+    }
+    if set == 0 {
+        return LABELS_WORDS;
+    }
+    buf[3] = pair(KIND_LABELS, 8);
+    buf[4] = pair(set, 0);
+    3
+}
+
 /// Writes a stack record of `kind` ([`format::KIND_CPU_SAMPLE`], [`format::KIND_THREAD_STACK`],
-/// [`format::KIND_WALL_STACK`] with its `weight`) for thread `tid`: `frames` is the instruction
-/// pointer, then return addresses.
-pub(crate) fn write_stack(kind: u32, tid: u32, weight: Option<u64>, frames: &[u64]) -> bool {
+/// [`format::KIND_WALL_STACK`] with its `weight`) for thread `tid` with label set `labels` and
+/// trace ids `trace`:
+/// `frames` is the instruction pointer, then return addresses.
+pub(crate) fn write_stack(
+    kind: u32,
+    tid: u32,
+    weight: Option<u64>,
+    labels: u32,
+    trace: [u64; 3],
+    frames: &[u64],
+) -> bool {
     let frames = &frames[..frames.len().min(MAX_FRAMES)];
-    let mut buf = [0u64; 3 + MAX_FRAMES];
+    let mut buf = [0u64; LABELS_WORDS + 3 + MAX_FRAMES];
+    let from = labels_prefix(&mut buf, labels, trace);
+    let b = &mut buf[LABELS_WORDS..];
     let at = 2 + usize::from(weight.is_some());
     if let Some(w) = weight {
-        buf[2] = w;
+        b[2] = w;
     }
-    buf[at..at + frames.len()].copy_from_slice(frames);
-    buf[0] = pair(kind, ((at - 1) * 8 + frames.len() * 8) as u32);
-    buf[1] = pair(tid, frames.len() as u32);
-    emit(&buf[..at + frames.len()])
+    b[at..at + frames.len()].copy_from_slice(frames);
+    b[0] = pair(kind, ((at - 1) * 8 + frames.len() * 8) as u32);
+    b[1] = pair(tid, frames.len() as u32);
+    emit(&buf[from..LABELS_WORDS + at + frames.len()])
 }
 
 /// Writes a [`KIND_ALLOC_STACK`] record; `counts` = alloc count, alloc bytes, in-use count,
-/// in-use bytes.
-pub(crate) fn write_alloc_stack(counts: [u64; 4], frames: &[u64]) -> bool {
+/// in-use bytes; `labels`: the label set the allocations were made under.
+pub(crate) fn write_alloc_stack(counts: [u64; 4], labels: u32, frames: &[u64]) -> bool {
     let frames = &frames[..frames.len().min(MAX_FRAMES)];
-    let mut buf = [0u64; 6 + MAX_FRAMES];
-    buf[0] = pair(KIND_ALLOC_STACK, (40 + frames.len() * 8) as u32);
-    buf[1..5].copy_from_slice(&counts);
-    buf[5] = pair(frames.len() as u32, 0);
-    buf[6..6 + frames.len()].copy_from_slice(frames);
-    emit(&buf[..6 + frames.len()])
+    let mut buf = [0u64; LABELS_WORDS + 6 + MAX_FRAMES];
+    let from = labels_prefix(&mut buf, labels, [0; 3]);
+    let b = &mut buf[LABELS_WORDS..];
+    b[0] = pair(KIND_ALLOC_STACK, (40 + frames.len() * 8) as u32);
+    b[1..5].copy_from_slice(&counts);
+    b[5] = pair(frames.len() as u32, 0);
+    b[6..6 + frames.len()].copy_from_slice(frames);
+    emit(&buf[from..LABELS_WORDS + 6 + frames.len()])
 }
 
-/// Writes a [`KIND_CONTENTION_STACK`] record; `waits` = estimated waits, nanoseconds waited.
-pub(crate) fn write_contention_stack(waits: [u64; 2], frames: &[u64]) -> bool {
+/// Writes a [`KIND_CONTENTION_STACK`] record; `waits` = estimated waits, nanoseconds waited;
+/// `labels`: the label set of the waiting threads.
+pub(crate) fn write_contention_stack(waits: [u64; 2], labels: u32, frames: &[u64]) -> bool {
     let frames = &frames[..frames.len().min(MAX_FRAMES)];
-    let mut buf = [0u64; 4 + MAX_FRAMES];
-    buf[0] = pair(KIND_CONTENTION_STACK, (24 + frames.len() * 8) as u32);
-    buf[1..3].copy_from_slice(&waits);
-    buf[3] = pair(frames.len() as u32, 0);
-    buf[4..4 + frames.len()].copy_from_slice(frames);
-    emit(&buf[..4 + frames.len()])
+    let mut buf = [0u64; LABELS_WORDS + 4 + MAX_FRAMES];
+    let from = labels_prefix(&mut buf, labels, [0; 3]);
+    let b = &mut buf[LABELS_WORDS..];
+    b[0] = pair(KIND_CONTENTION_STACK, (24 + frames.len() * 8) as u32);
+    b[1..3].copy_from_slice(&waits);
+    b[3] = pair(frames.len() as u32, 0);
+    b[4..4 + frames.len()].copy_from_slice(frames);
+    emit(&buf[from..LABELS_WORDS + 4 + frames.len()])
+}
+
+/// Writes a [`KIND_LABEL_SET`] record for set `id` with encoding `set` (if a file is open).
+pub(crate) fn write_label_set(id: u32, set: &[u8]) -> bool {
+    let mut buf = [0u64;
+        2 + crate::labels::MAX_PAIRS * (4 + crate::labels::MAX_KEY + crate::labels::MAX_VALUE) / 8 + 1];
+    let n = text_record(&mut buf, KIND_LABEL_SET, id, set);
+    emit(&buf[..n])
+}
+
+/// Writes every label set interned so far (at the start of each file: a set is written to the
+/// file open when it is made, and to every later file here).
+pub(crate) fn write_label_sets() {
+    for id in 1..crate::labels::published() {
+        write_label_set(id, crate::labels::encoded(id));
+    }
 }
 
 /// Writes a [`KIND_MAPS`] record with the current `/proc/self/maps`.

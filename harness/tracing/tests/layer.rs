@@ -1,0 +1,136 @@
+//! The layer with the agent linked in (`contprof::start`): the thread's label set follows the
+//! spans it enters and leaves, on whichever thread enters them.
+
+use std::sync::Once;
+
+use contprof::labels::LabelSet;
+use contprof_tracing::ContprofLayer;
+use tracing_subscriber::prelude::*;
+
+fn agent() {
+    static START: Once = Once::new();
+    START.call_once(|| {
+        let path = std::env::temp_dir().join(format!("contprof-tracing-{}.raw", std::process::id()));
+        let guard =
+            contprof::start(contprof::Options::new(&path).frequency(0).alloc(contprof::AllocMode::Off))
+                .expect("agent starts");
+        guard.keep_until_exit();
+    });
+}
+
+/// The current thread's labels as `k=v` strings, in key order.
+fn current() -> Vec<String> {
+    LabelSet::current().pairs().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+#[test]
+fn spans_set_their_labels_while_entered_and_children_inherit_them() {
+    agent();
+    let subscriber = tracing_subscriber::registry().with(ContprofLayer::new());
+    tracing::subscriber::with_default(subscriber, || {
+        assert!(current().is_empty());
+        let request = tracing::info_span!("request", endpoint = "/search", tenant = "t1", other = 3);
+        {
+            let _r = request.enter();
+            assert_eq!(current(), ["endpoint=/search", "span_name=request", "tenant=t1"]);
+            let child = tracing::info_span!("db_query");
+            {
+                let _c = child.enter();
+                assert_eq!(current(), ["endpoint=/search", "span_name=db_query", "tenant=t1"]);
+            }
+            assert_eq!(current(), ["endpoint=/search", "span_name=request", "tenant=t1"]);
+        }
+        assert!(current().is_empty(), "leaving the span restores the set before");
+        // Labels set from code before the span come back after it.
+        let outer = contprof::labels::set(&[("job", "import")]);
+        request.in_scope(|| assert!(current().contains(&"endpoint=/search".to_owned())));
+        assert_eq!(current(), ["job=import"]);
+        drop(outer);
+    });
+}
+
+/// A span entered on another thread (as a tokio task's span is, polled by another worker)
+/// labels that thread while it is entered there.
+#[test]
+fn a_span_labels_whichever_thread_enters_it() {
+    agent();
+    let subscriber = tracing_subscriber::registry().with(ContprofLayer::new().span_names(false));
+    let dispatch = tracing::Dispatch::new(subscriber);
+    let span =
+        tracing::dispatcher::with_default(&dispatch, || tracing::info_span!("task", endpoint = "/items"));
+    let seen = std::thread::scope(|s| {
+        s.spawn(|| {
+            tracing::dispatcher::with_default(&dispatch, || {
+                let before = current();
+                let inside = span.in_scope(current);
+                (before, inside, current())
+            })
+        })
+        .join()
+        .unwrap()
+    });
+    assert_eq!(seen, (vec![], vec!["endpoint=/items".to_owned()], vec![]));
+}
+
+#[test]
+fn fields_recorded_later_and_the_choice_of_fields_and_spans() {
+    agent();
+    let layer = ContprofLayer::new().fields(["http.route"]).only_spans(["http"]);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let http = tracing::info_span!("http", http.route = tracing::field::Empty, endpoint = "/ignored");
+        http.record("http.route", "/users/{id}");
+        http.in_scope(|| {
+            assert_eq!(current(), ["http.route=/users/{id}", "span_name=http"]);
+            // Not a chosen span: it inherits without adding its name.
+            tracing::info_span!("inner", http.route = "/other").in_scope(|| {
+                assert_eq!(current(), ["http.route=/users/{id}", "span_name=http"]);
+            });
+        });
+    });
+}
+
+#[test]
+fn values_beyond_the_bound_are_left_out_and_counted() {
+    agent();
+    let layer = ContprofLayer::new().span_names(false).max_values(2);
+    let stats = layer.stats();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let mut seen = Vec::new();
+        for endpoint in ["/a", "/b", "/c", "/a"] {
+            seen.push(tracing::info_span!("request", endpoint).in_scope(current));
+        }
+        assert_eq!(seen, [vec!["endpoint=/a"], vec!["endpoint=/b"], vec![], vec!["endpoint=/a"]]);
+    });
+    assert_eq!(stats.dropped_values(), 1);
+}
+
+/// The calling thread's label set and ids.
+fn context() -> contprof::labels::Context {
+    let c = contprof::labels::replace_context(contprof::labels::Context::default());
+    contprof::labels::replace_context(c);
+    c
+}
+
+#[test]
+fn span_and_trace_ids_come_from_fields_or_are_made_and_children_inherit_the_trace() {
+    agent();
+    let layer = ContprofLayer::new().span_ids(true).trace_ids(true);
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let traced =
+            tracing::info_span!("request", trace_id = "4bf92f3577b34da6a3ce929d0e0e4736", span_id = 7u64);
+        let (outer, inner) = traced.in_scope(|| (context(), tracing::info_span!("db").in_scope(context)));
+        assert_eq!(outer.trace_id, 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736);
+        assert_eq!(outer.span_id, 7);
+        assert_eq!(inner.trace_id, outer.trace_id, "a child is in its parent's trace");
+        assert!(inner.span_id != 0 && inner.span_id != outer.span_id);
+        assert_eq!(context(), contprof::labels::Context::default(), "leaving restores no ids");
+        // A root span without a trace id gets one of its own, which its children share.
+        let (a, b) = tracing::info_span!("request")
+            .in_scope(|| (context(), tracing::info_span!("child").in_scope(context)));
+        let other = tracing::info_span!("request").in_scope(context);
+        assert!(a.trace_id != 0 && a.trace_id == b.trace_id && other.trace_id != a.trace_id);
+    });
+}

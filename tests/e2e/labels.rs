@@ -1,0 +1,301 @@
+//! Labels from code (`contprof::labels`) on the `label_split` fixture, preloaded with no other
+//! change to the program: CPU per label value against the split the fixture was written with,
+//! each function's samples carrying exactly its labels (CPU, allocations, bytes in use), and
+//! `go tool pprof` reading them (`-tags`, `-tagfocus`). The same from `tracing` spans on the
+//! `traced_service` fixture (axum, tokio, `contprof_tracing`'s layer).
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::Command;
+
+use cargo_contprof::profile::{Profile, Sample};
+
+use crate::util::{expectation, read_profile, run_fixture, tools_required};
+
+/// Labels the tool puts on samples itself (the thread, the run's target).
+const TOOL_LABELS: &[&str] = &["thread", "tid", "target"];
+
+/// The program's labels of a sample, as sorted `key=value` strings.
+fn program_labels(p: &Profile, s: &Sample) -> Vec<String> {
+    let mut l: Vec<String> = s
+        .label
+        .iter()
+        .filter(|l| l.str != 0 && !TOOL_LABELS.contains(&p.str(l.key)))
+        .map(|l| format!("{}={}", p.str(l.key), p.str(l.str)))
+        .collect();
+    l.sort();
+    l
+}
+
+/// The function names on a sample's stack.
+fn functions_of<'p>(p: &'p Profile, s: &Sample) -> Vec<&'p str> {
+    let names: HashMap<u64, &str> = p.function.iter().map(|f| (f.id, p.str(f.name))).collect();
+    let locations: HashMap<u64, &cargo_contprof::profile::Location> =
+        p.location.iter().map(|l| (l.id, l)).collect();
+    s.location_id
+        .iter()
+        .filter_map(|id| locations.get(id))
+        .flat_map(|l| l.line.iter().filter_map(|line| names.get(&line.function_id).copied()))
+        .collect()
+}
+
+fn run_label_split(out: &std::path::Path, extra: &[&str]) -> Profile {
+    let mut args = vec!["--no-store"];
+    args.extend_from_slice(extra);
+    let f = run_fixture("label_split", out, &args, &[("FIXTURE_SCALE", "0.7")]);
+    assert_eq!(f.code, 0, "{f:?}");
+    read_profile(&out.join("profile.pb.gz"))
+}
+
+/// Checks `expected`'s `labels_of`: every sample with the function on its stack carries exactly
+/// the labels listed (beyond the tool's own); returns, per function, its CPU, allocated and
+/// in-use bytes.
+fn check_labels_of(p: &Profile, expected: &toml::Table) -> BTreeMap<String, [i64; 3]> {
+    let cpu = p.sample_type_index("cpu").expect("cpu");
+    let alloc = p.sample_type_index("alloc_space").expect("alloc_space");
+    let inuse = p.sample_type_index("inuse_space").expect("inuse_space");
+    let mut totals = BTreeMap::new();
+    for case in expected["labels_of"].as_array().unwrap() {
+        let function = case["function"].as_str().unwrap();
+        let want: Vec<&str> =
+            case["labels"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        // Per label set: CPU, allocated and in-use bytes of the samples with the function.
+        let mut seen = BTreeMap::<Vec<String>, [i64; 3]>::new();
+        for s in p.sample.iter().filter(|s| functions_of(p, s).contains(&function)) {
+            let e = seen.entry(program_labels(p, s)).or_default();
+            for (v, i) in e.iter_mut().zip([cpu, alloc, inuse]) {
+                *v += s.value[i];
+            }
+        }
+        let sets: Vec<Vec<String>> = seen.keys().cloned().collect();
+        assert_eq!(sets, [want.iter().map(|s| s.to_string()).collect::<Vec<_>>()], "{function}: {seen:?}");
+        let values = *seen.values().next().unwrap();
+        assert!(values[0] > 0, "{function} has CPU samples");
+        totals.insert(function.to_owned(), values);
+    }
+    totals
+}
+
+#[test]
+fn cpu_splits_by_label_as_the_fixture_set_it_and_samples_carry_exactly_their_labels() {
+    let out = tempfile::tempdir().unwrap();
+    let p = run_label_split(out.path(), &[]);
+    let expected = expectation("label_split");
+    let cpu = p.sample_type_index("cpu").expect("cpu");
+    let total = p.total(cpu) as f64;
+    for case in expected["label_cpu_share"].as_array().unwrap() {
+        let (label, value) = (case["label"].as_str().unwrap(), case["value"].as_str().unwrap());
+        let (share, tolerance) = (case["share"].as_float().unwrap(), case["tolerance"].as_float().unwrap());
+        let part: i64 = p
+            .sample
+            .iter()
+            .filter(|s| p.label_str(s, label).unwrap_or("") == value)
+            .map(|s| s.value[cpu])
+            .sum();
+        let got = part as f64 / total;
+        assert!(
+            (got - share).abs() <= tolerance,
+            "CPU under {label}={value:?}: {got:.3}, expected {share} ± {tolerance}"
+        );
+    }
+    let totals = check_labels_of(&p, &expected);
+    // 256 KiB kept per slice, 50 slices: the sampled estimates of bytes allocated and in use at exit.
+    let [_, allocated, in_use] = totals["label_split::items"];
+    let kept = 50.0 * 256.0 * 1024.0;
+    assert!((allocated as f64 / kept - 1.0).abs() < 0.5, "items: {allocated} bytes allocated");
+    assert!((in_use as f64 / kept - 1.0).abs() < 0.5, "items: {in_use} bytes in use");
+}
+
+/// A request's CPU follows its span across `.await` points and worker threads.
+#[test]
+fn tracing_spans_split_a_services_cpu_by_endpoint() {
+    let out = tempfile::tempdir().unwrap();
+    let f = run_fixture("traced_service", out.path(), &["--no-store"], &[]);
+    assert_eq!(f.code, 0, "{f:?}");
+    let p = read_profile(&out.path().join("profile.pb.gz"));
+    let expected = expectation("traced_service");
+    let cpu = p.sample_type_index("cpu").expect("cpu");
+    let labelled: i64 =
+        p.sample.iter().filter(|s| p.label_str(s, "endpoint").is_some()).map(|s| s.value[cpu]).sum();
+    for case in expected["label_cpu_share_of_labelled"].as_array().unwrap() {
+        let (label, value) = (case["label"].as_str().unwrap(), case["value"].as_str().unwrap());
+        let (share, tolerance) = (case["share"].as_float().unwrap(), case["tolerance"].as_float().unwrap());
+        let part: i64 =
+            p.sample.iter().filter(|s| p.label_str(s, label) == Some(value)).map(|s| s.value[cpu]).sum();
+        let got = part as f64 / labelled as f64;
+        assert!(
+            (got - share).abs() <= tolerance,
+            "share of labelled CPU under {label}={value}: {got:.3}, expected {share} ± {tolerance}"
+        );
+    }
+    check_labels_of(&p, &expected);
+}
+
+/// With span and trace ids on, each request's samples carry the trace id its client sent in
+/// `traceparent` (which says its endpoint, see the fixture) and a span id; samples outside any span
+/// carry neither.
+#[test]
+fn a_requests_samples_carry_its_trace_id() {
+    let out = tempfile::tempdir().unwrap();
+    let f = run_fixture("traced_service", out.path(), &["--no-store"], &[("FIXTURE_TRACE_IDS", "1")]);
+    assert_eq!(f.code, 0, "{f:?}");
+    let p = read_profile(&out.path().join("profile.pb.gz"));
+    let cpu = p.sample_type_index("cpu").expect("cpu");
+    let mut traces = std::collections::BTreeSet::new();
+    for s in p.sample.iter().filter(|s| s.value[cpu] > 0) {
+        let (trace, span, endpoint) =
+            (p.label_str(s, "trace_id"), p.label_str(s, "span_id"), p.label_str(s, "endpoint"));
+        let Some(trace) = trace else {
+            assert!(span.is_none() && endpoint.is_none(), "{:?}", program_labels(&p, s));
+            continue;
+        };
+        assert_eq!(trace.len(), 32, "{trace}");
+        assert!(span.is_some_and(|s| s.len() == 16), "{:?}", program_labels(&p, s));
+        let want = match &trace[..6] {
+            "5ea4c4" => "/search",
+            "017e55" => "/items",
+            other => panic!("a trace id no request had: {trace} ({other})"),
+        };
+        assert_eq!(endpoint, Some(want), "{trace}");
+        traces.insert(trace.to_owned());
+    }
+    // 200 requests of 2-4 ms at 250 Hz: most of them have samples.
+    assert!(traces.len() >= 50, "{} traces sampled", traces.len());
+}
+
+/// npm `pprof-format` reads the labels: CPU per endpoint, as the profile has it.
+#[test]
+fn npm_pprof_format_reads_the_labels() {
+    let js = crate::util::repo_root().join("tests/js");
+    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !js.join("node_modules/pprof-format").exists() || !node {
+        assert!(
+            !tools_required(),
+            "node and tests/js/node_modules are required (CONTPROF_REQUIRE_TOOLS is set)"
+        );
+        eprintln!("skipping: node or npm pprof-format not installed (.ci/run installs them)");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let p = run_label_split(out.path(), &[]);
+    let o = Command::new("node")
+        .arg(js.join("decode.mjs"))
+        .arg(out.path().join("profile.pb.gz"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cpu = p.sample_type_index("cpu").expect("cpu");
+    for value in ["/search", "/items"] {
+        let ours: i64 =
+            p.sample.iter().filter(|s| p.label_str(s, "endpoint") == Some(value)).map(|s| s.value[cpu]).sum();
+        let theirs = summary["labelSums"][format!("endpoint={value}")][cpu].as_f64().unwrap_or(0.0);
+        assert!(
+            ours > 0 && (theirs - ours as f64).abs() < 1e-6 * ours as f64,
+            "{value}: {theirs} against {ours}"
+        );
+    }
+}
+
+#[test]
+fn go_tool_pprof_lists_and_focuses_on_the_labels() {
+    let available = Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
+    if !available {
+        assert!(!tools_required(), "go is required (CONTPROF_REQUIRE_TOOLS is set)");
+        eprintln!("skipping: go not installed (.ci/run installs it)");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    run_label_split(out.path(), &[]);
+    let pprof = |args: &[&str]| {
+        let o = Command::new("go")
+            .args(["tool", "pprof"])
+            .args(args)
+            .arg(out.path().join("profile.pb.gz"))
+            .env("PPROF_TMPDIR", out.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{args:?}: {stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        stdout
+    };
+    let tags = pprof(&["-tags", "-sample_index=cpu"]);
+    for needle in ["endpoint:", "/search", "/items", "tenant:", "t1"] {
+        assert!(tags.contains(needle), "`-tags` lacks {needle}:\n{tags}");
+    }
+    let focused = pprof(&["-top", "-sample_index=cpu", "-tagfocus=endpoint=/search"]);
+    assert!(focused.contains("label_split::search"), "{focused}");
+    assert!(
+        !focused.contains("label_split::items") && !focused.contains("label_split::unlabelled"),
+        "{focused}"
+    );
+}
+
+/// In production (preloaded, windows uploaded to a store), every CPU window of the traced service
+/// keeps the spans' labels as sample labels beside the window's own, and no store key names a
+/// label value.
+#[test]
+fn production_windows_keep_span_labels_as_sample_labels() {
+    use cargo_contprof::store::{Store, StoreLocation};
+    let _shared = crate::util::shared();
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "labelled",
+            "--bin",
+            "traced_service",
+            "--manifest-path",
+        ])
+        .arg(crate::util::fixtures_manifest())
+        .status()
+        .expect("cargo starts");
+    assert!(status.success(), "the fixture builds");
+    let dir = tempfile::tempdir().unwrap();
+    let lib = crate::util::contprof().args(["agent", "path", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(lib.status.success(), "{}", String::from_utf8_lossy(&lib.stderr));
+    let lib = String::from_utf8(lib.stdout).unwrap().trim().to_owned();
+    let store_dir = dir.path().join("store");
+    let out = Command::new(crate::util::repo_root().join("fixtures/target/release/traced_service"))
+        .arg("600")
+        .env("LD_PRELOAD", &lib)
+        .env("CONTPROF_SERVICE", "traced")
+        .env("CONTPROF_VERSION", "1.0.0")
+        .env("CONTPROF_ZONE", "eu")
+        .env("CONTPROF_INSTANCE", "i-1")
+        .env("CONTPROF_STORE", &store_dir)
+        .env("CONTPROF_PERIOD", "1")
+        .env("CONTPROF_WINDOW", "0.8")
+        .env("CONTPROF_HELPER", env!("CARGO_BIN_EXE_cargo-contprof"))
+        .output()
+        .expect("the service runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = Store::open(&StoreLocation::Dir(store_dir)).unwrap();
+    // The uploader finishes in the background after the service exits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut labelled = BTreeMap::<String, i64>::new();
+    while labelled.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no CPU windows with both endpoints: {labelled:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let keys = store.list_windows(Some("traced")).unwrap();
+        labelled.clear();
+        for key in keys.iter().filter(|k| k.profile_type == "cpu") {
+            assert!(!key.path().contains("search") && !key.path().contains("items"), "{}", key.path());
+            let Ok(Some(bytes)) = store.get_window(key) else { continue };
+            let p = cargo_contprof::profile::decode(&bytes).unwrap();
+            let cpu = p.sample_type_index("cpu").expect("cpu");
+            for s in &p.sample {
+                if let Some(endpoint) = p.label_str(s, "endpoint") {
+                    assert_eq!(p.label_str(s, "span_name"), Some("request"));
+                    assert_eq!(p.label_str(s, "service"), Some("traced"));
+                    *labelled.entry(endpoint.to_owned()).or_default() += s.value[cpu];
+                }
+            }
+        }
+    }
+    assert_eq!(labelled.keys().collect::<Vec<_>>(), ["/items", "/search"]);
+    // The windows cover 0.8 s of each second: the split of the requests they saw, loosely.
+    let search = labelled["/search"] as f64 / (labelled["/search"] + labelled["/items"]) as f64;
+    assert!((0.5..0.8).contains(&search), "share of /search in the windows: {search:.2}");
+}
