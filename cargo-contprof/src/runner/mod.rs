@@ -303,6 +303,13 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
     // the pipe readers waiting forever. A workload on our terminal (`run`) stays in ours, where it
     // can read the terminal and gets the terminal's Ctrl-C.
     let grouped = spec.streams == Streams::Capture;
+    if grouped && spec.settings.engine == Engine::Instructions {
+        // No terminal, no `TERM`: libtest parses the terminfo database at start into a HashMap
+        // with random keys, ~350 k instructions in every test process that vary by hundreds from
+        // one run to the next (hash probing and the allocator after it), more than a small test's
+        // own change.
+        cmd.env_remove("TERM");
+    }
     if grouped {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
