@@ -337,6 +337,12 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: layer::Context<'_, S>) {
+        // Without an agent no span has labels (see `on_new_span`): skip the span's lookup. An
+        // agent that starts later is seen from then on (`labels::active` never turns false), and
+        // the spans it sees entered were created after it started, so enter and exit still pair.
+        if !labels::active() {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         let Some(context) = span.extensions().get::<SpanLabels>().map(|l| l.0) else { return };
         let previous = self.switch(context);
@@ -346,6 +352,9 @@ where
     }
 
     fn on_exit(&self, id: &Id, ctx: layer::Context<'_, S>) {
+        if !labels::active() {
+            return;
+        }
         let Some(span) = ctx.span(id) else { return };
         if span.extensions().get::<SpanLabels>().is_none() {
             return;

@@ -159,7 +159,8 @@ pub fn replace_context(context: Context) -> Context {
     }
 }
 
-/// Whether an agent receives labels (one load once resolved).
+/// Whether an agent receives labels (one load once resolved). Never turns false again once true:
+/// the preloaded agent is found once, a linked one counts from its first start on.
 pub fn active() -> bool {
     backend().is_some()
 }
