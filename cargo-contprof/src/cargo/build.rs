@@ -33,7 +33,7 @@ pub struct BuildOptions<'a> {
     /// Force frame pointers (`--unwind frame-pointers`).
     pub frame_pointers: bool,
     /// `(from, to)` source path prefixes rewritten in the debug info and panic locations of the
-    /// workspace's own crates (`--remap-path-prefix`, see [`super::remap`]): `check` builds its
+    /// workspace's own crates (`--remap-path-prefix`, see `cargo/remap.rs`): `check` builds its
     /// base in a worktree and its own target directory, and names them as the head's, so that the
     /// two binaries differ in their code only.
     pub remap: &'a [(PathBuf, PathBuf)],

@@ -47,7 +47,7 @@ pub fn remap_workspace(cmd: &mut Command, remap: &[(PathBuf, PathBuf)]) -> bool 
     true
 }
 
-/// When this process is the workspace wrapper that [`remap_workspace`] set up (cargo runs it as
+/// When this process is the workspace wrapper that `remap_workspace` set up (cargo runs it as
 /// `<wrapper> <rustc> <args>...`), runs rustc with the flags and returns its exit code (when it
 /// cannot be run); `None` otherwise.
 pub fn run_as_wrapper(args: &[OsString]) -> Option<i32> {
