@@ -119,7 +119,8 @@ struct ViewJson<'a> {
     per: &'a str,
     default_type: String,
     tree: TreeJson<'a>,
-    findings: Vec<&'a Finding>,
+    /// The comparison's findings to show, `null` when the view has no comparison.
+    findings: Option<Vec<&'a Finding>>,
 }
 
 /// The aggregated tree of a view.
@@ -180,9 +181,9 @@ fn write_json_of(out: &mut impl Write, input: &ReportInput<'_>, tree: &FlameTree
                 let mag = |f: &Finding| f.change.map_or(f64::INFINITY, f64::abs);
                 rank(a.verdict).cmp(&rank(b.verdict)).then(mag(b).total_cmp(&mag(a)))
             });
-            f
+            Some(f)
         }
-        _ => Vec::new(),
+        _ => None,
     };
     let data = ViewJson {
         kind: match input.view {

@@ -220,11 +220,39 @@
   const colors = T.classes.map((c) => c.color);
   // A change that is a small part of the run is faded in proportion: a frame of a few samples
   // that doubles is noise, not news.
+  const METRIC_TYPES = {
+    cpu: 'cpu', instructions: 'instructions', alloc_bytes: 'alloc_space', alloc_count: 'alloc_objects',
+    inuse_bytes: 'inuse_space', delay: 'delay', contentions: 'contentions', wall: 'wall',
+  };
   const FADE_BELOW = 0.01;
+  // Where a comparison's findings come with the page, full colour is for the functions it found
+  // changed (in the metric shown, any verdict): the others moved within what the runs' spread
+  // allows, and are drawn light whatever their ratio. std and native frames count as their
+  // caller's, as the verdicts count them.
+  const UNFOUND_MAX = 0.15;
+  const foundByType = D.findings ? new Map() : null;
+  for (const f of D.findings || []) {
+    const type = METRIC_TYPES[f.metric] || f.metric;
+    if (!foundByType.has(type)) foundByType.set(type, new Set());
+    foundByType.get(type).add(f.function);
+  }
+  function found(n) {
+    if (!foundByType) return true;
+    const t = T.types[typeIdx];
+    const names = t && foundByType.get(t.name);
+    if (!names) return false;
+    for (; n > 0; n = dParent[n]) {
+      const f = dFn[n];
+      if (names.has(T.fns.name[f])) return true;
+      if (!runtimeFn[f] && T.fns.name[f][0] !== '[') return false;
+    }
+    return false;
+  }
   function diffColor(n) {
     const b = dTotal[0][n], h = dTotal[HEAD][n], whole = Math.max(dTotal[HEAD][0], dTotal[0][0] * runScale);
     const weight = whole > 0 ? Math.min(1, Math.abs(h - b * runScale) / (FADE_BELOW * whole)) : 0;
-    const t = Math.max(-1, Math.min(1, relChange(b, h))) * weight;
+    const cap = found(n) ? 1 : UNFOUND_MAX;
+    const t = Math.max(-cap, Math.min(cap, relChange(b, h))) * weight;
     if (Math.abs(t) < 0.02) return 'hsl(0, 0%, 86%)';
     // Full colour from a 50% change on.
     const light = 88 - 38 * Math.min(1, Math.abs(t) / 0.5);
@@ -467,10 +495,6 @@
 
   // ---- regression table
   // A finding's metric → the sample type it was read from (compare::Metric::sample_type).
-  const METRIC_TYPE = {
-    cpu: 'cpu', instructions: 'instructions', alloc_bytes: 'alloc_space', alloc_count: 'alloc_objects',
-    inuse_bytes: 'inuse_space', delay: 'delay', contentions: 'contentions', wall: 'wall',
-  };
   const METRIC_UNIT = {
     cpu: 'nanoseconds', instructions: 'count', alloc_bytes: 'bytes', alloc_count: 'count', inuse_bytes: 'bytes',
     delay: 'nanoseconds', contentions: 'count', wall: 'nanoseconds',
@@ -492,7 +516,7 @@
       if (!a) return;
       ev.preventDefault();
       const f = fs[Number(a.dataset.finding)];
-      selectType(METRIC_TYPE[f.metric] || '');
+      selectType(METRIC_TYPES[f.metric] || '');
       const fi = fnByName(f.function);
       if (fi > 0) focusFunction(fi);
       else $('filter-error').textContent = `${f.function} is not in these profiles`;
@@ -508,7 +532,7 @@
   function renderLegend() {
     $('legend').innerHTML = DIFF
       ? `Colour by change of total beyond the run's own (${change(1, runScale)}, the median change of the frames, as the verdicts normalize): ` +
-        '<span class="swatch" style="background:hsl(0,85%,55%)"></span>costs more <span class="swatch" style="background:hsl(218,85%,55%)"></span>costs less <span class="swatch" style="background:hsl(0,0%,86%)"></span>moved with the run (changes under 1% of the run are faded)'
+        '<span class="swatch" style="background:hsl(0,85%,55%)"></span>costs more <span class="swatch" style="background:hsl(218,85%,55%)"></span>costs less <span class="swatch" style="background:hsl(0,0%,86%)"></span>moved with the run (changes under 1% of the run are faded' + (D.findings ? ', those the comparison did not find are light' : '') + ')'
       : [...used].filter((c) => c !== T.fns.class[0]).slice(0, 40).map((c) => `<span class="swatch" style="background:${T.classes[c].color}"></span>${esc(T.classes[c].name)}`).join('');
   }
   renderLegend();
