@@ -298,4 +298,53 @@ fn production_windows_keep_span_labels_as_sample_labels() {
     // The windows cover 0.8 s of each second: the split of the requests they saw, loosely.
     let search = labelled["/search"] as f64 / (labelled["/search"] + labelled["/items"]) as f64;
     assert!((0.5..0.8).contains(&search), "share of /search in the windows: {search:.2}");
+
+    // One endpoint's samples only, by the sample label: exported, and compared.
+    let store_arg = dir.path().join("store");
+    let exported = dir.path().join("search");
+    let f = crate::util::finish(
+        crate::util::contprof()
+            .args([
+                "prod",
+                "export",
+                "--service",
+                "traced",
+                "--type",
+                "cpu",
+                "--sample-label",
+                "endpoint=/search",
+            ])
+            .arg("--store")
+            .arg(&store_arg)
+            .arg(&exported),
+    );
+    assert_eq!(f.code, 0, "{f:?}");
+    let mut cpu_search = 0;
+    for file in std::fs::read_dir(&exported).unwrap() {
+        let p = cargo_contprof::profile::decode(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
+        let cpu = p.sample_type_index("cpu").expect("cpu");
+        for s in &p.sample {
+            assert_eq!(p.label_str(s, "endpoint"), Some("/search"), "an exported sample of another endpoint");
+            cpu_search += s.value[cpu];
+        }
+    }
+    assert!(cpu_search > 0, "no /search samples exported: {f:?}");
+    let f = crate::util::finish(
+        crate::util::contprof()
+            .args(["prod", "compare", "--service", "traced", "--type", "cpu", "--base", "version=1.0.0"])
+            .args(["--head", "version=1.0.0", "--sample-label", "endpoint=/items", "--format", "json"])
+            .arg("--store")
+            .arg(&store_arg),
+    );
+    assert!(f.code == 0 || f.code == 1, "{f:?}");
+    let report: serde_json::Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}: {f:?}"));
+    assert!(report["base"]["extra"]["windows"].as_str().is_some_and(|w| w != "0"), "{report:#}");
+    let f = crate::util::finish(
+        crate::util::contprof()
+            .args(["prod", "export", "--service", "traced", "--sample-label", "endpoint=/nowhere"])
+            .arg("--store")
+            .arg(&store_arg)
+            .arg(dir.path().join("nowhere")),
+    );
+    assert_eq!(f.code, 2, "a label no sample carries selects nothing: {f:?}");
 }

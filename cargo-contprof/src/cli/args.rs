@@ -865,6 +865,13 @@ pub struct ProdSelectArgs {
     /// label of the agent's `CONTPROF_LABELS`. Values of one key are alternatives; keys combine.
     #[arg(long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
+    /// Sample-label filters `key=value[,key=value]` (repeatable): only the samples that carry
+    /// these labels count (`contprof::labels`, or a `tracing` span's fields through
+    /// `contprof-tracing`: `endpoint=/search`), and windows with none are left out. Values of one
+    /// key are alternatives; keys combine. Reads the windows themselves (rollups hold no
+    /// per-label costs).
+    #[arg(long = "sample-label", value_name = "K=V")]
+    pub sample_labels: Vec<String>,
     /// Store.
     #[command(flatten)]
     pub scope: StoreScope,

@@ -56,12 +56,20 @@ fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate
         }
     }
     let labels = labels_of(a)?;
+    let mut sample_labels = Vec::new();
+    for l in &a.sample_labels {
+        sample_labels.extend(
+            select::parse_labels(l)
+                .map_err(|message| Error::InvalidArgument { flag: "--sample-label", message })?,
+        );
+    }
     let selection = Selection {
         service: a.service.clone(),
         types: types.to_vec(),
         since: Some(time("--since", &a.since, false)?),
         until: a.until.as_deref().map(|u| time("--until", u, true)).transpose()?,
         labels,
+        sample_labels,
     };
     let config = match crate::config::load_at(&root, false) {
         Ok(loaded) => loaded.config,
@@ -196,6 +204,17 @@ pub fn export(a: ProdExportArgs, shell: &Shell) -> Result<()> {
         };
         // The key's escaped parts make a safe file name: letters, digits, `.`, `-`, `+`, `_`.
         let name = w.path().trim_start_matches("prod/windows/").replace('/', "_");
+        let bytes = if selection.sample_labels.is_empty() {
+            bytes
+        } else {
+            // Only the samples that carry the labels asked for (windows with none were left out).
+            let mut p = crate::profile::decode(&bytes)
+                .map_err(|e| Error::msg(format!("{}: corrupt profile: {e}", w.path())))?;
+            if !load::keep_labelled_samples(&mut p, &selection) {
+                continue;
+            }
+            crate::profile::encode_to_vec(&p)
+        };
         crate::record::write_atomic(&a.dir.join(name), &bytes)?;
         written += 1;
     }

@@ -133,8 +133,8 @@ pub fn load(
             continue;
         }
         let inside = key.start >= since && key.end() - 1 <= until;
-        let plan =
-            if !want.costs && inside && rollups.contains(&key) { DayPlan::Day } else { DayPlan::Hours };
+        let whole_day = !want.costs && inside && rollups.contains(&key) && selection.sample_labels.is_empty();
+        let plan = if whole_day { DayPlan::Day } else { DayPlan::Hours };
         days.insert(key.start, plan);
     }
 
@@ -176,6 +176,11 @@ pub fn load(
             list.insert(RollupKey::at(service, profile_type, key.start, true).start);
             continue;
         };
+        if !selection.sample_labels.is_empty() {
+            // Merged stacks keep the labels of samples, but the per-window costs do not.
+            list.insert(RollupKey::at(service, profile_type, key.start, true).start);
+            continue;
+        }
         if want.costs && r.fold_library != want.fold_library {
             // Built with the other folding: its costs are not the ones asked for.
             list.insert(RollupKey::at(service, profile_type, key.start, true).start);
@@ -279,7 +284,8 @@ pub fn load(
         ));
         raw = (0..MAX_VIEWED).map(|i| raw[i * n / MAX_VIEWED].clone()).collect();
     }
-    let need_profiles = want.stacks || want.costs || selection.has_custom_labels();
+    let need_profiles =
+        want.stacks || want.costs || selection.has_custom_labels() || !selection.sample_labels.is_empty();
     if need_profiles {
         let mut unmerged: Vec<Profile> = Vec::new();
         for chunk in raw.chunks(READ_CHUNK) {
@@ -289,7 +295,7 @@ pub fn load(
             for ((key, path), bytes) in chunk.iter().zip(&paths).zip(read) {
                 want.check(store)?;
                 let Some(bytes) = bytes else { continue }; // deleted since it was listed
-                let p = match profile::decode(&bytes) {
+                let mut p = match profile::decode(&bytes) {
                     Ok(p) => p,
                     Err(e) => {
                         out.warnings.push(format!("skipped window {path}: corrupt profile: {e}"));
@@ -297,6 +303,9 @@ pub fn load(
                     }
                 };
                 out.windows_read += 1;
+                if !keep_labelled_samples(&mut p, selection) {
+                    continue;
+                }
                 let mut o = rollup::observe(key, &p, want.fold_library);
                 if !selection.custom_labels_match(&o.labels) {
                     continue;
@@ -399,11 +408,25 @@ fn filter_samples(p: &mut Profile, selection: &Selection) {
     if selection.labels.is_empty() {
         return;
     }
-    let keep: Vec<bool> = p.sample.iter().map(|s| selection.labels_match(|k| p.label_str(s, k))).collect();
+    retain_samples(p, |p, s| selection.labels_match(|k| p.label_str(s, k)));
+}
+
+/// Keeps the samples of a window that pass the selection's sample-label filters; false when none
+/// is left (or it had none), and the window is then left out.
+pub fn keep_labelled_samples(p: &mut Profile, selection: &Selection) -> bool {
+    if selection.sample_labels.is_empty() {
+        return true;
+    }
+    retain_samples(p, |p, s| selection.sample_labels_match(|k| p.label_str(s, k)));
+    !p.sample.is_empty()
+}
+
+fn retain_samples(p: &mut Profile, keep: impl Fn(&Profile, &profile::Sample) -> bool) {
+    let kept: Vec<bool> = p.sample.iter().map(|s| keep(p, s)).collect();
     let mut i = 0;
     p.sample.retain(|_| {
         i += 1;
-        keep[i - 1]
+        kept[i - 1]
     });
 }
 

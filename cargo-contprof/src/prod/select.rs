@@ -24,6 +24,11 @@ pub struct Selection {
     /// `key = value` filters on `version`, `zone`, `instance` and custom labels; several values
     /// of one key are alternatives, different keys must all match.
     pub labels: Vec<(String, String)>,
+    /// `key = value` filters on the labels of samples (`contprof::labels`, `tracing` spans): only
+    /// the samples that carry them count, and windows with none are left out. Several values of
+    /// one key are alternatives, different keys must all match. Rollups hold no per-label costs,
+    /// so a selection with these reads its windows.
+    pub sample_labels: Vec<(String, String)>,
 }
 
 /// The label keys the store's keys carry.
@@ -85,6 +90,17 @@ impl Selection {
         keys.iter().all(|k| {
             let have = value(k);
             self.labels.iter().any(|(lk, v)| lk == k && have == Some(v.as_str()))
+        })
+    }
+
+    /// Whether a sample passes the sample-label filters: `value(k)` gives the sample's value of `k`.
+    pub fn sample_labels_match<'a>(&self, value: impl Fn(&str) -> Option<&'a str>) -> bool {
+        let mut keys: Vec<&str> = self.sample_labels.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.iter().all(|k| {
+            let have = value(k);
+            self.sample_labels.iter().any(|(lk, v)| lk == k && have == Some(v.as_str()))
         })
     }
 
@@ -195,5 +211,20 @@ mod tests {
         let listed = summarize(&all);
         assert_eq!(listed.len(), 3);
         assert_eq!(listed[1].windows.get("cpu"), Some(&1));
+    }
+
+    #[test]
+    fn sample_labels_are_alternatives_per_key_and_all_keys_must_match() {
+        let sel = Selection {
+            sample_labels: parse_labels("endpoint=/a,endpoint=/b,tenant=t1").unwrap(),
+            ..Selection::default()
+        };
+        let sample = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v)
+        };
+        assert!(sel.sample_labels_match(sample(&[("endpoint", "/b"), ("tenant", "t1")])));
+        assert!(!sel.sample_labels_match(sample(&[("endpoint", "/c"), ("tenant", "t1")])));
+        assert!(!sel.sample_labels_match(sample(&[("endpoint", "/a")])), "a key the sample lacks");
+        assert!(Selection::default().sample_labels_match(sample(&[])), "no filter keeps every sample");
     }
 }

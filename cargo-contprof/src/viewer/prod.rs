@@ -66,6 +66,7 @@ pub fn selection(q: &ProdQuery, now: DateTime<Utc>) -> Result<Selection> {
         since: Some(time("since", &q.since, false)?),
         until: q.until.as_deref().map(|u| time("until", u, true)).transpose()?,
         labels,
+        sample_labels: Vec::new(),
     })
 }
 
