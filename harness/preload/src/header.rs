@@ -45,6 +45,22 @@ fn tag(p: *mut c_void) -> usize {
     p as usize ^ TAG
 }
 
+/// The kind of recorded pointer ([`USED_PLAIN`], [`USED_ALIGNED`]) that could sit at `p` by its
+/// low byte, 0 for the 254 low bytes where none can: `free`'s first test is then one load from
+/// this table and one from the flags, whatever the pointer.
+static KIND_AT: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[PLAIN] = USED_PLAIN;
+    t[0] = USED_ALIGNED;
+    t
+};
+
+/// See [`KIND_AT`].
+#[inline(always)]
+pub(crate) fn kind_at(p: *mut c_void) -> u8 {
+    KIND_AT[p as usize & 255]
+}
+
 /// Whether `p` was allocated with a header. Reads the word before `p` (glibc's chunk size of any
 /// other pointer, which its allocator reads too) only when `p` sits where a recorded pointer of a
 /// kind already made would (see the module docs).

@@ -173,7 +173,9 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     let f = flags::load();
-    if f & (USED_PLAIN | USED_ALIGNED | PLAIN_TRACKED | HOOK_FP) == 0
+    // First one test for the common case: no kind of recorded pointer can sit where this one
+    // does (its low byte), no pointer recorded without a header, no frame-pointer walk.
+    if f & (header::kind_at(ptr) | PLAIN_TRACKED | HOOK_FP) == 0
         || (!header::is_recorded_with(ptr, f) && !tracked_plain_with(ptr, f) && f & HOOK_FP == 0)
     {
         // SAFETY: forwarded.
