@@ -23,7 +23,7 @@ use core::ffi::c_void;
 use contprof::preload::alloc::{decide, enter, forget, hooks, leave, may_be_tracked, record, skip_sampled};
 use contprof::preload::caller;
 
-use crate::flags::{self, EXACT, HOOK_FP, HOOKS_MASK, PLAIN_TRACKED, USED_ALIGNED, USED_PLAIN};
+use crate::flags::{self, EXACT, HOOK_FP, HOOKS_MASK, PLAIN_TRACKED};
 use crate::header::{self, ALIGNED, SLACK};
 use crate::next::Next;
 
