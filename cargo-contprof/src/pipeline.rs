@@ -151,6 +151,11 @@ pub fn read_profile(store: &Store, run_id: &str, file: &str) -> std::result::Res
     profile::decode(&bytes).map_err(|e| format!("corrupt profile: {e}"))
 }
 
+/// `k=v, k=w` for a message.
+fn describe_labels(labels: &[(String, String)]) -> String {
+    labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
 /// One side as the pipeline needs it.
 #[derive(Debug, Clone, Copy)]
 pub struct SideRuns<'a> {
@@ -172,6 +177,9 @@ pub struct PrepareOptions<'a> {
     pub allow_mismatch: bool,
     /// Fold library frames into their callers (configuration `fold_library`).
     pub fold_library: bool,
+    /// `key = value` filters on the samples' labels (`compare --sample-label`): only the samples
+    /// that carry them count; a run with none is left out, with a warning.
+    pub sample_labels: &'a [(String, String)],
 }
 
 /// Everything a comparison and its flame graphs need.
@@ -257,8 +265,16 @@ pub fn prepare(
             }
             let input = input_options(&sel.settings, opts.fold_library);
             for (run_id, file) in &sel.profiles {
-                match read_profile(store, run_id, file) {
-                    Ok(p) => {
+                let read = read_profile(store, run_id, file).map(|mut p| {
+                    let any = opts.sample_labels.is_empty() || p.retain_labelled(opts.sample_labels);
+                    (p, any)
+                });
+                match read {
+                    Ok((_, false)) => prepared.warnings.push(format!(
+                        "{key}: {side} profile {run_id}/{file} left out: none of its samples carries {}",
+                        describe_labels(opts.sample_labels)
+                    )),
+                    Ok((p, true)) => {
                         runs.push(run_costs(&p, &input));
                         decoded.push(p);
                     }

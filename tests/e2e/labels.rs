@@ -348,3 +348,42 @@ fn production_windows_keep_span_labels_as_sample_labels() {
     );
     assert_eq!(f.code, 2, "a label no sample carries selects nothing: {f:?}");
 }
+
+/// `compare --sample-label`: only the samples that carry the label count, in the verdicts and in
+/// the compare page's flame graph; a label no sample carries leaves every run out, and says so.
+#[test]
+fn compare_reads_only_the_samples_of_one_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let env = [("FIXTURE_SCALE", "0.5")];
+    let base =
+        crate::compare::record_bin("label_split", &store, &dir.path().join("a"), &["--runs", "2"], &env);
+    let head =
+        crate::compare::record_bin("label_split", &store, &dir.path().join("b"), &["--runs", "2"], &env);
+    let pages = dir.path().join("pages");
+    let f = crate::compare::compare(
+        &store,
+        &[&base, &head, "--sample-label", "endpoint=/items", "--flamegraph-dir", pages.to_str().unwrap()],
+    );
+    assert_eq!(f.code, 0, "{f:?}");
+    // The differential flame graph draws the labelled function, not the other label's (a test
+    // that holds without the filter: both are drawn then).
+    let graph = |dir: &std::path::Path| {
+        let svg = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with("-cpu-diff.svg"))
+            .expect("a CPU differential flame graph");
+        std::fs::read_to_string(svg).unwrap()
+    };
+    let svg = graph(&pages);
+    assert!(svg.contains("label_split::items"), "the labelled function is in the graph");
+    assert!(!svg.contains("label_split::search"), "a function of another label is not");
+    let all = dir.path().join("all");
+    let f = crate::compare::compare(&store, &[&base, &head, "--flamegraph-dir", all.to_str().unwrap()]);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert!(graph(&all).contains("label_split::search"), "without the filter both are drawn");
+    let f = crate::compare::compare(&store, &[&base, &head, "--sample-label", "endpoint=/nowhere"]);
+    assert_ne!(f.code, 0, "{f:?}");
+    assert!(f.stderr.contains("none of its samples carries endpoint=/nowhere"), "{f:?}");
+}

@@ -573,6 +573,12 @@ pub struct CompareArgs {
     /// Only targets/tests/benchmarks whose name contains TEXT.
     #[arg(long, value_name = "TEXT")]
     pub group: Option<String>,
+    /// Sample-label filters `key=value[,key=value]` (repeatable): compare only the samples that
+    /// carry these labels (`contprof::labels`, or a `tracing` span's fields through
+    /// `contprof-tracing`: `endpoint=/search`). Values of one key are alternatives; keys combine.
+    /// A run with no such sample is left out, with a warning.
+    #[arg(long = "sample-label", value_name = "K=V")]
+    pub sample_labels: Vec<String>,
     /// Directory for differential flame graphs [default: <target-dir>/contprof/compare].
     #[arg(long, value_name = "DIR")]
     pub flamegraph_dir: Option<PathBuf>,

@@ -119,7 +119,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     ctx.warn_skipped(shell);
     shell.status("Comparing", format_args!("{} with {}", head.describe(), base.describe()));
 
-    let mut prepared = prepare(&ctx, &base, &head, None, &args.stats, shell)?;
+    let mut prepared = prepare(&ctx, &base, &head, None, &[], &args.stats, shell)?;
     if !interleaved {
         super::history::learn(&ctx, &base, &mut prepared, &options, shell);
     }

@@ -57,7 +57,24 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
     };
     ctx.warn_skipped(shell);
     let options = ctx.options(&args.stats)?;
-    let mut prepared = prepare(&ctx, &base, &head, args.group.as_deref(), &args.stats, shell)?;
+    let mut sample_labels = Vec::new();
+    for l in &args.sample_labels {
+        sample_labels.extend(
+            crate::prod::select::parse_labels(l)
+                .map_err(|message| Error::InvalidArgument { flag: "--sample-label", message })?,
+        );
+    }
+    let mut prepared =
+        prepare(&ctx, &base, &head, args.group.as_deref(), &sample_labels, &args.stats, shell)?;
+    if !sample_labels.is_empty() && prepared.groups.iter().all(|g| g.base.is_empty() || g.head.is_empty()) {
+        let wanted: Vec<&str> = args.sample_labels.iter().map(String::as_str).collect();
+        return Err(Error::NothingMatched {
+            what: format!(
+                "no target has samples labelled {} on both sides (--sample-label); see the warnings above",
+                wanted.join(", ")
+            ),
+        });
+    }
     super::history::learn(&ctx, &base, &mut prepared, &options, shell);
     let cmp = compare::compare(&prepared.groups, base.info(), head.info(), &options)?;
     for w in &cmp.warnings {
@@ -306,6 +323,7 @@ pub(super) fn prepare(
     base: &Side,
     head: &Side,
     filter: Option<&str>,
+    sample_labels: &[(String, String)],
     stats: &StatsArgs,
     shell: &Shell,
 ) -> Result<Prepared> {
@@ -316,6 +334,7 @@ pub(super) fn prepare(
         filter_name: filter,
         allow_mismatch: stats.allow_mismatch,
         fold_library: ctx.config.config.fold_library.unwrap_or(true),
+        sample_labels,
     };
     let prepared = pipeline::prepare(
         &ctx.store,

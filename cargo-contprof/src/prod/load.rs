@@ -405,29 +405,15 @@ fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
 
 /// Keeps the samples whose labels pass the selection's label filters.
 fn filter_samples(p: &mut Profile, selection: &Selection) {
-    if selection.labels.is_empty() {
-        return;
+    if !selection.labels.is_empty() {
+        p.retain_labelled(&selection.labels);
     }
-    retain_samples(p, |p, s| selection.labels_match(|k| p.label_str(s, k)));
 }
 
 /// Keeps the samples of a window that pass the selection's sample-label filters; false when none
 /// is left (or it had none), and the window is then left out.
 pub fn keep_labelled_samples(p: &mut Profile, selection: &Selection) -> bool {
-    if selection.sample_labels.is_empty() {
-        return true;
-    }
-    retain_samples(p, |p, s| selection.sample_labels_match(|k| p.label_str(s, k)));
-    !p.sample.is_empty()
-}
-
-fn retain_samples(p: &mut Profile, keep: impl Fn(&Profile, &profile::Sample) -> bool) {
-    let kept: Vec<bool> = p.sample.iter().map(|s| keep(p, s)).collect();
-    let mut i = 0;
-    p.sample.retain(|_| {
-        i += 1;
-        kept[i - 1]
-    });
+    selection.sample_labels.is_empty() || p.retain_labelled(&selection.sample_labels)
 }
 
 /// Every selected window of every service and type `selection` names (all of them when it names

@@ -85,23 +85,12 @@ impl Selection {
     /// Whether a label set passes the selection's filters on the keys it has an opinion about:
     /// `value(k)` gives the set's value of `k`.
     pub fn labels_match<'a>(&self, value: impl Fn(&str) -> Option<&'a str>) -> bool {
-        let mut keys: Vec<&str> = self.labels.iter().map(|(k, _)| k.as_str()).collect();
-        keys.dedup();
-        keys.iter().all(|k| {
-            let have = value(k);
-            self.labels.iter().any(|(lk, v)| lk == k && have == Some(v.as_str()))
-        })
+        crate::profile::labels_match(&self.labels, value)
     }
 
     /// Whether a sample passes the sample-label filters: `value(k)` gives the sample's value of `k`.
     pub fn sample_labels_match<'a>(&self, value: impl Fn(&str) -> Option<&'a str>) -> bool {
-        let mut keys: Vec<&str> = self.sample_labels.iter().map(|(k, _)| k.as_str()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        keys.iter().all(|k| {
-            let have = value(k);
-            self.sample_labels.iter().any(|(lk, v)| lk == k && have == Some(v.as_str()))
-        })
+        crate::profile::labels_match(&self.sample_labels, value)
     }
 
     /// Whether a window with custom `labels` passes the custom-label filters.

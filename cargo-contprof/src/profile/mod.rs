@@ -142,6 +142,31 @@ impl Profile {
     pub fn label_str<'a>(&'a self, sample: &Sample, key: &str) -> Option<&'a str> {
         sample.label.iter().find(|l| self.str(l.key) == key && l.str != 0).map(|l| self.str(l.str))
     }
+
+    /// Keeps the samples whose string labels pass `filters` (see [`labels_match`]); false when
+    /// none is left.
+    pub fn retain_labelled(&mut self, filters: &[(String, String)]) -> bool {
+        let kept: Vec<bool> =
+            self.sample.iter().map(|s| labels_match(filters, |k| self.label_str(s, k))).collect();
+        let mut i = 0;
+        self.sample.retain(|_| {
+            i += 1;
+            kept[i - 1]
+        });
+        !self.sample.is_empty()
+    }
+}
+
+/// Whether a label set passes `key = value` filters: several values of one key are alternatives,
+/// different keys must all match; `value(k)` gives the set's value of `k`. No filter passes all.
+pub fn labels_match<'a>(filters: &[(String, String)], value: impl Fn(&str) -> Option<&'a str>) -> bool {
+    let mut keys: Vec<&str> = filters.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.iter().all(|k| {
+        let have = value(k);
+        filters.iter().any(|(fk, v)| fk == k && have == Some(v.as_str()))
+    })
 }
 
 #[cfg(test)]

@@ -348,6 +348,7 @@ impl State {
                 filter_name: q.group.as_deref(),
                 allow_mismatch: true,
                 fold_library: self.comparing.fold_library,
+                sample_labels: &[],
             };
             let prepared = pipeline::prepare(
                 &store,

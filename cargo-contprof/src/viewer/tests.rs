@@ -435,6 +435,7 @@ fn compare_reads_the_runs_as_their_settings_say_like_the_cli() {
         filter_name: None,
         allow_mismatch: false,
         fold_library: true,
+        sample_labels: &[],
     };
     let prepared = crate::pipeline::prepare(
         &store,
