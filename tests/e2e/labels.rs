@@ -9,7 +9,7 @@ use std::process::Command;
 
 use cargo_contprof::profile::{Profile, Sample};
 
-use crate::util::{expectation, read_profile, run_fixture, tools_required};
+use crate::util::{expectation, read_profile, run_fixture};
 
 /// Labels the tool puts on samples itself (the thread, the run's target).
 const TOOL_LABELS: &[&str] = &["thread", "tid", "target"];
@@ -165,25 +165,12 @@ fn a_requests_samples_carry_its_trace_id() {
 /// npm `pprof-format` reads the labels: CPU per endpoint, as the profile has it.
 #[test]
 fn npm_pprof_format_reads_the_labels() {
-    let js = crate::util::repo_root().join("tests/js");
-    let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !js.join("node_modules/pprof-format").exists() || !node {
-        assert!(
-            !tools_required(),
-            "node and tests/js/node_modules are required (CONTPROF_REQUIRE_TOOLS is set)"
-        );
-        eprintln!("skipping: node or npm pprof-format not installed (.ci/run installs them)");
+    if !crate::readers::pprof_format_available() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
     let p = run_label_split(out.path(), &[]);
-    let o = Command::new("node")
-        .arg(js.join("decode.mjs"))
-        .arg(out.path().join("profile.pb.gz"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let summary = crate::readers::pprof_format_summary(&out.path().join("profile.pb.gz"));
     let cpu = p.sample_type_index("cpu").expect("cpu");
     for value in ["/search", "/items"] {
         let ours: i64 =
@@ -198,10 +185,7 @@ fn npm_pprof_format_reads_the_labels() {
 
 #[test]
 fn go_tool_pprof_lists_and_focuses_on_the_labels() {
-    let available = Command::new("go").arg("version").output().is_ok_and(|o| o.status.success());
-    if !available {
-        assert!(!tools_required(), "go is required (CONTPROF_REQUIRE_TOOLS is set)");
-        eprintln!("skipping: go not installed (.ci/run installs it)");
+    if !crate::readers::available("go", &["version"]) {
         return;
     }
     let out = tempfile::tempdir().unwrap();

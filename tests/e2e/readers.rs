@@ -4,7 +4,9 @@ use std::process::Command;
 
 use crate::util::{repo_root, run_fixture, tools_required};
 
-fn available(program: &str, args: &[&str]) -> bool {
+/// Whether `program args` runs; when it does not, the test skips (or fails when the tools are
+/// required).
+pub(crate) fn available(program: &str, args: &[&str]) -> bool {
     let ok = Command::new(program).args(args).output().is_ok_and(|o| o.status.success());
     if !ok {
         assert!(!tools_required(), "{program} is required (CONTPROF_REQUIRE_TOOLS is set) but not usable");
@@ -68,27 +70,33 @@ fn go_tool_pprof_reads_the_contention_types() {
     }
 }
 
-#[test]
-fn npm_pprof_format_decodes_the_profile() {
-    let js = repo_root().join("tests/js");
-    if !js.join("node_modules/pprof-format").exists() {
+/// Whether node and npm `pprof-format` (`tests/js/node_modules`) are there; when they are not,
+/// the test skips (or fails when the tools are required).
+pub(crate) fn pprof_format_available() -> bool {
+    if !repo_root().join("tests/js/node_modules/pprof-format").exists() {
         assert!(!tools_required(), "tests/js/node_modules missing: run `npm ci` in tests/js");
         eprintln!("skipping: npm pprof-format not installed (.ci/run installs it)");
-        return;
+        return false;
     }
-    if !available("node", &["--version"]) {
+    available("node", &["--version"])
+}
+
+/// What npm `pprof-format` reads in the profile at `path` (`tests/js/decode.mjs`'s summary).
+pub(crate) fn pprof_format_summary(path: &std::path::Path) -> serde_json::Value {
+    let o = Command::new("node").arg(repo_root().join("tests/js/decode.mjs")).arg(path).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn npm_pprof_format_decodes_the_profile() {
+    if !pprof_format_available() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
     let f = run_fixture("cpu_split", out.path(), &[], &[("FIXTURE_SCALE", "0.3")]);
     assert_eq!(f.code, 0, "{f:?}");
-    let o = Command::new("node")
-        .arg(js.join("decode.mjs"))
-        .arg(out.path().join("profile.pb.gz"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let summary = pprof_format_summary(&out.path().join("profile.pb.gz"));
     let types: Vec<&str> =
         summary["sampleTypes"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
     assert!(types.contains(&"cpu/nanoseconds") && types.contains(&"alloc_space/bytes"), "{summary}");
