@@ -236,17 +236,23 @@
     if (!foundByType.has(type)) foundByType.set(type, new Set());
     foundByType.get(type).add(f.function);
   }
+  // Per node of the tree drawn, for the type shown: computed once (parents come before their
+  // children), not walked up for every box at every draw.
+  let foundNode = null, foundTree = null, foundType = -1;
   function found(n) {
     if (!foundByType) return true;
-    const t = T.types[typeIdx];
-    const names = t && foundByType.get(t.name);
-    if (!names) return false;
-    for (; n > 0; n = dParent[n]) {
-      const f = dFn[n];
-      if (names.has(T.fns.name[f])) return true;
-      if (!runtimeFn[f] && T.fns.name[f][0] !== '[') return false;
+    if (foundTree !== dParent || foundType !== typeIdx) {
+      const t = T.types[typeIdx];
+      const names = t && foundByType.get(t.name);
+      foundNode = new Uint8Array(dN);
+      for (let i = 1; i < dN && names; i++) {
+        const f = dFn[i], name = T.fns.name[f];
+        foundNode[i] = names.has(name) ? 1 : runtimeFn[f] || name[0] === '[' ? foundNode[dParent[i]] : 0;
+      }
+      foundTree = dParent;
+      foundType = typeIdx;
     }
-    return false;
+    return foundNode[n] === 1;
   }
   function diffColor(n) {
     const b = dTotal[0][n], h = dTotal[HEAD][n], whole = Math.max(dTotal[HEAD][0], dTotal[0][0] * runScale);
