@@ -152,7 +152,7 @@ pub fn read_profile(store: &Store, run_id: &str, file: &str) -> std::result::Res
 }
 
 /// `k=v, k=w` for a message.
-fn describe_labels(labels: &[(String, String)]) -> String {
+pub(crate) fn describe_labels(labels: &[(String, String)]) -> String {
     labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
 }
 

@@ -57,21 +57,14 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
     };
     ctx.warn_skipped(shell);
     let options = ctx.options(&args.stats)?;
-    let mut sample_labels = Vec::new();
-    for l in &args.sample_labels {
-        sample_labels.extend(
-            crate::prod::select::parse_labels(l)
-                .map_err(|message| Error::InvalidArgument { flag: "--sample-label", message })?,
-        );
-    }
+    let sample_labels = super::prod::label_flags("--sample-label", &args.sample_labels)?;
     let mut prepared =
         prepare(&ctx, &base, &head, args.group.as_deref(), &sample_labels, &args.stats, shell)?;
     if !sample_labels.is_empty() && prepared.groups.iter().all(|g| g.base.is_empty() || g.head.is_empty()) {
-        let wanted: Vec<&str> = args.sample_labels.iter().map(String::as_str).collect();
         return Err(Error::NothingMatched {
             what: format!(
                 "no target has samples labelled {} on both sides (--sample-label); see the warnings above",
-                wanted.join(", ")
+                pipeline::describe_labels(&sample_labels)
             ),
         });
     }

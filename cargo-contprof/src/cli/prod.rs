@@ -31,10 +31,16 @@ fn labels_of(a: &ProdSelectArgs) -> Result<Vec<(String, String)>> {
     for (key, values) in [("version", &a.versions), ("zone", &a.zones), ("instance", &a.instances)] {
         labels.extend(values.iter().map(|v| (key.to_owned(), v.clone())));
     }
-    for l in &a.labels {
-        labels.extend(
-            select::parse_labels(l).map_err(|message| Error::InvalidArgument { flag: "--label", message })?,
-        );
+    labels.extend(label_flags("--label", &a.labels)?);
+    Ok(labels)
+}
+
+/// The `key=value[,key=value]` specs given to `flag` (`--label`, `--sample-label`), parsed.
+pub(super) fn label_flags(flag: &'static str, specs: &[String]) -> Result<Vec<(String, String)>> {
+    let mut labels = Vec::new();
+    for spec in specs {
+        labels
+            .extend(select::parse_labels(spec).map_err(|message| Error::InvalidArgument { flag, message })?);
     }
     Ok(labels)
 }
@@ -56,13 +62,7 @@ fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate
         }
     }
     let labels = labels_of(a)?;
-    let mut sample_labels = Vec::new();
-    for l in &a.sample_labels {
-        sample_labels.extend(
-            select::parse_labels(l)
-                .map_err(|message| Error::InvalidArgument { flag: "--sample-label", message })?,
-        );
-    }
+    let sample_labels = label_flags("--sample-label", &a.sample_labels)?;
     let selection = Selection {
         service: a.service.clone(),
         types: types.to_vec(),

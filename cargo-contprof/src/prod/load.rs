@@ -176,13 +176,9 @@ pub fn load(
             list.insert(RollupKey::at(service, profile_type, key.start, true).start);
             continue;
         };
-        if !selection.sample_labels.is_empty() {
-            // Merged stacks keep the labels of samples, but the per-window costs do not.
-            list.insert(RollupKey::at(service, profile_type, key.start, true).start);
-            continue;
-        }
-        if want.costs && r.fold_library != want.fold_library {
-            // Built with the other folding: its costs are not the ones asked for.
+        // Per-window costs hold no sample labels, and are built with one folding: for a filter on
+        // sample labels, or the other folding, the day's windows are read instead.
+        if !selection.sample_labels.is_empty() || (want.costs && r.fold_library != want.fold_library) {
             list.insert(RollupKey::at(service, profile_type, key.start, true).start);
             continue;
         }
