@@ -24,7 +24,7 @@
 
 use core::ffi::c_void;
 
-use crate::flags::{self, USED_ALIGNED, USED_PLAIN};
+use crate::flags::{self, HOOK_FP, PLAIN_TRACKED, USED_ALIGNED, USED_PLAIN};
 
 /// Bytes in front of a recorded pointer at least (the two header words; glibc's alignment).
 pub(crate) const OFFSET: usize = 16;
@@ -45,20 +45,24 @@ fn tag(p: *mut c_void) -> usize {
     p as usize ^ TAG
 }
 
-/// The kind of recorded pointer ([`USED_PLAIN`], [`USED_ALIGNED`]) that could sit at `p` by its
-/// low byte, 0 for the 254 low bytes where none can: `free`'s first test is then one load from
-/// this table and one from the flags, whatever the pointer.
-static KIND_AT: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[PLAIN] = USED_PLAIN;
-    t[0] = USED_ALIGNED;
+/// The flags under which a pointer with this low byte may need more than glibc's `free` or
+/// `realloc`: the kind of recorded pointer ([`USED_PLAIN`], [`USED_ALIGNED`]) that could sit
+/// there, and, for every byte, a pointer recorded without a header ([`PLAIN_TRACKED`]) or a
+/// frame to mark ([`HOOK_FP`]). `free`'s first test is one load from this table and one from the
+/// flags, whatever the pointer: for all but 2 of the 256 low bytes, nothing unless the exact mode
+/// or the frame-pointer mark is on.
+pub(crate) static SUSPECT_AT: [u8; 256] = {
+    let mut t = [PLAIN_TRACKED | HOOK_FP; 256];
+    t[PLAIN] |= USED_PLAIN;
+    t[0] |= USED_ALIGNED;
     t
 };
 
-/// See [`KIND_AT`].
+/// Whether `ptr` may need more than glibc's `free` or `realloc` under `flags` (see
+/// [`SUSPECT_AT`]); false for almost every pointer.
 #[inline(always)]
-pub(crate) fn kind_at(p: *mut c_void) -> u8 {
-    KIND_AT[p as usize & 255]
+pub(crate) fn suspect(p: *mut c_void, flags: u8) -> bool {
+    flags & SUSPECT_AT[p as usize & 255] != 0
 }
 
 /// Whether `p` was allocated with a header. Reads the word before `p` (glibc's chunk size of any

@@ -27,6 +27,11 @@ use crate::flags::{self, EXACT, HOOK_FP, HOOKS_MASK, PLAIN_TRACKED};
 use crate::header::{self, ALIGNED, SLACK};
 use crate::next::Next;
 
+#[cfg(target_arch = "x86_64")]
+mod fast;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use fast::{malloc, realloc};
+
 unsafe extern "C" {
     fn __libc_malloc(size: usize) -> *mut c_void;
     fn __libc_calloc(n: usize, size: usize) -> *mut c_void;
@@ -92,7 +97,8 @@ macro_rules! allocation {
 }
 
 allocation! {
-    /// Interposes `malloc`.
+    /// Interposes `malloc` (on x86-64, `fast::malloc`).
+    #[cfg(not(target_arch = "x86_64"))]
     fn malloc(size: usize) size size, real __libc_malloc(size)
 }
 allocation! {
@@ -116,12 +122,12 @@ allocation! {
     fn pvalloc(size: usize) size size, real __libc_pvalloc(size)
 }
 
-/// Interposes `realloc`: a recorded block is reallocated by the twin, with its header.
+/// `realloc` in full: a recorded block is reallocated by the twin, with its header. On x86-64,
+/// `fast::realloc` decides the common case itself and jumps here with the rest.
 ///
 /// # Safety
 /// The contract of `realloc(3)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+pub(crate) unsafe extern "C" fn realloc_checked(ptr: *mut c_void, size: usize) -> *mut c_void {
     let f = flags::load();
     let h = f & HOOKS_MASK;
     if !header::is_recorded_with(ptr, f) && !tracked_plain_with(ptr, f) && (h == 0 || skip_sampled(h, size)) {
@@ -130,6 +136,17 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     }
     // SAFETY: the same arguments, forwarded to the twin.
     unsafe { recording::realloc(ptr, size) }
+}
+
+/// Interposes `realloc`.
+///
+/// # Safety
+/// The contract of `realloc(3)`.
+#[cfg(not(target_arch = "x86_64"))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
+    // SAFETY: the same contract.
+    unsafe { realloc_checked(ptr, size) }
 }
 
 /// Interposes `reallocarray`.
@@ -166,16 +183,16 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     0
 }
 
-/// Interposes `free`.
+/// `free` in full. On x86-64, `fast::free` forwards the common case itself and jumps here with
+/// the pointers [`header::suspect`] says may need more.
 ///
 /// # Safety
 /// The contract of `free(3)`.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn free(ptr: *mut c_void) {
+pub(crate) unsafe extern "C" fn free_checked(ptr: *mut c_void) {
     let f = flags::load();
     // First one test for the common case: no kind of recorded pointer can sit where this one
     // does (its low byte), no pointer recorded without a header, no frame-pointer walk.
-    if f & (header::kind_at(ptr) | PLAIN_TRACKED | HOOK_FP) == 0
+    if !header::suspect(ptr, f)
         || (!header::is_recorded_with(ptr, f) && !tracked_plain_with(ptr, f) && f & HOOK_FP == 0)
     {
         // SAFETY: forwarded.
@@ -183,6 +200,17 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     }
     // SAFETY: forwarded to the twin.
     unsafe { recording::free(ptr) }
+}
+
+/// Interposes `free`.
+///
+/// # Safety
+/// The contract of `free(3)`.
+#[cfg(not(target_arch = "x86_64"))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
+    // SAFETY: the same contract.
+    unsafe { free_checked(ptr) }
 }
 
 /// Interposes `malloc_usable_size`: a recorded block's usable size is what follows its header.

@@ -69,6 +69,13 @@ static MIRROR: AtomicPtr<AtomicU8> = AtomicPtr::new(core::ptr::null_mut());
 /// holds more.
 pub const HOOKS_MASK: u8 = SAMPLED | EXACT | HOOK_FP;
 
+/// Where [`skip_sampled`]'s two fields lie in the thread state, for the preload library's
+/// assembly entry points (which reach the state by [`crate::thread_state_symbol`]): the bytes
+/// left before the next sample (`i64`), and the calls not yet counted (`u64`).
+pub const COUNTDOWN_AT: usize = core::mem::offset_of!(ThreadState, countdown);
+/// See [`COUNTDOWN_AT`].
+pub const CALLS_AT: usize = core::mem::offset_of!(ThreadState, calls);
+
 /// Keeps a copy of the hooks' bits in the low bits ([`HOOKS_MASK`]) of `byte`, a static of the
 /// preload library, whose hooks then read their mode and their own flags with one load of their
 /// own static instead of going through the global offset table to this crate's.

@@ -18,6 +18,18 @@
 
 use crate::thread::ThreadState;
 
+/// The name of the thread state's `.tbss` symbol, for assembly: this module's, and the preload
+/// library's `malloc`, `realloc` and `free`, which move the allocation countdown
+/// ([`crate::preload::alloc::COUNTDOWN_AT`]) themselves.
+#[cfg(all(target_arch = "x86_64", feature = "initial-exec-tls"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! thread_state_symbol {
+    () => {
+        "__contprof_thread_state_v1"
+    };
+}
+
 #[cfg(all(target_arch = "x86_64", feature = "initial-exec-tls"))]
 mod imp {
     use super::ThreadState;
@@ -32,11 +44,11 @@ mod imp {
     core::arch::global_asm!(
         ".pushsection .tbss,\"awT\",@nobits",
         ".p2align 6",
-        ".globl __contprof_thread_state_v1",
-        ".hidden __contprof_thread_state_v1",
-        ".type __contprof_thread_state_v1,@object",
-        ".size __contprof_thread_state_v1, {size}",
-        "__contprof_thread_state_v1:",
+        concat!(".globl ", thread_state_symbol!()),
+        concat!(".hidden ", thread_state_symbol!()),
+        concat!(".type ", thread_state_symbol!(), ",@object"),
+        concat!(".size ", thread_state_symbol!(), ", {size}"),
+        concat!(thread_state_symbol!(), ":"),
         ".zero {size}",
         ".popsection",
         size = const SIZE,
@@ -52,7 +64,7 @@ mod imp {
         // memory is touched and no stack is used.
         unsafe {
             core::arch::asm!(
-                "movq __contprof_thread_state_v1@GOTTPOFF(%rip), {p}",
+                concat!("movq ", thread_state_symbol!(), "@GOTTPOFF(%rip), {p}"),
                 "addq %fs:0, {p}",
                 p = out(reg) p,
                 options(att_syntax, pure, readonly, nostack)
