@@ -23,7 +23,7 @@ use core::ffi::c_void;
 use contprof::preload::alloc::{decide, enter, forget, hooks, leave, may_be_tracked, record, skip_sampled};
 use contprof::preload::caller;
 
-use crate::flags::{self, EXACT, HOOK_FP, HOOKS_MASK, PLAIN_TRACKED};
+use crate::flags::{self, EXACT, HOOKS_MASK, PLAIN_TRACKED};
 use crate::header::{self, ALIGNED, SLACK};
 use crate::next::Next;
 
@@ -122,12 +122,13 @@ allocation! {
     fn pvalloc(size: usize) size size, real __libc_pvalloc(size)
 }
 
-/// `realloc` in full: a recorded block is reallocated by the twin, with its header. On x86-64,
-/// `fast::realloc` decides the common case itself and jumps here with the rest.
+/// `realloc` in full: a recorded block is reallocated by the twin, with its header. (On x86-64,
+/// `fast::realloc`.)
 ///
 /// # Safety
 /// The contract of `realloc(3)`.
-pub(crate) unsafe extern "C" fn realloc_checked(ptr: *mut c_void, size: usize) -> *mut c_void {
+#[cfg(not(target_arch = "x86_64"))]
+unsafe extern "C" fn realloc_checked(ptr: *mut c_void, size: usize) -> *mut c_void {
     let f = flags::load();
     let h = f & HOOKS_MASK;
     if !header::is_recorded_with(ptr, f) && !tracked_plain_with(ptr, f) && (h == 0 || skip_sampled(h, size)) {
@@ -183,17 +184,17 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     0
 }
 
-/// `free` in full. On x86-64, `fast::free` forwards the common case itself and jumps here with
-/// the pointers [`header::suspect`] says may need more.
+/// `free` in full. (On x86-64, `fast::free`.)
 ///
 /// # Safety
 /// The contract of `free(3)`.
-pub(crate) unsafe extern "C" fn free_checked(ptr: *mut c_void) {
+#[cfg(not(target_arch = "x86_64"))]
+unsafe extern "C" fn free_checked(ptr: *mut c_void) {
     let f = flags::load();
     // First one test for the common case: no kind of recorded pointer can sit where this one
     // does (its low byte), no pointer recorded without a header, no frame-pointer walk.
     if !header::suspect(ptr, f)
-        || (!header::is_recorded_with(ptr, f) && !tracked_plain_with(ptr, f) && f & HOOK_FP == 0)
+        || (!header::is_recorded_with(ptr, f) && !tracked_plain_with(ptr, f) && f & flags::HOOK_FP == 0)
     {
         // SAFETY: forwarded.
         return unsafe { __libc_free(ptr) };
