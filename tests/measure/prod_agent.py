@@ -9,7 +9,8 @@ Run by hand, not in CI (about 12 minutes on the 2-core VM):
 Measures, in one run:
 1. overhead: the service without the agent, with it always in a window (period 1 s, window
    0.95 s), and at the default duty of one replica (10 s per 60 s, simulated as 1 s per 6 s),
-   alternating round by round: requests/s and p50/p99 latency from wrk;
+   in a shuffled order in every round: requests/s and p50/p99 latency from wrk, and the CPU
+   time the service and its uploader used per request served;
 2. sharing: N = 1, 3, 10 idle replicas on one store (period 1 s, window 0.2 s): windows per
    period and the spread of turns;
 3. failures: the store unreachable (an S3 URL nobody listens on), and moto killed mid-run:
@@ -18,6 +19,7 @@ Measures, in one run:
 
 import argparse
 import os
+import random
 import re
 import shutil
 import signal
@@ -86,13 +88,14 @@ def wrk(port, secs):
     out = subprocess.run(["wrk", "-t2", "-c16", f"-d{secs}s", "--latency", f"http://127.0.0.1:{port}/work?n=300"],
                          check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
 
     def ms(q):
         m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out, re.M)
         v, unit = float(m.group(1)), m.group(2)
         return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 
-    return rps, ms(50), ms(99)
+    return rps, ms(50), ms(99), requests
 
 
 def status(pid, field):
@@ -107,8 +110,9 @@ def status(pid, field):
 
 
 def uploader_of(pid):
-    """The uploader the agent started for service `pid`, if any."""
-    out = subprocess.run(["pgrep", "-f", f"agent upload --pid {pid} "], capture_output=True, text=True).stdout.split()
+    """The uploader the agent started for service `pid`, if any (its arguments carry their values
+    attached: `--pid=PID`, see `contprof::service::Config::uploader_args`)."""
+    out = subprocess.run(["pgrep", "-f", f"agent upload --pid={pid} "], capture_output=True, text=True).stdout.split()
     return int(out[0]) if out else None
 
 
@@ -141,33 +145,55 @@ def overhead(e, rounds, secs):
     }
     results = {k: [] for k in configs}
     memory = {k: [] for k in configs}
+    # CPU per request: the service's and its uploader's CPU time during the measured load over
+    # the requests served. Throughput on 2 cores shared with wrk swings by a few percent from
+    # round to round; the CPU the service pays per request is what the agent adds to.
+    per_request = {k: [] for k in configs}
+    # Shuffled order in every round (seeded), as in alloc_overhead.py: drift within a round
+    # (the host's frequency, a neighbour) must not fall on one configuration every time.
+    rng = random.Random(7)
     for r in range(rounds):
-        for c, (name, cfg) in enumerate(configs.items()):
+        order = list(enumerate(configs.items()))
+        rng.shuffle(order)
+        for c, (name, cfg) in order:
             env = None
             store = e.tmp / f"store-{r}-{c}"
             if cfg is not None:
                 env = {"CONTPROF_STORE": str(store), **cfg}
             p, port = e.start(f"o{r}", env)
             wrk(port, 2)  # warm up
-            results[name].append(wrk(port, secs))
+            # And past the first window, where the uploader starts and loads the service's
+            # symbols: a cost paid once per process, which a 10 s measurement at a 6 s period
+            # would otherwise hold and one at a 1 s period would not.
+            deadline = time.time() + 20
+            while cfg is not None and "CONTPROF_STORE" not in cfg and not windows(store) and time.time() < deadline:
+                wrk(port, 1)
             up = uploader_of(p.pid)
+            cpu0 = cpu_seconds(p.pid) + (cpu_seconds(up) if up else 0.0)
+            results[name].append(wrk(port, secs))
+            up = up or uploader_of(p.pid)
+            cpu1 = cpu_seconds(p.pid) + (cpu_seconds(up) if up else 0.0)
+            per_request[name].append((cpu1 - cpu0) / max(results[name][-1][3], 1) * 1e6)
             n = len(windows(store))
             memory[name].append((status(p.pid, "VmRSS"), status(up, "VmHWM") if up else 0,
                                  cpu_seconds(up) / max(n, 1) * 1000 if up else 0.0, n))
             e.stop(p)
-            print(f"  round {r + 1} {name}: {results[name][-1]}", file=sys.stderr)
+            print(f"  round {r + 1} {name}: {results[name][-1]}, {per_request[name][-1]:.1f} us CPU per request",
+                  file=sys.stderr)
     base = statistics.median(x[0] for x in results["no agent"])
     base50 = statistics.median(x[1] for x in results["no agent"])
     base99 = statistics.median(x[2] for x in results["no agent"])
     print(f"\n## Overhead ({rounds} alternating rounds of {secs} s, wrk -t2 -c16, medians)\n")
-    print("| configuration | requests/s | vs no agent | p50 | p99 |")
-    print("|---|---|---|---|---|")
+    base_cpu = statistics.median(per_request["no agent"])
+    print("| configuration | requests/s | vs no agent | CPU per request (service + uploader) | p50 | p99 |")
+    print("|---|---|---|---|---|---|")
     for name, xs in results.items():
         rps = statistics.median(x[0] for x in xs)
         p50 = statistics.median(x[1] for x in xs)
         p99 = statistics.median(x[2] for x in xs)
-        print(f"| {name} | {rps:.0f} | {rps / base:.3f}x | {p50:.2f} ms ({p50 / base50:.2f}x) | "
-              f"{p99:.2f} ms ({p99 / base99:.2f}x) |")
+        cpu = statistics.median(per_request[name])
+        print(f"| {name} | {rps:.0f} | {rps / base:.3f}x | {cpu:.1f} us ({cpu / base_cpu:.3f}x) | "
+              f"{p50:.2f} ms ({p50 / base50:.2f}x) | {p99:.2f} ms ({p99 / base99:.2f}x) |")
     print("\n| configuration | service RSS | uploader peak RSS | uploader CPU per window | windows per run |")
     print("|---|---|---|---|---|")
     for name, xs in memory.items():
