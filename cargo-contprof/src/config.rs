@@ -320,7 +320,41 @@ fn validate(c: &Config, name: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// What a command's flags change in the comparison options the configuration gives (`--alpha`,
+/// `--min-effect`, `--ignore`, `--strict` of `compare`, `check` and `prod compare`); the viewer
+/// has none.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// The false-discovery rate.
+    pub alpha: Option<f64>,
+    /// The smallest relative change reported, for every metric (replaces the per-metric ones).
+    pub min_effect: Option<f64>,
+    /// More patterns of functions to leave out.
+    pub ignore: Vec<String>,
+    /// Strict mode (added to the configuration's).
+    pub strict: bool,
+}
+
 impl Config {
+    /// The comparison options of this configuration, then `overrides`, validated: the one way
+    /// every front end (`compare`, `check`, `prod compare`, the viewer) gets them.
+    pub fn comparison_options(&self, overrides: &Overrides) -> crate::errors::Result<Options> {
+        let mut o = self.options();
+        if let Some(a) = overrides.alpha {
+            o.alpha = a;
+        }
+        if let Some(m) = overrides.min_effect {
+            o.default_min_effect = m;
+            o.min_effect.clear();
+        }
+        o.strict |= overrides.strict;
+        let mut patterns = self.ignore_patterns();
+        patterns.extend(overrides.ignore.iter().cloned());
+        o.ignore = Options::ignore_patterns(&patterns)?;
+        o.validate()?;
+        Ok(o)
+    }
+
     /// The comparison options of this configuration (defaults where unset).
     pub fn options(&self) -> Options {
         let mut o = Options::default();

@@ -8,14 +8,21 @@
 //! Production windows take the same way through [`prepare_windows`], each window one observation
 //! (read by `prod::load`).
 //!
+//! [`compare_stored`] is the whole comparison of stored runs as every front end makes it: this
+//! preparation, the between-batch spread learned from the store's history ([`history`]), then
+//! [`compare::compare`]; so one set of runs gets one verdict in `compare`, `check` and the viewer.
+//!
 //! It reads the store and prints nothing: what it has to say comes back in [`Prepared::warnings`]
 //! and [`Prepared::notes`], for the caller to show its way.
+
+pub mod history;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::code::CodeMap;
 use crate::compare::{
-    AllocRecording, CallGraph, Explained, Group, InputOptions, Metric, RunCosts, Sampling, run_costs,
+    self, AllocRecording, CallGraph, Comparison, Explained, Group, InputOptions, Metric, Options,
+    RevisionInfo, RunCosts, Sampling, run_costs,
 };
 use crate::errors::{Error, Result};
 use crate::prod::load::Loaded;
@@ -316,7 +323,51 @@ pub fn prepare(
             ),
         }
     }
+    if !opts.sample_labels.is_empty()
+        && prepared.groups.iter().all(|g| g.base.is_empty() || g.head.is_empty())
+    {
+        return Err(Error::NothingMatched {
+            what: format!(
+                "no target has samples labelled {} on both sides (--sample-label): {}",
+                describe_labels(opts.sample_labels),
+                prepared.warnings.join("; ")
+            ),
+        });
+    }
     Ok(prepared)
+}
+
+/// What [`compare_stored`] gives: the comparison and its input (for flame graphs and pages).
+pub struct Compared {
+    /// The input, with its warnings and notes (the history's among them).
+    pub prepared: Prepared,
+    /// The verdicts.
+    pub comparison: Comparison,
+}
+
+/// Compares the stored runs of two sides (see the module docs): [`prepare`], the spread learned
+/// from the history of `base` where the sides are two batches ([`history::learn`], its notes
+/// added to [`Prepared::notes`]), then [`compare::compare`] with `options`, made
+/// [`Options::for_interleaved`] when the runs say they were recorded so.
+pub fn compare_stored(
+    source: history::Source<'_>,
+    base: (SideRuns<'_>, RevisionInfo),
+    head: (SideRuns<'_>, RevisionInfo),
+    opts: &PrepareOptions<'_>,
+    options: &Options,
+) -> Result<Compared> {
+    let mut prepared = prepare(source.store, base.0, head.0, opts)?;
+    let notes = history::learn(source, base.0.runs, head.0.runs, &mut prepared, options, opts.fold_library);
+    prepared.notes.extend(notes);
+    let interleaved;
+    let options = if crate::store::interleaved(base.0.runs, head.0.runs) {
+        interleaved = options.clone().for_interleaved();
+        &interleaved
+    } else {
+        options
+    };
+    let comparison = compare::compare(&prepared.groups, base.1, head.1, options)?;
+    Ok(Compared { prepared, comparison })
 }
 
 /// The production windows of two selections of one service and profile type (`prod compare`,

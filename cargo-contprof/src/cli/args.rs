@@ -555,6 +555,18 @@ pub struct StatsArgs {
     pub strict: bool,
 }
 
+impl StatsArgs {
+    /// What these flags change in the configuration's comparison options.
+    pub fn overrides(&self) -> crate::config::Overrides {
+        crate::config::Overrides {
+            alpha: self.alpha,
+            min_effect: self.min_effect,
+            ignore: self.ignore.clone(),
+            strict: self.strict,
+        }
+    }
+}
+
 /// `cargo contprof compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {

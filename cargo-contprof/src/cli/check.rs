@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::args::{CheckArgs, OutputArgs, ReportFormat, SamplingArgs, TargetArgs};
-use super::compare::{Context, Side, prepare, render, verdict, write_flamegraphs, write_stdout};
+use super::compare::{Context, Side, compare_sides, render, verdict, write_flamegraphs, write_stdout};
 use super::recording::{self, Request, Suite, What};
 use super::suite;
 use crate::cargo::CargoArgs;
-use crate::compare;
 use crate::config::{CheckTarget, NoBaseline};
 use crate::errors::{Error, Result};
 use crate::record::write_atomic;
@@ -33,7 +32,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let runs = args.runs.or(config.check.runs).unwrap_or(default_runs);
     let no_baseline = args.no_baseline.or(config.check.no_baseline).unwrap_or(NoBaseline::Pass);
     // Options and an explicit base are checked before the (long) recording.
-    let mut options = ctx.options(&args.stats)?;
+    let options = ctx.options(&args.stats)?;
     if let Some(rev) = &args.base
         && !crate::store::looks_like_run_id(rev)
     {
@@ -48,15 +47,13 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let targets = targets(&args, config.check_targets());
     let to_rebuild = super::rebuild_base::base_to_rebuild(&args, &ctx, shell)?;
     let interleaved = to_rebuild.is_some();
+    let mut args = args;
     if interleaved {
-        // Base and head interleaved run by run: no drift between batches to allow for by default,
-        // and no more spread from the comparison's empirical null than the sides' own A/A shows
-        // (see `Options::interleaved`). Measured on serde_json: that null came out 0.00-0.02
-        // interleaved on unchanged code, 0.03-0.18 between stored batches, and 0.10-0.14 on a
-        // change that moved the layout, which then hid the change.
-        options.between_batch_sd = 0.0;
-        options.wait_between_batch_sd = 0.0;
-        options.interleaved = true;
+        // Both sides' runs carry one value of this tag, unique to this job: the comparison below,
+        // and any later one of the same runs (`compare` by run ids, the viewer), then uses the
+        // method for interleaved sides (`Options::for_interleaved`) and no history.
+        let job = crate::store::new_run_id(chrono::Utc::now());
+        args.tags.push(format!("{}={job}", crate::store::INTERLEAVED_TAG));
     }
 
     let mut recorded = Vec::new();
@@ -119,14 +116,8 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     ctx.warn_skipped(shell);
     shell.status("Comparing", format_args!("{} with {}", head.describe(), base.describe()));
 
-    let mut prepared = prepare(&ctx, &base, &head, None, &[], &args.stats, shell)?;
-    if !interleaved {
-        super::history::learn(&ctx, &base, &mut prepared, &options, shell);
-    }
-    let mut cmp = compare::compare(&prepared.groups, base.info(), head.info(), &options)?;
-    for w in &cmp.warnings {
-        shell.warn(w);
-    }
+    let crate::pipeline::Compared { prepared, comparison: mut cmp } =
+        compare_sides(&ctx, &base, &head, None, &[], &args.stats, &options, shell)?;
     let extras = super::ci::Extras::build(&ctx, &prepared, &cmp, crate::github::enabled(args.github), shell);
     let dir = args.report_dir.clone().unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/check"));
     write_flamegraphs(&prepared, &cmp, &dir, shell)?;

@@ -58,21 +58,16 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
     ctx.warn_skipped(shell);
     let options = ctx.options(&args.stats)?;
     let sample_labels = super::prod::label_flags("--sample-label", &args.sample_labels)?;
-    let mut prepared =
-        prepare(&ctx, &base, &head, args.group.as_deref(), &sample_labels, &args.stats, shell)?;
-    if !sample_labels.is_empty() && prepared.groups.iter().all(|g| g.base.is_empty() || g.head.is_empty()) {
-        return Err(Error::NothingMatched {
-            what: format!(
-                "no target has samples labelled {} on both sides (--sample-label); see the warnings above",
-                pipeline::describe_labels(&sample_labels)
-            ),
-        });
-    }
-    super::history::learn(&ctx, &base, &mut prepared, &options, shell);
-    let cmp = compare::compare(&prepared.groups, base.info(), head.info(), &options)?;
-    for w in &cmp.warnings {
-        shell.warn(w);
-    }
+    let pipeline::Compared { prepared, comparison: cmp } = compare_sides(
+        &ctx,
+        &base,
+        &head,
+        args.group.as_deref(),
+        &sample_labels,
+        &args.stats,
+        &options,
+        shell,
+    )?;
     if !args.no_flamegraphs {
         let dir = args
             .flamegraph_dir
@@ -311,37 +306,45 @@ impl Context {
 
 /// [`pipeline::prepare`] for the CLI: the configuration's `fold_library`, `--allow-mismatch`, a
 /// `--group` substring filter; its warnings and notes go to the terminal.
-pub(super) fn prepare(
+/// Compares two sides through the engine ([`pipeline::compare_stored`]: the same verdict as the
+/// viewer's on the same runs) and says its warnings and notes.
+#[allow(clippy::too_many_arguments, reason = "the sides, the selection and the options, each once")]
+pub(super) fn compare_sides(
     ctx: &Context,
     base: &Side,
     head: &Side,
     filter: Option<&str>,
     sample_labels: &[(String, String)],
     stats: &StatsArgs,
+    options: &Options,
     shell: &Shell,
-) -> Result<Prepared> {
+) -> Result<pipeline::Compared> {
     let (base_describe, head_describe) = (base.describe(), head.describe());
     let keep = |group: &str| filter.is_none_or(|f| group.contains(f));
-    let options = pipeline::PrepareOptions {
+    let prepare = pipeline::PrepareOptions {
         keep: &keep,
         filter_name: filter,
         allow_mismatch: stats.allow_mismatch,
         fold_library: ctx.config.config.fold_library.unwrap_or(true),
         sample_labels,
     };
-    let prepared = pipeline::prepare(
-        &ctx.store,
-        pipeline::SideRuns { label: &base.label, describe: &base_describe, runs: &base.runs },
-        pipeline::SideRuns { label: &head.label, describe: &head_describe, runs: &head.runs },
-        &options,
+    let compared = pipeline::compare_stored(
+        pipeline::history::Source { store: &ctx.store, repo: ctx.repo.as_ref() },
+        (pipeline::SideRuns { label: &base.label, describe: &base_describe, runs: &base.runs }, base.info()),
+        (pipeline::SideRuns { label: &head.label, describe: &head_describe, runs: &head.runs }, head.info()),
+        &prepare,
+        options,
     )?;
-    for w in &prepared.warnings {
+    for w in &compared.prepared.warnings {
         shell.warn(w);
     }
-    for n in &prepared.notes {
+    for n in &compared.prepared.notes {
         shell.note(n);
     }
-    Ok(prepared)
+    for w in &compared.comparison.warnings {
+        shell.warn(w);
+    }
+    Ok(compared)
 }
 
 /// Draws a differential flame graph per group compared (CPU, and allocated bytes when recorded)
@@ -402,21 +405,8 @@ pub(super) fn write_flamegraphs(
     Ok(written)
 }
 
-/// Comparison options from the configuration, then the statistics flags (`compare`, `check`, and
-/// the viewer with no flags).
+/// Comparison options from the configuration, then the statistics flags (`compare`, `check`,
+/// `prod compare`).
 pub(super) fn comparison_options(c: &crate::config::Config, stats: &StatsArgs) -> Result<Options> {
-    let mut o = c.options();
-    if let Some(a) = stats.alpha {
-        o.alpha = a;
-    }
-    if let Some(m) = stats.min_effect {
-        o.default_min_effect = m;
-        o.min_effect.clear();
-    }
-    o.strict |= stats.strict;
-    let mut patterns = c.ignore_patterns();
-    patterns.extend(stats.ignore.iter().cloned());
-    o.ignore = Options::ignore_patterns(&patterns)?;
-    o.validate()?;
-    Ok(o)
+    c.comparison_options(&stats.overrides())
 }

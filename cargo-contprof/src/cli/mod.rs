@@ -5,7 +5,6 @@ pub mod args;
 mod check;
 mod ci;
 mod compare;
-mod history;
 mod prod;
 mod rebuild_base;
 mod recording;

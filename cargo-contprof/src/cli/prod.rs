@@ -354,8 +354,9 @@ pub fn report(a: ProdReportArgs, shell: &Shell) -> Result<()> {
         json: false,
     };
     let comparing = crate::viewer::Comparing {
-        options: comparison_options(&config, &Default::default())?,
+        options: config.comparison_options(&Default::default())?,
         fold_library: config.fold_library.unwrap_or(true),
+        repo: None,
     };
     let mut page = Vec::new();
     crate::viewer::prod::write_page(&mut page, &store, &query, &comparing, (false, None), Utc::now())?;

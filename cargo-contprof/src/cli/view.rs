@@ -119,8 +119,12 @@ fn comparing(manifest_path: &Option<std::path::PathBuf>, shell: &Shell) -> Compa
     };
     let c = &loaded.config;
     // The options `cargo contprof compare` takes from the configuration, without its flags.
-    match super::compare::comparison_options(c, &Default::default()) {
-        Ok(options) => Comparing { options, fold_library: c.fold_library.unwrap_or(true) },
+    match c.comparison_options(&Default::default()) {
+        Ok(options) => Comparing {
+            options,
+            fold_library: c.fold_library.unwrap_or(true),
+            repo: crate::git::Repo::discover(workspace.root()).ok(),
+        },
         Err(e) => {
             shell.warn(format_args!("{e}; /compare uses the default thresholds"));
             Comparing::default()

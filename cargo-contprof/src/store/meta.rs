@@ -257,6 +257,20 @@ impl NewRun {
     }
 }
 
+/// The tag `check` puts on both sides' runs when it records them interleaved (base and head
+/// alternately, run by run, in one job): the same value, unique to that job, on every run of the
+/// pair. Comparisons read it ([`interleaved`]) to use the method for interleaved sides wherever
+/// the runs are compared again (`compare` by run ids, the viewer).
+pub const INTERLEAVED_TAG: &str = "interleaved";
+
+/// Whether `base` and `head` were recorded interleaved: a run of each carries the same
+/// [`INTERLEAVED_TAG`].
+pub fn interleaved(base: &[RunMetadata], head: &[RunMetadata]) -> bool {
+    base.iter()
+        .filter_map(|b| b.tags.get(INTERLEAVED_TAG))
+        .any(|v| head.iter().any(|h| h.tags.get(INTERLEAVED_TAG) == Some(v)))
+}
+
 /// Parses `KEY=VALUE` (the `--tag` syntax). The key is non-empty and has no `=`.
 pub fn parse_tag(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {

@@ -50,8 +50,8 @@ use serde::{Deserialize, Serialize};
 pub use backend::NetworkOptions;
 pub use error::{StoreError, StoreWarning};
 pub use meta::{
-    KEY_NO_GIT, KEY_UNBORN, METADATA_VERSION, NewRun, ProfileEntry, RunMetadata, RunSummary, Settings,
-    Toolchain, host_name, looks_like_run_id, new_run_id, parse_tag, rfc3339,
+    INTERLEAVED_TAG, KEY_NO_GIT, KEY_UNBORN, METADATA_VERSION, NewRun, ProfileEntry, RunMetadata, RunSummary,
+    Settings, Toolchain, host_name, interleaved, looks_like_run_id, new_run_id, parse_tag, rfc3339,
 };
 pub use prod::{Deployment, Lease, Pause, ProductionGc, RollupKey, RollupObject, WindowKey, day_of};
 pub use query::{

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::ViewerError;
 use super::tree::{FlameTree, TreeJson};
-use crate::compare::{Comparison, Finding, Verdict};
+use crate::compare::{Comparison, Finding, Power, Verdict};
 use crate::profile::Profile;
 
 const TEMPLATE: &str = include_str!("assets/view.html");
@@ -121,6 +121,9 @@ struct ViewJson<'a> {
     tree: TreeJson<'a>,
     /// The comparison's findings to show, `null` when the view has no comparison.
     findings: Option<Vec<&'a Finding>>,
+    /// Per group and sampled metric, the spread the comparison used and the smallest change it
+    /// could have seen (what "no regression" is worth); `null` without a comparison.
+    power: Option<&'a [Power]>,
 }
 
 /// The aggregated tree of a view.
@@ -185,6 +188,10 @@ fn write_json_of(out: &mut impl Write, input: &ReportInput<'_>, tree: &FlameTree
         }
         _ => None,
     };
+    let power = match input.view {
+        ReportView::Compare { comparison: Some(c), .. } => Some(&c.power[..]),
+        _ => None,
+    };
     let data = ViewJson {
         kind: match input.view {
             ReportView::Profile { .. } => "profile",
@@ -198,6 +205,7 @@ fn write_json_of(out: &mut impl Write, input: &ReportInput<'_>, tree: &FlameTree
         default_type: default_type(tree),
         tree: tree.to_json(),
         findings,
+        power,
     };
     let mut w = std::io::BufWriter::with_capacity(1 << 16, ScriptSafe(out));
     serde_json::to_writer(&mut w, &data).map_err(ViewerError::Json)?;

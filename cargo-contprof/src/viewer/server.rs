@@ -58,11 +58,14 @@ pub struct Comparing {
     pub options: compare::Options,
     /// Fold library frames into their callers (configuration `fold_library`).
     pub fold_library: bool,
+    /// The project's repository, where the history of a base is looked up among its ancestors
+    /// (as `compare` does; none: only older runs of the base's own commit).
+    pub repo: Option<crate::git::Repo>,
 }
 
 impl Default for Comparing {
     fn default() -> Self {
-        Comparing { options: compare::Options::default(), fold_library: true }
+        Comparing { options: compare::Options::default(), fold_library: true, repo: None }
     }
 }
 
@@ -340,8 +343,9 @@ impl State {
             let head = self.metadata(&store, &q.head)?;
             let (base_label, head_label) = (short(&base), short(&head));
             let (base_describe, head_describe) = (format!("base {base_label}"), format!("head {head_label}"));
-            // The pipeline of `cargo contprof compare`; differing settings are shown, not refused:
-            // the runs were picked by hand.
+            // The engine's comparison of stored runs, as `cargo contprof compare` makes it (history
+            // and interleaving included); differing settings are shown, not refused: the runs
+            // were picked by hand.
             let keep = |g: &str| q.selects(g);
             let options = pipeline::PrepareOptions {
                 keep: &keep,
@@ -350,19 +354,23 @@ impl State {
                 fold_library: self.comparing.fold_library,
                 sample_labels: &[],
             };
-            let prepared = pipeline::prepare(
-                &store,
-                pipeline::SideRuns { label: &base_label, describe: &base_describe, runs: &base },
-                pipeline::SideRuns { label: &head_label, describe: &head_describe, runs: &head },
+            let pipeline::Compared { prepared, comparison: cmp } = pipeline::compare_stored(
+                pipeline::history::Source { store: &store, repo: self.comparing.repo.as_ref() },
+                (
+                    pipeline::SideRuns { label: &base_label, describe: &base_describe, runs: &base },
+                    revision(&base),
+                ),
+                (
+                    pipeline::SideRuns { label: &head_label, describe: &head_describe, runs: &head },
+                    revision(&head),
+                ),
                 &options,
+                &self.comparing.options,
             )
             .map_err(|e| match e {
                 crate::errors::Error::NothingMatched { what } => Failure::new(404, what),
                 e => Failure::new(500, error_chain(&e)),
             })?;
-            let cmp =
-                compare::compare(&prepared.groups, revision(&base), revision(&head), &self.comparing.options)
-                    .map_err(|e| Failure::new(500, error_chain(&e)))?;
             let title = format!("{base_label} → {head_label} ({group})");
             let mut details = describe("base", &base);
             details.extend(describe("head", &head));

@@ -362,6 +362,17 @@ fn head_and_get_over_a_real_socket() {
 
 /// Records one run of group `bin/app` with `settings` and these profiles.
 fn record_run(store: &Store, commit: char, settings: crate::store::Settings, profiles: &[Profile]) -> String {
+    record_tagged(store, commit, settings, profiles, &[])
+}
+
+/// [`record_run`] with these tags.
+fn record_tagged(
+    store: &Store,
+    commit: char,
+    settings: crate::store::Settings,
+    profiles: &[Profile],
+    tags: &[(&str, &str)],
+) -> String {
     let repo = RepoState::Commit {
         commit: commit.to_string().repeat(40),
         branch: Some("main".into()),
@@ -370,6 +381,7 @@ fn record_run(store: &Store, commit: char, settings: crate::store::Settings, pro
     };
     let mut run = NewRun::new(repo);
     run.settings = settings;
+    run.tags = tags.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect();
     let profiles = profiles
         .iter()
         .enumerate()
@@ -465,6 +477,117 @@ fn compare_reads_the_runs_as_their_settings_say_like_the_cli() {
     let mut cli = cli;
     cli.sort();
     assert_eq!(viewer, cli);
+}
+
+/// Issue 28: `/compare` reaches its verdict through the engine's one entry point, as `compare`
+/// and `check` do: the between-batch spread learned from an earlier batch of the base's commit
+/// in the store, and the method for interleaved sides when the runs carry `check`'s tag.
+#[test]
+fn compare_gives_the_verdict_of_the_cli_with_history_and_interleaving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreLocation::Dir(tmp.path().to_path_buf())).unwrap();
+    let settings = crate::store::Settings {
+        engine: "agent".into(),
+        frequency_hz: 999,
+        alloc_mode: "off".into(),
+        alloc_interval: None,
+        runs: 3,
+        unwind: "tables".into(),
+        contention_rate_ns: None,
+        wall_hz: None,
+    };
+    // Eight functions of about 12% each; `scale` moves each by its own factor (a batch recorded
+    // at another time), `parse` is app::parse's CPU in ms.
+    let side = |parse: i64, scale: &[f64; 7]| -> Vec<Profile> {
+        const STEADY: [&str; 7] = ["app::a", "app::b", "app::c", "app::d", "app::e", "app::f", "app::g"];
+        (0..3)
+            .map(|j| {
+                let frames: Vec<[&str; 2]> = STEADY.iter().map(|f| [MAIN, *f]).collect();
+                let mut stacks: Vec<(&[&str], i64, i64)> =
+                    vec![(&[MAIN, "app::parse"][..], (parse + j * 3) * 1_000_000, 0)];
+                for (k, f) in frames.iter().enumerate() {
+                    let ms = (300.0 * scale[k]) as i64 + j * 2 + k as i64;
+                    stacks.push((&f[..], ms * 1_000_000, 0));
+                }
+                synth(&stacks)
+            })
+            .collect()
+    };
+    let same = [1.0; 7];
+    let moved = [1.4, 0.7, 1.3, 0.75, 1.35, 0.7, 1.0];
+    record_run(&store, 'a', settings.clone(), &side(300, &moved));
+    let base = record_run(&store, 'a', settings.clone(), &side(300, &same));
+    let head = record_run(&store, 'b', settings.clone(), &side(420, &same));
+
+    let engine = |base: &str, head: &str| {
+        let runs = |id: &str| vec![store.show(id).unwrap()];
+        let (b, h) = (runs(base), runs(head));
+        let keep = |_: &str| true;
+        let opts = crate::pipeline::PrepareOptions {
+            keep: &keep,
+            filter_name: None,
+            allow_mismatch: true,
+            fold_library: true,
+            sample_labels: &[],
+        };
+        let compared = crate::pipeline::compare_stored(
+            crate::pipeline::history::Source { store: &store, repo: None },
+            (crate::pipeline::SideRuns { label: "a", describe: "a", runs: &b }, Default::default()),
+            (crate::pipeline::SideRuns { label: "b", describe: "b", runs: &h }, Default::default()),
+            &opts,
+            &Default::default(),
+        )
+        .unwrap();
+        let c = &compared.comparison;
+        let findings: Vec<_> = c
+            .findings
+            .iter()
+            .filter(|f| f.verdict != crate::compare::Verdict::Unchanged && !f.inherited)
+            .collect();
+        let v = serde_json::json!({"findings": findings, "power": c.power});
+        (v, compared.prepared.notes)
+    };
+    let viewer = |base: &str, head: &str| {
+        let state = State::new(StoreLocation::Dir(tmp.path().to_path_buf()), false);
+        let (status, json) = get(&state, &format!("/compare?base={base}&head={head}&format=json"));
+        assert_eq!(status, 200, "{json}");
+        serde_json::from_str::<serde_json::Value>(&json).unwrap()
+    };
+    let verdicts = |v: &serde_json::Value| -> Vec<(String, String, String)> {
+        let mut out: Vec<_> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["function"].to_string(), f["metric"].to_string(), f["verdict"].to_string()))
+            .collect();
+        out.sort();
+        out
+    };
+    let cpu_power = |v: &serde_json::Value| -> serde_json::Value {
+        v["power"].as_array().unwrap().iter().find(|p| p["metric"] == "cpu").unwrap().clone()
+    };
+
+    // Two batches: the spread between the earlier batch and the base (up to 40% per function)
+    // is learned and widens the base-head comparison, in the viewer as in the engine.
+    let (cli, notes) = engine(&base, &head);
+    assert!(notes.iter().any(|n| n.contains("learned from the earlier batch")), "{notes:?}");
+    let shown = viewer(&base, &head);
+    let source = cpu_power(&cli)["drift_source"].clone();
+    assert!(source == "history" || source == "pooled", "{:#}", cpu_power(&cli));
+    assert_eq!(cpu_power(&shown), cpu_power(&cli));
+    assert_eq!(verdicts(&shown), verdicts(&cli));
+
+    // The same sides recorded interleaved by `check`: no history, the interleaved method (the
+    // sides' own A/A is estimated), again the same in both.
+    let tag = [(crate::store::INTERLEAVED_TAG, "job-1")];
+    let base = record_tagged(&store, 'a', settings.clone(), &side(300, &same), &tag);
+    let head = record_tagged(&store, 'b', settings, &side(420, &same), &tag);
+    let (cli, notes) = engine(&base, &head);
+    assert!(!notes.iter().any(|n| n.contains("learned from the earlier batch")), "{notes:?}");
+    assert!(cpu_power(&cli)["sides_sd"].is_number(), "{:#}", cpu_power(&cli));
+    let shown = viewer(&base, &head);
+    assert_eq!(cpu_power(&shown), cpu_power(&cli));
+    assert_eq!(verdicts(&shown), verdicts(&cli));
 }
 
 /// Issue 14: the profile-type switch offers a `--contention` profile's waits, labelled, in the
