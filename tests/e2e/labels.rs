@@ -98,7 +98,7 @@ fn cpu_splits_by_label_as_the_fixture_set_it_and_samples_carry_exactly_their_lab
         );
     }
     let totals = check_labels_of(&p, &expected);
-    // 256 KiB kept per slice, 50 slices: the sampled estimates of bytes allocated and in use at exit.
+    // 256 KiB kept in 50 of the slices: the sampled estimates of bytes allocated and in use at exit.
     let [_, allocated, in_use] = totals["label_split::items"];
     let kept = 50.0 * 256.0 * 1024.0;
     assert!((allocated as f64 / kept - 1.0).abs() < 0.5, "items: {allocated} bytes allocated");
