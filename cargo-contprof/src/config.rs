@@ -219,12 +219,13 @@ pub enum ConfigError {
 
 /// Finds and reads the configuration of the workspace rooted at `root` whose metadata is given.
 pub fn load(root: &Path, metadata: &cargo_metadata::Metadata) -> Result<Loaded, ConfigError> {
-    load_at(root, metadata.workspace_members.len() == 1)
+    load_at(root, Some(metadata.workspace_members.len() == 1))
 }
 
 /// [`load`] without cargo metadata: `single_package` says whether `[package.metadata.contprof]`
-/// counts (a one-package project).
-pub fn load_at(root: &Path, single_package: bool) -> Result<Loaded, ConfigError> {
+/// counts (a one-package project); `None`: the manifest says, a one-package project being one
+/// with no `[workspace]` table or one without other members.
+pub fn load_at(root: &Path, single_package: Option<bool>) -> Result<Loaded, ConfigError> {
     let file = root.join(FILE_NAME);
     if file.is_file() {
         let text = std::fs::read_to_string(&file)
@@ -235,6 +236,15 @@ pub fn load_at(root: &Path, single_package: bool) -> Result<Loaded, ConfigError>
     let Ok(text) = std::fs::read_to_string(&manifest) else { return Ok(Loaded::default()) };
     let Ok(table) = text.parse::<toml::Table>() else { return Ok(Loaded::default()) };
     let nested = |top: &str| table.get(top)?.get("metadata")?.get("contprof").cloned();
+    let single_package = single_package.unwrap_or_else(|| {
+        table.get("workspace").and_then(|w| w.get("members")).and_then(toml::Value::as_array).is_none_or(
+            |m| {
+                m.iter().all(|member| {
+                    member.as_str().is_some_and(|p| p.trim_end_matches('/') == "." || p.is_empty())
+                })
+            },
+        )
+    });
     let found = nested("workspace").map(|v| (v, "workspace")).or_else(|| {
         // A single-package project: its package metadata.
         single_package.then(|| nested("package").map(|v| (v, "package"))).flatten()

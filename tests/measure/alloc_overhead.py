@@ -18,8 +18,10 @@ for the configurations that sample CPU: the share of CPU that the profiles of th
 `[contprof agent]` (its total: the agent's own code and what it calls; the raw files are imported
 into a temporary store, exported as pprof and read with `go tool pprof -top`, all rounds merged).
 The profile can only show what the agent's own instructions cost while the CPU timer runs; the
-ratio also holds the cost it cannot see (the timer's signals, the start and the end). The load
-average is printed before and after each workload: timings mean little above ~1.5 on 2 cores.
+ratio also holds the cost it cannot see (the timer's signals, the start and the end). Beside each
+ratio, a 95% bootstrap interval over the rounds says how much the VM's spread leaves it uncertain.
+The load average is printed before and after each workload: timings mean little above ~1.5 on 2
+cores.
 
 Configurations (the environment `cargo contprof run` gives a workload, and the production agent's
 between-window state):
@@ -149,6 +151,18 @@ def agent_share(tool: str, raws: list, work: Path) -> str:
     return "0%"
 
 
+def ratio_interval(times, base, resamples=2000) -> str:
+    """A 95% bootstrap interval of the ratio of medians: the rounds of each configuration
+    resampled with replacement (seeded), the 2.5th and 97.5th percentiles of the ratios. Says how
+    far the VM's run-to-run spread leaves the median ratio uncertain."""
+    rng = random.Random(11)
+    ratios = sorted(
+        statistics.median(rng.choices(times, k=len(times))) / statistics.median(rng.choices(base, k=len(base)))
+        for _ in range(resamples)
+    )
+    return f"{ratios[int(0.025 * resamples)]:.3f}-{ratios[int(0.975 * resamples) - 1]:.3f}"
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -192,14 +206,16 @@ def main():
                     times[c].append(cpu_of([str(bins[key])], env))
             base = statistics.median(times["none"]) if "none" in times else None
             print(f"{key}: CPU user+system, median of {args.rounds} interleaved rounds; load average after {load()}")
-            print(f"  {'':13} {'CPU':>9}  {'ratio':>7}   {'[contprof agent] in the profiles':>32}   range")
+            print(f"  {'':13} {'CPU':>9}  {'ratio':>7}  {'95% interval':>15}   "
+                  f"{'[contprof agent] in the profiles':>32}   range")
             for c in configs:
                 med = statistics.median(times[c])
                 ratio = f"{med / base:.3f}x" if base else "-"
+                interval = ratio_interval(times[c], times["none"]) if base and c != "none" else "-"
                 spread = f"{min(times[c]):.3f}..{max(times[c]):.3f}"
                 samples_cpu = CONFIGS[c] is not None and CONFIGS[c].get("CONTPROF_FREQUENCY") != "0"
                 share = agent_share(args.tool, raws[c], Path(tmp) / f"{key}-{c}") if samples_cpu else "-"
-                print(f"  {c:13} {med:7.3f} s  {ratio:>7}   {share:>32}   ({spread})")
+                print(f"  {c:13} {med:7.3f} s  {ratio:>7}  {interval:>15}   {share:>32}   ({spread})")
             sys.stdout.flush()
 
 

@@ -65,7 +65,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         (rebuilt, recorded) = (Some(base), head);
     }
     for target in targets.iter().filter(|_| !interleaved) {
-        let summary = record(&args, target, runs, &stage_dir(&ctx), &[], &clocks.head, shell)?;
+        let summary = record(&args, target, runs, &ctx, &[], &clocks.head, shell)?;
         match summary.stored {
             Some(meta) => recorded.push(meta),
             None => return Err(Error::msg("the run was not stored; `check` needs a store")),
@@ -186,14 +186,15 @@ pub(super) struct Clocks {
     pub base: Arc<Clock>,
 }
 
-/// Records one target set through the one recording path (`recording.rs`), running the
-/// instructions engine's workloads from the stage in `stage`, the workspace's source paths
-/// rewritten by `remap` (`--remap-path-prefix`), adding the time of each phase to `clock`.
+/// Records one target set through the one recording path (`recording.rs`), with the
+/// configuration `ctx` read once, running the instructions engine's workloads from the head's
+/// stage, the workspace's source paths rewritten by `remap` (`--remap-path-prefix`), adding the
+/// time of each phase to `clock`.
 pub(super) fn record(
     args: &CheckArgs,
     target: &CheckTarget,
     runs: u32,
-    stage: &std::path::Path,
+    ctx: &Context,
     remap: &[(std::path::PathBuf, std::path::PathBuf)],
     clock: &Arc<Clock>,
     shell: &Shell,
@@ -256,9 +257,10 @@ pub(super) fn record(
         output,
         workload_args: args.args.clone(),
         what,
-        stage_dir: Some(stage.to_owned()),
+        stage_dir: Some(stage_dir(ctx)),
         remap: remap.to_vec(),
         clock: Arc::clone(clock),
+        config: Some(Arc::clone(&ctx.config)),
     };
     recording::record(&request, shell)
 }

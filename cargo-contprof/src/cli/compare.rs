@@ -11,7 +11,7 @@ use super::args::{CompareArgs, ReportFormat, StatsArgs, StoreArgs};
 use super::settings;
 use crate::cargo::{CargoArgs, Workspace};
 use crate::compare::{self, Comparison, Options, RevisionInfo};
-use crate::config::{self, Loaded};
+use crate::config::Loaded;
 use crate::errors::{Error, Result};
 use crate::git::{Repo, short_commit};
 use crate::pipeline::{self, GroupRuns, Prepared, all_groups, select_groups, settings_mismatch};
@@ -121,7 +121,7 @@ pub(super) struct Context {
     pub workspace: Workspace,
     pub store: Store,
     pub repo: Option<Repo>,
-    pub config: Loaded,
+    pub config: std::sync::Arc<Loaded>,
     /// Runs the index lists whose metadata is gone (a deletion that raced the index), skipped;
     /// said by [`Context::warn_skipped`].
     skipped: std::cell::RefCell<Vec<String>>,
@@ -177,9 +177,9 @@ fn describe_settings(s: &Settings) -> String {
 impl Context {
     pub fn load(cargo_args: &CargoArgs, store: &StoreArgs) -> Result<Context> {
         let workspace = Workspace::load(cargo_args)?;
-        let config = config::load(workspace.root(), workspace.metadata())
-            .map_err(|e| Error::Other { context: e.to_string(), source: None })?;
-        let store = settings::open_store(store, workspace.root())?;
+        let project = settings::Project::of(&workspace)?;
+        let store = project.open_store(store)?;
+        let config = project.config;
         // Outside a repository (or without git), revisions are unavailable; a git that fails
         // otherwise ("dubious ownership" in a container) is an error, with git's message: runs
         // keyed without a commit would never find a baseline.

@@ -15,7 +15,6 @@ use super::args::{
 };
 use super::compare::{comparison_options, render, verdict, write_stdout};
 use super::settings;
-use super::store_cmds::project_root;
 use crate::compare;
 use crate::errors::{Error, Result};
 use crate::prod::compact::{self, CompactOptions};
@@ -47,8 +46,8 @@ pub(super) fn label_flags(flag: &'static str, specs: &[String]) -> Result<Vec<(S
 
 /// The store and the selection of `a` (plus `types`).
 fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate::config::Config)> {
-    let root = project_root(a.scope.manifest_path.as_deref());
-    let store = settings::open_store(&a.scope.store, &root)?;
+    let project = settings::Project::find(a.scope.manifest_path.as_deref())?;
+    let store = project.open_store(&a.scope.store)?;
     let now = Utc::now();
     let time = |flag: &'static str, s: &str, end: bool| {
         parse_time(s, now, end).ok_or_else(|| Error::InvalidArgument {
@@ -71,11 +70,7 @@ fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate
         labels,
         sample_labels,
     };
-    let config = match crate::config::load_at(&root, false) {
-        Ok(loaded) => loaded.config,
-        Err(_) => crate::config::Config::default(),
-    };
-    Ok((store, selection, config))
+    Ok((store, selection, project.config().clone()))
 }
 
 /// The selected windows of every service and type the selection names; warnings go to the shell.
@@ -292,12 +287,9 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
 
 /// `prod compact`.
 pub fn compact(a: ProdCompactArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(a.scope.manifest_path.as_deref());
-    let store = settings::open_store(&a.scope.store, &root)?;
-    let fold_library = match crate::config::load_at(&root, false) {
-        Ok(loaded) => loaded.config.fold_library.unwrap_or(true),
-        Err(_) => true,
-    };
+    let project = settings::Project::find(a.scope.manifest_path.as_deref())?;
+    let store = project.open_store(&a.scope.store)?;
+    let fold_library = project.config().fold_library.unwrap_or(true);
     let opts = CompactOptions {
         service: a.service,
         rescan_days: i64::from(a.rescan_days),
@@ -367,8 +359,8 @@ pub fn report(a: ProdReportArgs, shell: &Shell) -> Result<()> {
 
 /// `prod pause`.
 pub fn pause(a: ProdPauseArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(a.scope.manifest_path.as_deref());
-    let store = settings::open_store(&a.scope.store, &root)?;
+    let project = settings::Project::find(a.scope.manifest_path.as_deref())?;
+    let store = project.open_store(&a.scope.store)?;
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
     let host = crate::store::host_name();
     let pause = Pause {
@@ -390,8 +382,8 @@ pub fn pause(a: ProdPauseArgs, shell: &Shell) -> Result<()> {
 
 /// `prod resume`.
 pub fn resume(a: ProdResumeArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(a.scope.manifest_path.as_deref());
-    let store = settings::open_store(&a.scope.store, &root)?;
+    let project = settings::Project::find(a.scope.manifest_path.as_deref())?;
+    let store = project.open_store(&a.scope.store)?;
     match store.resume_production(a.service.as_deref())? {
         Some(p) => shell.status("Resumed", format_args!("{} is over", p.describe())),
         None => shell.warn(format_args!(

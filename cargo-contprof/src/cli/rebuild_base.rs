@@ -191,14 +191,13 @@ pub(super) fn record_interleaved(
     let base_remap =
         [(path.clone(), root.to_owned()), (base_target.clone(), ctx.workspace.target_dir().to_owned())];
     base_args.store.url = Some(ctx.store.url().to_owned());
-    let stage = super::check::stage_dir(ctx);
 
     let (mut base_runs, mut head_runs) = (Vec::new(), Vec::new());
     let mut worktree = None;
     for i in 0..runs {
         for target in targets {
             shell.status("Recording", format_args!("head, repetition {} of {runs}", i + 1));
-            head_runs.push(record_stored(args, target, &stage, &[], &clocks.head, shell)?);
+            head_runs.push(record_stored(args, target, ctx, &[], &clocks.head, shell)?);
             if worktree.is_none() {
                 // After the head's first build, before the checkout: see the module doc.
                 let seeded = seed_target(&contprof_dir, &base_target.join(PROFILE_NAME))?;
@@ -215,7 +214,7 @@ pub(super) fn record_interleaved(
                 worktree = Some(Worktree { repo, path: path.clone() });
             }
             shell.status("Recording", format_args!("base, repetition {} of {runs}", i + 1));
-            base_runs.push(record_stored(&base_args, target, &stage, &base_remap, &clocks.base, shell)?);
+            base_runs.push(record_stored(&base_args, target, ctx, &base_remap, &clocks.base, shell)?);
         }
     }
     drop(worktree);
@@ -230,12 +229,12 @@ pub(super) fn record_interleaved(
 fn record_stored(
     args: &CheckArgs,
     target: &CheckTarget,
-    stage: &Path,
+    ctx: &Context,
     remap: &[(PathBuf, PathBuf)],
     clock: &Arc<Clock>,
     shell: &Shell,
 ) -> Result<RunMetadata> {
-    let summary = record(args, target, 1, stage, remap, clock, shell)?;
+    let summary = record(args, target, 1, ctx, remap, clock, shell)?;
     summary.stored.ok_or_else(|| Error::msg("the run was not stored; `check` needs a store"))
 }
 

@@ -50,6 +50,9 @@ pub(super) struct Request {
     pub remap: Vec<(PathBuf, PathBuf)>,
     /// Where the time of builds, runs and profile writing is added (`check` reads it).
     pub clock: Arc<Clock>,
+    /// The configuration the command already read (`check`, once for all its recordings, both
+    /// sides); `None`: read from the workspace.
+    pub config: Option<Arc<crate::config::Loaded>>,
 }
 
 /// One target or a suite.
@@ -99,6 +102,7 @@ impl From<RunArgs> for Request {
             stage_dir: None,
             remap: Vec::new(),
             clock: Arc::default(),
+            config: None,
         }
     }
 }
@@ -127,6 +131,7 @@ impl Request {
             stage_dir: None,
             remap: Vec::new(),
             clock: Arc::default(),
+            config: None,
         }
     }
 }
@@ -174,10 +179,14 @@ pub(super) fn record(request: &Request, shell: &Shell) -> Result<Summary> {
         What::Target(_) => None,
     };
     let workspace = Workspace::load(&cargo_args)?;
-    let (agent_settings, runs) = settings::sampling(&request.sampling, &workspace)?;
+    let project = match &request.config {
+        Some(config) => settings::Project { root: workspace.root().to_owned(), config: Arc::clone(config) },
+        None => settings::Project::of(&workspace)?,
+    };
+    let (agent_settings, runs) = settings::sampling(&request.sampling, project.config())?;
     let store = match request.output.no_store {
         true => None,
-        false => Some(settings::open_store(&request.output.store, workspace.root())?),
+        false => Some(project.open_store(&request.output.store)?),
     };
     let clock = Arc::clone(&request.clock);
     let prepared = Prepared { cargo_args, workspace, agent_settings, runs, tags, store, clock };

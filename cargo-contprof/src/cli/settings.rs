@@ -3,6 +3,8 @@
 
 use contprof::format::AllocMode;
 
+use std::path::{Path, PathBuf};
+
 use super::args::{AllocArg, CargoFlags, SamplingArgs, StoreArgs};
 use crate::cargo::CargoArgs;
 use crate::errors::{Error, Result};
@@ -80,18 +82,11 @@ fn wall_hz(a: &SamplingArgs) -> Result<u32> {
 }
 
 /// Validated sampling settings plus the number of runs. The engine is `--engine`, else the
-/// workspace's configured `engine` (read as `compare` and `check` read it), else the agent; the
+/// project's configured `engine`, else the agent; the
 /// instructions engine records every allocation and no CPU samples, and needs valgrind (checked
 /// here, before any build).
-pub fn sampling(a: &SamplingArgs, workspace: &crate::cargo::Workspace) -> Result<(AgentSettings, u32)> {
-    let engine = match a.engine {
-        Some(e) => e,
-        None => crate::config::load(workspace.root(), workspace.metadata())
-            .map_err(config_error)?
-            .config
-            .engine
-            .unwrap_or_default(),
-    };
+pub fn sampling(a: &SamplingArgs, config: &crate::config::Config) -> Result<(AgentSettings, u32)> {
+    let engine = a.engine.unwrap_or_else(|| config.engine.unwrap_or_default());
     if a.frequency > MAX_FREQUENCY {
         return Err(Error::InvalidArgument {
             flag: "--frequency",
@@ -171,26 +166,68 @@ pub fn tags(raw: &[String]) -> Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// A configuration that cannot be read or parsed, said as itself: the file and the key are in
+/// its message.
 fn config_error(e: crate::config::ConfigError) -> Error {
-    Error::Other { context: "could not read the configuration".into(), source: Some(Box::new(e)) }
+    match e {
+        crate::config::ConfigError::Read { path, source } => Error::io("could not read", path, source),
+        parse => Error::msg(parse.to_string()),
+    }
 }
 
-/// The store named by `--store`, else `CONTPROF_STORE`, else the config file's `store`, else the
-/// workspace default.
-pub fn store_location(
-    args: &StoreArgs,
-    workspace_root: &std::path::Path,
-) -> Result<crate::store::StoreLocation> {
-    let configured = || {
-        crate::config::load_at(workspace_root, true).map(|loaded| loaded.config.store).map_err(config_error)
-    };
-    crate::store::StoreLocation::select(args.url.as_deref(), configured, workspace_root)
+/// Where a command works, found once: the project's root and its configuration
+/// (`.contprof.toml`, else `[workspace.metadata.contprof]`, else, in a one-package project,
+/// `[package.metadata.contprof]`), read once under that one rule and handed to whatever needs it
+/// (the store's location, the engine, the comparison options, the viewer's thresholds).
+pub struct Project {
+    /// The directory whose `.contprof/store` is the default store: the cargo workspace root, else
+    /// the git work tree, else the current directory.
+    pub root: PathBuf,
+    /// The configuration.
+    pub config: std::sync::Arc<crate::config::Loaded>,
 }
 
-/// Opens the store (see [`store_location`]), so that an unreachable or newer store fails before
-/// any work is done.
-pub fn open_store(args: &StoreArgs, workspace_root: &std::path::Path) -> Result<crate::store::Store> {
-    Ok(crate::store::Store::open(&store_location(args, workspace_root)?)?)
+impl Project {
+    /// The project of a Cargo workspace (`run`, `test`, `bench`, `compare`, `check`).
+    pub fn of(workspace: &crate::cargo::Workspace) -> Result<Project> {
+        let config = crate::config::load(workspace.root(), workspace.metadata()).map_err(config_error)?;
+        Ok(Project { root: workspace.root().to_owned(), config: config.into() })
+    }
+
+    /// The project of a command that reads a store (`serve`, `report`, `prod`, the store
+    /// commands): the Cargo workspace when there is one (`--manifest-path`, else the current
+    /// directory's), else the git work tree, else the current directory.
+    pub fn find(manifest_path: Option<&Path>) -> Result<Project> {
+        let args = CargoArgs { manifest_path: manifest_path.map(Path::to_owned), ..CargoArgs::default() };
+        if let Ok(workspace) = crate::cargo::Workspace::load(&args) {
+            return Project::of(&workspace);
+        }
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let root = crate::git::Repo::discover(&cwd).map(|r| r.dir().to_owned()).unwrap_or(cwd);
+        let config = crate::config::load_at(&root, None).map_err(config_error)?;
+        Ok(Project { root, config: config.into() })
+    }
+
+    /// The configuration's settings.
+    pub fn config(&self) -> &crate::config::Config {
+        &self.config.config
+    }
+
+    /// The store named by `--store`, else `CONTPROF_STORE`, else the configuration's `store`,
+    /// else `.contprof/store` under the root.
+    pub fn store_location(&self, args: &StoreArgs) -> Result<crate::store::StoreLocation> {
+        crate::store::StoreLocation::select(
+            args.url.as_deref(),
+            || Ok::<_, Error>(self.config().store.clone()),
+            &self.root,
+        )
+    }
+
+    /// Opens the store (see [`Project::store_location`]), so that an unreachable or newer store
+    /// fails before any work is done.
+    pub fn open_store(&self, args: &StoreArgs) -> Result<crate::store::Store> {
+        Ok(crate::store::Store::open(&self.store_location(args)?)?)
+    }
 }
 
 #[cfg(test)]

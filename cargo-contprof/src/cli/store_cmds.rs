@@ -6,28 +6,12 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::args::{ExportArgs, GcArgs, ImportArgs, LogArgs, OutputFormat, ShowArgs, StoreArgs};
+use super::args::{ExportArgs, GcArgs, ImportArgs, LogArgs, OutputFormat, ShowArgs};
 use super::settings;
-use crate::cargo::{CargoArgs, Workspace};
 use crate::errors::{Error, Result};
 use crate::git::{Repo, RepoState};
 use crate::shell::Shell;
-use crate::store::{self, GcPolicy, ImportFile, LogFilter, NewRun, Store, parse_time};
-
-/// The directory whose `.contprof/store` is the default store: the cargo workspace root, else the
-/// git work tree, else the current directory.
-pub fn project_root(manifest_path: Option<&Path>) -> PathBuf {
-    let args = CargoArgs { manifest_path: manifest_path.map(Path::to_owned), ..CargoArgs::default() };
-    if let Ok(ws) = Workspace::load(&args) {
-        return ws.root().to_owned();
-    }
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    Repo::discover(&cwd).map(|r| r.dir().to_owned()).unwrap_or(cwd)
-}
-
-fn open(args: &StoreArgs, root: &Path) -> Result<Store> {
-    settings::open_store(args, root)
-}
+use crate::store::{self, GcPolicy, ImportFile, LogFilter, NewRun, parse_time};
 
 fn repo(root: &Path) -> Option<Repo> {
     Repo::discover(root).ok()
@@ -57,8 +41,9 @@ fn time_arg(flag: &'static str, s: &Option<String>) -> Result<Option<DateTime<Ut
 
 /// `cargo contprof log`.
 pub fn log(args: LogArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.scope.manifest_path.as_deref());
-    let store = open(&args.scope.store, &root)?;
+    let project = settings::Project::find(args.scope.manifest_path.as_deref())?;
+    let store = project.open_store(&args.scope.store)?;
+    let root = project.root;
     let mut commits = Vec::new();
     if !args.commits.is_empty() {
         let repo = Repo::discover(&root)?;
@@ -94,8 +79,9 @@ pub fn log(args: LogArgs, shell: &Shell) -> Result<()> {
 
 /// `cargo contprof show RUN|REV`.
 pub fn show(args: ShowArgs) -> Result<()> {
-    let root = project_root(args.scope.manifest_path.as_deref());
-    let store = open(&args.scope.store, &root)?;
+    let project = settings::Project::find(args.scope.manifest_path.as_deref())?;
+    let store = project.open_store(&args.scope.store)?;
+    let root = project.root;
     let meta = store::resolve_run(&store, repo(&root).as_ref(), &args.run)?;
     let mut out = stdout();
     match args.format {
@@ -110,8 +96,9 @@ pub fn show(args: ShowArgs) -> Result<()> {
 
 /// `cargo contprof export RUN|REV [DIR]`.
 pub fn export(args: ExportArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.scope.manifest_path.as_deref());
-    let store = open(&args.scope.store, &root)?;
+    let project = settings::Project::find(args.scope.manifest_path.as_deref())?;
+    let store = project.open_store(&args.scope.store)?;
+    let root = project.root;
     let meta = store::resolve_run(&store, repo(&root).as_ref(), &args.run)?;
     let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(format!("contprof-{}", meta.run_id)));
     let written = store.export(&meta.run_id, &dir)?;
@@ -128,8 +115,9 @@ pub fn export(args: ExportArgs, shell: &Shell) -> Result<()> {
 
 /// `cargo contprof import FILE...`.
 pub fn import(args: ImportArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.scope.manifest_path.as_deref());
-    let store = open(&args.scope.store, &root)?;
+    let project = settings::Project::find(args.scope.manifest_path.as_deref())?;
+    let store = project.open_store(&args.scope.store)?;
+    let root = project.root;
     let repo_state = match &args.commit {
         Some(rev) => RepoState::Commit {
             commit: Repo::discover(&root)?.resolve(rev)?,
@@ -183,8 +171,9 @@ fn criterion_group(path: &Path) -> Option<String> {
 
 /// `cargo contprof gc`.
 pub fn gc(args: GcArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.scope.manifest_path.as_deref());
-    let store = open(&args.scope.store, &root)?;
+    let project = settings::Project::find(args.scope.manifest_path.as_deref())?;
+    let store = project.open_store(&args.scope.store)?;
+    let root = project.root;
     let protected = match repo(&root) {
         Some(r) => store::gc_protected_commits(&r)?,
         None => Default::default(),

@@ -5,8 +5,6 @@ use std::path::Path;
 
 use super::args::{ReportArgs, ServeArgs};
 use super::settings;
-use super::store_cmds::project_root;
-use crate::cargo::{CargoArgs, Workspace};
 use crate::errors::{Error, Result};
 use crate::git::Repo;
 use crate::profile::{self, Profile};
@@ -21,14 +19,14 @@ fn viewer_err(context: &str, e: viewer::ViewerError) -> Error {
 
 /// `cargo contprof serve`.
 pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.scope.manifest_path.as_deref());
-    let location = settings::store_location(&args.scope.store, &root)?;
+    let project = settings::Project::find(args.scope.manifest_path.as_deref())?;
+    let location = project.store_location(&args.scope.store)?;
     let bind = args.bind.parse().map_err(|_| Error::InvalidArgument {
         flag: "--bind",
         message: format!("`{}` is not an address like 127.0.0.1:7878", args.bind),
     })?;
     let shown = location.display();
-    let comparing = comparing(&args.scope.manifest_path, shell);
+    let comparing = comparing(&project, shell);
     let compact_location = location.clone();
     let opts = ServeOptions {
         bind,
@@ -105,25 +103,15 @@ fn background_compaction(location: &store::StoreLocation, fold_library: bool, sh
 }
 
 /// What `/compare` compares with: the project's configuration (thresholds, ignore list,
-/// `fold_library`) as `cargo contprof compare` reads it, when `serve` runs in a Cargo project;
-/// the defaults elsewhere.
-fn comparing(manifest_path: &Option<std::path::PathBuf>, shell: &Shell) -> Comparing {
-    let args = CargoArgs { manifest_path: manifest_path.clone(), ..CargoArgs::default() };
-    let Ok(workspace) = Workspace::load(&args) else { return Comparing::default() };
-    let loaded = match crate::config::load(workspace.root(), workspace.metadata()) {
-        Ok(l) => l,
-        Err(e) => {
-            shell.warn(format_args!("{e}; /compare uses the default thresholds"));
-            return Comparing::default();
-        }
-    };
-    let c = &loaded.config;
-    // The options `cargo contprof compare` takes from the configuration, without its flags.
+/// `fold_library`) as `cargo contprof compare` reads it, without its flags, and the project's
+/// repository for the history of a base.
+fn comparing(project: &settings::Project, shell: &Shell) -> Comparing {
+    let c = project.config();
     match c.comparison_options(&Default::default()) {
         Ok(options) => Comparing {
             options,
             fold_library: c.fold_library.unwrap_or(true),
-            repo: crate::git::Repo::discover(workspace.root()).ok(),
+            repo: crate::git::Repo::discover(&project.root).ok(),
         },
         Err(e) => {
             shell.warn(format_args!("{e}; /compare uses the default thresholds"));
@@ -148,9 +136,9 @@ pub fn run_profiles(store: &Store, run_id: &str, group: Option<&str>, shell: &Sh
 
 /// `cargo contprof report --html OUT [RUN|REV]`.
 pub fn report(args: ReportArgs, shell: &Shell) -> Result<()> {
-    let root = project_root(args.scope.manifest_path.as_deref());
-    let store = settings::open_store(&args.scope.store, &root)?;
-    let repo = Repo::discover(&root).ok();
+    let project = settings::Project::find(args.scope.manifest_path.as_deref())?;
+    let store = project.open_store(&args.scope.store)?;
+    let repo = Repo::discover(&project.root).ok();
     let meta = store::resolve_run(&store, repo.as_ref(), &args.run)?;
     let profiles = run_profiles(&store, &meta.run_id, args.group.as_deref(), shell)?;
     if profiles.is_empty() {
