@@ -396,13 +396,9 @@ fn record_tagged(
     store.record(run, profiles).unwrap().run_id
 }
 
-#[test]
-fn compare_reads_the_runs_as_their_settings_say_like_the_cli() {
-    // Allocations recorded `off`: whatever allocation values the profiles hold are not compared
-    // (the viewer used to read them as sampled at the default interval), while CPU is.
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(&StoreLocation::Dir(tmp.path().to_path_buf())).unwrap();
-    let settings = crate::store::Settings {
+/// The agent's settings of a run of 3 repetitions at 999 Hz with allocations off.
+fn cpu_only_settings() -> crate::store::Settings {
+    crate::store::Settings {
         engine: "agent".into(),
         frequency_hz: 999,
         alloc_mode: "off".into(),
@@ -411,7 +407,16 @@ fn compare_reads_the_runs_as_their_settings_say_like_the_cli() {
         unwind: "tables".into(),
         contention_rate_ns: None,
         wall_hz: None,
-    };
+    }
+}
+
+#[test]
+fn compare_reads_the_runs_as_their_settings_say_like_the_cli() {
+    // Allocations recorded `off`: whatever allocation values the profiles hold are not compared
+    // (the viewer used to read them as sampled at the default interval), while CPU is.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreLocation::Dir(tmp.path().to_path_buf())).unwrap();
+    let settings = cpu_only_settings();
     let side = |parse_ms: i64, bytes: i64, jitter: i64| -> Vec<Profile> {
         (0..3)
             .map(|j| {
@@ -486,16 +491,7 @@ fn compare_reads_the_runs_as_their_settings_say_like_the_cli() {
 fn compare_gives_the_verdict_of_the_cli_with_history_and_interleaving() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(&StoreLocation::Dir(tmp.path().to_path_buf())).unwrap();
-    let settings = crate::store::Settings {
-        engine: "agent".into(),
-        frequency_hz: 999,
-        alloc_mode: "off".into(),
-        alloc_interval: None,
-        runs: 3,
-        unwind: "tables".into(),
-        contention_rate_ns: None,
-        wall_hz: None,
-    };
+    let settings = cpu_only_settings();
     // Eight functions of about 12% each; `scale` moves each by its own factor (a batch recorded
     // at another time), `parse` is app::parse's CPU in ms.
     let side = |parse: i64, scale: &[f64; 7]| -> Vec<Profile> {

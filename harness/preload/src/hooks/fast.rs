@@ -36,6 +36,28 @@ use super::{__libc_free, __libc_malloc, __libc_realloc, recording};
 use crate::flags::{FLAGS, HOOKS_MASK};
 use crate::header::SUSPECT_AT;
 
+/// The sampled mode's fast path, for the size in `$size`: moves the thread's countdown by it and
+/// counts the call, or jumps to `3:` (the twin) when the countdown runs out, leaving it as it
+/// was (the twin's `decide` moves it). Uses `%rax` and `%rcx`; the caller binds `countdown` and
+/// `calls`.
+macro_rules! countdown {
+    ($size:literal) => {
+        concat!(
+            "movq ",
+            contprof::thread_state_symbol!(),
+            "@GOTTPOFF(%rip), %rax\n",
+            "movq %fs:{countdown}(%rax), %rcx\n",
+            "subq ",
+            $size,
+            ", %rcx\n",
+            "testq %rcx, %rcx\n",
+            "jle 3f\n",
+            "movq %rcx, %fs:{countdown}(%rax)\n",
+            "incq %fs:{calls}(%rax)",
+        )
+    };
+}
+
 /// Interposes `malloc`.
 ///
 /// # Safety
@@ -50,13 +72,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
         "jz 2f",
         "cmpl ${sampled}, %eax",
         "jne 3f",
-        concat!("movq ", contprof::thread_state_symbol!(), "@GOTTPOFF(%rip), %rax"),
-        "movq %fs:{countdown}(%rax), %rcx",
-        "subq %rdi, %rcx",
-        "testq %rcx, %rcx",
-        "jle 3f",
-        "movq %rcx, %fs:{countdown}(%rax)",
-        "incq %fs:{calls}(%rax)",
+        countdown!("%rdi"),
         "2:",
         "jmp *{real}@GOTPCREL(%rip)",
         "3:",
@@ -118,13 +134,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         "jz 2f",
         "cmpl ${sampled}, %eax",
         "jne 3f",
-        concat!("movq ", contprof::thread_state_symbol!(), "@GOTTPOFF(%rip), %rax"),
-        "movq %fs:{countdown}(%rax), %rcx",
-        "subq %rsi, %rcx",
-        "testq %rcx, %rcx",
-        "jle 3f",
-        "movq %rcx, %fs:{countdown}(%rax)",
-        "incq %fs:{calls}(%rax)",
+        countdown!("%rsi"),
         "2:",
         "jmp *{real}@GOTPCREL(%rip)",
         "3:",
