@@ -276,6 +276,7 @@ pub(crate) fn finish() {
         0 => alloc::set_mode(AllocMode::Off, 1, false, false),
         mean => alloc::set_mode(AllocMode::Sampled, mean, false, false),
     }
+    alloc::quiesce();
 
     contention::set_rate(0);
     let complete = STORE.for_each_stack(|s| {

@@ -175,6 +175,8 @@ pub fn on_alloc(hooks: u8, ptr: *mut u8, size: usize, caller: unwind::Caller) {
 pub struct Recorded {
     count: f64,
     bytes: f64,
+    /// Recorded by the exact mode: counted in the totals when its stack is stored.
+    exact: bool,
 }
 
 /// Whether an allocation of `size` bytes that the fast path ([`skip_sampled`]) did not skip is
@@ -209,10 +211,9 @@ pub fn decide(hooks: u8, size: usize) -> Option<Recorded> {
             crate::writer::write_message(1, &w);
         }
     }
-    let weights = if hooks & EXACT != 0 {
-        // Every call at once: exact totals must match the stacks.
-        CALLS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(size as u64, Ordering::Relaxed);
+    let exact = hooks & EXACT != 0;
+    let weights = if exact {
+        // Counted in the totals by `record`, with its stack: exact totals must match the stacks.
         Some((1.0, size as f64))
     } else if hooks & SAMPLED != 0 {
         t.calls.set(t.calls.get() + 1);
@@ -221,7 +222,7 @@ pub fn decide(hooks: u8, size: usize) -> Option<Recorded> {
         None
     };
     t.in_hook.set(false);
-    weights.map(|(count, bytes)| Recorded { count, bytes })
+    weights.map(|(count, bytes)| Recorded { count, bytes, exact })
 }
 
 /// Records the allocation [`decide`] chose, made at `ptr` (not null) by the caller of the hook
@@ -233,10 +234,38 @@ pub fn record(recorded: Recorded, ptr: *mut u8, caller: unwind::Caller) {
     if t.in_hook.replace(true) {
         return;
     }
-    let mut frames = [0u64; MAX_FRAMES];
-    let n = hook_stack(t, caller, &mut frames);
-    STORE.record(&frames[..n], t.label_set(), recorded.count, recorded.bytes, ptr as usize);
+    RECORDING.fetch_add(1, Ordering::SeqCst);
+    // Allocations turned off since `decide` (the agent is stopping): neither stored nor counted,
+    // so that the totals the stop writes match its stacks (see `quiesce`).
+    if HOOKS.load(Ordering::SeqCst) != 0 {
+        let mut frames = [0u64; MAX_FRAMES];
+        let n = hook_stack(t, caller, &mut frames);
+        STORE.record(&frames[..n], t.label_set(), recorded.count, recorded.bytes, ptr as usize);
+        if recorded.exact {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(recorded.bytes as u64, Ordering::Relaxed);
+        }
+    }
+    RECORDING.fetch_sub(1, Ordering::SeqCst);
     t.in_hook.set(false);
+}
+
+/// [`record`] calls under way, on any thread.
+static RECORDING: AtomicU32 = AtomicU32::new(0);
+
+/// Waits (at most about 100,000 yields) until no [`record`] is under way. Called once allocations
+/// are turned off: a `record` that began before stores its stack and counts it before this
+/// returns, one that begins after sees allocations off and does neither, so the stacks written
+/// next and the exact mode's totals agree (an allocation on another thread while the agent
+/// stops). Async-signal-safe.
+pub(crate) fn quiesce() {
+    for _ in 0..100_000 {
+        if RECORDING.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+    }
 }
 
 /// The stack of the caller of an interposed function (an allocation or wait hook) that read
