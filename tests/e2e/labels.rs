@@ -39,7 +39,12 @@ fn functions_of<'p>(p: &'p Profile, s: &Sample) -> Vec<&'p str> {
 }
 
 fn run_label_split(out: &std::path::Path, extra: &[&str]) -> Profile {
-    let mut args = vec!["--no-store"];
+    // Enough samples for the shares' tolerances: at 250 Hz the 0.7 s run has about 175 CPU
+    // samples (a share of 0.2 then varies by 0.03, half the tolerance), and at the default
+    // 512 KiB interval the 50 kept blocks of 256 KiB about 20 allocation samples (the bytes'
+    // estimate then varies by a fifth, against a tolerance of a half). At 999 Hz the shares vary
+    // half as much; at 64 KiB nearly every block is sampled.
+    let mut args = vec!["--no-store", "--frequency", "999", "--alloc-interval", "64K"];
     args.extend_from_slice(extra);
     let f = run_fixture("label_split", out, &args, &[("FIXTURE_SCALE", "0.7")]);
     assert_eq!(f.code, 0, "{f:?}");
