@@ -345,10 +345,11 @@ pub struct Compared {
     pub comparison: Comparison,
 }
 
-/// Compares the stored runs of two sides (see the module docs): [`prepare`], the spread learned
-/// from the history of `base` where the sides are two batches ([`history::learn`], its notes
-/// added to [`Prepared::notes`]), then [`compare::compare`] with `options`, made
-/// [`Options::for_interleaved`] when the runs say they were recorded so.
+/// Compares the stored runs of two sides (see the module docs): [`prepare`], then, when the runs
+/// say they were recorded interleaved, [`compare::compare`] with `options` made
+/// [`Options::for_interleaved`]; otherwise the spread learned from the history of `base`
+/// ([`history::learn`], its notes added to [`Prepared::notes`]), then [`compare::compare`] with
+/// `options`.
 pub fn compare_stored(
     source: history::Source<'_>,
     base: (SideRuns<'_>, RevisionInfo),
@@ -357,13 +358,13 @@ pub fn compare_stored(
     options: &Options,
 ) -> Result<Compared> {
     let mut prepared = prepare(source.store, base.0, head.0, opts)?;
-    let notes = history::learn(source, base.0.runs, head.0.runs, &mut prepared, options, opts.fold_library);
-    prepared.notes.extend(notes);
     let interleaved;
     let options = if crate::store::interleaved(base.0.runs, head.0.runs) {
         interleaved = options.clone().for_interleaved();
         &interleaved
     } else {
+        let notes = history::learn(source, base.0.runs, &mut prepared, options, opts.fold_library);
+        prepared.notes.extend(notes);
         options
     };
     let comparison = compare::compare(&prepared.groups, base.1, head.1, options)?;

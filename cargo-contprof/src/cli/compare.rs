@@ -193,7 +193,7 @@ impl Context {
 
     /// Comparison options: configuration, then flags.
     pub fn options(&self, stats: &StatsArgs) -> Result<Options> {
-        comparison_options(&self.config.config, stats)
+        self.config.config.comparison_options(&stats.overrides())
     }
 
     fn repo(&self, what: &str) -> Result<&Repo> {
@@ -304,10 +304,9 @@ impl Context {
     }
 }
 
-/// [`pipeline::prepare`] for the CLI: the configuration's `fold_library`, `--allow-mismatch`, a
-/// `--group` substring filter; its warnings and notes go to the terminal.
 /// Compares two sides through the engine ([`pipeline::compare_stored`]: the same verdict as the
-/// viewer's on the same runs) and says its warnings and notes.
+/// viewer's on the same runs), with the configuration's `fold_library`, `--allow-mismatch` and a
+/// `--group` substring filter; its warnings and notes go to the terminal.
 #[allow(clippy::too_many_arguments, reason = "the sides, the selection and the options, each once")]
 pub(super) fn compare_sides(
     ctx: &Context,
@@ -403,10 +402,4 @@ pub(super) fn write_flamegraphs(
         );
     }
     Ok(written)
-}
-
-/// Comparison options from the configuration, then the statistics flags (`compare`, `check`,
-/// `prod compare`).
-pub(super) fn comparison_options(c: &crate::config::Config, stats: &StatsArgs) -> Result<Options> {
-    c.comparison_options(&stats.overrides())
 }

@@ -13,7 +13,7 @@ use super::args::{
     ListFormat, ProdCompactArgs, ProdCompareArgs, ProdExportArgs, ProdListArgs, ProdPauseArgs,
     ProdReportArgs, ProdResumeArgs, ProdSelectArgs,
 };
-use super::compare::{comparison_options, render, verdict, write_stdout};
+use super::compare::{render, verdict, write_stdout};
 use super::settings;
 use crate::compare;
 use crate::errors::{Error, Result};
@@ -235,7 +235,7 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
         });
     }
     let (store, selection, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;
-    let options = comparison_options(&config, &a.stats)?;
+    let options = config.comparison_options(&a.stats.overrides())?;
     let service = a.select.service.clone().unwrap_or_default();
     let want =
         Want { stacks: false, costs: true, fold_library: config.fold_library.unwrap_or(true), cancel: None };

@@ -5,8 +5,9 @@
 //! empirical null) is what two batches recorded at different times differ by on this machine.
 //! It becomes the floor of the same spread in the real comparison ([`Group::history`]).
 //!
-//! Skipped when the two sides were recorded interleaved (`check`'s interleaved baseline, marked
-//! by [`crate::store::INTERLEAVED_TAG`]): their runs do not come in batches.
+//! Not read for sides recorded interleaved (`check`'s interleaved baseline, marked by
+//! [`crate::store::INTERLEAVED_TAG`]): their runs do not come in batches, and
+//! [`super::compare_stored`] uses the interleaved method instead.
 
 use std::collections::BTreeMap;
 
@@ -30,20 +31,15 @@ pub struct Source<'a> {
 }
 
 /// Sets [`Group::history`] of every group of `prepared` for which the store holds an earlier
-/// batch than `base`'s, unless the sides were recorded interleaved (see the module docs); returns
-/// what is worth a note. Failures to read history are notes, never errors: the comparison stands
-/// without it.
+/// batch than `base`'s; returns what is worth a note. Failures to read history are notes, never
+/// errors: the comparison stands without it.
 pub fn learn(
     source: Source<'_>,
     base: &[RunMetadata],
-    head: &[RunMetadata],
     prepared: &mut Prepared,
     options: &Options,
     fold_library: bool,
 ) -> Vec<String> {
-    if crate::store::interleaved(base, head) {
-        return Vec::new();
-    }
     match earlier_batch(source, base) {
         Ok(Some(earlier)) => {
             apply(source.store, &earlier, prepared, options, fold_library).into_iter().collect()
