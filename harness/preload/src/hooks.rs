@@ -122,13 +122,14 @@ allocation! {
     fn pvalloc(size: usize) size size, real __libc_pvalloc(size)
 }
 
-/// `realloc` in full: a recorded block is reallocated by the twin, with its header. (On x86-64,
-/// `fast::realloc`.)
+/// Interposes `realloc` (on x86-64, `fast::realloc`): a recorded block is reallocated by the
+/// twin, with its header.
 ///
 /// # Safety
 /// The contract of `realloc(3)`.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe extern "C" fn realloc_checked(ptr: *mut c_void, size: usize) -> *mut c_void {
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     let f = flags::load();
     let h = f & HOOKS_MASK;
     if !header::is_recorded_with(ptr, f) && !tracked_plain_with(ptr, f) && (h == 0 || skip_sampled(h, size)) {
@@ -137,17 +138,6 @@ unsafe extern "C" fn realloc_checked(ptr: *mut c_void, size: usize) -> *mut c_vo
     }
     // SAFETY: the same arguments, forwarded to the twin.
     unsafe { recording::realloc(ptr, size) }
-}
-
-/// Interposes `realloc`.
-///
-/// # Safety
-/// The contract of `realloc(3)`.
-#[cfg(not(target_arch = "x86_64"))]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
-    // SAFETY: the same contract.
-    unsafe { realloc_checked(ptr, size) }
 }
 
 /// Interposes `reallocarray`.
@@ -184,12 +174,13 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
     0
 }
 
-/// `free` in full. (On x86-64, `fast::free`.)
+/// Interposes `free` (on x86-64, `fast::free`).
 ///
 /// # Safety
 /// The contract of `free(3)`.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe extern "C" fn free_checked(ptr: *mut c_void) {
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn free(ptr: *mut c_void) {
     let f = flags::load();
     // First one test for the common case: no kind of recorded pointer can sit where this one
     // does (its low byte), no pointer recorded without a header, no frame-pointer walk.
@@ -201,17 +192,6 @@ unsafe extern "C" fn free_checked(ptr: *mut c_void) {
     }
     // SAFETY: forwarded to the twin.
     unsafe { recording::free(ptr) }
-}
-
-/// Interposes `free`.
-///
-/// # Safety
-/// The contract of `free(3)`.
-#[cfg(not(target_arch = "x86_64"))]
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn free(ptr: *mut c_void) {
-    // SAFETY: the same contract.
-    unsafe { free_checked(ptr) }
 }
 
 /// Interposes `malloc_usable_size`: a recorded block's usable size is what follows its header.

@@ -15,7 +15,7 @@
 //! of a pointer that is not tracked a load and a byte of the counting filter.
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 pub use crate::format::AllocMode;
 use crate::format::MAX_FRAMES;
@@ -251,21 +251,15 @@ pub fn record(recorded: Recorded, ptr: *mut u8, caller: unwind::Caller) {
 }
 
 /// [`record`] calls under way, on any thread.
-static RECORDING: AtomicU32 = AtomicU32::new(0);
+static RECORDING: AtomicUsize = AtomicUsize::new(0);
 
-/// Waits (at most about 100,000 yields) until no [`record`] is under way. Called once allocations
-/// are turned off: a `record` that began before stores its stack and counts it before this
-/// returns, one that begins after sees allocations off and does neither, so the stacks written
-/// next and the exact mode's totals agree (an allocation on another thread while the agent
-/// stops). Async-signal-safe.
+/// Waits (bounded, [`crate::sys::wait_until_idle`]) until no [`record`] is under way. Called once
+/// allocations are turned off: a `record` that began before stores its stack and counts it before
+/// this returns, one that begins after sees allocations off and does neither, so the stacks
+/// written next and the exact mode's totals agree (an allocation on another thread while the
+/// agent stops). Async-signal-safe.
 pub(crate) fn quiesce() {
-    for _ in 0..100_000 {
-        if RECORDING.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        // SAFETY: no preconditions.
-        unsafe { libc::sched_yield() };
-    }
+    crate::sys::wait_until_idle(&RECORDING);
 }
 
 /// The stack of the caller of an interposed function (an allocation or wait hook) that read

@@ -47,13 +47,7 @@ pub(crate) fn enable() {
 /// Async-signal-safe.
 pub(crate) fn disable_and_wait() {
     CPU_ON.store(false, Ordering::SeqCst);
-    for _ in 0..100_000 {
-        if IN_FLIGHT.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        // SAFETY: no preconditions.
-        unsafe { libc::sched_yield() };
-    }
+    sys::wait_until_idle(&IN_FLIGHT);
 }
 
 /// Stops recording without waiting (a forked child).

@@ -21,6 +21,19 @@ pub(crate) fn set_errno(value: i32) {
     unsafe { *libc::__errno_location() = value }
 }
 
+/// Waits until `in_flight` (a count of calls under way on other threads) reads 0, yielding
+/// between reads, at most about 100,000 times: what a stop does after switching a recorder off, so
+/// that the calls that began before have finished. Async-signal-safe.
+pub(crate) fn wait_until_idle(in_flight: &core::sync::atomic::AtomicUsize) {
+    for _ in 0..100_000 {
+        if in_flight.load(core::sync::atomic::Ordering::SeqCst) == 0 {
+            return;
+        }
+        // SAFETY: no preconditions.
+        unsafe { libc::sched_yield() };
+    }
+}
+
 /// The kernel thread id of the caller.
 pub(crate) fn gettid() -> u32 {
     // SAFETY: `gettid` has no arguments and cannot fail.

@@ -2,9 +2,9 @@
 //! allocation-heavy Rust program calls millions of times a second (serde_json's round trips: about
 //! 9 million `malloc`/`free` pairs per second), each a few instructions before it jumps to glibc.
 //!
-//! They decide what the Rust interposers of the other functions decide (`allocation!`, and on
-//! other architectures `realloc_checked` and `free_checked`), written as naked functions because what
-//! the compiler adds around the same decision is most of its cost: a frame (`push %rbp`, `mov`,
+//! They decide what the Rust interposers decide (`allocation!`, and the Rust `realloc` and
+//! `free` that other architectures use), written as naked functions because what the compiler
+//! adds around the same decision is most of its cost: a frame (`push %rbp`, `mov`,
 //! `pop`) that a function which only ever jumps away does not need, and the thread pointer read
 //! separately from the thread state's offset. Here:
 //! - `malloc`: the flags byte; off, forward; sampled, move the thread's countdown
