@@ -775,12 +775,7 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 
 /// The uploader the agent started for service `pid`.
 fn uploader_of(pid: u32) -> Option<u32> {
-    let wanted = format!("agent\0upload\0--pid={pid}\0");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let child: u32 = e.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-        String::from_utf8_lossy(&cmdline).contains(&wanted).then_some(child)
-    })
+    crate::util::uploaders_with(&format!("--pid={pid}")).into_iter().next()
 }
 
 #[test]

@@ -257,3 +257,18 @@ pub fn raw_file(out: &Path, n: u32) -> PathBuf {
         .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
         .unwrap_or_else(|| panic!("no raw/*/run-{n}.raw under {}", out.display()))
 }
+
+/// Pids of the uploaders (`cargo-contprof agent upload`) running with argument `arg`
+/// (`--pid=1234`, `--service=web`: the agent attaches every value to its flag).
+pub fn uploaders_with(arg: &str) -> Vec<u32> {
+    let wanted = format!("\0{arg}\0");
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline);
+            (text.contains("\0agent\0upload\0") && text.contains(&wanted)).then_some(pid)
+        })
+        .collect()
+}

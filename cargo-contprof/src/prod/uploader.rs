@@ -154,6 +154,10 @@ pub fn run(args: UploadArgs) -> Result<()> {
         paused: false,
     };
     std::thread::spawn(move || read_agent(&tx));
+    // The agent creates each window's file ahead of the window, in the spool directory: a
+    // service that has used up its descriptors when a window starts still gets it recorded.
+    let spool_line = format!("spool {}", u.spool.display());
+    u.tell_agent(&spool_line);
     u.serve(&rx);
     release_service_streams();
     u.finish_building(&rx);

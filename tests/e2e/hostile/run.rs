@@ -231,16 +231,16 @@ fn service_name(case: &Case, mode: &Mode) -> String {
 
 /// Pids of the uploaders (`cargo-contprof agent upload`) started for `service`.
 pub fn uploaders_of(service: &str) -> Vec<u32> {
-    let wanted = format!("\0--service\0{service}\0");
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-            let text = String::from_utf8_lossy(&cmdline);
-            (text.contains("\0agent\0upload\0") && text.contains(&wanted)).then_some(pid)
-        })
-        .collect()
+    crate::util::uploaders_with(&format!("--service={service}"))
+}
+
+/// Adds the uploaders of `service` running now to `seen`.
+fn see_uploaders(service: &str, seen: &mut Vec<u32>) {
+    for u in uploaders_of(service) {
+        if !seen.contains(&u) {
+            seen.push(u);
+        }
+    }
 }
 
 /// Whether `pid` is gone (or a zombie nobody reaped yet).
@@ -490,11 +490,7 @@ fn run_one(case: &Case, mode: Mode) -> Outcome {
         }
         polls += 1;
         if mode.agent == Agent::Prod && polls.is_multiple_of(16) {
-            for u in uploaders_of(&service) {
-                if !uploaders.contains(&u) {
-                    uploaders.push(u);
-                }
-            }
+            see_uploaders(&service, &mut uploaders);
         }
         if let Some(s) = case.signal {
             if signal_at.is_none() && ready_rx.try_recv().is_ok() {
@@ -521,7 +517,10 @@ fn run_one(case: &Case, mode: Mode) -> Outcome {
     if let Some((last, pid_file)) = case.detached {
         if mode.agent == Agent::Prod && case.windows && case.store.is_none() {
             // Not a failure here: the count below says whether a window was stored.
-            wait_until(case.timeout.as_secs_f64(), || !windows(&store_dir, Some(&service)).is_empty());
+            wait_until(case.timeout.as_secs_f64(), || {
+                see_uploaders(&service, &mut uploaders);
+                !windows(&store_dir, Some(&service)).is_empty()
+            });
         }
         let _ = std::fs::write(files_dir.join("stop"), "");
         if !wait_until(case.timeout.as_secs_f64(), || files_dir.join(last).exists()) {
@@ -539,6 +538,10 @@ fn run_one(case: &Case, mode: Mode) -> Outcome {
     }
     if mode.agent == Agent::Prod {
         notes.push(format!("uploader(s) seen while it ran: {}", uploaders.len()));
+        if case.windows && uploaders.is_empty() {
+            // Without one, the wait below for the last windows' uploads would not wait.
+            problems.push("no uploader was seen while the program ran".into());
+        }
         let waited = Instant::now();
         if !wait_until(UPLOADER_GRACE_SECS, || uploaders_of(&service).is_empty()) {
             let left = uploaders_of(&service);
@@ -599,6 +602,13 @@ fn run_one(case: &Case, mode: Mode) -> Outcome {
             notes.push(format!("{n} window object(s) stored"));
             if case.windows && n == 0 {
                 problems.push("no window was stored".into());
+            }
+            // The uploader reports a window the agent could not record (it had no descriptor
+            // for its file, say): every window the uploader asked for must be recorded.
+            if case.windows {
+                for line in agent_lines.iter().filter(|l| l.contains("could not record a window")) {
+                    problems.push(format!("a window was lost: {line}"));
+                }
             }
         }
         _ => {}

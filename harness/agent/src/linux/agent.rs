@@ -52,10 +52,19 @@ pub(crate) fn running() -> bool {
 
 /// Starts recording into `opts.output`.
 pub(crate) fn start(opts: &Options) -> Result<(), Error> {
+    start_with(opts, None)
+}
+
+/// Starts recording into `opts.output`, through `output` if given: a descriptor the agent keeps,
+/// open on that file (created empty, append mode), which the agent owns from now on.
+pub(crate) fn start_with(opts: &Options, output: Option<i32>) -> Result<(), Error> {
     if let Err(state) = STATE.compare_exchange(IDLE, STARTING, Ordering::AcqRel, Ordering::Acquire) {
+        if let Some(fd) = output {
+            sys::close(fd);
+        }
         return Err(if state == CHILD { Error::ForkedChild } else { Error::AlreadyRunning });
     }
-    let result = start_inner(opts, false);
+    let result = start_inner(opts, false, output);
     if result.is_ok() && !opts.window {
         *EXEC_RESUME.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(opts.clone());
     }
@@ -103,24 +112,33 @@ pub(crate) fn after_failed_exec() {
     if STATE.compare_exchange(IDLE, STARTING, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return;
     }
-    let result = start_inner(&opts, true);
+    let result = start_inner(&opts, true, None);
     STATE.store(if result.is_ok() { RUNNING } else { IDLE }, Ordering::Release);
 }
 
 /// Starts recording; `resume`: into the file of the recording that [`before_exec`] finished,
-/// appending to it, as one run (same start, same counters, same tables).
-fn start_inner(opts: &Options, resume: bool) -> Result<(), Error> {
+/// appending to it, as one run (same start, same counters, same tables). `output`: as in
+/// [`start_with`], closed on failure.
+fn start_inner(opts: &Options, resume: bool, output: Option<i32>) -> Result<(), Error> {
+    let refuse = |e: Error| {
+        if let Some(fd) = output {
+            sys::close(fd);
+        }
+        Err(e)
+    };
     if opts.wall_hz > crate::api::WALL_MAX_HZ {
-        return Err(Error::InvalidConfig {
+        return refuse(Error::InvalidConfig {
             field: "wall_hz",
             value: opts.wall_hz.to_string(),
             expected: "a wall-clock sampling frequency of at most 1000 Hz",
         });
     }
-    let path = CString::new(opts.output.as_os_str().as_bytes()).map_err(|_| Error::CreateOutput {
-        path: opts.output.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"),
-    })?;
+    let Ok(path) = CString::new(opts.output.as_os_str().as_bytes()) else {
+        return refuse(Error::CreateOutput {
+            path: opts.output.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"),
+        });
+    };
     // A window keeps the tables (and the live allocations tracked between windows) when the heap
     // in use is profiled; otherwise each window starts from empty tables.
     let keep = opts.window && BETWEEN_WINDOWS.load(Ordering::Relaxed) != 0 && STORE.is_ready();
@@ -128,11 +146,13 @@ fn start_inner(opts: &Options, resume: bool) -> Result<(), Error> {
         if opts.alloc == AllocMode::Exact { crate::table::LIVE_EXACT } else { crate::table::LIVE_SAMPLED };
     let tables = || if keep { STORE.mark_window() } else { STORE.init(live_cap) };
     if !resume && (opts.alloc != AllocMode::Off || opts.contention_rate_ns > 0) && !tables() {
-        return Err(Error::MapTables { source: std::io::Error::last_os_error() });
+        return refuse(Error::MapTables { source: std::io::Error::last_os_error() });
     }
     // Readable by its owner only: it holds the program's address layout, stacks and thread names.
     let truncate = if resume { 0 } else { libc::O_TRUNC };
-    let fd = sys::open_kept(&path, libc::O_WRONLY | libc::O_CREAT | truncate | libc::O_APPEND, 0o600);
+    let fd = output.unwrap_or_else(|| {
+        sys::open_kept(&path, libc::O_WRONLY | libc::O_CREAT | truncate | libc::O_APPEND, 0o600)
+    });
     if fd < 0 {
         return Err(Error::CreateOutput {
             path: opts.output.clone(),

@@ -22,7 +22,7 @@ static MAIN: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
 pub(crate) fn load() {
     // Read with the agent's own descriptor discipline (never 0, 1 or 2), not `std::fs`.
     let Some(mut buf) = crate::sys::Mapping::new(1 << 20) else { return };
-    let Some(len) = crate::sys::read_proc_file(c"/proc/self/maps", &mut buf, 0) else { return };
+    let Some(len) = crate::sys::read_maps(&mut buf, 0) else { return };
     let maps = String::from_utf8_lossy(&buf.bytes_mut()[..len]).into_owned();
     let exe = std::fs::read_link("/proc/self/exe").ok();
     let mut n = 0;

@@ -4,8 +4,10 @@
 //!
 //! The two talk over a socket pair (`channel.rs`; the uploader's standard input and output), one
 //! line per message:
-//! - uploader → agent: `window <ms> <path>`: record a window of `<ms>` milliseconds into the raw
-//!   file `<path>` (in the uploader's spool directory); `pause`: an operator paused profiling
+//! - uploader → agent: `spool <dir>`, first: the uploader's spool directory, where the agent
+//!   creates the next window's file ahead of the window (`channel::Spare`); `window <ms> <path>`:
+//!   record a window of `<ms>` milliseconds into the raw file `<path>` (in the spool directory);
+//!   `pause`: an operator paused profiling
 //!   (an object in the store), so allocations are no longer sampled between windows; `resume`:
 //!   they are again, from empty tables (the heap in use then counts the allocations sampled
 //!   since the resume);
@@ -42,7 +44,7 @@ use crate::agent;
 use crate::api::{Error, Options};
 use crate::format::AllocMode;
 use crate::service::{Config, ProfileType};
-use channel::Channel;
+use channel::{Channel, Spare};
 pub(crate) use say::say;
 
 /// Set while a service is running in this process (one at a time).
@@ -380,8 +382,18 @@ fn serve(config: &Config, channel: &Channel, shared: &Shared) -> bool {
     let wall = config.types.contains(&ProfileType::Wall);
     let mut paused = false;
     let mut stopped = false;
+    channel::keep_proc_files();
+    // The uploader's spool directory, and the next window's file in it.
+    let mut spool: Option<PathBuf> = None;
+    let mut spare: Option<Spare> = None;
     for line in BufReader::new(channel.reader()).lines() {
         let Ok(line) = line else { break };
+        if let Some(dir) = line.strip_prefix("spool ") {
+            drop(spare.take());
+            spare = Spare::create(Path::new(dir));
+            spool = Some(dir.into());
+            continue;
+        }
         match line.as_str() {
             "pause" if !paused => {
                 paused = true;
@@ -419,7 +431,8 @@ fn serve(config: &Config, channel: &Channel, shared: &Shared) -> bool {
             .contention_rate_ns(if contention { crate::DEFAULT_CONTENTION_RATE_NS } else { 0 })
             .wall_hz(if wall { crate::DEFAULT_WALL_HZ } else { 0 });
         opts.window = true;
-        let reply = match agent::start(&opts) {
+        let output = spare.take().and_then(|s| s.into_output(&std::ffi::CString::new(path).ok()?));
+        let reply = match agent::start_with(&opts, output) {
             Ok(()) => {
                 wait_window(shared, Duration::from_millis(ms));
                 if threads {
@@ -432,6 +445,9 @@ fn serve(config: &Config, channel: &Channel, shared: &Shared) -> bool {
         };
         // An uploader gone meanwhile is seen when its output closes.
         let _ = channel.send(&reply);
+        if let Some(dir) = spool.as_deref().filter(|_| spare.is_none()) {
+            spare = Spare::create(dir);
+        }
         let mut s = shared.lock();
         s.in_window = false;
         stopped = s.stop;

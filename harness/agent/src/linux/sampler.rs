@@ -166,6 +166,7 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
     let pid = std::process::id() as libc::pid_t;
     let mut signalled = 0;
     let mut blocking = 0;
+    let mut unknown = 0;
     let mut copy = Box::new(crate::remote::StackCopy::new());
     let mut frames = [0u64; MAX_FRAMES];
     sys::for_each_thread(|tid| {
@@ -174,9 +175,18 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
         }
         // A thread that blocks SIGPROF (a `sigwait` signal thread) would collect the signal as its
         // own: it is left out, as the agent's own threads are (they block every signal).
-        if crate::signals::blocks(tid) != Some(false) || crate::signals::blocks_per_proc(tid) != Some(false) {
-            blocking += 1;
-            return;
+        // A thread whose mask cannot be read (gone, or no descriptor free to read it) is left
+        // out too, and counted apart.
+        match (crate::signals::blocks(tid), crate::signals::blocks_per_proc(tid)) {
+            (Some(false), Some(false)) => {}
+            (Some(true), _) | (_, Some(true)) => {
+                blocking += 1;
+                return;
+            }
+            _ => {
+                unknown += 1;
+                return;
+            }
         }
         // A thread blocked in a system call is read where it sits, without a signal that would
         // cut the call short (`EINTR`); only a running thread is signalled.
@@ -202,6 +212,14 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
         let _ = core::fmt::Write::write_fmt(
             &mut m,
             format_args!("{blocking} threads left out of the snapshot: they block SIGPROF (signal threads)"),
+        );
+        writer::write_message(1, m.as_str());
+    }
+    if unknown > 0 {
+        let mut m = writer::FixedText::new();
+        let _ = core::fmt::Write::write_fmt(
+            &mut m,
+            format_args!("{unknown} threads left out of the snapshot: their signal mask could not be read"),
         );
         writer::write_message(1, m.as_str());
     }

@@ -176,12 +176,8 @@ pub(crate) fn open_brief(path: &core::ffi::CStr, flags: i32) -> i32 {
 /// Calls `f` with the id of every thread of the process, from `/proc/self/task` read with raw
 /// `getdents64` into a stack buffer. Returns false if the directory cannot be read.
 pub(crate) fn for_each_thread(f: impl FnMut(u32)) -> bool {
-    let dir = open_brief(c"/proc/self/task", libc::O_RDONLY | libc::O_DIRECTORY);
-    if dir < 0 {
-        return false;
-    }
-    for_each_tid(dir, f);
-    close(dir);
+    let Some(dir) = TASK.open() else { return false };
+    for_each_tid(dir.fd(), f);
     true
 }
 
@@ -365,14 +361,12 @@ impl Drop for Mapping {
     }
 }
 
-/// Reads the whole of a `/proc` file into `buf` starting at `at`, growing the mapping as
+/// Reads the whole of `/proc/self/maps` into `buf` starting at `at`, growing the mapping as
 /// needed; returns the number of bytes read. Uses only `open`/`read`/`close`.
-pub(crate) fn read_proc_file(path: &core::ffi::CStr, buf: &mut Mapping, at: usize) -> Option<usize> {
+pub(crate) fn read_maps(buf: &mut Mapping, at: usize) -> Option<usize> {
     loop {
-        let fd = open_brief(path, libc::O_RDONLY);
-        if fd < 0 {
-            return None;
-        }
+        let file = MAPS.open()?;
+        let fd = file.fd();
         let mut len = 0;
         let full = loop {
             let room = &mut buf.bytes_mut()[at + len..];
@@ -388,7 +382,7 @@ pub(crate) fn read_proc_file(path: &core::ffi::CStr, buf: &mut Mapping, at: usiz
             }
             len += n as usize;
         };
-        close(fd);
+        drop(file);
         if !full {
             return Some(len);
         }
@@ -399,10 +393,8 @@ pub(crate) fn read_proc_file(path: &core::ffi::CStr, buf: &mut Mapping, at: usiz
 /// Finds the mapping of `/proc/self/maps` that contains `addr`, reading the file with raw
 /// system calls and a stack buffer (safe in a signal handler or a malloc hook).
 pub(crate) fn mapping_containing(addr: usize) -> Option<(usize, usize)> {
-    let fd = open_brief(c"/proc/self/maps", libc::O_RDONLY);
-    if fd < 0 {
-        return None;
-    }
+    let file = MAPS.open()?;
+    let fd = file.fd();
     let mut buf = [0u8; 2048];
     // Per line: field 0 = start, 1 = end, 2 = rest of line.
     let (mut field, mut start, mut end) = (0u8, 0usize, 0usize);
@@ -444,6 +436,141 @@ pub(crate) fn mapping_containing(addr: usize) -> Option<(usize, usize)> {
             }
         }
     }
-    close(fd);
+    drop(file);
     found
+}
+
+/// A directory or file of `/proc/self` that the agent keeps open, so that it can still read it
+/// when the program has used up its descriptors.
+///
+/// A server that leaks descriptors, or runs at its limit under load, gets `EMFILE` from every
+/// `open`, and so would the agent: a window starting then could neither list the threads to
+/// sample nor read the memory map that names their code. The continuous mode therefore keeps
+/// one descriptor of `/proc/self/maps` and one of `/proc/self/task` ([`Kept::keep`], above the
+/// program's numbers like every descriptor the agent keeps), and readers borrow it
+/// ([`Kept::open`]). A reader that finds it borrowed (by a signal handler under which it runs, by
+/// the wall sampler for a whole window) opens a descriptor of its own for the while, as every
+/// reader does when none is kept. Two descriptors for the life of the process, whatever it does.
+///
+/// `/proc/self` named the process that opened it: a forked child closes its copies
+/// ([`forget_kept_in_child`], from the continuous mode's child handler), and a reader checks the
+/// process anyway. A program that closed the number and reused it (a daemon closing every
+/// descriptor at start) is told apart by device and inode, and the number is left to it.
+pub(crate) struct Kept {
+    path: &'static core::ffi::CStr,
+    flags: i32,
+    fd: core::sync::atomic::AtomicI32,
+    /// The process the descriptor belongs to.
+    pid: core::sync::atomic::AtomicU32,
+    dev: core::sync::atomic::AtomicU64,
+    ino: core::sync::atomic::AtomicU64,
+    /// A reader holds the descriptor (its file position is the reader's).
+    busy: core::sync::atomic::AtomicBool,
+}
+
+/// `/proc/self/maps`, kept.
+pub(crate) static MAPS: Kept = Kept::new(c"/proc/self/maps", libc::O_RDONLY);
+/// `/proc/self/task`, kept.
+pub(crate) static TASK: Kept = Kept::new(c"/proc/self/task", libc::O_RDONLY | libc::O_DIRECTORY);
+
+/// A [`Kept`] file open for reading from its start: the kept descriptor, borrowed until this is
+/// dropped, or one of its own, closed then.
+pub(crate) struct ProcFile {
+    fd: i32,
+    kept: Option<&'static Kept>,
+}
+
+impl ProcFile {
+    pub(crate) fn fd(&self) -> i32 {
+        self.fd
+    }
+}
+
+impl Drop for ProcFile {
+    fn drop(&mut self) {
+        match self.kept {
+            Some(k) => k.busy.store(false, core::sync::atomic::Ordering::Release),
+            None => close(self.fd),
+        }
+    }
+}
+
+impl Kept {
+    const fn new(path: &'static core::ffi::CStr, flags: i32) -> Kept {
+        use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64};
+        Kept {
+            path,
+            flags,
+            fd: AtomicI32::new(-1),
+            pid: AtomicU32::new(0),
+            dev: AtomicU64::new(0),
+            ino: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+        }
+    }
+
+    /// Opens the descriptor to keep, unless this process keeps one already. Called where no
+    /// `fork` can run meanwhile (the continuous mode's descriptor sections). Whether one is kept.
+    pub(crate) fn keep(&self) -> bool {
+        use core::sync::atomic::Ordering;
+        if self.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            // A reader holds it, so it is kept.
+            return true;
+        }
+        let kept = self.valid() || {
+            // None, or a number the program took over: that one is the program's now.
+            let fd = open_kept(self.path, self.flags, 0);
+            let id = identity(fd);
+            if let Some((dev, ino)) = id {
+                self.dev.store(dev, Ordering::Relaxed);
+                self.ino.store(ino, Ordering::Relaxed);
+                self.pid.store(std::process::id(), Ordering::Relaxed);
+                self.fd.store(fd, Ordering::Relaxed);
+            } else if fd >= 0 {
+                close(fd);
+            }
+            id.is_some()
+        };
+        self.busy.store(false, Ordering::Release);
+        kept
+    }
+
+    /// Whether the kept descriptor is this process's and still this file (the caller holds it).
+    fn valid(&self) -> bool {
+        use core::sync::atomic::Ordering;
+        let fd = self.fd.load(Ordering::Relaxed);
+        fd >= 0
+            && self.pid.load(Ordering::Relaxed) == std::process::id()
+            && identity(fd) == Some((self.dev.load(Ordering::Relaxed), self.ino.load(Ordering::Relaxed)))
+    }
+
+    /// The file, from its start: the kept descriptor if it is free, else a new one (`None` if
+    /// that cannot be opened). Async-signal-safe.
+    pub(crate) fn open(&'static self) -> Option<ProcFile> {
+        use core::sync::atomic::Ordering;
+        if self.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            let fd = self.fd.load(Ordering::Relaxed);
+            // SAFETY: `fd` is the kept descriptor (checked by `valid`), which this reader holds.
+            if self.valid() && unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } == 0 {
+                return Some(ProcFile { fd, kept: Some(self) });
+            }
+            self.busy.store(false, Ordering::Release);
+        }
+        // Above the program's numbers too: the wall sampler holds its directory for a window.
+        let fd = open_kept(self.path, self.flags, 0);
+        (fd >= 0).then_some(ProcFile { fd, kept: None })
+    }
+}
+
+/// In a forked child (async-signal-safe, the only thread): closes the copies of the parent's
+/// kept descriptors, which name the parent's `/proc` files.
+pub(crate) fn forget_kept_in_child() {
+    use core::sync::atomic::Ordering;
+    for k in [&MAPS, &TASK] {
+        let fd = k.fd.swap(-1, Ordering::SeqCst);
+        if fd >= 0 && identity(fd) == Some((k.dev.load(Ordering::Relaxed), k.ino.load(Ordering::Relaxed))) {
+            close(fd);
+        }
+        k.busy.store(false, Ordering::SeqCst);
+    }
 }

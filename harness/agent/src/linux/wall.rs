@@ -237,10 +237,8 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
     let mut name = *b"contprof-wall\0";
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_mut_ptr()) };
-    let dir = sys::open_kept(c"/proc/self/task", libc::O_RDONLY | libc::O_DIRECTORY, 0);
-    if dir >= 0 {
-        sample_until_stopped(dir, own);
-        sys::close(dir);
+    if let Some(dir) = sys::TASK.open() {
+        sample_until_stopped(dir.fd(), own);
     } else {
         writer::write_message(1, "wall-clock sampling is off: /proc/self/task cannot be read");
     }

@@ -273,7 +273,7 @@ pub(crate) fn write_label_sets() {
 /// Writes a [`KIND_MAPS`] record with the current `/proc/self/maps`.
 pub(crate) fn write_maps() -> bool {
     let Some(mut buf) = sys::Mapping::new(1 << 20) else { return false };
-    let Some(len) = sys::read_proc_file(c"/proc/self/maps", &mut buf, 8) else { return false };
+    let Some(len) = sys::read_maps(&mut buf, 8) else { return false };
     let padded = format::pad8(len);
     if 8 + padded > buf.len() || padded > u32::MAX as usize {
         return false;

@@ -20,23 +20,33 @@
 //! not, the channel counts as closed (the uploader is started again with a new one) and the
 //! number, now the program's, is left alone.
 //!
+//! A service can also run out of descriptors (a leak, a limit too low for its load), and every
+//! `open` then fails, the agent's included. So the agent keeps, from the uploader's start, what a
+//! window needs: the file the next window is recorded into ([`Spare`], created in the uploader's
+//! spool directory and renamed to the window's name when it starts), and descriptors of
+//! `/proc/self/maps` and `/proc/self/task` ([`keep_proc_files`], `sys::Kept`). A window that
+//! starts while the service is at its limit is then recorded like any other.
+//!
 //! A section may itself fork: `std::process::Command` forks where it cannot use `posix_spawn`.
 //! That fork is the agent's own (the uploader about to `exec`): its child leaves everything as
 //! it is ([`own_fork`]).
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
+use std::ffi::{CStr, CString};
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Once;
 use std::time::Duration;
 
 use crate::sys;
 
-/// The agent's end of the channel, and the uploader's end (twice: its standard input and
-/// output) while an uploader is being started; -1 where none.
-static FDS: [AtomicI32; 3] = [AtomicI32::new(-1), AtomicI32::new(-1), AtomicI32::new(-1)];
+/// The agent's end of the channel, the uploader's end (twice: its standard input and output)
+/// while an uploader is being started, and the next window's file; -1 where none.
+static FDS: [AtomicI32; 4] = [AtomicI32::new(-1), AtomicI32::new(-1), AtomicI32::new(-1), AtomicI32::new(-1)];
 /// The thread running a section (0: none).
 static SECTION: AtomicI32 = AtomicI32::new(0);
 /// Forks in progress (between the prepare and the parent handler).
@@ -48,6 +58,10 @@ static HANDLERS: Once = Once::new();
 const AGENT: usize = 0;
 const UPLOADER_IN: usize = 1;
 const UPLOADER_OUT: usize = 2;
+const SPARE: usize = 3;
+/// The name of the next window's file in the uploader's spool directory (windows are named by
+/// their start, `<unix seconds>.raw`).
+const SPARE_NAME: &str = "next-window.raw";
 
 /// Runs `f` with forks held off: descriptors are created or closed only in here.
 fn section<R>(f: impl FnOnce() -> R) -> R {
@@ -119,9 +133,89 @@ pub(super) fn close_in_child() {
             sys::close(v);
         }
     }
+    sys::forget_kept_in_child();
     SECTION.store(0, Ordering::SeqCst);
     FORKING.store(0, Ordering::SeqCst);
     OWN_FORK.store(false, Ordering::SeqCst);
+}
+
+/// Keeps descriptors of `/proc/self/maps` and `/proc/self/task` open (see the module docs),
+/// unless this process keeps them already.
+pub(super) fn keep_proc_files() {
+    section(|| {
+        sys::MAPS.keep();
+        sys::TASK.keep();
+    });
+}
+
+/// The file the next window is recorded into, created ahead of it (see the module docs).
+pub(super) struct Spare {
+    /// -1 once handed over or closed.
+    fd: i32,
+    identity: (u64, u64),
+    path: CString,
+    /// Renamed to a window's name: no longer the spare's file.
+    renamed: bool,
+}
+
+impl Spare {
+    /// Creates the next window's file in the uploader's spool directory `dir`; `None` if it
+    /// cannot be (the window then creates its own file, as the only way left).
+    pub(super) fn create(dir: &Path) -> Option<Spare> {
+        let path = CString::new(dir.join(SPARE_NAME).into_os_string().into_vec()).ok()?;
+        section(|| {
+            // Readable by its owner only, as every raw file.
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND;
+            let fd = sys::open_kept(&path, flags, 0o600);
+            let Some(identity) = sys::identity(fd) else {
+                if fd >= 0 {
+                    sys::close(fd);
+                }
+                return None;
+            };
+            FDS[SPARE].store(fd, Ordering::SeqCst);
+            Some(Spare { fd, identity, path, renamed: false })
+        })
+    }
+
+    /// Renames the file to `path` and hands its descriptor over (the caller owns it from now
+    /// on); `None` if that cannot be: the program took its number, or the spool directory is
+    /// not the uploader's any more (the uploader was started again).
+    pub(super) fn into_output(mut self, path: &CStr) -> Option<i32> {
+        section(|| {
+            FDS[SPARE].store(-1, Ordering::SeqCst);
+            let fd = core::mem::replace(&mut self.fd, -1);
+            if sys::identity(fd) != Some(self.identity) {
+                // The program's number now.
+                return None;
+            }
+            // SAFETY: both paths are NUL-terminated.
+            if unsafe { libc::rename(self.path.as_ptr(), path.as_ptr()) } == 0 {
+                self.renamed = true;
+                return Some(fd);
+            }
+            sys::close(fd);
+            None
+        })
+    }
+}
+
+impl Drop for Spare {
+    /// Closes the file if its descriptor is still the agent's, and removes it.
+    fn drop(&mut self) {
+        section(|| {
+            if self.fd >= 0 {
+                FDS[SPARE].store(-1, Ordering::SeqCst);
+                if sys::identity(self.fd) == Some(self.identity) {
+                    sys::close(self.fd);
+                }
+            }
+            if !self.renamed {
+                // SAFETY: a NUL-terminated path.
+                unsafe { libc::unlink(self.path.as_ptr()) };
+            }
+        });
+    }
 }
 
 /// The agent's end of the channel.
