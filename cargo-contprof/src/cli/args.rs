@@ -790,6 +790,42 @@ pub enum ProdCommand {
     /// Resume production profiling paused by `prod pause` (of one service, or without --service
     /// the pause of every service): the uploaders take windows again from their next period.
     Resume(ProdResumeArgs),
+    /// Debug information for binaries that services run stripped: `add` puts a binary's (an
+    /// unstripped copy, or `objcopy --only-keep-debug` output) in the store under its build id,
+    /// and the uploaders of services running that build name its frames with it, with files,
+    /// lines and inlined frames, from their next window on.
+    #[command(subcommand)]
+    Symbols(ProdSymbolsCommand),
+}
+
+/// `cargo contprof prod symbols ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProdSymbolsCommand {
+    /// Put the debug information of each FILE in the store, under its GNU build id (stored
+    /// gzip-compressed; a build id the store has already is left as it is).
+    Add(ProdSymbolsAddArgs),
+    /// The build ids the store has debug information for.
+    List(ProdSymbolsListArgs),
+}
+
+/// `cargo contprof prod symbols add`.
+#[derive(Debug, Args)]
+pub struct ProdSymbolsAddArgs {
+    /// ELF files with debug information or a symbol table: the unstripped binary, or the
+    /// `.debug` file a release step split off it.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Store.
+    #[command(flatten)]
+    pub scope: StoreScope,
+}
+
+/// `cargo contprof prod symbols list`.
+#[derive(Debug, Args)]
+pub struct ProdSymbolsListArgs {
+    /// Store.
+    #[command(flatten)]
+    pub scope: StoreScope,
 }
 
 /// `cargo contprof prod pause`.

@@ -72,6 +72,12 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Prod(args::ProdCommand::Report(a)) => prod::report(a, &shell),
         Command::Prod(args::ProdCommand::Pause(a)) => prod::pause(a, &shell),
         Command::Prod(args::ProdCommand::Resume(a)) => prod::resume(a, &shell),
+        Command::Prod(args::ProdCommand::Symbols(args::ProdSymbolsCommand::Add(a))) => {
+            prod::symbols_add(a, &shell)
+        }
+        Command::Prod(args::ProdCommand::Symbols(args::ProdSymbolsCommand::List(a))) => {
+            prod::symbols_list(a, &shell)
+        }
     };
     match result {
         Ok(()) => exit_codes::OK,

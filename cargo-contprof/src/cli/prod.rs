@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use super::args::{
     ListFormat, ProdCompactArgs, ProdCompareArgs, ProdExportArgs, ProdListArgs, ProdPauseArgs,
-    ProdReportArgs, ProdResumeArgs, ProdSelectArgs,
+    ProdReportArgs, ProdResumeArgs, ProdSelectArgs, ProdSymbolsAddArgs, ProdSymbolsListArgs,
 };
 use super::compare::{render, verdict, write_stdout};
 use super::settings;
@@ -396,6 +396,78 @@ pub fn resume(a: ProdResumeArgs, shell: &Shell) -> Result<()> {
         && let Some(all) = store.production_pauses()?.into_iter().find(|p| p.service.is_none())
     {
         shell.warn(format_args!("profiling stays paused: {}", all.describe()));
+    }
+    Ok(())
+}
+
+/// `prod symbols add`.
+pub fn symbols_add(a: ProdSymbolsAddArgs, shell: &Shell) -> Result<()> {
+    let project = settings::Project::find(a.scope.manifest_path.as_deref())?;
+    // Every file is checked before anything is stored.
+    let mut checked = Vec::new();
+    for path in &a.files {
+        let info = crate::symbolize::file_info(path)
+            .map_err(|e| Error::InvalidArgument { flag: "FILE", message: e.to_string() })?;
+        let bad = |why: &str| Error::InvalidArgument {
+            flag: "FILE",
+            message: format!("{}: {why}", path.display()),
+        };
+        let Some(build_id) = info.build_id.clone() else {
+            return Err(bad(
+                "has no GNU build id, which is how services' windows name their binary (rustc and \
+                 most distributions' gcc link with `--build-id`; add `-C link-arg=-Wl,--build-id`)",
+            ));
+        };
+        if !info.has_debug_info && !info.has_symbols {
+            return Err(bad(
+                "has neither debug information nor a symbol table: nothing to name code with (give \
+                 the unstripped binary, or the output of `objcopy --only-keep-debug` on it)",
+            ));
+        }
+        checked.push((path, build_id, info));
+    }
+    let store = project.open_store(&a.scope.store)?;
+    for (path, build_id, info) in checked {
+        let bytes = std::fs::read(path).map_err(|e| Error::io("could not read", path, e))?;
+        let gzipped = crate::profile::gzip(&bytes);
+        let size = gzipped.len() as f64 / (1 << 20) as f64;
+        if store.put_debug_file(&build_id, gzipped)? {
+            shell.status(
+                "Added",
+                format_args!(
+                    "{} as build {build_id} ({size:.1} MiB compressed){}",
+                    path.display(),
+                    if info.has_debug_info {
+                        ""
+                    } else {
+                        ": functions only, no files, lines or inlined frames"
+                    }
+                ),
+            );
+        } else {
+            shell.status(
+                "Present",
+                format_args!("build {build_id} ({}) was in the store already", path.display()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `prod symbols list`.
+pub fn symbols_list(a: ProdSymbolsListArgs, shell: &Shell) -> Result<()> {
+    let project = settings::Project::find(a.scope.manifest_path.as_deref())?;
+    let store = project.open_store(&a.scope.store)?;
+    let ids = store.list_debug_files()?;
+    if ids.is_empty() {
+        shell.warn(format_args!(
+            "store {} has no debug information yet (`cargo contprof prod symbols add FILE`)",
+            store.url()
+        ));
+    }
+    let mut out = std::io::stdout().lock();
+    for (id, added) in ids {
+        let _ = writeln!(out, "{id}  {}", rfc3339(added));
     }
     Ok(())
 }

@@ -25,6 +25,11 @@
 //!   uploaded if its file is complete, discarded otherwise (a killed service), the queue gets
 //!   30 s more to drain, and the spool directory is removed.
 //!
+//! - **names for stripped binaries**: a binary the service runs without debug information or
+//!   symbols is named with the debug file the store has for its build id (`prod symbols add`),
+//!   fetched once into the spool directory; a build id the store had none for is asked again
+//!   every 10 minutes, so a debug file added while the service runs names its next windows.
+//!
 //! The raw files wait in a spool directory of its own, created `0700` and refused unless it is
 //! this user's: a window holds the service's address layout, stacks and thread names. Messages
 //! go through [`super::log`]: rate-limited, never a panic, to a file with `--log`.
@@ -32,7 +37,7 @@
 //! It runs in its own session (`setsid`), so that a Ctrl-C or a signal to the service's process
 //! group does not end it before the service has flushed its last window.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -41,7 +46,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::cli::args::UploadArgs;
 use crate::errors::{Error, Result};
 use crate::store::{Deployment, Lease, NetworkOptions, Store, StoreLocation, StoreOptions, WindowKey};
-use crate::symbolize::{Detail, Symbolizer, SymbolizerOptions};
+use crate::symbolize::{DebugFileSource, Detail, Symbolizer, SymbolizerOptions};
 
 use super::log::Log;
 use super::window::{self, Origin};
@@ -54,6 +59,8 @@ const QUEUE_MAX_BYTES: usize = 8 << 20;
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 /// Longest retry delay.
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How long a build id the store had no debug file for waits before it is asked again.
+const DEBUG_RETRY: Duration = Duration::from_secs(600);
 /// How long the queue may still drain once the service has exited.
 const DRAIN: Duration = Duration::from_secs(30);
 /// The longest period or window accepted, in seconds (as `CONTPROF_PERIOD` and
@@ -134,7 +141,8 @@ pub fn run(args: UploadArgs) -> Result<()> {
         labels,
     };
     let (tx, rx) = mpsc::channel();
-    let builder = spawn_builder(types, origin.clone(), tx.clone());
+    let debug_files = debug_files(location.clone(), spool.join("debug"));
+    let builder = spawn_builder(types, origin.clone(), debug_files, tx.clone());
     let mut u = Uploader {
         period,
         window,
@@ -241,12 +249,20 @@ fn create_spool(dir: &Path) -> Result<()> {
 fn spawn_builder(
     types: Vec<String>,
     origin: Origin,
+    debug_files: DebugFileSource,
     events: mpsc::Sender<Event>,
 ) -> mpsc::Sender<(PathBuf, i64)> {
     let (jobs, rx) = mpsc::channel::<(PathBuf, i64)>();
     std::thread::spawn(move || {
         let mut symbolizer = Symbolizer::with_options(SymbolizerOptions { libraries: Detail::Symbols });
+        symbolizer.set_debug_source(debug_files);
+        let mut retried = Instant::now();
         for (path, start) in rx {
+            if retried.elapsed() >= DEBUG_RETRY {
+                // Binaries without debug information look for theirs again (see the module docs).
+                symbolizer.forget_without_debug_info();
+                retried = Instant::now();
+            }
             let built = window::build(&path, start, &types, &origin, &mut symbolizer);
             let _ = std::fs::remove_file(&path);
             // What the window needed goes back to the system until the next one: libraries it
@@ -259,6 +275,54 @@ fn spawn_builder(
         }
     });
     jobs
+}
+
+/// The store as the uploader opens it: few retries and short timeouts, since a window that
+/// cannot be stored soon is retried later anyway.
+fn store_options() -> StoreOptions {
+    StoreOptions {
+        network: NetworkOptions {
+            max_retries: 1,
+            retry_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(20),
+            connect_timeout: Duration::from_secs(3),
+        },
+        ..StoreOptions::default()
+    }
+}
+
+/// The debug files of stripped binaries, from the store at `location`, written into `dir` (in
+/// the spool directory) as they are first needed (see the module docs).
+fn debug_files(location: StoreLocation, dir: PathBuf) -> DebugFileSource {
+    let mut store: Option<Store> = None;
+    let mut missing: HashMap<String, Instant> = HashMap::new();
+    Box::new(move |build_id: &str| {
+        let path = dir.join(format!("{build_id}.debug"));
+        if path.is_file() {
+            return Some(path);
+        }
+        if missing.get(build_id).is_some_and(|at| at.elapsed() < DEBUG_RETRY) {
+            return None;
+        }
+        missing.insert(build_id.to_owned(), Instant::now());
+        if store.is_none() {
+            store = Store::open_with(&location, store_options()).ok();
+        }
+        let gzipped = store.as_ref()?.get_debug_file(build_id).ok().flatten()?;
+        // Inflated straight into the file: a debug file can be hundreds of MiB.
+        std::fs::create_dir_all(&dir).ok()?;
+        let part = dir.join(format!("{build_id}.part"));
+        let written = std::fs::File::create(&part).and_then(|mut f| {
+            std::io::copy(&mut flate2::read::GzDecoder::new(&gzipped[..]), &mut f)?;
+            std::fs::rename(&part, &path)
+        });
+        if written.is_err() {
+            let _ = std::fs::remove_file(&part);
+            return None;
+        }
+        missing.remove(build_id);
+        Some(path)
+    })
 }
 
 /// glibc's allocator, told to hold little between windows.
@@ -339,16 +403,7 @@ impl Uploader {
 
     fn store(&mut self) -> Option<&Store> {
         if self.store.is_none() {
-            let options = StoreOptions {
-                network: NetworkOptions {
-                    max_retries: 1,
-                    retry_timeout: Duration::from_secs(10),
-                    request_timeout: Duration::from_secs(20),
-                    connect_timeout: Duration::from_secs(3),
-                },
-                ..StoreOptions::default()
-            };
-            match Store::open_with(&self.location, options) {
+            match Store::open_with(&self.location, store_options()) {
                 Ok(s) => self.store = Some(s),
                 Err(e) => {
                     self.log.say("store", &format!("the store is unreachable, no profiling meanwhile: {e}"))

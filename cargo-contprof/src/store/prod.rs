@@ -9,6 +9,7 @@
 //! prod/rollups/<service>/<type>/<yyyy-mm-dd>/day.pb.gz                   one day's rollup
 //! prod/pause/<service>                                                   profiling of a service paused
 //! prod/pause/_store                                                      profiling of every service paused
+//! prod/debug/<build-id>.debug.gz                                         a binary's debug information
 //! ```
 //!
 //! Rollups are written by compaction (`prod::compact`, format in `prod::rollup`). A rollup's
@@ -23,6 +24,10 @@
 //! other way (`+73vc` for `svc`, lower-case hex) is not one the agent wrote, and is skipped like
 //! any foreign object, so that no window is counted twice. A window object is written whole by
 //! one PUT (or a rename on disk): a half-written one is never visible.
+//!
+//! A debug object (`prod symbols add`) is the debug information of a binary that services run
+//! stripped, gzip-compressed, under the binary's GNU build id (lowercase hex): the uploaders name
+//! the frames of a stripped binary with it (see `prod::uploader`).
 //!
 //! A pause object (`prod pause`, JSON: [`Pause`]) stops the uploaders of its service, or of
 //! every service, from recording windows until it is deleted (`prod resume`); each uploader
@@ -39,8 +44,24 @@ const LEASES: &str = "prod/leases";
 const WINDOWS: &str = "prod/windows";
 const ROLLUPS: &str = "prod/rollups";
 const PAUSES: &str = "prod/pause";
+const DEBUG_FILES: &str = "prod/debug";
 /// The pause object of every service: `_` never appears in an escaped name.
 const STORE_PAUSE: &str = "_store";
+
+/// Whether `s` is a build id as the store names them: 2 to 128 lowercase hex digits (GNU build ids
+/// are 20 bytes of SHA-1 by default; other linkers write 8 to 32 bytes).
+pub fn is_build_id(s: &str) -> bool {
+    (2..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn debug_file_path(build_id: &str) -> Result<String, StoreError> {
+    if !is_build_id(build_id) {
+        return Err(StoreError::InvalidInput(format!(
+            "`{build_id}` is not a build id (2 to 128 lowercase hexadecimal digits)"
+        )));
+    }
+    Ok(format!("{DEBUG_FILES}/{build_id}.debug.gz"))
+}
 
 /// The outcome of asking for a window's lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -432,6 +453,33 @@ impl Store {
         let read = self.backend.get_many(&paths)?;
         let [own, all] = [Some(service), None];
         Ok(read.iter().zip([own, all]).find_map(|(b, s)| b.as_ref().map(|b| Pause::read(s, b))))
+    }
+
+    /// Stores the debug information (gzip-compressed ELF) of the binary whose build id is
+    /// `build_id`, unless the store has it already. Whether it was written.
+    pub fn put_debug_file(&self, build_id: &str, gzipped: Vec<u8>) -> Result<bool, StoreError> {
+        self.ensure_initialized()?;
+        self.backend.put_if_absent(&debug_file_path(build_id)?, gzipped)
+    }
+
+    /// The debug information (gzip-compressed ELF) stored for `build_id`, if any.
+    pub fn get_debug_file(&self, build_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.backend.get(&debug_file_path(build_id)?)?.map(|b| b.to_vec()))
+    }
+
+    /// The build ids the store has debug information for, sorted, with when each was added.
+    pub fn list_debug_files(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let mut ids: Vec<(String, DateTime<Utc>)> = self
+            .backend
+            .list(DEBUG_FILES)?
+            .into_iter()
+            .filter_map(|l| {
+                let name = l.path.strip_prefix(DEBUG_FILES)?.strip_prefix('/')?.strip_suffix(".debug.gz")?;
+                is_build_id(name).then(|| (name.to_owned(), l.modified))
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
     }
 
     /// Every pause in the store: the whole store's first, then by service.

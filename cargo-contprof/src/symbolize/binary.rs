@@ -147,15 +147,27 @@ fn crc32_of(path: &Path) -> Option<u32> {
     }
 }
 
-/// The separate debug file of a binary: by build id, else by `.gnu_debuglink`.
-fn debug_file(build_id: Option<&str>, obj: &ElfFile<'_>, binary: &Path) -> Option<PathBuf> {
-    build_id.and_then(debug_file_for).or_else(|| debuglink_file(obj, binary))
+/// Finds a separate debug file by build id where the system has none (see
+/// [`super::DebugFileSource`]).
+pub(super) type Source<'a> = Option<&'a mut super::DebugFileSource>;
+
+/// The separate debug file of a binary: by build id, else by `.gnu_debuglink`, else from `source`.
+fn debug_file(
+    build_id: Option<&str>,
+    obj: &ElfFile<'_>,
+    binary: &Path,
+    source: &mut Source<'_>,
+) -> Option<PathBuf> {
+    build_id
+        .and_then(debug_file_for)
+        .or_else(|| debuglink_file(obj, binary))
+        .or_else(|| build_id.and_then(|id| source.as_mut().and_then(|s| s(id))))
 }
 
 impl Binary {
     /// Opens `path`, reading its DWARF or only its symbol table as `detail` says. Errors name
     /// the file; the caller turns them into one warning.
-    pub(super) fn open(path: &Path, detail: Detail) -> Result<Self, SymbolizeError> {
+    pub(super) fn open(path: &Path, detail: Detail, mut source: Source<'_>) -> Result<Self, SymbolizeError> {
         let err = |what: String| SymbolizeError::Binary { path: path.to_owned(), what };
         let map = map(path).map_err(|e| err(format!("cannot open: {e}")))?;
         let obj = object::File::parse(&*map).map_err(|e| err(format!("not a readable object file: {e}")))?;
@@ -171,7 +183,7 @@ impl Binary {
         let own_symbols = obj.symbols().next().is_some() || obj.dynamic_symbols().next().is_some();
         let dwarf = match detail {
             Detail::Debug if has_dwarf(&obj) => Some(path.to_owned()),
-            Detail::Debug => debug_file(build_id.as_deref(), &obj, path),
+            Detail::Debug => debug_file(build_id.as_deref(), &obj, path, &mut source),
             Detail::Symbols => None,
         };
         // A loader that fails (DWARF that cannot be parsed) leaves the symbol table.
@@ -185,7 +197,10 @@ impl Binary {
             let code: Vec<Range<u64>> =
                 segments.iter().filter(|s| s.executable).map(|s| s.vaddr..s.vaddr + s.file_size).collect();
             let separate = (detail == Detail::Symbols && obj.symbol_table().is_none())
-                .then(|| debug_file(build_id.as_deref(), &obj, path).and_then(|p| symbols_of_file(&p, &code)))
+                .then(|| {
+                    debug_file(build_id.as_deref(), &obj, path, &mut source)
+                        .and_then(|p| symbols_of_file(&p, &code))
+                })
                 .flatten()
                 .filter(|s| !s.is_empty());
             (functions(&obj), separate.unwrap_or_else(|| SymbolTable::of(&obj, &code)))

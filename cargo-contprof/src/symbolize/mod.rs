@@ -24,6 +24,11 @@ pub use binary::BinaryInfo;
 pub fn exported_functions(path: &Path) -> Option<HashSet<String>> {
     binary::exported_functions(path)
 }
+/// What a binary file has to name code with: its build id, DWARF, symbols (its own, or a separate
+/// debug file's found the usual ways).
+pub fn file_info(path: &Path) -> Result<BinaryInfo, SymbolizeError> {
+    Binary::open(path, Detail::Debug, None).map(|b| b.info)
+}
 pub use demangle::demangle;
 pub use maps::{MapEntry, ProcessMaps};
 
@@ -144,6 +149,11 @@ pub struct SymbolizerOptions {
     pub libraries: Detail,
 }
 
+/// Where the symbolizer finds the separate debug file of a build id that the system has none
+/// for (under `/usr/lib/debug`, or by `.gnu_debuglink`): the production uploader fetches it from
+/// the store (`prod symbols add`). Returns the file's path, `None` when there is none.
+pub type DebugFileSource = Box<dyn FnMut(&str) -> Option<PathBuf> + Send>;
+
 /// A binary as opened (`None`: it could not be read), and whether a lookup needed it since the
 /// last [`Symbolizer::forget_unused`].
 struct Cached {
@@ -159,6 +169,7 @@ pub struct Symbolizer {
     /// Per agent library, the functions it interposes.
     interposers: HashMap<String, HashSet<String>>,
     warnings: Vec<String>,
+    debug_source: Option<DebugFileSource>,
 }
 
 impl Symbolizer {
@@ -170,6 +181,18 @@ impl Symbolizer {
     /// A symbolizer with an empty cache and `options`.
     pub fn with_options(options: SymbolizerOptions) -> Self {
         Self { options, ..Self::default() }
+    }
+
+    /// Where debug files the system lacks are found from now on (binaries already opened keep
+    /// what they had: see [`Symbolizer::forget_without_debug_info`]).
+    pub fn set_debug_source(&mut self, source: DebugFileSource) {
+        self.debug_source = Some(source);
+    }
+
+    /// Drops the binaries opened without debug information, so that the next lookup opens them
+    /// again and looks for their debug file again (one added to the store since, say).
+    pub fn forget_without_debug_info(&mut self) {
+        self.binaries.retain(|_, c| c.binary.as_ref().is_some_and(|b| b.info.has_debug_info));
     }
 
     /// Resolves one address of the process whose memory map is `maps`.
@@ -266,7 +289,7 @@ impl Symbolizer {
             }
             Entry::Vacant(v) => v,
         };
-        let opened = match Binary::open(Path::new(path), detail) {
+        let opened = match Binary::open(Path::new(path), detail, self.debug_source.as_mut()) {
             Ok(b) => {
                 // The agent's frames are dropped or named by the agent; valgrind's preload is
                 // valgrind's: neither is the user's to fix.

@@ -165,7 +165,7 @@ const STRIPPED: &str = "/usr/lib/x86_64-linux-gnu/libz.so.1";
 
 #[test]
 fn a_stripped_librarys_code_is_named_per_function_from_its_unwind_tables() {
-    let Ok(b) = binary::Binary::open(Path::new(STRIPPED), Detail::Debug) else {
+    let Ok(b) = binary::Binary::open(Path::new(STRIPPED), Detail::Debug, None) else {
         eprintln!("skipping: no {STRIPPED}");
         return;
     };
@@ -205,11 +205,56 @@ fn a_separate_debug_file_named_by_gnu_debuglink_is_used() {
     }
     let link = format!("--add-gnu-debuglink={}", debug.display());
     assert!(objcopy(&["--strip-debug".as_ref(), link.as_ref(), exe.as_os_str(), stripped.as_os_str()]));
-    let b = binary::Binary::open(&stripped, Detail::Debug).unwrap();
+    let b = binary::Binary::open(&stripped, Detail::Debug, None).unwrap();
     assert!(b.info.has_debug_info, "{:?}", b.info);
     // A debug file that does not match the link's CRC is not taken.
     std::fs::write(&debug, b"not the debug file").unwrap();
-    assert!(!binary::Binary::open(&stripped, Detail::Debug).unwrap().info.has_debug_info);
+    assert!(!binary::Binary::open(&stripped, Detail::Debug, None).unwrap().info.has_debug_info);
+}
+
+#[test]
+fn a_debug_file_from_the_source_names_a_stripped_binary_by_its_build_id() {
+    // This test binary stripped of everything, its DWARF and symbols kept apart (as a release
+    // step would, for `prod symbols add`), found only through the symbolizer's debug source.
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let (debug, stripped) = (dir.path().join("probe.debug"), dir.path().join("probe"));
+    let objcopy = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("objcopy").args(args).status().is_ok_and(|s| s.success())
+    };
+    if !objcopy(&["--only-keep-debug".as_ref(), exe.as_os_str(), debug.as_os_str()]) {
+        eprintln!("skipping: objcopy (binutils) is not usable");
+        return;
+    }
+    assert!(objcopy(&["--strip-all".as_ref(), exe.as_os_str(), stripped.as_os_str()]));
+    let bare = binary::Binary::open(&stripped, Detail::Debug, None).unwrap();
+    assert!(!bare.info.has_debug_info && !bare.info.has_symbols, "{:?}", bare.info);
+    let build_id = bare.info.build_id.clone().expect("rustc links with a build id");
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = std::sync::Arc::clone(&asked);
+    let mut source: DebugFileSource = Box::new(move |id: &str| {
+        seen.lock().unwrap().push(id.to_owned());
+        Some(debug.clone())
+    });
+    let b = binary::Binary::open(&stripped, Detail::Debug, Some(&mut source)).unwrap();
+    assert!(b.info.has_debug_info && b.info.has_symbols, "{:?}", b.info);
+    assert_eq!(*asked.lock().unwrap(), [build_id]);
+    // Through the symbolizer: this very function, by name, file and line, in the stripped copy.
+    let maps = ProcessMaps::parse(&std::fs::read_to_string("/proc/self/maps").unwrap());
+    let mut sym = Symbolizer::new();
+    sym.set_debug_source(source);
+    let here = a_debug_file_from_the_source_names_a_stripped_binary_by_its_build_id as *const () as u64;
+    let mut stripped_maps = maps;
+    for e in stripped_maps.entries.iter_mut().filter(|e| Path::new(&e.path) == exe) {
+        e.path = stripped.to_str().unwrap().to_owned();
+    }
+    let found = sym.resolve(&stripped_maps, here, AddressKind::Exact);
+    let outer = found.frames.last().unwrap();
+    assert!(
+        outer.function.ends_with("a_debug_file_from_the_source_names_a_stripped_binary_by_its_build_id"),
+        "{found:?}"
+    );
+    assert!(outer.file.as_deref().is_some_and(|f| f.ends_with("tests.rs")), "{found:?}");
 }
 
 /// The symbolizer of the continuous agent's uploader.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cargo_contprof::store::{Store, StoreLocation, WindowKey};
 
-use super::{agent_library, eventually, label, read, uploader_of};
+use super::{agent_library, eventually, functions, label, read, uploader_of};
 use crate::util::contprof;
 
 /// Allocates and computes for `argv[1]` seconds (default 5), then exits 0; never writes anything.
@@ -509,4 +509,109 @@ fn spools_of(pid: u32) -> usize {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .count()
+}
+
+/// Computes for `argv[1]` seconds in one function of its own, built to be shipped stripped.
+const SPIN: &str = r#"
+#include <stdlib.h>
+#include <time.h>
+static volatile double sink;
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+__attribute__((noinline)) void spin_in_stripped_code(double secs) {
+    double end = now() + secs;
+    while (now() < end) {
+        for (int i = 0; i < 100000; i++) sink = sink * 1.0000001 + 1;
+    }
+}
+int main(int argc, char **argv) {
+    spin_in_stripped_code(argc > 1 ? atof(argv[1]) : 3);
+    return 0;
+}
+"#;
+
+/// A service shipped stripped has frames without names until its debug file is in the store
+/// (`prod symbols add`, as a release step would run it); from then on its uploaders name them,
+/// with files and lines, without anything changed where it runs.
+#[test]
+fn a_stripped_service_is_named_once_its_debug_file_is_in_the_store() {
+    let _shared = crate::util::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let (src, full) = (dir.path().join("spin.c"), dir.path().join("spin.full"));
+    let (debug, stripped) = (dir.path().join("spin.debug"), dir.path().join("spin"));
+    std::fs::write(&src, SPIN).unwrap();
+    let run = |cmd: &mut Command| cmd.status().is_ok_and(|s| s.success());
+    assert!(run(Command::new("cc").args(["-g", "-O1", "-Wl,--build-id", "-o"]).arg(&full).arg(&src)));
+    if !run(Command::new("objcopy").arg("--only-keep-debug").arg(&full).arg(&debug)) {
+        assert!(!crate::util::tools_required(), "objcopy (binutils) is required");
+        eprintln!("skipping: objcopy (binutils) is not usable");
+        return;
+    }
+    assert!(run(Command::new("objcopy").arg("--strip-all").arg(&full).arg(&stripped)));
+    let store = dir.path().join("store");
+    let store_arg = store.to_str().unwrap().to_owned();
+    let spin_windows = |after: i64| -> Vec<WindowKey> {
+        windows_of(&store, "cpu").into_iter().filter(|k| k.start > after).collect()
+    };
+    let profile_once = || {
+        let mut child = profiled(dir.path(), &stripped, &store, &[]).arg("3").spawn().unwrap();
+        assert!(wait(&mut child, 60).success());
+        eventually("the uploader to finish", 30, || uploader_of(child.id()).is_none());
+    };
+
+    profile_once();
+    let before = spin_windows(0);
+    assert!(!before.is_empty(), "no window was stored");
+    let st = open(&store);
+    for key in &before {
+        let p = read(&st, key);
+        let names = functions(&p);
+        assert!(
+            !names.iter().any(|f| f.contains("spin_in_stripped_code")),
+            "named without its debug file: {names:?}"
+        );
+        assert!(names.iter().any(|f| f.starts_with("spin+0x")), "{names:?}");
+    }
+
+    // The stripped binary itself has nothing to add; its debug file does.
+    let refused =
+        contprof().args(["prod", "symbols", "add", "--store", &store_arg]).arg(&stripped).output().unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("neither debug information nor a symbol table"), "{said}");
+    let added =
+        contprof().args(["prod", "symbols", "add", "--store", &store_arg]).arg(&debug).output().unwrap();
+    let said = String::from_utf8_lossy(&added.stderr);
+    assert!(added.status.success() && said.contains("Added"), "{said}");
+    let again =
+        contprof().args(["prod", "symbols", "add", "--store", &store_arg]).arg(&debug).output().unwrap();
+    assert!(
+        again.status.success() && String::from_utf8_lossy(&again.stderr).contains("in the store already")
+    );
+    let list = contprof().args(["prod", "symbols", "list", "--store", &store_arg]).output().unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    let build_id = cargo_contprof::symbolize::file_info(&stripped).unwrap().build_id.unwrap();
+    assert!(list.status.success() && listed.starts_with(&build_id), "{listed}");
+
+    let last_before = before.iter().map(|k| k.start).max().unwrap();
+    profile_once();
+    let after = spin_windows(last_before);
+    assert!(!after.is_empty(), "no window was stored the second time");
+    for key in &after {
+        let p = read(&st, key);
+        let named = p.function.iter().find(|f| p.str(f.name) == "spin_in_stripped_code");
+        let f = named.unwrap_or_else(|| panic!("not named with the store's debug file: {:?}", functions(&p)));
+        assert!(p.str(f.filename).ends_with("spin.c"), "{}", p.str(f.filename));
+        let lines: Vec<i64> = p
+            .location
+            .iter()
+            .flat_map(|l| &l.line)
+            .filter(|l| l.function_id == f.id)
+            .map(|l| l.line)
+            .collect();
+        assert!(lines.iter().any(|&l| l > 0), "{lines:?}");
+    }
 }
