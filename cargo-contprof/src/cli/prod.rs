@@ -192,6 +192,7 @@ pub fn export(a: ProdExportArgs, shell: &Shell) -> Result<()> {
     }
     std::fs::create_dir_all(&a.dir).map_err(|e| Error::io("could not create", &a.dir, e))?;
     let mut written = 0;
+    let mut renamer = crate::prod::symbols::Renamer::new(&store);
     for w in &windows {
         let Some(bytes) = store.get_window(w)? else {
             shell.warn(format_args!("{} is gone (deleted since it was listed)", w.path()));
@@ -199,12 +200,14 @@ pub fn export(a: ProdExportArgs, shell: &Shell) -> Result<()> {
         };
         // The key's escaped parts make a safe file name: letters, digits, `.`, `-`, `+`, `_`.
         let name = w.path().trim_start_matches("prod/windows/").replace('/', "_");
-        let bytes = if selection.sample_labels.is_empty() {
+        let mut p = crate::profile::decode(&bytes)
+            .map_err(|e| Error::msg(format!("{}: corrupt profile: {e}", w.path())))?;
+        // Frames recorded before their binary's debug file was in the store get its names.
+        let renamed = renamer.rename(&mut p) > 0;
+        let bytes = if selection.sample_labels.is_empty() && !renamed {
             bytes
         } else {
             // Only the samples that carry the labels asked for (windows with none were left out).
-            let mut p = crate::profile::decode(&bytes)
-                .map_err(|e| Error::msg(format!("{}: corrupt profile: {e}", w.path())))?;
             if !load::keep_labelled_samples(&mut p, &selection) {
                 continue;
             }

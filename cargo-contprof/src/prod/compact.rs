@@ -207,10 +207,12 @@ fn compact_hour(
             }
         }
     }
+    let mut renamer = super::symbols::Renamer::new(store);
     for ((w, path), b) in new.iter().zip(&paths).zip(bytes) {
         let Some(b) = b else { continue }; // deleted since it was listed
         match profile::decode(&b) {
-            Ok(p) => {
+            Ok(mut p) => {
+                renamer.rename(&mut p);
                 observations.push(rollup::observe(w, &p, fold_library));
                 profiles.push(rollup::for_merge(p));
                 done.windows += 1;

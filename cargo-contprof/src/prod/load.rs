@@ -283,6 +283,7 @@ pub fn load(
     let need_profiles =
         want.stacks || want.costs || selection.has_custom_labels() || !selection.sample_labels.is_empty();
     if need_profiles {
+        let mut renamer = super::symbols::Renamer::new(store);
         let mut unmerged: Vec<Profile> = Vec::new();
         for chunk in raw.chunks(READ_CHUNK) {
             want.check(store)?;
@@ -299,6 +300,7 @@ pub fn load(
                     }
                 };
                 out.windows_read += 1;
+                renamer.rename(&mut p);
                 if !keep_labelled_samples(&mut p, selection) {
                     continue;
                 }

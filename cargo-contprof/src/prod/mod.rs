@@ -8,5 +8,6 @@ pub mod load;
 pub mod log;
 pub mod rollup;
 pub mod select;
+pub mod symbols;
 pub mod uploader;
 pub mod window;

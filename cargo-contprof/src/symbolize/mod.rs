@@ -351,6 +351,34 @@ impl Symbolizer {
     }
 }
 
+/// A debug file (or an unstripped binary) opened on its own, to name the ELF virtual addresses of
+/// the binary it was split off: the `module+0x…` frames of profiles recorded without it.
+pub struct DebugInfo {
+    loader: addr2line::Loader,
+}
+
+impl DebugInfo {
+    /// Opens the file at `path`; `None` when it cannot be read as an object file.
+    pub fn open(path: &Path) -> Option<DebugInfo> {
+        addr2line::Loader::new(path).ok().map(|loader| DebugInfo { loader })
+    }
+
+    /// The frames of `vaddr`, innermost first, as [`Symbolizer::resolve`] gives them (DWARF, the
+    /// symbol table's name for code without); empty when nothing covers the address.
+    pub fn frames(&self, vaddr: u64) -> Vec<Frame> {
+        let mut frames = debug_frames(&self.loader, vaddr);
+        match (frames.last_mut(), self.loader.find_symbol(vaddr)) {
+            (Some(outer), Some(sym)) if outer.function.is_empty() => {
+                outer.function = demangle(sym);
+                outer.system_name = sym.to_owned();
+            }
+            (None, Some(sym)) => frames.push(symbol_frame(demangle(sym), sym.to_owned())),
+            _ => {}
+        }
+        if frames.iter().any(|f| f.function.is_empty()) { Vec::new() } else { frames }
+    }
+}
+
 /// The DWARF frames of an ELF virtual address, innermost first.
 fn debug_frames(loader: &addr2line::Loader, vaddr: u64) -> Vec<Frame> {
     let mut frames = Vec::new();

@@ -596,6 +596,21 @@ fn a_stripped_service_is_named_once_its_debug_file_is_in_the_store() {
     let build_id = cargo_contprof::symbolize::file_info(&stripped).unwrap().build_id.unwrap();
     assert!(list.status.success() && listed.starts_with(&build_id), "{listed}");
 
+    // The windows recorded before get the names when they are read.
+    let exported = dir.path().join("exported");
+    let export = contprof()
+        .args(["prod", "export", "--service", "web", "--type", "cpu", "--store", &store_arg])
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
+    for file in std::fs::read_dir(&exported).unwrap().flatten() {
+        let p = cargo_contprof::profile::decode(&std::fs::read(file.path()).unwrap()).unwrap();
+        let names = functions(&p);
+        assert!(names.contains(&"spin_in_stripped_code"), "exported unnamed: {names:?}");
+        assert!(!names.iter().any(|f| f.starts_with("spin+0x")), "{names:?}");
+    }
+
     let last_before = before.iter().map(|k| k.start).max().unwrap();
     profile_once();
     let after = spin_windows(last_before);
