@@ -169,7 +169,7 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
     let mut unknown = 0;
     let mut copy = Box::new(crate::remote::StackCopy::new());
     let mut frames = [0u64; MAX_FRAMES];
-    sys::for_each_thread(|tid| {
+    let listed = sys::for_each_thread(|tid| {
         if tid == own {
             return;
         }
@@ -206,12 +206,17 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
             signalled += 1;
         }
     });
+    if !listed {
+        writer::write_message(1, "the thread snapshot is empty: /proc/self/task cannot be listed");
+    }
     SKIPPED.store(blocking, Ordering::Relaxed);
     if blocking > 0 {
         let mut m = writer::FixedText::new();
         let _ = core::fmt::Write::write_fmt(
             &mut m,
-            format_args!("{blocking} threads left out of the snapshot: they block SIGPROF (signal threads)"),
+            format_args!(
+                "{blocking} thread(s) left out of the snapshot: they block SIGPROF (signal threads)"
+            ),
         );
         writer::write_message(1, m.as_str());
     }
@@ -219,7 +224,7 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
         let mut m = writer::FixedText::new();
         let _ = core::fmt::Write::write_fmt(
             &mut m,
-            format_args!("{unknown} threads left out of the snapshot: their signal mask could not be read"),
+            format_args!("{unknown} thread(s) left out of the snapshot: their signal mask could not be read"),
         );
         writer::write_message(1, m.as_str());
     }

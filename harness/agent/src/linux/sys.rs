@@ -62,6 +62,14 @@ pub(crate) fn read(fd: i32, buf: &mut [u8]) -> isize {
     unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) as isize }
 }
 
+/// `pread64(2)` as a raw system call: reads at `offset`, leaving the file position alone.
+pub(crate) fn pread(fd: i32, buf: &mut [u8], offset: usize) -> isize {
+    // SAFETY: `buf` is writable for its length.
+    unsafe {
+        libc::syscall(libc::SYS_pread64, fd, buf.as_mut_ptr(), buf.len(), offset as libc::off_t) as isize
+    }
+}
+
 /// `write(2)` as a raw system call.
 pub(crate) fn write(fd: i32, bytes: &[u8]) -> isize {
     // SAFETY: `bytes` is readable for its length.
@@ -362,7 +370,7 @@ impl Drop for Mapping {
 }
 
 /// Reads the whole of `/proc/self/maps` into `buf` starting at `at`, growing the mapping as
-/// needed; returns the number of bytes read. Uses only `open`/`read`/`close`.
+/// needed; returns the number of bytes read. Uses only `open`/`pread`/`close`.
 pub(crate) fn read_maps(buf: &mut Mapping, at: usize) -> Option<usize> {
     loop {
         let file = MAPS.open()?;
@@ -373,7 +381,7 @@ pub(crate) fn read_maps(buf: &mut Mapping, at: usize) -> Option<usize> {
             if room.is_empty() {
                 break true;
             }
-            let n = read(fd, room);
+            let n = pread(fd, room, len);
             if n < 0 && errno() == libc::EINTR {
                 continue;
             }
@@ -399,14 +407,16 @@ pub(crate) fn mapping_containing(addr: usize) -> Option<(usize, usize)> {
     // Per line: field 0 = start, 1 = end, 2 = rest of line.
     let (mut field, mut start, mut end) = (0u8, 0usize, 0usize);
     let mut found = None;
+    let mut offset = 0;
     'read: loop {
-        let n = read(fd, &mut buf);
+        let n = pread(fd, &mut buf, offset);
         if n < 0 && errno() == libc::EINTR {
             continue;
         }
         if n <= 0 {
             break;
         }
+        offset += n as usize;
         for &c in &buf[..n as usize] {
             match (field, c) {
                 (_, b'\n') => {
@@ -544,14 +554,16 @@ impl Kept {
             && identity(fd) == Some((self.dev.load(Ordering::Relaxed), self.ino.load(Ordering::Relaxed)))
     }
 
-    /// The file, from its start: the kept descriptor if it is free, else a new one (`None` if
-    /// that cannot be opened). Async-signal-safe.
+    /// The file: the kept descriptor if it is free, else a new one (`None` if that cannot be
+    /// opened). A file is read with `pread` (its position is never moved); a directory is
+    /// rewound to its start. Async-signal-safe.
     pub(crate) fn open(&'static self) -> Option<ProcFile> {
         use core::sync::atomic::Ordering;
         if self.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
             let fd = self.fd.load(Ordering::Relaxed);
+            let directory = self.flags & libc::O_DIRECTORY != 0;
             // SAFETY: `fd` is the kept descriptor (checked by `valid`), which this reader holds.
-            if self.valid() && unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } == 0 {
+            if self.valid() && (!directory || unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } == 0) {
                 return Some(ProcFile { fd, kept: Some(self) });
             }
             self.busy.store(false, Ordering::Release);
