@@ -613,12 +613,14 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
     old.push(("CONTPROF_VERSION", "1.3".into()));
     let mut new = env_with(&store, &fast);
     new.push(("CONTPROF_VERSION", "1.4".into()));
+    let listing = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
     let a = Replica::start_with(dir.path(), "old", &old, false, &[]);
+    // 1.4 rolls out after 1.3 has windows (`prod watch` orders versions by their first window).
+    eventually("a first window of 1.3", 30, || !windows(&listing).is_empty());
     let b = Replica::start_with(dir.path(), "new", &new, false, &["--slow-render"]);
     // Load until each side has enough windows under load (on two shared cores the schedule may
     // skip periods), for at most 90 s: ten windows a side keep the verdict clear of sampling
     // noise on a loaded machine.
-    let listing = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
     let started = Instant::now();
     loop {
         load(&[&a, &b], 4);
@@ -665,6 +667,42 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
     assert!(
         regressions.iter().all(|f| f.ends_with("render_rows")),
         "nothing else is blamed: {regressions:?}"
+    );
+
+    // `prod watch` judges the rollout 1.3 -> 1.4 without being told the versions, once.
+    let watch = |format: &str| {
+        run(contprof().args(["prod", "watch", "--format", format, "--min-windows", "5", "--store", &store]))
+    };
+    let early = run(contprof().args([
+        "prod",
+        "watch",
+        "--format",
+        "json",
+        "--min-windows",
+        "1000",
+        "--store",
+        &store,
+    ]));
+    assert_eq!(early.code, 0, "{early:?}");
+    assert!(early.stdout.contains(r#""status": "waiting""#), "too few windows: {early:?}");
+    let first = watch("json");
+    assert_eq!(first.code, 1, "a rollout that regressed exits 1: {first:?}");
+    let judged: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    let rollout = &judged["rollouts"][0];
+    assert_eq!((rollout["base"].as_str(), rollout["head"].as_str()), (Some("1.3"), Some("1.4")), "{judged}");
+    assert_eq!(
+        (rollout["status"].as_str(), rollout["new"].as_bool()),
+        (Some("regressed"), Some(true)),
+        "{judged}"
+    );
+    let blamed: Vec<&str> =
+        rollout["regressions"].as_array().unwrap().iter().map(|r| r[0].as_str().unwrap()).collect();
+    assert!(!blamed.is_empty() && blamed.iter().all(|f| f.ends_with("render_rows")), "{judged}");
+    let second = watch("markdown");
+    assert_eq!(second.code, 0, "judged once: {second:?}");
+    assert!(
+        second.stdout.contains("REGRESSED (judged earlier): ") && second.stdout.contains("render_rows"),
+        "{second:?}"
     );
 
     // `serve` compacts in the background; a `prod compact` after it finds nothing left to do.

@@ -796,6 +796,35 @@ pub enum ProdCommand {
     /// lines and inlined frames, from their next window on.
     #[command(subcommand)]
     Symbols(ProdSymbolsCommand),
+    /// Judge every rollout without being asked: for each service, each version is compared with
+    /// the version it replaced (the one whose windows began last before its own), as `prod
+    /// compare` would, once both have enough windows; the verdict is stored, so each rollout is
+    /// judged once. For a cron job or a CI schedule: exits 1 when a rollout judged by this run
+    /// regressed; Markdown for a chat hook.
+    Watch(ProdWatchArgs),
+}
+
+/// `cargo contprof prod watch`.
+#[derive(Debug, Args)]
+pub struct ProdWatchArgs {
+    /// Which windows (`--since` bounds how far back rollouts are looked for).
+    #[command(flatten)]
+    pub select: ProdSelectArgs,
+    /// The profile type judged: cpu, alloc, heap, contention or wall.
+    #[arg(long = "type", value_name = "TYPE", default_value = "cpu")]
+    pub profile_type: String,
+    /// Windows each version needs before its rollout is judged (fewer: it waits for the next run).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub min_windows: usize,
+    /// Report format: a line per rollout (text), a Markdown list, or JSON.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// What a window's cost is divided by (as `prod compare --denominator`).
+    #[arg(long, value_enum, default_value_t = crate::prod::denominator::Denominator::Auto)]
+    pub denominator: crate::prod::denominator::Denominator,
+    /// Statistics.
+    #[command(flatten)]
+    pub stats: StatsArgs,
 }
 
 /// `cargo contprof prod symbols ...`.

@@ -78,6 +78,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Prod(args::ProdCommand::Symbols(args::ProdSymbolsCommand::List(a))) => {
             prod::symbols_list(a, &shell)
         }
+        Command::Prod(args::ProdCommand::Watch(a)) => prod::watch(a, &shell),
     };
     match result {
         Ok(()) => exit_codes::OK,

@@ -10,6 +10,7 @@
 //! prod/pause/<service>                                                   profiling of a service paused
 //! prod/pause/_store                                                      profiling of every service paused
 //! prod/debug/<build-id>.debug.gz                                         a binary's debug information
+//! prod/verdicts/<service>/<type>/<base version>_<head version>.json      a rollout judged (`prod watch`)
 //! ```
 //!
 //! Rollups are written by compaction (`prod::compact`, format in `prod::rollup`). A rollup's
@@ -45,6 +46,7 @@ const WINDOWS: &str = "prod/windows";
 const ROLLUPS: &str = "prod/rollups";
 const PAUSES: &str = "prod/pause";
 const DEBUG_FILES: &str = "prod/debug";
+const VERDICTS: &str = "prod/verdicts";
 /// The pause object of every service: `_` never appears in an escaped name.
 const STORE_PAUSE: &str = "_store";
 
@@ -52,6 +54,11 @@ const STORE_PAUSE: &str = "_store";
 /// are 20 bytes of SHA-1 by default; other linkers write 8 to 32 bytes).
 pub fn is_build_id(s: &str) -> bool {
     (2..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `_` never appears in an escaped name: it separates the two versions.
+fn verdict_path(service: &str, profile_type: &str, base: &str, head: &str) -> String {
+    format!("{VERDICTS}/{}/{}/{}_{}.json", escape(service), escape(profile_type), escape(base), escape(head))
 }
 
 fn debug_file_path(build_id: &str) -> Result<String, StoreError> {
@@ -480,6 +487,28 @@ impl Store {
             .collect();
         ids.sort();
         Ok(ids)
+    }
+
+    /// Stores the verdict (a JSON report) of the rollout of `service` from version `base` to
+    /// `head`, judged on `profile_type`, unless one is stored already (another `prod watch` got
+    /// there first). Whether it was written.
+    pub fn put_rollout_verdict(
+        &self,
+        (service, profile_type): (&str, &str),
+        (base, head): (&str, &str),
+        json: Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        self.ensure_initialized()?;
+        self.backend.put_if_absent(&verdict_path(service, profile_type, base, head), json)
+    }
+
+    /// The stored verdict of a rollout (see [`Store::put_rollout_verdict`]), if any.
+    pub fn get_rollout_verdict(
+        &self,
+        (service, profile_type): (&str, &str),
+        (base, head): (&str, &str),
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.backend.get(&verdict_path(service, profile_type, base, head))?.map(|b| b.to_vec()))
     }
 
     /// Every pause in the store: the whole store's first, then by service.

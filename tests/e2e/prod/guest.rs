@@ -557,7 +557,8 @@ fn a_stripped_service_is_named_once_its_debug_file_is_in_the_store() {
         windows_of(&store, "cpu").into_iter().filter(|k| k.start > after).collect()
     };
     let profile_once = || {
-        let mut child = profiled(dir.path(), &stripped, &store, &[]).arg("3").spawn().unwrap();
+        let mut child =
+            profiled(dir.path(), &stripped, &store, &[]).arg("3").stderr(Stdio::null()).spawn().unwrap();
         assert!(wait(&mut child, 60).success());
         eventually("the uploader to finish", 30, || uploader_of(child.id()).is_none());
     };
