@@ -538,6 +538,10 @@ pub fn watch(a: ProdWatchArgs, shell: &Shell) -> Result<()> {
     }
     let (store, selection, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;
     let observations = load_selected(&store, &selection, &Want::default(), shell)?;
+    if observations.is_empty() {
+        // Not an error for a cron job on a quiet store, but a misspelt service should show.
+        shell.warn(load::nothing_matched(&store, &selection, Utc::now()));
+    }
     // Per service, per version: when its first window began, and how many it has.
     let mut versions: BTreeMap<String, BTreeMap<String, (i64, usize)>> = BTreeMap::new();
     for o in observations.iter().filter(|o| o.key.profile_type == a.profile_type) {
