@@ -16,10 +16,10 @@ use super::args::{
 };
 use super::compare::{render, verdict, write_stdout};
 use super::settings;
-use crate::compare;
 use crate::errors::{Error, Result};
 use crate::prod::compact::{self, CompactOptions};
 use crate::prod::load::{self, Want};
+use crate::prod::rollouts::{self, Rollout, Said, Sides, Watch};
 use crate::prod::rollup::Observation;
 use crate::prod::select::{self, Selection};
 use crate::shell::Shell;
@@ -240,79 +240,20 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
     }
     let (store, selection, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;
     let service = a.select.service.clone().unwrap_or_default();
-    let asked = Judge {
+    let options = config.comparison_options(&a.stats.overrides())?;
+    let asked = Sides {
         service: &service,
         profile_type: &a.profile_type,
         denominator: a.denominator,
-        stats: &a.stats,
+        options: &options,
+        fold_library: config.fold_library.unwrap_or(true),
     };
-    let cmp = judge(&store, &selection, &config, &asked, (&a.base, &a.head), shell)?;
+    let cmp =
+        rollouts::compare_sides(&store, &selection, &asked, (&a.base, &a.head), &mut |m| say(shell, m))?;
     let mut out = Vec::new();
     render(&cmp, a.format, &mut out).map_err(|e| Error::io("could not render", "stdout", e))?;
     write_stdout(&out)?;
     verdict(&cmp)
-}
-
-/// What [`judge`] compares: one service's windows of one profile type, with these settings.
-struct Judge<'a> {
-    service: &'a str,
-    profile_type: &'a str,
-    denominator: crate::prod::denominator::Denominator,
-    stats: &'a super::args::StatsArgs,
-}
-
-/// Compares two sides (`key=value` label specs) of `asked`'s windows in `selection`, as
-/// `prod compare` does; warnings go to the shell.
-fn judge(
-    store: &Store,
-    selection: &Selection,
-    config: &crate::config::Config,
-    asked: &Judge<'_>,
-    (base, head): (&str, &str),
-    shell: &Shell,
-) -> Result<compare::Comparison> {
-    let options = config.comparison_options(&asked.stats.overrides())?;
-    let want =
-        Want { stacks: false, costs: true, fold_library: config.fold_library.unwrap_or(true), cancel: None };
-    let sides = load::load_sides(
-        store,
-        (asked.service, asked.profile_type),
-        selection,
-        (base, head),
-        ["--base", "--head"],
-        &want,
-        Utc::now(),
-    )?;
-    let (b, h) = (&sides.base, &sides.head);
-    shell.status(
-        "Comparing",
-        format_args!(
-            "{} windows of {head} with {} of {base} ({} rollup(s) and {} window profile(s) read)",
-            h.observations.len(),
-            b.observations.len(),
-            b.rollups_read + h.rollups_read,
-            b.windows_read + h.windows_read
-        ),
-    );
-    let (base_info, head_info) = (b.revision(base), h.revision(head));
-    let group = format!("prod/{}/{}", asked.service, asked.profile_type);
-    let prepared = crate::pipeline::prepare_windows(&group, (base, sides.base), (head, sides.head));
-    for w in prepared.warnings.iter().chain(&prepared.notes) {
-        shell.warn(w);
-    }
-    let metric = crate::prod::rollup::metric_of(asked.profile_type).unwrap_or(compare::Metric::Cpu);
-    let cmp = crate::prod::denominator::compare(
-        &prepared.groups,
-        metric,
-        asked.denominator,
-        &options,
-        base_info,
-        head_info,
-    )?;
-    for w in &cmp.warnings {
-        shell.warn(w);
-    }
-    Ok(cmp)
 }
 
 /// `prod compact`.
@@ -502,32 +443,6 @@ pub fn symbols_list(a: ProdSymbolsListArgs, shell: &Shell) -> Result<()> {
     Ok(())
 }
 
-/// One rollout as `prod watch` saw it.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Rollout {
-    service: String,
-    #[serde(rename = "type")]
-    profile_type: String,
-    /// The version replaced, and the new one.
-    base: String,
-    head: String,
-    /// `regressed` or `clean` (judged by this run, or `earlier`), `waiting` (too few windows).
-    status: String,
-    /// Judged by this run.
-    #[serde(default)]
-    new: bool,
-    base_windows: usize,
-    head_windows: usize,
-    /// The regressed functions (one per cause), with their largest change.
-    #[serde(default)]
-    regressions: Vec<(String, Option<f64>)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    judged_at: Option<String>,
-    /// The comparison's JSON report (stored with the verdict, not printed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    report: Option<serde_json::Value>,
-}
-
 /// `prod watch`.
 pub fn watch(a: ProdWatchArgs, shell: &Shell) -> Result<()> {
     if crate::prod::rollup::metric_of(&a.profile_type).is_none() {
@@ -537,101 +452,15 @@ pub fn watch(a: ProdWatchArgs, shell: &Shell) -> Result<()> {
         });
     }
     let (store, selection, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;
-    let observations = load_selected(&store, &selection, &Want::default(), shell)?;
-    if observations.is_empty() {
-        // Not an error for a cron job on a quiet store, but a misspelt service should show.
-        shell.warn(load::nothing_matched(&store, &selection, Utc::now()));
-    }
-    // Per service, per version: when its first window began, and how many it has.
-    let mut versions: BTreeMap<String, BTreeMap<String, (i64, usize)>> = BTreeMap::new();
-    for o in observations.iter().filter(|o| o.key.profile_type == a.profile_type) {
-        let d = &o.key.deployment;
-        let v = versions
-            .entry(d.service.clone())
-            .or_default()
-            .entry(d.version.clone())
-            .or_insert((o.key.start, 0));
-        v.0 = v.0.min(o.key.start);
-        v.1 += 1;
-    }
-    let mut rollouts = Vec::new();
-    for (service, by_version) in versions {
-        let mut order: Vec<(String, (i64, usize))> = by_version.into_iter().collect();
-        order.sort_by(|x, y| (x.1.0, &x.0).cmp(&(y.1.0, &y.0)));
-        for pair in order.windows(2) {
-            let [(base, (_, base_windows)), (head, (_, head_windows))] = pair else { continue };
-            let mut r = Rollout {
-                service: service.clone(),
-                profile_type: a.profile_type.clone(),
-                base: base.clone(),
-                head: head.clone(),
-                status: "waiting".into(),
-                new: false,
-                base_windows: *base_windows,
-                head_windows: *head_windows,
-                regressions: Vec::new(),
-                judged_at: None,
-                report: None,
-            };
-            let sides = (base.as_str(), head.as_str());
-            if let Some(bytes) = store.get_rollout_verdict((&service, &a.profile_type), sides)? {
-                if let Ok(stored) = serde_json::from_slice::<Rollout>(&bytes) {
-                    r.status = stored.status;
-                    r.regressions = stored.regressions;
-                    r.judged_at = stored.judged_at;
-                    (r.base_windows, r.head_windows) = (stored.base_windows, stored.head_windows);
-                }
-                rollouts.push(r);
-                continue;
-            }
-            if *base_windows < a.min_windows || *head_windows < a.min_windows {
-                rollouts.push(r);
-                continue;
-            }
-            if [base, head].iter().any(|v| v.contains(',') || v.contains('=')) {
-                shell.warn(format_args!(
-                    "{service} {base} -> {head}: a version with `,` or `=` cannot be selected"
-                ));
-                continue;
-            }
-            let mut one = selection.clone();
-            one.service = Some(service.clone());
-            let asked = Judge {
-                service: &service,
-                profile_type: &a.profile_type,
-                denominator: a.denominator,
-                stats: &a.stats,
-            };
-            let cmp = judge(
-                &store,
-                &one,
-                &config,
-                &asked,
-                (&format!("version={base}"), &format!("version={head}")),
-                shell,
-            )?;
-            let mut json = Vec::new();
-            render(&cmp, ReportFormat::Json, &mut json)
-                .map_err(|e| Error::io("could not render", "a report", e))?;
-            r.regressions = if cmp.has_regression() {
-                cmp.causes_of(compare::Verdict::Regression)
-                    .iter()
-                    .filter(|c| c.verdict == compare::Verdict::Regression)
-                    .map(|c| (c.function.clone(), c.change_max))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            r.status = if cmp.has_regression() { "regressed" } else { "clean" }.into();
-            r.judged_at = Some(rfc3339(Utc::now()));
-            r.report = serde_json::from_slice(&json).ok();
-            let bytes = serde_json::to_vec_pretty(&r).unwrap_or_default();
-            // Another watcher may have judged it meanwhile: its verdict stands.
-            r.new = store.put_rollout_verdict((&service, &a.profile_type), sides, bytes)?;
-            r.report = None;
-            rollouts.push(r);
-        }
-    }
+    let options = config.comparison_options(&a.stats.overrides())?;
+    let watch = Watch {
+        profile_type: &a.profile_type,
+        min_windows: a.min_windows,
+        denominator: a.denominator,
+        options: &options,
+        fold_library: config.fold_library.unwrap_or(true),
+    };
+    let rollouts = rollouts::judge_rollouts(&store, &selection, &watch, &mut |m| say(shell, m))?;
     let mut out = Vec::new();
     render_rollouts(&rollouts, a.format, a.min_windows, &mut out)
         .map_err(|e| Error::io("could not render", "stdout", e))?;
@@ -641,6 +470,14 @@ pub fn watch(a: ProdWatchArgs, shell: &Shell) -> Result<()> {
         return Err(Error::RegressionFound { count: regressed });
     }
     Ok(())
+}
+
+/// What a comparison said, on the shell.
+fn say(shell: &Shell, m: Said) {
+    match m {
+        Said::Status(verb, what) => shell.status(verb, what),
+        Said::Warning(w) => shell.warn(w),
+    }
 }
 
 /// The rollouts as a line each (text, Markdown) or as JSON.

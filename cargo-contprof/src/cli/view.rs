@@ -36,10 +36,9 @@ pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
     };
     let server = viewer::Server::bind(opts).map_err(|e| viewer_err("could not start the viewer", e))?;
     shell.status("Serving", format_args!("{shown} at {} (Ctrl-C to stop)", server.url()));
-    let fold_library = comparing.fold_library;
     std::thread::scope(|s| {
         if !args.no_compact {
-            s.spawn(|| background_compaction(&compact_location, fold_library, shell));
+            s.spawn(|| background_compaction(&compact_location, &comparing, shell));
         }
         // SIGINT/SIGTERM set the interrupt flag; the server polls it, then lets answers in
         // progress finish.
@@ -52,10 +51,15 @@ pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
 /// How often `serve` compacts production windows.
 const COMPACT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// `prod compact` every [`COMPACT_EVERY`] until SIGINT/SIGTERM, so that the production pages read
-/// rollups. Stores without production windows are left alone; a failure is reported once per
-/// distinct message and retried at the next round.
-fn background_compaction(location: &store::StoreLocation, fold_library: bool, shell: &Shell) {
+/// How far back `serve` looks for rollouts to judge.
+const ROLLOUTS_SINCE: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// `prod compact`, then `prod watch` on CPU at its defaults, every [`COMPACT_EVERY`] until
+/// SIGINT/SIGTERM, so that the production pages read rollups and every rollout gets a verdict
+/// without anyone asking. Stores without production windows are left alone; a failure is
+/// reported once per distinct message and retried at the next round.
+fn background_compaction(location: &store::StoreLocation, comparing: &Comparing, shell: &Shell) {
+    let fold_library = comparing.fold_library;
     let interrupted = crate::runner::interrupt::interrupted;
     let mut last_error = String::new();
     while !interrupted() {
@@ -71,7 +75,30 @@ fn background_compaction(location: &store::StoreLocation, fold_library: bool, sh
                 fold_library,
                 now: chrono::Utc::now(),
             };
-            Ok(Some(crate::prod::compact::compact(&store, &opts, &mut |_| {})?))
+            let compacted = crate::prod::compact::compact(&store, &opts, &mut |_| {})?;
+            let selection = crate::prod::select::Selection {
+                service: None,
+                types: vec!["cpu".into()],
+                since: Some(opts.now - ROLLOUTS_SINCE),
+                until: None,
+                labels: Vec::new(),
+                sample_labels: Vec::new(),
+            };
+            let watch = crate::prod::rollouts::Watch {
+                profile_type: "cpu",
+                min_windows: 10,
+                denominator: crate::prod::denominator::Denominator::Auto,
+                options: &comparing.options,
+                fold_library,
+            };
+            let rollouts = crate::prod::rollouts::judge_rollouts(&store, &selection, &watch, &mut |_| {})?;
+            for r in rollouts.iter().filter(|r| r.new) {
+                shell.status(
+                    "Judged",
+                    format_args!("rollout {} {} -> {}: {}", r.service, r.base, r.head, r.status),
+                );
+            }
+            Ok(Some(compacted))
         };
         // A local store that does not exist yet is not created by the viewer.
         let exists = match location {

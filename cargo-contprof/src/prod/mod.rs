@@ -6,6 +6,7 @@ pub mod compact;
 pub mod denominator;
 pub mod load;
 pub mod log;
+pub mod rollouts;
 pub mod rollup;
 pub mod select;
 pub mod symbols;

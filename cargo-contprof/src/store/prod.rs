@@ -511,6 +511,18 @@ impl Store {
         Ok(self.backend.get(&verdict_path(service, profile_type, base, head))?.map(|b| b.to_vec()))
     }
 
+    /// Every stored rollout verdict (see [`Store::put_rollout_verdict`]), as stored.
+    pub fn rollout_verdicts(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let paths: Vec<String> = self
+            .backend
+            .list(VERDICTS)?
+            .into_iter()
+            .map(|l| l.path)
+            .filter(|p| p.ends_with(".json"))
+            .collect();
+        Ok(self.backend.get_many(&paths)?.into_iter().flatten().map(|b| b.to_vec()).collect())
+    }
+
     /// Every pause in the store: the whole store's first, then by service.
     pub fn production_pauses(&self) -> Result<Vec<Pause>, StoreError> {
         let mut names: Vec<Option<String>> = Vec::new();

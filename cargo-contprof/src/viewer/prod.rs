@@ -103,6 +103,7 @@ pub fn services_page(store: &Store) -> Result<String> {
             s = esc(&service)
         );
     }
+    let rollouts = rollouts_table(store)?;
     let body = if rows.is_empty() {
         format!(
             r#"<p id="empty">The store {} has no production windows. Start the agent in a service (see the production chapter of the book, docs/src/production/index.md).</p>"#,
@@ -112,12 +113,60 @@ pub fn services_page(store: &Store) -> Result<String> {
         format!(
             r#"<table id="services"><thead><tr><th>service</th><th>profile types (days with windows)</th></tr></thead><tbody>{rows}</tbody></table>"#
         )
-    };
+    } + &rollouts;
     Ok(format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Production · cargo contprof</title>\
          <style>{CSS}</style></head><body><header><nav><a href=\"/\">← runs</a></nav><h1>Production profiles in store \
          <code id=\"store\">{}</code></h1></header><main>{body}</main></body></html>\n",
         esc(store.url())
+    ))
+}
+
+/// The rollouts judged so far (`prod watch`, or `serve` in the background), newest first, each
+/// with its verdict and a link to its comparison; empty when none was.
+fn rollouts_table(store: &Store) -> Result<String> {
+    let verdicts = crate::prod::rollouts::stored_verdicts(store)?;
+    if verdicts.is_empty() {
+        return Ok(String::new());
+    }
+    let mut rows = String::new();
+    for r in &verdicts {
+        let q = ProdQuery {
+            service: r.service.clone(),
+            profile_type: r.profile_type.clone(),
+            since: "30d".into(),
+            color: "version".into(),
+            ..ProdQuery::default()
+        };
+        let link = format!(
+            "{}&base={}&head={}",
+            query_string(&q),
+            url_escape(&format!("version={}", r.base)),
+            url_escape(&format!("version={}", r.head))
+        );
+        let blamed: Vec<String> = r
+            .regressions
+            .iter()
+            .map(|(f, c)| match c {
+                Some(c) => format!("{} {:+.1}%", esc(f), c * 100.0),
+                None => esc(f),
+            })
+            .collect();
+        let _ = write!(
+            rows,
+            r#"<tr class="rollout {status}"><td>{service}</td><td>{base} → {head}</td><td>{ty}</td><td><a href="/prod/compare?{link}">{status}</a></td><td>{blamed}</td><td class="muted">{when}</td></tr>"#,
+            status = esc(&r.status),
+            service = esc(&r.service),
+            base = esc(&r.base),
+            head = esc(&r.head),
+            ty = esc(&r.profile_type),
+            link = esc(&link),
+            blamed = blamed.join(", "),
+            when = esc(r.judged_at.as_deref().unwrap_or("")),
+        );
+    }
+    Ok(format!(
+        r#"<h2>Rollouts</h2><table id="rollouts"><thead><tr><th>service</th><th>versions</th><th>type</th><th>verdict</th><th>regressed functions</th><th>judged</th></tr></thead><tbody>{rows}</tbody></table>"#
     ))
 }
 
@@ -613,5 +662,29 @@ mod tests {
         assert_eq!(state.route(&request(false)).map(|r| r.status).map_err(|f| f.message), Ok(200));
         let stopped = state.route(&request(true)).expect_err("no page for a client that left");
         assert_eq!(stopped.status, 503, "{}", stopped.message);
+    }
+
+    #[test]
+    fn the_services_page_lists_the_rollouts_judged_with_links_to_their_comparison() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().to_path_buf())).unwrap();
+        assert!(!super::services_page(&store).unwrap().contains("id=\"rollouts\""), "no verdict, no table");
+        let verdict = serde_json::json!({
+            "service": "web", "type": "cpu", "base": "1.3", "head": "1.4", "status": "regressed",
+            "base_windows": 12, "head_windows": 11, "regressions": [["service::render_rows", 2.76]],
+            "judged_at": "2026-12-06T01:00:00Z"
+        });
+        let bytes = serde_json::to_vec(&verdict).unwrap();
+        assert!(store.put_rollout_verdict(("web", "cpu"), ("1.3", "1.4"), bytes.clone()).unwrap());
+        assert!(!store.put_rollout_verdict(("web", "cpu"), ("1.3", "1.4"), bytes).unwrap(), "judged once");
+        let page = super::services_page(&store).unwrap();
+        assert!(page.contains(r#"<tr class="rollout regressed"><td>web</td><td>1.3 → 1.4</td>"#), "{page}");
+        assert!(page.contains("service::render_rows +276.0%"), "{page}");
+        assert!(
+            page.contains("/prod/compare?service=web&amp;type=cpu&amp;since=30d")
+                && page.contains("base=version%3D1.3")
+                && page.contains("head=version%3D1.4"),
+            "{page}"
+        );
     }
 }

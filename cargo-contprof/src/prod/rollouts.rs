@@ -1,0 +1,252 @@
+//! Comparisons of production windows, and rollouts judged without being asked.
+//!
+//! [`compare_sides`] is the one comparison of two selections of one service's windows: `prod
+//! compare` prints it, [`judge_rollouts`] stores it. A rollout is a version of a service and the
+//! version it replaced: the one whose first window began last before its own. Once both have
+//! enough windows it is compared and the verdict is stored (`Store::put_rollout_verdict`, a
+//! conditional create), so that `prod watch`, `serve`'s background work and any number of them
+//! at once judge each rollout once.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use super::denominator::Denominator;
+use super::load::{self, Want};
+use super::select::Selection;
+use crate::compare::{self, Comparison, Options};
+use crate::errors::Result;
+use crate::store::{Store, rfc3339};
+
+/// What the comparisons say as they go.
+pub enum Said {
+    /// `(verb, what)`, as a status line.
+    Status(&'static str, String),
+    /// A warning.
+    Warning(String),
+}
+
+/// What [`compare_sides`] compares: one service's windows of one profile type, with these
+/// settings.
+pub struct Sides<'a> {
+    /// The service.
+    pub service: &'a str,
+    /// The profile type.
+    pub profile_type: &'a str,
+    /// What a window's cost is divided by.
+    pub denominator: Denominator,
+    /// The statistics.
+    pub options: &'a Options,
+    /// Whether library frames fold into their callers.
+    pub fold_library: bool,
+}
+
+/// Compares two sides (`key=value` label specs) of `asked`'s windows in `selection`, as `prod
+/// compare` does.
+pub fn compare_sides(
+    store: &Store,
+    selection: &Selection,
+    asked: &Sides<'_>,
+    (base, head): (&str, &str),
+    say: &mut dyn FnMut(Said),
+) -> Result<Comparison> {
+    let want = Want { stacks: false, costs: true, fold_library: asked.fold_library, cancel: None };
+    let sides = load::load_sides(
+        store,
+        (asked.service, asked.profile_type),
+        selection,
+        (base, head),
+        ["--base", "--head"],
+        &want,
+        Utc::now(),
+    )?;
+    let (b, h) = (&sides.base, &sides.head);
+    say(Said::Status(
+        "Comparing",
+        format!(
+            "{} windows of {head} with {} of {base} ({} rollup(s) and {} window profile(s) read)",
+            h.observations.len(),
+            b.observations.len(),
+            b.rollups_read + h.rollups_read,
+            b.windows_read + h.windows_read
+        ),
+    ));
+    let (base_info, head_info) = (b.revision(base), h.revision(head));
+    let group = format!("prod/{}/{}", asked.service, asked.profile_type);
+    let prepared = crate::pipeline::prepare_windows(&group, (base, sides.base), (head, sides.head));
+    for w in prepared.warnings.iter().chain(&prepared.notes) {
+        say(Said::Warning(w.clone()));
+    }
+    let metric = super::rollup::metric_of(asked.profile_type).unwrap_or(compare::Metric::Cpu);
+    let cmp = super::denominator::compare(
+        &prepared.groups,
+        metric,
+        asked.denominator,
+        asked.options,
+        base_info,
+        head_info,
+    )?;
+    for w in &cmp.warnings {
+        say(Said::Warning(w.to_string()));
+    }
+    Ok(cmp)
+}
+
+/// One rollout, as judged (and stored) or waiting.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rollout {
+    /// The service.
+    pub service: String,
+    /// The profile type judged.
+    #[serde(rename = "type")]
+    pub profile_type: String,
+    /// The version replaced.
+    pub base: String,
+    /// The new version.
+    pub head: String,
+    /// `regressed` or `clean` once judged, `waiting` for windows.
+    pub status: String,
+    /// Judged by this call (false: stored earlier, or waiting).
+    #[serde(default)]
+    pub new: bool,
+    /// The base version's windows.
+    pub base_windows: usize,
+    /// The new version's windows.
+    pub head_windows: usize,
+    /// The regressed functions (one per cause), with their largest change.
+    #[serde(default)]
+    pub regressions: Vec<(String, Option<f64>)>,
+    /// When it was judged (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged_at: Option<String>,
+    /// The comparison's JSON report, stored with the verdict (not kept in what is returned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<serde_json::Value>,
+}
+
+/// How [`judge_rollouts`] judges.
+pub struct Watch<'a> {
+    /// The profile type judged.
+    pub profile_type: &'a str,
+    /// Windows each version needs first.
+    pub min_windows: usize,
+    /// What a window's cost is divided by.
+    pub denominator: Denominator,
+    /// The statistics.
+    pub options: &'a Options,
+    /// Whether library frames fold into their callers.
+    pub fold_library: bool,
+}
+
+/// Every rollout of the windows in `selection` (each service's versions in the order their
+/// windows began), judged when both versions have enough windows and no verdict is stored yet.
+pub fn judge_rollouts(
+    store: &Store,
+    selection: &Selection,
+    watch: &Watch<'_>,
+    say: &mut dyn FnMut(Said),
+) -> Result<Vec<Rollout>> {
+    let (observations, warnings) = load::load_all(store, selection, &Want::default(), Utc::now())?;
+    for w in warnings {
+        say(Said::Warning(w));
+    }
+    if observations.is_empty() {
+        // Not an error for a schedule on a quiet store, but a misspelt service should show.
+        say(Said::Warning(load::nothing_matched(store, selection, Utc::now())));
+    }
+    // Per service, per version: when its first window began, and how many it has.
+    let mut versions: BTreeMap<String, BTreeMap<String, (i64, usize)>> = BTreeMap::new();
+    for o in observations.iter().filter(|o| o.key.profile_type == watch.profile_type) {
+        let d = &o.key.deployment;
+        let v = versions
+            .entry(d.service.clone())
+            .or_default()
+            .entry(d.version.clone())
+            .or_insert((o.key.start, 0));
+        v.0 = v.0.min(o.key.start);
+        v.1 += 1;
+    }
+    let mut rollouts = Vec::new();
+    for (service, by_version) in versions {
+        let mut order: Vec<(String, (i64, usize))> = by_version.into_iter().collect();
+        order.sort_by(|x, y| (x.1.0, &x.0).cmp(&(y.1.0, &y.0)));
+        for pair in order.windows(2) {
+            let [(base, (_, base_windows)), (head, (_, head_windows))] = pair else { continue };
+            let mut r = Rollout {
+                service: service.clone(),
+                profile_type: watch.profile_type.to_owned(),
+                base: base.clone(),
+                head: head.clone(),
+                status: "waiting".into(),
+                new: false,
+                base_windows: *base_windows,
+                head_windows: *head_windows,
+                regressions: Vec::new(),
+                judged_at: None,
+                report: None,
+            };
+            let versions = (base.as_str(), head.as_str());
+            if let Some(bytes) = store.get_rollout_verdict((&service, watch.profile_type), versions)? {
+                if let Ok(stored) = serde_json::from_slice::<Rollout>(&bytes) {
+                    r = Rollout { new: false, report: None, ..stored };
+                }
+                rollouts.push(r);
+                continue;
+            }
+            if *base_windows < watch.min_windows || *head_windows < watch.min_windows {
+                rollouts.push(r);
+                continue;
+            }
+            if [base, head].iter().any(|v| v.contains(',') || v.contains('=')) {
+                say(Said::Warning(format!(
+                    "{service} {base} -> {head}: a version with `,` or `=` cannot be selected"
+                )));
+                continue;
+            }
+            let mut one = selection.clone();
+            one.service = Some(service.clone());
+            let asked = Sides {
+                service: &service,
+                profile_type: watch.profile_type,
+                denominator: watch.denominator,
+                options: watch.options,
+                fold_library: watch.fold_library,
+            };
+            let sides = (&format!("version={base}")[..], &format!("version={head}")[..]);
+            let cmp = compare_sides(store, &one, &asked, sides, say)?;
+            let mut json = Vec::new();
+            compare::write_json(&cmp, &mut json)
+                .map_err(|e| crate::errors::Error::io("could not render", "a report", e))?;
+            if cmp.has_regression() {
+                r.regressions = cmp
+                    .causes_of(compare::Verdict::Regression)
+                    .iter()
+                    .filter(|c| c.verdict == compare::Verdict::Regression)
+                    .map(|c| (c.function.clone(), c.change_max))
+                    .collect();
+            }
+            r.status = if cmp.has_regression() { "regressed" } else { "clean" }.into();
+            r.judged_at = Some(rfc3339(Utc::now()));
+            r.report = serde_json::from_slice(&json).ok();
+            let bytes = serde_json::to_vec_pretty(&r).unwrap_or_default();
+            // Another watcher may have judged it meanwhile: its verdict stands.
+            r.new = store.put_rollout_verdict((&service, watch.profile_type), versions, bytes)?;
+            r.report = None;
+            rollouts.push(r);
+        }
+    }
+    Ok(rollouts)
+}
+
+/// The verdicts stored in `store`, newest judged first.
+pub fn stored_verdicts(store: &Store) -> Result<Vec<Rollout>> {
+    let mut out: Vec<Rollout> = store
+        .rollout_verdicts()?
+        .into_iter()
+        .filter_map(|bytes| serde_json::from_slice::<Rollout>(&bytes).ok())
+        .map(|r| Rollout { report: None, new: false, ..r })
+        .collect();
+    out.sort_by(|a, b| b.judged_at.cmp(&a.judged_at));
+    Ok(out)
+}
