@@ -192,6 +192,11 @@ fn leaf_share(p: &Profile, ty: &str, name: &str) -> f64 {
     p.sample.iter().filter(|s| in_leaf(s)).map(|s| s.value[i]).sum::<i64>() as f64 / total
 }
 
+/// The source lines of function `id` in `p`'s locations.
+fn lines_of(p: &Profile, id: u64) -> Vec<i64> {
+    p.location.iter().flat_map(|l| &l.line).filter(|l| l.function_id == id).map(|l| l.line).collect()
+}
+
 fn functions(p: &Profile) -> Vec<&str> {
     p.function.iter().map(|f| p.str(f.name)).collect()
 }
@@ -273,13 +278,7 @@ fn replicas_share_one_window_per_period_and_upload_every_profile_type() {
     // its symbol table alone, even where its separate debug file is installed.
     let f = merged.function.iter().find(|f| merged.str(f.name) == "service::checksum").unwrap();
     assert!(merged.str(f.filename).ends_with("service/src/main.rs"), "{}", merged.str(f.filename));
-    let lines: Vec<i64> = merged
-        .location
-        .iter()
-        .flat_map(|l| &l.line)
-        .filter(|l| l.function_id == f.id)
-        .map(|l| l.line)
-        .collect();
+    let lines = lines_of(&merged, f.id);
     // Line 0 is DWARF's "no source line" for an instruction the compiler made up; it may be hit.
     let known = lines.iter().filter(|&&l| l > 0).count();
     assert!(!lines.is_empty() && known * 4 >= lines.len() * 3, "checksum's lines: {lines:?}");

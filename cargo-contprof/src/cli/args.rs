@@ -819,12 +819,9 @@ pub struct ProdWatchArgs {
     /// Report format: a line per rollout (text), a Markdown list, or JSON.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
-    /// What a window's cost is divided by (as `prod compare --denominator`).
-    #[arg(long, value_enum, default_value_t = crate::prod::denominator::Denominator::Auto)]
-    pub denominator: crate::prod::denominator::Denominator,
-    /// Statistics.
+    /// How the versions are compared.
     #[command(flatten)]
-    pub stats: StatsArgs,
+    pub judging: JudgingArgs,
 }
 
 /// `cargo contprof prod symbols ...`.
@@ -1018,6 +1015,14 @@ pub struct ProdCompareArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    /// How the sides are compared.
+    #[command(flatten)]
+    pub judging: JudgingArgs,
+}
+
+/// How `prod compare` and `prod watch` compare windows.
+#[derive(Debug, Args)]
+pub struct JudgingArgs {
     /// What a window's cost is divided by: `share` (of the window's total: cancels the load, but a
     /// function above half of the metric cannot move its share), `rate` (the cost per window, per
     /// instance: for windows of comparable load) or `auto` (the rate when a function holds more

@@ -19,7 +19,7 @@ use super::settings;
 use crate::errors::{Error, Result};
 use crate::prod::compact::{self, CompactOptions};
 use crate::prod::load::{self, Want};
-use crate::prod::rollouts::{self, Rollout, Said, Sides, Watch};
+use crate::prod::rollouts::{self, Judging, Rollout, Said, Sides, Watch};
 use crate::prod::rollup::Observation;
 use crate::prod::select::{self, Selection};
 use crate::shell::Shell;
@@ -240,14 +240,13 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
     }
     let (store, selection, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;
     let service = a.select.service.clone().unwrap_or_default();
-    let options = config.comparison_options(&a.stats.overrides())?;
-    let asked = Sides {
-        service: &service,
-        profile_type: &a.profile_type,
-        denominator: a.denominator,
+    let options = config.comparison_options(&a.judging.stats.overrides())?;
+    let judging = Judging {
+        denominator: a.judging.denominator,
         options: &options,
         fold_library: config.fold_library.unwrap_or(true),
     };
+    let asked = Sides { service: &service, profile_type: &a.profile_type, judging: &judging };
     let cmp =
         rollouts::compare_sides(&store, &selection, &asked, (&a.base, &a.head), &mut |m| say(shell, m))?;
     let mut out = Vec::new();
@@ -452,13 +451,15 @@ pub fn watch(a: ProdWatchArgs, shell: &Shell) -> Result<()> {
         });
     }
     let (store, selection, config) = open(&a.select, std::slice::from_ref(&a.profile_type))?;
-    let options = config.comparison_options(&a.stats.overrides())?;
+    let options = config.comparison_options(&a.judging.stats.overrides())?;
     let watch = Watch {
         profile_type: &a.profile_type,
         min_windows: a.min_windows,
-        denominator: a.denominator,
-        options: &options,
-        fold_library: config.fold_library.unwrap_or(true),
+        judging: Judging {
+            denominator: a.judging.denominator,
+            options: &options,
+            fold_library: config.fold_library.unwrap_or(true),
+        },
     };
     let rollouts = rollouts::judge_rollouts(&store, &selection, &watch, &mut |m| say(shell, m))?;
     let mut out = Vec::new();

@@ -87,9 +87,11 @@ fn background_compaction(location: &store::StoreLocation, comparing: &Comparing,
             let watch = crate::prod::rollouts::Watch {
                 profile_type: "cpu",
                 min_windows: 10,
-                denominator: crate::prod::denominator::Denominator::Auto,
-                options: &comparing.options,
-                fold_library,
+                judging: crate::prod::rollouts::Judging {
+                    denominator: crate::prod::denominator::Denominator::Auto,
+                    options: &comparing.options,
+                    fold_library,
+                },
             };
             let rollouts = crate::prod::rollouts::judge_rollouts(&store, &selection, &watch, &mut |_| {})?;
             for r in rollouts.iter().filter(|r| r.new) {

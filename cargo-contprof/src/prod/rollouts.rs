@@ -27,19 +27,25 @@ pub enum Said {
     Warning(String),
 }
 
-/// What [`compare_sides`] compares: one service's windows of one profile type, with these
-/// settings.
-pub struct Sides<'a> {
-    /// The service.
-    pub service: &'a str,
-    /// The profile type.
-    pub profile_type: &'a str,
+/// How windows are compared: what a window's cost is divided by, the statistics, and whether
+/// library frames fold into their callers.
+pub struct Judging<'a> {
     /// What a window's cost is divided by.
     pub denominator: Denominator,
     /// The statistics.
     pub options: &'a Options,
     /// Whether library frames fold into their callers.
     pub fold_library: bool,
+}
+
+/// What [`compare_sides`] compares: one service's windows of one profile type.
+pub struct Sides<'a> {
+    /// The service.
+    pub service: &'a str,
+    /// The profile type.
+    pub profile_type: &'a str,
+    /// How.
+    pub judging: &'a Judging<'a>,
 }
 
 /// Compares two sides (`key=value` label specs) of `asked`'s windows in `selection`, as `prod
@@ -51,7 +57,7 @@ pub fn compare_sides(
     (base, head): (&str, &str),
     say: &mut dyn FnMut(Said),
 ) -> Result<Comparison> {
-    let want = Want { stacks: false, costs: true, fold_library: asked.fold_library, cancel: None };
+    let want = Want { stacks: false, costs: true, fold_library: asked.judging.fold_library, cancel: None };
     let sides = load::load_sides(
         store,
         (asked.service, asked.profile_type),
@@ -82,8 +88,8 @@ pub fn compare_sides(
     let cmp = super::denominator::compare(
         &prepared.groups,
         metric,
-        asked.denominator,
-        asked.options,
+        asked.judging.denominator,
+        asked.judging.options,
         base_info,
         head_info,
     )?;
@@ -131,12 +137,8 @@ pub struct Watch<'a> {
     pub profile_type: &'a str,
     /// Windows each version needs first.
     pub min_windows: usize,
-    /// What a window's cost is divided by.
-    pub denominator: Denominator,
-    /// The statistics.
-    pub options: &'a Options,
-    /// Whether library frames fold into their callers.
-    pub fold_library: bool,
+    /// How each rollout's versions are compared.
+    pub judging: Judging<'a>,
 }
 
 /// Every rollout of the windows in `selection` (each service's versions in the order their
@@ -206,13 +208,8 @@ pub fn judge_rollouts(
             }
             let mut one = selection.clone();
             one.service = Some(service.clone());
-            let asked = Sides {
-                service: &service,
-                profile_type: watch.profile_type,
-                denominator: watch.denominator,
-                options: watch.options,
-                fold_library: watch.fold_library,
-            };
+            let asked =
+                Sides { service: &service, profile_type: watch.profile_type, judging: &watch.judging };
             let sides = (&format!("version={base}")[..], &format!("version={head}")[..]);
             let cmp = compare_sides(store, &one, &asked, sides, say)?;
             let mut json = Vec::new();

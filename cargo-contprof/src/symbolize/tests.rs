@@ -190,19 +190,29 @@ fn a_stripped_librarys_code_is_named_per_function_from_its_unwind_tables() {
     assert_eq!(names.len(), functions.len(), "two functions share a name");
 }
 
+/// `objcopy ARGS`; whether it succeeded.
+fn objcopy(args: &[&std::ffi::OsStr]) -> bool {
+    std::process::Command::new("objcopy").args(args).status().is_ok_and(|s| s.success())
+}
+
+/// This test binary, and its DWARF and symbols copied to `dir/probe.debug` as a release step
+/// would (`objcopy --only-keep-debug`); `None` (after saying so) without a usable objcopy.
+fn split_debug_of_this_binary(dir: &Path) -> Option<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe().unwrap();
+    let debug = dir.join("probe.debug");
+    if !objcopy(&["--only-keep-debug".as_ref(), exe.as_os_str(), debug.as_os_str()]) {
+        eprintln!("skipping: objcopy (binutils) is not usable");
+        return None;
+    }
+    Some((exe, debug))
+}
+
 #[test]
 fn a_separate_debug_file_named_by_gnu_debuglink_is_used() {
     // This test binary, its DWARF moved to `<name>.debug` next to a stripped copy that links it.
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let (debug, stripped) = (dir.path().join("probe.debug"), dir.path().join("probe"));
-    let objcopy = |args: &[&std::ffi::OsStr]| {
-        std::process::Command::new("objcopy").args(args).status().is_ok_and(|s| s.success())
-    };
-    if !objcopy(&["--only-keep-debug".as_ref(), exe.as_os_str(), debug.as_os_str()]) {
-        eprintln!("skipping: objcopy (binutils) is not usable");
-        return;
-    }
+    let Some((exe, debug)) = split_debug_of_this_binary(dir.path()) else { return };
+    let stripped = dir.path().join("probe");
     let link = format!("--add-gnu-debuglink={}", debug.display());
     assert!(objcopy(&["--strip-debug".as_ref(), link.as_ref(), exe.as_os_str(), stripped.as_os_str()]));
     let b = binary::Binary::open(&stripped, Detail::Debug, None).unwrap();
@@ -217,15 +227,8 @@ fn a_debug_file_from_the_source_names_a_stripped_binary_by_its_build_id() {
     // This test binary stripped of everything, its DWARF and symbols kept apart (as a release
     // step would, for `prod symbols add`), found only through the symbolizer's debug source.
     let dir = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
-    let (debug, stripped) = (dir.path().join("probe.debug"), dir.path().join("probe"));
-    let objcopy = |args: &[&std::ffi::OsStr]| {
-        std::process::Command::new("objcopy").args(args).status().is_ok_and(|s| s.success())
-    };
-    if !objcopy(&["--only-keep-debug".as_ref(), exe.as_os_str(), debug.as_os_str()]) {
-        eprintln!("skipping: objcopy (binutils) is not usable");
-        return;
-    }
+    let Some((exe, debug)) = split_debug_of_this_binary(dir.path()) else { return };
+    let stripped = dir.path().join("probe");
     assert!(objcopy(&["--strip-all".as_ref(), exe.as_os_str(), stripped.as_os_str()]));
     let bare = binary::Binary::open(&stripped, Detail::Debug, None).unwrap();
     assert!(!bare.info.has_debug_info && !bare.info.has_symbols, "{:?}", bare.info);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cargo_contprof::store::{Store, StoreLocation, WindowKey};
 
-use super::{agent_library, eventually, functions, label, read, uploader_of};
+use super::{agent_library, eventually, functions, label, lines_of, read, uploader_of};
 use crate::util::contprof;
 
 /// Allocates and computes for `argv[1]` seconds (default 5), then exits 0; never writes anything.
@@ -621,13 +621,7 @@ fn a_stripped_service_is_named_once_its_debug_file_is_in_the_store() {
         let named = p.function.iter().find(|f| p.str(f.name) == "spin_in_stripped_code");
         let f = named.unwrap_or_else(|| panic!("not named with the store's debug file: {:?}", functions(&p)));
         assert!(p.str(f.filename).ends_with("spin.c"), "{}", p.str(f.filename));
-        let lines: Vec<i64> = p
-            .location
-            .iter()
-            .flat_map(|l| &l.line)
-            .filter(|l| l.function_id == f.id)
-            .map(|l| l.line)
-            .collect();
+        let lines = lines_of(&p, f.id);
         assert!(lines.iter().any(|&l| l > 0), "{lines:?}");
     }
 }
