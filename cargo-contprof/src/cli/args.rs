@@ -814,7 +814,7 @@ pub struct ProdWatchArgs {
     #[arg(long = "type", value_name = "TYPE", default_value = "cpu")]
     pub profile_type: String,
     /// Windows each version needs before its rollout is judged (fewer: it waits for the next run).
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = crate::prod::rollouts::DEFAULT_MIN_WINDOWS)]
     pub min_windows: usize,
     /// Report format: a line per rollout (text), a Markdown list, or JSON.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]

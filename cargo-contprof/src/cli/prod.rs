@@ -19,7 +19,7 @@ use super::settings;
 use crate::errors::{Error, Result};
 use crate::prod::compact::{self, CompactOptions};
 use crate::prod::load::{self, Want};
-use crate::prod::rollouts::{self, Judging, Rollout, Said, Sides, Watch};
+use crate::prod::rollouts::{self, Judging, Rollout, Said, Sides, Status, Watch};
 use crate::prod::rollup::Observation;
 use crate::prod::select::{self, Selection};
 use crate::shell::Shell;
@@ -466,7 +466,7 @@ pub fn watch(a: ProdWatchArgs, shell: &Shell) -> Result<()> {
     render_rollouts(&rollouts, a.format, a.min_windows, &mut out)
         .map_err(|e| Error::io("could not render", "stdout", e))?;
     write_stdout(&out)?;
-    let regressed = rollouts.iter().filter(|r| r.new && r.status == "regressed").count();
+    let regressed = rollouts.iter().filter(|r| r.new && r.status == Status::Regressed).count();
     if regressed > 0 {
         return Err(Error::RegressionFound { count: regressed });
     }
@@ -497,21 +497,11 @@ fn render_rollouts(
         writeln!(out, "No rollout in the selected windows (one version per service).")?;
     }
     for r in rollouts {
-        let what = match r.status.as_str() {
-            "waiting" => format!("waiting until each has {min_windows} windows"),
-            "regressed" => format!(
-                "REGRESSED{}: {}",
-                if r.new { "" } else { " (judged earlier)" },
-                r.regressions
-                    .iter()
-                    .map(|(f, c)| match c {
-                        Some(c) => format!("{f} {:+.1}%", c * 100.0),
-                        None => f.clone(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            _ => format!("no regression{}", if r.new { "" } else { " (judged earlier)" }),
+        let earlier = if r.new { "" } else { " (judged earlier)" };
+        let what = match r.status {
+            Status::Waiting => format!("waiting until each has {min_windows} windows"),
+            Status::Regressed => format!("REGRESSED{earlier}: {}", r.blamed().join(", ")),
+            Status::Clean => format!("no regression{earlier}"),
         };
         let (open, close) = if markdown { ("- **", "**") } else { ("", "") };
         writeln!(

@@ -86,7 +86,7 @@ fn background_compaction(location: &store::StoreLocation, comparing: &Comparing,
             };
             let watch = crate::prod::rollouts::Watch {
                 profile_type: "cpu",
-                min_windows: 10,
+                min_windows: crate::prod::rollouts::DEFAULT_MIN_WINDOWS,
                 judging: crate::prod::rollouts::Judging {
                     denominator: crate::prod::denominator::Denominator::Auto,
                     options: &comparing.options,
@@ -97,7 +97,7 @@ fn background_compaction(location: &store::StoreLocation, comparing: &Comparing,
             for r in rollouts.iter().filter(|r| r.new) {
                 shell.status(
                     "Judged",
-                    format_args!("rollout {} {} -> {}: {}", r.service, r.base, r.head, r.status),
+                    format_args!("rollout {} {} -> {}: {}", r.service, r.base, r.head, r.status.name()),
                 );
             }
             Ok(Some(compacted))
@@ -120,7 +120,9 @@ fn background_compaction(location: &store::StoreLocation, comparing: &Comparing,
             }
             Some(Err(e)) if e.to_string() != last_error => {
                 last_error = e.to_string();
-                shell.warn(format_args!("background compaction failed: {e} (retried every minute)"));
+                shell.warn(format_args!(
+                    "background compaction or rollout judging failed: {e} (retried every minute)"
+                ));
             }
             _ => {}
         }

@@ -99,6 +99,18 @@ pub fn compare_sides(
     Ok(cmp)
 }
 
+/// Where a rollout stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// A version has fewer windows than a verdict needs.
+    Waiting,
+    /// Judged: no regression.
+    Clean,
+    /// Judged: regressed.
+    Regressed,
+}
+
 /// One rollout, as judged (and stored) or waiting.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rollout {
@@ -111,8 +123,8 @@ pub struct Rollout {
     pub base: String,
     /// The new version.
     pub head: String,
-    /// `regressed` or `clean` once judged, `waiting` for windows.
-    pub status: String,
+    /// Where it stands.
+    pub status: Status,
     /// Judged by this call (false: stored earlier, or waiting).
     #[serde(default)]
     pub new: bool,
@@ -126,10 +138,42 @@ pub struct Rollout {
     /// When it was judged (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub judged_at: Option<String>,
-    /// The comparison's JSON report, stored with the verdict (not kept in what is returned).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report: Option<serde_json::Value>,
 }
+
+impl Status {
+    /// Its name, as the JSON spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Waiting => "waiting",
+            Status::Clean => "clean",
+            Status::Regressed => "regressed",
+        }
+    }
+}
+
+impl Rollout {
+    /// The regressed functions as text: `name +12.3%` (the name alone for a new function).
+    pub fn blamed(&self) -> Vec<String> {
+        self.regressions
+            .iter()
+            .map(|(f, c)| match c {
+                Some(c) => format!("{f} {:+.1}%", c * 100.0),
+                None => f.clone(),
+            })
+            .collect()
+    }
+}
+
+/// A verdict as stored: the rollout, and the comparison's JSON report.
+#[derive(Serialize)]
+struct Stored<'a> {
+    #[serde(flatten)]
+    rollout: &'a Rollout,
+    report: Option<serde_json::Value>,
+}
+
+/// Windows each version needs before its rollout is judged, unless told otherwise.
+pub const DEFAULT_MIN_WINDOWS: usize = 10;
 
 /// How [`judge_rollouts`] judges.
 pub struct Watch<'a> {
@@ -180,18 +224,17 @@ pub fn judge_rollouts(
                 profile_type: watch.profile_type.to_owned(),
                 base: base.clone(),
                 head: head.clone(),
-                status: "waiting".into(),
+                status: Status::Waiting,
                 new: false,
                 base_windows: *base_windows,
                 head_windows: *head_windows,
                 regressions: Vec::new(),
                 judged_at: None,
-                report: None,
             };
             let versions = (base.as_str(), head.as_str());
             if let Some(bytes) = store.get_rollout_verdict((&service, watch.profile_type), versions)? {
                 if let Ok(stored) = serde_json::from_slice::<Rollout>(&bytes) {
-                    r = Rollout { new: false, report: None, ..stored };
+                    r = Rollout { new: false, ..stored };
                 }
                 rollouts.push(r);
                 continue;
@@ -223,13 +266,12 @@ pub fn judge_rollouts(
                     .map(|c| (c.function.clone(), c.change_max))
                     .collect();
             }
-            r.status = if cmp.has_regression() { "regressed" } else { "clean" }.into();
+            r.status = if cmp.has_regression() { Status::Regressed } else { Status::Clean };
             r.judged_at = Some(rfc3339(Utc::now()));
-            r.report = serde_json::from_slice(&json).ok();
-            let bytes = serde_json::to_vec_pretty(&r).unwrap_or_default();
+            let stored = Stored { rollout: &r, report: serde_json::from_slice(&json).ok() };
+            let bytes = serde_json::to_vec_pretty(&stored).unwrap_or_default();
             // Another watcher may have judged it meanwhile: its verdict stands.
             r.new = store.put_rollout_verdict((&service, watch.profile_type), versions, bytes)?;
-            r.report = None;
             rollouts.push(r);
         }
     }
@@ -242,7 +284,6 @@ pub fn stored_verdicts(store: &Store) -> Result<Vec<Rollout>> {
         .rollout_verdicts()?
         .into_iter()
         .filter_map(|bytes| serde_json::from_slice::<Rollout>(&bytes).ok())
-        .map(|r| Rollout { report: None, new: false, ..r })
         .collect();
     out.sort_by(|a, b| b.judged_at.cmp(&a.judged_at));
     Ok(out)

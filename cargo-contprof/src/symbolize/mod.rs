@@ -325,18 +325,7 @@ impl Symbolizer {
             return vec![raw_frame(&format!("{}+{file_offset:#x}", entry.short_name()))];
         };
         let vaddr = binary.file_offset_to_vaddr(file_offset);
-        let mut frames = binary.loader.as_ref().map(|l| debug_frames(l, vaddr)).unwrap_or_default();
-        // Line-table-only frames (no function DIE) and code without DWARF (e.g. assembly in
-        // the same binary) take the symbol table's name for the outermost frame.
-        let symbol = binary.symbol(vaddr);
-        match (frames.last_mut(), symbol) {
-            (Some(outer), Some(sym)) if outer.function.is_empty() => {
-                outer.function = demangle(sym);
-                outer.system_name = sym.to_owned();
-            }
-            (None, Some(sym)) => frames.push(symbol_frame(demangle(sym), sym.to_owned())),
-            _ => {}
-        }
+        let mut frames = named_frames(binary.loader.as_ref(), binary.symbol(vaddr), vaddr);
         if frames.is_empty()
             && let Some(name) = binary.enclosing_function(vaddr, entry.short_name())
         {
@@ -366,17 +355,26 @@ impl DebugInfo {
     /// The frames of `vaddr`, innermost first, as [`Symbolizer::resolve`] gives them (DWARF, the
     /// symbol table's name for code without); empty when nothing covers the address.
     pub fn frames(&self, vaddr: u64) -> Vec<Frame> {
-        let mut frames = debug_frames(&self.loader, vaddr);
-        match (frames.last_mut(), self.loader.find_symbol(vaddr)) {
-            (Some(outer), Some(sym)) if outer.function.is_empty() => {
-                outer.function = demangle(sym);
-                outer.system_name = sym.to_owned();
-            }
-            (None, Some(sym)) => frames.push(symbol_frame(demangle(sym), sym.to_owned())),
-            _ => {}
-        }
+        let frames = named_frames(Some(&self.loader), self.loader.find_symbol(vaddr), vaddr);
         if frames.iter().any(|f| f.function.is_empty()) { Vec::new() } else { frames }
     }
+}
+
+/// The frames of an ELF virtual address, innermost first: its DWARF frames (with `loader`), the
+/// outermost of which takes the name of `symbol` (the symbol covering the address) when the DWARF
+/// has none: line-table-only frames (no function DIE) and code without DWARF (assembly in the
+/// same binary). Empty when neither knows the address.
+fn named_frames(loader: Option<&addr2line::Loader>, symbol: Option<&str>, vaddr: u64) -> Vec<Frame> {
+    let mut frames = loader.map(|l| debug_frames(l, vaddr)).unwrap_or_default();
+    match (frames.last_mut(), symbol) {
+        (Some(outer), Some(sym)) if outer.function.is_empty() => {
+            outer.function = demangle(sym);
+            outer.system_name = sym.to_owned();
+        }
+        (None, Some(sym)) => frames.push(symbol_frame(demangle(sym), sym.to_owned())),
+        _ => {}
+    }
+    frames
 }
 
 /// The DWARF frames of an ELF virtual address, innermost first.

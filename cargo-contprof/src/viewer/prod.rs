@@ -144,18 +144,11 @@ fn rollouts_table(store: &Store) -> Result<String> {
             url_escape(&format!("version={}", r.base)),
             url_escape(&format!("version={}", r.head))
         );
-        let blamed: Vec<String> = r
-            .regressions
-            .iter()
-            .map(|(f, c)| match c {
-                Some(c) => format!("{} {:+.1}%", esc(f), c * 100.0),
-                None => esc(f),
-            })
-            .collect();
+        let blamed: Vec<String> = r.blamed().iter().map(|b| esc(b)).collect();
         let _ = write!(
             rows,
             r#"<tr class="rollout {status}"><td>{service}</td><td>{base} → {head}</td><td>{ty}</td><td><a href="/prod/compare?{link}">{status}</a></td><td>{blamed}</td><td class="muted">{when}</td></tr>"#,
-            status = esc(&r.status),
+            status = r.status.name(),
             service = esc(&r.service),
             base = esc(&r.base),
             head = esc(&r.head),

@@ -210,23 +210,17 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
         writer::write_message(1, "the thread snapshot is empty: /proc/self/task cannot be listed");
     }
     SKIPPED.store(blocking, Ordering::Relaxed);
-    if blocking > 0 {
-        let mut m = writer::FixedText::new();
-        let _ = core::fmt::Write::write_fmt(
-            &mut m,
-            format_args!(
-                "{blocking} thread(s) left out of the snapshot: they block SIGPROF (signal threads)"
-            ),
-        );
-        writer::write_message(1, m.as_str());
-    }
-    if unknown > 0 {
-        let mut m = writer::FixedText::new();
-        let _ = core::fmt::Write::write_fmt(
-            &mut m,
-            format_args!("{unknown} thread(s) left out of the snapshot: their signal mask could not be read"),
-        );
-        writer::write_message(1, m.as_str());
+    for (n, why) in
+        [(blocking, "they block SIGPROF (signal threads)"), (unknown, "their signal mask could not be read")]
+    {
+        if n > 0 {
+            let mut m = writer::FixedText::new();
+            let _ = core::fmt::Write::write_fmt(
+                &mut m,
+                format_args!("{n} thread(s) left out of the snapshot: {why}"),
+            );
+            writer::write_message(1, m.as_str());
+        }
     }
     let deadline = std::time::Instant::now() + timeout;
     while SNAPSHOT_TAKEN.load(Ordering::SeqCst) < signalled && std::time::Instant::now() < deadline {

@@ -243,6 +243,63 @@ pub(crate) fn identity(fd: i32) -> Option<(u64, u64)> {
     (rc == 0).then_some((st.st_dev, st.st_ino))
 }
 
+/// What a descriptor the agent keeps refers to (device and inode), recorded when it is opened, so
+/// that every later use can tell it from a number the program reused after closing it (a daemon
+/// closing every descriptor at start). Atomics: readable from a signal handler.
+pub(crate) struct Identity {
+    dev: core::sync::atomic::AtomicU64,
+    ino: core::sync::atomic::AtomicU64,
+}
+
+impl Identity {
+    /// Nothing recorded: no descriptor is this (no file has inode `u64::MAX`).
+    pub(crate) const fn unknown() -> Identity {
+        Identity {
+            dev: core::sync::atomic::AtomicU64::new(0),
+            ino: core::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Whether something was recorded.
+    pub(crate) fn is_known(&self) -> bool {
+        self.ino.load(core::sync::atomic::Ordering::Relaxed) != u64::MAX
+    }
+
+    /// Records what `fd` refers to; when it is not open, nothing ([`Identity::unknown`]).
+    pub(crate) fn record(&self, fd: i32) {
+        self.set(identity(fd));
+    }
+
+    /// Records `id` ([`identity`]'s answer); `None`: nothing.
+    pub(crate) fn set(&self, id: Option<(u64, u64)>) {
+        let (dev, ino) = id.unwrap_or((0, u64::MAX));
+        self.dev.store(dev, core::sync::atomic::Ordering::Relaxed);
+        self.ino.store(ino, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether `fd` refers to the file recorded.
+    pub(crate) fn is(&self, fd: i32) -> bool {
+        use core::sync::atomic::Ordering;
+        self.is_known()
+            && identity(fd) == Some((self.dev.load(Ordering::Relaxed), self.ino.load(Ordering::Relaxed)))
+    }
+}
+
+/// [`open_kept`], with what the descriptor refers to; `None` (nothing left open) when it cannot be
+/// opened.
+pub(crate) fn open_identified(path: &core::ffi::CStr, flags: i32, mode: u32) -> Option<(i32, (u64, u64))> {
+    let fd = open_kept(path, flags, mode);
+    match identity(fd) {
+        Some(id) => Some((fd, id)),
+        None => {
+            if fd >= 0 {
+                close(fd);
+            }
+            None
+        }
+    }
+}
+
 /// The CPU clock of thread `tid` of this process (`MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)` in
 /// the kernel's `posix-timers.h`).
 pub(crate) fn thread_cpu_clock(tid: u32) -> libc::clockid_t {
@@ -472,8 +529,8 @@ pub(crate) struct Kept {
     fd: core::sync::atomic::AtomicI32,
     /// The process the descriptor belongs to.
     pid: core::sync::atomic::AtomicU32,
-    dev: core::sync::atomic::AtomicU64,
-    ino: core::sync::atomic::AtomicU64,
+    /// What the descriptor refers to.
+    identity: Identity,
     /// A reader holds the descriptor (its file position is the reader's).
     busy: core::sync::atomic::AtomicBool,
 }
@@ -507,51 +564,40 @@ impl Drop for ProcFile {
 
 impl Kept {
     const fn new(path: &'static core::ffi::CStr, flags: i32) -> Kept {
-        use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64};
+        use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32};
         Kept {
             path,
             flags,
             fd: AtomicI32::new(-1),
             pid: AtomicU32::new(0),
-            dev: AtomicU64::new(0),
-            ino: AtomicU64::new(0),
+            identity: Identity::unknown(),
             busy: AtomicBool::new(false),
         }
     }
 
-    /// Opens the descriptor to keep, unless this process keeps one already. Called where no
-    /// `fork` can run meanwhile (the continuous mode's descriptor sections). Whether one is kept.
-    pub(crate) fn keep(&self) -> bool {
+    /// Opens the descriptor to keep, unless this process keeps one already (or a reader holds
+    /// it). Called where no `fork` can run meanwhile (the continuous mode's descriptor sections).
+    pub(crate) fn keep(&self) {
         use core::sync::atomic::Ordering;
         if self.busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
-            // A reader holds it, so it is kept.
-            return true;
+            return;
         }
-        let kept = self.valid() || {
-            // None, or a number the program took over: that one is the program's now.
-            let fd = open_kept(self.path, self.flags, 0);
-            let id = identity(fd);
-            if let Some((dev, ino)) = id {
-                self.dev.store(dev, Ordering::Relaxed);
-                self.ino.store(ino, Ordering::Relaxed);
-                self.pid.store(std::process::id(), Ordering::Relaxed);
-                self.fd.store(fd, Ordering::Relaxed);
-            } else if fd >= 0 {
-                close(fd);
-            }
-            id.is_some()
-        };
+        // None, or a number the program took over: that one is the program's now.
+        if !self.valid()
+            && let Some((fd, id)) = open_identified(self.path, self.flags, 0)
+        {
+            self.identity.set(Some(id));
+            self.pid.store(std::process::id(), Ordering::Relaxed);
+            self.fd.store(fd, Ordering::Relaxed);
+        }
         self.busy.store(false, Ordering::Release);
-        kept
     }
 
     /// Whether the kept descriptor is this process's and still this file (the caller holds it).
     fn valid(&self) -> bool {
         use core::sync::atomic::Ordering;
         let fd = self.fd.load(Ordering::Relaxed);
-        fd >= 0
-            && self.pid.load(Ordering::Relaxed) == std::process::id()
-            && identity(fd) == Some((self.dev.load(Ordering::Relaxed), self.ino.load(Ordering::Relaxed)))
+        fd >= 0 && self.pid.load(Ordering::Relaxed) == std::process::id() && self.identity.is(fd)
     }
 
     /// The file: the kept descriptor if it is free, else a new one (`None` if that cannot be
@@ -580,7 +626,7 @@ pub(crate) fn forget_kept_in_child() {
     use core::sync::atomic::Ordering;
     for k in [&MAPS, &TASK] {
         let fd = k.fd.swap(-1, Ordering::SeqCst);
-        if fd >= 0 && identity(fd) == Some((k.dev.load(Ordering::Relaxed), k.ino.load(Ordering::Relaxed))) {
+        if fd >= 0 && k.identity.is(fd) {
             close(fd);
         }
         k.busy.store(false, Ordering::SeqCst);

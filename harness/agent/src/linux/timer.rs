@@ -112,11 +112,10 @@ fn store(value: u64, tid: u32) -> Option<u32> {
 /// The device and inode of perf event descriptors (one anonymous inode for all of them), seen at
 /// the first: a descriptor is closed or disabled only if it still is one (a program that closed
 /// every descriptor may have reused the number for a file of its own).
-static PERF_DEV: AtomicU64 = AtomicU64::new(0);
-static PERF_INO: AtomicU64 = AtomicU64::new(u64::MAX);
+static PERF: sys::Identity = sys::Identity::unknown();
 
 fn is_perf_event(fd: i32) -> bool {
-    sys::identity(fd) == Some((PERF_DEV.load(Ordering::Relaxed), PERF_INO.load(Ordering::Relaxed)))
+    PERF.is(fd)
 }
 
 fn destroy(value: u64, disable: bool) {
@@ -169,11 +168,8 @@ fn open_perf(tid: u32, period_ns: u64, kernel: bool) -> Result<u64, ArmError> {
     if fd < 0 {
         return Err(fail("perf_event_open(cpu-clock): no descriptor free"));
     }
-    if PERF_INO.load(Ordering::Relaxed) == u64::MAX
-        && let Some((dev, ino)) = sys::identity(fd)
-    {
-        PERF_DEV.store(dev, Ordering::Relaxed);
-        PERF_INO.store(ino, Ordering::Relaxed);
+    if !PERF.is_known() {
+        PERF.record(fd);
     }
     let owner = FOwnerEx { kind: F_OWNER_TID, pid: tid as i32 };
     // SAFETY: `fd` is the event just opened; `owner` is a valid `f_owner_ex`.

@@ -13,7 +13,7 @@
 //! that number within microseconds; that race is the one left.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crate::format::{
     self, EndRecord, KIND_ALLOC_STACK, KIND_CONTENTION_STACK, KIND_END, KIND_LABEL_SET, KIND_LABELS,
@@ -23,9 +23,8 @@ use crate::sys;
 
 /// The raw file, or -1 when the agent is not running.
 static FD: AtomicI32 = AtomicI32::new(-1);
-/// The output file's device and inode.
-static DEV: AtomicU64 = AtomicU64::new(0);
-static INO: AtomicU64 = AtomicU64::new(0);
+/// What the output descriptor refers to.
+static OUTPUT: sys::Identity = sys::Identity::unknown();
 /// A writer is opening the file again (the others drop their record meanwhile).
 static REOPENING: AtomicBool = AtomicBool::new(false);
 
@@ -47,9 +46,7 @@ pub(crate) fn set_output(fd: i32, path: &core::ffi::CStr) {
         buf[..n].copy_from_slice(&bytes[..n]);
         buf[PATH_MAX - 1] = 0;
     }
-    let (dev, ino) = sys::identity(fd).unwrap_or((0, 0));
-    DEV.store(dev, Ordering::Relaxed);
-    INO.store(ino, Ordering::Relaxed);
+    OUTPUT.record(fd);
     FD.store(fd, Ordering::SeqCst);
 }
 
@@ -57,7 +54,7 @@ pub(crate) fn set_output(fd: i32, path: &core::ffi::CStr) {
 /// program reused after closing ours is the program's). Async-signal-safe.
 pub(crate) fn close_output() {
     let fd = FD.swap(-1, Ordering::SeqCst);
-    if fd >= 0 && sys::identity(fd) == Some((DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed))) {
+    if fd >= 0 && OUTPUT.is(fd) {
         sys::close(fd);
     }
 }
@@ -88,8 +85,7 @@ fn checked_fd() -> i32 {
     if fd < 0 {
         return -1;
     }
-    let ours = (DEV.load(Ordering::Relaxed), INO.load(Ordering::Relaxed));
-    if sys::identity(fd) == Some(ours) {
+    if OUTPUT.is(fd) {
         return fd;
     }
     // The program closed it: the number is the program's now. Open the file again, once.
@@ -102,7 +98,7 @@ fn checked_fd() -> i32 {
         Ok(p) => sys::open_kept(p, libc::O_WRONLY | libc::O_APPEND, 0),
         Err(_) => -1,
     };
-    let reopened = if again >= 0 && sys::identity(again) == Some(ours) {
+    let reopened = if again >= 0 && OUTPUT.is(again) {
         again
     } else {
         if again >= 0 {

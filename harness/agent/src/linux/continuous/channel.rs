@@ -166,13 +166,7 @@ impl Spare {
         section(|| {
             // Readable by its owner only, as every raw file.
             let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND;
-            let fd = sys::open_kept(&path, flags, 0o600);
-            let Some(identity) = sys::identity(fd) else {
-                if fd >= 0 {
-                    sys::close(fd);
-                }
-                return None;
-            };
+            let (fd, identity) = sys::open_identified(&path, flags, 0o600)?;
             FDS[SPARE].store(fd, Ordering::SeqCst);
             Some(Spare { fd, identity, path, renamed: false })
         })
