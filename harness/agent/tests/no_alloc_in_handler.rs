@@ -3,7 +3,8 @@
 //! letting real `SIGPROF` samples fire during a busy loop. (It takes no lock either: there is
 //! none on that path by design, see `sampler.rs`.) The thread has a label set while it is
 //! sampled (and a span and trace id), so the path that reads them and writes them with each
-//! sample is covered, and its samples are checked to carry them.
+//! sample is covered, and its samples (every one taken after the context is set) are checked to
+//! carry them.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -89,9 +90,10 @@ fn sample_without_allocating(perf_kernel: bool) {
     }
     WATCHING.with(|w| w.set(false));
     let total = SEEN.with(Cell::get);
+    // Stopped before the context is restored, so that no sample falls between the two.
+    guard.stop();
     contprof::labels::replace_context(outside);
     drop(labels);
-    guard.stop();
 
     let file = RawFile::read_from(std::fs::File::open(&path).expect("file exists")).expect("file parses");
     let _ = std::fs::remove_file(&path);
@@ -99,6 +101,19 @@ fn sample_without_allocating(perf_kernel: bool) {
     let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
     let samples =
         file.records.iter().filter(|r| matches!(r, Record::CpuSample { tid: t, .. } if *t == tid)).count();
+    // A timer sample may fire between the start and the setting of the context; this thread's
+    // records are in the order they were taken, so those are the ones before the first record of
+    // the context.
+    let first_in_context = file
+        .records
+        .iter()
+        .position(|r| matches!(r, Record::Labels { span_id: 0x5151, .. }))
+        .expect("the context is in the file");
+    let before_context = file.records[..first_in_context]
+        .iter()
+        .filter(|r| matches!(r, Record::CpuSample { tid: t, .. } if *t == tid))
+        .count();
+    assert!(before_context <= 3, "{before_context} samples before the context was set");
     assert_eq!(direct, 0, "direct calls of the sample path allocated (perf_kernel {perf_kernel})");
     assert_eq!(total, 0, "signal-driven samples allocated (perf_kernel {perf_kernel})");
     assert!(samples >= 500 + 100, "expected the direct samples and ~300 timer samples, got {samples}");
@@ -121,7 +136,7 @@ fn sample_without_allocating(perf_kernel: bool) {
                 if *s == set && *t == tid && *trace_id == 0x7e7e << 64 | 0x42)
         })
         .count();
-    assert_eq!(labelled, samples, "samples without their label set and trace ids");
+    assert_eq!(labelled, samples - before_context, "samples without their label set and trace ids");
     // The walks used the unwind tables and reached the thread's root (`clone3`, whose table says
     // it has no caller): hardly any ends truncated, and each holds the test harness's frames.
     let stacks: Vec<&[u64]> = file
