@@ -34,6 +34,11 @@ between-window state):
   cpu999-off    CONTPROF_FREQUENCY=999, CONTPROF_ALLOC=off, the lean build
   sampled-only  CONTPROF_FREQUENCY=0, sampled allocations (the hooks' own cost, no CPU timer)
   exact         CONTPROF_FREQUENCY=0, CONTPROF_ALLOC=exact (every allocation recorded)
+  lean-2000     the lean build at 2000 Hz (what the timer's rate costs)
+  empty-250     no agent: tests/measure/empty_timer.c preloaded, the same kind of CPU timer as the
+                agent's (perf cpu-clock, SIGPROF) with an empty handler, at 250 Hz: the floor any
+                in-process sampler pays for its timer on this machine, before it does any work
+  empty-2000    the same at 2000 Hz (with lean-2000: the per-signal cost, agent against floor)
 """
 
 import argparse
@@ -60,9 +65,21 @@ CONFIGS = {
     "cpu999-off": {"CONTPROF_FREQUENCY": "999", "CONTPROF_ALLOC": "off"},
     "sampled-only": {"CONTPROF_FREQUENCY": "0"},
     "exact": {"CONTPROF_FREQUENCY": "0", "CONTPROF_ALLOC": "exact"},
+    "lean-2000": {"CONTPROF_FREQUENCY": "2000", "CONTPROF_ALLOC": "off"},
+    "empty-250": {"EMPTY_TIMER_HZ": "250"},
+    "empty-2000": {"EMPTY_TIMER_HZ": "2000"},
 }
 # Preloaded with the lean build (the others with the full one).
-LEAN = {"alloc-off", "cpu999-off"}
+LEAN = {"alloc-off", "cpu999-off", "lean-2000"}
+# Preloaded with the empty-handler timer (tests/measure/empty_timer.c), not the agent.
+EMPTY = {"empty-250", "empty-2000"}
+
+
+def build_empty_timer(work: Path) -> str:
+    """tests/measure/empty_timer.c as a preload library."""
+    out = work / "empty_timer.so"
+    subprocess.run(["cc", "-O2", "-shared", "-fPIC", "-o", str(out), str(HERE / "empty_timer.c")], check=True)
+    return str(out)
 
 
 def build(work: Path) -> dict:
@@ -182,6 +199,7 @@ def main():
                          check=True, capture_output=True, text=True).stdout.strip()
     lean = subprocess.run([args.tool, "contprof", "agent", "path", "--no-alloc", "--dir", str(work / "agent")],
                           check=True, capture_output=True, text=True).stdout.strip()
+    empty = build_empty_timer(work)
     configs = args.configs.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.workloads.split(","):
@@ -198,7 +216,9 @@ def main():
                 rng.shuffle(order)
                 for c in order:
                     env = {}
-                    if CONFIGS[c] is not None:
+                    if c in EMPTY:
+                        env = {"LD_PRELOAD": empty, **CONFIGS[c]}
+                    elif CONFIGS[c] is not None:
                         raw = f"{tmp}/{key}-{c}-{r}.raw"
                         raws[c].append(raw)
                         chosen = lean if c in LEAN else lib
@@ -213,7 +233,7 @@ def main():
                 ratio = f"{med / base:.3f}x" if base else "-"
                 interval = ratio_interval(times[c], times["none"]) if base and c != "none" else "-"
                 spread = f"{min(times[c]):.3f}..{max(times[c]):.3f}"
-                samples_cpu = CONFIGS[c] is not None and CONFIGS[c].get("CONTPROF_FREQUENCY") != "0"
+                samples_cpu = c not in EMPTY and CONFIGS[c] is not None and CONFIGS[c].get("CONTPROF_FREQUENCY") != "0"
                 share = agent_share(args.tool, raws[c], Path(tmp) / f"{key}-{c}") if samples_cpu else "-"
                 print(f"  {c:13} {med:7.3f} s  {ratio:>7}  {interval:>15}   {share:>32}   ({spread})")
             sys.stdout.flush()
