@@ -7,10 +7,10 @@
 //! The sources come from this package's own `agent/` directory, so that the crate builds the same
 //! from the repository, from `cargo install --git` and from its published package: in the
 //! repository `agent/` holds symlinks to the workspace's manifest and lock file and to the
-//! agent's and the preload library's manifests and sources (`cargo package` stores what they point
+//! protocol's, the agent's and the preload library's manifests and sources (`cargo package` stores what they point
 //! to). Manifests are named `manifest.toml` there, since a directory with a `Cargo.toml` would be
 //! left out of the package as a package of its own. They are staged in `OUT_DIR/agent-src` as the
-//! workspace they come from, with only those two members.
+//! workspace they come from, with only those three members.
 //!
 //! The agent is built by a nested `cargo build` in its own target directory (so it never waits
 //! on the outer build's lock), in release mode with frame pointers, from a clean environment: the
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The members of the staged workspace.
-const MEMBERS: &str = r#"members = ["harness/agent", "harness/preload"]"#;
+const MEMBERS: &str = r#"members = ["harness/protocol", "harness/agent", "harness/preload"]"#;
 
 fn main() {
     let manifest_dir =
@@ -33,6 +33,8 @@ fn main() {
     // In the repository, what the symlinks point to (cargo does not follow them when it scans).
     for path in [
         "../harness/preload",
+        "../harness/protocol/src",
+        "../harness/protocol/Cargo.toml",
         "../harness/agent/src",
         "../harness/agent/Cargo.toml",
         "../Cargo.toml",

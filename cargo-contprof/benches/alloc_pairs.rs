@@ -22,7 +22,7 @@ use cargo_contprof::cargo::{self, BuildOptions, CargoArgs, TargetKind, Workspace
 use cargo_contprof::runner::agent::{Build, install_build};
 use cargo_contprof::runner::{self, AgentSettings};
 use cargo_contprof::shell::{Shell, Verbosity};
-use contprof::format::AllocMode;
+use contprof_protocol::format::AllocMode;
 use criterion::Criterion;
 
 mod common;
@@ -86,7 +86,7 @@ fn instructions_per_pair(setup: &Setup, env: &[(OsString, OsString)]) -> Option<
             .arg(format!("--callgrind-out-file={}", counts.display()))
             .arg(&setup.program)
             .envs(env.iter().cloned())
-            .env(contprof::env::EXE, &setup.program)
+            .env(contprof_protocol::env::EXE, &setup.program)
             .env("FIXTURE_SCALE", scale)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

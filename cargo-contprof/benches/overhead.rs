@@ -24,7 +24,7 @@ use cargo_contprof::record::build_from_raw;
 use cargo_contprof::runner::{self, AgentSettings, Unwind};
 use cargo_contprof::shell::{Shell, Verbosity};
 use cargo_contprof::symbolize::{AGENT_FRAME, Symbolizer};
-use contprof::format::AllocMode;
+use contprof_protocol::format::AllocMode;
 use criterion::Criterion;
 use std::ffi::OsString;
 

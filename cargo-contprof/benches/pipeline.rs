@@ -9,7 +9,7 @@ use std::hint::black_box;
 
 use cargo_contprof::profile::{BuildOptions, RawWriter, build_profile, encode};
 use cargo_contprof::symbolize::{Symbolizer, demangle};
-use contprof::format::{ClockKind, EndRecord, Header, RawFile};
+use contprof_protocol::format::{ClockKind, EndRecord, Header, RawFile};
 use criterion::{Criterion, criterion_group, criterion_main};
 use object::{Object, ObjectSymbol, SymbolKind};
 

@@ -102,17 +102,17 @@ fn hostile(name: &str, valid: &[Vec<u8>], parse: impl Fn(&[u8])) {
 
 /// A small symbolized profile (from a raw file of this test binary's own addresses).
 fn sample_profile() -> crate::profile::Profile {
-    let raw = contprof::format::RawFile::parse(&valid_raw()).unwrap();
+    let raw = contprof_protocol::format::RawFile::parse(&valid_raw()).unwrap();
     crate::profile::build_profile(&raw, &mut crate::symbolize::Symbolizer::new(), &Default::default()).profile
 }
 
 fn valid_raw() -> Vec<u8> {
     let here = valid_raw as *const () as u64;
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    let mut w = crate::profile::RawWriter::new(contprof::format::Header {
-        magic: contprof::format::MAGIC,
-        version: contprof::format::VERSION,
-        header_len: contprof::format::HEADER_LEN as u32,
+    let mut w = crate::profile::RawWriter::new(contprof_protocol::format::Header {
+        magic: contprof_protocol::format::MAGIC,
+        version: contprof_protocol::format::VERSION,
+        header_len: contprof_protocol::format::HEADER_LEN as u32,
         pid: 7,
         frequency_hz: 999,
         clock: 1,
@@ -124,11 +124,11 @@ fn valid_raw() -> Vec<u8> {
     });
     w.maps(&maps)
         .thread_name(3, "worker")
-        .cpu_sample(3, &[here + 4, here + 40, contprof::format::TRUNCATED_FRAME])
+        .cpu_sample(3, &[here + 4, here + 40, contprof_protocol::format::TRUNCATED_FRAME])
         .cpu_sample(4, &[here + 8])
         .alloc_stack([1, 64, 1, 64], &[here + 12, here + 40]);
     w.message(1, "a warning");
-    w.end(contprof::format::EndRecord {
+    w.end(contprof_protocol::format::EndRecord {
         cpu_time_ns: 1,
         wall_ns: 2,
         samples: 2,
@@ -145,11 +145,11 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn raw_sample_files() {
     let valid = vec![valid_raw()];
-    assert!(contprof::format::RawFile::parse(&valid[0]).is_ok());
+    assert!(contprof_protocol::format::RawFile::parse(&valid[0]).is_ok());
     // One symbolizer for every case: it caches the binaries it opened.
     let symbolizer = std::cell::RefCell::new(crate::symbolize::Symbolizer::new());
     hostile("raw sample file", &valid, |b| {
-        if let Ok(raw) = contprof::format::RawFile::parse(b) {
+        if let Ok(raw) = contprof_protocol::format::RawFile::parse(b) {
             // What parses is also built into a profile without panicking.
             let _ = crate::profile::build_profile(&raw, &mut symbolizer.borrow_mut(), &Default::default());
         }

@@ -147,7 +147,7 @@ pub fn input_options(s: &Settings, fold_library: bool) -> InputOptions {
         cpu: s.frequency_hz > 0 || s.engine == "import",
         alloc,
         contention_rate_ns: s.contention_rate_ns,
-        wall_period_ns: s.wall_hz.filter(|&hz| hz > 0).map(contprof::wall_period_ns),
+        wall_period_ns: s.wall_hz.filter(|&hz| hz > 0).map(contprof_protocol::wall_period_ns),
         fold_library,
     }
 }

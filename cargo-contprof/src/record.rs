@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use contprof::format::RawFile;
+use contprof_protocol::format::RawFile;
 
 use crate::cargo::Workspace;
 use crate::errors::{Error, Result};
@@ -293,12 +293,12 @@ fn store_run(
         engine: rec.settings.engine.name().to_owned(),
         frequency_hz: rec.settings.frequency,
         alloc_mode: match rec.settings.alloc {
-            contprof::format::AllocMode::Off => "off",
-            contprof::format::AllocMode::Sampled => "sampled",
-            contprof::format::AllocMode::Exact => "exact",
+            contprof_protocol::format::AllocMode::Off => "off",
+            contprof_protocol::format::AllocMode::Sampled => "sampled",
+            contprof_protocol::format::AllocMode::Exact => "exact",
         }
         .to_owned(),
-        alloc_interval: (rec.settings.alloc == contprof::format::AllocMode::Sampled)
+        alloc_interval: (rec.settings.alloc == contprof_protocol::format::AllocMode::Sampled)
             .then_some(rec.settings.alloc_interval),
         runs: rec.runs,
         unwind: rec.settings.unwind.name().to_owned(),
@@ -425,7 +425,7 @@ fn rate_warning(raw: &RawFile, p: &Profile) -> Option<String> {
         format!(
             "the {} timer delivered {delivered:.0} samples per CPU second of the {requested:.0} Hz asked; \
              CPU times are still right (scaled by measured CPU time), only the resolution is lower",
-            contprof::format::ClockKind::from_u32(raw.header.clock).name()
+            contprof_protocol::format::ClockKind::from_u32(raw.header.clock).name()
         )
     })
 }

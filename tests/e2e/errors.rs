@@ -150,8 +150,9 @@ fn a_terminated_run_passes_the_signal_on_and_keeps_its_samples() {
     let started = std::time::Instant::now();
     let has_a_sample = || {
         let Ok(bytes) = std::fs::read(&raw) else { return false };
-        contprof::format::RawFile::parse(&bytes)
-            .is_ok_and(|f| f.records.iter().any(|r| matches!(r, contprof::format::Record::CpuSample { .. })))
+        contprof_protocol::format::RawFile::parse(&bytes).is_ok_and(|f| {
+            f.records.iter().any(|r| matches!(r, contprof_protocol::format::Record::CpuSample { .. }))
+        })
     };
     while !has_a_sample() {
         assert!(started.elapsed().as_secs() < 60, "the workload never wrote a sample");

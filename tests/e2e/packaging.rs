@@ -9,7 +9,7 @@ use object::{Object, ObjectSymbol};
 
 use crate::util::{finish, repo_root};
 
-/// `cargo package` of `contprof` then `cargo-contprof` into `target_dir` (without the verifying
+/// `cargo package` of `contprof-protocol`, `contprof` then `cargo-contprof` into `target_dir` (without the verifying
 /// build, which compiles everything again; the build script's part of it is below).
 fn package(target_dir: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -17,6 +17,8 @@ fn package(target_dir: &Path) {
         Command::new(cargo)
             .args([
                 "package",
+                "-p",
+                "contprof-protocol",
                 "-p",
                 "contprof",
                 "-p",
@@ -39,6 +41,7 @@ fn the_packaged_crate_builds_its_agent_from_its_own_sources() {
     let version = env!("CARGO_PKG_VERSION");
     let krate = tmp.path().join(format!("target/package/cargo-contprof-{version}.crate"));
     assert!(tmp.path().join(format!("target/package/contprof-{version}.crate")).is_file());
+    assert!(tmp.path().join(format!("target/package/contprof-protocol-{version}.crate")).is_file());
     let extracted = tmp.path().join("x");
     std::fs::create_dir_all(&extracted).unwrap();
     let f = finish(Command::new("tar").arg("xzf").arg(&krate).arg("-C").arg(&extracted));
@@ -52,6 +55,8 @@ fn the_packaged_crate_builds_its_agent_from_its_own_sources() {
         "agent/Cargo.lock",
         "agent/harness/agent/manifest.toml",
         "agent/harness/agent/src/lib.rs",
+        "agent/harness/protocol/manifest.toml",
+        "agent/harness/protocol/src/format.rs",
         "agent/harness/preload/manifest.toml",
         "agent/harness/preload/src/lib.rs",
         "agent/harness/preload/c/exec.c",
@@ -84,7 +89,10 @@ fn the_packaged_crate_builds_its_agent_from_its_own_sources() {
     assert_eq!(f.code, 0, "{f:?}");
     // Nothing outside the package was read: the staged workspace names only the package's files.
     let staged = std::fs::read_to_string(out_dir.join("agent-src/Cargo.toml")).unwrap();
-    assert!(staged.contains(r#"members = ["harness/agent", "harness/preload"]"#), "{staged}");
+    assert!(
+        staged.contains(r#"members = ["harness/protocol", "harness/agent", "harness/preload"]"#),
+        "{staged}"
+    );
     for var in ["CONTPROF_AGENT_LIB_PATH", "CONTPROF_AGENT_LIB_LEAN_PATH"] {
         let line = f.stdout.lines().find_map(|l| l.strip_prefix(&format!("cargo::rustc-env={var}=")));
         let lib = line.unwrap_or_else(|| panic!("{var} not set: {f:?}"));

@@ -370,9 +370,9 @@ fn two_invocations_on_one_output_directory_keep_their_own_raw_files() {
     assert!(!dirs.is_empty() && dirs.iter().all(|d| d.is_dir()), "{dirs:?}");
     for d in dirs {
         let bytes = std::fs::read(d.join("run-1.raw")).unwrap();
-        let file = contprof::format::RawFile::parse(&bytes).unwrap();
+        let file = contprof_protocol::format::RawFile::parse(&bytes).unwrap();
         assert!(
-            file.records.iter().any(|r| matches!(r, contprof::format::Record::End(_))),
+            file.records.iter().any(|r| matches!(r, contprof_protocol::format::Record::End(_))),
             "{}",
             d.display()
         );

@@ -214,9 +214,12 @@ fn agent_path_profiles_any_program_and_import_stores_it() {
         .status()
         .unwrap();
     assert!(status.success());
-    let file = contprof::format::RawFile::read_from(std::fs::File::open(&raw).unwrap()).unwrap();
-    let samples =
-        file.records.iter().filter(|r| matches!(r, contprof::format::Record::CpuSample { .. })).count();
+    let file = contprof_protocol::format::RawFile::read_from(std::fs::File::open(&raw).unwrap()).unwrap();
+    let samples = file
+        .records
+        .iter()
+        .filter(|r| matches!(r, contprof_protocol::format::Record::CpuSample { .. }))
+        .count();
     assert!(samples > 10, "{samples} CPU samples");
     let store = dir.path().join("store");
     let f = finish(crate::util::contprof().arg("import").arg(&raw).arg("--store").arg(&store));

@@ -706,46 +706,15 @@ pub struct CheckArgs {
     pub args: Vec<OsString>,
 }
 
-/// `cargo contprof agent upload` (started by the agent; see `contprof::service`).
+/// `cargo contprof agent upload ARGS...`: the arguments the agent writes for its uploader
+/// (`--pid=`, `--service=`, ... see `contprof_protocol::service::UploaderArgs`, which writes and
+/// parses them), taken as they are.
 #[derive(Debug, Args)]
 pub struct UploadArgs {
-    /// The profiled service's process.
-    #[arg(long)]
-    pub pid: u32,
-    /// The service's name.
-    #[arg(long)]
-    pub service: String,
-    /// Its version.
-    #[arg(long)]
-    pub version: String,
-    /// Its zone.
-    #[arg(long)]
-    pub zone: String,
-    /// This replica.
-    #[arg(long)]
-    pub instance: String,
-    /// Where profiles go.
-    #[arg(long)]
-    pub store: String,
-    /// Seconds between windows of the deployment.
-    #[arg(long)]
-    pub period: f64,
-    /// Seconds of one window.
-    #[arg(long)]
-    pub window: f64,
-    /// Profile types, comma-separated.
-    #[arg(long)]
-    pub types: String,
-    /// Replicas expected where the store cannot arbitrate leases.
-    #[arg(long, default_value_t = 1)]
-    pub replicas: u32,
-    /// Extra labels, `k=v`.
-    #[arg(long = "label")]
-    pub labels: Vec<String>,
-    /// Append messages to this file instead of writing them to standard error
-    /// (`CONTPROF_LOG`).
-    #[arg(long)]
-    pub log: Option<PathBuf>,
+    /// `--pid=PID --service=NAME --version=VERSION --zone=ZONE --instance=NAME --store=STORE
+    /// --period=SECONDS --window=SECONDS --types=LIST [--replicas=N] [--label=K=V]... [--log=FILE]`
+    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub args: Vec<std::ffi::OsString>,
 }
 
 /// `cargo contprof prod ...`.

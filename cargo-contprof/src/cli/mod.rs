@@ -64,7 +64,14 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Serve(a) => view::serve(a, &shell),
         Command::Report(a) => view::report(a, &shell),
         Command::Agent(args::AgentCommand::Path { dir, link, no_alloc }) => agent_path(dir, link, no_alloc),
-        Command::Agent(args::AgentCommand::Upload(a)) => crate::prod::uploader::run(a),
+        Command::Agent(args::AgentCommand::Upload(a)) => {
+            contprof_protocol::service::UploaderArgs::parse(a.args)
+                .map_err(|e| errors::Error::InvalidArgument {
+                    flag: "the uploader's arguments",
+                    message: e.to_string(),
+                })
+                .and_then(crate::prod::uploader::run)
+        }
         Command::Prod(args::ProdCommand::List(a)) => prod::list(a, &shell),
         Command::Prod(args::ProdCommand::Export(a)) => prod::export(a, &shell),
         Command::Prod(args::ProdCommand::Compare(a)) => prod::compare(a, &shell),
@@ -107,11 +114,11 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Writes beside the library the path of this executable, the uploader of the continuous mode
-/// when none is beside the library or given (`contprof::service::UPLOADER_RECORD`), so that
+/// when none is beside the library or given (`contprof_protocol::service::UPLOADER_RECORD`), so that
 /// `LD_PRELOAD=$(cargo contprof agent path)` needs nothing on `PATH`.
 fn record_uploader(dir: &std::path::Path) -> errors::Result<()> {
     let Ok(exe) = std::env::current_exe() else { return Ok(()) };
-    let file = dir.join(contprof::service::UPLOADER_RECORD);
+    let file = dir.join(contprof_protocol::service::UPLOADER_RECORD);
     let line = format!("{}\n", exe.display());
     if std::fs::read_to_string(&file).is_ok_and(|old| old == line) {
         return Ok(());

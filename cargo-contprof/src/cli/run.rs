@@ -136,9 +136,11 @@ pub(super) fn record(
 fn describe_settings(s: &runner::AgentSettings) -> String {
     let cpu = if s.frequency == 0 { "cpu off".to_owned() } else { format!("{} Hz", s.frequency) };
     let alloc = match s.alloc {
-        contprof::format::AllocMode::Off => "allocations off".to_owned(),
-        contprof::format::AllocMode::Exact => "every allocation".to_owned(),
-        contprof::format::AllocMode::Sampled => format!("allocations every ~{} KiB", s.alloc_interval / 1024),
+        contprof_protocol::format::AllocMode::Off => "allocations off".to_owned(),
+        contprof_protocol::format::AllocMode::Exact => "every allocation".to_owned(),
+        contprof_protocol::format::AllocMode::Sampled => {
+            format!("allocations every ~{} KiB", s.alloc_interval / 1024)
+        }
     };
     let walk = match s.unwind {
         runner::Unwind::Tables => "",

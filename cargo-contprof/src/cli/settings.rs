@@ -1,7 +1,7 @@
 //! Validation of flags shared by several commands: raw strings become typed settings here, with
 //! errors that name the flag.
 
-use contprof::format::AllocMode;
+use contprof_protocol::format::AllocMode;
 
 use std::path::{Path, PathBuf};
 
@@ -73,10 +73,10 @@ fn contention_rate(a: &SamplingArgs) -> Result<u64> {
 fn wall_hz(a: &SamplingArgs) -> Result<u32> {
     match a.wall_frequency {
         None => Ok(if a.wall { crate::runner::DEFAULT_WALL_HZ } else { 0 }),
-        Some(hz) if (1..=contprof::WALL_MAX_HZ).contains(&hz) => Ok(hz),
+        Some(hz) if (1..=contprof_protocol::WALL_MAX_HZ).contains(&hz) => Ok(hz),
         Some(hz) => Err(Error::InvalidArgument {
             flag: "--wall-frequency",
-            message: format!("{hz} Hz is outside 1 to {} Hz", contprof::WALL_MAX_HZ),
+            message: format!("{hz} Hz is outside 1 to {} Hz", contprof_protocol::WALL_MAX_HZ),
         }),
     }
 }

@@ -140,7 +140,7 @@ pub fn import(args: ImportArgs, shell: &Shell) -> Result<()> {
     let mut files = Vec::new();
     for (i, path) in args.files.iter().enumerate() {
         let bytes = std::fs::read(path).map_err(|e| Error::io("could not read", path, e))?;
-        if !bytes.starts_with(&contprof::format::MAGIC) {
+        if !bytes.starts_with(&contprof_protocol::format::MAGIC) {
             files.push(ImportFile { path: path.clone(), group: args.group.clone() });
             continue;
         }

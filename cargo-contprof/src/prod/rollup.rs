@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use contprof::service::ProfileType;
+use contprof_protocol::service::ProfileType;
 use prost::Message;
 use sha2::Digest;
 
@@ -31,9 +31,6 @@ pub const FORMAT: u32 = 1;
 
 /// The largest inflated rollup or costs object read.
 const MAX_INFLATED: u64 = 1 << 30;
-
-/// Label keys every window's samples carry, not custom labels.
-const STANDARD_LABELS: [&str; 5] = ["service", "version", "zone", "instance", "type"];
 
 /// One window as the statistics and the timeline see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,9 +56,9 @@ pub fn input_options(profile_type: &str, fold_library: bool) -> InputOptions {
             _ => AllocRecording::Off,
         },
         contention_rate_ns: (ty == Some(ProfileType::Contention))
-            .then_some(contprof::DEFAULT_CONTENTION_RATE_NS),
+            .then_some(contprof_protocol::DEFAULT_CONTENTION_RATE_NS),
         wall_period_ns: (ty == Some(ProfileType::Wall))
-            .then_some(contprof::wall_period_ns(contprof::DEFAULT_WALL_HZ)),
+            .then_some(contprof_protocol::wall_period_ns(contprof_protocol::DEFAULT_WALL_HZ)),
         fold_library,
     }
 }
@@ -85,9 +82,7 @@ pub fn observe(key: &WindowKey, profile: &Profile, fold_library: bool) -> Observ
         .comments()
         .iter()
         .filter_map(|c| c.strip_prefix("contprof.")?.split_once('='))
-        .filter(|(k, _)| {
-            !STANDARD_LABELS.contains(k) && !matches!(*k, "window_start" | "window_end" | "build_id")
-        })
+        .filter(|(k, _)| !contprof_protocol::service::RESERVED_LABELS.contains(k))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
     labels.sort();

@@ -43,10 +43,11 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::cli::args::UploadArgs;
 use crate::errors::{Error, Result};
 use crate::store::{Deployment, Lease, NetworkOptions, Store, StoreLocation, StoreOptions, WindowKey};
 use crate::symbolize::{DebugFileSource, Detail, Symbolizer, SymbolizerOptions};
+use contprof_protocol::channel::{Reply, Request};
+use contprof_protocol::service::UploaderArgs;
 
 use super::log::Log;
 use super::window::{self, Origin};
@@ -63,9 +64,6 @@ const RETRY_MAX: Duration = Duration::from_secs(300);
 const DEBUG_RETRY: Duration = Duration::from_secs(600);
 /// How long the queue may still drain once the service has exited.
 const DRAIN: Duration = Duration::from_secs(30);
-/// The longest period or window accepted, in seconds (as `CONTPROF_PERIOD` and
-/// `CONTPROF_WINDOW`): a billion seconds is 31 years.
-const LONGEST: f64 = 1e9;
 
 enum Event {
     Done(PathBuf),
@@ -83,7 +81,7 @@ struct Pending {
 }
 
 struct Uploader {
-    args: UploadArgs,
+    args: UploaderArgs,
     location: StoreLocation,
     store: Option<Store>,
     origin: Origin,
@@ -108,23 +106,13 @@ struct Uploader {
     paused: bool,
 }
 
-/// Runs the uploader until the service's channel closes.
-pub fn run(args: UploadArgs) -> Result<()> {
-    // Everything is checked before anything is created.
-    let (period, window) = schedule(&args)?;
+/// Runs the uploader until the service's channel closes. The arguments were checked when parsed
+/// ([`UploaderArgs::parse`]); the store's address is checked before anything is created.
+pub fn run(args: UploaderArgs) -> Result<()> {
+    let (period, window) = (args.schedule.period(), args.schedule.window());
     let location = StoreLocation::parse(&args.store)?;
-    let types: Vec<String> = args.types.split(',').filter(|t| !t.is_empty()).map(str::to_owned).collect();
-    if let Some(bad) = types.iter().find(|t| window::sample_types(t).is_none()) {
-        return Err(window::unknown_type("--types", bad));
-    }
-    let mut labels = Vec::new();
-    for l in &args.labels {
-        let (k, v) = l.split_once('=').ok_or_else(|| Error::InvalidArgument {
-            flag: "--label",
-            message: format!("`{l}` is not k=v"),
-        })?;
-        labels.push((k.to_owned(), v.to_owned()));
-    }
+    let types: Vec<String> = args.types.iter().map(|t| t.name().to_owned()).collect();
+    let labels = args.labels.clone();
     // SAFETY: `setsid` has no preconditions; failing (already a group leader) is harmless.
     unsafe { libc::setsid() };
     allocator::one_arena();
@@ -164,8 +152,7 @@ pub fn run(args: UploadArgs) -> Result<()> {
     std::thread::spawn(move || read_agent(&tx));
     // The agent creates each window's file ahead of the window, in the spool directory: a
     // service that has used up its descriptors when a window starts still gets it recorded.
-    let spool_line = format!("spool {}", u.spool.display());
-    u.tell_agent(&spool_line);
+    u.tell_agent(&Request::Spool(u.spool.clone()));
     u.serve(&rx);
     release_service_streams();
     u.finish_building(&rx);
@@ -194,28 +181,6 @@ fn release_service_streams() {
             libc::close(null);
         }
     }
-}
-
-/// The period and the window of `args`, checked: finite, positive, the window at most the
-/// period, neither longer than [`LONGEST`].
-fn schedule(args: &UploadArgs) -> Result<(Duration, Duration)> {
-    let seconds = |flag: &'static str, s: f64| {
-        Some(s)
-            .filter(|s| s.is_finite() && *s > 0.0 && *s <= LONGEST)
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .ok_or_else(|| Error::InvalidArgument {
-                flag,
-                message: format!("`{s}` is not a number of seconds above 0 and at most {LONGEST}"),
-            })
-    };
-    let (period, window) = (seconds("--period", args.period)?, seconds("--window", args.window)?);
-    if window > period {
-        return Err(Error::InvalidArgument {
-            flag: "--window",
-            message: format!("the window ({} s) must be at most the period ({} s)", args.window, args.period),
-        });
-    }
-    Ok((period, window))
 }
 
 /// Creates the spool directory `dir`, readable by this user only: a raw window holds the
@@ -354,13 +319,10 @@ mod allocator {
 fn read_agent(tx: &mpsc::Sender<Event>) {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        let event = if let Some(path) = line.strip_prefix("done ") {
-            Event::Done(path.into())
-        } else if let Some(rest) = line.strip_prefix("failed ") {
-            let (path, why) = rest.split_once(' ').unwrap_or((rest, ""));
-            Event::Failed(path.into(), why.to_owned())
-        } else {
-            continue;
+        let event = match Reply::parse(&line) {
+            Some(Reply::Done(path)) => Event::Done(path),
+            Some(Reply::Failed { path, reason }) => Event::Failed(path, reason),
+            None => continue,
         };
         if tx.send(event).is_err() {
             return;
@@ -425,7 +387,8 @@ impl Uploader {
                 return self.paused;
             }
         };
-        if pause.is_some() != self.paused && self.tell_agent(if pause.is_some() { "pause" } else { "resume" })
+        if pause.is_some() != self.paused
+            && self.tell_agent(&if pause.is_some() { Request::Pause } else { Request::Resume })
         {
             self.paused = pause.is_some();
             match &pause {
@@ -436,10 +399,10 @@ impl Uploader {
         self.paused
     }
 
-    /// Sends the agent one line; false when it is gone.
-    fn tell_agent(&mut self, line: &str) -> bool {
+    /// Sends the agent one request; false when it is gone.
+    fn tell_agent(&mut self, request: &Request) -> bool {
         let mut out = std::io::stdout().lock();
-        out.write_all(format!("{line}\n").as_bytes()).and_then(|()| out.flush()).is_ok()
+        out.write_all(request.to_string().as_bytes()).and_then(|()| out.flush()).is_ok()
     }
 
     /// Asks for the lease of the window starting at `start`, and records it if won.
@@ -469,7 +432,7 @@ impl Uploader {
             return;
         }
         let path = self.spool.join(format!("{start}.raw"));
-        if self.tell_agent(&format!("window {} {}", self.window.as_millis(), path.display())) {
+        if self.tell_agent(&Request::Window { length: self.window, path: path.clone() }) {
             self.in_flight = Some((path, start));
             self.won.push_back(start);
         }
@@ -566,8 +529,10 @@ impl Uploader {
         let Some((path, _)) = self.in_flight.clone() else { return };
         let complete = std::fs::read(&path)
             .ok()
-            .and_then(|b| contprof::format::RawFile::parse(&b).ok())
-            .is_some_and(|raw| raw.records.iter().any(|r| matches!(r, contprof::format::Record::End(_))));
+            .and_then(|b| contprof_protocol::format::RawFile::parse(&b).ok())
+            .is_some_and(|raw| {
+                raw.records.iter().any(|r| matches!(r, contprof_protocol::format::Record::End(_)))
+            });
         if complete {
             self.finished(&path);
         } else {
@@ -619,96 +584,33 @@ mod tests {
     use clap::Parser as _;
     use contprof::service::Config;
 
-    /// The uploader's arguments as the agent writes them for `config`, parsed as the uploader
-    /// parses them.
-    fn parsed(config: &Config) -> UploadArgs {
+    /// What the agent writes for `config` reaches the uploader through the real command line
+    /// (clap, then the protocol's parser) as the settings the agent has: the arguments' own
+    /// encoding is tested in `contprof_protocol::service`.
+    #[test]
+    fn the_agents_settings_reach_the_uploader_through_the_cli() {
+        let config = Config::new("-rc1 svc")
+            .version("--version")
+            .zone("a=b")
+            .instance("ünïcödé ✓")
+            .store("/tmp/x")
+            .label("k", "--label=x")
+            .period(Duration::from_secs_f64(1.5))
+            .window(Duration::from_secs_f64(0.3))
+            .log("-");
+        config.validate().unwrap();
         let mut argv: Vec<std::ffi::OsString> = vec!["cargo".into(), "contprof".into()];
         argv.extend(config.uploader_args(4242));
-        let CargoCli::Contprof(cli) =
-            CargoCli::try_parse_from(argv).unwrap_or_else(|e| panic!("{config:?}: {e}"));
-        match cli.command {
-            Command::Agent(AgentCommand::Upload(a)) => a,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn every_value_the_agent_accepts_reaches_the_uploader_unchanged() {
-        let long = "x".repeat(128);
-        let long_unicode = "é".repeat(64);
-        let tricky = [
-            "-rc1",
-            "--version",
-            "-",
-            "--",
-            "a=b",
-            "=",
-            "with space",
-            " lead",
-            "ünïcödé ✓",
-            "-é=x y",
-            &long,
-            &long_unicode,
-            "--label=x",
-            "'quoted'",
-            "a,b",
-            "1.4.0+build_7",
-        ];
-        for value in tricky {
-            let config = Config::new(value)
-                .version(value)
-                .zone(value)
-                .instance(value)
-                .store(value)
-                .label("k", value)
-                .label("other.key", "v")
-                .period(Duration::from_secs_f64(1.5))
-                .window(Duration::from_secs_f64(0.3))
-                .log(value);
-            config.validate().unwrap_or_else(|e| panic!("{value:?} is accepted: {e}"));
-            let a = parsed(&config);
-            assert_eq!(
-                (
-                    a.service.as_str(),
-                    a.version.as_str(),
-                    a.zone.as_str(),
-                    a.instance.as_str(),
-                    a.store.as_str()
-                ),
-                (value, value, value, value, value)
-            );
-            assert_eq!(a.labels, vec![format!("k={value}"), "other.key=v".to_owned()]);
-            assert_eq!(a.log.as_deref(), Some(Path::new(value)));
-            assert_eq!((a.pid, a.period, a.window, a.replicas), (4242, 1.5, 0.3, 1));
-            assert_eq!(a.types, "cpu,alloc,heap,threads");
-            let labels: Vec<(&str, &str)> = a.labels.iter().filter_map(|l| l.split_once('=')).collect();
-            assert_eq!(labels[0], ("k", value), "the uploader splits the label at its first `=`");
-        }
-    }
-
-    fn upload_args(period: f64, window: f64) -> UploadArgs {
-        let mut a = parsed(&Config::new("s").store("/tmp/x"));
-        (a.period, a.window) = (period, window);
-        a
-    }
-
-    #[test]
-    fn a_period_or_window_out_of_range_is_an_error_not_a_panic() {
-        for (period, window) in [
-            (1e20, 1.0),
-            (f64::INFINITY, 1.0),
-            (f64::NAN, 1.0),
-            (60.0, 0.0),
-            (60.0, -1.0),
-            (1.0, 2.0),
-            (2e9, 1.0),
-        ] {
-            let got = schedule(&upload_args(period, window));
-            assert!(got.is_err(), "--period {period} --window {window}: {got:?}");
-        }
+        let CargoCli::Contprof(cli) = CargoCli::try_parse_from(argv).unwrap();
+        let Command::Agent(AgentCommand::Upload(raw)) = cli.command else { panic!("not the uploader") };
+        let a = UploaderArgs::parse(raw.args).unwrap();
+        assert_eq!((a.pid, a.service.as_str(), a.version.as_str()), (4242, "-rc1 svc", "--version"));
+        assert_eq!((a.zone.as_str(), a.instance.as_str(), a.store.as_str()), ("a=b", "ünïcödé ✓", "/tmp/x"));
+        assert_eq!(a.labels, vec![("k".to_owned(), "--label=x".to_owned())]);
+        assert_eq!(a.log.as_deref(), Some(Path::new("-")));
         assert_eq!(
-            schedule(&upload_args(1e9, 10.0)).unwrap(),
-            (Duration::from_secs(1_000_000_000), Duration::from_secs(10))
+            (a.schedule.period(), a.schedule.window()),
+            (Duration::from_millis(1500), Duration::from_millis(300))
         );
     }
 

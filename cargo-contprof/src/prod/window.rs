@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use contprof::service::ProfileType;
+use contprof_protocol::service::ProfileType;
 
 use crate::errors::Result;
 use crate::profile::{self, BuildOptions, Profile};
@@ -111,7 +111,7 @@ pub fn build(
 mod tests {
     use super::*;
     use crate::profile::RawWriter;
-    use contprof::format::{ClockKind, EndRecord, Header};
+    use contprof_protocol::format::{ClockKind, EndRecord, Header};
 
     #[inline(never)]
     fn window_probe(x: u64) -> u64 {

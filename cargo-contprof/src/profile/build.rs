@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use contprof::format::{ClockKind, EndRecord, RawFile, Record};
+use contprof_protocol::format::{ClockKind, EndRecord, RawFile, Record};
 
 use super::fast_hash::FastMap;
 use super::proto::{Label, Line, Mapping, Profile};
@@ -204,7 +204,7 @@ impl Symbols<'_> {
         // The frame before this one (its callee) is code outside the agent.
         let mut callee_is_code = false;
         for (i, &addr) in frames.iter().enumerate() {
-            if addr == contprof::format::TRUNCATED_FRAME && i > 0 {
+            if addr == contprof_protocol::format::TRUNCATED_FRAME && i > 0 {
                 out.push(w.pseudo_location(TRUNCATED_STACK_FRAME));
                 continue;
             }
@@ -236,7 +236,7 @@ impl Symbols<'_> {
 pub const DETACHED_FRAME: &str = "[call path not recorded]";
 
 /// The outermost frame of a stack the agent could not walk to its root (see
-/// [`contprof::format::TRUNCATED_FRAME`]): what is above it is unknown.
+/// [`contprof_protocol::format::TRUNCATED_FRAME`]): what is above it is unknown.
 pub const TRUNCATED_STACK_FRAME: &str = "[truncated stack]";
 
 /// Sample labels the tool sets itself: a label set from the program with one of these keys keeps
@@ -487,7 +487,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         .cpu
         .iter()
         .filter(|((_, _, frames), _)| {
-            frames.len() > 1 && frames.last() == Some(&contprof::format::TRUNCATED_FRAME)
+            frames.len() > 1 && frames.last() == Some(&contprof_protocol::format::TRUNCATED_FRAME)
         })
         .map(|(_, n)| n)
         .sum();
@@ -665,7 +665,7 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
 /// The agent's own instructions are left out, from the stacks and so from the total: those of its
 /// library (interposers, recording twins, its internal code) and those the C runtime runs for it
 /// (see [`agents_own`]); its bookkeeping is not even counted (`--toggle-collect`, see
-/// [`contprof::env::CALLGRIND_UNCOUNTED`]). The program's instructions under its interposers
+/// [`contprof_protocol::CALLGRIND_UNCOUNTED`]). The program's instructions under its interposers
 /// (glibc's allocator under `malloc`) stay, charged to the program's caller: the interposer's frame
 /// is dropped from the stack. The program's total is then what callgrind counts without the agent
 /// but for the allocator's work on the headers of recorded blocks (see `docs/src/guide/instructions.md`).

@@ -1,12 +1,12 @@
 //! An encoder for the raw sample file, for tests, benchmarks and tools that synthesize raw
 //! files (the agent has its own allocation-free writer).
 
-use contprof::format::{
+use contprof_protocol::format::{
     EndRecord, HEADER_LEN, Header, KIND_ALLOC_STACK, KIND_CONTENTION_STACK, KIND_CPU_SAMPLE, KIND_END,
     KIND_LABEL_SET, KIND_LABELS, KIND_MAPS, KIND_MESSAGE, KIND_THREAD_NAME, MAGIC, VERSION, pad8,
 };
 
-/// Builds the bytes of a raw file, record by record, in the layout of [`contprof::format`].
+/// Builds the bytes of a raw file, record by record, in the layout of [`contprof_protocol::format`].
 #[derive(Debug, Clone)]
 pub struct RawWriter {
     buf: Vec<u8>,

@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use contprof::format::{ClockKind, EndRecord, Header, RawFile};
+use contprof_protocol::format::{ClockKind, EndRecord, Header, RawFile};
 
 use super::*;
 use crate::symbolize::{AGENT_FRAME, Symbolizer};
@@ -270,7 +270,7 @@ fn interposers_stand_for_the_c_functions_and_only_the_agents_own_code_is_hidden(
     let (syscall, exported) = symbol_address(&bytes, start, |n| n == "syscall").expect("syscall symbol");
     assert!(exported);
     let (malloc, _) = symbol_address(&bytes, start, |n| n == "malloc").expect("malloc symbol");
-    let twin_name = format!("{}malloc", contprof::format::RECORDING_TWIN_PREFIX);
+    let twin_name = format!("{}malloc", contprof_protocol::format::RECORDING_TWIN_PREFIX);
     let (twin, exported) =
         symbol_address(&bytes, start, |n| n == twin_name).expect("malloc's recording twin");
     assert!(exported);
@@ -449,8 +449,8 @@ fn stacks_the_agent_could_not_finish_hang_under_a_truncated_frame_and_warn() {
     let mut w = RawWriter::new(header(1000));
     w.maps(&self_maps());
     // One complete stack, two cut short by the walk.
-    w.cpu_sample(1, &hot).cpu_sample(1, &[cold[0], contprof::format::TRUNCATED_FRAME]);
-    w.cpu_sample(1, &[cold[0], contprof::format::TRUNCATED_FRAME]);
+    w.cpu_sample(1, &hot).cpu_sample(1, &[cold[0], contprof_protocol::format::TRUNCATED_FRAME]);
+    w.cpu_sample(1, &[cold[0], contprof_protocol::format::TRUNCATED_FRAME]);
     w.end(end(3_000_000));
     let built = build(&RawFile::parse(w.bytes()).expect("raw"), &BuildOptions::default());
     let p = &built.profile;

@@ -26,8 +26,8 @@ pub enum Build {
 
 impl Build {
     /// The build that records `alloc`.
-    pub fn for_alloc(alloc: contprof::AllocMode) -> Build {
-        if alloc == contprof::AllocMode::Off { Build::Lean } else { Build::Full }
+    pub fn for_alloc(alloc: contprof_protocol::format::AllocMode) -> Build {
+        if alloc == contprof_protocol::format::AllocMode::Off { Build::Lean } else { Build::Full }
     }
 
     fn bytes(self) -> &'static [u8] {

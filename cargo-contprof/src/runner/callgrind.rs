@@ -5,7 +5,7 @@
 //!
 //! Callgrind's own costs stay low: no cache or branch simulation (`--cache-sim=no`,
 //! `--branch-sim=no`), no jump recording. The agent's bookkeeping is left out of the counts with
-//! `--toggle-collect` on its entry points ([`contprof::env::CALLGRIND_UNCOUNTED`]).
+//! `--toggle-collect` on its entry points ([`contprof_protocol::CALLGRIND_UNCOUNTED`]).
 //!
 //! Base and head must start from the same process image, or counts move without a code change:
 //! the kernel (here valgrind) packs the program's arguments and environment strings one after
@@ -100,7 +100,9 @@ pub fn arguments(program: &Path, args: &[OsString], raw_path: &Path) -> Vec<OsSt
         "--trace-children=no".into(),
     ];
     v.extend(
-        contprof::env::CALLGRIND_UNCOUNTED.iter().map(|f| OsString::from(format!("--toggle-collect={f}"))),
+        contprof_protocol::CALLGRIND_UNCOUNTED
+            .iter()
+            .map(|f| OsString::from(format!("--toggle-collect={f}"))),
     );
     // After the toggles: any --toggle-collect makes callgrind start with collection off.
     v.push("--collect-atstart=yes".into());
@@ -127,7 +129,7 @@ mod tests {
             .filter(|s| s.kind() == object::SymbolKind::Text && s.size() > 0)
             .filter_map(|s| s.name().ok().map(crate::symbolize::demangle))
             .collect();
-        for f in contprof::env::CALLGRIND_UNCOUNTED {
+        for f in contprof_protocol::CALLGRIND_UNCOUNTED {
             assert!(functions.contains(*f), "{f} is not a function of {}", lib.display());
         }
     }

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use contprof::format::AllocMode;
+use contprof_protocol::format::AllocMode;
 
 use crate::errors::{Error, Result};
 
@@ -61,9 +61,14 @@ pub enum Unwind {
 impl Unwind {
     /// The name stored in a run's settings and given to the agent (`CONTPROF_UNWIND`).
     pub fn name(self) -> &'static str {
+        self.agent().name()
+    }
+
+    /// What the agent is told.
+    pub fn agent(self) -> contprof_protocol::env::Unwind {
         match self {
-            Unwind::Tables => "tables",
-            Unwind::FramePointers => "frame-pointers",
+            Unwind::Tables => contprof_protocol::env::Unwind::Tables,
+            Unwind::FramePointers => contprof_protocol::env::Unwind::FramePointers,
         }
     }
 }
@@ -112,13 +117,13 @@ pub const DEFAULT_FREQUENCY: u32 = 250;
 /// the overhead (about 40% of CPU at 9999 Hz on the development VM) is paid by base and head alike.
 pub const CHECK_FREQUENCY: u32 = 9999;
 
-pub use contprof::TICK_TIMER_MAX_HZ;
+pub use contprof_protocol::TICK_TIMER_MAX_HZ;
 /// Default mean bytes between allocation samples.
 pub const DEFAULT_ALLOC_INTERVAL: u64 = 512 * 1024;
 /// Default sampling rate of `--contention`, in nanoseconds.
-pub const DEFAULT_CONTENTION_RATE_NS: u64 = contprof::DEFAULT_CONTENTION_RATE_NS;
+pub const DEFAULT_CONTENTION_RATE_NS: u64 = contprof_protocol::DEFAULT_CONTENTION_RATE_NS;
 /// Default frequency of `--wall`, in Hz.
-pub const DEFAULT_WALL_HZ: u32 = contprof::DEFAULT_WALL_HZ;
+pub const DEFAULT_WALL_HZ: u32 = contprof_protocol::DEFAULT_WALL_HZ;
 
 /// What to do with the workload's standard streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,23 +237,20 @@ pub fn agent_env(settings: &AgentSettings, raw_path: &Path, agent_lib: &Path) ->
         preload.push(":");
         preload.push(user);
     }
-    let alloc = match settings.alloc {
-        AllocMode::Off => "off",
-        AllocMode::Sampled => "sampled",
-        AllocMode::Exact => "exact",
+    let recording = contprof_protocol::env::Recording {
+        output: raw_path.to_owned(),
+        frequency_hz: settings.frequency,
+        alloc: settings.alloc,
+        alloc_interval: settings.alloc_interval,
+        allow_perf: settings.frequency > TICK_TIMER_MAX_HZ,
+        perf_kernel: true,
+        unwind: settings.unwind.agent(),
+        contention_rate_ns: settings.contention_rate_ns,
+        wall_hz: settings.wall_hz,
     };
-    let use_perf = if settings.frequency > TICK_TIMER_MAX_HZ { "1" } else { "0" };
-    vec![
-        ("LD_PRELOAD".into(), preload),
-        ("CONTPROF_OUTPUT".into(), raw_path.as_os_str().to_owned()),
-        ("CONTPROF_FREQUENCY".into(), settings.frequency.to_string().into()),
-        ("CONTPROF_ALLOC".into(), alloc.into()),
-        ("CONTPROF_ALLOC_INTERVAL".into(), settings.alloc_interval.to_string().into()),
-        ("CONTPROF_PERF".into(), use_perf.into()),
-        ("CONTPROF_UNWIND".into(), settings.unwind.name().into()),
-        (contprof::env::CONTENTION_RATE.into(), settings.contention_rate_ns.to_string().into()),
-        (contprof::env::WALL_FREQUENCY.into(), settings.wall_hz.to_string().into()),
-    ]
+    let mut env = vec![("LD_PRELOAD".into(), preload)];
+    env.extend(recording.vars().into_iter().map(|(k, v)| (k.into(), v)));
+    env
 }
 
 /// Runs `spec` under the agent at `agent_lib` and waits for it.
@@ -288,8 +290,8 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
             let mut cmd = Command::new(callgrind::find_valgrind()?);
             cmd.args(callgrind::arguments(&seen.0, &spec.args, &spec.raw_path));
             // The agent starts in the workload only, not in valgrind's wrapper and launcher,
-            // which must hand LD_PRELOAD on (see contprof::env::EXE).
-            cmd.env(contprof::env::EXE, &seen.0);
+            // which must hand LD_PRELOAD on (see contprof_protocol::env::EXE).
+            cmd.env(contprof_protocol::env::EXE, &seen.0);
             cmd
         }
     };

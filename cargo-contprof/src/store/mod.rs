@@ -64,8 +64,9 @@ use backend::Backend;
 
 /// Format version of the store layout written in `store.json`.
 pub const STORE_VERSION: u32 = 1;
-/// Environment variable selecting the store when `--store` is not given.
-pub const STORE_ENV: &str = "CONTPROF_STORE";
+/// Environment variable selecting the store when `--store` is not given (the production
+/// agent's store is the same variable).
+pub use contprof_protocol::env::STORE as STORE_ENV;
 
 /// Where a store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -84,7 +84,7 @@ impl ProcessMaps {
 
 /// One entry, through the agent's parser (the one parser of maps lines).
 fn parse_line(line: &str) -> Option<MapEntry> {
-    let l = contprof::maps::parse_line(line)?;
+    let l = contprof_protocol::maps::parse_line(line)?;
     Some(MapEntry {
         start: l.start,
         limit: l.limit,

@@ -219,7 +219,10 @@ impl Symbolizer {
                 {
                     // The C library's function it stands for: no agent source lines under it. A
                     // recording twin stands for the function it records.
-                    frames = match outer.system_name.strip_prefix(contprof::format::RECORDING_TWIN_PREFIX) {
+                    frames = match outer
+                        .system_name
+                        .strip_prefix(contprof_protocol::format::RECORDING_TWIN_PREFIX)
+                    {
                         Some(c_name) => vec![symbol_frame(c_name.to_owned(), c_name.to_owned())],
                         None => vec![symbol_frame(outer.function, outer.system_name)],
                     };

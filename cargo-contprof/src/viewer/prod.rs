@@ -342,7 +342,7 @@ fn filter_form(q: &ProdQuery, served: bool) -> String {
 <input type="hidden" name="service" value="{service}"><label>type <select name="type" id="prod-type">"#,
         service = esc(&q.service)
     );
-    for ty in contprof::service::ProfileType::ALL.map(|t| t.name()) {
+    for ty in contprof_protocol::service::ProfileType::ALL.map(|t| t.name()) {
         let sel = if ty == q.profile_type { " selected" } else { "" };
         let _ = write!(f, "<option{sel}>{ty}</option>");
     }

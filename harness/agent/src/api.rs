@@ -10,29 +10,10 @@ use std::path::PathBuf;
 use crate::agent;
 pub use crate::format::AllocMode;
 
-/// Default CPU sampling frequency (Hz). Not a multiple of common periodic work.
-pub const DEFAULT_FREQUENCY_HZ: u32 = 499;
-/// Up to this rate the agent uses tick-driven per-thread CPU timers (`timer_create` on
-/// `CLOCK_THREAD_CPUTIME_ID`); above it, per-thread `perf_event_open` cpu-clock events, which go
-/// past the tick but cost about 40 µs of CPU per sample on the development VM (measured by
-/// `cargo-contprof`'s `benches/overhead.rs`), against nothing measurable for the tick-driven timers.
-pub const TICK_TIMER_MAX_HZ: u32 = 250;
-/// Default mean number of bytes between allocation samples.
-pub const DEFAULT_ALLOC_INTERVAL: u64 = 512 * 1024;
-/// Default contention sampling rate in nanoseconds (see [`Options::contention_rate_ns`]).
-pub const DEFAULT_CONTENTION_RATE_NS: u64 = 10_000;
-/// Default wall-clock sampling frequency (Hz, see [`Options::wall_hz`]): every thread, 100 times
-/// a second of wall time.
-pub const DEFAULT_WALL_HZ: u32 = 100;
-/// The highest wall-clock sampling frequency: the sampler thread lists and reads every thread
-/// at each tick, which past 1 kHz costs more than it tells.
-pub const WALL_MAX_HZ: u32 = 1000;
-
-/// Nanoseconds between wall-clock ticks at `hz` (0 when off): what the raw file's header says
-/// and what a reader weighs a tick with.
-pub const fn wall_period_ns(hz: u32) -> u64 {
-    if hz == 0 { 0 } else { 1_000_000_000 / hz as u64 }
-}
+pub use contprof_protocol::{
+    DEFAULT_ALLOC_INTERVAL, DEFAULT_CONTENTION_RATE_NS, DEFAULT_FREQUENCY_HZ, DEFAULT_WALL_HZ,
+    TICK_TIMER_MAX_HZ, WALL_MAX_HZ, wall_period_ns,
+};
 
 /// What to record and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,6 +204,12 @@ pub enum Error {
     },
     /// The platform is not supported (the agent needs Linux on x86-64 or aarch64).
     Unsupported,
+}
+
+impl From<contprof_protocol::env::InvalidVar> for Error {
+    fn from(e: contprof_protocol::env::InvalidVar) -> Self {
+        Error::InvalidEnv { var: e.var, value: e.value, expected: e.expected }
+    }
 }
 
 impl fmt::Display for Error {

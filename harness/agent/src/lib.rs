@@ -27,9 +27,8 @@
 //! and [`Allocator`] only forwards.
 #![warn(missing_docs)]
 
-pub mod format;
+pub use contprof_protocol::{format, maps};
 pub mod labels;
-pub mod maps;
 
 #[cfg(feature = "criterion")]
 pub mod criterion;

@@ -15,113 +15,21 @@
 //!   writes one gzipped pprof profile per profile type and uploads them, with retries and a
 //!   bounded queue. Symbolization, compression and the network never run in the service.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::{DEFAULT_ALLOC_INTERVAL, Error};
 
-/// CPU samples per second per thread during a window: the tick-driven timer's range, the
-/// cheapest per sample (Go's default rate too).
-pub const DEFAULT_SERVICE_FREQUENCY_HZ: u32 = 100;
-/// Default time between two windows of a deployment.
-pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
-/// Default length of a window.
-pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
-
-/// The service's name (turns the continuous mode on in the preload library).
-pub const SERVICE: &str = "CONTPROF_SERVICE";
-/// The version of the service that runs (default `unknown`).
-pub const VERSION: &str = "CONTPROF_VERSION";
-/// The zone (region, cluster...) it runs in (default `default`).
-pub const ZONE: &str = "CONTPROF_ZONE";
-/// This replica's name (default `<host name>-<pid>`).
-pub const INSTANCE: &str = "CONTPROF_INSTANCE";
-/// Where profiles go: a directory, `file://`, `s3://`, `gs://` or `az://` URL.
-pub const STORE: &str = "CONTPROF_STORE";
-/// Seconds between windows of a deployment (default 60).
-pub const PERIOD: &str = "CONTPROF_PERIOD";
-/// Seconds of one window (default 10).
-pub const WINDOW: &str = "CONTPROF_WINDOW";
-/// Extra labels, `k=v,k=v`.
-pub const LABELS: &str = "CONTPROF_LABELS";
-/// Profile types, a comma-separated subset of `cpu,alloc,heap,threads,contention,wall` (default
-/// [`ProfileType::DEFAULT`]).
-pub const TYPES: &str = "CONTPROF_TYPES";
-/// The uploader executable (default: `cargo-contprof` next to the preload library, else the one
-/// that installed the library ([`UPLOADER_RECORD`]), else on `PATH`).
-pub const HELPER: &str = "CONTPROF_HELPER";
-/// The file beside the preload library in which `cargo contprof agent path` writes the path of the
-/// `cargo-contprof` that wrote it: the uploader when no other is given or found beside it.
-pub const UPLOADER_RECORD: &str = "contprof-uploader.path";
-/// Expected number of replicas, used only where the store cannot arbitrate leases.
-pub const REPLICAS: &str = "CONTPROF_REPLICAS";
-/// A file the uploader appends its messages to, instead of the service's standard error.
-pub const LOG: &str = "CONTPROF_LOG";
-
-/// Label keys the agent sets itself.
-pub const RESERVED_LABELS: &[&str] =
-    &["service", "version", "zone", "instance", "type", "window_start", "window_end", "build_id"];
-
-/// [`ProfileType::NAMES`] as a literal, for messages built with `concat!`.
-macro_rules! type_names {
-    () => {
-        "cpu, alloc, heap, threads, contention, wall"
-    };
-}
-
-/// What a window records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ProfileType {
-    /// CPU time per stack during the window (sample types `samples`, `cpu`).
-    Cpu,
-    /// Allocations made during the window, sampled (`alloc_objects`, `alloc_space`).
-    Alloc,
-    /// Sampled allocations still live at the window's end, made at any time since start
-    /// (`inuse_objects`, `inuse_space`).
-    Heap,
-    /// Every thread's stack and name at the window's end (`threads`).
-    Threads,
-    /// Lock, condition variable and futex waits during the window, sampled by duration at
-    /// [`DEFAULT_CONTENTION_RATE_NS`](crate::DEFAULT_CONTENTION_RATE_NS) (`contentions`,
-    /// `delay`). Recorded by the preload library only, which interposes the waits.
-    Contention,
-    /// Every thread's wall time during the window, on CPU and off, sampled at
-    /// [`DEFAULT_WALL_HZ`](crate::DEFAULT_WALL_HZ) (`wall`).
-    Wall,
-}
-
-impl ProfileType {
-    /// Every type, in their canonical order.
-    pub const ALL: [ProfileType; 6] =
-        [Self::Cpu, Self::Alloc, Self::Heap, Self::Threads, Self::Contention, Self::Wall];
-
-    /// What a window records unless told otherwise. Contention and wall time are recorded only
-    /// when asked for: contention times every blocking wait, and wall sampling signals threads
-    /// that may be in system calls that return `EINTR` after a signal handler.
-    pub const DEFAULT: [ProfileType; 4] = [Self::Cpu, Self::Alloc, Self::Heap, Self::Threads];
-
-    /// The name used in configuration, labels and store keys.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Cpu => "cpu",
-            Self::Alloc => "alloc",
-            Self::Heap => "heap",
-            Self::Threads => "threads",
-            Self::Contention => "contention",
-            Self::Wall => "wall",
-        }
-    }
-
-    /// The type named `name`.
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.name() == name)
-    }
-
-    /// Every type's name in [`ProfileType::ALL`]'s order, for messages.
-    pub const NAMES: &'static str = type_names!();
-}
+pub use contprof_protocol::env::{
+    HELPER, INSTANCE, LABELS, LOG, PERIOD, REPLICAS, SERVICE, STORE, TYPES, VERSION, WINDOW, ZONE,
+};
+pub use contprof_protocol::service::{
+    DEFAULT_PERIOD, DEFAULT_SERVICE_FREQUENCY_HZ, DEFAULT_WINDOW, ProfileType, RESERVED_LABELS, Schedule,
+    UPLOADER_RECORD,
+};
+use contprof_protocol::service::{UploaderArgs, parse_seconds};
+use contprof_protocol::type_names;
 
 /// The continuous mode's settings. [`Config::new`] takes the service's name; everything else
 /// has a default.
@@ -269,12 +177,7 @@ impl Config {
         };
         let seconds = |name: &'static str, default: Duration| match var(name) {
             None => Ok(default),
-            Some(v) => v
-                .parse::<f64>()
-                .ok()
-                .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
-                .map(Duration::from_secs_f64)
-                .ok_or_else(|| invalid(name, v, "a number of seconds")),
+            Some(v) => parse_seconds(&v).ok_or_else(|| invalid(name, v, "a number of seconds")),
         };
         let mut c = Config::new(service);
         if let Some(v) = var(VERSION) {
@@ -295,14 +198,8 @@ impl Config {
             }
         }
         if let Some(types) = var(TYPES) {
-            c.types = Vec::new();
-            for name in types.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                let t = ProfileType::from_name(name)
-                    .ok_or_else(|| invalid(TYPES, types.clone(), concat!("a list of ", type_names!())))?;
-                if !c.types.contains(&t) {
-                    c.types.push(t);
-                }
-            }
+            c.types = ProfileType::parse_list(&types)
+                .map_err(|_| invalid(TYPES, types.clone(), concat!("a list of ", type_names!())))?;
         }
         if let Some(v) = var(crate::env::FREQUENCY) {
             c.frequency_hz =
@@ -324,7 +221,8 @@ impl Config {
         }
         c.helper = var(HELPER).map(PathBuf::from);
         c.log = var(LOG).map(PathBuf::from);
-        c.unwind_tables = crate::env::unwind_tables(var(crate::env::UNWIND).as_deref())?;
+        c.unwind_tables = contprof_protocol::env::unwind(var(crate::env::UNWIND).as_deref())?
+            == contprof_protocol::env::Unwind::Tables;
         Ok(Some(c))
     }
 
@@ -365,11 +263,14 @@ impl Config {
             }
             Some(_) => {}
         }
-        if self.period < Duration::from_secs(1) {
-            return bad("period", format!("{:?}", self.period), "at least 1 s");
-        }
-        if self.window < Duration::from_millis(100) || self.window > self.period {
-            return bad("window", format!("{:?}", self.window), "at least 100 ms and at most the period");
+        match Schedule::new(self.period, self.window) {
+            Err(contprof_protocol::service::ScheduleError::Period(p)) => {
+                return bad("period", format!("{p:?}"), "at least 1 s and at most 10^9 s");
+            }
+            Err(contprof_protocol::service::ScheduleError::Window(w)) => {
+                return bad("window", format!("{w:?}"), "at least 100 ms and at most the period");
+            }
+            Ok(_) => {}
         }
         if self.types.is_empty() {
             return bad("types", String::new(), "at least one profile type");
@@ -389,37 +290,22 @@ impl Config {
     }
 
     /// The arguments of `cargo-contprof agent upload` for these settings, for the service whose
-    /// process is `pid`. Every value is attached to its flag (`--version=-rc1`), so that a value
-    /// that starts with `-` is never read as a flag.
+    /// process is `pid` (see [`UploaderArgs`]). The settings must be valid ([`Config::validate`]).
     pub fn uploader_args(&self, pid: u32) -> Vec<OsString> {
-        let types: Vec<&str> = self.types.iter().map(|t| t.name()).collect();
-        let arg = |name: &str, value: &OsStr| {
-            let mut a = OsString::from(format!("--{name}="));
-            a.push(value);
-            a
-        };
-        let mut args: Vec<OsString> = vec!["agent".into(), "upload".into()];
-        for (name, value) in [
-            ("pid", pid.to_string()),
-            ("service", self.service.clone()),
-            ("version", self.version.clone()),
-            ("zone", self.zone.clone()),
-            ("instance", self.instance_name()),
-            ("store", self.store.clone().unwrap_or_default()),
-            ("period", self.period.as_secs_f64().to_string()),
-            ("window", self.window.as_secs_f64().to_string()),
-            ("types", types.join(",")),
-            ("replicas", self.replicas.to_string()),
-        ] {
-            args.push(arg(name, OsStr::new(&value)));
+        UploaderArgs {
+            pid,
+            service: self.service.clone(),
+            version: self.version.clone(),
+            zone: self.zone.clone(),
+            instance: self.instance_name(),
+            store: self.store.clone().unwrap_or_default(),
+            schedule: Schedule::new(self.period, self.window).unwrap_or_default(),
+            types: self.types.clone(),
+            replicas: self.replicas,
+            labels: self.labels.clone(),
+            log: self.log.clone(),
         }
-        for (k, v) in &self.labels {
-            args.push(arg("label", OsStr::new(&format!("{k}={v}"))));
-        }
-        if let Some(log) = &self.log {
-            args.push(arg("log", log.as_os_str()));
-        }
-        args
+        .to_args()
     }
 }
 
@@ -430,14 +316,4 @@ fn host_name() -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "host".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ProfileType;
-
-    #[test]
-    fn the_names_in_messages_are_every_type_in_order() {
-        assert_eq!(ProfileType::NAMES, ProfileType::ALL.map(ProfileType::name).join(", "));
-    }
 }

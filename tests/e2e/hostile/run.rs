@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use cargo_contprof::store::{Store, StoreLocation};
-use contprof::format::{RawFile, Record};
+use contprof_protocol::format::{RawFile, Record};
 
 use super::programs;
 

@@ -160,21 +160,6 @@ pub fn dropped() -> u64 {
     TABLE.dropped.load(Ordering::Relaxed)
 }
 
-/// The pairs of an encoded set, in key order.
-pub fn pairs(mut b: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    core::iter::from_fn(move || {
-        if b.len() < 4 {
-            return None;
-        }
-        let klen = u16::from_ne_bytes([b[0], b[1]]) as usize;
-        let vlen = u16::from_ne_bytes([b[2], b[3]]) as usize;
-        let (k, rest) = b[4..].split_at_checked(klen)?;
-        let (v, rest) = rest.split_at_checked(vlen)?;
-        b = rest;
-        Some((core::str::from_utf8(k).unwrap_or(""), core::str::from_utf8(v).unwrap_or("")))
-    })
-}
-
 /// `s` cut to at most `max` bytes at a character boundary.
 fn cut(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -212,7 +197,7 @@ pub fn intern<'a>(parent: u32, pairs: impl IntoIterator<Item = (&'a str, &'a str
             }
         }
     }
-    for (k, v) in self::pairs(encoded(parent)) {
+    for (k, v) in crate::format::label_pairs(encoded(parent)) {
         if !merged[..n].iter().any(|(mk, _)| *mk == k) && n < merged.len() {
             merged[n] = (k, v);
             n += 1;
@@ -261,7 +246,7 @@ mod tests {
     use super::*;
 
     fn of(id: u32) -> Vec<(String, String)> {
-        pairs(encoded(id)).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
+        crate::format::label_pairs(encoded(id)).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub(crate) mod slots;
 pub use intern::{MAX_KEY, MAX_PAIRS, MAX_SETS, MAX_VALUE};
 
 #[doc(hidden)]
-pub use intern::{dropped, dropped_pairs, encoded, pairs, published};
+pub use intern::{dropped, dropped_pairs, encoded, published};
 
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
@@ -81,7 +81,7 @@ impl LabelSet {
     /// agent's sets are not readable from here: empty).
     pub fn pairs(self) -> impl Iterator<Item = (&'static str, &'static str)> {
         let local = matches!(backend(), Some(Backend::Local));
-        intern::pairs(if local { intern::encoded(self.0) } else { &[] })
+        crate::format::label_pairs(if local { intern::encoded(self.0) } else { &[] })
     }
 
     /// The id in the agent's table (0: no labels).

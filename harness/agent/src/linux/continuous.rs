@@ -3,15 +3,14 @@
 //! says so, and what becomes of both in a forked child.
 //!
 //! The two talk over a socket pair (`channel.rs`; the uploader's standard input and output), one
-//! line per message:
-//! - uploader → agent: `spool <dir>`, first: the uploader's spool directory, where the agent
-//!   creates the next window's file ahead of the window (`channel::Spare`); `window <ms> <path>`:
-//!   record a window of `<ms>` milliseconds into the raw file `<path>` (in the spool directory);
-//!   `pause`: an operator paused profiling
-//!   (an object in the store), so allocations are no longer sampled between windows; `resume`:
-//!   they are again, from empty tables (the heap in use then counts the allocations sampled
-//!   since the resume);
-//! - agent → uploader: `done <path>` when the window's file is complete, or `failed <path> <why>`.
+//! line per message, as `contprof_protocol::channel` writes and parses them:
+//! - uploader → agent ([`Request`]): first the spool directory, where the agent creates the next
+//!   window's file ahead of the window (`channel::Spare`); then windows to record, each into its
+//!   raw file in the spool directory; and `pause` when an operator paused profiling (an object in
+//!   the store), so allocations are no longer sampled between windows, `resume` when they are
+//!   again, from empty tables (the heap in use then counts the allocations sampled since the
+//!   resume);
+//! - agent → uploader ([`Reply`]): the window's file is complete, or it failed and why.
 //!
 //! When the service exits, the `atexit` handler completes the window in progress; the uploader
 //! sees its input close and uploads that window if its file has an end record. A service killed
@@ -39,6 +38,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use contprof_protocol::channel::{Reply, Request};
 
 use crate::agent;
 use crate::api::{Error, Options};
@@ -388,32 +389,32 @@ fn serve(config: &Config, channel: &Channel, shared: &Shared) -> bool {
     let mut spare: Option<Spare> = None;
     for line in BufReader::new(channel.reader()).lines() {
         let Ok(line) = line else { break };
-        if let Some(dir) = line.strip_prefix("spool ") {
-            drop(spare.take());
-            spare = Spare::create(Path::new(dir));
-            spool = Some(dir.into());
-            continue;
-        }
-        match line.as_str() {
-            "pause" if !paused => {
-                paused = true;
-                agent::end_continuous();
+        let (length, path) = match Request::parse(&line) {
+            Some(Request::Spool(dir)) => {
+                drop(spare.take());
+                spare = Spare::create(&dir);
+                spool = Some(dir);
                 continue;
             }
-            "resume" if paused => {
-                paused = false;
-                if let Err(e) = begin(config) {
-                    say(&format!("profiling cannot resume: {e}"));
+            Some(Request::Pause) => {
+                if !paused {
+                    paused = true;
+                    agent::end_continuous();
                 }
                 continue;
             }
-            _ => {}
-        }
-        let mut parts = line.splitn(3, ' ');
-        let (Some("window"), Some(ms), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
+            Some(Request::Resume) => {
+                if paused {
+                    paused = false;
+                    if let Err(e) = begin(config) {
+                        say(&format!("profiling cannot resume: {e}"));
+                    }
+                }
+                continue;
+            }
+            Some(Request::Window { length, path }) => (length, path),
+            None => continue,
         };
-        let Ok(ms) = ms.parse::<u64>() else { continue };
         {
             let mut s = shared.lock();
             if s.stop {
@@ -422,7 +423,7 @@ fn serve(config: &Config, channel: &Channel, shared: &Shared) -> bool {
             }
             s.in_window = true;
         }
-        let mut opts = Options::new(path)
+        let mut opts = Options::new(&path)
             .frequency(if cpu { config.frequency_hz } else { 0 })
             .alloc(if allocs { AllocMode::Sampled } else { AllocMode::Off })
             .alloc_interval(config.alloc_interval)
@@ -431,20 +432,22 @@ fn serve(config: &Config, channel: &Channel, shared: &Shared) -> bool {
             .contention_rate_ns(if contention { crate::DEFAULT_CONTENTION_RATE_NS } else { 0 })
             .wall_hz(if wall { crate::DEFAULT_WALL_HZ } else { 0 });
         opts.window = true;
-        let output = spare.take().and_then(|s| s.into_output(&std::ffi::CString::new(path).ok()?));
+        let output = spare
+            .take()
+            .and_then(|s| s.into_output(&std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?));
         let reply = match agent::start_with(&opts, output) {
             Ok(()) => {
-                wait_window(shared, Duration::from_millis(ms));
+                wait_window(shared, length);
                 if threads {
                     crate::sampler::snapshot_threads(Duration::from_millis(200));
                 }
                 agent::finish();
-                format!("done {path}\n")
+                Reply::Done(path)
             }
-            Err(e) => format!("failed {path} {}\n", e.to_string().replace('\n', " ")),
+            Err(e) => Reply::Failed { path, reason: e.to_string() },
         };
         // An uploader gone meanwhile is seen when its output closes.
-        let _ = channel.send(&reply);
+        let _ = channel.send(&reply.to_string());
         if let Some(dir) = spool.as_deref().filter(|_| spare.is_none()) {
             spare = Spare::create(dir);
         }

@@ -4,96 +4,30 @@
 
 use std::ffi::OsString;
 
-use crate::api::{DEFAULT_ALLOC_INTERVAL, DEFAULT_FREQUENCY_HZ, Error, Options};
-use crate::format::AllocMode;
+use contprof_protocol::env::{Recording, Unwind};
 
-/// The output file; the agent does nothing when it is unset.
-pub const OUTPUT: &str = "CONTPROF_OUTPUT";
-/// Sampling frequency in Hz (0 = CPU sampling off).
-pub const FREQUENCY: &str = "CONTPROF_FREQUENCY";
-/// `sampled`, `exact` or `off`.
-pub const ALLOC: &str = "CONTPROF_ALLOC";
-/// Mean bytes between allocation samples.
-pub const ALLOC_INTERVAL: &str = "CONTPROF_ALLOC_INTERVAL";
-/// Contention sampling rate in nanoseconds (unset or 0: waits are not recorded); see
-/// [`Options::contention_rate_ns`].
-pub const CONTENTION_RATE: &str = "CONTPROF_CONTENTION_RATE";
-/// Wall-clock sampling frequency in Hz (unset or 0: off); see [`Options::wall_hz`].
-pub const WALL_FREQUENCY: &str = "CONTPROF_WALL_FREQUENCY";
-/// `0` forbids `perf_event_open` (forces the fallback timers).
-pub const PERF: &str = "CONTPROF_PERF";
-/// When set: the agent starts (and scrubs the environment) only in a process running this
-/// executable, and stays dormant in the processes that start it, such as valgrind's wrapper
-/// script and launcher, which must hand `LD_PRELOAD` on to the workload.
-pub const EXE: &str = "CONTPROF_EXE";
-/// The agent's functions that do its own bookkeeping (start, recording an allocation, untracking
-/// a free, registering a thread, writing the file at exit), as callgrind names them. The
-/// instructions engine passes each to `valgrind --tool=callgrind --toggle-collect=...`, so that
-/// instructions spent in them (and below them) are not counted as the workload's. None of them
-/// calls another, which a toggle would turn back on. Forwarding to the real allocator stays
-/// counted: it is the workload's.
-pub const CALLGRIND_UNCOUNTED: &[&str] = &[
-    "contprof::preload::init_from_env",
-    "contprof::linux::alloc::decide",
-    "contprof::linux::alloc::record",
-    "contprof::linux::alloc::untrack",
-    "contprof::linux::agent::on_thread_start",
-    "contprof::linux::agent::finish",
-];
-/// How stacks are walked: `tables` (the default: the objects' `.eh_frame` unwind tables, through
-/// code without frame pointers) or `frame-pointers`.
-pub const UNWIND: &str = "CONTPROF_UNWIND";
-/// `0`: the perf timer counts user time only, even where kernel time could be counted (system
-/// time then comes from `getrusage` per sample).
-pub const PERF_KERNEL: &str = "CONTPROF_PERF_KERNEL";
+use crate::api::{Error, Options};
+
+pub use contprof_protocol::CALLGRIND_UNCOUNTED;
+pub use contprof_protocol::env::{
+    ALLOC, ALLOC_INTERVAL, CONTENTION_RATE, EXE, FREQUENCY, OUTPUT, PERF, PERF_KERNEL, UNWIND, WALL_FREQUENCY,
+};
 
 fn var(name: &'static str) -> Option<String> {
     std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
 
-/// The value of [`UNWIND`] (unset: tables) as [`Options::unwind_tables`].
-pub(crate) fn unwind_tables(value: Option<&str>) -> Result<bool, Error> {
-    match value {
-        None | Some("tables") => Ok(true),
-        Some("frame-pointers") => Ok(false),
-        Some(other) => {
-            Err(Error::InvalidEnv { var: UNWIND, value: other.into(), expected: "tables or frame-pointers" })
-        }
-    }
-}
-
-fn number<T: std::str::FromStr>(name: &'static str, default: T, expected: &'static str) -> Result<T, Error> {
-    match var(name) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|_| Error::InvalidEnv { var: name, value: v, expected }),
-    }
-}
-
 impl Options {
     /// Reads the `CONTPROF_*` variables; `Ok(None)` when `CONTPROF_OUTPUT` is unset.
     pub fn from_env() -> Result<Option<Self>, Error> {
-        let Some(output) = std::env::var_os(OUTPUT).filter(|o| !o.is_empty()) else { return Ok(None) };
-        let alloc = match var(ALLOC).as_deref().map(str::trim) {
-            None | Some("sampled") => AllocMode::Sampled,
-            Some("exact") => AllocMode::Exact,
-            Some("off") => AllocMode::Off,
-            Some(other) => {
-                return Err(Error::InvalidEnv {
-                    var: ALLOC,
-                    value: other.into(),
-                    expected: "sampled, exact or off",
-                });
-            }
-        };
-        let mut o = Options::new(output)
-            .frequency(number(FREQUENCY, DEFAULT_FREQUENCY_HZ, "a frequency in Hz")?)
-            .alloc(alloc)
-            .alloc_interval(number(ALLOC_INTERVAL, DEFAULT_ALLOC_INTERVAL, "a number of bytes")?);
-        o.allow_perf = number(PERF, 1u8, "0 or 1")? != 0;
-        o.perf_kernel = number(PERF_KERNEL, 1u8, "0 or 1")? != 0;
-        o.unwind_tables = unwind_tables(var(UNWIND).as_deref().map(str::trim))?;
-        o.contention_rate_ns = number(CONTENTION_RATE, 0u64, "a rate in nanoseconds (0 = off)")?;
-        o.wall_hz = number(WALL_FREQUENCY, 0u32, "a frequency in Hz (0 = off)")?;
+        let Some(r) = Recording::from_vars(std::env::var_os)? else { return Ok(None) };
+        let mut o =
+            Options::new(r.output).frequency(r.frequency_hz).alloc(r.alloc).alloc_interval(r.alloc_interval);
+        o.allow_perf = r.allow_perf;
+        o.perf_kernel = r.perf_kernel;
+        o.unwind_tables = r.unwind == Unwind::Tables;
+        o.contention_rate_ns = r.contention_rate_ns;
+        o.wall_hz = r.wall_hz;
         Ok(Some(o))
     }
 }

@@ -561,8 +561,18 @@ fn parse_record(kind: u32, p: &[u8]) -> Option<Record> {
 
 /// The pairs of an encoded label set, as [`KIND_LABEL_SET`] holds it: per pair `key_len: u16,
 /// value_len: u16, key, value` (UTF-8, native-endian lengths), keys in order and unique.
-pub fn label_pairs(set: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    crate::labels::pairs(set)
+pub fn label_pairs(mut set: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+    core::iter::from_fn(move || {
+        if set.len() < 4 {
+            return None;
+        }
+        let klen = u16::from_ne_bytes([set[0], set[1]]) as usize;
+        let vlen = u16::from_ne_bytes([set[2], set[3]]) as usize;
+        let (k, rest) = set[4..].split_at_checked(klen)?;
+        let (v, rest) = rest.split_at_checked(vlen)?;
+        set = rest;
+        Some((core::str::from_utf8(k).unwrap_or(""), core::str::from_utf8(v).unwrap_or("")))
+    })
 }
 
 impl RawFile {
