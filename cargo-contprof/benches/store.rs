@@ -98,7 +98,7 @@ fn bench(c: &mut Criterion) {
             stopped: None,
             bytes: small_profile(i),
         };
-        store.record(new, vec![profile]).expect("record");
+        store.write_run(new, vec![profile]).expect("record");
     }
     eprintln!("setup: {RUNS} runs written in {:.1?} (no fsync)", started.elapsed());
     let one = store.log(&LogFilter { limit: Some(1), ..LogFilter::default() }).expect("log");

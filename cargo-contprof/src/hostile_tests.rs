@@ -191,7 +191,7 @@ fn stored_run_metadata() {
         stopped: None,
         bytes: crate::profile::encode_to_vec(&sample_profile()),
     };
-    let run = store.record(crate::store::NewRun::new(repo), vec![profile]).unwrap();
+    let run = store.write_run(crate::store::NewRun::new(repo), vec![profile]).unwrap();
     let meta_path = tmp.path().join(format!("runs/{}/meta.json", run.run_id));
     let valid = vec![std::fs::read(&meta_path).unwrap()];
     hostile("meta.json", &valid, |b| {
@@ -211,7 +211,7 @@ fn store_index_entries() {
     let store =
         crate::store::Store::open(&crate::store::StoreLocation::Dir(tmp.path().to_path_buf())).unwrap();
     let repo = crate::git::RepoState::NoGit { reason: "test".into() };
-    store.record(crate::store::NewRun::new(repo), Vec::new()).unwrap();
+    store.write_run(crate::store::NewRun::new(repo), Vec::new()).unwrap();
     let valid: Vec<Vec<u8>> =
         walk(&tmp.path().join("index")).into_iter().map(|p| std::fs::read(p).unwrap()).collect();
     assert!(!valid.is_empty(), "the store wrote an index entry");

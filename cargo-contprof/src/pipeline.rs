@@ -27,7 +27,9 @@ use crate::compare::{
 use crate::errors::{Error, Result};
 use crate::prod::load::Loaded;
 use crate::profile::{self, Profile};
-use crate::store::{RunMetadata, Settings, Store};
+use crate::store::{Recorder, RunMetadata, Settings, Store};
+use contprof_protocol::env::alloc_name;
+use contprof_protocol::format::AllocMode;
 
 /// The profiles chosen for one group on one side.
 #[derive(Debug, Clone)]
@@ -82,18 +84,28 @@ pub fn all_groups(_: &str) -> bool {
 /// The first setting that differs between base and head, described for the user.
 pub fn settings_mismatch(base: &Settings, head: &Settings) -> Option<String> {
     if base.engine != head.engine {
-        return Some(format!("base was recorded by `{}`, head by `{}`", base.engine, head.engine));
+        return Some(format!(
+            "base was recorded by `{}`, head by `{}`",
+            base.engine.name(),
+            head.engine.name()
+        ));
     }
     if base.frequency_hz != head.frequency_hz {
         return Some(format!("base sampled at {} Hz, head at {} Hz", base.frequency_hz, head.frequency_hz));
     }
     if base.alloc_mode != head.alloc_mode {
-        return Some(format!("base recorded allocations `{}`, head `{}`", base.alloc_mode, head.alloc_mode));
+        let show = |m: Option<AllocMode>| m.map_or("unknown", alloc_name);
+        return Some(format!(
+            "base recorded allocations `{}`, head `{}`",
+            show(base.alloc_mode),
+            show(head.alloc_mode)
+        ));
     }
     if base.unwind != head.unwind {
         return Some(format!(
             "base walked stacks with `{}`, head with `{}` (--unwind; frame pointers change the code)",
-            base.unwind, head.unwind
+            base.unwind.name(),
+            head.unwind.name()
         ));
     }
     if base.contention_rate_ns != head.contention_rate_ns {
@@ -121,7 +133,7 @@ pub fn settings_mismatch(base: &Settings, head: &Settings) -> Option<String> {
             show(head.wall_hz)
         ));
     }
-    if base.alloc_mode == "sampled" && base.alloc_interval != head.alloc_interval {
+    if base.alloc_mode == Some(AllocMode::Sampled) && base.alloc_interval != head.alloc_interval {
         let show = |i: Option<u64>| i.map_or("?".to_owned(), |i| i.to_string());
         return Some(format!(
             "base sampled allocations every {} bytes, head every {} bytes",
@@ -137,14 +149,16 @@ pub fn settings_mismatch(base: &Settings, head: &Settings) -> Option<String> {
 /// by default.
 pub fn input_options(s: &Settings, fold_library: bool) -> InputOptions {
     let default_interval = crate::runner::DEFAULT_ALLOC_INTERVAL;
-    let alloc = match s.alloc_mode.as_str() {
-        "exact" => AllocRecording::Exact,
-        "sampled" => AllocRecording::Sampled { interval: s.alloc_interval.unwrap_or(default_interval) },
-        _ if s.engine == "import" => AllocRecording::Sampled { interval: default_interval },
+    let alloc = match s.alloc_mode {
+        Some(AllocMode::Exact) => AllocRecording::Exact,
+        Some(AllocMode::Sampled) => {
+            AllocRecording::Sampled { interval: s.alloc_interval.unwrap_or(default_interval) }
+        }
+        _ if s.engine == Recorder::Import => AllocRecording::Sampled { interval: default_interval },
         _ => AllocRecording::Off,
     };
     InputOptions {
-        cpu: s.frequency_hz > 0 || s.engine == "import",
+        cpu: s.frequency_hz > 0 || s.engine == Recorder::Import,
         alloc,
         contention_rate_ns: s.contention_rate_ns,
         wall_period_ns: s.wall_hz.filter(|&hz| hz > 0).map(contprof_protocol::wall_period_ns),

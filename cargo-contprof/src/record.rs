@@ -3,7 +3,7 @@
 //! prints the top-functions table and (when a store is configured) stores the run.
 //!
 //! Shared by `run`, `test` and `bench`. It never runs workloads (the runner does) and never
-//! decides exit codes (the commands do, from the [`Summary`]).
+//! decides exit codes (the commands do, from the [`Recorded`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -42,8 +42,6 @@ pub struct Execution {
 pub struct Recording<'a> {
     /// The workspace.
     pub workspace: &'a Workspace,
-    /// The command line, for the stored metadata.
-    pub command: String,
     /// Agent settings used.
     pub settings: AgentSettings,
     /// Repetitions asked for.
@@ -80,14 +78,14 @@ pub struct GroupResult {
 
 /// Everything `finish` produced.
 #[derive(Debug, Default)]
-pub struct Summary {
+pub struct Recorded {
     /// Per group, in order.
     pub groups: Vec<GroupResult>,
     /// The stored run, when a store was given and something was recorded.
     pub stored: Option<RunMetadata>,
 }
 
-impl Summary {
+impl Recorded {
     /// The first failed exit among all executions.
     pub fn first_failure(&self) -> Option<Exit> {
         self.groups.iter().flat_map(|g| g.runs.iter().map(|r| r.2)).find(|e| !e.success())
@@ -168,7 +166,7 @@ pub fn sanitize(s: &str) -> String {
 }
 
 /// Turns executions into profiles, flame graphs and the terminal table.
-pub fn finish(rec: &Recording<'_>, executions: Vec<Execution>, shell: &Shell) -> Result<Summary> {
+pub fn finish(rec: &Recording<'_>, executions: Vec<Execution>, shell: &Shell) -> Result<Recorded> {
     let mut by_group: BTreeMap<String, Vec<Execution>> = BTreeMap::new();
     let mut order = Vec::new();
     for e in executions {
@@ -179,7 +177,7 @@ pub fn finish(rec: &Recording<'_>, executions: Vec<Execution>, shell: &Shell) ->
     }
     let mut symbolizer = Symbolizer::new();
     let mut seen_warnings = std::collections::HashSet::new();
-    let mut summary = Summary::default();
+    let mut summary = Recorded::default();
     let n_groups = order.len();
     for group in order {
         let execs = by_group.remove(&group).unwrap_or_default();
@@ -260,7 +258,7 @@ pub fn finish(rec: &Recording<'_>, executions: Vec<Execution>, shell: &Shell) ->
 fn store_run(
     rec: &Recording<'_>,
     store: &Store,
-    summary: &Summary,
+    summary: &Recorded,
     shell: &Shell,
 ) -> Result<Option<RunMetadata>> {
     let profiles: Vec<NewProfile> = summary
@@ -290,18 +288,13 @@ fn store_run(
     new.toolchain = toolchain;
     new.command = std::env::args().collect();
     new.settings = Settings {
-        engine: rec.settings.engine.name().to_owned(),
+        engine: rec.settings.engine.recorder(),
         frequency_hz: rec.settings.frequency,
-        alloc_mode: match rec.settings.alloc {
-            contprof_protocol::format::AllocMode::Off => "off",
-            contprof_protocol::format::AllocMode::Sampled => "sampled",
-            contprof_protocol::format::AllocMode::Exact => "exact",
-        }
-        .to_owned(),
+        alloc_mode: Some(rec.settings.alloc),
         alloc_interval: (rec.settings.alloc == contprof_protocol::format::AllocMode::Sampled)
             .then_some(rec.settings.alloc_interval),
         runs: rec.runs,
-        unwind: rec.settings.unwind.name().to_owned(),
+        unwind: rec.settings.unwind.agent(),
         contention_rate_ns: (rec.settings.contention_rate_ns > 0).then_some(rec.settings.contention_rate_ns),
         wall_hz: (rec.settings.wall_hz > 0).then_some(rec.settings.wall_hz),
     };
@@ -309,7 +302,7 @@ fn store_run(
     let merged: Vec<&Profile> = summary.groups.iter().filter_map(|g| g.merged.as_ref()).collect();
     let code = crate::code::fingerprint_profiles(&mut crate::code::Fingerprinter::new(), &merged);
     let code = (!code.functions.is_empty()).then(|| code.encode());
-    let meta = store.record_with_code(new, profiles, code)?;
+    let meta = store.write_run_with_code(new, profiles, code)?;
     let under = match &meta.commit {
         Some(c) => {
             format!("commit {}{}", crate::git::short_commit(c), if meta.dirty { " (dirty tree)" } else { "" })

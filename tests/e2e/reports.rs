@@ -127,12 +127,12 @@ fn store_run(store: &Store, commit: &str, stacks: fn(usize) -> Vec<Stack>, code:
     new.toolchain = Toolchain { release: "1.88.0".into(), host: "x86_64-unknown-linux-gnu".into() };
     new.target = "x86_64-unknown-linux-gnu".into();
     new.settings = Settings {
-        engine: "agent".into(),
+        engine: cargo_contprof::store::Recorder::Agent,
         frequency_hz: 999,
-        alloc_mode: "sampled".into(),
+        alloc_mode: Some(contprof_protocol::format::AllocMode::Sampled),
         alloc_interval: Some(512 * 1024),
         runs: 6,
-        unwind: "tables".into(),
+        unwind: contprof_protocol::env::Unwind::Tables,
         ..Settings::default()
     };
     let profiles = (0..6)
@@ -144,7 +144,7 @@ fn store_run(store: &Store, commit: &str, stacks: fn(usize) -> Vec<Stack>, code:
             bytes: profile(&stacks(i)),
         })
         .collect();
-    store.record_with_code(new, profiles, Some(code)).expect("store the run");
+    store.write_run_with_code(new, profiles, Some(code)).expect("store the run");
 }
 
 /// A repository with a base commit on `main` and a head commit on `feature`, and a store beside it

@@ -238,12 +238,12 @@ fn record(store: &Store, commit: &str, branch: &str, profiles: &[Profile]) -> St
     let mut new = NewRun::new(repo);
     new.tags = BTreeMap::from([("service".to_owned(), "api".to_owned())]);
     // As `cargo contprof run --frequency 999` records them: the viewer compares by the settings.
-    new.settings.engine = "agent".into();
+    new.settings.engine = cargo_contprof::store::Recorder::Agent;
     new.settings.frequency_hz = 999;
-    new.settings.alloc_mode = "sampled".into();
+    new.settings.alloc_mode = Some(contprof_protocol::format::AllocMode::Sampled);
     new.settings.alloc_interval = Some(512 * 1024);
     new.settings.runs = profiles.len() as u32;
-    new.settings.unwind = "tables".into();
+    new.settings.unwind = contprof_protocol::env::Unwind::Tables;
     let profiles = profiles
         .iter()
         .enumerate()
@@ -255,7 +255,7 @@ fn record(store: &Store, commit: &str, branch: &str, profiles: &[Profile]) -> St
             bytes: profile::encode_to_vec(p),
         })
         .collect();
-    store.record(new, profiles).expect("record run").run_id
+    store.write_run(new, profiles).expect("record run").run_id
 }
 
 #[test]

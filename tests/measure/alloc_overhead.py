@@ -35,10 +35,13 @@ between-window state):
   sampled-only  CONTPROF_FREQUENCY=0, sampled allocations (the hooks' own cost, no CPU timer)
   exact         CONTPROF_FREQUENCY=0, CONTPROF_ALLOC=exact (every allocation recorded)
   lean-2000     the lean build at 2000 Hz (what the timer's rate costs)
-  empty-250     no agent: tests/measure/empty_timer.c preloaded, the same kind of CPU timer as the
-                agent's (perf cpu-clock, SIGPROF) with an empty handler, at 250 Hz: the floor any
-                in-process sampler pays for its timer on this machine, before it does any work
-  empty-2000    the same at 2000 Hz (with lean-2000: the per-signal cost, agent against floor)
+  empty-250     no agent: tests/measure/empty_timer.c preloaded, the timer the agent uses at 250 Hz
+                (a POSIX timer on the thread's CPU clock, SIGPROF) with an empty handler: the floor
+                any in-process sampler pays for its timer on this machine, before it does any work
+  empty-2000    the same at 2000 Hz, with the timer the agent uses there (a perf cpu-clock event);
+                with lean-2000: the per-signal cost, agent against floor
+Every agent configuration gets CONTPROF_PERF as `run` sets it: 1 above 250 Hz (the perf timer), 0
+at or below (the tick-driven per-thread timer).
 """
 
 import argparse
@@ -66,7 +69,7 @@ CONFIGS = {
     "sampled-only": {"CONTPROF_FREQUENCY": "0"},
     "exact": {"CONTPROF_FREQUENCY": "0", "CONTPROF_ALLOC": "exact"},
     "lean-2000": {"CONTPROF_FREQUENCY": "2000", "CONTPROF_ALLOC": "off"},
-    "empty-250": {"EMPTY_TIMER_HZ": "250"},
+    "empty-250": {"EMPTY_TIMER_HZ": "250", "EMPTY_TIMER_CLOCK": "thread"},
     "empty-2000": {"EMPTY_TIMER_HZ": "2000"},
 }
 # Preloaded with the lean build (the others with the full one).
@@ -223,6 +226,9 @@ def main():
                         raws[c].append(raw)
                         chosen = lean if c in LEAN else lib
                         env = {"LD_PRELOAD": chosen, "CONTPROF_OUTPUT": raw, **CONFIGS[c]}
+                        # As `run` does: the perf timer only above the tick-driven timer's range.
+                        hz = int(env.get("CONTPROF_FREQUENCY", "499"))
+                        env.setdefault("CONTPROF_PERF", "1" if hz > 250 else "0")
                     times[c].append(cpu_of([str(bins[key])], env))
             base = statistics.median(times["none"]) if "none" in times else None
             print(f"{key}: CPU user+system, median of {args.rounds} interleaved rounds; load average after {load()}")

@@ -1,8 +1,10 @@
 /* A CPU timer with an empty handler, preloaded: what any in-process sampling profiler pays for
  * the timer itself (the interrupt, the signal's delivery and return, what they evict), before it
- * does any work. The same kind of timer as the agent's: a per-thread perf `cpu-clock` event, user
- * time only, whose overflow raises SIGPROF on the thread (main thread only: the workloads of
- * alloc_overhead.py are single-threaded). EMPTY_TIMER_HZ sets the rate; unset: nothing is armed.
+ * does any work. The same timers as the agent's (main thread only: the workloads of
+ * alloc_overhead.py are single-threaded): with EMPTY_TIMER_CLOCK=thread, a POSIX timer on the
+ * thread's CPU clock (`timer_create`, SIGEV_THREAD_ID; tick-driven: what the agent uses up to
+ * 250 Hz); otherwise a perf `cpu-clock` event, user time only, whose overflow raises SIGPROF on
+ * the thread (what it uses above). EMPTY_TIMER_HZ sets the rate; unset: nothing is armed.
  * Built and used by tests/measure/alloc_overhead.py (configurations empty-*). */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile long signals;
@@ -33,6 +36,24 @@ __attribute__((constructor)) static void arm(void) {
     action.sa_sigaction = on_signal;
     action.sa_flags = SA_SIGINFO | SA_RESTART;
     sigaction(SIGPROF, &action, NULL);
+
+    const char *clock = getenv("EMPTY_TIMER_CLOCK");
+    if (clock != NULL && strcmp(clock, "thread") == 0) {
+        struct sigevent event;
+        memset(&event, 0, sizeof event);
+        event.sigev_notify = SIGEV_THREAD_ID;
+        event.sigev_signo = SIGPROF;
+        event._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+        timer_t timer;
+        if (timer_create(CLOCK_THREAD_CPUTIME_ID, &event, &timer) != 0) {
+            return;
+        }
+        long period_ns = 1000000000L / atoi(hz);
+        struct itimerspec spec = {{period_ns / 1000000000L, period_ns % 1000000000L},
+                                  {period_ns / 1000000000L, period_ns % 1000000000L}};
+        timer_settime(timer, 0, &spec, NULL);
+        return;
+    }
 
     struct perf_event_attr attr;
     memset(&attr, 0, sizeof attr);

@@ -65,7 +65,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         (rebuilt, recorded) = (Some(base), head);
     }
     for target in targets.iter().filter(|_| !interleaved) {
-        let summary = record(&args, target, runs, &ctx, &[], &clocks.head, shell)?;
+        let summary = record_side(&args, target, runs, &ctx, &[], &clocks.head, shell)?;
         match summary.stored {
             Some(meta) => recorded.push(meta),
             None => return Err(Error::msg("the run was not stored; `check` needs a store")),
@@ -190,7 +190,7 @@ pub(super) struct Clocks {
 /// configuration `ctx` read once, running the instructions engine's workloads from the head's
 /// stage, the workspace's source paths rewritten by `remap` (`--remap-path-prefix`), adding the
 /// time of each phase to `clock`.
-pub(super) fn record(
+pub(super) fn record_side(
     args: &CheckArgs,
     target: &CheckTarget,
     runs: u32,
@@ -198,7 +198,7 @@ pub(super) fn record(
     remap: &[(std::path::PathBuf, std::path::PathBuf)],
     clock: &Arc<Clock>,
     shell: &Shell,
-) -> Result<crate::record::Summary> {
+) -> Result<crate::record::Recorded> {
     let sampling = SamplingArgs {
         engine: args.engine,
         frequency: args.frequency,

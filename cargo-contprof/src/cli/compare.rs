@@ -164,14 +164,16 @@ impl Side {
 }
 
 fn describe_settings(s: &Settings) -> String {
-    let alloc = match (s.alloc_mode.as_str(), s.alloc_interval) {
-        ("sampled", Some(i)) => format!("alloc sampled every {i} B"),
-        (m, _) => format!("alloc {m}"),
+    let alloc = match (s.alloc_mode, s.alloc_interval) {
+        (Some(contprof_protocol::format::AllocMode::Sampled), Some(i)) => {
+            format!("alloc sampled every {i} B")
+        }
+        (m, _) => format!("alloc {}", m.map_or("unknown", contprof_protocol::env::alloc_name)),
     };
-    if s.engine == crate::runner::Engine::Instructions.name() {
+    if s.engine == crate::store::Recorder::Instructions {
         return format!("instructions (callgrind), {alloc}");
     }
-    format!("{} at {} Hz, {alloc}", s.engine, s.frequency_hz)
+    format!("{} at {} Hz, {alloc}", s.engine.name(), s.frequency_hz)
 }
 
 impl Context {

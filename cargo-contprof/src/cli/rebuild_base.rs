@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::args::CheckArgs;
-use super::check::{Clocks, record};
+use super::check::{Clocks, record_side};
 use super::compare::{Context, Side};
 use crate::cargo::PROFILE_NAME;
 use crate::config::{BaselineMode, CheckTarget};
@@ -234,7 +234,7 @@ fn record_stored(
     clock: &Arc<Clock>,
     shell: &Shell,
 ) -> Result<RunMetadata> {
-    let summary = record(args, target, 1, ctx, remap, clock, shell)?;
+    let summary = record_side(args, target, 1, ctx, remap, clock, shell)?;
     summary.stored.ok_or_else(|| Error::msg("the run was not stored; `check` needs a store"))
 }
 

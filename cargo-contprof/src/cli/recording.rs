@@ -2,7 +2,7 @@
 //! base):
 //! - what to record: a [`Request`], plain data that each command builds from its own flags
 //!   (`check` builds one per target set, never another command's clap structs);
-//! - the preparation every recording shares ([`Prepared`]): the workspace, the sampling settings,
+//! - the preparation every recording shares ([`Setup`]): the workspace, the sampling settings,
 //!   tags, the store, the agent library;
 //! - the workload's environment ([`workload_env`]): what cargo gives the process, plus a
 //!   `CRITERION_HOME` of ours for benchmarks;
@@ -22,7 +22,7 @@ use super::settings;
 use super::suite::Mode;
 use crate::cargo::{CargoArgs, Selected, TargetKind, Workspace};
 use crate::errors::{Error, Result};
-use crate::record::Summary;
+use crate::record::Recorded;
 use crate::runner::{self, interrupt};
 use crate::shell::Shell;
 use crate::store::Store;
@@ -137,7 +137,7 @@ impl Request {
 }
 
 /// What every recording has before it builds.
-pub(super) struct Prepared {
+pub(super) struct Setup {
     /// The cargo flags as `cargo` takes them.
     pub cargo_args: CargoArgs,
     /// The workspace.
@@ -154,7 +154,7 @@ pub(super) struct Prepared {
     pub clock: Arc<Clock>,
 }
 
-impl Prepared {
+impl Setup {
     /// The directory cargo builds into: `--target-dir` when given (`check`'s rebuilt base), else
     /// the workspace's target directory. `cargo metadata` does not know the flag.
     pub(super) fn build_dir(&self) -> &Path {
@@ -170,7 +170,7 @@ impl Prepared {
 }
 
 /// Records what `request` asks for.
-pub(super) fn record(request: &Request, shell: &Shell) -> Result<Summary> {
+pub(super) fn record(request: &Request, shell: &Shell) -> Result<Recorded> {
     let cargo_args = CargoArgs::from(&request.cargo);
     let tags = settings::tags(&request.output.tags)?;
     // Checked before anything long starts.
@@ -189,11 +189,11 @@ pub(super) fn record(request: &Request, shell: &Shell) -> Result<Summary> {
         false => Some(project.open_store(&request.output.store)?),
     };
     let clock = Arc::clone(&request.clock);
-    let prepared = Prepared { cargo_args, workspace, agent_settings, runs, tags, store, clock };
+    let setup = Setup { cargo_args, workspace, agent_settings, runs, tags, store, clock };
     match (&request.what, timeout) {
-        (What::Target(target), _) => super::run::record(&prepared, request, target, shell),
+        (What::Target(target), _) => super::run::record_target(&setup, request, target, shell),
         (What::Suite(suite), Some(timeout)) => {
-            super::suite::record(&prepared, request, suite, timeout, shell)
+            super::suite::record_suite(&setup, request, suite, timeout, shell)
         }
         (What::Suite(_), None) => unreachable!("a suite's timeout is checked above"),
     }
@@ -209,22 +209,22 @@ fn suite_timeout(secs: f64) -> Result<Duration> {
 /// The instructions engine's stage for a recording whose raw files go under `raw_dir`, with the
 /// packages of `targets` on it; `None` for the sampling engine (which runs programs where they are).
 pub(super) fn open_stage(
-    prepared: &Prepared,
+    setup: &Setup,
     request: &Request,
     raw_dir: &Path,
     targets: &[&Selected],
     shell: &Shell,
 ) -> Result<Option<std::sync::Arc<runner::stage::Stage>>> {
-    if prepared.agent_settings.engine != runner::Engine::Instructions {
+    if setup.agent_settings.engine != runner::Engine::Instructions {
         return Ok(None);
     }
     let dir = request
         .stage_dir
         .clone()
-        .unwrap_or_else(|| prepared.workspace.target_dir().join("contprof").join("stage"));
+        .unwrap_or_else(|| setup.workspace.target_dir().join("contprof").join("stage"));
     let on_wait =
         || shell.status("Waiting", format_args!("for another recording to leave {}", dir.display()));
-    let mut stage = runner::stage::Stage::open(&dir, prepared.build_dir(), raw_dir, &on_wait)?;
+    let mut stage = runner::stage::Stage::open(&dir, setup.build_dir(), raw_dir, &on_wait)?;
     for t in targets {
         stage.add_package(&t.package, &t.package_root)?;
     }
@@ -251,7 +251,7 @@ pub(super) fn aliases(stage: Option<&std::sync::Arc<runner::stage::Stage>>) -> V
 /// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, the library path...), and for a benchmark a
 /// `CRITERION_HOME` of ours (`criterion_home`), so that criterion's baselines of the profiled,
 /// slower runs stay out of the user's own. `build_dir` is where the target was built
-/// ([`Prepared::build_dir`]): its library path.
+/// ([`Setup::build_dir`]): its library path.
 pub(super) fn workload_env(
     target: &Selected,
     build_dir: &Path,
@@ -266,7 +266,7 @@ pub(super) fn workload_env(
 
 /// The outcome of recording one target: an error when no run produced a profile, when the
 /// workload failed, or when it was interrupted (each after what ran was written and stored).
-pub(super) fn single_outcome(summary: Summary, target: &str) -> Result<Summary> {
+pub(super) fn single_outcome(summary: Recorded, target: &str) -> Result<Recorded> {
     if summary.groups.iter().all(|g| g.merged.is_none()) {
         let status =
             summary.first_failure().map(|f| format!(" (the workload failed: {f})")).unwrap_or_default();
@@ -286,7 +286,7 @@ pub(super) fn single_outcome(summary: Summary, target: &str) -> Result<Summary> 
 
 /// The outcome of a suite: an error when tests failed (or timed out), or when it was
 /// interrupted (after the profiles of what ran were written and stored).
-pub(super) fn suite_outcome(summary: Summary, failed: usize, total: usize) -> Result<Summary> {
+pub(super) fn suite_outcome(summary: Recorded, failed: usize, total: usize) -> Result<Recorded> {
     if failed > 0 {
         return Err(Error::TestsFailed { failed, total });
     }

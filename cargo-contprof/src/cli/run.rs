@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::args::{RunArgs, TargetArgs};
-use super::recording::{self, Prepared, Request};
+use super::recording::{self, Request, Setup};
 use crate::cargo::{self, BuildOptions, TargetKind, Workspace};
 use crate::errors::{Error, Result};
 use crate::record::{self, Execution, Recording};
@@ -21,13 +21,13 @@ pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
 
 /// Builds `target`, profiles it, writes and stores (see [`recording::single_outcome`] for what
 /// is an error).
-pub(super) fn record(
-    prepared: &Prepared,
+pub(super) fn record_target(
+    setup: &Setup,
     request: &Request,
     target: &TargetArgs,
     shell: &Shell,
-) -> Result<record::Summary> {
-    let Prepared { cargo_args, workspace, agent_settings, runs, .. } = prepared;
+) -> Result<record::Recorded> {
+    let Setup { cargo_args, workspace, agent_settings, runs, .. } = setup;
     let (agent_settings, runs) = (*agent_settings, *runs);
     let (kind, name) = match target {
         t if t.bin.is_some() => (Some(TargetKind::Bin), t.bin.as_deref()),
@@ -47,7 +47,7 @@ pub(super) fn record(
         .status("Building", format_args!("{} with the `{}` profile", target.describe(), cargo::PROFILE_NAME));
     let targets = [target.clone()];
     let frame_pointers = agent_settings.unwind == runner::Unwind::FramePointers;
-    let artifacts = prepared.clock.time(Phase::Build, || {
+    let artifacts = setup.clock.time(Phase::Build, || {
         cargo::build(
             &BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers, remap: &request.remap },
             shell,
@@ -57,7 +57,7 @@ pub(super) fn record(
         return Err(Error::NoArtifact { target: target.describe() });
     };
 
-    let agent_lib = prepared.agent_library()?;
+    let agent_lib = setup.agent_library()?;
     let raw_dir = record::raw_dir(&output_dir)?;
     // Benches run as `cargo bench` runs them: libtest, criterion and custom mains all get `--bench`.
     let mut workload_args = Vec::new();
@@ -73,7 +73,7 @@ pub(super) fn record(
         _ => target.package_root.clone(),
     };
 
-    let stage = recording::open_stage(prepared, request, &raw_dir, &[&target], shell)?;
+    let stage = recording::open_stage(setup, request, &raw_dir, &[&target], shell)?;
     let mut executions = Vec::new();
     let runs_started = Instant::now();
     for i in 1..=runs {
@@ -94,7 +94,7 @@ pub(super) fn record(
             settings: agent_settings,
             streams: Streams::Inherit,
             timeout: None,
-            env: recording::workload_env(&target, prepared.build_dir(), Some(&output_dir.join("criterion"))),
+            env: recording::workload_env(&target, setup.build_dir(), Some(&output_dir.join("criterion"))),
             stage: recording::staging(stage.as_ref(), &target),
         };
         let outcome = runner::run(&spec, &agent_lib)?;
@@ -114,22 +114,21 @@ pub(super) fn record(
             break;
         }
     }
-    prepared.clock.add(Phase::Runs, runs_started.elapsed());
+    setup.clock.add(Phase::Runs, runs_started.elapsed());
 
     let recording = Recording {
         workspace,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
         settings: agent_settings,
         runs,
-        tags: prepared.tags.clone(),
+        tags: setup.tags.clone(),
         output_dir,
         top: request.output.top,
         raw_frames: request.output.raw_frames,
         list_files: true,
-        store: prepared.store.as_ref(),
+        store: setup.store.as_ref(),
         labels: Default::default(),
     };
-    let summary = prepared.clock.time(Phase::Profiles, || record::finish(&recording, executions, shell))?;
+    let summary = setup.clock.time(Phase::Profiles, || record::finish(&recording, executions, shell))?;
     recording::single_outcome(summary, &target.describe())
 }
 

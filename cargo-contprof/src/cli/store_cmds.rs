@@ -129,7 +129,7 @@ pub fn import(args: ImportArgs, shell: &Shell) -> Result<()> {
     };
     let mut new = NewRun::new(repo_state);
     new.command = std::env::args().collect();
-    new.settings.engine = "import".to_owned();
+    new.settings.engine = crate::store::Recorder::Import;
     new.settings.runs = 1;
     new.tags = settings::tags(&args.tags)?.into_iter().collect();
     // Raw sample files of the agent (e.g. from `contprof::criterion::Profiler`) are symbolized into

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use super::args::SuiteArgs;
-use super::recording::{self, Prepared, Request, Suite};
+use super::recording::{self, Request, Setup, Suite};
 use crate::cargo::{self, Artifact, BuildOptions, CargoArgs, TargetKind, Workspace};
 use crate::criterion;
 use crate::errors::{Error, Result};
@@ -53,7 +53,7 @@ enum BenchHarness {
 
 /// How one test process ended, in test terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
+enum Ending {
     Pass,
     Fail,
     TimedOut,
@@ -61,7 +61,7 @@ enum Verdict {
 
 struct Done {
     job: Job,
-    verdict: Verdict,
+    verdict: Ending,
     execution: Execution,
     per_iteration: Option<criterion::PerIteration>,
 }
@@ -73,14 +73,14 @@ pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
 
 /// Builds, lists, profiles each test/benchmark of `args`, writes and stores (see
 /// [`recording::suite_outcome`] for what is an error).
-pub(super) fn record(
-    prepared: &Prepared,
+pub(super) fn record_suite(
+    setup: &Setup,
     request: &Request,
     args: &Suite,
     timeout: Duration,
     shell: &Shell,
-) -> Result<record::Summary> {
-    let Prepared { cargo_args, workspace, agent_settings, runs, .. } = prepared;
+) -> Result<record::Recorded> {
+    let Setup { cargo_args, workspace, agent_settings, runs, .. } = setup;
     let (agent_settings, runs, mode) = (*agent_settings, *runs, args.mode);
     let targets = select_targets(workspace, cargo_args, args, mode)?;
     if targets.is_empty() {
@@ -101,13 +101,13 @@ pub(super) fn record(
         format_args!("{} {} target(s) with the `{}` profile", targets.len(), noun(mode), cargo::PROFILE_NAME),
     );
     let frame_pointers = agent_settings.unwind == crate::runner::Unwind::FramePointers;
-    let artifacts = prepared.clock.time(Phase::Build, || {
+    let artifacts = setup.clock.time(Phase::Build, || {
         cargo::build(
             &BuildOptions { cargo: cargo_args, targets: &targets, frame_pointers, remap: &request.remap },
             shell,
         )
     })?;
-    let agent_lib = prepared.agent_library()?;
+    let agent_lib = setup.agent_library()?;
     // Listing the cases runs the binaries: it counts with the runs.
     let listing_started = Instant::now();
 
@@ -151,7 +151,7 @@ pub(super) fn record(
 
     let raw_dir = record::raw_dir(&output_dir)?;
     let packages: Vec<&cargo::Selected> = artifacts.iter().map(|a| &a.target).collect();
-    let stage = recording::open_stage(prepared, request, &raw_dir, &packages, shell)?;
+    let stage = recording::open_stage(setup, request, &raw_dir, &packages, shell)?;
     let started = Instant::now();
     let mut done: Vec<Done> = Vec::new();
     pool::run_parallel(
@@ -161,7 +161,7 @@ pub(super) fn record(
             let run = Run {
                 raw_dir: &raw_dir,
                 agent_lib: &agent_lib,
-                build_dir: prepared.build_dir(),
+                build_dir: setup.build_dir(),
                 stage: stage.as_ref(),
             };
             execute(job, &run, &request.workload_args, agent_settings, timeout)
@@ -179,7 +179,7 @@ pub(super) fn record(
         },
     );
     let elapsed = started.elapsed();
-    prepared.clock.add(Phase::Runs, listing_started.elapsed());
+    setup.clock.add(Phase::Runs, listing_started.elapsed());
 
     done.sort_by(|a, b| (&a.job.group, a.job.repetition).cmp(&(&b.job.group, b.job.repetition)));
     let mut labels: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
@@ -190,9 +190,9 @@ pub(super) fn record(
         };
         labels.insert(d.job.group.clone(), vec![(key.to_owned(), d.job.label.clone())]);
     }
-    let verdicts: Vec<(String, Verdict, Duration)> =
+    let verdicts: Vec<(String, Ending, Duration)> =
         done.iter().map(|d| (d.job.group.clone(), d.verdict, d.execution.outcome.cpu)).collect();
-    let failures: Vec<&Done> = done.iter().filter(|d| d.verdict != Verdict::Pass).collect();
+    let failures: Vec<&Done> = done.iter().filter(|d| d.verdict != Ending::Pass).collect();
     for f in &failures {
         print_failure(f);
     }
@@ -200,21 +200,20 @@ pub(super) fn record(
     let total = done.len();
     let recording = Recording {
         workspace,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
         settings: agent_settings,
         runs,
-        tags: prepared.tags.clone(),
+        tags: setup.tags.clone(),
         output_dir: output_dir.clone(),
         top: 0,
         raw_frames: request.output.raw_frames,
         list_files: false,
-        store: prepared.store.as_ref(),
+        store: setup.store.as_ref(),
         labels,
     };
     let executions = done.into_iter().map(|d| d.execution).collect();
-    let summary = prepared.clock.time(Phase::Profiles, || record::finish(&recording, executions, shell))?;
+    let summary = setup.clock.time(Phase::Profiles, || record::finish(&recording, executions, shell))?;
     print_summary(&summary, &verdicts, mode);
-    let passed = verdicts.iter().filter(|(_, v, _)| *v == Verdict::Pass).count();
+    let passed = verdicts.iter().filter(|(_, v, _)| *v == Ending::Pass).count();
     let mut line = format!(
         "{passed} passed, {failed} failed, {ignored} ignored; {total} processes in {:.1}s",
         elapsed.as_secs_f64()
@@ -345,7 +344,7 @@ fn plan(
 struct Run<'a> {
     raw_dir: &'a std::path::Path,
     agent_lib: &'a std::path::Path,
-    /// Where cargo built the artifacts ([`Prepared::build_dir`]).
+    /// Where cargo built the artifacts ([`Setup::build_dir`]).
     build_dir: &'a std::path::Path,
     /// The instructions engine's stage.
     stage: Option<&'a std::sync::Arc<runner::stage::Stage>>,
@@ -404,13 +403,13 @@ fn execute(
     let outcome = runner::run(&spec, agent_lib)?;
     let stdout = String::from_utf8_lossy(&outcome.stdout);
     let verdict = match outcome.exit {
-        Exit::TimedOut => Verdict::TimedOut,
+        Exit::TimedOut => Ending::TimedOut,
         // libtest exits 0 when the filter matched nothing: that is not a pass.
         Exit::Code(0) if job.case.as_ref().is_some_and(|c| !c.bench) && !stdout.contains("1 passed") => {
-            Verdict::Fail
+            Ending::Fail
         }
-        e if e.success() => Verdict::Pass,
-        _ => Verdict::Fail,
+        e if e.success() => Ending::Pass,
+        _ => Ending::Fail,
     };
     let per_iteration = match job.harness {
         Some(BenchHarness::Criterion(_)) => criterion_home
@@ -437,9 +436,9 @@ fn execute(
 
 fn progress(shell: &Shell, d: &Done, runs: u32) {
     let verb = match d.verdict {
-        Verdict::Pass => "PASS",
-        Verdict::Fail => "FAIL",
-        Verdict::TimedOut => "TIMEOUT",
+        Ending::Pass => "PASS",
+        Ending::Fail => "FAIL",
+        Ending::TimedOut => "TIMEOUT",
     };
     let rep = if runs > 1 { format!(" (run {}/{runs})", d.job.repetition) } else { String::new() };
     let wall = d.execution.outcome.wall.as_secs_f64();
@@ -448,7 +447,7 @@ fn progress(shell: &Shell, d: &Done, runs: u32) {
         Some(criterion::PerIteration::Count(n)) => format!(" {n} iterations"),
         None => String::new(),
     };
-    if d.verdict == Verdict::Pass {
+    if d.verdict == Ending::Pass {
         shell.status(verb, format_args!("[{wall:>7.3}s] {}{rep}{per_iter}", d.job.label));
     } else {
         shell.warn(format_args!("{verb} [{wall:>7.3}s] {}{rep}: {}", d.job.label, d.execution.outcome.exit));
@@ -466,7 +465,7 @@ fn print_failure(d: &Done) {
 /// One line per test, on stderr with the other messages: status, CPU time (as the kernel
 /// measured the process, mean per run; short tests may have no samples), allocated bytes and the
 /// function with the most self CPU.
-fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict, Duration)], mode: Mode) {
+fn print_summary(summary: &record::Recorded, verdicts: &[(String, Ending, Duration)], mode: Mode) {
     use std::io::Write;
     let mut out = anstream::stderr().lock();
     let name_width = summary.groups.iter().map(|g| g.group.len()).max().unwrap_or(4).min(70);
@@ -501,9 +500,9 @@ fn print_summary(summary: &record::Summary, verdicts: &[(String, Verdict, Durati
             .map(|(_, v, _)| *v)
             .max_by_key(|v| *v as u8)
         {
-            Some(Verdict::Pass) => "ok",
-            Some(Verdict::Fail) => "FAILED",
-            Some(Verdict::TimedOut) => "TIMEOUT",
+            Some(Ending::Pass) => "ok",
+            Some(Ending::Fail) => "FAILED",
+            Some(Ending::TimedOut) => "TIMEOUT",
             None => "-",
         };
         let Some(p) = &g.merged else {

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::model::{Kind, Metric, RevisionInfo};
-use super::options::Settings;
+use super::options::ReportSettings;
 
 /// What a finding concludes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -458,7 +458,7 @@ pub struct Comparison {
     /// The head revision.
     pub head: RevisionInfo,
     /// The settings used.
-    pub settings: Settings,
+    pub settings: ReportSettings,
     /// Every finding, ordered by group, metric, kind, function.
     pub findings: Vec<Finding>,
     /// Warnings, ordered.

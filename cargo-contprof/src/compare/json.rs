@@ -30,7 +30,7 @@ use serde::Serialize;
 
 use super::finding::{Comparison, Finding, Verdict, Warning};
 use super::model::RevisionInfo;
-use super::options::Settings;
+use super::options::ReportSettings;
 
 /// Version of the JSON report layout.
 pub const REPORT_VERSION: u32 = 2;
@@ -40,7 +40,7 @@ struct Report<'a> {
     version: u32,
     base: &'a RevisionInfo,
     head: &'a RevisionInfo,
-    settings: &'a Settings,
+    settings: &'a ReportSettings,
     regressions: Vec<&'a Finding>,
     improvements: Vec<&'a Finding>,
     shifted: Vec<&'a Finding>,

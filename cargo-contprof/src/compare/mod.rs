@@ -66,7 +66,7 @@ pub use input::{
 };
 pub use json::{REPORT_VERSION, write_json};
 pub use model::{Cost, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling};
-pub use options::{DEFAULT_INSTRUCTIONS_EFFECT, Options, Settings};
+pub use options::{DEFAULT_INSTRUCTIONS_EFFECT, Options, ReportSettings};
 pub use render::{amount as render_amount, write_markdown, write_text};
 
 /// Why a comparison could not be made.

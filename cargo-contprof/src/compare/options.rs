@@ -166,8 +166,8 @@ impl Options {
         non_negative("single_run_jitter", self.single_run_jitter)
     }
 
-    pub(crate) fn settings(&self) -> Settings {
-        Settings {
+    pub(crate) fn settings(&self) -> ReportSettings {
+        ReportSettings {
             alpha: self.alpha,
             confidence: self.confidence,
             min_effect: Metric::ALL.iter().map(|m| (*m, self.min_effect(*m))).collect(),
@@ -187,7 +187,7 @@ impl Options {
 
 /// The settings as recorded in a report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Settings {
+pub struct ReportSettings {
     /// False discovery rate.
     pub alpha: f64,
     /// Confidence level of the intervals.

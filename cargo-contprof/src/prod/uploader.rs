@@ -46,7 +46,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::errors::{Error, Result};
 use crate::store::{Deployment, Lease, NetworkOptions, Store, StoreLocation, StoreOptions, WindowKey};
 use crate::symbolize::{DebugFileSource, Detail, Symbolizer, SymbolizerOptions};
-use contprof_protocol::channel::{Reply, Request};
+use contprof_protocol::channel::{FromAgent, ToAgent};
 use contprof_protocol::service::UploaderArgs;
 
 use super::log::Log;
@@ -152,7 +152,7 @@ pub fn run(args: UploaderArgs) -> Result<()> {
     std::thread::spawn(move || read_agent(&tx));
     // The agent creates each window's file ahead of the window, in the spool directory: a
     // service that has used up its descriptors when a window starts still gets it recorded.
-    u.tell_agent(&Request::Spool(u.spool.clone()));
+    u.tell_agent(&ToAgent::Spool(u.spool.clone()));
     u.serve(&rx);
     release_service_streams();
     u.finish_building(&rx);
@@ -319,9 +319,9 @@ mod allocator {
 fn read_agent(tx: &mpsc::Sender<Event>) {
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        let event = match Reply::parse(&line) {
-            Some(Reply::Done(path)) => Event::Done(path),
-            Some(Reply::Failed { path, reason }) => Event::Failed(path, reason),
+        let event = match FromAgent::parse(&line) {
+            Some(FromAgent::Done(path)) => Event::Done(path),
+            Some(FromAgent::Failed { path, reason }) => Event::Failed(path, reason),
             None => continue,
         };
         if tx.send(event).is_err() {
@@ -388,7 +388,7 @@ impl Uploader {
             }
         };
         if pause.is_some() != self.paused
-            && self.tell_agent(&if pause.is_some() { Request::Pause } else { Request::Resume })
+            && self.tell_agent(&if pause.is_some() { ToAgent::Pause } else { ToAgent::Resume })
         {
             self.paused = pause.is_some();
             match &pause {
@@ -400,7 +400,7 @@ impl Uploader {
     }
 
     /// Sends the agent one request; false when it is gone.
-    fn tell_agent(&mut self, request: &Request) -> bool {
+    fn tell_agent(&mut self, request: &ToAgent) -> bool {
         let mut out = std::io::stdout().lock();
         out.write_all(request.to_string().as_bytes()).and_then(|()| out.flush()).is_ok()
     }
@@ -432,7 +432,7 @@ impl Uploader {
             return;
         }
         let path = self.spool.join(format!("{start}.raw"));
-        if self.tell_agent(&Request::Window { length: self.window, path: path.clone() }) {
+        if self.tell_agent(&ToAgent::Window { length: self.window, path: path.clone() }) {
             self.in_flight = Some((path, start));
             self.won.push_back(start);
         }

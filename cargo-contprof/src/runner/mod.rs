@@ -36,7 +36,15 @@ pub enum Engine {
 }
 
 impl Engine {
-    /// The name stored in a run's settings (`settings.engine`).
+    /// What a run recorded by it says recorded it.
+    pub fn recorder(self) -> crate::store::Recorder {
+        match self {
+            Engine::Agent => crate::store::Recorder::Agent,
+            Engine::Instructions => crate::store::Recorder::Instructions,
+        }
+    }
+
+    /// Its name on the command line and in the configuration.
     pub fn name(self) -> &'static str {
         match self {
             Engine::Agent => "agent",
@@ -237,7 +245,7 @@ pub fn agent_env(settings: &AgentSettings, raw_path: &Path, agent_lib: &Path) ->
         preload.push(":");
         preload.push(user);
     }
-    let recording = contprof_protocol::env::Recording {
+    let recording = contprof_protocol::env::RecordingEnv {
         output: raw_path.to_owned(),
         frequency_hz: settings.frequency,
         alloc: settings.alloc,

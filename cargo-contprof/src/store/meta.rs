@@ -6,6 +6,9 @@ use std::process::Command;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use contprof_protocol::env::Unwind;
+use contprof_protocol::format::AllocMode;
+
 use crate::git::RepoState;
 
 /// Version of [`RunMetadata`]'s JSON. Bumped on incompatible changes; readers refuse newer ones.
@@ -83,20 +86,22 @@ impl Toolchain {
 /// How the profiles were taken.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
-    /// Sampling engine, e.g. `agent` or `import`.
-    pub engine: String,
+    /// What recorded the profiles.
+    pub engine: Recorder,
     /// CPU sampling frequency in Hz (0 when not sampled).
     pub frequency_hz: u32,
-    /// Allocation profiling mode, e.g. `off`, `sampled`.
-    pub alloc_mode: String,
+    /// How allocations were recorded; `None` when that is not known (imported profiles), stored
+    /// as an empty string.
+    #[serde(with = "alloc_mode_name")]
+    pub alloc_mode: Option<AllocMode>,
     /// Mean bytes between allocation samples, when sampled.
     pub alloc_interval: Option<u64>,
     /// Repetitions of each workload.
     pub runs: u32,
-    /// How stacks were walked (`tables`, or `frame-pointers` with frame pointers forced in the
-    /// build, which changes the code). Runs stored before the tables existed used frame pointers.
-    #[serde(default = "frame_pointers")]
-    pub unwind: String,
+    /// How stacks were walked (tables, or frame pointers forced in the build, which changes the
+    /// code). Runs stored before the tables existed used frame pointers.
+    #[serde(with = "unwind_name", default = "frame_pointers")]
+    pub unwind: Unwind,
     /// Contention sampling rate in nanoseconds, when waits were recorded (`--contention`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contention_rate_ns: Option<u64>,
@@ -105,8 +110,67 @@ pub struct Settings {
     pub wall_hz: Option<u32>,
 }
 
-fn frame_pointers() -> String {
-    "frame-pointers".to_owned()
+/// What recorded a run's profiles (`settings.engine` in its metadata).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recorder {
+    /// The sampling agent (`run`, `test`, `bench`, `check`).
+    #[default]
+    Agent,
+    /// The instructions engine: callgrind, with the agent recording every allocation.
+    Instructions,
+    /// `import`: profiles made elsewhere, whose recording is not known.
+    Import,
+    /// A name this version does not know (a newer version stored the run).
+    #[serde(other)]
+    Unknown,
+}
+
+impl Recorder {
+    /// The name in the metadata and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Recorder::Agent => "agent",
+            Recorder::Instructions => "instructions",
+            Recorder::Import => "import",
+            Recorder::Unknown => "unknown",
+        }
+    }
+}
+
+fn frame_pointers() -> Unwind {
+    Unwind::FramePointers
+}
+
+/// [`Settings::alloc_mode`] as the name the agent's variable takes (`off`, `sampled`, `exact`), or
+/// an empty string when not known; a name this version does not know reads as not known.
+mod alloc_mode_name {
+    use contprof_protocol::env::{alloc_mode, alloc_name};
+    use contprof_protocol::format::AllocMode;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mode: &Option<AllocMode>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(mode.map_or("", alloc_name))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<AllocMode>, D::Error> {
+        Ok(alloc_mode(&String::deserialize(d)?))
+    }
+}
+
+/// [`Settings::unwind`] as its name (`tables`, `frame-pointers`).
+mod unwind_name {
+    use contprof_protocol::env::Unwind;
+    use serde::{Deserialize as _, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(unwind: &Unwind, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(unwind.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Unwind, D::Error> {
+        let name = String::deserialize(d)?;
+        Unwind::from_name(&name).ok_or_else(|| D::Error::custom(format!("unknown stack walk `{name}`")))
+    }
 }
 
 /// One stored profile (gzipped pprof) of a run.
@@ -325,4 +389,34 @@ pub(crate) fn profile_file_name(index: usize, group: &str, repetition: u32) -> S
         .collect();
     g.truncate(80);
     format!("{index:04}-{g}-r{repetition}.pb.gz")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The settings keep the JSON they always had: names as strings, an import's unknown
+    /// allocation mode as an empty string, no `unwind` in runs older than the unwind tables.
+    #[test]
+    fn stored_settings_read_and_write_the_names_they_always_had() {
+        let agent = r#"{"engine":"agent","frequency_hz":250,"alloc_mode":"sampled","alloc_interval":524288,"runs":3,"unwind":"tables"}"#;
+        let s: Settings = serde_json::from_str(agent).unwrap();
+        assert_eq!(
+            (s.engine, s.alloc_mode, s.unwind),
+            (Recorder::Agent, Some(AllocMode::Sampled), Unwind::Tables)
+        );
+        assert_eq!(serde_json::to_string(&s).unwrap(), agent);
+
+        let import = r#"{"engine":"import","frequency_hz":0,"alloc_mode":"","alloc_interval":null,"runs":1}"#;
+        let s: Settings = serde_json::from_str(import).unwrap();
+        assert_eq!((s.engine, s.alloc_mode, s.unwind), (Recorder::Import, None, Unwind::FramePointers));
+
+        let newer = r#"{"engine":"ebpf","frequency_hz":99,"alloc_mode":"guarded","alloc_interval":null,"runs":1,"unwind":"frame-pointers"}"#;
+        let s: Settings = serde_json::from_str(newer).unwrap();
+        assert_eq!(
+            (s.engine, s.alloc_mode),
+            (Recorder::Unknown, None),
+            "a newer writer's names read as unknown"
+        );
+    }
 }

@@ -50,8 +50,9 @@ use serde::{Deserialize, Serialize};
 pub use backend::NetworkOptions;
 pub use error::{StoreError, StoreWarning};
 pub use meta::{
-    INTERLEAVED_TAG, KEY_NO_GIT, KEY_UNBORN, METADATA_VERSION, NewRun, ProfileEntry, RunMetadata, RunSummary,
-    Settings, Toolchain, host_name, interleaved, looks_like_run_id, new_run_id, parse_tag, rfc3339,
+    INTERLEAVED_TAG, KEY_NO_GIT, KEY_UNBORN, METADATA_VERSION, NewRun, ProfileEntry, Recorder, RunMetadata,
+    RunSummary, Settings, Toolchain, host_name, interleaved, looks_like_run_id, new_run_id, parse_tag,
+    rfc3339,
 };
 pub use prod::{Deployment, Lease, Pause, ProductionGc, RollupKey, RollupObject, WindowKey, day_of};
 pub use query::{
@@ -291,12 +292,12 @@ impl Store {
     }
 
     /// Records a whole run at once: [`Store::begin_run`], every profile, [`RunWriter::commit`].
-    pub fn record(&self, new: NewRun, profiles: Vec<NewProfile>) -> Result<RunMetadata, StoreError> {
-        self.record_with_code(new, profiles, None)
+    pub fn write_run(&self, new: NewRun, profiles: Vec<NewProfile>) -> Result<RunMetadata, StoreError> {
+        self.write_run_with_code(new, profiles, None)
     }
 
-    /// [`Store::record`] with the run's code map ([`crate::code::CodeMap::encode`]), when there is one.
-    pub fn record_with_code(
+    /// [`Store::write_run`] with the run's code map ([`crate::code::CodeMap::encode`]), when there is one.
+    pub fn write_run_with_code(
         &self,
         new: NewRun,
         profiles: Vec<NewProfile>,

@@ -68,7 +68,12 @@ pub fn render_show(meta: &RunMetadata, out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
         "settings  engine={} frequency={} Hz alloc={}{} runs={} unwind={}",
-        s.engine, s.frequency_hz, s.alloc_mode, interval, s.runs, s.unwind
+        s.engine.name(),
+        s.frequency_hz,
+        s.alloc_mode.map_or("", contprof_protocol::env::alloc_name),
+        interval,
+        s.runs,
+        s.unwind.name()
     )?;
     for (k, v) in &meta.tags {
         writeln!(out, "tag       {k}={v}")?;

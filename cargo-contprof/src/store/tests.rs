@@ -103,12 +103,12 @@ pub(super) fn new_run(repo: RepoState, tags: &[(&str, &str)]) -> NewRun {
     n.target = "x86_64-unknown-linux-gnu".into();
     n.command = vec!["cargo".into(), "contprof".into(), "bench".into()];
     n.settings = Settings {
-        engine: "agent".into(),
+        engine: crate::store::Recorder::Agent,
         frequency_hz: 99,
-        alloc_mode: "off".into(),
+        alloc_mode: Some(contprof_protocol::format::AllocMode::Off),
         alloc_interval: None,
         runs: 1,
-        unwind: "tables".into(),
+        unwind: contprof_protocol::env::Unwind::Tables,
         contention_rate_ns: None,
         wall_hz: None,
     };
@@ -139,7 +139,7 @@ fn records_lists_shows_and_exports() {
     let store = Store::open(&StoreLocation::Default { workspace_root: tmp.path().to_path_buf() }).unwrap();
     assert_eq!(std::fs::read_to_string(tmp.path().join(".contprof/.gitignore")).unwrap(), "*\n");
     let meta = store
-        .record(
+        .write_run(
             new_run(commit_state(C1, "main"), &[("service", "api")]),
             vec![profile("bench/parse/large"), profile("bin/x")],
         )
@@ -166,7 +166,7 @@ fn records_lists_shows_and_exports() {
 fn export_refuses_profile_file_names_that_are_paths() {
     let tmp = tempfile::tempdir().unwrap();
     let store = dir_store(tmp.path());
-    let run = store.record(new_run(commit_state(C1, "main"), &[]), vec![profile("bin/x")]).unwrap();
+    let run = store.write_run(new_run(commit_state(C1, "main"), &[]), vec![profile("bin/x")]).unwrap();
     let meta_path = tmp.path().join(format!("runs/{}/meta.json", run.run_id));
     let text = std::fs::read_to_string(&meta_path).unwrap();
     let stored = &run.profiles[0].file;
@@ -253,7 +253,10 @@ fn concurrent_writers_lose_nothing_through_compaction() {
                     let tag = format!("{t}-{i}");
                     ids.push(
                         store
-                            .record(new_run(commit_state(C1, "main"), &[("w", &tag)]), vec![profile("bin/x")])
+                            .write_run(
+                                new_run(commit_state(C1, "main"), &[("w", &tag)]),
+                                vec![profile("bin/x")],
+                            )
                             .unwrap()
                             .run_id,
                     );
@@ -279,8 +282,8 @@ fn concurrent_writers_lose_nothing_through_compaction() {
 fn corrupt_index_entry_and_metadata_are_reported_and_skipped() {
     let tmp = tempfile::tempdir().unwrap();
     let store = dir_store(tmp.path());
-    let good = store.record(new_run(commit_state(C1, "main"), &[]), vec![profile("bin/x")]).unwrap();
-    let bad = store.record(new_run(commit_state(C2, "main"), &[]), vec![profile("bin/x")]).unwrap();
+    let good = store.write_run(new_run(commit_state(C1, "main"), &[]), vec![profile("bin/x")]).unwrap();
+    let bad = store.write_run(new_run(commit_state(C2, "main"), &[]), vec![profile("bin/x")]).unwrap();
     std::fs::write(tmp.path().join("index/loose/20990101T000000.000000Z-0000000000.json"), b"{\"vers")
         .unwrap();
     let meta = tmp.path().join(format!("runs/{}/meta.json", bad.run_id));
@@ -298,7 +301,7 @@ fn corrupt_index_entry_and_metadata_are_reported_and_skipped() {
     // A target filter that must open the metadata skips the corrupt run with a warning.
     let many: Vec<NewProfile> =
         (0..SUMMARY_GROUPS_FOR_TEST + 2).map(|i| profile(&format!("test/t{i}"))).collect();
-    store.record(new_run(commit_state(C2, "main"), &[]), many).unwrap();
+    store.write_run(new_run(commit_state(C2, "main"), &[]), many).unwrap();
     let hit = store.log(&LogFilter { target: Some("test/t17".into()), ..LogFilter::default() }).unwrap();
     assert_eq!(hit.runs.len(), 1);
 }
@@ -325,7 +328,7 @@ fn gc_keeps_recent_runs_and_newest_of_default_branch_commits() {
     let at = |commit: &str, days: i64| {
         let mut n = new_run(commit_state(commit, "main"), &[]);
         n.time = now - Duration::days(days);
-        store.record(n, vec![profile("bin/x")]).unwrap().run_id
+        store.write_run(n, vec![profile("bin/x")]).unwrap().run_id
     };
     let c1_old = at(C1, 50);
     let c1_newer = at(C1, 40);
@@ -379,7 +382,7 @@ fn a_compaction_racing_gc_does_not_resurrect_a_deleted_run() {
             &[],
         );
         n.time = now - Duration::days(days);
-        store.record(n, vec![profile("bin/x")]).unwrap().run_id
+        store.write_run(n, vec![profile("bin/x")]).unwrap().run_id
     };
     let doomed = at(C1, 50);
     let kept = at(C2, 1);
@@ -421,7 +424,7 @@ fn log_filters() {
     {
         let mut n = new_run(commit_state(commit, branch), &[("svc", tag)]);
         n.time = base + Duration::days(i as i64);
-        store.record(n, vec![profile(group)]).unwrap();
+        store.write_run(n, vec![profile(group)]).unwrap();
     }
     let count = |f: LogFilter| store.log(&f).unwrap().runs.len();
     assert_eq!(count(LogFilter::default()), 3);
@@ -441,8 +444,10 @@ fn revisions_resolve_to_runs_and_nearest_ancestor() {
     let (_d, repo, commits) = temp_repo(6);
     let tmp = tempfile::tempdir().unwrap();
     let store = dir_store(tmp.path());
-    let r1 = store.record(new_run(commit_state(&commits[1], "main"), &[]), vec![profile("bin/x")]).unwrap();
-    let r3 = store.record(new_run(commit_state(&commits[3], "main"), &[]), vec![profile("bin/x")]).unwrap();
+    let r1 =
+        store.write_run(new_run(commit_state(&commits[1], "main"), &[]), vec![profile("bin/x")]).unwrap();
+    let r3 =
+        store.write_run(new_run(commit_state(&commits[3], "main"), &[]), vec![profile("bin/x")]).unwrap();
     let near = nearest_ancestor_with_runs(&store, &repo, "HEAD", 100).unwrap().unwrap();
     assert_eq!((near.commit.as_str(), near.distance), (commits[3].as_str(), 2));
     assert_eq!(near.runs[0].run_id, r3.run_id);

@@ -67,7 +67,7 @@ fn azure_runs_and_production_windows_round_trip_with_leases_won_once() {
     create_container(azurite.port, "profiles");
     let url = "az://profiles/team/proj";
     let store = Store::open_with(&StoreLocation::parse(url).unwrap(), options(azurite.port)).unwrap();
-    let a = store.record(new_run(commit_state(C1, "main"), &[]), vec![profile("bin/x")]).unwrap();
+    let a = store.write_run(new_run(commit_state(C1, "main"), &[]), vec![profile("bin/x")]).unwrap();
     let log = store.log(&LogFilter::default()).unwrap();
     assert_eq!(log.runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), vec![a.run_id.as_str()]);
     assert_eq!(store.read_profile(&a.run_id, &a.profiles[0].file).unwrap(), tests::gz(b"profile bytes"));

@@ -67,10 +67,11 @@ pub(super) fn write_list_read_back_and_version_check(remote: &Remote) {
     let Some(_server) = (remote.start)(port) else { return };
     (remote.make_bucket)(port, "profiles");
     let store = remote.store(port, "profiles/team/proj");
-    let a =
-        store.record(new_run(commit_state(C1, "main"), &[("svc", "api")]), vec![profile("bin/x")]).unwrap();
+    let a = store
+        .write_run(new_run(commit_state(C1, "main"), &[("svc", "api")]), vec![profile("bin/x")])
+        .unwrap();
     let b = store
-        .record(new_run(commit_state(C2, "main"), &[]), vec![profile("bench/a"), profile("bench/b")])
+        .write_run(new_run(commit_state(C2, "main"), &[]), vec![profile("bench/a"), profile("bench/b")])
         .unwrap();
     let log = store.log(&LogFilter::default()).unwrap();
     assert_eq!(log.runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), vec![&b.run_id, &a.run_id]);
@@ -101,7 +102,7 @@ pub(super) fn two_concurrent_writers(remote: &'static Remote) {
                     .map(|i| {
                         let tag = format!("{t}-{i}");
                         let run = new_run(commit_state(C1, "main"), &[("w", &tag)]);
-                        store.record(run, vec![profile("bin/x")]).unwrap().run_id
+                        store.write_run(run, vec![profile("bin/x")]).unwrap().run_id
                     })
                     .collect::<Vec<_>>()
             })
@@ -125,7 +126,7 @@ pub(super) fn retention(remote: &Remote) {
     let at = |commit: &str, days: i64| {
         let mut n = new_run(commit_state(commit, "main"), &[]);
         n.time = now - chrono::Duration::days(days);
-        store.record(n, vec![profile("bin/x")]).unwrap().run_id
+        store.write_run(n, vec![profile("bin/x")]).unwrap().run_id
     };
     let _c1_old = at(C1, 60);
     let c1_newest = at(C1, 50);
@@ -148,7 +149,7 @@ pub(super) fn server_gone_mid_write(remote: &Remote) {
     (remote.make_bucket)(port, "flaky");
     let url = remote.url("flaky/p");
     let store = remote.store(port, "flaky/p");
-    store.record(new_run(commit_state(C1, "main"), &[]), vec![profile("bin/x")]).unwrap();
+    store.write_run(new_run(commit_state(C1, "main"), &[]), vec![profile("bin/x")]).unwrap();
 
     // The server dies after the profile is uploaded, before the metadata and the index entry.
     let server = Arc::new(Mutex::new(Some(server)));
@@ -171,7 +172,7 @@ pub(super) fn server_gone_mid_write(remote: &Remote) {
     let mut w = store.begin_run(new_run(commit_state(C2, "main"), &[])).unwrap();
     w.add_profile("bin/x", 0, Some(0), tests::gz(b"partial")).unwrap();
     let partial = w.run_id().to_string();
-    let meta = store.record(new_run(commit_state(C2, "main"), &[]), vec![profile("bin/x")]).unwrap();
+    let meta = store.write_run(new_run(commit_state(C2, "main"), &[]), vec![profile("bin/x")]).unwrap();
     drop(w);
     let log = store.log(&LogFilter::default()).unwrap();
     assert_eq!(log.runs.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(), vec![meta.run_id.as_str()]);

@@ -243,7 +243,7 @@ fn store_with_run(dir: &Path) -> String {
     };
     let bytes = profile::encode_to_vec(&sample_profile());
     let p = NewProfile { group: "bin/app".into(), repetition: 0, exit_code: Some(0), stopped: None, bytes };
-    store.record(NewRun::new(repo), vec![p]).unwrap().run_id
+    store.write_run(NewRun::new(repo), vec![p]).unwrap().run_id
 }
 
 #[test]
@@ -393,18 +393,18 @@ fn record_tagged(
             bytes: profile::encode_to_vec(p),
         })
         .collect();
-    store.record(run, profiles).unwrap().run_id
+    store.write_run(run, profiles).unwrap().run_id
 }
 
 /// The agent's settings of a run of 3 repetitions at 999 Hz with allocations off.
 fn cpu_only_settings() -> crate::store::Settings {
     crate::store::Settings {
-        engine: "agent".into(),
+        engine: crate::store::Recorder::Agent,
         frequency_hz: 999,
-        alloc_mode: "off".into(),
+        alloc_mode: Some(contprof_protocol::format::AllocMode::Off),
         alloc_interval: None,
         runs: 3,
-        unwind: "tables".into(),
+        unwind: contprof_protocol::env::Unwind::Tables,
         contention_rate_ns: None,
         wall_hz: None,
     }

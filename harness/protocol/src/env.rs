@@ -1,6 +1,6 @@
 //! The `CONTPROF_*` environment variables: every name, and the settings of one recording as a
-//! preloaded agent reads them ([`Recording`]: written by `cargo contprof`'s runner with
-//! [`Recording::vars`], read by the agent's constructor with [`Recording::from_vars`]).
+//! preloaded agent reads them ([`RecordingEnv`]: written by `cargo contprof`'s runner with
+//! [`RecordingEnv::vars`], read by the agent's constructor with [`RecordingEnv::from_vars`]).
 //!
 //! The continuous mode's variables (service, store, schedule) are read by the agent alone
 //! (`contprof::service::Config::from_env`); their names are here so that every `CONTPROF_*`
@@ -98,6 +98,11 @@ pub fn alloc_name(mode: AllocMode) -> &'static str {
     }
 }
 
+/// The mode named `name` in [`ALLOC`].
+pub fn alloc_mode(name: &str) -> Option<AllocMode> {
+    [AllocMode::Sampled, AllocMode::Exact, AllocMode::Off].into_iter().find(|m| alloc_name(*m) == name)
+}
+
 /// A variable whose value is not one its reader accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidVar {
@@ -119,7 +124,7 @@ impl std::error::Error for InvalidVar {}
 
 /// What one recording of a preloaded agent records and where: the recording variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Recording {
+pub struct RecordingEnv {
     /// The raw sample file ([`OUTPUT`]).
     pub output: PathBuf,
     /// CPU samples per second per thread; 0 turns CPU sampling off ([`FREQUENCY`]).
@@ -140,10 +145,10 @@ pub struct Recording {
     pub wall_hz: u32,
 }
 
-impl Recording {
+impl RecordingEnv {
     /// The defaults, recording into `output`.
     pub fn new(output: impl Into<PathBuf>) -> Self {
-        Recording {
+        RecordingEnv {
             output: output.into(),
             frequency_hz: crate::DEFAULT_FREQUENCY_HZ,
             alloc: AllocMode::Sampled,
@@ -201,12 +206,13 @@ impl Recording {
                 Some(other) => Err(InvalidVar { var: name, value: other.into(), expected: "0 or 1" }),
             }
         };
-        let mut r = Recording::new(output);
+        let mut r = RecordingEnv::new(output);
         if let Some(v) = text(ALLOC) {
-            r.alloc = [AllocMode::Sampled, AllocMode::Exact, AllocMode::Off]
-                .into_iter()
-                .find(|m| alloc_name(*m) == v)
-                .ok_or(InvalidVar { var: ALLOC, value: v, expected: "sampled, exact or off" })?;
+            r.alloc = alloc_mode(&v).ok_or(InvalidVar {
+                var: ALLOC,
+                value: v,
+                expected: "sampled, exact or off",
+            })?;
         }
         r.frequency_hz = hz(FREQUENCY, "a frequency in Hz")?.unwrap_or(r.frequency_hz);
         r.alloc_interval = number(ALLOC_INTERVAL, "a number of bytes")?.unwrap_or(r.alloc_interval);
@@ -236,14 +242,14 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn read(vars: &[(&'static str, OsString)]) -> Result<Option<Recording>, InvalidVar> {
+    fn read(vars: &[(&'static str, OsString)]) -> Result<Option<RecordingEnv>, InvalidVar> {
         let map: HashMap<&str, OsString> = vars.iter().cloned().collect();
-        Recording::from_vars(|name| map.get(name).cloned())
+        RecordingEnv::from_vars(|name| map.get(name).cloned())
     }
 
     #[test]
     fn the_variables_written_read_back_as_the_same_settings() {
-        let mut r = Recording::new("/tmp/run 1/x.raw");
+        let mut r = RecordingEnv::new("/tmp/run 1/x.raw");
         for (alloc, unwind) in [
             (AllocMode::Off, Unwind::FramePointers),
             (AllocMode::Exact, Unwind::Tables),
@@ -258,7 +264,7 @@ mod tests {
 
     #[test]
     fn unset_variables_take_the_defaults_and_no_output_means_no_recording() {
-        assert_eq!(read(&[(OUTPUT, "o.raw".into())]).unwrap(), Some(Recording::new("o.raw")));
+        assert_eq!(read(&[(OUTPUT, "o.raw".into())]).unwrap(), Some(RecordingEnv::new("o.raw")));
         assert_eq!(read(&[(FREQUENCY, "99".into())]).unwrap(), None);
         assert_eq!(read(&[(OUTPUT, "".into())]).unwrap(), None);
     }

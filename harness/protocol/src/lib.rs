@@ -7,7 +7,7 @@
 //!   sets, allocation modes);
 //! - [`maps`]: lines of `/proc/<pid>/maps`, which the raw file carries;
 //! - [`env`](mod@env): the `CONTPROF_*` variables, and the recording settings a preloaded agent reads from
-//!   them ([`env::Recording`]);
+//!   them ([`env::RecordingEnv`]);
 //! - [`service`]: the continuous mode's profile types, reserved labels and schedule
 //!   ([`service::Schedule`]), and the uploader's command line ([`service::UploaderArgs`]);
 //! - [`channel`]: the lines the uploader and the agent exchange over their pipe.

@@ -4,13 +4,13 @@
 //!
 //! The two talk over a socket pair (`channel.rs`; the uploader's standard input and output), one
 //! line per message, as `contprof_protocol::channel` writes and parses them:
-//! - uploader → agent ([`Request`]): first the spool directory, where the agent creates the next
+//! - uploader → agent ([`ToAgent`]): first the spool directory, where the agent creates the next
 //!   window's file ahead of the window (`channel::Spare`); then windows to record, each into its
 //!   raw file in the spool directory; and `pause` when an operator paused profiling (an object in
 //!   the store), so allocations are no longer sampled between windows, `resume` when they are
 //!   again, from empty tables (the heap in use then counts the allocations sampled since the
 //!   resume);
-//! - agent → uploader ([`Reply`]): the window's file is complete, or it failed and why.
+//! - agent → uploader ([`FromAgent`]): the window's file is complete, or it failed and why.
 //!
 //! When the service exits, the `atexit` handler completes the window in progress; the uploader
 //! sees its input close and uploads that window if its file has an end record. A service killed
@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use contprof_protocol::channel::{Reply, Request};
+use contprof_protocol::channel::{FromAgent, ToAgent};
 
 use crate::agent;
 use crate::api::{Error, Options};
@@ -389,21 +389,21 @@ fn serve(config: &Config, channel: &Channel, shared: &Shared) -> bool {
     let mut spare: Option<Spare> = None;
     for line in BufReader::new(channel.reader()).lines() {
         let Ok(line) = line else { break };
-        let (length, path) = match Request::parse(&line) {
-            Some(Request::Spool(dir)) => {
+        let (length, path) = match ToAgent::parse(&line) {
+            Some(ToAgent::Spool(dir)) => {
                 drop(spare.take());
                 spare = Spare::create(&dir);
                 spool = Some(dir);
                 continue;
             }
-            Some(Request::Pause) => {
+            Some(ToAgent::Pause) => {
                 if !paused {
                     paused = true;
                     agent::end_continuous();
                 }
                 continue;
             }
-            Some(Request::Resume) => {
+            Some(ToAgent::Resume) => {
                 if paused {
                     paused = false;
                     if let Err(e) = begin(config) {
@@ -412,7 +412,7 @@ fn serve(config: &Config, channel: &Channel, shared: &Shared) -> bool {
                 }
                 continue;
             }
-            Some(Request::Window { length, path }) => (length, path),
+            Some(ToAgent::Window { length, path }) => (length, path),
             None => continue,
         };
         {
@@ -442,9 +442,9 @@ fn serve(config: &Config, channel: &Channel, shared: &Shared) -> bool {
                     crate::sampler::snapshot_threads(Duration::from_millis(200));
                 }
                 agent::finish();
-                Reply::Done(path)
+                FromAgent::Done(path)
             }
-            Err(e) => Reply::Failed { path, reason: e.to_string() },
+            Err(e) => FromAgent::Failed { path, reason: e.to_string() },
         };
         // An uploader gone meanwhile is seen when its output closes.
         let _ = channel.send(&reply.to_string());

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 
-use contprof_protocol::env::{Recording, Unwind};
+use contprof_protocol::env::{RecordingEnv, Unwind};
 
 use crate::api::{Error, Options};
 
@@ -20,7 +20,7 @@ fn var(name: &'static str) -> Option<String> {
 impl Options {
     /// Reads the `CONTPROF_*` variables; `Ok(None)` when `CONTPROF_OUTPUT` is unset.
     pub fn from_env() -> Result<Option<Self>, Error> {
-        let Some(r) = Recording::from_vars(std::env::var_os)? else { return Ok(None) };
+        let Some(r) = RecordingEnv::from_vars(std::env::var_os)? else { return Ok(None) };
         let mut o =
             Options::new(r.output).frequency(r.frequency_hz).alloc(r.alloc).alloc_interval(r.alloc_interval);
         o.allow_perf = r.allow_perf;
