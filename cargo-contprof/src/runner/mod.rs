@@ -251,7 +251,9 @@ pub fn agent_env(settings: &AgentSettings, raw_path: &Path, agent_lib: &Path) ->
         alloc: settings.alloc,
         alloc_interval: settings.alloc_interval,
         allow_perf: settings.frequency > TICK_TIMER_MAX_HZ,
-        perf_kernel: true,
+        // Left to the user's own environment, as it always was (`CONTPROF_PERF_KERNEL=0` on
+        // `cargo contprof` reaches the agent).
+        perf_kernel: std::env::var_os(contprof_protocol::env::PERF_KERNEL).is_none_or(|v| v != "0"),
         unwind: settings.unwind.agent(),
         contention_rate_ns: settings.contention_rate_ns,
         wall_hz: settings.wall_hz,
