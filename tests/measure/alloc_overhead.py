@@ -13,7 +13,9 @@ calls per second; 60 rounds instead of the 7 of real_crates.sh) and pulldown-cma
 (tests/measure/real/pulldown-cmark.rs, 80 rounds instead of 14). Each is run under the preload library directly, in every
 configuration below, the configurations interleaved round by round, in a shuffled order, so that drift falls on all
 of them alike. The figure is the CPU time the kernel charged to the process (user + system, from
-wait4), as the median over the rounds, and its ratio to the runs without the agent. Next to it,
+wait4), as the median over the rounds, and its ratio to the runs without the agent; beside it the
+paired ratio (the median of each round's ratio to that round's run without the agent), which
+divides out drift slower than a round and is the tighter of the two on a drifting VM. Next to it,
 for the configurations that sample CPU: the share of CPU that the profiles of those same runs give
 `[contprof agent]` (its total: the agent's own code and what it calls; the raw files are imported
 into a temporary store, exported as pprof and read with `go tool pprof -top`, all rounds merged).
@@ -171,6 +173,17 @@ def agent_share(tool: str, raws: list, work: Path) -> str:
     return "0%"
 
 
+def paired(times, base, resamples=2000) -> str:
+    """The median over the rounds of each round's ratio to the run without the agent in the same
+    round, with a 95% bootstrap interval over the rounds: drift that lasts longer than a round
+    (the host's speed, a neighbour) divides out, which the ratio of medians leaves in."""
+    ratios = [t / b for t, b in zip(times, base)]
+    rng = random.Random(13)
+    boot = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    return (f"{statistics.median(ratios):.3f}x "
+            f"({boot[int(0.025 * resamples)]:.3f}-{boot[int(0.975 * resamples) - 1]:.3f})")
+
+
 def ratio_interval(times, base, resamples=2000) -> str:
     """A 95% bootstrap interval of the ratio of medians: the rounds of each configuration
     resampled with replacement (seeded), the 2.5th and 97.5th percentiles of the ratios. Says how
@@ -232,16 +245,17 @@ def main():
                     times[c].append(cpu_of([str(bins[key])], env))
             base = statistics.median(times["none"]) if "none" in times else None
             print(f"{key}: CPU user+system, median of {args.rounds} interleaved rounds; load average after {load()}")
-            print(f"  {'':13} {'CPU':>9}  {'ratio':>7}  {'95% interval':>15}   "
+            print(f"  {'':13} {'CPU':>9}  {'ratio':>7}  {'95% interval':>15}   {'paired, 95% interval':>22}   "
                   f"{'[contprof agent] in the profiles':>32}   range")
             for c in configs:
                 med = statistics.median(times[c])
                 ratio = f"{med / base:.3f}x" if base else "-"
                 interval = ratio_interval(times[c], times["none"]) if base and c != "none" else "-"
+                pairs = paired(times[c], times["none"]) if base and c != "none" else "-"
                 spread = f"{min(times[c]):.3f}..{max(times[c]):.3f}"
                 samples_cpu = c not in EMPTY and CONFIGS[c] is not None and CONFIGS[c].get("CONTPROF_FREQUENCY") != "0"
                 share = agent_share(args.tool, raws[c], Path(tmp) / f"{key}-{c}") if samples_cpu else "-"
-                print(f"  {c:13} {med:7.3f} s  {ratio:>7}  {interval:>15}   {share:>32}   ({spread})")
+                print(f"  {c:13} {med:7.3f} s  {ratio:>7}  {interval:>15}   {pairs:>22}   {share:>32}   ({spread})")
             sys.stdout.flush()
 
 

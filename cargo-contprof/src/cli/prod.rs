@@ -70,6 +70,7 @@ fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate
         until: a.until.as_deref().map(|u| time("--until", u, true)).transpose()?,
         labels,
         sample_labels,
+        keep_sample_labels: false,
     };
     Ok((store, selection, project.config().clone()))
 }
@@ -310,6 +311,8 @@ pub fn report(a: ProdReportArgs, shell: &Shell) -> Result<()> {
         since: a.select.since.clone(),
         until: a.select.until.clone(),
         labels,
+        sample_labels: label_flags("--sample-label", &a.select.sample_labels)?,
+        by: None,
         color: a.color.clone(),
         base: a.base.clone(),
         head: a.head.clone(),

@@ -83,6 +83,7 @@ fn background_compaction(location: &store::StoreLocation, comparing: &Comparing,
                 until: None,
                 labels: Vec::new(),
                 sample_labels: Vec::new(),
+                keep_sample_labels: false,
             };
             let watch = crate::prod::rollouts::Watch {
                 profile_type: "cpu",

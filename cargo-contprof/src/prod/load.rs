@@ -133,7 +133,7 @@ pub fn load(
             continue;
         }
         let inside = key.start >= since && key.end() - 1 <= until;
-        let whole_day = !want.costs && inside && rollups.contains(&key) && selection.sample_labels.is_empty();
+        let whole_day = !want.costs && inside && rollups.contains(&key) && !selection.reads_sample_labels();
         let plan = if whole_day { DayPlan::Day } else { DayPlan::Hours };
         days.insert(key.start, plan);
     }
@@ -178,7 +178,7 @@ pub fn load(
         };
         // Per-window costs hold no sample labels, and are built with one folding: for a filter on
         // sample labels, or the other folding, the day's windows are read instead.
-        if !selection.sample_labels.is_empty() || (want.costs && r.fold_library != want.fold_library) {
+        if selection.reads_sample_labels() || (want.costs && r.fold_library != want.fold_library) {
             list.insert(RollupKey::at(service, profile_type, key.start, true).start);
             continue;
         }
@@ -281,7 +281,7 @@ pub fn load(
         raw = (0..MAX_VIEWED).map(|i| raw[i * n / MAX_VIEWED].clone()).collect();
     }
     let need_profiles =
-        want.stacks || want.costs || selection.has_custom_labels() || !selection.sample_labels.is_empty();
+        want.stacks || want.costs || selection.has_custom_labels() || selection.reads_sample_labels();
     if need_profiles {
         let mut renamer = super::symbols::Renamer::new(store);
         let mut unmerged: Vec<Profile> = Vec::new();

@@ -29,6 +29,9 @@ pub struct Selection {
     /// one key are alternatives, different keys must all match. Rollups hold no per-label costs,
     /// so a selection with these reads its windows.
     pub sample_labels: Vec<(String, String)>,
+    /// The stacks must keep their samples' labels (a breakdown by a sample label): the windows
+    /// are read, not the rollups, as with [`Selection::sample_labels`].
+    pub keep_sample_labels: bool,
 }
 
 /// The label keys the store's keys carry.
@@ -86,6 +89,12 @@ impl Selection {
     /// `value(k)` gives the set's value of `k`.
     pub fn labels_match<'a>(&self, value: impl Fn(&str) -> Option<&'a str>) -> bool {
         crate::profile::labels_match(&self.labels, value)
+    }
+
+    /// Whether the windows must be read for their samples' labels (a filter on them, or the
+    /// stacks keep them), rather than the rollups, which hold none.
+    pub fn reads_sample_labels(&self) -> bool {
+        self.keep_sample_labels || !self.sample_labels.is_empty()
     }
 
     /// Whether a sample passes the sample-label filters: `value(k)` gives the sample's value of `k`.

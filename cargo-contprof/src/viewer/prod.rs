@@ -66,7 +66,8 @@ pub fn selection(q: &ProdQuery, now: DateTime<Utc>) -> Result<Selection> {
         since: Some(time("since", &q.since, false)?),
         until: q.until.as_deref().map(|u| time("until", u, true)).transpose()?,
         labels,
-        sample_labels: Vec::new(),
+        sample_labels: q.sample_labels.clone(),
+        keep_sample_labels: q.by.is_some(),
     })
 }
 
@@ -260,6 +261,7 @@ pub fn write_page(
                 loaded.observations.iter().map(|o| (color_key(o, &q.color), o)).collect();
             let mut prelude = filter_form(q, served);
             prelude.push_str(&breakdown(q, loaded.observations.iter(), metric, served));
+            prelude.push_str(&label_breakdown(q, &loaded.stacks, served));
             prelude.push_str(&timeline(&series, metric, (since, until), &q.color));
             prelude.push_str(&compare_form(q, served));
             let stacks = loaded.stacks;
@@ -310,6 +312,12 @@ fn query_string(q: &ProdQuery) -> String {
     }
     for (k, v) in &q.labels {
         parts.push(("label", format!("{k}={v}")));
+    }
+    for (k, v) in &q.sample_labels {
+        parts.push(("sample_label", format!("{k}={v}")));
+    }
+    if let Some(by) = &q.by {
+        parts.push(("by", by.clone()));
     }
     if q.color != "version" {
         parts.push(("color", q.color.clone()));
@@ -375,7 +383,7 @@ fn filter_form(q: &ProdQuery, served: bool) -> String {
 <label>zone <input name="zone" size="8" placeholder="any" value="{zone}"></label>
 <label>instance <input name="instance" size="10" placeholder="any" value="{instance}"></label>
 <label>label <input name="label" size="14" placeholder="key=value" value="{custom}"></label>
-<label>colour by <select name="color">{colors}</select></label>
+<label>colour by <select name="color">{colors}</select></label>{kept}
 <button type="submit" id="prod-apply">Show</button></form>"#,
         since = esc(&q.since),
         until = esc(q.until.as_deref().unwrap_or("")),
@@ -386,6 +394,15 @@ fn filter_form(q: &ProdQuery, served: bool) -> String {
         colors = ["version", "zone", "instance"]
             .iter()
             .map(|c| format!("<option{}>{c}</option>", if *c == q.color { " selected" } else { "" }))
+            .collect::<String>(),
+        kept = q
+            .sample_labels
+            .iter()
+            .map(|(k, v)| format!(
+                r#"<input type="hidden" name="sample_label" value="{}">"#,
+                esc(&format!("{k}={v}"))
+            ))
+            .chain(q.by.iter().map(|by| format!(r#"<input type="hidden" name="by" value="{}">"#, esc(by))))
             .collect::<String>(),
     );
     f.push_str("</section>");
@@ -408,6 +425,13 @@ fn compare_form(q: &ProdQuery, served: bool) -> String {
     }
     for (k, v) in &q.labels {
         let _ = write!(hidden, r#"<input type="hidden" name="label" value="{}">"#, esc(&format!("{k}={v}")));
+    }
+    for (k, v) in &q.sample_labels {
+        let _ = write!(
+            hidden,
+            r#"<input type="hidden" name="sample_label" value="{}">"#,
+            esc(&format!("{k}={v}"))
+        );
     }
     format!(
         r#"<section id="prod-compare"><form class="controls" method="get" action="/prod/compare" id="prod-compare-form">{hidden}
@@ -477,6 +501,113 @@ fn breakdown<'a>(
     }
     t.push_str("</tbody></table></section>");
     t
+}
+
+/// Most rows of the breakdown by a sample label (the largest values; the rest in one row).
+const LABEL_ROWS: usize = 50;
+
+/// The breakdown by a sample label (`by`): the share of the profile's default measure per value
+/// of that label, from the stacks of the selected windows (read for their labels, not from the
+/// rollups), each value a link that keeps only its samples; and, served, the forms that ask for
+/// a breakdown and open one trace's samples.
+fn label_breakdown(q: &ProdQuery, stacks: &[crate::profile::Profile], served: bool) -> String {
+    let mut t = String::from(r#"<section id="prod-labels">"#);
+    if served {
+        let _ = write!(
+            t,
+            r#"<form class="controls" method="get" action="/prod/view" id="prod-by-form">{hidden}<label>break down by sample label <input name="by" id="prod-by" size="14" placeholder="endpoint" value="{by}"></label> <button type="submit">Break down</button></form>
+<form class="controls" method="get" action="/prod/view" id="prod-trace-form">{trace_hidden}<label>trace id <input name="trace" id="prod-trace" size="34" placeholder="4bf92f3577b34da6a3ce929d0e0e4736"></label> <button type="submit">Open its samples</button> <span class="muted">CPU, waits or wall time of one trace's spans (the <code>trace_id</code> sample label)</span></form>"#,
+            hidden = hidden_inputs(q, true),
+            trace_hidden = hidden_inputs(q, false),
+            by = esc(q.by.as_deref().unwrap_or("")),
+        );
+    }
+    let Some(key) = q.by.as_deref() else {
+        t.push_str("</section>");
+        return t;
+    };
+    let mut per_value: BTreeMap<Option<&str>, (f64, usize)> = BTreeMap::new();
+    let mut measure = String::new();
+    for p in stacks {
+        let Some(at) =
+            p.sample_type_index(p.str(p.default_sample_type)).or(p.sample_type.len().checked_sub(1))
+        else {
+            continue;
+        };
+        if measure.is_empty() {
+            measure = p.str(p.sample_type[at].r#type).to_owned();
+        }
+        for s in &p.sample {
+            let e = per_value.entry(p.label_str(s, key)).or_default();
+            e.0 += s.value.get(at).copied().unwrap_or(0) as f64;
+            e.1 += 1;
+        }
+    }
+    let all: f64 = per_value.values().map(|(v, _)| v).sum();
+    let mut rows: Vec<(Option<&str>, f64, usize)> =
+        per_value.into_iter().map(|(k, (v, n))| (k, v, n)).collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let _ = write!(
+        t,
+        r#"<h2>By sample label <code>{k}</code></h2><table id="label-breakdown"><thead><tr><th>{k}</th><th class="num">{m}</th><th class="num">share</th><th class="num">stacks</th><th></th></tr></thead><tbody>"#,
+        k = esc(key),
+        m = esc(&measure),
+    );
+    let rest: (f64, usize) = rows.iter().skip(LABEL_ROWS).fold((0.0, 0), |a, r| (a.0 + r.1, a.1 + r.2));
+    for (value, v, n) in rows.iter().take(LABEL_ROWS) {
+        let share = if all > 0.0 { format!("{:.1}%", 100.0 * v / all) } else { "–".into() };
+        let (shown, only) = match value {
+            Some(value) => {
+                let mut narrowed = q.clone();
+                narrowed.sample_labels.push((key.to_owned(), (*value).to_owned()));
+                narrowed.by = None;
+                let link = format!(r#"<a href="/prod/view?{}">only this</a>"#, esc(&query_string(&narrowed)));
+                (esc(value), if served { link } else { String::new() })
+            }
+            None => (r#"<span class="muted">(no such label)</span>"#.to_owned(), String::new()),
+        };
+        let _ = write!(
+            t,
+            r#"<tr data-value="{d}"><td>{shown}</td><td class="num">{v}</td><td class="num">{share}</td><td class="num">{n}</td><td>{only}</td></tr>"#,
+            d = esc(value.unwrap_or("")),
+        );
+    }
+    if rest.1 > 0 {
+        let share = if all > 0.0 { format!("{:.1}%", 100.0 * rest.0 / all) } else { "–".into() };
+        let _ = write!(
+            t,
+            r#"<tr><td class="muted">{} other values</td><td class="num">{}</td><td class="num">{share}</td><td class="num">{}</td><td></td></tr>"#,
+            rows.len() - LABEL_ROWS,
+            rest.0,
+            rest.1
+        );
+    }
+    t.push_str("</tbody></table></section>");
+    t
+}
+
+/// The current selection as hidden inputs of a form that adds to it: everything but the
+/// breakdown key (`with_samples`: and with the sample-label filters).
+fn hidden_inputs(q: &ProdQuery, with_samples: bool) -> String {
+    let mut h = String::new();
+    let mut put = |k: &str, v: &str| {
+        let _ = write!(h, r#"<input type="hidden" name="{k}" value="{}">"#, esc(v));
+    };
+    put("service", &q.service);
+    put("type", &q.profile_type);
+    put("since", &q.since);
+    if let Some(u) = &q.until {
+        put("until", u);
+    }
+    for (k, v) in &q.labels {
+        put("label", &format!("{k}={v}"));
+    }
+    if with_samples {
+        for (k, v) in &q.sample_labels {
+            put("sample_label", &format!("{k}={v}"));
+        }
+    }
+    h
 }
 
 /// The timeline: each series' mean total per window over time, as an inline SVG (no script),
@@ -655,6 +786,98 @@ mod tests {
         assert_eq!(state.route(&request(false)).map(|r| r.status).map_err(|f| f.message), Ok(200));
         let stopped = state.route(&request(true)).expect_err("no page for a client that left");
         assert_eq!(stopped.status, 503, "{}", stopped.message);
+    }
+
+    /// Windows whose samples carry `endpoint` and `trace_id` labels (from `tracing` spans):
+    /// broken down by `endpoint` in the view, and one trace's samples alone by `trace`.
+    #[test]
+    fn a_view_breaks_down_by_a_sample_label_and_opens_one_traces_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().to_path_buf())).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let labelled = |frames: &[&str], cpu: i64, labels: &[(&str, &str)]| {
+            let mut p =
+                crate::profile::test_support::synth(&[(frames, cpu, 0)]).project(&["samples", "cpu"], "cpu");
+            p.label_samples(labels);
+            p
+        };
+        let search_trace = "5ea4c4000000000000000000000000a1";
+        let window = crate::profile::merge(&[
+            labelled(
+                &["main", "search_cpu"],
+                2_000_000,
+                &[("endpoint", "/search"), ("trace_id", search_trace)],
+            ),
+            labelled(
+                &["main", "items_cpu"],
+                1_000_000,
+                &[("endpoint", "/items"), ("trace_id", "00000000000000000000000000017e55")],
+            ),
+            labelled(&["main", "client_work"], 1_000_000, &[]),
+        ])
+        .unwrap();
+        for i in 0..3 {
+            let key = WindowKey {
+                deployment: Deployment { service: "api".into(), version: "1".into(), zone: "z".into() },
+                profile_type: "cpu".into(),
+                start: now - 60 * i,
+                instance: "a".into(),
+            };
+            store.put_window(&key, crate::profile::encode_to_vec(&window)).unwrap();
+        }
+        let state = State::new(StoreLocation::Dir(dir.path().to_path_buf()), false);
+        let get = |uri: &str| {
+            let (parts, ()) =
+                hyper::Request::builder().uri(uri).header("host", "localhost").body(()).unwrap().into_parts();
+            match state.route(&Request::new(&parts, false).unwrap()) {
+                Ok(r) => (r.status, String::from_utf8_lossy(&r.body).into_owned()),
+                Err(f) => (f.status, f.message),
+            }
+        };
+        let (status, page) = get("/prod/view?service=api&type=cpu&since=1h&by=endpoint");
+        assert_eq!(status, 200, "{page}");
+        let row = |value: &str| {
+            let at = page
+                .find(&format!(r#"<tr data-value="{value}">"#))
+                .unwrap_or_else(|| panic!("{value}: {page}"));
+            page[at..].split("</tr>").next().unwrap().to_owned()
+        };
+        assert!(row("/search").contains("50.0%"), "{}", row("/search"));
+        assert!(row("/items").contains("25.0%"), "{}", row("/items"));
+        assert!(row("").contains("(no such label)") && row("").contains("25.0%"), "{}", row(""));
+        assert!(
+            row("/search").contains("sample_label=endpoint%3D%2Fsearch"),
+            "a link keeps only its samples"
+        );
+
+        // The functions the flame graph draws (its nodes), from the view's JSON.
+        let drawn = |query: &str| {
+            let (status, body) =
+                get(&format!("/prod/view?service=api&type=cpu&since=1h&{query}&format=json"));
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let names = v["tree"]["fns"]["name"].as_array().unwrap().clone();
+            let nodes = v["tree"]["fn"].as_array().unwrap();
+            nodes
+                .iter()
+                .map(|i| names[i.as_u64().unwrap() as usize].as_str().unwrap().to_owned())
+                .collect::<std::collections::BTreeSet<String>>()
+        };
+        // One trace, as a tracing UI would link it (upper case and a short id are accepted).
+        let search = drawn(&format!("trace={}", search_trace.to_uppercase()));
+        assert!(
+            search.contains("search_cpu") && !search.contains("items_cpu") && !search.contains("client_work"),
+            "{search:?}"
+        );
+        let items = drawn("trace=17e55");
+        assert!(items.contains("items_cpu") && !items.contains("search_cpu"), "{items:?}");
+        let (status, page) = get(&format!("/prod/view?service=api&type=cpu&since=1h&trace={search_trace}"));
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains(r#"name="sample_label" value="trace_id="#), "the filter stays in the forms");
+        let (status, _) = get("/prod/view?service=api&type=cpu&since=1h&trace=not-hex");
+        assert_eq!(status, 400);
+        let (status, page) = get("/prod/view?service=api&type=cpu&since=1h&trace=ffff");
+        assert_ne!(status, 200, "a trace no sample carries selects nothing: {page}");
     }
 
     #[test]

@@ -225,6 +225,11 @@ pub struct ProdQuery {
     pub until: Option<String>,
     /// `key=value` filters, in order: `version`, `zone`, `instance` parameters and `label`s.
     pub labels: Vec<(String, String)>,
+    /// `key=value` filters on the samples' own labels (`sample_label`, and `trace` as
+    /// `trace_id=<id>`): only the samples that carry them count.
+    pub sample_labels: Vec<(String, String)>,
+    /// Break the selection down by this sample label (`by`): its share per value.
+    pub by: Option<String>,
     /// Colour the timeline by `version` or `zone`.
     pub color: String,
     /// A comparison's base side, `key=value[,key=value]`.
@@ -266,10 +271,29 @@ impl ProdQuery {
                         };
                         q.labels.push(pair);
                     }
-                    if q.labels.len() > MAX_LABELS {
+                    if q.labels.len() + q.sample_labels.len() > MAX_LABELS {
                         return Err(bad(format!("at most {MAX_LABELS} label filters")));
                     }
                 }
+                "sample_label" => {
+                    let v = text(&k, &v)?;
+                    for one in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        let (lk, lv) = one
+                            .split_once('=')
+                            .ok_or_else(|| bad(format!("`sample_label`: `{one}` is not key=value")))?;
+                        q.sample_labels.push((lk.trim().to_owned(), lv.trim().to_owned()));
+                    }
+                }
+                "trace" => {
+                    // As the agent writes a trace id: 32 lowercase hex digits (W3C trace context);
+                    // shorter ones are zero-padded, as a 64-bit id is.
+                    let id = text(&k, &v)?.trim().to_ascii_lowercase().replace('-', "");
+                    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(bad(format!("`trace`: `{id}` is not a trace id (up to 32 hex digits)")));
+                    }
+                    q.sample_labels.push(("trace_id".to_owned(), format!("{id:0>32}")));
+                }
+                "by" => set_once(&mut q.by, "by", &v)?,
                 other => return Err(bad(format!("unknown parameter `{other}` for a production view"))),
             }
         }
