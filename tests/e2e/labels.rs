@@ -222,10 +222,15 @@ fn go_tool_pprof_lists_and_focuses_on_the_labels() {
 /// In production (preloaded, windows uploaded to a store), every CPU window of the traced service
 /// keeps the spans' labels as sample labels beside the window's own, and no store key names a
 /// label value.
-#[test]
-fn production_windows_keep_span_labels_as_sample_labels() {
-    use cargo_contprof::store::{Store, StoreLocation};
-    let _shared = crate::util::shared();
+/// `traced_service` built and run as a production service (`traced` 1.0.0 in `eu`, windows of
+/// 0.8 s every second, the profile types `types`) with the extra environment `env`, storing into
+/// `dir/store`; returns the store's directory once the service has exited (its uploader may still
+/// be uploading).
+fn traced_service_in_production(
+    dir: &std::path::Path,
+    types: &str,
+    env: &[(&str, &str)],
+) -> std::path::PathBuf {
     let status = Command::new(env!("CARGO"))
         .args([
             "build",
@@ -241,11 +246,10 @@ fn production_windows_keep_span_labels_as_sample_labels() {
         .status()
         .expect("cargo starts");
     assert!(status.success(), "the fixture builds");
-    let dir = tempfile::tempdir().unwrap();
-    let lib = crate::util::contprof().args(["agent", "path", "--dir"]).arg(dir.path()).output().unwrap();
+    let lib = crate::util::contprof().args(["agent", "path", "--dir"]).arg(dir).output().unwrap();
     assert!(lib.status.success(), "{}", String::from_utf8_lossy(&lib.stderr));
     let lib = String::from_utf8(lib.stdout).unwrap().trim().to_owned();
-    let store_dir = dir.path().join("store");
+    let store_dir = dir.join("store");
     let out = Command::new(crate::util::repo_root().join("fixtures/target/release/traced_service"))
         .arg("600")
         .env("LD_PRELOAD", &lib)
@@ -256,10 +260,21 @@ fn production_windows_keep_span_labels_as_sample_labels() {
         .env("CONTPROF_STORE", &store_dir)
         .env("CONTPROF_PERIOD", "1")
         .env("CONTPROF_WINDOW", "0.8")
+        .env("CONTPROF_TYPES", types)
         .env("CONTPROF_HELPER", env!("CARGO_BIN_EXE_cargo-contprof"))
+        .envs(env.iter().copied())
         .output()
         .expect("the service runs");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    store_dir
+}
+
+#[test]
+fn production_windows_keep_span_labels_as_sample_labels() {
+    use cargo_contprof::store::{Store, StoreLocation};
+    let _shared = crate::util::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = traced_service_in_production(dir.path(), "cpu,alloc,heap,threads", &[]);
     let store = Store::open(&StoreLocation::Dir(store_dir)).unwrap();
     // The uploader finishes in the background after the service exits.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -375,4 +390,127 @@ fn compare_reads_only_the_samples_of_one_label() {
     let f = crate::compare::compare(&store, &[&base, &head, "--sample-label", "endpoint=/nowhere"]);
     assert_ne!(f.code, 0, "{f:?}");
     assert!(f.stderr.contains("none of its samples carries endpoint=/nowhere"), "{f:?}");
+}
+
+/// The trace view: one slow request of a service (its handler blocks its worker in
+/// `std::thread::sleep` inside its span), opened in the viewer by its trace id as a tracing UI
+/// links it, shows its wall time in the sleep under the handler; a fast request's trace its CPU
+/// in its own endpoint's function; and the breakdown by `endpoint` lists the endpoints.
+#[test]
+fn a_slow_requests_trace_id_opens_its_wall_time_in_the_viewer() {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let _shared = crate::util::shared();
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough that a window falls on it even when the uploader starts slowly under load.
+    let env = [("FIXTURE_TRACE_IDS", "1"), ("FIXTURE_SLOW_MS", "4000")];
+    let store = traced_service_in_production(dir.path(), "cpu,wall", &env);
+    let slow_trace = "51075107000000000000000000000001";
+    let mut serve = crate::util::contprof()
+        .args(["serve", "--bind", "127.0.0.1:0", "--no-compact", "--store"])
+        .arg(&store)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(serve.stderr.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("http://")).map(str::to_owned))
+        .expect("serve says where it listens");
+    let addr = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let get = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        (head.lines().next().unwrap_or("").to_owned(), body.to_owned())
+    };
+    // The uploader finishes in the background after the service exits: wait for the window.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let view = format!("/prod/view?service=traced&type=wall&since=1h&trace={slow_trace}&format=json");
+    let body = loop {
+        let (status, body) = get(&view);
+        if status.contains(" 200 ") {
+            break body;
+        }
+        assert!(std::time::Instant::now() < deadline, "no wall window holds the slow trace: {status} {body}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    // The flame graph's tree: each node's function, parent and own wall time.
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let tree = &v["tree"];
+    let names: Vec<&str> =
+        tree["fns"]["name"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let fun: Vec<usize> =
+        tree["fn"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect();
+    let parent: Vec<usize> =
+        tree["parent"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as usize).collect();
+    let wall =
+        tree["types"].as_array().unwrap().iter().position(|t| t["name"] == "wall").expect("a wall column");
+    let own: Vec<i64> =
+        tree["self"][0][wall].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+    let total: i64 = own.iter().sum();
+    let (top, &most) = own.iter().enumerate().max_by_key(|(_, v)| **v).unwrap();
+    let mut path = vec![names[fun[top]]];
+    let mut node = top;
+    while node != 0 {
+        node = parent[node];
+        path.push(names[fun[node]]);
+    }
+    assert!(total >= 200_000_000, "the slow request's wall time in the windows: {total} ns");
+    assert!(most * 10 >= total * 9, "its wall time is in one place: {most} of {total} ns at {path:?}");
+    assert!(path[0].contains("nanosleep"), "it sits in the sleep: {path:?}");
+    assert!(
+        path.iter().any(|f| f.starts_with("traced_service::slow")),
+        "under the handler that blocks: {path:?}"
+    );
+
+    // The breakdown by endpoint lists the endpoints.
+    let (status, body) = get("/prod/view?service=traced&type=cpu&since=1h&by=endpoint");
+    assert!(status.contains(" 200 "), "{status} {body}");
+    for endpoint in ["/search", "/items"] {
+        assert!(
+            body.contains(&format!(r#"<tr data-value="{endpoint}">"#)),
+            "{endpoint} in the breakdown: {body}"
+        );
+    }
+    // A fast request's trace, on CPU (one of the /search requests the windows saw, read from the
+    // stored windows): its own endpoint's function, not the other's. Trace ids are one value per
+    // request: the page says nothing breaks down by them.
+    let (status, body) = get("/prod/view?service=traced&type=cpu&since=1h&by=trace_id");
+    assert!(status.contains(" 200 ") && body.contains("label-breakdown-none"), "{status} {body}");
+    let store =
+        cargo_contprof::store::Store::open(&cargo_contprof::store::StoreLocation::Dir(store)).unwrap();
+    let search_trace = store
+        .list_windows(Some("traced"))
+        .unwrap()
+        .iter()
+        .filter(|k| k.profile_type == "cpu")
+        .filter_map(|k| store.get_window(k).ok().flatten())
+        .find_map(|bytes| {
+            let p = cargo_contprof::profile::decode(&bytes).unwrap();
+            p.sample.iter().find_map(|s| {
+                p.label_str(s, "trace_id").filter(|t| t.starts_with("5ea4c4")).map(str::to_owned)
+            })
+        })
+        .expect("a /search request in the CPU windows");
+    let (status, body) =
+        get(&format!("/prod/view?service=traced&type=cpu&since=1h&trace={search_trace}&format=json"));
+    assert!(status.contains(" 200 "), "{status} {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let names = v["tree"]["fns"]["name"].as_array().unwrap();
+    let drawn: Vec<&str> = v["tree"]["fn"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| names[i.as_u64().unwrap() as usize].as_str().unwrap())
+        .collect();
+    assert!(drawn.iter().any(|f| f.ends_with("search_cpu")), "{drawn:?}");
+    assert!(!drawn.iter().any(|f| f.ends_with("items_cpu")), "{drawn:?}");
+    // SAFETY: signalling a process of this test.
+    unsafe { libc::kill(serve.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(serve.wait().unwrap().success(), "serve stops cleanly");
 }

@@ -98,7 +98,7 @@ pub fn observe(key: &WindowKey, profile: &Profile, fold_library: bool) -> Observ
 /// service and type, which the rollup itself names, and the span and trace ids of the program's
 /// requests (one value per request: a rollup would grow with the traffic; a trace is read from
 /// its windows). The program's other labels (`contprof::labels`, spans' fields) stay.
-const NOT_IN_ROLLUPS: [&str; 6] = ["tid", "thread", "service", "type", "span_id", "trace_id"];
+pub(crate) const NOT_IN_ROLLUPS: [&str; 6] = ["tid", "thread", "service", "type", "span_id", "trace_id"];
 
 /// A window's profile made ready for merging into a rollup: without the labels of
 /// `NOT_IN_ROLLUPS` (thread ids and names, service, type) and the window's own comments.

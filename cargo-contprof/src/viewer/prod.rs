@@ -526,6 +526,14 @@ fn label_breakdown(q: &ProdQuery, stacks: &[crate::profile::Profile], served: bo
         t.push_str("</section>");
         return t;
     };
+    if crate::prod::rollup::NOT_IN_ROLLUPS.contains(&key) {
+        let _ = write!(
+            t,
+            r#"<p id="label-breakdown-none">Nothing breaks down by <code>{}</code>: the views do not keep it (one value per request or thread, or the same in every sample); a trace opens with its id (<code>trace=ID</code>).</p></section>"#,
+            esc(key)
+        );
+        return t;
+    }
     let mut per_value: BTreeMap<Option<&str>, (f64, usize)> = BTreeMap::new();
     let mut measure = String::new();
     for p in stacks {
