@@ -17,7 +17,9 @@
 //! contention = 0.1             # time waited for locks and number of waits (`--contention`)
 //! wall = 0.05                  # wall time, on CPU and off (`--wall`)
 //! [check]
-//! runs = 10
+//! runs = 10                    # with an interleaved base, the most (see all_runs)
+//! all_runs = false             # true: record every run even when the answer is clear earlier
+//! stop_power = 0.10            # an early stop needs to see changes of 10% in functions of 5%
 //! no_baseline = "pass"         # or "fail" (exit 5)
 //! baseline = "auto"            # or "interleaved" / "stored": where the base's runs come from
 //! targets = ["bin:server", "bench:parse", "tests", "benches:parse"]
@@ -95,8 +97,14 @@ pub struct Thresholds {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckConfig {
-    /// Runs per target.
+    /// Runs per target (with an interleaved base: the most, see `all_runs`).
     pub runs: Option<u32>,
+    /// Record every run even when the answer is clear earlier (an interleaved base stops once
+    /// every function is clearly unchanged, see `compare::sequential`).
+    pub all_runs: Option<bool>,
+    /// The stated power an early stop needs: the smallest change seen in a function of 5% of a
+    /// sampled measure, at most this (default 0.10).
+    pub stop_power: Option<f64>,
     /// What to do without a baseline.
     pub no_baseline: Option<NoBaseline>,
     /// Where the base's runs come from.

@@ -90,6 +90,19 @@ pub struct Timings {
     pub total_seconds: f64,
     /// Phases with time spent, in order: builds, runs, profiles (head, then base), analysis.
     pub phases: Vec<PhaseTime>,
+    /// Runs recorded a side against the most allowed, when the sides were recorded in pairs and
+    /// looked at as they went (`compare::sequential`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<RunsUsed>,
+}
+
+/// How many of its runs a `check` recorded in pairs used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunsUsed {
+    /// Runs recorded a side.
+    pub used: u32,
+    /// The most it would have recorded (`--runs`).
+    pub max: u32,
 }
 
 impl Timings {
@@ -113,7 +126,7 @@ impl Timings {
                 }
             }
         }
-        Timings { total_seconds: total.as_secs_f64(), phases }
+        Timings { total_seconds: total.as_secs_f64(), phases, runs: None }
     }
 
     /// One line: `68.2 s: build 15.5 s (head) + 15.5 s (base), runs 9.1 s (head) + ...`.
@@ -133,7 +146,17 @@ impl Timings {
                 parts.push(format!("{} {}", phase.as_str(), of_phase.join(" + ")));
             }
         }
-        format!("{:.1} s: {}", self.total_seconds, parts.join(", "))
+        let runs = match self.runs {
+            Some(r) if r.used < r.max => {
+                format!(
+                    "; {} of at most {} runs a side (stopped when every function was clearly unchanged)",
+                    r.used, r.max
+                )
+            }
+            Some(r) => format!("; {} runs a side", r.used),
+            None => String::new(),
+        };
+        format!("{:.1} s: {}{runs}", self.total_seconds, parts.join(", "))
     }
 }
 

@@ -423,6 +423,53 @@ fn off_the_default_branch_check_interleaves_a_rebuilt_base_by_default() {
     );
 }
 
+/// Sequential stopping: a comment-only change stops once every function is clearly unchanged,
+/// before `--runs`, and says how many runs it used; a real regression records every run and is
+/// found as with all of them (`compare::sequential`).
+#[test]
+fn an_interleaved_check_stops_early_on_unchanged_code_and_not_on_a_regression() {
+    let project = Project::new();
+    project.git(&["checkout", "-q", "-b", "feature"]);
+    project.edit("for i in 0..n_own {", "for i in 0..n_own { // the same code");
+    project.commit("comment only");
+    let check = |name: &str, extra: &[&str]| {
+        let reports = project.dir.path().join(name);
+        let mut cmd = contprof();
+        // The fixture's short runs state a power of about 20% at 8 runs: the bar is set for them.
+        cmd.args(["check", "--bin", "regress", "--runs", "8", "--frequency", "4999", "--stop-power", "0.4"])
+            .arg("--report-dir")
+            .arg(&reports)
+            .args(extra)
+            .arg("--store")
+            .arg(project.dir.path().join("store"))
+            .current_dir(&project.root)
+            .env("FIXTURE_SCALE", "0.4");
+        let f = finish(&mut cmd);
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap()).unwrap();
+        (f, report)
+    };
+    let (f, report) = check("aa", &[]);
+    assert_eq!(f.code, 0, "{f:?}");
+    let used = report["timings"]["runs"]["used"].as_u64().unwrap_or_else(|| panic!("{report}"));
+    assert!((3..8).contains(&used), "stopped after {used} of 8 runs: {f:?}");
+    assert_eq!(report["timings"]["runs"]["max"], 8, "{report}");
+    assert!(f.stderr.contains("Stopping") && f.stderr.contains("of at most 8 runs a side"), "{f:?}");
+    let recorded = f.stderr.lines().filter(|l| l.trim().starts_with("Recording ")).count() as u64;
+    assert_eq!(recorded, 2 * used, "{f:?}");
+    // --all-runs records all of them.
+    let (f, report) = check("all", &["--all-runs"]);
+    assert_eq!(f.code, 0, "{f:?}");
+    assert_eq!(report["timings"]["runs"]["used"], 8, "{report}");
+
+    project.edit("for i in 0..n_own { // the same code", "for i in 0..n_own * 30 {");
+    project.commit("slower host");
+    let (f, report) = check("regression", &[]);
+    assert_eq!(f.code, 1, "{f:?}");
+    assert_eq!(report["timings"]["runs"]["used"], 8, "a regression records every run: {report}");
+    assert!(!f.stderr.contains("Stopping"), "{f:?}");
+}
+
 #[test]
 fn shallow_clone_without_the_base_says_fetch_depth_0() {
     let project = Project::new();

@@ -95,7 +95,8 @@ print(json.dumps({"crate": crate, "scenario": scen, "i": int(i), "neighbour": nb
                   "regressions": sorted({fn(e) for e in regs}), "shifted": len(r["shifted"]),
                   "injected_change": measured, "comparison_sd": cpu["comparison_sd"],
                   "between_batch_sd": cpu["between_batch_sd"], "drift_source": cpu["drift_source"],
-                  "min_detectable_5pct": [m["change"] for m in cpu["min_detectable"] if m["share"] == 0.05]}))
+                  "min_detectable_5pct": [m["change"] for m in cpu["min_detectable"] if m["share"] == 0.05],
+                  "runs_used": (r.get("timings") or {}).get("runs", {}).get("used", cpu["runs_head"])}))
 PY
       log "$c/$s #$i$([ "$nb" = 1 ] && echo ' [neighbour]'): exit $code, $((SECONDS - t0)) s: $(tail -n1 "$RESULTS" | cut -c1-220)"
     done
@@ -113,8 +114,8 @@ for r in rows:
     p = paths.get(f'{r["crate"]}/{r["scenario"]}')
     if p and "regressions" in r:
         r["off_path"] = [f for f in r["regressions"] if not re.search(p, f)]
-print("| crate | scenario | checks | gated anything / injected function named | off the changed call paths in `regressions` | between-batch spread | minimum detectable at 5% |")
-print("|---|---|---|---|---|---|---|")
+print("| crate | scenario | checks | gated anything / injected function named | off the changed call paths in `regressions` | between-batch spread | minimum detectable at 5% | runs a side used (median, range) |")
+print("|---|---|---|---|---|---|---|---|")
 seen = []
 for r in rows:
     if (r["crate"], r["scenario"]) not in seen:
@@ -137,5 +138,7 @@ for crate, scen in seen:
     sd = sorted(r["between_batch_sd"] for r in ok)
     mde = sorted(m for r in ok for m in r["min_detectable_5pct"])
     span = lambda v, f: f"{f(v[0])}–{f(v[-1])}" if v else "-"
-    print(f"| {crate} | {scen} | {len(rs)} | {verdict} | {off} | {span(sd, lambda x: f'{x:.2f}')} | {span(mde, lambda x: f'{x:.0%}')} |")
+    used = sorted(r.get("runs_used") or 0 for r in ok)
+    runs = f"{used[len(used) // 2]} ({used[0]}–{used[-1]})" if used else "-"
+    print(f"| {crate} | {scen} | {len(rs)} | {verdict} | {off} | {span(sd, lambda x: f'{x:.2f}')} | {span(mde, lambda x: f'{x:.0%}')} | {runs} |")
 PY

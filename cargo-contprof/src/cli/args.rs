@@ -623,9 +623,21 @@ pub struct CheckArgs {
     /// Target selection (with --tests/--benches: which test/bench targets).
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Runs per target [default: config `check.runs`, else 10].
+    /// Runs per target [default: config `check.runs`, else 10]. With an interleaved base, the
+    /// most: the sides are recorded in pairs, and from the third pair on `check` stops as soon as
+    /// every function is clearly unchanged at a stated power of 10% in functions of 5% of the
+    /// measure (a regression, or a hint of one, keeps it recording to N); the report says how
+    /// many runs were used.
     #[arg(long, value_name = "N", help_heading = "Profiling")]
     pub runs: Option<u32>,
+    /// Record all N runs of `--runs` even when the answer is clear earlier [config
+    /// `check.all_runs`].
+    #[arg(long, help_heading = "Profiling")]
+    pub all_runs: bool,
+    /// The stated power an early stop needs: the smallest change it could see in a function of
+    /// 5% of the measure, at most this [default: config `check.stop_power`, else 0.10].
+    #[arg(long, value_name = "FRACTION", help_heading = "Profiling", value_parser = positive_fraction)]
+    pub stop_power: Option<f64>,
     /// What measures the workload: `agent` (sampling) or `instructions` (callgrind: exact
     /// per-function instruction counts, one run a side is enough) [default: config `engine`, else
     /// agent].
@@ -1002,4 +1014,12 @@ pub struct JudgingArgs {
     /// Statistics.
     #[command(flatten)]
     pub stats: StatsArgs,
+}
+
+/// A number above 0, as a relative change (0.10 = 10%).
+fn positive_fraction(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| format!("`{s}` is not a relative change above 0 (0.10 = 10%)"))
 }

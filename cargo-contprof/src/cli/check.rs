@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::args::{CheckArgs, OutputArgs, ReportFormat, SamplingArgs, TargetArgs};
-use super::compare::{Context, Side, compare_sides, render, verdict, write_flamegraphs, write_stdout};
+use super::compare::{
+    Context, Side, compare_quietly, compare_sides, render, verdict, write_flamegraphs, write_stdout,
+};
 use super::recording::{self, Request, Suite, What};
 use super::suite;
 use crate::cargo::CargoArgs;
@@ -59,9 +61,43 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let mut recorded = Vec::new();
     let mut rebuilt = None;
     let clocks = Clocks::default();
+    let mut used = None;
     if let Some(base) = to_rebuild {
-        let (base, head) =
-            super::rebuild_base::record_interleaved(&args, &ctx, base, &targets, runs, &clocks, shell)?;
+        let sequential = !args.all_runs && !config.check.all_runs.unwrap_or(false);
+        let stop_power = args
+            .stop_power
+            .or(config.check.stop_power)
+            .unwrap_or(crate::compare::sequential::DEFAULT_STOP_POWER);
+        let mut look = |base: &Side, head: &Side| -> Result<bool> {
+            let n = base.runs.len().min(head.runs.len()) / targets.len().max(1);
+            if !sequential || n < crate::compare::sequential::MIN_PAIRS {
+                return Ok(false);
+            }
+            let compared = compare_quietly(&ctx, base, head, None, &[], &args.stats, &options)?;
+            match crate::compare::sequential::look(&compared.comparison, &options, stop_power) {
+                crate::compare::sequential::Look::Unchanged { power } => {
+                    shell.status(
+                        "Stopping",
+                        format_args!(
+                            "after {n} of at most {runs} runs a side: every function is clearly unchanged \
+                             (changes of {:.0}% in functions of 5% would have been seen)",
+                            100.0 * power
+                        ),
+                    );
+                    Ok(true)
+                }
+                crate::compare::sequential::Look::Continue(why) => {
+                    shell.note(format_args!("after {n} runs a side, recording on: {why}"));
+                    Ok(false)
+                }
+            }
+        };
+        let (base, head) = super::rebuild_base::record_interleaved(
+            &args, &ctx, base, &targets, runs, &mut look, &clocks, shell,
+        )?;
+        let per_side = (head.len() / targets.len().max(1)) as u32;
+        used = (runs as usize > crate::compare::sequential::MIN_PAIRS)
+            .then_some(crate::timing::RunsUsed { used: per_side, max: runs });
         (rebuilt, recorded) = (Some(base), head);
     }
     for target in targets.iter().filter(|_| !interleaved) {
@@ -121,11 +157,13 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let extras = super::ci::Extras::build(&ctx, &prepared, &cmp, crate::github::enabled(args.github), shell);
     let dir = args.report_dir.clone().unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/check"));
     write_flamegraphs(&prepared, &cmp, &dir, shell)?;
-    cmp.timings = Some(Timings::new(
+    let mut timings = Timings::new(
         &[("head", &*clocks.head), ("base", &*clocks.base)],
         analysis_started.elapsed(),
         started.elapsed(),
-    ));
+    );
+    timings.runs = used;
+    cmp.timings = Some(timings);
     let (mut text, mut markdown) = (Vec::new(), Vec::new());
     for (format, name) in [
         (ReportFormat::Markdown, "report.md"),

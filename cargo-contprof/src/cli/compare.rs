@@ -320,6 +320,29 @@ pub(super) fn compare_sides(
     options: &Options,
     shell: &Shell,
 ) -> Result<pipeline::Compared> {
+    let compared = compare_quietly(ctx, base, head, filter, sample_labels, stats, options)?;
+    for w in &compared.prepared.warnings {
+        shell.warn(w);
+    }
+    for n in &compared.prepared.notes {
+        shell.note(n);
+    }
+    for w in &compared.comparison.warnings {
+        shell.warn(w);
+    }
+    Ok(compared)
+}
+
+/// [`compare_sides`] without saying the warnings (`check`'s interim looks).
+pub(super) fn compare_quietly(
+    ctx: &Context,
+    base: &Side,
+    head: &Side,
+    filter: Option<&str>,
+    sample_labels: &[(String, String)],
+    stats: &StatsArgs,
+    options: &Options,
+) -> Result<pipeline::Compared> {
     let (base_describe, head_describe) = (base.describe(), head.describe());
     let keep = |group: &str| filter.is_none_or(|f| group.contains(f));
     let prepare = pipeline::PrepareOptions {
@@ -336,15 +359,6 @@ pub(super) fn compare_sides(
         &prepare,
         options,
     )?;
-    for w in &compared.prepared.warnings {
-        shell.warn(w);
-    }
-    for n in &compared.prepared.notes {
-        shell.note(n);
-    }
-    for w in &compared.comparison.warnings {
-        shell.warn(w);
-    }
     Ok(compared)
 }
 

@@ -150,14 +150,18 @@ fn in_worktree(path: &Path, repo_root: &Path, worktree: &Path) -> Result<PathBuf
     Ok(worktree.join(rel))
 }
 
-/// Records `runs` repetitions of each target on head and base, alternating, one repetition at a
-/// time. Returns the base side and head's runs.
+/// Records at most `runs` repetitions of each target on head and base, alternating, one
+/// repetition at a time; after each pair but the last, `look` sees the two sides so far (base,
+/// head) and says whether to stop there (see `compare::sequential`). Returns the base side and
+/// head's runs.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn record_interleaved(
     args: &CheckArgs,
     ctx: &Context,
     base: String,
     targets: &[CheckTarget],
     runs: u32,
+    look: &mut dyn FnMut(&Side, &Side) -> Result<bool>,
     clocks: &Clocks,
     shell: &Shell,
 ) -> Result<(Side, Vec<RunMetadata>)> {
@@ -216,13 +220,30 @@ pub(super) fn record_interleaved(
             shell.status("Recording", format_args!("base, repetition {} of {runs}", i + 1));
             base_runs.push(record_stored(&base_args, target, ctx, &base_remap, &clocks.base, shell)?);
         }
+        if i + 1 < runs {
+            let (b, h) = sides(&base, &base_runs, &head_runs);
+            if look(&b, &h)? {
+                break;
+            }
+        }
     }
     drop(worktree);
-    base_runs.reverse();
-    head_runs.reverse();
-    let side =
-        Side { label: format!("{} (rebuilt)", short_commit(&base)), commit: Some(base), runs: base_runs };
-    Ok((side, head_runs))
+    let (side, head) = sides(&base, &base_runs, &head_runs);
+    Ok((side, head.runs))
+}
+
+/// The rebuilt base `base` and the head as sides of a comparison, from their runs so far.
+fn sides(base: &str, base_runs: &[RunMetadata], head_runs: &[RunMetadata]) -> (Side, Side) {
+    let newest_first = |runs: &[RunMetadata]| runs.iter().rev().cloned().collect::<Vec<_>>();
+    let head = newest_first(head_runs);
+    (
+        Side {
+            label: format!("{} (rebuilt)", short_commit(base)),
+            commit: Some(base.to_owned()),
+            runs: newest_first(base_runs),
+        },
+        Side { label: "HEAD".to_owned(), commit: head.first().and_then(|r| r.commit.clone()), runs: head },
+    )
 }
 
 /// Records one repetition of `target` and returns the stored run (see [`record`]).

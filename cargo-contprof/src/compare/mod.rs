@@ -47,6 +47,7 @@ pub mod markdown;
 pub mod model;
 mod options;
 mod render;
+pub mod sequential;
 mod series;
 #[cfg(test)]
 mod sim;
