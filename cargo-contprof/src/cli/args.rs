@@ -625,8 +625,8 @@ pub struct CheckArgs {
     pub target: TargetArgs,
     /// Runs per target [default: config `check.runs`, else 10]. With an interleaved base, the
     /// most: the sides are recorded in pairs, and from the third pair on `check` stops as soon as
-    /// every function is clearly unchanged at a stated power of 10% in functions of 5% of the
-    /// measure (a regression, or a hint of one, keeps it recording to N); the report says how
+    /// every function is clearly unchanged, at a stated power of `--stop-power` or with half of
+    /// N recorded (a regression, or a hint of one, keeps it recording to N); the report says how
     /// many runs were used.
     #[arg(long, value_name = "N", help_heading = "Profiling")]
     pub runs: Option<u32>,

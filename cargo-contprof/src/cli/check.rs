@@ -74,7 +74,8 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
                 return Ok(false);
             }
             let compared = compare_quietly(&ctx, base, head, None, &[], &args.stats, &options)?;
-            match crate::compare::sequential::look(&compared.comparison, &options, stop_power) {
+            match crate::compare::sequential::look(&compared.comparison, &options, stop_power, runs as usize)
+            {
                 crate::compare::sequential::Look::Unchanged { power } => {
                     shell.status(
                         "Stopping",

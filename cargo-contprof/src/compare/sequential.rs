@@ -14,20 +14,28 @@
 //! At a look the comparison may stop when:
 //! - it has at least [`MIN_PAIRS`] runs a side;
 //! - nothing is a regression, a possible regression or new (the gate's own verdicts);
-//! - no function shows a hint of a regression: a rise of at least the metric's minimum effect
-//!   with a p value under [`HINT_P`], in any group, metric and kind, explained by the diff or not;
-//! - every group's stated power is good enough: the smallest change it could see in a function
-//!   holding 5% of a sampled metric is at most the bar asked for ([`DEFAULT_STOP_POWER`] unless
-//!   `--stop-power` says otherwise), so the report can say "could have seen changes of 10% and
-//!   more in functions of 5%".
+//! - no function that could gate shows a hint of a regression: a rise of at least the metric's
+//!   minimum effect with a q value (the false discovery rate over every test, as the verdicts use)
+//!   under [`HINT_Q`], in any group, metric and kind. Could gate: code on its call paths changed
+//!   (a rise elsewhere is reported as shifted and never fails the gate), or `--strict`. A p value
+//!   would not do: among hundreds of functions some always have a small one by chance, and an
+//!   A/A check then never stops (measured on serde_json: a "hint" at every look);
+//! - every group states a power: the smallest change it could see in a function holding 5% of a
+//!   sampled metric; and either that is at most the bar asked for ([`DEFAULT_STOP_POWER`] unless
+//!   `--stop-power` says otherwise), or half of the most runs are recorded. Past half, the rest
+//!   would sharpen the stated power by at most a factor of √2 (it shrinks as 1/√runs where the
+//!   sampling sets it, less where the spread between batches does), while a check with nothing
+//!   to show pays them in full; the report states the power of the runs it used.
 
 use super::finding::{Comparison, Verdict};
 use super::options::Options;
 
 /// The fewest runs a side before a look: fewer give no spread worth stating.
 pub const MIN_PAIRS: usize = 3;
-/// A rise at least the minimum effect with a p value under this keeps the recording going.
-pub const HINT_P: f64 = 0.2;
+/// A rise at least the minimum effect with a q value under this keeps the recording going: five
+/// times the default false discovery rate, so that a change on its way to significance is not
+/// cut short.
+pub const HINT_Q: f64 = 0.25;
 /// The stated power an early stop needs unless told otherwise: the smallest change seen in a
 /// function of 5% of a sampled metric, at most this.
 pub const DEFAULT_STOP_POWER: f64 = 0.10;
@@ -37,16 +45,18 @@ pub const DEFAULT_STOP_POWER: f64 = 0.10;
 pub enum Look {
     /// Every function is clearly unchanged at the stated power: stop here.
     Unchanged {
-        /// The largest smallest-detectable change at 5% share over the groups.
+        /// The smallest change seen in a function of 5% of CPU (its weakest group), else of the
+        /// best-resolved other measure.
         power: f64,
     },
     /// Keep recording, and why.
     Continue(String),
 }
 
-/// The look at `cmp` (the comparison of the runs recorded so far) under `options`, stopping only
-/// at a stated power of `stop_power` or better (the smallest change seen in a function of 5%).
-pub fn look(cmp: &Comparison, options: &Options, stop_power: f64) -> Look {
+/// The look at `cmp` (the comparison of the runs recorded so far, of at most `max_runs` a side)
+/// under `options`, stopping at a stated power of `stop_power` or better (the smallest change
+/// seen in a function of 5%), or at any stated power once half of `max_runs` are recorded.
+pub fn look(cmp: &Comparison, options: &Options, stop_power: f64, max_runs: usize) -> Look {
     let runs = cmp.power.iter().map(|p| p.runs_base.min(p.runs_head)).min().unwrap_or(0);
     if runs < MIN_PAIRS {
         return Look::Continue(format!("{runs} run(s) a side, fewer than {MIN_PAIRS}"));
@@ -57,26 +67,29 @@ pub fn look(cmp: &Comparison, options: &Options, stop_power: f64) -> Look {
     }
     let hint = cmp.findings.iter().find(|f| {
         let rise = f.change.is_some_and(|c| c >= options.min_effect(f.metric));
-        rise && f.p.is_some_and(|p| p < HINT_P)
+        let could_gate = options.strict || f.explained != Some(false);
+        rise && could_gate && f.q.is_some_and(|q| q < HINT_Q)
     });
     if let Some(f) = hint {
         return Look::Continue(format!(
-            "{} {:+.1}% (p {:.2}) may be a regression",
+            "{} {:+.1}% (q {:.2}) may be a regression",
             f.function,
             100.0 * f.change.unwrap_or(0.0),
-            f.p.unwrap_or(1.0)
+            f.q.unwrap_or(1.0)
         ));
     }
     if cmp.power.is_empty() {
         return Look::Continue("no stated power (no sampled metric compared)".into());
     }
-    let mut worst: f64 = 0.0;
+    let half = max_runs.div_ceil(2);
+    let mut stated: Vec<(super::model::Metric, f64)> = Vec::new();
     for p in &cmp.power {
         match p.at(0.05) {
-            Some(mde) if mde <= stop_power => worst = worst.max(mde),
+            Some(mde) if mde <= stop_power || runs >= half => stated.push((p.metric, mde)),
             Some(mde) => {
                 return Look::Continue(format!(
-                    "{} {} could only see changes of {:.0}% and more in functions of 5% (--stop-power {})",
+                    "{} {} could only see changes of {:.0}% and more in functions of 5% (--stop-power {}), \
+                     with fewer than half of the {max_runs} runs",
                     p.group,
                     p.metric.as_str(),
                     100.0 * mde,
@@ -86,7 +99,12 @@ pub fn look(cmp: &Comparison, options: &Options, stop_power: f64) -> Look {
             None => return Look::Continue(format!("{} {}: no stated power", p.group, p.metric.as_str())),
         }
     }
-    Look::Unchanged { power: worst }
+    // What the report's first line states: CPU's power where it is compared (its weakest group),
+    // else the best of the others.
+    let cpu =
+        stated.iter().filter(|(m, _)| *m == super::model::Metric::Cpu).map(|(_, v)| *v).reduce(f64::max);
+    let power = cpu.or_else(|| stated.iter().map(|(_, v)| *v).reduce(f64::min)).unwrap_or(0.0);
+    Look::Unchanged { power }
 }
 
 #[cfg(test)]
@@ -157,7 +175,7 @@ mod tests {
         let o = Options::default();
         let quiet = vec![finding(0.01, 0.6, Verdict::Unchanged), finding(-0.2, 0.01, Verdict::Unchanged)];
         assert_eq!(
-            look(&comparison(quiet.clone(), vec![power(3, 0.08)]), &o, DEFAULT_STOP_POWER),
+            look(&comparison(quiet.clone(), vec![power(3, 0.08)]), &o, DEFAULT_STOP_POWER, 10),
             Look::Unchanged { power: 0.08 }
         );
         for (why, cmp) in [
@@ -176,18 +194,40 @@ mod tests {
             ("a new function", comparison(vec![finding(0.0, 1.0, Verdict::New)], vec![power(3, 0.08)])),
         ] {
             assert!(
-                matches!(look(&cmp, &o, DEFAULT_STOP_POWER), Look::Continue(_)),
+                matches!(look(&cmp, &o, DEFAULT_STOP_POWER, 10), Look::Continue(_)),
                 "{why}: {:?}",
-                look(&cmp, &o, 0.1)
+                look(&cmp, &o, 0.1, 10)
             );
         }
         // A rise below the minimum effect, or one with a large p value, is no hint.
         let small = vec![finding(0.03, 0.01, Verdict::Unchanged), finding(0.3, 0.5, Verdict::Unchanged)];
         assert!(matches!(
-            look(&comparison(small, vec![power(4, 0.05)]), &o, DEFAULT_STOP_POWER),
+            look(&comparison(small, vec![power(4, 0.05)]), &o, DEFAULT_STOP_POWER, 10),
             Look::Unchanged { .. }
         ));
         // A looser bar stops at a weaker power.
-        assert!(matches!(look(&comparison(quiet, vec![power(3, 0.15)]), &o, 0.2), Look::Unchanged { .. }));
+        assert!(matches!(
+            look(&comparison(quiet.clone(), vec![power(3, 0.15)]), &o, 0.2, 10),
+            Look::Unchanged { .. }
+        ));
+        // Half of the most runs stop at any stated power, but not before, and never on a hint.
+        assert!(matches!(
+            look(&comparison(quiet.clone(), vec![power(5, 0.15)]), &o, 0.1, 10),
+            Look::Unchanged { .. }
+        ));
+        assert!(matches!(look(&comparison(quiet, vec![power(4, 0.15)]), &o, 0.1, 10), Look::Continue(_)));
+        let hint = vec![finding(0.08, 0.1, Verdict::Unchanged)];
+        assert!(matches!(
+            look(&comparison(hint.clone(), vec![power(9, 0.05)]), &o, 0.1, 10),
+            Look::Continue(_)
+        ));
+        // A rise in a function whose call paths the diff did not change cannot gate (it would be
+        // shifted): no hint, unless --strict.
+        let mut elsewhere = hint;
+        elsewhere[0].explained = Some(false);
+        let cmp = comparison(elsewhere, vec![power(5, 0.05)]);
+        assert!(matches!(look(&cmp, &o, 0.1, 10), Look::Unchanged { .. }));
+        let strict = Options { strict: true, ..Options::default() };
+        assert!(matches!(look(&cmp, &strict, 0.1, 10), Look::Continue(_)));
     }
 }
