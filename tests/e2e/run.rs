@@ -237,6 +237,11 @@ fn kernel_time_lands_on_the_function_that_made_the_system_calls() {
         let profile = read_profile(&out.path().join("profile.pb.gz"));
         let view = CostView::from_profile(&profile);
         let got = share(&view, "cpu", function, true);
+        // Counting user time only, the agent adds each thread's system time from `getrusage`,
+        // whose split between user and system time is the kernel's estimate from where its ticks
+        // landed (exact in total, not per stretch of a few ms): the share then strays further
+        // from the fixture's own account (seen in full-suite runs: +0.075 and -0.094).
+        let tolerance = if kernel == "0" { tolerance.max(0.12) } else { tolerance };
         assert!(
             (got - measured).abs() <= tolerance,
             "CONTPROF_PERF_KERNEL={kernel}: {function} holds {got:.3} of CPU, the fixture measured \
@@ -247,6 +252,14 @@ fn kernel_time_lands_on_the_function_that_made_the_system_calls() {
         if kernel == "0" {
             assert!(clock.is_some_and(|c| c.contains("user time")), "{clock:?}");
             assert!(view.get("[kernel]").is_some(), "no [kernel] frame\n{}", describe(&view, "cpu"));
+            // Whatever its amount, the system time lands under the function that made the system
+            // calls (`compute` makes none).
+            let kernel_time = share(&view, "cpu", "[kernel]", true);
+            assert!(
+                got >= 0.9 * kernel_time,
+                "{function} ({got:.3}) holds less than the [kernel] time ({kernel_time:.3})\n{}",
+                describe(&view, "cpu")
+            );
         }
     }
 }
