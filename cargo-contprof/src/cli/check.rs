@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::args::{CheckArgs, OutputArgs, ReportFormat, SamplingArgs, TargetArgs};
 use super::compare::{
-    Context, Side, compare_quietly, compare_sides, render, verdict, write_flamegraphs, write_stdout,
+    Context, Side, compare_sides, render, say_warnings, verdict, write_flamegraphs, write_stdout,
 };
 use super::recording::{self, Request, Suite, What};
 use super::suite;
@@ -73,7 +73,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
             if !sequential || n < crate::compare::sequential::MIN_PAIRS {
                 return Ok(false);
             }
-            let compared = compare_quietly(&ctx, base, head, None, &[], &args.stats, &options)?;
+            let compared = compare_sides(&ctx, base, head, None, &[], &args.stats, &options)?;
             match crate::compare::sequential::look(&compared.comparison, &options, stop_power, runs as usize)
             {
                 crate::compare::sequential::Look::Unchanged { power } => {
@@ -153,8 +153,9 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     ctx.warn_skipped(shell);
     shell.status("Comparing", format_args!("{} with {}", head.describe(), base.describe()));
 
-    let crate::pipeline::Compared { prepared, comparison: mut cmp } =
-        compare_sides(&ctx, &base, &head, None, &[], &args.stats, &options, shell)?;
+    let compared = compare_sides(&ctx, &base, &head, None, &[], &args.stats, &options)?;
+    say_warnings(&compared, shell);
+    let crate::pipeline::Compared { prepared, comparison: mut cmp } = compared;
     let extras = super::ci::Extras::build(&ctx, &prepared, &cmp, crate::github::enabled(args.github), shell);
     let dir = args.report_dir.clone().unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/check"));
     write_flamegraphs(&prepared, &cmp, &dir, shell)?;

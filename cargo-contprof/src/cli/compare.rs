@@ -58,16 +58,10 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
     ctx.warn_skipped(shell);
     let options = ctx.options(&args.stats)?;
     let sample_labels = super::prod::label_flags("--sample-label", &args.sample_labels)?;
-    let pipeline::Compared { prepared, comparison: cmp } = compare_sides(
-        &ctx,
-        &base,
-        &head,
-        args.group.as_deref(),
-        &sample_labels,
-        &args.stats,
-        &options,
-        shell,
-    )?;
+    let compared =
+        compare_sides(&ctx, &base, &head, args.group.as_deref(), &sample_labels, &args.stats, &options)?;
+    say_warnings(&compared, shell);
+    let pipeline::Compared { prepared, comparison: cmp } = compared;
     if !args.no_flamegraphs {
         let dir = args
             .flamegraph_dir
@@ -306,21 +300,8 @@ impl Context {
     }
 }
 
-/// Compares two sides through the engine ([`pipeline::compare_stored`]: the same verdict as the
-/// viewer's on the same runs), with the configuration's `fold_library`, `--allow-mismatch` and a
-/// `--group` substring filter; its warnings and notes go to the terminal.
-#[allow(clippy::too_many_arguments, reason = "the sides, the selection and the options, each once")]
-pub(super) fn compare_sides(
-    ctx: &Context,
-    base: &Side,
-    head: &Side,
-    filter: Option<&str>,
-    sample_labels: &[(String, String)],
-    stats: &StatsArgs,
-    options: &Options,
-    shell: &Shell,
-) -> Result<pipeline::Compared> {
-    let compared = compare_quietly(ctx, base, head, filter, sample_labels, stats, options)?;
+/// Says the warnings and notes of a comparison of stored sides.
+pub(super) fn say_warnings(compared: &pipeline::Compared, shell: &Shell) {
     for w in &compared.prepared.warnings {
         shell.warn(w);
     }
@@ -330,11 +311,14 @@ pub(super) fn compare_sides(
     for w in &compared.comparison.warnings {
         shell.warn(w);
     }
-    Ok(compared)
 }
 
-/// [`compare_sides`] without saying the warnings (`check`'s interim looks).
-pub(super) fn compare_quietly(
+/// Compares two sides through the engine ([`pipeline::compare_stored`]: the same verdict as the
+/// viewer's on the same runs), with the configuration's `fold_library`, `--allow-mismatch` and a
+/// `--group` substring filter. Its warnings and notes are the caller's to say ([`say_warnings`]):
+/// `check`'s interim looks keep them to themselves.
+#[allow(clippy::too_many_arguments, reason = "the sides, the selection and the options, each once")]
+pub(super) fn compare_sides(
     ctx: &Context,
     base: &Side,
     head: &Side,
