@@ -8,7 +8,7 @@
 # The workspace: one binary using regex, serde_json, rayon, flate2, clap, tokio and axum (their
 # dependency tree is the "real" part; the workload, ~1 s, uses the first four), on a git
 # repository whose `main` has one commit and whose `feature` branch changes one constant of the
-# workload, as a pull request would. Rows printed as the table of docs/ci.md:
+# workload, as a pull request would. Rows printed as the table of docs/ci.md ("What the gate costs"):
 #   - plain: `cargo build --release` from an empty target directory, then one run;
 #   - check cold: `check` on `feature` from an empty target directory and an empty store
 #     (interleaved: the merge-base is rebuilt; dependencies are compiled once for both sides);
