@@ -46,8 +46,11 @@ pub(crate) static GENERATION: AtomicU32 = AtomicU32::new(0);
 /// Adds a thread's pending allocation counts to the process totals (at each sample, thread exit,
 /// agent stop).
 pub(crate) fn flush_pending(t: &ThreadState) {
-    let since_draw = if t.drawn.get() > 0 { (t.drawn.get() - t.countdown.get()).max(0) as u64 } else { 0 };
-    let (calls, bytes) = (t.calls.replace(0), t.pending_bytes.replace(0) + since_draw);
+    // Saturating: an absurd request (`realloc(p, isize::MAX)`, which fails) moves the countdown by
+    // nearly the whole range of an `i64`.
+    let since_draw =
+        if t.drawn.get() > 0 { t.drawn.get().saturating_sub(t.countdown.get()).max(0) as u64 } else { 0 };
+    let (calls, bytes) = (t.calls.replace(0), t.pending_bytes.replace(0).saturating_add(since_draw));
     t.drawn.set(t.countdown.get());
     if calls > 0 && t.generation.get() == GENERATION.load(Ordering::Relaxed) {
         CALLS.fetch_add(calls, Ordering::Relaxed);
