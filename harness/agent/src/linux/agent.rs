@@ -8,7 +8,6 @@
 //! unless the continuous mode takes it up again there as a new instance.
 
 use core::cell::UnsafeCell;
-use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -315,23 +314,23 @@ pub(crate) fn finish() {
     }
     let (sets, pairs) = (crate::labels::dropped(), crate::labels::dropped_pairs());
     if sets > 0 || pairs > 0 {
-        let mut m = writer::FixedText::new();
-        let _ = write!(
-            m,
-            "{sets} label sets carry no labels (the table of {} sets is full) and {pairs} labels were left out of sets of {} already",
-            crate::labels::MAX_SETS,
-            crate::labels::MAX_PAIRS
+        writer::write_message_fmt(
+            1,
+            format_args!(
+                "{sets} label sets carry no labels (the table of {} sets is full) and {pairs} labels were left out of sets of {} already",
+                crate::labels::MAX_SETS,
+                crate::labels::MAX_PAIRS
+            ),
         );
-        writer::write_message(1, m.as_str());
     }
     let untracked = STORE.live_dropped.load(Ordering::Relaxed);
     if untracked > 0 {
-        let mut m = writer::FixedText::new();
-        let _ = write!(
-            m,
-            "{untracked} sampled allocations were not tracked as live (table full): in-use bytes are under-reported"
+        writer::write_message_fmt(
+            1,
+            format_args!(
+                "{untracked} sampled allocations were not tracked as live (table full): in-use bytes are under-reported"
+            ),
         );
-        writer::write_message(1, m.as_str());
     }
     writer::write_maps();
     // The exiting thread's batched counts; other live threads' last batches (< 256 calls each)

@@ -214,12 +214,7 @@ pub(crate) fn snapshot_threads(timeout: std::time::Duration) -> (usize, usize) {
         [(blocking, "they block SIGPROF (signal threads)"), (unknown, "their signal mask could not be read")]
     {
         if n > 0 {
-            let mut m = writer::FixedText::new();
-            let _ = core::fmt::Write::write_fmt(
-                &mut m,
-                format_args!("{n} thread(s) left out of the snapshot: {why}"),
-            );
-            writer::write_message(1, m.as_str());
+            writer::write_message_fmt(1, format_args!("{n} thread(s) left out of the snapshot: {why}"));
         }
     }
     let deadline = std::time::Instant::now() + timeout;

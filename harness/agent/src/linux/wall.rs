@@ -153,23 +153,19 @@ pub(crate) fn stop() {
     ON.store(false, Ordering::SeqCst);
     let untracked = UNTRACKED.swap(0, Ordering::Relaxed);
     if untracked > 0 {
-        let mut m = writer::FixedText::new();
-        let _ = core::fmt::Write::write_fmt(
-            &mut m,
+        writer::write_message_fmt(
+            1,
             format_args!("{untracked} threads were not wall-sampled: more than {SLOTS} threads at once"),
         );
-        writer::write_message(1, m.as_str());
     }
     let blocking = BLOCKING_TICKS.swap(0, Ordering::Relaxed);
     if blocking > 0 {
-        let mut m = writer::FixedText::new();
-        let _ = core::fmt::Write::write_fmt(
-            &mut m,
+        writer::write_message_fmt(
+            1,
             format_args!(
                 "{blocking} thread-ticks of wall time not sampled: threads that block SIGPROF (signal threads) are never signalled"
             ),
         );
-        writer::write_message(1, m.as_str());
     }
 }
 

@@ -167,6 +167,14 @@ pub(crate) fn write_message(level: u32, text: &str) -> bool {
     emit(&buf[..n])
 }
 
+/// [`write_message`] of a text formatted into a stack buffer ([`FixedText`]: no allocation; cut
+/// at its size).
+pub(crate) fn write_message_fmt(level: u32, text: core::fmt::Arguments<'_>) -> bool {
+    let mut m = FixedText::new();
+    let _ = core::fmt::Write::write_fmt(&mut m, text);
+    write_message(level, m.as_str())
+}
+
 /// Writes a [`KIND_END`] record.
 pub(crate) fn write_end(end: &EndRecord) -> bool {
     let mut buf = [0u64; 1 + EndRecord::FIELDS];
