@@ -414,25 +414,7 @@ fn compare_form(q: &ProdQuery, served: bool) -> String {
     if !served {
         return String::new();
     }
-    let mut hidden = String::new();
-    for (k, v) in
-        [("service", q.service.as_str()), ("type", q.profile_type.as_str()), ("since", q.since.as_str())]
-    {
-        let _ = write!(hidden, r#"<input type="hidden" name="{k}" value="{}">"#, esc(v));
-    }
-    if let Some(u) = &q.until {
-        let _ = write!(hidden, r#"<input type="hidden" name="until" value="{}">"#, esc(u));
-    }
-    for (k, v) in &q.labels {
-        let _ = write!(hidden, r#"<input type="hidden" name="label" value="{}">"#, esc(&format!("{k}={v}")));
-    }
-    for (k, v) in &q.sample_labels {
-        let _ = write!(
-            hidden,
-            r#"<input type="hidden" name="sample_label" value="{}">"#,
-            esc(&format!("{k}={v}"))
-        );
-    }
+    let hidden = hidden_inputs(q, true);
     format!(
         r#"<section id="prod-compare"><form class="controls" method="get" action="/prod/compare" id="prod-compare-form">{hidden}
 <label>base <input name="base" id="prod-base" size="18" placeholder="version=1.3"></label>
