@@ -37,7 +37,7 @@ const PLAIN: usize = 240;
 pub(crate) const ALIGNED: usize = 256;
 
 /// XOR-ed with the pointer to make the tag: top bit set (see the module docs), the rest arbitrary.
-const TAG: usize = 0xC0F7_A55E_D0C0_FFEE;
+pub(crate) const TAG: usize = 0xC0F7_A55E_D0C0_FFEE;
 
 /// The tag of `p`.
 #[inline(always)]

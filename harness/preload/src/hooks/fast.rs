@@ -11,8 +11,9 @@
 //!   ([`COUNTDOWN_AT`] in the state at `thread_state_symbol!()`, initial-exec TLS) and count the
 //!   call, forward unless it ran out; every other case jumps to the recording twin, which decides.
 //! - `free`: one load from [`SUSPECT_AT`] by the pointer's low byte, tested against the
-//!   flags; only a suspect pointer (one that may carry a header, or any pointer while the exact
-//!   mode tracks pointers or frames are marked) goes to the recording twin, which tells.
+//!   flags; a suspect pointer (one that may carry a header) goes to the recording twin only if the
+//!   word in front of it is a recorded pointer's tag (`untagged!`), and any pointer does while
+//!   the exact mode tracks pointers or frames are marked.
 //! - `realloc`: the test of `free`, then the decision of `malloc` on the new size.
 //!
 //! Everything but the forwarded call goes to a recording twin, never to another function of this
@@ -33,27 +34,56 @@ use core::ffi::c_void;
 use contprof::preload::alloc::{CALLS_AT, COUNTDOWN_AT, SAMPLED};
 
 use super::{__libc_free, __libc_malloc, __libc_realloc, recording};
-use crate::flags::{FLAGS, HOOKS_MASK};
-use crate::header::SUSPECT_AT;
+use crate::flags::{FLAGS, HOOK_FP, HOOKS_MASK, PLAIN_TRACKED};
+use crate::header::{SUSPECT_AT, TAG};
 
-/// The sampled mode's fast path, for the size in `$size`: moves the thread's countdown by it and
-/// counts the call, or jumps to `3:` (the twin) when the countdown runs out, leaving it as it
-/// was (the twin's `decide` moves it). Uses `%rax` and `%rcx`; the caller binds `countdown` and
-/// `calls`.
+/// The sampled mode's fast path, for the size in `$size`: moves the thread's countdown by it
+/// (one subtraction in memory, its flags the test: the countdown was at most the size) and counts
+/// the call, or, when the countdown runs out, puts it back as it was (the twin's `decide` moves
+/// it) and jumps to `3:`, the twin. Uses `%rax`; the caller binds `countdown` and `calls`.
 macro_rules! countdown {
     ($size:literal) => {
         concat!(
             "movq ",
             contprof::thread_state_symbol!(),
             "@GOTTPOFF(%rip), %rax\n",
-            "movq %fs:{countdown}(%rax), %rcx\n",
             "subq ",
             $size,
-            ", %rcx\n",
-            "testq %rcx, %rcx\n",
-            "jle 3f\n",
-            "movq %rcx, %fs:{countdown}(%rax)\n",
+            ", %fs:{countdown}(%rax)\n",
+            "jg 8f\n",
+            "addq ",
+            $size,
+            ", %fs:{countdown}(%rax)\n",
+            "jmp 3f\n",
+            "8:\n",
             "incq %fs:{calls}(%rax)",
+        )
+    };
+}
+
+/// The test of a suspect pointer (`%rdi`, its reasons in `%al`: see [`SUSPECT_AT`]) that most
+/// suspects fail: unless a reason other than a kind of header is set (the exact mode's tracked
+/// pointers, marked frames), a pointer that is null or lacks the tag of a recorded one (the word
+/// in front of it, glibc's chunk size for any other pointer, which glibc reads next anyway) jumps
+/// to `$not`, glibc's side; what passes falls through, for the twin. One pointer in 16 of glibc's
+/// shares the low byte of a recorded one: this keeps them out of the twin, a Rust function with a
+/// frame and the thread's state to read. Uses `%rax`; the caller binds `others` and `tag`.
+macro_rules! untagged {
+    ($not:literal) => {
+        concat!(
+            "testb ${others}, %al\n",
+            "jnz 9f\n",
+            "testq %rdi, %rdi\n",
+            "jz ",
+            $not,
+            "\n",
+            "movabsq ${tag}, %rax\n",
+            "xorq %rdi, %rax\n",
+            "cmpq %rax, -8(%rdi)\n",
+            "jne ",
+            $not,
+            "\n",
+            "9:",
         )
     };
 }
@@ -101,14 +131,18 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
         "movzbl %dil, %eax",
         "leaq {suspect}(%rip), %rcx",
         "movzbl (%rcx,%rax), %eax",
-        "testb %al, {flags}(%rip)",
+        "andb {flags}(%rip), %al",
         "jnz 2f",
+        "1:",
         "jmp *{real}@GOTPCREL(%rip)",
         "2:",
+        untagged!("1b"),
         "jmp *{twin}@GOTPCREL(%rip)",
         ".cfi_endproc",
         suspect = sym SUSPECT_AT,
         flags = sym FLAGS,
+        others = const PLAIN_TRACKED | HOOK_FP,
+        tag = const TAG,
         real = sym __libc_free,
         twin = sym recording::free,
         options(att_syntax)
@@ -128,8 +162,9 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         "leaq {suspect}(%rip), %rcx",
         "movzbl (%rcx,%rax), %ecx",
         "movzbl {flags}(%rip), %eax",
-        "testb %cl, %al",
-        "jnz 3f",
+        "andb %al, %cl",
+        "jnz 4f",
+        "1:",
         "andl ${mask}, %eax",
         "jz 2f",
         "cmpl ${sampled}, %eax",
@@ -139,11 +174,20 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         "jmp *{real}@GOTPCREL(%rip)",
         "3:",
         "jmp *{twin}@GOTPCREL(%rip)",
+        "4:",
+        "movl %ecx, %eax",
+        untagged!("5f"),
+        "jmp 3b",
+        "5:",
+        "movzbl {flags}(%rip), %eax",
+        "jmp 1b",
         ".cfi_endproc",
         suspect = sym SUSPECT_AT,
         flags = sym FLAGS,
         mask = const HOOKS_MASK,
         sampled = const SAMPLED,
+        others = const PLAIN_TRACKED | HOOK_FP,
+        tag = const TAG,
         countdown = const COUNTDOWN_AT,
         calls = const CALLS_AT,
         real = sym __libc_realloc,
