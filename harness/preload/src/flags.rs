@@ -1,6 +1,6 @@
 //! The one byte the allocation hooks read first: the agent's mode (its low bits, a copy the agent
 //! keeps up to date, see `contprof::preload::alloc::mirror_hooks`) and this library's own flags
-//! (which kinds of recorded pointer exist). A static of this library is addressed directly, where
+//! (whether a recorded pointer exists). A static of this library is addressed directly, where
 //! one of the agent's crate costs a load through the global offset table first: the common `malloc`
 //! and `free` read this byte and nothing else before they forward.
 
@@ -11,14 +11,13 @@ pub(crate) use contprof::preload::alloc::{EXACT, HOOK_FP, HOOKS_MASK};
 /// See the module docs.
 pub(crate) static FLAGS: AtomicU8 = AtomicU8::new(0);
 
-/// A recorded pointer of the plain kind exists (see `header.rs`).
-pub(crate) const USED_PLAIN: u8 = 1 << 4;
-/// A recorded pointer of the aligned kind exists.
-pub(crate) const USED_ALIGNED: u8 = 1 << 5;
+/// A recorded pointer (one with a header, see `header.rs`) was made: `free` and `realloc` then
+/// read the word in front of every pointer.
+pub(crate) const USED: u8 = 1 << 4;
 /// The exact mode recorded a pointer without a header (see `hooks::tracked_plain`).
 pub(crate) const PLAIN_TRACKED: u8 = 1 << 6;
 
-const _: () = assert!(HOOKS_MASK & (USED_PLAIN | USED_ALIGNED | PLAIN_TRACKED) == 0);
+const _: () = assert!(HOOKS_MASK & (USED | PLAIN_TRACKED) == 0);
 
 /// The flags now.
 #[inline(always)]

@@ -1,20 +1,23 @@
 //! The header in front of every allocation the hooks record, which lets `free` tell a recorded
 //! pointer from any other with one load of a word it is about to touch anyway.
 //!
-//! A recorded allocation (a sampled one) is made [`SLACK`] bytes larger (or, for the aligned
-//! functions, its alignment and size larger), and the pointer handed to the program is
-//! `base + offset`, preceded by two words: the offset, then a tag, `pointer ^ TAG`. In front of
-//! every pointer glibc returns lies its chunk's size field, a size below 2^63 with flag bits; the
-//! tag has its top bit set (the pointer's is clear on every 64-bit Linux), so a glibc pointer can
-//! never pass for a recorded one, and the check needs no table. That is what keeps `free` cheap in
-//! a service with a large heap profiled for hours, where a table of tracked pointers would have to
-//! be probed on every `free`.
+//! A recorded allocation (a sampled one) is made [`OFFSET`] bytes larger (or, for the aligned
+//! functions, aligned at `a` >= [`OFFSET`] and `a` bytes larger), and the pointer handed to the
+//! program is `base + offset`, preceded by two words: the offset, then a tag, `pointer ^ TAG`. In
+//! front of every pointer glibc returns lies its chunk's size field, a size below 2^63 with flag
+//! bits; the tag has its top bit set (the pointer's is clear on every 64-bit Linux), so a glibc
+//! pointer can never pass for a recorded one, and the check needs no table. That is what keeps
+//! `free` cheap in a service with a large heap profiled for hours, where a table of tracked
+//! pointers would have to be probed on every `free`.
 //!
-//! And `free` reads that word for few pointers: the offset puts every recorded pointer at a fixed
-//! place modulo 256 (240 for the plain functions; 0 for the aligned ones, whose blocks are at
-//! least 256-aligned), so a `free` first looks at the pointer's low byte, and reads the word in
-//! front of it only for the 1 in 16 of glibc's pointers that share it (1 in 8 once an aligned
-//! allocation was recorded).
+//! Once a recorded pointer exists ([`USED`]), `free` reads that word for every pointer: glibc's
+//! `free` reads the same word next (the chunk's size), so the load costs no cache miss, and the
+//! test fails for all of glibc's pointers alike, a branch the processor predicts. The pointer's
+//! place in its block is free: a recorded block grows with glibc's `realloc` (in place when glibc
+//! can), its program part where it was. Until 2026-12-06 recorded pointers sat at a fixed place
+//! modulo 256, so that `free` could skip the load for 15 in 16 of glibc's pointers; every
+//! `realloc` of a recorded block then moved its contents to the new block's place (serde_json's
+//! growing output buffers, sampled at almost every growth: about 3% of that workload's CPU).
 //!
 //! Every function that takes a pointer from the program must know the header: `free`, `realloc`
 //! (which keeps it: the block is reallocated with its header), `malloc_usable_size`; the
@@ -24,17 +27,10 @@
 
 use core::ffi::c_void;
 
-use crate::flags::{self, HOOK_FP, PLAIN_TRACKED, USED_ALIGNED, USED_PLAIN};
+use crate::flags::{self, USED};
 
-/// Bytes in front of a recorded pointer at least (the two header words; glibc's alignment).
+/// Bytes in front of a plain recorded pointer: the two header words, and glibc's alignment.
 pub(crate) const OFFSET: usize = 16;
-/// Bytes added to a plain recorded block: room for the header and for placing the pointer at
-/// [`PLAIN`] modulo 256.
-pub(crate) const SLACK: usize = 256;
-/// Where the program's pointer of a plain recorded block sits, modulo 256.
-const PLAIN: usize = 240;
-/// The alignment (at least) of an aligned recorded block's pointer, which then sits at 0 modulo 256.
-pub(crate) const ALIGNED: usize = 256;
 
 /// XOR-ed with the pointer to make the tag: top bit set (see the module docs), the rest arbitrary.
 pub(crate) const TAG: usize = 0xC0F7_A55E_D0C0_FFEE;
@@ -45,31 +41,8 @@ fn tag(p: *mut c_void) -> usize {
     p as usize ^ TAG
 }
 
-/// The flags under which a pointer with this low byte may need more than glibc's `free` or
-/// `realloc`: the kind of recorded pointer ([`USED_PLAIN`], [`USED_ALIGNED`]) that could sit
-/// there, and, for every byte, a pointer recorded without a header ([`PLAIN_TRACKED`]) or a
-/// frame to mark ([`HOOK_FP`]). `free`'s first test is one load from this table and one from the
-/// flags, whatever the pointer: for all but 2 of the 256 low bytes, nothing unless the exact mode
-/// or the frame-pointer mark is on.
-pub(crate) static SUSPECT_AT: [u8; 256] = {
-    let mut t = [PLAIN_TRACKED | HOOK_FP; 256];
-    t[PLAIN] |= USED_PLAIN;
-    t[0] |= USED_ALIGNED;
-    t
-};
-
-/// Whether `ptr` may need more than glibc's `free` or `realloc` under `flags` (see
-/// [`SUSPECT_AT`]); false for almost every pointer. (On x86-64 `free` and `realloc` read the
-/// table in assembly.)
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-pub(crate) fn suspect(p: *mut c_void, flags: u8) -> bool {
-    flags & SUSPECT_AT[p as usize & 255] != 0
-}
-
 /// Whether `p` was allocated with a header. Reads the word before `p` (glibc's chunk size of any
-/// other pointer, which its allocator reads too) only when `p` sits where a recorded pointer of a
-/// kind already made would (see the module docs).
+/// other pointer, which its allocator reads too) once a recorded pointer was made.
 #[inline(always)]
 pub(crate) fn is_recorded(p: *mut c_void) -> bool {
     is_recorded_with(p, flags::load())
@@ -78,22 +51,10 @@ pub(crate) fn is_recorded(p: *mut c_void) -> bool {
 /// [`is_recorded`] with the flags already read.
 #[inline(always)]
 pub(crate) fn is_recorded_with(p: *mut c_void, flags: u8) -> bool {
-    let kind = match p as usize & 255 {
-        PLAIN => USED_PLAIN,
-        0 => USED_ALIGNED,
-        _ => return false,
-    };
     // SAFETY: `p` is not null (checked first) and was returned by this allocator (the caller's
     // contract with `free` & co.): glibc's chunk header, or our header, lies in the 16 bytes
     // before it.
-    flags & kind != 0 && !p.is_null() && unsafe { p.cast::<usize>().sub(1).read() } == tag(p)
-}
-
-/// The offset that puts the program's pointer of a plain recorded block at `block` where
-/// [`is_recorded`] looks for it: between [`OFFSET`] and [`SLACK`].
-#[inline(always)]
-pub(crate) fn plain_offset(block: *mut c_void) -> usize {
-    OFFSET + (PLAIN.wrapping_sub((block as usize + OFFSET) & 255) & 255)
+    flags & USED != 0 && !p.is_null() && unsafe { p.cast::<usize>().sub(1).read() } == tag(p)
 }
 
 /// Writes the header of a recorded block allocated at `base` with `offset` bytes in front of the
@@ -101,11 +62,10 @@ pub(crate) fn plain_offset(block: *mut c_void) -> usize {
 ///
 /// # Safety
 /// `base` is a block of at least `offset` bytes plus the program's size; `offset` is at least
-/// [`OFFSET`], a multiple of 8, and puts the pointer at [`PLAIN`] or 0 modulo 256 (see
-/// [`plain_offset`], [`ALIGNED`]).
+/// [`OFFSET`] and a multiple of 16.
 #[inline(always)]
 pub(crate) unsafe fn install(base: *mut c_void, offset: usize) -> *mut c_void {
-    flags::set(if (base as usize + offset) & 255 == PLAIN { USED_PLAIN } else { USED_ALIGNED });
+    flags::set(USED);
     // SAFETY: inside the block (the caller's contract); the two words lie in its first `offset`
     // bytes, 8-aligned since `base` is.
     unsafe {
@@ -155,11 +115,9 @@ mod tests {
     fn a_glibc_pointer_never_reads_as_recorded_and_a_recorded_one_always_does() {
         let mut memory = vec![0u128; 64];
         let base = memory.as_mut_ptr().cast::<c_void>();
-        let offset = plain_offset(base);
-        assert!((OFFSET..=SLACK).contains(&offset) && offset.is_multiple_of(16));
+        let offset = OFFSET;
         // SAFETY: 1 KiB, 16-aligned.
         let p = unsafe { install(base, offset) };
-        assert_eq!(p as usize & 255, PLAIN);
         assert!(is_recorded(p));
         // SAFETY: `p` is recorded.
         assert_eq!(unsafe { block(p) }, (base, offset));

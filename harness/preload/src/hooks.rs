@@ -24,7 +24,7 @@ use contprof::preload::alloc::{decide, enter, forget, hooks, leave, may_be_track
 use contprof::preload::caller;
 
 use crate::flags::{self, EXACT, HOOKS_MASK, PLAIN_TRACKED};
-use crate::header::{self, ALIGNED, SLACK};
+use crate::header::{self, OFFSET};
 use crate::next::Next;
 
 #[cfg(target_arch = "x86_64")]
@@ -182,11 +182,7 @@ pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, siz
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     let f = flags::load();
-    // First one test for the common case: no kind of recorded pointer can sit where this one
-    // does (its low byte), no pointer recorded without a header, no frame-pointer walk.
-    if !header::suspect(ptr, f)
-        || (!header::is_recorded_with(ptr, f) && !tracked_plain_with(ptr, f) && f & flags::HOOK_FP == 0)
-    {
+    if !header::is_recorded_with(ptr, f) && !tracked_plain_with(ptr, f) && f & flags::HOOK_FP == 0 {
         // SAFETY: forwarded.
         return unsafe { __libc_free(ptr) };
     }
@@ -216,9 +212,9 @@ mod recording {
     /// Where a recorded block puts the program's part (see `header.rs`).
     #[derive(Clone, Copy)]
     enum Place {
-        /// [`SLACK`] bytes more, the pointer placed by `header::plain_offset`.
+        /// [`OFFSET`] bytes more, the pointer at [`OFFSET`].
         Plain,
-        /// Allocated at an alignment `a` (a power of two, at least [`ALIGNED`]) with `a` bytes
+        /// Allocated at an alignment `a` (a power of two, at least [`OFFSET`]) with `a` bytes
         /// more, the pointer at `a`.
         Aligned(usize),
     }
@@ -226,19 +222,13 @@ mod recording {
     impl Place {
         /// An alignment of `align` (rounded up to a power of two, as glibc does).
         fn aligned(align: usize) -> Place {
-            Place::Aligned(align.checked_next_power_of_two().unwrap_or(usize::MAX).max(ALIGNED))
+            Place::Aligned(align.checked_next_power_of_two().unwrap_or(usize::MAX).max(OFFSET))
         }
 
-        fn extra(self) -> usize {
+        /// The bytes in front of the program's part, which the block has more.
+        fn offset(self) -> usize {
             match self {
-                Place::Plain => SLACK,
-                Place::Aligned(a) => a,
-            }
-        }
-
-        fn offset(self, block: *mut c_void) -> usize {
-            match self {
-                Place::Plain => header::plain_offset(block),
+                Place::Plain => OFFSET,
                 Place::Aligned(a) => a,
             }
         }
@@ -273,7 +263,7 @@ mod recording {
             }
             return p;
         }
-        let Some(total) = header::with_header(size, place.extra()) else {
+        let Some(total) = header::with_header(size, place.offset()) else {
             set_enomem();
             return core::ptr::null_mut();
         };
@@ -283,9 +273,8 @@ mod recording {
         if block.is_null() {
             return block;
         }
-        // SAFETY: `block` holds `place.extra()` bytes more than the program's, which covers the
-        // offset `place` gives.
-        let p = unsafe { header::install(block, place.offset(block)) };
+        // SAFETY: `block` holds `place.offset()` bytes more than the program's.
+        let p = unsafe { header::install(block, place.offset()) };
         record(recorded, p.cast(), fp);
         p
     }
@@ -311,9 +300,9 @@ mod recording {
     twin!("__contprof_recording_calloc" fn calloc(n: usize, size: usize) size n.saturating_mul(size),
         place Place::Plain, real |t, placed| if placed.is_none() { __libc_calloc(n, size) } else { __libc_calloc(1, t) });
     twin!("__contprof_recording_memalign" fn memalign(align: usize, size: usize) size size,
-        place Place::aligned(align), real |n, placed| __libc_memalign(placed.map_or(align, Place::extra), n));
+        place Place::aligned(align), real |n, placed| __libc_memalign(placed.map_or(align, Place::offset), n));
     twin!("__contprof_recording_aligned_alloc" fn aligned_alloc(align: usize, size: usize) size size,
-        place Place::aligned(align), real |n, placed| __libc_memalign(placed.map_or(align, Place::extra), n));
+        place Place::aligned(align), real |n, placed| __libc_memalign(placed.map_or(align, Place::offset), n));
     twin!("__contprof_recording_valloc" fn valloc(size: usize) size size,
         place Place::aligned(page_size()), real |n, _p| __libc_valloc(n));
     twin!("__contprof_recording_pvalloc" fn pvalloc(size: usize) size size,
@@ -321,11 +310,12 @@ mod recording {
 
     fn page_size() -> usize {
         // SAFETY: no preconditions.
-        (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(ALIGNED as libc::c_long) as usize
+        (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(OFFSET as libc::c_long) as usize
     }
 
     /// The twin of `realloc`: a recorded block is reallocated with its header (so it may grow in
-    /// place, as without the agent); a plain block that becomes recorded moves behind a header.
+    /// place, as without the agent); a plain block that becomes recorded is reallocated with room
+    /// for a header, its contents moved behind it.
     ///
     /// # Safety
     /// The contract of `realloc(3)`.
@@ -346,38 +336,30 @@ mod recording {
             }
             // SAFETY: recorded.
             let (block, offset) = unsafe { header::block(ptr) };
-            let old_size = usable_size(block).saturating_sub(offset);
-            let keep = old_size.min(size);
-            let Some(total) = header::with_header(size, SLACK) else {
+            let Some(total) = header::with_header(size, OFFSET) else {
                 set_enomem();
                 return core::ptr::null_mut();
             };
             let recorded = decide(h, size);
             forget(ptr.cast());
-            let p = if offset <= SLACK && ptr as usize & 255 != 0 {
-                // A plain block: reallocated with its header (so it may grow in place, as without
-                // the agent), the program's part moved to where the new block's offset puts it.
+            let p = if offset == OFFSET {
+                // A plain block: reallocated with its header, which glibc's `realloc` keeps in
+                // front of the program's part, as it keeps the rest.
                 enter(h, fp);
-                // SAFETY: glibc's block, reallocated with room for the header and the placement.
+                // SAFETY: glibc's block, reallocated with room for the header.
                 let moved = unsafe { __libc_realloc(block, total) };
                 leave(h);
                 if moved.is_null() {
                     // The block is intact and still the program's; it is no longer tracked.
                     return moved;
                 }
-                let placed = header::plain_offset(moved);
-                if placed != offset {
-                    // SAFETY: both ranges lie in the new block (`keep` bytes behind either
-                    // offset, both at most `SLACK`); `copy` handles the overlap.
-                    unsafe {
-                        core::ptr::copy(moved.cast::<u8>().add(offset), moved.cast::<u8>().add(placed), keep)
-                    };
-                }
-                // SAFETY: `moved` holds `placed` bytes in front of `size` program bytes.
-                unsafe { header::install(moved, placed) }
+                // SAFETY: `moved` holds `OFFSET` bytes in front of `size` program bytes; the old
+                // pointer's tag, if the block moved, went with the old block.
+                unsafe { header::install(moved, OFFSET) }
             } else {
                 // An aligned block: `realloc` keeps no alignment beyond `malloc`'s, so it moves to a
                 // plain recorded block.
+                let keep = usable_size(block).saturating_sub(offset).min(size);
                 enter(h, fp);
                 // SAFETY: forwarded.
                 let fresh = unsafe { __libc_malloc(total) };
@@ -385,11 +367,11 @@ mod recording {
                 if fresh.is_null() {
                     return fresh;
                 }
-                // SAFETY: `fresh` holds `SLACK` bytes more than `size`, which covers the offset;
-                // `keep` bytes are readable at `ptr` and writable at the new pointer; then the old
-                // block, which `realloc` frees, is freed.
+                // SAFETY: `fresh` holds `OFFSET` bytes more than `size`; `keep` bytes are readable
+                // at `ptr` and writable at the new pointer; then the old block, which `realloc`
+                // frees, is freed.
                 unsafe {
-                    let p = header::install(fresh, header::plain_offset(fresh));
+                    let p = header::install(fresh, OFFSET);
                     core::ptr::copy_nonoverlapping(ptr.cast::<u8>(), p.cast::<u8>(), keep);
                     header::clear(ptr);
                     __libc_free(block);
@@ -418,25 +400,27 @@ mod recording {
             return p;
         }
         let Some(recorded) = recorded else { return core::ptr::null_mut() };
-        // A plain block whose new size is recorded: moved behind a header, as `realloc` may move.
-        let Some(total) = header::with_header(size, SLACK) else {
+        // A plain block whose new size is recorded: reallocated with room for a header (in place
+        // when glibc can), then its contents moved behind it.
+        let Some(total) = header::with_header(size, OFFSET) else {
             set_enomem();
             return core::ptr::null_mut();
         };
+        let keep = usable_size(ptr).min(size);
         enter(h, fp);
-        // SAFETY: forwarded.
-        let block = unsafe { __libc_malloc(total) };
+        // SAFETY: forwarded: the program's block, with `OFFSET` bytes more.
+        let block = unsafe { __libc_realloc(ptr, total) };
         leave(h);
         if block.is_null() {
+            // The program's block is intact and still plain.
             return block;
         }
-        // SAFETY: `block` holds `SLACK` bytes more than `size`, which covers the offset.
-        let p = unsafe { header::install(block, header::plain_offset(block)) };
-        let keep = usable_size(ptr).min(size);
-        // SAFETY: `keep` bytes are readable at `ptr` and writable at `p`; the blocks are distinct.
-        unsafe { core::ptr::copy_nonoverlapping(ptr.cast::<u8>(), p.cast::<u8>(), keep) };
-        // SAFETY: the program's old block, which `realloc` frees.
-        unsafe { __libc_free(ptr) };
+        // SAFETY: `block` holds `keep` bytes of the program's at its start and `OFFSET` bytes
+        // more than `size`; `copy` handles the overlap; the header then goes in front.
+        let p = unsafe {
+            core::ptr::copy(block.cast::<u8>(), block.cast::<u8>().add(OFFSET), keep);
+            header::install(block, OFFSET)
+        };
         record(recorded, p.cast(), fp);
         p
     }

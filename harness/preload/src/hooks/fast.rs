@@ -10,10 +10,10 @@
 //! - `malloc`: the flags byte; off, forward; sampled, move the thread's countdown
 //!   ([`COUNTDOWN_AT`] in the state at `thread_state_symbol!()`, initial-exec TLS) and count the
 //!   call, forward unless it ran out; every other case jumps to the recording twin, which decides.
-//! - `free`: one load from [`SUSPECT_AT`] by the pointer's low byte, tested against the
-//!   flags; a suspect pointer (one that may carry a header) goes to the recording twin only if the
-//!   word in front of it is a recorded pointer's tag (`untagged!`), and any pointer does while
-//!   the exact mode tracks pointers or frames are marked.
+//! - `free`: the flags byte; until a recorded pointer exists, forward; then the word in front of
+//!   the pointer (`untagged!`): a recorded pointer's tag goes to the recording twin, anything else
+//!   forwards; any pointer goes to the twin while the exact mode tracks pointers or frames are
+//!   marked.
 //! - `realloc`: the test of `free`, then the decision of `malloc` on the new size.
 //!
 //! Everything but the forwarded call goes to a recording twin, never to another function of this
@@ -34,8 +34,8 @@ use core::ffi::c_void;
 use contprof::preload::alloc::{CALLS_AT, COUNTDOWN_AT, SAMPLED};
 
 use super::{__libc_free, __libc_malloc, __libc_realloc, recording};
-use crate::flags::{FLAGS, HOOK_FP, HOOKS_MASK, PLAIN_TRACKED};
-use crate::header::{SUSPECT_AT, TAG};
+use crate::flags::{FLAGS, HOOK_FP, HOOKS_MASK, PLAIN_TRACKED, USED};
+use crate::header::TAG;
 
 /// The sampled mode's fast path, for the size in `$size`: moves the thread's countdown by it
 /// (one subtraction in memory, its flags the test: the countdown was at most the size) and counts
@@ -61,13 +61,13 @@ macro_rules! countdown {
     };
 }
 
-/// The test of a suspect pointer (`%rdi`, its reasons in `%al`: see [`SUSPECT_AT`]) that most
-/// suspects fail: unless a reason other than a kind of header is set (the exact mode's tracked
-/// pointers, marked frames), a pointer that is null or lacks the tag of a recorded one (the word
-/// in front of it, glibc's chunk size for any other pointer, which glibc reads next anyway) jumps
-/// to `$not`, glibc's side; what passes falls through, for the twin. One pointer in 16 of glibc's
-/// shares the low byte of a recorded one: this keeps them out of the twin, a Rust function with a
-/// frame and the thread's state to read. Uses `%rax`; the caller binds `others` and `tag`.
+/// The test of a pointer (`%rdi`, the flags in `%al`) once a recorded pointer may exist: unless
+/// the exact mode tracks pointers or frames are marked (`others`), a pointer that is null or lacks
+/// the tag of a recorded one jumps to `$not`, glibc's side; what passes falls through, for the
+/// twin. The tag is the word in front of the pointer: for any other pointer glibc's chunk size,
+/// which glibc's `free` and `realloc` read next, so the load costs no miss, and the test fails
+/// for every one of glibc's pointers, a branch the processor predicts. Uses `%rcx`; the caller
+/// binds `others` and `tag`.
 macro_rules! untagged {
     ($not:literal) => {
         concat!(
@@ -77,9 +77,9 @@ macro_rules! untagged {
             "jz ",
             $not,
             "\n",
-            "movabsq ${tag}, %rax\n",
-            "xorq %rdi, %rax\n",
-            "cmpq %rax, -8(%rdi)\n",
+            "movabsq ${tag}, %rcx\n",
+            "xorq %rdi, %rcx\n",
+            "cmpq %rcx, -8(%rdi)\n",
             "jne ",
             $not,
             "\n",
@@ -128,10 +128,8 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     naked_asm!(
         ".cfi_startproc",
-        "movzbl %dil, %eax",
-        "leaq {suspect}(%rip), %rcx",
-        "movzbl (%rcx,%rax), %eax",
-        "andb {flags}(%rip), %al",
+        "movzbl {flags}(%rip), %eax",
+        "testb ${any}, %al",
         "jnz 2f",
         "1:",
         "jmp *{real}@GOTPCREL(%rip)",
@@ -139,8 +137,8 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
         untagged!("1b"),
         "jmp *{twin}@GOTPCREL(%rip)",
         ".cfi_endproc",
-        suspect = sym SUSPECT_AT,
         flags = sym FLAGS,
+        any = const USED | PLAIN_TRACKED | HOOK_FP,
         others = const PLAIN_TRACKED | HOOK_FP,
         tag = const TAG,
         real = sym __libc_free,
@@ -158,11 +156,8 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     naked_asm!(
         ".cfi_startproc",
-        "movzbl %dil, %eax",
-        "leaq {suspect}(%rip), %rcx",
-        "movzbl (%rcx,%rax), %ecx",
         "movzbl {flags}(%rip), %eax",
-        "andb %al, %cl",
+        "testb ${any}, %al",
         "jnz 4f",
         "1:",
         "andl ${mask}, %eax",
@@ -175,15 +170,11 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         "3:",
         "jmp *{twin}@GOTPCREL(%rip)",
         "4:",
-        "movl %ecx, %eax",
-        untagged!("5f"),
+        untagged!("1b"),
         "jmp 3b",
-        "5:",
-        "movzbl {flags}(%rip), %eax",
-        "jmp 1b",
         ".cfi_endproc",
-        suspect = sym SUSPECT_AT,
         flags = sym FLAGS,
+        any = const USED | PLAIN_TRACKED | HOOK_FP,
         mask = const HOOKS_MASK,
         sampled = const SAMPLED,
         others = const PLAIN_TRACKED | HOOK_FP,
