@@ -11,7 +11,7 @@
 //!   ([`COUNTDOWN_AT`] in the state at `thread_state_symbol!()`, initial-exec TLS) and count the
 //!   call, forward unless it ran out; every other case jumps to the recording twin, which decides.
 //! - `free`: the flags byte; until a recorded pointer exists, forward; then the word in front of
-//!   the pointer (`untagged!`): a recorded pointer's tag goes to the recording twin, anything else
+//!   the pointer (`recorded!`): a recorded pointer's tag goes to the recording twin, anything else
 //!   forwards; any pointer goes to the twin while the exact mode tracks pointers or frames are
 //!   marked.
 //! - `realloc`: the test of `free`, then the decision of `malloc` on the new size.
@@ -35,7 +35,6 @@ use contprof::preload::alloc::{CALLS_AT, COUNTDOWN_AT, SAMPLED};
 
 use super::{__libc_free, __libc_malloc, __libc_realloc, recording};
 use crate::flags::{FLAGS, HOOK_FP, HOOKS_MASK, PLAIN_TRACKED, USED};
-use crate::header::TAG;
 
 /// The sampled mode's fast path, for the size in `$size`: moves the thread's countdown by it
 /// (one subtraction in memory, its flags the test: the countdown was at most the size) and counts
@@ -61,27 +60,28 @@ macro_rules! countdown {
     };
 }
 
-/// The test of a pointer (`%rdi`, the flags in `%al`) once a recorded pointer may exist: unless
-/// the exact mode tracks pointers or frames are marked (`others`), a pointer that is null or lacks
-/// the tag of a recorded one jumps to `$not`, glibc's side; what passes falls through, for the
-/// twin. The tag is the word in front of the pointer: for any other pointer glibc's chunk size,
+/// The test of a pointer (`%rdi`, the flags in `%al`): the exact mode's tracked pointers or
+/// marked frames (`others`) jump to `$twin`; so does a recorded pointer, once one exists
+/// ([`USED`]), told by its tag (`header.rs`: the word in front of it plus the pointer is zero);
+/// anything else falls through, for glibc. For any other pointer that word is glibc's chunk size,
 /// which glibc's `free` and `realloc` read next, so the load costs no miss, and the test fails
-/// for every one of glibc's pointers, a branch the processor predicts. Uses `%rcx`; the caller
-/// binds `others` and `tag`.
-macro_rules! untagged {
-    ($not:literal) => {
+/// for every one of glibc's pointers alike, a branch the processor predicts. Uses `%rcx`; the
+/// caller binds `others` and `used`.
+macro_rules! recorded {
+    ($twin:literal) => {
         concat!(
             "testb ${others}, %al\n",
-            "jnz 9f\n",
-            "testq %rdi, %rdi\n",
-            "jz ",
-            $not,
+            "jnz ",
+            $twin,
             "\n",
-            "movabsq ${tag}, %rcx\n",
-            "xorq %rdi, %rcx\n",
-            "cmpq %rcx, -8(%rdi)\n",
-            "jne ",
-            $not,
+            "testb ${used}, %al\n",
+            "jz 9f\n",
+            "testq %rdi, %rdi\n",
+            "jz 9f\n",
+            "movq -8(%rdi), %rcx\n",
+            "addq %rdi, %rcx\n",
+            "jz ",
+            $twin,
             "\n",
             "9:",
         )
@@ -129,18 +129,14 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
     naked_asm!(
         ".cfi_startproc",
         "movzbl {flags}(%rip), %eax",
-        "testb ${any}, %al",
-        "jnz 2f",
-        "1:",
+        recorded!("3f"),
         "jmp *{real}@GOTPCREL(%rip)",
-        "2:",
-        untagged!("1b"),
+        "3:",
         "jmp *{twin}@GOTPCREL(%rip)",
         ".cfi_endproc",
         flags = sym FLAGS,
-        any = const USED | PLAIN_TRACKED | HOOK_FP,
+        used = const USED,
         others = const PLAIN_TRACKED | HOOK_FP,
-        tag = const TAG,
         real = sym __libc_free,
         twin = sym recording::free,
         options(att_syntax)
@@ -157,9 +153,7 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     naked_asm!(
         ".cfi_startproc",
         "movzbl {flags}(%rip), %eax",
-        "testb ${any}, %al",
-        "jnz 4f",
-        "1:",
+        recorded!("3f"),
         "andl ${mask}, %eax",
         "jz 2f",
         "cmpl ${sampled}, %eax",
@@ -169,16 +163,12 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         "jmp *{real}@GOTPCREL(%rip)",
         "3:",
         "jmp *{twin}@GOTPCREL(%rip)",
-        "4:",
-        untagged!("1b"),
-        "jmp 3b",
         ".cfi_endproc",
         flags = sym FLAGS,
-        any = const USED | PLAIN_TRACKED | HOOK_FP,
+        used = const USED,
+        others = const PLAIN_TRACKED | HOOK_FP,
         mask = const HOOKS_MASK,
         sampled = const SAMPLED,
-        others = const PLAIN_TRACKED | HOOK_FP,
-        tag = const TAG,
         countdown = const COUNTDOWN_AT,
         calls = const CALLS_AT,
         real = sym __libc_realloc,
