@@ -155,7 +155,9 @@ fn build_agent(preload_manifest: &Path, target_dir: &Path, features: Option<&str
             cmd.env_remove(&key);
         }
     }
-    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Cforce-frame-pointers=yes");
+    // Every function of the library makes a frame, which `--cfg contprof_frame_pointers` tells
+    // the agent (its allocation and wait hooks then start their stack walks at the hook's return).
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", "-Cforce-frame-pointers=yes\x1f--cfg\x1fcontprof_frame_pointers");
     cmd.env("CARGO_PROFILE_RELEASE_PANIC", "abort");
     cmd.env("CARGO_PROFILE_RELEASE_DEBUG", "line-tables-only");
     let status =

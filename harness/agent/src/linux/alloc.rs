@@ -266,20 +266,56 @@ pub(crate) fn quiesce() {
 }
 
 /// The stack of the caller of an interposed function (an allocation or wait hook) that read
-/// `caller` in its body: the unwind tables from here, dropping the frames below `caller` (the
-/// agent's own), or without tables (or when they fail) frame pointers from `caller`. Returns the
-/// number of return addresses written, innermost first; 0 when the thread's stack is unknown.
+/// `caller` in its body: the unwind tables from the hook's return (see [`from_hook_frame`]) or
+/// from here, dropping the frames below `caller` (the agent's own), or without tables (or when
+/// they fail) frame pointers from `caller`. Returns the number of return addresses written,
+/// innermost first; 0 when the thread's stack is unknown.
 pub(crate) fn hook_stack(t: &ThreadState, caller: unwind::Caller, frames: &mut [u64; MAX_FRAMES]) -> usize {
     let (pc, sp, fp) = unwind::registers();
-    match t.bounds(sp) {
-        Some(bounds) => {
-            let start = unwind::Start { pc, sp, fp, bounds, skip_below: caller.sp };
-            match unwind::walk_tables(start, frames) {
-                Some(n) => n,
-                None => unwind::walk(caller.fp, sp, bounds, frames),
-            }
+    let Some(bounds) = t.bounds(sp) else { return 0 };
+    if let Some(n) = from_hook_frame(caller, sp, bounds, frames) {
+        return n;
+    }
+    let start = unwind::Start { pc, sp, fp, bounds, skip_below: caller.sp, at_return: false };
+    match unwind::walk_tables(start, frames) {
+        Some(n) => n,
+        None => unwind::walk(caller.fp, sp, bounds, frames),
+    }
+}
+
+/// In the preload library, which `build.rs` builds with frame pointers in every function (and
+/// `--cfg contprof_frame_pointers` to say so), the hook's frame pointer is its own frame: its
+/// return address into the program at `fp + 8`, the caller's frame pointer at `fp`, the caller's
+/// stack pointer `fp + 16` (x86-64). The table walk then starts in the program, as if the hook
+/// had returned: the agent's own frames (the hook's, `record`'s) are neither unwound nor put in
+/// the walk's rule cache (2 of the 10 frames of each stack the exact mode walks in
+/// `alloc_pairs`). Elsewhere (the linked agent, whose allocator hook is inlined into the
+/// program's code; a build without frame pointers) `None`: the walk starts here.
+#[inline(always)]
+fn from_hook_frame(
+    caller: unwind::Caller,
+    sp: usize,
+    bounds: unwind::Bounds,
+    frames: &mut [u64; MAX_FRAMES],
+) -> Option<usize> {
+    #[cfg(all(contprof_frame_pointers, target_arch = "x86_64"))]
+    {
+        let fp = caller.fp;
+        if fp.is_multiple_of(8) && fp >= sp && fp.checked_add(16).is_some_and(|end| end <= bounds.hi) {
+            // SAFETY: `[fp, fp + 16)` lies in the live part of this thread's stack (checked
+            // above): the hook's frame record, below this function's caller's frames.
+            let (saved, ret) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+            frames[0] = ret as u64;
+            let start =
+                unwind::Start { pc: ret, sp: fp + 16, fp: saved, bounds, skip_below: 0, at_return: true };
+            return unwind::walk_tables(start, &mut frames[1..]).map(|n| n + 1);
         }
-        None => 0,
+        None
+    }
+    #[cfg(not(all(contprof_frame_pointers, target_arch = "x86_64")))]
+    {
+        let _ = (caller, sp, bounds, frames);
+        None
     }
 }
 

@@ -370,15 +370,23 @@ fn walk_with(
     out: &mut [u64],
     mut read: impl FnMut(u64) -> Result<u64, ()>,
 ) -> Walked {
-    let Start { pc, sp, fp, skip_below, .. } = start;
+    let Start { pc, sp, fp, skip_below, at_return, .. } = start;
     let unwinder = &published.unwinder;
     let mut regs = UnwindRegsNative::new(pc as u64, sp as u64, fp as u64);
     let mut address = FrameAddress::from_instruction_pointer(pc as u64);
     let mut n = 0;
+    if at_return {
+        // A return address outside known code has no rule; a leaf's guess does not apply.
+        match FrameAddress::from_return_address(pc as u64) {
+            Some(a) if published.knows(pc as u64) => address = a,
+            _ => return Walked { frames: 0, truncated: true },
+        }
+    }
     // Code in no object (generated at run time) has no table. A leaf there that has pushed
     // nothing has its return address at the stack pointer: taken when it points into known code,
     // and the walk goes on from the caller by its tables. Otherwise the frame-pointer rule guesses.
-    if !published.knows(pc as u64)
+    if !at_return
+        && !published.knows(pc as u64)
         && let Ok(ret) = read(sp as u64)
         && published.knows(ret)
         && let Some(next) = FrameAddress::from_return_address(ret)
@@ -431,7 +439,7 @@ mod tests {
     fn here(out: &mut [u64]) -> Option<Walked> {
         let (pc, sp, fp) = crate::unwind::registers();
         let (lo, hi) = crate::sys::mapping_containing(sp).expect("the stack's mapping");
-        walk(Start { pc, sp, fp, bounds: Bounds { lo, hi }, skip_below: 0 }, out)
+        walk(Start { pc, sp, fp, bounds: Bounds { lo, hi }, skip_below: 0, at_return: false }, out)
     }
 
     #[test]
@@ -453,9 +461,13 @@ mod tests {
         let sp = crate::unwind::stack_pointer();
         let bounds = Bounds { lo: sp, hi: sp + 64 };
         // A pc in no object, a frame pointer outside the stack.
-        let w = walk(Start { pc: 0x10, sp, fp: 0x20, bounds, skip_below: 0 }, &mut out).expect("walked");
+        let w = walk(Start { pc: 0x10, sp, fp: 0x20, bounds, skip_below: 0, at_return: false }, &mut out)
+            .expect("walked");
         assert!(w.truncated && w.frames == 0, "{w:?}");
         // A stack pointer outside the bounds: nothing is read.
-        assert_eq!(walk(Start { pc: 0x10, sp: 8, fp: 0, bounds, skip_below: 0 }, &mut out), None);
+        assert_eq!(
+            walk(Start { pc: 0x10, sp: 8, fp: 0, bounds, skip_below: 0, at_return: false }, &mut out),
+            None
+        );
     }
 }

@@ -182,7 +182,7 @@ pub(crate) fn stack(
         return None;
     }
     let walk = |fp: usize, out: &mut [u64; MAX_FRAMES], copy: &mut StackCopy| {
-        let start = Start { pc: at.pc, sp: at.sp, fp, bounds, skip_below: 0 };
+        let start = Start { pc: at.pc, sp: at.sp, fp, bounds, skip_below: 0, at_return: false };
         crate::cfi::walk_reading(start, &mut out[1..MAX_FRAMES - 1], |a| {
             usize::try_from(a).ok().and_then(|a| copy.read(a, bounds)).ok_or(())
         })

@@ -271,7 +271,14 @@ fn write_stack(t: &ThreadState, regs: Regs, kind: u32, weight: Option<u64>) -> b
     let out = &mut buf[at + 1..at + MAX_FRAMES];
     let walked = match t.bounds(regs.sp) {
         Some(bounds) => {
-            let start = unwind::Start { pc: regs.pc, sp: regs.sp, fp: regs.fp, bounds, skip_below: 0 };
+            let start = unwind::Start {
+                pc: regs.pc,
+                sp: regs.sp,
+                fp: regs.fp,
+                bounds,
+                skip_below: 0,
+                at_return: false,
+            };
             match unwind::walk_tables(start, out) {
                 Some(n) => n,
                 None => walk_frame_pointers(t, regs, bounds, out),

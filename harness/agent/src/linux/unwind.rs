@@ -143,7 +143,8 @@ pub fn stack_pointer() -> usize {
 /// Where a walk starts: a context of the calling thread and what to leave out.
 #[derive(Debug, Clone, Copy)]
 pub struct Start {
-    /// Instruction pointer (not stored: the caller records it as the leaf).
+    /// Instruction pointer (not stored: the caller records it as the leaf), or a return address
+    /// (see `at_return`).
     pub pc: usize,
     /// Stack pointer.
     pub sp: usize,
@@ -155,6 +156,10 @@ pub struct Start {
     /// hook passes the stack pointer of the interposed function, so that only its caller and what
     /// is above remain (0: keep every frame).
     pub skip_below: usize,
+    /// `pc` is a return address, `sp` and `fp` those of the frame it returns to: the walk starts
+    /// in a function that made a call (its rule looked up at `pc - 1`, as a call's), never in a
+    /// leaf interrupted before its frame was made.
+    pub at_return: bool,
 }
 
 /// How a walk ended.
