@@ -334,7 +334,7 @@ fn read_and_build(e: &Execution, engine: Engine, symbolizer: &mut Symbolizer) ->
     };
     let options = BuildOptions {
         fallback_cpu_time_ns: Some(e.outcome.cpu.as_nanos() as u64),
-        instructions: instructions.as_ref().map(|(callgrind, _)| callgrind),
+        instructions: instructions.as_ref().map(|(threads, _)| threads.as_slice()),
         aliases: &e.aliases,
     };
     let mut built = build_from_raw(&bytes, &e.raw_path, &options, symbolizer)?;
@@ -365,42 +365,47 @@ pub fn build_from_raw(
     Ok(built)
 }
 
-/// Reads and parses callgrind's counts of execution `e`, with a warning when the file was cut
-/// short.
-fn read_instructions(e: &Execution) -> Result<(crate::callgrind::Callgrind, Option<String>)> {
-    let path = crate::runner::callgrind::output_path(&e.raw_path, e.outcome.pid);
-    let children = crate::runner::callgrind::outputs(&e.raw_path).into_iter().filter(|p| *p != path).count();
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NoSamples {
-                target: e.group.clone(),
-                reason: format!(
-                    "callgrind wrote no counts ({}): valgrind could not run the workload ({}; its \
-                     message is above, or in the test's output)",
-                    path.display(),
-                    e.outcome.exit
-                ),
-            });
+/// Reads and parses callgrind's counts of execution `e`, one graph per thread, with a warning
+/// when a file was cut short.
+fn read_instructions(e: &Execution) -> Result<(Vec<crate::callgrind::Callgrind>, Option<String>)> {
+    let paths = crate::runner::callgrind::thread_outputs(&e.raw_path, e.outcome.pid);
+    if paths.is_empty() {
+        return Err(Error::NoSamples {
+            target: e.group.clone(),
+            reason: format!(
+                "callgrind wrote no counts ({}): valgrind could not run the workload ({}; its \
+                 message is above, or in the test's output)",
+                crate::runner::callgrind::output_path(&e.raw_path, e.outcome.pid).display(),
+                e.outcome.exit
+            ),
+        });
+    }
+    let children = crate::runner::callgrind::other_processes(&e.raw_path, e.outcome.pid);
+    let mut threads = Vec::with_capacity(paths.len());
+    let mut truncated = None;
+    for path in &paths {
+        let bytes = std::fs::read(path).map_err(|err| Error::io("could not read", path, err))?;
+        let parsed = crate::callgrind::parse(&bytes).map_err(|err| Error::Profile {
+            context: format!("could not read callgrind's output {}", path.display()),
+            source: Box::new(err),
+        })?;
+        if parsed.truncated && truncated.is_none() {
+            truncated = Some(path.clone());
         }
-        Err(err) => return Err(Error::io("could not read", &path, err)),
-    };
-    let parsed = crate::callgrind::parse(&bytes).map_err(|err| Error::Profile {
-        context: format!("could not read callgrind's output {}", path.display()),
-        source: Box::new(err),
-    })?;
-    let warning = if parsed.truncated {
+        threads.push(parsed);
+    }
+    let warning = if let Some(path) = truncated {
         Some(format!("callgrind's output {} is incomplete: the run was cut short", path.display()))
     } else {
         (children > 0).then(|| {
             format!(
                 "{children} process(es) forked by the workload ran under valgrind too; their instructions \
                  are not counted (files beside {})",
-                path.display()
+                paths[0].display()
             )
         })
     };
-    Ok((parsed, warning))
+    Ok((threads, warning))
 }
 
 /// A warning when the timer delivered far fewer samples than asked (a kernel tick below the

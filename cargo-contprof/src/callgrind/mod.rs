@@ -55,6 +55,14 @@
 //! Call counts are split along the same paths: a call edge's count goes to the paths of its
 //! caller in proportion to their flow, as its inclusive cost does, and is rounded per edge so
 //! that the stacks of each call site sum to exactly its count.
+//!
+//! The runner has callgrind write one graph per thread (`--separate-threads=yes`), and each is
+//! synthesized alone: in one graph for the whole process, a function that two threads call
+//! (`fmt::write`, `memcpy`) splits its callees' cost between them in proportion to their calls,
+//! so the work of one thread moves the totals of another's functions. libtest's main thread
+//! formats the elapsed time while the test runs on its own thread, a different number of
+//! instructions at every run: on semver's suite that alone shifted test functions' totals by up
+//! to 5% between identical builds.
 
 mod parse;
 mod stacks;

@@ -31,10 +31,10 @@ pub struct BuildOptions<'a> {
     /// CPU time of the process measured from outside (user + system, nanoseconds), used when
     /// the raw file has no END record (the process was killed or exited without `atexit`).
     pub fallback_cpu_time_ns: Option<u64>,
-    /// Callgrind's instruction counts of the same execution (the instructions engine); the profile
-    /// then has the sample types [`INSTRUCTIONS_TYPE`], the default one, and [`CALLS_TYPE`]
-    /// after [`SAMPLE_TYPES`].
-    pub instructions: Option<&'a crate::callgrind::Callgrind>,
+    /// Callgrind's instruction counts of the same execution, one call graph per thread (the
+    /// instructions engine); the profile then has the sample types [`INSTRUCTIONS_TYPE`], the
+    /// default one, and [`CALLS_TYPE`] after [`SAMPLE_TYPES`].
+    pub instructions: Option<&'a [crate::callgrind::Callgrind]>,
     /// `(path the process saw, real path)` of files run through links (the instructions engine's
     /// stage, [`crate::runner::stage`]): the memory map and callgrind's objects name the first,
     /// which may point to another build by the time the profile is built; symbolization and the
@@ -616,8 +616,8 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
             sets.missing
         ));
     }
-    if let Some(counts) = options.instructions {
-        add_instructions(&mut w, &mut sym, counts, options.aliases, &mut values, &mut warnings);
+    if let Some(threads) = options.instructions {
+        add_instructions(&mut w, &mut sym, threads, options.aliases, &mut values, &mut warnings);
     }
 
     let symbolizer_warnings = sym.symbolizer.take_warnings();
@@ -672,34 +672,40 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
 fn add_instructions(
     w: &mut ProfileWriter,
     sym: &mut Symbols<'_>,
-    callgrind: &crate::callgrind::Callgrind,
+    threads: &[crate::callgrind::Callgrind],
     aliases: &[(String, String)],
     values: &mut [i64],
     warnings: &mut Vec<String>,
 ) {
-    let mut relocated = callgrind.clone();
     let mut biases: HashMap<String, Option<u64>> = HashMap::new();
-    for f in &mut relocated.functions {
-        if let Some((_, real)) = aliases.iter().find(|(seen, _)| *seen == f.object) {
-            f.object.clone_from(real);
+    let mut synthesized = Vec::with_capacity(threads.len());
+    for callgrind in threads {
+        let mut relocated = callgrind.clone();
+        for f in &mut relocated.functions {
+            if let Some((_, real)) = aliases.iter().find(|(seen, _)| *seen == f.object) {
+                f.object.clone_from(real);
+            }
+            let bias = *biases
+                .entry(f.object.clone())
+                .or_insert_with(|| sym.symbolizer.load_bias(&sym.maps, &f.object));
+            let Some(bias) = bias else { continue };
+            f.self_cost.iter_mut().for_each(|(a, _)| *a = a.wrapping_add(bias));
+            f.calls.iter_mut().for_each(|c| c.site = c.site.wrapping_add(bias));
+            f.entry = f.entry.map(|a| a.wrapping_add(bias));
         }
-        let bias =
-            *biases.entry(f.object.clone()).or_insert_with(|| sym.symbolizer.load_bias(&sym.maps, &f.object));
-        let Some(bias) = bias else { continue };
-        f.self_cost.iter_mut().for_each(|(a, _)| *a = a.wrapping_add(bias));
-        f.calls.iter_mut().for_each(|c| c.site = c.site.wrapping_add(bias));
-        f.entry = f.entry.map(|a| a.wrapping_add(bias));
+        // Each thread's stacks from its own call graph (see `runner::callgrind::arguments`).
+        synthesized.push(crate::callgrind::synthesize(&relocated, &Default::default()));
     }
     let unmapped: Vec<&str> = biases.iter().filter(|(_, b)| b.is_none()).map(|(o, _)| o.as_str()).collect();
     if !unmapped.is_empty() {
         w.comment(&format!("instructions in objects missing from the memory map: {}", unmapped.join(", ")));
     }
-    let counts = crate::callgrind::synthesize(&relocated, &Default::default());
     let (i_instructions, i_calls) = (values.len() - 2, values.len() - 1);
-    let instructions = counts.stacks.iter().map(|s| (s, i_instructions));
+    let instructions = synthesized.iter().flat_map(|t| t.stacks.iter()).map(|s| (s, i_instructions));
+    let calls = synthesized.iter().flat_map(|t| t.calls.iter()).map(|s| (s, i_calls));
     let (mut total, mut detached, mut agent) = (0u64, 0u64, 0u64);
     let mut locs = Vec::new();
-    for (s, index) in instructions.chain(counts.calls.iter().map(|s| (s, i_calls))) {
+    for (s, index) in instructions.chain(calls) {
         locs.clear();
         // A call's leaf is the function called: its entry, outermost frame only.
         let outermost = index == i_calls;

@@ -57,17 +57,50 @@ fn is_executable(p: &Path) -> bool {
 /// Where callgrind writes the counts of process `pid` of the run whose raw sample file is
 /// `raw_path`. Each process has its own file (`%p` in the name): a workload that forks without
 /// exec (a `harness = false` bench, say) has children that stay under valgrind, and their counts
-/// at exit must not overwrite the workload's.
+/// at exit must not overwrite the workload's. With `--separate-threads=yes` this file stays
+/// empty and each thread's counts are in `<this>-<thread number>` ([`thread_outputs`]).
 pub fn output_path(raw_path: &Path, pid: u32) -> PathBuf {
     raw_path.with_extension(format!("callgrind.{pid}"))
 }
 
+/// The counts files of process `pid`, one per thread in the order of the threads' numbers
+/// (`<output_path>-01`, `-02`, ...); the one file of [`output_path`] when there are none (a
+/// callgrind that did not separate them). Empty when callgrind wrote nothing.
+pub fn thread_outputs(raw_path: &Path, pid: u32) -> Vec<PathBuf> {
+    let path = output_path(raw_path, pid);
+    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let mut threads: Vec<(u32, PathBuf)> = outputs(raw_path)
+        .into_iter()
+        .filter_map(|p| {
+            let n = p.file_name()?.to_str()?.strip_prefix(&name)?.strip_prefix('-')?.parse().ok()?;
+            Some((n, p))
+        })
+        .collect();
+    if threads.is_empty() {
+        return if path.exists() { vec![path] } else { Vec::new() };
+    }
+    threads.sort();
+    threads.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The processes other than `pid` that wrote counts for the run of `raw_path` (children forked
+/// by the workload that stayed under valgrind).
+pub fn other_processes(raw_path: &Path, pid: u32) -> usize {
+    let prefix = prefix(raw_path);
+    let pids: std::collections::BTreeSet<String> = outputs(raw_path)
+        .iter()
+        .filter_map(|p| {
+            let rest = p.file_name()?.to_str()?.strip_prefix(&prefix)?;
+            Some(rest.split('-').next()?.to_owned())
+        })
+        .filter(|p| *p != pid.to_string())
+        .collect();
+    pids.len()
+}
+
 /// The counts files of every process of the run whose raw sample file is `raw_path`.
 pub fn outputs(raw_path: &Path) -> Vec<PathBuf> {
-    let prefix = format!(
-        "{}.",
-        raw_path.with_extension("callgrind").file_name().unwrap_or_default().to_string_lossy()
-    );
+    let prefix = prefix(raw_path);
     let Some(dir) = raw_path.parent() else { return Vec::new() };
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     let mut out: Vec<PathBuf> = entries
@@ -77,6 +110,11 @@ pub fn outputs(raw_path: &Path) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out
+}
+
+/// The start of the name of every counts file of the run of `raw_path` (`run-1.callgrind.`).
+fn prefix(raw_path: &Path) -> String {
+    format!("{}.", raw_path.with_extension("callgrind").file_name().unwrap_or_default().to_string_lossy())
 }
 
 /// The arguments of `valgrind` that run `program args` under callgrind, writing the counts of
@@ -98,6 +136,11 @@ pub fn arguments(program: &Path, args: &[OsString], raw_path: &Path) -> Vec<OsSt
         "--collect-jumps=no".into(),
         // Children the workload spawns run natively and unprofiled, as with the agent.
         "--trace-children=no".into(),
+        // A call graph per thread: stacks are synthesized from each thread's graph alone, so
+        // that one thread's work never shifts how another's is split among its callers (libtest's
+        // main thread formats the elapsed time, a different number of instructions at each run,
+        // through the same `fmt` and `memcpy` as the test's thread).
+        "--separate-threads=yes".into(),
     ];
     v.extend(
         contprof_protocol::CALLGRIND_UNCOUNTED
@@ -144,5 +187,30 @@ mod tests {
         assert_eq!(&strs[strs.len() - 2..], ["/bin/w", "x"]);
         assert!(strs.contains(&"--callgrind-out-file=/o/run-1.callgrind.%p".to_owned()));
         assert_eq!(output_path(Path::new("/o/run-1.raw"), 42), Path::new("/o/run-1.callgrind.42"));
+        assert!(strs.contains(&"--separate-threads=yes".to_owned()));
+    }
+
+    #[test]
+    fn a_process_counts_are_its_threads_files_in_thread_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("run-1.raw");
+        assert!(thread_outputs(&raw, 7).is_empty());
+        // Without separated threads: the one file.
+        std::fs::write(output_path(&raw, 7), "x").unwrap();
+        assert_eq!(thread_outputs(&raw, 7), [output_path(&raw, 7)]);
+        // Separated: callgrind leaves the process's file empty beside its threads'.
+        for name in
+            ["run-1.callgrind.7-10", "run-1.callgrind.7-02", "run-1.callgrind.77-01", "run-1.callgrind.7-01"]
+        {
+            std::fs::write(dir.path().join(name), "x").unwrap();
+        }
+        let names: Vec<String> = thread_outputs(&raw, 7)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["run-1.callgrind.7-01", "run-1.callgrind.7-02", "run-1.callgrind.7-10"]);
+        assert_eq!(other_processes(&raw, 7), 1);
+        assert_eq!(other_processes(&raw, 77), 1);
+        assert_eq!(other_processes(&raw, 8), 2);
     }
 }
