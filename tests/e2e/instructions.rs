@@ -360,6 +360,14 @@ mod tests {
         assert!(text.contains("name = \"aa\""));
         assert_ne!(super::parse_all(5_000), 0);
     }
+
+    #[test]
+    fn reads_its_working_directory() {
+        // As a shell names it: work that grows with the length of `PWD`.
+        let pwd = std::env::var("PWD").unwrap_or_default();
+        assert_eq!(pwd.repeat(500).len(), pwd.len() * 500);
+        assert_ne!(super::parse_all(2_000), 0);
+    }
 }
 "#,
     )
