@@ -403,13 +403,18 @@ mod tests {
         // Known and documented (the book's measurements, "One regression, one row"): the cost
         // whose call path the synthesis of stacks from callgrind's call graph cannot give moves by
         // up to a few hundred instructions between the sides under load (2 of 6 full-suite runs
-        // here, 0 of 4 alone); every function of the program stays put.
+        // here, 0 of 4 alone), and what libtest's start leaves in use at exit by 48 bytes in some
+        // tests when tests run two at a time (1 of 3 full-suite runs here; never with one test at
+        // a time); every function of the program stays put.
         let shifted = report["shifted"].as_array().expect("shifted");
-        assert!(
-            shifted.iter().all(|f| f["function"] == "[call path not recorded]"
-                && f["change"].as_f64().is_some_and(|c| c.abs() < 0.05)),
-            "{what} shifted: {report:#}"
-        );
+        let known = |f: &serde_json::Value| match (f["function"].as_str(), f["metric"].as_str()) {
+            (Some("[call path not recorded]"), _) => f["change"].as_f64().is_some_and(|c| c.abs() < 0.05),
+            (Some("[program start]"), Some("inuse_bytes")) => {
+                matches!((f["base"].as_f64(), f["head"].as_f64()), (Some(b), Some(h)) if (h - b).abs() <= 64.0)
+            }
+            _ => false,
+        };
+        assert!(shifted.iter().all(known), "{what} shifted: {report:#}");
         assert!(report["summary"]["groups_compared"].as_u64().unwrap_or(0) >= 1, "{what}: {report:#}");
         // Both sides ran from the stage, under the head's target directory.
         assert!(project.root.join("target/contprof/stage/bin").is_dir(), "{what}");
