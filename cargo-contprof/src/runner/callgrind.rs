@@ -67,16 +67,11 @@ pub fn output_path(raw_path: &Path, pid: u32) -> PathBuf {
 /// (`<output_path>-01`, `-02`, ...); the one file of [`output_path`] when there are none (a
 /// callgrind that did not separate them). Empty when callgrind wrote nothing.
 pub fn thread_outputs(raw_path: &Path, pid: u32) -> Vec<PathBuf> {
-    let path = output_path(raw_path, pid);
-    let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-    let mut threads: Vec<(u32, PathBuf)> = outputs(raw_path)
-        .into_iter()
-        .filter_map(|p| {
-            let n = p.file_name()?.to_str()?.strip_prefix(&name)?.strip_prefix('-')?.parse().ok()?;
-            Some((n, p))
-        })
+    let mut threads: Vec<(u32, PathBuf)> = named_outputs(raw_path)
+        .filter_map(|(p, thread, path)| (p == pid).then_some((thread?, path)))
         .collect();
     if threads.is_empty() {
+        let path = output_path(raw_path, pid);
         return if path.exists() { vec![path] } else { Vec::new() };
     }
     threads.sort();
@@ -86,16 +81,23 @@ pub fn thread_outputs(raw_path: &Path, pid: u32) -> Vec<PathBuf> {
 /// The processes other than `pid` that wrote counts for the run of `raw_path` (children forked
 /// by the workload that stayed under valgrind).
 pub fn other_processes(raw_path: &Path, pid: u32) -> usize {
-    let prefix = prefix(raw_path);
-    let pids: std::collections::BTreeSet<String> = outputs(raw_path)
-        .iter()
-        .filter_map(|p| {
-            let rest = p.file_name()?.to_str()?.strip_prefix(&prefix)?;
-            Some(rest.split('-').next()?.to_owned())
-        })
-        .filter(|p| *p != pid.to_string())
-        .collect();
+    let pids: std::collections::BTreeSet<u32> =
+        named_outputs(raw_path).map(|(p, _, _)| p).filter(|&p| p != pid).collect();
     pids.len()
+}
+
+/// The counts files of the run of `raw_path` with the process and, when callgrind separated
+/// them, the thread each names (`<prefix><pid>[-<thread>]`); other names are skipped.
+fn named_outputs(raw_path: &Path) -> impl Iterator<Item = (u32, Option<u32>, PathBuf)> {
+    let prefix = prefix(raw_path);
+    outputs(raw_path).into_iter().filter_map(move |path| {
+        let rest = path.file_name()?.to_str()?.strip_prefix(&prefix)?;
+        let (pid, thread) = match rest.split_once('-') {
+            Some((pid, thread)) => (pid.parse().ok()?, Some(thread.parse().ok()?)),
+            None => (rest.parse().ok()?, None),
+        };
+        Some((pid, thread, path))
+    })
 }
 
 /// The counts files of every process of the run whose raw sample file is `raw_path`.

@@ -310,18 +310,17 @@ pub fn run(spec: &RunSpec, agent_lib: &Path) -> Result<Outcome> {
     for (k, v) in env.iter().cloned().chain(agent_env(&spec.settings, raw_path, agent)) {
         cmd.env(k, v);
     }
+    if spec.settings.engine == Engine::Instructions {
+        // The working directory as a shell names it, the same on both sides: the inherited `PWD`
+        // names wherever the recording started (the head's checkout, the base's worktree), and
+        // its length moves every string after it, and the counts of whatever reads it.
+        cmd.env("PWD", cwd);
+        cmd.env_remove("OLDPWD");
+    }
     // A captured workload (a test) runs in a process group of its own, so that a timeout or an
     // interruption stops whatever it started too: a grandchild holding its stdout open would keep
     // the pipe readers waiting forever. A workload on our terminal (`run`) stays in ours, where it
     // can read the terminal and gets the terminal's Ctrl-C.
-    if spec.settings.engine == Engine::Instructions {
-        // The working directory as a shell names it, the same on both sides: the inherited `PWD`
-        // names wherever the recording started (the head's checkout, the base's worktree), and
-        // its length moved every string after it and the heap of the process (48 bytes more in
-        // use at exit in a semver test, its allocator's counts in the test's thread).
-        cmd.env("PWD", cwd);
-        cmd.env_remove("OLDPWD");
-    }
     let grouped = spec.streams == Streams::Capture;
     if grouped && spec.settings.engine == Engine::Instructions {
         // No terminal, no `TERM`: libtest parses the terminfo database at start into a HashMap
