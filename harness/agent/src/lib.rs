@@ -67,8 +67,8 @@ pub mod preload {
     /// The allocation hooks' side of the agent (see `alloc`'s module docs).
     pub mod alloc {
         pub use crate::linux::alloc::{
-            CALLS_AT, COUNTDOWN_AT, EXACT, HOOK_FP, HOOKS_MASK, Recorded, SAMPLED, decide, enter, forget,
-            hooks, leave, may_be_tracked, mirror_hooks, on_alloc, record, skip_sampled,
+            COUNTDOWN_AT, EXACT, HOOK_FP, HOOKS_MASK, Recorded, SAMPLED, decide, enter, forget, hooks, leave,
+            may_be_tracked, mirror_hooks, on_alloc, record, skip_sampled,
         };
     }
     pub use crate::labels::exported as labels;

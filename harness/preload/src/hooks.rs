@@ -3,7 +3,7 @@
 //!   (allocations off, or the sampled mode's countdown not reached: decided before the allocation,
 //!   since it does not depend on the address), forwards to glibc's `__libc_*` function as a tail
 //!   call. glibc's allocator then runs in place of the hook, with the program's function as its
-//!   caller, as without the agent; the hook costs a load of the mode, a subtraction and a counter.
+//!   caller, as without the agent; the hook costs a test of the mode and a subtraction.
 //! - its recording twin (`__contprof_recording_malloc`, see
 //!   [`contprof::format::RECORDING_TWIN_PREFIX`]), tail-called otherwise: it decides, allocates
 //!   in its own frame (which symbolizers name as the C function it stands for, like the

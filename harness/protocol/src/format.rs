@@ -187,9 +187,10 @@ pub struct EndRecord {
     pub samples: u64,
     /// CPU samples lost (write failures, re-entrancy).
     pub samples_dropped: u64,
-    /// Allocation calls seen (all modes but off).
+    /// Allocation calls the exact mode recorded; 0 in the sampled mode, whose hooks count bytes
+    /// only (its stacks carry the estimated counts).
     pub alloc_calls: u64,
-    /// Bytes requested by those calls.
+    /// Bytes requested by the allocation calls seen (all modes but off).
     pub alloc_bytes: u64,
     /// Allocation stacks that did not fit the agent's table and were merged into one bucket.
     pub alloc_stacks_dropped: u64,

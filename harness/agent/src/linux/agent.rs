@@ -333,8 +333,9 @@ pub(crate) fn finish() {
         );
     }
     writer::write_maps();
-    // The exiting thread's batched counts; other live threads' last batches (< 256 calls each)
-    // are not in the totals, which only describe the run (the stacks carry the estimates).
+    // The exiting thread's bytes since its last draw; other live threads' (less than a sampling
+    // interval each) are not in the totals, which only describe the run (the stacks carry the
+    // estimates).
     thread::with(alloc::flush_pending);
     writer::write_end(&EndRecord {
         cpu_time_ns,

@@ -10,9 +10,9 @@
 //! itself.
 //!
 //! The hooks' fast path is the point of the design: one load of [`HOOKS`] and, in the sampled
-//! mode, one cache line of the thread's state read through initial-exec TLS (see `tls`): an
-//! allocation that is not sampled costs a subtraction, a comparison and a counter, and a `free`
-//! of a pointer that is not tracked a load and a byte of the counting filter.
+//! mode, one word of the thread's state read through initial-exec TLS (see `tls`): an
+//! allocation that is not sampled costs a subtraction whose flags are the test. The sampled mode
+//! counts bytes (what the countdown moved by), not calls: its samples carry the estimated counts.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -35,25 +35,24 @@ pub const EXACT: u8 = 2;
 pub const HOOK_FP: u8 = 4;
 /// Mean bytes between samples.
 static MEAN: AtomicU64 = AtomicU64::new(512 * 1024);
-/// Allocation calls seen.
+/// Allocation calls the exact mode recorded (the sampled mode does not count calls: its fast
+/// path only moves a byte countdown, and its samples carry the estimated counts).
 pub(crate) static CALLS: AtomicU64 = AtomicU64::new(0);
-/// Bytes those calls requested.
+/// Bytes requested by the allocation calls seen (all modes but off).
 pub(crate) static BYTES: AtomicU64 = AtomicU64::new(0);
 
 /// Incremented at every agent start (so never 0 once started); see `ThreadState::generation`.
 pub(crate) static GENERATION: AtomicU32 = AtomicU32::new(0);
 
-/// Adds a thread's pending allocation counts to the process totals (at each sample, thread exit,
-/// agent stop).
+/// Adds the bytes a thread allocated since its last draw (what its countdown moved by) to the
+/// process totals (at each sample, thread exit, agent stop).
 pub(crate) fn flush_pending(t: &ThreadState) {
     // Saturating: an absurd request (`realloc(p, isize::MAX)`, which fails) moves the countdown by
     // nearly the whole range of an `i64`.
-    let since_draw =
+    let bytes =
         if t.drawn.get() > 0 { t.drawn.get().saturating_sub(t.countdown.get()).max(0) as u64 } else { 0 };
-    let (calls, bytes) = (t.calls.replace(0), t.pending_bytes.replace(0).saturating_add(since_draw));
     t.drawn.set(t.countdown.get());
-    if calls > 0 && t.generation.get() == GENERATION.load(Ordering::Relaxed) {
-        CALLS.fetch_add(calls, Ordering::Relaxed);
+    if bytes > 0 && t.generation.get() == GENERATION.load(Ordering::Relaxed) {
         BYTES.fetch_add(bytes, Ordering::Relaxed);
     }
 }
@@ -72,12 +71,10 @@ static MIRROR: AtomicPtr<AtomicU8> = AtomicPtr::new(core::ptr::null_mut());
 /// holds more.
 pub const HOOKS_MASK: u8 = SAMPLED | EXACT | HOOK_FP;
 
-/// Where [`skip_sampled`]'s two fields lie in the thread state, for the preload library's
+/// Where [`skip_sampled`]'s one field lies in the thread state, for the preload library's
 /// assembly entry points (which reach the state by [`crate::thread_state_symbol`]): the bytes
-/// left before the next sample (`i64`), and the calls not yet counted (`u64`).
+/// left before the next sample (`i64`).
 pub const COUNTDOWN_AT: usize = core::mem::offset_of!(ThreadState, countdown);
-/// See [`COUNTDOWN_AT`].
-pub const CALLS_AT: usize = core::mem::offset_of!(ThreadState, calls);
 
 /// Keeps a copy of the hooks' bits in the low bits ([`HOOKS_MASK`]) of `byte`, a static of the
 /// preload library, whose hooks then read their mode and their own flags with one load of their
@@ -149,7 +146,6 @@ pub fn skip_sampled(hooks: u8, size: usize) -> bool {
         return false;
     }
     t.countdown.set(left);
-    t.calls.set(t.calls.get() + 1);
     true
 }
 
@@ -165,7 +161,6 @@ pub fn on_alloc(hooks: u8, ptr: *mut u8, size: usize, caller: unwind::Caller) {
     let left = t.countdown.get().wrapping_sub(size as i64);
     if hooks & SAMPLED != 0 && left > 0 {
         t.countdown.set(left);
-        t.calls.set(t.calls.get() + 1);
         return;
     }
     if let Some(d) = decide(hooks, size) {
@@ -202,8 +197,6 @@ pub fn decide(hooks: u8, size: usize) -> Option<Recorded> {
     let generation = GENERATION.load(Ordering::Relaxed);
     if t.generation.replace(generation) != generation {
         // Counts and draws of an earlier run of the agent are not this run's.
-        t.calls.set(0);
-        t.pending_bytes.set(0);
         t.countdown.set(0);
         t.drawn.set(0);
     }
@@ -219,7 +212,6 @@ pub fn decide(hooks: u8, size: usize) -> Option<Recorded> {
         // Counted in the totals by `record`, with its stack: exact totals must match the stacks.
         Some((1.0, size as f64))
     } else if hooks & SAMPLED != 0 {
-        t.calls.set(t.calls.get() + 1);
         sample(t, size)
     } else {
         None

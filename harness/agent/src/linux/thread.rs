@@ -28,18 +28,14 @@ const EXITED: u8 = 3;
 /// ([`ThreadState::ZERO`]): the thread-local storage it lives in is zero-filled.
 #[repr(C, align(64))]
 pub(crate) struct ThreadState {
-    // The allocation hooks' fast path reads and writes these two only; they come first, in the
+    // The allocation hooks' fast path reads and writes this one only; it comes first, in the
     // cache line the hooks touch.
     /// Bytes left before the next allocation sample. An allocation that does not bring it to 0 or
     /// below is not sampled and costs a subtraction; 0 (never drawn) sends the next allocation to
     /// the slow path, which draws it.
     pub(crate) countdown: Cell<i64>,
-    /// Allocation calls not yet added to the process totals (`alloc::CALLS`).
-    pub(crate) calls: Cell<u64>,
     /// The countdown as last drawn: `drawn - countdown` bytes were allocated since.
     pub(crate) drawn: Cell<i64>,
-    /// Bytes allocated before the last draw and not yet added to the process totals.
-    pub(crate) pending_bytes: Cell<u64>,
     /// The agent start (`alloc::GENERATION`) the counts above belong to: counts left over from an
     /// earlier start in the same process are dropped, not added to a new run.
     pub(crate) generation: Cell<u32>,
@@ -98,9 +94,7 @@ impl ThreadState {
     )]
     pub(crate) const ZERO: ThreadState = ThreadState {
         countdown: Cell::new(0),
-        calls: Cell::new(0),
         drawn: Cell::new(0),
-        pending_bytes: Cell::new(0),
         generation: Cell::new(0),
         in_hook: Cell::new(false),
         rng: Cell::new(0),
@@ -387,9 +381,7 @@ mod tests {
         let fields = |t: &ThreadState| {
             [
                 t.countdown.get() as u64,
-                t.calls.get(),
                 t.drawn.get() as u64,
-                t.pending_bytes.get(),
                 u64::from(t.generation.get()),
                 u64::from(t.in_hook.get()),
                 t.rng.get(),

@@ -8,13 +8,19 @@
 //! `pop`) that a function which only ever jumps away does not need, and the thread pointer read
 //! separately from the thread state's offset. Here:
 //! - `malloc`: the flags byte; off, forward; sampled, move the thread's countdown
-//!   ([`COUNTDOWN_AT`] in the state at `thread_state_symbol!()`, initial-exec TLS) and count the
-//!   call, forward unless it ran out; every other case jumps to the recording twin, which decides.
+//!   ([`COUNTDOWN_AT`] in the state at `thread_state_symbol!()`, initial-exec TLS), forward
+//!   unless it ran out; every other case jumps to the recording twin, which decides.
 //! - `free`: the flags byte; until a recorded pointer exists, forward; then the word in front of
 //!   the pointer (`recorded!`): a recorded pointer's tag goes to the recording twin, anything else
 //!   forwards; any pointer goes to the twin while the exact mode tracks pointers or frames are
 //!   marked.
 //! - `realloc`: the test of `free`, then the decision of `malloc` on the new size.
+//!
+//! Each first compares the flags byte, in memory, with the state of the defaults once a recorded
+//! pointer exists ([`COMMON`]: sampled, a recorded pointer made, nothing else), which needs no
+//! further test of it: `malloc` is then 6 instructions before glibc (10 when it tested the bits
+//! one by one), `free` 8 (11). Any other state takes the general path behind, which reads the
+//! byte and tests its bits one by one (2 instructions more than it took before the comparison).
 //!
 //! Everything but the forwarded call goes to a recording twin, never to another function of this
 //! library: the instructions engine charges glibc's allocator to the program only under an
@@ -31,15 +37,20 @@
 use core::arch::naked_asm;
 use core::ffi::c_void;
 
-use contprof::preload::alloc::{CALLS_AT, COUNTDOWN_AT, SAMPLED};
+use contprof::preload::alloc::{COUNTDOWN_AT, SAMPLED};
 
 use super::{__libc_free, __libc_malloc, __libc_realloc, recording};
 use crate::flags::{FLAGS, HOOK_FP, HOOKS_MASK, PLAIN_TRACKED, USED};
 
+/// The flags of the defaults once a recorded pointer exists: the state every hook tests first,
+/// with one comparison in memory.
+const COMMON: u8 = SAMPLED | USED;
+
 /// The sampled mode's fast path, for the size in `$size`: moves the thread's countdown by it
-/// (one subtraction in memory, its flags the test: the countdown was at most the size) and counts
-/// the call, or, when the countdown runs out, puts it back as it was (the twin's `decide` moves
-/// it) and jumps to `3:`, the twin. Uses `%rax`; the caller binds `countdown` and `calls`.
+/// (one subtraction in memory, its flags the test: the countdown was at most the size) and falls
+/// through, or, when the countdown runs out, jumps to `5:` with the countdown's address in
+/// `%rax` (where [`countdown_back!`] puts it back as it was: the twin's `decide` moves it). The
+/// caller binds `countdown`.
 macro_rules! countdown {
     ($size:literal) => {
         concat!(
@@ -49,41 +60,56 @@ macro_rules! countdown {
             "subq ",
             $size,
             ", %fs:{countdown}(%rax)\n",
-            "jg 8f\n",
-            "addq ",
-            $size,
-            ", %fs:{countdown}(%rax)\n",
-            "jmp 3f\n",
-            "8:\n",
-            "incq %fs:{calls}(%rax)",
+            "jle 5f",
         )
     };
 }
 
-/// The test of a pointer (`%rdi`, the flags in `%al`): the exact mode's tracked pointers or
-/// marked frames (`others`) jump to `$twin`; so does a recorded pointer, once one exists
-/// ([`USED`]), told by its tag (`header.rs`: the word in front of it plus the pointer is zero);
-/// anything else falls through, for glibc. For any other pointer that word is glibc's chunk size,
-/// which glibc's `free` and `realloc` read next, so the load costs no miss, and the test fails
-/// for every one of glibc's pointers alike, a branch the processor predicts. Uses `%rcx`; the
-/// caller binds `others` and `used`.
+/// `5:`, where [`countdown!`] jumps when the countdown runs out: undoes its subtraction and falls
+/// through (to the twin).
+macro_rules! countdown_back {
+    ($size:literal) => {
+        concat!("5:\n", "addq ", $size, ", %fs:{countdown}(%rax)")
+    };
+}
+
+/// The test of a pointer (`%rdi`) once a recorded pointer exists: a recorded pointer, told by its
+/// tag (`header.rs`: the word in front of it plus the pointer is zero), jumps to `$twin`; null
+/// jumps to `$next`, and anything else falls through (to `$next`, or the caller jumps there). For any other pointer that word is glibc's chunk size,
+/// which glibc's `free` and `realloc` read next, so the load costs no miss, and the test fails for
+/// every one of glibc's pointers alike, a branch the processor predicts. Uses `%rcx`.
+macro_rules! tagged {
+    ($twin:literal, $next:literal) => {
+        concat!(
+            "testq %rdi, %rdi\n",
+            "jz ",
+            $next,
+            "\n",
+            "movq -8(%rdi), %rcx\n",
+            "addq %rdi, %rcx\n",
+            "jz ",
+            $twin,
+        )
+    };
+}
+
+/// The general path's test of a pointer (`%rdi`, the flags in `%al`): the exact mode's tracked
+/// pointers or marked frames (`others`) jump to `$twin`; so does a recorded pointer, once one
+/// exists ([`USED`], then [`tagged!`]); anything else goes to `$next` (a pointer that is not
+/// recorded, by falling through: `$next` follows, or the caller jumps there). The caller binds
+/// `others` and `used`.
 macro_rules! recorded {
-    ($twin:literal) => {
+    ($twin:literal, $next:literal) => {
         concat!(
             "testb ${others}, %al\n",
             "jnz ",
             $twin,
             "\n",
             "testb ${used}, %al\n",
-            "jz 9f\n",
-            "testq %rdi, %rdi\n",
-            "jz 9f\n",
-            "movq -8(%rdi), %rcx\n",
-            "addq %rdi, %rcx\n",
             "jz ",
-            $twin,
+            $next,
             "\n",
-            "9:",
+            tagged!($twin, $next),
         )
     };
 }
@@ -97,22 +123,30 @@ macro_rules! recorded {
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     naked_asm!(
         ".cfi_startproc",
-        "movzbl {flags}(%rip), %eax",
-        "andl ${mask}, %eax",
-        "jz 2f",
-        "cmpl ${sampled}, %eax",
-        "jne 3f",
+        "cmpb ${common}, {flags}(%rip)",
+        "jne 4f",
+        "1:",
         countdown!("%rdi"),
         "2:",
         "jmp *{real}@GOTPCREL(%rip)",
+        countdown_back!("%rdi"),
         "3:",
         "jmp *{twin}@GOTPCREL(%rip)",
+        // The general path: off, forward; sampled (before a recorded pointer exists, or with
+        // flags `malloc` does not read), the countdown; anything else, the twin.
+        "4:",
+        "movzbl {flags}(%rip), %eax",
+        "andl ${mask}, %eax",
+        "jz 2b",
+        "cmpl ${sampled}, %eax",
+        "je 1b",
+        "jmp 3b",
         ".cfi_endproc",
         flags = sym FLAGS,
+        common = const COMMON,
         mask = const HOOKS_MASK,
         sampled = const SAMPLED,
         countdown = const COUNTDOWN_AT,
-        calls = const CALLS_AT,
         real = sym __libc_malloc,
         twin = sym recording::malloc,
         options(att_syntax)
@@ -128,13 +162,20 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     naked_asm!(
         ".cfi_startproc",
-        "movzbl {flags}(%rip), %eax",
-        recorded!("3f"),
+        "cmpb ${common}, {flags}(%rip)",
+        "jne 4f",
+        tagged!("3f", "2f"),
+        "2:",
         "jmp *{real}@GOTPCREL(%rip)",
         "3:",
         "jmp *{twin}@GOTPCREL(%rip)",
+        "4:",
+        "movzbl {flags}(%rip), %eax",
+        recorded!("3b", "2b"),
+        "jmp 2b",
         ".cfi_endproc",
         flags = sym FLAGS,
+        common = const COMMON,
         used = const USED,
         others = const PLAIN_TRACKED | HOOK_FP,
         real = sym __libc_free,
@@ -152,25 +193,34 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     naked_asm!(
         ".cfi_startproc",
-        "movzbl {flags}(%rip), %eax",
-        recorded!("3f"),
-        "andl ${mask}, %eax",
-        "jz 2f",
-        "cmpl ${sampled}, %eax",
-        "jne 3f",
+        "cmpb ${common}, {flags}(%rip)",
+        "jne 4f",
+        tagged!("3f", "1f"),
+        "1:",
         countdown!("%rsi"),
         "2:",
         "jmp *{real}@GOTPCREL(%rip)",
+        countdown_back!("%rsi"),
         "3:",
         "jmp *{twin}@GOTPCREL(%rip)",
+        // The general path: the test of `free`, then the decision of `malloc`.
+        "4:",
+        "movzbl {flags}(%rip), %eax",
+        recorded!("3b", "6f"),
+        "6:",
+        "andl ${mask}, %eax",
+        "jz 2b",
+        "cmpl ${sampled}, %eax",
+        "je 1b",
+        "jmp 3b",
         ".cfi_endproc",
         flags = sym FLAGS,
+        common = const COMMON,
         used = const USED,
         others = const PLAIN_TRACKED | HOOK_FP,
         mask = const HOOKS_MASK,
         sampled = const SAMPLED,
         countdown = const COUNTDOWN_AT,
-        calls = const CALLS_AT,
         real = sym __libc_realloc,
         twin = sym recording::realloc,
         options(att_syntax)
