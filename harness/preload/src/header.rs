@@ -11,7 +11,7 @@
 //! `free` cheap in a service with a large heap profiled for hours, where a table of tracked
 //! pointers would have to be probed on every `free`.
 //!
-//! Once a recorded pointer exists ([`USED`]), `free` reads that word for every pointer: glibc's
+//! Once a recorded pointer exists ([`NONE_RECORDED`] cleared), `free` reads that word for every pointer: glibc's
 //! `free` reads the same word next (the chunk's size), so the load costs no cache miss, and the
 //! test fails for all of glibc's pointers alike, a branch the processor predicts. The pointer's
 //! place in its block is free: a recorded block grows with glibc's `realloc` (in place when glibc
@@ -29,7 +29,7 @@
 
 use core::ffi::c_void;
 
-use crate::flags::{self, USED};
+use crate::flags::{self, NONE_RECORDED};
 
 /// Bytes in front of a plain recorded pointer: the two header words, and glibc's alignment.
 pub(crate) const OFFSET: usize = 16;
@@ -53,7 +53,7 @@ pub(crate) fn is_recorded_with(p: *mut c_void, flags: u8) -> bool {
     // SAFETY: `p` is not null (checked first) and was returned by this allocator (the caller's
     // contract with `free` & co.): glibc's chunk header, or our header, lies in the 16 bytes
     // before it.
-    flags & USED != 0 && !p.is_null() && unsafe { p.cast::<usize>().sub(1).read() } == tag(p)
+    flags & NONE_RECORDED == 0 && !p.is_null() && unsafe { p.cast::<usize>().sub(1).read() } == tag(p)
 }
 
 /// Writes the header of a recorded block allocated at `base` with `offset` bytes in front of the
@@ -64,7 +64,7 @@ pub(crate) fn is_recorded_with(p: *mut c_void, flags: u8) -> bool {
 /// [`OFFSET`] and a multiple of 16.
 #[inline(always)]
 pub(crate) unsafe fn install(base: *mut c_void, offset: usize) -> *mut c_void {
-    flags::set(USED);
+    flags::clear(NONE_RECORDED);
     // SAFETY: inside the block (the caller's contract); the two words lie in its first `offset`
     // bytes, 8-aligned since `base` is.
     unsafe {

@@ -16,11 +16,14 @@
 //!   marked.
 //! - `realloc`: the test of `free`, then the decision of `malloc` on the new size.
 //!
-//! Each first compares the flags byte, in memory, with the state of the defaults once a recorded
-//! pointer exists ([`COMMON`]: sampled, a recorded pointer made, nothing else), which needs no
-//! further test of it: `malloc` is then 6 instructions before glibc (10 when it tested the bits
-//! one by one), `free` 8 (11). Any other state takes the general path behind, which reads the
-//! byte and tests its bits one by one (2 instructions more than it took before the comparison).
+//! Each first tests the flags byte in memory for the state that needs nothing more of it:
+//! `malloc` and `realloc` compare it with [`SAMPLED`] (the defaults once a recorded pointer
+//! exists: sampled, and no other bit), `free` tests that none of
+//! [`FREE_BITS`](crate::flags::FREE_BITS) is set (a recorded pointer exists; no tracked pointers,
+//! no marked frames), in any mode. `malloc` is then 6 instructions before glibc (10 when it tested
+//! the bits one by one), `free` 8 (11). Any other state takes the general path behind, which
+//! reads the byte and tests its bits one by one (allocations off before any recorded pointer: 6
+//! instructions for each).
 //!
 //! Everything but the forwarded call goes to a recording twin, never to another function of this
 //! library: the instructions engine charges glibc's allocator to the program only under an
@@ -40,11 +43,7 @@ use core::ffi::c_void;
 use contprof::preload::alloc::{COUNTDOWN_AT, SAMPLED};
 
 use super::{__libc_free, __libc_malloc, __libc_realloc, recording};
-use crate::flags::{FLAGS, HOOK_FP, HOOKS_MASK, PLAIN_TRACKED, USED};
-
-/// The flags of the defaults once a recorded pointer exists: the state every hook tests first,
-/// with one comparison in memory.
-const COMMON: u8 = SAMPLED | USED;
+use crate::flags::{FLAGS, FREE_BITS, HOOKS_MASK, NONE_RECORDED, TWIN_BITS};
 
 /// The sampled mode's fast path, for the size in `$size`: moves the thread's countdown by it
 /// (one subtraction in memory, its flags the test: the countdown was at most the size) and falls
@@ -75,9 +74,10 @@ macro_rules! countdown_back {
 
 /// The test of a pointer (`%rdi`) once a recorded pointer exists: a recorded pointer, told by its
 /// tag (`header.rs`: the word in front of it plus the pointer is zero), jumps to `$twin`; null
-/// jumps to `$next`, and anything else falls through (to `$next`, or the caller jumps there). For any other pointer that word is glibc's chunk size,
-/// which glibc's `free` and `realloc` read next, so the load costs no miss, and the test fails for
-/// every one of glibc's pointers alike, a branch the processor predicts. Uses `%rcx`.
+/// jumps to `$next`, and anything else falls through (to `$next`, or the caller jumps there).
+/// For any other pointer that word is glibc's chunk size, which glibc's `free` and `realloc` read
+/// next, so the load costs no miss, and the test fails for every one of glibc's pointers alike, a
+/// branch the processor predicts. Uses `%rcx`.
 macro_rules! tagged {
     ($twin:literal, $next:literal) => {
         concat!(
@@ -93,27 +93,6 @@ macro_rules! tagged {
     };
 }
 
-/// The general path's test of a pointer (`%rdi`, the flags in `%al`): the exact mode's tracked
-/// pointers or marked frames (`others`) jump to `$twin`; so does a recorded pointer, once one
-/// exists ([`USED`], then [`tagged!`]); anything else goes to `$next` (a pointer that is not
-/// recorded, by falling through: `$next` follows, or the caller jumps there). The caller binds
-/// `others` and `used`.
-macro_rules! recorded {
-    ($twin:literal, $next:literal) => {
-        concat!(
-            "testb ${others}, %al\n",
-            "jnz ",
-            $twin,
-            "\n",
-            "testb ${used}, %al\n",
-            "jz ",
-            $next,
-            "\n",
-            tagged!($twin, $next),
-        )
-    };
-}
-
 /// Interposes `malloc`.
 ///
 /// # Safety
@@ -123,7 +102,7 @@ macro_rules! recorded {
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     naked_asm!(
         ".cfi_startproc",
-        "cmpb ${common}, {flags}(%rip)",
+        "cmpb ${sampled}, {flags}(%rip)",
         "jne 4f",
         "1:",
         countdown!("%rdi"),
@@ -143,7 +122,6 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
         "jmp 3b",
         ".cfi_endproc",
         flags = sym FLAGS,
-        common = const COMMON,
         mask = const HOOKS_MASK,
         sampled = const SAMPLED,
         countdown = const COUNTDOWN_AT,
@@ -162,22 +140,23 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 pub unsafe extern "C" fn free(ptr: *mut c_void) {
     naked_asm!(
         ".cfi_startproc",
-        "cmpb ${common}, {flags}(%rip)",
-        "jne 4f",
+        "testb ${free_bits}, {flags}(%rip)",
+        "jnz 4f",
         tagged!("3f", "2f"),
         "2:",
         "jmp *{real}@GOTPCREL(%rip)",
         "3:",
         "jmp *{twin}@GOTPCREL(%rip)",
+        // The general path: tracked pointers or marked frames, the twin; else no recorded
+        // pointer exists, forward.
         "4:",
-        "movzbl {flags}(%rip), %eax",
-        recorded!("3b", "2b"),
+        "testb ${twin_bits}, {flags}(%rip)",
+        "jnz 3b",
         "jmp 2b",
         ".cfi_endproc",
         flags = sym FLAGS,
-        common = const COMMON,
-        used = const USED,
-        others = const PLAIN_TRACKED | HOOK_FP,
+        free_bits = const FREE_BITS,
+        twin_bits = const TWIN_BITS,
         real = sym __libc_free,
         twin = sym recording::free,
         options(att_syntax)
@@ -193,7 +172,7 @@ pub unsafe extern "C" fn free(ptr: *mut c_void) {
 pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     naked_asm!(
         ".cfi_startproc",
-        "cmpb ${common}, {flags}(%rip)",
+        "cmpb ${sampled}, {flags}(%rip)",
         "jne 4f",
         tagged!("3f", "1f"),
         "1:",
@@ -203,10 +182,15 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         countdown_back!("%rsi"),
         "3:",
         "jmp *{twin}@GOTPCREL(%rip)",
-        // The general path: the test of `free`, then the decision of `malloc`.
+        // The general path: the test of `free` (tracked pointers or marked frames, the twin; a
+        // recorded pointer's tag, once one exists, the twin), then the decision of `malloc`.
         "4:",
         "movzbl {flags}(%rip), %eax",
-        recorded!("3b", "6f"),
+        "testb ${twin_bits}, %al",
+        "jnz 3b",
+        "testb ${none_recorded}, %al",
+        "jnz 6f",
+        tagged!("3b", "6f"),
         "6:",
         "andl ${mask}, %eax",
         "jz 2b",
@@ -215,9 +199,8 @@ pub unsafe extern "C" fn realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
         "jmp 3b",
         ".cfi_endproc",
         flags = sym FLAGS,
-        common = const COMMON,
-        used = const USED,
-        others = const PLAIN_TRACKED | HOOK_FP,
+        twin_bits = const TWIN_BITS,
+        none_recorded = const NONE_RECORDED,
         mask = const HOOKS_MASK,
         sampled = const SAMPLED,
         countdown = const COUNTDOWN_AT,
