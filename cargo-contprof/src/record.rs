@@ -368,7 +368,8 @@ pub fn build_from_raw(
 /// Reads and parses callgrind's counts of execution `e`, one graph per thread, with a warning
 /// when a file was cut short.
 fn read_instructions(e: &Execution) -> Result<(Vec<crate::callgrind::Callgrind>, Option<String>)> {
-    let paths = crate::runner::callgrind::thread_outputs(&e.raw_path, e.outcome.pid);
+    let crate::runner::callgrind::ProcessOutputs { threads: paths, other_processes: children } =
+        crate::runner::callgrind::process_outputs(&e.raw_path, e.outcome.pid);
     if paths.is_empty() {
         return Err(Error::NoSamples {
             target: e.group.clone(),
@@ -380,7 +381,6 @@ fn read_instructions(e: &Execution) -> Result<(Vec<crate::callgrind::Callgrind>,
             ),
         });
     }
-    let children = crate::runner::callgrind::other_processes(&e.raw_path, e.outcome.pid);
     let mut threads = Vec::with_capacity(paths.len());
     let mut truncated = None;
     for path in &paths {

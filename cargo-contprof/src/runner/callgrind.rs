@@ -58,32 +58,46 @@ fn is_executable(p: &Path) -> bool {
 /// `raw_path`. Each process has its own file (`%p` in the name): a workload that forks without
 /// exec (a `harness = false` bench, say) has children that stay under valgrind, and their counts
 /// at exit must not overwrite the workload's. With `--separate-threads=yes` this file stays
-/// empty and each thread's counts are in `<this>-<thread number>` ([`thread_outputs`]).
+/// empty and each thread's counts are in `<this>-<thread number>` ([`process_outputs`]).
 pub fn output_path(raw_path: &Path, pid: u32) -> PathBuf {
     raw_path.with_extension(format!("callgrind.{pid}"))
 }
 
-/// The counts files of process `pid`, one per thread in the order of the threads' numbers
-/// (`<output_path>-01`, `-02`, ...); the one file of [`output_path`] when there are none (a
-/// callgrind that did not separate them). Empty when callgrind wrote nothing.
-pub fn thread_outputs(raw_path: &Path, pid: u32) -> Vec<PathBuf> {
-    let mut threads: Vec<(u32, PathBuf)> = named_outputs(raw_path)
-        .filter_map(|(p, thread, path)| (p == pid).then_some((thread?, path)))
-        .collect();
-    if threads.is_empty() {
-        let path = output_path(raw_path, pid);
-        return if path.exists() { vec![path] } else { Vec::new() };
-    }
-    threads.sort();
-    threads.into_iter().map(|(_, p)| p).collect()
+/// What callgrind wrote for process `pid` of the run of `raw_path`, from one listing of its
+/// directory.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProcessOutputs {
+    /// The process's counts files, one per thread in the order of the threads' numbers
+    /// (`<output_path>-01`, `-02`, ...); the one file of [`output_path`] when there are none (a
+    /// callgrind that did not separate them). Empty when callgrind wrote nothing.
+    pub threads: Vec<PathBuf>,
+    /// The other processes that wrote counts for the run (children forked by the workload that
+    /// stayed under valgrind).
+    pub other_processes: usize,
 }
 
-/// The processes other than `pid` that wrote counts for the run of `raw_path` (children forked
-/// by the workload that stayed under valgrind).
-pub fn other_processes(raw_path: &Path, pid: u32) -> usize {
-    let pids: std::collections::BTreeSet<u32> =
-        named_outputs(raw_path).map(|(p, _, _)| p).filter(|&p| p != pid).collect();
-    pids.len()
+/// The counts files of process `pid` and how many other processes wrote some (see
+/// [`ProcessOutputs`]).
+pub fn process_outputs(raw_path: &Path, pid: u32) -> ProcessOutputs {
+    let mut threads: Vec<(u32, PathBuf)> = Vec::new();
+    let mut others = std::collections::BTreeSet::new();
+    for (p, thread, path) in named_outputs(raw_path) {
+        match (p == pid, thread) {
+            (true, Some(t)) => threads.push((t, path)),
+            (true, None) => {}
+            (false, _) => {
+                others.insert(p);
+            }
+        }
+    }
+    let threads = if threads.is_empty() {
+        let path = output_path(raw_path, pid);
+        if path.exists() { vec![path] } else { Vec::new() }
+    } else {
+        threads.sort();
+        threads.into_iter().map(|(_, p)| p).collect()
+    };
+    ProcessOutputs { threads, other_processes: others.len() }
 }
 
 /// The counts files of the run of `raw_path` with the process and, when callgrind separated
@@ -196,23 +210,23 @@ mod tests {
     fn a_process_counts_are_its_threads_files_in_thread_order() {
         let dir = tempfile::tempdir().unwrap();
         let raw = dir.path().join("run-1.raw");
-        assert!(thread_outputs(&raw, 7).is_empty());
+        let threads = |pid| process_outputs(&raw, pid).threads;
+        let others = |pid| process_outputs(&raw, pid).other_processes;
+        assert!(threads(7).is_empty());
         // Without separated threads: the one file.
         std::fs::write(output_path(&raw, 7), "x").unwrap();
-        assert_eq!(thread_outputs(&raw, 7), [output_path(&raw, 7)]);
+        assert_eq!(threads(7), [output_path(&raw, 7)]);
         // Separated: callgrind leaves the process's file empty beside its threads'.
         for name in
             ["run-1.callgrind.7-10", "run-1.callgrind.7-02", "run-1.callgrind.77-01", "run-1.callgrind.7-01"]
         {
             std::fs::write(dir.path().join(name), "x").unwrap();
         }
-        let names: Vec<String> = thread_outputs(&raw, 7)
-            .iter()
-            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
+        let names: Vec<String> =
+            threads(7).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["run-1.callgrind.7-01", "run-1.callgrind.7-02", "run-1.callgrind.7-10"]);
-        assert_eq!(other_processes(&raw, 7), 1);
-        assert_eq!(other_processes(&raw, 77), 1);
-        assert_eq!(other_processes(&raw, 8), 2);
+        assert_eq!(others(7), 1);
+        assert_eq!(others(77), 1);
+        assert_eq!(others(8), 2);
     }
 }
