@@ -1,8 +1,9 @@
 //! The one byte the allocation hooks read first: the agent's mode (its low bits, a copy the agent
 //! keeps up to date, see `contprof::preload::alloc::mirror_hooks`) and this library's own flags
-//! (whether a recorded pointer exists, whether the exact mode tracks pointers). A static of this library is addressed directly, where
-//! one of the agent's crate costs a load through the global offset table first: the common `malloc`
-//! and `free` read this byte and nothing else before they forward.
+//! (whether a recorded pointer exists, whether the exact mode tracks pointers). A static of this
+//! library is addressed directly, where one of the agent's crate costs a load through the global
+//! offset table first: the common `malloc` and `free` read this byte and nothing else before
+//! they forward.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 

@@ -11,11 +11,11 @@
 //! `free` cheap in a service with a large heap profiled for hours, where a table of tracked
 //! pointers would have to be probed on every `free`.
 //!
-//! Once a recorded pointer exists ([`NONE_RECORDED`] cleared), `free` reads that word for every pointer: glibc's
-//! `free` reads the same word next (the chunk's size), so the load costs no cache miss, and the
-//! test fails for all of glibc's pointers alike, a branch the processor predicts. The pointer's
-//! place in its block is free: a recorded block grows with glibc's `realloc` (in place when glibc
-//! can), its program part where it was. Until 2026-12-06 recorded pointers sat at a fixed place
+//! Once a recorded pointer exists ([`NONE_RECORDED`] cleared), `free` reads that word for every
+//! pointer: glibc's `free` reads the same word next (the chunk's size), so the load costs no
+//! cache miss, and the test fails for all of glibc's pointers alike, a branch the processor
+//! predicts. The pointer's place in its block is free: a recorded block grows with glibc's
+//! `realloc` (in place when glibc can), its program part where it was. Until 2026-12-06 recorded pointers sat at a fixed place
 //! modulo 256, so that `free` could skip the load for 15 in 16 of glibc's pointers; every
 //! `realloc` of a recorded block then moved its contents to the new block's place (serde_json's
 //! growing buffers, sampled at almost every growth: 37 million instructions of copying in a run

@@ -11,7 +11,7 @@
 //!   ([`COUNTDOWN_AT`] in the state at `thread_state_symbol!()`, initial-exec TLS), forward
 //!   unless it ran out; every other case jumps to the recording twin, which decides.
 //! - `free`: the flags byte; until a recorded pointer exists, forward; then the word in front of
-//!   the pointer (`recorded!`): a recorded pointer's tag goes to the recording twin, anything else
+//!   the pointer (`tagged!`): a recorded pointer's tag goes to the recording twin, anything else
 //!   forwards; any pointer goes to the twin while the exact mode tracks pointers or frames are
 //!   marked.
 //! - `realloc`: the test of `free`, then the decision of `malloc` on the new size.
