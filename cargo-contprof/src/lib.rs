@@ -12,6 +12,7 @@ pub mod config;
 pub mod criterion;
 pub mod errors;
 pub mod git;
+pub mod interrupt;
 pub mod github;
 pub mod pipeline;
 pub mod prod;

@@ -49,7 +49,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Verbosity::Normal
     };
     let shell = Shell::new(verbosity);
-    crate::runner::interrupt::install();
+    crate::interrupt::install();
     let result = match cli.command {
         Command::Run(a) => run::run(a, &shell),
         Command::Test(a) => suite::run(a, suite::Mode::Test, &shell),

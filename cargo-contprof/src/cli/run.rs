@@ -10,7 +10,8 @@ use super::recording::{self, Request, Setup};
 use crate::cargo::{self, BuildOptions, TargetKind, Workspace};
 use crate::errors::{Error, Result};
 use crate::record::{self, Execution, Recording};
-use crate::runner::{self, RunSpec, Streams, interrupt};
+use crate::interrupt;
+use crate::runner::{self, RunSpec, Streams};
 use crate::shell::Shell;
 use crate::timing::Phase;
 

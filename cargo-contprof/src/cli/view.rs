@@ -42,7 +42,7 @@ pub fn serve(args: ServeArgs, shell: &Shell) -> Result<()> {
         }
         // SIGINT/SIGTERM set the interrupt flag; the server polls it, then lets answers in
         // progress finish.
-        server.run_until(crate::runner::interrupt::flag()).map_err(|e| viewer_err("the viewer stopped", e))
+        server.run_until(crate::interrupt::flag()).map_err(|e| viewer_err("the viewer stopped", e))
     })?;
     shell.status("Stopped", "serving (interrupted)");
     Ok(())
@@ -60,7 +60,7 @@ const ROLLOUTS_SINCE: chrono::TimeDelta = chrono::TimeDelta::days(7);
 /// reported once per distinct message and retried at the next round.
 fn background_compaction(location: &store::StoreLocation, comparing: &Comparing, shell: &Shell) {
     let fold_library = comparing.fold_library;
-    let interrupted = crate::runner::interrupt::interrupted;
+    let interrupted = crate::interrupt::interrupted;
     let mut last_error = String::new();
     while !interrupted() {
         let round = || -> Result<Option<crate::prod::compact::Compacted>> {

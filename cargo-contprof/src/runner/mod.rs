@@ -8,7 +8,6 @@
 
 pub mod agent;
 pub mod callgrind;
-pub mod interrupt;
 pub mod list;
 pub mod pool;
 pub mod stage;
@@ -22,6 +21,7 @@ use std::time::{Duration, Instant};
 use contprof_protocol::format::AllocMode;
 
 use crate::errors::{Error, Result};
+use crate::interrupt;
 
 /// What measures the workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, mpsc};
 
-use super::interrupt;
+use crate::interrupt;
 
 /// Runs `work` on every item with at most `jobs` at once and calls `done` with each result as it
 /// completes. After Ctrl-C no new item is started; the ones running finish (they got the signal).

@@ -100,9 +100,9 @@ impl Backend {
     /// [`StoreError::Interrupted`]. An interruption from before the call (the Ctrl-C that
     /// stopped a workload whose samples are now stored) does not count.
     fn block<T>(&self, fut: impl std::future::Future<Output = T>) -> Result<T, StoreError> {
-        let at_start = crate::runner::interrupt::count();
+        let at_start = crate::interrupt::count();
         let interrupted = async move {
-            while crate::runner::interrupt::count() == at_start {
+            while crate::interrupt::count() == at_start {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         };
