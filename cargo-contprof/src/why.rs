@@ -18,8 +18,9 @@ use similar::{ChangeTag, DiffTag, TextDiff};
 
 use crate::compare::markdown::{code, html, text};
 use crate::compare::render_amount as amount;
-use crate::compare::{Finding, Metric, is_library_frame, normalize_name};
+use crate::compare::{Finding, Metric};
 use crate::profile::Profile;
+use crate::profile::names::{is_library_frame, normalize_name};
 
 /// Changed lines shown per function, at most.
 const MAX_SHOWN_LINES: usize = 40;

@@ -50,7 +50,7 @@ fn counts_are_exact_per_function_with_inlined_frames_and_repeat_run_to_run() {
     // Both runs counted the same instructions in every function of the fixture's own code (std's
     // inlined frames counted in their caller, as the reports do).
     let folded =
-        |p: &Profile| CostView::from_profile_folded(p, &cargo_contprof::compare::is_library_function);
+        |p: &Profile| CostView::from_profile_folded(p, &cargo_contprof::profile::names::is_library_function);
     let profiles: Vec<Profile> =
         ["run-1.pb.gz", "run-2.pb.gz"].iter().map(|r| read_profile(&out.path().join(r))).collect();
     let runs: Vec<CostView> = profiles.iter().map(folded).collect();
@@ -498,7 +498,8 @@ fn a_workload_failing_under_valgrind_exits_4_and_keeps_its_counts() {
         assert_eq!(f.code, 4, "{mode}: {f:?}");
         assert!(f.stderr.contains(needle) && f.stderr.contains("bin `panics`"), "{mode}: {f:?}");
         let profile = read_profile(&out.path().join("profile.pb.gz"));
-        let view = CostView::from_profile_folded(&profile, &cargo_contprof::compare::is_library_function);
+        let view =
+            CostView::from_profile_folded(&profile, &cargo_contprof::profile::names::is_library_function);
         let share = instructions(&view, "panics::before_panic", true) as f64 / whole(&view) as f64;
         assert!(share > 0.5, "{mode}: before_panic holds {share:.2} of the instructions");
     }

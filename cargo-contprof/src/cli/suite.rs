@@ -509,7 +509,7 @@ fn print_summary(summary: &record::Recorded, verdicts: &[(String, Ending, Durati
             let _ = writeln!(out, "{:<name_width$}  {status:>7}  (no samples)", g.group);
             continue;
         };
-        let view = CostView::from_profile_folded(p, &crate::compare::is_library_function);
+        let view = CostView::from_profile_folded(p, &crate::profile::names::is_library_function);
         let cost_type = if counted {
             crate::profile::INSTRUCTIONS_TYPE.0
         } else if mode == Mode::Bench && view.sample_type_index(criterion::PER_ITER_TYPE).is_some() {

@@ -9,8 +9,8 @@ use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 use sha2::{Digest, Sha256};
 
 use super::{CODE_MAP_VERSION, CodeMap};
-use crate::compare::normalize_name;
 use crate::profile::Profile;
+use crate::profile::names::normalize_name;
 use crate::symbolize::demangle;
 
 /// Method names recorded in [`CodeMap::method`].

@@ -61,10 +61,7 @@ pub use explain::Explained;
 pub use finding::{
     Calls, Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict, Warning,
 };
-pub use input::{
-    AllocRecording, InputOptions, contention_samples, is_library_frame, is_library_function,
-    is_library_symbol, is_toolchain_source, normalize_name, run_costs, wall_samples,
-};
+pub use input::{AllocRecording, InputOptions, contention_samples, run_costs, wall_samples};
 pub use json::{REPORT_VERSION, write_json};
 pub use model::{Cost, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling};
 pub use options::{DEFAULT_INSTRUCTIONS_EFFECT, Options, ReportSettings};

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::proto::Profile;
 
 /// Whether a function is a library frame, by its name and source file
-/// (`compare::is_library_function`).
+/// ([`super::names::is_library_function`]).
 pub type IsLibrary = dyn Fn(&str, &str) -> bool;
 
 /// Cost of one function.

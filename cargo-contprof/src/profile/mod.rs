@@ -15,6 +15,7 @@ mod codec;
 mod costs;
 pub(crate) mod fast_hash;
 mod merge;
+pub mod names;
 mod project;
 mod proto;
 mod raw_writer;

@@ -34,7 +34,7 @@ fn percent(part: i64, whole: i64) -> String {
 /// instead of CPU time; profiles with neither are sorted by allocated bytes.
 pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> io::Result<()> {
     let view = if options.fold_library {
-        CostView::from_profile_folded(profile, &crate::compare::is_library_function)
+        CostView::from_profile_folded(profile, &crate::profile::names::is_library_function)
     } else {
         CostView::from_profile(profile)
     };
@@ -103,7 +103,7 @@ pub fn write_top(mut w: impl Write, profile: &Profile, options: &TopOptions) -> 
         value(cost, &f.self_values) > 0 || value(alloc, &f.self_values) > 0
     };
     let rows = rows.into_iter().filter(|f| {
-        !options.fold_library || has_self(f) || !crate::compare::is_library_function(&f.name, &f.file)
+        !options.fold_library || has_self(f) || !crate::profile::names::is_library_function(&f.name, &f.file)
     });
     for f in rows.take(options.limit) {
         let (self_cost, total) = (value(cost, &f.self_values), value(cost, &f.total_values));

@@ -37,7 +37,7 @@ const STD_CRATES: &[&str] = &[
 /// `<dyn Trait>`) and generic parameters (`<A as Trait>`, `<T>`, `<_>`): demangled paths of real
 /// types start with their crate, and crate names are never capitalized.
 fn names_no_crate(segment: &str) -> bool {
-    crate::compare::input::PRIMITIVES.contains(&segment)
+    crate::profile::names::PRIMITIVES.contains(&segment)
         || ["_", "fn", "dyn", "impl"].contains(&segment)
         || segment.starts_with(|c: char| c.is_ascii_uppercase())
 }
@@ -64,7 +64,7 @@ pub fn is_own(class: &FrameClass, file: &str) -> bool {
     matches!(class, FrameClass::Crate(_))
         && !class.is_runtime()
         && !file.is_empty()
-        && !crate::compare::is_toolchain_source(file)
+        && !crate::profile::names::is_toolchain_source(file)
         && !DEPENDENCY_PATHS.iter().any(|d| file.contains(d))
 }
 
@@ -73,7 +73,7 @@ impl FrameClass {
     /// function whose source is the toolchain's is the standard library's, whatever its crate
     /// (std's vendored `hashbrown`, `gimli`, libtest's `getopts`).
     pub fn of_function(name: &str, file: &str) -> FrameClass {
-        if crate::compare::is_toolchain_source(file) { FrameClass::Std } else { FrameClass::of(name) }
+        if crate::profile::names::is_toolchain_source(file) { FrameClass::Std } else { FrameClass::of(name) }
     }
 
     /// The class of a demangled function name.
@@ -86,7 +86,7 @@ impl FrameClass {
             // `<[u8] as core::fmt::Debug>::fmt`, `<&T as Trait>::f`: the trait's crate.
             _ if name.contains(" as ") => name.split_once(" as ").and_then(|(_, rest)| first_segment(rest)),
             // Inherent methods of primitive types (`<u64>::wrapping_add`) live in core.
-            Some(s) if crate::compare::input::PRIMITIVES.contains(&s) => Some("core"),
+            Some(s) if crate::profile::names::PRIMITIVES.contains(&s) => Some("core"),
             _ => None,
         };
         match segment {
