@@ -5,8 +5,8 @@
 //! settings of the two sides checked against each other, sampled allocation metrics dropped where
 //! a run has no sample of them, and the machine-code diff that tells explained changes from shifts.
 //!
-//! Production windows take the same way through [`prepare_windows`], each window one observation
-//! (read by `prod::load`).
+//! Production windows take the same way through `prod::rollouts::compare_loaded`, each window one
+//! observation (read by `prod::load`), sparse allocations dropped as here.
 //!
 //! [`compare_stored`] is the whole comparison of stored runs as every front end makes it: this
 //! preparation, the between-batch spread learned from the store's history ([`history`]), then
@@ -25,7 +25,6 @@ use crate::compare::{
     RevisionInfo, RunCosts, Sampling, run_costs,
 };
 use crate::errors::{Error, Result};
-use crate::prod::load::Loaded;
 use crate::profile::{self, Profile};
 use crate::store::{Recorder, RunMetadata, Settings, Store};
 use contprof_protocol::env::alloc_name;
@@ -385,44 +384,6 @@ pub fn compare_stored(
     Ok(Compared { prepared, comparison })
 }
 
-/// The production windows of two selections of one service and profile type (`prod compare`,
-/// the viewer's production comparison) as a comparison's input: one group, each window one
-/// observation, its costs read as the agent records windows (CPU samples; allocations sampled
-/// every 512 KiB on average; see `prod::rollup::input_options`). The sides' merged stacks stand
-/// for their profiles. There are no machine-code fingerprints: no change is told apart as a shift.
-pub fn prepare_windows(group: &str, base: (&str, Loaded), head: (&str, Loaded)) -> Prepared {
-    let mut prepared = Prepared {
-        groups: Vec::new(),
-        profiles: BTreeMap::new(),
-        base_label: base.0.to_owned(),
-        head_label: head.0.to_owned(),
-        warnings: Vec::new(),
-        notes: Vec::new(),
-    };
-    let mut g = Group { key: group.to_owned(), ..Group::default() };
-    let mut stacks = (Vec::new(), Vec::new());
-    for ((name, loaded), runs, merged) in
-        [(base, &mut g.base, &mut stacks.0), (head, &mut g.head, &mut stacks.1)]
-    {
-        prepared.warnings.extend(loaded.warnings.into_iter().map(|w| format!("{name}: {w}")));
-        runs.extend(loaded.observations.into_iter().map(|o| o.costs));
-        merged.extend(loaded.stacks);
-    }
-    let sparse = drop_sparse_allocations(&mut g);
-    if !sparse.is_empty() {
-        prepared.notes.push(format!(
-            "{group}: {} not compared: some windows have no allocation sample",
-            sparse.join(", ")
-        ));
-    }
-    if !stacks.0.is_empty() || !stacks.1.is_empty() {
-        g.calls = Some(CallGraph::from_stacks(stacks.0.iter().chain(&stacks.1), true));
-    }
-    prepared.profiles.insert(group.to_owned(), stacks);
-    prepared.groups.push(g);
-    prepared
-}
-
 /// The merged code map of the runs `ids` of one side; `None` (with a warning) when one of them
 /// has none or it cannot be read: then no change can be told apart from a shift.
 fn side_code_map(
@@ -459,7 +420,7 @@ fn side_code_map(
 
 /// Drops sampled allocation metrics from a group when a run has no sample of them: a handful of
 /// samples says nothing statistically, and the gaps would only produce a warning per run.
-fn drop_sparse_allocations(group: &mut Group) -> Vec<&'static str> {
+pub(crate) fn drop_sparse_allocations(group: &mut Group) -> Vec<&'static str> {
     let mut dropped = Vec::new();
     for metric in [Metric::AllocBytes, Metric::AllocCount, Metric::InuseBytes] {
         let empty = |r: &RunCosts| {

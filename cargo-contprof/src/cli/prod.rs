@@ -1,6 +1,6 @@
 //! `cargo contprof prod list|export|compare|compact|report|pause|resume`: the production windows
 //! the continuous agent uploaded, selected from one listing of the store (`prod::select`),
-//! compared through the one comparison pipeline (`pipeline::prepare_windows`) and rendered as
+//! compared through the one comparison pipeline (`prod::rollouts::compare_loaded`) and rendered as
 //! `compare` renders; and the off switch (`pause`, `resume`: the store's pause objects, which
 //! every uploader reads once per period).
 

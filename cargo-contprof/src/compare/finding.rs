@@ -333,7 +333,7 @@ impl fmt::Display for Warning {
     }
 }
 
-/// Whether a group holds production windows (`pipeline::prepare_windows` names them
+/// Whether a group holds production windows (`prod::rollouts::compare_loaded` names them
 /// `prod/<service>/<type>`), whose advice is about spans and the agent, not `--runs`.
 fn is_production(group: &str) -> bool {
     group.starts_with("prod/")

@@ -33,7 +33,7 @@ pub enum Denominator {
     Rate,
 }
 
-/// Compares production windows (`groups`, from `pipeline::prepare_windows`: one group) of
+/// Compares production windows (`groups`, from `rollouts::compare_loaded`: one group) of
 /// `metric` with the denominator `asked` chooses ([`choose`]), stated in the comparison's
 /// warnings: the one way of `prod compare` and the viewer's production comparison.
 pub fn compare(

@@ -13,10 +13,11 @@ use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
 use super::denominator::Denominator;
-use super::load::{self, Want};
+use super::load::{self, Loaded, Want};
 use super::select::Selection;
-use crate::compare::{self, Comparison, Options};
+use crate::compare::{self, CallGraph, Comparison, Group, Options};
 use crate::errors::Result;
+use crate::pipeline::Prepared;
 use crate::store::{Store, rfc3339};
 
 /// What the comparisons say as they go.
@@ -78,12 +79,28 @@ pub fn compare_sides(
             b.windows_read + h.windows_read
         ),
     ));
-    let (base_info, head_info) = (b.revision(base), h.revision(head));
-    let group = format!("prod/{}/{}", asked.service, asked.profile_type);
-    let prepared = crate::pipeline::prepare_windows(&group, (base, sides.base), (head, sides.head));
+    let (prepared, cmp) = compare_loaded(asked, (base, sides.base), (head, sides.head))?;
     for w in prepared.warnings.iter().chain(&prepared.notes) {
         say(Said::Warning(w.clone()));
     }
+    for w in &cmp.warnings {
+        say(Said::Warning(w.to_string()));
+    }
+    Ok(cmp)
+}
+
+/// The one comparison of two loaded selections of `asked`'s windows, for `prod compare`, `prod
+/// watch` and the viewer alike: as a comparison's input (each window one observation, the merged
+/// stacks of each side as its profiles when they were loaded), judged with `asked`'s denominator
+/// and statistics. The warnings and notes are in the returned [`Prepared`] and [`Comparison`].
+pub fn compare_loaded(
+    asked: &Sides<'_>,
+    (base, base_loaded): (&str, Loaded),
+    (head, head_loaded): (&str, Loaded),
+) -> Result<(Prepared, Comparison)> {
+    let (base_info, head_info) = (base_loaded.revision(base), head_loaded.revision(head));
+    let group = format!("prod/{}/{}", asked.service, asked.profile_type);
+    let prepared = prepare_windows(&group, (base, base_loaded), (head, head_loaded));
     let metric = super::rollup::metric_of(asked.profile_type).unwrap_or(compare::Metric::Cpu);
     let cmp = super::denominator::compare(
         &prepared.groups,
@@ -93,10 +110,45 @@ pub fn compare_sides(
         base_info,
         head_info,
     )?;
-    for w in &cmp.warnings {
-        say(Said::Warning(w.to_string()));
+    Ok((prepared, cmp))
+}
+
+/// The production windows of two selections of one service and profile type (`prod compare`,
+/// the viewer's production comparison) as a comparison's input: one group, each window one
+/// observation, its costs read as the agent records windows (CPU samples; allocations sampled
+/// every 512 KiB on average; see [`super::rollup::input_options`]). The sides' merged stacks stand
+/// for their profiles. There are no machine-code fingerprints: no change is told apart as a shift.
+fn prepare_windows(group: &str, base: (&str, Loaded), head: (&str, Loaded)) -> Prepared {
+    let mut prepared = Prepared {
+        groups: Vec::new(),
+        profiles: BTreeMap::new(),
+        base_label: base.0.to_owned(),
+        head_label: head.0.to_owned(),
+        warnings: Vec::new(),
+        notes: Vec::new(),
+    };
+    let mut g = Group { key: group.to_owned(), ..Group::default() };
+    let mut stacks = (Vec::new(), Vec::new());
+    for ((name, loaded), runs, merged) in
+        [(base, &mut g.base, &mut stacks.0), (head, &mut g.head, &mut stacks.1)]
+    {
+        prepared.warnings.extend(loaded.warnings.into_iter().map(|w| format!("{name}: {w}")));
+        runs.extend(loaded.observations.into_iter().map(|o| o.costs));
+        merged.extend(loaded.stacks);
     }
-    Ok(cmp)
+    let sparse = crate::pipeline::drop_sparse_allocations(&mut g);
+    if !sparse.is_empty() {
+        prepared.notes.push(format!(
+            "{group}: {} not compared: some windows have no allocation sample",
+            sparse.join(", ")
+        ));
+    }
+    if !stacks.0.is_empty() || !stacks.1.is_empty() {
+        g.calls = Some(CallGraph::from_stacks(stacks.0.iter().chain(&stacks.1), true));
+    }
+    prepared.profiles.insert(group.to_owned(), stacks);
+    prepared.groups.push(g);
+    prepared
 }
 
 /// Where a rollout stands.

@@ -22,9 +22,11 @@ use chrono::{DateTime, Utc};
 use super::Comparing;
 use super::page::{ReportInput, html_escape as esc, write_json, write_report};
 use super::query::ProdQuery;
-use crate::compare::{self, Metric, render_amount};
+use crate::compare::{Metric, render_amount};
 use crate::errors::{Error, Result};
+use crate::prod::denominator::Denominator;
 use crate::prod::load::{self, Want};
+use crate::prod::rollouts::{Judging, Sides, compare_loaded};
 use crate::prod::rollup::Observation;
 use crate::prod::select::{self, Selection};
 use crate::store::{Store, parse_time, rfc3339};
@@ -215,26 +217,21 @@ pub fn write_page(
                     l.windows_read
                 ));
             }
-            let (base_info, head_info) = (sides.base.revision(base), sides.head.revision(head));
-            let group = format!("prod/{}/{}", q.service, q.profile_type);
-            let mut prepared =
-                crate::pipeline::prepare_windows(&group, (base, sides.base), (head, sides.head));
-            let metric = crate::prod::rollup::metric_of(&q.profile_type).unwrap_or(compare::Metric::Cpu);
-            let cmp = crate::prod::denominator::compare(
-                &prepared.groups,
-                metric,
-                crate::prod::denominator::Denominator::Auto,
-                &comparing.options,
-                base_info,
-                head_info,
-            )?;
+            let judging = Judging {
+                denominator: Denominator::Auto,
+                options: &comparing.options,
+                fold_library: comparing.fold_library,
+            };
+            let asked = Sides { service: &q.service, profile_type: &q.profile_type, judging: &judging };
+            let (mut prepared, cmp) = compare_loaded(&asked, (base, sides.base), (head, sides.head))?;
             details.push(format!(
                 "{} regressions, {} improvements",
                 cmp.summary.regressions, cmp.summary.improvements
             ));
             details.extend(prepared.warnings.iter().chain(&prepared.notes).cloned());
             details.extend(cmp.warnings.iter().map(|w| w.to_string()));
-            let (b, h) = prepared.profiles.remove(&group).unwrap_or_default();
+            // One group: the service's windows of the profile type.
+            let (b, h) = prepared.profiles.pop_first().map(|(_, sides)| sides).unwrap_or_default();
             let title = format!("{} {}: {base} → {head}", q.service, q.profile_type);
             let mut input = ReportInput::compare(title, &b, &h, Some(&cmp)).with_details(details);
             input.prelude = prelude;
