@@ -21,11 +21,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::{Deserialize, Serialize};
-
-use super::finding::{Finding, Verdict};
+use super::finding::{Cause, CauseRole, Finding, Verdict};
 use super::input::FrameNames;
-use super::model::{Group, Kind, Metric};
+use super::model::{CallGraph, Group, Kind, Metric};
 use crate::profile::Profile;
 
 /// Group, metric and kind of verdict: where findings can share a cause.
@@ -34,18 +32,6 @@ type Place<'a> = (&'a str, Metric, Verdict);
 /// A total-cost change is evidence of the self-cost changes below it when they account for at
 /// least this fraction of it (as for inherited totals).
 const ACCOUNTED: f64 = 1.0 / 1.5;
-
-/// Who calls whom in one group's stacks, by the names the comparison uses (library frames folded
-/// as the costs fold them).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallGraph {
-    /// `(caller, callee)`: the callee's frame is directly under the caller's on some stack (the
-    /// library frames between them left out).
-    pub calls: BTreeSet<(String, String)>,
-    /// `(inlined, into)`: the function's code was inlined into the other at some address (the
-    /// next frame outward at the same address that is not a library frame).
-    pub inlined: BTreeSet<(String, String)>,
-}
 
 impl CallGraph {
     /// The call graph of the stacks of `profiles` (both sides' runs of one group).
@@ -131,60 +117,6 @@ impl CallGraph {
         }
         m
     }
-}
-
-/// How a finding relates to the cause it is listed under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CauseRole {
-    /// The cause's own change (its self cost, or its presence) in one group.
-    Cause,
-    /// The cause's total cost.
-    Total,
-    /// The total cost of a caller, accounted for by the cause's change.
-    CallerTotal,
-    /// The self cost of a function inlined into the cause.
-    Inlined,
-}
-
-impl CauseRole {
-    /// The name used in JSON and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CauseRole::Cause => "cause",
-            CauseRole::Total => "total",
-            CauseRole::CallerTotal => "caller_total",
-            CauseRole::Inlined => "inlined",
-        }
-    }
-}
-
-/// One cause: a function whose cost changed, once, with the findings that are its evidence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Cause {
-    /// Stable identifier, `<metric>:<verdict>:<function>`: the same cause has the same id in
-    /// every comparison (findings name it in `cause`).
-    pub id: String,
-    /// The function.
-    pub function: String,
-    /// The metric.
-    pub metric: Metric,
-    /// The verdict of its own findings (the strongest of them: a regression before a possible one).
-    pub verdict: Verdict,
-    /// The groups (tests, benchmarks, targets) where its own change was found, in order.
-    pub groups: Vec<String>,
-    /// Smallest and largest change of its own findings (`None` for new functions).
-    pub change_min: Option<f64>,
-    /// See `change_min`.
-    pub change_max: Option<f64>,
-    /// Every finding grouped under it, its own included.
-    pub findings: usize,
-    /// Of those, how many per role.
-    pub roles: BTreeMap<CauseRole, usize>,
-    /// Indices (into `Comparison::findings`) of its findings, its representative first: the own
-    /// finding with the largest change.
-    #[serde(skip)]
-    pub members: Vec<usize>,
 }
 
 /// The kind of verdict a cause is of: a possible regression groups with regressions.

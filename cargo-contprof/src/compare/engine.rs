@@ -40,7 +40,7 @@ struct Pending {
     delta: f64,
     /// The function is called by changed code ([`Explained::called_by_changed`]).
     ///
-    /// [`Explained::called_by_changed`]: super::explain::Explained::called_by_changed
+    /// [`Explained::called_by_changed`]: super::model::Explained::called_by_changed
     called_by_changed: bool,
 }
 
@@ -357,7 +357,7 @@ struct Ctx<'a> {
     group: &'a str,
     /// The group's `[base, head]` runs, for the call counts they carry.
     sides: [&'a [RunCosts]; 2],
-    explained: Option<&'a super::explain::Explained>,
+    explained: Option<&'a super::model::Explained>,
     /// Between-batch variance per metric learned from the store's history, if any.
     history: Option<&'a BTreeMap<Metric, f64>>,
     metric: Metric,

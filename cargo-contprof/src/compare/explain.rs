@@ -21,26 +21,9 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
-
 use super::input::FrameNames;
+use super::model::Explained;
 use crate::profile::Profile;
-
-/// The functions (as the comparison names them) whose changes the diff explains, per kind.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Explained {
-    /// Functions whose code changed between base and head.
-    pub changed: BTreeSet<String>,
-    /// Functions whose self-cost change is explained.
-    pub self_cost: BTreeSet<String>,
-    /// Functions whose total-cost change is explained.
-    pub total: BTreeSet<String>,
-    /// Functions called by changed code: on some stack, a changed function sits between them
-    /// and their direct caller, the caller included (a caller that calls them more often or
-    /// with more work). Their callees' self costs may then grow without their code changing.
-    #[serde(default)]
-    pub called_by_changed: BTreeSet<String>,
-}
 
 impl Explained {
     /// Applies the call-path rule to every stack of `profiles` (both sides' runs of one group).

@@ -1,6 +1,7 @@
 //! The output of a comparison: one [`Finding`] per tested (group, function, metric, kind), the
 //! warnings met on the way, and a summary.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -162,7 +163,7 @@ pub struct Finding {
     /// How the finding relates to its cause: its own change, its total, a caller's total or an
     /// inlined callee's self cost.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cause_role: Option<super::causes::CauseRole>,
+    pub cause_role: Option<CauseRole>,
 }
 
 /// Mean calls of a function per run, on each side.
@@ -468,7 +469,7 @@ pub struct Comparison {
     /// Counts.
     pub summary: Summary,
     /// The changes grouped by cause, in the order of their verdicts (see `compare::causes`).
-    pub causes: Vec<super::causes::Cause>,
+    pub causes: Vec<Cause>,
     /// Where the time went, when `check` made the comparison (the reports show it).
     pub timings: Option<crate::timing::Timings>,
 }
@@ -497,12 +498,12 @@ impl Comparison {
 
     /// The causes of `verdict`'s kind ([`Verdict::PossibleRegression`] goes with
     /// [`Verdict::Regression`], [`Verdict::PossibleImprovement`] with [`Verdict::Improvement`]).
-    pub fn causes_of(&self, verdict: Verdict) -> Vec<&super::causes::Cause> {
+    pub fn causes_of(&self, verdict: Verdict) -> Vec<&Cause> {
         self.causes.iter().filter(|c| c.verdict == verdict).collect()
     }
 
     /// The findings of a cause, its representative first.
-    pub fn members(&self, cause: &super::causes::Cause) -> Vec<&Finding> {
+    pub fn members(&self, cause: &Cause) -> Vec<&Finding> {
         cause.members.iter().filter_map(|&i| self.findings.get(i)).collect()
     }
 
@@ -512,4 +513,58 @@ impl Comparison {
         out.sort_by(|a, b| (&a.group, a.metric, &a.function).cmp(&(&b.group, b.metric, &b.function)));
         out
     }
+}
+
+/// How a finding relates to the cause it is listed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CauseRole {
+    /// The cause's own change (its self cost, or its presence) in one group.
+    Cause,
+    /// The cause's total cost.
+    Total,
+    /// The total cost of a caller, accounted for by the cause's change.
+    CallerTotal,
+    /// The self cost of a function inlined into the cause.
+    Inlined,
+}
+
+impl CauseRole {
+    /// The name used in JSON and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CauseRole::Cause => "cause",
+            CauseRole::Total => "total",
+            CauseRole::CallerTotal => "caller_total",
+            CauseRole::Inlined => "inlined",
+        }
+    }
+}
+
+/// One cause: a function whose cost changed, once, with the findings that are its evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cause {
+    /// Stable identifier, `<metric>:<verdict>:<function>`: the same cause has the same id in
+    /// every comparison (findings name it in `cause`).
+    pub id: String,
+    /// The function.
+    pub function: String,
+    /// The metric.
+    pub metric: Metric,
+    /// The verdict of its own findings (the strongest of them: a regression before a possible one).
+    pub verdict: Verdict,
+    /// The groups (tests, benchmarks, targets) where its own change was found, in order.
+    pub groups: Vec<String>,
+    /// Smallest and largest change of its own findings (`None` for new functions).
+    pub change_min: Option<f64>,
+    /// See `change_min`.
+    pub change_max: Option<f64>,
+    /// Every finding grouped under it, its own included.
+    pub findings: usize,
+    /// Of those, how many per role.
+    pub roles: BTreeMap<CauseRole, usize>,
+    /// Indices (into `Comparison::findings`) of its findings, its representative first: the own
+    /// finding with the largest change.
+    #[serde(skip)]
+    pub members: Vec<usize>,
 }

@@ -51,7 +51,7 @@ struct Report<'a> {
     warnings: Vec<WarningEntry<'a>>,
     groups: &'a [super::finding::Power],
     summary: &'a super::finding::Summary,
-    causes: &'a [super::causes::Cause],
+    causes: &'a [super::finding::Cause],
     #[serde(skip_serializing_if = "Option::is_none")]
     timings: Option<&'a crate::timing::Timings>,
 }

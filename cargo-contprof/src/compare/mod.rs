@@ -55,15 +55,16 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
-pub use causes::{CallGraph, Cause, CauseRole};
 pub use engine::compare;
-pub use explain::Explained;
 pub use finding::{
-    Calls, Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict, Warning,
+    Calls, Cause, CauseRole, Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict,
+    Warning,
 };
 pub use input::{AllocRecording, InputOptions, contention_samples, run_costs, wall_samples};
 pub use json::{REPORT_VERSION, write_json};
-pub use model::{Cost, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling};
+pub use model::{
+    CallGraph, Cost, Explained, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling,
+};
 pub use options::{DEFAULT_INSTRUCTIONS_EFFECT, Options, ReportSettings};
 pub use render::{amount as render_amount, write_markdown, write_text};
 

@@ -4,7 +4,7 @@
 //! addresses: a function is identified by its demangled name without the `::h<hash>` suffix, so
 //! that identity survives rebuilds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -206,7 +206,7 @@ pub struct Group {
     /// Which changes the diff's code changes explain (the call-path rule); `None` when unknown
     /// (a side without code fingerprints), and then every change counts as explained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub explained: Option<super::explain::Explained>,
+    pub explained: Option<Explained>,
     /// Variance (log scale) of a function's change between two batches of unchanged code, per
     /// metric, learned from earlier batches in the store; `None` when there is no such history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -215,7 +215,7 @@ pub struct Group {
     /// cause (`compare::causes`); `None` when the stacks were not read (then only inherited totals
     /// and one function's findings across groups are grouped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calls: Option<super::causes::CallGraph>,
+    pub calls: Option<CallGraph>,
 }
 
 /// A revision as the caller describes it; opaque to the comparison, shown in reports.
@@ -229,4 +229,32 @@ pub struct RevisionInfo {
     /// More facts to show (dirty tree, host, toolchain...), in key order.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, String>,
+}
+
+/// The functions (as the comparison names them) whose changes the diff explains, per kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explained {
+    /// Functions whose code changed between base and head.
+    pub changed: BTreeSet<String>,
+    /// Functions whose self-cost change is explained.
+    pub self_cost: BTreeSet<String>,
+    /// Functions whose total-cost change is explained.
+    pub total: BTreeSet<String>,
+    /// Functions called by changed code: on some stack, a changed function sits between them
+    /// and their direct caller, the caller included (a caller that calls them more often or
+    /// with more work). Their callees' self costs may then grow without their code changing.
+    #[serde(default)]
+    pub called_by_changed: BTreeSet<String>,
+}
+
+/// Who calls whom in one group's stacks, by the names the comparison uses (library frames folded
+/// as the costs fold them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallGraph {
+    /// `(caller, callee)`: the callee's frame is directly under the caller's on some stack (the
+    /// library frames between them left out).
+    pub calls: BTreeSet<(String, String)>,
+    /// `(inlined, into)`: the function's code was inlined into the other at some address (the
+    /// next frame outward at the same address that is not a library frame).
+    pub inlined: BTreeSet<(String, String)>,
 }

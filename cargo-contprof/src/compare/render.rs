@@ -5,8 +5,7 @@
 
 use std::io::{self, Write};
 
-use super::causes::{Cause, CauseRole};
-use super::finding::{Comparison, Finding, Verdict};
+use super::finding::{Cause, CauseRole, Comparison, Finding, Verdict};
 use super::model::{Metric, RevisionInfo};
 
 /// A value in the metric's unit, rounded for reading (reports and the "why" section), in the

@@ -32,8 +32,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::engine::compare;
-use super::explain::Explained;
 use super::finding::{Comparison, Verdict};
+use super::model::Explained;
 use super::model::{Cost, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts};
 use super::options::Options;
 use super::stats::ln_gamma;
