@@ -28,4 +28,6 @@ pub mod viewer;
 pub mod why;
 
 #[cfg(test)]
+mod architecture_tests;
+#[cfg(test)]
 mod hostile_tests;

@@ -1,16 +1,17 @@
 //! `cargo contprof compare`: picks the stored runs of two revisions (or run ids), turns their
 //! profiles into per-run function costs, runs [`crate::compare::compare`] and renders the result.
 //!
-//! The gathering and rendering here are shared with `check` (`check.rs`), which records HEAD first.
+//! The gathering and rendering here are shared with `check` (`check/`), which records HEAD first; `output.rs`
+//! writes the result and its exit status for both, and for `prod compare`.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::args::{CompareArgs, ReportFormat, StatsArgs, StoreArgs};
+use super::args::{CompareArgs, StatsArgs, StoreArgs};
+use super::output::{render, verdict, write_stdout};
 use super::settings;
 use crate::cargo::{CargoArgs, Workspace};
-use crate::compare::{self, Comparison, Options, RevisionInfo};
+use crate::compare::{Comparison, Options, RevisionInfo};
 use crate::config::Loaded;
 use crate::errors::{Error, Result};
 use crate::git::{Repo, short_commit};
@@ -57,7 +58,7 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
     };
     ctx.warn_skipped(shell);
     let options = ctx.options(&args.stats)?;
-    let sample_labels = super::prod::label_flags("--sample-label", &args.sample_labels)?;
+    let sample_labels = settings::label_flags("--sample-label", &args.sample_labels)?;
     let compared =
         compare_sides(&ctx, &base, &head, args.group.as_deref(), &sample_labels, &args.stats, &options)?;
     say_warnings(&compared, shell);
@@ -79,35 +80,6 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
         None => write_stdout(&bytes)?,
     }
     verdict(&cmp)
-}
-
-/// Exit status of a comparison: [`Error::RegressionFound`] when it found any.
-pub(super) fn verdict(cmp: &Comparison) -> Result<()> {
-    if cmp.has_regression() {
-        // One per cause: the other findings are its evidence.
-        let causes = cmp.causes_of(crate::compare::Verdict::Regression).len();
-        return Err(Error::RegressionFound { count: causes.max(1) });
-    }
-    Ok(())
-}
-
-pub(super) fn write_stdout(bytes: &[u8]) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::io("could not write", "stdout", e))
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Renders `cmp` in `format`.
-pub(super) fn render(cmp: &Comparison, format: ReportFormat, out: &mut Vec<u8>) -> std::io::Result<()> {
-    match format {
-        ReportFormat::Text => compare::write_text(cmp, out),
-        ReportFormat::Json => compare::write_json(cmp, out),
-        ReportFormat::Markdown => compare::write_markdown(cmp, out),
-    }
 }
 
 /// The workspace, its store, repository and configuration.

@@ -5,8 +5,8 @@ pub mod args;
 mod check;
 mod ci;
 mod compare;
+mod output;
 mod prod;
-mod rebuild_base;
 mod recording;
 mod run;
 mod settings;
@@ -52,8 +52,8 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
     crate::interrupt::install();
     let result = match cli.command {
         Command::Run(a) => run::run(a, &shell),
-        Command::Test(a) => suite::run(a, suite::Mode::Test, &shell),
-        Command::Bench(a) => suite::run(a, suite::Mode::Bench, &shell),
+        Command::Test(a) => suite::run(a, recording::Mode::Test, &shell),
+        Command::Bench(a) => suite::run(a, recording::Mode::Bench, &shell),
         Command::Compare(a) => compare::run(a, &shell),
         Command::Check(a) => check::run(a, &shell),
         Command::Log(a) => store_cmds::log(a, &shell),

@@ -14,7 +14,7 @@ use super::args::{
     ProdReportArgs, ProdResumeArgs, ProdSelectArgs, ProdSymbolsAddArgs, ProdSymbolsListArgs, ProdWatchArgs,
     ReportFormat,
 };
-use super::compare::{render, verdict, write_stdout};
+use super::output::{render, verdict, write_stdout};
 use super::settings;
 use crate::errors::{Error, Result};
 use crate::prod::compact::{self, CompactOptions};
@@ -31,17 +31,7 @@ fn labels_of(a: &ProdSelectArgs) -> Result<Vec<(String, String)>> {
     for (key, values) in [("version", &a.versions), ("zone", &a.zones), ("instance", &a.instances)] {
         labels.extend(values.iter().map(|v| (key.to_owned(), v.clone())));
     }
-    labels.extend(label_flags("--label", &a.labels)?);
-    Ok(labels)
-}
-
-/// The `key=value[,key=value]` specs given to `flag` (`--label`, `--sample-label`), parsed.
-pub(super) fn label_flags(flag: &'static str, specs: &[String]) -> Result<Vec<(String, String)>> {
-    let mut labels = Vec::new();
-    for spec in specs {
-        labels
-            .extend(select::parse_labels(spec).map_err(|message| Error::InvalidArgument { flag, message })?);
-    }
+    labels.extend(settings::label_flags("--label", &a.labels)?);
     Ok(labels)
 }
 
@@ -62,7 +52,7 @@ fn open(a: &ProdSelectArgs, types: &[String]) -> Result<(Store, Selection, crate
         }
     }
     let labels = labels_of(a)?;
-    let sample_labels = label_flags("--sample-label", &a.sample_labels)?;
+    let sample_labels = settings::label_flags("--sample-label", &a.sample_labels)?;
     let selection = Selection {
         service: a.service.clone(),
         types: types.to_vec(),
@@ -311,7 +301,7 @@ pub fn report(a: ProdReportArgs, shell: &Shell) -> Result<()> {
         since: a.select.since.clone(),
         until: a.select.until.clone(),
         labels,
-        sample_labels: label_flags("--sample-label", &a.select.sample_labels)?,
+        sample_labels: settings::label_flags("--sample-label", &a.select.sample_labels)?,
         by: None,
         color: a.color.clone(),
         base: a.base.clone(),

@@ -10,7 +10,8 @@
 //!   and an interruption, are errors after the profiles of what ran were written and stored.
 //!
 //! Running one target is `run.rs`; planning and running a suite of tests or benchmarks, one
-//! process each, is `suite.rs`.
+//! process each, is `suite.rs`. Each command calls its own after [`Setup::new`]; `check`, which
+//! records both, picks by [`What`].
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,6 @@ use std::time::Duration;
 
 use super::args::{CargoFlags, OutputArgs, RunArgs, SamplingArgs, SuiteArgs, TargetArgs};
 use super::settings;
-use super::suite::Mode;
 use crate::cargo::{CargoArgs, Selected, TargetKind, Workspace};
 use crate::errors::{Error, Result};
 use crate::interrupt;
@@ -28,6 +28,15 @@ use crate::runner;
 use crate::shell::Shell;
 use crate::store::Store;
 use crate::timing::Clock;
+
+/// Which command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `cargo contprof test`.
+    Test,
+    /// `cargo contprof bench`.
+    Bench,
+}
 
 /// What to record, and how.
 #[derive(Debug, Clone)]
@@ -88,8 +97,8 @@ pub(super) struct Suite {
     pub include_ignored: bool,
     /// Processes at once [default: cores for tests, 1 for benchmarks].
     pub jobs: Option<usize>,
-    /// Seconds before one process is killed.
-    pub timeout: f64,
+    /// How long one process may run before it is killed.
+    pub timeout: Duration,
 }
 
 impl From<RunArgs> for Request {
@@ -110,8 +119,8 @@ impl From<RunArgs> for Request {
 
 impl Request {
     /// `cargo contprof test` or `bench`.
-    pub(super) fn suite(a: SuiteArgs, mode: Mode) -> Request {
-        Request {
+    pub(super) fn suite(a: SuiteArgs, mode: Mode) -> Result<Request> {
+        Ok(Request {
             cargo: a.cargo,
             sampling: a.sampling,
             output: a.output,
@@ -127,13 +136,13 @@ impl Request {
                 ignored: a.ignored,
                 include_ignored: a.include_ignored,
                 jobs: a.jobs,
-                timeout: a.timeout,
+                timeout: settings::timeout(a.timeout)?,
             }),
             stage_dir: None,
             remap: Vec::new(),
             clock: Arc::default(),
             config: None,
-        }
+        })
     }
 }
 
@@ -168,43 +177,27 @@ impl Setup {
         let build = runner::agent::Build::for_alloc(self.agent_settings.alloc);
         runner::agent::install_build(&self.workspace.target_dir().join("contprof").join("agent"), build)
     }
-}
 
-/// Records what `request` asks for.
-pub(super) fn record(request: &Request, shell: &Shell) -> Result<Recorded> {
-    let cargo_args = CargoArgs::from(&request.cargo);
-    let tags = settings::tags(&request.output.tags)?;
-    // Checked before anything long starts.
-    let timeout = match &request.what {
-        What::Suite(s) => Some(suite_timeout(s.timeout)?),
-        What::Target(_) => None,
-    };
-    let workspace = Workspace::load(&cargo_args)?;
-    let project = match &request.config {
-        Some(config) => settings::Project { root: workspace.root().to_owned(), config: Arc::clone(config) },
-        None => settings::Project::of(&workspace)?,
-    };
-    let (agent_settings, runs) = settings::sampling(&request.sampling, project.config())?;
-    let store = match request.output.no_store {
-        true => None,
-        false => Some(project.open_store(&request.output.store)?),
-    };
-    let clock = Arc::clone(&request.clock);
-    let setup = Setup { cargo_args, workspace, agent_settings, runs, tags, store, clock };
-    match (&request.what, timeout) {
-        (What::Target(target), _) => super::run::record_target(&setup, request, target, shell),
-        (What::Suite(suite), Some(timeout)) => {
-            super::suite::record_suite(&setup, request, suite, timeout, shell)
-        }
-        (What::Suite(_), None) => unreachable!("a suite's timeout is checked above"),
+    /// What every recording of `request` needs before it builds: the workspace, its
+    /// configuration (read once: `check` passes its own), the sampling settings, tags and store.
+    pub(super) fn new(request: &Request) -> Result<Setup> {
+        let cargo_args = CargoArgs::from(&request.cargo);
+        let tags = settings::tags(&request.output.tags)?;
+        let workspace = Workspace::load(&cargo_args)?;
+        let project = match &request.config {
+            Some(config) => {
+                settings::Project { root: workspace.root().to_owned(), config: Arc::clone(config) }
+            }
+            None => settings::Project::of(&workspace)?,
+        };
+        let (agent_settings, runs) = settings::sampling(&request.sampling, project.config())?;
+        let store = match request.output.no_store {
+            true => None,
+            false => Some(project.open_store(&request.output.store)?),
+        };
+        let clock = Arc::clone(&request.clock);
+        Ok(Setup { cargo_args, workspace, agent_settings, runs, tags, store, clock })
     }
-}
-
-fn suite_timeout(secs: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(secs).ok().filter(|t| !t.is_zero()).ok_or_else(|| Error::InvalidArgument {
-        flag: "--timeout",
-        message: format!("{secs:e} s is not a positive number of seconds that fits a duration"),
-    })
 }
 
 /// The instructions engine's stage for a recording whose raw files go under `raw_dir`, with the

@@ -17,7 +17,9 @@ use crate::timing::Phase;
 
 /// Runs the command.
 pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
-    recording::record(&Request::from(args), shell).map(|_| ())
+    let target = args.target.clone();
+    let request = Request::from(args);
+    record_target(&Setup::new(&request)?, &request, &target, shell).map(|_| ())
 }
 
 /// Builds `target`, profiles it, writes and stores (see [`recording::single_outcome`] for what

@@ -230,6 +230,28 @@ impl Project {
     }
 }
 
+/// The `key=value[,key=value]` specs given to `flag` (`--label`, `--sample-label`), parsed.
+pub(super) fn label_flags(flag: &'static str, specs: &[String]) -> Result<Vec<(String, String)>> {
+    let mut labels = Vec::new();
+    for spec in specs {
+        labels.extend(
+            crate::prod::select::parse_labels(spec)
+                .map_err(|message| Error::InvalidArgument { flag, message })?,
+        );
+    }
+    Ok(labels)
+}
+
+/// `--timeout`: seconds, as a positive duration.
+pub(super) fn timeout(secs: f64) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(secs).ok().filter(|t| !t.is_zero()).ok_or_else(|| {
+        Error::InvalidArgument {
+            flag: "--timeout",
+            message: format!("{secs:e} s is not a positive number of seconds that fits a duration"),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
 use super::args::SuiteArgs;
-use super::recording::{self, Request, Setup, Suite};
+use super::recording::{self, Mode, Request, Setup, Suite, What};
 use crate::cargo::{self, Artifact, BuildOptions, CargoArgs, TargetKind, Workspace};
 use crate::criterion;
 use crate::errors::{Error, Result};
@@ -18,15 +18,6 @@ use crate::runner::list::{self, Case};
 use crate::runner::{self, Exit, RunSpec, Streams, pool};
 use crate::shell::Shell;
 use crate::timing::Phase;
-
-/// Which command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `cargo contprof test`.
-    Test,
-    /// `cargo contprof bench`.
-    Bench,
-}
 
 /// One process to run: a case of an artifact (or the whole artifact), one repetition.
 #[derive(Debug, Clone)]
@@ -68,7 +59,9 @@ struct Done {
 
 /// Runs the command.
 pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
-    recording::record(&Request::suite(args, mode), shell).map(|_| ())
+    let request = Request::suite(args, mode)?;
+    let What::Suite(suite) = &request.what else { unreachable!("Request::suite asks for a suite") };
+    record_suite(&Setup::new(&request)?, &request, suite, shell).map(|_| ())
 }
 
 /// Builds, lists, profiles each test/benchmark of `args`, writes and stores (see
@@ -77,7 +70,6 @@ pub(super) fn record_suite(
     setup: &Setup,
     request: &Request,
     args: &Suite,
-    timeout: Duration,
     shell: &Shell,
 ) -> Result<record::Recorded> {
     let Setup { cargo_args, workspace, agent_settings, runs, .. } = setup;
@@ -164,7 +156,7 @@ pub(super) fn record_suite(
                 build_dir: setup.build_dir(),
                 stage: stage.as_ref(),
             };
-            execute(job, &run, &request.workload_args, agent_settings, timeout)
+            execute(job, &run, &request.workload_args, agent_settings, args.timeout)
         },
         |d| {
             let d = match d {

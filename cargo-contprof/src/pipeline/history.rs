@@ -11,10 +11,10 @@
 
 use std::collections::BTreeMap;
 
+use super::prepare::{Prepared, all_groups, input_options, read_profile, select_groups};
 use crate::compare::{self, Group, Metric, Options, RevisionInfo, run_costs};
 use crate::errors::Result;
 use crate::git::{Repo, short_commit};
-use crate::pipeline::{Prepared, all_groups, input_options, read_profile, select_groups};
 use crate::store::{RunMetadata, Store, nearest_ancestor_with_runs};
 
 /// How far back the search for an earlier batch walks the first-parent history.

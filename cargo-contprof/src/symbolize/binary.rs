@@ -9,8 +9,41 @@ use std::path::{Path, PathBuf};
 use addr2line::gimli::{self, UnwindSection};
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
+use super::demangle::demangle;
 use super::symtab::SymbolTable;
-use super::{Detail, SymbolizeError};
+
+/// Errors opening a binary. They are reported as warnings, never returned to the caller of
+/// [`super::Symbolizer::resolve`].
+#[derive(Debug, thiserror::Error)]
+pub enum SymbolizeError {
+    /// The binary cannot be opened or parsed.
+    #[error("{}: {what}", path.display())]
+    Binary {
+        /// The binary.
+        path: PathBuf,
+        /// What went wrong.
+        what: String,
+    },
+}
+
+/// How much of a binary the symbolizer reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Detail {
+    /// Its DWARF, or that of its separate debug file (`/usr/lib/debug`, by build id or
+    /// `.gnu_debuglink`): functions, inlined frames, files and lines.
+    #[default]
+    Debug,
+    /// Its symbol tables only (`.symtab`, else `.dynsym`; for a stripped binary, the separate
+    /// debug file's `.symtab`, without its DWARF): function names without files, lines or
+    /// inlined frames. Parsed DWARF costs memory in proportion to the binary (glibc's debug file
+    /// alone takes about 40 MiB once parsed), which the uploader beside a service must not spend.
+    Symbols,
+}
+
+/// Where the symbolizer finds the separate debug file of a build id that the system has none
+/// for (under `/usr/lib/debug`, or by `.gnu_debuglink`): the production uploader fetches it from
+/// the store (`prod symbols add`). Returns the file's path, `None` when there is none.
+pub type DebugFileSource = Box<dyn FnMut(&str) -> Option<PathBuf> + Send>;
 
 /// A `PT_LOAD` segment: where file bytes land in the ELF's virtual address space.
 #[derive(Debug, Clone, Copy)]
@@ -148,8 +181,8 @@ fn crc32_of(path: &Path) -> Option<u32> {
 }
 
 /// Finds a separate debug file by build id where the system has none (see
-/// [`super::DebugFileSource`]).
-pub(super) type Source<'a> = Option<&'a mut super::DebugFileSource>;
+/// [`DebugFileSource`]).
+pub(super) type Source<'a> = Option<&'a mut DebugFileSource>;
 
 /// The separate debug file of a binary: by build id, else by `.gnu_debuglink`, else from `source`.
 fn debug_file(
@@ -244,10 +277,10 @@ impl Binary {
             i.checked_sub(1).map(|i| self.functions[i]).filter(|&(_, end)| vaddr < end).map(|(s, _)| s);
         let anchor = start.unwrap_or(vaddr);
         match (self.symbols.at_or_before(anchor), start) {
-            (Some((a, name)), Some(start)) if start == a => Some(super::demangle(name)),
-            (Some((a, name)), Some(start)) => Some(format!("{}+{:#x}", super::demangle(name), start - a)),
+            (Some((a, name)), Some(start)) if start == a => Some(demangle(name)),
+            (Some((a, name)), Some(start)) => Some(format!("{}+{:#x}", demangle(name), start - a)),
             // No function bounds: everything after the symbol is grouped under it.
-            (Some((_, name)), None) => Some(format!("{}+?", super::demangle(name))),
+            (Some((_, name)), None) => Some(format!("{}+?", demangle(name))),
             (None, Some(start)) => Some(format!("{module}+{start:#x}")),
             (None, None) => None,
         }

@@ -14,10 +14,10 @@ mod symtab;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use binary::Binary;
-pub use binary::BinaryInfo;
+pub use binary::{BinaryInfo, DebugFileSource, Detail, SymbolizeError};
 
 /// The functions a shared object exports (its dynamic symbol table's defined code symbols);
 /// `None` when it cannot be read.
@@ -46,20 +46,6 @@ pub const GENERATED_CODE: &str = "[generated code]";
 
 /// File name fragment of the preloaded agent library.
 const AGENT_LIBRARY: &str = "libcontprof_preload";
-
-/// Errors opening a binary. They are reported as warnings, never returned to the caller of
-/// [`Symbolizer::resolve`].
-#[derive(Debug, thiserror::Error)]
-pub enum SymbolizeError {
-    /// The binary cannot be opened or parsed.
-    #[error("{}: {what}", path.display())]
-    Binary {
-        /// The binary.
-        path: PathBuf,
-        /// What went wrong.
-        what: String,
-    },
-}
 
 /// How an address was obtained, which decides the address looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -127,20 +113,6 @@ pub enum AgentCode {
     Internal,
 }
 
-/// How much of a binary the symbolizer reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Detail {
-    /// Its DWARF, or that of its separate debug file (`/usr/lib/debug`, by build id or
-    /// `.gnu_debuglink`): functions, inlined frames, files and lines.
-    #[default]
-    Debug,
-    /// Its symbol tables only (`.symtab`, else `.dynsym`; for a stripped binary, the separate
-    /// debug file's `.symtab`, without its DWARF): function names without files, lines or
-    /// inlined frames. Parsed DWARF costs memory in proportion to the binary (glibc's debug file
-    /// alone takes about 40 MiB once parsed), which the uploader beside a service must not spend.
-    Symbols,
-}
-
 /// Options of a [`Symbolizer`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SymbolizerOptions {
@@ -148,11 +120,6 @@ pub struct SymbolizerOptions {
     /// always read with [`Detail::Debug`] (the code the profile is for).
     pub libraries: Detail,
 }
-
-/// Where the symbolizer finds the separate debug file of a build id that the system has none
-/// for (under `/usr/lib/debug`, or by `.gnu_debuglink`): the production uploader fetches it from
-/// the store (`prod symbols add`). Returns the file's path, `None` when there is none.
-pub type DebugFileSource = Box<dyn FnMut(&str) -> Option<PathBuf> + Send>;
 
 /// A binary as opened (`None`: it could not be read), and whether a lookup needed it since the
 /// last [`Symbolizer::forget_unused`].

@@ -1,6 +1,7 @@
 //! Symbolization of this test binary's own functions through the real `/proc/self/maps`.
 
 use std::hint::black_box;
+use std::path::PathBuf;
 
 use super::*;
 

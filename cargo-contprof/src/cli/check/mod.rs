@@ -2,21 +2,21 @@
 //! the baseline, compares, writes `report.{md,json,txt}` and differential flame graphs, prints the
 //! text report and exits with the gate's code.
 
-use std::sync::Arc;
+mod rebuild_base;
+mod side;
+
 use std::time::Instant;
 
-use super::args::{CheckArgs, OutputArgs, ReportFormat, SamplingArgs, TargetArgs};
-use super::compare::{
-    Context, Side, compare_sides, render, say_warnings, verdict, write_flamegraphs, write_stdout,
-};
-use super::recording::{self, Request, Suite, What};
-use super::suite;
+use super::args::{CheckArgs, ReportFormat};
+use super::compare::{Context, Side, compare_sides, say_warnings, write_flamegraphs};
+use super::output::{render, verdict, write_stdout};
 use crate::cargo::CargoArgs;
 use crate::config::{CheckTarget, NoBaseline};
 use crate::errors::{Error, Result};
 use crate::record::write_atomic;
 use crate::shell::Shell;
-use crate::timing::{Clock, Timings};
+use crate::timing::Timings;
+use side::{Clocks, record_side};
 
 /// Runs used when neither `--runs` nor `check.runs` says, with the sampling engine: the detection
 /// figures in the book (`docs/src/measurements.md`) were measured with 10 runs a side (the instructions engine: 1).
@@ -47,7 +47,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         }
     }
     let targets = targets(&args, config.check_targets());
-    let to_rebuild = super::rebuild_base::base_to_rebuild(&args, &ctx, shell)?;
+    let to_rebuild = rebuild_base::base_to_rebuild(&args, &ctx, shell)?;
     let interleaved = to_rebuild.is_some();
     let mut args = args;
     if interleaved {
@@ -93,9 +93,8 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
                 }
             }
         };
-        let (base, head) = super::rebuild_base::record_interleaved(
-            &args, &ctx, base, &targets, runs, &mut look, &clocks, shell,
-        )?;
+        let (base, head) =
+            rebuild_base::record_interleaved(&args, &ctx, base, &targets, runs, &mut look, &clocks, shell)?;
         let per_side = (head.len() / targets.len().max(1)) as u32;
         used = (runs as usize > crate::compare::sequential::MIN_PAIRS)
             .then_some(crate::timing::RunsUsed { used: per_side, max: runs });
@@ -208,99 +207,4 @@ fn targets(args: &CheckArgs, configured: Vec<CheckTarget>) -> Vec<CheckTarget> {
     } else {
         vec![CheckTarget::Single { kind: String::new(), name: String::new() }]
     }
-}
-
-/// The instructions engine's stage of `check`: the workspace's, for HEAD and for a rebuilt base
-/// alike (and for the stored baselines `check` recorded here before), so that both sides run
-/// from one place ([`crate::runner::stage`]).
-pub(super) fn stage_dir(ctx: &Context) -> std::path::PathBuf {
-    ctx.workspace.target_dir().join("contprof").join("stage")
-}
-
-/// The time each side's recording took, phase by phase.
-#[derive(Default)]
-pub(super) struct Clocks {
-    /// HEAD's builds, runs and profiles.
-    pub head: Arc<Clock>,
-    /// The rebuilt base's (interleaved only).
-    pub base: Arc<Clock>,
-}
-
-/// Records one target set through the one recording path (`recording.rs`), with the
-/// configuration `ctx` read once, running the instructions engine's workloads from the head's
-/// stage, the workspace's source paths rewritten by `remap` (`--remap-path-prefix`), adding the
-/// time of each phase to `clock`.
-pub(super) fn record_side(
-    args: &CheckArgs,
-    target: &CheckTarget,
-    runs: u32,
-    ctx: &Context,
-    remap: &[(std::path::PathBuf, std::path::PathBuf)],
-    clock: &Arc<Clock>,
-    shell: &Shell,
-) -> Result<crate::record::Recorded> {
-    let sampling = SamplingArgs {
-        engine: args.engine,
-        frequency: args.frequency,
-        alloc: args.alloc,
-        alloc_interval: args.alloc_interval.clone(),
-        runs,
-        unwind: args.unwind,
-        contention: args.contention,
-        contention_rate: args.contention_rate.clone(),
-        wall: args.wall,
-        wall_frequency: args.wall_frequency,
-    };
-    let output = OutputArgs {
-        output_dir: None,
-        top: 0,
-        raw_frames: false,
-        tags: args.tags.clone(),
-        no_store: false,
-        store: args.store.clone(),
-    };
-    let what = match target {
-        CheckTarget::Single { kind, name } => {
-            let mut selection = TargetArgs::default();
-            let name = (!name.is_empty()).then(|| name.clone());
-            match kind.as_str() {
-                "bin" => selection.bin = name,
-                "example" => selection.example = name,
-                "bench" => selection.bench = name,
-                "test" => selection.test = name,
-                _ => {}
-            }
-            What::Target(selection)
-        }
-        CheckTarget::Tests(filter) | CheckTarget::Benches(filter) => {
-            let mode =
-                if matches!(target, CheckTarget::Tests(_)) { suite::Mode::Test } else { suite::Mode::Bench };
-            // With a suite, --test/--bench name the targets to run.
-            What::Suite(Suite {
-                mode,
-                filter: filter.clone(),
-                exact: false,
-                lib: false,
-                bins: args.target.bin.iter().cloned().collect(),
-                tests: args.target.test.iter().cloned().collect(),
-                benches: args.target.bench.iter().cloned().collect(),
-                ignored: false,
-                include_ignored: false,
-                jobs: args.jobs,
-                timeout: args.timeout,
-            })
-        }
-    };
-    let request = Request {
-        cargo: args.cargo.clone(),
-        sampling,
-        output,
-        workload_args: args.args.clone(),
-        what,
-        stage_dir: Some(stage_dir(ctx)),
-        remap: remap.to_vec(),
-        clock: Arc::clone(clock),
-        config: Some(Arc::clone(&ctx.config)),
-    };
-    recording::record(&request, shell)
 }

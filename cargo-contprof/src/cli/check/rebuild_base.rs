@@ -18,10 +18,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::args::CheckArgs;
-use super::check::{Clocks, record_side};
-use super::compare::{Context, Side};
+use super::side::{Clocks, record_side};
 use crate::cargo::PROFILE_NAME;
+use crate::cli::args::CheckArgs;
+use crate::cli::compare::{Context, Side};
 use crate::config::{BaselineMode, CheckTarget};
 use crate::errors::{Error, Result};
 use crate::git::{Repo, short_commit};
@@ -84,7 +84,7 @@ pub(super) fn base_to_rebuild(args: &CheckArgs, ctx: &Context, shell: &Shell) ->
                     }
                     None => Err(format!(
                         "no merge-base with the default branch to rebuild{}",
-                        super::ci::shallow_note(repo)
+                        crate::cli::ci::shallow_note(repo)
                     )),
                 }
             }
@@ -115,7 +115,7 @@ pub(super) fn base_to_rebuild(args: &CheckArgs, ctx: &Context, shell: &Shell) ->
 /// The base commit of `--baseline interleaved`: `--base`, else the merge-base with the default
 /// branch (its first parent when that is HEAD itself, as on the default branch).
 fn base_commit(args: &CheckArgs, repo: &Repo, shell: &Shell) -> Result<String> {
-    let fetch_hint = super::ci::shallow_note(repo);
+    let fetch_hint = crate::cli::ci::shallow_note(repo);
     let head = repo.resolve("HEAD")?;
     if let Some(rev) = &args.base {
         return repo.resolve(rev).map_err(|e| Error::msg(format!("--baseline interleaved: {e}{fetch_hint}")));

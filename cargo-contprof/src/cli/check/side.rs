@@ -1,0 +1,111 @@
+//! One side of `check`: a target set recorded through the one recording path, for HEAD and for
+//! the rebuilt base alike, and the clocks their phases are timed on.
+
+use std::sync::Arc;
+
+use crate::cli::args::{CheckArgs, OutputArgs, SamplingArgs, TargetArgs};
+use crate::cli::compare::Context;
+use crate::cli::recording::{Mode, Request, Setup, Suite, What};
+use crate::cli::{run, settings, suite};
+use crate::config::CheckTarget;
+use crate::errors::Result;
+use crate::shell::Shell;
+use crate::timing::Clock;
+
+/// The instructions engine's stage of `check`: the workspace's, for HEAD and for a rebuilt base
+/// alike (and for the stored baselines `check` recorded here before), so that both sides run
+/// from one place ([`crate::runner::stage`]).
+pub(super) fn stage_dir(ctx: &Context) -> std::path::PathBuf {
+    ctx.workspace.target_dir().join("contprof").join("stage")
+}
+
+/// The time each side's recording took, phase by phase.
+#[derive(Default)]
+pub(super) struct Clocks {
+    /// HEAD's builds, runs and profiles.
+    pub head: Arc<Clock>,
+    /// The rebuilt base's (interleaved only).
+    pub base: Arc<Clock>,
+}
+
+/// Records one target set through the recording paths (`run.rs`, `suite.rs`), with the
+/// configuration `ctx` read once, running the instructions engine's workloads from the head's
+/// stage, the workspace's source paths rewritten by `remap` (`--remap-path-prefix`), adding the
+/// time of each phase to `clock`.
+pub(super) fn record_side(
+    args: &CheckArgs,
+    target: &CheckTarget,
+    runs: u32,
+    ctx: &Context,
+    remap: &[(std::path::PathBuf, std::path::PathBuf)],
+    clock: &Arc<Clock>,
+    shell: &Shell,
+) -> Result<crate::record::Recorded> {
+    let sampling = SamplingArgs {
+        engine: args.engine,
+        frequency: args.frequency,
+        alloc: args.alloc,
+        alloc_interval: args.alloc_interval.clone(),
+        runs,
+        unwind: args.unwind,
+        contention: args.contention,
+        contention_rate: args.contention_rate.clone(),
+        wall: args.wall,
+        wall_frequency: args.wall_frequency,
+    };
+    let output = OutputArgs {
+        output_dir: None,
+        top: 0,
+        raw_frames: false,
+        tags: args.tags.clone(),
+        no_store: false,
+        store: args.store.clone(),
+    };
+    let what = match target {
+        CheckTarget::Single { kind, name } => {
+            let mut selection = TargetArgs::default();
+            let name = (!name.is_empty()).then(|| name.clone());
+            match kind.as_str() {
+                "bin" => selection.bin = name,
+                "example" => selection.example = name,
+                "bench" => selection.bench = name,
+                "test" => selection.test = name,
+                _ => {}
+            }
+            What::Target(selection)
+        }
+        CheckTarget::Tests(filter) | CheckTarget::Benches(filter) => {
+            let mode = if matches!(target, CheckTarget::Tests(_)) { Mode::Test } else { Mode::Bench };
+            // With a suite, --test/--bench name the targets to run.
+            What::Suite(Suite {
+                mode,
+                filter: filter.clone(),
+                exact: false,
+                lib: false,
+                bins: args.target.bin.iter().cloned().collect(),
+                tests: args.target.test.iter().cloned().collect(),
+                benches: args.target.bench.iter().cloned().collect(),
+                ignored: false,
+                include_ignored: false,
+                jobs: args.jobs,
+                timeout: settings::timeout(args.timeout)?,
+            })
+        }
+    };
+    let request = Request {
+        cargo: args.cargo.clone(),
+        sampling,
+        output,
+        workload_args: args.args.clone(),
+        what,
+        stage_dir: Some(stage_dir(ctx)),
+        remap: remap.to_vec(),
+        clock: Arc::clone(clock),
+        config: Some(Arc::clone(&ctx.config)),
+    };
+    let setup = Setup::new(&request)?;
+    match &request.what {
+        What::Target(target) => run::record_target(&setup, &request, target, shell),
+        What::Suite(suite) => suite::record_suite(&setup, &request, suite, shell),
+    }
+}
