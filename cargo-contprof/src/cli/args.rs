@@ -549,8 +549,9 @@ pub struct StatsArgs {
     #[arg(long, help_heading = "Statistics")]
     pub allow_mismatch: bool,
     /// Gate on every regression beyond noise, also those the diff does not explain (no code on
-    /// the function's call paths changed: layout, machine or input); by default they are
-    /// reported as `shifted` and do not fail the gate.
+    /// the function's call paths changed: layout, machine or input) and those whose cost moved
+    /// from other functions while a caller's total stayed the same (inlining); by default they are
+    /// reported as `shifted` and `moved` and do not fail the gate.
     #[arg(long, help_heading = "Statistics")]
     pub strict: bool,
 }

@@ -110,7 +110,7 @@ impl CallGraph {
         chain
     }
 
-    fn callers(&self) -> HashMap<&str, Vec<&str>> {
+    pub(super) fn callers(&self) -> HashMap<&str, Vec<&str>> {
         let mut m: HashMap<&str, Vec<&str>> = HashMap::new();
         for (caller, callee) in &self.calls {
             m.entry(callee.as_str()).or_default().push(caller.as_str());
@@ -125,6 +125,7 @@ fn class(v: Verdict) -> Option<Verdict> {
         Verdict::Regression | Verdict::PossibleRegression => Some(Verdict::Regression),
         Verdict::Improvement | Verdict::PossibleImprovement => Some(Verdict::Improvement),
         Verdict::Shifted => Some(Verdict::Shifted),
+        Verdict::Moved => Some(Verdict::Moved),
         Verdict::New => Some(Verdict::New),
         Verdict::Vanished => Some(Verdict::Vanished),
         Verdict::Unchanged | Verdict::Inconclusive => None,
@@ -372,6 +373,7 @@ mod tests {
             calls: None,
             cause: None,
             cause_role: None,
+            moved_within: None,
         }
     }
 

@@ -8,6 +8,7 @@ use super::finding::{
     Calls, Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict, Warning,
 };
 use super::model::{Group, Kind, Metric, RevisionInfo, RunCosts, Sampling};
+use super::moved::EdgeChange;
 use super::options::Options;
 use super::series::{MetricData, Run, SIDES, Series, prepare};
 use super::stats::{
@@ -63,6 +64,7 @@ pub fn compare(
     }
     let mut warnings = Vec::new();
     let mut pending = Vec::new();
+    let mut edges = Vec::new();
     let mut power = Vec::new();
     let mut few_samples = Vec::new();
     let mut summary = Summary::default();
@@ -90,6 +92,7 @@ pub fn compare(
                 opts,
                 out: &mut pending,
                 power: &mut power,
+                edges: &mut edges,
                 below_floor: 0,
             };
             if data.exact() {
@@ -160,6 +163,14 @@ pub fn compare(
     }
     for p in &mut pending {
         p.finding.verdict = unexplained_is_shift(decide(&p.finding, p.decision, opts), &p.finding, opts);
+    }
+    let moved = {
+        let findings: Vec<&Finding> = pending.iter().map(|p| &p.finding).collect();
+        super::moved::find(&findings, &edges, groups, opts.strict)
+    };
+    for (i, within) in moved {
+        pending[i].finding.verdict = Verdict::Moved;
+        pending[i].finding.moved_within = Some(within);
     }
     mark_inherited(&mut pending);
 
@@ -329,6 +340,7 @@ fn summarize(s: &mut Summary, findings: &[Finding]) {
             Verdict::Vanished => s.vanished += 1,
             Verdict::Inconclusive => s.inconclusive += 1,
             Verdict::Shifted => s.shifted += 1,
+            Verdict::Moved => s.moved += 1,
             Verdict::Unchanged => {}
         }
     }
@@ -338,6 +350,8 @@ fn summarize(s: &mut Summary, findings: &[Finding]) {
         "possible_regression"
     } else if s.improvements > 0 {
         "improvement"
+    } else if s.moved > 0 {
+        "moved"
     } else if s.shifted > 0 {
         "shifted"
     } else if s.groups_compared == 0 {
@@ -365,6 +379,8 @@ struct Ctx<'a> {
     opts: &'a Options,
     out: &'a mut Vec<Pending>,
     power: &'a mut Vec<Power>,
+    /// The changes of functions' self costs under each of their callers (`compare::moved`).
+    edges: &'a mut Vec<EdgeChange>,
     below_floor: usize,
 }
 
@@ -447,6 +463,7 @@ impl Ctx<'_> {
             calls: if self.metric == Metric::Instructions { self.calls(&series.name) } else { None },
             cause: None,
             cause_role: None,
+            moved_within: None,
         }
     }
 
@@ -522,6 +539,21 @@ impl Ctx<'_> {
                     decision: Decision::Exact { separated },
                     delta,
                     called_by_changed: self.called_by_changed(series),
+                });
+            }
+        }
+        // Functions' self costs under each caller (`compare::moved`): exact, a change is its size.
+        if base_total > 0.0 {
+            for edge in &self.data.edges {
+                let delta =
+                    (mean(edge.self_[1].iter().copied()) - mean(edge.self_[0].iter().copied())) / base_total;
+                self.edges.push(EdgeChange {
+                    group: self.group.to_owned(),
+                    metric: self.metric,
+                    caller: edge.caller.clone(),
+                    callee: edge.callee.clone(),
+                    points: [delta; 3],
+                    base_share: mean(edge.self_[0].iter().copied()) / base_total,
                 });
             }
         }
@@ -683,6 +715,29 @@ impl Ctx<'_> {
                 called_by_changed: self.called_by_changed(series),
             });
         }
+        // Functions' self costs under each caller, tested the same way (`compare::moved`).
+        for edge in &self.data.edges {
+            if !self.above_floor(&edge.self_).contains(&true) {
+                continue;
+            }
+            let [b, h] = self.side_stats_of(&edge.self_, normalized);
+            let t = if b.n > 1 && h.n > 1 {
+                welch(b, h)
+            } else {
+                single_run(b, h, self.opts.single_run_jitter.powi(2))
+            };
+            let t = t.shifted(if normalized { shift.0 } else { 0.0 }, shift.1);
+            let (lo, hi) = t.interval(self.opts.confidence);
+            let share = self.shares(&edge.self_)[0];
+            self.edges.push(EdgeChange {
+                group: self.group.to_owned(),
+                metric: self.metric,
+                caller: edge.caller.clone(),
+                callee: edge.callee.clone(),
+                points: [lo, t.diff, hi].map(|x| x.exp_m1() * share),
+                base_share: share,
+            });
+        }
     }
 
     /// The least between-batch variance of this group and metric: the configured defaults (CPU
@@ -745,7 +800,11 @@ impl Ctx<'_> {
 
     /// Per side: mean and variance of the logs of one series, with the sampling-noise floor.
     fn side_stats(&self, i: usize, kind: Kind, normalized: bool) -> [SideStats; 2] {
-        let xs = Self::values(&self.data.functions[i], kind);
+        self.side_stats_of(Self::values(&self.data.functions[i], kind), normalized)
+    }
+
+    /// Mean and variance of the logs of `xs` (costs per run), per side, with their sampling floor.
+    fn side_stats_of(&self, xs: &[Vec<f64>; 2], normalized: bool) -> [SideStats; 2] {
         [0, 1].map(|s| {
             let ys = self.logs(&xs[s], s, normalized);
             // Sampling noise alone gives var(ln X) ≈ 1/λ for λ samples (Poisson); for a share of

@@ -35,6 +35,12 @@ pub enum Verdict {
     /// between base and head: code layout, the machine or the input moved it. Reported, not
     /// gated on (unless `--strict`, which keeps unexplained regressions as regressions).
     Shifted,
+    /// Changed beyond noise, with code the diff changed, but a function on every call path to it
+    /// (itself included) did not change by as much, and code under that function changed the
+    /// other way: the cost moved between functions (inlining, code generation) while the work
+    /// around them stayed the same (see `compare::moved`). Reported, not gated (unless
+    /// `--strict`).
+    Moved,
 }
 
 impl Verdict {
@@ -50,6 +56,7 @@ impl Verdict {
             Verdict::Vanished => "vanished",
             Verdict::Inconclusive => "inconclusive",
             Verdict::Shifted => "shifted",
+            Verdict::Moved => "moved",
         }
     }
 
@@ -63,6 +70,7 @@ impl Verdict {
                 | Verdict::PossibleRegression
                 | Verdict::PossibleImprovement
                 | Verdict::Shifted
+                | Verdict::Moved
         )
     }
 }
@@ -152,6 +160,10 @@ pub struct Finding {
     /// Whether code on the function's call paths changed between base and head (see
     /// `compare::explain`); `None` when the runs carry no code fingerprints to tell.
     pub explained: Option<bool>,
+    /// For a moved finding: the function on every call path to it whose total did not change as
+    /// much, within which the cost moved (see `compare::moved`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_within: Option<String>,
     /// How often the function was called, for instruction counts (callgrind counts calls):
     /// tells more work per call from more calls.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -412,8 +424,9 @@ impl Power {
 /// Counts over a comparison.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Summary {
-    /// One-word outcome: `regression`, `possible_regression`, `improvement`, `shifted` (only
-    /// unexplained changes), `unchanged`, or `nothing_compared`.
+    /// One-word outcome: `regression`, `possible_regression`, `improvement`, `moved` (only cost
+    /// that moved between functions), `shifted` (only unexplained changes), `unchanged`, or
+    /// `nothing_compared`.
     pub verdict: &'static str,
     /// Groups with runs on both sides.
     pub groups_compared: usize,
@@ -442,6 +455,8 @@ pub struct Summary {
     pub inconclusive: usize,
     /// Changes beyond noise that the diff's code changes do not explain.
     pub shifted: usize,
+    /// Changes of cost that moved between functions within one whose total did not change.
+    pub moved: usize,
     /// (function, metric, kind) series below the floor, not tested.
     pub below_floor: usize,
     /// Causes the changes group into (`causes` of the report): one per function whose change the

@@ -155,6 +155,13 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
     let mut seen: Vec<&str> = Vec::new();
     for s in &profile.sample {
         let Some(leaf) = names.stack(s, &mut frames, &mut seen) else { continue };
+        // The leaf's caller: the next frame outward that is not a library frame, past the leaf's
+        // own frames (inlined into themselves by recursion).
+        let caller = frames
+            .iter()
+            .skip_while(|f| f.1 || f.0 != leaf)
+            .find(|f| !f.1 && f.0 != leaf)
+            .map(|f| f.0.as_str());
         for &(metric, i) in &metrics {
             let v = s.value.get(i).copied().unwrap_or(0);
             if v == 0 {
@@ -168,6 +175,9 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
                 if name == leaf {
                     cost.self_ += v;
                 }
+            }
+            if let Some(caller) = caller {
+                *entry(entry(&mut out.self_by_caller, leaf), caller).entry(metric).or_default() += v;
             }
         }
     }
@@ -185,6 +195,15 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
         }
     }
     out
+}
+
+/// The value of `key` in `map`, inserted empty if absent (without allocating the key when it is
+/// there: the loop over samples asks for the same few names many times).
+fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 /// How many recorded waits the `contentions` (index `c`) and `delay` (index `d`) values of a

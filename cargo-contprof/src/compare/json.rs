@@ -2,8 +2,8 @@
 //!
 //! ```json
 //! {"version": 2, "base": {...}, "head": {...}, "settings": {...},
-//!  "regressions": [...], "improvements": [...], "shifted": [...], "possible": [...], "new": [...],
-//!  "vanished": [...], "inherited": [...], "warnings": [...], "groups": [...], "summary": {...},
+//!  "regressions": [...], "improvements": [...], "shifted": [...], "moved": [...], "possible": [...],
+//!  "new": [...], "vanished": [...], "inherited": [...], "warnings": [...], "groups": [...], "summary": {...},
 //!  "timings": {...}}
 //! ```
 //! Each entry of the lists is a [`Finding`]: `group`, `function`, `metric`, `kind`, `base`, `head`,
@@ -12,7 +12,9 @@
 //! findings are not listed (they are counted). Version 2: `regressions` and `improvements` hold
 //! only changes the diff explains (code on the function's call paths changed); the others are in
 //! `shifted`. `groups` holds, per group and sampled metric, the spread used and the minimum
-//! detectable effect ([`super::finding::Power`]). `timings` (only from `check`) says where the
+//! detectable effect ([`super::finding::Power`]). `moved` holds the changes whose cost moved
+//! between functions while a function on every call path to them did not change as much (see
+//! [`super::moved`]; each names that function in `moved_within`): reported, not gated. `timings` (only from `check`) says where the
 //! job's time went ([`crate::timing::Timings`]).
 //!
 //! `causes` lists the changes once per cause ([`super::causes`]): `id` (stable:
@@ -44,6 +46,7 @@ struct Report<'a> {
     regressions: Vec<&'a Finding>,
     improvements: Vec<&'a Finding>,
     shifted: Vec<&'a Finding>,
+    moved: Vec<&'a Finding>,
     possible: Vec<&'a Finding>,
     new: Vec<&'a Finding>,
     vanished: Vec<&'a Finding>,
@@ -75,6 +78,7 @@ pub fn write_json(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         regressions: cmp.with_verdict(Verdict::Regression),
         improvements: cmp.with_verdict(Verdict::Improvement),
         shifted: cmp.with_verdict(Verdict::Shifted),
+        moved: cmp.with_verdict(Verdict::Moved),
         possible,
         new: cmp.with_verdict(Verdict::New),
         vanished: cmp.with_verdict(Verdict::Vanished),

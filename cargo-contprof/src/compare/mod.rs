@@ -36,6 +36,10 @@
 //! - A change beyond noise that the diff's machine-code changes do not explain (the call-path
 //!   rule of `compare::explain`, from [`Group::explained`]) is [`Verdict::Shifted`], not a regression,
 //!   unless [`Options::strict`].
+//! - A self-cost change whose cost moved between functions while a function on every call path
+//!   to it did not change as much (the compiler inlined or split code anew: `compare::moved`,
+//!   from each function's cost under each caller and [`Group::calls`]) is [`Verdict::Moved`],
+//!   not a regression, unless [`Options::strict`].
 
 pub mod causes;
 mod engine;
@@ -45,6 +49,7 @@ pub(crate) mod input;
 mod json;
 pub mod markdown;
 pub mod model;
+mod moved;
 mod options;
 mod render;
 pub mod sequential;

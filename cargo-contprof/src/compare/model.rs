@@ -192,6 +192,12 @@ pub struct RunCosts {
     /// empty otherwise. Evidence for instruction findings, not compared on its own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub calls: BTreeMap<String, f64>,
+    /// Per function, its self cost split by the function that called it (the next frame outward
+    /// that the comparison names, library frames folded), per metric: where a function's cost
+    /// came from when it has several callers (`compare::moved`). Empty where the stacks were not
+    /// read (production rollups).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub self_by_caller: BTreeMap<String, BTreeMap<String, BTreeMap<Metric, f64>>>,
 }
 
 /// One target/test/benchmark with its base and head runs.

@@ -86,6 +86,10 @@ fn headline(cmp: &Comparison) -> String {
             "No regression; {} in code the diff did not change (not gated)",
             count(cmp, Verdict::Shifted, "shift")
         ),
+        "moved" => format!(
+            "No regression; {} whose cost moved within a caller that did not change as much (not gated)",
+            count(cmp, Verdict::Moved, "function")
+        ),
         "nothing_compared" => "Nothing compared: no target has runs on both sides".to_owned(),
         _ => {
             let mut h = format!(
@@ -166,8 +170,19 @@ impl<'a> CauseRow<'a> {
         }
     }
 
-    /// What the other findings grouped under the cause are, in one line (`None` for none).
+    /// Where a moved cause's cost moved, and what the other findings grouped under the cause are,
+    /// in one line (`None` for neither).
     fn evidence(&self) -> Option<String> {
+        let within = self.head.moved_within.as_ref().map(|w| format!("moved within {w}"));
+        let grouped = self.grouped();
+        match (within, grouped) {
+            (Some(w), Some(g)) => Some(format!("{w}; {g}")),
+            (w, g) => w.or(g),
+        }
+    }
+
+    /// What the other findings grouped under the cause are (`None` for none).
+    fn grouped(&self) -> Option<String> {
         if self.members.len() < 2 {
             return None;
         }
@@ -207,6 +222,11 @@ fn verdict_label(f: &Finding) -> String {
     if f.explained == Some(false) && f.verdict != Verdict::Shifted { format!("{v} (unexplained)") } else { v }
 }
 
+/// What the moved section says about its rows.
+const MOVED_NOTE: &str = "moved: their code changed, but a function on every call path to them did not change by as \
+     much and code under it changed the other way: cost moved between functions (inlining, code generation), \
+     the work around them stayed the same; not gated unless --strict";
+
 /// What the shifted section says about its rows.
 const SHIFTED_NOTE: &str = "shifted: beyond noise, but no code on these functions' call paths changed \
      (code layout, the machine or the input moved them); not gated unless --strict";
@@ -243,6 +263,8 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     let mut causes = listed(cmp);
     causes.extend(cmp.causes_of(Verdict::New));
     causes.extend(cmp.causes_of(Verdict::Vanished));
+    let moved = cmp.causes_of(Verdict::Moved);
+    causes.extend(moved.iter().copied());
     let shifted = cmp.causes_of(Verdict::Shifted);
     causes.extend(shifted.iter().copied());
     let causes: Vec<CauseRow<'_>> = causes.into_iter().filter_map(|c| CauseRow::of(cmp, c)).collect();
@@ -267,6 +289,9 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
                 writeln!(out, "{:w$}  ↳ {e}", "", w = widths[0])?;
             }
         }
+    }
+    if !moved.is_empty() {
+        writeln!(out, "({MOVED_NOTE})")?;
     }
     if !shifted.is_empty() {
         writeln!(out, "({SHIFTED_NOTE})")?;
@@ -301,7 +326,8 @@ fn cause_cells(r: &CauseRow<'_>) -> String {
 
 /// Under a table of causes, the findings each groups (when any groups more than one), folded.
 fn write_evidence(out: &mut impl Write, rows: &[CauseRow<'_>]) -> io::Result<()> {
-    let grouped: Vec<&CauseRow<'_>> = rows.iter().filter(|r| r.members.len() > 1).collect();
+    let grouped: Vec<&CauseRow<'_>> =
+        rows.iter().filter(|r| r.members.len() > 1 || r.head.moved_within.is_some()).collect();
     if grouped.is_empty() {
         return Ok(());
     }
@@ -375,20 +401,23 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
         }
         write_evidence(&mut out, &rows)?;
     }
-    let shifted: Vec<CauseRow<'_>> =
-        cmp.causes_of(Verdict::Shifted).into_iter().filter_map(|c| CauseRow::of(cmp, c)).collect();
-    if !shifted.is_empty() {
+    for (verdict, note) in [(Verdict::Moved, MOVED_NOTE), (Verdict::Shifted, SHIFTED_NOTE)] {
+        let rows: Vec<CauseRow<'_>> =
+            cmp.causes_of(verdict).into_iter().filter_map(|c| CauseRow::of(cmp, c)).collect();
+        if rows.is_empty() {
+            continue;
+        }
         writeln!(out)?;
-        writeln!(out, "<details><summary>{} shifted (not gated)</summary>", shifted.len())?;
+        writeln!(out, "<details><summary>{} {} (not gated)</summary>", rows.len(), verdict.as_str())?;
         writeln!(out)?;
-        writeln!(out, "{}.", cell(SHIFTED_NOTE))?;
+        writeln!(out, "{}.", cell(note))?;
         writeln!(out)?;
         writeln!(out, "| function | group | metric | base | head | change [95% CI] | q |")?;
         writeln!(out, "|---|---|---|---|---|---|---|")?;
-        for r in &shifted {
+        for r in &rows {
             writeln!(out, "| {}", cause_cells(r))?;
         }
-        write_evidence(&mut out, &shifted)?;
+        write_evidence(&mut out, &rows)?;
         writeln!(out)?;
         writeln!(out, "</details>")?;
     }

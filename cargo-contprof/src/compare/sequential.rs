@@ -154,6 +154,7 @@ mod tests {
             calls: None,
             cause: None,
             cause_role: None,
+            moved_within: None,
         }
     }
 

@@ -31,6 +31,16 @@ pub(crate) struct Series {
     pub total: [Vec<f64>; 2],
 }
 
+/// The self cost of a function under one of its callers, per side, per run: kept for functions
+/// with several callers (`compare::moved`).
+#[derive(Debug, Clone)]
+pub(crate) struct Edge {
+    pub caller: String,
+    pub callee: String,
+    /// `[base, head]` self costs of `callee` called by `caller`, per run.
+    pub self_: [Vec<f64>; 2],
+}
+
 /// Everything needed to compare one metric of one group.
 #[derive(Debug, Clone)]
 pub(crate) struct MetricData {
@@ -40,6 +50,8 @@ pub(crate) struct MetricData {
     pub functions: Vec<Series>,
     /// Distinct function names left out by the ignore list.
     pub ignored: usize,
+    /// The self costs of functions with several callers, by caller.
+    pub edges: Vec<Edge>,
 }
 
 impl MetricData {
@@ -180,6 +192,52 @@ pub(crate) fn prepare(
             total: [values(0, true), values(1, true)],
         });
     }
+    let edges = edges(sides, &kept, metric, opts);
     let runs = kept.map(|side| side.into_iter().map(|(_, run)| run).collect());
-    Some(MetricData { runs, functions, ignored })
+    Some(MetricData { runs, functions, ignored, edges })
+}
+
+/// The [`Edge`]s of `metric`: for each function that more than one function calls (in any kept
+/// run of either side), its self cost under each caller.
+fn edges(
+    sides: [&Vec<RunCosts>; 2],
+    kept: &[Vec<(usize, Run)>; 2],
+    metric: Metric,
+    opts: &Options,
+) -> Vec<Edge> {
+    let mut callers: std::collections::BTreeMap<&str, BTreeSet<&str>> = std::collections::BTreeMap::new();
+    for (s, side) in kept.iter().enumerate() {
+        for (index, _) in side {
+            for (callee, by) in &sides[s][*index].self_by_caller {
+                for (caller, costs) in by {
+                    if costs.get(&metric).is_some_and(|&v| clean(v) > 0.0) {
+                        callers.entry(callee.as_str()).or_default().insert(caller.as_str());
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (callee, of) in callers {
+        if of.len() < 2 || opts.is_ignored(callee) {
+            continue;
+        }
+        for caller in of {
+            let values = |s: usize| -> Vec<f64> {
+                kept[s]
+                    .iter()
+                    .map(|(index, _)| {
+                        let by = sides[s][*index].self_by_caller.get(callee).and_then(|b| b.get(caller));
+                        by.and_then(|m| m.get(&metric)).map_or(0.0, |&v| clean(v))
+                    })
+                    .collect()
+            };
+            out.push(Edge {
+                caller: caller.to_owned(),
+                callee: callee.to_owned(),
+                self_: [values(0), values(1)],
+            });
+        }
+    }
+    out
 }

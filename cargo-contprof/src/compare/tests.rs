@@ -427,3 +427,146 @@ fn one_cause_is_one_row_with_its_evidence_in_every_format() {
     assert_eq!(listed.len(), 6, "{v:#}");
     assert!(listed.iter().all(|f| f["cause"] == "alloc_count:regression:a::hot"), "{v:#}");
 }
+
+/// A program for the moved-cost tests, exact counts of one run a side: `a::main` calls
+/// `a::parse` and `a::other`; `a::parse` calls `a::insert` (and `a::build`, when given, calls it
+/// too) and `a::key`. Self costs by name; `under` splits `a::insert`'s self cost by caller.
+fn program(selfs: &[(&str, f64)], under: &[(&str, f64)]) -> RunCosts {
+    let cost = |name: &str| selfs.iter().find(|(n, _)| *n == name).map_or(0.0, |(_, c)| *c);
+    let parse = cost("a::parse")
+        + cost("a::key")
+        + under.iter().find(|(c, _)| *c == "a::parse").map_or(cost("a::insert"), |(_, v)| *v);
+    let build = cost("a::build") + under.iter().find(|(c, _)| *c == "a::build").map_or(0.0, |(_, v)| *v);
+    let total = parse + build + cost("a::other");
+    let fns = [
+        ("a::main", 0.0, total),
+        ("a::parse", cost("a::parse"), parse),
+        ("a::build", cost("a::build"), build),
+        ("a::insert", cost("a::insert"), cost("a::insert")),
+        ("a::key", cost("a::key"), cost("a::key")),
+        ("a::other", cost("a::other"), cost("a::other")),
+    ];
+    let fns: Vec<(&str, f64, f64)> = fns.into_iter().filter(|f| f.2 > 0.0).collect();
+    let mut r = run(Metric::Instructions, MetricTotal::exact(total), &fns);
+    for (caller, v) in under {
+        r.self_by_caller
+            .entry("a::insert".to_owned())
+            .or_default()
+            .insert((*caller).to_owned(), [(Metric::Instructions, *v)].into());
+    }
+    r
+}
+
+fn program_group(base: RunCosts, head: RunCosts, two_callers: bool) -> Group {
+    let mut calls: std::collections::BTreeSet<(String, String)> =
+        [("a::main", "a::parse"), ("a::main", "a::other"), ("a::parse", "a::insert"), ("a::parse", "a::key")]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect();
+    if two_callers {
+        calls.insert(("a::main".to_owned(), "a::build".to_owned()));
+        calls.insert(("a::build".to_owned(), "a::insert".to_owned()));
+    }
+    let all = ["a::main", "a::parse", "a::build", "a::insert", "a::key", "a::other"];
+    Group {
+        key: "test:t".into(),
+        base: vec![base],
+        head: vec![head],
+        explained: explained(&all, &all),
+        history: None,
+        calls: Some(CallGraph { calls, inlined: Default::default() }),
+    }
+}
+
+fn verdict_of<'c>(c: &'c Comparison, function: &str, kind: Kind) -> &'c Finding {
+    c.findings
+        .iter()
+        .find(|f| f.function == function && f.kind == kind)
+        .unwrap_or_else(|| panic!("{function}"))
+}
+
+/// Issue 27: an edit elsewhere made the compiler move work from `a::key` into `a::insert` (both
+/// recompiled), and `a::parse`, which calls both, costs what it did: the cost moved, nothing got
+/// slower, nothing gates; both name where it moved, in every format. `--strict` still gates.
+#[test]
+fn cost_that_moved_between_functions_under_an_unchanged_caller_does_not_gate() {
+    let base =
+        program(&[("a::parse", 100.0), ("a::insert", 300.0), ("a::key", 300.0), ("a::other", 300.0)], &[]);
+    let head =
+        program(&[("a::parse", 100.0), ("a::insert", 400.0), ("a::key", 200.0), ("a::other", 300.0)], &[]);
+    let c = cmp(&[program_group(base.clone(), head.clone(), false)]);
+    assert!(!c.has_regression(), "{:#?}", c.findings);
+    assert_eq!(c.summary.verdict, "moved");
+    for name in ["a::insert", "a::key"] {
+        let f = verdict_of(&c, name, Kind::SelfCost);
+        assert_eq!((f.verdict, f.moved_within.as_deref()), (Verdict::Moved, Some("a::parse")), "{f:#?}");
+    }
+    let mut text = Vec::new();
+    assert!(write_text(&c, &mut text).is_ok());
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.starts_with("No regression; 2 functions whose cost moved within a caller"), "{text}");
+    assert!(text.contains("↳ moved within a::parse"), "{text}");
+    let mut md = Vec::new();
+    assert!(write_markdown(&c, &mut md).is_ok());
+    let md = String::from_utf8_lossy(&md);
+    assert!(md.contains("<details><summary>2 moved (not gated)</summary>"), "{md}");
+    let mut json = Vec::new();
+    assert!(write_json(&c, &mut json).is_ok());
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();
+    assert_eq!(v["moved"].as_array().map(Vec::len), Some(2), "{v:#}");
+    assert_eq!(v["moved"][0]["moved_within"], "a::parse", "{v:#}");
+    assert_eq!(v["regressions"].as_array().map(Vec::len), Some(0), "{v:#}");
+
+    let strict = Options { strict: true, ..Options::default() };
+    let c = compare(
+        &[program_group(base, head, false)],
+        RevisionInfo::default(),
+        RevisionInfo::default(),
+        &strict,
+    );
+    let c = c.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(verdict_of(&c, "a::insert", Kind::SelfCost).verdict, Verdict::Regression);
+}
+
+/// A real regression of `a::insert` in a pull request that also made `a::other` cheaper: the
+/// program as a whole costs the same, but `a::parse`, which holds other work besides `a::insert`,
+/// grew by all of `a::insert`'s growth: the cost was added there, and it gates.
+#[test]
+fn a_regression_beside_an_unrelated_saving_still_gates() {
+    let base =
+        program(&[("a::parse", 100.0), ("a::insert", 300.0), ("a::key", 300.0), ("a::other", 300.0)], &[]);
+    let head =
+        program(&[("a::parse", 100.0), ("a::insert", 400.0), ("a::key", 300.0), ("a::other", 200.0)], &[]);
+    let c = cmp(&[program_group(base, head, false)]);
+    assert_eq!(verdict_of(&c, "a::insert", Kind::SelfCost).verdict, Verdict::Regression, "{:#?}", c.findings);
+    assert!(c.has_regression());
+}
+
+/// `a::insert` has two callers: what it gained under `a::parse` moved from `a::key`, but what it
+/// gained under `a::build` nothing made up for. Half of its growth is real: it gates. When only
+/// the part under `a::parse` grew, it moved.
+#[test]
+fn a_function_with_two_callers_moved_only_if_its_growth_under_each_was_made_up_for() {
+    let selfs = |insert: f64, key: f64| {
+        [
+            ("a::parse", 100.0),
+            ("a::insert", insert),
+            ("a::key", key),
+            ("a::build", 100.0),
+            ("a::other", 300.0),
+        ]
+    };
+    let base = program(&selfs(400.0, 300.0), &[("a::parse", 200.0), ("a::build", 200.0)]);
+    let both = program(&selfs(600.0, 200.0), &[("a::parse", 300.0), ("a::build", 300.0)]);
+    let c = cmp(&[program_group(base.clone(), both, true)]);
+    assert_eq!(verdict_of(&c, "a::insert", Kind::SelfCost).verdict, Verdict::Regression, "{:#?}", c.findings);
+    let one = program(&selfs(500.0, 200.0), &[("a::parse", 300.0), ("a::build", 200.0)]);
+    let c = cmp(&[program_group(base, one, true)]);
+    let insert = verdict_of(&c, "a::insert", Kind::SelfCost);
+    assert_eq!(
+        (insert.verdict, insert.moved_within.as_deref()),
+        (Verdict::Moved, Some("a::parse")),
+        "{insert:#?}"
+    );
+    assert!(!c.has_regression(), "{:#?}", c.findings);
+}

@@ -173,7 +173,7 @@ fn write_json_of(out: &mut impl Write, input: &ReportInput<'_>, tree: &FlameTree
             let rank = |v: Verdict| match v {
                 Verdict::Regression => 0,
                 Verdict::PossibleRegression => 1,
-                Verdict::Shifted => 2,
+                Verdict::Shifted | Verdict::Moved => 2,
                 Verdict::New => 3,
                 Verdict::Improvement => 4,
                 Verdict::PossibleImprovement => 5,
