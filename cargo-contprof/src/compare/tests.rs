@@ -457,6 +457,12 @@ fn program(selfs: &[(&str, f64)], under: &[(&str, f64)]) -> RunCosts {
     r
 }
 
+/// The moved-cost tests' program with `a::insert`, `a::key` and `a::other` at these self costs
+/// (`a::parse` 100), one caller each.
+fn program_of(insert: f64, key: f64, other: f64) -> RunCosts {
+    program(&[("a::parse", 100.0), ("a::insert", insert), ("a::key", key), ("a::other", other)], &[])
+}
+
 fn program_group(base: RunCosts, head: RunCosts, two_callers: bool) -> Group {
     let mut calls: std::collections::BTreeSet<(String, String)> =
         [("a::main", "a::parse"), ("a::main", "a::other"), ("a::parse", "a::insert"), ("a::parse", "a::key")]
@@ -490,10 +496,7 @@ fn verdict_of<'c>(c: &'c Comparison, function: &str, kind: Kind) -> &'c Finding 
 /// slower, nothing gates; both name where it moved, in every format. `--strict` still gates.
 #[test]
 fn cost_that_moved_between_functions_under_an_unchanged_caller_does_not_gate() {
-    let base =
-        program(&[("a::parse", 100.0), ("a::insert", 300.0), ("a::key", 300.0), ("a::other", 300.0)], &[]);
-    let head =
-        program(&[("a::parse", 100.0), ("a::insert", 400.0), ("a::key", 200.0), ("a::other", 300.0)], &[]);
+    let (base, head) = (program_of(300.0, 300.0, 300.0), program_of(400.0, 200.0, 300.0));
     let c = cmp(&[program_group(base.clone(), head.clone(), false)]);
     assert!(!c.has_regression(), "{:#?}", c.findings);
     assert_eq!(c.summary.verdict, "moved");
@@ -533,10 +536,7 @@ fn cost_that_moved_between_functions_under_an_unchanged_caller_does_not_gate() {
 /// grew by all of `a::insert`'s growth: the cost was added there, and it gates.
 #[test]
 fn a_regression_beside_an_unrelated_saving_still_gates() {
-    let base =
-        program(&[("a::parse", 100.0), ("a::insert", 300.0), ("a::key", 300.0), ("a::other", 300.0)], &[]);
-    let head =
-        program(&[("a::parse", 100.0), ("a::insert", 400.0), ("a::key", 300.0), ("a::other", 200.0)], &[]);
+    let (base, head) = (program_of(300.0, 300.0, 300.0), program_of(400.0, 300.0, 200.0));
     let c = cmp(&[program_group(base, head, false)]);
     assert_eq!(verdict_of(&c, "a::insert", Kind::SelfCost).verdict, Verdict::Regression, "{:#?}", c.findings);
     assert!(c.has_regression());
