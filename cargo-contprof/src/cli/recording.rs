@@ -1,7 +1,10 @@
 //! One owner of recording, for `run`, `test`, `bench` and `check` (its HEAD and its rebuilt
 //! base):
-//! - what to record: a [`Request`], plain data that each command builds from its own flags
-//!   (`check` builds one per target set, never another command's clap structs);
+//! - what to record: a [`Request`], each command's flags validated into it once (`check` builds
+//!   one per target set, never another command's clap structs): cargo's selection as the cargo
+//!   module takes it, the target as a kind and a name, the output as a typed [`Output`] (tags
+//!   checked, the store or none); only the sampling flags stay flags until [`Setup::new`] reads
+//!   them against the project's configuration;
 //! - the preparation every recording shares ([`Setup`]): the workspace, the sampling settings,
 //!   tags, the store, the agent library;
 //! - the workload's environment ([`workload_env`]): what cargo gives the process, plus a
@@ -18,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::args::{CargoFlags, OutputArgs, RunArgs, SamplingArgs, SuiteArgs, TargetArgs};
+use super::args::{OutputArgs, RunArgs, SamplingArgs, StoreArgs, SuiteArgs, TargetArgs};
 use super::settings;
 use crate::cargo::{CargoArgs, Selected, TargetKind, Workspace};
 use crate::errors::{Error, Result};
@@ -41,12 +44,13 @@ pub enum Mode {
 /// What to record, and how.
 #[derive(Debug, Clone)]
 pub(super) struct Request {
-    /// Cargo's package, feature and manifest flags.
-    pub cargo: CargoFlags,
-    /// Engine, frequency, allocations, runs, unwinding.
+    /// Cargo's package, feature and manifest selection.
+    pub cargo: CargoArgs,
+    /// Engine, frequency, allocations, runs, unwinding: resolved against the project's
+    /// configuration by [`Setup::new`].
     pub sampling: SamplingArgs,
-    /// Output directory, tags, store.
-    pub output: OutputArgs,
+    /// Where the results go.
+    pub output: Output,
     /// Arguments for the workload (after `--`).
     pub workload_args: Vec<OsString>,
     /// One target or a suite.
@@ -65,11 +69,64 @@ pub(super) struct Request {
     pub config: Option<Arc<crate::config::Loaded>>,
 }
 
+/// Where a recording's results go.
+#[derive(Debug, Clone)]
+pub(super) struct Output {
+    /// The directory of the profiles and reports (`-o`); `None`: under the target directory.
+    pub dir: Option<PathBuf>,
+    /// Functions in the printed table.
+    pub top: usize,
+    /// Keep every frame in the printed table (no library folding).
+    pub raw_frames: bool,
+    /// `--tag`s, checked.
+    pub tags: Vec<(String, String)>,
+    /// The store to record into (`--store`, else the project's); `None`: `--no-store`.
+    pub store: Option<StoreArgs>,
+}
+
+impl Output {
+    /// The output flags, checked.
+    pub(super) fn from_flags(a: OutputArgs) -> Result<Output> {
+        Ok(Output {
+            dir: a.output_dir,
+            top: a.top,
+            raw_frames: a.raw_frames,
+            tags: settings::tags(&a.tags)?,
+            store: (!a.no_store).then_some(a.store),
+        })
+    }
+}
+
+/// One target: its kind and name, or (neither) the package's one runnable target, as `cargo run`
+/// selects it.
+#[derive(Debug, Clone, Default)]
+pub(super) struct TargetChoice {
+    /// `--bin`, `--example`, `--bench` or `--test`.
+    pub kind: Option<TargetKind>,
+    /// Its name.
+    pub name: Option<String>,
+}
+
+impl From<TargetArgs> for TargetChoice {
+    fn from(t: TargetArgs) -> TargetChoice {
+        let named = [
+            (TargetKind::Bin, t.bin),
+            (TargetKind::Example, t.example),
+            (TargetKind::Bench, t.bench),
+            (TargetKind::Test, t.test),
+        ];
+        named
+            .into_iter()
+            .find_map(|(kind, name)| name.map(|n| TargetChoice { kind: Some(kind), name: Some(n) }))
+            .unwrap_or_default()
+    }
+}
+
 /// One target or a suite.
 #[derive(Debug, Clone)]
 pub(super) enum What {
-    /// One target, selected as `cargo run` selects it (`run`).
-    Target(TargetArgs),
+    /// One target (`run`).
+    Target(TargetChoice),
     /// Every test or benchmark in its own process (`test`, `bench`).
     Suite(Suite),
 }
@@ -101,29 +158,28 @@ pub(super) struct Suite {
     pub timeout: Duration,
 }
 
-impl From<RunArgs> for Request {
-    fn from(a: RunArgs) -> Request {
-        Request {
-            cargo: a.cargo,
+impl Request {
+    /// `cargo contprof run`.
+    pub(super) fn run(a: RunArgs) -> Result<Request> {
+        Ok(Request {
+            cargo: CargoArgs::from(&a.cargo),
             sampling: a.sampling,
-            output: a.output,
+            output: Output::from_flags(a.output)?,
             workload_args: a.args,
-            what: What::Target(a.target),
+            what: What::Target(TargetChoice::from(a.target)),
             stage_dir: None,
             remap: Vec::new(),
             clock: Arc::default(),
             config: None,
-        }
+        })
     }
-}
 
-impl Request {
     /// `cargo contprof test` or `bench`.
     pub(super) fn suite(a: SuiteArgs, mode: Mode) -> Result<Request> {
         Ok(Request {
-            cargo: a.cargo,
+            cargo: CargoArgs::from(&a.cargo),
             sampling: a.sampling,
-            output: a.output,
+            output: Output::from_flags(a.output)?,
             workload_args: a.args,
             what: What::Suite(Suite {
                 mode,
@@ -181,8 +237,8 @@ impl Setup {
     /// What every recording of `request` needs before it builds: the workspace, its
     /// configuration (read once: `check` passes its own), the sampling settings, tags and store.
     pub(super) fn new(request: &Request) -> Result<Setup> {
-        let cargo_args = CargoArgs::from(&request.cargo);
-        let tags = settings::tags(&request.output.tags)?;
+        let cargo_args = request.cargo.clone();
+        let tags = request.output.tags.clone();
         let workspace = Workspace::load(&cargo_args)?;
         let project = match &request.config {
             Some(config) => {
@@ -191,9 +247,9 @@ impl Setup {
             None => settings::Project::of(&workspace)?,
         };
         let (agent_settings, runs) = settings::sampling(&request.sampling, project.config())?;
-        let store = match request.output.no_store {
-            true => None,
-            false => Some(project.open_store(&request.output.store)?),
+        let store = match &request.output.store {
+            Some(store) => Some(project.open_store(store)?),
+            None => None,
         };
         let clock = Arc::clone(&request.clock);
         Ok(Setup { cargo_args, workspace, agent_settings, runs, tags, store, clock })

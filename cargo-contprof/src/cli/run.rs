@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::args::{RunArgs, TargetArgs};
-use super::recording::{self, Request, Setup};
+use super::args::RunArgs;
+use super::recording::{self, Request, Setup, TargetChoice, What};
 use crate::cargo::{self, BuildOptions, TargetKind, Workspace};
 use crate::errors::{Error, Result};
 use crate::interrupt;
@@ -17,9 +17,9 @@ use crate::timing::Phase;
 
 /// Runs the command.
 pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
-    let target = args.target.clone();
-    let request = Request::from(args);
-    record_target(&Setup::new(&request)?, &request, &target, shell).map(|_| ())
+    let request = Request::run(args)?;
+    let What::Target(target) = &request.what else { unreachable!("Request::run asks for a target") };
+    record_target(&Setup::new(&request)?, &request, target, shell).map(|_| ())
 }
 
 /// Builds `target`, profiles it, writes and stores (see [`recording::single_outcome`] for what
@@ -27,20 +27,13 @@ pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
 pub(super) fn record_target(
     setup: &Setup,
     request: &Request,
-    target: &TargetArgs,
+    target: &TargetChoice,
     shell: &Shell,
 ) -> Result<record::Recorded> {
     let Setup { cargo_args, workspace, agent_settings, runs, .. } = setup;
     let (agent_settings, runs) = (*agent_settings, *runs);
-    let (kind, name) = match target {
-        t if t.bin.is_some() => (Some(TargetKind::Bin), t.bin.as_deref()),
-        t if t.example.is_some() => (Some(TargetKind::Example), t.example.as_deref()),
-        t if t.bench.is_some() => (Some(TargetKind::Bench), t.bench.as_deref()),
-        t if t.test.is_some() => (Some(TargetKind::Test), t.test.as_deref()),
-        _ => (None, None),
-    };
-    let target = workspace.select_runnable(cargo_args, kind, name)?;
-    let output_dir = match &request.output.output_dir {
+    let target = workspace.select_runnable(cargo_args, target.kind, target.name.as_deref())?;
+    let output_dir = match &request.output.dir {
         Some(d) => d.clone(),
         None => default_output_dir(workspace, &target.group()),
     };

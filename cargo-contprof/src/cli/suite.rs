@@ -78,7 +78,7 @@ pub(super) fn record_suite(
     if targets.is_empty() {
         return Err(Error::NothingMatched { what: format!("no {} targets to run", noun(mode)) });
     }
-    let output_dir = request.output.output_dir.clone().unwrap_or_else(|| {
+    let output_dir = request.output.dir.clone().unwrap_or_else(|| {
         super::run::default_output_dir(
             workspace,
             match mode {

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::cli::args::{CheckArgs, OutputArgs, SamplingArgs, TargetArgs};
+use crate::cargo::{CargoArgs, TargetKind};
+use crate::cli::args::{CheckArgs, SamplingArgs};
 use crate::cli::compare::Context;
-use crate::cli::recording::{Mode, Request, Setup, Suite, What};
+use crate::cli::recording::{Mode, Output, Request, Setup, Suite, TargetChoice, What};
 use crate::cli::{run, settings, suite};
 use crate::config::CheckTarget;
 use crate::errors::Result;
@@ -53,26 +54,27 @@ pub(super) fn record_side(
         wall: args.wall,
         wall_frequency: args.wall_frequency,
     };
-    let output = OutputArgs {
-        output_dir: None,
+    let output = Output {
+        dir: None,
         top: 0,
         raw_frames: false,
-        tags: args.tags.clone(),
-        no_store: false,
-        store: args.store.clone(),
+        tags: settings::tags(&args.tags)?,
+        store: Some(args.store.clone()),
     };
     let what = match target {
         CheckTarget::Single { kind, name } => {
-            let mut selection = TargetArgs::default();
-            let name = (!name.is_empty()).then(|| name.clone());
-            match kind.as_str() {
-                "bin" => selection.bin = name,
-                "example" => selection.example = name,
-                "bench" => selection.bench = name,
-                "test" => selection.test = name,
-                _ => {}
-            }
-            What::Target(selection)
+            let kind = match kind.as_str() {
+                "bin" => Some(TargetKind::Bin),
+                "example" => Some(TargetKind::Example),
+                "bench" => Some(TargetKind::Bench),
+                "test" => Some(TargetKind::Test),
+                _ => None,
+            };
+            // A kind without a name selects as no flag does: the package's one runnable target.
+            What::Target(match (kind, name.is_empty()) {
+                (Some(kind), false) => TargetChoice { kind: Some(kind), name: Some(name.clone()) },
+                _ => TargetChoice::default(),
+            })
         }
         CheckTarget::Tests(filter) | CheckTarget::Benches(filter) => {
             let mode = if matches!(target, CheckTarget::Tests(_)) { Mode::Test } else { Mode::Bench };
@@ -93,7 +95,7 @@ pub(super) fn record_side(
         }
     };
     let request = Request {
-        cargo: args.cargo.clone(),
+        cargo: CargoArgs::from(&args.cargo),
         sampling,
         output,
         workload_args: args.args.clone(),
