@@ -3,8 +3,8 @@
 //! - what to record: a [`Request`], each command's flags validated into it once (`check` builds
 //!   one per target set, never another command's clap structs): cargo's selection as the cargo
 //!   module takes it, the target as a kind and a name, the output as a typed [`Output`] (tags
-//!   checked, the store or none); only the sampling flags stay flags until [`Setup::new`] reads
-//!   them against the project's configuration;
+//!   checked, the store or none); the sampling flags are not in it: [`Setup::new`] reads them
+//!   with the project's configuration into the agent's settings;
 //! - the preparation every recording shares ([`Setup`]): the workspace, the sampling settings,
 //!   tags, the store, the agent library;
 //! - the workload's environment ([`workload_env`]): what cargo gives the process, plus a
@@ -46,9 +46,6 @@ pub enum Mode {
 pub(super) struct Request {
     /// Cargo's package, feature and manifest selection.
     pub cargo: CargoArgs,
-    /// Engine, frequency, allocations, runs, unwinding: resolved against the project's
-    /// configuration by [`Setup::new`].
-    pub sampling: SamplingArgs,
     /// Where the results go.
     pub output: Output,
     /// Arguments for the workload (after `--`).
@@ -163,7 +160,6 @@ impl Request {
     pub(super) fn run(a: RunArgs) -> Result<Request> {
         Ok(Request {
             cargo: CargoArgs::from(&a.cargo),
-            sampling: a.sampling,
             output: Output::from_flags(a.output)?,
             workload_args: a.args,
             what: What::Target(TargetChoice::from(a.target)),
@@ -178,7 +174,6 @@ impl Request {
     pub(super) fn suite(a: SuiteArgs, mode: Mode) -> Result<Request> {
         Ok(Request {
             cargo: CargoArgs::from(&a.cargo),
-            sampling: a.sampling,
             output: Output::from_flags(a.output)?,
             workload_args: a.args,
             what: What::Suite(Suite {
@@ -235,8 +230,9 @@ impl Setup {
     }
 
     /// What every recording of `request` needs before it builds: the workspace, its
-    /// configuration (read once: `check` passes its own), the sampling settings, tags and store.
-    pub(super) fn new(request: &Request) -> Result<Setup> {
+    /// configuration (read once: `check` passes its own), the agent's settings (the `sampling`
+    /// flags read with the configuration), tags and store.
+    pub(super) fn new(request: &Request, sampling: &SamplingArgs) -> Result<Setup> {
         let cargo_args = request.cargo.clone();
         let tags = request.output.tags.clone();
         let workspace = Workspace::load(&cargo_args)?;
@@ -246,7 +242,7 @@ impl Setup {
             }
             None => settings::Project::of(&workspace)?,
         };
-        let (agent_settings, runs) = settings::sampling(&request.sampling, project.config())?;
+        let (agent_settings, runs) = settings::sampling(sampling, project.config())?;
         let store = match &request.output.store {
             Some(store) => Some(project.open_store(store)?),
             None => None,

@@ -17,9 +17,10 @@ use crate::timing::Phase;
 
 /// Runs the command.
 pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
+    let sampling = args.sampling.clone();
     let request = Request::run(args)?;
     let What::Target(target) = &request.what else { unreachable!("Request::run asks for a target") };
-    record_target(&Setup::new(&request)?, &request, target, shell).map(|_| ())
+    record_target(&Setup::new(&request, &sampling)?, &request, target, shell).map(|_| ())
 }
 
 /// Builds `target`, profiles it, writes and stores (see [`recording::single_outcome`] for what

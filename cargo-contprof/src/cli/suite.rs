@@ -59,9 +59,10 @@ struct Done {
 
 /// Runs the command.
 pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
+    let sampling = args.sampling.clone();
     let request = Request::suite(args, mode)?;
     let What::Suite(suite) = &request.what else { unreachable!("Request::suite asks for a suite") };
-    record_suite(&Setup::new(&request)?, &request, suite, shell).map(|_| ())
+    record_suite(&Setup::new(&request, &sampling)?, &request, suite, shell).map(|_| ())
 }
 
 /// Builds, lists, profiles each test/benchmark of `args`, writes and stores (see

@@ -96,7 +96,6 @@ pub(super) fn record_side(
     };
     let request = Request {
         cargo: CargoArgs::from(&args.cargo),
-        sampling,
         output,
         workload_args: args.args.clone(),
         what,
@@ -105,7 +104,7 @@ pub(super) fn record_side(
         clock: Arc::clone(clock),
         config: Some(Arc::clone(&ctx.config)),
     };
-    let setup = Setup::new(&request)?;
+    let setup = Setup::new(&request, &sampling)?;
     match &request.what {
         What::Target(target) => run::record_target(&setup, &request, target, shell),
         What::Suite(suite) => suite::record_suite(&setup, &request, suite, shell),
