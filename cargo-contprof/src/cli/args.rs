@@ -2,7 +2,7 @@
 #![allow(rustdoc::invalid_html_tags)]
 
 //! Command-line flags as clap parses them: plain data, validated into library settings by the
-//! command modules (`run.rs`, ...).
+//! command modules (`recording.rs`, ...).
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -8,10 +8,8 @@ mod compare;
 mod output;
 mod prod;
 mod recording;
-mod run;
 mod settings;
 mod store_cmds;
-mod suite;
 mod view;
 
 use std::ffi::OsString;
@@ -19,6 +17,7 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use crate::errors::{self, exit_codes};
+use crate::record::request::Mode;
 use crate::shell::{Shell, Verbosity};
 use args::{CargoCli, Command};
 
@@ -51,9 +50,9 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
     let shell = Shell::new(verbosity);
     crate::interrupt::install();
     let result = match cli.command {
-        Command::Run(a) => run::run(a, &shell),
-        Command::Test(a) => suite::run(a, recording::Mode::Test, &shell),
-        Command::Bench(a) => suite::run(a, recording::Mode::Bench, &shell),
+        Command::Run(a) => recording::run(a, &shell),
+        Command::Test(a) => recording::suite(a, Mode::Test, &shell),
+        Command::Bench(a) => recording::suite(a, Mode::Bench, &shell),
         Command::Compare(a) => compare::run(a, &shell),
         Command::Check(a) => check::run(a, &shell),
         Command::Log(a) => store_cmds::log(a, &shell),

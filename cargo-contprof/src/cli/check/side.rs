@@ -6,10 +6,11 @@ use std::sync::Arc;
 use crate::cargo::{CargoArgs, TargetKind};
 use crate::cli::args::{CheckArgs, SamplingArgs};
 use crate::cli::compare::Context;
-use crate::cli::recording::{Mode, Output, Request, Setup, Suite, TargetChoice, What};
-use crate::cli::{run, settings, suite};
+use crate::cli::{recording, settings};
 use crate::config::CheckTarget;
 use crate::errors::Result;
+use crate::record::request::{Mode, Output, Request, Suite, TargetChoice, What};
+use crate::record::{suite, target};
 use crate::shell::Shell;
 use crate::timing::Clock;
 
@@ -29,10 +30,10 @@ pub(super) struct Clocks {
     pub base: Arc<Clock>,
 }
 
-/// Records one target set through the recording paths (`run.rs`, `suite.rs`), with the
-/// configuration `ctx` read once, running the instructions engine's workloads from the head's
-/// stage, the workspace's source paths rewritten by `remap` (`--remap-path-prefix`), adding the
-/// time of each phase to `clock`.
+/// Records one target set through the engine's recording paths (`record::target`,
+/// `record::suite`), with the configuration `ctx` read once, running the instructions engine's
+/// workloads from the head's stage, the workspace's source paths rewritten by `remap`
+/// (`--remap-path-prefix`), adding the time of each phase to `clock`.
 pub(super) fn record_side(
     args: &CheckArgs,
     target: &CheckTarget,
@@ -54,13 +55,7 @@ pub(super) fn record_side(
         wall: args.wall,
         wall_frequency: args.wall_frequency,
     };
-    let output = Output {
-        dir: None,
-        top: 0,
-        raw_frames: false,
-        tags: settings::tags(&args.tags)?,
-        store: Some(args.store.clone()),
-    };
+    let output = Output { dir: None, top: 0, raw_frames: false, tags: settings::tags(&args.tags)? };
     let what = match target {
         CheckTarget::Single { kind, name } => {
             let kind = match kind.as_str() {
@@ -104,9 +99,9 @@ pub(super) fn record_side(
         clock: Arc::clone(clock),
         config: Some(Arc::clone(&ctx.config)),
     };
-    let setup = Setup::new(&request, &sampling)?;
+    let setup = recording::setup(&request, &sampling, Some(&args.store))?;
     match &request.what {
-        What::Target(target) => run::record_target(&setup, &request, target, shell),
+        What::Target(choice) => target::record_target(&setup, &request, choice, shell),
         What::Suite(suite) => suite::record_suite(&setup, &request, suite, shell),
     }
 }

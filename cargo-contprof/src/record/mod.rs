@@ -4,6 +4,13 @@
 //!
 //! Shared by `run`, `test` and `bench`. It never runs workloads (the runner does) and never
 //! decides exit codes (the commands do, from the [`Recorded`]).
+//!
+//! Before that, the recording itself: what to record and what every recording shares
+//! ([`request`]), one target ([`target`]), a suite of tests or benchmarks ([`suite`]).
+
+pub mod request;
+pub mod suite;
+pub mod target;
 
 use std::collections::BTreeMap;
 use std::io::Write;

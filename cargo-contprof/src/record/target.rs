@@ -1,36 +1,27 @@
-//! `cargo contprof run`: build one target, run it N times under the agent, then hand the raw
-//! samples to [`crate::record`] for profiles, reports and the store. What is shared with the
-//! other recording commands is in `recording.rs`.
+//! Recording one target (`cargo contprof run`, and `check` on one target): build it, run it N
+//! times under the agent, then hand the raw samples to [`super::finish`] for profiles, reports and
+//! the store. What is shared with the other recordings is in [`super::request`].
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::args::RunArgs;
-use super::recording::{self, Request, Setup, TargetChoice, What};
+use super::request::{self, Request, Setup, TargetChoice};
+use super::{Execution, Recording};
 use crate::cargo::{self, BuildOptions, TargetKind, Workspace};
 use crate::errors::{Error, Result};
 use crate::interrupt;
-use crate::record::{self, Execution, Recording};
 use crate::runner::{self, RunSpec, Streams};
 use crate::shell::Shell;
 use crate::timing::Phase;
 
-/// Runs the command.
-pub fn run(args: RunArgs, shell: &Shell) -> Result<()> {
-    let sampling = args.sampling.clone();
-    let request = Request::run(args)?;
-    let What::Target(target) = &request.what else { unreachable!("Request::run asks for a target") };
-    record_target(&Setup::new(&request, &sampling)?, &request, target, shell).map(|_| ())
-}
-
-/// Builds `target`, profiles it, writes and stores (see [`recording::single_outcome`] for what
+/// Builds `target`, profiles it, writes and stores (see [`request::single_outcome`] for what
 /// is an error).
-pub(super) fn record_target(
+pub fn record_target(
     setup: &Setup,
     request: &Request,
     target: &TargetChoice,
     shell: &Shell,
-) -> Result<record::Recorded> {
+) -> Result<super::Recorded> {
     let Setup { cargo_args, workspace, agent_settings, runs, .. } = setup;
     let (agent_settings, runs) = (*agent_settings, *runs);
     let target = workspace.select_runnable(cargo_args, target.kind, target.name.as_deref())?;
@@ -38,7 +29,7 @@ pub(super) fn record_target(
         Some(d) => d.clone(),
         None => default_output_dir(workspace, &target.group()),
     };
-    record::prepare_output_dir(&output_dir)?;
+    super::prepare_output_dir(&output_dir)?;
 
     shell
         .status("Building", format_args!("{} with the `{}` profile", target.describe(), cargo::PROFILE_NAME));
@@ -55,7 +46,7 @@ pub(super) fn record_target(
     };
 
     let agent_lib = setup.agent_library()?;
-    let raw_dir = record::raw_dir(&output_dir)?;
+    let raw_dir = super::raw_dir(&output_dir)?;
     // Benches run as `cargo bench` runs them: libtest, criterion and custom mains all get `--bench`.
     let mut workload_args = Vec::new();
     if target.kind == TargetKind::Bench {
@@ -70,7 +61,7 @@ pub(super) fn record_target(
         _ => target.package_root.clone(),
     };
 
-    let stage = recording::open_stage(setup, request, &raw_dir, &[&target], shell)?;
+    let stage = request::open_stage(setup, request, &raw_dir, &[&target], shell)?;
     let mut executions = Vec::new();
     let runs_started = Instant::now();
     for i in 1..=runs {
@@ -91,8 +82,8 @@ pub(super) fn record_target(
             settings: agent_settings,
             streams: Streams::Inherit,
             timeout: None,
-            env: recording::workload_env(&target, setup.build_dir(), Some(&output_dir.join("criterion"))),
-            stage: recording::staging(stage.as_ref(), &target),
+            env: request::workload_env(&target, setup.build_dir(), Some(&output_dir.join("criterion"))),
+            stage: request::staging(stage.as_ref(), &target),
         };
         let outcome = runner::run(&spec, &agent_lib)?;
         let failed = !outcome.exit.success();
@@ -102,7 +93,7 @@ pub(super) fn record_target(
             raw_path: spec.raw_path,
             outcome,
             per_iteration: None,
-            aliases: recording::aliases(stage.as_ref()),
+            aliases: request::aliases(stage.as_ref()),
         });
         if failed || interrupt::interrupted() {
             if runs > i {
@@ -125,8 +116,8 @@ pub(super) fn record_target(
         store: setup.store.as_ref(),
         labels: Default::default(),
     };
-    let summary = setup.clock.time(Phase::Profiles, || record::finish(&recording, executions, shell))?;
-    recording::single_outcome(summary, &target.describe())
+    let summary = setup.clock.time(Phase::Profiles, || super::finish(&recording, executions, shell))?;
+    request::single_outcome(summary, &target.describe())
 }
 
 fn describe_settings(s: &runner::AgentSettings) -> String {
@@ -158,5 +149,5 @@ fn describe_settings(s: &runner::AgentSettings) -> String {
 
 /// `<target-dir>/contprof/latest/<group>`, with the group's `/` kept as a directory level.
 pub fn default_output_dir(workspace: &Workspace, group: &str) -> PathBuf {
-    record::group_path(&workspace.target_dir().join("contprof").join("latest"), group)
+    super::group_path(&workspace.target_dir().join("contprof").join("latest"), group)
 }

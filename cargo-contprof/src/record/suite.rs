@@ -1,18 +1,17 @@
-//! `cargo contprof test` and `cargo contprof bench`: every test or benchmark in its own process
-//! under the agent, so each profile belongs to exactly one of them (libtest's 15-byte thread
-//! names cannot tell tests apart inside one process).
+//! Recording a suite (`cargo contprof test` and `cargo contprof bench`, and `check` on them):
+//! every test or benchmark in its own process under the agent, so each profile belongs to exactly
+//! one of them (libtest's 15-byte thread names cannot tell tests apart inside one process).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
-use super::args::SuiteArgs;
-use super::recording::{self, Mode, Request, Setup, Suite, What};
+use super::request::{self, Mode, Request, Setup, Suite};
+use super::{Execution, Recording, sanitize};
 use crate::cargo::{self, Artifact, BuildOptions, CargoArgs, TargetKind, Workspace};
 use crate::criterion;
 use crate::errors::{Error, Result};
 use crate::profile::CostView;
-use crate::record::{self, Execution, Recording, sanitize};
 use crate::report;
 use crate::runner::list::{self, Case};
 use crate::runner::{self, Exit, RunSpec, Streams, pool};
@@ -57,22 +56,14 @@ struct Done {
     per_iteration: Option<criterion::PerIteration>,
 }
 
-/// Runs the command.
-pub fn run(args: SuiteArgs, mode: Mode, shell: &Shell) -> Result<()> {
-    let sampling = args.sampling.clone();
-    let request = Request::suite(args, mode)?;
-    let What::Suite(suite) = &request.what else { unreachable!("Request::suite asks for a suite") };
-    record_suite(&Setup::new(&request, &sampling)?, &request, suite, shell).map(|_| ())
-}
-
 /// Builds, lists, profiles each test/benchmark of `args`, writes and stores (see
-/// [`recording::suite_outcome`] for what is an error).
-pub(super) fn record_suite(
+/// [`request::suite_outcome`] for what is an error).
+pub fn record_suite(
     setup: &Setup,
     request: &Request,
     args: &Suite,
     shell: &Shell,
-) -> Result<record::Recorded> {
+) -> Result<super::Recorded> {
     let Setup { cargo_args, workspace, agent_settings, runs, .. } = setup;
     let (agent_settings, runs, mode) = (*agent_settings, *runs, args.mode);
     let targets = select_targets(workspace, cargo_args, args, mode)?;
@@ -80,7 +71,7 @@ pub(super) fn record_suite(
         return Err(Error::NothingMatched { what: format!("no {} targets to run", noun(mode)) });
     }
     let output_dir = request.output.dir.clone().unwrap_or_else(|| {
-        super::run::default_output_dir(
+        super::target::default_output_dir(
             workspace,
             match mode {
                 Mode::Test => "test",
@@ -88,7 +79,7 @@ pub(super) fn record_suite(
             },
         )
     });
-    record::prepare_output_dir(&output_dir)?;
+    super::prepare_output_dir(&output_dir)?;
     shell.status(
         "Building",
         format_args!("{} {} target(s) with the `{}` profile", targets.len(), noun(mode), cargo::PROFILE_NAME),
@@ -142,9 +133,9 @@ pub(super) fn record_suite(
         ),
     );
 
-    let raw_dir = record::raw_dir(&output_dir)?;
+    let raw_dir = super::raw_dir(&output_dir)?;
     let packages: Vec<&cargo::Selected> = artifacts.iter().map(|a| &a.target).collect();
-    let stage = recording::open_stage(setup, request, &raw_dir, &packages, shell)?;
+    let stage = request::open_stage(setup, request, &raw_dir, &packages, shell)?;
     let started = Instant::now();
     let mut done: Vec<Done> = Vec::new();
     pool::run_parallel(
@@ -204,7 +195,7 @@ pub(super) fn record_suite(
         labels,
     };
     let executions = done.into_iter().map(|d| d.execution).collect();
-    let summary = setup.clock.time(Phase::Profiles, || record::finish(&recording, executions, shell))?;
+    let summary = setup.clock.time(Phase::Profiles, || super::finish(&recording, executions, shell))?;
     print_summary(&summary, &verdicts, mode);
     let passed = verdicts.iter().filter(|(_, v, _)| *v == Ending::Pass).count();
     let mut line = format!(
@@ -216,7 +207,7 @@ pub(super) fn record_suite(
     }
     shell.status("Summary", line);
     shell.status("Wrote", format_args!("profiles and flame graphs under {}", output_dir.display()));
-    recording::suite_outcome(summary, failed, total)
+    request::suite_outcome(summary, failed, total)
 }
 
 fn noun(mode: Mode) -> &'static str {
@@ -356,7 +347,7 @@ fn execute(
     // Each criterion benchmark's estimates in a home of its own, read back below.
     let criterion_home = matches!(job.harness, Some(BenchHarness::Criterion(_)))
         .then(|| slot.join(format!("criterion-{}", job.repetition)));
-    let env = recording::workload_env(&job.artifact.target, build_dir, criterion_home.as_deref());
+    let env = request::workload_env(&job.artifact.target, build_dir, criterion_home.as_deref());
     match (&job.case, job.harness) {
         (Some(c), Some(BenchHarness::Criterion(select))) => {
             args.push("--bench".into());
@@ -391,7 +382,7 @@ fn execute(
         streams: Streams::Capture,
         timeout: Some(timeout),
         env,
-        stage: recording::staging(stage, &job.artifact.target),
+        stage: request::staging(stage, &job.artifact.target),
     };
     let outcome = runner::run(&spec, agent_lib)?;
     let stdout = String::from_utf8_lossy(&outcome.stdout);
@@ -419,7 +410,7 @@ fn execute(
             raw_path: spec.raw_path,
             outcome,
             per_iteration,
-            aliases: recording::aliases(stage),
+            aliases: request::aliases(stage),
         },
         job,
         verdict,
@@ -458,7 +449,7 @@ fn print_failure(d: &Done) {
 /// One line per test, on stderr with the other messages: status, CPU time (as the kernel
 /// measured the process, mean per run; short tests may have no samples), allocated bytes and the
 /// function with the most self CPU.
-fn print_summary(summary: &record::Recorded, verdicts: &[(String, Ending, Duration)], mode: Mode) {
+fn print_summary(summary: &super::Recorded, verdicts: &[(String, Ending, Duration)], mode: Mode) {
     use std::io::Write;
     let mut out = anstream::stderr().lock();
     let name_width = summary.groups.iter().map(|g| g.group.len()).max().unwrap_or(4).min(70);
