@@ -86,10 +86,17 @@ type Located = (Location, Vec<String>);
 /// Explains each finding from the base and head profiles of its group (`profiles[group]`).
 pub fn explain(
     findings: &[&Finding],
-    profiles: &BTreeMap<String, (Vec<Profile>, Vec<Profile>)>,
+    profiles_of: &dyn Fn(&str) -> crate::pipeline::SideProfiles,
     repo_root: &Path,
     sources: &dyn Sources,
 ) -> Vec<Explanation> {
+    // The profiles of the groups with a regression, read once each.
+    let mut profiles: BTreeMap<String, crate::pipeline::SideProfiles> = BTreeMap::new();
+    for f in findings {
+        if !profiles.contains_key(&f.group) {
+            profiles.insert(f.group.clone(), profiles_of(&f.group));
+        }
+    }
     let mut cache: HashMap<(String, String), Option<Located>> = HashMap::new();
     let mut change_of = |group: &str, function: &str, head: &[Profile]| {
         cache

@@ -55,7 +55,8 @@ impl Extras {
             if repo.resolve(&cmp.base.commit).is_ok() {
                 let sources =
                     GitSources { repo, base: cmp.base.commit.clone(), head_root: repo.dir().to_owned() };
-                explanations = why::explain(&regressions, &prepared.profiles, repo.dir(), &sources);
+                let profiles = |group: &str| prepared.profiles_of(&ctx.store, group);
+                explanations = why::explain(&regressions, &profiles, repo.dir(), &sources);
             } else {
                 shell.warn(format_args!(
                     "the base commit {} is not in this clone, so the report cannot say whether the regressed \

@@ -68,7 +68,7 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
             .flamegraph_dir
             .clone()
             .unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/compare"));
-        write_flamegraphs(&prepared, &cmp, &dir, shell)?;
+        write_flamegraphs(&prepared, &ctx.store, &cmp, &dir, shell)?;
     }
     let mut bytes = Vec::new();
     render(&cmp, args.format, &mut bytes).map_err(|e| Error::io("could not render", "the report", e))?;
@@ -321,14 +321,17 @@ pub(super) fn compare_sides(
 /// Draws a differential flame graph per group compared (CPU, and allocated bytes when recorded)
 /// and writes the interactive compare view of the group as one self-contained HTML page
 /// (`<group>-compare.html`, fit to upload as a CI artifact) into `dir`; returns the files written.
+/// Each group's profiles are read from `store` when its turn comes, and let go after.
 pub(super) fn write_flamegraphs(
     prepared: &Prepared,
+    store: &Store,
     cmp: &Comparison,
     dir: &Path,
     shell: &Shell,
 ) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
-    for (key, (base, head)) in &prepared.profiles {
+    for key in prepared.keys() {
+        let (base, head) = &prepared.profiles_of(store, key);
         if base.is_empty() || head.is_empty() {
             continue;
         }

@@ -19,8 +19,8 @@ mod prepare;
 
 pub(crate) use prepare::drop_sparse_allocations;
 pub use prepare::{
-    GroupRuns, GroupSel, PrepareOptions, Prepared, SideRuns, all_groups, input_options, prepare,
-    read_profile, select_groups, settings_mismatch,
+    GroupRuns, GroupSel, PrepareOptions, Prepared, SideProfiles, SideRuns, all_groups, input_options,
+    prepare, read_profile, select_groups, settings_mismatch,
 };
 
 use crate::compare::{self, Comparison, Options, RevisionInfo};

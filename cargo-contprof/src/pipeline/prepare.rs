@@ -186,12 +186,25 @@ pub struct PrepareOptions<'a> {
     pub sample_labels: &'a [(String, String)],
 }
 
+/// A group's base and head profiles.
+pub type SideProfiles = (Vec<Profile>, Vec<Profile>);
+
 /// Everything a comparison and its flame graphs need.
+///
+/// The profiles of stored runs are not held: a decoded profile of the instructions engine takes
+/// tens of megabytes (a callgrind call graph rebuilt into stacks), and holding every group's at
+/// once took 3.2 GB to compare semver's 34 tests. [`prepare`] reads each group's, keeps what the
+/// comparison needs (costs, call graph, what the diff explains) and lets them go;
+/// [`Prepared::profiles_of`] reads one group's again for its flame graphs and explanations.
 pub struct Prepared {
     /// The comparison's input.
     pub groups: Vec<Group>,
-    /// Per group: decoded base and head profiles.
-    pub profiles: BTreeMap<String, (Vec<Profile>, Vec<Profile>)>,
+    /// Per group: decoded base and head profiles given in memory (production windows).
+    pub profiles: BTreeMap<String, SideProfiles>,
+    /// Per group: the stored base and head profiles `prepare` read, as (run id, file).
+    pub stored: BTreeMap<String, [Vec<(String, String)>; 2]>,
+    /// The sample-label filters the stored profiles are read with.
+    pub sample_labels: Vec<(String, String)>,
     /// The sides' labels, for titles.
     pub base_label: String,
     /// See `base_label`.
@@ -200,6 +213,35 @@ pub struct Prepared {
     pub warnings: Vec<String>,
     /// Facts worth a line (metrics left out for too few samples).
     pub notes: Vec<String>,
+}
+
+impl Prepared {
+    /// The groups that have profiles, in key order.
+    pub fn keys(&self) -> Vec<&str> {
+        let keys: BTreeSet<&str> =
+            self.profiles.keys().chain(self.stored.keys()).map(String::as_str).collect();
+        keys.into_iter().collect()
+    }
+
+    /// One group's base and head profiles: those held, or the stored ones read again from
+    /// `store` as [`prepare`] read them (a profile that cannot be read now was warned about then,
+    /// or is left out).
+    pub fn profiles_of(&self, store: &Store, key: &str) -> SideProfiles {
+        if let Some(held) = self.profiles.get(key) {
+            return held.clone();
+        }
+        let Some([base, head]) = self.stored.get(key) else { return (Vec::new(), Vec::new()) };
+        let read = |files: &[(String, String)]| -> Vec<Profile> {
+            files
+                .iter()
+                .filter_map(|(run_id, file)| read_profile(store, run_id, file).ok())
+                .filter_map(|mut p| {
+                    (self.sample_labels.is_empty() || p.retain_labelled(&self.sample_labels)).then_some(p)
+                })
+                .collect()
+        };
+        (read(base), read(head))
+    }
 }
 
 /// Reads and converts the profiles of both sides (see the module docs). Corrupt profiles are
@@ -236,10 +278,34 @@ pub fn prepare(
     let mut prepared = Prepared {
         groups: Vec::new(),
         profiles: BTreeMap::new(),
+        stored: BTreeMap::new(),
+        sample_labels: opts.sample_labels.to_vec(),
         base_label: base.label.to_owned(),
         head_label: head.label.to_owned(),
         warnings: Vec::new(),
         notes: Vec::new(),
+    };
+    // The machine-code diff first, so that each group's profiles can go once it is read (its
+    // warnings are said after the groups', as they were).
+    let used = |sel: &GroupRuns| -> BTreeSet<String> {
+        sel.values().flat_map(|g| g.profiles.iter().map(|(id, _)| id.clone())).collect()
+    };
+    let mut code_warnings = Vec::new();
+    let code = [(base, used(&b), "base"), (head, used(&h), "head")]
+        .map(|(side, ids, name)| side_code_map(store, side.runs, &ids, name, &mut code_warnings));
+    let diff = match &code {
+        [Some(base_code), Some(head_code)] => {
+            let diff = crate::code::diff(base_code, head_code);
+            if diff.is_none() {
+                code_warnings.push(
+                    "the two sides' machine-code fingerprints were made by different versions of cargo \
+                     contprof; every change counts as explained by the diff"
+                        .to_owned(),
+                );
+            }
+            diff
+        }
+        _ => None,
     };
     let keys: BTreeSet<&String> = b.keys().chain(h.keys()).collect();
     for key in keys {
@@ -257,8 +323,11 @@ pub fn prepare(
         }
         let mut group = Group { key: key.clone(), ..Group::default() };
         let mut profiles = (Vec::new(), Vec::new());
-        for (sel, runs, decoded, side) in
+        let mut stored: [Vec<(String, String)>; 2] = Default::default();
+        for ((sel, runs, decoded, side), files) in
             [(bs, &mut group.base, &mut profiles.0, "base"), (hs, &mut group.head, &mut profiles.1, "head")]
+                .into_iter()
+                .zip(&mut stored)
         {
             let Some(sel) = sel else { continue };
             if sel.failed > 0 {
@@ -281,6 +350,7 @@ pub fn prepare(
                     Ok((p, true)) => {
                         runs.push(run_costs(&p, &input));
                         decoded.push(p);
+                        files.push((run_id.clone(), file.clone()));
                     }
                     Err(why) => prepared
                         .warnings
@@ -295,31 +365,15 @@ pub fn prepare(
                 sparse.join(", ")
             ));
         }
-        group.calls = Some(CallGraph::from_stacks(profiles.0.iter().chain(&profiles.1), opts.fold_library));
-        prepared.profiles.insert(key.clone(), profiles);
+        let stacks = || profiles.0.iter().chain(&profiles.1);
+        group.calls = Some(CallGraph::from_stacks(stacks(), opts.fold_library));
+        if let Some(diff) = &diff {
+            group.explained = Some(Explained::from_stacks(stacks(), &diff.changed, opts.fold_library));
+        }
+        prepared.stored.insert(key.clone(), stored);
         prepared.groups.push(group);
     }
-    let used = |sel: &GroupRuns| -> BTreeSet<String> {
-        sel.values().flat_map(|g| g.profiles.iter().map(|(id, _)| id.clone())).collect()
-    };
-    let code = [(base, used(&b), "base"), (head, used(&h), "head")]
-        .map(|(side, ids, name)| side_code_map(store, side.runs, &ids, name, &mut prepared.warnings));
-    if let [Some(base_code), Some(head_code)] = &code {
-        match crate::code::diff(base_code, head_code) {
-            Some(diff) => {
-                for group in &mut prepared.groups {
-                    let (b, h) = &prepared.profiles[&group.key];
-                    group.explained =
-                        Some(Explained::from_stacks(b.iter().chain(h), &diff.changed, opts.fold_library));
-                }
-            }
-            None => prepared.warnings.push(
-                "the two sides' machine-code fingerprints were made by different versions of cargo contprof; \
-                 every change counts as explained by the diff"
-                    .to_owned(),
-            ),
-        }
-    }
+    prepared.warnings.extend(code_warnings);
     if !opts.sample_labels.is_empty()
         && prepared.groups.iter().all(|g| g.base.is_empty() || g.head.is_empty())
     {

@@ -122,6 +122,8 @@ fn prepare_windows(group: &str, base: (&str, Loaded), head: (&str, Loaded)) -> P
     let mut prepared = Prepared {
         groups: Vec::new(),
         profiles: BTreeMap::new(),
+        stored: BTreeMap::new(),
+        sample_labels: Vec::new(),
         base_label: base.0.to_owned(),
         head_label: head.0.to_owned(),
         warnings: Vec::new(),

@@ -380,8 +380,11 @@ impl State {
             ));
             details.extend(prepared.warnings.iter().chain(&prepared.notes).cloned());
             details.extend(cmp.warnings.iter().map(|w| w.to_string()));
-            let (base_profiles, head_profiles): (Vec<Profile>, Vec<Profile>) =
-                prepared.profiles.into_values().fold((Vec::new(), Vec::new()), |(mut b, mut h), (pb, ph)| {
+            let (base_profiles, head_profiles): (Vec<Profile>, Vec<Profile>) = prepared
+                .keys()
+                .into_iter()
+                .map(|key| prepared.profiles_of(&store, key))
+                .fold((Vec::new(), Vec::new()), |(mut b, mut h), (pb, ph)| {
                     b.extend(pb);
                     h.extend(ph);
                     (b, h)

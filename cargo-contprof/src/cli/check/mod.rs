@@ -157,7 +157,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let crate::pipeline::Compared { prepared, comparison: mut cmp } = compared;
     let extras = super::ci::Extras::build(&ctx, &prepared, &cmp, crate::github::enabled(args.github), shell);
     let dir = args.report_dir.clone().unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/check"));
-    write_flamegraphs(&prepared, &cmp, &dir, shell)?;
+    write_flamegraphs(&prepared, &ctx.store, &cmp, &dir, shell)?;
     let mut timings = Timings::new(
         &[("head", &*clocks.head), ("base", &*clocks.base)],
         analysis_started.elapsed(),
