@@ -35,44 +35,28 @@ pub(super) fn target_choice(t: TargetArgs) -> TargetChoice {
 /// `cargo contprof run`: the request, and the store its flags name.
 pub(super) fn run_request(a: RunArgs) -> Result<(Request, Option<StoreArgs>)> {
     let (output, store) = output(a.output)?;
-    let request = Request {
-        cargo: CargoArgs::from(&a.cargo),
-        output,
-        workload_args: a.args,
-        what: What::Target(target_choice(a.target)),
-        stage_dir: None,
-        remap: Vec::new(),
-        clock: Arc::default(),
-        config: None,
-    };
+    let request =
+        Request::new(CargoArgs::from(&a.cargo), output, a.args, What::Target(target_choice(a.target)));
     Ok((request, store))
 }
 
 /// `cargo contprof test` or `bench`: the request, and the store its flags name.
 pub(super) fn suite_request(a: SuiteArgs, mode: Mode) -> Result<(Request, Option<StoreArgs>)> {
     let (output, store) = output(a.output)?;
-    let request = Request {
-        cargo: CargoArgs::from(&a.cargo),
-        output,
-        workload_args: a.args,
-        what: What::Suite(Suite {
-            mode,
-            filter: a.filter,
-            exact: a.exact,
-            lib: a.lib,
-            bins: a.bins,
-            tests: a.tests,
-            benches: a.benches,
-            ignored: a.ignored,
-            include_ignored: a.include_ignored,
-            jobs: a.jobs,
-            timeout: settings::timeout(a.timeout)?,
-        }),
-        stage_dir: None,
-        remap: Vec::new(),
-        clock: Arc::default(),
-        config: None,
+    let suite = Suite {
+        mode,
+        filter: a.filter,
+        exact: a.exact,
+        lib: a.lib,
+        bins: a.bins,
+        tests: a.tests,
+        benches: a.benches,
+        ignored: a.ignored,
+        include_ignored: a.include_ignored,
+        jobs: a.jobs,
+        timeout: settings::timeout(a.timeout)?,
     };
+    let request = Request::new(CargoArgs::from(&a.cargo), output, a.args, What::Suite(suite));
     Ok((request, store))
 }
 

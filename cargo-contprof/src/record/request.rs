@@ -120,6 +120,24 @@ pub struct Suite {
     pub timeout: Duration,
 }
 
+impl Request {
+    /// A request of `what` in the workspace `cargo` selects, its results to `output`, the
+    /// workload given `workload_args`; from the workspace's own stage, with no path remapping, its
+    /// own clock, the configuration read from the workspace.
+    pub fn new(cargo: CargoArgs, output: Output, workload_args: Vec<OsString>, what: What) -> Request {
+        Request {
+            cargo,
+            output,
+            workload_args,
+            what,
+            stage_dir: None,
+            remap: Vec::new(),
+            clock: Arc::default(),
+            config: None,
+        }
+    }
+}
+
 /// What every recording has before it builds.
 pub struct Setup {
     /// The cargo flags as `cargo` takes them.
