@@ -7,8 +7,8 @@
 //! `Map::insert` +16% to +23% self and `visit_f64` +70% to +140% in every check, while
 //! `visit_map`'s self cost fell by half and the function that encloses them all cost what it
 //! did. Each function's change is real and its machine code changed, so the call-path rule
-//! explains it; but nothing got slower, and a gate that fails there fails on a layout-only
-//! change.
+//! explains it; but nothing got slower, and a gate that fails there fails on an edit that
+//! changed no work.
 //!
 //! A self-cost regression of a function F has **moved** when at least two thirds of it did, part
 //! by part. F's self cost is split by the caller it ran under (each part tested as the engine
@@ -23,6 +23,12 @@
 //!   improvement, or a vanished function): the witness that cost moved, rather than D's
 //!   measurement being off. Shifts (functions whose code did not change) are no witness, so a
 //!   real regression beside a layout shift stays a regression.
+//!
+//! The scopes are tried nearest first (smallest total first): the first that did not grow as much
+//! is where the part moved; one that grew as much and holds other work besides the part (not a
+//! thin wrapper around it) ends the search, since the cost was added there. So a regression in a
+//! pull request that also made something unrelated cheaper still gates: its caller grew by all of
+//! it.
 //!
 //! The nearest such D of the largest part is named ([`Finding::moved_within`]). An improvement
 //! moves the same way, the other way round. The total-cost changes in the same direction of F and
