@@ -72,7 +72,7 @@ impl CallGraph {
     /// Whether `caller` is on a call path above `callee`, by the callers of each function
     /// ([`CallGraph::callers`]); calls of different stacks may chain, so this may say yes for a
     /// path no stack took.
-    fn is_above(caller: &str, callee: &str, callers: &HashMap<&str, Vec<&str>>) -> bool {
+    pub(super) fn is_above(caller: &str, callee: &str, callers: &HashMap<&str, Vec<&str>>) -> bool {
         let mut todo = vec![callee];
         let mut seen: BTreeSet<&str> = BTreeSet::from([callee]);
         while let Some(f) = todo.pop() {

@@ -545,15 +545,14 @@ impl Ctx<'_> {
         // Functions' self costs under each caller (`compare::moved`): exact, a change is its size.
         if base_total > 0.0 {
             for edge in &self.data.edges {
-                let delta =
-                    (mean(edge.self_[1].iter().copied()) - mean(edge.self_[0].iter().copied())) / base_total;
+                let [base, head] = [0, 1].map(|s| mean(edge.self_[s].iter().copied()));
                 self.edges.push(EdgeChange {
                     group: self.group.to_owned(),
                     metric: self.metric,
                     caller: edge.caller.clone(),
                     callee: edge.callee.clone(),
-                    points: [delta; 3],
-                    base_share: mean(edge.self_[0].iter().copied()) / base_total,
+                    points: [(head - base) / base_total; 3],
+                    base_share: base / base_total,
                 });
             }
         }
@@ -592,17 +591,8 @@ impl Ctx<'_> {
             .flat_map(|(_, st)| st.iter().map(|s| (s.raw_var, s.floor, s.df)))
             .collect();
         let prior = if self.opts.moderate_variance { fit_prior(&items) } else { None };
-        let tests: Vec<TestResult> = stats
-            .iter()
-            .map(|st| {
-                let [b, h] = st.map(|s| prior.map_or(s, |p| s.moderated(p)));
-                if b.n > 1 && h.n > 1 {
-                    welch(b, h)
-                } else {
-                    single_run(b, h, self.opts.single_run_jitter.powi(2))
-                }
-            })
-            .collect();
+        let tests: Vec<TestResult> =
+            stats.iter().map(|st| self.test(st.map(|s| prior.map_or(s, |p| s.moderated(p))))).collect();
 
         // Side-level normalization: per run, costs are shares of the run's total (cancelling the
         // machine's speed); between sides, the composition shifts when a function grows (every
@@ -720,13 +710,9 @@ impl Ctx<'_> {
             if !self.above_floor(&edge.self_).contains(&true) {
                 continue;
             }
-            let [b, h] = self.side_stats_of(&edge.self_, normalized);
-            let t = if b.n > 1 && h.n > 1 {
-                welch(b, h)
-            } else {
-                single_run(b, h, self.opts.single_run_jitter.powi(2))
-            };
-            let t = t.shifted(if normalized { shift.0 } else { 0.0 }, shift.1);
+            let t = self
+                .test(self.side_stats_of(&edge.self_, normalized))
+                .shifted(if normalized { shift.0 } else { 0.0 }, shift.1);
             let (lo, hi) = t.interval(self.opts.confidence);
             let share = self.shares(&edge.self_)[0];
             self.edges.push(EdgeChange {
@@ -796,6 +782,12 @@ impl Ctx<'_> {
             .zip(runs)
             .map(|(x, run)| (x + run.unit).ln() - if normalized { run.total.max(run.unit).ln() } else { 0.0 })
             .collect()
+    }
+
+    /// The test of one series' change: Welch's, or with a single run on a side, the single-run
+    /// estimate (its variance borrowed or assumed).
+    fn test(&self, [b, h]: [SideStats; 2]) -> TestResult {
+        if b.n > 1 && h.n > 1 { welch(b, h) } else { single_run(b, h, self.opts.single_run_jitter.powi(2)) }
     }
 
     /// Per side: mean and variance of the logs of one series, with the sampling-noise floor.

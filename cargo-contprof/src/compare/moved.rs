@@ -89,8 +89,7 @@ impl<'a> Graph<'a> {
         let mut seen: HashSet<&str> = HashSet::from([f]);
         let mut todo = vec![f];
         while let Some(g) = todo.pop() {
-            let callers: Vec<&str> =
-                self.callers.get(g).into_iter().flatten().copied().filter(|&c| c != g).collect();
+            let callers = self.callers_of(g);
             if callers.is_empty() {
                 return false;
             }
@@ -116,8 +115,8 @@ impl<'a> Graph<'a> {
     }
 
     /// Whether `g` is `d` or under it on some call path.
-    fn at_or_under(&self, d: &str, g: &'a str) -> bool {
-        g == d || self.ancestors(g).contains(d)
+    fn at_or_under(&self, d: &str, g: &str) -> bool {
+        g == d || CallGraph::is_above(d, g, &self.callers)
     }
 }
 
@@ -224,11 +223,11 @@ pub(super) fn find(
                         && graph.at_or_under(d, g.function.as_str())
                 });
                 if witness {
-                    within = Some((share, d, t));
+                    within = Some(d);
                 }
                 break;
             }
-            if let Some((_, d, _)) = within {
+            if let Some(d) = within {
                 // F's whole change moved within F: nothing else to add.
                 if n == 0 {
                     moved = vec![(estimate, d)];

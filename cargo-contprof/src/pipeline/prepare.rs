@@ -155,6 +155,19 @@ pub fn read_profile(store: &Store, run_id: &str, file: &str) -> std::result::Res
     profile::decode(&bytes).map_err(|e| format!("corrupt profile: {e}"))
 }
 
+/// A stored profile keeping only the samples that carry `labels` (all of them when there are
+/// none); `Ok(None)` when no sample carries them. For [`prepare`] and for
+/// [`Prepared::profiles_of`], which must read a run's profile the same way.
+fn read_labelled(
+    store: &Store,
+    run_id: &str,
+    file: &str,
+    labels: &[(String, String)],
+) -> std::result::Result<Option<Profile>, String> {
+    let mut p = read_profile(store, run_id, file)?;
+    Ok((labels.is_empty() || p.retain_labelled(labels)).then_some(p))
+}
+
 /// `k=v, k=w` for a message.
 fn describe_labels(labels: &[(String, String)]) -> String {
     labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
@@ -234,10 +247,8 @@ impl Prepared {
         let read = |files: &[(String, String)]| -> Vec<Profile> {
             files
                 .iter()
-                .filter_map(|(run_id, file)| read_profile(store, run_id, file).ok())
-                .filter_map(|mut p| {
-                    (self.sample_labels.is_empty() || p.retain_labelled(&self.sample_labels)).then_some(p)
-                })
+                .filter_map(|(run_id, file)| read_labelled(store, run_id, file, &self.sample_labels).ok())
+                .flatten()
                 .collect()
         };
         (read(base), read(head))
@@ -338,16 +349,12 @@ pub fn prepare(
             }
             let input = input_options(&sel.settings, opts.fold_library);
             for (run_id, file) in &sel.profiles {
-                let read = read_profile(store, run_id, file).map(|mut p| {
-                    let any = opts.sample_labels.is_empty() || p.retain_labelled(opts.sample_labels);
-                    (p, any)
-                });
-                match read {
-                    Ok((_, false)) => prepared.warnings.push(format!(
+                match read_labelled(store, run_id, file, opts.sample_labels) {
+                    Ok(None) => prepared.warnings.push(format!(
                         "{key}: {side} profile {run_id}/{file} left out: none of its samples carries {}",
                         describe_labels(opts.sample_labels)
                     )),
-                    Ok((p, true)) => {
+                    Ok(Some(p)) => {
                         runs.push(run_costs(&p, &input));
                         decoded.push(p);
                         files.push((run_id.clone(), file.clone()));
