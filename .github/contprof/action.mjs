@@ -156,7 +156,8 @@ function comment() {
   process.exit(posted.status ?? 1);
 }
 
-/// A key that changes with any source the tool is built from.
+/// A key that changes with any source the tool is built from: the workspace's manifest and lock
+/// file and every member crate the manifest lists.
 function installKey() {
   const root = resolve(process.env.GITHUB_ACTION_PATH || join(HERE, "../.."));
   const hash = createHash("sha256");
@@ -170,10 +171,12 @@ function installKey() {
       hash.update(path.slice(root.length)).update("\0").update(readFileSync(path)).update("\0");
     }
   };
-  for (const part of ["Cargo.toml", "Cargo.lock", "cargo-contprof", "harness"]) {
+  const manifest = readFileSync(join(root, "Cargo.toml"), "utf8");
+  const members = [...(/^members\s*=\s*\[([^\]]*)\]/m.exec(manifest)?.[1] ?? "").matchAll(/"([^"]+)"/g)].map((m) => m[1]);
+  for (const part of ["Cargo.toml", "Cargo.lock", ...members]) {
     if (existsSync(join(root, part))) walk(join(root, part));
   }
-  const version = /^version\s*=\s*"([^"]+)"/m.exec(readFileSync(join(root, "Cargo.toml"), "utf8"))?.[1] ?? "0";
+  const version = /^version\s*=\s*"([^"]+)"/m.exec(manifest)?.[1] ?? "0";
   console.log(`cargo-contprof-${process.platform}-${process.arch}-${version}-${hash.digest("hex").slice(0, 16)}`);
 }
 

@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cargo_contprof::cargo::{self, BuildOptions, CargoArgs, TargetKind, Workspace};
-use cargo_contprof::runner::agent::{Build, install_build};
-use cargo_contprof::runner::{self, AgentSettings};
-use cargo_contprof::shell::{Shell, Verbosity};
+use contprof_engine::cargo::{self, BuildOptions, CargoArgs, TargetKind, Workspace};
+use contprof_engine::runner::agent::{Build, install_build};
+use contprof_engine::runner::{self, AgentSettings};
+use contprof_engine::shell::{Shell, Verbosity};
 use contprof_protocol::format::AllocMode;
 use criterion::Criterion;
 

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cargo_contprof::cargo::{self, BuildOptions, CargoArgs, TargetKind, Workspace};
-use cargo_contprof::runner::{self, AgentSettings};
-use cargo_contprof::shell::{Shell, Verbosity};
+use contprof_engine::cargo::{self, BuildOptions, CargoArgs, TargetKind, Workspace};
+use contprof_engine::runner::{self, AgentSettings};
+use contprof_engine::shell::{Shell, Verbosity};
 use criterion::{Criterion, SamplingMode};
 
 mod common;

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use std::collections::HashMap;
 
-use cargo_contprof::cargo::{self, BuildOptions, CargoArgs, TargetKind, Workspace};
-use cargo_contprof::record::build_from_raw;
-use cargo_contprof::runner::{self, AgentSettings, Unwind};
-use cargo_contprof::shell::{Shell, Verbosity};
-use cargo_contprof::symbolize::{AGENT_FRAME, Symbolizer};
+use contprof_engine::cargo::{self, BuildOptions, CargoArgs, TargetKind, Workspace};
+use contprof_engine::record::build_from_raw;
+use contprof_engine::runner::{self, AgentSettings, Unwind};
+use contprof_engine::shell::{Shell, Verbosity};
+use contprof_engine::symbolize::{AGENT_FRAME, Symbolizer};
 use contprof_protocol::format::AllocMode;
 use criterion::Criterion;
 use std::ffi::OsString;

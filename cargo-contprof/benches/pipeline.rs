@@ -7,8 +7,8 @@
 
 use std::hint::black_box;
 
-use cargo_contprof::profile::{BuildOptions, RawWriter, build_profile, encode};
-use cargo_contprof::symbolize::{Symbolizer, demangle};
+use contprof_engine::profile::{BuildOptions, RawWriter, build_profile, encode};
+use contprof_engine::symbolize::{Symbolizer, demangle};
 use contprof_protocol::format::{ClockKind, EndRecord, Header, RawFile};
 use criterion::{Criterion, criterion_group, criterion_main};
 use object::{Object, ObjectSymbol, SymbolKind};

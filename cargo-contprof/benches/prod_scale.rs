@@ -21,11 +21,11 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cargo_contprof::prod::compact::{CompactOptions, compact};
-use cargo_contprof::profile::{self, Function, Line, Location, Profile, Sample, ValueType};
-use cargo_contprof::store::{Deployment, NetworkOptions, Store, StoreLocation, StoreOptions, WindowKey};
-use cargo_contprof::viewer::{Comparing, ProdQuery, prod::write_page};
 use chrono::DateTime;
+use contprof_engine::prod::compact::{CompactOptions, compact};
+use contprof_engine::profile::{self, Function, Line, Location, Profile, Sample, ValueType};
+use contprof_engine::store::{Deployment, NetworkOptions, Store, StoreLocation, StoreOptions, WindowKey};
+use contprof_viewer::{Comparing, ProdQuery, prod::write_page};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 /// The end of the generated month: the benchmark's "now", mid-hour as a real one is.
@@ -299,12 +299,12 @@ fn bench(c: &mut Criterion) {
     for span in ["24h", "30d"] {
         // Where the time goes: reading and decoding, then the page (flame tree and HTML).
         let t = Instant::now();
-        let sel = cargo_contprof::prod::select::Selection {
-            since: cargo_contprof::store::parse_time(span, now, false),
+        let sel = contprof_engine::prod::select::Selection {
+            since: contprof_engine::store::parse_time(span, now, false),
             ..Default::default()
         };
-        let want = cargo_contprof::prod::load::Want { stacks: true, ..Default::default() };
-        let loaded = cargo_contprof::prod::load::load(&store, "indexing", "cpu", &sel, &want, now).unwrap();
+        let want = contprof_engine::prod::load::Want { stacks: true, ..Default::default() };
+        let loaded = contprof_engine::prod::load::load(&store, "indexing", "cpu", &sel, &want, now).unwrap();
         let read = t.elapsed().as_secs_f64();
         let samples: usize = loaded.stacks.iter().map(|p| p.sample.len()).sum();
         let t = Instant::now();

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use cargo_contprof::git::{Repo, RepoState};
-use cargo_contprof::store::{
+use contprof_engine::git::{Repo, RepoState};
+use contprof_engine::store::{
     LogFilter, NewProfile, NewRun, Store, StoreLocation, StoreOptions, nearest_ancestor_with_runs,
 };
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -1,5 +1,5 @@
-//! `cargo contprof`: see the library crate for everything.
+//! `cargo contprof`: the command line is the `cargo_contprof` library, over the engine.
 
 fn main() {
-    std::process::exit(cargo_contprof::cli::main_impl(std::env::args_os()));
+    std::process::exit(cargo_contprof::main_impl(std::env::args_os()));
 }

@@ -4,8 +4,8 @@
 //! overhead measured from outside is the benchmarks' business (`benches/alloc_pairs.rs`,
 //! `tests/measure/alloc_overhead.py`), not a timed test's.
 
-use cargo_contprof::profile::Profile;
-use cargo_contprof::symbolize::AGENT_FRAME;
+use contprof_engine::profile::Profile;
+use contprof_engine::symbolize::AGENT_FRAME;
 
 use crate::util::{read_profile, run_fixture};
 
@@ -26,7 +26,7 @@ const ALLOCATOR: &[&str] = &[
 ];
 
 /// Function names of a sample's stack, leaf first (inlined frames innermost first).
-fn names(profile: &Profile, sample: &cargo_contprof::profile::Sample) -> Vec<String> {
+fn names(profile: &Profile, sample: &contprof_engine::profile::Sample) -> Vec<String> {
     let mut out = Vec::new();
     for id in &sample.location_id {
         let Some(loc) = profile.location.iter().find(|l| l.id == *id) else { continue };

@@ -1,7 +1,7 @@
 //! `run --contention` on the `lock_wait` fixture: the time its threads waited for a lock, as the
 //! profile's `delay`, against what the fixture measured with its own clock (`expected.toml`).
 
-use cargo_contprof::profile::{CostView, Profile};
+use contprof_engine::profile::{CostView, Profile};
 
 use crate::util::{contprof, describe, expectation, fixtures_manifest, read_profile, run_fixture};
 
@@ -76,7 +76,7 @@ fn profiles_without_contention_keep_their_sample_types() {
     assert_eq!(f.code, 0, "{f:?}");
     let p = read_profile(&out.path().join("profile.pb.gz"));
     let types: Vec<(&str, &str)> = p.sample_type.iter().map(|v| (p.str(v.r#type), p.str(v.unit))).collect();
-    assert_eq!(types, cargo_contprof::profile::SAMPLE_TYPES);
+    assert_eq!(types, contprof_engine::profile::SAMPLE_TYPES);
 }
 
 /// The stored run says how waits were sampled, so that runs with and without them never mix.

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use cargo_contprof::cli::args::CargoCli;
+use cargo_contprof::args::CargoCli;
 use clap::CommandFactory;
 
 /// Columns the help is wrapped at.

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use cargo_contprof::profile::{CostView, Profile};
+use contprof_engine::profile::{CostView, Profile};
 
 use crate::redact::Redactions;
 use crate::util::{
@@ -50,7 +50,7 @@ fn counts_are_exact_per_function_with_inlined_frames_and_repeat_run_to_run() {
     // Both runs counted the same instructions in every function of the fixture's own code (std's
     // inlined frames counted in their caller, as the reports do).
     let folded =
-        |p: &Profile| CostView::from_profile_folded(p, &cargo_contprof::profile::names::is_library_function);
+        |p: &Profile| CostView::from_profile_folded(p, &contprof_engine::profile::names::is_library_function);
     let profiles: Vec<Profile> =
         ["run-1.pb.gz", "run-2.pb.gz"].iter().map(|r| read_profile(&out.path().join(r))).collect();
     let runs: Vec<CostView> = profiles.iter().map(folded).collect();
@@ -197,7 +197,7 @@ fn the_total_is_what_callgrind_counts_without_the_agent_on_allocation_heavy_code
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let alone = cargo_contprof::callgrind::parse(&std::fs::read(&counts).unwrap()).unwrap();
+    let alone = contprof_engine::callgrind::parse(&std::fs::read(&counts).unwrap()).unwrap();
     let alone_own: u128 =
         alone.functions.iter().filter(|f| Path::new(&f.object) == binary).map(|f| f.self_total()).sum();
     let alone = alone.totals.expect("callgrind's total") as f64;
@@ -451,7 +451,7 @@ fn each_test_gets_its_own_exact_profile() {
         ("lib/suite/tests::sort_test", "suite::sorting_heavy"),
     ] {
         let p: Profile =
-            read_profile(&cargo_contprof::record::group_path(out.path(), group).join("profile.pb.gz"));
+            read_profile(&contprof_engine::record::group_path(out.path(), group).join("profile.pb.gz"));
         let view = CostView::from_profile(&p);
         let share = instructions(&view, hot, true) as f64 / whole(&view) as f64;
         assert!(share > 0.5, "{group}: {hot} holds {share:.2} of the instructions");
@@ -499,7 +499,7 @@ fn a_workload_failing_under_valgrind_exits_4_and_keeps_its_counts() {
         assert!(f.stderr.contains(needle) && f.stderr.contains("bin `panics`"), "{mode}: {f:?}");
         let profile = read_profile(&out.path().join("profile.pb.gz"));
         let view =
-            CostView::from_profile_folded(&profile, &cargo_contprof::profile::names::is_library_function);
+            CostView::from_profile_folded(&profile, &contprof_engine::profile::names::is_library_function);
         let share = instructions(&view, "panics::before_panic", true) as f64 / whole(&view) as f64;
         assert!(share > 0.5, "{mode}: before_panic holds {share:.2} of the instructions");
     }

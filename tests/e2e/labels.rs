@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 
-use cargo_contprof::profile::{Profile, Sample};
+use contprof_engine::profile::{Profile, Sample};
 
 use crate::util::{expectation, read_profile, run_fixture};
 
@@ -29,7 +29,7 @@ fn program_labels(p: &Profile, s: &Sample) -> Vec<String> {
 /// The function names on a sample's stack.
 fn functions_of<'p>(p: &'p Profile, s: &Sample) -> Vec<&'p str> {
     let names: HashMap<u64, &str> = p.function.iter().map(|f| (f.id, p.str(f.name))).collect();
-    let locations: HashMap<u64, &cargo_contprof::profile::Location> =
+    let locations: HashMap<u64, &contprof_engine::profile::Location> =
         p.location.iter().map(|l| (l.id, l)).collect();
     s.location_id
         .iter()
@@ -271,7 +271,7 @@ fn traced_service_in_production(
 
 #[test]
 fn production_windows_keep_span_labels_as_sample_labels() {
-    use cargo_contprof::store::{Store, StoreLocation};
+    use contprof_engine::store::{Store, StoreLocation};
     let _shared = crate::util::shared();
     let dir = tempfile::tempdir().unwrap();
     let store_dir = traced_service_in_production(dir.path(), "cpu,alloc,heap,threads", &[]);
@@ -287,7 +287,7 @@ fn production_windows_keep_span_labels_as_sample_labels() {
         for key in keys.iter().filter(|k| k.profile_type == "cpu") {
             assert!(!key.path().contains("search") && !key.path().contains("items"), "{}", key.path());
             let Ok(Some(bytes)) = store.get_window(key) else { continue };
-            let p = cargo_contprof::profile::decode(&bytes).unwrap();
+            let p = contprof_engine::profile::decode(&bytes).unwrap();
             let cpu = p.sample_type_index("cpu").expect("cpu");
             for s in &p.sample {
                 if let Some(endpoint) = p.label_str(s, "endpoint") {
@@ -325,7 +325,7 @@ fn production_windows_keep_span_labels_as_sample_labels() {
     assert_eq!(f.code, 0, "{f:?}");
     let mut cpu_search = 0;
     for file in std::fs::read_dir(&exported).unwrap() {
-        let p = cargo_contprof::profile::decode(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
+        let p = contprof_engine::profile::decode(&std::fs::read(file.unwrap().path()).unwrap()).unwrap();
         let cpu = p.sample_type_index("cpu").expect("cpu");
         for s in &p.sample {
             assert_eq!(p.label_str(s, "endpoint"), Some("/search"), "an exported sample of another endpoint");
@@ -483,7 +483,7 @@ fn a_slow_requests_trace_id_opens_its_wall_time_in_the_viewer() {
     let (status, body) = get("/prod/view?service=traced&type=cpu&since=1h&by=trace_id");
     assert!(status.contains(" 200 ") && body.contains("label-breakdown-none"), "{status} {body}");
     let store =
-        cargo_contprof::store::Store::open(&cargo_contprof::store::StoreLocation::Dir(store)).unwrap();
+        contprof_engine::store::Store::open(&contprof_engine::store::StoreLocation::Dir(store)).unwrap();
     let search_trace = store
         .list_windows(Some("traced"))
         .unwrap()
@@ -491,7 +491,7 @@ fn a_slow_requests_trace_id_opens_its_wall_time_in_the_viewer() {
         .filter(|k| k.profile_type == "cpu")
         .filter_map(|k| store.get_window(k).ok().flatten())
         .find_map(|bytes| {
-            let p = cargo_contprof::profile::decode(&bytes).unwrap();
+            let p = contprof_engine::profile::decode(&bytes).unwrap();
             p.sample.iter().find_map(|s| {
                 p.label_str(s, "trace_id").filter(|t| t.starts_with("5ea4c4")).map(str::to_owned)
             })

@@ -1,5 +1,5 @@
 //! The crates as a registry gets them: `cargo package` of the publishable crates in order, and the
-//! agent library built from nothing but the packaged cargo-contprof's own files, by its build
+//! agent library built from nothing but the packaged contprof-engine's own files, by its build
 //! script, as `cargo install cargo-contprof` would build it.
 
 use std::path::Path;
@@ -9,8 +9,9 @@ use object::{Object, ObjectSymbol};
 
 use crate::util::{finish, repo_root};
 
-/// `cargo package` of `contprof-protocol`, `contprof` then `cargo-contprof` into `target_dir` (without the verifying
-/// build, which compiles everything again; the build script's part of it is below).
+/// `cargo package` of `contprof-protocol`, `contprof`, `contprof-engine`, `contprof-viewer` then
+/// `cargo-contprof` into `target_dir` (without the verifying build, which compiles everything
+/// again; the build script's part of it is below).
 fn package(target_dir: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let f = finish(
@@ -21,6 +22,10 @@ fn package(target_dir: &Path) {
                 "contprof-protocol",
                 "-p",
                 "contprof",
+                "-p",
+                "contprof-engine",
+                "-p",
+                "contprof-viewer",
                 "-p",
                 "cargo-contprof",
                 "--no-verify",
@@ -39,14 +44,15 @@ fn the_packaged_crate_builds_its_agent_from_its_own_sources() {
     let tmp = tempfile::tempdir().unwrap();
     package(&tmp.path().join("target"));
     let version = env!("CARGO_PKG_VERSION");
-    let krate = tmp.path().join(format!("target/package/cargo-contprof-{version}.crate"));
-    assert!(tmp.path().join(format!("target/package/contprof-{version}.crate")).is_file());
-    assert!(tmp.path().join(format!("target/package/contprof-protocol-{version}.crate")).is_file());
+    let krate = tmp.path().join(format!("target/package/contprof-engine-{version}.crate"));
+    for name in ["cargo-contprof", "contprof-viewer", "contprof", "contprof-protocol"] {
+        assert!(tmp.path().join(format!("target/package/{name}-{version}.crate")).is_file(), "{name}");
+    }
     let extracted = tmp.path().join("x");
     std::fs::create_dir_all(&extracted).unwrap();
     let f = finish(Command::new("tar").arg("xzf").arg(&krate).arg("-C").arg(&extracted));
     assert_eq!(f.code, 0, "{f:?}");
-    let root = extracted.join(format!("cargo-contprof-{version}"));
+    let root = extracted.join(format!("contprof-engine-{version}"));
 
     // The agent's sources are in the package as files (the repository's symlinks dereferenced),
     // its manifests under a name that does not make them packages of their own.
@@ -67,7 +73,12 @@ fn the_packaged_crate_builds_its_agent_from_its_own_sources() {
         assert!(meta.is_file(), "{file} is not a plain file in the package");
     }
     assert!(!root.join("agent/harness/preload/Cargo.toml").exists());
-    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    // The command line's package is the one `cargo binstall` reads.
+    let cli = tmp.path().join(format!("target/package/cargo-contprof-{version}.crate"));
+    let f = finish(Command::new("tar").arg("xzf").arg(&cli).arg("-C").arg(&extracted));
+    assert_eq!(f.code, 0, "{f:?}");
+    let manifest =
+        std::fs::read_to_string(extracted.join(format!("cargo-contprof-{version}/Cargo.toml"))).unwrap();
     assert!(manifest.contains("[package.metadata.binstall]") && manifest.contains("keywords"), "{manifest}");
 
     // Its build script, compiled alone, builds both agent libraries from those files only.

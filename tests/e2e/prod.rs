@@ -8,8 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cargo_contprof::profile::{self, Profile};
-use cargo_contprof::store::{Store, StoreLocation, StoreOptions, WindowKey};
+use contprof_engine::profile::{self, Profile};
+use contprof_engine::store::{Store, StoreLocation, StoreOptions, WindowKey};
 
 use crate::util::{contprof, fixtures_manifest, repo_root, tools_required};
 
@@ -758,9 +758,9 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
         .args(["--store", &store, "--html"])
         .arg(&report));
     assert_eq!(out.code, 0, "{out:?}");
-    let mut opts = cargo_contprof::viewer::ServeOptions::new(StoreLocation::Dir(store_dir));
+    let mut opts = contprof_viewer::ServeOptions::new(StoreLocation::Dir(store_dir));
     opts.bind = "127.0.0.1:0".parse().unwrap();
-    let server = cargo_contprof::viewer::Server::bind(opts).unwrap();
+    let server = contprof_viewer::Server::bind(opts).unwrap();
     let url = server.url();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop2 = std::sync::Arc::clone(&stop);

@@ -11,10 +11,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use cargo_contprof::code::{CODE_MAP_VERSION, CodeMap};
-use cargo_contprof::git::RepoState;
-use cargo_contprof::profile::{self, Function, Line, Location, Profile, SAMPLE_TYPES, Sample, ValueType};
-use cargo_contprof::store::{NewProfile, NewRun, Settings, Store, StoreLocation, Toolchain};
+use contprof_engine::code::{CODE_MAP_VERSION, CodeMap};
+use contprof_engine::git::RepoState;
+use contprof_engine::profile::{self, Function, Line, Location, Profile, SAMPLE_TYPES, Sample, ValueType};
+use contprof_engine::store::{NewProfile, NewRun, Settings, Store, StoreLocation, Toolchain};
 
 use crate::redact::Redactions;
 use crate::util::{Finished, GitProject, contprof, finish};
@@ -127,7 +127,7 @@ fn store_run(store: &Store, commit: &str, stacks: fn(usize) -> Vec<Stack>, code:
     new.toolchain = Toolchain { release: "1.88.0".into(), host: "x86_64-unknown-linux-gnu".into() };
     new.target = "x86_64-unknown-linux-gnu".into();
     new.settings = Settings {
-        engine: cargo_contprof::store::Recorder::Agent,
+        engine: contprof_engine::store::Recorder::Agent,
         frequency_hz: 999,
         alloc_mode: Some(contprof_protocol::format::AllocMode::Sampled),
         alloc_interval: Some(512 * 1024),

@@ -1,6 +1,6 @@
 //! `cargo contprof run` on each fixture, checked against `fixtures/expected.toml`.
 
-use cargo_contprof::profile::{CostView, Profile};
+use contprof_engine::profile::{CostView, Profile};
 
 use crate::util::{describe, expectation, leaf_share, read_profile, run_fixture, share};
 
@@ -180,7 +180,7 @@ fn repeated_runs_write_each_run_and_a_merged_profile() {
     assert!(f.stderr.contains("workloads::burn_a"), "top table lists the hot leaf: {f:?}");
 }
 
-fn stack_names(profile: &Profile, sample: &cargo_contprof::profile::Sample) -> Vec<String> {
+fn stack_names(profile: &Profile, sample: &contprof_engine::profile::Sample) -> Vec<String> {
     let mut names = Vec::new();
     for id in &sample.location_id {
         if let Some(loc) = profile.location.iter().find(|l| l.id == *id) {

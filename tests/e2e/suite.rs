@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use cargo_contprof::profile::{CostView, Profile};
+use contprof_engine::profile::{CostView, Profile};
 
 use crate::util::{Finished, contprof, finish, finish_alone, fixtures_manifest, read_profile, share};
 
@@ -20,7 +20,7 @@ fn suite(command: &str, out: &Path, extra: &[&str]) -> Finished {
 }
 
 fn group_profile(out: &Path, group: &str) -> Profile {
-    read_profile(&cargo_contprof::record::group_path(out, group).join("profile.pb.gz"))
+    read_profile(&contprof_engine::record::group_path(out, group).join("profile.pb.gz"))
 }
 
 fn label_values(p: &Profile, key: &str) -> Vec<String> {

@@ -1,13 +1,13 @@
 //! Stacks through code without frame pointers: a C library (the system's zlib) and a user crate
 //! built with cargo's default release flags, walked with the objects' unwind tables.
 
-use cargo_contprof::profile::{CostView, Profile};
+use contprof_engine::profile::{CostView, Profile};
 
 use crate::run::check_fixture;
 use crate::util::{describe, run_fixture, share};
 
 /// The frames of a sample, innermost first (inlined frames included), by name.
-fn names(profile: &Profile, sample: &cargo_contprof::profile::Sample) -> Vec<String> {
+fn names(profile: &Profile, sample: &contprof_engine::profile::Sample) -> Vec<String> {
     let function =
         |id: u64| profile.function.iter().find(|f| f.id == id).map(|f| profile.str(f.name).to_owned());
     sample
@@ -48,7 +48,7 @@ fn cpu_and_allocations_inside_a_c_library_keep_their_rust_callers() {
     );
 
     // The stripped library's code is named by function (nearest symbol and offset), not per address.
-    let libz: Vec<&cargo_contprof::profile::Location> = profile
+    let libz: Vec<&contprof_engine::profile::Location> = profile
         .location
         .iter()
         .filter(|l| {

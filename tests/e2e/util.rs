@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cargo_contprof::profile::{self, CostView, Profile};
+use contprof_engine::profile::{self, CostView, Profile};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -170,7 +170,7 @@ pub fn leaf_share(profile: &Profile, function: &str) -> f64 {
 /// kernel accounts them (`wait4`).
 pub fn native_cpu_seconds(program: &Path) -> f64 {
     let child = Command::new(program).stdout(std::process::Stdio::null()).spawn().expect("spawn fixture");
-    cargo_contprof::runner::wait_cpu(child).expect("wait4").as_secs_f64()
+    contprof_engine::runner::wait_cpu(child).expect("wait4").as_secs_f64()
 }
 
 /// A temporary git repository (branch `main`, one commit) holding a copy of the fixture

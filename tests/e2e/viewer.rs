@@ -10,11 +10,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cargo_contprof::compare::{self, Group, RevisionInfo};
-use cargo_contprof::git::RepoState;
-use cargo_contprof::profile::{self, Function, Line, Location, Profile, SAMPLE_TYPES, Sample, ValueType};
-use cargo_contprof::store::{NewProfile, NewRun, Store, StoreLocation};
-use cargo_contprof::viewer::{self, ReportInput, ServeOptions, Server};
+use contprof_engine::compare::{self, Group, RevisionInfo};
+use contprof_engine::git::RepoState;
+use contprof_engine::profile::{self, Function, Line, Location, Profile, SAMPLE_TYPES, Sample, ValueType};
+use contprof_engine::store::{NewProfile, NewRun, Store, StoreLocation};
+use contprof_viewer::{self as viewer, ReportInput, ServeOptions, Server};
 
 use crate::util::{repo_root, tools_required};
 
@@ -238,7 +238,7 @@ fn record(store: &Store, commit: &str, branch: &str, profiles: &[Profile]) -> St
     let mut new = NewRun::new(repo);
     new.tags = BTreeMap::from([("service".to_owned(), "api".to_owned())]);
     // As `cargo contprof run --frequency 999` records them: the viewer compares by the settings.
-    new.settings.engine = cargo_contprof::store::Recorder::Agent;
+    new.settings.engine = contprof_engine::store::Recorder::Agent;
     new.settings.frequency_hz = 999;
     new.settings.alloc_mode = Some(contprof_protocol::format::AllocMode::Sampled);
     new.settings.alloc_interval = Some(512 * 1024);

@@ -1,7 +1,7 @@
 //! `--wall` on the `off_cpu` fixture: every thread's wall time, on CPU and off, against what the
 //! fixture measured with its own clock (`expected.toml`), and `compare` on the `wall` metric.
 
-use cargo_contprof::profile::{CostView, Profile};
+use contprof_engine::profile::{CostView, Profile};
 
 use crate::util::{contprof, describe, expectation, fixtures_manifest, read_profile};
 
@@ -126,7 +126,7 @@ fn blocked_threads_wait_in_the_system_call_not_in_the_agent() {
         let total = |name: &str| view.get(name).map_or(0, |f| f.total_values[i]);
         let produce = total("off_cpu::produce");
         let in_syscall = view.get("syscall").map_or(0, |f| f.self_values[i]);
-        let agent = total(cargo_contprof::symbolize::AGENT_FRAME);
+        let agent = total(contprof_engine::symbolize::AGENT_FRAME);
         assert!(
             in_syscall as f64 > 0.5 * produce as f64 && (agent as f64) < 0.02 * produce as f64,
             "{extra:?}: of {produce} ns of wall time under produce, {in_syscall} ns end in `syscall` \

@@ -49,7 +49,7 @@ CREATE_NODE_SPIN=${CREATE_NODE_SPIN:-8}
 # rendezvous channel's lock.
 HOLD_SLEEP_EVERY=${HOLD_SLEEP_EVERY:-16}
 SCENARIOS=(aa layout reg_own reg_dep)
-# Exactly what `check` records at its defaults (cargo-contprof/src/cli/check.rs DEFAULT_RUNS,
+# Exactly what `check` records at its defaults (cargo-contprof/src/check/mod.rs DEFAULT_RUNS,
 # args.rs CheckArgs: runner::CHECK_FREQUENCY, AllocArg::Sampled, 512K).
 RECORD_FLAGS=(--runs 10 --frequency 9999 --alloc sampled --alloc-interval 512K)
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cargo_contprof::runner;
+use contprof_engine::runner;
 
 /// Runs `program` once with `FIXTURE_SCALE=scale` and `env`, and returns the CPU time (user and
 /// system, from `wait4`) the kernel charged to it.

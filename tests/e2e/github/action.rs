@@ -211,8 +211,14 @@ fn the_tool_is_cached_under_a_key_that_follows_its_sources() {
         return;
     }
     let action = tempfile::tempdir().unwrap();
-    std::fs::write(action.path().join("Cargo.toml"), "[workspace.package]\nversion = \"9.9.9\"\n").unwrap();
+    std::fs::write(
+        action.path().join("Cargo.toml"),
+        "[workspace]\nmembers = [\"cargo-contprof\", \"engine\"]\n\n[workspace.package]\nversion = \"9.9.9\"\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(action.path().join("cargo-contprof/src")).unwrap();
+    std::fs::create_dir_all(action.path().join("engine/src")).unwrap();
+    std::fs::create_dir_all(action.path().join("docs")).unwrap();
     std::fs::create_dir_all(action.path().join("cargo-contprof/target")).unwrap();
     let key = |file: &str, text: &str| {
         std::fs::write(action.path().join(file), text).unwrap();
@@ -225,5 +231,10 @@ fn the_tool_is_cached_under_a_key_that_follows_its_sources() {
     let first = key("cargo-contprof/src/main.rs", "fn main() {}");
     assert!(first.starts_with("cargo-contprof-linux-x64-9.9.9-"), "{first}");
     assert_eq!(key("cargo-contprof/target/built", "ignored"), first);
-    assert_ne!(key("cargo-contprof/src/main.rs", "fn main() { }"), first);
+    let second = key("cargo-contprof/src/main.rs", "fn main() { }");
+    assert_ne!(second, first);
+    // Every member the workspace lists counts, and nothing else does.
+    assert_ne!(key("engine/src/lib.rs", "pub fn f() {}"), second);
+    let third = key("engine/src/lib.rs", "pub fn f() {}");
+    assert_eq!(key("docs/guide.md", "# not built"), third);
 }

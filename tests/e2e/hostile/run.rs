@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use cargo_contprof::store::{Store, StoreLocation};
+use contprof_engine::store::{Store, StoreLocation};
 use contprof_protocol::format::{RawFile, Record};
 
 use super::programs;
@@ -630,7 +630,7 @@ fn run_one(case: &Case, mode: Mode) -> Outcome {
 
 /// The window objects (of `service`, or all) in the store directory `dir` (none when it is not
 /// a store).
-pub fn windows(dir: &Path, service: Option<&str>) -> Vec<cargo_contprof::store::WindowKey> {
+pub fn windows(dir: &Path, service: Option<&str>) -> Vec<contprof_engine::store::WindowKey> {
     if !dir.join("store.json").exists() {
         return Vec::new();
     }

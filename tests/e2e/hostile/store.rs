@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use cargo_contprof::store::{Deployment, Store, StoreLocation};
+use contprof_engine::store::{Deployment, Store, StoreLocation};
 
 use super::programs::{c_program, libfaketime, out_dir};
 use super::run::{Case, PROD, run_case, windows};

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cargo_contprof::store::{Store, StoreLocation, WindowKey};
+use contprof_engine::store::{Store, StoreLocation, WindowKey};
 
 use super::{agent_library, eventually, functions, label, lines_of, read, uploader_of};
 use crate::util::contprof;
@@ -594,7 +594,7 @@ fn a_stripped_service_is_named_once_its_debug_file_is_in_the_store() {
     );
     let list = contprof().args(["prod", "symbols", "list", "--store", &store_arg]).output().unwrap();
     let listed = String::from_utf8_lossy(&list.stdout);
-    let build_id = cargo_contprof::symbolize::file_info(&stripped).unwrap().build_id.unwrap();
+    let build_id = contprof_engine::symbolize::file_info(&stripped).unwrap().build_id.unwrap();
     assert!(list.status.success() && listed.starts_with(&build_id), "{listed}");
 
     // The windows recorded before get the names when they are read.
@@ -606,7 +606,7 @@ fn a_stripped_service_is_named_once_its_debug_file_is_in_the_store() {
         .unwrap();
     assert!(export.status.success(), "{}", String::from_utf8_lossy(&export.stderr));
     for file in std::fs::read_dir(&exported).unwrap().flatten() {
-        let p = cargo_contprof::profile::decode(&std::fs::read(file.path()).unwrap()).unwrap();
+        let p = contprof_engine::profile::decode(&std::fs::read(file.path()).unwrap()).unwrap();
         let names = functions(&p);
         assert!(names.contains(&"spin_in_stripped_code"), "exported unnamed: {names:?}");
         assert!(!names.iter().any(|f| f.starts_with("spin+0x")), "{names:?}");

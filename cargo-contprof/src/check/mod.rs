@@ -1,0 +1,216 @@
+//! `cargo contprof check`, the CI gate: records HEAD through the one recording path, finds
+//! the baseline, compares, writes `report.{md,json,txt}` and differential flame graphs, prints the
+//! text report and exits with the gate's code.
+
+mod rebuild_base;
+mod side;
+
+use std::time::Instant;
+
+use super::args::{CheckArgs, ReportFormat};
+use super::compare::{Context, Side, compare_sides, say_warnings, write_flamegraphs};
+use super::output::{render, verdict, write_stdout};
+use contprof_engine::cargo::CargoArgs;
+use contprof_engine::config::{CheckTarget, NoBaseline};
+use contprof_engine::errors::{Error, Result};
+use contprof_engine::record::write_atomic;
+use contprof_engine::shell::Shell;
+use contprof_engine::timing::Timings;
+use side::{Clocks, record_side};
+
+/// Runs used when neither `--runs` nor `check.runs` says, with the sampling engine: the detection
+/// figures in the book (`docs/src/measurements.md`) were measured with 10 runs a side (the instructions engine: 1).
+pub const DEFAULT_RUNS: u32 = 10;
+
+/// Runs the command.
+pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
+    let started = Instant::now();
+    let cargo_args = CargoArgs::from(&args.cargo);
+    let ctx = Context::load(&cargo_args, &args.store)?;
+    let config = &ctx.config.config;
+    // Instruction counts repeat exactly: one run a side is enough.
+    let engine = args.engine.or(config.engine).unwrap_or_default();
+    let default_runs = if engine == contprof_engine::runner::Engine::Instructions { 1 } else { DEFAULT_RUNS };
+    let runs = args.runs.or(config.check.runs).unwrap_or(default_runs);
+    let no_baseline = args.no_baseline.or(config.check.no_baseline).unwrap_or(NoBaseline::Pass);
+    // Options and an explicit base are checked before the (long) recording.
+    let options = ctx.options(&args.stats)?;
+    if let Some(rev) = &args.base
+        && !contprof_engine::store::looks_like_run_id(rev)
+    {
+        match &ctx.repo {
+            Some(repo) => {
+                repo.resolve(rev)
+                    .map_err(|e| Error::msg(format!("--base: {e}{}", super::ci::shallow_note(repo))))?;
+            }
+            None => return Err(Error::msg(format!("--base {rev}: revisions need a git repository"))),
+        }
+    }
+    let targets = targets(&args, config.check_targets());
+    let to_rebuild = rebuild_base::base_to_rebuild(&args, &ctx, shell)?;
+    let interleaved = to_rebuild.is_some();
+    let mut args = args;
+    if interleaved {
+        // Both sides' runs carry one value of this tag, unique to this job: the comparison below,
+        // and any later one of the same runs (`compare` by run ids, the viewer), then uses the
+        // method for interleaved sides (`Options::for_interleaved`) and no history.
+        let job = contprof_engine::store::new_run_id(chrono::Utc::now());
+        args.tags.push(format!("{}={job}", contprof_engine::store::INTERLEAVED_TAG));
+    }
+
+    let mut recorded = Vec::new();
+    let mut rebuilt = None;
+    let clocks = Clocks::default();
+    let mut used = None;
+    if let Some(base) = to_rebuild {
+        let sequential = !args.all_runs && !config.check.all_runs.unwrap_or(false);
+        let stop_power = args
+            .stop_power
+            .or(config.check.stop_power)
+            .unwrap_or(contprof_engine::compare::sequential::DEFAULT_STOP_POWER);
+        let mut look = |base: &Side, head: &Side| -> Result<bool> {
+            let n = base.runs.len().min(head.runs.len()) / targets.len().max(1);
+            if !sequential || n < contprof_engine::compare::sequential::MIN_PAIRS {
+                return Ok(false);
+            }
+            let compared = compare_sides(&ctx, base, head, None, &[], &args.stats, &options)?;
+            match contprof_engine::compare::sequential::look(
+                &compared.comparison,
+                &options,
+                stop_power,
+                runs as usize,
+            ) {
+                contprof_engine::compare::sequential::Look::Unchanged { power } => {
+                    shell.status(
+                        "Stopping",
+                        format_args!(
+                            "after {n} of at most {runs} runs a side: every function is clearly unchanged \
+                             (changes of {:.0}% in functions of 5% would have been seen)",
+                            100.0 * power
+                        ),
+                    );
+                    Ok(true)
+                }
+                contprof_engine::compare::sequential::Look::Continue(why) => {
+                    shell.note(format_args!("after {n} runs a side, recording on: {why}"));
+                    Ok(false)
+                }
+            }
+        };
+        let (base, head) =
+            rebuild_base::record_interleaved(&args, &ctx, base, &targets, runs, &mut look, &clocks, shell)?;
+        let per_side = (head.len() / targets.len().max(1)) as u32;
+        used = (runs as usize > contprof_engine::compare::sequential::MIN_PAIRS)
+            .then_some(contprof_engine::timing::RunsUsed { used: per_side, max: runs });
+        (rebuilt, recorded) = (Some(base), head);
+    }
+    for target in targets.iter().filter(|_| !interleaved) {
+        let summary = record_side(&args, target, runs, &ctx, &[], &clocks.head, shell)?;
+        match summary.stored {
+            Some(meta) => recorded.push(meta),
+            None => return Err(Error::msg("the run was not stored; `check` needs a store")),
+        }
+    }
+    let head = Side {
+        label: "HEAD".to_owned(),
+        commit: recorded.first().and_then(|r| r.commit.clone()),
+        runs: recorded,
+    };
+    let analysis_started = Instant::now();
+    let head_groups =
+        contprof_engine::pipeline::select_groups(&head.runs, &contprof_engine::pipeline::all_groups);
+    let base = match &args.base {
+        _ if rebuilt.is_some() => rebuilt,
+        Some(rev) => match ctx.side(rev, true) {
+            // `--base HEAD` (or the commit HEAD is on): the runs just recorded are not their own base.
+            Ok(mut side) => {
+                side.runs.retain(|r| !head.runs.iter().any(|h| h.run_id == r.run_id));
+                (!side.runs.is_empty()).then_some(side)
+            }
+            Err(Error::NothingMatched { what }) => {
+                shell.warn(what);
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        None => ctx.find_baseline(&head, &head_groups)?,
+    };
+    let Some(base) = base else {
+        super::ci::shallow_hint(&ctx, shell);
+        let ids: Vec<&str> = head.runs.iter().map(|r| r.run_id.as_str()).collect();
+        let message = format!(
+            "no baseline for {}: no stored runs of the same targets and settings on the merge-base with \
+             the default branch or its ancestors{}; HEAD was recorded (run {}) and will be the baseline \
+             of later commits",
+            head.describe(),
+            args.base.as_deref().map(|b| format!(" (--base {b})")).unwrap_or_default(),
+            ids.join(", ")
+        );
+        return match no_baseline {
+            NoBaseline::Pass => {
+                shell.warn(&message);
+                Ok(())
+            }
+            NoBaseline::Fail => Err(Error::NoBaseline { message }),
+        };
+    };
+    ctx.warn_skipped(shell);
+    shell.status("Comparing", format_args!("{} with {}", head.describe(), base.describe()));
+
+    let compared = compare_sides(&ctx, &base, &head, None, &[], &args.stats, &options)?;
+    say_warnings(&compared, shell);
+    let contprof_engine::pipeline::Compared { prepared, comparison: mut cmp } = compared;
+    let extras =
+        super::ci::Extras::build(&ctx, &prepared, &cmp, contprof_engine::github::enabled(args.github), shell);
+    let dir = args.report_dir.clone().unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/check"));
+    write_flamegraphs(&prepared, &ctx.store, &cmp, &dir, shell)?;
+    let mut timings = Timings::new(
+        &[("head", &*clocks.head), ("base", &*clocks.base)],
+        analysis_started.elapsed(),
+        started.elapsed(),
+    );
+    timings.runs = used;
+    cmp.timings = Some(timings);
+    let (mut text, mut markdown) = (Vec::new(), Vec::new());
+    for (format, name) in [
+        (ReportFormat::Markdown, "report.md"),
+        (ReportFormat::Json, "report.json"),
+        (ReportFormat::Text, "report.txt"),
+    ] {
+        let mut bytes = Vec::new();
+        render(&cmp, format, &mut bytes).map_err(|e| Error::io("could not render", name, e))?;
+        if format == ReportFormat::Markdown {
+            bytes = extras.markdown(bytes);
+            markdown.clone_from(&bytes);
+        }
+        write_atomic(&dir.join(name), &bytes)?;
+        if format == ReportFormat::Text {
+            text = bytes;
+        }
+    }
+    shell.status("Wrote", format_args!("report.md, report.json, report.txt in {}", dir.display()));
+    write_stdout(&text)?;
+    extras.publish(&cmp, &markdown)?;
+    verdict(&cmp)
+}
+
+/// What to record: the flags, else `[check] targets`, else the default target of `run`.
+fn targets(args: &CheckArgs, configured: Vec<CheckTarget>) -> Vec<CheckTarget> {
+    let t = &args.target;
+    let single = [("bin", &t.bin), ("example", &t.example), ("bench", &t.bench), ("test", &t.test)]
+        .into_iter()
+        .find_map(|(kind, name)| {
+            name.as_ref().map(|n| CheckTarget::Single { kind: kind.to_owned(), name: n.clone() })
+        });
+    if args.tests {
+        vec![CheckTarget::Tests(args.filter.clone())]
+    } else if args.benches {
+        vec![CheckTarget::Benches(args.filter.clone())]
+    } else if let Some(s) = single {
+        vec![s]
+    } else if !configured.is_empty() {
+        configured
+    } else {
+        vec![CheckTarget::Single { kind: String::new(), name: String::new() }]
+    }
+}
