@@ -19,7 +19,8 @@ use std::ffi::OsString;
 use clap::Parser;
 
 use args::{CargoCli, Command};
-use contprof_engine::errors::{self, exit_codes};
+use contprof_contracts::exit_codes;
+use contprof_engine::errors;
 use contprof_engine::record::request::Mode;
 use contprof_engine::shell::{Shell, Verbosity};
 

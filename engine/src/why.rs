@@ -132,7 +132,7 @@ pub fn explain(
             out.push(e);
             continue;
         }
-        let sample_type = f.metric.sample_type();
+        let sample_type = crate::profile::sample_type(f.metric);
         let mut increases: Vec<(String, f64)> = callee_costs(head, &f.function, sample_type)
             .into_iter()
             .map(|(name, h)| {

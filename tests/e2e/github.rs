@@ -73,6 +73,9 @@ impl Project {
 /// The phases of the JSON report's `timings`, as `"<phase> <side>"`, after checking that each took
 /// some time and that they add up to no more than the total.
 fn phases(report: &Value) -> Vec<String> {
+    let typed: contprof_contracts::report::Report =
+        serde_json::from_value(report.clone()).expect("the report reads into the contract's types");
+    assert!(typed.timings.is_some(), "{report}");
     let timings = &report["timings"];
     let total = timings["total_seconds"].as_f64().unwrap_or_else(|| panic!("{report}"));
     let phases = timings["phases"].as_array().unwrap_or_else(|| panic!("{report}"));

@@ -9,7 +9,7 @@ use object::{Object, ObjectSymbol};
 
 use crate::util::{finish, repo_root};
 
-/// `cargo package` of `contprof-protocol`, `contprof`, `contprof-engine`, `contprof-viewer` then
+/// `cargo package` of `contprof-protocol`, `contprof-contracts`, `contprof`, `contprof-engine`, `contprof-viewer` then
 /// `cargo-contprof` into `target_dir` (without the verifying build, which compiles everything
 /// again; the build script's part of it is below).
 fn package(target_dir: &Path) {
@@ -20,6 +20,8 @@ fn package(target_dir: &Path) {
                 "package",
                 "-p",
                 "contprof-protocol",
+                "-p",
+                "contprof-contracts",
                 "-p",
                 "contprof",
                 "-p",
@@ -45,7 +47,7 @@ fn the_packaged_crate_builds_its_agent_from_its_own_sources() {
     package(&tmp.path().join("target"));
     let version = env!("CARGO_PKG_VERSION");
     let krate = tmp.path().join(format!("target/package/contprof-engine-{version}.crate"));
-    for name in ["cargo-contprof", "contprof-viewer", "contprof", "contprof-protocol"] {
+    for name in ["cargo-contprof", "contprof-viewer", "contprof", "contprof-contracts", "contprof-protocol"] {
         assert!(tmp.path().join(format!("target/package/{name}-{version}.crate")).is_file(), "{name}");
     }
     let extracted = tmp.path().join("x");

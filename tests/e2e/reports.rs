@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use contprof_contracts::report::{Outcome, Report};
 use contprof_engine::code::{CODE_MAP_VERSION, CodeMap};
 use contprof_engine::git::RepoState;
 use contprof_engine::profile::{self, Function, Line, Location, Profile, SAMPLE_TYPES, Sample, ValueType};
@@ -218,6 +219,12 @@ fn compare_reports_in_every_format() {
     let report: serde_json::Value = serde_json::from_str(&json.stdout).expect("the report is JSON");
     assert_eq!(report["version"], 2);
     insta::assert_snapshot!("compare-json", redact.rounded_floats().apply(&json.stdout));
+    // The contract's types read the report back, and write the same JSON.
+    let typed: Report =
+        serde_json::from_str(&json.stdout).expect("the report reads into the contract's types");
+    assert_eq!(typed.summary.verdict, Outcome::Regression);
+    assert!(!typed.regressions.is_empty() && !typed.causes.is_empty(), "{typed:#?}");
+    assert_eq!(serde_json::to_value(&typed).unwrap(), report);
 
     // `--output` writes the same bytes to a file and says so.
     let file = fixture.project.dir.path().join("report.md");

@@ -15,7 +15,7 @@ use contprof_engine::config::{CheckTarget, NoBaseline};
 use contprof_engine::errors::{Error, Result};
 use contprof_engine::record::write_atomic;
 use contprof_engine::shell::Shell;
-use contprof_engine::timing::Timings;
+use contprof_engine::timing;
 use side::{Clocks, record_side};
 
 /// Runs used when neither `--runs` nor `check.runs` says, with the sampling engine: the detection
@@ -164,7 +164,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         super::ci::Extras::build(&ctx, &prepared, &cmp, contprof_engine::github::enabled(args.github), shell);
     let dir = args.report_dir.clone().unwrap_or_else(|| ctx.workspace.target_dir().join("contprof/check"));
     write_flamegraphs(&prepared, &ctx.store, &cmp, &dir, shell)?;
-    let mut timings = Timings::new(
+    let mut timings = timing::timings(
         &[("head", &*clocks.head), ("base", &*clocks.base)],
         analysis_started.elapsed(),
         started.elapsed(),

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::CompareError;
 use super::finding::{
-    Calls, Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict, Warning,
+    Calls, Comparison, Detectable, DriftSource, Finding, Method, Outcome, Power, Summary, Verdict, Warning,
 };
 use super::model::{Group, Kind, Metric, RevisionInfo, RunCosts, Sampling};
 use super::moved::EdgeChange;
@@ -345,19 +345,19 @@ fn summarize(s: &mut Summary, findings: &[Finding]) {
         }
     }
     s.verdict = if s.regressions > 0 {
-        "regression"
+        Outcome::Regression
     } else if s.possible_regressions > 0 {
-        "possible_regression"
+        Outcome::PossibleRegression
     } else if s.improvements > 0 {
-        "improvement"
+        Outcome::Improvement
     } else if s.moved > 0 {
-        "moved"
+        Outcome::Moved
     } else if s.shifted > 0 {
-        "shifted"
+        Outcome::Shifted
     } else if s.groups_compared == 0 {
-        "nothing_compared"
+        Outcome::NothingCompared
     } else {
-        "unchanged"
+        Outcome::Unchanged
     };
 }
 

@@ -107,22 +107,23 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
     }
     // Instruction counts, where the instructions engine recorded them.
     metrics.extend(
-        index(Metric::Instructions.sample_type())
+        index(crate::profile::sample_type(Metric::Instructions))
             .filter(|&i| profile.total(i) > 0)
             .map(|i| (Metric::Instructions, i)),
     );
     if opts.alloc != AllocRecording::Off {
         for m in [Metric::AllocBytes, Metric::AllocCount, Metric::InuseBytes] {
-            metrics.extend(index(m.sample_type()).map(|i| (m, i)));
+            metrics.extend(index(crate::profile::sample_type(m)).map(|i| (m, i)));
         }
     }
     // Waits, where the run recorded them (`--contention`, or an imported Go block profile): the
     // types are there even when no thread waited, and then every run has a zero total.
-    let waits = index(Metric::Contentions.sample_type()).zip(index(Metric::Delay.sample_type()));
+    let waits = index(crate::profile::sample_type(Metric::Contentions))
+        .zip(index(crate::profile::sample_type(Metric::Delay)));
     if let Some((c, d)) = waits {
         metrics.extend([(Metric::Delay, d), (Metric::Contentions, c)]);
     }
-    let wall = index(Metric::Wall.sample_type());
+    let wall = index(crate::profile::sample_type(Metric::Wall));
     metrics.extend(wall.map(|i| (Metric::Wall, i)));
 
     let mut out = RunCosts::default();

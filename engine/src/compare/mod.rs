@@ -60,13 +60,14 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use contprof_contracts::report::REPORT_VERSION;
 pub use engine::compare;
 pub use finding::{
     Calls, Cause, CauseRole, Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict,
     Warning,
 };
 pub use input::{AllocRecording, InputOptions, contention_samples, run_costs, wall_samples};
-pub use json::{REPORT_VERSION, write_json};
+pub use json::{to_report, write_json};
 pub use model::{
     CallGraph, Cost, Explained, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling,
 };

@@ -5,115 +5,10 @@
 //! that identity survives rebuilds.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A measured quantity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// CPU time in nanoseconds (usually estimated from samples: samples × period).
-    Cpu,
-    /// Instructions executed, counted by callgrind (the instructions engine): exact.
-    Instructions,
-    /// Bytes allocated during the run.
-    AllocBytes,
-    /// Number of allocations during the run.
-    AllocCount,
-    /// Bytes still allocated when the run ended.
-    InuseBytes,
-    /// Nanoseconds threads spent waiting for locks, condition variables and futexes
-    /// (`--contention`; sample type `delay`), duration-sampled.
-    Delay,
-    /// Number of such waits (`--contention`; sample type `contentions`), duration-sampled.
-    Contentions,
-    /// Nanoseconds of every thread's wall time, on CPU or off (`--wall`; sample type `wall`),
-    /// sampled at a fixed wall-clock rate.
-    Wall,
-}
-
-impl Metric {
-    /// Every metric, in report order. New metrics are appended: rollups store a metric as its
-    /// position here (`prod::rollup`).
-    pub const ALL: [Metric; 8] = [
-        Metric::Cpu,
-        Metric::Instructions,
-        Metric::AllocBytes,
-        Metric::AllocCount,
-        Metric::InuseBytes,
-        Metric::Delay,
-        Metric::Contentions,
-        Metric::Wall,
-    ];
-
-    /// Whether the metric measures waiting, which the scheduler's interleaving of threads moves
-    /// from batch to batch ([`Options::wait_between_batch_sd`](super::Options::wait_between_batch_sd)).
-    pub fn is_waiting(self) -> bool {
-        matches!(self, Metric::Delay | Metric::Contentions | Metric::Wall)
-    }
-
-    /// The name used in JSON and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::Cpu => "cpu",
-            Metric::Instructions => "instructions",
-            Metric::AllocBytes => "alloc_bytes",
-            Metric::AllocCount => "alloc_count",
-            Metric::InuseBytes => "inuse_bytes",
-            Metric::Delay => "delay",
-            Metric::Contentions => "contentions",
-            Metric::Wall => "wall",
-        }
-    }
-
-    /// The pprof sample type holding the metric (CPU: without criterion's per-iteration type).
-    pub fn sample_type(self) -> &'static str {
-        match self {
-            Metric::Cpu => "cpu",
-            Metric::Instructions => crate::profile::INSTRUCTIONS_TYPE.0,
-            Metric::AllocBytes => "alloc_space",
-            Metric::AllocCount => "alloc_objects",
-            Metric::InuseBytes => "inuse_space",
-            Metric::Delay => crate::profile::CONTENTION_TYPES[1].0,
-            Metric::Contentions => crate::profile::CONTENTION_TYPES[0].0,
-            Metric::Wall => crate::profile::WALL_TYPE.0,
-        }
-    }
-}
-
-impl fmt::Display for Metric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Self or total (inclusive) cost of a function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Cost of samples whose innermost frame is the function.
-    #[serde(rename = "self")]
-    SelfCost,
-    /// Cost of samples with the function anywhere on the stack.
-    Total,
-}
-
-impl Kind {
-    /// The name used in JSON and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::SelfCost => "self",
-            Kind::Total => "total",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use contprof_contracts::report::{Kind, Metric, RevisionInfo};
 
 /// How a metric was measured in one run.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -222,19 +117,6 @@ pub struct Group {
     /// and one function's findings across groups are grouped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calls: Option<CallGraph>,
-}
-
-/// A revision as the caller describes it; opaque to the comparison, shown in reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevisionInfo {
-    /// Commit id.
-    pub commit: String,
-    /// What the user named it (`main`, `HEAD`, `v1.2`), if anything.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub label: String,
-    /// More facts to show (dirty tree, host, toolchain...), in key order.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub extra: BTreeMap<String, String>,
 }
 
 /// The functions (as the comparison names them) whose changes the diff explains, per kind.

@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use contprof_contracts::report::ReportSettings;
 use regex::Regex;
-use serde::Serialize;
 
 use super::CompareError;
 use super::model::Metric;
@@ -183,36 +183,4 @@ impl Options {
             interleaved: self.interleaved,
         }
     }
-}
-
-/// The settings as recorded in a report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ReportSettings {
-    /// False discovery rate.
-    pub alpha: f64,
-    /// Confidence level of the intervals.
-    pub confidence: f64,
-    /// Minimum relative effect per metric.
-    pub min_effect: BTreeMap<Metric, f64>,
-    /// Minimum share of the group's total.
-    pub floor_share: f64,
-    /// Minimum samples per run for sampled metrics.
-    pub min_samples: f64,
-    /// Ignore patterns.
-    pub ignore: Vec<String>,
-    /// Metrics tested relative to the run's stable cost.
-    pub normalized: Vec<Metric>,
-    /// Assumed spread for single-run comparisons.
-    pub single_run_jitter: f64,
-    /// Whether variances were moderated toward a fitted prior.
-    pub moderate_variance: bool,
-    /// Whether unexplained regressions gate (`--strict`).
-    pub strict: bool,
-    /// The default between-batch spread.
-    pub between_batch_sd: f64,
-    /// The default between-batch spread of the metrics of waiting.
-    pub wait_between_batch_sd: f64,
-    /// Whether base and head were recorded alternately (the empirical null is capped by the
-    /// sides' own A/A).
-    pub interleaved: bool,
 }

@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 
-use super::finding::{Cause, CauseRole, Comparison, Finding, Verdict};
+use super::finding::{Cause, CauseRole, Comparison, Finding, Outcome, Verdict};
 use super::model::{Metric, RevisionInfo};
 
 /// A value in the metric's unit, rounded for reading (reports and the "why" section), in the
@@ -67,7 +67,7 @@ fn findings_note(cmp: &Comparison, verdict: Verdict) -> String {
 fn headline(cmp: &Comparison) -> String {
     let s = &cmp.summary;
     match s.verdict {
-        "regression" => format!(
+        Outcome::Regression => format!(
             "{} found ({}{}) in {} compared target{}",
             count(cmp, Verdict::Regression, "regression"),
             findings_note(cmp, Verdict::Regression),
@@ -75,23 +75,23 @@ fn headline(cmp: &Comparison) -> String {
             s.groups_compared,
             plural(s.groups_compared)
         ),
-        "possible_regression" => format!(
+        Outcome::PossibleRegression => format!(
             "{} (single runs: not conclusive), no confirmed regression",
             count(cmp, Verdict::PossibleRegression, "possible regression")
         ),
-        "improvement" => {
+        Outcome::Improvement => {
             format!("No regression; {} found", count(cmp, Verdict::Improvement, "improvement"))
         }
-        "shifted" => format!(
+        Outcome::Shifted => format!(
             "No regression; {} in code the diff did not change (not gated)",
             count(cmp, Verdict::Shifted, "shift")
         ),
-        "moved" => format!(
+        Outcome::Moved => format!(
             "No regression; {} whose cost moved within a caller that did not change as much (not gated)",
             count(cmp, Verdict::Moved, "function")
         ),
-        "nothing_compared" => "Nothing compared: no target has runs on both sides".to_owned(),
-        _ => {
+        Outcome::NothingCompared => "Nothing compared: no target has runs on both sides".to_owned(),
+        Outcome::Unchanged => {
             let mut h = format!(
                 "No regression beyond noise in {} target{}",
                 s.groups_compared,
@@ -370,10 +370,10 @@ fn write_evidence(out: &mut impl Write, rows: &[CauseRow<'_>]) -> io::Result<()>
 pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     let s = &cmp.summary;
     let icon = match s.verdict {
-        "regression" => "🔴",
-        "possible_regression" => "🟠",
-        "improvement" => "🟢",
-        _ => "⚪",
+        Outcome::Regression => "🔴",
+        Outcome::PossibleRegression => "🟠",
+        Outcome::Improvement => "🟢",
+        Outcome::Moved | Outcome::Shifted | Outcome::Unchanged | Outcome::NothingCompared => "⚪",
     };
     writeln!(out, "### {icon} cargo contprof: {}", headline(cmp))?;
     writeln!(out)?;

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use super::finding::Warning;
+use super::finding::{Side, Warning};
 use super::model::{Group, Metric, RunCosts, Sampling};
 use super::options::Options;
 
 /// Base and head, in that order, wherever a pair is kept.
-pub(crate) const SIDES: [&str; 2] = ["base", "head"];
+pub(crate) const SIDES: [Side; 2] = [Side::Base, Side::Head];
 
 /// One run's facts for one metric.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +78,7 @@ fn side_runs(
     group: &str,
     runs: &[RunCosts],
     metric: Metric,
-    side: &'static str,
+    side: Side,
     warnings: &mut Vec<Warning>,
 ) -> Vec<(usize, Run)> {
     let recorded = runs.iter().filter(|r| r.totals.contains_key(&metric)).count();
@@ -91,7 +91,7 @@ fn side_runs(
                     metric,
                     side,
                     index,
-                    reason: "metric not recorded",
+                    reason: "metric not recorded".to_owned(),
                 });
             }
             continue;
@@ -109,9 +109,13 @@ fn side_runs(
         };
         match run {
             Ok(run) => kept.push((index, run)),
-            Err(reason) => {
-                warnings.push(Warning::SkippedRun { group: group.to_owned(), metric, side, index, reason })
-            }
+            Err(reason) => warnings.push(Warning::SkippedRun {
+                group: group.to_owned(),
+                metric,
+                side,
+                index,
+                reason: reason.to_owned(),
+            }),
         }
     }
     kept

@@ -58,7 +58,7 @@ fn exact_metric_uses_a_plain_threshold_even_with_one_run() {
     );
     assert!(c.has_regression());
     // A/A on exact data flags nothing.
-    assert_eq!(cmp(&[exact_group(0.0, 3)]).summary.verdict, "unchanged");
+    assert_eq!(cmp(&[exact_group(0.0, 3)]).summary.verdict.as_str(), "unchanged");
     // Below the minimum effect (5%): 20 on 700.
     assert!(!cmp(&[exact_group(20.0, 3)]).has_regression());
 }
@@ -129,7 +129,7 @@ fn bad_input_is_an_error_not_a_panic() {
         history: None,
         calls: None,
     };
-    assert_eq!(cmp(&[nan]).summary.verdict, "nothing_compared");
+    assert_eq!(cmp(&[nan]).summary.verdict.as_str(), "nothing_compared");
 }
 
 #[test]
@@ -241,7 +241,7 @@ fn a_change_the_diff_does_not_explain_is_shifted_and_does_not_gate() {
     let shifted = c.with_verdict(Verdict::Shifted);
     assert_eq!(shifted.iter().map(|f| f.function.as_str()).collect::<Vec<_>>(), ["a::hot"]);
     assert_eq!(shifted[0].explained, Some(false));
-    assert_eq!(c.summary.verdict, "shifted");
+    assert_eq!(c.summary.verdict.as_str(), "shifted");
     let mut json = Vec::new();
     assert!(write_json(&c, &mut json).is_ok());
     let v: serde_json::Value = serde_json::from_slice(&json).unwrap_or_default();
@@ -499,7 +499,7 @@ fn cost_that_moved_between_functions_under_an_unchanged_caller_does_not_gate() {
     let (base, head) = (program_of(300.0, 300.0, 300.0), program_of(400.0, 200.0, 300.0));
     let c = cmp(&[program_group(base.clone(), head.clone(), false)]);
     assert!(!c.has_regression(), "{:#?}", c.findings);
-    assert_eq!(c.summary.verdict, "moved");
+    assert_eq!(c.summary.verdict.as_str(), "moved");
     for name in ["a::insert", "a::key"] {
         let f = verdict_of(&c, name, Kind::SelfCost);
         assert_eq!((f.verdict, f.moved_within.as_deref()), (Verdict::Moved, Some("a::parse")), "{f:#?}");

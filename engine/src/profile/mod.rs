@@ -30,6 +30,8 @@ pub use merge::{MergeError, merge};
 pub use proto::{Function, Label, Line, Location, Mapping, Profile, Sample, ValueType};
 pub use raw_writer::RawWriter;
 
+use contprof_contracts::report::Metric;
+
 /// `(type, unit)` of the sample values of every profile built by [`build_profile`].
 pub const SAMPLE_TYPES: &[(&str, &str)] = &[
     ("samples", "count"),
@@ -58,6 +60,20 @@ pub const CONTENTION_TYPES: [(&str, &str); 2] = [("contentions", "count"), ("del
 /// a futex, a sleep: charged at the frame where it blocked). Present when the agent sampled wall
 /// time (the raw file's `wall_period_ns`); absent otherwise.
 pub const WALL_TYPE: (&str, &str) = ("wall", "nanoseconds");
+
+/// The sample type of a profile that holds `metric` (CPU: without criterion's per-iteration type).
+pub fn sample_type(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Cpu => "cpu",
+        Metric::Instructions => INSTRUCTIONS_TYPE.0,
+        Metric::AllocBytes => "alloc_space",
+        Metric::AllocCount => "alloc_objects",
+        Metric::InuseBytes => "inuse_space",
+        Metric::Delay => CONTENTION_TYPES[1].0,
+        Metric::Contentions => CONTENTION_TYPES[0].0,
+        Metric::Wall => WALL_TYPE.0,
+    }
+}
 
 /// `(type, unit)` of the call counts of the instructions engine, after [`INSTRUCTIONS_TYPE`]: a
 /// sample's leaf is the called function's entry, so a function's self value is how many times
