@@ -140,16 +140,6 @@ fn more_groups(cmp: &Comparison, f: &Finding) -> String {
     if groups > 1 { format!(" (+{} more)", groups - 1) } else { String::new() }
 }
 
-/// What to append to an error about a missing revision in a shallow clone ("" otherwise).
-pub(super) fn shallow_note(repo: &Repo) -> &'static str {
-    if repo.is_shallow().unwrap_or(false) {
-        "; this is a shallow clone: fetch the history (actions/checkout with `fetch-depth: 0`, or \
-         `git fetch --unshallow`)"
-    } else {
-        ""
-    }
-}
-
 /// When no baseline was found in a shallow clone, says how to get the history.
 pub(super) fn shallow_hint(ctx: &Context, shell: &Shell) {
     if ctx.repo.as_ref().is_some_and(|r| r.is_shallow().unwrap_or(false)) {

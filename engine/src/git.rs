@@ -191,6 +191,17 @@ impl Repo {
         Ok(String::from_utf8_lossy(&out).trim() == "true")
     }
 
+    /// What to append to an error about a missing revision when this is a shallow clone (""
+    /// otherwise): how to fetch the history.
+    pub fn shallow_note(&self) -> &'static str {
+        if self.is_shallow().unwrap_or(false) {
+            "; this is a shallow clone: fetch the history (actions/checkout with `fetch-depth: 0`, or \
+             `git fetch --unshallow`)"
+        } else {
+            ""
+        }
+    }
+
     /// Resolves a revision (`HEAD~3`, a branch, a tag, a short id) to a full commit id.
     pub fn resolve(&self, rev: &str) -> Result<String, GitError> {
         if rev.starts_with('-') {

@@ -2,7 +2,6 @@
 //! the baseline, compares, writes `report.{md,json,txt}` and differential flame graphs, prints the
 //! text report and exits with the gate's code.
 
-mod rebuild_base;
 mod side;
 
 use std::time::Instant;
@@ -11,10 +10,13 @@ use super::args::{CheckArgs, ReportFormat};
 use super::compare::{Context, Side, compare_sides, say_warnings, write_flamegraphs};
 use super::output::{render, verdict, write_stdout};
 use contprof_engine::cargo::CargoArgs;
-use contprof_engine::config::{CheckTarget, NoBaseline};
+use contprof_engine::config::{BaselineMode, CheckTarget, NoBaseline};
 use contprof_engine::errors::{Error, Result};
+use contprof_engine::git::short_commit;
+use contprof_engine::record::interleaved::{self, BaseCheckout};
 use contprof_engine::record::write_atomic;
 use contprof_engine::shell::Shell;
+use contprof_engine::store::RunMetadata;
 use contprof_engine::timing;
 use side::{Clocks, record_side};
 
@@ -40,14 +42,18 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     {
         match &ctx.repo {
             Some(repo) => {
-                repo.resolve(rev)
-                    .map_err(|e| Error::msg(format!("--base: {e}{}", super::ci::shallow_note(repo))))?;
+                repo.resolve(rev).map_err(|e| Error::msg(format!("--base: {e}{}", repo.shallow_note())))?;
             }
             None => return Err(Error::msg(format!("--base {rev}: revisions need a git repository"))),
         }
     }
     let targets = targets(&args, config.check_targets());
-    let to_rebuild = rebuild_base::base_to_rebuild(&args, &ctx, shell)?;
+    let mode = if args.rebuild_base {
+        BaselineMode::Interleaved
+    } else {
+        args.baseline.or(config.check.baseline).unwrap_or(BaselineMode::Auto)
+    };
+    let to_rebuild = interleaved::base_to_rebuild(mode, args.base.as_deref(), ctx.repo.as_ref(), shell)?;
     let interleaved = to_rebuild.is_some();
     let mut args = args;
     if interleaved {
@@ -68,7 +74,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
             .stop_power
             .or(config.check.stop_power)
             .unwrap_or(contprof_engine::compare::sequential::DEFAULT_STOP_POWER);
-        let mut look = |base: &Side, head: &Side| -> Result<bool> {
+        let look = |base: &Side, head: &Side| -> Result<bool> {
             let n = base.runs.len().min(head.runs.len()) / targets.len().max(1);
             if !sequential || n < contprof_engine::compare::sequential::MIN_PAIRS {
                 return Ok(false);
@@ -97,15 +103,40 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
                 }
             }
         };
-        let (base, head) =
-            rebuild_base::record_interleaved(&args, &ctx, base, &targets, runs, &mut look, &clocks, shell)?;
+        let repo = ctx.repo.as_ref().ok_or_else(|| {
+            Error::msg("--baseline interleaved needs a git repository to check the base out")
+        })?;
+        let manifest =
+            args.cargo.manifest_path.clone().unwrap_or_else(|| ctx.workspace.root().join("Cargo.toml"));
+        let mut record = |target: &CheckTarget, checkout: Option<&BaseCheckout>| -> Result<RunMetadata> {
+            let clock = if checkout.is_some() { &clocks.base } else { &clocks.head };
+            let summary = record_side(&args, target, 1, &ctx, checkout, clock, shell)?;
+            summary.stored.ok_or_else(|| Error::msg("the run was not stored; `check` needs a store"))
+        };
+        let mut look_at_runs = |b: &[RunMetadata], h: &[RunMetadata]| {
+            let (b, h) = sides(&base, b, h);
+            look(&b, &h)
+        };
+        let (base_runs, head_runs) = interleaved::record_interleaved(
+            repo,
+            ctx.workspace.target_dir(),
+            &manifest,
+            &base,
+            &targets,
+            runs,
+            &mut record,
+            &mut look_at_runs,
+            shell,
+        )?;
+        let (base, head) = sides(&base, &base_runs, &head_runs);
+        let head = head.runs;
         let per_side = (head.len() / targets.len().max(1)) as u32;
         used = (runs as usize > contprof_engine::compare::sequential::MIN_PAIRS)
             .then_some(contprof_engine::timing::RunsUsed { used: per_side, max: runs });
         (rebuilt, recorded) = (Some(base), head);
     }
     for target in targets.iter().filter(|_| !interleaved) {
-        let summary = record_side(&args, target, runs, &ctx, &[], &clocks.head, shell)?;
+        let summary = record_side(&args, target, runs, &ctx, None, &clocks.head, shell)?;
         match summary.stored {
             Some(meta) => recorded.push(meta),
             None => return Err(Error::msg("the run was not stored; `check` needs a store")),
@@ -213,4 +244,18 @@ fn targets(args: &CheckArgs, configured: Vec<CheckTarget>) -> Vec<CheckTarget> {
     } else {
         vec![CheckTarget::Single { kind: String::new(), name: String::new() }]
     }
+}
+
+/// The rebuilt base `base` and the head as sides of a comparison, from their runs so far.
+fn sides(base: &str, base_runs: &[RunMetadata], head_runs: &[RunMetadata]) -> (Side, Side) {
+    let newest_first = |runs: &[RunMetadata]| runs.iter().rev().cloned().collect::<Vec<_>>();
+    let head = newest_first(head_runs);
+    (
+        Side {
+            label: format!("{} (rebuilt)", short_commit(base)),
+            commit: Some(base.to_owned()),
+            runs: newest_first(base_runs),
+        },
+        Side { label: "HEAD".to_owned(), commit: head.first().and_then(|r| r.commit.clone()), runs: head },
+    )
 }

@@ -9,6 +9,7 @@ use crate::{recording, settings};
 use contprof_engine::cargo::{CargoArgs, TargetKind};
 use contprof_engine::config::CheckTarget;
 use contprof_engine::errors::Result;
+use contprof_engine::record::interleaved::BaseCheckout;
 use contprof_engine::record::request::{Mode, Output, Request, Suite, TargetChoice, What};
 use contprof_engine::record::{suite, target};
 use contprof_engine::shell::Shell;
@@ -32,14 +33,15 @@ pub(super) struct Clocks {
 
 /// Records one target set through the engine's recording paths (`record::target`,
 /// `record::suite`), with the configuration `ctx` read once, running the instructions engine's
-/// workloads from the head's stage, the workspace's source paths rewritten by `remap`
-/// (`--remap-path-prefix`), adding the time of each phase to `clock`.
+/// workloads from the head's stage, adding the time of each phase to `clock`: the head's, or with
+/// `checkout` the rebuilt base's (built from its worktree into its own target directory, its
+/// paths named as the head's, stored in the head's store).
 pub(super) fn record_side(
     args: &CheckArgs,
     target: &CheckTarget,
     runs: u32,
     ctx: &Context,
-    remap: &[(std::path::PathBuf, std::path::PathBuf)],
+    checkout: Option<&BaseCheckout>,
     clock: &Arc<Clock>,
     shell: &Shell,
 ) -> Result<contprof_engine::record::Recorded> {
@@ -89,17 +91,25 @@ pub(super) fn record_side(
             })
         }
     };
+    let mut cargo = CargoArgs::from(&args.cargo);
+    let mut store = args.store.clone();
+    if let Some(checkout) = checkout {
+        cargo.manifest_path = Some(checkout.manifest_path.clone());
+        cargo.target_dir = Some(checkout.target_dir.clone());
+        // The head's store, whatever a relative path would mean from the worktree.
+        store.url = Some(ctx.store.url().to_owned());
+    }
     let request = Request {
-        cargo: CargoArgs::from(&args.cargo),
+        cargo,
         output,
         workload_args: args.args.clone(),
         what,
         stage_dir: Some(stage_dir(ctx)),
-        remap: remap.to_vec(),
+        remap: checkout.map(|c| c.remap.clone()).unwrap_or_default(),
         clock: Arc::clone(clock),
         config: Some(Arc::clone(&ctx.config)),
     };
-    let setup = recording::setup(&request, &sampling, Some(&args.store))?;
+    let setup = recording::setup(&request, &sampling, Some(&store))?;
     match &request.what {
         What::Target(choice) => target::record_target(&setup, &request, choice, shell),
         What::Suite(suite) => suite::record_suite(&setup, &request, suite, shell),

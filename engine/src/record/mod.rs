@@ -6,8 +6,10 @@
 //! decides exit codes (the commands do, from the [`Recorded`]).
 //!
 //! Before that, the recording itself: what to record and what every recording shares
-//! ([`request`]), one target ([`target`]), a suite of tests or benchmarks ([`suite`]).
+//! ([`request`]), one target ([`target`]), a suite of tests or benchmarks ([`suite`]), and
+//! `check`'s interleaved baseline, base and head recorded alternately ([`interleaved`]).
 
+pub mod interleaved;
 pub mod request;
 pub mod suite;
 pub mod target;

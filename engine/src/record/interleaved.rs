@@ -1,5 +1,6 @@
-//! `check --baseline interleaved` (and `auto` off the default branch): builds the base revision in
-//! a separate git worktree and records base and head interleaved (A B A B ...) in the same job, so
+//! The interleaved baseline of `check` (`--baseline interleaved`, and `auto` off the default
+//! branch): builds the base revision in a separate git worktree and records base and head
+//! interleaved (A B A B ...) in the same job, so
 //! that drift of a shared runner's speed hits both sides alike, instead of comparing with a
 //! baseline recorded on another machine at another time.
 //!
@@ -16,18 +17,13 @@
 //! are compiled. Both sides are stored in the head's store under their own commits.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use super::side::{Clocks, record_side};
-use crate::args::CheckArgs;
-use crate::compare::{Context, Side};
-use contprof_engine::cargo::PROFILE_NAME;
-use contprof_engine::config::{BaselineMode, CheckTarget};
-use contprof_engine::errors::{Error, Result};
-use contprof_engine::git::{Repo, short_commit};
-use contprof_engine::shell::Shell;
-use contprof_engine::store::RunMetadata;
-use contprof_engine::timing::Clock;
+use crate::cargo::PROFILE_NAME;
+use crate::config::BaselineMode;
+use crate::errors::{Error, Result};
+use crate::git::{Repo, short_commit};
+use crate::shell::Shell;
+use crate::store::RunMetadata;
 
 /// Removes the worktree when dropped, whatever happened.
 struct Worktree<'a> {
@@ -43,7 +39,8 @@ impl Drop for Worktree<'_> {
 }
 
 /// The base commit to rebuild and interleave with, or `None` to compare with the store, by the
-/// `--baseline` mode (`--rebuild-base` is `interleaved`), else `check.baseline`, else `auto`.
+/// baseline `mode` (`check`'s `--baseline`, `--rebuild-base` or `check.baseline`), the base the
+/// user named (`--base`: a revision or stored run ids) and the repository the check runs in.
 ///
 /// `auto` interleaves whenever it can, because that is what measured better on real crates (the book,
 /// `docs/src/measurements.md#detection`): between batches recorded minutes apart, functions of identical binaries drift
@@ -51,14 +48,14 @@ impl Drop for Worktree<'_> {
 /// spread is 0-2%. It falls back to the store on the default branch itself (where `check` records
 /// the baseline of later commits) and where the base is not in the clone (a shallow checkout), and
 /// says why.
-pub(super) fn base_to_rebuild(args: &CheckArgs, ctx: &Context, shell: &Shell) -> Result<Option<String>> {
-    let mode = if args.rebuild_base {
-        BaselineMode::Interleaved
-    } else {
-        args.baseline.or(ctx.config.config.check.baseline).unwrap_or(BaselineMode::Auto)
-    };
-    let explicit_run_ids = args.base.as_deref().is_some_and(contprof_engine::store::looks_like_run_id);
-    let chosen = match (mode, &ctx.repo) {
+pub fn base_to_rebuild(
+    mode: BaselineMode,
+    named: Option<&str>,
+    repo: Option<&Repo>,
+    shell: &Shell,
+) -> Result<Option<String>> {
+    let explicit_run_ids = named.is_some_and(crate::store::looks_like_run_id);
+    let chosen = match (mode, repo) {
         (BaselineMode::Stored, _) => Err(String::new()),
         (BaselineMode::Interleaved, _) if explicit_run_ids => {
             return Err(Error::msg(
@@ -68,10 +65,10 @@ pub(super) fn base_to_rebuild(args: &CheckArgs, ctx: &Context, shell: &Shell) ->
         (BaselineMode::Interleaved, None) => {
             return Err(Error::msg("--baseline interleaved needs a git repository to check the base out"));
         }
-        (BaselineMode::Interleaved, Some(repo)) => Ok(base_commit(args, repo, shell)?),
+        (BaselineMode::Interleaved, Some(repo)) => Ok(base_commit(named, repo, shell)?),
         (BaselineMode::Auto, _) if explicit_run_ids => Err("--base names stored runs".to_owned()),
         (BaselineMode::Auto, None) => Err("not in a git repository".to_owned()),
-        (BaselineMode::Auto, Some(repo)) => match &args.base {
+        (BaselineMode::Auto, Some(repo)) => match named {
             Some(rev) => Ok(repo.resolve(rev)?),
             None => {
                 let head = repo.resolve("HEAD")?;
@@ -84,7 +81,7 @@ pub(super) fn base_to_rebuild(args: &CheckArgs, ctx: &Context, shell: &Shell) ->
                     }
                     None => Err(format!(
                         "no merge-base with the default branch to rebuild{}",
-                        crate::ci::shallow_note(repo)
+                        repo.shallow_note()
                     )),
                 }
             }
@@ -112,12 +109,12 @@ pub(super) fn base_to_rebuild(args: &CheckArgs, ctx: &Context, shell: &Shell) ->
     }
 }
 
-/// The base commit of `--baseline interleaved`: `--base`, else the merge-base with the default
+/// The base commit of `--baseline interleaved`: the one `named` (`--base`), else the merge-base with the default
 /// branch (its first parent when that is HEAD itself, as on the default branch).
-fn base_commit(args: &CheckArgs, repo: &Repo, shell: &Shell) -> Result<String> {
-    let fetch_hint = crate::ci::shallow_note(repo);
+fn base_commit(named: Option<&str>, repo: &Repo, shell: &Shell) -> Result<String> {
+    let fetch_hint = repo.shallow_note();
     let head = repo.resolve("HEAD")?;
-    if let Some(rev) = &args.base {
+    if let Some(rev) = named {
         return repo.resolve(rev).map_err(|e| Error::msg(format!("--baseline interleaved: {e}{fetch_hint}")));
     }
     let merge_base = repo.merge_base_with_default(&head)?.ok_or_else(|| {
@@ -138,6 +135,93 @@ fn base_commit(args: &CheckArgs, repo: &Repo, shell: &Shell) -> Result<String> {
     Ok(parent)
 }
 
+/// Where the base side is built and how its paths read: its checkout's manifest, its own target
+/// directory, and the rewriting of its paths into the head's (`--remap-path-prefix`).
+#[derive(Debug, Clone)]
+pub struct BaseCheckout {
+    /// The manifest in the base's worktree that matches the head's.
+    pub manifest_path: PathBuf,
+    /// The base's target directory, `<target-dir>/contprof/base-target`.
+    pub target_dir: PathBuf,
+    /// The base's worktree and target directory, each named as the head's.
+    pub remap: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Whether to stop recording, given the base's runs and the head's so far.
+pub type Look<'a> = dyn FnMut(&[RunMetadata], &[RunMetadata]) -> Result<bool> + 'a;
+
+/// Records at most `runs` repetitions of each target on head and base, alternating, one
+/// repetition at a time: `record` records one repetition of a target for the head (`None`) or
+/// for the base's checkout, and returns its stored run. After each pair but the last, `look`
+/// sees the two sides' runs so far (base, head) and says whether to stop there (see
+/// `compare::sequential`). `repo` is the repository, `target_dir` the head's target directory
+/// and `manifest` the head's manifest. Returns the base's runs and the head's, in the order
+/// they were recorded.
+#[allow(clippy::too_many_arguments)]
+pub fn record_interleaved<T>(
+    repo: &Repo,
+    target_dir: &Path,
+    manifest: &Path,
+    base: &str,
+    targets: &[T],
+    runs: u32,
+    record: &mut dyn FnMut(&T, Option<&BaseCheckout>) -> Result<RunMetadata>,
+    look: &mut Look<'_>,
+    shell: &Shell,
+) -> Result<(Vec<RunMetadata>, Vec<RunMetadata>)> {
+    let contprof_dir = target_dir.join("contprof");
+    let path = contprof_dir.join("base-worktree");
+    if path.exists() {
+        let _ = repo.remove_worktree(&path);
+        std::fs::remove_dir_all(&path).map_err(|e| Error::io("could not remove", &path, e))?;
+    }
+    std::fs::create_dir_all(&contprof_dir)
+        .map_err(|e| Error::io("could not create directory", &contprof_dir, e))?;
+
+    let root = repo.dir();
+    let manifest = std::path::absolute(manifest).map_err(|e| Error::io("could not resolve", manifest, e))?;
+    let base_target = contprof_dir.join("base-target");
+    // The base's own crates name their sources and build outputs as the head's: their debug info,
+    // panic locations and the files generated into the target directory then differ from the
+    // head's only where the code does (the instructions engine counts the work of reading them).
+    // Dependencies are not rebuilt for it (see `cargo::BuildOptions::remap`): the seeded ones
+    // already name the head's paths.
+    let checkout = BaseCheckout {
+        manifest_path: in_worktree(&manifest, root, &path)?,
+        target_dir: base_target.clone(),
+        remap: vec![(path.clone(), root.to_owned()), (base_target.clone(), target_dir.to_owned())],
+    };
+
+    let (mut base_runs, mut head_runs) = (Vec::new(), Vec::new());
+    let mut worktree = None;
+    for i in 0..runs {
+        for target in targets {
+            shell.status("Recording", format_args!("head, repetition {} of {runs}", i + 1));
+            head_runs.push(record(target, None)?);
+            if worktree.is_none() {
+                // After the head's first build, before the checkout: see the module doc.
+                let seeded = seed_target(&contprof_dir, &base_target.join(PROFILE_NAME))?;
+                if seeded > 0 {
+                    shell.note(format_args!(
+                        "seeded the base's target directory with {seeded} files of the head's build"
+                    ));
+                }
+                repo.add_worktree(&path, base)?;
+                shell
+                    .status("Checked out", format_args!("base {} in {}", short_commit(base), path.display()));
+                worktree = Some(Worktree { repo, path: path.clone() });
+            }
+            shell.status("Recording", format_args!("base, repetition {} of {runs}", i + 1));
+            base_runs.push(record(target, Some(&checkout))?);
+        }
+        if i + 1 < runs && look(&base_runs, &head_runs)? {
+            break;
+        }
+    }
+    drop(worktree);
+    Ok((base_runs, head_runs))
+}
+
 /// Where `path` (inside the repository at `repo_root`) lies in the worktree at `worktree`.
 fn in_worktree(path: &Path, repo_root: &Path, worktree: &Path) -> Result<PathBuf> {
     let rel = path.strip_prefix(repo_root).map_err(|_| {
@@ -148,115 +232,6 @@ fn in_worktree(path: &Path, repo_root: &Path, worktree: &Path) -> Result<PathBuf
         ))
     })?;
     Ok(worktree.join(rel))
-}
-
-/// Records at most `runs` repetitions of each target on head and base, alternating, one
-/// repetition at a time; after each pair but the last, `look` sees the two sides so far (base,
-/// head) and says whether to stop there (see `compare::sequential`). Returns the base side and
-/// head's runs.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn record_interleaved(
-    args: &CheckArgs,
-    ctx: &Context,
-    base: String,
-    targets: &[CheckTarget],
-    runs: u32,
-    look: &mut dyn FnMut(&Side, &Side) -> Result<bool>,
-    clocks: &Clocks,
-    shell: &Shell,
-) -> Result<(Side, Vec<RunMetadata>)> {
-    let repo = ctx
-        .repo
-        .as_ref()
-        .ok_or_else(|| Error::msg("--baseline interleaved needs a git repository to check the base out"))?;
-    let contprof_dir = ctx.workspace.target_dir().join("contprof");
-    let path = contprof_dir.join("base-worktree");
-    if path.exists() {
-        let _ = repo.remove_worktree(&path);
-        std::fs::remove_dir_all(&path).map_err(|e| Error::io("could not remove", &path, e))?;
-    }
-    std::fs::create_dir_all(&contprof_dir)
-        .map_err(|e| Error::io("could not create directory", &contprof_dir, e))?;
-
-    let mut base_args = args.clone();
-    let root = repo.dir();
-    let manifest =
-        args.cargo.manifest_path.clone().unwrap_or_else(|| ctx.workspace.root().join("Cargo.toml"));
-    let manifest =
-        std::path::absolute(&manifest).map_err(|e| Error::io("could not resolve", &manifest, e))?;
-    base_args.cargo.manifest_path = Some(in_worktree(&manifest, root, &path)?);
-    let base_target = contprof_dir.join("base-target");
-    base_args.cargo.target_dir = Some(base_target.clone());
-    // The base's own crates name their sources and build outputs as the head's: their debug info,
-    // panic locations and the files generated into the target directory then differ from the
-    // head's only where the code does (the instructions engine counts the work of reading them).
-    // Dependencies are not rebuilt for it (see `cargo::BuildOptions::remap`): the seeded ones
-    // already name the head's paths.
-    let base_remap =
-        [(path.clone(), root.to_owned()), (base_target.clone(), ctx.workspace.target_dir().to_owned())];
-    base_args.store.url = Some(ctx.store.url().to_owned());
-
-    let (mut base_runs, mut head_runs) = (Vec::new(), Vec::new());
-    let mut worktree = None;
-    for i in 0..runs {
-        for target in targets {
-            shell.status("Recording", format_args!("head, repetition {} of {runs}", i + 1));
-            head_runs.push(record_stored(args, target, ctx, &[], &clocks.head, shell)?);
-            if worktree.is_none() {
-                // After the head's first build, before the checkout: see the module doc.
-                let seeded = seed_target(&contprof_dir, &base_target.join(PROFILE_NAME))?;
-                if seeded > 0 {
-                    shell.note(format_args!(
-                        "seeded the base's target directory with {seeded} files of the head's build"
-                    ));
-                }
-                repo.add_worktree(&path, &base)?;
-                shell.status(
-                    "Checked out",
-                    format_args!("base {} in {}", short_commit(&base), path.display()),
-                );
-                worktree = Some(Worktree { repo, path: path.clone() });
-            }
-            shell.status("Recording", format_args!("base, repetition {} of {runs}", i + 1));
-            base_runs.push(record_stored(&base_args, target, ctx, &base_remap, &clocks.base, shell)?);
-        }
-        if i + 1 < runs {
-            let (b, h) = sides(&base, &base_runs, &head_runs);
-            if look(&b, &h)? {
-                break;
-            }
-        }
-    }
-    drop(worktree);
-    let (side, head) = sides(&base, &base_runs, &head_runs);
-    Ok((side, head.runs))
-}
-
-/// The rebuilt base `base` and the head as sides of a comparison, from their runs so far.
-fn sides(base: &str, base_runs: &[RunMetadata], head_runs: &[RunMetadata]) -> (Side, Side) {
-    let newest_first = |runs: &[RunMetadata]| runs.iter().rev().cloned().collect::<Vec<_>>();
-    let head = newest_first(head_runs);
-    (
-        Side {
-            label: format!("{} (rebuilt)", short_commit(base)),
-            commit: Some(base.to_owned()),
-            runs: newest_first(base_runs),
-        },
-        Side { label: "HEAD".to_owned(), commit: head.first().and_then(|r| r.commit.clone()), runs: head },
-    )
-}
-
-/// Records one repetition of `target` and returns the stored run (see [`record`]).
-fn record_stored(
-    args: &CheckArgs,
-    target: &CheckTarget,
-    ctx: &Context,
-    remap: &[(PathBuf, PathBuf)],
-    clock: &Arc<Clock>,
-    shell: &Shell,
-) -> Result<RunMetadata> {
-    let summary = record_side(args, target, 1, ctx, remap, clock, shell)?;
-    summary.stored.ok_or_else(|| Error::msg("the run was not stored; `check` needs a store"))
 }
 
 /// Copies cargo's build outputs of the profile directory `from` (`deps`, `build`, `.fingerprint`)
