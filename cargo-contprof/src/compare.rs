@@ -95,7 +95,7 @@ pub(super) struct Context {
 
 /// One side of a comparison: the runs chosen and how the user named them.
 #[derive(Debug, Clone)]
-pub(super) struct Side {
+pub(super) struct ChosenSide {
     /// What the user typed (`main`, `HEAD`, a run id).
     pub label: String,
     /// The commit, when known.
@@ -104,7 +104,7 @@ pub(super) struct Side {
     pub runs: Vec<RunMetadata>,
 }
 
-impl Side {
+impl ChosenSide {
     pub fn describe(&self) -> String {
         match &self.commit {
             Some(c) if self.label != *c => format!("`{}` (commit {})", self.label, short_commit(c)),
@@ -187,12 +187,12 @@ impl Context {
 
     /// The runs named by `spec`: run ids (comma-separated) or a revision. `prefer_clean`: for a
     /// revision, use its clean runs when it has any.
-    pub fn side(&self, spec: &str, prefer_clean: bool) -> Result<Side> {
+    pub fn side(&self, spec: &str, prefer_clean: bool) -> Result<ChosenSide> {
         let ids: Vec<&str> = spec.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         if !ids.is_empty() && ids.iter().all(|s| looks_like_run_id(s)) {
             let runs = ids.iter().map(|id| self.store.show(id)).collect::<Result<Vec<_>, _>>()?;
             let commit = runs.first().and_then(|r| r.commit.clone());
-            return Ok(Side { label: spec.to_owned(), commit, runs });
+            return Ok(ChosenSide { label: spec.to_owned(), commit, runs });
         }
         let repo = self.repo(spec)?;
         let commit = repo.resolve(spec)?;
@@ -208,7 +208,7 @@ impl Context {
                 ),
             });
         }
-        Ok(Side { label: spec.to_owned(), commit: Some(commit), runs })
+        Ok(ChosenSide { label: spec.to_owned(), commit: Some(commit), runs })
     }
 
     fn runs_of(&self, commit: &str, prefer_clean: bool) -> Result<Vec<RunMetadata>> {
@@ -244,7 +244,7 @@ impl Context {
     /// The baseline of `head`: the first commit from the merge-base with the default branch (or
     /// head's parent) back along first parents whose runs cover some of `head`'s groups with the
     /// same settings.
-    pub fn find_baseline(&self, head: &Side, head_groups: &GroupRuns) -> Result<Option<Side>> {
+    pub fn find_baseline(&self, head: &ChosenSide, head_groups: &GroupRuns) -> Result<Option<ChosenSide>> {
         let Some(repo) = &self.repo else { return Ok(None) };
         let Some(head_commit) = &head.commit else { return Ok(None) };
         let mut found = contprof_engine::store::baseline_for(&self.store, repo, head_commit, BASELINE_DEPTH)?;
@@ -256,7 +256,7 @@ impl Context {
                 base_groups.get(g).is_some_and(|b| settings_mismatch(&b.settings, &h.settings).is_none())
             });
             if matches {
-                return Ok(Some(Side {
+                return Ok(Some(ChosenSide {
                     label: short_commit(&b.commit).to_owned(),
                     commit: Some(b.commit),
                     runs,
@@ -296,8 +296,8 @@ pub(super) fn say_warnings(compared: &pipeline::Compared, shell: &Shell) {
 #[allow(clippy::too_many_arguments, reason = "the sides, the selection and the options, each once")]
 pub(super) fn compare_sides(
     ctx: &Context,
-    base: &Side,
-    head: &Side,
+    base: &ChosenSide,
+    head: &ChosenSide,
     filter: Option<&str>,
     sample_labels: &[(String, String)],
     stats: &StatsArgs,

@@ -19,7 +19,7 @@ use super::settings;
 use contprof_engine::errors::{Error, Result};
 use contprof_engine::prod::compact::{self, CompactOptions};
 use contprof_engine::prod::load::{self, Want};
-use contprof_engine::prod::rollouts::{self, Judging, Rollout, Said, Sides, Status, Watch};
+use contprof_engine::prod::rollouts::{self, Asked, Judging, Rollout, Said, Status, Watch};
 use contprof_engine::prod::rollup::Observation;
 use contprof_engine::prod::select::{self, Selection};
 use contprof_engine::shell::Shell;
@@ -237,7 +237,7 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
         options: &options,
         fold_library: config.fold_library.unwrap_or(true),
     };
-    let asked = Sides { service: &service, profile_type: &a.profile_type, judging: &judging };
+    let asked = Asked { service: &service, profile_type: &a.profile_type, judging: &judging };
     let cmp =
         rollouts::compare_sides(&store, &selection, &asked, (&a.base, &a.head), &mut |m| say(shell, m))?;
     let mut out = Vec::new();

@@ -26,7 +26,7 @@ use contprof_engine::compare::{Metric, render_amount};
 use contprof_engine::errors::{Error, Result};
 use contprof_engine::prod::denominator::Denominator;
 use contprof_engine::prod::load::{self, Want};
-use contprof_engine::prod::rollouts::{Judging, Sides, compare_loaded};
+use contprof_engine::prod::rollouts::{Asked, Judging, compare_loaded};
 use contprof_engine::prod::rollup::Observation;
 use contprof_engine::prod::select::{self, Selection};
 use contprof_engine::store::{Store, parse_time, rfc3339};
@@ -222,7 +222,7 @@ pub fn write_page(
                 options: &comparing.options,
                 fold_library: comparing.fold_library,
             };
-            let asked = Sides { service: &q.service, profile_type: &q.profile_type, judging: &judging };
+            let asked = Asked { service: &q.service, profile_type: &q.profile_type, judging: &judging };
             let (mut prepared, cmp) = compare_loaded(&asked, (base, sides.base), (head, sides.head))?;
             details.push(format!(
                 "{} regressions, {} improvements",

@@ -7,7 +7,7 @@ mod side;
 use std::time::Instant;
 
 use super::args::{CheckArgs, ReportFormat};
-use super::compare::{Context, Side, compare_sides, say_warnings, write_flamegraphs};
+use super::compare::{ChosenSide, Context, compare_sides, say_warnings, write_flamegraphs};
 use super::output::{render, verdict, write_stdout};
 use contprof_engine::cargo::CargoArgs;
 use contprof_engine::config::{BaselineMode, CheckTarget, NoBaseline};
@@ -74,7 +74,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
             .stop_power
             .or(config.check.stop_power)
             .unwrap_or(contprof_engine::compare::sequential::DEFAULT_STOP_POWER);
-        let look = |base: &Side, head: &Side| -> Result<bool> {
+        let look = |base: &ChosenSide, head: &ChosenSide| -> Result<bool> {
             let n = base.runs.len().min(head.runs.len()) / targets.len().max(1);
             if !sequential || n < contprof_engine::compare::sequential::MIN_PAIRS {
                 return Ok(false);
@@ -142,7 +142,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
             None => return Err(Error::msg("the run was not stored; `check` needs a store")),
         }
     }
-    let head = Side {
+    let head = ChosenSide {
         label: "HEAD".to_owned(),
         commit: recorded.first().and_then(|r| r.commit.clone()),
         runs: recorded,
@@ -247,15 +247,19 @@ fn targets(args: &CheckArgs, configured: Vec<CheckTarget>) -> Vec<CheckTarget> {
 }
 
 /// The rebuilt base `base` and the head as sides of a comparison, from their runs so far.
-fn sides(base: &str, base_runs: &[RunMetadata], head_runs: &[RunMetadata]) -> (Side, Side) {
+fn sides(base: &str, base_runs: &[RunMetadata], head_runs: &[RunMetadata]) -> (ChosenSide, ChosenSide) {
     let newest_first = |runs: &[RunMetadata]| runs.iter().rev().cloned().collect::<Vec<_>>();
     let head = newest_first(head_runs);
     (
-        Side {
+        ChosenSide {
             label: format!("{} (rebuilt)", short_commit(base)),
             commit: Some(base.to_owned()),
             runs: newest_first(base_runs),
         },
-        Side { label: "HEAD".to_owned(), commit: head.first().and_then(|r| r.commit.clone()), runs: head },
+        ChosenSide {
+            label: "HEAD".to_owned(),
+            commit: head.first().and_then(|r| r.commit.clone()),
+            runs: head,
+        },
     )
 }

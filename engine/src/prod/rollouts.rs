@@ -39,8 +39,8 @@ pub struct Judging<'a> {
     pub fold_library: bool,
 }
 
-/// What [`compare_sides`] compares: one service's windows of one profile type.
-pub struct Sides<'a> {
+/// What [`compare_sides`] is asked to compare: one service's windows of one profile type.
+pub struct Asked<'a> {
     /// The service.
     pub service: &'a str,
     /// The profile type.
@@ -54,7 +54,7 @@ pub struct Sides<'a> {
 pub fn compare_sides(
     store: &Store,
     selection: &Selection,
-    asked: &Sides<'_>,
+    asked: &Asked<'_>,
     (base, head): (&str, &str),
     say: &mut dyn FnMut(Said),
 ) -> Result<Comparison> {
@@ -94,7 +94,7 @@ pub fn compare_sides(
 /// stacks of each side as its profiles when they were loaded), judged with `asked`'s denominator
 /// and statistics. The warnings and notes are in the returned [`Prepared`] and [`Comparison`].
 pub fn compare_loaded(
-    asked: &Sides<'_>,
+    asked: &Asked<'_>,
     (base, base_loaded): (&str, Loaded),
     (head, head_loaded): (&str, Loaded),
 ) -> Result<(Prepared, Comparison)> {
@@ -306,7 +306,7 @@ pub fn judge_rollouts(
             let mut one = selection.clone();
             one.service = Some(service.clone());
             let asked =
-                Sides { service: &service, profile_type: watch.profile_type, judging: &watch.judging };
+                Asked { service: &service, profile_type: watch.profile_type, judging: &watch.judging };
             let sides = (&format!("version={base}")[..], &format!("version={head}")[..]);
             let cmp = compare_sides(store, &one, &asked, sides, say)?;
             let mut json = Vec::new();
