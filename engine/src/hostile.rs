@@ -4,7 +4,7 @@
 //! parsers are tried in its `hostile_tests`, the viewer's in its own; this module is built for
 //! tests only (and for the tests of the crates above through the `test-support` feature).
 //!
-//! [`CASES`] cases per parser in every `cargo test` run (`CONTPROF_HOSTILE_CASES` raises it), from
+//! 600 cases per parser in every `cargo test` run (`CONTPROF_HOSTILE_CASES` raises it), from
 //! fixed seeds so that CI runs the same inputs; a failing case prints the parser, the case, its
 //! seed and the input in hex, and `CONTPROF_HOSTILE_SEED=<seed>` replays that one case.
 

@@ -27,6 +27,13 @@
 //! from Jaeger, Tempo or Grafana), else a random id given to the root span and inherited by its
 //! descendants.
 //!
+//! With the `opentelemetry` feature, a span that `tracing-opentelemetry`'s layer also follows
+//! takes its ids from OpenTelemetry instead (unless its fields name them): the trace id and span
+//! id of its OpenTelemetry span context, read once, when the span is first entered (when
+//! OpenTelemetry starts it anyway), so that a trace in Jaeger, Tempo or Grafana opens the samples
+//! of its spans with no field to record by hand. Without OpenTelemetry's layer, or for a span it
+//! does not follow, the ids are made as above.
+//!
 //! Cardinality is bounded: each label key keeps at most [`ContprofLayer::max_values`] distinct
 //! values (64 by default); a value beyond that is left out of the span's labels and counted
 //! ([`Stats::dropped_values`]). Label values are meant to be routes and tenants, not request ids.
@@ -91,7 +98,22 @@ impl Default for ContprofLayer {
 }
 
 /// What a span tags samples with (in its extensions).
-struct SpanLabels(Context);
+#[derive(Clone, Copy)]
+struct SpanLabels {
+    context: Context,
+    /// Its ids may still come from OpenTelemetry (read when first entered): neither was named by
+    /// a field. `None` once read.
+    #[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+    otel: Option<Named>,
+}
+
+/// Which ids a span's fields named (those are not taken from OpenTelemetry).
+#[derive(Clone, Copy, Default)]
+#[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))]
+struct Named {
+    span_id: bool,
+    trace_id: bool,
+}
 
 thread_local! {
     /// What to restore as the spans this thread entered are left, innermost last.
@@ -285,7 +307,7 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let parent = span.parent().and_then(|p| p.extensions().get::<SpanLabels>().map(|l| l.0));
+        let parent = span.parent().and_then(|p| p.extensions().get::<SpanLabels>().map(|l| l.context));
         let mut fields = Fields::new(&self.fields);
         attrs.record(&mut fields);
         let mut context =
@@ -308,7 +330,9 @@ where
                 .or(inherited)
                 .unwrap_or_else(|| (u128::from(random_u64()) << 64) | u128::from(random_u64()));
         }
-        span.extensions_mut().insert(SpanLabels(context));
+        let named = Named { span_id: fields.ids.span_id.is_some(), trace_id: fields.ids.trace_id.is_some() };
+        let otel = (self.span_ids && !named.span_id || self.trace_ids && !named.trace_id).then_some(named);
+        span.extensions_mut().insert(SpanLabels { context, otel });
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: layer::Context<'_, S>) {
@@ -316,7 +340,8 @@ where
         if !self.labels_span(span.metadata()) {
             return;
         }
-        let Some(mut context) = span.extensions().get::<SpanLabels>().map(|l| l.0) else { return };
+        let Some(mut labelled) = span.extensions().get::<SpanLabels>().copied() else { return };
+        let context = &mut labelled.context;
         let mut fields = Fields::new(&self.fields);
         values.record(&mut fields);
         let pairs: Vec<(&str, &str)> = fields.found.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -325,14 +350,20 @@ where
             && let Some(id) = fields.ids.span_id
         {
             context.span_id = id;
+            if let Some(named) = &mut labelled.otel {
+                named.span_id = true;
+            }
         }
         if self.trace_ids
             && let Some(id) = fields.ids.trace_id
         {
             context.trace_id = id;
+            if let Some(named) = &mut labelled.otel {
+                named.trace_id = true;
+            }
         }
         if let Some(l) = span.extensions_mut().get_mut::<SpanLabels>() {
-            l.0 = context;
+            *l = labelled;
         }
     }
 
@@ -344,7 +375,18 @@ where
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let Some(context) = span.extensions().get::<SpanLabels>().map(|l| l.0) else { return };
+        let Some(labelled) = span.extensions().get::<SpanLabels>().copied() else { return };
+        let context = match labelled.otel {
+            #[cfg(feature = "opentelemetry")]
+            Some(named) => {
+                let context = otel::ids(id, named, labelled.context);
+                if let Some(l) = span.extensions_mut().get_mut::<SpanLabels>() {
+                    *l = SpanLabels { context, otel: None };
+                }
+                context
+            }
+            _ => labelled.context,
+        };
         let previous = self.switch(context);
         // Never panics, not even in a thread's last moments (thread-local storage torn down):
         // then the set is left as it is.
@@ -361,5 +403,38 @@ where
         }
         let previous = PREVIOUS.try_with(|p| p.try_borrow_mut().ok().and_then(|mut p| p.pop()));
         self.switch(previous.ok().flatten().unwrap_or_default());
+    }
+}
+
+/// The ids OpenTelemetry gives a span (`tracing-opentelemetry`'s span context).
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use contprof::labels::Context;
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_core::span::Id;
+
+    use super::Named;
+
+    /// `context` with the ids of span `id`'s OpenTelemetry span context, where `named` says its
+    /// fields did not name them and the context is valid. Reads through the current dispatch
+    /// (never while the span's extensions are held: `get_otel_context` takes them); for a span
+    /// OpenTelemetry does not follow, `context` as it is.
+    pub(super) fn ids(id: &Id, named: Named, mut context: Context) -> Context {
+        let otel = tracing_core::dispatcher::get_default(|dispatch| {
+            tracing_opentelemetry::get_otel_context(id, dispatch)
+        });
+        let Some(otel) = otel else { return context };
+        let span = otel.span();
+        let ids = span.span_context();
+        if !ids.is_valid() {
+            return context;
+        }
+        if context.span_id != 0 && !named.span_id {
+            context.span_id = u64::from_be_bytes(ids.span_id().to_bytes());
+        }
+        if context.trace_id != 0 && !named.trace_id {
+            context.trace_id = u128::from_be_bytes(ids.trace_id().to_bytes());
+        }
+        context
     }
 }

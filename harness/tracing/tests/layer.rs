@@ -134,3 +134,55 @@ fn span_and_trace_ids_come_from_fields_or_are_made_and_children_inherit_the_trac
         assert!(a.trace_id != 0 && a.trace_id == b.trace_id && other.trace_id != a.trace_id);
     });
 }
+
+/// With `tracing-opentelemetry`'s layer (either side of ours), a span's ids are its OpenTelemetry
+/// span context's: a request whose incoming context names a trace carries that trace id, as its
+/// children do; ids named in fields still win.
+#[cfg(feature = "opentelemetry")]
+#[test]
+fn ids_come_from_opentelemetry_where_it_follows_the_span() {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    agent();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let ours = || ContprofLayer::new().span_ids(true).trace_ids(true);
+    let check = || {
+        // The incoming request's context, as a `traceparent` header gives it.
+        let remote = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let request = tracing::info_span!("request");
+        request.set_parent(opentelemetry::Context::new().with_remote_span_context(remote)).unwrap();
+        let (outer, inner) = request.in_scope(|| (context(), tracing::info_span!("db").in_scope(context)));
+        let theirs = request.context().span().span_context().clone();
+        assert_eq!(outer.trace_id, 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736, "the incoming trace");
+        assert_eq!(outer.span_id, u64::from_be_bytes(theirs.span_id().to_bytes()), "OpenTelemetry's span id");
+        assert_eq!(inner.trace_id, outer.trace_id, "a child is in its parent's trace");
+        assert!(inner.span_id != 0 && inner.span_id != outer.span_id);
+        assert_eq!(request.in_scope(context), outer, "entered again: the same ids");
+        // A root span: the trace OpenTelemetry starts.
+        let root = tracing::info_span!("job");
+        let ids = root.in_scope(context);
+        let started = root.context().span().span_context().trace_id();
+        assert_eq!(ids.trace_id, u128::from_be_bytes(started.to_bytes()));
+        // Ids named in fields win.
+        let named =
+            tracing::info_span!("request", trace_id = "0af7651916cd43dd8448eb211c80319c", span_id = 9u64);
+        let ids = named.in_scope(context);
+        assert_eq!((ids.trace_id, ids.span_id), (0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c, 9));
+    };
+    let otel_first = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+        .with(ours());
+    tracing::subscriber::with_default(otel_first, check);
+    let ours_first = tracing_subscriber::registry()
+        .with(ours())
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    tracing::subscriber::with_default(ours_first, check);
+}
