@@ -21,6 +21,7 @@
 
 mod classify;
 pub(crate) mod http;
+mod labels;
 mod page;
 pub mod prod;
 pub(crate) mod query;

@@ -20,8 +20,9 @@ use std::sync::atomic::AtomicBool;
 use chrono::{DateTime, Utc};
 
 use super::Comparing;
+use super::labels;
 use super::page::{ReportInput, html_escape as esc, write_json, write_report};
-use super::query::ProdQuery;
+use super::query::{ProdQuery, url_escape};
 use contprof_engine::compare::{Metric, render_amount};
 use contprof_engine::errors::{Error, Result};
 use contprof_engine::prod::denominator::Denominator;
@@ -322,19 +323,6 @@ fn query_string(q: &ProdQuery) -> String {
     parts.iter().map(|(k, v)| format!("{k}={}", url_escape(v))).collect::<Vec<_>>().join("&")
 }
 
-/// Percent-encodes a query value.
-fn url_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 /// The filter form: profile type, span picker, label filters, colour key.
 fn filter_form(q: &ProdQuery, served: bool) -> String {
     if !served {
@@ -482,9 +470,6 @@ fn breakdown<'a>(
     t
 }
 
-/// Most rows of the breakdown by a sample label (the largest values; the rest in one row).
-const LABEL_ROWS: usize = 50;
-
 /// The breakdown by a sample label (`by`): the share of the profile's default measure per value
 /// of that label, from the stacks of the selected windows (read for their labels, not from the
 /// rollups), each value a link that keeps only its samples; and, served, the forms that ask for
@@ -513,63 +498,15 @@ fn label_breakdown(q: &ProdQuery, stacks: &[contprof_engine::profile::Profile], 
         );
         return t;
     }
-    let mut per_value: BTreeMap<Option<&str>, (f64, usize)> = BTreeMap::new();
-    let mut measure = String::new();
-    for p in stacks {
-        let Some(at) =
-            p.sample_type_index(p.str(p.default_sample_type)).or(p.sample_type.len().checked_sub(1))
-        else {
-            continue;
-        };
-        if measure.is_empty() {
-            measure = p.str(p.sample_type[at].r#type).to_owned();
-        }
-        for s in &p.sample {
-            let e = per_value.entry(p.label_str(s, key)).or_default();
-            e.0 += s.value.get(at).copied().unwrap_or(0) as f64;
-            e.1 += 1;
-        }
-    }
-    let all: f64 = per_value.values().map(|(v, _)| v).sum();
-    let mut rows: Vec<(Option<&str>, f64, usize)> =
-        per_value.into_iter().map(|(k, (v, n))| (k, v, n)).collect();
-    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let _ = write!(
-        t,
-        r#"<h2>By sample label <code>{k}</code></h2><table id="label-breakdown"><thead><tr><th>{k}</th><th class="num">{m}</th><th class="num">share</th><th class="num">stacks</th><th></th></tr></thead><tbody>"#,
-        k = esc(key),
-        m = esc(&measure),
-    );
-    let rest: (f64, usize) = rows.iter().skip(LABEL_ROWS).fold((0.0, 0), |a, r| (a.0 + r.1, a.1 + r.2));
-    for (value, v, n) in rows.iter().take(LABEL_ROWS) {
-        let share = if all > 0.0 { format!("{:.1}%", 100.0 * v / all) } else { "–".into() };
-        let (shown, only) = match value {
-            Some(value) => {
-                let mut narrowed = q.clone();
-                narrowed.sample_labels.push((key.to_owned(), (*value).to_owned()));
-                narrowed.by = None;
-                let link = format!(r#"<a href="/prod/view?{}">only this</a>"#, esc(&query_string(&narrowed)));
-                (esc(value), if served { link } else { String::new() })
-            }
-            None => (r#"<span class="muted">(no such label)</span>"#.to_owned(), String::new()),
-        };
-        let _ = write!(
-            t,
-            r#"<tr data-value="{d}"><td>{shown}</td><td class="num">{v}</td><td class="num">{share}</td><td class="num">{n}</td><td>{only}</td></tr>"#,
-            d = esc(value.unwrap_or("")),
-        );
-    }
-    if rest.1 > 0 {
-        let share = if all > 0.0 { format!("{:.1}%", 100.0 * rest.0 / all) } else { "–".into() };
-        let _ = write!(
-            t,
-            r#"<tr><td class="muted">{} other values</td><td class="num">{}</td><td class="num">{share}</td><td class="num">{}</td><td></td></tr>"#,
-            rows.len() - LABEL_ROWS,
-            rest.0,
-            rest.1
-        );
-    }
-    t.push_str("</tbody></table></section>");
+    let (measure, parts) = labels::parts(stacks, key);
+    let link = |value: &str| -> Option<String> {
+        let mut narrowed = q.clone();
+        narrowed.sample_labels.push((key.to_owned(), value.to_owned()));
+        narrowed.by = None;
+        served.then(|| format!(r#"<a href="/prod/view?{}">only this</a>"#, esc(&query_string(&narrowed))))
+    };
+    t.push_str(&labels::table(key, &measure, &parts, &link));
+    t.push_str("</section>");
     t
 }
 

@@ -63,6 +63,34 @@ fn text(name: &str, value: &str) -> Result<String, QueryError> {
     Ok(value.trim().to_owned())
 }
 
+/// Percent-encodes a query value.
+pub(crate) fn url_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `key=value` pairs of a `sample_label` parameter (comma-separated ones too) added to `out`,
+/// at most [`MAX_LABELS`] in all.
+fn sample_label_pairs(name: &str, value: &str, out: &mut Vec<(String, String)>) -> Result<(), QueryError> {
+    let v = text(name, value)?;
+    for one in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (lk, lv) =
+            one.split_once('=').ok_or_else(|| bad(format!("`{name}`: `{one}` is not key=value")))?;
+        out.push((lk.trim().to_owned(), lv.trim().to_owned()));
+    }
+    if out.len() > MAX_LABELS {
+        return Err(bad(format!("at most {MAX_LABELS} label filters")));
+    }
+    Ok(())
+}
+
 fn set_once(slot: &mut Option<String>, name: &str, value: &str) -> Result<(), QueryError> {
     if slot.is_some() {
         return Err(bad(format!("`{name}` is given twice")));
@@ -147,6 +175,11 @@ pub struct ViewQuery {
     pub head: Vec<String>,
     /// Keep profiles whose group is this or below it (`test/api` keeps `test/api/x`).
     pub group: Option<String>,
+    /// `sample_label=K=V`: only the samples that carry these labels (values of one key are
+    /// alternatives, keys combine), as `compare --sample-label` reads them.
+    pub sample_labels: Vec<(String, String)>,
+    /// `by=KEY`: the breakdown of the view by a sample label.
+    pub by: Option<String>,
     /// Answer with the view's JSON instead of the page.
     pub json: bool,
 }
@@ -164,6 +197,14 @@ impl ViewQuery {
                 "head" => &mut q.head,
                 "group" => {
                     set_once(&mut q.group, "group", &v)?;
+                    continue;
+                }
+                "sample_label" => {
+                    sample_label_pairs(&k, &v, &mut q.sample_labels)?;
+                    continue;
+                }
+                "by" => {
+                    set_once(&mut q.by, "by", &v)?;
                     continue;
                 }
                 "format" => {
@@ -191,6 +232,28 @@ impl ViewQuery {
             Some(f) => return Err(bad(format!("`format` must be `html` or `json`, not `{f}`"))),
         };
         Ok(q)
+    }
+
+    /// The view's parameters as `(name, value)` pairs, as [`ViewQuery::parse`] reads them back
+    /// (the HTML page: `format` is left out).
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut parts: Vec<(&'static str, String)> = Vec::new();
+        for (k, runs) in [("run", &self.runs), ("base", &self.base), ("head", &self.head)] {
+            parts.extend(runs.iter().map(|r| (k, r.clone())));
+        }
+        if let Some(g) = &self.group {
+            parts.push(("group", g.clone()));
+        }
+        parts.extend(self.sample_labels.iter().map(|(k, v)| ("sample_label", format!("{k}={v}"))));
+        if let Some(by) = &self.by {
+            parts.push(("by", by.clone()));
+        }
+        parts
+    }
+
+    /// The query string of [`ViewQuery::pairs`].
+    pub fn to_query(&self) -> String {
+        self.pairs().iter().map(|(k, v)| format!("{k}={}", url_escape(v))).collect::<Vec<_>>().join("&")
     }
 
     /// Whether a profile group is selected by `group`.
@@ -276,12 +339,9 @@ impl ProdQuery {
                     }
                 }
                 "sample_label" => {
-                    let v = text(&k, &v)?;
-                    for one in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                        let (lk, lv) = one
-                            .split_once('=')
-                            .ok_or_else(|| bad(format!("`sample_label`: `{one}` is not key=value")))?;
-                        q.sample_labels.push((lk.trim().to_owned(), lv.trim().to_owned()));
+                    sample_label_pairs(&k, &v, &mut q.sample_labels)?;
+                    if q.labels.len() + q.sample_labels.len() > MAX_LABELS {
+                        return Err(bad(format!("at most {MAX_LABELS} label filters")));
                     }
                 }
                 "trace" => {

@@ -352,7 +352,7 @@ impl State {
                 filter_name: q.group.as_deref(),
                 allow_mismatch: true,
                 fold_library: self.comparing.fold_library,
-                sample_labels: &[],
+                sample_labels: &q.sample_labels,
             };
             let pipeline::Compared { prepared, comparison: cmp } = pipeline::compare_stored(
                 pipeline::history::Source { store: &store, repo: self.comparing.repo.as_ref() },
@@ -389,8 +389,9 @@ impl State {
                     h.extend(ph);
                     (b, h)
                 });
-            let input =
+            let mut input =
                 ReportInput::compare(title, &base_profiles, &head_profiles, Some(&cmp)).with_details(details);
+            input.prelude = run_labels(q, "/compare", &base_profiles, Some(&head_profiles));
             render(&input, q.json)?
         } else {
             if q.runs.is_empty() {
@@ -398,7 +399,9 @@ impl State {
             }
             let sel = self.load(&store, &q.runs, q)?;
             let title = format!("{} ({group})", short(&sel.runs));
-            let input = ReportInput::profile(title, &sel.profiles).with_details(describe("runs", &sel.runs));
+            let mut input =
+                ReportInput::profile(title, &sel.profiles).with_details(describe("runs", &sel.runs));
+            input.prelude = run_labels(q, "/view", &sel.profiles, None);
             render(&input, q.json)?
         };
         Ok(body)
@@ -432,8 +435,67 @@ impl State {
             let what = q.group.as_deref().map_or_else(String::new, |g| format!(" in group `{g}`"));
             return Err(Failure::new(404, format!("the selected runs have no profiles{what}")));
         }
+        if !q.sample_labels.is_empty() {
+            sel.profiles.retain_mut(|p| p.retain_labelled(&q.sample_labels));
+            if sel.profiles.is_empty() {
+                let labels: Vec<String> = q.sample_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                return Err(Failure::new(
+                    404,
+                    format!("no sample of the selected runs carries {}", labels.join(", ")),
+                ));
+            }
+        }
         Ok(sel)
     }
+}
+
+/// The label section of a run page (`path`: `/view` or `/compare`): the sample-label filters in
+/// force, the form that asks for a breakdown by a sample label, and the breakdown by `q.by` of
+/// `profiles` (and, on a comparison, of the head's `head` beside them), each value linking to the
+/// page of its samples alone.
+fn run_labels(q: &ViewQuery, path: &str, profiles: &[Profile], head: Option<&[Profile]>) -> String {
+    use std::fmt::Write as _;
+
+    use super::page::html_escape as esc;
+
+    let mut t = String::from(r#"<section id="run-labels">"#);
+    if !q.sample_labels.is_empty() {
+        let labels: Vec<String> =
+            q.sample_labels.iter().map(|(k, v)| format!("<code>{}={}</code>", esc(k), esc(v))).collect();
+        let all = ViewQuery { sample_labels: Vec::new(), ..q.clone() };
+        let _ = write!(
+            t,
+            r#"<p id="run-sample-labels">Only the samples labelled {}. <a href="{path}?{}">All samples</a></p>"#,
+            labels.join(", "),
+            esc(&all.to_query())
+        );
+    }
+    let mut hidden = String::new();
+    for (k, v) in (ViewQuery { by: None, ..q.clone() }).pairs() {
+        let _ = write!(hidden, r#"<input type="hidden" name="{k}" value="{}">"#, esc(&v));
+    }
+    let _ = write!(
+        t,
+        r#"<form class="controls" method="get" action="{path}" id="run-by-form">{hidden}<label>break down by sample label <input name="by" id="run-by" size="14" placeholder="endpoint" value="{by}"></label> <button type="submit">Break down</button></form>"#,
+        by = esc(q.by.as_deref().unwrap_or("")),
+    );
+    if let Some(key) = q.by.as_deref() {
+        let link = |value: &str| -> Option<String> {
+            let mut narrowed = q.clone();
+            narrowed.sample_labels.push((key.to_owned(), value.to_owned()));
+            narrowed.by = None;
+            Some(format!(r#"<a href="{path}?{}">only this</a>"#, esc(&narrowed.to_query())))
+        };
+        let (measure, parts) = super::labels::parts(profiles, key);
+        t.push_str(&match head {
+            None => super::labels::table(key, &measure, &parts, &link),
+            Some(head) => {
+                super::labels::compare_table(key, &measure, &parts, &super::labels::parts(head, key).1, &link)
+            }
+        });
+    }
+    t.push_str("</section>");
+    t
 }
 
 #[derive(Debug, Default)]

@@ -631,3 +631,65 @@ fn type_switch_offers_lock_waits() {
     assert!(types.contains(&("contentions", "count", "Lock waits")), "{types:?}");
     assert!(types.contains(&("delay", "nanoseconds", "Time waiting for locks")), "{types:?}");
 }
+
+/// A run of `app::search` (`search` ns of CPU), `app::items` (3 ms) and `app::idle` (2 ms), the
+/// first two labelled with their `endpoint`, the last with none.
+fn labelled_profile(search: i64) -> Profile {
+    let mut p = contprof_engine::profile::test_support::synth(&[
+        (&["main", "app::search"], search, 0),
+        (&["main", "app::items"], 3_000_000, 0),
+        (&["main", "app::idle"], 2_000_000, 0),
+    ]);
+    p.default_sample_type = p.intern("cpu"); // as `build_profile` sets it
+    let key = p.intern("endpoint");
+    for (i, value) in ["/search", "/items"].into_iter().enumerate() {
+        let str = p.intern(value);
+        p.sample[i].label.push(contprof_engine::profile::Label { key, str, ..Default::default() });
+    }
+    p
+}
+
+/// Issue 29: the run pages break runs down by a sample label (`by`), one run's parts or a
+/// comparison's shares on both sides, and keep only a label's samples (`sample_label`), in the
+/// flame graph and, on a comparison, in the verdicts, as `compare --sample-label` does.
+#[test]
+fn run_pages_break_down_by_a_sample_label_and_keep_one_labels_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreLocation::Dir(tmp.path().to_path_buf())).unwrap();
+    let base = record_run(&store, 'a', cpu_only_settings(), &vec![labelled_profile(5_000_000); 3]);
+    let head = record_run(&store, 'b', cpu_only_settings(), &vec![labelled_profile(10_000_000); 3]);
+    let state = State::new(StoreLocation::Dir(tmp.path().to_path_buf()), false);
+
+    let (status, body) = get(&state, &format!("/view?run={base}&by=endpoint"));
+    assert_eq!(status, 200, "{body}");
+    let row =
+        r#"<tr data-value="/search"><td>/search</td><td class="num">15000000</td><td class="num">50.0%</td>"#;
+    assert!(body.contains(row), "{body}");
+    assert!(body.contains("(no such label)") && body.contains(r#"id="run-by-form""#), "{body}");
+    let only = format!(r#"href="/view?run={base}&amp;sample_label=endpoint%3D%2Fitems""#);
+    assert!(body.contains(&only), "each value links to its samples alone: {body}");
+
+    let (status, body) =
+        get(&state, &format!("/view?run={base}&sample_label=endpoint%3D%2Fitems&by=endpoint"));
+    assert_eq!(status, 200, "{body}");
+    let row =
+        r#"<tr data-value="/items"><td>/items</td><td class="num">9000000</td><td class="num">100.0%</td>"#;
+    assert!(body.contains(row) && !body.contains(r#"data-value="/search""#), "only /items' samples: {body}");
+    assert!(body.contains(r#"id="run-sample-labels""#), "the filter in force is said: {body}");
+    let (status, body) = get(&state, &format!("/view?run={base}&sample_label=endpoint%3D%2Fnowhere"));
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no sample of the selected runs carries endpoint=/nowhere"), "{body}");
+
+    // /search doubled: 50% of the CPU in base, 10 of 15 ms in head.
+    let (status, body) = get(&state, &format!("/compare?base={base}&head={head}&by=endpoint"));
+    assert_eq!(status, 200, "{body}");
+    let row = r#"<tr data-value="/search"><td>/search</td><td class="num">50.0%</td><td class="num">66.7%</td><td class="num">+16.7 pts</td>"#;
+    assert!(body.contains(row), "{body}");
+    let (status, body) = get(
+        &state,
+        &format!("/compare?base={base}&head={head}&sample_label=endpoint%3D%2Fitems&by=endpoint"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let row = r#"<tr data-value="/items"><td>/items</td><td class="num">100.0%</td><td class="num">100.0%</td><td class="num">+0.0 pts</td>"#;
+    assert!(body.contains(row) && !body.contains(r#"data-value="/search""#), "{body}");
+}
