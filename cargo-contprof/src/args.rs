@@ -748,6 +748,15 @@ pub enum ProdCommand {
   cargo contprof prod compare --service indexing --base version=1.3 --head version=1.4 --since 7d
   cargo contprof prod compare --service indexing --base zone=eu,version=1.4 --head zone=us,version=1.4 --format markdown")]
     Compare(ProdCompareArgs),
+    /// The fleet's CPU in cores: services, then the functions and crates that cost the most
+    /// core-seconds a day across every service in the store, who pays for each, its trend over
+    /// the span, and what a speed-up of each would save. Replicas are counted per hour from the
+    /// instances that recorded windows (see the production chapter for the method and its error).
+    #[command(after_help = "Examples:
+  cargo contprof prod top --store s3://profiles/prod --since 7d
+  cargo contprof prod top --since 7d --limit 50 --speedup 0.05 --format markdown > fleet-week.md
+  cargo contprof prod top --service indexing --format json")]
+    Top(ProdTopArgs),
     /// Write the hourly and daily rollups that let `prod` queries and `serve` read a day or a
     /// month of windows as tens of objects: merged stacks plus per-window costs. Safe to run at
     /// any time, and by several processes at once; `serve` runs it in the background.
@@ -961,6 +970,34 @@ pub struct ProdListArgs {
 pub enum ListFormat {
     /// A table.
     Text,
+    /// JSON for machines.
+    Json,
+}
+
+/// `cargo contprof prod top`.
+#[derive(Debug, Args)]
+pub struct ProdTopArgs {
+    /// Which windows (every service's without --service; `cpu` windows only).
+    #[command(flatten)]
+    pub select: ProdSelectArgs,
+    /// Functions and crates listed.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub limit: u32,
+    /// The relative speed-up whose savings are listed (0.1: each function 10% faster).
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.1)]
+    pub speedup: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = TopFormat::Text)]
+    pub format: TopFormat,
+}
+
+/// Output of `prod top`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TopFormat {
+    /// Tables for a terminal.
+    Text,
+    /// Markdown tables (a weekly report, a chat hook).
+    Markdown,
     /// JSON for machines.
     Json,
 }

@@ -78,6 +78,7 @@ pub fn main_impl(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Prod(args::ProdCommand::Export(a)) => prod::export(a, &shell),
         Command::Prod(args::ProdCommand::Compare(a)) => prod::compare(a, &shell),
         Command::Prod(args::ProdCommand::Compact(a)) => prod::compact(a, &shell),
+        Command::Prod(args::ProdCommand::Top(a)) => prod::top(a, &shell),
         Command::Prod(args::ProdCommand::Report(a)) => prod::report(a, &shell),
         Command::Prod(args::ProdCommand::Pause(a)) => prod::pause(a, &shell),
         Command::Prod(args::ProdCommand::Resume(a)) => prod::resume(a, &shell),

@@ -11,8 +11,8 @@ use chrono::Utc;
 
 use super::args::{
     ListFormat, ProdCompactArgs, ProdCompareArgs, ProdExportArgs, ProdListArgs, ProdPauseArgs,
-    ProdReportArgs, ProdResumeArgs, ProdSelectArgs, ProdSymbolsAddArgs, ProdSymbolsListArgs, ProdWatchArgs,
-    ReportFormat,
+    ProdReportArgs, ProdResumeArgs, ProdSelectArgs, ProdSymbolsAddArgs, ProdSymbolsListArgs, ProdTopArgs,
+    ProdWatchArgs, ReportFormat, TopFormat,
 };
 use super::output::{render, verdict, write_stdout};
 use super::settings;
@@ -82,6 +82,52 @@ fn load_selected(
 /// The error for a selection that matched nothing, saying what the store has.
 fn nothing_matched(store: &Store, selection: &Selection) -> Error {
     Error::NothingMatched { what: load::nothing_matched(store, selection, Utc::now()) }
+}
+
+/// `prod top`.
+pub fn top(a: ProdTopArgs, shell: &Shell) -> Result<()> {
+    if !(a.speedup > 0.0 && a.speedup < 1.0) {
+        return Err(Error::InvalidArgument {
+            flag: "--speedup",
+            message: format!("`{}` is not a fraction between 0 and 1 (0.1: 10% faster)", a.speedup),
+        });
+    }
+    let (store, selection, _) = open(&a.select, &["cpu".to_owned()])?;
+    // Library frames stay their own: std's and the allocator's cost are named as such.
+    let want = Want { costs: true, fold_library: false, ..Want::default() };
+    let observations = load_selected(&store, &selection, &want, shell)?;
+    if observations.is_empty() {
+        return Err(nothing_matched(&store, &selection));
+    }
+    let now = Utc::now();
+    let since = selection.since.unwrap_or(now).timestamp();
+    let until = selection.until.unwrap_or(now).timestamp();
+    let refs: Vec<&Observation> = observations.iter().collect();
+    let fleet = contprof_engine::prod::top::rank(&refs, since, until);
+    if fleet.without_length > 0 {
+        shell.warn(format_args!(
+            "{} window(s) left out: their length is not known (rollups written by an older cargo contprof, in a \
+             service with no window of known length); `prod compact --full` writes them again",
+            fleet.without_length
+        ));
+    }
+    let limit = a.limit as usize;
+    let mut out = Vec::new();
+    let written = match a.format {
+        TopFormat::Text => contprof_engine::prod::top::write_text(&fleet, limit, a.speedup, &mut out),
+        TopFormat::Markdown => contprof_engine::prod::top::write_markdown(&fleet, limit, a.speedup, &mut out),
+        TopFormat::Json => {
+            let mut listed = fleet.clone();
+            listed.functions.truncate(limit);
+            listed.crates.truncate(limit);
+            let json = serde_json::json!({"speedup": a.speedup, "fleet": listed});
+            serde_json::to_writer_pretty(&mut out, &json)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+        }
+    };
+    written.map_err(|e| Error::io("could not render", "the report", e))?;
+    write_stdout(&out)
 }
 
 /// `prod list`.

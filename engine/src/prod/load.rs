@@ -328,6 +328,7 @@ pub fn load(
             key: k.clone(),
             labels: Vec::new(),
             costs: Default::default(),
+            seconds: 0.0,
         }));
     }
     out.observations.sort_by(|a, b| a.key.start.cmp(&b.key.start).then_with(|| a.key.cmp(&b.key)));

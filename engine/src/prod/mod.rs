@@ -10,5 +10,6 @@ pub mod rollouts;
 pub mod rollup;
 pub mod select;
 pub mod symbols;
+pub mod top;
 pub mod uploader;
 pub mod window;

@@ -41,6 +41,9 @@ pub struct Observation {
     pub labels: Vec<(String, String)>,
     /// Its costs: totals always; per function only where they were asked for.
     pub costs: RunCosts,
+    /// Its length in seconds (the profile's duration); 0 when not known (rollups written before
+    /// they kept it, windows read without their profile).
+    pub seconds: f64,
 }
 
 /// How the costs of a window of `profile_type` are read (the same for raw windows and rollups):
@@ -90,6 +93,7 @@ pub fn observe(key: &WindowKey, profile: &Profile, fold_library: bool) -> Observ
         key: key.clone(),
         labels,
         costs: run_costs(profile, &input_options(&key.profile_type, fold_library)),
+        seconds: profile.duration_nanos.max(0) as f64 / 1e9,
     }
 }
 
@@ -173,6 +177,9 @@ pub struct WindowSummary {
     /// Per-metric totals.
     #[prost(message, repeated, tag = "6")]
     pub totals: Vec<Total>,
+    /// Its length in seconds; 0 in rollups written before it was kept.
+    #[prost(double, tag = "7")]
+    pub seconds: f64,
 }
 
 /// A metric's total over a window.
@@ -268,6 +275,7 @@ fn summary(o: &Observation) -> WindowSummary {
                 Total { metric: metric_index(m), value: t.value, samples, exact }
             })
             .collect(),
+        seconds: o.seconds,
     }
 }
 
@@ -402,6 +410,7 @@ impl Rollup {
                         .collect(),
                     ..RunCosts::default()
                 },
+                seconds: w.seconds,
             })
             .collect()
     }
