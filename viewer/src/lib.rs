@@ -20,6 +20,7 @@
 //! the store's own metadata. It prints nothing; the CLI reports the bound address.
 
 mod classify;
+mod fleet;
 pub(crate) mod http;
 mod labels;
 mod page;

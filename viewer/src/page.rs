@@ -12,7 +12,8 @@ use contprof_engine::compare::{Comparison, Finding, Power, Verdict};
 use contprof_engine::profile::Profile;
 
 const TEMPLATE: &str = include_str!("assets/view.html");
-const CSS: &str = include_str!("assets/viewer.css");
+/// The viewer's styles, for every page it writes.
+pub(crate) const CSS: &str = include_str!("assets/viewer.css");
 const JS: &str = include_str!("assets/viewer.js");
 
 /// What a view shows.

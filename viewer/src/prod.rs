@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use super::Comparing;
 use super::labels;
-use super::page::{ReportInput, html_escape as esc, write_json, write_report};
+use super::page::{CSS, ReportInput, html_escape as esc, write_json, write_report};
 use super::query::{ProdQuery, url_escape};
 use contprof_engine::compare::{Metric, render_amount};
 use contprof_engine::errors::{Error, Result};
@@ -31,8 +31,6 @@ use contprof_engine::prod::rollouts::{Asked, Judging, compare_loaded};
 use contprof_engine::prod::rollup::Observation;
 use contprof_engine::prod::select::{self, Selection};
 use contprof_engine::store::{Store, parse_time, rfc3339};
-
-const CSS: &str = include_str!("assets/viewer.css");
 
 /// Time spans offered by the span picker.
 const SPANS: [(&str, &str); 4] =
@@ -120,7 +118,7 @@ pub fn services_page(store: &Store) -> Result<String> {
     } + &rollouts;
     Ok(format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Production · cargo contprof</title>\
-         <style>{CSS}</style></head><body><header><nav><a href=\"/\">← runs</a></nav><h1>Production profiles in store \
+         <style>{CSS}</style></head><body><header><nav><a href=\"/\">← runs</a> · <a id=\"fleet-link\" href=\"/prod/top?since=7d\">fleet CPU</a></nav><h1>Production profiles in store \
          <code id=\"store\">{}</code></h1></header><main>{body}</main></body></html>\n",
         esc(store.url())
     ))
@@ -302,7 +300,7 @@ fn color_key(o: &Observation, color: &str) -> String {
 }
 
 /// The query string of `q` (for links).
-fn query_string(q: &ProdQuery) -> String {
+pub(crate) fn query_string(q: &ProdQuery) -> String {
     let mut parts =
         vec![("service", q.service.clone()), ("type", q.profile_type.clone()), ("since", q.since.clone())];
     if let Some(u) = &q.until {

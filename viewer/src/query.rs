@@ -372,3 +372,67 @@ impl ProdQuery {
         Ok(q)
     }
 }
+
+/// `GET /prod/top`: the fleet's CPU over a span (`prod top`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopQuery {
+    /// `since` (default `24h`).
+    pub since: String,
+    /// `until`.
+    pub until: Option<String>,
+    /// `label=k=v` filters on the windows' labels (version, zone, instance, custom).
+    pub labels: Vec<(String, String)>,
+    /// Functions and crates listed (default 20).
+    pub limit: usize,
+    /// The speed-up whose savings are listed (default 0.1).
+    pub speedup: f64,
+    /// Answer with the figures' JSON.
+    pub json: bool,
+}
+
+impl TopQuery {
+    /// Most functions and crates listed on the page.
+    pub const MAX_LIMIT: usize = 500;
+
+    /// Validates the parameters of the fleet page.
+    pub fn parse(query: &str) -> Result<TopQuery, QueryError> {
+        let (mut since, mut until, mut limit, mut speedup, mut format) = (None, None, None, None, None);
+        let mut labels = Vec::new();
+        for (k, v) in decode(query)? {
+            match k.as_str() {
+                "since" => set_once(&mut since, "since", &v)?,
+                "until" => set_once(&mut until, "until", &v)?,
+                "limit" => set_once(&mut limit, "limit", &v)?,
+                "speedup" => set_once(&mut speedup, "speedup", &v)?,
+                "format" => set_once(&mut format, "format", &v)?,
+                "label" => sample_label_pairs("label", &v, &mut labels)?,
+                other => return Err(bad(format!("unknown parameter `{other}` for the fleet page"))),
+            }
+        }
+        let limit = match limit {
+            None => 20,
+            Some(l) => match l.parse::<usize>() {
+                Ok(n) if (1..=Self::MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(bad(format!(
+                        "`limit` must be a number from 1 to {}, not `{l}`",
+                        Self::MAX_LIMIT
+                    )));
+                }
+            },
+        };
+        let speedup = match speedup {
+            None => 0.1,
+            Some(s) => match s.parse::<f64>() {
+                Ok(f) if f > 0.0 && f < 1.0 => f,
+                _ => return Err(bad(format!("`speedup` must be a fraction between 0 and 1, not `{s}`"))),
+            },
+        };
+        let json = match format.as_deref() {
+            None | Some("html") => false,
+            Some("json") => true,
+            Some(f) => return Err(bad(format!("`format` must be `html` or `json`, not `{f}`"))),
+        };
+        Ok(TopQuery { since: since.unwrap_or_else(|| "24h".into()), until, labels, limit, speedup, json })
+    }
+}

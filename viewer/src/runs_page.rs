@@ -5,11 +5,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use super::page::html_escape as esc;
+use super::page::{CSS, html_escape as esc};
 use super::query::ListQuery;
 use contprof_engine::store::{Log, rfc3339};
-
-const CSS: &str = include_str!("assets/viewer.css");
 
 /// The whole run list page for `query` over the runs found.
 pub fn render(store: &str, query: &ListQuery, log: &Log) -> String {

@@ -22,7 +22,7 @@ use std::time::Duration;
 use super::ViewerError;
 use super::http::{self, Limits, Request, Response};
 use super::page::{ReportInput, write_json, write_report};
-use super::query::{ListQuery, ProdQuery, ViewQuery};
+use super::query::{ListQuery, ProdQuery, TopQuery, ViewQuery};
 use super::runs_page;
 use contprof_engine::compare::{self, RevisionInfo};
 use contprof_engine::pipeline;
@@ -274,6 +274,14 @@ impl State {
             "/prod" => {
                 let store = self.store()?;
                 super::prod::services_page(&store).map(html).map_err(|e| Failure::of(&e))
+            }
+            "/prod/top" => {
+                let q = TopQuery::parse(&r.query).map_err(|e| Failure::new(400, e.0))?;
+                let store = self.store()?;
+                let body = super::fleet::fleet_page(&store, &q, Some(r.cancel.flag()), chrono::Utc::now())
+                    .map_err(|e| Failure::of(&e))?;
+                let content_type = if q.json { "application/json" } else { "text/html; charset=utf-8" };
+                Ok(Response { status: 200, content_type, body })
             }
             "/prod/view" | "/prod/compare" => {
                 let q = ProdQuery::parse(&r.query).map_err(|e| Failure::new(400, e.0))?;
