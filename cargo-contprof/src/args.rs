@@ -748,13 +748,15 @@ pub enum ProdCommand {
   cargo contprof prod compare --service indexing --base version=1.3 --head version=1.4 --since 7d
   cargo contprof prod compare --service indexing --base zone=eu,version=1.4 --head zone=us,version=1.4 --format markdown")]
     Compare(ProdCompareArgs),
-    /// The fleet's CPU in cores: services, then the functions and crates that cost the most
-    /// core-seconds a day across every service in the store, who pays for each, its trend over
-    /// the span, and what a speed-up of each would save. Replicas are counted per hour from the
-    /// instances that recorded windows (see the production chapter for the method and its error).
+    /// The fleet's CPU in cores (or heap in bytes, --type heap): services, then the functions and
+    /// crates that cost the most core-seconds a day (hold the most memory) across every service
+    /// in the store, who pays for each, its trend over the span, and what a speed-up of each would
+    /// save. Replicas are counted per hour from the instances that recorded windows (see the
+    /// production chapter for the method and its error).
     #[command(after_help = "Examples:
   cargo contprof prod top --store s3://profiles/prod --since 7d
   cargo contprof prod top --since 7d --limit 50 --speedup 0.05 --format markdown > fleet-week.md
+  cargo contprof prod top --type heap --since 24h
   cargo contprof prod top --service indexing --format json")]
     Top(ProdTopArgs),
     /// Write the hourly and daily rollups that let `prod` queries and `serve` read a day or a
@@ -977,18 +979,32 @@ pub enum ListFormat {
 /// `cargo contprof prod top`.
 #[derive(Debug, Args)]
 pub struct ProdTopArgs {
-    /// Which windows (every service's without --service; `cpu` windows only).
+    /// Which windows (every service's without --service).
     #[command(flatten)]
     pub select: ProdSelectArgs,
+    /// What to rank: CPU (`cpu` windows; core-seconds a day) or the heap in use (`heap` windows;
+    /// mean bytes in use over the span).
+    #[arg(long = "type", value_enum, default_value_t = TopType::Cpu)]
+    pub measure: TopType,
     /// Functions and crates listed.
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub limit: u32,
-    /// The relative speed-up whose savings are listed (0.1: each function 10% faster).
+    /// The relative speed-up whose savings are listed (0.1: each function 10% faster, or holding
+    /// 10% less memory).
     #[arg(long, value_name = "FRACTION", default_value_t = 0.1)]
     pub speedup: f64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = TopFormat::Text)]
     pub format: TopFormat,
+}
+
+/// What `prod top` ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TopType {
+    /// CPU, in core-seconds a day.
+    Cpu,
+    /// The heap in use, in bytes.
+    Heap,
 }
 
 /// Output of `prod top`.

@@ -12,7 +12,7 @@ use chrono::Utc;
 use super::args::{
     ListFormat, ProdCompactArgs, ProdCompareArgs, ProdExportArgs, ProdListArgs, ProdPauseArgs,
     ProdReportArgs, ProdResumeArgs, ProdSelectArgs, ProdSymbolsAddArgs, ProdSymbolsListArgs, ProdTopArgs,
-    ProdWatchArgs, ReportFormat, TopFormat,
+    ProdWatchArgs, ReportFormat, TopFormat, TopType,
 };
 use super::output::{render, verdict, write_stdout};
 use super::settings;
@@ -92,9 +92,12 @@ pub fn top(a: ProdTopArgs, shell: &Shell) -> Result<()> {
             message: format!("`{}` is not a fraction between 0 and 1 (0.1: 10% faster)", a.speedup),
         });
     }
-    let (store, selection, _) = open(&a.select, &["cpu".to_owned()])?;
-    // Library frames stay their own: std's and the allocator's cost are named as such.
-    let want = Want { costs: true, fold_library: false, ..Want::default() };
+    let measure = match a.measure {
+        TopType::Cpu => contprof_engine::prod::top::Measure::Cpu,
+        TopType::Heap => contprof_engine::prod::top::Measure::Heap,
+    };
+    let (store, selection, _) = open(&a.select, &[measure.profile_type().to_owned()])?;
+    let want = Want { costs: true, fold_library: measure.fold_library(), ..Want::default() };
     let observations = load_selected(&store, &selection, &want, shell)?;
     if observations.is_empty() {
         return Err(nothing_matched(&store, &selection));
@@ -103,7 +106,7 @@ pub fn top(a: ProdTopArgs, shell: &Shell) -> Result<()> {
     let since = selection.since.unwrap_or(now).timestamp();
     let until = selection.until.unwrap_or(now).timestamp();
     let refs: Vec<&Observation> = observations.iter().collect();
-    let fleet = contprof_engine::prod::top::rank(&refs, since, until);
+    let fleet = contprof_engine::prod::top::rank(&refs, measure, since, until);
     if fleet.without_length > 0 {
         shell.warn(format_args!(
             "{} window(s) left out: their length is not known (rollups written by an older cargo contprof, in a \

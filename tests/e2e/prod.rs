@@ -860,11 +860,20 @@ fn prod_top_gives_the_cores_a_service_used_and_its_replicas() {
     let env = env_with(store_dir.to_str().unwrap(), &[]);
     let replicas: Vec<Replica> =
         ["r1", "r2"].iter().map(|i| Replica::start(dir.path(), i, &env, false)).collect();
-    // Past the first period boundary, so that the load's windows are whole windows under load.
+    // Steady state first: each replica's uploader has recorded and symbolized a window (the
+    // first one reads the binary's debug information, which under full CPU takes long enough to
+    // skip periods).
+    let store = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
+    eventually("both replicas to upload a window", 60, || {
+        let recorded: std::collections::BTreeSet<String> =
+            windows(&store).into_iter().filter(|k| k.profile_type == "cpu").map(|k| k.instance).collect();
+        recorded.len() == 2
+    });
     std::thread::sleep(Duration::from_millis(1200));
     let pids: Vec<u32> = replicas.iter().map(|r| r.child.id()).collect();
     let (cpu_before, from) = (pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>(), chrono::Utc::now());
-    load(&replicas.iter().collect::<Vec<_>>(), 8);
+    // Long enough that both replicas win windows (each period's lease goes to one of them).
+    load(&replicas.iter().collect::<Vec<_>>(), 12);
     let (cpu_after, to) = (pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>(), chrono::Utc::now());
     for r in replicas {
         r.stop();
@@ -884,7 +893,8 @@ fn prod_top_gives_the_cores_a_service_used_and_its_replicas() {
     let web = &report["fleet"]["services"][0];
     assert_eq!(web["service"], "web", "{report:#}");
     assert_eq!(web["instances"], 2.0, "both replicas took windows: {report:#}");
-    let cores = web["cores"].as_f64().unwrap();
+    assert_eq!(report["fleet"]["unit"], "core-seconds a day");
+    let cores = web["level"].as_f64().unwrap();
     assert!(
         (cores - used).abs() <= 0.3 * used,
         "prod top says {cores:.2} cores, the replicas used {used:.2} (from /proc): {report:#}"
@@ -893,6 +903,30 @@ fn prod_top_gives_the_cores_a_service_used_and_its_replicas() {
     assert_eq!(first["name"], "service::checksum", "{report:#}");
     assert_eq!(first["crate"], "service");
     assert!(first["share"].as_f64().unwrap() > 0.4, "{first}");
+
+    // The heap: each replica holds the 64 MiB cache it filled at start, so two hold twice that.
+    let out = contprof()
+        .args(["prod", "top", "--type", "heap", "--format", "json", "--store"])
+        .arg(&store_dir)
+        .args(["--since", &since, "--until", &until])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let heap: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let web = &heap["fleet"]["services"][0];
+    assert_eq!((web["service"].as_str(), web["instances"].as_f64()), (Some("web"), Some(2.0)), "{heap:#}");
+    let cache = heap["fleet"]["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "service::warm_cache")
+        .unwrap_or_else(|| panic!("warm_cache holds memory: {heap:#}"));
+    // Its part of the level (bytes while covered): 2 x 64 MiB, sampled every 512 KiB (±30%).
+    let held = cache["share"].as_f64().unwrap() * web["level"].as_f64().unwrap() / f64::from(1 << 20);
+    assert!(
+        (held - 128.0).abs() <= 128.0 * 0.3,
+        "warm_cache holds {held:.0} MiB over two replicas: {heap:#}"
+    );
 
     // The text and Markdown reports say the same.
     for format in ["text", "markdown"] {

@@ -16,7 +16,7 @@ use contprof_engine::errors::{Error, Result};
 use contprof_engine::prod::load::{self, Want};
 use contprof_engine::prod::rollup::Observation;
 use contprof_engine::prod::select::{self, Selection};
-use contprof_engine::prod::top::{self, Cost, Fleet};
+use contprof_engine::prod::top::{self, Cost, Fleet, Measure, Words};
 use contprof_engine::store::{Store, parse_time};
 
 /// The page (or, with `q.json`, the figures' JSON) of the fleet's CPU over `q`'s span. `cancel`,
@@ -40,21 +40,21 @@ pub fn fleet_page(
                 .map_err(|message| Error::InvalidArgument { flag: "label", message })?,
         );
     }
+    let measure = if q.heap { Measure::Heap } else { Measure::Cpu };
     let selection = Selection {
         service: None,
-        types: vec!["cpu".to_owned()],
+        types: vec![measure.profile_type().to_owned()],
         since: Some(time("since", &q.since, false)?),
         until: q.until.as_deref().map(|u| time("until", u, true)).transpose()?,
         labels,
         ..Selection::default()
     };
-    // Library frames stay their own: std's and the allocator's cost are named as such.
-    let want = Want { costs: true, fold_library: false, cancel, ..Want::default() };
+    let want = Want { costs: true, fold_library: measure.fold_library(), cancel, ..Want::default() };
     let (observations, warnings) = load::load_all(store, &selection, &want, now)?;
     let refs: Vec<&Observation> = observations.iter().collect();
     let since = selection.since.unwrap_or(now).timestamp();
     let until = selection.until.unwrap_or(now).timestamp();
-    let mut fleet = top::rank(&refs, since, until);
+    let mut fleet = top::rank(&refs, measure, since, until);
     fleet.functions.truncate(q.limit);
     fleet.crates.truncate(q.limit);
     if q.json {
@@ -71,19 +71,15 @@ fn trend(t: Option<f64>) -> String {
     t.map_or_else(|| "–".to_owned(), |t| format!("{:+.1}%", 100.0 * t))
 }
 
-/// The cost table of `costs` (`id`: `fleet-functions` or `fleet-crates`).
-fn cost_table(id: &str, title: &str, costs: &[Cost], speedup: f64) -> String {
+/// The cost table of `costs` (`id`: `fleet-functions` or `fleet-crates`), headed and scaled by `w`.
+fn cost_table(id: &str, title: &str, costs: &[Cost], speedup: f64, w: Words) -> String {
     let mut rows = String::new();
     for (i, c) in costs.iter().enumerate() {
         let paid_by: Vec<String> = c
             .services
             .iter()
             .map(|p| {
-                let part = if c.core_seconds_per_day > 0.0 {
-                    p.core_seconds_per_day / c.core_seconds_per_day
-                } else {
-                    0.0
-                };
+                let part = if c.value > 0.0 { p.value / c.value } else { 0.0 };
                 format!("{} {:.0}%", esc(&p.service), 100.0 * part)
             })
             .collect();
@@ -97,31 +93,36 @@ fn cost_table(id: &str, title: &str, costs: &[Cost], speedup: f64) -> String {
             r#"<tr data-name="{n}"><td class="num">{rank}</td><td><code>{n}</code>{krate}</td><td class="num">{cost:.1}</td><td class="num">{share:.1}%</td><td class="num">{trend}</td><td class="num">{saves:.1}</td><td>{paid}</td></tr>"#,
             n = esc(&c.name),
             rank = i + 1,
-            cost = c.core_seconds_per_day,
+            cost = c.value * w.scale,
             share = 100.0 * c.share,
             trend = trend(c.trend),
-            saves = speedup * c.core_seconds_per_day,
+            saves = speedup * c.value * w.scale,
             paid = paid_by.join(", "),
         );
     }
     format!(
-        r#"<h2>{title}</h2><table id="{id}"><thead><tr><th class="num">#</th><th>{title_one}</th><th class="num">core-s/day</th><th class="num">share</th><th class="num">trend</th><th class="num">{pct:.0}% faster saves (core-s/day)</th><th>paid by</th></tr></thead><tbody>{rows}</tbody></table>"#,
+        r#"<h2>{title}</h2><table id="{id}"><thead><tr><th class="num">#</th><th>{title_one}</th><th class="num">{value}</th><th class="num">share</th><th class="num">trend</th><th class="num">{pct:.0}% {better} saves ({value})</th><th>paid by</th></tr></thead><tbody>{rows}</tbody></table>"#,
+        value = w.value,
+        better = w.better,
         title_one = if id == "fleet-crates" { "crate" } else { "function" },
         pct = 100.0 * speedup,
     )
 }
 
 fn page(store: &Store, q: &TopQuery, fleet: &Fleet, warnings: &[String]) -> String {
+    let w = Words::of(fleet.measure);
     let at = |t: i64| {
         DateTime::<Utc>::from_timestamp(t, 0)
             .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M").to_string())
     };
     let mut body = format!(
-        r#"<form class="controls" method="get" action="/prod/top" id="fleet-form"><label>since <input name="since" size="10" value="{since}"></label> <label>until <input name="until" size="10" value="{until}"></label> <label>rows <input name="limit" size="4" value="{limit}"></label> <label>speed-up <input name="speedup" size="4" value="{speedup}"></label>{labels} <button type="submit">Show</button></form><p id="fleet-span">{from} to {to} UTC ({days:.1} days): {services} services, {windows} CPU windows. Cores are each hour's windows' mean times the replicas that recorded windows that hour (see the production chapter for the method and its error).</p>"#,
+        r#"<form class="controls" method="get" action="/prod/top" id="fleet-form"><label>since <input name="since" size="10" value="{since}"></label> <label>until <input name="until" size="10" value="{until}"></label> <label>rows <input name="limit" size="4" value="{limit}"></label> <label>speed-up <input name="speedup" size="4" value="{speedup}"></label> <label>measure <select name="type"><option value="cpu"{cpu}>CPU</option><option value="heap"{heap}>heap in use</option></select></label>{labels} <button type="submit">Show</button></form><p id="fleet-span">{from} to {to} UTC ({days:.1} days): {services} services, {windows} windows. A service's figure is each hour's windows' mean times the replicas that recorded windows that hour (see the production chapter for the method and its error).</p>"#,
         since = esc(&q.since),
         until = esc(q.until.as_deref().unwrap_or("")),
         limit = q.limit,
         speedup = q.speedup,
+        cpu = if q.heap { "" } else { " selected" },
+        heap = if q.heap { " selected" } else { "" },
         labels = q
             .labels
             .iter()
@@ -154,7 +155,7 @@ fn page(store: &Store, q: &TopQuery, fleet: &Fleet, warnings: &[String]) -> Stri
         for s in &fleet.services {
             let view = ProdQuery {
                 service: s.service.clone(),
-                profile_type: "cpu".into(),
+                profile_type: fleet.measure.profile_type().into(),
                 since: q.since.clone(),
                 until: q.until.clone(),
                 labels: q.labels.clone(),
@@ -166,8 +167,8 @@ fn page(store: &Store, q: &TopQuery, fleet: &Fleet, warnings: &[String]) -> Stri
                 r#"<tr data-service="{s}"><td><a href="/prod/view?{link}">{s}</a></td><td class="num">{cost:.1}</td><td class="num">{cores:.2}</td><td class="num">{replicas:.1}</td><td class="num">{windows}</td><td class="num">{trend}</td></tr>"#,
                 s = esc(&s.service),
                 link = esc(&query_string(&view)),
-                cost = s.core_seconds_per_day,
-                cores = s.cores,
+                cost = s.value * w.scale,
+                cores = s.level * w.scale,
                 replicas = s.instances,
                 windows = s.windows,
                 trend = trend(s.trend),
@@ -175,10 +176,12 @@ fn page(store: &Store, q: &TopQuery, fleet: &Fleet, warnings: &[String]) -> Stri
         }
         let _ = write!(
             body,
-            r#"<h2>Services</h2><table id="fleet-services"><thead><tr><th>service</th><th class="num">core-s/day</th><th class="num">cores</th><th class="num">replicas</th><th class="num">windows</th><th class="num">trend</th></tr></thead><tbody>{rows}</tbody></table>"#
+            r#"<h2>Services</h2><table id="fleet-services"><thead><tr><th>service</th><th class="num">{value}</th><th class="num">{level}</th><th class="num">replicas</th><th class="num">windows</th><th class="num">trend</th></tr></thead><tbody>{rows}</tbody></table>"#,
+            value = w.value,
+            level = w.level,
         );
-        body.push_str(&cost_table("fleet-functions", "Functions", &fleet.functions, q.speedup));
-        body.push_str(&cost_table("fleet-crates", "Crates", &fleet.crates, q.speedup));
+        body.push_str(&cost_table("fleet-functions", "Functions", &fleet.functions, q.speedup, w));
+        body.push_str(&cost_table("fleet-crates", "Crates", &fleet.crates, q.speedup, w));
     }
     let mut parts = vec![("since", q.since.clone())];
     parts.extend(q.until.iter().map(|u| ("until", u.clone())));
@@ -193,11 +196,12 @@ fn page(store: &Store, q: &TopQuery, fleet: &Fleet, warnings: &[String]) -> Stri
         parts.iter().map(|(k, v)| format!("{k}={}", url_escape(v))).collect::<Vec<_>>().join("&")
     );
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Fleet CPU · cargo contprof</title>\
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · cargo contprof</title>\
          <style>{CSS}</style></head><body><header><nav><a href=\"/prod\">← production</a> · <a href=\"{json}\">JSON</a></nav>\
-         <h1>Fleet CPU in store <code id=\"store\">{store}</code></h1></header><main>{body}</main></body></html>\n",
+         <h1>{title} in store <code id=\"store\">{store}</code></h1></header><main>{body}</main></body></html>\n",
         json = esc(&json_link),
         store = esc(store.url()),
+        title = w.title,
     )
 }
 
@@ -248,7 +252,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let api = &v["fleet"]["services"][0];
         assert_eq!((api["service"].as_str(), api["instances"].as_f64()), (Some("api"), Some(2.0)), "{v:#}");
-        assert!((api["cores"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{v:#}");
+        assert!((api["level"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{v:#}");
         assert_eq!(v["fleet"]["functions"][0]["name"], "api::handle");
         assert_eq!(v["fleet"]["crates"][1]["name"], "serde_json");
 

@@ -386,6 +386,8 @@ pub struct TopQuery {
     pub limit: usize,
     /// The speed-up whose savings are listed (default 0.1).
     pub speedup: f64,
+    /// `type`: `cpu` (default) or `heap`.
+    pub heap: bool,
     /// Answer with the figures' JSON.
     pub json: bool,
 }
@@ -396,7 +398,8 @@ impl TopQuery {
 
     /// Validates the parameters of the fleet page.
     pub fn parse(query: &str) -> Result<TopQuery, QueryError> {
-        let (mut since, mut until, mut limit, mut speedup, mut format) = (None, None, None, None, None);
+        let (mut since, mut until, mut limit, mut speedup, mut format, mut ty) =
+            (None, None, None, None, None, None);
         let mut labels = Vec::new();
         for (k, v) in decode(query)? {
             match k.as_str() {
@@ -405,6 +408,7 @@ impl TopQuery {
                 "limit" => set_once(&mut limit, "limit", &v)?,
                 "speedup" => set_once(&mut speedup, "speedup", &v)?,
                 "format" => set_once(&mut format, "format", &v)?,
+                "type" => set_once(&mut ty, "type", &v)?,
                 "label" => sample_label_pairs("label", &v, &mut labels)?,
                 other => return Err(bad(format!("unknown parameter `{other}` for the fleet page"))),
             }
@@ -433,6 +437,19 @@ impl TopQuery {
             Some("json") => true,
             Some(f) => return Err(bad(format!("`format` must be `html` or `json`, not `{f}`"))),
         };
-        Ok(TopQuery { since: since.unwrap_or_else(|| "24h".into()), until, labels, limit, speedup, json })
+        let heap = match ty.as_deref() {
+            None | Some("cpu") => false,
+            Some("heap") => true,
+            Some(t) => return Err(bad(format!("`type` must be `cpu` or `heap`, not `{t}`"))),
+        };
+        Ok(TopQuery {
+            since: since.unwrap_or_else(|| "24h".into()),
+            until,
+            labels,
+            limit,
+            speedup,
+            heap,
+            json,
+        })
     }
 }

@@ -1,23 +1,31 @@
-//! The fleet's CPU in cores: which services, functions and crates cost the most core-seconds a
-//! day across every service in the store, who pays for each, how it moved over the span, and
-//! what a speed-up of each would save (`cargo contprof prod top`).
+//! The fleet's CPU in cores and its heap in bytes: which services, functions and crates cost the
+//! most core-seconds a day (or hold the most memory) across every service in the store, who pays
+//! for each, how it moved over the span, and what a speed-up (or a smaller footprint) of each
+//! would save (`cargo contprof prod top`).
 //!
 //! How a window's samples become cores:
 //! - a `cpu` window holds the CPU time of every thread of one replica during the window, so its
 //!   total over its length is the cores that replica used then;
 //! - within an hour, the replicas of a service take the windows in turn (the lease race, see the
-//!   production chapter), so the mean of its windows' cores is a replica's mean, and the number
+//!   production chapter), so the mean of its windows' cores (weighted by their lengths) is a
+//!   replica's mean, and the number
 //!   of replicas is the number of distinct instances (version, zone, instance) that recorded a
 //!   window in that hour;
 //! - the service's core-seconds in that hour are the mean times the replicas times the time its
 //!   windows cover (from the first window's start to the last one's end, within the hour and the
 //!   span), and each function's part is its share of the self CPU of the hour's windows.
 //!
+//! The heap is read the same way from `heap` windows: a window holds the bytes one replica had in
+//! use at its end, so the hour's mean times its replicas is the service's heap in that hour, and
+//! the figure over the span is its mean (an hour without windows counts as none in use).
+//!
 //! The replica count is exact while every replica wins a window each hour: with the default
 //! period of a minute, up to a few dozen replicas a service (a replica that won none in an hour is
 //! not counted for it). A replica that lived part of an hour counts for the whole of it, and the
-//! time after the last window's end up to the next period is not covered. Library frames are
-//! not folded: std's own functions are std's (`crate` `std`), the C allocator's `[allocator]`.
+//! time after the last window's end up to the next period is not covered. For CPU, library frames
+//! are not folded: std's own functions are std's (`crate` `std`), the C allocator's
+//! `[allocator]`. For the heap they are (the caller reads them so): bytes in use belong to the
+//! function of your code (or of a dependency) that allocated them, not to std's allocation path.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,16 +34,80 @@ use serde::Serialize;
 use super::rollup::Observation;
 use crate::compare::{Kind, Metric};
 
-/// The fleet's CPU over a span.
+/// What is ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    /// CPU (`cpu` windows): `value` is core-seconds a day, `level` cores.
+    #[default]
+    Cpu,
+    /// Heap in use (`heap` windows): `value` is the mean bytes in use over the span, `level` the
+    /// mean while the windows cover.
+    Heap,
+}
+
+impl Measure {
+    /// Whether library frames are folded into their callers when the windows are read: for the
+    /// heap, so that bytes belong to the code that allocated them, not to std's `alloc` path.
+    pub fn fold_library(self) -> bool {
+        self == Measure::Heap
+    }
+
+    /// The profile type read.
+    pub fn profile_type(self) -> &'static str {
+        match self {
+            Measure::Cpu => "cpu",
+            Measure::Heap => "heap",
+        }
+    }
+
+    fn metric(self) -> Metric {
+        match self {
+            Measure::Cpu => Metric::Cpu,
+            Measure::Heap => Metric::InuseBytes,
+        }
+    }
+
+    /// What one window's total is as a level: cores over its length, or bytes as they are.
+    fn level(self, total: f64, seconds: f64) -> f64 {
+        match self {
+            Measure::Cpu => total / (seconds * 1e9),
+            Measure::Heap => total,
+        }
+    }
+
+    /// What `value` sums are divided by: the span in days (core-seconds a day), or in seconds
+    /// (mean bytes).
+    fn per(self, span_seconds: f64) -> f64 {
+        match self {
+            Measure::Cpu => span_seconds / 86_400.0,
+            Measure::Heap => span_seconds,
+        }
+    }
+
+    /// The unit of `value`.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Measure::Cpu => "core-seconds a day",
+            Measure::Heap => "bytes in use",
+        }
+    }
+}
+
+/// The fleet's CPU or heap over a span.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Fleet {
+    /// What is ranked.
+    pub measure: Measure,
+    /// The unit of every `value`.
+    pub unit: &'static str,
     /// The span's start, seconds since the epoch.
     pub since: i64,
     /// The span's end.
     pub until: i64,
-    /// Its length in days: the per-day figures divide by it.
+    /// Its length in days.
     pub days: f64,
-    /// `cpu` windows read.
+    /// Windows read.
     pub windows: usize,
     /// Of those, windows left out: their length is not known (rollups written before they kept
     /// it, in a service with no window of known length).
@@ -48,25 +120,25 @@ pub struct Fleet {
     pub crates: Vec<Cost>,
 }
 
-/// One service's CPU.
+/// One service's part.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceCost {
     /// The service.
     pub service: String,
-    /// Core-seconds a day (the span's total over its days).
-    pub core_seconds_per_day: f64,
-    /// Cores used in all, on average over the time its windows cover.
-    pub cores: f64,
+    /// Its value over the span (core-seconds a day, or mean bytes in use).
+    pub value: f64,
+    /// Cores used (or bytes in use) in all, on average over the time its windows cover.
+    pub level: f64,
     /// Replicas on average over the hours with windows.
     pub instances: f64,
     /// Its windows read.
     pub windows: usize,
-    /// Relative change of its core-seconds a day from the span's first half to its second; `None`
-    /// when a half has no window.
+    /// Relative change of its value from the span's first half to its second; `None` when a
+    /// half has no window.
     pub trend: Option<f64>,
 }
 
-/// A function's or a crate's CPU.
+/// A function's or a crate's part.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cost {
     /// The function (demangled, no hash) or the crate.
@@ -75,9 +147,9 @@ pub struct Cost {
     /// allocator, `[native]` for other code without a Rust path).
     #[serde(rename = "crate", skip_serializing_if = "Option::is_none")]
     pub krate: Option<String>,
-    /// Core-seconds a day of its own CPU (self), over every service.
-    pub core_seconds_per_day: f64,
-    /// Its part of the fleet's CPU.
+    /// Its own (self) value over every service.
+    pub value: f64,
+    /// Its part of the fleet's value.
     pub share: f64,
     /// The services that pay for it, most first.
     pub services: Vec<Payer>,
@@ -85,13 +157,13 @@ pub struct Cost {
     pub trend: Option<f64>,
 }
 
-/// A service's part of a function's or crate's cost.
+/// A service's part of a function's or crate's value.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Payer {
     /// The service.
     pub service: String,
-    /// Its core-seconds a day of it.
-    pub core_seconds_per_day: f64,
+    /// Its part.
+    pub value: f64,
 }
 
 /// The crate a function belongs to, by its path's first segment: `std` for std, core, alloc
@@ -101,8 +173,19 @@ pub fn crate_of(function: &str) -> String {
     if function.starts_with('[') {
         return function.to_owned();
     }
-    let name = function.trim_start_matches(['<', '&', '*']);
-    let name = ["mut ", "const ", "dyn "].iter().fold(name, |n, p| n.strip_prefix(p).unwrap_or(n));
+    let strip = |n: &'_ str| -> String {
+        let n = n.trim_start_matches(['<', '&', '*', ' ']);
+        ["mut ", "const ", "dyn "].iter().fold(n, |n, p| n.strip_prefix(p).unwrap_or(n)).to_owned()
+    };
+    let mut name = strip(function);
+    // `<T as path::Trait>::f` where `T` has no path (a generic parameter, a primitive): the
+    // trait's crate.
+    if let Some(at) = name.find(" as ")
+        && name.find("::").is_none_or(|colons| at < colons)
+    {
+        name = strip(&name[at + 4..]);
+    }
+    let name = name.as_str();
     match name.split_once("::") {
         Some(("std" | "core" | "alloc" | "proc_macro" | "test", _)) => "std".to_owned(),
         Some((first, _)) => first.to_owned(),
@@ -151,8 +234,8 @@ impl Tally {
         entry[half] += core_seconds;
     }
 
-    /// Costs, most expensive first; `crate_of` names a function's crate.
-    fn costs(self, days: f64, fleet: f64, halves: [bool; 2], functions: bool) -> Vec<Cost> {
+    /// Costs, most expensive first, each sum divided by `per`; a function's crate named.
+    fn costs(self, per: f64, fleet: f64, halves: [bool; 2], functions: bool) -> Vec<Cost> {
         let mut out: Vec<Cost> = self
             .by
             .into_iter()
@@ -161,22 +244,21 @@ impl Tally {
                 let total = halves_sum[0] + halves_sum[1];
                 let mut payers: Vec<Payer> = services
                     .into_iter()
-                    .map(|(service, h)| Payer { service, core_seconds_per_day: (h[0] + h[1]) / days })
+                    .map(|(service, h)| Payer { service, value: (h[0] + h[1]) / per })
                     .collect();
-                payers.sort_by(|a, b| b.core_seconds_per_day.total_cmp(&a.core_seconds_per_day));
+                payers.sort_by(|a, b| b.value.total_cmp(&a.value));
                 Cost {
                     krate: functions.then(|| crate_of(&name)),
                     name,
-                    core_seconds_per_day: total / days,
+                    value: total / per,
                     share: if fleet > 0.0 { total / fleet } else { 0.0 },
                     services: payers,
                     trend: trend(halves_sum, halves),
                 }
             })
             .collect();
-        out.sort_by(|a, b| {
-            b.core_seconds_per_day.total_cmp(&a.core_seconds_per_day).then_with(|| a.name.cmp(&b.name))
-        });
+        out.retain(|c| c.value > 0.0);
+        out.sort_by(|a, b| b.value.total_cmp(&a.value).then_with(|| a.name.cmp(&b.name)));
         out
     }
 }
@@ -186,17 +268,23 @@ fn trend(sums: [f64; 2], halves: [bool; 2]) -> Option<f64> {
     (halves[0] && halves[1] && sums[0] > 0.0).then(|| sums[1] / sums[0] - 1.0)
 }
 
-/// The fleet's CPU over `[since, until]` (seconds since the epoch) from `cpu` windows with
-/// per-function costs (read without folding library frames); other observations are ignored.
-pub fn rank(observations: &[&Observation], since: i64, until: i64) -> Fleet {
+/// The fleet's `measure` over `[since, until]` (seconds since the epoch) from the windows of its
+/// profile type with per-function costs (read without folding library frames); other
+/// observations are ignored.
+pub fn rank(observations: &[&Observation], measure: Measure, since: i64, until: i64) -> Fleet {
     let cpu: Vec<&Observation> = observations
         .iter()
         .copied()
-        .filter(|o| o.key.profile_type == "cpu" && o.key.start >= since && o.key.start <= until)
+        .filter(|o| {
+            o.key.profile_type == measure.profile_type() && o.key.start >= since && o.key.start <= until
+        })
         .collect();
-    let days = ((until - since).max(1)) as f64 / 86_400.0;
+    let span = (until - since).max(1) as f64;
+    let (days, per) = (span / 86_400.0, measure.per(span));
+    let metric = measure.metric();
     let middle = since + (until - since) / 2;
-    let mut fleet = Fleet { since, until, days, windows: cpu.len(), ..Fleet::default() };
+    let mut fleet =
+        Fleet { measure, unit: measure.unit(), since, until, days, windows: cpu.len(), ..Fleet::default() };
     // A window of unknown length takes its service's typical length.
     let mut lengths: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for o in &cpu {
@@ -248,10 +336,13 @@ pub fn rank(observations: &[&Observation], since: i64, until: i64) -> Fleet {
                     )
                 })
                 .collect();
-            let cpu_of = |o: &Observation| o.costs.totals.get(&Metric::Cpu).map_or(0.0, |t| t.value);
-            let cores =
-                in_hour.iter().map(|(o, l)| cpu_of(o) / (l * 1e9)).sum::<f64>() / in_hour.len() as f64;
-            let core_seconds = cores * instances.len() as f64 * covered;
+            let total_of = |o: &Observation| o.costs.totals.get(&metric).map_or(0.0, |t| t.value);
+            // The windows' mean, weighted by their lengths (a window cut short, as at a replica's
+            // end, weighs what it covered).
+            let length: f64 = in_hour.iter().map(|(_, l)| l).sum();
+            let level = in_hour.iter().map(|(o, l)| measure.level(total_of(o), *l) * l).sum::<f64>() / length;
+            // The level times the time covered: core-seconds, or byte-seconds.
+            let core_seconds = level * instances.len() as f64 * covered;
             let half = usize::from(hour * HOUR + HOUR / 2 >= middle);
             halves[half] = true;
             spent[half] += core_seconds;
@@ -259,15 +350,15 @@ pub fn rank(observations: &[&Observation], since: i64, until: i64) -> Fleet {
             covered_all += covered;
             replicas += instances.len() as f64;
             windows += in_hour.len();
-            // Each function's part: its share of the hour's self CPU.
-            let hour_cpu: f64 = in_hour.iter().map(|(o, _)| cpu_of(o)).sum();
+            // Each function's part: its share of the hour's self cost.
+            let hour_cpu: f64 = in_hour.iter().map(|(o, _)| total_of(o)).sum();
             if hour_cpu <= 0.0 {
                 continue;
             }
             let mut own: BTreeMap<&str, f64> = BTreeMap::new();
             for (o, _) in in_hour {
                 for (function, costs) in &o.costs.functions {
-                    if let Some(c) = costs.get(&Metric::Cpu) {
+                    if let Some(c) = costs.get(&metric) {
                         *own.entry(function.as_str()).or_default() += c.get(Kind::SelfCost);
                     }
                 }
@@ -281,16 +372,16 @@ pub fn rank(observations: &[&Observation], since: i64, until: i64) -> Fleet {
         let hours_with_windows = by_hour.len() as f64;
         fleet.services.push(ServiceCost {
             service: (*service).to_owned(),
-            core_seconds_per_day: (spent[0] + spent[1]) / days,
-            cores: if covered_all > 0.0 { (spent[0] + spent[1]) / covered_all } else { 0.0 },
+            value: (spent[0] + spent[1]) / per,
+            level: if covered_all > 0.0 { (spent[0] + spent[1]) / covered_all } else { 0.0 },
             instances: replicas / hours_with_windows,
             windows,
             trend: trend(spent, halves_of(by_hour, middle)),
         });
     }
-    fleet.services.sort_by(|a, b| b.core_seconds_per_day.total_cmp(&a.core_seconds_per_day));
-    fleet.functions = functions.costs(days, total, halves, true);
-    fleet.crates = crates.costs(days, total, halves, false);
+    fleet.services.sort_by(|a, b| b.value.total_cmp(&a.value));
+    fleet.functions = functions.costs(per, total, halves, true);
+    fleet.crates = crates.costs(per, total, halves, false);
     fleet
 }
 
@@ -330,11 +421,7 @@ fn payers(cost: &Cost) -> String {
         .iter()
         .take(3)
         .map(|p| {
-            let part = if cost.core_seconds_per_day > 0.0 {
-                p.core_seconds_per_day / cost.core_seconds_per_day
-            } else {
-                0.0
-            };
+            let part = if cost.value > 0.0 { p.value / cost.value } else { 0.0 };
             format!("{} {:.0}%", p.service, 100.0 * part)
         })
         .collect();
@@ -353,17 +440,56 @@ fn span(fleet: &Fleet) -> String {
     format!("{} to {} UTC ({:.1} days)", at(fleet.since), at(fleet.until), fleet.days)
 }
 
-/// The text report: services, then the top `limit` functions and crates, each with the cores a
-/// `speedup` (0.1 = 10% faster) would save.
+/// How a measure's figures are headed and scaled in the reports and the fleet page.
+#[derive(Debug, Clone, Copy)]
+pub struct Words {
+    /// The report's title.
+    pub title: &'static str,
+    /// The heading of `value`.
+    pub value: &'static str,
+    /// The heading of `level`.
+    pub level: &'static str,
+    /// What the speed-up does.
+    pub better: &'static str,
+    /// What a figure is multiplied by to be shown (bytes are shown in MiB).
+    pub scale: f64,
+}
+
+impl Words {
+    /// The words of `measure`.
+    pub fn of(measure: Measure) -> Words {
+        match measure {
+            Measure::Cpu => Words {
+                title: "Fleet CPU",
+                value: "core-s/day",
+                level: "cores",
+                better: "faster",
+                scale: 1.0,
+            },
+            Measure::Heap => Words {
+                title: "Fleet heap in use",
+                value: "MiB in use",
+                level: "MiB covered",
+                better: "smaller",
+                scale: 1.0 / f64::from(1 << 20),
+            },
+        }
+    }
+}
+
+/// The text report: services, then the top `limit` functions and crates, each with what a
+/// `speedup` (0.1 = 10% faster, or 10% less memory) would save.
 pub fn write_text(
     fleet: &Fleet,
     limit: usize,
     speedup: f64,
     mut out: impl std::io::Write,
 ) -> std::io::Result<()> {
+    let w = Words::of(fleet.measure);
     writeln!(
         out,
-        "Fleet CPU, {}: {} services, {} windows",
+        "{}, {}: {} services, {} windows",
+        w.title,
         span(fleet),
         fleet.services.len(),
         fleet.windows
@@ -372,25 +498,25 @@ pub fn write_text(
         writeln!(out, "({} windows of unknown length left out)", fleet.without_length)?;
     }
     writeln!(out)?;
-    writeln!(out, "{:<32} {:>14} {:>8} {:>10} {:>8}", "service", "core-s/day", "cores", "replicas", "trend")?;
+    writeln!(out, "{:<32} {:>14} {:>12} {:>10} {:>8}", "service", w.value, w.level, "replicas", "trend")?;
     for s in &fleet.services {
         writeln!(
             out,
-            "{:<32} {:>14} {:>8.2} {:>10.1} {:>8}",
+            "{:<32} {:>14} {:>12.2} {:>10.1} {:>8}",
             s.service,
-            figure(s.core_seconds_per_day),
-            s.cores,
+            figure(s.value * w.scale),
+            s.level * w.scale,
             s.instances,
             trend_text(s.trend)
         )?;
     }
-    let saves = format!("{:.0}% faster saves", 100.0 * speedup);
+    let saves = format!("{:.0}% {} saves", 100.0 * speedup, w.better);
     for (title, costs) in [("function", &fleet.functions), ("crate", &fleet.crates)] {
         writeln!(out)?;
         writeln!(
             out,
             "{:<4} {:<56} {:>14} {:>7} {:>8} {:>20}  paid by",
-            "#", title, "core-s/day", "share", "trend", saves
+            "#", title, w.value, "share", "trend", saves
         )?;
         for (i, c) in costs.iter().take(limit).enumerate() {
             let name = match &c.krate {
@@ -402,10 +528,10 @@ pub fn write_text(
                 "{:<4} {:<56} {:>14} {:>6.1}% {:>8} {:>20}  {}",
                 i + 1,
                 name,
-                figure(c.core_seconds_per_day),
+                figure(c.value * w.scale),
                 100.0 * c.share,
                 trend_text(c.trend),
-                format!("{} core-s/day", figure(speedup * c.core_seconds_per_day)),
+                format!("{} {}", figure(speedup * c.value * w.scale), w.value),
                 payers(c)
             )?;
         }
@@ -421,19 +547,20 @@ pub fn write_markdown(
     mut out: impl std::io::Write,
 ) -> std::io::Result<()> {
     use crate::compare::markdown::{code_cell, text as cell};
-    writeln!(out, "### Fleet CPU, {}", span(fleet))?;
+    let w = Words::of(fleet.measure);
+    writeln!(out, "### {}, {}", w.title, span(fleet))?;
     writeln!(out)?;
     writeln!(out, "{} services, {} windows.", fleet.services.len(), fleet.windows)?;
     writeln!(out)?;
-    writeln!(out, "| service | core-s/day | cores | replicas | trend |")?;
+    writeln!(out, "| service | {} | {} | replicas | trend |", w.value, w.level)?;
     writeln!(out, "|---|---:|---:|---:|---:|")?;
     for s in &fleet.services {
         writeln!(
             out,
             "| {} | {} | {:.2} | {:.1} | {} |",
             cell(&s.service),
-            figure(s.core_seconds_per_day),
-            s.cores,
+            figure(s.value * w.scale),
+            s.level * w.scale,
             s.instances,
             trend_text(s.trend)
         )?;
@@ -442,8 +569,10 @@ pub fn write_markdown(
         writeln!(out)?;
         writeln!(
             out,
-            "| # | {title} | core-s/day | share | trend | {:.0}% faster saves | paid by |",
-            100.0 * speedup
+            "| # | {title} | {} | share | trend | {:.0}% {} saves | paid by |",
+            w.value,
+            100.0 * speedup,
+            w.better
         )?;
         writeln!(out, "|---:|---|---:|---:|---:|---:|---|")?;
         for (i, c) in costs.iter().take(limit).enumerate() {
@@ -455,10 +584,10 @@ pub fn write_markdown(
                 out,
                 "| {} | {name} | {} | {:.1}% | {} | {} | {} |",
                 i + 1,
-                figure(c.core_seconds_per_day),
+                figure(c.value * w.scale),
                 100.0 * c.share,
                 trend_text(c.trend),
-                figure(speedup * c.core_seconds_per_day),
+                figure(speedup * c.value * w.scale),
                 cell(&payers(c))
             )?;
         }
@@ -518,6 +647,9 @@ mod tests {
         assert_eq!(crate_of("_int_free"), "[allocator]");
         assert_eq!(crate_of("memcpy"), "[native]");
         assert_eq!(crate_of("[kernel]"), "[kernel]");
+        assert_eq!(crate_of("<F as axum::handler::Handler<(M, T), S>>::call"), "axum");
+        assert_eq!(crate_of("<u64 as core::fmt::Display>::fmt"), "std");
+        assert_eq!(crate_of("<&mut serde_json::Serializer<W> as serde::Serializer>::f"), "serde_json");
     }
 
     /// Two services over two days: `web` has 3 replicas using 0.5 core each all the time (10 s
@@ -545,19 +677,19 @@ mod tests {
             }
         }
         let refs: Vec<&Observation> = all.iter().collect();
-        let fleet = rank(&refs, since, until);
+        let fleet = rank(&refs, Measure::Cpu, since, until);
         let near = |a: f64, b: f64| (a - b).abs() <= 0.02 * b;
         let web = fleet.services.iter().find(|s| s.service == "web").unwrap();
         // The last window of each hour ends 50 s before the hour does: covered 3,550 s of 3,600.
         let covered = 3550.0 / 3600.0;
-        assert!(near(web.core_seconds_per_day, 1.5 * 86_400.0 * covered), "{web:?}");
-        assert!(near(web.cores, 1.5) && web.instances == 3.0, "{web:?}");
+        assert!(near(web.value, 1.5 * 86_400.0 * covered), "{web:?}");
+        assert!(near(web.level, 1.5) && web.instances == 3.0, "{web:?}");
         assert_eq!(web.trend.map(|t| (t * 1e6).round()), Some(0.0));
         let batch = fleet.services.iter().find(|s| s.service == "batch").unwrap();
-        assert!(near(batch.core_seconds_per_day, 86_400.0 * covered), "{batch:?}");
+        assert!(near(batch.value, 86_400.0 * covered), "{batch:?}");
         assert_eq!(batch.trend, None, "no window in the first half");
         let render = fleet.functions.iter().find(|f| f.name == "app::render").unwrap();
-        assert!(near(render.core_seconds_per_day, 0.6 * web.core_seconds_per_day), "{render:?}");
+        assert!(near(render.value, 0.6 * web.value), "{render:?}");
         assert_eq!(render.krate.as_deref(), Some("app"));
         assert_eq!(render.services.len(), 1);
         let top: Vec<&str> = fleet.functions.iter().map(|f| f.name.as_str()).collect();
@@ -569,14 +701,48 @@ mod tests {
         assert!(near(shares, 1.0), "{shares}");
     }
 
+    /// Two replicas holding 100 MiB each (80 in `cache::fill`), windows in turn through one
+    /// hour: the service holds 200 MiB while covered; over a two-hour span, 100 MiB on average.
+    #[test]
+    fn the_heap_is_the_bytes_in_use_times_the_replicas() {
+        let mib = f64::from(1 << 20);
+        let mut all = Vec::new();
+        for minute in 0..60 {
+            let mut w = window("api", ["a", "b"][minute % 2], minute as i64 * 60, 10.0, &[]);
+            w.key.profile_type = "heap".into();
+            w.costs.totals.insert(Metric::InuseBytes, MetricTotal::sampled(100.0 * mib, 200));
+            for (f, bytes) in [("cache::fill", 80.0 * mib), ("alloc::vec::Vec<T>::push", 20.0 * mib)] {
+                let cost = FnCost { self_: bytes, total: bytes };
+                w.costs.functions.entry(f.to_owned()).or_default().insert(Metric::InuseBytes, cost);
+            }
+            all.push(w);
+        }
+        let refs: Vec<&Observation> = all.iter().collect();
+        let fleet = rank(&refs, Measure::Heap, 0, 7200);
+        let api = &fleet.services[0];
+        let covered = 3550.0 / 7200.0;
+        assert!((api.level - 200.0 * mib).abs() < 1.0, "{api:?}");
+        assert!((api.value - 200.0 * mib * covered).abs() < 1.0, "{api:?}");
+        assert_eq!(
+            (fleet.functions[0].name.as_str(), fleet.crates[0].name.as_str()),
+            ("cache::fill", "cache")
+        );
+        assert!((fleet.functions[0].share - 0.8).abs() < 1e-9);
+        assert_eq!(rank(&refs, Measure::Cpu, 0, 7200).windows, 0, "a heap window is not CPU");
+        let mut text = Vec::new();
+        write_text(&fleet, 5, 0.1, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.starts_with("Fleet heap in use") && text.contains("MiB in use"), "{text}");
+    }
+
     #[test]
     fn windows_of_unknown_length_take_their_services_typical_one_or_are_left_out() {
         let a = window("web", "r1", 3600, 10.0, &[("app::f", 5e9)]);
         let b = window("web", "r1", 3660, 0.0, &[("app::f", 5e9)]);
         let c = window("old", "r1", 3600, 0.0, &[("old::f", 5e9)]);
-        let fleet = rank(&[&a, &b, &c], 0, 86_400);
+        let fleet = rank(&[&a, &b, &c], Measure::Cpu, 0, 86_400);
         assert_eq!((fleet.windows, fleet.without_length), (3, 1));
         let web = &fleet.services[0];
-        assert!((web.cores - 0.5).abs() < 1e-9, "{web:?}");
+        assert!((web.level - 0.5).abs() < 1e-9, "{web:?}");
     }
 }
