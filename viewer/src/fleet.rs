@@ -209,7 +209,6 @@ fn page(store: &Store, q: &TopQuery, fleet: &Fleet, warnings: &[String]) -> Stri
 mod tests {
     use contprof_engine::store::{Deployment, StoreLocation, WindowKey};
 
-    use crate::http::Request;
     use crate::server::State;
 
     /// Two replicas of `api` using half a core each (10 s windows of 5 s of CPU, in turn, for
@@ -239,14 +238,7 @@ mod tests {
             store.put_window(&key, contprof_engine::profile::encode_to_vec(&window)).unwrap();
         }
         let state = State::new(StoreLocation::Dir(dir.path().to_path_buf()), false);
-        let get = |uri: &str| {
-            let (parts, ()) =
-                hyper::Request::builder().uri(uri).header("host", "localhost").body(()).unwrap().into_parts();
-            match state.route(&Request::new(&parts, false).unwrap()) {
-                Ok(r) => (r.status, String::from_utf8_lossy(&r.body).into_owned()),
-                Err(f) => (f.status, f.message),
-            }
-        };
+        let get = |uri: &str| crate::tests::get(&state, uri);
         let (status, json) = get("/prod/top?since=3h&format=json");
         assert_eq!(status, 200, "{json}");
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();

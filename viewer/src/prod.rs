@@ -748,14 +748,7 @@ mod tests {
             store.put_window(&key, contprof_engine::profile::encode_to_vec(&window)).unwrap();
         }
         let state = State::new(StoreLocation::Dir(dir.path().to_path_buf()), false);
-        let get = |uri: &str| {
-            let (parts, ()) =
-                hyper::Request::builder().uri(uri).header("host", "localhost").body(()).unwrap().into_parts();
-            match state.route(&Request::new(&parts, false).unwrap()) {
-                Ok(r) => (r.status, String::from_utf8_lossy(&r.body).into_owned()),
-                Err(f) => (f.status, f.message),
-            }
-        };
+        let get = |uri: &str| crate::tests::get(&state, uri);
         let (status, page) = get("/prod/view?service=api&type=cpu&since=1h&by=endpoint");
         assert_eq!(status, 200, "{page}");
         let row = |value: &str| {

@@ -222,7 +222,8 @@ fn requests_are_paths_with_one_host_and_hosts_are_checked() {
     }
 }
 
-fn get(state: &State, target: &str) -> (u16, String) {
+/// The status and body (or error message) of `GET target` from a loopback host.
+pub(crate) fn get(state: &State, target: &str) -> (u16, String) {
     route(state, &request("GET", target, &[("host", "localhost:1")]).unwrap())
 }
 
