@@ -890,6 +890,11 @@ pub struct ProdReportArgs {
     /// Colour the timeline by version, zone or instance.
     #[arg(long, value_name = "KEY", default_value = "version")]
     pub color: String,
+    /// On a selection's page (not a comparison's), also chart this function's share of each
+    /// window over time, and its median share per version: a change inside a version told apart
+    /// from one at a version boundary.
+    #[arg(long, value_name = "NAME")]
+    pub function: Option<String>,
     /// Where to write the page.
     #[arg(long, value_name = "FILE", required = true)]
     pub html: PathBuf,

@@ -353,6 +353,7 @@ pub fn report(a: ProdReportArgs, shell: &Shell) -> Result<()> {
         sample_labels: settings::label_flags("--sample-label", &a.select.sample_labels)?,
         by: None,
         color: a.color.clone(),
+        function: a.function.clone(),
         base: a.base.clone(),
         head: a.head.clone(),
         json: false,

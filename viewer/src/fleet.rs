@@ -71,8 +71,16 @@ fn trend(t: Option<f64>) -> String {
     t.map_or_else(|| "–".to_owned(), |t| format!("{:+.1}%", 100.0 * t))
 }
 
-/// The cost table of `costs` (`id`: `fleet-functions` or `fleet-crates`), headed and scaled by `w`.
-fn cost_table(id: &str, title: &str, costs: &[Cost], speedup: f64, w: Words) -> String {
+/// The cost table of `costs` (`id`: `fleet-functions` or `fleet-crates`), headed and scaled by
+/// `w`; `link` gives a row's link (a function's timeline in the service that pays most for it).
+fn cost_table(
+    id: &str,
+    title: &str,
+    costs: &[Cost],
+    speedup: f64,
+    w: Words,
+    link: &dyn Fn(&Cost) -> Option<String>,
+) -> String {
     let mut rows = String::new();
     for (i, c) in costs.iter().enumerate() {
         let paid_by: Vec<String> = c
@@ -88,9 +96,13 @@ fn cost_table(id: &str, title: &str, costs: &[Cost], speedup: f64, w: Words) -> 
             .as_deref()
             .map(|k| format!(r#" <span class="muted">{}</span>"#, esc(k)))
             .unwrap_or_default();
+        let name = match link(c) {
+            Some(href) => format!(r#"<a href="{}"><code>{}</code></a>"#, esc(&href), esc(&c.name)),
+            None => format!("<code>{}</code>", esc(&c.name)),
+        };
         let _ = write!(
             rows,
-            r#"<tr data-name="{n}"><td class="num">{rank}</td><td><code>{n}</code>{krate}</td><td class="num">{cost:.1}</td><td class="num">{share:.1}%</td><td class="num">{trend}</td><td class="num">{saves:.1}</td><td>{paid}</td></tr>"#,
+            r#"<tr data-name="{n}"><td class="num">{rank}</td><td>{name}{krate}</td><td class="num">{cost:.1}</td><td class="num">{share:.1}%</td><td class="num">{trend}</td><td class="num">{saves:.1}</td><td>{paid}</td></tr>"#,
             n = esc(&c.name),
             rank = i + 1,
             cost = c.value * w.scale,
@@ -180,8 +192,22 @@ fn page(store: &Store, q: &TopQuery, fleet: &Fleet, warnings: &[String]) -> Stri
             value = w.value,
             level = w.level,
         );
-        body.push_str(&cost_table("fleet-functions", "Functions", &fleet.functions, q.speedup, w));
-        body.push_str(&cost_table("fleet-crates", "Crates", &fleet.crates, q.speedup, w));
+        let timeline = |c: &Cost| -> Option<String> {
+            let payer = c.services.first()?;
+            let view = ProdQuery {
+                service: payer.service.clone(),
+                profile_type: fleet.measure.profile_type().into(),
+                since: q.since.clone(),
+                until: q.until.clone(),
+                labels: q.labels.clone(),
+                color: "version".into(),
+                function: Some(c.name.clone()),
+                ..ProdQuery::default()
+            };
+            Some(format!("/prod/view?{}#prod-function-timeline", query_string(&view)))
+        };
+        body.push_str(&cost_table("fleet-functions", "Functions", &fleet.functions, q.speedup, w, &timeline));
+        body.push_str(&cost_table("fleet-crates", "Crates", &fleet.crates, q.speedup, w, &|_| None));
     }
     let mut parts = vec![("since", q.since.clone())];
     parts.extend(q.until.iter().map(|u| ("until", u.clone())));
@@ -259,6 +285,8 @@ mod tests {
             "{page}"
         );
         assert!(page.contains(r#"href="/prod/view?service=api&amp;type=cpu&amp;since=3h"#), "{page}");
+        let timeline = r#"href="/prod/view?service=api&amp;type=cpu&amp;since=3h&amp;function=api%3A%3Ahandle#prod-function-timeline""#;
+        assert!(page.contains(timeline), "each function links to its timeline: {page}");
         let (_, services) = get("/prod");
         assert!(services.contains(r#"id="fleet-link""#), "the production page links to the fleet");
         assert_eq!(get("/prod/top?limit=0").0, 400);

@@ -238,7 +238,13 @@ pub fn write_page(
             emit(out, input, q.json, served)
         }
         (None, None) => {
-            let want = Want { stacks: true, costs: false, fold_library: comparing.fold_library, cancel };
+            // Per-function costs only for a function's timeline: they are what a rollup holds most of.
+            let want = Want {
+                stacks: true,
+                costs: q.function.is_some(),
+                fold_library: comparing.fold_library,
+                cancel,
+            };
             let loaded = load::load(store, &q.service, &q.profile_type, &sel, &want, now)?;
             if loaded.observations.is_empty() {
                 return Err(Error::NothingMatched { what: load::nothing_matched(store, &sel, now) });
@@ -259,6 +265,9 @@ pub fn write_page(
             prelude.push_str(&breakdown(q, loaded.observations.iter(), metric, served));
             prelude.push_str(&label_breakdown(q, &loaded.stacks, served));
             prelude.push_str(&timeline(&series, metric, (since, until), &q.color));
+            if let Some(function) = &q.function {
+                prelude.push_str(&function_timeline(function, &series, metric, (since, until), &q.color));
+            }
             prelude.push_str(&compare_form(q, served));
             let stacks = loaded.stacks;
             let title = format!("{} {}", q.service, q.profile_type);
@@ -317,6 +326,9 @@ pub(crate) fn query_string(q: &ProdQuery) -> String {
     }
     if q.color != "version" {
         parts.push(("color", q.color.clone()));
+    }
+    if let Some(f) = &q.function {
+        parts.push(("function", f.clone()));
     }
     parts.iter().map(|(k, v)| format!("{k}={}", url_escape(v))).collect::<Vec<_>>().join("&")
 }
@@ -529,6 +541,9 @@ fn hidden_inputs(q: &ProdQuery, with_samples: bool) -> String {
             put("sample_label", &format!("{k}={v}"));
         }
     }
+    if let Some(f) = &q.function {
+        put("function", f);
+    }
     h
 }
 
@@ -541,34 +556,137 @@ fn timeline(
     by: &str,
 ) -> String {
     let Some(metric) = metric else { return String::new() };
+    let points: Vec<(&str, i64, f64)> = series
+        .iter()
+        .map(|(name, o)| (name.as_str(), o.key.start, o.costs.totals.get(&metric).map_or(0.0, |t| t.value)))
+        .collect();
+    let title = format!("Timeline: {} per window, by {}", esc(metric.as_str()), esc(by));
+    let fmt = |v: f64| render_amount(metric, v);
+    chart(
+        &points,
+        (since, until),
+        ["prod-timeline", "timeline", "timeline-legend"],
+        &title,
+        (&fmt, " per window"),
+    )
+}
+
+/// One function's part of each window's measure over time, coloured by `by` (`function=NAME`):
+/// its self cost over the window's total, then, version by version in time order, the median
+/// share in the first and the second half of the version's windows (a change inside a version)
+/// and against the version before (a change at a version boundary).
+fn function_timeline(
+    function: &str,
+    series: &[(String, &Observation)],
+    metric: Option<Metric>,
+    (since, until): (DateTime<Utc>, DateTime<Utc>),
+    by: &str,
+) -> String {
+    let Some(metric) = metric else { return String::new() };
+    let share = |o: &Observation| -> Option<f64> {
+        let total = o.costs.totals.get(&metric)?.value;
+        let own = o.costs.functions.get(function).and_then(|m| m.get(&metric)).map_or(0.0, |c| c.self_);
+        (total > 0.0).then(|| own / total)
+    };
+    let points: Vec<(&str, i64, f64)> =
+        series.iter().filter_map(|(name, o)| Some((name.as_str(), o.key.start, share(o)?))).collect();
+    let title = format!(
+        "<code>{}</code>: its share of {} per window, by {}",
+        esc(function),
+        esc(metric.as_str()),
+        esc(by)
+    );
+    let mut t = chart(
+        &points,
+        (since, until),
+        ["prod-function-timeline", "function-timeline", "function-timeline-legend"],
+        &title,
+        (&|v| format!("{:.1}% of {}", 100.0 * v, metric.as_str()), ""),
+    );
+    // Versions in the order their first window came.
+    let mut versions: Vec<(&str, Vec<(i64, f64)>)> = Vec::new();
+    for (_, o) in series {
+        let Some(v) = share(o) else { continue };
+        let version = o.key.deployment.version.as_str();
+        match versions.iter_mut().find(|(name, _)| *name == version) {
+            Some((_, points)) => points.push((o.key.start, v)),
+            None => versions.push((version, vec![(o.key.start, v)])),
+        }
+    }
+    versions.sort_by_key(|(_, points)| points.iter().map(|p| p.0).min());
+    let median = |mut v: Vec<f64>| -> Option<f64> {
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| v[v.len() / 2])
+    };
+    let change = |from: Option<f64>, to: Option<f64>| match (from, to) {
+        (Some(a), Some(b)) if a > 0.0 => format!("{:+.1}%", 100.0 * (b / a - 1.0)),
+        _ => "–".to_owned(),
+    };
+    let mut rows = String::new();
+    let mut before: Option<f64> = None;
+    for (version, mut points) in versions {
+        points.sort_by_key(|p| p.0);
+        let half = points.len() / 2;
+        let all = median(points.iter().map(|p| p.1).collect());
+        let (early, late) = (
+            median(points[..half].iter().map(|p| p.1).collect()),
+            median(points[half..].iter().map(|p| p.1).collect()),
+        );
+        let _ = write!(
+            rows,
+            r#"<tr data-version="{v}"><td>{v}</td><td class="num">{n}</td><td class="num">{m}</td><td class="num">{within}</td><td class="num">{boundary}</td></tr>"#,
+            v = esc(version),
+            n = points.len(),
+            m = all.map_or_else(|| "–".to_owned(), |m| format!("{:.2}%", 100.0 * m)),
+            within = change(early, late),
+            boundary = change(before, all),
+        );
+        before = all;
+    }
+    let _ = write!(
+        t,
+        r#"<table id="function-versions"><thead><tr><th>version</th><th class="num">windows</th><th class="num">median share</th><th class="num">within the version (first half → second)</th><th class="num">from the version before</th></tr></thead><tbody>{rows}</tbody></table>"#
+    );
+    t
+}
+
+/// A chart of `points` (series, window start, value) over the span: each series' mean value per
+/// time bucket, as an inline SVG (no script) with a tooltip per point (`fmt` writes a value, the
+/// tooltips add `suffix`). `ids`: the section's, the SVG's and the legend's element ids; `title`
+/// is markup.
+fn chart(
+    points: &[(&str, i64, f64)],
+    (since, until): (DateTime<Utc>, DateTime<Utc>),
+    ids: [&str; 3],
+    title: &str,
+    (fmt, suffix): (&dyn Fn(f64) -> String, &str),
+) -> String {
     let (start, end) = (since.timestamp(), until.timestamp().max(since.timestamp() + 1));
-    let first = series.iter().map(|(_, o)| o.key.start).min().unwrap_or(start).max(start);
+    let first = points.iter().map(|p| p.1).min().unwrap_or(start).max(start);
     let span = (end - first).max(1);
-    let buckets = TIMELINE_BUCKETS.min(series.len().max(1));
+    let buckets = TIMELINE_BUCKETS.min(points.len().max(1));
     let width = 900.0;
     let height = 160.0;
     // series name -> bucket -> (sum, windows)
     let mut sums: BTreeMap<&str, BTreeMap<usize, (f64, usize)>> = BTreeMap::new();
     let mut max: f64 = 0.0;
-    for (name, o) in series {
-        let b = (((o.key.start - first).max(0) as f64 / span as f64) * buckets as f64) as usize;
-        let v = o.costs.totals.get(&metric).map_or(0.0, |t| t.value);
-        let e = sums.entry(name.as_str()).or_default().entry(b.min(buckets - 1)).or_default();
+    for &(name, at, v) in points {
+        let b = (((at - first).max(0) as f64 / span as f64) * buckets as f64) as usize;
+        let e = sums.entry(name).or_default().entry(b.min(buckets - 1)).or_default();
         e.0 += v;
         e.1 += 1;
     }
-    for points in sums.values() {
-        for (sum, n) in points.values() {
+    for series in sums.values() {
+        for (sum, n) in series.values() {
             max = max.max(sum / *n as f64);
         }
     }
     let max = if max > 0.0 { max } else { 1.0 };
     let x = |b: usize| 40.0 + (b as f64 + 0.5) / buckets as f64 * (width - 50.0);
     let y = |v: f64| 10.0 + (1.0 - v / max) * (height - 30.0);
+    let [section, svg_id, legend_id] = ids;
     let mut svg = format!(
-        r#"<section id="prod-timeline"><h2>Timeline: {} per window, by {}</h2><svg id="timeline" viewBox="0 0 {width} {height}" width="100%" height="{height}" role="img" aria-label="total per window over time">"#,
-        esc(metric.as_str()),
-        esc(by)
+        r#"<section id="{section}"><h2>{title}</h2><svg id="{svg_id}" viewBox="0 0 {width} {height}" width="100%" height="{height}" role="img" aria-label="value per window over time">"#,
     );
     let _ = write!(
         svg,
@@ -576,30 +694,30 @@ fn timeline(
         b = height - 20.0,
         r = width - 10.0,
         h = height - 6.0,
-        top = esc(&render_amount(metric, max)),
+        top = esc(&fmt(max)),
         from = esc(&rfc3339(DateTime::from_timestamp(first, 0).unwrap_or(since))),
         to = esc(&rfc3339(until)),
     );
     let mut legend = String::new();
-    for (i, (name, points)) in sums.iter().enumerate() {
+    for (i, (name, series)) in sums.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let coords: Vec<String> =
-            points.iter().map(|(&b, (sum, n))| format!("{:.1},{:.1}", x(b), y(sum / *n as f64))).collect();
+            series.iter().map(|(&b, (sum, n))| format!("{:.1},{:.1}", x(b), y(sum / *n as f64))).collect();
         let _ = write!(
             svg,
             r#"<polyline class="series" data-series="{n}" fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
             coords.join(" "),
             n = esc(name)
         );
-        for (&b, (sum, count)) in points {
+        for (&b, (sum, count)) in series {
             let t = first + (b as i64 * span) / buckets as i64;
             let _ = write!(
                 svg,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{color}"><title>{}: {} per window, {} window(s) from {}</title></circle>"#,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="2" fill="{color}"><title>{}: {}{suffix}, {} window(s) from {}</title></circle>"#,
                 x(b),
                 y(sum / *count as f64),
                 esc(name),
-                esc(&render_amount(metric, sum / *count as f64)),
+                esc(&fmt(sum / *count as f64)),
                 count,
                 esc(&rfc3339(DateTime::from_timestamp(t, 0).unwrap_or(since)))
             );
@@ -610,7 +728,7 @@ fn timeline(
             esc(name)
         );
     }
-    let _ = write!(svg, r#"</svg><div id="timeline-legend">{legend}</div></section>"#);
+    let _ = write!(svg, r#"</svg><div id="{legend_id}">{legend}</div></section>"#);
     svg
 }
 
@@ -817,5 +935,47 @@ mod tests {
                 && page.contains("head=version%3D1.4"),
             "{page}"
         );
+    }
+
+    /// Issue 30: one function's share of each window over time, by version, and the versions'
+    /// medians: `app::parse` holds 20% of the CPU in 1.0 and 30% in 1.1, steady within each, so the
+    /// change is at the version boundary (+50%), not inside a version (+0.0%).
+    #[test]
+    fn a_functions_share_over_time_tells_a_version_boundary_from_a_change_inside_a_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().to_path_buf())).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        for (i, version) in ["1.0", "1.0", "1.0", "1.0", "1.1", "1.1", "1.1", "1.1"].iter().enumerate() {
+            let parse = if *version == "1.0" { 2_000_000 } else { 3_000_000 };
+            let window = contprof_engine::profile::test_support::synth(&[
+                (&["main", "app::parse"], parse, 0),
+                (&["main", "app::rest"], 10_000_000 - parse, 0),
+            ])
+            .project(&["samples", "cpu"], "cpu");
+            let key = WindowKey {
+                deployment: Deployment {
+                    service: "api".into(),
+                    version: (*version).into(),
+                    zone: "z".into(),
+                },
+                profile_type: "cpu".into(),
+                start: now - 600 + 60 * i as i64,
+                instance: "a".into(),
+            };
+            store.put_window(&key, contprof_engine::profile::encode_to_vec(&window)).unwrap();
+        }
+        let state = State::new(StoreLocation::Dir(dir.path().to_path_buf()), false);
+        let (status, page) =
+            crate::tests::get(&state, "/prod/view?service=api&type=cpu&since=1h&function=app%3A%3Aparse");
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains(r#"<svg id="function-timeline""#) && page.contains("20.0% of cpu"), "{page}");
+        let old = r#"<tr data-version="1.0"><td>1.0</td><td class="num">4</td><td class="num">20.00%</td><td class="num">+0.0%</td><td class="num">–</td></tr>"#;
+        let new = r#"<tr data-version="1.1"><td>1.1</td><td class="num">4</td><td class="num">30.00%</td><td class="num">+0.0%</td><td class="num">+50.0%</td></tr>"#;
+        assert!(page.contains(old) && page.contains(new), "{page}");
+        // The filter form keeps the function.
+        assert!(page.contains(r#"<input type="hidden" name="function" value="app::parse">"#), "{page}");
+        // Without `function`, no such chart.
+        let (_, page) = crate::tests::get(&state, "/prod/view?service=api&type=cpu&since=1h");
+        assert!(!page.contains("function-timeline"));
     }
 }

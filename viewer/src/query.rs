@@ -295,6 +295,8 @@ pub struct ProdQuery {
     pub by: Option<String>,
     /// Colour the timeline by `version` or `zone`.
     pub color: String,
+    /// A function whose share of each window is charted over time (`function`).
+    pub function: Option<String>,
     /// A comparison's base side, `key=value[,key=value]`.
     pub base: Option<String>,
     /// Its head side.
@@ -318,6 +320,7 @@ impl ProdQuery {
                 "since" => set_once(&mut since, "since", &v)?,
                 "until" => set_once(&mut q.until, "until", &v)?,
                 "color" => set_once(&mut color, "color", &v)?,
+                "function" => set_once(&mut q.function, "function", &v)?,
                 "base" => set_once(&mut q.base, "base", &v)?,
                 "head" => set_once(&mut q.head, "head", &v)?,
                 "format" => set_once(&mut format, "format", &v)?,
