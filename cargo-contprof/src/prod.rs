@@ -97,16 +97,13 @@ pub fn top(a: ProdTopArgs, shell: &Shell) -> Result<()> {
         TopType::Heap => contprof_engine::prod::top::Measure::Heap,
     };
     let (store, selection, _) = open(&a.select, &[measure.profile_type().to_owned()])?;
-    let want = Want { costs: true, fold_library: measure.fold_library(), ..Want::default() };
-    let observations = load_selected(&store, &selection, &want, shell)?;
-    if observations.is_empty() {
+    let (fleet, warnings) = contprof_engine::prod::top::read(&store, &selection, measure, None, Utc::now())?;
+    for w in &warnings {
+        shell.warn(w);
+    }
+    if fleet.windows == 0 {
         return Err(nothing_matched(&store, &selection));
     }
-    let now = Utc::now();
-    let since = selection.since.unwrap_or(now).timestamp();
-    let until = selection.until.unwrap_or(now).timestamp();
-    let refs: Vec<&Observation> = observations.iter().collect();
-    let fleet = contprof_engine::prod::top::rank(&refs, measure, since, until);
     if fleet.without_length > 0 {
         shell.warn(format_args!(
             "{} window(s) left out: their length is not known (rollups written by an older cargo contprof, in a \
@@ -119,15 +116,7 @@ pub fn top(a: ProdTopArgs, shell: &Shell) -> Result<()> {
     let written = match a.format {
         TopFormat::Text => contprof_engine::prod::top::write_text(&fleet, limit, a.speedup, &mut out),
         TopFormat::Markdown => contprof_engine::prod::top::write_markdown(&fleet, limit, a.speedup, &mut out),
-        TopFormat::Json => {
-            let mut listed = fleet.clone();
-            listed.functions.truncate(limit);
-            listed.crates.truncate(limit);
-            let json = serde_json::json!({"speedup": a.speedup, "fleet": listed});
-            serde_json::to_writer_pretty(&mut out, &json)
-                .map_err(std::io::Error::from)
-                .and_then(|()| out.write_all(b"\n"))
-        }
+        TopFormat::Json => contprof_engine::prod::top::write_json(&fleet, limit, a.speedup, &mut out),
     };
     written.map_err(|e| Error::io("could not render", "the report", e))?;
     write_stdout(&out)

@@ -11,13 +11,11 @@ use chrono::{DateTime, Utc};
 
 use super::page::{CSS, html_escape as esc};
 use super::prod::query_string;
+use super::prod::spanned;
 use super::query::{ProdQuery, TopQuery, url_escape};
 use contprof_engine::errors::{Error, Result};
-use contprof_engine::prod::load::{self, Want};
-use contprof_engine::prod::rollup::Observation;
-use contprof_engine::prod::select::{self, Selection};
 use contprof_engine::prod::top::{self, Cost, Fleet, Measure, Words};
-use contprof_engine::store::{Store, parse_time};
+use contprof_engine::store::Store;
 
 /// The page (or, with `q.json`, the figures' JSON) of the fleet's CPU over `q`'s span. `cancel`,
 /// set when the client stopped waiting, ends the reading early.
@@ -27,43 +25,15 @@ pub fn fleet_page(
     cancel: Option<Arc<AtomicBool>>,
     now: DateTime<Utc>,
 ) -> Result<Vec<u8>> {
-    let time = |flag: &'static str, s: &str, end: bool| {
-        parse_time(s, now, end).ok_or_else(|| Error::InvalidArgument {
-            flag,
-            message: format!("`{s}` is not an age (30m, 24h, 7d), a date (2026-11-30) or an RFC 3339 time"),
-        })
-    };
-    let mut labels = Vec::new();
-    for (k, v) in &q.labels {
-        labels.extend(
-            select::parse_labels(&format!("{k}={v}"))
-                .map_err(|message| Error::InvalidArgument { flag: "label", message })?,
-        );
-    }
     let measure = if q.heap { Measure::Heap } else { Measure::Cpu };
-    let selection = Selection {
-        service: None,
-        types: vec![measure.profile_type().to_owned()],
-        since: Some(time("since", &q.since, false)?),
-        until: q.until.as_deref().map(|u| time("until", u, true)).transpose()?,
-        labels,
-        ..Selection::default()
-    };
-    let want = Want { costs: true, fold_library: measure.fold_library(), cancel, ..Want::default() };
-    let (observations, warnings) = load::load_all(store, &selection, &want, now)?;
-    let refs: Vec<&Observation> = observations.iter().collect();
-    let since = selection.since.unwrap_or(now).timestamp();
-    let until = selection.until.unwrap_or(now).timestamp();
-    let mut fleet = top::rank(&refs, measure, since, until);
-    fleet.functions.truncate(q.limit);
-    fleet.crates.truncate(q.limit);
+    let selection = spanned(&q.since, q.until.as_deref(), &q.labels, now)?;
+    let (fleet, warnings) = top::read(store, &selection, measure, cancel, now)?;
     if q.json {
-        let json = serde_json::json!({"speedup": q.speedup, "fleet": fleet});
-        let mut out = serde_json::to_vec_pretty(&json).map_err(|e| Error::msg(e.to_string()))?;
-        out.push(b'\n');
+        let mut out = Vec::new();
+        top::write_json(&fleet, q.limit, q.speedup, &mut out).map_err(|e| Error::msg(e.to_string()))?;
         return Ok(out);
     }
-    Ok(page(store, q, &fleet, &warnings).into_bytes())
+    Ok(page(store, q, &fleet.limited(q.limit), &warnings).into_bytes())
 }
 
 /// `+12.3%`, or a dash.
@@ -233,7 +203,7 @@ fn page(store: &Store, q: &TopQuery, fleet: &Fleet, warnings: &[String]) -> Stri
 
 #[cfg(test)]
 mod tests {
-    use contprof_engine::store::{Deployment, StoreLocation, WindowKey};
+    use contprof_engine::store::StoreLocation;
 
     use crate::server::State;
 
@@ -255,13 +225,13 @@ mod tests {
         // Within one hour, so that both replicas are counted in each hour that has windows.
         let first = now - now.rem_euclid(3600) - 3600;
         for minute in 0..20 {
-            let key = WindowKey {
-                deployment: Deployment { service: "api".into(), version: "1".into(), zone: "z".into() },
-                profile_type: "cpu".into(),
-                start: first + 60 * minute,
-                instance: ["a", "b"][minute as usize % 2].into(),
-            };
-            store.put_window(&key, contprof_engine::profile::encode_to_vec(&window)).unwrap();
+            crate::tests::put_api_window(
+                &store,
+                "1",
+                ["a", "b"][minute as usize % 2],
+                first + 60 * minute,
+                &window,
+            );
         }
         let state = State::new(StoreLocation::Dir(dir.path().to_path_buf()), false);
         let get = |uri: &str| crate::tests::get(&state, uri);

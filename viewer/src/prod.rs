@@ -45,30 +45,45 @@ const PALETTE: [&str; 8] =
 
 /// The selection a query asks for.
 pub fn selection(q: &ProdQuery, now: DateTime<Utc>) -> Result<Selection> {
+    if contprof_engine::prod::window::sample_types(&q.profile_type).is_none() {
+        return Err(contprof_engine::prod::window::unknown_type("type", &q.profile_type));
+    }
+    Ok(Selection {
+        service: Some(q.service.clone()),
+        types: vec![q.profile_type.clone()],
+        sample_labels: q.sample_labels.clone(),
+        keep_sample_labels: q.by.is_some(),
+        ..spanned(&q.since, q.until.as_deref(), &q.labels, now)?
+    })
+}
+
+/// A selection of every service's windows of every type over the span `since` to `until` (an
+/// age, a date or an RFC 3339 time, read at `now`) with the window-label filters `labels`: the
+/// one reading of those parameters for the production pages and the fleet page.
+pub(crate) fn spanned(
+    since: &str,
+    until: Option<&str>,
+    labels: &[(String, String)],
+    now: DateTime<Utc>,
+) -> Result<Selection> {
     let time = |flag: &'static str, s: &str, end: bool| {
         parse_time(s, now, end).ok_or_else(|| Error::InvalidArgument {
             flag,
             message: format!("`{s}` is not an age (30m, 24h, 7d), a date (2026-11-30) or an RFC 3339 time"),
         })
     };
-    if contprof_engine::prod::window::sample_types(&q.profile_type).is_none() {
-        return Err(contprof_engine::prod::window::unknown_type("type", &q.profile_type));
-    }
-    let mut labels = Vec::new();
-    for (k, v) in &q.labels {
-        labels.extend(
+    let mut parsed = Vec::new();
+    for (k, v) in labels {
+        parsed.extend(
             select::parse_labels(&format!("{k}={v}"))
                 .map_err(|message| Error::InvalidArgument { flag: "label", message })?,
         );
     }
     Ok(Selection {
-        service: Some(q.service.clone()),
-        types: vec![q.profile_type.clone()],
-        since: Some(time("since", &q.since, false)?),
-        until: q.until.as_deref().map(|u| time("until", u, true)).transpose()?,
-        labels,
-        sample_labels: q.sample_labels.clone(),
-        keep_sample_labels: q.by.is_some(),
+        since: Some(time("since", since, false)?),
+        until: until.map(|u| time("until", u, true)).transpose()?,
+        labels: parsed,
+        ..Selection::default()
     })
 }
 
@@ -741,7 +756,7 @@ mod tests {
     use super::super::http::{Answer, MAX_IN_FLIGHT, Request, Response};
     use super::super::server::State;
     use super::super::{ServeOptions, Server};
-    use contprof_engine::store::{Deployment, Store, StoreLocation, WindowKey};
+    use contprof_engine::store::{Store, StoreLocation};
 
     const GET_PROD: &[u8] = b"GET /prod HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
 
@@ -803,13 +818,7 @@ mod tests {
         let p = contprof_engine::profile::test_support::synth(&[(&["main", "work"], 1_000_000, 0)])
             .project(&["samples", "cpu"], "cpu");
         for i in 0..10 {
-            let key = WindowKey {
-                deployment: Deployment { service: "api".into(), version: "1".into(), zone: "z".into() },
-                profile_type: "cpu".into(),
-                start: now - 60 * i,
-                instance: "a".into(),
-            };
-            store.put_window(&key, contprof_engine::profile::encode_to_vec(&p)).unwrap();
+            crate::tests::put_api_window(&store, "1", "a", now - 60 * i, &p);
         }
         let state = State::new(StoreLocation::Dir(dir.path().to_path_buf()), false);
         let request = |cancelled: bool| {
@@ -857,13 +866,7 @@ mod tests {
         ])
         .unwrap();
         for i in 0..3 {
-            let key = WindowKey {
-                deployment: Deployment { service: "api".into(), version: "1".into(), zone: "z".into() },
-                profile_type: "cpu".into(),
-                start: now - 60 * i,
-                instance: "a".into(),
-            };
-            store.put_window(&key, contprof_engine::profile::encode_to_vec(&window)).unwrap();
+            crate::tests::put_api_window(&store, "1", "a", now - 60 * i, &window);
         }
         let state = State::new(StoreLocation::Dir(dir.path().to_path_buf()), false);
         let get = |uri: &str| crate::tests::get(&state, uri);
@@ -952,17 +955,7 @@ mod tests {
                 (&["main", "app::rest"], 10_000_000 - parse, 0),
             ])
             .project(&["samples", "cpu"], "cpu");
-            let key = WindowKey {
-                deployment: Deployment {
-                    service: "api".into(),
-                    version: (*version).into(),
-                    zone: "z".into(),
-                },
-                profile_type: "cpu".into(),
-                start: now - 600 + 60 * i as i64,
-                instance: "a".into(),
-            };
-            store.put_window(&key, contprof_engine::profile::encode_to_vec(&window)).unwrap();
+            crate::tests::put_api_window(&store, version, "a", now - 600 + 60 * i as i64, &window);
         }
         let state = State::new(StoreLocation::Dir(dir.path().to_path_buf()), false);
         let (status, page) =

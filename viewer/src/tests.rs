@@ -11,7 +11,7 @@ use super::server::{State, is_loopback_host};
 use super::tree::FlameTree;
 use contprof_engine::git::RepoState;
 use contprof_engine::profile::{self, Profile};
-use contprof_engine::store::{NewProfile, NewRun, Store, StoreLocation};
+use contprof_engine::store::{Deployment, NewProfile, NewRun, Store, StoreLocation, WindowKey};
 
 pub(super) use contprof_engine::profile::test_support::synth;
 
@@ -220,6 +220,18 @@ fn requests_are_paths_with_one_host_and_hosts_are_checked() {
     for bad in ["evil.example", "evil.example:80", "10.0.0.1:80", "[::2]:1", "localhost.evil.example"] {
         assert!(!is_loopback_host(bad), "{bad}");
     }
+}
+
+/// Stores `profile` as a `cpu` window of service `api` (zone `z`), version `version`, replica
+/// `instance`, starting at `start`.
+pub(crate) fn put_api_window(store: &Store, version: &str, instance: &str, start: i64, profile: &Profile) {
+    let key = WindowKey {
+        deployment: Deployment { service: "api".into(), version: version.into(), zone: "z".into() },
+        profile_type: "cpu".into(),
+        start,
+        instance: instance.into(),
+    };
+    store.put_window(&key, profile::encode_to_vec(profile)).unwrap();
 }
 
 /// The status and body (or error message) of `GET target` from a loopback host.

@@ -31,8 +31,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use chrono::{DateTime, Utc};
+
+use super::load::{self, Want};
 use super::rollup::Observation;
+use super::select::Selection;
 use crate::compare::{Kind, Metric};
+use crate::store::{Store, StoreError};
 
 /// What is ranked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -118,6 +123,16 @@ pub struct Fleet {
     pub functions: Vec<Cost>,
     /// Crates, most expensive first.
     pub crates: Vec<Cost>,
+}
+
+impl Fleet {
+    /// The fleet with its first `limit` functions and crates only.
+    pub fn limited(&self, limit: usize) -> Fleet {
+        let mut listed = self.clone();
+        listed.functions.truncate(limit);
+        listed.crates.truncate(limit);
+        listed
+    }
 }
 
 /// One service's part.
@@ -272,7 +287,7 @@ fn trend(sums: [f64; 2], halves: [bool; 2]) -> Option<f64> {
 /// profile type with per-function costs (read without folding library frames); other
 /// observations are ignored.
 pub fn rank(observations: &[&Observation], measure: Measure, since: i64, until: i64) -> Fleet {
-    let cpu: Vec<&Observation> = observations
+    let selected: Vec<&Observation> = observations
         .iter()
         .copied()
         .filter(|o| {
@@ -283,11 +298,18 @@ pub fn rank(observations: &[&Observation], measure: Measure, since: i64, until: 
     let (days, per) = (span / 86_400.0, measure.per(span));
     let metric = measure.metric();
     let middle = since + (until - since) / 2;
-    let mut fleet =
-        Fleet { measure, unit: measure.unit(), since, until, days, windows: cpu.len(), ..Fleet::default() };
+    let mut fleet = Fleet {
+        measure,
+        unit: measure.unit(),
+        since,
+        until,
+        days,
+        windows: selected.len(),
+        ..Fleet::default()
+    };
     // A window of unknown length takes its service's typical length.
     let mut lengths: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for o in &cpu {
+    for o in &selected {
         if o.seconds > 0.0 {
             lengths.entry(o.key.deployment.service.as_str()).or_default().push(o.seconds);
         }
@@ -300,7 +322,7 @@ pub fn rank(observations: &[&Observation], measure: Measure, since: i64, until: 
         })
         .collect();
     let mut hours: BTreeMap<&str, Hours<'_>> = BTreeMap::new();
-    for o in &cpu {
+    for o in &selected {
         let service = o.key.deployment.service.as_str();
         let length = if o.seconds > 0.0 { Some(o.seconds) } else { typical.get(service).copied() };
         match length {
@@ -383,6 +405,43 @@ pub fn rank(observations: &[&Observation], measure: Measure, since: i64, until: 
     fleet.functions = functions.costs(per, total, halves, true);
     fleet.crates = crates.costs(per, total, halves, false);
     fleet
+}
+
+/// The fleet's `measure` over `selection` (its `types` are set to the measure's): its windows
+/// read with per-function costs (library frames folded as [`Measure::fold_library`] says), then
+/// [`rank`]ed over the selection's span (`now` ends one without `until`); with what the reading
+/// skipped. `cancel`, when set, stops the reading.
+pub fn read(
+    store: &Store,
+    selection: &Selection,
+    measure: Measure,
+    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    now: DateTime<Utc>,
+) -> Result<(Fleet, Vec<String>), StoreError> {
+    let selection = Selection { types: vec![measure.profile_type().to_owned()], ..selection.clone() };
+    let want = Want { costs: true, fold_library: measure.fold_library(), cancel, ..Want::default() };
+    let (observations, warnings) = load::load_all(store, &selection, &want, now)?;
+    let refs: Vec<&Observation> = observations.iter().collect();
+    let since = selection.since.unwrap_or(now).timestamp();
+    let until = selection.until.unwrap_or(now).timestamp();
+    Ok((rank(&refs, measure, since, until), warnings))
+}
+
+/// The JSON of `fleet` with its first `limit` functions and crates, and the `speedup` the savings
+/// are read at: `{"fleet": {...}, "speedup": ...}`, pretty-printed, newline-terminated.
+pub fn write_json(
+    fleet: &Fleet,
+    limit: usize,
+    speedup: f64,
+    mut out: impl std::io::Write,
+) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    struct Listed<'a> {
+        fleet: &'a Fleet,
+        speedup: f64,
+    }
+    serde_json::to_writer_pretty(&mut out, &Listed { fleet: &fleet.limited(limit), speedup })?;
+    out.write_all(b"\n")
 }
 
 /// Which halves of the span (split at `middle`) a service's hours fall in.
