@@ -97,7 +97,8 @@ pub fn top(a: ProdTopArgs, shell: &Shell) -> Result<()> {
         TopType::Heap => contprof_engine::prod::top::Measure::Heap,
     };
     let (store, selection, _) = open(&a.select, &[measure.profile_type().to_owned()])?;
-    let (fleet, warnings) = contprof_engine::prod::top::read(&store, &selection, measure, None, Utc::now())?;
+    let (fleet, warnings, _) =
+        contprof_engine::prod::fleet::read(&store, &selection, measure, None, Utc::now())?;
     for w in &warnings {
         shell.warn(w);
     }

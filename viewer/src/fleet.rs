@@ -27,7 +27,7 @@ pub fn fleet_page(
 ) -> Result<Vec<u8>> {
     let measure = if q.heap { Measure::Heap } else { Measure::Cpu };
     let selection = spanned(&q.since, q.until.as_deref(), &q.labels, now)?;
-    let (fleet, warnings) = top::read(store, &selection, measure, cancel, now)?;
+    let (fleet, warnings, _) = contprof_engine::prod::fleet::read(store, &selection, measure, cancel, now)?;
     if q.json {
         let mut out = Vec::new();
         top::write_json(&fleet, q.limit, q.speedup, &mut out).map_err(|e| Error::msg(e.to_string()))?;

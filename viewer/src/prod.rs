@@ -204,7 +204,13 @@ pub fn write_page(
     )];
     let written = match (&q.base, &q.head) {
         (Some(base), Some(head)) => {
-            let want = Want { stacks: true, costs: true, fold_library: comparing.fold_library, cancel };
+            let want = Want {
+                stacks: true,
+                costs: true,
+                fold_library: comparing.fold_library,
+                cancel,
+                ..Want::default()
+            };
             let sides = load::load_sides(
                 store,
                 (&q.service, &q.profile_type),
@@ -259,6 +265,7 @@ pub fn write_page(
                 costs: q.function.is_some(),
                 fold_library: comparing.fold_library,
                 cancel,
+                ..Want::default()
             };
             let loaded = load::load(store, &q.service, &q.profile_type, &sel, &want, now)?;
             if loaded.observations.is_empty() {

@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
+use super::fleet;
 use super::rollup::{self, Observation, Rollup};
 use crate::profile::{self, Profile};
 use crate::store::{RollupKey, RollupObject, Store, StoreError, WindowKey};
@@ -91,6 +92,8 @@ struct Existing {
     rollups: BTreeSet<RollupKey>,
     /// Per hour, its costs objects: (digest, written).
     costs: BTreeMap<RollupKey, Vec<(String, DateTime<Utc>)>>,
+    /// Rollups with a fleet summary.
+    summaries: BTreeSet<RollupKey>,
 }
 
 fn existing(
@@ -112,6 +115,9 @@ fn existing(
                 e.rollups.insert(k);
             }
             RollupObject::Costs(k, digest) => e.costs.entry(k).or_default().push((digest, modified)),
+            RollupObject::Fleet(k) => {
+                e.summaries.insert(k);
+            }
         }
     }
     Ok(e)
@@ -157,7 +163,8 @@ fn compact_type(
             hours.extend(rollup);
         }
         let closed = day_key.end() + DAY_GRACE <= now;
-        if closed && (changed || !existing.rollups.contains(&day_key)) && !hours.is_empty() {
+        let unsummarized = fleet::measure_of(ty).is_some() && !existing.summaries.contains(&day_key);
+        if closed && (changed || unsummarized || !existing.rollups.contains(&day_key)) && !hours.is_empty() {
             progress(&format!("{service} {ty} {day}: day rollup of {} hour(s)", hours.len()));
             write_day(store, &day_key, &hours, opts.fold_library, &mut done.warnings)?;
             done.days += 1;
@@ -188,6 +195,13 @@ fn compact_hour(
         base.as_ref().map(|(r, _)| r.windows.iter().map(|w| r.window_key(w)).collect()).unwrap_or_default();
     let new: Vec<WindowKey> = windows.into_iter().filter(|w| !covered.contains(w)).collect();
     if new.is_empty() {
+        // An hour rolled up before fleet summaries existed gets its summary.
+        if let Some((r, _)) = &base
+            && !existing.summaries.contains(key)
+            && let Ok(merged) = r.merged()
+        {
+            write_summary(store, key, r, merged.as_ref())?;
+        }
         return Ok((base.map(|(r, _)| r), false));
     }
     // New windows are read as the hour's rollup was.
@@ -230,6 +244,9 @@ fn compact_hour(
         store.put_rollup_object(&key.costs_path(&d), costs)?;
     }
     let rollup = Rollup::decode_for(&encoded.rollup, key).ok();
+    if let Some(r) = &rollup {
+        write_summary(store, key, r, merged.as_ref())?;
+    }
     store.put_rollup_object(&key.path(), encoded.rollup)?;
     done.hours += 1;
     // Costs objects of this hour that no rollup names any more, old enough not to be a
@@ -316,8 +333,33 @@ fn write_day(
         }
     }
     let merged = merge_stacks(&profiles, key, warnings);
+    if let Some(measure) = fleet::measure_of(&key.profile_type) {
+        let parts: Vec<_> = hours
+            .iter()
+            .flat_map(|h| fleet::parts_of_rollup(h, h.merged().ok().flatten().as_ref(), measure))
+            .collect();
+        store.put_rollup_object(&key.fleet_path(), fleet::encode(key, &parts))?;
+    }
     let encoded = rollup::encode(key, fold_library, observations, merged.as_ref());
     store.put_rollup_object(&key.path(), encoded.rollup)
+}
+
+/// Writes the fleet summary of the hour rollup `r` of `key` with its `merged` stacks, for the
+/// types `prod top` ranks (before the rollup, as its costs: a reader that sees the rollup sees a
+/// summary at least as new).
+fn write_summary(
+    store: &Store,
+    key: &RollupKey,
+    r: &Rollup,
+    merged: Option<&Profile>,
+) -> Result<(), StoreError> {
+    match fleet::measure_of(&key.profile_type) {
+        Some(measure) => {
+            let parts = fleet::parts_of_rollup(r, merged, measure);
+            store.put_rollup_object(&key.fleet_path(), fleet::encode(key, &parts))
+        }
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -377,7 +419,7 @@ mod tests {
     }
 
     fn costs(store: &Store, sel: &Selection, now: i64) -> crate::prod::load::Loaded {
-        let want = Want { stacks: true, costs: true, fold_library: true, cancel: None };
+        let want = Want { stacks: true, costs: true, fold_library: true, ..Want::default() };
         load(store, "api", "cpu", sel, &want, DateTime::from_timestamp(now, 0).unwrap()).unwrap()
     }
 
@@ -581,8 +623,8 @@ mod tests {
         let (objects, _) = store.list_rollups("api", "cpu").unwrap();
         assert_eq!(
             objects.len(),
-            2 * 2 + 1,
-            "two hours with one costs object each, and the day: {objects:?}"
+            2 * 3 + 2,
+            "two hours with one costs object and one fleet summary each, and the day with its summary: {objects:?}"
         );
     }
 }

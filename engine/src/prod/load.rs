@@ -54,13 +54,17 @@ pub struct Want {
     pub costs: bool,
     /// Fold library frames into their callers in the costs.
     pub fold_library: bool,
+    /// Read the costs of every selected window, not at most [`MAX_COMPARED`] (`prod top`: an
+    /// hour's replicas and cost need all of its windows).
+    pub every_window: bool,
     /// Set by the caller when it no longer wants the answer: the reading stops at the next
     /// object with [`StoreError::Interrupted`].
     pub cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Want {
-    fn check(&self, store: &Store) -> Result<(), StoreError> {
+    /// `Err(Interrupted)` once the caller gave up.
+    pub(crate) fn check(&self, store: &Store) -> Result<(), StoreError> {
         match &self.cancel {
             Some(c) if c.load(Ordering::Relaxed) => {
                 Err(StoreError::Interrupted { store: store.url().to_owned() })
@@ -211,7 +215,7 @@ pub fn load(
             .filter(|k| selection.matches(k))
             .chain(&raw)
             .collect();
-        if candidates.len() > MAX_COMPARED {
+        if candidates.len() > MAX_COMPARED && !want.every_window {
             candidates.sort_by_key(|k| (k.start, *k));
             let n = candidates.len();
             out.warnings.push(format!(
@@ -383,7 +387,7 @@ fn read_rollups(
 }
 
 /// `f` over `items` on as many threads as there are cores, results in order.
-fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+pub(crate) fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
     if threads <= 1 {
         return items.into_iter().map(f).collect();
@@ -413,6 +417,38 @@ fn filter_samples(p: &mut Profile, selection: &Selection) {
 /// is left (or it had none), and the window is then left out.
 pub fn keep_labelled_samples(p: &mut Profile, selection: &Selection) -> bool {
     selection.sample_labels.is_empty() || p.retain_labelled(&selection.sample_labels)
+}
+
+/// The observations of `windows`, each read, named ([`super::symbols::Renamer`]) and costed
+/// with `want`'s folding ([`Want::costs`] keeps the per-function costs); a window deleted since it
+/// was listed is left out, a corrupt one too with a warning.
+pub fn observe_windows(
+    store: &Store,
+    windows: &[WindowKey],
+    want: &Want,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Observation>, StoreError> {
+    let mut renamer = super::symbols::Renamer::new(store);
+    let mut out = Vec::new();
+    for chunk in windows.chunks(READ_CHUNK) {
+        want.check(store)?;
+        let paths: Vec<String> = chunk.iter().map(WindowKey::path).collect();
+        for ((key, path), bytes) in chunk.iter().zip(&paths).zip(store.get_production_objects(&paths)?) {
+            let Some(bytes) = bytes else { continue };
+            match profile::decode(&bytes) {
+                Ok(mut p) => {
+                    renamer.rename(&mut p);
+                    let mut o = rollup::observe(key, &p, want.fold_library);
+                    if !want.costs {
+                        o.costs.functions.clear();
+                    }
+                    out.push(o);
+                }
+                Err(e) => warnings.push(format!("skipped window {path}: corrupt profile: {e}")),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Every selected window of every service and type `selection` names (all of them when it names

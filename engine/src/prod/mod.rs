@@ -4,6 +4,7 @@
 
 pub mod compact;
 pub mod denominator;
+pub mod fleet;
 pub mod load;
 pub mod log;
 pub mod rollouts;

@@ -58,7 +58,7 @@ pub fn compare_sides(
     (base, head): (&str, &str),
     say: &mut dyn FnMut(Said),
 ) -> Result<Comparison> {
-    let want = Want { stacks: false, costs: true, fold_library: asked.judging.fold_library, cancel: None };
+    let want = Want { costs: true, fold_library: asked.judging.fold_library, ..Want::default() };
     let sides = load::load_sides(
         store,
         (asked.service, asked.profile_type),

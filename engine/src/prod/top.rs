@@ -31,13 +31,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use chrono::{DateTime, Utc};
-
-use super::load::{self, Want};
 use super::rollup::Observation;
-use super::select::Selection;
 use crate::compare::{Kind, Metric};
-use crate::store::{Store, StoreError};
 
 /// What is ranked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -66,7 +61,7 @@ impl Measure {
         }
     }
 
-    fn metric(self) -> Metric {
+    pub(crate) fn metric(self) -> Metric {
         match self {
             Measure::Cpu => Metric::Cpu,
             Measure::Heap => Metric::InuseBytes,
@@ -233,8 +228,89 @@ fn is_allocator(name: &str) -> bool {
 
 const HOUR: i64 = 3600;
 
-/// A service's windows (with their lengths in seconds) by hour since the epoch.
-type Hours<'a> = BTreeMap<i64, Vec<(&'a Observation, f64)>>;
+/// One deployment's windows of a service in one hour, as [`rank_parts`] reads them: each
+/// window's start, replica, length and total of the measure's metric, and the hour's self cost per
+/// function (library frames folded as [`Measure::fold_library`] says) out of `total`. Built from
+/// windows read one by one ([`parts_of`]) or from the fleet summaries compaction writes beside
+/// the rollups (`prod::fleet`), which hold exactly these.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HourPart {
+    /// The service.
+    pub service: String,
+    /// The hour's start, seconds since the epoch.
+    pub hour: i64,
+    /// The deployment's version.
+    pub version: String,
+    /// Its zone.
+    pub zone: String,
+    /// Its windows in the hour.
+    pub windows: Vec<WindowPart>,
+    /// The metric's total over those windows' stacks, of which `functions` are parts.
+    pub total: f64,
+    /// Self cost per function, summed over the windows.
+    pub functions: BTreeMap<String, f64>,
+}
+
+/// One window of an [`HourPart`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowPart {
+    /// Its start, seconds since the epoch.
+    pub start: i64,
+    /// The replica.
+    pub instance: String,
+    /// Its length in seconds; 0 when not known.
+    pub seconds: f64,
+    /// Its total of the measure's metric.
+    pub total: f64,
+}
+
+/// The hour parts of `observations` of `measure`'s profile type (others are ignored), by
+/// service, hour and deployment.
+pub fn parts_of(observations: &[&Observation], measure: Measure) -> Vec<HourPart> {
+    let metric = measure.metric();
+    let mut parts: BTreeMap<(&str, i64, &str, &str), HourPart> = BTreeMap::new();
+    for o in observations.iter().filter(|o| o.key.profile_type == measure.profile_type()) {
+        let d = &o.key.deployment;
+        let hour = o.key.start.div_euclid(HOUR) * HOUR;
+        let part = parts.entry((&d.service, hour, &d.version, &d.zone)).or_insert_with(|| HourPart {
+            service: d.service.clone(),
+            hour,
+            version: d.version.clone(),
+            zone: d.zone.clone(),
+            ..HourPart::default()
+        });
+        let total = o.costs.totals.get(&metric).map_or(0.0, |t| t.value);
+        part.windows.push(WindowPart {
+            start: o.key.start,
+            instance: o.key.instance.clone(),
+            seconds: o.seconds,
+            total,
+        });
+        part.total += total;
+        for (function, costs) in &o.costs.functions {
+            if let Some(c) = costs.get(&metric) {
+                *part.functions.entry(function.clone()).or_default() += c.get(Kind::SelfCost);
+            }
+        }
+    }
+    parts.into_values().collect()
+}
+
+/// One window of a service's hour, with its length and deployment.
+struct Counted<'a> {
+    window: &'a WindowPart,
+    length: f64,
+    version: &'a str,
+    zone: &'a str,
+}
+
+/// A service's hour: its windows in the span, and its function costs (scaled to those windows).
+#[derive(Default)]
+struct Hour<'a> {
+    windows: Vec<Counted<'a>>,
+    total: f64,
+    functions: BTreeMap<&'a str, f64>,
+}
 
 /// Sums per name, and per name per service, of core-seconds in each half of the span.
 #[derive(Default)]
@@ -287,31 +363,24 @@ fn trend(sums: [f64; 2], halves: [bool; 2]) -> Option<f64> {
 /// profile type with per-function costs (read without folding library frames); other
 /// observations are ignored.
 pub fn rank(observations: &[&Observation], measure: Measure, since: i64, until: i64) -> Fleet {
-    let selected: Vec<&Observation> = observations
-        .iter()
-        .copied()
-        .filter(|o| {
-            o.key.profile_type == measure.profile_type() && o.key.start >= since && o.key.start <= until
-        })
-        .collect();
+    rank_parts(&parts_of(observations, measure), measure, since, until)
+}
+
+/// The fleet's `measure` over `[since, until]` from hour parts: windows that start in the span
+/// count; an hour part with windows on both sides of an end of the span counts its function
+/// costs in proportion to its windows inside (the hour's mix of functions, which is what a
+/// summary of the whole hour knows).
+pub fn rank_parts(parts: &[HourPart], measure: Measure, since: i64, until: i64) -> Fleet {
     let span = (until - since).max(1) as f64;
     let (days, per) = (span / 86_400.0, measure.per(span));
-    let metric = measure.metric();
     let middle = since + (until - since) / 2;
-    let mut fleet = Fleet {
-        measure,
-        unit: measure.unit(),
-        since,
-        until,
-        days,
-        windows: selected.len(),
-        ..Fleet::default()
-    };
+    let mut fleet = Fleet { measure, unit: measure.unit(), since, until, days, ..Fleet::default() };
+    let inside = |w: &&WindowPart| w.start >= since && w.start <= until;
     // A window of unknown length takes its service's typical length.
     let mut lengths: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for o in &selected {
-        if o.seconds > 0.0 {
-            lengths.entry(o.key.deployment.service.as_str()).or_default().push(o.seconds);
+    for p in parts {
+        for w in p.windows.iter().filter(inside).filter(|w| w.seconds > 0.0) {
+            lengths.entry(p.service.as_str()).or_default().push(w.seconds);
         }
     }
     let typical: BTreeMap<&str, f64> = lengths
@@ -321,48 +390,60 @@ pub fn rank(observations: &[&Observation], measure: Measure, since: i64, until: 
             (s, l[l.len() / 2])
         })
         .collect();
-    let mut hours: BTreeMap<&str, Hours<'_>> = BTreeMap::new();
-    for o in &selected {
-        let service = o.key.deployment.service.as_str();
-        let length = if o.seconds > 0.0 { Some(o.seconds) } else { typical.get(service).copied() };
-        match length {
-            Some(l) => hours
-                .entry(service)
-                .or_default()
-                .entry(o.key.start.div_euclid(HOUR))
-                .or_default()
-                .push((o, l)),
-            None => fleet.without_length += 1,
+    let mut hours: BTreeMap<&str, BTreeMap<i64, Hour<'_>>> = BTreeMap::new();
+    for p in parts {
+        let kept: Vec<&WindowPart> = p.windows.iter().filter(inside).collect();
+        if kept.is_empty() {
+            continue;
+        }
+        let all: f64 = p.windows.iter().map(|w| w.total).sum();
+        let scale = if kept.len() == p.windows.len() || all <= 0.0 {
+            1.0
+        } else {
+            kept.iter().map(|w| w.total).sum::<f64>() / all
+        };
+        let hour = hours.entry(p.service.as_str()).or_default().entry(p.hour.div_euclid(HOUR)).or_default();
+        fleet.windows += kept.len();
+        for w in kept {
+            let length =
+                if w.seconds > 0.0 { Some(w.seconds) } else { typical.get(p.service.as_str()).copied() };
+            match length {
+                Some(length) => {
+                    hour.windows.push(Counted { window: w, length, version: &p.version, zone: &p.zone })
+                }
+                None => fleet.without_length += 1,
+            }
+        }
+        hour.total += p.total * scale;
+        for (f, c) in &p.functions {
+            *hour.functions.entry(f.as_str()).or_default() += c * scale;
         }
     }
     let mut functions = Tally::default();
     let mut crates = Tally::default();
     let mut halves = [false, false];
     let mut total = 0.0;
-    for (service, by_hour) in &hours {
+    for (service, by_hour) in &mut hours {
+        by_hour.retain(|_, h| !h.windows.is_empty());
         let mut spent = [0.0, 0.0];
         let (mut covered_all, mut replicas, mut windows) = (0.0, 0.0, 0);
-        for (&hour, in_hour) in by_hour {
+        for (&hour, in_hour) in by_hour.iter() {
             let start = (hour * HOUR).max(since) as f64;
             let end = ((hour + 1) * HOUR).min(until) as f64;
-            let first = in_hour.iter().map(|(o, _)| o.key.start as f64).fold(f64::INFINITY, f64::min);
-            let last = in_hour.iter().map(|(o, l)| o.key.start as f64 + l).fold(0.0, f64::max);
+            let first = in_hour.windows.iter().map(|c| c.window.start as f64).fold(f64::INFINITY, f64::min);
+            let last = in_hour.windows.iter().map(|c| c.window.start as f64 + c.length).fold(0.0, f64::max);
             let covered = (last.min(end) - first.max(start)).max(0.0);
-            let instances: BTreeSet<(&str, &str, &str)> = in_hour
-                .iter()
-                .map(|(o, _)| {
-                    (
-                        o.key.deployment.version.as_str(),
-                        o.key.deployment.zone.as_str(),
-                        o.key.instance.as_str(),
-                    )
-                })
-                .collect();
-            let total_of = |o: &Observation| o.costs.totals.get(&metric).map_or(0.0, |t| t.value);
+            let instances: BTreeSet<(&str, &str, &str)> =
+                in_hour.windows.iter().map(|c| (c.version, c.zone, c.window.instance.as_str())).collect();
             // The windows' mean, weighted by their lengths (a window cut short, as at a replica's
             // end, weighs what it covered).
-            let length: f64 = in_hour.iter().map(|(_, l)| l).sum();
-            let level = in_hour.iter().map(|(o, l)| measure.level(total_of(o), *l) * l).sum::<f64>() / length;
+            let length: f64 = in_hour.windows.iter().map(|c| c.length).sum();
+            let level = in_hour
+                .windows
+                .iter()
+                .map(|c| measure.level(c.window.total, c.length) * c.length)
+                .sum::<f64>()
+                / length;
             // The level times the time covered: core-seconds, or byte-seconds.
             let core_seconds = level * instances.len() as f64 * covered;
             let half = usize::from(hour * HOUR + HOUR / 2 >= middle);
@@ -371,22 +452,13 @@ pub fn rank(observations: &[&Observation], measure: Measure, since: i64, until: 
             total += core_seconds;
             covered_all += covered;
             replicas += instances.len() as f64;
-            windows += in_hour.len();
+            windows += in_hour.windows.len();
             // Each function's part: its share of the hour's self cost.
-            let hour_cpu: f64 = in_hour.iter().map(|(o, _)| total_of(o)).sum();
-            if hour_cpu <= 0.0 {
+            if in_hour.total <= 0.0 {
                 continue;
             }
-            let mut own: BTreeMap<&str, f64> = BTreeMap::new();
-            for (o, _) in in_hour {
-                for (function, costs) in &o.costs.functions {
-                    if let Some(c) = costs.get(&metric) {
-                        *own.entry(function.as_str()).or_default() += c.get(Kind::SelfCost);
-                    }
-                }
-            }
-            for (function, cpu) in own {
-                let part = core_seconds * cpu / hour_cpu;
+            for (function, cost) in &in_hour.functions {
+                let part = core_seconds * cost / in_hour.total;
                 functions.add(function, service, half, part);
                 crates.add(&crate_of(function), service, half, part);
             }
@@ -405,26 +477,6 @@ pub fn rank(observations: &[&Observation], measure: Measure, since: i64, until: 
     fleet.functions = functions.costs(per, total, halves, true);
     fleet.crates = crates.costs(per, total, halves, false);
     fleet
-}
-
-/// The fleet's `measure` over `selection` (its `types` are set to the measure's): its windows
-/// read with per-function costs (library frames folded as [`Measure::fold_library`] says), then
-/// [`rank`]ed over the selection's span (`now` ends one without `until`); with what the reading
-/// skipped. `cancel`, when set, stops the reading.
-pub fn read(
-    store: &Store,
-    selection: &Selection,
-    measure: Measure,
-    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-    now: DateTime<Utc>,
-) -> Result<(Fleet, Vec<String>), StoreError> {
-    let selection = Selection { types: vec![measure.profile_type().to_owned()], ..selection.clone() };
-    let want = Want { costs: true, fold_library: measure.fold_library(), cancel, ..Want::default() };
-    let (observations, warnings) = load::load_all(store, &selection, &want, now)?;
-    let refs: Vec<&Observation> = observations.iter().collect();
-    let since = selection.since.unwrap_or(now).timestamp();
-    let until = selection.until.unwrap_or(now).timestamp();
-    Ok((rank(&refs, measure, since, until), warnings))
 }
 
 /// The JSON of `fleet` with its first `limit` functions and crates, and the `speedup` the savings

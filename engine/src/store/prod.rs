@@ -217,6 +217,8 @@ pub enum RollupObject {
     Rollup(RollupKey),
     /// The per-window costs of a rollup, with their digest.
     Costs(RollupKey, String),
+    /// The fleet summary of a rollup (`prod::fleet`).
+    Fleet(RollupKey),
 }
 
 impl RollupKey {
@@ -253,6 +255,11 @@ impl RollupKey {
     pub fn costs_path(&self, digest: &str) -> String {
         format!("{}/{}.costs-{digest}.pb.gz", self.dir(), self.stem())
     }
+
+    /// The path of its fleet summary.
+    pub fn fleet_path(&self) -> String {
+        format!("{}/{}.fleet.pb.gz", self.dir(), self.stem())
+    }
 }
 
 impl RollupObject {
@@ -263,6 +270,10 @@ impl RollupObject {
         let day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
         let day_start = day.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
         let stem = file.strip_suffix(".pb.gz")?;
+        let (stem, fleet) = match stem.strip_suffix(".fleet") {
+            Some(span) => (span, true),
+            None => (stem, false),
+        };
         let (span, digest) = match stem.split_once(".costs-") {
             Some((span, digest)) if digest.bytes().all(|b| b.is_ascii_hexdigit()) && !digest.is_empty() => {
                 (span, Some(digest))
@@ -276,10 +287,11 @@ impl RollupObject {
             _ => return None,
         };
         let key = RollupKey { service: unescape(service)?, profile_type: unescape(ty)?, start, day: is_day };
-        Some(match digest {
-            Some(d) if !is_day => RollupObject::Costs(key, d.to_owned()),
-            Some(_) => return None,
-            None => RollupObject::Rollup(key),
+        Some(match (digest, fleet) {
+            (Some(d), false) if !is_day => RollupObject::Costs(key, d.to_owned()),
+            (Some(_), _) => return None,
+            (None, true) => RollupObject::Fleet(key),
+            (None, false) => RollupObject::Rollup(key),
         })
     }
 }
@@ -568,7 +580,9 @@ impl Store {
             .list(ROLLUPS)?
             .into_iter()
             .filter(|l| match RollupObject::parse(&l.path) {
-                Some(RollupObject::Rollup(k) | RollupObject::Costs(k, _)) => k.end() <= cutoff.timestamp(),
+                Some(RollupObject::Rollup(k) | RollupObject::Costs(k, _) | RollupObject::Fleet(k)) => {
+                    k.end() <= cutoff.timestamp()
+                }
                 None => false,
             })
             .map(|l| l.path)
