@@ -304,10 +304,15 @@ pub fn compact(a: ProdCompactArgs, shell: &Shell) -> Result<()> {
     shell.status(
         "Compacted",
         format_args!(
-            "{} hour and {} day rollup(s) written from {} window profile(s){}",
+            "{} hour and {} day rollup(s) written from {} window profile(s){}{}",
             done.hours,
             done.days,
             done.windows,
+            if done.unchanged > 0 {
+                format!("; {} hour(s) without new windows left unread", done.unchanged)
+            } else {
+                String::new()
+            },
             if done.deleted > 0 {
                 format!("; {} stale costs object(s) deleted", done.deleted)
             } else {

@@ -38,8 +38,9 @@ mod serve_tests;
 mod tests;
 
 pub use classify::FrameClass;
+pub use fleet::fleet_page;
 pub use page::{ReportInput, ReportView, html_escape, write_json, write_report};
-pub use query::ProdQuery;
+pub use query::{ProdQuery, TopQuery};
 pub use server::{Comparing, DEFAULT_BIND, ServeOptions, Server, serve};
 pub use tree::{FlameTree, FnInfo, ROOT_NAME, type_label};
 

@@ -593,10 +593,18 @@ fn timeline(
     )
 }
 
+/// A change of a function's share whose test gives a p value below this is shown as a change.
+const CHANGED_P: f64 = 0.01;
+
+/// `< 0.001`, or `= 0.042`.
+fn p_text(p: f64) -> String {
+    if p < 0.001 { "&lt; 0.001".to_owned() } else { format!("= {p:.3}") }
+}
+
 /// One function's part of each window's measure over time, coloured by `by` (`function=NAME`):
 /// its self cost over the window's total, then, version by version in time order, the median
 /// share in the first and the second half of the version's windows (a change inside a version)
-/// and against the version before (a change at a version boundary).
+/// and against the version before (a change at a version boundary), each tested ([`CHANGED_P`]).
 fn function_timeline(
     function: &str,
     series: &[(String, &Observation)],
@@ -640,30 +648,42 @@ fn function_timeline(
         v.sort_by(f64::total_cmp);
         (!v.is_empty()).then(|| v[v.len() / 2])
     };
-    let change = |from: Option<f64>, to: Option<f64>| match (from, to) {
-        (Some(a), Some(b)) if a > 0.0 => format!("{:+.1}%", 100.0 * (b / a - 1.0)),
-        _ => "–".to_owned(),
+    // A change with its test: Yuen's trimmed test of the two groups of windows' shares, so that a
+    // change at the boundary is told from a version's own drift, and both from sampling noise.
+    let change = |from: &[f64], to: &[f64]| -> String {
+        let (Some(a), Some(b)) = (median(from.to_vec()), median(to.to_vec())) else {
+            return "–".to_owned();
+        };
+        if a <= 0.0 {
+            return "–".to_owned();
+        }
+        let text = format!("{:+.1}%", 100.0 * (b / a - 1.0));
+        match contprof_engine::compare::two_sample_p(from, to) {
+            Some(p) if p < CHANGED_P => format!(r#"<b data-changed="yes">{text}</b> (p {})"#, p_text(p)),
+            Some(p) => format!(r#"<span data-changed="no">{text}</span> (p {}, noise)"#, p_text(p)),
+            None => text,
+        }
     };
+    // Within a version: its first half of windows against its second. At the boundary: the
+    // version before's second half against this one's first, the windows either side of the
+    // rollout, so that a version's own drift does not read as a change at its boundary.
     let mut rows = String::new();
-    let mut before: Option<f64> = None;
+    let mut before: Vec<f64> = Vec::new();
     for (version, mut points) in versions {
         points.sort_by_key(|p| p.0);
         let half = points.len() / 2;
-        let all = median(points.iter().map(|p| p.1).collect());
-        let (early, late) = (
-            median(points[..half].iter().map(|p| p.1).collect()),
-            median(points[half..].iter().map(|p| p.1).collect()),
-        );
+        let values: Vec<f64> = points.iter().map(|p| p.1).collect();
+        let all = median(values.clone());
         let _ = write!(
             rows,
             r#"<tr data-version="{v}"><td>{v}</td><td class="num">{n}</td><td class="num">{m}</td><td class="num">{within}</td><td class="num">{boundary}</td></tr>"#,
             v = esc(version),
             n = points.len(),
             m = all.map_or_else(|| "–".to_owned(), |m| format!("{:.2}%", 100.0 * m)),
-            within = change(early, late),
-            boundary = change(before, all),
+            within = change(&values[..half], &values[half..]),
+            boundary = change(&before, &values[..half]),
         );
-        before = all;
+        before = values[half..].to_vec();
     }
     let _ = write!(
         t,
@@ -947,31 +967,52 @@ mod tests {
         );
     }
 
-    /// Issue 30: one function's share of each window over time, by version, and the versions'
-    /// medians: `app::parse` holds 20% of the CPU in 1.0 and 30% in 1.1, steady within each, so the
-    /// change is at the version boundary (+50%), not inside a version (+0.0%).
+    /// Issue 30: one function's share of each window over time, by version, each change tested:
+    /// `app::parse` holds 20% of the CPU in 1.0 and 30% in 1.1, each steady but for sampling
+    /// noise (a step at the 1.1 boundary); 1.2 starts at 30% and moves to 40% halfway (an input
+    /// change inside the version, none at its boundary).
     #[test]
     fn a_functions_share_over_time_tells_a_version_boundary_from_a_change_inside_a_version() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreLocation::Dir(dir.path().to_path_buf())).unwrap();
         let now = chrono::Utc::now().timestamp();
-        for (i, version) in ["1.0", "1.0", "1.0", "1.0", "1.1", "1.1", "1.1", "1.1"].iter().enumerate() {
-            let parse = if *version == "1.0" { 2_000_000 } else { 3_000_000 };
+        let noise = [0, 500_000, -500_000, 1_000_000, -1_000_000, 250_000, -250_000, 0];
+        for (i, version) in ["1.0", "1.1", "1.2"].iter().flat_map(|v| [*v; 8]).enumerate() {
+            let share = match (version, i % 8) {
+                ("1.0", _) => 20_000_000,
+                ("1.2", 4..) => 40_000_000,
+                _ => 30_000_000,
+            };
+            let parse = share + noise[i % 8];
             let window = contprof_engine::profile::test_support::synth(&[
                 (&["main", "app::parse"], parse, 0),
-                (&["main", "app::rest"], 10_000_000 - parse, 0),
+                (&["main", "app::rest"], 100_000_000 - parse, 0),
             ])
             .project(&["samples", "cpu"], "cpu");
-            crate::tests::put_api_window(&store, version, "a", now - 600 + 60 * i as i64, &window);
+            crate::tests::put_api_window(&store, version, "a", now - 1_800 + 60 * i as i64, &window);
         }
         let state = State::new(StoreLocation::Dir(dir.path().to_path_buf()), false);
         let (status, page) =
             crate::tests::get(&state, "/prod/view?service=api&type=cpu&since=1h&function=app%3A%3Aparse");
         assert_eq!(status, 200, "{page}");
         assert!(page.contains(r#"<svg id="function-timeline""#) && page.contains("20.0% of cpu"), "{page}");
-        let old = r#"<tr data-version="1.0"><td>1.0</td><td class="num">4</td><td class="num">20.00%</td><td class="num">+0.0%</td><td class="num">–</td></tr>"#;
-        let new = r#"<tr data-version="1.1"><td>1.1</td><td class="num">4</td><td class="num">30.00%</td><td class="num">+0.0%</td><td class="num">+50.0%</td></tr>"#;
-        assert!(page.contains(old) && page.contains(new), "{page}");
+        let row = |v: &str| {
+            let at =
+                page.find(&format!(r#"<tr data-version="{v}">"#)).unwrap_or_else(|| panic!("{v}: {page}"));
+            page[at..at + page[at..].find("</tr>").unwrap()].to_owned()
+        };
+        let cells = |v: &str| -> Vec<String> {
+            row(v).split("<td").skip(1).map(|c| c[c.find('>').unwrap() + 1..].replace("</td>", "")).collect()
+        };
+        let (v10, v11, v12) = (cells("1.0"), cells("1.1"), cells("1.2"));
+        assert_eq!(v10[..3], ["1.0", "8", "20.00%"], "{v10:?}");
+        assert!(v10[3].contains(r#"data-changed="no""#) && v10[4] == "–", "{v10:?}");
+        // 1.1: a step at its boundary, none inside.
+        assert!(v11[3].contains(r#"data-changed="no""#), "{v11:?}");
+        assert!(v11[4].contains(r#"data-changed="yes">+5"#) && v11[4].contains("p &lt; 0.001"), "{v11:?}");
+        // 1.2: a change inside, none at its boundary.
+        assert!(v12[3].contains(r#"data-changed="yes">+3"#), "{v12:?}");
+        assert!(v12[4].contains(r#"data-changed="no""#) && v12[4].contains("noise"), "{v12:?}");
         // The filter form keeps the function.
         assert!(page.contains(r#"<input type="hidden" name="function" value="app::parse">"#), "{page}");
         // Without `function`, no such chart.

@@ -73,6 +73,7 @@ pub use model::{
 };
 pub use options::{DEFAULT_INSTRUCTIONS_EFFECT, Options, ReportSettings};
 pub use render::{amount as render_amount, write_markdown, write_text};
+pub use stats::two_sample_p;
 
 /// Why a comparison could not be made.
 #[derive(Debug, thiserror::Error)]

@@ -32,6 +32,12 @@ use crate::store::{RollupKey, RollupObject, Store, StoreError, WindowKey};
 /// Costs objects no rollup names are deleted after this long.
 pub const ORPHAN_AGE: chrono::Duration = chrono::Duration::minutes(10);
 
+/// How long after listing a day's windows a compaction may write one of its hours' rollups, at
+/// most: a window written after the listing is not in it, and is only known to be in a rollup
+/// written more than this after the window (see [`unchanged`]). A day's hours are compacted right
+/// after its listing, in seconds, not minutes.
+pub const LISTING_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
+
 /// A day's rollup is written this long after the day ended, to let its last windows arrive.
 pub const DAY_GRACE: i64 = 5 * 60;
 
@@ -61,6 +67,8 @@ pub struct Compacted {
     pub days: usize,
     /// Window profiles read.
     pub windows: usize,
+    /// Hours left unread: no window newer than their rollup.
+    pub unchanged: usize,
     /// Costs objects deleted (no rollup names them).
     pub deleted: usize,
     /// Windows and rollups that could not be read (skipped), and foreign objects.
@@ -89,7 +97,8 @@ pub fn compact(
 /// The rollup objects of one service and type, by span.
 #[derive(Default)]
 struct Existing {
-    rollups: BTreeSet<RollupKey>,
+    /// Rollups, with when each was written.
+    rollups: BTreeMap<RollupKey, DateTime<Utc>>,
     /// Per hour, its costs objects: (digest, written).
     costs: BTreeMap<RollupKey, Vec<(String, DateTime<Utc>)>>,
     /// Rollups with a fleet summary.
@@ -112,7 +121,7 @@ fn existing(
     for (o, modified) in objects {
         match o {
             RollupObject::Rollup(k) => {
-                e.rollups.insert(k);
+                e.rollups.insert(k, modified);
             }
             RollupObject::Costs(k, digest) => e.costs.entry(k).or_default().push((digest, modified)),
             RollupObject::Fleet(k) => {
@@ -143,34 +152,65 @@ fn compact_type(
             continue;
         };
         let day_key = RollupKey::at(service, ty, day_start, true);
-        if !opts.full && existing.rollups.contains(&day_key) && day_key.end() <= rescan_from {
+        if !opts.full && existing.rollups.contains_key(&day_key) && day_key.end() <= rescan_from {
             continue;
         }
-        let (windows, foreign) = store.list_windows_on(service, ty, &day)?;
+        let (windows, foreign) = store.list_windows_written(service, ty, &day)?;
         if foreign > 0 {
             done.warnings.push(format!("{service} {ty} {day}: {foreign} object(s) among the windows that the agent did not write (skipped)"));
         }
-        let mut by_hour: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
+        let mut by_hour: BTreeMap<i64, Vec<(WindowKey, DateTime<Utc>)>> = BTreeMap::new();
         for w in windows {
-            by_hour.entry(RollupKey::at(service, ty, w.start, false).start).or_default().push(w);
+            by_hour.entry(RollupKey::at(service, ty, w.0.start, false).start).or_default().push(w);
         }
         let mut hours: Vec<Rollup> = Vec::new();
+        let mut unread: Vec<RollupKey> = Vec::new();
         let mut changed = false;
         for (hour, windows) in by_hour {
             let key = RollupKey::at(service, ty, hour, false);
+            if !opts.full && unchanged(&key, &windows, &existing) {
+                done.unchanged += 1;
+                unread.push(key);
+                continue;
+            }
+            let windows = windows.into_iter().map(|(k, _)| k).collect();
             let (rollup, wrote) = compact_hour(store, &key, windows, &existing, opts, done)?;
             changed |= wrote;
             hours.extend(rollup);
         }
         let closed = day_key.end() + DAY_GRACE <= now;
+        let write = closed && (changed || !existing.rollups.contains_key(&day_key));
         let unsummarized = fleet::measure_of(ty).is_some() && !existing.summaries.contains(&day_key);
-        if closed && (changed || unsummarized || !existing.rollups.contains(&day_key)) && !hours.is_empty() {
+        if (write || (closed && unsummarized)) && !unread.is_empty() {
+            // The day is written again: the hours left unread are read now.
+            for key in unread {
+                match read_hour(store, &key, &existing) {
+                    Ok(Some((r, _))) => hours.push(r),
+                    Ok(None) => {}
+                    Err(why) => {
+                        done.warnings.push(format!("{}: {why}; the day's rollup goes without it", key.path()))
+                    }
+                }
+            }
+            hours.sort_by_key(|r| r.start);
+        }
+        if (write || (closed && unsummarized)) && !hours.is_empty() {
             progress(&format!("{service} {ty} {day}: day rollup of {} hour(s)", hours.len()));
             write_day(store, &day_key, &hours, opts.fold_library, &mut done.warnings)?;
             done.days += 1;
         }
     }
     Ok(())
+}
+
+/// Whether the hour `key` needs no work: it has a rollup (with a fleet summary, for the types
+/// that have one) written more than [`LISTING_MARGIN`] after every one of its `windows` was, so
+/// every window was in the listing that rollup was made from. Its objects are then not read, which
+/// keeps a pass over the recent days to a few requests per hour that changed.
+fn unchanged(key: &RollupKey, windows: &[(WindowKey, DateTime<Utc>)], existing: &Existing) -> bool {
+    let Some(&written) = existing.rollups.get(key) else { return false };
+    let summarized = fleet::measure_of(&key.profile_type).is_none() || existing.summaries.contains(key);
+    summarized && windows.iter().all(|(_, w)| *w + LISTING_MARGIN < written)
 }
 
 /// Brings one hour's rollup up to date with `windows` (the hour's listing). Returns the rollup
@@ -184,7 +224,7 @@ fn compact_hour(
     done: &mut Compacted,
 ) -> Result<(Option<Rollup>, bool), StoreError> {
     let mut base: Option<(Rollup, Vec<Observation>)> = None;
-    if existing.rollups.contains(key) {
+    if existing.rollups.contains_key(key) {
         match read_hour(store, key, existing) {
             Ok(Some(r)) => base = Some(r),
             Ok(None) => {}
@@ -626,5 +666,42 @@ mod tests {
             2 * 3 + 2,
             "two hours with one costs object and one fleet summary each, and the day with its summary: {objects:?}"
         );
+    }
+
+    /// A pass reads no hour whose windows are all older than its rollup; a late window in one
+    /// hour is rolled up, and the day written again with every hour.
+    #[test]
+    fn a_pass_leaves_hours_without_new_windows_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().into())).unwrap();
+        let age = |k: &WindowKey, ago: std::time::Duration| {
+            let f = std::fs::File::options().write(true).open(dir.path().join(k.path())).unwrap();
+            f.set_modified(std::time::SystemTime::now() - ago).unwrap();
+        };
+        let hour = std::time::Duration::from_secs(3_600);
+        let mut keys = Vec::new();
+        for i in 0..24 {
+            let k = key("1.3", "a", DAY + i * 3_600);
+            put(&store, &k, 30);
+            age(&k, hour);
+            keys.push(k);
+        }
+        let now = DAY + 86_400 + 3_600;
+        let first = compact(&store, &opts(now), &mut |_| {}).unwrap();
+        assert_eq!((first.hours, first.days, first.unchanged), (24, 1, 0));
+        let again = compact(&store, &opts(now), &mut |_| {}).unwrap();
+        assert_eq!((again.hours, again.days, again.windows, again.unchanged), (0, 0, 0, 24));
+        // A late window in hour 5, written now.
+        let late = key("1.3", "b", DAY + 5 * 3_600 + 60);
+        put(&store, &late, 30);
+        let third = compact(&store, &opts(now), &mut |_| {}).unwrap();
+        assert_eq!((third.hours, third.days, third.windows, third.unchanged), (1, 1, 1, 23));
+        let view =
+            load(&store, "api", "cpu", &all(now), &Want { stacks: true, ..Want::default() }, opts(now).now)
+                .unwrap();
+        assert_eq!((view.rollups_read, view.windows_read, view.observations.len()), (1, 0, 25));
+        // `--full` reads every hour.
+        let full = compact(&store, &CompactOptions { full: true, ..opts(now) }, &mut |_| {}).unwrap();
+        assert_eq!(full.unchanged, 0);
     }
 }

@@ -38,6 +38,12 @@ use crate::store::{RollupKey, RollupObject, Store, StoreError, WindowKey, day_of
 /// rollups, and compaction rewrites it).
 pub const FORMAT: u32 = 1;
 
+/// Spans up to this many days are read day by day by name, without listing the store.
+const MAX_NAMED_DAYS: i64 = 92;
+
+/// Services read at once.
+const SERVICES_AT_ONCE: usize = 8;
+
 /// The largest inflated summary read.
 const MAX_INFLATED: u64 = 1 << 28;
 
@@ -284,20 +290,33 @@ pub fn read(
         Some(s) => vec![s.clone()],
         None => store.production_services()?,
     };
-    let (mut parts, mut warnings) = (Vec::new(), Vec::new());
-    for service in &services {
-        if store.production_types(service)?.iter().any(|t| t == measure.profile_type()) {
-            parts.extend(read_service(
-                store,
-                service,
-                &selection,
-                measure,
-                &want,
-                now,
-                &mut warnings,
-                &mut reads,
-            )?);
+    // Services are read a few at a time: each is a handful of requests that wait on the store.
+    let read_one = |service: &String| -> Result<(Vec<HourPart>, Vec<String>, Reads), StoreError> {
+        let (mut warnings, mut reads) = (Vec::new(), Reads::default());
+        if !store.production_types(service)?.iter().any(|t| t == measure.profile_type()) {
+            return Ok((Vec::new(), warnings, reads));
         }
+        let parts = read_service(store, service, &selection, measure, &want, now, &mut warnings, &mut reads)?;
+        Ok((parts, warnings, reads))
+    };
+    let mut results = Vec::new();
+    for chunk in services.chunks(SERVICES_AT_ONCE) {
+        results.extend(std::thread::scope(|s| {
+            let handles: Vec<_> = chunk.iter().map(|service| s.spawn(|| read_one(service))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect::<Vec<_>>()
+        }));
+    }
+    let (mut parts, mut warnings) = (Vec::new(), Vec::new());
+    for r in results {
+        let (p, w, r) = r?;
+        parts.extend(p);
+        warnings.extend(w);
+        reads.summaries += r.summaries;
+        reads.rollups += r.rollups;
+        reads.windows += r.windows;
     }
     let wanted = |k: &str| -> Vec<&str> {
         selection.labels.iter().filter(|(lk, _)| lk == k).map(|(_, v)| v.as_str()).collect()
@@ -310,7 +329,11 @@ pub fn read(
     Ok((top::rank_parts(&parts, measure, since, until), warnings, reads))
 }
 
-/// One service's hour parts over the selection's span.
+/// One service's hour parts over the selection's span, read by known names: a request per closed
+/// day (its summary); for the other days (today, a day without a summary) a listing of its
+/// rollups, a request per hour summary listed (or per rollup without one, written before
+/// summaries existed) and a listing of the windows from the last one a summary covers (those
+/// since the last compaction).
 #[allow(clippy::too_many_arguments)]
 fn read_service(
     store: &Store,
@@ -325,93 +348,98 @@ fn read_service(
     let ty = measure.profile_type();
     let since = selection.since.map_or(i64::MIN, |t| t.timestamp());
     let until = selection.until.unwrap_or(now).timestamp();
-    let (objects, _) = store.list_rollups(service, ty)?;
-    let (mut rollups, mut summaries) = (BTreeSet::new(), BTreeSet::new());
-    for (o, _) in objects {
-        match o {
-            RollupObject::Rollup(k) => {
-                rollups.insert(k);
-            }
-            RollupObject::Fleet(k) => {
-                summaries.insert(k);
-            }
-            RollupObject::Costs(..) => {}
-        }
-    }
     let overlaps = |k: &RollupKey| k.end() > since && k.start <= until;
-    // Days with windows or rollups in the span.
-    let days: BTreeSet<i64> = store
-        .window_days(service, ty)?
-        .iter()
-        .filter_map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-        .filter_map(|d| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()))
-        .chain(rollups.iter().filter(|k| k.day).map(|k| k.start))
-        .filter(|&s| overlaps(&RollupKey::at(service, ty, s, true)))
-        .collect();
-    // Day summaries where the day is rolled up; hour summaries, or the hours' rollups, elsewhere.
-    let (mut day_keys, mut hour_keys, mut hour_rollups) = (Vec::new(), Vec::new(), Vec::new());
-    let mut listed_days = Vec::new();
-    for &start in &days {
-        let day = RollupKey::at(service, ty, start, true);
-        if rollups.contains(&day) && summaries.contains(&day) {
-            day_keys.push(day);
-            continue;
-        }
-        if !rollups.contains(&day) {
-            listed_days.push(start);
-        }
-        for hour in
-            rollups.iter().filter(|k| !k.day && k.start >= day.start && k.start < day.end() && overlaps(k))
-        {
-            if summaries.contains(hour) {
-                hour_keys.push(hour.clone());
-            } else {
-                hour_rollups.push(hour.clone());
-            }
-        }
-    }
+    // The span's days: each one by name when the span is given and not long (no listing), else
+    // the days that have windows or rollups.
+    let last = until.min(now.timestamp());
+    let mut days: Vec<i64> = if since != i64::MIN && last - since <= MAX_NAMED_DAYS * 86_400 {
+        let first = RollupKey::at(service, ty, since, true).start;
+        (0..).map(|d| first + d * 86_400).take_while(|&d| d <= last).collect()
+    } else {
+        store
+            .window_days(service, ty)?
+            .into_iter()
+            .chain(store.rollup_days(service, ty)?)
+            .filter_map(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
+            .filter_map(|d| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()))
+            .filter(|&s| overlaps(&RollupKey::at(service, ty, s, true)))
+            .collect()
+    };
+    days.sort_unstable();
+    days.dedup();
     let mut parts = Vec::new();
-    let summary_keys: Vec<RollupKey> = day_keys.iter().chain(&hour_keys).cloned().collect();
-    let paths: Vec<String> = summary_keys.iter().map(RollupKey::fleet_path).collect();
-    want.check(store)?;
-    let read = store.get_production_objects(&paths)?;
-    for ((key, path), bytes) in summary_keys.iter().zip(&paths).zip(read) {
-        match bytes
-            .ok_or_else(|| "it is gone".to_owned())
-            .and_then(|b| decode_for(&b, key).map_err(|e| e.to_string()))
-        {
+    // Closed days: their summaries.
+    let closed: Vec<RollupKey> = days
+        .iter()
+        .map(|&d| RollupKey::at(service, ty, d, true))
+        .filter(|k| k.end() + super::compact::DAY_GRACE <= now.timestamp())
+        .collect();
+    let mut by_hours: Vec<i64> = Vec::new();
+    for (key, read) in closed.iter().zip(get_summaries(store, &closed, want)?) {
+        match read {
             Ok(p) => {
                 reads.summaries += 1;
                 parts.extend(p);
             }
-            Err(why) if key.day => {
-                warnings.push(format!("skipped fleet summary {path}: {why}; reading its hours instead"));
-                hour_rollups.extend(
-                    rollups
-                        .iter()
-                        .filter(|k| !k.day && k.start >= key.start && k.start < key.end() && overlaps(k))
-                        .cloned(),
-                );
-            }
-            Err(why) => {
-                warnings.push(format!("skipped fleet summary {path}: {why}; reading its rollup instead"));
-                hour_rollups.push(key.clone());
+            Err(None) => by_hours.push(key.start),
+            Err(Some(why)) => {
+                warnings.push(format!(
+                    "skipped fleet summary {}: {why}; reading its hours instead",
+                    key.fleet_path()
+                ));
+                by_hours.push(key.start);
             }
         }
     }
-    // Hours without a summary: from their rollups' stacks.
-    let paths: Vec<String> = hour_rollups.iter().map(RollupKey::path).collect();
+    by_hours.extend(days.iter().copied().filter(|d| !closed.iter().any(|k| k.start == *d)));
+    // The other days: what their listing has, the hours' summaries or, for an hour rolled up
+    // before summaries existed, its rollup.
+    let (mut hours, mut from_rollups) = (Vec::new(), Vec::new());
+    for &day in &by_hours {
+        let listed = store.list_rollups_on(service, ty, &day_of(day))?;
+        for o in &listed {
+            if let RollupObject::Rollup(k) = o
+                && !k.day
+                && overlaps(k)
+            {
+                if listed.contains(&RollupObject::Fleet(k.clone())) {
+                    hours.push(k.clone());
+                } else {
+                    from_rollups.push(k.clone());
+                }
+            }
+        }
+    }
+    for (key, read) in hours.iter().zip(get_summaries(store, &hours, want)?) {
+        match read {
+            Ok(p) => {
+                reads.summaries += 1;
+                parts.extend(p);
+            }
+            Err(why) => {
+                let why = why.unwrap_or_else(|| "it is gone (deleted since it was listed)".to_owned());
+                warnings.push(format!(
+                    "skipped fleet summary {}: {why}; reading its rollup instead",
+                    key.fleet_path()
+                ));
+                from_rollups.push(key.clone());
+            }
+        }
+    }
+    let paths: Vec<String> = from_rollups.iter().map(RollupKey::path).collect();
     want.check(store)?;
     let read = store.get_production_objects(&paths)?;
-    let jobs: Vec<(&RollupKey, Option<Vec<u8>>)> = hour_rollups.iter().zip(read).collect();
+    let jobs: Vec<(&RollupKey, Option<Vec<u8>>)> = from_rollups.iter().zip(read).collect();
     let decoded = load::par_map(jobs, |(key, bytes)| -> Result<Vec<HourPart>, String> {
         let bytes = bytes.ok_or("it is gone (deleted since it was listed)")?;
         let r = Rollup::decode_for(&bytes, key).map_err(|e| e.to_string())?;
         let merged = r.merged().map_err(|e| format!("its stacks: {e}"))?;
         Ok(parts_of_rollup(&r, merged.as_ref(), measure))
     });
-    let mut unread = Vec::new();
-    for ((key, path), d) in hour_rollups.iter().zip(&paths).zip(decoded) {
+    // Days whose windows are listed from the start (an hour could not be read), the others from
+    // the last window a summary or rollup covers.
+    let mut whole_days: BTreeSet<i64> = BTreeSet::new();
+    for ((key, path), d) in from_rollups.iter().zip(&paths).zip(decoded) {
         match d {
             Ok(p) => {
                 reads.rollups += 1;
@@ -419,22 +447,26 @@ fn read_service(
             }
             Err(why) => {
                 warnings.push(format!("skipped rollup {path}: {why}; reading its windows instead"));
-                unread.push(key.start);
+                whole_days.insert(RollupKey::at(service, ty, key.start, true).start);
             }
         }
     }
-    // Windows that no part read covers.
+    // Windows no summary or rollup covers: on the days read by hours.
     let covered: BTreeSet<(i64, &str, &str, &str)> = parts
         .iter()
         .flat_map(|p| {
             p.windows.iter().map(move |w| (w.start, p.version.as_str(), p.zone.as_str(), w.instance.as_str()))
         })
         .collect();
-    let mut list: BTreeSet<i64> = listed_days.into_iter().collect();
-    list.extend(unread.iter().map(|&h| RollupKey::at(service, ty, h, true).start));
     let mut raw: Vec<WindowKey> = Vec::new();
-    for start in list {
-        let (keys, _) = store.list_windows_on(service, ty, &day_of(start))?;
+    for &day in &by_hours {
+        let end = day + 86_400;
+        let last = covered.iter().map(|c| c.0).filter(|&s| s >= day && s < end).max();
+        let from = match last {
+            Some(last) if !whole_days.contains(&day) => last,
+            _ => day,
+        };
+        let (keys, _) = store.list_windows_since(service, ty, &day_of(day), from)?;
         raw.extend(keys.into_iter().filter(|k| {
             selection.matches(k)
                 && !covered.contains(&(
@@ -451,6 +483,23 @@ fn read_service(
     let refs: Vec<_> = observations.iter().collect();
     parts.extend(top::parts_of(&refs, measure));
     Ok(parts)
+}
+
+/// A summary read: its parts, or `None` for one that is not there, `Some(why)` for one that
+/// cannot be read.
+type SummaryRead = Result<Vec<HourPart>, Option<String>>;
+
+/// The summaries of `keys`, each read and decoded: `Err(None)` for one that is not there,
+/// `Err(Some(why))` for one that cannot be read.
+fn get_summaries(store: &Store, keys: &[RollupKey], want: &Want) -> Result<Vec<SummaryRead>, StoreError> {
+    want.check(store)?;
+    let paths: Vec<String> = keys.iter().map(RollupKey::fleet_path).collect();
+    let read = store.get_production_objects(&paths)?;
+    let jobs: Vec<(&RollupKey, Option<Vec<u8>>)> = keys.iter().zip(read).collect();
+    Ok(load::par_map(jobs, |(key, bytes)| match bytes {
+        None => Err(None),
+        Some(b) => decode_for(&b, key).map_err(|e| Some(e.to_string())),
+    }))
 }
 
 #[cfg(test)]
@@ -475,7 +524,11 @@ mod tests {
         .project(&["samples", "cpu"], "cpu");
         p.duration_nanos = 10_000_000_000;
         let k = WindowKey {
-            deployment: Deployment { service: service.into(), version: format!("1.{minor}"), zone: "eu".into() },
+            deployment: Deployment {
+                service: service.into(),
+                version: format!("1.{minor}"),
+                zone: "eu".into(),
+            },
             profile_type: "cpu".into(),
             start,
             instance: instance.into(),
@@ -519,7 +572,12 @@ mod tests {
         let sel = Selection { types: vec!["cpu".into()], ..selection.clone() };
         let (obs, _) = load::load_all(store, &sel, &want, at(now)).unwrap();
         let refs: Vec<_> = obs.iter().collect();
-        top::rank(&refs, Measure::Cpu, sel.since.unwrap().timestamp(), sel.until.unwrap_or(at(now)).timestamp())
+        top::rank(
+            &refs,
+            Measure::Cpu,
+            sel.since.unwrap().timestamp(),
+            sel.until.unwrap_or(at(now)).timestamp(),
+        )
     }
 
     fn near(a: f64, b: f64) -> bool {
@@ -559,7 +617,8 @@ mod tests {
 
         // After it (which folds library frames in the rollups' own costs), two day summaries a
         // service and no window; std's `from_utf8` is still its own function for CPU.
-        let opts = CompactOptions { service: None, rescan_days: 2, full: false, fold_library: true, now: at(now) };
+        let opts =
+            CompactOptions { service: None, rescan_days: 2, full: false, fold_library: true, now: at(now) };
         compact(&store, &opts, &mut |_| {}).unwrap();
         let (after, warnings, reads) = read(&store, &whole, Measure::Cpu, None, at(now)).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -595,7 +654,8 @@ mod tests {
         // Compacted during the second day: its hours have hour summaries, no day one yet.
         fill_minutes(&store, 0..1_440 + 121);
         let now = DAY + 86_400 + 7_200 + 30;
-        let opts = CompactOptions { service: None, rescan_days: 2, full: false, fold_library: false, now: at(now) };
+        let opts =
+            CompactOptions { service: None, rescan_days: 2, full: false, fold_library: false, now: at(now) };
         compact(&store, &opts, &mut |_| {}).unwrap();
         fill_minutes(&store, 1_440 + 121..2 * 1_440);
         let whole = span(DAY, DAY + 2 * 86_400 - 1);
@@ -633,12 +693,12 @@ mod tests {
         let (_, _, reads) = read(&old, &whole, Measure::Cpu, None, at(later)).unwrap();
         assert_eq!(reads, Reads { summaries: 4, ..Reads::default() });
 
-        // A corrupt day summary: its hours' rollups are read instead, with a warning.
+        // A corrupt day summary: its hours' summaries are read instead, with a warning.
         let day = RollupKey::at("api", "cpu", DAY, true);
         old.put_rollup_object(&day.fleet_path(), b"not a summary".to_vec()).unwrap();
         let (fleet, warnings, reads) = read(&old, &whole, Measure::Cpu, None, at(later)).unwrap();
         assert!(warnings.iter().any(|w| w.contains("day.fleet.pb.gz")), "{warnings:?}");
-        assert_eq!(reads, Reads { summaries: 3, rollups: 24, ..Reads::default() });
+        assert_eq!(reads, Reads { summaries: 3 + 24, ..Reads::default() });
         same(&fleet, &truth);
     }
 }

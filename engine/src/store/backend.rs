@@ -207,6 +207,22 @@ impl Backend {
         }
     }
 
+    /// The objects under `prefix` whose paths sort after `offset` (a path under `prefix`): what
+    /// arrived since a known object, when names sort by time, without listing the rest.
+    pub fn list_after(&self, prefix: &str, offset: &str) -> Result<Vec<Listed>, StoreError> {
+        let p = Path::from(prefix);
+        let res: Result<Vec<_>, _> =
+            self.block(self.inner.list_with_offset(Some(&p), &Path::from(offset)).try_collect())?;
+        match res {
+            Ok(metas) => Ok(metas
+                .into_iter()
+                .map(|m| Listed { path: m.location.to_string(), modified: m.last_modified })
+                .collect()),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(self.unreachable("list", prefix, e)),
+        }
+    }
+
     /// The names of the "directories" directly under `prefix` (common prefixes up to the next
     /// `/`), sorted: a listing that costs one request per thousand names, not one per object.
     pub fn list_dirs(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

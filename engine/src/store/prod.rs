@@ -207,6 +207,9 @@ pub struct RollupKey {
     pub day: bool,
 }
 
+/// A window and when it was written.
+pub type WrittenWindow = (WindowKey, DateTime<Utc>);
+
 /// A rollup object and when it was written.
 pub type ListedRollup = (RollupObject, DateTime<Utc>);
 
@@ -405,6 +408,42 @@ impl Store {
         self.backend.list_dirs(&format!("{WINDOWS}/{}/{}", escape(service), escape(profile_type)))
     }
 
+    /// The windows of `service`'s `profile_type` on `day` (`yyyy-mm-dd`) that started at or after
+    /// `start` (window names sort by their start), with the number of objects listed there that
+    /// the agent did not write (skipped).
+    pub fn list_windows_since(
+        &self,
+        service: &str,
+        profile_type: &str,
+        day: &str,
+        start: i64,
+    ) -> Result<(Vec<WindowKey>, usize), StoreError> {
+        let prefix = format!("{WINDOWS}/{}/{}/{day}", escape(service), escape(profile_type));
+        // Just before `start`'s names: `<start>_...` sorts after `<start>`.
+        let listed = self.backend.list_after(&prefix, &format!("{prefix}/{start}"))?;
+        let keys: Vec<WindowKey> = listed.iter().filter_map(|l| WindowKey::parse(&l.path)).collect();
+        let foreign = listed.len() - keys.len();
+        Ok((keys.into_iter().filter(|k| k.start >= start).collect(), foreign))
+    }
+
+    /// The days (`yyyy-mm-dd`) that hold rollups of `service`'s `profile_type`.
+    pub fn rollup_days(&self, service: &str, profile_type: &str) -> Result<Vec<String>, StoreError> {
+        self.backend.list_dirs(&format!("{ROLLUPS}/{}/{}", escape(service), escape(profile_type)))
+    }
+
+    /// The rollup objects of `service`'s `profile_type` on `day` (`yyyy-mm-dd`), as
+    /// [`Store::list_rollups`] lists them all.
+    pub fn list_rollups_on(
+        &self,
+        service: &str,
+        profile_type: &str,
+        day: &str,
+    ) -> Result<Vec<RollupObject>, StoreError> {
+        let listed =
+            self.backend.list(&format!("{ROLLUPS}/{}/{}/{day}", escape(service), escape(profile_type)))?;
+        Ok(listed.iter().filter_map(|l| RollupObject::parse(&l.path)).collect())
+    }
+
     /// The windows of `service`'s `profile_type` on `day` (`yyyy-mm-dd`), with the number of
     /// objects there that the agent did not write (skipped).
     pub fn list_windows_on(
@@ -413,9 +452,21 @@ impl Store {
         profile_type: &str,
         day: &str,
     ) -> Result<(Vec<WindowKey>, usize), StoreError> {
+        let (windows, foreign) = self.list_windows_written(service, profile_type, day)?;
+        Ok((windows.into_iter().map(|(k, _)| k).collect(), foreign))
+    }
+
+    /// [`Store::list_windows_on`], each window with when it was written.
+    pub fn list_windows_written(
+        &self,
+        service: &str,
+        profile_type: &str,
+        day: &str,
+    ) -> Result<(Vec<WrittenWindow>, usize), StoreError> {
         let listed =
             self.backend.list(&format!("{WINDOWS}/{}/{}/{day}", escape(service), escape(profile_type)))?;
-        let keys: Vec<WindowKey> = listed.iter().filter_map(|l| WindowKey::parse(&l.path)).collect();
+        let keys: Vec<WrittenWindow> =
+            listed.iter().filter_map(|l| Some((WindowKey::parse(&l.path)?, l.modified))).collect();
         let foreign = listed.len() - keys.len();
         Ok((keys, foreign))
     }
