@@ -760,7 +760,8 @@ pub enum ProdCommand {
   cargo contprof prod top --service indexing --format json")]
     Top(ProdTopArgs),
     /// Write the hourly and daily rollups that let `prod` queries and `serve` read a day or a
-    /// month of windows as tens of objects: merged stacks plus per-window costs. Safe to run at
+    /// month of windows as tens of objects: merged stacks plus per-window costs, and the fleet
+    /// summaries `prod top` reads. A pass reads only the hours with new windows. Safe to run at
     /// any time, and by several processes at once; `serve` runs it in the background.
     #[command(after_help = "Examples:
   cargo contprof prod compact --store s3://profiles/prod
@@ -910,7 +911,8 @@ pub struct ProdCompactArgs {
     /// many days ago.
     #[arg(long, value_name = "DAYS", default_value_t = 2)]
     pub rescan_days: u32,
-    /// List every day again (after a long outage of the uploaders, say).
+    /// List and read every day and hour again (after a long outage of the uploaders, or once
+    /// after an upgrade, to write the fleet summaries of older days).
     #[arg(long)]
     pub full: bool,
     /// Store.

@@ -5,8 +5,12 @@
 //!   more arrive: the new windows are merged into the existing rollup, not the hour read again.
 //! - A day's rollup is written once the day is over, from its hours' rollups, and again when a
 //!   late window changes one of its hours.
-//! - Days whose rollup exists and that ended more than `rescan_days` ago are not listed again,
-//!   so that a pass costs a few requests per service and type; `full` rescans everything.
+//! - Days that were rolled up and ended more than `rescan_days` ago are not listed again, and
+//!   their rollups are not listed one by one; an hour whose one costs object is named by the
+//!   digest of the windows listed in it now ([`rollup::costs_digest`]) is up to date and not read.
+//!   So a pass costs a few requests per service, type and recent day, and reads the hours that
+//!   changed; `full` lists and reads everything (after an outage longer than `rescan_days`, or to
+//!   rebuild a rollup that cannot be read).
 //!
 //! - An hour's costs are read with library frames folded or not, as the compaction that wrote
 //!   the hour first was configured (`fold_library`); later passes keep that, whatever their own
@@ -31,12 +35,6 @@ use crate::store::{RollupKey, RollupObject, Store, StoreError, WindowKey};
 
 /// Costs objects no rollup names are deleted after this long.
 pub const ORPHAN_AGE: chrono::Duration = chrono::Duration::minutes(10);
-
-/// How long after listing a day's windows a compaction may write one of its hours' rollups, at
-/// most: a window written after the listing is not in it, and is only known to be in a rollup
-/// written more than this after the window (see [`unchanged`]). A day's hours are compacted right
-/// after its listing, in seconds, not minutes.
-pub const LISTING_MARGIN: chrono::Duration = chrono::Duration::minutes(10);
 
 /// A day's rollup is written this long after the day ended, to let its last windows arrive.
 pub const DAY_GRACE: i64 = 5 * 60;
@@ -105,13 +103,18 @@ struct Existing {
     summaries: BTreeSet<RollupKey>,
 }
 
+/// The rollup objects of the days from `from` on (every day with `None`).
 fn existing(
     store: &Store,
     service: &str,
     ty: &str,
+    from: Option<i64>,
     warnings: &mut Vec<String>,
 ) -> Result<Existing, StoreError> {
-    let (objects, foreign) = store.list_rollups(service, ty)?;
+    let (objects, foreign) = match from {
+        Some(day) => store.list_rollups_from(service, ty, &crate::store::day_of(day))?,
+        None => store.list_rollups(service, ty)?,
+    };
     if foreign > 0 {
         warnings.push(format!(
             "{service} {ty}: {foreign} object(s) among the rollups that compaction did not write (left alone)"
@@ -140,9 +143,16 @@ fn compact_type(
     done: &mut Compacted,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), StoreError> {
-    let existing = existing(store, service, ty, &mut done.warnings)?;
     let now = opts.now.timestamp();
     let rescan_from = RollupKey::at(service, ty, now, true).start - opts.rescan_days * 86_400;
+    // The days before the rescan are only told apart by whether they were rolled up: their
+    // rollups are not listed one by one.
+    let (from, rolled_up): (Option<i64>, BTreeSet<String>) = if opts.full {
+        (None, BTreeSet::new())
+    } else {
+        (Some(rescan_from - 86_400), store.rollup_days(service, ty)?.into_iter().collect())
+    };
+    let existing = existing(store, service, ty, from, &mut done.warnings)?;
     for day in store.window_days(service, ty)? {
         let Some(day_start) = chrono::NaiveDate::parse_from_str(&day, "%Y-%m-%d")
             .ok()
@@ -152,16 +162,16 @@ fn compact_type(
             continue;
         };
         let day_key = RollupKey::at(service, ty, day_start, true);
-        if !opts.full && existing.rollups.contains_key(&day_key) && day_key.end() <= rescan_from {
+        if !opts.full && day_key.end() <= rescan_from && rolled_up.contains(&day) {
             continue;
         }
-        let (windows, foreign) = store.list_windows_written(service, ty, &day)?;
+        let (windows, foreign) = store.list_windows_on(service, ty, &day)?;
         if foreign > 0 {
             done.warnings.push(format!("{service} {ty} {day}: {foreign} object(s) among the windows that the agent did not write (skipped)"));
         }
-        let mut by_hour: BTreeMap<i64, Vec<(WindowKey, DateTime<Utc>)>> = BTreeMap::new();
+        let mut by_hour: BTreeMap<i64, Vec<WindowKey>> = BTreeMap::new();
         for w in windows {
-            by_hour.entry(RollupKey::at(service, ty, w.0.start, false).start).or_default().push(w);
+            by_hour.entry(RollupKey::at(service, ty, w.start, false).start).or_default().push(w);
         }
         let mut hours: Vec<Rollup> = Vec::new();
         let mut unread: Vec<RollupKey> = Vec::new();
@@ -173,7 +183,6 @@ fn compact_type(
                 unread.push(key);
                 continue;
             }
-            let windows = windows.into_iter().map(|(k, _)| k).collect();
             let (rollup, wrote) = compact_hour(store, &key, windows, &existing, opts, done)?;
             changed |= wrote;
             hours.extend(rollup);
@@ -203,14 +212,17 @@ fn compact_type(
     Ok(())
 }
 
-/// Whether the hour `key` needs no work: it has a rollup (with a fleet summary, for the types
-/// that have one) written more than [`LISTING_MARGIN`] after every one of its `windows` was, so
-/// every window was in the listing that rollup was made from. Its objects are then not read, which
-/// keeps a pass over the recent days to a few requests per hour that changed.
-fn unchanged(key: &RollupKey, windows: &[(WindowKey, DateTime<Utc>)], existing: &Existing) -> bool {
-    let Some(&written) = existing.rollups.get(key) else { return false };
+/// Whether the hour `key` needs no work: it has a rollup (and a fleet summary, for the types that
+/// have one) and exactly one costs object, named by the digest of the `windows` listed now
+/// ([`rollup::costs_digest`]), so its rollup covers them all. Its objects are then not read, which
+/// keeps a pass over the recent days to a few requests per hour that changed. (Two costs objects
+/// mean two compactions raced, or one stopped between its costs and its rollup: the hour is read.)
+fn unchanged(key: &RollupKey, windows: &[WindowKey], existing: &Existing) -> bool {
     let summarized = fleet::measure_of(&key.profile_type).is_none() || existing.summaries.contains(key);
-    summarized && windows.iter().all(|(_, w)| *w + LISTING_MARGIN < written)
+    let [(digest, _)] = existing.costs.get(key).map_or(&[][..], Vec::as_slice) else { return false };
+    existing.rollups.contains_key(key)
+        && summarized
+        && [true, false].iter().any(|&fold| *digest == rollup::costs_digest(fold, windows.iter()))
 }
 
 /// Brings one hour's rollup up to date with `windows` (the hour's listing). Returns the rollup
@@ -522,8 +534,10 @@ mod tests {
         let after = costs(&store, &all(now), now);
         assert_eq!(after.observations.len(), 289);
         assert_eq!(after.windows_read, 0);
-        // Nothing new: nothing written.
-        assert_eq!(compact(&store, &opts(now), &mut |_| {}).unwrap(), Compacted::default());
+        // Nothing new: nothing read or written.
+        let again = compact(&store, &opts(now), &mut |_| {}).unwrap();
+        assert_eq!(again, Compacted { unchanged: again.unchanged, ..Compacted::default() });
+        assert!(again.unchanged > 0);
     }
 
     #[test]
@@ -540,8 +554,8 @@ mod tests {
         for o in [&unfolded, &folded, &unfolded] {
             assert_eq!(
                 compact(&store, o, &mut |_| {}).unwrap(),
-                Compacted::default(),
-                "nothing new: nothing written"
+                Compacted { unchanged: 2, ..Compacted::default() },
+                "nothing new: nothing read or written"
             );
         }
         // A late window is added with the hour's own folding, and a comparison that wants the
@@ -577,8 +591,10 @@ mod tests {
             got.warnings
         );
         assert!(got.warnings.iter().any(|w| w.contains("did not write")), "{:?}", got.warnings);
-        // The next compaction rebuilds it.
+        // A pass does not read it (its listing says it is up to date); `--full` rebuilds it.
         let done = compact(&store, &opts(now), &mut |_| {}).unwrap();
+        assert_eq!(done.hours, 0, "{done:?}");
+        let done = compact(&store, &CompactOptions { full: true, ..opts(now) }, &mut |_| {}).unwrap();
         assert_eq!(done.hours, 1, "{done:?}");
         assert_eq!(costs(&store, &all(now), now).windows_read, 0);
     }
@@ -668,23 +684,15 @@ mod tests {
         );
     }
 
-    /// A pass reads no hour whose windows are all older than its rollup; a late window in one
-    /// hour is rolled up, and the day written again with every hour.
+    /// A pass reads no hour whose rollup covers every window listed in it; a late window in one
+    /// hour is rolled up, and the day written again with every hour; an hour whose costs object
+    /// is not the one its listing names (two compactions raced) is read.
     #[test]
     fn a_pass_leaves_hours_without_new_windows_unread() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreLocation::Dir(dir.path().into())).unwrap();
-        let age = |k: &WindowKey, ago: std::time::Duration| {
-            let f = std::fs::File::options().write(true).open(dir.path().join(k.path())).unwrap();
-            f.set_modified(std::time::SystemTime::now() - ago).unwrap();
-        };
-        let hour = std::time::Duration::from_secs(3_600);
-        let mut keys = Vec::new();
         for i in 0..24 {
-            let k = key("1.3", "a", DAY + i * 3_600);
-            put(&store, &k, 30);
-            age(&k, hour);
-            keys.push(k);
+            put(&store, &key("1.3", "a", DAY + i * 3_600), 30);
         }
         let now = DAY + 86_400 + 3_600;
         let first = compact(&store, &opts(now), &mut |_| {}).unwrap();
@@ -700,6 +708,16 @@ mod tests {
             load(&store, "api", "cpu", &all(now), &Want { stacks: true, ..Want::default() }, opts(now).now)
                 .unwrap();
         assert_eq!((view.rollups_read, view.windows_read, view.observations.len()), (1, 0, 25));
+        // A second costs object in hour 7, as a compaction that stopped after writing it leaves.
+        let seven = RollupKey::at("api", "cpu", DAY + 7 * 3_600, false);
+        store.put_rollup_object(&seven.costs_path("00000000000000ff"), b"stale".to_vec()).unwrap();
+        let fourth = compact(&store, &opts(now), &mut |_| {}).unwrap();
+        assert_eq!(
+            (fourth.hours, fourth.unchanged),
+            (0, 22),
+            "hour 7 is read, and hour 5, whose costs object of before the late window is deleted once \
+             it is {ORPHAN_AGE} old"
+        );
         // `--full` reads every hour.
         let full = compact(&store, &CompactOptions { full: true, ..opts(now) }, &mut |_| {}).unwrap();
         assert_eq!(full.unchanged, 0);

@@ -29,7 +29,7 @@ use prost::Message;
 use super::load::{self, Want};
 use super::rollup::{self, Rollup, RollupError};
 use super::select::{LABEL_KEYS, Selection};
-use super::top::{self, Fleet, HourPart, Measure, WindowPart};
+use super::top::{self, Fleet, HourPart, Measure, Name, WindowPart};
 use crate::compare::{Kind, run_costs};
 use crate::profile::{self, DecodeError, Profile};
 use crate::store::{RollupKey, RollupObject, Store, StoreError, WindowKey, day_of};
@@ -148,8 +148,9 @@ pub fn parts_of_rollup(r: &Rollup, merged: Option<&Profile>, measure: Measure) -
         part.functions = costs
             .functions
             .iter()
-            .filter_map(|(f, c)| Some((f.clone(), c.get(&metric)?.get(Kind::SelfCost))))
+            .filter_map(|(f, c)| Some((f, c.get(&metric)?.get(Kind::SelfCost))))
             .filter(|(_, c)| *c != 0.0)
+            .map(|(f, c)| (Name::from(f.as_str()), c))
             .collect();
     }
     parts.into_values().collect()
@@ -157,7 +158,7 @@ pub fn parts_of_rollup(r: &Rollup, merged: Option<&Profile>, measure: Measure) -
 
 /// The gzipped summary of `key` (an hour or a day) made of `parts`.
 pub fn encode(key: &RollupKey, parts: &[HourPart]) -> Vec<u8> {
-    let names: BTreeSet<&str> = parts.iter().flat_map(|p| p.functions.keys().map(String::as_str)).collect();
+    let names: BTreeSet<&str> = parts.iter().flat_map(|p| p.functions.iter().map(|(f, _)| &**f)).collect();
     let index: BTreeMap<&str, u32> = names.iter().enumerate().map(|(i, n)| (*n, i as u32)).collect();
     let summary = Summary {
         format: FORMAT,
@@ -183,8 +184,8 @@ pub fn encode(key: &RollupKey, parts: &[HourPart]) -> Vec<u8> {
                     })
                     .collect(),
                 total: p.total,
-                function: p.functions.keys().map(|f| index[f.as_str()]).collect(),
-                self_cost: p.functions.values().copied().collect(),
+                function: p.functions.iter().map(|(f, _)| index[&**f]).collect(),
+                self_cost: p.functions.iter().map(|(_, c)| *c).collect(),
             })
             .collect(),
     };
@@ -208,17 +209,19 @@ pub fn decode_for(bytes: &[u8], key: &RollupKey) -> Result<Vec<HourPart>, Rollup
             s.service, s.profile_type, s.start, s.day
         )));
     }
+    // One name shared by every part that names it.
+    let names: Vec<Name> = s.functions.iter().map(|n| Name::from(n.as_str())).collect();
     let mut parts = Vec::with_capacity(s.parts.len());
     for p in s.parts {
         if p.function.len() != p.self_cost.len() {
             return Err(RollupError::Mismatch("its function columns differ in length".into()));
         }
-        let mut functions = BTreeMap::new();
+        let mut functions = Vec::with_capacity(p.function.len());
         for (&f, &c) in p.function.iter().zip(&p.self_cost) {
-            let name = s.functions.get(f as usize).ok_or_else(|| {
-                RollupError::Mismatch(format!("function {f} of {} it names", s.functions.len()))
-            })?;
-            functions.insert(name.clone(), c);
+            let name = names
+                .get(f as usize)
+                .ok_or_else(|| RollupError::Mismatch(format!("function {f} of {} it names", names.len())))?;
+            functions.push((name.clone(), c));
         }
         parts.push(HourPart {
             service: s.service.clone(),
@@ -290,14 +293,24 @@ pub fn read(
         Some(s) => vec![s.clone()],
         None => store.production_services()?,
     };
-    // Services are read a few at a time: each is a handful of requests that wait on the store.
-    let read_one = |service: &String| -> Result<(Vec<HourPart>, Vec<String>, Reads), StoreError> {
+    let wanted = |k: &str| -> Vec<&str> {
+        selection.labels.iter().filter(|(lk, _)| lk == k).map(|(_, v)| v.as_str()).collect()
+    };
+    let (versions, zones) = (wanted("version"), wanted("zone"));
+    // Services are read a few at a time (each is a handful of requests that wait on the store),
+    // and each is ranked as soon as it is read: one service's hours are in memory at once.
+    let read_one = |service: &String| -> Result<(top::ServiceRank, Vec<String>, Reads), StoreError> {
         let (mut warnings, mut reads) = (Vec::new(), Reads::default());
         if !store.production_types(service)?.iter().any(|t| t == measure.profile_type()) {
-            return Ok((Vec::new(), warnings, reads));
+            return Ok((top::ServiceRank::default(), warnings, reads));
         }
-        let parts = read_service(store, service, &selection, measure, &want, now, &mut warnings, &mut reads)?;
-        Ok((parts, warnings, reads))
+        let mut parts =
+            read_service(store, service, &selection, measure, &want, now, &mut warnings, &mut reads)?;
+        parts.retain(|p| {
+            (versions.is_empty() || versions.contains(&p.version.as_str()))
+                && (zones.is_empty() || zones.contains(&p.zone.as_str()))
+        });
+        Ok((top::rank_service(service, &parts, measure, since, until), warnings, reads))
     };
     let mut results = Vec::new();
     for chunk in services.chunks(SERVICES_AT_ONCE) {
@@ -309,24 +322,16 @@ pub fn read(
                 .collect::<Vec<_>>()
         }));
     }
-    let (mut parts, mut warnings) = (Vec::new(), Vec::new());
+    let (mut ranks, mut warnings) = (Vec::new(), Vec::new());
     for r in results {
-        let (p, w, r) = r?;
-        parts.extend(p);
+        let (rank, w, r) = r?;
+        ranks.push(rank);
         warnings.extend(w);
         reads.summaries += r.summaries;
         reads.rollups += r.rollups;
         reads.windows += r.windows;
     }
-    let wanted = |k: &str| -> Vec<&str> {
-        selection.labels.iter().filter(|(lk, _)| lk == k).map(|(_, v)| v.as_str()).collect()
-    };
-    let (versions, zones) = (wanted("version"), wanted("zone"));
-    parts.retain(|p| {
-        (versions.is_empty() || versions.contains(&p.version.as_str()))
-            && (zones.is_empty() || zones.contains(&p.zone.as_str()))
-    });
-    Ok((top::rank_parts(&parts, measure, since, until), warnings, reads))
+    Ok((top::assemble(ranks, measure, since, until), warnings, reads))
 }
 
 /// One service's hour parts over the selection's span, read by known names: a request per closed

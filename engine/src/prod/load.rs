@@ -379,7 +379,7 @@ fn read_rollups(
         .zip(&paths)
         .map(|(d, path)| {
             d.map_err(|why| {
-                out.warnings.push(format!("skipped rollup {path}: {why}; reading its windows instead"))
+                out.warnings.push(format!("skipped rollup {path}: {why}; reading its windows instead (`prod compact --full` writes it again)"))
             })
             .ok()
         })

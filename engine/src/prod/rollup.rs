@@ -324,8 +324,7 @@ pub fn encode(
         let costs =
             Costs { format: FORMAT, functions: names.keys().map(|s| (*s).to_owned()).collect(), windows };
         let plain = costs.encode_to_vec();
-        let digest = sha2::Sha256::digest(&plain);
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let hex = costs_digest(fold_library, observations.iter().map(|o| &o.key));
         (hex, profile::gzip(&plain))
     });
     let rollup = Rollup {
@@ -340,6 +339,22 @@ pub fn encode(
         costs: costs.as_ref().map(|(d, _)| d.clone()).unwrap_or_default(),
     };
     Encoded { rollup: profile::gzip(&rollup.encode_to_vec()), costs }
+}
+
+/// The digest that names an hour's costs object: of the windows it covers (their paths, sorted)
+/// and the folding its costs were read with, so that compaction knows an hour is up to date from
+/// the listing alone (the digest of the windows listed now is the one listed). The same windows
+/// read the same way give the same costs, so two compactions that write one name write the same.
+pub fn costs_digest<'a>(fold_library: bool, windows: impl Iterator<Item = &'a WindowKey>) -> String {
+    let mut paths: Vec<String> = windows.map(WindowKey::path).collect();
+    paths.sort_unstable();
+    let mut h = sha2::Sha256::new();
+    h.update([FORMAT as u8, u8::from(fold_library)]);
+    for p in &paths {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The order of windows in a rollup.

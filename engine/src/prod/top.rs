@@ -247,9 +247,13 @@ pub struct HourPart {
     pub windows: Vec<WindowPart>,
     /// The metric's total over those windows' stacks, of which `functions` are parts.
     pub total: f64,
-    /// Self cost per function, summed over the windows.
-    pub functions: BTreeMap<String, f64>,
+    /// Self cost per function, summed over the windows, each function once.
+    pub functions: Vec<(Name, f64)>,
 }
+
+/// A function's name, shared by the parts that name it (a month of a service names the same few
+/// thousand functions in every hour).
+pub type Name = std::sync::Arc<str>;
 
 /// One window of an [`HourPart`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -268,16 +272,21 @@ pub struct WindowPart {
 /// service, hour and deployment.
 pub fn parts_of(observations: &[&Observation], measure: Measure) -> Vec<HourPart> {
     let metric = measure.metric();
-    let mut parts: BTreeMap<(&str, i64, &str, &str), HourPart> = BTreeMap::new();
+    type Key<'a> = (&'a str, i64, &'a str, &'a str);
+    let mut parts: BTreeMap<Key<'_>, (HourPart, BTreeMap<&str, f64>)> = BTreeMap::new();
+    let mut names: BTreeMap<&str, Name> = BTreeMap::new();
     for o in observations.iter().filter(|o| o.key.profile_type == measure.profile_type()) {
         let d = &o.key.deployment;
         let hour = o.key.start.div_euclid(HOUR) * HOUR;
-        let part = parts.entry((&d.service, hour, &d.version, &d.zone)).or_insert_with(|| HourPart {
-            service: d.service.clone(),
-            hour,
-            version: d.version.clone(),
-            zone: d.zone.clone(),
-            ..HourPart::default()
+        let (part, own) = parts.entry((&d.service, hour, &d.version, &d.zone)).or_insert_with(|| {
+            let part = HourPart {
+                service: d.service.clone(),
+                hour,
+                version: d.version.clone(),
+                zone: d.zone.clone(),
+                ..HourPart::default()
+            };
+            (part, BTreeMap::new())
         });
         let total = o.costs.totals.get(&metric).map_or(0.0, |t| t.value);
         part.windows.push(WindowPart {
@@ -289,11 +298,36 @@ pub fn parts_of(observations: &[&Observation], measure: Measure) -> Vec<HourPart
         part.total += total;
         for (function, costs) in &o.costs.functions {
             if let Some(c) = costs.get(&metric) {
-                *part.functions.entry(function.clone()).or_default() += c.get(Kind::SelfCost);
+                *own.entry(function.as_str()).or_default() += c.get(Kind::SelfCost);
             }
         }
     }
-    parts.into_values().collect()
+    parts
+        .into_values()
+        .map(|(mut part, own)| {
+            part.functions = own
+                .into_iter()
+                .map(|(f, c)| (names.entry(f).or_insert_with(|| Name::from(f)).clone(), c))
+                .collect();
+            part
+        })
+        .collect()
+}
+
+/// One service's part of the fleet over a span, from its hour parts ([`rank_service`]): what
+/// [`assemble`] adds up. A fleet is ranked a service at a time, so that only one service's hours
+/// are in memory at once.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceRank {
+    /// The service's figures; `None` when it had no window in the span.
+    cost: Option<ServiceCost>,
+    /// Each function's value in each half of the span.
+    functions: BTreeMap<Name, [f64; 2]>,
+    /// Which halves of the span had windows.
+    halves: [bool; 2],
+    /// Windows in the span, and of those, windows of unknown length left out.
+    windows: usize,
+    without_length: usize,
 }
 
 /// One window of a service's hour, with its length and deployment.
@@ -304,12 +338,143 @@ struct Counted<'a> {
     zone: &'a str,
 }
 
-/// A service's hour: its windows in the span, and its function costs (scaled to those windows).
+/// A service's hour: its windows in the span, and its parts with the share of each part's
+/// function costs that lies in the span.
 #[derive(Default)]
 struct Hour<'a> {
     windows: Vec<Counted<'a>>,
-    total: f64,
-    functions: BTreeMap<&'a str, f64>,
+    parts: Vec<(&'a HourPart, f64)>,
+}
+
+/// `service`'s part of the fleet's `measure` over `[since, until]` from its hour parts (those of
+/// other services are ignored): windows that start in the span count; an hour part with windows
+/// on both sides of an end of the span counts its function costs in proportion to its windows
+/// inside (the hour's mix of functions, which is what a summary of the whole hour knows).
+pub fn rank_service(
+    service: &str,
+    parts: &[HourPart],
+    measure: Measure,
+    since: i64,
+    until: i64,
+) -> ServiceRank {
+    let middle = since + (until - since) / 2;
+    let per = measure.per((until - since).max(1) as f64);
+    let inside = |w: &&WindowPart| w.start >= since && w.start <= until;
+    let parts: Vec<&HourPart> = parts.iter().filter(|p| p.service == service).collect();
+    let mut out = ServiceRank::default();
+    // A window of unknown length takes the service's typical length.
+    let mut lengths: Vec<f64> = parts
+        .iter()
+        .flat_map(|p| p.windows.iter().filter(inside).map(|w| w.seconds))
+        .filter(|&l| l > 0.0)
+        .collect();
+    lengths.sort_by(f64::total_cmp);
+    let typical = lengths.get(lengths.len() / 2).copied();
+    let mut hours: BTreeMap<i64, Hour<'_>> = BTreeMap::new();
+    for p in parts {
+        let kept: Vec<&WindowPart> = p.windows.iter().filter(inside).collect();
+        if kept.is_empty() {
+            continue;
+        }
+        let all: f64 = p.windows.iter().map(|w| w.total).sum();
+        let scale = if kept.len() == p.windows.len() || all <= 0.0 {
+            1.0
+        } else {
+            kept.iter().map(|w| w.total).sum::<f64>() / all
+        };
+        let hour = hours.entry(p.hour.div_euclid(HOUR)).or_default();
+        out.windows += kept.len();
+        for w in kept {
+            match if w.seconds > 0.0 { Some(w.seconds) } else { typical } {
+                Some(length) => {
+                    hour.windows.push(Counted { window: w, length, version: &p.version, zone: &p.zone })
+                }
+                None => out.without_length += 1,
+            }
+        }
+        hour.parts.push((p, scale));
+    }
+    hours.retain(|_, h| !h.windows.is_empty());
+    let mut spent = [0.0, 0.0];
+    let (mut covered_all, mut replicas) = (0.0, 0.0);
+    for (&hour, in_hour) in &hours {
+        let start = (hour * HOUR).max(since) as f64;
+        let end = ((hour + 1) * HOUR).min(until) as f64;
+        let first = in_hour.windows.iter().map(|c| c.window.start as f64).fold(f64::INFINITY, f64::min);
+        let last = in_hour.windows.iter().map(|c| c.window.start as f64 + c.length).fold(0.0, f64::max);
+        let covered = (last.min(end) - first.max(start)).max(0.0);
+        let instances: BTreeSet<(&str, &str, &str)> =
+            in_hour.windows.iter().map(|c| (c.version, c.zone, c.window.instance.as_str())).collect();
+        // The windows' mean, weighted by their lengths (a window cut short, as at a replica's
+        // end, weighs what it covered).
+        let length: f64 = in_hour.windows.iter().map(|c| c.length).sum();
+        let level =
+            in_hour.windows.iter().map(|c| measure.level(c.window.total, c.length) * c.length).sum::<f64>()
+                / length;
+        // The level times the time covered: core-seconds, or byte-seconds.
+        let core_seconds = level * instances.len() as f64 * covered;
+        let half = usize::from(hour * HOUR + HOUR / 2 >= middle);
+        out.halves[half] = true;
+        spent[half] += core_seconds;
+        covered_all += covered;
+        replicas += instances.len() as f64;
+        // Each function's part: its share of the hour's self cost.
+        let total: f64 = in_hour.parts.iter().map(|(p, scale)| p.total * scale).sum();
+        if total <= 0.0 {
+            continue;
+        }
+        for (p, scale) in &in_hour.parts {
+            for (function, cost) in &p.functions {
+                out.functions.entry(function.clone()).or_default()[half] +=
+                    core_seconds * cost * scale / total;
+            }
+        }
+    }
+    if !hours.is_empty() {
+        out.cost = Some(ServiceCost {
+            service: service.to_owned(),
+            value: (spent[0] + spent[1]) / per,
+            level: if covered_all > 0.0 { (spent[0] + spent[1]) / covered_all } else { 0.0 },
+            instances: replicas / hours.len() as f64,
+            windows: in_span(&hours),
+            trend: trend(spent, out.halves),
+        });
+    }
+    out
+}
+
+/// Windows counted in `hours`.
+fn in_span(hours: &BTreeMap<i64, Hour<'_>>) -> usize {
+    hours.values().map(|h| h.windows.len()).sum()
+}
+
+/// The fleet's `measure` over `[since, until]` from its services' [`ServiceRank`]s.
+pub fn assemble(ranks: Vec<ServiceRank>, measure: Measure, since: i64, until: i64) -> Fleet {
+    let span = (until - since).max(1) as f64;
+    let (days, per) = (span / 86_400.0, measure.per(span));
+    let mut fleet = Fleet { measure, unit: measure.unit(), since, until, days, ..Fleet::default() };
+    let mut functions = Tally::default();
+    let mut crates = Tally::default();
+    let mut crate_names: BTreeMap<Name, String> = BTreeMap::new();
+    let mut halves = [false, false];
+    let mut total = 0.0;
+    for r in ranks {
+        fleet.windows += r.windows;
+        fleet.without_length += r.without_length;
+        let Some(cost) = r.cost else { continue };
+        halves = [halves[0] || r.halves[0], halves[1] || r.halves[1]];
+        total += cost.value * per;
+        for (function, h) in r.functions {
+            let krate = crate_names.entry(function.clone()).or_insert_with(|| crate_of(&function));
+            crates.add(krate, &cost.service, h);
+            functions.add(&function, &cost.service, h);
+        }
+        fleet.services.push(cost);
+    }
+    fleet.services.sort_by(|a, b| b.value.total_cmp(&a.value));
+    fleet.functions = functions.costs(per, total, halves, true);
+    fleet.crates = crates.costs(per, total, halves, false);
+    fleet
 }
 
 /// Sums per name, and per name per service, of core-seconds in each half of the span.
@@ -320,9 +485,14 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, name: &str, service: &str, half: usize, core_seconds: f64) {
-        let entry = self.by.entry(name.to_owned()).or_default().entry(service.to_owned()).or_default();
-        entry[half] += core_seconds;
+    fn add(&mut self, name: &str, service: &str, core_seconds: [f64; 2]) {
+        let by_service = match self.by.get_mut(name) {
+            Some(m) => m,
+            None => self.by.entry(name.to_owned()).or_default(),
+        };
+        let entry = by_service.entry(service.to_owned()).or_default();
+        entry[0] += core_seconds[0];
+        entry[1] += core_seconds[1];
     }
 
     /// Costs, most expensive first, each sum divided by `per`; a function's crate named.
@@ -366,117 +536,12 @@ pub fn rank(observations: &[&Observation], measure: Measure, since: i64, until: 
     rank_parts(&parts_of(observations, measure), measure, since, until)
 }
 
-/// The fleet's `measure` over `[since, until]` from hour parts: windows that start in the span
-/// count; an hour part with windows on both sides of an end of the span counts its function
-/// costs in proportion to its windows inside (the hour's mix of functions, which is what a
-/// summary of the whole hour knows).
+/// The fleet's `measure` over `[since, until]` from hour parts, a service at a time
+/// ([`rank_service`], [`assemble`]).
 pub fn rank_parts(parts: &[HourPart], measure: Measure, since: i64, until: i64) -> Fleet {
-    let span = (until - since).max(1) as f64;
-    let (days, per) = (span / 86_400.0, measure.per(span));
-    let middle = since + (until - since) / 2;
-    let mut fleet = Fleet { measure, unit: measure.unit(), since, until, days, ..Fleet::default() };
-    let inside = |w: &&WindowPart| w.start >= since && w.start <= until;
-    // A window of unknown length takes its service's typical length.
-    let mut lengths: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for p in parts {
-        for w in p.windows.iter().filter(inside).filter(|w| w.seconds > 0.0) {
-            lengths.entry(p.service.as_str()).or_default().push(w.seconds);
-        }
-    }
-    let typical: BTreeMap<&str, f64> = lengths
-        .into_iter()
-        .map(|(s, mut l)| {
-            l.sort_by(f64::total_cmp);
-            (s, l[l.len() / 2])
-        })
-        .collect();
-    let mut hours: BTreeMap<&str, BTreeMap<i64, Hour<'_>>> = BTreeMap::new();
-    for p in parts {
-        let kept: Vec<&WindowPart> = p.windows.iter().filter(inside).collect();
-        if kept.is_empty() {
-            continue;
-        }
-        let all: f64 = p.windows.iter().map(|w| w.total).sum();
-        let scale = if kept.len() == p.windows.len() || all <= 0.0 {
-            1.0
-        } else {
-            kept.iter().map(|w| w.total).sum::<f64>() / all
-        };
-        let hour = hours.entry(p.service.as_str()).or_default().entry(p.hour.div_euclid(HOUR)).or_default();
-        fleet.windows += kept.len();
-        for w in kept {
-            let length =
-                if w.seconds > 0.0 { Some(w.seconds) } else { typical.get(p.service.as_str()).copied() };
-            match length {
-                Some(length) => {
-                    hour.windows.push(Counted { window: w, length, version: &p.version, zone: &p.zone })
-                }
-                None => fleet.without_length += 1,
-            }
-        }
-        hour.total += p.total * scale;
-        for (f, c) in &p.functions {
-            *hour.functions.entry(f.as_str()).or_default() += c * scale;
-        }
-    }
-    let mut functions = Tally::default();
-    let mut crates = Tally::default();
-    let mut halves = [false, false];
-    let mut total = 0.0;
-    for (service, by_hour) in &mut hours {
-        by_hour.retain(|_, h| !h.windows.is_empty());
-        let mut spent = [0.0, 0.0];
-        let (mut covered_all, mut replicas, mut windows) = (0.0, 0.0, 0);
-        for (&hour, in_hour) in by_hour.iter() {
-            let start = (hour * HOUR).max(since) as f64;
-            let end = ((hour + 1) * HOUR).min(until) as f64;
-            let first = in_hour.windows.iter().map(|c| c.window.start as f64).fold(f64::INFINITY, f64::min);
-            let last = in_hour.windows.iter().map(|c| c.window.start as f64 + c.length).fold(0.0, f64::max);
-            let covered = (last.min(end) - first.max(start)).max(0.0);
-            let instances: BTreeSet<(&str, &str, &str)> =
-                in_hour.windows.iter().map(|c| (c.version, c.zone, c.window.instance.as_str())).collect();
-            // The windows' mean, weighted by their lengths (a window cut short, as at a replica's
-            // end, weighs what it covered).
-            let length: f64 = in_hour.windows.iter().map(|c| c.length).sum();
-            let level = in_hour
-                .windows
-                .iter()
-                .map(|c| measure.level(c.window.total, c.length) * c.length)
-                .sum::<f64>()
-                / length;
-            // The level times the time covered: core-seconds, or byte-seconds.
-            let core_seconds = level * instances.len() as f64 * covered;
-            let half = usize::from(hour * HOUR + HOUR / 2 >= middle);
-            halves[half] = true;
-            spent[half] += core_seconds;
-            total += core_seconds;
-            covered_all += covered;
-            replicas += instances.len() as f64;
-            windows += in_hour.windows.len();
-            // Each function's part: its share of the hour's self cost.
-            if in_hour.total <= 0.0 {
-                continue;
-            }
-            for (function, cost) in &in_hour.functions {
-                let part = core_seconds * cost / in_hour.total;
-                functions.add(function, service, half, part);
-                crates.add(&crate_of(function), service, half, part);
-            }
-        }
-        let hours_with_windows = by_hour.len() as f64;
-        fleet.services.push(ServiceCost {
-            service: (*service).to_owned(),
-            value: (spent[0] + spent[1]) / per,
-            level: if covered_all > 0.0 { (spent[0] + spent[1]) / covered_all } else { 0.0 },
-            instances: replicas / hours_with_windows,
-            windows,
-            trend: trend(spent, halves_of(by_hour, middle)),
-        });
-    }
-    fleet.services.sort_by(|a, b| b.value.total_cmp(&a.value));
-    fleet.functions = functions.costs(per, total, halves, true);
-    fleet.crates = crates.costs(per, total, halves, false);
-    fleet
+    let services: BTreeSet<&str> = parts.iter().map(|p| p.service.as_str()).collect();
+    let ranks = services.into_iter().map(|s| rank_service(s, parts, measure, since, until)).collect();
+    assemble(ranks, measure, since, until)
 }
 
 /// The JSON of `fleet` with its first `limit` functions and crates, and the `speedup` the savings
@@ -494,15 +559,6 @@ pub fn write_json(
     }
     serde_json::to_writer_pretty(&mut out, &Listed { fleet: &fleet.limited(limit), speedup })?;
     out.write_all(b"\n")
-}
-
-/// Which halves of the span (split at `middle`) a service's hours fall in.
-fn halves_of<T>(by_hour: &BTreeMap<i64, T>, middle: i64) -> [bool; 2] {
-    let mut halves = [false, false];
-    for &hour in by_hour.keys() {
-        halves[usize::from(hour * HOUR + HOUR / 2 >= middle)] = true;
-    }
-    halves
 }
 
 /// `1,234.5`: a figure with thousands separated.

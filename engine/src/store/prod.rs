@@ -207,9 +207,6 @@ pub struct RollupKey {
     pub day: bool,
 }
 
-/// A window and when it was written.
-pub type WrittenWindow = (WindowKey, DateTime<Utc>);
-
 /// A rollup object and when it was written.
 pub type ListedRollup = (RollupObject, DateTime<Utc>);
 
@@ -426,6 +423,22 @@ impl Store {
         Ok((keys.into_iter().filter(|k| k.start >= start).collect(), foreign))
     }
 
+    /// [`Store::list_rollups`] of the days from `day` (`yyyy-mm-dd`) on: what a compaction that
+    /// rescans the recent days reads, without listing the month before them.
+    pub fn list_rollups_from(
+        &self,
+        service: &str,
+        profile_type: &str,
+        day: &str,
+    ) -> Result<(Vec<ListedRollup>, usize), StoreError> {
+        let prefix = format!("{ROLLUPS}/{}/{}", escape(service), escape(profile_type));
+        let listed = self.backend.list_after(&prefix, &format!("{prefix}/{day}"))?;
+        let objects: Vec<_> =
+            listed.iter().filter_map(|l| RollupObject::parse(&l.path).map(|o| (o, l.modified))).collect();
+        let foreign = listed.len() - objects.len();
+        Ok((objects, foreign))
+    }
+
     /// The days (`yyyy-mm-dd`) that hold rollups of `service`'s `profile_type`.
     pub fn rollup_days(&self, service: &str, profile_type: &str) -> Result<Vec<String>, StoreError> {
         self.backend.list_dirs(&format!("{ROLLUPS}/{}/{}", escape(service), escape(profile_type)))
@@ -452,21 +465,9 @@ impl Store {
         profile_type: &str,
         day: &str,
     ) -> Result<(Vec<WindowKey>, usize), StoreError> {
-        let (windows, foreign) = self.list_windows_written(service, profile_type, day)?;
-        Ok((windows.into_iter().map(|(k, _)| k).collect(), foreign))
-    }
-
-    /// [`Store::list_windows_on`], each window with when it was written.
-    pub fn list_windows_written(
-        &self,
-        service: &str,
-        profile_type: &str,
-        day: &str,
-    ) -> Result<(Vec<WrittenWindow>, usize), StoreError> {
         let listed =
             self.backend.list(&format!("{WINDOWS}/{}/{}/{day}", escape(service), escape(profile_type)))?;
-        let keys: Vec<WrittenWindow> =
-            listed.iter().filter_map(|l| Some((WindowKey::parse(&l.path)?, l.modified))).collect();
+        let keys: Vec<WindowKey> = listed.iter().filter_map(|l| WindowKey::parse(&l.path)).collect();
         let foreign = listed.len() - keys.len();
         Ok((keys, foreign))
     }
