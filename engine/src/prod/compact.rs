@@ -36,9 +36,6 @@ use crate::store::{RollupKey, RollupObject, Store, StoreError, WindowKey};
 /// Costs objects no rollup names are deleted after this long.
 pub const ORPHAN_AGE: chrono::Duration = chrono::Duration::minutes(10);
 
-/// A day's rollup is written this long after the day ended, to let its last windows arrive.
-pub const DAY_GRACE: i64 = 5 * 60;
-
 /// What to compact.
 #[derive(Debug, Clone)]
 pub struct CompactOptions {
@@ -187,7 +184,7 @@ fn compact_type(
             changed |= wrote;
             hours.extend(rollup);
         }
-        let closed = day_key.end() + DAY_GRACE <= now;
+        let closed = day_key.end() + rollup::DAY_GRACE <= now;
         let write = closed && (changed || !existing.rollups.contains_key(&day_key));
         let unsummarized = fleet::measure_of(ty).is_some() && !existing.summaries.contains(&day_key);
         if (write || (closed && unsummarized)) && !unread.is_empty() {

@@ -377,7 +377,7 @@ fn read_service(
     let closed: Vec<RollupKey> = days
         .iter()
         .map(|&d| RollupKey::at(service, ty, d, true))
-        .filter(|k| k.end() + super::compact::DAY_GRACE <= now.timestamp())
+        .filter(|k| k.end() + rollup::DAY_GRACE <= now.timestamp())
         .collect();
     let mut by_hours: Vec<i64> = Vec::new();
     for (key, read) in closed.iter().zip(get_summaries(store, &closed, want)?) {

@@ -29,6 +29,9 @@ use crate::store::{Deployment, RollupKey, WindowKey};
 /// The version of the format; a rollup of another version is not read (compaction rewrites it).
 pub const FORMAT: u32 = 1;
 
+/// A day's rollup is written this long after the day ended, to let its last windows arrive.
+pub const DAY_GRACE: i64 = 5 * 60;
+
 /// The largest inflated rollup or costs object read.
 const MAX_INFLATED: u64 = 1 << 30;
 
