@@ -348,7 +348,7 @@ pub(crate) fn weighted_median(items: &mut [(f64, f64)]) -> Option<(f64, f64)> {
     items.last().map(|(v, _)| (*v, std::f64::consts::FRAC_PI_2 / total))
 }
 
-/// The two-sided p value of Yuen's trimmed test (a fifth cut at each end, [`SideStats::trimmed`])
+/// The two-sided p value of Yuen's trimmed test (a fifth cut at each end, `SideStats::trimmed`)
 /// that the middles of `a` and `b` differ; `None` with fewer than two values a side. For series
 /// outside a comparison, such as a function's share of each window of a version, whose values
 /// can have heavy tails (a window that caught a rare request).
