@@ -199,16 +199,7 @@ pub fn decode_for(bytes: &[u8], key: &RollupKey) -> Result<Vec<HourPart>, Rollup
     if s.format != FORMAT {
         return Err(RollupError::Format { found: s.format });
     }
-    if s.service != key.service
-        || s.profile_type != key.profile_type
-        || s.start != key.start
-        || s.day != key.day
-    {
-        return Err(RollupError::Mismatch(format!(
-            "it holds {} {} from {} (day: {}), not what its name says",
-            s.service, s.profile_type, s.start, s.day
-        )));
-    }
+    rollup::check_key(&s.service, &s.profile_type, s.start, s.day, key)?;
     // One name shared by every part that names it.
     let names: Vec<Name> = s.functions.iter().map(|n| Name::from(n.as_str())).collect();
     let mut parts = Vec::with_capacity(s.parts.len());

@@ -360,6 +360,23 @@ pub fn costs_digest<'a>(fold_library: bool, windows: impl Iterator<Item = &'a Wi
     h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// `Ok` when an object read from `key`'s name holds what the name says (`service`, `profile_type`,
+/// `start`, `day`): a rollup, or a fleet summary.
+pub(crate) fn check_key(
+    service: &str,
+    profile_type: &str,
+    start: i64,
+    day: bool,
+    key: &RollupKey,
+) -> Result<(), RollupError> {
+    if service != key.service || profile_type != key.profile_type || start != key.start || day != key.day {
+        return Err(RollupError::Mismatch(format!(
+            "it holds {service} {profile_type} from {start} (day: {day}), not what its name says"
+        )));
+    }
+    Ok(())
+}
+
 /// The order of windows in a rollup.
 fn window_order(k: &WindowKey) -> (i64, &str, &str, &str) {
     (k.start, &k.deployment.version, &k.deployment.zone, &k.instance)
@@ -373,16 +390,7 @@ impl Rollup {
         if r.format != FORMAT {
             return Err(RollupError::Format { found: r.format });
         }
-        if r.service != key.service
-            || r.profile_type != key.profile_type
-            || r.start != key.start
-            || r.day != key.day
-        {
-            return Err(RollupError::Mismatch(format!(
-                "it holds {} {} from {} (day: {}), not what its name says",
-                r.service, r.profile_type, r.start, r.day
-            )));
-        }
+        check_key(&r.service, &r.profile_type, r.start, r.day, key)?;
         Ok(r)
     }
 

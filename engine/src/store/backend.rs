@@ -196,23 +196,24 @@ impl Backend {
     /// Every object under `prefix` (a directory-like path without trailing slash), recursively.
     pub fn list(&self, prefix: &str) -> Result<Vec<Listed>, StoreError> {
         let p = Path::from(prefix);
-        let res: Result<Vec<_>, _> = self.block(self.inner.list(Some(&p)).try_collect())?;
-        match res {
-            Ok(metas) => Ok(metas
-                .into_iter()
-                .map(|m| Listed { path: m.location.to_string(), modified: m.last_modified })
-                .collect()),
-            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
-            Err(e) => Err(self.unreachable("list", prefix, e)),
-        }
+        let res = self.block(self.inner.list(Some(&p)).try_collect())?;
+        self.listed(prefix, res)
     }
 
     /// The objects under `prefix` whose paths sort after `offset` (a path under `prefix`): what
     /// arrived since a known object, when names sort by time, without listing the rest.
     pub fn list_after(&self, prefix: &str, offset: &str) -> Result<Vec<Listed>, StoreError> {
         let p = Path::from(prefix);
-        let res: Result<Vec<_>, _> =
-            self.block(self.inner.list_with_offset(Some(&p), &Path::from(offset)).try_collect())?;
+        let res = self.block(self.inner.list_with_offset(Some(&p), &Path::from(offset)).try_collect())?;
+        self.listed(prefix, res)
+    }
+
+    /// A listing's objects; nothing for a prefix that does not exist.
+    fn listed(
+        &self,
+        prefix: &str,
+        res: Result<Vec<object_store::ObjectMeta>, object_store::Error>,
+    ) -> Result<Vec<Listed>, StoreError> {
         match res {
             Ok(metas) => Ok(metas
                 .into_iter()
