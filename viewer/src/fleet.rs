@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 
 use chrono::{DateTime, Utc};
 
-use super::page::{CSS, html_escape as esc};
+use super::page::{CSS, hidden_input, html_escape as esc};
 use super::prod::query_string;
 use super::prod::spanned;
 use super::query::{ProdQuery, TopQuery, url_escape};
@@ -105,14 +105,7 @@ fn page(store: &Store, q: &TopQuery, fleet: &Fleet, warnings: &[String]) -> Stri
         speedup = q.speedup,
         cpu = if q.heap { "" } else { " selected" },
         heap = if q.heap { " selected" } else { "" },
-        labels = q
-            .labels
-            .iter()
-            .map(|(k, v)| format!(
-                r#"<input type="hidden" name="label" value="{}">"#,
-                esc(&format!("{k}={v}"))
-            ))
-            .collect::<String>(),
+        labels = q.labels.iter().map(|(k, v)| hidden_input("label", &format!("{k}={v}"))).collect::<String>(),
         from = at(fleet.since),
         to = at(fleet.until),
         days = fleet.days,

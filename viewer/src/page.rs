@@ -237,6 +237,12 @@ pub fn write_report(mut out: impl Write, input: &ReportInput<'_>) -> Result<(), 
     Ok(())
 }
 
+/// A form's hidden `<input>` carrying `name=value` (the value escaped): a selection kept across a
+/// form that adds to it.
+pub(crate) fn hidden_input(name: &str, value: &str) -> String {
+    format!(r#"<input type="hidden" name="{name}" value="{}">"#, html_escape(value))
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

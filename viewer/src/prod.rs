@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use super::Comparing;
 use super::labels;
-use super::page::{CSS, ReportInput, html_escape as esc, write_json, write_report};
+use super::page::{CSS, ReportInput, hidden_input, html_escape as esc, write_json, write_report};
 use super::query::{ProdQuery, url_escape};
 use contprof_engine::compare::{Metric, render_amount};
 use contprof_engine::errors::{Error, Result};
@@ -415,11 +415,8 @@ fn filter_form(q: &ProdQuery, served: bool) -> String {
         kept = q
             .sample_labels
             .iter()
-            .map(|(k, v)| format!(
-                r#"<input type="hidden" name="sample_label" value="{}">"#,
-                esc(&format!("{k}={v}"))
-            ))
-            .chain(q.by.iter().map(|by| format!(r#"<input type="hidden" name="by" value="{}">"#, esc(by))))
+            .map(|(k, v)| hidden_input("sample_label", &format!("{k}={v}")))
+            .chain(q.by.iter().map(|by| hidden_input("by", by)))
             .collect::<String>(),
     );
     f.push_str("</section>");
@@ -546,9 +543,7 @@ fn label_breakdown(q: &ProdQuery, stacks: &[contprof_engine::profile::Profile], 
 /// breakdown key (`with_samples`: and with the sample-label filters).
 fn hidden_inputs(q: &ProdQuery, with_samples: bool) -> String {
     let mut h = String::new();
-    let mut put = |k: &str, v: &str| {
-        let _ = write!(h, r#"<input type="hidden" name="{k}" value="{}">"#, esc(v));
-    };
+    let mut put = |k: &str, v: &str| h.push_str(&hidden_input(k, v));
     put("service", &q.service);
     put("type", &q.profile_type);
     put("since", &q.since);

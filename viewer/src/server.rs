@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use super::ViewerError;
 use super::http::{self, Limits, Request, Response};
-use super::page::{ReportInput, write_json, write_report};
+use super::page::{ReportInput, hidden_input, write_json, write_report};
 use super::query::{ListQuery, ProdQuery, TopQuery, ViewQuery};
 use super::runs_page;
 use contprof_engine::compare::{self, RevisionInfo};
@@ -478,10 +478,8 @@ fn run_labels(q: &ViewQuery, path: &str, profiles: &[Profile], head: Option<&[Pr
             esc(&all.to_query())
         );
     }
-    let mut hidden = String::new();
-    for (k, v) in (ViewQuery { by: None, ..q.clone() }).pairs() {
-        let _ = write!(hidden, r#"<input type="hidden" name="{k}" value="{}">"#, esc(&v));
-    }
+    let hidden: String =
+        (ViewQuery { by: None, ..q.clone() }).pairs().into_iter().map(|(k, v)| hidden_input(k, &v)).collect();
     let _ = write!(
         t,
         r#"<form class="controls" method="get" action="{path}" id="run-by-form">{hidden}<label>break down by sample label <input name="by" id="run-by" size="14" placeholder="endpoint" value="{by}"></label> <button type="submit">Break down</button></form>"#,
