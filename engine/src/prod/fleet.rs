@@ -422,31 +422,28 @@ fn read_service(
             }
         }
     }
-    let paths: Vec<String> = from_rollups.iter().map(RollupKey::path).collect();
-    want.check(store)?;
-    let read = store.get_production_objects(&paths)?;
-    let jobs: Vec<(&RollupKey, Option<Vec<u8>>)> = from_rollups.iter().zip(read).collect();
-    let decoded = load::par_map(jobs, |(key, bytes)| -> Result<Vec<HourPart>, String> {
-        let bytes = bytes.ok_or("it is gone (deleted since it was listed)")?;
-        let r = Rollup::decode_for(&bytes, key).map_err(|e| e.to_string())?;
-        let merged = r.merged().map_err(|e| format!("its stacks: {e}"))?;
-        Ok(parts_of_rollup(&r, merged.as_ref(), measure))
-    });
+    let mut read = load::Loaded::default();
+    let rollups =
+        load::read_rollups(store, &from_rollups, &Want { stacks: true, ..want.clone() }, &mut read)?;
+    warnings.append(&mut read.warnings);
     // Days whose windows are listed from the start (an hour could not be read), the others from
     // the last window a summary or rollup covers.
     let mut whole_days: BTreeSet<i64> = BTreeSet::new();
-    for ((key, path), d) in from_rollups.iter().zip(&paths).zip(decoded) {
-        match d {
-            Ok(p) => {
-                reads.rollups += 1;
-                parts.extend(p);
-            }
-            Err(why) => {
-                warnings.push(format!("skipped rollup {path}: {why}; reading its windows instead"));
+    let mut stacks = Vec::new();
+    for (key, r) in from_rollups.iter().zip(rollups) {
+        match r {
+            Some(r) => stacks.push(r),
+            None => {
                 whole_days.insert(RollupKey::at(service, ty, key.start, true).start);
             }
         }
     }
+    reads.rollups += stacks.len();
+    parts.extend(
+        load::par_map(stacks, |(r, merged)| parts_of_rollup(&r, merged.as_ref(), measure))
+            .into_iter()
+            .flatten(),
+    );
     // Windows no summary or rollup covers: on the days read by hours.
     let covered: BTreeSet<(i64, &str, &str, &str)> = parts
         .iter()

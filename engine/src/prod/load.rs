@@ -350,11 +350,11 @@ fn merge_into(stacks: &mut Vec<Profile>, profiles: Vec<Profile>) {
 }
 
 /// A rollup read, with its stacks decoded when they were asked for.
-type ReadRollup = (Rollup, Option<Profile>);
+pub(crate) type ReadRollup = (Rollup, Option<Profile>);
 
 /// Reads and decodes rollups (and, with `stacks`, their merged stacks), on every core;
 /// `None` (with a warning) for one that cannot be read.
-fn read_rollups(
+pub(crate) fn read_rollups(
     store: &Store,
     keys: &[RollupKey],
     want: &Want,

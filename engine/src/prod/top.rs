@@ -436,16 +436,11 @@ pub fn rank_service(
             value: (spent[0] + spent[1]) / per,
             level: if covered_all > 0.0 { (spent[0] + spent[1]) / covered_all } else { 0.0 },
             instances: replicas / hours.len() as f64,
-            windows: in_span(&hours),
+            windows: hours.values().map(|h| h.windows.len()).sum(),
             trend: trend(spent, out.halves),
         });
     }
     out
-}
-
-/// Windows counted in `hours`.
-fn in_span(hours: &BTreeMap<i64, Hour<'_>>) -> usize {
-    hours.values().map(|h| h.windows.len()).sum()
 }
 
 /// The fleet's `measure` over `[since, until]` from its services' [`ServiceRank`]s.
