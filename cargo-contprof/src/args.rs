@@ -592,6 +592,11 @@ pub struct CompareArgs {
     /// A run with no such sample is left out, with a warning.
     #[arg(long = "sample-label", value_name = "K=V")]
     pub sample_labels: Vec<String>,
+    /// Break each target's CPU, allocations and waits down by the values of this sample label
+    /// (`--by endpoint`): each value's median share and amount per run in base and head, and
+    /// whether it changed beyond the runs' spread. Reported in every format, never gated.
+    #[arg(long, value_name = "KEY")]
+    pub by: Option<String>,
     /// Directory for differential flame graphs [default: <target-dir>/contprof/compare].
     #[arg(long, value_name = "DIR")]
     pub flamegraph_dir: Option<PathBuf>,
@@ -1057,6 +1062,12 @@ pub struct ProdCompareArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
+    /// Break the comparison down by the values of this sample label (`--by endpoint`): each
+    /// value's median share and amount per window in base and head, and whether it changed
+    /// beyond the windows' spread (which endpoint's part of the CPU grew). Reads the windows
+    /// themselves (at most 1,000 a side), not the rollups. Reported, never gated.
+    #[arg(long, value_name = "KEY")]
+    pub by: Option<String>,
     /// How the sides are compared.
     #[command(flatten)]
     pub judging: JudgingArgs,

@@ -59,8 +59,8 @@ pub fn run(args: CompareArgs, shell: &Shell) -> Result<()> {
     ctx.warn_skipped(shell);
     let options = ctx.options(&args.stats)?;
     let sample_labels = settings::label_flags("--sample-label", &args.sample_labels)?;
-    let compared =
-        compare_sides(&ctx, &base, &head, args.group.as_deref(), &sample_labels, &args.stats, &options)?;
+    let labels = Labels { filters: &sample_labels, by: args.by.as_deref() };
+    let compared = compare_sides(&ctx, &base, &head, args.group.as_deref(), &labels, &args.stats, &options)?;
     say_warnings(&compared, shell);
     let pipeline::Compared { prepared, comparison: cmp } = compared;
     if !args.no_flamegraphs {
@@ -289,9 +289,18 @@ pub(super) fn say_warnings(compared: &pipeline::Compared, shell: &Shell) {
     }
 }
 
+/// What a comparison does with the samples' labels.
+#[derive(Default)]
+pub(super) struct Labels<'a> {
+    /// Only the samples that carry these (`--sample-label`).
+    pub filters: &'a [(String, String)],
+    /// Break the comparison down by this label's values (`--by`).
+    pub by: Option<&'a str>,
+}
+
 /// Compares two sides through the engine ([`pipeline::compare_stored`]: the same verdict as the
 /// viewer's on the same runs), with the configuration's `fold_library`, `--allow-mismatch` and a
-/// `--group` substring filter. Its warnings and notes are the caller's to say ([`say_warnings`]):
+/// `--group` substring filter and the samples' `labels`. Its warnings and notes are the caller's to say ([`say_warnings`]):
 /// `check`'s interim looks keep them to themselves.
 #[allow(clippy::too_many_arguments, reason = "the sides, the selection and the options, each once")]
 pub(super) fn compare_sides(
@@ -299,7 +308,7 @@ pub(super) fn compare_sides(
     base: &ChosenSide,
     head: &ChosenSide,
     filter: Option<&str>,
-    sample_labels: &[(String, String)],
+    labels: &Labels<'_>,
     stats: &StatsArgs,
     options: &Options,
 ) -> Result<pipeline::Compared> {
@@ -310,7 +319,8 @@ pub(super) fn compare_sides(
         filter_name: filter,
         allow_mismatch: stats.allow_mismatch,
         fold_library: ctx.config.config.fold_library.unwrap_or(true),
-        sample_labels,
+        sample_labels: labels.filters,
+        by_label: labels.by,
     };
     let compared = pipeline::compare_stored(
         pipeline::history::Source { store: &ctx.store, repo: ctx.repo.as_ref() },

@@ -276,7 +276,12 @@ pub fn compare(a: ProdCompareArgs, shell: &Shell) -> Result<()> {
         options: &options,
         fold_library: config.fold_library.unwrap_or(true),
     };
-    let asked = Asked { service: &service, profile_type: &a.profile_type, judging: &judging };
+    let asked = Asked {
+        service: &service,
+        profile_type: &a.profile_type,
+        judging: &judging,
+        by_label: a.by.as_deref(),
+    };
     let cmp =
         rollouts::compare_sides(&store, &selection, &asked, (&a.base, &a.head), &mut |m| say(shell, m))?;
     let mut out = Vec::new();

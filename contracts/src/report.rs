@@ -25,6 +25,8 @@
 //! `cause`, and its `cause_role`: `cause` (the function's own change in one group), `total` (its
 //! total cost), `caller_total` (a caller's total cost that its change accounts for) or `inlined`
 //! (a function inlined into it). The gate is unchanged: it fails iff `regressions` is non-empty.
+//! `breakdowns` (only with `--by KEY`) holds per group and metric each value of a sample label
+//! with its median part of a run in base and head and whether it changed ([`Breakdown`]).
 //! Adding fields is not a version change; renaming, removing or changing a meaning is.
 //!
 //! ```
@@ -99,6 +101,9 @@ pub struct Report {
     /// Where the time of a `check` went (only from `check`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
+    /// Per group and metric, the breakdown by a sample label (only with `--by KEY`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub breakdowns: Vec<Breakdown>,
 }
 
 /// A warning of the report: its fields, tagged by `kind`, and its message.
@@ -726,6 +731,64 @@ impl Power {
     pub fn at(&self, share: f64) -> Option<f64> {
         self.min_detectable.iter().find(|d| (d.share - share).abs() < 1e-12).map(|d| d.change)
     }
+}
+
+/// A group's metric broken down by the values of one sample label (`compare --by KEY`, `prod
+/// compare --by KEY`): each value's part of every run (window) on both sides, and whether it
+/// changed beyond the runs' spread. Informative: a breakdown never gates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Breakdown {
+    /// Group key.
+    pub group: String,
+    /// Metric.
+    pub metric: Metric,
+    /// The sample label's key.
+    pub key: String,
+    /// What each value's change is tested on: its share of each run's metric (the metrics
+    /// compared as shares, CPU by default) or its amount per run.
+    pub tested: BreakdownFigure,
+    /// The values, by their larger median share, largest first (at most [`Breakdown::ROWS`]).
+    pub rows: Vec<BreakdownRow>,
+    /// Values past the rows, not listed.
+    pub other_values: usize,
+}
+
+impl Breakdown {
+    /// Most values listed.
+    pub const ROWS: usize = 20;
+}
+
+/// What a breakdown's values are tested on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakdownFigure {
+    /// The value's share of each run's metric.
+    Share,
+    /// The value's amount of the metric in each run.
+    Amount,
+}
+
+/// One value of a [`Breakdown`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakdownRow {
+    /// The label's value; `null` for the samples without the label.
+    pub value: Option<String>,
+    /// Median over the base runs of the value's amount of the metric in a run (its unit).
+    pub base: f64,
+    /// Same for the head runs.
+    pub head: f64,
+    /// Median over the base runs of the value's share of the run's metric (0.25 = 25%).
+    pub base_share: f64,
+    /// Same for the head runs.
+    pub head_share: f64,
+    /// Relative change of the tested figure's median, head against base (`null` when the base's is 0).
+    pub change: Option<f64>,
+    /// Two-sided p value of Yuen's trimmed test of the runs' tested figures (`null` with fewer
+    /// than two runs a side).
+    pub p: Option<f64>,
+    /// Whether the value changed: `p` below the comparison's `alpha` over the number of rows
+    /// (Bonferroni) and `change` at least the metric's minimum effect.
+    pub changed: bool,
 }
 
 /// Counts over a comparison.

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use contprof_engine::compare::{Breakdown, BreakdownFigure, p_value, render_amount};
 use contprof_engine::profile::Profile;
 
 use super::page::html_escape as esc;
@@ -107,48 +108,46 @@ pub(crate) fn table(
     t
 }
 
-/// The table of a comparison's breakdown by `key` (`id="label-breakdown"`): each value's share of
-/// `measure` in the base and the head profiles and the change in points, values ordered by their
-/// larger share; `link` as in [`table`].
-pub(crate) fn compare_table(
-    key: &str,
-    measure: &str,
-    base: &[Part],
-    head: &[Part],
-    link: &dyn Fn(&str) -> Option<String>,
-) -> String {
-    let totals = [base, head].map(|side| side.iter().map(|p| p.sum).sum::<f64>());
-    let mut rows: BTreeMap<Option<&str>, [f64; 2]> = BTreeMap::new();
-    for (i, side) in [base, head].into_iter().enumerate() {
-        for p in side {
-            let fraction = if totals[i] > 0.0 { p.sum / totals[i] } else { 0.0 };
-            rows.entry(p.value.as_deref()).or_default()[i] = fraction;
-        }
-    }
-    let mut rows: Vec<(Option<&str>, [f64; 2])> = rows.into_iter().collect();
-    rows.sort_by(|a, b| b.1[0].max(b.1[1]).total_cmp(&a.1[0].max(a.1[1])).then_with(|| a.0.cmp(&b.0)));
+/// The table of a comparison's breakdown by a sample label (`id="label-breakdown"`), as the
+/// engine made it (`compare --by`): each value's median share and amount per run (window) in
+/// base and head, the change of the figure tested and the test's verdict (bold when it
+/// changed); `link` as in [`table`].
+pub(crate) fn breakdown_table(b: &Breakdown, link: &dyn Fn(&str) -> Option<String>) -> String {
+    let tested = match b.tested {
+        BreakdownFigure::Share => "each value's share of each run tested",
+        BreakdownFigure::Amount => "each value's amount per run tested",
+    };
     let mut t = format!(
-        r#"<h2>By sample label <code>{k}</code>: share of {m}</h2><table id="label-breakdown"><thead><tr><th>{k}</th><th class="num">base</th><th class="num">head</th><th class="num">change</th><th></th></tr></thead><tbody>"#,
-        k = esc(key),
-        m = esc(measure),
+        r#"<h2>By sample label <code>{k}</code>: {m} in {g}</h2><p class="muted">Medians over the runs of each side; {tested}, Yuen's trimmed test, not gated.</p><table class="label-breakdown" id="label-breakdown" data-group="{g}" data-metric="{m}"><thead><tr><th>{k}</th><th class="num">base</th><th class="num">head</th><th class="num">base</th><th class="num">head</th><th class="num">change</th><th>test</th><th></th></tr></thead><tbody>"#,
+        k = esc(&b.key),
+        m = b.metric,
+        g = esc(&b.group),
     );
-    for (value, [b, h]) in rows.iter().take(ROWS) {
-        let only = value.and_then(link).unwrap_or_default();
+    for r in &b.rows {
+        let only = r.value.as_deref().and_then(link).unwrap_or_default();
+        let change = r.change.map_or_else(|| "–".to_owned(), |c| format!("{:+.1}%", 100.0 * c));
+        let change = if r.changed { format!(r#"<b data-changed="yes">{change}</b>"#) } else { change };
+        let test = match (r.p, r.changed) {
+            (Some(p), true) => format!("p {}, changed", esc(&p_value(p))),
+            (Some(p), false) => format!(r#"<span class="muted">p {}, noise</span>"#, esc(&p_value(p))),
+            (None, _) => r#"<span class="muted">too few runs</span>"#.to_owned(),
+        };
         let _ = write!(
             t,
-            r#"<tr data-value="{d}"><td>{shown}</td><td class="num">{b:.1}%</td><td class="num">{h:.1}%</td><td class="num">{c:+.1} pts</td><td>{only}</td></tr>"#,
-            d = esc(value.unwrap_or("")),
-            shown = shown(*value),
-            b = 100.0 * b,
-            h = 100.0 * h,
-            c = 100.0 * (h - b),
+            r#"<tr data-value="{d}"><td>{shown}</td><td class="num">{bs:.1}%</td><td class="num">{hs:.1}%</td><td class="num">{ba}</td><td class="num">{ha}</td><td class="num">{change}</td><td>{test}</td><td>{only}</td></tr>"#,
+            d = esc(r.value.as_deref().unwrap_or("")),
+            shown = shown(r.value.as_deref()),
+            bs = 100.0 * r.base_share,
+            hs = 100.0 * r.head_share,
+            ba = esc(&render_amount(b.metric, r.base)),
+            ha = esc(&render_amount(b.metric, r.head)),
         );
     }
-    if rows.len() > ROWS {
+    if b.other_values > 0 {
         let _ = write!(
             t,
-            r#"<tr><td class="muted">{} other values</td><td></td><td></td><td></td><td></td></tr>"#,
-            rows.len() - ROWS
+            r#"<tr><td class="muted" colspan="8">{} other values not listed</td></tr>"#,
+            b.other_values
         );
     }
     t.push_str("</tbody></table>");
@@ -197,36 +196,35 @@ mod tests {
     }
 
     #[test]
-    fn a_comparison_shows_each_values_share_on_both_sides() {
-        let base = labelled(
-            &[(&["main", "search"], 5_000_000, 0), (&["main", "items"], 5_000_000, 0)],
-            "endpoint",
-            &[Some("/search"), Some("/items")],
-        );
-        let head = labelled(
-            &[
-                (&["main", "search"], 6_000_000, 0),
-                (&["main", "items"], 2_000_000, 0),
-                (&["main", "new"], 2_000_000, 0),
+    fn a_comparisons_breakdown_shows_both_sides_the_change_and_its_test() {
+        use contprof_engine::compare::{BreakdownRow, Metric};
+        let row = |value: Option<&str>, shares: [f64; 2], change: f64, p: f64, changed: bool| BreakdownRow {
+            value: value.map(str::to_owned),
+            base: shares[0] * 1e9,
+            head: shares[1] * 1e9,
+            base_share: shares[0],
+            head_share: shares[1],
+            change: Some(change),
+            p: Some(p),
+            changed,
+        };
+        let b = Breakdown {
+            group: "bin:server".into(),
+            metric: Metric::Cpu,
+            key: "endpoint".into(),
+            tested: BreakdownFigure::Share,
+            rows: vec![
+                row(Some("/search"), [0.4, 0.5], 0.25, 1e-6, true),
+                row(Some("/items"), [0.55, 0.45], -0.18, 0.2, false),
+                row(None, [0.05, 0.05], 0.0, 0.9, false),
             ],
-            "endpoint",
-            &[Some("/search"), Some("/items"), Some("/new")],
-        );
-        let (m, b) = parts(&[base], "endpoint");
-        let (_, h) = parts(&[head], "endpoint");
-        let html = compare_table("endpoint", &m, &b, &h, &|_| None);
-        let search = r#"<tr data-value="/search"><td>/search</td><td class="num">50.0%</td><td class="num">60.0%</td><td class="num">+10.0 pts</td>"#;
+            other_values: 3,
+        };
+        let html = breakdown_table(&b, &|v| Some(format!("<a>{v}</a>")));
+        let search = r#"<tr data-value="/search"><td>/search</td><td class="num">40.0%</td><td class="num">50.0%</td><td class="num">400.0 ms</td><td class="num">500.0 ms</td><td class="num"><b data-changed="yes">+25.0%</b></td><td>p &lt; 0.001, changed</td><td><a>/search</a></td></tr>"#;
         assert!(html.contains(search), "{html}");
-        assert!(
-            html.contains(
-                r#"<td class="num">0.0%</td><td class="num">20.0%</td><td class="num">+20.0 pts</td>"#
-            ),
-            "{html}"
-        );
-        let order: Vec<usize> = ["/search", "/items", "/new"]
-            .iter()
-            .map(|v| html.find(&format!("data-value=\"{v}\"")).unwrap())
-            .collect();
-        assert!(order.windows(2).all(|w| w[0] < w[1]), "largest share first: {html}");
+        assert!(html.contains("-18.0%</td><td><span class=\"muted\">p = 0.200, noise"), "{html}");
+        assert!(html.contains("(no such label)") && html.contains("3 other values not listed"), "{html}");
+        assert!(!html.contains("<a></a>"), "the unlabelled row has no link: {html}");
     }
 }

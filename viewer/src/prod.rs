@@ -208,6 +208,7 @@ pub fn write_page(
                 stacks: true,
                 costs: true,
                 fold_library: comparing.fold_library,
+                by_label: q.by.clone(),
                 cancel,
                 ..Want::default()
             };
@@ -242,8 +243,14 @@ pub fn write_page(
                 options: &comparing.options,
                 fold_library: comparing.fold_library,
             };
-            let asked = Asked { service: &q.service, profile_type: &q.profile_type, judging: &judging };
+            let asked = Asked {
+                service: &q.service,
+                profile_type: &q.profile_type,
+                judging: &judging,
+                by_label: q.by.as_deref(),
+            };
             let (mut prepared, cmp) = compare_loaded(&asked, (base, sides.base), (head, sides.head))?;
+            prelude.push_str(&compared_labels(q, &cmp, served));
             details.push(format!(
                 "{} regressions, {} improvements",
                 cmp.summary.regressions, cmp.summary.improvements
@@ -499,22 +506,49 @@ fn breakdown<'a>(
     t
 }
 
+/// Served, the forms that ask for a breakdown by a sample label and open one trace's samples.
+fn label_breakdown_form(q: &ProdQuery, served: bool) -> String {
+    if !served {
+        return String::new();
+    }
+    format!(
+        r#"<form class="controls" method="get" action="/prod/view" id="prod-by-form">{hidden}<label>break down by sample label <input name="by" id="prod-by" size="14" placeholder="endpoint" value="{by}"></label> <button type="submit">Break down</button></form>
+<form class="controls" method="get" action="/prod/view" id="prod-trace-form">{trace_hidden}<label>trace id <input name="trace" id="prod-trace" size="34" placeholder="4bf92f3577b34da6a3ce929d0e0e4736"></label> <button type="submit">Open its samples</button> <span class="muted">CPU, waits or wall time of one trace's spans (the <code>trace_id</code> sample label)</span></form>"#,
+        hidden = hidden_inputs(q, true),
+        trace_hidden = hidden_inputs(q, false),
+        by = esc(q.by.as_deref().unwrap_or("")),
+    )
+}
+
+/// A comparison's label section: the forms, and the comparison's breakdowns by `q.by` (each
+/// value tested window against window), each value linking to its samples alone.
+fn compared_labels(q: &ProdQuery, cmp: &contprof_engine::compare::Comparison, served: bool) -> String {
+    let mut t = String::from(r#"<section id="prod-labels">"#);
+    t.push_str(&label_breakdown_form(q, served));
+    if let Some(key) = q.by.as_deref() {
+        let link = |value: &str| only_value_link(q, key, value, served);
+        for b in &cmp.breakdowns {
+            t.push_str(&labels::breakdown_table(b, &link));
+        }
+    }
+    t.push_str("</section>");
+    t
+}
+
+/// The link to the samples of `key=value` alone, on a served page.
+fn only_value_link(q: &ProdQuery, key: &str, value: &str, served: bool) -> Option<String> {
+    let mut narrowed = q.clone();
+    narrowed.sample_labels.push((key.to_owned(), value.to_owned()));
+    narrowed.by = None;
+    served.then(|| format!(r#"<a href="/prod/view?{}">only this</a>"#, esc(&query_string(&narrowed))))
+}
+
 /// The breakdown by a sample label (`by`): the share of the profile's default measure per value
 /// of that label, from the stacks of the selected windows (read for their labels, not from the
-/// rollups), each value a link that keeps only its samples; and, served, the forms that ask for
-/// a breakdown and open one trace's samples.
+/// rollups), each value a link that keeps only its samples; and the forms above.
 fn label_breakdown(q: &ProdQuery, stacks: &[contprof_engine::profile::Profile], served: bool) -> String {
     let mut t = String::from(r#"<section id="prod-labels">"#);
-    if served {
-        let _ = write!(
-            t,
-            r#"<form class="controls" method="get" action="/prod/view" id="prod-by-form">{hidden}<label>break down by sample label <input name="by" id="prod-by" size="14" placeholder="endpoint" value="{by}"></label> <button type="submit">Break down</button></form>
-<form class="controls" method="get" action="/prod/view" id="prod-trace-form">{trace_hidden}<label>trace id <input name="trace" id="prod-trace" size="34" placeholder="4bf92f3577b34da6a3ce929d0e0e4736"></label> <button type="submit">Open its samples</button> <span class="muted">CPU, waits or wall time of one trace's spans (the <code>trace_id</code> sample label)</span></form>"#,
-            hidden = hidden_inputs(q, true),
-            trace_hidden = hidden_inputs(q, false),
-            by = esc(q.by.as_deref().unwrap_or("")),
-        );
-    }
+    t.push_str(&label_breakdown_form(q, served));
     let Some(key) = q.by.as_deref() else {
         t.push_str("</section>");
         return t;
@@ -528,12 +562,7 @@ fn label_breakdown(q: &ProdQuery, stacks: &[contprof_engine::profile::Profile], 
         return t;
     }
     let (measure, parts) = labels::parts(stacks, key);
-    let link = |value: &str| -> Option<String> {
-        let mut narrowed = q.clone();
-        narrowed.sample_labels.push((key.to_owned(), value.to_owned()));
-        narrowed.by = None;
-        served.then(|| format!(r#"<a href="/prod/view?{}">only this</a>"#, esc(&query_string(&narrowed))))
-    };
+    let link = |value: &str| only_value_link(q, key, value, served);
     t.push_str(&labels::table(key, &measure, &parts, &link));
     t.push_str("</section>");
     t
@@ -593,7 +622,7 @@ const CHANGED_P: f64 = 0.01;
 
 /// `< 0.001`, or `= 0.042`.
 fn p_text(p: f64) -> String {
-    if p < 0.001 { "&lt; 0.001".to_owned() } else { format!("= {p:.3}") }
+    esc(&contprof_engine::compare::p_value(p))
 }
 
 /// One function's part of each window's measure over time, coloured by `by` (`function=NAME`):
@@ -639,10 +668,7 @@ fn function_timeline(
         }
     }
     versions.sort_by_key(|(_, points)| points.iter().map(|p| p.0).min());
-    let median = |mut v: Vec<f64>| -> Option<f64> {
-        v.sort_by(f64::total_cmp);
-        (!v.is_empty()).then(|| v[v.len() / 2])
-    };
+    let median = |mut v: Vec<f64>| contprof_engine::compare::median(&mut v);
     // A change with its test: Yuen's trimmed test of the two groups of windows' shares, so that a
     // change at the boundary is told from a version's own drift, and both from sampling noise.
     let change = |from: &[f64], to: &[f64]| -> String {

@@ -361,6 +361,7 @@ impl State {
                 allow_mismatch: true,
                 fold_library: self.comparing.fold_library,
                 sample_labels: &q.sample_labels,
+                by_label: q.by.as_deref(),
             };
             let pipeline::Compared { prepared, comparison: cmp } = pipeline::compare_stored(
                 pipeline::history::Source { store: &store, repo: self.comparing.repo.as_ref() },
@@ -399,7 +400,7 @@ impl State {
                 });
             let mut input =
                 ReportInput::compare(title, &base_profiles, &head_profiles, Some(&cmp)).with_details(details);
-            input.prelude = run_labels(q, "/compare", &base_profiles, Some(&head_profiles));
+            input.prelude = run_labels(q, "/compare", &base_profiles, Some(&cmp));
             render(&input, q.json)?
         } else {
             if q.runs.is_empty() {
@@ -459,9 +460,14 @@ impl State {
 
 /// The label section of a run page (`path`: `/view` or `/compare`): the sample-label filters in
 /// force, the form that asks for a breakdown by a sample label, and the breakdown by `q.by` of
-/// `profiles` (and, on a comparison, of the head's `head` beside them), each value linking to the
-/// page of its samples alone.
-fn run_labels(q: &ViewQuery, path: &str, profiles: &[Profile], head: Option<&[Profile]>) -> String {
+/// `profiles` (on a comparison, the comparison's own breakdowns, each value tested run against
+/// run), each value linking to the page of its samples alone.
+fn run_labels(
+    q: &ViewQuery,
+    path: &str,
+    profiles: &[Profile],
+    comparison: Option<&contprof_engine::compare::Comparison>,
+) -> String {
     use std::fmt::Write as _;
 
     use super::page::html_escape as esc;
@@ -492,13 +498,17 @@ fn run_labels(q: &ViewQuery, path: &str, profiles: &[Profile], head: Option<&[Pr
             narrowed.by = None;
             Some(format!(r#"<a href="{path}?{}">only this</a>"#, esc(&narrowed.to_query())))
         };
-        let (measure, parts) = super::labels::parts(profiles, key);
-        t.push_str(&match head {
-            None => super::labels::table(key, &measure, &parts, &link),
-            Some(head) => {
-                super::labels::compare_table(key, &measure, &parts, &super::labels::parts(head, key).1, &link)
+        match comparison {
+            None => {
+                let (measure, parts) = super::labels::parts(profiles, key);
+                t.push_str(&super::labels::table(key, &measure, &parts, &link));
             }
-        });
+            Some(cmp) => {
+                for b in &cmp.breakdowns {
+                    t.push_str(&super::labels::breakdown_table(b, &link));
+                }
+            }
+        }
     }
     t.push_str("</section>");
     t

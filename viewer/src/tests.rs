@@ -471,6 +471,7 @@ fn compare_reads_the_runs_as_their_settings_say_like_the_cli() {
         allow_mismatch: false,
         fold_library: true,
         sample_labels: &[],
+        by_label: None,
     };
     let prepared = contprof_engine::pipeline::prepare(
         &store,
@@ -550,6 +551,7 @@ fn compare_gives_the_verdict_of_the_cli_with_history_and_interleaving() {
             allow_mismatch: true,
             fold_library: true,
             sample_labels: &[],
+            by_label: None,
         };
         let compared = contprof_engine::pipeline::compare_stored(
             contprof_engine::pipeline::history::Source { store: &store, repo: None },
@@ -693,16 +695,17 @@ fn run_pages_break_down_by_a_sample_label_and_keep_one_labels_samples() {
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("no sample of the selected runs carries endpoint=/nowhere"), "{body}");
 
-    // /search doubled: 50% of the CPU in base, 10 of 15 ms in head.
+    // /search doubled: 50% of the CPU in base, 10 of 15 ms in head; the comparison's own
+    // breakdown, tested run against run.
     let (status, body) = get(&state, &format!("/compare?base={base}&head={head}&by=endpoint"));
     assert_eq!(status, 200, "{body}");
-    let row = r#"<tr data-value="/search"><td>/search</td><td class="num">50.0%</td><td class="num">66.7%</td><td class="num">+16.7 pts</td>"#;
+    let row = r#"<tr data-value="/search"><td>/search</td><td class="num">50.0%</td><td class="num">66.7%</td><td class="num">5.0 ms</td><td class="num">10.0 ms</td><td class="num"><b data-changed="yes">+33.3%</b></td><td>p &lt; 0.001, changed</td>"#;
     assert!(body.contains(row), "{body}");
     let (status, body) = get(
         &state,
         &format!("/compare?base={base}&head={head}&sample_label=endpoint%3D%2Fitems&by=endpoint"),
     );
     assert_eq!(status, 200, "{body}");
-    let row = r#"<tr data-value="/items"><td>/items</td><td class="num">100.0%</td><td class="num">100.0%</td><td class="num">+0.0 pts</td>"#;
+    let row = r#"<tr data-value="/items"><td>/items</td><td class="num">100.0%</td><td class="num">100.0%</td><td class="num">3.0 ms</td><td class="num">3.0 ms</td><td class="num">+0.0%</td>"#;
     assert!(body.contains(row) && !body.contains(r#"data-value="/search""#), "{body}");
 }

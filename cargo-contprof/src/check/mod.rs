@@ -7,7 +7,7 @@ mod side;
 use std::time::Instant;
 
 use super::args::{CheckArgs, ReportFormat};
-use super::compare::{ChosenSide, Context, compare_sides, say_warnings, write_flamegraphs};
+use super::compare::{ChosenSide, Context, Labels, compare_sides, say_warnings, write_flamegraphs};
 use super::output::{render, verdict, write_stdout};
 use contprof_engine::cargo::CargoArgs;
 use contprof_engine::config::{BaselineMode, CheckTarget, NoBaseline};
@@ -79,7 +79,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
             if !sequential || n < contprof_engine::compare::sequential::MIN_PAIRS {
                 return Ok(false);
             }
-            let compared = compare_sides(&ctx, base, head, None, &[], &args.stats, &options)?;
+            let compared = compare_sides(&ctx, base, head, None, &Labels::default(), &args.stats, &options)?;
             match contprof_engine::compare::sequential::look(
                 &compared.comparison,
                 &options,
@@ -188,7 +188,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     ctx.warn_skipped(shell);
     shell.status("Comparing", format_args!("{} with {}", head.describe(), base.describe()));
 
-    let compared = compare_sides(&ctx, &base, &head, None, &[], &args.stats, &options)?;
+    let compared = compare_sides(&ctx, &base, &head, None, &Labels::default(), &args.stats, &options)?;
     say_warnings(&compared, shell);
     let contprof_engine::pipeline::Compared { prepared, comparison: mut cmp } = compared;
     let extras =

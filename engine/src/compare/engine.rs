@@ -193,6 +193,7 @@ pub fn compare(
         summary,
         causes,
         timings: None,
+        breakdowns: by_key.values().flat_map(|g| super::breakdown::breakdowns(g, opts)).collect(),
     })
 }
 

@@ -3,8 +3,8 @@
 //! (`contprof_contracts::report`); [`Comparison`] holds them with the engine's own bookkeeping.
 
 pub use contprof_contracts::report::{
-    Calls, Cause, CauseRole, Detectable, DriftSource, Finding, Method, Outcome, Power, Side, Summary,
-    Verdict, Warning,
+    Breakdown, BreakdownFigure, BreakdownRow, Calls, Cause, CauseRole, Detectable, DriftSource, Finding,
+    Method, Outcome, Power, Side, Summary, Verdict, Warning,
 };
 
 use super::model::RevisionInfo;
@@ -31,6 +31,8 @@ pub struct Comparison {
     pub causes: Vec<Cause>,
     /// Where the time went, when `check` made the comparison (the reports show it).
     pub timings: Option<crate::timing::Timings>,
+    /// Per group and metric, the breakdown by a sample label ([`super::Group::by_label`]).
+    pub breakdowns: Vec<Breakdown>,
 }
 
 impl Comparison {

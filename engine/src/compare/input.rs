@@ -97,8 +97,8 @@ fn is_start_frame(name: &str) -> bool {
         || ["test::", "getopts::", "<test::", "<getopts::"].iter().any(|p| name.starts_with(p))
 }
 
-/// Converts one profile (one run of one group) to its costs.
-pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
+/// The metrics `profile` measures as `opts` reads them, each with the index of its sample type.
+fn measured(profile: &Profile, opts: &InputOptions) -> Vec<(Metric, usize)> {
     let index = |ty: &str| profile.sample_type_index(ty);
     let cpu_index = index(PER_ITER_TYPE).filter(|&i| profile.total(i) > 0).or_else(|| index("cpu"));
     let mut metrics: Vec<(Metric, usize)> = Vec::new();
@@ -125,6 +125,41 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
     }
     let wall = index(crate::profile::sample_type(Metric::Wall));
     metrics.extend(wall.map(|i| (Metric::Wall, i)));
+    metrics
+}
+
+/// Per metric `profile` measures (as [`run_costs`] reads them), its total per value of the
+/// sample label `key` (`None`: the samples without it): what a comparison's breakdown by that
+/// label reads ([`RunCosts::by_label`]).
+pub fn label_totals(
+    profile: &Profile,
+    opts: &InputOptions,
+    key: &str,
+) -> BTreeMap<Metric, BTreeMap<Option<String>, f64>> {
+    let metrics = measured(profile, opts);
+    let mut per_value: HashMap<Option<&str>, Vec<f64>> = HashMap::new();
+    for s in &profile.sample {
+        let sums = per_value.entry(profile.label_str(s, key)).or_insert_with(|| vec![0.0; metrics.len()]);
+        for (sum, &(_, i)) in sums.iter_mut().zip(&metrics) {
+            *sum += s.value.get(i).copied().unwrap_or(0).max(0) as f64;
+        }
+    }
+    let mut out: BTreeMap<Metric, BTreeMap<Option<String>, f64>> = BTreeMap::new();
+    for (value, sums) in per_value {
+        for (&(metric, _), sum) in metrics.iter().zip(sums) {
+            out.entry(metric).or_default().insert(value.map(str::to_owned), sum);
+        }
+    }
+    out
+}
+
+/// Converts one profile (one run of one group) to its costs.
+pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
+    let index = |ty: &str| profile.sample_type_index(ty);
+    let metrics = measured(profile, opts);
+    let waits = index(crate::profile::sample_type(Metric::Contentions))
+        .zip(index(crate::profile::sample_type(Metric::Delay)));
+    let wall = index(crate::profile::sample_type(Metric::Wall));
 
     let mut out = RunCosts::default();
     let cpu_samples = index("samples").map_or(0, |i| profile.total(i).max(0) as u64);

@@ -40,5 +40,6 @@ pub fn to_report(cmp: &Comparison) -> Report {
         summary: cmp.summary.clone(),
         causes: cmp.causes.clone(),
         timings: cmp.timings.clone(),
+        breakdowns: cmp.breakdowns.clone(),
     }
 }

@@ -40,7 +40,10 @@
 //!   to it did not change as much (the compiler inlined or split code anew: `compare::moved`,
 //!   from each function's cost under each caller and [`Group::calls`]) is [`Verdict::Moved`],
 //!   not a regression, unless [`Options::strict`].
+//! - A group with [`Group::by_label`] gets a breakdown by that sample label (`compare::breakdown`):
+//!   each value's part of each run, tested run against run; reported, never gated.
 
+mod breakdown;
 pub mod causes;
 mod engine;
 mod explain;
@@ -63,17 +66,17 @@ mod tests;
 pub use contprof_contracts::report::REPORT_VERSION;
 pub use engine::compare;
 pub use finding::{
-    Calls, Cause, CauseRole, Comparison, Detectable, DriftSource, Finding, Method, Power, Summary, Verdict,
-    Warning,
+    Breakdown, BreakdownFigure, BreakdownRow, Calls, Cause, CauseRole, Comparison, Detectable, DriftSource,
+    Finding, Method, Power, Summary, Verdict, Warning,
 };
-pub use input::{AllocRecording, InputOptions, contention_samples, run_costs, wall_samples};
+pub use input::{AllocRecording, InputOptions, contention_samples, label_totals, run_costs, wall_samples};
 pub use json::{to_report, write_json};
 pub use model::{
     CallGraph, Cost, Explained, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling,
 };
 pub use options::{DEFAULT_INSTRUCTIONS_EFFECT, Options, ReportSettings};
-pub use render::{amount as render_amount, write_markdown, write_text};
-pub use stats::two_sample_p;
+pub use render::{amount as render_amount, p_value, write_markdown, write_text};
+pub use stats::{median, two_sample_p};
 
 /// Why a comparison could not be made.
 #[derive(Debug, thiserror::Error)]

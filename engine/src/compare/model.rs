@@ -93,6 +93,11 @@ pub struct RunCosts {
     /// read (production rollups).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub self_by_caller: BTreeMap<String, BTreeMap<String, BTreeMap<Metric, f64>>>,
+    /// Per metric, the run's total per value of the sample label its group is broken down by
+    /// ([`Group::by_label`]; `None`: the samples without the label). Empty when no breakdown was
+    /// asked; never stored.
+    #[serde(skip)]
+    pub by_label: BTreeMap<Metric, BTreeMap<Option<String>, f64>>,
 }
 
 /// One target/test/benchmark with its base and head runs.
@@ -117,6 +122,10 @@ pub struct Group {
     /// and one function's findings across groups are grouped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calls: Option<CallGraph>,
+    /// The sample label whose values the comparison breaks the group's metrics down by
+    /// (`compare --by KEY`; the runs' [`RunCosts::by_label`]), reported, never gated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_label: Option<String>,
 }
 
 /// The functions (as the comparison names them) whose changes the diff explains, per kind.

@@ -5,7 +5,9 @@
 
 use std::io::{self, Write};
 
-use super::finding::{Cause, CauseRole, Comparison, Finding, Outcome, Verdict};
+use super::finding::{
+    Breakdown, BreakdownFigure, BreakdownRow, Cause, CauseRole, Comparison, Finding, Outcome, Verdict,
+};
 use super::model::{Metric, RevisionInfo};
 
 /// A value in the metric's unit, rounded for reading (reports and the "why" section), in the
@@ -19,6 +21,11 @@ pub fn amount(metric: Metric, v: f64) -> String {
         Metric::AllocBytes | Metric::InuseBytes => format_bytes(v),
         Metric::AllocCount | Metric::Instructions | Metric::Contentions => format_count(v),
     }
+}
+
+/// A p value as the reports write it outside the tables of findings: `< 0.001` or `= 0.123`.
+pub fn p_value(p: f64) -> String {
+    if p < 0.001 { "< 0.001".to_owned() } else { format!("= {p:.3}") }
 }
 
 fn percent(v: f64) -> String {
@@ -296,11 +303,98 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     if !shifted.is_empty() {
         writeln!(out, "({SHIFTED_NOTE})")?;
     }
+    for b in &cmp.breakdowns {
+        write_breakdown_text(&mut out, b)?;
+    }
     for w in &cmp.warnings {
         writeln!(out, "warning: {w}")?;
     }
     if let Some(t) = &cmp.timings {
         writeln!(out, "time: {}", t.describe())?;
+    }
+    Ok(())
+}
+
+/// A breakdown's title: `By sample label endpoint in bin:server (cpu; the share of each run
+/// tested)`, with `key` and `group` as the caller quotes them.
+fn breakdown_title(b: &Breakdown, key: &str, group: &str) -> String {
+    let tested = match b.tested {
+        BreakdownFigure::Share => "each value's share of each run tested",
+        BreakdownFigure::Amount => "each value's amount per run tested",
+    };
+    format!("By sample label {key} in {group} ({}; {tested}; not gated)", b.metric)
+}
+
+/// A breakdown row's cells after the value: base and head (median share and amount per run),
+/// the change of the tested figure, and its p value with the verdict.
+fn breakdown_cells(b: &Breakdown, r: &BreakdownRow) -> [String; 4] {
+    let side = |share: f64, v: f64| format!("{:.1}% {}", share * 100.0, amount(b.metric, v));
+    let p = match (r.p, r.changed) {
+        (Some(p), true) => format!("p {}, changed", p_value(p)),
+        (Some(p), false) => format!("p {}, noise", p_value(p)),
+        (None, _) => "too few runs".to_owned(),
+    };
+    [
+        side(r.base_share, r.base),
+        side(r.head_share, r.head),
+        r.change.map_or_else(|| "–".to_owned(), percent),
+        p,
+    ]
+}
+
+/// How a breakdown names a value: itself, or the samples without the label.
+fn breakdown_value(r: &BreakdownRow) -> &str {
+    r.value.as_deref().unwrap_or("(no such label)")
+}
+
+/// A breakdown as a plain-text table.
+fn write_breakdown_text(out: &mut impl Write, b: &Breakdown) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(out, "{}:", breakdown_title(b, &b.key, &b.group))?;
+    let header = [b.key.clone(), "base".into(), "head".into(), "change".into(), String::new()];
+    let rows: Vec<[String; 5]> = b
+        .rows
+        .iter()
+        .map(|r| {
+            let [base, head, change, p] = breakdown_cells(b, r);
+            [breakdown_value(r).to_owned(), base, head, change, p]
+        })
+        .collect();
+    let mut widths = [0usize; 5];
+    for r in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        writeln!(out, "  {}", cells.join("  ").trim_end())?;
+    }
+    if b.other_values > 0 {
+        writeln!(out, "  ({} other value{} not listed)", b.other_values, plural(b.other_values))?;
+    }
+    Ok(())
+}
+
+/// A breakdown as a Markdown table.
+fn write_breakdown_markdown(out: &mut impl Write, b: &Breakdown) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(out, "{}:", breakdown_title(b, &code_cell(&b.key), &code_cell(&b.group)))?;
+    writeln!(out)?;
+    writeln!(out, "| {} | base | head | change | test |", code_cell(&b.key))?;
+    writeln!(out, "|---|---|---|---|---|")?;
+    for r in &b.rows {
+        let value = match &r.value {
+            Some(v) => code_cell(v),
+            None => "(no such label)".to_owned(),
+        };
+        let [base, head, change, p] = breakdown_cells(b, r);
+        let change = if r.changed { format!("**{change}**") } else { change };
+        writeln!(out, "| {value} | {base} | {head} | {change} | {p} |")?;
+    }
+    if b.other_values > 0 {
+        writeln!(out)?;
+        writeln!(out, "{} other value{} not listed.", b.other_values, plural(b.other_values))?;
     }
     Ok(())
 }
@@ -400,6 +494,9 @@ pub fn write_markdown(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
             writeln!(out, "| {mark} | {}", cause_cells(r))?;
         }
         write_evidence(&mut out, &rows)?;
+    }
+    for b in &cmp.breakdowns {
+        write_breakdown_markdown(&mut out, b)?;
     }
     for (verdict, note) in [(Verdict::Moved, MOVED_NOTE), (Verdict::Shifted, SHIFTED_NOTE)] {
         let rows: Vec<CauseRow<'_>> =

@@ -169,6 +169,7 @@ mod tests {
             summary: Default::default(),
             causes: Vec::new(),
             timings: None,
+            breakdowns: Vec::new(),
         }
     }
 

@@ -250,7 +250,7 @@ pub(crate) fn simulate(rng: &mut Rng, scn: &Scenario) -> Group {
             called_by_changed: BTreeSet::new(),
         }
     });
-    Group { key: "bench:sim".to_owned(), base, head, explained, history: None, calls: None }
+    Group { key: "bench:sim".to_owned(), base, head, explained, history: None, calls: None, by_label: None }
 }
 
 /// Outcome counts over many comparisons.

@@ -247,11 +247,7 @@ pub(crate) fn fit_prior(items: &[(f64, f64, f64)]) -> Option<Prior> {
     if items.len() < 3 {
         return None;
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let m = v.len() / 2;
-        if v.len() % 2 == 1 { v[m] } else { 0.5 * (v[m - 1] + v[m]) }
-    };
+    let median = |mut v: Vec<f64>| median(&mut v).unwrap_or(0.0);
     let d_typ = median(items.iter().map(|i| i.2).collect());
     // Median of χ²_d / d (Wilson–Hilferty).
     let chi_median = (1.0 - 2.0 / (9.0 * d_typ)).powi(3);
@@ -346,6 +342,18 @@ pub(crate) fn weighted_median(items: &mut [(f64, f64)]) -> Option<(f64, f64)> {
         }
     }
     items.last().map(|(v, _)| (*v, std::f64::consts::FRAC_PI_2 / total))
+}
+
+/// The median of `values` (the mean of the middle two for an even count), reordering them;
+/// `None` when there are none.
+pub fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let m = values.len() / 2;
+    match values.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(values[m]),
+        _ => Some(0.5 * (values[m - 1] + values[m])),
+    }
 }
 
 /// The two-sided p value of Yuen's trimmed test (a fifth cut at each end, `SideStats::trimmed`)

@@ -35,6 +35,7 @@ fn exact_group(extra: f64, runs: usize) -> Group {
         explained: None,
         history: None,
         calls: None,
+        by_label: None,
     }
 }
 
@@ -104,6 +105,7 @@ fn single_sampled_run_gives_at_most_a_possible_verdict() {
         explained: None,
         history: None,
         calls: None,
+        by_label: None,
     }]);
     assert!(c.findings.iter().all(|f| f.verdict != Verdict::Regression && f.verdict != Verdict::Improvement));
     assert!(c.with_verdict(Verdict::PossibleRegression).iter().any(|f| f.function == "a::hot"));
@@ -128,6 +130,7 @@ fn bad_input_is_an_error_not_a_panic() {
         explained: None,
         history: None,
         calls: None,
+        by_label: None,
     };
     assert_eq!(cmp(&[nan]).summary.verdict.as_str(), "nothing_compared");
 }
@@ -481,6 +484,7 @@ fn program_group(base: RunCosts, head: RunCosts, two_callers: bool) -> Group {
         explained: explained(&all, &all),
         history: None,
         calls: Some(CallGraph { calls, inlined: Default::default() }),
+        by_label: None,
     }
 }
 

@@ -197,6 +197,10 @@ pub struct PrepareOptions<'a> {
     /// `key = value` filters on the samples' labels (`compare --sample-label`): only the samples
     /// that carry them count; a run with none is left out, with a warning.
     pub sample_labels: &'a [(String, String)],
+    /// Break each group's metrics down by this sample label (`compare --by KEY`): each run's
+    /// totals per value are read ([`crate::compare::RunCosts::by_label`]) and the
+    /// comparison reports them.
+    pub by_label: Option<&'a str>,
 }
 
 /// A group's base and head profiles.
@@ -332,7 +336,8 @@ pub fn prepare(
             }
             prepared.warnings.push(format!("{key}: the profiling settings differ ({diff}); compared anyway"));
         }
-        let mut group = Group { key: key.clone(), ..Group::default() };
+        let mut group =
+            Group { key: key.clone(), by_label: opts.by_label.map(str::to_owned), ..Group::default() };
         let mut profiles = (Vec::new(), Vec::new());
         let mut stored: [Vec<(String, String)>; 2] = Default::default();
         for ((sel, runs, decoded, side), files) in
@@ -355,7 +360,11 @@ pub fn prepare(
                         describe_labels(opts.sample_labels)
                     )),
                     Ok(Some(p)) => {
-                        runs.push(run_costs(&p, &input));
+                        let mut costs = run_costs(&p, &input);
+                        if let Some(label) = opts.by_label {
+                            costs.by_label = crate::compare::label_totals(&p, &input, label);
+                        }
+                        runs.push(costs);
                         decoded.push(p);
                         files.push((run_id.clone(), file.clone()));
                     }

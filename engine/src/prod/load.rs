@@ -57,6 +57,10 @@ pub struct Want {
     /// Read the costs of every selected window, not at most [`MAX_COMPARED`] (`prod top`: an
     /// hour's replicas and cost need all of its windows).
     pub every_window: bool,
+    /// Per-window totals per value of this sample label ([`crate::compare::RunCosts::by_label`],
+    /// for a comparison's breakdown); the windows must be read for it
+    /// ([`Selection::keep_sample_labels`]).
+    pub by_label: Option<String>,
     /// Set by the caller when it no longer wants the answer: the reading stops at the next
     /// object with [`StoreError::Interrupted`].
     pub cancel: Option<Arc<AtomicBool>>,
@@ -311,6 +315,10 @@ pub fn load(
                 let mut o = rollup::observe(key, &p, want.fold_library);
                 if !selection.custom_labels_match(&o.labels) {
                     continue;
+                }
+                if let Some(label) = &want.by_label {
+                    let input = rollup::input_options(&key.profile_type, want.fold_library);
+                    o.costs.by_label = crate::compare::label_totals(&p, &input, label);
                 }
                 if !want.costs {
                     o.costs.functions.clear();

@@ -47,6 +47,9 @@ pub struct Asked<'a> {
     pub profile_type: &'a str,
     /// How.
     pub judging: &'a Judging<'a>,
+    /// The sample label to break the comparison down by (`prod compare --by KEY`): the windows
+    /// are read for it, not the rollups, which keep no per-label costs.
+    pub by_label: Option<&'a str>,
 }
 
 /// Compares two sides (`key=value` label specs) of `asked`'s windows in `selection`, as `prod
@@ -58,11 +61,18 @@ pub fn compare_sides(
     (base, head): (&str, &str),
     say: &mut dyn FnMut(Said),
 ) -> Result<Comparison> {
-    let want = Want { costs: true, fold_library: asked.judging.fold_library, ..Want::default() };
+    let want = Want {
+        costs: true,
+        fold_library: asked.judging.fold_library,
+        by_label: asked.by_label.map(str::to_owned),
+        ..Want::default()
+    };
+    let mut selection = selection.clone();
+    selection.keep_sample_labels |= asked.by_label.is_some();
     let sides = load::load_sides(
         store,
         (asked.service, asked.profile_type),
-        selection,
+        &selection,
         (base, head),
         ["--base", "--head"],
         &want,
@@ -100,7 +110,10 @@ pub fn compare_loaded(
 ) -> Result<(Prepared, Comparison)> {
     let (base_info, head_info) = (base_loaded.revision(base), head_loaded.revision(head));
     let group = format!("prod/{}/{}", asked.service, asked.profile_type);
-    let prepared = prepare_windows(&group, (base, base_loaded), (head, head_loaded));
+    let mut prepared = prepare_windows(&group, (base, base_loaded), (head, head_loaded));
+    for g in &mut prepared.groups {
+        g.by_label = asked.by_label.map(str::to_owned);
+    }
     let metric = super::rollup::metric_of(asked.profile_type).unwrap_or(compare::Metric::Cpu);
     let cmp = super::denominator::compare(
         &prepared.groups,
@@ -305,8 +318,12 @@ pub fn judge_rollouts(
             }
             let mut one = selection.clone();
             one.service = Some(service.clone());
-            let asked =
-                Asked { service: &service, profile_type: watch.profile_type, judging: &watch.judging };
+            let asked = Asked {
+                service: &service,
+                profile_type: watch.profile_type,
+                judging: &watch.judging,
+                by_label: None,
+            };
             let sides = (&format!("version={base}")[..], &format!("version={head}")[..]);
             let cmp = compare_sides(store, &one, &asked, sides, say)?;
             let mut json = Vec::new();
