@@ -187,6 +187,10 @@ pub struct ReportArgs {
     /// Where to write the page.
     #[arg(long, value_name = "FILE", required = true)]
     pub html: PathBuf,
+    /// Break the profile down by the values of this sample label (`--by endpoint`): each value's
+    /// part of the CPU (the profile's default measure), in a table above the flame graph.
+    #[arg(long, value_name = "KEY")]
+    pub by: Option<String>,
     /// Which store.
     #[command(flatten)]
     pub scope: StoreScope,
@@ -901,6 +905,11 @@ pub struct ProdReportArgs {
     /// from one at a version boundary.
     #[arg(long, value_name = "NAME")]
     pub function: Option<String>,
+    /// Break the windows down by the values of this sample label (`--by endpoint`): each value's
+    /// part of the measure; on a comparison (`--base`, `--head`) each value tested window against
+    /// window. Reads the windows themselves, not the rollups.
+    #[arg(long, value_name = "KEY")]
+    pub by: Option<String>,
     /// Where to write the page.
     #[arg(long, value_name = "FILE", required = true)]
     pub html: PathBuf,

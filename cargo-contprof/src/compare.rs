@@ -350,12 +350,15 @@ pub(super) fn write_flamegraphs(
             continue;
         }
         let title = format!("{key}: {} → {}", prepared.base_label, prepared.head_label);
-        let page =
+        let mut page =
             contprof_viewer::ReportInput::compare(title, base, head, Some(cmp)).with_details(vec![format!(
                 "{} base and {} head runs; the regression table covers every compared target",
                 base.len(),
                 head.len()
             )]);
+        if let Some(by) = cmp.breakdowns.iter().find(|b| b.group == key).map(|b| b.key.clone()) {
+            page = page.with_label_breakdown(&by, Some(key));
+        }
         let path = dir.join(format!("{}-compare.html", sanitize(key)));
         super::view::write_html(&path, &page)?;
         written.push(path);

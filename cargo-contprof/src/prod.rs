@@ -351,7 +351,7 @@ pub fn report(a: ProdReportArgs, shell: &Shell) -> Result<()> {
         until: a.select.until.clone(),
         labels,
         sample_labels: settings::label_flags("--sample-label", &a.select.sample_labels)?,
-        by: None,
+        by: a.by.clone(),
         color: a.color.clone(),
         function: a.function.clone(),
         base: a.base.clone(),

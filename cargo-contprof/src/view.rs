@@ -202,7 +202,10 @@ pub fn report(args: ReportArgs, shell: &Shell) -> Result<()> {
             store::rfc3339(meta.time)
         ),
     ];
-    let input = ReportInput::profile(title, &profiles).with_details(details);
+    let mut input = ReportInput::profile(title, &profiles).with_details(details);
+    if let Some(key) = &args.by {
+        input = input.with_label_breakdown(key, None);
+    }
     write_html(&args.html, &input)?;
     shell.status("Wrote", args.html.display());
     Ok(())

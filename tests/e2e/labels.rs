@@ -4,7 +4,7 @@
 //! `go tool pprof` reading them (`-tags`, `-tagfocus`). The same from `tracing` spans on the
 //! `traced_service` fixture (axum, tokio, `contprof_tracing`'s layer).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 
 use contprof_engine::profile::{Profile, Sample};
@@ -343,6 +343,21 @@ fn production_windows_keep_span_labels_as_sample_labels() {
     assert!(f.code == 0 || f.code == 1, "{f:?}");
     let report: serde_json::Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}: {f:?}"));
     assert!(report["base"]["extra"]["windows"].as_str().is_some_and(|w| w != "0"), "{report:#}");
+    // Broken down by endpoint: both endpoints, each window's split read from the windows (the
+    // same windows on both sides: nothing changed).
+    let f = crate::util::finish(
+        crate::util::contprof()
+            .args(["prod", "compare", "--service", "traced", "--type", "cpu", "--base", "version=1.0.0"])
+            .args(["--head", "version=1.0.0", "--by", "endpoint", "--format", "json"])
+            .arg("--store")
+            .arg(&store_arg),
+    );
+    assert!(f.code == 0 || f.code == 1, "{f:?}");
+    let report: serde_json::Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}: {f:?}"));
+    let rows = report["breakdowns"][0]["rows"].as_array().cloned().unwrap_or_default();
+    let values: BTreeSet<&str> = rows.iter().filter_map(|r| r["value"].as_str()).collect();
+    assert!(values.contains("/search") && values.contains("/items"), "{report:#}");
+    assert!(rows.iter().all(|r| r["changed"] == false), "the same windows on both sides: {report:#}");
     let f = crate::util::finish(
         crate::util::contprof()
             .args(["prod", "export", "--service", "traced", "--sample-label", "endpoint=/nowhere"])
@@ -390,6 +405,65 @@ fn compare_reads_only_the_samples_of_one_label() {
     let f = crate::compare::compare(&store, &[&base, &head, "--sample-label", "endpoint=/nowhere"]);
     assert_ne!(f.code, 0, "{f:?}");
     assert!(f.stderr.contains("none of its samples carries endpoint=/nowhere"), "{f:?}");
+}
+
+/// `compare --by endpoint`: each endpoint's share of the CPU in base and head, tested run against
+/// run. The head's `/search` does twice the work (`FIXTURE_SLOWDOWN_SEARCH=2`): its share `s` of
+/// the CPU (50% by design; 43% to 48% measured: `/items` costs more than its rounds say) becomes
+/// `2s / (1 + s)`, and the other values' shares fall by `1 / (1 + s)`. The fixture's runs differ a
+/// lot (`/items` took 153 to 232 ms in six runs of one batch), hence eight runs a side.
+#[test]
+fn compare_breaks_the_cpu_down_by_endpoint_and_finds_the_endpoint_that_grew() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let runs = ["--runs", "8"];
+    let base = crate::compare::record_bin("label_split", &store, &dir.path().join("a"), &runs, &[]);
+    let slower = [("FIXTURE_SLOWDOWN_SEARCH", "2")];
+    let head = crate::compare::record_bin("label_split", &store, &dir.path().join("b"), &runs, &slower);
+    let f = crate::compare::compare(
+        &store,
+        &[&base, &head, "--by", "endpoint", "--no-flamegraphs", "--format", "json"],
+    );
+    assert!(f.code == 0 || f.code == 1, "{f:?}");
+    let report: serde_json::Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}: {f:?}"));
+    let cpu = report["breakdowns"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["metric"] == "cpu"))
+        .unwrap_or_else(|| panic!("no CPU breakdown: {report:#}"));
+    assert_eq!((&cpu["key"], &cpu["tested"]), (&"endpoint".into(), &"share".into()), "{cpu:#}");
+    let row = |value: serde_json::Value| {
+        cpu["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["value"] == value)
+            .cloned()
+            .unwrap_or_else(|| panic!("{cpu:#}"))
+    };
+    let search = row("/search".into());
+    let s = search["base_share"].as_f64().unwrap();
+    assert!((0.38..0.58).contains(&s), "{cpu:#}");
+    let expected = [("/search", 2.0 / (1.0 + s) - 1.0), ("/items", 1.0 / (1.0 + s) - 1.0)];
+    for (value, change) in expected {
+        let r = row(value.into());
+        let got = r["change"].as_f64().unwrap();
+        assert!((got - change).abs() < 0.2, "{value}: {got:+.3}, expected {change:+.3}: {cpu:#}");
+        assert_eq!(r["changed"], true, "{value}: {cpu:#}");
+    }
+    let unlabelled = row(serde_json::Value::Null);
+    assert!(unlabelled["change"].as_f64().is_some_and(|c| c < -0.1), "{cpu:#}");
+    // The text report says it too, and so does the comparison's page.
+    let pages = dir.path().join("pages");
+    let f = crate::compare::compare(
+        &store,
+        &[&base, &head, "--by", "endpoint", "--flamegraph-dir", pages.to_str().unwrap()],
+    );
+    assert!(f.stdout.contains("By sample label endpoint in "), "{f:?}");
+    let search = f.stdout.lines().find(|l| l.trim_start().starts_with("/search")).unwrap_or_default();
+    assert!(search.ends_with("changed"), "{f:?}");
+    let page = std::fs::read_to_string(pages.join("bin_label_split-compare.html")).unwrap();
+    let row = page.find(r#"<tr data-value="/search">"#).map(|at| &page[at..]).unwrap_or_default();
+    assert!(row.split("</tr>").next().unwrap_or_default().contains(r#"data-changed="yes""#), "{row:.600}");
 }
 
 /// The trace view: one slow request of a service (its handler blocks its worker in

@@ -229,6 +229,7 @@ fn costs_groups(base: &[Profile], head: &[Profile]) -> Vec<Group> {
         explained: None,
         history: None,
         calls: None,
+        by_label: None,
     }]
 }
 

@@ -80,6 +80,11 @@ fn breakdown(group: &Group, key: &str, metric: Metric, opts: &Options) -> Option
         .iter()
         .filter_map(|value| {
             let sides = [base.get(value)?, head.get(value)?];
+            // A value none of whose samples carries this metric (CPU samples under an
+            // allocation's breakdown) is not one of its values.
+            if sides.iter().all(|s| s.amounts.iter().all(|&a| a == 0.0)) {
+                return None;
+            }
             let row = BreakdownRow {
                 value: value.clone(),
                 base: mid(&sides[0].amounts),
@@ -185,6 +190,7 @@ mod tests {
                     let mut per_value: BTreeMap<Option<String>, f64> =
                         (0..25).map(|v| (Some(format!("tenant-{v:02}")), 1000.0 + i as f64)).collect();
                     per_value.insert(Some("big".into()), bytes + i as f64);
+                    per_value.insert(Some("cpu-only".into()), 0.0);
                     RunCosts {
                         by_label: BTreeMap::from([(Metric::AllocBytes, per_value)]),
                         ..RunCosts::default()
@@ -196,7 +202,11 @@ mod tests {
         g.by_label = Some("tenant".into());
         let b = &breakdowns(&g, &Options::default())[0];
         assert_eq!(b.tested, BreakdownFigure::Amount);
-        assert_eq!((b.rows.len(), b.other_values), (Breakdown::ROWS, 26 - Breakdown::ROWS));
+        assert_eq!(
+            (b.rows.len(), b.other_values),
+            (Breakdown::ROWS, 26 - Breakdown::ROWS),
+            "a value with no amount on either side is not listed"
+        );
         let big = &b.rows[0];
         assert_eq!(big.value.as_deref(), Some("big"));
         assert!((big.change.unwrap() - 1.0).abs() < 0.01 && big.changed, "{big:?}");
