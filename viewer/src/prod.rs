@@ -964,6 +964,59 @@ mod tests {
         assert_ne!(status, 200, "a trace no sample carries selects nothing: {page}");
     }
 
+    /// A comparison of two versions broken down by `endpoint`: `/search` does twice the work in
+    /// version 2 (2 of 7 ms of each window, then 4 of 9 ms), with some noise between windows:
+    /// its share moves from 28.6% to 44.4%, tested window against window; `/items` did not do
+    /// more but its share fell, which the amount beside it shows.
+    #[test]
+    fn a_comparison_of_versions_breaks_down_by_a_sample_label_with_each_value_tested() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&StoreLocation::Dir(dir.path().to_path_buf())).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let labelled = |frames: &[&str], cpu: i64, labels: &[(&str, &str)]| {
+            let mut p = contprof_engine::profile::test_support::synth(&[(frames, cpu, 0)])
+                .project(&["samples", "cpu"], "cpu");
+            p.label_samples(labels);
+            p
+        };
+        let window = |search: i64, noise: i64| {
+            contprof_engine::profile::merge(&[
+                labelled(&["main", "search_cpu"], search + noise, &[("endpoint", "/search")]),
+                labelled(&["main", "items_cpu"], 1_000_000 - noise, &[("endpoint", "/items")]),
+                labelled(&["main", "client_work"], 4_000_000, &[]),
+            ])
+            .unwrap()
+        };
+        let noise = [0, 40_000, -40_000, 20_000, -20_000];
+        for (i, n) in noise.iter().enumerate() {
+            let at = now - 600 + 60 * i as i64;
+            crate::tests::put_api_window(&store, "1", "a", at - 600, &window(2_000_000, *n));
+            crate::tests::put_api_window(&store, "2", "a", at, &window(4_000_000, *n));
+        }
+        let state = State::new(StoreLocation::Dir(dir.path().to_path_buf()), false);
+        let (status, page) = crate::tests::get(
+            &state,
+            "/prod/view?service=api&type=cpu&since=1h&base=version%3D1&head=version%3D2&by=endpoint",
+        );
+        assert_eq!(status, 200, "{page}");
+        let row = |value: &str| {
+            let at = page
+                .find(&format!(r#"<tr data-value="{value}">"#))
+                .unwrap_or_else(|| panic!("{value}: {page}"));
+            page[at..].split("</tr>").next().unwrap().to_owned()
+        };
+        let search = row("/search");
+        assert!(search.contains("28.6%") && search.contains("44.4%"), "{search}");
+        assert!(search.contains(r#"<b data-changed="yes">+55.6%</b>"#), "{search}");
+        assert!(
+            search.contains("sample_label=endpoint%3D%2Fsearch"),
+            "a link keeps only its samples: {search}"
+        );
+        let items = row("/items");
+        assert!(items.contains("14.3%") && items.contains("11.1%") && items.contains("1.0 ms"), "{items}");
+        assert!(page.contains("each value's share of each run tested"), "{page}");
+    }
+
     #[test]
     fn the_services_page_lists_the_rollouts_judged_with_links_to_their_comparison() {
         let dir = tempfile::tempdir().unwrap();
