@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use contprof_engine::compare::{Breakdown, BreakdownFigure, p_value, render_amount};
 use contprof_engine::profile::Profile;
 
-use super::page::html_escape as esc;
+use super::page::{ReportInput, ReportView, html_escape as esc};
 
 /// Values listed before the rest are summed in one row.
 pub(crate) const ROWS: usize = 50;
@@ -152,6 +152,28 @@ pub(crate) fn breakdown_table(b: &Breakdown, link: &dyn Fn(&str) -> Option<Strin
     }
     t.push_str("</tbody></table>");
     t
+}
+
+impl ReportInput<'_> {
+    /// Adds the breakdown by the sample label `key` above the flame graph (a report file's: no
+    /// links): a profile view's parts of its default measure per value; a compare view's
+    /// comparison's own breakdowns by `key` (`compare --by`), of `group` only when named.
+    pub fn with_label_breakdown(mut self, key: &str, group: Option<&str>) -> Self {
+        let none = |_: &str| None;
+        match &self.view {
+            ReportView::Profile { profiles } => {
+                let (measure, parts) = parts(profiles, key);
+                self.prelude.push_str(&table(key, &measure, &parts, &none));
+            }
+            ReportView::Compare { comparison, .. } => {
+                let breakdowns = comparison.iter().flat_map(|c| &c.breakdowns);
+                for b in breakdowns.filter(|b| b.key == key && group.is_none_or(|g| b.group == g)) {
+                    self.prelude.push_str(&breakdown_table(b, &none));
+                }
+            }
+        }
+        self
+    }
 }
 
 #[cfg(test)]

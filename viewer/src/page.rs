@@ -95,26 +95,6 @@ impl<'a> ReportInput<'a> {
         self.details = details;
         self
     }
-
-    /// Adds the breakdown by the sample label `key` above the flame graph (a report file's: no
-    /// links): a profile view's parts of its default measure per value; a compare view's
-    /// comparison's own breakdowns by `key` (`compare --by`), of `group` only when named.
-    pub fn with_label_breakdown(mut self, key: &str, group: Option<&str>) -> Self {
-        let none = |_: &str| None;
-        match &self.view {
-            ReportView::Profile { profiles } => {
-                let (measure, parts) = super::labels::parts(profiles, key);
-                self.prelude.push_str(&super::labels::table(key, &measure, &parts, &none));
-            }
-            ReportView::Compare { comparison, .. } => {
-                let breakdowns = comparison.iter().flat_map(|c| &c.breakdowns);
-                for b in breakdowns.filter(|b| b.key == key && group.is_none_or(|g| b.group == g)) {
-                    self.prelude.push_str(&super::labels::breakdown_table(b, &none));
-                }
-            }
-        }
-        self
-    }
 }
 
 /// The aggregated tree of `input`, with its per-side counts when they are not per profile.
