@@ -885,6 +885,14 @@ mod tests {
         assert_eq!(stopped.status, 503, "{}", stopped.message);
     }
 
+    /// A CPU profile of one stack with `cpu` nanoseconds, its sample labelled `labels`.
+    fn labelled(frames: &[&str], cpu: i64, labels: &[(&str, &str)]) -> contprof_engine::profile::Profile {
+        let mut p = contprof_engine::profile::test_support::synth(&[(frames, cpu, 0)])
+            .project(&["samples", "cpu"], "cpu");
+        p.label_samples(labels);
+        p
+    }
+
     /// Windows whose samples carry `endpoint` and `trace_id` labels (from `tracing` spans):
     /// broken down by `endpoint` in the view, and one trace's samples alone by `trace`.
     #[test]
@@ -892,12 +900,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreLocation::Dir(dir.path().to_path_buf())).unwrap();
         let now = chrono::Utc::now().timestamp();
-        let labelled = |frames: &[&str], cpu: i64, labels: &[(&str, &str)]| {
-            let mut p = contprof_engine::profile::test_support::synth(&[(frames, cpu, 0)])
-                .project(&["samples", "cpu"], "cpu");
-            p.label_samples(labels);
-            p
-        };
         let search_trace = "5ea4c4000000000000000000000000a1";
         let window = contprof_engine::profile::merge(&[
             labelled(
@@ -973,12 +975,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreLocation::Dir(dir.path().to_path_buf())).unwrap();
         let now = chrono::Utc::now().timestamp();
-        let labelled = |frames: &[&str], cpu: i64, labels: &[(&str, &str)]| {
-            let mut p = contprof_engine::profile::test_support::synth(&[(frames, cpu, 0)])
-                .project(&["samples", "cpu"], "cpu");
-            p.label_samples(labels);
-            p
-        };
         let window = |search: i64, noise: i64| {
             contprof_engine::profile::merge(&[
                 labelled(&["main", "search_cpu"], search + noise, &[("endpoint", "/search")]),
