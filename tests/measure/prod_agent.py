@@ -15,6 +15,11 @@ Measures, in one run:
    period and the spread of turns;
 3. failures: the store unreachable (an S3 URL nobody listens on), and moto killed mid-run:
    throughput against the no-agent rounds, and what was lost.
+
+With `--traced` it measures instead what `contprof_tracing`'s layer costs the same service
+(`service --traced`: each request in a `tracing` span the layer labels with its endpoint): no
+layer and no agent, the layer without an agent, and the layer with the agent always in a window
+and at the default duty, as in 1.
 """
 
 import argparse
@@ -67,7 +72,7 @@ class Env:
         self.lib = subprocess.run([tool, "agent", "path", "--dir", str(self.tmp)], check=True,
                                   capture_output=True, text=True).stdout.strip()
 
-    def start(self, name, agent_env=None):
+    def start(self, name, agent_env=None, flags=()):
         port = free_port()
         env = dict(os.environ)
         if agent_env is not None:
@@ -75,7 +80,8 @@ class Env:
                         "CONTPROF_INSTANCE": name, "CONTPROF_HELPER": self.tool})
             env.update(agent_env)
         log = open(self.tmp / f"{name}.log", "w")
-        p = subprocess.Popen([str(self.service), str(port)], env=env, stdout=subprocess.DEVNULL, stderr=log)
+        p = subprocess.Popen([str(self.service), str(port), *flags], env=env, stdout=subprocess.DEVNULL,
+                             stderr=log)
         wait_listening(port)
         return p, port
 
@@ -129,7 +135,7 @@ def windows(store):
     return [p.name for p in root.rglob("*.pb.gz")] if root.exists() else []
 
 
-def overhead(e, rounds, secs):
+def overhead(e, rounds, secs, traced=False):
     configs = {
         "no agent": None,
         "agent, in a window all the time (1 s per 1 s)": {"CONTPROF_PERIOD": "1", "CONTPROF_WINDOW": "0.95"},
@@ -143,6 +149,18 @@ def overhead(e, rounds, secs):
                                      "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
                                      "AWS_REGION": "us-east-1"},
     }
+    # Per configuration: the service's flags and the agent's settings (None: no agent).
+    configs = {name: ((), cfg) for name, cfg in configs.items()}
+    if traced:
+        layer = ("--traced",)
+        configs = {
+            "no layer, no agent": ((), None),
+            "layer, no agent": (layer, None),
+            "layer, agent in a window all the time (1 s per 1 s)": (
+                layer, {"CONTPROF_PERIOD": "1", "CONTPROF_WINDOW": "0.95"}),
+            "layer, agent at the default duty of one replica (1 s per 6 s)": (
+                layer, {"CONTPROF_PERIOD": "6", "CONTPROF_WINDOW": "1"}),
+        }
     results = {k: [] for k in configs}
     memory = {k: [] for k in configs}
     # CPU per request: the service's and its uploader's CPU time during the measured load over
@@ -155,12 +173,12 @@ def overhead(e, rounds, secs):
     for r in range(rounds):
         order = list(enumerate(configs.items()))
         rng.shuffle(order)
-        for c, (name, cfg) in order:
+        for c, (name, (flags, cfg)) in order:
             env = None
             store = e.tmp / f"store-{r}-{c}"
             if cfg is not None:
                 env = {"CONTPROF_STORE": str(store), **cfg}
-            p, port = e.start(f"o{r}", env)
+            p, port = e.start(f"o{r}", env, flags)
             wrk(port, 2)  # warm up
             # And past the first window, where the uploader starts and loads the service's
             # symbols: a cost paid once per process, which a 10 s measurement at a 6 s period
@@ -180,12 +198,13 @@ def overhead(e, rounds, secs):
             e.stop(p)
             print(f"  round {r + 1} {name}: {results[name][-1]}, {per_request[name][-1]:.1f} us CPU per request",
                   file=sys.stderr)
-    base = statistics.median(x[0] for x in results["no agent"])
-    base50 = statistics.median(x[1] for x in results["no agent"])
-    base99 = statistics.median(x[2] for x in results["no agent"])
+    baseline = next(iter(configs))
+    base = statistics.median(x[0] for x in results[baseline])
+    base50 = statistics.median(x[1] for x in results[baseline])
+    base99 = statistics.median(x[2] for x in results[baseline])
     print(f"\n## Overhead ({rounds} alternating rounds of {secs} s, wrk -t2 -c16, medians)\n")
-    base_cpu = statistics.median(per_request["no agent"])
-    print("| configuration | requests/s | vs no agent | CPU per request (service + uploader) | p50 | p99 |")
+    base_cpu = statistics.median(per_request[baseline])
+    print(f"| configuration | requests/s | vs {baseline} | CPU per request (service + uploader) | p50 | p99 |")
     print("|---|---|---|---|---|---|")
     for name, xs in results.items():
         rps = statistics.median(x[0] for x in xs)
@@ -262,11 +281,13 @@ def main():
     ap.add_argument("--tool", required=True, help="a release build of cargo-contprof")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=15)
+    ap.add_argument("--traced", action="store_true", help="measure the tracing layer's cost instead (see above)")
     a = ap.parse_args()
     e = Env(os.path.abspath(a.tool))
-    overhead(e, a.rounds, a.seconds)
-    sharing(e, 30)
-    moto_killed(e, a.seconds)
+    overhead(e, a.rounds, a.seconds, a.traced)
+    if not a.traced:
+        sharing(e, 30)
+        moto_killed(e, a.seconds)
     shutil.rmtree(e.tmp, ignore_errors=True)
 
 
