@@ -1,7 +1,8 @@
 //! The cost of a label change: entering and leaving a `tracing` span without the layer, with the
 //! layer and no agent, and with the layer and the agent (linked in, sampling off, so that only
-//! the label change is measured); and the `contprof::labels` calls themselves, with and without an
-//! agent.
+//! the label change is measured); a span made, entered, left and closed inside a labelled one,
+//! as a library makes its own spans in a loop (`span_new`, the same three ways); and the
+//! `contprof::labels` calls themselves, with and without an agent.
 //!
 //! `cargo bench -p contprof-tracing --bench span_labels` (the benchmarks without an agent run
 //! first: once started, the agent takes labels for the rest of the process).
@@ -21,11 +22,25 @@ fn enter_exit(c: &mut Criterion, name: &str, dispatch: &tracing::Dispatch) {
     });
 }
 
+/// A span with no label field (`poll`, as h2 opens per frame) made, entered, left and closed
+/// inside a request's span.
+fn new_span(c: &mut Criterion, name: &str, dispatch: &tracing::Dispatch) {
+    tracing::dispatcher::with_default(dispatch, || {
+        let request = tracing::info_span!("request", endpoint = "/search");
+        let _entered = request.enter();
+        c.bench_function(name, |b| {
+            b.iter(|| tracing::trace_span!("poll", frame = 7).in_scope(|| black_box(1)))
+        });
+    });
+}
+
 fn without_agent(c: &mut Criterion) {
     let plain = tracing::Dispatch::new(tracing_subscriber::registry());
     enter_exit(c, "span_enter_exit/no_layer", &plain);
+    new_span(c, "span_new/no_layer", &plain);
     let layered = tracing::Dispatch::new(tracing_subscriber::registry().with(ContprofLayer::new()));
     enter_exit(c, "span_enter_exit/layer_no_agent", &layered);
+    new_span(c, "span_new/layer_no_agent", &layered);
     c.bench_function("labels_with/no_agent", |b| {
         b.iter(|| contprof::labels::with(&[("endpoint", "/search")], || black_box(1)))
     });
@@ -37,6 +52,7 @@ fn with_agent(c: &mut Criterion) {
         .expect("agent starts");
     let layered = tracing::Dispatch::new(tracing_subscriber::registry().with(ContprofLayer::new()));
     enter_exit(c, "span_enter_exit/layer_agent", &layered);
+    new_span(c, "span_new/layer_agent", &layered);
     let set = contprof::labels::LabelSet::new(&[("endpoint", "/search")]);
     c.bench_function("labels_enter/agent", |b| b.iter(|| black_box(set.enter())));
     c.bench_function("labels_with/agent", |b| {

@@ -106,6 +106,61 @@ fn values_beyond_the_bound_are_left_out_and_counted() {
     assert_eq!(stats.dropped_values(), 1);
 }
 
+/// Spans none of whose fields is a label (most spans of a library: h2 opens several per frame)
+/// take their set from a per-thread memory of (callsite, parent set): made again and again in a
+/// loop, under different parents, by two layers of different settings, each still gets its own
+/// parent's labels and its own name; a name beyond the bound is counted every time.
+#[test]
+fn spans_made_in_a_loop_keep_their_parents_labels_and_their_names() {
+    agent();
+    fn poll() -> Vec<String> {
+        tracing::trace_span!("poll", frame = 7).in_scope(current)
+    }
+    let subscriber = tracing_subscriber::registry().with(ContprofLayer::new());
+    tracing::subscriber::with_default(subscriber, || {
+        for round in 0..3 {
+            for endpoint in ["/a", "/b"] {
+                let got = tracing::info_span!("request", endpoint).in_scope(poll);
+                assert_eq!(got, [format!("endpoint={endpoint}"), "span_name=poll".into()], "round {round}");
+            }
+            assert_eq!(poll(), ["span_name=poll"], "no parent");
+        }
+    });
+    // More parents than the memory has entries: entries are shared, and must not be mistaken.
+    let subscriber = tracing_subscriber::registry().with(ContprofLayer::new().max_values(1000));
+    tracing::subscriber::with_default(subscriber, || {
+        for round in 0..2 {
+            for i in 0..600 {
+                let endpoint = format!("/e{i}");
+                let request = tracing::info_span!("request", endpoint);
+                let got = request.in_scope(poll);
+                assert_eq!(got, [format!("endpoint=/e{i}"), "span_name=poll".into()], "round {round}");
+                let got = request.in_scope(|| tracing::trace_span!("flush").in_scope(current));
+                assert_eq!(got, [format!("endpoint=/e{i}"), "span_name=flush".into()], "round {round}");
+            }
+        }
+    });
+    // Layers of other settings (with and without span names, more of them than the memory has
+    // entries): the same callsite under the same parent, each with its layer's labels.
+    for i in 0..600 {
+        let names = i % 2 == 0;
+        let subscriber = tracing_subscriber::registry().with(ContprofLayer::new().span_names(names));
+        let got = tracing::subscriber::with_default(subscriber, poll);
+        assert_eq!(got.is_empty(), !names, "layer {i}: {got:?}");
+    }
+    // Span names beyond the bound: left out and counted each time.
+    let layer = ContprofLayer::new().max_values(1);
+    let stats = layer.stats();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..3 {
+            assert_eq!(tracing::info_span!("first").in_scope(current), ["span_name=first"]);
+            assert_eq!(poll(), Vec::<String>::new());
+        }
+    });
+    assert_eq!(stats.dropped_values(), 3);
+}
+
 /// The calling thread's label set and ids.
 fn context() -> contprof::labels::Context {
     let c = contprof::labels::replace_context(contprof::labels::Context::default());
