@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use contprof_engine::compare::{Breakdown, BreakdownFigure, p_value, render_amount};
 use contprof_engine::profile::Profile;
+use contprof_engine::report::format_in_unit;
 
 use super::page::{ReportInput, ReportView, html_escape as esc};
 
@@ -25,19 +26,29 @@ pub(crate) struct Part {
     pub stacks: usize,
 }
 
+/// What a breakdown sums: a sample type of the profiles.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Measure {
+    /// Its name (`cpu`).
+    pub name: String,
+    /// Its unit (`nanoseconds`).
+    pub unit: String,
+}
+
 /// The parts of `profiles`' default measure (the last sample type when a profile names none) per
-/// value of the sample label `key`, largest first, and the measure's name.
-pub(crate) fn parts(profiles: &[Profile], key: &str) -> (String, Vec<Part>) {
+/// value of the sample label `key`, largest first, and the measure.
+pub(crate) fn parts(profiles: &[Profile], key: &str) -> (Measure, Vec<Part>) {
     let mut per_value: BTreeMap<Option<&str>, (f64, usize)> = BTreeMap::new();
-    let mut measure = String::new();
+    let mut measure = Measure::default();
     for p in profiles {
         let Some(at) =
             p.sample_type_index(p.str(p.default_sample_type)).or(p.sample_type.len().checked_sub(1))
         else {
             continue;
         };
-        if measure.is_empty() {
-            measure = p.str(p.sample_type[at].r#type).to_owned();
+        if measure.name.is_empty() {
+            let ty = &p.sample_type[at];
+            measure = Measure { name: p.str(ty.r#type).to_owned(), unit: p.str(ty.unit).to_owned() };
         }
         for s in &p.sample {
             let e = per_value.entry(p.label_str(s, key)).or_default();
@@ -71,7 +82,7 @@ fn shown(value: Option<&str>) -> String {
 /// `link` gives a value's link to its samples alone (`None`: no link, as in a report file).
 pub(crate) fn table(
     key: &str,
-    measure: &str,
+    measure: &Measure,
     parts: &[Part],
     link: &dyn Fn(&str) -> Option<String>,
 ) -> String {
@@ -79,8 +90,9 @@ pub(crate) fn table(
     let mut t = format!(
         r#"<h2>By sample label <code>{k}</code></h2><table id="label-breakdown"><thead><tr><th>{k}</th><th class="num">{m}</th><th class="num">share</th><th class="num">stacks</th><th></th></tr></thead><tbody>"#,
         k = esc(key),
-        m = esc(measure),
+        m = esc(&measure.name),
     );
+    let amount = |v: f64| esc(&format_in_unit(v as i64, &measure.unit));
     for p in parts.iter().take(ROWS) {
         let only = p.value.as_deref().and_then(link).unwrap_or_default();
         let _ = write!(
@@ -88,7 +100,7 @@ pub(crate) fn table(
             r#"<tr data-value="{d}"><td>{shown}</td><td class="num">{v}</td><td class="num">{share}</td><td class="num">{n}</td><td>{only}</td></tr>"#,
             d = esc(p.value.as_deref().unwrap_or("")),
             shown = shown(p.value.as_deref()),
-            v = p.sum,
+            v = amount(p.sum),
             share = share(p.sum, all),
             n = p.stacks,
         );
@@ -99,7 +111,7 @@ pub(crate) fn table(
             t,
             r#"<tr><td class="muted">{} other values</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td></td></tr>"#,
             parts.len() - ROWS,
-            rest.0,
+            amount(rest.0),
             share(rest.0, all),
             rest.1
         );
@@ -208,11 +220,11 @@ mod tests {
             &[Some("/search"), Some("/items"), None],
         );
         let (measure, parts) = parts(std::slice::from_ref(&p), "endpoint");
-        assert_eq!(measure, "cpu");
+        assert_eq!((measure.name.as_str(), measure.unit.as_str()), ("cpu", "nanoseconds"));
         let got: Vec<(Option<&str>, f64)> = parts.iter().map(|p| (p.value.as_deref(), p.sum)).collect();
         assert_eq!(got, [(Some("/search"), 5e6), (Some("/items"), 3e6), (None, 2e6)]);
         let html = table("endpoint", &measure, &parts, &|v| Some(format!("<a>{v}</a>")));
-        assert!(html.contains(r#"<tr data-value="/search"><td>/search</td><td class="num">5000000</td><td class="num">50.0%</td>"#), "{html}");
+        assert!(html.contains(r#"<tr data-value="/search"><td>/search</td><td class="num">5.0 ms</td><td class="num">50.0%</td>"#), "{html}");
         assert!(html.contains("(no such label)") && html.contains("<a>/items</a>"), "{html}");
         assert!(!html.contains("<a></a>"), "the unlabelled row has no link: {html}");
     }

@@ -678,7 +678,7 @@ fn run_pages_break_down_by_a_sample_label_and_keep_one_labels_samples() {
     let (status, body) = get(&state, &format!("/view?run={base}&by=endpoint"));
     assert_eq!(status, 200, "{body}");
     let row =
-        r#"<tr data-value="/search"><td>/search</td><td class="num">15000000</td><td class="num">50.0%</td>"#;
+        r#"<tr data-value="/search"><td>/search</td><td class="num">15.0 ms</td><td class="num">50.0%</td>"#;
     assert!(body.contains(row), "{body}");
     assert!(body.contains("(no such label)") && body.contains(r#"id="run-by-form""#), "{body}");
     let only = format!(r#"href="/view?run={base}&amp;sample_label=endpoint%3D%2Fitems""#);
@@ -688,7 +688,7 @@ fn run_pages_break_down_by_a_sample_label_and_keep_one_labels_samples() {
         get(&state, &format!("/view?run={base}&sample_label=endpoint%3D%2Fitems&by=endpoint"));
     assert_eq!(status, 200, "{body}");
     let row =
-        r#"<tr data-value="/items"><td>/items</td><td class="num">9000000</td><td class="num">100.0%</td>"#;
+        r#"<tr data-value="/items"><td>/items</td><td class="num">9.0 ms</td><td class="num">100.0%</td>"#;
     assert!(body.contains(row) && !body.contains(r#"data-value="/search""#), "only /items' samples: {body}");
     assert!(body.contains(r#"id="run-sample-labels""#), "the filter in force is said: {body}");
     let (status, body) = get(&state, &format!("/view?run={base}&sample_label=endpoint%3D%2Fnowhere"));

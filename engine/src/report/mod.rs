@@ -13,7 +13,7 @@ pub mod units;
 pub use diff::{DiffOptions, write_diff_flamegraph};
 pub use flame::{FlameGraphOptions, folded_stacks, write_flamegraph};
 pub use table::{TopOptions, write_top};
-pub use units::{format_bytes, format_count, format_duration};
+pub use units::{format_bytes, format_count, format_duration, format_in_unit};
 
 /// Errors writing a report.
 #[derive(Debug, thiserror::Error)]

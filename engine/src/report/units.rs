@@ -32,3 +32,13 @@ pub fn format_bytes(bytes: i64) -> String {
         _ => format!("{bytes} B"),
     }
 }
+
+/// `v` in a pprof sample type's `unit`: a duration for `nanoseconds`, bytes for `bytes`, a count
+/// otherwise.
+pub fn format_in_unit(v: i64, unit: &str) -> String {
+    match unit {
+        "nanoseconds" => format_duration(v),
+        "bytes" => format_bytes(v),
+        _ => format_count(v),
+    }
+}
