@@ -271,6 +271,7 @@ pub fn write_page(
                 stacks: true,
                 costs: q.function.is_some(),
                 fold_library: comparing.fold_library,
+                by_label: q.by.clone(),
                 cancel,
                 ..Want::default()
             };
@@ -294,6 +295,9 @@ pub fn write_page(
             prelude.push_str(&breakdown(q, loaded.observations.iter(), metric, served));
             prelude.push_str(&label_breakdown(q, &loaded.stacks, served));
             prelude.push_str(&timeline(&series, metric, (since, until), &q.color));
+            if let Some(key) = &q.by {
+                prelude.push_str(&label_timeline(key, &loaded.observations, metric, (since, until)));
+            }
             if let Some(function) = &q.function {
                 prelude.push_str(&function_timeline(function, &series, metric, (since, until), &q.color));
             }
@@ -617,6 +621,70 @@ fn timeline(
     )
 }
 
+/// Values of a sample label drawn over time at most; the others are summed as one.
+const LABEL_SERIES: usize = 8;
+
+/// Each value of the sample label `key` over time (`by=KEY`): its share of each window's measure,
+/// one series per value (the [`LABEL_SERIES`] largest; the rest as "other values"; samples
+/// without the label as "(no such label)"), from the windows' totals per value
+/// ([`Want::by_label`]).
+fn label_timeline(
+    key: &str,
+    observations: &[Observation],
+    metric: Option<Metric>,
+    span: (DateTime<Utc>, DateTime<Utc>),
+) -> String {
+    let Some(metric) = metric else { return String::new() };
+    fn per_window(o: &Observation, metric: Metric) -> Option<&BTreeMap<Option<String>, f64>> {
+        o.costs.by_label.get(&metric)
+    }
+    let mut totals: BTreeMap<Option<&str>, f64> = BTreeMap::new();
+    for per_value in observations.iter().filter_map(|o| per_window(o, metric)) {
+        for (value, v) in per_value {
+            *totals.entry(value.as_deref()).or_default() += v;
+        }
+    }
+    if totals.values().all(|&v| v <= 0.0) {
+        return String::new();
+    }
+    let mut order: Vec<(Option<&str>, f64)> = totals.into_iter().collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let drawn: BTreeSet<Option<&str>> = order.iter().take(LABEL_SERIES).map(|(v, _)| *v).collect();
+    let name = |value: Option<&str>| -> String {
+        match value {
+            _ if !drawn.contains(&value) => "other values".to_owned(),
+            Some(v) => v.to_owned(),
+            None => "(no such label)".to_owned(),
+        }
+    };
+    let mut points: Vec<(String, i64, f64)> = Vec::new();
+    for o in observations {
+        let Some(per_value) = per_window(o, metric) else { continue };
+        let total: f64 = per_value.values().sum();
+        if total <= 0.0 {
+            continue;
+        }
+        let mut shares: BTreeMap<String, f64> = BTreeMap::new();
+        for (value, v) in per_value {
+            *shares.entry(name(value.as_deref())).or_default() += v / total;
+        }
+        points.extend(shares.into_iter().map(|(n, share)| (n, o.key.start, share)));
+    }
+    let points: Vec<(&str, i64, f64)> = points.iter().map(|(n, at, v)| (n.as_str(), *at, *v)).collect();
+    let title = format!(
+        "By sample label <code>{}</code>: each value's share of {} per window",
+        esc(key),
+        esc(metric.as_str())
+    );
+    chart(
+        &points,
+        span,
+        ["prod-label-timeline", "label-timeline", "label-timeline-legend"],
+        &title,
+        (&|v| format!("{:.1}% of {}", 100.0 * v, metric.as_str()), ""),
+    )
+}
+
 /// A change of a function's share whose test gives a p value below this is shown as a change.
 const CHANGED_P: f64 = 0.01;
 
@@ -935,6 +1003,15 @@ mod tests {
             row("/search").contains("sample_label=endpoint%3D%2Fsearch"),
             "a link keeps only its samples"
         );
+        // The same split over time: one series per value, each at its share of every window.
+        let legend = page.split(r#"id="label-timeline-legend""#).nth(1).unwrap_or_default();
+        for value in ["/search", "/items", "(no such label)"] {
+            assert!(legend.contains(&super::esc(value)), "{value} in the legend: {legend:.400}");
+        }
+        for (value, share) in [("/search", "50.0%"), ("/items", "25.0%"), ("(no such label)", "25.0%")] {
+            let point = format!("<title>{}: {share} of cpu, ", super::esc(value));
+            assert!(page.contains(&point), "{point}: {page}");
+        }
 
         // The functions the flame graph draws (its nodes), from the view's JSON.
         let drawn = |query: &str| {
