@@ -711,6 +711,10 @@ pub struct CheckArgs {
     /// Directory for report.md, report.json, report.txt and flame graphs [default: <target-dir>/contprof/check].
     #[arg(long, value_name = "DIR")]
     pub report_dir: Option<PathBuf>,
+    /// Break each target's CPU, allocations and waits down by the values of this sample label in
+    /// the reports and the PR comment (`--by endpoint`), as `compare --by` does. Never gates.
+    #[arg(long, value_name = "KEY")]
+    pub by: Option<String>,
     /// Statistics.
     #[command(flatten)]
     pub stats: StatsArgs,

@@ -188,7 +188,8 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     ctx.warn_skipped(shell);
     shell.status("Comparing", format_args!("{} with {}", head.describe(), base.describe()));
 
-    let compared = compare_sides(&ctx, &base, &head, None, &Labels::default(), &args.stats, &options)?;
+    let labels = Labels { by: args.by.as_deref(), ..Labels::default() };
+    let compared = compare_sides(&ctx, &base, &head, None, &labels, &args.stats, &options)?;
     say_warnings(&compared, shell);
     let contprof_engine::pipeline::Compared { prepared, comparison: mut cmp } = compared;
     let extras =
