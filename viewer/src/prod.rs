@@ -953,6 +953,13 @@ mod tests {
         assert_eq!(stopped.status, 503, "{}", stopped.message);
     }
 
+    /// The breakdown row of `value` in `page`, up to its end.
+    fn value_row(page: &str, value: &str) -> String {
+        let at =
+            page.find(&format!(r#"<tr data-value="{value}">"#)).unwrap_or_else(|| panic!("{value}: {page}"));
+        page[at..].split("</tr>").next().unwrap().to_owned()
+    }
+
     /// A CPU profile of one stack with `cpu` nanoseconds, its sample labelled `labels`.
     fn labelled(frames: &[&str], cpu: i64, labels: &[(&str, &str)]) -> contprof_engine::profile::Profile {
         let mut p = contprof_engine::profile::test_support::synth(&[(frames, cpu, 0)])
@@ -990,12 +997,7 @@ mod tests {
         let get = |uri: &str| crate::tests::get(&state, uri);
         let (status, page) = get("/prod/view?service=api&type=cpu&since=1h&by=endpoint");
         assert_eq!(status, 200, "{page}");
-        let row = |value: &str| {
-            let at = page
-                .find(&format!(r#"<tr data-value="{value}">"#))
-                .unwrap_or_else(|| panic!("{value}: {page}"));
-            page[at..].split("</tr>").next().unwrap().to_owned()
-        };
+        let row = |value: &str| value_row(&page, value);
         assert!(row("/search").contains("50.0%"), "{}", row("/search"));
         assert!(row("/items").contains("25.0%"), "{}", row("/items"));
         assert!(row("").contains("(no such label)") && row("").contains("25.0%"), "{}", row(""));
@@ -1072,12 +1074,7 @@ mod tests {
             "/prod/view?service=api&type=cpu&since=1h&base=version%3D1&head=version%3D2&by=endpoint",
         );
         assert_eq!(status, 200, "{page}");
-        let row = |value: &str| {
-            let at = page
-                .find(&format!(r#"<tr data-value="{value}">"#))
-                .unwrap_or_else(|| panic!("{value}: {page}"));
-            page[at..].split("</tr>").next().unwrap().to_owned()
-        };
+        let row = |value: &str| value_row(&page, value);
         let search = row("/search");
         assert!(search.contains("28.6%") && search.contains("44.4%"), "{search}");
         assert!(search.contains(r#"<b data-changed="yes">+55.6%</b>"#), "{search}");
