@@ -251,20 +251,6 @@ mod tests {
         .unwrap()
     }
 
-    /// `group` compared with `choice` applied and stated, as [`super::compare`] does.
-    fn judged(group: &Group, choice: &Choice) -> Comparison {
-        let mut options = Options::default();
-        choice.apply(Metric::Cpu, &mut options);
-        let mut cmp = compare(group, &options);
-        choice.state(&group.key, Metric::Cpu, &mut cmp);
-        cmp
-    }
-
-    /// The functions `cmp` found regressed.
-    fn regressions(cmp: &Comparison) -> Vec<&str> {
-        cmp.with_verdict(Verdict::Regression).iter().map(|f| f.function.as_str()).collect()
-    }
-
     /// Issue 27: a handler at 87% of the CPU made 1.5x slower, same load: nothing was reported.
     #[test]
     fn a_dominant_function_made_slower_is_found_by_its_rate_when_the_load_is_comparable() {
@@ -283,8 +269,12 @@ mod tests {
         assert_eq!(choice.dominant.len(), 1);
         assert_eq!(choice.dominant[0].0, "svc::handler");
         assert!(choice.load_change.is_some_and(|c| c.abs() < 0.01), "{choice:?}");
-        let cmp = judged(&group, &choice);
-        let found = regressions(&cmp);
+        let mut options = Options::default();
+        choice.apply(Metric::Cpu, &mut options);
+        let mut cmp = compare(&group, &options);
+        choice.state(&group.key, Metric::Cpu, &mut cmp);
+        let found: Vec<&str> =
+            cmp.with_verdict(Verdict::Regression).iter().map(|f| f.function.as_str()).collect();
         assert!(found.contains(&"svc::handler"), "{:#?}", cmp.findings);
         assert_eq!(found, ["svc::handler"]);
         let said: Vec<String> = cmp.warnings.iter().map(|w| w.to_string()).collect();
@@ -316,8 +306,13 @@ mod tests {
         assert_eq!(choice.denominator, Denominator::Rate, "{choice:?}");
         assert!(choice.load_change.is_some_and(|c| c > 0.5), "{choice:?}");
         assert!(choice.dominant_change.is_some_and(|c| c.abs() < 0.01), "{choice:?}");
-        let cmp = judged(&group, &choice);
-        assert_eq!(regressions(&cmp), ["svc::render"], "{:#?}", cmp.findings);
+        let mut options = Options::default();
+        choice.apply(Metric::Cpu, &mut options);
+        let mut cmp = compare(&group, &options);
+        choice.state(&group.key, Metric::Cpu, &mut cmp);
+        let found: Vec<&str> =
+            cmp.with_verdict(Verdict::Regression).iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(found, ["svc::render"], "{:#?}", cmp.findings);
         assert!(cmp.with_verdict(Verdict::Improvement).is_empty(), "{:#?}", cmp.findings);
         let said: Vec<String> = cmp.warnings.iter().map(|w| w.to_string()).collect();
         assert!(said.iter().any(|w| w.contains("its own by +0.0%")), "{said:?}");
@@ -347,7 +342,10 @@ mod tests {
         let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
         assert_eq!(choice.denominator, Denominator::Share);
         assert!(choice.load_change.is_some_and(|c| c > 0.3), "{choice:?}");
-        let cmp = judged(&group, &choice);
+        let mut options = Options::default();
+        choice.apply(Metric::Cpu, &mut options);
+        let mut cmp = compare(&group, &options);
+        choice.state(&group.key, Metric::Cpu, &mut cmp);
         let said: Vec<String> = cmp.warnings.iter().map(|w| w.to_string()).collect();
         assert!(said.iter().any(|w| w.contains("cannot judge") && w.contains("svc::handler")), "{said:?}");
         // No dominant function: nothing to say, the share as before.
