@@ -1092,9 +1092,8 @@ pub struct JudgingArgs {
     /// What a window's cost is divided by: `share` (of the window's total: cancels the load, but a
     /// function above half of the metric cannot move its share), `rate` (the cost per window, per
     /// instance: for windows of comparable load) or `auto` (the rate when a function holds more
-    /// than half of the metric and the change is in one part: the cost outside it or its own moved
-    /// by at most 10%, or a third of what the other did; the share otherwise). The report says
-    /// which was used, and when a function's share cannot judge it.
+    /// than half of the metric and the load, the cost outside it, moved by at most 10%; the share
+    /// otherwise). The report says which was used, and when a function's share cannot judge it.
     #[arg(long, value_enum, default_value_t = contprof_engine::prod::denominator::Denominator::Auto)]
     pub denominator: contprof_engine::prod::denominator::Denominator,
     /// Statistics.

@@ -578,10 +578,6 @@ pub enum Warning {
         dominant: Vec<(String, u32)>,
         /// Relative change of the median window's metric outside them (the load), in thousandths.
         load_change_permille: Option<i64>,
-        /// Relative change of the median window's metric in them, in thousandths (the load is
-        /// comparable when this or the change outside them is at most 10%).
-        #[serde(default)]
-        dominant_change_permille: Option<i64>,
     },
 }
 
@@ -611,14 +607,7 @@ impl fmt::Display for Warning {
             Warning::SkippedRun { group, metric, side, index, reason } => {
                 write!(f, "{group}: {side} run #{index} left out of {metric}: {reason}")
             }
-            Warning::Denominator {
-                group,
-                metric,
-                rate,
-                dominant,
-                load_change_permille,
-                dominant_change_permille,
-            } => {
+            Warning::Denominator { group, metric, rate, dominant, load_change_permille } => {
                 let names: Vec<String> = dominant
                     .iter()
                     .map(|(n, s)| format!("`{n}` holds {:.0}% of {metric}", f64::from(*s) / 10.0))
@@ -627,10 +616,6 @@ impl fmt::Display for Warning {
                     format!("the {metric} outside it moved by {:+.1}% (median window)", c as f64 / 10.0)
                 });
                 let load = load.unwrap_or_else(|| format!("no {metric} outside it to tell the load by"));
-                let load = match dominant_change_permille {
-                    Some(c) => format!("{load}, its own by {:+.1}%", *c as f64 / 10.0),
-                    None => load,
-                };
                 if *rate {
                     let unit = if *metric == Metric::Cpu { "CPU".to_owned() } else { metric.to_string() };
                     write!(
@@ -645,9 +630,7 @@ impl fmt::Display for Warning {
                 } else {
                     write!(
                         f,
-                        "{group}: {}: its share of the window cannot judge it (1.5x slower at 87% moves it to \
-                         91%); it is compared by share because the windows' load is not comparable: {load} \
-                         (select windows of comparable load, or --denominator rate)",
+                        "{group}: {}: its share of the window cannot judge it (1.5x slower at 87% moves it to                          91%); it is compared by share because the windows' load is not comparable: {load}                          (select windows of comparable load, or --denominator rate)",
                         names.join(", ")
                     )
                 }
@@ -1090,7 +1073,6 @@ mod tests {
                 rate: true,
                 dominant: vec![("work".into(), 870)],
                 load_change_permille: Some(-12),
-                dominant_change_permille: Some(450),
             },
         ];
         for warning in warnings {

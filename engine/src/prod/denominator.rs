@@ -6,10 +6,8 @@
 //! 1.305 / 1.435 = 91%, a change below every threshold, while each request costs 45% more. Such a
 //! function is judged by the CPU it takes per window (per instance: each window is one instance's),
 //! the absolute rate, when the windows' load is comparable; that is told by the CPU outside the
-//! functions above half of the metric, which a change in them does not move, and by their own
-//! CPU, which a change elsewhere does not move (a function beside them made slower): the load is
-//! comparable when the change is in one of the two parts (`one_part_moved`). When both moved
-//! alike, the report says that the function's share cannot judge it.
+//! functions above half of the metric, which a change in them does not move. When the load is not
+//! comparable either, the report says that the function's share cannot judge it.
 //!
 //! The choice is stated in the report (a warning of the comparison, in every format).
 
@@ -70,8 +68,6 @@ pub struct Choice {
     /// Relative change of the median window's metric outside those functions, head against base
     /// (`None` when no window has any).
     pub load_change: Option<f64>,
-    /// Relative change of the median window's metric in those functions, head against base.
-    pub dominant_change: Option<f64>,
     /// What was asked for.
     pub asked: Denominator,
     /// Whether the comparison's options compare the metric as a share (CPU by default;
@@ -121,31 +117,15 @@ pub fn choose(group: &Group, metric: Metric, asked: Denominator, options: &Optio
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().filter(|&m| m > 0.0)
     };
-    // And inside them: a change elsewhere (a slower function beside a dominant one) moves the
-    // metric outside them, not their own.
-    let inside = |side: &[crate::compare::RunCosts]| -> Option<f64> {
-        let mut v: Vec<f64> = side
-            .iter()
-            .filter(|r| r.totals.contains_key(&metric))
-            .map(|r| {
-                dominant
-                    .iter()
-                    .filter_map(|(n, _)| r.functions.get(n).and_then(|c| c.get(&metric)).map(|c| c.self_))
-                    .sum()
-            })
-            .collect();
-        crate::compare::median(&mut v).filter(|&m| m > 0.0)
+    let load_change = match (outside(&group.base), outside(&group.head)) {
+        (Some(b), Some(h)) => Some(h / b - 1.0),
+        _ => None,
     };
-    let change =
-        |of: &dyn Fn(&[crate::compare::RunCosts]) -> Option<f64>| match (of(&group.base), of(&group.head)) {
-            (Some(b), Some(h)) => Some(h / b - 1.0),
-            _ => None,
-        };
-    let load_change = change(&outside);
-    let dominant_change = change(&inside);
     let denominator = match asked {
         Denominator::Auto if !normalized => Denominator::Rate,
-        Denominator::Auto if !dominant.is_empty() && one_part_moved(load_change, dominant_change) => {
+        Denominator::Auto
+            if !dominant.is_empty() && load_change.is_some_and(|c| c.abs() <= COMPARABLE_LOAD) =>
+        {
             Denominator::Rate
         }
         Denominator::Auto => Denominator::Share,
@@ -155,23 +135,7 @@ pub fn choose(group: &Group, metric: Metric, asked: Denominator, options: &Optio
         // Compared by amount already: no share to be misled by.
         dominant.clear();
     }
-    Choice { denominator, dominant, load_change, dominant_change, asked, normalized }
-}
-
-/// Whether the change between the sides is in one of the two parts of the metric (the dominant
-/// functions', and the rest's): one kept its rate (within [`COMPARABLE_LOAD`]), or moved by at
-/// most a third of what the other did. Then the windows' load is taken as comparable: whatever
-/// changed, changed in the other part. A load that moved moves both parts alike (with a function
-/// of either part made slower too, the part with it moves more, but not three times as much).
-/// Seen in the e2e test of the service fixture under a closed-loop load: the version whose
-/// `render_rows` formats five times serves fewer requests per window, so `checksum` (81-89% of
-/// the CPU) moved by -12% and the rest by +83%; by share, the comparison had `checksum` improved
-/// by 73-82% and `render_rows` unchanged.
-fn one_part_moved(outside: Option<f64>, inside: Option<f64>) -> bool {
-    let (Some(o), Some(i)) = (outside.map(f64::abs), inside.map(f64::abs)) else {
-        return outside.is_some_and(|o| o.abs() <= COMPARABLE_LOAD);
-    };
-    o.min(i) <= COMPARABLE_LOAD.max(o.max(i) / 3.0)
+    Choice { denominator, dominant, load_change, asked, normalized }
 }
 
 impl Choice {
@@ -203,7 +167,6 @@ impl Choice {
             rate,
             dominant: self.dominant.iter().map(|(n, s)| (n.clone(), (s * 1000.0).round() as u32)).collect(),
             load_change_permille: self.load_change.map(|c| (c * 1000.0).round() as i64),
-            dominant_change_permille: self.dominant_change.map(|c| (c * 1000.0).round() as i64),
         });
         cmp.warnings.sort();
         cmp.warnings.dedup();
@@ -279,56 +242,6 @@ mod tests {
         assert_eq!(found, ["svc::handler"]);
         let said: Vec<String> = cmp.warnings.iter().map(|w| w.to_string()).collect();
         assert!(said.iter().any(|w| w.contains("CPU per window") && w.contains("svc::handler")), "{said:?}");
-    }
-
-    /// A function beside the dominant one made slower (the service fixture's `--slow-render`
-    /// beside `checksum` at 81% of its CPU): the CPU outside the dominant function moves, its own
-    /// does not, so the load is comparable; by share, the dominant function's share fell and the
-    /// comparison had it improved by 73% (a check of the e2e test, once in a full suite).
-    #[test]
-    fn a_function_beside_a_dominant_one_made_slower_is_found_by_its_rate() {
-        let window = |render: f64, wobble: f64| {
-            let mut r = window(8.1e9 * wobble, 1.4e9 * wobble);
-            r.functions.insert(
-                "svc::render".into(),
-                [(Metric::Cpu, Cost { self_: render * wobble, total: render * wobble })].into(),
-            );
-            let total = (8.1e9 + 1.4e9 + render) * wobble;
-            r.totals.insert(Metric::Cpu, MetricTotal::sampled(total, (total / 1e6) as u64));
-            r
-        };
-        let side = |render: f64| -> Vec<RunCosts> {
-            (0..12).map(|i| window(render, 1.0 + 0.03 * ((i * 7 % 5) as f64 - 2.0) / 2.0)).collect()
-        };
-        let group =
-            Group { key: "prod/svc/cpu".into(), base: side(0.5e9), head: side(2.5e9), ..Group::default() };
-        let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
-        assert_eq!(choice.denominator, Denominator::Rate, "{choice:?}");
-        assert!(choice.load_change.is_some_and(|c| c > 0.5), "{choice:?}");
-        assert!(choice.dominant_change.is_some_and(|c| c.abs() < 0.01), "{choice:?}");
-        let mut options = Options::default();
-        choice.apply(Metric::Cpu, &mut options);
-        let mut cmp = compare(&group, &options);
-        choice.state(&group.key, Metric::Cpu, &mut cmp);
-        let found: Vec<&str> =
-            cmp.with_verdict(Verdict::Regression).iter().map(|f| f.function.as_str()).collect();
-        assert_eq!(found, ["svc::render"], "{:#?}", cmp.findings);
-        assert!(cmp.with_verdict(Verdict::Improvement).is_empty(), "{:#?}", cmp.findings);
-        let said: Vec<String> = cmp.warnings.iter().map(|w| w.to_string()).collect();
-        assert!(said.iter().any(|w| w.contains("its own by +0.0%")), "{said:?}");
-    }
-
-    #[test]
-    fn the_change_is_in_one_part_when_the_other_moved_little_or_a_third_as_much() {
-        let moved = |o: f64, i: f64| one_part_moved(Some(o), Some(i));
-        assert!(moved(0.02, 0.5) && moved(0.5, -0.05), "one part within 10%");
-        assert!(moved(0.83, -0.12) && moved(0.83, -0.17), "the e2e test's closed-loop load");
-        assert!(!moved(0.4, 0.4) && !moved(0.4, 1.1) && !moved(-0.3, -0.25), "both moved alike");
-        assert!(
-            one_part_moved(Some(0.05), None)
-                && !one_part_moved(Some(0.3), None)
-                && !one_part_moved(None, None)
-        );
     }
 
     #[test]
