@@ -630,7 +630,9 @@ impl fmt::Display for Warning {
                 } else {
                     write!(
                         f,
-                        "{group}: {}: its share of the window cannot judge it (1.5x slower at 87% moves it to                          91%); it is compared by share because the windows' load is not comparable: {load}                          (select windows of comparable load, or --denominator rate)",
+                        "{group}: {}: its share of the window cannot judge it (1.5x slower at 87% moves it to \
+                         91%); it is compared by share because the windows' load is not comparable: {load} \
+                         (select windows of comparable load, or --denominator rate)",
                         names.join(", ")
                     )
                 }
