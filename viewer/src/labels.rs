@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use contprof_engine::compare::{Breakdown, BreakdownFigure, p_value, render_amount};
+use contprof_engine::compare::{
+    Breakdown, NO_SUCH_LABEL, breakdown_tested, breakdown_verdict, render_amount,
+};
 use contprof_engine::profile::Profile;
 use contprof_engine::report::format_in_unit;
 
@@ -73,7 +75,7 @@ fn share(part: f64, all: f64) -> String {
 fn shown(value: Option<&str>) -> String {
     match value {
         Some(v) => esc(v),
-        None => r#"<span class="muted">(no such label)</span>"#.to_owned(),
+        None => format!(r#"<span class="muted">{}</span>"#, esc(NO_SUCH_LABEL)),
     }
 }
 
@@ -125,10 +127,7 @@ pub(crate) fn table(
 /// base and head, the change of the figure tested and the test's verdict (bold when it
 /// changed); `link` as in [`table`].
 pub(crate) fn breakdown_table(b: &Breakdown, link: &dyn Fn(&str) -> Option<String>) -> String {
-    let tested = match b.tested {
-        BreakdownFigure::Share => "each value's share of each run tested",
-        BreakdownFigure::Amount => "each value's amount per run tested",
-    };
+    let tested = breakdown_tested(b.tested);
     let mut t = format!(
         r#"<h2>By sample label <code>{k}</code>: {m} in {g}</h2><p class="muted">Medians over the runs of each side; {tested}, Yuen's trimmed test, not gated.</p><table class="label-breakdown" id="label-breakdown" data-group="{g}" data-metric="{m}"><thead><tr><th>{k}</th><th class="num">base</th><th class="num">head</th><th class="num">base</th><th class="num">head</th><th class="num">change</th><th>test</th><th></th></tr></thead><tbody>"#,
         k = esc(&b.key),
@@ -137,12 +136,11 @@ pub(crate) fn breakdown_table(b: &Breakdown, link: &dyn Fn(&str) -> Option<Strin
     );
     for r in &b.rows {
         let only = r.value.as_deref().and_then(link).unwrap_or_default();
-        let change = r.change.map_or_else(|| "–".to_owned(), |c| format!("{:+.1}%", 100.0 * c));
-        let change = if r.changed { format!(r#"<b data-changed="yes">{change}</b>"#) } else { change };
-        let test = match (r.p, r.changed) {
-            (Some(p), true) => format!("p {}, changed", esc(&p_value(p))),
-            (Some(p), false) => format!(r#"<span class="muted">p {}, noise</span>"#, esc(&p_value(p))),
-            (None, _) => r#"<span class="muted">too few runs</span>"#.to_owned(),
+        let [change, test] = breakdown_verdict(r).map(|text| esc(&text));
+        let (change, test) = if r.changed {
+            (format!(r#"<b data-changed="yes">{change}</b>"#), test)
+        } else {
+            (change, format!(r#"<span class="muted">{test}</span>"#))
         };
         let _ = write!(
             t,
@@ -231,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_comparisons_breakdown_shows_both_sides_the_change_and_its_test() {
-        use contprof_engine::compare::{BreakdownRow, Metric};
+        use contprof_engine::compare::{BreakdownFigure, BreakdownRow, Metric};
         let row = |value: Option<&str>, shares: [f64; 2], change: f64, p: f64, changed: bool| BreakdownRow {
             value: value.map(str::to_owned),
             base: shares[0] * 1e9,

@@ -654,7 +654,7 @@ fn label_timeline(
         match value {
             _ if !drawn.contains(&value) => "other values".to_owned(),
             Some(v) => v.to_owned(),
-            None => "(no such label)".to_owned(),
+            None => contprof_engine::compare::NO_SUCH_LABEL.to_owned(),
         }
     };
     let mut points: Vec<(String, i64, f64)> = Vec::new();

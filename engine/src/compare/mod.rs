@@ -75,7 +75,10 @@ pub use model::{
     CallGraph, Cost, Explained, Group, Kind, Metric, MetricTotal, RevisionInfo, RunCosts, Sampling,
 };
 pub use options::{DEFAULT_INSTRUCTIONS_EFFECT, Options, ReportSettings};
-pub use render::{amount as render_amount, p_value, write_markdown, write_text};
+pub use render::{
+    NO_SUCH_LABEL, amount as render_amount, breakdown_tested, breakdown_verdict, p_value, write_markdown,
+    write_text,
+};
 pub use stats::{median, two_sample_p};
 
 /// Why a comparison could not be made.

@@ -278,17 +278,9 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     let rows: Vec<[String; 8]> = causes.iter().map(cause_row).collect();
     if !rows.is_empty() {
         let header = HEADER.map(str::to_owned);
-        let mut widths = [0usize; 8];
-        for r in std::iter::once(&header).chain(&rows) {
-            for (w, cell) in widths.iter_mut().zip(r) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
+        let widths = column_widths(&header, &rows);
         writeln!(out)?;
-        let line = |r: &[String; 8]| {
-            let cells: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-            cells.join("  ").trim_end().to_owned()
-        };
+        let line = |r: &[String; 8]| aligned(r, &widths);
         writeln!(out, "{}", line(&header))?;
         for (r, cause) in rows.iter().zip(&causes) {
             writeln!(out, "{}", line(r))?;
@@ -315,36 +307,62 @@ pub fn write_text(cmp: &Comparison, mut out: impl Write) -> io::Result<()> {
     Ok(())
 }
 
+/// Each column's width over `header` and `rows`, in characters.
+fn column_widths<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> [usize; N] {
+    let mut widths = [0usize; N];
+    for r in std::iter::once(header).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    widths
+}
+
+/// A row of a plain-text table: its cells padded to `widths`, two spaces apart.
+fn aligned<const N: usize>(row: &[String; N], widths: &[usize; N]) -> String {
+    let cells: Vec<String> = row.iter().zip(widths).map(|(c, &w)| format!("{c:<w$}")).collect();
+    cells.join("  ").trim_end().to_owned()
+}
+
+/// How the reports (and the viewer) name the samples without a breakdown's label.
+pub const NO_SUCH_LABEL: &str = "(no such label)";
+
+/// What a breakdown tests, as the reports (and the viewer) say it.
+pub fn breakdown_tested(figure: BreakdownFigure) -> &'static str {
+    match figure {
+        BreakdownFigure::Share => "each value's share of each run tested",
+        BreakdownFigure::Amount => "each value's amount per run tested",
+    }
+}
+
+/// A breakdown row's change and test, as the reports (and the viewer) say them: `+25.0%` (`–`
+/// without a base), and `p < 0.001, changed`, `p = 0.200, noise` or `too few runs`.
+pub fn breakdown_verdict(r: &BreakdownRow) -> [String; 2] {
+    let test = match (r.p, r.changed) {
+        (Some(p), true) => format!("p {}, changed", p_value(p)),
+        (Some(p), false) => format!("p {}, noise", p_value(p)),
+        (None, _) => "too few runs".to_owned(),
+    };
+    [r.change.map_or_else(|| "–".to_owned(), percent), test]
+}
+
 /// A breakdown's title: `By sample label endpoint in bin:server (cpu; the share of each run
 /// tested)`, with `key` and `group` as the caller quotes them.
 fn breakdown_title(b: &Breakdown, key: &str, group: &str) -> String {
-    let tested = match b.tested {
-        BreakdownFigure::Share => "each value's share of each run tested",
-        BreakdownFigure::Amount => "each value's amount per run tested",
-    };
-    format!("By sample label {key} in {group} ({}; {tested}; not gated)", b.metric)
+    format!("By sample label {key} in {group} ({}; {}; not gated)", b.metric, breakdown_tested(b.tested))
 }
 
 /// A breakdown row's cells after the value: base and head (median share and amount per run),
 /// the change of the tested figure, and its p value with the verdict.
 fn breakdown_cells(b: &Breakdown, r: &BreakdownRow) -> [String; 4] {
     let side = |share: f64, v: f64| format!("{:.1}% {}", share * 100.0, amount(b.metric, v));
-    let p = match (r.p, r.changed) {
-        (Some(p), true) => format!("p {}, changed", p_value(p)),
-        (Some(p), false) => format!("p {}, noise", p_value(p)),
-        (None, _) => "too few runs".to_owned(),
-    };
-    [
-        side(r.base_share, r.base),
-        side(r.head_share, r.head),
-        r.change.map_or_else(|| "–".to_owned(), percent),
-        p,
-    ]
+    let [change, test] = breakdown_verdict(r);
+    [side(r.base_share, r.base), side(r.head_share, r.head), change, test]
 }
 
 /// How a breakdown names a value: itself, or the samples without the label.
 fn breakdown_value(r: &BreakdownRow) -> &str {
-    r.value.as_deref().unwrap_or("(no such label)")
+    r.value.as_deref().unwrap_or(NO_SUCH_LABEL)
 }
 
 /// A breakdown as a plain-text table.
@@ -360,15 +378,9 @@ fn write_breakdown_text(out: &mut impl Write, b: &Breakdown) -> io::Result<()> {
             [breakdown_value(r).to_owned(), base, head, change, p]
         })
         .collect();
-    let mut widths = [0usize; 5];
+    let widths = column_widths(&header, &rows);
     for r in std::iter::once(&header).chain(&rows) {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for r in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        writeln!(out, "  {}", cells.join("  ").trim_end())?;
+        writeln!(out, "  {}", aligned(r, &widths))?;
     }
     if b.other_values > 0 {
         writeln!(out, "  ({} other value{} not listed)", b.other_values, plural(b.other_values))?;
@@ -384,10 +396,7 @@ fn write_breakdown_markdown(out: &mut impl Write, b: &Breakdown) -> io::Result<(
     writeln!(out, "| {} | base | head | change | test |", code_cell(&b.key))?;
     writeln!(out, "|---|---|---|---|---|")?;
     for r in &b.rows {
-        let value = match &r.value {
-            Some(v) => code_cell(v),
-            None => "(no such label)".to_owned(),
-        };
+        let value = r.value.as_deref().map_or_else(|| NO_SUCH_LABEL.to_owned(), code_cell);
         let [base, head, change, p] = breakdown_cells(b, r);
         let change = if r.changed { format!("**{change}**") } else { change };
         writeln!(out, "| {value} | {base} | {head} | {change} | {p} |")?;
