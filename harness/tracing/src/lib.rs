@@ -390,16 +390,19 @@ where
         attrs.record(&mut fields);
         let mut context =
             Context { labels: parent.map_or(LabelSet::EMPTY, |p| p.labels), ..Context::default() };
-        if self.labels_span(attrs.metadata()) && fields.found.is_empty() {
-            if self.span_names {
-                context.labels = self.named(context.labels, attrs.metadata());
+        if self.labels_span(attrs.metadata()) {
+            if fields.found.is_empty() {
+                if self.span_names {
+                    context.labels = self.named(context.labels, attrs.metadata());
+                }
+            } else {
+                let mut pairs: Vec<(&str, &str)> =
+                    fields.found.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                if self.span_names {
+                    pairs.push((SPAN_NAME, attrs.metadata().name()));
+                }
+                context.labels = self.extend(context.labels, &pairs);
             }
-        } else if self.labels_span(attrs.metadata()) {
-            let mut pairs: Vec<(&str, &str)> = fields.found.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            if self.span_names {
-                pairs.push((SPAN_NAME, attrs.metadata().name()));
-            }
-            context.labels = self.extend(context.labels, &pairs);
         }
         if self.span_ids {
             context.span_id = fields.ids.span_id.unwrap_or_else(random_u64);
