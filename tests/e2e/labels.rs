@@ -333,27 +333,24 @@ fn production_windows_keep_span_labels_as_sample_labels() {
         }
     }
     assert!(cpu_search > 0, "no /search samples exported: {f:?}");
-    let f = crate::util::finish(
-        crate::util::contprof()
-            .args(["prod", "compare", "--service", "traced", "--type", "cpu", "--base", "version=1.0.0"])
-            .args(["--head", "version=1.0.0", "--sample-label", "endpoint=/items", "--format", "json"])
-            .arg("--store")
-            .arg(&store_arg),
-    );
-    assert!(f.code == 0 || f.code == 1, "{f:?}");
-    let report: serde_json::Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}: {f:?}"));
+    // The JSON report of `prod compare` of the version with itself, with `extra` flags.
+    let compared = |extra: &[&str]| -> serde_json::Value {
+        let f = crate::util::finish(
+            crate::util::contprof()
+                .args(["prod", "compare", "--service", "traced", "--type", "cpu", "--base", "version=1.0.0"])
+                .args(["--head", "version=1.0.0", "--format", "json"])
+                .args(extra)
+                .arg("--store")
+                .arg(&store_arg),
+        );
+        assert!(f.code == 0 || f.code == 1, "{f:?}");
+        serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}: {f:?}"))
+    };
+    let report = compared(&["--sample-label", "endpoint=/items"]);
     assert!(report["base"]["extra"]["windows"].as_str().is_some_and(|w| w != "0"), "{report:#}");
     // Broken down by endpoint: both endpoints, each window's split read from the windows (the
     // same windows on both sides: nothing changed).
-    let f = crate::util::finish(
-        crate::util::contprof()
-            .args(["prod", "compare", "--service", "traced", "--type", "cpu", "--base", "version=1.0.0"])
-            .args(["--head", "version=1.0.0", "--by", "endpoint", "--format", "json"])
-            .arg("--store")
-            .arg(&store_arg),
-    );
-    assert!(f.code == 0 || f.code == 1, "{f:?}");
-    let report: serde_json::Value = serde_json::from_str(&f.stdout).unwrap_or_else(|e| panic!("{e}: {f:?}"));
+    let report = compared(&["--by", "endpoint"]);
     let rows = report["breakdowns"][0]["rows"].as_array().cloned().unwrap_or_default();
     let values: BTreeSet<&str> = rows.iter().filter_map(|r| r["value"].as_str()).collect();
     assert!(values.contains("/search") && values.contains("/items"), "{report:#}");
