@@ -635,11 +635,8 @@ fn label_timeline(
     span: (DateTime<Utc>, DateTime<Utc>),
 ) -> String {
     let Some(metric) = metric else { return String::new() };
-    fn per_window(o: &Observation, metric: Metric) -> Option<&BTreeMap<Option<String>, f64>> {
-        o.costs.by_label.get(&metric)
-    }
     let mut totals: BTreeMap<Option<&str>, f64> = BTreeMap::new();
-    for per_value in observations.iter().filter_map(|o| per_window(o, metric)) {
+    for per_value in observations.iter().filter_map(|o| o.costs.by_label.get(&metric)) {
         for (value, v) in per_value {
             *totals.entry(value.as_deref()).or_default() += v;
         }
@@ -659,7 +656,7 @@ fn label_timeline(
     };
     let mut points: Vec<(String, i64, f64)> = Vec::new();
     for o in observations {
-        let Some(per_value) = per_window(o, metric) else { continue };
+        let Some(per_value) = o.costs.by_label.get(&metric) else { continue };
         let total: f64 = per_value.values().sum();
         if total <= 0.0 {
             continue;
