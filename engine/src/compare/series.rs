@@ -118,8 +118,49 @@ fn side_runs(
             }),
         }
     }
+    leave_out_sparse(group, runs, metric, side, &mut kept, warnings);
     kept
 }
+
+/// Leaves out the sampled runs with fewer than a tenth of the side's median run's samples: a
+/// production window cut short (the one a replica completes as it exits, a few milliseconds of
+/// shutdown) or one that caught a moment without load. Its shares are noise (a function holding
+/// 80% of every other window may hold none of its 14 samples), and every window counts the same
+/// in the tests, so one of them can move a function's mean by more than the change sought.
+fn leave_out_sparse(
+    group: &str,
+    runs: &[RunCosts],
+    metric: Metric,
+    side: Side,
+    kept: &mut Vec<(usize, Run)>,
+    warnings: &mut Vec<Warning>,
+) {
+    let samples = |index: usize| match runs[index].totals.get(&metric).map(|t| t.sampling) {
+        Some(Sampling::Sampled { samples }) => Some(samples),
+        _ => None,
+    };
+    let mut counts: Vec<u64> = kept.iter().filter_map(|&(index, _)| samples(index)).collect();
+    counts.sort_unstable();
+    let Some(&median) = counts.get(counts.len() / 2) else { return };
+    kept.retain(|&(index, _)| match samples(index) {
+        Some(n) if n * SPARSE_RUN_RATIO < median => {
+            warnings.push(Warning::SkippedRun {
+                group: group.to_owned(),
+                metric,
+                side,
+                index,
+                reason: format!(
+                    "{n} samples, under a tenth of the side's median run ({median}): too few to compare"
+                ),
+            });
+            false
+        }
+        _ => true,
+    });
+}
+
+/// A run with fewer than 1/`SPARSE_RUN_RATIO` of its side's median samples is left out.
+const SPARSE_RUN_RATIO: u64 = 10;
 
 /// Extracts the series of `metric` in `group`. `None` when the metric cannot be compared (the
 /// reason, if worth telling, is pushed to `warnings`).

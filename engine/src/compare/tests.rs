@@ -376,6 +376,59 @@ fn doubled_lock_delay_is_a_regression_and_unchanged_delay_is_not() {
     );
 }
 
+/// Issue 27: a replica's last window, completed as it exits, holds a few milliseconds of shutdown
+/// (freeing its caches). Counted like the others, its shares (no `checksum`, which holds 85% of
+/// every other window) made the dominant function's mean so uncertain that the normalizer chose
+/// the regressed function as the reference: `checksum` came out improved and `render_rows`
+/// unchanged. Such a window is left out, and says so.
+#[test]
+fn a_window_with_a_tenth_of_the_samples_is_left_out_and_the_dominant_function_stays_the_reference() {
+    // Windows of ~300 samples at 4 ms: `checksum` 85%, `render` 4% (4x in head), `io` the rest,
+    // with a few percent of spread between windows (`io` more: it holds fewer samples).
+    let window = |render: f64, jitter: f64| {
+        let ms = 4.0e6;
+        let fns = [
+            ("svc::checksum", 255.0 * jitter),
+            ("svc::render", render),
+            ("svc::io", 30.0 * jitter.powi(-16)),
+        ];
+        let samples: f64 = fns.iter().map(|(_, n)| n.round()).sum();
+        let mut costs: Vec<(&str, f64, f64)> =
+            fns.iter().map(|&(f, n)| (f, n.round() * ms, n.round() * ms)).collect();
+        costs.push(("svc::main", 0.0, samples * ms));
+        run(Metric::Cpu, MetricTotal::sampled(samples * ms, samples as u64), &costs)
+    };
+    let jitters = [1.0, 0.97, 1.03, 0.99, 1.02, 0.98, 1.01, 1.0, 0.96, 1.04];
+    let mut head: Vec<RunCosts> = jitters.iter().map(|&j| window(48.0, j)).collect();
+    // The last window: 14 samples, all in the allocator's free.
+    head.push(run(
+        Metric::Cpu,
+        MetricTotal::sampled(14.0 * 4.0e6, 14),
+        &[("libc::free", 14.0 * 4.0e6, 14.0 * 4.0e6), ("svc::main", 0.0, 14.0 * 4.0e6)],
+    ));
+    let group = Group {
+        key: "prod/web/cpu".into(),
+        base: jitters.iter().map(|&j| window(12.0, j)).collect(),
+        head,
+        ..Group::default()
+    };
+    let c = cmp(&[group]);
+    let changed = |v: Verdict| -> Vec<&str> {
+        c.with_verdict(v)
+            .iter()
+            .filter(|f| !f.inherited && f.kind == Kind::SelfCost)
+            .map(|f| f.function.as_str())
+            .collect()
+    };
+    assert_eq!(changed(Verdict::Regression), ["svc::render"], "{:#?}", c.findings);
+    assert!(changed(Verdict::Improvement).is_empty(), "{:#?}", c.findings);
+    let said: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert!(
+        said.iter().any(|w| w.contains("head run #10 left out of cpu: 14 samples, under a tenth")),
+        "{said:?}"
+    );
+}
+
 /// Issue 27: one function regressed in three tests, its caller's total in each: one row in the
 /// text and the Markdown, the rest as its evidence; JSON keeps every finding and names its cause.
 #[test]
