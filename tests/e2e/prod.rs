@@ -605,9 +605,11 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
     let store = store_dir.to_str().unwrap().to_owned();
     // Two deployments of one service: 1.3, and 1.4 whose `render_rows` formats every row five
     // times. `CONTPROF_VERSION` comes after the defaults, so it wins.
-    // Windows of 1.2 s every 2 s at 250 Hz: a few hundred samples each, and time to close each
+    // Windows of 1.2 s every 2 s at 1000 Hz: several hundred samples each even when the machine
+    // is busy (at 250 Hz, ~90 under load: `render_rows`, 4% of 1.3's CPU, then has 3 samples a
+    // window and its change was missed about once in six loaded runs), and time to close each
     // window (thread snapshot, allocation stacks) before the next period begins.
-    let fast = [("CONTPROF_PERIOD", "2"), ("CONTPROF_WINDOW", "1.2"), ("CONTPROF_FREQUENCY", "250")];
+    let fast = [("CONTPROF_PERIOD", "2"), ("CONTPROF_WINDOW", "1.2"), ("CONTPROF_FREQUENCY", "1000")];
     let mut old = env_with(&store, &fast);
     old.push(("CONTPROF_VERSION", "1.3".into()));
     let mut new = env_with(&store, &fast);
