@@ -287,6 +287,13 @@ pub(crate) struct FrameNames {
     locations: HashMap<u64, Vec<usize>>,
     /// Whether library frames are folded (and the program's start with them).
     fold_library: bool,
+    /// The instructions engine's thread labels ([`crate::profile::INSTRUCTIONS_THREAD_LABEL`]; key
+    /// and value as string indices) of the threads that run only the program's start and its
+    /// harness (libtest's main thread): see [`FrameNames::harness_threads`].
+    harness_threads: Vec<(i64, i64)>,
+    /// The `main` functions rustc generated for test binaries (see [`FrameNames::is_harness`]),
+    /// found where they call libtest; set with [`FrameNames::harness_threads`].
+    test_mains: Vec<String>,
 }
 
 impl FrameNames {
@@ -305,7 +312,96 @@ impl FrameNames {
             .iter()
             .map(|l| (l.id, l.line.iter().filter_map(|line| by_id.get(&line.function_id).copied()).collect()))
             .collect();
-        FrameNames { names, locations, fold_library }
+        let mut names = FrameNames {
+            names,
+            locations,
+            fold_library,
+            harness_threads: Vec::new(),
+            test_mains: Vec::new(),
+        };
+        // Only the instructions engine labels threads and detaches stacks.
+        if fold_library && profile.string_table.iter().any(|s| s == crate::profile::DETACHED_FRAME) {
+            names.test_mains = names.test_mains(profile);
+            names.harness_threads = names.harness_threads(profile);
+        }
+        names
+    }
+
+    /// The threads whose every stack with a known call path is the program's start or its
+    /// harness: libtest's main thread, which parses options, spawns the test and waits for it.
+    /// Its instructions whose call path callgrind could not give (`[call path not recorded]`:
+    /// runtime initializers, libtest formatting the elapsed time, the allocator under them) are
+    /// the harness's too, and move between identical runs with the moment the test thread ends.
+    fn harness_threads(&self, profile: &Profile) -> Vec<(i64, i64)> {
+        let detached = |s: &crate::profile::Sample| {
+            s.location_id
+                .iter()
+                .filter_map(|id| self.locations.get(id))
+                .flatten()
+                .any(|&i| self.names[i].0 == crate::profile::DETACHED_FRAME)
+        };
+        let key = profile.string_table.iter().position(|s| s == crate::profile::INSTRUCTIONS_THREAD_LABEL);
+        let Some(key) = key.map(|k| k as i64) else { return Vec::new() };
+        let mut frames = Vec::new();
+        // Per thread: whether every stack with a known path is the harness's.
+        let mut threads: BTreeMap<i64, bool> = BTreeMap::new();
+        for s in &profile.sample {
+            let Some(thread) = s.label.iter().find(|l| l.key == key).map(|l| l.str) else { continue };
+            if detached(s) {
+                continue;
+            }
+            self.frames(s, &mut frames);
+            let harness = self.is_harness(&frames);
+            *threads.entry(thread).or_insert(true) &= harness;
+        }
+        threads.into_iter().filter(|&(_, harness)| harness).map(|(thread, _)| (key, thread)).collect()
+    }
+
+    /// The `main` functions rustc generated for test binaries, wherever they call libtest: their
+    /// own instructions are a stack of their own, with no libtest frame under them.
+    fn test_mains(&self, profile: &Profile) -> Vec<String> {
+        let mut frames = Vec::new();
+        let mut mains: Vec<String> = Vec::new();
+        for s in &profile.sample {
+            self.frames(s, &mut frames);
+            for pair in frames.windows(2) {
+                if pair[1].0.ends_with("::main")
+                    && pair[0].0.starts_with("test::test_main")
+                    && !mains.contains(&pair[1].0)
+                {
+                    mains.push(pair[1].0.clone());
+                }
+            }
+        }
+        mains
+    }
+
+    /// The frames of `sample`, innermost first, inlined ones included.
+    fn frames<'s>(&'s self, sample: &crate::profile::Sample, frames: &mut Vec<&'s (String, bool)>) {
+        frames.clear();
+        frames.extend(
+            sample
+                .location_id
+                .iter()
+                .filter_map(|id| self.locations.get(id))
+                .flatten()
+                .map(|&i| &self.names[i]),
+        );
+    }
+
+    /// Whether `frames` (innermost first) are the program's start or its test harness: library
+    /// frames only (the `main` rustc generates for a test binary counts as one), one of them a
+    /// start frame.
+    fn is_harness(&self, frames: &[&(String, bool)]) -> bool {
+        // The `main` rustc generates for a test binary (`<crate>::main`, calling libtest's
+        // `test_main_static`) is the harness's, not the user's.
+        let harness_main = |k: usize| {
+            (frames[k].0.ends_with("::main") && k > 0 && frames[k - 1].0.starts_with("test::test_main"))
+                || self.test_mains.contains(&frames[k].0)
+        };
+        self.fold_library
+            && (0..frames.len()).all(|k| frames[k].1 || harness_main(k))
+            && frames.iter().any(|f| is_start_frame(&f.0))
     }
 
     /// The frames of `sample`, innermost first, each with the position of its location on the
@@ -332,34 +428,23 @@ impl FrameNames {
         frames: &mut Vec<&'s (String, bool)>,
         seen: &mut Vec<&'s str>,
     ) -> Option<&'s str> {
-        frames.clear();
-        frames.extend(
-            sample
-                .location_id
-                .iter()
-                .filter_map(|id| self.locations.get(id))
-                .flatten()
-                .map(|&i| &self.names[i]),
-        );
+        self.frames(sample, frames);
         let (innermost, _) = frames.first().copied()?;
         let own = frames.iter().find(|f| !f.1);
         seen.clear();
-        // The `main` rustc generates for a test binary (`<crate>::main`, calling libtest's
-        // `test_main_static`) is the harness's, not the user's.
-        let harness_main = |k: usize| {
-            frames[k].0.ends_with("::main") && k > 0 && frames[k - 1].0.starts_with("test::test_main")
-        };
-        let only_harness = (0..frames.len()).all(|k| frames[k].1 || harness_main(k));
-        if only_harness && self.fold_library && frames.iter().any(|f| is_start_frame(&f.0)) {
+        if self.is_harness(frames) {
             seen.push(PROGRAM_START);
             return Some(PROGRAM_START);
         }
         // Library code whose callers callgrind's call graph could not tell (recursion through a
-        // thread pool's scheduler): counted where the path ends, not as std's functions.
+        // thread pool's scheduler): counted where the path ends, not as std's functions; on a
+        // thread that runs only the harness, the harness's.
         if own.is_none() && self.fold_library && frames.iter().any(|f| f.0 == crate::profile::DETACHED_FRAME)
         {
-            seen.push(crate::profile::DETACHED_FRAME);
-            return Some(crate::profile::DETACHED_FRAME);
+            let harness_thread = sample.label.iter().any(|l| self.harness_threads.contains(&(l.key, l.str)));
+            let counted_in = if harness_thread { PROGRAM_START } else { crate::profile::DETACHED_FRAME };
+            seen.push(counted_in);
+            return Some(counted_in);
         }
         let leaf = own.map_or(innermost.as_str(), |f| f.0.as_str());
         seen.push(leaf);
@@ -491,6 +576,51 @@ mod tests {
         assert!(
             r.functions.contains_key("getopts::Options::optflag") && !r.functions.contains_key(PROGRAM_START)
         );
+    }
+
+    /// Issue 27: under the instructions engine, libtest's main thread runs only the harness, and
+    /// its instructions with no recorded call path (runtime initializers, the elapsed time's
+    /// formatting, the allocator under them) moved between identical runs as
+    /// `[call path not recorded]` rows. They are the program's start; the same on the test's own
+    /// thread, or on a main thread that runs the user's code, stay where they were.
+    #[test]
+    fn detached_instructions_of_a_thread_that_runs_only_the_harness_are_the_programs_start() {
+        let harness = ["_start", "__libc_start_main", "main", "app_tests::main", "test::test_main_static"];
+        let stacks: [(&[&str], i64, i64); 6] = [
+            (&harness, 4_000, 0),
+            // The generated `main`'s own instructions: a stack with no libtest frame.
+            (&harness[..4], 50, 0),
+            (&["[call path not recorded]", "_int_malloc"], 300, 0),
+            (&["clone3", "start_thread", "app::tests::case", "app::parse"], 5_000, 0),
+            (&["[call path not recorded]", "memcpy"], 200, 0),
+            (&["[call path not recorded]", "_int_free"], 100, 0),
+        ];
+        // Thread labels as the instructions engine writes them: the harness's stacks and the
+        // first detached one on thread 1; the test's and the second on thread 2; the third
+        // unlabelled. The generated `main` is the harness's even where it is the leaf.
+        let labelled = |threads: [Option<&str>; 6]| {
+            let mut p = crate::profile::test_support::synth(&stacks);
+            let key = p.intern(crate::profile::INSTRUCTIONS_THREAD_LABEL);
+            for (i, thread) in threads.iter().enumerate() {
+                if let Some(t) = thread {
+                    let value = p.intern(t);
+                    p.sample[i].label.push(crate::profile::Label { key, str: value, num: 0, num_unit: 0 });
+                }
+            }
+            run_costs(&p, &InputOptions::default())
+        };
+        let self_of = |r: &RunCosts, f: &str| r.functions.get(f).map_or(0.0, |m| m[&Metric::Cpu].self_);
+        let r = labelled([Some("1"), Some("1"), Some("1"), Some("2"), Some("2"), None]);
+        assert_eq!(self_of(&r, PROGRAM_START), 4_350.0);
+        assert_eq!(self_of(&r, crate::profile::DETACHED_FRAME), 300.0);
+        assert_eq!(self_of(&r, "app::parse"), 5_000.0);
+        // A main thread that runs the user's code: its detached instructions may be the user's.
+        let r = labelled([Some("1"), Some("1"), Some("1"), Some("1"), Some("2"), None]);
+        assert_eq!(self_of(&r, PROGRAM_START), 4_050.0);
+        assert_eq!(self_of(&r, crate::profile::DETACHED_FRAME), 600.0);
+        // Without thread labels (profiles recorded before them), as before.
+        let r = labelled([None; 6]);
+        assert_eq!(self_of(&r, crate::profile::DETACHED_FRAME), 600.0);
     }
 
     #[test]

@@ -235,6 +235,10 @@ impl Symbols<'_> {
 /// give (indirect recursion, paths too thin or too deep to expand; see [`crate::callgrind`]).
 pub const DETACHED_FRAME: &str = "[call path not recorded]";
 
+/// The sample label of the instructions engine's samples that holds their thread's number in
+/// callgrind's order ("1" is the process's first thread, the one that runs `main`).
+pub const INSTRUCTIONS_THREAD_LABEL: &str = "thread";
+
 /// The outermost frame of a stack the agent could not walk to its root (see
 /// [`contprof_protocol::format::TRUNCATED_FRAME`]): what is above it is unknown.
 pub const TRUNCATED_STACK_FRAME: &str = "[truncated stack]";
@@ -701,11 +705,22 @@ fn add_instructions(
         w.comment(&format!("instructions in objects missing from the memory map: {}", unmapped.join(", ")));
     }
     let (i_instructions, i_calls) = (values.len() - 2, values.len() - 1);
-    let instructions = synthesized.iter().flat_map(|t| t.stacks.iter()).map(|s| (s, i_instructions));
-    let calls = synthesized.iter().flat_map(|t| t.calls.iter()).map(|s| (s, i_calls));
+    // Each sample is labelled with its thread's number in callgrind's order (`thread` = "1" for
+    // the process's first thread): the comparison tells libtest's main thread, which runs only
+    // the harness, by it (see `compare::input`).
+    let thread_key = w.string(INSTRUCTIONS_THREAD_LABEL);
+    let thread_values: Vec<i64> = (1..=synthesized.len()).map(|n| w.string(&n.to_string())).collect();
+    let instructions = synthesized
+        .iter()
+        .zip(&thread_values)
+        .flat_map(|(t, &n)| t.stacks.iter().map(move |s| (s, i_instructions, n)));
+    let calls = synthesized
+        .iter()
+        .zip(&thread_values)
+        .flat_map(|(t, &n)| t.calls.iter().map(move |s| (s, i_calls, n)));
     let (mut total, mut detached, mut agent) = (0u64, 0u64, 0u64);
     let mut locs = Vec::new();
-    for (s, index) in instructions.chain(calls) {
+    for (s, index, thread) in instructions.chain(calls) {
         locs.clear();
         // A call's leaf is the function called: its entry, outermost frame only.
         let outermost = index == i_calls;
@@ -729,7 +744,7 @@ fn add_instructions(
         }
         values.fill(0);
         values[index] = to_i64(s.value);
-        w.sample(stack, values, Vec::new());
+        w.sample(stack, values, vec![Label { key: thread_key, str: thread, num: 0, num_unit: 0 }]);
     }
     w.comment(&format!(
         "engine: instructions (valgrind callgrind), {total} instructions; the agent's own {agent} left out"

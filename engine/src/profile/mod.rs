@@ -23,7 +23,10 @@ mod raw_writer;
 pub mod test_support;
 mod writer;
 
-pub use build::{BuildOptions, Built, CpuTimeSource, DETACHED_FRAME, TRUNCATED_STACK_FRAME, build_profile};
+pub use build::{
+    BuildOptions, Built, CpuTimeSource, DETACHED_FRAME, INSTRUCTIONS_THREAD_LABEL, TRUNCATED_STACK_FRAME,
+    build_profile,
+};
 pub use codec::{DecodeError, MAX_INFLATED, decode, encode, encode_to_vec, gunzip, gzip};
 pub use costs::{CostView, FunctionCost, IsLibrary};
 pub use merge::{MergeError, merge};
