@@ -219,6 +219,13 @@ pub(crate) fn prepare(
             ignored += 1;
             continue;
         }
+        // The program's start and its harness (`compare::input`) are never the code under
+        // review: their cost stays in every run's total, but they are not judged. What moves
+        // them between identical builds is the moment a test's thread ends (an allocation of the
+        // harness still held at exit, or not) and the paths and options the process ran with.
+        if name == super::input::PROGRAM_START {
+            continue;
+        }
         let values = |s: usize, total: bool| -> Vec<f64> {
             kept[s]
                 .iter()
