@@ -18,7 +18,8 @@
 //!   callees), the part's caller, or one of the caller's dominators in the group's call graph;
 //! - D's total did not grow by as much as the part did: the upper bound of D's total change is
 //!   below the part's lower bound, both in units of the group's total (share points, adjusted as
-//!   the normalized test adjusts them);
+//!   the normalized test adjusts them); what D grew by (its estimate) was added, not moved, and
+//!   is taken off the part's;
 //! - and a function at or under D whose code the diff explains changed the other way (an
 //!   improvement, or a vanished function): the witness that cost moved, rather than D's
 //!   measurement being off. Shifts (functions whose code did not change) are no witness, so a
@@ -208,7 +209,7 @@ pub(super) fn find(
             // it (not a thin wrapper), says the part's cost was added there: the search ends.
             let mut within = None;
             for (share, d, t) in scopes {
-                let Some([d_low, _, d_high]) = points(findings[t]) else { continue };
+                let Some([d_low, d_mid, d_high]) = points(findings[t]) else { continue };
                 let absorbed = if up { d_high >= least } else { -d_low >= least };
                 if absorbed {
                     if share - part_share >= estimate {
@@ -223,17 +224,21 @@ pub(super) fn find(
                         && graph.at_or_under(d, g.function.as_str())
                 });
                 if witness {
-                    within = Some(d);
+                    // What D's total grew by was added, not moved: the part moved less that.
+                    // (Exact counts have no interval: a scope that grew 96% as much as the part
+                    // passes the test above, and only 4% of the part moved.)
+                    let grew = if up { d_mid } else { -d_mid };
+                    within = Some((d, (estimate - grew.max(0.0)).max(0.0)));
                 }
                 break;
             }
-            if let Some(d) = within {
+            if let Some((d, amount)) = within {
                 // F's whole change moved within F: nothing else to add.
                 if n == 0 {
-                    moved = vec![(estimate, d)];
+                    moved = vec![(amount, d)];
                     break;
                 }
-                moved.push((estimate, d));
+                moved.push((amount, d));
             }
         }
         let share: f64 = moved.iter().map(|(e, _)| e).sum();

@@ -599,6 +599,25 @@ fn a_regression_beside_an_unrelated_saving_still_gates() {
     assert!(c.has_regression());
 }
 
+/// Issue 27, on semver's suite under the instructions engine: one more pass over the input in
+/// `numeric_identifier` (+4.1 k instructions) made its caller's own code 0.16 k cheaper (recompiled
+/// around it). The caller's total grew by 96% of the regression: that is added work, not moved
+/// work, and it gates. Exact counts have no interval, so "the caller grew less than the part"
+/// alone held, and the whole regression was called moved.
+#[test]
+fn a_regression_whose_caller_grew_by_nearly_as_much_is_not_moved() {
+    let (base, head) = (program_of(300.0, 300.0, 300.0), program_of(400.0, 292.0, 300.0));
+    let c = cmp(&[program_group(base, head, false)]);
+    let insert = verdict_of(&c, "a::insert", Kind::SelfCost);
+    assert_eq!(
+        (insert.verdict, insert.moved_within.as_deref()),
+        (Verdict::Regression, None),
+        "{:#?}",
+        c.findings
+    );
+    assert!(c.has_regression());
+}
+
 /// `a::insert` has two callers: what it gained under `a::parse` moved from `a::key`, but what it
 /// gained under `a::build` nothing made up for. Half of its growth is real: it gates. When only
 /// the part under `a::parse` grew, it moved.
