@@ -106,6 +106,11 @@ fn is_raced_init_frame(name: &str) -> bool {
     name == "std::sys::thread_local::guard::key::enable"
 }
 
+/// Whether `frames` hang under the instructions engine's `[call path not recorded]`.
+fn is_detached(frames: &[&(String, bool)]) -> bool {
+    frames.iter().any(|f| f.0 == crate::profile::DETACHED_FRAME)
+}
+
 /// The metrics `profile` measures as `opts` reads them, each with the index of its sample type.
 fn measured(profile: &Profile, opts: &InputOptions) -> Vec<(Metric, usize)> {
     let index = |ty: &str| profile.sample_type_index(ty);
@@ -342,13 +347,6 @@ impl FrameNames {
     /// runtime initializers, libtest formatting the elapsed time, the allocator under them) are
     /// the harness's too, and move between identical runs with the moment the test thread ends.
     fn harness_threads(&self, profile: &Profile) -> Vec<(i64, i64)> {
-        let detached = |s: &crate::profile::Sample| {
-            s.location_id
-                .iter()
-                .filter_map(|id| self.locations.get(id))
-                .flatten()
-                .any(|&i| self.names[i].0 == crate::profile::DETACHED_FRAME)
-        };
         let key = profile.string_table.iter().position(|s| s == crate::profile::INSTRUCTIONS_THREAD_LABEL);
         let Some(key) = key.map(|k| k as i64) else { return Vec::new() };
         let mut frames = Vec::new();
@@ -356,12 +354,10 @@ impl FrameNames {
         let mut threads: BTreeMap<i64, bool> = BTreeMap::new();
         for s in &profile.sample {
             let Some(thread) = s.label.iter().find(|l| l.key == key).map(|l| l.str) else { continue };
-            if detached(s) {
-                continue;
-            }
             self.frames(s, &mut frames);
-            let harness = self.is_harness(&frames);
-            *threads.entry(thread).or_insert(true) &= harness;
+            if !is_detached(&frames) {
+                *threads.entry(thread).or_insert(true) &= self.is_harness(&frames);
+            }
         }
         threads.into_iter().filter(|&(_, harness)| harness).map(|(thread, _)| (key, thread)).collect()
     }
@@ -450,8 +446,7 @@ impl FrameNames {
         // Library code whose callers callgrind's call graph could not tell (recursion through a
         // thread pool's scheduler): counted where the path ends, not as std's functions; on a
         // thread that runs only the harness, the harness's.
-        if own.is_none() && self.fold_library && frames.iter().any(|f| f.0 == crate::profile::DETACHED_FRAME)
-        {
+        if own.is_none() && self.fold_library && is_detached(frames) {
             let harness_thread = sample.label.iter().any(|l| self.harness_threads.contains(&(l.key, l.str)));
             let counted_in = if harness_thread { PROGRAM_START } else { crate::profile::DETACHED_FRAME };
             seen.push(counted_in);
