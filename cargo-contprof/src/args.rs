@@ -633,11 +633,13 @@ pub struct CheckArgs {
     /// Target selection (with --tests/--benches: which test/bench targets).
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Runs per target [default: config `check.runs`, else 10]. With an interleaved base, the
-    /// most: the sides are recorded in pairs, and from the third pair on `check` stops as soon as
-    /// every function is clearly unchanged, at a stated power of `--stop-power` or with half of
-    /// N recorded (a regression, or a hint of one, keeps it recording to N); the report says how
-    /// many runs were used.
+    /// Runs per target [default: config `check.runs`, else 10; with `--engine instructions`, 1].
+    /// With an interleaved base, the most: the sides are recorded in pairs, and from the third
+    /// pair on `check` stops as soon as every function is clearly unchanged, at a stated power of
+    /// `--stop-power` or with half of N recorded (a regression, or a hint of one, keeps it
+    /// recording to N); the report says how many runs were used. With the instructions engine and
+    /// no N given, the tests (or benchmarks, or targets) whose counts changed run once more a
+    /// side, to tell a change of the code (it repeats) from threads racing (it does not).
     #[arg(long, value_name = "N", help_heading = "Profiling")]
     pub runs: Option<u32>,
     /// Record all N runs of `--runs` even when the answer is clear earlier [config

@@ -47,6 +47,7 @@ pub(super) fn suite_request(a: SuiteArgs, mode: Mode) -> Result<(Request, Option
         mode,
         filter: a.filter,
         exact: a.exact,
+        groups: Vec::new(),
         lib: a.lib,
         bins: a.bins,
         tests: a.tests,

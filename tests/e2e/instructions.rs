@@ -247,6 +247,9 @@ fn check_names_a_one_percent_change_of_a_one_percent_function_and_nothing_else()
     for list in ["regressions", "improvements", "shifted"] {
         assert_eq!(report[list].as_array().map(Vec::len), Some(0), "{list}: {report:#}");
     }
+    // Nothing changed after one run a side: no second one.
+    assert!(f.stderr.contains("after one run a side: no instruction count changed"), "{f:?}");
+    assert!(!f.stderr.contains("Confirming"), "{f:?}");
 
     // `host`'s own loop (about 1% of the instructions) does 1% more iterations.
     let text = std::fs::read_to_string(&path).unwrap();
@@ -267,6 +270,14 @@ fn check_names_a_one_percent_change_of_a_one_percent_function_and_nothing_else()
         })
         .collect();
     assert_eq!(found, [("regress::host".to_owned(), "instructions".to_owned(), "self".to_owned())], "{f:?}");
+    // Found after one run a side, confirmed by a second (threads racing would not repeat).
+    assert!(f.stderr.contains("Confirming the counts of 1 group with one more run a side"), "{f:?}");
+    assert!(f.stderr.contains("bin/regress"), "{f:?}");
+    assert_eq!(
+        (report["regressions"][0]["runs_base"].as_u64(), report["regressions"][0]["runs_head"].as_u64()),
+        (Some(2), Some(2)),
+        "{report:#}"
+    );
     let change = report["regressions"][0]["change"].as_f64().unwrap();
     assert!((change - 0.01).abs() < 0.002, "host self {change:+}");
     // The same 40 calls, each doing more: the evidence says so.
@@ -408,6 +419,45 @@ mod tests {
         assert!(report["summary"]["groups_compared"].as_u64().unwrap_or(0) >= 1, "{what}: {report:#}");
         // Both sides ran from the stage, under the head's target directory.
         assert!(project.root.join("target/contprof/stage/bin").is_dir(), "{what}");
+    }
+
+    // One test does 10% more work: found after one run a side, and confirmed by running that
+    // test alone once more on each side, not the whole suite.
+    let text = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, text.replacen("parse_all(20_000)", "parse_all(22_000)", 1)).unwrap();
+    project.commit("parses: 10% more");
+    let store = project.dir.path().join("store");
+    let reports = project.dir.path().join("reports-regression");
+    let f = finish(
+        contprof()
+            .args(["check", "--engine", "instructions", "--tests", "-p", "aa", "--store"])
+            .arg(&store)
+            .arg("--report-dir")
+            .arg(&reports)
+            .current_dir(&project.root),
+    );
+    assert_eq!(f.code, 1, "{f:?}");
+    assert!(
+        f.stderr.contains("Confirming the counts of 1 group with one more run a side")
+            && f.stderr.contains("lib/aa/tests::parses"),
+        "{f:?}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("report.json")).unwrap()).unwrap();
+    let regressions = report["regressions"].as_array().unwrap();
+    assert!(!regressions.is_empty(), "{report:#}");
+    for r in regressions {
+        assert_eq!(r["group"], "lib/aa/tests::parses", "{report:#}");
+        assert_eq!((r["runs_base"].as_u64(), r["runs_head"].as_u64()), (Some(2), Some(2)), "{report:#}");
+    }
+    // The newest runs (the second pair) hold that test alone.
+    let log = finish(
+        contprof().args(["log", "--format", "json", "--store"]).arg(&store).current_dir(&project.root),
+    );
+    let runs: serde_json::Value = serde_json::from_str(&log.stdout).unwrap();
+    for run in &runs.as_array().unwrap()[..2] {
+        assert_eq!(run["groups"], serde_json::json!(["lib/aa/tests::parses"]), "{run:#}");
+        assert_eq!(run["profiles"], 1, "{run:#}");
     }
 }
 

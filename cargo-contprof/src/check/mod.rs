@@ -2,6 +2,7 @@
 //! the baseline, compares, writes `report.{md,json,txt}` and differential flame graphs, prints the
 //! text report and exits with the gate's code.
 
+mod confirm;
 mod side;
 
 use std::time::Instant;
@@ -18,7 +19,7 @@ use contprof_engine::record::write_atomic;
 use contprof_engine::shell::Shell;
 use contprof_engine::store::RunMetadata;
 use contprof_engine::timing;
-use side::{Clocks, record_side};
+use side::{Clocks, Part, record_side};
 
 /// Runs used when neither `--runs` nor `check.runs` says, with the sampling engine: the detection
 /// figures in the book (`docs/src/measurements.md`) were measured with 10 runs a side (the instructions engine: 1).
@@ -30,10 +31,12 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let cargo_args = CargoArgs::from(&args.cargo);
     let ctx = Context::load(&cargo_args, &args.store)?;
     let config = &ctx.config.config;
-    // Instruction counts repeat exactly: one run a side is enough.
+    // Instruction counts repeat where the program does the same work: one run a side (and with an
+    // interleaved base, one more of the groups whose counts changed: `confirm`).
     let engine = args.engine.or(config.engine).unwrap_or_default();
-    let default_runs = if engine == contprof_engine::runner::Engine::Instructions { 1 } else { DEFAULT_RUNS };
-    let runs = args.runs.or(config.check.runs).unwrap_or(default_runs);
+    let exact = engine == contprof_engine::runner::Engine::Instructions;
+    let asked_runs = args.runs.or(config.check.runs);
+    let runs = asked_runs.unwrap_or(if exact { 1 } else { DEFAULT_RUNS });
     let no_baseline = args.no_baseline.or(config.check.no_baseline).unwrap_or(NoBaseline::Pass);
     // Options and an explicit base are checked before the (long) recording.
     let options = ctx.options(&args.stats)?;
@@ -70,6 +73,10 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
     let mut used = None;
     if let Some(base) = to_rebuild {
         let sequential = !args.all_runs && !config.check.all_runs.unwrap_or(false);
+        // Exact counts: a second pair of the groups the first found anything in (`confirming`).
+        let confirming = exact && asked_runs.is_none() && sequential;
+        let confirmation = confirm::Confirmation::default();
+        let max_runs = if confirming { 2 } else { runs };
         let stop_power = args
             .stop_power
             .or(config.check.stop_power)
@@ -108,14 +115,27 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         })?;
         let manifest =
             args.cargo.manifest_path.clone().unwrap_or_else(|| ctx.workspace.root().join("Cargo.toml"));
-        let mut record = |target: &CheckTarget, checkout: Option<&BaseCheckout>| -> Result<RunMetadata> {
+        let mut record = |target: &CheckTarget,
+                          checkout: Option<&BaseCheckout>|
+         -> Result<Option<RunMetadata>> {
+            let Some(only) = confirmation.only(target) else { return Ok(None) };
             let clock = if checkout.is_some() { &clocks.base } else { &clocks.head };
-            let summary = record_side(&args, target, 1, &ctx, checkout, clock, shell)?;
-            summary.stored.ok_or_else(|| Error::msg("the run was not stored; `check` needs a store"))
+            let part = Part { target, runs: 1, only: &only };
+            let summary = record_side(&args, part, &ctx, checkout, clock, shell)?;
+            let stored =
+                summary.stored.ok_or_else(|| Error::msg("the run was not stored; `check` needs a store"))?;
+            if checkout.is_none() {
+                confirmation.recorded(target, &stored);
+            }
+            Ok(Some(stored))
         };
         let mut look_at_runs = |b: &[RunMetadata], h: &[RunMetadata]| {
             let (b, h) = sides(&base, b, h);
-            look(&b, &h)
+            if !confirming {
+                return look(&b, &h);
+            }
+            let compared = compare_sides(&ctx, &b, &h, None, &Labels::default(), &args.stats, &options)?;
+            Ok(confirmation.look(&compared.comparison, shell))
         };
         let (base_runs, head_runs) = interleaved::record_interleaved(
             repo,
@@ -123,7 +143,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
             &manifest,
             &base,
             &targets,
-            runs,
+            max_runs,
             &mut record,
             &mut look_at_runs,
             shell,
@@ -136,7 +156,7 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         (rebuilt, recorded) = (Some(base), head);
     }
     for target in targets.iter().filter(|_| !interleaved) {
-        let summary = record_side(&args, target, runs, &ctx, None, &clocks.head, shell)?;
+        let summary = record_side(&args, Part { target, runs, only: &[] }, &ctx, None, &clocks.head, shell)?;
         match summary.stored {
             Some(meta) => recorded.push(meta),
             None => return Err(Error::msg("the run was not stored; `check` needs a store")),

@@ -31,20 +31,28 @@ pub(super) struct Clocks {
     pub base: Arc<Clock>,
 }
 
-/// Records one target set through the engine's recording paths (`record::target`,
-/// `record::suite`), with the configuration `ctx` read once, running the instructions engine's
-/// workloads from the head's stage, adding the time of each phase to `clock`: the head's, or with
-/// `checkout` the rebuilt base's (built from its worktree into its own target directory, its
-/// paths named as the head's, stored in the head's store).
+/// What one recording of a side runs: `runs` repetitions of `target`, of a suite only the cases
+/// of the groups `only` names (empty: all; a single target runs whole).
+pub(super) struct Part<'a> {
+    pub target: &'a CheckTarget,
+    pub runs: u32,
+    pub only: &'a [String],
+}
+
+/// Records a [`Part`] through the engine's recording paths (`record::target`, `record::suite`),
+/// with the configuration `ctx` read once, running the instructions engine's workloads from the
+/// head's stage, adding the time of each phase to `clock`: the head's, or with `checkout` the
+/// rebuilt base's (built from its worktree into its own target directory, its paths named as the
+/// head's, stored in the head's store).
 pub(super) fn record_side(
     args: &CheckArgs,
-    target: &CheckTarget,
-    runs: u32,
+    part: Part<'_>,
     ctx: &Context,
     checkout: Option<&BaseCheckout>,
     clock: &Arc<Clock>,
     shell: &Shell,
 ) -> Result<contprof_engine::record::Recorded> {
+    let Part { target, runs, only } = part;
     let sampling = SamplingArgs {
         engine: args.engine,
         frequency: args.frequency,
@@ -80,6 +88,7 @@ pub(super) fn record_side(
                 mode,
                 filter: filter.clone(),
                 exact: false,
+                groups: only.to_vec(),
                 lib: false,
                 bins: args.target.bin.iter().cloned().collect(),
                 tests: args.target.test.iter().cloned().collect(),

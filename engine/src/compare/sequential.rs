@@ -108,6 +108,23 @@ pub fn look(cmp: &Comparison, options: &Options, stop_power: f64, max_runs: usiz
     Look::Unchanged { power }
 }
 
+/// The groups of an exact comparison (instruction counts) that a second run a side must confirm:
+/// those with any finding other than unchanged or inconclusive. Counts repeat exactly where the
+/// program does the same work, but not where its threads race: under libtest the test's thread
+/// and the harness's main thread share the allocator, and which of them reaches it first
+/// (valgrind runs one thread at a time, and switches at system calls) moves a few dozen
+/// instructions of the test's own allocations in about one run in eight (semver's suite). With a
+/// second run a side, such a run leaves the two sides' ranges overlapping (the comparison of
+/// exact counts judges only separated ranges), while a change of the code repeats on every run.
+pub fn to_confirm(cmp: &Comparison) -> Vec<String> {
+    let quiet = [Verdict::Unchanged, Verdict::Inconclusive];
+    let mut groups: Vec<String> =
+        cmp.findings.iter().filter(|f| !quiet.contains(&f.verdict)).map(|f| f.group.clone()).collect();
+    groups.sort();
+    groups.dedup();
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +249,25 @@ mod tests {
         assert!(matches!(look(&cmp, &o, 0.1, 10), Look::Unchanged { .. }));
         let strict = Options { strict: true, ..Options::default() };
         assert!(matches!(look(&cmp, &strict, 0.1, 10), Look::Continue(_)));
+    }
+
+    #[test]
+    fn an_exact_comparison_confirms_each_group_with_a_finding_once() {
+        let in_group = |group: &str, verdict| Finding { group: group.into(), ..finding(0.01, 1.0, verdict) };
+        let cmp = comparison(
+            vec![
+                in_group("test/t/b", Verdict::Shifted),
+                in_group("test/t/a", Verdict::Regression),
+                in_group("test/t/b", Verdict::Vanished),
+                in_group("test/t/c", Verdict::Unchanged),
+                in_group("test/t/d", Verdict::Inconclusive),
+                in_group("test/t/e", Verdict::Moved),
+            ],
+            Vec::new(),
+        );
+        assert_eq!(to_confirm(&cmp), ["test/t/a", "test/t/b", "test/t/e"]);
+        assert!(
+            to_confirm(&comparison(vec![in_group("test/t/c", Verdict::Unchanged)], Vec::new())).is_empty()
+        );
     }
 }

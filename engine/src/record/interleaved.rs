@@ -150,9 +150,15 @@ pub struct BaseCheckout {
 /// Whether to stop recording, given the base's runs and the head's so far.
 pub type Look<'a> = dyn FnMut(&[RunMetadata], &[RunMetadata]) -> Result<bool> + 'a;
 
+/// Records one repetition of a target, for the head (`None`) or the base's checkout; `None`
+/// when that repetition of the target is left out.
+pub type Record<'a, T> = dyn FnMut(&T, Option<&BaseCheckout>) -> Result<Option<RunMetadata>> + 'a;
+
 /// Records at most `runs` repetitions of each target on head and base, alternating, one
 /// repetition at a time: `record` records one repetition of a target for the head (`None`) or
-/// for the base's checkout, and returns its stored run. After each pair but the last, `look`
+/// for the base's checkout, and returns its stored run, or `None` when it leaves that
+/// repetition of the target out (the head's answer decides for the pair: the base's repetition
+/// is then not asked for). After each pair but the last, `look`
 /// sees the two sides' runs so far (base, head) and says whether to stop there (see
 /// `compare::sequential`). `repo` is the repository, `target_dir` the head's target directory
 /// and `manifest` the head's manifest. Returns the base's runs and the head's, in the order
@@ -165,7 +171,7 @@ pub fn record_interleaved<T>(
     base: &str,
     targets: &[T],
     runs: u32,
-    record: &mut dyn FnMut(&T, Option<&BaseCheckout>) -> Result<RunMetadata>,
+    record: &mut Record<'_, T>,
     look: &mut Look<'_>,
     shell: &Shell,
 ) -> Result<(Vec<RunMetadata>, Vec<RunMetadata>)> {
@@ -197,7 +203,8 @@ pub fn record_interleaved<T>(
     for i in 0..runs {
         for target in targets {
             shell.status("Recording", format_args!("head, repetition {} of {runs}", i + 1));
-            head_runs.push(record(target, None)?);
+            let Some(head) = record(target, None)? else { continue };
+            head_runs.push(head);
             if worktree.is_none() {
                 // After the head's first build, before the checkout: see the module doc.
                 let seeded = seed_target(&contprof_dir, &base_target.join(PROFILE_NAME))?;
@@ -212,7 +219,9 @@ pub fn record_interleaved<T>(
                 worktree = Some(Worktree { repo, path: path.clone() });
             }
             shell.status("Recording", format_args!("base, repetition {} of {runs}", i + 1));
-            base_runs.push(record(target, Some(&checkout))?);
+            if let Some(base) = record(target, Some(&checkout))? {
+                base_runs.push(base);
+            }
         }
         if i + 1 < runs && look(&base_runs, &head_runs)? {
             break;

@@ -102,6 +102,10 @@ pub struct Suite {
     pub filter: Option<String>,
     /// The filter matches whole names.
     pub exact: bool,
+    /// Only the cases of these groups (`test/<binary>/<test>`, as a run's profiles name them);
+    /// empty: every case the other fields select. `check` runs the groups whose exact counts it
+    /// must confirm again this way.
+    pub groups: Vec<String>,
     /// The library's unit tests.
     pub lib: bool,
     /// These binaries' tests.

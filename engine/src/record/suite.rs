@@ -295,6 +295,9 @@ fn plan(
                 }
                 None => (format!("{}/{binary}", t.kind.as_str()), binary.clone()),
             };
+            if !a.groups.is_empty() && !a.groups.contains(&group) {
+                continue;
+            }
             if case.is_none() && !filters.is_empty() && !list::matches(&t.name, filters, a.exact) {
                 // A filter cannot select inside a custom `main`; only its target name can match.
                 continue;
