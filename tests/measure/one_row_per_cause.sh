@@ -21,8 +21,12 @@
 #   tests/measure/one_row_per_cause.sh
 #   TOOLS="after=target/release/cargo-contprof" SCENARIOS="semver_aa" tests/measure/one_row_per_cause.sh
 #
+#   crate_aa  any published crate's suite, AA_CRATE=name@version (default indexmap@2.6.0, whose
+#           tests hash with std's random keys and draw quickcheck's random cases): a comment-only
+#           commit, `check --tests`.
 # Environment: WORK (default /work/measure/verdict-rows), TOOLS, SCENARIOS (default "words_reg
-# semver_reg semver_aa semver_aa_bench"). Needs git, cargo, python3, valgrind and crates.io.
+# semver_reg semver_aa semver_aa_bench"), AA_CRATE. Needs git, cargo, python3, valgrind and
+# crates.io.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -31,6 +35,7 @@ REAL_CRATE=${REAL_CRATE:-/work/shared/tools/real-crate}
 WORK=${WORK:-/work/measure/verdict-rows}
 TOOLS=${TOOLS:-"before=$WORK/bin/before after=$ROOT/target/release/cargo-contprof"}
 SCENARIOS=${SCENARIOS:-"words_reg semver_reg semver_aa semver_aa_bench"}
+AA_CRATE=${AA_CRATE:-indexmap@2.6.0}
 mkdir -p "$WORK"
 export CARGO_TERM_COLOR=never
 
@@ -184,6 +189,23 @@ print(json.dumps({
 EOF
 }
 
+# setup_crate_aa SPEC: the published crate SPEC (`name@version`) in $WORK/aa-<name>, with a branch
+# `comment` that adds a comment to the top of its src/lib.rs (identical machine code: an A/A).
+setup_crate_aa() {
+  local spec=$1 dir=$WORK/aa-${1%@*}
+  [ -d "$dir" ] && return
+  "$REAL_CRATE" "$spec" "$dir" >/dev/null
+  (
+    cd "$dir"
+    cargo generate-lockfile -q
+    git add -A && git_commit "lockfile" || true
+    git checkout -q -b comment
+    sed -i '1s|^|// A comment-only change: the machine code is the same.\n|' src/lib.rs
+    git_commit "a comment"
+    git checkout -q main
+  )
+}
+
 # Benchmarks that build on a stable toolchain (libtest's `#[bench]` needs `#![feature(test)]`).
 has_benches() {
   ls "$WORK/semver/benches/"*.rs >/dev/null 2>&1 && ! grep -q 'feature(test)' "$WORK/semver/benches/"*.rs
@@ -199,6 +221,9 @@ for pair in $TOOLS; do
       words_reg) RAYON_NUM_THREADS=2 check "$s" "$name" "$tool" "$WORK/words" slower --bin words ;;
       semver_reg) check "$s" "$name" "$tool" "$WORK/semver" extra-pass --tests ;;
       semver_aa) check "$s" "$name" "$tool" "$WORK/semver" comment --tests ;;
+      crate_aa)
+        setup_crate_aa "$AA_CRATE"
+        check "$s" "$name" "$tool" "$WORK/aa-${AA_CRATE%@*}" comment --tests ;;
       semver_aa_bench)
         if has_benches; then check "$s" "$name" "$tool" "$WORK/semver" comment --benches
         else echo "{\"scenario\": \"$s\", \"tool\": \"$name\", \"skipped\": \"semver's benchmarks need a nightly toolchain (#![feature(test)])\"}"; fi ;;

@@ -64,6 +64,42 @@ fn exact_metric_uses_a_plain_threshold_even_with_one_run() {
     assert!(!cmp(&[exact_group(20.0, 3)]).has_regression());
 }
 
+/// Counts that differ between runs of one build (random inputs, hash seeds, threads) are not
+/// judged by their ranges: two runs a side of a random quantity are apart one time in three.
+#[test]
+fn an_exact_count_that_varies_between_runs_of_one_side_is_tested_against_that_spread() {
+    // `a::hot` counts differently in every run, about 2% around 700, on both sides alike; the
+    // two sides' ranges are apart (base 686-693, head 707-714).
+    let varying = |hot: [f64; 2]| -> Vec<RunCosts> {
+        hot.iter()
+            .map(|&h| {
+                let fns = [("a::hot", h, h), ("a::cold", 300.0, 300.0), ("a::main", 0.0, h + 300.0)];
+                run(Metric::Instructions, MetricTotal::exact(h + 300.0), &fns)
+            })
+            .collect()
+    };
+    let mut g = exact_group(0.0, 2);
+    g.base = varying([686.0, 693.0]);
+    g.head = varying([707.0, 714.0]);
+    let c = cmp(&[g.clone()]);
+    let hot = c.findings.iter().find(|f| f.function == "a::hot" && f.kind == Kind::SelfCost).unwrap();
+    assert_eq!(hot.method, Method::WelchLog, "{hot:?}");
+    assert!(hot.p.is_some() && hot.q.is_some(), "{hot:?}");
+    assert!(!c.findings.iter().any(|f| f.verdict.is_change()), "{:#?}", c.findings);
+    // The same sides without their spread (each run the side's mean) are exact and apart: +3%.
+    g.base = varying([689.5, 689.5]);
+    g.head = varying([710.5, 710.5]);
+    let c = cmp(&[g.clone()]);
+    let hot = c.findings.iter().find(|f| f.function == "a::hot" && f.kind == Kind::SelfCost).unwrap();
+    assert_eq!((hot.method, hot.verdict), (Method::ExactThreshold, Verdict::Regression), "{hot:?}");
+    // A change far beyond the spread is still found with it: +30%, each side varying by 1%.
+    g.base = varying([696.0, 704.0]);
+    g.head = varying([906.0, 914.0]);
+    let c = cmp(&[g]);
+    let hot = c.findings.iter().find(|f| f.function == "a::hot" && f.kind == Kind::SelfCost).unwrap();
+    assert_eq!((hot.method, hot.verdict), (Method::WelchLog, Verdict::Regression), "{hot:?}");
+}
+
 #[test]
 fn new_and_vanished_functions_are_reported_by_cost() {
     let mut g = exact_group(0.0, 2);
