@@ -413,15 +413,23 @@ fn compare_reads_only_the_samples_of_one_label() {
 /// becomes `3s / (1 + 2s)`, and the other values' shares fall by `1 / (1 + 2s)`. The fixture's
 /// runs differ a lot (`/items` took 153 to 232 ms in six runs of one batch, more under load),
 /// hence eight runs a side and a large change: at twice the work, one of about a dozen runs of
-/// the labels tests together judged a share's change noise.
+/// the labels tests together judged a share's change noise. The sides are recorded in turns of
+/// two runs, as `check` interleaves them: recorded one after the other, the head's eight runs
+/// met a busier machine than the base's in one full-suite run (the other tests' load slows
+/// `items` and `search` unequally: `/items` +41% in amount, `/search`'s share 0.63 for 0.75).
 #[test]
 fn compare_breaks_the_cpu_down_by_endpoint_and_finds_the_endpoint_that_grew() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let runs = ["--runs", "8"];
-    let base = crate::compare::record_bin("label_split", &store, &dir.path().join("a"), &runs, &[]);
+    let runs = ["--runs", "2"];
     let slower = [("FIXTURE_SLOWDOWN_SEARCH", "3")];
-    let head = crate::compare::record_bin("label_split", &store, &dir.path().join("b"), &runs, &slower);
+    let (mut base, mut head) = (Vec::new(), Vec::new());
+    for turn in 0..4 {
+        let out = |side: &str| dir.path().join(format!("{side}{turn}"));
+        base.push(crate::compare::record_bin("label_split", &store, &out("a"), &runs, &[]));
+        head.push(crate::compare::record_bin("label_split", &store, &out("b"), &runs, &slower));
+    }
+    let (base, head) = (base.join(","), head.join(","));
     let f = crate::compare::compare(
         &store,
         &[&base, &head, "--by", "endpoint", "--no-flamegraphs", "--format", "json"],
