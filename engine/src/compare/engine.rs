@@ -438,6 +438,17 @@ impl Ctx<'_> {
         self.explained.is_some_and(|e| e.called_by_changed.contains(&series.name))
     }
 
+    /// The finding of a series tested by `t` (a difference of logs): its change, interval and p.
+    fn tested(&self, series: &Series, kind: Kind, method: Method, t: &TestResult) -> Finding {
+        let mut finding = self.finding(series, kind, method);
+        let (lo, hi) = t.interval(self.opts.confidence);
+        finding.change = Some(t.diff.exp() - 1.0);
+        finding.ci_low = Some(lo.exp() - 1.0);
+        finding.ci_high = Some(hi.exp() - 1.0);
+        finding.p = Some(t.p);
+        finding
+    }
+
     fn finding(&self, series: &Series, kind: Kind, method: Method) -> Finding {
         let xs = Self::values(series, kind);
         let shares = self.shares(xs);
@@ -534,12 +545,7 @@ impl Ctx<'_> {
                 let varies = xs.iter().any(|side| side.iter().any(|x| *x != side[0]));
                 if varies {
                     let t = self.test(self.side_stats_of(xs, false));
-                    let mut finding = self.finding(series, kind, Method::WelchLog);
-                    let (lo, hi) = t.interval(self.opts.confidence);
-                    finding.change = Some(t.diff.exp_m1());
-                    finding.ci_low = Some(lo.exp_m1());
-                    finding.ci_high = Some(hi.exp_m1());
-                    finding.p = Some(t.p);
+                    let finding = self.tested(series, kind, Method::WelchLog, &t);
                     self.out.push(Pending {
                         delta: delta(&finding),
                         finding,
@@ -714,12 +720,7 @@ impl Ctx<'_> {
         for (&(i, kind), t) in candidates.iter().zip(tests) {
             let series = &self.data.functions[i];
             let t = t.shifted(if normalized { shift.0 } else { 0.0 }, shift.1);
-            let mut finding = self.finding(series, kind, method);
-            let (lo, hi) = t.interval(self.opts.confidence);
-            finding.change = Some(t.diff.exp() - 1.0);
-            finding.ci_low = Some(lo.exp() - 1.0);
-            finding.ci_high = Some(hi.exp() - 1.0);
-            finding.p = Some(t.p);
+            let finding = self.tested(series, kind, method, &t);
             let delta = self.level_delta(series, kind, shift.0, normalized);
             self.out.push(Pending {
                 finding,
