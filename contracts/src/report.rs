@@ -578,6 +578,11 @@ pub enum Warning {
         dominant: Vec<(String, u32)>,
         /// Relative change of the median window's metric outside them (the load), in thousandths.
         load_change_permille: Option<i64>,
+        /// Compared by the metric per unit of work the program counted in each window
+        /// (`contprof::labels::count_work`: requests served): the median window's units, base
+        /// and head. `rate` is false then.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        work_per_window: Option<(u64, u64)>,
     },
 }
 
@@ -607,7 +612,7 @@ impl fmt::Display for Warning {
             Warning::SkippedRun { group, metric, side, index, reason } => {
                 write!(f, "{group}: {side} run #{index} left out of {metric}: {reason}")
             }
-            Warning::Denominator { group, metric, rate, dominant, load_change_permille } => {
+            Warning::Denominator { group, metric, rate, dominant, load_change_permille, work_per_window } => {
                 let names: Vec<String> = dominant
                     .iter()
                     .map(|(n, s)| format!("`{n}` holds {:.0}% of {metric}", f64::from(*s) / 10.0))
@@ -616,8 +621,19 @@ impl fmt::Display for Warning {
                     format!("the {metric} outside it moved by {:+.1}% (median window)", c as f64 / 10.0)
                 });
                 let load = load.unwrap_or_else(|| format!("no {metric} outside it to tell the load by"));
-                if *rate {
-                    let unit = if *metric == Metric::Cpu { "CPU".to_owned() } else { metric.to_string() };
+                let unit = if *metric == Metric::Cpu { "CPU".to_owned() } else { metric.to_string() };
+                if let Some((base, head)) = work_per_window {
+                    write!(
+                        f,
+                        "{group}: compared by {unit} per unit of work the program counted (median window: \
+                         {base} units in base, {head} in head), not by its share of the window"
+                    )?;
+                    if names.is_empty() {
+                        write!(f, " (--denominator work)")
+                    } else {
+                        write!(f, ": {}", names.join(", "))
+                    }
+                } else if *rate {
                     write!(
                         f,
                         "{group}: compared by {unit} per window (per instance), not by its share of the window"
@@ -632,7 +648,8 @@ impl fmt::Display for Warning {
                         f,
                         "{group}: {}: its share of the window cannot judge it (1.5x slower at 87% moves it to \
                          91%); it is compared by share because the windows' load is not comparable: {load} \
-                         (select windows of comparable load, or --denominator rate)",
+                         (count the work done with `contprof::labels::count_work`, select windows of \
+                         comparable load, or --denominator rate)",
                         names.join(", ")
                     )
                 }
@@ -1075,6 +1092,15 @@ mod tests {
                 rate: true,
                 dominant: vec![("work".into(), 870)],
                 load_change_permille: Some(-12),
+                work_per_window: None,
+            },
+            Warning::Denominator {
+                group: "prod/api/cpu".into(),
+                metric: Metric::Cpu,
+                rate: false,
+                dominant: vec![("work".into(), 870)],
+                load_change_permille: Some(400),
+                work_per_window: Some((1200, 1710)),
             },
         ];
         for warning in warnings {

@@ -231,6 +231,7 @@ pub fn run_costs(profile: &Profile, opts: &InputOptions) -> RunCosts {
             }
         }
     }
+    out.work = profile.work();
     // Functions with no cost in any metric are dropped by construction; keep maps tidy.
     out.functions.retain(|_, m: &mut BTreeMap<Metric, Cost>| !m.is_empty());
     // Calls into each function (the instructions engine), by the called function itself: a

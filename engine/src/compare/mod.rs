@@ -109,4 +109,20 @@ pub enum CompareError {
         /// The key.
         key: String,
     },
+    /// A comparison per unit of work was asked, and some windows counted none.
+    #[error(
+        "`--denominator work`: {missing} of the {windows} {side} windows of `{group}` counted no work \
+         (a service counts it with `contprof::labels::count_work`, or `contprof_tracing`'s layer with \
+         `count_spans`; select windows of a version that counts it, or choose another denominator)"
+    )]
+    NoWork {
+        /// Group key.
+        group: String,
+        /// `base` or `head`.
+        side: &'static str,
+        /// Windows without work.
+        missing: usize,
+        /// Windows of that side.
+        windows: usize,
+    },
 }

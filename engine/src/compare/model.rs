@@ -98,6 +98,32 @@ pub struct RunCosts {
     /// asked; never stored.
     #[serde(skip)]
     pub by_label: BTreeMap<Metric, BTreeMap<Option<String>, f64>>,
+    /// Units of work the program counted during the run (`contprof::labels::count_work`; see
+    /// [`crate::profile::work`]); `None` when it counted none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub work: Option<f64>,
+}
+
+impl RunCosts {
+    /// Every cost divided by `d` (the run's units of work): the sample counts stay, so each
+    /// sample's value is divided too and the noise of a sampled cost is unchanged.
+    pub fn divided_by(&self, d: f64) -> RunCosts {
+        let mut r = self.clone();
+        for t in r.totals.values_mut() {
+            t.value /= d;
+        }
+        for c in r.functions.values_mut().flat_map(|m| m.values_mut()) {
+            c.self_ /= d;
+            c.total /= d;
+        }
+        for v in r.self_by_caller.values_mut().flat_map(|m| m.values_mut()).flat_map(|m| m.values_mut()) {
+            *v /= d;
+        }
+        for v in r.by_label.values_mut().flat_map(|m| m.values_mut()) {
+            *v /= d;
+        }
+        r
+    }
 }
 
 /// One target/test/benchmark with its base and head runs.

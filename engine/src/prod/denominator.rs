@@ -4,14 +4,16 @@
 //! moves from window to window, and shares cancel it. A function that holds most of the CPU
 //! cannot move its share, though: a handler at 87% of the CPU made 1.5x slower goes to
 //! 1.305 / 1.435 = 91%, a change below every threshold, while each request costs 45% more. Such a
-//! function is judged by the CPU it takes per window (per instance: each window is one instance's),
-//! the absolute rate, when the windows' load is comparable; that is told by the CPU outside the
-//! functions above half of the metric, which a change in them does not move. When the load is not
-//! comparable either, the report says that the function's share cannot judge it.
+//! function is judged by its cost per unit of work when the program counts its work
+//! (`contprof::labels::count_work`, [`crate::profile::work`]: requests served), whatever the
+//! load; else by the CPU it takes per window (per instance: each window is one instance's), the
+//! absolute rate, when the windows' load is comparable, which is told by the CPU outside the
+//! functions above half of the metric (a change in them does not move it). When neither holds,
+//! the report says that the function's share cannot judge it.
 //!
 //! The choice is stated in the report (a warning of the comparison, in every format).
 
-use crate::compare::{CompareError, Comparison, Group, Metric, Options, RevisionInfo, Warning};
+use crate::compare::{CompareError, Comparison, Group, Metric, Options, RevisionInfo, RunCosts, Warning};
 
 /// A function holding more than this share of the metric cannot be judged by its share.
 pub const DOMINANT_SHARE: f64 = 0.5;
@@ -24,14 +26,18 @@ pub const COMPARABLE_LOAD: f64 = 0.10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Denominator {
-    /// The rate when a function holds more than half of the metric and the load is comparable,
-    /// the share otherwise.
+    /// When a function holds more than half of the metric: the work counted, if every window
+    /// counted some; else the rate, if the load is comparable; else the share (with a warning).
+    /// The share when no function does.
     #[default]
     Auto,
     /// The window's share of the metric.
     Share,
     /// The metric per window (per instance): the absolute rate.
     Rate,
+    /// The metric per unit of work the program counted in the window
+    /// (`contprof::labels::count_work`: CPU per request).
+    Work,
 }
 
 /// Compares production windows (`groups`, from `rollouts::compare_loaded`: one group) of
@@ -50,6 +56,14 @@ pub fn compare(
     if let Some(c) = &choice {
         c.apply(metric, &mut options);
     }
+    let per_work: Vec<Group>;
+    let groups = match &choice {
+        Some(c) if c.denominator == Denominator::Work => {
+            per_work = groups.iter().map(per_unit_of_work).collect::<Result<_, _>>()?;
+            &per_work
+        }
+        _ => groups,
+    };
     let mut cmp = crate::compare::compare(groups, base, head, &options)?;
     if let (Some(c), Some(g)) = (&choice, groups.first()) {
         c.state(&g.key, metric, &mut cmp);
@@ -57,10 +71,35 @@ pub fn compare(
     Ok(cmp)
 }
 
+/// `group` with every window's costs divided by the work it counted; an error when a window of
+/// it counted none.
+fn per_unit_of_work(group: &Group) -> Result<Group, CompareError> {
+    let divide = |side: &[RunCosts], name: &'static str| -> Result<Vec<RunCosts>, CompareError> {
+        let missing = side.iter().filter(|r| !r.work.is_some_and(|w| w > 0.0)).count();
+        if missing > 0 {
+            return Err(CompareError::NoWork {
+                group: group.key.clone(),
+                side: name,
+                missing,
+                windows: side.len(),
+            });
+        }
+        Ok(side.iter().map(|r| r.divided_by(r.work.unwrap_or(1.0))).collect())
+    };
+    Ok(Group { base: divide(&group.base, "base")?, head: divide(&group.head, "head")?, ..group.clone() })
+}
+
+/// The median window's units of work (`None` when a window of the side counted none).
+fn median_work(side: &[RunCosts]) -> Option<f64> {
+    let mut v: Vec<f64> = side.iter().map(|r| r.work.filter(|&w| w > 0.0)).collect::<Option<_>>()?;
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
 /// The decision for one group and metric, with its evidence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Choice {
-    /// Share or rate (never `Auto`).
+    /// Share, rate or work (never `Auto`).
     pub denominator: Denominator,
     /// The functions above [`DOMINANT_SHARE`] of the metric (mean self share over the windows of
     /// either side), with that share.
@@ -68,6 +107,9 @@ pub struct Choice {
     /// Relative change of the median window's metric outside those functions, head against base
     /// (`None` when no window has any).
     pub load_change: Option<f64>,
+    /// The median window's units of work, base and head, when every window of both sides counted
+    /// some (`contprof::labels::count_work`).
+    pub work: Option<(f64, f64)>,
     /// What was asked for.
     pub asked: Denominator,
     /// Whether the comparison's options compare the metric as a share (CPU by default;
@@ -102,7 +144,7 @@ pub fn choose(group: &Group, metric: Metric, asked: Denominator, options: &Optio
     }
     // The metric outside the dominant functions, per window: the load, which their change does
     // not move.
-    let outside = |side: &[crate::compare::RunCosts]| -> Option<f64> {
+    let outside = |side: &[RunCosts]| -> Option<f64> {
         let mut v: Vec<f64> = side
             .iter()
             .filter_map(|r| {
@@ -121,8 +163,10 @@ pub fn choose(group: &Group, metric: Metric, asked: Denominator, options: &Optio
         (Some(b), Some(h)) => Some(h / b - 1.0),
         _ => None,
     };
+    let work = median_work(&group.base).zip(median_work(&group.head));
     let denominator = match asked {
         Denominator::Auto if !normalized => Denominator::Rate,
+        Denominator::Auto if !dominant.is_empty() && work.is_some() => Denominator::Work,
         Denominator::Auto
             if !dominant.is_empty() && load_change.is_some_and(|c| c.abs() <= COMPARABLE_LOAD) =>
         {
@@ -131,19 +175,20 @@ pub fn choose(group: &Group, metric: Metric, asked: Denominator, options: &Optio
         Denominator::Auto => Denominator::Share,
         d => d,
     };
-    if !normalized && asked != Denominator::Share {
+    if !normalized && !matches!(asked, Denominator::Share | Denominator::Work) {
         // Compared by amount already: no share to be misled by.
         dominant.clear();
     }
-    Choice { denominator, dominant, load_change, asked, normalized }
+    Choice { denominator, dominant, load_change, work, asked, normalized }
 }
 
 impl Choice {
-    /// The comparison's options for this choice: the rate is the metric not normalized, an asked
-    /// share the metric normalized.
+    /// The comparison's options for this choice: the rate and the work are the metric not
+    /// normalized (the work divides each window's costs, [`compare`]), an asked share the metric
+    /// normalized.
     pub fn apply(&self, metric: Metric, options: &mut Options) {
         match (self.denominator, self.asked) {
-            (Denominator::Rate, _) => {
+            (Denominator::Rate | Denominator::Work, _) => {
                 options.normalize.remove(&metric);
             }
             (Denominator::Share, Denominator::Share) => {
@@ -153,12 +198,13 @@ impl Choice {
         }
     }
 
-    /// States the choice in `cmp`'s warnings (every format shows them): a rate chosen for a
-    /// dominant function or asked for, a share that cannot judge a dominant function.
+    /// States the choice in `cmp`'s warnings (every format shows them): a rate or a work chosen
+    /// for a dominant function or asked for, a share that cannot judge a dominant function.
     pub fn state(&self, group: &str, metric: Metric, cmp: &mut Comparison) {
+        let by_work = self.denominator == Denominator::Work;
         let rate = self.denominator == Denominator::Rate;
-        let asked_rate = rate && self.asked == Denominator::Rate && self.normalized;
-        if self.dominant.is_empty() && !asked_rate {
+        let asked = (rate && self.asked == Denominator::Rate && self.normalized) || by_work;
+        if self.dominant.is_empty() && !asked {
             return;
         }
         cmp.warnings.push(Warning::Denominator {
@@ -167,6 +213,7 @@ impl Choice {
             rate,
             dominant: self.dominant.iter().map(|(n, s)| (n.clone(), (s * 1000.0).round() as u32)).collect(),
             load_change_permille: self.load_change.map(|c| (c * 1000.0).round() as i64),
+            work_per_window: self.work.filter(|_| by_work).map(|(b, h)| (b.round() as u64, h.round() as u64)),
         });
         cmp.warnings.sort();
         cmp.warnings.dedup();
@@ -270,5 +317,84 @@ mod tests {
         };
         let choice = choose(&even, Metric::Cpu, Denominator::Auto, &Options::default());
         assert_eq!((choice.denominator, choice.dominant.len()), (Denominator::Share, 0));
+    }
+
+    /// `side`'s windows with the requests they served counted: 1,000 per window at load 1.
+    fn counted(slowdown: f64, load: f64) -> Vec<RunCosts> {
+        side(slowdown, load)
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| RunCosts { work: Some((1000.0 * load * (1.0 + 0.03 * ((i * 7 % 5) as f64 - 2.0) / 2.0)).round()), ..w })
+            .collect()
+    }
+
+    /// Issue 27 item 4: with the work counted, the dominant handler made 1.5x slower is found
+    /// under 40% more load too (where neither its share nor its rate can judge it), by its CPU per
+    /// request, and nothing else is.
+    #[test]
+    fn with_the_work_counted_a_dominant_function_is_judged_per_unit_of_work_under_any_load() {
+        let group = Group {
+            key: "prod/svc/cpu".into(),
+            base: counted(1.0, 1.0),
+            head: counted(1.5, 1.4),
+            ..Group::default()
+        };
+        let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
+        assert_eq!(choice.denominator, Denominator::Work, "{choice:?}");
+        assert_eq!(choice.work, Some((1000.0, 1400.0)));
+        let cmp = super::compare(
+            std::slice::from_ref(&group),
+            Metric::Cpu,
+            Denominator::Auto,
+            &Options::default(),
+            RevisionInfo::default(),
+            RevisionInfo::default(),
+        )
+        .unwrap();
+        let found: Vec<&str> =
+            cmp.with_verdict(Verdict::Regression).iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(found, ["svc::handler"], "{:#?}", cmp.findings);
+        let handler = cmp.findings.iter().find(|f| f.function == "svc::handler").unwrap();
+        assert!(handler.change.is_some_and(|c| (c - 0.5).abs() < 0.05), "{handler:#?}");
+        let said: Vec<String> = cmp.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(
+            said.iter().any(|w| w.contains("per unit of work") && w.contains("1000 units in base, 1400 in head")),
+            "{said:?}"
+        );
+        // The same load, the same cost per request: nothing changed.
+        let same = Group { head: counted(1.0, 1.4), ..group.clone() };
+        let cmp = super::compare(
+            std::slice::from_ref(&same),
+            Metric::Cpu,
+            Denominator::Auto,
+            &Options::default(),
+            RevisionInfo::default(),
+            RevisionInfo::default(),
+        )
+        .unwrap();
+        assert!(!cmp.has_regression(), "{:#?}", cmp.findings);
+    }
+
+    #[test]
+    fn work_asked_of_windows_that_counted_none_is_a_clear_error() {
+        let group = Group {
+            key: "prod/svc/cpu".into(),
+            base: counted(1.0, 1.0),
+            head: side(1.0, 1.0),
+            ..Group::default()
+        };
+        let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
+        assert_eq!(choice.denominator, Denominator::Rate, "one side counts no work: as before");
+        let err = super::compare(
+            std::slice::from_ref(&group),
+            Metric::Cpu,
+            Denominator::Work,
+            &Options::default(),
+            RevisionInfo::default(),
+            RevisionInfo::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("12 of the 12 head windows") && err.contains("count_work"), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! Turning one raw sample file into a [`Profile`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use contprof_protocol::format::{ClockKind, EndRecord, RawFile, Record};
 
@@ -289,6 +289,8 @@ struct Collected<'a> {
     wall: Vec<(Key<'a>, u64)>,
     end: Option<EndRecord>,
     messages: Vec<(u32, &'a str)>,
+    /// Units of work counted per label set ([`Record::Work`]).
+    work: BTreeMap<u32, u64>,
 }
 
 fn collect(raw: &RawFile) -> Collected<'_> {
@@ -347,6 +349,10 @@ fn collect(raw: &RawFile) -> Collected<'_> {
             }
             Record::End(e) => c.end = Some(*e),
             Record::Message { level, text } => c.messages.push((*level, text)),
+            Record::Work { set, units } => {
+                let sum = c.work.entry(*set).or_default();
+                *sum = sum.saturating_add(*units);
+            }
             Record::Unknown(_) => {}
         }
         previous = sample;
@@ -633,6 +639,15 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
         } else {
             w.comment(&format!("{kind}: {text}"));
         }
+    }
+    // By pairs: a set missing from the file counts as no labels.
+    let mut work: BTreeMap<&[(String, String)], u64> = BTreeMap::new();
+    for (set, &units) in &c.work {
+        let sum = work.entry(c.label_sets.get(set).copied().unwrap_or_default()).or_default();
+        *sum = sum.saturating_add(units);
+    }
+    for (pairs, units) in work {
+        w.comment(&super::work::comment(units, pairs));
     }
     w.comment(&format!("clock: {} at {} Hz requested", clock.name(), header.frequency_hz));
     let source = match cpu_time_source {

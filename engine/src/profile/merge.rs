@@ -36,7 +36,7 @@ fn sample_types(p: &Profile) -> String {
 }
 
 /// Merges profiles with identical sample types: values summed, durations summed, the
-/// earliest start time kept, comments kept once each.
+/// earliest start time kept, comments kept once each (the work counted, [`super::work`], summed).
 pub fn merge(profiles: &[Profile]) -> Result<Profile, MergeError> {
     let first = profiles.first().ok_or(MergeError::Empty)?;
     let expected = sample_types(first);
@@ -56,9 +56,6 @@ pub fn merge(profiles: &[Profile]) -> Result<Profile, MergeError> {
             time_nanos = p.time_nanos;
         }
         duration = duration.saturating_add(p.duration_nanos);
-        for &c in &p.comment {
-            w.comment(p.str(c));
-        }
         // Old mapping id -> (new id, address shift).
         let mut mapping_map: HashMap<u64, (u64, u64)> = HashMap::new();
         for m in &p.mapping {
@@ -123,6 +120,9 @@ pub fn merge(profiles: &[Profile]) -> Result<Profile, MergeError> {
     }
     let period_type = first.period_type.map(|v| w.value_type(first.str(v.r#type), first.str(v.unit)));
     let default_type = w.string(first.str(first.default_sample_type));
+    for c in super::work::sum_comments(profiles.iter().flat_map(|p| p.comment.iter().map(|&c| p.str(c)))) {
+        w.comment(&c);
+    }
     let mut merged = w.finish();
     merged.period_type = period_type;
     merged.default_sample_type = default_type;

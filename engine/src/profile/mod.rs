@@ -19,6 +19,7 @@ pub mod names;
 mod project;
 mod proto;
 mod raw_writer;
+pub mod work;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 mod writer;
@@ -163,9 +164,10 @@ impl Profile {
         sample.label.iter().find(|l| self.str(l.key) == key && l.str != 0).map(|l| self.str(l.str))
     }
 
-    /// Keeps the samples whose string labels pass `filters` (see [`labels_match`]); false when
-    /// none is left.
+    /// Keeps the samples whose string labels pass `filters` (see [`labels_match`]), and the work
+    /// counted under such labels ([`work`]); false when no sample is left.
     pub fn retain_labelled(&mut self, filters: &[(String, String)]) -> bool {
+        self.retain_work(filters);
         let kept: Vec<bool> =
             self.sample.iter().map(|s| labels_match(filters, |k| self.label_str(s, k))).collect();
         let mut i = 0;

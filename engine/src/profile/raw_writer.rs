@@ -3,7 +3,7 @@
 
 use contprof_protocol::format::{
     EndRecord, HEADER_LEN, Header, KIND_ALLOC_STACK, KIND_CONTENTION_STACK, KIND_CPU_SAMPLE, KIND_END,
-    KIND_LABEL_SET, KIND_LABELS, KIND_MAPS, KIND_MESSAGE, KIND_THREAD_NAME, MAGIC, VERSION, pad8,
+    KIND_LABEL_SET, KIND_LABELS, KIND_MAPS, KIND_MESSAGE, KIND_THREAD_NAME, KIND_WORK, MAGIC, VERSION, pad8,
 };
 
 /// Builds the bytes of a raw file, record by record, in the layout of [`contprof_protocol::format`].
@@ -107,6 +107,14 @@ impl RawWriter {
         p.extend_from_slice(&((trace_id >> 64) as u64).to_ne_bytes());
         p.extend_from_slice(&(trace_id as u64).to_ne_bytes());
         self.record(KIND_LABELS, &p)
+    }
+
+    /// Units of work counted under label set `set` (0: no labels).
+    pub fn work(&mut self, set: u32, units: u64) -> &mut Self {
+        let mut p = set.to_ne_bytes().to_vec();
+        p.extend_from_slice(&[0; 4]);
+        p.extend_from_slice(&units.to_ne_bytes());
+        self.record(KIND_WORK, &p)
     }
 
     /// The END record.

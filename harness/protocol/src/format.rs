@@ -23,6 +23,7 @@
 //! | [`KIND_WALL_TIME`] | `tid: u32, pad: u32, wall_ns: u64`: more wall time of a thread that did not run since its last [`KIND_WALL_STACK`], which it belongs to (the thread is still where that stack was taken) |
 //! | [`KIND_LABEL_SET`] | `id: u32, len: u32, set: [u8; len]` padded to 8: an interned label set (see [`label_pairs`]), written once per file before or after the records that name it |
 //! | [`KIND_LABELS`] | `set: u32, pad: u32`, optionally followed by `span_id: u64, trace_id_high: u64, trace_id_low: u64`: the label set (0: none) and trace ids (0: none) of the record that follows it, written in the same `write(2)` (a stack record: CPU, thread or wall with both, allocation or contention with the set only); a record without one has no labels |
+//! | [`KIND_WORK`] | `set: u32, pad: u32, units: u64`: units of work the program counted under label set `set` (0: none) while the file was open (`contprof::labels::count_work`: requests served, messages handled), written at exit, one record per set that counted any |
 //!
 //! The reader tolerates a truncated last record (a process killed mid-write) and reports it.
 
@@ -61,6 +62,8 @@ pub const KIND_LABEL_SET: u32 = 12;
 /// The label set of the next record. Readers that do not know it skip it and read the record
 /// without labels.
 pub const KIND_LABELS: u32 = 13;
+/// Units of work counted under one label set (the denominator of a cost per request).
+pub const KIND_WORK: u32 = 14;
 
 /// Most frames recorded per stack; deeper stacks are cut at the root end.
 pub const MAX_FRAMES: usize = 128;
@@ -309,6 +312,13 @@ pub enum Record {
         /// The trace the thread was in (0: none).
         trace_id: u128,
     },
+    /// See [`KIND_WORK`].
+    Work {
+        /// The id of a [`Record::LabelSet`] of the same file (0: no labels).
+        set: u32,
+        /// Units of work counted under it.
+        units: u64,
+    },
     /// A kind this reader does not know (skipped).
     Unknown(u32),
 }
@@ -548,6 +558,12 @@ fn parse_record(kind: u32, p: &[u8]) -> Option<Record> {
                 (0, 0)
             };
             Record::Labels { set: u32_at(p, 0), span_id, trace_id }
+        }
+        KIND_WORK => {
+            if p.len() < 16 {
+                return None;
+            }
+            Record::Work { set: u32_at(p, 0), units: u64_at(p, 8) }
         }
         KIND_MESSAGE => {
             if p.len() < 8 {
