@@ -426,6 +426,10 @@ impl Method {
     }
 }
 
+/// A production comparison's windows have comparable load when the cost outside the functions
+/// above half of the metric moved by at most this, in thousandths (see [`Warning::Denominator`]).
+pub const COMPARABLE_LOAD_PERMILLE: i64 = 100;
+
 /// The comparison of one function, metric and kind in one group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
@@ -638,10 +642,19 @@ impl fmt::Display for Warning {
                         f,
                         "{group}: compared by {unit} per window (per instance), not by its share of the window"
                     )?;
+                    let comparable =
+                        load_change_permille.is_some_and(|c| c.abs() <= COMPARABLE_LOAD_PERMILLE);
                     if names.is_empty() {
                         write!(f, " (--denominator rate)")
-                    } else {
+                    } else if comparable {
                         write!(f, ": {}, and the windows' load is comparable: {load}", names.join(", "))
+                    } else {
+                        write!(
+                            f,
+                            " (--denominator rate): {}, though the windows' load is not comparable: {load} \
+                             (a change in the load moves the rate too)",
+                            names.join(", ")
+                        )
                     }
                 } else {
                     write!(

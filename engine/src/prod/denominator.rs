@@ -20,7 +20,7 @@ pub const DOMINANT_SHARE: f64 = 0.5;
 
 /// The windows' load is comparable when the CPU outside the dominant functions moved by at most
 /// this (relative change of the median window).
-pub const COMPARABLE_LOAD: f64 = 0.10;
+pub const COMPARABLE_LOAD: f64 = contprof_contracts::report::COMPARABLE_LOAD_PERMILLE as f64 / 1000.0;
 
 /// What to divide by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -324,7 +324,10 @@ mod tests {
         side(slowdown, load)
             .into_iter()
             .enumerate()
-            .map(|(i, w)| RunCosts { work: Some((1000.0 * load * (1.0 + 0.03 * ((i * 7 % 5) as f64 - 2.0) / 2.0)).round()), ..w })
+            .map(|(i, w)| RunCosts {
+                work: Some((1000.0 * load * (1.0 + 0.03 * ((i * 7 % 5) as f64 - 2.0) / 2.0)).round()),
+                ..w
+            })
             .collect()
     }
 
@@ -358,7 +361,8 @@ mod tests {
         assert!(handler.change.is_some_and(|c| (c - 0.5).abs() < 0.05), "{handler:#?}");
         let said: Vec<String> = cmp.warnings.iter().map(|w| w.to_string()).collect();
         assert!(
-            said.iter().any(|w| w.contains("per unit of work") && w.contains("1000 units in base, 1400 in head")),
+            said.iter()
+                .any(|w| w.contains("per unit of work") && w.contains("1000 units in base, 1400 in head")),
             "{said:?}"
         );
         // The same load, the same cost per request: nothing changed.

@@ -19,9 +19,9 @@ pub mod names;
 mod project;
 mod proto;
 mod raw_writer;
-pub mod work;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
+pub mod work;
 mod writer;
 
 pub use build::{

@@ -33,3 +33,9 @@ pub unsafe extern "C" fn contprof_labels_swap_context_v1(
     // SAFETY: the caller's contract.
     unsafe { contprof::preload::labels::swap_context(new, old) }
 }
+
+/// Counts `units` of work under label set `set` (`u32::MAX`: the calling thread's set).
+#[unsafe(no_mangle)]
+pub extern "C" fn contprof_labels_count_work_v1(set: u32, units: u64) {
+    contprof::preload::labels::count_work(set, units)
+}

@@ -18,6 +18,10 @@
 //! span's name: the innermost span's name wins). Entering and leaving a span then costs a lookup
 //! of the span and one store of the thread's label set id each way.
 //!
+//! With [`ContprofLayer::count_spans`], the spans of one request count the work done (one unit
+//! each when they close, under their labels): `prod compare` then judges a window's CPU per
+//! request, which stays right when one function holds most of the CPU and the load moves.
+//!
 //! With [`ContprofLayer::span_ids`] and [`ContprofLayer::trace_ids`], CPU, wall and thread
 //! samples also carry the `span_id` and `trace_id` labels (16 and 32 hex digits, the names
 //! Pyroscope and OpenTelemetry profiles use), which are not interned and may be unique per
@@ -86,6 +90,7 @@ pub struct ContprofLayer {
     span_ids: bool,
     trace_ids: bool,
     only_spans: Option<Vec<String>>,
+    work_spans: Vec<String>,
     max_values: usize,
     seen: Arc<RwLock<HashMap<String, HashSet<String>>>>,
     stats: Stats,
@@ -187,6 +192,7 @@ impl ContprofLayer {
             span_ids: false,
             trace_ids: false,
             only_spans: None,
+            work_spans: Vec::new(),
             max_values: 64,
             seen: Arc::default(),
             stats: Stats::default(),
@@ -229,6 +235,15 @@ impl ContprofLayer {
     pub fn only_spans<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.only_spans = Some(names.into_iter().map(Into::into).collect());
         self.id = next_layer_id();
+        self
+    }
+
+    /// Spans with these names count one unit of work each when they close (under their labels,
+    /// `contprof::labels::LabelSet::count_work`): name the span of one request
+    /// (`count_spans(["request"])`), and `prod compare` can judge a window's CPU per request
+    /// (`--denominator work`). None by default.
+    pub fn count_spans<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.work_spans = names.into_iter().map(Into::into).collect();
         self
     }
 
@@ -476,6 +491,17 @@ where
         // Never panics, not even in a thread's last moments (thread-local storage torn down):
         // then the set is left as it is.
         let _ = PREVIOUS.try_with(|p| p.try_borrow_mut().map(|mut p| p.push(previous)));
+    }
+
+    fn on_close(&self, id: Id, ctx: layer::Context<'_, S>) {
+        if self.work_spans.is_empty() || !labels::active() {
+            return;
+        }
+        let Some(span) = ctx.span(&id) else { return };
+        if self.work_spans.iter().any(|n| n == span.metadata().name()) {
+            let set = span.extensions().get::<SpanLabels>().map_or(LabelSet::EMPTY, |l| l.context.labels);
+            set.count_work(1);
+        }
     }
 
     fn on_exit(&self, id: &Id, ctx: layer::Context<'_, S>) {

@@ -13,6 +13,18 @@
 //! takes the new value; an empty value removes the key). They become string labels of the pprof
 //! samples (`go tool pprof -tags`, `-tagfocus endpoint=/search`).
 //!
+//! [`count_work`] counts the work the program does (a request served, a message handled) under
+//! the current labels: each profile (each production window) then holds how much was done while
+//! it was recorded, and `prod compare` can judge costs per unit of work (CPU per request), which
+//! a share of the window cannot do for a function that holds most of it:
+//!
+//! ```
+//! contprof::labels::with(&[("endpoint", "/search")], || {
+//!     // ... serve the request ...
+//!     contprof::labels::count_work(1); // one request of endpoint=/search
+//! });
+//! ```
+//!
 //! Which agent they reach:
 //! - the preloaded one (`cargo contprof run`, `LD_PRELOAD`): the program needs no other change;
 //!   this crate finds the library's exported entry points (`contprof_labels_*_v1`) once, with
@@ -30,6 +42,7 @@
 mod intern;
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
 pub(crate) mod slots;
+pub(crate) mod work;
 
 pub use intern::{MAX_KEY, MAX_PAIRS, MAX_SETS, MAX_VALUE};
 
@@ -84,6 +97,14 @@ impl LabelSet {
         crate::format::label_pairs(if local { intern::encoded(self.0) } else { &[] })
     }
 
+    /// Counts `units` of work done under this set, whichever set the calling thread is in (see
+    /// [`count_work`]).
+    pub fn count_work(self, units: u64) {
+        if let Some(b) = backend() {
+            b.count_work(self.0, units);
+        }
+    }
+
     /// The id in the agent's table (0: no labels).
     pub fn id(self) -> u32 {
         self.0
@@ -107,6 +128,19 @@ pub struct Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         replace(self.previous);
+    }
+}
+
+/// Counts `units` of work (requests served, messages handled, bytes processed: one unit per
+/// program) done under the calling thread's current labels. Each profile, and each window of a
+/// service, holds the units counted while it was recorded, per label set (`contprof.work=`
+/// comments); `prod compare` divides a window's costs by them (`--denominator work`, and `auto`
+/// for a function above half of the CPU), so that a function is judged by its cost per unit of
+/// work whatever the load. One relaxed atomic add (nothing when no agent runs); count where the
+/// work ends, once per unit.
+pub fn count_work(units: u64) {
+    if let Some(b) = backend() {
+        b.count_work(KEEP, units);
     }
 }
 
@@ -186,6 +220,8 @@ type InternFn = unsafe extern "C" fn(u32, *const RawPair, usize) -> u32;
 type SwapFn = extern "C" fn(u32) -> u32;
 /// `contprof_labels_swap_context_v1(new, old)`.
 type SwapContextFn = unsafe extern "C" fn(*const RawContext, *mut RawContext);
+/// `contprof_labels_count_work_v1(set, units)`; [`KEEP`] counts under the calling thread's set.
+type CountWorkFn = extern "C" fn(u32, u64);
 
 /// A [`Context`] as the preloaded library's entry point takes it.
 #[doc(hidden)]
@@ -231,6 +267,8 @@ pub const INTERN_SYMBOL: &core::ffi::CStr = c"contprof_labels_intern_v1";
 pub const SWAP_SYMBOL: &core::ffi::CStr = c"contprof_labels_swap_v1";
 #[doc(hidden)]
 pub const SWAP_CONTEXT_SYMBOL: &core::ffi::CStr = c"contprof_labels_swap_context_v1";
+#[doc(hidden)]
+pub const COUNT_WORK_SYMBOL: &core::ffi::CStr = c"contprof_labels_count_work_v1";
 
 /// The id that [`exported::swap`] takes to mean "leave the set as it is" (no set has it: ids are
 /// below [`MAX_SETS`]).
@@ -245,6 +283,7 @@ static STATE: AtomicU8 = AtomicU8::new(UNRESOLVED);
 static INTERN: AtomicUsize = AtomicUsize::new(0);
 static SWAP: AtomicUsize = AtomicUsize::new(0);
 static SWAP_CONTEXT: AtomicUsize = AtomicUsize::new(0);
+static COUNT_WORK: AtomicUsize = AtomicUsize::new(0);
 /// The agent of this copy of the crate has been started in this process (labels set before
 /// that are not kept; labels outlive a stop, for the next window).
 static LOCAL_STARTED: AtomicBool = AtomicBool::new(false);
@@ -275,9 +314,10 @@ fn backend() -> Option<Backend> {
 
 #[cold]
 fn resolve() -> Option<Backend> {
-    let (intern, swap, context) = lookup();
+    let [intern, swap, context, count_work] = lookup();
     if intern != 0 && swap != 0 {
         SWAP_CONTEXT.store(context, Ordering::Relaxed);
+        COUNT_WORK.store(count_work, Ordering::Relaxed);
         INTERN.store(intern, Ordering::Relaxed);
         SWAP.store(swap, Ordering::Relaxed);
         STATE.store(PRELOADED, Ordering::Release);
@@ -293,22 +333,17 @@ fn resolve() -> Option<Backend> {
 /// The preloaded library's entry points, if the process has them (never this copy's own: the
 /// preload library's copy of the crate calls its agent directly).
 #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn lookup() -> (usize, usize, usize) {
+fn lookup() -> [usize; 4] {
     // SAFETY: `dlsym` with `RTLD_DEFAULT` and NUL-terminated names; the results are only used as
     // functions of the documented signatures, which the preload library exports under these
     // versioned names.
-    unsafe {
-        (
-            libc::dlsym(libc::RTLD_DEFAULT, INTERN_SYMBOL.as_ptr()) as usize,
-            libc::dlsym(libc::RTLD_DEFAULT, SWAP_SYMBOL.as_ptr()) as usize,
-            libc::dlsym(libc::RTLD_DEFAULT, SWAP_CONTEXT_SYMBOL.as_ptr()) as usize,
-        )
-    }
+    [INTERN_SYMBOL, SWAP_SYMBOL, SWAP_CONTEXT_SYMBOL, COUNT_WORK_SYMBOL]
+        .map(|name| unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) as usize })
 }
 
 #[cfg(not(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "aarch64"))))]
-fn lookup() -> (usize, usize, usize) {
-    (0, 0, 0)
+fn lookup() -> [usize; 4] {
+    [0; 4]
 }
 
 impl Backend {
@@ -361,6 +396,21 @@ impl Backend {
         }
     }
 
+    /// Counts `units` under set `set` ([`KEEP`]: the calling thread's). A preloaded library older
+    /// than this entry point counts nothing.
+    fn count_work(self, set: u32, units: u64) {
+        match self {
+            Backend::Local => local_count_work(set, units),
+            Backend::Preloaded => {
+                if let f @ 1.. = COUNT_WORK.load(Ordering::Relaxed) {
+                    // SAFETY: stored only by `resolve`, from `dlsym` of `COUNT_WORK_SYMBOL`.
+                    let f = unsafe { core::mem::transmute::<usize, CountWorkFn>(f) };
+                    f(set, units);
+                }
+            }
+        }
+    }
+
     #[inline]
     fn swap(self, id: u32) -> u32 {
         match self {
@@ -373,6 +423,11 @@ impl Backend {
             }
         }
     }
+}
+
+/// Counts `units` of work under set `set` ([`KEEP`]: the calling thread's) in this copy's agent.
+fn local_count_work(set: u32, units: u64) {
+    work::count(if set == KEEP { local_swap(KEEP) } else { set }, units);
 }
 
 /// Sets the calling thread's label set in this copy's thread state; returns the one before.
@@ -488,5 +543,10 @@ pub mod exported {
     #[inline]
     pub fn swap(id: u32) -> u32 {
         super::local_swap(id)
+    }
+
+    /// Counts `units` of work under set `set` ([`super::KEEP`]: the calling thread's).
+    pub fn count_work(set: u32, units: u64) {
+        super::local_count_work(set, units);
     }
 }

@@ -217,6 +217,10 @@ fn start_inner(opts: &Options, resume: bool, output: Option<i32>) -> Result<(), 
     writer::write_maps();
     crate::labels::local_agent_started();
     writer::write_label_sets();
+    if !resume {
+        // The work counted before this file opened (between windows) is not this file's.
+        crate::labels::work::take(|_, _| {});
+    }
     crate::code::load();
     // A window reuses the unwind tables of the previous one (a rebuild would leak the old
     // ones, which a signal handler may still hold); `dlopen` keeps them current.
@@ -287,6 +291,9 @@ pub(crate) fn finish() {
     wall::stop();
     timer::disarm_all();
     sampler::disable_and_wait();
+    // Before `END_AT`: a recording that resumes after a failed `exec` keeps these counts (it
+    // counts on from zero, and the reader adds up a set's records).
+    writer::write_work();
     END_AT.store(writer::length().unwrap_or(0), Ordering::Relaxed);
     // Between windows of the continuous mode allocations stay sampled (live ones must stay
     // tracked for the heap in use), without registering threads for CPU timers.

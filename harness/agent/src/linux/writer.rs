@@ -17,7 +17,7 @@ use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use crate::format::{
     self, EndRecord, KIND_ALLOC_STACK, KIND_CONTENTION_STACK, KIND_END, KIND_LABEL_SET, KIND_LABELS,
-    KIND_MAPS, KIND_MESSAGE, KIND_THREAD_NAME, MAX_FRAMES,
+    KIND_MAPS, KIND_MESSAGE, KIND_THREAD_NAME, KIND_WORK, MAX_FRAMES,
 };
 use crate::sys;
 
@@ -256,6 +256,14 @@ pub(crate) fn write_contention_stack(waits: [u64; 2], labels: u32, frames: &[u64
     b[3] = pair(frames.len() as u32, 0);
     b[4..4 + frames.len()].copy_from_slice(frames);
     emit(&buf[from..LABELS_WORDS + 4 + frames.len()])
+}
+
+/// Writes the work counted per label set since the file opened ([`KIND_WORK`] records), and
+/// starts the counts at zero again.
+pub(crate) fn write_work() {
+    crate::labels::work::take(|set, units| {
+        emit(&[pair(KIND_WORK, 16), pair(set, 0), units]);
+    });
 }
 
 /// Writes a [`KIND_LABEL_SET`] record for set `id` with encoding `set` (if a file is open).
