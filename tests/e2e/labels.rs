@@ -108,6 +108,16 @@ fn cpu_splits_by_label_as_the_fixture_set_it_and_samples_carry_exactly_their_lab
     let kept = 50.0 * 256.0 * 1024.0;
     assert!((allocated as f64 / kept - 1.0).abs() < 0.5, "items: {allocated} bytes allocated");
     assert!((in_use as f64 / kept - 1.0).abs() < 0.5, "items: {in_use} bytes in use");
+    // The work each slice counted, exactly, under the labels it was counted under (through the
+    // preloaded library's entry point).
+    let comments = p.comments();
+    for line in [
+        r#"contprof.work=1000 {"endpoint":"/search"}"#,
+        r#"contprof.work=2000 {"endpoint":"/items","tenant":"t1"}"#,
+    ] {
+        assert!(comments.contains(&line), "{line} in {comments:#?}");
+    }
+    assert_eq!(p.work(), Some(3000.0));
 }
 
 /// A request's CPU follows its span across `.await` points and worker threads.
