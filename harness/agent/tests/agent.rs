@@ -409,3 +409,68 @@ fn waits_carry_the_waiting_threads_labels() {
     );
     assert!((10_000_000..20_000_000).contains(&other), "{labelled} ns waited under /lock, {other} without");
 }
+
+/// Units of work per label set, as one file's `KIND_WORK` records name them by their pairs.
+fn work_by_labels(f: &RawFile) -> std::collections::BTreeMap<String, u64> {
+    let sets: std::collections::HashMap<u32, String> = f
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::LabelSet { id, pairs } => {
+                Some((*id, pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut out = std::collections::BTreeMap::new();
+    for r in &f.records {
+        if let Record::Work { set, units } = r {
+            *out.entry(sets.get(set).cloned().unwrap_or_default()).or_default() += units;
+        }
+    }
+    out
+}
+
+/// Work counted from many threads at once, each under its own labels or a set it names, lands in
+/// the file open while it was counted, exactly and under the right set; work counted while no file
+/// is open is not the next file's.
+#[test]
+fn work_counted_from_many_threads_is_exact_per_label_set_and_per_file() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let path = temp("work");
+    let guard =
+        contprof::start(Options::new(&path).frequency(0).alloc(AllocMode::Off)).expect("agent starts");
+    let named = contprof::labels::LabelSet::new(&[("queue", "mail")]);
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            s.spawn(move || {
+                let endpoint = if t % 2 == 0 { "/search" } else { "/items" };
+                contprof::labels::with(&[("endpoint", endpoint)], || {
+                    for _ in 0..10_000 {
+                        contprof::labels::count_work(1);
+                    }
+                    // Under a set the thread is not in.
+                    named.count_work(3);
+                });
+                contprof::labels::count_work(t);
+            });
+        }
+    });
+    guard.stop();
+    // Counted between files: not the next file's.
+    contprof::labels::count_work(1_000);
+    let got = work_by_labels(&read(&path));
+    let expected: std::collections::BTreeMap<String, u64> = [
+        ("endpoint=/search".to_owned(), 40_000),
+        ("endpoint=/items".to_owned(), 40_000),
+        ("queue=mail".to_owned(), 24),
+        (String::new(), 28),
+    ]
+    .into();
+    assert_eq!(got, expected);
+    let next = temp("work-next");
+    let guard = contprof::start(Options::new(&next).frequency(0).alloc(AllocMode::Off)).expect("restart");
+    contprof::labels::count_work(5);
+    guard.stop();
+    assert_eq!(work_by_labels(&read(&next)), [(String::new(), 5)].into());
+}
