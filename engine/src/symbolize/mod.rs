@@ -341,10 +341,32 @@ fn named_frames(loader: Option<&addr2line::Loader>, symbol: Option<&str>, vaddr:
             outer.function = demangle(sym);
             outer.system_name = sym.to_owned();
         }
+        (Some(outer), Some(sym)) => {
+            if let Some(full) = with_path(&outer.function, &demangle(sym)) {
+                outer.function = full;
+                outer.system_name = sym.to_owned();
+            }
+        }
         (None, Some(sym)) => frames.push(symbol_frame(demangle(sym), sym.to_owned())),
         _ => {}
     }
     frames
+}
+
+/// The symbol's name for a function the debug info names without its path: a build with
+/// `debug = "line-tables-only"` (a common release setting) keeps only the function's own name
+/// (`compress`, `{closure#0}`), which reads as a C symbol and collides across crates, while the
+/// symbol covering the address has the whole path (`sha2::sha256::x86_sha::compress`). `None`
+/// when the debug name has a path already, or the symbol's last segment is another function.
+fn with_path(debug_name: &str, symbol: &str) -> Option<String> {
+    use crate::profile::names::normalize_name as normalize;
+    if debug_name.is_empty() || debug_name.contains("::") || !symbol.contains("::") {
+        return None;
+    }
+    let last = symbol.rsplit("::").next()?;
+    // Closures are `{closure#0}` in the debug info and `{{closure}}` in a legacy symbol.
+    let same = last == debug_name || normalize(last) == normalize(debug_name);
+    same.then(|| symbol.to_owned())
 }
 
 /// The DWARF frames of an ELF virtual address, innermost first.

@@ -360,3 +360,25 @@ fn forget_unused_keeps_what_was_looked_up_since_the_last_call() {
     s.forget_unused();
     assert!(s.binaries.is_empty());
 }
+
+/// A line-tables-only build names a function without its path; the symbol covering the address
+/// gives it back, when its last segment is that function.
+#[test]
+fn a_function_named_without_its_path_takes_the_symbols_path() {
+    use super::with_path;
+    assert_eq!(
+        with_path("compress", "sha2::sha256::x86_sha::compress").as_deref(),
+        Some("sha2::sha256::x86_sha::compress")
+    );
+    assert_eq!(
+        with_path("{closure#0}", "dominant_service::etag::{closure#0}").as_deref(),
+        Some("dominant_service::etag::{closure#0}")
+    );
+    assert_eq!(
+        with_path("{closure#0}", "dominant_service::etag::{{closure}}").as_deref(),
+        Some("dominant_service::etag::{{closure}}")
+    );
+    assert_eq!(with_path("compress", "miniz_oxide::deflate::core::compress_inner"), None, "another function");
+    assert_eq!(with_path("update_blocks<a::B>", "digest::update_blocks<a::B>"), None, "a path already");
+    assert_eq!(with_path("memcpy", "memcpy"), None, "a C symbol stays one");
+}
