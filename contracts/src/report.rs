@@ -632,11 +632,10 @@ impl fmt::Display for Warning {
                         "{group}: compared by {unit} per unit of work the program counted (median window: \
                          {base} units in base, {head} in head), not by its share of the window"
                     )?;
-                    if names.is_empty() {
-                        write!(f, " (--denominator work)")
-                    } else {
-                        write!(f, ": {}", names.join(", "))
+                    if !names.is_empty() {
+                        write!(f, ": {}", names.join(", "))?;
                     }
+                    Ok(())
                 } else if *rate {
                     write!(
                         f,

@@ -15,7 +15,8 @@ Options: `--scenarios paced-same,paced-more,saturated` (the default: all three),
 (the paced load's pause between two requests of one connection, default 2: 8 connections then
 serve about 3,500 requests/s, some 300 CPU samples per window; at 10 ms a window has ~70),
 `--windows` (cpu windows each version must have recorded before the replicas stop, default 12),
-`--debug limited` (build the service with full function names in its debug info instead of its
+`--head-rounds 2` (the head runs the base's ROUNDS: an A/A under each scenario's two loads, where
+nothing should be reported), `--debug limited` (build the service with full function names in its debug info instead of its
 Cargo.toml's `line-tables-only`: see below). WORK (default /tmp/dominant-work) holds the service's
 build (WORK/target), the agent library and each scenario's store, replica logs and the four JSON
 reports (WORK/<scenario>/).
@@ -252,6 +253,8 @@ def count_by_version(store):
 class Replica:
     def __init__(self, a, lib, dirname, side):
         version, rounds = VERSIONS[side]
+        if side == "head" and a.head_rounds is not None:
+            rounds = a.head_rounds
         self.side, self.port = side, free_port()
         self.log = dirname / f"{side}.log"
         env = dict(os.environ)
@@ -377,6 +380,9 @@ def main():
     ap.add_argument("--pause-ms", type=int, default=2, help="the paced load's pause between requests (wrk delay())")
     ap.add_argument("--windows", type=int, default=12, help="cpu windows of each version before stopping")
     ap.add_argument("--max-seconds", type=int, default=180, help="give up waiting for windows after this")
+    ap.add_argument("--head-rounds", type=int, default=None,
+                    help="the head's ROUNDS (default 3: +50%%); 2 makes each scenario an A/A of one binary under "
+                         "the scenario's loads, where no denominator should report anything")
     ap.add_argument("--debug", default=None, choices=["line-tables-only", "limited", "full"],
                     help="build the service with this debug info instead of its Cargo.toml's (line-tables-only): "
                          "the names of its frames, and so the functions the reports judge, differ")

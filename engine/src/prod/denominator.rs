@@ -3,13 +3,16 @@
 //! By default a window's CPU is compared as a share of the window's CPU: the load of a service
 //! moves from window to window, and shares cancel it. A function that holds most of the CPU
 //! cannot move its share, though: a handler at 87% of the CPU made 1.5x slower goes to
-//! 1.305 / 1.435 = 91%, a change below every threshold, while each request costs 45% more. Such a
-//! function is judged by its cost per unit of work when the program counts its work
-//! (`contprof::labels::count_work`, [`crate::profile::work`]: requests served), whatever the
-//! load; else by the CPU it takes per window (per instance: each window is one instance's), the
-//! absolute rate, when the windows' load is comparable, which is told by the CPU outside the
-//! functions above half of the metric (a change in them does not move it). When neither holds,
-//! the report says that the function's share cannot judge it.
+//! 1.305 / 1.435 = 91%, a change below every threshold, while each request costs 45% more; and
+//! the same holds for a path that takes most of the CPU in several functions (a hash's rounds and
+//! its message schedule), which no rule on single functions sees. So a program that counts its
+//! work (`contprof::labels::count_work`, [`crate::profile::work`]: requests served) has every
+//! window's costs judged per unit of work, whatever the load, as soon as every window counted
+//! some. Without it, a function above half of the metric is judged by the CPU it takes per window
+//! (per instance: each window is one instance's), the absolute rate, when the windows' load is
+//! comparable, which is told by the CPU outside those functions (a change in them does not move
+//! it, though the per-request overhead around them may); when it is not, the report says that the
+//! function's share cannot judge it.
 //!
 //! The choice is stated in the report (a warning of the comparison, in every format).
 
@@ -26,9 +29,9 @@ pub const COMPARABLE_LOAD: f64 = contprof_contracts::report::COMPARABLE_LOAD_PER
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Denominator {
-    /// When a function holds more than half of the metric: the work counted, if every window
-    /// counted some; else the rate, if the load is comparable; else the share (with a warning).
-    /// The share when no function does.
+    /// The work counted, if every window counted some; else, when a function holds more than
+    /// half of the metric, the rate if the load is comparable, the share (with a warning) if not;
+    /// the share when no function does.
     #[default]
     Auto,
     /// The window's share of the metric.
@@ -165,8 +168,8 @@ pub fn choose(group: &Group, metric: Metric, asked: Denominator, options: &Optio
     };
     let work = median_work(&group.base).zip(median_work(&group.head));
     let denominator = match asked {
+        Denominator::Auto if work.is_some() => Denominator::Work,
         Denominator::Auto if !normalized => Denominator::Rate,
-        Denominator::Auto if !dominant.is_empty() && work.is_some() => Denominator::Work,
         Denominator::Auto
             if !dominant.is_empty() && load_change.is_some_and(|c| c.abs() <= COMPARABLE_LOAD) =>
         {
@@ -175,7 +178,7 @@ pub fn choose(group: &Group, metric: Metric, asked: Denominator, options: &Optio
         Denominator::Auto => Denominator::Share,
         d => d,
     };
-    if !normalized && !matches!(asked, Denominator::Share | Denominator::Work) {
+    if !normalized && !matches!(denominator, Denominator::Share | Denominator::Work) {
         // Compared by amount already: no share to be misled by.
         dominant.clear();
     }
@@ -377,6 +380,50 @@ mod tests {
         )
         .unwrap();
         assert!(!cmp.has_regression(), "{:#?}", cmp.findings);
+        // Counted work is the denominator with no function above half of the CPU too: a path
+        // that holds most of it in several functions cannot move their shares much either.
+        let split = |slowdown: f64, load: f64| -> Vec<RunCosts> {
+            (0..12)
+                .map(|i| {
+                    let wobble = 1.0 + 0.03 * ((i * 7 % 5) as f64 - 2.0) / 2.0;
+                    let mut w = window(8.7e9 * slowdown * load * wobble, 1.3e9 * load * wobble);
+                    let handler = w.functions.remove("svc::handler").unwrap();
+                    for part in ["svc::rounds", "svc::schedule"] {
+                        let half = handler[&Metric::Cpu].self_ / 2.0;
+                        w.functions
+                            .insert(part.into(), [(Metric::Cpu, Cost { self_: half, total: half })].into());
+                    }
+                    RunCosts { work: Some((1000.0 * load * wobble).round()), ..w }
+                })
+                .collect()
+        };
+        let group = Group { base: split(1.0, 1.0), head: split(1.5, 1.4), ..group };
+        let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
+        assert_eq!((choice.denominator, choice.dominant.len()), (Denominator::Work, 0), "{choice:?}");
+        let cmp = super::compare(
+            std::slice::from_ref(&group),
+            Metric::Cpu,
+            Denominator::Auto,
+            &Options::default(),
+            RevisionInfo::default(),
+            RevisionInfo::default(),
+        )
+        .unwrap();
+        let mut found: Vec<&str> =
+            cmp.with_verdict(Verdict::Regression).iter().map(|f| f.function.as_str()).collect();
+        found.sort();
+        assert_eq!(found, ["svc::rounds", "svc::schedule"], "{:#?}", cmp.findings);
+        // By share, neither half is found.
+        let by_share = super::compare(
+            std::slice::from_ref(&group),
+            Metric::Cpu,
+            Denominator::Share,
+            &Options::default(),
+            RevisionInfo::default(),
+            RevisionInfo::default(),
+        )
+        .unwrap();
+        assert!(!by_share.has_regression(), "{:#?}", by_share.findings);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The cost of a label change: entering and leaving a `tracing` span without the layer, with the
 //! layer and no agent, and with the layer and the agent (linked in, sampling off, so that only
 //! the label change is measured); a span made, entered, left and closed inside a labelled one,
-//! as a library makes its own spans in a loop (`span_new`, the same three ways); and the
-//! `contprof::labels` calls themselves, with and without an agent.
+//! as a library makes its own spans in a loop (`span_new`, the same three ways, and with the
+//! layer counting each such span as a unit of work: `span_new/layer_agent_counted`); and the
+//! `contprof::labels` calls themselves (`count_work` too), with and without an agent.
 //!
 //! `cargo bench -p contprof-tracing --bench span_labels` (the benchmarks without an agent run
 //! first: once started, the agent takes labels for the rest of the process).
@@ -44,6 +45,7 @@ fn without_agent(c: &mut Criterion) {
     c.bench_function("labels_with/no_agent", |b| {
         b.iter(|| contprof::labels::with(&[("endpoint", "/search")], || black_box(1)))
     });
+    c.bench_function("count_work/no_agent", |b| b.iter(|| contprof::labels::count_work(black_box(1))));
 }
 
 fn with_agent(c: &mut Criterion) {
@@ -53,11 +55,18 @@ fn with_agent(c: &mut Criterion) {
     let layered = tracing::Dispatch::new(tracing_subscriber::registry().with(ContprofLayer::new()));
     enter_exit(c, "span_enter_exit/layer_agent", &layered);
     new_span(c, "span_new/layer_agent", &layered);
+    let counted = tracing::Dispatch::new(
+        tracing_subscriber::registry().with(ContprofLayer::new().count_spans(["poll"])),
+    );
+    new_span(c, "span_new/layer_agent_counted", &counted);
     let set = contprof::labels::LabelSet::new(&[("endpoint", "/search")]);
     c.bench_function("labels_enter/agent", |b| b.iter(|| black_box(set.enter())));
     c.bench_function("labels_with/agent", |b| {
         b.iter(|| contprof::labels::with(&[("endpoint", "/search")], || black_box(1)))
     });
+    let _in_set = set.enter();
+    c.bench_function("count_work/agent", |b| b.iter(|| contprof::labels::count_work(black_box(1))));
+    c.bench_function("count_work_named_set/agent", |b| b.iter(|| set.count_work(black_box(1))));
     guard.stop();
     let _ = std::fs::remove_file(&path);
 }

@@ -135,9 +135,9 @@ impl Drop for Guard {
 /// program) done under the calling thread's current labels. Each profile, and each window of a
 /// service, holds the units counted while it was recorded, per label set (`contprof.work=`
 /// comments); `prod compare` divides a window's costs by them (`--denominator work`, and `auto`
-/// for a function above half of the CPU), so that a function is judged by its cost per unit of
-/// work whatever the load. One relaxed atomic add (nothing when no agent runs); count where the
-/// work ends, once per unit.
+/// when every window counted some), so that a function is judged by its cost per unit of work
+/// whatever the load. One relaxed atomic add (nothing when no agent runs); count where the work
+/// ends, once per unit.
 pub fn count_work(units: u64) {
     if let Some(b) = backend() {
         b.count_work(KEEP, units);
