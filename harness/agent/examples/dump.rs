@@ -73,6 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Record::WallTime { tid, wall_ns } => wall.entry(*tid).or_default().1 += wall_ns,
             Record::LabelSet { id, pairs } => println!("label set {id}: {pairs:?}"),
             Record::Labels { .. } => {}
+            Record::Work { set, units } => println!("work: {units} units under label set {set}"),
             Record::Unknown(k) => println!("unknown record kind {k}"),
         }
     }
