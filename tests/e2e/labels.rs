@@ -112,8 +112,8 @@ fn cpu_splits_by_label_as_the_fixture_set_it_and_samples_carry_exactly_their_lab
     // preloaded library's entry point).
     let comments = p.comments();
     for line in [
-        r#"contprof.work=1000 {"endpoint":"/search"}"#,
-        r#"contprof.work=2000 {"endpoint":"/items","tenant":"t1"}"#,
+        r#"work counted: 1000 {"endpoint":"/search"}"#,
+        r#"work counted: 2000 {"endpoint":"/items","tenant":"t1"}"#,
     ] {
         assert!(comments.contains(&line), "{line} in {comments:#?}");
     }

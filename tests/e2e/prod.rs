@@ -841,7 +841,7 @@ fn prod_compare_judges_a_function_that_holds_most_of_the_cpu_by_its_cost_per_req
         .iter()
         .filter_map(|k| {
             read(&listing, k).comments().iter().find_map(|c| {
-                let rest = c.strip_prefix("contprof.work=")?;
+                let rest = c.strip_prefix("work counted: ")?;
                 let (units, set) = rest.split_once(' ')?;
                 assert_eq!(set, r#"{"endpoint":"/work","span_name":"request"}"#, "{c}");
                 units.parse().ok()

@@ -38,7 +38,7 @@ and every sha2 function they list; then one row per scenario and denominator: th
 self-cost findings (regression or not, change and interval), the other regressions (and any
 improvements), and the denominator warning; then per scenario the truth the replicas printed at
 exit (hashing thread-CPU ns per request, requests served), the windows and those without work,
-the median units of work per window (the windows' `contprof.work` comments), and the hashing's
+the median units of work per window (the windows' `work counted:` comments), and the hashing's
 share of the CPU in each version: of the windows (samples with sha2 on the stack), in the report
 (its sha2 findings' mean shares), and by the truth (hashing time over the process's CPU time).
 
@@ -223,7 +223,7 @@ class Window:
         self.work_sets = []
         for c in comments:
             text = strings[c]
-            m = re.match(r"contprof\.work=(\d+) (.*)", text)
+            m = re.match(r"work counted: (\d+) (.*)", text)
             if m:
                 self.work += int(m.group(1))
                 self.work_sets.append(m.group(2))

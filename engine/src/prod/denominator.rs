@@ -16,6 +16,8 @@
 //!
 //! The choice is stated in the report (a warning of the comparison, in every format).
 
+use contprof_contracts::report::Side;
+
 use crate::compare::{CompareError, Comparison, Group, Metric, Options, RevisionInfo, RunCosts, Warning};
 
 /// A function holding more than this share of the metric cannot be judged by its share.
@@ -59,42 +61,110 @@ pub fn compare(
     if let Some(c) = &choice {
         c.apply(metric, &mut options);
     }
-    let per_work: Vec<Group>;
-    let groups = match &choice {
+    let (divided, kept): (Vec<Group>, Vec<Kept>) = match &choice {
         Some(c) if c.denominator == Denominator::Work => {
-            per_work = groups.iter().map(per_unit_of_work).collect::<Result<_, _>>()?;
-            &per_work
+            groups.iter().map(per_unit_of_work).collect::<Result<Vec<_>, _>>()?.into_iter().unzip()
         }
-        _ => groups,
+        _ => (Vec::new(), Vec::new()),
     };
+    let groups = if divided.is_empty() { groups } else { &divided };
     let mut cmp = crate::compare::compare(groups, base, head, &options)?;
+    for (g, kept) in groups.iter().zip(&kept) {
+        kept.restate(&g.key, metric, &mut cmp.warnings);
+    }
     if let (Some(c), Some(g)) = (&choice, groups.first()) {
         c.state(&g.key, metric, &mut cmp);
     }
     Ok(cmp)
 }
 
-/// `group` with every window's costs divided by the work it counted; an error when a window of
-/// it counted none.
-fn per_unit_of_work(group: &Group) -> Result<Group, CompareError> {
-    let divide = |side: &[RunCosts], name: &'static str| -> Result<Vec<RunCosts>, CompareError> {
-        let missing = side.iter().filter(|r| !r.work.is_some_and(|w| w > 0.0)).count();
-        if missing > 0 {
+/// Which windows of a group a comparison per unit of work kept, per side (their positions in the
+/// side as loaded), and which it left out because they counted no work.
+#[derive(Debug, Default)]
+struct Kept {
+    base: Vec<usize>,
+    head: Vec<usize>,
+    base_left_out: Vec<usize>,
+    head_left_out: Vec<usize>,
+}
+
+impl Kept {
+    /// The comparison's warnings about runs by position, put back to the windows' positions as
+    /// loaded, and a warning for each window left out for want of work.
+    fn restate(&self, group: &str, metric: Metric, warnings: &mut Vec<Warning>) {
+        for w in warnings.iter_mut() {
+            if let Warning::SkippedRun { group: g, side, index, .. } = w
+                && g == group
+            {
+                let kept = if *side == Side::Base { &self.base } else { &self.head };
+                if let Some(&original) = kept.get(*index) {
+                    *index = original;
+                }
+            }
+        }
+        for (side, left_out) in [(Side::Base, &self.base_left_out), (Side::Head, &self.head_left_out)] {
+            for &index in left_out {
+                warnings.push(Warning::SkippedRun {
+                    group: group.to_owned(),
+                    metric,
+                    side,
+                    index,
+                    reason: "it counted no work: compared per unit of work".to_owned(),
+                });
+            }
+        }
+        warnings.sort();
+        warnings.dedup();
+    }
+}
+
+/// `group` with every window's costs divided by the work it counted, the windows that counted
+/// none left out ([`Kept`]); an error when a side has no window that counted any.
+fn per_unit_of_work(group: &Group) -> Result<(Group, Kept), CompareError> {
+    let mut kept = Kept::default();
+    let mut divide = |side: &[RunCosts], name: &'static str| -> Result<Vec<RunCosts>, CompareError> {
+        let (keep, left_out) = if name == "base" {
+            (&mut kept.base, &mut kept.base_left_out)
+        } else {
+            (&mut kept.head, &mut kept.head_left_out)
+        };
+        let mut out = Vec::new();
+        for (i, r) in side.iter().enumerate() {
+            match r.work.filter(|&w| w > 0.0) {
+                Some(w) => {
+                    keep.push(i);
+                    out.push(r.divided_by(w));
+                }
+                None => left_out.push(i),
+            }
+        }
+        if out.is_empty() {
             return Err(CompareError::NoWork {
                 group: group.key.clone(),
                 side: name,
-                missing,
+                missing: side.len(),
                 windows: side.len(),
             });
         }
-        Ok(side.iter().map(|r| r.divided_by(r.work.unwrap_or(1.0))).collect())
+        Ok(out)
     };
-    Ok(Group { base: divide(&group.base, "base")?, head: divide(&group.head, "head")?, ..group.clone() })
+    let base = divide(&group.base, "base")?;
+    let head = divide(&group.head, "head")?;
+    Ok((Group { base, head, ..group.clone() }, kept))
 }
 
-/// The median window's units of work (`None` when a window of the side counted none).
+/// Most of a side's windows that may count no work for `auto` to compare per unit of work: a
+/// window without requests (a quiet minute, the one a replica completes as it exits) is left out;
+/// a side where many are without is not a service that counts its work.
+const MAX_WITHOUT_WORK: f64 = 0.25;
+
+/// The median window's units of work, among the windows that counted some; `None` when fewer
+/// than two did, or more than [`MAX_WITHOUT_WORK`] of the side counted none.
 fn median_work(side: &[RunCosts]) -> Option<f64> {
-    let mut v: Vec<f64> = side.iter().map(|r| r.work.filter(|&w| w > 0.0)).collect::<Option<_>>()?;
+    let mut v: Vec<f64> = side.iter().filter_map(|r| r.work.filter(|&w| w > 0.0)).collect();
+    if v.len() < 2 || (side.len() - v.len()) as f64 > MAX_WITHOUT_WORK * side.len() as f64 {
+        return None;
+    }
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied()
 }
@@ -424,6 +494,49 @@ mod tests {
         )
         .unwrap();
         assert!(!by_share.has_regression(), "{:#?}", by_share.findings);
+    }
+
+    /// A window that counted no work (a quiet minute, the one a replica completes as it exits) is
+    /// left out, by its position as loaded; too many such windows and `auto` does not divide by
+    /// work at all.
+    #[test]
+    fn windows_without_work_are_left_out_and_said_so() {
+        let mut head = counted(1.5, 1.4);
+        head[3].work = None;
+        head[7].work = Some(0.0);
+        let group = Group { key: "prod/svc/cpu".into(), base: counted(1.0, 1.0), head, ..Group::default() };
+        let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
+        assert_eq!(choice.denominator, Denominator::Work, "2 of 12 without work: {choice:?}");
+        let cmp = super::compare(
+            std::slice::from_ref(&group),
+            Metric::Cpu,
+            Denominator::Auto,
+            &Options::default(),
+            RevisionInfo::default(),
+            RevisionInfo::default(),
+        )
+        .unwrap();
+        let found: Vec<&str> =
+            cmp.with_verdict(Verdict::Regression).iter().map(|f| f.function.as_str()).collect();
+        assert_eq!(found, ["svc::handler"], "{:#?}", cmp.findings);
+        let left_out: Vec<(Side, usize)> = cmp
+            .warnings
+            .iter()
+            .filter_map(|w| match w {
+                Warning::SkippedRun { side, index, reason, .. } if reason.contains("no work") => {
+                    Some((*side, *index))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(left_out, [(Side::Head, 3), (Side::Head, 7)], "{:#?}", cmp.warnings);
+        let mut sparse = counted(1.0, 1.0);
+        for w in &mut sparse[..4] {
+            w.work = None;
+        }
+        let group = Group { base: sparse, ..group };
+        let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
+        assert_eq!(choice.denominator, Denominator::Share, "4 of 12 without work: not per unit of work");
     }
 
     #[test]

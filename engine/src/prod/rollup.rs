@@ -183,6 +183,11 @@ pub struct WindowSummary {
     /// Its length in seconds; 0 in rollups written before it was kept.
     #[prost(double, tag = "7")]
     pub seconds: f64,
+    /// The units of work the program counted in it (`contprof::labels::count_work`): a
+    /// comparison's denominator; absent when it counted none (and in rollups written before it was
+    /// kept).
+    #[prost(double, optional, tag = "8")]
+    pub work: Option<f64>,
 }
 
 /// A metric's total over a window.
@@ -279,6 +284,7 @@ fn summary(o: &Observation) -> WindowSummary {
             })
             .collect(),
         seconds: o.seconds,
+        work: o.costs.work,
     }
 }
 
@@ -434,6 +440,7 @@ impl Rollup {
                             Some((m, total))
                         })
                         .collect(),
+                    work: w.work,
                     ..RunCosts::default()
                 },
                 seconds: w.seconds,
@@ -500,6 +507,8 @@ mod tests {
         w.label_samples(&[("service", "api"), ("version", "1.4"), ("zone", "eu"), ("instance", instance)]);
         w.add_comment("contprof.team=search");
         w.add_comment("contprof.window_start=1");
+        // The requests it served (`count_work`), which a comparison divides by.
+        w.add_comment(&crate::profile::work::comment(main_ms as u64 * 3, &[]));
         w
     }
 
@@ -543,6 +552,7 @@ mod tests {
         let mut back = r.observations();
         assert_eq!(back[0].key, obs[1].key, "oldest first");
         assert_eq!(back[0].costs.totals, obs[1].costs.totals);
+        assert_eq!((back[0].costs.work, obs[1].costs.work), (Some(150.0), Some(150.0)), "the work counted");
         assert!(back[0].costs.functions.is_empty(), "totals only until costs are added");
         r.add_costs(&costs, &mut back).unwrap();
         assert_eq!(back[0], obs[1], "exactly what run_costs gives for the window");

@@ -3,17 +3,18 @@
 //! costs by to compare them per unit of work (`prod compare --denominator work`).
 //!
 //! A profile carries it in its comments, one per label set that counted any:
-//! `contprof.work=120 {"endpoint":"/search"}` (the units, then the set's pairs as a JSON object,
+//! `work counted: 120 {"endpoint":"/search"}` (the units, then the set's pairs as a JSON object,
 //! `{}` for work counted without labels). pprof has no field for a count that is not a sample's
 //! value, and a sample would put a stack of its own into every view of the profile; a comment is
-//! shown by `go tool pprof -comments` and left alone by tools that do not know it.
+//! shown by `go tool pprof -comments` and left alone by tools that do not know it. (Not a
+//! `contprof.KEY=VALUE` comment: those are a production window's own labels.)
 
 use std::collections::BTreeMap;
 
 use super::{Profile, labels_match};
 
 /// The start of a work comment.
-pub const PREFIX: &str = "contprof.work=";
+pub const PREFIX: &str = "work counted: ";
 
 /// The comment of `units` counted under the label set `pairs`.
 pub fn comment(units: u64, pairs: &[(String, String)]) -> String {
@@ -74,12 +75,12 @@ mod tests {
     #[test]
     fn a_work_comment_reads_back_and_other_comments_are_not_work() {
         let c = comment(120, &[("endpoint".into(), "/search \"q\"".into()), ("a".into(), "1".into())]);
-        assert_eq!(c, r#"contprof.work=120 {"a":"1","endpoint":"/search \"q\""}"#);
+        assert_eq!(c, r#"work counted: 120 {"a":"1","endpoint":"/search \"q\""}"#);
         let (units, set) = parse(&c).unwrap();
         assert_eq!(units, 120);
         assert_eq!(set["endpoint"], "/search \"q\"");
         assert_eq!(parse(&comment(3, &[])), Some((3, BTreeMap::new())));
-        assert_eq!(parse("contprof.work_start=5"), None);
+        assert_eq!(parse("contprof.work=5 {}"), None);
         assert_eq!(parse("clock: setitimer"), None);
     }
 

@@ -133,7 +133,7 @@ impl Drop for Guard {
 
 /// Counts `units` of work (requests served, messages handled, bytes processed: one unit per
 /// program) done under the calling thread's current labels. Each profile, and each window of a
-/// service, holds the units counted while it was recorded, per label set (`contprof.work=`
+/// service, holds the units counted while it was recorded, per label set (`work counted:`
 /// comments); `prod compare` divides a window's costs by them (`--denominator work`, and `auto`
 /// when every window counted some), so that a function is judged by its cost per unit of work
 /// whatever the load. One relaxed atomic add (nothing when no agent runs); count where the work
