@@ -1095,7 +1095,7 @@ pub struct JudgingArgs {
     /// function above half of the metric cannot move its share), `rate` (the cost per window, per
     /// instance: for windows of comparable load), `work` (the cost per unit of work the service
     /// counted in the window, `contprof::labels::count_work`: the cost per request, under any
-    /// load) or `auto` (the work if every window counted some; else, when a function holds more
+    /// load) or `auto` (the work if the windows counted it; else, when a function holds more
     /// than half of the metric, the rate if the load, the cost outside that function, moved by at
     /// most 10%; the share otherwise). The report says which was used, and when a function's share
     /// cannot judge it.

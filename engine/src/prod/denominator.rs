@@ -7,8 +7,8 @@
 //! the same holds for a path that takes most of the CPU in several functions (a hash's rounds and
 //! its message schedule), which no rule on single functions sees. So a program that counts its
 //! work (`contprof::labels::count_work`, [`crate::profile::work`]: requests served) has every
-//! window's costs judged per unit of work, whatever the load, as soon as every window counted
-//! some. Without it, a function above half of the metric is judged by the CPU it takes per window
+//! window's costs judged per unit of work, whatever the load, the windows that counted none left
+//! out. Without it, a function above half of the metric is judged by the CPU it takes per window
 //! (per instance: each window is one instance's), the absolute rate, when the windows' load is
 //! comparable, which is told by the CPU outside those functions (a change in them does not move
 //! it, though the per-request overhead around them may); when it is not, the report says that the
@@ -31,9 +31,9 @@ pub const COMPARABLE_LOAD: f64 = contprof_contracts::report::COMPARABLE_LOAD_PER
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Denominator {
-    /// The work counted, if every window counted some; else, when a function holds more than
-    /// half of the metric, the rate if the load is comparable, the share (with a warning) if not;
-    /// the share when no function does.
+    /// The work counted, if the windows counted it (two a side at least, a quarter without at
+    /// most); else, when a function holds more than half of the metric, the rate if the load is
+    /// comparable, the share (with a warning) if not; the share when no function does.
     #[default]
     Auto,
     /// The window's share of the metric.
@@ -180,8 +180,8 @@ pub struct Choice {
     /// Relative change of the median window's metric outside those functions, head against base
     /// (`None` when no window has any).
     pub load_change: Option<f64>,
-    /// The median window's units of work, base and head, when every window of both sides counted
-    /// some (`contprof::labels::count_work`).
+    /// The median window's units of work, base and head, among the windows that counted some,
+    /// when enough did on both sides ([`MAX_WITHOUT_WORK`]).
     pub work: Option<(f64, f64)>,
     /// What was asked for.
     pub asked: Denominator,

@@ -135,7 +135,7 @@ impl Drop for Guard {
 /// program) done under the calling thread's current labels. Each profile, and each window of a
 /// service, holds the units counted while it was recorded, per label set (`work counted:`
 /// comments); `prod compare` divides a window's costs by them (`--denominator work`, and `auto`
-/// when every window counted some), so that a function is judged by its cost per unit of work
+/// when the windows counted it), so that a function is judged by its cost per unit of work
 /// whatever the load. One relaxed atomic add (nothing when no agent runs); count where the work
 /// ends, once per unit.
 pub fn count_work(units: u64) {
