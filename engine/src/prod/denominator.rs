@@ -156,7 +156,7 @@ fn per_unit_of_work(group: &Group) -> Result<(Group, Kept), CompareError> {
 /// Most of a side's windows that may count no work for `auto` to compare per unit of work: a
 /// window without requests (a quiet minute, the one a replica completes as it exits) is left out;
 /// a side where many are without is not a service that counts its work.
-const MAX_WITHOUT_WORK: f64 = 0.25;
+pub const MAX_WITHOUT_WORK: f64 = 0.25;
 
 /// The median window's units of work, among the windows that counted some; `None` when fewer
 /// than two did, or more than [`MAX_WITHOUT_WORK`] of the side counted none.
