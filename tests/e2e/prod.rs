@@ -601,6 +601,37 @@ fn started_from_code_on_s3_with_the_store_down_at_first() {
     assert!(leaf_share(&p, "cpu", "service::checksum") > 0.3, "{:?}", functions(&p));
 }
 
+/// The environments of replicas of versions 1.3 and 1.4 of service `web` recording into
+/// `store` (`CONTPROF_VERSION` comes after the defaults, so it wins), in windows of 1.2 s every
+/// 2 s at 1000 Hz: several hundred samples each even when the machine is busy (at 250 Hz, ~90
+/// under load: `render_rows`, 4% of 1.3's CPU, then has 3 samples a window and its change was
+/// missed about once in six loaded runs), and time to close each window (thread snapshot,
+/// allocation stacks) before the next period begins.
+fn two_versions(store: &str) -> [Vec<(&'static str, String)>; 2] {
+    let fast = [("CONTPROF_PERIOD", "2"), ("CONTPROF_WINDOW", "1.2"), ("CONTPROF_FREQUENCY", "1000")];
+    ["1.3", "1.4"].map(|version| {
+        let mut env = env_with(store, &fast);
+        env.push(("CONTPROF_VERSION", version.into()));
+        env
+    })
+}
+
+/// Loads the replicas (each with its wrk connections) in turns of 4 s until versions 1.3 and 1.4
+/// both have ten CPU windows in `listing` (on two shared cores the schedule may skip periods),
+/// for at most 90 s: ten windows a side keep the verdicts clear of sampling noise on a loaded
+/// machine.
+fn load_until_windows(listing: &Store, replicas: &[(&Replica, u32)]) {
+    let started = Instant::now();
+    loop {
+        load_each(replicas, 4);
+        let cpu = windows(listing).into_iter().filter(|k| k.profile_type == "cpu").collect::<Vec<_>>();
+        let of = |v: &str| cpu.iter().filter(|k| k.deployment.version == v).count();
+        if (of("1.3") >= 10 && of("1.4") >= 10) || started.elapsed() > Duration::from_secs(90) {
+            return;
+        }
+    }
+}
+
 #[test]
 fn prod_compare_names_the_function_the_new_version_made_slower() {
     let Some(_) = wrk() else { return };
@@ -610,33 +641,14 @@ fn prod_compare_names_the_function_the_new_version_made_slower() {
     let store_dir = dir.path().join("store");
     let store = store_dir.to_str().unwrap().to_owned();
     // Two deployments of one service: 1.3, and 1.4 whose `render_rows` formats every row five
-    // times. `CONTPROF_VERSION` comes after the defaults, so it wins.
-    // Windows of 1.2 s every 2 s at 1000 Hz: several hundred samples each even when the machine
-    // is busy (at 250 Hz, ~90 under load: `render_rows`, 4% of 1.3's CPU, then has 3 samples a
-    // window and its change was missed about once in six loaded runs), and time to close each
-    // window (thread snapshot, allocation stacks) before the next period begins.
-    let fast = [("CONTPROF_PERIOD", "2"), ("CONTPROF_WINDOW", "1.2"), ("CONTPROF_FREQUENCY", "1000")];
-    let mut old = env_with(&store, &fast);
-    old.push(("CONTPROF_VERSION", "1.3".into()));
-    let mut new = env_with(&store, &fast);
-    new.push(("CONTPROF_VERSION", "1.4".into()));
+    // times.
+    let [old, new] = two_versions(&store);
     let listing = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
     let a = Replica::start_with(dir.path(), "old", &old, false, &[]);
     // 1.4 rolls out after 1.3 has windows (`prod watch` orders versions by their first window).
     eventually("a first window of 1.3", 30, || !windows(&listing).is_empty());
     let b = Replica::start_with(dir.path(), "new", &new, false, &["--slow-render"]);
-    // Load until each side has enough windows under load (on two shared cores the schedule may
-    // skip periods), for at most 90 s: ten windows a side keep the verdict clear of sampling
-    // noise on a loaded machine.
-    let started = Instant::now();
-    loop {
-        load(&[&a, &b], 4);
-        let cpu = windows(&listing).into_iter().filter(|k| k.profile_type == "cpu").collect::<Vec<_>>();
-        let of = |v: &str| cpu.iter().filter(|k| k.deployment.version == v).count();
-        if (of("1.3") >= 10 && of("1.4") >= 10) || started.elapsed() > Duration::from_secs(90) {
-            break;
-        }
-    }
+    load_until_windows(&listing, &[(&a, 4), (&b, 4)]);
     a.stop();
     b.stop();
 
@@ -815,23 +827,11 @@ fn prod_compare_judges_a_function_that_holds_most_of_the_cpu_by_its_cost_per_req
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
     let store = store_dir.to_str().unwrap().to_owned();
-    let fast = [("CONTPROF_PERIOD", "2"), ("CONTPROF_WINDOW", "1.2"), ("CONTPROF_FREQUENCY", "1000")];
-    let mut old = env_with(&store, &fast);
-    old.push(("CONTPROF_VERSION", "1.3".into()));
-    let mut new = env_with(&store, &fast);
-    new.push(("CONTPROF_VERSION", "1.4".into()));
+    let [old, new] = two_versions(&store);
     let listing = Store::open(&StoreLocation::Dir(store_dir.clone())).unwrap();
     let a = Replica::start_with(dir.path(), "old", &old, false, &["--traced"]);
     let b = Replica::start_with(dir.path(), "new", &new, false, &["--traced", "--slow-checksum"]);
-    let started = Instant::now();
-    loop {
-        load_each(&[(&a, 4), (&b, 1)], 4);
-        let cpu = windows(&listing).into_iter().filter(|k| k.profile_type == "cpu").collect::<Vec<_>>();
-        let of = |v: &str| cpu.iter().filter(|k| k.deployment.version == v).count();
-        if (of("1.3") >= 10 && of("1.4") >= 10) || started.elapsed() > Duration::from_secs(90) {
-            break;
-        }
-    }
+    load_until_windows(&listing, &[(&a, 4), (&b, 1)]);
     a.stop();
     b.stop();
 

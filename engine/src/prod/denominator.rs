@@ -313,15 +313,28 @@ mod tests {
         r
     }
 
+    /// Window `i`'s load relative to the side's: a few percent from window to window, as real
+    /// windows have.
+    fn wobble(i: usize) -> f64 {
+        1.0 + 0.03 * ((i * 7 % 5) as f64 - 2.0) / 2.0
+    }
+
     /// Windows of 10 s at one core's worth of load: a handler at 87% of CPU, with the noise of
     /// real windows (a few percent from window to window).
     fn side(slowdown: f64, load: f64) -> Vec<RunCosts> {
-        (0..12)
-            .map(|i| {
-                let wobble = 1.0 + 0.03 * ((i * 7 % 5) as f64 - 2.0) / 2.0;
-                window(8.7e9 * slowdown * load * wobble, 1.3e9 * load * wobble)
-            })
-            .collect()
+        (0..12).map(|i| window(8.7e9 * slowdown * load * wobble(i), 1.3e9 * load * wobble(i))).collect()
+    }
+
+    /// `group` compared as `prod compare` does, with the denominator `asked`.
+    fn judged(group: &Group, asked: Denominator) -> Result<Comparison, CompareError> {
+        super::compare(
+            std::slice::from_ref(group),
+            Metric::Cpu,
+            asked,
+            &Options::default(),
+            RevisionInfo::default(),
+            RevisionInfo::default(),
+        )
     }
 
     fn compare(group: &Group, options: &Options) -> Comparison {
@@ -397,10 +410,7 @@ mod tests {
         side(slowdown, load)
             .into_iter()
             .enumerate()
-            .map(|(i, w)| RunCosts {
-                work: Some((1000.0 * load * (1.0 + 0.03 * ((i * 7 % 5) as f64 - 2.0) / 2.0)).round()),
-                ..w
-            })
+            .map(|(i, w)| RunCosts { work: Some((1000.0 * load * wobble(i)).round()), ..w })
             .collect()
     }
 
@@ -418,15 +428,7 @@ mod tests {
         let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
         assert_eq!(choice.denominator, Denominator::Work, "{choice:?}");
         assert_eq!(choice.work, Some((1000.0, 1400.0)));
-        let cmp = super::compare(
-            std::slice::from_ref(&group),
-            Metric::Cpu,
-            Denominator::Auto,
-            &Options::default(),
-            RevisionInfo::default(),
-            RevisionInfo::default(),
-        )
-        .unwrap();
+        let cmp = judged(&group, Denominator::Auto).unwrap();
         let found: Vec<&str> =
             cmp.with_verdict(Verdict::Regression).iter().map(|f| f.function.as_str()).collect();
         assert_eq!(found, ["svc::handler"], "{:#?}", cmp.findings);
@@ -440,59 +442,34 @@ mod tests {
         );
         // The same load, the same cost per request: nothing changed.
         let same = Group { head: counted(1.0, 1.4), ..group.clone() };
-        let cmp = super::compare(
-            std::slice::from_ref(&same),
-            Metric::Cpu,
-            Denominator::Auto,
-            &Options::default(),
-            RevisionInfo::default(),
-            RevisionInfo::default(),
-        )
-        .unwrap();
+        let cmp = judged(&same, Denominator::Auto).unwrap();
         assert!(!cmp.has_regression(), "{:#?}", cmp.findings);
         // Counted work is the denominator with no function above half of the CPU too: a path
         // that holds most of it in several functions cannot move their shares much either.
         let split = |slowdown: f64, load: f64| -> Vec<RunCosts> {
             (0..12)
                 .map(|i| {
-                    let wobble = 1.0 + 0.03 * ((i * 7 % 5) as f64 - 2.0) / 2.0;
-                    let mut w = window(8.7e9 * slowdown * load * wobble, 1.3e9 * load * wobble);
+                    let mut w = window(8.7e9 * slowdown * load * wobble(i), 1.3e9 * load * wobble(i));
                     let handler = w.functions.remove("svc::handler").unwrap();
                     for part in ["svc::rounds", "svc::schedule"] {
                         let half = handler[&Metric::Cpu].self_ / 2.0;
                         w.functions
                             .insert(part.into(), [(Metric::Cpu, Cost { self_: half, total: half })].into());
                     }
-                    RunCosts { work: Some((1000.0 * load * wobble).round()), ..w }
+                    RunCosts { work: Some((1000.0 * load * wobble(i)).round()), ..w }
                 })
                 .collect()
         };
         let group = Group { base: split(1.0, 1.0), head: split(1.5, 1.4), ..group };
         let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
         assert_eq!((choice.denominator, choice.dominant.len()), (Denominator::Work, 0), "{choice:?}");
-        let cmp = super::compare(
-            std::slice::from_ref(&group),
-            Metric::Cpu,
-            Denominator::Auto,
-            &Options::default(),
-            RevisionInfo::default(),
-            RevisionInfo::default(),
-        )
-        .unwrap();
+        let cmp = judged(&group, Denominator::Auto).unwrap();
         let mut found: Vec<&str> =
             cmp.with_verdict(Verdict::Regression).iter().map(|f| f.function.as_str()).collect();
         found.sort();
         assert_eq!(found, ["svc::rounds", "svc::schedule"], "{:#?}", cmp.findings);
         // By share, neither half is found.
-        let by_share = super::compare(
-            std::slice::from_ref(&group),
-            Metric::Cpu,
-            Denominator::Share,
-            &Options::default(),
-            RevisionInfo::default(),
-            RevisionInfo::default(),
-        )
-        .unwrap();
+        let by_share = judged(&group, Denominator::Share).unwrap();
         assert!(!by_share.has_regression(), "{:#?}", by_share.findings);
     }
 
@@ -507,15 +484,7 @@ mod tests {
         let group = Group { key: "prod/svc/cpu".into(), base: counted(1.0, 1.0), head, ..Group::default() };
         let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
         assert_eq!(choice.denominator, Denominator::Work, "2 of 12 without work: {choice:?}");
-        let cmp = super::compare(
-            std::slice::from_ref(&group),
-            Metric::Cpu,
-            Denominator::Auto,
-            &Options::default(),
-            RevisionInfo::default(),
-            RevisionInfo::default(),
-        )
-        .unwrap();
+        let cmp = judged(&group, Denominator::Auto).unwrap();
         let found: Vec<&str> =
             cmp.with_verdict(Verdict::Regression).iter().map(|f| f.function.as_str()).collect();
         assert_eq!(found, ["svc::handler"], "{:#?}", cmp.findings);
@@ -549,16 +518,7 @@ mod tests {
         };
         let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
         assert_eq!(choice.denominator, Denominator::Rate, "one side counts no work: as before");
-        let err = super::compare(
-            std::slice::from_ref(&group),
-            Metric::Cpu,
-            Denominator::Work,
-            &Options::default(),
-            RevisionInfo::default(),
-            RevisionInfo::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = judged(&group, Denominator::Work).unwrap_err().to_string();
         assert!(err.contains("12 of the 12 head windows") && err.contains("count_work"), "{err}");
     }
 }

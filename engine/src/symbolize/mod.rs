@@ -359,7 +359,9 @@ fn named_frames(loader: Option<&addr2line::Loader>, symbol: Option<&str>, vaddr:
 /// symbol covering the address has the whole path (`sha2::sha256::x86_sha::compress`). `None`
 /// when the debug name has a path already, or the symbol's last segment is another function.
 fn with_path(debug_name: &str, symbol: &str) -> Option<String> {
-    use crate::profile::names::normalize_name as normalize;
+    fn normalize(name: &str) -> &str {
+        if name.starts_with("{closure") || name.starts_with("{{closure") { "{closure}" } else { name }
+    }
     if debug_name.is_empty() || debug_name.contains("::") || !symbol.contains("::") {
         return None;
     }

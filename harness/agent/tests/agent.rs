@@ -234,11 +234,9 @@ fn an_unwritable_output_is_a_named_error() {
     assert!(std::error::Error::source(&err).is_some());
 }
 
-/// Per label set (its pairs, `k=v` joined by `,`; "" for none): the allocated and in-use bytes of
-/// the allocation stacks recorded under it.
-fn alloc_bytes_by_labels(f: &RawFile) -> std::collections::BTreeMap<String, (u64, u64)> {
-    let sets: std::collections::HashMap<u32, String> = f
-        .records
+/// The file's label sets by id, each as its pairs, `k=v` joined by `,`.
+fn label_sets(f: &RawFile) -> std::collections::HashMap<u32, String> {
+    f.records
         .iter()
         .filter_map(|r| match r {
             Record::LabelSet { id, pairs } => {
@@ -246,7 +244,13 @@ fn alloc_bytes_by_labels(f: &RawFile) -> std::collections::BTreeMap<String, (u64
             }
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Per label set (its pairs, `k=v` joined by `,`; "" for none): the allocated and in-use bytes of
+/// the allocation stacks recorded under it.
+fn alloc_bytes_by_labels(f: &RawFile) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let sets = label_sets(f);
     let mut out = std::collections::BTreeMap::<String, (u64, u64)>::new();
     let mut pending = 0;
     for r in &f.records {
@@ -412,16 +416,7 @@ fn waits_carry_the_waiting_threads_labels() {
 
 /// Units of work per label set, as one file's `KIND_WORK` records name them by their pairs.
 fn work_by_labels(f: &RawFile) -> std::collections::BTreeMap<String, u64> {
-    let sets: std::collections::HashMap<u32, String> = f
-        .records
-        .iter()
-        .filter_map(|r| match r {
-            Record::LabelSet { id, pairs } => {
-                Some((*id, pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")))
-            }
-            _ => None,
-        })
-        .collect();
+    let sets = label_sets(f);
     let mut out = std::collections::BTreeMap::new();
     for r in &f.records {
         if let Record::Work { set, units } = r {
