@@ -116,9 +116,11 @@ pub fn run(args: CheckArgs, shell: &Shell) -> Result<()> {
         let manifest =
             args.cargo.manifest_path.clone().unwrap_or_else(|| ctx.workspace.root().join("Cargo.toml"));
         let mut record = |target: &CheckTarget,
-                          checkout: Option<&BaseCheckout>|
+                          checkout: Option<&BaseCheckout>,
+                          announce: &dyn Fn()|
          -> Result<Option<RunMetadata>> {
             let Some(only) = confirmation.only(target) else { return Ok(None) };
+            announce();
             let clock = if checkout.is_some() { &clocks.base } else { &clocks.head };
             let part = Part { target, runs: 1, only: &only };
             let summary = record_side(&args, part, &ctx, checkout, clock, shell)?;

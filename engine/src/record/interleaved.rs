@@ -150,9 +150,10 @@ pub struct BaseCheckout {
 /// Whether to stop recording, given the base's runs and the head's so far.
 pub type Look<'a> = dyn FnMut(&[RunMetadata], &[RunMetadata]) -> Result<bool> + 'a;
 
-/// Records one repetition of a target, for the head (`None`) or the base's checkout; `None`
-/// when that repetition of the target is left out.
-pub type Record<'a, T> = dyn FnMut(&T, Option<&BaseCheckout>) -> Result<Option<RunMetadata>> + 'a;
+/// Records one repetition of a target, for the head (`None`) or the base's checkout, calling
+/// its third argument (which says "Recording head, repetition 2 of 3") once it records; `None`,
+/// without calling it, when that repetition of the target is left out.
+pub type Record<'a, T> = dyn FnMut(&T, Option<&BaseCheckout>, &dyn Fn()) -> Result<Option<RunMetadata>> + 'a;
 
 /// Records at most `runs` repetitions of each target on head and base, alternating, one
 /// repetition at a time: `record` records one repetition of a target for the head (`None`) or
@@ -202,8 +203,10 @@ pub fn record_interleaved<T>(
     let mut worktree = None;
     for i in 0..runs {
         for target in targets {
-            shell.status("Recording", format_args!("head, repetition {} of {runs}", i + 1));
-            let Some(head) = record(target, None)? else { continue };
+            let announce = |side: &str| {
+                shell.status("Recording", format_args!("{side}, repetition {} of {runs}", i + 1))
+            };
+            let Some(head) = record(target, None, &|| announce("head"))? else { continue };
             head_runs.push(head);
             if worktree.is_none() {
                 // After the head's first build, before the checkout: see the module doc.
@@ -218,8 +221,7 @@ pub fn record_interleaved<T>(
                     .status("Checked out", format_args!("base {} in {}", short_commit(base), path.display()));
                 worktree = Some(Worktree { repo, path: path.clone() });
             }
-            shell.status("Recording", format_args!("base, repetition {} of {runs}", i + 1));
-            if let Some(base) = record(target, Some(&checkout))? {
+            if let Some(base) = record(target, Some(&checkout), &|| announce("base"))? {
                 base_runs.push(base);
             }
         }
