@@ -52,18 +52,19 @@ self cost folds into the nearest frame whose name holds `::`, digest's generic
 
 import argparse
 import atexit
-import gzip
 import json
 import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from prod_agent import cpu_seconds, free_port, uploader_of, wait_listening
+from soak import read_pprof
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "tests/measure/real/dominant_service/Cargo.toml"
@@ -88,84 +89,7 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, secs=20):
-    deadline = time.time() + secs
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on {port}")
-
-
-def uploader_of(pid):
-    """The uploader the agent started for service `pid` (its arguments carry their values
-    attached: `--pid=PID`)."""
-    out = subprocess.run(["pgrep", "-f", f"agent upload --pid={pid} "], capture_output=True, text=True).stdout.split()
-    return int(out[0]) if out else None
-
-
-def cpu_seconds(pid):
-    """The CPU time process `pid` used so far (user and system)."""
-    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-
-
-# --- pprof windows, read with the standard library (gzip + a protobuf reader) ---------------------
-
-def varint(b, i):
-    v = shift = 0
-    while True:
-        c = b[i]
-        i += 1
-        v |= (c & 0x7F) << shift
-        shift += 7
-        if c < 0x80:
-            return v, i
-
-
-def fields(b):
-    """(field number, wire type, value) of a protobuf message: ints for varints, bytes for
-    length-delimited fields."""
-    i = 0
-    while i < len(b):
-        key, i = varint(b, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = varint(b, i)
-        elif wt == 2:
-            n, i = varint(b, i)
-            v, i = b[i:i + n], i + n
-        elif wt == 1:
-            v, i = int.from_bytes(b[i:i + 8], "little"), i + 8
-        elif wt == 5:
-            v, i = int.from_bytes(b[i:i + 4], "little"), i + 4
-        else:
-            raise ValueError(f"wire type {wt}")
-        yield num, wt, v
-
-
-def ints(wt, v):
-    """A repeated integer field's values, packed or not."""
-    if wt == 0:
-        return [v]
-    out, i = [], 0
-    while i < len(v):
-        x, i = varint(v, i)
-        out.append(x)
-    return out
-
-
-def signed(x):
-    return x - (1 << 64) if x >= 1 << 63 else x
-
+# --- pprof windows (read with soak.py's standard-library reader) ------------------------------
 
 class Window:
     """One cpu window: its version, the CPU (ns) per leaf function and per function on the stack, and
@@ -175,54 +99,23 @@ class Window:
         name = path.name.removesuffix(".pb.gz")
         parts = [re.sub(r"\+([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), p) for p in name.split("_")]
         self.start, self.version, self.instance = int(parts[0]), parts[1], parts[3]
-        strings, types, samples, locations, functions, comments = [], [], [], {}, {}, []
-        for num, wt, v in fields(gzip.decompress(path.read_bytes())):
-            if num == 6:
-                strings.append(v.decode("utf-8", "replace"))
-            elif num == 1:
-                types.append(dict((n, x) for n, _, x in fields(v)).get(1, 0))
-            elif num == 2:
-                locs, vals = [], []
-                for n, w, x in fields(v):
-                    if n == 1:
-                        locs += ints(w, x)
-                    elif n == 2:
-                        vals += [signed(y) for y in ints(w, x)]
-                samples.append((locs, vals))
-            elif num == 4:
-                lid, fns = 0, []
-                for n, _, x in fields(v):
-                    if n == 1:
-                        lid = x
-                    elif n == 4:
-                        fns.append(dict((m, y) for m, _, y in fields(x)).get(1, 0))
-                locations[lid] = fns
-            elif num == 5:
-                d = dict((n, x) for n, _, x in fields(v))
-                functions[d.get(1, 0)] = d.get(2, 0)
-            elif num == 13:
-                comments += ints(wt, v)
-        names = [strings[t] for t in types]
+        names, samples, comments = read_pprof(path.read_bytes())
         ci = names.index("cpu") if "cpu" in names else len(names) - 1
         self.total = 0
         self.leaf = {}
         self.with_sha2 = 0
-        for locs, vals in samples:
-            if not locs:
+        for stack, vals in samples:
+            if not stack:
                 continue
             value = vals[ci]
             self.total += value
-            # The leaf location's innermost frame (the first line: inlined frames come first).
-            fns = locations.get(locs[0]) or [0]
-            leaf = strings[functions.get(fns[0], 0)]
-            self.leaf[leaf] = self.leaf.get(leaf, 0) + value
-            stack = {strings[functions.get(f, 0)] for loc in locs for f in locations.get(loc, [])}
+            # The innermost frame (a location's inlined frames come first).
+            self.leaf[stack[0]] = self.leaf.get(stack[0], 0) + value
             if any("sha2" in f for f in stack):
                 self.with_sha2 += value
         self.work = 0
         self.work_sets = []
-        for c in comments:
-            text = strings[c]
+        for text in comments:
             m = re.match(r"work counted: (\d+) (.*)", text)
             if m:
                 self.work += int(m.group(1))
