@@ -105,6 +105,11 @@ pub struct RunCosts {
 }
 
 impl RunCosts {
+    /// The units of work the run counted, when it counted any.
+    pub fn counted_work(&self) -> Option<f64> {
+        self.work.filter(|&w| w > 0.0)
+    }
+
     /// Every cost divided by `d` (the run's units of work): the sample counts stay, so each
     /// sample's value is divided too and the noise of a sampled cost is unchanged.
     pub fn divided_by(&self, d: f64) -> RunCosts {

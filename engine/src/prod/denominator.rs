@@ -61,7 +61,7 @@ pub fn compare(
     if let Some(c) = &choice {
         c.apply(metric, &mut options);
     }
-    let (divided, kept): (Vec<Group>, Vec<Kept>) = match &choice {
+    let (divided, kept): (Vec<Group>, Vec<[Kept; 2]>) = match &choice {
         Some(c) if c.denominator == Denominator::Work => {
             groups.iter().map(per_unit_of_work).collect::<Result<Vec<_>, _>>()?.into_iter().unzip()
         }
@@ -70,7 +70,7 @@ pub fn compare(
     let groups = if divided.is_empty() { groups } else { &divided };
     let mut cmp = crate::compare::compare(groups, base, head, &options)?;
     for (g, kept) in groups.iter().zip(&kept) {
-        kept.restate(&g.key, metric, &mut cmp.warnings);
+        restate(&g.key, metric, kept, &mut cmp.warnings);
     }
     if let (Some(c), Some(g)) = (&choice, groups.first()) {
         c.state(&g.key, metric, &mut cmp);
@@ -78,64 +78,54 @@ pub fn compare(
     Ok(cmp)
 }
 
-/// Which windows of a group a comparison per unit of work kept, per side (their positions in the
-/// side as loaded), and which it left out because they counted no work.
+/// Which windows of one side a comparison per unit of work kept and which it left out because
+/// they counted no work, by their positions in the side as loaded.
 #[derive(Debug, Default)]
 struct Kept {
-    base: Vec<usize>,
-    head: Vec<usize>,
-    base_left_out: Vec<usize>,
-    head_left_out: Vec<usize>,
+    kept: Vec<usize>,
+    left_out: Vec<usize>,
 }
 
-impl Kept {
-    /// The comparison's warnings about runs by position, put back to the windows' positions as
-    /// loaded, and a warning for each window left out for want of work.
-    fn restate(&self, group: &str, metric: Metric, warnings: &mut Vec<Warning>) {
-        for w in warnings.iter_mut() {
-            if let Warning::SkippedRun { group: g, side, index, .. } = w
-                && g == group
-            {
-                let kept = if *side == Side::Base { &self.base } else { &self.head };
-                if let Some(&original) = kept.get(*index) {
-                    *index = original;
-                }
-            }
+/// The comparison's warnings about runs of `group` by position, put back to the windows'
+/// positions as loaded, and a warning for each window left out for want of work; `kept` is per
+/// side, base then head.
+fn restate(group: &str, metric: Metric, kept: &[Kept; 2], warnings: &mut Vec<Warning>) {
+    let of = |side: Side| &kept[usize::from(side == Side::Head)];
+    for w in warnings.iter_mut() {
+        if let Warning::SkippedRun { group: g, side, index, .. } = w
+            && g == group
+            && let Some(&original) = of(*side).kept.get(*index)
+        {
+            *index = original;
         }
-        for (side, left_out) in [(Side::Base, &self.base_left_out), (Side::Head, &self.head_left_out)] {
-            for &index in left_out {
-                warnings.push(Warning::SkippedRun {
-                    group: group.to_owned(),
-                    metric,
-                    side,
-                    index,
-                    reason: "it counted no work: compared per unit of work".to_owned(),
-                });
-            }
-        }
-        warnings.sort();
-        warnings.dedup();
     }
+    for side in [Side::Base, Side::Head] {
+        for &index in &of(side).left_out {
+            warnings.push(Warning::SkippedRun {
+                group: group.to_owned(),
+                metric,
+                side,
+                index,
+                reason: "it counted no work: compared per unit of work".to_owned(),
+            });
+        }
+    }
+    warnings.sort();
+    warnings.dedup();
 }
 
 /// `group` with every window's costs divided by the work it counted, the windows that counted
-/// none left out ([`Kept`]); an error when a side has no window that counted any.
-fn per_unit_of_work(group: &Group) -> Result<(Group, Kept), CompareError> {
-    let mut kept = Kept::default();
-    let mut divide = |side: &[RunCosts], name: &'static str| -> Result<Vec<RunCosts>, CompareError> {
-        let (keep, left_out) = if name == "base" {
-            (&mut kept.base, &mut kept.base_left_out)
-        } else {
-            (&mut kept.head, &mut kept.head_left_out)
-        };
-        let mut out = Vec::new();
+/// none left out ([`Kept`], base then head); an error when a side has no window that counted any.
+fn per_unit_of_work(group: &Group) -> Result<(Group, [Kept; 2]), CompareError> {
+    let divide = |side: &[RunCosts], name: &'static str| -> Result<(Vec<RunCosts>, Kept), CompareError> {
+        let (mut out, mut kept) = (Vec::new(), Kept::default());
         for (i, r) in side.iter().enumerate() {
-            match r.work.filter(|&w| w > 0.0) {
+            match r.counted_work() {
                 Some(w) => {
-                    keep.push(i);
+                    kept.kept.push(i);
                     out.push(r.divided_by(w));
                 }
-                None => left_out.push(i),
+                None => kept.left_out.push(i),
             }
         }
         if out.is_empty() {
@@ -146,11 +136,11 @@ fn per_unit_of_work(group: &Group) -> Result<(Group, Kept), CompareError> {
                 windows: side.len(),
             });
         }
-        Ok(out)
+        Ok((out, kept))
     };
-    let base = divide(&group.base, "base")?;
-    let head = divide(&group.head, "head")?;
-    Ok((Group { base, head, ..group.clone() }, kept))
+    let (base, base_kept) = divide(&group.base, "base")?;
+    let (head, head_kept) = divide(&group.head, "head")?;
+    Ok((Group { base, head, ..group.clone() }, [base_kept, head_kept]))
 }
 
 /// Most of a side's windows that may count no work for `auto` to compare per unit of work: a
@@ -161,7 +151,7 @@ pub const MAX_WITHOUT_WORK: f64 = 0.25;
 /// The median window's units of work, among the windows that counted some; `None` when fewer
 /// than two did, or more than [`MAX_WITHOUT_WORK`] of the side counted none.
 fn median_work(side: &[RunCosts]) -> Option<f64> {
-    let mut v: Vec<f64> = side.iter().filter_map(|r| r.work.filter(|&w| w > 0.0)).collect();
+    let mut v: Vec<f64> = side.iter().filter_map(RunCosts::counted_work).collect();
     if v.len() < 2 || (side.len() - v.len()) as f64 > MAX_WITHOUT_WORK * side.len() as f64 {
         return None;
     }

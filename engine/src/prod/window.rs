@@ -143,6 +143,9 @@ mod tests {
             .labels(1)
             .cpu_sample(5, &[pc])
             .cpu_sample(5, &[pc])
+            .work(1, 5)
+            .work(1, 2)
+            .work(0, 3)
             .end(EndRecord { cpu_time_ns: 20_000_000, samples: 2, ..Default::default() });
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("window.raw");
@@ -162,5 +165,11 @@ mod tests {
         assert_eq!(p.label_str(labelled[0], "version"), Some("1.2"));
         assert_eq!(labelled[0].label.iter().filter(|l| p.str(l.key) == "version").count(), 1);
         assert_eq!(p.label_str(labelled[0], "service"), Some("api"));
+        // The work counted, summed per label set, with the set's pairs as the program made them.
+        let work: Vec<&str> = p.comments().into_iter().filter(|c| c.starts_with("work counted: ")).collect();
+        assert_eq!(
+            work,
+            [r#"work counted: 3 {}"#, r#"work counted: 7 {"endpoint":"/search","version":"forged"}"#]
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Turning one raw sample file into a [`Profile`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use contprof_protocol::format::{ClockKind, EndRecord, RawFile, Record};
 
@@ -289,8 +289,8 @@ struct Collected<'a> {
     wall: Vec<(Key<'a>, u64)>,
     end: Option<EndRecord>,
     messages: Vec<(u32, &'a str)>,
-    /// Units of work counted per label set ([`Record::Work`]).
-    work: BTreeMap<u32, u64>,
+    /// Units of work counted under a label set ([`Record::Work`]), as the records say.
+    work: Vec<(u32, u64)>,
 }
 
 fn collect(raw: &RawFile) -> Collected<'_> {
@@ -349,10 +349,7 @@ fn collect(raw: &RawFile) -> Collected<'_> {
             }
             Record::End(e) => c.end = Some(*e),
             Record::Message { level, text } => c.messages.push((*level, text)),
-            Record::Work { set, units } => {
-                let sum = c.work.entry(*set).or_default();
-                *sum = sum.saturating_add(*units);
-            }
+            Record::Work { set, units } => c.work.push((*set, *units)),
             Record::Unknown(_) => {}
         }
         previous = sample;
@@ -640,14 +637,14 @@ pub fn build_profile(raw: &RawFile, symbolizer: &mut Symbolizer, options: &Build
             w.comment(&format!("{kind}: {text}"));
         }
     }
-    // By pairs: a set missing from the file counts as no labels.
-    let mut work: BTreeMap<&[(String, String)], u64> = BTreeMap::new();
-    for (set, &units) in &c.work {
-        let sum = work.entry(c.label_sets.get(set).copied().unwrap_or_default()).or_default();
-        *sum = sum.saturating_add(units);
-    }
-    for (pairs, units) in work {
-        w.comment(&super::work::comment(units, pairs));
+    // Summed by pairs: a set missing from the file counts as no labels.
+    let work: Vec<String> = c
+        .work
+        .iter()
+        .map(|&(set, units)| super::work::comment(units, c.label_sets.get(&set).copied().unwrap_or_default()))
+        .collect();
+    for comment in super::work::sum_comments(work.iter().map(String::as_str)) {
+        w.comment(&comment);
     }
     w.comment(&format!("clock: {} at {} Hz requested", clock.name(), header.frequency_hz));
     let source = match cpu_time_source {

@@ -28,14 +28,18 @@ pub fn parse(comment: &str) -> Option<(u64, BTreeMap<String, String>)> {
     Some((units.parse().ok()?, serde_json::from_str(set).ok()?))
 }
 
-/// Adds up work comments by label set (profiles merged, windows of one instance): the comments
-/// that are work are replaced by one per set, with the sum of their units; the others pass.
+/// Adds up work comments by label set (a raw file's records, profiles merged): the comments that
+/// are work are replaced by one per set, with the sum of their units (saturating: a stored profile
+/// may say anything); the others pass.
 pub fn sum_comments<'a>(comments: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut sums: BTreeMap<BTreeMap<String, String>, u64> = BTreeMap::new();
     let mut out = Vec::new();
     for c in comments {
         match parse(c) {
-            Some((units, set)) => *sums.entry(set).or_default() += units,
+            Some((units, set)) => {
+                let sum = sums.entry(set).or_default();
+                *sum = sum.saturating_add(units);
+            }
             None => out.push(c.to_owned()),
         }
     }
