@@ -148,13 +148,16 @@ fn per_unit_of_work(group: &Group) -> Result<(Group, [Kept; 2]), CompareError> {
 /// a side where many are without is not a service that counts its work.
 pub const MAX_WITHOUT_WORK: f64 = 0.25;
 
-/// The median window's units of work, among the windows that counted some; `None` when fewer
-/// than two did, or more than [`MAX_WITHOUT_WORK`] of the side counted none.
+/// Whether a side counted its work for `auto` to compare per unit of work: two windows at least
+/// that counted some, and at most [`MAX_WITHOUT_WORK`] of them without.
+fn counts_work(side: &[RunCosts]) -> bool {
+    let counted = side.iter().filter(|r| r.counted_work().is_some()).count();
+    counted >= 2 && (side.len() - counted) as f64 <= MAX_WITHOUT_WORK * side.len() as f64
+}
+
+/// The median window's units of work, among the windows that counted some (`None`: none did).
 fn median_work(side: &[RunCosts]) -> Option<f64> {
     let mut v: Vec<f64> = side.iter().filter_map(RunCosts::counted_work).collect();
-    if v.len() < 2 || (side.len() - v.len()) as f64 > MAX_WITHOUT_WORK * side.len() as f64 {
-        return None;
-    }
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied()
 }
@@ -170,8 +173,8 @@ pub struct Choice {
     /// Relative change of the median window's metric outside those functions, head against base
     /// (`None` when no window has any).
     pub load_change: Option<f64>,
-    /// The median window's units of work, base and head, among the windows that counted some,
-    /// when enough did on both sides ([`MAX_WITHOUT_WORK`]).
+    /// The median window's units of work, base and head, among the windows that counted some
+    /// (`None` when a side has none).
     pub work: Option<(f64, f64)>,
     /// What was asked for.
     pub asked: Denominator,
@@ -228,7 +231,7 @@ pub fn choose(group: &Group, metric: Metric, asked: Denominator, options: &Optio
     };
     let work = median_work(&group.base).zip(median_work(&group.head));
     let denominator = match asked {
-        Denominator::Auto if work.is_some() => Denominator::Work,
+        Denominator::Auto if counts_work(&group.base) && counts_work(&group.head) => Denominator::Work,
         Denominator::Auto if !normalized => Denominator::Rate,
         Denominator::Auto
             if !dominant.is_empty() && load_change.is_some_and(|c| c.abs() <= COMPARABLE_LOAD) =>
@@ -496,6 +499,11 @@ mod tests {
         let group = Group { base: sparse, ..group };
         let choice = choose(&group, Metric::Cpu, Denominator::Auto, &Options::default());
         assert_eq!(choice.denominator, Denominator::Share, "4 of 12 without work: not per unit of work");
+        // Asked for by hand it still is, and the report says so (it said "compared by share").
+        let cmp = judged(&group, Denominator::Work).unwrap();
+        let said: Vec<String> = cmp.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(said.iter().any(|w| w.contains("per unit of work")), "{said:?}");
+        assert!(!said.iter().any(|w| w.contains("compared by share")), "{said:?}");
     }
 
     #[test]
